@@ -12,8 +12,8 @@ What the analyzer cannot see, and so leaves out of the matrix:
   (`operator_stand_ins`), as prometheus-operator v0.93.0 labels their pods;
 - the charts of Helm releases and Helm-source Applications (cert-manager, Envoy Gateway and its proxies, Cilium,
   ...): their workloads are not in the matrix, and the program renders no policy for them. Argo CD's is the
-  exception (`RENDERED_CHARTS`): its chart renders a policy per component, with the stack's values, by the real
-  Helm the kube tests use (tools.kube_program.render), so its workloads and policies are in the matrix. Longhorn's is
+  exception (`RENDERED_CHARTS`): its chart is rendered with the stack's values by the real Helm the kube tests use
+  (tools.kube_program.render), so its workloads (and any policy it renders) are in the matrix. Longhorn's is
   the other: the program renders its policies (plans.storage.longhorn_network_policies), and its pods stand in
   (`longhorn_stand_ins`), as its chart and manager label them, since no Go module serves its chart;
 - host networking: the analyzer treats a `hostNetwork` pod as any pod, where the cluster's network applies no pod
@@ -63,8 +63,8 @@ KINDS = (
     "AdminNetworkPolicy",
     "BaselineAdminNetworkPolicy",
 )
-# The Helm releases whose chart is rendered into the matrix: Argo CD's (a NetworkPolicy per component, and the
-# namespace's default deny, plans.gitops.helm_values).
+# The Helm releases whose chart is rendered into the matrix: Argo CD's (its workloads, which the program's policies,
+# plans.gitops.network_policies, select; its own policies are off, plans.gitops.helm_values).
 RENDERED_CHARTS = ("argo-cd",)
 # Policies the analyzer cannot evaluate: one of them would make its matrix wrong, so it is refused, not skipped. A
 # CiliumNetworkPolicy is translated when it can be (`from_cilium`).

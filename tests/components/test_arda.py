@@ -239,7 +239,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # dnsmasq.conf's own ConfigMap, and in dhcp mode netboot-router-off before the netboot pod (#53): 2 more.
     # Longhorn's NetworkPolicies on the Ainur (plans.storage.longhorn_network_policies): 7 more.
     # The metrics API adapter's CiliumNetworkPolicy for the API server, and the gate before it (#54): 2 more.
-    assert checked == 312
+    # Argo CD's NetworkPolicies, the program's in place of its chart's (plans.gitops.network_policies), 5 on each cluster.
+    assert checked == 322
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

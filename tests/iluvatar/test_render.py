@@ -45,8 +45,8 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.stdout.splitlines() == [
         # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS. #53: one
         # more, dnsmasq.conf's own ConfigMap (named by its content). #54: seven more, Longhorn's NetworkPolicies; one more,
-        # the metrics API adapter's CiliumNetworkPolicy.
-        f"rendered stack homelab to {out}: 270 files",
+        # the metrics API adapter's CiliumNetworkPolicy; ten more, Argo CD's NetworkPolicies on both clusters.
+        f"rendered stack homelab to {out}: 280 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -56,7 +56,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 270 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 280 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -154,6 +154,13 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
             "kubernetes/arda/argocd/HelmRelease-argocd.yaml",
             "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
+            # Who reaches Argo CD's listeners on both clusters, the program's policies in place of its chart's
+            # (plans.gitops.network_policies).
+            *(
+                f"kubernetes/{cluster}/argocd/NetworkPolicy-argocd-{name}.yaml"
+                for cluster in ("arda", "ainur")
+                for name in ("application-controller", "default-deny-ingress", "redis", "repo-server", "server")
+            ),
             # Data safety (components.data): the Ainur's etcd snapshots to S3, Arda's talos-backup, ESO with one
             # store and reader per category that has app secrets, VolSync's restic Secret per backed-up volume, the
             # snapshot controller for Ceph.
@@ -330,8 +337,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
     # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
     # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
-    # (#54: Longhorn's NetworkPolicies: 7. The metrics API adapter's CiliumNetworkPolicy and its gate: 2.)
-    assert counts.splitlines()[-1] == "  total: 368"
+    # (#54: Longhorn's NetworkPolicies: 7. The metrics API adapter's CiliumNetworkPolicy and its gate: 2. Argo CD's
+    # NetworkPolicies, 5 on each cluster: 10.)
+    assert counts.splitlines()[-1] == "  total: 378"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -347,7 +355,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 368
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 378
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -112,21 +112,20 @@ def _pods_but(workloads: frozenset[str], *left_out: str) -> frozenset[str]:
     return workloads - set(left_out)
 
 
-# Arda: kube-prometheus's own policies (with the stack's two patches), the log store's, Argo CD's chart's (a policy per
-# component and a default deny for the rest of its namespace), CoreDNS's and cloudflared's.
+# Arda: kube-prometheus's own policies (with the stack's patches), the log store's, Argo CD's (the program's, a policy per
+# listening component and a default deny for the rest of its namespace), CoreDNS's and cloudflared's.
 ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     # Egress: no policy of the cluster limits it (kube-prometheus's allow all egress): every pod reaches every address.
     OUTSIDE: {ALL: EVERY},
-    # FINDING: Argo CD's chart admits every pod of every namespace to each component's metrics port (`namespaceSelector:
-    # {}`), the attacker's too: read-only counters naming the Applications and their sync state.
-    ARGOCD_CONTROLLER: {"TCP 8082": _pods_but(ARDA_WORKLOADS, ARGOCD_CONTROLLER)},
-    ARGOCD_NOTIFICATIONS: {"TCP 9001": _pods_but(ARDA_WORKLOADS, ARGOCD_NOTIFICATIONS)},
+    # Argo CD's metrics from Prometheus alone, where it scrapes them (the controller's, the repo server's); the
+    # notifications controller admits no one (plans.gitops.network_policies: the chart's policies admitted every pod).
+    ARGOCD_CONTROLLER: {"TCP 8082": frozenset({PROMETHEUS})},
     # Redis (the cache, behind Pulumi's password) from the server, the repo server and the controller alone.
     ARGOCD_REDIS: {"TCP 6379": frozenset({ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, ARGOCD_SERVER})},
     # The repo server (it renders every Application's manifests) from Argo CD's own components alone; its metrics as above.
     ARGOCD_REPO_SERVER: {
-        "TCP 8081,8084": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER}),
-        "TCP 8084": _pods_but(ARDA_WORKLOADS, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER),
+        "TCP 8081": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER}),
+        "TCP 8084": frozenset({PROMETHEUS}),
     },
     # The server is for everyone (its gateway's route, the CLI): the chart admits every source on every port, its
     # metrics (8083) with them. The ApplicationSet controller has no row: it admits nothing (the default deny; its chart
@@ -198,13 +197,10 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
 # (identity, netboot, remote-access, Argo CD's) and each listener's exact allows. No row: admits nothing.
 AINUR: dict[str, dict[str, str | frozenset[str]]] = {
     OUTSIDE: {ALL: EVERY},
-    # Argo CD's seed, as on Arda (no notifications on the Ainur). FINDING: the metrics ports admit every pod.
-    ARGOCD_CONTROLLER: {"TCP 8082": _pods_but(AINUR_WORKLOADS, ARGOCD_CONTROLLER)},
+    # Argo CD's seed, as on Arda (no notifications on the Ainur), with no Prometheus: its metrics admit no one (the
+    # controller has no row).
     ARGOCD_REDIS: {"TCP 6379": frozenset({ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, ARGOCD_SERVER})},
-    ARGOCD_REPO_SERVER: {
-        "TCP 8081,8084": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER}),
-        "TCP 8084": _pods_but(AINUR_WORKLOADS, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER),
-    },
+    ARGOCD_REPO_SERVER: {"TCP 8081": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER})},
     # The front door passes its https to the server by name (plans.identity.front_door_conf).
     ARGOCD_SERVER: {ALL: EVERY},
     ATTACKER: {ALL: EVERY},
@@ -312,9 +308,6 @@ def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: 
     expected = {
         "arda": [
             (OUTSIDE, ALL),
-            (ARGOCD_CONTROLLER, "TCP 8082"),
-            (ARGOCD_NOTIFICATIONS, "TCP 9001"),
-            (ARGOCD_REPO_SERVER, "TCP 8084"),
             (ARGOCD_SERVER, ALL),
             *((d, ALL) for d in sorted(workloads) if "drill" in d or "backup" in d),
             ("kube-system/coredns[Deployment]", "TCP 53,UDP 53"),
@@ -322,8 +315,6 @@ def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: 
         ],
         "ainur": [
             (OUTSIDE, ALL),
-            (ARGOCD_CONTROLLER, "TCP 8082"),
-            (ARGOCD_REPO_SERVER, "TCP 8084"),
             (ARGOCD_SERVER, ALL),
             ("identity/front-door[Deployment]", "TCP 8080,8443"),
             ("kube-system/kube-vip-services[DaemonSet]", ALL),
@@ -346,6 +337,16 @@ def test_only_longhorns_own_components_reach_its_managers_api() -> None:
     assert api == {frozenset({LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER})}
     assert LONGHORN_UI not in found
     assert found[LONGHORN_INSTANCE_MANAGER] == {ALL: frozenset({LONGHORN_MANAGER})}
+
+
+def test_argo_cds_metrics_admit_prometheus_alone_where_it_scrapes_them() -> None:
+    """Argo CD's metrics listeners (the controller's 8082, the repo server's 8084, notifications' 9001) from Arda's
+    Prometheus alone, and from no one on the Ainur, which has none: not every pod, as the chart's own policies have it."""
+    arda, ainur = netpol_check.matrix(_analysis("arda")), netpol_check.matrix(_analysis("ainur"))
+    assert arda[ARGOCD_CONTROLLER] == {"TCP 8082": frozenset({PROMETHEUS})}
+    assert arda[ARGOCD_REPO_SERVER]["TCP 8084"] == frozenset({PROMETHEUS})
+    assert ARGOCD_NOTIFICATIONS not in arda and ARGOCD_CONTROLLER not in ainur
+    assert not any("8084" in conn for conn in ainur[ARGOCD_REPO_SERVER])
 
 
 def test_no_pod_reaches_the_metrics_api_adapter_but_prometheus() -> None:
