@@ -209,6 +209,12 @@ def _component(name: str) -> dict[str, Any]:
     return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": f"argocd-{name}"}}}
 
 
+# The program's policies are named apart from the chart's (`argocd-<component>`, argo-cd 10.8.0 templates/*/networkpolicy.yaml):
+# on an upgrade from a release that rendered those, Helm deletes what it no longer renders, by name, after the program
+# created its own.
+POLICY_PREFIX = "iluvatar-argocd"
+
+
 def network_policies(stack: StackConfig, cluster: Cluster) -> list[dict[str, Any]]:
     """Who reaches Argo CD's listeners, as its chart's own policies have it (argo-cd 10.8.0
     templates/networkpolicy-default-deny.yaml and each component's networkpolicy.yaml) but for the metrics ports: a
@@ -227,7 +233,7 @@ def network_policies(stack: StackConfig, cluster: Cluster) -> list[dict[str, Any
         return {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": {"name": f"argocd-{component}", "namespace": NAMESPACE},
+            "metadata": {"name": f"{POLICY_PREFIX}-{component}", "namespace": NAMESPACE},
             "spec": {"podSelector": _component(component)["podSelector"], "policyTypes": ["Ingress"], "ingress": rules},
         }
 
@@ -241,7 +247,7 @@ def network_policies(stack: StackConfig, cluster: Cluster) -> list[dict[str, Any
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": {"name": "argocd-default-deny-ingress", "namespace": NAMESPACE},
+            "metadata": {"name": f"{POLICY_PREFIX}-default-deny-ingress", "namespace": NAMESPACE},
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
         },
         policy("server", [{}]),

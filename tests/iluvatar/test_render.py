@@ -157,7 +157,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             # Who reaches Argo CD's listeners on both clusters, the program's policies in place of its chart's
             # (plans.gitops.network_policies).
             *(
-                f"kubernetes/{cluster}/argocd/NetworkPolicy-argocd-{name}.yaml"
+                f"kubernetes/{cluster}/argocd/NetworkPolicy-iluvatar-argocd-{name}.yaml"
                 for cluster in ("arda", "ainur")
                 for name in ("application-controller", "default-deny-ingress", "redis", "repo-server", "server")
             ),
