@@ -96,6 +96,8 @@ class ArgoCd(pulumi.ComponentResource):
         if args.ca_certificate is not None and stack.identity is not None:
             # Signing in with Dex: its oidc.config carries the local CA (argo-cd#4344), known at `pulumi up`.
             values = args.ca_certificate.apply(lambda ca: plan.helm_values(stack, cluster, identity_plan.argocd_values(stack, cluster, ca)))
+        # Its listeners behind the program's policies before the chart runs a pod (plan.network_policies).
+        policies = [kube.create(name, policy, in_namespace) for policy in plan.network_policies(stack, cluster)]
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             chart=plan.CHART,
@@ -104,7 +106,7 @@ class ArgoCd(pulumi.ComponentResource):
             name="argocd",
             namespace=plan.NAMESPACE,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[*first, *secrets]),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[*first, *secrets, *policies]),
         )
         after_chart = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.release])
 

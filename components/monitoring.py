@@ -118,9 +118,25 @@ class Monitoring(pulumi.ComponentResource):
                 manifest,
                 arda.access.with_cluster(pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=deps))),
             )
+        # The API server's way to the metrics API adapter, once kube-prometheus' patched policy admits only Prometheus
+        # (plan.adapter_api_server_policy): after a gate that sees the API server admit it (Cilium registers its CRD once
+        # its agent runs), and before the Application, so the metrics API is never cut off by the patch.
+        adapter = plan.adapter_api_server_policy()
+        admits = arda.access.gate(
+            f"{name}-gate-cilium",
+            bringup.admits_gate("Cilium registers it", [adapter["kind"]]),
+            self,
+            after=[*args.after, namespace],
+            manifests=[adapter],
+        )
+        adapter_policy = custom_resource(
+            f"{name}-arda-{resource_suffix(adapter)}",
+            adapter,
+            arda.access.with_cluster(pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[namespace, admits]))),
+        )
         self.application = PlatformApplication(
             f"{name}-arda-{plan.APPLICATION}",
-            PlatformApplicationArgs(plan.application(stack), arda, after=[args.crds, namespace, grafana, alertmanager, *dashboards]),
+            PlatformApplicationArgs(plan.application(stack), arda, after=[args.crds, namespace, grafana, alertmanager, *dashboards, adapter_policy]),
             opts=pulumi.ResourceOptions(parent=self, transformations=[arda.access.in_cluster]),
         )
         self.ainur_namespace = None

@@ -74,11 +74,30 @@ class Storage(pulumi.ComponentResource):
                 self.namespaces[f"{cluster}/{manifest['metadata']['name']}"] = kube.create(
                     f"{name}-{cluster}", manifest, argocd.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=argocd.provider))
                 )
+        # Longhorn's listeners behind their policies before its chart runs a pod (plans.storage.longhorn_network_policies).
+        guards: dict[str, list[pulumi.Resource]] = {}
+        if "ainur" in argocds:
+            ainur = argocds["ainur"]
+            for policy in plan.longhorn_network_policies(stack):
+                guards.setdefault(f"ainur/{policy['metadata']['namespace']}", []).append(
+                    kube.create(
+                        f"{name}-ainur",
+                        policy,
+                        ainur.access.with_cluster(
+                            pulumi.ResourceOptions(
+                                parent=self, provider=ainur.provider, depends_on=[self.namespaces[f"ainur/{policy['metadata']['namespace']}"]]
+                            )
+                        ),
+                    )
+                )
         for app in plan.applications(stack):
+            where = f"{app.cluster}/{app.namespace}"
             self.applications[app.name] = PlatformApplication(
                 f"{name}-{app.cluster}-{app.name}",
                 PlatformApplicationArgs(
-                    app.manifest, argocds[app.cluster], after=[self.namespaces[k] for k in [f"{app.cluster}/{app.namespace}"] if k in self.namespaces]
+                    app.manifest,
+                    argocds[app.cluster],
+                    after=[*([self.namespaces[where]] if where in self.namespaces else []), *guards.get(where, [])],
                 ),
                 opts=pulumi.ResourceOptions(parent=self, transformations=[argocds[app.cluster].access.in_cluster]),
             )

@@ -187,10 +187,10 @@ def helm_values(stack: StackConfig, cluster: Cluster, extra: Mapping[str, Any] |
         "redisSecretInit": {"enabled": False},
         # Single sign-on is the Ainur's Dex with iluvatar:identity (plans.identity), never a Dex of Argo CD's own.
         "dex": {"enabled": False},
-        # Each component's own NetworkPolicy (the chart's default, pinned) and a default deny for any other pod of the
-        # namespace (argo-cd chart 10.8.0 templates/networkpolicy-default-deny.yaml): every listener admits only what
-        # its component's policy names (the server everyone, for the Ainur's front door and Arda's gateway).
-        "global": {"networkPolicy": {"create": True, "defaultDenyIngress": True}},
+        # No policy of the chart's: its controller's, repo server's and notifications' admit every pod of every namespace
+        # to their metrics (`namespaceSelector: {}`, argo-cd 10.8.0 templates/*/networkpolicy.yaml), and policies only
+        # add up. The program renders the namespace's instead (`network_policies`), before the chart runs a pod.
+        "global": {"networkPolicy": {"create": False}},
     }
     if cluster == "ainur":
         values["notifications"] = {"enabled": False}
@@ -201,6 +201,63 @@ def helm_values(stack: StackConfig, cluster: Cluster, extra: Mapping[str, Any] |
     if extra:
         values = deep_merge(values, dict(extra))
     return deep_merge(values, gitops.argocd.values)
+
+
+def _component(name: str) -> dict[str, Any]:
+    """A peer: the pods of an Argo CD component, by the name its chart gives them (argo-cd 10.8.0
+    templates/_common.tpl:65-73, `argocd-<component>`)."""
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": f"argocd-{name}"}}}
+
+
+# The program's policies are named apart from the chart's (`argocd-<component>`, argo-cd 10.8.0 templates/*/networkpolicy.yaml):
+# on an upgrade from a release that rendered those, Helm deletes what it no longer renders, by name, after the program
+# created its own.
+POLICY_PREFIX = "iluvatar-argocd"
+
+
+def network_policies(stack: StackConfig, cluster: Cluster) -> list[dict[str, Any]]:
+    """Who reaches Argo CD's listeners, as its chart's own policies have it (argo-cd 10.8.0
+    templates/networkpolicy-default-deny.yaml and each component's networkpolicy.yaml) but for the metrics ports: a
+    default deny for the namespace; the server (the front door's and the gateway's, the CLI) from anyone; Redis from the
+    server, the repo server and the controller; the repo server from the components that ask it to render; the metrics
+    (named `metrics` on each component) from Arda's Prometheus where it scrapes them (plans.metrics.argocd), else from
+    no one. The ApplicationSet controller and notifications listen for nothing another pod needs."""
+    scraped = metrics.argocd(stack, cluster)
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    metrics_port = {"port": "metrics", "protocol": "TCP"}
+
+    def policy(component: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"{POLICY_PREFIX}-{component}", "namespace": NAMESPACE},
+            "spec": {"podSelector": _component(component)["podSelector"], "policyTypes": ["Ingress"], "ingress": rules},
+        }
+
+    def scrape(component: str) -> list[dict[str, Any]]:
+        return [{"from": [prometheus], "ports": [metrics_port]}] if component in scraped else []
+
+    askers = [_component(c) for c in ("server", "application-controller", "applicationset-controller")]
+    if cluster == "arda":
+        askers.append(_component("notifications-controller"))
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"{POLICY_PREFIX}-default-deny-ingress", "namespace": NAMESPACE},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        },
+        policy("server", [{}]),
+        policy(
+            "redis",
+            [{"from": [_component(c) for c in ("server", "repo-server", "application-controller")], "ports": [{"port": "redis", "protocol": "TCP"}]}],
+        ),
+        policy("repo-server", [{"from": askers, "ports": [{"port": "repo-server", "protocol": "TCP"}]}, *scrape("repoServer")]),
+        policy("application-controller", scrape("controller")),
+    ]
 
 
 def repository_secret(stack: StackConfig, credential: str) -> dict[str, Any]:

@@ -30,8 +30,9 @@ import json
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import gitops, yamltext
+from plans import gitops, netpol, yamltext
 from plans.alert import Alert
+from plans.nfs_guard import POD_CIDR
 from plans.storage import BUSYBOX_IMAGE
 from stacks import logs as rules
 from stacks import pins
@@ -280,16 +281,20 @@ def store_lan_service(stack: StackConfig) -> dict[str, Any] | None:
     address = lan_address(stack)
     if address is None:
         return None
+    # No NodePort: the Pis' pods are kept from the store's address by their Pi (talos_firewall's `pods` chain), and a
+    # NodePort on every Arda machine would be another address of the store, where a Pi's pod arrives masqueraded to its
+    # Pi's address, inside the source ranges (Cilium v1.18.4 checks them on every frontend of the Service,
+    # pkg/loadbalancer/reconciler/bpf_reconciler.go:829). `load_balancer` also releases the NodePort an older Service
+    # holds (each port's `nodePort: 0`).
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {**_meta(STORE_LAN), "annotations": {"lbipam.cilium.io/ips": str(address)}},
-        "spec": {
-            "type": "LoadBalancer",
-            "selector": {"app.kubernetes.io/name": STORE},
-            "loadBalancerSourceRanges": [f"{n.ip}/32" for n in stack.ainur_nodes],
-            "ports": [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
+        "spec": netpol.load_balancer(
+            [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            selector={"app.kubernetes.io/name": STORE},
+            loadBalancerSourceRanges=[f"{n.ip}/32" for n in stack.ainur_nodes],
+        ),
     }
 
 
@@ -759,8 +764,17 @@ TALOS_FIREWALL_TABLE = "iluvatar_talos_logs"
 
 
 def talos_firewall(stack: StackConfig) -> str:
-    """The nftables ruleset: replaced whole and at once (the empty table made, deleted, made again in one file)."""
+    """The nftables ruleset: replaced whole and at once (the empty table made, deleted, made again in one file).
+
+    Its `pods` chain keeps the Pi's pods from the store's LAN address. The store admits the Pis' addresses, for their
+    journals and their collectors (host processes, host network), and k3s' flannel masquerades a pod's packets leaving
+    the cluster's network to the Pi's address (plans.netpol): without the chain any pod of the Ainur would write to the
+    store, or flood it until its oldest-first eviction dropped real history. On the prerouting hook at the raw
+    priority a pod's packet still has its pod address (flannel masquerades at postrouting), and a host process's
+    packets never pass prerouting (they leave by output)."""
     arda = ", ".join(sorted(machine_by_address(stack), key=lambda a: IPv4Address(a)))
+    store = lan_address(stack)
+    assert store is not None, "the Pis' steps exist only with the Ainur"
     return f"""table inet {TALOS_FIREWALL_TABLE} {{}}
 delete table inet {TALOS_FIREWALL_TABLE}
 table inet {TALOS_FIREWALL_TABLE} {{
@@ -772,6 +786,10 @@ table inet {TALOS_FIREWALL_TABLE} {{
     type filter hook input priority filter - 1; policy accept;
     tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} ip saddr != @arda drop
     tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} meta nfproto ipv6 drop
+  }}
+  chain pods {{
+    type filter hook prerouting priority raw; policy accept;
+    ip saddr {POD_CIDR} ip daddr {store} drop
   }}
 }}
 """

@@ -184,6 +184,37 @@ def _delete(api_version: str, kind: str, name: str, namespace: str | None = NAME
     return _patch(kind, name, {"$patch": "delete", "apiVersion": api_version, "kind": kind, "metadata": metadata}, namespace)
 
 
+# The metrics API adapter's port (kube-prometheus v0.18.0 manifests/prometheusAdapter-deployment.yaml:39, :51) and its
+# pods' labels (:14-17).
+ADAPTER = "prometheus-adapter"
+ADAPTER_PORT = 6443
+ADAPTER_LABELS = {"app.kubernetes.io/component": "metrics-adapter", "app.kubernetes.io/name": ADAPTER, "app.kubernetes.io/part-of": "kube-prometheus"}
+
+
+def adapter_ingress() -> list[dict[str, Any]]:
+    """What the adapter's NetworkPolicy admits in place of kube-prometheus' everything
+    (manifests/prometheusAdapter-networkPolicy.yaml: `ingress: [{}]`): Prometheus' scrape of its own metrics, on its
+    port. The API server, its only other client (the metrics API is an aggregated API), runs on the control planes'
+    host network, which no NetworkPolicy peer names on Cilium: `adapter_api_server_policy` admits it."""
+    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    return [{"from": [prometheus], "ports": [{"port": ADAPTER_PORT, "protocol": "TCP"}]}]
+
+
+def adapter_api_server_policy() -> dict[str, Any]:
+    """The API server to the adapter: a CiliumNetworkPolicy admitting the machines' own traffic (`host`, `remote-node`:
+    the control planes' kube-apiserver, host network) on the adapter's port alone. Every host-network pod of Arda is such
+    traffic too (as for the log store, plans.logs.store_network_policies): the threat model says so."""
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": f"{ADAPTER}-api-server", "namespace": NAMESPACE},
+        "spec": {
+            "endpointSelector": {"matchLabels": dict(ADAPTER_LABELS)},
+            "ingress": [{"fromEntities": ["host", "remote-node"], "toPorts": [{"ports": [{"port": str(ADAPTER_PORT), "protocol": "TCP"}]}]}],
+        },
+    }
+
+
 def patches(stack: StackConfig) -> list[dict[str, Any]]:
     """The stack's changes to kube-prometheus's objects (the Application's `kustomize.patches`)."""
     prometheus = settings(stack).prometheus
@@ -302,6 +333,8 @@ def patches(stack: StackConfig) -> list[dict[str, Any]]:
                 "stringData": {"grafana.ini": grafana_ini(stack)},
             },
         ),
+        # The metrics API adapter admits Prometheus alone (and the API server, adapter_api_server_policy), not everyone.
+        _patch("NetworkPolicy", ADAPTER, [{"op": "replace", "path": "/spec/ingress", "value": adapter_ingress()}]),
         _patch(
             "NetworkPolicy",
             "grafana",

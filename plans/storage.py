@@ -33,7 +33,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from plans import backup, gitops, metrics
+from plans import backup, gitops, metrics, netpol
 from plans.local_volumes import USER_VOLUME_PATH, enabled, local_volumes
 from plans.merge import deep_merge
 from stacks import pins
@@ -262,6 +262,77 @@ def longhorn_values(stack: StackConfig) -> dict[str, Any]:
         "preUpgradeChecker": {"jobEnabled": False},
         "longhornUI": {"replicas": 1},
     }
+
+
+# Longhorn's components, by the labels they carry at v1.10.1: the chart's own workloads (chart/templates/
+# daemonset-sa.yaml:15, deployment-ui.yaml:43, deployment-driver.yaml:18) and the pods longhorn-manager makes
+# (types/types.go:521-531, the component label; csi/deployment.go:303, the CSI plugin's). The manager labels its own
+# pod for the admission webhook and the recovery backend once each serves (app/daemon.go:199, :309).
+LONGHORN_MANAGER = {"app": "longhorn-manager"}
+LONGHORN_UI = {"app": "longhorn-ui"}
+LONGHORN_CSI_PLUGIN = {"app": "longhorn-csi-plugin"}
+LONGHORN_DRIVER_DEPLOYER = {"app": "longhorn-driver-deployer"}
+LONGHORN_COMPONENT = "longhorn.io/component"
+LONGHORN_WEBHOOK = {"longhorn.io/admission-webhook": "longhorn-admission-webhook"}
+LONGHORN_RECOVERY_BACKEND = {"longhorn.io/recovery-backend": "longhorn-recovery-backend"}
+# The managers' API, the admission webhook and the recovery backend (daemonset-sa.yaml:51-56).
+LONGHORN_API_PORT = 9500
+LONGHORN_WEBHOOK_PORT = 9502
+LONGHORN_RECOVERY_PORT = 9503
+
+
+def _component(name: str) -> dict[str, Any]:
+    return {"podSelector": {"matchLabels": {LONGHORN_COMPONENT: name}}}
+
+
+def longhorn_network_policies(stack: StackConfig) -> list[dict[str, Any]]:
+    """Who reaches Longhorn's listeners on the Ainur: its own components alone, as its chart's policies at v1.10.1 have
+    it (chart/templates/network-policies/, rendered only with `networkPolicies.enabled`), rendered by the program so that
+    the matrix reads them (tools.netpol_check), and one more for the UI.
+
+    The managers' API (9500) deletes volumes and reads the backup target's credentials: only the managers, the UI
+    (which proxies it), the CSI plugin, the driver deployer and the manager's own jobs reach it
+    (manager-network-policy.yaml:13-34). The admission webhook (9502) from anywhere: the API server calls it from a
+    server's host, which no pod selector names (webhook-network-policy.yaml:13-16); it answers admission reviews
+    only. The recovery backend (9503) from the share managers alone, its only client (the chart admits anyone,
+    recovery-backend-network-policy.yaml:13-16). The instance managers (the engines and replicas, their data ports)
+    and the backing images' managers from each other and the managers (instance-manager-networking.yaml:13-26). The
+    UI from nobody: it is reached by `kubectl port-forward`, which enters its pod's own network (docs/layers/storage.md);
+    the chart's own UI policy is for an ingress this program does not render. The pods' own Pi (the kubelet's probes,
+    the engine's iSCSI initiator on the host) is always admitted (plans.netpol)."""
+    if not longhorn_enabled(stack):
+        return []
+    ns = LONGHORN_NAMESPACE
+    data_peers = [
+        {"podSelector": {"matchLabels": LONGHORN_MANAGER}},
+        _component("instance-manager"),
+        _component("backing-image-manager"),
+        _component("backing-image-data-source"),
+    ]
+    api_peers: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": LONGHORN_MANAGER}},
+        {"podSelector": {"matchLabels": LONGHORN_UI}},
+        {"podSelector": {"matchLabels": LONGHORN_CSI_PLUGIN}},
+        {
+            "podSelector": {
+                "matchLabels": {"longhorn.io/managed-by": "longhorn-manager"},
+                "matchExpressions": [{"key": "recurring-job.longhorn.io", "operator": "Exists"}],
+            }
+        },
+        {"podSelector": {"matchExpressions": [{"key": "longhorn.io/job-task", "operator": "Exists"}]}},
+        {"podSelector": {"matchLabels": LONGHORN_DRIVER_DEPLOYER}},
+    ]
+    return [
+        netpol.allow("longhorn-manager", ns, LONGHORN_MANAGER, [], api_peers),
+        netpol.allow("longhorn-admission-webhook", ns, LONGHORN_WEBHOOK, [netpol.port(LONGHORN_WEBHOOK_PORT)]),
+        netpol.allow(
+            "longhorn-recovery-backend", ns, LONGHORN_RECOVERY_BACKEND, [netpol.port(LONGHORN_RECOVERY_PORT)], [_component("share-manager")]
+        ),
+        netpol.allow("instance-manager", ns, {LONGHORN_COMPONENT: "instance-manager"}, [], data_peers),
+        netpol.allow("backing-image-manager", ns, {LONGHORN_COMPONENT: "backing-image-manager"}, [], data_peers),
+        netpol.allow("backing-image-data-source", ns, {LONGHORN_COMPONENT: "backing-image-data-source"}, [], data_peers),
+        netpol.allow("longhorn-ui", ns, LONGHORN_UI, []),
+    ]
 
 
 def longhorn_node_labels(stack: StackConfig) -> dict[str, dict[str, str]]:

@@ -113,7 +113,6 @@ ARGOCD: frozenset[tuple[str, ...]] = frozenset(
         "global/hostAliases",
         "global/networkPolicy",
         "global/networkPolicy/create",
-        "global/networkPolicy/defaultDenyIngress",
         "notifications",
         "notifications/enabled",
         "redisSecretInit",

@@ -11,9 +11,11 @@ What the analyzer cannot see, and so leaves out of the matrix:
 - the pods an operator makes from a custom resource: Prometheus's and Alertmanager's StatefulSets stand in here
   (`operator_stand_ins`), as prometheus-operator v0.93.0 labels their pods;
 - the charts of Helm releases and Helm-source Applications (cert-manager, Envoy Gateway and its proxies, Cilium,
-  Longhorn, ...): their workloads are not in the matrix, and the program renders no policy for them. Argo CD's is
-  the exception (`RENDERED_CHARTS`): its chart renders a policy per component, with the stack's values, by the real
-  Helm the kube tests use (tools.kube_program.render), so its workloads and policies are in the matrix;
+  ...): their workloads are not in the matrix, and the program renders no policy for them. Argo CD's is the
+  exception (`RENDERED_CHARTS`): its chart is rendered with the stack's values by the real Helm the kube tests use
+  (tools.kube_program.render), so its workloads (and any policy it renders) are in the matrix. Longhorn's is
+  the other: the program renders its policies (plans.storage.longhorn_network_policies), and its pods stand in
+  (`longhorn_stand_ins`), as its chart and manager label them, since no Go module serves its chart;
 - host networking: the analyzer treats a `hostNetwork` pod as any pod, where the cluster's network applies no pod
   policy to it (its listeners answer on the node's address).
 - masquerade: on the Ainur a pod's packets to an address outside the cluster leave as its Pi's (flannel, plans.netpol),
@@ -40,7 +42,7 @@ import yaml
 
 from iluvatar.render import HELM_CHART, HELM_RELEASE, cluster_of
 from iluvatar.simulate import Simulation
-from plans import gitops
+from plans import gitops, storage
 from tools import gotools
 from tools.kube_program import ChartRef, chart_name, plain, registration_object, render
 from tools.upstream import kustomize
@@ -61,8 +63,8 @@ KINDS = (
     "AdminNetworkPolicy",
     "BaselineAdminNetworkPolicy",
 )
-# The Helm releases whose chart is rendered into the matrix: Argo CD's (a NetworkPolicy per component, and the
-# namespace's default deny, plans.gitops.helm_values).
+# The Helm releases whose chart is rendered into the matrix: Argo CD's (its workloads, which the program's policies,
+# plans.gitops.network_policies, select; its own policies are off, plans.gitops.helm_values).
 RENDERED_CHARTS = ("argo-cd",)
 # Policies the analyzer cannot evaluate: one of them would make its matrix wrong, so it is refused, not skipped. A
 # CiliumNetworkPolicy is translated when it can be (`from_cilium`).
@@ -233,6 +235,38 @@ def operator_stand_ins(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     return out
 
 
+def _stand_in(kind: str, name: str, namespace: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """A workload whose pods carry `labels`, for the analyzer to place (it reads no container but their ports)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [{"name": name, "image": "stand-in"}]}},
+        },
+    }
+
+
+def longhorn_stand_ins(application: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Longhorn's pods, as its chart (v1.10.1, not rendered here: no Go module serves it, tools.kube_program) and its
+    manager label them (plans.storage says where each label is set): the manager with the webhook's and recovery
+    backend's labels it adds to its own pod, the UI, the driver deployer, the CSI plugin, and the instance and share
+    managers it makes. The backing images' managers and the manager's jobs run only on demand and stand in nowhere."""
+    namespace = str(application["spec"]["destination"]["namespace"])
+    component = storage.LONGHORN_COMPONENT
+    return [
+        _stand_in(
+            "DaemonSet", "longhorn-manager", namespace, {**storage.LONGHORN_MANAGER, **storage.LONGHORN_WEBHOOK, **storage.LONGHORN_RECOVERY_BACKEND}
+        ),
+        _stand_in("Deployment", "longhorn-ui", namespace, storage.LONGHORN_UI),
+        _stand_in("Deployment", "longhorn-driver-deployer", namespace, storage.LONGHORN_DRIVER_DEPLOYER),
+        _stand_in("DaemonSet", "longhorn-csi-plugin", namespace, storage.LONGHORN_CSI_PLUGIN),
+        _stand_in("DaemonSet", "instance-manager", namespace, {component: "instance-manager"}),
+        _stand_in("Deployment", "share-manager", namespace, {component: "share-manager"}),
+    ]
+
+
 def _kustomize_objects(application: Mapping[str, Any]) -> list[dict[str, Any]]:
     source = application["spec"]["source"]
     built = kustomize.build(
@@ -288,6 +322,8 @@ def cluster_objects(sim: Simulation, cluster: str, node_addresses: Iterable[str]
         obj = registration_object(reg)
         if obj["kind"] == "Application" and "kustomize" in (obj.get("spec", {}).get("source") or {}):
             objects += _kustomize_objects(obj)
+        elif obj["kind"] == "Application" and (obj.get("spec", {}).get("source") or {}).get("chart") == "longhorn":
+            objects += longhorn_stand_ins(obj)
         else:
             objects.append(obj)
     if unevaluated := sorted(

@@ -201,7 +201,12 @@ def test_no_ainur_means_no_bootstrap_cluster_and_no_netboot() -> None:
     sim = simulated(RK1)
     assert not [r for r in sim.registrations if r.type.startswith("iluvatar:ainur:") or r.type == "command:remote:Command"]
     assert not [r for r in sim.registrations if r.type.startswith("random:") and not r.name.startswith(("gitops-arda", "monitoring-"))]
-    assert not [r for r in sim.registrations if r.type == "command:local:Command" and not r.name.startswith(("arda-", "edge-", "logs-gate-"))]
+    # Arda's gates (the monitoring and log layers' before their CiliumNetworkPolicies among them) run on Arda.
+    assert not [
+        r
+        for r in sim.registrations
+        if r.type == "command:local:Command" and not r.name.startswith(("arda-", "edge-", "logs-gate-", "monitoring-gate-"))
+    ]
     assert not [r for r in sim.registrations if r.name.startswith("gitops-ainur")]
     assert "ainurKubeconfig" not in sim.outputs
 
@@ -379,8 +384,10 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # (#57: each Pi's netboot gate after its k3s step, 3, in the chain after the join.)
     # (#55: the KMS's list of admitted machines on the Ainur, Arda's policy keeping pods from the KMS: 2 more,
     # both going with it.) (#53: dnsmasq.conf's ConfigMap named by its content, and in dhcp mode netboot-router-off, the
-    # step before the netboot pod: 2 more, both going with it.)
-    assert (len(removed), len(state)) == (270, 359)
+    # step before the netboot pod: 2 more, both going with it.) (#54: Longhorn's 7 NetworkPolicies on the Ainur, all
+    # going with it.) (#54: the metrics API adapter's CiliumNetworkPolicy and the gate before it, both going with it.)
+    # (#54: Argo CD's NetworkPolicies, 5 on each cluster, all 10 going with it.)
+    assert (len(removed), len(state)) == (289, 378)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",

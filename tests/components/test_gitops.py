@@ -30,6 +30,10 @@ def _names(sim: Simulation, urns: Any) -> set[str]:
     return {by_urn[u] for u in urns}
 
 
+# Argo CD's NetworkPolicies on each cluster (plans.gitops.network_policies).
+ARGOCD_POLICIES = ("default-deny-ingress", "server", "redis", "repo-server", "application-controller")
+
+
 def test_the_layer_and_its_parts(homelab: Simulation) -> None:
     regs = homelab.named()
     assert regs["gitops"].type == "iluvatar:gitops:GitOps"
@@ -44,6 +48,8 @@ def test_the_layer_and_its_parts(homelab: Simulation) -> None:
         "gitops-arda-namespace-argocd",
         "gitops-arda-redis-password",
         "gitops-arda-secret-argocd-redis",
+        # Who reaches Argo CD's listeners (plans.gitops.network_policies), the program's in place of its chart's.
+        *(f"gitops-arda-networkpolicy-iluvatar-argocd-{p}" for p in ARGOCD_POLICIES),
         "gitops-arda-release",
         "gitops-arda-appproject-arda",
         "gitops-arda-appproject-platform",
@@ -56,6 +62,7 @@ def test_the_layer_and_its_parts(homelab: Simulation) -> None:
         "gitops-ainur-random",
         "gitops-ainur-redis-password",
         "gitops-ainur-secret-argocd-redis",
+        *(f"gitops-ainur-networkpolicy-iluvatar-argocd-{p}" for p in ARGOCD_POLICIES),
         "gitops-ainur-release",
         "gitops-ainur-appproject-ainur",
         "gitops-ainur-appproject-platform",
@@ -91,6 +98,8 @@ def test_argo_cd_is_a_helm_release_after_every_machine_is_ready(homelab: Simulat
         "data-secrets-home-automation-secretstore-iluvatar",
         "data-secrets-media-secretstore-iluvatar",
         "data-secrets-selfhosted-secretstore-iluvatar",
+        # Its listeners behind the program's policies before the chart runs a pod.
+        *(f"gitops-arda-networkpolicy-iluvatar-argocd-{p}" for p in ARGOCD_POLICIES),
     }
     # A Release, through the GitOps layer's own provider for Arda: a cluster that is down fails no preview (tests/test_preview.py).
     assert chart.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
@@ -106,6 +115,7 @@ def test_the_seed_on_the_ainur_goes_into_the_netboot_layers_namespace(homelab: S
         "netboot-namespace-netboot",
         "gitops-ainur-secret-argocd-redis",
         "edge-certificates-ca-cert",
+        *(f"gitops-ainur-networkpolicy-iluvatar-argocd-{p}" for p in ARGOCD_POLICIES),
     }
     assert "gitops-ainur-namespace-argocd" not in regs
 

@@ -15,6 +15,15 @@ from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_
 from tests.sims import simulated
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+LONGHORN_POLICIES = (
+    "backing-image-data-source",
+    "backing-image-manager",
+    "instance-manager",
+    "longhorn-admission-webhook",
+    "longhorn-manager",
+    "longhorn-recovery-backend",
+    "longhorn-ui",
+)
 DEPLOYED = {
     "cephOsds": {"alqualonde": ["/dev/nvme0n1"], "taniquetil": ["/dev/nvme0n1"], "tirion": ["/dev/nvme0n1"]},
     "cephRetiring": {},
@@ -40,7 +49,10 @@ def test_storage_registers_its_applications_namespaces_and_labels(homelab: Simul
     regs = homelab.named()
     assert regs["storage"].type == "iluvatar:storage:Storage"
     assert sorted(r.name for r in homelab.children(regs["storage"])) == [
-        "storage-ainur-longhorn", "storage-ainur-namespace-longhorn-system", "storage-ainur-node-eonwe", "storage-ainur-node-ilmare",
+        "storage-ainur-longhorn", "storage-ainur-namespace-longhorn-system",
+        # Who reaches Longhorn's listeners (plans.storage.longhorn_network_policies).
+        *(f"storage-ainur-networkpolicy-{p}" for p in LONGHORN_POLICIES),
+        "storage-ainur-node-eonwe", "storage-ainur-node-ilmare",
         "storage-ainur-node-manwe", "storage-arda-local-path-provisioner", "storage-arda-namespace-local-path-storage",
         "storage-arda-namespace-rook-ceph", "storage-arda-rook-ceph", "storage-arda-rook-ceph-cluster",
         # The CSI snapshot CRDs and controller: the homelab's backups snapshot volumes on Ceph (plans.backup).
@@ -57,6 +69,15 @@ def test_storage_registers_its_applications_namespaces_and_labels(homelab: Simul
     ]
     longhorn = regs["storage-ainur-longhorn-application-longhorn"]
     assert longhorn.provider.startswith(regs["gitops-ainur-kubernetes"].urn + "::")
+    # Its chart runs no pod before its listeners are behind their policies, each in Pulumi's namespace.
+    assert _names(homelab, longhorn.dependencies) == {
+        "gitops-ainur-release",
+        "gitops-ainur-appproject-platform",
+        "storage-ainur-namespace-longhorn-system",
+        *(f"storage-ainur-networkpolicy-{p}" for p in LONGHORN_POLICIES),
+    }
+    for policy in LONGHORN_POLICIES:
+        assert _names(homelab, regs[f"storage-ainur-networkpolicy-{policy}"].dependencies) == {"storage-ainur-namespace-longhorn-system"}
     namespace = regs["storage-arda-namespace-rook-ceph"].inputs["metadata"]
     assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     pi = regs["storage-ainur-node-manwe"]

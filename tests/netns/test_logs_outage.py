@@ -15,8 +15,10 @@ than the scaled limit; the collector is killed (SIGKILL, as a power cut or an OO
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ import pytest
 import yaml
 
 from plans import logs as plan
+from plans.nfs_guard import POD_CIDR
 from stacks import load_stack_file
 from stacks.model import StackConfig
 from tests.edit import HOMELAB
@@ -196,6 +199,60 @@ def test_a_queue_file_damaged_by_a_power_cut_is_set_aside_and_new_lines_still_ar
     assert "Database corruption detected" in log, log
     backups = [p.name for p in (net.root / "checkpoints").iterdir() if p.name.endswith(".backup")]
     assert len(backups) == 2, backups  # recreate set each damaged file aside as <file>.<time>.backup
+
+
+POD = "10.42.1.5"  # a pod of the Pi, in k3s' pod network (plans.nfs_guard.POD_CIDR)
+POD_GATEWAY = "10.42.1.1"  # its Pi's end of the pod network (flannel's cni0)
+
+
+def _insert(net: Net, ns: str, text: str) -> subprocess.CompletedProcess[str]:
+    """One line written to the store's JSON lines API at its LAN address, from `ns`, as a pod or the Pi would."""
+    line = {"_msg": text, "cluster": "ainur", "machine": base.PI, "service": "forged"}
+    body = net.root / f"{text}.json"
+    body.write_text(json.dumps(line) + "\n")
+    url = f"http://{plan.lan_address(net.stack)}:{plan.STORE_PORT}/insert/jsonline?_stream_fields=cluster,machine,service"
+    return in_ns(
+        ns, "curl", "-sS", "--fail", "--max-time", "5", "-H", "Content-Type: application/stream+json", "--data-binary", f"@{body}", url, check=False
+    )
+
+
+def test_no_pod_of_a_pi_writes_to_the_store_but_the_pi_itself_does(net: Net) -> None:
+    """A pod of the Pi (a namespace behind it, masqueraded to the Pi's address on the way out as k3s' flannel does:
+    v0.28.4 pkg/trafficmngr/iptables/iptables.go:149-161) writes nothing to the store at its LAN address once the Pi's
+    ruleset is loaded (plans.logs.talos_firewall, its `pods` chain); the Pi's own processes (its journal, its
+    collector on the host network) still do."""
+    pod, pi = net.ns("q"), net.ns("p")
+    ruleset = net.root / "talos-logs-pods.nft"
+    ruleset.write_text(plan.talos_firewall(net.stack))
+    flannel = net.root / "flannel.nft"
+    flannel.write_text(
+        "table ip test_flannel {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+        f"    ip saddr {POD_CIDR} ip daddr != {POD_CIDR} masquerade\n  }}\n}}\n"
+    )
+    try:
+        sh("ip", "netns", "add", pod)
+        in_ns(pod, "ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", "cni0", "netns", pi, "type", "veth", "peer", "name", "eth0", "netns", pod)
+        in_ns(pi, "ip", "addr", "add", f"{POD_GATEWAY}/24", "dev", "cni0")
+        in_ns(pi, "ip", "link", "set", "cni0", "up")
+        in_ns(pod, "ip", "addr", "add", f"{POD}/24", "dev", "eth0")
+        in_ns(pod, "ip", "link", "set", "eth0", "up")
+        in_ns(pod, "ip", "route", "add", "default", "via", POD_GATEWAY)
+        in_ns(pi, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        in_ns(pi, "nft", "-f", str(flannel))
+        # The path itself works: before the ruleset, the pod's line arrives (as its Pi's address).
+        assert _insert(net, pod, "a pod before the guard").returncode == 0
+        base.wait_for(net, '"a pod before the guard"')
+        in_ns(pi, "nft", "-f", str(ruleset))
+        done = _insert(net, pod, "a pod past the guard")
+        assert done.returncode != 0 and "timed out" in done.stderr, done.stderr
+        assert _insert(net, pi, "the pi itself").returncode == 0
+        base.wait_for(net, '"the pi itself"')
+        assert base.query(net, '"a pod past the guard"') == []
+    finally:
+        in_ns(pi, "nft", "delete", "table", "inet", plan.TALOS_FIREWALL_TABLE, check=False)
+        in_ns(pi, "nft", "delete", "table", "ip", "test_flannel", check=False)
+        sh("ip", "netns", "delete", pod, check=False)
 
 
 def test_the_pis_take_talos_lines_only_from_ardas_machines(net: Net) -> None:

@@ -656,8 +656,8 @@ def test_the_helm_values_exactly() -> None:
         },
         "redisSecretInit": {"enabled": False},
         "dex": {"enabled": False},
-        # A NetworkPolicy per component (the chart's) and a default deny for every other pod of the namespace.
-        "global": {"networkPolicy": {"create": True, "defaultDenyIngress": True}},
+        # No policy of the chart's (its metrics admitted every pod): the program's (network_policies).
+        "global": {"networkPolicy": {"create": False}},
         # The homelab's monitoring scrapes Argo CD's three metrics endpoints (plans.monitoring).
         **{part: {"metrics": {"enabled": True, "serviceMonitor": {"enabled": True}}} for part in ("controller", "server", "repoServer")},
     }

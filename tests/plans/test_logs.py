@@ -61,6 +61,9 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
     assert service is not None
     assert service["metadata"]["annotations"] == {"lbipam.cilium.io/ips": "192.168.0.236"}
     assert service["spec"]["loadBalancerSourceRanges"] == ["192.168.0.11/32", "192.168.0.12/32", "192.168.0.13/32"]
+    # No NodePort on Arda's machines: another address of the store, where a Pi's pod would arrive as its Pi.
+    assert service["spec"]["allocateLoadBalancerNodePorts"] is False
+    assert service["spec"]["ports"] == [{"name": "http", "port": 9428, "targetPort": "http", "protocol": "TCP", "nodePort": 0}]
     assert logs.store_lan_service(load_stack_file(RK1)) is None, "no Ainur, no LAN address"
     assert logs.journal_upload_conf(homelab(address="192.168.0.230")) == "[Upload]\nURL=http://192.168.0.230:9428/insert/journald\n"
 
@@ -198,6 +201,12 @@ def test_the_pis_admit_talos_ports_only_from_ardas_machines() -> None:
     assert "elements = { 192.168.0.21, 192.168.0.22, 192.168.0.23, 192.168.0.31, 192.168.0.32 }" in ruleset
     assert "tcp dport { 6050, 6051 } ip saddr != @arda drop" in ruleset
     assert "tcp dport { 6050, 6051 } meta nfproto ipv6 drop" in ruleset
+    # And the Pi's pods, masqueraded to its address on the way out, never reach the store's LAN address (the netns test
+    # sends through it: tests/netns/test_logs_outage.py).
+    assert (
+        "  chain pods {\n    type filter hook prerouting priority raw; policy accept;\n    ip saddr 10.42.0.0/16 ip daddr 192.168.0.236 drop\n  }\n"
+        in ruleset
+    )
     script = logs.journal_upload_script(stack, stack.ainur_nodes[0])
     assert f"printf '%s' '{ruleset}' | sudo tee /etc/iluvatar/talos-logs.nft >/dev/null" in script
     assert script.index("sudo nft -f /etc/iluvatar/talos-logs.nft") < script.index("systemctl restart systemd-journal-upload.service")

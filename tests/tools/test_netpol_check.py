@@ -41,6 +41,14 @@ ARGOCD_REDIS = "argocd/argocd-redis[Deployment]"
 ARGOCD_APPSET = "argocd/argocd-applicationset-controller[Deployment]"
 ARGOCD_NOTIFICATIONS = "argocd/argocd-notifications-controller[Deployment]"
 
+# Longhorn's pods on the Ainur, standing in for its chart's (tools.netpol_check.longhorn_stand_ins).
+LONGHORN_MANAGER = "longhorn-system/longhorn-manager[DaemonSet]"
+LONGHORN_UI = "longhorn-system/longhorn-ui[Deployment]"
+LONGHORN_CSI_PLUGIN = "longhorn-system/longhorn-csi-plugin[DaemonSet]"
+LONGHORN_DRIVER_DEPLOYER = "longhorn-system/longhorn-driver-deployer[Deployment]"
+LONGHORN_INSTANCE_MANAGER = "longhorn-system/instance-manager[DaemonSet]"
+LONGHORN_SHARE_MANAGER = "longhorn-system/share-manager[Deployment]"
+
 ARDA_WORKLOADS = frozenset(
     {
         ARGOCD_CONTROLLER,
@@ -84,6 +92,12 @@ AINUR_WORKLOADS = frozenset(
         "identity/front-door[Deployment]",
         "kms/kms[DaemonSet]",
         "kube-system/kube-vip-services[DaemonSet]",
+        LONGHORN_MANAGER,
+        LONGHORN_UI,
+        LONGHORN_CSI_PLUGIN,
+        LONGHORN_DRIVER_DEPLOYER,
+        LONGHORN_INSTANCE_MANAGER,
+        LONGHORN_SHARE_MANAGER,
         "monitoring/log-collector[DaemonSet]",
         "monitoring/node-exporter[DaemonSet]",
         "netboot/git-mirror[Deployment]",
@@ -98,21 +112,20 @@ def _pods_but(workloads: frozenset[str], *left_out: str) -> frozenset[str]:
     return workloads - set(left_out)
 
 
-# Arda: kube-prometheus's own policies (with the stack's two patches), the log store's, Argo CD's chart's (a policy per
-# component and a default deny for the rest of its namespace), CoreDNS's and cloudflared's.
+# Arda: kube-prometheus's own policies (with the stack's patches), the log store's, Argo CD's (the program's, a policy per
+# listening component and a default deny for the rest of its namespace), CoreDNS's and cloudflared's.
 ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     # Egress: no policy of the cluster limits it (kube-prometheus's allow all egress): every pod reaches every address.
     OUTSIDE: {ALL: EVERY},
-    # FINDING: Argo CD's chart admits every pod of every namespace to each component's metrics port (`namespaceSelector:
-    # {}`), the attacker's too: read-only counters naming the Applications and their sync state.
-    ARGOCD_CONTROLLER: {"TCP 8082": _pods_but(ARDA_WORKLOADS, ARGOCD_CONTROLLER)},
-    ARGOCD_NOTIFICATIONS: {"TCP 9001": _pods_but(ARDA_WORKLOADS, ARGOCD_NOTIFICATIONS)},
+    # Argo CD's metrics from Prometheus alone, where it scrapes them (the controller's, the repo server's); the
+    # notifications controller admits no one (plans.gitops.network_policies: the chart's policies admitted every pod).
+    ARGOCD_CONTROLLER: {"TCP 8082": frozenset({PROMETHEUS})},
     # Redis (the cache, behind Pulumi's password) from the server, the repo server and the controller alone.
     ARGOCD_REDIS: {"TCP 6379": frozenset({ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, ARGOCD_SERVER})},
     # The repo server (it renders every Application's manifests) from Argo CD's own components alone; its metrics as above.
     ARGOCD_REPO_SERVER: {
-        "TCP 8081,8084": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER}),
-        "TCP 8084": _pods_but(ARDA_WORKLOADS, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER),
+        "TCP 8081": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER}),
+        "TCP 8084": frozenset({PROMETHEUS}),
     },
     # The server is for everyone (its gateway's route, the CLI): the chart admits every source on every port, its
     # metrics (8083) with them. The ApplicationSet controller has no row: it admits nothing (the default deny; its chart
@@ -149,17 +162,20 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     # Prometheus only, as the analyzer models it. But node-exporter runs on the host network (kube-prometheus), where the
     # cluster's network applies no pod policy: anything that reaches a node reaches :9100. The analyzer cannot see that.
     "monitoring/node-exporter[DaemonSet]": {"TCP 9100": frozenset({PROMETHEUS})},
-    # FINDING: kube-prometheus's own policy admits everything to the metrics API adapter (the API server must reach it,
-    # from a control plane's host: a NetworkPolicy cannot name it, a CiliumNetworkPolicy's kube-apiserver entity could).
-    "monitoring/prometheus-adapter[Deployment]": {ALL: EVERY},
+    # The metrics API adapter: Prometheus' scrape (kube-prometheus' own policy, patched from admitting everything), and
+    # the API server from a control plane's host (a CiliumNetworkPolicy's host and remote-node entities, the machines'
+    # addresses here), on 6443 alone (plans.monitoring.adapter_api_server_policy). A host-network pod of Arda is such
+    # traffic too (docs/security.md).
+    "monitoring/prometheus-adapter[Deployment]": {"TCP 6443": frozenset({PROMETHEUS, "192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"})},
     "monitoring/prometheus-k8s[StatefulSet]": {
         "TCP 9090": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-adapter[Deployment]"})
     },
     "monitoring/prometheus-operator[Deployment]": {"TCP 8443": frozenset({PROMETHEUS})},
     # The log store: its readers (Grafana, Prometheus' scrape, vmalert-logs) and its writers, the host-network collectors
     # on Arda's machines and the Pis through the LAN Service (the CiliumNetworkPolicy's host and remote-node entities and
-    # the Pis' addresses), on 9428 alone. Still no authentication: a host-network pod on Arda, a device that takes a
-    # machine's or a Pi's address, or any pod of the Ainur (masqueraded to its Pi's address), can write (docs/security.md).
+    # the Pis' addresses), on 9428 alone. Still no authentication: a host-network pod on Arda or a Pi, or a device that
+    # takes a machine's or a Pi's address, can write; a pod of the Ainur is dropped by its Pi before flannel masquerades
+    # it to the Pi's address (plans.logs.talos_firewall; docs/security.md).
     "monitoring/victoria-logs[StatefulSet]": {
         "TCP 9428": frozenset(
             {
@@ -181,13 +197,10 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
 # (identity, netboot, remote-access, Argo CD's) and each listener's exact allows. No row: admits nothing.
 AINUR: dict[str, dict[str, str | frozenset[str]]] = {
     OUTSIDE: {ALL: EVERY},
-    # Argo CD's seed, as on Arda (no notifications on the Ainur). FINDING: the metrics ports admit every pod.
-    ARGOCD_CONTROLLER: {"TCP 8082": _pods_but(AINUR_WORKLOADS, ARGOCD_CONTROLLER)},
+    # Argo CD's seed, as on Arda (no notifications on the Ainur), with no Prometheus: its metrics admit no one (the
+    # controller has no row).
     ARGOCD_REDIS: {"TCP 6379": frozenset({ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, ARGOCD_SERVER})},
-    ARGOCD_REPO_SERVER: {
-        "TCP 8081,8084": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER}),
-        "TCP 8084": _pods_but(AINUR_WORKLOADS, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER),
-    },
+    ARGOCD_REPO_SERVER: {"TCP 8081": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER})},
     # The front door passes its https to the server by name (plans.identity.front_door_conf).
     ARGOCD_SERVER: {ALL: EVERY},
     ATTACKER: {ALL: EVERY},
@@ -203,6 +216,23 @@ AINUR: dict[str, dict[str, str | frozenset[str]]] = {
     "kube-system/kube-vip-services[DaemonSet]": {ALL: EVERY},
     "monitoring/log-collector[DaemonSet]": {ALL: EVERY},
     "monitoring/node-exporter[DaemonSet]": {ALL: EVERY},
+    # Longhorn (plans.storage.longhorn_network_policies): the managers' API, which deletes volumes and reads the backup
+    # target's credentials, from the UI, the CSI plugin and the driver deployer alone (the managers among themselves
+    # too, which the analyzer does not list); the admission webhook (9502) from anywhere, as the API server calls it
+    # from a server's host; the recovery backend (9503) from the share managers alone. The engines and replicas (the
+    # instance managers) from the managers. The UI admits no one (`kubectl port-forward` enters its pod). Open: the CSI
+    # plugin and the driver deployer listen on nothing but the CSI plugin's health (9808); a share manager (only for a
+    # ReadWriteMany volume, which the program makes none of) serves NFS to the nodes' hosts, which no pod selector names.
+    LONGHORN_MANAGER: {
+        ALL: frozenset({LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER}),
+        "TCP 9502": _pods_but(AINUR_WORKLOADS, LONGHORN_MANAGER, LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER, LONGHORN_SHARE_MANAGER)
+        | {OUTSIDE},
+        "TCP 9502-9503": frozenset({LONGHORN_SHARE_MANAGER}),
+    },
+    LONGHORN_INSTANCE_MANAGER: {ALL: frozenset({LONGHORN_MANAGER})},
+    LONGHORN_CSI_PLUGIN: {ALL: EVERY},
+    LONGHORN_DRIVER_DEPLOYER: {ALL: EVERY},
+    LONGHORN_SHARE_MANAGER: {ALL: EVERY},
     # The Git mirror: git:// from the Ainur's Argo CD (its repo server) and the LAN's clients it serves (Arda's Argo CD
     # among them): the LAN less the Pis (11-13) and the addresses kube-vip holds on them (10, 14, 15), which stand for
     # every pod of a Pi (tools.netpol_check.through_nodes). Not the attacker, nor any other pod of the Ainur, nor the
@@ -278,27 +308,54 @@ def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: 
     expected = {
         "arda": [
             (OUTSIDE, ALL),
-            (ARGOCD_CONTROLLER, "TCP 8082"),
-            (ARGOCD_NOTIFICATIONS, "TCP 9001"),
-            (ARGOCD_REPO_SERVER, "TCP 8084"),
             (ARGOCD_SERVER, ALL),
             *((d, ALL) for d in sorted(workloads) if "drill" in d or "backup" in d),
             ("kube-system/coredns[Deployment]", "TCP 53,UDP 53"),
             ("monitoring/log-collector[DaemonSet]", ALL),
-            ("monitoring/prometheus-adapter[Deployment]", ALL),
         ],
         "ainur": [
             (OUTSIDE, ALL),
-            (ARGOCD_CONTROLLER, "TCP 8082"),
-            (ARGOCD_REPO_SERVER, "TCP 8084"),
             (ARGOCD_SERVER, ALL),
             ("identity/front-door[Deployment]", "TCP 8080,8443"),
             ("kube-system/kube-vip-services[DaemonSet]", ALL),
+            (LONGHORN_MANAGER, "TCP 9502"),
+            (LONGHORN_CSI_PLUGIN, ALL),
+            (LONGHORN_DRIVER_DEPLOYER, ALL),
+            (LONGHORN_SHARE_MANAGER, ALL),
             ("monitoring/log-collector[DaemonSet]", ALL),
             ("monitoring/node-exporter[DaemonSet]", ALL),
         ],
     }[cluster]
     assert reached == sorted(expected)
+
+
+def test_only_longhorns_own_components_reach_its_managers_api() -> None:
+    """Longhorn's API (9500) deletes volumes and reads the backup target's credentials: no pod of the Ainur but
+    Longhorn's UI, CSI plugin and driver deployer reaches it, nor any address; its UI, which proxies it, no one."""
+    found = netpol_check.matrix(_analysis("ainur"))
+    api = {srcs for conn, srcs in found[LONGHORN_MANAGER].items() if conn == ALL or "9500" in conn}
+    assert api == {frozenset({LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER})}
+    assert LONGHORN_UI not in found
+    assert found[LONGHORN_INSTANCE_MANAGER] == {ALL: frozenset({LONGHORN_MANAGER})}
+
+
+def test_argo_cds_metrics_admit_prometheus_alone_where_it_scrapes_them() -> None:
+    """Argo CD's metrics listeners (the controller's 8082, the repo server's 8084, notifications' 9001) from Arda's
+    Prometheus alone, and from no one on the Ainur, which has none: not every pod, as the chart's own policies have it."""
+    arda, ainur = netpol_check.matrix(_analysis("arda")), netpol_check.matrix(_analysis("ainur"))
+    assert arda[ARGOCD_CONTROLLER] == {"TCP 8082": frozenset({PROMETHEUS})}
+    assert arda[ARGOCD_REPO_SERVER]["TCP 8084"] == frozenset({PROMETHEUS})
+    assert ARGOCD_NOTIFICATIONS not in arda and ARGOCD_CONTROLLER not in ainur
+    assert not any("8084" in conn for conn in ainur[ARGOCD_REPO_SERVER])
+
+
+def test_no_pod_reaches_the_metrics_api_adapter_but_prometheus() -> None:
+    """The metrics API adapter (an aggregated API of the API server) from Prometheus' scrape and the machines' own
+    traffic (the control planes' API server) alone: not the attacker, not every pod as kube-prometheus has it."""
+    found = netpol_check.matrix(_analysis("arda"))
+    assert found["monitoring/prometheus-adapter[Deployment]"] == {
+        "TCP 6443": frozenset({PROMETHEUS, "192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"})
+    }
 
 
 def test_a_pi_address_a_policy_admits_stands_for_every_pod_of_the_ainur() -> None:
