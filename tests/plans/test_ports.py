@@ -4,6 +4,7 @@ and Cilium's schemas at the versions the program runs (kubeconform), and where t
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -241,6 +242,37 @@ def test_the_minecraft_world_is_backed_up_from_archives_made_with_saving_off() -
     assert all(c["image"].split(":")[1][:4].isdigit() for c in containers.values()), [c["image"] for c in containers.values()]
     backup = _minecraft(_stack()).backup
     assert backup is not None and [v.claim for v in backup.volumes] == ["backups-minecraft-0"]
+
+
+# An image's release tag (a date or semver release, with itzg's -<java tag> suffix), never a moving one (latest, stable,
+# java25): a restart runs what Git says.
+_RELEASE_TAG = re.compile(r"^[^:@]+:\d+\.\d+\.\d+(-java\d+)?$")
+# A GeyserMC download of one numbered build (download.geysermc.org/v2: projects/<p>/versions/<v>/builds/<n>).
+_GEYSER_BUILD = re.compile(r"^https://download\.geysermc\.org/v2/projects/(geyser|floodgate)/versions/\d+\.\d+\.\d+/builds/\d+/downloads/spigot$")
+
+
+@pytest.mark.parametrize("name", ["minecraft", "mosquitto", "home-assistant"])
+def test_every_image_an_example_runs_is_a_release_tag(name: str) -> None:
+    pods = [
+        o["spec"]["template"]["spec"]
+        for o in yaml.safe_load_all((EXAMPLES / name / "deployment.yaml").read_text())
+        if "template" in o.get("spec", {})
+    ]
+    images = [c["image"] for pod in pods for c in [*pod.get("initContainers", []), *pod["containers"]]]
+    assert images and all(_RELEASE_TAG.match(i) for i in images), images
+
+
+def test_the_minecraft_server_and_its_plugins_are_pinned() -> None:
+    """itzg's image downloads the server and the plugins at every start: Paper's build of one Minecraft version, and
+    Geyser and Floodgate each at one numbered build (GeyserMC's API serves one file per build), so a restart never
+    brings code next to the world that Git does not name; nothing is fetched as "the newest" from Modrinth."""
+    [statefulset] = list(yaml.safe_load_all((EXAMPLES / "minecraft" / "deployment.yaml").read_text()))
+    [server] = [c for c in statefulset["spec"]["template"]["spec"]["containers"] if c["name"] == "minecraft"]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert (env["TYPE"], env["VERSION"], env["PAPER_BUILD"]) == ("PAPER", "26.2", "112")
+    assert not {"MODRINTH_PROJECTS", "SPIGET_RESOURCES", "MODS", "PLUGINS_FILE"} & set(env)
+    plugins = env["PLUGINS"].splitlines()
+    assert [p.split("/")[5] for p in plugins] == ["geyser", "floodgate"] and all(_GEYSER_BUILD.match(p) for p in plugins), plugins
 
 
 def _pod(namespace: str, name: str) -> list[dict[str, Any]]:
