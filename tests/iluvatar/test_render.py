@@ -44,8 +44,10 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS. #53: one
-        # more, dnsmasq.conf's own ConfigMap (named by its content).
-        f"rendered stack homelab to {out}: 262 files",
+        # more, dnsmasq.conf's own ConfigMap (named by its content). #56: eleven more, the homelab's remote access
+        # (Headscale and its subnet router on the Ainur: their namespace, config, Deployments, Service, claim, the
+        # router's account, role and binding, two NetworkPolicies).
+        f"rendered stack homelab to {out}: 273 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -55,7 +57,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 262 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 273 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -76,6 +78,22 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-kube-vip.yaml",
             "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
             "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
+            "kubernetes/ainur/_cluster/Namespace-remote-access.yaml",
+            *(
+                f"kubernetes/ainur/remote-access/{kind}-{name}.yaml"
+                for kind, name in [
+                    ("ConfigMap", "headscale"),
+                    ("Deployment", "headscale"),
+                    ("Deployment", "subnet-router"),
+                    ("NetworkPolicy", "default-deny-ingress"),
+                    ("NetworkPolicy", "headscale"),
+                    ("PersistentVolumeClaim", "headscale-state"),
+                    ("Role", "subnet-router"),
+                    ("RoleBinding", "subnet-router"),
+                    ("Service", "headscale"),
+                    ("ServiceAccount", "subnet-router"),
+                ]
+            ),
             # Who may register a Node (plans.k3s.node_admission).
             "kubernetes/ainur/_cluster/ValidatingAdmissionPolicy-iluvatar-node-registration.yaml",
             "kubernetes/ainur/_cluster/ValidatingAdmissionPolicyBinding-iluvatar-node-registration.yaml",
@@ -314,7 +332,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
     # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
     # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
-    assert counts.splitlines()[-1] == "  total: 359"
+    # (#56: the homelab's remote access, Headscale and its subnet router on the Ainur: the component, eleven objects and the
+    # steps that make its users and enrol the router: 14.)
+    assert counts.splitlines()[-1] == "  total: 373"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -324,12 +344,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
-    # dhcp mode netboot-router-off before the netboot pod (#53).
-    assert {"  command:local:Command: 20", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # dhcp mode netboot-router-off before the netboot pod (#53); and remote access's users and router steps on the first
+    # valar (#56).
+    assert {"  command:local:Command: 20", "  command:remote:Command: 23", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 359
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 373
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

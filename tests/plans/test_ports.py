@@ -23,6 +23,9 @@ from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_stack
 from tools import gotools, netpol_check, upstream
 
 MANAGED = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}
+# The Pis' addresses: the shipped homelab's tailnet reaches both raw-port apps through Headscale's subnet router on the
+# Ainur, which masquerades as its Pi's address.
+AINUR = ["192.168.0.11/32", "192.168.0.12/32", "192.168.0.13/32"]
 LAN_PORTS = [{"ports": [{"port": "25565", "protocol": "TCP"}, {"port": "19132", "protocol": "UDP"}]}]
 
 
@@ -49,7 +52,7 @@ def test_minecrafts_service_asks_cilium_for_its_own_address_with_both_protocols(
             "type": "LoadBalancer",
             "externalTrafficPolicy": "Cluster",
             "selector": {"app.kubernetes.io/name": "minecraft"},
-            "loadBalancerSourceRanges": ["192.168.0.0/24"],
+            "loadBalancerSourceRanges": ["192.168.0.0/24", *AINUR],
             "ports": [
                 {"name": "tcp-25565", "port": 25565, "protocol": "TCP", "targetPort": 25565},
                 {"name": "udp-19132", "port": 19132, "protocol": "UDP", "targetPort": 19132},
@@ -66,7 +69,7 @@ def test_minecrafts_policy_admits_only_its_ports_from_the_lan_and_the_nodes() ->
         "spec": {
             "endpointSelector": {"matchLabels": {"app.kubernetes.io/name": "minecraft"}},
             "ingress": [
-                {"fromCIDR": ["192.168.0.0/24"], "toPorts": LAN_PORTS},
+                {"fromCIDR": ["192.168.0.0/24", *AINUR], "toPorts": LAN_PORTS},
                 {"fromEntities": ["host", "remote-node"], "toPorts": LAN_PORTS},
             ],
         },
@@ -82,10 +85,10 @@ def test_the_source_boundary_is_the_services_and_the_same_on_every_node() -> Non
     ranges and the nodes (a packet masqueraded by the node that took it), so where the pod runs changes nothing."""
     stack = _stack()
     mosquitto = next(a for a in stack.apps if a.name == "mosquitto")
-    assert ports.service(stack, mosquitto)["spec"]["loadBalancerSourceRanges"] == ["192.168.0.0/24", "192.168.20.0/24"]
+    assert ports.service(stack, mosquitto)["spec"]["loadBalancerSourceRanges"] == ["192.168.0.0/24", "192.168.20.0/24", *AINUR]
     ingress = ports.network_policy(stack, mosquitto)["spec"]["ingress"]
     assert ingress[:2] == [
-        {"fromCIDR": ["192.168.0.0/24", "192.168.20.0/24"], "toPorts": MQTT_PORTS},
+        {"fromCIDR": ["192.168.0.0/24", "192.168.20.0/24", *AINUR], "toPorts": MQTT_PORTS},
         {"fromEntities": ["host", "remote-node"], "toPorts": MQTT_PORTS},
     ]
 
@@ -176,6 +179,45 @@ def test_reach_ports_grants_each_named_app_by_protocol() -> None:
     # The broker's Service admits Headscale's router only when a group reaches the broker.
     mosquitto = next(a for a in stack.apps if a.name == "mosquitto")
     assert ports.service(stack, mosquitto)["spec"]["loadBalancerSourceRanges"] == ["192.168.0.0/24", "192.168.20.0/24"]
+
+
+def test_the_shipped_homelab_serves_its_raw_port_apps_by_name_on_the_tailnet(tmp_path: Path) -> None:
+    """Pulumi.homelab.yaml's own remote access: the Minecraft server and the MQTT broker are advertised, their names are
+    in the zone the split DNS sends to the Ainur's resolver (which answers their addresses), and the policy, which
+    Headscale v0.27.1's own parser accepts, grants the family the game and the admins both, each port by protocol."""
+    stack = _stack()
+    advertised = {str(r) for r in remote_plan.routes(stack)}
+    assert {"192.168.0.220/32", "192.168.0.221/32", "192.168.0.14/32"} <= advertised
+    assert remote_plan.split_dns(stack)["iluvatar.home.arpa"] == ["192.168.0.14"]
+    zone = dict(dnsmasq.dns_records(stack, edge.lan_records(stack)))
+    assert (zone["minecraft.iluvatar.home.arpa"], zone["mqtt.iluvatar.home.arpa"]) == (IPv4Address("192.168.0.220"), IPv4Address("192.168.0.221"))
+    raw = [rule for rule in remote_plan.policy(stack)["acls"] if "proto" in rule]
+    assert raw == [
+        {"action": "accept", "src": ["group:example-homelab-admins"], "proto": "tcp", "dst": ["192.168.0.220:25565", "192.168.0.221:1883,8883"]},
+        {"action": "accept", "src": ["group:example-homelab-admins"], "proto": "udp", "dst": ["192.168.0.220:19132"]},
+        {"action": "accept", "src": ["group:example-family"], "proto": "tcp", "dst": ["192.168.0.220:25565"]},
+        {"action": "accept", "src": ["group:example-family"], "proto": "udp", "dst": ["192.168.0.220:19132"]},
+    ]
+    # Each group reaches the resolver its names need.
+    assert all(
+        any("192.168.0.14:53" in rule["dst"] for rule in remote_plan.policy(stack)["acls"] if rule["src"] == [g])
+        for g in ("group:example-family", "group:example-homelab-admins")
+    )
+    # The Services admit what the tailnet sends: Headscale's router on the Ainur masquerades as its Pi's address.
+    for app in ports.apps(stack):
+        assert {f"{n.ip}/32" for n in stack.ainur_nodes} <= set(ports.service(stack, app)["spec"]["loadBalancerSourceRanges"]), app.name
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(remote_plan.policy_text(stack))
+    checked = subprocess.run(
+        [str(gotools.build("headscale")), "policy", "check", "--file", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert (checked.returncode, "Policy is valid" in checked.stdout) == (0, True), checked.stdout + checked.stderr
 
 
 def test_without_reach_ports_the_apps_addresses_are_not_advertised() -> None:
