@@ -103,10 +103,10 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # names (the kubelet updates the netboot ConfigMap's volume in the running pod: a restart read the next mode's conf);
     # and in dhcp mode netboot-router-off on every stack, which reads from the running Deployment whether the `up` moves
     # the LAN from the router's lending (the outputs of a failed `up` would hide it; a first bring-up is such a move).
-    # #56 then fourteen: the homelab's remote access (Headscale on the Ainur: the component, its namespace, ConfigMap,
-    # Deployment, Service, protected state claim, default deny and NetworkPolicy; the subnet router's Deployment,
-    # ServiceAccount, Role and RoleBinding; the steps that make the users and enrol the router).
-    assert len(sim.registrations) == 373
+    # #56 then fifteen: the homelab's remote access (Headscale on the Ainur: the component, its namespace, ConfigMap,
+    # Deployment, Service, protected state claim and the gate before it on Longhorn, default deny and NetworkPolicy; the
+    # subnet router's Deployment, ServiceAccount, Role and RoleBinding; the steps that make the users and enrol the router).
+    assert len(sim.registrations) == 374
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

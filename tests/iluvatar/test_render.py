@@ -332,25 +332,26 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
     # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
     # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
-    # (#56: the homelab's remote access, Headscale and its subnet router on the Ainur: the component, eleven objects and the
-    # steps that make its users and enrol the router: 14.)
-    assert counts.splitlines()[-1] == "  total: 373"
+    # (#56: the homelab's remote access, Headscale and its subnet router on the Ainur: the component, eleven objects, the
+    # gate before Headscale's claim on Longhorn, and the steps that make its users and enrol the router: 15.)
+    assert counts.splitlines()[-1] == "  total: 374"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
-    # and monitoring's CRD gate, the gate before the log store's CiliumNetworkPolicy and the one before the raw-port apps'. 16 remote: each Pi's join, k3s and
+    # and monitoring's CRD gate, the gate before the log store's CiliumNetworkPolicy and the one before the raw-port apps'
+    # (and Headscale's storage gate, 21). 16 remote: each Pi's join, k3s and
     # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
     # dhcp mode netboot-router-off before the netboot pod (#53); and remote access's users and router steps on the first
-    # valar (#56).
-    assert {"  command:local:Command: 20", "  command:remote:Command: 23", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # valar, and the gate before Headscale's claim (#56).
+    assert {"  command:local:Command: 21", "  command:remote:Command: 23", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 373
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 374
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
