@@ -31,7 +31,7 @@ import pulumi_tailscale as tailscale
 from components import kube, steps
 from components.edge import custom_resource
 from components.steps import ClusterAccess
-from plans import k3s, references
+from plans import bringup, k3s, references, storage
 from plans import remote_access as plan
 from stacks.model import StackConfig
 
@@ -141,8 +141,15 @@ class RemoteAccess(pulumi.ComponentResource):
         # Headscale's state (its keys, the devices, their addresses) is irreplaceable: a new claim re-keys every device.
         claim = next(m for m in manifests if m["kind"] == "PersistentVolumeClaim")
         namespace = kube.create(f"{name}-ainur", manifests[0], in_ainur)
+        # The claim binds only once its class exists and its driver runs: Longhorn is an Argo CD Application of the storage
+        # layer, whose creation says neither, and pulumi-kubernetes gives up on a claim long before Longhorn has pulled
+        # its images; so the claim waits for the class as the Git mirror's does (plans.bringup.storage_class_gate).
+        state_after: list[pulumi.Resource] = [namespace]
+        state_class = storage.git_mirror_class(stack)
+        if state_class != "local-path":  # k3s serves local-path from its start
+            state_after.append(args.ainur.gate(f"{name}-gate-storage", bringup.storage_class_gate(state_class), self, after=args.ainur_after))
         state = kube.create(
-            f"{name}-ainur", claim, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace], protect=True))
+            f"{name}-ainur", claim, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=state_after, protect=True))
         )
         rest = [m for m in manifests[1:] if m is not claim]
         before: list[pulumi.Resource] = [namespace]

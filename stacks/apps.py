@@ -253,6 +253,8 @@ def _selector(i: int, selector: Mapping[str, str]) -> Iterator[Problem]:
 def _shape(i: int, app: App) -> Iterator[Problem]:
     """An app is HTTP (service) or raw ports on its address, never neither nor both; each port usable on that path."""
     yield from _service_name(i, app)
+    if app.host_network is not None and app.ports:
+        return  # refused once, as a host-network app (host_network_problems)
     if app.service is None and not app.ports:
         yield Problem(app_path(i), "needs service (an HTTP app behind the gateways) or ports (raw TCP/UDP on its own address); add one")
         return
@@ -384,6 +386,19 @@ def host_network_problems(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple
                     f"{path}.node",
                     f"{host.node} is a control plane machine (valinor): a host-network pod there would sit beside etcd's and the API "
                     f"server's own ports, so whoever owns the app reaches them from inside; name a worker ({', '.join(workers) or 'none'})",
+                )
+            )
+        if app.ports:
+            # The pod's sockets are the machine's: a LoadBalancer address in front of them would be a second way in,
+            # held by whichever node wins its lease rather than the pod's, and its CiliumNetworkPolicy would filter
+            # nothing (a host-network pod is no endpoint of its own: its traffic is the host's).
+            ip = f" ({node.ip})" if node is not None else ""
+            out.append(
+                Problem(
+                    app_path(i, "ports"),
+                    f"{app.name} has hostNetwork too: its pod listens on {host.node}'s own address{ip}, so a Service address in front of "
+                    "it would be a second way in that its network policy cannot filter; list the ports in hostNetwork.ports alone and "
+                    "remove ports and address (clients reach the machine's address; an HTTP part goes behind the gateway with service)",
                 )
             )
         if app.pod_security != "privileged":

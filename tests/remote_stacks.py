@@ -6,14 +6,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from stacks import StackConfig, load_stack_file
-from tests.edit import edit, homelab_doc, secure, write_stack
+from tests.edit import HOMELAB, edit, homelab_doc, secure, write_stack
 
 ACCESS: list[dict[str, Any]] = [
     {"group": "example:homelab-admins", "members": ["alice@"], "reach": ["apps", "kubernetes"]},
     {"group": "example:family", "members": ["bob@"], "reach": ["apps"]},
 ]
 HEADSCALE: dict[str, Any] = {"flavour": "headscale", "headscale": {"url": "https://vpn.example.com", "ip": "192.168.0.17"}, "access": ACCESS}
+# The shipped homelab's own remote access (Headscale; the family reaches the Minecraft server, the admins the MQTT
+# broker too).
+SHIPPED: dict[str, Any] = yaml.safe_load(HOMELAB.read_text())["config"]["iluvatar:remoteAccess"]
 TAILSCALE: dict[str, Any] = {
     "flavour": "tailscale",
     "tailscale": {"oauthClientId": "kQ2wZp7CNTRL", "replacePolicy": True},

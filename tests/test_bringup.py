@@ -29,6 +29,12 @@ def test_both_stacks_bring_up_in_order(path: Path) -> None:
     assert violations(simulated(path), load_stack_file(path)) == []
 
 
+def test_the_homelab_with_its_remote_access_brings_up_in_order() -> None:
+    """The shipped file itself, its remote access included (the shared run leaves it out, tests.edit.homelab_doc):
+    Headscale's state claim on Longhorn waits for the class as the Git mirror's does."""
+    assert violations(simulate(read_stack_file(HOMELAB)), load_stack_file(HOMELAB)) == []
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(raw=raw_stacks(identity=True))
 def test_random_stacks_bring_up_in_order(raw: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -191,7 +197,16 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "kms-secret-kms-tls, the Secret it names",
         "kms-serviceaccount-kms, the ServiceAccount it names",
     ]
-    assert len(found) == 32
+    # The homelab's remote access (#56): Headscale's Deployment after its ConfigMap and claim, the router's after its
+    # account, the router's binding after its role and account, by reference alone: 37 in all.
+    assert sorted(m.split(" (")[0] for m in found if m.startswith("ainur: remote-access-")) == [
+        "ainur: remote-access-ainur-deployment-headscale",
+        "ainur: remote-access-ainur-deployment-headscale",
+        "ainur: remote-access-ainur-deployment-subnet-router",
+        "ainur: remote-access-ainur-rolebinding-subnet-router",
+        "ainur: remote-access-ainur-rolebinding-subnet-router",
+    ]
+    assert len(found) == 37
 
 
 def test_with_router_off_after_the_netboot_service_the_first_dhcp_bring_up_deadlocks() -> None:

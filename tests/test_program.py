@@ -108,7 +108,12 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # API adapter's CiliumNetworkPolicy admitting the API server, and the gate before it. Then ten: Argo CD's
     # NetworkPolicies on each cluster (a default deny, the server's, Redis', the repo server's, the controller's), the
     # program's in place of its chart's, whose metrics admitted every pod.
-    assert len(sim.registrations) == 378
+    # #56 then fifteen: the homelab's remote access (Headscale on the Ainur: the component, its namespace, ConfigMap,
+    # Deployment, Service, protected state claim and the gate before it on Longhorn, default deny and NetworkPolicy; the
+    # subnet router's Deployment, ServiceAccount, Role and RoleBinding; the steps that make the users and enrol the router).
+    # #57 then seven: Headscale's state backed up (its restic Secret, the random provider and protected password, the
+    # CronJob that restarts Headscale for its backup, its ServiceAccount, Role and RoleBinding).
+    assert len(sim.registrations) == 400
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -45,8 +45,11 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.stdout.splitlines() == [
         # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS. #53: one
         # more, dnsmasq.conf's own ConfigMap (named by its content). #54: seven more, Longhorn's NetworkPolicies; one more,
-        # the metrics API adapter's CiliumNetworkPolicy; ten more, Argo CD's NetworkPolicies on both clusters.
-        f"rendered stack homelab to {out}: 280 files",
+        # the metrics API adapter's CiliumNetworkPolicy; ten more, Argo CD's NetworkPolicies on both clusters. #56: eleven
+        # more, the homelab's remote access (Headscale and its subnet router on the Ainur: their namespace, config,
+        # Deployments, Service, claim, the router's account, role and binding, two NetworkPolicies). #57: five more,
+        # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding).
+        f"rendered stack homelab to {out}: 296 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -56,7 +59,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 280 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 296 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -77,6 +80,27 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-kube-vip.yaml",
             "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
             "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
+            "kubernetes/ainur/_cluster/Namespace-remote-access.yaml",
+            *(
+                f"kubernetes/ainur/remote-access/{kind}-{name}.yaml"
+                for kind, name in [
+                    ("ConfigMap", "headscale"),
+                    ("CronJob", "state-backup"),
+                    ("Deployment", "headscale"),
+                    ("Deployment", "subnet-router"),
+                    ("NetworkPolicy", "default-deny-ingress"),
+                    ("NetworkPolicy", "headscale"),
+                    ("PersistentVolumeClaim", "headscale-state"),
+                    ("Role", "state-backup"),
+                    ("Role", "subnet-router"),
+                    ("RoleBinding", "state-backup"),
+                    ("RoleBinding", "subnet-router"),
+                    ("Secret", "headscale-restic"),
+                    ("Service", "headscale"),
+                    ("ServiceAccount", "state-backup"),
+                    ("ServiceAccount", "subnet-router"),
+                ]
+            ),
             # Who may register a Node (plans.k3s.node_admission).
             "kubernetes/ainur/_cluster/ValidatingAdmissionPolicy-iluvatar-node-registration.yaml",
             "kubernetes/ainur/_cluster/ValidatingAdmissionPolicyBinding-iluvatar-node-registration.yaml",
@@ -339,23 +363,28 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
     # (#54: Longhorn's NetworkPolicies: 7. The metrics API adapter's CiliumNetworkPolicy and its gate: 2. Argo CD's
     # NetworkPolicies, 5 on each cluster: 10.)
-    assert counts.splitlines()[-1] == "  total: 378"
+    # (#56: the homelab's remote access, Headscale and its subnet router on the Ainur: the component, eleven objects, the
+    # gate before Headscale's claim on Longhorn, and the steps that make its users and enrol the router: 15.)
+    # (#57: Headscale's state backup, its Secret, random provider, password, CronJob, account, role and binding: 7.)
+    assert counts.splitlines()[-1] == "  total: 400"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
-    # and monitoring's CRD gate, the gate before the log store's CiliumNetworkPolicy and the one before the raw-port apps'. 16 remote: each Pi's join, k3s and
+    # and monitoring's CRD gate, the gate before the log store's CiliumNetworkPolicy and the one before the raw-port apps'
+    # (and Headscale's storage gate, 21). 16 remote: each Pi's join, k3s and
     # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
     # dhcp mode netboot-router-off before the netboot pod (#53). 21 local since the gate before the metrics API adapter's
-    # CiliumNetworkPolicy (#54).
-    assert {"  command:local:Command: 21", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # CiliumNetworkPolicy (#54), 22 with Headscale's storage gate; and remote access's users and router steps on the
+    # first valar: 23 remote (#56).
+    assert {"  command:local:Command: 22", "  command:remote:Command: 23", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 378
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 400
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -5,7 +5,7 @@ address, in the network-namespace lab (tests.netns.lan).
 What cannot run here is Cilium: its L2 announcement of the Service's address and its eBPF forwarding to the pod. A
 namespace holding the app's address (`Lan.host`, which answers ARP for it as Cilium's announcing node does) stands in
 for both, with a server on each port's `targetPort` of the rendered Service (`plans.ports.service`), protocol as
-rendered, and nftables doing what Cilium v1.18.4's load balancer does for a packet from outside (`LB_RULES`): drop a
+rendered, and nftables doing what Cilium v1.18.4's load balancer does for a packet from outside (`raw_ports.LB_RULES`): drop a
 source outside the Service's `loadBalancerSourceRanges` (bpf/lib/nodeport.h:2610, nodeport_svc_lb4), then translate
 the Service's port to the backend's (lb4_local's DNAT, bpf/lib/lb.h). The client connects to `port`: one app here has
 a `targetPort` apart from it, so a translation the Service gets wrong fails the test.
@@ -25,7 +25,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -35,60 +34,13 @@ from stacks import StackConfig, load_stack_file
 from stacks.model import App
 from tests.edit import HOMELAB
 from tests.netns.lan import Lan, in_ns, lan, require_root
+from tests.netns.raw_ports import CLIENT_CODE, SERVER, lb_rules
 from tests.tools import require
 
 require_root()
 
 SVC = "192.168.0.14"  # the Ainur's service address, where dnsmasq answers
 CLIENT = "192.168.0.150"  # a laptop on the LAN
-
-# One server per (port, protocol): echoes what it gets with a prefix, so the client knows which answered. It prints
-# `ready` once every socket is bound, the event the test waits on.
-SERVER = """
-import socket, sys, threading
-def tcp(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", port)); s.listen()
-    return s, lambda: serve_tcp(s, port)
-def serve_tcp(s, port):
-    while True:
-        c, _ = s.accept(); c.sendall(f"{port}/tcp:".encode() + c.recv(64)); c.close()
-def udp(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
-    return s, lambda: serve_udp(s, port)
-def serve_udp(s, port):
-    while True:
-        data, peer = s.recvfrom(64); s.sendto(f"{port}/udp:".encode() + data, peer)
-loops = [(tcp if proto == "TCP" else udp)(int(port))[1] for port, proto in (a.split("/") for a in sys.argv[1:])]
-for loop in loops:
-    threading.Thread(target=loop, daemon=True).start()
-print("ready", flush=True)
-sys.stdin.read()
-"""
-
-CLIENT_CODE = """
-import socket, sys
-host, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-if proto == "TCP":
-    s = socket.create_connection((host, port), timeout=5); s.sendall(b"hello"); print(s.recv(64).decode())
-else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); s.sendto(b"hello", (host, port)); print(s.recvfrom(64)[0].decode())
-"""
-
-
-# Cilium's load balancer at the app's address, for packets from outside: the source check, then the port translation.
-LB_RULES = """table ip cilium_lb {{
-  chain source {{ type filter hook prerouting priority -150; policy accept; ip daddr {address} ip saddr != {{ {ranges} }} drop; }}
-  chain translate {{ type nat hook prerouting priority -100; policy accept; {translations} }}
-}}
-"""
-
-
-def _lb_rules(service: dict[str, Any]) -> str:
-    address = service["metadata"]["annotations"][ports.LBIPAM_ANNOTATION]
-    translations = " ".join(
-        f"ip daddr {address} {p['protocol'].lower()} dport {p['port']} redirect to :{p['targetPort']};" for p in service["spec"]["ports"]
-    )
-    return LB_RULES.format(address=address, ranges=", ".join(service["spec"]["loadBalancerSourceRanges"]), translations=translations)
 
 
 def _apps(stack: StackConfig) -> list[App]:
@@ -116,7 +68,7 @@ def address(net: Lan) -> Callable[[App], str]:
         if app.name not in made:
             service = ports.service(net.stack, app)
             ns = net.host(app.name[:4], service["metadata"]["annotations"][ports.LBIPAM_ANNOTATION])
-            subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=_lb_rules(service), text=True, check=True, timeout=30)
+            subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=lb_rules(service), text=True, check=True, timeout=30)
             made[app.name] = ns
         return made[app.name]
 

@@ -8,6 +8,12 @@ answers it, over the tunnel), the internal app answers over the tunnel with its 
 the router advertises but the policy does not grant the phone's group (Arda's API) answers on the LAN and not to the
 phone, nor does a LAN address nobody advertises; signed in as a member of the admins' group instead, the phone reaches
 that API; and with the route withdrawn, nothing answers.
+
+The lab runs the shipped homelab's own remote access (Pulumi.homelab.yaml: the family reaches the Minecraft server, the
+admins the MQTT broker too). The raw-port apps stand at their addresses as in tests/netns/test_raw_ports.py (a namespace
+holding the address, nftables for the Service's source ranges as Cilium checks them): the family's phone resolves
+the Minecraft server's name through the split DNS and reaches its Java port over TCP and its Bedrock port over UDP,
+not the broker; an admin's reaches the broker by its name, the real mosquitto (Debian's), with the real mosquitto_sub.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from typing import Any
 
 import pytest
 
+from plans import ports as ports_plan
 from plans import remote_access as plan
 from stacks import StackConfig
 from tests.netns.lan import in_ns, require_root
+from tests.netns.raw_ports import CLIENT_CODE, SERVER, lb_rules
 from tests.netns.tailnet import (
     HOME_WAN,
     ROUTER_CA,
@@ -39,7 +47,8 @@ from tests.netns.tailnet import (
     tailnet,
     wait_for,
 )
-from tests.remote_stacks import HEADSCALE, remote_stack
+from tests.remote_stacks import SHIPPED, remote_stack
+from tests.tools import require
 
 require_root()
 
@@ -115,7 +124,7 @@ def _router_env(stack: StackConfig, key: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
+    stack = remote_stack({**SHIPPED, "headscale": {**SHIPPED["headscale"], "derp": "embedded"}})
     root = tmp_path_factory.mktemp("remote")
     root.chmod(0o755)
     with tailnet(stack, root, f"ilv{os.getpid() % 10000}t") as net:
@@ -420,6 +429,96 @@ def test_an_admin_reaches_the_api_servers_over_the_tunnel(lab: Lab) -> None:
         _join(lab, "bob")
         wait_for("the app's route on bob's phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
         wait_for("Arda's API route gone from bob's phone", lambda: arda_api not in lab.phone_routes(), 90, lambda: lab.phone_routes())
+        wait_for(
+            "the router taking bob's packets to the app",
+            lambda: _router_admits_the_phone(lab, "192.168.0.238", 443),
+            60,
+            lambda: lab.net.log("router"),
+        )
+
+
+MINECRAFT = "minecraft.iluvatar.home.arpa"
+MQTT = "mqtt.iluvatar.home.arpa"
+TOPIC, MESSAGE = "house/hello", "the broker, over the tunnel"
+
+
+@pytest.fixture(scope="module")
+def raw_apps(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The homelab's raw-port apps at their addresses: Minecraft's echo servers on its ports, the real mosquitto for the
+    broker (holding a retained message), each behind its rendered Service's source ranges. Their addresses by name."""
+    root = tmp_path_factory.mktemp("raw-apps")
+    procs: list[subprocess.Popen[str]] = []
+    addresses: dict[str, str] = {}
+    try:
+        for app in ports_plan.apps(lab.stack):
+            service = ports_plan.service(lab.stack, app)
+            address = str(app.address)
+            ns = lab.net.home.host(app.name[:4], address)
+            subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=lb_rules(service), text=True, check=True, timeout=30)
+            addresses[app.name] = address
+            if app.name == "mosquitto":
+                conf = root / "mosquitto.conf"
+                conf.write_text("listener 1883\nallow_anonymous true\npersistence false\nlog_dest stderr\nuser root\n")
+                broker = subprocess.Popen(["ip", "netns", "exec", ns, require("mosquitto"), "-c", str(conf)], stderr=subprocess.PIPE, text=True)
+                procs.append(broker)
+                assert broker.stderr is not None
+                for line in broker.stderr:  # mosquitto logs each listener it opens, then `running`
+                    if line.rstrip().endswith(" running"):
+                        break
+                in_ns(ns, require("mosquitto_pub"), "-h", address, "-t", TOPIC, "-m", MESSAGE, "-r")
+            else:
+                served = [f"{p['targetPort']}/{p['protocol']}" for p in service["spec"]["ports"]]
+                server = subprocess.Popen(
+                    ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, *served], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                )
+                procs.append(server)
+                assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield addresses
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_family_reaches_the_minecraft_server_by_name_and_not_the_broker(lab: Lab, raw_apps: dict[str, str]) -> None:
+    # bob's group (example:family) has `ports: [minecraft]`: Headscale hands the phone that address's route and the
+    # router's filter takes its packets there, 25565 over TCP and 19132 over UDP.
+    minecraft, broker = raw_apps["minecraft"], raw_apps["mosquitto"]
+    wait_for("the Minecraft server's route on bob's phone", lambda: minecraft in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+    assert lab.phone("dig", "+short", "+time=3", "+tries=3", MINECRAFT, check=False).stdout.strip() == minecraft
+    wait_for(
+        "the router taking bob's packets to the Minecraft server",
+        lambda: _router_admits_the_phone(lab, minecraft, 25565) and _router_admits_the_phone(lab, minecraft, 19132),
+        60,
+        lambda: lab.net.log("router"),
+    )
+    for port, proto in ((25565, "TCP"), (19132, "UDP")):
+        got = lab.phone(sys.executable, "-c", CLIENT_CODE, MINECRAFT, str(port), proto, check=False)
+        assert got.stdout.strip() == f"{port}/{proto.lower()}:hello", got
+    # The broker's name is in the zone too, but the family is not granted it: no route on the phone, no rule at the router.
+    assert lab.phone("dig", "+short", "+time=3", "+tries=3", MQTT, check=False).stdout.strip() == broker
+    assert broker not in lab.phone_routes()
+    assert not _router_admits_the_phone(lab, broker, 1883)
+
+
+def test_an_admin_reaches_the_mqtt_broker_by_name_over_the_tunnel(lab: Lab, raw_apps: dict[str, str]) -> None:
+    # alice's group (example:homelab-admins) has `ports: [minecraft, mosquitto]`: the real mosquitto_sub on her phone
+    # reaches the real broker by its name and gets the retained message.
+    broker = raw_apps["mosquitto"]
+    lab.tailscale("logout")
+    try:
+        _join(lab, "alice")
+        wait_for("the broker's route on alice's phone", lambda: broker in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+        wait_for(
+            "the router taking alice's packets to the broker", lambda: _router_admits_the_phone(lab, broker, 1883), 60, lambda: lab.net.log("router")
+        )
+        got = lab.phone(require("mosquitto_sub"), "-h", MQTT, "-p", "1883", "-t", TOPIC, "-C", "1", "-W", "10", check=False)
+        assert (got.returncode, got.stdout.strip()) == (0, MESSAGE), got
+    finally:
+        lab.tailscale("logout")
+        _join(lab, "bob")
+        wait_for("the app's route on bob's phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+        wait_for("the broker's route gone from bob's phone", lambda: broker not in lab.phone_routes(), 90, lambda: lab.phone_routes())
         wait_for(
             "the router taking bob's packets to the app",
             lambda: _router_admits_the_phone(lab, "192.168.0.238", 443),

@@ -137,7 +137,11 @@ def test_talos_control_planes_open_their_metrics_and_workers_are_untouched() -> 
     assert apiserver.talos_documents(stack, gandalf) == []
     assert len(talos.node_patches(stack, gandalf, "img")) == 1 and len(talos.node_patches(stack, taniquetil, "img")) == 2
     bare = parse_stack(
-        {k: v for k, v in read_stack_file(HOMELAB).config.items() if "monitoring" not in k and "identity" not in k and "alertReceiver" not in k}
+        {
+            k: v
+            for k, v in read_stack_file(HOMELAB).config.items()
+            if "monitoring" not in k and "identity" not in k and "alertReceiver" not in k and "remoteAccess" not in k
+        }
     )
     assert apiserver.talos_documents(bare, taniquetil) == []
 

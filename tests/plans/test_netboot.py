@@ -1327,6 +1327,7 @@ def _lan(lan: str, **network: Any) -> StackConfig:
         # The raw-port apps' own addresses are the shipped pool's, and their sources name the shipped VLANs; with another
         # pool or other VLANs, those apps are not this test's.
         raw["iluvatar:apps"] = [a for a in raw["iluvatar:apps"] if "ports" not in a]
+        raw.pop("iluvatar:remoteAccess")  # its grants name those apps
     return parse_stack(raw)
 
 

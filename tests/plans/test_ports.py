@@ -4,6 +4,7 @@ and Cilium's schemas at the versions the program runs (kubeconform), and where t
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -22,6 +23,9 @@ from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_stack
 from tools import gotools, netpol_check, upstream
 
 MANAGED = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}
+# The Pis' addresses: the shipped homelab's tailnet reaches both raw-port apps through Headscale's subnet router on the
+# Ainur, which masquerades as its Pi's address.
+AINUR = ["192.168.0.11/32", "192.168.0.12/32", "192.168.0.13/32"]
 LAN_PORTS = [{"ports": [{"port": "25565", "protocol": "TCP"}, {"port": "19132", "protocol": "UDP"}]}]
 
 
@@ -48,7 +52,7 @@ def test_minecrafts_service_asks_cilium_for_its_own_address_with_both_protocols(
             "type": "LoadBalancer",
             "externalTrafficPolicy": "Cluster",
             "selector": {"app.kubernetes.io/name": "minecraft"},
-            "loadBalancerSourceRanges": ["192.168.0.0/24"],
+            "loadBalancerSourceRanges": ["192.168.0.0/24", *AINUR],
             "ports": [
                 {"name": "tcp-25565", "port": 25565, "protocol": "TCP", "targetPort": 25565},
                 {"name": "udp-19132", "port": 19132, "protocol": "UDP", "targetPort": 19132},
@@ -65,7 +69,7 @@ def test_minecrafts_policy_admits_only_its_ports_from_the_lan_and_the_nodes() ->
         "spec": {
             "endpointSelector": {"matchLabels": {"app.kubernetes.io/name": "minecraft"}},
             "ingress": [
-                {"fromCIDR": ["192.168.0.0/24"], "toPorts": LAN_PORTS},
+                {"fromCIDR": ["192.168.0.0/24", *AINUR], "toPorts": LAN_PORTS},
                 {"fromEntities": ["host", "remote-node"], "toPorts": LAN_PORTS},
             ],
         },
@@ -81,10 +85,10 @@ def test_the_source_boundary_is_the_services_and_the_same_on_every_node() -> Non
     ranges and the nodes (a packet masqueraded by the node that took it), so where the pod runs changes nothing."""
     stack = _stack()
     mosquitto = next(a for a in stack.apps if a.name == "mosquitto")
-    assert ports.service(stack, mosquitto)["spec"]["loadBalancerSourceRanges"] == ["192.168.0.0/24", "192.168.20.0/24"]
+    assert ports.service(stack, mosquitto)["spec"]["loadBalancerSourceRanges"] == ["192.168.0.0/24", "192.168.20.0/24", *AINUR]
     ingress = ports.network_policy(stack, mosquitto)["spec"]["ingress"]
     assert ingress[:2] == [
-        {"fromCIDR": ["192.168.0.0/24", "192.168.20.0/24"], "toPorts": MQTT_PORTS},
+        {"fromCIDR": ["192.168.0.0/24", "192.168.20.0/24", *AINUR], "toPorts": MQTT_PORTS},
         {"fromEntities": ["host", "remote-node"], "toPorts": MQTT_PORTS},
     ]
 
@@ -177,6 +181,45 @@ def test_reach_ports_grants_each_named_app_by_protocol() -> None:
     assert ports.service(stack, mosquitto)["spec"]["loadBalancerSourceRanges"] == ["192.168.0.0/24", "192.168.20.0/24"]
 
 
+def test_the_shipped_homelab_serves_its_raw_port_apps_by_name_on_the_tailnet(tmp_path: Path) -> None:
+    """Pulumi.homelab.yaml's own remote access: the Minecraft server and the MQTT broker are advertised, their names are
+    in the zone the split DNS sends to the Ainur's resolver (which answers their addresses), and the policy, which
+    Headscale v0.27.1's own parser accepts, grants the family the game and the admins both, each port by protocol."""
+    stack = _stack()
+    advertised = {str(r) for r in remote_plan.routes(stack)}
+    assert {"192.168.0.220/32", "192.168.0.221/32", "192.168.0.14/32"} <= advertised
+    assert remote_plan.split_dns(stack)["iluvatar.home.arpa"] == ["192.168.0.14"]
+    zone = dict(dnsmasq.dns_records(stack, edge.lan_records(stack)))
+    assert (zone["minecraft.iluvatar.home.arpa"], zone["mqtt.iluvatar.home.arpa"]) == (IPv4Address("192.168.0.220"), IPv4Address("192.168.0.221"))
+    raw = [rule for rule in remote_plan.policy(stack)["acls"] if "proto" in rule]
+    assert raw == [
+        {"action": "accept", "src": ["group:example-homelab-admins"], "proto": "tcp", "dst": ["192.168.0.220:25565", "192.168.0.221:1883,8883"]},
+        {"action": "accept", "src": ["group:example-homelab-admins"], "proto": "udp", "dst": ["192.168.0.220:19132"]},
+        {"action": "accept", "src": ["group:example-family"], "proto": "tcp", "dst": ["192.168.0.220:25565"]},
+        {"action": "accept", "src": ["group:example-family"], "proto": "udp", "dst": ["192.168.0.220:19132"]},
+    ]
+    # Each group reaches the resolver its names need.
+    assert all(
+        any("192.168.0.14:53" in rule["dst"] for rule in remote_plan.policy(stack)["acls"] if rule["src"] == [g])
+        for g in ("group:example-family", "group:example-homelab-admins")
+    )
+    # The Services admit what the tailnet sends: Headscale's router on the Ainur masquerades as its Pi's address.
+    for app in ports.apps(stack):
+        assert {f"{n.ip}/32" for n in stack.ainur_nodes} <= set(ports.service(stack, app)["spec"]["loadBalancerSourceRanges"]), app.name
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(remote_plan.policy_text(stack))
+    checked = subprocess.run(
+        [str(gotools.build("headscale")), "policy", "check", "--file", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert (checked.returncode, "Policy is valid" in checked.stdout) == (0, True), checked.stdout + checked.stderr
+
+
 def test_without_reach_ports_the_apps_addresses_are_not_advertised() -> None:
     stack = remote_stack(HEADSCALE)  # reach: apps and kubernetes
     assert not {"app-minecraft", "app-mosquitto"} & set(remote_plan.targets(stack))
@@ -241,6 +284,37 @@ def test_the_minecraft_world_is_backed_up_from_archives_made_with_saving_off() -
     assert all(c["image"].split(":")[1][:4].isdigit() for c in containers.values()), [c["image"] for c in containers.values()]
     backup = _minecraft(_stack()).backup
     assert backup is not None and [v.claim for v in backup.volumes] == ["backups-minecraft-0"]
+
+
+# An image's release tag (a date or semver release, with itzg's -<java tag> suffix), never a moving one (latest, stable,
+# java25): a restart runs what Git says.
+_RELEASE_TAG = re.compile(r"^[^:@]+:\d+\.\d+\.\d+(-java\d+)?$")
+# A GeyserMC download of one numbered build (download.geysermc.org/v2: projects/<p>/versions/<v>/builds/<n>).
+_GEYSER_BUILD = re.compile(r"^https://download\.geysermc\.org/v2/projects/(geyser|floodgate)/versions/\d+\.\d+\.\d+/builds/\d+/downloads/spigot$")
+
+
+@pytest.mark.parametrize("name", ["minecraft", "mosquitto", "home-assistant"])
+def test_every_image_an_example_runs_is_a_release_tag(name: str) -> None:
+    pods = [
+        o["spec"]["template"]["spec"]
+        for o in yaml.safe_load_all((EXAMPLES / name / "deployment.yaml").read_text())
+        if "template" in o.get("spec", {})
+    ]
+    images = [c["image"] for pod in pods for c in [*pod.get("initContainers", []), *pod["containers"]]]
+    assert images and all(_RELEASE_TAG.match(i) for i in images), images
+
+
+def test_the_minecraft_server_and_its_plugins_are_pinned() -> None:
+    """itzg's image downloads the server and the plugins at every start: Paper's build of one Minecraft version, and
+    Geyser and Floodgate each at one numbered build (GeyserMC's API serves one file per build), so a restart never
+    brings code next to the world that Git does not name; nothing is fetched as "the newest" from Modrinth."""
+    [statefulset] = list(yaml.safe_load_all((EXAMPLES / "minecraft" / "deployment.yaml").read_text()))
+    [server] = [c for c in statefulset["spec"]["template"]["spec"]["containers"] if c["name"] == "minecraft"]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert (env["TYPE"], env["VERSION"], env["PAPER_BUILD"]) == ("PAPER", "26.2", "112")
+    assert not {"MODRINTH_PROJECTS", "SPIGET_RESOURCES", "MODS", "PLUGINS_FILE"} & set(env)
+    plugins = env["PLUGINS"].splitlines()
+    assert [p.split("/")[5] for p in plugins] == ["geyser", "floodgate"] and all(_GEYSER_BUILD.match(p) for p in plugins), plugins
 
 
 def _pod(namespace: str, name: str) -> list[dict[str, Any]]:
