@@ -162,5 +162,6 @@ def without(config: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
 
 
 def with_apps(config: dict[str, Any], apps: list[dict[str, Any]]) -> dict[str, Any]:
-    """The config with `apps` as its registry, and without what names the registry's own apps."""
-    return {**without(config, NAMES_REGISTRY_APPS), "iluvatar:apps": apps}
+    """The config with `apps` as its registry, and without what names the registry's own apps (remote access too:
+    its grants name the shipped apps' ports)."""
+    return {**without(config, (*NAMES_REGISTRY_APPS, "iluvatar:remoteAccess")), "iluvatar:apps": apps}

@@ -198,15 +198,19 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "kms-serviceaccount-kms, the ServiceAccount it names",
     ]
     # The homelab's remote access (#56): Headscale's Deployment after its ConfigMap and claim, the router's after its
-    # account, the router's binding after its role and account, by reference alone: 37 in all.
+    # account, the router's binding after its role and account, by reference alone; and its state's backup (#57): the
+    # CronJob after its account, its binding after its role and account: 40 in all.
     assert sorted(m.split(" (")[0] for m in found if m.startswith("ainur: remote-access-")) == [
+        "ainur: remote-access-ainur-cronjob-state-backup",
         "ainur: remote-access-ainur-deployment-headscale",
         "ainur: remote-access-ainur-deployment-headscale",
         "ainur: remote-access-ainur-deployment-subnet-router",
+        "ainur: remote-access-ainur-rolebinding-state-backup",
+        "ainur: remote-access-ainur-rolebinding-state-backup",
         "ainur: remote-access-ainur-rolebinding-subnet-router",
         "ainur: remote-access-ainur-rolebinding-subnet-router",
     ]
-    assert len(found) == 37
+    assert len(found) == 40
 
 
 def test_with_router_off_after_the_netboot_service_the_first_dhcp_bring_up_deadlocks() -> None:

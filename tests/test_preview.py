@@ -111,8 +111,8 @@ def test_argo_cd_as_a_v4_chart_would_block_every_preview() -> None:
             "repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=plan.REPOSITORY),",
         ),
         (
-            "opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[*first, *secrets]),",
-            "opts=pulumi.ResourceOptions(parent=self, providers={'kubernetes': self.provider}, depends_on=[*first, *secrets]),",
+            "opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[*first, *secrets, *policies]),",
+            "opts=pulumi.ResourceOptions(parent=self, providers={'kubernetes': self.provider}, depends_on=[*first, *secrets, *policies]),",
         ),
     ):
         found = askers(simulate(read_stack_file(HOMELAB)))

@@ -158,6 +158,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "gitops-arda-kubernetes",
         "logs-gate-cilium",
         "logs-gate-storage",
+        "monitoring-gate-cilium",
     ]
     # And the run after it (still day 340) changes nothing at all.
     again = simulate(homelab_stack_file(), previous=outputs_of(day340))
