@@ -349,14 +349,16 @@ def _nodes(p: Parsed) -> list[Problem]:
                     )
                 )
         if node.serial is not None:
-            # A Pi's serial is not its MAC's tail: its own MAC's, nor (copied from the line above) another machine's.
-            tails = [(j, n) for j, n in p.nodes if n.mac.replace(":", "")[-8:] == node.serial]
-            own = [(j, n) for j, n in tails if j == i] or tails[:1]
-            for j, n in own:
+            # A Pi's serial is not any part of a MAC: the board's serial is its SoC's OTP number, its MAC the Raspberry Pi
+            # OUI (dc:a6:32, d8:3a:dd, ...) and a number of its own. Not its own MAC's, nor (copied from the line above)
+            # another machine's; the tail is the usual slip, the head (OUI and one byte) the other.
+            tails = [(j, n, w) for j, n in p.nodes if (w := _mac_window(n.mac, node.serial)) is not None]
+            own = [(j, n, w) for j, n, w in tails if j == i] or tails[:1]
+            for j, n, w in own:
                 out.append(
                     Problem(
                         node_path(i, "serial"),
-                        f"{node.serial} is the last 8 hex digits of nodes[{j}].mac {n.mac}, not the Pi's serial; set the last 8 hex "
+                        f"{node.serial} is {w} of nodes[{j}].mac {n.mac}, not the Pi's serial; set the last 8 hex "
                         "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
                     )
                 )
@@ -369,6 +371,13 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
             seen_disks.add(disk)
     return out
+
+
+def _mac_window(mac: str, serial: str) -> str | None:
+    """Which 8 hex digits of `mac` `serial` is, as a message says it (its tail first), or None."""
+    digits = mac.replace(":", "").lower()
+    at = next((k for k in (4, 0, 1, 2, 3) if digits[k : k + 8] == serial), None)
+    return None if at is None else "the last 8 hex digits" if at == 4 else f"hex digits {at + 1} to {at + 8}"
 
 
 # /dev/nvme0 is the NVMe controller's character device, not a block device: its namespaces are the disks (/dev/nvme0n1),
