@@ -174,6 +174,25 @@ def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Ne
     return None
 
 
+# The names some crons take for months and days of the week (Sunday 0), and Quartz's `?` ("no specific value"): the
+# schedule is read as numbers here, so a name or `?` is said with the number or `*` that means the same.
+_CRON_NAMES = {
+    "month": {m: str(k) for k, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)},
+    "day of week": {d: str(k) for k, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+}
+
+
+def _numbers_instead(fields: Sequence[str], name: str) -> str:
+    """The fix for a field with names or `?`: the schedule with them as numbers (or `*`), or the field's forms."""
+    names = _CRON_NAMES.get(name, {})
+    at = [n for n, _, _ in _FIELDS].index(name)
+    value = fields[at]
+    fixed = "*" if value == "?" else re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value)
+    if re.fullmatch(r"\*|[\d,/*-]+", fixed):
+        return f"write {' '.join([*fields[:at], fixed, *fields[at + 1 :]])}"
+    return "write numbers (e.g. 0 3 * * *: 03:00 every day; Sunday is 0)"
+
+
 def _is_address(text: str) -> bool:
     try:
         IPv4Address(text)
@@ -284,7 +303,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 )
             bounds = [] if base == "*" else base.split("-")
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
-                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step"
+                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step; {_numbers_instead(fields, name)}"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
                     return (
