@@ -368,7 +368,7 @@ def _nodes(p: Parsed) -> list[Problem]:
         seen_disks: set[str] = set()
         for d, disk in enumerate(node.data_disks):
             if disk == node.install_disk:
-                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk; the OS would be wiped by storage"))
+                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {_SYSTEM_DISK_TO_ROOK}; name another disk"))
             elif isinstance(node.install_disk, str) and _one_namespace(disk, node.install_disk):
                 out.append(
                     Problem(
