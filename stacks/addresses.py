@@ -164,7 +164,8 @@ OWN: frozenset[Kind] = frozenset({"node", "vip", "identity", "headscale", "app"}
 def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | None) -> Iterator[Problem]:
     """In dhcp mode, an address of the homelab's own inside `ainur.netboot.routerPool`: the household's devices keep
     the addresses the router lent them until their leases end, so a machine's reservation or a VIP kube-vip announces
-    there could be a phone's address (two hosts answering ARP for it: the port forward and the LAN reach either)."""
+    there could be a phone's address (two hosts answering ARP for it: the port forward and the LAN reach either). And a
+    LAN device the stack names (a DNS server, the NAS, a BMC) there: its address was a lease that ends."""
     if ainur is None or ainur.netboot.mode != "dhcp" or not isinstance(ainur.netboot.router_pool, AddressRange):
         return
     pool = ainur.netboot.router_pool
@@ -180,9 +181,45 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
     for h in held:
         if lb is not None and lb.overlaps(pool) and h.ip in lb:
             continue  # said once, by the pool's problem
+        if h.kind in DEVICES and h.ip in pool:
+            # The router no longer lends in dhcp mode: a device the stack names keeps the address it was lent only until
+            # its lease ends, then the Ainur lend it one of network.dhcpRange, and the forwarding, the NFS mounts, the
+            # backups or the power control the stack pointed at it reach nothing (or another device).
+            yield Problem(
+                f"iluvatar:{h.path}",
+                f"{h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent before ainur.netboot.mode dhcp "
+                f"turned its DHCP off: {h.owner} holds it only until its lease ends, then the Ainur lend it another; give the "
+                "device a fixed address outside the router's pool and network.dhcpRange, and write that",
+            )
         if h.kind in OWN and h.ip in pool:
             yield Problem(
                 f"iluvatar:{h.path}",
                 f"{h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold "
                 f"it until its lease ends, and {h.owner} would then share its address; give it a free address outside the router's pool",
             )
+
+
+def leased_routes(
+    remote: RemoteAccess | None, network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None
+) -> Iterator[Problem]:
+    """A remote-access route that reaches only addresses a range lends (network.dhcpRange, the discovery pool, the
+    router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then reaches
+    whichever phone or laptop is lent the address next, a device `access` never granted. A route is one device's when
+    the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's."""
+    if remote is None or network is None:
+        return
+    lent: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)]
+    if discovery_pool is not None:
+        lent.append(("arda.discovery.pool", discovery_pool))
+    if ainur is not None and ainur.netboot.mode == "dhcp" and isinstance(ainur.netboot.router_pool, AddressRange):
+        lent.append(("ainur.netboot.routerPool", ainur.netboot.router_pool))
+    for i, route in enumerate(remote.routes):
+        for what, pool in lent:
+            if route.network_address in pool and route.broadcast_address in pool:
+                yield Problem(
+                    f"iluvatar:remoteAccess.routes[{i}]",
+                    f"{route} is inside {what} {pool}, addresses that are only lent: when the device's lease ends the tailnet "
+                    "would reach whichever device is lent it next; give the device a fixed address outside the lent ranges "
+                    "and route that",
+                )
+                break

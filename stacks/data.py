@@ -174,6 +174,25 @@ def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Ne
     return None
 
 
+# The names some crons take for months and days of the week (Sunday 0), and Quartz's `?` ("no specific value"): the
+# schedule is read as numbers here, so a name or `?` is said with the number or `*` that means the same.
+_CRON_NAMES = {
+    "month": {m: str(k) for k, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)},
+    "day of week": {d: str(k) for k, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+}
+
+
+def _numbers_instead(fields: Sequence[str], name: str) -> str:
+    """The fix for a field with names or `?`: the schedule with them as numbers (or `*`), or the field's forms."""
+    names = _CRON_NAMES.get(name, {})
+    at = [n for n, _, _ in _FIELDS].index(name)
+    value = fields[at]
+    fixed = "*" if value == "?" else re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value)
+    if re.fullmatch(r"\*|[\d,/*-]+", fixed):
+        return f"write {' '.join([*fields[:at], fixed, *fields[at + 1 :]])}"
+    return "write numbers (e.g. 0 3 * * *: 03:00 every day; Sunday is 0)"
+
+
 def _is_address(text: str) -> bool:
     try:
         IPv4Address(text)
@@ -284,7 +303,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 )
             bounds = [] if base == "*" else base.split("-")
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
-                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step"
+                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step; {_numbers_instead(fields, name)}"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
                     return (
@@ -452,6 +471,33 @@ def _values(ctx: Context) -> Iterator[Problem]:
 _AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.amazonaws\.com(?:\.cn)?$")
 
 
+def on_arda(
+    host: str,
+    address: IPv4Address | None,
+    server_name: str,
+    apps: Sequence[tuple[int, App]],
+    network: Network | None,
+    nodes: Sequence[tuple[int, Node]],
+    arda: Arda | None,
+) -> list[str]:
+    """What of Arda a server is, each as `the server <name> is ...`: an app's host (Arda's gateways, envoy-internal or
+    envoy-external, in the load-balancer pool), an address of the load-balancer pool (a Service), an Arda machine or
+    Arda's VIP. A backup kept there, or the GitOps repository that rebuilds Arda, goes with Arda in a disaster.
+    `address` is the server's address, as written or resolved from the internal zone; `server_name` how to name it."""
+    out: list[str] = []
+    app = next(((i, a) for i, a in apps if a.host == host), None)
+    if app is not None:
+        out.append(f"the server {host} is apps[{app[0]}].host ({app[1].name}), an app on Arda behind its gateways")
+    if address is not None and network is not None and address in network.load_balancer_pool:
+        out.append(f"the server {server_name} is inside network.loadBalancerPool {network.load_balancer_pool}, a Service on Arda")
+    arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in nodes if n.role in ARDA_ROLES}
+    if arda is not None:
+        arda_held.setdefault(arda.vip, "arda.vip, Arda's API server")
+    if address is not None and address in arda_held:
+        out.append(f"the server {server_name} is {arda_held[address]}")
+    return out
+
+
 def _target(ctx: Context) -> Iterator[Problem]:
     s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
     if ctx.backup is None:
@@ -488,19 +534,11 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 )
                 return
     app = next(((i, a) for i, a in ctx.apps if a.host == host), None)
-    if app is not None:
-        # An app's name is Arda's gateways (envoy-internal or envoy-external, in the load-balancer pool): a MinIO there
-        # is on the cluster being backed up.
+    for what in on_arda(host, address, server_name, ctx.apps, ctx.network, ctx.nodes, ctx.arda):
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {host} is apps[{app[0]}].host ({app[1].name}), an app on Arda behind its gateways, the "
-            "cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
-        )
-    if address is not None and ctx.network is not None and address in ctx.network.load_balancer_pool:
-        yield Problem(
-            f"{BACKUP}.target",
-            f"{backup.target}: the server {server_name} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
-            "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
+            f"{backup.target}: {what}, the cluster being backed up: a disaster there takes the backups with it; keep them on a "
+            "NAS or a machine off Arda",
         )
     off_arda = "a server behind it runs on Arda, the cluster being backed up"
     if ctx.ainur is not None:
@@ -514,13 +552,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
     if (why := unreachable(host, clients, f"the server {server_name}")) is not None:
         yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         return
-    if (
-        app is None
-        and address is None
-        and found.kind == "s3"
-        and ctx.network is not None
-        and private_tld(host, ctx.network.domain) == ctx.network.domain.lower()
-    ):
+    suffix = private_tld(host, ctx.network.domain) if ctx.network is not None else None
+    if app is None and address is None and found.kind == "s3" and ctx.network is not None and suffix == ctx.network.domain.lower():
         # plans.backup gives the clients the name as written: k3s on the Pis and the pods ask the Ainur's dnsmasq, which
         # answers the internal zone only from the plan's records (local=/<domain>/), so a name it has none for fails.
         yield Problem(
@@ -529,15 +562,17 @@ def _target(ctx: Context) -> Iterator[Problem]:
             "machines and VIPs, and a backup must not depend on a resolver); write the NAS's IPv4 address",
         )
         return
-    arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in ctx.nodes if n.role in ARDA_ROLES}
-    if ctx.arda is not None:
-        arda_held.setdefault(ctx.arda.vip, "arda.vip, Arda's API server")
-    if address is not None and address in arda_held:
+    if app is None and address is None and found.kind == "s3" and suffix == "local":
+        # As the NFS form (nfs_server_problem): the name goes to k3s, restic and talos-backup as written (plans.backup),
+        # and every resolver they ask (CoreDNS, the Ainur's dnsmasq, the router, Talos's, the Pis' resolved as netplan
+        # sets it up) is unicast DNS; a NAS's Bonjour name is answered only by multicast DNS (RFC 6762).
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {server_name} is {arda_held[address]}, the cluster being backed up: a disaster there takes "
-            "the backups with it; keep them on a NAS or a machine off Arda",
+            f"{backup.target}: the server {host} is a multicast DNS (.local) name, which none of the backups' resolvers asks (CoreDNS, "
+            "the Ainur's dnsmasq, the router and Talos answer unicast DNS only), and a backup must not depend on a resolver; "
+            "write the NAS's IPv4 address",
         )
+        return
     if found.kind == "nfs":
         zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
         server = found.host

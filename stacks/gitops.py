@@ -11,11 +11,14 @@ holds the rules that relate it to the rest of the stack, each naming its config 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from stacks.categories import DEFAULT_CATEGORIES, known_categories
+from stacks.data import on_arda
 from stacks.errors import Problem, UnsetSecret
-from stacks.model import Ainur, GitOps
+from stacks.model import Ainur, App, Arda, GitOps, Network, Node
 from stacks.reach import Clients, unreachable
 from stacks.repository import _ARGO_SSH as _ARGO_SSH
 from stacks.repository import RepoUrl as RepoUrl
@@ -24,6 +27,7 @@ from stacks.repository import check_repo_url as check_repo_url
 from stacks.repository import check_revision as check_revision
 from stacks.repository import normalise_repo_path as normalise_repo_path
 from stacks.repository import parse_repo_url as parse_repo_url
+from stacks.storage import zone_addresses
 
 GITOPS = "iluvatar:gitops"
 TOKEN = "gitopsToken"  # noqa: S105 - the secret's config key, not a secret
@@ -57,18 +61,34 @@ def self_healed(gitops: GitOps, category: str) -> bool:
     return category in gitops.self_heal
 
 
-def check(gitops: GitOps | None, ainur: Ainur | None, secrets: Collection[str]) -> list[Problem]:
-    """The rules relating `iluvatar:gitops` to its secrets, its categories and the Ainur's mirror.
+def check(gitops: GitOps | None, ainur: Ainur | None, secrets: Collection[str], lab: Lab | None = None) -> list[Problem]:
+    """The rules relating `iluvatar:gitops` to its secrets, its categories, the Ainur's mirror and Arda.
 
     `gitops` and `ainur` are None when absent or broken; `secrets` holds the secret keys present in
-    the config (e.g. `gitopsToken`).
+    the config (e.g. `gitopsToken`); `lab` what of the stack could hold the repository on Arda.
     """
     if gitops is None:
         return list(_without_gitops(ainur, secrets))
-    return [*_reach(gitops, ainur), *_credentials(gitops, secrets), *_categories(gitops), *_paths(gitops), *_mirror(gitops, ainur)]
+    return [
+        *_reach(gitops, ainur, lab),
+        *_credentials(gitops, secrets),
+        *_categories(gitops),
+        *_paths(gitops),
+        *_mirror(gitops, ainur),
+    ]
 
 
-def _reach(gitops: GitOps, ainur: Ainur | None) -> Iterator[Problem]:
+@dataclass(frozen=True)
+class Lab:
+    """The parts of the stack a repository's host could be on Arda through: the apps, the LAN, the machines, Arda."""
+
+    apps: Sequence[tuple[int, App]]
+    network: Network | None
+    nodes: Sequence[tuple[int, Node]]
+    arda: Arda | None
+
+
+def _reach(gitops: GitOps, ainur: Ainur | None, lab: Lab | None) -> Iterator[Problem]:
     # Argo CD on Arda and, with a mirror, the Git mirror on the Ainur (a pod of k3s, which resolves no Service of Arda's)
     # clone from the LAN side.
     mirror = ainur is not None and ainur.git_mirror is not None
@@ -85,6 +105,24 @@ def _reach(gitops: GitOps, ainur: Ainur | None) -> Iterator[Problem]:
         host = parse_repo_url(url).host
         if (why := unreachable(host, clients)) is not None:
             yield Problem(path, f"{url}: {why}")
+            continue
+        if lab is None:
+            continue
+        # Argo CD deploys Arda's apps from this repository: one served by Arda (an app, a Service, a machine) has nothing
+        # to serve it on bring-up, and goes with Arda in the disaster it should rebuild Arda from, as a backup would.
+        try:
+            address: IPv4Address | None = IPv4Address(host)
+        except ValueError:
+            address = zone_addresses(lab.nodes, lab.arda, ainur, lab.network).get(host)
+        for what in on_arda(
+            host, address, host if address is None or str(address) == host else f"{host} ({address})", lab.apps, lab.network, lab.nodes, lab.arda
+        ):
+            yield Problem(
+                path,
+                f"{url}: {what}, the cluster Argo CD deploys from this repository: on bring-up nothing serves it, so nothing "
+                "would sync, and a disaster on Arda takes with it the repository that rebuilds Arda; keep it on a Git forge or "
+                "a machine off Arda",
+            )
 
 
 def _without_gitops(ainur: Ainur | None, secrets: Collection[str]) -> Iterator[Problem]:

@@ -196,7 +196,12 @@ def parse_stack(
     problems += check(parsed)
     present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
     if "gitops" not in values or isinstance(gitops, GitOps):
-        problems += gitops_rules.check(gitops if isinstance(gitops, GitOps) else None, ainur if isinstance(ainur, Ainur) else None, present)
+        problems += gitops_rules.check(
+            gitops if isinstance(gitops, GitOps) else None,
+            ainur if isinstance(ainur, Ainur) else None,
+            present,
+            gitops_rules.Lab(apps, network if isinstance(network, Network) else None, nodes, arda if isinstance(arda, Arda) else None),
+        )
     # The disk rules need only the nodes; the rest needs a storage section that parsed (or none: the defaults).
     problems += storage_rules.check(
         storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
@@ -267,6 +272,12 @@ def parse_stack(
         ports_written=_apps_written_with_ports(values.get("apps")),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
+    problems += addresses.leased_routes(
+        remote if isinstance(remote, RemoteAccess) else None,
+        network if isinstance(network, Network) else None,
+        ainur if isinstance(ainur, Ainur) else None,
+        arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
+    )
     problems += addresses.router_pool(
         [*held, *addresses.services([], apps)], ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None
     )

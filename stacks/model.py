@@ -231,6 +231,8 @@ _IMAGE_URL = re.compile(r"^https?://\S+\.img\.xz$")
 
 
 _IMAGE_RELEASE = re.compile(r"^ubuntu-(\d{2}\.\d{2}(?:\.\d+)?)-")
+# The only image the Pi image builder reads (plans.netboot.pi_image): Ubuntu's preinstalled server image for arm64 Pis.
+_SERVER_IMAGE = re.compile(r"ubuntu-\d{2}\.\d{2}(?:\.\d+)?-preinstalled-server-arm64\+raspi\.img\.xz")
 
 
 class PiImage(Model):
@@ -295,7 +297,18 @@ class PiImage(Model):
     def _release_is_the_urls(self) -> PiImage:
         # cdimage.ubuntu.com names each image after its release (ubuntu-<release>-preinstalled-server-arm64+raspi.img.xz);
         # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.
-        named = _IMAGE_RELEASE.search(self.url.rsplit("/", 1)[-1])
+        name = self.url.rsplit("/", 1)[-1]
+        if _SERVER_IMAGE.fullmatch(name) is None:
+            # The builder (plans.netboot.pi_image BOOT_FILES, ROOT_LABEL) needs Ubuntu's preinstalled server layout: a FAT
+            # boot partition with vmlinuz and initrd.img, then an ext4 root labelled writable. Raspberry Pi OS (kernel8.img,
+            # root `rootfs`) and Ubuntu Core (a FAT ubuntu-boot second partition) stop it in the middle of `pulumi up`.
+            raise ValueError(
+                f"url {self.url} is not an Ubuntu server image for the Pis: the Pi image builder reads only "
+                "ubuntu-<release>-preinstalled-server-arm64+raspi.img.xz (vmlinuz and initrd.img on a FAT boot partition, an "
+                "ext4 root labelled writable); give that file of a release from 23.10 to 25.04, e.g. "
+                "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"
+            )
+        named = _IMAGE_RELEASE.search(name)
         if named is not None and named.group(1) != self.release:
             raise ValueError(
                 f"release is {self.release}, but url names Ubuntu {named.group(1)} ({self.url}); set release: {named.group(1)}, "

@@ -297,6 +297,8 @@ def _nodes(p: Parsed) -> list[Problem]:
                     what, value = "serial", selector.serial
                 elif selector.wwid is not None and _by_id_has_wwid(data_disk, selector.wwid):
                     what, value = "wwid", selector.wwid
+                elif selector.bus_path is not None and _by_path_is_bus_path(data_disk, selector.bus_path):
+                    what, value = "busPath", selector.bus_path
                 elif (why := _selector_may_take(selector, data_disk)) is not None:
                     selected.add(f"dataDisks[{d}]")
                     out.append(
@@ -314,8 +316,8 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(
                     Problem(
                         node_path(i, f"dataDisks[{d}]"),
-                        f"{data_disk} is the disk installDisk selects ({what} {value}): Ceph would wipe the "
-                        f"system disk; name another disk, or give installDisk another disk's {what}",
+                        f"{data_disk} is the disk installDisk selects ({what} {value}): {_SYSTEM_DISK_TO_ROOK}; name another "
+                        f"disk, or give installDisk another disk's {what}",
                     )
                 )
         disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
@@ -349,14 +351,16 @@ def _nodes(p: Parsed) -> list[Problem]:
                     )
                 )
         if node.serial is not None:
-            # A Pi's serial is not its MAC's tail: its own MAC's, nor (copied from the line above) another machine's.
-            tails = [(j, n) for j, n in p.nodes if n.mac.replace(":", "")[-8:] == node.serial]
-            own = [(j, n) for j, n in tails if j == i] or tails[:1]
-            for j, n in own:
+            # A Pi's serial is not any part of a MAC: the board's serial is its SoC's OTP number, its MAC the Raspberry Pi
+            # OUI (dc:a6:32, d8:3a:dd, ...) and a number of its own. Not its own MAC's, nor (copied from the line above)
+            # another machine's; the tail is the usual slip, the head (OUI and one byte) the other.
+            tails = [(j, n, w) for j, n in p.nodes if (w := _mac_window(n.mac, node.serial)) is not None]
+            own = [(j, n, w) for j, n, w in tails if j == i] or tails[:1]
+            for j, n, w in own:
                 out.append(
                     Problem(
                         node_path(i, "serial"),
-                        f"{node.serial} is the last 8 hex digits of nodes[{j}].mac {n.mac}, not the Pi's serial; set the last 8 hex "
+                        f"{node.serial} is {w} of nodes[{j}].mac {n.mac}, not the Pi's serial; set the last 8 hex "
                         "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
                     )
                 )
@@ -364,11 +368,26 @@ def _nodes(p: Parsed) -> list[Problem]:
         seen_disks: set[str] = set()
         for d, disk in enumerate(node.data_disks):
             if disk == node.install_disk:
-                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk; the OS would be wiped by storage"))
+                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {_SYSTEM_DISK_TO_ROOK}; name another disk"))
+            elif isinstance(node.install_disk, str) and _one_namespace(disk, node.install_disk):
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is installDisk {node.install_disk} by its other by-id name (udev links an NVMe namespace as both "
+                        f"<model>_<serial> and <model>_<serial>_<namespace>): {_SYSTEM_DISK_TO_ROOK}; name another disk",
+                    )
+                )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
             seen_disks.add(disk)
     return out
+
+
+def _mac_window(mac: str, serial: str) -> str | None:
+    """Which 8 hex digits of `mac` `serial` is, as a message says it (its tail first), or None."""
+    digits = mac.replace(":", "").lower()
+    at = next((k for k in (4, 0, 1, 2, 3) if digits[k : k + 8] == serial), None)
+    return None if at is None else "the last 8 hex digits" if at == 4 else f"hex digits {at + 1} to {at + 8}"
 
 
 # /dev/nvme0 is the NVMe controller's character device, not a block device: its namespaces are the disks (/dev/nvme0n1),
@@ -446,6 +465,35 @@ def not_a_disk(disk: str, install: bool) -> str | None:
             "boots the install disk before that, so the system goes on a physical disk; write one of its disks (lsblk -s lists them)"
         )
     return None
+
+
+# What giving Rook the system disk does: plans.storage never wipes a disk, and Rook's OSD preparation skips a device
+# with partitions or a filesystem, so the machine adds no OSD (and Ceph's copies per host may then have too few hosts).
+_SYSTEM_DISK_TO_ROOK = "Talos installs the system on it, so Rook finds it partitioned and makes no OSD on this machine"
+
+
+def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
+    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob (Talos's disk.bus_path, the sysfs path
+    under /sys/devices) selects: udev names an NVMe namespace pci-<its controller's PCI address>-nvme-<namespace> and a
+    SATA disk pci-<its controller's>-ata-<port> (60-persistent-storage.rules, path_id), so the glob's last PCI address
+    is the controller's, and for SATA its ata<port> component the port."""
+    found = re.fullmatch(r"/dev/disk/by-path/pci-(?P<pci>[0-9a-f:.]+)-(?P<bus>nvme|ata)-(?P<n>\d+)", disk.lower())
+    if found is None:
+        return False
+    parts = [p for p in bus_path.lower().split("/") if p]
+    pcis = [p for p in parts if p.count(":") == 2]  # a PCI address, domain:bus:device.function (pci0000:00 is the root)
+    if not pcis or not fnmatch.fnmatchcase(found["pci"], pcis[-1]):
+        return False
+    return found["bus"] == "nvme" or f"ata{found['n']}" in parts
+
+
+def _one_namespace(a: str, b: str) -> bool:
+    """Whether two /dev/disk/by-id/ NVMe names are one namespace's two links: udev writes nvme-<model>_<serial> and
+    nvme-<model>_<serial>_<namespace> for the same device (60-persistent-storage.rules since systemd v252)."""
+    if not (a.startswith("/dev/disk/by-id/nvme-") and b.startswith("/dev/disk/by-id/nvme-")):
+        return False
+    base = [re.sub(r"_\d+$", "", _by_id_name(x)) for x in (a, b)]
+    return _by_id_name(a) != _by_id_name(b) and base[0] == base[1] and "-part" not in a + b
 
 
 def _by_id_name(disk: str) -> str:
