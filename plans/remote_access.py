@@ -976,7 +976,8 @@ if [ -e db.sqlite ]; then
   say "backed up to $RESTIC_REPOSITORY"
   exit 0
 fi
-if [ -n "$(ls -A .)" ]; then
+# A new volume is a new ext4 file system, which mkfs gives a lost+found folder: a claim holding only that is empty.
+if [ -n "$(ls -A . | grep -vx 'lost+found')" ]; then
   say "the claim holds no db.sqlite but other files: neither backed up nor restored; Headscale makes its database"
   exit 0
 fi
