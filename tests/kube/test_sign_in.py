@@ -22,7 +22,7 @@ import yaml
 
 from plans import apiserver, identity
 from stacks import StackConfig, parse_stack, read_stack_file
-from tests.edit import HOMELAB
+from tests.edit import HOMELAB, without
 from tools import dex_check
 from tools.kube_cluster import K3S, TALOS, Cluster, Flavor
 
@@ -32,9 +32,10 @@ PASSWORD = "correct horse battery staple"
 
 
 def static_stack(role: str) -> StackConfig:
-    """The homelab with its connector a static admin in group `admins`, bound to `role`."""
+    """The homelab with its connector a static admin in group `admins`, bound to `role` (without its remote access,
+    whose grants name the groups it binds)."""
     sf = read_stack_file(HOMELAB)
-    raw = dict(sf.config)
+    raw = without(dict(sf.config), ("iluvatar:remoteAccess",))
     raw["iluvatar:identity"] = {
         **raw["iluvatar:identity"],
         "connector": {"type": "static", "email": "admin@example.org", "groups": ["admins"]},
@@ -170,7 +171,7 @@ def test_headlamps_audience_is_accepted_only_with_headlamp() -> None:
     stack = static_stack("view")
     assert apiserver.audiences(stack) == ["kubernetes", "headlamp"]
     sf = read_stack_file(HOMELAB)
-    raw = dict(sf.config)
+    raw = without(dict(sf.config), ("iluvatar:remoteAccess",))
     raw["iluvatar:identity"] = {k: v for k, v in raw["iluvatar:identity"].items() if k != "headlamp"}
     assert apiserver.audiences(parse_stack(raw, sf.secret_keys)) == ["kubernetes"]
     config = yaml.safe_load(rendered_authentication(TALOS, stack, "CA"))

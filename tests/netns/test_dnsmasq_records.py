@@ -217,7 +217,11 @@ def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost
     )
     try:
         _until("the container runs dnsmasq and its loop", lambda: container.poll() is None and len(_children(container.pid)) == 2)
-        held, loop = sorted(_children(container.pid), key=lambda child: records.SCRIPT in Path(f"/proc/{child}/cmdline").read_text())
+        # The container's children: dnsmasq (here its held stand-in) and the subshell that starts the loop again when it
+        # ends (records.run_script); the loop is that subshell's child, running records.SCRIPT.
+        held, keeper = sorted(_children(container.pid), key=lambda child: str(bin_dir / "dnsmasq") not in Path(f"/proc/{child}/cmdline").read_text())
+        _until("the records loop runs", lambda: any(records.SCRIPT in Path(f"/proc/{c}/cmdline").read_text() for c in _children(keeper)))
+        [loop] = [c for c in _children(keeper) if records.SCRIPT in Path(f"/proc/{c}/cmdline").read_text()]
         _until("dnsmasq's start held", lambda: _state(held) == "T")
         if hold == "after its handler":
             trace = tmp_path / "strace"

@@ -433,10 +433,12 @@ func (k *Client) Drain(ctx context.Context, node string, timeout time.Duration) 
 }
 
 // kubectl's entries for a pod whose eviction ctx's end cut short: one still refused (a PodDisruptionBudget's
-// 429, retried until then; drain.go:293-296) and one accepted whose pod had not yet gone (waitForDelete ends
-// with ctx's error, drain.go:340-357). Both are quoted with %q; a pod's name and namespace hold no quote.
+// 429, retried until then; drain.go:293-296), or whose eviction call was cut while it read the answer (client-go
+// v0.34.1 rest/request.go:1197, "... Original error: context canceled", which drain.go writes with %v), and one
+// accepted whose pod had not yet gone (waitForDelete ends with ctx's error, drain.go:340-357). All are quoted with
+// %q; a pod's name and namespace hold no quote.
 var (
-	evictionCutShort = regexp.MustCompile(`^error when evicting pods/"([^"]+)" -n "([^"]+)": global timeout reached: \S+$`)
+	evictionCutShort = regexp.MustCompile(`^error when evicting pods/"([^"]+)" -n "([^"]+)": (global timeout reached: \S+|.*: context canceled)$`)
 	deletionCutShort = regexp.MustCompile(`^error when waiting for pod "([^"]+)" in namespace "([^"]+)" to terminate: context canceled$`)
 )
 

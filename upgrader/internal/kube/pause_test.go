@@ -209,6 +209,13 @@ func TestDrainEnded(t *testing.T) {
 			ctx:  signalled(), err: mixed,
 			want: "stopped: SIGTERM (still evicting apps/cache-7, apps/guarded-1, apps/guarded-2); " + webhook.Error(),
 		},
+		{
+			name: "stopped by a signal while an eviction read its answer: the pod, not client-go's words",
+			ctx:  signalled(),
+			err: utilerrors.NewAggregate([]error{errors.New(`error when evicting pods/"guarded-1" -n "apps": ` +
+				"unexpected error when reading response body. Please retry. Original error: context canceled")}),
+			want: "stopped: SIGTERM (still evicting apps/guarded-1)",
+		},
 		{name: "stopped by a signal, only a refusal: the refusal kept", ctx: signalled(), err: utilerrors.NewAggregate([]error{webhook}), want: "stopped: SIGTERM; " + webhook.Error()},
 		{name: "stopped while listing the pods: the signal", ctx: signalled(), err: fmt.Errorf("list pods: %w", context.Canceled), want: "stopped: SIGTERM"},
 		{name: "the command's --timeout ended: kubectl's own words (its timeout is what was left of ours)", ctx: timedOut(), err: kubectls, want: kubectls.Error()},
