@@ -154,6 +154,9 @@ class RemoteAccess(pulumi.ComponentResource):
         rest = [m for m in manifests[1:] if m is not claim]
         before: list[pulumi.Resource] = [namespace]
         if plan.state_backup_enabled(stack):
+            # What the stamp's account may change (plans.remote_access.state_backup_admission), in force before the
+            # CronJob that holds its token exists.
+            before += kube.create_all(f"{name}-ainur", plan.state_backup_admission(stack), in_ainur).values()
             before.append(
                 self._state_backup_secret(name, args, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])))
             )

@@ -1069,6 +1069,81 @@ def state_backup_container(stack: StackConfig) -> dict[str, Any]:
     }
 
 
+# RBAC cannot limit a patch to a field (a Role names verbs and objects only), so the stamp's account could rewrite all
+# of Headscale's pod (its image, command, mounts) and with it own the tailnet. This policy on the Ainur's API server
+# (ValidatingAdmissionPolicy, GA since Kubernetes 1.30) admits from that account only an update whose one change is
+# the stamp: the Deployment's spec as it was but for the pod template's STATE_BACKUP_ANNOTATION.
+STATE_BACKUP_ADMISSION = "iluvatar-backup-stamp"
+# Every field of apps/v1 DeploymentSpec but the template, and of the template's ObjectMeta but its annotations
+# (k8s.io/api apps/v1 types.go DeploymentSpec; meta/v1 types.go ObjectMeta), compared as optionals (`.?`): a field
+# absent on both sides is equal, one set on one side only is a change.
+_DEPLOYMENT_SPEC_FIELDS = ("replicas", "selector", "strategy", "minReadySeconds", "revisionHistoryLimit", "paused", "progressDeadlineSeconds")
+_TEMPLATE_META_FIELDS = (
+    "name", "generateName", "namespace", "labels", "finalizers", "ownerReferences", "deletionGracePeriodSeconds",
+)  # fmt: skip
+
+
+def state_backup_admission(stack: StackConfig) -> list[dict[str, Any]]:
+    """The ValidatingAdmissionPolicy and its binding (Deny) that bound the stamp's account to the stamp. Nothing when the
+    stack has no backup target (no such account)."""
+    if not state_backup_enabled(stack):
+        return []
+    same = [f"object.spec.?{f} == oldObject.spec.?{f}" for f in _DEPLOYMENT_SPEC_FIELDS]
+    same.append("object.spec.template.spec == oldObject.spec.template.spec")
+    same += [f"object.spec.template.metadata.?{f} == oldObject.spec.template.metadata.?{f}" for f in _TEMPLATE_META_FIELDS]
+    key = STATE_BACKUP_ANNOTATION
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": STATE_BACKUP_ADMISSION},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                "resourceRules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["deployments"],
+                        "resourceNames": [HEADSCALE],
+                    }
+                ],
+            },
+            # Only the stamp's account: an admin (Pulumi, Argo CD) changes Headscale's Deployment as it will.
+            "matchConditions": [
+                {"name": "by-the-stamp", "expression": f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{STATE_BACKUP}'"}
+            ],
+            "variables": [
+                {"name": "new", "expression": "object.spec.template.metadata.?annotations.orValue({})"},
+                {"name": "old", "expression": "oldObject.spec.template.metadata.?annotations.orValue({})"},
+            ],
+            "validations": [
+                {
+                    "expression": " && ".join(same),
+                    "message": f"{STATE_BACKUP} may change only the pod template's annotation {key} of Deployment {HEADSCALE}",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": (
+                        f"variables.new.all(k, k == '{key}' || (k in variables.old && variables.old[k] == variables.new[k]))"
+                        f" && variables.old.all(k, k == '{key}' || k in variables.new)"
+                    ),
+                    "message": f"{STATE_BACKUP} may change only the pod template's annotation {key} of Deployment {HEADSCALE}",
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": STATE_BACKUP_ADMISSION},
+        "spec": {"policyName": STATE_BACKUP_ADMISSION, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
 def state_backup_manifests(stack: StackConfig) -> list[dict[str, Any]]:
     """The schedule of Headscale's state backup: an account that may patch Headscale's Deployment only, and the CronJob
     that stamps its template (STATE_BACKUP_STAMP_SCRIPT). Nothing when the stack has no backup target."""

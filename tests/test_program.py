@@ -112,8 +112,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # Deployment, Service, protected state claim and the gate before it on Longhorn, default deny and NetworkPolicy; the
     # subnet router's Deployment, ServiceAccount, Role and RoleBinding; the steps that make the users and enrol the router).
     # #57 then seven: Headscale's state backed up (its restic Secret, the random provider and protected password, the
-    # CronJob that restarts Headscale for its backup, its ServiceAccount, Role and RoleBinding).
-    assert len(sim.registrations) == 400
+    # CronJob that restarts Headscale for its backup, its ServiceAccount, Role and RoleBinding). Then two: the
+    # ValidatingAdmissionPolicy and binding that let that account change only its stamp of Headscale's pod template.
+    assert len(sim.registrations) == 402
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -215,3 +215,14 @@ def test_the_upgrader_reads_the_probe_as_the_program_sends_it(headscale: Simulat
     ]
     assert len(found) == 1
     assert [a["exit"] for a in check(found).values()] == [0]
+
+
+def test_the_backups_stamp_is_held_to_its_annotation_before_its_cronjob_exists(headscale: Simulation) -> None:
+    # RBAC lets the stamp's account patch all of Headscale's Deployment: the policy that holds it to its annotation
+    # (plans.remote_access.state_backup_admission, proven on the real API server in tests/plans) is in force before the
+    # CronJob that carries its token.
+    named = headscale.named()
+    policy = named["remote-access-ainur-validatingadmissionpolicy-iluvatar-backup-stamp"]
+    binding = named["remote-access-ainur-validatingadmissionpolicybinding-iluvatar-backup-stamp"]
+    assert policy.inputs["spec"] == plan.state_backup_admission(remote_stack(HEADSCALE))[0]["spec"]
+    assert {policy.urn, binding.urn} <= set(named["remote-access-ainur-cronjob-state-backup"].dependencies)

@@ -203,3 +203,63 @@ def test_a_backup_that_fails_lets_headscale_start(headscale: StackConfig, alpine
     done = _run(headscale, alpine, state, repository, password="not-the-password")  # noqa: S106 - the test's wrong one
     assert done.returncode == 0
     assert done.stderr.startswith(f"iluvatar: Headscale's state: not backed up: the repository {repository} is unreadable (exit 1)")
+
+
+@pytest.mark.kube
+def test_the_stamps_account_may_patch_only_the_stamp_of_headscales_deployment(headscale: StackConfig, kube_fresh: Any) -> None:
+    """The real API server of the test control plane with the policy the program applies (state_backup_admission) and
+    the account, Role and binding of the stamp: that account's token sends the CronJob's own patch (STATE_BACKUP_STAMP_SCRIPT's
+    body and content type), which is admitted; any other change of Headscale's Deployment by it is refused; an admin
+    is not bound by it. Every patch is a dry run."""
+    import time
+
+    from tools.kube_cluster import K3S, KubeClient
+
+    cluster = kube_fresh(K3S, components=("etcd", "kube-apiserver"))
+    manifests = plan.headscale_manifests(headscale)
+    cluster.client.create(manifests[0])  # the namespace
+    for manifest in plan.state_backup_admission(headscale):
+        cluster.client.create(manifest)
+    by_kind = _by_kind(headscale)
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        cluster.client.create(by_kind[(kind, "state-backup")])
+    cluster.client.create(by_kind[("Deployment", "headscale")])
+    status, answer = cluster.client.request(
+        "POST",
+        "/api/v1/namespaces/remote-access/serviceaccounts/state-backup/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    assert status == 201, answer
+    stamp = KubeClient(cluster.server, cluster.pki / "ca.crt", token=answer["status"]["token"])
+    path = "/apis/apps/v1/namespaces/remote-access/deployments/headscale"
+    merge = "application/strategic-merge-patch+json"
+
+    def patch(client: KubeClient, body: dict[str, Any]) -> tuple[int, str]:
+        status, answer = client.request("PATCH", path, body, query={"dryRun": "All"}, content_type=merge)
+        return status, answer.get("message", "") if isinstance(answer, dict) else str(answer)
+
+    image: dict[str, Any] = {"spec": {"template": {"spec": {"containers": [{"name": "headscale", "image": "evil.example/headscale:1"}]}}}}
+    refused = (
+        403,
+        "deployments.apps \"headscale\" is forbidden: ValidatingAdmissionPolicy 'iluvatar-backup-stamp' with binding "
+        "'iluvatar-backup-stamp' denied request: state-backup may change only the pod template's annotation "
+        "iluvatar.dev/state-backup-at of Deployment headscale",
+    )
+    # The admission plugin loads a new policy from its informer, and no API says when: the wait is for the refusal itself,
+    # bounded, each probe a dry run.
+    deadline = time.monotonic() + 60
+    while (got := patch(stamp, image))[0] != 403:
+        assert time.monotonic() < deadline, f"the API server still admits the stamp's account's new image after 60 s: {got}"
+        time.sleep(0.2)
+    assert got == refused
+    # The CronJob's own patch, as its script sends it.
+    assert patch(stamp, {"spec": {"template": {"metadata": {"annotations": {"iluvatar.dev/state-backup-at": "2026-11-27T04:17:00Z"}}}}})[0] == 200
+    init: dict[str, Any] = {"spec": {"template": {"spec": {"initContainers": [{"name": "state-backup", "command": ["/bin/sh", "-c", "true"]}]}}}}
+    replicas: dict[str, Any] = {"spec": {"replicas": 0}}
+    other: dict[str, Any] = {"spec": {"template": {"metadata": {"annotations": {"iluvatar.dev/state-backup-at": "now", "other": "x"}}}}}
+    for change in (init, replicas, other):
+        assert patch(stamp, change) == refused, change
+    # An admin is not the stamp's account: not matched.
+    for change in (image, init, replicas, other):
+        assert patch(cluster.client, change)[0] == 200, change
+    stamp.close()
