@@ -481,7 +481,7 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
     # etcd could not start from. etcdutl's migrate leaves a data directory at the target alone ("storage version
     # up-to-date"), moves one of an older minor up as the etcd of the target would at its start, and refuses one it has
     # no way to (a schema it does not know: "cannot create migration plan"; a downgrade past what the WAL holds):
-    # etcdutl v3.7.1 etcdutl/migrate_command.go:124-157, server/storage/schema/schema.go:53-80.
+    # etcdutl v3.7.1 etcdutl/migrate_command.go:124-157, server/storage/schema/schema.go:53-79.
     schema = step("schema", image, ["etcdutl", "migrate", f"--data-dir={WORK}/restored", f"--target-version={etcd_minor(minor)}"])
     status = step("status", image, ["etcdutl", "snapshot", "status", f"{WORK}/snapshot.db", "--write-out=json"])
     volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {}}]

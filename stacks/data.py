@@ -801,15 +801,17 @@ def drills(backup: Backup, ainur_set: bool) -> tuple[bool, bool]:
 
 # The etcdutl a drill restores a cluster's etcd snapshots with, by the etcd minor the cluster runs: an image of that
 # minor's etcd release. An etcdutl restores a snapshot of a newer minor without a word: its restore copies the database,
-# storage version and all, and checks only its hash (etcdutl v3.6.5 snapshot/v3_snapshot.go:256-348). But etcd of the
-# older minor refuses to start on the result: at startup it validates the storage version against the schemas it knows
-# (server v3.6.5 etcdserver/bootstrap.go:239), and 3.6 knows none past 3.6 (storage/schema/schema.go:130-134,
-# "version \"3.7.0\" is not supported" at :120-122). So a drill with another minor's etcdutl passes on snapshots the
-# cluster's own etcd could not start from. Arda's minor is its Talos's (stacks.releases.ETCD_MINOR: Talos v1.13.9 runs
-# etcd v3.6.12, pkg/machinery/constants/constants.go:428; v1.14.1 runs 3.7.1, constants.go:443, as the image
-# registry.k8s.io/etcd:3.7.1, EtcdImage at :458). 3.6 is Kubernetes' image of etcd 3.6.5, the etcd the tests' control
-# planes run (tools/kube-control-plane); 3.7 is the image Talos v1.14.1 runs (tools/etcd-3.7 builds its etcd and
-# etcdutl for the tests). A Talos whose etcd minor has no entry here is refused while Arda's drill is on (`_drill`).
+# storage version and all, checking its hash but not its storage version (etcdutl v3.6.5 snapshot/v3_snapshot.go:
+# 256-347). But etcd of the older minor refuses to start on the result: at startup it validates the storage version
+# against the schemas it knows (server v3.6.5 etcdserver/bootstrap.go:239), and 3.6 knows none past 3.6
+# (storage/schema/schema.go:130-134; "version \"3.7.0\" is not supported", :120-122). So a drill with another minor's
+# etcdutl passes on snapshots the cluster's own etcd could not start from. Arda's minor is its Talos's
+# (stacks.releases.ETCD_MINOR: Talos v1.13.9 runs etcd v3.6.12, pkg/machinery/constants/constants.go:428; v1.14.1 runs
+# 3.7.1, :443, from the image registry.k8s.io/etcd:3.7.1, EtcdImage at :458). 3.6: Kubernetes' image of etcd 3.6.5, the
+# etcd the tests' control planes run (tools/kube-control-plane). 3.7: the image Talos v1.14.1 runs its etcd from; an
+# etcd release image holds etcdutl beside etcd in /usr/local/bin (etcd-io/etcd Dockerfile), and tools/etcd-3.7 builds
+# the same release's etcd and etcdutl for the tests. A Talos whose etcd minor has no entry here is refused while Arda's
+# drill is on (`_drill`).
 ETCDUTL: dict[releases.Minor, str] = {(3, 6): pins.IMAGES["etcd-3.6"], (3, 7): pins.IMAGES["etcd-3.7"]}
 
 
