@@ -12,8 +12,10 @@
 - **Arda's etcd** (`etcd_cronjob`): the newest talos-backup snapshot in the bucket (`<prefix>/etcd/<cluster>/
   <cluster>-<RFC3339>.snap.age`, talos-backup v0.1.0-beta.3 pkg/talos/talos.go:44, pkg/s3/s3.go:73) is fetched,
   decrypted with the program's age identity (a Secret in `NAMESPACE` that only the drill's pod mounts), restored
-  into a scratch data directory by `etcdutl snapshot restore` (which checks the snapshot's hash) and read by
-  `etcdutl snapshot status`. **The Ainur's**: k3s's newest `etcd-snapshot-<node>-<unix time>.zip` (k3s
+  into a scratch data directory by `etcdutl snapshot restore` (which checks the snapshot's hash), brought to the
+  storage schema of the etcd the cluster runs by `etcdutl migrate --target-version <minor>` (or refused by it), and
+  read by `etcdutl snapshot status`. The etcdutl is of the cluster's own etcd minor (`stacks.data.ETCDUTL`, `etcdutl`):
+  Arda's is its Talos's, 3.7 from Talos 1.14. **The Ainur's**: k3s's newest `etcd-snapshot-<node>-<unix time>.zip` (k3s
   pkg/etcd/snapshot: its compressed extension `.zip`) likewise, unzipped instead of decrypted. The newest snapshot must
   be younger than the etcd schedule allows, read from its name, or the drill fails: snapshots have stopped arriving.
 - **Results**: each drill is a CronJob labelled `LABEL` with what it drills (the app, or the cluster); kube-state-metrics
@@ -30,8 +32,8 @@ import json
 from typing import Any
 
 from plans import backup, gitops, storage
-from stacks import data, pins
-from stacks.data import newest_within
+from stacks import data, day2, pins, releases
+from stacks.data import ETCDUTL, etcd_minor, newest_within
 from stacks.data_model import BackupVolume, Drill
 from stacks.model import App, StackConfig
 from stacks.storage import default_class
@@ -64,8 +66,6 @@ AGE_SHA256 = {
 TOOLS = "/tools"
 TOOLS_CLAIM = "drill-tools"
 TOOLS_SIZE = "512Mi"
-# etcd's release image: etcdutl at the etcd minor Talos v1.12 and the tests' control planes run (3.6.5).
-ETCD_IMAGE = pins.IMAGES["etcd"]
 AGE_SECRET = "drill-age-identity"  # noqa: S105 - a Secret's name
 S3_SECRET = "drill-s3"  # noqa: S105 - a Secret's name
 SCRATCH = "/scratch"
@@ -434,6 +434,18 @@ def _env(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
     ]
 
 
+def etcdutl(stack: StackConfig, cluster: str) -> tuple[releases.Minor, str]:
+    """The etcd minor a cluster runs, and the etcdutl image its drill restores and migrates with (stacks.data.ETCDUTL).
+    Arda's is its Talos's (stacks.releases.ETCD_MINOR; stacks.data refuses a Talos whose minor has no etcdutl there).
+    The Ainur's is its k3s's: 3.6 from v1.33.13, 3.5 before (stacks.day2.k3s_etcd_3_6), which 3.6's etcdutl still
+    writes (its migrate takes targets from 3.5: etcdutl v3.6.5 etcdutl/migrate_command.go:90)."""
+    if cluster == "arda":
+        minor = releases.ETCD_MINOR[releases.minor_of(stack.arda.talos_version)]
+        return minor, ETCDUTL[minor]
+    assert stack.ainur is not None
+    return ((3, 6) if day2.k3s_etcd_3_6(stack.ainur.k3s_version) else (3, 5)), ETCDUTL[(3, 6)]
+
+
 def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
     """The drill of one cluster's etcd snapshots (`arda`, `ainur`), in `NAMESPACE`."""
     env = _env(stack, cluster)
@@ -463,13 +475,20 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
         )
     else:
         opened = step("unzip", CURL_IMAGE, ["/bin/sh", "-c", prepare + UNZIP_SCRIPT])
-    restore = step("restore", ETCD_IMAGE, ["etcdutl", "snapshot", "restore", f"{WORK}/snapshot.db", f"--data-dir={WORK}/restored"])
-    status = step("status", ETCD_IMAGE, ["etcdutl", "snapshot", "status", f"{WORK}/snapshot.db", "--write-out=json"])
+    minor, image = etcdutl(stack, cluster)
+    restore = step("restore", image, ["etcdutl", "snapshot", "restore", f"{WORK}/snapshot.db", f"--data-dir={WORK}/restored"])
+    # The restore copies the snapshot's storage version as it is; the schema step is what fails a snapshot the cluster's
+    # etcd could not start from. etcdutl's migrate leaves a data directory at the target alone ("storage version
+    # up-to-date"), moves one of an older minor up as the etcd of the target would at its start, and refuses one it has
+    # no way to (a schema it does not know: "cannot create migration plan"; a downgrade past what the WAL holds):
+    # etcdutl v3.7.1 etcdutl/migrate_command.go:124-157, server/storage/schema/schema.go:53-79.
+    schema = step("schema", image, ["etcdutl", "migrate", f"--data-dir={WORK}/restored", f"--target-version={etcd_minor(minor)}"])
+    status = step("status", image, ["etcdutl", "snapshot", "status", f"{WORK}/snapshot.db", "--write-out=json"])
     volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {}}]
     if cluster == "arda":
         volumes.append({"name": "identity", "secret": {"secretName": AGE_SECRET, "defaultMode": 0o400}})
         volumes.append({"name": "tools", "persistentVolumeClaim": {"claimName": TOOLS_CLAIM}})
-    pod = {"securityContext": {"fsGroup": NONROOT}, "initContainers": [fetch, opened, restore], "containers": [status], "volumes": volumes}
+    pod = {"securityContext": {"fsGroup": NONROOT}, "initContainers": [fetch, opened, restore, schema], "containers": [status], "volumes": volumes}
     return _cronjob(stack, cronjob_name(f"etcd-{cluster}"), NAMESPACE, cluster, "etcd", pod)
 
 

@@ -22,6 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from stacks import pins, releases
 from stacks import storage as storage_facts
 from stacks.boards import ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
@@ -798,6 +799,49 @@ def drills(backup: Backup, ainur_set: bool) -> tuple[bool, bool]:
     return arda, ainur
 
 
+# The etcdutl a drill restores a cluster's etcd snapshots with, by the etcd minor the cluster runs: an image of that
+# minor's etcd release. An etcdutl restores a snapshot of a newer minor without a word: its restore copies the database,
+# storage version and all, checking its hash but not its storage version (etcdutl v3.6.5 snapshot/v3_snapshot.go:
+# 256-347). But etcd of the older minor refuses to start on the result: at startup it validates the storage version
+# against the schemas it knows (server v3.6.5 etcdserver/bootstrap.go:239), and 3.6 knows none past 3.6
+# (storage/schema/schema.go:130-134; "version \"3.7.0\" is not supported", :120-122). So a drill with another minor's
+# etcdutl passes on snapshots the cluster's own etcd could not start from. Arda's minor is its Talos's
+# (stacks.releases.ETCD_MINOR: Talos v1.13.9 runs etcd v3.6.12, pkg/machinery/constants/constants.go:428; v1.14.1 runs
+# 3.7.1, :443, from the image registry.k8s.io/etcd:3.7.1, EtcdImage at :458). 3.6: Kubernetes' image of etcd 3.6.5, the
+# etcd the tests' control planes run (tools/kube-control-plane). 3.7: the image Talos v1.14.1 runs its etcd from; an
+# etcd release image holds etcdutl beside etcd in /usr/local/bin (etcd-io/etcd Dockerfile), and tools/etcd-3.7 builds
+# the same release's etcd and etcdutl for the tests. A Talos whose etcd minor has no entry here is refused while Arda's
+# drill is on (`_drill`).
+ETCDUTL: dict[releases.Minor, str] = {(3, 6): pins.IMAGES["etcd-3.6"], (3, 7): pins.IMAGES["etcd-3.7"]}
+
+
+def _etcdutl_for_arda(arda: Arda) -> Iterator[Problem]:
+    """Arda's Talos runs an etcd minor the drill has an etcdutl of (ETCDUTL). A Talos minor ETCD_MINOR does not know is
+    not supported at all, which stacks.rules says."""
+    minor = releases.ETCD_MINOR.get(releases.minor_of(arda.talos_version))
+    if minor is None or minor in ETCDUTL:
+        return
+    drilled = [row for row in releases.TALOS_MINORS if row.target and releases.ETCD_MINOR.get(row.minor) in ETCDUTL]
+    instead = (
+        f"stay on a Talos whose etcd it knows (the newest: {drilled[-1].newest}, etcd {etcd_minor(releases.ETCD_MINOR[drilled[-1].minor])}), "
+        if drilled
+        else ""
+    )
+    known = ", ".join(etcd_minor(m) for m in sorted(ETCDUTL))
+    yield Problem(
+        "iluvatar:arda.talosVersion",
+        f"{arda.talos_version} runs etcd {etcd_minor(minor)}, and the restore drill of Arda's etcd has no etcdutl of that minor "
+        f"(it has {known}: stacks.data.ETCDUTL); another minor's etcdutl restores a snapshot the cluster's etcd may not start "
+        f"from, and the drill would pass on it: {instead}or turn the drill of Arda off ({DRILL}.arda: false) until an Iluvatar "
+        f"that knows etcd {etcd_minor(minor)}",
+    )
+
+
+def etcd_minor(minor: releases.Minor) -> str:
+    """An etcd minor as etcdutl's --target-version takes it: `3.7`."""
+    return f"{minor[0]}.{minor[1]}"
+
+
 def _drill(ctx: Context) -> Iterator[Problem]:
     backup = ctx.backup
     if backup is None or not backup.drill.enabled:
@@ -834,6 +878,8 @@ def _drill(ctx: Context) -> Iterator[Problem]:
             "true, but Arda's etcd is not backed up (backup.etcd.arda is false): there is nothing for the drill to restore; "
             "leave arda out, or turn etcd.arda on",
         )
+    if ctx.arda is not None and drills(backup, ctx.ainur is not None)[0]:
+        yield from _etcdutl_for_arda(ctx.arda)
     if drill.ainur is True and ctx.ainur is None:
         yield Problem(f"{DRILL}.ainur", "true, but the stack has no Ainur; leave ainur out")
     elif drill.ainur is True and found.kind == "nfs":

@@ -80,7 +80,10 @@ IMAGES: dict[str, str] = {
     "restic": "docker.io/restic/restic:0.18.1",
     "curl-drill": "docker.io/curlimages/curl:8.17.0",
     "golang": "docker.io/library/golang:1.26.8-alpine",
-    "etcd": "registry.k8s.io/etcd:3.6.5-0",
+    # etcdutl for each etcd minor the drill restores (stacks.data.ETCDUTL): Kubernetes' image of the etcd the tests'
+    # control planes run (tools/kube-control-plane), and the image Talos v1.14.1 runs for its own etcd.
+    "etcd-3.6": "registry.k8s.io/etcd:3.6.5-0",
+    "etcd-3.7": "registry.k8s.io/etcd:3.7.1",
 }
 
 # Each chart's Go module in tools/upstream/modules.sum, where its chart is one (argo-cd's is not: argo-helm at a commit).

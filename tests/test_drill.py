@@ -8,8 +8,11 @@
   Talos's EtcdSnapshot streams), encrypted by the real age to the recipient of the stack's key as talos-backup does,
   named as talos-backup names it among older ones in a bucket (an S3 stand-in serving ListObjectsV2 page by page);
   the rendered steps fetch the newest with curl, build age with the Go toolchain and decrypt it, and etcdutl
-  restores and reads it. A snapshot tampered with after its encryption, and one whose database was corrupted before
-  it, fail. **The Ainur's**: k3s's zipped snapshots of two valar, the newest by its time, unzipped and read likewise.
+  restores it, migrates it to the schema of the etcd the cluster runs and reads it, each step with the etcd release
+  its image is (`ETCD_BUILDS`). A snapshot tampered with after its encryption, and one whose database was corrupted
+  before it, fail. A snapshot of etcd 3.7.1 (Talos 1.14's etcd) passes the drill of a stack on Talos 1.14 and etcd 3.7.1
+  starts on what it restored; restored by etcdutl 3.6.5 it fails the schema step, as etcd 3.6.5 fails to start on it.
+  **The Ainur's**: k3s's zipped snapshots of two valar, the newest by its time, unzipped and read likewise.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import os
 import shutil
 import subprocess
 import threading
+import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,11 +40,12 @@ from iluvatar.golang import go_binary, go_env
 from plans import age, drill
 from plans import backup as backup_plan
 from stacks import load_stack_file, parse_stack, read_stack_file
+from stacks.data import ETCDUTL
 from stacks.model import StackConfig
 from tests.edit import HOMELAB
 from tests.tools import require
 from tools import gotools
-from tools.kube_cluster import Cluster, flavor_for
+from tools.kube_cluster import Cluster, flavor_for, free_port
 
 APPLETS = ("sh", "find", "stat", "awk", "sed", "wc", "tr", "tail", "grep", "sort", "cut", "mkdir", "cat", "unzip", "seq", "sha256sum", "cp", "mv")
 # The drills' bucket holds talos-backup's snapshots of 2026-11-20 (the newest at 18:00 UTC) and k3s's of 2025-11-24: the
@@ -419,6 +426,69 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return (root / "snapshot.db").read_bytes()
 
 
+# The etcd release each etcdutl image of the drill is (stacks.data.ETCDUTL), as the tests build it: Kubernetes' etcd 3.6.5
+# image is the control plane's etcd (tools/kube-control-plane, etcd 3.6.5), the 3.7.1 image Talos v1.14.1's etcd
+# (tools/etcd-3.7). Each binary is the etcd release's own etcd, etcdctl and etcdutl.
+ETCD_BUILDS = {ETCDUTL[(3, 6)]: "kube-control-plane", ETCDUTL[(3, 7)]: "etcd-3.7"}
+
+
+@contextmanager
+def _etcd(build: str, data: Path, *flags: str) -> Iterator[str]:
+    """etcd of a tool (`build`) serving `data` on loopback until the block ends: its client URL, once /health says
+    it is healthy. It fails at once, with etcd's words, if etcd exits first."""
+    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    log = data.parent / f"{data.name}.etcd.log"
+    command = [str(gotools.build(build)), "etcd", f"--data-dir={data}", f"--listen-client-urls={client}", f"--advertise-client-urls={client}"]
+    command += [f"--listen-peer-urls={peer}", "--unsafe-no-fsync", *(f.replace("PEER", peer) for f in flags)]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(client):
+            assert process.poll() is None, f"etcd exited {process.returncode}: {log.read_text()}"
+            assert time.monotonic() < deadline, f"etcd did not answer /health within 120 s: {log.read_text()}"
+            time.sleep(0.05)  # the next look at /health: no result is read from the clock
+        yield client
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _healthy(client: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{client}/health", timeout=2) as answer:  # noqa: S310 - loopback
+            return bool(json.loads(answer.read())["health"] == "true")
+    except OSError:
+        return False
+
+
+def _etcdctl(build: str, client: str, *args: str) -> str:
+    done = subprocess.run([str(gotools.build(build)), "etcdctl", f"--endpoints={client}", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# What the 3.7 snapshot holds: a key as the API server writes a Namespace (its value is not the API server's encoding).
+DRILLED_KEY, DRILLED_VALUE = "/registry/namespaces/drilled-on-3.7", "written by etcdctl 3.7.1"
+
+
+@pytest.fixture(scope="module")
+def snapshot_3_7(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A snapshot of etcd 3.7.1, the etcd Talos v1.14.1 runs, taken through its Snapshot API by etcdctl 3.7.1 (Talos
+    v1.14.1's EtcdSnapshot is client/v3 v3.7.1's), once its storage is at 3.7's schema: what talos-backup uploads from
+    Arda once the roll to Talos 1.14 has moved every member (the storage version follows the cluster version, server
+    v3.7.1 etcdserver/version/monitor.go:55-120)."""
+    root = tmp_path_factory.mktemp("etcd-3.7")
+    with _etcd("etcd-3.7", root / "data", "--name=arda-etcd", "--initial-advertise-peer-urls=PEER", "--initial-cluster=arda-etcd=PEER") as client:
+        _etcdctl("etcd-3.7", client, "put", DRILLED_KEY, DRILLED_VALUE)
+        deadline = time.monotonic() + 120
+        while json.loads(_etcdctl("etcd-3.7", client, "endpoint", "status", "--write-out=json"))[0]["Status"].get("storageVersion") != "3.7.0":
+            assert time.monotonic() < deadline, "etcd 3.7.1's storage version did not reach 3.7.0 within 120 s"
+            time.sleep(0.05)  # the next look at its status: no result is read from the clock
+        _etcdctl("etcd-3.7", client, "snapshot", "save", str(root / "snapshot.db"))
+    return (root / "snapshot.db").read_bytes()
+
+
 def _encrypt(plain: bytes, recipient: str, tmp: Path) -> bytes:
     (tmp / "plain").write_bytes(plain)
     done = subprocess.run(
@@ -479,11 +549,11 @@ def _etcd_drill(
         results.append(_run(_container(cronjob, "unzip"), {}, path, paths))
     if results[-1].returncode != 0:
         return "decrypt" if cluster == "arda" else "unzip", results
-    binary = str(gotools.build("kube-control-plane"))
-    for name in ("restore", "status"):
-        command = [a.replace(drill.WORK, str(work)) for a in _container(cronjob, name)["command"]]
+    for name in ("restore", "schema", "status"):
+        step = _container(cronjob, name)
+        command = [a.replace(drill.WORK, str(work)) for a in step["command"]]
         assert command[0] == "etcdutl"
-        results.append(subprocess.run([binary, *command], capture_output=True, text=True, timeout=120))
+        results.append(subprocess.run([str(gotools.build(ETCD_BUILDS[step["image"]])), *command], capture_output=True, text=True, timeout=120))
         if results[-1].returncode != 0:
             return name, results
     return "passed", results
@@ -527,6 +597,9 @@ def test_arda_s_newest_etcd_snapshot_is_fetched_decrypted_restored_and_read(
     # What etcdutl restored is a member's data directory: the Namespace the API server wrote is in it.
     assert (tmp_path / "work" / "restored" / "member" / "snap" / "db").exists()
     assert b"/registry/namespaces/drilled" in (tmp_path / "work" / "restored" / "member" / "snap" / "db").read_bytes()
+    # A snapshot of etcd 3.6 (taken before the roll to Talos 1.14): the homelab's Talos runs etcd 3.7, so the drill's
+    # etcdutl 3.7.1 moves the restored copy to 3.7's schema, as etcd 3.7 moves a 3.6 member's data when it starts.
+    assert 'updated storage version\t{"new-storage-version": "3.7.0"}' in results[3].stderr, results[3].stderr
 
 
 def test_age_is_built_once_checked_against_its_pinned_bytes_and_kept_for_runs_without_the_internet(
@@ -599,8 +672,64 @@ def test_a_snapshot_corrupted_before_encryption_fails_etcdutl(stack: StackConfig
     _fill_arda(stack, snapshot, tmp_path, _encrypt(bytes(corrupted), recipient, tmp_path))
     step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
     assert step == "restore"
-    # etcdutl checks the sha256 the Snapshot API appended (etcd v3.6.5 etcdutl/snapshot/v3_snapshot.go:497).
+    # etcdutl checks the sha256 the Snapshot API appended (etcd v3.7.1 etcdutl/snapshot/v3_snapshot.go:498, the homelab's).
     assert "\nError: expected sha256 [" in results[-1].stderr, results[-1].stderr
+
+
+def _homelab_at(talos: str) -> StackConfig:
+    """The homelab with Arda on another Talos."""
+    sf = read_stack_file(HOMELAB)
+    raw = dict(sf.config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": talos}
+    return parse_stack(raw, sf.secret_keys)
+
+
+def test_a_3_7_snapshot_is_restored_at_3_7_s_schema_and_the_etcd_of_talos_1_14_starts_on_it(
+    stack: StackConfig, snapshot_3_7: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    """Arda on Talos v1.14.1 (the homelab's) runs etcd 3.7.1, and talos-backup uploads 3.7 snapshots: the drill restores
+    the newest with etcdutl 3.7.1, whose migrate finds it at 3.7's schema, and etcd 3.7.1 then starts on what was
+    restored and serves what the snapshot held."""
+    assert stack.arda.talos_version == "v1.14.1"
+    identity, recipient = _key()
+    _fill_arda(stack, snapshot_3_7, tmp_path, _encrypt(snapshot_3_7, recipient, tmp_path))
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
+    assert step == "passed", results[-1].stderr
+    _, _, _, schema, status = results
+    assert 'storage version up-to-date\t{"storage-version": "3.7"}' in schema.stderr, schema.stderr
+    assert json.loads(status.stdout)["version"] == "3.7.0"
+    with _etcd("etcd-3.7", tmp_path / "work" / "restored") as client:
+        assert _etcdctl("etcd-3.7", client, "get", DRILLED_KEY, "--print-value-only") == f"{DRILLED_VALUE}\n"
+        [member] = json.loads(_etcdctl("etcd-3.7", client, "endpoint", "status", "--write-out=json"))
+        assert (member["Status"]["version"], member["Status"]["storageVersion"]) == ("3.7.1", "3.7.0")
+
+
+def test_a_3_7_snapshot_restored_by_etcdutl_3_6_fails_the_drill_at_its_schema_step_as_etcd_3_6_refuses_it(
+    snapshot_3_7: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    """etcdutl 3.6.5 restores a 3.7 snapshot without a word (exit 0), and etcd 3.6.5 then refuses to start on the
+    result: 3.6 knows no 3.7 schema. The drill of a stack on Talos v1.13.9 (etcd 3.6) that finds a 3.7 snapshot (one
+    taken after the roll to 1.14, with the stack set back) fails at its schema step with etcdutl's own words; without
+    that step it passed."""
+    at_1_13 = _homelab_at("v1.13.9")
+    identity, recipient = _key()
+    _fill_arda(at_1_13, snapshot_3_7, tmp_path, _encrypt(snapshot_3_7, recipient, tmp_path))
+    step, results = _etcd_drill(at_1_13, "arda", bucket, tmp_path, alpine, identity)
+    assert step == "schema", [r.stderr for r in results]
+    assert results[-2].returncode == 0, "the restore said nothing"
+    assert results[-1].stderr.strip().endswith('Error: cannot create migration plan: version "3.7.0" is not supported'), results[-1].stderr
+    # What the drill failed on is what etcd 3.6.5 does with that restore: it refuses to start (etcdserver/bootstrap.go:239).
+    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    restored = tmp_path / "work" / "restored"
+    urls = [f"--listen-client-urls={client}", f"--advertise-client-urls={client}", f"--listen-peer-urls={peer}"]
+    started = subprocess.run(
+        [str(gotools.build("kube-control-plane")), "etcd", f"--data-dir={restored}", *urls],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 1
+    assert '"msg":"discovery failed","error":"version \\"3.7.0\\" is not supported"' in started.stderr, started.stderr
 
 
 def _zipped(name: str, data: bytes) -> bytes:

@@ -174,6 +174,9 @@ _ALL: tuple[Tool, ...] = (
     Tool("victoria-logs", "victorialogs", package="github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs"),
     Tool("otelcol", "otelcol"),
     Tool("vmalert", "vmalert", package="github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert"),
+    # etcd 3.7.1, the etcd of Talos 1.14, with its etcdctl and etcdutl: the restore drill's tests restore, migrate and start
+    # a real 3.7 snapshot with the etcdutl and etcd a Talos 1.14 stack's drill and cluster run (plans.drill, tests/test_drill.py).
+    Tool("etcd-3.7", "etcd-3.7"),
     # age v1.3.1's own command: the restore drill decrypts Arda's etcd snapshots with it (plans.drill).
     Tool("age", "age", package="filippo.io/age/cmd/age"),
     # A client of the Ainur's KMS that speaks to it as Talos v1.13.9's kms key handler does (kms-client v0.2.0's API):

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from plans import drill, monitoring
-from stacks import parse_stack, read_stack_file
+from stacks import data, parse_stack, pins, read_stack_file, releases
 from stacks.data import longest_gap, newest_within
+from stacks.errors import StackConfigError
 from stacks.model import StackConfig
 from tests.edit import HOMELAB
 from tools import alert_check
@@ -310,3 +311,81 @@ def test_arda_s_drill_keeps_age_on_its_own_claim_on_the_default_class() -> None:
     mounted = {c["name"] for c in pod["initContainers"] + pod["containers"] if any(m["name"] == "tools" for m in c["volumeMounts"])}
     assert mounted == {"decrypt"}
     assert set(drill.AGE_SHA256) == {"amd64", "arm64"} and all(re.fullmatch(r"[0-9a-f]{64}", d) for d in drill.AGE_SHA256.values())
+
+
+# --- etcd's minor ----------------------------------------------------------------------------------------------
+
+
+def _at(talos: str, k3s: str | None = None) -> StackConfig:
+    """The homelab with Arda on `talos` (and the Ainur on `k3s`)."""
+    sf = read_stack_file(HOMELAB)
+    raw = dict(sf.config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": talos}
+    if k3s is not None:
+        raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "k3sVersion": k3s}
+    return parse_stack(raw, sf.secret_keys)
+
+
+def _etcd_steps(stack: StackConfig, cluster: str) -> dict[str, tuple[str, list[str]]]:
+    pod = drill.etcd_cronjob(stack, cluster)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return {
+        c["name"]: (c["image"], c["command"]) for c in [*pod["initContainers"], *pod["containers"]] if c["name"] in ("restore", "schema", "status")
+    }
+
+
+@pytest.mark.parametrize(
+    ("talos", "image", "minor"),
+    [
+        ("v1.14.1", "registry.k8s.io/etcd:3.7.1", "3.7"),
+        ("v1.13.9", "registry.k8s.io/etcd:3.6.5-0", "3.6"),
+        ("v1.12.11", "registry.k8s.io/etcd:3.6.5-0", "3.6"),
+    ],
+)
+def test_arda_s_drill_restores_with_the_etcdutl_of_the_etcd_minor_its_talos_runs_and_migrates_to_it(talos: str, image: str, minor: str) -> None:
+    """etcdutl 3.6.5 restores a 3.7 snapshot without a word, and etcd 3.6 then refuses to start on it (tests/test_drill.py
+    runs both): Arda's snapshots are restored by the etcdutl of its Talos's etcd, and the schema step, after the
+    restore, brings the data directory to that minor's storage schema or fails the drill."""
+    assert _etcd_steps(_at(talos), "arda") == {
+        "restore": (image, ["etcdutl", "snapshot", "restore", "/work/snapshot.db", "--data-dir=/work/restored"]),
+        "schema": (image, ["etcdutl", "migrate", "--data-dir=/work/restored", f"--target-version={minor}"]),
+        "status": (image, ["etcdutl", "snapshot", "status", "/work/snapshot.db", "--write-out=json"]),
+    }
+    pod = drill.etcd_cronjob(_at(talos), "arda")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] + [c["name"] for c in pod["containers"]] == ["fetch", "decrypt", "restore", "schema", "status"]
+
+
+def test_the_etcdutl_of_3_7_is_the_image_talos_1_14_runs_its_etcd_from() -> None:
+    """Talos v1.14.1 runs `registry.k8s.io/etcd:<DefaultEtcdVersion>` (machinery constants.go:443 and :458, which
+    stacks.releases.ETCD holds and tests/stacks/test_releases.py reads); the drill restores with that very image. Every
+    Talos minor a stack may name runs an etcd minor the drill has an etcdutl of."""
+    assert data.ETCDUTL[(3, 7)] == f"registry.k8s.io/etcd:{releases.ETCD[pins.TALOS]}"
+    assert {releases.ETCD_MINOR[row.minor] for row in releases.TALOS_MINORS if row.target} == set(data.ETCDUTL)
+
+
+@pytest.mark.parametrize(("k3s", "minor"), [("v1.35.8+k3s1", "3.6"), ("v1.33.13+k3s1", "3.6"), ("v1.33.12+k3s1", "3.5")])
+def test_the_ainur_s_drill_migrates_to_the_etcd_its_k3s_embeds(k3s: str, minor: str) -> None:
+    """k3s embeds etcd 3.6 from v1.33.13 (stacks.day2.k3s_etcd_3_6), 3.5 before: 3.6's etcdutl restores either and
+    migrates to either (its migrate takes 3.5)."""
+    steps = _etcd_steps(_at(pins.TALOS, k3s), "ainur")
+    assert {name: image for name, (image, _) in steps.items()} == dict.fromkeys(("restore", "schema", "status"), "registry.k8s.io/etcd:3.6.5-0")
+    assert steps["schema"][1][-1] == f"--target-version={minor}"
+
+
+def test_a_talos_whose_etcd_minor_the_drill_has_no_etcdutl_of_is_refused_while_arda_is_drilled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next Talos minor moves etcd again: until the drill has that minor's etcdutl, a stack asking for it is refused
+    (the drill would pass on snapshots its cluster's etcd could not start from), unless Arda's drill is off."""
+    monkeypatch.delitem(data.ETCDUTL, (3, 7))
+    with pytest.raises(StackConfigError) as refused:
+        _at("v1.14.1")
+    assert [(p.path, p.message) for p in refused.value.problems] == [
+        (
+            "iluvatar:arda.talosVersion",
+            "v1.14.1 runs etcd 3.7, and the restore drill of Arda's etcd has no etcdutl of that minor (it has 3.6: "
+            "stacks.data.ETCDUTL); another minor's etcdutl restores a snapshot the cluster's etcd may not start from, and the "
+            "drill would pass on it: stay on a Talos whose etcd it knows (the newest: v1.13.9, etcd 3.6), or turn the drill of "
+            "Arda off (iluvatar:backup.drill.arda: false) until an Iluvatar that knows etcd 3.7",
+        )
+    ]
+    assert _at("v1.13.9").arda.talos_version == "v1.13.9"
+    off = homelab(arda=False)
+    assert [c["metadata"]["name"] for c in drill.cronjobs(off) if "etcd" in c["metadata"]["name"]] == ["drill-etcd-ainur"]

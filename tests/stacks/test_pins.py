@@ -112,6 +112,12 @@ def test_no_release_is_pinned_in_plans_outside_the_pins() -> None:
             "v" + pins.APPS["otel-collector"],
         ),
         ("tools/age/go.mod", "filippo.io/age", pins.APPS["age"]),
+        # The etcdutl of each etcd minor the drill restores with (stacks.data.ETCDUTL), and the etcd the tests start on
+        # what it restored: Kubernetes' image 3.6.5-0 is etcd v3.6.5.
+        ("tools/kube-control-plane/go.mod", "go.etcd.io/etcd/etcdutl/v3", "v" + pins.IMAGES["etcd-3.6"].rsplit(":", 1)[1].removesuffix("-0")),
+        ("tools/kube-control-plane/go.mod", "go.etcd.io/etcd/server/v3", "v" + pins.IMAGES["etcd-3.6"].rsplit(":", 1)[1].removesuffix("-0")),
+        ("tools/etcd-3.7/go.mod", "go.etcd.io/etcd/etcdutl/v3", "v" + pins.IMAGES["etcd-3.7"].rsplit(":", 1)[1]),
+        ("tools/etcd-3.7/go.mod", "go.etcd.io/etcd/server/v3", "v" + pins.IMAGES["etcd-3.7"].rsplit(":", 1)[1]),
         # The subnet router and Headscale the remote-access tests run, at the release their images are (plans.remote_access).
         ("tools/tailscale/go.mod", "tailscale.com", "v" + pins.APPS["tailscale"]),
         ("tools/headscale/go.mod", "github.com/juanfont/headscale", "v" + pins.APPS["headscale"]),
