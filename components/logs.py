@@ -79,7 +79,9 @@ class Logs(pulumi.ComponentResource):
         gate = args.arda.gate(f"{name}-gate-storage", bringup.storage_class_gate(plan.storage_class(stack)), self, after=args.after)
         # The store's admin key (plan.STORE_AUTH_FLAGS): a Pulumi secret end to end, read by the store from its Secret's file.
         random_provider = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
-        key = random.RandomPassword(f"{name}-store-auth", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=random_provider))
+        key = random.RandomPassword(
+            f"{name}-store-auth", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=random_provider)
+        )
         auth = ArgoCd._secret(f"{name}-arda", plan.auth_secret, pulumi.Output.secret(key.result), on_arda)
         on_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[gate, auth]))
         self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
