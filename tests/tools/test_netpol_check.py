@@ -177,22 +177,15 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
         "TCP 9090": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-adapter[Deployment]"})
     },
     "monitoring/prometheus-operator[Deployment]": {"TCP 8443": frozenset({PROMETHEUS})},
-    # The log store: its readers (Grafana, Prometheus' scrape, vmalert-logs) and its writers, the host-network collectors
-    # on Arda's machines and the Pis through the LAN Service (the CiliumNetworkPolicy's host and remote-node entities and
-    # the Pis' addresses), on 9428 alone. Still no authentication: a host-network pod on Arda or a Pi, or a device that
-    # takes a machine's or a Pi's address, can write; a pod of the Ainur is dropped by its Pi before flannel masquerades
-    # it to the Pi's address (plans.logs.talos_firewall; docs/security.md).
+    # The log store: its readers (Grafana, Prometheus' scrape, vmalert-logs) on the store's 9428 alone; its writers, the
+    # host-network collectors on Arda's machines and the Pis through the LAN Service (the CiliumNetworkPolicy's host and
+    # remote-node entities and the Pis' addresses), on its inserter's 9429 alone, which takes inserts and answers no
+    # query. A host-network pod on Arda or a Pi, or a device that takes a machine's or a Pi's address, can write; a pod of
+    # the Ainur is dropped by its Pi before flannel masquerades it to the Pi's address (plans.logs.talos_firewall;
+    # docs/security.md).
     "monitoring/victoria-logs[StatefulSet]": {
-        "TCP 9428": frozenset(
-            {
-                "192.168.0.11-192.168.0.13",
-                "192.168.0.21-192.168.0.23",
-                "192.168.0.31-192.168.0.32",
-                "monitoring/grafana[Deployment]",
-                "monitoring/prometheus-k8s[StatefulSet]",
-                "monitoring/vmalert-logs[Deployment]",
-            }
-        )
+        "TCP 9428": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-k8s[StatefulSet]", "monitoring/vmalert-logs[Deployment]"}),
+        "TCP 9429": frozenset({"192.168.0.11-192.168.0.13", "192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"}),
     },
     # The log alerts' evaluator: Prometheus' scrape of its metrics alone.
     "monitoring/vmalert-logs[Deployment]": {"TCP 8880": frozenset({PROMETHEUS})},
