@@ -1,8 +1,8 @@
 """Logs: the store on Arda, a collector on every machine, the Pis' journals, and the log alerts.
 
 `Logs` (`iluvatar:logs:Logs`, with `iluvatar:monitoring`: on unless `iluvatar:logs.enabled` is false) wires
-`plans.logs` into resources: on Arda, in the `monitoring` namespace, VictoriaLogs (its StatefulSet, its Service, its
-LAN Service for the Pis, a ServiceMonitor), the collector's DaemonSet (Talos sends it its services' and kernel's lines:
+`plans.logs` into resources: on Arda, in the `monitoring` namespace, VictoriaLogs (its StatefulSet with its inserter,
+its admin key's Secret, its Service, its LAN Service for the Pis, a ServiceMonitor), the collector's DaemonSet (Talos sends it its services' and kernel's lines:
 plans.talos puts the destinations in every machine's config) and vmalert with the log alerts; on the Ainur, the
 collector's DaemonSet for the pods' logs; on each Pi over SSH, journald's forwarder pointed at the store, once the
 store's LAN Service exists. Grafana's datasource and dashboards are kube-prometheus's patches (plans.monitoring).
@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components import kube
 from components.edge import custom_resource, resource_suffix
+from components.gitops import ArgoCd
 from components.steps import ClusterAccess, reconnect
 from plans import bringup
 from plans import logs as plan
@@ -75,7 +77,13 @@ class Logs(pulumi.ComponentResource):
         # long after this: pulumi-kubernetes gives up on a StatefulSet not Ready within 10 minutes, so the store waits
         # for the class and its driver first (plans.bringup.storage_class_gate), as the Git mirror's claim does.
         gate = args.arda.gate(f"{name}-gate-storage", bringup.storage_class_gate(plan.storage_class(stack)), self, after=args.after)
-        on_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[gate]))
+        # The store's admin key (plan.STORE_AUTH_FLAGS): a Pulumi secret end to end, read by the store from its Secret's file.
+        random_provider = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
+        key = random.RandomPassword(
+            f"{name}-store-auth", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=random_provider)
+        )
+        auth = ArgoCd._secret(f"{name}-arda", plan.auth_secret, pulumi.Output.secret(key.result), on_arda)
+        on_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[gate, auth]))
         self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
         lan = plan.store_lan_service(stack)
         lan_service = kube.create(f"{name}-arda", lan, on_arda) if lan is not None else None

@@ -218,10 +218,12 @@ POLICY_PREFIX = "iluvatar-argocd"
 def network_policies(stack: StackConfig, cluster: Cluster) -> list[dict[str, Any]]:
     """Who reaches Argo CD's listeners, as its chart's own policies have it (argo-cd 10.8.0
     templates/networkpolicy-default-deny.yaml and each component's networkpolicy.yaml) but for the metrics ports: a
-    default deny for the namespace; the server (the front door's and the gateway's, the CLI) from anyone; Redis from the
-    server, the repo server and the controller; the repo server from the components that ask it to render; the metrics
-    (named `metrics` on each component) from Arda's Prometheus where it scrapes them (plans.metrics.argocd), else from
-    no one. The ApplicationSet controller and notifications listen for nothing another pod needs."""
+    default deny for the namespace; the server's own port (the front door's and the gateway's, the CLI: `server`, its
+    API and UI, argocd-server/deployment.yaml:418-423) from anyone, where the chart admits anyone on every port, its
+    metrics included; Redis from the server, the repo server and the controller; the repo server from the components
+    that ask it to render; the metrics (named `metrics` on each component, the server's 8083 with them) from Arda's
+    Prometheus where it scrapes them (plans.metrics.argocd), else from no one. The ApplicationSet controller and
+    notifications listen for nothing another pod needs."""
     scraped = metrics.argocd(stack, cluster)
     prometheus = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
@@ -250,7 +252,7 @@ def network_policies(stack: StackConfig, cluster: Cluster) -> list[dict[str, Any
             "metadata": {"name": f"{POLICY_PREFIX}-default-deny-ingress", "namespace": NAMESPACE},
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
         },
-        policy("server", [{}]),
+        policy("server", [{"ports": [{"port": "server", "protocol": "TCP"}]}, *scrape("server")]),
         policy(
             "redis",
             [{"from": [_component(c) for c in ("server", "repo-server", "application-controller")], "ports": [{"port": "redis", "protocol": "TCP"}]}],

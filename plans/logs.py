@@ -47,9 +47,36 @@ STORE = "victoria-logs"
 STORE_VERSION = pins.APPS["victoria-logs"]
 # VictoriaLogs, at the release whose Go module the tests build and run (tools/victorialogs).
 STORE_IMAGE = f"docker.io/victoriametrics/victoria-logs:{STORE_VERSION}"
+# The store's own listener: its readers query it here (Grafana, vmalert, Prometheus' scrape), and its inserter hands it
+# what the writers send, over the pod's loopback.
 STORE_PORT = 9428
+# The inserter, a second VictoriaLogs in the store's pod that takes only inserts (`inserter_args`): the one port the
+# writers (the collectors, the Pis' journals) reach. A writer so reads nothing and manages nothing.
+INSERT_PORT = 9429
+INSERTER = "inserter"
 STORE_LAN = f"{STORE}-lan"
 STORE_DATA = "/storage"
+# The store's admin endpoints' key: a Secret made from a Pulumi RandomPassword (components.logs), mounted as a file the
+# store reads it from (a `file://` flag value is re-read every 2 s, VictoriaMetrics lib/flagutil/password.go:58-86,
+# 93-103, so a new key takes without a restart; until the file is read, a random key of its own, :99-102). Never on
+# the command line, where the pod's spec and `ps` show it.
+AUTH_SECRET = f"{STORE}-auth"
+AUTH_KEY = "key"
+AUTH_DIR = "/etc/victoria-logs/auth"
+# The store's endpoints that act on its data, each behind the key (VictoriaLogs v1.52.1 app/vlstorage/main.go:59-67,
+# 277-481: `/internal/partition/*` attaches, detaches (hides a day from queries and the log alerts), lists and
+# snapshots partitions; force_merge, force_flush, log_new_streams), and the process's own (VictoriaMetrics
+# lib/httpserver/httpserver.go:56-57, 446-475: /flags, /debug/pprof/*, a CPU profile on demand). Its deletes stay off
+# (no `-delete.enable`, `-internaldelete.enable`: app/vlselect/main.go:37-39, 105-132). /metrics stays open to the
+# readers: Prometheus scrapes it.
+STORE_AUTH_FLAGS = (
+    "partitionManageAuthKey",
+    "forceMergeAuthKey",
+    "forceFlushAuthKey",
+    "logNewStreamsAuthKey",
+    "flagsAuthKey",
+    "pprofAuthKey",
+)
 # Where the OpenTelemetry logs go (VictoriaLogs v1.52.1 app/vlinsert/opentelemetry/opentelemetry.go:24) and where
 # systemd-journal-upload posts (it appends /upload to its URL: app/vlinsert/journald/journald.go:101).
 OTLP_PATH = "/insert/opentelemetry/v1/logs"
@@ -146,11 +173,16 @@ def lan_address(stack: StackConfig) -> IPv4Address | None:
     return rules.address(settings(stack), stack.network) if stack.ainur is not None else None
 
 
-def store_url(stack: StackConfig, cluster: str = "arda") -> str:
-    """The store as a cluster reaches it: its Service on Arda, its LAN address from the Ainur."""
+def store_url(stack: StackConfig) -> str:
+    """The store as its readers reach it: its Service on Arda, its query port."""
+    return f"http://{STORE}.{NAMESPACE}.svc:{STORE_PORT}"
+
+
+def insert_url(stack: StackConfig, cluster: str = "arda") -> str:
+    """Where a cluster's writers send: the inserter's port, at the store's Service on Arda, its LAN address from the Ainur."""
     if cluster == "arda":
-        return f"http://{STORE}.{NAMESPACE}.svc:{STORE_PORT}"
-    return f"http://{lan_address(stack)}:{STORE_PORT}"
+        return f"http://{STORE}.{NAMESPACE}.svc:{INSERT_PORT}"
+    return f"http://{lan_address(stack)}:{INSERT_PORT}"
 
 
 def _meta(name: str, **labels: str) -> dict[str, Any]:
@@ -224,12 +256,43 @@ def store_args(stack: StackConfig) -> list[str]:
         f"-retention.maxDiskSpaceUsageBytes={retention_bytes(stack)}",
         f"-httpListenAddr=:{STORE_PORT}",
         "-loggerFormat=json",
+        *(f"-{flag}=file://{AUTH_DIR}/{AUTH_KEY}" for flag in STORE_AUTH_FLAGS),
     ]
 
 
+def inserter_args() -> list[str]:
+    """The inserter: VictoriaLogs with a storage node (app/vlstorage/main.go:69, 109-114: it stores nothing itself
+    and sends every insert to the store's /internal/insert, netinsert/netinsert.go:229-256, on the pod's loopback),
+    no queries (`-select.disable`: /select/* and /internal/select/*, app/vlselect/main.go:34, 115-145) and no
+    internal inserts, only the collectors' /insert/* (app/vlinsert/main.go:25-26, 53-59). Its partition, merge and
+    new-streams endpoints answer nothing without a local storage (app/vlstorage/main.go:272, 295, 334 and each
+    after); what it still answers (/health, /metrics, /flags, /debug/pprof, /internal/force_flush, which sends its pending
+    rows early) reads no line and changes none. It holds no key. While the store is away it keeps what it took in
+    memory and retries every second (netinsert.go:200-226): the collectors' disk queues hold the rest."""
+    return [
+        f"-httpListenAddr=:{INSERT_PORT}",
+        f"-storageNode=127.0.0.1:{STORE_PORT}",
+        "-select.disable",
+        "-internalinsert.disable",
+        "-loggerFormat=json",
+    ]
+
+
+def auth_secret(key: str) -> dict[str, Any]:
+    """The Secret holding the store's admin key (`STORE_AUTH_FLAGS`), mounted as a file in the store's container alone."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(AUTH_SECRET),
+        "type": "Opaque",
+        "stringData": {AUTH_KEY: key},
+    }
+
+
 def store(stack: StackConfig) -> list[dict[str, Any]]:
-    """The store's StatefulSet and its Service in the cluster."""
+    """The store's StatefulSet, its inserter beside it, and its Service in the cluster."""
     labels = {"app.kubernetes.io/name": STORE}
+    hardened = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     container = {
         "name": STORE,
         "image": STORE_IMAGE,
@@ -237,8 +300,17 @@ def store(stack: StackConfig) -> list[dict[str, Any]]:
         "ports": [{"name": "http", "containerPort": STORE_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "data", "mountPath": STORE_DATA}],
+        "securityContext": hardened,
+        "volumeMounts": [{"name": "data", "mountPath": STORE_DATA}, {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}],
+    }
+    inserter = {
+        "name": INSERTER,
+        "image": STORE_IMAGE,
+        "args": inserter_args(),
+        "ports": [{"name": "insert", "containerPort": INSERT_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "insert"}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": hardened,
     }
     claim = {
         "metadata": {"name": "data"},
@@ -261,7 +333,8 @@ def store(stack: StackConfig) -> list[dict[str, Any]]:
                     "metadata": {"labels": labels},
                     "spec": {
                         "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534},
-                        "containers": [container],
+                        "containers": [container, inserter],
+                        "volumes": [{"name": "auth", "secret": {"secretName": AUTH_SECRET, "defaultMode": 0o440}}],
                     },
                 },
                 "volumeClaimTemplates": [claim],
@@ -271,13 +344,20 @@ def store(stack: StackConfig) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": _meta(STORE),
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}]},
+            "spec": {
+                "selector": labels,
+                "ports": [
+                    {"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"},
+                    {"name": "insert", "port": INSERT_PORT, "targetPort": "insert", "protocol": "TCP"},
+                ],
+            },
         },
     ]
 
 
 def store_lan_service(stack: StackConfig) -> dict[str, Any] | None:
-    """The store on the LAN for the Pis (with the Ainur): their journals and their pods' logs, from their addresses only."""
+    """The store's inserter on the LAN for the Pis (with the Ainur): their journals and their pods' logs, from their
+    addresses only. Its query port is not on the LAN."""
     address = lan_address(stack)
     if address is None:
         return None
@@ -291,7 +371,7 @@ def store_lan_service(stack: StackConfig) -> dict[str, Any] | None:
         "kind": "Service",
         "metadata": {**_meta(STORE_LAN), "annotations": {"lbipam.cilium.io/ips": str(address)}},
         "spec": netpol.load_balancer(
-            [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            [{"name": "insert", "port": INSERT_PORT, "targetPort": "insert", "protocol": "TCP"}],
             selector={"app.kubernetes.io/name": STORE},
             loadBalancerSourceRanges=[f"{n.ip}/32" for n in stack.ainur_nodes],
         ),
@@ -308,8 +388,8 @@ def store_network_policies(stack: StackConfig) -> list[dict[str, Any]]:
     """The store admits its readers and its writers and nothing else: any other pod on Arda could read every machine's
     logs, insert lines or flood it until the oldest-first eviction drops real history and the log alerts.
 
-    - The readers (`READERS`): a NetworkPolicy, pod to pod.
-    - The writers are the collectors, on the host's network of every Arda machine, and the Pis (their journals and their
+    - The readers (`READERS`): a NetworkPolicy, pod to pod, on the query port (`STORE_PORT`) alone.
+    - The writers, on the inserter's port (`INSERT_PORT`) alone, where nothing is read or managed, are the collectors, on the host's network of every Arda machine, and the Pis (their journals and their
       collectors, through the LAN Service `store_lan_service`). A NetworkPolicy cannot name a host-network pod: Cilium
       gives its traffic the `host` identity (its own machine) or `remote-node` (another), which an ipBlock does not
       match unless Cilium runs with `policy-cidr-match-mode: nodes` (docs.cilium.io, Network Policy, "ipBlock can now
@@ -317,7 +397,10 @@ def store_network_policies(stack: StackConfig) -> list[dict[str, Any]]:
       address: a Pi's packet reaches the pod with its own address when the store runs on the machine that took it,
       else masqueraded to that machine's (remote-node), as Cilium's kube-proxy replacement forwards a LoadBalancer
       Service's traffic (externalTrafficPolicy Cluster). So every host-network pod of Arda may write too: the
-      threat model (docs/security.md) lists it."""
+      threat model (docs/security.md) lists it.
+
+    Cilium admits the pod's own machine on every port (`allow-localhost`, the kubelet's probes, plans.netpol): a
+    host-network pod on the store's machine reaches the query port too."""
     labels = {"app.kubernetes.io/name": STORE}
     port = {"port": STORE_PORT, "protocol": "TCP"}
     readers = {
@@ -330,7 +413,7 @@ def store_network_policies(stack: StackConfig) -> list[dict[str, Any]]:
             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}} for name in READERS], "ports": [port]}],
         },
     }
-    to_port = [{"ports": [{"port": str(STORE_PORT), "protocol": "TCP"}]}]
+    to_port = [{"ports": [{"port": str(INSERT_PORT), "protocol": "TCP"}]}]
     writers: list[dict[str, Any]] = [{"fromEntities": ["host", "remote-node"], "toPorts": to_port}]
     if stack.ainur is not None:
         writers.append({"fromCIDR": [f"{n.ip}/32" for n in stack.ainur_nodes], "toPorts": to_port})
@@ -607,7 +690,7 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
         },
         "exporters": {
             "otlp_http/store": {
-                "logs_endpoint": f"{store_url(stack, cluster)}{OTLP_PATH}",
+                "logs_endpoint": f"{insert_url(stack, cluster)}{OTLP_PATH}",
                 "headers": {"VL-Stream-Fields": ",".join(STREAM_FIELDS)},
                 "sending_queue": {"storage": QUEUE, "sizer": "bytes", "queue_size": QUEUE_BYTES},
                 "retry_on_failure": {"enabled": True, "max_elapsed_time": "0s"},
@@ -749,7 +832,7 @@ JOURNAL_DIAL_SECONDS = 15
 
 def journal_upload_conf(stack: StackConfig) -> str:
     """systemd-journal-upload's config: the store's journald endpoint on the LAN (it posts to <URL>/upload)."""
-    return f"[Upload]\nURL=http://{lan_address(stack)}:{STORE_PORT}{JOURNALD_PATH}\n"
+    return f"[Upload]\nURL={insert_url(stack, 'ainur')}{JOURNALD_PATH}\n"
 
 
 # The Pis admit Talos's two ports only from the inventory's Arda machines (review M2): the receivers name a line by

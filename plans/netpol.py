@@ -4,9 +4,9 @@ Each plan renders the policies of its own listeners with these; what they mean w
 
 - **The Ainur** (k3s): its embedded network policy controller (kube-router's, on unless k3s runs with
   `--disable-network-policy`, which plans.k3s never sets) enforces them with iptables. It always admits a pod's own
-  node (kube-router v2 pkg/controllers/netpol/pod.go:250-252, "from local node": `--src-type LOCAL`), so the kubelet's
+  node (kube-router v2.6.3-k3s1 pkg/controllers/netpol/pod.go:230-232: `--src-type LOCAL`, first in the pod's chain), so the kubelet's
   probes and a host-network pod on the same Pi pass; it applies no policy at all to a host-network pod
-  (utils.go:34-35, isNetPolActionable), whose listeners answer on the Pi's address to whatever reaches the Pi. An
+  (utils.go:40-42, isNetPolActionable), whose listeners answer on the Pi's address to whatever reaches the Pi. An
   ipBlock is an ipset of the source addresses (policy.go:293-330), matched before kube-proxy's masquerade on the
   pod's own node: a LoadBalancer Service whose policy admits only some addresses keeps `externalTrafficPolicy: Local`,
   or the packets of another Pi arrive from that Pi's flannel address.

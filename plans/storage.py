@@ -275,6 +275,14 @@ LONGHORN_DRIVER_DEPLOYER = {"app": "longhorn-driver-deployer"}
 LONGHORN_COMPONENT = "longhorn.io/component"
 LONGHORN_WEBHOOK = {"longhorn.io/admission-webhook": "longhorn-admission-webhook"}
 LONGHORN_RECOVERY_BACKEND = {"longhorn.io/recovery-backend": "longhorn-recovery-backend"}
+# The support-bundle manager, a Deployment the manager makes while a support bundle exists (longhorn-manager v1.10.1
+# datastore/kubernetes.go:72-77, types/support_bundle.go:12), serving the bundle's status and file on 8080 (:15), which
+# the managers fetch from its pod's address (controller/support_bundle_controller.go:412, :539; the API's download,
+# api/supportbundle.go:63); and the agents it starts on every node, which post their nodes' bundles to it
+# (support-bundle-kit pkg/manager/manager.go:366, their labels pkg/manager/agent.go:63-74, pkg/types/types.go:23).
+LONGHORN_SUPPORT_BUNDLE_MANAGER = {"app": "support-bundle-manager"}
+LONGHORN_SUPPORT_BUNDLE_AGENT = {"app": "support-bundle-agent"}
+LONGHORN_SUPPORT_BUNDLE_PORT = 8080
 # The managers' API, the admission webhook and the recovery backend (daemonset-sa.yaml:51-56).
 LONGHORN_API_PORT = 9500
 LONGHORN_WEBHOOK_PORT = 9502
@@ -298,8 +306,10 @@ def longhorn_network_policies(stack: StackConfig) -> list[dict[str, Any]]:
     recovery-backend-network-policy.yaml:13-16). The instance managers (the engines and replicas, their data ports)
     and the backing images' managers from each other and the managers (instance-manager-networking.yaml:13-26). The
     UI from nobody: it is reached by `kubectl port-forward`, which enters its pod's own network (docs/layers/storage.md);
-    the chart's own UI policy is for an ingress this program does not render. The pods' own Pi (the kubelet's probes,
-    the engine's iSCSI initiator on the host) is always admitted (plans.netpol)."""
+    the chart's own UI policy is for an ingress this program does not render. The support-bundle manager (a bundle holds
+    every Longhorn log and object of the namespace) from the managers and its own agents alone, on its port; the
+    chart has no policy for it. The pods' own Pi (the kubelet's probes, the engine's iSCSI initiator on the host) is
+    always admitted (plans.netpol)."""
     if not longhorn_enabled(stack):
         return []
     ns = LONGHORN_NAMESPACE
@@ -332,6 +342,13 @@ def longhorn_network_policies(stack: StackConfig) -> list[dict[str, Any]]:
         netpol.allow("backing-image-manager", ns, {LONGHORN_COMPONENT: "backing-image-manager"}, [], data_peers),
         netpol.allow("backing-image-data-source", ns, {LONGHORN_COMPONENT: "backing-image-data-source"}, [], data_peers),
         netpol.allow("longhorn-ui", ns, LONGHORN_UI, []),
+        netpol.allow(
+            "longhorn-support-bundle-manager",
+            ns,
+            LONGHORN_SUPPORT_BUNDLE_MANAGER,
+            [netpol.port(LONGHORN_SUPPORT_BUNDLE_PORT)],
+            [{"podSelector": {"matchLabels": LONGHORN_MANAGER}}, {"podSelector": {"matchLabels": LONGHORN_SUPPORT_BUNDLE_AGENT}}],
+        ),
     ]
 
 

@@ -251,8 +251,9 @@ def _stand_in(kind: str, name: str, namespace: str, labels: Mapping[str, str]) -
 def longhorn_stand_ins(application: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Longhorn's pods, as its chart (v1.10.1, not rendered here: no Go module serves it, tools.kube_program) and its
     manager label them (plans.storage says where each label is set): the manager with the webhook's and recovery
-    backend's labels it adds to its own pod, the UI, the driver deployer, the CSI plugin, and the instance and share
-    managers it makes. The backing images' managers and the manager's jobs run only on demand and stand in nowhere."""
+    backend's labels it adds to its own pod, the UI, the driver deployer, the CSI plugin, the instance and share
+    managers it makes, and a support bundle's manager and agents. The backing images' managers and the manager's jobs
+    run only on demand and stand in nowhere."""
     namespace = str(application["spec"]["destination"]["namespace"])
     component = storage.LONGHORN_COMPONENT
     return [
@@ -264,6 +265,9 @@ def longhorn_stand_ins(application: Mapping[str, Any]) -> list[dict[str, Any]]:
         _stand_in("DaemonSet", "longhorn-csi-plugin", namespace, storage.LONGHORN_CSI_PLUGIN),
         _stand_in("DaemonSet", "instance-manager", namespace, {component: "instance-manager"}),
         _stand_in("Deployment", "share-manager", namespace, {component: "share-manager"}),
+        # While a support bundle exists: its manager and the agents that post to it.
+        _stand_in("Deployment", "support-bundle-manager", namespace, storage.LONGHORN_SUPPORT_BUNDLE_MANAGER),
+        _stand_in("DaemonSet", "support-bundle-agent", namespace, storage.LONGHORN_SUPPORT_BUNDLE_AGENT),
     ]
 
 

@@ -191,6 +191,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:kms": "ainur-kubernetes",
         "random:kms": "kms-random",
         "tls:kms": "edge-certificates-tls",
+        # The log store's admin key, from a random provider of its own.
+        "random:logs-store": "logs-random",
     }
     checked = 0
     for r in homelab.registrations:
@@ -208,7 +210,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             prefix += "-argocd"
         key = (
             f"{package}:{prefix}"
-            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-", "data-", "kms-"))
+            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-", "data-", "kms-", "logs-"))
             else package
         )
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
@@ -240,7 +242,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # Longhorn's NetworkPolicies on the Ainur (plans.storage.longhorn_network_policies): 7 more.
     # The metrics API adapter's CiliumNetworkPolicy for the API server, and the gate before it (#54): 2 more.
     # Argo CD's NetworkPolicies, the program's in place of its chart's (plans.gitops.network_policies), 5 on each cluster.
-    assert checked == 322
+    # The log store's admin key (its password and Secret) and Longhorn's support-bundle manager's policy (#54): 3 more.
+    assert checked == 325
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

@@ -22,6 +22,7 @@ LONGHORN_POLICIES = (
     "longhorn-admission-webhook",
     "longhorn-manager",
     "longhorn-recovery-backend",
+    "longhorn-support-bundle-manager",
     "longhorn-ui",
 )
 DEPLOYED = {

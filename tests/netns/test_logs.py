@@ -128,10 +128,29 @@ def net(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def _start_store(net: Net, ns: str) -> None:
     data = net.root / "store"
     data.mkdir()
-    args = [a if not a.startswith("-storageDataPath=") else f"-storageDataPath={data}" for a in plan.store_args(net.stack)]
-    assert args[0] == f"-storageDataPath={data}" and f"-storageDataPath={plan.STORE_DATA}" in plan.store_args(net.stack)
-    net.start("store", ns, "exec " + " ".join([str(gotools.build("victoria-logs")), *args]))
+    start_store(net, ns, data)
+
+
+# The store's admin key, as the Secret's file holds it (components.logs makes it from a RandomPassword).
+ADMIN_KEY = "the-stores-admin-key"
+
+
+def start_store(net: Net, ns: str, data: Path) -> None:
+    """The store's pod: the store on `data` with the rendered flags, its admin key's file where the test keeps it (the
+    only paths changed), and its inserter beside it with the rendered flags as they are (the pod's loopback is the
+    namespace's)."""
+    auth = net.root / "auth"
+    auth.mkdir(exist_ok=True)
+    (auth / plan.AUTH_KEY).write_text(ADMIN_KEY)
+    rendered = plan.store_args(net.stack)
+    moved = {f"-storageDataPath={plan.STORE_DATA}": f"-storageDataPath={data}"}
+    moved |= {f"-{flag}=file://{plan.AUTH_DIR}/{plan.AUTH_KEY}": f"-{flag}=file://{auth / plan.AUTH_KEY}" for flag in plan.STORE_AUTH_FLAGS}
+    assert set(moved) <= set(rendered), rendered
+    binary = str(gotools.build("victoria-logs"))
+    net.start("store", ns, "exec " + " ".join([binary, *(moved.get(a, a) for a in rendered)]))
     _wait(lambda: _get(f"http://{STORE_IP}:{plan.STORE_PORT}/health", ns) == "OK", "the store answering /health", net, "store")
+    net.start("inserter", ns, "exec " + " ".join([binary, *plan.inserter_args()]))
+    _wait(lambda: _get(f"http://{STORE_IP}:{plan.INSERT_PORT}/health", ns) == "OK", "the inserter answering /health", net, "inserter")
 
 
 # A stand-in for Alertmanager's receiving API (vmalert only posts to it): each POST to /api/v2/alerts, a line of alerts.
@@ -544,12 +563,12 @@ LATE_MACHINE = "valmar"  # not in the inventory: its alert is this test's alone
 def test_a_line_the_store_ingests_late_still_alerts(sent: Net) -> None:
     """A kernel OOM line stamped 3 minutes before the store takes it, as a collector's queue delivers it after an
     outage: older than any evaluation interval (20 s here), inside the rules' own 5-minute lookback, so it alerts; on one
-    interval's lines (vmalert's time filter without `_time`) it never would. Written to the store's JSON lines API."""
+    interval's lines (vmalert's time filter without `_time`) it never would. Written to the inserter's JSON lines API."""
     stamp = talos_logs.rfc3339_nano(datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=3))
     line = {"_time": stamp, "_msg": "Out of memory: Killed process 9 (late)", "cluster": "arda", "machine": LATE_MACHINE, "service": "kernel"}
     body = sent.root / "late.json"
     body.write_text(json.dumps(line) + "\n")
-    url = f"http://{STORE_IP}:{plan.STORE_PORT}/insert/jsonline?_stream_fields=cluster,machine,service"
+    url = f"http://{STORE_IP}:{plan.INSERT_PORT}/insert/jsonline?_stream_fields=cluster,machine,service"
     # Its own content type: with curl's default (a form), the store reads the body as the form's parameters.
     done = in_ns(sent.ns("a"), "curl", "-sS", "--fail", "-H", "Content-Type: application/stream+json", "--data-binary", f"@{body}", url, check=False)
     assert done.returncode == 0, done.stderr
@@ -560,3 +579,53 @@ def test_a_line_the_store_ingests_late_still_alerts(sent: Net) -> None:
             return
         time.sleep(2)
     pytest.fail(f"no KernelOomKill for the late line\nvmalert:\n{sent.log('vmalert')}")
+
+
+def _call(ns: str, url: str, *curl: str) -> tuple[int, str]:
+    """An HTTP request from `ns`: its status and its body."""
+    done = in_ns(ns, "curl", "-sS", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}", *curl, url, check=False)
+    assert done.returncode == 0, done.stderr
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status), body.strip()
+
+
+def test_a_writer_writes_and_reads_nothing_and_cannot_delete_or_detach_a_day(sent: Net) -> None:
+    """What the writers reach (the inserter's port, plans.logs.store_network_policies) takes their lines into the store,
+    and answers no query, no delete and no partition call; the store's own port, which only the readers reach, answers
+    a query, deletes nothing, and detaches a day (or lists, or snapshots) only with the key of its Secret's file."""
+    ns = sent.ns("t")  # a writer's machine: the Talos machine, whose collector sends to the inserter
+    writer, store = f"http://{STORE_IP}:{plan.INSERT_PORT}", f"http://{STORE_IP}:{plan.STORE_PORT}"
+    line = {"_msg": "a writer's own line", "cluster": "arda", "machine": TALOS_MACHINE, "service": "forged"}
+    body = sent.root / "writer.json"
+    body.write_text(json.dumps(line) + "\n")
+    stream = "/insert/jsonline?_stream_fields=cluster,machine,service"
+    assert _call(ns, writer + stream, "-H", "Content-Type: application/stream+json", "--data-binary", f"@{body}") == (200, "")
+    wait_for(sent, '"a writer\'s own line"')
+    asked = "?" + urllib.parse.urlencode({"query": "*", "limit": "10"})
+    assert _call(ns, f"{writer}/select/logsql/query{asked}") == (400, "requests to /select/* are disabled with -select.disable command-line flag")
+    assert _call(ns, f"{writer}/internal/select/query{asked}")[0] == 400
+    assert _call(ns, f"{writer}/select/vmui/")[0] == 400
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+    # No storage of its own: the partition calls are no path of the inserter's.
+    for call in ("detach", "attach", "list", "snapshot/create", "snapshot/list", "snapshot/delete_stale"):
+        status, said = _call(ns, f"{writer}/internal/partition/{call}?name={today}", "-X", "POST")
+        assert (status, said) == (400, f'unsupported path requested: "/internal/partition/{call}"'), call
+    for url in (writer, store):
+        status, said = _call(ns, f"{url}/delete/run_task?" + urllib.parse.urlencode({"filter": "*"}), "-X", "POST")
+        assert status == 400 and said.startswith("requests to /delete/* are disabled"), (url, said)
+        status, said = _call(ns, f"{url}/internal/delete/run_task", "-X", "POST")
+        assert status == 400 and said.startswith("requests to /internal/delete/* are disabled"), (url, said)
+    # The store's port (the readers'): its partitions only with the key the Secret's file holds.
+    assert _call(ns, f"{store}/internal/partition/detach?name={today}", "-X", "POST") == (
+        401,
+        "Expected to receive non-empty authKey when -partitionManageAuthKey is set",
+    )
+    assert _call(ns, f"{store}/internal/partition/detach?name={today}&authKey=guessed", "-X", "POST") == (
+        401,
+        "The provided authKey doesn't match -partitionManageAuthKey",
+    )
+    for path in ("/internal/force_merge", "/internal/force_flush", "/internal/log_new_streams", "/flags", "/debug/pprof/cmdline"):
+        assert _call(ns, store + path)[0] == 401, path
+    status, days = _call(ns, f"{store}/internal/partition/list?authKey={ADMIN_KEY}")
+    assert status == 200 and today in json.loads(days), days
+    assert len(query(sent, '"a writer\'s own line"')) == 1, "the day is still there"

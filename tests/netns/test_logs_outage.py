@@ -102,13 +102,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 
 def start_store(net: Net) -> None:
-    """The store on its data folder (kept between its runs, as its volume is)."""
-    data = net.root / "store"
-    args = [a if not a.startswith("-storageDataPath=") else f"-storageDataPath={data}" for a in plan.store_args(net.stack)]
-    net.start("store", net.ns("a"), "exec " + " ".join([str(gotools.build("victoria-logs")), *args]))
-    base._wait(
-        lambda: base._get(f"http://{base.STORE_IP}:{plan.STORE_PORT}/health", net.ns("a")) == "OK", "the store answering /health", net, "store"
-    )
+    """The store's pod (the store and its inserter) on its data folder (kept between its runs, as its volume is)."""
+    base.start_store(net, net.ns("a"), net.root / "store")
 
 
 def start_collector(net: Net, hosts: Path) -> None:
@@ -139,6 +134,8 @@ def send(net: Net, text: str) -> None:
 def test_lines_sent_while_the_store_is_away_arrive_when_it_is_back(net: Net) -> None:
     send(net, "before the outage")
     base.wait_for(net, '"before the outage"')
+    # The store's pod away (its node drained): the store and its inserter.
+    stop(net.procs.pop("inserter"))
     stop(net.procs.pop("store"))
     away = time.monotonic()
     send(net, "queued then the collector killed")
@@ -206,11 +203,11 @@ POD_GATEWAY = "10.42.1.1"  # its Pi's end of the pod network (flannel's cni0)
 
 
 def _insert(net: Net, ns: str, text: str) -> subprocess.CompletedProcess[str]:
-    """One line written to the store's JSON lines API at its LAN address, from `ns`, as a pod or the Pi would."""
+    """One line written to the inserter's JSON lines API at the store's LAN address, from `ns`, as a pod or the Pi would."""
     line = {"_msg": text, "cluster": "ainur", "machine": base.PI, "service": "forged"}
     body = net.root / f"{text}.json"
     body.write_text(json.dumps(line) + "\n")
-    url = f"http://{plan.lan_address(net.stack)}:{plan.STORE_PORT}/insert/jsonline?_stream_fields=cluster,machine,service"
+    url = f"http://{plan.lan_address(net.stack)}:{plan.INSERT_PORT}/insert/jsonline?_stream_fields=cluster,machine,service"
     return in_ns(
         ns, "curl", "-sS", "--fail", "--max-time", "5", "-H", "Content-Type: application/stream+json", "--data-binary", f"@{body}", url, check=False
     )

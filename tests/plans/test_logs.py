@@ -44,6 +44,12 @@ def test_the_store_keeps_the_retention_and_drops_the_oldest_days_before_its_volu
         "-retention.maxDiskSpaceUsageBytes=42949672960",
         "-httpListenAddr=:9428",
         "-loggerFormat=json",
+        "-partitionManageAuthKey=file:///etc/victoria-logs/auth/key",
+        "-forceMergeAuthKey=file:///etc/victoria-logs/auth/key",
+        "-forceFlushAuthKey=file:///etc/victoria-logs/auth/key",
+        "-logNewStreamsAuthKey=file:///etc/victoria-logs/auth/key",
+        "-flagsAuthKey=file:///etc/victoria-logs/auth/key",
+        "-pprofAuthKey=file:///etc/victoria-logs/auth/key",
     ]
     statefulset = logs.store(stack)[0]
     assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"] == {
@@ -63,9 +69,52 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
     assert service["spec"]["loadBalancerSourceRanges"] == ["192.168.0.11/32", "192.168.0.12/32", "192.168.0.13/32"]
     # No NodePort on Arda's machines: another address of the store, where a Pi's pod would arrive as its Pi.
     assert service["spec"]["allocateLoadBalancerNodePorts"] is False
-    assert service["spec"]["ports"] == [{"name": "http", "port": 9428, "targetPort": "http", "protocol": "TCP", "nodePort": 0}]
+    # The inserter's port alone: the query port is not on the LAN.
+    assert service["spec"]["ports"] == [{"name": "insert", "port": 9429, "targetPort": "insert", "protocol": "TCP", "nodePort": 0}]
     assert logs.store_lan_service(load_stack_file(RK1)) is None, "no Ainur, no LAN address"
-    assert logs.journal_upload_conf(homelab(address="192.168.0.230")) == "[Upload]\nURL=http://192.168.0.230:9428/insert/journald\n"
+    assert logs.journal_upload_conf(homelab(address="192.168.0.230")) == "[Upload]\nURL=http://192.168.0.230:9429/insert/journald\n"
+
+
+def test_the_writers_reach_an_inserter_and_the_readers_a_store_whose_admin_endpoints_need_its_key() -> None:
+    """The store's pod: the store on 9428 (its readers' port), its admin endpoints behind a key read from a file of its
+    Secret, and an inserter on 9429 (its writers' port) that stores, reads and manages nothing and holds no key."""
+    statefulset, service = logs.store(homelab())
+    pod = statefulset["spec"]["template"]["spec"]
+    store, inserter = pod["containers"]
+    assert store["ports"] == [{"name": "http", "containerPort": 9428, "protocol": "TCP"}]
+    assert store["volumeMounts"] == [
+        {"name": "data", "mountPath": "/storage"},
+        {"name": "auth", "mountPath": "/etc/victoria-logs/auth", "readOnly": True},
+    ]
+    assert pod["volumes"] == [{"name": "auth", "secret": {"secretName": "victoria-logs-auth", "defaultMode": 0o440}}]
+    # The key is a file's path on the command line, never the key itself.
+    assert [a.split("=", 1)[1] for a in store["args"] if "AuthKey=" in a] == ["file:///etc/victoria-logs/auth/key"] * 6
+    assert (inserter["name"], inserter["image"]) == ("inserter", store["image"])
+    assert inserter["args"] == [
+        "-httpListenAddr=:9429",
+        "-storageNode=127.0.0.1:9428",
+        "-select.disable",
+        "-internalinsert.disable",
+        "-loggerFormat=json",
+    ]
+    assert inserter["ports"] == [{"name": "insert", "containerPort": 9429, "protocol": "TCP"}]
+    assert "volumeMounts" not in inserter, "the inserter holds no key"
+    assert inserter["readinessProbe"] == {"httpGet": {"path": "/health", "port": "insert"}, "periodSeconds": 10}
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 9428, "targetPort": "http", "protocol": "TCP"},
+        {"name": "insert", "port": 9429, "targetPort": "insert", "protocol": "TCP"},
+    ]
+    assert logs.auth_secret("k") == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "victoria-logs-auth",
+            "namespace": "monitoring",
+            "labels": {**logs.MANAGED_BY, "app.kubernetes.io/name": "victoria-logs-auth"},
+        },
+        "type": "Opaque",
+        "stringData": {"key": "k"},
+    }
 
 
 def test_the_store_admits_only_its_readers_pods_and_its_writers_hosts_and_pis() -> None:
@@ -85,7 +134,8 @@ def test_the_store_admits_only_its_readers_pods_and_its_writers_hosts_and_pis() 
             }
         ],
     }
-    port = [{"ports": [{"port": "9428", "protocol": "TCP"}]}]
+    # The writers on the inserter's port alone, the readers on the store's alone.
+    port = [{"ports": [{"port": "9429", "protocol": "TCP"}]}]
     assert (writers["apiVersion"], writers["kind"], writers["metadata"]["name"]) == ("cilium.io/v2", "CiliumNetworkPolicy", "victoria-logs-writers")
     assert writers["spec"] == {
         "endpointSelector": {"matchLabels": {"app.kubernetes.io/name": "victoria-logs"}},
@@ -140,8 +190,8 @@ def test_the_collectors_configs_on_each_cluster() -> None:
     # Without the Ainur, Arda's collectors receive them (the VIP's holder).
     rk1 = logs.collector_config(load_stack_file(RK1), "arda")
     assert list(rk1["receivers"]) == ["file_log/pods", "tcp_log/talos-services", "tcp_log/talos-kernel"]
-    assert arda["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://victoria-logs.monitoring.svc:9428/insert/opentelemetry/v1/logs"
-    assert ainur["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://192.168.0.236:9428/insert/opentelemetry/v1/logs"
+    assert arda["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://victoria-logs.monitoring.svc:9429/insert/opentelemetry/v1/logs"
+    assert ainur["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://192.168.0.236:9429/insert/opentelemetry/v1/logs"
     assert arda["processors"]["resource/machine"]["attributes"][0] == {"key": "cluster", "value": "arda", "action": "upsert"}
     # The ConfigMap holds the config as YAML, and the DaemonSet rolls when it changes (its digest in the template).
     config, daemonset = logs.collector(stack, "arda")

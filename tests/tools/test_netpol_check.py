@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from stacks import load_stack_file
+from stacks import load_stack_file, pins
 from tests.edit import HOMELAB
 from tests.sims import simulated
 from tools import netpol_check
 from tools.netpol_check import EVERY, OUTSIDE, Analysis, NetpolCheckError
+from tools.upstream import modules
 
 ALL = "All Connections"
 PROMETHEUS = "monitoring/prometheus-k8s[StatefulSet]"
@@ -48,6 +49,8 @@ LONGHORN_CSI_PLUGIN = "longhorn-system/longhorn-csi-plugin[DaemonSet]"
 LONGHORN_DRIVER_DEPLOYER = "longhorn-system/longhorn-driver-deployer[Deployment]"
 LONGHORN_INSTANCE_MANAGER = "longhorn-system/instance-manager[DaemonSet]"
 LONGHORN_SHARE_MANAGER = "longhorn-system/share-manager[Deployment]"
+LONGHORN_BUNDLE_MANAGER = "longhorn-system/support-bundle-manager[Deployment]"
+LONGHORN_BUNDLE_AGENT = "longhorn-system/support-bundle-agent[DaemonSet]"
 
 ARDA_WORKLOADS = frozenset(
     {
@@ -98,6 +101,8 @@ AINUR_WORKLOADS = frozenset(
         LONGHORN_DRIVER_DEPLOYER,
         LONGHORN_INSTANCE_MANAGER,
         LONGHORN_SHARE_MANAGER,
+        LONGHORN_BUNDLE_MANAGER,
+        LONGHORN_BUNDLE_AGENT,
         "monitoring/log-collector[DaemonSet]",
         "monitoring/node-exporter[DaemonSet]",
         "netboot/git-mirror[Deployment]",
@@ -127,10 +132,11 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
         "TCP 8081": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER}),
         "TCP 8084": frozenset({PROMETHEUS}),
     },
-    # The server is for everyone (its gateway's route, the CLI): the chart admits every source on every port, its
-    # metrics (8083) with them. The ApplicationSet controller has no row: it admits nothing (the default deny; its chart
-    # renders no policy of its own without metrics or a webhook, and nothing needs to reach it).
-    ARGOCD_SERVER: {ALL: EVERY},
+    # The server is for everyone (its gateway's route, the CLI) on its own port (8080); its metrics (8083) from
+    # Prometheus alone, which the chart admitted from everyone with every other port. The analyzer groups Prometheus's
+    # row apart. The ApplicationSet controller has no row: it admits nothing (the default deny; its chart renders no
+    # policy of its own without metrics or a webhook, and nothing needs to reach it).
+    ARGOCD_SERVER: {"TCP 8080,8083": frozenset({PROMETHEUS}), "TCP 8080": _pods_but(ARDA_WORKLOADS, ARGOCD_SERVER, PROMETHEUS) | {OUTSIDE}},
     ATTACKER: {ALL: EVERY},
     # The drills and the etcd backup listen on nothing; open because no policy selects them.
     "backup-drill/drill-etcd-ainur[CronJob]": {ALL: EVERY},
@@ -171,22 +177,15 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
         "TCP 9090": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-adapter[Deployment]"})
     },
     "monitoring/prometheus-operator[Deployment]": {"TCP 8443": frozenset({PROMETHEUS})},
-    # The log store: its readers (Grafana, Prometheus' scrape, vmalert-logs) and its writers, the host-network collectors
-    # on Arda's machines and the Pis through the LAN Service (the CiliumNetworkPolicy's host and remote-node entities and
-    # the Pis' addresses), on 9428 alone. Still no authentication: a host-network pod on Arda or a Pi, or a device that
-    # takes a machine's or a Pi's address, can write; a pod of the Ainur is dropped by its Pi before flannel masquerades
-    # it to the Pi's address (plans.logs.talos_firewall; docs/security.md).
+    # The log store: its readers (Grafana, Prometheus' scrape, vmalert-logs) on the store's 9428 alone; its writers, the
+    # host-network collectors on Arda's machines and the Pis through the LAN Service (the CiliumNetworkPolicy's host and
+    # remote-node entities and the Pis' addresses), on its inserter's 9429 alone, which takes inserts and answers no
+    # query. A host-network pod on Arda or a Pi, or a device that takes a machine's or a Pi's address, can write; a pod of
+    # the Ainur is dropped by its Pi before flannel masquerades it to the Pi's address (plans.logs.talos_firewall;
+    # docs/security.md).
     "monitoring/victoria-logs[StatefulSet]": {
-        "TCP 9428": frozenset(
-            {
-                "192.168.0.11-192.168.0.13",
-                "192.168.0.21-192.168.0.23",
-                "192.168.0.31-192.168.0.32",
-                "monitoring/grafana[Deployment]",
-                "monitoring/prometheus-k8s[StatefulSet]",
-                "monitoring/vmalert-logs[Deployment]",
-            }
-        )
+        "TCP 9428": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-k8s[StatefulSet]", "monitoring/vmalert-logs[Deployment]"}),
+        "TCP 9429": frozenset({"192.168.0.11-192.168.0.13", "192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"}),
     },
     # The log alerts' evaluator: Prometheus' scrape of its metrics alone.
     "monitoring/vmalert-logs[Deployment]": {"TCP 8880": frozenset({PROMETHEUS})},
@@ -201,8 +200,9 @@ AINUR: dict[str, dict[str, str | frozenset[str]]] = {
     # controller has no row).
     ARGOCD_REDIS: {"TCP 6379": frozenset({ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, ARGOCD_SERVER})},
     ARGOCD_REPO_SERVER: {"TCP 8081": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER})},
-    # The front door passes its https to the server by name (plans.identity.front_door_conf).
-    ARGOCD_SERVER: {ALL: EVERY},
+    # The front door passes its https to the server by name (plans.identity.front_door_conf), on its own port alone;
+    # its metrics (8083) admit no one.
+    ARGOCD_SERVER: {"TCP 8080": EVERY},
     ATTACKER: {ALL: EVERY},
     # Dex from the front door alone, on its https; its telemetry only the kubelet reaches (its own node).
     "identity/dex[Deployment]": {"TCP 5556": frozenset({"identity/front-door[Deployment]"})},
@@ -233,6 +233,11 @@ AINUR: dict[str, dict[str, str | frozenset[str]]] = {
     LONGHORN_CSI_PLUGIN: {ALL: EVERY},
     LONGHORN_DRIVER_DEPLOYER: {ALL: EVERY},
     LONGHORN_SHARE_MANAGER: {ALL: EVERY},
+    # A support bundle's manager (every Longhorn log and object of the namespace, while a bundle exists) from the
+    # managers, which fetch its status and file, and its agents, which post their nodes' bundles, on its port alone.
+    # The agents listen on nothing; open because no policy selects them.
+    LONGHORN_BUNDLE_MANAGER: {"TCP 8080": frozenset({LONGHORN_MANAGER, LONGHORN_BUNDLE_AGENT})},
+    LONGHORN_BUNDLE_AGENT: {ALL: EVERY},
     # The Git mirror: git:// from the Ainur's Argo CD (its repo server) and the LAN's clients it serves (Arda's Argo CD
     # among them): the LAN less the Pis (11-13) and the addresses kube-vip holds on them (10, 14, 15), which stand for
     # every pod of a Pi (tools.netpol_check.through_nodes). Not the attacker, nor any other pod of the Ainur, nor the
@@ -308,20 +313,21 @@ def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: 
     expected = {
         "arda": [
             (OUTSIDE, ALL),
-            (ARGOCD_SERVER, ALL),
+            (ARGOCD_SERVER, "TCP 8080"),
             *((d, ALL) for d in sorted(workloads) if "drill" in d or "backup" in d),
             ("kube-system/coredns[Deployment]", "TCP 53,UDP 53"),
             ("monitoring/log-collector[DaemonSet]", ALL),
         ],
         "ainur": [
             (OUTSIDE, ALL),
-            (ARGOCD_SERVER, ALL),
+            (ARGOCD_SERVER, "TCP 8080"),
             ("identity/front-door[Deployment]", "TCP 8080,8443"),
             ("kube-system/kube-vip-services[DaemonSet]", ALL),
             (LONGHORN_MANAGER, "TCP 9502"),
             (LONGHORN_CSI_PLUGIN, ALL),
             (LONGHORN_DRIVER_DEPLOYER, ALL),
             (LONGHORN_SHARE_MANAGER, ALL),
+            (LONGHORN_BUNDLE_AGENT, ALL),
             ("monitoring/log-collector[DaemonSet]", ALL),
             ("monitoring/node-exporter[DaemonSet]", ALL),
         ],
@@ -340,13 +346,66 @@ def test_only_longhorns_own_components_reach_its_managers_api() -> None:
 
 
 def test_argo_cds_metrics_admit_prometheus_alone_where_it_scrapes_them() -> None:
-    """Argo CD's metrics listeners (the controller's 8082, the repo server's 8084, notifications' 9001) from Arda's
-    Prometheus alone, and from no one on the Ainur, which has none: not every pod, as the chart's own policies have it."""
+    """Argo CD's metrics listeners (the controller's 8082, the server's 8083, the repo server's 8084, notifications'
+    9001) from Arda's Prometheus alone, and from no one on the Ainur, which has none: not every pod, as the chart's own
+    policies have it. The server's own port stays open to everyone."""
     arda, ainur = netpol_check.matrix(_analysis("arda")), netpol_check.matrix(_analysis("ainur"))
+    assert arda[ARGOCD_SERVER] == {
+        "TCP 8080,8083": frozenset({PROMETHEUS}),
+        "TCP 8080": _pods_but(ARDA_WORKLOADS, ARGOCD_SERVER, PROMETHEUS) | {OUTSIDE},
+    }
+    assert ainur[ARGOCD_SERVER] == {"TCP 8080": EVERY}
     assert arda[ARGOCD_CONTROLLER] == {"TCP 8082": frozenset({PROMETHEUS})}
     assert arda[ARGOCD_REPO_SERVER]["TCP 8084"] == frozenset({PROMETHEUS})
     assert ARGOCD_NOTIFICATIONS not in arda and ARGOCD_CONTROLLER not in ainur
     assert not any("8084" in conn for conn in ainur[ARGOCD_REPO_SERVER])
+
+
+# kube-router's network policy controller as k3s embeds it: k3s' go.mod replaces github.com/cloudnativelabs/kube-router/v2
+# with its fork at this release on its 1.33 to 1.36 lines (the Go module proxy does not serve k3s' own module, so
+# v1.35.8+k3s1's go.mod is not read here); pinned in tools/upstream/modules.sum.
+KUBE_ROUTER = ("github.com/k3s-io/kube-router/v2", "v2.6.3-k3s1")
+KUBE_ROUTER_OF_K3S = "v1.35.8+k3s1"
+# The rule kube-router puts first in every pod's firewall chain (pkg/controllers/netpol/pod.go:230-232), before the
+# chain's policies: whatever comes from an address of the pod's own node is accepted, on every port.
+OWN_NODE_RULE = (
+    '\t\tcomment := "\\"rule to permit the traffic traffic to pods when source is the pod\'s local node\\""\n'
+    '\t\targs := []string{"-I", podFwChainName, "1", "-m", "comment", "--comment", comment,\n'
+    '\t\t\t"-m", "addrtype", "--src-type", "LOCAL", "-d", ip, "-j", "ACCEPT", "\\n"}\n'
+)
+# The Ainur's host-network pods: each is its Pi's own address, so each passes every policy of every pod on its Pi.
+AINUR_HOST_NETWORK = [
+    "kube-system/kube-vip-services[DaemonSet]",
+    "monitoring/log-collector[DaemonSet]",
+    "monitoring/node-exporter[DaemonSet]",
+    "netboot/netboot[Deployment]",
+]
+
+
+def test_a_host_network_pod_of_a_pi_passes_every_policy_of_the_pods_on_its_pi() -> None:
+    """Open by design (docs/security.md): kube-router admits a pod's own node before any NetworkPolicy, so the kubelet's
+    probes pass, and with them every host-network pod of that Pi, on every port: the matrix above, which reads the
+    policies alone, leaves it out. Pinned here from kube-router's source and the Ainur's host-network pods, so that a
+    k3s whose controller differs, or a new host-network pod, is seen."""
+    assert pins.K3S == KUBE_ROUTER_OF_K3S, f"k3s {pins.K3S}: read its kube-router's pod firewall again and pin it here"
+    source = modules.module_dir(*KUBE_ROUTER) / "pkg" / "controllers" / "netpol"
+    pod = source.joinpath("pod.go").read_text()
+    assert pod.splitlines(keepends=True)[229:232] == OWN_NODE_RULE.splitlines(keepends=True)
+    # And no policy at all for a host-network pod itself (utils.go:40-42): its listeners answer whatever reaches its Pi.
+    assert 'return !isFinished(pod) && pod.Status.PodIP != "" && !pod.Spec.HostNetwork\n' in source.joinpath("utils.go").read_text()
+    host_network = sorted(
+        f"{o['metadata']['namespace']}/{o['metadata']['name']}[{o['kind']}]"
+        for o in _objects("ainur")
+        if o["kind"] in ("Deployment", "DaemonSet", "StatefulSet") and o["spec"]["template"]["spec"].get("hostNetwork")
+    )
+    assert host_network == AINUR_HOST_NETWORK
+
+
+def test_only_longhorns_managers_and_its_agents_reach_a_support_bundles_manager() -> None:
+    """A support bundle (every Longhorn log and object of its namespace) from its manager's port alone, and only by
+    Longhorn's managers and the bundle's agents: not the attacker, not every pod as with no policy."""
+    found = netpol_check.matrix(_analysis("ainur"))
+    assert found[LONGHORN_BUNDLE_MANAGER] == {"TCP 8080": frozenset({LONGHORN_MANAGER, LONGHORN_BUNDLE_AGENT})}
 
 
 def test_no_pod_reaches_the_metrics_api_adapter_but_prometheus() -> None:

@@ -30,7 +30,9 @@ def test_the_pins_file_pins_exact_versions_with_sums() -> None:
     assert pins[(upstream.TALOS_MACHINERY, "v1.12.4")] == "h1:4Zh47gUnK8y155dUWJKpSRnFgAozvFjs7XlGMaKGhM0="
     # 13, the data layer's ESO, VolSync and external-snapshotter (its controller's module and its CRDs' client module),
     # and monitoring's and sign-in's: the Prometheus Operator, kube-prometheus and Headlamp; remote access's Tailscale operator.
-    assert len(pins) == 22
+    # The Ainur's kube-router as k3s embeds it: read for what it admits past every policy (tests/tools/test_netpol_check.py).
+    assert len(pins) == 23
+    assert pins[("github.com/k3s-io/kube-router/v2", "v2.6.3-k3s1")] == "h1:RZjUBIuitXCuYoCzm1aM6p5EgQFC5k3N72j4pBIc2j4="
     assert pins[("tailscale.com", "v1.102.3")] == "h1:M1czCAtMuIcg+2Z+FBPbJyAk3ZEQGEFKnvHthtE1c6M="
     assert all(version.startswith("v") and sum_.startswith("h1:") for (_, version), sum_ in pins.items())
 
