@@ -109,7 +109,9 @@ def manifests(
         RECORDS_SCRIPT: records_script(),
         RUN_SCRIPT: run_script(),
         "nginx.conf": nginx_conf(stack),
-        "restore-leases.sh": restore_leases_script(),
+        # The stack's mode: in proxy mode an infinite lease no reservation holds goes (plans.netboot.leases.STALE). A
+        # move between modes replaces the pod (the conf is in its digest), whose restore then runs this script.
+        "restore-leases.sh": restore_leases_script(proxy=stack.ainur.netboot.mode == "proxy"),
         "save-leases.sh": save_leases_script(),
         "fetch-ipxe.sh": fetch_ipxe_script(),
         # The pinned ipxe file, which fetch-ipxe.sh unpacks (plans.netboot.debs).
