@@ -537,7 +537,12 @@ class BootstrapCluster(pulumi.ComponentResource):
         # The kubeconfig everything downstream uses carries the gate as its dependency: pulumi-kubernetes
         # checks its cluster once, when configured, and kube-vip takes the VIP only after k3s has started.
         self.kubeconfig = pulumi.Output.all(kubeconfig, self.ready.stdout).apply(lambda values: str(values[0]))
-        self.kubernetes_provider = kube.cluster_provider(f"{name}-kubernetes", self.kubeconfig, name, self, after=[self.ready])
+        # ConfigMaps updated in place: the netboot pod's dnsmasq follows its `netboot` ConfigMap's records while it runs
+        # (plans.netboot.records), and a delete-then-create of it would leave a netboot pod started in between, and the
+        # household's DHCP and DNS with it, waiting for its volume (kube.cluster_provider).
+        self.kubernetes_provider = kube.cluster_provider(
+            f"{name}-kubernetes", self.kubeconfig, name, self, after=[self.ready], mutable_config_maps=True
+        )
         # The Ainur's objects go with the cluster: its join token is deleted only when the cluster is.
         self.access = ClusterAccess(name, self.kubeconfig, command_provider, anchor=token, identifier=name)
         # The cluster CA's hash, as k3s wrote it on the first valar (plans.agent_token): it pins every maia's token.

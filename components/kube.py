@@ -41,7 +41,12 @@ KINDS: dict[tuple[str, str], type[pulumi.CustomResource]] = {
 
 
 def cluster_provider(
-    name: str, kubeconfig: pulumi.Input[str], cluster: str, parent: pulumi.Resource, after: Sequence[pulumi.Resource] = ()
+    name: str,
+    kubeconfig: pulumi.Input[str],
+    cluster: str,
+    parent: pulumi.Resource,
+    after: Sequence[pulumi.Resource] = (),
+    mutable_config_maps: bool = False,
 ) -> k8s.Provider:
     """A Kubernetes provider for one cluster of the homelab, as every layer needs it.
 
@@ -51,12 +56,22 @@ def cluster_provider(
     preview unless the identifier says the cluster is the same). It adopts an object already in
     the cluster (`upsertExistingObjects`): an interrupted `pulumi up` created it and the state never
     knew, and the next run applies over it with server-side apply instead of failing.
+
+    `mutable_config_maps`: a change of a ConfigMap's data updates it in place (`enableConfigMapMutable`) rather than
+    replacing it. A replacement of a named ConfigMap deletes it first and creates it again once the delete is done
+    (pulumi-kubernetes 4.32.0 provider/pkg/provider/diff.go:32-33, provider.go:1645-1658), and in between the kubelet
+    cannot set up a volume of it: a pod started then (a failover's replacement, a DaemonSet's pod on a rebooted node)
+    waits, and a running one is left with the files of before (kubernetes v1.35.1 pkg/volume/configmap/configmap.go:
+    189-195, a missing ConfigMap that is not optional); an `up` stopped between the two leaves no ConfigMap at all.
+    Updated in place, the kubelet swaps the running pod's files whole, by one rename of the volume's `..data` link
+    (pkg/volume/util/atomic_writer.go:213-233). An `immutable` ConfigMap is still replaced (diff.go:32).
     """
     return k8s.Provider(
         name,
         kubeconfig=kubeconfig,
         cluster_identifier=cluster,
         upsert_existing_objects=True,
+        enable_config_map_mutable=True if mutable_config_maps else None,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
     )
 

@@ -113,10 +113,10 @@ class Netboot(pulumi.ComponentResource):
             rest.append(manifest)
         # Each workload after the account, ConfigMaps and Secrets it names (plans.references).
         existing = {references.identity(namespace): ns, ("Secret", plan.NAMESPACE, "talos-configs"): configs}
-        # The NFS server of the maiar's roots after netboot-cache (review 41-1 H2): pulumi-kubernetes awaits the DaemonSet
+        # The NFS server of the maiar's roots after netboot-cache: pulumi-kubernetes awaits the DaemonSet
         # until every Pi's pod is ready, past its init steps, so a new image is built on every Pi that boots from its
         # card before the server is replaced to serve a root of it.
-        # The roots' volume and server wait for its storage too (review 41-1 H7: Longhorn's StorageClass comes with the
+        # The roots' volume and server wait for its storage too (Longhorn's StorageClass comes with the
         # storage layer, long after this): `serve_pis` makes them, once the program has it.
         self._pis = [
             m
@@ -129,7 +129,7 @@ class Netboot(pulumi.ComponentResource):
         ]
         rest = [m for m in rest if m not in self._pis]
         made_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics))
-        # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build (review 41-1 M3): its own
+        # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build: its own
         # bound, sized for a build on each card Pi, and a message saying what the wait is for (plans.netboot.pi_pods).
         cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
         pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
@@ -184,7 +184,7 @@ class Netboot(pulumi.ComponentResource):
             made_opts = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[probe]))
         after_clearance = made_opts
         if args.valar is not None and args.commands is not None and (cache or pod):
-            # Reviews 41-12 H1 and 41-15 H1: a Pi that is down would hold the cache's roll on every Pi, or keep the
+            # A Pi that is down would hold the cache's roll on every Pi (its old pod Terminating for ever), or keep the
             # netboot pod's replacement from starting; what it holds them with leaves first (plans.netboot.cache). Run
             # again whenever either template changes, which is when either rolls.
             templates = pulumi.Output.from_input([m["spec"]["template"] for m in (*cache, *pod)]).apply(
@@ -301,8 +301,8 @@ class Netboot(pulumi.ComponentResource):
         """The netbooting maiar's roots' volume and NFS server, after `storage` (the Application that installs the
         volume's StorageClass, Longhorn, when it runs on the Ainur) and after netboot-cache: pulumi-kubernetes awaits
         the DaemonSet until every card Pi's pod is past its init steps, so a new image is built on each before the
-        server is replaced to serve a root of it (H2). Nothing without a netbooting maia. `valar`: the first valar, where
-        each new root volume's placement wait runs with k3s's kubectl (review 41-6 M4), through `commands`."""
+        server is replaced to serve a root of it. Nothing without a netbooting maia. `valar`: the first valar, where
+        each new root volume's placement wait runs with k3s's kubectl, through `commands`."""
         if not self._pis:
             return
         name = self._name
@@ -315,7 +315,7 @@ class Netboot(pulumi.ComponentResource):
             elif claim["kind"] == "PersistentVolumeClaim":
                 # A Pi's roots are irreplaceable (its k3s node password, its host keys, what it wrote): a removal of the
                 # Pi from the inventory stops at this claim until the user unprotects it (docs/layers/ainur.md), and
-                # even then `up` only forgets it (review 41-6 M2): the claim and its volume stay in the cluster, on
+                # even then `up` only forgets it: the claim and its volume stay in the cluster, on
                 # either class (k3s's local-path deletes its folder with the claim).
                 keep = pulumi.ResourceOptions(protect=True, retain_on_delete=True)
             else:
@@ -326,9 +326,9 @@ class Netboot(pulumi.ComponentResource):
                 name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
             )
         volumes = self._root_volumes(after)
-        # The server is replaced after every root's Volume is patched to the program's count and selector (H2), and after
-        # each new one's copies are placed (review 41-6 M4): the wait runs once, when its claim is new, never on the first
-        # version's volume, and passes at once on a volume the running pi-nfs serves already (review 41-10 H1: pi_pods).
+        # The server is replaced after every root's Volume is patched to the program's count and selector, and after
+        # each new one's copies are placed: the wait runs once, when its claim is new, never on the first
+        # version's volume, and passes at once on a volume the running pi-nfs serves already (pi_pods).
         placed = self._placed(after, volumes, valar, commands)
         served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[*volumes, *placed]))
         self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], served, made))
@@ -364,8 +364,8 @@ class Netboot(pulumi.ComponentResource):
         ]
 
     def _root_volumes(self, after: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-        """Each root's Longhorn Volume patched to the program's count of copies and the `pi-root` selector (review 41-6
-        H1, H2: Longhorn reads its class's only when it creates the volume; pi_pods.root_volume_spec), once its claim is
+        """Each root's Longhorn Volume patched to the program's count of copies and the `pi-root` selector (Longhorn
+        reads its class's only when it creates the volume; pi_pods.root_volume_spec), once its claim is
         Bound (pulumi-kubernetes awaits a claim's binding, so its `spec.volumeName`, the Volume's name, is known).
         Forced: longhorn-manager wrote these fields first. Never reverted: deleting the patch leaves the Volume as it is."""
         stack, name = self._stack, self._name
@@ -385,7 +385,7 @@ class Netboot(pulumi.ComponentResource):
                     metadata={
                         "name": made.spec.apply(lambda spec: spec.volume_name),
                         "namespace": storage.LONGHORN_NAMESPACE,
-                        # Not `pulumi.com/waitFor`: pi_pods.root_volume_spec and the note above its callers (review 41-10 H1).
+                        # Not `pulumi.com/waitFor`: pi_pods.root_volume_spec and the note above its callers.
                         "annotations": {"pulumi.com/patchForce": "true"},
                     },
                     spec=pi_pods.root_volume_spec(stack, legacy=claim["metadata"]["name"] == pi_pods.LEGACY_CLAIM),

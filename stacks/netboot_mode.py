@@ -231,6 +231,44 @@ def deployed_ranges(dnsmasq_conf: Any) -> list[tuple[AddressRange, str]]:
     return out
 
 
+def deployed_reservations(dnsmasq_conf: Any) -> list[tuple[str, IPv4Address]]:
+    """The (MAC, address) reservations the last deployment's dnsmasq served, from the `dhcp-host` lines of its exported
+    config (plans.netboot.dnsmasq.served_conf: `MAC,IP,NAME,infinite`), lower-case MACs."""
+    if not isinstance(dnsmasq_conf, str):
+        return []
+    out = []
+    for line in dnsmasq_conf.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key != "dhcp-host":
+            continue
+        items = value.split(",")
+        macs = [i.lower() for i in items if i.count(":") == 5]
+        ips = [i for i in items if i.count(".") == 3 and all(part.isdigit() for part in i.split("."))]
+        if macs and ips:
+            out.append((macs[0], IPv4Address(ips[0])))
+    return out
+
+
+def _gone_reservations(stack: StackConfig, dnsmasq_conf: Any, pool: AddressRange) -> list[Problem]:
+    """A move from dhcp to proxy: each machine the last deployment reserved holds its address on an infinite lease, and
+    asks for it again only when it restarts (an infinite lease, RFC 2131 3.3, is never renewed). The router learns the
+    inventory's reservations as static leases (the `reservations` output), but a reservation the stack no longer has
+    (its machine removed, or given another address or MAC) is in no such list: a router pool over it would lend the
+    address a machine still holds."""
+    kept = {(n.mac.lower(), n.ip) for n in stack.nodes}
+    return [
+        Problem(
+            ROUTER_POOL,
+            f"{pool} holds {ip}, which the last deployment's Ainur reserved for {mac} on an infinite lease, and the stack no "
+            "longer does: that machine keeps the address until it restarts, and the router, with no static lease for it, "
+            f"could lend it to another device. Set the router's DHCP pool apart from {ip} and say it as routerPool, until "
+            f"that machine has restarted or left the LAN; or keep the machine's reservation; or keep mode: dhcp ({RUNBOOK})",
+        )
+        for mac, ip in deployed_reservations(dnsmasq_conf)
+        if pool.start <= ip <= pool.end and (mac, ip) not in kept
+    ]
+
+
 def _router_apart(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
     """A move from dhcp to proxy: the router starts lending while the household still holds the Ainur's leases (up to
     the last deployment's lease time), which the router does not know, so a router that lends without first checking an
@@ -255,7 +293,7 @@ def _router_apart(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
                 f"router's pool may grow back (update routerPool to it); or keep mode: dhcp ({RUNBOOK})",
             )
         ]
-    return [
+    return _gone_reservations(stack, dnsmasq_conf, pool) + [
         Problem(
             ROUTER_POOL,
             f"{pool} overlaps {r}, which the last deployment's Ainur lent (leases of up to {t}): the household's devices "

@@ -1017,6 +1017,8 @@ class ProviderOptions:
     server_side_apply: bool = True  # enableServerSideApply: on by default since v4
     upsert_existing_objects: bool = False  # upsertExistingObjects
     enable_patch_force: bool = False  # enablePatchForce
+    enable_config_map_mutable: bool = False  # enableConfigMapMutable
+    enable_secret_mutable: bool = False  # enableSecretMutable
 
     @classmethod
     def from_inputs(cls, inputs: Mapping[str, Any]) -> ProviderOptions:
@@ -1028,6 +1030,8 @@ class ProviderOptions:
             server_side_apply=flag("enableServerSideApply", True),
             upsert_existing_objects=flag("upsertExistingObjects", False),
             enable_patch_force=flag("enablePatchForce", False),
+            enable_config_map_mutable=flag("enableConfigMapMutable", False),
+            enable_secret_mutable=flag("enableSecretMutable", False),
         )
 
 
@@ -1071,6 +1075,38 @@ def pulumi_create(client: KubeClient, obj: Mapping[str, Any], manager: str, opti
         force = _force(body, options)
         return client.apply(body, field_manager=manager, force=force, field_validation="Warn")
     return client.create(body, field_manager=CSA_MANAGER)
+
+
+def pulumi_replacement(old: Mapping[str, Any], new: Mapping[str, Any], options: ProviderOptions = ProviderOptions()) -> tuple[list[str], bool]:
+    """pulumi-kubernetes 4.32.0's Diff of a ConfigMap or a Secret whose inputs go from `old` to `new`: (the changed
+    properties that force a replacement, whether that replacement deletes the old object before creating the new).
+
+    Diff compares the inputs against the properties forceNewProperties lists (provider/pkg/provider/provider.go:1559-
+    1566): `.metadata.name` and `.metadata.namespace` of every kind (diff.go:207-212); a Secret's `.type`, `.stringData`
+    and `.data` unless enableSecretMutable is on and the new Secret is not `immutable`; a ConfigMap's `.binaryData` and
+    `.data` unless enableConfigMapMutable is on and the new ConfigMap is not `immutable` (diff.go:23-37, clients.go:334-
+    337). A replacement deletes first when the new object keeps the old one's name and namespace
+    (provider.go:1645-1658): the engine then deletes it, and creates it again only once the delete is done. Other kinds'
+    own lists (a Deployment's selector, ...) are not modelled here."""
+    kind = str(new.get("kind"))
+    if new.get("apiVersion") != "v1" or kind not in ("ConfigMap", "Secret"):
+        raise NotImplementedError(f"only a ConfigMap's and a Secret's replacement is modelled, not a {kind}'s")
+    fields: tuple[str, ...] = (".type", ".stringData", ".data") if kind == "Secret" else (".binaryData", ".data")
+    mutable = options.enable_secret_mutable if kind == "Secret" else options.enable_config_map_mutable
+    forced = [".metadata.name", ".metadata.namespace"]
+    if not mutable or new.get("immutable") is True:
+        forced += fields
+
+    def at(obj: Mapping[str, Any], path: str) -> Any:
+        value: Any = obj
+        for key in path.strip(".").split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        return value
+
+    replaces = [path for path in forced if at(old, path) != at(new, path)]
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    same_name = (old_meta.get("name"), old_meta.get("namespace")) == (new_meta.get("name"), new_meta.get("namespace"))
+    return replaces, bool(replaces) and same_name
 
 
 def _force(obj: Mapping[str, Any], options: ProviderOptions) -> bool:

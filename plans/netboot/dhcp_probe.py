@@ -62,7 +62,9 @@ TRIES, GAP_SECONDS, LISTEN_SECONDS = 3, 1.0, 4.0
 ROUTER_WAIT_MINUTES = 15
 # How long a proxy-mode probe asks again while only the router is silent: a dnsmasq-based router pings each new address
 # for up to 3 s, reading no other DHCP packet meanwhile (dnsmasq 2.90 src/dnsmasq.c, icmp_ping), so with a burst of new
-# clients its answer can miss one round; an `up` that re-runs the probe with nothing changed must not fail on it.
+# clients its answer can miss one round; an `up` that re-runs the probe with nothing changed must not fail on it. The
+# same window is the silence a dhcp-mode probe needs before it takes the LAN for one with no other DHCP server: a router
+# that can miss rounds while on is not shown off by one silent round (`probe`, and `wait_off` on a move from proxy).
 PROXY_RETRY_SECONDS = 60
 # How the wait step's refusal of a foreign server ends: the netboot pod already answers only the machines it boots.
 # The netboot Deployment's pod-template annotations saying the mode and the service address its dnsmasq runs with
@@ -206,6 +208,15 @@ def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen
         sock.close()
 
 
+def _ours(ours: Sequence[str]) -> tuple[str, ...]:
+    """The Ainur's service addresses, each checked to be one. One address given bare is a Sequence[str] too: `in` on it
+    is a substring test, which would count the router at 192.168.0.1 as the Ainur at 192.168.0.14 and let dhcp mode
+    pass beside it, and a script would spell it out a character per --service-ip. Either way it is refused."""
+    if isinstance(ours, str):
+        raise TypeError(f"the Ainur's service addresses are a list, not the one string {ours!r}")
+    return tuple(str(ipaddress.IPv4Address(ip)) for ip in ours)
+
+
 def _named(answers: Sequence[Answer]) -> str:
     return "; ".join(f"{a.server} (MAC {a.mac}) {'offered ' + a.offered if a.kind == 'offer' else 'sent a ' + a.kind.upper()}" for a in answers)
 
@@ -256,6 +267,7 @@ def judge(
     service addresses (the stack's, then the last deployment's where it moved); `before`: the last deployment's mode;
     `router`: the router's DHCP server address (needed in proxy mode: only its answers are the router's); `pool`: in
     dhcp mode, ainur.netboot.routerPool as `START-END` or `none`, checked against the router's offers."""
+    ours = _ours(ours)
     own = sorted({a.mac for a in answers if a.server in ours})
     others = [a for a in answers if a.server not in ours]
     if len(own) > 1:
@@ -308,6 +320,7 @@ def judge(
 def router_silent(mode: str, ours: Sequence[str], answers: Sequence[Answer], before: str | None, router: str | None) -> bool:
     """Whether `judge` refuses only because the router's DHCP server has not answered (proxy mode, no move from dhcp,
     no other server, one netboot pod at most): the one refusal that asking again may lift."""
+    ours = _ours(ours)
     return (
         mode == "proxy"
         and before != "dhcp"
@@ -315,6 +328,13 @@ def router_silent(mode: str, ours: Sequence[str], answers: Sequence[Answer], bef
         and len({a.mac for a in answers}) <= 1
         and not any(a.server == router for a in answers)
     )
+
+
+def needs_silence(mode: str, before: str | None) -> bool:
+    """Whether the probe passes only on silence from every server but the Ainur's: dhcp mode with no move from proxy,
+    where the Ainur lend alone from the moment dnsmasq starts (on a move from proxy the router lends until `wait_off`,
+    which needs the same silence, right before the pod)."""
+    return mode == "dhcp" and before != "proxy"
 
 
 def probe(
@@ -326,11 +346,17 @@ def probe(
     pool: str | None = None,
     retry: float = PROXY_RETRY_SECONDS,
     ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[list[Answer], str | None]:
     """The answers of the last round and `judge`'s refusal (None: the Ainur may serve). In proxy mode a round with no
-    answer from the router is asked again, saying so, until it answers or `retry` seconds have passed; any other
-    refusal is final at once."""
-    began = time.monotonic()
+    answer from the router is asked again, saying so, until it answers or `retry` seconds have passed. In dhcp mode with
+    no move from proxy (`needs_silence`) a round in which no other server answered is asked again, saying so, until
+    `retry` seconds have passed since the first began, and the Ainur may serve only if every round was silent: the
+    evidence `wait_off` needs of a router turned off, since a router busy pinging new clients misses rounds with its
+    DHCP on (PROXY_RETRY_SECONDS). Any other refusal, and any other server's answer in any round, is final at once.
+    `clock`: monotonic seconds."""
+    ours = _ours(ours)
+    began = clock()
     answers = ask(interface, began)
     if router_silent(mode, ours, answers, before, router) and retry > 0:
         print(
@@ -338,8 +364,21 @@ def probe(
             f"clients answers late); asking again for up to {round(retry)} s",
             flush=True,
         )
-        while router_silent(mode, ours, answers, before, router) and time.monotonic() < began + retry:
+        while router_silent(mode, ours, answers, before, router) and clock() < began + retry:
             answers = ask(interface, began)
+    elif needs_silence(mode, before) and retry > 0 and judge(mode, ours, answers, before, router, pool) is None:
+        print(
+            f"iluvatar: no DHCP server but the Ainur's answered on {interface}; asking again for {round(retry)} s before "
+            "taking the LAN for one with no other DHCP server (a router pinging new clients can miss rounds with its "
+            "DHCP on)",
+            flush=True,
+        )
+        rounds = 1
+        while clock() < began + retry and judge(mode, ours, answers, before, router, pool) is None:
+            answers = ask(interface, began)
+            rounds += 1
+        if judge(mode, ours, answers, before, router, pool) is None:
+            print(f"iluvatar: no DHCP server but the Ainur's answered on {interface} in {rounds} rounds over {round(clock() - began)} s", flush=True)
     return answers, judge(mode, ours, answers, before, router, pool)
 
 
@@ -383,6 +422,7 @@ def wait_for_router(
     its own listening time, its `secs` counted from the wait's start. `pool` (on a move: ainur.netboot.routerPool,
     `START-END`, which the stack keeps apart from the ranges the Ainur lent): a router offering outside it fails the
     step, named, since the household still holds the Ainur's leases, which the router does not know."""
+    ours = _ours(ours)
     began = time.monotonic()
     end = began + seconds
     told = False
@@ -446,6 +486,7 @@ def wait_off(
     probe gives a busy one before taking it for absent (PROXY_RETRY_SECONDS). Any answer starts the count again. Gives up
     after `seconds` (1, naming who still answers). The household keeps the router's leases meanwhile; only this window
     has no lender for new ones. `clock`: monotonic seconds."""
+    ours = _ours(ours)
     began = clock()
     end = began + seconds
     print(
@@ -525,11 +566,8 @@ def moving(
 def _arguments(
     mode: str, ours: Sequence[str], lan: str, router: str, before: str | None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
 ) -> str:
-    # One address given bare is a Sequence[str] too, and would be spelt out a character per --service-ip.
-    if isinstance(ours, str):
-        raise TypeError(f"the Ainur's service addresses are a list, not the one string {ours!r}")
     return (
-        f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan} --router {router}"
+        f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in _ours(ours))} --lan {lan} --router {router}"
         + (f" --before {before}" if before else "")
         + (f" --router-pool {pool}" if pool else "")
         + (f" --retry-seconds {retry:g}" if retry != PROXY_RETRY_SECONDS else "")
@@ -633,7 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         "--router-pool", help="in dhcp mode, the pool the stack says the router lent; on a move to proxy, the one it lends (START-END or none)"
     )
     parser.add_argument(
-        "--retry-seconds", type=float, default=PROXY_RETRY_SECONDS, help="in proxy mode, how long to ask again while the router is silent"
+        "--retry-seconds",
+        type=float,
+        default=PROXY_RETRY_SECONDS,
+        help="how long to ask again: in proxy mode while the router is silent, in dhcp mode the silence needed to pass",
     )
     parser.add_argument("--wait-off-minutes", type=int, help="wait this long for no DHCP server but the Ainur's (before a move to dhcp)")
     parser.add_argument("--wait-minutes", type=int, help="wait this long for the router's DHCP server (after the pod runs in proxy mode)")

@@ -32,20 +32,31 @@ DHCP_HOSTS = "/etc/iluvatar/dnsmasq-dhcp-hosts"
 # 246-295, lease_update_file; :810-832, lease_set_expires). Only infinite ones: a household device's lease is finite,
 # and one of an address a range lent before a reservation took it must run out, or the machine would be lent an
 # address the device still holds.
+# In proxy mode the router lends every address, the inventory's through its static leases, and the Ainur lend none; yet
+# dnsmasq still loads the lease file and answers DNS for each lease's name and address, the reverse name too (src/lease.c:
+# 492-545, lease_update_dns), and an infinite lease never runs out. One that a move from dhcp carried over, of a machine
+# since removed or given another address, would have the Ainur name an address the router now owns for ever. So in proxy
+# mode every infinite lease goes that is not its MAC's reservation at its address.
 STALE = (
-    "awk -F'[ ,]' 'NR == FNR { if ($0 !~ /^#/ && NF >= 2) reserved[$2] = tolower($1); next }"
-    ' !($1 == "0" && ($3 in reserved) && tolower($2) != reserved[$3])\''
+    "awk -v proxy=%d -F'[ ,]' 'NR == FNR { if ($0 !~ /^#/ && NF >= 2) reserved[$2] = tolower($1); next }"
+    ' !($1 == "0" && (($3 in reserved) ? tolower($2) != reserved[$3] : proxy == 1))\''
 )
 
 
-def drop_stale_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_HOSTS) -> str:
-    """The lease file without the infinite leases of addresses the inventory now reserves for another MAC (`STALE`),
-    each dropped one said; nothing when there is no DHCP hosts file."""
+def drop_stale_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_HOSTS, proxy: bool = False) -> str:
+    """The lease file without the infinite leases of addresses the inventory now reserves for another MAC (`STALE`), and
+    in `proxy` mode without any infinite lease that is not its MAC's reservation, each dropped one said; nothing when
+    there is no DHCP hosts file."""
+    said = (
+        "dropped the infinite leases no reservation holds (proxy mode: the router lends every address):"
+        if proxy
+        else "dropped the leases of reserved addresses held by a MAC no longer reserved at them:"
+    )
     return (
         f"if [ -f {hosts_file} ] && [ -s {lease_file} ]; then\n"
-        f"  {STALE} {hosts_file} {lease_file} > {lease_file}.kept\n"
+        f"  {STALE % int(proxy)} {hosts_file} {lease_file} > {lease_file}.kept\n"
         f"  if ! cmp -s {lease_file} {lease_file}.kept; then\n"
-        f'    echo "dropped the leases of reserved addresses held by a MAC no longer reserved at them:"\n'
+        f'    echo "{said}"\n'
         f"    grep -vxF -f {lease_file}.kept {lease_file} || true\n"
         "  fi\n"
         f"  mv {lease_file}.kept {lease_file}\n"
@@ -53,9 +64,9 @@ def drop_stale_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_HOSTS
     )
 
 
-def restore_leases_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_HOSTS) -> str:
+def restore_leases_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_HOSTS, proxy: bool = False) -> str:
     """Init step: copy the lease database from the cluster (ConfigMap) to where dnsmasq reads it, without the stale
-    leases of reservations (`drop_stale_script`)."""
+    leases of reservations (`drop_stale_script`; `proxy`: the stack's mode is proxy)."""
     return (
         "set -eu\n"
         + _API
@@ -66,7 +77,7 @@ def restore_leases_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_H
         + f"  404) : > {lease_file} ;;\n"
         + '  *) echo "cannot read the lease ConfigMap: HTTP $code" >&2; cat "$OUT" >&2; exit 1 ;;\n'
         + "esac\n"
-        + drop_stale_script(lease_file, hosts_file)
+        + drop_stale_script(lease_file, hosts_file, proxy)
         + f'echo "restored $(wc -l < {lease_file}) leases"\n'
     )
 

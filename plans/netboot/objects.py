@@ -54,11 +54,11 @@ def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-# Review 41-12 H2 (41-9 L1): up to 8b689d2 the cache's `ipxe` step swapped the whole TFTP folder, which the netboot pod's
-# dnsmasq holds through its hostPath bind mount, so a dnsmasq started before a swap served a deleted, empty folder. The
-# step renames each binary inside the folder now (plans.netboot.cache.fetch_ipxe_script), and a dnsmasq started since
-# never loses it: this mark, new in the template, starts the netboot pod once more on a homelab deployed before, which
-# heals one that was hit. A constant: later iPXE bumps leave the netboot pod (and the LAN's DHCP and DNS) alone.
+# The netboot pod's dnsmasq holds the TFTP folder through its hostPath bind mount, so a swap of the whole folder would
+# leave a running dnsmasq serving a deleted, empty one. The cache's `ipxe` step renames each binary inside the folder
+# (plans.netboot.cache.fetch_ipxe_script), which a running dnsmasq sees. Earlier versions of the program swapped the
+# folder: this mark in the template starts the netboot pod once more on a homelab deployed by one of them, which heals a
+# dnsmasq left on the deleted folder. A constant: later iPXE bumps leave the netboot pod (and the LAN's DHCP and DNS) alone.
 TFTP_LAYOUT = {"iluvatar/tftp-layout": "binaries-renamed-in-place"}
 
 
@@ -109,7 +109,9 @@ def manifests(
         RECORDS_SCRIPT: records_script(),
         RUN_SCRIPT: run_script(),
         "nginx.conf": nginx_conf(stack),
-        "restore-leases.sh": restore_leases_script(),
+        # The stack's mode: in proxy mode an infinite lease no reservation holds goes (plans.netboot.leases.STALE). A
+        # move between modes replaces the pod (the conf is in its digest), whose restore then runs this script.
+        "restore-leases.sh": restore_leases_script(proxy=stack.ainur.netboot.mode == "proxy"),
         "save-leases.sh": save_leases_script(),
         "fetch-ipxe.sh": fetch_ipxe_script(),
         # The pinned ipxe file, which fetch-ipxe.sh unpacks (plans.netboot.debs).
@@ -123,7 +125,7 @@ def manifests(
     cache_spec, netboot_spec = cache_pod(), netboot_pod(config_macs, dnsmasq_configmap(conf), discovery=stack.discovery is not None)
     pi_pods.with_pis(stack, cache_spec, netboot_spec)
     # iPXE's pin or its scripts changed: each Pi's cache runs its `ipxe` step again, one Pi at a time, rather than at
-    # its pod's next restart, whenever that is (review 41-7: a bump rolled nothing, and the Pis served different builds).
+    # its pod's next restart, whenever that is: otherwise a bump rolls nothing, and the Pis serve different builds.
     ipxe = hashlib.sha256(f"{config_data['fetch-ipxe.sh']}\n{config_data['ipxe-debs.sh']}".encode()).hexdigest()[:16]
     cache_template: dict[str, Any] = {"metadata": {"labels": cache_labels, "annotations": {"iluvatar/ipxe-digest": ipxe}}, "spec": cache_spec}
     if netboot_pis(stack):

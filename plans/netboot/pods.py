@@ -180,7 +180,7 @@ def cache_pod() -> dict[str, Any]:
         # (Kubernetes v1.33 node_lifecycle_controller.go:87-90 and doNoScheduleTaintingPass, 527; daemon_controller.go
         # NodeShouldRunDaemonPod, 1321-1326, and the status it counts, 1167-1172). That alone does not let a change of
         # the cache roll past a dead Pi: its old pod, deleted by the roll, stays Terminating and holds the roll's one
-        # unavailable Pi for ever (review 41-12 H1; daemon/update.go:82-84,119-126). The clearance step before the roll
+        # unavailable Pi for ever (daemon/update.go:82-84,119-126). The clearance step before the roll
         # removes it (plans.netboot.cache.clearance_script), so the roll and pulumi-kubernetes's wait end on the Pis that answer.
         "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
         "initContainers": [

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import re
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.remote_stacks import HEADSCALE, remote_doc
 from tests.sims import outputs_of, simulated
+from tools.kube_cluster import ProviderOptions, pulumi_replacement
 
 # The shipped stack's dnsmasq.conf's ConfigMap (plans.netboot.base.dnsmasq_configmap).
 CONF = netboot_plan.dnsmasq_configmap(netboot_plan.dnsmasq_conf(load_stack_file(HOMELAB)))
@@ -107,6 +109,29 @@ def test_the_provider_waits_for_the_api_through_the_vip(homelab: Simulation) -> 
     provider = regs["ainur-kubernetes"]
     assert gate.urn in provider.dependencies
     assert gate.urn in provider.property_dependencies["kubeconfig"]
+
+
+def test_the_netboot_configmap_changes_in_place(homelab: Simulation) -> None:
+    """#53 review 53-4 L2: the `netboot` ConfigMap, whose records the running dnsmasq follows, changes with every app and
+    machine added. Replaced, pulumi-kubernetes deletes it and creates it again only after (same name), and a netboot pod
+    started in between waits for its volume, the LAN's DHCP and DNS with it. The Ainur's provider updates ConfigMaps in
+    place; dnsmasq.conf's own ConfigMap, immutable and named by its content, is still a new object for a new conf."""
+    regs = homelab.named()
+    options = ProviderOptions.from_inputs(regs["ainur-kubernetes"].inputs)
+    assert options.enable_config_map_mutable
+    stack = load_stack_file(HOMELAB)
+
+    def configmaps(extra: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {m["metadata"]["name"]: m for m in netboot_plan.manifests(stack, [], extra) if m["kind"] == "ConfigMap"}
+
+    before, after = configmaps([]), configmaps([("grafana", IPv4Address("192.168.0.60"))])
+    assert before["netboot"]["data"] != after["netboot"]["data"]
+    assert pulumi_replacement(before["netboot"], after["netboot"], options) == ([], False)
+    # What the provider does without it: the delete first.
+    assert pulumi_replacement(before["netboot"], after["netboot"]) == ([".data"], True)
+    # The conf's own ConfigMap is immutable: a change of it is a replacement, under another name (create first).
+    other = {**before[CONF], "metadata": {**before[CONF]["metadata"], "name": "netboot-dnsmasq-0000000000000000"}, "data": {"dnsmasq.conf": "#"}}
+    assert pulumi_replacement(before[CONF], other, options) == ([".metadata.name", ".data"], False)
 
 
 def test_join_token_travels_only_as_a_secret(homelab: Simulation) -> None:

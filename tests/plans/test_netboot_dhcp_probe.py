@@ -148,7 +148,7 @@ def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainu
 
 def test_a_proxy_mode_probe_asks_again_while_the_router_alone_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
     """A busy router may miss a round: the probe says so once and asks again until it answers. Every other refusal is
-    final at once (a stranger, two pods, the router on during a move from dhcp), and dhcp mode never asks again."""
+    final at once (a stranger, two pods, the router on during a move from dhcp, another server in dhcp mode)."""
     rounds = iter([[OURS], [], [OURS, ROUTER]])
     asked: list[int] = []
 
@@ -184,6 +184,61 @@ def test_a_proxy_mode_probe_asks_again_while_the_router_alone_is_silent(capsys: 
     assert dhcp_probe.probe_script("proxy", [SVC], "192.168.0.0/24", GATEWAY).splitlines()[2] == (
         "sudo python3 - --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 <<'ILUVATAR_PROBE'"
     )
+
+
+def test_a_dhcp_mode_probe_passes_only_on_a_whole_window_of_silence(capsys: pytest.CaptureFixture[str]) -> None:
+    """#53 M3: in dhcp mode (no move from proxy) one silent round is no proof that the router's DHCP is off: a router
+    pinging new clients misses rounds with it on. The probe asks again, saying so, and passes only once no other server
+    has answered for PROXY_RETRY_SECONDS since the first round began, the silence `wait_off` needs; an answer in any
+    round refuses at once, naming it."""
+    clock = _Clock()
+    asked = clock.round(iter([[OURS], *([[]] * 20)]))
+    assert dhcp_probe.probe("eth0", "dhcp", [SVC], GATEWAY, ask=asked, clock=clock) == ([], None)
+    # Ten rounds of 6 s: silent from the first round's start (t=0) to the end of the tenth (t=60).
+    assert (clock.now, clock.rounds) == (60.0, 10)
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: no DHCP server but the Ainur's answered on eth0; asking again for 60 s before taking the LAN for one "
+        "with no other DHCP server (a router pinging new clients can miss rounds with its DHCP on)",
+        "iluvatar: no DHCP server but the Ainur's answered on eth0 in 10 rounds over 60 s",
+    ]
+    # The router, busy, silent for three rounds and then answering: refused at the fourth, naming it.
+    clock = _Clock()
+    asked = clock.round(iter([[], [OURS], [], [OURS, ROUTER], *([[]] * 20)]))
+    answers, refusal = dhcp_probe.probe("eth0", "dhcp", [SVC], GATEWAY, ask=asked, clock=clock)
+    assert (answers, clock.rounds) == ([OURS, ROUTER], 4)
+    assert (refusal or "").startswith("iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57. ")
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: no DHCP server but the Ainur's answered on eth0; asking again for 60 s before taking the LAN for one "
+        "with no other DHCP server (a router pinging new clients can miss rounds with its DHCP on)"
+    ]
+    # A move from proxy asks once (the router lends until netboot-router-off, which needs the same silence); so does a
+    # probe given no window (`retry` 0), and proxy mode with the router answering.
+    for mode, before, retry, found in (("dhcp", "proxy", 60.0, [ROUTER]), ("dhcp", None, 0.0, []), ("proxy", None, 60.0, [ROUTER])):
+        clock = _Clock()
+        assert dhcp_probe.probe("eth0", mode, [SVC], GATEWAY, before, retry=retry, ask=clock.round(iter([found, *([[]] * 20)])), clock=clock) == (
+            found,
+            None,
+        )
+        assert clock.rounds == 1
+    assert capsys.readouterr().out == ""
+
+
+def test_a_bare_service_address_never_takes_the_router_for_the_ainur() -> None:
+    """#53: the Ainur's service addresses are a list. Given bare, `in` is a substring test, and the router at
+    192.168.0.1 counted as the Ainur at 192.168.0.14: dhcp mode passed beside it. Every entry point refuses it."""
+    bare: Any = SVC
+    for call in (
+        lambda: judge("dhcp", bare, [ROUTER]),
+        lambda: dhcp_probe.router_silent("proxy", bare, [ROUTER], None, GATEWAY),
+        lambda: dhcp_probe.probe("eth0", "dhcp", bare, GATEWAY, retry=0, ask=lambda *_: [ROUTER]),
+        lambda: dhcp_probe.wait_off("eth0", bare, 0.0, ask=lambda *_: [ROUTER]),
+        lambda: wait_for_router("eth0", bare, GATEWAY, 0.0, ask=lambda *_: [ROUTER]),
+    ):
+        with pytest.raises(TypeError, match=r"not the one string '192\.168\.0\.14'"):
+            call()
+    # Nor is anything but an address one of theirs.
+    with pytest.raises(ValueError, match=r"Expected 4 octets in '192\.168\.0'"):
+        judge("dhcp", ["192.168.0"], [ROUTER])
 
 
 def test_a_move_from_proxy_to_dhcp_keeps_the_router_on_until_the_step_before_the_pod(capsys: pytest.CaptureFixture[str]) -> None:

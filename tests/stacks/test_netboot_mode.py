@@ -4,6 +4,7 @@ stack may change against it. Each refusal's exact message is a fixture of tests/
 from __future__ import annotations
 
 import copy
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,30 @@ def test_validate_says_when_the_mode_is_the_default_not_the_stacks() -> None:
         "ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp), Git mirror at 192.168.0.15"
     )
     assert "(netboot proxy), Git mirror" in str(summary.ainur(_with(mode="proxy")))
+
+
+def test_a_move_to_proxy_keeps_the_routers_pool_off_a_reservation_the_stack_dropped() -> None:
+    """#53: each machine the last dhcp deployment reserved holds its address on an infinite lease, renewed never, until
+    it restarts. The router learns the stack's reservations as static leases; one the stack dropped (saruman given
+    another address with the move) is in no such list, so a router pool over its old address would lend it twice."""
+    from plans.netboot import served_conf
+
+    ran = served_conf(load_stack_file(HOMELAB))
+    assert ("28:d2:44:30:00:02", IPv4Address("192.168.0.32")) in netboot_mode.deployed_reservations(ran)
+    over = {"start": "192.168.0.30", "end": "192.168.0.60"}
+    # The stack keeps every reservation: the router's static leases hold them, nothing to refuse.
+    assert netboot_mode.check(_with(mode="proxy", routerPool=over), ran) == []
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy", "routerPool": over}}
+    raw["iluvatar:nodes"] = [{**n, "ip": "192.168.0.35"} if n["name"] == "saruman" else n for n in raw["iluvatar:nodes"]]
+    [problem] = netboot_mode.check(parse_stack(raw), ran)
+    assert (problem.path, problem.message) == (
+        netboot_mode.ROUTER_POOL,
+        "192.168.0.30-192.168.0.60 holds 192.168.0.32, which the last deployment's Ainur reserved for 28:d2:44:30:00:02 on "
+        "an infinite lease, and the stack no longer does: that machine keeps the address until it restarts, and the router, "
+        "with no static lease for it, could lend it to another device. Set the router's DHCP pool apart from 192.168.0.32 "
+        "and say it as routerPool, until that machine has restarted or left the LAN; or keep the machine's reservation; or "
+        "keep mode: dhcp (docs/layers/netboot.md#changing-the-dhcp-mode)",
+    )
+    raw["iluvatar:ainur"]["netboot"]["routerPool"] = {"start": "192.168.0.33", "end": "192.168.0.60"}
+    assert netboot_mode.check(parse_stack(raw), ran) == []

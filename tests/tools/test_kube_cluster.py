@@ -13,7 +13,7 @@ from stacks import load_stack_file
 from stacks.load import read_stack_file
 from tests.edit import HOMELAB, RK1
 from tools import kube_cluster, kube_inventory
-from tools.kube_cluster import BUILDS, ControlPlaneError, ProviderOptions, build_for, field_manager, normalized, take_over
+from tools.kube_cluster import BUILDS, ControlPlaneError, ProviderOptions, build_for, field_manager, normalized, pulumi_replacement, take_over
 
 
 def test_every_kubernetes_version_the_stacks_use_has_a_control_plane() -> None:
@@ -157,6 +157,24 @@ def test_field_managers_are_the_providers_form() -> None:
     assert field_manager("a") == field_manager("a") != field_manager("b")
     assert ProviderOptions.from_inputs({"upsertExistingObjects": "true"}) == ProviderOptions(upsert_existing_objects=True)
     assert ProviderOptions.from_inputs({}) == ProviderOptions(server_side_apply=True, upsert_existing_objects=False, enable_patch_force=False)
+
+
+def test_a_configmaps_data_is_replaced_unless_the_provider_says_mutable() -> None:
+    """pulumi-kubernetes 4.32.0's own cases (provider/pkg/provider/diff_test.go:209-240): a ConfigMap's data change is a
+    replacement without enableConfigMapMutable, an update with it, and a replacement again when it is immutable; a
+    replacement under the same name deletes first (provider.go:1645-1658)."""
+    old: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}, "data": {"property1": "3"}}
+    new = {**old, "data": {"property1": "4"}}
+    mutable = ProviderOptions.from_inputs({"enableConfigMapMutable": "true"})
+    assert pulumi_replacement(old, new) == ([".data"], True)
+    assert pulumi_replacement(old, new, mutable) == ([], False)
+    assert pulumi_replacement({**old, "immutable": True}, {**new, "immutable": True}, mutable) == ([".data"], True)
+    renamed = {**new, "metadata": {"name": "d", "namespace": "n"}}
+    assert pulumi_replacement(old, renamed, mutable) == ([".metadata.name"], False)
+    # Its name alone unchanged: nothing.
+    assert pulumi_replacement(old, {**old, "metadata": {**old["metadata"], "labels": {"a": "b"}}}) == ([], False)
+    with pytest.raises(NotImplementedError):
+        pulumi_replacement({"apiVersion": "apps/v1", "kind": "Deployment"}, {"apiVersion": "apps/v1", "kind": "Deployment"})
 
 
 def test_a_secrets_string_data_is_sent_as_data() -> None:
