@@ -12,6 +12,7 @@ Plain functions; no Pulumi here.
 
 from __future__ import annotations
 
+import base64
 import datetime
 from dataclasses import dataclass
 
@@ -304,6 +305,17 @@ def _backup_rows(stack: StackConfig) -> list[Lifetime]:
 
 def _headscale(stack: StackConfig) -> bool:
     return stack.remote_access is not None and stack.remote_access.headscale is not None
+
+
+def pem_end(pem: str) -> str | None:
+    """A PEM certificate's end (NotAfter) as `2027-11-25T12:07:33Z`; None when it is not one (a render's placeholder)."""
+    return rollout.certificate_expiry(base64.b64encode(pem.encode()).decode())
+
+
+def issued_entry(pem: str, hours: int) -> dict[str, object]:
+    """What the program exports of a certificate the local CA issued (`localCertificates`): its end, and how long before
+    it pulumi-tls renews it."""
+    return {"end": pem_end(pem), "earlyRenewalHours": hours}
 
 
 def rows(stack: StackConfig) -> list[Lifetime]:
