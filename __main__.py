@@ -304,6 +304,8 @@ if stack.remote_access is not None:
             ainur_after=[storage.applications["longhorn"]] if "longhorn" in storage.applications else [],
             previous=loaded.remote_access_output,
             # Headscale's state goes to the backup target too (plans.remote_access.state_backup_secret).
+            # Headscale's state is drilled on Arda beside the other drills (plans.drill.headscale_cronjob).
+            drill_namespace=data.drill_namespace,
             backup_s3=(
                 pulumi.Output.all(loaded.secrets.s3_access_key_id, loaded.secrets.s3_secret_access_key).apply(lambda v: (str(v[0]), str(v[1])))
                 if loaded.secrets.s3_access_key_id is not None and loaded.secrets.s3_secret_access_key is not None

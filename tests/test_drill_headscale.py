@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
+from iluvatar.simulate import Simulation, simulate
 from plans import drill, monitoring
 from plans import remote_access as remote_plan
+from stacks import read_stack_file
 from stacks.model import StackConfig
+from tests.edit import HOMELAB
 from tests.remote_stacks import HEADSCALE, remote_stack
 from tests.test_drill import APPLETS, _clock, _newest_snapshot, _restic, _run
 from tests.tools import require
@@ -174,3 +177,19 @@ def test_a_failed_or_stale_headscale_drill_fires_the_drills_alerts_naming_it(sta
     }
     result = alert_check.unit_test_rules(monitoring.alert_rules(stack), [case], evaluation_interval="1h")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_homelab_registers_the_drill_on_arda_after_the_drills_namespace_with_its_secret_secret() -> None:
+    """components.remote_access makes the drill on Arda (its provider), after the drills' namespace (components.data), with
+    its Secret's values a Pulumi secret from the state repository's own password."""
+    # The shipped homelab with its remote access (tests.sims.simulated leaves it out, tests.edit.homelab_doc says why).
+    sim = Simulation(stack="homelab")
+    simulate(read_stack_file(HOMELAB), record=sim)
+    named = sim.named()
+    cronjob, secret = named["remote-access-arda-cronjob-drill-headscale"], named["remote-access-arda-secret-drill-headscale-restic"]
+    namespace = named["data-drill-namespace-backup-drill"]
+    assert cronjob.provider.split("::")[-2].endswith("arda-kubernetes") and secret.provider.split("::")[-2].endswith("arda-kubernetes")
+    assert namespace.urn in cronjob.dependencies and secret.urn in cronjob.dependencies and namespace.urn in secret.dependencies
+    assert cronjob.inputs["metadata"]["name"] == "drill-headscale" and cronjob.inputs["metadata"]["namespace"] == "backup-drill"
+    assert "stringData" in secret.secret_inputs
+    assert named["remote-access-state-backup-password"].urn in secret.property_dependencies["stringData"]
