@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,22 +49,44 @@ def _day(when: datetime.datetime) -> str:
     return when.strftime("%Y-%m-%d")
 
 
-def _by_up(end: datetime.datetime, renew_from: datetime.datetime, on: datetime.datetime, does: str, ended: str) -> str:
-    """What to do about something a `pulumi up` from `renew_from` renews, as of `on`."""
+def _by_up(end: datetime.datetime, due: bool, first: datetime.datetime, on: datetime.datetime, does: str, ended: str) -> str:
+    """What to do about something a `pulumi up` renews, as of `on`: `due` when a run on `on` renews it, else from the
+    day `first`."""
     if end <= on:
         return ended
-    if on >= renew_from:
+    if due:
         return f"run `pulumi up` now: {does}"
-    return f"a `pulumi up` on or after {_day(renew_from)} {does}; nothing to do before"
+    return f"a `pulumi up` on or after {_day(first)} {does}; nothing to do before"
 
 
-def _month_before(end: datetime.datetime) -> datetime.datetime:
-    """The first day the Talos provider renews a certificate ending at `end`: NotAfter before now + one month (Go's
-    AddDate(0, 1, 0), plans.rollout.add_month)."""
-    day = (end - datetime.timedelta(days=32)).replace(hour=0, minute=0, second=0)
-    while rollout.add_month(day) <= end:
+def _first_day(renews: Callable[[datetime.datetime], bool], end: datetime.datetime, longest: datetime.timedelta) -> datetime.datetime:
+    """The first day (at 00:00 UTC) on which a run renews what ends at `end`, by the renewer's own rule `renews(now)`."""
+    day = (end - longest - datetime.timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    while not renews(day):
         day += datetime.timedelta(days=1)
     return day
+
+
+def _renewal(
+    end: datetime.datetime, on: datetime.datetime, renews: Callable[[datetime.datetime], bool], longest: datetime.timedelta
+) -> tuple[bool, datetime.datetime]:
+    return renews(on), _first_day(renews, end, longest)
+
+
+def _within(end: datetime.datetime, window: datetime.timedelta) -> Callable[[datetime.datetime], bool]:
+    """A run renews once the end is strictly within `window`: the k3s step's trigger (plans.rollout.certificate_trigger)
+    and the Talos provider's kubeconfig (NotAfter before now + 720 h, tests/talos_provider.py)."""
+    return lambda now: end < now + window
+
+
+def _talos_month(end: datetime.datetime) -> Callable[[datetime.datetime], bool]:
+    """The Talos provider's talosconfig: NotAfter before now + one month (Go's AddDate(0, 1, 0), plans.rollout.add_month)."""
+    return lambda now: end < rollout.add_month(now)
+
+
+def _from_window(end: datetime.datetime, window: datetime.timedelta) -> Callable[[datetime.datetime], bool]:
+    """pulumi-tls's ready_for_renewal, from the moment its early renewal window opens (its exact bound unverified)."""
+    return lambda now: now >= end - window
 
 
 def _pem_b64_end(data: object) -> str | None:
@@ -128,14 +150,14 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
                 )
                 continue
             when = _time(end)
-            trigger = when - datetime.timedelta(days=rollout.CERTIFICATE_TRIGGER_DAYS)
+            window = datetime.timedelta(days=rollout.CERTIFICATE_TRIGGER_DAYS)
             found.append(
                 End(
                     when,
                     f"{pi}'s k3s certificates",
                     _by_up(
                         when,
-                        trigger,
+                        *_renewal(when, on, _within(when, window), window),
                         on,
                         f"its k3s step restarts k3s on {pi} (gated, one Pi at a time), which renews them",
                         f"ended: `pulumi up` restarts k3s on {pi} at once; with several valar all ended, restart k3s on every valar at once first ({DAY2}#the-ainurs-k3s-certificates)",
@@ -160,7 +182,7 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
                 "the talosconfig's client certificate",
                 _by_up(
                     when,
-                    _month_before(when),
+                    *_renewal(when, on, _talos_month(when), datetime.timedelta(days=31)),
                     on,
                     "renews it (the Talos provider; every Arda step runs again, as the day-2 plan says)",
                     "ended: `pulumi up` renews it (the Talos provider signs a new one from the secrets in the state)",
@@ -181,7 +203,13 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
                 End(
                     when,
                     "Arda's admin kubeconfig",
-                    _by_up(when, when - window, on, "renews it (the Talos provider)", "ended: `pulumi up` renews it (the Talos provider)"),
+                    _by_up(
+                        when,
+                        *_renewal(when, on, _within(when, window), window),
+                        on,
+                        "renews it (the Talos provider)",
+                        "ended: `pulumi up` renews it (the Talos provider)",
+                    ),
                 )
             )
         if ca is not None:
@@ -211,7 +239,7 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
                     f"the local CA's certificate {name}",
                     _by_up(
                         when,
-                        when - datetime.timedelta(hours=hours),
+                        *_renewal(when, on, _from_window(when, datetime.timedelta(hours=hours)), datetime.timedelta(hours=hours)),
                         on,
                         "issues it again (pulumi-tls)",
                         "ended: `pulumi up` issues it again (pulumi-tls)",

@@ -121,7 +121,7 @@ def test_doctor_lists_what_ends_within_90_days_and_what_to_do(issuer: Issuer, tm
         "at a time), which renews them",
         "  2027-12-01 (in 61 days)  the local CA's certificate identity-dex: a `pulumi up` on or after 2027-11-01 issues it again "
         "(pulumi-tls); nothing to do before",
-        "  2027-12-20 (in 80 days)  Arda's admin kubeconfig: a `pulumi up` on or after 2027-11-20 renews it (the Talos provider); "
+        "  2027-12-20 (in 80 days)  Arda's admin kubeconfig: a `pulumi up` on or after 2027-11-21 renews it (the Talos provider); "
         "nothing to do before",
         "not known from these outputs:",
         "  ilmare: at the last run its clock said 2027-05-01T00:00:00Z, behind: k3s renews by the Pi's own clock; set it "
