@@ -16,7 +16,7 @@ import base64
 import datetime
 from dataclasses import dataclass
 
-from plans import certificates, credentials, identity, k3s, kms, monitoring, remote_access, rollout
+from plans import certificates, credentials, drill, identity, k3s, kms, monitoring, remote_access, rollout
 from stacks import data, pins
 from stacks.model import StackConfig
 
@@ -256,9 +256,9 @@ def _backup_rows(stack: StackConfig) -> list[Lifetime]:
     if stack.backup is None:
         return []
     out: list[Lifetime] = []
-    drill = stack.backup.drill
-    stale = data.stale_after(drill)
-    alerted = f"RestoreDrillFailed; RestoreDrillStale after {_seconds(stale)}"
+    stale = data.stale_after(stack.backup.drill)
+    # The drills run where backups and the monitoring layer are, unless turned off (plans.drill.enabled).
+    alerted = f"RestoreDrillFailed; RestoreDrillStale after {_seconds(stale)}" if drill.enabled(stack) else "no drill (plans.drill.enabled)"
     from plans import backup as backup_plan
 
     for app in backup_plan.apps(stack):
@@ -296,7 +296,7 @@ def _backup_rows(stack: StackConfig) -> list[Lifetime]:
                 "the backup target",
                 f'newest under {_seconds(bound)} ("{remote_access.STATE_BACKUP_SCHEDULE}")',
                 "Headscale's pod, restarted by its state-backup CronJob",
-                f"drill-headscale: {alerted}",
+                f"drill-headscale: {alerted}" if drill.headscale_drilled(stack) else "not drilled (an NFS target: the init container's log only)",
                 "plans.remote_access.STATE_BACKUP_SCHEDULE, stacks.data.newest_within",
             )
         )
