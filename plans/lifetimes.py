@@ -84,8 +84,8 @@ def _k3s_rows() -> list[Lifetime]:
             f"{K3S_LEAF_DAYS} days",
             f"k3s, as it starts within {renew} days of the end; `pulumi up` restarts it from {trigger} days (its k3s step)",
             f"AinurCertificateExpiring {warn} days ahead; AinurCertificateUnknown; every preview and up within {warn} days",
-            f"plans.k3s.CERTIFICATE_RENEW_DAYS (k3s pkg/daemons/config/types.go:30 CertificateRenewDays, since v1.33.1+k3s1); "
-            f"{K3S_LEAF_DAYS} days unverified at {pins.K3S}",
+            f"plans.k3s.CERTIFICATE_RENEW_DAYS (k3s pkg/daemons/config/types.go CertificateRenewDays: 120 since v1.33.1+k3s1, "
+            f"k3s-io/k3s#12232, 90 before; the file at {pins.K3S} and the {K3S_LEAF_DAYS} days unverified)",
         ),
         Lifetime(
             "k3s CAs",
