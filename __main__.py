@@ -5,6 +5,8 @@ machines, handed the configs the Ainur serve, install, bootstrap and pass their 
 edge, GitOps and storage on both clusters, and the Git mirror once its storage class serves.
 """
 
+import functools
+
 import pulumi
 
 from components.ainur import BootstrapCluster, BootstrapClusterArgs
@@ -27,6 +29,7 @@ from plans import edge as edge_plan
 from plans import identity as identity_plan
 from plans import k3s as k3s_plan
 from plans import kms as kms_plan
+from plans import lifetimes
 from plans import logs as logs_plan
 from plans import talos as talos_plan
 from stacks import encryption
@@ -301,6 +304,8 @@ if stack.remote_access is not None:
             ainur_after=[storage.applications["longhorn"]] if "longhorn" in storage.applications else [],
             previous=loaded.remote_access_output,
             # Headscale's state goes to the backup target too (plans.remote_access.state_backup_secret).
+            # Headscale's state is drilled on Arda beside the other drills (plans.drill.headscale_cronjob).
+            drill_namespace=data.drill_namespace,
             backup_s3=(
                 pulumi.Output.all(loaded.secrets.s3_access_key_id, loaded.secrets.s3_secret_access_key).apply(lambda v: (str(v[0]), str(v[1])))
                 if loaded.secrets.s3_access_key_id is not None and loaded.secrets.s3_secret_access_key is not None
@@ -309,3 +314,10 @@ if stack.remote_access is not None:
         ),
     )
     pulumi.export("remoteAccess", remote_access.summary)
+
+# When each certificate the local CA issued ends, and how long before its end `pulumi up` renews it (pulumi-tls's
+# early_renewal_hours): what `iluvatar doctor` reads, beside the CA's own (caCertificate). Certificates are public.
+pulumi.export(
+    "localCertificates",
+    {name: pem.apply(functools.partial(lifetimes.issued_entry, hours=hours)) for name, (pem, hours) in sorted(local_ca.issued.items())},
+)

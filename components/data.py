@@ -80,6 +80,8 @@ class DataSafety(pulumi.ComponentResource):
     age_identity: pulumi.Output[str] | None
     # The identity's recipient (public): what else is backed up age-encrypted is encrypted to it (the KMS key, plans.kms).
     age_recipient: pulumi.Output[str] | None
+    # The drills' namespace on Arda (plans.drill.NAMESPACE), where another component's drill goes (Headscale's state).
+    drill_namespace: pulumi.Resource | None
 
     def __init__(self, name: str, args: DataSafetyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:data:DataSafety", name, None, opts)
@@ -87,6 +89,7 @@ class DataSafety(pulumi.ComponentResource):
         self.ready = []
         self.age_identity = None
         self.age_recipient = None
+        self.drill_namespace = None
         self._access = args.arda
         child = pulumi.ResourceOptions(parent=self)
         rnd = random.Provider(f"{name}-random", opts=child)
@@ -237,6 +240,7 @@ class DataSafety(pulumi.ComponentResource):
         if not clusters or s3 is None:
             return
         namespace = self._create(prefix, drill_plan.namespace(), args.after)
+        self.drill_namespace = namespace
         keys = self._secret(
             prefix, drill_plan.s3_secret_shape(), s3.apply(lambda k: {"AWS_ACCESS_KEY_ID": k[0], "AWS_SECRET_ACCESS_KEY": k[1]}), [namespace]
         )

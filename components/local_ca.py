@@ -39,6 +39,9 @@ class LocalCa(pulumi.ComponentResource):
     cert: tls.SelfSignedCert
     certificate: pulumi.Output[str]
     key_pem: pulumi.Output[str]
+    # Each certificate issued, by name: its PEM and how long before its end pulumi-tls renews it, which the program
+    # exports (`localCertificates`) for `iluvatar doctor` to tell when a `pulumi up` must run.
+    issued: dict[str, tuple[pulumi.Output[str], int]]
 
     def __init__(self, name: str, args: LocalCaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:edge:LocalCa", name, None, opts)
@@ -69,6 +72,7 @@ class LocalCa(pulumi.ComponentResource):
         # The certificate is public: it is what users install on their devices.
         self.certificate = pulumi.Output.unsecret(self.cert.cert_pem)
         self.key_pem = pulumi.Output.secret(self.key.private_key_pem)
+        self.issued = {}
         self.register_outputs({"certificate": self.certificate})
 
     def issue(
@@ -111,4 +115,6 @@ class LocalCa(pulumi.ComponentResource):
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
-        return pulumi.Output.unsecret(cert.cert_pem), pulumi.Output.secret(key.private_key_pem)
+        pem = pulumi.Output.unsecret(cert.cert_pem)
+        self.issued[name] = (pem, early_renewal_hours)
+        return pem, pulumi.Output.secret(key.private_key_pem)

@@ -32,6 +32,7 @@ from components import kube, steps
 from components.edge import custom_resource
 from components.steps import ClusterAccess
 from plans import bringup, k3s, references, storage
+from plans import drill as drill_plan
 from plans import remote_access as plan
 from stacks.model import StackConfig
 
@@ -55,6 +56,8 @@ class RemoteAccessArgs:
     previous: Mapping[str, Any] = field(default_factory=dict)
     # The backup target's S3 key pair (iluvatar:backup with an S3 target), for Headscale's state's repository.
     backup_s3: pulumi.Output[tuple[str, str]] | None = None
+    # The restore drills' namespace on Arda (components.data), where Headscale's state is drilled; None: no drills there.
+    drill_namespace: pulumi.Resource | None = None
 
 
 class RemoteAccess(pulumi.ComponentResource):
@@ -160,6 +163,8 @@ class RemoteAccess(pulumi.ComponentResource):
             before.append(
                 self._state_backup_secret(name, args, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])))
             )
+            if drill_plan.headscale_drilled(stack) and args.drill_namespace is not None:
+                self._state_drill(name, args)
         made = kube.create_all(
             f"{name}-ainur",
             rest,
@@ -217,6 +222,7 @@ class RemoteAccess(pulumi.ComponentResource):
         password = random.RandomPassword(
             f"{name}-state-backup-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=rnd, protect=True)
         ).result
+        self._state_password = password
         s3: pulumi.Output[tuple[str, str] | None] = args.backup_s3 if args.backup_s3 is not None else pulumi.Output.from_input(None)
         values = pulumi.Output.all(password, s3).apply(lambda v: plan.state_backup_secret(stack, str(v[0]), v[1])["stringData"])
         shape = plan.state_backup_secret(stack, "", None)
@@ -226,6 +232,28 @@ class RemoteAccess(pulumi.ComponentResource):
             type="Opaque",
             string_data=pulumi.Output.secret(values),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+        )
+
+    def _state_drill(self, name: str, args: RemoteAccessArgs) -> None:
+        """Headscale's state restore drill on Arda (plans.drill.headscale_cronjob), in the drills' namespace, with its own
+        copy of the state repository's Secret (the same password and keys), secret end to end."""
+        stack = args.stack
+        assert args.drill_namespace is not None
+        in_arda = args.arda.with_cluster(
+            pulumi.ResourceOptions(parent=self, provider=args.arda_provider, depends_on=[*args.arda_after, args.drill_namespace])
+        )
+        s3: pulumi.Output[tuple[str, str] | None] = args.backup_s3 if args.backup_s3 is not None else pulumi.Output.from_input(None)
+        values = pulumi.Output.all(self._state_password, s3).apply(lambda v: drill_plan.headscale_secret(stack, str(v[0]), v[1])["stringData"])
+        shape = drill_plan.headscale_secret(stack, "", None)
+        secret = k8s.core.v1.Secret(
+            kube.resource_name(f"{name}-arda", shape),
+            metadata=shape["metadata"],
+            type="Opaque",
+            string_data=pulumi.Output.secret(values),
+            opts=pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+        )
+        kube.create(
+            f"{name}-arda", drill_plan.headscale_cronjob(stack), pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[secret]))
         )
 
     def _enrolment(self, name: str, args: RemoteAccessArgs) -> pulumi.Output[int]:

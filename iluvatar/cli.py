@@ -685,7 +685,51 @@ def parser() -> argparse.ArgumentParser:
     power.add_parser(sub)
     _discover_parser(sub)
     _recover_parser(sub)
+    _doctor_parser(sub)
     return p
+
+
+DOCTOR_HELP = "list what ends within 90 days of a deployment (certificates, CAs, the kubeconfigs), and what to do"
+
+
+def _doctor_parser(sub: Any) -> None:
+    c = sub.add_parser("doctor", help=DOCTOR_HELP, description=DOCTOR_HELP, epilog=STACK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("stack", nargs="?", metavar="STACK", help=STACK_HELP)
+    c.add_argument("--stack", dest="stack_option", metavar="NAME", help=argparse.SUPPRESS)
+    c.add_argument("--project", metavar="DIR", help="look the stack name up in this folder alone")
+    c.add_argument(
+        "--outputs",
+        required=True,
+        metavar="FILE",
+        help="the deployment's outputs: `pulumi stack output --json --show-secrets > FILE` (the secrets hold the kubeconfigs' ends)",
+    )
+    c.add_argument("--on", metavar="YYYY-MM-DD", type=_day, help="the day to judge from (default: today)")
+    c.set_defaults(run=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from iluvatar import doctor
+    from stacks.load import load_stack_file
+
+    path = _resolve(args)
+    stack = load_stack_file(path)
+    outputs_file = Path(args.outputs)
+    try:
+        outputs = json.loads(outputs_file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CommandError(f"--outputs {outputs_file}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise CommandError(
+            f"--outputs {outputs_file}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json --show-secrets`"
+        ) from None
+    if not isinstance(outputs, dict):
+        raise CommandError(
+            f"--outputs {outputs_file}: not the outputs of a stack (a JSON object), as `pulumi stack output --json --show-secrets` writes them"
+        )
+    on = args.on or datetime.datetime.now(datetime.UTC)
+    text, code = doctor.report(path.name.removeprefix("Pulumi.").removesuffix(".yaml"), stack, outputs, on)
+    sys.stdout.write(text)
+    return code
 
 
 DISCOVER_HELP = "list the machines waiting in maintenance mode (arda.discovery) as ready inventory entries; --write adds them"

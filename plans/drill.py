@@ -31,7 +31,7 @@ import hashlib
 import json
 from typing import Any
 
-from plans import backup, gitops, storage
+from plans import backup, gitops, remote_access, storage
 from stacks import data, day2, pins, releases
 from stacks.data import ETCDUTL, etcd_minor, newest_within
 from stacks.data_model import BackupVolume, Drill
@@ -509,6 +509,79 @@ def tools_claim(stack: StackConfig) -> dict[str, Any]:
 def cronjobs(stack: StackConfig) -> list[dict[str, Any]]:
     """Every drill of the stack: each backed-up volume's, then each cluster's etcd."""
     return [*(volume_cronjob(stack, a, v) for a, v in volume_drills(stack)), *(etcd_cronjob(stack, c) for c in etcd_drills(stack))]
+
+
+# --- Headscale's state ----------------------------------------------------------------------------------------
+
+# Headscale's state (plans.remote_access, `state_backup_*`) is backed up from the Ainur by an init container of its own
+# pod, into a restic repository of its own on the backup target; its drill runs on Arda, away from what it backs up,
+# as the etcd drills do, in NAMESPACE with a copy of that repository's Secret. It is the volume drill's script (the
+# newest snapshot no older than its schedule allows, `restic check`, the restore counted and summed against restic's
+# stats) and one check more: the restore holds Headscale's database, non-empty. A snapshot of another folder restores
+# and counts right, and is no Headscale that comes back. An NFS target is not drilled from here: restic writes the
+# repository's files owner-only as the init container's root (restic v0.18.1 internal/backend/util/paths.go:12), and
+# NAMESPACE enforces Pod Security `restricted`, which refuses a root pod.
+HEADSCALE = "headscale"
+HEADSCALE_KIND = "state"
+HEADSCALE_SECRET = "drill-headscale-restic"  # noqa: S105 - a Secret's name
+# The scratch folder's bound: the state claim's size (plans.remote_access.headscale_manifests).
+HEADSCALE_SCRATCH = "1Gi"
+_PASSED = 'if [ -n "$late" ]; then'
+HEADSCALE_SCRIPT = VOLUME_SCRIPT.replace(
+    _PASSED,
+    '[ -s "$restored/db.sqlite" ] || fail "snapshot $id holds no db.sqlite, or an empty one: it is not Headscale\'s state (its devices, keys and users)"\n'
+    + _PASSED,
+    1,
+).replace("restored into a scratch claim", "restored into a scratch folder")
+
+
+def headscale_drilled(stack: StackConfig) -> bool:
+    """Headscale's state is drilled where the drills run, Headscale runs and its state goes to an S3 target."""
+    remote = stack.remote_access
+    return (
+        enabled(stack)
+        and remote is not None
+        and remote.headscale is not None
+        and remote_access.state_backup_enabled(stack)
+        and backup.target(stack).kind != "nfs"
+    )
+
+
+def headscale_secret(stack: StackConfig, password: str, s3: tuple[str, str] | None) -> dict[str, Any]:
+    """The drill's copy of the state repository's Secret (plans.remote_access.state_backup_secret), in NAMESPACE on Arda
+    (`password` and `s3` are Pulumi secrets at run time)."""
+    secret = remote_access.state_backup_secret(stack, password, s3)
+    secret["metadata"] = {"name": HEADSCALE_SECRET, "namespace": NAMESPACE, "labels": dict(MANAGED_BY)}
+    return secret
+
+
+def headscale_cronjob(stack: StackConfig) -> dict[str, Any]:
+    """The drill of Headscale's state backup, `drill-headscale` in NAMESPACE: the newest snapshot, no older than the
+    state backup's schedule allows (remote_access.STATE_BACKUP_SCHEDULE), restored into a scratch folder and checked."""
+    container = {
+        "name": "drill",
+        "image": RESTIC_IMAGE,
+        "command": ["/bin/sh", "-c", HEADSCALE_SCRIPT],
+        "envFrom": [{"secretRef": {"name": HEADSCALE_SECRET}}],
+        "env": [
+            {"name": "DRILL", "value": "Headscale's state"},
+            {
+                "name": "LOOK",
+                "value": f"kubectl -n {remote_access.NAMESPACE} logs deploy/{remote_access.HEADSCALE} -c {remote_access.STATE_BACKUP}, "
+                f"and kubectl -n {remote_access.NAMESPACE} get cronjob {remote_access.STATE_BACKUP}, on the Ainur",
+            },
+            *clock_env(remote_access.STATE_BACKUP_SCHEDULE),
+            {"name": "SCRATCH", "value": SCRATCH},
+            {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - an emptyDir
+            {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - an emptyDir
+        ],
+        "securityContext": _RESTRICTED,
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+    }
+    volumes = [{"name": "scratch", "emptyDir": {"sizeLimit": HEADSCALE_SCRATCH}}, {"name": "tmp", "emptyDir": {}}]
+    pod = {"securityContext": {"fsGroup": NONROOT}, "containers": [container], "volumes": volumes}
+    return _cronjob(stack, cronjob_name(HEADSCALE), NAMESPACE, HEADSCALE, HEADSCALE_KIND, pod)
 
 
 # --- Grafana ------------------------------------------------------------------------------------------------

@@ -78,6 +78,10 @@ CA_DIR = "/etc/iluvatar"
 # Certificates the local CA issues for the Ainur's front door (pulumi-tls renews them this long before their end).
 CERTIFICATE_VALIDITY_HOURS = 365 * 24
 CERTIFICATE_EARLY_RENEWAL_HOURS = 30 * 24
+# How long Dex's tokens last (its config's `expiry`): an hour's ID token; a refresh token unused for a week, or older
+# than 30 days, ends and its user signs in again (plans.lifetimes lists them).
+DEX_ID_TOKENS = "1h"
+DEX_REFRESH_TOKENS = {"validIfNotUsedFor": "168h", "absoluteLifetime": "720h"}
 MANAGED_BY = gitops.MANAGED_BY
 
 
@@ -207,7 +211,7 @@ def dex_config(stack: StackConfig, client_secrets: Mapping[str, str], connector_
         "web": {"https": f"0.0.0.0:{DEX_PORT}", "tlsCert": "/etc/dex/tls/tls.crt", "tlsKey": "/etc/dex/tls/tls.key"},
         "telemetry": {"http": f"0.0.0.0:{TELEMETRY_PORT}"},
         "oauth2": {"skipApprovalScreen": True, **extra},
-        "expiry": {"idTokens": "1h", "refreshTokens": {"validIfNotUsedFor": "168h", "absoluteLifetime": "720h"}},
+        "expiry": {"idTokens": DEX_ID_TOKENS, "refreshTokens": dict(DEX_REFRESH_TOKENS)},
         "staticClients": static_clients(stack, client_secrets),
         **parts,
     }

@@ -37,6 +37,10 @@ from stacks import pins
 from stacks.model import App, Monitoring, StackConfig
 from stacks.storage import default_class
 
+# cert-manager renews a third of a certificate's duration before its end (30 days of its default 90): one within this
+# many days of its end is not being renewed (CertificateExpiring).
+CERT_MANAGER_ALERT_DAYS = 14
+
 # The Prometheus Operator whose CRDs Pulumi installs, and whose image runs them.
 OPERATOR_VERSION = pins.MANIFESTS["prometheus-operator"]
 # Where its release has them: the Go module github.com/prometheus-operator/prometheus-operator at OPERATOR_VERSION.
@@ -634,10 +638,10 @@ def alerts(stack: StackConfig) -> list[Alert]:
         ),
         Alert(
             "CertificateExpiring",
-            "certmanager_certificate_expiration_timestamp_seconds - time() < 14 * 24 * 3600",
+            f"certmanager_certificate_expiration_timestamp_seconds - time() < {CERT_MANAGER_ALERT_DAYS} * 24 * 3600",
             "1h",
             "warning",
-            "Certificate {{ $labels.namespace }}/{{ $labels.name }} expires within 14 days",
+            f"Certificate {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} expires within {CERT_MANAGER_ALERT_DAYS} days",
             "cert-manager renews 30 days before the end; a certificate this close to its end is not being renewed. "
             "`kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}` says why.",
         ),

@@ -122,6 +122,8 @@ def test_restic_backs_up_and_restores_with_the_rendered_password_and_refuses_ano
     # Headscale's state has a repository of its own (plans.remote_access.state_repository; its backup and restore are
     # run in tests/plans/test_remote_access_backup.py): its password is its own too.
     headscale = rendered.pop("remote-access/headscale-restic")
+    # Its drill on Arda (plans.drill.headscale_secret) opens the same repository with the same password and keys.
+    assert rendered.pop("backup-drill/drill-headscale-restic") == headscale
     assert headscale["RESTIC_REPOSITORY"] not in {d["RESTIC_REPOSITORY"] for d in rendered.values()}
     assert headscale["RESTIC_PASSWORD"] not in {d["RESTIC_PASSWORD"] for d in rendered.values()}
     expected = {

@@ -114,9 +114,10 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # #57 then seven: Headscale's state backed up (its restic Secret, the random provider and protected password, the
     # CronJob that restarts Headscale for its backup, its ServiceAccount, Role and RoleBinding). Then two: the
     # ValidatingAdmissionPolicy and binding that let that account change only its stamp of Headscale's pod template.
+    # Then two: Headscale's state restore drill on Arda (its CronJob, its copy of the state repository's Secret).
     # #54 then four: the log store's admin key (the random provider, the password, its Secret), and the NetworkPolicy
     # of Longhorn's support-bundle manager.
-    assert len(sim.registrations) == 406
+    assert len(sim.registrations) == 408
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -201,6 +201,7 @@ def test_console_script_is_installed_and_its_help_lists_the_commands_the_cli_pag
         "power",
         "discover",
         "recover",
+        "doctor",
     ]
     assert sorted(documented_commands((ROOT / "docs" / "cli.md").read_text())) == sorted(listed)
     # The lookup of a stack name is said where every command's help ends.

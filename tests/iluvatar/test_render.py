@@ -48,9 +48,10 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # the metrics API adapter's CiliumNetworkPolicy; ten more, Argo CD's NetworkPolicies on both clusters. #56: eleven
         # more, the homelab's remote access (Headscale and its subnet router on the Ainur: their namespace, config,
         # Deployments, Service, claim, the router's account, role and binding, two NetworkPolicies). #57: five more,
-        # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding). #54 then two: the
-        # log store's admin key's Secret, and the NetworkPolicy of Longhorn's support-bundle manager.
-        f"rendered stack homelab to {out}: 300 files",
+        # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding); two more, its
+        # restore drill on Arda (its CronJob and its copy of the restic Secret). #54 then two: the log store's admin
+        # key's Secret, and the NetworkPolicy of Longhorn's support-bundle manager.
+        f"rendered stack homelab to {out}: 302 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -373,9 +374,10 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # gate before Headscale's claim on Longhorn, and the steps that make its users and enrol the router: 15.)
     # (#57: Headscale's state backup, its Secret, random provider, password, CronJob, account, role and binding: 7. Then
     # the admission policy and its binding that hold the backup's stamp to its annotation: 2.)
+    # (Headscale's restore drill on Arda, its CronJob and its copy of the restic Secret: 2.)
     # (#54: the log store's admin key, its random provider, password and Secret: 3. Longhorn's support-bundle manager's
     # NetworkPolicy: 1.)
-    assert counts.splitlines()[-1] == "  total: 406"
+    assert counts.splitlines()[-1] == "  total: 408"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -393,7 +395,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 406
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 408
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

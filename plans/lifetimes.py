@@ -1,0 +1,339 @@
+"""Every credential, certificate, token and key the homelab depends on: how long it lasts, who renews it, what warns.
+
+One row each (`rows`), for a stack (the backups' bounds are its schedules'). Each value the program sets is read from
+the constant that sets it (plans.k3s, plans.certificates, plans.identity, plans.kms, plans.remote_access, plans.rollout,
+stacks.data); a value the program leaves to an upstream default names the upstream file:line at the version the
+project pins, or says "unverified" where that file was not read at that version. `scripts/lifetimes.py` prints the
+table (`table`), docs/day2.md publishes it, and tests/plans/test_lifetimes.py holds the two together and each row to
+the code. `iluvatar doctor` (iluvatar.doctor) reads the same constants for the ends a deployment recorded.
+
+Plain functions; no Pulumi here.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from dataclasses import dataclass
+
+from plans import certificates, credentials, drill, identity, k3s, kms, monitoring, remote_access, rollout
+from stacks import data, pins
+from stacks.model import StackConfig
+
+# Talos's own lifetimes, in the machinery the provider generates the secrets with (stacks.pins.TALOS_CLIENT_MACHINERY):
+# siderolabs/talos pkg/machinery/constants/constants.go:1224 TalosAPIDefaultCertificateValidityDuration (the
+# talosconfig's client certificate), :272 KubernetesAdminCertDefaultLifetime (Arda's admin kubeconfig), and
+# pkg/machinery/config/generate/secrets/secrets.go:15 CAValidityTime = 87600 h (every CA of the bundle, ca.go:21-58).
+TALOS_CLIENT_DAYS = 365
+TALOS_ADMIN_KUBECONFIG_DAYS = 365
+TALOS_CA_HOURS = 87600
+# The Talos provider's renewal windows: the talosconfig's client certificate within a month of its end
+# (terraform-provider-talos talos_machine_secrets_resource.go:369, NotAfter.Before(now.AddDate(0, 1, 0)), read at
+# v0.9.0; the pinned v0.11.0 unverified), the kubeconfig within `certificate_renewal_duration`, default 720 h
+# (talos_cluster_kubeconfig_resource.go:153-154 and :548 at v0.9.0; components.arda leaves it unset).
+TALOS_KUBECONFIG_RENEWAL_HOURS = 720
+# k3s's leaf certificates last a year and its CAs ten (docs.k3s.io "Certificate Management"; k3s
+# pkg/daemons/control/deps/deps.go through rancher/dynamiclistener's factory: unverified at the pinned k3s).
+K3S_LEAF_DAYS = 365
+K3S_CA_YEARS = 10
+# How far ahead `iluvatar doctor` looks, and what the table calls "ahead".
+DOCTOR_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """One row: what it is, where it lives, how long it lasts, who renews it, what warns before its end, and where each
+    value was read (the constant, or the upstream file:line, or "unverified")."""
+
+    what: str
+    where: str
+    lifetime: str
+    renewed_by: str
+    alerted: str
+    source: str
+
+
+def days(hours: int) -> str:
+    """`87600` -> `10 years`, `8760` -> `365 days`, `720` -> `30 days`, `1` -> `1 hour`."""
+    if hours % (365 * 24) == 0 and hours >= 2 * 365 * 24:
+        return f"{hours // (365 * 24)} years"
+    if hours % 24 == 0:
+        return f"{hours // 24} days"
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
+def span(text: str) -> int:
+    """A Go duration as the configs write them, in hours or minutes (`720h`, `1h`, `30m`), as whole hours (0 for minutes)."""
+    if text.endswith("h"):
+        return int(text[:-1])
+    if text.endswith("m"):
+        return 0
+    raise ValueError(f"{text} is not a duration of hours or minutes")
+
+
+def _seconds(delta: datetime.timedelta) -> str:
+    return f"{int(delta.total_seconds())} s"
+
+
+def _k3s_rows() -> list[Lifetime]:
+    renew, warn, trigger = k3s.CERTIFICATE_RENEW_DAYS, k3s.CERTIFICATE_WARNING_DAYS, rollout.CERTIFICATE_TRIGGER_DAYS
+    return [
+        Lifetime(
+            "k3s leaf certificates (component clients, API server, etcd, kubelet, kube-proxy)",
+            "each Pi",
+            f"{K3S_LEAF_DAYS} days",
+            f"k3s, as it starts within {renew} days of the end; `pulumi up` restarts it from {trigger} days (its k3s step)",
+            f"AinurCertificateExpiring {warn} days ahead; AinurCertificateUnknown; every preview and up within {warn} days",
+            f"plans.k3s.CERTIFICATE_RENEW_DAYS (k3s pkg/daemons/config/types.go CertificateRenewDays: 120 since v1.33.1+k3s1, "
+            f"k3s-io/k3s#12232, 90 before; the file at {pins.K3S} and the {K3S_LEAF_DAYS} days unverified)",
+        ),
+        Lifetime(
+            "k3s CAs",
+            "each Pi",
+            f"{K3S_CA_YEARS} years",
+            "nobody: `k3s certificate rotate-ca` by hand",
+            f"AinurCACertificateExpiring {warn} days ahead",
+            f"plans.k3s.CERTIFICATE_WARNING_DAYS; {K3S_CA_YEARS} years unverified at {pins.K3S}",
+        ),
+        Lifetime(
+            "k3s :6443 serving certificate (dynamiclistener)",
+            "each valar",
+            f"{K3S_LEAF_DAYS} days",
+            f"k3s itself, checked every 6 hours within {renew} days",
+            "not counted",
+            "rancher/dynamiclistener WrapExpiration: unverified at the pinned k3s",
+        ),
+        Lifetime(
+            "Pulumi's ServiceAccount token on the Ainur",
+            f"Secret kube-system/{credentials.TOKEN_SECRET}",
+            "no end (a legacy token Secret)",
+            "nobody needs to; revoked by deleting its Secret",
+            "none needed",
+            "plans.credentials.TOKEN_SECRET",
+        ),
+    ]
+
+
+def _talos_rows() -> list[Lifetime]:
+    kubeconfig = TALOS_KUBECONFIG_RENEWAL_HOURS
+    return [
+        Lifetime(
+            "Talos API client certificate (the talosconfig)",
+            "Pulumi's state",
+            f"{TALOS_CLIENT_DAYS} days",
+            "the Talos provider, at the first `pulumi up` within a month of its end (every Arda step re-runs)",
+            f"`iluvatar doctor` from {DOCTOR_DAYS} days; the day-2 plan names the renewal",
+            "talos pkg/machinery v1.13.0 constants.go:1224; terraform-provider-talos talos_machine_secrets_resource.go:369 "
+            "(v0.9.0; v0.11.0 unverified)",
+        ),
+        Lifetime(
+            "Arda's admin kubeconfig",
+            "Pulumi's state",
+            f"{TALOS_ADMIN_KUBECONFIG_DAYS} days",
+            f"the Talos provider, at any `pulumi up` within {kubeconfig} h of its end",
+            f"`iluvatar doctor` from {DOCTOR_DAYS} days",
+            "talos pkg/machinery v1.13.0 constants.go:272; terraform-provider-talos talos_cluster_kubeconfig_resource.go:153-154 "
+            "(v0.9.0; v0.11.0 unverified)",
+        ),
+        Lifetime(
+            "Talos and Arda's Kubernetes and etcd CAs",
+            "Pulumi's state, each machine",
+            days(TALOS_CA_HOURS),
+            "nobody: a CA rotation by hand (talosctl rotate-ca)",
+            f"`iluvatar doctor` from {DOCTOR_DAYS} days",
+            "talos pkg/machinery v1.13.0 config/generate/secrets/secrets.go:15, ca.go:21-58",
+        ),
+        Lifetime(
+            "Talos API server (apid) and kubelet certificates",
+            "each Arda machine",
+            "unverified",
+            "Talos and the kubelet themselves, while the machine runs",
+            "none (renewed on the machine)",
+            "unverified",
+        ),
+    ]
+
+
+def _local_rows(stack: StackConfig) -> list[Lifetime]:
+    dex_early = days(identity.CERTIFICATE_EARLY_RENEWAL_HOURS)
+    kms_early = days(kms.CERTIFICATE_EARLY_RENEWAL_HOURS)
+    refresh = identity.DEX_REFRESH_TOKENS
+    out = [
+        Lifetime(
+            "local CA (edge's cert-manager issuer, Dex's, the KMS's)",
+            "Pulumi's state (protected)",
+            days(certificates.CA_VALIDITY_HOURS),
+            "nobody: kept for ever in the state, so every device that trusts it keeps trusting it",
+            f"`iluvatar doctor` from {DOCTOR_DAYS} days",
+            "plans.certificates.CA_VALIDITY_HOURS",
+        ),
+        Lifetime(
+            "local CA leaves: wildcard-internal (and wildcard-external without Cloudflare)",
+            "Arda, namespace of the gateways",
+            "90 days (cert-manager's default duration)",
+            "cert-manager, 30 days before the end (a third of the duration)",
+            f"CertificateExpiring {monitoring.CERT_MANAGER_ALERT_DAYS} days ahead; CertificateNotReady",
+            "cert-manager's defaults: unverified at the pinned chart; the alert's threshold plans.monitoring",
+        ),
+    ]
+    dex = [
+        Lifetime(
+            "Dex's serving certificate",
+            "Pulumi's state, Secret identity/dex-tls",
+            days(identity.CERTIFICATE_VALIDITY_HOURS),
+            f"`pulumi up` within {dex_early} of its end (pulumi-tls early_renewal_hours)",
+            f"`iluvatar doctor` from {DOCTOR_DAYS} days",
+            "plans.identity.CERTIFICATE_VALIDITY_HOURS, CERTIFICATE_EARLY_RENEWAL_HOURS",
+        ),
+        Lifetime(
+            "Dex's token signing keys",
+            "Dex's storage (the Ainur's API)",
+            "6 hours (Dex's default expiry.signingKeys)",
+            "Dex itself",
+            "none needed",
+            f"dex {pins.APPS['dex']} cmd/dex/serve.go default: unverified",
+        ),
+        Lifetime(
+            "Dex's refresh tokens (kubectl, Argo CD, Headlamp sign-ins)",
+            "Dex's storage",
+            f"{refresh['absoluteLifetime']}, or {refresh['validIfNotUsedFor']} unused; ID tokens {identity.DEX_ID_TOKENS}",
+            "the user, signing in again",
+            "none needed",
+            "plans.identity.DEX_ID_TOKENS, DEX_REFRESH_TOKENS",
+        ),
+    ]
+    key = [
+        Lifetime(
+            "KMS server certificate",
+            "Pulumi's state, Secret kms/kms-tls",
+            days(kms.CERTIFICATE_VALIDITY_HOURS),
+            f"`pulumi up` within {kms_early} of its end (pulumi-tls early_renewal_hours)",
+            f"`iluvatar doctor` from {DOCTOR_DAYS} days",
+            "plans.kms.CERTIFICATE_VALIDITY_HOURS, CERTIFICATE_EARLY_RENEWAL_HOURS",
+        ),
+        Lifetime(
+            "KMS key (Arda's disk encryption)",
+            "Pulumi's state, Secret kms/kms-key",
+            "no end",
+            "nobody: losing it loses Arda's encrypted disks; keep the exported copy (kmsKey)",
+            "none needed",
+            "plans.kms.KEY_SECRET",
+        ),
+    ]
+    return out + (dex if stack.identity is not None else []) + (key if kms.enabled(stack) else [])
+
+
+def _remote_rows() -> list[Lifetime]:
+    return [
+        Lifetime(
+            "Headscale node keys (the household's devices)",
+            "Headscale's database (the Ainur)",
+            "no end for a pre-auth key's node (Headscale's node.expiry 0)",
+            "nobody needs to",
+            "none needed",
+            f"headscale {pins.APPS['headscale']} node.expiry default: unverified",
+        ),
+        Lifetime(
+            "the subnet router's enrolment key",
+            f"Secret {remote_access.NAMESPACE}/{remote_access.AUTHKEY_SECRET}",
+            remote_access.AUTHKEY_EXPIRATION,
+            "`pulumi up`, when the router has no node (single use)",
+            "the enrolment step fails naming it",
+            "plans.remote_access.AUTHKEY_EXPIRATION",
+        ),
+        Lifetime(
+            "Headscale's Noise, DERP and ACME keys",
+            "Headscale's state claim (backed up)",
+            "no end (the ACME certificate: Let's Encrypt's 90 days, renewed by Headscale)",
+            "Headscale itself",
+            "none: its state's backup drilled (drill-headscale)",
+            f"headscale {pins.APPS['headscale']}: unverified",
+        ),
+    ]
+
+
+def _backup_rows(stack: StackConfig) -> list[Lifetime]:
+    if stack.backup is None:
+        return []
+    out: list[Lifetime] = []
+    stale = data.stale_after(stack.backup.drill)
+    # The drills run where backups and the monitoring layer are, unless turned off (plans.drill.enabled).
+    alerted = f"RestoreDrillFailed; RestoreDrillStale after {_seconds(stale)}" if drill.enabled(stack) else "no drill (plans.drill.enabled)"
+    from plans import backup as backup_plan
+
+    for app in backup_plan.apps(stack):
+        assert app.backup is not None
+        bound = data.newest_within(app.backup.schedule)
+        for volume in app.backup.volumes:
+            out.append(
+                Lifetime(
+                    f"backup of {app.name}'s {volume.claim}",
+                    "the backup target",
+                    f'newest under {_seconds(bound)} ("{app.backup.schedule}")',
+                    "VolSync, on its schedule",
+                    f"BackupFailed; its drill: {alerted}",
+                    "stacks.data.newest_within",
+                )
+            )
+    etcd = data.newest_within(stack.backup.etcd.schedule)
+    clusters = ["arda", *(["ainur"] if stack.ainur is not None else [])]
+    for cluster in clusters:
+        out.append(
+            Lifetime(
+                f"{cluster}'s etcd snapshots",
+                "the backup target",
+                f'newest under {_seconds(etcd)} ("{stack.backup.etcd.schedule}")',
+                "talos-backup's CronJob" if cluster == "arda" else "k3s on each valar",
+                f"its drill: {alerted}",
+                "stacks.data.newest_within",
+            )
+        )
+    if stack.remote_access is not None and remote_access.state_backup_enabled(stack) and _headscale(stack):
+        bound = data.newest_within(remote_access.STATE_BACKUP_SCHEDULE)
+        out.append(
+            Lifetime(
+                "Headscale's state backup",
+                "the backup target",
+                f'newest under {_seconds(bound)} ("{remote_access.STATE_BACKUP_SCHEDULE}")',
+                "Headscale's pod, restarted by its state-backup CronJob",
+                f"drill-headscale: {alerted}" if drill.headscale_drilled(stack) else "not drilled (an NFS target: the init container's log only)",
+                "plans.remote_access.STATE_BACKUP_SCHEDULE, stacks.data.newest_within",
+            )
+        )
+    return out
+
+
+def _headscale(stack: StackConfig) -> bool:
+    return stack.remote_access is not None and stack.remote_access.headscale is not None
+
+
+def pem_end(pem: str) -> str | None:
+    """A PEM certificate's end (NotAfter) as `2027-11-25T12:07:33Z`; None when it is not one (a render's placeholder)."""
+    return rollout.certificate_expiry(base64.b64encode(pem.encode()).decode())
+
+
+def issued_entry(pem: str, hours: int) -> dict[str, object]:
+    """What the program exports of a certificate the local CA issued (`localCertificates`): its end, and how long before
+    it pulumi-tls renews it."""
+    return {"end": pem_end(pem), "earlyRenewalHours": hours}
+
+
+def rows(stack: StackConfig) -> list[Lifetime]:
+    """Every row for `stack`: the Ainur's (when it has one), Arda's, the local CA's and its leaves', the tailnet's, the
+    backups'."""
+    out = [*(_k3s_rows() if stack.ainur is not None else []), *_talos_rows(), *_local_rows(stack)]
+    if _headscale(stack):
+        out += _remote_rows()
+    return out + _backup_rows(stack)
+
+
+HEADER = ("What", "Where", "Lifetime", "Renewed by", "Alerted ahead", "Read from")
+
+
+def table(stack: StackConfig) -> str:
+    """The rows as a Markdown table (what docs/day2.md publishes)."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in rows(stack):
+        cells = (row.what, row.where, row.lifetime, row.renewed_by, row.alerted, row.source)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

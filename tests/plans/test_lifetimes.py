@@ -1,0 +1,124 @@
+"""plans.lifetimes: the table docs/day2.md publishes is what scripts/lifetimes.py prints, and each row says what the code
+that sets the value says (the constants it imports, the alerts the homelab raises, the backups' bounds)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from plans import certificates, identity, k3s, kms, lifetimes, monitoring, remote_access, rollout
+from stacks import load_stack_file
+from stacks.model import StackConfig
+from tests.edit import HOMELAB
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs/day2.md"
+
+
+@pytest.fixture(scope="module")
+def homelab() -> StackConfig:
+    return load_stack_file(HOMELAB)
+
+
+def _published() -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index("<!-- lifetimes:")
+    start = text.index("\n", start) + 1
+    return text[start : text.index("<!-- /lifetimes -->")]
+
+
+def _rows(stack: StackConfig) -> dict[str, lifetimes.Lifetime]:
+    return {row.what: row for row in lifetimes.rows(stack)}
+
+
+def test_docs_publish_what_the_script_prints() -> None:
+    printed = subprocess.run([sys.executable, str(ROOT / "scripts/lifetimes.py")], capture_output=True, text=True, check=True).stdout
+    assert printed.startswith("| What | Where | Lifetime | Renewed by | Alerted ahead | Read from |\n")
+    assert _published() == printed
+
+
+def test_k3s_rows_read_k3s_window_and_warning(homelab: StackConfig) -> None:
+    row = _rows(homelab)["k3s leaf certificates (component clients, API server, etcd, kubelet, kube-proxy)"]
+    assert (k3s.CERTIFICATE_RENEW_DAYS, rollout.CERTIFICATE_TRIGGER_DAYS, k3s.CERTIFICATE_WARNING_DAYS) == (120, 119, 30)
+    assert row.lifetime == "365 days"
+    assert row.renewed_by == "k3s, as it starts within 120 days of the end; `pulumi up` restarts it from 119 days (its k3s step)"
+    assert row.alerted == "AinurCertificateExpiring 30 days ahead; AinurCertificateUnknown; every preview and up within 30 days"
+    assert _rows(homelab)["k3s CAs"].alerted == "AinurCACertificateExpiring 30 days ahead"
+
+
+def test_rows_follow_the_constants_not_copies(homelab: StackConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(k3s, "CERTIFICATE_RENEW_DAYS", 90)
+    monkeypatch.setattr(rollout, "CERTIFICATE_TRIGGER_DAYS", 89)
+    monkeypatch.setattr(k3s, "CERTIFICATE_WARNING_DAYS", 21)
+    monkeypatch.setattr(certificates, "CA_VALIDITY_HOURS", 20 * 365 * 24)
+    monkeypatch.setattr(identity, "CERTIFICATE_EARLY_RENEWAL_HOURS", 10 * 24)
+    monkeypatch.setattr(kms, "CERTIFICATE_VALIDITY_HOURS", 3 * 365 * 24)
+    monkeypatch.setattr(remote_access, "STATE_BACKUP_SCHEDULE", "17 4 * * 0")
+    rows = _rows(homelab)
+    assert rows["k3s leaf certificates (component clients, API server, etcd, kubelet, kube-proxy)"].renewed_by.startswith(
+        "k3s, as it starts within 90 days of the end; `pulumi up` restarts it from 89 days"
+    )
+    assert rows["k3s CAs"].alerted == "AinurCACertificateExpiring 21 days ahead"
+    assert rows["local CA (edge's cert-manager issuer, Dex's, the KMS's)"].lifetime == "20 years"
+    assert rows["Dex's serving certificate"].renewed_by == "`pulumi up` within 10 days of its end (pulumi-tls early_renewal_hours)"
+    assert rows["KMS server certificate"].lifetime == "3 years"
+    assert rows["Headscale's state backup"].lifetime == 'newest under 691200 s ("17 4 * * 0")'
+
+
+def test_each_row_against_the_code(homelab: StackConfig) -> None:
+    rows = _rows(homelab)
+    assert rows["local CA (edge's cert-manager issuer, Dex's, the KMS's)"].lifetime == "10 years" == lifetimes.days(certificates.CA_VALIDITY_HOURS)
+    assert rows["Dex's serving certificate"].lifetime == "365 days" == lifetimes.days(identity.CERTIFICATE_VALIDITY_HOURS)
+    assert rows["KMS server certificate"].lifetime == "2 years" == lifetimes.days(kms.CERTIFICATE_VALIDITY_HOURS)
+    # Dex's tokens as its config says them.
+    config = identity.dex_config(homelab, defaultdict(str), "x")["expiry"]
+    assert rows["Dex's refresh tokens (kubectl, Argo CD, Headlamp sign-ins)"].lifetime == (
+        f"{config['refreshTokens']['absoluteLifetime']}, or {config['refreshTokens']['validIfNotUsedFor']} unused; ID tokens {config['idTokens']}"
+    )
+    assert rows["the subnet router's enrolment key"].lifetime == remote_access.AUTHKEY_EXPIRATION == "1h"
+    # The Headscale state backup's bound, as the drill's clock has it: two days for a daily backup.
+    assert rows["Headscale's state backup"].lifetime == 'newest under 172800 s ("17 4 * * *")'
+    assert rows["arda's etcd snapshots"].lifetime == 'newest under 43200 s ("0 */6 * * *")'
+    assert rows["Arda's admin kubeconfig"].renewed_by == "the Talos provider, at any `pulumi up` within 720 h of its end"
+    assert rows["local CA leaves: wildcard-internal (and wildcard-external without Cloudflare)"].alerted == (
+        "CertificateExpiring 14 days ahead; CertificateNotReady"
+    )
+
+
+def test_every_alert_a_row_names_is_one_the_homelab_raises(homelab: StackConfig) -> None:
+    raised = {alert.name for alert in monitoring.alerts(homelab)}
+    named = {name for row in lifetimes.rows(homelab) for name in re.findall(r"\b(?:[A-Z]+[a-z]+){2,}\b", row.alerted)}
+    assert named == {
+        "AinurCertificateExpiring",
+        "AinurCertificateUnknown",
+        "AinurCACertificateExpiring",
+        "CertificateExpiring",
+        "CertificateNotReady",
+        "BackupFailed",
+        "RestoreDrillFailed",
+        "RestoreDrillStale",
+    }
+    assert named <= raised
+
+
+def test_a_row_not_read_from_source_says_unverified(homelab: StackConfig) -> None:
+    for row in lifetimes.rows(homelab):
+        cited = re.search(r"\.go:\d+|plans\.|stacks\.", row.source) is not None
+        assert cited or "unverified" in row.source, row
+
+
+def test_a_stack_without_the_ainur_or_identity_has_no_rows_of_them() -> None:
+    rk1 = load_stack_file(ROOT / "Pulumi.rk1.yaml")
+    whats = [row.what for row in lifetimes.rows(rk1)]
+    assert not any(w.startswith(("k3s", "Dex", "KMS", "Headscale")) for w in whats)
+    assert whats[:4] == [
+        "Talos API client certificate (the talosconfig)",
+        "Arda's admin kubeconfig",
+        "Talos and Arda's Kubernetes and etcd CAs",
+        "Talos API server (apid) and kubelet certificates",
+    ]
