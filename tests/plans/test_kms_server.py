@@ -187,6 +187,21 @@ def test_a_blob_of_another_kms_key_is_refused_and_the_restored_key_opens_it(tmp_
     assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
 
 
+def test_the_real_server_unseals_the_canary_the_program_seals_and_only_under_its_key(tmp_path: Path, pki: Path) -> None:
+    """The key's restore drill checks the key against plans.kms.canary: a blob the server itself opens, for its node only."""
+    key = new_key(tmp_path / "key")
+    running = start(key, pki)
+    blob = kms.canary(key.read_text())
+    done = unseal(running.endpoint, pki, kms.CANARY_NODE, blob)
+    other = unseal(running.endpoint, pki, NODE, blob)
+    running.stop()
+    assert json.loads(done.stdout) == {"passphrase": base64.b64encode(kms.CANARY_PLAINTEXT).decode()}
+    assert refusal(other) == "PermissionDenied"
+    # The same key gives the same blob (no diff at every run); another key another one, which this server refuses.
+    assert kms.canary(key.read_text()) == blob
+    assert kms.canary(base64.b64encode(os.urandom(32)).decode()) != blob
+
+
 RUNBOOK = ("docs/layers/ainur.md", "### The Ainur lost")
 
 
