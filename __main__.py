@@ -158,6 +158,7 @@ data = DataSafety(
         namespaces=edge.category_namespaces,
         ainur=ainur.access if ainur is not None else None,
         ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
+        kms_key=kms.key if kms is not None else None,
     ),
     opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}),
 )

@@ -114,7 +114,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # #57 then seven: Headscale's state backed up (its restic Secret, the random provider and protected password, the
     # CronJob that restarts Headscale for its backup, its ServiceAccount, Role and RoleBinding). Then two: the
     # ValidatingAdmissionPolicy and binding that let that account change only its stamp of Headscale's pod template.
-    assert len(sim.registrations) == 402
+    # #55 then three: the KMS key's age file on Arda (a ConfigMap), the CronJob that uploads it to the backup target,
+    # and its restore drill's CronJob.
+    assert len(sim.registrations) == 405
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

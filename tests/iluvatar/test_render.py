@@ -49,7 +49,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # more, the homelab's remote access (Headscale and its subnet router on the Ainur: their namespace, config,
         # Deployments, Service, claim, the router's account, role and binding, two NetworkPolicies). #57: five more,
         # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding).
-        f"rendered stack homelab to {out}: 298 files",
+        f"rendered stack homelab to {out}: 301 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -59,7 +59,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 298 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 301 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -196,6 +196,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/etcd-backup/CronJob-talos-backup.yaml",
             "kubernetes/arda/etcd-backup/Secret-talos-backup-s3.yaml",
             "kubernetes/arda/etcd-backup/ServiceAccount-talos-backup.yaml",
+            # The KMS key's age file and the CronJob that uploads it beside the etcd snapshots (plans.kms.backup_cronjob).
+            "kubernetes/arda/etcd-backup/ConfigMap-kms-key-backup.yaml",
+            "kubernetes/arda/etcd-backup/CronJob-kms-key-backup.yaml",
             "kubernetes/arda/_cluster/Namespace-external-secrets.yaml",
             "kubernetes/arda/external-secrets/HelmRelease-external-secrets.yaml",
             "kubernetes/arda/_cluster/Namespace-iluvatar-secrets.yaml",
@@ -285,6 +288,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/Namespace-backup-drill.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-arda.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-ainur.yaml",
+            "kubernetes/arda/backup-drill/CronJob-drill-kms-key.yaml",
             "kubernetes/arda/backup-drill/PersistentVolumeClaim-drill-tools.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-age-identity.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-s3.yaml",
@@ -370,7 +374,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # gate before Headscale's claim on Longhorn, and the steps that make its users and enrol the router: 15.)
     # (#57: Headscale's state backup, its Secret, random provider, password, CronJob, account, role and binding: 7. Then
     # the admission policy and its binding that hold the backup's stamp to its annotation: 2.)
-    assert counts.splitlines()[-1] == "  total: 402"
+    # (#55: the KMS key's age file on Arda, the CronJob that uploads it, its restore drill: 3.)
+    assert counts.splitlines()[-1] == "  total: 405"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
