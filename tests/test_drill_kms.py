@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 
 from iluvatar.golang import go_binary, go_env
-from plans import drill, kms
+from plans import drill, kms, monitoring
 from stacks import load_stack_file
 from stacks.model import StackConfig
 from tests.edit import HOMELAB
+from tests.plans.test_drill import _expected, _series
 from tests.test_drill import APPLETS, _Bucket, _clock, _container, _key, _run
 from tests.tools import require
+from tools import alert_check
 
 UPLOADED = datetime.datetime(2026, 11, 20, 18, 0, tzinfo=datetime.UTC)
 
@@ -189,3 +191,49 @@ def test_the_drill_fails_when_the_newest_backup_is_older_than_the_etcd_schedule_
         f'restore drill of the KMS key\'s backup FAILED: the newest snapshot, {_newest(stack)}, is 0d 12h 0m 1s old, and backups on "0 */6 * * *" '
         f"keep the newest under 0d 12h 0m 0s: snapshots have stopped reaching the bucket; look with: {look}"
     )
+
+
+def test_a_failed_or_stale_kms_key_drill_fires_the_drill_alerts_naming_it(stack: StackConfig) -> None:
+    """The drill's CronJob carries what the drill alerts read (its name's prefix and its labels, as kube-state-metrics
+    copies them): failed, RestoreDrillFailed names the KMS key; not passed for eight days, RestoreDrillStale."""
+    cronjob = drill.kms_cronjob(stack, kms.canary(_new_key()))
+    meta = cronjob["metadata"]
+    where = f'namespace="{meta["namespace"]}",cronjob="{meta["name"]}"'
+    assert where == 'namespace="backup-drill",cronjob="drill-kms-key"'
+    labels = meta["labels"]
+    copied = f'{where},label_iluvatar_dev_drill="{labels[drill.LABEL]}",label_iluvatar_dev_drill_kind="{labels[drill.KIND_LABEL]}"'
+    failed = [
+        _series("kube_cronjob_labels", copied, "1x400"),
+        _series("kube_cronjob_status_last_schedule_time", where, "1000x400"),
+        _series("kube_cronjob_status_last_successful_time", where, "500x400"),
+        _series("kube_cronjob_status_active", where, "0x400"),
+        _series("kube_cronjob_created", where, "0x400"),
+    ]
+    case = {
+        "interval": "1m",
+        "input_series": failed,
+        "alert_rule_test": [
+            {
+                "eval_time": "10m",
+                "alertname": "RestoreDrillFailed",
+                "exp_alerts": [_expected(stack, "RestoreDrillFailed", where, "kms-key", "kms-key")],
+            }
+        ],
+    }
+    result = alert_check.unit_test_rules(monitoring.alert_rules(stack), [case])
+    assert result.returncode == 0, result.stdout + result.stderr
+    never = [{**s, "values": s["values"].replace("x400", "x200")} for s in failed if "successful" not in s["series"]]
+    case = {
+        "interval": "1h",
+        "input_series": never,
+        "alert_rule_test": [
+            {"eval_time": "7d", "alertname": "RestoreDrillStale", "exp_alerts": []},
+            {
+                "eval_time": "8d3h",
+                "alertname": "RestoreDrillStale",
+                "exp_alerts": [_expected(stack, "RestoreDrillStale", where, "kms-key", "kms-key")],
+            },
+        ],
+    }
+    result = alert_check.unit_test_rules(monitoring.alert_rules(stack), [case], evaluation_interval="1h")
+    assert result.returncode == 0, result.stdout + result.stderr
