@@ -100,7 +100,8 @@ if ainur is not None:
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
 # The KMS Arda's `kms` disk encryption keys unlock with (plans.kms), on the Ainur: a disk or machine out of the house cannot
-# reach it. Its key exists only in Pulumi's state and the Ainur's Secret: keep the exported copy outside the homelab.
+# reach it. Its key is in clear only in Pulumi's state and the Ainur's Secret (age-encrypted on the backup target too,
+# components.data): keep the exported copy outside the homelab.
 kms = None
 if ainur is not None and kms_plan.enabled(stack):
     kms = Kms(
@@ -161,6 +162,7 @@ data = DataSafety(
         namespaces=edge.category_namespaces,
         ainur=ainur.access if ainur is not None else None,
         ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
+        kms_key=kms.key if kms is not None else None,
     ),
     opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}),
 )

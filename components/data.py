@@ -25,6 +25,7 @@ from components.steps import ClusterAccess
 from plans import age, bringup, references
 from plans import backup as backup_plan
 from plans import drill as drill_plan
+from plans import kms as kms_plan
 from plans import secrets as secrets_plan
 from stacks.model import App, StackConfig
 from stacks.pulumi_source import StackSecrets
@@ -52,6 +53,8 @@ class DataSafetyArgs:
     namespaces: Mapping[str, pulumi.Resource] = field(default_factory=dict)
     ainur: ClusterAccess | None = None
     ainur_provider: k8s.Provider | None = None
+    # The KMS key (components.kms), when the Ainur serve one: its age file goes to the backup target, and its drill.
+    kms_key: pulumi.Output[str] | None = None
 
 
 def _secret_data(values: Any) -> Any:
@@ -91,6 +94,7 @@ class DataSafety(pulumi.ComponentResource):
         self.age_recipient = None
         self.drill_namespace = None
         self._access = args.arda
+        self._stack = args.stack
         child = pulumi.ResourceOptions(parent=self)
         rnd = random.Provider(f"{name}-random", opts=child)
         self._random = pulumi.ResourceOptions(parent=self, provider=rnd, protect=True)
@@ -214,7 +218,9 @@ class DataSafety(pulumi.ComponentResource):
                 restic[f"{app.namespace}/{volume.claim}"] = self._secret(f"{prefix}-{app.category}", shape, values, category)
         if backup_plan.arda_etcd(stack):
             assert s3 is not None
-            self._talos_backup(prefix, args, namespaces[backup_plan.ETCD_NAMESPACE], s3)
+            credentials = self._talos_backup(prefix, args, namespaces[backup_plan.ETCD_NAMESPACE], s3)
+            if args.kms_key is not None and kms_plan.backup_enabled(stack):
+                self._kms_key_backup(prefix, args.kms_key, [namespaces[backup_plan.ETCD_NAMESPACE], credentials])
         if drill_plan.enabled(stack):
             self._drill(f"{name}-drill", args, restic, s3)
         if stack.ainur is not None and s3 is not None and args.ainur is not None and args.ainur_provider is not None:
@@ -237,7 +243,8 @@ class DataSafety(pulumi.ComponentResource):
             ]
             self._create(f"{prefix}-{app.category}", drill_plan.volume_cronjob(stack, app, volume), after)
         clusters = drill_plan.etcd_drills(stack)
-        if not clusters or s3 is None:
+        kms_drill = args.kms_key is not None and drill_plan.kms_drill_enabled(stack)
+        if (not clusters and not kms_drill) or s3 is None:
             return
         namespace = self._create(prefix, drill_plan.namespace(), args.after)
         self.drill_namespace = namespace
@@ -245,8 +252,8 @@ class DataSafety(pulumi.ComponentResource):
             prefix, drill_plan.s3_secret_shape(), s3.apply(lambda k: {"AWS_ACCESS_KEY_ID": k[0], "AWS_SECRET_ACCESS_KEY": k[1]}), [namespace]
         )
         made: list[pulumi.Resource] = [namespace, keys]
-        if "arda" in clusters:
-            assert self.age_identity is not None, "Arda's drill needs talos-backup's age identity (stacks.data.drills)"
+        if "arda" in clusters or kms_drill:
+            assert self.age_identity is not None, "Arda's and the KMS key's drills need talos-backup's age identity (stacks.data.drills)"
             shape = drill_plan.age_secret("")
             made.append(self._secret(prefix, shape, self.age_identity.apply(lambda key: drill_plan.age_secret(key)["stringData"]), [namespace]))
             # Where the drill keeps age between runs (plans.drill.TOOLS_CLAIM), once its class and driver are there
@@ -258,8 +265,37 @@ class DataSafety(pulumi.ComponentResource):
             made.append(self._create(prefix, claim, before))
         for cluster in clusters:
             self._create(prefix, drill_plan.etcd_cronjob(stack, cluster), made)
+        if kms_drill:
+            assert args.kms_key is not None
+            # The canary is the KMS key's seal of a public value: no more secret than the key's age file (unsecret, so
+            # the CronJob's spec shows in a preview as every drill's does).
+            canary = pulumi.Output.unsecret(args.kms_key.apply(kms_plan.canary))
+            cronjob: pulumi.Output[dict[str, Any]] = canary.apply(lambda c: drill_plan.kms_cronjob(stack, c))
+            k8s.batch.v1.CronJob(
+                kube.resource_name(prefix, drill_plan.kms_cronjob(stack, "")),
+                metadata=cronjob.apply(lambda c: c["metadata"]),
+                spec=cronjob.apply(lambda c: c["spec"]),
+                opts=self._on_arda(made),
+            )
 
-    def _talos_backup(self, prefix: str, args: DataSafetyArgs, namespace: pulumi.Resource, s3: pulumi.Output[tuple[str, str]]) -> None:
+    def _kms_key_backup(self, prefix: str, key: pulumi.Output[str], after: Sequence[pulumi.Resource]) -> None:
+        """The KMS key's age file (to the backups' recipient: `backupAgeKey` opens it) and the CronJob that uploads it
+        beside the etcd snapshots with talos-backup's S3 keys (plans.kms.backup_cronjob)."""
+        assert self.age_recipient is not None
+        stack = self._stack
+        # Ciphertext: unsecret, as the stack output `kmsKeyBackup` of the same file is.
+        armored = pulumi.Output.unsecret(pulumi.Output.all(key, self.age_recipient).apply(lambda v: kms_plan.key_backup(v[0], v[1])))
+        shape = kms_plan.backup_configmap("")
+        configmap = k8s.core.v1.ConfigMap(
+            kube.resource_name(prefix, shape),
+            metadata=shape["metadata"],
+            data=armored.apply(lambda a: kms_plan.backup_configmap(a)["data"]),
+            opts=self._on_arda(after),
+        )
+        self._create(prefix, kms_plan.backup_cronjob(stack), [*after, configmap])
+
+    def _talos_backup(self, prefix: str, args: DataSafetyArgs, namespace: pulumi.Resource, s3: pulumi.Output[tuple[str, str]]) -> k8s.core.v1.Secret:
+        """talos-backup and its identity; returns its S3 Secret (the KMS key's backup uploads with the same keys)."""
         stack = args.stack
         # The age identity: 32 random bytes, protected; talos-backup gets only its recipient (public).
         key = random.RandomBytes(f"{prefix}-age-identity", length=32, opts=self._random)
@@ -297,3 +333,4 @@ class DataSafety(pulumi.ComponentResource):
             spec=cronjob.apply(lambda c: c["spec"]),
             opts=self._on_arda([namespace, credentials, sa]),
         )
+        return credentials

@@ -3,8 +3,9 @@ machine's volume passphrases with (plans.kms).
 
 - **The key**: 32 random bytes, a protected Pulumi resource (`pulumi destroy` and a refactoring cannot lose it: a
   machine whose volumes it sealed would never unlock again), delivered as the Secret `kms/kms-key`, secret end to
-  end. Its only copies are Pulumi's state and that Secret; it is exported, secret, as `kmsKey`, to keep a copy
-  outside the homelab beside `backupAgeKey` (docs/layers/ainur.md, "The Ainur lost").
+  end. Its only copies in clear are Pulumi's state and that Secret; it is exported, secret, as `kmsKey`, to keep a
+  copy outside the homelab beside `backupAgeKey`, and goes age-encrypted to the backup target (components.data,
+  plans.kms.backup_cronjob; docs/layers/ainur.md, "The Ainur lost").
 - **TLS**: a certificate of the local CA for the endpoint's address (and `kms.<domain>`), in the Secret `kms/kms-tls`.
 - **The server**: the namespace, its account (no token, no rights), the sources, the DaemonSet, the Service on
   the service address and its NetworkPolicy (plans.kms.manifests).

@@ -27,11 +27,12 @@ Plain functions returning manifests and scripts; no Pulumi here.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
 
-from plans import backup, gitops, remote_access, storage
+from plans import backup, gitops, kms, remote_access, storage
 from stacks import data, day2, pins, releases
 from stacks.data import ETCDUTL, etcd_minor, newest_within
 from stacks.data_model import BackupVolume, Drill
@@ -490,6 +491,140 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
         volumes.append({"name": "tools", "persistentVolumeClaim": {"claimName": TOOLS_CLAIM}})
     pod = {"securityContext": {"fsGroup": NONROOT}, "initContainers": [fetch, opened, restore, schema], "containers": [status], "volumes": volumes}
     return _cronjob(stack, cronjob_name(f"etcd-{cluster}"), NAMESPACE, cluster, "etcd", pod)
+
+
+# --- The KMS key ----------------------------------------------------------------------------------------------
+
+# The KMS key's backups (plans.kms.backup_cronjob): `<prefix>/kms/kms-key-<RFC 3339 time in UTC>.age`, the age file of
+# the key to the backups' recipient. The drill fetches the newest (too old: the uploads have stopped), decrypts it with
+# the same identity and age as Arda's snapshots, and unseals the canary the live key sealed (plans.kms.canary) with it.
+KMS_KEY = "kms-key"
+PICK_KMS = 'pick() { grep \'/kms-key-[^/]*\\.age$\' | LC_ALL=C sort | tail -n 1; }\ntaken() { t=${1%.age}; since "${t#"$S3_PREFIX/kms-key-"}"; }\n'
+# The check, in Go's standard library only (the drill's Go image runs it, no module needed): the canary opened as the
+# server's Unseal opens a blob (plans/kmsserver/main.go: a version byte, a 12-byte nonce, AES-256-GCM with "iluvatar-kms/v1
+# node <uuid>" as associated data), with the key the backup gave; tests/plans/test_kms_server.py has the real server open
+# the same canary.
+KMS_CHECK_GO = """package main
+
+import (
+\t"bytes"
+\t"crypto/aes"
+\t"crypto/cipher"
+\t"encoding/base64"
+\t"errors"
+\t"fmt"
+\t"os"
+\t"strings"
+)
+
+func main() {
+\tif err := check(os.Args[1]); err != nil {
+\t\tfmt.Fprintf(os.Stderr, "restore drill of %s FAILED: %s\\n", os.Getenv("DRILL"), err)
+\t\tos.Exit(1)
+\t}
+\tfmt.Printf("restore drill of %s: the key from the backup unseals the canary the live key sealed\\n", os.Getenv("DRILL"))
+}
+
+func check(path string) error {
+\tkey, err := os.ReadFile(path)
+\tif err != nil {
+\t\treturn err
+\t}
+\tif len(key) != 32 {
+\t\treturn fmt.Errorf("the backup holds %d bytes, not a KMS key's 32", len(key))
+\t}
+\tblob, err := base64.StdEncoding.DecodeString(os.Getenv("CANARY"))
+\tif err != nil {
+\t\treturn errors.New("the canary is not base64")
+\t}
+\twant, err := base64.StdEncoding.DecodeString(os.Getenv("CANARY_PLAINTEXT"))
+\tif err != nil {
+\t\treturn errors.New("the canary's plaintext is not base64")
+\t}
+\tblock, err := aes.NewCipher(key)
+\tif err != nil {
+\t\treturn err
+\t}
+\taead, err := cipher.NewGCM(block)
+\tif err != nil {
+\t\treturn err
+\t}
+\thead := 1 + aead.NonceSize()
+\tif len(blob) < head || blob[0] != 1 {
+\t\treturn errors.New("the canary is not a sealed value of the KMS")
+\t}
+\tplain, err := aead.Open(nil, blob[1:head], blob[head:], []byte("iluvatar-kms/v1 node "+strings.ToLower(os.Getenv("CANARY_NODE"))))
+\tif err != nil || !bytes.Equal(plain, want) {
+\t\treturn errors.New("the key from the backup does not unseal the canary the live key sealed: it is not the key Arda's volumes are sealed under, and would not unlock them")
+\t}
+\treturn nil
+}
+"""
+KMS_CHECK_SCRIPT = (
+    'set -eu\nmkdir -p "$WORK/check"\ncat >"$WORK/check/main.go" <<\'EOF\'\n'
+    + KMS_CHECK_GO
+    + 'EOF\nexport CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=\ncd "$WORK/check"\ngo build -trimpath -o check main.go\nexec ./check "$WORK/snapshot.db"\n'
+)
+
+
+def kms_drill_enabled(stack: StackConfig) -> bool:
+    """The KMS key's backups are drilled wherever they are written (plans.kms.backup_enabled) and drills run."""
+    return enabled(stack) and kms.backup_enabled(stack)
+
+
+def kms_cronjob(stack: StackConfig, canary: str) -> dict[str, Any]:
+    """The drill of the KMS key's backups, in `NAMESPACE`: fetch the newest, decrypt it, unseal `canary` with it."""
+    assert stack.backup is not None
+    where = backup.target(stack)
+    env: list[dict[str, Any]] = [
+        {"name": "DRILL", "value": "the KMS key's backup"},
+        {
+            "name": "LOOK",
+            "value": f"kubectl -n {backup.ETCD_NAMESPACE} get cronjob {kms.BACKUP_NAME}; kubectl -n {backup.ETCD_NAMESPACE} logs job/<its newest job>",
+        },
+        *clock_env(stack.backup.etcd.schedule),
+        {"name": "S3_ENDPOINT", "value": where.endpoint},
+        {"name": "S3_BUCKET", "value": where.path},
+        {"name": "S3_PREFIX", "value": kms.backup_prefix(stack)},
+        {"name": "AWS_REGION", "value": stack.backup.region},
+        {"name": "WORK", "value": WORK},
+        {"name": "TMPDIR", "value": f"{WORK}/tmp"},  # noqa: S108 - in the pod's emptyDir
+        {"name": "OUT", "value": f"{WORK}/snapshot"},
+        {"name": "HOME", "value": WORK},
+        {"name": "GOPATH", "value": f"{WORK}/go"},
+        {"name": "GOCACHE", "value": f"{WORK}/go-cache"},
+        {"name": "TOOLS", "value": TOOLS},
+        {"name": "CANARY", "value": canary},
+        {"name": "CANARY_NODE", "value": kms.CANARY_NODE},
+        {"name": "CANARY_PLAINTEXT", "value": base64.b64encode(kms.CANARY_PLAINTEXT).decode()},
+    ]
+    work = [{"name": "work", "mountPath": WORK}]
+
+    def step(name: str, image: str, script: str, mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {
+            "name": name,
+            "image": image,
+            "command": ["/bin/sh", "-c", 'mkdir -p "$WORK/tmp"\n' + script],
+            "env": env,
+            "securityContext": _RESTRICTED,
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+            "volumeMounts": [*work, *(mounts or [])],
+        }
+
+    fetch = step("fetch", CURL_IMAGE, CLOCK_SCRIPT + PICK_KMS + FETCH_SCRIPT)
+    fetch["envFrom"] = [{"secretRef": {"name": S3_SECRET}}]
+    # The same age, identity and kept binary as Arda's etcd drill: the key's file lands where a snapshot's would.
+    decrypt = step(
+        "decrypt", GO_IMAGE, DECRYPT_SCRIPT, [{"name": "identity", "mountPath": "/identity", "readOnly": True}, {"name": "tools", "mountPath": TOOLS}]
+    )
+    check = step("unseal", GO_IMAGE, KMS_CHECK_SCRIPT)
+    volumes: list[dict[str, Any]] = [
+        {"name": "work", "emptyDir": {}},
+        {"name": "identity", "secret": {"secretName": AGE_SECRET, "defaultMode": 0o400}},
+        {"name": "tools", "persistentVolumeClaim": {"claimName": TOOLS_CLAIM}},
+    ]
+    pod = {"securityContext": {"fsGroup": NONROOT}, "initContainers": [fetch, decrypt], "containers": [check], "volumes": volumes}
+    return _cronjob(stack, cronjob_name(KMS_KEY), NAMESPACE, KMS_KEY, KMS_KEY, pod)
 
 
 def tools_claim(stack: StackConfig) -> dict[str, Any]:

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from pathlib import Path
 from typing import Any
 
-from plans import age_file
+from plans import aes_gcm, age_file, backup
 from plans.netboot.pi_pods import NOT_NETBOOTED
 from plans.netboot.pods import eviction_tolerations
 from stacks import pins
@@ -138,6 +139,116 @@ def key_backup(key_base64: str, recipient: str) -> str:
     """The KMS key's 32 bytes as an age file to the backups' recipient (armored): `backupAgeKey` opens it
     (`age --decrypt -i`), and the same key gives the same file at every run (plans.age_file)."""
     return age_file.encrypt(base64.b64decode(key_base64), recipient, BACKUP_LABEL)
+
+
+# --- The key's backup on the backup target, and its canary -----------------------------------------------------
+
+# On Arda, beside talos-backup (its namespace and its S3 Secret): the key's age file, uploaded on the etcd schedule.
+BACKUP_NAME = "kms-key-backup"
+BACKUP_FILE = "kms-key.age"
+BACKUP_IMAGE = pins.IMAGES["curl-drill"]
+BACKUP_USER = 65534
+
+# A known value sealed under the key as the server seals a passphrase (plans/kmsserver/main.go Seal: a version byte,
+# a 12-byte nonce, AES-256-GCM with "iluvatar-kms/v1 node <uuid>" as associated data) for a node that is no machine:
+# the key's restore drill unseals it with the key it decrypted from the backup, which proves that key is the one that
+# sealed Arda's volumes. The plaintext is public (a hash of a label) and the nonce comes from the key (an HMAC), so
+# the same key gives the same blob at every run and no other seal repeats its nonce (a random 96-bit one would
+# collide with it once in 2^96 seals).
+CANARY_NODE = "00000000-1117-4000-8000-000000000000"
+CANARY_PLAINTEXT = hashlib.sha256(b"iluvatar kms canary v1").digest()
+CANARY_VERSION = 1
+
+
+def canary(key_base64: str) -> str:
+    """The canary blob (base64) sealed under the KMS key for CANARY_NODE; the server's Unseal gives CANARY_PLAINTEXT."""
+    key = base64.b64decode(key_base64)
+    nonce = hmac.new(key, b"iluvatar kms canary nonce v1", hashlib.sha256).digest()[:12]
+    sealed = aes_gcm.seal(key, nonce, CANARY_PLAINTEXT, f"iluvatar-kms/v1 node {CANARY_NODE.lower()}".encode())
+    return base64.b64encode(bytes([CANARY_VERSION]) + nonce + sealed).decode()
+
+
+def backup_enabled(stack: StackConfig) -> bool:
+    """The key goes to the backup target with Arda's etcd snapshots: where talos-backup uploads, to its recipient."""
+    return enabled(stack) and backup.arda_etcd(stack)
+
+
+def backup_prefix(stack: StackConfig) -> str:
+    """`<prefix>/kms` on the backup target: beside `<prefix>/etcd`, apart from every snapshot's folder."""
+    where = backup.target(stack)
+    return "/".join(p for p in (where.prefix, "kms") if p)
+
+
+def backup_configmap(armored: str) -> dict[str, Any]:
+    """The key's age file on Arda (ciphertext: what is public about it is that it exists), for the upload to read."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": BACKUP_NAME, "namespace": backup.ETCD_NAMESPACE, "labels": _labels()},
+        "data": {BACKUP_FILE: armored},
+    }
+
+
+# The upload: one object a run, named by its time (UTC, RFC 3339, as talos-backup names the etcd snapshots), so the
+# drill reads how old the newest is from its name; signed by curl (AWS Signature v4), as the drills' own reads are.
+# Environment: the S3 Secret's keys, S3_ENDPOINT, S3_BUCKET, S3_PREFIX, AWS_REGION.
+BACKUP_SCRIPT = f"""set -eu
+key="$S3_PREFIX/kms-key-$(date -u +%Y-%m-%dT%H:%M:%SZ).age"
+curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \\
+  -T /backup/{BACKUP_FILE} "$S3_ENDPOINT/$S3_BUCKET/$key"
+echo "the KMS key's backup is $key"
+"""
+
+
+def backup_cronjob(stack: StackConfig) -> dict[str, Any]:
+    """The CronJob on Arda that writes the key's age file to the backup target on the etcd schedule: a fresh object
+    each run, so the drill can tell uploads that stopped from a key that did not change."""
+    assert stack.backup is not None
+    where = backup.target(stack)
+    env = [
+        {"name": "S3_ENDPOINT", "value": where.endpoint},
+        {"name": "S3_BUCKET", "value": where.path},
+        {"name": "S3_PREFIX", "value": backup_prefix(stack)},
+        {"name": "AWS_REGION", "value": stack.backup.region},
+        *(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": backup.TALOS_S3_SECRET, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ),
+    ]
+    container = {
+        "name": "upload",
+        "image": BACKUP_IMAGE,
+        "command": ["/bin/sh", "-c", BACKUP_SCRIPT],
+        "env": env,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": BACKUP_USER,
+            "runAsGroup": BACKUP_USER,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "backup", "mountPath": "/backup", "readOnly": True}],
+    }
+    pod = {
+        "restartPolicy": "OnFailure",
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": [{"name": "backup", "configMap": {"name": BACKUP_NAME}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": BACKUP_NAME, "namespace": backup.ETCD_NAMESPACE, "labels": _labels()},
+        "spec": {
+            "schedule": stack.backup.etcd.schedule,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {"backoffLimit": 3, "template": {"metadata": {"labels": _labels()}, "spec": pod}}},
+        },
+    }
 
 
 def key_secret(key_base64: str) -> dict[str, Any]:

@@ -798,7 +798,7 @@ def drill_alerts(stack: StackConfig) -> list[Alert]:
             f"The restore drill of {what} failed",
             f"The last restore drill of {what} ended without restoring its newest backup: that backup may not come back. "
             "`kubectl -n {{ $labels.namespace }} logs job/<the newest job of cronjob {{ $labels.cronjob }}>` says what failed "
-            "(restic check, the restore, the count, the decryption or etcdutl).",
+            "(restic check, the restore, the count, the decryption, etcdutl, or the KMS key's unseal of its canary).",
         ),
         Alert(
             "RestoreDrillStale",

@@ -117,7 +117,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # Then two: Headscale's state restore drill on Arda (its CronJob, its copy of the state repository's Secret).
     # #54 then four: the log store's admin key (the random provider, the password, its Secret), and the NetworkPolicy
     # of Longhorn's support-bundle manager.
-    assert len(sim.registrations) == 408
+    # #55 then three: the KMS key's age file on Arda (a ConfigMap), the CronJob that uploads it to the backup target,
+    # and its restore drill's CronJob.
+    assert len(sim.registrations) == 411
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from iluvatar.simulate import SecretValue, Simulation
+from plans import kms as kms_plan
 from tests.edit import RK1
 from tests.sims import simulated
 from tools import gotools
@@ -55,3 +56,20 @@ def test_the_key_backup_opens_with_the_backups_age_key_and_gives_the_key_the_ain
     secret = homelab.one("kubernetes:core/v1:Secret", "kms-secret-kms-key")
     served = secret.inputs["stringData"]
     assert (served.value if isinstance(served, SecretValue) else served) == {"key": key.value}
+
+
+def test_the_key_backup_on_arda_is_the_output_s_file_and_the_drill_checks_the_live_key_s_canary(homelab: Simulation) -> None:
+    """The file the upload sends to the backup target is `kmsKeyBackup` (ciphertext, not a secret), it waits for
+    talos-backup's S3 Secret it reads, and the drill unseals the canary of the key the Ainur serve."""
+    key = homelab.outputs["kmsKey"]
+    assert isinstance(key, SecretValue)
+    configmap = homelab.one("kubernetes:core/v1:ConfigMap", "data-backup-configmap-kms-key-backup")
+    assert configmap.inputs["data"] == {"kms-key.age": homelab.outputs["kmsKeyBackup"]}
+    assert configmap.secret_inputs == ()
+    upload = homelab.one("kubernetes:batch/v1:CronJob", "data-backup-cronjob-kms-key-backup")
+    names = {r.urn: r.name for r in homelab.registrations}
+    assert {"data-backup-secret-talos-backup-s3", "data-backup-configmap-kms-key-backup"} <= {names[u] for u in upload.dependencies}
+    drill = homelab.one("kubernetes:batch/v1:CronJob", "data-drill-cronjob-drill-kms-key")
+    env = {e["name"]: e["value"] for e in drill.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+    assert env["CANARY"] == kms_plan.canary(key.value)
+    assert env["S3_PREFIX"] == "kms"

@@ -50,8 +50,9 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # Deployments, Service, claim, the router's account, role and binding, two NetworkPolicies). #57: five more,
         # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding); two more, its
         # restore drill on Arda (its CronJob and its copy of the restic Secret). #54 then two: the log store's admin
-        # key's Secret, and the NetworkPolicy of Longhorn's support-bundle manager.
-        f"rendered stack homelab to {out}: 302 files",
+        # key's Secret, and the NetworkPolicy of Longhorn's support-bundle manager. #55 then three: the KMS key's age file
+        # on Arda, the CronJob that uploads it and its restore drill's CronJob.
+        f"rendered stack homelab to {out}: 305 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -61,7 +62,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 300 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 305 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -198,6 +199,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/etcd-backup/CronJob-talos-backup.yaml",
             "kubernetes/arda/etcd-backup/Secret-talos-backup-s3.yaml",
             "kubernetes/arda/etcd-backup/ServiceAccount-talos-backup.yaml",
+            # The KMS key's age file and the CronJob that uploads it beside the etcd snapshots (plans.kms.backup_cronjob).
+            "kubernetes/arda/etcd-backup/ConfigMap-kms-key-backup.yaml",
+            "kubernetes/arda/etcd-backup/CronJob-kms-key-backup.yaml",
             "kubernetes/arda/_cluster/Namespace-external-secrets.yaml",
             "kubernetes/arda/external-secrets/HelmRelease-external-secrets.yaml",
             "kubernetes/arda/_cluster/Namespace-iluvatar-secrets.yaml",
@@ -289,6 +293,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/Namespace-backup-drill.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-arda.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-ainur.yaml",
+            "kubernetes/arda/backup-drill/CronJob-drill-kms-key.yaml",
             "kubernetes/arda/backup-drill/PersistentVolumeClaim-drill-tools.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-age-identity.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-s3.yaml",
@@ -377,7 +382,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (Headscale's restore drill on Arda, its CronJob and its copy of the restic Secret: 2.)
     # (#54: the log store's admin key, its random provider, password and Secret: 3. Longhorn's support-bundle manager's
     # NetworkPolicy: 1.)
-    assert counts.splitlines()[-1] == "  total: 408"
+    # (#55: the KMS key's age file on Arda, the CronJob that uploads it, its restore drill: 3.)
+    assert counts.splitlines()[-1] == "  total: 411"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -395,7 +401,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 408
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 411
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

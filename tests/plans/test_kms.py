@@ -184,3 +184,30 @@ def test_the_key_never_goes_to_a_netbooted_maia(homelab: StackConfig) -> None:
         }
     }
     assert [t for t in pod["tolerations"] if t.get("key") == "iluvatar/boot" or "key" not in t] == []
+
+
+def test_the_key_backup_is_uploaded_from_arda_with_talos_backups_keys_on_the_etcd_schedule(homelab: StackConfig) -> None:
+    stack = homelab
+    cronjob = kms.backup_cronjob(stack)
+    assert (cronjob["metadata"]["namespace"], cronjob["metadata"]["name"]) == ("etcd-backup", "kms-key-backup")
+    assert cronjob["spec"]["schedule"] == "0 */6 * * *"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["env"] == [
+        {"name": "S3_ENDPOINT", "value": "http://192.168.0.40:9000"},
+        {"name": "S3_BUCKET", "value": "homelab"},
+        {"name": "S3_PREFIX", "value": "kms"},
+        {"name": "AWS_REGION", "value": "us-east-1"},
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "talos-backup-s3", "key": "AWS_ACCESS_KEY_ID"}}},
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "talos-backup-s3", "key": "AWS_SECRET_ACCESS_KEY"}}},
+    ]
+    # The file only (ciphertext), no account token, nobody, nothing writable.
+    assert pod["volumes"] == [{"name": "backup", "configMap": {"name": "kms-key-backup"}}]
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["runAsUser"] == 65534 and container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert kms.backup_configmap("armored")["data"] == {"kms-key.age": "armored"}
+
+
+def test_without_arda_s_etcd_on_an_s3_target_the_key_is_not_uploaded(homelab: StackConfig) -> None:
+    assert kms.backup_enabled(homelab) is True
+    assert kms.backup_enabled(load_stack_file(RK1)) is False  # no Ainur, no KMS

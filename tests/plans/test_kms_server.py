@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from iluvatar import golang
-from plans import kms
+from plans import age, kms
+from tests import runbook
 from tools import gotools
 
 NODE = "4c4c4544-0042-3510-8052-b4c04f4a4d32"
@@ -184,6 +185,80 @@ def test_a_blob_of_another_kms_key_is_refused_and_the_restored_key_opens_it(tmp_
     done = unseal(again.endpoint, pki, NODE, sealed["sealed"])
     again.stop()
     assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
+
+
+def test_the_real_server_unseals_the_canary_the_program_seals_and_only_under_its_key(tmp_path: Path, pki: Path) -> None:
+    """The key's restore drill checks the key against plans.kms.canary: a blob the server itself opens, for its node only."""
+    key = new_key(tmp_path / "key")
+    running = start(key, pki)
+    blob = kms.canary(key.read_text())
+    done = unseal(running.endpoint, pki, kms.CANARY_NODE, blob)
+    other = unseal(running.endpoint, pki, NODE, blob)
+    running.stop()
+    assert json.loads(done.stdout) == {"passphrase": base64.b64encode(kms.CANARY_PLAINTEXT).decode()}
+    assert refusal(other) == "PermissionDenied"
+    # The same key gives the same blob (no diff at every run); another key another one, which this server refuses.
+    assert kms.canary(key.read_text()) == blob
+    assert kms.canary(base64.b64encode(os.urandom(32)).decode()) != blob
+
+
+RUNBOOK = ("docs/layers/ainur.md", "### The Ainur lost")
+
+
+def age_path(tmp_path: Path) -> dict[str, str]:
+    """An environment whose `age` is age v1.3.1 itself (tools/age), as the runbook's reader has it, and coreutils."""
+    folder = tmp_path / "bin"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / "age").symlink_to(gotools.build("age"))
+    return {"PATH": f"{folder}:/usr/bin:/bin"}
+
+
+def test_the_ainur_lost_runbook_restores_the_key_and_a_new_server_unseals(tmp_path: Path, pki: Path) -> None:
+    """The Ainur and Pulumi's state lost: the key comes back from its age-encrypted backup by the runbook's own commands
+    (read from the page, run as written) and a new server unseals what the old one sealed; the import names that key."""
+    key = new_key(tmp_path / "key")
+    first = start(key, pki)
+    sealed = seal(first, pki)
+    first.stop()
+    scalar = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
+    backup = kms.key_backup(key.read_text(), age.recipient(scalar))
+    key.unlink()  # the Ainur lost: the server, its Secret and Pulumi's state with them
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    (desk / "kms-key.age").write_text(backup)
+    (desk / "backup-age.key").write_text(age.identity(scalar) + "\n")
+    said = runbook.commands(*RUNBOOK)
+    shell = [line for line in said if not line.startswith("pulumi ")]
+    assert shell[0].startswith("age --decrypt"), said
+    for line in shell:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=desk, env=age_path(tmp_path), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (line, done.stderr)
+    restored = desk / "kms-key.b64"
+    assert sorted(f.name for f in desk.iterdir()) == ["backup-age.key", "kms-key.age", "kms-key.b64"], "no key in clear but the one to import"
+    # What `pulumi import` is given: the restored key's base64, under the resource's own name, protected.
+    assert [line for line in said if line.startswith("pulumi import")] == [
+        "pulumi import 'random:index/randomBytes:RandomBytes' kms-key \"$(cat kms-key.b64)\" --parent 'kms=<the kms component URN>' --protect"
+    ]
+    again = start(restored, pki)
+    done = unseal(again.endpoint, pki, NODE, sealed["sealed"])
+    again.stop()
+    assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
+
+
+def test_the_ainur_lost_runbook_stops_at_a_backup_the_identity_does_not_open(tmp_path: Path) -> None:
+    """A backup encrypted to another recipient (or damaged) stops the runbook at its first command, no key written."""
+    other = hashlib.sha256(b"another stack's identity").digest()
+    mine = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    (desk / "kms-key.age").write_text(kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(other)))
+    (desk / "backup-age.key").write_text(age.identity(mine) + "\n")
+    first = next(line for line in runbook.commands(*RUNBOOK) if not line.startswith("pulumi "))
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", first], cwd=desk, env=age_path(tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "no identity matched any of the recipients" in done.stderr
+    assert not (desk / "kms-key.b64").exists()
 
 
 def test_a_server_of_another_ca_is_not_trusted(server: Server, pki: Path) -> None:

@@ -63,6 +63,8 @@ ARDA_WORKLOADS = frozenset(
         ATTACKER,
         "backup-drill/drill-etcd-ainur[CronJob]",
         "backup-drill/drill-etcd-arda[CronJob]",
+        "backup-drill/drill-kms-key[CronJob]",
+        "etcd-backup/kms-key-backup[CronJob]",
         "etcd-backup/talos-backup[CronJob]",
         "home-automation/drill-home-assistant-config[CronJob]",
         "home-automation/drill-mosquitto-data[CronJob]",
@@ -141,6 +143,8 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     # The drills and the etcd backup listen on nothing; open because no policy selects them.
     "backup-drill/drill-etcd-ainur[CronJob]": {ALL: EVERY},
     "backup-drill/drill-etcd-arda[CronJob]": {ALL: EVERY},
+    "backup-drill/drill-kms-key[CronJob]": {ALL: EVERY},
+    "etcd-backup/kms-key-backup[CronJob]": {ALL: EVERY},
     "etcd-backup/talos-backup[CronJob]": {ALL: EVERY},
     "home-automation/drill-home-assistant-config[CronJob]": {ALL: EVERY},
     "home-automation/drill-mosquitto-data[CronJob]": {ALL: EVERY},
