@@ -322,6 +322,10 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
         disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
         for field, disk in disks:
+            if isinstance(disk, str) and (why := no_such_device(disk)) is not None:
+                # Said alone: the name's partition or controller would point to a device that is not there either.
+                out.append(Problem(node_path(i, field), why))
+                continue
             parent = partition_of(disk) if isinstance(disk, str) else None
             if parent is not None and field in selected:
                 pass  # a partition of the disk installDisk selects: said above, and writing its disk would not fix it
@@ -393,6 +397,32 @@ def _mac_window(mac: str, serial: str) -> str | None:
 # /dev/nvme0 is the NVMe controller's character device, not a block device: its namespaces are the disks (/dev/nvme0n1),
 # which Talos and Ceph take (Linux drivers/nvme/host/core.c names the controller nvme%d and each namespace nvme%dn%d).
 _NVME_CONTROLLER = re.compile(r"^/dev/nvme\d+$")
+
+
+# Names no kernel these machines run gives a device. hdX: the old IDE driver's, gone from Linux since v5.14 (drivers/ide
+# removed); every SATA or PATA disk is libata's and sd's, named sd<letter> (drivers/scsi/sd.c sd_format_disk_name("sd")),
+# on Talos's kernel and on Ubuntu's alike. nvme<c>n0: namespace numbers start at 1 (drivers/nvme/host/core.c
+# nvme_alloc_ns_head: head->instance = ida_alloc_min(&ctrl->subsys->ns_ida, 1, GFP_KERNEL), at v6.8 and v5.15 alike),
+# so the first disk of controller 0 is nvme0n1.
+_IDE_DISK = re.compile(r"^/dev/hd([a-z]+)(\d*)$")
+_NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
+
+
+def no_such_device(disk: str) -> str | None:
+    """Why a /dev name is one no machine here has (an IDE hdX, NVMe namespace 0), with the name to write; None otherwise."""
+    if (ide := _IDE_DISK.match(disk)) is not None:
+        instead = f"/dev/sd{ide.group(1)}"  # the whole disk: a partition is no disk either (partition_of)
+        return (
+            f"{disk} is an IDE name, which no machine here has: Linux dropped its IDE driver in 5.14, and Talos's and Ubuntu's "
+            f"kernels name every SATA or PATA disk sdX; write {instead} if that is the disk (lsblk -d -o NAME,SIZE,MODEL lists them)"
+        )
+    if (ns0 := _NVME_NAMESPACE_0.match(disk)) is not None:
+        instead = f"/dev/nvme{ns0.group(1)}n1"
+        return (
+            f"{disk} names NVMe namespace 0, which Linux never gives: a controller's namespaces are numbered from 1, so its "
+            f"first disk is {instead}; write {instead}"
+        )
+    return None
 
 
 # A partition's kernel name, and the disk it is on (Linux block/partitions/core.c: a disk whose name ends in a digit
@@ -1034,6 +1064,8 @@ def _netboot(p: Parsed) -> list[Problem]:
                 able = ", ".join(sorted(b.name for b in BOARDS.values() if b.netboot))
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
             disk = nb.generic_worker.install_disk
+            if isinstance(disk, str) and (gone := no_such_device(disk)) is not None:
+                out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk", gone))
             if isinstance(disk, DiskSelector) and (why := exact_size(disk.size)) is not None:
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk.size", why))
     return out
