@@ -338,7 +338,7 @@ def parse_stack(
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
-    problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
+    problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
         nodes,
         nodes_complete and "nodes" in values,
