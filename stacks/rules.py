@@ -59,6 +59,7 @@ def check(p: Parsed) -> list[Problem]:
     problems: list[Problem] = []
     if p.network is not None:
         problems += _network(p.network)
+        problems += _cluster_networks(p, p.network)
     problems += _vips(p)
     problems += _nodes(p)
     if p.arda is not None:
@@ -186,6 +187,94 @@ def _network(net: Network) -> list[Problem]:
         for j, other in enumerate(net.vlans[:i]):
             if vlan.cidr.overlaps(other.cidr):
                 out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.vlans[{j}].cidr {other.cidr}"))
+    return out
+
+
+# The clusters' own networks. k3s's pod and Service networks are its defaults: plans.k3s sets neither --cluster-cidr nor
+# --service-cidr, and k3s then takes 10.42.0.0/16 and 10.43.0.0/16 (pkg/util/net.go GetDefaultAddresses, read at k3s's
+# main branch, commit 0a3f10c; plans.nfs_guard.POD_CIDR relies on the first). Arda's are Talos's defaults
+# (pkg/machinery/constants/constants.go:894 and :897 at v1.13.9) unless arda.patches set cluster.network's podSubnets or
+# serviceSubnets, as plans.coredns reads them (a later patch's key wins). Inside a cluster a machine sends what is
+# addressed to these to its pods (flannel's and Cilium's routes) or its Services (kube-proxy's and Cilium's), never to
+# the LAN, so a LAN or VLAN host in one of them is unreachable from that cluster's machines and pods.
+K3S_NETWORKS = (("the Ainur's pod network", IPv4Network("10.42.0.0/16")), ("the Ainur's Service network", IPv4Network("10.43.0.0/16")))
+TALOS_NETWORKS = {"podSubnets": IPv4Network("10.244.0.0/16"), "serviceSubnets": IPv4Network("10.96.0.0/12")}
+# Ranges offered in a fix for Arda's networks, the first that overlaps nothing of the stack's.
+_FREE = {
+    "podSubnets": ("10.244.0.0/16", "10.200.0.0/16", "172.20.0.0/16", "172.22.0.0/16"),
+    "serviceSubnets": ("10.96.0.0/12", "10.112.0.0/12", "172.24.0.0/16", "172.26.0.0/16"),
+}
+
+
+@dataclass(frozen=True)
+class _ClusterNet:
+    net: IPv4Network
+    name: str  # Arda's pod network
+    source: str  # where it comes from: k3s's default, Talos's default, arda.patches[0]
+    path: str | None  # the key that sets it; None for a default no key sets
+    key: str = ""  # podSubnets or serviceSubnets for Arda's, "" for the Ainur's
+
+    @property
+    def what(self) -> str:
+        return f"{self.net} ({self.name}, {self.source})"
+
+
+def _arda_networks(arda: Arda) -> list[_ClusterNet]:
+    out: list[_ClusterNet] = []
+    for key, default in TALOS_NETWORKS.items():
+        what = "Arda's pod network" if key == "podSubnets" else "Arda's Service network"
+        found: tuple[int, list[object]] | None = None
+        for k, patch in enumerate(arda.patches):
+            cluster = patch.get("cluster") if "kind" not in patch else None
+            network = cluster.get("network") if isinstance(cluster, dict) else None
+            if isinstance(network, dict) and isinstance(network.get(key), list):
+                found = (k, network[key])
+        if found is None:
+            out.append(_ClusterNet(default, what, "Talos's default", None, key))
+            continue
+        for n, value in enumerate(found[1]):
+            try:
+                net = IPv4Network(str(value), strict=False)
+            except ValueError:
+                continue  # an IPv6 subnet: the LAN's plan is IPv4
+            path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
+            out.append(_ClusterNet(net, what, f"arda.patches[{found[0]}]", path, key))
+    return out
+
+
+def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
+    """A cluster's pod or Service network overlapping the LAN or a VLAN, partly or whole: the key the stack wrote is
+    named (a patch's subnet, or else the LAN's or VLAN's cidr), with every cluster network it meets, once."""
+    clusters: list[_ClusterNet] = []
+    if p.ainur_set:
+        clusters += [_ClusterNet(n, what, "k3s's default", None) for what, n in K3S_NETWORKS]
+    if p.arda is not None:
+        clusters += _arda_networks(p.arda)
+    own = [(f"{NET}.lan", "network.lan", net.lan), *((f"{NET}.vlans[{i}].cidr", f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(net.vlans))]
+    taken = [n for _, _, n in own] + [c.net for c in clusters]
+    why = "the cluster's machines send what is addressed there to its pods or Services, never to the LAN, so the hosts in the overlap are unreachable from them"
+    out: list[Problem] = []
+    for c in clusters:
+        if c.path is None:
+            continue
+        met = [f"{name} {n}" for _, name, n in own if n.overlaps(c.net)]
+        if met:
+            free = next((f for f in _FREE[c.key] if not any(IPv4Network(f).overlaps(t) for t in taken)), None)
+            instead = f"write {free}" if free else "write a private range no network of the stack holds"
+            out.append(Problem(c.path, f"{c.net} overlaps {' and '.join(met)}: {why}; {instead}"))
+    for path, _, n in own:
+        met_default = [c for c in clusters if c.path is None and c.net.overlaps(n)]
+        if not met_default:
+            continue
+        if any(c.key == "" for c in met_default):
+            fix = "renumber it away from 10.42.0.0/16 and 10.43.0.0/16 (k3s's, which Iluvatar does not move)"
+        else:
+            moves = [
+                f"{c.key}: [{next((f for f in _FREE[c.key] if not any(IPv4Network(f).overlaps(t) for t in taken)), '<a free range>')}]"
+                for c in met_default
+            ]
+            fix = f"renumber it, or move Arda's with iluvatar:arda.patches: [{{cluster: {{network: {{{', '.join(moves)}}}}}}}]"
+        out.append(Problem(path, f"{n} overlaps {' and '.join(c.what for c in met_default)}: {why}; {fix}"))
     return out
 
 
