@@ -346,6 +346,7 @@ def parse_stack(
         raw.get(f"{NAMESPACE}:{power_rules.PASSWORDS}"),
         f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
         Secure,
+        arda.kernel_args if isinstance(arda, Arda) else None,
     )
     # A credential in the wrong place says where it goes: neither its secret's "is required" nor what the model or a rule
     # says of the value that holds it (a URL with a password in it) is said again.
