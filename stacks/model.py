@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
@@ -235,6 +236,27 @@ _IMAGE_RELEASE = re.compile(r"^ubuntu-(\d{2}\.\d{2}(?:\.\d+)?)-")
 _SERVER_IMAGE = re.compile(r"ubuntu-\d{2}\.\d{2}(?:\.\d+)?-preinstalled-server-arm64\+raspi\.img\.xz")
 
 
+# Each Ubuntu release the Pi image builder reads (23.10 to 25.04) and the last day of its standard support (the server's,
+# for an LTS): Debian's distro-info-data 0.58+deb12u6, /usr/share/distro-info/ubuntu.csv (its `eol` column, `eol-server`
+# for an LTS), which tests/stacks/test_model.py reads against this table. Past that day Canonical publishes no security
+# update for the release, so a netbooted maia would boot, and apt would keep, a system nobody patches.
+UBUNTU_SUPPORT: dict[str, date] = {
+    "23.10": date(2024, 7, 11),
+    "24.04": date(2029, 5, 31),
+    "24.10": date(2025, 7, 10),
+    "25.04": date(2026, 1, 15),
+}
+
+
+def supported_release(today: date) -> str:
+    """The newest release of UBUNTU_SUPPORT still supported on `today`, as a fix names it."""
+    live = [r for r, end in UBUNTU_SUPPORT.items() if end >= today]
+    if not live:
+        return "a release this Iluvatar does not know yet (none it knows is supported any more)"
+    newest = max(live, key=lambda r: tuple(int(x) for x in r.split(".")))
+    return f"{newest}{' LTS' if newest.endswith('.04') and int(newest[:2]) % 2 == 0 else ''} (supported to {UBUNTU_SUPPORT[newest]})"
+
+
 class PiImage(Model):
     """The Ubuntu Server for Raspberry Pi image the netbooting maiar boot: its release, where it is, its SHA-256.
 
@@ -274,7 +296,7 @@ class PiImage(Model):
         # first with the Pi 5's bcm2712 tree; from 25.10 the boot assets moved to the A/B `current/` folder); and the Pis'
         # arm64 k3s and the Ainur's images need the arm64 image, not armhf.
         year, month = (int(x) for x in self.release.split(".")[:2])
-        supported = "23.10 to 25.04, e.g. the default 24.04.3 LTS"
+        supported = "23.10 to 25.04 still in standard support, e.g. the default 24.04.3 LTS"
         if (year, month) >= (25, 10):
             raise ValueError(
                 f"release {self.release} boots from the A/B layout (boot assets under current/, from Ubuntu 25.10 on), which the "
@@ -285,6 +307,17 @@ class PiImage(Model):
             raise ValueError(
                 f"release {self.release} has no Raspberry Pi 5 device tree (bcm2712-rpi-5-b.dtb, first in Ubuntu 23.10), which the "
                 f"Pi image builder requires of every image; use a release from {supported}"
+            )
+        series = f"{year:02d}.{month:02d}"
+        if series not in UBUNTU_SUPPORT:
+            raise ValueError(
+                f"release {self.release} is no Ubuntu release (Ubuntu releases in April and October, YY.04 and YY.10); use a release from {supported}"
+            )
+        today = datetime.now(UTC).date()
+        if UBUNTU_SUPPORT[series] < today:
+            raise ValueError(
+                f"release {self.release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
+                f"so no security update reaches the netbooted Pis; use {supported_release(today)}, with its url and sha256"
             )
         if "+raspi" in self.url and "-arm64+raspi" not in self.url:
             raise ValueError(
