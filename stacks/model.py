@@ -213,9 +213,27 @@ class Netboot(Model):
 _PI_SERIAL = re.compile(r"^[0-9a-fA-F]{8}$")
 
 
+# The head of the 16 hex digits `grep Serial /proc/cpuinfo` shows, which is no board's serial: a Pi 4's line starts
+# 10000000 and a Pi 3's 00000000, its serial being the last 8 (the bootloader asks TFTP under those). Every board of a
+# model would share it, so no Pi's bootloader would ever ask under it and netboot by serial finds nothing.
+_SERIAL_HEADS = frozenset({"10000000", "00000000"})
+_CPUINFO_SERIAL = re.compile(r"^[0-9a-fA-F]{16}$")
+
+
 def _pi_serial(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
         raise ValueError(f'{value} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
+    if isinstance(value, str) and _CPUINFO_SERIAL.match(value):
+        raise ValueError(
+            f"{value} is the whole Serial line of /proc/cpuinfo; the Pi's bootloader asks TFTP under its last 8 hex digits: "
+            f"write {value[-8:].lower()}"
+        )
+    if isinstance(value, str) and value.lower() in _SERIAL_HEADS:
+        raise ValueError(
+            f"{value} is the head of the Serial line /proc/cpuinfo shows (16 hex digits, the same on every Pi of a model), not "
+            "this Pi's serial, so its bootloader would never ask TFTP under it; set the last 8 hex digits of "
+            "`grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)"
+        )
     if not isinstance(value, str) or not _PI_SERIAL.match(value):
         raise ValueError(
             f"{show(value)} is not a Raspberry Pi serial as its bootloader asks TFTP under it: 8 hex digits, the last 8 of "
