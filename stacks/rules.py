@@ -139,24 +139,35 @@ def _static_address(path: str, ip: IPv4Address, net: Network) -> Iterator[Proble
 def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:
     for end, ip in (("start", r.start), ("end", r.end)):
         if ip not in net.lan:
-            yield Problem(f"{path}.{end}", f"{ip} is outside network.lan {net.lan}")
+            yield Problem(f"{path}.{end}", f"{ip} is outside network.lan {net.lan}; write an address inside it")
         elif ip in _edge_addresses(net.lan):
-            yield Problem(f"{path}.{end}", f"{ip} is the network or broadcast address of network.lan {net.lan}")
+            yield Problem(
+                f"{path}.{end}", f"{ip} is the network or broadcast address of network.lan {net.lan}; no host can have it: write a host address"
+            )
     if net.gateway in r:
-        yield Problem(path, f"{r} contains network.gateway {net.gateway}")
+        yield Problem(path, f"{r} contains network.gateway {net.gateway}; move the range past it")
 
 
 def _network(net: Network) -> list[Problem]:
     out: list[Problem] = []
     if net.lan.prefixlen > 29:
-        out.append(Problem(f"{NET}.lan", f"{net.lan} is too small for a homelab (at most /29)"))
+        out.append(Problem(f"{NET}.lan", f"{net.lan} is too small for a homelab (at most /29): write the LAN's real prefix, /24 for most routers"))
     out += _address_in_lan(f"{NET}.gateway", net.gateway, net, what="gateway")
     out += _range(f"{NET}.dhcpRange", net.dhcp_range, net)
     out += _range(f"{NET}.loadBalancerPool", net.load_balancer_pool, net)
     if net.load_balancer_pool.start <= net.load_balancer_pool.end and net.load_balancer_pool.size() < 2:
-        out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} has one address; the two Envoy gateways take its top two"))
+        out.append(
+            Problem(
+                f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} has one address; the two Envoy gateways take its top two: give it at least two"
+            )
+        )
     if net.load_balancer_pool.overlaps(net.dhcp_range):
-        out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
+        out.append(
+            Problem(
+                f"{NET}.loadBalancerPool",
+                f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}, so DHCP could lend a Service's address: move one so they share none",
+            )
+        )
     # The Pis' netplan (plans.cloudinit), Talos's resolvers and the Ainur's forwarder all ask these, from the LAN.
     resolvers = Clients(
         "the Pis, Arda's machines and the Ainur's forwarder",
@@ -171,22 +182,31 @@ def _network(net: Network) -> list[Problem]:
     for i, vlan in enumerate(net.vlans):
         path = f"{NET}.vlans[{i}]"
         if vlan.id in seen_ids:
-            out.append(Problem(f"{path}.id", f"{vlan.id} is already network.vlans[{seen_ids[vlan.id]}].id"))
+            out.append(Problem(f"{path}.id", f"{vlan.id} is already network.vlans[{seen_ids[vlan.id]}].id; give each VLAN its own id"))
         seen_ids.setdefault(vlan.id, i)
         if vlan.name in seen_names:
-            out.append(Problem(f"{path}.name", f"{vlan.name} is already network.vlans[{seen_names[vlan.name]}].name"))
+            out.append(Problem(f"{path}.name", f"{vlan.name} is already network.vlans[{seen_names[vlan.name]}].name; give each VLAN its own name"))
         seen_names.setdefault(vlan.name, i)
         if vlan.cidr.overlaps(net.lan):
-            out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}"))
+            out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}; give the VLAN a subnet of its own"))
         if vlan.gateway is not None:
             if vlan.gateway not in vlan.cidr:
-                out.append(Problem(f"{path}.gateway", f"{vlan.gateway} is outside network.vlans[{i}].cidr {vlan.cidr}"))
+                out.append(
+                    Problem(
+                        f"{path}.gateway", f"{vlan.gateway} is outside network.vlans[{i}].cidr {vlan.cidr}; write its router's address on the VLAN"
+                    )
+                )
             elif vlan.gateway in _edge_addresses(vlan.cidr):
                 kind = "network" if vlan.gateway == vlan.cidr.network_address else "broadcast"
-                out.append(Problem(f"{path}.gateway", f"{vlan.gateway} is the {kind} address of network.vlans[{i}].cidr {vlan.cidr}"))
+                out.append(
+                    Problem(
+                        f"{path}.gateway",
+                        f"{vlan.gateway} is the {kind} address of network.vlans[{i}].cidr {vlan.cidr}; write its router's address on the VLAN",
+                    )
+                )
         for j, other in enumerate(net.vlans[:i]):
             if vlan.cidr.overlaps(other.cidr):
-                out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.vlans[{j}].cidr {other.cidr}"))
+                out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.vlans[{j}].cidr {other.cidr}; give each VLAN a subnet of its own"))
     return out
 
 
