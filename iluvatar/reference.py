@@ -36,8 +36,8 @@ from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.model import ArgoCd, Cilium
 from stacks.rules import TALOS_KUBERNETES
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, stack_schema
-from stacks.storage import LONGHORN_MIN_KUBERNETES, ROOK_MIN_KUBERNETES
-from stacks.versions import K3S_S3_CONFIG_SECRET, SIGN_IN_MIN_KUBERNETES
+from stacks.storage import ROOK_MIN_KUBERNETES
+from stacks.versions import K3S_MIN_KUBERNETES, K3S_S3_CONFIG_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reference" / "stack.md"
@@ -247,8 +247,8 @@ def versions() -> str:
             "k3s",
             "iluvatar:ainur.k3sVersion",
             releases.K3S,
-            f"Kubernetes {_minor(LONGHORN_MIN_KUBERNETES)} or later with Longhorn on the Pis' data disks; "
-            f"{_minor(SIGN_IN_MIN_KUBERNETES)} or later with sign-in (`iluvatar:identity`); "
+            f"Kubernetes {_minor(K3S_MIN_KUBERNETES)} or later (the Ainur's ValidatingAdmissionPolicy at "
+            "admissionregistration.k8s.io/v1; sign-in and Longhorn need no more); "
             f"v{'.'.join(map(str, K3S_S3_CONFIG_SECRET))}+k3s1 or later with etcd snapshots to an S3 target",
         ),
         (

@@ -41,6 +41,9 @@ packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
 # systemd-journal-remote: journald's own forwarder (systemd-journal-upload) sends a Pi's journal to the log store, and
 # systemd-journal-remote writes the journal file it reads (tests/netns/test_logs.py).
 packages+=(nftables)
+# distro-info-data: Ubuntu's releases and their end of support, which the Pi image's release is checked against
+# (tests/stacks/test_model.py reads its ubuntu.csv against stacks.model.UBUNTU_SUPPORT).
+packages+=(distro-info-data)
 # cryptsetup-bin: Debian's cryptsetup makes and opens a LUKS2 volume with the passphrase the Ainur's KMS unsealed, as
 # Talos does (tests/plans/test_kms_server.py).
 packages+=(cryptsetup-bin)

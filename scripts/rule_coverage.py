@@ -1,8 +1,10 @@
 """Rule coverage: prove that every validation rule has a fixture that fails without it.
 
-Each rule is neutralised in turn, in a scratch copy of the tree, and the broken-stack fixture
-tests (`tests/stacks/test_invalid_stacks.py`, which pin every problem line exactly) are run
-against it. A rule whose removal leaves them green has no fixture, and is listed.
+Each rule is neutralised in turn, in a scratch copy of the tree, and every broken-stack fixture
+test is run against it: each `tests/fixtures/<name>_stacks.yaml` of mistaken stacks (the homelab's
+`invalid_stacks.yaml`, `own_lan_stacks.yaml` for a LAN of its own; not `valid_stacks.yaml`) has its
+test `tests/stacks/test_<name>_stacks.py`, which pins every problem line exactly. A rule whose removal
+leaves them all green has no fixture, and is listed.
 
 What counts as a rule, and how it is neutralised:
 - `stacks/rules.py` and `stacks/load.py`: every statement that reports a problem (one that
@@ -47,7 +49,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_TESTS = "tests/stacks/test_invalid_stacks.py"
+# Fixtures of stacks that validate, which no neutralised rule can turn red: not fixture tests of rules.
+VALID_FIXTURES = ("valid_stacks.yaml",)
+
+
+def fixture_tests(root: Path = ROOT) -> tuple[str, ...]:
+    """The test of every fixture file of mistaken stacks, as a path from `root`; a fixture file without its test is an
+    error, not a rule quietly left out."""
+    out = []
+    for fixture in sorted((root / "tests" / "fixtures").glob("*_stacks.yaml")):
+        if fixture.name in VALID_FIXTURES:
+            continue
+        test = root / "tests" / "stacks" / f"test_{fixture.stem}.py"
+        if not test.is_file():
+            raise FileNotFoundError(f"{fixture.relative_to(root)} has no test {test.relative_to(root)}")
+        out.append(str(test.relative_to(root)))
+    return tuple(out)
+
+
+FIXTURE_TESTS = fixture_tests()
 RULE_FILES = (
     "stacks/rules.py",
     "stacks/load.py",
@@ -242,7 +262,7 @@ def _run_fixture_tests(tree: Path) -> bool:
     """True when the fixture tests pass (so nothing noticed the change)."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", FIXTURE_TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", *FIXTURE_TESTS],
         cwd=tree,
         capture_output=True,
         text=True,

@@ -338,7 +338,7 @@ def parse_stack(
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
-    problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
+    problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
         nodes,
         nodes_complete and "nodes" in values,
@@ -346,6 +346,7 @@ def parse_stack(
         raw.get(f"{NAMESPACE}:{power_rules.PASSWORDS}"),
         f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
         Secure,
+        arda.kernel_args if isinstance(arda, Arda) else None,
     )
     # A credential in the wrong place says where it goes: neither its secret's "is required" nor what the model or a rule
     # says of the value that holds it (a URL with a password in it) is said again.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
@@ -212,9 +213,27 @@ class Netboot(Model):
 _PI_SERIAL = re.compile(r"^[0-9a-fA-F]{8}$")
 
 
+# The head of the 16 hex digits `grep Serial /proc/cpuinfo` shows, which is no board's serial: a Pi 4's line starts
+# 10000000 and a Pi 3's 00000000, its serial being the last 8 (the bootloader asks TFTP under those). Every board of a
+# model would share it, so no Pi's bootloader would ever ask under it and netboot by serial finds nothing.
+_SERIAL_HEADS = frozenset({"10000000", "00000000"})
+_CPUINFO_SERIAL = re.compile(r"^[0-9a-fA-F]{16}$")
+
+
 def _pi_serial(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
         raise ValueError(f'{value} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
+    if isinstance(value, str) and _CPUINFO_SERIAL.match(value):
+        raise ValueError(
+            f"{value} is the whole Serial line of /proc/cpuinfo; the Pi's bootloader asks TFTP under its last 8 hex digits: "
+            f"write {value[-8:].lower()}"
+        )
+    if isinstance(value, str) and value.lower() in _SERIAL_HEADS:
+        raise ValueError(
+            f"{value} is the head of the Serial line /proc/cpuinfo shows (16 hex digits, the same on every Pi of a model), not "
+            "this Pi's serial, so its bootloader would never ask TFTP under it; set the last 8 hex digits of "
+            "`grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)"
+        )
     if not isinstance(value, str) or not _PI_SERIAL.match(value):
         raise ValueError(
             f"{show(value)} is not a Raspberry Pi serial as its bootloader asks TFTP under it: 8 hex digits, the last 8 of "
@@ -233,6 +252,27 @@ _IMAGE_URL = re.compile(r"^https?://\S+\.img\.xz$")
 _IMAGE_RELEASE = re.compile(r"^ubuntu-(\d{2}\.\d{2}(?:\.\d+)?)-")
 # The only image the Pi image builder reads (plans.netboot.pi_image): Ubuntu's preinstalled server image for arm64 Pis.
 _SERVER_IMAGE = re.compile(r"ubuntu-\d{2}\.\d{2}(?:\.\d+)?-preinstalled-server-arm64\+raspi\.img\.xz")
+
+
+# Each Ubuntu release the Pi image builder reads (23.10 to 25.04) and the last day of its standard support (the server's,
+# for an LTS): Debian's distro-info-data 0.58+deb12u6, /usr/share/distro-info/ubuntu.csv (its `eol` column, `eol-server`
+# for an LTS), which tests/stacks/test_model.py reads against this table. Past that day Canonical publishes no security
+# update for the release, so a netbooted maia would boot, and apt would keep, a system nobody patches.
+UBUNTU_SUPPORT: dict[str, date] = {
+    "23.10": date(2024, 7, 11),
+    "24.04": date(2029, 5, 31),
+    "24.10": date(2025, 7, 10),
+    "25.04": date(2026, 1, 15),
+}
+
+
+def supported_release(today: date) -> str:
+    """The newest release of UBUNTU_SUPPORT still supported on `today`, as a fix names it."""
+    live = [r for r, end in UBUNTU_SUPPORT.items() if end >= today]
+    if not live:
+        return "a release this Iluvatar does not know yet (none it knows is supported any more)"
+    newest = max(live, key=lambda r: tuple(int(x) for x in r.split(".")))
+    return f"{newest}{' LTS' if newest.endswith('.04') and int(newest[:2]) % 2 == 0 else ''} (supported to {UBUNTU_SUPPORT[newest]})"
 
 
 class PiImage(Model):
@@ -274,7 +314,7 @@ class PiImage(Model):
         # first with the Pi 5's bcm2712 tree; from 25.10 the boot assets moved to the A/B `current/` folder); and the Pis'
         # arm64 k3s and the Ainur's images need the arm64 image, not armhf.
         year, month = (int(x) for x in self.release.split(".")[:2])
-        supported = "23.10 to 25.04, e.g. the default 24.04.3 LTS"
+        supported = "23.10 to 25.04 still in standard support, e.g. the default 24.04.3 LTS"
         if (year, month) >= (25, 10):
             raise ValueError(
                 f"release {self.release} boots from the A/B layout (boot assets under current/, from Ubuntu 25.10 on), which the "
@@ -285,6 +325,17 @@ class PiImage(Model):
             raise ValueError(
                 f"release {self.release} has no Raspberry Pi 5 device tree (bcm2712-rpi-5-b.dtb, first in Ubuntu 23.10), which the "
                 f"Pi image builder requires of every image; use a release from {supported}"
+            )
+        series = f"{year:02d}.{month:02d}"
+        if series not in UBUNTU_SUPPORT:
+            raise ValueError(
+                f"release {self.release} is no Ubuntu release (Ubuntu releases in April and October, YY.04 and YY.10); use a release from {supported}"
+            )
+        today = datetime.now(UTC).date()
+        if UBUNTU_SUPPORT[series] < today:
+            raise ValueError(
+                f"release {self.release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
+                f"so no security update reaches the netbooted Pis; use {supported_release(today)}, with its url and sha256"
             )
         if "+raspi" in self.url and "-arm64+raspi" not in self.url:
             raise ValueError(

@@ -14,6 +14,7 @@ which writes `iluvatar:bmcPasswords: {10.10.0.5: {secure: v1:...}}` to the stack
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,14 @@ PASSWORDS_KEY = f"iluvatar:{PASSWORDS}"
 # The alias plans.talos gives every Arda machine's NIC (LinkAliasConfig). Talos sets it as the link's
 # ifalias, which the kernel's ethtool interface does not look up, so EthernetConfig cannot name it.
 TALOS_LINK_ALIAS = "lan0"
+# The kernel's own names for a NIC (eth0, eth1, ...), which Talos keeps only with predictable names off: its udevd renames
+# every NIC by NamePolicy=keep kernel database onboard slot path mac (hack/udevd/99-default.link:13 at v1.13.9, installed
+# as /usr/lib/systemd/network/99-default.link by its Dockerfile:784), to enp1s0, eno1 or end0, unless the kernel command
+# line has net.ifnames=0 (pkg/machinery/constants/constants.go:92; only an upgrade from Talos before 1.5 adds it on its
+# own, cmd/installer/pkg/install/errata.go:24-38, and Iluvatar's Talos starts at 1.12). udev reads the argument as a
+# boolean (systemd's parse_boolean: 0, no, n, false, f, off).
+_KERNEL_NAME = re.compile(r"^eth\d+$")
+_OFF = frozenset({"0", "no", "n", "false", "f", "off"})
 
 
 def password_path(address: object) -> str:
@@ -49,12 +58,14 @@ def check(
     passwords: Any,
     passwords_set: bool,
     secure: type,
+    kernel_args: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Problem]:
     """Every problem with the nodes' `power` and the BMC passwords.
 
     `passwords` is what the stack holds at iluvatar:bmcPasswords as parse_stack sees it: a mapping of
     BMC address to value (each a `secure` instance when it is a Pulumi secret), one `secure` value
-    (a single secret, not one per address), or anything else (plain text, which stacks.load refuses).
+    (a single secret, not one per address), or anything else (plain text, which stacks.load refuses). `kernel_args` is
+    iluvatar:arda.kernelArgs, by board.
     """
     out: list[Problem] = []
     ips = {n.ip: (i, n.name) for i, n in nodes}
@@ -74,7 +85,7 @@ def check(
             continue
         wol, bmc = node.power.wake_on_lan, node.power.bmc
         if wol is not None:
-            out += _wake_on_lan(i, node, ainur_set)
+            out += _wake_on_lan(i, node, ainur_set, (kernel_args or {}).get(node.board, ()))
         if bmc is not None:
             if bmc.address in ips:
                 j, other = ips[bmc.address]
@@ -97,7 +108,7 @@ def check(
     return out
 
 
-def _wake_on_lan(i: int, node: Node, ainur_set: bool) -> Iterator[Problem]:
+def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]) -> Iterator[Problem]:
     assert node.power is not None
     assert node.power.wake_on_lan is not None
     link = node.power.wake_on_lan.link
@@ -113,8 +124,16 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool) -> Iterator[Problem]:
     if link == TALOS_LINK_ALIAS:
         yield Problem(
             f"{path}.link",
-            f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name "
-            "(enp1s0, eno1, end0: `talosctl get links --insecure --nodes <ip>` in maintenance mode)",
+            f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name; write the name "
+            f"`talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode (enp1s0, eno1, end0)",
+        )
+    elif _KERNEL_NAME.match(link) and not any(a.partition("=")[0] == "net.ifnames" and a.partition("=")[2] in _OFF for a in kernel_args):
+        yield Problem(
+            f"{path}.link",
+            f"{link} is a name Talos gives no NIC: it renames each by udev's predictable names (enp1s0, eno1, end0) unless "
+            f"the kernel command line has net.ifnames=0, and iluvatar:arda.kernelArgs.{node.board} does not, so EthernetConfig "
+            f"would arm nothing and the magic packet wake nothing; write the name `talosctl get links --insecure --nodes "
+            f"{node.ip}` shows in maintenance mode, or add net.ifnames=0 to iluvatar:arda.kernelArgs.{node.board}",
         )
 
 

@@ -163,8 +163,17 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
                 f"{route} is outside the homelab's networks ({known}); the subnet router advertises only those: "
                 "narrow it, or add the network to network.vlans",
             )
-        if route in seen:
-            yield Problem(path, f"{route} is already routes[{seen[route]}]")
+        # Two CIDRs overlap only when one holds the other: the smaller is advertised twice, as a route of its own and
+        # inside the larger, and removing it alone would not take it off the tailnet.
+        earlier = next(((j, other) for other, j in seen.items() if route.overlaps(other)), None)
+        if earlier is not None:
+            j, other = earlier
+            if route == other:
+                yield Problem(path, f"{route} is already routes[{j}]; remove one")
+            elif route.subnet_of(other):
+                yield Problem(path, f"{route} is inside routes[{j}] {other}, which advertises it already; remove it, or narrow routes[{j}]")
+            else:
+                yield Problem(path, f"{route} holds routes[{j}] {other}, which it advertises again; remove routes[{j}], or narrow this one")
         seen.setdefault(route, i)
         pool = network.load_balancer_pool
         first, last = route.network_address, route.broadcast_address

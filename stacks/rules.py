@@ -59,6 +59,7 @@ def check(p: Parsed) -> list[Problem]:
     problems: list[Problem] = []
     if p.network is not None:
         problems += _network(p.network)
+        problems += _cluster_networks(p, p.network)
     problems += _vips(p)
     problems += _nodes(p)
     if p.arda is not None:
@@ -138,24 +139,35 @@ def _static_address(path: str, ip: IPv4Address, net: Network) -> Iterator[Proble
 def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:
     for end, ip in (("start", r.start), ("end", r.end)):
         if ip not in net.lan:
-            yield Problem(f"{path}.{end}", f"{ip} is outside network.lan {net.lan}")
+            yield Problem(f"{path}.{end}", f"{ip} is outside network.lan {net.lan}; write an address inside it")
         elif ip in _edge_addresses(net.lan):
-            yield Problem(f"{path}.{end}", f"{ip} is the network or broadcast address of network.lan {net.lan}")
+            yield Problem(
+                f"{path}.{end}", f"{ip} is the network or broadcast address of network.lan {net.lan}; no host can have it: write a host address"
+            )
     if net.gateway in r:
-        yield Problem(path, f"{r} contains network.gateway {net.gateway}")
+        yield Problem(path, f"{r} contains network.gateway {net.gateway}; move the range past it")
 
 
 def _network(net: Network) -> list[Problem]:
     out: list[Problem] = []
     if net.lan.prefixlen > 29:
-        out.append(Problem(f"{NET}.lan", f"{net.lan} is too small for a homelab (at most /29)"))
+        out.append(Problem(f"{NET}.lan", f"{net.lan} is too small for a homelab (at most /29): write the LAN's real prefix, /24 for most routers"))
     out += _address_in_lan(f"{NET}.gateway", net.gateway, net, what="gateway")
     out += _range(f"{NET}.dhcpRange", net.dhcp_range, net)
     out += _range(f"{NET}.loadBalancerPool", net.load_balancer_pool, net)
     if net.load_balancer_pool.start <= net.load_balancer_pool.end and net.load_balancer_pool.size() < 2:
-        out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} has one address; the two Envoy gateways take its top two"))
+        out.append(
+            Problem(
+                f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} has one address; the two Envoy gateways take its top two: give it at least two"
+            )
+        )
     if net.load_balancer_pool.overlaps(net.dhcp_range):
-        out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
+        out.append(
+            Problem(
+                f"{NET}.loadBalancerPool",
+                f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}, so DHCP could lend a Service's address: move one so they share none",
+            )
+        )
     # The Pis' netplan (plans.cloudinit), Talos's resolvers and the Ainur's forwarder all ask these, from the LAN.
     resolvers = Clients(
         "the Pis, Arda's machines and the Ainur's forwarder",
@@ -170,22 +182,119 @@ def _network(net: Network) -> list[Problem]:
     for i, vlan in enumerate(net.vlans):
         path = f"{NET}.vlans[{i}]"
         if vlan.id in seen_ids:
-            out.append(Problem(f"{path}.id", f"{vlan.id} is already network.vlans[{seen_ids[vlan.id]}].id"))
+            out.append(Problem(f"{path}.id", f"{vlan.id} is already network.vlans[{seen_ids[vlan.id]}].id; give each VLAN its own id"))
         seen_ids.setdefault(vlan.id, i)
         if vlan.name in seen_names:
-            out.append(Problem(f"{path}.name", f"{vlan.name} is already network.vlans[{seen_names[vlan.name]}].name"))
+            out.append(Problem(f"{path}.name", f"{vlan.name} is already network.vlans[{seen_names[vlan.name]}].name; give each VLAN its own name"))
         seen_names.setdefault(vlan.name, i)
         if vlan.cidr.overlaps(net.lan):
-            out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}"))
+            out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}; give the VLAN a subnet of its own"))
         if vlan.gateway is not None:
             if vlan.gateway not in vlan.cidr:
-                out.append(Problem(f"{path}.gateway", f"{vlan.gateway} is outside network.vlans[{i}].cidr {vlan.cidr}"))
+                out.append(
+                    Problem(
+                        f"{path}.gateway", f"{vlan.gateway} is outside network.vlans[{i}].cidr {vlan.cidr}; write its router's address on the VLAN"
+                    )
+                )
             elif vlan.gateway in _edge_addresses(vlan.cidr):
                 kind = "network" if vlan.gateway == vlan.cidr.network_address else "broadcast"
-                out.append(Problem(f"{path}.gateway", f"{vlan.gateway} is the {kind} address of network.vlans[{i}].cidr {vlan.cidr}"))
+                out.append(
+                    Problem(
+                        f"{path}.gateway",
+                        f"{vlan.gateway} is the {kind} address of network.vlans[{i}].cidr {vlan.cidr}; write its router's address on the VLAN",
+                    )
+                )
         for j, other in enumerate(net.vlans[:i]):
             if vlan.cidr.overlaps(other.cidr):
-                out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.vlans[{j}].cidr {other.cidr}"))
+                out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.vlans[{j}].cidr {other.cidr}; give each VLAN a subnet of its own"))
+    return out
+
+
+# The clusters' own networks. k3s's pod and Service networks are its defaults: plans.k3s sets neither --cluster-cidr nor
+# --service-cidr, and k3s then takes 10.42.0.0/16 and 10.43.0.0/16 (pkg/util/net.go GetDefaultAddresses, read at k3s's
+# main branch, commit 0a3f10c; plans.nfs_guard.POD_CIDR relies on the first). Arda's are Talos's defaults
+# (pkg/machinery/constants/constants.go:894 and :897 at v1.13.9) unless arda.patches set cluster.network's podSubnets or
+# serviceSubnets, as plans.coredns reads them (a later patch's key wins). Inside a cluster a machine sends what is
+# addressed to these to its pods (flannel's and Cilium's routes) or its Services (kube-proxy's and Cilium's), never to
+# the LAN, so a LAN or VLAN host in one of them is unreachable from that cluster's machines and pods.
+K3S_NETWORKS = (("the Ainur's pod network", IPv4Network("10.42.0.0/16")), ("the Ainur's Service network", IPv4Network("10.43.0.0/16")))
+TALOS_NETWORKS = {"podSubnets": IPv4Network("10.244.0.0/16"), "serviceSubnets": IPv4Network("10.96.0.0/12")}
+# Ranges offered in a fix for Arda's networks, the first that overlaps nothing of the stack's.
+_FREE = {
+    "podSubnets": ("10.244.0.0/16", "10.200.0.0/16", "172.20.0.0/16", "172.22.0.0/16"),
+    "serviceSubnets": ("10.96.0.0/12", "10.112.0.0/12", "172.24.0.0/16", "172.26.0.0/16"),
+}
+
+
+@dataclass(frozen=True)
+class _ClusterNet:
+    net: IPv4Network
+    name: str  # Arda's pod network
+    source: str  # where it comes from: k3s's default, Talos's default, arda.patches[0]
+    path: str | None  # the key that sets it; None for a default no key sets
+    key: str = ""  # podSubnets or serviceSubnets for Arda's, "" for the Ainur's
+
+    @property
+    def what(self) -> str:
+        return f"{self.net} ({self.name}, {self.source})"
+
+
+def _arda_networks(arda: Arda) -> list[_ClusterNet]:
+    out: list[_ClusterNet] = []
+    for key, default in TALOS_NETWORKS.items():
+        what = "Arda's pod network" if key == "podSubnets" else "Arda's Service network"
+        found: tuple[int, list[object]] | None = None
+        for k, patch in enumerate(arda.patches):
+            cluster = patch.get("cluster") if "kind" not in patch else None
+            network = cluster.get("network") if isinstance(cluster, dict) else None
+            if isinstance(network, dict) and isinstance(network.get(key), list):
+                found = (k, network[key])
+        if found is None:
+            out.append(_ClusterNet(default, what, "Talos's default", None, key))
+            continue
+        for n, value in enumerate(found[1]):
+            try:
+                net = IPv4Network(str(value), strict=False)
+            except ValueError:
+                continue  # an IPv6 subnet: the LAN's plan is IPv4
+            path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
+            out.append(_ClusterNet(net, what, f"arda.patches[{found[0]}]", path, key))
+    return out
+
+
+def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
+    """A cluster's pod or Service network overlapping the LAN or a VLAN, partly or whole: the key the stack wrote is
+    named (a patch's subnet, or else the LAN's or VLAN's cidr), with every cluster network it meets, once."""
+    clusters: list[_ClusterNet] = []
+    if p.ainur_set:
+        clusters += [_ClusterNet(n, what, "k3s's default", None) for what, n in K3S_NETWORKS]
+    if p.arda is not None:
+        clusters += _arda_networks(p.arda)
+    own = [(f"{NET}.lan", "network.lan", net.lan), *((f"{NET}.vlans[{i}].cidr", f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(net.vlans))]
+    taken = [n for _, _, n in own] + [c.net for c in clusters]
+    why = "the cluster's machines send what is addressed there to its pods or Services, never to the LAN, so the hosts in the overlap are unreachable from them"
+    out: list[Problem] = []
+    for c in clusters:
+        if c.path is None:
+            continue
+        met = [f"{name} {n}" for _, name, n in own if n.overlaps(c.net)]
+        if met:
+            free = next((f for f in _FREE[c.key] if not any(IPv4Network(f).overlaps(t) for t in taken)), None)
+            instead = f"write {free}" if free else "write a private range no network of the stack holds"
+            out.append(Problem(c.path, f"{c.net} overlaps {' and '.join(met)}: {why}; {instead}"))
+    for path, _, n in own:
+        met_default = [c for c in clusters if c.path is None and c.net.overlaps(n)]
+        if not met_default:
+            continue
+        if any(c.key == "" for c in met_default):
+            fix = "renumber it away from 10.42.0.0/16 and 10.43.0.0/16 (k3s's, which Iluvatar does not move)"
+        else:
+            moves = [
+                f"{c.key}: [{next((f for f in _FREE[c.key] if not any(IPv4Network(f).overlaps(t) for t in taken)), '<a free range>')}]"
+                for c in met_default
+            ]
+            fix = f"renumber it, or move Arda's with iluvatar:arda.patches: [{{cluster: {{network: {{{', '.join(moves)}}}}}}}]"
+        out.append(Problem(path, f"{n} overlaps {' and '.join(c.what for c in met_default)}: {why}; {fix}"))
     return out
 
 
@@ -322,6 +431,10 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
         disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
         for field, disk in disks:
+            if isinstance(disk, str) and (why := no_such_device(disk)) is not None:
+                # Said alone: the name's partition or controller would point to a device that is not there either.
+                out.append(Problem(node_path(i, field), why))
+                continue
             parent = partition_of(disk) if isinstance(disk, str) else None
             if parent is not None and field in selected:
                 pass  # a partition of the disk installDisk selects: said above, and writing its disk would not fix it
@@ -393,6 +506,32 @@ def _mac_window(mac: str, serial: str) -> str | None:
 # /dev/nvme0 is the NVMe controller's character device, not a block device: its namespaces are the disks (/dev/nvme0n1),
 # which Talos and Ceph take (Linux drivers/nvme/host/core.c names the controller nvme%d and each namespace nvme%dn%d).
 _NVME_CONTROLLER = re.compile(r"^/dev/nvme\d+$")
+
+
+# Names no kernel these machines run gives a device. hdX: the old IDE driver's, gone from Linux since v5.14 (drivers/ide
+# removed); every SATA or PATA disk is libata's and sd's, named sd<letter> (drivers/scsi/sd.c sd_format_disk_name("sd")),
+# on Talos's kernel and on Ubuntu's alike. nvme<c>n0: namespace numbers start at 1 (drivers/nvme/host/core.c
+# nvme_alloc_ns_head: head->instance = ida_alloc_min(&ctrl->subsys->ns_ida, 1, GFP_KERNEL), at v6.8 and v5.15 alike),
+# so the first disk of controller 0 is nvme0n1.
+_IDE_DISK = re.compile(r"^/dev/hd([a-z]+)(\d*)$")
+_NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
+
+
+def no_such_device(disk: str) -> str | None:
+    """Why a /dev name is one no machine here has (an IDE hdX, NVMe namespace 0), with the name to write; None otherwise."""
+    if (ide := _IDE_DISK.match(disk)) is not None:
+        instead = f"/dev/sd{ide.group(1)}"  # the whole disk: a partition is no disk either (partition_of)
+        return (
+            f"{disk} is an IDE name, which no machine here has: Linux dropped its IDE driver in 5.14, and Talos's and Ubuntu's "
+            f"kernels name every SATA or PATA disk sdX; write {instead} if that is the disk (lsblk -d -o NAME,SIZE,MODEL lists them)"
+        )
+    if (ns0 := _NVME_NAMESPACE_0.match(disk)) is not None:
+        instead = f"/dev/nvme{ns0.group(1)}n1"
+        return (
+            f"{disk} names NVMe namespace 0, which Linux never gives: a controller's namespaces are numbered from 1, so its "
+            f"first disk is {instead}; write {instead}"
+        )
+    return None
 
 
 # A partition's kernel name, and the disk it is on (Linux block/partitions/core.c: a disk whose name ends in a digit
@@ -1034,6 +1173,8 @@ def _netboot(p: Parsed) -> list[Problem]:
                 able = ", ".join(sorted(b.name for b in BOARDS.values() if b.netboot))
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
             disk = nb.generic_worker.install_disk
+            if isinstance(disk, str) and (gone := no_such_device(disk)) is not None:
+                out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk", gone))
             if isinstance(disk, DiskSelector) and (why := exact_size(disk.size)) is not None:
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk.size", why))
     return out

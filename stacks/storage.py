@@ -33,9 +33,9 @@ STORAGE = "iluvatar:storage"
 NODES = "iluvatar:nodes"
 # Ceph's own default pool size: three copies survive any two lost disks' worth of one copy each.
 DEFAULT_REPLICAS = 3
-# Rook v1.20 needs Kubernetes 1.31 (its CSI moved to ceph-csi-operator); Longhorn 1.10 needs 1.25.
+# Rook v1.20 needs Kubernetes 1.31 (its CSI moved to ceph-csi-operator). Longhorn 1.10 needs 1.25, below the Ainur's own
+# floor of 1.30 (stacks.versions), which every k3s release a stack may write already meets.
 ROOK_MIN_KUBERNETES = (1, 31)
-LONGHORN_MIN_KUBERNETES = (1, 25)
 RUNBOOK = "docs/day2.md#retiring-a-disk-or-a-machine"
 
 
@@ -264,9 +264,6 @@ def _ainur(storage: Storage, nodes: Sequence[Node], ainur: Ainur | None, ainur_s
             f"longhorn needs a Pi with a data disk (its dataDisks[0] is formatted for Longhorn), and no Pi that boots from its card has "
             f"one ({names}; a netbooted maia's is no Longhorn disk); add dataDisks to a Pi, or use local-path",
         )
-    if pis and _version(ainur.k3s_version) < LONGHORN_MIN_KUBERNETES:
-        need = ".".join(map(str, LONGHORN_MIN_KUBERNETES))
-        yield Problem("iluvatar:ainur.k3sVersion", f"{ainur.k3s_version}: Longhorn 1.10 (on the Pis' data disks) needs Kubernetes {need} or later")
 
 
 def _netbooted_roots(nodes: Sequence[tuple[int, Node]], gitops_set: bool) -> Iterator[Problem]:

@@ -16,6 +16,7 @@ from hypothesis import event
 from hypothesis import strategies as st
 
 from stacks import releases
+from stacks.rules import K3S_NETWORKS, TALOS_NETWORKS
 
 ARDA_BOARDS = {"amd64": ["generic-x86"], "arm64": ["rk1", "rpi4", "rpi5", "generic-arm64"]}
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q test"
@@ -58,6 +59,9 @@ def vlan_lists(draw: st.DrawFn, min_size: int = 0) -> list[dict[str, Any]]:
     return vlans
 
 
+CLUSTER_NETWORKS = (*(net for _, net in K3S_NETWORKS), *TALOS_NETWORKS.values())
+
+
 @st.composite
 def raw_stacks(
     draw: st.DrawFn,
@@ -76,8 +80,12 @@ def raw_stacks(
     (`iluvatar:identity`, a static admin; its secret as `secure:`, which `parse_stack` reads as `Secure`).
     """
     prefix = draw(st.integers(min_value=20, max_value=26))
-    base = (10 << 24) | draw(st.integers(min_value=0, max_value=(1 << 24) - 1))
-    lan = IPv4Network((base, prefix), strict=False)
+    # Not over a cluster's own pod or Service network (k3s's and Talos's defaults), which validation refuses.
+    lan = draw(
+        st.integers(min_value=0, max_value=(1 << 24) - 1)
+        .map(lambda offset: IPv4Network(((10 << 24) | offset, prefix), strict=False))
+        .filter(lambda net: not any(net.overlaps(cluster) for cluster in CLUSTER_NETWORKS))
+    )
     hosts = lan.num_addresses - 2
 
     def at(offset: int) -> str:

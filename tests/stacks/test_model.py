@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+from datetime import date
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from stacks import load_stack_file
 from stacks.fields import normalise_mac
-from stacks.model import AddressRange, Arda, Connector, DiskSelector, Edge, EmailReceiver, Network, Node
+from stacks.model import UBUNTU_SUPPORT, AddressRange, Arda, Connector, DiskSelector, Edge, EmailReceiver, Network, Node, supported_release
 from tests.edit import HOMELAB, RK1
 
 NODE = {
@@ -194,3 +197,18 @@ def test_an_e_mail_domain_in_capitals_is_taken_in_lower_case(written: str, read:
     assert Edge.model_validate({"acmeEmail": written}).acme_email == read
     assert EmailReceiver.model_validate({"to": written, "from": written}).sender == read
     assert Connector.model_validate({"type": "static", "email": written}).email == read
+
+
+def test_ubuntu_support_is_distro_info_datas() -> None:
+    # The table the Pi image's release is refused by, against the file Debian's and Ubuntu's own tools read it from
+    # (distro-info-data's ubuntu.csv: an LTS's server support is its eol-server column, another release's its eol).
+    rows = list(csv.DictReader(Path("/usr/share/distro-info/ubuntu.csv").read_text().splitlines()))
+    ends = {r["version"].split()[0]: date.fromisoformat(r.get("eol-server") or r["eol"]) for r in rows}
+    assert {release: ends[release] for release in UBUNTU_SUPPORT} == UBUNTU_SUPPORT
+
+
+@pytest.mark.parametrize(
+    ("today", "instead"), [(date(2026, 11, 27), "24.04 LTS (supported to 2029-05-31)"), (date(2025, 6, 1), "25.04 (supported to 2026-01-15)")]
+)
+def test_the_fix_names_the_newest_release_still_supported(today: date, instead: str) -> None:
+    assert supported_release(today) == instead

@@ -19,19 +19,24 @@ def _ainur(k3s: str) -> Ainur:
 
 
 @pytest.mark.parametrize(
-    ("k3s", "identity", "backup", "refused"),
+    ("k3s", "backup", "refused"),
     [
-        ("v1.30.0+k3s1", True, None, False),  # sign-in's floor itself
-        ("v1.29.15+k3s1", True, None, True),
-        ("v1.29.15+k3s1", False, NFS, False),  # neither feature
-        ("v1.30.3+k3s1", False, S3, False),  # S3 snapshots' floor itself
-        ("v1.30.2+k3s2", False, S3, True),
-        ("v1.30.2+k3s2", False, NFS, False),  # snapshots stay on the Pis: no secret to read
+        ("v1.30.0+k3s1", None, False),  # the Ainur's floor itself (ValidatingAdmissionPolicy v1)
+        ("v1.29.15+k3s1", None, True),
+        ("v1.29.15+k3s1", NFS, True),  # with no feature of its own: the floor holds for every stack
+        ("v1.30.3+k3s1", S3, False),  # S3 snapshots' floor itself
+        ("v1.30.2+k3s2", S3, True),
+        ("v1.30.2+k3s2", NFS, False),  # snapshots stay on the Pis: no secret to read
     ],
 )
-def test_each_floor_at_its_edge(k3s: str, identity: bool, backup: Backup | None, refused: bool) -> None:
-    assert bool(versions.check(_ainur(k3s), identity, backup)) is refused
+def test_each_floor_at_its_edge(k3s: str, backup: Backup | None, refused: bool) -> None:
+    assert bool(versions.check(_ainur(k3s), backup)) is refused
+
+
+def test_below_both_floors_one_problem_names_the_higher() -> None:
+    [problem] = versions.check(_ainur("v1.29.15+k3s1"), S3)
+    assert "write v1.30.3+k3s1 (the S3 target's etcd snapshots need it) or later" in str(problem)
 
 
 def test_no_ainur_no_floor() -> None:
-    assert versions.check(None, True, S3) == []
+    assert versions.check(None, S3) == []
