@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
@@ -258,6 +258,7 @@ _SERVER_IMAGE = re.compile(r"ubuntu-\d{2}\.\d{2}(?:\.\d+)?-preinstalled-server-a
 # for an LTS): Debian's distro-info-data 0.58+deb12u6, /usr/share/distro-info/ubuntu.csv (its `eol` column, `eol-server`
 # for an LTS), which tests/stacks/test_model.py reads against this table. Past that day Canonical publishes no security
 # update for the release, so a netbooted maia would boot, and apt would keep, a system nobody patches.
+UBUNTU_SUPPORT_READ = date(2026, 11, 27)
 UBUNTU_SUPPORT: dict[str, date] = {
     "23.10": date(2024, 7, 11),
     "24.04": date(2029, 5, 31),
@@ -331,11 +332,13 @@ class PiImage(Model):
             raise ValueError(
                 f"release {self.release} is no Ubuntu release (Ubuntu releases in April and October, YY.04 and YY.10); use a release from {supported}"
             )
-        today = datetime.now(UTC).date()
-        if UBUNTU_SUPPORT[series] < today:
+        # Against the day the table was read, not the clock: a stack that validates keeps validating, so an unattended
+        # homelab's `pulumi up` never starts failing on a calendar date (24.04's end, years ahead, is an end to plan for,
+        # not a validation error).
+        if UBUNTU_SUPPORT[series] < UBUNTU_SUPPORT_READ:
             raise ValueError(
                 f"release {self.release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
-                f"so no security update reaches the netbooted Pis; use {supported_release(today)}, with its url and sha256"
+                f"so no security update reaches the netbooted Pis; use {supported_release(UBUNTU_SUPPORT_READ)}, with its url and sha256"
             )
         if "+raspi" in self.url and "-arm64+raspi" not in self.url:
             raise ValueError(

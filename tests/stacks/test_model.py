@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stacks import load_stack_file
+from stacks import load_stack_file, model
 from stacks.fields import normalise_mac
-from stacks.model import UBUNTU_SUPPORT, AddressRange, Arda, Connector, DiskSelector, Edge, EmailReceiver, Network, Node, supported_release
+from stacks.model import UBUNTU_SUPPORT, AddressRange, Arda, Connector, DiskSelector, Edge, EmailReceiver, Network, Node, PiImage, supported_release
 from tests.edit import HOMELAB, RK1
 
 NODE = {
@@ -212,3 +212,17 @@ def test_ubuntu_support_is_distro_info_datas() -> None:
 )
 def test_the_fix_names_the_newest_release_still_supported(today: date, instead: str) -> None:
     assert supported_release(today) == instead
+
+
+def test_a_release_is_held_to_the_day_its_table_was_read_not_to_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stack that validates keeps validating: read against a table read before 25.04's end, 25.04 is taken, whatever
+    # today's date; read on the table's own day, it is refused.
+    image = {
+        "release": "25.04",
+        "url": "https://cdimage.ubuntu.com/releases/25.04/release/ubuntu-25.04-preinstalled-server-arm64+raspi.img.xz",
+        "sha256": "5bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56",
+    }
+    with pytest.raises(ValueError, match=r"Ubuntu 25\.04's standard support ended on 2026-01-15"):
+        PiImage.model_validate(image)
+    monkeypatch.setattr(model, "UBUNTU_SUPPORT_READ", date(2025, 6, 1))
+    assert PiImage.model_validate(image).release == "25.04"
