@@ -369,7 +369,10 @@ if ! echo "$sum  $kept" | sha256sum -c - >/dev/null 2>&1; then
     || fail "could not build age {AGE_VERSION} (not a backup problem: its first build needs the Go module proxy): $(tail -n 5 "$TMPDIR/go.err")"
   echo "$sum  $GOPATH/bin/age" | sha256sum -c - >/dev/null 2>&1 \\
     || fail "the age built from {AGE_PACKAGE} is not the pinned binary ($sum): $(sha256sum "$GOPATH/bin/age")"
-  cp "$GOPATH/bin/age" "$kept.new" && mv "$kept.new" "$kept"
+  # Two drills share the claim and its schedule, so two pods may keep it at once: each copies to a name of its own
+  # and renames it into place, a rename being atomic on one file system.
+  {{ new=$(mktemp "$kept.XXXXXX") && cp "$GOPATH/bin/age" "$new" && chmod 0755 "$new" && mv "$new" "$kept"; }} \\
+    || fail "could not keep the age binary on the drills' claim at $kept"
 fi
 "$kept" --decrypt -i /identity/key -o "$WORK/snapshot.db" "$WORK/snapshot" 2>"$TMPDIR/age.err" \\
   || fail "age could not decrypt the snapshot with the stack's key: $(cat "$TMPDIR/age.err")"
