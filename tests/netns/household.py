@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from itertools import pairwise
@@ -115,6 +116,9 @@ class Household:
     def __init__(self, net: Lan, clients: int, name: str) -> None:
         self.net, self.name = net, name
         self.stopping = threading.Event()
+        # While set, no client starts a renewal (`held`); `idle` counts the clients with none under way.
+        self.holding = threading.Event()
+        self.idle = threading.Semaphore(0)
         self.clients = [Client(f"02:00:5e:00:ab:{i:02x}", net.client(f"02:00:5e:00:ab:{i:02x}"), net.root / f"events-{i}") for i in range(clients)]
         self.samples: list[tuple[float, list[list[str]]]] = []
         self.threads: list[threading.Thread] = []
@@ -157,6 +161,11 @@ class Household:
     def _renew(self, c: Client) -> None:
         """Renew as soon as the last transaction ended (and a pause): only from a bound lease."""
         while not self.stopping.is_set():
+            if self.holding.is_set():
+                self.idle.release()
+                while self.holding.is_set() and not self.stopping.is_set():
+                    self.stopping.wait(0.05)
+                continue
             events = c.read_events()
             if events and events[-1][1] in ("bound", "renew"):
                 assert c.udhcpc is not None
@@ -172,6 +181,19 @@ class Household:
                 self.stopping.wait(RENEW_PAUSE)
             else:
                 self.stopping.wait(0.05)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No renewal under way or begun while the LAN's DHCP servers are swapped: a transaction sent while none runs
+        fails after udhcpc's 4 s of tries (one unicast REQUEST, three broadcast; busybox 1.35 dhcpc.c, RENEW_REQUESTED
+        and REBINDING) and its client starts over from a DISCOVER, which a slow swap does to every client."""
+        self.holding.set()
+        try:
+            for _ in self.clients:
+                assert self.idle.acquire(timeout=RENEWAL_BOUND), f"a renewal did not end in {RENEWAL_BOUND} s:\n{self.state()}"
+            yield
+        finally:
+            self.holding.clear()
 
     def _read_dns(self, c: Client) -> None:
         assert c.dns is not None and c.dns.stdout is not None
@@ -497,8 +519,9 @@ class Breaks(Scenarios):
         household's renewals of its old addresses are NAKed."""
 
         def step() -> None:
-            self.net.stop("router")
-            _rogue(self.net, self.net.router, "rogue-router", ("192.168.0.150", "192.168.0.160"))
+            with self.house.held():
+                self.net.stop("router")
+                _rogue(self.net, self.net.router, "rogue-router", ("192.168.0.150", "192.168.0.160"))
 
         return self._measure("break: the router's DHCP replaced", True, step)
 
