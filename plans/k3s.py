@@ -18,8 +18,10 @@ from stacks import pins
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
-# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): kubelets
-# report every 4 s and a node missing for 16 s is marked unreachable, instead of 10 s and 40 s.
+# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose
+# heartbeat (its kubelet's node Lease, renewed every 10 s: plans.netboot.failover) is 16 s old is
+# marked unreachable, instead of 40 s; kubelets compute their status every 4 s, instead of 10 s,
+# and post it at once when it changed.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 NODE_MONITOR_GRACE_PERIOD = "16s"
 KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
