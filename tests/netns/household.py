@@ -84,6 +84,7 @@ while True:
     got = collect("eth0", tries=1, gap=1.0, listen=1.0)
     print(json.dumps([time.time(), [[a.mac, a.kind, a.offered] for a in got]]), flush=True)
 """
+SAMPLER_MAC = "02:00:5e:00:fe:01"
 RENEW_PAUSE = 1.0  # seconds between one renewal's end and the next one's start
 # The longest a renewal takes to end, whatever the LAN does: udhcpc's unicast REQUESTs and the broadcast ones of
 # rebinding, each `-T 1` apart, then the DISCOVERs of `-t 3` and the `-A 1` pause; with a wide margin.
@@ -128,6 +129,17 @@ class Household:
         (net.root / "household-hook.sh").chmod(0o755)
 
     def start(self) -> None:
+        sampler_ns = self.net.client(SAMPLER_MAC)
+        assert self.net.stack.ainur is not None
+        if self.net.stack.ainur.netboot.mode == "proxy":
+            # The router pings an address before it offers it to a MAC it holds no lease of, and stays deaf to every
+            # other DHCP packet meanwhile (up to 3 s; dnsmasq 2.90 src/dnsmasq.c icmp_ping), then trusts that ping for
+            # 30 s (src/rfc2131.c do_icmp_ping, PING_CACHE_TIME): the sampler's DISCOVER a second, never followed by
+            # a REQUEST, made it do so every 30 s, and a renewal sent as one began could miss udhcpc's 4 s of tries.
+            # A device of the household holds a lease, which the router offers again without a ping
+            # (rfc2131.c, DHCPDISCOVER: the lease's address before address_allocate): so does the sampler.
+            lease_of(self.net, SAMPLER_MAC)
+        # Before the clients start: the router pings each of their new addresses in turn too.
         for c in self.clients:
             c.events.unlink(missing_ok=True)
             cmd = [require("udhcpc"), "-f", "-i", "eth0", "-s", str(self.net.root / "household-hook.sh"), "-t", "3", "-T", "1", "-A", "1"]
@@ -141,7 +153,6 @@ class Household:
             )
             self.threads.append(threading.Thread(target=self._renew, args=(c,), daemon=True))
             self.threads.append(threading.Thread(target=self._read_dns, args=(c,), daemon=True))
-        sampler_ns = self.net.client("02:00:5e:00:fe:01")
         self.sampler = subprocess.Popen(
             ["ip", "netns", "exec", sampler_ns, sys.executable, "-c", SAMPLER], cwd=REPO, stdout=subprocess.PIPE, text=True
         )
