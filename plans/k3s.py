@@ -18,14 +18,16 @@ from stacks import pins
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
-# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): kubelets
-# report every 4 s and a node missing for 16 s is marked unreachable, instead of 10 s and 40 s.
+# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose
+# heartbeat (its kubelet's node Lease, renewed every 10 s: plans.netboot.failover) is 16 s old is
+# marked unreachable, instead of 40 s; kubelets compute their status every 4 s, instead of 10 s,
+# and post it at once when it changed.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 NODE_MONITOR_GRACE_PERIOD = "16s"
 KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
-# kube-vip's leader election, for the API VIP and the service address alike: a lease of 5 s renewed
-# every 3 s, retried every second, so an address moves within seconds of its holder dying (the
-# failover bound in docs/layers/ainur.md#failover adds these to the kubelet's eviction of the netboot pod).
+# The API VIP's kube-vip leader election (the valar's static pod): a lease of 5 s renewed every 3 s,
+# retried every second, so the VIP moves within seconds of its valar dying. The service address has its
+# own, longer one (plans.netboot.failover.service_election): it must outlast a k3s restart on one valar.
 KUBE_VIP_ELECTION = {"vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1"}
 # The taint every netbooted maia carries (`config`, and plans.netboot.roll for one that registered before it).
 NETBOOT_TAINT_KEY = "iluvatar/boot"

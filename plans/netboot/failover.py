@@ -1,15 +1,16 @@
 """The failover bound: how long the household can be without the Ainur's DNS (and, in `dhcp` mode, DHCP) when the Pi
-running the netboot pod dies, summed from the timers Iluvatar sets and the upstream ones it leaves as they are.
+running the netboot pod dies, summed from the timers Iluvatar sets and the upstream ones it leaves as they are; and the
+service address's own leader election, which decides how long an outage of the Ainur's API it rides out.
 
-docs/layers/ainur.md#failover states this sum, and the network-namespace lab (tests/netns/failover.py) runs the same
-timers against the real dnsmasq and asserts the gap its household sees stays within it.
+docs/layers/ainur.md#failover states these figures, and the network-namespace lab runs the same timers against the real
+dnsmasq (tests/netns/failover.py, tests/netns/election.py) and asserts what its household sees stays within them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plans.k3s import KUBE_VIP_ELECTION, NODE_MONITOR_GRACE_PERIOD, NODE_STATUS_UPDATE_FREQUENCY
+from plans.k3s import NODE_MONITOR_GRACE_PERIOD
 from plans.netboot.pods import EVICTION_SECONDS, netboot_pod
 
 # kube-controller-manager's --node-monitor-period, which Iluvatar leaves at its default (5 s): how often the node
@@ -18,6 +19,31 @@ NODE_MONITOR_PERIOD_SECONDS = 5.0
 # client-go's leader election retries every RetryPeriod stretched by up to this factor (v0.32.3, which kube-vip v0.9.2
 # builds with: tools/leaderelection/leaderelection.go:72 JitterFactor, :258-273 wait.JitterUntil).
 LEADER_ELECTION_JITTER = 1.2
+# The service address's leader election (the kube-vip-services DaemonSet's, plans.netboot.kube_vip), apart from the API
+# VIP's 5/3/1 (plans.k3s.KUBE_VIP_ELECTION: each kube-vip reads its own vip_leaseduration, vip_renewdeadline and
+# vip_retryperiod, kube-vip v0.9.2 pkg/kubevip/config_environment.go:69-93, and the per-Service election runs with them,
+# pkg/manager/servicesLeader.go:83-95). Its holder renews through the Ainur's API server, which with one valar is down
+# for every k3s restart there; client-go gives up leading once a renewal round has failed for RenewDeadline
+# (leaderelection.go:278-297: each round polls every RetryPeriod until RenewDeadline), and kube-vip then deletes the
+# address (servicesLeader.go:104-113). A renew deadline of 20 s rides out a k3s restart; the lease stays 2 s longer,
+# so a candidate on another Pi takes the address only after its holder has let it go (LEASE - RENEW - RETRY = 1 s to spare).
+SERVICE_LEASE_SECONDS = 22
+SERVICE_RENEW_DEADLINE_SECONDS = 20
+SERVICE_RETRY_SECONDS = 1
+# kube-controller-manager's own leader election, which k3s leaves at the upstream defaults (k3s passes only
+# leader-elect=false, and only with --disable-leader-elect: pkg/daemons/control/server.go, controllerManager;
+# component-base v0.35.1 config/v1alpha1/defaults.go:37-44): a 15 s lease retried every 2 s.
+CONTROLLER_MANAGER_LEASE_SECONDS = 15.0
+CONTROLLER_MANAGER_RETRY_SECONDS = 2.0
+# The kubelet's heartbeat: its node Lease, renewed every quarter of the Lease's 40 s (Kubernetes v1.35.1
+# pkg/kubelet/kubelet.go:235-236 nodeLeaseRenewIntervalFraction, :1077; pkg/kubelet/apis/config/v1beta1/defaults.go:150-151
+# NodeLeaseDurationSeconds) with up to 4 % jitter (component-helpers v0.35.1 apimachinery/lease/controller.go:148). Its
+# Node status is no heartbeat here: k3s's --node-status-update-frequency=4s changes how often the kubelet computes it,
+# and the kubelet posts it only when it changed or every node-status-report-frequency, which stays 5 min (the flag is
+# parsed after the config's defaults, cmd/kubelet/app/server.go:145, :215-231, defaults.go:137-145;
+# pkg/kubelet/kubelet_node_status.go:536).
+NODE_LEASE_RENEW_SECONDS = 10.0
+NODE_LEASE_JITTER = 0.04
 # The replacement pod's start on a Pi with its images cached (netboot-cache pulls them on every Pi): the sandbox on the
 # host network, restore-leases' one API read, records-first, then dnsmasq bound. An allowance, not a timer: the lab
 # starts the real dnsmasq in well under it, a Pi's containerd is not run here.
@@ -29,6 +55,62 @@ def seconds(duration: str) -> float:
     if not duration.endswith("s") or not duration[:-1].isdigit():
         raise ValueError(f"not a duration in whole seconds: {duration!r}")
     return float(duration[:-1])
+
+
+def service_election() -> dict[str, str]:
+    """The kube-vip-services DaemonSet's election settings, as its environment takes them (whole seconds)."""
+    return {
+        "vip_leaseduration": str(SERVICE_LEASE_SECONDS),
+        "vip_renewdeadline": str(SERVICE_RENEW_DEADLINE_SECONDS),
+        "vip_retryperiod": str(SERVICE_RETRY_SECONDS),
+    }
+
+
+def longest_retry(retry: float) -> float:
+    """client-go's wait between two tries of a candidate: RetryPeriod stretched by up to JitterFactor."""
+    return retry * (1 + LEADER_ELECTION_JITTER)
+
+
+def api_outage_ridden() -> float:
+    """The longest outage of the Ainur's API server the service address always rides out. The holder's renewal round
+    that first fails began at most a RetryPeriod before the outage (a round begins RetryPeriod after the last
+    success, leaderelection.go:282-297, wait.Until) and tries every RetryPeriod until RenewDeadline: an API back at
+    least a RetryPeriod before that deadline is met by one of its tries."""
+    return float(SERVICE_RENEW_DEADLINE_SECONDS - SERVICE_RETRY_SECONDS)
+
+
+def address_dropped_within() -> tuple[float, float]:
+    """When, counted from the start of an outage longer than `api_outage_ridden`, kube-vip deletes the service address:
+    RenewDeadline after the failing round began, which is between the outage's start and a RetryPeriod after it."""
+    return float(SERVICE_RENEW_DEADLINE_SECONDS), float(SERVICE_RENEW_DEADLINE_SECONDS + SERVICE_RETRY_SECONDS)
+
+
+def address_back_within() -> float:
+    """How soon after the API server answers again the dropped address is back: kube-vip starts the Service's election
+    again at once (pkg/manager/watch_endpoints.go:288-306, its loop around StartServicesLeaderElection), as a candidate
+    that finds the lease still naming itself and so takes it at its first try without waiting the lease out
+    (leaderelection.go:449-469: IsLeader is true of the record it just read); tries are a jittered RetryPeriod apart
+    (:258-273)."""
+    return longest_retry(SERVICE_RETRY_SECONDS)
+
+
+def node_lease_renew() -> float:
+    """The longest between two renewals of a kubelet's node Lease: a Pi's last heartbeat before its death is at most
+    this old."""
+    return NODE_LEASE_RENEW_SECONDS * (1 + NODE_LEASE_JITTER)
+
+
+def marked(grace: float) -> float:
+    """From the node lifecycle controller's check that last saw a heartbeat to the check that marks the node: checks
+    come every node-monitor-period, and the first past the grace period marks it, so whole periods."""
+    return (grace // NODE_MONITOR_PERIOD_SECONDS + 1) * NODE_MONITOR_PERIOD_SECONDS
+
+
+def earliest_eviction() -> float:
+    """The shortest silence of a Pi's kubelet (a k3s restart there) that can get its pods evicted: its last Lease renewal
+    a whole jittered interval before the silence, seen by a check at that very moment, the node marked whole periods
+    later, then the netboot pod's toleration."""
+    return marked(seconds(NODE_MONITOR_GRACE_PERIOD)) - node_lease_renew() + EVICTION_SECONDS
 
 
 def readiness_period() -> float:
@@ -45,19 +127,36 @@ class Step:
     set_by: str
 
 
-def steps() -> list[Step]:
-    """The failover's steps, each at its longest, in order."""
-    lease = float(KUBE_VIP_ELECTION["vip_leaseduration"])
-    retry = float(KUBE_VIP_ELECTION["vip_retryperiod"])
-    return [
-        # The controller times a node from its own check that saw the last report (tryUpdateNodeHealth sets
-        # probeTimestamp = nc.now()), up to a period after the Pi's death, and marks it at the first check past the
-        # grace period from there: whole periods, so a 16 s grace with a 5 s period is 20 s.
-        Step(
-            "the node marked unreachable: its last report seen at the controller's next check, then no report for the grace period",
-            NODE_MONITOR_PERIOD_SECONDS + (seconds(NODE_MONITOR_GRACE_PERIOD) // NODE_MONITOR_PERIOD_SECONDS + 1) * NODE_MONITOR_PERIOD_SECONDS,
+def steps(controller_manager_died: bool = False) -> list[Step]:
+    """The failover's steps, each at its longest, in order; with `controller_manager_died`, the dead Pi was a valar
+    that also led kube-controller-manager (several valar: with one, its death takes the API with it and nothing fails
+    over)."""
+    grace = seconds(NODE_MONITOR_GRACE_PERIOD)
+    if controller_manager_died:
+        # A standby takes the controller-manager's lease once it has seen it unrenewed for a whole lease: it saw the
+        # last renewal at its next jittered try after the death, counts the lease from there and takes it at the first
+        # try past it (leaderelection.go:258-273, :449-457, :506-517). Its node lifecycle controller starts with no
+        # history: a node it has not seen is timed from its first check (node_lifecycle_controller.go:886-889,
+        # probeTimestamp = nc.now(), checks every period from the start, :507-511), and marked whole periods later.
+        # The new leader's informer sync before that first check is not counted (a handful of objects on the Ainur).
+        cm_retry = longest_retry(CONTROLLER_MANAGER_RETRY_SECONDS)
+        first = Step(
+            "a standby kube-controller-manager takes the dead one's lease, its node lifecycle controller first sees the node, then marks it after the grace period",
+            cm_retry + CONTROLLER_MANAGER_LEASE_SECONDS + cm_retry + marked(grace),
+            "controller-manager leader election (default), node-monitor-grace-period, node-monitor-period (default)",
+        )
+    else:
+        # The controller times a node from its own check that saw the last heartbeat (tryUpdateNodeHealth sets
+        # probeTimestamp = nc.now(), node_lifecycle_controller.go:935), up to a period after the Pi's death (a Lease
+        # renewed just before it), and marks it at the first check past the grace period from there: whole periods,
+        # so a 16 s grace with a 5 s period is 20 s.
+        first = Step(
+            "the node marked unreachable: its last heartbeat seen at the controller's next check, then none for the grace period",
+            NODE_MONITOR_PERIOD_SECONDS + marked(grace),
             "node-monitor-grace-period, node-monitor-period (default)",
-        ),
+        )
+    return [
+        first,
         Step("the netboot pod's toleration of `unreachable` runs out; it is evicted and replaced", float(EVICTION_SECONDS), "tolerationSeconds"),
         Step("the replacement started on another Pi (images cached, leases read from the cluster)", POD_START_SECONDS, "allowance"),
         Step("its readiness probe sees dnsmasq", readiness_period(), "readinessProbe periodSeconds"),
@@ -67,17 +166,12 @@ def steps() -> list[Step]:
         # not from the holder's last renewal, and takes it at the first retry after a whole lease duration.
         Step(
             "kube-vip there takes the Service's lease and sends gratuitous ARP",
-            lease + retry * (1 + LEADER_ELECTION_JITTER),
-            "vip_leaseduration, vip_retryperiod",
+            SERVICE_LEASE_SECONDS + longest_retry(SERVICE_RETRY_SECONDS),
+            "the service election's lease duration and retry period",
         ),
     ]
 
 
-def bound() -> float:
+def bound(controller_manager_died: bool = False) -> float:
     """The longest the household is without the Ainur's DNS (and, in `dhcp` mode, DHCP) when the serving Pi dies."""
-    return sum(s.seconds for s in steps())
-
-
-def status_frequency() -> float:
-    """How often a kubelet reports: a Pi's last report before its death is at most this old."""
-    return seconds(NODE_STATUS_UPDATE_FREQUENCY)
+    return sum(s.seconds for s in steps(controller_manager_died))

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from plans.k3s import KUBE_VIP_ELECTION, kube_vip_container
+from plans.k3s import kube_vip_container
+from plans.netboot.failover import service_election
 from plans.netboot.pods import _labels, _meta
 
 
 def kube_vip_services() -> list[dict[str, Any]]:
     """kube-vip for LoadBalancer addresses on every Pi (the API VIP stays with the valar's static
     pod): per-Service election among the Pis running an endpoint, so the service address follows
-    the netboot pod."""
+    the netboot pod. Its election has timings of its own (plans.netboot.failover.service_election): the household's
+    DNS is on this address, and it must ride out a k3s restart on the one valar, through whose API it is renewed."""
     labels = _labels("kube-vip")
     env = {
         "vip_arp": "true",
         "cp_enable": "false",
         "svc_enable": "true",
         "svc_election": "true",
-        **KUBE_VIP_ELECTION,
+        **service_election(),
         "prometheus_server": "",  # the valar's static kube-vip already listens on :2112
     }
     rules = [

@@ -3,7 +3,10 @@
 No kubelet, controller or kube-vip runs here, so each is a stand-in running its own timer with the program's value of
 it (plans.netboot.failover, plans.k3s, the netboot pod's spec), as the upstream code at the pinned versions runs it:
 
-- the dead Pi's kubelet reports every `node-status-update-frequency` while it lives (its Node status, or its Lease);
+- the dead Pi's kubelet renews its node Lease while it lives, every 10 s stretched by up to 4 % (Kubernetes v1.35
+  pkg/kubelet/kubelet.go:235-236, :1077; component-helpers apimachinery/lease/controller.go:148, a sliding
+  wait.JitterUntil that renews at once on start): its heartbeat, since its Node status is posted only every
+  node-status-report-frequency (5 min) unless it changed (plans.netboot.failover.NODE_LEASE_RENEW_SECONDS);
 - the node lifecycle controller (Kubernetes v1.35 pkg/controller/nodelifecycle/node_lifecycle_controller.go,
   monitorNodeHealth every `--node-monitor-period`, tryUpdateNodeHealth): a report newer than the last it saw sets the
   node's probe time to the controller's own clock at that check (`nodeHealth.probeTimestamp = nc.now()`), and the node
@@ -34,7 +37,7 @@ import time
 from collections.abc import Callable
 
 from plans import netboot
-from plans.k3s import KUBE_VIP_ELECTION, NODE_MONITOR_GRACE_PERIOD
+from plans.k3s import NODE_MONITOR_GRACE_PERIOD
 from plans.netboot import failover
 from tests.netns.lan import Lan, in_ns, kubelet_probe
 
@@ -66,10 +69,11 @@ class Failover:
             self.taken.set()
 
     def _kubelet(self) -> None:
-        """The serving Pi's kubelet: a report every node-status-update-frequency while the Pi lives."""
+        """The serving Pi's kubelet heartbeat while the Pi lives: its node Lease renewed at once, then again each renew
+        interval stretched by up to the lease controller's jitter after the last renewal ended (sliding)."""
         while not self.dead.is_set() and not self.stopping.is_set():
             self.last_report = time.time()
-            self.dead.wait(failover.status_frequency())
+            self.dead.wait(failover.NODE_LEASE_RENEW_SECONDS * (1 + random.random() * failover.NODE_LEASE_JITTER))
 
     def _controller(self) -> None:
         """monitorNodeHealth every node-monitor-period: the probe time moves to this check's clock when a newer report
@@ -121,8 +125,8 @@ class Failover:
     def _kube_vip(self, ns: str) -> None:
         """A new candidate for the Service's lease, which the dead Pi held: it waits a whole lease duration from its own
         first look, trying at each jittered retry."""
-        lease = float(KUBE_VIP_ELECTION["vip_leaseduration"])
-        retry = float(KUBE_VIP_ELECTION["vip_retryperiod"])
+        lease = float(failover.SERVICE_LEASE_SECONDS)
+        retry = float(failover.SERVICE_RETRY_SECONDS)
         first_look = time.time()
         while time.time() <= first_look + lease:
             if self.stopping.wait(retry * (1 + random.random() * failover.LEADER_ELECTION_JITTER)):

@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from itertools import pairwise
@@ -83,6 +84,7 @@ while True:
     got = collect("eth0", tries=1, gap=1.0, listen=1.0)
     print(json.dumps([time.time(), [[a.mac, a.kind, a.offered] for a in got]]), flush=True)
 """
+SAMPLER_MAC = "02:00:5e:00:fe:01"
 RENEW_PAUSE = 1.0  # seconds between one renewal's end and the next one's start
 # The longest a renewal takes to end, whatever the LAN does: udhcpc's unicast REQUESTs and the broadcast ones of
 # rebinding, each `-T 1` apart, then the DISCOVERs of `-t 3` and the `-A 1` pause; with a wide margin.
@@ -115,6 +117,9 @@ class Household:
     def __init__(self, net: Lan, clients: int, name: str) -> None:
         self.net, self.name = net, name
         self.stopping = threading.Event()
+        # While set, no client starts a renewal (`held`); `idle` counts the clients with none under way.
+        self.holding = threading.Event()
+        self.idle = threading.Semaphore(0)
         self.clients = [Client(f"02:00:5e:00:ab:{i:02x}", net.client(f"02:00:5e:00:ab:{i:02x}"), net.root / f"events-{i}") for i in range(clients)]
         self.samples: list[tuple[float, list[list[str]]]] = []
         self.threads: list[threading.Thread] = []
@@ -124,6 +129,17 @@ class Household:
         (net.root / "household-hook.sh").chmod(0o755)
 
     def start(self) -> None:
+        sampler_ns = self.net.client(SAMPLER_MAC)
+        assert self.net.stack.ainur is not None
+        if self.net.stack.ainur.netboot.mode == "proxy":
+            # The router pings an address before it offers it to a MAC it holds no lease of, and stays deaf to every
+            # other DHCP packet meanwhile (up to 3 s; dnsmasq 2.90 src/dnsmasq.c icmp_ping), then trusts that ping for
+            # 30 s (src/rfc2131.c do_icmp_ping, PING_CACHE_TIME): the sampler's DISCOVER a second, never followed by
+            # a REQUEST, made it do so every 30 s, and a renewal sent as one began could miss udhcpc's 4 s of tries.
+            # A device of the household holds a lease, which the router offers again without a ping
+            # (rfc2131.c, DHCPDISCOVER: the lease's address before address_allocate): so does the sampler.
+            lease_of(self.net, SAMPLER_MAC)
+        # Before the clients start: the router pings each of their new addresses in turn too.
         for c in self.clients:
             c.events.unlink(missing_ok=True)
             cmd = [require("udhcpc"), "-f", "-i", "eth0", "-s", str(self.net.root / "household-hook.sh"), "-t", "3", "-T", "1", "-A", "1"]
@@ -137,7 +153,6 @@ class Household:
             )
             self.threads.append(threading.Thread(target=self._renew, args=(c,), daemon=True))
             self.threads.append(threading.Thread(target=self._read_dns, args=(c,), daemon=True))
-        sampler_ns = self.net.client("02:00:5e:00:fe:01")
         self.sampler = subprocess.Popen(
             ["ip", "netns", "exec", sampler_ns, sys.executable, "-c", SAMPLER], cwd=REPO, stdout=subprocess.PIPE, text=True
         )
@@ -157,6 +172,11 @@ class Household:
     def _renew(self, c: Client) -> None:
         """Renew as soon as the last transaction ended (and a pause): only from a bound lease."""
         while not self.stopping.is_set():
+            if self.holding.is_set():
+                self.idle.release()
+                while self.holding.is_set() and not self.stopping.is_set():
+                    self.stopping.wait(0.05)
+                continue
             events = c.read_events()
             if events and events[-1][1] in ("bound", "renew"):
                 assert c.udhcpc is not None
@@ -172,6 +192,19 @@ class Household:
                 self.stopping.wait(RENEW_PAUSE)
             else:
                 self.stopping.wait(0.05)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No renewal under way or begun while the LAN's DHCP servers are swapped: a transaction sent while none runs
+        fails after udhcpc's 4 s of tries (one unicast REQUEST, three broadcast; busybox 1.35 dhcpc.c, RENEW_REQUESTED
+        and REBINDING) and its client starts over from a DISCOVER, which a slow swap does to every client."""
+        self.holding.set()
+        try:
+            for _ in self.clients:
+                assert self.idle.acquire(timeout=RENEWAL_BOUND), f"a renewal did not end in {RENEWAL_BOUND} s:\n{self.state()}"
+            yield
+        finally:
+            self.holding.clear()
 
     def _read_dns(self, c: Client) -> None:
         assert c.dns is not None and c.dns.stdout is not None
@@ -501,8 +534,9 @@ class Breaks(Scenarios):
         household's renewals of its old addresses are NAKed."""
 
         def step() -> None:
-            self.net.stop("router")
-            _rogue(self.net, self.net.router, "rogue-router", ("192.168.0.150", "192.168.0.160"))
+            with self.house.held():
+                self.net.stop("router")
+                _rogue(self.net, self.net.router, "rogue-router", ("192.168.0.150", "192.168.0.160"))
 
         return self._measure("break: the router's DHCP replaced", True, step)
 

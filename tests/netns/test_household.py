@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from plans.k3s import KUBE_VIP_ELECTION, NODE_MONITOR_GRACE_PERIOD
+from plans.k3s import NODE_MONITOR_GRACE_PERIOD
 from plans.netboot import EVICTION_SECONDS, failover
 from stacks import parse_stack, read_stack_file
 from tests.edit import HOMELAB
@@ -100,13 +100,11 @@ def test_the_pi_killed_leaves_the_household_a_gap_within_the_failover_bound(runs
     """The serving Pi killed, and the takeover run by the failover's own timers (tests.netns.failover): the longest any
     household client went without a DNS answer (both modes) or without a lease (dhcp mode, where the Ainur lend) is
     within the bound the docs state (plans.netboot.failover.bound, from the same constants the program sets), and at
-    least what those timers cannot beat: a grace period of silence (from the Pi's last report, at most a report
-    period before its death), the toleration and a whole kube-vip lease. In proxy mode the router goes on lending:
-    no renewal fails."""
+    least what those timers cannot beat: a grace period of silence (from the Pi's last node Lease renewal, at most a
+    jittered renew interval before its death), the toleration and a whole lease of the service election. In proxy mode
+    the router goes on lending: no renewal fails."""
     result = runs["Pi killed"]
-    floor = (
-        failover.seconds(NODE_MONITOR_GRACE_PERIOD) - failover.status_frequency() + EVICTION_SECONDS + float(KUBE_VIP_ELECTION["vip_leaseduration"])
-    )
+    floor = failover.seconds(NODE_MONITOR_GRACE_PERIOD) - failover.node_lease_renew() + EVICTION_SECONDS + failover.SERVICE_LEASE_SECONDS
     gaps, bound = result.gaps, failover.bound()
     assert floor <= gaps["dns gap"] <= bound, (gaps, result.timeline)
     if request.node.callspec.params["runs"] == "dhcp":

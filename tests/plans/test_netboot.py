@@ -668,9 +668,13 @@ def test_service_address_follows_the_pod() -> None:
     assert service["spec"]["allocateLoadBalancerNodePorts"] is False  # no port of its own on every Pi (plans.netpol)
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP", "nodePort": 0}]
     env = {e["name"]: e["value"] for e in objs["DaemonSet/kube-vip-services"]["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert (env["svc_enable"], env["svc_election"], env["cp_enable"], env["vip_leaseduration"]) == ("true", "true", "false", "5")
+    assert (env["svc_enable"], env["svc_election"], env["cp_enable"]) == ("true", "true", "false")
     static = {e["name"]: e["value"] for e in k3s.kube_vip_manifest(load_stack_file(HOMELAB))["spec"]["containers"][0]["env"]}
     assert (static["cp_enable"], static["svc_enable"]) == ("true", "false")  # one announcer per address
+    # Each election its own timings: the service address rides out a k3s restart on one valar, the API VIP moves at once.
+    election = ("vip_leaseduration", "vip_renewdeadline", "vip_retryperiod")
+    assert [env[k] for k in election] == ["22", "20", "1"]
+    assert [static[k] for k in election] == ["5", "3", "1"]
 
 
 def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
@@ -916,8 +920,8 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
                     {"name": "cp_enable", "value": "false"},
                     {"name": "svc_enable", "value": "true"},
                     {"name": "svc_election", "value": "true"},
-                    {"name": "vip_leaseduration", "value": "5"},
-                    {"name": "vip_renewdeadline", "value": "3"},
+                    {"name": "vip_leaseduration", "value": "22"},
+                    {"name": "vip_renewdeadline", "value": "20"},
                     {"name": "vip_retryperiod", "value": "1"},
                     {"name": "prometheus_server", "value": ""},
                 ],
