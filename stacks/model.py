@@ -340,6 +340,10 @@ class Ainur(Model):
     git_mirror: GitMirror | None = None
     # The image the netbooting maiar (nodes with boot: netboot) boot from the Ainur.
     pi_image: PiImage = Field(default_factory=PiImage)
+    # k3s's secrets encryption at rest (plans.k3s.secrets_encryption): every Secret in the Ainur's datastore and in its
+    # etcd snapshots sealed with a key k3s keeps on each valar's disk. On unless written false; an Ainur deployed without
+    # it gets it by a roll of the valar, one at a time, and then has its Secrets rewritten (docs/security.md).
+    secrets_encryption: bool = True
 
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
