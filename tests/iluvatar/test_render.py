@@ -370,7 +370,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # gate before Headscale's claim on Longhorn, and the steps that make its users and enrol the router: 15.)
     # (#57: Headscale's state backup, its Secret, random provider, password, CronJob, account, role and binding: 7. Then
     # the admission policy and its binding that hold the backup's stamp to its annotation: 2.)
-    assert counts.splitlines()[-1] == "  total: 402"
+    # (#55: the step that rewrites the Ainur's Secrets under k3s's key once the valar run with it: 1.)
+    assert counts.splitlines()[-1] == "  total: 403"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -383,12 +384,12 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
     # dhcp mode netboot-router-off before the netboot pod (#53). 21 local since the gate before the metrics API adapter's
     # CiliumNetworkPolicy (#54), 22 with Headscale's storage gate; and remote access's users and router steps on the
-    # first valar: 23 remote (#56).
-    assert {"  command:local:Command: 22", "  command:remote:Command: 23", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # first valar: 23 remote (#56); and the rewrite of the Ainur's Secrets under k3s's key (plans.k3s.secrets_rewrite_script): 24 (#55).
+    assert {"  command:local:Command: 22", "  command:remote:Command: 24", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 402
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 403
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
