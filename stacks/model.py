@@ -519,6 +519,10 @@ class AinurStorage(Model):
     """The Ainur's storage: which StorageClass is the default (Longhorn on the Pis' data disks, or k3s's local-path)."""
 
     default_class: AinurStorageClass | None = None
+    # The Ainur's own claims on Longhorn (Headscale's state, the Git mirror) on Longhorn's encrypted class
+    # (plans.storage.encrypted_storage_class). Absent: off, so a deployed Ainur keeps its claims where they are (a claim's
+    # class cannot change: docs/day2.md moves them); `iluvatar init` and the shipped stacks write it on.
+    encrypted: bool = False
 
 
 def _nfs_server(value: object) -> object:
