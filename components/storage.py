@@ -151,7 +151,9 @@ class Storage(pulumi.ComponentResource):
         kube.create(
             f"{name}-ainur",
             plan.encrypted_storage_class(self._stack),
-            ainur.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=ainur.provider, depends_on=[secret, self.applications["longhorn"]])),
+            ainur.access.with_cluster(
+                pulumi.ResourceOptions(parent=self, provider=ainur.provider, depends_on=[secret, self.applications["longhorn"]])
+            ),
         )
 
     def label_pis(self, pi_joins: Mapping[str, pulumi.Resource]) -> None:

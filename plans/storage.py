@@ -380,7 +380,7 @@ def pi_root_replicas(stack: StackConfig) -> int:
 # protected Pulumi secret. The class is the program's (the chart's own `longhorn` class has no encryption setting,
 # chart/templates/storageclass.yaml at v1.10.1), with the chart's class's replica count.
 ENCRYPTED_CLASS = "longhorn-encrypted"
-CRYPTO_SECRET = "longhorn-crypto"
+CRYPTO_OBJECT = "longhorn-crypto"
 CRYPTO_PASSPHRASE_LENGTH = 48
 # The CSI operations that need the passphrase: the provisioner's (to fail early without it) and the node's stage and
 # publish (to open the volume), as Longhorn's example names them.
@@ -397,7 +397,7 @@ def crypto_secret(passphrase: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": CRYPTO_SECRET, "namespace": LONGHORN_NAMESPACE},
+        "metadata": {"name": CRYPTO_OBJECT, "namespace": LONGHORN_NAMESPACE},
         "type": "Opaque",
         "stringData": {"CRYPTO_KEY_VALUE": passphrase, "CRYPTO_KEY_PROVIDER": "secret"},
     }
@@ -405,10 +405,10 @@ def crypto_secret(passphrase: str) -> dict[str, Any]:
 
 def encrypted_storage_class(stack: StackConfig) -> dict[str, Any]:
     """`longhorn-encrypted`: the chart's class's settings (a replica per Pi with a disk, Retain, grown in place) and
-    LUKS, its passphrase CRYPTO_SECRET's."""
+    LUKS, its passphrase CRYPTO_OBJECT's."""
     secrets: dict[str, str] = {}
     for operation in CRYPTO_OPERATIONS:
-        secrets[f"csi.storage.k8s.io/{operation}-secret-name"] = CRYPTO_SECRET
+        secrets[f"csi.storage.k8s.io/{operation}-secret-name"] = CRYPTO_OBJECT
         secrets[f"csi.storage.k8s.io/{operation}-secret-namespace"] = LONGHORN_NAMESPACE
     return {
         "apiVersion": "storage.k8s.io/v1",
