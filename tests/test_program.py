@@ -114,8 +114,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # #57 then seven: Headscale's state backed up (its restic Secret, the random provider and protected password, the
     # CronJob that restarts Headscale for its backup, its ServiceAccount, Role and RoleBinding). Then two: the
     # ValidatingAdmissionPolicy and binding that let that account change only its stamp of Headscale's pod template.
-    # #55 then one: the step that rewrites the Ainur's Secrets under k3s's key once every valar runs with it.
-    assert len(sim.registrations) == 403
+    # #55 then one: the step that rewrites the Ainur's Secrets under k3s's key once every valar runs with it. Then four:
+    # Longhorn's encrypted class, its Secret, and the random provider and protected passphrase behind it.
+    assert len(sim.registrations) == 407
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -157,6 +158,8 @@ def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulat
         "edge-certificates-ca-cert",
         "edge-certificates-ca-key",
         "kms-key",
+        # The passphrase of every encrypted Longhorn volume on the Ainur (plans.storage.crypto_secret).
+        "storage-ainur-longhorn-crypto",
     ]
 
 

@@ -48,8 +48,9 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # the metrics API adapter's CiliumNetworkPolicy; ten more, Argo CD's NetworkPolicies on both clusters. #56: eleven
         # more, the homelab's remote access (Headscale and its subnet router on the Ainur: their namespace, config,
         # Deployments, Service, claim, the router's account, role and binding, two NetworkPolicies). #57: five more,
-        # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding).
-        f"rendered stack homelab to {out}: 298 files",
+        # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding). #55: two more,
+        # Longhorn's encrypted class and the Secret it opens volumes with.
+        f"rendered stack homelab to {out}: 300 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -59,7 +60,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 298 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 300 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -122,7 +123,10 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             # The namespace's default deny and the Git mirror's policy (plans.netpol).
             "kubernetes/ainur/netboot/NetworkPolicy-default-deny-ingress.yaml",
             "kubernetes/ainur/netboot/NetworkPolicy-git-mirror.yaml",
-            "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror-longhorn.yaml",
+            # On Longhorn's encrypted class (plans.storage.encrypted_storage_class): the claim is named by its class.
+            "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror-longhorn-encrypted.yaml",
+            "kubernetes/ainur/_cluster/StorageClass-longhorn-encrypted.yaml",
+            "kubernetes/ainur/longhorn-system/Secret-longhorn-crypto.yaml",
             "kubernetes/ainur/netboot/Role-netboot-leases.yaml",
             "kubernetes/ainur/netboot/RoleBinding-netboot-leases.yaml",
             "kubernetes/ainur/netboot/Secret-talos-configs.yaml",
@@ -370,8 +374,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # gate before Headscale's claim on Longhorn, and the steps that make its users and enrol the router: 15.)
     # (#57: Headscale's state backup, its Secret, random provider, password, CronJob, account, role and binding: 7. Then
     # the admission policy and its binding that hold the backup's stamp to its annotation: 2.)
-    # (#55: the step that rewrites the Ainur's Secrets under k3s's key once the valar run with it: 1.)
-    assert counts.splitlines()[-1] == "  total: 403"
+    # (#55: the step that rewrites the Ainur's Secrets under k3s's key once the valar run with it: 1. Longhorn's
+    # encrypted class, its Secret, the random provider and protected passphrase: 4.)
+    assert counts.splitlines()[-1] == "  total: 407"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -389,7 +394,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 403
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 407
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
@@ -461,6 +466,9 @@ def test_no_secret_in_clear_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert valar and all(canaries["token"] in r.inputs["stdin"].value for r in valar), "the canary must flow through the program"
     own = [re.search(r"K10[0-9a-f]{64}::[a-z0-9]{6}\.([a-z0-9]{16})", r.inputs["stdin"].value) for r in joins if r not in valar]
     assert len(own) == 2 and all(own), "each maia's own token must flow through the program"
+    # Longhorn's passphrase, a random password too, reaches its Secret (plans.storage.crypto_secret), never a file.
+    crypto = [r for r in sim.registrations if r.type == "kubernetes:core/v1:Secret" and r.name.endswith("longhorn-crypto")]
+    assert len(crypto) == 1 and canaries["token"] in str(crypto[0].inputs["stringData"].value)
     files = render_files(sim)
     for rel, content in files.items():
         for canary in (*canaries.values(), ciphertext("CANARY-CIPHERTEXT"), *(m.group(1) for m in own if m)):
