@@ -501,6 +501,18 @@ class BootstrapCluster(pulumi.ComponentResource):
         for node in order:
             if node.role == "valar":
                 join(node, ())
+        if stack.ainur.secrets_encryption:
+            # Once every valar runs with k3s's secrets encryption (the joins above, one at a time): the Secrets written
+            # before it rewritten under its key, once (plans.k3s.secrets_rewrite_script).
+            self.secrets_rewrite: command.remote.Command | None = command.remote.Command(
+                f"{name}-secrets-rewrite",
+                connection=connect(first),
+                create=k3s.secrets_rewrite_script(),
+                logging=command.remote.Logging.STDERR,
+                opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=previous),
+            )
+        else:
+            self.secrets_rewrite = None
         # Every Pi's cloud-init files (a netbooting maia's are served in its root, plans.netboot.pis, not flashed).
         self.user_data = {n.name: cloudinit.user_data(stack, n) for n in order}
         self.network_config = {n.name: cloudinit.network_config(stack, n) for n in order}

@@ -20,6 +20,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components import kube
 from components.gitops import ArgoCd, GitOps, PlatformApplication, PlatformApplicationArgs
@@ -111,6 +112,8 @@ class Storage(pulumi.ComponentResource):
                     pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=[self.applications["csi-driver-nfs"]])
                 ),
             )
+        if plan.longhorn_encrypted(stack) and "ainur" in argocds:
+            self._encrypted_class(name, argocds["ainur"])
         for job in plan.retire_jobs(stack):
             # It needs the cluster's mon secret and endpoints: after the CephCluster's Application.
             after = [
@@ -122,6 +125,36 @@ class Storage(pulumi.ComponentResource):
         self._labelled: set[str] = set()
         self.label_pis(args.pi_joins)
         self.register_outputs({"state": self.state})
+
+    def _encrypted_class(self, name: str, ainur: ArgoCd) -> None:
+        """Longhorn's encrypted class and the Secret it opens volumes with (plans.storage.encrypted_storage_class): the
+        passphrase a protected random password (a new one would leave every encrypted volume unopenable), secret end to end."""
+        rnd = random.Provider(f"{name}-ainur-random", opts=pulumi.ResourceOptions(parent=self))
+        passphrase = random.RandomPassword(
+            f"{name}-ainur-longhorn-crypto",
+            length=plan.CRYPTO_PASSPHRASE_LENGTH,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self, provider=rnd, protect=True),
+        ).result
+        shape = plan.crypto_secret("")
+        on_ainur = ainur.access.with_cluster(
+            pulumi.ResourceOptions(parent=self, provider=ainur.provider, depends_on=[self.namespaces[f"ainur/{plan.LONGHORN_NAMESPACE}"]])
+        )
+        secret = k8s.core.v1.Secret(
+            kube.resource_name(f"{name}-ainur", shape),
+            metadata=shape["metadata"],
+            type="Opaque",
+            string_data=pulumi.Output.secret(passphrase.apply(lambda value: plan.crypto_secret(value)["stringData"])),
+            opts=pulumi.ResourceOptions.merge(on_ainur, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+        )
+        # After the Secret and Longhorn's Application: a claim of the class binds only once both are there.
+        kube.create(
+            f"{name}-ainur",
+            plan.encrypted_storage_class(self._stack),
+            ainur.access.with_cluster(
+                pulumi.ResourceOptions(parent=self, provider=ainur.provider, depends_on=[secret, self.applications["longhorn"]])
+            ),
+        )
 
     def label_pis(self, pi_joins: Mapping[str, pulumi.Resource]) -> None:
         """Longhorn's labels on each Pi's Node, after its join: the Pis joined by then, and again later with the

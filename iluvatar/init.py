@@ -430,6 +430,9 @@ def config(answers: Answers) -> dict[str, Any]:
     if pis or (arda_machines and all(BOARDS[m.board].tpm for m in arda_machines)):
         arda["encryption"] = {"enabled": True}
     out["iluvatar:arda"] = arda
+    if pis:
+        # The Ainur's claims on Longhorn's encrypted class from the first install: a claim's class cannot change later.
+        out["iluvatar:storage"] = {"ainur": {"encrypted": True}}
     out["iluvatar:nodes"] = [_node(m, ips[id(m)]) for m in [*pis, *arda_machines]]
     if answers.gitops is not None:
         out["iluvatar:gitops"] = {"repoUrl": answers.gitops.strip()}

@@ -84,6 +84,9 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
         )
         # The Ainur's etcd snapshots: k3s's schedule and retention, uploaded to an S3 target (plans.backup).
         doc.update(backup.k3s_settings(stack))
+        # Every Secret sealed in the datastore, the KMS's own key among them (secrets_encryption below).
+        if stack.ainur.secrets_encryption:
+            doc["secrets-encryption"] = True
         if is_first_server(stack, node):
             doc["cluster-init"] = True
         else:
@@ -698,6 +701,65 @@ if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
   wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
 fi
 {etcd_after}{gate}sudo rm -f {owed}
+"""
+
+
+# --- Secrets encrypted at rest --------------------------------------------------------------------------------------
+#
+# With `secrets-encryption: true` in a server's config, k3s starts its API server with an EncryptionConfiguration for
+# Secrets whose first provider is aescbc with a 32-byte key it generates when the file is missing, identity after it
+# (k3s pkg/daemons/control/deps/deps.go genEncryptionConfigAndState; CreateRuntimeCertFiles puts it at
+# SECRETS_ENCRYPTION_CONFIG). So a Secret written after the restart is sealed; one written before is still read through
+# identity, and stays in clear in etcd until it is written again. aescbc, k3s's default provider: `reencrypt` refuses
+# secretbox (pkg/server/secrets-encrypt.go encryptionReencrypt).
+#
+# On an Ainur deployed without it, the config change rolls the valar one at a time like any change of their config (the
+# join's gates: etcd healthy, the Node Ready again), and then SECRETS_REWRITE_SCRIPT runs once, on the first valar:
+# `k3s secrets-encrypt rotate-keys` adds a new key, waits for every API server to reload the config, rewrites every
+# Secret (updateSecrets: a list and an update of each) and drops the old key (encryptionRotateKeys, reencryptAndRemoveKey),
+# ending at the stage `reencrypt_finished`. It starts only from `start` or `reencrypt_finished` with every server's
+# hash equal (verifyEncryptionHashAnnotation), so the script waits for the hashes to match first.
+#
+# What the key protects, and what it does not: docs/security.md#the-ainurs-secrets-at-rest.
+SECRETS_ENCRYPTION_CONFIG = "/var/lib/rancher/k3s/server/cred/encryption-config.json"
+SECRETS_REWRITE_TIMEOUT_SECONDS = 600
+# The lines of `k3s secrets-encrypt status` the script reads (pkg/cli/secretsencrypt/secrets_encrypt.go Status).
+ENCRYPTION_ENABLED = "Encryption Status: Enabled"
+HASHES_MATCH = "Server Encryption Hashes: All hashes match"
+STAGE_LINE = "Current Rotation Stage: "
+SECRETS_DONE = "reencrypt_finished"
+
+
+def secrets_rewrite_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
+    """Run on the first valar once every valar runs with `secrets-encryption`: rewrite the Secrets written before it, so
+    none stays in clear in the datastore or a later snapshot. Safe to run again: from `reencrypt_finished` it only says so."""
+    return f"""set -eu
+status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
+stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
+end=$(( $(date +%s) + {timeout} ))
+# Every server restarted with the config and on the same key: rotate-keys refuses otherwise.
+until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): k3s's secrets encryption is not on with the same key on every valar within {timeout} s; k3s says: $now; look with: sudo k3s secrets-encrypt status" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+if [ "$(stage "$now")" = {SECRETS_DONE} ]; then
+  echo "iluvatar: $(hostname): the Ainur's Secrets are already rewritten under k3s's key" >&2
+  exit 0
+fi
+echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
+# The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
+sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
+until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+echo "iluvatar: $(hostname): every Secret of the Ainur is sealed under k3s's key" >&2
 """
 
 

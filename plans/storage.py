@@ -385,8 +385,71 @@ def pi_root_replicas(stack: StackConfig) -> int:
     return min(3, len(pi_root_pis(stack)))
 
 
+# --- Longhorn's encrypted class ------------------------------------------------------------------------------------
+#
+# Longhorn v1.10.1 encrypts a volume whose StorageClass says `encrypted: "true"`: its CSI node plugin formats the block
+# device with LUKS (cryptsetup, in the instance manager) and opens it with the passphrase the CSI sidecars read from the
+# Secret the class names, at each stage and publish; a missing Secret leaves the claim Pending (longhorn
+# enhancements/20221024-pv-encryption.md, "User Experience In Detail"; examples/crypto/storageclass-crypto-global.yaml
+# and secret-crypto-global.yaml at v1.10.1: CRYPTO_KEY_VALUE, CRYPTO_KEY_PROVIDER "secret"). One Secret for every
+# volume (the example's "global" key). A replica on a Pi's disk, and a Longhorn backup of it, is ciphertext; the
+# passphrase is a Kubernetes Secret on the Ainur, sealed there by k3s's secrets encryption (plans.k3s), and a
+# protected Pulumi secret. The class is the program's (the chart's own `longhorn` class has no encryption setting,
+# chart/templates/storageclass.yaml at v1.10.1), with the chart's class's replica count.
+ENCRYPTED_CLASS = "longhorn-encrypted"
+CRYPTO_OBJECT = "longhorn-crypto"
+CRYPTO_PASSPHRASE_LENGTH = 48
+# The CSI operations that need the passphrase: the provisioner's (to fail early without it) and the node's stage and
+# publish (to open the volume), as Longhorn's example names them.
+CRYPTO_OPERATIONS = ("provisioner", "node-publish", "node-stage")
+
+
+def longhorn_encrypted(stack: StackConfig) -> bool:
+    """Whether the Ainur's claims go on Longhorn's encrypted class: Longhorn runs, and the stack asks for it."""
+    return longhorn_enabled(stack) and stack.storage.ainur.encrypted
+
+
+def crypto_secret(passphrase: str) -> dict[str, Any]:
+    """The Secret Longhorn opens every encrypted volume with (`passphrase`: a Pulumi secret, never in the render)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": CRYPTO_OBJECT, "namespace": LONGHORN_NAMESPACE},
+        "type": "Opaque",
+        "stringData": {"CRYPTO_KEY_VALUE": passphrase, "CRYPTO_KEY_PROVIDER": "secret"},
+    }
+
+
+def encrypted_storage_class(stack: StackConfig) -> dict[str, Any]:
+    """`longhorn-encrypted`: the chart's class's settings (a replica per Pi with a disk, Retain, grown in place) and
+    LUKS, its passphrase CRYPTO_OBJECT's."""
+    secrets: dict[str, str] = {}
+    for operation in CRYPTO_OPERATIONS:
+        secrets[f"csi.storage.k8s.io/{operation}-secret-name"] = CRYPTO_OBJECT
+        secrets[f"csi.storage.k8s.io/{operation}-secret-namespace"] = LONGHORN_NAMESPACE
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": ENCRYPTED_CLASS},
+        "provisioner": "driver.longhorn.io",
+        "parameters": {
+            "numberOfReplicas": str(longhorn_replicas(stack)),
+            "staleReplicaTimeout": "30",
+            "fsType": "ext4",
+            "encrypted": "true",
+            **secrets,
+        },
+        "reclaimPolicy": "Retain",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": "Immediate",
+    }
+
+
 def git_mirror_class(stack: StackConfig) -> str:
-    """Where the Ainur's Git mirror keeps its copy: Longhorn when it runs (the mirror can move to any Pi), else k3s's local-path."""
+    """Where the Ainur's Git mirror and Headscale keep their state: Longhorn when it runs (the pod can move to any Pi),
+    encrypted when the stack asks for it, else k3s's local-path."""
+    if longhorn_encrypted(stack):
+        return ENCRYPTED_CLASS
     return "longhorn" if longhorn_enabled(stack) else "local-path"
 
 

@@ -394,6 +394,10 @@ class Ainur(Model):
     git_mirror: GitMirror | None = None
     # The image the netbooting maiar (nodes with boot: netboot) boot from the Ainur.
     pi_image: PiImage = Field(default_factory=PiImage)
+    # k3s's secrets encryption at rest (plans.k3s.secrets_encryption): every Secret in the Ainur's datastore and in its
+    # etcd snapshots sealed with a key k3s keeps on each valar's disk. On unless written false; an Ainur deployed without
+    # it gets it by a roll of the valar, one at a time, and then has its Secrets rewritten (docs/security.md).
+    secrets_encryption: bool = True
 
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -569,6 +573,10 @@ class AinurStorage(Model):
     """The Ainur's storage: which StorageClass is the default (Longhorn on the Pis' data disks, or k3s's local-path)."""
 
     default_class: AinurStorageClass | None = None
+    # The Ainur's own claims on Longhorn (Headscale's state, the Git mirror) on Longhorn's encrypted class
+    # (plans.storage.encrypted_storage_class). Absent: off, so a deployed Ainur keeps its claims where they are (a claim's
+    # class cannot change: docs/day2.md moves them); `iluvatar init` and the shipped stacks write it on.
+    encrypted: bool = False
 
 
 def _nfs_server(value: object) -> object:

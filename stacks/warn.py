@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 
-from stacks import pins
+from stacks import encryption, pins
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.model import StackConfig
@@ -35,6 +35,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+    yield from _secrets_in_clear(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -61,6 +62,21 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
                 "restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. the day after it), or back "
                 "those up as often",
             )
+
+
+def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
+    """The KMS's own key is a Secret on the Ainur (plans.kms): with k3s's secrets encryption off it sits in clear in their
+    datastore and in every etcd snapshot uploaded to the backup target, next to the disks it unlocks being carried off."""
+    if stack.ainur is None or stack.ainur.secrets_encryption or not encryption.uses_kms(stack):
+        return
+    yield Problem(
+        "iluvatar:ainur.secretsEncryption",
+        "false, while Arda's machines unlock their volumes through the Ainur's KMS (iluvatar:arda.encryption): the KMS's key "
+        "is then written in clear in the Ainur's datastore and in every etcd snapshot k3s uploads, so anyone with a snapshot "
+        "and a stolen disk reads it; remove the setting (k3s then seals Secrets, docs/security.md#the-ainurs-secrets-at-rest). "
+        "On an Ainur that ran with it, turning it off also needs `k3s secrets-encrypt disable` and a rewrite first, or the API "
+        "server cannot read the Secrets sealed before",
+    )
 
 
 def _either_day(path: str, schedule: str) -> Iterator[Problem]:

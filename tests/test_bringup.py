@@ -133,7 +133,7 @@ def test_without_the_cert_manager_gate_its_resources_race_the_webhook() -> None:
 
 def test_without_the_storage_gate_the_mirror_claims_longhorn_before_it_exists() -> None:
     assert broken("components.git_mirror", ("            after.append(args.access.gate(", "            (args.access.gate(")) == [
-        "ainur: the claim git-mirror-persistentvolumeclaim-git-mirror-longhorn uses StorageClass longhorn, which nothing before it provides or waits for"
+        "ainur: the claim git-mirror-persistentvolumeclaim-git-mirror-longhorn-encrypted uses StorageClass longhorn-encrypted, which nothing before it provides or waits for"
     ]
 
 
@@ -156,7 +156,7 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
     # all else it needs).
     assert [m for m in found if m.startswith("ainur: netboot-deployment-netboot ")] == []
     assert (
-        "ainur: git-mirror-deployment-git-mirror (Deployment netboot/git-mirror) is not after git-mirror-persistentvolumeclaim-git-mirror-longhorn, the PersistentVolumeClaim it names"
+        "ainur: git-mirror-deployment-git-mirror (Deployment netboot/git-mirror) is not after git-mirror-persistentvolumeclaim-git-mirror-longhorn-encrypted, the PersistentVolumeClaim it names"
         in found
     )
     # Dex (iluvatar:identity) too: its Deployment waits for its account and both Secrets, its bindings for their role and account.

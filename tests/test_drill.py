@@ -47,7 +47,28 @@ from tests.tools import require
 from tools import gotools
 from tools.kube_cluster import Cluster, flavor_for, free_port
 
-APPLETS = ("sh", "find", "stat", "awk", "sed", "wc", "tr", "tail", "grep", "sort", "cut", "mkdir", "cat", "unzip", "seq", "sha256sum", "cp", "mv", "mktemp", "chmod")
+APPLETS = (
+    "sh",
+    "find",
+    "stat",
+    "awk",
+    "sed",
+    "wc",
+    "tr",
+    "tail",
+    "grep",
+    "sort",
+    "cut",
+    "mkdir",
+    "cat",
+    "unzip",
+    "seq",
+    "sha256sum",
+    "cp",
+    "mv",
+    "mktemp",
+    "chmod",
+)
 # The drills' bucket holds talos-backup's snapshots of 2026-11-20 (the newest at 18:00 UTC) and k3s's of 2025-11-24: the
 # drill reads them two hours after the newest was taken (its clock, `_clock`, a `date` that says this time).
 ARDA_NEWEST = datetime.datetime(2026, 11, 20, 18, 0, tzinfo=datetime.UTC)

@@ -119,7 +119,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # of Longhorn's support-bundle manager.
     # #55 then three: the KMS key's age file on Arda (a ConfigMap), the CronJob that uploads it to the backup target,
     # and its restore drill's CronJob.
-    assert len(sim.registrations) == 411
+    # #55 then one: the step that rewrites the Ainur's Secrets under k3s's key once every valar runs with it. Then four:
+    # Longhorn's encrypted class, its Secret, and the random provider and protected passphrase behind it.
+    assert len(sim.registrations) == 416
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -161,6 +163,8 @@ def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulat
         "edge-certificates-ca-cert",
         "edge-certificates-ca-key",
         "kms-key",
+        # The passphrase of every encrypted Longhorn volume on the Ainur (plans.storage.crypto_secret).
+        "storage-ainur-longhorn-crypto",
     ]
 
 

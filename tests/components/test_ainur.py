@@ -37,9 +37,16 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     assert ainur.type == "iluvatar:ainur:BootstrapCluster"
     assert sorted(r.name for r in homelab.children(ainur)) == [
         "ainur-ca-hash", "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token",
-        "ainur-kubernetes", "ainur-manwe", "ainur-random", "ainur-validatingadmissionpolicy-iluvatar-node-registration",
+        "ainur-kubernetes", "ainur-manwe", "ainur-random",
+        # The rewrite of the Ainur's Secrets under k3s's key, once every valar runs with it (plans.k3s.secrets_rewrite_script).
+        "ainur-secrets-rewrite",
+        "ainur-validatingadmissionpolicy-iluvatar-node-registration",
         "ainur-validatingadmissionpolicybinding-iluvatar-node-registration",
     ]  # fmt: skip
+    # The Secrets rewritten once, on the first valar, after the last valar's step (its join and k3s upgrade, one at a time).
+    rewrite = regs["ainur-secrets-rewrite"]
+    assert rewrite.inputs["create"] == k3s.secrets_rewrite_script()
+    assert [d.rsplit("::", 1)[1] for d in rewrite.dependencies if "::ainur-manwe-" in d] != []
     # Who may register a Node (plans.k3s.node_admission), through the Ainur's API, before any maia joins.
     policy = regs["ainur-validatingadmissionpolicy-iluvatar-node-registration"]
     assert policy.inputs["spec"] == k3s.node_admission(load_stack_file(HOMELAB))[0]["spec"]
@@ -193,7 +200,7 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     ]  # fmt: skip
     assert sorted(r.name for r in homelab.children(regs["git-mirror"])) == [
         "git-mirror-deployment-git-mirror", "git-mirror-gate-storage", "git-mirror-networkpolicy-git-mirror",
-        "git-mirror-persistentvolumeclaim-git-mirror-longhorn", "git-mirror-service-git-mirror",
+        "git-mirror-persistentvolumeclaim-git-mirror-longhorn-encrypted", "git-mirror-service-git-mirror",
     ]  # fmt: skip
     # dnsmasq.conf's ConfigMap, named by its content: another conf is another resource, which the engine creates before
     # the Deployment naming it changes (the Deployment depends on it) and deletes, once no longer in the program, at the
@@ -413,7 +420,9 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # step before the netboot pod: 2 more, both going with it.) (#54: Longhorn's 7 NetworkPolicies on the Ainur, all
     # going with it.) (#54: the metrics API adapter's CiliumNetworkPolicy and the gate before it, both going with it.)
     # (#54: Argo CD's NetworkPolicies, 5 on each cluster, all 10 going with it.)
-    assert (len(removed), len(state)) == (289, 378)
+    # (#55: the rewrite of the Ainur's Secrets after the valar's joins, and Longhorn's encrypted class and its Secret, all
+    # three going with it; the passphrase and its random provider stay: 5 more in the state.)
+    assert (len(removed), len(state)) == (292, 383)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",

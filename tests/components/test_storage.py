@@ -50,11 +50,16 @@ def test_storage_registers_its_applications_namespaces_and_labels(homelab: Simul
     regs = homelab.named()
     assert regs["storage"].type == "iluvatar:storage:Storage"
     assert sorted(r.name for r in homelab.children(regs["storage"])) == [
-        "storage-ainur-longhorn", "storage-ainur-namespace-longhorn-system",
+        "storage-ainur-longhorn",
+        # Longhorn's encrypted class: its protected passphrase (and the random provider), the Secret, the class.
+        "storage-ainur-longhorn-crypto",
+        "storage-ainur-namespace-longhorn-system",
         # Who reaches Longhorn's listeners (plans.storage.longhorn_network_policies).
         *(f"storage-ainur-networkpolicy-{p}" for p in LONGHORN_POLICIES),
         "storage-ainur-node-eonwe", "storage-ainur-node-ilmare",
-        "storage-ainur-node-manwe", "storage-arda-local-path-provisioner", "storage-arda-namespace-local-path-storage",
+        "storage-ainur-node-manwe", "storage-ainur-random",
+        "storage-ainur-secret-longhorn-crypto", "storage-ainur-storageclass-longhorn-encrypted",
+        "storage-arda-local-path-provisioner", "storage-arda-namespace-local-path-storage",
         "storage-arda-namespace-rook-ceph", "storage-arda-rook-ceph", "storage-arda-rook-ceph-cluster",
         # The CSI snapshot CRDs and controller: the homelab's backups snapshot volumes on Ceph (plans.backup).
         "storage-arda-snapshot-controller", "storage-arda-snapshot-crds",
@@ -157,3 +162,19 @@ def test_without_gitops_nothing_is_installed_and_the_osds_are_remembered(tmp_pat
     sim = _run(tmp_path, "no-gitops", doc, {"storage": DEPLOYED})
     assert [r.name for r in sim.registrations if r.name.startswith("storage")] == ["storage"]
     assert sim.outputs["storage"]["cephOsds"] == DEPLOYED["cephOsds"]
+
+
+def test_the_encrypted_class_waits_for_its_secret_and_longhorn_and_its_passphrase_is_protected_and_secret(homelab: Simulation) -> None:
+    """A claim of the class binds only once Longhorn's driver and the Secret are there (the sidecars read it at
+    provisioning); a new passphrase would leave every encrypted volume unopenable, so it is protected; its value is a
+    secret in the state and the Secret's inputs (plans.storage.crypto_secret)."""
+    regs = homelab.named()
+    cls = regs["storage-ainur-storageclass-longhorn-encrypted"]
+    assert _names(homelab, cls.dependencies) == {"storage-ainur-longhorn-application-longhorn", "storage-ainur-secret-longhorn-crypto"}
+    assert cls.inputs["parameters"]["encrypted"] == "true"
+    secret = regs["storage-ainur-secret-longhorn-crypto"]
+    assert _names(homelab, secret.dependencies) == {"storage-ainur-longhorn-crypto", "storage-ainur-namespace-longhorn-system"}
+    assert set(secret.options()["additionalSecretOutputs"]) == {"data", "stringData"}
+    assert type(secret.inputs["stringData"]).__name__ == "SecretValue"
+    passphrase = regs["storage-ainur-longhorn-crypto"]
+    assert (passphrase.protect, passphrase.inputs["length"], passphrase.inputs["special"]) == (True, 48, False)

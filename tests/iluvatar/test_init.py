@@ -286,7 +286,9 @@ def test_a_full_lan_says_so() -> None:
 def test_each_layer_makes_a_stack_that_validates(tmp_path: Path, layers: dict[str, str], sections: list[str]) -> None:
     text, sf = init.build(answers(**layers), tmp_path / "Pulumi.lab.yaml")
     assert [
-        k for k in sf.config if k not in ("pulumi:disable-default-providers", "iluvatar:network", "iluvatar:ainur", "iluvatar:arda", "iluvatar:nodes")
+        k
+        for k in sf.config
+        if k not in ("pulumi:disable-default-providers", "iluvatar:network", "iluvatar:ainur", "iluvatar:arda", "iluvatar:storage", "iluvatar:nodes")
     ] == sections
     (tmp_path / "Pulumi.lab.yaml").write_text(text)
     assert load_stack_file(tmp_path / "Pulumi.lab.yaml").arda.cluster_name == "arda"
@@ -303,6 +305,12 @@ def test_a_stack_without_pis_has_no_ainur(tmp_path: Path) -> None:
     assert [n["installDisk"] for n in cfg["iluvatar:nodes"]] == ["/dev/mmcblk0"] * 3
     # No Ainur, no KMS, and an rk1 has no TPM: encryption is left off (stacks.encryption would refuse it).
     assert "encryption" not in cfg["iluvatar:arda"]
+    assert "iluvatar:storage" not in cfg  # no Pis, no Longhorn claims to encrypt
+
+
+def test_a_new_stack_with_pis_puts_the_ainurs_claims_on_longhorns_encrypted_class() -> None:
+    """On by default for new stacks: a claim's class cannot change once it is made (docs/day2.md)."""
+    assert init.config(answers())["iluvatar:storage"] == {"ainur": {"encrypted": True}}
 
 
 def test_a_new_stack_with_pis_encrypts_its_arda_volumes() -> None:

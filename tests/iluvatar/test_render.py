@@ -51,8 +51,9 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # Headscale's state backup (its restic Secret, CronJob, ServiceAccount, Role and RoleBinding); two more, its
         # restore drill on Arda (its CronJob and its copy of the restic Secret). #54 then two: the log store's admin
         # key's Secret, and the NetworkPolicy of Longhorn's support-bundle manager. #55 then three: the KMS key's age file
-        # on Arda, the CronJob that uploads it and its restore drill's CronJob.
-        f"rendered stack homelab to {out}: 305 files",
+        # on Arda, the CronJob that uploads it and its restore drill's CronJob. Two more: Longhorn's encrypted class and the Secret it
+        # opens volumes with.
+        f"rendered stack homelab to {out}: 307 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -62,7 +63,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 305 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 307 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -125,7 +126,10 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             # The namespace's default deny and the Git mirror's policy (plans.netpol).
             "kubernetes/ainur/netboot/NetworkPolicy-default-deny-ingress.yaml",
             "kubernetes/ainur/netboot/NetworkPolicy-git-mirror.yaml",
-            "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror-longhorn.yaml",
+            # On Longhorn's encrypted class (plans.storage.encrypted_storage_class): the claim is named by its class.
+            "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror-longhorn-encrypted.yaml",
+            "kubernetes/ainur/_cluster/StorageClass-longhorn-encrypted.yaml",
+            "kubernetes/ainur/longhorn-system/Secret-longhorn-crypto.yaml",
             "kubernetes/ainur/netboot/Role-netboot-leases.yaml",
             "kubernetes/ainur/netboot/RoleBinding-netboot-leases.yaml",
             "kubernetes/ainur/netboot/Secret-talos-configs.yaml",
@@ -383,7 +387,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#54: the log store's admin key, its random provider, password and Secret: 3. Longhorn's support-bundle manager's
     # NetworkPolicy: 1.)
     # (#55: the KMS key's age file on Arda, the CronJob that uploads it, its restore drill: 3.)
-    assert counts.splitlines()[-1] == "  total: 411"
+    # (#55: the step that rewrites the Ainur's Secrets under k3s's key once the valar run with it: 1. Longhorn's
+    # encrypted class, its Secret, the random provider and protected passphrase: 4.)
+    assert counts.splitlines()[-1] == "  total: 416"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -396,12 +402,12 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
     # dhcp mode netboot-router-off before the netboot pod (#53). 21 local since the gate before the metrics API adapter's
     # CiliumNetworkPolicy (#54), 22 with Headscale's storage gate; and remote access's users and router steps on the
-    # first valar: 23 remote (#56).
-    assert {"  command:local:Command: 22", "  command:remote:Command: 23", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # first valar: 23 remote (#56); and the rewrite of the Ainur's Secrets under k3s's key (plans.k3s.secrets_rewrite_script): 24 (#55).
+    assert {"  command:local:Command: 22", "  command:remote:Command: 24", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 411
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 416
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
@@ -473,6 +479,9 @@ def test_no_secret_in_clear_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert valar and all(canaries["token"] in r.inputs["stdin"].value for r in valar), "the canary must flow through the program"
     own = [re.search(r"K10[0-9a-f]{64}::[a-z0-9]{6}\.([a-z0-9]{16})", r.inputs["stdin"].value) for r in joins if r not in valar]
     assert len(own) == 2 and all(own), "each maia's own token must flow through the program"
+    # Longhorn's passphrase, a random password too, reaches its Secret (plans.storage.crypto_secret), never a file.
+    crypto = [r for r in sim.registrations if r.type == "kubernetes:core/v1:Secret" and r.name.endswith("longhorn-crypto")]
+    assert len(crypto) == 1 and canaries["token"] in str(crypto[0].inputs["stringData"].value)
     files = render_files(sim)
     for rel, content in files.items():
         for canary in (*canaries.values(), ciphertext("CANARY-CIPHERTEXT"), *(m.group(1) for m in own if m)):

@@ -54,6 +54,8 @@ def test_the_first_server_initialises_etcd() -> None:
         "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.11",
         "node-label": ["iluvatar/role=valar"],
+        # Every Secret sealed in the datastore and its snapshots (the KMS's key among them), by k3s's own key.
+        "secrets-encryption": True,
         "tls-san": [VIP, "ainur.iluvatar.home.arpa"],
         "token": "T0K3N",
         "write-kubeconfig-mode": "0600",
@@ -87,6 +89,76 @@ def test_every_later_server_joins_the_first_through_the_vip() -> None:
             ["servicelb", "traefik", "local-storage"],
         )
         assert doc["tls-san"] == [VIP, "ainur.iluvatar.home.arpa"]
+
+
+def test_secrets_encryption_is_every_servers_and_no_agents_and_off_only_when_written_so() -> None:
+    """k3s reads `secrets-encryption` as a server flag (its agents hold no datastore); every valar carries it, since a
+    server started without it would write Secrets in clear beside the others' sealed ones."""
+    stack = three_servers()
+    assert [yaml.safe_load(k3s.config(stack, n, "T")).get("secrets-encryption") for n in stack.by_role("valar")] == [True, True, True]
+    homelab = load_stack_file(HOMELAB)
+    assert "secrets-encryption" not in yaml.safe_load(k3s.config(homelab, homelab.by_role("maiar")[0], "T"))
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "secretsEncryption": False}
+    off = parse_stack(raw)
+    assert [yaml.safe_load(k3s.config(off, n, "T")).get("secrets-encryption") for n in off.by_role("valar")] == [None]
+
+
+K3S_STATUS = {
+    "start": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n",
+    "finished": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n",
+    "mismatch": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: hash does not match between manwe and eonwe\n",
+}
+
+
+def run_rewrite(tmp_path: Path, answers: list[str], rotate_to: str | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The rewrite script against a stand-in `k3s` whose `secrets-encrypt status` gives `answers` in turn (the last one
+    from then on), and whose `rotate-keys` moves it to `rotate_to` (k3s's encryptionRotateKeys ends at reencrypt_finished)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in K3S_STATUS.items():
+        (tmp_path / f"status-{name}").write_text(text)
+    state, log = tmp_path / "state", tmp_path / "log"
+    state.write_text("".join(f"{a}\n" for a in answers))
+    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "k3s").write_text(
+        f"""#!/bin/sh
+echo "$*" >> {log}
+case "$2" in
+  status)
+    name=$(head -n1 {state})
+    if [ "$(wc -l < {state})" -gt 1 ]; then sed -i 1d {state}; fi
+    cat {tmp_path}/status-"$name" ;;
+  rotate-keys) {f"echo {rotate_to} > {state}" if rotate_to else ":"} ;;
+esac
+"""
+    )
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    script = k3s.secrets_rewrite_script(timeout=3, poll=0)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60)
+    return done, log.read_text().splitlines() if log.exists() else []
+
+
+def test_the_secrets_are_rewritten_once_every_server_has_the_key(tmp_path: Path) -> None:
+    done, calls = run_rewrite(tmp_path, ["mismatch", "start"], "finished")
+    assert done.returncode == 0, done.stderr
+    # It waited for the hashes to match, then asked for the rewrite once, then read the stage it ends at.
+    assert calls == ["secrets-encrypt status", "secrets-encrypt status", "secrets-encrypt rotate-keys", "secrets-encrypt status"]
+    assert done.stderr.splitlines()[-1].endswith("every Secret of the Ainur is sealed under k3s's key")
+
+
+def test_secrets_already_rewritten_are_left_as_they_are(tmp_path: Path) -> None:
+    done, calls = run_rewrite(tmp_path, ["finished"], None)
+    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+
+
+def test_servers_that_never_agree_on_the_key_stop_the_step_naming_what_k3s_says(tmp_path: Path) -> None:
+    done, calls = run_rewrite(tmp_path, ["mismatch"], None)
+    assert done.returncode == 1
+    assert "rotate-keys" not in " ".join(calls)
+    assert "k3s's secrets encryption is not on with the same key on every valar within 3 s" in done.stderr
+    assert "hash does not match between manwe and eonwe" in done.stderr
 
 
 def test_the_config_is_written_keys_sorted() -> None:

@@ -936,12 +936,12 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
     claim, deployment, service, policy = netboot.git_mirror_manifests(stack)
     labels = {"app.kubernetes.io/name": "git-mirror", "app.kubernetes.io/part-of": "iluvatar"}
     meta = {"name": "git-mirror", "labels": labels, "namespace": "netboot"}
-    # On Longhorn, which the homelab's Pis run: the copy follows the pod to any Pi.
+    # On Longhorn, which the homelab's Pis run, its encrypted class: the copy follows the pod to any Pi.
     assert claim == {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {**meta, "name": "git-mirror-longhorn"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn", "resources": {"requests": {"storage": "2Gi"}}},
+        "metadata": {**meta, "name": "git-mirror-longhorn-encrypted"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn-encrypted", "resources": {"requests": {"storage": "2Gi"}}},
     }
     # One writer of the mirror at a time, even during an update.
     assert (deployment["metadata"], deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (meta, 1, {"type": "Recreate"})
@@ -960,7 +960,7 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
         "readinessProbe": {"tcpSocket": {"port": "git"}, "periodSeconds": 10},
         "volumeMounts": [{"name": "git", "mountPath": "/srv/git", "readOnly": True}],
     }
-    assert pod["volumes"] == [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror-longhorn"}}]
+    assert pod["volumes"] == [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror-longhorn-encrypted"}}]
     assert service == {
         "apiVersion": "v1",
         "kind": "Service",
@@ -1104,7 +1104,7 @@ def test_every_namespaced_object_is_in_its_namespace() -> None:
     # The Git mirror's objects are their own (components.git_mirror): its claim waits for Longhorn.
     mirror = [(m["kind"], m["metadata"]["name"], m["metadata"].get("namespace")) for m in netboot.git_mirror_manifests(stack)]
     assert mirror == [
-        ("PersistentVolumeClaim", "git-mirror-longhorn", "netboot"),
+        ("PersistentVolumeClaim", "git-mirror-longhorn-encrypted", "netboot"),
         ("Deployment", "git-mirror", "netboot"),
         ("Service", "git-mirror", "netboot"),
         ("NetworkPolicy", "git-mirror", "netboot"),

@@ -227,8 +227,8 @@ def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackCon
     assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP", "nodePort": 0}]
     # kube-vip's address alone: no NodePort on every Pi's own address (plans.netpol).
     assert service["spec"]["allocateLoadBalancerNodePorts"] is False
-    # Longhorn runs on the homelab's Pis: Headscale can move to any of them with its state.
-    assert manifests[("PersistentVolumeClaim", "headscale-state")]["spec"]["storageClassName"] == "longhorn"
+    # Longhorn runs on the homelab's Pis, its encrypted class: Headscale can move to any of them with its state.
+    assert manifests[("PersistentVolumeClaim", "headscale-state")]["spec"]["storageClassName"] == "longhorn-encrypted"
     assert manifests[("Deployment", "headscale")]["spec"]["strategy"] == {"type": "Recreate"}
 
 

@@ -664,10 +664,13 @@ def test_the_longhorn_values_exactly() -> None:
 
 def test_the_git_mirror_and_k3s_follow_longhorn(tmp_path: Path) -> None:
     stack = load_stack_file(HOMELAB)
-    assert (storage.git_mirror_class(stack), storage.k3s_disables_local_storage(stack)) == ("longhorn", True)
+    # The homelab's Ainur claims are on Longhorn's encrypted class (iluvatar:storage.ainur.encrypted); without it, the chart's.
+    assert (storage.git_mirror_class(stack), storage.k3s_disables_local_storage(stack)) == ("longhorn-encrypted", True)
+    clear = _variant(tmp_path, "clear", delete=["iluvatar:storage.ainur.encrypted"])
+    assert (storage.git_mirror_class(clear), storage.longhorn_encrypted(clear)) == ("longhorn", False)
     # Longhorn runs but k3s's local-path is the default: k3s keeps its addon.
     local = _variant(tmp_path, "local", {"iluvatar:storage.ainur.defaultClass": "local-path"})
-    assert (storage.git_mirror_class(local), storage.k3s_disables_local_storage(local)) == ("longhorn", False)
+    assert (storage.git_mirror_class(local), storage.k3s_disables_local_storage(local)) == ("longhorn-encrypted", False)
     no_disks = ["iluvatar:nodes[0].dataDisks", "iluvatar:nodes[1].dataDisks", "iluvatar:nodes[2].dataDisks", "iluvatar:storage.ainur"]
     none = _variant(tmp_path, "none", delete=no_disks)
     assert (storage.git_mirror_class(none), storage.k3s_disables_local_storage(none), storage.longhorn_node_labels(none)) == ("local-path", False, {})
@@ -926,3 +929,46 @@ def test_the_first_netboot_versions_outputs_say_which_pis_it_netbooted() -> None
     # The MAC as the user wrote it, in either case.
     upper = {**ainur, "nodes": {**ainur["nodes"], "ilmare": {**ainur["nodes"]["ilmare"], "mac": "D8:3A:DD:10:00:03"}}}
     assert day2.netbooted_before(upper, conf) == frozenset({"ilmare"})
+
+
+def test_the_encrypted_class_and_its_secret_exactly() -> None:
+    """Longhorn v1.10.1's encrypted class as its example writes it (examples/crypto/storageclass-crypto-global.yaml): LUKS
+    with the one Secret's passphrase at provisioning, staging and publishing, the chart's class's other settings."""
+    stack = load_stack_file(HOMELAB)
+    assert storage.longhorn_encrypted(stack)
+    assert storage.encrypted_storage_class(stack) == {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": "longhorn-encrypted"},
+        "provisioner": "driver.longhorn.io",
+        "parameters": {
+            "numberOfReplicas": "3",
+            "staleReplicaTimeout": "30",
+            "fsType": "ext4",
+            "encrypted": "true",
+            "csi.storage.k8s.io/provisioner-secret-name": "longhorn-crypto",
+            "csi.storage.k8s.io/provisioner-secret-namespace": "longhorn-system",
+            "csi.storage.k8s.io/node-publish-secret-name": "longhorn-crypto",
+            "csi.storage.k8s.io/node-publish-secret-namespace": "longhorn-system",
+            "csi.storage.k8s.io/node-stage-secret-name": "longhorn-crypto",
+            "csi.storage.k8s.io/node-stage-secret-namespace": "longhorn-system",
+        },
+        "reclaimPolicy": "Retain",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": "Immediate",
+    }
+    assert storage.crypto_secret("P4SS") == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "longhorn-crypto", "namespace": "longhorn-system"},
+        "type": "Opaque",
+        "stringData": {"CRYPTO_KEY_VALUE": "P4SS", "CRYPTO_KEY_PROVIDER": "secret"},
+    }
+    assert upstream.kubeconform([storage.encrypted_storage_class(stack), storage.crypto_secret("P4SS")], "v1.35.8") == []
+
+
+def test_no_encrypted_class_without_longhorn_even_when_asked(tmp_path: Path) -> None:
+    no_disks = ["iluvatar:nodes[0].dataDisks", "iluvatar:nodes[1].dataDisks", "iluvatar:nodes[2].dataDisks", "iluvatar:storage.ainur.defaultClass"]
+    none = _variant(tmp_path, "none", delete=no_disks)
+    assert none.storage.ainur.encrypted
+    assert (storage.longhorn_encrypted(none), storage.git_mirror_class(none)) == (False, "local-path")

@@ -77,6 +77,20 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         [],
     ),
     ("etcd-every-ten-minutes-kept-a-day", {"iluvatar:backup.etcd": {"schedule": "*/10 * * * *", "keep": 144}}, []),
+    # The KMS's key is a Secret on the Ainur: with their secrets encryption off it sits in clear in every etcd snapshot.
+    (
+        "ainur-secrets-in-clear-while-arda-unlocks-through-their-kms",
+        {"iluvatar:ainur.secretsEncryption": False},
+        [
+            "iluvatar:ainur.secretsEncryption: false, while Arda's machines unlock their volumes through the Ainur's KMS "
+            "(iluvatar:arda.encryption): the KMS's key is then written in clear in the Ainur's datastore and in every etcd "
+            "snapshot k3s uploads, so anyone with a snapshot and a stolen disk reads it; remove the setting (k3s then seals "
+            "Secrets, docs/security.md#the-ainurs-secrets-at-rest). On an Ainur that ran with it, turning it off also needs "
+            "`k3s secrets-encrypt disable` and a rewrite first, or the API server cannot read the Secrets sealed before"
+        ],
+    ),
+    # Without Arda's encryption there is no KMS key to leak: the choice is the stack's own.
+    ("ainur-secrets-in-clear-without-the-kms", {"iluvatar:ainur.secretsEncryption": False, "iluvatar:arda.encryption": {"enabled": False}}, []),
 ]
 
 
