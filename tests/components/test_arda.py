@@ -193,6 +193,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "tls:kms": "edge-certificates-tls",
         # The log store's admin key, from a random provider of its own.
         "random:logs-store": "logs-random",
+        # Longhorn's passphrase on the Ainur, from the storage layer's random provider of its own.
+        "random:storage-ainur": "storage-ainur-random",
     }
     checked = 0
     for r in homelab.registrations:
@@ -210,7 +212,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             prefix += "-argocd"
         key = (
             f"{package}:{prefix}"
-            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-", "data-", "kms-", "logs-"))
+            if package in ("kubernetes", "command")
+            or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-", "data-", "kms-", "logs-", "storage-"))
             else package
         )
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
@@ -244,7 +247,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # Argo CD's NetworkPolicies, the program's in place of its chart's (plans.gitops.network_policies), 5 on each cluster.
     # The log store's admin key (its password and Secret) and Longhorn's support-bundle manager's policy (#54): 3 more.
     # The KMS key's age file on Arda, the CronJob that uploads it and its restore drill (plans.kms, plans.drill): 3 more.
-    assert checked == 328
+    # Headscale's restore drill on Arda and, on the Ainur, Longhorn's encrypted class with its Secret and passphrase
+    # (storage-ainur-*, now named by their cluster like storage's others): 4 more in all (#57, #55).
+    assert checked == 332
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -363,6 +368,8 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
             "edge-certificates-ca-cert",
             # The KMS's key: what every volume it sealed opens with (plans.kms).
             "kms-key",
+            # The passphrase every encrypted Longhorn volume on the Ainur opens with (plans.storage.crypto_secret).
+            "storage-ainur-longhorn-crypto",
         ]
     )
 

@@ -298,6 +298,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-arda.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-ainur.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-kms-key.yaml",
+            # Headscale's state restore drill and its copy of the state repository's Secret (plans.drill).
+            "kubernetes/arda/backup-drill/CronJob-drill-headscale.yaml",
+            "kubernetes/arda/backup-drill/Secret-drill-headscale-restic.yaml",
             "kubernetes/arda/backup-drill/PersistentVolumeClaim-drill-tools.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-age-identity.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-s3.yaml",
