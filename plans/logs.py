@@ -249,10 +249,17 @@ def retention_bytes(stack: StackConfig) -> int:
 
 
 def store_args(stack: StackConfig) -> list[str]:
+    """The store's flags. `-futureRetention=1d`, the least the store allows (VictoriaLogs v1.52.1
+    lib/logstorage/storage.go:633 raises anything lower to 24h): it takes lines up to the day of now+futureRetention
+    (storage.go:1071-1073, 1178-1186), and its byte bound always keeps the two newest per-day partitions and drops every
+    older one (storage.go:855-880). With the default 2d (app/vlstorage/main.go:39), a writer's burst stamped tomorrow
+    and the day after would be those two, and the bound would drop today's lines, and each new part of today, until
+    those days came; with 1d the two kept are tomorrow and today."""
     logs = settings(stack)
     return [
         f"-storageDataPath={STORE_DATA}",
         f"-retentionPeriod={logs.retention}",
+        "-futureRetention=1d",
         f"-retention.maxDiskSpaceUsageBytes={retention_bytes(stack)}",
         f"-httpListenAddr=:{STORE_PORT}",
         "-loggerFormat=json",
