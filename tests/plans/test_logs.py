@@ -40,7 +40,7 @@ def test_the_store_keeps_the_retention_and_drops_the_oldest_days_before_its_volu
     assert logs.store_args(stack) == [
         "-storageDataPath=/storage",
         "-retentionPeriod=30d",
-        # No line stamped past tomorrow: the bound keeps the two newest days, today among them (tests/netns/test_logs_future.py).
+        # No line stamped past tomorrow: the bound keeps the two newest days, today among them (tests/netns/test_logs_store.py).
         "-futureRetention=1d",
         # 80 % of the 50Gi claim, in bytes: the stack's bound on every class, not a share of the filesystem.
         "-retention.maxDiskSpaceUsageBytes=42949672960",

@@ -1,13 +1,15 @@
-"""The store against lines stamped in future days, in a network namespace: the real VictoriaLogs with the rendered
-flags keeps today's lines through its size bound's eviction however many future-dated lines a writer sends.
+"""The store alone, in a network namespace, as rendered (the real VictoriaLogs with the plan's flags): what a writer's
+future-dated lines and the operator's admin calls do to it.
 
-VictoriaLogs' byte bound walks its per-day partitions from the newest down and always keeps the last two, whatever
-their size, then drops every older one (v1.52.1 lib/logstorage/storage.go:855-880). It takes lines up to the day of
-now+futureRetention (storage.go:1071-1073, 1178-1186; at least 24h, :633): with the default 2d, lines stamped the next
-two days are those last two partitions and today is dropped with the older days. The store runs twice on one data
-folder: first as rendered, to take the lines; then with only its byte bound (`-retention.maxDiskSpaceUsageBytes`) cut
-to a few kilobytes, so that its eviction runs on what the first run took. The test waits for that eviction's own log
-line, not for a time.
+Lines stamped in future days: VictoriaLogs' byte bound walks its per-day partitions from the newest down and always
+keeps the last two, whatever their size, then drops every older one (v1.52.1 lib/logstorage/storage.go:855-880). It
+takes lines up to the day of now+futureRetention (storage.go:1071-1073, 1178-1186; at least 24h, :633): with the
+default 2d, lines stamped the next two days are those last two partitions and today is dropped with the older days.
+The store runs twice on one data folder: first as rendered, to take the lines; then with only its byte bound
+(`-retention.maxDiskSpaceUsageBytes`) cut to a few kilobytes, so that its eviction runs on what the first run took.
+The test waits for that eviction's own log line, not for a time.
+
+The admin calls: the command docs/monitoring.md gives the operator, run as written but for where the key comes from.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +66,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         in_ns(made.switch, "ip", "link", "set", "br0", "up")
         made.add("a", base.STORE_IP)
         (root / "store").mkdir()
+        start_store(made)
         yield made
     finally:
         for key in list(made.procs):
@@ -110,7 +114,6 @@ def count(net: Net, word: str, start: datetime.datetime, end: datetime.datetime)
 def test_lines_stamped_in_future_days_never_push_todays_out(net: Net) -> None:
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     today = now.replace(hour=0, minute=0, second=0)
-    start_store(net)
     # Noon of each day, but today's lines: now (a line of the future hours of today is today's all the same).
     insert(net, "yesterday", today - DAY / 2, REAL)
     insert(net, "today", now, REAL)
@@ -131,3 +134,29 @@ def test_lines_stamped_in_future_days_never_push_todays_out(net: Net) -> None:
     assert today.strftime("%Y%m%d") not in re.findall(r"partitions/(\d{8}) is scheduled to be deleted", log), log[-4000:]
     span = (today - 2 * DAY, today + 3 * DAY)
     assert (count(net, "yesterday", *span), count(net, "today", *span), count(net, "tomorrow", *span)) == (0, REAL, FORGED)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
+
+
+def test_the_documented_admin_call_keeps_the_key_out_of_the_stores_log(net: Net) -> None:
+    """docs/monitoring.md's admin call sends the key in a POST's form body read from the Secret: run as written (the
+    key read from the test's file in place of the Secret, the store's port on the namespace's loopback as
+    port-forward gives it) it reaches the handler, fails there (the day is not attached), and the store logs the
+    failure with its URL but not the key; the same call with the key in its URL would put the key in the log."""
+    section = DOCS.read_text().split("### The store's admin calls", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```sh\n(.*?)```", section, re.S)
+    forward, secret, call = block.strip().splitlines()
+    assert forward == f"kubectl -n {plan.NAMESPACE} port-forward statefulset/{plan.STORE} {plan.STORE_PORT} &"
+    assert secret == f"kubectl -n {plan.NAMESPACE} get secret {plan.AUTH_SECRET} -o jsonpath='{{.data.{plan.AUTH_KEY}}}' | base64 -d |"
+    key = net.root / "auth" / plan.AUTH_KEY
+    assert key.read_text() == base.ADMIN_KEY
+    done = in_ns(net.ns("a"), "sh", "-ec", f"cat {key} |\n{call}", check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, 'cannot detach the partition "20261120", because it isn\'t attached'), done
+    log = (net.root / "store.log").read_text(errors="replace")
+    assert "requestURI: /internal/partition/detach?name=20261120" in log, log[-4000:]
+    assert base.ADMIN_KEY not in log
+    # The key in the URL: the same failure logs it.
+    url = f"http://127.0.0.1:{plan.STORE_PORT}/internal/partition/detach?name=20261120&authKey={base.ADMIN_KEY}"
+    assert base._call(net.ns("a"), url, "-X", "POST")[0] != 401
+    assert base.ADMIN_KEY in (net.root / "store.log").read_text(errors="replace")
