@@ -339,6 +339,8 @@ def store(stack: StackConfig) -> list[dict[str, Any]]:
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        # Neither the store nor its inserter calls the Kubernetes API: no account token in the pod.
+                        "automountServiceAccountToken": False,
                         "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534},
                         "containers": [container, inserter],
                         "volumes": [{"name": "auth", "secret": {"secretName": AUTH_SECRET, "defaultMode": 0o440}}],
@@ -766,6 +768,10 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
     pod: dict[str, Any] = {
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
+        # Root on every machine's host network, and it reads no Kubernetes object (the pod's name and namespace come
+        # from its log file's path, the machine's from the downward API): no account token, so that a role given
+        # one day to the namespace's default account is not every host's.
+        "automountServiceAccountToken": False,
         "priorityClassName": "system-node-critical",
         "tolerations": [{"operator": "Exists"}],
         "initContainers": [
@@ -1149,7 +1155,12 @@ def vmalert(stack: StackConfig) -> list[dict[str, Any]]:
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": labels, "annotations": {"iluvatar.dev/config-digest": gitops.values_digest(data)}},
-                    "spec": {"containers": [container], "volumes": [{"name": "rules", "configMap": {"name": VMALERT}}]},
+                    # It queries the store and posts to Alertmanager, never the Kubernetes API: no account token.
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "containers": [container],
+                        "volumes": [{"name": "rules", "configMap": {"name": VMALERT}}],
+                    },
                 },
             },
         },
