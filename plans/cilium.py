@@ -11,7 +11,7 @@ import copy
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import kms, metrics
+from plans import kms, logs, metrics
 from plans.merge import deep_merge
 from plans.talos import KUBEPRISM_PORT
 from stacks.model import StackConfig
@@ -114,7 +114,8 @@ def l2_announcement_policy(stack: StackConfig) -> dict[str, Any]:
 
 
 def kms_egress_deny(stack: StackConfig) -> dict[str, Any] | None:
-    """No pod on Arda reaches the Ainur's KMS: only the machines themselves (Talos, on the host network) may.
+    """No pod on Arda reaches the Ainur's KMS, nor the Pis' receivers of Talos's logs: only the machines themselves
+    (Talos, on the host network) may.
 
     The KMS admits the Arda machines by address (plans.kms.admitted), and Cilium masquerades a pod's traffic to the
     LAN to its node's address (the chart's `enableIPv4Masquerade`, on here), so without this any pod on Arda (an
@@ -124,18 +125,26 @@ def kms_egress_deny(stack: StackConfig) -> dict[str, Any] | None:
     Deny Policies); host-network processes are no endpoint and are not selected. `enableDefaultDeny` off both ways:
     a policy with egress rules otherwise isolates every pod it selects, and this one selects them all (CRD field
     `enableDefaultDeny`: "the default is true for each traffic direction that has rules").
+
+    The Pis' collectors take Talos's JSON lines on 6050 and 6051 from the same Arda addresses (plans.logs.talos_firewall)
+    and name the machine from the line's own `machine` tag: a pod passing as its machine would write lines under any
+    machine's name and time stamp (a forged kernel I/O error raises DiskIOError), so those ports are denied too whenever
+    logs go to the Ainur (plans.logs.talos_cluster).
     """
     if not kms.enabled(stack):
         return None
     assert stack.ainur is not None
+    ports = [kms.PORT, *((logs.SERVICE_PORT, logs.KERNEL_PORT) if logs.enabled(stack) and logs.talos_cluster(stack) == "ainur" else ())]
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumClusterwideNetworkPolicy",
         "metadata": {"name": KMS_DENY_NAME},
         "spec": {
-            "description": "No pod reaches the Ainur's KMS: it admits the Arda machines' addresses, which pods masquerade as",
+            "description": "No pod reaches the Ainur's KMS or Talos's log receivers: they admit the Arda machines' addresses, which pods masquerade as",
             "endpointSelector": {},
             "enableDefaultDeny": {"egress": False, "ingress": False},
-            "egressDeny": [{"toCIDR": [f"{stack.ainur.service_ip}/32"], "toPorts": [{"ports": [{"port": str(kms.PORT), "protocol": "TCP"}]}]}],
+            "egressDeny": [
+                {"toCIDR": [f"{stack.ainur.service_ip}/32"], "toPorts": [{"ports": [{"port": str(port), "protocol": "TCP"} for port in ports]}]}
+            ],
         },
     }

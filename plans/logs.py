@@ -249,10 +249,17 @@ def retention_bytes(stack: StackConfig) -> int:
 
 
 def store_args(stack: StackConfig) -> list[str]:
+    """The store's flags. `-futureRetention=1d`, the least the store allows (VictoriaLogs v1.52.1
+    lib/logstorage/storage.go:633 raises anything lower to 24h): it takes lines up to the day of now+futureRetention
+    (storage.go:1071-1073, 1178-1186), and its byte bound always keeps the two newest per-day partitions and drops every
+    older one (storage.go:855-880). With the default 2d (app/vlstorage/main.go:39), a writer's burst stamped tomorrow
+    and the day after would be those two, and the bound would drop today's lines, and each new part of today, until
+    those days came; with 1d the two kept are tomorrow and today."""
     logs = settings(stack)
     return [
         f"-storageDataPath={STORE_DATA}",
         f"-retentionPeriod={logs.retention}",
+        "-futureRetention=1d",
         f"-retention.maxDiskSpaceUsageBytes={retention_bytes(stack)}",
         f"-httpListenAddr=:{STORE_PORT}",
         "-loggerFormat=json",
@@ -332,6 +339,8 @@ def store(stack: StackConfig) -> list[dict[str, Any]]:
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        # Neither the store nor its inserter calls the Kubernetes API: no account token in the pod.
+                        "automountServiceAccountToken": False,
                         "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534},
                         "containers": [container, inserter],
                         "volumes": [{"name": "auth", "secret": {"secretName": AUTH_SECRET, "defaultMode": 0o440}}],
@@ -759,6 +768,10 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
     pod: dict[str, Any] = {
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
+        # Root on every machine's host network, and it reads no Kubernetes object (the pod's name and namespace come
+        # from its log file's path, the machine's from the downward API): no account token, so that a role given
+        # one day to the namespace's default account is not every host's.
+        "automountServiceAccountToken": False,
         "priorityClassName": "system-node-critical",
         "tolerations": [{"operator": "Exists"}],
         "initContainers": [
@@ -1142,7 +1155,12 @@ def vmalert(stack: StackConfig) -> list[dict[str, Any]]:
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": labels, "annotations": {"iluvatar.dev/config-digest": gitops.values_digest(data)}},
-                    "spec": {"containers": [container], "volumes": [{"name": "rules", "configMap": {"name": VMALERT}}]},
+                    # It queries the store and posts to Alertmanager, never the Kubernetes API: no account token.
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "containers": [container],
+                        "volumes": [{"name": "rules", "configMap": {"name": VMALERT}}],
+                    },
                 },
             },
         },

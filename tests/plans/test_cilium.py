@@ -9,13 +9,15 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from ipaddress import IPv4Address
 from typing import Any
 
 import jsonschema
 import pytest
 
-from plans import cilium
+from plans import cilium, logs
 from stacks import StackConfig, StackConfigError, load_stack_file, parse_stack, read_stack_file
+from stacks.logs_model import Logs
 from tests.edit import HOMELAB, RK1
 from tests.schemas import crd_errors, prometheus_crds
 from tools import upstream
@@ -281,8 +283,9 @@ def ccnp_spec_errors(spec: dict[str, Any], version: str) -> list[str]:
 
 
 def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses() -> None:
-    """Pods masquerade to their node's address, the one the KMS admits: a clusterwide deny keeps every pod from the
-    endpoint without isolating any (enableDefaultDeny off), and Cilium's own CRD at the chart version accepts it."""
+    """Pods masquerade to their node's address, the one the KMS and the Pis' Talos log receivers admit: a clusterwide
+    deny keeps every pod from those ports without isolating any (enableDefaultDeny off), and Cilium's own CRD at the
+    chart version accepts it."""
     stack = load_stack_file(HOMELAB)
     deny = cilium.kms_egress_deny(stack)
     assert deny == {
@@ -290,12 +293,27 @@ def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses() ->
         "kind": "CiliumClusterwideNetworkPolicy",
         "metadata": {"name": "iluvatar-kms-no-pods"},
         "spec": {
-            "description": "No pod reaches the Ainur's KMS: it admits the Arda machines' addresses, which pods masquerade as",
+            "description": "No pod reaches the Ainur's KMS or Talos's log receivers: they admit the Arda machines' addresses, which pods masquerade as",
             "endpointSelector": {},
             "enableDefaultDeny": {"egress": False, "ingress": False},
-            "egressDeny": [{"toCIDR": ["192.168.0.14/32"], "toPorts": [{"ports": [{"port": "4050", "protocol": "TCP"}]}]}],
+            "egressDeny": [
+                {
+                    "toCIDR": ["192.168.0.14/32"],
+                    "toPorts": [
+                        {"ports": [{"port": "4050", "protocol": "TCP"}, {"port": "6050", "protocol": "TCP"}, {"port": "6051", "protocol": "TCP"}]}
+                    ],
+                }
+            ],
         },
     }
+    # Talos sends its services' and kernel's lines to those two ports of that address (plans.logs.talos_logging).
+    assert (logs.talos_host(stack), logs.SERVICE_PORT, logs.KERNEL_PORT) == (IPv4Address("192.168.0.14"), 6050, 6051)
+    # Without logs, no receiver: the KMS's port alone.
+    no_logs = stack.model_copy(update={"logs": stack.logs.model_copy(update={"enabled": False}) if stack.logs else Logs(enabled=False)})
+    assert not logs.enabled(no_logs)
+    bare = cilium.kms_egress_deny(no_logs)
+    assert bare is not None
+    assert bare["spec"]["egressDeny"] == [{"toCIDR": ["192.168.0.14/32"], "toPorts": [{"ports": [{"port": "4050", "protocol": "TCP"}]}]}]
     # The chart masquerades (its default kept): the reason for the policy holds.
     assert "enableIPv4Masquerade" not in cilium.helm_values(stack)
     assert deny is not None

@@ -40,6 +40,8 @@ def test_the_store_keeps_the_retention_and_drops_the_oldest_days_before_its_volu
     assert logs.store_args(stack) == [
         "-storageDataPath=/storage",
         "-retentionPeriod=30d",
+        # No line stamped past tomorrow: the bound keeps the two newest days, today among them (tests/netns/test_logs_store.py).
+        "-futureRetention=1d",
         # 80 % of the 50Gi claim, in bytes: the stack's bound on every class, not a share of the filesystem.
         "-retention.maxDiskSpaceUsageBytes=42949672960",
         "-httpListenAddr=:9428",
@@ -171,6 +173,22 @@ def test_no_collector_runs_on_a_netbooted_maia_nor_is_looked_for_there() -> None
     assert "affinity" not in arda
     scrape = next(m for m in logs.monitors(stack) if m["kind"] == "ScrapeConfig")
     assert [c["labels"]["machine"] for c in scrape["spec"]["staticConfigs"]] == ["manwe", "ilmare"]
+
+
+def test_no_pod_of_the_logs_mounts_an_account_token() -> None:
+    """The store (with its inserter), vmalert and the collector on both clusters (root, on every host's network) call no
+    Kubernetes API: none mounts its account's token, nor names an account of its own."""
+    stack = homelab()
+    rendered = [*logs.store(stack), *logs.vmalert(stack), *logs.collector(stack, "arda"), *logs.collector(stack, "ainur")]
+    pods = {m["metadata"]["name"]: m["spec"]["template"]["spec"] for m in rendered if m["kind"] in ("StatefulSet", "Deployment", "DaemonSet")}
+    assert sorted(pods) == ["log-collector", "victoria-logs", "vmalert-logs"]
+    assert len([m for m in rendered if m["kind"] == "DaemonSet"]) == 2
+    for manifest in rendered:
+        if manifest["kind"] in ("StatefulSet", "Deployment", "DaemonSet"):
+            pod = manifest["spec"]["template"]["spec"]
+            assert (pod["automountServiceAccountToken"], pod.get("serviceAccountName")) == (False, None), manifest["metadata"]["name"]
+    # Nothing in the collector's config reads the API (no k8sattributes processor, no k8s observer).
+    assert "k8s" not in json.dumps(logs.collector_config(stack, "arda")["processors"])
 
 
 def test_the_collectors_configs_on_each_cluster() -> None:
