@@ -193,6 +193,16 @@ def test_the_drill_fails_when_the_newest_backup_is_older_than_the_etcd_schedule_
     )
 
 
+def test_the_kms_key_drill_decrypts_the_key_into_memory_only(stack: StackConfig) -> None:
+    """The decrypted key ($WORK/snapshot.db) lands in the pod's working folder: a tmpfs, never a disk of the worker."""
+    cronjob = drill.kms_cronjob(stack, kms.canary(_new_key()))
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["volumes"][0] == {"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}}
+    steps = [*pod["initContainers"], *pod["containers"]]
+    assert [[m["mountPath"] for m in c["volumeMounts"] if m["name"] == "work"] for c in steps] == [[drill.WORK]] * 3
+    assert '-o "$WORK/snapshot.db"' in steps[1]["command"][2]
+
+
 def test_a_failed_or_stale_kms_key_drill_fires_the_drill_alerts_naming_it(stack: StackConfig) -> None:
     """The drill's CronJob carries what the drill alerts read (its name's prefix and its labels, as kube-state-metrics
     copies them): failed, RestoreDrillFailed names the KMS key; not passed for eight days, RestoreDrillStale."""
