@@ -414,6 +414,10 @@ def config(answers: Answers) -> dict[str, Any]:
             # Always written: the stack says the mode its LAN runs, whatever a later default is (stacks.netboot_mode).
             "netboot": {"mode": answers.dhcp_mode or DEFAULT_MODE},
         }
+        if sum(m.role == "valar" for m in pis) == 1:
+            # k3s's secrets encryption from the Ainur's first install, when every server starts with its key. On several
+            # valar it is refused (stacks.rules._counts), so such a stack is written without it.
+            out["iluvatar:ainur"]["secretsEncryption"] = True
         if answers.router_pool is not None:
             lent = answers.router_pool.strip()
             out["iluvatar:ainur"]["netboot"]["routerPool"] = "none" if lent == "none" else _range(lent, "router_pool")

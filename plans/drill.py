@@ -570,6 +570,12 @@ KMS_CHECK_SCRIPT = (
 )
 
 
+# The KMS drill's working folder, in memory: the key's age file and the key (bytes), the check's source, and Go's module
+# and build caches for the check and, on a run without the kept age, for age (tens of MiB each); well under the 1Gi
+# each step may use.
+KMS_WORK_SIZE = "512Mi"
+
+
 def kms_drill_enabled(stack: StackConfig) -> bool:
     """The KMS key's backups are drilled wherever they are written (plans.kms.backup_enabled) and drills run."""
     return enabled(stack) and kms.backup_enabled(stack)
@@ -622,7 +628,9 @@ def kms_cronjob(stack: StackConfig, canary: str) -> dict[str, Any]:
     )
     check = step("unseal", GO_IMAGE, KMS_CHECK_SCRIPT)
     volumes: list[dict[str, Any]] = [
-        {"name": "work", "emptyDir": {}},
+        # tmpfs: the key decrypted into it ($WORK/snapshot.db) never reaches a disk of the worker it runs on. Its pages
+        # count against the steps' memory (kubelet's emptyDir with medium Memory); the bound is KMS_WORK_SIZE.
+        {"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": KMS_WORK_SIZE}},
         {"name": "identity", "secret": {"secretName": AGE_SECRET, "defaultMode": 0o400}},
         {"name": "tools", "persistentVolumeClaim": {"claimName": TOOLS_CLAIM}},
     ]

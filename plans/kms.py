@@ -192,10 +192,13 @@ def backup_configmap(armored: str) -> dict[str, Any]:
 # The upload: one object a run, named by its time (UTC, RFC 3339, as talos-backup names the etcd snapshots), so the
 # drill reads how old the newest is from its name; signed by curl (AWS Signature v4), as the drills' own reads are.
 # Environment: the S3 Secret's keys, S3_ENDPOINT, S3_BUCKET, S3_PREFIX, AWS_REGION.
+# The keys reach curl as a config on its stdin (`-K -`), written by the shell's builtin printf and by sed from a pipe:
+# on curl's command line the secret key would sit in its argv, readable in /proc by any process of the node that sees
+# it, until curl blanks it. In the config a value is quoted, with `\` and `"` escaped (curl's docs, --config).
 BACKUP_SCRIPT = f"""set -eu
 key="$S3_PREFIX/kms-key-$(date -u +%Y-%m-%dT%H:%M:%SZ).age"
-curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \\
-  -T /backup/{BACKUP_FILE} "$S3_ENDPOINT/$S3_BUCKET/$key"
+printf '%s:%s\\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" | sed 's/[\\\\"]/\\\\&/g; s/^/user = "/; s/$/"/' \\
+  | curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" -K - -T /backup/{BACKUP_FILE} "$S3_ENDPOINT/$S3_BUCKET/$key"
 echo "the KMS key's backup is $key"
 """
 

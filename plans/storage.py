@@ -399,9 +399,12 @@ def pi_root_replicas(stack: StackConfig) -> int:
 ENCRYPTED_CLASS = "longhorn-encrypted"
 CRYPTO_OBJECT = "longhorn-crypto"
 CRYPTO_PASSPHRASE_LENGTH = 48
-# The CSI operations that need the passphrase: the provisioner's (to fail early without it) and the node's stage and
-# publish (to open the volume), as Longhorn's example names them.
-CRYPTO_OPERATIONS = ("provisioner", "node-publish", "node-stage")
+# The CSI operations that need the passphrase: the provisioner's (to fail early without it), the node's stage and
+# publish (to open the volume), as Longhorn's example names them, and the node's expand: without a secret there,
+# NodeExpandVolume skips resizing the LUKS mapping and still reports the new size, so an online expansion leaves the
+# filesystem at its old size until the volume is staged again (longhorn-manager csi/node_server.go:849-853 and :890
+# at v1.10.1; kubelet passes it since CSINodeExpandSecret went GA in Kubernetes 1.29).
+CRYPTO_OPERATIONS = ("provisioner", "node-publish", "node-stage", "node-expand")
 
 
 def longhorn_encrypted(stack: StackConfig) -> bool:

@@ -395,9 +395,11 @@ class Ainur(Model):
     # The image the netbooting maiar (nodes with boot: netboot) boot from the Ainur.
     pi_image: PiImage = Field(default_factory=PiImage)
     # k3s's secrets encryption at rest (plans.k3s.secrets_encryption): every Secret in the Ainur's datastore and in its
-    # etcd snapshots sealed with a key k3s keeps on each valar's disk. On unless written false; an Ainur deployed without
-    # it gets it by a roll of the valar, one at a time, and then has its Secrets rewritten (docs/security.md).
-    secrets_encryption: bool = True
+    # etcd snapshots sealed with a key k3s keeps on each valar's disk. Absent: off, so a deployed Ainur is not rolled onto
+    # it by an upgrade of Iluvatar; `iluvatar init` and the shipped stack write it on, so a new Ainur starts with it. On a
+    # one-valar Ainur already running, turning it on rolls the valar and rewrites its Secrets (docs/security.md); with
+    # more valar it is refused (stacks.rules._counts): k3s's procedure for several servers is not built.
+    secrets_encryption: bool = False
 
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")

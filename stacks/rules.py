@@ -882,6 +882,21 @@ def _counts(p: Parsed) -> list[Problem]:
                 f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum; {_to_odd(valar, (1, 3), 'valar')}",
             )
         )
+    if p.ainur is not None and p.ainur.secrets_encryption and valar > 1:
+        # k3s writes its key into the datastore's bootstrap data only when the cluster is created with the flag
+        # (pkg/cluster/storage.go Save: "bootstrap key already exists" with override false), so on a cluster that ran
+        # without it each server turning it on generates its own key (pkg/daemons/control/deps/deps.go
+        # genEncryptionConfigAndState; k3s-io/k3s#7195). And rotate-keys reloads only the server it runs on: the others
+        # read the rewritten Secrets only after a restart of each, in order (k3s docs cli/secrets-encrypt.md, its
+        # High-Availability steps). plans.k3s.secrets_rewrite_script does the single-server procedure only.
+        out.append(
+            Problem(
+                "iluvatar:ainur.secretsEncryption",
+                f"true, while the Ainur have {valar} valar (k3s servers): on several servers k3s's secrets encryption needs "
+                "its key shared before the roll and every server restarted in order after the rewrite; set it false, or keep "
+                "one valar; the HA procedure is not built",
+            )
+        )
     return out
 
 

@@ -69,12 +69,15 @@ def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
     datastore and in every etcd snapshot uploaded to the backup target, next to the disks it unlocks being carried off."""
     if stack.ainur is None or stack.ainur.secrets_encryption or not encryption.uses_kms(stack):
         return
+    # Absent is off too (stacks.model.Ainur): a stack from before the setting says nothing, and is warned the same.
+    written = "false" if "secrets_encryption" in stack.ainur.model_fields_set else "not set (off)"
     yield Problem(
         "iluvatar:ainur.secretsEncryption",
-        "false, while Arda's machines unlock their volumes through the Ainur's KMS (iluvatar:arda.encryption): the KMS's key "
-        "is then written in clear in the Ainur's datastore and in every etcd snapshot k3s uploads, so anyone with a snapshot "
-        "and a stolen disk reads it; remove the setting (k3s then seals Secrets, docs/security.md#the-ainurs-secrets-at-rest). "
-        "On an Ainur that ran with it, turning it off also needs `k3s secrets-encrypt disable` and a rewrite first, or the API "
+        f"{written}, while Arda's machines unlock their volumes through the Ainur's KMS (iluvatar:arda.encryption): the KMS's "
+        "key is then written in clear in the Ainur's datastore and in every etcd snapshot k3s uploads, so anyone with a "
+        "snapshot and a stolen disk reads it; on an Ainur with one valar, set it true (k3s then seals Secrets, "
+        "docs/security.md#the-ainurs-secrets-at-rest); with more, k3s's procedure for several servers is not built. On an "
+        "Ainur that ran with it, turning it off also needs `k3s secrets-encrypt disable` and a rewrite first, or the API "
         "server cannot read the Secrets sealed before",
     )
 

@@ -85,10 +85,18 @@ def _upload(stack: StackConfig, bucket: str, armored: str, tmp: Path, alpine: Pa
     )
     (clock / "date").chmod(0o755)
     (clock / "sh").symlink_to(busybox)
+    # curl's command line as any process of the node could read it in /proc: written down, then curl run with it.
+    argv = tmp / "curl-argv"
+    (clock / "curl").write_text(f'#!{busybox} sh\nprintf "%s\\n" "$@" >{argv}\nexec {require("curl")} "$@"\n')
+    (clock / "curl").chmod(0o755)
     script = container["command"][2].replace("/backup/", f"{files}/")
     given = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env = {"PATH": f"{clock}:{alpine}:{Path(require('curl')).parent}", **given, "S3_ENDPOINT": bucket, **S3}
-    return subprocess.run([str(clock / "sh"), "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(clock / "sh"), "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    # The bucket answers only a request signed with the access key (tests/test_drill.py _Bucket): curl read the keys,
+    # from its stdin, and neither is in its argv.
+    assert "-K" in argv.read_text().splitlines() and not [k for k in S3.values() if k in argv.read_text()], argv.read_text()
+    return done
 
 
 def _drill(
@@ -191,6 +199,16 @@ def test_the_drill_fails_when_the_newest_backup_is_older_than_the_etcd_schedule_
         f'restore drill of the KMS key\'s backup FAILED: the newest snapshot, {_newest(stack)}, is 0d 12h 0m 1s old, and backups on "0 */6 * * *" '
         f"keep the newest under 0d 12h 0m 0s: snapshots have stopped reaching the bucket; look with: {look}"
     )
+
+
+def test_the_kms_key_drill_decrypts_the_key_into_memory_only(stack: StackConfig) -> None:
+    """The decrypted key ($WORK/snapshot.db) lands in the pod's working folder: a tmpfs, never a disk of the worker."""
+    cronjob = drill.kms_cronjob(stack, kms.canary(_new_key()))
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["volumes"][0] == {"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}}
+    steps = [*pod["initContainers"], *pod["containers"]]
+    assert [[m["mountPath"] for m in c["volumeMounts"] if m["name"] == "work"] for c in steps] == [[drill.WORK]] * 3
+    assert '-o "$WORK/snapshot.db"' in steps[1]["command"][2]
 
 
 def test_a_failed_or_stale_kms_key_drill_fires_the_drill_alerts_naming_it(stack: StackConfig) -> None:

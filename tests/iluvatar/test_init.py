@@ -313,6 +313,14 @@ def test_a_new_stack_with_pis_puts_the_ainurs_claims_on_longhorns_encrypted_clas
     assert init.config(answers())["iluvatar:storage"] == {"ainur": {"encrypted": True}}
 
 
+def test_a_new_stack_with_one_valar_seals_the_ainurs_secrets_from_its_first_install() -> None:
+    """k3s shares its secrets-encryption key only with servers that join a cluster created with it; on several valar it
+    is refused (stacks.rules._counts), so init leaves it out there rather than write a stack that fails."""
+    assert init.config(answers())["iluvatar:ainur"]["secretsEncryption"] is True
+    three = [PI, *(PI.replace("pi,", f"pi{i},").replace(":01,", f":0{i},") for i in (2, 3))]
+    assert "secretsEncryption" not in init.config(answers(machines=[*three, NODE]))["iluvatar:ainur"]
+
+
 def test_a_new_stack_with_pis_encrypts_its_arda_volumes() -> None:
     """On by default for new stacks: Talos encrypts a volume only when it first formats it (stacks.day2)."""
     assert init.config(answers())["iluvatar:arda"]["encryption"] == {"enabled": True}

@@ -32,6 +32,8 @@ def three_servers() -> StackConfig:
     """The homelab with all three Pis as valar: a three-member etcd."""
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:nodes"] = [{**n, "role": "valar"} if n["role"] == "maiar" else n for n in raw["iluvatar:nodes"]]
+    # k3s's secrets encryption is refused on several valar (stacks.rules._counts): its HA procedure is not built.
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "secretsEncryption": False}
     return parse_stack(raw)
 
 
@@ -91,17 +93,17 @@ def test_every_later_server_joins_the_first_through_the_vip() -> None:
         assert doc["tls-san"] == [VIP, "ainur.iluvatar.home.arpa"]
 
 
-def test_secrets_encryption_is_every_servers_and_no_agents_and_off_only_when_written_so() -> None:
-    """k3s reads `secrets-encryption` as a server flag (its agents hold no datastore); every valar carries it, since a
-    server started without it would write Secrets in clear beside the others' sealed ones."""
-    stack = three_servers()
-    assert [yaml.safe_load(k3s.config(stack, n, "T")).get("secrets-encryption") for n in stack.by_role("valar")] == [True, True, True]
+def test_secrets_encryption_is_on_the_valar_only_and_only_when_written_so() -> None:
+    """k3s reads `secrets-encryption` as a server flag (its agents hold no datastore). Absent means off: an Ainur deployed
+    before it is not rolled onto it by an upgrade of Iluvatar; the shipped stack writes it on."""
     homelab = load_stack_file(HOMELAB)
+    assert [yaml.safe_load(k3s.config(homelab, n, "T")).get("secrets-encryption") for n in homelab.by_role("valar")] == [True]
     assert "secrets-encryption" not in yaml.safe_load(k3s.config(homelab, homelab.by_role("maiar")[0], "T"))
-    raw = dict(read_stack_file(HOMELAB).config)
-    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "secretsEncryption": False}
-    off = parse_stack(raw)
-    assert [yaml.safe_load(k3s.config(off, n, "T")).get("secrets-encryption") for n in off.by_role("valar")] == [None]
+    for written in ({"secretsEncryption": False}, {}):
+        raw = dict(read_stack_file(HOMELAB).config)
+        raw["iluvatar:ainur"] = {**{k: v for k, v in raw["iluvatar:ainur"].items() if k != "secretsEncryption"}, **written}
+        off = parse_stack(raw)
+        assert [yaml.safe_load(k3s.config(off, n, "T")).get("secrets-encryption") for n in off.by_role("valar")] == [None], written
 
 
 K3S_STATUS = {

@@ -933,7 +933,7 @@ def test_the_first_netboot_versions_outputs_say_which_pis_it_netbooted() -> None
 
 def test_the_encrypted_class_and_its_secret_exactly() -> None:
     """Longhorn v1.10.1's encrypted class as its example writes it (examples/crypto/storageclass-crypto-global.yaml): LUKS
-    with the one Secret's passphrase at provisioning, staging and publishing, the chart's class's other settings."""
+    with the one Secret's passphrase at provisioning, staging, publishing and expanding, the chart's class's other settings."""
     stack = load_stack_file(HOMELAB)
     assert storage.longhorn_encrypted(stack)
     assert storage.encrypted_storage_class(stack) == {
@@ -952,6 +952,9 @@ def test_the_encrypted_class_and_its_secret_exactly() -> None:
             "csi.storage.k8s.io/node-publish-secret-namespace": "longhorn-system",
             "csi.storage.k8s.io/node-stage-secret-name": "longhorn-crypto",
             "csi.storage.k8s.io/node-stage-secret-namespace": "longhorn-system",
+            # Without it an online expansion grows neither the LUKS mapping nor the filesystem, yet reports success.
+            "csi.storage.k8s.io/node-expand-secret-name": "longhorn-crypto",
+            "csi.storage.k8s.io/node-expand-secret-namespace": "longhorn-system",
         },
         "reclaimPolicy": "Retain",
         "allowVolumeExpansion": True,
