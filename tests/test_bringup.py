@@ -75,7 +75,10 @@ def test_without_the_ainur_api_gate_both_ainur_providers_are_configured_first() 
     assert broken(
         "components.ainur",
         ("pulumi.Output.all(kubeconfig, self.ready.stdout).apply(lambda values: str(values[0]))", "kubeconfig"),
-        ("self.kubeconfig, name, self, after=[self.ready])", "self.kubeconfig, name, self, after=[])"),
+        (
+            "self.kubeconfig, name, self, after=[self.ready], mutable_config_maps=True",
+            "self.kubeconfig, name, self, after=[], mutable_config_maps=True",
+        ),
     ) == [
         "ainur: the Kubernetes provider ainur-kubernetes is configured before the readiness gate ainur-gate-api",
         "ainur: the Kubernetes provider gitops-ainur-kubernetes is configured before the readiness gate ainur-gate-api",

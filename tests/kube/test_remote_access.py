@@ -101,7 +101,9 @@ def test_a_connector_the_operators_crd_refuses(tailscale: Deployed) -> None:
 
 def test_the_headscale_flavour_runs_headscale_and_its_router_on_the_ainur(headscale: Deployed) -> None:
     deployment = headscale
-    assert list(deployment.clusters) == ["ainur"]
+    # Headscale and its router on the Ainur; its state's restore drill on Arda, beside the other drills (plans.drill).
+    assert list(deployment.clusters) == ["arda", "ainur"]
+    assert {n.split(" ", 1)[1] for n in _written(deployment, "arda") if n.startswith("CronJob ")} == {"backup-drill/drill-headscale"}
     written = _written(deployment, "ainur")
     assert {
         "Namespace remote-access",

@@ -119,6 +119,25 @@ case "${1:-}" in
     shift
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: etcd-snapshot needs root" >&2; exit 1; }
     echo "$(date +%s.%N) etcd-snapshot $*" >> $S/log ;;
+  secrets-encrypt)
+    # k3s's `secrets-encrypt status` and `rotate-keys` as plans.k3s.secrets_rewrite_script reads them: the status lines
+    # of k3s's pkg/cli/secretsencrypt (Encryption Status, Current Rotation Stage, Server Encryption Hashes), read
+    # from k3s's main branch, not the pinned tag (unchecked there). Enabled when the server's config says so; one
+    # server in each lab stack that turns it on (several valar are refused), so its hashes always match.
+    [ "$(id -u)" = 0 ] || { echo "stand-in k3s: secrets-encrypt needs root" >&2; exit 1; }
+    stage=$(cat $S/secrets-stage 2>/dev/null || echo start)
+    case "${2:-}" in
+      status)
+        if grep -q '^secrets-encryption: true' /etc/rancher/k3s/config.yaml 2>/dev/null; then
+          printf 'Encryption Status: Enabled\nCurrent Rotation Stage: %s\nServer Encryption Hashes: All hashes match\n' "$stage"
+        else
+          printf 'Encryption Status: Disabled\nCurrent Rotation Stage: %s\nServer Encryption Hashes: All hashes match\n' "$stage"
+        fi ;;
+      rotate-keys)
+        echo "$(date +%s.%N) secrets-encrypt rotate-keys" >> $S/log
+        echo reencrypt_finished > $S/secrets-stage ;;
+      *) echo "stand-in k3s: 'secrets-encrypt ${2:-}' is not stood in" >&2; exit 2 ;;
+    esac ;;
   *) echo "stand-in k3s: '$*' is not stood in" >&2; exit 2 ;;
 esac
 """
