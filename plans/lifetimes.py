@@ -104,6 +104,15 @@ def _k3s_rows() -> list[Lifetime]:
             "rancher/dynamiclistener WrapExpiration: unverified at the pinned k3s",
         ),
         Lifetime(
+            "the API VIP kube-vip's copy of k3s's admin certificate",
+            f"each valar, read once from {k3s.KUBECONFIG_PATH} as kube-vip starts",
+            f"{K3S_LEAF_DAYS} days (the admin certificate's)",
+            "the k3s step: after each restart of k3s on a valar (which rewrites the file), it restarts that valar's kube-vip",
+            "not counted (the metric reads the file, which is fresh); the k3s step fails naming a kube-vip not started again, "
+            "and the next `up` restarts both again",
+            "plans.k3s.kube_vip_restart; kube-vip v0.9.2 pkg/manager/manager.go:95-130, pkg/k8s/client.go:47-66",
+        ),
+        Lifetime(
             "Pulumi's ServiceAccount token on the Ainur",
             f"Secret kube-system/{credentials.TOKEN_SECRET}",
             "no end (a legacy token Secret)",

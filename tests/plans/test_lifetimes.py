@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -122,3 +123,16 @@ def test_a_stack_without_the_ainur_or_identity_has_no_rows_of_them() -> None:
         "Talos and Arda's Kubernetes and etcd CAs",
         "Talos API server (apid) and kubelet certificates",
     ]
+
+
+def test_the_api_vip_kube_vips_copy_of_the_admin_certificate_is_renewed_by_the_k3s_step(homelab: StackConfig) -> None:
+    """kube-vip holds the admin certificate it read as it started; the table had no row for it, and the Ainur's own table
+    said a kube-vip not restarted keeps the old copy. The k3s step now restarts it after every restart of k3s on a valar
+    (the function the row names), and the row says so."""
+    row = _rows(homelab)["the API VIP kube-vip's copy of k3s's admin certificate"]
+    assert row.where == f"each valar, read once from {k3s.KUBECONFIG_PATH} as kube-vip starts"
+    assert row.lifetime == "365 days (the admin certificate's)"
+    assert row.renewed_by == "the k3s step: after each restart of k3s on a valar (which rewrites the file), it restarts that valar's kube-vip"
+    assert row.source.startswith("plans.k3s.kube_vip_restart;") and callable(k3s.kube_vip_restart)
+    valar = next(n for n in homelab.nodes if n.role == "valar")
+    assert textwrap.indent(k3s.kube_vip_restart(valar), "  ") in k3s.upgrade_script(homelab, valar, snapshot=True)
