@@ -121,7 +121,7 @@ def test_a_stack_without_the_ainur_or_identity_has_no_rows_of_them() -> None:
         "Talos API client certificate (the talosconfig)",
         "Arda's admin kubeconfig",
         "Talos and Arda's Kubernetes and etcd CAs",
-        "Talos API server (apid) and kubelet certificates",
+        "Talos API server (apid) certificates",
     ]
 
 
@@ -136,3 +136,16 @@ def test_the_api_vip_kube_vips_copy_of_the_admin_certificate_is_renewed_by_the_k
     assert row.source.startswith("plans.k3s.kube_vip_restart;") and callable(k3s.kube_vip_restart)
     valar = next(n for n in homelab.nodes if n.role == "valar")
     assert textwrap.indent(k3s.kube_vip_restart(valar), "  ") in k3s.upgrade_script(homelab, valar, snapshot=True)
+
+
+def test_arda_kubelets_serving_certificate_is_renewed_only_by_a_kubelet_restart(homelab: StackConfig) -> None:
+    """Talos renews apid's certificates at half their validity, but the kubelet's self-signed serving certificate only by
+    deleting it as the kubelet starts (kubelet_service.go refreshSelfServingCert): a machine neither rebooted nor upgraded
+    for a year serves an ended one. One row said both were "renewed on the machine", from no source."""
+    rows = _rows(homelab)
+    assert "Talos API server (apid) and kubelet certificates" not in rows
+    kubelet = rows["Arda's kubelet serving certificates (self-signed)"]
+    assert kubelet.renewed_by.startswith("only a kubelet restart: Talos deletes the certificate as the kubelet starts, so a reboot")
+    assert kubelet.alerted.startswith("none: reboot or upgrade each machine at least once a year")
+    assert kubelet.source == "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521"
+    assert rows["Talos API server (apid) certificates"].source.startswith("talos v1.13.0 internal/app/machined/pkg/controllers/secrets/api.go")
