@@ -710,6 +710,9 @@ def join_script(
     valar = node.role == "valar"
     before = f'  [ "$active" = 1 ] && wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n' if valar else ""
     etcd_after = f'wait_for {etcd_timeout} "etcd healthy with every member once k3s runs" etcd_healthy\n' if valar else ""
+    # k3s (re)started here, renewing any certificate within its window: the API VIP's kube-vip reads the new admin
+    # kubeconfig only by a restart (kube_vip_restart), and the k3s step after the join finds nothing left to renew.
+    kube_vip = f'if [ "$changed" = 1 ] || [ "$active" = 0 ]; then\n{textwrap.indent(kube_vip_restart(node), "  ")}fi\n' if valar else ""
     return f"""set -eu
 {check}# cloud-init installs k3s in its final stage, after SSH is already up: wait for it (0 done, 2 done with
 # recoverable errors; anything else failed or timed out).
@@ -747,7 +750,7 @@ done
 if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
   wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
 fi
-{etcd_after}{gate}sudo rm -f {owed}
+{etcd_after}{kube_vip}{gate}sudo rm -f {owed}
 """
 
 

@@ -190,7 +190,11 @@ STAND_INS = {
     "systemctl": 'echo "systemctl $*" >> "$LOG"; case "$1" in is-active) [ -e "$ACTIVE" ] ;; start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;; esac',
     # `k3s kubectl --request-timeout=10s get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists.
     "k3s": """echo "k3s $*" >> "$LOG"; [ -e "$READY" ] || exit 1
-case "$*" in *"get node"*) echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}" ;; esac""",
+case "$*" in *"get node"*) echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}" ;;
+  # The API VIP's kube-vip container, as in the upgrade's stand-in (UPGRADE_STAND_INS): $KUBE_VIP holds its id.
+  "crictl ps"*) [ ! -e "${KUBE_VIP:-/nonexistent}" ] || cat "$KUBE_VIP" ;;
+  "crictl stop"*) echo "${@: -1}-restarted" > "$KUBE_VIP" ;;
+esac""",
     # etcd's member list and /health from files ($ETCD, $HEALTH), as the gate asks with k3s's client certificate.
     "curl": """case "$*" in
   *cacerts*) echo "curl $*" >> "$LOG"; [ "${CACERTS:-yes}" = yes ] ;;
@@ -242,6 +246,7 @@ def _join(
         "NEVER_READY": str(tmp_path / "never-ready"),
         "ETCD": str(tmp_path / "members.json"),
         "HEALTHY": str(healthy),
+        "KUBE_VIP": str(tmp_path / "kube-vip"),
         **env,
     }
     result = subprocess.run(["bash", "-c", script], input=config, capture_output=True, text=True, env=environment, timeout=60)
@@ -265,6 +270,8 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
         # Started: its Node Ready with a heartbeat from after the start, then etcd healthy with every member.
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        # Its API VIP kube-vip asked for (none runs yet: nothing to restart).
+        KUBE_VIP_PS,
     ]
     assert target.read_text() == "token: T0K3N\n"
     assert oct(target.stat().st_mode & 0o777) == "0o600"  # the config holds the join token
@@ -287,6 +294,28 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
     # A changed config restarts it, once etcd is healthy with every member.
     calls = _join(tmp_path, 0, "token: OTHER\n")[1]
     assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+
+
+def test_a_valars_join_that_restarts_k3s_restarts_its_api_vip_kube_vip_and_one_that_does_not_leaves_it(tmp_path: Path) -> None:
+    """A changed config restarts k3s, which renews any certificate within its window as it starts, and then the k3s step
+    finds nothing to renew: the join restarts the valar's API VIP kube-vip itself, so it reads the admin kubeconfig k3s
+    just wrote. Before, the kube-vip kept the certificate it started with. An unchanged config restarts neither."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    assert _join(tmp_path, 0, "token: T0K3N\n")[0].returncode == 0
+    (tmp_path / "kube-vip").write_text("kv1\n")
+    result, calls, _ = _join(tmp_path, 0, "token: OTHER\n")
+    assert result.returncode == 0, result.stderr
+    assert calls[calls.index("systemctl restart k3s") :] == [
+        "systemctl restart k3s",
+        "k3s kubectl --request-timeout=10s get --raw /readyz",
+        NODE_READY.format("manwe"),
+        *ETCD_GATE,
+        *KUBE_VIP_RESTART,
+    ]
+    assert (tmp_path / "kube-vip").read_text() == "kv1-restarted\n"
+    result, calls, _ = _join(tmp_path, 0, "token: OTHER\n")
+    assert result.returncode == 0 and not [c for c in calls if "crictl" in c]
 
 
 def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_run(tmp_path: Path) -> None:
@@ -312,6 +341,7 @@ def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_ru
         "k3s kubectl --request-timeout=10s get --raw /readyz",
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        KUBE_VIP_PS,
     ]
     assert not (tmp_path / "owed").exists()
     # Seen through: the run after changes nothing.
