@@ -270,7 +270,8 @@ def report(name: str, stack: StackConfig, outputs: Mapping[str, Any], on: dateti
     if stack.backup is not None:
         if stack.monitoring is not None and stack.backup.drill.enabled:
             lines.append(
-                "backups: their freshness is not in the outputs; each night's restore drill fails on a backup older than its bound "
+                "backups: their freshness is not in the outputs; the restore drill, on its schedule "
+                f'(backup.drill.schedule "{stack.backup.drill.schedule}"), fails on a backup older than its bound '
                 "(RestoreDrillFailed), RestoreDrillStale on a drill that stopped passing"
             )
         else:

@@ -78,8 +78,17 @@ def nfs_server(stack: StackConfig) -> str:
 
 
 def helm_values() -> dict[str, Any]:
-    """VolSync's chart values: its CRDs, one controller; the movers run as the namespace allows (no privileged movers)."""
-    return {"manageCRDs": True, "replicaCount": 1}
+    """VolSync's chart values: its CRDs, one controller; the movers run as the namespace allows (no privileged movers).
+
+    Its metrics (`volsync_volume_out_of_sync`, behind the alert BackupFailed) are served without a caller's token: the
+    controller otherwise asks the API server to authenticate and authorize each scrape (volsync v0.16.0 cmd/main.go:132
+    `--metrics-require-rbac` true by default, :306-311 filters.WithAuthenticationAndAuthorization), and the chart's
+    ServiceMonitor sends no token (helm/volsync/templates/servicemonitor-volsync.yaml:11-17), so Prometheus's every scrape
+    was refused. `metrics.disableAuth` is the chart's switch for it (values.yaml:39-41, deployment-controller.yaml:60-62:
+    `--metrics-require-rbac=false`); the endpoint stays TLS. The ServiceMonitor is rendered only when Helm sees the
+    monitoring.coreos.com/v1 API (servicemonitor-volsync.yaml:1): the Release follows Arda's gate, which follows the
+    Prometheus Operator's CRDs (components.arda: Cilium's release waits for them, the gate for Cilium's)."""
+    return {"manageCRDs": True, "replicaCount": 1, "metrics": {"disableAuth": True}}
 
 
 def namespaces(stack: StackConfig) -> list[dict[str, Any]]:

@@ -406,6 +406,46 @@ def owe_restart(owed: str) -> str:
     return f'sudo mkdir -p "$(dirname {owed})" && sudo touch {owed}\n'
 
 
+# The API VIP's kube-vip (the valar's static pod, kube_vip_manifest) reads k3s's admin kubeconfig once, as it starts
+# (kube-vip v0.9.2 pkg/manager/manager.go:95-130 through pkg/k8s/client.go:47-66, clientcmd.BuildConfigFromFlags: the
+# certificate is embedded data, held in memory, never read again). k3s writes that file anew, with the admin certificate
+# it holds, at every start (pkg/cli/server/server.go writeKubeConfig), but k3s's unit stops only its own process
+# (KillMode=process, install.sh create_systemd_service_file), so a restart of k3s leaves the running kube-vip container
+# alone, and the restarted kubelet keeps a static pod whose manifest did not change. A kube-vip that is not the leader
+# never restarts on its own (pkg/cluster/clusterLeaderElection.go:171-199: only a leader that loses its lease exits):
+# once the certificate it started with ends, it can never take the VIP. So after each restart of k3s on a valar, its
+# kube-vip container is stopped, and the kubelet starts a new one in the same pod: a container of a running pod that is
+# not running is started again under the pod's restartPolicy, Always for a pod that names none (Kubernetes v1.35
+# pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions, kubecontainer.ShouldContainerBeRestarted), and the
+# new container mounts the file as it is now. A stop rather than an edit of the manifest: cloud-init wrote the manifest
+# (plans.cloudinit) and it stays as written. The stop is graceful (crictl stop --timeout: SIGTERM first), so a kube-vip
+# holding the VIP lets its lease go and another valar's takes the VIP within the election's lease (KUBE_VIP_ELECTION).
+# Pod and container are picked by the labels the kubelet puts on every container (io.kubernetes.pod.name is the static
+# pod's name, `kube-vip-<node>`; the LoadBalancer DaemonSet's container is named kube-vip too, in another pod).
+KUBE_VIP_SECONDS = 120  # the kubelet's next sync after the container stopped (PLEG's relist: 1 s), and its start
+CRICTL_SECONDS = 30  # one crictl call, the graceful stop's 10 s included
+
+
+def kube_vip_restart(node: Node, timeout: int = KUBE_VIP_SECONDS) -> str:
+    """On a valar, after its k3s restarted: stop its API VIP kube-vip container and wait for the kubelet's new one to
+    run, so it reads k3s's admin kubeconfig as k3s wrote it at this start. Nothing on a maia (no such pod)."""
+    if node.role != "valar":
+        return ""
+    labels = f"--label io.kubernetes.pod.name=kube-vip-{node.name} --label io.kubernetes.container.name=kube-vip"
+    ps = f"sudo timeout {CRICTL_SECONDS} k3s crictl ps --state running {labels} -q"
+    return f"""kube_vip_new() {{
+  now=$({ps} 2>/dev/null) || {{ why="crictl does not answer"; return 1; }}
+  [ -n "$now" ] && [ "$now" != "$1" ] || {{ why="no kube-vip container runs but the one stopped (${{1:-none}})"; return 1; }}
+}}
+old=$({ps}) || {{ echo "iluvatar: {node.name}: its kube-vip containers cannot be listed (crictl failed), so the API VIP's kube-vip still holds the admin certificate it started with; look with: sudo k3s crictl ps" >&2; exit 1; }}
+if [ -n "$old" ]; then
+  echo "iluvatar: {node.name}: restarting its API VIP kube-vip ($old), which read k3s's admin kubeconfig only as it started" >&2
+  sudo timeout {CRICTL_SECONDS} k3s crictl stop --timeout 10 $old >/dev/null || {{ echo "iluvatar: {node.name}: its kube-vip container $old did not stop; look with: sudo k3s crictl ps" >&2; exit 1; }}
+  wait_for {timeout} "its API VIP kube-vip started again by the kubelet" kube_vip_new "$old"
+fi
+"""
+
+
 def install_k3s(stack: StackConfig, node: Node, installer: str, fetch_timeout: int, install_timeout: int) -> str:
     """Fetch k3s's installer to a file and run it, each bounded, each failure naming what did not finish.
 
@@ -447,6 +487,7 @@ def upgrade_script(
     tls_dirs: tuple[str, ...] = K3S_TLS_DIRS,
     metrics_dir: str = METRICS_DIR,
     renewing: str | None = None,
+    kube_vip_timeout: int = KUBE_VIP_SECONDS,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -470,6 +511,10 @@ def upgrade_script(
     clock, no restart for it, no failure, and CLOCK_LINE, so the next run tries again. After a restart owed to the certificates, they are read again and the step fails, naming the certificate and the
     Pi's clock, unless their earliest end moved past `renewing` and out of k3s's window: a failed step keeps the last
     trigger in the state, so the next `up` tries again.
+
+    On a valar, after k3s restarted or was installed (and its gates passed), its API VIP kube-vip is restarted
+    (kube_vip_restart) before the mark of a restart owed goes, so a kube-vip the kubelet did not start again is tried
+    again by the next run.
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
@@ -498,6 +543,8 @@ def upgrade_script(
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
     seen = seen_by(node)
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
+    # k3s restarted or installed (`since` set): its new admin kubeconfig reaches the API VIP's kube-vip only by a restart.
+    kube_vip = f'if [ -n "$since" ]; then\n{textwrap.indent(kube_vip_restart(node, kube_vip_timeout), "  ")}fi\n' if node.role == "valar" else ""
     # `since` right before the restart, after the etcd gate (minutes, while the old kubelet may still report).
     restart = textwrap.indent(restarted_before + owe_restart(owed) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    ")
 
@@ -567,7 +614,7 @@ done
 if [ -n "$since" ]; then
   wait_for {timeout} "its Node Ready again after k3s's restart" node_ready_since "$since"
 fi
-{after}sudo rm -f {owed}
+{after}{kube_vip}sudo rm -f {owed}
 ending=$(certificates_end)
 rest=${{ending#* }}
 # A restart owed to the certificates that did not move their end (a Pi's clock behind, a certificate k3s does not renew)
@@ -670,6 +717,9 @@ def join_script(
     valar = node.role == "valar"
     before = f'  [ "$active" = 1 ] && wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n' if valar else ""
     etcd_after = f'wait_for {etcd_timeout} "etcd healthy with every member once k3s runs" etcd_healthy\n' if valar else ""
+    # k3s (re)started here, renewing any certificate within its window: the API VIP's kube-vip reads the new admin
+    # kubeconfig only by a restart (kube_vip_restart), and the k3s step after the join finds nothing left to renew.
+    kube_vip = f'if [ "$changed" = 1 ] || [ "$active" = 0 ]; then\n{textwrap.indent(kube_vip_restart(node), "  ")}fi\n' if valar else ""
     return f"""set -eu
 {check}# cloud-init installs k3s in its final stage, after SSH is already up: wait for it (0 done, 2 done with
 # recoverable errors; anything else failed or timed out).
@@ -707,7 +757,7 @@ done
 if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
   wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
 fi
-{etcd_after}{gate}sudo rm -f {owed}
+{etcd_after}{kube_vip}{gate}sudo rm -f {owed}
 """
 
 

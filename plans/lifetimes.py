@@ -104,6 +104,15 @@ def _k3s_rows() -> list[Lifetime]:
             "rancher/dynamiclistener WrapExpiration: unverified at the pinned k3s",
         ),
         Lifetime(
+            "the API VIP kube-vip's copy of k3s's admin certificate",
+            f"each valar, read once from {k3s.KUBECONFIG_PATH} as kube-vip starts",
+            f"{K3S_LEAF_DAYS} days (the admin certificate's)",
+            "the k3s step: after each restart of k3s on a valar (which rewrites the file), it restarts that valar's kube-vip",
+            "not counted (the metric reads the file, which is fresh); the k3s step fails naming a kube-vip not started again, "
+            "and the next `up` restarts both again",
+            "plans.k3s.kube_vip_restart; kube-vip v0.9.2 pkg/manager/manager.go:95-130, pkg/k8s/client.go:47-66",
+        ),
+        Lifetime(
             "Pulumi's ServiceAccount token on the Ainur",
             f"Secret kube-system/{credentials.TOKEN_SECRET}",
             "no end (a legacy token Secret)",
@@ -144,12 +153,22 @@ def _talos_rows() -> list[Lifetime]:
             "talos pkg/machinery v1.13.0 config/generate/secrets/secrets.go:15, ca.go:21-58",
         ),
         Lifetime(
-            "Talos API server (apid) and kubelet certificates",
+            "Talos API server (apid) certificates",
             "each Arda machine",
-            "unverified",
-            "Talos and the kubelet themselves, while the machine runs",
-            "none (renewed on the machine)",
-            "unverified",
+            "Talos's default certificate validity",
+            "machined itself, at half that validity, while the machine runs",
+            "none needed (renewed on the machine)",
+            "talos v1.13.0 internal/app/machined/pkg/controllers/secrets/api.go:193-201, :302",
+        ),
+        Lifetime(
+            "Arda's kubelet serving certificates (self-signed)",
+            "each Arda machine",
+            "365 days (the kubelet's self-signed certificate; unverified at the pinned Kubernetes)",
+            "only a kubelet restart: Talos deletes the certificate as the kubelet starts, so a reboot or a Talos or Kubernetes "
+            "upgrade renews it; the kubelet never does while it runs",
+            "none: reboot or upgrade each machine at least once a year (little checks it today: the API server is given no "
+            "kubelet CA, and Prometheus's kubelet scrape skips verification)",
+            "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521",
         ),
     ]
 

@@ -598,8 +598,8 @@ def ainur_node_exporter() -> list[dict[str, Any]]:
 
 _FILESYSTEMS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs|fuse.*",mountpoint!~"/run($|/.*)"'
 # VolSync's gauge (github.com/backube/volsync v0.16.0, internal/controller/metrics.go): 1 while a
-# ReplicationSource's last copy failed or is overdue. The backups of issue 22 run on VolSync; until
-# they exist the series does not, and the alert is silent.
+# ReplicationSource's last copy failed or is overdue. Prometheus reads it through the chart's ServiceMonitor, which
+# sends no token, so the controller serves its metrics without one (plans.backup.helm_values, metrics.disableAuth).
 VOLSYNC_OUT_OF_SYNC = "volsync_volume_out_of_sync"
 # How long before a certificate's end its alert fires: a month to run `pulumi up` (issue 57).
 CERTIFICATE_WARNING_DAYS = k3s.CERTIFICATE_WARNING_DAYS

@@ -355,3 +355,20 @@ def test_render_is_byte_identical_across_processes_and_hash_seeds(stack: str, tm
     assert sorted(first) == sorted(second)
     assert [f for f in first if first[f] != second[f]] == []
     assert len(first) >= 8
+
+
+def test_volsyncs_release_installs_after_the_prometheus_operators_crds(homelab: Simulation) -> None:
+    """VolSync's chart renders its ServiceMonitor only when Helm sees monitoring.coreos.com/v1 (servicemonitor-volsync.yaml:1),
+    and a Release is not rendered again until its values change: its Release must follow the CRDs. It does, through Arda's
+    gate (which follows Cilium's release, which follows the CRDs); this holds that order."""
+    regs = homelab.named()
+    by_urn = {r.urn: r for r in homelab.registrations}
+    seen: set[str] = set()
+    todo = list(regs["data-backup-volsync"].dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen and urn in by_urn:
+            seen.add(urn)
+            todo += by_urn[urn].dependencies
+    crds = [r.urn for r in homelab.registrations if r.name.startswith("arda-monitoring-crds-customresourcedefinition-")]
+    assert len(crds) == 10 and set(crds) <= seen

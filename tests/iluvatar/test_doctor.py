@@ -127,7 +127,8 @@ def test_doctor_lists_what_ends_within_90_days_and_what_to_do(issuer: Issuer, tm
         "  ilmare: at the last run its clock said 2027-05-01T00:00:00Z, behind: k3s renews by the Pi's own clock; set it "
         "(timedatectl status), then `pulumi up`",
         "later: 6 more, the first eonwe's k3s certificates on 2028-03-01",
-        "backups: their freshness is not in the outputs; each night's restore drill fails on a backup older than its bound "
+        "backups: their freshness is not in the outputs; the restore drill, on its schedule "
+        '(backup.drill.schedule "30 4 * * 0"), fails on a backup older than its bound '
         "(RestoreDrillFailed), RestoreDrillStale on a drill that stopped passing",
         "every lifetime, and who renews it: docs/day2.md#what-ends-and-who-renews-it",
     ]
@@ -165,7 +166,8 @@ def test_doctor_names_what_the_outputs_do_not_say(tmp_path: Path, capsys: pytest
         "  ardaKubeconfig is hidden: write the outputs with `pulumi stack output --json --show-secrets`",
         "  ardaTalosconfig is hidden: write the outputs with `pulumi stack output --json --show-secrets`",
         "  localCertificates is not in the outputs (a deployment before this version): run `pulumi up`, which exports it",
-        "backups: their freshness is not in the outputs; each night's restore drill fails on a backup older than its bound "
+        "backups: their freshness is not in the outputs; the restore drill, on its schedule "
+        '(backup.drill.schedule "30 4 * * 0"), fails on a backup older than its bound '
         "(RestoreDrillFailed), RestoreDrillStale on a drill that stopped passing",
     ]
     assert code == 1

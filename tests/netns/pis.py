@@ -138,6 +138,11 @@ case "${1:-}" in
         echo reencrypt_finished > $S/secrets-stage ;;
       *) echo "stand-in k3s: 'secrets-encrypt ${2:-}' is not stood in" >&2; exit 2 ;;
     esac ;;
+  crictl)
+    # The container runtime's list (the API VIP kube-vip's restart asks it): the lab's stand-in kubelet runs no
+    # containers, so no kube-vip runs to restart.
+    shift
+    case "${1:-}" in ps) ;; *) echo "stand-in k3s: crictl '$*' is not stood in" >&2; exit 2 ;; esac ;;
   *) echo "stand-in k3s: '$*' is not stood in" >&2; exit 2 ;;
 esac
 """

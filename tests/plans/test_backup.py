@@ -9,7 +9,7 @@ from typing import Any
 from plans import backup
 from stacks import load_stack_file
 from stacks.model import StackConfig
-from tests.edit import edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 
 
 def _stack(tmp_path: Path, set_: dict[str, Any] | None = None, delete: list[str] | None = None) -> StackConfig:
@@ -83,3 +83,30 @@ def test_clone_on_the_nfs_class_clones_and_restores_into_the_claim(tmp_path: Pat
         "destinationPVC": "jellyfin-config",
     }
     assert "dataSourceRef" not in files["jellyfin-config-pvc.yaml"]["spec"]
+
+
+def test_volsync_serves_its_metrics_to_the_servicemonitors_tokenless_scrape() -> None:
+    """The chart's ServiceMonitor scrapes https://…:8443/metrics with no token, and VolSync's controller asked the API
+    server to authenticate each scrape (`--metrics-require-rbac`, true by default): every scrape was refused, so
+    `volsync_volume_out_of_sync` never existed and BackupFailed could not fire. With the stack's values, real Helm renders
+    the controller with the check off and the ServiceMonitor (the monitoring API present, as after Arda's gate)."""
+    from tools import upstream
+
+    homelab = load_stack_file(HOMELAB)
+    objects = upstream.helm_template(
+        upstream.chart(backup.CHART, backup.VERSION),
+        backup.helm_values(),
+        release="volsync",
+        namespace=backup.NAMESPACE,
+        kube_version=homelab.arda.kubernetes_version,
+        api_versions=["monitoring.coreos.com/v1/ServiceMonitor"],
+        include_crds=False,
+    )
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    [manager] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "manager"]
+    assert "--metrics-require-rbac=false" in manager["args"] and "--metrics-bind-address=:8443" in manager["args"]
+    [monitor] = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert monitor["spec"]["endpoints"] == [
+        {"interval": "30s", "path": "/metrics", "port": "https", "scheme": "https", "tlsConfig": {"insecureSkipVerify": True}}
+    ]
+    assert "authorization" not in monitor["spec"]["endpoints"][0] and "bearerTokenFile" not in monitor["spec"]["endpoints"][0]

@@ -192,7 +192,11 @@ STAND_INS = {
     "systemctl": 'echo "systemctl $*" >> "$LOG"; case "$1" in is-active) [ -e "$ACTIVE" ] ;; start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;; esac',
     # `k3s kubectl --request-timeout=10s get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists.
     "k3s": """echo "k3s $*" >> "$LOG"; [ -e "$READY" ] || exit 1
-case "$*" in *"get node"*) echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}" ;; esac""",
+case "$*" in *"get node"*) echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}" ;;
+  # The API VIP's kube-vip container, as in the upgrade's stand-in (UPGRADE_STAND_INS): $KUBE_VIP holds its id.
+  "crictl ps"*) [ ! -e "${KUBE_VIP:-/nonexistent}" ] || cat "$KUBE_VIP" ;;
+  "crictl stop"*) echo "${@: -1}-restarted" > "$KUBE_VIP" ;;
+esac""",
     # etcd's member list and /health from files ($ETCD, $HEALTH), as the gate asks with k3s's client certificate.
     "curl": """case "$*" in
   *cacerts*) echo "curl $*" >> "$LOG"; [ "${CACERTS:-yes}" = yes ] ;;
@@ -244,6 +248,7 @@ def _join(
         "NEVER_READY": str(tmp_path / "never-ready"),
         "ETCD": str(tmp_path / "members.json"),
         "HEALTHY": str(healthy),
+        "KUBE_VIP": str(tmp_path / "kube-vip"),
         **env,
     }
     result = subprocess.run(["bash", "-c", script], input=config, capture_output=True, text=True, env=environment, timeout=60)
@@ -267,6 +272,8 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
         # Started: its Node Ready with a heartbeat from after the start, then etcd healthy with every member.
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        # Its API VIP kube-vip asked for (none runs yet: nothing to restart).
+        KUBE_VIP_PS,
     ]
     assert target.read_text() == "token: T0K3N\n"
     assert oct(target.stat().st_mode & 0o777) == "0o600"  # the config holds the join token
@@ -289,6 +296,28 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
     # A changed config restarts it, once etcd is healthy with every member.
     calls = _join(tmp_path, 0, "token: OTHER\n")[1]
     assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+
+
+def test_a_valars_join_that_restarts_k3s_restarts_its_api_vip_kube_vip_and_one_that_does_not_leaves_it(tmp_path: Path) -> None:
+    """A changed config restarts k3s, which renews any certificate within its window as it starts, and then the k3s step
+    finds nothing to renew: the join restarts the valar's API VIP kube-vip itself, so it reads the admin kubeconfig k3s
+    just wrote. Before, the kube-vip kept the certificate it started with. An unchanged config restarts neither."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    assert _join(tmp_path, 0, "token: T0K3N\n")[0].returncode == 0
+    (tmp_path / "kube-vip").write_text("kv1\n")
+    result, calls, _ = _join(tmp_path, 0, "token: OTHER\n")
+    assert result.returncode == 0, result.stderr
+    assert calls[calls.index("systemctl restart k3s") :] == [
+        "systemctl restart k3s",
+        "k3s kubectl --request-timeout=10s get --raw /readyz",
+        NODE_READY.format("manwe"),
+        *ETCD_GATE,
+        *KUBE_VIP_RESTART,
+    ]
+    assert (tmp_path / "kube-vip").read_text() == "kv1-restarted\n"
+    result, calls, _ = _join(tmp_path, 0, "token: OTHER\n")
+    assert result.returncode == 0 and not [c for c in calls if "crictl" in c]
 
 
 def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_run(tmp_path: Path) -> None:
@@ -314,6 +343,7 @@ def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_ru
         "k3s kubectl --request-timeout=10s get --raw /readyz",
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        KUBE_VIP_PS,
     ]
     assert not (tmp_path / "owed").exists()
     # Seen through: the run after changes nothing.
@@ -532,6 +562,13 @@ UPGRADE_STAND_INS = {
 case "$1" in
   --version) echo "k3s version $(cat "$VERSION") (stand-in)" ;;
   etcd-snapshot) [ -z "${SNAPSHOT_HANGS:-}" ] || exec sleep 600 ;;  # a snapshot that never ends, with $SNAPSHOT_HANGS
+  # The container runtime of the API VIP's kube-vip static pod: `ps` prints the running container's id (the file
+  # $KUBE_VIP, none without it); `stop` stops it and, as the kubelet does for a container of a running pod that is not
+  # running (kuberuntime_manager.go computePodActions), starts a new one, unless $KUBE_VIP_STAYS_DOWN is set.
+  crictl) case "$2" in
+      ps) [ ! -e "${KUBE_VIP:-/nonexistent}" ] || cat "$KUBE_VIP" ;;
+      stop) if [ -n "${KUBE_VIP_STAYS_DOWN:-}" ]; then rm -f "$KUBE_VIP"; else echo "${@: -1}-restarted" > "$KUBE_VIP"; fi ;;
+    esac ;;
   kubectl) [ -e "$READY" ] || exit 1
     # With $UNREADABLE the API refuses the Node's read; with $STALE its kubelet last reported before any restart; with
     # $NOT_REGISTERED the Node is not there (--ignore-not-found: nothing printed, success).
@@ -611,6 +648,7 @@ def _upgrade(
         (tmp_path / "ready").touch()
     (tmp_path / "members.json").write_text(json.dumps(MEMBERS))
     (tmp_path / "healthy").write_text("".join(f"{m['clientURLs'][0]}/health\n" for m in MEMBERS["members"]))
+    (tmp_path / "kube-vip").write_text("kv1\n")  # the API VIP's kube-vip container, running
     script = k3s.upgrade_script(
         stack,
         stack.nodes[node_index],
@@ -625,6 +663,7 @@ def _upgrade(
         tls_dirs=(str(tmp_path / "tls"), str(tmp_path / "tls" / "etcd"), str(tmp_path / "agent")),
         metrics_dir=str(tmp_path / "metrics"),
         renewing=renewing,
+        kube_vip_timeout=3,
     )
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -636,12 +675,16 @@ def _upgrade(
         "READY": str(tmp_path / "ready"),
         "ETCD": str(tmp_path / "members.json"),
         "HEALTHY": str(tmp_path / "healthy"),
+        "KUBE_VIP": str(tmp_path / "kube-vip"),
         **more_env,
     }
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
     return result, log.read_text().splitlines() if log.exists() else []
 
 
+KUBE_VIP_PS = "k3s crictl ps --state running --label io.kubernetes.pod.name=kube-vip-manwe --label io.kubernetes.container.name=kube-vip -q"
+# A valar's kube-vip after its k3s restarted: the running container, its graceful stop, the kubelet's new one.
+KUBE_VIP_RESTART = [KUBE_VIP_PS, "k3s crictl stop --timeout 10 kv1", KUBE_VIP_PS]
 NODE_VERSION = "k3s kubectl --request-timeout=10s get node manwe --ignore-not-found -o jsonpath={.status.nodeInfo.kubeletVersion}"
 NODE_AT = (
     'k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
@@ -684,6 +727,8 @@ def test_a_binary_at_the_version_that_does_not_run_is_restarted_then_gated(tmp_p
         NODE_AT,
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        # Its API VIP kube-vip restarted, so it reads the admin kubeconfig k3s wrote as it started.
+        *KUBE_VIP_RESTART,
     ]
     assert not (tmp_path / "owed").exists()
 
@@ -708,6 +753,8 @@ def test_a_restart_owed_is_made_again_and_its_mark_goes_only_once_the_gates_pass
         NODE_AT,
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        # Its API VIP kube-vip restarted, so it reads the admin kubeconfig k3s wrote as it started.
+        *KUBE_VIP_RESTART,
     ]
     assert not (tmp_path / "owed").exists()
 
@@ -737,6 +784,8 @@ def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp
         'k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        # Its API VIP kube-vip restarted, so it reads the admin kubeconfig k3s wrote as it started.
+        *KUBE_VIP_RESTART,
     ]
     assert (tmp_path / "version").read_text().strip() == "v1.35.8+k3s1"
 
@@ -1064,6 +1113,8 @@ def test_a_certificate_within_k3s_s_window_restarts_k3s_which_renews_it_and_the_
         NODE_AT,
         NODE_READY.format("manwe"),
         *ETCD_GATE,
+        # Its API VIP kube-vip restarted, so it reads the admin kubeconfig k3s wrote as it started.
+        *KUBE_VIP_RESTART,
     ]
     # The earliest after the restart: the kubelet's serving certificate, in 200 days.
     assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(later)}"
@@ -1167,8 +1218,49 @@ def test_an_ended_certificate_restarts_k3s_without_asking_its_api_or_etcd_first(
     # Nothing asked before the restart; the gates after it.
     assert calls[:3] == ["k3s --version", f"systemctl is-active --quiet {svc}", f"systemctl restart {svc}"]
     if index == 0:
-        assert calls[3:] == [NODE_AT, NODE_READY.format("manwe"), *ETCD_GATE]
+        assert calls[3:] == [NODE_AT, NODE_READY.format("manwe"), *ETCD_GATE, *KUBE_VIP_RESTART]
     assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(renewed_end)}"
+
+
+def test_a_valars_certificate_restart_restarts_its_api_vip_kube_vip_which_read_the_old_admin_certificate(tmp_path: Path) -> None:
+    """The API VIP's kube-vip holds the admin certificate k3s.yaml had when it started, and k3s's restart leaves its
+    container running: a follower kept the old certificate after k3s renewed it, and once that one ended it could never
+    take the VIP. After k3s restarts on a valar (its gates passed), the step stops that container and waits for the
+    kubelet's new one, which reads the renewed file. Before, the step ended at etcd's gate and the old container ran on."""
+    soon, renewed_end = _in_days(100), _in_days(465)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", soon, cn="system:admin")
+    renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, RENEWED=str(renewed), RENEWS=str(cert))
+    assert result.returncode == 0, result.stderr
+    assert calls[calls.index("systemctl restart k3s") :] == [
+        "systemctl restart k3s",
+        NODE_AT,
+        NODE_READY.format("manwe"),
+        *ETCD_GATE,
+        *KUBE_VIP_RESTART,
+    ]
+    assert result.stderr.splitlines()[-1] == (
+        "iluvatar: manwe: restarting its API VIP kube-vip (kv1), which read k3s's admin kubeconfig only as it started"
+    )
+    assert (tmp_path / "kube-vip").read_text() == "kv1-restarted\n"
+
+
+def test_a_kube_vip_the_kubelet_does_not_start_again_fails_the_step_within_its_bound_and_stays_owed(tmp_path: Path) -> None:
+    """A stopped kube-vip that no new container replaces: the step fails, naming it, after its bound, and the restart
+    stays owed, so the next run restarts k3s and its kube-vip again. A Pi whose k3s did not restart asks nothing of it."""
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, active=False, KUBE_VIP_STAYS_DOWN="1")
+    assert result.returncode == 1
+    stop = calls.index("k3s crictl stop --timeout 10 kv1")
+    assert calls[stop - 1] == KUBE_VIP_PS and set(calls[stop + 1 :]) == {KUBE_VIP_PS}  # asked again until its bound
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: waited 3 s for its API VIP kube-vip started again by the kubelet; still: no "
+        "kube-vip container runs but the one stopped (kv1); look with: sudo journalctl -u k3s"
+    )
+    assert (tmp_path / "owed").exists()
+    (tmp_path / "owed").unlink()
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True)
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in calls if "crictl" in c]
 
 
 def test_a_restart_that_does_not_move_the_end_fails_the_step_so_the_next_up_tries_again(tmp_path: Path) -> None:

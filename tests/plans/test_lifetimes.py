@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -120,5 +121,31 @@ def test_a_stack_without_the_ainur_or_identity_has_no_rows_of_them() -> None:
         "Talos API client certificate (the talosconfig)",
         "Arda's admin kubeconfig",
         "Talos and Arda's Kubernetes and etcd CAs",
-        "Talos API server (apid) and kubelet certificates",
+        "Talos API server (apid) certificates",
     ]
+
+
+def test_the_api_vip_kube_vips_copy_of_the_admin_certificate_is_renewed_by_the_k3s_step(homelab: StackConfig) -> None:
+    """kube-vip holds the admin certificate it read as it started; the table had no row for it, and the Ainur's own table
+    said a kube-vip not restarted keeps the old copy. The k3s step now restarts it after every restart of k3s on a valar
+    (the function the row names), and the row says so."""
+    row = _rows(homelab)["the API VIP kube-vip's copy of k3s's admin certificate"]
+    assert row.where == f"each valar, read once from {k3s.KUBECONFIG_PATH} as kube-vip starts"
+    assert row.lifetime == "365 days (the admin certificate's)"
+    assert row.renewed_by == "the k3s step: after each restart of k3s on a valar (which rewrites the file), it restarts that valar's kube-vip"
+    assert row.source.startswith("plans.k3s.kube_vip_restart;") and callable(k3s.kube_vip_restart)
+    valar = next(n for n in homelab.nodes if n.role == "valar")
+    assert textwrap.indent(k3s.kube_vip_restart(valar), "  ") in k3s.upgrade_script(homelab, valar, snapshot=True)
+
+
+def test_arda_kubelets_serving_certificate_is_renewed_only_by_a_kubelet_restart(homelab: StackConfig) -> None:
+    """Talos renews apid's certificates at half their validity, but the kubelet's self-signed serving certificate only by
+    deleting it as the kubelet starts (kubelet_service.go refreshSelfServingCert): a machine neither rebooted nor upgraded
+    for a year serves an ended one. One row said both were "renewed on the machine", from no source."""
+    rows = _rows(homelab)
+    assert "Talos API server (apid) and kubelet certificates" not in rows
+    kubelet = rows["Arda's kubelet serving certificates (self-signed)"]
+    assert kubelet.renewed_by.startswith("only a kubelet restart: Talos deletes the certificate as the kubelet starts, so a reboot")
+    assert kubelet.alerted.startswith("none: reboot or upgrade each machine at least once a year")
+    assert kubelet.source == "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521"
+    assert rows["Talos API server (apid) certificates"].source.startswith("talos v1.13.0 internal/app/machined/pkg/controllers/secrets/api.go")
