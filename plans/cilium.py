@@ -129,12 +129,21 @@ def kms_egress_deny(stack: StackConfig) -> dict[str, Any] | None:
     The Pis' collectors take Talos's JSON lines on 6050 and 6051 from the same Arda addresses (plans.logs.talos_firewall)
     and name the machine from the line's own `machine` tag: a pod passing as its machine would write lines under any
     machine's name and time stamp (a forged kernel I/O error raises DiskIOError), so those ports are denied too whenever
-    logs go to the Ainur (plans.logs.talos_cluster).
+    logs go to the Ainur (plans.logs.talos_cluster). Every Pi runs a receiver listening on all its addresses, and its
+    firewall checks only the source, so those ports are denied towards the whole LAN (each Pi's own address, the API
+    VIP, every kube-vip address), not the service address alone; the KMS answers on the service address only.
     """
-    if not kms.enabled(stack):
+    receivers = logs.enabled(stack) and logs.talos_cluster(stack) == "ainur"
+    if not kms.enabled(stack) and not receivers:
         return None
     assert stack.ainur is not None
-    ports = [kms.PORT, *((logs.SERVICE_PORT, logs.KERNEL_PORT) if logs.enabled(stack) and logs.talos_cluster(stack) == "ainur" else ())]
+
+    def deny(cidr: str, ports: list[int]) -> dict[str, Any]:
+        return {"toCIDR": [cidr], "toPorts": [{"ports": [{"port": str(port), "protocol": "TCP"} for port in ports]}]}
+
+    rules = [deny(f"{stack.ainur.service_ip}/32", [kms.PORT])] if kms.enabled(stack) else []
+    if receivers:
+        rules.append(deny(str(stack.network.lan), [logs.SERVICE_PORT, logs.KERNEL_PORT]))
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumClusterwideNetworkPolicy",
@@ -143,8 +152,6 @@ def kms_egress_deny(stack: StackConfig) -> dict[str, Any] | None:
             "description": "No pod reaches the Ainur's KMS or Talos's log receivers: they admit the Arda machines' addresses, which pods masquerade as",
             "endpointSelector": {},
             "enableDefaultDeny": {"egress": False, "ingress": False},
-            "egressDeny": [
-                {"toCIDR": [f"{stack.ainur.service_ip}/32"], "toPorts": [{"ports": [{"port": str(port), "protocol": "TCP"} for port in ports]}]}
-            ],
+            "egressDeny": rules,
         },
     }

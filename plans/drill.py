@@ -319,7 +319,12 @@ def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[s
 # DRILL, OUT (where the object goes).
 FETCH_SCRIPT = r"""set -eu
 fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
-s3() { curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
+# The keys reach curl as a config on its stdin (`-K -`), never on its command line, which every process of the pod
+# reads in /proc: the shell's builtin printf writes them, sed quotes them as curl's config syntax wants.
+s3() {
+  printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" | sed 's/[\\"]/\\&/g; s/^/user = "/; s/$/"/' \
+    | curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" -K - "$@"
+}
 keys="$TMPDIR/keys"; : >"$keys"; token=""
 while :; do
   set -- --get --data-urlencode "list-type=2" --data-urlencode "prefix=$S3_PREFIX/"

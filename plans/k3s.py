@@ -431,7 +431,7 @@ def kube_vip_restart(node: Node, timeout: int = KUBE_VIP_SECONDS) -> str:
     run, so it reads k3s's admin kubeconfig as k3s wrote it at this start. Nothing on a maia (no such pod)."""
     if node.role != "valar":
         return ""
-    labels = f"--label io.kubernetes.pod.name=kube-vip-{node.name} --label io.kubernetes.container.name=kube-vip"
+    labels = f"--label io.kubernetes.pod.namespace=kube-system --label io.kubernetes.pod.name=kube-vip-{node.name} --label io.kubernetes.container.name=kube-vip"
     ps = f"sudo timeout {CRICTL_SECONDS} k3s crictl ps --state running {labels} -q"
     return f"""kube_vip_new() {{
   now=$({ps} 2>/dev/null) || {{ why="crictl does not answer"; return 1; }}

@@ -282,7 +282,7 @@ def ccnp_spec_errors(spec: dict[str, Any], version: str) -> list[str]:
     return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(spec))
 
 
-def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses() -> None:
+def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pods masquerade to their node's address, the one the KMS and the Pis' Talos log receivers admit: a clusterwide
     deny keeps every pod from those ports without isolating any (enableDefaultDeny off), and Cilium's own CRD at the
     chart version accepts it."""
@@ -297,12 +297,9 @@ def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses() ->
             "endpointSelector": {},
             "enableDefaultDeny": {"egress": False, "ingress": False},
             "egressDeny": [
-                {
-                    "toCIDR": ["192.168.0.14/32"],
-                    "toPorts": [
-                        {"ports": [{"port": "4050", "protocol": "TCP"}, {"port": "6050", "protocol": "TCP"}, {"port": "6051", "protocol": "TCP"}]}
-                    ],
-                }
+                {"toCIDR": ["192.168.0.14/32"], "toPorts": [{"ports": [{"port": "4050", "protocol": "TCP"}]}]},
+                # Every Pi's receiver answers on each of its addresses: the whole LAN, not the service address alone.
+                {"toCIDR": ["192.168.0.0/24"], "toPorts": [{"ports": [{"port": "6050", "protocol": "TCP"}, {"port": "6051", "protocol": "TCP"}]}]},
             ],
         },
     }
@@ -314,6 +311,14 @@ def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses() ->
     bare = cilium.kms_egress_deny(no_logs)
     assert bare is not None
     assert bare["spec"]["egressDeny"] == [{"toCIDR": ["192.168.0.14/32"], "toPorts": [{"ports": [{"port": "4050", "protocol": "TCP"}]}]}]
+    # Without the KMS, the receivers are kept from the pods all the same.
+    with monkeypatch.context() as m:
+        m.setattr(cilium.kms, "enabled", lambda _stack: False)
+        receivers_only = cilium.kms_egress_deny(stack)
+    assert receivers_only is not None
+    assert receivers_only["spec"]["egressDeny"] == [
+        {"toCIDR": ["192.168.0.0/24"], "toPorts": [{"ports": [{"port": "6050", "protocol": "TCP"}, {"port": "6051", "protocol": "TCP"}]}]}
+    ]
     # The chart masquerades (its default kept): the reason for the policy holds.
     assert "enableIPv4Masquerade" not in cilium.helm_values(stack)
     assert deny is not None

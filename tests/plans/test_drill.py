@@ -389,3 +389,9 @@ def test_a_talos_whose_etcd_minor_the_drill_has_no_etcdutl_of_is_refused_while_a
     assert _at("v1.13.9").arda.talos_version == "v1.13.9"
     off = homelab(arda=False)
     assert [c["metadata"]["name"] for c in drill.cronjobs(off) if "etcd" in c["metadata"]["name"]] == ["drill-etcd-ainur"]
+
+
+def test_the_drills_s3_keys_never_reach_curls_command_line() -> None:
+    # Every process of the pod reads a command line in /proc: the keys go to curl as a config on its stdin.
+    assert '--user "$AWS_ACCESS_KEY_ID' not in drill.FETCH_SCRIPT
+    assert '| curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" -K - "$@"' in drill.FETCH_SCRIPT

@@ -682,7 +682,7 @@ def _upgrade(
     return result, log.read_text().splitlines() if log.exists() else []
 
 
-KUBE_VIP_PS = "k3s crictl ps --state running --label io.kubernetes.pod.name=kube-vip-manwe --label io.kubernetes.container.name=kube-vip -q"
+KUBE_VIP_PS = "k3s crictl ps --state running --label io.kubernetes.pod.namespace=kube-system --label io.kubernetes.pod.name=kube-vip-manwe --label io.kubernetes.container.name=kube-vip -q"
 # A valar's kube-vip after its k3s restarted: the running container, its graceful stop, the kubelet's new one.
 KUBE_VIP_RESTART = [KUBE_VIP_PS, "k3s crictl stop --timeout 10 kv1", KUBE_VIP_PS]
 NODE_VERSION = "k3s kubectl --request-timeout=10s get node manwe --ignore-not-found -o jsonpath={.status.nodeInfo.kubeletVersion}"
