@@ -372,3 +372,14 @@ def test_volsyncs_release_installs_after_the_prometheus_operators_crds(homelab: 
             todo += by_urn[urn].dependencies
     crds = [r.urn for r in homelab.registrations if r.name.startswith("arda-monitoring-crds-customresourcedefinition-")]
     assert len(crds) == 10 and set(crds) <= seen
+
+
+def test_volsyncs_metrics_are_behind_their_policy_before_its_chart_runs_a_pod(homelab: Simulation) -> None:
+    """VolSync's metrics ask no token (plans.backup.helm_values): its Release waits for the policy admitting Prometheus
+    alone to them (plans.backup.network_policy), so the controller never serves them to every pod."""
+    regs = homelab.named()
+    policy = regs["data-backup-networkpolicy-volsync"]
+    assert policy.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+    assert policy.inputs["metadata"] == {"name": "volsync", "namespace": "volsync-system"}
+    assert policy.urn in regs["data-backup-volsync"].dependencies
+    assert regs["data-backup-namespace-volsync-system"].urn in policy.dependencies
