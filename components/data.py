@@ -206,7 +206,9 @@ class DataSafety(pulumi.ComponentResource):
             assert args.secrets.s3_secret_access_key is not None
             s3 = pulumi.Output.all(args.secrets.s3_access_key_id, args.secrets.s3_secret_access_key).apply(lambda v: (str(v[0]), str(v[1])))
         namespaces = {m["metadata"]["name"]: self._create(prefix, m, args.after) for m in backup_plan.namespaces(stack)}
-        self._release(f"{prefix}-volsync", backup_plan, [namespaces[backup_plan.NAMESPACE], *args.after])
+        # Its metrics, served without a token, behind their policy before the chart runs a pod (backup_plan.network_policy).
+        guard = self._create(prefix, backup_plan.network_policy(stack), [namespaces[backup_plan.NAMESPACE], *args.after])
+        self._release(f"{prefix}-volsync", backup_plan, [namespaces[backup_plan.NAMESPACE], guard, *args.after])
         restic: dict[str, pulumi.Resource] = {}
         for app in backup_plan.apps(stack):
             assert app.backup is not None

@@ -83,10 +83,6 @@ class Logs(pulumi.ComponentResource):
             f"{name}-store-auth", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=random_provider)
         )
         auth = ArgoCd._secret(f"{name}-arda", plan.auth_secret, pulumi.Output.secret(key.result), on_arda)
-        on_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[gate, auth]))
-        self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
-        lan = plan.store_lan_service(stack)
-        lan_service = kube.create(f"{name}-arda", lan, on_arda) if lan is not None else None
         # Who may reach the store and vmalert (plan.store_network_policies). The CiliumNetworkPolicy after a gate that
         # sees the API server admit it: Cilium registers its CRD once its agent runs.
         policies = [*plan.store_network_policies(stack), plan.vmalert_network_policy()]
@@ -98,15 +94,22 @@ class Logs(pulumi.ComponentResource):
             after=[*args.after, args.namespace],
             manifests=cilium_kinds,
         )
-        for policy in policies:
-            if policy["kind"] == "NetworkPolicy":
-                kube.create(f"{name}-arda", policy, on_arda)
-            else:
-                custom_resource(
-                    f"{name}-arda-{resource_suffix(policy)}",
-                    policy,
-                    pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[admits])),
-                )
+        guards = [
+            kube.create(f"{name}-arda", policy, on_arda)
+            if policy["kind"] == "NetworkPolicy"
+            else custom_resource(
+                f"{name}-arda-{resource_suffix(policy)}",
+                policy,
+                pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[admits])),
+            )
+            for policy in policies
+        ]
+        # The store's pod (and vmalert's, after it) only once the policies above exist: a pod that started before them
+        # would answer every pod on Arda on both ports until they came.
+        on_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[gate, auth, *guards]))
+        self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
+        lan = plan.store_lan_service(stack)
+        lan_service = kube.create(f"{name}-arda", lan, on_arda) if lan is not None else None
         # The store's, the collectors' and vmalert's metrics, for the pipeline's own alerts (plan.pipeline_alerts).
         for monitor in [plan.service_monitor(), *plan.monitors(stack)]:
             custom_resource(

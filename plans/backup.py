@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plans import gitops
+from plans import gitops, netpol
 from plans.local_volumes import enabled as storage_enabled
 from stacks import data, pins
 from stacks import storage as storage_facts
@@ -89,6 +89,25 @@ def helm_values() -> dict[str, Any]:
     monitoring.coreos.com/v1 API (servicemonitor-volsync.yaml:1): the Release follows Arda's gate, which follows the
     Prometheus Operator's CRDs (components.arda: Cilium's release waits for them, the gate for Cilium's)."""
     return {"manageCRDs": True, "replicaCount": 1, "metrics": {"disableAuth": True}}
+
+
+# The controller's metrics listener (helm/volsync/templates/deployment-controller.yaml:52, `--metrics-bind-address`).
+METRICS_PORT = 8443
+
+
+def network_policy(stack: StackConfig) -> dict[str, Any]:
+    """Who reaches VolSync's namespace: Prometheus alone, on the controller's metrics port (the chart's ServiceMonitor
+    scrapes it, servicemonitor-volsync.yaml:9-17), and no one without monitoring. Its metrics ask no token
+    (`helm_values`), so without this every pod of Arda would read them. Every pod of the namespace is selected: the
+    controller is its only one (the movers run in the apps' namespaces), and a pod a later chart adds is closed, not
+    open. Its health listener (8081) only the kubelet reaches, from the pod's own machine (plans.netpol)."""
+    rules = [{"from": [netpol.pods("prometheus", "monitoring")], "ports": [netpol.port(METRICS_PORT)]}] if stack.monitoring is not None else []
+    return {
+        "apiVersion": netpol.API_VERSION,
+        "kind": "NetworkPolicy",
+        "metadata": {"name": CHART, "namespace": NAMESPACE},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": rules},
+    }
 
 
 def namespaces(stack: StackConfig) -> list[dict[str, Any]]:

@@ -77,6 +77,8 @@ STORE_AUTH_FLAGS = (
     "flagsAuthKey",
     "pprofAuthKey",
 )
+# The inserter's endpoints behind the same key (`inserter_args`): the process's profiles alone.
+INSERTER_AUTH_FLAGS = ("pprofAuthKey",)
 # Where the OpenTelemetry logs go (VictoriaLogs v1.52.1 app/vlinsert/opentelemetry/opentelemetry.go:24) and where
 # systemd-journal-upload posts (it appends /upload to its URL: app/vlinsert/journald/journald.go:101).
 OTLP_PATH = "/insert/opentelemetry/v1/logs"
@@ -273,20 +275,26 @@ def inserter_args() -> list[str]:
     no queries (`-select.disable`: /select/* and /internal/select/*, app/vlselect/main.go:34, 115-145) and no
     internal inserts, only the collectors' /insert/* (app/vlinsert/main.go:25-26, 53-59). Its partition, merge and
     new-streams endpoints answer nothing without a local storage (app/vlstorage/main.go:272, 295, 334 and each
-    after); what it still answers (/health, /metrics, /flags, /debug/pprof, /internal/force_flush, which sends its pending
-    rows early) reads no line and changes none. It holds no key. While the store is away it keeps what it took in
-    memory and retries every second (netinsert.go:200-226): the collectors' disk queues hold the rest."""
+    after); what it still answers (/health, /metrics, /flags, /internal/force_flush, which sends its pending rows early)
+    reads no line and changes none. Its /debug/pprof (a CPU profile or a trace on demand, costing CPU in the store's
+    pod) asks for the store's key, read from the same file (`INSERTER_AUTH_FLAGS`): without a key it answers every
+    writer (VictoriaMetrics lib/httpserver/httpserver.go:468-475, 497-501). The file is in the inserter's container
+    then: code run inside it, which already reads every line (the store's queries on the shared loopback take no key),
+    would gain the store's admin calls too; a writer's request reaches no file. While the store is away it keeps what
+    it took in memory and retries every second (netinsert.go:200-226): the collectors' disk queues hold the rest."""
     return [
         f"-httpListenAddr=:{INSERT_PORT}",
         f"-storageNode=127.0.0.1:{STORE_PORT}",
         "-select.disable",
         "-internalinsert.disable",
         "-loggerFormat=json",
+        *(f"-{flag}=file://{AUTH_DIR}/{AUTH_KEY}" for flag in INSERTER_AUTH_FLAGS),
     ]
 
 
 def auth_secret(key: str) -> dict[str, Any]:
-    """The Secret holding the store's admin key (`STORE_AUTH_FLAGS`), mounted as a file in the store's container alone."""
+    """The Secret holding the store's admin key (`STORE_AUTH_FLAGS`, `INSERTER_AUTH_FLAGS`), mounted as a file in the
+    store's and the inserter's containers."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -318,6 +326,7 @@ def store(stack: StackConfig) -> list[dict[str, Any]]:
         "readinessProbe": {"httpGet": {"path": "/health", "port": "insert"}, "periodSeconds": 10},
         "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": hardened,
+        "volumeMounts": [{"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}],
     }
     claim = {
         "metadata": {"name": "data"},

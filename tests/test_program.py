@@ -121,7 +121,8 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # and its restore drill's CronJob.
     # #55 then one: the step that rewrites the Ainur's Secrets under k3s's key once every valar runs with it. Then four:
     # Longhorn's encrypted class, its Secret, and the random provider and protected passphrase behind it.
-    assert len(sim.registrations) == 416
+    # #54 then one: VolSync's NetworkPolicy, admitting Prometheus alone to its metrics, which ask no token.
+    assert len(sim.registrations) == 417
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -372,3 +373,14 @@ def test_volsyncs_release_installs_after_the_prometheus_operators_crds(homelab: 
             todo += by_urn[urn].dependencies
     crds = [r.urn for r in homelab.registrations if r.name.startswith("arda-monitoring-crds-customresourcedefinition-")]
     assert len(crds) == 10 and set(crds) <= seen
+
+
+def test_volsyncs_metrics_are_behind_their_policy_before_its_chart_runs_a_pod(homelab: Simulation) -> None:
+    """VolSync's metrics ask no token (plans.backup.helm_values): its Release waits for the policy admitting Prometheus
+    alone to them (plans.backup.network_policy), so the controller never serves them to every pod."""
+    regs = homelab.named()
+    policy = regs["data-backup-networkpolicy-volsync"]
+    assert policy.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+    assert policy.inputs["metadata"] == {"name": "volsync", "namespace": "volsync-system"}
+    assert policy.urn in regs["data-backup-volsync"].dependencies
+    assert regs["data-backup-namespace-volsync-system"].urn in policy.dependencies

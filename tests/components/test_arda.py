@@ -249,7 +249,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # The KMS key's age file on Arda, the CronJob that uploads it and its restore drill (plans.kms, plans.drill): 3 more.
     # Headscale's restore drill on Arda and, on the Ainur, Longhorn's encrypted class with its Secret and passphrase
     # (storage-ainur-*, now named by their cluster like storage's others): 4 more in all (#57, #55).
-    assert checked == 332
+    # VolSync's NetworkPolicy, admitting Prometheus alone to its tokenless metrics (plans.backup.network_policy): 1 more.
+    assert checked == 333
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

@@ -136,9 +136,8 @@ ADMIN_KEY = "the-stores-admin-key"
 
 
 def start_store(net: Net, ns: str, data: Path) -> None:
-    """The store's pod: the store on `data` with the rendered flags, its admin key's file where the test keeps it (the
-    only paths changed), and its inserter beside it with the rendered flags as they are (the pod's loopback is the
-    namespace's)."""
+    """The store's pod: the store and its inserter beside it on the pod's loopback (the namespace's), each with its
+    rendered flags, the store on `data` and the admin key's file where the test keeps it (the only paths changed)."""
     auth = net.root / "auth"
     auth.mkdir(exist_ok=True)
     (auth / plan.AUTH_KEY).write_text(ADMIN_KEY)
@@ -149,7 +148,10 @@ def start_store(net: Net, ns: str, data: Path) -> None:
     binary = str(gotools.build("victoria-logs"))
     net.start("store", ns, "exec " + " ".join([binary, *(moved.get(a, a) for a in rendered)]))
     _wait(lambda: _get(f"http://{STORE_IP}:{plan.STORE_PORT}/health", ns) == "OK", "the store answering /health", net, "store")
-    net.start("inserter", ns, "exec " + " ".join([binary, *plan.inserter_args()]))
+    inserting = plan.inserter_args()
+    keyed = {f"-{flag}=file://{plan.AUTH_DIR}/{plan.AUTH_KEY}": f"-{flag}=file://{auth / plan.AUTH_KEY}" for flag in plan.INSERTER_AUTH_FLAGS}
+    assert set(keyed) <= set(inserting), inserting
+    net.start("inserter", ns, "exec " + " ".join([binary, *(keyed.get(a, a) for a in inserting)]))
     _wait(lambda: _get(f"http://{STORE_IP}:{plan.INSERT_PORT}/health", ns) == "OK", "the inserter answering /health", net, "inserter")
 
 
@@ -626,6 +628,10 @@ def test_a_writer_writes_and_reads_nothing_and_cannot_delete_or_detach_a_day(sen
     )
     for path in ("/internal/force_merge", "/internal/force_flush", "/internal/log_new_streams", "/flags", "/debug/pprof/cmdline"):
         assert _call(ns, store + path)[0] == 401, path
+    # Nor the inserter's profiles (a CPU profile or a trace costs the store's pod CPU) without the key.
+    for path in ("/debug/pprof/cmdline", "/debug/pprof/profile?seconds=1", "/debug/pprof/trace?seconds=1"):
+        assert _call(ns, writer + path) == (401, "Expected to receive non-empty authKey when -pprofAuthKey is set"), path
+    assert _call(ns, f"{writer}/debug/pprof/cmdline?authKey={ADMIN_KEY}")[0] == 200
     status, days = _call(ns, f"{store}/internal/partition/list?authKey={ADMIN_KEY}")
     assert status == 200 and today in json.loads(days), days
     assert len(query(sent, '"a writer\'s own line"')) == 1, "the day is still there"

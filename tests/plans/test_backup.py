@@ -110,3 +110,32 @@ def test_volsync_serves_its_metrics_to_the_servicemonitors_tokenless_scrape() ->
         {"interval": "30s", "path": "/metrics", "port": "https", "scheme": "https", "tlsConfig": {"insecureSkipVerify": True}}
     ]
     assert "authorization" not in monitor["spec"]["endpoints"][0] and "bearerTokenFile" not in monitor["spec"]["endpoints"][0]
+    # The port its policy admits Prometheus to is the one the controller serves them on (backup.network_policy).
+    assert f"--metrics-bind-address=:{backup.METRICS_PORT}" in manager["args"]
+
+
+def test_volsyncs_tokenless_metrics_admit_prometheus_alone(tmp_path: Path) -> None:
+    """VolSync's metrics ask no token: its namespace admits Arda's Prometheus alone, on the metrics port alone, and no
+    one when the stack has no monitoring."""
+    assert backup.network_policy(load_stack_file(HOMELAB)) == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "volsync", "namespace": "volsync-system"},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                        }
+                    ],
+                    "ports": [{"port": 8443, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+    unwatched = backup.network_policy(_stack(tmp_path, delete=["iluvatar:monitoring", "iluvatar:alertReceiverSecret"]))
+    assert unwatched["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": []}

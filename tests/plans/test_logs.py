@@ -79,7 +79,8 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
 
 def test_the_writers_reach_an_inserter_and_the_readers_a_store_whose_admin_endpoints_need_its_key() -> None:
     """The store's pod: the store on 9428 (its readers' port), its admin endpoints behind a key read from a file of its
-    Secret, and an inserter on 9429 (its writers' port) that stores, reads and manages nothing and holds no key."""
+    Secret, and an inserter on 9429 (its writers' port) that stores, reads and manages nothing, its profiles behind
+    the same key."""
     statefulset, service = logs.store(homelab())
     pod = statefulset["spec"]["template"]["spec"]
     store, inserter = pod["containers"]
@@ -98,9 +99,11 @@ def test_the_writers_reach_an_inserter_and_the_readers_a_store_whose_admin_endpo
         "-select.disable",
         "-internalinsert.disable",
         "-loggerFormat=json",
+        # Its profiles (a CPU profile, a trace on demand) behind the store's key, read from the same file.
+        "-pprofAuthKey=file:///etc/victoria-logs/auth/key",
     ]
     assert inserter["ports"] == [{"name": "insert", "containerPort": 9429, "protocol": "TCP"}]
-    assert "volumeMounts" not in inserter, "the inserter holds no key"
+    assert inserter["volumeMounts"] == [{"name": "auth", "mountPath": "/etc/victoria-logs/auth", "readOnly": True}]
     assert inserter["readinessProbe"] == {"httpGet": {"path": "/health", "port": "insert"}, "periodSeconds": 10}
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 9428, "targetPort": "http", "protocol": "TCP"},
