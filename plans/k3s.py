@@ -18,15 +18,11 @@ from stacks import pins
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
-# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose heartbeat is 16 s old
-# is marked unreachable, instead of 40 s. The heartbeat is the kubelet's node Lease (plans.netboot.failover), renewed
-# every quarter of its duration: a 16 s Lease (instead of 40 s) renews every 4 s, so the 16 s grace outlasts two missed
-# renewals rather than one late one (Kubernetes v1.35 pkg/kubelet/kubelet.go:235-236 nodeLeaseRenewIntervalFraction;
-# the flag --node-lease-duration-seconds sets the config's NodeLeaseDurationSeconds, cmd/kubelet/app/options/options.go
-# AddKubeletConfigFlags). The 4 s status frequency only makes the kubelet compute its Node status more often: it posts it
-# when it changed, and otherwise every 5 min, so that status is no heartbeat.
+# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose
+# heartbeat (its kubelet's node Lease, renewed every 10 s: plans.netboot.failover) is 16 s old is
+# marked unreachable, instead of 40 s; kubelets compute their status every 4 s, instead of 10 s,
+# and post it at once when it changed.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
-NODE_LEASE_DURATION_SECONDS = 16
 NODE_MONITOR_GRACE_PERIOD = "16s"
 KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # The API VIP's kube-vip leader election (the valar's static pod): a lease of 5 s renewed every 3 s,
@@ -58,10 +54,7 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
         "token": token,
         "node-ip": str(node.ip),
         "node-label": [f"iluvatar/role={node.role}"],
-        "kubelet-arg": [
-            f"node-status-update-frequency={NODE_STATUS_UPDATE_FREQUENCY}",
-            f"node-lease-duration-seconds={NODE_LEASE_DURATION_SECONDS}",
-        ],
+        "kubelet-arg": [f"node-status-update-frequency={NODE_STATUS_UPDATE_FREQUENCY}"],
     }
     if node.boot == "netboot":
         # Its root is NFS: the Ainur's netboot pods never run on it (plans.netboot.pods), and containerd's overlayfs

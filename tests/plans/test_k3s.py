@@ -53,7 +53,7 @@ def test_the_first_server_initialises_etcd() -> None:
         "etcd-snapshot-retention": 28,
         "etcd-snapshot-schedule-cron": "0 */6 * * *",
         "kube-controller-manager-arg": ["node-monitor-grace-period=16s"],
-        "kubelet-arg": ["node-status-update-frequency=4s", "node-lease-duration-seconds=16"],
+        "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.11",
         "node-label": ["iluvatar/role=valar"],
         # Every Secret sealed in the datastore and its snapshots (the KMS's key among them), by k3s's own key.
@@ -67,7 +67,7 @@ def test_the_first_server_initialises_etcd() -> None:
 def test_an_agent_joins_through_the_vip() -> None:
     stack = load_stack_file(HOMELAB)
     assert yaml.safe_load(k3s.config(stack, stack.nodes[2], "T0K3N")) == {
-        "kubelet-arg": ["node-status-update-frequency=4s", "node-lease-duration-seconds=16"],
+        "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.13",
         "node-label": ["iluvatar/role=maiar"],
         "server": f"https://{VIP}:6443",
