@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from plans import cilium, logs
+from plans import cilium, kms, logs
 from stacks import StackConfig, StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.logs_model import Logs
 from tests.edit import HOMELAB, RK1
@@ -313,7 +313,7 @@ def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses(monk
     assert bare["spec"]["egressDeny"] == [{"toCIDR": ["192.168.0.14/32"], "toPorts": [{"ports": [{"port": "4050", "protocol": "TCP"}]}]}]
     # Without the KMS, the receivers are kept from the pods all the same.
     with monkeypatch.context() as m:
-        m.setattr(cilium.kms, "enabled", lambda _stack: False)
+        m.setattr(kms, "enabled", lambda _stack: False)
         receivers_only = cilium.kms_egress_deny(stack)
     assert receivers_only is not None
     assert receivers_only["spec"]["egressDeny"] == [
