@@ -119,7 +119,7 @@ def test_the_provider_waits_for_the_api_through_the_vip(homelab: Simulation) -> 
 
 
 def test_the_netboot_configmap_changes_in_place(homelab: Simulation) -> None:
-    """#53 review 53-4 L2: the `netboot` ConfigMap, whose records the running dnsmasq follows, changes with every app and
+    """The `netboot` ConfigMap, whose records the running dnsmasq follows, changes with every app and
     machine added. Replaced, pulumi-kubernetes deletes it and creates it again only after (same name), and a netboot pod
     started in between waits for its volume, the LAN's DHCP and DNS with it. The Ainur's provider updates ConfigMaps in
     place; dnsmasq.conf's own ConfigMap, immutable and named by its content, is still a new object for a new conf."""
