@@ -312,6 +312,25 @@ def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[s
     return _cronjob(stack, cronjob_name(volume.claim), app.namespace, app.name, "volume", pod)
 
 
+def _fetch_env(stack: StackConfig, where: Any, prefix: str) -> list[dict[str, str]]:
+    """What FETCH_SCRIPT and the tools' build read, the same for every drill that fetches from the S3 target: the object's
+    place, and the pod's working folders on its emptyDir."""
+    assert stack.backup is not None
+    return [
+        {"name": "S3_ENDPOINT", "value": where.endpoint},
+        {"name": "S3_BUCKET", "value": where.path},
+        {"name": "S3_PREFIX", "value": prefix},
+        {"name": "AWS_REGION", "value": stack.backup.region},
+        {"name": "WORK", "value": WORK},
+        {"name": "TMPDIR", "value": f"{WORK}/tmp"},  # noqa: S108 - in the pod's emptyDir
+        {"name": "OUT", "value": f"{WORK}/snapshot"},
+        {"name": "HOME", "value": WORK},
+        {"name": "GOPATH", "value": f"{WORK}/go"},
+        {"name": "GOCACHE", "value": f"{WORK}/go-cache"},
+        {"name": "TOOLS", "value": TOOLS},
+    ]
+
+
 # --- etcd ---------------------------------------------------------------------------------------------------
 
 # Fetch the newest snapshot under the prefix: S3's ListObjectsV2, page by page, signed by curl (AWS Signature v4);
@@ -429,17 +448,7 @@ def _env(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
         {"name": "CLUSTER", "value": stack.arda.cluster_name if cluster == "arda" else "ainur"},
         {"name": "LOOK", "value": LOOK[cluster]},
         *clock_env(stack.backup.etcd.schedule),
-        {"name": "S3_ENDPOINT", "value": where.endpoint},
-        {"name": "S3_BUCKET", "value": where.path},
-        {"name": "S3_PREFIX", "value": backup.etcd_prefix(stack, stack.arda.cluster_name if cluster == "arda" else "ainur")},
-        {"name": "AWS_REGION", "value": stack.backup.region},
-        {"name": "WORK", "value": WORK},
-        {"name": "TMPDIR", "value": f"{WORK}/tmp"},  # noqa: S108 - in the pod's emptyDir
-        {"name": "OUT", "value": f"{WORK}/snapshot"},
-        {"name": "HOME", "value": WORK},
-        {"name": "GOPATH", "value": f"{WORK}/go"},
-        {"name": "GOCACHE", "value": f"{WORK}/go-cache"},
-        {"name": "TOOLS", "value": TOOLS},
+        *_fetch_env(stack, where, backup.etcd_prefix(stack, stack.arda.cluster_name if cluster == "arda" else "ainur")),
     ]
 
 
@@ -597,17 +606,7 @@ def kms_cronjob(stack: StackConfig, canary: str) -> dict[str, Any]:
             "value": f"kubectl -n {backup.ETCD_NAMESPACE} get cronjob {kms.BACKUP_NAME}; kubectl -n {backup.ETCD_NAMESPACE} logs job/<its newest job>",
         },
         *clock_env(stack.backup.etcd.schedule),
-        {"name": "S3_ENDPOINT", "value": where.endpoint},
-        {"name": "S3_BUCKET", "value": where.path},
-        {"name": "S3_PREFIX", "value": kms.backup_prefix(stack)},
-        {"name": "AWS_REGION", "value": stack.backup.region},
-        {"name": "WORK", "value": WORK},
-        {"name": "TMPDIR", "value": f"{WORK}/tmp"},  # noqa: S108 - in the pod's emptyDir
-        {"name": "OUT", "value": f"{WORK}/snapshot"},
-        {"name": "HOME", "value": WORK},
-        {"name": "GOPATH", "value": f"{WORK}/go"},
-        {"name": "GOCACHE", "value": f"{WORK}/go-cache"},
-        {"name": "TOOLS", "value": TOOLS},
+        *_fetch_env(stack, where, kms.backup_prefix(stack)),
         {"name": "CANARY", "value": canary},
         {"name": "CANARY_NODE", "value": kms.CANARY_NODE},
         {"name": "CANARY_PLAINTEXT", "value": base64.b64encode(kms.CANARY_PLAINTEXT).decode()},
