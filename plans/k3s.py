@@ -770,6 +770,22 @@ fi
 # ending at the stage `reencrypt_finished`. It starts only from `start` or `reencrypt_finished` with every server's
 # hash equal (verifyEncryptionHashAnnotation), so the script waits for the hashes to match first.
 #
+# A rewrite cut short resumes (the k3s sources read are those of the search index, named by commit: the pinned tag's
+# tree could not be fetched here). rotate-keys marks the Node `reencrypt_active` without writing k3s's hash file
+# (pkg/server/handlers/secrets-encrypt.go encryptionRotateKeys, WriteEncryptionHashAnnotation(..., skipFile=true),
+# index 0b6425a), writes the config with the new key first and the old one behind it to read what is not rewritten yet
+# (addAndRotateKeys), and only at the end drops the old key and writes `reencrypt_finished` to the file. So:
+# - while a rewrite runs, the stage reads `reencrypt_active`; the rewrite runs inside k3s's server to its end, whether or
+#   not the command that asked for it is still there, so the script waits for the stage to leave it;
+# - after k3s restarted mid-rewrite, the Node's annotation comes back from the hash file (pkg/server/server.go
+#   setNodeLabelsAndAnnotations, BootstrapEncryptionHashAnnotation): the old stage, with a hash that is no longer the
+#   config's, so rotate-keys is refused ("invalid hash", verifyEncryptionHashAnnotation) while status lists two keys (its
+#   Active and inactive rows, pkg/cli/secretsencrypt/secrets_encrypt.go Status). `reencrypt --force` skips that check
+#   (encryptionReencrypt) and runs the same reencryptAndRemoveKey: every Secret rewritten under the first key, the last
+#   key dropped, `reencrypt_finished` written. It is asked only with two keys listed: with one, it would drop the only key.
+# - a stage left at `reencrypt_active` by a rewrite that failed (k3s still up) never moves: the step stops and says how
+#   to put back the saved stage (a k3s restart) so that the next run resumes.
+#
 # What the key protects, and what it does not: docs/security.md#the-ainurs-secrets-at-rest.
 SECRETS_ENCRYPTION_CONFIG = "/var/lib/rancher/k3s/server/cred/encryption-config.json"
 SECRETS_REWRITE_TIMEOUT_SECONDS = 600
@@ -778,33 +794,49 @@ ENCRYPTION_ENABLED = "Encryption Status: Enabled"
 HASHES_MATCH = "Server Encryption Hashes: All hashes match"
 STAGE_LINE = "Current Rotation Stage: "
 SECRETS_DONE = "reencrypt_finished"
+SECRETS_ACTIVE = "reencrypt_active"
+# Every aescbc key k3s names holds this (genEncryptionConfigAndState's first key, AppendNewEncryptionKey's
+# `aescbckey-<RFC 3339 time>`): one row of status's key table each.
+KEY_NAME = "aescbckey"
 
 
 def secrets_rewrite_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
     """Run on the first valar once every valar runs with `secrets-encryption`: rewrite the Secrets written before it, so
-    none stays in clear in the datastore or a later snapshot. Safe to run again: from `reencrypt_finished` it only says so."""
+    none stays in clear in the datastore or a later snapshot. Safe to run again: from `reencrypt_finished` with one key it
+    only says so; from a rewrite cut short it resumes (the comment above)."""
     return f"""set -eu
 status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
+keys() {{ printf '%s\n' "$1" | grep -c '{KEY_NAME}' || true; }}
 end=$(( $(date +%s) + {timeout} ))
-# Every server restarted with the config and on the same key: rotate-keys refuses otherwise.
-until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
+# Every server restarted with the config and on the same key (rotate-keys refuses otherwise), and no rewrite under way.
+until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): k3s's secrets encryption is not on with the same key on every valar within {timeout} s; k3s says: $now; look with: sudo k3s secrets-encrypt status" >&2
+    if [ "$(stage "${{now:-}}")" = {SECRETS_ACTIVE} ]; then
+      echo "iluvatar: $(hostname): a rewrite of the Secrets k3s started did not end within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; if it failed, 'sudo systemctl restart k3s' puts back the stage k3s last saved, and the next pulumi up resumes from it" >&2
+    else
+      echo "iluvatar: $(hostname): k3s's secrets encryption is not on with the same key on every valar within {timeout} s; k3s says: $now; look with: sudo k3s secrets-encrypt status" >&2
+    fi
     exit 1
   fi
   sleep {poll}
 done
-if [ "$(stage "$now")" = {SECRETS_DONE} ]; then
+if [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" = 1 ]; then
   echo "iluvatar: $(hostname): the Ainur's Secrets are already rewritten under k3s's key" >&2
   exit 0
 fi
-echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
-# The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
-sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
-until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
+if [ "$(keys "$now")" -gt 1 ]; then
+  # A rewrite cut short by a restart: the new key seals, the old one still reads what was not rewritten.
+  echo "iluvatar: $(hostname): resuming the rewrite of the Ainur's Secrets cut short (k3s secrets-encrypt reencrypt --force)" >&2
+  sudo timeout {timeout} k3s secrets-encrypt reencrypt --force >&2 || echo "iluvatar: $(hostname): reencrypt returned $?; waiting for its stage" >&2
+else
+  echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
+  # The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
+  sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
+fi
+until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" = 1 ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets" >&2
+    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; the next pulumi up resumes a rewrite cut short" >&2
     exit 1
   fi
   sleep {poll}

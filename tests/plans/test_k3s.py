@@ -22,6 +22,7 @@ from plans import credentials as credentials_plan
 from plans import k3s, rollout
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
+from tests.netns import pis
 from tests.sims import simulated
 from tools import gotools
 
@@ -106,10 +107,14 @@ def test_secrets_encryption_is_on_the_valar_only_and_only_when_written_so() -> N
         assert [yaml.safe_load(k3s.config(off, n, "T")).get("secrets-encryption") for n in off.by_role("valar")] == [None], written
 
 
+# k3s's status: its three lines, then its table of the config's keys, the active one marked (pkg/cli/secretsencrypt
+# secrets_encrypt.go Status).
+ONE_KEY = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   aescbckey\n"
 K3S_STATUS = {
-    "start": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n",
-    "finished": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n",
-    "mismatch": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: hash does not match between manwe and eonwe\n",
+    "start": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
+    "finished": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
+    "mismatch": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: hash does not match between manwe and eonwe\n"
+    + ONE_KEY,
 }
 
 
@@ -161,6 +166,86 @@ def test_servers_that_never_agree_on_the_key_stop_the_step_naming_what_k3s_says(
     assert "rotate-keys" not in " ".join(calls)
     assert "k3s's secrets encryption is not on with the same key on every valar within 3 s" in done.stderr
     assert "hash does not match between manwe and eonwe" in done.stderr
+
+
+class LabValar:
+    """The Pi lab's stand-in k3s (tests/netns/pis.py STANDIN_K3S, its model of `secrets-encrypt`) with its folders in
+    tmp_path, so the rewrite script runs against the same model as in the lab, run after run on one state."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.state = tmp_path / "standin"
+        self.state.mkdir()
+        config = tmp_path / "config.yaml"
+        config.write_text("secrets-encryption: true\n")
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        text = pis.STANDIN_K3S.replace("S=/var/lib/rancher/standin", f"S={self.state}").replace("/etc/rancher/k3s/config.yaml", str(config))
+        # The stand-in asks for root as k3s does; the unit tests may run as anyone.
+        (self.bin / "k3s").write_text(text.replace('[ "$(id -u)" = 0 ]', "true"))
+        (self.bin / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+        for f in self.bin.iterdir():
+            f.chmod(0o755)
+
+    def rewrite(self) -> subprocess.CompletedProcess[str]:
+        script = k3s.secrets_rewrite_script(timeout=2, poll=0)
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}, timeout=60)
+
+    def asked(self) -> list[str]:
+        log = self.state / "log"
+        return [line.split(" ", 1)[1] for line in log.read_text().splitlines()] if log.exists() else []
+
+    def keys(self) -> list[str]:
+        return (self.state / "secrets-keys").read_text().split()
+
+
+def test_a_rewrite_cut_short_by_a_restart_resumes_at_the_next_run(tmp_path: Path) -> None:
+    """k3s restarted mid-rewrite keeps the config with the new key first and the old behind it, and puts back the stage
+    of its hash file, whose hash is no longer the config's: rotate-keys is refused from then on. The next run sees the
+    two keys and finishes the rewrite with `reencrypt --force`, which drops the old key."""
+    valar = LabValar(tmp_path)
+    (valar.state / "secrets-restart").touch()
+    cut = valar.rewrite()
+    assert cut.returncode == 1
+    assert "the Secrets were not rewritten within 2 s" in cut.stderr
+    assert "Current Rotation Stage: start" in cut.stderr
+    old, new = "aescbckey", valar.keys()[0]
+    assert valar.keys() == [new, old] and new.startswith("aescbckey-")
+    resumed = valar.rewrite()
+    assert resumed.returncode == 0, resumed.stderr
+    assert valar.asked() == ["secrets-encrypt rotate-keys", "secrets-encrypt reencrypt --force"]
+    assert "resuming the rewrite of the Ainur's Secrets cut short" in resumed.stderr
+    assert valar.keys() == [new]
+    assert (valar.state / "secrets-stage").read_text() == "reencrypt_finished\n"
+    # And from there a run only says so.
+    again = valar.rewrite()
+    assert (again.returncode, valar.asked()[2:]) == (0, [])
+    assert again.stderr.splitlines() == [f"iluvatar: {socket.gethostname()}: the Ainur's Secrets are already rewritten under k3s's key"]
+
+
+def test_a_fresh_rewrite_asks_rotate_keys_once_and_ends_with_one_key(tmp_path: Path) -> None:
+    valar = LabValar(tmp_path)
+    done = valar.rewrite()
+    assert done.returncode == 0, done.stderr
+    assert valar.asked() == ["secrets-encrypt rotate-keys"]
+    assert len(valar.keys()) == 1 and valar.keys()[0].startswith("aescbckey-")
+
+
+def test_a_rewrite_left_active_stops_the_step_with_the_way_to_resume(tmp_path: Path) -> None:
+    """A stage left at reencrypt_active (a rewrite that failed with k3s still up) never moves: no rotate-keys (k3s refuses
+    it from that stage), and the step says how to put back the saved stage; after that restart the next run rewrites."""
+    valar = LabValar(tmp_path)
+    (valar.state / "secrets-keys").write_text("aescbckey\n")
+    (valar.state / "secrets-saved").write_text("start\naescbckey\n")
+    (valar.state / "secrets-stage").write_text("reencrypt_active\n")
+    stuck = valar.rewrite()
+    assert stuck.returncode == 1
+    assert valar.asked() == []
+    assert "a rewrite of the Secrets k3s started did not end within 2 s" in stuck.stderr
+    assert "'sudo systemctl restart k3s' puts back the stage k3s last saved" in stuck.stderr
+    (valar.state / "secrets-stage").unlink()  # k3s restarted: the annotation back from its hash file
+    done = valar.rewrite()
+    assert done.returncode == 0, done.stderr
+    assert valar.asked() == ["secrets-encrypt rotate-keys"]
 
 
 def test_the_config_is_written_keys_sorted() -> None:
