@@ -106,10 +106,12 @@ kms = None
 if ainur is not None and kms_plan.enabled(stack):
     kms = Kms(
         "kms",
-        KmsArgs(stack, local_ca),
+        KmsArgs(stack, local_ca, restore=loaded.secrets.kms_key_restore),
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("kmsKey", kms.key)
+    if loaded.secrets.kms_key_restore is not None:
+        pulumi.export(kms_plan.RESTORED_OUTPUT, True)
     pulumi.export("kmsEndpoint", kms_plan.endpoint(stack))
 
 # The machines the inventory says how to power on, powered on when their apply needs them (components.power).

@@ -40,7 +40,7 @@ from typing import Any
 from plans import aes_gcm, age_file, backup
 from plans.netboot.pi_pods import NOT_NETBOOTED
 from plans.netboot.pods import eviction_tolerations
-from stacks import pins
+from stacks import encryption, pins
 from stacks.model import StackConfig
 
 PORT = 4050
@@ -139,6 +139,28 @@ def key_backup(key_base64: str, recipient: str) -> str:
     """The KMS key's 32 bytes as an age file to the backups' recipient (armored): `backupAgeKey` opens it
     (`age --decrypt -i`), and the same key gives the same file at every run (plans.age_file)."""
     return age_file.encrypt(base64.b64decode(key_base64), recipient, BACKUP_LABEL)
+
+
+# The key put back after Pulumi's state was lost (the secret iluvatar:kmsKeyRestore, docs/layers/ainur.md "The Ainur
+# lost"): it takes the generated key's place for good, and the output below says so, so that the next run refuses to
+# go on without it (a generated key would open none of the volumes sealed under it: stacks.pulumi_source). Not `pulumi
+# import`: the engine keeps an import's ID, here the key itself, in clear in the state (the resource's importID).
+RESTORED_OUTPUT = encryption.KMS_RESTORED_OUTPUT
+
+
+def restored_key(value: str) -> str:
+    """The restored key as the KMS serves it (base64 of 32 bytes), or a ValueError that names the key and the fix; the
+    value itself is never in the message."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(
+            "iluvatar:kmsKeyRestore: is not the base64 of 32 bytes; set it from the backup's file as docs/layers/ainur.md "
+            "(The Ainur lost) says: `pulumi config set --secret iluvatar:kmsKeyRestore <kms-key.b64`"
+        )
+    return base64.b64encode(raw).decode()
 
 
 # --- The key's backup on the backup target, and its canary -----------------------------------------------------
