@@ -175,6 +175,7 @@ def test_the_upload_keeps_the_newest_backups_and_deletes_the_older(stack: StackC
     """One object a run would pile up for good: past the newest KEEP (backup.etcd.keep, as k3s keeps the Ainur's
     snapshots), the oldest go, signed; nothing else under the prefix is touched."""
     (container,) = kms.backup_cronjob(stack)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert stack.backup is not None
     assert {e["name"]: e.get("value") for e in container["env"]}["KEEP"] == str(stack.backup.etcd.keep) == "28"
     _Bucket.objects.clear()
     _Bucket.unsigned.clear()
