@@ -786,6 +786,15 @@ fi
 # - a stage left at `reencrypt_active` by a rewrite that failed (k3s still up) never moves: the step stops and says how
 #   to put back the saved stage (a k3s restart) so that the next run resumes.
 #
+# The copies in clear a rewrite leaves behind, said once it is done (docs/security.md#the-ainurs-secrets-at-rest): the
+# snapshots taken before it, and the old revisions' bytes in etcd's file until k3s defragments it as it next starts
+# (pkg/etcd/etcd.go defragment, "Defragmenting etcd database").
+SNAPSHOTS_BEFORE = (
+    "the etcd snapshots taken before now still hold the Secrets written before the rewrite in clear, the KMS key among them: "
+    "k3s's schedule drops its own once backup.etcd.keep newer ones exist; list them with 'sudo k3s etcd-snapshot list' "
+    "(here and on the backup target) and delete the older with 'sudo k3s etcd-snapshot delete <name>...', and take no copy "
+    "of etcd's file before k3s next restarts (docs/security.md, The Ainur's Secrets at rest)"
+)
 # What the key protects, and what it does not: docs/security.md#the-ainurs-secrets-at-rest.
 SECRETS_ENCRYPTION_CONFIG = "/var/lib/rancher/k3s/server/cred/encryption-config.json"
 SECRETS_REWRITE_TIMEOUT_SECONDS = 600
@@ -842,6 +851,7 @@ until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now
   sleep {poll}
 done
 echo "iluvatar: $(hostname): every Secret of the Ainur is sealed under k3s's key" >&2
+echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 """
 
 

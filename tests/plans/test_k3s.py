@@ -152,7 +152,12 @@ def test_the_secrets_are_rewritten_once_every_server_has_the_key(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     # It waited for the hashes to match, then asked for the rewrite once, then read the stage it ends at.
     assert calls == ["secrets-encrypt status", "secrets-encrypt status", "secrets-encrypt rotate-keys", "secrets-encrypt status"]
-    assert done.stderr.splitlines()[-1].endswith("every Secret of the Ainur is sealed under k3s's key")
+    # Then it names the copies in clear left behind: the snapshots taken before, and how to remove them.
+    assert done.stderr.splitlines()[-2:] == [
+        f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed under k3s's key",
+        f"iluvatar: {socket.gethostname()}: {k3s.SNAPSHOTS_BEFORE}",
+    ]
+    assert "sudo k3s etcd-snapshot delete <name>" in k3s.SNAPSHOTS_BEFORE
 
 
 def test_secrets_already_rewritten_are_left_as_they_are(tmp_path: Path) -> None:
