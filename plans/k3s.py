@@ -805,7 +805,8 @@ STAGE_LINE = "Current Rotation Stage: "
 SECRETS_DONE = "reencrypt_finished"
 SECRETS_ACTIVE = "reencrypt_active"
 # Every aescbc key k3s names holds this (genEncryptionConfigAndState's first key, AppendNewEncryptionKey's
-# `aescbckey-<RFC 3339 time>`): one row of status's key table each.
+# `aescbckey-<RFC 3339 time>`): one row of status's key table each. Only two or more mean a rewrite cut short; a table
+# the script cannot read (none counted) never makes it rotate again.
 KEY_NAME = "aescbckey"
 
 
@@ -830,7 +831,7 @@ until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' &&
   fi
   sleep {poll}
 done
-if [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" = 1 ]; then
+if [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ]; then
   echo "iluvatar: $(hostname): the Ainur's Secrets are already rewritten under k3s's key" >&2
   exit 0
 fi
@@ -843,7 +844,7 @@ else
   # The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
   sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
 fi
-until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" = 1 ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
+until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
   if [ "$(date +%s)" -ge "$end" ]; then
     echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; the next pulumi up resumes a rewrite cut short" >&2
     exit 1

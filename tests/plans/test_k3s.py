@@ -113,6 +113,8 @@ ONE_KEY = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   a
 K3S_STATUS = {
     "start": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
     "finished": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
+    # Its three lines alone: a key table the script cannot read.
+    "finished-bare": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n",
     "mismatch": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: hash does not match between manwe and eonwe\n"
     + ONE_KEY,
 }
@@ -162,6 +164,12 @@ def test_the_secrets_are_rewritten_once_every_server_has_the_key(tmp_path: Path)
 
 def test_secrets_already_rewritten_are_left_as_they_are(tmp_path: Path) -> None:
     done, calls = run_rewrite(tmp_path, ["finished"], None)
+    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+
+
+def test_a_finished_rewrite_whose_key_table_cannot_be_read_is_not_rotated_again(tmp_path: Path) -> None:
+    """Only two keys or more mean a rewrite cut short: a status whose table lists none counted is no reason to rotate."""
+    done, calls = run_rewrite(tmp_path, ["finished-bare"], None)
     assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
 
 
