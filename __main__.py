@@ -100,8 +100,8 @@ if ainur is not None:
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
 # The KMS Arda's `kms` disk encryption keys unlock with (plans.kms), on the Ainur: a disk or machine out of the house cannot
-# reach it. Its key is in clear only in Pulumi's state and the Ainur's Secret (age-encrypted on the backup target too,
-# components.data): keep the exported copy outside the homelab.
+# reach it. Its key is in clear only in Pulumi's state (or, restored from its backup, the stack's secret config) and the
+# Ainur's Secret (age-encrypted on the backup target too, components.data): keep the exported copy outside the homelab.
 kms = None
 if ainur is not None and kms_plan.enabled(stack):
     kms = Kms(
