@@ -1009,7 +1009,8 @@ def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path, ku
     ConfigMap, a later start restores the same bytes."""
     lease_file = tmp_path / "leases" / "dnsmasq.leases"
     leases = "1767225600 02:00:5e:00:0c:01 192.168.0.150 * 01:02:00:5e:00:0c:01\n"
-    restore, save = netboot.restore_leases_script(str(lease_file)), netboot.save_leases_script(str(lease_file), once=True)
+    # Saved from where the address it is given is held: loopback's, which this namespace holds.
+    restore, save = netboot.restore_leases_script(str(lease_file)), netboot.save_leases_script(str(lease_file), once=True, address="127.0.0.1")
     with kubeapi.kube_api(tmp_path, kube_fresh, HOMELAB) as api:
         first = api.run(restore)
         assert (first.returncode, first.stdout) == (0, "restored 0 leases\n")
@@ -1034,11 +1035,48 @@ def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path, ku
         ]
 
 
+@pytest.mark.kube
+def test_a_pod_on_a_pi_without_the_service_address_never_saves_over_the_serving_pods_leases(
+    tmp_path: Path, kube_fresh: Callable[..., Cluster]
+) -> None:
+    """An evicted netboot pod whose containers live on (its Pi's k3s restarting) is on a Pi that no longer holds the
+    service address. Its save-leases, run against the real API server after its dnsmasq rewrote its file, leaves the
+    leases the serving pod saved as they are and makes no call at all; the same script on a Pi holding the address
+    saves."""
+    lease_file = tmp_path / "leases" / "dnsmasq.leases"
+    lease_file.parent.mkdir()
+    served = "1767225600 02:00:5e:00:0c:01 192.168.0.150 * 01:02:00:5e:00:0c:01\n"
+    stale = "1767225600 02:00:5e:00:0c:02 192.168.0.150 * 01:02:00:5e:00:0c:02\n"
+    away = "192.0.2.14"  # TEST-NET-1: an address no namespace here holds
+    with kubeapi.kube_api(tmp_path, kube_fresh, HOMELAB) as api:
+        lease_file.write_text(served)
+        assert api.run(netboot.save_leases_script(str(lease_file), once=True, address="127.0.0.1")).returncode == 0
+        lease_file.write_text(stale)
+        evicted = api.run(netboot.save_leases_script(str(lease_file), once=True, address=away))
+        assert (evicted.returncode, evicted.stderr) == (
+            0,
+            f"iluvatar: not saving the leases: the service address {away} is not on this Pi, so this pod is not the one serving "
+            "(kube-vip holds the address where the netboot pod is Ready); a change is saved once the address is back here\n",
+        )
+        configmap = api.cluster.client.get("v1", "ConfigMap", netboot.LEASES_CONFIGMAP, netboot.NAMESPACE)
+        assert configmap is not None and base64.b64decode(configmap["binaryData"]["leases"]).decode() == served
+        assert api.run(netboot.save_leases_script(str(lease_file), once=True, address="127.0.0.1")).returncode == 0
+        assert api.wait_for_calls(3) == [("update", kubeapi.ITEM, 404), ("create", kubeapi.COLLECTION, 201), ("update", kubeapi.ITEM, 200)]
+        configmap = api.cluster.client.get("v1", "ConfigMap", netboot.LEASES_CONFIGMAP, netboot.NAMESPACE)
+        assert configmap is not None and base64.b64decode(configmap["binaryData"]["leases"]).decode() == stale
+
+
 def test_the_lease_sidecar_saves_every_interval_until_stopped() -> None:
-    script = netboot.save_leases_script()
-    assert script.splitlines()[6:8] == ['last=""', "while true; do"]
+    script = netboot.save_leases_script(address="192.168.0.14")
+    assert script.splitlines()[6:9] == ['last=""', 'away=""', "while true; do"]
     assert script.endswith("  sleep 2\ndone\n")
-    assert "sleep" not in netboot.save_leases_script(once=True)
+    assert "sleep" not in netboot.save_leases_script(once=True, address="192.168.0.14")
+
+
+def test_the_lease_sidecar_saves_only_where_the_stacks_service_address_is() -> None:
+    config = objects(load_stack_file(HOMELAB))["ConfigMap/netboot"]
+    assert config["data"]["save-leases.sh"] == netboot.save_leases_script(address="192.168.0.14")
+    assert "grep -qxF 192.168.0.14; then" in config["data"]["save-leases.sh"]
 
 
 def test_the_netboot_pods_containers_whole() -> None:
