@@ -721,7 +721,7 @@ def test_cache_daemonset_fills_every_pi() -> None:
     pod = objects(load_stack_file(HOMELAB))["DaemonSet/netboot-cache"]["spec"]["template"]["spec"]
     # Kept on a Pi the control plane cannot reach (NoExecute), not owed to a dead one (unreachable:NoSchedule).
     assert pod["tolerations"] == [{"operator": "Exists", "effect": "NoExecute"}]
-    assert [c["name"] for c in pod["initContainers"]] == ["ipxe", "assets", "pull-dnsmasq", "pull-nginx"]
+    assert [c["name"] for c in pod["initContainers"]] == ["ipxe", "assets", "pull-dnsmasq", "pull-nginx", "pull-kube-vip"]
     assert pod["initContainers"][0]["image"] == "docker.io/library/debian:trixie-20250908-slim"
     assert pod["initContainers"][1]["securityContext"] == {"runAsUser": 0}  # writes the root-owned host cache
     assert pod["volumes"][1] == {"name": "cache", "hostPath": {"path": "/var/lib/iluvatar/netboot", "type": "DirectoryOrCreate"}}
@@ -903,7 +903,10 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
     )
     assert binding["metadata"] == {"name": "iluvatar-kube-vip", "labels": labels}
     daemonset = objs["DaemonSet/kube-vip-services"]
-    assert daemonset["metadata"] == {"name": "kube-vip-services", "labels": labels, "namespace": "kube-system"}
+    # Rolled by its own step, the Pi holding the service address last (plans.netboot.vip_roll), not by Kubernetes or Pulumi.
+    skip_await = {"pulumi.com/skipAwait": "true"}
+    assert daemonset["metadata"] == {"name": "kube-vip-services", "labels": labels, "namespace": "kube-system", "annotations": skip_await}
+    assert daemonset["spec"]["updateStrategy"] == {"type": "OnDelete"}
     assert daemonset["spec"]["selector"] == {"matchLabels": labels}
     assert daemonset["spec"]["template"]["metadata"] == {"labels": labels}
     assert daemonset["spec"]["template"]["spec"] == {
@@ -1192,6 +1195,8 @@ def test_the_cache_pod_whole() -> None:
             # Pulled now so the netboot pod starts on this Pi without the internet; the command only proves the image runs.
             {"name": "pull-dnsmasq", "image": "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4", "command": ["dnsmasq", "--version"]},
             {"name": "pull-nginx", "image": "docker.io/library/nginx:1.28.0-alpine", "command": ["nginx", "-v"]},
+            # So the Pi holding the service address starts its new kube-vip in kube-vip-services' roll, with no pull.
+            {"name": "pull-kube-vip", "image": "ghcr.io/kube-vip/kube-vip:v0.9.2", "command": ["/kube-vip", "version"]},
         ],
         "containers": [{"name": "idle", "image": curl, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]}],
         "volumes": [
