@@ -21,10 +21,13 @@ then fails naming it, so the next `up` runs it again."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 
 from plans.k3s import KUBECTL
 from plans.netboot.base import NAMESPACE
+from plans.netboot.kube_vip import kube_vip_services
 
 DAEMONSET = "kube-vip-services"
 DAEMONSET_NAMESPACE = "kube-system"
@@ -32,6 +35,16 @@ SELECTOR = "app.kubernetes.io/name=kube-vip"
 # kube-vip's Lease for the netboot Service's address: `kubevip-<service>` in the Service's namespace, held by the
 # node's name (kube-vip v0.9.2 pkg/manager/servicesLeader.go:48, :59).
 LEASE = "kubevip-netboot"
+# What the day-2 plan says when the step will replace pods (plans.rollout.describe_ainur): the preview names it.
+PLAN_LINE = (
+    "netboot-kube-vip-roll: kube-vip-services' pod template changes (its settings or kube-vip's pin): its pod on each Pi "
+    "is replaced, one Pi at a time, the Pi holding the service address last, so the LAN's DNS (and DHCP in dhcp mode) "
+    "is away once, for that kube-vip's restart (a few seconds)"
+)
+UNRECORDED_LINE = (
+    "netboot-kube-vip-roll: the last deployment did not record kube-vip-services' template (an older Iluvatar): the step "
+    "runs and replaces any pod of an older template, one Pi at a time, the Pi holding the service address last"
+)
 # How long each Pi's new kube-vip has to be Ready: its image is on the Pi for a change of settings, pulled for a new pin.
 POD_SECONDS = 180
 # How long the DaemonSet controller has to see the new template (its observedGeneration) and record its revision.
@@ -72,6 +85,20 @@ for pod in json.load(sys.stdin).get("items") or []:
         sys.exit(0)
 sys.exit(1)
 """
+
+
+def template_digest() -> str:
+    """The DaemonSet's pod template as a short digest: the step's trigger, and what the `ainur` output records."""
+    [daemonset] = [m for m in kube_vip_services() if m["kind"] == "DaemonSet"]
+    return hashlib.sha256(json.dumps(daemonset["spec"]["template"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_lines(previous: str | None, current: str, deployed: bool) -> list[str]:
+    """The day-2 plan's word on the step: `previous` the template digest the last deployment recorded (None: none),
+    `deployed` whether there was one (a first bring-up makes every pod new: nothing to say)."""
+    if not deployed or previous == current:
+        return []
+    return [UNRECORDED_LINE if previous is None else PLAN_LINE]
 
 
 def roll_script(kubectl: str = f"sudo {KUBECTL}", pod_seconds: int = POD_SECONDS, observed_seconds: int = OBSERVED_SECONDS) -> str:
