@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from plans.k3s import NODE_MONITOR_GRACE_PERIOD
 from plans.netboot import kube_vip_services, vip_roll
+from tests.kube.nodes import kubelet_gone
 from tests.kube.test_netboot_cache_roll import pi_node
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
@@ -124,3 +126,45 @@ def test_the_roll_replaces_kube_vip_one_pi_at_a_time_the_holder_of_the_service_a
         # Run again: nothing older left, nothing said.
         again = run_roll(tmp_path / "again", cluster)
         assert (again.returncode, said(again)) == (0, [])
+
+
+def test_a_pi_that_is_down_keeps_its_old_kube_vip_and_the_roll_fails_naming_it_after_the_others(tmp_path: Path) -> None:
+    """A Pi whose kubelet is silent (its Node's Ready Unknown) would never confirm its pod's deletion: the roll leaves its
+    pod as it is, replaces every other Pi's (the holder last), and then fails naming it, so the next `up` runs it again."""
+    grace = f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}"
+    with Cluster(K3S, tmp_path / "ainur", controller_manager_args=(grace,)).start() as cluster:
+        cluster.create_nodes([pi_node(n) for n in PIS])
+        for obj in kube_vip_services():
+            cluster.client.create(obj)
+        cluster.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "netboot"}})
+        lease = {"holderIdentity": HOLDER, "leaseDurationSeconds": 22, "leaseTransitions": 0}
+        cluster.client.create(
+            {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": vip_roll.LEASE, "namespace": "netboot"}, "spec": lease}
+        )
+        cluster.wait_for("a ready kube-vip on each Pi", lambda: ready_everywhere(cluster), 120)
+        before = {n: p["metadata"]["name"] for n, p in pods(cluster).items()}
+        with kubelet_gone(cluster, "manwe"):
+
+            def silent() -> bool | None:
+                node = cluster.client.get("v1", "Node", "manwe") or {}
+                ready = [c for c in (node.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+                return (bool(ready) and ready[0]["status"] == "Unknown") or None
+
+            cluster.wait_for("manwe's Node Ready Unknown", silent, 90)
+            live = daemonset(cluster)
+            container = {**live["spec"]["template"]["spec"]["containers"][0]}
+            container["env"] = [*container["env"], {"name": "vip_loglevel", "value": "4"}]
+            cluster.client.merge_patch(live, {"spec": {"template": {"spec": {"containers": [container]}}}})
+            done = run_roll(tmp_path, cluster)
+            assert done.returncode == 1
+            assert said(done) == [
+                replaced("ilmare", before["ilmare"]),
+                "iluvatar: kube-vip on ilmare runs the new template",
+                replaced(HOLDER, before[HOLDER]),
+                f"iluvatar: kube-vip on {HOLDER} runs the new template",
+                "iluvatar: kube-vip on manwe keeps its older template: the Node is not Ready, so its pod is left as it is; once "
+                "it is back, pulumi up again replaces it; look with: sudo k3s kubectl -n kube-system get pods -l "
+                "app.kubernetes.io/name=kube-vip -o wide",
+            ]
+            manwe = pods(cluster)["manwe"]
+            assert manwe["metadata"]["name"] == before["manwe"] and not manwe["metadata"].get("deletionTimestamp")
