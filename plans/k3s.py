@@ -7,8 +7,10 @@ passes a Pulumi secret that reaches the Pi only over SSH (never through user-dat
 from __future__ import annotations
 
 import datetime
+import math
 import shlex
 import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -372,6 +374,64 @@ def node_ready(node: Node, version: str) -> str:
     return f"[ \"$(sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
+@dataclass(frozen=True)
+class Outage:
+    """What the one valar's restart costs the service address (plans.netboot.failover): its election rides out `ridden`
+    seconds of the API down, drops the address `dropped` seconds in, and has it back within `back` of the API's return."""
+
+    ridden: int
+    dropped: int
+    back: float
+
+
+def outage_functions(node: Node, outage: Outage, bound: int) -> str:
+    """`api_watch_start`, run right before k3s restarts on the one valar: a watcher in the background asking the API
+    /readyz here every second (for at most `bound` seconds), noting its first unanswered poll and its next answer; and
+    `api_watch_report`, once the step has seen k3s back: how long the API did not answer, and a warning when that is
+    longer than the service address's election rides out (the household's DNS, and DHCP in `dhcp` mode, then went
+    for about the excess). Measured to about a second, the poll's pace. With one valar this is the API every Pi's
+    kube-vip renews through (kube-vip-services uses in-cluster config, kube-vip v0.9.2 pkg/manager/manager.go:140)."""
+    lost = f"$((down - {outage.dropped})) to $((down - {outage.dropped} + {math.ceil(outage.back)}))"
+    return f"""api_watch=""
+api_watch_start() {{
+  api_watch=$(mktemp)
+  # Its own output nowhere: a step that stops early must not have its SSH session wait on the watcher's.
+  (
+    first="" end=$(( $(date +%s) + {bound} ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+      if {ready_check(node)}; then
+        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch"; exit 0; fi
+      elif [ -z "$first" ]; then
+        first=$(date +%s)
+        echo "$first" > "$api_watch"
+      fi
+      sleep 1
+    done
+  ) </dev/null >/dev/null 2>&1 &
+  api_watcher=$!
+}}
+api_watch_report() {{
+  waited=0
+  while [ -s "$api_watch" ] && [ -z "$(cut -s -d' ' -f2 "$api_watch")" ] && [ "$waited" -lt 5 ]; do sleep 1; waited=$((waited + 1)); done
+  kill "$api_watcher" 2>/dev/null || true
+  read -r first back < "$api_watch" || true
+  if [ -z "${{first:-}}" ]; then
+    echo "iluvatar: {node.name}: the Ainur's API answered every poll while k3s restarted" >&2
+  elif [ -z "${{back:-}}" ]; then
+    echo "iluvatar: {node.name}: the Ainur's API stopped answering at $(date -d "@$first" +%T 2>/dev/null || echo "$first") and its watcher did not see it back, so how long it was down is not known" >&2
+  else
+    down=$((back - first))
+    echo "iluvatar: {node.name}: the Ainur's API (its one valar) did not answer for about $down s while k3s restarted" >&2
+    if [ "$down" -gt {outage.ridden} ]; then
+      echo "iluvatar: warning: {node.name}: that is longer than the {outage.ridden} s the service address's election rides out: kube-vip let the address go {outage.dropped} s in, so the household was without DNS (and DHCP in dhcp mode) for about {lost} s; look with: sudo journalctl -u {service(node)} (how long k3s took to serve)" >&2
+    fi
+  fi
+  rm -f "$api_watch"
+  api_watch=""
+}}
+"""
+
+
 def bounded_start(node: Node, verb: str, restart_timeout: int) -> str:
     """`systemctl VERB` of k3s's unit under `timeout`: it returns when k3s tells systemd it is ready (`Type=notify`) and
     the unit has no bound of its own (`TimeoutStartSec=0`, k3s's install.sh create_systemd_service_file). `verb` may be
@@ -481,6 +541,7 @@ def upgrade_script(
     metrics_dir: str = METRICS_DIR,
     renewing: str | None = None,
     kube_vip_timeout: int = KUBE_VIP_SECONDS,
+    outage: Outage | None = None,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -508,6 +569,9 @@ def upgrade_script(
     On a valar, after k3s restarted or was installed (and its gates passed), its API VIP kube-vip is restarted
     (kube_vip_restart) before the mark of a restart owed goes, so a kube-vip the kubelet did not start again is tried
     again by the next run.
+
+    `outage` (the one valar of an Ainur): a restart of a running k3s is watched from the API's side, and the step says
+    how long the API did not answer, warning past what the service address rides out (outage_functions).
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
@@ -539,7 +603,12 @@ def upgrade_script(
     # k3s restarted or installed (`since` set): its new admin kubeconfig reaches the API VIP's kube-vip only by a restart.
     kube_vip = f'if [ -n "$since" ]; then\n{textwrap.indent(kube_vip_restart(node, kube_vip_timeout), "  ")}fi\n' if node.role == "valar" else ""
     # `since` right before the restart, after the etcd gate (minutes, while the old kubelet may still report).
-    restart = textwrap.indent(restarted_before + owe_restart(owed) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    ")
+    watch = f"if sudo systemctl is-active --quiet {svc}; then api_watch_start; fi\n" if outage else ""
+    restart = textwrap.indent(
+        restarted_before + owe_restart(owed) + watch + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    "
+    )
+    watched = outage_functions(node, outage, restart_timeout + install_timeout + timeout) if outage else ""
+    report = '[ -z "$api_watch" ] || api_watch_report\n' if outage else ""
 
     window = CERTIFICATE_RENEW_DAYS * 86400
     renew_epoch = int(datetime.datetime.strptime(renewing, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()) if renewing else 0
@@ -556,7 +625,7 @@ if [ "$due" = 1 ] && [ "${{ending%% *}}" -ge "$(( $(date +%s) + {window} ))" ]; 
 fi
 """
     return f"""set -eu
-{head}{gate_functions(node)}{certificates_functions(tls_dirs, metrics_dir)}since=""
+{head}{gate_functions(node)}{watched}{certificates_functions(tls_dirs, metrics_dir)}since=""
 # Its certificates first: reading them needs no API (an ended one makes the API and etcd unreachable from here).
 if ! ending=$(certificates_end); then
   echo "iluvatar: {node.name}: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is" >&2
@@ -590,7 +659,7 @@ if [ "$have" = "{want}" ]; then
 {restart}  fi
 else
   echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
-{before}{save}{owe_restart(owed)}since=$(date +%s)
+{before}{save}{owe_restart(owed)}{watch}since=$(date +%s)
 {install_k3s(stack, node, installer, fetch_timeout, install_timeout)}fi
 deadline=$(( $(date +%s) + {timeout} ))
 until {node_ready(node, want)}; do
@@ -607,7 +676,7 @@ done
 if [ -n "$since" ]; then
   wait_for {timeout} "its Node Ready again after k3s's restart" node_ready_since "$since"
 fi
-{after}{kube_vip}sudo rm -f {owed}
+{report}{after}{kube_vip}sudo rm -f {owed}
 ending=$(certificates_end)
 rest=${{ending#* }}
 # A restart owed to the certificates that did not move their end (a Pi's clock behind, a certificate k3s does not renew)
@@ -675,6 +744,7 @@ def join_script(
     owed: str = RESTART_OWED,
     check: str = "",
     gate: str = "",
+    outage: Outage | None = None,
 ) -> str:
     """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, and
     return only once the Pi is back: k3s serves, its Node is Ready again, and on a valar etcd is healthy.
@@ -704,6 +774,9 @@ def join_script(
 
     `check`: lines run first, before anything changes, and `gate`: lines run last, before the mark of a restart owed goes
     (a netbooting maia's: it runs the stack's image; its Node Ready since it booted: plans.netboot.roll).
+
+    `outage` (the one valar of an Ainur): a restart of a running k3s is watched from the API's side, and the step says
+    how long the API did not answer, warning past what the service address rides out (outage_functions).
     """
     svc = service(node)
     limit = CLOUD_INIT_TIMEOUT_SECONDS
@@ -722,7 +795,7 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then
   echo "iluvatar: cloud-init on $(hostname) did not finish within {limit} s (status $status); look with: sudo cloud-init status --long" >&2
   exit 1
 fi
-{gate_functions(node)}umask 077
+{gate_functions(node)}{outage_functions(node, outage, restart_timeout + ready_timeout) if outage else ""}umask 077
 new=$(mktemp)
 trap 'rm -f "$new"' EXIT
 cat > "$new"
@@ -737,7 +810,7 @@ fi
 if [ "$changed" = 1 ]; then
 {before}  {owe_restart(owed)}  sudo install -D -m 0600 "$new" {config_path}
 fi
-since=$(date +%s)
+{'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi' + chr(10) if outage else ""}since=$(date +%s)
 if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi
 {bounded_start(node, "$verb", restart_timeout)}deadline=$(( $(date +%s) + {ready_timeout} ))
 until {ready_check(node)}; do
@@ -747,7 +820,7 @@ until {ready_check(node)}; do
   fi
   sleep 2
 done
-if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
+{'[ -z "$api_watch" ] || api_watch_report' + chr(10) if outage else ""}if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
   wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
 fi
 {etcd_after}{kube_vip}{gate}sudo rm -f {owed}

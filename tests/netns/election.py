@@ -17,6 +17,11 @@ what this module runs, with the program's settings (plans.netboot.failover.servi
   (:449-453), a refusal when another holds a lease still valid by that time (:455-458), else the update.
 - resourcelock/leaselock.go: the record is the Lease's spec; an update puts the Lease as last read or written (its
   resourceVersion), so a stale writer gets a conflict.
+- SIGTERM (the kubelet stopping kube-vip's container: its pod deleted) closes kube-vip's shutdown channel
+  (pkg/manager/manager.go:203-214, manager_arp.go:34-42), which cancels the Service's election
+  (watch_endpoints.go:161-186); the election was run with ReleaseOnCancel (servicesLeader.go:91), so client-go releases
+  the lease it holds, a record with no holder and a 1 s lease (leaderelection.go:301-304, :308-330), before `Run`'s
+  deferred OnStoppedLeading deletes the address (:211-213; servicesLeader.go:104-113). The process then exits.
 
 The elector runs as a process in the Pi's network namespace (`python -m tests.netns.election`), its API requests leaving
 from there, and writes one JSON line per event. A k3s restart closes the API server's connections and refuses new ones
@@ -31,6 +36,7 @@ import datetime
 import http.client
 import json
 import random
+import signal
 import socket
 import ssl
 import struct
@@ -48,6 +54,14 @@ JITTER_FACTOR = 1.2  # client-go v0.32.3 tools/leaderelection/leaderelection.go:
 
 class RequestError(Exception):
     """A request that got no answer it could use (refused, unreachable, timed out, or an error status)."""
+
+
+class TerminatedError(Exception):
+    """SIGTERM: the kubelet stopping kube-vip's container."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise TerminatedError()
 
 
 class Api:
@@ -187,6 +201,26 @@ class LeaderElector:
             self.log("try failed", error=str(e))
             return False
 
+    def release(self) -> bool:
+        """client-go's release() (leaderelection.go:308-330): a leader writes a record with no holder and a 1 s lease,
+        bounded by RenewDeadline; whether the update went through."""
+        if not self.is_leader():
+            return True
+        now = micro_time(time.time())
+        record = {
+            "holderIdentity": "",
+            "leaseDurationSeconds": 1,
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": self.observed.get("leaseTransitions", 0),
+        }
+        try:
+            self.lock.update(record, time.monotonic() + self.renew_deadline)
+        except RequestError:
+            return False
+        self._observe(record)
+        return True
+
     def acquire(self) -> None:
         """Try at once, then a jittered RetryPeriod after each try ended, until one succeeds."""
         while not self.try_acquire_or_renew(time.monotonic() + 3600):
@@ -233,20 +267,37 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"t": time.time(), "event": event, **extra}), flush=True)
 
     api = Api(args.host, int(args.port), Path(args.ca), Path(args.token_file).read_text().strip())
-    while True:  # watch_endpoints.go:288-306: started again at once whenever it returns
-        lock = LeaseLock(api, args.namespace, args.lease, args.identity)
-        elector = LeaderElector(
-            lock, float(election["vip_leaseduration"]), float(election["vip_renewdeadline"]), float(election["vip_retryperiod"]), log
-        )
-        elector.acquire()
-        log("leading")
-        subprocess.run(["ip", "addr", "replace", f"{args.address}/32", "dev", "eth0"], check=True)
-        gratuitous_arp(args.address)
-        log("address added")
-        elector.renew()
-        log("stopped leading")
-        subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
-        log("address deleted")
+    signal.signal(signal.SIGTERM, _terminate)
+    log("started")
+    elector: LeaderElector | None = None
+    holding = False
+    try:
+        while True:  # watch_endpoints.go:288-306: started again at once whenever it returns
+            lock = LeaseLock(api, args.namespace, args.lease, args.identity)
+            elector = LeaderElector(
+                lock, float(election["vip_leaseduration"]), float(election["vip_renewdeadline"]), float(election["vip_retryperiod"]), log
+            )
+            elector.acquire()
+            log("leading")
+            holding = True
+            subprocess.run(["ip", "addr", "replace", f"{args.address}/32", "dev", "eth0"], check=True)
+            gratuitous_arp(args.address)
+            log("address added")
+            elector.renew()
+            log("stopped leading")
+            subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
+            holding = False
+            log("address deleted")
+    except TerminatedError:
+        # Release first, then the address, as the module's doc says kube-vip does.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if elector is not None and elector.is_leader():
+            log("released" if elector.release() else "release failed")
+        if holding:
+            subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
+            log("address deleted")
+        log("exited")
+        return 0
 
 
 # --- The lab's side: the API server on a link into each Pi, an elector per Pi ---------------------------------------
