@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import yaml
 
 from plans import certificates, credentials, drill, identity, k3s, kms, monitoring, remote_access, rollout
 from stacks import data, pins
@@ -335,6 +339,47 @@ def issued_entry(pem: str, hours: int) -> dict[str, object]:
     """What the program exports of a certificate the local CA issued (`localCertificates`): its end, and how long before
     it pulumi-tls renews it."""
     return {"end": pem_end(pem), "earlyRenewalHours": hours}
+
+
+# The ends `recorded_ends` reads from what a `pulumi up` holds, by the name each alert carries (its `credential` label).
+TALOSCONFIG_END = "the talosconfig's client certificate"
+KUBECONFIG_END = "Arda's admin kubeconfig"
+KUBERNETES_CA_END = "Arda's Kubernetes CA"
+TALOS_CA_END = "Talos's CA"
+LOCAL_CA_END = "the local CA"
+
+
+def _b64_end(value: object) -> str | None:
+    return rollout.certificate_expiry(value) if isinstance(value, str) else None
+
+
+def _yaml(text: object) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        doc = None
+    return doc if isinstance(doc, dict) else {}
+
+
+def recorded_ends(arda: Mapping[str, Any], kubeconfig: str, talosconfig: str, ca: str, issued: Mapping[str, str]) -> dict[str, str | None]:
+    """What ends when, as this `pulumi up` holds it (plans.monitoring.credential_alerts writes one rule each): the
+    talosconfig's client certificate (`arda.clientCertificateExpires`), Arda's admin kubeconfig and its CA, Talos's CA,
+    the local CA and each certificate it issued (name -> PEM). None where a value is no certificate (a render's
+    placeholder), so the rule says the end is unknown rather than nothing."""
+    clusters = _yaml(kubeconfig).get("clusters") or [{}]
+    users = _yaml(kubeconfig).get("users") or [{}]
+    contexts = _yaml(talosconfig).get("contexts") or {}
+    talos_ca = next((_b64_end(c.get("ca")) for c in contexts.values() if isinstance(c, dict)), None)
+    client = arda.get("clientCertificateExpires")
+    out: dict[str, str | None] = {
+        TALOSCONFIG_END: client if isinstance(client, str) else None,
+        KUBECONFIG_END: _b64_end(((users[0] or {}).get("user") or {}).get("client-certificate-data")),
+        KUBERNETES_CA_END: _b64_end(((clusters[0] or {}).get("cluster") or {}).get("certificate-authority-data")),
+        TALOS_CA_END: talos_ca,
+        LOCAL_CA_END: pem_end(ca),
+    }
+    out |= {f"the local CA's certificate {name}": pem_end(pem) for name, pem in issued.items()}
+    return out
 
 
 def rows(stack: StackConfig) -> list[Lifetime]:

@@ -395,7 +395,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the step that rewrites the Ainur's Secrets under k3s's key once the valar run with it: 1. Longhorn's
     # encrypted class, its Secret, the random provider and protected passphrase: 4.)
     # (#54: the NetworkPolicy before VolSync's chart, admitting Prometheus alone to its tokenless metrics: 1.)
-    assert counts.splitlines()[-1] == "  total: 417"
+    # (#57: the blackbox probe of Headscale's certificate: 1.)
+    assert counts.splitlines()[-1] == "  total: 418"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -413,7 +414,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 417
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 418
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
