@@ -624,6 +624,12 @@ ENDS_GROUP = "iluvatar-ends"
 # before the end (golang.org/x/crypto v0.43.0, headscale's go.mod:43, acme/autocert/autocert.go:1031-1036): under 21
 # days left, its renewals have failed for nine days (a lost port forward, TLS-ALPN-01 unreachable).
 HEADSCALE_PROBE_JOB = "headscale-certificate"
+# An Arda machine's kubelet serving certificate is self-signed for a year and made again only as the kubelet starts
+# (talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521): a machine up this long
+# without a reboot or an upgrade nears its end. Its boot time is the bound (kube-prometheus's node-exporter, job
+# "node-exporter"); a kubelet restarted without a reboot only makes it fire early.
+UNREBOOTED_ALERT = "ArdaMachineNotRestarted"
+UNREBOOTED_DAYS = 335
 HEADSCALE_CERTIFICATE_DAYS = 21
 BLACKBOX_PROBER = f"blackbox-exporter.{NAMESPACE}.svc:19115"
 
@@ -767,6 +773,18 @@ def alerts(stack: StackConfig) -> list[Alert]:
             )
         )
     out += headscale_alerts(stack)
+    out.append(
+        Alert(
+            UNREBOOTED_ALERT,
+            f'time() - node_boot_time_seconds{{job="node-exporter"}} > {UNREBOOTED_DAYS} * 86400',
+            "1h",
+            "warning",
+            f"Arda machine {{{{ $labels.instance }}}} has run {UNREBOOTED_DAYS} days without a restart",
+            "Its kubelet's self-signed serving certificate lasts a year and is made again only as the kubelet starts. Reboot it "
+            "(`talosctl -n <its address> reboot`, one machine at a time) or upgrade Talos or Kubernetes, which restarts it.",
+            runbook=ENDS_RUNBOOK,
+        )
+    )
     if ceph_enabled(stack):
         out += [
             Alert(

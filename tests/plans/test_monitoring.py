@@ -172,7 +172,7 @@ def test_the_alerts_are_those_the_stack_can_raise() -> None:
     assert names == {
         "ArdaNodeDown", "AinurNodeDown", "AinurCertificateExpiring", "AinurCACertificateExpiring", "AinurCertificateUnknown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
         "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
-        "RestoreDrillFailed", "RestoreDrillStale", "HeadscaleCertificateExpiring", "HeadscaleCertificateUnknown",
+        "RestoreDrillFailed", "RestoreDrillStale", "HeadscaleCertificateExpiring", "HeadscaleCertificateUnknown", "ArdaMachineNotRestarted",
         "LogStoreDown", "LogCollectorDown", "LogCollectorStalled", "LogCollectorDropping", "LogAlertsDown",
         "LogStoreReadOnly", "LogStoreFilling",
     }  # fmt: skip
@@ -288,6 +288,13 @@ CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
         [('probe_ssl_earliest_cert_expiry{job="headscale-certificate",instance="https://hs.example.org/health"}', "1728000x70")],
         "62m",
         [('probe_ssl_earliest_cert_expiry{job="headscale-certificate",instance="https://other.example.org/health"}', "1900800x70")],
+    ),
+    # A machine booted 335 days and an hour before (its kubelet's serving certificate near its year), beside one booted
+    # 334 days before.
+    "ArdaMachineNotRestarted": (
+        [('node_boot_time_seconds{job="node-exporter",instance="gandalf"}', "-28947600x70")],
+        "62m",
+        [('node_boot_time_seconds{job="node-exporter",instance="saruman"}', "-28857600x70")],
     ),
     "HeadscaleCertificateUnknown": (
         [('probe_success{job="headscale-certificate",instance="https://hs.example.org/health"}', "0x370")],
