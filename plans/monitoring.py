@@ -615,6 +615,12 @@ ENDS_RUNBOOK = "docs/day2.md#what-ends-and-who-renews-it"
 # rule each, the end written into the rule at each `pulumi up` (`credential_alerts`), so it fires with nothing to scrape
 # and an `up` that renews rewrites it.
 CREDENTIAL_ALERT = "CredentialExpiring"
+# 28 days before the end: inside every renewal window an `up` has, so the `up` the alert asks for renews. The Talos
+# provider renews the talosconfig's certificate only within a calendar month of its end, 28 to 31 days
+# (terraform-provider-talos v0.11.0 talos_machine_secrets_resource.go:372-373, NotAfter.Before(now.AddDate(0, 1, 0))),
+# the kubeconfig within 720 h (talos_cluster_kubeconfig_resource.go:150-154), the local CA's leaves within 30 days
+# (plans.identity and plans.kms CERTIFICATE_EARLY_RENEWAL_HOURS); an alert at 30 days could ask for an `up` too early.
+CREDENTIAL_WARNING_DAYS = 28
 CREDENTIAL_UNKNOWN_ALERT = "CredentialEndUnknown"
 ENDS_GROUP = "iluvatar-ends"
 # Headscale's Let's Encrypt certificate, as its clients see it: kube-prometheus v0.18.0's blackbox-exporter
@@ -866,7 +872,7 @@ def _epoch(end: str) -> int:
 
 def credential_alerts(ends: Mapping[str, str | None]) -> list[Alert]:
     """One alert per end Pulumi's state records (what -> `2027-11-25T12:07:33Z`, None when it could not be read):
-    CREDENTIAL_ALERT from CERTIFICATE_WARNING_DAYS before it, or CREDENTIAL_UNKNOWN_ALERT at once for an unread end."""
+    CREDENTIAL_ALERT from CREDENTIAL_WARNING_DAYS before it, or CREDENTIAL_UNKNOWN_ALERT at once for an unread end."""
     out: list[Alert] = []
     for what, end in sorted(ends.items()):
         labels = (("credential", what),)
@@ -884,14 +890,14 @@ def credential_alerts(ends: Mapping[str, str | None]) -> list[Alert]:
                 )
             )
             continue
-        warn = _epoch(end) - CERTIFICATE_WARNING_DAYS * 86400
+        warn = _epoch(end) - CREDENTIAL_WARNING_DAYS * 86400
         out.append(
             Alert(
                 CREDENTIAL_ALERT,
                 f"vector(time()) > {warn}",
                 None,
                 "warning",
-                f"{what} ends within {CERTIFICATE_WARNING_DAYS} days ({end})",
+                f"{what} ends within {CREDENTIAL_WARNING_DAYS} days ({end})",
                 f"{what} ends on {end}. `pulumi up` renews what Pulumi issues (the Talos provider's client certificates, "
                 "the local CA's leaves) and rewrites this rule; a CA is rotated by hand. `iluvatar doctor` says which.",
                 labels,
