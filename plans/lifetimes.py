@@ -398,7 +398,7 @@ def _backup_rows(stack: StackConfig) -> list[Lifetime]:
                 "the backup target",
                 f'newest under {_seconds(bound)} ("{remote_access.STATE_BACKUP_SCHEDULE}")',
                 "Headscale's pod, restarted by its state-backup CronJob",
-                f"drill-headscale: {drilled}" if headscale else "none: not drilled (an NFS target, or drills off), the init container's log only",
+                f"drill-headscale: {drilled}" if headscale else "none: not drilled (backup.drill), the init container's log only",
                 "plans.remote_access.STATE_BACKUP_SCHEDULE, stacks.data.newest_within",
                 alerts=drills if headscale else (),
             )
