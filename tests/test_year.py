@@ -33,13 +33,16 @@ import pytest
 import yaml
 
 from iluvatar import doctor
-from plans import k3s, lifetimes, monitoring, rollout
+from plans import drill, k3s, lifetimes, monitoring, remote_access, rollout
 from stacks import load_stack_file
 from stacks.data import newest_within
 from stacks.model import StackConfig
 from tests import talos_provider
 from tests.edit import HOMELAB
 from tests.iluvatar.test_doctor import Issuer
+from tests.test_drill import APPLETS, _newest_snapshot
+from tests.test_drill_headscale import _backed_up, _drill
+from tests.tools import require
 from tools import alert_check
 
 DAY = datetime.timedelta(days=1)
@@ -420,18 +423,62 @@ def test_an_alert_missing_from_the_rule_fails_the_year(stack: StackConfig, tmp_p
     assert "alertname: HeadscaleCertificateExpiring, time: 129d2h" in result.stdout + result.stderr
 
 
-def test_backups_that_stop_fail_the_next_drill_within_the_bound(stack: StackConfig) -> None:
-    """Headscale's state backup stops on day 100 (its target's keys rotated): the weekly drill on the first Sunday after
-    its bound (two days) fails, RestoreDrillFailed fires; the drills' own schedule is weekly, so within nine days."""
+@pytest.fixture(scope="module")
+def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """busybox's applets as the restic image has them, for the drill's script (tests/test_drill_headscale.py's)."""
+    busybox = require("busybox")
+    folder = tmp_path_factory.mktemp("alpine")
+    for applet in (*APPLETS, "date"):
+        (folder / applet).symlink_to(busybox)
+    return folder
+
+
+def test_backups_that_stop_fail_the_next_drill_and_fire_its_alert(stack: StackConfig, tmp_path: Path, alpine: Path) -> None:
+    """Headscale's state backup stops after day 100's (its target's keys rotated). Each weekly drill (Sunday 04:30) is
+    the real drill script over a real restic repository, its clock moved to that Sunday: day 97's passes, day 104's, the
+    first past the two days' bound, fails. kube-state-metrics' series of the drill's CronJob then fire
+    RestoreDrillFailed under Prometheus's evaluator, four days after the last backup, and nothing before."""
     assert stack.backup is not None
-    bound = newest_within("17 4 * * *")
-    assert bound == datetime.timedelta(seconds=172800)
     assert stack.backup.drill.schedule == "30 4 * * 0"
+    assert newest_within(remote_access.STATE_BACKUP_SCHEDULE) == datetime.timedelta(days=2)
+    v = _backed_up(tmp_path)
+    _, _, taken = _newest_snapshot(v)
     last_backup = START + 100 * DAY + datetime.timedelta(hours=4, minutes=17)
-    day = 100
-    while True:
+    runs = [day for day in range(90, 111) if (START + day * DAY).weekday() == 6]
+    assert runs == [90, 97, 104]
+    passed: dict[int, bool] = {}
+    for day in runs[1:]:
         run = START + day * DAY + datetime.timedelta(hours=4, minutes=30)
-        if run.weekday() == 6 and run > last_backup and run - last_backup > bound:
-            break
-        day += 1
-    assert 2 < day - 100 <= 9
+        # The drill's clock: as far past the snapshot as the run is past day 100's backup (the newest on each run up to it).
+        ahead = max(run - last_backup, datetime.timedelta(minutes=13))
+        fresh = tmp_path / f"run-{day}"  # each run's own scratch folder, emptyDir and clock
+        (fresh / "scratch").mkdir(parents=True)
+        (fresh / "tmp").mkdir()
+        passed[day] = _drill(stack, {**v, "tmp": fresh}, alpine, taken + int(ahead.total_seconds())).returncode == 0
+    assert passed == {97: True, 104: False}
+    # The CronJob's series as kube-state-metrics serves them on promtool's clock: each run's schedule time from the
+    # hour after it, the last success from the hour after a passing run.
+    where = f'namespace="{drill.NAMESPACE}",cronjob="{drill.cronjob_name(drill.HEADSCALE)}"'
+    scheduled = [(day * 24 + 5, _seconds(START + day * DAY + datetime.timedelta(hours=4, minutes=30))) for day in runs]
+    succeeded = [(h, t) for (h, t), day in zip(scheduled, runs, strict=True) if passed.get(day, True)]
+    series: list[tuple[str, list[tuple[int, int | None]]]] = [
+        *HEALTHY,
+        (
+            f'kube_cronjob_labels{{{where},label_iluvatar_dev_drill="{drill.HEADSCALE}",label_iluvatar_dev_drill_kind="{drill.HEADSCALE_KIND}"}}',
+            [(0, 1)],
+        ),
+        (f"kube_cronjob_status_last_schedule_time{{{where}}}", [(0, None), *scheduled]),
+        (f"kube_cronjob_status_last_successful_time{{{where}}}", [(0, None), *succeeded]),
+        (f"kube_cronjob_status_active{{{where}}}", [(0, 0)]),
+        (f"kube_cronjob_created{{{where}}}", [(0, 0)]),
+    ]
+    named = {
+        "namespace": drill.NAMESPACE,
+        "cronjob": drill.cronjob_name(drill.HEADSCALE),
+        "label_iluvatar_dev_drill": drill.HEADSCALE,
+        "label_iluvatar_dev_drill_kind": drill.HEADSCALE_KIND,
+        "severity": "critical",
+    }
+    # `for: 5m`: pending at 05:00, when the failed run shows, firing at the next evaluation.
+    result = evaluate(stack, Year({}, series), {104 * 24 + 5: {}, 104 * 24 + 6: {"RestoreDrillFailed": [named]}})
+    assert result.returncode == 0, result.stdout + result.stderr
