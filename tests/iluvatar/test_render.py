@@ -245,6 +245,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
                 for n in monitoring.CRD_FILES
             ],
             "kubernetes/arda/monitoring/PodMonitor-envoy-proxies.yaml",
+            "kubernetes/arda/monitoring/Probe-headscale-certificate.yaml",
             "kubernetes/arda/monitoring/PrometheusRule-iluvatar-alerts.yaml",
             "kubernetes/arda/monitoring/ScrapeConfig-ainur-node-exporter.yaml",
             "kubernetes/arda/monitoring/Secret-alertmanager-iluvatar.yaml",
