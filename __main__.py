@@ -226,6 +226,7 @@ if ainur is not None and netboot is not None and stack.ainur is not None and sta
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
 
+monitoring = None
 if stack.monitoring is not None and gitops is not None and arda.monitoring_crds is not None:
     monitoring = Monitoring(
         "monitoring",
@@ -325,3 +326,15 @@ pulumi.export(
     "localCertificates",
     {name: pem.apply(functools.partial(lifetimes.issued_entry, hours=hours)) for name, (pem, hours) in sorted(local_ca.issued.items())},
 )
+
+# The same ends, and those of the Talos provider's certificates and the CAs, as alert rules on Arda's Prometheus: each
+# warns a month ahead with nothing to scrape, and the `up` that renews one rewrites its rule. Ends are no secret.
+if monitoring is not None:
+    issued_pems = {name: pem for name, (pem, _) in sorted(local_ca.issued.items())}
+    monitoring.alert_on(
+        pulumi.Output.unsecret(
+            pulumi.Output.all(arda.state, arda.kubeconfig, arda_config.talosconfig, local_ca.certificate, issued_pems).apply(
+                lambda v: lifetimes.recorded_ends(v[0], v[1], v[2], v[3], v[4])
+            )
+        )
+    )

@@ -246,9 +246,15 @@ class DataSafety(pulumi.ComponentResource):
             self._create(f"{prefix}-{app.category}", drill_plan.volume_cronjob(stack, app, volume), after)
         clusters = drill_plan.etcd_drills(stack)
         kms_drill = args.kms_key is not None and drill_plan.kms_drill_enabled(stack)
-        if (not clusters and not kms_drill) or s3 is None:
+        if s3 is None:
+            # An NFS target: no etcd or KMS key drill (their backups go to S3 only), but Headscale's state, which its pod
+            # writes there too, is drilled in the drills' namespace (components.remote_access).
+            if drill_plan.headscale_drilled(stack):
+                self.drill_namespace = self._create(prefix, drill_plan.namespace(stack), args.after)
             return
-        namespace = self._create(prefix, drill_plan.namespace(), args.after)
+        if not clusters and not kms_drill:
+            return
+        namespace = self._create(prefix, drill_plan.namespace(stack), args.after)
         self.drill_namespace = namespace
         keys = self._secret(
             prefix, drill_plan.s3_secret_shape(), s3.apply(lambda k: {"AWS_ACCESS_KEY_ID": k[0], "AWS_SECRET_ACCESS_KEY": k[1]}), [namespace]

@@ -89,6 +89,13 @@ class Monitoring(pulumi.ComponentResource):
     # The `monitoring` namespace on the Ainur (node-exporter's), which the logs' collector there shares.
     ainur_namespace: pulumi.Resource | None
 
+    def alert_on(self, ends: pulumi.Output[dict[str, str | None]]) -> None:
+        """The stack's alerts, with one rule per end `ends` holds (plans.monitoring.credential_alerts): the program
+        calls it once every certificate it records is made. The rule keeps its name as the ends move."""
+        name, stack, opts = self._rules
+        static = plan.alert_rules(stack)
+        custom_resource(name, {**static, "spec": ends.apply(lambda found: plan.alert_rules(stack, found)["spec"])}, opts)
+
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:monitoring:Monitoring", name, None, opts)
         stack = args.stack
@@ -105,7 +112,8 @@ class Monitoring(pulumi.ComponentResource):
         grafana = ArgoCd._secret(f"{name}-arda", plan.grafana_admin_secret, self.grafana_admin_password, after_crds)
         receiver = args.receiver_secret if args.receiver_secret is not None else pulumi.Output.secret("")
         alertmanager = ArgoCd._secret(f"{name}-arda", lambda secret: plan.alertmanager_secret(stack, secret or None), receiver, after_crds)
-        custom_resource(f"{name}-arda-{resource_suffix(plan.alert_rules(stack))}", plan.alert_rules(stack), after_crds)
+        # The alerts' rule waits for `alert_on`: its ends are those of certificates made later in the program.
+        self._rules = (f"{name}-arda-{resource_suffix(plan.alert_rules(stack))}", stack, after_crds)
         # Iluvatar's own dashboards (each machine's logs, the restore drills), which kube-prometheus's Grafana mounts.
         board = plan.dashboards_configmap(stack)
         dashboards = [kube.create(f"{name}-arda", board, after_crds)] if board is not None else []

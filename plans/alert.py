@@ -24,6 +24,8 @@ class Alert:
     summary: str
     description: str
     labels: tuple[tuple[str, str], ...] = ()
+    # Where the owner reads what to do (a docs/ page and anchor), given to the receiver as `runbook_url`.
+    runbook: str | None = None
 
     def rule(self) -> dict[str, Any]:
         rule: dict[str, Any] = {"alert": self.name, "expr": self.expr}
@@ -31,4 +33,6 @@ class Alert:
             rule["for"] = self.duration
         rule["labels"] = {**dict(self.labels), "severity": self.severity}
         rule["annotations"] = {"summary": self.summary, "description": self.description}
+        if self.runbook is not None:
+            rule["annotations"]["runbook_url"] = self.runbook
         return rule

@@ -428,8 +428,15 @@ def age_secret(identity: str) -> dict[str, Any]:
     }
 
 
-def namespace() -> dict[str, Any]:
+def namespace(stack: StackConfig) -> dict[str, Any]:
+    """The drills' namespace, Pod Security `restricted`; with an NFS target `baseline` enforced (restricted still warned
+    and audited): Headscale's drill reads the repository as its writer, root, through an `nfs` volume
+    (`headscale_cronjob`), which `restricted` refuses (k8s.io/pod-security-admission v0.35.1
+    policy/check_restrictedVolumes.go:47, :117-118) and `baseline` admits (it refuses only hostPath), with the mover's three capabilities (_AS_THE_MOVER)."""
+    nfs = headscale_drilled(stack) and backup.target(stack).kind == "nfs"
     labels = {**MANAGED_BY, **{f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn", "audit")}}
+    if nfs:
+        labels["pod-security.kubernetes.io/enforce"] = "baseline"
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels, "annotations": dict(gitops.PULUMI_OWNED)}}
 
 
@@ -686,15 +693,10 @@ HEADSCALE_SCRIPT = VOLUME_SCRIPT.replace(
 
 
 def headscale_drilled(stack: StackConfig) -> bool:
-    """Headscale's state is drilled where the drills run, Headscale runs and its state goes to an S3 target."""
+    """Headscale's state is drilled where the drills run and Headscale runs: on an S3 target with the repository's keys,
+    on an NFS one through the export, as the volume drills read theirs (`headscale_cronjob`)."""
     remote = stack.remote_access
-    return (
-        enabled(stack)
-        and remote is not None
-        and remote.headscale is not None
-        and remote_access.state_backup_enabled(stack)
-        and backup.target(stack).kind != "nfs"
-    )
+    return enabled(stack) and remote is not None and remote.headscale is not None and remote_access.state_backup_enabled(stack)
 
 
 def headscale_secret(stack: StackConfig, password: str, s3: tuple[str, str] | None) -> dict[str, Any]:
@@ -708,7 +710,8 @@ def headscale_secret(stack: StackConfig, password: str, s3: tuple[str, str] | No
 def headscale_cronjob(stack: StackConfig) -> dict[str, Any]:
     """The drill of Headscale's state backup, `drill-headscale` in NAMESPACE: the newest snapshot, no older than the
     state backup's schedule allows (remote_access.STATE_BACKUP_SCHEDULE), restored into a scratch folder and checked."""
-    container = {
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir
+    container: dict[str, Any] = {
         "name": "drill",
         "image": RESTIC_IMAGE,
         "command": ["/bin/sh", "-c", HEADSCALE_SCRIPT],
@@ -727,9 +730,15 @@ def headscale_cronjob(stack: StackConfig) -> dict[str, Any]:
         ],
         "securityContext": _RESTRICTED,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+        "volumeMounts": mounts,
     }
-    volumes = [{"name": "scratch", "emptyDir": {"sizeLimit": HEADSCALE_SCRATCH}}, {"name": "tmp", "emptyDir": {}}]
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": HEADSCALE_SCRATCH}}, {"name": "tmp", "emptyDir": {}}]
+    if backup.target(stack).kind == "nfs":
+        # The export where Headscale's init container writes (plans.remote_access.state_repository, /mnt/<MOUNT>), read
+        # only and as that writer, root (the restic image sets no USER), as a volume drill reads VolSync's (above).
+        volumes.append({"name": "target", "nfs": {"server": backup.nfs_server(stack), "path": backup.target(stack).path}})
+        mounts.append({"name": "target", "mountPath": f"/mnt/{backup.MOUNT}", "readOnly": True})
+        container["securityContext"] = _AS_THE_MOVER
     pod = {"securityContext": {"fsGroup": NONROOT}, "containers": [container], "volumes": volumes}
     return _cronjob(stack, cronjob_name(HEADSCALE), NAMESPACE, HEADSCALE, HEADSCALE_KIND, pod)
 

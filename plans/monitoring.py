@@ -21,13 +21,15 @@ Plain functions returning manifests and text; no Pulumi here.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from plans import drill, gitops, k3s, logs, yamltext
+from plans import drill, gitops, k3s, logs, remote_access, yamltext
 from plans.alert import Alert
 from plans.apiserver import ETCD_METRICS_PORT
 from plans.storage import ceph_enabled
@@ -487,7 +489,8 @@ def control_plane_services(stack: StackConfig) -> list[dict[str, Any]]:
 
 
 def monitors(stack: StackConfig) -> list[dict[str, Any]]:
-    """The monitors no chart ships: etcd, Envoy Gateway's controller and its proxies, and the Ainur's Pis."""
+    """The monitors no chart ships: etcd, Envoy Gateway's controller and its proxies, Headscale's certificate, and the
+    Ainur's Pis."""
     out: list[dict[str, Any]] = [
         {
             "apiVersion": "monitoring.coreos.com/v1",
@@ -521,6 +524,9 @@ def monitors(stack: StackConfig) -> list[dict[str, Any]]:
             },
         },
     ]
+    probe = headscale_probe(stack)
+    if probe is not None:
+        out.append(probe)
     if stack.ainur is not None:
         out.append(
             {
@@ -603,6 +609,35 @@ _FILESYSTEMS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs|fuse.*",mountpoint!~"
 VOLSYNC_OUT_OF_SYNC = "volsync_volume_out_of_sync"
 # How long before a certificate's end its alert fires: a month to run `pulumi up` (issue 57).
 CERTIFICATE_WARNING_DAYS = k3s.CERTIFICATE_WARNING_DAYS
+# Where each expiry alert's owner reads what to do (the alert's `runbook_url`).
+ENDS_RUNBOOK = "docs/day2.md#what-ends-and-who-renews-it"
+# The ends only Pulumi's state knows (the Talos provider's client certificates, the CAs, what the local CA issued): one
+# rule each, the end written into the rule at each `pulumi up` (`credential_alerts`), so it fires with nothing to scrape
+# and an `up` that renews rewrites it.
+CREDENTIAL_ALERT = "CredentialExpiring"
+# 28 days before the end: inside every renewal window an `up` has, so the `up` the alert asks for renews. The Talos
+# provider renews the talosconfig's certificate only within a calendar month of its end, 28 to 31 days
+# (terraform-provider-talos v0.11.0 talos_machine_secrets_resource.go:372-373, NotAfter.Before(now.AddDate(0, 1, 0))),
+# the kubeconfig within 720 h (talos_cluster_kubeconfig_resource.go:150-154), the local CA's leaves within 30 days
+# (plans.identity and plans.kms CERTIFICATE_EARLY_RENEWAL_HOURS); an alert at 30 days could ask for an `up` too early.
+CREDENTIAL_WARNING_DAYS = 28
+CREDENTIAL_UNKNOWN_ALERT = "CredentialEndUnknown"
+ENDS_GROUP = "iluvatar-ends"
+# Headscale's Let's Encrypt certificate, as its clients see it: kube-prometheus v0.18.0's blackbox-exporter
+# (manifests/blackboxExporter-service.yaml:16-18, its plain-HTTP probe port; -configuration.yaml:5-8 `http_2xx`, which
+# verifies against the public roots) fetches Headscale's /health (headscale v0.27.1 hscontrol/app.go:448) over its
+# public name each hour. Headscale renews through x/crypto's autocert with no RenewBefore (app.go:874-881), so 30 days
+# before the end (golang.org/x/crypto v0.43.0, headscale's go.mod:43, acme/autocert/autocert.go:1031-1036): under 21
+# days left, its renewals have failed for nine days (a lost port forward, TLS-ALPN-01 unreachable).
+HEADSCALE_PROBE_JOB = "headscale-certificate"
+# An Arda machine's kubelet serving certificate is self-signed for a year and made again only as the kubelet starts
+# (talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521): a machine up this long
+# without a reboot or an upgrade nears its end. Its boot time is the bound (kube-prometheus's node-exporter, job
+# "node-exporter"); a kubelet restarted without a reboot only makes it fire early.
+UNREBOOTED_ALERT = "ArdaMachineNotRestarted"
+UNREBOOTED_DAYS = 335
+HEADSCALE_CERTIFICATE_DAYS = 21
+BLACKBOX_PROBER = f"blackbox-exporter.{NAMESPACE}.svc:19115"
 
 
 def alerts(stack: StackConfig) -> list[Alert]:
@@ -743,6 +778,19 @@ def alerts(stack: StackConfig) -> list[Alert]:
                 "`sudo k3s certificate check --output table`.",
             )
         )
+    out += headscale_alerts(stack)
+    out.append(
+        Alert(
+            UNREBOOTED_ALERT,
+            f'time() - node_boot_time_seconds{{job="node-exporter"}} > {UNREBOOTED_DAYS} * 86400',
+            "1h",
+            "warning",
+            f"Arda machine {{{{ $labels.instance }}}} has run {UNREBOOTED_DAYS} days without a restart",
+            "Its kubelet's self-signed serving certificate lasts a year and is made again only as the kubelet starts. Reboot it "
+            "(`talosctl -n <its address> reboot`, one machine at a time) or upgrade Talos or Kubernetes, which restarts it.",
+            runbook=ENDS_RUNBOOK,
+        )
+    )
     if ceph_enabled(stack):
         out += [
             Alert(
@@ -763,6 +811,99 @@ def alerts(stack: StackConfig) -> list[Alert]:
                 "Ceph reports HEALTH_ERR: some data may be unavailable. `kubectl -n rook-ceph exec deploy/rook-ceph-tools -- ceph health detail` says why.",
             ),
         ]
+    return out
+
+
+def headscale_alerts(stack: StackConfig) -> list[Alert]:
+    """Headscale's served certificate ends within HEADSCALE_CERTIFICATE_DAYS (its renewal is failing), or its probe has
+    failed for six hours (no end known: the expiry alert cannot fire)."""
+    if stack.remote_access is None or stack.remote_access.headscale is None:
+        return []
+    job = f'job="{HEADSCALE_PROBE_JOB}"'
+    return [
+        Alert(
+            "HeadscaleCertificateExpiring",
+            f"probe_ssl_earliest_cert_expiry{{{job}}} - time() < {HEADSCALE_CERTIFICATE_DAYS} * 86400",
+            "1h",
+            "critical",
+            f"Headscale's certificate ends within {HEADSCALE_CERTIFICATE_DAYS} days",
+            "Headscale renews its Let's Encrypt certificate 30 days before its end, over TLS-ALPN-01 on its public :443; "
+            f"under {HEADSCALE_CERTIFICATE_DAYS} days left, those renewals are failing (a lost port forward, a new router, "
+            "port 443 blocked). At its end, devices away from home cannot sign in, reconnect or enrol. "
+            "`kubectl -n remote-access logs deploy/headscale | grep -i acme` says why; fix the forward while you are home.",
+            runbook=ENDS_RUNBOOK,
+        ),
+        Alert(
+            "HeadscaleCertificateUnknown",
+            f"probe_success{{{job}}} == 0",
+            "6h",
+            "warning",
+            "Headscale's certificate cannot be read",
+            "Arda's blackbox-exporter has not fetched Headscale's /health over its public name for six hours, so "
+            "HeadscaleCertificateExpiring cannot fire: Headscale is down, its name does not resolve from Arda, or its "
+            "certificate does not verify (ended already?). `curl -v {{ $labels.instance }}` from the LAN says which.",
+            runbook=ENDS_RUNBOOK,
+        ),
+    ]
+
+
+def headscale_probe(stack: StackConfig) -> dict[str, Any] | None:
+    """The blackbox probe of Headscale's certificate (HEADSCALE_PROBE_JOB), which kube-prometheus's Prometheus selects
+    (manifests/prometheus-prometheus.yaml:33-34, every Probe) and whose exporter may dial out (its policy's `egress: [{}]`)."""
+    if stack.remote_access is None or stack.remote_access.headscale is None:
+        return None
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "Probe",
+        "metadata": _meta(HEADSCALE_PROBE_JOB, NAMESPACE),
+        "spec": {
+            "jobName": HEADSCALE_PROBE_JOB,
+            "interval": "1h",
+            "module": "http_2xx",
+            "prober": {"url": BLACKBOX_PROBER},
+            "targets": {"staticConfig": {"static": [f"{remote_access.headscale_url(stack)}/health"]}},
+        },
+    }
+
+
+def _epoch(end: str) -> int:
+    return int(datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp())
+
+
+def credential_alerts(ends: Mapping[str, str | None]) -> list[Alert]:
+    """One alert per end Pulumi's state records (what -> `2027-11-25T12:07:33Z`, None when it could not be read):
+    CREDENTIAL_ALERT from CREDENTIAL_WARNING_DAYS before it, or CREDENTIAL_UNKNOWN_ALERT at once for an unread end."""
+    out: list[Alert] = []
+    for what, end in sorted(ends.items()):
+        labels = (("credential", what),)
+        if end is None:
+            out.append(
+                Alert(
+                    CREDENTIAL_UNKNOWN_ALERT,
+                    "vector(1)",
+                    None,
+                    "warning",
+                    f"The end of {what} is not known",
+                    f"`pulumi up` could not read when {what} ends, so {CREDENTIAL_ALERT} cannot fire for it: `iluvatar doctor` says what it reads.",
+                    labels,
+                    ENDS_RUNBOOK,
+                )
+            )
+            continue
+        warn = _epoch(end) - CREDENTIAL_WARNING_DAYS * 86400
+        out.append(
+            Alert(
+                CREDENTIAL_ALERT,
+                f"vector(time()) > {warn}",
+                None,
+                "warning",
+                f"{what} ends within {CREDENTIAL_WARNING_DAYS} days ({end})",
+                f"{what} ends on {end}. `pulumi up` renews what Pulumi issues (the Talos provider's client certificates, "
+                "the local CA's leaves) and rewrites this rule; a CA is rotated by hand. `iluvatar doctor` says which.",
+                labels,
+                ENDS_RUNBOOK,
+            )
+        )
     return out
 
 
@@ -816,13 +957,17 @@ def _days(seconds: int) -> str:
     return f"{seconds // 86400} days" if seconds % 86400 == 0 else f"{seconds // 3600} hours"
 
 
-def alert_rules(stack: StackConfig) -> dict[str, Any]:
-    """The PrometheusRule of the stack's alerts (kube-prometheus's Prometheus selects every rule)."""
+def alert_rules(stack: StackConfig, ends: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """The PrometheusRule of the stack's alerts (kube-prometheus's Prometheus selects every rule), with `ends` (what
+    Pulumi's state says ends when, `credential_alerts`) in a group of their own."""
+    groups = [{"name": "iluvatar", "rules": [a.rule() for a in alerts(stack)]}]
+    if ends:
+        groups.append({"name": ENDS_GROUP, "rules": [a.rule() for a in credential_alerts(ends)]})
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": _meta(RULES_NAME, NAMESPACE),
-        "spec": {"groups": [{"name": "iluvatar", "rules": [a.rule() for a in alerts(stack)]}]},
+        "spec": {"groups": groups},
     }
 
 
@@ -844,7 +989,16 @@ def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any
     `iluvatar:alertReceiverSecret` (callers pass a Pulumi secret and keep the whole config secret)."""
     receiver = settings(stack).receiver
     # The stack's Prometheus alerts, and with logs vmalert's (plans.logs).
-    names = "|".join(sorted([*(a.name for a in alerts(stack)), *(logs.alert_names(stack) if logs.enabled(stack) else [])]))
+    names = "|".join(
+        sorted(
+            [
+                *(a.name for a in alerts(stack)),
+                CREDENTIAL_ALERT,
+                CREDENTIAL_UNKNOWN_ALERT,
+                *(logs.alert_names(stack) if logs.enabled(stack) else []),
+            ]
+        )
+    )
     config: dict[str, Any] = {
         "global": {"resolve_timeout": "5m"},
         "route": {"receiver": "none", "group_by": ["alertname", "namespace"], "group_wait": "30s", "group_interval": "5m", "repeat_interval": "12h"},

@@ -4,6 +4,7 @@ folder, `--host headscale`), and the drill's clock moved past the state backup's
 
 from __future__ import annotations
 
+import copy
 import re
 import sqlite3
 import subprocess
@@ -15,10 +16,10 @@ import pytest
 from iluvatar.simulate import Simulation, simulate
 from plans import drill, monitoring
 from plans import remote_access as remote_plan
-from stacks import read_stack_file
+from stacks import load_stack_file, read_stack_file
 from stacks.model import StackConfig
-from tests.edit import HOMELAB
-from tests.remote_stacks import HEADSCALE, remote_stack
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+from tests.remote_stacks import HEADSCALE, SHIPPED, remote_stack
 from tests.test_drill import APPLETS, _clock, _newest_snapshot, _restic, _run
 from tests.tools import require
 from tools import alert_check
@@ -193,3 +194,47 @@ def test_the_homelab_registers_the_drill_on_arda_after_the_drills_namespace_with
     assert cronjob.inputs["metadata"]["name"] == "drill-headscale" and cronjob.inputs["metadata"]["namespace"] == "backup-drill"
     assert "stringData" in secret.secret_inputs
     assert named["remote-access-state-backup-password"].urn in secret.property_dependencies["stringData"]
+
+
+def _nfs_homelab(tmp_path: Path) -> Path:
+    """The shipped homelab, its remote access included, with an NFS target (and so no S3 keys)."""
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:backup.target": "nfs://192.168.0.40/volume1/backups"},
+        delete=["iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey"],
+    )
+    doc["config"]["iluvatar:remoteAccess"] = copy.deepcopy(SHIPPED)
+    return write_stack(tmp_path, doc, stack="homelab")
+
+
+def test_on_an_nfs_target_the_drill_reads_the_export_as_its_writer(tmp_path: Path) -> None:
+    """Headscale's init container writes its state's repository on the export as root (owner-only files, as restic
+    makes them); the drill mounts the same export where the repository's path says, read only, as root with the
+    mover's three capabilities, in the drills' namespace, which enforces Pod Security `baseline` for it (the `nfs` volume)
+    and still warns and audits `restricted`. Without it, a failing NFS state backup was only a log line."""
+    stack = load_stack_file(_nfs_homelab(tmp_path))
+    assert drill.headscale_drilled(stack)
+    assert remote_plan.state_repository(stack) == "/mnt/backup/headscale/remote-access/headscale-state"
+    pod = drill.headscale_cronjob(stack)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["volumes"][-1] == {"name": "target", "nfs": {"server": "192.168.0.40", "path": "/volume1/backups"}}
+    (container,) = pod["containers"]
+    assert container["volumeMounts"][-1] == {"name": "target", "mountPath": "/mnt/backup", "readOnly": True}
+    context = container["securityContext"]
+    assert (context["runAsUser"], context["capabilities"]["add"]) == (0, ["CHOWN", "DAC_OVERRIDE", "FOWNER"])
+    labels = drill.namespace(stack)["metadata"]["labels"]
+    assert {k.rsplit("/", 1)[1]: v for k, v in labels.items() if k.startswith("pod-security")} == {
+        "enforce": "baseline",
+        "warn": "restricted",
+        "audit": "restricted",
+    }
+    # An S3 target's namespace stays restricted throughout.
+    assert drill.namespace(load_stack_file(HOMELAB))["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_on_an_nfs_target_the_program_makes_the_drills_namespace_and_the_drill(tmp_path: Path) -> None:
+    sim = Simulation(stack="homelab")
+    simulate(read_stack_file(_nfs_homelab(tmp_path)), record=sim)
+    named = sim.named()
+    cronjob, namespace = named["remote-access-arda-cronjob-drill-headscale"], named["data-drill-namespace-backup-drill"]
+    assert namespace.urn in cronjob.dependencies
+    assert "AWS_ACCESS_KEY_ID" not in named["remote-access-arda-secret-drill-headscale-restic"].inputs["stringData"].value

@@ -123,7 +123,8 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # Longhorn's encrypted class, its Secret, and the random provider and protected passphrase behind it.
     # #54 then one: VolSync's NetworkPolicy, admitting Prometheus alone to its metrics, which ask no token.
     # #53 then one: the step that rolls kube-vip-services, the Pi holding the service address last.
-    assert len(sim.registrations) == 418
+    # #57 then one: the blackbox Probe of Headscale's certificate.
+    assert len(sim.registrations) == 419
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -8,18 +8,22 @@ project's stand-ins model for the program that judges it, with the clock moved t
 - the Talos provider renews the talosconfig's client certificate within a month of its end and the kubeconfig within
   720 h (tests/talos_provider.py, the provider's code with file:line), at a `pulumi up`;
 - pulumi-tls issues a local CA's certificate again at a `pulumi up` within its early renewal;
-- the alerts fire by their thresholds (plans.k3s.CERTIFICATE_WARNING_DAYS), `iluvatar doctor` says what to do
-  (iluvatar.doctor, run each day as a cron job would), and the restore drills fail on a backup older than its bound.
+- the alerts are the stack's rendered rule (plans.monitoring.alert_rules, with the ends the deployment records),
+  evaluated hour by hour by Prometheus's own rule evaluator (`promtool test rules`, tools/alert_check), over the series
+  the exporters would serve: each Pi's textfile of its k3s certificates' ends, the blackbox probe of Headscale's
+  certificate, Arda's machines' boot times; `iluvatar doctor` says what to do, and the restore drills fail on a backup
+  older than its bound.
 
 Two homelabbers: one who runs `pulumi up` on the day the doctor says "run `pulumi up` now", and one who does nothing.
-The first never lets anything end and never sees an alert; for the second, every end is announced at least 30 days
-ahead (90 by the doctor), and nothing ends without a warning: nothing fails silently.
+The first never lets anything end and never sees an alert; for the second, Prometheus announces every end at least 21
+days ahead (28 for what `pulumi up` renews), and nothing ends without an alert: nothing fails silently.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +33,17 @@ import pytest
 import yaml
 
 from iluvatar import doctor
-from plans import k3s, lifetimes, rollout
+from plans import drill, k3s, lifetimes, monitoring, remote_access, rollout
 from stacks import load_stack_file
 from stacks.data import newest_within
 from stacks.model import StackConfig
 from tests import talos_provider
 from tests.edit import HOMELAB
 from tests.iluvatar.test_doctor import Issuer
+from tests.test_drill import APPLETS, _newest_snapshot
+from tests.test_drill_headscale import _backed_up, _drill
+from tests.tools import require
+from tools import alert_check
 
 DAY = datetime.timedelta(days=1)
 YEAR = 367
@@ -145,10 +153,89 @@ def pulumi_up(lab: Homelab, day: int) -> None:
             lab.renewed.append((day, f"the local CA's certificate {name}"))
 
 
-def alerts(lab: Homelab, now: datetime.datetime) -> list[str]:
-    """The alerts firing on `now`: AinurCertificateExpiring by its threshold over the Pis' certificates' ends."""
-    warn = datetime.timedelta(days=k3s.CERTIFICATE_WARNING_DAYS)
-    return [f"AinurCertificateExpiring {pi}" for pi in PIS if _end(lab.k3s[pi].read_text()) - now < warn]
+# Prometheus's evaluator starts its clock at the Unix epoch: the year is moved so that START is its zero.
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+HOURS = YEAR * 24
+HEADSCALE = "https://vpn.example.com/health"
+ARDA = "tirion"
+
+
+def _hour(when: datetime.datetime) -> int:
+    return int((when - START).total_seconds()) // 3600
+
+
+def _values(steps: list[tuple[int, int | None]]) -> str:
+    """A series piecewise constant from each step's hour to the next (None: no sample), to HOURS, in promtool's notation."""
+    parts = []
+    for i, (start, value) in enumerate(steps):
+        count = (steps[i + 1][0] if i + 1 < len(steps) else HOURS + 1) - start
+        parts.append(f"_x{count}" if value is None else f"{value}+0x{count - 1}")
+    return " ".join(parts)
+
+
+def _seconds(when: datetime.datetime) -> int:
+    """A time as promtool's clock reads it."""
+    return int((when - START).total_seconds())
+
+
+@dataclass(frozen=True)
+class Year:
+    """What the exporters serve over the year and the ends the last `pulumi up` wrote into the rule."""
+
+    ends: dict[str, str | None]
+    series: list[tuple[str, list[tuple[int, int | None]]]]
+
+
+def _pi_series(lab: Homelab) -> list[tuple[str, list[tuple[int, int | None]]]]:
+    """Each Pi's node-exporter: up, and its textfile's ends of its k3s leaf and CA certificates."""
+    out: list[tuple[str, list[tuple[int, int | None]]]] = []
+    for pi in PIS:
+        where = f'job="{monitoring.AINUR_JOB}",instance="{pi}:{monitoring.NODE_EXPORTER_PORT}",node="{pi}"'
+        out.append((f"up{{{where}}}", [(0, 1)]))
+        leaf = f'{k3s.CERTIFICATE_METRIC}{{{where},certificate="/var/lib/rancher/k3s/server/tls/client-admin.crt"}}'
+        out.append((leaf, [(0, _seconds(_end(lab.k3s[pi].read_text())))]))
+        ca = f'{k3s.CERTIFICATE_METRIC}{{{where},certificate="/var/lib/rancher/k3s/server/tls/client-ca.crt",ca="true"}}'
+        out.append((ca, [(0, _seconds(START + 3650 * DAY))]))
+    return out
+
+
+def _ends(lab: Homelab) -> dict[str, str | None]:
+    """The ends `pulumi up` writes into the rule (plans.lifetimes.recorded_ends over what the lab's last up holds), on
+    promtool's clock."""
+    outputs = lab.outputs()
+    pems = {name: pem for name, (pem, _, _) in lab.local.items()}
+    found = lifetimes.recorded_ends(outputs["arda"], outputs["ardaKubeconfig"], outputs["ardaTalosconfig"], outputs["caCertificate"], pems)
+    moved: dict[str, str | None] = {}
+    for what, end in found.items():
+        assert end is not None, what
+        moved[what] = _at(EPOCH + (datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC) - START))
+    return moved
+
+
+def _expand(text: str, labels: dict[str, str]) -> str:
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
+
+
+def evaluate(stack: StackConfig, year: Year, expected: dict[int, dict[str, list[dict[str, str]]]]) -> subprocess.CompletedProcess[str]:
+    """promtool's verdict on the stack's rule over the year's series, evaluated each hour: at each hour of `expected`,
+    every alert of the rule fires exactly for the label sets given (none for an alert not named)."""
+    rule = monitoring.alert_rules(stack, year.ends)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for group in rule["spec"]["groups"]:
+        for r in group["rules"]:
+            by_name.setdefault(r["alert"], []).append(r)
+    checks = []
+    for hour, firing in sorted(expected.items()):
+        # Every alert of the rule, and those expected whether the rule has them or not (promtool fails on a missing one).
+        for name in sorted(set(by_name) | set(firing)):
+            found = []
+            for labels in firing.get(name, []):
+                rule_of = next((r for r in by_name.get(name, []) if all(labels.get(k) == v for k, v in r["labels"].items())), {})
+                annotations = {k: _expand(v, labels) for k, v in rule_of.get("annotations", {}).items()}
+                found.append({"exp_labels": labels, "exp_annotations": annotations})
+            checks.append({"eval_time": f"{hour}h", "alertname": name, "exp_alerts": found})
+    case = {"interval": "1h", "input_series": [{"series": name, "values": _values(steps)} for name, steps in year.series], "alert_rule_test": checks}
+    return alert_check.unit_test_rules(rule, [case], evaluation_interval="1h")
 
 
 def ended(lab: Homelab, now: datetime.datetime) -> list[str]:
@@ -164,21 +251,61 @@ def stack() -> StackConfig:
     return load_stack_file(HOMELAB)
 
 
+# The rest of the lab, healthy all year: the alerts on a target's absence (the log store, vmalert) stay quiet.
+HEALTHY: list[tuple[str, list[tuple[int, int | None]]]] = [
+    ('up{job="victoria-logs",namespace="monitoring"}', [(0, 1)]),
+    ('up{job="vmalert-logs"}', [(0, 1)]),
+]
+
+
+def _headscale(renewed_until: int) -> list[tuple[str, list[tuple[int, int | None]]]]:
+    """The blackbox probe of Headscale's certificate: Let's Encrypt's 90 days, renewed by autocert 30 days before each
+    end while its renewals succeed (until day `renewed_until`); past the last end, the probe fails verification and
+    serves no end (blackbox-exporter's http prober sets probe_ssl_earliest_cert_expiry only after a handshake)."""
+    end = 90
+    steps: list[tuple[int, int | None]] = [(0, _seconds(START + 90 * DAY))]
+    success: list[tuple[int, int | None]] = [(0, 1)]
+    while end - 30 <= renewed_until and end - 30 < YEAR:
+        end += 60
+        steps.append(((end - 90) * 24, _seconds(START + end * DAY)))
+    if end < YEAR:
+        steps.append((end * 24, None))
+        success.append((end * 24, 0))
+    where = f'job="{monitoring.HEADSCALE_PROBE_JOB}",instance="{HEADSCALE}"'
+    return [(f"probe_ssl_earliest_cert_expiry{{{where}}}", steps), (f"probe_success{{{where}}}", success)]
+
+
+def _arda(boots: list[int]) -> list[tuple[str, list[tuple[int, int | None]]]]:
+    """An Arda machine's boot time (kube-prometheus's node-exporter), booted on each day of `boots` (the first may be
+    before the deployment)."""
+    steps: list[tuple[int, int | None]] = [(max(day, 0) * 24, _seconds(START + day * DAY)) for day in boots]
+    return [(f'node_boot_time_seconds{{job="node-exporter",instance="{ARDA}"}}', steps)]
+
+
 def test_a_year_with_the_doctor_s_pulumi_up_nothing_ends_and_no_alert_fires(stack: StackConfig, tmp_path: Path) -> None:
     """The homelabber reads `iluvatar doctor` each day and runs `pulumi up` on the day it says "run `pulumi up` now":
-    three runs in 367 days, each renewing what it named, nothing ended, no alert."""
+    three runs in 367 days, each renewing what it named, nothing ended, and Prometheus, evaluating the rule each run
+    wrote, fires nothing up to the next run (Headscale renewing itself; Arda's machines restarted by one Talos upgrade,
+    on day 200)."""
     lab = deploy(tmp_path)
     ups: list[int] = []
+    held: list[tuple[Year, int]] = []
+    steady = [*HEALTHY, *_headscale(YEAR), *_arda([-10, 200])]
     for day in range(YEAR):
         now = START + day * DAY
         assert ended(lab, now) == [], day
-        assert alerts(lab, now) == [], day
         text, _ = doctor.report("homelab", stack, lab.outputs(), now)
         if "run `pulumi up` now" in text:
             ups.append(day)
+            held.append((Year(_ends(lab), [*_pi_series(lab), *steady]), _hour(now)))
             pulumi_up(lab, day)
             # The run renewed what the doctor named: asked again that day, it says "now" of nothing.
             assert "run `pulumi up` now" not in doctor.report("homelab", stack, lab.outputs(), now)[0], day
+    held.append((Year(_ends(lab), [*_pi_series(lab), *steady]), HOURS))
+    # Up to each run, and after the last to the year's end, the rule the last run wrote fires nothing.
+    for year, hour in held:
+        result = evaluate(stack, year, {hour: {}})
+        assert result.returncode == 0, result.stdout + result.stderr
     # The doctor lists what ends within 90 days: the Pis' k3s certificates from 90 days before the first of them ends
     # (ilmare's, day 363: inside k3s's 120 days, so one run renews all three), the talosconfig's and Dex's on the day
     # their month and 30 days open (a month from day 335 reaches day 365), Arda's kubeconfig the day after, strictly
@@ -197,13 +324,24 @@ def test_a_year_with_the_doctor_s_pulumi_up_nothing_ends_and_no_alert_fires(stac
     assert "  nothing\n" in final[0]
 
 
-def test_a_year_without_any_pulumi_up_every_end_is_announced_ahead(stack: StackConfig, tmp_path: Path) -> None:
-    """Nobody runs anything: each certificate that ends within the year is listed by the doctor 90 days ahead, the Pis'
-    also alerted 30 days ahead, and none ends unannounced."""
+def _pi_labels(pi: str) -> dict[str, str]:
+    return {
+        "job": monitoring.AINUR_JOB,
+        "instance": f"{pi}:{monitoring.NODE_EXPORTER_PORT}",
+        "node": pi,
+        "certificate": "/var/lib/rancher/k3s/server/tls/client-admin.crt",
+        "severity": "warning",
+    }
+
+
+def test_a_year_without_any_pulumi_up_every_end_is_alerted_ahead(stack: StackConfig, tmp_path: Path) -> None:
+    """Nobody runs anything, Headscale's renewals stop on day 100 (a port forward lost), and no Arda machine restarts:
+    Prometheus's evaluator, on the rule the deployment wrote, fires an alert for each end at least 21 days before it
+    (the Pis' k3s certificates, the Talos provider's, Dex's, Headscale's, the kubelets' serving certificates), keeps it
+    firing, and fires nothing else; none of them ends unannounced."""
     lab = deploy(tmp_path)
-    first_listed: dict[str, int] = {}
-    first_alerted: dict[str, int] = {}
     ends: dict[str, int] = {}
+    first_listed: dict[str, int] = {}
     for day in range(YEAR):
         now = START + day * DAY
         found, unknown = doctor.ends(stack, lab.outputs(), now)
@@ -211,18 +349,9 @@ def test_a_year_without_any_pulumi_up_every_end_is_announced_ahead(stack: StackC
         for e in found:
             if e.when <= now + doctor.WINDOW:
                 first_listed.setdefault(e.what, day)
-        for alert in alerts(lab, now):
-            first_alerted.setdefault(alert.split()[-1], day)
         for name in ended(lab, now):
             ends.setdefault(name, day)
-    assert ends == {
-        "eonwe's k3s": 364,
-        "identity-dex": 365,
-        "ilmare's k3s": 363,
-        "kubeconfig": 365,
-        "manwe's k3s": 365,
-        "talosconfig": 365,
-    }
+    # `iluvatar doctor`, for whoever runs it, lists each 90 days ahead.
     assert first_listed == {
         "ilmare's k3s certificates": 363 - 90,
         "eonwe's k3s certificates": 364 - 90,
@@ -231,21 +360,125 @@ def test_a_year_without_any_pulumi_up_every_end_is_announced_ahead(stack: StackC
         "Arda's admin kubeconfig": 365 - 90,
         "the local CA's certificate identity-dex": 365 - 90,
     }
-    assert first_alerted == {"ilmare": 363 - 29, "eonwe": 364 - 29, "manwe": 365 - 29}
+    assert ends == {
+        "eonwe's k3s": 364,
+        "identity-dex": 365,
+        "ilmare's k3s": 363,
+        "kubeconfig": 365,
+        "manwe's k3s": 365,
+        "talosconfig": 365,
+    }
+    # Each alert (its labels) with the hour it first fires and, for Headscale's expiry, the hour it gives way to the
+    # probe's failure at the certificate's end (day 150: renewed on day 60, not on day 120).
+    credential = {what: {"credential": what, "severity": "warning"} for what in (lifetimes.TALOSCONFIG_END, lifetimes.KUBECONFIG_END)}
+    credential["dex"] = {"credential": "the local CA's certificate identity-dex", "severity": "warning"}
+    probe = {"job": monitoring.HEADSCALE_PROBE_JOB, "instance": HEADSCALE}
+    fires: list[tuple[str, dict[str, str], int, int | None]] = [
+        # No `for`: the first hour past 28 days before the end.
+        *((monitoring.CREDENTIAL_ALERT, labels, 337 * 24 + 1, None) for labels in credential.values()),
+        # `for: 1h`: an hour past the first hour inside 30 days.
+        ("AinurCertificateExpiring", _pi_labels("ilmare"), 333 * 24 + 2, None),
+        ("AinurCertificateExpiring", _pi_labels("eonwe"), 334 * 24 + 2, None),
+        ("AinurCertificateExpiring", _pi_labels("manwe"), 335 * 24 + 2, None),
+        ("HeadscaleCertificateExpiring", {**probe, "severity": "critical"}, 129 * 24 + 2, 150 * 24),
+        ("HeadscaleCertificateUnknown", {**probe, "severity": "warning"}, 150 * 24 + 6, None),
+        # Booted ten days before the deployment: 335 days up on day 325.
+        (monitoring.UNREBOOTED_ALERT, {"job": "node-exporter", "instance": ARDA, "severity": "warning"}, 325 * 24 + 2, None),
+    ]
+    hours = sorted({h for _, _, first, gone in fires for h in (first - 1, first, *([gone - 1, gone] if gone else []))} | {HOURS})
+    expected: dict[int, dict[str, list[dict[str, str]]]] = {}
+    for hour in hours:
+        for name, labels, first, gone in fires:
+            if first <= hour and (gone is None or hour < gone):
+                expected.setdefault(hour, {}).setdefault(name, []).append(labels)
+        expected.setdefault(hour, {})
+    year = Year(_ends(lab), [*HEALTHY, *_pi_series(lab), *_headscale(100), *_arda([-10])])
+    result = evaluate(stack, year, expected)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Every end is alerted ahead: 28 days or more for what `pulumi up` renews, 21 for Headscale's (day 150), 40 for the
+    # kubelets'.
+    first_fired = {f"{name} {labels.get('credential') or labels.get('node') or labels['instance']}": h // 24 for name, labels, h, _ in fires}
+    assert first_fired == {
+        "CredentialExpiring the talosconfig's client certificate": 337,
+        "CredentialExpiring Arda's admin kubeconfig": 337,
+        "CredentialExpiring the local CA's certificate identity-dex": 337,
+        "AinurCertificateExpiring ilmare": 333,
+        "AinurCertificateExpiring eonwe": 334,
+        "AinurCertificateExpiring manwe": 335,
+        "HeadscaleCertificateExpiring https://vpn.example.com/health": 129,
+        "HeadscaleCertificateUnknown https://vpn.example.com/health": 150,
+        "ArdaMachineNotRestarted tirion": 325,
+    }
 
 
-def test_backups_that_stop_fail_the_next_drill_within_the_bound(stack: StackConfig) -> None:
-    """Headscale's state backup stops on day 100 (its target's keys rotated): the weekly drill on the first Sunday after
-    its bound (two days) fails, RestoreDrillFailed fires; the drills' own schedule is weekly, so within nine days."""
+def test_an_alert_missing_from_the_rule_fails_the_year(stack: StackConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The year is judged by the rule as rendered: without Headscale's probe alerts, its certificate would end on day 150
+    with nothing fired, and the evaluator says so."""
+    lab = deploy(tmp_path)
+    monkeypatch.setattr(monitoring, "headscale_alerts", lambda _: [])
+    year = Year(_ends(lab), [*HEALTHY, *_pi_series(lab), *_headscale(100), *_arda([200])])
+    probe = {"job": monitoring.HEADSCALE_PROBE_JOB, "instance": HEADSCALE, "severity": "critical"}
+    result = evaluate(stack, year, {129 * 24 + 2: {"HeadscaleCertificateExpiring": [probe]}})
+    assert result.returncode == 1
+    assert "alertname: HeadscaleCertificateExpiring, time: 129d2h" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """busybox's applets as the restic image has them, for the drill's script (tests/test_drill_headscale.py's)."""
+    busybox = require("busybox")
+    folder = tmp_path_factory.mktemp("alpine")
+    for applet in (*APPLETS, "date"):
+        (folder / applet).symlink_to(busybox)
+    return folder
+
+
+def test_backups_that_stop_fail_the_next_drill_and_fire_its_alert(stack: StackConfig, tmp_path: Path, alpine: Path) -> None:
+    """Headscale's state backup stops after day 100's (its target's keys rotated). Each weekly drill (Sunday 04:30) is
+    the real drill script over a real restic repository, its clock moved to that Sunday: day 97's passes, day 104's, the
+    first past the two days' bound, fails. kube-state-metrics' series of the drill's CronJob then fire
+    RestoreDrillFailed under Prometheus's evaluator, four days after the last backup, and nothing before."""
     assert stack.backup is not None
-    bound = newest_within("17 4 * * *")
-    assert bound == datetime.timedelta(seconds=172800)
     assert stack.backup.drill.schedule == "30 4 * * 0"
+    assert newest_within(remote_access.STATE_BACKUP_SCHEDULE) == datetime.timedelta(days=2)
+    v = _backed_up(tmp_path)
+    _, _, taken = _newest_snapshot(v)
     last_backup = START + 100 * DAY + datetime.timedelta(hours=4, minutes=17)
-    day = 100
-    while True:
+    runs = [day for day in range(90, 111) if (START + day * DAY).weekday() == 6]
+    assert runs == [90, 97, 104]
+    passed: dict[int, bool] = {}
+    for day in runs[1:]:
         run = START + day * DAY + datetime.timedelta(hours=4, minutes=30)
-        if run.weekday() == 6 and run > last_backup and run - last_backup > bound:
-            break
-        day += 1
-    assert 2 < day - 100 <= 9
+        # The drill's clock: as far past the snapshot as the run is past day 100's backup (the newest on each run up to it).
+        ahead = max(run - last_backup, datetime.timedelta(minutes=13))
+        fresh = tmp_path / f"run-{day}"  # each run's own scratch folder, emptyDir and clock
+        (fresh / "scratch").mkdir(parents=True)
+        (fresh / "tmp").mkdir()
+        passed[day] = _drill(stack, {**v, "tmp": fresh}, alpine, taken + int(ahead.total_seconds())).returncode == 0
+    assert passed == {97: True, 104: False}
+    # The CronJob's series as kube-state-metrics serves them on promtool's clock: each run's schedule time from the
+    # hour after it, the last success from the hour after a passing run.
+    where = f'namespace="{drill.NAMESPACE}",cronjob="{drill.cronjob_name(drill.HEADSCALE)}"'
+    scheduled = [(day * 24 + 5, _seconds(START + day * DAY + datetime.timedelta(hours=4, minutes=30))) for day in runs]
+    succeeded = [(h, t) for (h, t), day in zip(scheduled, runs, strict=True) if passed.get(day, True)]
+    series: list[tuple[str, list[tuple[int, int | None]]]] = [
+        *HEALTHY,
+        (
+            f'kube_cronjob_labels{{{where},label_iluvatar_dev_drill="{drill.HEADSCALE}",label_iluvatar_dev_drill_kind="{drill.HEADSCALE_KIND}"}}',
+            [(0, 1)],
+        ),
+        (f"kube_cronjob_status_last_schedule_time{{{where}}}", [(0, None), *scheduled]),
+        (f"kube_cronjob_status_last_successful_time{{{where}}}", [(0, None), *succeeded]),
+        (f"kube_cronjob_status_active{{{where}}}", [(0, 0)]),
+        (f"kube_cronjob_created{{{where}}}", [(0, 0)]),
+    ]
+    named = {
+        "namespace": drill.NAMESPACE,
+        "cronjob": drill.cronjob_name(drill.HEADSCALE),
+        "label_iluvatar_dev_drill": drill.HEADSCALE,
+        "label_iluvatar_dev_drill_kind": drill.HEADSCALE_KIND,
+        "severity": "critical",
+    }
+    # `for: 5m`: pending at 05:00, when the failed run shows, firing at the next evaluation.
+    result = evaluate(stack, Year({}, series), {104 * 24 + 5: {}, 104 * 24 + 6: {"RestoreDrillFailed": [named]}})
+    assert result.returncode == 0, result.stdout + result.stderr

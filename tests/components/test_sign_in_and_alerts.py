@@ -4,6 +4,7 @@ Secrets that need them, and never a render or a plain output."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from stacks import read_stack_file
 from stacks.identity import SECRET as CONNECTOR_SECRET
 from stacks.monitoring import SECRET as RECEIVER_SECRET
 from tests.edit import homelab_doc, write_stack
+from tests.iluvatar.test_doctor import Issuer
 
 CANARIES = {
     RECEIVER_SECRET: "CANARY-NTFY-TOKEN-4d1f",
@@ -85,6 +87,32 @@ def test_only_the_stacks_alerts_reach_the_receiver(homelab: Simulation) -> None:
     (route,) = config["route"]["routes"]
     # Sorted: the k3s certificates' two alerts (issue 57) first.
     assert route["receiver"] == "ntfy" and route["matchers"][0].startswith(
-        'alertname=~"AinurCACertificateExpiring|AinurCertificateExpiring|AinurCertificateUnknown|AinurNodeDown|ArdaNodeDown|'
+        'alertname=~"AinurCACertificateExpiring|AinurCertificateExpiring|AinurCertificateUnknown|AinurNodeDown|ArdaMachineNotRestarted|ArdaNodeDown|'
     )
     assert {r["name"] for r in config["receivers"]} == {"none", "ntfy"}
+
+
+def test_each_recorded_end_is_a_rule_written_at_each_up(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The stack's PrometheusRule carries one rule per end the deployment records, with the end the certificate really
+    has (here every certificate the local CA issues ends on 2027-11-25T12:00:00Z): CredentialExpiring 28 days before it;
+    an end the run cannot read (the mocks' placeholders for the CA and the Talos provider's) gives CredentialEndUnknown.
+    The ends are no secret: the rule is not one."""
+    work = tmp_path_factory.mktemp("issuer")
+    leaf = Issuer(work / "ca").leaf("2027-11-25T12:00:00Z")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sim_module.RESOURCE_STATE, "tls:index/locallySignedCert:LocallySignedCert", lambda a: {"certPem": leaf, "readyForRenewal": False})
+        sim = simulate(read_stack_file(write_stack(tmp_path_factory.mktemp("stack"), homelab_doc(), stack="homelab")))
+    (rule,) = [r for r in sim.registrations if r.inputs.get("kind") == "PrometheusRule" and r.inputs["metadata"]["name"] == "iluvatar-alerts"]
+    assert "spec" not in rule.secret_inputs
+    groups = {g["name"]: g["rules"] for g in rule.inputs["spec"]["groups"]}
+    ends = {r["labels"]["credential"]: (r["alert"], r["expr"]) for r in groups["iluvatar-ends"]}
+    warn = int(datetime.datetime(2027, 11, 25, 12, tzinfo=datetime.UTC).timestamp()) - 28 * 86400
+    issued = {f"the local CA's certificate {name}" for name in ("identity-dex", "identity-argocd-ainur", "kms-tls")}
+    assert {what: ends[what] for what in issued} == dict.fromkeys(issued, ("CredentialExpiring", f"vector(time()) > {warn}"))
+    assert {what: alert for what, (alert, _) in ends.items() if what not in issued} == {
+        "Arda's Kubernetes CA": "CredentialEndUnknown",
+        "Arda's admin kubeconfig": "CredentialEndUnknown",
+        "Talos's CA": "CredentialEndUnknown",
+        "the local CA": "CredentialEndUnknown",
+        "the talosconfig's client certificate": "CredentialExpiring",  # the mocks' Talos provider records an end
+    }

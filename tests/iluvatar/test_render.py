@@ -53,7 +53,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # key's Secret, and the NetworkPolicy of Longhorn's support-bundle manager. #55 then three: the KMS key's age file
         # on Arda, the CronJob that uploads it and its restore drill's CronJob. Two more: Longhorn's encrypted class and the Secret it
         # opens volumes with. #54 then one: the NetworkPolicy admitting Prometheus alone to VolSync's tokenless metrics.
-        f"rendered stack homelab to {out}: 308 files",
+        f"rendered stack homelab to {out}: 309 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -63,7 +63,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 308 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 309 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -245,6 +245,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
                 for n in monitoring.CRD_FILES
             ],
             "kubernetes/arda/monitoring/PodMonitor-envoy-proxies.yaml",
+            "kubernetes/arda/monitoring/Probe-headscale-certificate.yaml",
             "kubernetes/arda/monitoring/PrometheusRule-iluvatar-alerts.yaml",
             "kubernetes/arda/monitoring/ScrapeConfig-ainur-node-exporter.yaml",
             "kubernetes/arda/monitoring/Secret-alertmanager-iluvatar.yaml",
@@ -396,7 +397,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # encrypted class, its Secret, the random provider and protected passphrase: 4.)
     # (#54: the NetworkPolicy before VolSync's chart, admitting Prometheus alone to its tokenless metrics: 1.)
     # (#53: the roll of kube-vip-services, the Pi holding the service address last: 1.)
-    assert counts.splitlines()[-1] == "  total: 418"
+    # (#57: the blackbox probe of Headscale's certificate: 1.)
+    assert counts.splitlines()[-1] == "  total: 419"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -415,7 +417,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 418
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 419
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

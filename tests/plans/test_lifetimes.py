@@ -3,6 +3,7 @@ that sets the value says (the constants it imports, the alerts the homelab raise
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import pytest
 from plans import certificates, identity, k3s, kms, lifetimes, monitoring, remote_access, rollout
 from stacks import load_stack_file
 from stacks.model import StackConfig
-from tests.edit import HOMELAB
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+from tests.remote_stacks import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs/day2.md"
@@ -92,19 +94,75 @@ def test_each_row_against_the_code(homelab: StackConfig) -> None:
 
 
 def test_every_alert_a_row_names_is_one_the_homelab_raises(homelab: StackConfig) -> None:
-    raised = {alert.name for alert in monitoring.alerts(homelab)}
+    raised = {alert.name for alert in monitoring.alerts(homelab)} | {monitoring.CREDENTIAL_ALERT}
     named = {name for row in lifetimes.rows(homelab) for name in re.findall(r"\b(?:[A-Z]+[a-z]+){2,}\b", row.alerted)}
     assert named == {
         "AinurCertificateExpiring",
         "AinurCertificateUnknown",
         "AinurCACertificateExpiring",
+        "ArdaMachineNotRestarted",
+        "BackupJobFailed",
         "CertificateExpiring",
         "CertificateNotReady",
+        "CredentialExpiring",
         "BackupFailed",
+        "HeadscaleCertificateExpiring",
+        "HeadscaleCertificateUnknown",
         "RestoreDrillFailed",
         "RestoreDrillStale",
     }
     assert named <= raised
+    assert named == {name for row in lifetimes.rows(homelab) for name in row.alerts}
+
+
+def _rendered_alerts(stack: StackConfig) -> set[str]:
+    """The alerts of the rule the program renders, with the ends a deployment records."""
+    ends = {lifetimes.TALOSCONFIG_END: "2027-11-25T12:07:33Z", lifetimes.LOCAL_CA_END: None}
+    rule = monitoring.alert_rules(stack, ends)
+    return {r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+def test_every_row_is_covered_by_an_alert_the_render_holds_or_needs_none(homelab: StackConfig) -> None:
+    """Each end is warned of by an alert the stack's rule holds, or says why none is needed (it never ends, or the
+    cluster renews it unattended): `iluvatar doctor`, which nothing runs, covers nothing alone."""
+    rendered = _rendered_alerts(homelab)
+    for row in lifetimes.rows(homelab):
+        assert bool(row.alerts) != bool(row.unattended), row
+        assert set(row.alerts) <= rendered, row
+        assert "`iluvatar doctor`" not in row.alerted or row.alerts, row
+
+
+def _nfs(tmp_path: Path) -> StackConfig:
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:backup.target": "nfs://192.168.0.40/export/homelab"},
+        delete=["iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey"],
+    )
+    doc["config"]["iluvatar:remoteAccess"] = copy.deepcopy(SHIPPED)
+    return load_stack_file(write_stack(tmp_path, doc))
+
+
+def test_an_nfs_target_has_no_etcd_snapshots_there_and_drills_headscale_through_the_export(tmp_path: Path) -> None:
+    """On NFS, talos-backup and k3s upload nothing (they speak S3 only): the table says so, and names none of the drills'
+    alerts for them; Headscale's state is drilled through the export. The one row left uncovered is the Ainur's
+    snapshots, which never leave the valar's cards."""
+    rows = _rows(_nfs(tmp_path))
+    assert rows["arda's etcd snapshots"].where == "nowhere: talos-backup uploads to an S3 target only"
+    assert rows["arda's etcd snapshots"].alerts == ()
+    assert rows["ainur's etcd snapshots"].where == "each valar's card only (k3s uploads to an S3 target only)"
+    assert rows["Headscale's state backup"].alerts == ("RestoreDrillFailed", "RestoreDrillStale")
+    uncovered = [row.what for row in rows.values() if not row.alerts and not row.unattended]
+    assert uncovered == ["ainur's etcd snapshots"]
+
+
+def test_a_drill_opted_out_is_not_said_to_alert(tmp_path: Path) -> None:
+    doc = homelab_doc()
+    doc["config"]["iluvatar:backup"]["drill"] = {"volumes": False, "ainur": False}
+    rows = _rows(load_stack_file(write_stack(tmp_path, doc)))
+    assert rows["backup of jellyfin's jellyfin-config"].alerts == ("BackupFailed",)
+    assert rows["backup of jellyfin's jellyfin-config"].alerted == "BackupFailed; not drilled (backup.drill)"
+    assert rows["ainur's etcd snapshots"].alerts == ()
+    assert rows["arda's etcd snapshots"].alerts == ("BackupJobFailed", "RestoreDrillFailed", "RestoreDrillStale")
 
 
 def test_a_row_not_read_from_source_says_unverified(homelab: StackConfig) -> None:
@@ -146,6 +204,6 @@ def test_arda_kubelets_serving_certificate_is_renewed_only_by_a_kubelet_restart(
     assert "Talos API server (apid) and kubelet certificates" not in rows
     kubelet = rows["Arda's kubelet serving certificates (self-signed)"]
     assert kubelet.renewed_by.startswith("only a kubelet restart: Talos deletes the certificate as the kubelet starts, so a reboot")
-    assert kubelet.alerted.startswith("none: reboot or upgrade each machine at least once a year")
+    assert kubelet.alerted.startswith("ArdaMachineNotRestarted 335 days after a machine's boot: reboot or upgrade it")
     assert kubelet.source == "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521"
     assert rows["Talos API server (apid) certificates"].source.startswith("talos v1.13.0 internal/app/machined/pkg/controllers/secrets/api.go")

@@ -172,7 +172,7 @@ def test_the_alerts_are_those_the_stack_can_raise() -> None:
     assert names == {
         "ArdaNodeDown", "AinurNodeDown", "AinurCertificateExpiring", "AinurCACertificateExpiring", "AinurCertificateUnknown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
         "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
-        "RestoreDrillFailed", "RestoreDrillStale",
+        "RestoreDrillFailed", "RestoreDrillStale", "HeadscaleCertificateExpiring", "HeadscaleCertificateUnknown", "ArdaMachineNotRestarted",
         "LogStoreDown", "LogCollectorDown", "LogCollectorStalled", "LogCollectorDropping", "LogAlertsDown",
         "LogStoreReadOnly", "LogStoreFilling",
     }  # fmt: skip
@@ -281,6 +281,25 @@ CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
                 "99999999x130",
             ),
         ],
+    ),
+    # Headscale's certificate, as the blackbox probe reads it: 20 days left (a renewal that stopped) fires after its
+    # hour; 22 days left (renewal 8 days overdue, still retrying) stays quiet.
+    "HeadscaleCertificateExpiring": (
+        [('probe_ssl_earliest_cert_expiry{job="headscale-certificate",instance="https://hs.example.org/health"}', "1728000x70")],
+        "62m",
+        [('probe_ssl_earliest_cert_expiry{job="headscale-certificate",instance="https://other.example.org/health"}', "1900800x70")],
+    ),
+    # A machine booted 335 days and an hour before (its kubelet's serving certificate near its year), beside one booted
+    # 334 days before.
+    "ArdaMachineNotRestarted": (
+        [('node_boot_time_seconds{job="node-exporter",instance="gandalf"}', "-28947600x70")],
+        "62m",
+        [('node_boot_time_seconds{job="node-exporter",instance="saruman"}', "-28857600x70")],
+    ),
+    "HeadscaleCertificateUnknown": (
+        [('probe_success{job="headscale-certificate",instance="https://hs.example.org/health"}', "0x370")],
+        "361m",
+        [('probe_success{job="headscale-certificate",instance="https://other.example.org/health"}', "1x370")],
     ),
     "NodeDiskFilling": (
         [
@@ -425,7 +444,11 @@ def _cases(stack: StackConfig) -> list[dict[str, Any]]:
                         "exp_alerts": [
                             {
                                 "exp_labels": expected,
-                                "exp_annotations": {"summary": _expand(alert.summary, labels), "description": _expand(alert.description, labels)},
+                                "exp_annotations": {
+                                    "summary": _expand(alert.summary, labels),
+                                    "description": _expand(alert.description, labels),
+                                    **({"runbook_url": alert.runbook} if alert.runbook is not None else {}),
+                                },
                             }
                         ],
                     }
