@@ -9,6 +9,9 @@ from the machine's own UUID (Talos v1.13.9 internal/pkg/encryption/keys/nodeid.g
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 
 from stacks.boards import BOARDS, Board
@@ -25,6 +28,17 @@ PATH = "iluvatar:arda.encryption"
 KMS_RESTORE = "kmsKeyRestore"
 # The output that says the KMS key in use is the restored one (plans.kms).
 KMS_RESTORED_OUTPUT = "kmsKeyRestored"
+# The output that names the KMS key in use (kms_key_id), a secret: the next preview refuses a restored key that is not
+# that one, as it refuses one unset (stacks.pulumi_source).
+KMS_KEY_ID_OUTPUT = "kmsKeyId"
+KMS_KEY_ID_LABEL = b"iluvatar kms key id v1"
+
+
+def kms_key_id(key_base64: str) -> str:
+    """Which KMS key this is, without the key: the first 16 bytes of HMAC-SHA256 under the key of a fixed label, in hex.
+    The same key gives the same id at every run; no id tells anything about the key's bytes (HMAC is a PRF under it)."""
+    return hmac.new(base64.b64decode(key_base64), KMS_KEY_ID_LABEL, hashlib.sha256).hexdigest()[:32]
+
 
 # Why each of Talos's other keys is refused, in the words the refusal gives.
 REFUSED: dict[str, str] = {

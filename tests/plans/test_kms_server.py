@@ -24,7 +24,9 @@ import pytest
 from iluvatar import golang
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans import age, kms
+from stacks import encryption
 from stacks.load import StackFile
+from stacks.secrets import Secure
 from tests import runbook
 from tests.edit import homelab_stack_file
 from tests.sims import outputs_of
@@ -301,6 +303,52 @@ def test_a_restored_key_cannot_be_unset_once_used() -> None:
     assert "iluvatar:kmsKeyRestore: is unset, but the KMS key in use was restored from its backup by it" in str(refused.value)
     # With it set again, the next run goes on.
     assert restored_run({"iluvatar:kmsKeyRestore": key}, previous=previous).outputs[kms.RESTORED_OUTPUT] is True
+
+
+def test_a_restored_key_that_is_changed_is_refused_at_preview_naming_the_key() -> None:
+    """Set to another key (an older backup, another stack's) once a key is in use, the run stops before any resource,
+    as an unset one does: the last deployment's id of its key (a secret output, an HMAC under the key) differs."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    first = restored_run({"iluvatar:kmsKeyRestore": key})
+    exported = first.outputs[encryption.KMS_KEY_ID_OUTPUT]
+    assert isinstance(exported, SecretValue) and exported.value == encryption.kms_key_id(key)
+    assert key not in json.dumps(encryption.kms_key_id(key))
+    # As the engine's readStackOutputs hands it to the program: the secret's value (the SDK's sync invoke unwraps it),
+    # or in its wire form; both are read.
+    for last in (exported.value, {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": exported.value}):
+        previous = {**outputs_of(first), encryption.KMS_KEY_ID_OUTPUT: last}
+        other = base64.b64encode(os.urandom(32)).decode()
+        with pytest.raises(pulumi.RunError) as refused:
+            restored_run({"iluvatar:kmsKeyRestore": other}, previous=previous)
+        assert "iluvatar:kmsKeyRestore: is not the KMS key the last deployment served (its id differs from the stack output kmsKeyId)" in str(
+            refused.value
+        )
+        assert other not in str(refused.value) and key not in str(refused.value)
+        # The same key, written with a trailing newline as a pipe may give it, goes on.
+        assert restored_run({"iluvatar:kmsKeyRestore": key + "\n"}, previous=previous).outputs[kms.RESTORED_OUTPUT] is True
+
+
+def test_a_generated_key_in_use_is_not_replaced_by_a_restore_value_of_another_key() -> None:
+    """The last deployment served a generated key: a kmsKeyRestore of another key is refused at preview already."""
+    first = simulate(homelab_stack_file())
+    exported = first.outputs[encryption.KMS_KEY_ID_OUTPUT]
+    assert isinstance(exported, SecretValue)
+    previous = {**outputs_of(first), encryption.KMS_KEY_ID_OUTPUT: exported.value}
+    with pytest.raises(pulumi.RunError, match=r"iluvatar:kmsKeyRestore: is not the KMS key the last deployment served"):
+        restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(os.urandom(32)).decode()}, previous=previous)
+
+
+def test_a_stack_file_holding_the_restored_key_encrypted_renders_offline() -> None:
+    """`iluvatar render` (offline) sees a `secure:` value as the placeholder: the program renders with a stand-in key,
+    judging nothing it cannot read, and says the key is the restored one; a previous id is not compared with it."""
+    sf = homelab_stack_file()
+    config = {**sf.config, "iluvatar:kmsKeyRestore": Secure("v1:bm90IHJlYWQgb2ZmbGluZQ==")}
+    encrypted = StackFile(sf.path, config, sf.secret_keys | {"iluvatar:kmsKeyRestore"}, sf.secrets_manager, sf.imports_environment)
+    previous = {**outputs_of(restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(os.urandom(32)).decode()})), "kmsKeyId": "0" * 32}
+    for run in (simulate(encrypted), simulate(encrypted, previous=previous)):
+        served = run.one("kubernetes:core/v1:Secret", "kms-secret-kms-key").inputs["stringData"]
+        assert (served.value if isinstance(served, SecretValue) else served) == {"key": kms.OFFLINE_KEY}
+        assert run.outputs[kms.RESTORED_OUTPUT] is True
 
 
 def test_a_restore_value_that_is_no_key_stops_the_run_naming_the_key() -> None:
