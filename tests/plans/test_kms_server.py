@@ -24,11 +24,11 @@ import pytest
 from iluvatar import golang
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans import age, kms
-from stacks import encryption
+from stacks import encryption, load_stack_file
 from stacks.load import StackFile
 from stacks.secrets import Secure
 from tests import runbook
-from tests.edit import homelab_stack_file
+from tests.edit import HOMELAB, homelab_stack_file
 from tests.sims import outputs_of
 from tools import gotools
 
@@ -245,6 +245,37 @@ def restored_run(config: dict[str, str], previous: dict[str, object] | None = No
     return simulate(with_config, previous=previous)
 
 
+def desk_with(tmp_path: Path, backup: str, identity: bytes, live: str) -> tuple[Path, dict[str, str]]:
+    """The operator's folder as the runbook has it ready: the downloaded age file, `backupAgeKey`, and the name of the
+    live key's object as Arda's drill names it (`live`); and an environment with age and the stand-in `pulumi`."""
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    (desk / "kms-key.age").write_text(backup)
+    (desk / "backup-age.key").write_text(age.identity(identity) + "\n")
+    (desk / "object.txt").write_text(live + "\n")
+    tools = tmp_path / "cli"
+    tools.mkdir()
+    (tools / "pulumi").write_text(STANDIN_PULUMI)
+    (tools / "pulumi").chmod(0o755)
+    env = age_path(tmp_path)
+    env["PATH"] = f"{tools}:{env['PATH']}"
+    return desk, env
+
+
+def run_runbook(desk: Path, env: dict[str, str]) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """The runbook's commands, read from the page, run as written one after the other until one fails: its index and
+    its result (the last's when none fails)."""
+    said = runbook.commands(*RUNBOOK)
+    for n, line in enumerate(said):
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=desk, env=env, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            return n, done
+    return len(said), done
+
+
+IDENTITY = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
+
+
 def test_the_ainur_lost_runbook_restores_the_key_and_a_new_server_unseals(tmp_path: Path, pki: Path) -> None:
     """The Ainur and Pulumi's state lost: the key comes back from its age-encrypted backup by the runbook's own commands
     (read from the page, run as written, `pulumi config set` by a stand-in), the program run on that config serves that
@@ -253,28 +284,22 @@ def test_the_ainur_lost_runbook_restores_the_key_and_a_new_server_unseals(tmp_pa
     first = start(key, pki)
     sealed = seal(first, pki)
     first.stop()
-    scalar = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
     old = key.read_text().strip()
-    backup = kms.key_backup(old, age.recipient(scalar))
+    backup = kms.key_backup(old, age.recipient(IDENTITY))
     key.unlink()  # the Ainur lost: the server, its Secret and Pulumi's state with them
-    desk = tmp_path / "desk"
-    desk.mkdir()
-    (desk / "kms-key.age").write_text(backup)
-    (desk / "backup-age.key").write_text(age.identity(scalar) + "\n")
-    tools = tmp_path / "cli"
-    tools.mkdir()
-    (tools / "pulumi").write_text(STANDIN_PULUMI)
-    (tools / "pulumi").chmod(0o755)
-    env = age_path(tmp_path)
-    env["PATH"] = f"{tools}:{env['PATH']}"
+    desk, env = desk_with(tmp_path, backup, IDENTITY, kms.backup_object(load_stack_file(HOMELAB), backup))
     said = runbook.commands(*RUNBOOK)
-    assert said[0].startswith("age --decrypt"), said
-    assert "pulumi config set --secret iluvatar:kmsKeyRestore <kms-key.b64" in said
-    assert not [line for line in said if line.startswith("pulumi import")]
-    for line in said:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=desk, env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, (line, done.stderr)
-    assert sorted(f.name for f in desk.iterdir()) == ["backup-age.key", "kms-key.age", "pulumi-config.json"], "no key in clear left"
+    assert said == [
+        "umask 077",
+        'test "$(basename "$(cat object.txt)")" = "kms-key-$(sha256sum <kms-key.age | cut -c1-16).age"',
+        'test "$(age --decrypt -i backup-age.key kms-key.age | wc -c)" -eq 32',
+        "age --decrypt -i backup-age.key kms-key.age | base64 -w 0 | pulumi config set --secret iluvatar:kmsKeyRestore",
+    ]
+    # The key is on no command line: only `config set`'s stdin carries it.
+    assert not [line for line in said if old in line or "kmsKeyRestore " in line]
+    n, done = run_runbook(desk, env)
+    assert n == len(said), (said[n], done.stderr)
+    assert sorted(f.name for f in desk.iterdir()) == ["backup-age.key", "kms-key.age", "object.txt", "pulumi-config.json"], "no key in clear left"
     config = json.loads((desk / "pulumi-config.json").read_text())
     assert config == {"iluvatar:kmsKeyRestore": old}
     # `pulumi up` on that config: the restored key is the KMS's, none generated, and the output says it was restored.
@@ -358,18 +383,26 @@ def test_a_restore_value_that_is_no_key_stops_the_run_naming_the_key() -> None:
 
 
 def test_the_ainur_lost_runbook_stops_at_a_backup_the_identity_does_not_open(tmp_path: Path) -> None:
-    """A backup encrypted to another recipient (or damaged) stops the runbook at its first command, no key written."""
+    """A backup encrypted to another recipient (or damaged) stops the runbook at its decryption, no key written."""
     other = hashlib.sha256(b"another stack's identity").digest()
-    mine = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
-    desk = tmp_path / "desk"
-    desk.mkdir()
-    (desk / "kms-key.age").write_text(kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(other)))
-    (desk / "backup-age.key").write_text(age.identity(mine) + "\n")
-    first = runbook.commands(*RUNBOOK)[0]
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", first], cwd=desk, env=age_path(tmp_path), capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
+    backup = kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(other))
+    desk, env = desk_with(tmp_path, backup, IDENTITY, kms.backup_object(load_stack_file(HOMELAB), backup))
+    n, done = run_runbook(desk, env)
+    assert runbook.commands(*RUNBOOK)[n].startswith('test "$(age --decrypt'), n
     assert "no identity matched any of the recipients" in done.stderr
-    assert not (desk / "kms-key.b64").exists()
+    assert not (desk / "pulumi-config.json").exists()
+
+
+def test_the_ainur_lost_runbook_stops_at_another_key_s_backup(tmp_path: Path) -> None:
+    """The target holds another key's file too (a key made after the loss, a rotation): taken in place of the one Arda's
+    drill named before the loss, even if newer, it stops the runbook at its first check, no key written."""
+    stack = load_stack_file(HOMELAB)
+    right = kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(IDENTITY))
+    newer = kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(IDENTITY))
+    desk, env = desk_with(tmp_path, newer, IDENTITY, kms.backup_object(stack, right))
+    n, done = run_runbook(desk, env)
+    assert (n, done.returncode) == (1, 1)
+    assert not (desk / "pulumi-config.json").exists()
 
 
 def test_a_server_of_another_ca_is_not_trusted(server: Server, pki: Path) -> None:
