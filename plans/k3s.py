@@ -788,6 +788,13 @@ fi
 #   sealed (the old key is a k3s key too). It is asked only with two keys listed: with one, it would drop the only key.
 # - a stage left at `reencrypt_active` by a rewrite that failed (k3s still up) never moves: the step stops and says how
 #   to put back the saved stage (a k3s restart) so that the next run resumes.
+# - cut short between reencryptAndRemoveKey's write of the one-key config and its write of `reencrypt_finished` to the
+#   hash file (WriteEncryptionHashAnnotation(..., false, ...), which comes after a Node PATCH): one key, the file's
+#   stage `start` with the hash of the config before, so rotate-keys is refused ("invalid hash") at every run, and
+#   `reencrypt --force` would drop the only key. Every Secret was rewritten by then; the step stops and says how to
+#   save the stage k3s would have saved: `reencrypt_finished-<SHA-256 of the config file>` in the hash file
+#   (GenEncryptionConfigHash hashes the file's bytes; runtime.EncryptionHash is cred/encryption-state.json,
+#   pkg/daemons/control/deps/deps.go), then a restart, which puts it on the Node.
 #
 # The copies in clear a rewrite leaves behind, said once it is done (docs/security.md#the-ainurs-secrets-at-rest): the
 # snapshots taken before it, and every snapshot taken after it until k3s next starts. The old revisions stay live in
@@ -807,6 +814,16 @@ SNAPSHOTS_BEFORE = (
 )
 # What the key protects, and what it does not: docs/security.md#the-ainurs-secrets-at-rest.
 SECRETS_ENCRYPTION_CONFIG = "/var/lib/rancher/k3s/server/cred/encryption-config.json"
+SECRETS_ENCRYPTION_STATE = "/var/lib/rancher/k3s/server/cred/encryption-state.json"
+# Said when a rewrite that ended lost its saved stage (the comment above), printed as is (a quoted here-document). The
+# file is written as k3s writes it: mode 0600, no newline.
+SECRETS_SAVED_LOST = (
+    "k3s refuses rotate-keys for an invalid hash with one key at the stage start: a rewrite that had ended was cut short "
+    "before k3s saved its stage, and no run resumes that (reencrypt would drop the only key). Every Secret is already "
+    "sealed under that key. Save the stage k3s would have saved, then restart it and run pulumi up again: "
+    f'sudo sh -c \'umask 077; printf reencrypt_finished-%s "$(sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d" " -f1)" '
+    f">{SECRETS_ENCRYPTION_STATE}' && sudo systemctl restart k3s"
+)
 SECRETS_REWRITE_TIMEOUT_SECONDS = 600
 # The lines of `k3s secrets-encrypt status` the script reads (pkg/cli/secretsencrypt/secrets_encrypt.go Status).
 ENCRYPTION_ENABLED = "Encryption Status: Enabled"
@@ -852,7 +869,20 @@ if [ "$(keys "$now")" -gt 1 ]; then
 else
   echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
   # The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
-  sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
+  rc=0; said=$(sudo timeout {timeout} k3s secrets-encrypt rotate-keys 2>&1) || rc=$?
+  [ -z "$said" ] || printf '%s\n' "$said" >&2
+  if [ "$rc" -ne 0 ]; then
+    if printf '%s\n' "$said" | grep -q 'invalid hash' && [ "$(stage "$now")" = start ] && [ "$(keys "$now")" -eq 1 ]; then
+      # One key, the stage start, and a hash that is not the config's: a rewrite that had ended, cut short before k3s
+      # saved its stage (the comment above). No run resumes it; the fix is the stage k3s would have saved.
+      {{ printf 'iluvatar: %s: ' "$(hostname)"; cat <<'SAVED_LOST'
+{SECRETS_SAVED_LOST}
+SAVED_LOST
+      }} >&2
+      exit 1
+    fi
+    echo "iluvatar: $(hostname): rotate-keys returned $rc; waiting for its stage" >&2
+  fi
 fi
 until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
   if [ "$(date +%s)" -ge "$end" ]; then
