@@ -146,12 +146,12 @@ def parse_stack(
                     problems.append(
                         Problem(
                             full_key,
-                            f"is a placeholder ({show(value)}), in plain text; run `pulumi config set --secret {full_key} <value>` with the real one",
+                            f"is a placeholder ({show(value)}), in plain text; run `{encryption_rules.set_secret_command(full_key)}` with the real one",
                         )
                     )
                 else:
                     # Never echo the value: it is the secret the user just leaked into a file.
-                    problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
+                    problems.append(Problem(full_key, encryption_rules.plain_text_problem(full_key)))
             continue
         if key not in SECTIONS:
             closest = _closest(key, ORDER)
