@@ -116,7 +116,7 @@ def _second_pi(net: Lan) -> str:
 def _program_objects() -> list[dict[str, Any]]:
     """The program's kube-vip ServiceAccount, ClusterRole and binding (what the election's requests are made as), and the
     netboot namespace its Lease is in."""
-    rbac = [o for o in netboot.kube_vip_services() if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    rbac = [o for o in netboot.kube_vip_services(load_stack_file(HOMELAB)) if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": netboot.NAMESPACE}}, *rbac]
 
 
