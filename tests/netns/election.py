@@ -17,6 +17,13 @@ what this module runs, with the program's settings (plans.netboot.failover.servi
   (:449-453), a refusal when another holds a lease still valid by that time (:455-458), else the update.
 - resourcelock/leaselock.go: the record is the Lease's spec; an update puts the Lease as last read or written (its
   resourceVersion), so a stale writer gets a conflict.
+- kube-vip in ARP mode announces an address it holds with gratuitous ARP from its ARP manager, every vip_arpRate (3 s by
+  default, pkg/kubevip/config_environment.go:278-290; pkg/arp/arp.go:78-96), alternately a reply whose target hardware
+  address is its own and a request, both with the address as sender and target (pkg/vip/arp.go:70-115). Linux takes
+  either as gratuitous (net/ipv4/arp.c arp_is_garp) and so moves a neighbour entry to the new holder even within the
+  entry's locktime (1 s after its last update); an ARP reply to the broadcast hardware address is not gratuitous to it
+  and is dropped in that second, leaving a client sending to the old holder until its entry's probes fail, ~8 s later.
+  Here the first goes out at once; kube-vip's first comes at its manager's next tick, up to 3 s later.
 
 The elector runs as a process in the Pi's network namespace (`python -m tests.netns.election`), its API requests leaving
 from there, and writes one JSON line per event. A k3s restart closes the API server's connections and refuses new ones
@@ -36,6 +43,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 JITTER_FACTOR = 1.2  # client-go v0.32.3 tools/leaderelection/leaderelection.go:72
+ARP_RATE = 3.0  # kube-vip v0.9.2 vip_arpRate's default, in seconds (pkg/kubevip/config_environment.go:278-290)
 
 
 class RequestError(Exception):
@@ -211,14 +220,27 @@ class LeaderElector:
             time.sleep(self.retry_period)
 
 
-def gratuitous_arp(ip: str) -> None:
-    """What kube-vip sends in ARP mode once it holds an address: the LAN's neighbours send to this Pi at once."""
+def gratuitous_arp(ip: str, request: bool) -> None:
+    """One of kube-vip's gratuitous ARPs for an address it holds (pkg/vip/arp.go:70-115), broadcast: a reply whose target
+    hardware address is this Pi's own, or a request; either moves the LAN's neighbour entries to this Pi at once."""
     addr = socket.inet_aton(ip)
     hw = bytes.fromhex(Path("/sys/class/net/eth0/address").read_text().strip().replace(":", ""))
-    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, hw, addr, b"\xff" * 6, addr)
+    broadcast = b"\xff" * 6
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1 if request else 2, hw, addr, broadcast if request else hw, addr)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
         s.bind(("eth0", 0))
-        s.send(b"\xff" * 6 + hw + b"\x08\x06" + arp)
+        s.send(broadcast + hw + b"\x08\x06" + arp)
+
+
+def announce(ip: str, stop: threading.Event) -> None:
+    """kube-vip's ARP manager while the address is held: a reply, then every ARP_RATE the other kind (pkg/arp/arp.go:
+    78-96; the alternation starts with a reply, pkg/vip/arp.go:25-26, :106-112), until `stop`."""
+    request = False
+    while True:
+        gratuitous_arp(ip, request)
+        request = not request
+        if stop.wait(ARP_RATE):
+            return
 
 
 def main(argv: list[str]) -> int:
@@ -241,10 +263,14 @@ def main(argv: list[str]) -> int:
         elector.acquire()
         log("leading")
         subprocess.run(["ip", "addr", "replace", f"{args.address}/32", "dev", "eth0"], check=True)
-        gratuitous_arp(args.address)
+        stop = threading.Event()
+        arp = threading.Thread(target=announce, args=(args.address, stop), daemon=True)
+        arp.start()
         log("address added")
         elector.renew()
         log("stopped leading")
+        stop.set()
+        arp.join()
         subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
         log("address deleted")
 

@@ -9,7 +9,10 @@ kube-vip ServiceAccount and ClusterRole:
 - with one valar, a k3s restart there is an outage of the API for every Pi: 17 s of it costs the household nothing, and
   26 s drops the address 20 to 21 s in and brings it back within a jittered retry of the API's return;
 - a Pi cut off from the API while another Pi is a candidate (its netboot pod's replacement there): the cut-off Pi lets
-  the address go before the other takes it, so the household never sees two DHCP servers.
+  the address go before the other takes it, so the household never sees two DHCP servers;
+- the new holder's gratuitous ARP, as kube-vip sends it, moves a neighbour's entry even in the second after that entry
+  last changed (its locktime), when an ARP reply to the broadcast address would be dropped and the neighbour would send
+  to the old holder until its probes failed, ~8 s on.
 
 The outages' lengths are the scenarios' own input; every wait after one is on an event (the elector's, the household's).
 """
@@ -36,7 +39,7 @@ from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.netns.election import Candidate, api_links, cut, mend, wait_until
 from tests.netns.household import Household
-from tests.netns.lan import REPO, Lan, lan, require_root
+from tests.netns.lan import REPO, Lan, in_ns, lan, require_root, sh
 from tools.kube_cluster import K3S, Cluster, field_manager, pulumi_create
 
 require_root()
@@ -252,3 +255,55 @@ def test_a_pi_cut_off_lets_the_address_go_before_another_takes_it(runs: dict[str
     retry = failover.longest_retry(failover.SERVICE_RETRY_SECONDS)
     takeover = retry + failover.SERVICE_LEASE_SECONDS + retry - failover.SERVICE_RENEW_DEADLINE_SECONDS
     assert outcome.gaps["dns gap"] <= takeover + REQUESTS + DNS_PACE, outcome.gaps
+
+
+def test_the_new_holders_gratuitous_arp_moves_a_neighbour_updated_a_moment_ago() -> None:
+    """A neighbour whose entry for the service address names the old holder and changed a moment ago (as a DNS query does
+    to a stale entry, or its reachable time running out): the new holder's first gratuitous ARP, each kind kube-vip
+    alternates (tests.netns.election.gratuitous_arp), moves the entry to it at once. Linux drops an ARP that is not
+    gratuitous to it (a reply to the broadcast hardware address) within the entry's 1 s locktime (net/ipv4/arp.c,
+    arp_process: override only past n->updated + locktime or for arp_is_garp), which left one household client sending
+    to the old Pi for ~8 s after a move."""
+    prefix = f"ilv{os.getpid() % 10000}g"
+    names = {k: f"{prefix}{k}" for k in ("switch", "client", "old", "new")}
+    address = "10.99.0.100"
+    try:
+        sh("ip", "netns", "add", names["switch"])
+        in_ns(names["switch"], "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(names["switch"], "ip", "link", "set", "br0", "up")
+        for i, key in enumerate(("client", "old", "new")):
+            ns, port = names[key], f"{prefix}v{i}"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", port, "netns", names["switch"])
+            in_ns(names["switch"], "ip", "link", "set", port, "master", "br0", "up")
+            in_ns(ns, "ip", "addr", "add", f"10.99.0.{i + 1}/24", "dev", "eth0")
+            in_ns(ns, "ip", "link", "set", "eth0", "up")
+        mac = {k: in_ns(names[k], "cat", "/sys/class/net/eth0/address").stdout.strip() for k in ("old", "new")}
+        # The sender waits in the new holder's namespace, so its frame leaves milliseconds after the entry's change.
+        code = "import sys\nfrom tests.netns.election import gratuitous_arp\nfor kind in sys.stdin:\n    gratuitous_arp(sys.argv[1], kind.strip() == 'request')\n    print('sent', flush=True)\n"
+        sender = subprocess.Popen(
+            ["ip", "netns", "exec", names["new"], sys.executable, "-c", code, address],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert sender.stdin is not None and sender.stdout is not None
+        try:
+            for kind in ("reply", "request"):
+                in_ns(names["client"], "ip", "neigh", "replace", address, "lladdr", mac["old"], "dev", "eth0", "nud", "stale")
+                sender.stdin.write(kind + "\n")
+                sender.stdin.flush()
+                assert sender.stdout.readline() == "sent\n"
+
+                def moved() -> bool:
+                    return in_ns(names["client"], "ip", "neigh", "show", address, "dev", "eth0").stdout.split()[:3] == [address, "lladdr", mac["new"]]
+
+                wait_until(f"the neighbour's entry moved to the new holder by a gratuitous ARP {kind}", moved, 5)
+        finally:
+            sender.stdin.close()
+            sender.wait(timeout=10)
+    finally:
+        for ns in names.values():
+            sh("ip", "netns", "del", ns, check=False)
