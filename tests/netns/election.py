@@ -17,6 +17,11 @@ what this module runs, with the program's settings (plans.netboot.failover.servi
   (:449-453), a refusal when another holds a lease still valid by that time (:455-458), else the update.
 - resourcelock/leaselock.go: the record is the Lease's spec; an update puts the Lease as last read or written (its
   resourceVersion), so a stale writer gets a conflict.
+- `renew` ends with `release()` before `Run`'s deferred OnStoppedLeading (:211-213, :301-304; kube-vip sets
+  ReleaseOnCancel, servicesLeader.go:91): while the record it last saw names it, one update that empties the holder and
+  shortens the lease to 1 s, bounded by RenewDeadline (:308-327). kube-vip's client bounds every request by 10 s
+  (pkg/k8s/client.go:17, :65), so against an API that black-holes requests the holder keeps the address up to
+  RenewDeadline + min(RenewDeadline, 10 s) after the round that failed began.
 - kube-vip in ARP mode announces an address it holds with gratuitous ARP from its ARP manager, every vip_arpRate (3 s by
   default, pkg/kubevip/config_environment.go:278-290; pkg/arp/arp.go:78-96), alternately a reply whose target hardware
   address is its own and a request, both with the address as sender and target (pkg/vip/arp.go:70-115). Linux takes
@@ -28,7 +33,8 @@ what this module runs, with the program's settings (plans.netboot.failover.servi
 The elector runs as a process in the Pi's network namespace (`python -m tests.netns.election`), its API requests leaving
 from there, and writes one JSON line per event. A k3s restart closes the API server's connections and refuses new ones
 until it serves again: each request here dials anew, and the lab's API outage (`cut`) is a route that fails every dial
-at once, as a refused one does.
+at once, as a refused one does. A link cut or a valar lost without a reset answers nothing instead: `black_hole` drops
+every packet to the API server, and each request hangs until its timeout.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 JITTER_FACTOR = 1.2  # client-go v0.32.3 tools/leaderelection/leaderelection.go:72
+CLIENT_TIMEOUT = 10.0  # kube-vip v0.9.2 pkg/k8s/client.go:17 defaultTimeout, the rest.Config's Timeout (:65)
 ARP_RATE = 3.0  # kube-vip v0.9.2 vip_arpRate's default, in seconds (pkg/kubevip/config_environment.go:278-290)
 
 
@@ -67,7 +74,7 @@ class Api:
         self.context = ssl.create_default_context(cafile=str(ca))
 
     def request(self, method: str, path: str, body: Any, deadline: float) -> tuple[int, Any]:
-        timeout = deadline - time.monotonic()
+        timeout = min(deadline - time.monotonic(), CLIENT_TIMEOUT)
         if timeout <= 0:
             raise RequestError("context deadline exceeded")
         connection = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=timeout)
@@ -215,9 +222,31 @@ class LeaderElector:
                 tick += self.retry_period
                 time.sleep(max(0.0, min(tick, deadline) - time.monotonic()))
             if not renewed:
+                self.release()
                 return
             self.log("renewed")
             time.sleep(self.retry_period)
+
+    def release(self) -> None:
+        """ReleaseOnCancel's release, before OnStoppedLeading: while the record last seen names this elector, the
+        holder emptied and the lease made 1 s, in one update bounded by RenewDeadline (leaderelection.go:308-327)."""
+        if not self.is_leader():
+            return
+        now = micro_time(time.time())
+        record = {
+            "holderIdentity": "",
+            "leaseDurationSeconds": 1,
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": self.observed.get("leaseTransitions", 0),
+        }
+        try:
+            self.lock.update(record, time.monotonic() + self.renew_deadline)
+        except RequestError as e:
+            self.log("release failed", error=str(e))
+            return
+        self._observe(record)
+        self.log("released")
 
 
 def gratuitous_arp(ip: str, request: bool) -> None:
@@ -352,6 +381,15 @@ def cut(ns: str, api: str) -> None:
 
 def mend(ns: str, api: str) -> None:
     subprocess.run(["ip", "netns", "exec", ns, "ip", "rule", "del", "to", f"{api}/32", "prohibit", "priority", "100"], check=True)
+
+
+def black_hole(ns: str, api: str) -> None:
+    """The API server silent to `ns`: every packet to it dropped, so dials and requests hang rather than fail."""
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-I", "OUTPUT", "-d", f"{api}/32", "-p", "tcp", "-j", "DROP"], check=True)
+
+
+def unblock(ns: str, api: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-D", "OUTPUT", "-d", f"{api}/32", "-p", "tcp", "-j", "DROP"], check=True)
 
 
 if __name__ == "__main__":

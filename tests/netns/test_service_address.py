@@ -10,6 +10,8 @@ kube-vip ServiceAccount and ClusterRole:
   26 s drops the address 20 to 21 s in and brings it back within a jittered retry of the API's return;
 - a Pi cut off from the API while another Pi is a candidate (its netboot pod's replacement there): the cut-off Pi lets
   the address go before the other takes it, so the household never sees two DHCP servers;
+- the holder's Pi black-holed from the API (a cut link: requests hang rather than fail) with no candidate elsewhere, as
+  before any eviction: the address goes the renew deadline plus the release's 10 s later, 30 to 31 s in;
 - the new holder's gratuitous ARP, as kube-vip sends it, moves a neighbour's entry even in the second after that entry
   last changed (its locktime), when an ARP reply to the broadcast address would be dropped and the neighbour would send
   to the old holder until its probes failed, ~8 s on.
@@ -37,7 +39,7 @@ from plans import netboot
 from plans.netboot import failover
 from stacks import load_stack_file
 from tests.edit import HOMELAB
-from tests.netns.election import Candidate, api_links, cut, mend, wait_until
+from tests.netns.election import CLIENT_TIMEOUT, Candidate, api_links, black_hole, cut, mend, unblock, wait_until
 from tests.netns.household import Household
 from tests.netns.lan import REPO, Lan, in_ns, lan, require_root, sh
 from tools.kube_cluster import K3S, Cluster, field_manager, pulumi_create
@@ -184,6 +186,26 @@ def _cut_off(lab: Lab, house: Household, holder: Candidate, other: Candidate) ->
     )
 
 
+def _black_holed(lab: Lab, house: Household, holder: Candidate) -> Outcome:
+    """The holder's Pi black-holed from the API, no other candidate running, until it let the address go; then the API
+    back, until it holds the address again and the household has renewed and resolved."""
+    start = time.time()
+    black_hole(holder.ns, lab.api)
+    wait_until(
+        "the black-holed holder let the address go",
+        lambda: bool(holder.times("address deleted", after=start)),
+        2 * failover.cut_off_holder_lets_go_within(),
+    )
+    unblock(holder.ns, lab.api)
+    mended = time.time()
+    wait_until("the holder took the address back", lambda: bool(holder.times("address added", after=mended)), 30)
+    house.wait(time.time(), "a Pi black-holed")
+    end = time.time()
+    return Outcome(
+        start, mended, end, house.counts(start, end), house.gaps(start, end), {c.identity: list(c.events) for c in lab.candidates.values()}
+    )
+
+
 @pytest.fixture(scope="module")
 def runs(lab: Lab) -> dict[str, Outcome]:
     net = lab.net
@@ -197,6 +219,10 @@ def runs(lab: Lab) -> dict[str, Outcome]:
         results = {"short": _outage(lab, house, SHORT, first), "long": _outage(lab, house, LONG, first)}
         other = lab.elect("b", lab.other, OTHER_PI[0])
         results["cut off"] = _cut_off(lab, house, first, other)
+        # No candidate watches the lease before an eviction (a candidate needs a ready netboot pod on its Pi).
+        first.proc.terminate()
+        first.proc.wait(timeout=10)
+        results["black-holed"] = _black_holed(lab, house, other)
         for name, o in results.items():  # the figures docs/proof/household.md states (pytest -s shows them)
             moves = {
                 who: [(e["event"], round(e["t"] - o.start, 1)) for e in events if e["event"].startswith("address") and o.start <= e["t"]]
@@ -255,6 +281,24 @@ def test_a_pi_cut_off_lets_the_address_go_before_another_takes_it(runs: dict[str
     retry = failover.longest_retry(failover.SERVICE_RETRY_SECONDS)
     takeover = retry + failover.SERVICE_LEASE_SECONDS + retry - failover.SERVICE_RENEW_DEADLINE_SECONDS
     assert outcome.gaps["dns gap"] <= takeover + REQUESTS + DNS_PACE, outcome.gaps
+
+
+def test_a_holder_black_holed_from_the_api_lets_the_address_go_after_its_release_times_out(runs: dict[str, Outcome]) -> None:
+    """Requests that hang: the round that failed began at most a retry after the black hole, two tries of it each hung
+    the 10 s client timeout until the 20 s renew deadline, then the release hung another 10 s before the address went:
+    30 to 31 s in (plans.netboot.failover.cut_off_holder_lets_go_within), not the 20 to 21 s of refused requests. Past the
+    22 s lease: only the eviction keeps a second holder away. Back once the API answers, and never two servers."""
+    outcome = runs["black-holed"]
+    [deleted] = _times(outcome, OTHER_PI[0], "address deleted")
+    [release] = _times(outcome, OTHER_PI[0], "release failed")
+    latest = failover.cut_off_holder_lets_go_within()
+    earliest = latest - failover.SERVICE_RETRY_SECONDS
+    assert earliest == failover.SERVICE_RENEW_DEADLINE_SECONDS + min(failover.SERVICE_RENEW_DEADLINE_SECONDS, CLIENT_TIMEOUT)
+    assert earliest - REQUESTS <= deleted - outcome.start <= latest + REQUESTS, outcome.events
+    assert release <= deleted, outcome.events
+    assert _times(outcome, OTHER_PI[0], "address added")
+    counts = outcome.counts
+    assert (counts["two servers answering"], counts["dhcp NAKs"], counts["duplicate addresses"]) == (0, 0, 0), counts
 
 
 def test_the_new_holders_gratuitous_arp_moves_a_neighbour_updated_a_moment_ago() -> None:
