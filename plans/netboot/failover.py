@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plans.k3s import NODE_MONITOR_GRACE_PERIOD
+from plans.k3s import NODE_LEASE_DURATION_SECONDS, NODE_MONITOR_GRACE_PERIOD
 from plans.netboot.pods import EVICTION_SECONDS, netboot_pod
 
 # kube-controller-manager's --node-monitor-period, which Iluvatar leaves at its default (5 s): how often the node
@@ -39,14 +39,16 @@ KUBE_VIP_CLIENT_TIMEOUT_SECONDS = 10.0
 # component-base v0.35.1 config/v1alpha1/defaults.go:37-44): a 15 s lease retried every 2 s.
 CONTROLLER_MANAGER_LEASE_SECONDS = 15.0
 CONTROLLER_MANAGER_RETRY_SECONDS = 2.0
-# The kubelet's heartbeat: its node Lease, renewed every quarter of the Lease's 40 s (Kubernetes v1.35.1
-# pkg/kubelet/kubelet.go:235-236 nodeLeaseRenewIntervalFraction, :1077; pkg/kubelet/apis/config/v1beta1/defaults.go:150-151
-# NodeLeaseDurationSeconds) with up to 4 % jitter (component-helpers v0.35.1 apimachinery/lease/controller.go:148). Its
-# Node status is no heartbeat here: k3s's --node-status-update-frequency=4s changes how often the kubelet computes it,
-# and the kubelet posts it only when it changed or every node-status-report-frequency, which stays 5 min (the flag is
-# parsed after the config's defaults, cmd/kubelet/app/server.go:145, :215-231, defaults.go:137-145;
-# pkg/kubelet/kubelet_node_status.go:536).
-NODE_LEASE_RENEW_SECONDS = 10.0
+# The kubelet's heartbeat: its node Lease, renewed every quarter of the Lease's duration (Kubernetes v1.35.1
+# pkg/kubelet/kubelet.go:235-236 nodeLeaseRenewIntervalFraction, :1077), which the program's kubelet drop-in sets to 16 s
+# instead of the default 40 s (plans.k3s.NODE_LEASE_DURATION_SECONDS, KUBELET_DROPIN; pkg/kubelet/apis/config/v1beta1/
+# defaults.go:150-151), so every
+# 4 s, with up to 4 % jitter (component-helpers v0.35.1 apimachinery/lease/controller.go:148). Its Node status is no
+# heartbeat here: k3s's --node-status-update-frequency=4s changes how often the kubelet computes it, and the kubelet posts
+# it only when it changed or every node-status-report-frequency, which stays 5 min (the flag is parsed after the config's
+# defaults, cmd/kubelet/app/server.go:145, :215-231, defaults.go:137-145; pkg/kubelet/kubelet_node_status.go:536).
+NODE_LEASE_RENEW_FRACTION = 0.25
+NODE_LEASE_RENEW_SECONDS = NODE_LEASE_DURATION_SECONDS * NODE_LEASE_RENEW_FRACTION
 NODE_LEASE_JITTER = 0.04
 # The replacement pod's start on a Pi with its images cached (netboot-cache pulls them on every Pi): the sandbox on the
 # host network, restore-leases' one API read, records-first, then dnsmasq bound. An allowance, not a timer: the lab

@@ -41,18 +41,20 @@ def test_the_service_election_rides_out_a_k3s_restart() -> None:
 def test_a_holder_cut_off_by_a_black_hole_lets_go_before_any_second_holder() -> None:
     """Requests that hang: a retry, the 20 s renew deadline, then a release bounded by the 10 s client timeout: up to 31
     s after the last renewal, past the 22 s lease. A second holder needs the old Pi evicted (16 s grace from a heartbeat
-    up to 10.4 s before the silence, 5 s toleration) and then a whole lease: 32.6 s after the silence at the soonest."""
+    up to 4.16 s before the silence, 5 s toleration) and then a whole lease: 38.84 s after the silence at the soonest."""
     assert failover.cut_off_holder_lets_go_within() == 31.0
     assert failover.cut_off_holder_lets_go_within() > failover.SERVICE_LEASE_SECONDS
-    assert failover.second_holder_after() == pytest.approx(32.6)
+    assert failover.second_holder_after() == pytest.approx(38.84)
     assert failover.second_holder_after() > failover.cut_off_holder_lets_go_within()
 
 
 def test_the_kubelet_heartbeat_is_its_node_lease() -> None:
-    """Renewed every 10 s with 4 % jitter: a silence of 14.6 s can get a Pi's pods evicted (the last renewal 10.4 s
-    before it, the node marked 20 s after a check that saw it, then the 5 s toleration)."""
-    assert failover.node_lease_renew() == pytest.approx(10.4)
-    assert failover.earliest_eviction() == pytest.approx(14.6)
+    """A 16 s Lease renewed every quarter of it, 4 s, with 4 % jitter: a silence of 20.84 s can get a Pi's pods evicted
+    (the last renewal 4.16 s before it, the node marked 20 s after a check that saw it, then the 5 s toleration): the
+    grace outlasts two missed renewals."""
+    assert failover.NODE_LEASE_RENEW_SECONDS == 4.0
+    assert failover.node_lease_renew() == pytest.approx(4.16)
+    assert failover.earliest_eviction() == pytest.approx(20.84)
 
 
 def test_a_duration_is_whole_seconds() -> None:
