@@ -12,6 +12,10 @@ kube-vip ServiceAccount and ClusterRole:
   the address go before the other takes it, so the household never sees two DHCP servers;
 - the holder's Pi black-holed from the API (a cut link: requests hang rather than fail) with no candidate elsewhere, as
   before any eviction: the address goes the renew deadline plus the release's 10 s later, 30 to 31 s in;
+- the valar under the holder's one HTTP/2 connection lost (client-go itself, tools/kube-vip-election): reached through
+  the API VIP, which another valar takes within its 5 s election and whose kernel resets the stale connection, the
+  renewal redials and the household sees nothing; through the `kubernetes` ClusterIP, pinned to the lost valar, every
+  try hangs on that connection and the address goes;
 - the new holder's gratuitous ARP, as kube-vip sends it, moves a neighbour's entry even in the second after that entry
   last changed (its locktime), when an ARP reply to the broadcast address would be dropped and the neighbour would send
   to the old holder until its probes failed, ~8 s on.
@@ -36,12 +40,14 @@ from typing import Any
 import pytest
 
 from plans import netboot
+from plans.k3s import KUBE_VIP_ELECTION
 from plans.netboot import failover
 from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.netns.election import CLIENT_TIMEOUT, Candidate, api_links, black_hole, cut, mend, unblock, wait_until
 from tests.netns.household import Household
 from tests.netns.lan import REPO, Lan, in_ns, lan, require_root, sh
+from tools import gotools
 from tools.kube_cluster import K3S, Cluster, field_manager, pulumi_create
 
 require_root()
@@ -76,14 +82,14 @@ class Lab:
         self.candidates: dict[str, Candidate] = {}
         self.threads: list[threading.Thread] = []
 
-    def elect(self, key: str, ns: str, identity: str) -> Candidate:
-        """kube-vip's election for the netboot Service on the Pi `ns`, as its node `identity`."""
+    def elect(self, key: str, ns: str, identity: str, real: bool = False) -> Candidate:
+        """kube-vip's election for the netboot Service on the Pi `ns`, as its node `identity`: client-go's loops as
+        tests.netns.election runs them, or, `real`, client-go itself (tools/kube-vip-election, its HTTP/2 transport)."""
         args = ["--host", self.api, "--port", str(self.port), "--ca", str(self.ca), "--token-file", str(self.token)]
         args += ["--namespace", netboot.NAMESPACE, "--lease", "kubevip-netboot", "--identity", identity, "--address", self.net.service_ip]
         args += ["--election", json.dumps(failover.service_election())]
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.netns.election", *args], cwd=REPO, stdout=subprocess.PIPE, text=True
-        )
+        program = [str(gotools.build("kube-vip-election"))] if real else [sys.executable, "-m", "tests.netns.election"]
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *program, *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
         candidate = Candidate(ns, identity, proc)
         thread = threading.Thread(target=candidate.read, daemon=True)
         thread.start()
@@ -206,6 +212,58 @@ def _black_holed(lab: Lab, house: Household, holder: Candidate) -> Outcome:
     )
 
 
+def _iptables(ns: str, *rule: str) -> None:
+    in_ns(ns, "iptables", *rule)
+
+
+def _valar_lost(lab: Lab, house: Household, holder: Candidate, through_vip: bool) -> Outcome:
+    """The valar holding the real elector's HTTP/2 connection lost without a reset: every packet to the API dropped while
+    the API VIP moves (its 5/3/1 election: a whole lease and a jittered retry); then, through the VIP, the new holder's
+    kernel resets the stale connection and new dials reach a live API server, until the holder renewed on a new
+    connection; through the ClusterIP, kube-proxy keeps that connection on the lost valar (dropped) while new dials reach
+    a live one, until the holder let the address go. Then every rule gone, until it holds it and the household resolved."""
+    [local] = [e["local"] for e in holder.events if e["event"] == "dialed"][-1:]
+    port = local.rsplit(":", 1)[1]
+    everything = ("OUTPUT", "-d", f"{lab.api}/32", "-p", "tcp", "-j", "DROP")
+    stale = (
+        "OUTPUT",
+        "-d",
+        f"{lab.api}/32",
+        "-p",
+        "tcp",
+        "--sport",
+        port,
+        "-j",
+        *(("REJECT", "--reject-with", "tcp-reset") if through_vip else ("DROP",)),
+    )
+    start = time.time()
+    _iptables(holder.ns, "-I", *everything)
+    time.sleep(float(KUBE_VIP_ELECTION["vip_leaseduration"]) + failover.longest_retry(float(KUBE_VIP_ELECTION["vip_retryperiod"])))
+    _iptables(holder.ns, "-I", *stale)
+    _iptables(holder.ns, "-D", *everything)
+    moved = time.time()
+    if through_vip:
+
+        def renewed_anew() -> bool:
+            dials = holder.times("dialed", after=moved)
+            return bool(dials) and bool(holder.times("renewed", after=dials[0]))
+
+        wait_until("the holder renewed on a new connection", renewed_anew, 2 * failover.SERVICE_RENEW_DEADLINE_SECONDS)
+    else:
+        wait_until(
+            "the holder let the address go", lambda: bool(holder.times("address deleted", after=start)), 2 * failover.cut_off_holder_lets_go_within()
+        )
+    _iptables(holder.ns, "-D", *stale)
+    mended = time.time()
+    if not through_vip:
+        wait_until("the holder took the address back", lambda: bool(holder.times("address added", after=mended)), 60)
+    house.wait(time.time(), "a valar lost")
+    end = time.time()
+    return Outcome(
+        start, mended, end, house.counts(start, end), house.gaps(start, end), {c.identity: list(c.events) for c in lab.candidates.values()}
+    )
+
+
 @pytest.fixture(scope="module")
 def runs(lab: Lab) -> dict[str, Outcome]:
     net = lab.net
@@ -223,6 +281,15 @@ def runs(lab: Lab) -> dict[str, Outcome]:
         first.proc.terminate()
         first.proc.wait(timeout=10)
         results["black-holed"] = _black_holed(lab, house, other)
+        # The same Pi's election by client-go itself: it finds the Lease naming its node and leads at once, the address
+        # kept on the Pi meanwhile.
+        other.proc.terminate()
+        other.proc.wait(timeout=10)
+        real = lab.elect("real", lab.other, OTHER_PI[0], real=True)
+        wait_until("client-go's elector leads", lambda: bool(real.times("address added")), 30)
+        house.wait(time.time(), "client-go's elector")
+        results["valar lost, through the VIP"] = _valar_lost(lab, house, real, through_vip=True)
+        results["valar lost, through the ClusterIP"] = _valar_lost(lab, house, real, through_vip=False)
         for name, o in results.items():  # the figures docs/proof/household.md states (pytest -s shows them)
             moves = {
                 who: [(e["event"], round(e["t"] - o.start, 1)) for e in events if e["event"].startswith("address") and o.start <= e["t"]]
@@ -299,6 +366,26 @@ def test_a_holder_black_holed_from_the_api_lets_the_address_go_after_its_release
     assert _times(outcome, OTHER_PI[0], "address added")
     counts = outcome.counts
     assert (counts["two servers answering"], counts["dhcp NAKs"], counts["duplicate addresses"]) == (0, 0, 0), counts
+
+
+def test_a_valar_lost_under_the_holders_connection_costs_nothing_through_the_api_vip(runs: dict[str, Outcome]) -> None:
+    """client-go's own transport, its one HTTP/2 connection black-holed while the API VIP moves (7.2 s), then reset by the
+    VIP's new holder: the renewal that hung redials and renews within the 20 s deadline, the holder never stops leading,
+    and every DNS query and DHCP renewal of the household is answered (plans.netboot.kube_vip: KUBERNETES_SERVICE_HOST)."""
+    outcome = runs["valar lost, through the VIP"]
+    assert _times(outcome, OTHER_PI[0], "dialed"), outcome.events  # a new connection after the reset
+    assert _times(outcome, OTHER_PI[0], "stopped leading") == [], outcome.events
+    assert outcome.counts["dns queries"] > 0 and outcome.counts["dhcp renewals"] > 0, outcome.counts
+    assert (outcome.counts["dns failed"], outcome.counts["dhcp failed"]) == (0, 0), outcome.counts
+
+
+def test_a_valar_lost_under_the_holders_connection_takes_the_address_through_the_clusterip(runs: dict[str, Outcome]) -> None:
+    """What the API VIP saves: the same loss with the connection pinned to the lost valar (the `kubernetes` ClusterIP):
+    every try of the round hangs on it, and the address goes, though the API never went away."""
+    outcome = runs["valar lost, through the ClusterIP"]
+    [deleted] = _times(outcome, OTHER_PI[0], "address deleted")
+    assert deleted - outcome.start >= failover.SERVICE_RENEW_DEADLINE_SECONDS, outcome.events
+    assert outcome.counts["dns failed"] > 0, outcome.counts
 
 
 def test_the_new_holders_gratuitous_arp_moves_a_neighbour_updated_a_moment_ago() -> None:
