@@ -100,16 +100,18 @@ if ainur is not None:
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
 # The KMS Arda's `kms` disk encryption keys unlock with (plans.kms), on the Ainur: a disk or machine out of the house cannot
-# reach it. Its key is in clear only in Pulumi's state and the Ainur's Secret (age-encrypted on the backup target too,
-# components.data): keep the exported copy outside the homelab.
+# reach it. Its key is in clear only in Pulumi's state (or, restored from its backup, the stack's secret config) and the
+# Ainur's Secret (age-encrypted on the backup target too, components.data): keep the exported copy outside the homelab.
 kms = None
 if ainur is not None and kms_plan.enabled(stack):
     kms = Kms(
         "kms",
-        KmsArgs(stack, local_ca),
+        KmsArgs(stack, local_ca, restore=loaded.secrets.kms_key_restore),
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("kmsKey", kms.key)
+    if loaded.secrets.kms_key_restore is not None:
+        pulumi.export(kms_plan.RESTORED_OUTPUT, True)
     pulumi.export("kmsEndpoint", kms_plan.endpoint(stack))
 
 # The machines the inventory says how to power on, powered on when their apply needs them (components.power).

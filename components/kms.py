@@ -34,6 +34,9 @@ class KmsArgs:
     stack: StackConfig
     ca: LocalCa
     after: Sequence[pulumi.Resource] = ()
+    # The key restored from its backup (iluvatar:kmsKeyRestore, plans.kms.restored_key): set, it is the key, and none
+    # is generated.
+    restore: pulumi.Output[str] | None = None
 
 
 class Kms(pulumi.ComponentResource):
@@ -50,13 +53,18 @@ class Kms(pulumi.ComponentResource):
     def __init__(self, name: str, args: KmsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:kms:Kms", name, None, opts)
         stack = args.stack
-        rnd = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
-        key = random.RandomBytes(
-            f"{name}-key",
-            length=32,
-            opts=pulumi.ResourceOptions(parent=self, provider=rnd, protect=True, additional_secret_outputs=["base64", "hex"]),
-        )
-        self.key = pulumi.Output.secret(key.base64)
+        if args.restore is not None:
+            # The state that held the generated key is gone: the key from its backup, kept as a secret of the stack's
+            # config, encrypted by its secrets provider as the state's secrets are.
+            self.key = pulumi.Output.secret(args.restore.apply(plan.restored_key))
+        else:
+            rnd = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
+            key = random.RandomBytes(
+                f"{name}-key",
+                length=32,
+                opts=pulumi.ResourceOptions(parent=self, provider=rnd, protect=True, additional_secret_outputs=["base64", "hex"]),
+            )
+            self.key = pulumi.Output.secret(key.base64)
         cert, tls_key = args.ca.issue(
             f"{name}-tls",
             plan.certificate_names(stack),

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from plans import k3s, references, storage, timeouts
 from plans import netboot as plan
-from plans.netboot import dhcp_probe, pi_pods, pis
+from plans.netboot import dhcp_probe, pi_pods, pis, vip_roll
 from stacks import netboot_mode
 from stacks.model import AddressRange, StackConfig
 
@@ -290,6 +290,27 @@ class Netboot(pulumi.ComponentResource):
         self.objects.update(kube.create_all(name, cache, cache_opts, made))
         if pi_pods.builds_image(stack):
             pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])
+        if args.valar is not None and args.commands is not None:
+            # kube-vip-services is OnDelete: this step replaces its pods after each change of its template, the Pi holding
+            # the service address last, so the household's DNS is away only for one kube-vip's restart there
+            # (plans.netboot.vip_roll). Its trigger is the template itself: an `up` stopped after the DaemonSet changed
+            # and before this step ended runs it again, and it reads from the cluster what is left to replace. After
+            # netboot-cache too, which pulls kube-vip's image on every Pi (plans.netboot.pods.cache_pod).
+            [vips] = [m for m in others if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", vip_roll.DAEMONSET)]
+            vips_digest = vip_roll.template_digest(stack)
+            bound = vip_roll.OBSERVED_SECONDS + vip_roll.POD_SECONDS * len(stack.ainur_nodes)
+            self.objects[f"{name}-kube-vip-roll"] = command.remote.Command(
+                f"{name}-kube-vip-roll",
+                connection=args.valar,
+                create=vip_roll.roll_script(),
+                triggers=[vips_digest],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    provider=args.commands,
+                    depends_on=[self.objects[kube.resource_name(name, vips)], self.objects[f"{name}-daemonset-netboot-cache"]],
+                    custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{-(-bound // 60)}m")),
+                ),
+            )
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
         self._name, self._schematics, self._stack = name, list(args.schematics), stack
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]

@@ -7,8 +7,10 @@ passes a Pulumi secret that reaches the Pi only over SSH (never through user-dat
 from __future__ import annotations
 
 import datetime
+import math
 import shlex
 import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -390,6 +392,64 @@ def node_ready(node: Node, version: str) -> str:
     return f"[ \"$(sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
+@dataclass(frozen=True)
+class Outage:
+    """What the one valar's restart costs the service address (plans.netboot.failover): its election rides out `ridden`
+    seconds of the API down, drops the address `dropped` seconds in, and has it back within `back` of the API's return."""
+
+    ridden: int
+    dropped: int
+    back: float
+
+
+def outage_functions(node: Node, outage: Outage, bound: int) -> str:
+    """`api_watch_start`, run right before k3s restarts on the one valar: a watcher in the background asking the API
+    /readyz here every second (for at most `bound` seconds), noting its first unanswered poll and its next answer; and
+    `api_watch_report`, once the step has seen k3s back: how long the API did not answer, and a warning when that is
+    longer than the service address's election rides out (the household's DNS, and DHCP in `dhcp` mode, then went
+    for about the excess). Measured to about a second, the poll's pace. With one valar this is the API every Pi's
+    kube-vip renews through (kube-vip-services uses in-cluster config, kube-vip v0.9.2 pkg/manager/manager.go:140)."""
+    lost = f"$((down - {outage.dropped})) to $((down - {outage.dropped} + {math.ceil(outage.back)}))"
+    return f"""api_watch=""
+api_watch_start() {{
+  api_watch=$(mktemp)
+  # Its own output nowhere: a step that stops early must not have its SSH session wait on the watcher's.
+  (
+    first="" end=$(( $(date +%s) + {bound} ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+      if {ready_check(node)}; then
+        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch"; exit 0; fi
+      elif [ -z "$first" ]; then
+        first=$(date +%s)
+        echo "$first" > "$api_watch"
+      fi
+      sleep 1
+    done
+  ) </dev/null >/dev/null 2>&1 &
+  api_watcher=$!
+}}
+api_watch_report() {{
+  waited=0
+  while [ -s "$api_watch" ] && [ -z "$(cut -s -d' ' -f2 "$api_watch")" ] && [ "$waited" -lt 5 ]; do sleep 1; waited=$((waited + 1)); done
+  kill "$api_watcher" 2>/dev/null || true
+  read -r first back < "$api_watch" || true
+  if [ -z "${{first:-}}" ]; then
+    echo "iluvatar: {node.name}: the Ainur's API answered every poll while k3s restarted" >&2
+  elif [ -z "${{back:-}}" ]; then
+    echo "iluvatar: {node.name}: the Ainur's API stopped answering at $(date -d "@$first" +%T 2>/dev/null || echo "$first") and its watcher did not see it back, so how long it was down is not known" >&2
+  else
+    down=$((back - first))
+    echo "iluvatar: {node.name}: the Ainur's API (its one valar) did not answer for about $down s while k3s restarted" >&2
+    if [ "$down" -gt {outage.ridden} ]; then
+      echo "iluvatar: warning: {node.name}: that is longer than the {outage.ridden} s the service address's election rides out: kube-vip let the address go {outage.dropped} s in, so the household was without DNS (and DHCP in dhcp mode) for about {lost} s; look with: sudo journalctl -u {service(node)} (how long k3s took to serve)" >&2
+    fi
+  fi
+  rm -f "$api_watch"
+  api_watch=""
+}}
+"""
+
+
 def bounded_start(node: Node, verb: str, restart_timeout: int) -> str:
     """`systemctl VERB` of k3s's unit under `timeout`: it returns when k3s tells systemd it is ready (`Type=notify`) and
     the unit has no bound of its own (`TimeoutStartSec=0`, k3s's install.sh create_systemd_service_file). `verb` may be
@@ -499,6 +559,7 @@ def upgrade_script(
     metrics_dir: str = METRICS_DIR,
     renewing: str | None = None,
     kube_vip_timeout: int = KUBE_VIP_SECONDS,
+    outage: Outage | None = None,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -526,6 +587,9 @@ def upgrade_script(
     On a valar, after k3s restarted or was installed (and its gates passed), its API VIP kube-vip is restarted
     (kube_vip_restart) before the mark of a restart owed goes, so a kube-vip the kubelet did not start again is tried
     again by the next run.
+
+    `outage` (the one valar of an Ainur): a restart of a running k3s is watched from the API's side, and the step says
+    how long the API did not answer, warning past what the service address rides out (outage_functions).
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
@@ -557,7 +621,12 @@ def upgrade_script(
     # k3s restarted or installed (`since` set): its new admin kubeconfig reaches the API VIP's kube-vip only by a restart.
     kube_vip = f'if [ -n "$since" ]; then\n{textwrap.indent(kube_vip_restart(node, kube_vip_timeout), "  ")}fi\n' if node.role == "valar" else ""
     # `since` right before the restart, after the etcd gate (minutes, while the old kubelet may still report).
-    restart = textwrap.indent(restarted_before + owe_restart(owed) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    ")
+    watch = f"if sudo systemctl is-active --quiet {svc}; then api_watch_start; fi\n" if outage else ""
+    restart = textwrap.indent(
+        restarted_before + owe_restart(owed) + watch + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    "
+    )
+    watched = outage_functions(node, outage, restart_timeout + install_timeout + timeout) if outage else ""
+    report = '[ -z "$api_watch" ] || api_watch_report\n' if outage else ""
 
     window = CERTIFICATE_RENEW_DAYS * 86400
     renew_epoch = int(datetime.datetime.strptime(renewing, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()) if renewing else 0
@@ -574,7 +643,7 @@ if [ "$due" = 1 ] && [ "${{ending%% *}}" -ge "$(( $(date +%s) + {window} ))" ]; 
 fi
 """
     return f"""set -eu
-{head}{gate_functions(node)}{certificates_functions(tls_dirs, metrics_dir)}since=""
+{head}{gate_functions(node)}{watched}{certificates_functions(tls_dirs, metrics_dir)}since=""
 # Its certificates first: reading them needs no API (an ended one makes the API and etcd unreachable from here).
 if ! ending=$(certificates_end); then
   echo "iluvatar: {node.name}: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is" >&2
@@ -608,7 +677,7 @@ if [ "$have" = "{want}" ]; then
 {restart}  fi
 else
   echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
-{before}{save}{owe_restart(owed)}since=$(date +%s)
+{before}{save}{owe_restart(owed)}{watch}since=$(date +%s)
 {install_k3s(stack, node, installer, fetch_timeout, install_timeout)}fi
 deadline=$(( $(date +%s) + {timeout} ))
 until {node_ready(node, want)}; do
@@ -625,7 +694,7 @@ done
 if [ -n "$since" ]; then
   wait_for {timeout} "its Node Ready again after k3s's restart" node_ready_since "$since"
 fi
-{after}{kube_vip}sudo rm -f {owed}
+{report}{after}{kube_vip}sudo rm -f {owed}
 ending=$(certificates_end)
 rest=${{ending#* }}
 # A restart owed to the certificates that did not move their end (a Pi's clock behind, a certificate k3s does not renew)
@@ -693,6 +762,7 @@ def join_script(
     owed: str = RESTART_OWED,
     check: str = "",
     gate: str = "",
+    outage: Outage | None = None,
     kubelet: str = KUBELET_DROPIN,
 ) -> str:
     """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config and the kubelet's drop-in
@@ -724,6 +794,9 @@ def join_script(
 
     `check`: lines run first, before anything changes, and `gate`: lines run last, before the mark of a restart owed goes
     (a netbooting maia's: it runs the stack's image; its Node Ready since it booted: plans.netboot.roll).
+
+    `outage` (the one valar of an Ainur): a restart of a running k3s is watched from the API's side, and the step says
+    how long the API did not answer, warning past what the service address rides out (outage_functions).
     """
     svc = service(node)
     limit = CLOUD_INIT_TIMEOUT_SECONDS
@@ -742,7 +815,7 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then
   echo "iluvatar: cloud-init on $(hostname) did not finish within {limit} s (status $status); look with: sudo cloud-init status --long" >&2
   exit 1
 fi
-{gate_functions(node)}umask 077
+{gate_functions(node)}{outage_functions(node, outage, restart_timeout + ready_timeout) if outage else ""}umask 077
 new=$(mktemp)
 dropin=$(mktemp)
 trap 'rm -f "$new" "$dropin"' EXIT
@@ -763,7 +836,7 @@ if [ "$changed" = 1 ]; then
 {before}  {owe_restart(owed)}  sudo install -D -m 0600 "$new" {config_path}
   sudo install -D -m 0600 "$dropin" {kubelet}
 fi
-since=$(date +%s)
+{'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi' + chr(10) if outage else ""}since=$(date +%s)
 if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi
 {bounded_start(node, "$verb", restart_timeout)}deadline=$(( $(date +%s) + {ready_timeout} ))
 until {ready_check(node)}; do
@@ -773,7 +846,7 @@ until {ready_check(node)}; do
   fi
   sleep 2
 done
-if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
+{'[ -z "$api_watch" ] || api_watch_report' + chr(10) if outage else ""}if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
   wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
 fi
 {etcd_after}{kube_vip}{gate}sudo rm -f {owed}
@@ -796,6 +869,31 @@ fi
 # ending at the stage `reencrypt_finished`. It starts only from `start` or `reencrypt_finished` with every server's
 # hash equal (verifyEncryptionHashAnnotation), so the script waits for the hashes to match first.
 #
+# A rewrite cut short resumes (the k3s sources read are those of the search index, named by commit: the pinned tag's
+# tree could not be fetched here). rotate-keys marks the Node `reencrypt_active` without writing k3s's hash file
+# (pkg/server/handlers/secrets-encrypt.go encryptionRotateKeys, WriteEncryptionHashAnnotation(..., skipFile=true),
+# index 0b6425a), writes the config with the new key first and the old one behind it to read what is not rewritten yet
+# (addAndRotateKeys), and only at the end drops the old key and writes `reencrypt_finished` to the file. So:
+# - while a rewrite runs, the stage reads `reencrypt_active`; the rewrite runs inside k3s's server to its end, whether or
+#   not the command that asked for it is still there, so the script waits for the stage to leave it;
+# - after k3s restarted mid-rewrite, the Node's annotation comes back from the hash file (pkg/server/server.go
+#   setNodeLabelsAndAnnotations, BootstrapEncryptionHashAnnotation): the old stage, with a hash that is no longer the
+#   config's, so rotate-keys is refused ("invalid hash", verifyEncryptionHashAnnotation) while status lists two keys (its
+#   Active and inactive rows, pkg/cli/secretsencrypt/secrets_encrypt.go Status). `reencrypt --force` skips that check
+#   (encryptionReencrypt) and runs the same reencryptAndRemoveKey: every Secret rewritten under the first key, the last
+#   key dropped, `reencrypt_finished` written. It is asked only with two keys listed: with one, it would drop the only key.
+# - a stage left at `reencrypt_active` by a rewrite that failed (k3s still up) never moves: the step stops and says how
+#   to put back the saved stage (a k3s restart) so that the next run resumes.
+#
+# The copies in clear a rewrite leaves behind, said once it is done (docs/security.md#the-ainurs-secrets-at-rest): the
+# snapshots taken before it, and the old revisions' bytes in etcd's file until k3s defragments it as it next starts
+# (pkg/etcd/etcd.go defragment, "Defragmenting etcd database").
+SNAPSHOTS_BEFORE = (
+    "the etcd snapshots taken before now still hold the Secrets written before the rewrite in clear, the KMS key among them: "
+    "k3s's schedule drops its own once backup.etcd.keep newer ones exist; list them with 'sudo k3s etcd-snapshot list' "
+    "(here and on the backup target) and delete the older with 'sudo k3s etcd-snapshot delete <name>...', and take no copy "
+    "of etcd's file before k3s next restarts (docs/security.md, The Ainur's Secrets at rest)"
+)
 # What the key protects, and what it does not: docs/security.md#the-ainurs-secrets-at-rest.
 SECRETS_ENCRYPTION_CONFIG = "/var/lib/rancher/k3s/server/cred/encryption-config.json"
 SECRETS_REWRITE_TIMEOUT_SECONDS = 600
@@ -804,38 +902,56 @@ ENCRYPTION_ENABLED = "Encryption Status: Enabled"
 HASHES_MATCH = "Server Encryption Hashes: All hashes match"
 STAGE_LINE = "Current Rotation Stage: "
 SECRETS_DONE = "reencrypt_finished"
+SECRETS_ACTIVE = "reencrypt_active"
+# Every aescbc key k3s names holds this (genEncryptionConfigAndState's first key, AppendNewEncryptionKey's
+# `aescbckey-<RFC 3339 time>`): one row of status's key table each. Only two or more mean a rewrite cut short; a table
+# the script cannot read (none counted) never makes it rotate again.
+KEY_NAME = "aescbckey"
 
 
 def secrets_rewrite_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
     """Run on the first valar once every valar runs with `secrets-encryption`: rewrite the Secrets written before it, so
-    none stays in clear in the datastore or a later snapshot. Safe to run again: from `reencrypt_finished` it only says so."""
+    none stays in clear in the datastore or a later snapshot. Safe to run again: from `reencrypt_finished` with one key it
+    only says so; from a rewrite cut short it resumes (the comment above)."""
     return f"""set -eu
 status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
+keys() {{ printf '%s\n' "$1" | grep -c '{KEY_NAME}' || true; }}
 end=$(( $(date +%s) + {timeout} ))
-# Every server restarted with the config and on the same key: rotate-keys refuses otherwise.
-until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
+# Every server restarted with the config and on the same key (rotate-keys refuses otherwise), and no rewrite under way.
+until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): k3s's secrets encryption is not on with the same key on every valar within {timeout} s; k3s says: $now; look with: sudo k3s secrets-encrypt status" >&2
+    if [ "$(stage "${{now:-}}")" = {SECRETS_ACTIVE} ]; then
+      echo "iluvatar: $(hostname): a rewrite of the Secrets k3s started did not end within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; if it failed, 'sudo systemctl restart k3s' puts back the stage k3s last saved, and the next pulumi up resumes from it" >&2
+    else
+      echo "iluvatar: $(hostname): k3s's secrets encryption is not on with the same key on every valar within {timeout} s; k3s says: $now; look with: sudo k3s secrets-encrypt status" >&2
+    fi
     exit 1
   fi
   sleep {poll}
 done
-if [ "$(stage "$now")" = {SECRETS_DONE} ]; then
+if [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ]; then
   echo "iluvatar: $(hostname): the Ainur's Secrets are already rewritten under k3s's key" >&2
   exit 0
 fi
-echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
-# The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
-sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
-until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
+if [ "$(keys "$now")" -gt 1 ]; then
+  # A rewrite cut short by a restart: the new key seals, the old one still reads what was not rewritten.
+  echo "iluvatar: $(hostname): resuming the rewrite of the Ainur's Secrets cut short (k3s secrets-encrypt reencrypt --force)" >&2
+  sudo timeout {timeout} k3s secrets-encrypt reencrypt --force >&2 || echo "iluvatar: $(hostname): reencrypt returned $?; waiting for its stage" >&2
+else
+  echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
+  # The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
+  sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
+fi
+until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets" >&2
+    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; the next pulumi up resumes a rewrite cut short" >&2
     exit 1
   fi
   sleep {poll}
 done
 echo "iluvatar: $(hostname): every Secret of the Ainur is sealed under k3s's key" >&2
+echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 """
 
 

@@ -40,7 +40,7 @@ from typing import Any
 from plans import aes_gcm, age_file, backup
 from plans.netboot.pi_pods import NOT_NETBOOTED
 from plans.netboot.pods import eviction_tolerations
-from stacks import pins
+from stacks import encryption, pins
 from stacks.model import StackConfig
 
 PORT = 4050
@@ -141,6 +141,28 @@ def key_backup(key_base64: str, recipient: str) -> str:
     return age_file.encrypt(base64.b64decode(key_base64), recipient, BACKUP_LABEL)
 
 
+# The key put back after Pulumi's state was lost (the secret iluvatar:kmsKeyRestore, docs/layers/ainur.md "The Ainur
+# lost"): it takes the generated key's place for good, and the output below says so, so that the next run refuses to
+# go on without it (a generated key would open none of the volumes sealed under it: stacks.pulumi_source). Not `pulumi
+# import`: the engine keeps an import's ID, here the key itself, in clear in the state (the resource's importID).
+RESTORED_OUTPUT = encryption.KMS_RESTORED_OUTPUT
+
+
+def restored_key(value: str) -> str:
+    """The restored key as the KMS serves it (base64 of 32 bytes), or a ValueError that names the key and the fix; the
+    value itself is never in the message."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(
+            "iluvatar:kmsKeyRestore: is not the base64 of 32 bytes; set it from the backup's file as docs/layers/ainur.md "
+            "(The Ainur lost) says: `pulumi config set --secret iluvatar:kmsKeyRestore <kms-key.b64`"
+        )
+    return base64.b64encode(raw).decode()
+
+
 # --- The key's backup on the backup target, and its canary -----------------------------------------------------
 
 # On Arda, beside talos-backup (its namespace and its S3 Secret): the key's age file, uploaded on the etcd schedule.
@@ -191,15 +213,43 @@ def backup_configmap(armored: str) -> dict[str, Any]:
 
 # The upload: one object a run, named by its time (UTC, RFC 3339, as talos-backup names the etcd snapshots), so the
 # drill reads how old the newest is from its name; signed by curl (AWS Signature v4), as the drills' own reads are.
-# Environment: the S3 Secret's keys, S3_ENDPOINT, S3_BUCKET, S3_PREFIX, AWS_REGION.
+# Then the backups beyond the newest $KEEP (backup.etcd.keep, as many as k3s keeps of the Ainur's snapshots) are
+# deleted, oldest first by their names' time, so they do not pile up one a run for good; the newest are never touched,
+# so uploads that stop leave the last ones for the drill to find stale. S3's ListObjectsV2, page by page, as the drills
+# list. The pod has no writable folder: the listing stays in the shell's variables.
+# Environment: the S3 Secret's keys, S3_ENDPOINT, S3_BUCKET, S3_PREFIX, AWS_REGION, KEEP.
 # The keys reach curl as a config on its stdin (`-K -`), written by the shell's builtin printf and by sed from a pipe:
 # on curl's command line the secret key would sit in its argv, readable in /proc by any process of the node that sees
 # it, until curl blanks it. In the config a value is quoted, with `\` and `"` escaped (curl's docs, --config).
 BACKUP_SCRIPT = f"""set -eu
+s3() {{
+  printf '%s:%s\\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" | sed 's/[\\\\"]/\\\\&/g; s/^/user = "/; s/$/"/' \\
+    | curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" -K - "$@"
+}}
 key="$S3_PREFIX/kms-key-$(date -u +%Y-%m-%dT%H:%M:%SZ).age"
-printf '%s:%s\\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" | sed 's/[\\\\"]/\\\\&/g; s/^/user = "/; s/$/"/' \\
-  | curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" -K - -T /backup/{BACKUP_FILE} "$S3_ENDPOINT/$S3_BUCKET/$key"
+s3 -T /backup/{BACKUP_FILE} "$S3_ENDPOINT/$S3_BUCKET/$key"
 echo "the KMS key's backup is $key"
+keys=""; token=""
+while :; do
+  set -- --get --data-urlencode "list-type=2" --data-urlencode "prefix=$S3_PREFIX/kms-key-"
+  [ -z "$token" ] || set -- "$@" --data-urlencode "continuation-token=$token"
+  page=$(s3 "$@" "$S3_ENDPOINT/$S3_BUCKET") || {{ echo "listing s3 $S3_BUCKET/$S3_PREFIX/ failed: $page" >&2; exit 1; }}
+  # One element a line (a key holds no '<': S3 escapes it).
+  page=$(printf '%s' "$page" | tr '<' '\\n')
+  keys="$keys$(printf '%s\\n' "$page" | sed -n 's/^Key>//p')
+"
+  printf '%s\\n' "$page" | grep -qx 'IsTruncated>true' || break
+  token=$(printf '%s\\n' "$page" | sed -n 's/^NextContinuationToken>//p')
+  [ -n "$token" ] || {{ echo "s3 said the listing of $S3_PREFIX/ goes on, with no continuation token" >&2; exit 1; }}
+done
+keys=$(printf '%s' "$keys" | grep '/kms-key-.*\\.age$' | LC_ALL=C sort || true)
+count=$(printf '%s' "$keys" | grep -c . || true)
+if [ "$count" -gt "$KEEP" ]; then
+  printf '%s\\n' "$keys" | head -n $((count - KEEP)) | while read -r old; do
+    s3 -X DELETE "$S3_ENDPOINT/$S3_BUCKET/$old"
+    echo "deleted the KMS key's backup $old (the newest $KEEP are kept)"
+  done
+fi
 """
 
 
@@ -213,6 +263,7 @@ def backup_cronjob(stack: StackConfig) -> dict[str, Any]:
         {"name": "S3_BUCKET", "value": where.path},
         {"name": "S3_PREFIX", "value": backup_prefix(stack)},
         {"name": "AWS_REGION", "value": stack.backup.region},
+        {"name": "KEEP", "value": str(stack.backup.etcd.keep)},
         *(
             {"name": key, "valueFrom": {"secretKeyRef": {"name": backup.TALOS_S3_SECRET, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

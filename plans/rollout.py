@@ -30,7 +30,7 @@ from typing import Any
 
 from plans import agent_token, apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
-from plans.netboot import dhcp_probe, pi_pods, roll
+from plans.netboot import dhcp_probe, pi_pods, roll, vip_roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
 from stacks import encryption, releases
 from stacks.model import Node, StackConfig
@@ -604,6 +604,8 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
             for n in stack.ainur_nodes
         },
         "commands": ainur_commands(stack),
+        # kube-vip-services' pod template: the day-2 plan names its roll step when it changes (plans.netboot.vip_roll).
+        "kubeVip": vip_roll.template_digest(stack),
         # The netbooted roots' StorageClass and the Pis whose data disks make it Longhorn's: stacks.day2 refuses a change
         # of the class while maiar netboot (review 41-6 M3: a claim's class cannot change, and the claims are protected).
         **({"rootsClass": pi_pods.roots_class(stack), "longhornPis": [n.name for n in longhorn_pis(stack.nodes)]} if netboot_pis(stack) else {}),
@@ -817,6 +819,9 @@ def describe_ainur(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     rewritten = changed_commands(previous, current) if previous and current and previous.get("k3sVersion") else set()
     tail = [f"Ainur: {UNRECORDED}"] if rewritten is None else []
     tail += [f"Ainur: {step}: {CHANGED_STEP}" for step in ("credentials", "gate-api", "ca-hash") if step in (rewritten or set())]
+    if current is not None and "kubeVip" in current:
+        deployed = bool(previous and previous.get("k3sVersion"))
+        tail += [f"Ainur: {line}" for line in vip_roll.plan_lines((previous or {}).get("kubeVip"), current["kubeVip"], deployed)]
     if not found:
         return "\n".join(tail) + "\n" if tail else ""
     shared = ""

@@ -20,6 +20,11 @@ from stacks.model import Encryption, StackConfig
 Key = str
 KEYS: tuple[Key, ...] = ("tpm", "kms")
 PATH = "iluvatar:arda.encryption"
+# The KMS key restored from its age-encrypted backup after Pulumi's state was lost (docs/layers/ainur.md, "The Ainur
+# lost"): a secret, the base64 of the 32 bytes; set, it is the KMS's key in place of a generated one, for good.
+KMS_RESTORE = "kmsKeyRestore"
+# The output that says the KMS key in use is the restored one (plans.kms).
+KMS_RESTORED_OUTPUT = "kmsKeyRestored"
 
 # Why each of Talos's other keys is refused, in the words the refusal gives.
 REFUSED: dict[str, str] = {

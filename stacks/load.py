@@ -24,6 +24,7 @@ from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
 from stacks import data as data_rules
 from stacks import discovery as discovery_rules
+from stacks import encryption as encryption_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
 from stacks import logs as logs_rules
@@ -93,6 +94,8 @@ SECRETS: tuple[str, ...] = (
     data_rules.S3_KEY_ID,
     data_rules.S3_SECRET_KEY,
     remote_rules.SECRET,
+    # The KMS key put back from its backup after Pulumi's state was lost (components.kms).
+    encryption_rules.KMS_RESTORE,
 )
 
 ORDER = [*SECTIONS, *SECRETS]

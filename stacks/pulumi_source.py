@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import credentials, data, day2, identity, monitoring, netboot_mode, power, remote_access, storage
+from stacks import credentials, data, day2, encryption, identity, monitoring, netboot_mode, power, remote_access, storage
 from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
@@ -61,6 +61,8 @@ class StackSecrets:
     bmc_passwords: pulumi.Output[dict[str, str]] | None = None
     # The Tailscale OAuth client's secret (remote access, flavour tailscale): the operator's and pulumi-tailscale's.
     tailscale_oauth_client_secret: pulumi.Output[str] | None = None
+    # The KMS key put back from its backup after Pulumi's state was lost (components.kms).
+    kms_key_restore: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,18 @@ def load() -> LoadedStack:
     problems = storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT), outputs.get(DNSMASQ_OUTPUT))
     # The DHCP mode against the one the LAN runs: an unstated default never switches a live homelab's DHCP off.
     problems += netboot_mode.check(stack, outputs.get(DNSMASQ_OUTPUT))
+    # A KMS key restored once stays the key: without it the program would generate a new one, which opens none of the
+    # volumes sealed under the restored one (plans.kms.RESTORED_OUTPUT).
+    restore_key = f"{NAMESPACE}:{encryption.KMS_RESTORE}"
+    if outputs.get(encryption.KMS_RESTORED_OUTPUT) is True and restore_key not in raw:
+        problems = [
+            *problems,
+            Problem(
+                restore_key,
+                "is unset, but the KMS key in use was restored from its backup by it: without it `up` would make a new key that "
+                "opens none of Arda's encrypted volumes; set it back to the same value (docs/layers/ainur.md, The Ainur lost)",
+            ),
+        ]
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     # What `iluvatar validate` prints as warnings, in the preview's diagnostics; none stops it.
@@ -187,6 +201,7 @@ def load() -> LoadedStack:
             s3_secret_access_key=cfg.get_secret(data.S3_SECRET_KEY),
             bmc_passwords=bmc_passwords,
             tailscale_oauth_client_secret=oauth_secret,
+            kms_key_restore=cfg.get_secret(encryption.KMS_RESTORE),
         ),
         deployed,
         arda,

@@ -42,6 +42,16 @@ class _Uploads(_Bucket):
         _Bucket.objects[key] = self.rfile.read(int(self.headers["Content-Length"]))
         self._reply(b"", "application/xml")
 
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server's name for the method
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=drill-key/"):
+            _Bucket.unsigned.append(self.path)
+        bucket, _, key = self.path.lstrip("/").partition("/")
+        if bucket != "homelab" or _Bucket.objects.pop(key, None) is None:
+            self.send_error(404)
+            return
+        self.send_response(204)
+        self.end_headers()
+
 
 @pytest.fixture(scope="module")
 def stack() -> StackConfig:
@@ -68,8 +78,11 @@ def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 S3 = {"AWS_ACCESS_KEY_ID": "drill-key", "AWS_SECRET_ACCESS_KEY": "drill-secret"}
 
 
-def _upload(stack: StackConfig, bucket: str, armored: str, tmp: Path, alpine: Path, when: datetime.datetime) -> subprocess.CompletedProcess[str]:
-    """The upload's container as the CronJob runs it, its ConfigMap's file in a folder, at `when` by its `date -u`."""
+def _upload(
+    stack: StackConfig, bucket: str, armored: str, tmp: Path, alpine: Path, when: datetime.datetime, keep: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The upload's container as the CronJob runs it, its ConfigMap's file in a folder, at `when` by its `date -u`
+    (`keep`: another KEEP than the stack's, so a test keeps few)."""
     cronjob = kms.backup_cronjob(stack)
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -92,6 +105,8 @@ def _upload(stack: StackConfig, bucket: str, armored: str, tmp: Path, alpine: Pa
     script = container["command"][2].replace("/backup/", f"{files}/")
     given = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env = {"PATH": f"{clock}:{alpine}:{Path(require('curl')).parent}", **given, "S3_ENDPOINT": bucket, **S3}
+    if keep is not None:
+        env["KEEP"] = str(keep)
     done = subprocess.run([str(clock / "sh"), "-c", script], env=env, capture_output=True, text=True, timeout=120)
     # The bucket answers only a request signed with the access key (tests/test_drill.py _Bucket): curl read the keys,
     # from its stdin, and neither is in its argv.
@@ -154,6 +169,29 @@ def test_the_key_s_backup_is_uploaded_signed_and_its_drill_unseals_the_canary(st
     assert step == "passed", results[-1].stderr
     assert results[0].stdout.strip() == f"restore drill of the KMS key's backup: the newest snapshot is {_newest(stack)}"
     assert results[-1].stdout == "restore drill of the KMS key's backup: the key from the backup unseals the canary the live key sealed\n"
+
+
+def test_the_upload_keeps_the_newest_backups_and_deletes_the_older(stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path) -> None:
+    """One object a run would pile up for good: past the newest KEEP (backup.etcd.keep, as k3s keeps the Ainur's
+    snapshots), the oldest go, signed; nothing else under the prefix is touched."""
+    (container,) = kms.backup_cronjob(stack)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert stack.backup is not None
+    assert {e["name"]: e.get("value") for e in container["env"]}["KEEP"] == str(stack.backup.etcd.keep) == "28"
+    _Bucket.objects.clear()
+    _Bucket.unsigned.clear()
+    prefix = kms.backup_prefix(stack)
+    _Bucket.objects[f"{prefix}/README"] = b"not a backup"
+    armored = kms.key_backup(_new_key(), "age1" + "q" * 58)
+    times = [UPLOADED - datetime.timedelta(hours=6 * n) for n in (4, 3, 2, 1, 0)]
+    for n, when in enumerate(times):
+        done = _upload(stack, bucket, armored, tmp_path / str(n), alpine, when, keep=3)
+        assert done.returncode == 0, done.stderr
+    assert sorted(_Bucket.objects) == [f"{prefix}/README", *(f"{prefix}/kms-key-{t:%Y-%m-%dT%H:%M:%SZ}.age" for t in times[2:])]
+    assert done.stdout.splitlines() == [
+        f"the KMS key's backup is {prefix}/kms-key-{times[4]:%Y-%m-%dT%H:%M:%SZ}.age",
+        f"deleted the KMS key's backup {prefix}/kms-key-{times[1]:%Y-%m-%dT%H:%M:%SZ}.age (the newest 3 are kept)",
+    ]
+    assert _Bucket.unsigned == []
 
 
 def test_a_backup_of_another_key_fails_the_drill_at_the_unseal(stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path) -> None:

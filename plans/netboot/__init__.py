@@ -24,6 +24,7 @@ One module per thing rendered, each with one reason to change:
     window.py     the discovery window's loop: boot.ipxe boots unknown machines only while it is open
     pods.py       the netboot and netboot-cache pod specs, the shared object metadata
     kube_vip.py   kube-vip for LoadBalancer addresses on every Pi
+    vip_roll.py   its roll, one Pi at a time, the Pi holding the service address last
     mirror.py     the Git mirror's objects
     objects.py    the netboot namespace's objects, assembled
 

@@ -24,6 +24,12 @@ DNSMASQ_ETC = "/etc/iluvatar-dnsmasq"
 DNSMASQ_CONFIGMAP_PREFIX = "netboot-dnsmasq-"
 
 
+# The addresses this network namespace holds, one a line: the kernel's local routes, /proc/net/fib_trie's "/32 host
+# LOCAL" entries, each under the line naming its address. A pod on a Pi's host network reads the Pi's, which is how it
+# knows whether kube-vip holds the service address there (no `ip` in the curl image; busybox awk reads this).
+LOCAL_ADDRESSES = "awk '/\\|--/ {a=$2} /\\/32 host LOCAL/ {print a}' /proc/net/fib_trie"
+
+
 def dnsmasq_configmap(conf: str) -> str:
     """The name of the ConfigMap holding dnsmasq.conf `conf`: its content's digest, so another conf is another ConfigMap."""
     return DNSMASQ_CONFIGMAP_PREFIX + hashlib.sha256(conf.encode()).hexdigest()[:10]

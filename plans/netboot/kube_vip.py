@@ -64,7 +64,14 @@ def kube_vip_services(stack: StackConfig) -> list[dict[str, Any]]:
         {
             "apiVersion": "apps/v1",
             "kind": "DaemonSet",
-            "metadata": _meta("kube-vip-services", labels, "kube-system"),
-            "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod}},
+            # OnDelete, and not awaited by Pulumi: a step replaces the pods one Pi at a time, the one holding the service
+            # address last, and waits for each (plans.netboot.vip_roll); pulumi-kubernetes v4.32.0 would otherwise wait
+            # for pods no controller replaces (provider/pkg/await/daemonset.go:58-68; skipAwait: await.go:1100-1101).
+            "metadata": {**_meta("kube-vip-services", labels, "kube-system"), "annotations": {"pulumi.com/skipAwait": "true"}},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "updateStrategy": {"type": "OnDelete"},
+                "template": {"metadata": {"labels": labels}, "spec": pod},
+            },
         },
     ]

@@ -4,7 +4,7 @@ offers an address a client still holds."""
 
 from __future__ import annotations
 
-from plans.netboot.base import LEASE_FILE, NAMESPACE
+from plans.netboot.base import LEASE_FILE, LOCAL_ADDRESSES, NAMESPACE
 
 LEASES_CONFIGMAP = "dnsmasq-leases"
 # How often the lease file is copied into the cluster: a lease granted less than this before its
@@ -82,8 +82,19 @@ def restore_leases_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_H
     )
 
 
-def save_leases_script(lease_file: str = LEASE_FILE, interval: int = LEASE_SYNC_SECONDS, once: bool = False) -> str:
-    """Sidecar: copy the lease database into the cluster whenever dnsmasq changes it."""
+def save_leases_script(lease_file: str = LEASE_FILE, interval: int = LEASE_SYNC_SECONDS, once: bool = False, *, address: str) -> str:
+    """Sidecar: copy the lease database into the cluster whenever dnsmasq changes it, only while this Pi holds the
+    service address `address`.
+
+    Why the fence: a netboot pod evicted from a Pi whose k3s restarts keeps running there until that kubelet is back
+    (the eviction only deletes the record), and its dnsmasq still rewrites its lease file (a lease running out). Its PUT,
+    which carries no resourceVersion, would replace the leases its replacement on another Pi has lent since, and a
+    restart of the replacement would restore the old view and could lend a held address again. The pod that serves is
+    the one on the Pi holding the service address: kube-vip announces it only from a Pi with a Ready endpoint, and the
+    evicted pod's is no longer Ready (kube-vip v0.9.2 pkg/manager/watch_endpoints.go:84-106). A resourceVersion would
+    not say which pod is right: it fences out whichever writes second, which may be the replacement. A change not saved
+    while the address is away stays unsaved (`last` is kept) and is saved once the address is back. The check and the
+    PUT are not atomic: an address that leaves between them lets one last save through, a second or less old."""
     body = (
         '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"'
         + LEASES_CONFIGMAP
@@ -94,14 +105,25 @@ def save_leases_script(lease_file: str = LEASE_FILE, interval: int = LEASE_SYNC_
         + " | tr -d '\\n')\"'\"}}"
     )
     loop = "for _ in 1; do" if once else "while true; do"
+    away = (
+        f"iluvatar: not saving the leases: the service address {address} is not on this Pi, so this pod is not the one "
+        "serving (kube-vip holds the address where the netboot pod is Ready); a change is saved once the address is back here"
+    )
     return (
         "set -u\n"
         + _API
         + 'last=""\n'
+        + 'away=""\n'
         + f"{loop}\n"
         + f"  if [ -f {lease_file} ]; then\n"
         + f"    sum=$(md5sum < {lease_file})\n"
-        + '    if [ "$sum" != "$last" ]; then\n'
+        + '    if [ "$sum" = "$last" ]; then\n'
+        + "      :\n"
+        + f"    elif ! {LOCAL_ADDRESSES} | grep -qxF {address}; then\n"
+        + f'      [ -n "$away" ] || echo "{away}" >&2\n'
+        + "      away=1\n"
+        + "    else\n"
+        + '      away=""\n'
         + f"      body='{body}'\n"
         + f'      code=$(api -X PUT --data-binary "$body" "$CM/{LEASES_CONFIGMAP}")\n'
         + '      if [ "$code" = 404 ]; then code=$(api -X POST --data-binary "$body" "$CM"); fi\n'

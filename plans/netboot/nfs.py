@@ -17,7 +17,7 @@ without it Ganesha sees a lower file on another device and answers NFS3ERR_XDEV 
 
 from __future__ import annotations
 
-from plans.netboot.base import service_ip
+from plans.netboot.base import LOCAL_ADDRESSES, service_ip
 from plans.netboot.pis import EXPORT_ROOT, IMAGE_PREFIX, MOUNT_PORT, NFS_PORT
 from stacks.model import Node, StackConfig
 from stacks.rules import PI_EXPORT_SLOTS, pi_export_base
@@ -322,7 +322,7 @@ mkdir -p /run/ganesha /var/lib/nfs/ganesha
 # once the netboot pod beside this one is ready. Wait for it (the kernel's local addresses: /proc/net/fib_trie's
 # "/32 host LOCAL" entries, of this network namespace), within a bound, then exit for the kubelet to start again.
 waited=0
-until awk '/\|--/ {{a=$2}} /\/32 host LOCAL/ {{print a}}' /proc/net/fib_trie | grep -qxF "$ADDRESS"; do
+until {LOCAL_ADDRESSES} | grep -qxF "$ADDRESS"; do
   if [ "$waited" -ge "${{ADDRESS_WAIT:-120}}" ]; then
     echo "iluvatar: the service address $ADDRESS is not on this Pi after $waited s: is the netboot pod ready here (kube-vip)?" >&2
     exit 1

@@ -112,7 +112,7 @@ def manifests(
         # The stack's mode: in proxy mode an infinite lease no reservation holds goes (plans.netboot.leases.STALE). A
         # move between modes replaces the pod (the conf is in its digest), whose restore then runs this script.
         "restore-leases.sh": restore_leases_script(proxy=stack.ainur.netboot.mode == "proxy"),
-        "save-leases.sh": save_leases_script(),
+        "save-leases.sh": save_leases_script(address=str(stack.ainur.service_ip)),
         "fetch-ipxe.sh": fetch_ipxe_script(),
         # The pinned ipxe file, which fetch-ipxe.sh unpacks (plans.netboot.debs).
         "ipxe-debs.sh": fetch_script("netboot-ipxe", "iPXE"),

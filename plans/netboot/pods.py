@@ -15,6 +15,7 @@ DNSMASQ_IMAGE = pins.IMAGES["dnsmasq"]
 NGINX_IMAGE = pins.IMAGES["nginx"]
 CURL_IMAGE = pins.IMAGES["curl"]
 DEBIAN_IMAGE = pins.IMAGES["debian"]
+KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # The netboot pod leaves an unreachable or not-ready Pi this long after the node is marked so
 # (node-monitor-grace-period, plans.k3s), instead of Kubernetes' default 300 s.
 EVICTION_SECONDS = 5
@@ -189,6 +190,10 @@ def cache_pod() -> dict[str, Any]:
             {**_sh("assets", CURL_IMAGE, "fetch-assets.sh", [etc, cache]), "securityContext": {"runAsUser": 0}},
             {"name": "pull-dnsmasq", "image": DNSMASQ_IMAGE, "command": ["dnsmasq", "--version"]},
             {"name": "pull-nginx", "image": NGINX_IMAGE, "command": ["nginx", "-v"]},
+            # kube-vip's image on every Pi before kube-vip-services' roll replaces the pod on the Pi holding the service
+            # address (plans.netboot.vip_roll waits for this DaemonSet): that gap is then a start, not a pull. The image
+            # is FROM scratch with /kube-vip alone; `version` prints and exits (kube-vip v0.9.2 cmd/kube-vip.go:161-169).
+            {"name": "pull-kube-vip", "image": KUBE_VIP_IMAGE, "command": ["/kube-vip", "version"]},
         ],
         "containers": [
             {"name": "idle", "image": CURL_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]}

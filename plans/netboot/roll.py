@@ -44,6 +44,7 @@ from __future__ import annotations
 import shlex
 
 from plans import k3s
+from plans.netboot import failover
 from plans.netboot.base import NAMESPACE, service_ip
 from plans.netboot.nfs import IMAGE_MARK
 from plans.netboot.pis import MOUNT_PORT, NFS_OPTIONS, NFS_PORT, cmdline, cmdline_checked_words, export_path, image_id, pointer_digest
@@ -292,22 +293,32 @@ wait_for {node_timeout} "its Node Ready, reported by the kubelet of this boot (i
 """
 
 
+def outage(stack: StackConfig, node: Node) -> k3s.Outage | None:
+    """What a restart of k3s on `node` costs the service address, when it is the Ainur's one valar: every Pi's kube-vip
+    renews the address's lease through its API, so the step measures how long it was down (plans.k3s.outage_functions)
+    against what the service election rides out (plans.netboot.failover); None on any other Pi."""
+    if node.role != "valar" or len(stack.by_role("valar")) != 1:
+        return None
+    dropped, _ = failover.address_dropped_within()
+    return k3s.Outage(int(failover.api_outage_ridden()), int(dropped), failover.address_back_within())
+
+
 def join_script(stack: StackConfig, node: Node) -> str:
     """A Pi's join as the program registers it (components.ainur, plans.rollout): a netbooting maia's checks first that
     it runs the stack's image, and carries the image, so a new one runs it again after the Pi's reboot, and ends once
-    its Node is Ready since the Pi booted."""
+    its Node is Ready since the Pi booted. On the one valar it measures the API's outage (`outage`)."""
     rejoin = k3s.server_url(stack) if k3s.is_first_server(stack, node) else None
     if node.boot != "netboot":
-        return k3s.join_script(node, rejoin=rejoin)
+        return k3s.join_script(node, rejoin=rejoin, outage=outage(stack, node))
     return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node), gate=booted_gate(node))
 
 
 def k3s_script(stack: StackConfig, node: Node, renewing: str | None = None) -> str:
     """A Pi's k3s step as the program registers it: a netbooting maia's names its image, so the step runs again on a
     new root (a root of an image it ran before may hold an older k3s). `renewing`: the end of its k3s certificates
-    its trigger renews (plans.rollout.renewing_end)."""
+    its trigger renews (plans.rollout.renewing_end). On the one valar it measures the API's outage (`outage`)."""
     head = f"# iluvatar: a netbooted root of {image_id(stack)} (plans.netboot.roll).\n" if node.boot == "netboot" else ""
-    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head, renewing=renewing)
+    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head, renewing=renewing, outage=outage(stack, node))
 
 
 # The netboot pod serves the LAN's DHCP and DNS (plans.netboot.objects: the one-replica Deployment `netboot`). A k3s

@@ -20,6 +20,7 @@ from iluvatar.simulate import MOCK_CA_HASH, PLACEHOLDER, SecretValue, Simulation
 from iluvatar.simulate import _uuid as simulate_uuid
 from plans import agent_token, cloudinit, k3s
 from plans import netboot as netboot_plan
+from plans.netboot import vip_roll
 from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
@@ -174,6 +175,24 @@ def test_the_netboot_clearance_runs_on_whichever_valar_holds_the_api_vip(homelab
     assert first.value["host"] == "192.168.0.11"
 
 
+def test_kube_vip_services_is_rolled_by_its_step_after_each_change_of_its_template(homelab: Simulation) -> None:
+    """The DaemonSet is OnDelete and not awaited by Pulumi; the step that replaces its pods, the Pi holding the service
+    address last (plans.netboot.vip_roll), runs on the valar holding the API VIP after the DaemonSet's update, again
+    whenever its template changes (its trigger), bounded by each Pi's wait."""
+    regs = homelab.named()
+    daemonset, step = regs["netboot-daemonset-kube-vip-services"], regs["netboot-kube-vip-roll"]
+    assert daemonset.inputs["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    assert daemonset.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    digest = hashlib.sha256(json.dumps(daemonset.inputs["spec"]["template"], sort_keys=True).encode()).hexdigest()[:16]
+    assert step.inputs["triggers"] == [digest]
+    assert step.inputs["create"] == vip_roll.roll_script()
+    # After netboot-cache too, which pulls kube-vip's image on every Pi: the holder's new kube-vip starts with no pull.
+    assert {daemonset.urn, regs["netboot-daemonset-netboot-cache"].urn} <= set(step.dependencies)
+    assert isinstance(step.inputs["connection"], SecretValue) and step.inputs["connection"].value["host"] == "192.168.0.10"
+    # 60 s for the controller, 180 s for each of the three Pis: 10 min, and the engine's margin.
+    assert step.custom_timeouts == {"create": "15m"}
+
+
 def test_cloud_init_files_are_exported_in_clear_per_pi(homelab: Simulation) -> None:
     stack = load_stack_file(HOMELAB)
     for output, render in (("ainurUserData", cloudinit.user_data), ("ainurNetworkConfig", cloudinit.network_config)):
@@ -190,7 +209,9 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
         "netboot-clearance", "netboot-clusterrole-iluvatar-kube-vip",
         "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-configmap-ipxe",
         "netboot-configmap-netboot", f"netboot-configmap-{CONF}", "netboot-daemonset-kube-vip-services",
-        "netboot-daemonset-netboot-cache", "netboot-deployment-netboot", "netboot-dhcp-probe", "netboot-namespace-argocd",
+        "netboot-daemonset-netboot-cache", "netboot-deployment-netboot", "netboot-dhcp-probe",
+        # kube-vip-services' roll, the Pi holding the service address last (plans.netboot.vip_roll).
+        "netboot-kube-vip-roll", "netboot-namespace-argocd",
         "netboot-namespace-netboot",
         "netboot-networkpolicy-default-deny-ingress", "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
         # In dhcp mode, the step before the pod that has the router's DHCP turned off on a move, read from what runs.
@@ -426,8 +447,8 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # three going with it; the passphrase and its random provider stay: 5 more in the state.) (Then 7 more in the state,
     # 5 of them going with it: the log store's admin key's Secret and Longhorn's support-bundle policy, the KMS key's
     # backup and its drill, Headscale's restore drill; the random values behind them stay.) (#54: VolSync's policy on
-    # Arda, going with it.)
-    assert (len(removed), len(state)) == (298, 391)
+    # Arda, going with it.) (#53: kube-vip-services' roll step, going with it.)
+    assert (len(removed), len(state)) == (299, 392)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",

@@ -186,7 +186,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:data-ainur": "ainur-kubernetes",
         "random:data": "data-random",
         "command:data": "arda-command",
-        "command:netboot": "ainur-command",  # the clearance, through the Ainur's command provider
+        "command:netboot": "ainur-command",  # the clearance and kube-vip's roll, through the Ainur's command provider
         # The KMS: its objects on the Ainur, its key from a random provider of its own, its certificate from the local CA's.
         "kubernetes:kms": "ainur-kubernetes",
         "random:kms": "kms-random",
@@ -250,7 +250,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # Headscale's restore drill on Arda and, on the Ainur, Longhorn's encrypted class with its Secret and passphrase
     # (storage-ainur-*, now named by their cluster like storage's others): 4 more in all (#57, #55).
     # VolSync's NetworkPolicy, admitting Prometheus alone to its tokenless metrics (plans.backup.network_policy): 1 more.
-    assert checked == 333
+    # kube-vip-services' roll, the Pi holding the service address last (plans.netboot.vip_roll, #53): 1 more.
+    assert checked == 334
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

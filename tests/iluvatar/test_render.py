@@ -395,7 +395,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the step that rewrites the Ainur's Secrets under k3s's key once the valar run with it: 1. Longhorn's
     # encrypted class, its Secret, the random provider and protected passphrase: 4.)
     # (#54: the NetworkPolicy before VolSync's chart, admitting Prometheus alone to its tokenless metrics: 1.)
-    assert counts.splitlines()[-1] == "  total: 417"
+    # (#53: the roll of kube-vip-services, the Pi holding the service address last: 1.)
+    assert counts.splitlines()[-1] == "  total: 418"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -408,12 +409,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
     # dhcp mode netboot-router-off before the netboot pod (#53). 21 local since the gate before the metrics API adapter's
     # CiliumNetworkPolicy (#54), 22 with Headscale's storage gate; and remote access's users and router steps on the
-    # first valar: 23 remote (#56); and the rewrite of the Ainur's Secrets under k3s's key (plans.k3s.secrets_rewrite_script): 24 (#55).
-    assert {"  command:local:Command: 22", "  command:remote:Command: 24", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # first valar: 23 remote (#56); and the rewrite of the Ainur's Secrets under k3s's key (plans.k3s.secrets_rewrite_script): 24 (#55); and kube-vip-services' roll
+    # (plans.netboot.vip_roll): 25 (#53).
+    assert {"  command:local:Command: 22", "  command:remote:Command: 25", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 417
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 418
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

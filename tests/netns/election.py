@@ -29,6 +29,11 @@ what this module runs, with the program's settings (plans.netboot.failover.servi
   entry's locktime (1 s after its last update); an ARP reply to the broadcast hardware address is not gratuitous to it
   and is dropped in that second, leaving a client sending to the old holder until its entry's probes fail, ~8 s later.
   Here the first goes out at once; kube-vip's first comes at its manager's next tick, up to 3 s later.
+- SIGTERM (the kubelet stopping kube-vip's container: its pod deleted) closes kube-vip's shutdown channel
+  (pkg/manager/manager.go:203-214, manager_arp.go:34-42), which cancels the Service's election
+  (watch_endpoints.go:161-186); the election was run with ReleaseOnCancel (servicesLeader.go:91), so client-go releases
+  the lease it holds, a record with no holder and a 1 s lease (leaderelection.go:301-304, :308-330), before `Run`'s
+  deferred OnStoppedLeading deletes the address (:211-213; servicesLeader.go:104-113). The process then exits.
 
 The elector runs as a process in the Pi's network namespace (`python -m tests.netns.election`), its API requests leaving
 from there, and writes one JSON line per event. A k3s restart closes the API server's connections and refuses new ones
@@ -44,6 +49,7 @@ import datetime
 import http.client
 import json
 import random
+import signal
 import socket
 import ssl
 import struct
@@ -64,6 +70,14 @@ ARP_RATE = 3.0  # kube-vip v0.9.2 vip_arpRate's default, in seconds (pkg/kubevip
 
 class RequestError(Exception):
     """A request that got no answer it could use (refused, unreachable, timed out, or an error status)."""
+
+
+class TerminatedError(Exception):
+    """SIGTERM: the kubelet stopping kube-vip's container."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise TerminatedError()
 
 
 class Api:
@@ -203,6 +217,26 @@ class LeaderElector:
             self.log("try failed", error=str(e))
             return False
 
+    def release(self) -> bool:
+        """client-go's release() (leaderelection.go:308-330): a leader writes a record with no holder and a 1 s lease,
+        bounded by RenewDeadline; whether the update went through."""
+        if not self.is_leader():
+            return True
+        now = micro_time(time.time())
+        record = {
+            "holderIdentity": "",
+            "leaseDurationSeconds": 1,
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": self.observed.get("leaseTransitions", 0),
+        }
+        try:
+            self.lock.update(record, time.monotonic() + self.renew_deadline)
+        except RequestError:
+            return False
+        self._observe(record)
+        return True
+
     def acquire(self) -> None:
         """Try at once, then a jittered RetryPeriod after each try ended, until one succeeds."""
         while not self.try_acquire_or_renew(time.monotonic() + 3600):
@@ -222,31 +256,12 @@ class LeaderElector:
                 tick += self.retry_period
                 time.sleep(max(0.0, min(tick, deadline) - time.monotonic()))
             if not renewed:
-                self.release()
+                # ReleaseOnCancel's release, before OnStoppedLeading (leaderelection.go:301-304).
+                if self.is_leader():
+                    self.log("released" if self.release() else "release failed")
                 return
             self.log("renewed")
             time.sleep(self.retry_period)
-
-    def release(self) -> None:
-        """ReleaseOnCancel's release, before OnStoppedLeading: while the record last seen names this elector, the
-        holder emptied and the lease made 1 s, in one update bounded by RenewDeadline (leaderelection.go:308-327)."""
-        if not self.is_leader():
-            return
-        now = micro_time(time.time())
-        record = {
-            "holderIdentity": "",
-            "leaseDurationSeconds": 1,
-            "acquireTime": now,
-            "renewTime": now,
-            "leaseTransitions": self.observed.get("leaseTransitions", 0),
-        }
-        try:
-            self.lock.update(record, time.monotonic() + self.renew_deadline)
-        except RequestError as e:
-            self.log("release failed", error=str(e))
-            return
-        self._observe(record)
-        self.log("released")
 
 
 def gratuitous_arp(ip: str, request: bool) -> None:
@@ -284,24 +299,43 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"t": time.time(), "event": event, **extra}), flush=True)
 
     api = Api(args.host, int(args.port), Path(args.ca), Path(args.token_file).read_text().strip())
-    while True:  # watch_endpoints.go:288-306: started again at once whenever it returns
-        lock = LeaseLock(api, args.namespace, args.lease, args.identity)
-        elector = LeaderElector(
-            lock, float(election["vip_leaseduration"]), float(election["vip_renewdeadline"]), float(election["vip_retryperiod"]), log
-        )
-        elector.acquire()
-        log("leading")
-        subprocess.run(["ip", "addr", "replace", f"{args.address}/32", "dev", "eth0"], check=True)
-        stop = threading.Event()
-        arp = threading.Thread(target=announce, args=(args.address, stop), daemon=True)
-        arp.start()
-        log("address added")
-        elector.renew()
-        log("stopped leading")
+    signal.signal(signal.SIGTERM, _terminate)
+    log("started")
+    elector: LeaderElector | None = None
+    holding = False
+    stop = threading.Event()
+    try:
+        while True:  # watch_endpoints.go:288-306: started again at once whenever it returns
+            lock = LeaseLock(api, args.namespace, args.lease, args.identity)
+            elector = LeaderElector(
+                lock, float(election["vip_leaseduration"]), float(election["vip_renewdeadline"]), float(election["vip_retryperiod"]), log
+            )
+            elector.acquire()
+            log("leading")
+            holding = True
+            subprocess.run(["ip", "addr", "replace", f"{args.address}/32", "dev", "eth0"], check=True)
+            stop = threading.Event()
+            arp = threading.Thread(target=announce, args=(args.address, stop), daemon=True)
+            arp.start()
+            log("address added")
+            elector.renew()
+            log("stopped leading")
+            stop.set()
+            arp.join()
+            subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
+            holding = False
+            log("address deleted")
+    except TerminatedError:
+        # Release first, then the address, as the module's doc says kube-vip does.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if elector is not None and elector.is_leader():
+            log("released" if elector.release() else "release failed")
         stop.set()
-        arp.join()
-        subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
-        log("address deleted")
+        if holding:
+            subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
+            log("address deleted")
+        log("exited")
+        return 0
 
 
 # --- The lab's side: the API server on a link into each Pi, an elector per Pi ---------------------------------------

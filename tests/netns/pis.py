@@ -120,22 +120,61 @@ case "${1:-}" in
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: etcd-snapshot needs root" >&2; exit 1; }
     echo "$(date +%s.%N) etcd-snapshot $*" >> $S/log ;;
   secrets-encrypt)
-    # k3s's `secrets-encrypt status` and `rotate-keys` as plans.k3s.secrets_rewrite_script reads them: the status lines
-    # of k3s's pkg/cli/secretsencrypt (Encryption Status, Current Rotation Stage, Server Encryption Hashes), read
-    # from k3s's main branch, not the pinned tag (unchecked there). Enabled when the server's config says so; one
-    # server in each lab stack that turns it on (several valar are refused), so its hashes always match.
+    # k3s's `secrets-encrypt` as plans.k3s.secrets_rewrite_script drives it on one server (several valar are refused),
+    # from k3s's sources as the search index holds them (the pinned tag's tree could not be fetched):
+    # - status: pkg/cli/secretsencrypt/secrets_encrypt.go Status (index a0a9179): Encryption Status, Current Rotation
+    #   Stage (the Node's annotation), Server Encryption Hashes, then a table of the config's keys, the active one
+    #   marked `*`. $S/secrets-keys is the config's keys, the one that seals first; $S/secrets-stage the annotation's
+    #   stage; $S/secrets-saved the hash file (stage and keys) a restart puts back on the Node
+    #   (BootstrapEncryptionHashAnnotation).
+    # - rotate-keys: pkg/server/handlers/secrets-encrypt.go encryptionRotateKeys (index 0b6425a): refused unless the
+    #   stage is start or reencrypt_finished ("incorrect stage") and the annotation's hash is the config's ("invalid
+    #   hash"); marks reencrypt_active without the file, writes a new key first and the old one behind it
+    #   (addAndRotateKeys), then rewrites, drops the old key and saves reencrypt_finished with the file
+    #   (reencryptAndRemoveKey). A test that puts $S/secrets-restart makes k3s restart mid-rewrite: the new config
+    #   stays, the annotation comes back from the file, and the CLI's request fails.
+    # - reencrypt --force: encryptionReencrypt skips the stage check and runs reencryptAndRemoveKey (every Secret under
+    #   the first key, the last key dropped); with one key it would drop that one, which the stand-in refuses.
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: secrets-encrypt needs root" >&2; exit 1; }
-    stage=$(cat $S/secrets-stage 2>/dev/null || echo start)
+    enabled=Disabled
+    if grep -q '^secrets-encryption: true' /etc/rancher/k3s/config.yaml 2>/dev/null; then
+      enabled=Enabled
+      # k3s generates its key when the config file is missing (deps.go genEncryptionConfigAndState).
+      [ -s $S/secrets-keys ] || { echo aescbckey > $S/secrets-keys; printf 'start\naescbckey\n' > $S/secrets-saved; }
+    fi
+    [ -s $S/secrets-saved ] || printf 'start\n' > $S/secrets-saved
+    [ -s $S/secrets-stage ] || head -n1 $S/secrets-saved > $S/secrets-stage
+    stage=$(cat $S/secrets-stage)
     case "${2:-}" in
       status)
-        if grep -q '^secrets-encryption: true' /etc/rancher/k3s/config.yaml 2>/dev/null; then
-          printf 'Encryption Status: Enabled\nCurrent Rotation Stage: %s\nServer Encryption Hashes: All hashes match\n' "$stage"
-        else
-          printf 'Encryption Status: Disabled\nCurrent Rotation Stage: %s\nServer Encryption Hashes: All hashes match\n' "$stage"
-        fi ;;
+        printf 'Encryption Status: %s\nCurrent Rotation Stage: %s\nServer Encryption Hashes: All hashes match\n\n' "$enabled" "$stage"
+        printf 'Active  Key Type  Name\n------  --------  ----\n'
+        active=' *'
+        while read -r key; do printf '%-6s  AES-CBC   %s\n' "$active" "$key"; active=''; done < <(cat $S/secrets-keys 2>/dev/null) ;;
       rotate-keys)
         echo "$(date +%s.%N) secrets-encrypt rotate-keys" >> $S/log
-        echo reencrypt_finished > $S/secrets-stage ;;
+        case "$stage" in start|reencrypt_finished) ;; *) echo "stand-in k3s: incorrect stage: $stage found on node $(hostname)" >&2; exit 1 ;; esac
+        if [ "$(tail -n +2 $S/secrets-saved)" != "$(cat $S/secrets-keys)" ]; then
+          echo "stand-in k3s: invalid hash found on node $(hostname)" >&2; exit 1
+        fi
+        echo reencrypt_active > $S/secrets-stage
+        { echo "aescbckey-$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"; cat $S/secrets-keys; } > $S/secrets-keys.new
+        mv $S/secrets-keys.new $S/secrets-keys
+        if [ -e $S/secrets-restart ]; then
+          rm $S/secrets-restart
+          head -n1 $S/secrets-saved > $S/secrets-stage
+          echo "stand-in k3s: the server went away mid-rewrite" >&2; exit 1
+        fi
+        head -n1 $S/secrets-keys > $S/secrets-keys.new && mv $S/secrets-keys.new $S/secrets-keys
+        echo reencrypt_finished > $S/secrets-stage
+        { echo reencrypt_finished; cat $S/secrets-keys; } > $S/secrets-saved ;;
+      reencrypt)
+        echo "$(date +%s.%N) secrets-encrypt reencrypt ${3:-}" >> $S/log
+        [ "${3:-}" = --force ] || [ "$stage" = rotate ] || { echo "stand-in k3s: incorrect stage: $stage found on node $(hostname)" >&2; exit 1; }
+        [ "$(wc -l < $S/secrets-keys)" -gt 1 ] || { echo "stand-in k3s: reencrypt with one key would drop it" >&2; exit 2; }
+        sed '$d' $S/secrets-keys > $S/secrets-keys.new && mv $S/secrets-keys.new $S/secrets-keys
+        echo reencrypt_finished > $S/secrets-stage
+        { echo reencrypt_finished; cat $S/secrets-keys; } > $S/secrets-saved ;;
       *) echo "stand-in k3s: 'secrets-encrypt ${2:-}' is not stood in" >&2; exit 2 ;;
     esac ;;
   crictl)

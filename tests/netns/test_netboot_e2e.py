@@ -214,7 +214,7 @@ def test_a_held_lease_survives_a_move_to_another_pi(net: Lan, tmp_path: Path, ku
     held = _first_choice(net.stack, holder)
     newcomer = next(m for m in (f"02:00:5e:00:0d:{i:02x}" for i in range(256)) if _first_choice(net.stack, m) == held)
     lease_file = str(net.root / "leases" / "dnsmasq.leases")
-    restore, save = netboot.restore_leases_script(lease_file), netboot.save_leases_script(lease_file, once=True)
+    restore, save = netboot.restore_leases_script(lease_file), netboot.save_leases_script(lease_file, once=True, address=SVC)
     with kube_api(tmp_path, kube_fresh, HOMELAB, net) as api:
         # The pod starts on one Pi: nothing in the cluster yet.
         net.stop("dnsmasq")
@@ -268,7 +268,7 @@ def test_a_role_without_create_stops_the_first_save(net: Lan, tmp_path: Path, ku
     lease_file = str(net.root / "leases" / "dnsmasq.leases")
     Path(lease_file).touch()  # dnsmasq's, or an empty one: the script saves whatever is there
     with kube_api(tmp_path, kube_fresh, HOMELAB, net, role=without_create) as api:
-        result = api.run(netboot.save_leases_script(lease_file, once=True))
+        result = api.run(netboot.save_leases_script(lease_file, once=True, address=SVC))
         assert result.stderr == "saving leases: HTTP 403\n"
         calls = api.wait_for_calls(2)
         assert calls == [("update", kubeapi.ITEM, 404), ("create", kubeapi.COLLECTION, 403)]
@@ -406,7 +406,7 @@ def test_a_stranger_from_its_pxe_request_to_its_entry_written_by_discover(net: L
             assert net.lease(stranger, ipxe=True)["boot_file"] == f"http://{SVC}/boot.ipxe"  # its iPXE
             pool = net.lease(stranger, firmware=None, hostname=name)["ip"]  # its Talos, by name; bound in its namespace
             assert IPv4Address("192.168.0.90") <= IPv4Address(pool) <= IPv4Address("192.168.0.93")
-            saved = api.run(netboot.save_leases_script(str(lease_file), once=True))
+            saved = api.run(netboot.save_leases_script(str(lease_file), once=True, address=SVC))
             assert (saved.returncode, saved.stderr) == (0, "")
             machine = talos_api.node(name, pool, "worker", "v1.12.4", maintenance=True, mac=stranger, hardware={"disks": [disk]})
             with talos_api.talos_api(talos_api.scenario([machine]), tmp_path / "talos-api", netns=net.client(stranger)):

@@ -18,7 +18,10 @@ kube-vip ServiceAccount and ClusterRole:
   try hangs on that connection and the address goes;
 - the new holder's gratuitous ARP, as kube-vip sends it, moves a neighbour's entry even in the second after that entry
   last changed (its locktime), when an ARP reply to the broadcast address would be dropped and the neighbour would send
-  to the old holder until its probes failed, ~8 s on.
+  to the old holder until its probes failed, ~8 s on;
+- kube-vip's pod on the holder's Pi replaced (the last of kube-vip-services' roll, plans.netboot.vip_roll): the old
+  kube-vip releases the lease and deletes the address on SIGTERM, and the new one on the same Pi takes the released
+  lease at its first try, so the household waits for the new kube-vip's start and one election, no lease.
 
 The outages' lengths are the scenarios' own input; every wait after one is on an event (the elector's, the household's).
 """
@@ -264,6 +267,24 @@ def _valar_lost(lab: Lab, house: Household, holder: Candidate, through_vip: bool
     )
 
 
+def _roll(lab: Lab, house: Household, holder: Candidate) -> tuple[Outcome, Candidate]:
+    """kube-vip's pod on the holder's Pi replaced: SIGTERM to its kube-vip (the kubelet stopping the old pod's
+    container), then a new one on the same Pi, as the same node (the DaemonSet's new pod there), started once the old
+    has exited; until the new one holds the address and the household has renewed and resolved. The outcome's
+    `mended` is the old kube-vip's exit."""
+    start = time.time()
+    holder.proc.terminate()
+    holder.proc.wait(timeout=30)
+    wait_until("the old kube-vip said it exited", lambda: bool(holder.times("exited", after=start)), 10)
+    exited = time.time()
+    new = lab.elect("a", holder.ns, holder.identity)
+    wait_until("the new kube-vip took the address", lambda: bool(new.times("address added")), 60)
+    house.wait(time.time(), "kube-vip replaced on the holder's Pi")
+    end = time.time()
+    events = {f"{holder.identity} (old)": list(holder.events), holder.identity: list(new.events)}
+    return Outcome(start, exited, end, house.counts(start, end), house.gaps(start, end), events), new
+
+
 @pytest.fixture(scope="module")
 def runs(lab: Lab) -> dict[str, Outcome]:
     net = lab.net
@@ -275,6 +296,8 @@ def runs(lab: Lab) -> dict[str, Outcome]:
         house.wait_bound()
         house.wait(time.time(), "before the outages")
         results = {"short": _outage(lab, house, SHORT, first), "long": _outage(lab, house, LONG, first)}
+        # While the holder's Pi is the only candidate, as the netboot pod's Pi is the only one with a Ready endpoint.
+        results["roll"], first = _roll(lab, house, first)
         other = lab.elect("b", lab.other, OTHER_PI[0])
         results["cut off"] = _cut_off(lab, house, first, other)
         # No candidate watches the lease before an eviction (a candidate needs a ready netboot pod on its Pi).
@@ -438,3 +461,22 @@ def test_the_new_holders_gratuitous_arp_moves_a_neighbour_updated_a_moment_ago()
     finally:
         for ns in names.values():
             sh("ip", "netns", "del", ns, check=False)
+
+
+def test_kube_vips_replacement_on_the_holders_pi_costs_one_start_and_one_election(runs: dict[str, Outcome]) -> None:
+    """The last step of kube-vip-services' roll: the old kube-vip releases the lease, then deletes the address, and exits;
+    the new one on the same Pi takes the released lease at its first try (a get and an update, no lease waited out), so
+    the address is away from the old one's deletion for the new one's start and one election, and the household's
+    longest DNS gap is that and its own pace. In `dhcp` mode a renewal in the gap is retried; no NAK, no duplicate."""
+    outcome = runs["roll"]
+    old, new = outcome.events[f"{PI[0]} (old)"], outcome.events[PI[0]]
+    assert [e["event"] for e in old if e["t"] >= outcome.start and e["event"] != "renewed"] == ["released", "address deleted", "exited"], old
+    [deleted] = _times(outcome, f"{PI[0]} (old)", "address deleted")
+    [started] = _times(outcome, PI[0], "started")
+    [added] = _times(outcome, PI[0], "address added")
+    assert [e["event"] for e in new if e["t"] <= added] == ["started", "leading", "address added"], new
+    assert added - started <= REQUESTS, new
+    gap = outcome.gaps["dns gap"]
+    assert gap <= added - deleted + DNS_PACE, (outcome.gaps, added - deleted)
+    counts = outcome.counts
+    assert (counts["dhcp NAKs"], counts["duplicate addresses"], counts["two servers answering"]) == (0, 0, 0), counts

@@ -18,11 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from iluvatar import golang
+from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans import age, kms
+from stacks.load import StackFile
 from tests import runbook
+from tests.edit import homelab_stack_file
+from tests.sims import outputs_of
 from tools import gotools
 
 NODE = "4c4c4544-0042-3510-8052-b4c04f4a4d32"
@@ -214,36 +219,94 @@ def age_path(tmp_path: Path) -> dict[str, str]:
     return {"PATH": f"{folder}:/usr/bin:/bin"}
 
 
+# A stand-in for the Pulumi CLI's `config set --secret <key>` with no value on the line: it reads the value from its
+# stdin when that is no terminal and drops one trailing newline (pkg/cmd/pulumi/config/config.go, `case
+# !term.IsTerminal(...)`: io.ReadAll, cmdutil.RemoveTrailingNewline). It writes {key: value} to pulumi-config.json.
+STANDIN_PULUMI = """#!/usr/bin/env python3
+import json, pathlib, sys
+args = sys.argv[1:]
+if args[:3] != ["config", "set", "--secret"] or len(args) != 4:
+    sys.exit(f"stand-in pulumi: {args} is not stood in")
+value = sys.stdin.read()
+value = value[:-1] if value.endswith("\\n") else value
+store = pathlib.Path("pulumi-config.json")
+config = json.loads(store.read_text()) if store.exists() else {}
+config[args[3]] = value
+store.write_text(json.dumps(config))
+"""
+
+
+def restored_run(config: dict[str, str], previous: dict[str, object] | None = None) -> Simulation:
+    """The program (`pulumi up`) on the homelab with the secrets `config` set as `pulumi config set --secret` sets them."""
+    sf = homelab_stack_file()
+    with_config = StackFile(sf.path, {**sf.config, **config}, sf.secret_keys | set(config), sf.secrets_manager, sf.imports_environment)
+    return simulate(with_config, previous=previous)
+
+
 def test_the_ainur_lost_runbook_restores_the_key_and_a_new_server_unseals(tmp_path: Path, pki: Path) -> None:
     """The Ainur and Pulumi's state lost: the key comes back from its age-encrypted backup by the runbook's own commands
-    (read from the page, run as written) and a new server unseals what the old one sealed; the import names that key."""
+    (read from the page, run as written, `pulumi config set` by a stand-in), the program run on that config serves that
+    key with none generated, and a new server with the key the program's Secret holds unseals what the old one sealed."""
     key = new_key(tmp_path / "key")
     first = start(key, pki)
     sealed = seal(first, pki)
     first.stop()
     scalar = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
-    backup = kms.key_backup(key.read_text(), age.recipient(scalar))
+    old = key.read_text().strip()
+    backup = kms.key_backup(old, age.recipient(scalar))
     key.unlink()  # the Ainur lost: the server, its Secret and Pulumi's state with them
     desk = tmp_path / "desk"
     desk.mkdir()
     (desk / "kms-key.age").write_text(backup)
     (desk / "backup-age.key").write_text(age.identity(scalar) + "\n")
+    tools = tmp_path / "cli"
+    tools.mkdir()
+    (tools / "pulumi").write_text(STANDIN_PULUMI)
+    (tools / "pulumi").chmod(0o755)
+    env = age_path(tmp_path)
+    env["PATH"] = f"{tools}:{env['PATH']}"
     said = runbook.commands(*RUNBOOK)
-    shell = [line for line in said if not line.startswith("pulumi ")]
-    assert shell[0].startswith("age --decrypt"), said
-    for line in shell:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=desk, env=age_path(tmp_path), capture_output=True, text=True, timeout=60)
+    assert said[0].startswith("age --decrypt"), said
+    assert "pulumi config set --secret iluvatar:kmsKeyRestore <kms-key.b64" in said
+    assert not [line for line in said if line.startswith("pulumi import")]
+    for line in said:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=desk, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, (line, done.stderr)
-    restored = desk / "kms-key.b64"
-    assert sorted(f.name for f in desk.iterdir()) == ["backup-age.key", "kms-key.age", "kms-key.b64"], "no key in clear but the one to import"
-    # What `pulumi import` is given: the restored key's base64, under the resource's own name, protected.
-    assert [line for line in said if line.startswith("pulumi import")] == [
-        "pulumi import 'random:index/randomBytes:RandomBytes' kms-key \"$(cat kms-key.b64)\" --parent 'kms=<the kms component URN>' --protect"
-    ]
+    assert sorted(f.name for f in desk.iterdir()) == ["backup-age.key", "kms-key.age", "pulumi-config.json"], "no key in clear left"
+    config = json.loads((desk / "pulumi-config.json").read_text())
+    assert config == {"iluvatar:kmsKeyRestore": old}
+    # `pulumi up` on that config: the restored key is the KMS's, none generated, and the output says it was restored.
+    run = restored_run(config)
+    assert [r.name for r in run.registrations if r.type.startswith("random:") and r.name.startswith("kms-")] == []
+    served = run.one("kubernetes:core/v1:Secret", "kms-secret-kms-key").inputs["stringData"]
+    served_key = (served.value if isinstance(served, SecretValue) else served)["key"]
+    assert served_key == old
+    assert run.outputs[kms.RESTORED_OUTPUT] is True
+    restored = tmp_path / "restored"
+    restored.write_text(served_key)
     again = start(restored, pki)
     done = unseal(again.endpoint, pki, NODE, sealed["sealed"])
     again.stop()
     assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
+
+
+def test_a_restored_key_cannot_be_unset_once_used() -> None:
+    """After an `up` with the restored key, one without it would generate a new key that opens nothing: refused, naming
+    the key and the fix."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    previous = outputs_of(restored_run({"iluvatar:kmsKeyRestore": key}))
+    assert previous[kms.RESTORED_OUTPUT] is True
+    with pytest.raises(pulumi.RunError) as refused:
+        simulate(homelab_stack_file(), previous=previous)
+    assert "iluvatar:kmsKeyRestore: is unset, but the KMS key in use was restored from its backup by it" in str(refused.value)
+    # With it set again, the next run goes on.
+    assert restored_run({"iluvatar:kmsKeyRestore": key}, previous=previous).outputs[kms.RESTORED_OUTPUT] is True
+
+
+def test_a_restore_value_that_is_no_key_stops_the_run_naming_the_key() -> None:
+    with pytest.raises(Exception, match=r"iluvatar:kmsKeyRestore: is not the base64 of 32 bytes") as refused:
+        restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(b"short").decode()})
+    assert base64.b64encode(b"short").decode() not in str(refused.value)
 
 
 def test_the_ainur_lost_runbook_stops_at_a_backup_the_identity_does_not_open(tmp_path: Path) -> None:
@@ -254,7 +317,7 @@ def test_the_ainur_lost_runbook_stops_at_a_backup_the_identity_does_not_open(tmp
     desk.mkdir()
     (desk / "kms-key.age").write_text(kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(other)))
     (desk / "backup-age.key").write_text(age.identity(mine) + "\n")
-    first = next(line for line in runbook.commands(*RUNBOOK) if not line.startswith("pulumi "))
+    first = runbook.commands(*RUNBOOK)[0]
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", first], cwd=desk, env=age_path(tmp_path), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "no identity matched any of the recipients" in done.stderr

@@ -721,7 +721,7 @@ def test_cache_daemonset_fills_every_pi() -> None:
     pod = objects(load_stack_file(HOMELAB))["DaemonSet/netboot-cache"]["spec"]["template"]["spec"]
     # Kept on a Pi the control plane cannot reach (NoExecute), not owed to a dead one (unreachable:NoSchedule).
     assert pod["tolerations"] == [{"operator": "Exists", "effect": "NoExecute"}]
-    assert [c["name"] for c in pod["initContainers"]] == ["ipxe", "assets", "pull-dnsmasq", "pull-nginx"]
+    assert [c["name"] for c in pod["initContainers"]] == ["ipxe", "assets", "pull-dnsmasq", "pull-nginx", "pull-kube-vip"]
     assert pod["initContainers"][0]["image"] == "docker.io/library/debian:trixie-20250908-slim"
     assert pod["initContainers"][1]["securityContext"] == {"runAsUser": 0}  # writes the root-owned host cache
     assert pod["volumes"][1] == {"name": "cache", "hostPath": {"path": "/var/lib/iluvatar/netboot", "type": "DirectoryOrCreate"}}
@@ -904,7 +904,10 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
     )
     assert binding["metadata"] == {"name": "iluvatar-kube-vip", "labels": labels}
     daemonset = objs["DaemonSet/kube-vip-services"]
-    assert daemonset["metadata"] == {"name": "kube-vip-services", "labels": labels, "namespace": "kube-system"}
+    # Rolled by its own step, the Pi holding the service address last (plans.netboot.vip_roll), not by Kubernetes or Pulumi.
+    skip_await = {"pulumi.com/skipAwait": "true"}
+    assert daemonset["metadata"] == {"name": "kube-vip-services", "labels": labels, "namespace": "kube-system", "annotations": skip_await}
+    assert daemonset["spec"]["updateStrategy"] == {"type": "OnDelete"}
     assert daemonset["spec"]["selector"] == {"matchLabels": labels}
     assert daemonset["spec"]["template"]["metadata"] == {"labels": labels}
     assert daemonset["spec"]["template"]["spec"] == {
@@ -1012,7 +1015,8 @@ def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path, ku
     ConfigMap, a later start restores the same bytes."""
     lease_file = tmp_path / "leases" / "dnsmasq.leases"
     leases = "1767225600 02:00:5e:00:0c:01 192.168.0.150 * 01:02:00:5e:00:0c:01\n"
-    restore, save = netboot.restore_leases_script(str(lease_file)), netboot.save_leases_script(str(lease_file), once=True)
+    # Saved from where the address it is given is held: loopback's, which this namespace holds.
+    restore, save = netboot.restore_leases_script(str(lease_file)), netboot.save_leases_script(str(lease_file), once=True, address="127.0.0.1")
     with kubeapi.kube_api(tmp_path, kube_fresh, HOMELAB) as api:
         first = api.run(restore)
         assert (first.returncode, first.stdout) == (0, "restored 0 leases\n")
@@ -1037,11 +1041,48 @@ def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path, ku
         ]
 
 
+@pytest.mark.kube
+def test_a_pod_on_a_pi_without_the_service_address_never_saves_over_the_serving_pods_leases(
+    tmp_path: Path, kube_fresh: Callable[..., Cluster]
+) -> None:
+    """An evicted netboot pod whose containers live on (its Pi's k3s restarting) is on a Pi that no longer holds the
+    service address. Its save-leases, run against the real API server after its dnsmasq rewrote its file, leaves the
+    leases the serving pod saved as they are and makes no call at all; the same script on a Pi holding the address
+    saves."""
+    lease_file = tmp_path / "leases" / "dnsmasq.leases"
+    lease_file.parent.mkdir()
+    served = "1767225600 02:00:5e:00:0c:01 192.168.0.150 * 01:02:00:5e:00:0c:01\n"
+    stale = "1767225600 02:00:5e:00:0c:02 192.168.0.150 * 01:02:00:5e:00:0c:02\n"
+    away = "192.0.2.14"  # TEST-NET-1: an address no namespace here holds
+    with kubeapi.kube_api(tmp_path, kube_fresh, HOMELAB) as api:
+        lease_file.write_text(served)
+        assert api.run(netboot.save_leases_script(str(lease_file), once=True, address="127.0.0.1")).returncode == 0
+        lease_file.write_text(stale)
+        evicted = api.run(netboot.save_leases_script(str(lease_file), once=True, address=away))
+        assert (evicted.returncode, evicted.stderr) == (
+            0,
+            f"iluvatar: not saving the leases: the service address {away} is not on this Pi, so this pod is not the one serving "
+            "(kube-vip holds the address where the netboot pod is Ready); a change is saved once the address is back here\n",
+        )
+        configmap = api.cluster.client.get("v1", "ConfigMap", netboot.LEASES_CONFIGMAP, netboot.NAMESPACE)
+        assert configmap is not None and base64.b64decode(configmap["binaryData"]["leases"]).decode() == served
+        assert api.run(netboot.save_leases_script(str(lease_file), once=True, address="127.0.0.1")).returncode == 0
+        assert api.wait_for_calls(3) == [("update", kubeapi.ITEM, 404), ("create", kubeapi.COLLECTION, 201), ("update", kubeapi.ITEM, 200)]
+        configmap = api.cluster.client.get("v1", "ConfigMap", netboot.LEASES_CONFIGMAP, netboot.NAMESPACE)
+        assert configmap is not None and base64.b64decode(configmap["binaryData"]["leases"]).decode() == stale
+
+
 def test_the_lease_sidecar_saves_every_interval_until_stopped() -> None:
-    script = netboot.save_leases_script()
-    assert script.splitlines()[6:8] == ['last=""', "while true; do"]
+    script = netboot.save_leases_script(address="192.168.0.14")
+    assert script.splitlines()[6:9] == ['last=""', 'away=""', "while true; do"]
     assert script.endswith("  sleep 2\ndone\n")
-    assert "sleep" not in netboot.save_leases_script(once=True)
+    assert "sleep" not in netboot.save_leases_script(once=True, address="192.168.0.14")
+
+
+def test_the_lease_sidecar_saves_only_where_the_stacks_service_address_is() -> None:
+    config = objects(load_stack_file(HOMELAB))["ConfigMap/netboot"]
+    assert config["data"]["save-leases.sh"] == netboot.save_leases_script(address="192.168.0.14")
+    assert "grep -qxF 192.168.0.14; then" in config["data"]["save-leases.sh"]
 
 
 def test_the_netboot_pods_containers_whole() -> None:
@@ -1157,6 +1198,8 @@ def test_the_cache_pod_whole() -> None:
             # Pulled now so the netboot pod starts on this Pi without the internet; the command only proves the image runs.
             {"name": "pull-dnsmasq", "image": "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4", "command": ["dnsmasq", "--version"]},
             {"name": "pull-nginx", "image": "docker.io/library/nginx:1.28.0-alpine", "command": ["nginx", "-v"]},
+            # So the Pi holding the service address starts its new kube-vip in kube-vip-services' roll, with no pull.
+            {"name": "pull-kube-vip", "image": "ghcr.io/kube-vip/kube-vip:v0.9.2", "command": ["/kube-vip", "version"]},
         ],
         "containers": [{"name": "idle", "image": curl, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]}],
         "volumes": [

@@ -85,8 +85,9 @@ def test_the_first_valars_join_rejoins_through_the_server_url_and_a_netbooted_ma
 
     stack = netbooting()
     manwe, eonwe = node(stack, "manwe"), node(stack, "eonwe")
-    assert roll.join_script(stack, manwe) == k3s.join_script(manwe, rejoin=k3s.server_url(stack))
-    assert roll.join_script(stack, manwe) != k3s.join_script(manwe)
+    # manwe, the one valar, measures the API's outage through its restart (roll.outage).
+    assert roll.join_script(stack, manwe) == k3s.join_script(manwe, rejoin=k3s.server_url(stack), outage=roll.outage(stack, manwe))
+    assert roll.join_script(stack, manwe) != k3s.join_script(manwe, outage=roll.outage(stack, manwe))
     assert roll.join_script(stack, eonwe) == k3s.join_script(eonwe, check=roll.join_check(stack, eonwe), gate=roll.booted_gate(eonwe))
     check = roll.join_check(stack, eonwe)
     want = pis.image_id(stack)
@@ -120,8 +121,9 @@ def test_a_netbooted_maias_k3s_step_names_its_image_and_the_first_valars_takes_t
     manwe, eonwe = node(stack, "manwe"), node(stack, "eonwe")
     head = f"# iluvatar: a netbooted root of {pis.image_id(stack)} (plans.netboot.roll).\n"
     assert roll.k3s_script(stack, eonwe) == k3s.upgrade_script(stack, eonwe, snapshot=False, head=head)
-    assert roll.k3s_script(stack, manwe) == k3s.upgrade_script(stack, manwe, snapshot=True, head="")
-    assert roll.k3s_script(stack, manwe) != k3s.upgrade_script(stack, manwe, snapshot=False, head="")
+    outage = roll.outage(stack, manwe)
+    assert roll.k3s_script(stack, manwe) == k3s.upgrade_script(stack, manwe, snapshot=True, head="", outage=outage)
+    assert roll.k3s_script(stack, manwe) != k3s.upgrade_script(stack, manwe, snapshot=False, head="", outage=outage)
     assert head in roll.k3s_script(stack, eonwe) and "netbooted root" not in roll.k3s_script(stack, manwe)
 
 

@@ -15,6 +15,7 @@ import pytest
 from iluvatar import golang
 from iluvatar.simulate import MOCK_CLIENT_CERTIFICATE
 from plans import rollout
+from plans.netboot import vip_roll
 from stacks import load_stack_file
 from tests import talos_provider
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
@@ -556,6 +557,23 @@ def test_a_raised_host_key_read_reads_as_the_key_read_again_and_its_steps_run_ag
         )
     ]
     assert rollout.ainur_changes(after, after) == []
+
+
+def test_the_plan_names_kube_vips_roll_when_its_template_changes() -> None:
+    """The preview says when netboot-kube-vip-roll replaces pods (a change of kube-vip-services' template: its settings,
+    kube-vip's pin) and what the household sees; after a deployment that did not record the template, that the step
+    runs; nothing when the template is the recorded one, nor at a first bring-up."""
+    stack = load_stack_file(HOMELAB)
+    order = list(stack.ainur_nodes)
+    after = rollout.ainur_state(stack, order)
+    assert after["kubeVip"] == vip_roll.template_digest(stack)
+    changed = {**after, "kubeVip": "0123456789abcdef"}
+    assert rollout.describe_ainur(changed, after) == f"Ainur: {vip_roll.PLAN_LINE}\n"
+    assert "the Pi holding the service address last" in vip_roll.PLAN_LINE
+    older = {k: v for k, v in after.items() if k != "kubeVip"}
+    assert rollout.describe_ainur(older, after) == f"Ainur: {vip_roll.UNRECORDED_LINE}\n"
+    assert rollout.describe_ainur(after, rollout.ainur_state(stack, order)) == ""
+    assert rollout.describe_ainur(None, after) == ""
 
 
 def test_a_deployment_whose_maiar_joined_with_the_server_token_reads_as_each_maia_rejoining_with_its_own() -> None:

@@ -91,7 +91,8 @@ def shown_in_editor(editor: LanguageServer, case: str) -> list[tuple[str, str]]:
                     '"iluvatar:appSecrets", "iluvatar:apps", "iluvatar:arda", "iluvatar:backup", "iluvatar:backupS3AccessKeyId", '
                     '"iluvatar:backupS3SecretAccessKey", "iluvatar:bmcPasswords", "iluvatar:cloudflare", "iluvatar:cloudflareApiToken", '
                     '"iluvatar:edge", "iluvatar:gitops", "iluvatar:gitopsSshPrivateKey", "iluvatar:gitopsToken", "iluvatar:identity", '
-                    '"iluvatar:identityConnectorSecret", "iluvatar:logs", "iluvatar:monitoring", "iluvatar:network", "iluvatar:nodes", "iluvatar:remoteAccess", '
+                    '"iluvatar:identityConnectorSecret", "iluvatar:kmsKeyRestore", "iluvatar:logs", "iluvatar:monitoring", "iluvatar:network", "iluvatar:nodes", '
+                    '"iluvatar:remoteAccess", '
                     '"iluvatar:storage", "iluvatar:tailscaleOauthClientSecret".',
                     "iluvatar:netwrok: {}",
                 )
