@@ -297,7 +297,7 @@ class Netboot(pulumi.ComponentResource):
             # and before this step ended runs it again, and it reads from the cluster what is left to replace. After
             # netboot-cache too, which pulls kube-vip's image on every Pi (plans.netboot.pods.cache_pod).
             [vips] = [m for m in others if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", vip_roll.DAEMONSET)]
-            vips_digest = vip_roll.template_digest()
+            vips_digest = vip_roll.template_digest(stack)
             bound = vip_roll.OBSERVED_SECONDS + vip_roll.POD_SECONDS * len(stack.ainur_nodes)
             self.objects[f"{name}-kube-vip-roll"] = command.remote.Command(
                 f"{name}-kube-vip-roll",

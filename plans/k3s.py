@@ -20,12 +20,22 @@ from stacks import pins
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
-# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose
-# heartbeat (its kubelet's node Lease, renewed every 10 s: plans.netboot.failover) is 16 s old is
-# marked unreachable, instead of 40 s; kubelets compute their status every 4 s, instead of 10 s,
-# and post it at once when it changed.
+# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose heartbeat is 16 s old
+# is marked unreachable, instead of 40 s. The heartbeat is the kubelet's node Lease (plans.netboot.failover), renewed
+# every quarter of its duration (Kubernetes v1.35.1 pkg/kubelet/kubelet.go:235-236, :1077): a 16 s Lease, instead of the
+# default 40 s (pkg/kubelet/apis/config/v1beta1/defaults.go:150-151), renews every 4 s, so the 16 s grace outlasts two
+# missed renewals rather than one renewal 4.6 s late. The 4 s status frequency only makes the kubelet compute its Node
+# status more often: it posts it when it changed, and otherwise every 5 min, so that status is no heartbeat.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
+NODE_LEASE_DURATION_SECONDS = 16
 NODE_MONITOR_GRACE_PERIOD = "16s"
+# The kubelet has no flag for its Lease's duration (v1.35.1 cmd/kubelet/app/options/options.go registers none: an
+# unknown flag in `kubelet-arg` stops the kubelet, and k3s with it), only the KubeletConfiguration field. k3s runs its
+# kubelet with `--config-dir` on this folder, writes its own defaults there as 00-k3s-defaults.conf on every start
+# (without nodeLeaseDurationSeconds) and leaves other files alone; the kubelet merges the folder's *.conf in name order,
+# a later file's fields winning (k3s pkg/daemons/agent writeKubeletConfig and kubeletArgsAndConfig `config-dir`; k3s
+# docs, "Kubelet Configuration Files": a drop-in here is the recommended way). The join installs this file.
+KUBELET_DROPIN = "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d/50-iluvatar.conf"
 KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # The API VIP's kube-vip leader election (the valar's static pod): a lease of 5 s renewed every 3 s,
 # retried every second, so the VIP moves within seconds of its valar dying. The service address has its
@@ -47,6 +57,14 @@ def server_url(stack: StackConfig) -> str:
 def is_first_server(stack: StackConfig, node: Node) -> bool:
     """The first valar listed initialises embedded etcd; the rest join through the VIP."""
     return node.role == "valar" and stack.by_role("valar")[0].name == node.name
+
+
+def kubelet_dropin() -> str:
+    """The kubelet's configuration drop-in on every Pi (`KUBELET_DROPIN`): its node Lease's duration."""
+    return yaml.safe_dump(
+        {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "nodeLeaseDurationSeconds": NODE_LEASE_DURATION_SECONDS},
+        sort_keys=False,
+    )
 
 
 def config(stack: StackConfig, node: Node, token: str) -> str:
@@ -745,8 +763,10 @@ def join_script(
     check: str = "",
     gate: str = "",
     outage: Outage | None = None,
+    kubelet: str = KUBELET_DROPIN,
 ) -> str:
-    """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, and
+    """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config and the kubelet's drop-in
+    (`kubelet_dropin`, at `kubelet`), (re)start k3s when either changed, and
     return only once the Pi is back: k3s serves, its Node is Ready again, and on a valar etcd is healthy.
 
     Safe to run again at any point: an unchanged config leaves a running k3s alone (`start` is a
@@ -797,9 +817,14 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then
 fi
 {gate_functions(node)}{outage_functions(node, outage, restart_timeout + ready_timeout) if outage else ""}umask 077
 new=$(mktemp)
-trap 'rm -f "$new"' EXIT
+dropin=$(mktemp)
+trap 'rm -f "$new" "$dropin"' EXIT
 cat > "$new"
+cat > "$dropin" <<'ILUVATAR_KUBELET'
+{kubelet_dropin()}ILUVATAR_KUBELET
 {_rejoin(rejoin, config_path, datastore) if rejoin else ""}if sudo cmp -s "$new" {config_path}; then changed=0; else changed=1; fi
+# The kubelet reads its drop-in only as it starts: a new one is a restart too.
+sudo cmp -s "$dropin" {kubelet} || changed=1
 sudo systemctl enable {svc} >/dev/null 2>&1
 active=0
 if sudo systemctl is-active --quiet {svc}; then active=1; fi
@@ -809,6 +834,7 @@ if sudo test -e {owed}; then
 fi
 if [ "$changed" = 1 ]; then
 {before}  {owe_restart(owed)}  sudo install -D -m 0600 "$new" {config_path}
+  sudo install -D -m 0600 "$dropin" {kubelet}
 fi
 {'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi' + chr(10) if outage else ""}since=$(date +%s)
 if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi

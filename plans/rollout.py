@@ -605,7 +605,7 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         },
         "commands": ainur_commands(stack),
         # kube-vip-services' pod template: the day-2 plan names its roll step when it changes (plans.netboot.vip_roll).
-        "kubeVip": vip_roll.template_digest(),
+        "kubeVip": vip_roll.template_digest(stack),
         # The netbooted roots' StorageClass and the Pis whose data disks make it Longhorn's: stacks.day2 refuses a change
         # of the class while maiar netboot (review 41-6 M3: a claim's class cannot change, and the claims are protected).
         **({"rootsClass": pi_pods.roots_class(stack), "longhornPis": [n.name for n in longhorn_pis(stack.nodes)]} if netboot_pis(stack) else {}),

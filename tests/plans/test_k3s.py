@@ -392,6 +392,7 @@ def _join(
         node_timeout=3,
         etcd_timeout=3,
         owed=str(tmp_path / "owed"),
+        kubelet=str(tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"),
     )
     environment = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -430,6 +431,13 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
     ]
     assert target.read_text() == "token: T0K3N\n"
     assert oct(target.stat().st_mode & 0o777) == "0o600"  # the config holds the join token
+    # The kubelet's drop-in beside k3s's own defaults: a 16 s node Lease, renewed every 4 s.
+    dropin = tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"
+    assert yaml.safe_load(dropin.read_text()) == {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "nodeLeaseDurationSeconds": 16,
+    }
 
 
 def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> None:
@@ -449,6 +457,13 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
     # A changed config restarts it, once etcd is healthy with every member.
     calls = _join(tmp_path, 0, "token: OTHER\n")[1]
     assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+    # So does a changed kubelet drop-in with the config as it was (the kubelet reads it only as it starts), and the
+    # program's is put back.
+    dropin = tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"
+    dropin.write_text("kind: KubeletConfiguration\n")
+    calls = _join(tmp_path, 0, "token: OTHER\n")[1]
+    assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+    assert dropin.read_text() == k3s.kubelet_dropin()
 
 
 def test_a_valars_join_that_restarts_k3s_restarts_its_api_vip_kube_vip_and_one_that_does_not_leaves_it(tmp_path: Path) -> None:
@@ -555,7 +570,12 @@ def test_a_node_that_does_not_report_after_the_restart_fails_the_join_naming_why
     (bin_dir / "k3s").write_text(f'#!/bin/bash\necho "k3s $*" >> "$LOG"\n{stale}\n')
     (bin_dir / "curl").write_text("#!/bin/bash\nexit 0\n")
     script = k3s.join_script(
-        load_stack_file(HOMELAB).nodes[1], config_path=str(tmp_path / "other.yaml"), ready_timeout=3, node_timeout=2, owed=str(tmp_path / "owed")
+        load_stack_file(HOMELAB).nodes[1],
+        config_path=str(tmp_path / "other.yaml"),
+        ready_timeout=3,
+        node_timeout=2,
+        owed=str(tmp_path / "owed"),
+        kubelet=str(tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"),
     )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "ACTIVE": str(tmp_path / "active"), "NEVER_READY": str(tmp_path / "x")}
     result = subprocess.run(["bash", "-c", script], input="x\n", capture_output=True, text=True, env=env, timeout=60)
