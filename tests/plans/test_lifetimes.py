@@ -183,6 +183,24 @@ def test_a_stack_without_the_ainur_or_identity_has_no_rows_of_them() -> None:
     ]
 
 
+def test_cloudflare_s_token_and_certificates_have_rows_with_what_warns(homelab: StackConfig) -> None:
+    """The homelab's Cloudflare (DNS-01 and the tunnel): the API token, which ends only if its owner gave it an end and
+    which cert-manager's renewals need, is warned of by the certificate alerts that renewal fails into; Let's Encrypt's
+    wildcard-external by the same; the tunnel token and Cloudflare's edge certificate need none. Without Cloudflare, no
+    row names it."""
+    assert (homelab.public_dns, homelab.public_ingress) == ("cloudflare", "cloudflare-tunnel")
+    rows = _rows(homelab)
+    token = rows["Cloudflare API token (iluvatar:cloudflareApiToken)"]
+    assert token.where == "Pulumi's config (secret), Secret cert-manager/cloudflare-api-token for cert-manager"
+    assert token.alerts == ("CertificateNotReady", "CertificateExpiring")
+    assert rows["wildcard-external (Let's Encrypt, DNS-01 through Cloudflare)"].alerts == ("CertificateExpiring", "CertificateNotReady")
+    assert rows["cloudflared's tunnel token"].where == "Pulumi's state, Secret networking/cloudflared-token"
+    assert rows["cloudflared's tunnel token"].unattended == "it never ends"
+    assert rows["Cloudflare's edge certificate of the external names"].unattended == "Cloudflare renews it"
+    rk1 = [row.what for row in lifetimes.rows(load_stack_file(ROOT / "Pulumi.rk1.yaml"))]
+    assert not any("Cloudflare" in w and "without Cloudflare" not in w for w in rk1)
+
+
 def test_the_api_vip_kube_vips_copy_of_the_admin_certificate_is_renewed_by_the_k3s_step(homelab: StackConfig) -> None:
     """kube-vip holds the admin certificate it read as it started; the table had no row for it, and the Ainur's own table
     said a kube-vip not restarted keeps the old copy. The k3s step now restarts it after every restart of k3s on a valar
