@@ -430,15 +430,16 @@ def _backup_rows(stack: StackConfig) -> list[Lifetime]:
     )
     if stack.ainur is not None:
         on_target = on and ainur_drilled
+        cards = f"{monitoring.SNAPSHOT_ALERT} on each valar's newest snapshot in {monitoring.SNAPSHOT_DIR}"
         out.append(
             Lifetime(
                 "ainur's etcd snapshots",
                 "the backup target (k3s uploads to S3)" if on_target else "each valar's card only (k3s uploads to an S3 target only)",
                 f'newest under {_seconds(etcd)} ("{stack.backup.etcd.schedule}")',
                 "k3s on each valar",
-                f"its drill: {drilled}" if on_target else "none: nothing on Arda sees the valar's snapshot folder",
-                "stacks.data.drills, newest_within",
-                alerts=drills if on_target else (),
+                f"{cards}; its drill: {drilled}" if on_target else cards,
+                "stacks.data.drills, newest_within; plans.monitoring.SNAPSHOT_DIR",
+                alerts=(monitoring.SNAPSHOT_ALERT, *(drills if on_target else ())),
             )
         )
     if stack.remote_access is not None and remote_access.state_backup_enabled(stack) and _headscale(stack):

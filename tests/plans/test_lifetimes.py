@@ -100,6 +100,7 @@ def test_every_alert_a_row_names_is_one_the_homelab_raises(homelab: StackConfig)
         "AinurCertificateExpiring",
         "AinurCertificateUnknown",
         "AinurCACertificateExpiring",
+        "AinurSnapshotsStale",
         "ArdaMachineNotRestarted",
         "BackupJobFailed",
         "CertificateExpiring",
@@ -145,14 +146,15 @@ def _nfs(tmp_path: Path) -> StackConfig:
 def test_an_nfs_target_has_no_etcd_snapshots_there_and_drills_headscale_through_the_export(tmp_path: Path) -> None:
     """On NFS, talos-backup and k3s upload nothing (they speak S3 only): the table says so, and names none of the drills'
     alerts for them; Headscale's state is drilled through the export. The one row left uncovered is the Ainur's
-    snapshots, which never leave the valar's cards."""
+    snapshots, which never leave the valar's cards, are alerted on from the cards themselves."""
     rows = _rows(_nfs(tmp_path))
     assert rows["arda's etcd snapshots"].where == "nowhere: talos-backup uploads to an S3 target only"
     assert rows["arda's etcd snapshots"].alerts == ()
     assert rows["ainur's etcd snapshots"].where == "each valar's card only (k3s uploads to an S3 target only)"
+    assert rows["ainur's etcd snapshots"].alerts == ("AinurSnapshotsStale",)
     assert rows["Headscale's state backup"].alerts == ("RestoreDrillFailed", "RestoreDrillStale")
     uncovered = [row.what for row in rows.values() if not row.alerts and not row.unattended]
-    assert uncovered == ["ainur's etcd snapshots"]
+    assert uncovered == []
 
 
 def test_a_drill_opted_out_is_not_said_to_alert(tmp_path: Path) -> None:
@@ -161,7 +163,7 @@ def test_a_drill_opted_out_is_not_said_to_alert(tmp_path: Path) -> None:
     rows = _rows(load_stack_file(write_stack(tmp_path, doc)))
     assert rows["backup of jellyfin's jellyfin-config"].alerts == ("BackupFailed",)
     assert rows["backup of jellyfin's jellyfin-config"].alerted == "BackupFailed; not drilled (backup.drill)"
-    assert rows["ainur's etcd snapshots"].alerts == ()
+    assert rows["ainur's etcd snapshots"].alerts == ("AinurSnapshotsStale",)
     assert rows["arda's etcd snapshots"].alerts == ("BackupJobFailed", "RestoreDrillFailed", "RestoreDrillStale")
 
 
