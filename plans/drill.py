@@ -723,9 +723,20 @@ HEADSCALE_SECRET = "drill-headscale-restic"  # noqa: S105 - a Secret's name
 # The scratch folder's bound: the state claim's size (plans.remote_access.headscale_manifests).
 HEADSCALE_SCRATCH = "1Gi"
 _PASSED = 'if [ -n "$late" ]; then'
+# A `restic forget --prune` that fails after each backup (a stale exclusive lock left by a prune the init container's
+# timeout killed: backups still take their shared lock) is only a line in that container's log, and the repository
+# grows for good. restic's policy keeps a snapshot only while a bucket of its kind has a count left, one count a
+# snapshot kept (restic internal/restic/snapshot_policy.go ApplyPolicy), so a repository forgotten with --keep-daily 7
+# --keep-weekly 4 --keep-monthly 6 holds at most 17 snapshots of its host; one more is a backup under way, taken and
+# not forgotten yet. More than that, the forgets are failing: the drill fails, and RestoreDrillFailed says so.
+HEADSCALE_KEEP_MOST = sum(remote_access.STATE_BACKUP_KEEP.values()) + 1
+_FORGOTTEN = r"""kept=$(restic snapshots --no-lock --json --host "$HOST" 2>"$err" | grep -o '"short_id"' | wc -l | tr -d ' ')
+[ "$kept" -le "$KEEP_MOST" ] || fail "the repository holds $kept snapshots of $HOST, and its forget policy ($KEEP) keeps at most $(( KEEP_MOST - 1 )) and one a backup under way: restic forget --prune is failing after each backup, and the repository grows; look with: $LOOK"
+"""
 HEADSCALE_SCRIPT = VOLUME_SCRIPT.replace(
     _PASSED,
     '[ -s "$restored/db.sqlite" ] || fail "snapshot $id holds no db.sqlite, or an empty one: it is not Headscale\'s state (its devices, keys and users)"\n'
+    + _FORGOTTEN
     + _PASSED,
     1,
 ).replace("restored into a scratch claim", "restored into a scratch folder")
@@ -763,6 +774,9 @@ def headscale_cronjob(stack: StackConfig) -> dict[str, Any]:
                 f"and kubectl -n {remote_access.NAMESPACE} get cronjob {remote_access.STATE_BACKUP}, on the Ainur",
             },
             *clock_env(remote_access.STATE_BACKUP_SCHEDULE),
+            {"name": "HOST", "value": remote_access.STATE_BACKUP_HOST},
+            {"name": "KEEP", "value": remote_access.keep_flags()},
+            {"name": "KEEP_MOST", "value": str(HEADSCALE_KEEP_MOST)},
             {"name": "SCRATCH", "value": SCRATCH},
             {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - an emptyDir
             {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - an emptyDir
