@@ -596,6 +596,8 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         "k3sVersion": stack.ainur.k3s_version,
         # The address the netbooted maiar's roots and EEPROMs name: stacks.day2 refuses its move while they netboot.
         "serviceIp": str(stack.ainur.service_ip),
+        # Whether k3s seals the Secrets: stacks.day2 refuses turning it off over sealed Secrets the API server could not read.
+        "secretsEncryption": stack.ainur.secrets_encryption,
         "order": [n.name for n in order],
         "nodes": {
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n), "joinToken": join_token(n)}
