@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -116,24 +116,48 @@ def _edge_addresses(net: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
     return net.network_address, net.broadcast_address
 
 
-def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "") -> Iterator[Problem]:
+def free_address(net: Network, taken: Collection[IPv4Address] = ()) -> IPv4Address | None:
+    """The LAN's first host address a machine or a VIP may take: not the gateway, outside the DHCP range and the
+    load-balancer pool, and no address in `taken` (as plans.ipam.free_static picks a new machine's)."""
+    first, last = int(net.lan.network_address) + 1, int(net.lan.broadcast_address) - 1
+    for i in range(first, last + 1):
+        ip = IPv4Address(i)
+        if ip != net.gateway and ip not in net.dhcp_range and ip not in net.load_balancer_pool and ip not in taken:
+            return ip
+    return None
+
+
+def _write_static(net: Network, taken: Collection[IPv4Address]) -> str:
+    """The fix of a static address in the wrong place: where to write it, with the first free one."""
+    free = free_address(net, taken)
+    where = f"write an address inside network.lan {net.lan}, outside network.dhcpRange and network.loadBalancerPool"
+    return f"{where}, e.g. {free}" if free is not None else f"{where} (none is free: widen the LAN or shrink a pool)"
+
+
+def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
     """Where a host address on the LAN must not be: outside it, on its edges, on the gateway."""
+    fix = f"write the router's address, inside network.lan {net.lan}" if what == "gateway" else _write_static(net, taken)
     if ip not in net.lan:
-        yield Problem(path, f"{ip} is outside network.lan {net.lan}")
+        yield Problem(path, f"{ip} is outside network.lan {net.lan}; {fix}")
     elif ip in _edge_addresses(net.lan):
         kind = "network" if ip == net.lan.network_address else "broadcast"
-        yield Problem(path, f"{ip} is the {kind} address of network.lan {net.lan}")
+        yield Problem(path, f"{ip} is the {kind} address of network.lan {net.lan}, which no host can have; {fix}")
     elif ip == net.gateway and what != "gateway":
-        yield Problem(path, f"{ip} is network.gateway")
+        yield Problem(path, f"{ip} is network.gateway, the router's; {fix}")
 
 
-def _static_address(path: str, ip: IPv4Address, net: Network) -> Iterator[Problem]:
-    """A static address (node or VIP) must also stay out of the pools others hand out."""
-    yield from _address_in_lan(path, ip, net)
+def _static_address(path: str, ip: IPv4Address, net: Network, taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
+    """A static address (node or VIP) must also stay out of the pools others hand out. `taken`: the stack's other fixed
+    addresses, which the suggested fix avoids."""
+    yield from _address_in_lan(path, ip, net, taken=taken)
     if ip in net.dhcp_range:
-        yield Problem(path, f"{ip} is inside network.dhcpRange {net.dhcp_range}, so DHCP could hand it to another machine")
+        yield Problem(
+            path, f"{ip} is inside network.dhcpRange {net.dhcp_range}, so DHCP could hand it to another machine; {_write_static(net, taken)}"
+        )
     if ip in net.load_balancer_pool:
-        yield Problem(path, f"{ip} is inside network.loadBalancerPool {net.load_balancer_pool}, so a Service could take it")
+        yield Problem(
+            path, f"{ip} is inside network.loadBalancerPool {net.load_balancer_pool}, so a Service could take it; {_write_static(net, taken)}"
+        )
 
 
 def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:
@@ -310,15 +334,21 @@ def _vip_list(p: Parsed) -> list[tuple[str, IPv4Address]]:
     return vips
 
 
+def _fixed_addresses(p: Parsed) -> frozenset[IPv4Address]:
+    """The machines' and the VIPs' addresses: a suggested free address is none of them."""
+    return frozenset([n.ip for _, n in p.nodes] + [ip for _, ip in _vip_list(p)])
+
+
 def _vips(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     vips = _vip_list(p)
     node_ips = {n.ip: (i, n.name) for i, n in p.nodes}
     if p.arda is not None and p.ainur_set and p.arda.cluster_name == "ainur":
         out.append(Problem("iluvatar:arda.clusterName", "ainur is the Ainur VIP's DNS name; pick another cluster name"))
+    taken = _fixed_addresses(p)
     for k, (path, ip) in enumerate(vips):
         if p.network is not None:
-            out += _static_address(path, ip, p.network)
+            out += _static_address(path, ip, p.network, taken)
         for other_path, other_ip in vips[:k]:
             if ip == other_ip:
                 out.append(Problem(path, f"{ip} is also {other_path.removeprefix('iluvatar:')}; each cluster needs its own VIP"))
@@ -352,13 +382,19 @@ def _nodes(p: Parsed) -> list[Problem]:
         for field, value in (("name", node.name), ("mac", node.mac), ("ip", node.ip)):
             if value in first[field]:
                 j, other = first[field][value]
-                out.append(Problem(node_path(i, field), f"{value} is already nodes[{j}].{field} ({other})"))
+                fix = {
+                    "name": "give each machine its own name",
+                    "mac": f"write {node.name}'s own MAC (on its label, or `ip link` on it)",
+                    "ip": "give each machine its own address"
+                    + (f" ({_write_static(p.network, _fixed_addresses(p))})" if p.network is not None and node.vlan is None else ""),
+                }[field]
+                out.append(Problem(node_path(i, field), f"{value} is already nodes[{j}].{field} ({other}); {fix}"))
             else:
                 first[field][value] = (i, node.name)
 
         if p.network is not None:
             if node.vlan is None:
-                out += _static_address(node_path(i, "ip"), node.ip, p.network)
+                out += _static_address(node_path(i, "ip"), node.ip, p.network, _fixed_addresses(p))
             elif node.vlan not in vlans:
                 known = ", ".join(sorted(vlans)) or "none defined"
                 out.append(Problem(node_path(i, "vlan"), f"{node.vlan} is not in network.vlans (known: {known})"))
@@ -709,12 +745,18 @@ def _by_id_has_wwid(disk: str, wwid: str) -> bool:
 def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
     """A machine on a VLAN: inside its subnet, not on its edges or its router, routed if it runs Talos."""
     j, vlan = next((j, v) for j, v in enumerate(net.vlans) if v.name == node.vlan)
+    fix = f"write a host address of {vlan.cidr}" + (f" other than its gateway {vlan.gateway}" if vlan.gateway is not None else "")
     if node.ip not in vlan.cidr:
-        yield Problem(node_path(i, "ip"), f"{node.ip} is outside network.vlans {node.vlan} {vlan.cidr}")
+        yield Problem(
+            node_path(i, "ip"),
+            f"{node.ip} is outside network.vlans {node.vlan} {vlan.cidr}; {fix}, or move {node.name} to the VLAN its address is on",
+        )
     elif node.ip in _edge_addresses(vlan.cidr):
-        yield Problem(node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {vlan.cidr}")
+        yield Problem(
+            node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {vlan.cidr}, which no host can have; {fix}"
+        )
     elif node.ip == vlan.gateway:
-        yield Problem(node_path(i, "ip"), f"{node.ip} is network.vlans[{j}].gateway ({node.vlan})")
+        yield Problem(node_path(i, "ip"), f"{node.ip} is network.vlans[{j}].gateway ({node.vlan}), its router's; {fix}")
     if node.role in ARDA_ROLES and vlan.gateway is None:
         yield Problem(
             node_path(i, "vlan"),
