@@ -10,11 +10,12 @@ import fnmatch
 import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 import yaml
 
 from stacks import encryption, netboot_mode, releases
+from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
@@ -263,26 +264,113 @@ class _ClusterNet:
         return f"{self.net} ({self.name}, {self.source})"
 
 
-def _arda_networks(arda: Arda) -> list[_ClusterNet]:
+# Talos reads cluster.network's podSubnets and serviceSubnets as lists of strings (`PodSubnet []string
+# yaml:"podSubnets"` and `ServiceSubnet []string yaml:"serviceSubnets"`, pkg/machinery/config/types/v1alpha1/
+# v1alpha1_types.go:1533 and :1539 at v1.13.9), and hands them to kube-apiserver's --service-cluster-ip-range and
+# kube-controller-manager's --cluster-cidr as they are (internal/app/machined/pkg/controllers/k8s/
+# control_plane_static_pod.go:392, :586-587), which refuse a word that is no CIDR. Talos sets no node CIDR size, so
+# kube-controller-manager gives each machine a /24 of the pod network (its default node-cidr-mask-size-ipv4), unless
+# a patch's controllerManager.extraArgs sets one.
+NODE_CIDR_MASK = 24
+
+
+def _arda_networks(arda: Arda) -> tuple[list[_ClusterNet], list[Problem]]:
+    """Arda's pod and Service networks as Talos will run them (a later patch's key wins), and the problems of a patch
+    that writes them in a shape Talos refuses: a value that is not a list, an entry that is not a subnet."""
     out: list[_ClusterNet] = []
+    problems: list[Problem] = []
     for key, default in TALOS_NETWORKS.items():
         what = "Arda's pod network" if key == "podSubnets" else "Arda's Service network"
         found: tuple[int, list[object]] | None = None
         for k, patch in enumerate(arda.patches):
             cluster = patch.get("cluster") if "kind" not in patch else None
             network = cluster.get("network") if isinstance(cluster, dict) else None
-            if isinstance(network, dict) and isinstance(network.get(key), list):
+            if not isinstance(network, dict) or key not in network:
+                continue
+            path = f"iluvatar:arda.patches[{k}].cluster.network.{key}"
+            if isinstance(network[key], list):
                 found = (k, network[key])
+            else:
+                written = show(network[key])
+                problems.append(Problem(path, f"{written} is not a list: Talos takes {key} as a list of subnets; write [{written}]"))
         if found is None:
             out.append(_ClusterNet(default, what, "Talos's default", None, key))
             continue
         for n, value in enumerate(found[1]):
+            path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
             try:
                 net = IPv4Network(str(value), strict=False)
             except ValueError:
+                try:
+                    IPv6Network(str(value), strict=False)
+                except ValueError:
+                    problems.append(
+                        Problem(
+                            path, f"{show(value)} is not a subnet: Talos passes it to Kubernetes, which takes a CIDR; write one, e.g. {_FREE[key][0]}"
+                        )
+                    )
                 continue  # an IPv6 subnet: the LAN's plan is IPv4
-            path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
             out.append(_ClusterNet(net, what, f"arda.patches[{found[0]}]", path, key))
+    return out, problems
+
+
+def _node_cidr_mask(arda: Arda) -> int:
+    """The size of each machine's share of the pod network: a patch's controllerManager.extraArgs, else /24."""
+    mask = NODE_CIDR_MASK
+    for patch in arda.patches:
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        manager = cluster.get("controllerManager") if isinstance(cluster, dict) else None
+        args = manager.get("extraArgs") if isinstance(manager, dict) else None
+        if isinstance(args, dict):
+            for name in ("node-cidr-mask-size", "node-cidr-mask-size-ipv4"):
+                if str(args.get(name, "")).isdigit():
+                    mask = int(args[name])
+    return mask
+
+
+def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[IPv4Network]) -> list[Problem]:
+    """Arda's pod network against its Service network and its machines. kube-controller-manager's range allocator marks
+    the Service range taken inside the cluster CIDR (kubernetes pkg/controller/nodeipam/ipam/range_allocator.go,
+    filterOutServiceRange), so a pod network inside it leaves no machine a share; and each machine needs a share of its own (its
+    podCIDR, the one Cilium's `ipam.mode: kubernetes` hands its pods from, plans/cilium.py), so a pod network with fewer
+    shares than machines leaves the rest with no pod started."""
+    pods = next((c for c in nets if c.key == "podSubnets"), None)
+    services = [c for c in nets if c.key == "serviceSubnets"]
+    if pods is None:
+        return []
+    out: list[Problem] = []
+
+    def free(key: str) -> str:
+        # The range being replaced is no obstacle to its replacement.
+        others = [t for t in taken if not any(c.key == key and c.net == t for c in nets)]
+        return next((f for f in _FREE[key] if not any(IPv4Network(f).overlaps(t) for t in others)), "a private range no network of the stack holds")
+
+    for service in services:
+        if pods.net.overlaps(service.net):
+            path, key = (pods.path, "podSubnets") if pods.path is not None else (service.path, "serviceSubnets")
+            written = pods.net if key == "podSubnets" else service.net
+            other = service.what if key == "podSubnets" else pods.what
+            assert path is not None  # Talos's two defaults do not overlap
+            out.append(
+                Problem(
+                    path,
+                    f"{written} overlaps {other}: kube-controller-manager hands no machine the pod addresses inside the "
+                    f"Service network (its range allocator marks them taken), and pods and Services would share the rest; "
+                    f"write {free(key)}",
+                )
+            )
+    machines = sum(1 for _, n in p.nodes if n.role in ARDA_ROLES)
+    mask = _node_cidr_mask(arda)
+    shares = 0 if mask < pods.net.prefixlen else 2 ** (mask - pods.net.prefixlen)
+    if pods.path is not None and shares < machines:
+        out.append(
+            Problem(
+                pods.path,
+                f"{pods.net} holds {shares} /{mask} share(s) of the pod network, and Arda has {machines} machines: "
+                f"kube-controller-manager gives each machine one, so {machines - shares} would start no pod; write a larger "
+                f"range, e.g. {free('podSubnets')}",
+            )
+        )
     return out
 
 
@@ -290,14 +378,17 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
     """A cluster's pod or Service network overlapping the LAN or a VLAN, partly or whole: the key the stack wrote is
     named (a patch's subnet, or else the LAN's or VLAN's cidr), with every cluster network it meets, once."""
     clusters: list[_ClusterNet] = []
+    out: list[Problem] = []
     if p.ainur_set:
         clusters += [_ClusterNet(n, what, "k3s's default", None) for what, n in K3S_NETWORKS]
+    arda_nets: list[_ClusterNet] = []
     if p.arda is not None:
-        clusters += _arda_networks(p.arda)
+        arda_nets, shapes = _arda_networks(p.arda)
+        clusters += arda_nets
+        out += shapes
     own = [(f"{NET}.lan", "network.lan", net.lan), *((f"{NET}.vlans[{i}].cidr", f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(net.vlans))]
     taken = [n for _, _, n in own] + [c.net for c in clusters]
     why = "the cluster's machines send what is addressed there to its pods or Services, never to the LAN, so the hosts in the overlap are unreachable from them"
-    out: list[Problem] = []
     for c in clusters:
         if c.path is None:
             continue
@@ -319,6 +410,49 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
             ]
             fix = f"renumber it, or move Arda's with iluvatar:arda.patches: [{{cluster: {{network: {{{', '.join(moves)}}}}}}}]"
         out.append(Problem(path, f"{n} overlaps {' and '.join(c.what for c in met_default)}: {why}; {fix}"))
+    if p.arda is not None:
+        out += _arda_own_networks(p, p.arda, arda_nets, taken)
+    return out
+
+
+def cluster_networks(p: Parsed) -> list[_ClusterNet]:
+    """Every cluster network the stack runs: k3s's two with the Ainur, Arda's two as Talos will run them."""
+    clusters = [_ClusterNet(n, what, "k3s's default", None) for what, n in K3S_NETWORKS] if p.ainur_set else []
+    return clusters + (_arda_networks(p.arda)[0] if p.arda is not None else [])
+
+
+def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Network | None, target: str | None) -> list[Problem]:
+    """A LAN device the clusters reach, off the LAN and its VLANs (those are the rule above's), inside a cluster's pod or
+    Service network: that cluster's machines route it to their pods (flannel's routes on the Pis, Cilium's on Arda) or
+    their Services (kube-proxy's and Cilium's DNAT), never to the device. The backup target's server and the DNS
+    servers are reached from both clusters (k3s's etcd snapshots and the Pis' resolvers; VolSync, talos-backup and
+    Talos's resolvers); the NFS class's server from Arda's pods alone (plans.storage: csi-driver-nfs on Arda). `target`:
+    the backup target as written."""
+    if network is None:
+        return []
+    own = [network.lan, *(v.cidr for v in network.vlans)]
+    clusters = cluster_networks(p)
+    devices: list[tuple[str, IPv4Address, str]] = [(f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs")]
+    devices += [(f"{NET}.dns[{k}]", ip, "dns") for k, ip in enumerate(network.dns)]
+    names = {"nas": "the NAS", "nfs": "the NFS server", "dns": "the DNS server"}
+    out: list[Problem] = []
+    for path, ip, kind in devices:
+        if any(ip in n for n in own):
+            continue
+        seen = [c for c in clusters if kind != "nfs" or c.key != ""]
+        met = [c for c in seen if ip in c.net]
+        if not met:
+            continue
+        whose = "the Ainur's machines" if met[0].key == "" else "Arda's machines"
+        outside = ", ".join(str(c.net) for c in seen)
+        written = f"{target}: its server {ip}" if kind == "nas" else str(ip)
+        out.append(
+            Problem(
+                path,
+                f"{written} is inside {met[0].what}: {whose} send what is addressed there to their pods or Services, never to "
+                f"{names[kind]}; give {names[kind]} an address outside {outside}",
+            )
+        )
     return out
 
 
