@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plans import agent_token, apiserver, bringup, k3s, logs
+from plans import agent_token, apiserver, bringup, k3s, logs, storage
 from plans import credentials as credentials_plan
 from plans.netboot import dhcp_probe, pi_pods, roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
@@ -609,6 +609,12 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         # The netbooted roots' StorageClass and the Pis whose data disks make it Longhorn's: stacks.day2 refuses a change
         # of the class while maiar netboot (review 41-6 M3: a claim's class cannot change, and the claims are protected).
         **({"rootsClass": pi_pods.roots_class(stack), "longhornPis": [n.name for n in longhorn_pis(stack.nodes)]} if netboot_pis(stack) else {}),
+        # The class of Headscale's state claim (protected): stacks.day2 refuses its change where the state has no backup.
+        **(
+            {"headscaleClass": storage.git_mirror_class(stack)}
+            if stack.remote_access is not None and stack.remote_access.flavour == "headscale"
+            else {}
+        ),
     }
 
 

@@ -203,7 +203,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
     problems = (
         _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf) + _roots_class(stack, ainur, dnsmasq_conf) + _netbooted_longhorn(stack, ainur)
     )
-    problems += _secrets_encryption(stack, ainur)
+    problems += _secrets_encryption(stack, ainur) + _headscale_class(stack, ainur)
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
@@ -440,6 +440,51 @@ def _netbooted_longhorn(stack: StackConfig, ainur: Any) -> list[Problem]:
 
 
 ROOTS_RUNBOOK = "docs/layers/ainur.md#changing-the-netbooted-roots-class"
+CLAIMS_RUNBOOK = "docs/day2.md#the-ainurs-longhorn-claims-encrypted"
+
+
+def state_class(stack: StackConfig) -> str:
+    """The class of the Ainur's own claims (Headscale's state, the Git mirror), as plans.storage.git_mirror_class picks it
+    (the tests hold them equal): Longhorn's encrypted class where Longhorn runs and the stack asks for it, Longhorn's,
+    else k3s's local-path."""
+    longhorn = stack.gitops is not None and stack.ainur is not None and bool(storage.longhorn_pis(stack.nodes))
+    if not longhorn:
+        return "local-path"
+    return "longhorn-encrypted" if stack.storage.ainur.encrypted else "longhorn"
+
+
+def _headscale_class(stack: StackConfig, ainur: Any) -> list[Problem]:
+    """Headscale's state claim is protected and a claim's class cannot change: a change of the Ainur's claims' class
+    (Longhorn coming or going, `storage.ainur.encrypted`) replaces it, which needs it unprotected, Headscale scaled down
+    and its state restored into the new claim from its backup (CLAIMS_RUNBOOK). Without `iluvatar:backup` there is
+    no backup to restore: Headscale would start empty and every device join again, so the change is refused. From
+    outputs that did not record the class (`headscaleClass`), nothing to compare."""
+    before = ainur.get("headscaleClass") if isinstance(ainur, Mapping) else None
+    remote = stack.remote_access
+    if stack.ainur is None or remote is None or remote.flavour != "headscale" or not isinstance(before, str):
+        return []
+    now = state_class(stack)
+    if now == before or stack.backup is not None:
+        return []
+    if "local-path" not in (before, now):
+        key, value = "iluvatar:storage.ainur.encrypted", show(stack.storage.ainur.encrypted)
+    elif now != "local-path":
+        i, node = next((i, n) for i, n in enumerate(stack.nodes) if n in storage.longhorn_pis(stack.nodes))
+        key, value = f"iluvatar:nodes[{i}].dataDisks", "[" + ", ".join(str(d) for d in node.data_disks) + "]"
+    elif stack.gitops is None:
+        key, value = "iluvatar:gitops", "unset"
+    else:
+        key, value = "iluvatar:nodes", "with no Pi that boots from its card holding dataDisks"
+    return [
+        Problem(
+            key,
+            f"{value} moves the Ainur's claims from {before} to {now}, and Headscale's state claim (protected) cannot change "
+            "class: it is replaced by an empty one, and without iluvatar:backup its state has no backup to restore from, so "
+            f"Headscale would start empty and every device join again. Set it back as it was (the claims on {before}), or set "
+            f"iluvatar:backup first and move the claim as {CLAIMS_RUNBOOK} says (a fresh backup, Headscale scaled down, the "
+            "claim unprotected)",
+        )
+    ]
 
 
 def roots_class(stack: StackConfig) -> str:

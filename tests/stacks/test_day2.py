@@ -704,3 +704,68 @@ def test_secrets_encryption_is_not_turned_off_over_what_the_ainur_sealed(tmp_pat
     assert day2.check(on, DeployedArda(), ran) == []
     decrypted = _edited(tmp_path / "c", {"iluvatar:ainur.secretsEncryption": False, "iluvatar:ainur.secretsDecrypted": True})
     assert day2.check(decrypted, DeployedArda(), ran) == []
+
+
+HEADSCALE_ACCESS = {
+    "flavour": "headscale",
+    "headscale": {"url": "https://vpn.example.com", "ip": "192.168.0.17"},
+    "access": [{"group": "example:family", "members": ["bob@"], "reach": ["apps"]}],
+}
+NO_BACKUP = [
+    "iluvatar:backup",
+    "iluvatar:apps[0].backup",
+    "iluvatar:apps[1].backup",
+    "iluvatar:apps[5].backup",
+    "iluvatar:apps[6].backup",
+    "iluvatar:backupS3AccessKeyId",
+    "iluvatar:backupS3SecretAccessKey",
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "delete", "expected"),
+    [
+        ({}, [], "longhorn-encrypted"),
+        ({"iluvatar:storage.ainur.encrypted": False}, [], "longhorn"),
+        (
+            {
+                "iluvatar:nodes[0].dataDisks": [],
+                "iluvatar:nodes[1].dataDisks": [],
+                "iluvatar:nodes[2].dataDisks": [],
+                "iluvatar:storage.ainur.defaultClass": "local-path",
+            },
+            [],
+            "local-path",
+        ),
+        ({"iluvatar:storage.ainur.encrypted": False}, NO_BACKUP, "longhorn"),
+    ],
+)
+def test_the_claims_class_is_the_plans(tmp_path: Path, changes: dict[str, object], delete: list[str], expected: str) -> None:
+    from plans import storage as storage_plan
+
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {**changes, "iluvatar:remoteAccess": HEADSCALE_ACCESS}, delete)))
+    assert day2.state_class(stack) == storage_plan.git_mirror_class(stack) == expected
+    assert rollout.ainur_state(stack, stack.ainur_nodes)["headscaleClass"] == expected
+
+
+def test_headscales_claim_changes_class_only_with_a_backup_to_restore(tmp_path: Path) -> None:
+    """The class recorded, a change refused without iluvatar:backup; with it (the runbook restores the state), on a first
+    deployment, from outputs without the record, or without Headscale, nothing is refused."""
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    ran = {"k3sVersion": "v1.35.8+k3s1", "nodes": {}, "secretsEncryption": True, "headscaleClass": "longhorn-encrypted"}
+    moved = load_stack_file(
+        write_stack(
+            tmp_path / "a", edit(homelab_doc(), {"iluvatar:storage.ainur.encrypted": False, "iluvatar:remoteAccess": HEADSCALE_ACCESS}, NO_BACKUP)
+        )
+    )
+    assert [p.path for p in day2.check(moved, DeployedArda(), ran)] == ["iluvatar:storage.ainur.encrypted"]
+    assert day2.check(moved, DeployedArda(), None) == []
+    assert day2.check(moved, DeployedArda(), {k: v for k, v in ran.items() if k != "headscaleClass"}) == []
+    assert day2.check(moved, DeployedArda(), {**ran, "headscaleClass": "longhorn"}) == []
+    backed_up = load_stack_file(
+        write_stack(tmp_path / "b", edit(homelab_doc(), {"iluvatar:storage.ainur.encrypted": False, "iluvatar:remoteAccess": HEADSCALE_ACCESS}))
+    )
+    assert day2.check(backed_up, DeployedArda(), ran) == []
+    without = load_stack_file(write_stack(tmp_path / "c", edit(homelab_doc(), {"iluvatar:storage.ainur.encrypted": False}, NO_BACKUP)))
+    assert day2.check(without, DeployedArda(), ran) == []
