@@ -32,7 +32,7 @@ from plans import agent_token, apiserver, bringup, k3s, logs, storage
 from plans import credentials as credentials_plan
 from plans.netboot import dhcp_probe, pi_pods, roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
-from stacks import encryption, releases
+from stacks import day2, encryption, releases
 from stacks.model import Node, StackConfig
 from stacks.storage import longhorn_pis
 
@@ -144,6 +144,8 @@ def state(
         "commands": arda_commands(stack),
         # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
         "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
+        # Arda's pod and Service subnets, fixed when the cluster is made: stacks.day2 refuses their change.
+        "clusterNetwork": day2.arda_subnets(stack),
     }
     if (store := logs_store(stack, previous)) is not None:
         out["logsStore"] = store

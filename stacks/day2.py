@@ -207,6 +207,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
+    problems += _cluster_subnets(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -676,6 +677,64 @@ def _encryption(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 " time: move its local volumes' data off (a machine with Ceph OSDs retires them first,"
                 " docs/day2.md#retiring-a-disk-or-a-machine), remove it from iluvatar:nodes and run pulumi up (its delete resets"
                 " it), wipe its system disk and put it back: it installs anew (docs/layers/data.md#turning-encryption-on)",
+            )
+        )
+    return out
+
+
+# Talos's defaults for Arda's own networks (stacks.rules.TALOS_NETWORKS), as a deployment records them.
+DEFAULT_SUBNETS = {key: [str(net)] for key, net in rules.TALOS_NETWORKS.items()}
+
+
+def arda_subnets(stack: StackConfig) -> dict[str, list[str]]:
+    """Arda's pod and Service subnets as Talos runs them: the last arda.patches to set each (plans.coredns reads them the
+    same way), else Talos's default."""
+    out = {key: list(default) for key, default in DEFAULT_SUBNETS.items()}
+    for patch in stack.arda.patches:
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        network = cluster.get("network") if isinstance(cluster, dict) else None
+        for key in out:
+            if isinstance(network, dict) and isinstance(network.get(key), list):
+                out[key] = [str(v) for v in network[key]]
+    return out
+
+
+def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """Arda's pod and Service networks are fixed when the cluster is made: a new serviceSubnets moves kube-apiserver's
+    --service-cluster-ip-range and the kubelets' cluster DNS (plans.coredns: the tenth address of the new range) while
+    every Service there keeps its ClusterIP, CoreDNS's among them, so pods resolve nothing; a new podSubnets leaves
+    every machine's podCIDR, which kube-controller-manager never reassigns, outside the cluster's. Refused against the
+    subnets the last deployment recorded (`clusterNetwork`); from outputs without them, nothing to compare."""
+    before = deployed.output.get("clusterNetwork")
+    if not isinstance(before, Mapping):
+        return []
+    now = arda_subnets(stack)
+    out: list[Problem] = []
+    for key, subnets in now.items():
+        was = before.get(key)
+        if not isinstance(was, list) or [str(w) for w in was] == subnets:
+            continue
+        setter = next(
+            (
+                k
+                for k, patch in reversed(list(enumerate(stack.arda.patches)))
+                if "kind" not in patch
+                and isinstance(patch.get("cluster"), dict)
+                and isinstance(patch["cluster"].get("network"), dict)
+                and isinstance(patch["cluster"]["network"].get(key), list)
+            ),
+            None,
+        )
+        path = f"iluvatar:arda.patches[{setter}].cluster.network.{key}" if setter is not None else "iluvatar:arda.patches"
+        written = "[" + ", ".join(subnets) + "]" if setter is not None else f"sets no {key} (Talos's default {', '.join(subnets)})"
+        what = "Service network" if key == "serviceSubnets" else "pod network"
+        running = ", ".join(str(w) for w in was)
+        back = f"write [{running}] back" if setter is not None else f"put {{cluster: {{network: {{{key}: [{running}]}}}}}} back in it"
+        out.append(
+            Problem(
+                path,
+                f"{written}, but Arda runs with {running} as its {what}, which is fixed when the cluster is made (every Service "
+                f"and machine keeps its address from the old one); {back}, and renumber instead what of the LAN meets it",
             )
         )
     return out

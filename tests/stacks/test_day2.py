@@ -769,3 +769,33 @@ def test_headscales_claim_changes_class_only_with_a_backup_to_restore(tmp_path: 
     assert day2.check(backed_up, DeployedArda(), ran) == []
     without = load_stack_file(write_stack(tmp_path / "c", edit(homelab_doc(), {"iluvatar:storage.ainur.encrypted": False}, NO_BACKUP)))
     assert day2.check(without, DeployedArda(), ran) == []
+
+
+def test_ardas_networks_are_recorded_and_kept(tmp_path: Path) -> None:
+    """The `arda` output records the subnets Talos runs (the last patch to set each, else its defaults); a change against
+    the record is refused at the patch that makes it; nothing on a first deployment or from outputs without the record."""
+    for sub in "ab":
+        (tmp_path / sub).mkdir()
+    stack = _edited(tmp_path / "a", {})
+    from plans import bringup
+
+    names = [n.name for n in bringup.rollout_order(stack)]
+    recorded = rollout.state(stack, dict.fromkeys(names, "factory.talos.dev/installer/x:v1.14.1"), dict.fromkeys(names, "d1"))["clusterNetwork"]
+    assert recorded == day2.arda_subnets(stack) == {"podSubnets": ["10.244.0.0/16"], "serviceSubnets": ["10.96.0.0/12"]}
+    patched = _edited(
+        tmp_path / "b",
+        {
+            "iluvatar:arda.patches": [
+                {"cluster": {"network": {"podSubnets": ["10.200.0.0/16"]}}},
+                {"cluster": {"network": {"podSubnets": ["172.20.0.0/16"]}}},
+            ]
+        },
+    )
+    assert day2.arda_subnets(patched) == {"podSubnets": ["172.20.0.0/16"], "serviceSubnets": ["10.96.0.0/12"]}
+    running = {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}
+    assert [p.path for p in day2.check(patched, DeployedArda.from_output({**running, "clusterNetwork": recorded}))] == [
+        "iluvatar:arda.patches[1].cluster.network.podSubnets"
+    ]
+    assert day2.check(patched, DeployedArda.from_output(running)) == []
+    assert day2.check(patched, DeployedArda()) == []
+    assert day2.check(stack, DeployedArda.from_output({**running, "clusterNetwork": recorded})) == []
