@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacks import encryption, releases, rules, storage
+from stacks import encryption, releases, rules, storage, versions
 from stacks import logs as logs_rules
 from stacks.boards import ARDA_ROLES
 from stacks.errors import Problem, show
@@ -256,6 +256,20 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
                 f"safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them); "
                 f"set {K3S_ETCD_STOP_RELEASE} first (etcd 3.5.26 or later), then v1.34, then {now} "
                 f"(docs/day2.md#upgrading-k3s-on-the-ainur)",
+            )
+        ]
+    if new[:2] > (old[0], old[1] + 1) and old[:2] < (versions.K3S_MIN_KUBERNETES[0], versions.K3S_MIN_KUBERNETES[1] - 1):
+        # Below the floor this Iluvatar gives the Ainur (stacks.versions) the next minor is refused here, so the one way up
+        # is the Iluvatar that deployed them, which took it: said, rather than a "first" this one refuses.
+        floor = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1]}"
+        below = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1] - 1}"
+        return [
+            Problem(
+                K3S,
+                f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does; this "
+                f"Iluvatar runs the Ainur from {floor} on, so take them one minor at a time up to a {below} release with the "
+                f"Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write {now} here "
+                "(docs/day2.md#upgrading-k3s-on-the-ainur)",
             )
         ]
     if new[:2] > (old[0], old[1] + 1):
