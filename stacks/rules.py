@@ -601,7 +601,7 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
         disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
         for field, disk in disks:
-            if isinstance(disk, str) and (why := no_such_device(disk)) is not None:
+            if isinstance(disk, str) and (why := no_such_device(disk, talos=node.role in ARDA_ROLES and field != "installDisk")) is not None:
                 # Said alone: the name's partition or controller would point to a device that is not there either.
                 out.append(Problem(node_path(i, field), why))
                 continue
@@ -687,8 +687,22 @@ _IDE_DISK = re.compile(r"^/dev/hd([a-z]+)(\d*)$")
 _NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
 
 
-def no_such_device(disk: str) -> str | None:
-    """Why a /dev name is one no machine here has (an IDE hdX, NVMe namespace 0), with the name to write; None otherwise."""
+# A Linux software RAID's device (drivers/md: md0, md127, and mdadm's /dev/md/<name> links). Talos assembles an array
+# only with its mdadm system extension, and Iluvatar's schematics carry iscsi-tools and util-linux-tools alone
+# (plans.talos.STORAGE_EXTENSIONS), so on Arda's machines no such device appears. (As an install disk it is refused for
+# any machine: not_a_disk.)
+_MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+)$")
+
+
+def no_such_device(disk: str, talos: bool = False) -> str | None:
+    """Why a /dev name is one no machine here has (an IDE hdX, NVMe namespace 0, on Talos a software RAID), with the name to
+    write; None otherwise."""
+    if talos and _MD_DEVICE.match(disk):
+        return (
+            f"{disk} is a software RAID device, which Talos never assembles here (its mdadm extension is not in Iluvatar's "
+            "images): write one of the member disks instead (Ceph keeps its own copies across machines; lsblk -d -o "
+            "NAME,SIZE,MODEL lists them)"
+        )
     if (ide := _IDE_DISK.match(disk)) is not None:
         instead = f"/dev/sd{ide.group(1)}"  # the whole disk: a partition is no disk either (partition_of)
         return (
