@@ -697,6 +697,14 @@ HEADSCALE_PROBE_JOB = "headscale-certificate"
 UNREBOOTED_ALERT = "ArdaMachineNotRestarted"
 UNREBOOTED_DAYS = 335
 HEADSCALE_CERTIFICATE_DAYS = 21
+# The probe runs each hour (HEADSCALE_PROBE_INTERVAL), but an instant selector reads a series only five minutes back
+# (prometheus v3.12.0 promql/engine.go:64, kube-prometheus v0.18.0 sets no query.lookbackDelta) and the rules are
+# evaluated every 30 s (prometheus-operator v0.93.0 monitoring.coreos.com_prometheuses.yaml:4026-4030): a bare selector
+# is empty 55 minutes of each hour, and a pending alert whose expression is empty is dropped (rules/alerting.go:510-511),
+# so no `for:` longer than five minutes is ever reached. The alerts read the newest probe within an interval and a
+# quarter instead.
+HEADSCALE_PROBE_INTERVAL = "1h"
+HEADSCALE_PROBE_RANGE = "75m"
 BLACKBOX_PROBER = f"blackbox-exporter.{NAMESPACE}.svc:19115"
 
 
@@ -896,7 +904,7 @@ def headscale_alerts(stack: StackConfig) -> list[Alert]:
     return [
         Alert(
             "HeadscaleCertificateExpiring",
-            f"probe_ssl_earliest_cert_expiry{{{job}}} - time() < {HEADSCALE_CERTIFICATE_DAYS} * 86400",
+            f"last_over_time(probe_ssl_earliest_cert_expiry{{{job}}}[{HEADSCALE_PROBE_RANGE}]) - time() < {HEADSCALE_CERTIFICATE_DAYS} * 86400",
             "1h",
             "critical",
             f"Headscale's certificate ends within {HEADSCALE_CERTIFICATE_DAYS} days",
@@ -908,7 +916,7 @@ def headscale_alerts(stack: StackConfig) -> list[Alert]:
         ),
         Alert(
             "HeadscaleCertificateUnknown",
-            f"probe_success{{{job}}} == 0",
+            f"last_over_time(probe_success{{{job}}}[{HEADSCALE_PROBE_RANGE}]) == 0",
             "6h",
             "warning",
             "Headscale's certificate cannot be read",
@@ -931,7 +939,7 @@ def headscale_probe(stack: StackConfig) -> dict[str, Any] | None:
         "metadata": _meta(HEADSCALE_PROBE_JOB, NAMESPACE),
         "spec": {
             "jobName": HEADSCALE_PROBE_JOB,
-            "interval": "1h",
+            "interval": HEADSCALE_PROBE_INTERVAL,
             "module": "http_2xx",
             "prober": {"url": BLACKBOX_PROBER},
             "targets": {"staticConfig": {"static": [f"{remote_access.headscale_url(stack)}/health"]}},
