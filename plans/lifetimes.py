@@ -321,9 +321,10 @@ def _remote_rows() -> list[Lifetime]:
         Lifetime(
             "Headscale's Let's Encrypt certificate",
             "Headscale's state claim",
-            "90 days (Let's Encrypt's)",
+            "Let's Encrypt's current default (90 days, to shorten from 2027; the 30-day renewal and 21-day alert still hold)",
             "Headscale itself, 30 days before its end, over TLS-ALPN-01 on its public :443",
-            f"HeadscaleCertificateExpiring {monitoring.HEADSCALE_CERTIFICATE_DAYS} days ahead (a blackbox probe of its public name); "
+            f"HeadscaleCertificateExpiring {monitoring.HEADSCALE_CERTIFICATE_DAYS} days ahead (an hourly blackbox probe of its LAN "
+            "address with its public name); "
             "HeadscaleCertificateUnknown",
             f"headscale {pins.APPS['headscale']} hscontrol/app.go:874-881; golang.org/x/crypto v0.43.0 acme/autocert/autocert.go:1031-1036",
             alerts=("HeadscaleCertificateExpiring", "HeadscaleCertificateUnknown"),

@@ -359,6 +359,9 @@ def patches(stack: StackConfig) -> list[dict[str, Any]]:
     app = grafana_app(stack)
     if app is not None and app.http.port != GRAFANA_PORT:
         out.append(_patch("Service", "grafana", [{"op": "replace", "path": "/spec/ports/0/port", "value": app.http.port}]))
+    blackbox = blackbox_configuration(stack)
+    if blackbox is not None:
+        out.append(_patch("ConfigMap", BLACKBOX_CONFIGURATION, blackbox))
     return out + _logs_and_drill_patches(stack)
 
 
@@ -685,8 +688,8 @@ CREDENTIAL_UNKNOWN_ALERT = "CredentialEndUnknown"
 ENDS_GROUP = "iluvatar-ends"
 # Headscale's Let's Encrypt certificate, as its clients see it: kube-prometheus v0.18.0's blackbox-exporter
 # (manifests/blackboxExporter-service.yaml:16-18, its plain-HTTP probe port; -configuration.yaml:5-8 `http_2xx`, which
-# verifies against the public roots) fetches Headscale's /health (headscale v0.27.1 hscontrol/app.go:448) over its
-# public name each hour. Headscale renews through x/crypto's autocert with no RenewBefore (app.go:874-881), so 30 days
+# verifies against the public roots, as HEADSCALE_MODULE does) fetches Headscale's /health (headscale v0.27.1
+# hscontrol/app.go:448) with its public name each hour. Headscale renews through x/crypto's autocert with no RenewBefore (app.go:874-881), so 30 days
 # before the end (golang.org/x/crypto v0.43.0, headscale's go.mod:43, acme/autocert/autocert.go:1031-1036): under 21
 # days left, its renewals have failed for nine days (a lost port forward, TLS-ALPN-01 unreachable).
 HEADSCALE_PROBE_JOB = "headscale-certificate"
@@ -920,12 +923,60 @@ def headscale_alerts(stack: StackConfig) -> list[Alert]:
             "6h",
             "warning",
             "Headscale's certificate cannot be read",
-            "Arda's blackbox-exporter has not fetched Headscale's /health over its public name for six hours, so "
-            "HeadscaleCertificateExpiring cannot fire: Headscale is down, its name does not resolve from Arda, or its "
-            "certificate does not verify (ended already?). `curl -v {{ $labels.instance }}` from the LAN says which.",
+            "Arda's blackbox-exporter has not fetched Headscale's /health (its LoadBalancer address on the LAN, with "
+            "its public name) for six hours, so HeadscaleCertificateExpiring cannot fire: Headscale is down, its address "
+            "moved, or its certificate does not verify for its name (ended already?). "
+            f"`curl -v --resolve {remote_access.headscale_host(stack)}:{urlsplit(remote_access.headscale_url(stack)).port or 443}:"
+            f"{stack.remote_access.headscale.ip} "
+            f"{remote_access.headscale_url(stack)}/health` from the LAN says which.",
             runbook=ENDS_RUNBOOK,
         ),
     ]
+
+
+# kube-prometheus v0.18.0's blackbox-exporter reads one file, config.yml of this ConfigMap
+# (manifests/blackboxExporter-configuration.yaml:3, :50; blackboxExporter-deployment.yaml:31, :116-117), and its
+# module-configmap-reloader sidecar has it reloaded on a change (:59-62). Its `http_2xx` (:5-8) dials the target's own name; Headscale's is the home's public
+# address, which a router without NAT loopback does not turn back in (docs/remote-access.md). HEADSCALE_MODULE dials
+# Headscale's LoadBalancer address on the LAN instead, as the subnet router does (plans.remote_access.router_manifests'
+# hostAliases), and still asks for and verifies the public name: blackbox_exporter v0.28.0 sends `headers`' Host
+# (config/config.go:311) and takes `tls_config.server_name` (the inlined http_client_config, :320) as the name TLS
+# verifies, before any Host header or the target's address (prober/http.go:415-428).
+BLACKBOX_CONFIGURATION = "blackbox-exporter-configuration"
+HEADSCALE_MODULE = "headscale_lan"
+
+
+def blackbox_configuration(stack: StackConfig) -> dict[str, Any] | None:
+    """kube-prometheus's blackbox-exporter configuration with HEADSCALE_MODULE, for a stack with Headscale: its
+    `http_2xx` as kube-prometheus writes it (the only other module a Probe of Iluvatar's names), and Headscale's."""
+    if stack.remote_access is None or stack.remote_access.headscale is None:
+        return None
+    host = remote_access.headscale_host(stack)
+    modules = {
+        "http_2xx": {"prober": "http", "http": {"preferred_ip_protocol": "ip4"}},
+        HEADSCALE_MODULE: {
+            "prober": "http",
+            "http": {
+                "preferred_ip_protocol": "ip4",
+                "headers": {"Host": remote_access.headscale_url(stack).removeprefix("https://")},
+                "tls_config": {"server_name": host},
+            },
+        },
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": BLACKBOX_CONFIGURATION, "namespace": NAMESPACE},
+        "data": {"config.yml": yamltext.dump({"modules": modules}, sort_keys=True)},
+    }
+
+
+def headscale_probe_target(stack: StackConfig) -> str:
+    """Headscale's /health at its LoadBalancer address on the LAN (its public URL with the address for the name)."""
+    headscale = remote_access.settings(stack).headscale
+    assert headscale is not None
+    url = remote_access.headscale_url(stack)
+    return url.replace(remote_access.headscale_host(stack), str(headscale.ip), 1) + "/health"
 
 
 def headscale_probe(stack: StackConfig) -> dict[str, Any] | None:
@@ -940,9 +991,9 @@ def headscale_probe(stack: StackConfig) -> dict[str, Any] | None:
         "spec": {
             "jobName": HEADSCALE_PROBE_JOB,
             "interval": HEADSCALE_PROBE_INTERVAL,
-            "module": "http_2xx",
+            "module": HEADSCALE_MODULE,
             "prober": {"url": BLACKBOX_PROBER},
-            "targets": {"staticConfig": {"static": [f"{remote_access.headscale_url(stack)}/health"]}},
+            "targets": {"staticConfig": {"static": [headscale_probe_target(stack)]}},
         },
     }
 

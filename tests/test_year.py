@@ -157,7 +157,7 @@ def pulumi_up(lab: Homelab, day: int) -> None:
 # Prometheus's evaluator starts its clock at the Unix epoch: the year is moved so that START is its zero.
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 HOURS = YEAR * 24
-HEADSCALE = "https://vpn.example.com/health"
+HEADSCALE = "https://192.168.0.17/health"  # its LoadBalancer address on the LAN
 ARDA = "tirion"
 
 
@@ -521,8 +521,8 @@ def test_a_year_without_any_pulumi_up_every_end_is_alerted_ahead(stack: StackCon
         "AinurCertificateExpiring ilmare": 333,
         "AinurCertificateExpiring eonwe": 334,
         "AinurCertificateExpiring manwe": 335,
-        "HeadscaleCertificateExpiring https://vpn.example.com/health": 129,
-        "HeadscaleCertificateUnknown https://vpn.example.com/health": 150,
+        "HeadscaleCertificateExpiring https://192.168.0.17/health": 129,
+        "HeadscaleCertificateUnknown https://192.168.0.17/health": 150,
         "ArdaMachineNotRestarted tirion": 325,
     }
 

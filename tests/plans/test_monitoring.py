@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import yaml
 
 from plans import apiserver, gitops, monitoring, talos
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
@@ -941,3 +942,27 @@ def test_a_pi_whose_metric_file_cannot_be_read_is_named_too() -> None:
     }
     result = alert_check.unit_test_rules(monitoring.alert_rules(stack), [case])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_headscale_s_probe_dials_its_lan_address_and_verifies_its_public_name(built: list[dict[str, Any]]) -> None:
+    """A router without NAT loopback does not turn the home's public address back in: the probe dials Headscale's
+    LoadBalancer address, as the subnet router does, and blackbox-exporter (v0.28.0 prober/http.go:415-428) verifies
+    the certificate for `tls_config.server_name`, the public name, and sends it as Host. Built by kustomize as Argo CD
+    builds it, the module is in the file blackbox-exporter reads."""
+    stack = homelab()
+    headscale = stack.remote_access.headscale if stack.remote_access else None
+    assert headscale is not None
+    probe = monitoring.headscale_probe(stack)
+    assert probe is not None
+    assert probe["spec"]["module"] == "headscale_lan"
+    assert probe["spec"]["targets"]["staticConfig"]["static"] == [f"https://{headscale.ip}/health"]
+    config = yaml.safe_load(_one(built, "ConfigMap", "blackbox-exporter-configuration")["data"]["config.yml"])
+    assert config == {
+        "modules": {
+            "http_2xx": {"prober": "http", "http": {"preferred_ip_protocol": "ip4"}},
+            "headscale_lan": {
+                "prober": "http",
+                "http": {"preferred_ip_protocol": "ip4", "headers": {"Host": "vpn.example.com"}, "tls_config": {"server_name": "vpn.example.com"}},
+            },
+        }
+    }
