@@ -255,6 +255,10 @@ class DataSafety(pulumi.ComponentResource):
                 self.drill_namespace = self._create(prefix, drill_plan.namespace(stack), args.after)
             return
         if not clusters and not kms_drill:
+            # No etcd or KMS key drill (their opt-outs), and so nothing here for the S3 keys or the age identity; Headscale's
+            # state drill carries its own copy of its repository's Secret, keys included (plans.drill.headscale_secret).
+            if drill_plan.headscale_drilled(stack):
+                self.drill_namespace = self._create(prefix, drill_plan.namespace(stack), args.after)
             return
         namespace = self._create(prefix, drill_plan.namespace(stack), args.after)
         self.drill_namespace = namespace

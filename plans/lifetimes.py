@@ -386,7 +386,7 @@ def _cloudflare_rows(stack: StackConfig) -> list[Lifetime]:
 def _backup_rows(stack: StackConfig) -> list[Lifetime]:
     """Each backup's freshness, as this stack takes and drills it: the volumes (VolSync, drilled unless
     `backup.drill.volumes` is false), each cluster's etcd snapshots where they reach the target (stacks.data.drills:
-    Arda's only by talos-backup to S3, the Ainur's only by k3s to S3), and Headscale's state (drilled on S3 only)."""
+    Arda's only by talos-backup to S3, the Ainur's only by k3s to S3), and Headscale's state (drill.headscale_drilled)."""
     if stack.backup is None:
         return []
     out: list[Lifetime] = []

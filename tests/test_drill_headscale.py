@@ -266,3 +266,22 @@ def test_on_an_nfs_target_the_program_makes_the_drills_namespace_and_the_drill(t
     cronjob, namespace = named["remote-access-arda-cronjob-drill-headscale"], named["data-drill-namespace-backup-drill"]
     assert namespace.urn in cronjob.dependencies
     assert "AWS_ACCESS_KEY_ID" not in named["remote-access-arda-secret-drill-headscale-restic"].inputs["stringData"].value
+
+
+def test_on_an_s3_target_with_no_etcd_or_kms_drill_headscale_is_still_drilled(tmp_path: Path) -> None:
+    """With the etcd drills' opt-outs (`backup.drill.ainur`, `backup.etcd.arda`) nothing else needs the drills'
+    namespace on an S3 target; Headscale's drill is still made there, as the lifetime table says, with its own keys and
+    not the etcd drills'."""
+    doc = edit(homelab_doc(), {"iluvatar:backup.etcd.arda": False})
+    doc["config"]["iluvatar:backup"]["drill"] = {"ainur": False}
+    doc["config"]["iluvatar:remoteAccess"] = copy.deepcopy(SHIPPED)
+    stack = load_stack_file(write_stack(tmp_path, doc, stack="homelab"))
+    assert drill.etcd_drills(stack) == []
+    assert drill.headscale_drilled(stack)
+    sim = Simulation(stack="homelab")
+    simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")), record=sim)
+    named = sim.named()
+    cronjob, namespace = named["remote-access-arda-cronjob-drill-headscale"], named["data-drill-namespace-backup-drill"]
+    assert namespace.urn in cronjob.dependencies
+    assert "AWS_ACCESS_KEY_ID" in named["remote-access-arda-secret-drill-headscale-restic"].inputs["stringData"].value
+    assert not [n for n in named if n.startswith("data-drill-secret")]
