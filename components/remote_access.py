@@ -252,8 +252,12 @@ class RemoteAccess(pulumi.ComponentResource):
             string_data=pulumi.Output.secret(values),
             opts=pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
         )
+        # On an NFS target, the export's volume and claim (plans.drill.headscale_target), before the CronJob that mounts them.
+        target = [kube.create(f"{name}-arda", m, in_arda) for m in drill_plan.headscale_target(stack)]
         kube.create(
-            f"{name}-arda", drill_plan.headscale_cronjob(stack), pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[secret]))
+            f"{name}-arda",
+            drill_plan.headscale_cronjob(stack),
+            pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[secret, *target])),
         )
 
     def _enrolment(self, name: str, args: RemoteAccessArgs) -> pulumi.Output[int]:

@@ -429,14 +429,10 @@ def age_secret(identity: str) -> dict[str, Any]:
 
 
 def namespace(stack: StackConfig) -> dict[str, Any]:
-    """The drills' namespace, Pod Security `restricted`; with an NFS target `baseline` enforced (restricted still warned
-    and audited): Headscale's drill reads the repository as its writer, root, through an `nfs` volume
-    (`headscale_cronjob`), which `restricted` refuses (k8s.io/pod-security-admission v0.35.1
-    policy/check_restrictedVolumes.go:47, :117-118) and `baseline` admits (it refuses only hostPath), with the mover's three capabilities (_AS_THE_MOVER)."""
-    nfs = headscale_drilled(stack) and backup.target(stack).kind == "nfs"
+    """The drills' namespace, Pod Security `restricted` enforced, warned and audited, whatever the target: Headscale's
+    drill of an NFS target reads the export through a claim (`headscale_target`), which `restricted` admits
+    (k8s.io/pod-security-admission v0.35.1 policy/check_restrictedVolumes.go:47, :117-118 refuse an inline `nfs` volume)."""
     labels = {**MANAGED_BY, **{f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn", "audit")}}
-    if nfs:
-        labels["pod-security.kubernetes.io/enforce"] = "baseline"
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels, "annotations": dict(gitops.PULUMI_OWNED)}}
 
 
@@ -714,10 +710,17 @@ def cronjobs(stack: StackConfig) -> list[dict[str, Any]]:
 # as the etcd drills do, in NAMESPACE with a copy of that repository's Secret. It is the volume drill's script (the
 # newest snapshot no older than its schedule allows, `restic check`, the restore counted and summed against restic's
 # stats) and one check more: the restore holds Headscale's database, non-empty. A snapshot of another folder restores
-# and counts right, and is no Headscale that comes back. An NFS target is not drilled from here: restic writes the
-# repository's files owner-only as the init container's root (restic v0.18.1 internal/backend/util/paths.go:12), and
-# NAMESPACE enforces Pod Security `restricted`, which refuses a root pod.
+# and counts right, and is no Headscale that comes back. On an NFS target the drill reads the export as the writer:
+# the init container inherits Headscale's pod's user and group, HEADSCALE_WRITER (plans.remote_access
+# headscale_manifests' pod securityContext; the container sets none), and restic makes the repository's files and
+# folders owner-only (restic v0.18.1 internal/backend/util/paths.go:12), so only that uid reads them, whatever the
+# export squashes (root_squash maps only uid 0). It needs no capability: restic at euid > 0 ignores the permission
+# errors of restoring ownership (internal/fs/node.go:238). The export comes through a claim bound to a static,
+# read-only PersistentVolume (`headscale_target`), so NAMESPACE stays Pod Security `restricted`.
 HEADSCALE = "headscale"
+HEADSCALE_WRITER = 65532
+HEADSCALE_TARGET = "drill-headscale-target"
+_AS_HEADSCALE = {**_RESTRICTED, "runAsUser": HEADSCALE_WRITER, "runAsGroup": HEADSCALE_WRITER}
 HEADSCALE_KIND = "state"
 HEADSCALE_SECRET = "drill-headscale-restic"  # noqa: S105 - a Secret's name
 # The scratch folder's bound: the state claim's size (plans.remote_access.headscale_manifests).
@@ -786,14 +789,46 @@ def headscale_cronjob(stack: StackConfig) -> dict[str, Any]:
         "volumeMounts": mounts,
     }
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": HEADSCALE_SCRATCH}}, {"name": "tmp", "emptyDir": {}}]
+    pod_context: dict[str, Any] = {"fsGroup": NONROOT}
     if backup.target(stack).kind == "nfs":
         # The export where Headscale's init container writes (plans.remote_access.state_repository, /mnt/<MOUNT>), read
-        # only and as that writer, root (the restic image sets no USER), as a volume drill reads VolSync's (above).
-        volumes.append({"name": "target", "nfs": {"server": backup.nfs_server(stack), "path": backup.target(stack).path}})
+        # only, as that writer (see HEADSCALE_WRITER), through the claim of `headscale_target`.
+        volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": HEADSCALE_TARGET, "readOnly": True}})
         mounts.append({"name": "target", "mountPath": f"/mnt/{backup.MOUNT}", "readOnly": True})
-        container["securityContext"] = _AS_THE_MOVER
-    pod = {"securityContext": {"fsGroup": NONROOT}, "containers": [container], "volumes": volumes}
+        container["securityContext"] = _AS_HEADSCALE
+        pod_context = {"fsGroup": HEADSCALE_WRITER}
+    pod = {"securityContext": pod_context, "containers": [container], "volumes": volumes}
     return _cronjob(stack, cronjob_name(HEADSCALE), NAMESPACE, HEADSCALE, HEADSCALE_KIND, pod)
+
+
+def headscale_target(stack: StackConfig) -> list[dict[str, Any]]:
+    """The NFS export, for Headscale's drill on an NFS target: a static PersistentVolume, read only (the kubelet mounts
+    it `ro`) and kept when its claim goes, reserved for the claim in NAMESPACE (claimRef), and that claim, bound to it
+    by name with no class (no provisioner makes it). None on an S3 target."""
+    if not headscale_drilled(stack) or backup.target(stack).kind != "nfs":
+        return []
+    size = {"storage": HEADSCALE_SCRATCH}  # nothing allocates it: a bound the claim and the volume must agree on
+    name = f"{NAMESPACE}-{HEADSCALE_TARGET}"
+    volume: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "capacity": size,
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "nfs": {"server": backup.nfs_server(stack), "path": backup.target(stack).path, "readOnly": True},
+            "claimRef": {"namespace": NAMESPACE, "name": HEADSCALE_TARGET},
+        },
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": HEADSCALE_TARGET, "namespace": NAMESPACE, "labels": dict(MANAGED_BY)},
+        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": name, "resources": {"requests": size}},
+    }
+    return [volume, claim]
 
 
 # --- Grafana ------------------------------------------------------------------------------------------------

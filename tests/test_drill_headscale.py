@@ -24,6 +24,7 @@ from tests.remote_stacks import HEADSCALE, SHIPPED, remote_stack
 from tests.test_drill import APPLETS, _clock, _newest_snapshot, _restic, _run
 from tests.tools import require
 from tools import alert_check
+from tools.kube_cluster import ApiError, Cluster, flavor_for
 
 PASSWORD = "the-state-password"
 
@@ -236,27 +237,47 @@ def _nfs_homelab(tmp_path: Path) -> Path:
 
 
 def test_on_an_nfs_target_the_drill_reads_the_export_as_its_writer(tmp_path: Path) -> None:
-    """Headscale's init container writes its state's repository on the export as root (owner-only files, as restic
-    makes them); the drill mounts the same export where the repository's path says, read only, as root with the
-    mover's three capabilities, in the drills' namespace, which enforces Pod Security `baseline` for it (the `nfs` volume)
-    and still warns and audits `restricted`. Without it, a failing NFS state backup was only a log line."""
+    """Headscale's init container writes its state's repository on the export as the pod's user (owner-only files, as
+    restic makes them); the drill mounts the same export where the repository's path says, read only, as that user with
+    no capability, through a claim bound to a static read-only volume, in the drills' namespace, which stays Pod
+    Security `restricted`. Without it, a failing NFS state backup was only a log line."""
     stack = load_stack_file(_nfs_homelab(tmp_path))
     assert drill.headscale_drilled(stack)
     assert remote_plan.state_repository(stack) == "/mnt/backup/headscale/remote-access/headscale-state"
+    # The writer: Headscale's pod's user and group, which the state-backup init container does not override.
+    deployment = next(m for m in remote_plan.headscale_manifests(stack) if m["kind"] == "Deployment")
+    writer_pod = deployment["spec"]["template"]["spec"]
+    [init] = [c for c in writer_pod["initContainers"] if c["name"] == remote_plan.STATE_BACKUP]
+    assert "runAsUser" not in init.get("securityContext", {}) and "runAsGroup" not in init.get("securityContext", {})
+    writer = (writer_pod["securityContext"]["runAsUser"], writer_pod["securityContext"]["runAsGroup"])
     pod = drill.headscale_cronjob(stack)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["volumes"][-1] == {"name": "target", "nfs": {"server": "192.168.0.40", "path": "/volume1/backups"}}
+    assert pod["volumes"][-1] == {"name": "target", "persistentVolumeClaim": {"claimName": "drill-headscale-target", "readOnly": True}}
     (container,) = pod["containers"]
     assert container["volumeMounts"][-1] == {"name": "target", "mountPath": "/mnt/backup", "readOnly": True}
     context = container["securityContext"]
-    assert (context["runAsUser"], context["capabilities"]["add"]) == (0, ["CHOWN", "DAC_OVERRIDE", "FOWNER"])
-    labels = drill.namespace(stack)["metadata"]["labels"]
-    assert {k.rsplit("/", 1)[1]: v for k, v in labels.items() if k.startswith("pod-security")} == {
-        "enforce": "baseline",
-        "warn": "restricted",
-        "audit": "restricted",
+    assert (context["runAsUser"], context["runAsGroup"]) == writer == (65532, 65532)
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert (context["runAsNonRoot"], context["allowPrivilegeEscalation"]) == (True, False)
+    volume, claim = drill.headscale_target(stack)
+    assert volume["spec"] == {
+        "capacity": {"storage": "1Gi"},
+        "accessModes": ["ReadOnlyMany"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "nfs": {"server": "192.168.0.40", "path": "/volume1/backups", "readOnly": True},
+        "claimRef": {"namespace": "backup-drill", "name": "drill-headscale-target"},
     }
-    # An S3 target's namespace stays restricted throughout.
-    assert drill.namespace(load_stack_file(HOMELAB))["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert claim["spec"]["volumeName"] == volume["metadata"]["name"] == "backup-drill-drill-headscale-target"
+    assert claim["metadata"]["namespace"] == "backup-drill"
+    for target in (stack, load_stack_file(HOMELAB)):
+        labels = drill.namespace(target)["metadata"]["labels"]
+        assert {k.rsplit("/", 1)[1]: v for k, v in labels.items() if k.startswith("pod-security")} == {
+            "enforce": "restricted",
+            "warn": "restricted",
+            "audit": "restricted",
+        }
+    # An S3 target needs no volume.
+    assert drill.headscale_target(load_stack_file(HOMELAB)) == []
 
 
 def test_on_an_nfs_target_the_program_makes_the_drills_namespace_and_the_drill(tmp_path: Path) -> None:
@@ -266,6 +287,11 @@ def test_on_an_nfs_target_the_program_makes_the_drills_namespace_and_the_drill(t
     cronjob, namespace = named["remote-access-arda-cronjob-drill-headscale"], named["data-drill-namespace-backup-drill"]
     assert namespace.urn in cronjob.dependencies
     assert "AWS_ACCESS_KEY_ID" not in named["remote-access-arda-secret-drill-headscale-restic"].inputs["stringData"].value
+    # The export's volume and claim, before the CronJob mounts them; the claim in the namespace made for it.
+    volume = named["remote-access-arda-persistentvolume-backup-drill-drill-headscale-target"]
+    claim = named["remote-access-arda-persistentvolumeclaim-drill-headscale-target"]
+    assert {volume.urn, claim.urn} <= set(cronjob.dependencies)
+    assert namespace.urn in claim.dependencies
 
 
 def test_on_an_s3_target_with_no_etcd_or_kms_drill_headscale_is_still_drilled(tmp_path: Path) -> None:
@@ -285,3 +311,26 @@ def test_on_an_s3_target_with_no_etcd_or_kms_drill_headscale_is_still_drilled(tm
     assert namespace.urn in cronjob.dependencies
     assert "AWS_ACCESS_KEY_ID" in named["remote-access-arda-secret-drill-headscale-restic"].inputs["stringData"].value
     assert not [n for n in named if n.startswith("data-drill-secret")]
+
+
+def test_the_nfs_drill_is_admitted_by_a_restricted_namespace_and_an_inline_nfs_volume_is_not(tmp_path: Path) -> None:
+    """The drills' namespace, the export's volume and claim, and the drill's pod as rendered, sent to a real API server
+    with Talos's PodSecurity admission: `restricted` admits the pod that mounts the export through its claim, and
+    refuses the same pod with the export as an inline `nfs` volume (what would need `baseline`)."""
+    stack = load_stack_file(_nfs_homelab(tmp_path))
+    with Cluster(flavor_for("arda"), tmp_path / "cluster", components=("etcd", "kube-apiserver"), ready_for_pods=False).start() as cluster:
+        client = cluster.client
+        for obj in (drill.namespace(stack), *drill.headscale_target(stack)):
+            client.create(obj)
+        client.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": drill.NAMESPACE}})
+        spec = drill.headscale_cronjob(stack)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "drill", "namespace": drill.NAMESPACE}, "spec": spec}
+        assert client.create(pod)["metadata"]["name"] == "drill"
+        inline = {"name": "target", "nfs": {"server": "192.168.0.40", "path": "/volume1/backups", "readOnly": True}}
+        refused = {**pod, "metadata": {**pod["metadata"], "name": "inline"}, "spec": {**spec, "volumes": [*spec["volumes"][:-1], inline]}}
+        with pytest.raises(ApiError) as err:
+            client.create(refused)
+        assert (
+            'violates PodSecurity "restricted:latest": restricted volume types (volume "target" uses restricted volume type "nfs")'
+            in err.value.message
+        )
