@@ -525,7 +525,29 @@ def rows(stack: StackConfig) -> list[Lifetime]:
     out = [*(_k3s_rows() if stack.ainur is not None else []), *_talos_rows(), *_local_rows(stack), *_cloudflare_rows(stack)]
     if _headscale(stack):
         out += _remote_rows()
-    return out + _backup_rows(stack)
+    return out + _receiver_rows(stack) + _backup_rows(stack)
+
+
+def _receiver_rows(stack: StackConfig) -> list[Lifetime]:
+    """The alert receiver's secret: every other row's alert goes through it, so no alert can announce its end; the
+    heartbeat's switch off the homelab (`monitoring.heartbeat`, plans.monitoring.alertmanager_config) does."""
+    if stack.monitoring is None or stack.monitoring.receiver is None or stack.monitoring.receiver.kind is None:
+        return []
+    heartbeat = stack.monitoring.heartbeat is not None
+    return [
+        Lifetime(
+            "the alert receiver's token or password (`iluvatar:alertReceiverSecret`)",
+            f"the receiver's service ({stack.monitoring.receiver.kind})",
+            "the service's (a token's expiry, a password's rotation): unverified",
+            "you, at the service; then `pulumi config set --secret iluvatar:alertReceiverSecret` and `pulumi up`",
+            "the heartbeat's switch (`monitoring.heartbeat`): a refused delivery fires AlertmanagerFailedToSendAlerts, "
+            "which mutes the Watchdog it is posted"
+            if heartbeat
+            else "nothing: set `monitoring.heartbeat`, a dead-man's switch off the homelab",
+            "plans.monitoring.alertmanager_config",
+            unattended="no alert can announce the end of the path alerts take; only a switch off the homelab can",
+        )
+    ]
 
 
 HEADER = ("What", "Where", "Lifetime", "Renewed by", "Alerted ahead", "Read from")

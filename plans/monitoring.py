@@ -1115,6 +1115,9 @@ def ntfy_url(url: str) -> str:
     return f"{url}{separator}template=yes&title={quote(NTFY_TITLE, safe='')}&message={quote(NTFY_MESSAGE, safe='')}"
 
 
+HEARTBEAT = "heartbeat"
+
+
 def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any]:
     """Alertmanager's config: the stack's alerts to its receiver; everything else (kube-prometheus's own
     rules, its Watchdog) to no one, visible in Alertmanager's and Grafana's pages. `secret` is
@@ -1144,10 +1147,24 @@ def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any
         ],
         "receivers": [{"name": "none"}],
     }
+    heartbeat = settings(stack).heartbeat
+    routes: list[dict[str, Any]] = []
+    if heartbeat is not None:
+        # kube-prometheus v0.18.0's Watchdog always fires (manifests/kubePrometheus-prometheusRule.yaml:25, :35 `vector(1)`):
+        # posted each hour to the switch, it stops when Prometheus, Alertmanager or their rules stop. A receiver that
+        # refuses its deliveries (a revoked token, a changed password) fires kube-prometheus's
+        # AlertmanagerFailedToSendAlerts (alertmanager-prometheusRule.yaml:44-56), which mutes the Watchdog: the switch sees
+        # that too, though the alert saying so cannot be delivered.
+        routes.append({"receiver": HEARTBEAT, "matchers": ['alertname="Watchdog"'], "group_wait": "0s", "repeat_interval": "1h"})
+        config["receivers"].append({"name": HEARTBEAT, "webhook_configs": [{"url": heartbeat, "send_resolved": False}]})
+        config["inhibit_rules"].append(
+            {"source_matchers": ['alertname="AlertmanagerFailedToSendAlerts"'], "target_matchers": ['alertname="Watchdog"'], "equal": []}
+        )
+        config["route"]["routes"] = routes
     kind = receiver.kind if receiver is not None else None
     if receiver is None or kind is None:
         return config
-    config["route"]["routes"] = [{"receiver": kind, "matchers": [f'alertname=~"{names}"']}]
+    config["route"]["routes"] = [*routes, {"receiver": kind, "matchers": [f'alertname=~"{names}"']}]
     target: dict[str, Any] = {"name": kind}
     if kind == "email" and receiver.email is not None:
         email = receiver.email

@@ -969,6 +969,10 @@ class Monitoring(Model):
     prometheus: Prometheus = Field(default_factory=Prometheus)
     grafana: Grafana = Field(default_factory=Grafana)
     receiver: AlertReceiver | None = None
+    # A dead-man's switch off the homelab (a healthchecks.io check's ping URL, an Uptime Kuma push monitor): Alertmanager
+    # posts kube-prometheus's always-firing Watchdog to it each hour, and stops while the alert path is broken; the
+    # switch tells you, by its own way, when the posts stop.
+    heartbeat: HttpUrl | None = None
 
 
 ConnectorType = Literal["github", "ldap", "static"]

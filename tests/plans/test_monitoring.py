@@ -966,3 +966,29 @@ def test_headscale_s_probe_dials_its_lan_address_and_verifies_its_public_name(bu
             },
         }
     }
+
+
+def test_the_watchdog_reaches_the_heartbeat_each_hour_and_a_failing_receiver_mutes_it(receiver: tuple[str, str, list[dict[str, Any]]]) -> None:
+    """With `heartbeat`, kube-prometheus's always-firing Watchdog goes to the dead-man's switch each hour (its absence is
+    the switch's alert: Prometheus or Alertmanager down), and AlertmanagerFailedToSendAlerts (the receiver refusing,
+    its token revoked) mutes it, so the switch sees that too; the stack's alerts still go to the receiver alone."""
+    url, lab, seen = receiver
+    stack = variant(receiver={"ntfy": {"url": "https://ntfy.sh/iluvatar-alerts"}}, heartbeat=f"{url}/ping/hc-uuid")
+    config = monitoring.alertmanager_config(stack, "tk_ntfy")
+    assert config["route"]["routes"][0] == {
+        "receiver": "heartbeat",
+        "matchers": ['alertname="Watchdog"'],
+        "group_wait": "0s",
+        "repeat_interval": "1h",
+    }
+    assert {"source_matchers": ['alertname="AlertmanagerFailedToSendAlerts"'], "target_matchers": ['alertname="Watchdog"'], "equal": []} in config[
+        "inhibit_rules"
+    ]
+    checked = alert_check.check_config(config)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    watchdog = [a for a in _firing(stack) if a["labels"]["alertname"] == "Watchdog"]
+    results = alert_check.deliver(to_lab(config, url, lab), watchdog)
+    assert [[x["receiver"] for x in r["receivers"]] for r in results] == [["heartbeat"]]
+    assert [(s["path"], s["body"]["alerts"][0]["labels"]["alertname"]) for s in seen] == [("/ping/hc-uuid", "Watchdog")]
+    # Without it, the Watchdog goes nowhere, as before.
+    assert "heartbeat" not in json.dumps(monitoring.alertmanager_config(variant(receiver={"ntfy": {"url": "https://ntfy.sh/a"}}), "t"))
