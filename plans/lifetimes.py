@@ -174,7 +174,10 @@ def _talos_rows() -> list[Lifetime]:
             "Pulumi's state, each machine",
             days(TALOS_CA_HOURS),
             "nobody: a CA rotation by hand (talosctl rotate-ca)",
-            f"{monitoring.CREDENTIAL_ALERT} {monitoring.CREDENTIAL_WARNING_DAYS} days ahead; `iluvatar doctor` from {DOCTOR_DAYS} days",
+            f"{monitoring.CREDENTIAL_ALERT} {monitoring.CREDENTIAL_WARNING_DAYS} days ahead (the Kubernetes CA's end, from the kubeconfig, "
+            "and Talos's, from the talosconfig, stand for the etcd and aggregator CAs: one machine secrets resource makes "
+            "them all with one end, until a `talosctl rotate-ca` of only some); "
+            f"`iluvatar doctor` from {DOCTOR_DAYS} days",
             "talos pkg/machinery v1.13.0 config/generate/secrets/secrets.go:15, ca.go:21-58",
             alerts=(monitoring.CREDENTIAL_ALERT,),
         ),
@@ -194,8 +197,11 @@ def _talos_rows() -> list[Lifetime]:
             "only a kubelet restart: Talos deletes the certificate as the kubelet starts, so a reboot or a Talos or Kubernetes "
             "upgrade renews it; the kubelet never does while it runs",
             f"{monitoring.UNREBOOTED_ALERT} {monitoring.UNREBOOTED_DAYS} days after a machine's boot: reboot or upgrade it (little "
-            "checks the certificate today: the API server is given no kubelet CA, and Prometheus's kubelet scrape skips verification)",
-            "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521",
+            "checks the certificate today: the API server is given no kubelet CA, and Prometheus's kubelet scrape skips "
+            "verification); boot time is the bound, so after a `talosctl upgrade-k8s`, which renews the certificate without a "
+            "reboot, it fires early, and a reboot silences it",
+            "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :504-521 (v1.14.0-rc.1, the newest "
+            "tag fetched for v1.14.1: the same at :207, :507-524)",
             alerts=(monitoring.UNREBOOTED_ALERT,),
         ),
     ]

@@ -694,9 +694,10 @@ ENDS_GROUP = "iluvatar-ends"
 # days left, its renewals have failed for nine days (a lost port forward, TLS-ALPN-01 unreachable).
 HEADSCALE_PROBE_JOB = "headscale-certificate"
 # An Arda machine's kubelet serving certificate is self-signed for a year and made again only as the kubelet starts
-# (talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521): a machine up this long
-# without a reboot or an upgrade nears its end. Its boot time is the bound (kube-prometheus's node-exporter, job
-# "node-exporter"); a kubelet restarted without a reboot only makes it fire early.
+# (talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :504-521; the same at v1.14.0-rc.1
+# :207, :507-524): a machine up this long without a reboot or an upgrade nears its end. Its boot time is the bound
+# (kube-prometheus's node-exporter, job "node-exporter"); a kubelet restarted without a reboot (`talosctl upgrade-k8s`,
+# a kubelet setting changed) only makes it fire early, and its text says so.
 UNREBOOTED_ALERT = "ArdaMachineNotRestarted"
 UNREBOOTED_DAYS = 335
 HEADSCALE_CERTIFICATE_DAYS = 21
@@ -871,7 +872,9 @@ def alerts(stack: StackConfig) -> list[Alert]:
             "warning",
             f"Arda machine {{{{ $labels.instance }}}} has run {UNREBOOTED_DAYS} days without a restart",
             "Its kubelet's self-signed serving certificate lasts a year and is made again only as the kubelet starts. Reboot it "
-            "(`talosctl -n <its address> reboot`, one machine at a time) or upgrade Talos or Kubernetes, which restarts it.",
+            "(`talosctl -n <its address> reboot`, one machine at a time) or upgrade Talos, which restarts it. A `talosctl "
+            "upgrade-k8s` since its boot renewed the certificate already without resetting the boot time this alert reads: "
+            "then it is early, and a reboot silences it.",
             runbook=ENDS_RUNBOOK,
         )
     )

@@ -225,5 +225,20 @@ def test_arda_kubelets_serving_certificate_is_renewed_only_by_a_kubelet_restart(
     kubelet = rows["Arda's kubelet serving certificates (self-signed)"]
     assert kubelet.renewed_by.startswith("only a kubelet restart: Talos deletes the certificate as the kubelet starts, so a reboot")
     assert kubelet.alerted.startswith("ArdaMachineNotRestarted 335 days after a machine's boot: reboot or upgrade it")
-    assert kubelet.source == "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :503-521"
+    assert kubelet.source == (
+        "talos v1.13.0 internal/app/machined/pkg/controllers/k8s/kubelet_service.go:207, :504-521 (v1.14.0-rc.1, the newest "
+        "tag fetched for v1.14.1: the same at :207, :507-524)"
+    )
     assert rows["Talos API server (apid) certificates"].source.startswith("talos v1.13.0 internal/app/machined/pkg/controllers/secrets/api.go")
+
+
+def test_rows_say_what_their_alert_reads_in_place_of_the_end(homelab: StackConfig) -> None:
+    """The CA row reads two CAs' ends for all of them, and the kubelets' alert reads boot time, which a `talosctl
+    upgrade-k8s` does not reset: each row says so, as does the alert."""
+    rows = _rows(homelab)
+    assert "stand for the etcd and aggregator CAs" in rows["Talos and Arda's Kubernetes and etcd CAs"].alerted
+    assert "after a `talosctl upgrade-k8s`, which renews the certificate without a reboot, it fires early" in (
+        rows["Arda's kubelet serving certificates (self-signed)"].alerted
+    )
+    [alert] = [a for a in monitoring.alerts(homelab) if a.name == monitoring.UNREBOOTED_ALERT]
+    assert "A `talosctl upgrade-k8s` since its boot renewed the certificate already" in alert.description
