@@ -18,6 +18,7 @@ import yaml
 from plans import apiserver, backup, storage
 from stacks import pins
 from stacks.model import Node, StackConfig
+from stacks.rules import K3S_NETWORKS
 
 API_PORT = 6443
 # Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose heartbeat is 16 s old
@@ -52,6 +53,25 @@ KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 def server_url(stack: StackConfig) -> str:
     assert stack.ainur is not None
     return f"https://{stack.ainur.vip}:{API_PORT}"
+
+
+# The `kubernetes` Service's ClusterIP, the one in-cluster config reaches the API at: the first address of the Service
+# network (Kubernetes pkg/controlplane ServiceIPRange: utilnet.GetIndexedIP(range, 1)), k3s's default
+# 10.43.0.0/16, which Iluvatar does not move (stacks.rules.K3S_NETWORKS). k3s puts it in its serving certificate's names
+# (pkg/cli/server/server.go: ControlConfig.SANs gets apiServerServiceIP), and kube-proxy sends it to a valar's :6443.
+KUBERNETES_SERVICE_URL = f"https://{next(K3S_NETWORKS[1][1].hosts())}:443"
+
+
+def services_api(stack: StackConfig) -> str | None:
+    """Where kube-vip-services (the service address's election, plans.netboot.kube_vip) reaches the API, when not at the
+    `kubernetes` ClusterIP (None). With two valar or more, the API VIP: a valar lost under its connection is then
+    replaced by one that resets it. With one valar, the ClusterIP: the VIP reaches the same API server and would add its
+    own kube-vip, which lets the VIP go 3 s into every k3s restart there (its 5 s lease renewed through that API,
+    KUBE_VIP_ELECTION; kube-vip v0.9.2 pkg/cluster/clusterLeaderElection.go:171-199 deletes the address as it stops
+    leading) and again as the join restarts it (kube_vip_restart), each time until after the API is back, while a dial
+    to the absent VIP hangs instead of being refused: the API outage the service election rides out would shrink."""
+    assert stack.ainur is not None
+    return server_url(stack) if len(stack.by_role("valar")) > 1 else None
 
 
 def is_first_server(stack: StackConfig, node: Node) -> bool:
@@ -395,20 +415,24 @@ def node_ready(node: Node, version: str) -> str:
 @dataclass(frozen=True)
 class Outage:
     """What the one valar's restart costs the service address (plans.netboot.failover): its election rides out `ridden`
-    seconds of the API down, drops the address `dropped` seconds in, and has it back within `back` of the API's return."""
+    seconds of the API down, drops the address `dropped` seconds in, and has it back within `back` of the API's return.
+    `server`: the API's URL as kube-vip-services reaches it (services_api), which the watcher polls."""
 
     ridden: int
     dropped: int
     back: float
+    server: str
 
 
 def outage_functions(node: Node, outage: Outage, bound: int) -> str:
     """`api_watch_start`, run right before k3s restarts on the one valar: a watcher in the background asking the API
-    /readyz here every second (for at most `bound` seconds), noting its first unanswered poll and its next answer; and
+    /readyz every second at the address kube-vip-services reaches it at (`outage.server`: what the service election
+    rides on, not k3s's local 127.0.0.1), for at most `bound` seconds, noting its first unanswered poll and its next answer; and
     `api_watch_report`, once the step has seen k3s back: how long the API did not answer, and a warning when that is
     longer than the service address's election rides out (the household's DNS, and DHCP in `dhcp` mode, then went
     for about the excess). Measured to about a second, the poll's pace. With one valar this is the API every Pi's
     kube-vip renews through (kube-vip-services uses in-cluster config, kube-vip v0.9.2 pkg/manager/manager.go:140)."""
+    poll = f"sudo {KUBECTL} --server {outage.server} get --raw /readyz >/dev/null 2>&1"
     lost = f"$((down - {outage.dropped})) to $((down - {outage.dropped} + {math.ceil(outage.back)}))"
     return f"""api_watch=""
 api_watch_start() {{
@@ -417,7 +441,7 @@ api_watch_start() {{
   (
     first="" end=$(( $(date +%s) + {bound} ))
     while [ "$(date +%s)" -lt "$end" ]; do
-      if {ready_check(node)}; then
+      if {poll}; then
         if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch"; exit 0; fi
       elif [ -z "$first" ]; then
         first=$(date +%s)
@@ -439,7 +463,7 @@ api_watch_report() {{
     echo "iluvatar: {node.name}: the Ainur's API stopped answering at $(date -d "@$first" +%T 2>/dev/null || echo "$first") and its watcher did not see it back, so how long it was down is not known" >&2
   else
     down=$((back - first))
-    echo "iluvatar: {node.name}: the Ainur's API (its one valar) did not answer for about $down s while k3s restarted" >&2
+    echo "iluvatar: {node.name}: the Ainur's API (its one valar, at {outage.server}, where kube-vip-services reaches it) did not answer for about $down s while k3s restarted" >&2
     if [ "$down" -gt {outage.ridden} ]; then
       echo "iluvatar: warning: {node.name}: that is longer than the {outage.ridden} s the service address's election rides out: kube-vip let the address go {outage.dropped} s in, so the household was without DNS (and DHCP in dhcp mode) for about {lost} s; look with: sudo journalctl -u {service(node)} (how long k3s took to serve)" >&2
     fi

@@ -577,6 +577,24 @@ def k3s_config_digest(stack: StackConfig, node: Node) -> str:
     return hashlib.sha256(k3s.config(stack, node, "(the join token)").encode()).hexdigest()[:16]
 
 
+def kubelet_dropin_digest() -> str:
+    """A digest of the kubelet's drop-in (plans.k3s.kubelet_dropin): the join installs it beside the config and restarts
+    k3s when it changed, as for the config, so the next run can tell that its join restarts k3s on every Pi."""
+    return hashlib.sha256(k3s.kubelet_dropin().encode()).hexdigest()[:16]
+
+
+# A deployment that did not record the drop-in's digest: the join's command holds the drop-in, so an unchanged join
+# installs the same one (nothing to say), and a changed join may bring a new one (this is said, once: the run records it).
+KUBELET_UNRECORDED = (
+    "its kubelet drop-in: unknown: the last deployment did not record it (its join installs it, and restarts k3s if the Pi's "
+    "differs or is missing, as on a Pi deployed before Iluvatar wrote one, then waits for its Node Ready (and etcd on a valar))"
+)
+KUBELET_CHANGES = (
+    "its kubelet drop-in changes (the kubelet reads it only as it starts): its join installs it and restarts k3s, then waits for "
+    "its Node Ready (and etcd on a valar)"
+)
+
+
 def join_token(node: Node) -> str:
     """Which token a Pi's config carries: `server` (a valar), `agent` (a maia's own, plans.agent_token). A deployment
     that did not record it had every maia on the server token."""
@@ -602,7 +620,14 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         "secretsEncryption": stack.ainur.secrets_encryption,
         "order": [n.name for n in order],
         "nodes": {
-            n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n), "joinToken": join_token(n)}
+            n.name: {
+                "mac": n.mac,
+                "ip": str(n.ip),
+                "role": n.role,
+                "config": k3s_config_digest(stack, n),
+                "kubelet": kubelet_dropin_digest(),
+                "joinToken": join_token(n),
+            }
             # A netbooting maia: the image it boots (plans.netboot.roll moves it to a new one).
             | ({"image": image_id(stack), "pointer": pointer_digest(stack, n)} if n.boot == "netboot" else {})
             for n in stack.ainur_nodes
@@ -740,6 +765,11 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append("its k3s config: unknown: the last deployment did not record it (its join writes it and restarts k3s only if it changed)")
         elif was.get("config") != now.get("config"):
             what.append("its k3s config changes: its join writes it and restarts k3s, then waits for its Node Ready (and etcd on a valar)")
+        if was.get("kubelet") is None:
+            if f"{name}-join" in rewritten:
+                what.append(KUBELET_UNRECORDED)
+        elif was.get("kubelet") != now.get("kubelet"):
+            what.append(KUBELET_CHANGES)
         if now.get("image") and was.get("image") and now["image"] != was["image"]:
             what.append(
                 f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "
@@ -800,7 +830,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             (
                 "join",
                 "with its config unchanged it restarts nothing, and checks its Node and etcd",
-                was.get("config") != now.get("config") or moved or follows or retoken,
+                was.get("config") != now.get("config") or was.get("kubelet") != now.get("kubelet") or moved or follows or retoken,
             ),
             ("drain", "drains it again", moved),
             ("reboot", "no reboot if it runs its image, booted with its pointer's cmdline.txt; else it reboots into them", moved),

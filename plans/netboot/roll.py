@@ -300,7 +300,9 @@ def outage(stack: StackConfig, node: Node) -> k3s.Outage | None:
     if node.role != "valar" or len(stack.by_role("valar")) != 1:
         return None
     dropped, _ = failover.address_dropped_within()
-    return k3s.Outage(int(failover.api_outage_ridden()), int(dropped), failover.address_back_within())
+    return k3s.Outage(
+        int(failover.api_outage_ridden()), int(dropped), failover.address_back_within(), k3s.services_api(stack) or k3s.KUBERNETES_SERVICE_URL
+    )
 
 
 def join_script(stack: StackConfig, node: Node) -> str:

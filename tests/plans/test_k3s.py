@@ -1549,14 +1549,16 @@ def test_a_valar_of_several_whose_certificates_ended_names_the_by_hand_runbook_b
 
 def _watch(tmp_path: Path, outage: k3s.Outage, failures: int) -> tuple[int, list[str]]:
     """The outage watcher run by sh on a stand-in valar: `sudo` runs what it is given, and `k3s kubectl ... /readyz`
-    fails `failures` times after the watcher starts (k3s restarting), then answers. Returns the seconds it measured and
+    fails `failures` times after the watcher starts (k3s restarting), then answers, but only when asked at
+    `outage.server` (kube-vip-services' address; k3s's local API answers throughout). Returns the seconds it measured and
     what it said."""
     bin_ = tmp_path / "bin"
     bin_.mkdir(parents=True)
     fails = tmp_path / "fails"
     (bin_ / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
     (bin_ / "k3s").write_text(
-        f'#!/bin/sh\nn=$(cat {fails} 2>/dev/null || echo 0)\nif [ "$n" -gt 0 ]; then echo $((n - 1)) > {fails}; exit 1; fi\nexit 0\n'
+        '#!/bin/sh\ncase " $* " in *" --server ' + outage.server + ' get --raw /readyz "*) ;; *) exit 0 ;; esac\n'
+        f'n=$(cat {fails} 2>/dev/null || echo 0)\nif [ "$n" -gt 0 ]; then echo $((n - 1)) > {fails}; exit 1; fi\nexit 0\n'
     )
     for name in ("sudo", "k3s"):
         (bin_ / name).chmod(0o755)
@@ -1571,7 +1573,11 @@ def _watch(tmp_path: Path, outage: k3s.Outage, failures: int) -> tuple[int, list
     done = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     said = done.stderr.splitlines()
-    found = re.fullmatch(rf"iluvatar: {valar.name}: the Ainur's API \(its one valar\) did not answer for about (\d+) s while k3s restarted", said[0])
+    found = re.fullmatch(
+        rf"iluvatar: {valar.name}: the Ainur's API \(its one valar, at {re.escape(outage.server)}, where kube-vip-services reaches it\) "
+        r"did not answer for about (\d+) s while k3s restarted",
+        said[0],
+    )
     assert found, said
     return int(found.group(1)), said[1:]
 
@@ -1580,14 +1586,14 @@ def test_the_one_valars_restart_says_how_long_the_api_was_down_and_warns_past_wh
     """Three polls a second apart unanswered: the watcher measures 2 to 4 s (the poll's pace, whole seconds). Past what
     the election rides out (here 1 s, to keep the test short: the program's is 19 s), a warning with the household's
     loss; within it, none."""
-    down, rest = _watch(tmp_path / "past", k3s.Outage(ridden=1, dropped=1, back=2.2), 3)
+    down, rest = _watch(tmp_path / "past", k3s.Outage(ridden=1, dropped=1, back=2.2, server=k3s.KUBERNETES_SERVICE_URL), 3)
     assert 2 <= down <= 4
     assert rest == [
         f"iluvatar: warning: manwe: that is longer than the 1 s the service address's election rides out: kube-vip let the "
         f"address go 1 s in, so the household was without DNS (and DHCP in dhcp mode) for about {down - 1} to {down + 2} s; "
         "look with: sudo journalctl -u k3s (how long k3s took to serve)"
     ]
-    down, rest = _watch(tmp_path / "within", k3s.Outage(ridden=19, dropped=20, back=2.2), 3)
+    down, rest = _watch(tmp_path / "within", k3s.Outage(ridden=19, dropped=20, back=2.2, server=k3s.KUBERNETES_SERVICE_URL), 3)
     assert 2 <= down <= 4 and rest == []
 
 
@@ -1596,7 +1602,10 @@ def test_only_the_one_valars_join_and_k3s_step_measure_the_apis_outage() -> None
     service election's figures; with several, no step does (the API stays up on the others), nor does a maia's."""
     stack = load_stack_file(HOMELAB)
     [valar] = stack.by_role("valar")
-    assert roll.outage(stack, valar) == k3s.Outage(ridden=19, dropped=20, back=2.2)
+    # Polled where every Pi's kube-vip-services reaches the API with one valar: the `kubernetes` ClusterIP.
+    assert roll.outage(stack, valar) == k3s.Outage(ridden=19, dropped=20, back=2.2, server="https://10.43.0.1:443")
+    assert k3s.services_api(stack) is None and k3s.services_api(three_servers()) == "https://192.168.0.10:6443"
+    assert "--server https://10.43.0.1:443 get --raw /readyz" in roll.join_script(stack, valar)
     join, upgrade = roll.join_script(stack, valar), roll.k3s_script(stack, valar)
     assert 'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi\nsince=$(date +%s)\n' in join
     assert 'done\n[ -z "$api_watch" ] || api_watch_report\n' in join

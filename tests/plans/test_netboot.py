@@ -920,8 +920,6 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
                 "image": "ghcr.io/kube-vip/kube-vip:v0.9.2",
                 "args": ["manager"],
                 "env": [
-                    {"name": "KUBERNETES_SERVICE_HOST", "value": "192.168.0.10"},
-                    {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
                     {"name": "vip_arp", "value": "true"},
                     {"name": "cp_enable", "value": "false"},
                     {"name": "svc_enable", "value": "true"},
@@ -935,6 +933,24 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
             }
         ],
     }
+
+
+def test_kube_vip_services_reaches_the_api_at_the_vip_only_with_several_valar() -> None:
+    """With several valar, kube-vip-services reaches the API at the API VIP (another valar's kube-vip takes it and resets
+    a connection left on a lost one); with one (the homelab), at the `kubernetes` ClusterIP, as in-cluster config does by
+    default: the VIP reaches the same API server there, and its own kube-vip lets it go in every k3s restart."""
+    from tests.plans.test_k3s import three_servers
+
+    def reach(stack: StackConfig) -> list[dict[str, str]]:
+        [daemonset] = [m for m in netboot.kube_vip_services(stack) if m["kind"] == "DaemonSet"]
+        [container] = daemonset["spec"]["template"]["spec"]["containers"]
+        return [e for e in container["env"] if e["name"].startswith("KUBERNETES_")]
+
+    assert reach(three_servers()) == [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": "192.168.0.10"},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
+    ]
+    assert reach(load_stack_file(HOMELAB)) == []
 
 
 def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> None:

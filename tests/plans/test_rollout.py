@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from iluvatar import golang
 from iluvatar.simulate import MOCK_CLIENT_CERTIFICATE
-from plans import rollout
+from plans import k3s, rollout
 from plans.netboot import vip_roll
 from stacks import load_stack_file
 from tests import talos_provider
@@ -592,4 +593,32 @@ def test_a_deployment_whose_maiar_joined_with_the_server_token_reads_as_each_mai
         f"  1. eonwe: {rollout.REJOIN_OWN}\n  2. ilmare: {rollout.REJOIN_OWN}\n"
     )
     assert "k3s-agent" in rollout.REJOIN_OWN and "bootstrap-token" in rollout.REJOIN_OWN
+    assert rollout.ainur_changes(after, rollout.ainur_state(stack, order)) == []
+
+
+def test_a_new_kubelet_drop_in_reads_as_every_pis_join_restarting_k3s() -> None:
+    """The join installs the kubelet's drop-in beside the config and restarts k3s when it changed: a change of the drop-in
+    alone reads as every Pi's restart, not as a join that restarts nothing. After a deployment that did not record the
+    drop-in, a rewritten join says it may restart (once: the run records it), and an unchanged one says nothing."""
+    stack = load_stack_file(HOMELAB)
+    order = list(stack.ainur_nodes)
+    after = rollout.ainur_state(stack, order)
+    assert {n["kubelet"] for n in after["nodes"].values()} == {hashlib.sha256(k3s.kubelet_dropin().encode()).hexdigest()[:16]}
+    before = rollout.ainur_state(stack, order)
+    for name, node in before["nodes"].items():
+        node["kubelet"] = "0123456789abcdef"
+        before["commands"][f"{name}-join"] = "(a join with another drop-in)"
+    assert [(c.node, c.what) for c in rollout.ainur_changes(before, after)] == [(n, (rollout.KUBELET_CHANGES,)) for n in ("manwe", "eonwe", "ilmare")]
+    assert rollout.describe_ainur(before, after).splitlines()[0] == (
+        "Ainur: 3 Pi(s) change, one at a time in this order, each back and healthy before the next:"
+    )
+    for node in before["nodes"].values():
+        del node["kubelet"]  # what a deployment before the digest recorded
+    assert [(c.node, c.what) for c in rollout.ainur_changes(before, after)] == [
+        (n, (rollout.KUBELET_UNRECORDED,)) for n in ("manwe", "eonwe", "ilmare")
+    ]
+    unchanged = rollout.ainur_state(stack, order)
+    for node in unchanged["nodes"].values():
+        del node["kubelet"]
+    assert rollout.ainur_changes(unchanged, after) == []
     assert rollout.ainur_changes(after, rollout.ainur_state(stack, order)) == []
