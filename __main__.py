@@ -93,6 +93,7 @@ if ainur is not None:
             valar=ainur.any_valar,
             commands=ainur.access.commands,
             previous_dnsmasq_conf=loaded.dnsmasq_output,
+            after_pis=[s for pi in ainur.pis.values() for s in (pi.last, pi.netboot_ready) if s is not None],
         ),
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),

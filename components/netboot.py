@@ -54,6 +54,9 @@ class NetbootArgs:
     # The last deployment's output `dnsmasqConf`: the mode and service address its dnsmasq runs with until the netboot
     # objects change, which the DHCP probe must count as the Ainur's own (stacks.netboot_mode).
     previous_dnsmasq_conf: str | None = None
+    # Every Pi's last step and netboot-ready gate (components.ainur): kube-vip's roll runs after them, so no Pi's k3s
+    # restarts while the holder of the service address has its kube-vip replaced (plans.netboot.vip_roll).
+    after_pis: Sequence[pulumi.Resource] = ()
 
 
 class Netboot(pulumi.ComponentResource):
@@ -221,7 +224,10 @@ class Netboot(pulumi.ComponentResource):
             router_off = command.remote.Command(
                 f"{name}-router-off",
                 connection=args.valar,
-                create=dhcp_probe.off_script(
+                # kube-vip on every Ready Pi first (OnDelete: not awaited by Pulumi), so the household's time without
+                # a lender does not include its first image pull (plans.netboot.vip_roll.running_script).
+                create=vip_roll.running_script()
+                + dhcp_probe.off_script(
                     ours,
                     str(stack.network.lan),
                     router_where[0],
@@ -236,7 +242,9 @@ class Netboot(pulumi.ComponentResource):
                     pulumi.ResourceOptions(
                         provider=args.commands,
                         depends_on=[made[r] for r in made if r not in own_balancers],
-                        custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES}m")),
+                        custom_timeouts=pulumi.CustomTimeouts(
+                            create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES + -(-vip_roll.RUNNING_SECONDS // 60)}m")
+                        ),
                     ),
                 ),
             )
@@ -295,19 +303,28 @@ class Netboot(pulumi.ComponentResource):
             # the service address last, so the household's DNS is away only for one kube-vip's restart there
             # (plans.netboot.vip_roll). Its trigger is the template itself: an `up` stopped after the DaemonSet changed
             # and before this step ended runs it again, and it reads from the cluster what is left to replace. After
-            # netboot-cache too, which pulls kube-vip's image on every Pi (plans.netboot.pods.cache_pod).
+            # netboot-cache too, which pulls kube-vip's image on every Pi (plans.netboot.pods.cache_pod); after every
+            # Pi's k3s step and netboot-ready gate (args.after_pis) and the netboot pod's replacement, so neither a
+            # restart of the API or of the holder's kubelet nor a move of the netboot pod falls inside the holder's gap.
             [vips] = [m for m in others if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", vip_roll.DAEMONSET)]
             vips_digest = vip_roll.template_digest()
-            bound = vip_roll.OBSERVED_SECONDS + vip_roll.POD_SECONDS * len(stack.ainur_nodes)
+            # The engine's bound on the stack's Pis; the script stops itself within its own bound on the cluster's
+            # Nodes, which is this one unless the cluster has Nodes the stack no longer names.
+            bound = vip_roll.step_seconds(len(stack.ainur_nodes))
             self.objects[f"{name}-kube-vip-roll"] = command.remote.Command(
                 f"{name}-kube-vip-roll",
                 connection=args.valar,
-                create=vip_roll.roll_script(),
+                create=vip_roll.roll_script(str(plan.service_ip(stack)), total_seconds=bound),
                 triggers=[vips_digest],
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.commands,
-                    depends_on=[self.objects[kube.resource_name(name, vips)], self.objects[f"{name}-daemonset-netboot-cache"]],
+                    depends_on=[
+                        self.objects[kube.resource_name(name, vips)],
+                        self.objects[f"{name}-daemonset-netboot-cache"],
+                        *(self.objects[kube.resource_name(name, m)] for m in pod),
+                        *args.after_pis,
+                    ],
                     custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{-(-bound // 60)}m")),
                 ),
             )

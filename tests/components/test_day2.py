@@ -17,7 +17,7 @@ from iluvatar.render import rollout_text
 from iluvatar.simulate import Registration, Simulation, simulate
 from plans import netboot as netboot_plan
 from plans import rollout
-from plans.netboot import dhcp_probe
+from plans.netboot import dhcp_probe, vip_roll
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
 from tests.sims import homelab_next, outputs_of, simulated
@@ -275,6 +275,11 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
         in off.inputs["create"]
     )
     assert off.urn in regs["netboot-deployment-netboot"].dependencies
+    # kube-vip running on every Ready Pi first (Pulumi does not await its OnDelete DaemonSet, which it follows): the
+    # household's time without a lender does not include a first image pull; 3 min more for that wait.
+    assert off.inputs["create"].startswith(vip_roll.running_script() + "set -eu\n")
+    assert regs["netboot-daemonset-kube-vip-services"].urn in off.dependencies
+    assert off.custom_timeouts == {"create": "23m"}
     assert {regs[n].urn for n in ("netboot-configmap-netboot", "netboot-clearance", "netboot-dhcp-probe")} <= set(off.dependencies)
     assert off.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
     # Nothing to turn off on a move to proxy. In dhcp mode the step is always there, and reads what runs (issue 53: the
