@@ -59,6 +59,18 @@ class NetbootArgs:
     after_pis: Sequence[pulumi.Resource] = ()
 
 
+def _settled(value: pulumi.Output[str]) -> pulumi.Output[str]:
+    """`value`, or "" where the resource it comes from failed (its future raises): any failure is "not finished"."""
+
+    async def settle() -> str:
+        try:
+            return await value.future() or ""
+        except Exception:
+            return ""
+
+    return pulumi.Output.from_input(settle())
+
+
 class Netboot(pulumi.ComponentResource):
     """Netboot: the objects in the Ainur's `netboot` namespace that let Arda machines boot unattended."""
 
@@ -82,6 +94,7 @@ class Netboot(pulumi.ComponentResource):
         manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots, deployed)
         namespace = manifests[0]
         self.objects = {}
+        self.kube_vip_rolled: pulumi.Output[str] | None = None
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
         self.objects[kube.resource_name(name, namespace)] = ns
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.schematics])
@@ -311,7 +324,7 @@ class Netboot(pulumi.ComponentResource):
             # The engine's bound on the stack's Pis; the script stops itself within its own bound on the cluster's
             # Nodes, which is this one unless the cluster has Nodes the stack no longer names.
             bound = vip_roll.step_seconds(len(stack.ainur_nodes))
-            self.objects[f"{name}-kube-vip-roll"] = command.remote.Command(
+            self.objects[f"{name}-kube-vip-roll"] = roll_step = command.remote.Command(
                 f"{name}-kube-vip-roll",
                 connection=args.valar,
                 create=vip_roll.roll_script(str(plan.service_ip(stack)), total_seconds=bound),
@@ -328,6 +341,11 @@ class Netboot(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{-(-bound // 60)}m")),
                 ),
             )
+            # What the day-2 plan compares the next template with (stacks.pulumi_source.recorded_ainur): the template's
+            # digest once the step has finished with it (its id resolves only for a step created, or kept, without
+            # error), "" when it failed, so the next preview still names the roll. Caught here: an error of the step
+            # must not keep the program's other outputs from being written.
+            self.kube_vip_rolled = _settled(roll_step.id.apply(lambda _: vips_digest))
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
         self._name, self._schematics, self._stack = name, list(args.schematics), stack
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]

@@ -42,8 +42,10 @@ PLAN_LINE = (
     "is away once, for that kube-vip's restart (a few seconds)"
 )
 UNRECORDED_LINE = (
-    "netboot-kube-vip-roll: the last deployment did not record kube-vip-services' template (an older Iluvatar): the step "
-    "runs and replaces any pod of an older template, one Pi at a time, the Pi holding the service address last"
+    "netboot-kube-vip-roll: the last deployment did not record a finished roll of kube-vip-services' template (an older "
+    "Iluvatar, or a roll that failed or was cut short): the step runs and replaces any pod of an older template, one Pi at "
+    "a time, the Pi holding the service address last, so the LAN's DNS (and DHCP in dhcp mode) is away once if the holder's "
+    "kube-vip is among them"
 )
 # How long each Pi's new kube-vip has to be Ready: its image is on the Pi for a change of settings, pulled for a new pin.
 POD_SECONDS = 180

@@ -783,3 +783,14 @@ def test_a_pi_whose_step_found_its_clock_behind_runs_it_again_and_says_why(homel
         "not within k3s's 120 days; k3s renews them by the Pi's own clock, so its step restarted nothing; set its clock (look "
         "with: timedatectl status): this run's k3s step tries again"
     ]
+
+
+def test_a_roll_of_kube_vip_that_failed_is_named_again_by_the_next_plan(homelab: Simulation) -> None:
+    """The `ainur` output records the program's template whatever happened to the roll; the step's own record
+    (`kubeVipRolled`) is "" after a roll that failed, so the next preview names the roll again, though the template
+    did not change since; a roll that finished leaves nothing to say."""
+    previous = outputs_of(homelab)
+    assert previous["kubeVipRolled"] == previous["ainur"]["kubeVip"] == vip_roll.template_digest()
+    assert "kube-vip" not in rollout_text(homelab, previous)
+    failed = {**previous, "kubeVipRolled": ""}
+    assert f"Ainur: {vip_roll.UNRECORDED_LINE}\n" in rollout_text(homelab, failed)
