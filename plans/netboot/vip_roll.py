@@ -9,15 +9,24 @@ the address is back only once the new pod runs, has seen the Ready endpoint and 
 way out: two kube-vips on one Pi share one identity, the node's name (servicesLeader.go:59). So the DaemonSet is
 `OnDelete` (Kubernetes v1.35.1 pkg/controller/daemon/daemon_controller.go:920-926: the controller replaces no pod of
 its own; a pod deleted is made again from the current template, :943 manage), and this step deletes each old pod, the
-Pis that do not hold the address first, each new pod Ready before the next, the holder's last. The gap on the holder is
+Pis that do not hold the address first, the holder's last (read again before each Pi: the netboot pod may move while
+the step runs), each new pod Ready and then Ready with no restart for STEADY_SECONDS before the next. The gap on the holder is
 then its new kube-vip's start and one election, which takes the released lease at its first try
 (leaderelection.go:308-330: release leaves no holder; a candidate refuses only a record with a holder, :455-458).
+
+Ready is not enough to go on: kube-vip has no probe, so Ready says its process started, and the Pis that do not hold
+the address never run the Service's election (they have no local endpoint). So after the holder's pod the step waits,
+bounded, for the Lease to be written again by that Pi and for DNS to answer on the service address, and fails loudly
+naming the household's loss otherwise.
 
 Killed at any moment, it leaves pods of the old template, pods of the new one, or a Pi whose old pod is gone and whose
 new pod the DaemonSet controller is making anyway; every one is a state the next run reads from the cluster and
 finishes: it deletes only pods whose template is not the DaemonSet's current one and waits for those already going. A
 Pi whose Node is not Ready keeps its old pod (its kubelet would never confirm a deletion); the step rolls the others and
-then fails naming it, so the next `up` runs it again."""
+then fails naming it, so the next `up` runs it again. An old pod already Terminating on a Pi whose kubelet stopped
+reporting would stay so for ever (kubernetes/kubernetes#117204: PodGC removes it only on a Node tainted out-of-service,
+pkg/controller/podgc/gc_controller.go:148-166) and the DaemonSet makes no successor while it is there
+(daemon_controller.go:848-851): its record is removed, as plans.netboot.cache's clearance does for netboot-cache."""
 
 from __future__ import annotations
 
@@ -52,9 +61,9 @@ POD_SECONDS = 180
 # How long the DaemonSet controller has to see the new template (its observedGeneration) and record its revision.
 OBSERVED_SECONDS = 60
 # How long each new kube-vip must stay Ready with no restart before the next Pi's is replaced: kube-vip has no probe
-# (plans.k3s.kube_vip_container), so Ready only says its process started, and a kube-vip that crashes after its start
-# restarts with a back-off of 10 s at first (Kubernetes v1.35.1 pkg/kubelet/kubelet.go:186 initial back-off), so a
-# crash within its first seconds shows inside this window as a restartCount that changes or Ready turning False.
+# (plans.k3s.kube_vip_container), so Ready only says its process started; one that crashes in its first seconds (a bad
+# setting, a permission its new version needs) shows within this window as its restart count changing or Ready False,
+# seen as the pod changes (a watch), not by polling.
 STEADY_SECONDS = 20
 # How long, after the holder's new kube-vip, the Lease has to be written again by that Pi (its election won and renewed:
 # kube-vip v0.9.2 pkg/manager/servicesLeader.go:83-117 adds the address only once it leads) and DNS to answer on the
