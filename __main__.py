@@ -113,6 +113,8 @@ if ainur is not None and kms_plan.enabled(stack):
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("kmsKey", kms.key)
+    # Which key that is (an HMAC under it, never the key): the next preview refuses a restored key that is another one.
+    pulumi.export(encryption.KMS_KEY_ID_OUTPUT, pulumi.Output.secret(kms.key.apply(encryption.kms_key_id)))
     if loaded.secrets.kms_key_restore is not None:
         pulumi.export(kms_plan.RESTORED_OUTPUT, True)
     pulumi.export("kmsEndpoint", kms_plan.endpoint(stack))

@@ -92,6 +92,8 @@ class DataSafety(pulumi.ComponentResource):
         self.ready = []
         self.age_identity = None
         self.age_recipient = None
+        # The KMS key's age file as uploaded (components below); its drill fetches the object it names.
+        self.kms_key_file: pulumi.Output[str] | None = None
         self.drill_namespace = None
         self._access = args.arda
         self._stack = args.stack
@@ -278,9 +280,12 @@ class DataSafety(pulumi.ComponentResource):
             # The canary is the KMS key's seal of a public value: no more secret than the key's age file (unsecret, so
             # the CronJob's spec shows in a preview as every drill's does).
             canary = pulumi.Output.unsecret(args.kms_key.apply(kms_plan.canary))
-            cronjob: pulumi.Output[dict[str, Any]] = canary.apply(lambda c: drill_plan.kms_cronjob(stack, c))
+            # The live key's object on the target, named by its age file (plans.kms.backup_object): ciphertext's hash.
+            assert self.kms_key_file is not None, "the KMS key's drill runs only where its backup is uploaded (plans.drill.kms_drill_enabled)"
+            where = self.kms_key_file.apply(lambda armored: kms_plan.backup_object(stack, armored))
+            cronjob: pulumi.Output[dict[str, Any]] = pulumi.Output.all(canary, where).apply(lambda v: drill_plan.kms_cronjob(stack, v[0], v[1]))
             k8s.batch.v1.CronJob(
-                kube.resource_name(prefix, drill_plan.kms_cronjob(stack, "")),
+                kube.resource_name(prefix, drill_plan.kms_cronjob(stack, "", "")),
                 metadata=cronjob.apply(lambda c: c["metadata"]),
                 spec=cronjob.apply(lambda c: c["spec"]),
                 opts=self._on_arda(made),
@@ -293,6 +298,7 @@ class DataSafety(pulumi.ComponentResource):
         stack = self._stack
         # Ciphertext: unsecret, as the stack output `kmsKeyBackup` of the same file is.
         armored = pulumi.Output.unsecret(pulumi.Output.all(key, self.age_recipient).apply(lambda v: kms_plan.key_backup(v[0], v[1])))
+        self.kms_key_file = armored
         shape = kms_plan.backup_configmap("")
         configmap = k8s.core.v1.ConfigMap(
             kube.resource_name(prefix, shape),

@@ -320,7 +320,7 @@ class Netboot(pulumi.ComponentResource):
             # Pi's k3s step and netboot-ready gate (args.after_pis) and the netboot pod's replacement, so neither a
             # restart of the API or of the holder's kubelet nor a move of the netboot pod falls inside the holder's gap.
             [vips] = [m for m in others if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", vip_roll.DAEMONSET)]
-            vips_digest = vip_roll.template_digest()
+            vips_digest = vip_roll.template_digest(stack)
             # The engine's bound on the stack's Pis; the script stops itself within its own bound on the cluster's
             # Nodes, which is this one unless the cluster has Nodes the stack no longer names.
             bound = vip_roll.step_seconds(len(stack.ainur_nodes))

@@ -519,11 +519,48 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
 
 # --- The KMS key ----------------------------------------------------------------------------------------------
 
-# The KMS key's backups (plans.kms.backup_cronjob): `<prefix>/kms/kms-key-<RFC 3339 time in UTC>.age`, the age file of
-# the key to the backups' recipient. The drill fetches the newest (too old: the uploads have stopped), decrypts it with
-# the same identity and age as Arda's snapshots, and unseals the canary the live key sealed (plans.kms.canary) with it.
+# The KMS key's backup (plans.kms.backup_cronjob): one object per key, `<prefix>/kms/kms-key-<SHA-256 of its age
+# file>.age`, written again at every upload. The drill is told the live key's object (plans.kms.backup_object of the
+# file the live key gives, OBJECT), reads when it was last written from the listing's LastModified (the target's own
+# clock: a pod's clock that jumped cannot make it look fresh), fetches it, decrypts it with the same identity and age as
+# Arda's snapshots, and unseals the canary the live key sealed (plans.kms.canary) with it. Another key's object (one
+# in use before a mistake or a rotation) is never what it checks, and never touched. S3's ListObjectsV2 with the
+# object's name as the prefix, page by page; only an entry named exactly OBJECT counts. Environment: FETCH_SCRIPT's, and
+# OBJECT.
 KMS_KEY = "kms-key"
-PICK_KMS = 'pick() { grep \'/kms-key-[^/]*\\.age$\' | LC_ALL=C sort | tail -n 1; }\ntaken() { t=${1%.age}; since "${t#"$S3_PREFIX/kms-key-"}"; }\n'
+KMS_FETCH_SCRIPT = r"""set -eu
+fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
+# The keys reach curl on its stdin, as in FETCH_SCRIPT.
+s3() {
+  printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" | sed 's/[\\"]/\\&/g; s/^/user = "/; s/$/"/' \
+    | curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" -K - "$@"
+}
+made=""; token=""
+while :; do
+  set -- --get --data-urlencode "list-type=2" --data-urlencode "prefix=$OBJECT"
+  [ -z "$token" ] || set -- "$@" --data-urlencode "continuation-token=$token"
+  page=$(s3 "$@" "$S3_ENDPOINT/$S3_BUCKET") || fail "listing s3 $S3_BUCKET/$OBJECT: $page"
+  # One element a line (a key holds no '<': S3 escapes it); the LastModified of the entry whose Key is OBJECT, in
+  # whichever order the entry gives the two.
+  printf '%s' "$page" | tr '<' '\n' >"$TMPDIR/page"
+  found=$(awk -v want="$OBJECT" '
+$0 == "Contents>" { k = ""; t = "" }
+/^Key>/ { k = substr($0, 5) }
+/^LastModified>/ { t = substr($0, 14) }
+$0 == "/Contents>" && k == want { print t; exit }' "$TMPDIR/page")
+  [ -z "$found" ] || made=$found
+  grep -qx 'IsTruncated>true' "$TMPDIR/page" || break
+  token=$(sed -n 's/^NextContinuationToken>//p' "$TMPDIR/page")
+  [ -n "$token" ] || fail "s3 said the listing goes on, with no continuation token"
+done
+[ -n "$made" ] || fail "the live KMS key's backup, s3 $S3_BUCKET/$OBJECT, is not on the target: its uploads have not run since the key was put in place, or fail; look with: $LOOK"
+echo "restore drill of $DRILL: the live key's backup is $OBJECT, last written $made"
+age=$(since "$made")
+[ -n "$age" ] || fail "when $OBJECT was last written, "$made", is not a time the drill can read"
+stale "$age" "the live key's backup, $OBJECT," "its uploads have stopped reaching the bucket; look with: $LOOK"
+[ -z "$late" ] || { why=$late; late=""; fail "$why"; }
+s3 -o "$OUT" "$S3_ENDPOINT/$S3_BUCKET/$OBJECT" || fail "downloading $OBJECT"
+"""
 # The check, in Go's standard library only (the drill's Go image runs it, no module needed): the canary opened as the
 # server's Unseal opens a blob (plans/kmsserver/main.go: a version byte, a 12-byte nonce, AES-256-GCM with "iluvatar-kms/v1
 # node <uuid>" as associated data), with the key the backup gave; tests/plans/test_kms_server.py has the real server open
@@ -602,8 +639,9 @@ def kms_drill_enabled(stack: StackConfig) -> bool:
     return enabled(stack) and kms.backup_enabled(stack)
 
 
-def kms_cronjob(stack: StackConfig, canary: str) -> dict[str, Any]:
-    """The drill of the KMS key's backups, in `NAMESPACE`: fetch the newest, decrypt it, unseal `canary` with it."""
+def kms_cronjob(stack: StackConfig, canary: str, backup_object: str) -> dict[str, Any]:
+    """The drill of the KMS key's backup, in `NAMESPACE`: fetch the live key's object `backup_object`
+    (plans.kms.backup_object), decrypt it, unseal `canary` with it."""
     assert stack.backup is not None
     where = backup.target(stack)
     env: list[dict[str, Any]] = [
@@ -614,6 +652,7 @@ def kms_cronjob(stack: StackConfig, canary: str) -> dict[str, Any]:
         },
         *clock_env(stack.backup.etcd.schedule),
         *_fetch_env(stack, where, kms.backup_prefix(stack)),
+        {"name": "OBJECT", "value": backup_object},
         {"name": "CANARY", "value": canary},
         {"name": "CANARY_NODE", "value": kms.CANARY_NODE},
         {"name": "CANARY_PLAINTEXT", "value": base64.b64encode(kms.CANARY_PLAINTEXT).decode()},
@@ -631,7 +670,7 @@ def kms_cronjob(stack: StackConfig, canary: str) -> dict[str, Any]:
             "volumeMounts": [*work, *(mounts or [])],
         }
 
-    fetch = step("fetch", CURL_IMAGE, CLOCK_SCRIPT + PICK_KMS + FETCH_SCRIPT)
+    fetch = step("fetch", CURL_IMAGE, CLOCK_SCRIPT + KMS_FETCH_SCRIPT)
     fetch["envFrom"] = [{"secretRef": {"name": S3_SECRET}}]
     # The same age, identity and kept binary as Arda's etcd drill: the key's file lands where a snapshot's would.
     decrypt = step(
@@ -684,9 +723,20 @@ HEADSCALE_SECRET = "drill-headscale-restic"  # noqa: S105 - a Secret's name
 # The scratch folder's bound: the state claim's size (plans.remote_access.headscale_manifests).
 HEADSCALE_SCRATCH = "1Gi"
 _PASSED = 'if [ -n "$late" ]; then'
+# A `restic forget --prune` that fails after each backup (a stale exclusive lock left by a prune the init container's
+# timeout killed: backups still take their shared lock) is only a line in that container's log, and the repository
+# grows for good. restic's policy keeps a snapshot only while a bucket of its kind has a count left, one count a
+# snapshot kept (restic internal/restic/snapshot_policy.go ApplyPolicy), so a repository forgotten with --keep-daily 7
+# --keep-weekly 4 --keep-monthly 6 holds at most 17 snapshots of its host; one more is a backup under way, taken and
+# not forgotten yet. More than that, the forgets are failing: the drill fails, and RestoreDrillFailed says so.
+HEADSCALE_KEEP_MOST = sum(remote_access.STATE_BACKUP_KEEP.values()) + 1
+_FORGOTTEN = r"""kept=$(restic snapshots --no-lock --json --host "$HOST" 2>"$err" | grep -o '"short_id"' | wc -l | tr -d ' ')
+[ "$kept" -le "$KEEP_MOST" ] || fail "the repository holds $kept snapshots of $HOST, and its forget policy ($KEEP) keeps at most $(( KEEP_MOST - 1 )) and one a backup under way: restic forget --prune is failing after each backup, and the repository grows; look with: $LOOK"
+"""
 HEADSCALE_SCRIPT = VOLUME_SCRIPT.replace(
     _PASSED,
     '[ -s "$restored/db.sqlite" ] || fail "snapshot $id holds no db.sqlite, or an empty one: it is not Headscale\'s state (its devices, keys and users)"\n'
+    + _FORGOTTEN
     + _PASSED,
     1,
 ).replace("restored into a scratch claim", "restored into a scratch folder")
@@ -724,6 +774,9 @@ def headscale_cronjob(stack: StackConfig) -> dict[str, Any]:
                 f"and kubectl -n {remote_access.NAMESPACE} get cronjob {remote_access.STATE_BACKUP}, on the Ainur",
             },
             *clock_env(remote_access.STATE_BACKUP_SCHEDULE),
+            {"name": "HOST", "value": remote_access.STATE_BACKUP_HOST},
+            {"name": "KEEP", "value": remote_access.keep_flags()},
+            {"name": "KEEP_MOST", "value": str(HEADSCALE_KEEP_MOST)},
             {"name": "SCRATCH", "value": SCRATCH},
             {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - an emptyDir
             {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - an emptyDir

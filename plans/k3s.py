@@ -20,12 +20,22 @@ from stacks import pins
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
-# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose
-# heartbeat (its kubelet's node Lease, renewed every 10 s: plans.netboot.failover) is 16 s old is
-# marked unreachable, instead of 40 s; kubelets compute their status every 4 s, instead of 10 s,
-# and post it at once when it changed.
+# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): a node whose heartbeat is 16 s old
+# is marked unreachable, instead of 40 s. The heartbeat is the kubelet's node Lease (plans.netboot.failover), renewed
+# every quarter of its duration (Kubernetes v1.35.1 pkg/kubelet/kubelet.go:235-236, :1077): a 16 s Lease, instead of the
+# default 40 s (pkg/kubelet/apis/config/v1beta1/defaults.go:150-151), renews every 4 s, so the 16 s grace outlasts two
+# missed renewals rather than one renewal 4.6 s late. The 4 s status frequency only makes the kubelet compute its Node
+# status more often: it posts it when it changed, and otherwise every 5 min, so that status is no heartbeat.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
+NODE_LEASE_DURATION_SECONDS = 16
 NODE_MONITOR_GRACE_PERIOD = "16s"
+# The kubelet has no flag for its Lease's duration (v1.35.1 cmd/kubelet/app/options/options.go registers none: an
+# unknown flag in `kubelet-arg` stops the kubelet, and k3s with it), only the KubeletConfiguration field. k3s runs its
+# kubelet with `--config-dir` on this folder, writes its own defaults there as 00-k3s-defaults.conf on every start
+# (without nodeLeaseDurationSeconds) and leaves other files alone; the kubelet merges the folder's *.conf in name order,
+# a later file's fields winning (k3s pkg/daemons/agent writeKubeletConfig and kubeletArgsAndConfig `config-dir`; k3s
+# docs, "Kubelet Configuration Files": a drop-in here is the recommended way). The join installs this file.
+KUBELET_DROPIN = "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d/50-iluvatar.conf"
 KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # The API VIP's kube-vip leader election (the valar's static pod): a lease of 5 s renewed every 3 s,
 # retried every second, so the VIP moves within seconds of its valar dying. The service address has its
@@ -47,6 +57,14 @@ def server_url(stack: StackConfig) -> str:
 def is_first_server(stack: StackConfig, node: Node) -> bool:
     """The first valar listed initialises embedded etcd; the rest join through the VIP."""
     return node.role == "valar" and stack.by_role("valar")[0].name == node.name
+
+
+def kubelet_dropin() -> str:
+    """The kubelet's configuration drop-in on every Pi (`KUBELET_DROPIN`): its node Lease's duration."""
+    return yaml.safe_dump(
+        {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "nodeLeaseDurationSeconds": NODE_LEASE_DURATION_SECONDS},
+        sort_keys=False,
+    )
 
 
 def config(stack: StackConfig, node: Node, token: str) -> str:
@@ -756,8 +774,10 @@ def join_script(
     check: str = "",
     gate: str = "",
     outage: Outage | None = None,
+    kubelet: str = KUBELET_DROPIN,
 ) -> str:
-    """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, and
+    """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config and the kubelet's drop-in
+    (`kubelet_dropin`, at `kubelet`), (re)start k3s when either changed, and
     return only once the Pi is back: k3s serves, its Node is Ready again, and on a valar etcd is healthy.
 
     Safe to run again at any point: an unchanged config leaves a running k3s alone (`start` is a
@@ -808,9 +828,14 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then
 fi
 {gate_functions(node)}{outage_functions(node, outage, restart_timeout + ready_timeout) if outage else ""}umask 077
 new=$(mktemp)
-trap 'rm -f "$new"' EXIT
+dropin=$(mktemp)
+trap 'rm -f "$new" "$dropin"' EXIT
 cat > "$new"
+cat > "$dropin" <<'ILUVATAR_KUBELET'
+{kubelet_dropin()}ILUVATAR_KUBELET
 {_rejoin(rejoin, config_path, datastore) if rejoin else ""}if sudo cmp -s "$new" {config_path}; then changed=0; else changed=1; fi
+# The kubelet reads its drop-in only as it starts: a new one is a restart too.
+sudo cmp -s "$dropin" {kubelet} || changed=1
 sudo systemctl enable {svc} >/dev/null 2>&1
 active=0
 if sudo systemctl is-active --quiet {svc}; then active=1; fi
@@ -820,6 +845,7 @@ if sudo test -e {owed}; then
 fi
 if [ "$changed" = 1 ]; then
 {before}  {owe_restart(owed)}  sudo install -D -m 0600 "$new" {config_path}
+  sudo install -D -m 0600 "$dropin" {kubelet}
 fi
 {'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi' + chr(10) if outage else ""}since=$(date +%s)
 if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi
@@ -857,8 +883,9 @@ fi
 # A rewrite cut short resumes (the k3s sources read are those of the search index, named by commit: the pinned tag's
 # tree could not be fetched here). rotate-keys marks the Node `reencrypt_active` without writing k3s's hash file
 # (pkg/server/handlers/secrets-encrypt.go encryptionRotateKeys, WriteEncryptionHashAnnotation(..., skipFile=true),
-# index 0b6425a), writes the config with the new key first and the old one behind it to read what is not rewritten yet
-# (addAndRotateKeys), and only at the end drops the old key and writes `reencrypt_finished` to the file. So:
+# index 0b6425a), writes the config twice (addAndRotateKeys): first with the new key appended behind the old
+# (AppendNewEncryptionKey), then rotated so the new key seals and the old one reads what is not rewritten yet; only at
+# the end it drops the last key of the list and writes `reencrypt_finished` to the file. So:
 # - while a rewrite runs, the stage reads `reencrypt_active`; the rewrite runs inside k3s's server to its end, whether or
 #   not the command that asked for it is still there, so the script waits for the stage to leave it;
 # - after k3s restarted mid-rewrite, the Node's annotation comes back from the hash file (pkg/server/server.go
@@ -866,21 +893,47 @@ fi
 #   config's, so rotate-keys is refused ("invalid hash", verifyEncryptionHashAnnotation) while status lists two keys (its
 #   Active and inactive rows, pkg/cli/secretsencrypt/secrets_encrypt.go Status). `reencrypt --force` skips that check
 #   (encryptionReencrypt) and runs the same reencryptAndRemoveKey: every Secret rewritten under the first key, the last
-#   key dropped, `reencrypt_finished` written. It is asked only with two keys listed: with one, it would drop the only key.
+#   key dropped, `reencrypt_finished` written. Cut short between addAndRotateKeys's two writes, the old key is still the
+#   first and the new one last: the rewrite then keeps the old key and drops the unused new one, and the Secrets stay
+#   sealed (the old key is a k3s key too). It is asked only with two keys listed: with one, it would drop the only key.
 # - a stage left at `reencrypt_active` by a rewrite that failed (k3s still up) never moves: the step stops and says how
 #   to put back the saved stage (a k3s restart) so that the next run resumes.
+# - cut short between reencryptAndRemoveKey's write of the one-key config and its write of `reencrypt_finished` to the
+#   hash file (WriteEncryptionHashAnnotation(..., false, ...), which comes after a Node PATCH): one key, the file's
+#   stage `start` with the hash of the config before, so rotate-keys is refused ("invalid hash") at every run, and
+#   `reencrypt --force` would drop the only key. Every Secret was rewritten by then; the step stops and says how to
+#   save the stage k3s would have saved: `reencrypt_finished-<SHA-256 of the config file>` in the hash file
+#   (GenEncryptionConfigHash hashes the file's bytes; runtime.EncryptionHash is cred/encryption-state.json,
+#   pkg/daemons/control/deps/deps.go), then a restart, which puts it on the Node.
 #
 # The copies in clear a rewrite leaves behind, said once it is done (docs/security.md#the-ainurs-secrets-at-rest): the
-# snapshots taken before it, and the old revisions' bytes in etcd's file until k3s defragments it as it next starts
-# (pkg/etcd/etcd.go defragment, "Defragmenting etcd database").
+# snapshots taken before it, and every snapshot taken after it until k3s next starts. The old revisions stay live in
+# etcd until the apiserver compacts them (every 5 minutes, --etcd-compaction-interval), then as freed pages of etcd's
+# bbolt file until a defragment; an etcd snapshot is that file copied whole, freed pages included (bbolt tx.go WriteTo,
+# io.CopyN of the whole file), and k3s defragments only as it starts (pkg/etcd/etcd.go defragment, "Defragmenting etcd
+# database"). k3s's own schedule takes those snapshots, so the way out is a restart of k3s past one compaction and a
+# fresh snapshot, then the older ones deleted. The step restarts nothing itself: a restart of the only valar is the
+# operator's choice of when the Ainur's API goes away for a minute.
 SNAPSHOTS_BEFORE = (
-    "the etcd snapshots taken before now still hold the Secrets written before the rewrite in clear, the KMS key among them: "
-    "k3s's schedule drops its own once backup.etcd.keep newer ones exist; list them with 'sudo k3s etcd-snapshot list' "
-    "(here and on the backup target) and delete the older with 'sudo k3s etcd-snapshot delete <name>...', and take no copy "
-    "of etcd's file before k3s next restarts (docs/security.md, The Ainur's Secrets at rest)"
+    "the etcd snapshots taken before now, and every one k3s takes (on its own schedule too) until k3s next starts, can still "
+    "hold the Secrets written before the rewrite in clear, the KMS key among them: etcd's file keeps their old revisions in "
+    "its freed pages, which a snapshot copies, until k3s defragments it as it starts; so, after 5 minutes (the apiserver's "
+    "compaction), run 'sudo systemctl restart k3s' here, wait for the node Ready, take 'sudo k3s etcd-snapshot save', and "
+    "delete every snapshot older than that one, here and on the backup target: list them with 'sudo k3s etcd-snapshot list' "
+    "and delete with 'sudo k3s etcd-snapshot delete <name>...' (docs/security.md, The Ainur's Secrets at rest)"
 )
 # What the key protects, and what it does not: docs/security.md#the-ainurs-secrets-at-rest.
 SECRETS_ENCRYPTION_CONFIG = "/var/lib/rancher/k3s/server/cred/encryption-config.json"
+SECRETS_ENCRYPTION_STATE = "/var/lib/rancher/k3s/server/cred/encryption-state.json"
+# Said when a rewrite that ended lost its saved stage (the comment above), printed as is (a quoted here-document). The
+# file is written as k3s writes it: mode 0600, no newline.
+SECRETS_SAVED_LOST = (
+    "k3s refuses rotate-keys for an invalid hash with one key at the stage start: a rewrite that had ended was cut short "
+    "before k3s saved its stage, and no run resumes that (reencrypt would drop the only key). Every Secret is already "
+    "sealed under that key. Save the stage k3s would have saved, then restart it and run pulumi up again: "
+    f'sudo sh -c \'umask 077; printf reencrypt_finished-%s "$(sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d" " -f1)" '
+    f">{SECRETS_ENCRYPTION_STATE}' && sudo systemctl restart k3s"
+)
 SECRETS_REWRITE_TIMEOUT_SECONDS = 600
 # The lines of `k3s secrets-encrypt status` the script reads (pkg/cli/secretsencrypt/secrets_encrypt.go Status).
 ENCRYPTION_ENABLED = "Encryption Status: Enabled"
@@ -926,7 +979,20 @@ if [ "$(keys "$now")" -gt 1 ]; then
 else
   echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
   # The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
-  sudo timeout {timeout} k3s secrets-encrypt rotate-keys >&2 || echo "iluvatar: $(hostname): rotate-keys returned $?; waiting for its stage" >&2
+  rc=0; said=$(sudo timeout {timeout} k3s secrets-encrypt rotate-keys 2>&1) || rc=$?
+  [ -z "$said" ] || printf '%s\n' "$said" >&2
+  if [ "$rc" -ne 0 ]; then
+    if printf '%s\n' "$said" | grep -q 'invalid hash' && [ "$(stage "$now")" = start ] && [ "$(keys "$now")" -eq 1 ]; then
+      # One key, the stage start, and a hash that is not the config's: a rewrite that had ended, cut short before k3s
+      # saved its stage (the comment above). No run resumes it; the fix is the stage k3s would have saved.
+      {{ printf 'iluvatar: %s: ' "$(hostname)"; cat <<'SAVED_LOST'
+{SECRETS_SAVED_LOST}
+SAVED_LOST
+      }} >&2
+      exit 1
+    fi
+    echo "iluvatar: $(hostname): rotate-keys returned $rc; waiting for its stage" >&2
+  fi
 fi
 until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ] && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}'; do
   if [ "$(date +%s)" -ge "$end" ]; then

@@ -40,7 +40,7 @@ from typing import Any
 from plans import aes_gcm, age_file, backup
 from plans.netboot.pi_pods import NOT_NETBOOTED
 from plans.netboot.pods import eviction_tolerations
-from stacks import encryption, pins
+from stacks import encryption, pins, secrets
 from stacks.model import StackConfig
 
 PORT = 4050
@@ -148,9 +148,18 @@ def key_backup(key_base64: str, recipient: str) -> str:
 RESTORED_OUTPUT = encryption.KMS_RESTORED_OUTPUT
 
 
+# What the program serves in place of a restored key it cannot read: an offline run (`iluvatar render`) hands a `secure:`
+# value as the placeholder stacks.secrets.UNDECRYPTED, and the engine the decrypted value at `preview` and `up`. A
+# stand-in of the right form (32 zero bytes) lets a render show every object that carries the key; the value itself
+# is judged where it is known.
+OFFLINE_KEY = base64.b64encode(bytes(32)).decode()
+
+
 def restored_key(value: str) -> str:
     """The restored key as the KMS serves it (base64 of 32 bytes), or a ValueError that names the key and the fix; the
-    value itself is never in the message."""
+    value itself is never in the message. The offline placeholder gives OFFLINE_KEY."""
+    if value == secrets.UNDECRYPTED:
+        return OFFLINE_KEY
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except ValueError:
@@ -158,7 +167,8 @@ def restored_key(value: str) -> str:
     if len(raw) != 32:
         raise ValueError(
             "iluvatar:kmsKeyRestore: is not the base64 of 32 bytes; set it from the backup's file as docs/layers/ainur.md "
-            "(The Ainur lost) says: `pulumi config set --secret iluvatar:kmsKeyRestore <kms-key.b64`"
+            "(The Ainur lost) says, piped from age into `pulumi config set --secret iluvatar:kmsKeyRestore` (never on a "
+            "command line, never in a file in clear)"
         )
     return base64.b64encode(raw).decode()
 
@@ -201,6 +211,18 @@ def backup_prefix(stack: StackConfig) -> str:
     return "/".join(p for p in (where.prefix, "kms") if p)
 
 
+# How many hex digits of the age file's SHA-256 name its object: 64 bits, so two keys' files never share a name.
+FINGERPRINT_DIGITS = 16
+
+
+def backup_object(stack: StackConfig, armored: str) -> str:
+    """The one object the key's age file `armored` is uploaded to: `<prefix>/kms/kms-key-<SHA-256 of the file>.age`. The
+    file is the same at every run for one key (plans.age_file), so each run overwrites it, and another key's file
+    (a key made or restored after a loss) has a name of its own, never overwritten by this one's."""
+    digest = hashlib.sha256(armored.encode()).hexdigest()[:FINGERPRINT_DIGITS]
+    return f"{backup_prefix(stack)}/kms-key-{digest}.age"
+
+
 def backup_configmap(armored: str) -> dict[str, Any]:
     """The key's age file on Arda (ciphertext: what is public about it is that it exists), for the upload to read."""
     return {
@@ -211,13 +233,13 @@ def backup_configmap(armored: str) -> dict[str, Any]:
     }
 
 
-# The upload: one object a run, named by its time (UTC, RFC 3339, as talos-backup names the etcd snapshots), so the
-# drill reads how old the newest is from its name; signed by curl (AWS Signature v4), as the drills' own reads are.
-# Then the backups beyond the newest $KEEP (backup.etcd.keep, as many as k3s keeps of the Ainur's snapshots) are
-# deleted, oldest first by their names' time, so they do not pile up one a run for good; the newest are never touched,
-# so uploads that stop leave the last ones for the drill to find stale. S3's ListObjectsV2, page by page, as the drills
-# list. The pod has no writable folder: the listing stays in the shell's variables.
-# Environment: the S3 Secret's keys, S3_ENDPOINT, S3_BUCKET, S3_PREFIX, AWS_REGION, KEEP.
+# The upload: the ConfigMap's file to one object named by its own bytes' SHA-256 (backup_object: the sha256sum here is
+# of the very bytes uploaded), overwritten at every run. The target then holds one object per key ever in use, never
+# a pile of copies, and the job deletes nothing and lists nothing: it needs no right but PUT on `<prefix>/kms/`, and an
+# older key's backup (the one that opens Arda's volumes, when a mistake put a new key in place) stays on the target
+# until someone deletes it by hand. How recent the upload is, the drill reads from the object's Last-Modified, the
+# target's own clock, never from a time this pod's clock wrote. Signed by curl (AWS Signature v4), as the drills'
+# reads are. Environment: the S3 Secret's keys, S3_ENDPOINT, S3_BUCKET, S3_PREFIX, AWS_REGION.
 # The keys reach curl as a config on its stdin (`-K -`), written by the shell's builtin printf and by sed from a pipe:
 # on curl's command line the secret key would sit in its argv, readable in /proc by any process of the node that sees
 # it, until curl blanks it. In the config a value is quoted, with `\` and `"` escaped (curl's docs, --config).
@@ -226,36 +248,17 @@ s3() {{
   printf '%s:%s\\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" | sed 's/[\\\\"]/\\\\&/g; s/^/user = "/; s/$/"/' \\
     | curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" -K - "$@"
 }}
-key="$S3_PREFIX/kms-key-$(date -u +%Y-%m-%dT%H:%M:%SZ).age"
+sum=$(sha256sum /backup/{BACKUP_FILE} | cut -c1-{FINGERPRINT_DIGITS})
+key="$S3_PREFIX/kms-key-$sum.age"
 s3 -T /backup/{BACKUP_FILE} "$S3_ENDPOINT/$S3_BUCKET/$key"
 echo "the KMS key's backup is $key"
-keys=""; token=""
-while :; do
-  set -- --get --data-urlencode "list-type=2" --data-urlencode "prefix=$S3_PREFIX/kms-key-"
-  [ -z "$token" ] || set -- "$@" --data-urlencode "continuation-token=$token"
-  page=$(s3 "$@" "$S3_ENDPOINT/$S3_BUCKET") || {{ echo "listing s3 $S3_BUCKET/$S3_PREFIX/ failed: $page" >&2; exit 1; }}
-  # One element a line (a key holds no '<': S3 escapes it).
-  page=$(printf '%s' "$page" | tr '<' '\\n')
-  keys="$keys$(printf '%s\\n' "$page" | sed -n 's/^Key>//p')
-"
-  printf '%s\\n' "$page" | grep -qx 'IsTruncated>true' || break
-  token=$(printf '%s\\n' "$page" | sed -n 's/^NextContinuationToken>//p')
-  [ -n "$token" ] || {{ echo "s3 said the listing of $S3_PREFIX/ goes on, with no continuation token" >&2; exit 1; }}
-done
-keys=$(printf '%s' "$keys" | grep '/kms-key-.*\\.age$' | LC_ALL=C sort || true)
-count=$(printf '%s' "$keys" | grep -c . || true)
-if [ "$count" -gt "$KEEP" ]; then
-  printf '%s\\n' "$keys" | head -n $((count - KEEP)) | while read -r old; do
-    s3 -X DELETE "$S3_ENDPOINT/$S3_BUCKET/$old"
-    echo "deleted the KMS key's backup $old (the newest $KEEP are kept)"
-  done
-fi
 """
 
 
 def backup_cronjob(stack: StackConfig) -> dict[str, Any]:
-    """The CronJob on Arda that writes the key's age file to the backup target on the etcd schedule: a fresh object
-    each run, so the drill can tell uploads that stopped from a key that did not change."""
+    """The CronJob on Arda that writes the key's age file to the backup target on the etcd schedule: its one object
+    (backup_object) written again each run, with a new Last-Modified, so the drill can tell uploads that stopped from
+    a key that did not change."""
     assert stack.backup is not None
     where = backup.target(stack)
     env = [
@@ -263,7 +266,6 @@ def backup_cronjob(stack: StackConfig) -> dict[str, Any]:
         {"name": "S3_BUCKET", "value": where.path},
         {"name": "S3_PREFIX", "value": backup_prefix(stack)},
         {"name": "AWS_REGION", "value": stack.backup.region},
-        {"name": "KEEP", "value": str(stack.backup.etcd.keep)},
         *(
             {"name": key, "valueFrom": {"secretKeyRef": {"name": backup.TALOS_S3_SECRET, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

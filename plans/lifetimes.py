@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from plans import certificates, credentials, drill, identity, k3s, kms, monitoring, remote_access, rollout
+from plans import certificates, cloudflare, credentials, drill, identity, k3s, kms, monitoring, remote_access, rollout
+from plans import edge as edge_plan
 from stacks import data, pins
 from stacks.model import StackConfig
 
@@ -330,6 +331,57 @@ def _remote_rows() -> list[Lifetime]:
     ]
 
 
+def _cloudflare_rows(stack: StackConfig) -> list[Lifetime]:
+    """What Cloudflare holds for a stack whose public zone it serves (`publicDns: cloudflare`, which the tunnel needs):
+    the API token Pulumi and cert-manager's DNS-01 use, the certificate cert-manager gets from Let's Encrypt through it,
+    and with the tunnel, its token and Cloudflare's own edge certificate."""
+    if stack.public_dns != "cloudflare":
+        return []
+    out = [
+        Lifetime(
+            "Cloudflare API token (iluvatar:cloudflareApiToken)",
+            f"Pulumi's config (secret), Secret {edge_plan.CERT_MANAGER_NAMESPACE}/{certificates.CLOUDFLARE_TOKEN_SECRET} for cert-manager",
+            "the end its owner gave it in Cloudflare's dashboard, or none (an API token has no end unless given one)",
+            "its owner: a new token in Cloudflare's dashboard, `pulumi config set --secret iluvatar:cloudflareApiToken`, `pulumi up`",
+            "CertificateNotReady once cert-manager's renewal of wildcard-external fails on it (30 days before that certificate's "
+            f"end), CertificateExpiring {monitoring.CERT_MANAGER_ALERT_DAYS} days ahead; every `pulumi up` fails at the Cloudflare provider",
+            "plans.certificates.CLOUDFLARE_TOKEN_SECRET; Cloudflare's token expiry: unverified",
+            alerts=("CertificateNotReady", "CertificateExpiring"),
+        ),
+        Lifetime(
+            "wildcard-external (Let's Encrypt, DNS-01 through Cloudflare)",
+            "Arda, namespace of the gateways",
+            "90 days (Let's Encrypt's)",
+            "cert-manager, 30 days before the end, over DNS-01 with the Cloudflare API token",
+            f"CertificateExpiring {monitoring.CERT_MANAGER_ALERT_DAYS} days ahead; CertificateNotReady",
+            "plans.certificates.acme_issuer; cert-manager's renewal at a third of the duration: unverified at the pinned chart",
+            alerts=("CertificateExpiring", "CertificateNotReady"),
+        ),
+    ]
+    if stack.public_ingress == "cloudflare-tunnel":
+        out += [
+            Lifetime(
+                "cloudflared's tunnel token",
+                f"Pulumi's state, Secret {edge_plan.GATEWAY_NAMESPACE}/{cloudflare.TOKEN_SECRET}",
+                "no end (the tunnel's; a new tunnel is a new token)",
+                "nobody needs to",
+                "none needed",
+                "plans.cloudflare.TOKEN_SECRET; the token's lifetime: unverified",
+                unattended="it never ends",
+            ),
+            Lifetime(
+                "Cloudflare's edge certificate of the external names",
+                "Cloudflare",
+                "Cloudflare's (Universal SSL)",
+                "Cloudflare itself",
+                "none needed (Cloudflare renews it; the tunnel reaches envoy-external with the certificate above)",
+                "Cloudflare's Universal SSL: unverified",
+                unattended="Cloudflare renews it",
+            ),
+        ]
+    return out
+
+
 def _backup_rows(stack: StackConfig) -> list[Lifetime]:
     """Each backup's freshness, as this stack takes and drills it: the volumes (VolSync, drilled unless
     `backup.drill.volumes` is false), each cluster's etcd snapshots where they reach the target (stacks.data.drills:
@@ -378,15 +430,16 @@ def _backup_rows(stack: StackConfig) -> list[Lifetime]:
     )
     if stack.ainur is not None:
         on_target = on and ainur_drilled
+        cards = f"{monitoring.SNAPSHOT_ALERT} on each valar's newest snapshot in {monitoring.SNAPSHOT_DIR}"
         out.append(
             Lifetime(
                 "ainur's etcd snapshots",
                 "the backup target (k3s uploads to S3)" if on_target else "each valar's card only (k3s uploads to an S3 target only)",
                 f'newest under {_seconds(etcd)} ("{stack.backup.etcd.schedule}")',
                 "k3s on each valar",
-                f"its drill: {drilled}" if on_target else "none: nothing on Arda sees the valar's snapshot folder",
-                "stacks.data.drills, newest_within",
-                alerts=drills if on_target else (),
+                f"{cards}; its drill: {drilled}" if on_target else cards,
+                "stacks.data.drills, newest_within; plans.monitoring.SNAPSHOT_DIR",
+                alerts=(monitoring.SNAPSHOT_ALERT, *(drills if on_target else ())),
             )
         )
     if stack.remote_access is not None and remote_access.state_backup_enabled(stack) and _headscale(stack):
@@ -398,7 +451,10 @@ def _backup_rows(stack: StackConfig) -> list[Lifetime]:
                 "the backup target",
                 f'newest under {_seconds(bound)} ("{remote_access.STATE_BACKUP_SCHEDULE}")',
                 "Headscale's pod, restarted by its state-backup CronJob",
-                f"drill-headscale: {drilled}" if headscale else "none: not drilled (backup.drill), the init container's log only",
+                f"drill-headscale: {drilled}; RestoreDrillFailed too when restic forget --prune keeps failing (more than "
+                f"{drill.HEADSCALE_KEEP_MOST} snapshots)"
+                if headscale
+                else "none: not drilled (backup.drill), the init container's log only",
                 "plans.remote_access.STATE_BACKUP_SCHEDULE, stacks.data.newest_within",
                 alerts=drills if headscale else (),
             )
@@ -465,7 +521,7 @@ def recorded_ends(arda: Mapping[str, Any], kubeconfig: str, talosconfig: str, ca
 def rows(stack: StackConfig) -> list[Lifetime]:
     """Every row for `stack`: the Ainur's (when it has one), Arda's, the local CA's and its leaves', the tailnet's, the
     backups'."""
-    out = [*(_k3s_rows() if stack.ainur is not None else []), *_talos_rows(), *_local_rows(stack)]
+    out = [*(_k3s_rows() if stack.ainur is not None else []), *_talos_rows(), *_local_rows(stack), *_cloudflare_rows(stack)]
     if _headscale(stack):
         out += _remote_rows()
     return out + _backup_rows(stack)

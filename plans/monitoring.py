@@ -545,6 +545,40 @@ def monitors(stack: StackConfig) -> list[dict[str, Any]]:
     return out
 
 
+# The Ainur's etcd snapshots as each valar's k3s keeps them (k3s's --etcd-snapshot-dir default, <data-dir>/db/snapshots
+# under /var/lib/rancher/k3s/server, docs.k3s.io "etcd-snapshot"; unverified at the pinned k3s). On an S3 target the
+# drill reads the bucket's; on NFS k3s uploads nothing (it speaks S3 only), so only the cards hold them, and nothing on
+# Arda could see them stop. A sidecar of each Pi's node-exporter, root (the folder is k3s's, owner-only) with no
+# capability, on the folder alone and read-only, writes the newest file's time into a textfile node-exporter serves;
+# a folder with no snapshot (a maia's: the mount makes it empty there) writes nothing.
+SNAPSHOT_DIR = "/var/lib/rancher/k3s/server/db/snapshots"
+SNAPSHOT_METRIC = "iluvatar_k3s_etcd_snapshot_newest_seconds"
+SNAPSHOT_METRICS_DIR = "/snapshot-metrics"
+SNAPSHOT_ALERT = "AinurSnapshotsStale"
+SNAPSHOT_INTERVAL_SECONDS = 300
+SNAPSHOT_EXPORTER_IMAGE = pins.IMAGES["busybox"]
+# In busybox's sh. Environment: DIR (the snapshots), OUT (the textfile), ONCE (set: one pass, as a test runs it).
+SNAPSHOT_SCRIPT = f"""set -eu
+while :; do
+  newest=0
+  for f in "$DIR"/*; do
+    if [ -f "$f" ]; then
+      t=$(stat -c %Y "$f")
+      if [ "$t" -gt "$newest" ]; then newest=$t; fi
+    fi
+  done
+  if [ "$newest" -gt 0 ]; then
+    printf '# HELP {SNAPSHOT_METRIC} When the newest etcd snapshot on this valar was written, seconds since the epoch.\n# TYPE {SNAPSHOT_METRIC} gauge\n{SNAPSHOT_METRIC} %s\n' "$newest" > "$OUT.tmp"
+    mv "$OUT.tmp" "$OUT"
+  else
+    rm -f "$OUT"
+  fi
+  if [ -n "${{ONCE:-}}" ]; then exit 0; fi
+  sleep {SNAPSHOT_INTERVAL_SECONDS}
+done
+"""
+
+
 def ainur_node_exporter() -> list[dict[str, Any]]:
     """node-exporter on every Pi, on its LAN address, for Arda's Prometheus (the Ainur have none of their own)."""
     labels = {"app.kubernetes.io/name": "node-exporter", "app.kubernetes.io/part-of": "iluvatar"}
@@ -575,6 +609,8 @@ def ainur_node_exporter() -> list[dict[str, Any]]:
                     "--no-collector.wifi",
                     # The Pi's k3s certificates' ends, as its k3s step writes them (plans.k3s.CERTIFICATES_SCRIPT).
                     f"--collector.textfile.directory=/host/root{k3s.METRICS_DIR}",
+                    # The newest etcd snapshot's time, as the sidecar below writes it (the flag is repeatable).
+                    f"--collector.textfile.directory={SNAPSHOT_METRICS_DIR}",
                     "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run/k3s/containerd/.+|var/lib/kubelet/pods/.+)($|/)",
                 ],
                 "ports": [{"name": "metrics", "containerPort": NODE_EXPORTER_PORT, "hostPort": NODE_EXPORTER_PORT, "protocol": "TCP"}],
@@ -583,10 +619,34 @@ def ainur_node_exporter() -> list[dict[str, Any]]:
                 "volumeMounts": [
                     {"name": "sys", "mountPath": "/host/sys", "readOnly": True, "mountPropagation": "HostToContainer"},
                     {"name": "root", "mountPath": "/host/root", "readOnly": True, "mountPropagation": "HostToContainer"},
+                    {"name": "snapshot-metrics", "mountPath": SNAPSHOT_METRICS_DIR, "readOnly": True},
                 ],
-            }
+            },
+            {
+                "name": "etcd-snapshots",
+                "image": SNAPSHOT_EXPORTER_IMAGE,
+                "command": ["/bin/sh", "-c", SNAPSHOT_SCRIPT],
+                "env": [{"name": "DIR", "value": "/snapshots"}, {"name": "OUT", "value": f"{SNAPSHOT_METRICS_DIR}/etcd-snapshots.prom"}],
+                "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}},
+                "securityContext": {
+                    "runAsUser": 0,
+                    "runAsNonRoot": False,
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "snapshots", "mountPath": "/snapshots", "readOnly": True},
+                    {"name": "snapshot-metrics", "mountPath": SNAPSHOT_METRICS_DIR},
+                ],
+            },
         ],
-        "volumes": [{"name": "sys", "hostPath": {"path": "/sys"}}, {"name": "root", "hostPath": {"path": "/"}}],
+        "volumes": [
+            {"name": "sys", "hostPath": {"path": "/sys"}},
+            {"name": "root", "hostPath": {"path": "/"}},
+            {"name": "snapshots", "hostPath": {"path": SNAPSHOT_DIR, "type": "DirectoryOrCreate"}},
+            {"name": "snapshot-metrics", "emptyDir": {"sizeLimit": "1Mi"}},
+        ],
     }
     return [
         namespace,
@@ -776,6 +836,19 @@ def alerts(stack: StackConfig) -> list[Alert]:
                 "file: run `pulumi up` (on a Pi rebuilt on a new card, `pulumi up --replace '**::ainur-{{ $labels.node }}-k3s'`: its step's "
                 "inputs did not change, so a plain `up` does not run it); look with `ls -l` on that directory and "
                 "`sudo k3s certificate check --output table`.",
+            )
+        )
+    if stack.ainur is not None and stack.backup is not None:
+        bound = int(data_rules.newest_within(stack.backup.etcd.schedule).total_seconds())
+        out.append(
+            Alert(
+                SNAPSHOT_ALERT,
+                f"time() - {SNAPSHOT_METRIC} > {bound}",
+                "1h",
+                "critical",
+                "The Ainur's etcd snapshots on {{ $labels.node }} have stopped",
+                f'The newest etcd snapshot in {SNAPSHOT_DIR} on {{{{ $labels.node }}}} is older than the {bound} s its schedule ("{stack.backup.etcd.schedule}") '
+                "allows: k3s has stopped taking them. Look with `sudo k3s etcd-snapshot list` and `sudo journalctl -u k3s | grep -i snapshot` on it.",
             )
         )
     out += headscale_alerts(stack)

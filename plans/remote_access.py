@@ -1041,7 +1041,7 @@ def state_backup_secret(stack: StackConfig, password: str, s3: tuple[str, str] |
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(STATE_BACKUP_SECRET), "type": "Opaque", "stringData": values}
 
 
-def _keep_flags() -> str:
+def keep_flags() -> str:
     return " ".join(f"--keep-{k} {v}" for k, v in STATE_BACKUP_KEEP.items())
 
 
@@ -1058,7 +1058,7 @@ def state_backup_container(stack: StackConfig) -> dict[str, Any]:
         "env": [
             {"name": "STATE", "value": STATE_DIR},
             {"name": "HOST", "value": STATE_BACKUP_HOST},
-            {"name": "KEEP", "value": _keep_flags()},
+            {"name": "KEEP", "value": keep_flags()},
             {"name": "BOUND", "value": str(STATE_BACKUP_TIMEOUT_SECONDS)},
             {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - the pod's emptyDir
             {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - the pod's emptyDir

@@ -28,11 +28,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plans import agent_token, apiserver, bringup, k3s, logs
+from plans import agent_token, apiserver, bringup, k3s, logs, storage
 from plans import credentials as credentials_plan
 from plans.netboot import dhcp_probe, pi_pods, roll, vip_roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
-from stacks import encryption, releases
+from stacks import day2, encryption, releases
 from stacks.model import Node, StackConfig
 from stacks.storage import longhorn_pis
 
@@ -144,6 +144,8 @@ def state(
         "commands": arda_commands(stack),
         # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
         "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
+        # Arda's pod and Service subnets, fixed when the cluster is made: stacks.day2 refuses their change.
+        "clusterNetwork": day2.arda_subnets(stack),
     }
     if (store := logs_store(stack, previous)) is not None:
         out["logsStore"] = store
@@ -596,6 +598,8 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         "k3sVersion": stack.ainur.k3s_version,
         # The address the netbooted maiar's roots and EEPROMs name: stacks.day2 refuses its move while they netboot.
         "serviceIp": str(stack.ainur.service_ip),
+        # Whether k3s seals the Secrets: stacks.day2 refuses turning it off over sealed Secrets the API server could not read.
+        "secretsEncryption": stack.ainur.secrets_encryption,
         "order": [n.name for n in order],
         "nodes": {
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n), "joinToken": join_token(n)}
@@ -605,10 +609,16 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         },
         "commands": ainur_commands(stack),
         # kube-vip-services' pod template: the day-2 plan names its roll step when it changes (plans.netboot.vip_roll).
-        "kubeVip": vip_roll.template_digest(),
+        "kubeVip": vip_roll.template_digest(stack),
         # The netbooted roots' StorageClass and the Pis whose data disks make it Longhorn's: stacks.day2 refuses a change
         # of the class while maiar netboot (review 41-6 M3: a claim's class cannot change, and the claims are protected).
         **({"rootsClass": pi_pods.roots_class(stack), "longhornPis": [n.name for n in longhorn_pis(stack.nodes)]} if netboot_pis(stack) else {}),
+        # The class of Headscale's state claim (protected): stacks.day2 refuses its change where the state has no backup.
+        **(
+            {"headscaleClass": storage.git_mirror_class(stack)}
+            if stack.remote_access is not None and stack.remote_access.flavour == "headscale"
+            else {}
+        ),
     }
 
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacks import encryption, releases, rules, storage
+from stacks import encryption, releases, rules, storage, versions
 from stacks import logs as logs_rules
 from stacks.boards import ARDA_ROLES
 from stacks.errors import Problem, show
@@ -203,9 +203,11 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
     problems = (
         _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf) + _roots_class(stack, ainur, dnsmasq_conf) + _netbooted_longhorn(stack, ainur)
     )
+    problems += _secrets_encryption(stack, ainur) + _headscale_class(stack, ainur)
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
+    problems += _cluster_subnets(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -256,12 +258,91 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
                 f"(docs/day2.md#upgrading-k3s-on-the-ainur)",
             )
         ]
+    if new[:2] > (old[0], old[1] + 1) and old[:2] < (versions.K3S_MIN_KUBERNETES[0], versions.K3S_MIN_KUBERNETES[1] - 1):
+        # Below the floor this Iluvatar gives the Ainur (stacks.versions) the next minor is refused here, so the one way up
+        # is the Iluvatar that deployed them, which took it: said, rather than a "first" this one refuses.
+        floor = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1]}"
+        below = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1] - 1}"
+        return [
+            Problem(
+                K3S,
+                f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does; this "
+                f"Iluvatar runs the Ainur from {floor} on, so take them one minor at a time up to a {below} release with the "
+                f"Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write {now} here "
+                "(docs/day2.md#upgrading-k3s-on-the-ainur)",
+            )
+        ]
     if new[:2] > (old[0], old[1] + 1):
         return [
             Problem(
                 K3S,
                 f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does "
                 f"(v{old[0]}.{old[1] + 1} first; docs/day2.md#upgrading-k3s-on-the-ainur)",
+            )
+        ]
+    return []
+
+
+SECRETS_ENCRYPTION, SECRETS_DECRYPTED = "iluvatar:ainur.secretsEncryption", "iluvatar:ainur.secretsDecrypted"
+SECRETS_RUNBOOK = "docs/security.md#the-ainurs-secrets-at-rest"
+# k3s's own way out (k3s-io/docs docs/cli/secrets-encrypt.md, "Secrets Encryption Disable/Re-enable"): `disable` puts
+# the identity provider first in the encryption config, a restart loads it, `reencrypt --force --skip` rewrites every
+# Secret in clear. Only then may the flag go.
+DISABLE_BY_HAND = (
+    "on the first valar run `sudo k3s secrets-encrypt disable`, restart k3s there (`sudo systemctl restart k3s`; then "
+    "on each other valar, one at a time), run `sudo k3s secrets-encrypt reencrypt --force --skip` and wait until "
+    "`sudo k3s secrets-encrypt status` shows the stage reencrypt_finished"
+)
+
+
+def ran_secrets_encryption(ainur: Any) -> bool | None:
+    """Whether the last deployment ran the Ainur's k3s with secrets encryption: its `ainur` output's `secretsEncryption`,
+    or, in outputs written before that key was, whether it had the rewrite step (`secrets-rewrite` among its `commands`,
+    plans.rollout.ainur_commands, which every deployment with the flag has had). None without a deployed Ainur."""
+    if not isinstance(ainur, Mapping) or not ainur.get("k3sVersion"):
+        return None
+    recorded = ainur.get("secretsEncryption")
+    if isinstance(recorded, bool):
+        return recorded
+    commands = ainur.get("commands")
+    return isinstance(commands, Mapping) and "secrets-rewrite" in commands
+
+
+def _secrets_encryption(stack: StackConfig, ainur: Any) -> list[Problem]:
+    """Secrets encryption off over an Ainur that ran with it: k3s gives its API server the encryption config only with
+    the flag (pkg/daemons/control/server.go, apiServer: `if cfg.EncryptSecrets { argsMap["encryption-provider-config"]
+    = ... }`), so without it every Secret stored sealed (`k8s:enc:aescbc:v1:...`) is unreadable: the KMS key, Dex's,
+    Headscale's, the service-account tokens. Refused unless `secretsDecrypted` says they were rewritten in clear by hand
+    first; that key is refused where it says nothing (the Ainur ran without, or the stack keeps encryption on)."""
+    ran = ran_secrets_encryption(ainur)
+    if stack.ainur is None or ran is None:
+        return []
+    on, decrypted = stack.ainur.secrets_encryption, stack.ainur.secrets_decrypted
+    if decrypted and on:
+        return [
+            Problem(
+                SECRETS_DECRYPTED,
+                "true, but iluvatar:ainur.secretsEncryption is true: it says the Secrets were rewritten in clear for the `up` "
+                "that turns encryption off; remove it",
+            )
+        ]
+    if decrypted and not ran:
+        return [
+            Problem(
+                SECRETS_DECRYPTED,
+                "true, but the last `up` already ran the Ainur's k3s without secrets encryption: it acts only in the `up` "
+                "that turns it off; remove it",
+            )
+        ]
+    if ran and not on and not decrypted:
+        written = "false" if "secrets_encryption" in stack.ainur.model_fields_set else "not set (off)"
+        return [
+            Problem(
+                SECRETS_ENCRYPTION,
+                f"{written}, but the Ainur ran with it: every Secret they hold is sealed, and k3s without the flag gives its "
+                "API server no encryption config, so it could read none of them (the KMS key, Dex's, Headscale's, the "
+                f"service-account tokens). Set it true; to turn it off, first {DISABLE_BY_HAND}, then write false with "
+                f"iluvatar:ainur.secretsDecrypted: true for that `up` ({SECRETS_RUNBOOK})",
             )
         ]
     return []
@@ -374,6 +455,51 @@ def _netbooted_longhorn(stack: StackConfig, ainur: Any) -> list[Problem]:
 
 
 ROOTS_RUNBOOK = "docs/layers/ainur.md#changing-the-netbooted-roots-class"
+CLAIMS_RUNBOOK = "docs/day2.md#the-ainurs-longhorn-claims-encrypted"
+
+
+def state_class(stack: StackConfig) -> str:
+    """The class of the Ainur's own claims (Headscale's state, the Git mirror), as plans.storage.git_mirror_class picks it
+    (the tests hold them equal): Longhorn's encrypted class where Longhorn runs and the stack asks for it, Longhorn's,
+    else k3s's local-path."""
+    longhorn = stack.gitops is not None and stack.ainur is not None and bool(storage.longhorn_pis(stack.nodes))
+    if not longhorn:
+        return "local-path"
+    return "longhorn-encrypted" if stack.storage.ainur.encrypted else "longhorn"
+
+
+def _headscale_class(stack: StackConfig, ainur: Any) -> list[Problem]:
+    """Headscale's state claim is protected and a claim's class cannot change: a change of the Ainur's claims' class
+    (Longhorn coming or going, `storage.ainur.encrypted`) replaces it, which needs it unprotected, Headscale scaled down
+    and its state restored into the new claim from its backup (CLAIMS_RUNBOOK). Without `iluvatar:backup` there is
+    no backup to restore: Headscale would start empty and every device join again, so the change is refused. From
+    outputs that did not record the class (`headscaleClass`), nothing to compare."""
+    before = ainur.get("headscaleClass") if isinstance(ainur, Mapping) else None
+    remote = stack.remote_access
+    if stack.ainur is None or remote is None or remote.flavour != "headscale" or not isinstance(before, str):
+        return []
+    now = state_class(stack)
+    if now == before or stack.backup is not None:
+        return []
+    if "local-path" not in (before, now):
+        key, value = "iluvatar:storage.ainur.encrypted", show(stack.storage.ainur.encrypted)
+    elif now != "local-path":
+        i, node = next((i, n) for i, n in enumerate(stack.nodes) if n in storage.longhorn_pis(stack.nodes))
+        key, value = f"iluvatar:nodes[{i}].dataDisks", "[" + ", ".join(str(d) for d in node.data_disks) + "]"
+    elif stack.gitops is None:
+        key, value = "iluvatar:gitops", "unset"
+    else:
+        key, value = "iluvatar:nodes", "with no Pi that boots from its card holding dataDisks"
+    return [
+        Problem(
+            key,
+            f"{value} moves the Ainur's claims from {before} to {now}, and Headscale's state claim (protected) cannot change "
+            "class: it is replaced by an empty one, and without iluvatar:backup its state has no backup to restore from, so "
+            f"Headscale would start empty and every device join again. Set it back as it was (the claims on {before}), or set "
+            f"iluvatar:backup first and move the claim as {CLAIMS_RUNBOOK} says (a fresh backup, Headscale scaled down, the "
+            "claim unprotected)",
+        )
+    ]
 
 
 def roots_class(stack: StackConfig) -> str:
@@ -565,6 +691,64 @@ def _encryption(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 " time: move its local volumes' data off (a machine with Ceph OSDs retires them first,"
                 " docs/day2.md#retiring-a-disk-or-a-machine), remove it from iluvatar:nodes and run pulumi up (its delete resets"
                 " it), wipe its system disk and put it back: it installs anew (docs/layers/data.md#turning-encryption-on)",
+            )
+        )
+    return out
+
+
+# Talos's defaults for Arda's own networks (stacks.rules.TALOS_NETWORKS), as a deployment records them.
+DEFAULT_SUBNETS = {key: [str(net)] for key, net in rules.TALOS_NETWORKS.items()}
+
+
+def arda_subnets(stack: StackConfig) -> dict[str, list[str]]:
+    """Arda's pod and Service subnets as Talos runs them: the last arda.patches to set each (plans.coredns reads them the
+    same way), else Talos's default."""
+    out = {key: list(default) for key, default in DEFAULT_SUBNETS.items()}
+    for patch in stack.arda.patches:
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        network = cluster.get("network") if isinstance(cluster, dict) else None
+        for key in out:
+            if isinstance(network, dict) and isinstance(network.get(key), list):
+                out[key] = [str(v) for v in network[key]]
+    return out
+
+
+def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """Arda's pod and Service networks are fixed when the cluster is made: a new serviceSubnets moves kube-apiserver's
+    --service-cluster-ip-range and the kubelets' cluster DNS (plans.coredns: the tenth address of the new range) while
+    every Service there keeps its ClusterIP, CoreDNS's among them, so pods resolve nothing; a new podSubnets leaves
+    every machine's podCIDR, which kube-controller-manager never reassigns, outside the cluster's. Refused against the
+    subnets the last deployment recorded (`clusterNetwork`); from outputs without them, nothing to compare."""
+    before = deployed.output.get("clusterNetwork")
+    if not isinstance(before, Mapping):
+        return []
+    now = arda_subnets(stack)
+    out: list[Problem] = []
+    for key, subnets in now.items():
+        was = before.get(key)
+        if not isinstance(was, list) or [str(w) for w in was] == subnets:
+            continue
+        setter = next(
+            (
+                k
+                for k, patch in reversed(list(enumerate(stack.arda.patches)))
+                if "kind" not in patch
+                and isinstance(patch.get("cluster"), dict)
+                and isinstance(patch["cluster"].get("network"), dict)
+                and isinstance(patch["cluster"]["network"].get(key), list)
+            ),
+            None,
+        )
+        path = f"iluvatar:arda.patches[{setter}].cluster.network.{key}" if setter is not None else "iluvatar:arda.patches"
+        written = "[" + ", ".join(subnets) + "]" if setter is not None else f"sets no {key} (Talos's default {', '.join(subnets)})"
+        what = "Service network" if key == "serviceSubnets" else "pod network"
+        running = ", ".join(str(w) for w in was)
+        back = f"write [{running}] back" if setter is not None else f"put {{cluster: {{network: {{{key}: [{running}]}}}}}} back in it"
+        out.append(
+            Problem(
+                path,
+                f"{written}, but Arda runs with {running} as its {what}, which is fixed when the cluster is made (every Service "
+                f"and machine keeps its address from the old one); {back}, and renumber instead what of the LAN meets it",
             )
         )
     return out

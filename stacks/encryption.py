@@ -9,6 +9,9 @@ from the machine's own UUID (Talos v1.13.9 internal/pkg/encryption/keys/nodeid.g
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 
 from stacks.boards import BOARDS, Board
@@ -23,8 +26,41 @@ PATH = "iluvatar:arda.encryption"
 # The KMS key restored from its age-encrypted backup after Pulumi's state was lost (docs/layers/ainur.md, "The Ainur
 # lost"): a secret, the base64 of the 32 bytes; set, it is the KMS's key in place of a generated one, for good.
 KMS_RESTORE = "kmsKeyRestore"
+# How it is set: piped from its backup straight into `config set`, which reads a value from its stdin when that is no
+# terminal (pulumi/pulumi pkg/cmd/pulumi/config/config.go:815-823 at 1b59498), so the key is never on a command line
+# (any process reads argv in /proc, the shell keeps it in its history) nor in a file in clear.
+KMS_RESTORE_SET = "age --decrypt -i backup-age.key kms-key.age | base64 -w 0 | pulumi config set --secret iluvatar:kmsKeyRestore"
+
+
+def set_secret_command(full_key: str) -> str:
+    """The command that sets the secret `full_key`: the KMS key's pipe for the restored key, else `config set --secret`
+    with the value to type in its place."""
+    return KMS_RESTORE_SET if full_key == f"iluvatar:{KMS_RESTORE}" else f"pulumi config set --secret {full_key} <value>"
+
+
+def plain_text_problem(full_key: str) -> str:
+    """What `iluvatar validate` says of a secret written in plain text (never the value)."""
+    if full_key == f"iluvatar:{KMS_RESTORE}":
+        return (
+            "is in plain text: that is the KMS key in clear in the stack file, and in git's history and every copy if it was "
+            f"ever committed, where no edit removes it; remove it and run `{KMS_RESTORE_SET}` (docs/layers/ainur.md, The Ainur lost)"
+        )
+    return f"is in plain text; remove it and run `{set_secret_command(full_key)}`"
+
+
 # The output that says the KMS key in use is the restored one (plans.kms).
 KMS_RESTORED_OUTPUT = "kmsKeyRestored"
+# The output that names the KMS key in use (kms_key_id), a secret: the next preview refuses a restored key that is not
+# that one, as it refuses one unset (stacks.pulumi_source).
+KMS_KEY_ID_OUTPUT = "kmsKeyId"
+KMS_KEY_ID_LABEL = b"iluvatar kms key id v1"
+
+
+def kms_key_id(key_base64: str) -> str:
+    """Which KMS key this is, without the key: the first 16 bytes of HMAC-SHA256 under the key of a fixed label, in hex.
+    The same key gives the same id at every run; no id tells anything about the key's bytes (HMAC is a PRF under it)."""
+    return hmac.new(base64.b64decode(key_base64), KMS_KEY_ID_LABEL, hashlib.sha256).hexdigest()[:32]
+
 
 # Why each of Talos's other keys is refused, in the words the refusal gives.
 REFUSED: dict[str, str] = {

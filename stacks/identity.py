@@ -88,7 +88,7 @@ def check(
 
 def _address(identity: Identity, network: Network, taken: Mapping[IPv4Address, str]) -> Iterator[Problem]:
     path = f"{IDENTITY}.ip"
-    yield from _static_address(path, identity.ip, network)
+    yield from _static_address(path, identity.ip, network, frozenset(taken))
     if identity.ip in taken:
         yield Problem(path, f"{identity.ip} is {taken[identity.ip]}; the front door needs an address of its own")
 

@@ -41,7 +41,7 @@ from stacks.errors import StackFileError as StackFileError  # its home is stacks
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
-from stacks.rules import Parsed, _vip_list, _zone_names, check
+from stacks.rules import Parsed, _vip_list, _zone_names, check, devices_in_cluster_networks
 from stacks.secrets import SecretsManager, Secure
 
 NAMESPACE = "iluvatar"
@@ -146,12 +146,12 @@ def parse_stack(
                     problems.append(
                         Problem(
                             full_key,
-                            f"is a placeholder ({show(value)}), in plain text; run `pulumi config set --secret {full_key} <value>` with the real one",
+                            f"is a placeholder ({show(value)}), in plain text; run `{encryption_rules.set_secret_command(full_key)}` with the real one",
                         )
                     )
                 else:
                     # Never echo the value: it is the secret the user just leaked into a file.
-                    problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
+                    problems.append(Problem(full_key, encryption_rules.plain_text_problem(full_key)))
             continue
         if key not in SECTIONS:
             closest = _closest(key, ORDER)
@@ -275,6 +275,10 @@ def parse_stack(
         ports_written=_apps_written_with_ports(values.get("apps")),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
+    # The devices off the LAN the clusters reach, against the clusters' own networks (stacks.rules._cluster_networks).
+    problems += devices_in_cluster_networks(
+        parsed, held, network if isinstance(network, Network) else None, backup.target if isinstance(backup, Backup) else None
+    )
     problems += addresses.leased_routes(
         remote if isinstance(remote, RemoteAccess) else None,
         network if isinstance(network, Network) else None,

@@ -17,7 +17,7 @@ from datetime import date
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from stacks import pins, repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
@@ -308,44 +308,51 @@ class PiImage(Model):
             )
         return data
 
-    @model_validator(mode="after")
-    def _a_layout_the_builder_reads(self) -> PiImage:
+    @field_validator("release")
+    @classmethod
+    def _a_layout_the_builder_reads(cls, release: str) -> str:
         # The builder (plans.netboot.pi_image) copies vmlinuz, initrd.img and both boards' device trees from the boot
         # partition's root: flash-kernel's flat layout with a Pi 5 device tree is Ubuntu 23.10 to 25.04 (23.10 is the
-        # first with the Pi 5's bcm2712 tree; from 25.10 the boot assets moved to the A/B `current/` folder); and the Pis'
-        # arm64 k3s and the Ainur's images need the arm64 image, not armhf.
-        year, month = (int(x) for x in self.release.split(".")[:2])
-        supported = "23.10 to 25.04 still in standard support, e.g. the default 24.04.3 LTS"
+        # first with the Pi 5's bcm2712 tree; from 25.10 the boot assets moved to the A/B `current/` folder). Of those,
+        # the fix names the one still supported on the day the support table was read. Said at `.release`, the key.
+        year, month = (int(x) for x in release.split(".")[:2])
+        supported = f"23.10 to 25.04 still in standard support: {supported_release(UBUNTU_SUPPORT_READ)}"
         if (year, month) >= (25, 10):
             raise ValueError(
-                f"release {self.release} boots from the A/B layout (boot assets under current/, from Ubuntu 25.10 on), which the "
+                f"{release} boots from the A/B layout (boot assets under current/, from Ubuntu 25.10 on), which the "
                 f"Pi image builder cannot read: it needs vmlinuz, initrd.img and the device trees at the boot partition's root; "
                 f"use a release from {supported}"
             )
         if (year, month) < (23, 10):
             raise ValueError(
-                f"release {self.release} has no Raspberry Pi 5 device tree (bcm2712-rpi-5-b.dtb, first in Ubuntu 23.10), which the "
+                f"{release} has no Raspberry Pi 5 device tree (bcm2712-rpi-5-b.dtb, first in Ubuntu 23.10), which the "
                 f"Pi image builder requires of every image; use a release from {supported}"
             )
         series = f"{year:02d}.{month:02d}"
         if series not in UBUNTU_SUPPORT:
             raise ValueError(
-                f"release {self.release} is no Ubuntu release (Ubuntu releases in April and October, YY.04 and YY.10); use a release from {supported}"
+                f"{release} is no Ubuntu release (Ubuntu releases in April and October, YY.04 and YY.10); use a release from {supported}"
             )
         # Against the day the table was read, not the clock: a stack that validates keeps validating, so an unattended
         # homelab's `pulumi up` never starts failing on a calendar date (24.04's end, years ahead, is an end to plan for,
         # not a validation error).
         if UBUNTU_SUPPORT[series] < UBUNTU_SUPPORT_READ:
             raise ValueError(
-                f"release {self.release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
+                f"{release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
                 f"so no security update reaches the netbooted Pis; use {supported_release(UBUNTU_SUPPORT_READ)}, with its url and sha256"
             )
-        if "+raspi" in self.url and "-arm64+raspi" not in self.url:
+        return release
+
+    @field_validator("url")
+    @classmethod
+    def _an_arm64_image(cls, url: str) -> str:
+        # The netbooting Pis' k3s and the Ainur's images are arm64, not armhf.
+        if "+raspi" in url and "-arm64+raspi" not in url:
             raise ValueError(
-                f"url {self.url} is not an arm64 image: the netbooting Pis run arm64 (k3s and the Ainur's images are arm64); "
-                f"use the -preinstalled-server-arm64+raspi.img.xz of a release from {supported}"
+                f"{url} is not an arm64 image: the netbooting Pis run arm64 (k3s and the Ainur's images are arm64); "
+                f"use the -preinstalled-server-arm64+raspi.img.xz of {supported_release(UBUNTU_SUPPORT_READ)}"
             )
-        return self
+        return url
 
     @model_validator(mode="after")
     def _release_is_the_urls(self) -> PiImage:
@@ -400,6 +407,10 @@ class Ainur(Model):
     # one-valar Ainur already running, turning it on rolls the valar and rewrites its Secrets (docs/security.md); with
     # more valar it is refused (stacks.rules._counts): k3s's procedure for several servers is not built.
     secrets_encryption: bool = False
+    # Says the Secrets of an Ainur that ran with secrets encryption were rewritten in clear by hand (k3s's
+    # `secrets-encrypt disable`, then `reencrypt`): without it, false over a deployment that ran it on is refused
+    # (stacks.day2), since the API server without the flag reads no sealed Secret. Read only in the `up` that turns it off.
+    secrets_decrypted: bool = False
 
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")

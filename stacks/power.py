@@ -33,9 +33,27 @@ TALOS_LINK_ALIAS = "lan0"
 # as /usr/lib/systemd/network/99-default.link by its Dockerfile:784), to enp1s0, eno1 or end0, unless the kernel command
 # line has net.ifnames=0 (pkg/machinery/constants/constants.go:92; only an upgrade from Talos before 1.5 adds it on its
 # own, cmd/installer/pkg/install/errata.go:24-38, and Iluvatar's Talos starts at 1.12). udev reads the argument as a
-# boolean (systemd's parse_boolean: 0, no, n, false, f, off).
+# boolean, in any case (systemd's parse_boolean, src/basic/parse-util.c: strcaseeq against 0, no, n, false, f, off), and
+# the last one on the command line wins (proc_cmdline_get_key scans on and keeps each later value); a bare
+# `net.ifnames` is true. Image Factory drops every earlier `net.ifnames` for a `-net.ifnames` (procfs
+# WithDeleteNegatedArgs, stacks.model.KernelArg).
 _KERNEL_NAME = re.compile(r"^eth\d+$")
+# udev's predictable names for an Ethernet NIC (systemd's udev-builtin-net_id: en + o/s/p/x/d/P...): with names off,
+# the kernel's ethN is kept and no NIC has one of these.
+_PREDICTABLE_NAME = re.compile(r"^en[a-zA-Z]")
 _OFF = frozenset({"0", "no", "n", "false", "f", "off"})
+
+
+def predictable_names_off(kernel_args: Sequence[str]) -> bool:
+    """Whether udev keeps the kernel's NIC names with these kernel arguments: the last `net.ifnames` is false."""
+    off = False
+    for arg in kernel_args:
+        key, eq, value = arg.partition("=")
+        if key == "-net.ifnames":
+            off = False
+        elif key == "net.ifnames":
+            off = bool(eq) and value.lower() in _OFF
+    return off
 
 
 def password_path(address: object) -> str:
@@ -127,13 +145,22 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
             f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name; write the name "
             f"`talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode (enp1s0, eno1, end0)",
         )
-    elif _KERNEL_NAME.match(link) and not any(a.partition("=")[0] == "net.ifnames" and a.partition("=")[2] in _OFF for a in kernel_args):
+    elif _KERNEL_NAME.match(link) and not predictable_names_off(kernel_args):
+        written = [a for a in kernel_args if a.partition("=")[0] in ("net.ifnames", "-net.ifnames")]
+        why = "does not" if not written else f"ends with {written[-1]}, which keeps them on (udev reads the last)"
         yield Problem(
             f"{path}.link",
             f"{link} is a name Talos gives no NIC: it renames each by udev's predictable names (enp1s0, eno1, end0) unless "
-            f"the kernel command line has net.ifnames=0, and iluvatar:arda.kernelArgs.{node.board} does not, so EthernetConfig "
+            f"the kernel command line has net.ifnames=0, and iluvatar:arda.kernelArgs.{node.board} {why}, so EthernetConfig "
             f"would arm nothing and the magic packet wake nothing; write the name `talosctl get links --insecure --nodes "
             f"{node.ip}` shows in maintenance mode, or add net.ifnames=0 to iluvatar:arda.kernelArgs.{node.board}",
+        )
+    elif _PREDICTABLE_NAME.match(link) and predictable_names_off(kernel_args):
+        yield Problem(
+            f"{path}.link",
+            f"{link} is a predictable name, and iluvatar:arda.kernelArgs.{node.board} turns those off (net.ifnames=0): udev keeps "
+            f"the kernel's names (eth0, eth1), so EthernetConfig would arm nothing and the magic packet wake nothing; write the "
+            f"name `talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode, or drop net.ifnames=0",
         )
 
 

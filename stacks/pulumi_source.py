@@ -12,6 +12,7 @@ output `storage`, stacks.storage.check_removals), a version change no running ma
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import credentials, data, day2, encryption, identity, monitoring, netboot_mode, power, remote_access, storage
+from stacks import credentials, data, day2, encryption, identity, monitoring, netboot_mode, power, remote_access, secrets, storage
 from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
@@ -187,6 +188,10 @@ def load() -> LoadedStack:
                 "opens none of Arda's encrypted volumes; set it back to the same value (docs/layers/ainur.md, The Ainur lost)",
             ),
         ]
+    # Nor may it change: a key set in its place (another backup, another stack's) opens none of the volumes sealed
+    # under the one in use, and unlike the generated key it is no protected resource. Judged where the engine has
+    # decrypted it (an offline run sees the placeholder), against the id the last deployment exported.
+    problems += kms_key_change_problem(runtime_config.get_config(restore_key), outputs.get(encryption.KMS_KEY_ID_OUTPUT))
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     # What `iluvatar validate` prints as warnings, in the preview's diagnostics; none stops it.
@@ -260,11 +265,45 @@ def last_outputs() -> dict[str, Any]:
 # server/api.go:26-31, :175-188 checkCost).
 # What an offline run (iluvatar.simulate, for `iluvatar render` and the tests) hands the program for a `secure:` value
 # it cannot decrypt: no hash to judge there, so the check is the engine's, at `pulumi preview`.
-UNDECRYPTED = "[secret]"
+UNDECRYPTED = secrets.UNDECRYPTED
 # Matched whole (fullmatch): `$` alone would take a hash with a trailing newline, which Dex starts with (it reads the
 # prefix and cost) but golang.org/x/crypto/bcrypt compares byte for byte, so every login would be refused.
 BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 BCRYPT_COSTS = range(10, 17)
+
+
+# A secret output as the engine's readStackOutputs may hand it: plain (the SDK's sync invoke unwraps secrets,
+# pulumi/runtime/invoke.py deserialize_properties_unwrap_secrets) or still in the wire's secret form.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - the wire's marker of a secret value, public
+
+
+def _unwrapped(value: Any) -> Any:
+    return value.get("value") if isinstance(value, Mapping) and SECRET_SIG in value else value
+
+
+def kms_key_change_problem(restore: str | None, last_id: Any) -> list[Problem]:
+    """The restored KMS key (as the engine decrypted it) against the id of the key the last deployment served
+    (encryption.kms_key_id): another key is refused, naming the key and the fix, never the value. Nothing to judge
+    offline (the placeholder), with no key set, or with no id deployed yet."""
+    last_id = _unwrapped(last_id)
+    if restore is None or restore == UNDECRYPTED or not isinstance(last_id, str) or last_id == UNDECRYPTED:
+        return []
+    try:
+        raw = base64.b64decode(restore.strip(), validate=True)
+    except ValueError:
+        return []  # not a key at all: the KMS component says so, with the fix
+    if len(raw) != 32 or encryption.kms_key_id(base64.b64encode(raw).decode()) == last_id:
+        return []
+    path = f"{NAMESPACE}:{encryption.KMS_RESTORE}"
+    return [
+        Problem(
+            path,
+            "is not the KMS key the last deployment served (its id differs from the stack output "
+            f"{encryption.KMS_KEY_ID_OUTPUT}): `up` would put in place a key that opens none of Arda's volumes sealed under the "
+            "one in use, and a KMS key cannot change while any volume is sealed under it; set it back to the key restored "
+            "before, piped from its backup as docs/layers/ainur.md (The Ainur lost) says",
+        )
+    ]
 
 
 def static_hash_problem(config: Identity | None, secret: str | None) -> list[Problem]:

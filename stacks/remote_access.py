@@ -216,7 +216,7 @@ def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Addres
     assert remote.headscale is not None
     settings = remote.headscale
     path = f"{REMOTE}.headscale"
-    yield from _static_address(f"{path}.ip", settings.ip, network)
+    yield from _static_address(f"{path}.ip", settings.ip, network, frozenset(taken))
     if settings.ip in taken:
         yield Problem(f"{path}.ip", f"{settings.ip} is {taken[settings.ip]}; Headscale needs an address of its own (the port forward's target)")
     parts = urlsplit(settings.url)

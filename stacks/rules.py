@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 import yaml
 
 from stacks import encryption, netboot_mode, releases
+from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
@@ -116,24 +117,48 @@ def _edge_addresses(net: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
     return net.network_address, net.broadcast_address
 
 
-def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "") -> Iterator[Problem]:
+def free_address(net: Network, taken: Collection[IPv4Address] = ()) -> IPv4Address | None:
+    """The LAN's first host address a machine or a VIP may take: not the gateway, outside the DHCP range and the
+    load-balancer pool, and no address in `taken` (as plans.ipam.free_static picks a new machine's)."""
+    first, last = int(net.lan.network_address) + 1, int(net.lan.broadcast_address) - 1
+    for i in range(first, last + 1):
+        ip = IPv4Address(i)
+        if ip != net.gateway and ip not in net.dhcp_range and ip not in net.load_balancer_pool and ip not in taken:
+            return ip
+    return None
+
+
+def _write_static(net: Network, taken: Collection[IPv4Address]) -> str:
+    """The fix of a static address in the wrong place: where to write it, with the first free one."""
+    free = free_address(net, taken)
+    where = f"write an address inside network.lan {net.lan}, outside network.dhcpRange and network.loadBalancerPool"
+    return f"{where}, e.g. {free}" if free is not None else f"{where} (none is free: widen the LAN or shrink a pool)"
+
+
+def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
     """Where a host address on the LAN must not be: outside it, on its edges, on the gateway."""
+    fix = f"write the router's address, inside network.lan {net.lan}" if what == "gateway" else _write_static(net, taken)
     if ip not in net.lan:
-        yield Problem(path, f"{ip} is outside network.lan {net.lan}")
+        yield Problem(path, f"{ip} is outside network.lan {net.lan}; {fix}")
     elif ip in _edge_addresses(net.lan):
         kind = "network" if ip == net.lan.network_address else "broadcast"
-        yield Problem(path, f"{ip} is the {kind} address of network.lan {net.lan}")
+        yield Problem(path, f"{ip} is the {kind} address of network.lan {net.lan}, which no host can have; {fix}")
     elif ip == net.gateway and what != "gateway":
-        yield Problem(path, f"{ip} is network.gateway")
+        yield Problem(path, f"{ip} is network.gateway, the router's; {fix}")
 
 
-def _static_address(path: str, ip: IPv4Address, net: Network) -> Iterator[Problem]:
-    """A static address (node or VIP) must also stay out of the pools others hand out."""
-    yield from _address_in_lan(path, ip, net)
+def _static_address(path: str, ip: IPv4Address, net: Network, taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
+    """A static address (node or VIP) must also stay out of the pools others hand out. `taken`: the stack's other fixed
+    addresses, which the suggested fix avoids."""
+    yield from _address_in_lan(path, ip, net, taken=taken)
     if ip in net.dhcp_range:
-        yield Problem(path, f"{ip} is inside network.dhcpRange {net.dhcp_range}, so DHCP could hand it to another machine")
+        yield Problem(
+            path, f"{ip} is inside network.dhcpRange {net.dhcp_range}, so DHCP could hand it to another machine; {_write_static(net, taken)}"
+        )
     if ip in net.load_balancer_pool:
-        yield Problem(path, f"{ip} is inside network.loadBalancerPool {net.load_balancer_pool}, so a Service could take it")
+        yield Problem(
+            path, f"{ip} is inside network.loadBalancerPool {net.load_balancer_pool}, so a Service could take it; {_write_static(net, taken)}"
+        )
 
 
 def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:
@@ -239,26 +264,113 @@ class _ClusterNet:
         return f"{self.net} ({self.name}, {self.source})"
 
 
-def _arda_networks(arda: Arda) -> list[_ClusterNet]:
+# Talos reads cluster.network's podSubnets and serviceSubnets as lists of strings (`PodSubnet []string
+# yaml:"podSubnets"` and `ServiceSubnet []string yaml:"serviceSubnets"`, pkg/machinery/config/types/v1alpha1/
+# v1alpha1_types.go:1533 and :1539 at v1.13.9), and hands them to kube-apiserver's --service-cluster-ip-range and
+# kube-controller-manager's --cluster-cidr as they are (internal/app/machined/pkg/controllers/k8s/
+# control_plane_static_pod.go:392, :586-587), which refuse a word that is no CIDR. Talos sets no node CIDR size, so
+# kube-controller-manager gives each machine a /24 of the pod network (its default node-cidr-mask-size-ipv4), unless
+# a patch's controllerManager.extraArgs sets one.
+NODE_CIDR_MASK = 24
+
+
+def _arda_networks(arda: Arda) -> tuple[list[_ClusterNet], list[Problem]]:
+    """Arda's pod and Service networks as Talos will run them (a later patch's key wins), and the problems of a patch
+    that writes them in a shape Talos refuses: a value that is not a list, an entry that is not a subnet."""
     out: list[_ClusterNet] = []
+    problems: list[Problem] = []
     for key, default in TALOS_NETWORKS.items():
         what = "Arda's pod network" if key == "podSubnets" else "Arda's Service network"
         found: tuple[int, list[object]] | None = None
         for k, patch in enumerate(arda.patches):
             cluster = patch.get("cluster") if "kind" not in patch else None
             network = cluster.get("network") if isinstance(cluster, dict) else None
-            if isinstance(network, dict) and isinstance(network.get(key), list):
+            if not isinstance(network, dict) or key not in network:
+                continue
+            path = f"iluvatar:arda.patches[{k}].cluster.network.{key}"
+            if isinstance(network[key], list):
                 found = (k, network[key])
+            else:
+                written = show(network[key])
+                problems.append(Problem(path, f"{written} is not a list: Talos takes {key} as a list of subnets; write [{written}]"))
         if found is None:
             out.append(_ClusterNet(default, what, "Talos's default", None, key))
             continue
         for n, value in enumerate(found[1]):
+            path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
             try:
                 net = IPv4Network(str(value), strict=False)
             except ValueError:
+                try:
+                    IPv6Network(str(value), strict=False)
+                except ValueError:
+                    problems.append(
+                        Problem(
+                            path, f"{show(value)} is not a subnet: Talos passes it to Kubernetes, which takes a CIDR; write one, e.g. {_FREE[key][0]}"
+                        )
+                    )
                 continue  # an IPv6 subnet: the LAN's plan is IPv4
-            path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
             out.append(_ClusterNet(net, what, f"arda.patches[{found[0]}]", path, key))
+    return out, problems
+
+
+def _node_cidr_mask(arda: Arda) -> int:
+    """The size of each machine's share of the pod network: a patch's controllerManager.extraArgs, else /24."""
+    mask = NODE_CIDR_MASK
+    for patch in arda.patches:
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        manager = cluster.get("controllerManager") if isinstance(cluster, dict) else None
+        args = manager.get("extraArgs") if isinstance(manager, dict) else None
+        if isinstance(args, dict):
+            for name in ("node-cidr-mask-size", "node-cidr-mask-size-ipv4"):
+                if str(args.get(name, "")).isdigit():
+                    mask = int(args[name])
+    return mask
+
+
+def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[IPv4Network]) -> list[Problem]:
+    """Arda's pod network against its Service network and its machines. kube-controller-manager's range allocator marks
+    the Service range taken inside the cluster CIDR (kubernetes pkg/controller/nodeipam/ipam/range_allocator.go,
+    filterOutServiceRange), so a pod network inside it leaves no machine a share; and each machine needs a share of its own (its
+    podCIDR, the one Cilium's `ipam.mode: kubernetes` hands its pods from, plans/cilium.py), so a pod network with fewer
+    shares than machines leaves the rest with no pod started."""
+    pods = next((c for c in nets if c.key == "podSubnets"), None)
+    services = [c for c in nets if c.key == "serviceSubnets"]
+    if pods is None:
+        return []
+    out: list[Problem] = []
+
+    def free(key: str) -> str:
+        # The range being replaced is no obstacle to its replacement.
+        others = [t for t in taken if not any(c.key == key and c.net == t for c in nets)]
+        return next((f for f in _FREE[key] if not any(IPv4Network(f).overlaps(t) for t in others)), "a private range no network of the stack holds")
+
+    for service in services:
+        if pods.net.overlaps(service.net):
+            path, key = (pods.path, "podSubnets") if pods.path is not None else (service.path, "serviceSubnets")
+            written = pods.net if key == "podSubnets" else service.net
+            other = service.what if key == "podSubnets" else pods.what
+            assert path is not None  # Talos's two defaults do not overlap
+            out.append(
+                Problem(
+                    path,
+                    f"{written} overlaps {other}: kube-controller-manager hands no machine the pod addresses inside the "
+                    f"Service network (its range allocator marks them taken), and pods and Services would share the rest; "
+                    f"write {free(key)}",
+                )
+            )
+    machines = sum(1 for _, n in p.nodes if n.role in ARDA_ROLES)
+    mask = _node_cidr_mask(arda)
+    shares = 0 if mask < pods.net.prefixlen else 2 ** (mask - pods.net.prefixlen)
+    if pods.path is not None and shares < machines:
+        out.append(
+            Problem(
+                pods.path,
+                f"{pods.net} holds {shares} /{mask} share(s) of the pod network, and Arda has {machines} machines: "
+                f"kube-controller-manager gives each machine one, so {machines - shares} would start no pod; write a larger "
+                f"range, e.g. {free('podSubnets')}",
+            )
+        )
     return out
 
 
@@ -266,14 +378,17 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
     """A cluster's pod or Service network overlapping the LAN or a VLAN, partly or whole: the key the stack wrote is
     named (a patch's subnet, or else the LAN's or VLAN's cidr), with every cluster network it meets, once."""
     clusters: list[_ClusterNet] = []
+    out: list[Problem] = []
     if p.ainur_set:
         clusters += [_ClusterNet(n, what, "k3s's default", None) for what, n in K3S_NETWORKS]
+    arda_nets: list[_ClusterNet] = []
     if p.arda is not None:
-        clusters += _arda_networks(p.arda)
+        arda_nets, shapes = _arda_networks(p.arda)
+        clusters += arda_nets
+        out += shapes
     own = [(f"{NET}.lan", "network.lan", net.lan), *((f"{NET}.vlans[{i}].cidr", f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(net.vlans))]
     taken = [n for _, _, n in own] + [c.net for c in clusters]
     why = "the cluster's machines send what is addressed there to its pods or Services, never to the LAN, so the hosts in the overlap are unreachable from them"
-    out: list[Problem] = []
     for c in clusters:
         if c.path is None:
             continue
@@ -295,6 +410,49 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
             ]
             fix = f"renumber it, or move Arda's with iluvatar:arda.patches: [{{cluster: {{network: {{{', '.join(moves)}}}}}}}]"
         out.append(Problem(path, f"{n} overlaps {' and '.join(c.what for c in met_default)}: {why}; {fix}"))
+    if p.arda is not None:
+        out += _arda_own_networks(p, p.arda, arda_nets, taken)
+    return out
+
+
+def cluster_networks(p: Parsed) -> list[_ClusterNet]:
+    """Every cluster network the stack runs: k3s's two with the Ainur, Arda's two as Talos will run them."""
+    clusters = [_ClusterNet(n, what, "k3s's default", None) for what, n in K3S_NETWORKS] if p.ainur_set else []
+    return clusters + (_arda_networks(p.arda)[0] if p.arda is not None else [])
+
+
+def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Network | None, target: str | None) -> list[Problem]:
+    """A LAN device the clusters reach, off the LAN and its VLANs (those are the rule above's), inside a cluster's pod or
+    Service network: that cluster's machines route it to their pods (flannel's routes on the Pis, Cilium's on Arda) or
+    their Services (kube-proxy's and Cilium's DNAT), never to the device. The backup target's server and the DNS
+    servers are reached from both clusters (k3s's etcd snapshots and the Pis' resolvers; VolSync, talos-backup and
+    Talos's resolvers); the NFS class's server from Arda's pods alone (plans.storage: csi-driver-nfs on Arda). `target`:
+    the backup target as written."""
+    if network is None:
+        return []
+    own = [network.lan, *(v.cidr for v in network.vlans)]
+    clusters = cluster_networks(p)
+    devices: list[tuple[str, IPv4Address, str]] = [(f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs")]
+    devices += [(f"{NET}.dns[{k}]", ip, "dns") for k, ip in enumerate(network.dns)]
+    names = {"nas": "the NAS", "nfs": "the NFS server", "dns": "the DNS server"}
+    out: list[Problem] = []
+    for path, ip, kind in devices:
+        if any(ip in n for n in own):
+            continue
+        seen = [c for c in clusters if kind != "nfs" or c.key != ""]
+        met = [c for c in seen if ip in c.net]
+        if not met:
+            continue
+        whose = "the Ainur's machines" if met[0].key == "" else "Arda's machines"
+        outside = ", ".join(str(c.net) for c in seen)
+        written = f"{target}: its server {ip}" if kind == "nas" else str(ip)
+        out.append(
+            Problem(
+                path,
+                f"{written} is inside {met[0].what}: {whose} send what is addressed there to their pods or Services, never to "
+                f"{names[kind]}; give {names[kind]} an address outside {outside}",
+            )
+        )
     return out
 
 
@@ -310,15 +468,21 @@ def _vip_list(p: Parsed) -> list[tuple[str, IPv4Address]]:
     return vips
 
 
+def _fixed_addresses(p: Parsed) -> frozenset[IPv4Address]:
+    """The machines' and the VIPs' addresses: a suggested free address is none of them."""
+    return frozenset([n.ip for _, n in p.nodes] + [ip for _, ip in _vip_list(p)])
+
+
 def _vips(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     vips = _vip_list(p)
     node_ips = {n.ip: (i, n.name) for i, n in p.nodes}
     if p.arda is not None and p.ainur_set and p.arda.cluster_name == "ainur":
         out.append(Problem("iluvatar:arda.clusterName", "ainur is the Ainur VIP's DNS name; pick another cluster name"))
+    taken = _fixed_addresses(p)
     for k, (path, ip) in enumerate(vips):
         if p.network is not None:
-            out += _static_address(path, ip, p.network)
+            out += _static_address(path, ip, p.network, taken)
         for other_path, other_ip in vips[:k]:
             if ip == other_ip:
                 out.append(Problem(path, f"{ip} is also {other_path.removeprefix('iluvatar:')}; each cluster needs its own VIP"))
@@ -352,13 +516,19 @@ def _nodes(p: Parsed) -> list[Problem]:
         for field, value in (("name", node.name), ("mac", node.mac), ("ip", node.ip)):
             if value in first[field]:
                 j, other = first[field][value]
-                out.append(Problem(node_path(i, field), f"{value} is already nodes[{j}].{field} ({other})"))
+                fix = {
+                    "name": "give each machine its own name",
+                    "mac": f"write {node.name}'s own MAC (on its label, or `ip link` on it)",
+                    "ip": "give each machine its own address"
+                    + (f" ({_write_static(p.network, _fixed_addresses(p))})" if p.network is not None and node.vlan is None else ""),
+                }[field]
+                out.append(Problem(node_path(i, field), f"{value} is already nodes[{j}].{field} ({other}); {fix}"))
             else:
                 first[field][value] = (i, node.name)
 
         if p.network is not None:
             if node.vlan is None:
-                out += _static_address(node_path(i, "ip"), node.ip, p.network)
+                out += _static_address(node_path(i, "ip"), node.ip, p.network, _fixed_addresses(p))
             elif node.vlan not in vlans:
                 known = ", ".join(sorted(vlans)) or "none defined"
                 out.append(Problem(node_path(i, "vlan"), f"{node.vlan} is not in network.vlans (known: {known})"))
@@ -431,7 +601,7 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
         disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
         for field, disk in disks:
-            if isinstance(disk, str) and (why := no_such_device(disk)) is not None:
+            if isinstance(disk, str) and (why := no_such_device(disk, talos=node.role in ARDA_ROLES and field != "installDisk")) is not None:
                 # Said alone: the name's partition or controller would point to a device that is not there either.
                 out.append(Problem(node_path(i, field), why))
                 continue
@@ -517,8 +687,22 @@ _IDE_DISK = re.compile(r"^/dev/hd([a-z]+)(\d*)$")
 _NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
 
 
-def no_such_device(disk: str) -> str | None:
-    """Why a /dev name is one no machine here has (an IDE hdX, NVMe namespace 0), with the name to write; None otherwise."""
+# A Linux software RAID's device (drivers/md: md0, md127, and mdadm's /dev/md/<name> links). Talos assembles an array
+# only with its mdadm system extension, and Iluvatar's schematics carry iscsi-tools and util-linux-tools alone
+# (plans.talos.STORAGE_EXTENSIONS), so on Arda's machines no such device appears. (As an install disk it is refused for
+# any machine: not_a_disk.)
+_MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+)$")
+
+
+def no_such_device(disk: str, talos: bool = False) -> str | None:
+    """Why a /dev name is one no machine here has (an IDE hdX, NVMe namespace 0, on Talos a software RAID), with the name to
+    write; None otherwise."""
+    if talos and _MD_DEVICE.match(disk):
+        return (
+            f"{disk} is a software RAID device, which Talos never assembles here (its mdadm extension is not in Iluvatar's "
+            "images): write one of the member disks instead (Ceph keeps its own copies across machines; lsblk -d -o "
+            "NAME,SIZE,MODEL lists them)"
+        )
     if (ide := _IDE_DISK.match(disk)) is not None:
         instead = f"/dev/sd{ide.group(1)}"  # the whole disk: a partition is no disk either (partition_of)
         return (
@@ -709,12 +893,18 @@ def _by_id_has_wwid(disk: str, wwid: str) -> bool:
 def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
     """A machine on a VLAN: inside its subnet, not on its edges or its router, routed if it runs Talos."""
     j, vlan = next((j, v) for j, v in enumerate(net.vlans) if v.name == node.vlan)
+    fix = f"write a host address of {vlan.cidr}" + (f" other than its gateway {vlan.gateway}" if vlan.gateway is not None else "")
     if node.ip not in vlan.cidr:
-        yield Problem(node_path(i, "ip"), f"{node.ip} is outside network.vlans {node.vlan} {vlan.cidr}")
+        yield Problem(
+            node_path(i, "ip"),
+            f"{node.ip} is outside network.vlans {node.vlan} {vlan.cidr}; {fix}, or move {node.name} to the VLAN its address is on",
+        )
     elif node.ip in _edge_addresses(vlan.cidr):
-        yield Problem(node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {vlan.cidr}")
+        yield Problem(
+            node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {vlan.cidr}, which no host can have; {fix}"
+        )
     elif node.ip == vlan.gateway:
-        yield Problem(node_path(i, "ip"), f"{node.ip} is network.vlans[{j}].gateway ({node.vlan})")
+        yield Problem(node_path(i, "ip"), f"{node.ip} is network.vlans[{j}].gateway ({node.vlan}), its router's; {fix}")
     if node.role in ARDA_ROLES and vlan.gateway is None:
         yield Problem(
             node_path(i, "vlan"),

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from stacks import data, power
+from stacks import data, encryption, power
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.model import App, Node
 
@@ -46,7 +46,7 @@ class _Generator(GenerateJsonSchema):
 def _secret(key: str) -> dict[str, Any]:
     return {
         "title": "secret (pulumi config set --secret)",
-        "description": f"a secret: set it with `pulumi config set --secret {NAMESPACE}:{key} <value>`, which writes only ciphertext",
+        "description": f"a secret: set it with `{encryption.set_secret_command(f'{NAMESPACE}:{key}')}`, which writes only ciphertext",
         "type": "object",
         "properties": {"secure": {"type": "string", "pattern": "^v1:"}},
         "required": ["secure"],

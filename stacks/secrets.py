@@ -38,6 +38,10 @@ NONCE_BYTES = 12  # AES-GCM's standard nonce, as encryptAES256GCGM makes it
 TAG_BYTES = 16  # GCM's tag: the shortest ciphertext (an empty value) is the tag alone
 SHOWN = 40  # characters of a ciphertext shown in a message: enough to recognise, never the whole
 
+# What an offline run (iluvatar.simulate, for `iluvatar render` and the tests) hands the program for a `secure:` value
+# it cannot decrypt; the engine hands the decrypted value at `pulumi preview` and `up`.
+UNDECRYPTED = "[secret]"
+
 
 class Secure:
     """An encrypted stack-file value (`secure: v1:...`): present, but unreadable offline.
@@ -50,7 +54,7 @@ class Secure:
         self.ciphertext = ciphertext
 
     def __repr__(self) -> str:
-        return "[secret]"
+        return UNDECRYPTED
 
 
 @dataclass(frozen=True)

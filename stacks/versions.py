@@ -56,7 +56,9 @@ def check(ainur: Ainur | None, backup: Backup | None) -> list[Problem]:
                 K3S,
                 f"{ainur.k3s_version} is Kubernetes {_release(k3s[:2])}, and Iluvatar gives the Ainur a ValidatingAdmissionPolicy at "
                 f"admissionregistration.k8s.io/v1 (who may register a Node), which Kubernetes serves from {_release(K3S_MIN_KUBERNETES)} "
-                f"on: `pulumi up` would fail creating it; write {fix} or later (this Iluvatar is tested with {pins.K3S})",
+                f"on: `pulumi up` would fail creating it; write {fix} or later (this Iluvatar is tested with {pins.K3S}). Ainur "
+                f"running an older minor move one minor at a time: up to v{K3S_MIN_KUBERNETES[0]}.{K3S_MIN_KUBERNETES[1] - 1} "
+                "with the Iluvatar that deployed them, then here (docs/day2.md#upgrading-k3s-on-the-ainur)",
             )
         ]
     if s3 and k3s < K3S_S3_CONFIG_SECRET:

@@ -14,7 +14,7 @@ from stacks import encryption, pins
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.model import StackConfig
-from stacks.storage import default_class, nfs_address, zone_addresses
+from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
@@ -36,6 +36,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
+    yield from _claims_in_clear(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -79,6 +80,31 @@ def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
         "docs/security.md#the-ainurs-secrets-at-rest); with more, k3s's procedure for several servers is not built. On an "
         "Ainur that ran with it, turning it off also needs `k3s secrets-encrypt disable` and a rewrite first, or the API "
         "server cannot read the Secrets sealed before",
+    )
+
+
+def _claims_in_clear(stack: StackConfig) -> Iterator[Problem]:
+    """The Ainur's claims asked encrypted where Longhorn does not run (it needs GitOps and a card Pi's data disk,
+    plans.storage.longhorn_enabled): they go on local-path, in clear on a card. A warning, not a refusal: `iluvatar init`
+    writes the key for every stack with Pis, so the claims land on the encrypted class as soon as Longhorn comes."""
+    if stack.ainur is None or not stack.storage.ainur.encrypted:
+        return
+    claims = [
+        *(["Headscale's state"] if stack.remote_access is not None and stack.remote_access.flavour == "headscale" else []),
+        *(["the Git mirror"] if stack.ainur.git_mirror is not None else []),
+    ]
+    if not claims or (stack.gitops is not None and longhorn_pis(stack.nodes)):
+        return
+    why = (
+        "iluvatar:gitops is not set (Longhorn is an Argo CD Application)" if stack.gitops is None else "no Pi that boots from its card has dataDisks"
+    )
+    several = len(claims) > 1
+    yield Problem(
+        "iluvatar:storage.ainur.encrypted",
+        f"true, but Longhorn does not run on the Ainur ({why}), so the claim{'s' if several else ''} of {' and '.join(claims)} "
+        f"{'are' if several else 'is'} made on local-path, in clear on a Pi's card; give a Pi dataDisks to have "
+        f"{'them' if several else 'it'} encrypted (docs/day2.md#the-ainurs-longhorn-claims-encrypted), or write false to say "
+        f"{'they stay' if several else 'it stays'} in clear",
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -123,6 +124,32 @@ def test_a_snapshot_without_headscale_s_database_fails_the_drill(stack: StackCon
     )
 
 
+def test_a_repository_that_forget_no_longer_trims_fails_the_drill(stack: StackConfig, alpine: Path, tmp_path: Path) -> None:
+    """The init container's `restic forget --prune` failing after each backup (a stale exclusive lock) is a log line,
+    and the repository grows: past the 17 snapshots its policy keeps and one a backup under way, the drill fails, naming
+    it; the real restic's forget with the init container's flags trims the same repository back, and the drill passes."""
+    v = _backed_up(tmp_path)
+    state = tmp_path / "state"
+    # Eighteen older daily backups that nothing forgot: nineteen snapshots of the host.
+    for day in range(1, 19):
+        when = f"2026-{1 + day // 28:02d}-{1 + day % 28:02d} 04:17:00"
+        _restic(v["repo"], PASSWORD, "backup", "--host", remote_plan.STATE_BACKUP_HOST, "--time", when, ".", cwd=state)
+    done = _drill(stack, v, alpine)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "restore drill of Headscale's state FAILED: the repository holds 19 snapshots of headscale, and its forget policy "
+        "(--keep-daily 7 --keep-weekly 4 --keep-monthly 6) keeps at most 17 and one a backup under way: restic forget --prune "
+        "is failing after each backup, and the repository grows; look with: kubectl -n remote-access logs deploy/headscale "
+        "-c state-backup, and kubectl -n remote-access get cronjob state-backup, on the Ainur"
+    )
+    _restic(v["repo"], PASSWORD, "forget", "--host", remote_plan.STATE_BACKUP_HOST, *remote_plan.keep_flags().split(), "--prune")
+    for folder in ("scratch", "tmp"):
+        shutil.rmtree(tmp_path / folder)
+        (tmp_path / folder).mkdir()
+    done = _drill(stack, v, alpine)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_drill_runs_on_arda_with_the_drills_schedule_and_the_state_backups_bound(stack: StackConfig) -> None:
     cronjob = drill.headscale_cronjob(stack)
     assert cronjob["metadata"]["name"] == "drill-headscale" and cronjob["metadata"]["namespace"] == drill.NAMESPACE == "backup-drill"
@@ -131,6 +158,7 @@ def test_the_drill_runs_on_arda_with_the_drills_schedule_and_the_state_backups_b
     [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert (env["SCHEDULE"], env["MAX_AGE"], env["TZ"]) == ("17 4 * * *", "172800", "UTC")
+    assert (env["HOST"], env["KEEP"], env["KEEP_MOST"]) == ("headscale", "--keep-daily 7 --keep-weekly 4 --keep-monthly 6", "18")
     assert container["envFrom"] == [{"secretRef": {"name": "drill-headscale-restic"}}]
     assert container["securityContext"]["runAsNonRoot"] is True
     secret = drill.headscale_secret(stack, "pw", ("id", "key"))

@@ -1,18 +1,20 @@
 """The KMS key's backup and its restore drill, run as their pods run them: the upload (plans.kms.backup_cronjob) puts
 the key's age file in a stand-in bucket with curl as the pod does, and the drill (plans.drill.kms_cronjob) fetches the
-newest, decrypts it with age v1.3.1 built as the drill builds it, and unseals the canary with Go's GCM in the drill's
+live key's object, decrypts it with age v1.3.1 built as the drill builds it, and unseals the canary with Go's GCM in the drill's
 own check program. tests/plans/test_kms_server.py has the real KMS server unseal the same canary."""
 
 from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import os
 import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -30,9 +32,42 @@ UPLOADED = datetime.datetime(2026, 11, 20, 18, 0, tzinfo=datetime.UTC)
 
 
 class _Uploads(_Bucket):
-    """The drills' S3 stand-in, with PUT of an object (curl -T), recorded signed or not as its reads are."""
+    """The drills' S3 stand-in, with PUT of an object (curl -T), recorded signed or not as its reads are, and every
+    request's method and path in `requests`. Each PUT stamps the object with the target's own clock, `clock`, which a
+    listing gives as its LastModified (as S3 does: RFC 3339 in UTC with milliseconds)."""
+
+    requests: list[tuple[str, str]] = []  # noqa: RUF012 - one test's bucket
+    modified: dict[str, datetime.datetime] = {}  # noqa: RUF012
+    clock = UPLOADED
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name for the method
+        _Uploads.requests.append(("GET", self.path))
+        parts = urlsplit(self.path)
+        if parts.path.strip("/") != "homelab":
+            _Bucket.do_GET(self)
+            return
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=drill-key/"):
+            _Bucket.unsigned.append(self.path)
+        query = parse_qs(parts.query)
+        assert query["list-type"] == ["2"]
+        keys = sorted(k for k in _Bucket.objects if k.startswith(query["prefix"][0]))
+        start = int(query.get("continuation-token", ["0"])[0])
+        page, rest = keys[start : start + 2], keys[start + 2 :]
+        contents = "".join(
+            f"<Contents><Key>{k}</Key><LastModified>{_Uploads.modified[k]:%Y-%m-%dT%H:%M:%S.000Z}</LastModified>"
+            f"<Size>{len(_Bucket.objects[k])}</Size></Contents>"
+            for k in page
+        )
+        more = (
+            f"<IsTruncated>true</IsTruncated><NextContinuationToken>{start + 2}</NextContinuationToken>"
+            if rest
+            else "<IsTruncated>false</IsTruncated>"
+        )
+        body = f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>homelab</Name>{more}{contents}</ListBucketResult>'
+        self._reply(body.encode(), "application/xml")
 
     def do_PUT(self) -> None:  # noqa: N802 - http.server's name for the method
+        _Uploads.requests.append(("PUT", self.path))
         if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=drill-key/"):
             _Bucket.unsigned.append(self.path)
         bucket, _, key = self.path.lstrip("/").partition("/")
@@ -40,17 +75,26 @@ class _Uploads(_Bucket):
             self.send_error(404)
             return
         _Bucket.objects[key] = self.rfile.read(int(self.headers["Content-Length"]))
+        _Uploads.modified[key] = _Uploads.clock
         self._reply(b"", "application/xml")
 
     def do_DELETE(self) -> None:  # noqa: N802 - http.server's name for the method
-        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=drill-key/"):
-            _Bucket.unsigned.append(self.path)
-        bucket, _, key = self.path.lstrip("/").partition("/")
-        if bucket != "homelab" or _Bucket.objects.pop(key, None) is None:
-            self.send_error(404)
-            return
-        self.send_response(204)
-        self.end_headers()
+        _Uploads.requests.append(("DELETE", self.path))
+        self.send_error(403)
+
+
+def _empty(clock: datetime.datetime = UPLOADED) -> None:
+    """A new bucket, its clock at `clock`."""
+    _Bucket.objects.clear()
+    _Bucket.unsigned.clear()
+    _Uploads.requests.clear()
+    _Uploads.modified.clear()
+    _Uploads.clock = clock
+
+
+def _put(key: str, body: bytes, when: datetime.datetime) -> None:
+    _Bucket.objects[key] = body
+    _Uploads.modified[key] = when
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +122,9 @@ def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 S3 = {"AWS_ACCESS_KEY_ID": "drill-key", "AWS_SECRET_ACCESS_KEY": "drill-secret"}
 
 
-def _upload(
-    stack: StackConfig, bucket: str, armored: str, tmp: Path, alpine: Path, when: datetime.datetime, keep: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The upload's container as the CronJob runs it, its ConfigMap's file in a folder, at `when` by its `date -u`
-    (`keep`: another KEEP than the stack's, so a test keeps few)."""
+def _upload(stack: StackConfig, bucket: str, armored: str, tmp: Path, alpine: Path, pod_clock: str = "") -> subprocess.CompletedProcess[str]:
+    """The upload's container as the CronJob runs it, its ConfigMap's file in a folder (`pod_clock`: what the pod's
+    `date` says, any time at all: the upload reads none)."""
     cronjob = kms.backup_cronjob(stack)
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -93,9 +135,7 @@ def _upload(
     clock = tmp / "upload-clock"
     clock.mkdir()
     busybox = require("busybox")
-    (clock / "date").write_text(
-        f'#!{busybox} sh\nif [ "$*" = "-u +%Y-%m-%dT%H:%M:%SZ" ]; then echo {when:%Y-%m-%dT%H:%M:%SZ}; else exec {busybox} date "$@"; fi\n'
-    )
+    (clock / "date").write_text(f"#!{busybox} sh\necho {pod_clock or '2099-01-01T00:00:00Z'}\n")
     (clock / "date").chmod(0o755)
     (clock / "sh").symlink_to(busybox)
     # curl's command line as any process of the node could read it in /proc: written down, then curl run with it.
@@ -105,8 +145,6 @@ def _upload(
     script = container["command"][2].replace("/backup/", f"{files}/")
     given = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env = {"PATH": f"{clock}:{alpine}:{Path(require('curl')).parent}", **given, "S3_ENDPOINT": bucket, **S3}
-    if keep is not None:
-        env["KEEP"] = str(keep)
     done = subprocess.run([str(clock / "sh"), "-c", script], env=env, capture_output=True, text=True, timeout=120)
     # The bucket answers only a request signed with the access key (tests/test_drill.py _Bucket): curl read the keys,
     # from its stdin, and neither is in its argv.
@@ -115,10 +153,11 @@ def _upload(
 
 
 def _drill(
-    stack: StackConfig, bucket: str, tmp: Path, alpine: Path, identity: str, canary: str, now: int
+    stack: StackConfig, bucket: str, tmp: Path, alpine: Path, identity: str, canary: str, live: str, now: int
 ) -> tuple[str, list[subprocess.CompletedProcess[str]]]:
-    """Each step of the KMS key's drill in order, until one fails."""
-    cronjob = drill.kms_cronjob(stack, canary)
+    """Each step of the KMS key's drill in order, until one fails (`live`: the live key's object, `now`: the drill's
+    clock)."""
+    cronjob = drill.kms_cronjob(stack, canary, live)
     work = tmp / "work"
     work.mkdir(parents=True)
     tools = tmp / "tools"
@@ -144,62 +183,92 @@ def _drill(
     return "passed", results
 
 
-def _newest(stack: StackConfig) -> str:
-    return f"{kms.backup_prefix(stack)}/kms-key-{UPLOADED:%Y-%m-%dT%H:%M:%SZ}.age"
-
-
 def _new_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
-def test_the_key_s_backup_is_uploaded_signed_and_its_drill_unseals_the_canary(stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path) -> None:
+AFTER = int(UPLOADED.timestamp()) + 7200
+
+
+def test_the_key_s_backup_is_uploaded_signed_to_its_one_name_and_its_drill_unseals_the_canary(
+    stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    """Each run writes the same file to the same name (the SHA-256 of its bytes): one object per key, never a pile."""
     identity, recipient = _key()
     key = _new_key()
     armored = kms.key_backup(key, recipient)
-    _Bucket.objects.clear()
-    _Bucket.unsigned.clear()
-    for hours in (12, 6):  # older uploads of the same key
-        assert _upload(stack, bucket, armored, tmp_path / f"old-{hours}", alpine, UPLOADED - datetime.timedelta(hours=hours)).returncode == 0
-    done = _upload(stack, bucket, armored, tmp_path, alpine, UPLOADED)
+    live = kms.backup_object(stack, armored)
+    assert live == f"kms/kms-key-{hashlib.sha256(armored.encode()).hexdigest()[:16]}.age"
+    _empty(UPLOADED - datetime.timedelta(hours=6))
+    assert _upload(stack, bucket, armored, tmp_path / "first", alpine).returncode == 0
+    _Uploads.clock = UPLOADED
+    done = _upload(stack, bucket, armored, tmp_path, alpine)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"the KMS key's backup is {_newest(stack)}\n"
-    assert _Bucket.objects[_newest(stack)] == armored.encode()
+    assert done.stdout == f"the KMS key's backup is {live}\n"
+    assert _Bucket.objects == {live: armored.encode()}
+    assert _Uploads.modified == {live: UPLOADED}
+    assert _Uploads.requests == [("PUT", f"/homelab/{live}")] * 2
     assert _Bucket.unsigned == [], "every request to the bucket is signed"
-    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(key), int(UPLOADED.timestamp()) + 7200)
+    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(key), live, AFTER)
     assert step == "passed", results[-1].stderr
-    assert results[0].stdout.strip() == f"restore drill of the KMS key's backup: the newest snapshot is {_newest(stack)}"
+    assert (
+        results[0].stdout.strip() == f"restore drill of the KMS key's backup: the live key's backup is {live}, last written 2026-11-20T18:00:00.000Z"
+    )
     assert results[-1].stdout == "restore drill of the KMS key's backup: the key from the backup unseals the canary the live key sealed\n"
 
 
-def test_the_upload_keeps_the_newest_backups_and_deletes_the_older(stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path) -> None:
-    """One object a run would pile up for good: past the newest KEEP (backup.etcd.keep, as k3s keeps the Ainur's
-    snapshots), the oldest go, signed; nothing else under the prefix is touched."""
-    (container,) = kms.backup_cronjob(stack)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert stack.backup is not None
-    assert {e["name"]: e.get("value") for e in container["env"]}["KEEP"] == str(stack.backup.etcd.keep) == "28"
-    _Bucket.objects.clear()
-    _Bucket.unsigned.clear()
-    prefix = kms.backup_prefix(stack)
-    _Bucket.objects[f"{prefix}/README"] = b"not a backup"
-    armored = kms.key_backup(_new_key(), "age1" + "q" * 58)
-    times = [UPLOADED - datetime.timedelta(hours=6 * n) for n in (4, 3, 2, 1, 0)]
-    for n, when in enumerate(times):
-        done = _upload(stack, bucket, armored, tmp_path / str(n), alpine, when, keep=3)
+def test_the_upload_only_puts_its_own_object_and_never_touches_another_key_s_backup(
+    stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    """A new key put in place (Pulumi's state lost, then `up`; a wrong restore) leaves the old key's backup, the one
+    that opens Arda's volumes, where it is for good: the upload lists nothing and deletes nothing (a listing it read
+    could be forged on a plain-HTTP target), so it needs no right but PUT, and a refused DELETE never fails it."""
+    _empty()
+    old = kms.key_backup(_new_key(), "age1" + "q" * 58)
+    kept = {kms.backup_object(stack, old): old.encode(), "kms/README": b"not a backup", "etcd/arda/arda-2026-11-27T00:00:00Z.age": b"a snapshot"}
+    for name, body in kept.items():
+        _put(name, body, UPLOADED - datetime.timedelta(days=30))
+    new = kms.key_backup(_new_key(), "age1" + "q" * 58)
+    for n in range(3):
+        done = _upload(stack, bucket, new, tmp_path / str(n), alpine)
         assert done.returncode == 0, done.stderr
-    assert sorted(_Bucket.objects) == [f"{prefix}/README", *(f"{prefix}/kms-key-{t:%Y-%m-%dT%H:%M:%SZ}.age" for t in times[2:])]
-    assert done.stdout.splitlines() == [
-        f"the KMS key's backup is {prefix}/kms-key-{times[4]:%Y-%m-%dT%H:%M:%SZ}.age",
-        f"deleted the KMS key's backup {prefix}/kms-key-{times[1]:%Y-%m-%dT%H:%M:%SZ}.age (the newest 3 are kept)",
-    ]
-    assert _Bucket.unsigned == []
+    assert _Bucket.objects == {**kept, kms.backup_object(stack, new): new.encode()}
+    assert _Uploads.requests == [("PUT", f"/homelab/{kms.backup_object(stack, new)}")] * 3
+
+
+def test_the_drill_checks_the_live_key_s_object_not_the_newest(stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path) -> None:
+    """Another key's object written later (or dated ahead by any clock) is not what the drill checks: the live key's
+    is, by its name; missing, the drill fails and says where to look."""
+    identity, recipient = _key()
+    key = _new_key()
+    live = kms.backup_object(stack, kms.key_backup(key, recipient))
+    _empty()
+    other = kms.key_backup(_new_key(), recipient)
+    _put(kms.backup_object(stack, other), other.encode(), UPLOADED)
+    # A name that begins with the live one's is not it either.
+    _put(live + ".partial", kms.key_backup(key, recipient).encode(), UPLOADED)
+    step, results = _drill(stack, bucket, tmp_path / "none", alpine, identity, kms.canary(key), live, AFTER)
+    assert step == "fetch"
+    look = f"kubectl -n etcd-backup get cronjob {kms.BACKUP_NAME}; kubectl -n etcd-backup logs job/<its newest job>"
+    assert results[0].stderr == (
+        f"restore drill of the KMS key's backup FAILED: the live KMS key's backup, s3 homelab/{live}, is not on the target: its "
+        f"uploads have not run since the key was put in place, or fail; look with: {look}\n"
+    )
+    _put(live, kms.key_backup(key, recipient).encode(), UPLOADED - datetime.timedelta(hours=1))
+    step, results = _drill(stack, bucket, tmp_path / "live", alpine, identity, kms.canary(key), live, AFTER)
+    assert step == "passed", results[-1].stderr
+    assert results[0].stdout.startswith(
+        f"restore drill of the KMS key's backup: the live key's backup is {live}, last written 2026-11-20T17:00:00.000Z"
+    )
 
 
 def test_a_backup_of_another_key_fails_the_drill_at_the_unseal(stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path) -> None:
-    """A backup that decrypts, but of a key that is not the live one (a new key made after the state was lost)."""
+    """A backup that decrypts, but of a key that is not the live one."""
     identity, recipient = _key()
-    _Bucket.objects.clear()
-    assert _upload(stack, bucket, kms.key_backup(_new_key(), recipient), tmp_path, alpine, UPLOADED).returncode == 0
-    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(_new_key()), int(UPLOADED.timestamp()) + 7200)
+    _empty()
+    armored = kms.key_backup(_new_key(), recipient)
+    assert _upload(stack, bucket, armored, tmp_path, alpine).returncode == 0
+    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(_new_key()), kms.backup_object(stack, armored), AFTER)
     assert step == "unseal"
     assert results[-1].stderr == (
         "restore drill of the KMS key's backup FAILED: the key from the backup does not unseal the canary the live key sealed: it is not "
@@ -209,39 +278,42 @@ def test_a_backup_of_another_key_fails_the_drill_at_the_unseal(stack: StackConfi
 
 def test_a_backup_the_identity_does_not_open_fails_the_drill_at_the_decryption(stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path) -> None:
     identity, _ = _key()
-    _Bucket.objects.clear()
+    _empty()
     key = _new_key()
     other = kms.key_backup(key, "age1" + "q" * 58)
-    _Bucket.objects[_newest(stack)] = other.encode()
-    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(key), int(UPLOADED.timestamp()) + 7200)
+    _put(kms.backup_object(stack, other), other.encode(), UPLOADED)
+    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(key), kms.backup_object(stack, other), AFTER)
     assert step == "decrypt"
     assert results[-1].stderr.startswith("restore drill of the KMS key's backup FAILED: age could not decrypt the snapshot with the stack's key:")
 
 
 @pytest.mark.parametrize(("past", "passes"), [(0, True), (1, False)], ids=["at-the-bound", "a-second-past-it"])
-def test_the_drill_fails_when_the_newest_backup_is_older_than_the_etcd_schedule_allows(
+def test_the_drill_fails_when_the_live_backup_was_last_written_longer_ago_than_the_etcd_schedule_allows(
     stack: StackConfig, bucket: str, alpine: Path, tmp_path: Path, past: int, passes: bool
 ) -> None:
-    """The uploads stopped: the newest is older than the 6-hourly schedule allows (12 hours); the drill says where to look."""
+    """The uploads stopped: the object's LastModified (the target's clock) is older than the 6-hourly schedule allows
+    (12 hours), whatever the uploading pod's clock said; the drill says where to look."""
     identity, recipient = _key()
     key = _new_key()
-    _Bucket.objects.clear()
-    assert _upload(stack, bucket, kms.key_backup(key, recipient), tmp_path, alpine, UPLOADED).returncode == 0
-    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(key), int(UPLOADED.timestamp()) + 43200 + past)
+    armored = kms.key_backup(key, recipient)
+    _empty()
+    assert _upload(stack, bucket, armored, tmp_path, alpine, pod_clock="2099-01-01T00:00:00Z").returncode == 0
+    live = kms.backup_object(stack, armored)
+    step, results = _drill(stack, bucket, tmp_path / "drill", alpine, identity, kms.canary(key), live, int(UPLOADED.timestamp()) + 43200 + past)
     if passes:
         assert step == "passed", results[-1].stderr
         return
     assert step == "fetch"
     look = f"kubectl -n etcd-backup get cronjob {kms.BACKUP_NAME}; kubectl -n etcd-backup logs job/<its newest job>"
     assert results[0].stderr.strip() == (
-        f'restore drill of the KMS key\'s backup FAILED: the newest snapshot, {_newest(stack)}, is 0d 12h 0m 1s old, and backups on "0 */6 * * *" '
-        f"keep the newest under 0d 12h 0m 0s: snapshots have stopped reaching the bucket; look with: {look}"
+        f"restore drill of the KMS key's backup FAILED: the live key's backup, {live}, is 0d 12h 0m 1s old, and backups on \"0 */6 * * *\" "
+        f"keep the newest under 0d 12h 0m 0s: its uploads have stopped reaching the bucket; look with: {look}"
     )
 
 
 def test_the_kms_key_drill_decrypts_the_key_into_memory_only(stack: StackConfig) -> None:
     """The decrypted key ($WORK/snapshot.db) lands in the pod's working folder: a tmpfs, never a disk of the worker."""
-    cronjob = drill.kms_cronjob(stack, kms.canary(_new_key()))
+    cronjob = drill.kms_cronjob(stack, kms.canary(_new_key()), "kms/kms-key-0.age")
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["volumes"][0] == {"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}}
     steps = [*pod["initContainers"], *pod["containers"]]
@@ -252,7 +324,7 @@ def test_the_kms_key_drill_decrypts_the_key_into_memory_only(stack: StackConfig)
 def test_a_failed_or_stale_kms_key_drill_fires_the_drill_alerts_naming_it(stack: StackConfig) -> None:
     """The drill's CronJob carries what the drill alerts read (its name's prefix and its labels, as kube-state-metrics
     copies them): failed, RestoreDrillFailed names the KMS key; not passed for eight days, RestoreDrillStale."""
-    cronjob = drill.kms_cronjob(stack, kms.canary(_new_key()))
+    cronjob = drill.kms_cronjob(stack, kms.canary(_new_key()), "kms/kms-key-0.age")
     meta = cronjob["metadata"]
     where = f'namespace="{meta["namespace"]}",cronjob="{meta["name"]}"'
     assert where == 'namespace="backup-drill",cronjob="drill-kms-key"'

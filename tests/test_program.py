@@ -65,8 +65,10 @@ def test_invalid_config_stops_the_program_before_any_resource(tmp_path: Path) ->
     assert sim.registrations == []
     assert str(err.value).splitlines() == [
         "stack broken: 2 problems:",
-        "  iluvatar:arda.vip: 192.168.0.150 is inside network.dhcpRange 192.168.0.100-192.168.0.199, so DHCP could hand it to another machine",
-        "  iluvatar:nodes[3].ip: 192.168.1.5 is outside network.lan 192.168.0.0/24",
+        "  iluvatar:arda.vip: 192.168.0.150 is inside network.dhcpRange 192.168.0.100-192.168.0.199, so DHCP could hand it to another "
+        "machine; write an address inside network.lan 192.168.0.0/24, outside network.dhcpRange and network.loadBalancerPool, e.g. 192.168.0.2",
+        "  iluvatar:nodes[3].ip: 192.168.1.5 is outside network.lan 192.168.0.0/24; write an address inside network.lan 192.168.0.0/24, "
+        "outside network.dhcpRange and network.loadBalancerPool, e.g. 192.168.0.2",
     ]
 
 

@@ -9,7 +9,8 @@ project's stand-ins model for the program that judges it, with the clock moved t
   720 h (tests/talos_provider.py, the provider's code with file:line), at a `pulumi up`;
 - pulumi-tls issues a local CA's certificate again at a `pulumi up` within its early renewal;
 - the alerts are the stack's rendered rule (plans.monitoring.alert_rules, with the ends the deployment records),
-  evaluated hour by hour by Prometheus's own rule evaluator (`promtool test rules`, tools/alert_check), over the series
+  evaluated hour by hour by Prometheus's own rule evaluator (`promtool test rules`, tools/alert_check) over the hours
+  before each checkpoint that decide what fires at it (`history`: the longest `for:` and look-back), over the series
   the exporters would serve: each Pi's textfile of its k3s certificates' ends, the blackbox probe of Headscale's
   certificate, Arda's machines' boot times; `iluvatar doctor` says what to do, and the restore drills fail on a backup
   older than its bound.
@@ -164,13 +165,61 @@ def _hour(when: datetime.datetime) -> int:
     return int((when - START).total_seconds()) // 3600
 
 
-def _values(steps: list[tuple[int, int | None]]) -> str:
-    """A series piecewise constant from each step's hour to the next (None: no sample), to HOURS, in promtool's notation."""
+def _values(steps: list[tuple[int, int | None]], first: int, last: int) -> str:
+    """A series piecewise constant from each step's hour to the next (None: no sample, as before its first step), from
+    hour `first` to `last`, in promtool's expanding notation."""
     parts = []
-    for i, (start, value) in enumerate(steps):
-        count = (steps[i + 1][0] if i + 1 < len(steps) else HOURS + 1) - start
-        parts.append(f"_x{count}" if value is None else f"{value}+0x{count - 1}")
+    bounds = [(0, None), *steps] if steps[0][0] > 0 else steps
+    for i, (start, value) in enumerate(bounds):
+        end = bounds[i + 1][0] if i + 1 < len(bounds) else last + 1
+        count = min(end, last + 1) - max(start, first)
+        if count > 0:
+            parts.append(f"_x{count}" if value is None else f"{value}+0x{count - 1}")
     return " ".join(parts)
+
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(text: str) -> int:
+    return sum(int(n) * _UNIT[u] for n, u in _DURATION.findall(text))
+
+
+# An instant selector reads the newest sample up to five minutes back (prometheus v3.12.0 promql/engine.go:64).
+LOOKBACK = 300
+
+
+def history(rule: dict[str, Any]) -> int:
+    """How many hours before an evaluation the rule's series can change which alerts fire at it: an alert fires at an
+    hour when its expression held at every hourly evaluation since `for:` before it (rules/alerting.go:526, a pending
+    alert firing once `ts - ActiveAt >= holdDuration`; one evaluation false resets it), and each of those evaluations
+    reads its ranges and offsets back, and an instant selector's five minutes. promtool starting that far before a
+    checkpoint sees at the checkpoint exactly what it sees evaluating the year from its first hour."""
+    worst = 0
+    for group in rule["spec"]["groups"]:
+        for r in group["rules"]:
+            held = -(-_duration(r.get("for", "0s")) // 3600) * 3600  # the hourly evaluations it must hold over
+            back = sum(_duration(m) for m in re.findall(r"\[[^\]:]*\]|offset \w+", r["expr"]))
+            worst = max(worst, held + back + LOOKBACK)
+    return -(-worst // 3600) + 1
+
+
+def _windows(hours: list[int], back: int) -> list[tuple[int, list[int]]]:
+    """The checkpoints grouped into windows, each from `back` hours before its first checkpoint (or the year's start)
+    to its last; windows that would overlap are one."""
+    out: list[tuple[int, list[int]]] = []
+    for hour in sorted(hours):
+        start = max(0, hour - back)
+        if out and start <= out[-1][1][-1]:
+            out[-1][1].append(hour)
+        else:
+            out.append((start, [hour]))
+    return out
+
+
+def _at_hour(hour: int) -> str:
+    return f"{hour // 24}d{hour % 24}h"
 
 
 def _seconds(when: datetime.datetime) -> int:
@@ -216,26 +265,48 @@ def _expand(text: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
 
 
-def evaluate(stack: StackConfig, year: Year, expected: dict[int, dict[str, list[dict[str, str]]]]) -> subprocess.CompletedProcess[str]:
-    """promtool's verdict on the stack's rule over the year's series, evaluated each hour: at each hour of `expected`,
-    every alert of the rule fires exactly for the label sets given (none for an alert not named)."""
+def cases(stack: StackConfig, year: Year, expected: dict[int, dict[str, list[dict[str, str]]]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The stack's rule with the year's ends, and promtool's cases for it: at each hour of `expected`, every alert of
+    the rule fires exactly for the label sets given (none for an alert not named). promtool evaluates the rule each
+    hour only over a window before each checkpoint (`history`), each window a test group starting at its own time on
+    promtool's clock (`start_timestamp`), so the ends written in the rule and the series' values stay the year's."""
     rule = monitoring.alert_rules(stack, year.ends)
     by_name: dict[str, list[dict[str, Any]]] = {}
     for group in rule["spec"]["groups"]:
         for r in group["rules"]:
             by_name.setdefault(r["alert"], []).append(r)
-    checks = []
-    for hour, firing in sorted(expected.items()):
-        # Every alert of the rule, and those expected whether the rule has them or not (promtool fails on a missing one).
-        for name in sorted(set(by_name) | set(firing)):
-            found = []
-            for labels in firing.get(name, []):
-                rule_of = next((r for r in by_name.get(name, []) if all(labels.get(k) == v for k, v in r["labels"].items())), {})
-                annotations = {k: _expand(v, labels) for k, v in rule_of.get("annotations", {}).items()}
-                found.append({"exp_labels": labels, "exp_annotations": annotations})
-            checks.append({"eval_time": f"{hour}h", "alertname": name, "exp_alerts": found})
-    case = {"interval": "1h", "input_series": [{"series": name, "values": _values(steps)} for name, steps in year.series], "alert_rule_test": checks}
-    return alert_check.unit_test_rules(rule, [case], evaluation_interval="1h")
+    groups = []
+    for start, hours in _windows(list(expected), history(rule)):
+        checks = []
+        for hour in hours:
+            firing = expected[hour]
+            # Every alert of the rule, and those expected whether the rule has them or not (promtool fails on a missing one).
+            for name in sorted(set(by_name) | set(firing)):
+                found = []
+                for labels in firing.get(name, []):
+                    rule_of = next((r for r in by_name.get(name, []) if all(labels.get(k) == v for k, v in r["labels"].items())), {})
+                    annotations = {k: _expand(v, labels) for k, v in rule_of.get("annotations", {}).items()}
+                    found.append({"exp_labels": labels, "exp_annotations": annotations})
+                checks.append({"eval_time": f"{hour - start}h", "alertname": name, "exp_alerts": found})
+        groups.append(
+            {
+                "name": f"the year from {_at_hour(start)} to {_at_hour(hours[-1])}",
+                "interval": "1h",
+                "start_timestamp": str(start * 3600),
+                "input_series": [{"series": name, "values": _values(steps, start, hours[-1])} for name, steps in year.series],
+                "alert_rule_test": checks,
+            }
+        )
+    return rule, groups
+
+
+def judge(*years: tuple[StackConfig, Year, dict[int, dict[str, list[dict[str, str]]]]]) -> subprocess.CompletedProcess[str]:
+    """promtool's verdict on each year's cases (`cases`), all in one run."""
+    return alert_check.unit_test_suites([cases(*year) for year in years], evaluation_interval="1h")
+
+
+def evaluate(stack: StackConfig, year: Year, expected: dict[int, dict[str, list[dict[str, str]]]]) -> subprocess.CompletedProcess[str]:
+    return judge((stack, year, expected))
 
 
 def ended(lab: Homelab, now: datetime.datetime) -> list[str]:
@@ -303,9 +374,10 @@ def test_a_year_with_the_doctor_s_pulumi_up_nothing_ends_and_no_alert_fires(stac
             assert "run `pulumi up` now" not in doctor.report("homelab", stack, lab.outputs(), now)[0], day
     held.append((Year(_ends(lab), [*_pi_series(lab), *steady]), HOURS))
     # Up to each run, and after the last to the year's end, the rule the last run wrote fires nothing.
-    for year, hour in held:
-        result = evaluate(stack, year, {hour: {}})
-        assert result.returncode == 0, result.stdout + result.stderr
+    quiet: dict[str, list[dict[str, str]]] = {}
+    result = judge(*((stack, year, {hour: quiet}) for year, hour in held))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(held) == 4
     # The doctor lists what ends within 90 days: the Pis' k3s certificates from 90 days before the first of them ends
     # (ilmare's, day 363: inside k3s's 120 days, so one run renews all three), the talosconfig's and Dex's on the day
     # their month and 30 days open (a month from day 335 reaches day 365), Arda's kubeconfig the day after, strictly
@@ -418,9 +490,13 @@ def test_an_alert_missing_from_the_rule_fails_the_year(stack: StackConfig, tmp_p
     monkeypatch.setattr(monitoring, "headscale_alerts", lambda _: [])
     year = Year(_ends(lab), [*HEALTHY, *_pi_series(lab), *_headscale(100), *_arda([200])])
     probe = {"job": monitoring.HEADSCALE_PROBE_JOB, "instance": HEADSCALE, "severity": "critical"}
-    result = evaluate(stack, year, {129 * 24 + 2: {"HeadscaleCertificateExpiring": [probe]}})
+    hour = 129 * 24 + 2
+    result = evaluate(stack, year, {hour: {"HeadscaleCertificateExpiring": [probe]}})
     assert result.returncode == 1
-    assert "alertname: HeadscaleCertificateExpiring, time: 129d2h" in result.stdout + result.stderr
+    # The window's group, named by the year's hours; the time promtool names is from the window's start.
+    back = history(monitoring.alert_rules(stack, year.ends))
+    said = result.stdout + result.stderr
+    assert f"name: the year from {_at_hour(hour - back)} to 129d2h,\n    alertname: HeadscaleCertificateExpiring, time: {back}h," in said, said
 
 
 @pytest.fixture(scope="module")

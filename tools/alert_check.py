@@ -57,6 +57,21 @@ def unit_test_rules(
         return _run("promtool", ["test", "rules", "tests.yaml"], Path(tmp))
 
 
+def unit_test_suites(
+    suites: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]], evaluation_interval: str = "1m"
+) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` over several rules at once, each with its own cases: one test file per rule, all given to
+    one promtool, which reports each file and fails if any case does (cmd/promtool/unittest.go RulesUnitTest)."""
+    with tempfile.TemporaryDirectory(prefix="iluvatar-promtool-") as tmp:
+        files = []
+        for i, (prometheus_rule, tests) in enumerate(suites):
+            (Path(tmp) / f"rules-{i}.yaml").write_text(rule_file(prometheus_rule))
+            suite = {"rule_files": [f"rules-{i}.yaml"], "evaluation_interval": evaluation_interval, "tests": list(tests)}
+            (Path(tmp) / f"tests-{i}.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+            files.append(f"tests-{i}.yaml")
+        return _run("promtool", ["test", "rules", *files], Path(tmp))
+
+
 def check_config(config: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
     """`amtool check-config` on an Alertmanager config."""
     with tempfile.TemporaryDirectory(prefix="iluvatar-amtool-") as tmp:

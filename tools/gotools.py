@@ -156,6 +156,9 @@ _ALL: tuple[Tool, ...] = (
     # The tests' real control plane (tools.kube_cluster), for both clusters: kube-apiserver, controller-manager and
     # scheduler at Kubernetes 1.35.1 (Arda's, and the Ainur's k3s minor), kubectl, etcd 3.6.5 and kwok v0.8.0.
     Tool("kube-control-plane", "kube-control-plane", kubernetes="k8s.io/kubernetes"),
+    # kube-vip v0.9.2's service election on client-go v0.32.3's leader election and HTTP/2 transport: the service
+    # address through a black-holed API connection (tests/netns/test_service_address.py).
+    Tool("kube-vip-election", "kube-vip-election"),
     # kustomize v5.8.1, the binary Argo CD v3.5.2 builds a kustomize source with (the monitoring Application).
     Tool("kustomize", "kustomize", package="sigs.k8s.io/kustomize/kustomize/v5"),
     # Prometheus v3.12.0's promtool: checks and unit-tests the alert rules (plans.monitoring). Without the service

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plans.k3s import NODE_MONITOR_GRACE_PERIOD
+from plans.k3s import NODE_LEASE_DURATION_SECONDS, NODE_MONITOR_GRACE_PERIOD
 from plans.netboot.pods import EVICTION_SECONDS, netboot_pod
 
 # kube-controller-manager's --node-monitor-period, which Iluvatar leaves at its default (5 s): how often the node
@@ -25,24 +25,30 @@ LEADER_ELECTION_JITTER = 1.2
 # pkg/manager/servicesLeader.go:83-95). Its holder renews through the Ainur's API server, which with one valar is down
 # for every k3s restart there; client-go gives up leading once a renewal round has failed for RenewDeadline
 # (leaderelection.go:278-297: each round polls every RetryPeriod until RenewDeadline), and kube-vip then deletes the
-# address (servicesLeader.go:104-113). A renew deadline of 20 s rides out a k3s restart; the lease stays 2 s longer,
-# so a candidate on another Pi takes the address only after its holder has let it go (LEASE - RENEW - RETRY = 1 s to spare).
+# address (servicesLeader.go:104-113). A renew deadline of 20 s rides out a k3s restart. The lease stays 2 s longer, so
+# with an API that refuses connections a candidate watching the lease takes it only after its holder let it go; with
+# one that black-holes them, the holder may keep the address longer (`cut_off_holder_lets_go_within`), and what keeps a
+# second holder away is that a candidate exists only on a Pi with a ready netboot pod, after an eviction.
 SERVICE_LEASE_SECONDS = 22
 SERVICE_RENEW_DEADLINE_SECONDS = 20
 SERVICE_RETRY_SECONDS = 1
+# kube-vip's client bounds every request to the API (kube-vip v0.9.2 pkg/k8s/client.go:17 defaultTimeout, :65).
+KUBE_VIP_CLIENT_TIMEOUT_SECONDS = 10.0
 # kube-controller-manager's own leader election, which k3s leaves at the upstream defaults (k3s passes only
 # leader-elect=false, and only with --disable-leader-elect: pkg/daemons/control/server.go, controllerManager;
 # component-base v0.35.1 config/v1alpha1/defaults.go:37-44): a 15 s lease retried every 2 s.
 CONTROLLER_MANAGER_LEASE_SECONDS = 15.0
 CONTROLLER_MANAGER_RETRY_SECONDS = 2.0
-# The kubelet's heartbeat: its node Lease, renewed every quarter of the Lease's 40 s (Kubernetes v1.35.1
-# pkg/kubelet/kubelet.go:235-236 nodeLeaseRenewIntervalFraction, :1077; pkg/kubelet/apis/config/v1beta1/defaults.go:150-151
-# NodeLeaseDurationSeconds) with up to 4 % jitter (component-helpers v0.35.1 apimachinery/lease/controller.go:148). Its
-# Node status is no heartbeat here: k3s's --node-status-update-frequency=4s changes how often the kubelet computes it,
-# and the kubelet posts it only when it changed or every node-status-report-frequency, which stays 5 min (the flag is
-# parsed after the config's defaults, cmd/kubelet/app/server.go:145, :215-231, defaults.go:137-145;
-# pkg/kubelet/kubelet_node_status.go:536).
-NODE_LEASE_RENEW_SECONDS = 10.0
+# The kubelet's heartbeat: its node Lease, renewed every quarter of the Lease's duration (Kubernetes v1.35.1
+# pkg/kubelet/kubelet.go:235-236 nodeLeaseRenewIntervalFraction, :1077), which the program's kubelet drop-in sets to 16 s
+# instead of the default 40 s (plans.k3s.NODE_LEASE_DURATION_SECONDS, KUBELET_DROPIN; pkg/kubelet/apis/config/v1beta1/
+# defaults.go:150-151), so every
+# 4 s, with up to 4 % jitter (component-helpers v0.35.1 apimachinery/lease/controller.go:148). Its Node status is no
+# heartbeat here: k3s's --node-status-update-frequency=4s changes how often the kubelet computes it, and the kubelet posts
+# it only when it changed or every node-status-report-frequency, which stays 5 min (the flag is parsed after the config's
+# defaults, cmd/kubelet/app/server.go:145, :215-231, defaults.go:137-145; pkg/kubelet/kubelet_node_status.go:536).
+NODE_LEASE_RENEW_FRACTION = 0.25
+NODE_LEASE_RENEW_SECONDS = NODE_LEASE_DURATION_SECONDS * NODE_LEASE_RENEW_FRACTION
 NODE_LEASE_JITTER = 0.04
 # The replacement pod's start on a Pi with its images cached (netboot-cache pulls them on every Pi): the sandbox on the
 # host network, restore-leases' one API read, records-first, then dnsmasq bound. An allowance, not a timer: the lab
@@ -83,6 +89,26 @@ def address_dropped_within() -> tuple[float, float]:
     """When, counted from the start of an outage longer than `api_outage_ridden`, kube-vip deletes the service address:
     RenewDeadline after the failing round began, which is between the outage's start and a RetryPeriod after it."""
     return float(SERVICE_RENEW_DEADLINE_SECONDS), float(SERVICE_RENEW_DEADLINE_SECONDS + SERVICE_RETRY_SECONDS)
+
+
+def cut_off_holder_lets_go_within() -> float:
+    """The longest a holder cut off from the API keeps the address after its last renewal, when its requests hang rather
+    than fail: its next round begins a RetryPeriod later and gives up at RenewDeadline, then ReleaseOnCancel's release
+    runs before OnStoppedLeading (client-go leaderelection.go:211-213, :301-304) with one more request, bounded by the
+    lesser of RenewDeadline and the client timeout (:308-327), and only then does kube-vip delete the address: a retry,
+    then RenewDeadline + min(RenewDeadline, client timeout). Longer than the lease a watching candidate waits: no
+    candidate watches, since a Pi's kube-vip is one only with a ready netboot pod on its Pi, which takes an eviction
+    (`second_holder_after`)."""
+    return SERVICE_RETRY_SECONDS + SERVICE_RENEW_DEADLINE_SECONDS + min(SERVICE_RENEW_DEADLINE_SECONDS, KUBE_VIP_CLIENT_TIMEOUT_SECONDS)
+
+
+def second_holder_after() -> float:
+    """The soonest another Pi can take the address after the holder's Pi went silent (cut off, or dead): its kubelet's
+    last heartbeat up to a jittered renew interval before, the node marked no sooner than a grace period after the
+    controller saw that heartbeat, the toleration, then the new Pi's candidate waits a whole lease from its own first look
+    (the replacement's start and readiness not counted). Later than `cut_off_holder_lets_go_within` after the same
+    silence: the eviction, not the lease's margin, keeps a second holder away."""
+    return seconds(NODE_MONITOR_GRACE_PERIOD) - node_lease_renew() + EVICTION_SECONDS + SERVICE_LEASE_SECONDS
 
 
 def address_back_within() -> float:

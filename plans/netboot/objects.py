@@ -203,7 +203,7 @@ def manifests(
             ),
         },
         *pi_pods.manifests(stack, legacy_roots),
-        *kube_vip_services(),
+        *kube_vip_services(stack),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
     ]
 

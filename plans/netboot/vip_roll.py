@@ -37,6 +37,7 @@ import shlex
 from plans.k3s import KUBECTL
 from plans.netboot.base import NAMESPACE
 from plans.netboot.kube_vip import kube_vip_services
+from stacks.model import StackConfig
 
 DAEMONSET = "kube-vip-services"
 DAEMONSET_NAMESPACE = "kube-system"
@@ -159,9 +160,9 @@ sys.exit(0 if reply[:2] == query[:2] else 1)
 """
 
 
-def template_digest() -> str:
+def template_digest(stack: StackConfig) -> str:
     """The DaemonSet's pod template as a short digest: the step's trigger, and what the `ainur` output records."""
-    [daemonset] = [m for m in kube_vip_services() if m["kind"] == "DaemonSet"]
+    [daemonset] = [m for m in kube_vip_services(stack) if m["kind"] == "DaemonSet"]
     return hashlib.sha256(json.dumps(daemonset["spec"]["template"], sort_keys=True).encode()).hexdigest()[:16]
 
 

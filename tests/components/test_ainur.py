@@ -208,7 +208,7 @@ def test_the_roll_steps_own_record_is_what_the_next_day2_plan_compares(homelab: 
     failed (its id's future raising is caught, so the program's other outputs are still written): the next preview
     then names the roll again (stacks.pulumi_source.recorded_ainur)."""
     digest = homelab.named()["netboot-kube-vip-roll"].inputs["triggers"][0]
-    assert homelab.outputs["kubeVipRolled"] == digest == vip_roll.template_digest()
+    assert homelab.outputs["kubeVipRolled"] == digest == vip_roll.template_digest(load_stack_file(HOMELAB))
 
     async def value(future: asyncio.Future[str]) -> str | None:
         known: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

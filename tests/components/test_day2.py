@@ -790,7 +790,7 @@ def test_a_roll_of_kube_vip_that_failed_is_named_again_by_the_next_plan(homelab:
     (`kubeVipRolled`) is "" after a roll that failed, so the next preview names the roll again, though the template
     did not change since; a roll that finished leaves nothing to say."""
     previous = outputs_of(homelab)
-    assert previous["kubeVipRolled"] == previous["ainur"]["kubeVip"] == vip_roll.template_digest()
+    assert previous["kubeVipRolled"] == previous["ainur"]["kubeVip"] == vip_roll.template_digest(load_stack_file(HOMELAB))
     assert "kube-vip" not in rollout_text(homelab, previous)
     failed = {**previous, "kubeVipRolled": ""}
     assert f"Ainur: {vip_roll.UNRECORDED_LINE}\n" in rollout_text(homelab, failed)

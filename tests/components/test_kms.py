@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import subprocess
 from pathlib import Path
 
 from iluvatar.simulate import SecretValue, Simulation
 from plans import kms as kms_plan
+from stacks import encryption
 from tests.edit import RK1
 from tests.sims import simulated
 from tools import gotools
@@ -73,3 +75,9 @@ def test_the_key_backup_on_arda_is_the_output_s_file_and_the_drill_checks_the_li
     env = {e["name"]: e["value"] for e in drill.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
     assert env["CANARY"] == kms_plan.canary(key.value)
     assert env["S3_PREFIX"] == "kms"
+    # The object it fetches is the one the upload writes that very file to (its bytes' SHA-256), and the key's id the
+    # next preview compares a restored key with is the served key's.
+    digest = hashlib.sha256(configmap.inputs["data"]["kms-key.age"].encode()).hexdigest()[:16]
+    assert env["OBJECT"] == f"kms/kms-key-{digest}.age"
+    key_id = homelab.outputs[encryption.KMS_KEY_ID_OUTPUT]
+    assert isinstance(key_id, SecretValue) and key_id.value == encryption.kms_key_id(key.value)

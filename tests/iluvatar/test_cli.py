@@ -131,7 +131,8 @@ def test_invalid_stack_exits_1_with_every_problem(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{path}: 2 problems:",
-        "  iluvatar:nodes[3].ip: 192.168.1.5 is outside network.lan 192.168.0.0/24",
+        "  iluvatar:nodes[3].ip: 192.168.1.5 is outside network.lan 192.168.0.0/24; write an address inside network.lan "
+        "192.168.0.0/24, outside network.dhcpRange and network.loadBalancerPool, e.g. 192.168.0.2",
         "  iluvatar:nodes[5].mac: xx is not a MAC address (e.g. d8:3a:dd:12:34:56)",
     ]
     assert "Traceback" not in result.stderr and result.stdout == ""

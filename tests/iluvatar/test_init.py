@@ -392,7 +392,10 @@ def test_a_dhcp_mode_stack_from_init_passes_the_first_bring_ups_check(tmp_path: 
         ),
         (
             ["--lan", "10.20.0.0/24", "--machine", NODE + ",ip=10.20.1.5"],
-            [f"--machine {NODE},ip=10.20.1.5: 10.20.1.5 is outside network.lan 10.20.0.0/24"],
+            [
+                f"--machine {NODE},ip=10.20.1.5: 10.20.1.5 is outside network.lan 10.20.0.0/24; write an address inside network.lan "
+                "10.20.0.0/24, outside network.dhcpRange and network.loadBalancerPool, e.g. 10.20.0.2"
+            ],
         ),
         (
             ["--lan", "10.20.0.0/24", "--machine", NODE, "--machine", NODE.replace("name=node", "name=node-2").replace(":01", ":02")],
@@ -418,7 +421,7 @@ def test_a_dhcp_mode_stack_from_init_passes_the_first_bring_ups_check(tmp_path: 
         ),
         (
             ["--lan", "10.20.0.0/24", "--machine", NODE, "--gateway", "10.20.1.1"],
-            ["--gateway 10.20.1.1: 10.20.1.1 is outside network.lan 10.20.0.0/24"],
+            ["--gateway 10.20.1.1: 10.20.1.1 is outside network.lan 10.20.0.0/24; write the router's address, inside network.lan 10.20.0.0/24"],
         ),
         (
             ["--lan", "10.20.0.0/24", "--machine", NODE, "--dhcp-range", "10.20.0.100"],

@@ -19,6 +19,8 @@ import pytest
 
 from plans.k3s import NODE_MONITOR_GRACE_PERIOD
 from plans.netboot import kube_vip_services, vip_roll
+from stacks import load_stack_file
+from tests.edit import HOMELAB
 from tests.kube.nodes import kubelet_gone
 from tests.kube.test_netboot_cache_roll import pi_node
 from tools import gotools
@@ -160,7 +162,7 @@ def serving(node: str) -> list[str]:
 
 
 def test_the_roll_replaces_kube_vip_one_pi_at_a_time_the_holder_of_the_service_address_last(tmp_path: Path) -> None:
-    objects = kube_vip_services()
+    objects = kube_vip_services(load_stack_file(HOMELAB))
     with Cluster(K3S, tmp_path / "ainur").start() as cluster:
         cluster.create_nodes([pi_node(n) for n in PIS])
         for obj in objects:
@@ -232,7 +234,7 @@ def test_a_pi_that_is_down_keeps_its_old_kube_vip_and_the_roll_fails_naming_it_a
     grace = f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}"
     with Cluster(K3S, tmp_path / "ainur", controller_manager_args=(grace,)).start() as cluster:
         cluster.create_nodes([pi_node(n) for n in PIS])
-        for obj in kube_vip_services():
+        for obj in kube_vip_services(load_stack_file(HOMELAB)):
             cluster.client.create(obj)
         cluster.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "netboot"}})
         lease = {"holderIdentity": HOLDER, "leaseDurationSeconds": 22, "leaseTransitions": 0}
@@ -275,7 +277,7 @@ def start(tmp: Path, pis: tuple[str, ...] = PIS, holder: str = HOLDER, **cluster
     """A control plane with kube-vip-services Ready on `pis` and the service address's Lease held by `holder`."""
     with Cluster(K3S, tmp / "ainur", **cluster_args).start() as cluster:
         cluster.create_nodes([pi_node(n) for n in pis])
-        for obj in kube_vip_services():
+        for obj in kube_vip_services(load_stack_file(HOMELAB)):
             cluster.client.create(obj)
         cluster.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "netboot"}})
         lease = {"holderIdentity": holder, "leaseDurationSeconds": 22, "leaseTransitions": 0}

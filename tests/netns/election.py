@@ -17,6 +17,18 @@ what this module runs, with the program's settings (plans.netboot.failover.servi
   (:449-453), a refusal when another holds a lease still valid by that time (:455-458), else the update.
 - resourcelock/leaselock.go: the record is the Lease's spec; an update puts the Lease as last read or written (its
   resourceVersion), so a stale writer gets a conflict.
+- `renew` ends with `release()` before `Run`'s deferred OnStoppedLeading (:211-213, :301-304; kube-vip sets
+  ReleaseOnCancel, servicesLeader.go:91): while the record it last saw names it, one update that empties the holder and
+  shortens the lease to 1 s, bounded by RenewDeadline (:308-327). kube-vip's client bounds every request by 10 s
+  (pkg/k8s/client.go:17, :65), so against an API that black-holes requests the holder keeps the address up to
+  RenewDeadline + min(RenewDeadline, 10 s) after the round that failed began.
+- kube-vip in ARP mode announces an address it holds with gratuitous ARP from its ARP manager, every vip_arpRate (3 s by
+  default, pkg/kubevip/config_environment.go:278-290; pkg/arp/arp.go:78-96), alternately a reply whose target hardware
+  address is its own and a request, both with the address as sender and target (pkg/vip/arp.go:70-115). Linux takes
+  either as gratuitous (net/ipv4/arp.c arp_is_garp) and so moves a neighbour entry to the new holder even within the
+  entry's locktime (1 s after its last update); an ARP reply to the broadcast hardware address is not gratuitous to it
+  and is dropped in that second, leaving a client sending to the old holder until its entry's probes fail, ~8 s later.
+  Here the first goes out at once; kube-vip's first comes at its manager's next tick, up to 3 s later.
 - SIGTERM (the kubelet stopping kube-vip's container: its pod deleted) closes kube-vip's shutdown channel
   (pkg/manager/manager.go:203-214, manager_arp.go:34-42), which cancels the Service's election
   (watch_endpoints.go:161-186); the election was run with ReleaseOnCancel (servicesLeader.go:91), so client-go releases
@@ -26,7 +38,8 @@ what this module runs, with the program's settings (plans.netboot.failover.servi
 The elector runs as a process in the Pi's network namespace (`python -m tests.netns.election`), its API requests leaving
 from there, and writes one JSON line per event. A k3s restart closes the API server's connections and refuses new ones
 until it serves again: each request here dials anew, and the lab's API outage (`cut`) is a route that fails every dial
-at once, as a refused one does.
+at once, as a refused one does. A link cut or a valar lost without a reset answers nothing instead: `black_hole` drops
+every packet to the API server, and each request hangs until its timeout.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,6 +64,8 @@ from pathlib import Path
 from typing import Any
 
 JITTER_FACTOR = 1.2  # client-go v0.32.3 tools/leaderelection/leaderelection.go:72
+CLIENT_TIMEOUT = 10.0  # kube-vip v0.9.2 pkg/k8s/client.go:17 defaultTimeout, the rest.Config's Timeout (:65)
+ARP_RATE = 3.0  # kube-vip v0.9.2 vip_arpRate's default, in seconds (pkg/kubevip/config_environment.go:278-290)
 
 
 class RequestError(Exception):
@@ -72,7 +88,7 @@ class Api:
         self.context = ssl.create_default_context(cafile=str(ca))
 
     def request(self, method: str, path: str, body: Any, deadline: float) -> tuple[int, Any]:
-        timeout = deadline - time.monotonic()
+        timeout = min(deadline - time.monotonic(), CLIENT_TIMEOUT)
         if timeout <= 0:
             raise RequestError("context deadline exceeded")
         connection = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=timeout)
@@ -240,19 +256,35 @@ class LeaderElector:
                 tick += self.retry_period
                 time.sleep(max(0.0, min(tick, deadline) - time.monotonic()))
             if not renewed:
+                # ReleaseOnCancel's release, before OnStoppedLeading (leaderelection.go:301-304).
+                if self.is_leader():
+                    self.log("released" if self.release() else "release failed")
                 return
             self.log("renewed")
             time.sleep(self.retry_period)
 
 
-def gratuitous_arp(ip: str) -> None:
-    """What kube-vip sends in ARP mode once it holds an address: the LAN's neighbours send to this Pi at once."""
+def gratuitous_arp(ip: str, request: bool) -> None:
+    """One of kube-vip's gratuitous ARPs for an address it holds (pkg/vip/arp.go:70-115), broadcast: a reply whose target
+    hardware address is this Pi's own, or a request; either moves the LAN's neighbour entries to this Pi at once."""
     addr = socket.inet_aton(ip)
     hw = bytes.fromhex(Path("/sys/class/net/eth0/address").read_text().strip().replace(":", ""))
-    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, hw, addr, b"\xff" * 6, addr)
+    broadcast = b"\xff" * 6
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1 if request else 2, hw, addr, broadcast if request else hw, addr)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
         s.bind(("eth0", 0))
-        s.send(b"\xff" * 6 + hw + b"\x08\x06" + arp)
+        s.send(broadcast + hw + b"\x08\x06" + arp)
+
+
+def announce(ip: str, stop: threading.Event) -> None:
+    """kube-vip's ARP manager while the address is held: a reply, then every ARP_RATE the other kind (pkg/arp/arp.go:
+    78-96; the alternation starts with a reply, pkg/vip/arp.go:25-26, :106-112), until `stop`."""
+    request = False
+    while True:
+        gratuitous_arp(ip, request)
+        request = not request
+        if stop.wait(ARP_RATE):
+            return
 
 
 def main(argv: list[str]) -> int:
@@ -271,6 +303,7 @@ def main(argv: list[str]) -> int:
     log("started")
     elector: LeaderElector | None = None
     holding = False
+    stop = threading.Event()
     try:
         while True:  # watch_endpoints.go:288-306: started again at once whenever it returns
             lock = LeaseLock(api, args.namespace, args.lease, args.identity)
@@ -281,10 +314,14 @@ def main(argv: list[str]) -> int:
             log("leading")
             holding = True
             subprocess.run(["ip", "addr", "replace", f"{args.address}/32", "dev", "eth0"], check=True)
-            gratuitous_arp(args.address)
+            stop = threading.Event()
+            arp = threading.Thread(target=announce, args=(args.address, stop), daemon=True)
+            arp.start()
             log("address added")
             elector.renew()
             log("stopped leading")
+            stop.set()
+            arp.join()
             subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
             holding = False
             log("address deleted")
@@ -293,6 +330,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if elector is not None and elector.is_leader():
             log("released" if elector.release() else "release failed")
+        stop.set()
         if holding:
             subprocess.run(["ip", "addr", "del", f"{args.address}/32", "dev", "eth0"], check=False)
             log("address deleted")
@@ -377,6 +415,15 @@ def cut(ns: str, api: str) -> None:
 
 def mend(ns: str, api: str) -> None:
     subprocess.run(["ip", "netns", "exec", ns, "ip", "rule", "del", "to", f"{api}/32", "prohibit", "priority", "100"], check=True)
+
+
+def black_hole(ns: str, api: str) -> None:
+    """The API server silent to `ns`: every packet to it dropped, so dials and requests hang rather than fail."""
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-I", "OUTPUT", "-d", f"{api}/32", "-p", "tcp", "-j", "DROP"], check=True)
+
+
+def unblock(ns: str, api: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-D", "OUTPUT", "-d", f"{api}/32", "-p", "tcp", "-j", "DROP"], check=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 No kubelet, controller or kube-vip runs here, so each is a stand-in running its own timer with the program's value of
 it (plans.netboot.failover, plans.k3s, the netboot pod's spec), as the upstream code at the pinned versions runs it:
 
-- the dead Pi's kubelet renews its node Lease while it lives, every 10 s stretched by up to 4 % (Kubernetes v1.35
+- the dead Pi's kubelet renews its node Lease while it lives, every quarter of the Lease's 16 s (the program's kubelet
+  drop-in, plans.k3s.KUBELET_DROPIN), 4 s, stretched by up to 4 % (Kubernetes v1.35
   pkg/kubelet/kubelet.go:235-236, :1077; component-helpers apimachinery/lease/controller.go:148, a sliding
   wait.JitterUntil that renews at once on start): its heartbeat, since its Node status is posted only every
   node-status-report-frequency (5 min) unless it changed (plans.netboot.failover.NODE_LEASE_RENEW_SECONDS);

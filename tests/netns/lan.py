@@ -224,12 +224,14 @@ class Lan:
 
     def announce(self, ns: str, ip: str) -> None:
         """A gratuitous ARP for `ip` from `ns`'s eth0, as kube-vip sends when it takes an address over (ARP mode), so
-        the LAN's neighbours send to the new holder at once."""
+        the LAN's neighbours send to the new holder at once: a reply whose target hardware address is the sender's own
+        (kube-vip v0.9.2 pkg/vip/arp.go:70-115), which Linux takes as gratuitous even within a neighbour entry's 1 s
+        locktime (tests.netns.election explains the one that is not)."""
         code = (
             "import socket,struct,sys\n"
             "ip=socket.inet_aton(sys.argv[1]); mac=open('/sys/class/net/eth0/address').read().strip()\n"
             "hw=bytes.fromhex(mac.replace(':',''))\n"
-            "arp=struct.pack('!HHBBH6s4s6s4s',1,0x0800,6,4,2,hw,ip,b'\\xff'*6,ip)\n"
+            "arp=struct.pack('!HHBBH6s4s6s4s',1,0x0800,6,4,2,hw,ip,hw,ip)\n"
             "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('eth0',0)); s.send(b'\\xff'*6+hw+b'\\x08\\x06'+arp)\n"
         )
         in_ns(ns, sys.executable, "-c", code, ip)

@@ -132,7 +132,9 @@ case "${1:-}" in
     #   hash"); marks reencrypt_active without the file, writes a new key first and the old one behind it
     #   (addAndRotateKeys), then rewrites, drops the old key and saves reencrypt_finished with the file
     #   (reencryptAndRemoveKey). A test that puts $S/secrets-restart makes k3s restart mid-rewrite: the new config
-    #   stays, the annotation comes back from the file, and the CLI's request fails.
+    #   stays, the annotation comes back from the file, and the CLI's request fails. $S/secrets-restart-before-save
+    #   makes it restart later, after the one-key config is written and before the stage is saved (reencryptAndRemoveKey
+    #   writes the file last, after a Node PATCH): one key, and the file's stage and keys of before.
     # - reencrypt --force: encryptionReencrypt skips the stage check and runs reencryptAndRemoveKey (every Secret under
     #   the first key, the last key dropped); with one key it would drop that one, which the stand-in refuses.
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: secrets-encrypt needs root" >&2; exit 1; }
@@ -166,6 +168,11 @@ case "${1:-}" in
           echo "stand-in k3s: the server went away mid-rewrite" >&2; exit 1
         fi
         head -n1 $S/secrets-keys > $S/secrets-keys.new && mv $S/secrets-keys.new $S/secrets-keys
+        if [ -e $S/secrets-restart-before-save ]; then
+          rm $S/secrets-restart-before-save
+          head -n1 $S/secrets-saved > $S/secrets-stage
+          echo "stand-in k3s: the server went away mid-rewrite" >&2; exit 1
+        fi
         echo reencrypt_finished > $S/secrets-stage
         { echo reencrypt_finished; cat $S/secrets-keys; } > $S/secrets-saved ;;
       reencrypt)

@@ -9,7 +9,16 @@ kube-vip ServiceAccount and ClusterRole:
 - with one valar, a k3s restart there is an outage of the API for every Pi: 17 s of it costs the household nothing, and
   26 s drops the address 20 to 21 s in and brings it back within a jittered retry of the API's return;
 - a Pi cut off from the API while another Pi is a candidate (its netboot pod's replacement there): the cut-off Pi lets
-  the address go before the other takes it, so the household never sees two DHCP servers.
+  the address go before the other takes it, so the household never sees two DHCP servers;
+- the holder's Pi black-holed from the API (a cut link: requests hang rather than fail) with no candidate elsewhere, as
+  before any eviction: the address goes the renew deadline plus the release's 10 s later, 30 to 31 s in;
+- the valar under the holder's one HTTP/2 connection lost (client-go itself, tools/kube-vip-election): reached through
+  the API VIP, which another valar takes within its 5 s election and whose kernel resets the stale connection, the
+  renewal redials and the household sees nothing; through the `kubernetes` ClusterIP, pinned to the lost valar, every
+  try hangs on that connection and the address goes;
+- the new holder's gratuitous ARP, as kube-vip sends it, moves a neighbour's entry even in the second after that entry
+  last changed (its locktime), when an ARP reply to the broadcast address would be dropped and the neighbour would send
+  to the old holder until its probes failed, ~8 s on;
 - kube-vip's pod on the holder's Pi replaced (the last of kube-vip-services' roll, plans.netboot.vip_roll): the old
   kube-vip releases the lease and deletes the address on SIGTERM, and the new one on the same Pi takes the released
   lease at its first try, so the household waits for the new kube-vip's start and one election, no lease.
@@ -34,12 +43,14 @@ from typing import Any
 import pytest
 
 from plans import netboot
+from plans.k3s import KUBE_VIP_ELECTION
 from plans.netboot import failover
 from stacks import load_stack_file
 from tests.edit import HOMELAB
-from tests.netns.election import Candidate, api_links, cut, mend, wait_until
+from tests.netns.election import CLIENT_TIMEOUT, Candidate, api_links, black_hole, cut, mend, unblock, wait_until
 from tests.netns.household import Household
-from tests.netns.lan import REPO, Lan, lan, require_root
+from tests.netns.lan import REPO, Lan, in_ns, lan, require_root, sh
+from tools import gotools
 from tools.kube_cluster import K3S, Cluster, field_manager, pulumi_create
 
 require_root()
@@ -74,14 +85,14 @@ class Lab:
         self.candidates: dict[str, Candidate] = {}
         self.threads: list[threading.Thread] = []
 
-    def elect(self, key: str, ns: str, identity: str) -> Candidate:
-        """kube-vip's election for the netboot Service on the Pi `ns`, as its node `identity`."""
+    def elect(self, key: str, ns: str, identity: str, real: bool = False) -> Candidate:
+        """kube-vip's election for the netboot Service on the Pi `ns`, as its node `identity`: client-go's loops as
+        tests.netns.election runs them, or, `real`, client-go itself (tools/kube-vip-election, its HTTP/2 transport)."""
         args = ["--host", self.api, "--port", str(self.port), "--ca", str(self.ca), "--token-file", str(self.token)]
         args += ["--namespace", netboot.NAMESPACE, "--lease", "kubevip-netboot", "--identity", identity, "--address", self.net.service_ip]
         args += ["--election", json.dumps(failover.service_election())]
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.netns.election", *args], cwd=REPO, stdout=subprocess.PIPE, text=True
-        )
+        program = [str(gotools.build("kube-vip-election"))] if real else [sys.executable, "-m", "tests.netns.election"]
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *program, *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
         candidate = Candidate(ns, identity, proc)
         thread = threading.Thread(target=candidate.read, daemon=True)
         thread.start()
@@ -119,7 +130,7 @@ def _second_pi(net: Lan) -> str:
 def _program_objects() -> list[dict[str, Any]]:
     """The program's kube-vip ServiceAccount, ClusterRole and binding (what the election's requests are made as), and the
     netboot namespace its Lease is in."""
-    rbac = [o for o in netboot.kube_vip_services() if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    rbac = [o for o in netboot.kube_vip_services(load_stack_file(HOMELAB)) if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": netboot.NAMESPACE}}, *rbac]
 
 
@@ -184,6 +195,78 @@ def _cut_off(lab: Lab, house: Household, holder: Candidate, other: Candidate) ->
     )
 
 
+def _black_holed(lab: Lab, house: Household, holder: Candidate) -> Outcome:
+    """The holder's Pi black-holed from the API, no other candidate running, until it let the address go; then the API
+    back, until it holds the address again and the household has renewed and resolved."""
+    start = time.time()
+    black_hole(holder.ns, lab.api)
+    wait_until(
+        "the black-holed holder let the address go",
+        lambda: bool(holder.times("address deleted", after=start)),
+        2 * failover.cut_off_holder_lets_go_within(),
+    )
+    unblock(holder.ns, lab.api)
+    mended = time.time()
+    wait_until("the holder took the address back", lambda: bool(holder.times("address added", after=mended)), 30)
+    house.wait(time.time(), "a Pi black-holed")
+    end = time.time()
+    return Outcome(
+        start, mended, end, house.counts(start, end), house.gaps(start, end), {c.identity: list(c.events) for c in lab.candidates.values()}
+    )
+
+
+def _iptables(ns: str, *rule: str) -> None:
+    in_ns(ns, "iptables", *rule)
+
+
+def _valar_lost(lab: Lab, house: Household, holder: Candidate, through_vip: bool) -> Outcome:
+    """The valar holding the real elector's HTTP/2 connection lost without a reset: every packet to the API dropped while
+    the API VIP moves (its 5/3/1 election: a whole lease and a jittered retry); then, through the VIP, the new holder's
+    kernel resets the stale connection and new dials reach a live API server, until the holder renewed on a new
+    connection; through the ClusterIP, kube-proxy keeps that connection on the lost valar (dropped) while new dials reach
+    a live one, until the holder let the address go. Then every rule gone, until it holds it and the household resolved."""
+    [local] = [e["local"] for e in holder.events if e["event"] == "dialed"][-1:]
+    port = local.rsplit(":", 1)[1]
+    everything = ("OUTPUT", "-d", f"{lab.api}/32", "-p", "tcp", "-j", "DROP")
+    stale = (
+        "OUTPUT",
+        "-d",
+        f"{lab.api}/32",
+        "-p",
+        "tcp",
+        "--sport",
+        port,
+        "-j",
+        *(("REJECT", "--reject-with", "tcp-reset") if through_vip else ("DROP",)),
+    )
+    start = time.time()
+    _iptables(holder.ns, "-I", *everything)
+    time.sleep(float(KUBE_VIP_ELECTION["vip_leaseduration"]) + failover.longest_retry(float(KUBE_VIP_ELECTION["vip_retryperiod"])))
+    _iptables(holder.ns, "-I", *stale)
+    _iptables(holder.ns, "-D", *everything)
+    moved = time.time()
+    if through_vip:
+
+        def renewed_anew() -> bool:
+            dials = holder.times("dialed", after=moved)
+            return bool(dials) and bool(holder.times("renewed", after=dials[0]))
+
+        wait_until("the holder renewed on a new connection", renewed_anew, 2 * failover.SERVICE_RENEW_DEADLINE_SECONDS)
+    else:
+        wait_until(
+            "the holder let the address go", lambda: bool(holder.times("address deleted", after=start)), 2 * failover.cut_off_holder_lets_go_within()
+        )
+    _iptables(holder.ns, "-D", *stale)
+    mended = time.time()
+    if not through_vip:
+        wait_until("the holder took the address back", lambda: bool(holder.times("address added", after=mended)), 60)
+    house.wait(time.time(), "a valar lost")
+    end = time.time()
+    return Outcome(
+        start, mended, end, house.counts(start, end), house.gaps(start, end), {c.identity: list(c.events) for c in lab.candidates.values()}
+    )
+
+
 def _roll(lab: Lab, house: Household, holder: Candidate) -> tuple[Outcome, Candidate]:
     """kube-vip's pod on the holder's Pi replaced: SIGTERM to its kube-vip (the kubelet stopping the old pod's
     container), then a new one on the same Pi, as the same node (the DaemonSet's new pod there), started once the old
@@ -217,6 +300,19 @@ def runs(lab: Lab) -> dict[str, Outcome]:
         results["roll"], first = _roll(lab, house, first)
         other = lab.elect("b", lab.other, OTHER_PI[0])
         results["cut off"] = _cut_off(lab, house, first, other)
+        # No candidate watches the lease before an eviction (a candidate needs a ready netboot pod on its Pi).
+        first.proc.terminate()
+        first.proc.wait(timeout=10)
+        results["black-holed"] = _black_holed(lab, house, other)
+        # The same Pi's election by client-go itself: it finds the Lease naming its node and leads at once, the address
+        # kept on the Pi meanwhile.
+        other.proc.terminate()
+        other.proc.wait(timeout=10)
+        real = lab.elect("real", lab.other, OTHER_PI[0], real=True)
+        wait_until("client-go's elector leads", lambda: bool(real.times("address added")), 30)
+        house.wait(time.time(), "client-go's elector")
+        results["valar lost, through the VIP"] = _valar_lost(lab, house, real, through_vip=True)
+        results["valar lost, through the ClusterIP"] = _valar_lost(lab, house, real, through_vip=False)
         for name, o in results.items():  # the figures docs/proof/household.md states (pytest -s shows them)
             moves = {
                 who: [(e["event"], round(e["t"] - o.start, 1)) for e in events if e["event"].startswith("address") and o.start <= e["t"]]
@@ -275,6 +371,96 @@ def test_a_pi_cut_off_lets_the_address_go_before_another_takes_it(runs: dict[str
     retry = failover.longest_retry(failover.SERVICE_RETRY_SECONDS)
     takeover = retry + failover.SERVICE_LEASE_SECONDS + retry - failover.SERVICE_RENEW_DEADLINE_SECONDS
     assert outcome.gaps["dns gap"] <= takeover + REQUESTS + DNS_PACE, outcome.gaps
+
+
+def test_a_holder_black_holed_from_the_api_lets_the_address_go_after_its_release_times_out(runs: dict[str, Outcome]) -> None:
+    """Requests that hang: the round that failed began at most a retry after the black hole, two tries of it each hung
+    the 10 s client timeout until the 20 s renew deadline, then the release hung another 10 s before the address went:
+    30 to 31 s in (plans.netboot.failover.cut_off_holder_lets_go_within), not the 20 to 21 s of refused requests. Past the
+    22 s lease: only the eviction keeps a second holder away. Back once the API answers, and never two servers."""
+    outcome = runs["black-holed"]
+    [deleted] = _times(outcome, OTHER_PI[0], "address deleted")
+    [release] = _times(outcome, OTHER_PI[0], "release failed")
+    latest = failover.cut_off_holder_lets_go_within()
+    earliest = latest - failover.SERVICE_RETRY_SECONDS
+    assert earliest == failover.SERVICE_RENEW_DEADLINE_SECONDS + min(failover.SERVICE_RENEW_DEADLINE_SECONDS, CLIENT_TIMEOUT)
+    assert earliest - REQUESTS <= deleted - outcome.start <= latest + REQUESTS, outcome.events
+    assert release <= deleted, outcome.events
+    assert _times(outcome, OTHER_PI[0], "address added")
+    counts = outcome.counts
+    assert (counts["two servers answering"], counts["dhcp NAKs"], counts["duplicate addresses"]) == (0, 0, 0), counts
+
+
+def test_a_valar_lost_under_the_holders_connection_costs_nothing_through_the_api_vip(runs: dict[str, Outcome]) -> None:
+    """client-go's own transport, its one HTTP/2 connection black-holed while the API VIP moves (7.2 s), then reset by the
+    VIP's new holder: the renewal that hung redials and renews within the 20 s deadline, the holder never stops leading,
+    and every DNS query and DHCP renewal of the household is answered (plans.netboot.kube_vip: KUBERNETES_SERVICE_HOST)."""
+    outcome = runs["valar lost, through the VIP"]
+    assert _times(outcome, OTHER_PI[0], "dialed"), outcome.events  # a new connection after the reset
+    assert _times(outcome, OTHER_PI[0], "stopped leading") == [], outcome.events
+    assert outcome.counts["dns queries"] > 0 and outcome.counts["dhcp renewals"] > 0, outcome.counts
+    assert (outcome.counts["dns failed"], outcome.counts["dhcp failed"]) == (0, 0), outcome.counts
+
+
+def test_a_valar_lost_under_the_holders_connection_takes_the_address_through_the_clusterip(runs: dict[str, Outcome]) -> None:
+    """What the API VIP saves: the same loss with the connection pinned to the lost valar (the `kubernetes` ClusterIP):
+    every try of the round hangs on it, and the address goes, though the API never went away."""
+    outcome = runs["valar lost, through the ClusterIP"]
+    [deleted] = _times(outcome, OTHER_PI[0], "address deleted")
+    assert deleted - outcome.start >= failover.SERVICE_RENEW_DEADLINE_SECONDS, outcome.events
+    assert outcome.counts["dns failed"] > 0, outcome.counts
+
+
+def test_the_new_holders_gratuitous_arp_moves_a_neighbour_updated_a_moment_ago() -> None:
+    """A neighbour whose entry for the service address names the old holder and changed a moment ago (as a DNS query does
+    to a stale entry, or its reachable time running out): the new holder's first gratuitous ARP, each kind kube-vip
+    alternates (tests.netns.election.gratuitous_arp), moves the entry to it at once. Linux drops an ARP that is not
+    gratuitous to it (a reply to the broadcast hardware address) within the entry's 1 s locktime (net/ipv4/arp.c,
+    arp_process: override only past n->updated + locktime or for arp_is_garp), which left one household client sending
+    to the old Pi for ~8 s after a move."""
+    prefix = f"ilv{os.getpid() % 10000}g"
+    names = {k: f"{prefix}{k}" for k in ("switch", "client", "old", "new")}
+    address = "10.99.0.100"
+    try:
+        sh("ip", "netns", "add", names["switch"])
+        in_ns(names["switch"], "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(names["switch"], "ip", "link", "set", "br0", "up")
+        for i, key in enumerate(("client", "old", "new")):
+            ns, port = names[key], f"{prefix}v{i}"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", port, "netns", names["switch"])
+            in_ns(names["switch"], "ip", "link", "set", port, "master", "br0", "up")
+            in_ns(ns, "ip", "addr", "add", f"10.99.0.{i + 1}/24", "dev", "eth0")
+            in_ns(ns, "ip", "link", "set", "eth0", "up")
+        mac = {k: in_ns(names[k], "cat", "/sys/class/net/eth0/address").stdout.strip() for k in ("old", "new")}
+        # The sender waits in the new holder's namespace, so its frame leaves milliseconds after the entry's change.
+        code = "import sys\nfrom tests.netns.election import gratuitous_arp\nfor kind in sys.stdin:\n    gratuitous_arp(sys.argv[1], kind.strip() == 'request')\n    print('sent', flush=True)\n"
+        sender = subprocess.Popen(
+            ["ip", "netns", "exec", names["new"], sys.executable, "-c", code, address],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert sender.stdin is not None and sender.stdout is not None
+        try:
+            for kind in ("reply", "request"):
+                in_ns(names["client"], "ip", "neigh", "replace", address, "lladdr", mac["old"], "dev", "eth0", "nud", "stale")
+                sender.stdin.write(kind + "\n")
+                sender.stdin.flush()
+                assert sender.stdout.readline() == "sent\n"
+
+                def moved() -> bool:
+                    return in_ns(names["client"], "ip", "neigh", "show", address, "dev", "eth0").stdout.split()[:3] == [address, "lladdr", mac["new"]]
+
+                wait_until(f"the neighbour's entry moved to the new holder by a gratuitous ARP {kind}", moved, 5)
+        finally:
+            sender.stdin.close()
+            sender.wait(timeout=10)
+    finally:
+        for ns in names.values():
+            sh("ip", "netns", "del", ns, check=False)
 
 
 def test_kube_vips_replacement_on_the_holders_pi_costs_one_start_and_one_election(runs: dict[str, Outcome]) -> None:

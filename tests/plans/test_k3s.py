@@ -7,6 +7,7 @@ Pi joins through the VIP), how fast a dead Pi is noticed (the netboot takeover),
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -132,6 +133,9 @@ def run_rewrite(tmp_path: Path, answers: list[str], rotate_to: str | None) -> tu
         (tmp_path / f"status-{name}").write_text(text)
     state, log = tmp_path / "state", tmp_path / "log"
     state.write_text("".join(f"{a}\n" for a in answers))
+    # k3s's refusal when the Node's hash is not its config's (pkg/server/handlers/secrets-encrypt.go
+    # verifyEncryptionHashAnnotation, via the CLI: its error and a failed exit).
+    refusal = 'echo "rotate-keys: invalid hash: start-0123 found on node manwe" >&2; exit 1'
     (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
     (bin_dir / "k3s").write_text(
         f"""#!/bin/sh
@@ -141,7 +145,7 @@ case "$2" in
     name=$(head -n1 {state})
     if [ "$(wc -l < {state})" -gt 1 ]; then sed -i 1d {state}; fi
     cat {tmp_path}/status-"$name" ;;
-  rotate-keys) {f"echo {rotate_to} > {state}" if rotate_to else ":"} ;;
+  rotate-keys) {refusal if rotate_to == "invalid-hash" else f"echo {rotate_to} > {state}" if rotate_to else ":"} ;;
 esac
 """
     )
@@ -163,6 +167,13 @@ def test_the_secrets_are_rewritten_once_every_server_has_the_key(tmp_path: Path)
         f"iluvatar: {socket.gethostname()}: {k3s.SNAPSHOTS_BEFORE}",
     ]
     assert "sudo k3s etcd-snapshot delete <name>" in k3s.SNAPSHOTS_BEFORE
+    # And the snapshots k3s itself takes until its next start, which copy etcd's freed pages, with the way out: a restart
+    # (its defragment) past one compaction, a fresh snapshot, the older ones deleted.
+    assert "and every one k3s takes (on its own schedule too) until k3s next starts" in k3s.SNAPSHOTS_BEFORE
+    assert (
+        "after 5 minutes (the apiserver's compaction), run 'sudo systemctl restart k3s' here, wait for the node Ready, take "
+        "'sudo k3s etcd-snapshot save', and delete every snapshot older than that one"
+    ) in k3s.SNAPSHOTS_BEFORE
 
 
 def test_secrets_already_rewritten_are_left_as_they_are(tmp_path: Path) -> None:
@@ -236,6 +247,49 @@ def test_a_rewrite_cut_short_by_a_restart_resumes_at_the_next_run(tmp_path: Path
     again = valar.rewrite()
     assert (again.returncode, valar.asked()[2:]) == (0, [])
     assert again.stderr.splitlines() == [f"iluvatar: {socket.gethostname()}: the Ainur's Secrets are already rewritten under k3s's key"]
+
+
+def test_the_lab_s_k3s_restarted_before_it_saved_the_stage_stops_the_next_run_with_the_repair(tmp_path: Path) -> None:
+    """The lab's stand-in k3s restarted between the one-key config and the saved stage: the next run finds one key at
+    the stage start, k3s refuses rotate-keys for an invalid hash, and the step stops at once with the repair, asking
+    no `reencrypt` (which would drop the only key)."""
+    valar = LabValar(tmp_path)
+    (valar.state / "secrets-restart-before-save").touch()
+    cut = valar.rewrite()
+    assert cut.returncode == 1
+    new = valar.keys()[0]
+    assert valar.keys() == [new] and new.startswith("aescbckey-")
+    again = valar.rewrite()
+    assert again.returncode == 1
+    assert again.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: {k3s.SECRETS_SAVED_LOST}"
+    assert valar.asked() == ["secrets-encrypt rotate-keys", "secrets-encrypt rotate-keys"]
+    assert valar.keys() == [new]
+
+
+def test_a_rewrite_that_ended_but_lost_its_saved_stage_stops_at_once_with_the_repair(tmp_path: Path) -> None:
+    """Cut short after k3s wrote the one-key config and before it saved `reencrypt_finished`: one key, the stage start,
+    rotate-keys refused for an invalid hash at every run. The step stops at once (no wait for a stage that never comes,
+    no claim that a later run resumes) with the repair, which writes the hash file as k3s does."""
+    done, calls = run_rewrite(tmp_path, ["start"], "invalid-hash")
+    assert done.returncode == 1
+    assert calls == ["secrets-encrypt status", "secrets-encrypt rotate-keys"]
+    assert done.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: {k3s.SECRETS_SAVED_LOST}"
+    assert "the next pulumi up resumes" not in done.stderr
+    # The repair, run as written (its paths moved under the test's folder, sudo and systemctl stood in): the hash file
+    # holds the stage, a dash and the hex SHA-256 of the config file's bytes (GenEncryptionConfigHash), no newline,
+    # mode 0600 (WriteEncryptionHashAnnotation's os.WriteFile(..., 0600)).
+    cred = tmp_path / "cred"
+    cred.mkdir()
+    config = cred / "encryption-config.json"
+    config.write_text('{"kind":"EncryptionConfiguration","resources":[{"resources":["secrets"]}]}')
+    repair = k3s.SECRETS_SAVED_LOST.split("run pulumi up again: ", 1)[1].replace("/var/lib/rancher/k3s/server/cred", str(cred))
+    (tmp_path / "bin" / "systemctl").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "systemctl").chmod(0o755)
+    fixed = subprocess.run(["sh", "-c", repair], capture_output=True, text=True, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}, timeout=60)
+    assert fixed.returncode == 0, fixed.stderr
+    state = cred / "encryption-state.json"
+    assert state.read_text() == "reencrypt_finished-" + hashlib.sha256(config.read_bytes()).hexdigest()
+    assert state.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_fresh_rewrite_asks_rotate_keys_once_and_ends_with_one_key(tmp_path: Path) -> None:
@@ -340,6 +394,7 @@ def _join(
         node_timeout=3,
         etcd_timeout=3,
         owed=str(tmp_path / "owed"),
+        kubelet=str(tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"),
     )
     environment = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -378,6 +433,13 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
     ]
     assert target.read_text() == "token: T0K3N\n"
     assert oct(target.stat().st_mode & 0o777) == "0o600"  # the config holds the join token
+    # The kubelet's drop-in beside k3s's own defaults: a 16 s node Lease, renewed every 4 s.
+    dropin = tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"
+    assert yaml.safe_load(dropin.read_text()) == {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "nodeLeaseDurationSeconds": 16,
+    }
 
 
 def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> None:
@@ -397,6 +459,13 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
     # A changed config restarts it, once etcd is healthy with every member.
     calls = _join(tmp_path, 0, "token: OTHER\n")[1]
     assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+    # So does a changed kubelet drop-in with the config as it was (the kubelet reads it only as it starts), and the
+    # program's is put back.
+    dropin = tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"
+    dropin.write_text("kind: KubeletConfiguration\n")
+    calls = _join(tmp_path, 0, "token: OTHER\n")[1]
+    assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+    assert dropin.read_text() == k3s.kubelet_dropin()
 
 
 def test_a_valars_join_that_restarts_k3s_restarts_its_api_vip_kube_vip_and_one_that_does_not_leaves_it(tmp_path: Path) -> None:
@@ -503,7 +572,12 @@ def test_a_node_that_does_not_report_after_the_restart_fails_the_join_naming_why
     (bin_dir / "k3s").write_text(f'#!/bin/bash\necho "k3s $*" >> "$LOG"\n{stale}\n')
     (bin_dir / "curl").write_text("#!/bin/bash\nexit 0\n")
     script = k3s.join_script(
-        load_stack_file(HOMELAB).nodes[1], config_path=str(tmp_path / "other.yaml"), ready_timeout=3, node_timeout=2, owed=str(tmp_path / "owed")
+        load_stack_file(HOMELAB).nodes[1],
+        config_path=str(tmp_path / "other.yaml"),
+        ready_timeout=3,
+        node_timeout=2,
+        owed=str(tmp_path / "owed"),
+        kubelet=str(tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"),
     )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "ACTIVE": str(tmp_path / "active"), "NEVER_READY": str(tmp_path / "x")}
     result = subprocess.run(["bash", "-c", script], input="x\n", capture_output=True, text=True, env=env, timeout=60)

@@ -198,7 +198,6 @@ def test_the_key_backup_is_uploaded_from_arda_with_talos_backups_keys_on_the_etc
         {"name": "S3_BUCKET", "value": "homelab"},
         {"name": "S3_PREFIX", "value": "kms"},
         {"name": "AWS_REGION", "value": "us-east-1"},
-        {"name": "KEEP", "value": "28"},
         {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "talos-backup-s3", "key": "AWS_ACCESS_KEY_ID"}}},
         {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "talos-backup-s3", "key": "AWS_SECRET_ACCESS_KEY"}}},
     ]

@@ -24,9 +24,11 @@ import pytest
 from iluvatar import golang
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans import age, kms
+from stacks import encryption, load_stack_file
 from stacks.load import StackFile
+from stacks.secrets import Secure
 from tests import runbook
-from tests.edit import homelab_stack_file
+from tests.edit import HOMELAB, homelab_stack_file
 from tests.sims import outputs_of
 from tools import gotools
 
@@ -243,6 +245,37 @@ def restored_run(config: dict[str, str], previous: dict[str, object] | None = No
     return simulate(with_config, previous=previous)
 
 
+def desk_with(tmp_path: Path, backup: str, identity: bytes, live: str) -> tuple[Path, dict[str, str]]:
+    """The operator's folder as the runbook has it ready: the downloaded age file, `backupAgeKey`, and the name of the
+    live key's object as Arda's drill names it (`live`); and an environment with age and the stand-in `pulumi`."""
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    (desk / "kms-key.age").write_text(backup)
+    (desk / "backup-age.key").write_text(age.identity(identity) + "\n")
+    (desk / "object.txt").write_text(live + "\n")
+    tools = tmp_path / "cli"
+    tools.mkdir()
+    (tools / "pulumi").write_text(STANDIN_PULUMI)
+    (tools / "pulumi").chmod(0o755)
+    env = age_path(tmp_path)
+    env["PATH"] = f"{tools}:{env['PATH']}"
+    return desk, env
+
+
+def run_runbook(desk: Path, env: dict[str, str]) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """The runbook's commands, read from the page, run as written one after the other until one fails: its index and
+    its result (the last's when none fails)."""
+    said = runbook.commands(*RUNBOOK)
+    for n, line in enumerate(said):
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=desk, env=env, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            return n, done
+    return len(said), done
+
+
+IDENTITY = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
+
+
 def test_the_ainur_lost_runbook_restores_the_key_and_a_new_server_unseals(tmp_path: Path, pki: Path) -> None:
     """The Ainur and Pulumi's state lost: the key comes back from its age-encrypted backup by the runbook's own commands
     (read from the page, run as written, `pulumi config set` by a stand-in), the program run on that config serves that
@@ -251,28 +284,22 @@ def test_the_ainur_lost_runbook_restores_the_key_and_a_new_server_unseals(tmp_pa
     first = start(key, pki)
     sealed = seal(first, pki)
     first.stop()
-    scalar = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
     old = key.read_text().strip()
-    backup = kms.key_backup(old, age.recipient(scalar))
+    backup = kms.key_backup(old, age.recipient(IDENTITY))
     key.unlink()  # the Ainur lost: the server, its Secret and Pulumi's state with them
-    desk = tmp_path / "desk"
-    desk.mkdir()
-    (desk / "kms-key.age").write_text(backup)
-    (desk / "backup-age.key").write_text(age.identity(scalar) + "\n")
-    tools = tmp_path / "cli"
-    tools.mkdir()
-    (tools / "pulumi").write_text(STANDIN_PULUMI)
-    (tools / "pulumi").chmod(0o755)
-    env = age_path(tmp_path)
-    env["PATH"] = f"{tools}:{env['PATH']}"
+    desk, env = desk_with(tmp_path, backup, IDENTITY, kms.backup_object(load_stack_file(HOMELAB), backup))
     said = runbook.commands(*RUNBOOK)
-    assert said[0].startswith("age --decrypt"), said
-    assert "pulumi config set --secret iluvatar:kmsKeyRestore <kms-key.b64" in said
-    assert not [line for line in said if line.startswith("pulumi import")]
-    for line in said:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=desk, env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, (line, done.stderr)
-    assert sorted(f.name for f in desk.iterdir()) == ["backup-age.key", "kms-key.age", "pulumi-config.json"], "no key in clear left"
+    assert said == [
+        "umask 077",
+        'test "$(basename "$(cat object.txt)")" = "kms-key-$(sha256sum <kms-key.age | cut -c1-16).age"',
+        'test "$(age --decrypt -i backup-age.key kms-key.age | wc -c)" -eq 32',
+        "age --decrypt -i backup-age.key kms-key.age | base64 -w 0 | pulumi config set --secret iluvatar:kmsKeyRestore",
+    ]
+    # The key is on no command line: only `config set`'s stdin carries it.
+    assert not [line for line in said if old in line or "kmsKeyRestore " in line]
+    n, done = run_runbook(desk, env)
+    assert n == len(said), (said[n], done.stderr)
+    assert sorted(f.name for f in desk.iterdir()) == ["backup-age.key", "kms-key.age", "object.txt", "pulumi-config.json"], "no key in clear left"
     config = json.loads((desk / "pulumi-config.json").read_text())
     assert config == {"iluvatar:kmsKeyRestore": old}
     # `pulumi up` on that config: the restored key is the KMS's, none generated, and the output says it was restored.
@@ -303,6 +330,52 @@ def test_a_restored_key_cannot_be_unset_once_used() -> None:
     assert restored_run({"iluvatar:kmsKeyRestore": key}, previous=previous).outputs[kms.RESTORED_OUTPUT] is True
 
 
+def test_a_restored_key_that_is_changed_is_refused_at_preview_naming_the_key() -> None:
+    """Set to another key (an older backup, another stack's) once a key is in use, the run stops before any resource,
+    as an unset one does: the last deployment's id of its key (a secret output, an HMAC under the key) differs."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    first = restored_run({"iluvatar:kmsKeyRestore": key})
+    exported = first.outputs[encryption.KMS_KEY_ID_OUTPUT]
+    assert isinstance(exported, SecretValue) and exported.value == encryption.kms_key_id(key)
+    assert key not in json.dumps(encryption.kms_key_id(key))
+    # As the engine's readStackOutputs hands it to the program: the secret's value (the SDK's sync invoke unwraps it),
+    # or in its wire form; both are read.
+    for last in (exported.value, {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": exported.value}):
+        previous = {**outputs_of(first), encryption.KMS_KEY_ID_OUTPUT: last}
+        other = base64.b64encode(os.urandom(32)).decode()
+        with pytest.raises(pulumi.RunError) as refused:
+            restored_run({"iluvatar:kmsKeyRestore": other}, previous=previous)
+        assert "iluvatar:kmsKeyRestore: is not the KMS key the last deployment served (its id differs from the stack output kmsKeyId)" in str(
+            refused.value
+        )
+        assert other not in str(refused.value) and key not in str(refused.value)
+        # The same key, written with a trailing newline as a pipe may give it, goes on.
+        assert restored_run({"iluvatar:kmsKeyRestore": key + "\n"}, previous=previous).outputs[kms.RESTORED_OUTPUT] is True
+
+
+def test_a_generated_key_in_use_is_not_replaced_by_a_restore_value_of_another_key() -> None:
+    """The last deployment served a generated key: a kmsKeyRestore of another key is refused at preview already."""
+    first = simulate(homelab_stack_file())
+    exported = first.outputs[encryption.KMS_KEY_ID_OUTPUT]
+    assert isinstance(exported, SecretValue)
+    previous = {**outputs_of(first), encryption.KMS_KEY_ID_OUTPUT: exported.value}
+    with pytest.raises(pulumi.RunError, match=r"iluvatar:kmsKeyRestore: is not the KMS key the last deployment served"):
+        restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(os.urandom(32)).decode()}, previous=previous)
+
+
+def test_a_stack_file_holding_the_restored_key_encrypted_renders_offline() -> None:
+    """`iluvatar render` (offline) sees a `secure:` value as the placeholder: the program renders with a stand-in key,
+    judging nothing it cannot read, and says the key is the restored one; a previous id is not compared with it."""
+    sf = homelab_stack_file()
+    config = {**sf.config, "iluvatar:kmsKeyRestore": Secure("v1:bm90IHJlYWQgb2ZmbGluZQ==")}
+    encrypted = StackFile(sf.path, config, sf.secret_keys | {"iluvatar:kmsKeyRestore"}, sf.secrets_manager, sf.imports_environment)
+    previous = {**outputs_of(restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(os.urandom(32)).decode()})), "kmsKeyId": "0" * 32}
+    for run in (simulate(encrypted), simulate(encrypted, previous=previous)):
+        served = run.one("kubernetes:core/v1:Secret", "kms-secret-kms-key").inputs["stringData"]
+        assert (served.value if isinstance(served, SecretValue) else served) == {"key": kms.OFFLINE_KEY}
+        assert run.outputs[kms.RESTORED_OUTPUT] is True
+
+
 def test_a_restore_value_that_is_no_key_stops_the_run_naming_the_key() -> None:
     with pytest.raises(Exception, match=r"iluvatar:kmsKeyRestore: is not the base64 of 32 bytes") as refused:
         restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(b"short").decode()})
@@ -310,18 +383,26 @@ def test_a_restore_value_that_is_no_key_stops_the_run_naming_the_key() -> None:
 
 
 def test_the_ainur_lost_runbook_stops_at_a_backup_the_identity_does_not_open(tmp_path: Path) -> None:
-    """A backup encrypted to another recipient (or damaged) stops the runbook at its first command, no key written."""
+    """A backup encrypted to another recipient (or damaged) stops the runbook at its decryption, no key written."""
     other = hashlib.sha256(b"another stack's identity").digest()
-    mine = hashlib.sha256(b"the stack's backup age identity, for the test").digest()
-    desk = tmp_path / "desk"
-    desk.mkdir()
-    (desk / "kms-key.age").write_text(kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(other)))
-    (desk / "backup-age.key").write_text(age.identity(mine) + "\n")
-    first = runbook.commands(*RUNBOOK)[0]
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", first], cwd=desk, env=age_path(tmp_path), capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
+    backup = kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(other))
+    desk, env = desk_with(tmp_path, backup, IDENTITY, kms.backup_object(load_stack_file(HOMELAB), backup))
+    n, done = run_runbook(desk, env)
+    assert runbook.commands(*RUNBOOK)[n].startswith('test "$(age --decrypt'), n
     assert "no identity matched any of the recipients" in done.stderr
-    assert not (desk / "kms-key.b64").exists()
+    assert not (desk / "pulumi-config.json").exists()
+
+
+def test_the_ainur_lost_runbook_stops_at_another_key_s_backup(tmp_path: Path) -> None:
+    """The target holds another key's file too (a key made after the loss, a rotation): taken in place of the one Arda's
+    drill named before the loss, even if newer, it stops the runbook at its first check, no key written."""
+    stack = load_stack_file(HOMELAB)
+    right = kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(IDENTITY))
+    newer = kms.key_backup(base64.b64encode(os.urandom(32)).decode(), age.recipient(IDENTITY))
+    desk, env = desk_with(tmp_path, newer, IDENTITY, kms.backup_object(stack, right))
+    n, done = run_runbook(desk, env)
+    assert (n, done.returncode) == (1, 1)
+    assert not (desk / "pulumi-config.json").exists()
 
 
 def test_a_server_of_another_ca_is_not_trusted(server: Server, pki: Path) -> None:

@@ -100,6 +100,7 @@ def test_every_alert_a_row_names_is_one_the_homelab_raises(homelab: StackConfig)
         "AinurCertificateExpiring",
         "AinurCertificateUnknown",
         "AinurCACertificateExpiring",
+        "AinurSnapshotsStale",
         "ArdaMachineNotRestarted",
         "BackupJobFailed",
         "CertificateExpiring",
@@ -145,14 +146,15 @@ def _nfs(tmp_path: Path) -> StackConfig:
 def test_an_nfs_target_has_no_etcd_snapshots_there_and_drills_headscale_through_the_export(tmp_path: Path) -> None:
     """On NFS, talos-backup and k3s upload nothing (they speak S3 only): the table says so, and names none of the drills'
     alerts for them; Headscale's state is drilled through the export. The one row left uncovered is the Ainur's
-    snapshots, which never leave the valar's cards."""
+    snapshots, which never leave the valar's cards, are alerted on from the cards themselves."""
     rows = _rows(_nfs(tmp_path))
     assert rows["arda's etcd snapshots"].where == "nowhere: talos-backup uploads to an S3 target only"
     assert rows["arda's etcd snapshots"].alerts == ()
     assert rows["ainur's etcd snapshots"].where == "each valar's card only (k3s uploads to an S3 target only)"
+    assert rows["ainur's etcd snapshots"].alerts == ("AinurSnapshotsStale",)
     assert rows["Headscale's state backup"].alerts == ("RestoreDrillFailed", "RestoreDrillStale")
     uncovered = [row.what for row in rows.values() if not row.alerts and not row.unattended]
-    assert uncovered == ["ainur's etcd snapshots"]
+    assert uncovered == []
 
 
 def test_a_drill_opted_out_is_not_said_to_alert(tmp_path: Path) -> None:
@@ -161,7 +163,7 @@ def test_a_drill_opted_out_is_not_said_to_alert(tmp_path: Path) -> None:
     rows = _rows(load_stack_file(write_stack(tmp_path, doc)))
     assert rows["backup of jellyfin's jellyfin-config"].alerts == ("BackupFailed",)
     assert rows["backup of jellyfin's jellyfin-config"].alerted == "BackupFailed; not drilled (backup.drill)"
-    assert rows["ainur's etcd snapshots"].alerts == ()
+    assert rows["ainur's etcd snapshots"].alerts == ("AinurSnapshotsStale",)
     assert rows["arda's etcd snapshots"].alerts == ("BackupJobFailed", "RestoreDrillFailed", "RestoreDrillStale")
 
 
@@ -181,6 +183,24 @@ def test_a_stack_without_the_ainur_or_identity_has_no_rows_of_them() -> None:
         "Talos and Arda's Kubernetes and etcd CAs",
         "Talos API server (apid) certificates",
     ]
+
+
+def test_cloudflare_s_token_and_certificates_have_rows_with_what_warns(homelab: StackConfig) -> None:
+    """The homelab's Cloudflare (DNS-01 and the tunnel): the API token, which ends only if its owner gave it an end and
+    which cert-manager's renewals need, is warned of by the certificate alerts that renewal fails into; Let's Encrypt's
+    wildcard-external by the same; the tunnel token and Cloudflare's edge certificate need none. Without Cloudflare, no
+    row names it."""
+    assert (homelab.public_dns, homelab.public_ingress) == ("cloudflare", "cloudflare-tunnel")
+    rows = _rows(homelab)
+    token = rows["Cloudflare API token (iluvatar:cloudflareApiToken)"]
+    assert token.where == "Pulumi's config (secret), Secret cert-manager/cloudflare-api-token for cert-manager"
+    assert token.alerts == ("CertificateNotReady", "CertificateExpiring")
+    assert rows["wildcard-external (Let's Encrypt, DNS-01 through Cloudflare)"].alerts == ("CertificateExpiring", "CertificateNotReady")
+    assert rows["cloudflared's tunnel token"].where == "Pulumi's state, Secret networking/cloudflared-token"
+    assert rows["cloudflared's tunnel token"].unattended == "it never ends"
+    assert rows["Cloudflare's edge certificate of the external names"].unattended == "Cloudflare renews it"
+    rk1 = [row.what for row in lifetimes.rows(load_stack_file(ROOT / "Pulumi.rk1.yaml"))]
+    assert not any("Cloudflare" in w and "without Cloudflare" not in w for w in rk1)
 
 
 def test_the_api_vip_kube_vips_copy_of_the_admin_certificate_is_renewed_by_the_k3s_step(homelab: StackConfig) -> None:

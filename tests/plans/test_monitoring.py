@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
 import re
 import socketserver
 import ssl
@@ -167,12 +168,74 @@ def test_the_pis_node_exporter_runs_on_every_pi_with_no_credential() -> None:
     assert "serviceAccountName" not in pod
 
 
+def test_the_pis_node_exporter_serves_the_newest_etcd_snapshot_s_time(tmp_path: Path) -> None:
+    """The sidecar's script, in busybox's sh as its image runs it, on a snapshot folder: the newest file's time, in the
+    textfile node-exporter reads; an empty folder (a maia's) writes none, and removes one written before."""
+    from tests.tools import require
+
+    busybox = require("busybox")
+    daemonset = next(m for m in monitoring.ainur_node_exporter() if m["kind"] == "DaemonSet")
+    exporter, sidecar = daemonset["spec"]["template"]["spec"]["containers"]
+    assert f"--collector.textfile.directory={monitoring.SNAPSHOT_METRICS_DIR}" in exporter["args"]
+    assert sidecar["command"][:2] == ["/bin/sh", "-c"] and sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    volumes = {v["name"]: v for v in daemonset["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["snapshots"]["hostPath"]["path"] == "/var/lib/rancher/k3s/server/db/snapshots"
+    assert {"name": "snapshots", "mountPath": "/snapshots", "readOnly": True} in sidecar["volumeMounts"]
+    folder, out = tmp_path / "snapshots", tmp_path / "etcd-snapshots.prom"
+    folder.mkdir()
+
+    def run() -> None:
+        env = {"DIR": str(folder), "OUT": str(out), "ONCE": "1", "PATH": "/usr/bin:/bin"}
+        done = subprocess.run([busybox, "sh", "-c", sidecar["command"][2]], env=env, capture_output=True, text=True, check=False, timeout=30)
+        assert done.returncode == 0, done.stderr
+
+    run()
+    assert not out.exists()
+    for name, when in (("etcd-snapshot-manwe-1800000000", 1_800_000_000), ("etcd-snapshot-manwe-1800021600.zip", 1_800_021_600)):
+        (folder / name).write_bytes(b"snapshot")
+        os.utime(folder / name, (when, when))
+    run()
+    assert out.read_text() == (
+        "# HELP iluvatar_k3s_etcd_snapshot_newest_seconds When the newest etcd snapshot on this valar was written, seconds since the epoch.\n"
+        "# TYPE iluvatar_k3s_etcd_snapshot_newest_seconds gauge\n"
+        "iluvatar_k3s_etcd_snapshot_newest_seconds 1800021600\n"
+    )
+    for f in folder.iterdir():
+        f.unlink()
+    run()
+    assert not out.exists()
+
+
+def test_snapshots_that_stop_on_a_valar_fire_ainur_snapshots_stale() -> None:
+    """Under promtool: the newest snapshot on manwe written at 0 s, the homelab's schedule ("0 */6 * * *") keeps the
+    newest under 12 h; past it the alert is pending, an hour on it fires, naming the Pi."""
+    stack = homelab()
+    assert stack.backup is not None and stack.backup.etcd.schedule == "0 */6 * * *"
+    rule = monitoring.alert_rules(stack, {})
+    [found] = [r for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "AinurSnapshotsStale"]
+    assert found["expr"] == "time() - iluvatar_k3s_etcd_snapshot_newest_seconds > 43200"
+    labels = {"job": monitoring.AINUR_JOB, "node": "manwe"}
+    series = f'iluvatar_k3s_etcd_snapshot_newest_seconds{{job="{monitoring.AINUR_JOB}",node="manwe"}}'
+    fired = {**labels, "severity": "critical"}
+    annotations = {k: v.replace("{{ $labels.node }}", "manwe") for k, v in found["annotations"].items()}
+    case = {
+        "interval": "1h",
+        "input_series": [{"series": series, "values": "0+0x20"}],
+        "alert_rule_test": [
+            {"eval_time": "13h", "alertname": "AinurSnapshotsStale", "exp_alerts": []},
+            {"eval_time": "14h", "alertname": "AinurSnapshotsStale", "exp_alerts": [{"exp_labels": fired, "exp_annotations": annotations}]},
+        ],
+    }
+    result = alert_check.unit_test_rules(rule, [case], evaluation_interval="1h")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_alerts_are_those_the_stack_can_raise() -> None:
     names = {a.name for a in monitoring.alerts(homelab())}
     assert names == {
         "ArdaNodeDown", "AinurNodeDown", "AinurCertificateExpiring", "AinurCACertificateExpiring", "AinurCertificateUnknown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
         "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
-        "RestoreDrillFailed", "RestoreDrillStale", "HeadscaleCertificateExpiring", "HeadscaleCertificateUnknown", "ArdaMachineNotRestarted",
+        "RestoreDrillFailed", "RestoreDrillStale", "AinurSnapshotsStale", "HeadscaleCertificateExpiring", "HeadscaleCertificateUnknown", "ArdaMachineNotRestarted",
         "LogStoreDown", "LogCollectorDown", "LogCollectorStalled", "LogCollectorDropping", "LogAlertsDown",
         "LogStoreReadOnly", "LogStoreFilling",
     }  # fmt: skip
@@ -288,6 +351,13 @@ CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
         [('probe_ssl_earliest_cert_expiry{job="headscale-certificate",instance="https://hs.example.org/health"}', "1728000x70")],
         "62m",
         [('probe_ssl_earliest_cert_expiry{job="headscale-certificate",instance="https://other.example.org/health"}', "1900800x70")],
+    ),
+    # A valar whose newest etcd snapshot is 12 h and a second old (the homelab's "0 */6 * * *" keeps it under 12 h), an
+    # hour on; beside one whose newest is under 9 h old.
+    "AinurSnapshotsStale": (
+        [('iluvatar_k3s_etcd_snapshot_newest_seconds{job="ainur-node-exporter",node="manwe",instance="192.168.0.11:9100"}', "-43201x70")],
+        "62m",
+        [('iluvatar_k3s_etcd_snapshot_newest_seconds{job="ainur-node-exporter",node="eonwe",instance="192.168.0.12:9100"}', "-30000x70")],
     ),
     # A machine booted 335 days and an hour before (its kubelet's serving certificate near its year), beside one booted
     # 334 days before.

@@ -877,8 +877,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
-    """The DaemonSet that moves the service address with the netboot pod: every Pi, host network, ARP, the RBAC it needs."""
-    objs = {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.kube_vip_services()}
+    """The DaemonSet that moves the service address with the netboot pod: every Pi, host network, ARP, the RBAC it needs,
+    and the API reached through the API VIP (which moves off a dead valar), not the `kubernetes` Service's ClusterIP."""
+    objs = {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.kube_vip_services(load_stack_file(HOMELAB))}
     labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/part-of": "iluvatar"}
     assert sorted(objs) == [
         "ClusterRole/iluvatar-kube-vip",
@@ -919,6 +920,8 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
                 "image": "ghcr.io/kube-vip/kube-vip:v0.9.2",
                 "args": ["manager"],
                 "env": [
+                    {"name": "KUBERNETES_SERVICE_HOST", "value": "192.168.0.10"},
+                    {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
                     {"name": "vip_arp", "value": "true"},
                     {"name": "cp_enable", "value": "false"},
                     {"name": "svc_enable", "value": "true"},

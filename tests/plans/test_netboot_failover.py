@@ -29,7 +29,8 @@ def test_a_dead_controller_manager_leader_adds_its_election_and_a_fresh_grace_pe
 
 def test_the_service_election_rides_out_a_k3s_restart() -> None:
     """22/20/1 for the service address: an API outage of up to 19 s is ridden out; a longer one drops the address 20 to
-    21 s in, and it is back within 2.2 s of the API's return. The lease outlasts a holder's giving up by a retry."""
+    21 s in, and it is back within 2.2 s of the API's return. The lease outlasts a holder's giving up by a retry when the
+    API refuses connections."""
     assert failover.service_election() == {"vip_leaseduration": "22", "vip_renewdeadline": "20", "vip_retryperiod": "1"}
     assert failover.api_outage_ridden() == 19.0
     assert failover.address_dropped_within() == (20.0, 21.0)
@@ -37,11 +38,23 @@ def test_the_service_election_rides_out_a_k3s_restart() -> None:
     assert failover.SERVICE_LEASE_SECONDS - max(failover.address_dropped_within()) == 1.0
 
 
+def test_a_holder_cut_off_by_a_black_hole_lets_go_before_any_second_holder() -> None:
+    """Requests that hang: a retry, the 20 s renew deadline, then a release bounded by the 10 s client timeout: up to 31
+    s after the last renewal, past the 22 s lease. A second holder needs the old Pi evicted (16 s grace from a heartbeat
+    up to 4.16 s before the silence, 5 s toleration) and then a whole lease: 38.84 s after the silence at the soonest."""
+    assert failover.cut_off_holder_lets_go_within() == 31.0
+    assert failover.cut_off_holder_lets_go_within() > failover.SERVICE_LEASE_SECONDS
+    assert failover.second_holder_after() == pytest.approx(38.84)
+    assert failover.second_holder_after() > failover.cut_off_holder_lets_go_within()
+
+
 def test_the_kubelet_heartbeat_is_its_node_lease() -> None:
-    """Renewed every 10 s with 4 % jitter: a silence of 14.6 s can get a Pi's pods evicted (the last renewal 10.4 s
-    before it, the node marked 20 s after a check that saw it, then the 5 s toleration)."""
-    assert failover.node_lease_renew() == pytest.approx(10.4)
-    assert failover.earliest_eviction() == pytest.approx(14.6)
+    """A 16 s Lease renewed every quarter of it, 4 s, with 4 % jitter: a silence of 20.84 s can get a Pi's pods evicted
+    (the last renewal 4.16 s before it, the node marked 20 s after a check that saw it, then the 5 s toleration): the
+    grace outlasts two missed renewals."""
+    assert failover.NODE_LEASE_RENEW_SECONDS == 4.0
+    assert failover.node_lease_renew() == pytest.approx(4.16)
+    assert failover.earliest_eviction() == pytest.approx(20.84)
 
 
 def test_a_duration_is_whole_seconds() -> None:
@@ -56,3 +69,5 @@ def test_the_docs_state_the_programs_bound() -> None:
     assert f"| + {failover.steps()[-1].seconds:g} s |" in text
     assert f"**{failover.bound(controller_manager_died=True):g} s**" in text
     assert f"up to **{failover.api_outage_ridden():g} s**" in text
+    assert f"up to **{failover.cut_off_holder_lets_go_within():g} s** after its last renewal" in text
+    assert f"at least **{failover.second_holder_after():g} s** after" in text

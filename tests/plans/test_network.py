@@ -94,10 +94,12 @@ def test_a_node_moved_into_the_dhcp_range_is_caught_at_its_path(raw: dict[str, A
     nodes[k] = {**{key: v for key, v in nodes[k].items() if key != "vlan"}, "ip": moved}
     with pytest.raises(StackConfigError) as err:
         parse_stack({**raw, "iluvatar:nodes": nodes})
-    assert [str(p) for p in err.value.problems] == [
+    # The fix names the LAN's first free address, which the stack's own addresses decide (stacks.rules.free_address).
+    assert [str(p).split("; ")[0] for p in err.value.problems] == [
         f"iluvatar:nodes[{k}].ip: {moved} is inside network.dhcpRange {net['dhcpRange']['start']}-{net['dhcpRange']['end']}, "
         "so DHCP could hand it to another machine"
     ]
+    assert str(err.value.problems[0]).split("; ")[1].startswith(f"write an address inside network.lan {net['lan']}, outside network.dhcpRange")
 
 
 @FAST
@@ -110,7 +112,11 @@ def test_a_vlan_machine_moved_off_its_vlan_is_caught_at_its_path(raw: dict[str, 
     nodes[k] = {**nodes[k], "ip": outside}
     with pytest.raises(StackConfigError) as err:
         parse_stack({**raw, "iluvatar:nodes": nodes})
-    assert [str(p) for p in err.value.problems] == [f"iluvatar:nodes[{k}].ip: {outside} is outside network.vlans {nodes[k]['vlan']} {subnet}"]
+    gateway = next(v.get("gateway") for v in raw["iluvatar:network"]["vlans"] if v["name"] == nodes[k]["vlan"])
+    fix = f"write a host address of {subnet}" + (f" other than its gateway {gateway}" if gateway else "")
+    assert [str(p) for p in err.value.problems] == [
+        f"iluvatar:nodes[{k}].ip: {outside} is outside network.vlans {nodes[k]['vlan']} {subnet}; {fix}, or move {nodes[k]['name']} to the VLAN its address is on"
+    ]
 
 
 def test_homelab_plan() -> None:

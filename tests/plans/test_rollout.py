@@ -566,7 +566,7 @@ def test_the_plan_names_kube_vips_roll_when_its_template_changes() -> None:
     stack = load_stack_file(HOMELAB)
     order = list(stack.ainur_nodes)
     after = rollout.ainur_state(stack, order)
-    assert after["kubeVip"] == vip_roll.template_digest()
+    assert after["kubeVip"] == vip_roll.template_digest(stack)
     changed = {**after, "kubeVip": "0123456789abcdef"}
     assert rollout.describe_ainur(changed, after) == f"Ainur: {vip_roll.PLAN_LINE}\n"
     assert "the Pi holding the service address last" in vip_roll.PLAN_LINE

@@ -680,3 +680,122 @@ def test_a_netbooted_maia_that_held_longhorn_replicas_keeps_its_disk_until_they_
     assert day2.check(stack, day2.DeployedArda(), {k: v for k, v in ran.items() if k != "longhornPis"}) == []
     cards = _edited(tmp_path / "cards", {})
     assert day2.check(cards, day2.DeployedArda(), ran) == []
+
+
+def test_secrets_encryption_is_not_turned_off_over_what_the_ainur_sealed(tmp_path: Path) -> None:
+    """The `ainur` output records whether k3s sealed the Secrets; writing it off over that record is refused (the API
+    server without the flag reads no sealed Secret), from the record or, in outputs without it, from the rewrite step
+    among the commands. Never on a first deployment, nor over an Ainur that ran without it; `secretsDecrypted` lets the
+    one `up` that turns it off through."""
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    on = _edited(tmp_path / "a", {})
+    ran = rollout.ainur_state(on, on.ainur_nodes)
+    assert ran["secretsEncryption"] is True and "secrets-rewrite" in ran["commands"]
+    off = _edited(tmp_path / "b", {"iluvatar:ainur.secretsEncryption": False})
+    assert rollout.ainur_state(off, off.ainur_nodes)["secretsEncryption"] is False
+    refused = day2.check(off, DeployedArda(), ran)
+    assert [(p.path, p.message.split(":")[0]) for p in refused] == [("iluvatar:ainur.secretsEncryption", "false, but the Ainur ran with it")]
+    older = {k: v for k, v in ran.items() if k != "secretsEncryption"}
+    assert day2.check(off, DeployedArda(), older) == refused
+    assert day2.check(off, DeployedArda(), {**older, "commands": {}}) == []
+    assert day2.check(off, DeployedArda(), None) == []
+    assert day2.check(off, DeployedArda(), rollout.ainur_state(off, off.ainur_nodes)) == []
+    assert day2.check(on, DeployedArda(), ran) == []
+    decrypted = _edited(tmp_path / "c", {"iluvatar:ainur.secretsEncryption": False, "iluvatar:ainur.secretsDecrypted": True})
+    assert day2.check(decrypted, DeployedArda(), ran) == []
+
+
+HEADSCALE_ACCESS = {
+    "flavour": "headscale",
+    "headscale": {"url": "https://vpn.example.com", "ip": "192.168.0.17"},
+    "access": [{"group": "example:family", "members": ["bob@"], "reach": ["apps"]}],
+}
+NO_BACKUP = [
+    "iluvatar:backup",
+    "iluvatar:apps[0].backup",
+    "iluvatar:apps[1].backup",
+    "iluvatar:apps[5].backup",
+    "iluvatar:apps[6].backup",
+    "iluvatar:backupS3AccessKeyId",
+    "iluvatar:backupS3SecretAccessKey",
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "delete", "expected"),
+    [
+        ({}, [], "longhorn-encrypted"),
+        ({"iluvatar:storage.ainur.encrypted": False}, [], "longhorn"),
+        (
+            {
+                "iluvatar:nodes[0].dataDisks": [],
+                "iluvatar:nodes[1].dataDisks": [],
+                "iluvatar:nodes[2].dataDisks": [],
+                "iluvatar:storage.ainur.defaultClass": "local-path",
+            },
+            [],
+            "local-path",
+        ),
+        ({"iluvatar:storage.ainur.encrypted": False}, NO_BACKUP, "longhorn"),
+    ],
+)
+def test_the_claims_class_is_the_plans(tmp_path: Path, changes: dict[str, object], delete: list[str], expected: str) -> None:
+    from plans import storage as storage_plan
+
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {**changes, "iluvatar:remoteAccess": HEADSCALE_ACCESS}, delete)))
+    assert day2.state_class(stack) == storage_plan.git_mirror_class(stack) == expected
+    assert rollout.ainur_state(stack, stack.ainur_nodes)["headscaleClass"] == expected
+
+
+def test_headscales_claim_changes_class_only_with_a_backup_to_restore(tmp_path: Path) -> None:
+    """The class recorded, a change refused without iluvatar:backup; with it (the runbook restores the state), on a first
+    deployment, from outputs without the record, or without Headscale, nothing is refused."""
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    ran = {"k3sVersion": "v1.35.8+k3s1", "nodes": {}, "secretsEncryption": True, "headscaleClass": "longhorn-encrypted"}
+    moved = load_stack_file(
+        write_stack(
+            tmp_path / "a", edit(homelab_doc(), {"iluvatar:storage.ainur.encrypted": False, "iluvatar:remoteAccess": HEADSCALE_ACCESS}, NO_BACKUP)
+        )
+    )
+    assert [p.path for p in day2.check(moved, DeployedArda(), ran)] == ["iluvatar:storage.ainur.encrypted"]
+    assert day2.check(moved, DeployedArda(), None) == []
+    assert day2.check(moved, DeployedArda(), {k: v for k, v in ran.items() if k != "headscaleClass"}) == []
+    assert day2.check(moved, DeployedArda(), {**ran, "headscaleClass": "longhorn"}) == []
+    backed_up = load_stack_file(
+        write_stack(tmp_path / "b", edit(homelab_doc(), {"iluvatar:storage.ainur.encrypted": False, "iluvatar:remoteAccess": HEADSCALE_ACCESS}))
+    )
+    assert day2.check(backed_up, DeployedArda(), ran) == []
+    without = load_stack_file(write_stack(tmp_path / "c", edit(homelab_doc(), {"iluvatar:storage.ainur.encrypted": False}, NO_BACKUP)))
+    assert day2.check(without, DeployedArda(), ran) == []
+
+
+def test_ardas_networks_are_recorded_and_kept(tmp_path: Path) -> None:
+    """The `arda` output records the subnets Talos runs (the last patch to set each, else its defaults); a change against
+    the record is refused at the patch that makes it; nothing on a first deployment or from outputs without the record."""
+    for sub in "ab":
+        (tmp_path / sub).mkdir()
+    stack = _edited(tmp_path / "a", {})
+    from plans import bringup
+
+    names = [n.name for n in bringup.rollout_order(stack)]
+    recorded = rollout.state(stack, dict.fromkeys(names, "factory.talos.dev/installer/x:v1.14.1"), dict.fromkeys(names, "d1"))["clusterNetwork"]
+    assert recorded == day2.arda_subnets(stack) == {"podSubnets": ["10.244.0.0/16"], "serviceSubnets": ["10.96.0.0/12"]}
+    patched = _edited(
+        tmp_path / "b",
+        {
+            "iluvatar:arda.patches": [
+                {"cluster": {"network": {"podSubnets": ["10.200.0.0/16"]}}},
+                {"cluster": {"network": {"podSubnets": ["172.20.0.0/16"]}}},
+            ]
+        },
+    )
+    assert day2.arda_subnets(patched) == {"podSubnets": ["172.20.0.0/16"], "serviceSubnets": ["10.96.0.0/12"]}
+    running = {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}
+    assert [p.path for p in day2.check(patched, DeployedArda.from_output({**running, "clusterNetwork": recorded}))] == [
+        "iluvatar:arda.patches[1].cluster.network.podSubnets"
+    ]
+    assert day2.check(patched, DeployedArda.from_output(running)) == []
+    assert day2.check(patched, DeployedArda()) == []
+    assert day2.check(stack, DeployedArda.from_output({**running, "clusterNetwork": recorded})) == []

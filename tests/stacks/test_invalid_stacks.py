@@ -39,9 +39,9 @@ def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Pat
         problems = netboot_mode.check(load_stack_file(path), case["dnsmasqConf"])
         assert [str(p) for p in problems] == case["expect"]
         return
-    if "arda" in case:
-        # Refused against the last deployment's `arda` output (stacks.day2), as `pulumi preview` reads it back.
-        problems = day2.check(load_stack_file(path), day2.DeployedArda.from_output(case["arda"]))
+    if "arda" in case or "ainur" in case:
+        # Refused against the last deployment's `arda` and `ainur` outputs (stacks.day2), as `pulumi preview` reads them back.
+        problems = day2.check(load_stack_file(path), day2.DeployedArda.from_output(case.get("arda")), case.get("ainur"))
         assert [str(p) for p in problems] == case["expect"]
         return
     with pytest.raises(StackConfigError) as err:

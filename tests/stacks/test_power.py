@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from stacks import read_stack_file
+from stacks import power, read_stack_file
 from stacks.pulumi_source import load
 from stacks.secrets import Secure
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
@@ -157,3 +157,23 @@ def test_a_stack_file_with_secret_entries_holds_the_key_as_a_secret_and_each_ent
     value = sf.config["iluvatar:bmcPasswords"]
     assert sorted(value) == ["192.168.0.5", "192.168.0.6"]
     assert all(isinstance(v, Secure) for v in value.values())
+
+
+@pytest.mark.parametrize(
+    ("kernel_args", "off"),
+    [
+        ((), False),
+        (("net.ifnames=0",), True),
+        (("net.ifnames=OFF",), True),
+        (("net.ifnames=No",), True),
+        (("net.ifnames=False",), True),
+        (("net.ifnames=0", "net.ifnames=1"), False),
+        (("net.ifnames=1", "net.ifnames=0"), True),
+        (("net.ifnames=0", "-net.ifnames"), False),
+        (("net.ifnames",), False),
+        (("console=ttyS0", "net.ifnames=n"), True),
+    ],
+)
+def test_predictable_names_are_off_as_udev_reads_the_command_line(kernel_args: tuple[str, ...], off: bool) -> None:
+    """udev's parse_boolean, in any case; its last net.ifnames wins; Image Factory's -net.ifnames drops the earlier ones."""
+    assert power.predictable_names_off(kernel_args) is off

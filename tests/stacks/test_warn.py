@@ -94,6 +94,21 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     # Without Arda's encryption there is no KMS key to leak: the choice is the stack's own.
     ("ainur-secrets-in-clear-without-the-kms", {"iluvatar:ainur.secretsEncryption": False, "iluvatar:arda.encryption": {"enabled": False}}, []),
+    # The Ainur's claims asked encrypted where Longhorn does not run: they stay on local-path, in clear.
+    (
+        "ainur-claims-encrypted-without-longhorn",
+        {
+            "iluvatar:nodes[0].dataDisks": [],
+            "iluvatar:nodes[1].dataDisks": [],
+            "iluvatar:nodes[2].dataDisks": [],
+            "iluvatar:storage.ainur.defaultClass": "local-path",
+        },
+        [
+            "iluvatar:storage.ainur.encrypted: true, but Longhorn does not run on the Ainur (no Pi that boots from its card has "
+            "dataDisks), so the claim of the Git mirror is made on local-path, in clear on a Pi's card; give a Pi dataDisks to "
+            "have it encrypted (docs/day2.md#the-ainurs-longhorn-claims-encrypted), or write false to say it stays in clear"
+        ],
+    ),
 ]
 
 

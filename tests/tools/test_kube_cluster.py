@@ -201,9 +201,12 @@ def test_no_other_workload_of_ours_calls_the_api() -> None:
     """The netboot pod's lease scripts are the program's only in-cluster API client (tests/netns proves
     their Role); the Git mirror runs git, the retire Job runs ceph: neither reads a token or the API."""
     stack = read_stack_file(HOMELAB).parse()
+    assert stack.ainur is not None
     mirror = [c for d in netboot.git_mirror_manifests(stack) if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
     retire = storage.retire_job(stack.arda_nodes[0].model_copy(update={"retire": True}))
     scripts: list[Any] = [c.get("command") for c in mirror] + [c.get("command") for c in retire["spec"]["template"]["spec"]["containers"]]
     text = repr(scripts)
     assert scripts and not any(word in text for word in ("KUBERNETES_SERVICE", "serviceaccount", "kubectl", "/api/v1"))
-    assert "KUBERNETES_SERVICE_HOST" in netboot.restore_leases_script() and "KUBERNETES_SERVICE_HOST" in netboot.save_leases_script()
+    assert "KUBERNETES_SERVICE_HOST" in netboot.restore_leases_script() and "KUBERNETES_SERVICE_HOST" in netboot.save_leases_script(
+        address=str(stack.ainur.service_ip)
+    )
