@@ -33,7 +33,7 @@ from plans import lifetimes
 from plans import logs as logs_plan
 from plans import talos as talos_plan
 from stacks import encryption
-from stacks.pulumi_source import load
+from stacks.pulumi_source import KUBE_VIP_OUTPUT, load
 
 loaded = load()
 stack = loaded.config
@@ -93,11 +93,14 @@ if ainur is not None:
             valar=ainur.any_valar,
             commands=ainur.access.commands,
             previous_dnsmasq_conf=loaded.dnsmasq_output,
+            after_pis=[s for pi in ainur.pis.values() for s in (pi.last, pi.netboot_ready) if s is not None],
         ),
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
+    if netboot.kube_vip_rolled is not None:
+        pulumi.export(KUBE_VIP_OUTPUT, netboot.kube_vip_rolled)
 
 # The KMS Arda's `kms` disk encryption keys unlock with (plans.kms), on the Ainur: a disk or machine out of the house cannot
 # reach it. Its key is in clear only in Pulumi's state (or, restored from its backup, the stack's secret config) and the

@@ -54,6 +54,21 @@ class NetbootArgs:
     # The last deployment's output `dnsmasqConf`: the mode and service address its dnsmasq runs with until the netboot
     # objects change, which the DHCP probe must count as the Ainur's own (stacks.netboot_mode).
     previous_dnsmasq_conf: str | None = None
+    # Every Pi's last step and netboot-ready gate (components.ainur): kube-vip's roll runs after them, so no Pi's k3s
+    # restarts while the holder of the service address has its kube-vip replaced (plans.netboot.vip_roll).
+    after_pis: Sequence[pulumi.Resource] = ()
+
+
+def _settled(value: pulumi.Output[str]) -> pulumi.Output[str]:
+    """`value`, or "" where the resource it comes from failed (its future raises): any failure is "not finished"."""
+
+    async def settle() -> str:
+        try:
+            return await value.future() or ""
+        except Exception:
+            return ""
+
+    return pulumi.Output.from_input(settle())
 
 
 class Netboot(pulumi.ComponentResource):
@@ -79,6 +94,7 @@ class Netboot(pulumi.ComponentResource):
         manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots, deployed)
         namespace = manifests[0]
         self.objects = {}
+        self.kube_vip_rolled: pulumi.Output[str] | None = None
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
         self.objects[kube.resource_name(name, namespace)] = ns
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.schematics])
@@ -221,7 +237,10 @@ class Netboot(pulumi.ComponentResource):
             router_off = command.remote.Command(
                 f"{name}-router-off",
                 connection=args.valar,
-                create=dhcp_probe.off_script(
+                # kube-vip on every Ready Pi first (OnDelete: not awaited by Pulumi), so the household's time without
+                # a lender does not include its first image pull (plans.netboot.vip_roll.running_script).
+                create=vip_roll.running_script()
+                + dhcp_probe.off_script(
                     ours,
                     str(stack.network.lan),
                     router_where[0],
@@ -236,7 +255,9 @@ class Netboot(pulumi.ComponentResource):
                     pulumi.ResourceOptions(
                         provider=args.commands,
                         depends_on=[made[r] for r in made if r not in own_balancers],
-                        custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES}m")),
+                        custom_timeouts=pulumi.CustomTimeouts(
+                            create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES + -(-vip_roll.RUNNING_SECONDS // 60)}m")
+                        ),
                     ),
                 ),
             )
@@ -295,22 +316,36 @@ class Netboot(pulumi.ComponentResource):
             # the service address last, so the household's DNS is away only for one kube-vip's restart there
             # (plans.netboot.vip_roll). Its trigger is the template itself: an `up` stopped after the DaemonSet changed
             # and before this step ended runs it again, and it reads from the cluster what is left to replace. After
-            # netboot-cache too, which pulls kube-vip's image on every Pi (plans.netboot.pods.cache_pod).
+            # netboot-cache too, which pulls kube-vip's image on every Pi (plans.netboot.pods.cache_pod); after every
+            # Pi's k3s step and netboot-ready gate (args.after_pis) and the netboot pod's replacement, so neither a
+            # restart of the API or of the holder's kubelet nor a move of the netboot pod falls inside the holder's gap.
             [vips] = [m for m in others if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", vip_roll.DAEMONSET)]
             vips_digest = vip_roll.template_digest(stack)
-            bound = vip_roll.OBSERVED_SECONDS + vip_roll.POD_SECONDS * len(stack.ainur_nodes)
-            self.objects[f"{name}-kube-vip-roll"] = command.remote.Command(
+            # The engine's bound on the stack's Pis; the script stops itself within its own bound on the cluster's
+            # Nodes, which is this one unless the cluster has Nodes the stack no longer names.
+            bound = vip_roll.step_seconds(len(stack.ainur_nodes))
+            self.objects[f"{name}-kube-vip-roll"] = roll_step = command.remote.Command(
                 f"{name}-kube-vip-roll",
                 connection=args.valar,
-                create=vip_roll.roll_script(),
+                create=vip_roll.roll_script(str(plan.service_ip(stack)), total_seconds=bound),
                 triggers=[vips_digest],
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.commands,
-                    depends_on=[self.objects[kube.resource_name(name, vips)], self.objects[f"{name}-daemonset-netboot-cache"]],
+                    depends_on=[
+                        self.objects[kube.resource_name(name, vips)],
+                        self.objects[f"{name}-daemonset-netboot-cache"],
+                        *(self.objects[kube.resource_name(name, m)] for m in pod),
+                        *args.after_pis,
+                    ],
                     custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{-(-bound // 60)}m")),
                 ),
             )
+            # What the day-2 plan compares the next template with (stacks.pulumi_source.recorded_ainur): the template's
+            # digest once the step has finished with it (its id resolves only for a step created, or kept, without
+            # error), "" when it failed, so the next preview still names the roll. Caught here: an error of the step
+            # must not keep the program's other outputs from being written.
+            self.kube_vip_rolled = _settled(roll_step.id.apply(lambda _: vips_digest))
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
         self._name, self._schematics, self._stack = name, list(args.schematics), stack
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]

@@ -39,6 +39,7 @@ from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
 from plans import imagefactory, netboot, rollout, yamltext
 from plans.netboot.base import DNSMASQ_CONFIGMAP_PREFIX
 from stacks.netboot_mode import deployed_mode
+from stacks.pulumi_source import recorded_ainur
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"
@@ -423,7 +424,7 @@ def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
     step that runs on Arda and the Ainur, in order, and why."""
     # A move between DHCP modes first: it is the household's, and it says when the router's part is done.
     modes = (deployed_mode(previous.get("dnsmasqConf")), deployed_mode(sim.outputs.get("dnsmasqConf")))
-    arda = rollout.plan(previous.get("arda"), sim.outputs["arda"], sim.now, ainur=(previous.get("ainur"), sim.outputs.get("ainur")))
+    arda = rollout.plan(previous.get("arda"), sim.outputs["arda"], sim.now, ainur=(recorded_ainur(previous), sim.outputs.get("ainur")))
     return rollout.describe_mode(*modes) + arda
 
 

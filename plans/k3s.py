@@ -424,31 +424,41 @@ class Outage:
     server: str
 
 
+# Each /readyz poll of the outage watcher is bounded to this: well under the service election's 19 s ride-out.
+WATCH_POLL_SECONDS = 2
+
+
 def outage_functions(node: Node, outage: Outage, bound: int) -> str:
     """`api_watch_start`, run right before k3s restarts on the one valar: a watcher in the background asking the API
     /readyz every second at the address kube-vip-services reaches it at (`outage.server`: what the service election
     rides on, not k3s's local 127.0.0.1), for at most `bound` seconds, noting its first unanswered poll and its next answer; and
     `api_watch_report`, once the step has seen k3s back: how long the API did not answer, and a warning when that is
     longer than the service address's election rides out (the household's DNS, and DHCP in `dhcp` mode, then went
-    for about the excess). Measured to about a second, the poll's pace. With one valar this is the API every Pi's
+    for about the excess). Measured to about ±2 s: a poll each second, each a `k3s kubectl` start (0.3-1 s on a Pi),
+    and a poll k3s holds without answering ends at its bound (WATCH_POLL_SECONDS, kubectl's last --request-timeout
+    wins). With one valar this is the API every Pi's
     kube-vip renews through (kube-vip-services uses in-cluster config, kube-vip v0.9.2 pkg/manager/manager.go:140)."""
-    poll = f"sudo {KUBECTL} --server {outage.server} get --raw /readyz >/dev/null 2>&1"
+    poll = f"sudo {KUBECTL} --server {outage.server} --request-timeout={WATCH_POLL_SECONDS}s get --raw /readyz >/dev/null 2>&1"
     lost = f"$((down - {outage.dropped})) to $((down - {outage.dropped} + {math.ceil(outage.back)}))"
     return f"""api_watch=""
 api_watch_start() {{
   api_watch=$(mktemp)
-  # Its own output nowhere: a step that stops early must not have its SSH session wait on the watcher's.
+  # Its own output nowhere: a step that stops early must not have its SSH session wait on the watcher's. It stops with
+  # the step ($$, the step's shell, gone: failed or killed before its report) and then removes its file, which the
+  # report removes otherwise; each poll is bounded (a k3s that takes the connection and never answers).
   (
     first="" end=$(( $(date +%s) + {bound} ))
-    while [ "$(date +%s)" -lt "$end" ]; do
+    while [ "$(date +%s)" -lt "$end" ] && kill -0 $$ 2>/dev/null; do
       if {poll}; then
-        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch"; exit 0; fi
+        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch"; break; fi
       elif [ -z "$first" ]; then
         first=$(date +%s)
         echo "$first" > "$api_watch"
       fi
       sleep 1
     done
+    while kill -0 $$ 2>/dev/null; do sleep 1; done
+    rm -f "$api_watch"
   ) </dev/null >/dev/null 2>&1 &
   api_watcher=$!
 }}

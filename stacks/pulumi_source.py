@@ -36,6 +36,22 @@ STORAGE_OUTPUT = "storage"
 ARDA_OUTPUT = "arda"
 REMOTE_ACCESS_OUTPUT = "remoteAccess"
 AINUR_OUTPUT = "ainur"
+# The digest of kube-vip-services' template its roll step last finished with (plans.netboot.vip_roll), or "" when
+# the step did not finish: what the day-2 plan compares, not the `ainur` output's own `kubeVip` (the program's).
+KUBE_VIP_OUTPUT = "kubeVipRolled"
+
+
+def recorded_ainur(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The output `ainur` as the day-2 plan reads it: its `kubeVip` the roll step's own record where the deployment
+    wrote one (a roll that failed or was cut short records "": the plan still names the roll), else the program's
+    (a deployment of an older Iluvatar)."""
+    ainur = outputs.get(AINUR_OUTPUT)
+    if not isinstance(ainur, Mapping) or KUBE_VIP_OUTPUT not in outputs:
+        return ainur if isinstance(ainur, Mapping) else None
+    rolled = outputs[KUBE_VIP_OUTPUT]
+    return {**ainur, "kubeVip": rolled if isinstance(rolled, str) and rolled else None}
+
+
 # The netboot layer's dnsmasq config: where day2 reads an older deployment's service address.
 DNSMASQ_OUTPUT = "dnsmasqConf"
 # What a secret key set in plain text reads as: present, not a secret, and never its value (parse_stack refuses it).
@@ -211,7 +227,7 @@ def load() -> LoadedStack:
         deployed,
         arda,
         ainur,
-        dict(outputs[AINUR_OUTPUT]) if isinstance(outputs.get(AINUR_OUTPUT), Mapping) else {},
+        dict(recorded_ainur(outputs) or {}),
         dict(outputs[REMOTE_ACCESS_OUTPUT]) if isinstance(outputs.get(REMOTE_ACCESS_OUTPUT), Mapping) else {},
         dnsmasq_output=outputs[DNSMASQ_OUTPUT] if isinstance(outputs.get(DNSMASQ_OUTPUT), str) else None,
     )

@@ -94,7 +94,8 @@ def save_leases_script(lease_file: str = LEASE_FILE, interval: int = LEASE_SYNC_
     evicted pod's is no longer Ready (kube-vip v0.9.2 pkg/manager/watch_endpoints.go:84-106). A resourceVersion would
     not say which pod is right: it fences out whichever writes second, which may be the replacement. A change not saved
     while the address is away stays unsaved (`last` is kept) and is saved once the address is back. The check and the
-    PUT are not atomic: an address that leaves between them lets one last save through, a second or less old."""
+    PUT are not atomic: an address that leaves between them lets one last save through, the PUT up to its 10 s bound
+    (curl --max-time) old. On TERM, a pod that held the address at its last check saves once more (`final`)."""
     body = (
         '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"'
         + LEASES_CONFIGMAP
@@ -114,22 +115,43 @@ def save_leases_script(lease_file: str = LEASE_FILE, interval: int = LEASE_SYNC_
         + _API
         + 'last=""\n'
         + 'away=""\n'
+        + 'here=""\n'
+        + "save() {\n"
+        + f"  body='{body}'\n"
+        + f'  code=$(api -X PUT --data-binary "$body" "$CM/{LEASES_CONFIGMAP}")\n'
+        + '  if [ "$code" = 404 ]; then code=$(api -X POST --data-binary "$body" "$CM"); fi\n'
+        + '  if [ "$code" = 200 ] || [ "$code" = 201 ]; then last=$sum; else echo "saving leases: HTTP $code" >&2; fi\n'
+        + "}\n"
+        # On TERM (the pod deleted: a Recreate, a drain, an eviction), the Service drops the pod's endpoint at once and
+        # kube-vip deletes the address within about a second (Kubernetes v1.35.1 pkg/controller/endpoint/
+        # endpoints_controller.go:396 with k8s.io/endpointslice v0.35.1 util/controller_utils.go:188-190; kube-vip
+        # v0.9.2 pkg/manager/watch_endpoints.go:84-106), before the next check: a pod that held the address at its
+        # last check saves what dnsmasq wrote since, once. An evicted pod whose address left earlier stays fenced.
+        + "final() {\n"
+        + f'  if [ -n "$here" ] && [ -f {lease_file} ]; then\n'
+        + f"    sum=$(md5sum < {lease_file})\n"
+        + '    [ "$sum" = "$last" ] || save\n'
+        + "  fi\n"
+        # The interval's sleep, started last ($!: a trap runs between commands, so after `&` has set it).
+        + '  [ -z "${!:-}" ] || kill "$!" 2>/dev/null\n'
+        + "  exit 0\n"
+        + "}\n"
+        + "trap final TERM\n"
         + f"{loop}\n"
+        + f'  if {LOCAL_ADDRESSES} | grep -qxF {address}; then here=1; else here=""; fi\n'
         + f"  if [ -f {lease_file} ]; then\n"
         + f"    sum=$(md5sum < {lease_file})\n"
         + '    if [ "$sum" = "$last" ]; then\n'
         + "      :\n"
-        + f"    elif ! {LOCAL_ADDRESSES} | grep -qxF {address}; then\n"
+        + '    elif [ -z "$here" ]; then\n'
         + f'      [ -n "$away" ] || echo "{away}" >&2\n'
         + "      away=1\n"
         + "    else\n"
         + '      away=""\n'
-        + f"      body='{body}'\n"
-        + f'      code=$(api -X PUT --data-binary "$body" "$CM/{LEASES_CONFIGMAP}")\n'
-        + '      if [ "$code" = 404 ]; then code=$(api -X POST --data-binary "$body" "$CM"); fi\n'
-        + '      if [ "$code" = 200 ] || [ "$code" = 201 ]; then last=$sum; else echo "saving leases: HTTP $code" >&2; fi\n'
+        + "      save\n"
         + "    fi\n"
         + "  fi\n"
-        + ("" if once else f"  sleep {interval}\n")
+        # In the background and waited on: sh runs a trap only once its foreground command is done.
+        + ("" if once else f"  sleep {interval} &\n  wait $!\n")
         + "done\n"
     )

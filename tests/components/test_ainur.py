@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import json
@@ -11,9 +12,11 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
+from components import netboot as netboot_component
 from iluvatar import simulate as simulate_module
 from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
 from iluvatar.simulate import MOCK_CA_HASH, PLACEHOLDER, SecretValue, Simulation, simulate
@@ -185,12 +188,52 @@ def test_kube_vip_services_is_rolled_by_its_step_after_each_change_of_its_templa
     assert daemonset.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     digest = hashlib.sha256(json.dumps(daemonset.inputs["spec"]["template"], sort_keys=True).encode()).hexdigest()[:16]
     assert step.inputs["triggers"] == [digest]
-    assert step.inputs["create"] == vip_roll.roll_script()
+    assert step.inputs["create"] == vip_roll.roll_script(str(netboot_plan.service_ip(load_stack_file(HOMELAB))), total_seconds=720)
     # After netboot-cache too, which pulls kube-vip's image on every Pi: the holder's new kube-vip starts with no pull.
-    assert {daemonset.urn, regs["netboot-daemonset-netboot-cache"].urn} <= set(step.dependencies)
+    # And after every Pi's k3s step and netboot-ready gate and the netboot pod's replacement: no API or kubelet restart,
+    # nor a move of the netboot pod, inside the holder's gap. Directly: the engine's closure of each is not needed.
+    names = {r.urn: n for n, r in regs.items()}
+    pis = [f"ainur-{pi}-{step}" for pi in ("eonwe", "ilmare", "manwe") for step in ("k3s", "netboot-ready")]
+    assert sorted(names[u] for u in step.dependencies) == sorted(
+        [*pis, "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache", "netboot-deployment-netboot"]
+    )
     assert isinstance(step.inputs["connection"], SecretValue) and step.inputs["connection"].value["host"] == "192.168.0.10"
-    # 60 s for the controller, 180 s for each of the three Pis: 10 min, and the engine's margin.
-    assert step.custom_timeouts == {"create": "15m"}
+    # 120 s (the controller, the holder's Lease and DNS) and 200 s (a start and a 20 s steady window) for each of the
+    # three Pis: 12 min, and the engine's margin.
+    assert step.custom_timeouts == {"create": "17m"}
+
+
+def test_the_roll_steps_own_record_is_what_the_next_day2_plan_compares(homelab: Simulation) -> None:
+    """The output `kubeVipRolled` is the template's digest once the step has finished with it, or "" when the step
+    failed (its id's future raising is caught, so the program's other outputs are still written): the next preview
+    then names the roll again (stacks.pulumi_source.recorded_ainur)."""
+    digest = homelab.named()["netboot-kube-vip-roll"].inputs["triggers"][0]
+    assert homelab.outputs["kubeVipRolled"] == digest == vip_roll.template_digest(load_stack_file(HOMELAB))
+
+    async def value(future: asyncio.Future[str]) -> str | None:
+        known: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        secret: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        known.set_result(True)
+        secret.set_result(False)
+        return await netboot_component._settled(pulumi.Output(set(), future, known, secret)).future()
+
+    async def failed() -> str | None:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.set_exception(RuntimeError("netboot-kube-vip-roll: Process exited with status 1"))
+        return await value(future)
+
+    async def finished() -> str | None:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.set_result(digest)
+        return await value(future)
+
+    # On a loop of its own: asyncio.run would leave the thread without the loop the other simulations run on.
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(failed()) == ""
+        assert loop.run_until_complete(finished()) == digest
+    finally:
+        loop.close()
 
 
 def test_cloud_init_files_are_exported_in_clear_per_pi(homelab: Simulation) -> None:

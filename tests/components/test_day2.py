@@ -17,7 +17,7 @@ from iluvatar.render import rollout_text
 from iluvatar.simulate import Registration, Simulation, simulate
 from plans import netboot as netboot_plan
 from plans import rollout
-from plans.netboot import dhcp_probe
+from plans.netboot import dhcp_probe, vip_roll
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
 from tests.sims import homelab_next, outputs_of, simulated
@@ -275,6 +275,11 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
         in off.inputs["create"]
     )
     assert off.urn in regs["netboot-deployment-netboot"].dependencies
+    # kube-vip running on every Ready Pi first (Pulumi does not await its OnDelete DaemonSet, which it follows): the
+    # household's time without a lender does not include a first image pull; 3 min more for that wait.
+    assert off.inputs["create"].startswith(vip_roll.running_script() + "set -eu\n")
+    assert regs["netboot-daemonset-kube-vip-services"].urn in off.dependencies
+    assert off.custom_timeouts == {"create": "23m"}
     assert {regs[n].urn for n in ("netboot-configmap-netboot", "netboot-clearance", "netboot-dhcp-probe")} <= set(off.dependencies)
     assert off.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
     # Nothing to turn off on a move to proxy. In dhcp mode the step is always there, and reads what runs (issue 53: the
@@ -778,3 +783,14 @@ def test_a_pi_whose_step_found_its_clock_behind_runs_it_again_and_says_why(homel
         "not within k3s's 120 days; k3s renews them by the Pi's own clock, so its step restarted nothing; set its clock (look "
         "with: timedatectl status): this run's k3s step tries again"
     ]
+
+
+def test_a_roll_of_kube_vip_that_failed_is_named_again_by_the_next_plan(homelab: Simulation) -> None:
+    """The `ainur` output records the program's template whatever happened to the roll; the step's own record
+    (`kubeVipRolled`) is "" after a roll that failed, so the next preview names the roll again, though the template
+    did not change since; a roll that finished leaves nothing to say."""
+    previous = outputs_of(homelab)
+    assert previous["kubeVipRolled"] == previous["ainur"]["kubeVip"] == vip_roll.template_digest(load_stack_file(HOMELAB))
+    assert "kube-vip" not in rollout_text(homelab, previous)
+    failed = {**previous, "kubeVipRolled": ""}
+    assert f"Ainur: {vip_roll.UNRECORDED_LINE}\n" in rollout_text(homelab, failed)

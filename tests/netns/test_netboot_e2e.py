@@ -9,8 +9,11 @@ import base64
 import concurrent.futures
 import hashlib
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -256,6 +259,68 @@ def _leases(api: kubeapi.KubeApi) -> bytes:
     configmap = api.cluster.client.get("v1", "ConfigMap", netboot.LEASES_CONFIGMAP, netboot.NAMESPACE)
     assert configmap is not None
     return base64.b64decode(configmap["binaryData"]["leases"])
+
+
+@contextmanager
+def sidecar(api: kubeapi.KubeApi, net: Lan, script: str) -> Iterator[subprocess.Popen[str]]:
+    """save-leases as the pod's sidecar runs it, in the background on the Pi's network; stopped by the test (TERM, as
+    the kubelet stops it) or, if the test failed first, killed."""
+    variables = [f"{k}={v}" for k, v in api.env.items() if k != "TOKEN"]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", net.pi, "env", *variables, "sh", "-c", script], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        # Its group too: a sleep of a sidecar stopped before its trap ended it.
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+@pytest.mark.kube
+def test_a_netboot_pod_stopped_while_it_held_the_service_address_saves_its_last_leases(
+    net: Lan, tmp_path: Path, kube_fresh: Callable[..., Cluster]
+) -> None:
+    """A netboot pod deleted (a Recreate, a drain): kube-vip deletes the service address about a second after, before
+    save-leases' next check, and the kubelet sends TERM. The sidecar, which held the address at its last check, saves
+    what dnsmasq wrote since, once, to the real API server. An evicted pod whose address left before its last check
+    saves nothing on TERM."""
+    lease_file = tmp_path / "leases" / "dnsmasq.leases"
+    lease_file.parent.mkdir()
+    first = "1767225600 02:00:5e:00:0e:01 192.168.0.150 * 01:02:00:5e:00:0e:01\n"
+    granted = first + "1767225600 02:00:5e:00:0e:02 192.168.0.151 * 01:02:00:5e:00:0e:02\n"
+    held = "192.0.2.15"  # TEST-NET-1: the service address, on this Pi until kube-vip deletes it
+    with kube_api(tmp_path, kube_fresh, HOMELAB, net) as api:
+        in_ns(net.pi, "ip", "addr", "add", f"{held}/32", "dev", "lo")
+        try:
+            lease_file.write_text(first)
+            # Its interval longer than the test: only its first check and TERM save.
+            with sidecar(api, net, netboot.save_leases_script(str(lease_file), interval=3600, address=held)) as proc:
+                assert api.wait_for_calls(2) == [("update", kubeapi.ITEM, 404), ("create", kubeapi.COLLECTION, 201)]
+                lease_file.write_text(granted)  # dnsmasq's grant since the last save
+                in_ns(net.pi, "ip", "addr", "del", f"{held}/32", "dev", "lo")  # kube-vip's release
+                proc.terminate()
+                assert proc.wait(timeout=30) == 0
+                assert proc.stderr is not None and proc.stderr.read() == ""
+        finally:
+            in_ns(net.pi, "ip", "addr", "del", f"{held}/32", "dev", "lo", check=False)
+        assert api.wait_for_calls(3)[2:] == [("update", kubeapi.ITEM, 200)]
+        assert _leases(api).decode() == granted
+        # An evicted pod: the address was gone at its last check, so its TERM saves nothing over the serving pod's.
+        lease_file.write_text(first)
+        with sidecar(api, net, netboot.save_leases_script(str(lease_file), interval=3600, address=held)) as proc:
+            assert proc.stderr is not None
+            assert proc.stderr.readline() == (
+                f"iluvatar: not saving the leases: the service address {held} is not on this Pi, so this pod is not the one "
+                "serving (kube-vip holds the address where the netboot pod is Ready); a change is saved once the address is back here\n"
+            )
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
+        assert len(api.calls()) == 3
+        assert _leases(api).decode() == granted
 
 
 @pytest.mark.kube

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -1618,3 +1620,46 @@ def test_only_the_one_valars_join_and_k3s_step_measure_the_apis_outage() -> None
     for node in three.by_role("valar"):
         assert roll.outage(three, node) is None
         assert "api_watch" not in roll.join_script(three, node) + roll.k3s_script(three, node)
+
+
+def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Path) -> None:
+    """A step that fails between the watcher's start and its report (k3s not serving within its bound): the watcher
+    sees the step's shell gone, stops polling and removes its file, though its own bound (here 600 s) is far off. Each
+    poll carries a 2 s request timeout, the last on kubectl's line (the one that counts)."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    calls = tmp_path / "calls"
+    (bin_ / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    # The API down: every poll fails, and says how it was called.
+    (bin_ / "k3s").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 1\n')
+    for name in ("sudo", "k3s"):
+        (bin_ / name).chmod(0o755)
+    [valar] = [n for n in load_stack_file(HOMELAB).ainur_nodes if n.role == "valar"]
+    script = (
+        "set -eu\n"
+        + k3s.outage_functions(valar, k3s.Outage(ridden=19, dropped=20, back=2.2), 600)
+        + 'api_watch_start\necho "$api_watcher $api_watch"\n'
+        # The step goes on only once the watcher has polled (its first unanswered poll noted), then fails.
+        + 'until [ -s "$api_watch" ]; do sleep 0.1; done\nexit 1\n'
+    )
+    done = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    pid, watch = done.stdout.split()
+
+    def ended() -> bool:
+        status = Path(f"/proc/{pid}/status")
+        try:
+            return "\nState:\tZ" in status.read_text()
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 10
+    try:
+        while not ended():
+            assert time.monotonic() < deadline, "the watcher still polls 10 s after its step ended"
+            time.sleep(0.1)
+    finally:
+        if not ended():
+            os.kill(int(pid), signal.SIGKILL)
+    assert not Path(watch).exists()
+    assert calls.read_text().splitlines()[0] == "kubectl --request-timeout=10s --request-timeout=2s get --raw /readyz"

@@ -1090,8 +1090,10 @@ def test_a_pod_on_a_pi_without_the_service_address_never_saves_over_the_serving_
 
 def test_the_lease_sidecar_saves_every_interval_until_stopped() -> None:
     script = netboot.save_leases_script(address="192.168.0.14")
-    assert script.splitlines()[6:9] == ['last=""', 'away=""', "while true; do"]
-    assert script.endswith("  sleep 2\ndone\n")
+    assert script.splitlines()[6:10] == ['last=""', 'away=""', 'here=""', "save() {"]
+    assert "trap final TERM\nwhile true; do\n" in script
+    # Waited on in the background, so TERM runs its trap at once, not after the sleep.
+    assert script.endswith("  sleep 2 &\n  wait $!\ndone\n")
     assert "sleep" not in netboot.save_leases_script(once=True, address="192.168.0.14")
 
 

@@ -12,7 +12,7 @@ from plans.netboot import dnsmasq_conf
 from stacks import load_stack_file
 from stacks.day2 import DeployedArda, machines_of
 from stacks.load import ORDER
-from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, UNDECRYPTED, _decode, last_outputs, load
+from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, UNDECRYPTED, _decode, last_outputs, load, recorded_ainur
 from stacks.secrets import Secure
 from stacks.storage import Deployed
 from tests.edit import HOMELAB, homelab_stack_file
@@ -251,6 +251,20 @@ def test_load_reads_back_what_the_last_deployment_ran() -> None:
     assert loaded.arda == DeployedArda.from_output(RUNNING) and loaded.arda.talos_version == "v1.13.0"
     assert loaded.ainur == machines_of(AINUR_RAN) == {"manwe": {"role": "valar"}}
     assert loaded.ainur_output == AINUR_RAN
+
+
+def test_the_day2_plan_reads_kube_vips_template_from_its_roll_steps_record() -> None:
+    """A roll that failed records "" (the step's output caught, stacks.pulumi_source.KUBE_VIP_OUTPUT): the plan reads
+    no template then, whatever the program's `kubeVip` said, so the next preview still names the roll; a deployment
+    of an older Iluvatar has no record and keeps the program's."""
+    ainur = {**AINUR_RAN, "kubeVip": "c8c90d36ab5b8c70"}
+    assert recorded_ainur({"ainur": ainur, "kubeVipRolled": ""}) == {**AINUR_RAN, "kubeVip": None}
+    assert recorded_ainur({"ainur": ainur, "kubeVipRolled": "0123456789abcdef"}) == {**AINUR_RAN, "kubeVip": "0123456789abcdef"}
+    assert recorded_ainur({"ainur": ainur}) == ainur
+    assert recorded_ainur({"kubeVipRolled": ""}) is None
+    _answering({"arda": RUNNING, "ainur": ainur, "kubeVipRolled": ""})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    assert load().ainur_output == {**AINUR_RAN, "kubeVip": None}
 
 
 def test_load_refuses_a_change_against_what_runs() -> None:
