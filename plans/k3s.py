@@ -438,7 +438,7 @@ def outage_functions(node: Node, outage: Outage, bound: int) -> str:
     and a poll k3s holds without answering ends at its bound (WATCH_POLL_SECONDS, kubectl's last --request-timeout
     wins). With one valar this is the API every Pi's
     kube-vip renews through (kube-vip-services uses in-cluster config, kube-vip v0.9.2 pkg/manager/manager.go:140)."""
-    poll = f"sudo {KUBECTL} --server {outage.server} --request-timeout={WATCH_POLL_SECONDS}s get --raw /readyz >/dev/null 2>&1"
+    poll = f"sudo {KUBECTL} --request-timeout={WATCH_POLL_SECONDS}s --server {outage.server} get --raw /readyz >/dev/null 2>&1"
     lost = f"$((down - {outage.dropped})) to $((down - {outage.dropped} + {math.ceil(outage.back)}))"
     return f"""api_watch=""
 api_watch_start() {{

@@ -1637,7 +1637,7 @@ def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Pat
     [valar] = [n for n in load_stack_file(HOMELAB).ainur_nodes if n.role == "valar"]
     script = (
         "set -eu\n"
-        + k3s.outage_functions(valar, k3s.Outage(ridden=19, dropped=20, back=2.2), 600)
+        + k3s.outage_functions(valar, k3s.Outage(ridden=19, dropped=20, back=2.2, server=k3s.KUBERNETES_SERVICE_URL), 600)
         + 'api_watch_start\necho "$api_watcher $api_watch"\n'
         # The step goes on only once the watcher has polled (its first unanswered poll noted), then fails.
         + 'until [ -s "$api_watch" ]; do sleep 0.1; done\nexit 1\n'
@@ -1662,4 +1662,4 @@ def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Pat
         if not ended():
             os.kill(int(pid), signal.SIGKILL)
     assert not Path(watch).exists()
-    assert calls.read_text().splitlines()[0] == "kubectl --request-timeout=10s --request-timeout=2s get --raw /readyz"
+    assert calls.read_text().splitlines()[0] == "kubectl --request-timeout=10s --request-timeout=2s --server https://10.43.0.1:443 get --raw /readyz"
