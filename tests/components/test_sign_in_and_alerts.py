@@ -87,7 +87,7 @@ def test_only_the_stacks_alerts_reach_the_receiver(homelab: Simulation) -> None:
     (route,) = config["route"]["routes"]
     # Sorted: the k3s certificates' two alerts (issue 57) first.
     assert route["receiver"] == "ntfy" and route["matchers"][0].startswith(
-        'alertname=~"AinurCACertificateExpiring|AinurCertificateExpiring|AinurCertificateUnknown|AinurNodeDown|ArdaMachineNotRestarted|ArdaNodeDown|'
+        'alertname=~"AinurCACertificateExpiring|AinurCertificateExpiring|AinurCertificateUnknown|AinurNodeDown|AinurSnapshotsStale|ArdaMachineNotRestarted|ArdaNodeDown|'
     )
     assert {r["name"] for r in config["receivers"]} == {"none", "ntfy"}
 
