@@ -995,6 +995,70 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 """
 
 
+# Turning the flag off over an Ainur that may have sealed its Secrets. k3s gives its API server the encryption config
+# only with the flag (pkg/daemons/control/server.go apiServer: `if cfg.EncryptSecrets { argsMap["encryption-provider-
+# config"] = ... }`), so a valar rolled without it reads no Secret stored sealed (`k8s:enc:aescbc:v1:`). The stack's word
+# is not the truth of the valar: SECRETS_OFF_SCRIPT runs on the first valar before any Pi's roll and does k3s's own
+# disable (k3s-io/docs docs/cli/secrets-encrypt.md, "Secrets Encryption Disable/Re-enable"):
+# - `status` says "Disabled, no configuration file found" when k3s never wrote a config (encryptionStatus: no file, no
+#   `Enable`): nothing was ever sealed, nothing to do;
+# - "Enabled" (aescbc first, identity last): `disable` rewrites the config identity-first (encryptionEnable,
+#   WriteEncryptionConfig(..., enable=false)), and a restart loads it;
+# - then, Disabled with the hashes matching and no rewrite running, `reencrypt --force --skip` rewrites every Secret
+#   through the identity provider, in clear, and keeps the key so that anything not rewritten stays readable while the
+#   flag is on (encryptionReencrypt marks the Node reencrypt_active before it returns; reencryptAndRemoveKey with skip
+#   ends by putting back the saved stage, BootstrapEncryptionHashAnnotation), so the step waits for the stage to leave
+#   reencrypt_active. Safe to run again: a second rewrite in clear changes nothing.
+# With several valar running the flag, `disable` reloads only this server: the others need a restart each, in order
+# (the docs' High-Availability steps); the step waits for the hashes to match and says so when they never do.
+SECRETS_DISABLED = "Encryption Status: Disabled"
+SECRETS_NEVER = "no configuration file found"
+
+
+def secrets_off_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
+    """Run on the first valar before any valar is rolled without `secrets-encryption`: every Secret rewritten in clear
+    under k3s's identity-first config, or the step fails and no valar loses the flag."""
+    return f"""set -eu
+status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
+stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
+has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
+end=$(( $(date +%s) + {timeout} ))
+until now=$(status); do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; no valar is rolled without secrets-encryption until it says Disabled (look with: sudo k3s secrets-encrypt status)" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+if has "$now" '{SECRETS_NEVER}'; then
+  echo "iluvatar: $(hostname): k3s never sealed the Ainur's Secrets (no encryption config): nothing to decrypt" >&2
+  exit 0
+fi
+if has "$now" '{ENCRYPTION_ENABLED}'; then
+  echo "iluvatar: $(hostname): turning k3s's secrets encryption off before the valar lose the flag (k3s secrets-encrypt disable, then a restart of k3s)" >&2
+  sudo timeout {timeout} k3s secrets-encrypt disable >&2
+  sudo systemctl restart k3s
+fi
+until now=$(status) && has "$now" '{SECRETS_DISABLED}' && has "$now" '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): k3s's secrets encryption is not Disabled with the same config on every valar within {timeout} s; k3s says: $now; restart k3s on each other valar, one at a time (sudo systemctl restart k3s), then run pulumi up again; no valar was rolled without secrets-encryption" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+echo "iluvatar: $(hostname): rewriting every Secret of the Ainur in clear (k3s secrets-encrypt reencrypt --force --skip)" >&2
+sudo timeout {timeout} k3s secrets-encrypt reencrypt --force --skip >&2
+until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && has "$now" '{HASHES_MATCH}'; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): the Secrets were not rewritten in clear within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; no valar was rolled without secrets-encryption, and the next pulumi up runs this step again" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+echo "iluvatar: $(hostname): every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption" >&2
+"""
+
+
 def kube_vip_container(env: dict[str, str]) -> dict[str, Any]:
     """The kube-vip container, as both of the Ainur's kube-vips run it (the API VIP's static pod, and the
     LoadBalancer addresses' DaemonSet, plans.netboot.kube_vip): only their settings differ."""

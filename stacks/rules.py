@@ -1083,8 +1083,17 @@ def _counts(p: Parsed) -> list[Problem]:
             Problem(
                 "iluvatar:ainur.secretsEncryption",
                 f"true, while the Ainur have {valar} valar (k3s servers): on several servers k3s's secrets encryption needs "
-                "its key shared before the roll and every server restarted in order after the rewrite; set it false, or keep "
-                "one valar; the HA procedure is not built",
+                "its key shared before the roll and every server restarted in order after the rewrite; set it false (that `up` "
+                "runs k3s's disable on the running valar first, ainur-secrets-off, docs/security.md#the-ainurs-secrets-at-rest), "
+                "or keep one valar; the HA procedure is not built",
+            )
+        )
+    if p.ainur is not None and p.ainur.secrets_decrypted:
+        out.append(
+            Problem(
+                "iluvatar:ainur.secretsDecrypted",
+                "true: this key is no longer read; the `up` that turns iluvatar:ainur.secretsEncryption off runs k3s's "
+                "disable on the first valar itself (ainur-secrets-off) and rolls no valar until k3s says Disabled; remove it",
             )
         )
     return out
