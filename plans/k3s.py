@@ -1018,6 +1018,55 @@ SECRETS_NEVER = "no configuration file found"
 def secrets_off_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
     """Run on the first valar before any valar is rolled without `secrets-encryption`: every Secret rewritten in clear
     under k3s's identity-first config, or the step fails and no valar loses the flag."""
+    return _secrets_switch_script(False, timeout, poll)
+
+
+# Turning it back on over an Ainur that ran without it. k3s keeps an encryption config it finds (deps.go
+# genEncryptionConfigAndState: `if s, err := os.Stat(runtime.EncryptionConfig); err == nil && s.Size() > 0 { ... return
+# nil }`), so after a disable the valar restarted with the flag still read identity first: status says Disabled, Secrets
+# keep being written in clear, and the rewrite step (SECRETS_REWRITE_SCRIPT) waits for Enabled in vain. So
+# SECRETS_ON_SCRIPT runs on the first valar after the valar's roll and before that rewrite: where k3s kept a config
+# identity-first it does k3s's re-enable (docs/cli/secrets-encrypt.md: `enable`, a restart, `reencrypt --force --skip`):
+# encryptionEnable puts the kept aescbc key first again, the restart loads it, the reencrypt seals every Secret written in
+# clear meanwhile. Where status says Enabled (the config k3s just made, or one never disabled), or there is no config
+# yet, it does nothing and the rewrite step goes on as on any Ainur turning it on.
+def secrets_on_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
+    """Run on the first valar after the valar are rolled with `secrets-encryption`, before the rewrite step: a config
+    k3s kept identity-first from a disable is turned back on and every Secret sealed again."""
+    return _secrets_switch_script(True, timeout, poll)
+
+
+def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
+    if enable:
+        want, wrong, verb, flag = ENCRYPTION_ENABLED, SECRETS_DISABLED, "enable", "--force --skip"
+        said = {
+            "never": "no encryption config yet: the rewrite step waits for the one k3s makes",
+            "already": "k3s's secrets encryption is on: nothing to turn back on",
+            "start": "k3s kept its config from a disable (identity first): turning it back on (k3s secrets-encrypt enable, then a restart of k3s)",
+            "rewrite": "sealing every Secret written in clear meanwhile (k3s secrets-encrypt reencrypt --force --skip)",
+            "done": "every Secret of the Ainur is sealed again under k3s's kept key",
+            "after": "the rewrite step goes on from here",
+        }
+    else:
+        want, wrong, verb, flag = SECRETS_DISABLED, ENCRYPTION_ENABLED, "disable", "--force --skip"
+        said = {
+            "never": "k3s never sealed the Ainur's Secrets (no encryption config): nothing to decrypt",
+            "already": "",
+            "start": "turning k3s's secrets encryption off before the valar lose the flag (k3s secrets-encrypt disable, then a restart of k3s)",
+            "rewrite": "rewriting every Secret of the Ainur in clear (k3s secrets-encrypt reencrypt --force --skip)",
+            "done": "every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption",
+            "after": "no valar was rolled without secrets-encryption",
+        }
+    word = "Enabled" if enable else "Disabled"
+    already = (
+        f"""if has "$now" '{want}'; then
+  echo "iluvatar: $(hostname): {said["already"]}" >&2
+  exit 0
+fi
+"""
+        if enable
+        else ""
+    )
     return f"""set -eu
 status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
@@ -1025,37 +1074,37 @@ has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
 end=$(( $(date +%s) + {timeout} ))
 until now=$(status); do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; no valar is rolled without secrets-encryption until it says Disabled (look with: sudo k3s secrets-encrypt status)" >&2
+    echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; {said["after"]} (look with: sudo k3s secrets-encrypt status)" >&2
     exit 1
   fi
   sleep {poll}
 done
 if has "$now" '{SECRETS_NEVER}'; then
-  echo "iluvatar: $(hostname): k3s never sealed the Ainur's Secrets (no encryption config): nothing to decrypt" >&2
+  echo "iluvatar: $(hostname): {said["never"]}" >&2
   exit 0
 fi
-if has "$now" '{ENCRYPTION_ENABLED}'; then
-  echo "iluvatar: $(hostname): turning k3s's secrets encryption off before the valar lose the flag (k3s secrets-encrypt disable, then a restart of k3s)" >&2
-  sudo timeout {timeout} k3s secrets-encrypt disable >&2
+{already}if has "$now" '{wrong}'; then
+  echo "iluvatar: $(hostname): {said["start"]}" >&2
+  sudo timeout {timeout} k3s secrets-encrypt {verb} >&2
   sudo systemctl restart k3s
 fi
-until now=$(status) && has "$now" '{SECRETS_DISABLED}' && has "$now" '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
+until now=$(status) && has "$now" '{want}' && has "$now" '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): k3s's secrets encryption is not Disabled with the same config on every valar within {timeout} s; k3s says: $now; restart k3s on each other valar, one at a time (sudo systemctl restart k3s), then run pulumi up again; no valar was rolled without secrets-encryption" >&2
+    echo "iluvatar: $(hostname): k3s's secrets encryption is not {word} with the same config on every valar within {timeout} s; k3s says: $now; restart k3s on each other valar, one at a time (sudo systemctl restart k3s), then run pulumi up again; {said["after"]}" >&2
     exit 1
   fi
   sleep {poll}
 done
-echo "iluvatar: $(hostname): rewriting every Secret of the Ainur in clear (k3s secrets-encrypt reencrypt --force --skip)" >&2
-sudo timeout {timeout} k3s secrets-encrypt reencrypt --force --skip >&2
+echo "iluvatar: $(hostname): {said["rewrite"]}" >&2
+sudo timeout {timeout} k3s secrets-encrypt reencrypt {flag} >&2
 until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && has "$now" '{HASHES_MATCH}'; do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): the Secrets were not rewritten in clear within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; no valar was rolled without secrets-encryption, and the next pulumi up runs this step again" >&2
+    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; the next pulumi up runs this step again; {said["after"]}" >&2
     exit 1
   fi
   sleep {poll}
 done
-echo "iluvatar: $(hostname): every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption" >&2
+echo "iluvatar: $(hostname): {said["done"]}" >&2
 """
 
 

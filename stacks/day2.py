@@ -413,6 +413,15 @@ def state_class(stack: StackConfig) -> str:
     return "longhorn-encrypted" if stack.storage.ainur.encrypted else "longhorn"
 
 
+def may_have_run_clear(ainur: Any) -> bool:
+    """Whether the deployed Ainur of the last deployment may have run k3s without secrets encryption, after a disable
+    that left k3s's config identity-first on the valar: its output does not say it ran with it. The `up` that turns it
+    on asks the valar (plans.k3s.secrets_on_script)."""
+    if not isinstance(ainur, Mapping) or not ainur.get("k3sVersion"):
+        return False
+    return ainur.get("secretsEncryption") is not True
+
+
 def _headscale_class(stack: StackConfig, ainur: Any) -> list[Problem]:
     """Headscale's state claim is protected and a claim's class cannot change: a change of the Ainur's claims' class
     (Longhorn coming or going, `storage.ainur.encrypted`) replaces it, which needs it unprotected, Headscale scaled down
