@@ -193,7 +193,11 @@ def _model_rules(file: str, source: str) -> Iterator[Rule]:
     for func in ast.walk(tree):
         if not isinstance(func, ast.FunctionDef) or not func.args.args:
             continue
-        param = func.args.args[0].arg
+        # A classmethod validator's first parameter is the class (`cls`), a method's `self`: the value is the next one.
+        params = [a.arg for a in func.args.args if a.arg not in ("cls", "self")]
+        if not params:
+            continue
+        param = params[0]
         for stmt in _own_nodes(func):
             if isinstance(stmt, ast.Raise) and isinstance(stmt.exc, ast.Call) and getattr(stmt.exc.func, "id", "") == "ValueError":
                 yield Rule.over(file, stmt, f"return {param}", f"{func.name}: {_short(source, stmt)}")
