@@ -672,11 +672,20 @@ def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem
     --service-cluster-ip-range and the kubelets' cluster DNS (plans.coredns: the tenth address of the new range) while
     every Service there keeps its ClusterIP, CoreDNS's among them, so pods resolve nothing; a new podSubnets leaves
     every machine's podCIDR, which kube-controller-manager never reassigns, outside the cluster's. Refused against the
-    subnets the last deployment recorded (`clusterNetwork`); from outputs without them, nothing to compare."""
+    subnets the last deployment recorded (`clusterNetwork`). Outputs without them (an Iluvatar before they were
+    recorded) cannot tell a stack's non-default subnets from a move, and the LAN/VLAN rules offer exactly such a move to
+    a homelab whose network meets Talos's defaults: refused there unless arda.subnetsRunning says Arda runs them."""
     before = deployed.output.get("clusterNetwork")
-    if not isinstance(before, Mapping):
-        return []
     now = arda_subnets(stack)
+    if not isinstance(before, Mapping):
+        return [] if stack.arda.subnets_running else _unrecorded_subnets(stack, now)
+    if stack.arda.subnets_running:
+        return [
+            Problem(
+                SUBNETS_RUNNING,
+                "true, but the last deployment recorded Arda's subnets (clusterNetwork), which preview compares; remove it",
+            )
+        ]
     out: list[Problem] = []
     for key, subnets in now.items():
         was = before.get(key)
@@ -703,6 +712,50 @@ def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem
                 path,
                 f"{written}, but Arda runs with {running} as its {what}, which is fixed when the cluster is made (every Service "
                 f"and machine keeps its address from the old one); {back}, and renumber instead what of the LAN meets it",
+            )
+        )
+    return out
+
+
+SUBNETS_RUNNING = "iluvatar:arda.subnetsRunning"
+
+
+def _subnet_setter(stack: StackConfig, key: str) -> int | None:
+    """The last arda.patches entry that sets `key` (the one Talos runs)."""
+    return next(
+        (
+            k
+            for k, patch in reversed(list(enumerate(stack.arda.patches)))
+            if "kind" not in patch
+            and isinstance(patch.get("cluster"), dict)
+            and isinstance(patch["cluster"].get("network"), dict)
+            and isinstance(patch["cluster"]["network"].get(key), list)
+        ),
+        None,
+    )
+
+
+def _unrecorded_subnets(stack: StackConfig, now: Mapping[str, list[str]]) -> list[Problem]:
+    out: list[Problem] = []
+    for key, subnets in now.items():
+        default = DEFAULT_SUBNETS[key]
+        setter = _subnet_setter(stack, key)
+        if subnets == default or setter is None:
+            continue
+        what = "Service network" if key == "serviceSubnets" else "pod network"
+        check = (
+            "kubectl get service kubernetes -o jsonpath='{.spec.clusterIP}' (the Service network's first address)"
+            if key == "serviceSubnets"
+            else "kubectl get nodes -o jsonpath='{.items[*].spec.podCIDR}' (each machine's share of the pod network)"
+        )
+        out.append(
+            Problem(
+                f"iluvatar:arda.patches[{setter}].cluster.network.{key}",
+                f"[{', '.join(subnets)}], but the last deployment did not record the {what} Arda runs (an Iluvatar before "
+                "it was recorded), so preview cannot tell this from a move, and a move is fixed when the cluster is made (every "
+                f"Service and machine keeps its address from the old one: pods resolve nothing). Check with {check}: if Arda "
+                f"runs Talos's default {', '.join(default)}, remove this and renumber instead what of the LAN meets it; if it "
+                f"already runs [{', '.join(subnets)}], write {SUBNETS_RUNNING}: true for one `up`, which records it",
             )
         )
     return out

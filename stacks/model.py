@@ -474,6 +474,10 @@ class Arda(Model):
     discovery: Discovery | None = None
     # Volume encryption at rest (plans.talos, stacks.encryption); absent: off.
     encryption: Encryption = Field(default_factory=Encryption)
+    # Says Arda already runs the pod and Service subnets the patches set, where the last deployment's output does not
+    # record them (an Iluvatar before `clusterNetwork`): without it such a stack's non-default subnets are refused, since
+    # preview cannot tell them from a move (stacks.day2). Refused once the subnets are recorded.
+    subnets_running: bool = False
 
 
 class ArgoCd(Model):

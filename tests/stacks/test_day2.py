@@ -792,6 +792,19 @@ def test_ardas_networks_are_recorded_and_kept(tmp_path: Path) -> None:
     assert [p.path for p in day2.check(patched, DeployedArda.from_output({**running, "clusterNetwork": recorded}))] == [
         "iluvatar:arda.patches[1].cluster.network.podSubnets"
     ]
-    assert day2.check(patched, DeployedArda.from_output(running)) == []
+    # An output without the record cannot tell the patch from a move: refused, with the way to say Arda runs it.
+    assert [p.path for p in day2.check(patched, DeployedArda.from_output(running))] == ["iluvatar:arda.patches[1].cluster.network.podSubnets"]
     assert day2.check(patched, DeployedArda()) == []
     assert day2.check(stack, DeployedArda.from_output({**running, "clusterNetwork": recorded})) == []
+
+
+def test_subnets_over_an_output_that_did_not_record_them(tmp_path: Path) -> None:
+    """Without `clusterNetwork` in the output, Talos's defaults pass, a non-default subnet is refused, and
+    arda.subnetsRunning lets it through (that `up` records it)."""
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    old = DeployedArda.from_output({"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}})
+    moved: dict[str, object] = {"iluvatar:arda.patches": [{"cluster": {"network": {"serviceSubnets": ["10.112.0.0/12"]}}}]}
+    assert day2.check(_edited(tmp_path / "a", {}), old, None) == []
+    assert [p.path for p in day2.check(_edited(tmp_path / "b", moved), old, None)] == ["iluvatar:arda.patches[0].cluster.network.serviceSubnets"]
+    assert day2.check(_edited(tmp_path / "c", {**moved, "iluvatar:arda.subnetsRunning": True}), old, None) == []
