@@ -63,3 +63,12 @@ def test_a_classmethod_validator_is_neutralised_by_returning_its_value_not_its_c
     )
     rules = [r for r in rule_coverage._model_rules("stacks/model.py", source) if r.what.startswith(("_release", "_url", "plain"))]
     assert sorted((r.start, r.replacement) for r in rules) == [(5, "return release"), (9, "return url"), (13, "return value")]
+
+
+def test_day2_rules_are_tried_and_a_tuple_return_keeps_its_shape() -> None:
+    """The changes refused against the last deployment are rules too (their fixtures carry the outputs); a rule that
+    returns its problems with a flag loses only the problems, so the caller's unpacking still works."""
+    assert "stacks/day2.py" in rule_coverage.RULE_FILES
+    source = "def f(x):\n    if x:\n        return [Problem('p', 'm')], False\n    return [], True\n"
+    [rule] = list(rule_coverage._statement_rules("stacks/day2.py", source))
+    assert rule.apply(source).splitlines()[2] == "        return [], False"
