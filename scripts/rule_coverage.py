@@ -175,7 +175,13 @@ def _statement_rules(file: str, source: str) -> Iterator[Rule]:
         for field in ("body", "orelse", "finalbody"):
             block = getattr(node, field, None)
             for stmt in block if isinstance(block, list) else []:
-                if isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.Tuple) and stmt.value.elts and _calls(stmt.value.elts[0], "Problem"):
+                if (
+                    isinstance(stmt, ast.Return)
+                    and isinstance(stmt.value, ast.Tuple)
+                    and stmt.value.elts
+                    and isinstance(stmt.value.elts[0], ast.List)
+                    and _calls(stmt.value.elts[0], "Problem")
+                ):
                     # `return [Problem(...)], flag`: only the problems go; a bare `return []` would break the caller's
                     # unpacking, and a crash reads as a covered rule.
                     yield Rule.over(file, stmt.value.elts[0], "[]", _short(source, stmt))
