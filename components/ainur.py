@@ -498,9 +498,49 @@ class BootstrapCluster(pulumi.ComponentResource):
 
         # The valar first: a maia's join needs its own token's Secret, made through the Ainur's API once the first valar
         # serves it (below); the card maiar then, and the netbooted ones in join_netbooted (still one Pi at a time).
+        if not stack.ainur.secrets_encryption and day2.may_have_sealed(args.previous):
+            # Before any valar is rolled without the flag, k3s's own disable on the first valar, its Secrets rewritten in
+            # clear (plans.k3s.secrets_off_script): a valar without it reads no Secret stored sealed. Every step that can
+            # restart a Pi's k3s waits on it (the first valar's join and k3s steps through `previous`, the rest after them).
+            pulumi.log.warn(
+                "the last deployment's Ainur ran k3s's secrets encryption, or its output does not say: before any valar is "
+                f"rolled without it, {name}-secrets-off runs k3s's disable on {first.name} and rewrites every Secret in clear "
+                "(k3s secrets-encrypt disable, a restart of k3s, reencrypt --force --skip); if it fails, no valar loses the flag",
+                resource=self,
+            )
+            self.secrets_off: command.remote.Command | None = command.remote.Command(
+                f"{name}-secrets-off",
+                connection=connect(first),
+                create=k3s.secrets_off_script(),
+                logging=command.remote.Logging.STDERR,
+                opts=pulumi.ResourceOptions(parent=self, provider=command_provider),
+            )
+            previous = [self.secrets_off]
+        else:
+            self.secrets_off = None
         for node in order:
             if node.role == "valar":
                 join(node, ())
+        if stack.ainur.secrets_encryption and day2.may_have_run_clear(args.previous):
+            # After the valar's roll with the flag and before the rewrite below: a config k3s kept identity-first from a
+            # disable (it keeps any config it finds) turned back on, and what was written in clear sealed again
+            # (plans.k3s.secrets_on_script); without it the rewrite would wait for "Enabled" in vain.
+            pulumi.log.warn(
+                "the last deployment's Ainur ran k3s without secrets encryption, or its output does not say: after the valar "
+                f"are rolled with it, {name}-secrets-on reads k3s's status on {first.name} and, where k3s kept its config from "
+                "a disable, turns it back on (k3s secrets-encrypt enable, a restart of k3s, reencrypt --force --skip)",
+                resource=self,
+            )
+            self.secrets_on: command.remote.Command | None = command.remote.Command(
+                f"{name}-secrets-on",
+                connection=connect(first),
+                create=k3s.secrets_on_script(),
+                logging=command.remote.Logging.STDERR,
+                opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=previous),
+            )
+            previous = [self.secrets_on]
+        else:
+            self.secrets_on = None
         if stack.ainur.secrets_encryption:
             # Once every valar runs with k3s's secrets encryption (the joins above, one at a time): the Secrets written
             # before it rewritten under its key, once (plans.k3s.secrets_rewrite_script).

@@ -1029,6 +1029,119 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 """
 
 
+# Turning the flag off over an Ainur that may have sealed its Secrets. k3s gives its API server the encryption config
+# only with the flag (pkg/daemons/control/server.go apiServer: `if cfg.EncryptSecrets { argsMap["encryption-provider-
+# config"] = ... }`), so a valar rolled without it reads no Secret stored sealed (`k8s:enc:aescbc:v1:`). The stack's word
+# is not the truth of the valar: SECRETS_OFF_SCRIPT runs on the first valar before any Pi's roll and does k3s's own
+# disable (k3s-io/docs docs/cli/secrets-encrypt.md, "Secrets Encryption Disable/Re-enable"):
+# - `status` says "Disabled, no configuration file found" when k3s never wrote a config (encryptionStatus: no file, no
+#   `Enable`): nothing was ever sealed, nothing to do;
+# - "Enabled" (aescbc first, identity last): `disable` rewrites the config identity-first (encryptionEnable,
+#   WriteEncryptionConfig(..., enable=false)), and a restart loads it;
+# - then, Disabled with the hashes matching and no rewrite running, `reencrypt --force --skip` rewrites every Secret
+#   through the identity provider, in clear, and keeps the key so that anything not rewritten stays readable while the
+#   flag is on (encryptionReencrypt marks the Node reencrypt_active before it returns; reencryptAndRemoveKey with skip
+#   ends by putting back the saved stage, BootstrapEncryptionHashAnnotation), so the step waits for the stage to leave
+#   reencrypt_active. Safe to run again: a second rewrite in clear changes nothing.
+# With several valar running the flag, `disable` reloads only this server: the others need a restart each, in order
+# (the docs' High-Availability steps); the step waits for the hashes to match and says so when they never do.
+SECRETS_DISABLED = "Encryption Status: Disabled"
+SECRETS_NEVER = "no configuration file found"
+
+
+def secrets_off_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
+    """Run on the first valar before any valar is rolled without `secrets-encryption`: every Secret rewritten in clear
+    under k3s's identity-first config, or the step fails and no valar loses the flag."""
+    return _secrets_switch_script(False, timeout, poll)
+
+
+# Turning it back on over an Ainur that ran without it. k3s keeps an encryption config it finds (deps.go
+# genEncryptionConfigAndState: `if s, err := os.Stat(runtime.EncryptionConfig); err == nil && s.Size() > 0 { ... return
+# nil }`), so after a disable the valar restarted with the flag still read identity first: status says Disabled, Secrets
+# keep being written in clear, and the rewrite step (SECRETS_REWRITE_SCRIPT) waits for Enabled in vain. So
+# SECRETS_ON_SCRIPT runs on the first valar after the valar's roll and before that rewrite: where k3s kept a config
+# identity-first it does k3s's re-enable (docs/cli/secrets-encrypt.md: `enable`, a restart, `reencrypt --force --skip`):
+# encryptionEnable puts the kept aescbc key first again, the restart loads it, the reencrypt seals every Secret written in
+# clear meanwhile. Where status says Enabled (the config k3s just made, or one never disabled), or there is no config
+# yet, it does nothing and the rewrite step goes on as on any Ainur turning it on.
+def secrets_on_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
+    """Run on the first valar after the valar are rolled with `secrets-encryption`, before the rewrite step: a config
+    k3s kept identity-first from a disable is turned back on and every Secret sealed again."""
+    return _secrets_switch_script(True, timeout, poll)
+
+
+def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
+    if enable:
+        want, wrong, verb, flag = ENCRYPTION_ENABLED, SECRETS_DISABLED, "enable", "--force --skip"
+        said = {
+            "never": "no encryption config yet: the rewrite step waits for the one k3s makes",
+            "already": "k3s's secrets encryption is on: nothing to turn back on",
+            "start": "k3s kept its config from a disable (identity first): turning it back on (k3s secrets-encrypt enable, then a restart of k3s)",
+            "rewrite": "sealing every Secret written in clear meanwhile (k3s secrets-encrypt reencrypt --force --skip)",
+            "done": "every Secret of the Ainur is sealed again under k3s's kept key",
+            "after": "the rewrite step goes on from here",
+        }
+    else:
+        want, wrong, verb, flag = SECRETS_DISABLED, ENCRYPTION_ENABLED, "disable", "--force --skip"
+        said = {
+            "never": "k3s never sealed the Ainur's Secrets (no encryption config): nothing to decrypt",
+            "already": "",
+            "start": "turning k3s's secrets encryption off before the valar lose the flag (k3s secrets-encrypt disable, then a restart of k3s)",
+            "rewrite": "rewriting every Secret of the Ainur in clear (k3s secrets-encrypt reencrypt --force --skip)",
+            "done": "every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption",
+            "after": "no valar was rolled without secrets-encryption",
+        }
+    word = "Enabled" if enable else "Disabled"
+    already = (
+        f"""if has "$now" '{want}'; then
+  echo "iluvatar: $(hostname): {said["already"]}" >&2
+  exit 0
+fi
+"""
+        if enable
+        else ""
+    )
+    return f"""set -eu
+status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
+stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
+has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
+end=$(( $(date +%s) + {timeout} ))
+until now=$(status); do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; {said["after"]} (look with: sudo k3s secrets-encrypt status)" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+if has "$now" '{SECRETS_NEVER}'; then
+  echo "iluvatar: $(hostname): {said["never"]}" >&2
+  exit 0
+fi
+{already}if has "$now" '{wrong}'; then
+  echo "iluvatar: $(hostname): {said["start"]}" >&2
+  sudo timeout {timeout} k3s secrets-encrypt {verb} >&2
+  sudo systemctl restart k3s
+fi
+until now=$(status) && has "$now" '{want}' && has "$now" '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): k3s's secrets encryption is not {word} with the same config on every valar within {timeout} s; k3s says: $now; restart k3s on each other valar, one at a time (sudo systemctl restart k3s), then run pulumi up again; {said["after"]}" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+echo "iluvatar: $(hostname): {said["rewrite"]}" >&2
+sudo timeout {timeout} k3s secrets-encrypt reencrypt {flag} >&2
+until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && has "$now" '{HASHES_MATCH}'; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; the next pulumi up runs this step again; {said["after"]}" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+echo "iluvatar: $(hostname): {said["done"]}" >&2
+"""
+
+
 def kube_vip_container(env: dict[str, str]) -> dict[str, Any]:
     """The kube-vip container, as both of the Ainur's kube-vips run it (the API VIP's static pod, and the
     LoadBalancer addresses' DaemonSet, plans.netboot.kube_vip): only their settings differ."""

@@ -27,7 +27,9 @@ What counts as a rule, and how it is neutralised:
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py`, `stacks/identity.py` and `stacks/discovery.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`);
-- `stacks/addresses.py` (the one table of every layer's fixed address): its rules.
+- `stacks/addresses.py` (the one table of every layer's fixed address): its rules;
+- `stacks/day2.py` (changes refused against the last deployment; its fixtures carry the `arda` and `ainur` outputs):
+  its rules.
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
 the rule's location, e.g. `rules.py:1`). Exit status 1 when a rule is uncovered. About 5 minutes
@@ -96,6 +98,7 @@ RULE_FILES = (
     "stacks/netboot_mode.py",
     "stacks/addresses.py",
     "stacks/encryption.py",
+    "stacks/day2.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -172,7 +175,17 @@ def _statement_rules(file: str, source: str) -> Iterator[Rule]:
         for field in ("body", "orelse", "finalbody"):
             block = getattr(node, field, None)
             for stmt in block if isinstance(block, list) else []:
-                if isinstance(stmt, ast.Return) and stmt.value is not None and _calls(stmt.value, "Problem"):
+                if (
+                    isinstance(stmt, ast.Return)
+                    and isinstance(stmt.value, ast.Tuple)
+                    and stmt.value.elts
+                    and isinstance(stmt.value.elts[0], ast.List)
+                    and _calls(stmt.value.elts[0], "Problem")
+                ):
+                    # `return [Problem(...)], flag`: only the problems go; a bare `return []` would break the caller's
+                    # unpacking, and a crash reads as a covered rule.
+                    yield Rule.over(file, stmt.value.elts[0], "[]", _short(source, stmt))
+                elif isinstance(stmt, ast.Return) and stmt.value is not None and _calls(stmt.value, "Problem"):
                     yield Rule.over(file, stmt, "return []", _short(source, stmt))
                 elif isinstance(stmt, (ast.Expr, ast.AugAssign)) and (_calls(stmt, "Problem") or _adds_problems(stmt)):
                     yield Rule.over(file, stmt, "pass", _short(source, stmt))
@@ -193,7 +206,11 @@ def _model_rules(file: str, source: str) -> Iterator[Rule]:
     for func in ast.walk(tree):
         if not isinstance(func, ast.FunctionDef) or not func.args.args:
             continue
-        param = func.args.args[0].arg
+        # A classmethod validator's first parameter is the class (`cls`), a method's `self`: the value is the next one.
+        params = [a.arg for a in func.args.args if a.arg not in ("cls", "self")]
+        if not params:
+            continue
+        param = params[0]
         for stmt in _own_nodes(func):
             if isinstance(stmt, ast.Raise) and isinstance(stmt.exc, ast.Call) and getattr(stmt.exc.func, "id", "") == "ValueError":
                 yield Rule.over(file, stmt, f"return {param}", f"{func.name}: {_short(source, stmt)}")
@@ -232,6 +249,7 @@ def discover() -> list[Rule]:
             "stacks/remote_access.py",
             "stacks/netboot_mode.py",
             "stacks/addresses.py",
+            "stacks/day2.py",
         ):
             rules += _statement_rules(file, source)
         elif file in ("stacks/data.py", "stacks/logs.py"):

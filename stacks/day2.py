@@ -203,7 +203,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
     problems = (
         _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf) + _roots_class(stack, ainur, dnsmasq_conf) + _netbooted_longhorn(stack, ainur)
     )
-    problems += _secrets_encryption(stack, ainur) + _headscale_class(stack, ainur)
+    problems += _headscale_class(stack, ainur)
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
@@ -283,69 +283,14 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
     return []
 
 
-SECRETS_ENCRYPTION, SECRETS_DECRYPTED = "iluvatar:ainur.secretsEncryption", "iluvatar:ainur.secretsDecrypted"
-SECRETS_RUNBOOK = "docs/security.md#the-ainurs-secrets-at-rest"
-# k3s's own way out (k3s-io/docs docs/cli/secrets-encrypt.md, "Secrets Encryption Disable/Re-enable"): `disable` puts
-# the identity provider first in the encryption config, a restart loads it, `reencrypt --force --skip` rewrites every
-# Secret in clear. Only then may the flag go.
-DISABLE_BY_HAND = (
-    "on the first valar run `sudo k3s secrets-encrypt disable`, restart k3s there (`sudo systemctl restart k3s`; then "
-    "on each other valar, one at a time), run `sudo k3s secrets-encrypt reencrypt --force --skip` and wait until "
-    "`sudo k3s secrets-encrypt status` shows the stage reencrypt_finished"
-)
-
-
-def ran_secrets_encryption(ainur: Any) -> bool | None:
-    """Whether the last deployment ran the Ainur's k3s with secrets encryption: its `ainur` output's `secretsEncryption`,
-    or, in outputs written before that key was, whether it had the rewrite step (`secrets-rewrite` among its `commands`,
-    plans.rollout.ainur_commands, which every deployment with the flag has had). None without a deployed Ainur."""
+def may_have_sealed(ainur: Any) -> bool:
+    """Whether the Ainur of the last deployment may have run k3s with secrets encryption: its `ainur` output says so, or
+    does not say (`secretsEncryption` absent). The rewrite step among the `commands` is no answer for outputs without the
+    key: main deployed Ainur with the flag on by default before that step existed (stacks/model.py's default was true),
+    and their outputs record neither. Only the valar know; the off-`up` asks them (plans.k3s.secrets_off_script)."""
     if not isinstance(ainur, Mapping) or not ainur.get("k3sVersion"):
-        return None
-    recorded = ainur.get("secretsEncryption")
-    if isinstance(recorded, bool):
-        return recorded
-    commands = ainur.get("commands")
-    return isinstance(commands, Mapping) and "secrets-rewrite" in commands
-
-
-def _secrets_encryption(stack: StackConfig, ainur: Any) -> list[Problem]:
-    """Secrets encryption off over an Ainur that ran with it: k3s gives its API server the encryption config only with
-    the flag (pkg/daemons/control/server.go, apiServer: `if cfg.EncryptSecrets { argsMap["encryption-provider-config"]
-    = ... }`), so without it every Secret stored sealed (`k8s:enc:aescbc:v1:...`) is unreadable: the KMS key, Dex's,
-    Headscale's, the service-account tokens. Refused unless `secretsDecrypted` says they were rewritten in clear by hand
-    first; that key is refused where it says nothing (the Ainur ran without, or the stack keeps encryption on)."""
-    ran = ran_secrets_encryption(ainur)
-    if stack.ainur is None or ran is None:
-        return []
-    on, decrypted = stack.ainur.secrets_encryption, stack.ainur.secrets_decrypted
-    if decrypted and on:
-        return [
-            Problem(
-                SECRETS_DECRYPTED,
-                "true, but iluvatar:ainur.secretsEncryption is true: it says the Secrets were rewritten in clear for the `up` "
-                "that turns encryption off; remove it",
-            )
-        ]
-    if decrypted and not ran:
-        return [
-            Problem(
-                SECRETS_DECRYPTED,
-                "true, but the last `up` already ran the Ainur's k3s without secrets encryption: it acts only in the `up` "
-                "that turns it off; remove it",
-            )
-        ]
-    if ran and not on and not decrypted:
-        written = "false" if "secrets_encryption" in stack.ainur.model_fields_set else "not set (off)"
-        return [
-            Problem(
-                SECRETS_ENCRYPTION,
-                f"{written}, but the Ainur ran with it: every Secret they hold is sealed, and k3s without the flag gives its "
-                "API server no encryption config, so it could read none of them (the KMS key, Dex's, Headscale's, the "
-                f"service-account tokens). Set it true; to turn it off, first {DISABLE_BY_HAND}, then write false with "
-                f"iluvatar:ainur.secretsDecrypted: true for that `up` ({SECRETS_RUNBOOK})",
-            )
-        ]
-    return []
+        return False
+    return ainur.get("secretsEncryption") is not False
 
 
 SERVICE_IP = "iluvatar:ainur.serviceIp"
@@ -466,6 +411,15 @@ def state_class(stack: StackConfig) -> str:
     if not longhorn:
         return "local-path"
     return "longhorn-encrypted" if stack.storage.ainur.encrypted else "longhorn"
+
+
+def may_have_run_clear(ainur: Any) -> bool:
+    """Whether the deployed Ainur of the last deployment may have run k3s without secrets encryption, after a disable
+    that left k3s's config identity-first on the valar: its output does not say it ran with it. The `up` that turns it
+    on asks the valar (plans.k3s.secrets_on_script)."""
+    if not isinstance(ainur, Mapping) or not ainur.get("k3sVersion"):
+        return False
+    return ainur.get("secretsEncryption") is not True
 
 
 def _headscale_class(stack: StackConfig, ainur: Any) -> list[Problem]:
@@ -718,11 +672,20 @@ def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem
     --service-cluster-ip-range and the kubelets' cluster DNS (plans.coredns: the tenth address of the new range) while
     every Service there keeps its ClusterIP, CoreDNS's among them, so pods resolve nothing; a new podSubnets leaves
     every machine's podCIDR, which kube-controller-manager never reassigns, outside the cluster's. Refused against the
-    subnets the last deployment recorded (`clusterNetwork`); from outputs without them, nothing to compare."""
+    subnets the last deployment recorded (`clusterNetwork`). Outputs without them (an Iluvatar before they were
+    recorded) cannot tell a stack's non-default subnets from a move, and the LAN/VLAN rules offer exactly such a move to
+    a homelab whose network meets Talos's defaults: refused there unless arda.subnetsRunning says Arda runs them."""
     before = deployed.output.get("clusterNetwork")
-    if not isinstance(before, Mapping):
-        return []
     now = arda_subnets(stack)
+    if not isinstance(before, Mapping):
+        return [] if stack.arda.subnets_running else _unrecorded_subnets(stack, now)
+    if stack.arda.subnets_running:
+        return [
+            Problem(
+                SUBNETS_RUNNING,
+                "true, but the last deployment recorded Arda's subnets (clusterNetwork), which preview compares; remove it",
+            )
+        ]
     out: list[Problem] = []
     for key, subnets in now.items():
         was = before.get(key)
@@ -749,6 +712,50 @@ def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem
                 path,
                 f"{written}, but Arda runs with {running} as its {what}, which is fixed when the cluster is made (every Service "
                 f"and machine keeps its address from the old one); {back}, and renumber instead what of the LAN meets it",
+            )
+        )
+    return out
+
+
+SUBNETS_RUNNING = "iluvatar:arda.subnetsRunning"
+
+
+def _subnet_setter(stack: StackConfig, key: str) -> int | None:
+    """The last arda.patches entry that sets `key` (the one Talos runs)."""
+    return next(
+        (
+            k
+            for k, patch in reversed(list(enumerate(stack.arda.patches)))
+            if "kind" not in patch
+            and isinstance(patch.get("cluster"), dict)
+            and isinstance(patch["cluster"].get("network"), dict)
+            and isinstance(patch["cluster"]["network"].get(key), list)
+        ),
+        None,
+    )
+
+
+def _unrecorded_subnets(stack: StackConfig, now: Mapping[str, list[str]]) -> list[Problem]:
+    out: list[Problem] = []
+    for key, subnets in now.items():
+        default = DEFAULT_SUBNETS[key]
+        setter = _subnet_setter(stack, key)
+        if subnets == default or setter is None:
+            continue
+        what = "Service network" if key == "serviceSubnets" else "pod network"
+        check = (
+            "kubectl get service kubernetes -o jsonpath='{.spec.clusterIP}' (the Service network's first address)"
+            if key == "serviceSubnets"
+            else "kubectl get nodes -o jsonpath='{.items[*].spec.podCIDR}' (each machine's share of the pod network)"
+        )
+        out.append(
+            Problem(
+                f"iluvatar:arda.patches[{setter}].cluster.network.{key}",
+                f"[{', '.join(subnets)}], but the last deployment did not record the {what} Arda runs (an Iluvatar before "
+                "it was recorded), so preview cannot tell this from a move, and a move is fixed when the cluster is made (every "
+                f"Service and machine keeps its address from the old one: pods resolve nothing). Check with {check}: if Arda "
+                f"runs Talos's default {', '.join(default)}, remove this and renumber instead what of the LAN meets it; if it "
+                f"already runs [{', '.join(subnets)}], write {SUBNETS_RUNNING}: true for one `up`, which records it",
             )
         )
     return out

@@ -407,9 +407,9 @@ class Ainur(Model):
     # one-valar Ainur already running, turning it on rolls the valar and rewrites its Secrets (docs/security.md); with
     # more valar it is refused (stacks.rules._counts): k3s's procedure for several servers is not built.
     secrets_encryption: bool = False
-    # Says the Secrets of an Ainur that ran with secrets encryption were rewritten in clear by hand (k3s's
-    # `secrets-encrypt disable`, then `reencrypt`): without it, false over a deployment that ran it on is refused
-    # (stacks.day2), since the API server without the flag reads no sealed Secret. Read only in the `up` that turns it off.
+    # Retired: it said the Secrets were rewritten in clear by hand before an `up` turned encryption off. That `up` now
+    # does k3s's disable itself and asks the valar (plans.k3s.secrets_off_script), so a word in the stack is no
+    # evidence; kept in the model only so that a stack still carrying it is told to remove it (stacks.rules._counts).
     secrets_decrypted: bool = False
 
 
@@ -474,6 +474,10 @@ class Arda(Model):
     discovery: Discovery | None = None
     # Volume encryption at rest (plans.talos, stacks.encryption); absent: off.
     encryption: Encryption = Field(default_factory=Encryption)
+    # Says Arda already runs the pod and Service subnets the patches set, where the last deployment's output does not
+    # record them (an Iluvatar before `clusterNetwork`): without it such a stack's non-default subnets are refused, since
+    # preview cannot tell them from a move (stacks.day2). Refused once the subnets are recorded.
+    subnets_running: bool = False
 
 
 class ArgoCd(Model):

@@ -328,12 +328,39 @@ def _node_cidr_mask(arda: Arda) -> int:
     return mask
 
 
+def _free_shares(pods: IPv4Network, services: Sequence[IPv4Network], mask: int) -> int:
+    """The /mask shares of the pod network kube-controller-manager can hand out: its range allocator occupies, in the
+    cluster CIDR's share set, every share a Service network touches (filterOutServiceRange: `cidrSets[idx].Occupy(
+    serviceCIDR)` for a Service network that contains the cluster CIDR or is contained by it; CidrSet.Occupy marks the
+    share indices from the Service network's first address to its last, all of them when it holds the cluster CIDR)."""
+    if mask < pods.prefixlen:
+        return 0
+    total = 1 << (mask - pods.prefixlen)
+    taken: list[tuple[int, int]] = []
+    for service in services:
+        if not pods.overlaps(service):
+            continue
+        if service.prefixlen <= pods.prefixlen:
+            return 0
+        first = (int(service.network_address) - int(pods.network_address)) >> (32 - mask)
+        last = (int(service.broadcast_address) - int(pods.network_address)) >> (32 - mask)
+        taken.append((first, last))
+    used, end = 0, -1
+    for first, last in sorted(taken):
+        if last > end:
+            used += last - max(first, end + 1) + 1
+            end = last
+    return total - used
+
+
 def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[IPv4Network]) -> list[Problem]:
     """Arda's pod network against its Service network and its machines. kube-controller-manager's range allocator marks
-    the Service range taken inside the cluster CIDR (kubernetes pkg/controller/nodeipam/ipam/range_allocator.go,
-    filterOutServiceRange), so a pod network inside it leaves no machine a share; and each machine needs a share of its own (its
-    podCIDR, the one Cilium's `ipam.mode: kubernetes` hands its pods from, plans/cilium.py), so a pod network with fewer
-    shares than machines leaves the rest with no pod started."""
+    the shares of the pod network a Service network touches as taken (kubernetes pkg/controller/nodeipam/ipam/
+    range_allocator.go filterOutServiceRange, read in the search index's recent multi-CIDR form, not at the pinned v1.35.1
+    tag): a partial overlap only costs the shares the Service network covers, and pods never get Service addresses. So
+    what is refused is what the allocator cannot use: a pod network inside a Service network (no share left), and fewer
+    free shares than machines, since each machine needs a share of its own (its podCIDR, the one Cilium's `ipam.mode:
+    kubernetes` hands its pods from, plans/cilium.py): the rest would start no pod."""
     pods = next((c for c in nets if c.key == "podSubnets"), None)
     services = [c for c in nets if c.key == "serviceSubnets"]
     if pods is None:
@@ -346,7 +373,7 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
         return next((f for f in _FREE[key] if not any(IPv4Network(f).overlaps(t) for t in others)), "a private range no network of the stack holds")
 
     for service in services:
-        if pods.net.overlaps(service.net):
+        if pods.net.overlaps(service.net) and service.net.prefixlen <= pods.net.prefixlen:
             path, key = (pods.path, "podSubnets") if pods.path is not None else (service.path, "serviceSubnets")
             written = pods.net if key == "podSubnets" else service.net
             other = service.what if key == "podSubnets" else pods.what
@@ -354,21 +381,30 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
             out.append(
                 Problem(
                     path,
-                    f"{written} overlaps {other}: kube-controller-manager hands no machine the pod addresses inside the "
-                    f"Service network (its range allocator marks them taken), and pods and Services would share the rest; "
-                    f"write {free(key)}",
+                    f"{written} overlaps {other}, which holds the whole pod network: kube-controller-manager hands no machine "
+                    f"the pod addresses inside the Service network (its range allocator marks them taken), so no machine "
+                    f"would get a share; write {free(key)}",
                 )
             )
+    if out:
+        return out
     machines = sum(1 for _, n in p.nodes if n.role in ARDA_ROLES)
     mask = _node_cidr_mask(arda)
-    shares = 0 if mask < pods.net.prefixlen else 2 ** (mask - pods.net.prefixlen)
-    if pods.path is not None and shares < machines:
+    shares = _free_shares(pods.net, [c.net for c in services], mask)
+    inside = [c for c in services if pods.net.overlaps(c.net)]
+    path = pods.path if pods.path is not None else next((c.path for c in inside if c.path is not None), None)
+    if path is not None and shares < machines:
+        outside = f" outside {', '.join(c.what for c in inside)}" if inside else ""
+        fix = (
+            f"a larger range, e.g. {free('podSubnets')}"
+            if path == pods.path
+            else f"a Service network outside {pods.net}, e.g. {free('serviceSubnets')}"
+        )
         out.append(
             Problem(
-                pods.path,
-                f"{pods.net} holds {shares} /{mask} share(s) of the pod network, and Arda has {machines} machines: "
-                f"kube-controller-manager gives each machine one, so {machines - shares} would start no pod; write a larger "
-                f"range, e.g. {free('podSubnets')}",
+                path,
+                f"{pods.net} holds {shares} /{mask} share(s) of the pod network{outside}, and Arda has {machines} machines: "
+                f"kube-controller-manager gives each machine one, so {machines - shares} would start no pod; write {fix}",
             )
         )
     return out
@@ -1083,8 +1119,17 @@ def _counts(p: Parsed) -> list[Problem]:
             Problem(
                 "iluvatar:ainur.secretsEncryption",
                 f"true, while the Ainur have {valar} valar (k3s servers): on several servers k3s's secrets encryption needs "
-                "its key shared before the roll and every server restarted in order after the rewrite; set it false, or keep "
-                "one valar; the HA procedure is not built",
+                "its key shared before the roll and every server restarted in order after the rewrite; set it false (that `up` "
+                "runs k3s's disable on the running valar first, ainur-secrets-off, docs/security.md#the-ainurs-secrets-at-rest), "
+                "or keep one valar; the HA procedure is not built",
+            )
+        )
+    if p.ainur is not None and p.ainur.secrets_decrypted:
+        out.append(
+            Problem(
+                "iluvatar:ainur.secretsDecrypted",
+                "true: this key is no longer read; the `up` that turns iluvatar:ainur.secretsEncryption off runs k3s's "
+                "disable on the first valar itself (ainur-secrets-off) and rolls no valar until k3s says Disabled; remove it",
             )
         )
     return out

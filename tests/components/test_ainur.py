@@ -991,3 +991,48 @@ def test_a_netbooted_maia_s_k3s_certificates_are_recorded_and_renewed_like_any_p
     [plan] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Ainur:")]
     assert [line.split(":")[0] for line in plan.splitlines()] == ["Ainur", "  1. manwe", "  2. eonwe", "  3. ilmare"]
     assert plan.splitlines()[3].startswith(f"  3. ilmare: its k3s certificates end at {end}, within 119 days: its k3s step runs and restarts k3s")
+
+
+def test_turning_secrets_encryption_off_asks_the_valar_before_any_roll(homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Over an Ainur whose output says it ran k3s's secrets encryption, or does not say (outputs from before the key was
+    recorded, when main turned it on by default), the `up` that turns it off runs k3s's disable on the first valar, and
+    every Pi's roll waits on it (the first valar's join and k3s steps directly, the rest through the chain). The preview
+    says it will. An output that ran without it gets no such step."""
+    ran = outputs_of(homelab)["ainur"]
+    assert ran["secretsEncryption"] is True
+    older = {k: v for k, v in ran.items() if k != "secretsEncryption"}
+    older["commands"] = {k: v for k, v in older["commands"].items() if k != "secrets-rewrite"}
+    caplog.set_level(logging.INFO)
+    for sub in ("recorded", "older", "never"):
+        (tmp_path / sub).mkdir()
+    for sub, previous in (("recorded", ran), ("older", older)):
+        stack_file = read_stack_file(write_stack(tmp_path / sub, edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
+        caplog.clear()
+        off = simulate(stack_file, previous={"ainur": previous}, preview=True)
+        regs = off.named()
+        step = regs["ainur-secrets-off"]
+        assert step.inputs["create"] == k3s.secrets_off_script()
+        assert step.urn in regs["ainur-manwe-join"].dependencies
+        assert step.urn in regs["ainur-manwe-k3s"].dependencies
+        assert "ainur-secrets-rewrite" not in regs
+        said = [r.getMessage() for r in caplog.records if "ainur-secrets-off runs k3s's disable on manwe" in r.getMessage()]
+        assert len(said) == 1, sub
+    stack_file = read_stack_file(write_stack(tmp_path / "never", edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
+    never = simulate(stack_file, previous={"ainur": {**ran, "secretsEncryption": False}}, preview=True)
+    assert "ainur-secrets-off" not in never.named()
+    assert "ainur-secrets-off" not in homelab.named()
+
+
+def test_turning_secrets_encryption_back_on_asks_the_valar_before_the_rewrite(homelab: Simulation, tmp_path: Path) -> None:
+    """Over an Ainur that ran without it, the valar rolled with the flag may still read a config k3s kept from a
+    disable: ainur-secrets-on runs after the last valar's steps and the rewrite waits on it. Over an output that ran
+    with it, no such step."""
+    ran = outputs_of(homelab)["ainur"]
+    stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
+    back = simulate(stack_file, previous={"ainur": {**ran, "secretsEncryption": False}}, preview=True).named()
+    step = back["ainur-secrets-on"]
+    assert step.inputs["create"] == k3s.secrets_on_script()
+    assert back["ainur-manwe-k3s"].urn in step.dependencies
+    assert back["ainur-secrets-rewrite"].dependencies == (step.urn,)
+    kept = simulate(stack_file, previous={"ainur": ran}, preview=True).named()
+    assert "ainur-secrets-on" not in kept and "ainur-secrets-off" not in kept

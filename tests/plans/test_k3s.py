@@ -1663,3 +1663,119 @@ def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Pat
             os.kill(int(pid), signal.SIGKILL)
     assert not Path(watch).exists()
     assert calls.read_text().splitlines()[0] == "kubectl --request-timeout=10s --request-timeout=2s --server https://10.43.0.1:443 get --raw /readyz"
+
+
+# k3s's status once its config is identity-first (`disable`), while a rewrite runs, and with no config at all
+# (pkg/server/handlers/secrets-encrypt.go encryptionStatus: no file, no `Enable`; the CLI's "no configuration file found").
+OFF_STATUS = {
+    "enabled": K3S_STATUS["finished"],
+    "disabled": "Encryption Status: Disabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
+    "disabled-active": "Encryption Status: Disabled\nCurrent Rotation Stage: reencrypt_active\nServer Encryption Hashes: All hashes match\n"
+    + ONE_KEY,
+    "disabled-mismatch": "Encryption Status: Disabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: hash does not match between manwe and eonwe\n"
+    + ONE_KEY,
+    "never": "Encryption Status: Disabled, no configuration file found\n",
+    "enabled-active": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_active\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
+}
+
+
+def run_off(tmp_path: Path, answers: list[str], on: bool = False) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The off script against a stand-in `k3s` whose status gives `answers` in turn (the last from then on); `disable`
+    makes the config identity-first, `reencrypt` marks the Node reencrypt_active before it returns and then puts back the
+    saved stage (encryptionReencrypt, reencryptAndRemoveKey with skip); `systemctl` is logged."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in OFF_STATUS.items():
+        (tmp_path / f"status-{name}").write_text(text)
+    state, log = tmp_path / "state", tmp_path / "log"
+    state.write_text("".join(f"{a}\n" for a in answers))
+    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "systemctl $*" >> {log}\n')
+    (bin_dir / "k3s").write_text(
+        f"""#!/bin/sh
+echo "$*" >> {log}
+case "$2" in
+  status)
+    name=$(head -n1 {state})
+    if [ "$(wc -l < {state})" -gt 1 ]; then sed -i 1d {state}; fi
+    cat {tmp_path}/status-"$name" ;;
+  disable) echo disabled > {state} ;;
+  enable) echo enabled > {state} ;;
+  reencrypt) now=$(tail -n1 {state}); printf '%s-active\\n%s\\n' "$now" "$now" > {state} ;;
+esac
+"""
+    )
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60)
+    return done, log.read_text().splitlines() if log.exists() else []
+
+
+def test_the_off_step_disables_restarts_and_rewrites_in_clear_before_any_roll(tmp_path: Path) -> None:
+    done, calls = run_off(tmp_path, ["enabled"])
+    assert done.returncode == 0, done.stderr
+    assert calls == [
+        "secrets-encrypt status",
+        "secrets-encrypt disable",
+        "systemctl restart k3s",
+        "secrets-encrypt status",
+        "secrets-encrypt reencrypt --force --skip",
+        "secrets-encrypt status",
+        "secrets-encrypt status",
+    ]
+    assert done.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption"
+    )
+
+
+def test_the_off_step_after_a_disable_by_hand_rewrites_in_clear_again(tmp_path: Path) -> None:
+    done, calls = run_off(tmp_path, ["disabled"])
+    assert done.returncode == 0, done.stderr
+    assert calls == [
+        "secrets-encrypt status",
+        "secrets-encrypt status",
+        "secrets-encrypt reencrypt --force --skip",
+        "secrets-encrypt status",
+        "secrets-encrypt status",
+    ]
+
+
+def test_the_off_step_has_nothing_to_do_where_k3s_never_sealed(tmp_path: Path) -> None:
+    done, calls = run_off(tmp_path, ["never"])
+    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+    assert "k3s never sealed the Ainur's Secrets (no encryption config)" in done.stderr
+
+
+def test_the_off_step_fails_before_any_roll_when_the_valar_never_agree(tmp_path: Path) -> None:
+    done, calls = run_off(tmp_path, ["disabled-mismatch"])
+    assert done.returncode == 1
+    assert "reencrypt" not in " ".join(calls)
+    assert "k3s's secrets encryption is not Disabled with the same config on every valar within 3 s" in done.stderr
+    assert "hash does not match between manwe and eonwe" in done.stderr
+    assert "no valar was rolled without secrets-encryption" in done.stderr
+
+
+def test_the_on_step_turns_back_on_a_config_k3s_kept_from_a_disable(tmp_path: Path) -> None:
+    """k3s keeps the identity-first config a disable left (deps.go genEncryptionConfigAndState keeps any config it
+    finds), so the valar rolled with the flag say Disabled: the step re-enables, restarts and seals what was written in
+    clear, so that the rewrite step finds Enabled."""
+    done, calls = run_off(tmp_path, ["disabled"], on=True)
+    assert done.returncode == 0, done.stderr
+    assert calls == [
+        "secrets-encrypt status",
+        "secrets-encrypt enable",
+        "systemctl restart k3s",
+        "secrets-encrypt status",
+        "secrets-encrypt reencrypt --force --skip",
+        "secrets-encrypt status",
+        "secrets-encrypt status",
+    ]
+    assert (tmp_path / "state").read_text() == "enabled\n"
+    assert done.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed again under k3s's kept key"
+
+
+@pytest.mark.parametrize("status", ["enabled", "never"])
+def test_the_on_step_leaves_a_fresh_config_to_the_rewrite(tmp_path: Path, status: str) -> None:
+    done, calls = run_off(tmp_path, [status], on=True)
+    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])

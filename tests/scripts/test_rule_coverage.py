@@ -40,3 +40,35 @@ def test_a_fixture_without_its_test_is_an_error(tmp_path: Path) -> None:
         rule_coverage.fixture_tests(tmp_path)
     (tmp_path / "tests" / "stacks" / "test_vlan_stacks.py").write_text("")
     assert rule_coverage.fixture_tests(tmp_path) == ("tests/stacks/test_vlan_stacks.py",)
+
+
+def test_a_classmethod_validator_is_neutralised_by_returning_its_value_not_its_class() -> None:
+    """`return cls` would hand the class on as the field's value and crash the next validator: every fixture then
+    "fails", so the rule would read as covered whatever the fixtures. The value is the parameter after `cls`/`self`."""
+    source = (
+        "class PiImage:\n"
+        "    @classmethod\n"
+        "    def _release(cls, release: str) -> str:\n"
+        "        if release != 'trixie':\n"
+        "            raise ValueError('no')\n"
+        "        return release\n"
+        "    def _url(self, url: str) -> str:\n"
+        "        if not url:\n"
+        "            raise ValueError('no')\n"
+        "        return url\n"
+        "def plain(value: str) -> str:\n"
+        "    if not value:\n"
+        "        raise ValueError('no')\n"
+        "    return value\n"
+    )
+    rules = [r for r in rule_coverage._model_rules("stacks/model.py", source) if r.what.startswith(("_release", "_url", "plain"))]
+    assert sorted((r.start, r.replacement) for r in rules) == [(5, "return release"), (9, "return url"), (13, "return value")]
+
+
+def test_day2_rules_are_tried_and_a_tuple_return_keeps_its_shape() -> None:
+    """The changes refused against the last deployment are rules too (their fixtures carry the outputs); a rule that
+    returns its problems with a flag loses only the problems, so the caller's unpacking still works."""
+    assert "stacks/day2.py" in rule_coverage.RULE_FILES
+    source = "def f(x):\n    if x:\n        return [Problem('p', 'm')], False\n    return [], True\n"
+    [rule] = list(rule_coverage._statement_rules("stacks/day2.py", source))
+    assert rule.apply(source).splitlines()[2] == "        return [], False"

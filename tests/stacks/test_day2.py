@@ -682,28 +682,24 @@ def test_a_netbooted_maia_that_held_longhorn_replicas_keeps_its_disk_until_they_
     assert day2.check(cards, day2.DeployedArda(), ran) == []
 
 
-def test_secrets_encryption_is_not_turned_off_over_what_the_ainur_sealed(tmp_path: Path) -> None:
-    """The `ainur` output records whether k3s sealed the Secrets; writing it off over that record is refused (the API
-    server without the flag reads no sealed Secret), from the record or, in outputs without it, from the rewrite step
-    among the commands. Never on a first deployment, nor over an Ainur that ran without it; `secretsDecrypted` lets the
-    one `up` that turns it off through."""
-    for sub in "abc":
+def test_the_valar_are_asked_whenever_the_output_may_hide_sealed_secrets(tmp_path: Path) -> None:
+    """Turning secrets encryption off is no refusal any more: the `up` asks the valar (plans.k3s.secrets_off_script) when
+    the output says they ran with it or does not say. Outputs without `secretsEncryption` are "may have": main deployed
+    Ainur with the flag on by default before the rewrite step existed, so neither the key nor the step is recorded."""
+    for sub in "ab":
         (tmp_path / sub).mkdir()
     on = _edited(tmp_path / "a", {})
     ran = rollout.ainur_state(on, on.ainur_nodes)
-    assert ran["secretsEncryption"] is True and "secrets-rewrite" in ran["commands"]
     off = _edited(tmp_path / "b", {"iluvatar:ainur.secretsEncryption": False})
-    assert rollout.ainur_state(off, off.ainur_nodes)["secretsEncryption"] is False
-    refused = day2.check(off, DeployedArda(), ran)
-    assert [(p.path, p.message.split(":")[0]) for p in refused] == [("iluvatar:ainur.secretsEncryption", "false, but the Ainur ran with it")]
+    assert day2.check(off, DeployedArda(), ran) == []
+    assert day2.may_have_sealed(ran) is True
+    # The default-on deployments: neither the key nor the rewrite step.
     older = {k: v for k, v in ran.items() if k != "secretsEncryption"}
-    assert day2.check(off, DeployedArda(), older) == refused
-    assert day2.check(off, DeployedArda(), {**older, "commands": {}}) == []
-    assert day2.check(off, DeployedArda(), None) == []
-    assert day2.check(off, DeployedArda(), rollout.ainur_state(off, off.ainur_nodes)) == []
-    assert day2.check(on, DeployedArda(), ran) == []
-    decrypted = _edited(tmp_path / "c", {"iluvatar:ainur.secretsEncryption": False, "iluvatar:ainur.secretsDecrypted": True})
-    assert day2.check(decrypted, DeployedArda(), ran) == []
+    older["commands"] = {k: v for k, v in older["commands"].items() if k != "secrets-rewrite"}
+    assert day2.may_have_sealed(older) is True
+    assert day2.may_have_sealed(rollout.ainur_state(off, off.ainur_nodes)) is False
+    assert day2.may_have_sealed(None) is False
+    assert day2.may_have_sealed({"nodes": {}}) is False
 
 
 HEADSCALE_ACCESS = {
@@ -796,6 +792,19 @@ def test_ardas_networks_are_recorded_and_kept(tmp_path: Path) -> None:
     assert [p.path for p in day2.check(patched, DeployedArda.from_output({**running, "clusterNetwork": recorded}))] == [
         "iluvatar:arda.patches[1].cluster.network.podSubnets"
     ]
-    assert day2.check(patched, DeployedArda.from_output(running)) == []
+    # An output without the record cannot tell the patch from a move: refused, with the way to say Arda runs it.
+    assert [p.path for p in day2.check(patched, DeployedArda.from_output(running))] == ["iluvatar:arda.patches[1].cluster.network.podSubnets"]
     assert day2.check(patched, DeployedArda()) == []
     assert day2.check(stack, DeployedArda.from_output({**running, "clusterNetwork": recorded})) == []
+
+
+def test_subnets_over_an_output_that_did_not_record_them(tmp_path: Path) -> None:
+    """Without `clusterNetwork` in the output, Talos's defaults pass, a non-default subnet is refused, and
+    arda.subnetsRunning lets it through (that `up` records it)."""
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    old = DeployedArda.from_output({"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}})
+    moved: dict[str, object] = {"iluvatar:arda.patches": [{"cluster": {"network": {"serviceSubnets": ["10.112.0.0/12"]}}}]}
+    assert day2.check(_edited(tmp_path / "a", {}), old, None) == []
+    assert [p.path for p in day2.check(_edited(tmp_path / "b", moved), old, None)] == ["iluvatar:arda.patches[0].cluster.network.serviceSubnets"]
+    assert day2.check(_edited(tmp_path / "c", {**moved, "iluvatar:arda.subnetsRunning": True}), old, None) == []

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks import StackConfigError, parse_stack, read_stack_file
+from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.releases import KUBERNETES_NEWEST
 from stacks.rules import TALOS_KUBERNETES
-from tests.edit import HOMELAB, RK1
+from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
 
 def _raw(path: Path = HOMELAB) -> dict[str, Any]:
@@ -167,3 +168,18 @@ def test_a_data_disk_that_is_a_partition_of_the_install_disk_is_told_so_once() -
             "the system; name another disk",
         )
     ]
+
+
+def test_a_pod_network_that_holds_the_service_network_validates(tmp_path: Path) -> None:
+    """kube-controller-manager's range allocator occupies the shares a Service network inside the pod network covers
+    (filterOutServiceRange) and hands out the rest: 10.0.0.0/8 around Talos's 10.96.0.0/12 leaves 65536 - 4096 /24 shares,
+    so the overlap is no refusal."""
+    from stacks.rules import _free_shares
+
+    doc = edit(homelab_doc(), {"iluvatar:arda.patches": [{"cluster": {"network": {"podSubnets": ["10.0.0.0/8"]}}}]})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    assert _free_shares(IPv4Network("10.0.0.0/8"), [IPv4Network("10.96.0.0/12")], 24) == 65536 - 4096
+    # Two Service networks, one inside the other, and one narrower than a share: each share counted once.
+    nets = [IPv4Network("10.244.0.0/22"), IPv4Network("10.244.1.0/24"), IPv4Network("10.244.8.16/28")]
+    assert _free_shares(IPv4Network("10.244.0.0/16"), nets, 24) == 256 - 5
+    assert _free_shares(IPv4Network("10.96.0.0/16"), [IPv4Network("10.96.0.0/12")], 24) == 0
