@@ -1220,7 +1220,7 @@ def grafana_admin_secret(password: str) -> dict[str, Any]:
 
 def gate_manifests() -> list[dict[str, Any]]:
     """What the CRD gate dry-runs: one object of each kind the program creates (a ServiceMonitor, the kind the
-    charts install, a PodMonitor, a PrometheusRule, a ScrapeConfig), so each kind's CRD serves before its objects."""
+    charts install, a PodMonitor, a PrometheusRule, a ScrapeConfig, a Probe), so each kind's CRD serves before its objects."""
     meta = {"name": "iluvatar-gate", "namespace": "kube-system"}
     selector = {"matchLabels": {"app.kubernetes.io/name": "iluvatar-gate"}}
     return [
@@ -1247,5 +1247,11 @@ def gate_manifests() -> list[dict[str, Any]]:
             "kind": "ScrapeConfig",
             "metadata": meta,
             "spec": {"staticConfigs": [{"targets": ["127.0.0.1:9100"]}]},
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "Probe",
+            "metadata": meta,
+            "spec": {"prober": {"url": "127.0.0.1:9115"}, "targets": {"staticConfig": {"static": ["https://127.0.0.1/health"]}}},
         },
     ]

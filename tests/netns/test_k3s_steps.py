@@ -898,6 +898,14 @@ def refusals(pi: Pi) -> list[str]:
     return [line.split(" ", 1)[1] for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def refused_last(pi: Pi, line: str, token: str, seconds: float = 60) -> None:
+    """Wait, at most `seconds`, until the agent's last refusal says `line`; fail naming the token and what it logged."""
+    deadline = time.monotonic() + seconds
+    while not (refusals(pi) and line in refusals(pi)[-1]):
+        assert time.monotonic() < deadline, (token, refusals(pi))
+        time.sleep(0.1)
+
+
 def without_client_certificate(pi: Pi) -> None:
     """The agent's folder as a netbooted maia's new root has it (plans.netboot.nfs KEPT_ON_NEW_IMAGE): no client
     certificate, so its start authenticates with its token alone."""
@@ -973,8 +981,10 @@ def test_the_agent_refuses_a_wrong_ca_hash_or_token_and_starts_with_the_programs
             result = lab.pis.ssh(secret(join.inputs["connection"]), script, good.replace(found.group(0), token))
             assert result.returncode == 1, token
             assert "systemd did not see k3s-agent start within 2 s of its restart" in result.stderr, token
-            # The last line is the restarted agent's (the one before may be the previous case's, stopped by the restart).
-            assert refusals(varda) and line in refusals(varda)[-1], (token, refusals(varda))
+            # The join gives up after its 2 s restart bound, which says nothing of when the restarted agent tries the
+            # token: its refusal is an event of its own, waited for (the last line is the restarted agent's; the one
+            # before may be the previous case's, stopped by the restart).
+            refused_last(varda, line, token)
             assert not (varda.state / "running").exists()
     finally:
         (shared(lab) / "refuse-server-token").unlink()
