@@ -827,7 +827,7 @@ class Walker:
                 again = client.apply(body, field_manager=written.manager, force=False)
         except ApiError as e:
             return obj, "", e
-        if before is not None and (paths := diff_paths(before, updated)):
+        if before is not None and (paths := [p for p in diff_paths(before, updated) if not _controllers_own(p, obj)]):
             return obj, f"{what} changed: {', '.join(paths)}", None
         if before is not None and written.writer == "argocd" and before["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]:
             return obj, f"{what} changed: its managed fields", None
@@ -859,6 +859,13 @@ _VOLATILE = {
     ("status",),
     ("metadata", "annotations", "deployment.kubernetes.io/revision"),
 }
+
+
+def _controllers_own(path: str, obj: Mapping[str, Any]) -> bool:
+    """A path a controller writes on its own schedule (_CONTROLLER_WRITES) that the applied object does not set: it may
+    arrive between the read before an update and the update, which is not the update's doing."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return path in _CONTROLLER_WRITES and path.removeprefix("metadata.annotations.") not in annotations
 
 
 def _own_entries(obj: Mapping[str, Any], manager: str) -> list[Any]:
