@@ -6,7 +6,6 @@ the service address last, each new pod Ready before the next; a run cut short le
 from __future__ import annotations
 
 import datetime
-import os
 import socket
 import subprocess
 import threading
@@ -22,8 +21,7 @@ from plans.netboot import kube_vip_services, vip_roll
 from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.kube.nodes import kubelet_gone
-from tests.kube.test_netboot_cache_roll import pi_node
-from tools import gotools
+from tests.kube.test_netboot_cache_roll import pi_node, valar_env
 from tools.kube_cluster import K3S, Cluster
 
 pytestmark = pytest.mark.kube
@@ -55,18 +53,6 @@ def daemonset(cluster: Cluster) -> dict[str, Any]:
 def ready_everywhere(cluster: Cluster) -> bool | None:
     s = daemonset(cluster).get("status") or {}
     return (s.get("numberReady") == len(PIS) and s.get("updatedNumberScheduled") == len(PIS)) or None
-
-
-def valar_env(tmp: Path, cluster: Cluster) -> dict[str, str]:
-    """A valar's PATH: `sudo` runs what it is given, `k3s kubectl` is the real kubectl with k3s's admin kubeconfig."""
-    binary = gotools.build("kube-control-plane")
-    bin_ = tmp / "valar-bin"
-    bin_.mkdir(parents=True)
-    (bin_ / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-    (bin_ / "k3s").write_text(f'#!/bin/sh\nshift\nexec {binary} kubectl --kubeconfig {cluster.kubeconfig} "$@"\n')
-    for name in ("sudo", "k3s"):
-        (bin_ / name).chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}
 
 
 class Roll:

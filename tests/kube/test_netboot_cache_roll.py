@@ -47,9 +47,8 @@ def rolled(cluster: Cluster) -> bool:
     return s.get("observedGeneration") == s["generation"] and all(desired <= c for c in counts)
 
 
-def run_clearance(tmp: Path, cluster: Cluster) -> subprocess.CompletedProcess[str]:
-    """The step's script as the first valar runs it: `sudo` runs what it is given, `k3s kubectl` is the real kubectl
-    (Kubernetes v1.35.1, tools/kube-control-plane) with k3s's admin kubeconfig."""
+def valar_env(tmp: Path, cluster: Cluster) -> dict[str, str]:
+    """A valar's PATH: `sudo` runs what it is given, `k3s kubectl` is the real kubectl with k3s's admin kubeconfig."""
     binary = gotools.build("kube-control-plane")
     bin_ = tmp / "valar-bin"
     bin_.mkdir(parents=True)
@@ -57,7 +56,13 @@ def run_clearance(tmp: Path, cluster: Cluster) -> subprocess.CompletedProcess[st
     (bin_ / "k3s").write_text(f'#!/bin/sh\nshift\nexec {binary} kubectl --kubeconfig {cluster.kubeconfig} "$@"\n')
     for name in ("sudo", "k3s"):
         (bin_ / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}
+    return {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}
+
+
+def run_clearance(tmp: Path, cluster: Cluster) -> subprocess.CompletedProcess[str]:
+    """The step's script as the first valar runs it (valar_env: the real kubectl of Kubernetes v1.35.1,
+    tools/kube-control-plane)."""
+    env = valar_env(tmp, cluster)
     # Its threshold (a Pi silent for 120 s) at 5 s: the lab's Pi has been silent since the taint, longer than that.
     return subprocess.run(["bash", "-c", clearance_script(silent_seconds=5)], env=env, capture_output=True, text=True, timeout=120, check=False)
 
