@@ -1665,117 +1665,288 @@ def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Pat
     assert calls.read_text().splitlines()[0] == "kubectl --request-timeout=10s --request-timeout=2s --server https://10.43.0.1:443 get --raw /readyz"
 
 
-# k3s's status once its config is identity-first (`disable`), while a rewrite runs, and with no config at all
-# (pkg/server/handlers/secrets-encrypt.go encryptionStatus: no file, no `Enable`; the CLI's "no configuration file found").
-OFF_STATUS = {
-    "enabled": K3S_STATUS["finished"],
-    "disabled": "Encryption Status: Disabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
-    "disabled-active": "Encryption Status: Disabled\nCurrent Rotation Stage: reencrypt_active\nServer Encryption Hashes: All hashes match\n"
-    + ONE_KEY,
-    "disabled-mismatch": "Encryption Status: Disabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: hash does not match between manwe and eonwe\n"
-    + ONE_KEY,
-    "never": "Encryption Status: Disabled, no configuration file found\n",
-    "enabled-active": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_active\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
+# k3s's status as its CLI prints it (pkg/cli/secretsencrypt/secrets_encrypt.go Status, index 025949a): the three lines,
+# then a table whose Name column is encryptionStatus's "AES-CBC <name>". With the config identity first the key is an
+# inactive row only (encryptionStatus: an identity provider ends `active`); with no config, the one line.
+OFF_ACTIVE_ROW = " *      AES-CBC   AES-CBC aescbckey\n"
+OFF_INACTIVE_ROW = "        AES-CBC   AES-CBC aescbckey\n"
+# The config k3s writes (WriteEncryptionConfig: json.Marshal of the EncryptionConfiguration, aescbc then identity to
+# enable, identity then aescbc to disable), the key's secret left out.
+K3S_ENCRYPTION_CONFIG = {
+    "enabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}},{"identity":{}}]}]}',
+    "disabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"identity":{}},{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}}]}]}',
 }
+STARTED = 1_800_000_000  # k3s's last start, as the stand-in's systemd says it (epoch seconds)
 
 
-def run_off(tmp_path: Path, answers: list[str], on: bool = False) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """The off script against a stand-in `k3s` whose status gives `answers` in turn (the last from then on); `disable`
-    makes the config identity-first, `reencrypt` marks the Node reencrypt_active before it returns and then puts back the
-    saved stage (encryptionReencrypt, reencryptAndRemoveKey with skip); `systemctl` is logged."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in OFF_STATUS.items():
-        (tmp_path / f"status-{name}").write_text(text)
-    state, log = tmp_path / "state", tmp_path / "log"
-    state.write_text("".join(f"{a}\n" for a in answers))
-    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "systemctl $*" >> {log}\n')
-    (bin_dir / "k3s").write_text(
-        f"""#!/bin/sh
-echo "$*" >> {log}
-case "$2" in
-  status)
-    name=$(head -n1 {state})
-    if [ "$(wc -l < {state})" -gt 1 ]; then sed -i 1d {state}; fi
-    cat {tmp_path}/status-"$name" ;;
-  disable) echo disabled > {state} ;;
-  enable) echo enabled > {state} ;;
-  reencrypt) now=$(tail -n1 {state}); printf '%s-active\\n%s\\n' "$now" "$now" > {state} ;;
+class SwitchValar:
+    """The first valar for the on and off steps: a stand-in `k3s` whose config file (`config`: enabled, disabled or none)
+    and rotation stage are k3s's, and a stand-in `systemctl` that says when k3s last started (ActiveEnterTimestamp) and
+    restarts it. What k3s does (pkg/server/handlers/secrets-encrypt.go, index 0b6425a):
+    - `enable`/`disable` (encryptionEnable) write the config file first, then rewrite inline with skip (the stage goes
+      back to the saved one). With `giveup` the CLI fails as its 10 s client timeout ends it
+      (pkg/clientaccess/token.go defaultClientTimeout; k3s-io/k3s#11384) while the server wrote the file all the same.
+    - `reencrypt` marks the stage reencrypt_active before it answers; the stand-in's next status reads it once, then the
+      saved stage (the goroutine's rewrite, reencryptAndRemoveKey with skip, BootstrapEncryptionHashAnnotation).
+    - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded.
+    - `systemctl restart k3s` moves the start past every file written before it (a logical clock, no wall time).
+    `fail` names a call (`restart`, `reencrypt`) that fails once, as a step cut short there."""
+
+    def __init__(self, tmp_path: Path, config: str, servers: int = 1) -> None:
+        self.dir = tmp_path
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.config, self.mark = tmp_path / "encryption-config.json", tmp_path / "switched"
+        self.log = tmp_path / "log"
+        self.clock = STARTED
+        (tmp_path / "clock").write_text(f"{STARTED + 1}\n")
+        (tmp_path / "started").write_text(f"{STARTED}\n")
+        (tmp_path / "stage").write_text("reencrypt_finished\n")
+        (tmp_path / "servers").write_text("".join(f"node/valar{i}\n" for i in range(servers)))
+        if config != "none":
+            self.config.write_text(K3S_ENCRYPTION_CONFIG[config])
+            os.utime(self.config, (STARTED - 100, STARTED - 100))
+        for name, text in {"active": OFF_ACTIVE_ROW, "inactive": OFF_INACTIVE_ROW}.items():
+            (tmp_path / f"row-{name}").write_text(text)
+        for name, text in K3S_ENCRYPTION_CONFIG.items():
+            (tmp_path / f"config-{name}").write_text(text)
+        d, conf = tmp_path, self.config
+        tick = f"n=$(cat {d}/clock); echo $((n + 1)) > {d}/clock"
+        (self.bin / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+        (self.bin / "systemctl").write_text(
+            f"""#!/bin/sh
+echo "systemctl $*" >> {d}/log
+case "$1" in
+  show) date -u -d "@$(cat {d}/started)" '+%a %Y-%m-%d %H:%M:%S UTC' ;;
+  restart)
+    if [ -e {d}/fail-restart ]; then rm {d}/fail-restart; exit 1; fi
+    {tick}; cat {d}/clock > {d}/started; {tick} ;;
 esac
 """
-    )
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60)
-    return done, log.read_text().splitlines() if log.exists() else []
+        )
+        (self.bin / "k3s").write_text(
+            f"""#!/bin/sh
+echo "$*" >> {d}/log
+case "$1" in
+  kubectl) cat {d}/servers; exit 0 ;;
+esac
+switch() {{
+  cp {d}/config-$1 {conf}; touch -d "@$(cat {d}/clock)" {conf}; {tick}
+  if [ -e {d}/giveup ]; then echo "Error: see server log for details: context deadline exceeded (Client.Timeout exceeded while awaiting headers)" >&2; exit 1; fi
+  echo "secrets-encryption $1"
+}}
+case "$2" in
+  status)
+    if [ ! -e {conf} ]; then echo "Encryption Status: Disabled, no configuration file found"; exit 0; fi
+    stage=$(cat {d}/stage)
+    if [ -e {d}/active ]; then rm {d}/active; stage=reencrypt_active; fi
+    if grep -q '"providers":\\[{{"aescbc"' {conf}; then word=Enabled; row=active; else word=Disabled; row=inactive; fi
+    printf 'Encryption Status: %s\\nCurrent Rotation Stage: %s\\nServer Encryption Hashes: All hashes match\\n\\nActive  Key Type  Name\\n------  --------  ----\\n' "$word" "$stage"
+    cat {d}/row-$row ;;
+  enable) switch enabled ;;
+  disable) switch disabled ;;
+  reencrypt)
+    if [ -e {d}/fail-reencrypt ]; then rm {d}/fail-reencrypt; echo "Error: see server log for details" >&2; exit 1; fi
+    touch {d}/active; echo "reencryption started" ;;
+esac
+"""
+        )
+        for f in self.bin.iterdir():
+            f.chmod(0o755)
+
+    def run(self, on: bool) -> subprocess.CompletedProcess[str]:
+        script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
+        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(self.config)).replace(k3s.SECRETS_SWITCHED, str(self.mark))
+        script = script.replace(k3s.SECRETS_SWITCHED.rsplit("/", 1)[0], str(self.dir)).replace(
+            k3s.SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0], str(self.dir)
+        )
+        env = {"PATH": f"{self.bin}:/usr/bin:/bin"}
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+    def calls(self) -> list[str]:
+        calls = self.log.read_text().splitlines() if self.log.exists() else []
+        self.log.unlink(missing_ok=True)
+        return [c.removeprefix("secrets-encrypt ") for c in calls]
+
+    def state(self) -> str:
+        return "none" if not self.config.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == self.config.read_text())
+
+    def recorded(self) -> str:
+        return self.mark.read_text() if self.mark.exists() else ""
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+LIST_SERVERS = f"kubectl --request-timeout=10s get nodes -l {k3s.K3S_SERVERS} -o name"
+SHOW = "systemctl show -p ActiveEnterTimestamp --value k3s"
 
 
 def test_the_off_step_disables_restarts_and_rewrites_in_clear_before_any_roll(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["enabled"])
+    valar = SwitchValar(tmp_path, "enabled")
+    done = valar.run(on=False)
     assert done.returncode == 0, done.stderr
-    assert calls == [
-        "secrets-encrypt status",
-        "secrets-encrypt disable",
+    assert valar.calls() == [
+        "status",
+        LIST_SERVERS,
+        "disable",
+        "status",
+        SHOW,
         "systemctl restart k3s",
-        "secrets-encrypt status",
-        "secrets-encrypt reencrypt --force --skip",
-        "secrets-encrypt status",
-        "secrets-encrypt status",
+        "status",
+        "reencrypt --force --skip",
+        "status",
+        "status",
+        SHOW,
     ]
+    assert valar.state() == "disabled"
+    assert valar.recorded() == f"clear {digest(valar.config)}\n"
     assert done.stderr.splitlines()[-1] == (
         f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption"
     )
+    # Run again (a retry of an `up` that failed later): the record names the config k3s runs, nothing is asked.
+    again = valar.run(on=False)
+    assert (again.returncode, valar.calls()) == (0, ["status", SHOW])
+    assert "rewritten in clear by an earlier run" in again.stderr
 
 
-def test_the_off_step_after_a_disable_by_hand_rewrites_in_clear_again(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["disabled"])
+def test_the_off_step_after_a_disable_by_hand_restarts_k3s_and_rewrites_in_clear(tmp_path: Path) -> None:
+    """Disabled by hand (or by a run cut short after its disable): status says Disabled, but the API server may still
+    run the aescbc-first config (disable's own rewrite went through it), so the step restarts k3s and rewrites."""
+    valar = SwitchValar(tmp_path, "disabled")
+    os.utime(valar.config, (STARTED + 1, STARTED + 1))  # written after k3s's last start
+    done = valar.run(on=False)
     assert done.returncode == 0, done.stderr
-    assert calls == [
-        "secrets-encrypt status",
-        "secrets-encrypt status",
-        "secrets-encrypt reencrypt --force --skip",
-        "secrets-encrypt status",
-        "secrets-encrypt status",
+    assert valar.calls() == [
+        "status",
+        LIST_SERVERS,
+        "status",
+        SHOW,
+        "systemctl restart k3s",
+        "status",
+        "reencrypt --force --skip",
+        "status",
+        "status",
+        SHOW,
     ]
 
 
 def test_the_off_step_has_nothing_to_do_where_k3s_never_sealed(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["never"])
-    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+    valar = SwitchValar(tmp_path, "none")
+    done = valar.run(on=False)
+    assert (done.returncode, valar.calls()) == (0, ["status"])
     assert "k3s never sealed the Ainur's Secrets (no encryption config)" in done.stderr
 
 
-def test_the_off_step_fails_before_any_roll_when_the_valar_never_agree(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["disabled-mismatch"])
+def test_the_off_step_has_nothing_to_do_where_no_k3s_server_runs_yet(tmp_path: Path) -> None:
+    """A first valar rebuilt (a new card, k3s not installed yet): no status to wait 600 s for, nothing was sealed there."""
+    valar = SwitchValar(tmp_path, "none")
+    (valar.bin / "k3s").unlink()
+    done = valar.run(on=False)
+    assert (done.returncode, valar.calls()) == (0, [])
+    assert done.stderr.splitlines() == [f"iluvatar: {socket.gethostname()}: no k3s server here yet: nothing to decrypt"]
+
+
+def test_the_switch_refuses_several_servers_before_any_disable(tmp_path: Path) -> None:
+    """On several servers k3s's disable reloads only the one it runs on, and "All hashes match" cannot show the others'
+    reload (neither the verb nor a restart changes the Nodes' annotations): the step refuses before it changes anything."""
+    valar = SwitchValar(tmp_path, "enabled", servers=3)
+    done = valar.run(on=False)
     assert done.returncode == 1
-    assert "reencrypt" not in " ".join(calls)
-    assert "k3s's secrets encryption is not Disabled with the same config on every valar within 3 s" in done.stderr
-    assert "hash does not match between manwe and eonwe" in done.stderr
+    assert valar.calls() == ["status", LIST_SERVERS]
+    assert valar.state() == "enabled"
+    assert "k3s runs 3 servers: its disable reloads only the server it runs on" in done.stderr
     assert "no valar was rolled without secrets-encryption" in done.stderr
 
 
 def test_the_on_step_turns_back_on_a_config_k3s_kept_from_a_disable(tmp_path: Path) -> None:
     """k3s keeps the identity-first config a disable left (deps.go genEncryptionConfigAndState keeps any config it
     finds), so the valar rolled with the flag say Disabled: the step re-enables, restarts and seals what was written in
-    clear, so that the rewrite step finds Enabled."""
-    done, calls = run_off(tmp_path, ["disabled"], on=True)
+    clear, then says what the off period left in clear: its etcd snapshots."""
+    valar = SwitchValar(tmp_path, "disabled")
+    done = valar.run(on=True)
     assert done.returncode == 0, done.stderr
-    assert calls == [
-        "secrets-encrypt status",
-        "secrets-encrypt enable",
+    assert valar.calls() == [
+        "status",
+        LIST_SERVERS,
+        "enable",
+        "status",
+        SHOW,
         "systemctl restart k3s",
-        "secrets-encrypt status",
-        "secrets-encrypt reencrypt --force --skip",
-        "secrets-encrypt status",
-        "secrets-encrypt status",
+        "status",
+        "reencrypt --force --skip",
+        "status",
+        "status",
+        SHOW,
     ]
-    assert (tmp_path / "state").read_text() == "enabled\n"
-    assert done.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed again under k3s's kept key"
+    assert valar.state() == "enabled"
+    assert valar.recorded() == f"sealed {digest(valar.config)}\n"
+    assert done.stderr.splitlines()[-2:] == [
+        f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed again under k3s's kept key",
+        f"iluvatar: {socket.gethostname()}: {k3s.SNAPSHOTS_WHILE_OFF}",
+    ]
+    assert k3s.SNAPSHOTS_WHILE_OFF.startswith("every etcd snapshot taken since k3s's secrets encryption was turned off holds every Secret in clear")
+    assert "'sudo k3s etcd-snapshot save', and delete every snapshot older than that one" in k3s.SNAPSHOTS_WHILE_OFF
 
 
-@pytest.mark.parametrize("status", ["enabled", "never"])
-def test_the_on_step_leaves_a_fresh_config_to_the_rewrite(tmp_path: Path, status: str) -> None:
-    done, calls = run_off(tmp_path, [status], on=True)
-    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+def test_the_on_step_goes_on_when_k3s_s_cli_gives_up_on_enable(tmp_path: Path) -> None:
+    """k3s's CLI ends `enable` after its 10 s while the server has written the file and goes on rewriting: the step reads
+    the file's state back, restarts k3s onto it and seals every Secret itself."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "giveup").touch()
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert "k3s secrets-encrypt enable returned 1; reading k3s's config back" in done.stderr
+    assert valar.calls()[2:8] == ["enable", "status", SHOW, "systemctl restart k3s", "status", "reencrypt --force --skip"]
+    assert valar.recorded() == f"sealed {digest(valar.config)}\n"
+
+
+@pytest.mark.parametrize("cut", ["after-enable", "fail-restart", "fail-reencrypt"])
+def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path, cut: str) -> None:
+    """Status says Enabled from the moment `enable` wrote the file, whatever the API server runs and whether anything was
+    rewritten since: a run that ended after `enable` (the step cut right after it, at the restart or at the rewrite)
+    leaves no record, and the next run restarts k3s if it has not loaded the file and rewrites every Secret."""
+    valar = SwitchValar(tmp_path, "disabled")
+    if cut == "after-enable":
+        # What `enable` leaves when the step ends with it: the file written after k3s's start, nothing else.
+        valar.config.write_text(K3S_ENCRYPTION_CONFIG["enabled"])
+        os.utime(valar.config, (STARTED + 1, STARTED + 1))
+    else:
+        (tmp_path / cut).touch()
+        first = valar.run(on=True)
+        assert first.returncode == 1
+        assert valar.calls()[2] == "enable"
+    assert (valar.state(), valar.recorded()) == ("enabled", "")
+    again = valar.run(on=True)
+    assert again.returncode == 0, again.stderr
+    calls = valar.calls()
+    assert "enable" not in calls
+    assert calls[-4:] == ["reencrypt --force --skip", "status", "status", SHOW]
+    assert ("systemctl restart k3s" in calls) is (cut != "fail-reencrypt")
+    assert valar.recorded() == f"sealed {digest(valar.config)}\n"
+
+
+def test_the_on_step_seals_a_fresh_config_again_without_a_restart(tmp_path: Path) -> None:
+    """A config k3s made at its start (the flag new on an Ainur that never had it) is loaded: no restart. With no record
+    of a rewrite under it the step rewrites (harmless: the rewrite step's rotate-keys rewrites them again)."""
+    valar = SwitchValar(tmp_path, "enabled")
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert valar.calls() == ["status", LIST_SERVERS, "status", SHOW, "status", "reencrypt --force --skip", "status", "status", SHOW]
+
+
+def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
+    valar = SwitchValar(tmp_path, "none")
+    done = valar.run(on=True)
+    assert (done.returncode, valar.calls()) == (0, ["status"])
+
+
+def test_a_reencrypt_refused_is_no_rewrite(tmp_path: Path) -> None:
+    """The CLI failed and the stage never read reencrypt_active: nothing says a rewrite ran, so no record is written."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "fail-reencrypt").touch()
+    done = valar.run(on=False)
+    assert done.returncode == 1
+    assert "k3s did not start the rewrite (reencrypt failed and its stage never read reencrypt_active)" in done.stderr
+    assert valar.recorded() == ""
