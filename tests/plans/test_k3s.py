@@ -370,7 +370,13 @@ MEMBERS = {
 
 
 def _join(
-    tmp_path: Path, node_index: int, config: str, rejoin: str | None = None, members: dict[str, Any] | None = None, **env: str
+    tmp_path: Path,
+    node_index: int,
+    config: str,
+    rejoin: str | None = None,
+    members: dict[str, Any] | None = None,
+    swaps: dict[str, str] | None = None,
+    **env: str,
 ) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
     stack = load_stack_file(HOMELAB)
     bin_dir = tmp_path / "bin"
@@ -396,6 +402,8 @@ def _join(
         owed=str(tmp_path / "owed"),
         kubelet=str(tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"),
     )
+    for was, now in (swaps or {}).items():
+        script = script.replace(was, now)
     environment = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "LOG": str(log),
@@ -1950,3 +1958,98 @@ def test_a_reencrypt_refused_is_no_rewrite(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "k3s did not start the rewrite (reencrypt failed and its stage never read reencrypt_active)" in done.stderr
     assert valar.recorded() == ""
+
+
+# --- A valar's join reads k3s's encryption config before it drops or gives the flag (secrets_guard) ---
+
+
+def guard_join(tmp_path: Path, installed: str, new: str, kept: str, record: str) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
+    """The first valar's join with `installed` as the config k3s runs, `new` as the one sent, k3s's encryption config
+    `kept` (enabled, disabled or none) and the off step's record (`clear`: of that config, `other`: of another one)."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    target = tmp_path / "etc" / "config.yaml"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(installed)
+    encryption, switched = tmp_path / "encryption-config.json", tmp_path / "secrets-switched"
+    if kept != "none":
+        encryption.write_text(K3S_ENCRYPTION_CONFIG[kept])
+    if record:
+        named = encryption if record == "clear" else tmp_path / "members.json"
+        switched.write_text(f"clear {hashlib.sha256(named.read_bytes()).hexdigest() if named.exists() else ''}\n")
+    swaps = {k3s.SECRETS_ENCRYPTION_CONFIG: str(encryption), k3s.SECRETS_SWITCHED: str(switched)}
+    return _join(tmp_path, 0, new, swaps=swaps)
+
+
+WITH_FLAG, WITHOUT_FLAG = "secrets-encryption: true\ntoken: T0K3N\n", "token: T0K3N\n"
+
+
+@pytest.mark.parametrize("record", ["", "other"])
+def test_a_join_that_drops_the_flag_over_secrets_not_proven_clear_stops_before_any_change(tmp_path: Path, record: str) -> None:
+    """A retry of an off-`up` whose ainur-secrets-off failed plans no off step (the output of the failed `up` says off):
+    the join finds k3s running the flag over a config that may seal, with no record of a rewrite in clear under it (or
+    one under another config), and stops before it installs anything or restarts k3s."""
+    (tmp_path / "members.json").write_text("{}")
+    result, calls, target = guard_join(tmp_path, WITH_FLAG, WITHOUT_FLAG, "disabled", record)
+    assert result.returncode == 1
+    assert "this join drops secrets-encryption, and nothing here says every Secret k3s sealed was rewritten in clear" in result.stderr
+    assert (
+        "set iluvatar:ainur.secretsEncryption true and run pulumi up (ainur-secrets-on seals every Secret again), then set it false" in result.stderr
+    )
+    assert calls == ["cloud-init status --wait"]
+    assert target.read_text() == WITH_FLAG
+
+
+@pytest.mark.parametrize(
+    ("installed", "new", "kept", "record"),
+    [
+        (WITH_FLAG, WITHOUT_FLAG, "disabled", "clear"),  # the off step finished here, under this config
+        (WITH_FLAG, WITHOUT_FLAG, "none", ""),  # k3s never made a config: nothing sealed
+        (WITHOUT_FLAG, WITHOUT_FLAG, "disabled", ""),  # the flag already dropped: nothing changes here
+        (WITH_FLAG, WITH_FLAG, "enabled", ""),  # the flag kept
+        (WITHOUT_FLAG, WITH_FLAG, "enabled", ""),  # given over a config that seals (ainur-secrets-enable ran)
+        (WITHOUT_FLAG, WITH_FLAG, "none", ""),  # given where k3s makes its config as it starts
+    ],
+)
+def test_a_join_the_switch_allows_goes_on(tmp_path: Path, installed: str, new: str, kept: str, record: str) -> None:
+    result, _, target = guard_join(tmp_path, installed, new, kept, record)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == new
+
+
+def test_a_join_that_gives_the_flag_over_a_config_kept_identity_first_stops_before_any_change(tmp_path: Path) -> None:
+    """k3s keeps an identity-first config it finds (genEncryptionConfigAndState): a join giving the flag over it with no
+    ainur-secrets-enable before (an output that says the Ainur ran with it, from an `up` killed after its disable)
+    would leave every Secret in clear under a stack that says sealed. It stops before any change."""
+    result, calls, target = guard_join(tmp_path, WITHOUT_FLAG, WITH_FLAG, "disabled", "clear")
+    assert result.returncode == 1
+    assert "this join gives k3s secrets-encryption, but k3s kept its config from a disable (identity first)" in result.stderr
+    assert "set iluvatar:ainur.secretsEncryption false and run pulumi up (ainur-secrets-off finishes the disable), then set it true" in result.stderr
+    assert calls == ["cloud-init status --wait"]
+    assert target.read_text() == WITHOUT_FLAG
+
+
+def test_only_a_valar_s_join_reads_k3s_s_encryption_config() -> None:
+    stack = load_stack_file(HOMELAB)
+    assert k3s.secrets_guard() in roll.join_script(stack, stack.by_role("valar")[0])
+    assert k3s.secrets_guard() not in roll.join_script(stack, stack.by_role("maiar")[0])
+    assert k3s.IDENTITY_FIRST in K3S_ENCRYPTION_CONFIG["disabled"] and k3s.IDENTITY_FIRST not in K3S_ENCRYPTION_CONFIG["enabled"]
+
+
+def test_the_enable_before_the_roll_puts_a_kept_config_aescbc_first(tmp_path: Path) -> None:
+    """A config kept identity-first is turned back on before any valar gets the flag, reading the file back when k3s's
+    CLI gives up after its 10 s; a config that seals, or none, is left to the roll."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "giveup").touch()
+
+    def run() -> subprocess.CompletedProcess[str]:
+        script = k3s.secrets_enable_script(timeout=3, poll=0).replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(valar.config))
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{valar.bin}:/usr/bin:/bin"}, timeout=60)
+
+    done = run()
+    assert done.returncode == 0, done.stderr
+    assert valar.calls() == ["status", "enable"]
+    assert valar.state() == "enabled"
+    assert "k3s secrets-encrypt enable returned 1; reading k3s's config back" in done.stderr
+    again = run()
+    assert (again.returncode, valar.calls()) == (0, [])
