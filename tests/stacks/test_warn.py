@@ -19,8 +19,8 @@ IN_CLEAR = (
     "written in clear in the Ainur's datastore and in every etcd snapshot k3s uploads, so anyone with a snapshot and a "
     "stolen disk reads it; on an Ainur with one valar, set it true (k3s then seals Secrets, "
     "docs/security.md#the-ainurs-secrets-at-rest); with more, k3s's procedure for several servers is not built. On an "
-    "Ainur that ran with it, turning it off also needs `k3s secrets-encrypt disable` and a rewrite first, or the API "
-    "server cannot read the Secrets sealed before"
+    "Ainur that ran with it, the `up` that turns it off first runs k3s's disable on the first valar and rewrites every "
+    "Secret in clear (ainur-secrets-off); no valar loses the flag before that is done"
 )
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     # robfig/cron runs on a day either restricted day field matches: "the first Saturday" runs on 248 days in two years.
