@@ -111,9 +111,9 @@ def test_secrets_encryption_is_on_the_valar_only_and_only_when_written_so() -> N
         assert [yaml.safe_load(k3s.config(off, n, "T")).get("secrets-encryption") for n in off.by_role("valar")] == [None], written
 
 
-# k3s's status: its three lines, then its table of the config's keys, the active one marked (pkg/cli/secretsencrypt
-# secrets_encrypt.go Status).
-ONE_KEY = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   aescbckey\n"
+# k3s's status: its three lines, then its table of the config's keys, the active one marked, each named "AES-CBC <name>"
+# (pkg/cli/secretsencrypt/secrets_encrypt.go Status; encryptionStatus's typName).
+ONE_KEY = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   AES-CBC aescbckey\n"
 K3S_STATUS = {
     "start": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
     "finished": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
@@ -213,6 +213,9 @@ class LabValar:
         for f in self.bin.iterdir():
             f.chmod(0o755)
 
+    def status(self) -> str:
+        return subprocess.run(["k3s", "secrets-encrypt", "status"], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}).stdout
+
     def rewrite(self) -> subprocess.CompletedProcess[str]:
         script = k3s.secrets_rewrite_script(timeout=2, poll=0)
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}, timeout=60)
@@ -223,6 +226,20 @@ class LabValar:
 
     def keys(self) -> list[str]:
         return (self.state / "secrets-keys").read_text().split()
+
+
+def test_the_lab_s_status_says_what_k3s_s_cli_says(tmp_path: Path) -> None:
+    """No config file: the CLI's one line. A config: Enabled whatever the flag (encryptionStatus reads the file, which
+    the lab keeps aescbc-first), its key named "AES-CBC <name>" and marked active."""
+    valar = LabValar(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text("token: T\n")
+    assert valar.status() == "Encryption Status: Disabled, no configuration file found\n"
+    config.write_text("secrets-encryption: true\n")
+    table = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   AES-CBC aescbckey\n"
+    assert valar.status() == "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n" + table
+    config.write_text("token: T\n")
+    assert valar.status().splitlines()[0] == "Encryption Status: Enabled"
 
 
 def test_a_rewrite_cut_short_by_a_restart_resumes_at_the_next_run(tmp_path: Path) -> None:
