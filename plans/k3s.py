@@ -1232,7 +1232,7 @@ fi
 servers=$(sudo {KUBECTL} get nodes -l {K3S_SERVERS} -o name) || {{ echo "iluvatar: $(hostname): k3s's servers could not be listed; {said["after"]}" >&2; exit 1; }}
 servers=$(printf '%s\n' "$servers" | grep -c . || true)
 if [ "$servers" -gt 1 ]; then
-  echo "iluvatar: $(hostname): k3s runs $servers servers: its {verb} reloads only the server it runs on, and this step does k3s's single-server procedure; {said["after"]} (docs/security.md#the-ainurs-secrets-at-rest)" >&2
+  echo "iluvatar: $(hostname): k3s runs $servers servers: its {verb} reloads only the server it runs on, and this step does k3s's single-server procedure, the only one built; with iluvatar:ainur.secretsEncryption true, take the Ainur to one valar first (docs/day2.md#a-dead-pi-removed-for-good), then {"run pulumi up again" if enable else "set it false"}; {said["after"]} (docs/security.md#the-ainurs-secrets-at-rest)" >&2
   exit 1
 fi
 if has "$now" '{wrong}'; then

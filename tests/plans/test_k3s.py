@@ -1882,6 +1882,10 @@ def test_the_switch_refuses_several_servers_before_any_disable(tmp_path: Path) -
     assert valar.calls() == ["status", LIST_SERVERS]
     assert valar.state() == "enabled"
     assert "k3s runs 3 servers: its disable reloads only the server it runs on" in done.stderr
+    assert (
+        "with iluvatar:ainur.secretsEncryption true, take the Ainur to one valar first (docs/day2.md#a-dead-pi-removed-for-good), then set it false"
+        in done.stderr
+    )
     assert "no valar was rolled without secrets-encryption" in done.stderr
 
 
