@@ -518,32 +518,19 @@ class BootstrapCluster(pulumi.ComponentResource):
             previous = [self.secrets_off]
         else:
             self.secrets_off = None
-        reenable = stack.ainur.secrets_encryption and day2.may_have_run_clear(args.previous)
-        if reenable:
-            # Before any valar is rolled with the flag: a config k3s kept identity-first from a disable put aescbc-first
-            # again (plans.k3s.secrets_enable_script), so that the roll loads a config that seals, and the joins' guard
-            # (plans.k3s.secrets_guard) finds none identity-first. The Secrets are sealed after the roll (secrets-on).
-            self.secrets_enable: command.remote.Command | None = command.remote.Command(
-                f"{name}-{k3s.SECRETS_ON_BEFORE}",
-                connection=connect(first),
-                create=k3s.secrets_enable_script(),
-                logging=command.remote.Logging.STDERR,
-                opts=pulumi.ResourceOptions(parent=self, provider=command_provider),
-            )
-            previous = [self.secrets_enable]
-        else:
-            self.secrets_enable = None
         for node in order:
             if node.role == "valar":
                 join(node, ())
-        if reenable:
-            # After the valar's roll with the flag and before the rewrite below: k3s restarted onto the config that seals
-            # if it has not loaded it, and every Secret written in clear meanwhile sealed (plans.k3s.secrets_on_script).
+        if stack.ainur.secrets_encryption and day2.may_have_run_clear(args.previous):
+            # After the valar's roll with the flag and before the rewrite below: a config k3s kept identity-first from a
+            # disable (it keeps any config it finds) turned back on, k3s restarted onto it if it has not loaded it, and
+            # every Secret written in clear meanwhile sealed (plans.k3s.secrets_on_script). Not before the roll: k3s sets
+            # its encryption config's path only with the flag (deps.go), so a server without it cannot enable.
             pulumi.log.warn(
-                "the last deployment's Ainur ran k3s without secrets encryption, or its output does not say: before the valar "
-                f"are rolled with it, {name}-{k3s.SECRETS_ON_BEFORE} turns a config k3s kept from a disable back on (k3s "
-                f"secrets-encrypt enable) on {first.name}; after, {name}-secrets-on restarts k3s there if it has not loaded "
-                "that config and seals every Secret (reencrypt --force --skip)",
+                "the last deployment's Ainur ran k3s without secrets encryption, or its output does not say: after the valar "
+                f"are rolled with it, {name}-secrets-on reads k3s's status on {first.name}, turns a config k3s kept from a "
+                "disable back on (k3s secrets-encrypt enable), restarts k3s there if it has not loaded that config, and seals "
+                "every Secret (reencrypt --force --skip)",
                 resource=self,
             )
             self.secrets_on: command.remote.Command | None = command.remote.Command(

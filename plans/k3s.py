@@ -1089,72 +1089,31 @@ def secrets_on_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int 
     return _secrets_switch_script(True, timeout, poll)
 
 
-# k3s's config file as encryptionEnable(enable=false) leaves it (WriteEncryptionConfig: json.Marshal, identity then the
-# kept aescbc key): a valar started with the flag over it keeps it (genEncryptionConfigAndState) and seals nothing.
-IDENTITY_FIRST = '"providers":[{"identity":{}},{"aescbc"'
-SECRETS_ON_BEFORE = "secrets-enable"
 SECRETS_OFF_STEP = "secrets-off"
 SECRETS_ON_STEP = "secrets-on"
 
 
-def secrets_enable_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
-    """Run on the first valar before any valar is rolled with `secrets-encryption`, where the last deployment may have
-    run without it: a config k3s kept identity-first from a disable is put aescbc-first again (k3s secrets-encrypt
-    enable), so that the valar's restart with the flag loads a config that seals, and their join's guard
-    (secrets_guard) finds none identity-first. k3s's own `enable` does this on a server without the flag too: it reads
-    and writes the file only (encryptionEnable), and its rewrite then goes through an API server that seals nothing,
-    harmless; SECRETS_ON_SCRIPT seals every Secret once the flag runs."""
-    return f"""set -eu
-status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
-kept() {{ sudo grep -qF '{IDENTITY_FIRST}' {SECRETS_ENCRYPTION_CONFIG} 2>/dev/null; }}
-end=$(( $(date +%s) + {timeout} ))
-if ! command -v k3s >/dev/null 2>&1 || ! kept; then
-  echo "iluvatar: $(hostname): no config kept from a disable here: the valar are rolled with the flag as they are" >&2
-  exit 0
-fi
-until now=$(status); do
-  if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; no valar was rolled with secrets-encryption (look with: sudo k3s secrets-encrypt status)" >&2
-    exit 1
-  fi
-  sleep {poll}
-done
-echo "iluvatar: $(hostname): k3s kept its config from a disable (identity first): turning it back on before the valar get the flag (k3s secrets-encrypt enable)" >&2
-# The CLI gives up after 10 s while k3s goes on: the file says when it is written.
-sudo timeout {timeout} k3s secrets-encrypt enable >&2 || {{ rc=$?; echo "iluvatar: $(hostname): k3s secrets-encrypt enable returned $rc; reading k3s's config back" >&2; }}
-while kept; do
-  if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): k3s's config is still identity first {timeout} s after its enable; look with: sudo journalctl -u k3s | grep -i secrets; no valar was rolled with secrets-encryption" >&2
-    exit 1
-  fi
-  sleep {poll}
-done
-echo "iluvatar: $(hostname): k3s's config seals first again; the valar are rolled with the flag, then ainur-{SECRETS_ON_STEP} seals every Secret" >&2
-"""
-
-
 def secrets_guard(config_path: str = CONFIG_PATH) -> str:
     """Lines of a valar's join, run with its new config in `$new` before anything changes: a join that would drop the
-    flag over Secrets k3s may still seal, or give it over a config k3s kept identity-first, stops there.
+    flag over Secrets k3s may still seal stops there.
 
-    The steps that do the switch (ainur-secrets-off, ainur-secrets-enable and -on) are planned from the last deployment's
-    output, which says what the stack asked, not what ran: a failed or killed `up` leaves an output that makes its retry
-    plan none, and the join then rolls the valar all the same. So the join reads the valar itself:
-    - dropping the flag (the installed config has it, the new one does not) over a kept encryption config needs the off
-      step's record that every Secret was rewritten in clear under that very config (SECRETS_SWITCHED, written only once
-      its rewrite was seen through under the config k3s had loaded); status's "Disabled" is no proof, since `disable`'s
-      own rewrite goes through the config the API server still holds;
-    - giving the flag over an identity-first config (IDENTITY_FIRST) would leave k3s sealing nothing while the stack says
-      sealed: ainur-secrets-enable puts it aescbc-first before any join, so finding it here means that step did not run.
-    Each stops with the way back: two `up`s, the first of which plans the step this one lacked."""
+    The off step (ainur-secrets-off) is planned from the last deployment's output, which says what the stack asked, not
+    what ran: a failed off-`up` still writes "off", and its retry plans no off step while its joins roll the valar all
+    the same. So the join reads the valar itself: dropping the flag (the installed config has it, the new one does not)
+    over a kept encryption config needs the off step's record that every Secret was rewritten in clear under that very
+    config (SECRETS_SWITCHED, written only once its rewrite was seen through under the config k3s had loaded). Status's
+    "Disabled" with no rewrite under way is no proof: `disable`'s own rewrite goes through the config the API server
+    still holds and puts the saved stage back (encryptionEnable, reencryptAndRemoveKey with skip). It stops with the way
+    back: two `up`s, the first of which plans the steps that turn encryption back on, the second the off step.
+
+    Nothing checks the other way (the flag given over a config k3s kept identity-first, with no ainur-secrets-on after
+    it): k3s sets its encryption config's path only with the flag (pkg/daemons/control/deps/deps.go: `if
+    config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the roll, and a join
+    cannot tell whether the on step follows it."""
     flag = "secrets-encryption: true"
     return f"""if ! grep -qx '{flag}' "$new" && sudo grep -qx '{flag}' {config_path} 2>/dev/null && sudo test -s {SECRETS_ENCRYPTION_CONFIG} \
   && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
   echo "iluvatar: $(hostname): this join drops secrets-encryption, and nothing here says every Secret k3s sealed was rewritten in clear under the config k3s runs (ainur-{SECRETS_OFF_STEP} did not finish here): an API server without the flag reads no sealed Secret, so k3s keeps the flag. This up plans no ainur-{SECRETS_OFF_STEP} because the last deployment's output says the Ainur ran without it; to get it, set iluvatar:ainur.secretsEncryption true and run pulumi up (ainur-{SECRETS_ON_STEP} seals every Secret again), then set it false and run pulumi up" >&2
-  exit 1
-fi
-if grep -qx '{flag}' "$new" && sudo grep -qF '{IDENTITY_FIRST}' {SECRETS_ENCRYPTION_CONFIG} 2>/dev/null; then
-  echo "iluvatar: $(hostname): this join gives k3s secrets-encryption, but k3s kept its config from a disable (identity first), which it would keep: every Secret would stay in clear while the stack says sealed, so k3s keeps its config as it is. This up plans no ainur-{SECRETS_ON_BEFORE} because the last deployment's output says the Ainur ran with it; to get it, set iluvatar:ainur.secretsEncryption false and run pulumi up (ainur-{SECRETS_OFF_STEP} finishes the disable), then set it true and run pulumi up" >&2
   exit 1
 fi
 """

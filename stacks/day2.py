@@ -416,9 +416,8 @@ def state_class(stack: StackConfig) -> str:
 def may_have_run_clear(ainur: Any) -> bool:
     """Whether the deployed Ainur of the last deployment may have run k3s without secrets encryption, after a disable
     that left k3s's config identity-first on the valar: its output does not say it ran with it. The `up` that turns it
-    on asks the valar (plans.k3s.secrets_enable_script before their roll, secrets_on_script after). The output records
-    what the stack asked, not what ran: each valar's join checks k3s's own config before it drops or gives the flag
-    (plans.k3s.secrets_guard)."""
+    on asks the valar (plans.k3s.secrets_on_script). The output records what the stack asked, not what ran: each valar's
+    join checks k3s's own config before it drops the flag (plans.k3s.secrets_guard)."""
     if not isinstance(ainur, Mapping) or not ainur.get("k3sVersion"):
         return False
     return ainur.get("secretsEncryption") is not True

@@ -1025,19 +1025,14 @@ def test_turning_secrets_encryption_off_asks_the_valar_before_any_roll(homelab: 
 
 def test_turning_secrets_encryption_back_on_asks_the_valar_before_the_rewrite(homelab: Simulation, tmp_path: Path) -> None:
     """Over an Ainur that ran without it, the valar rolled with the flag may still read a config k3s kept from a
-    disable: ainur-secrets-enable puts it aescbc-first before any valar's roll (the first valar's join and k3s steps wait
-    on it, so the joins' guard finds none identity-first), and ainur-secrets-on runs after the last valar's steps and
-    the rewrite waits on it. Over an output that ran with it, no such step."""
+    disable: ainur-secrets-on runs after the last valar's steps and the rewrite waits on it. Over an output that ran
+    with it, no such step."""
     ran = outputs_of(homelab)["ainur"]
     stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
     back = simulate(stack_file, previous={"ainur": {**ran, "secretsEncryption": False}}, preview=True).named()
-    before = back["ainur-secrets-enable"]
-    assert before.inputs["create"] == k3s.secrets_enable_script()
-    assert before.urn in back["ainur-manwe-join"].dependencies
-    assert before.urn in back["ainur-manwe-k3s"].dependencies
     step = back["ainur-secrets-on"]
     assert step.inputs["create"] == k3s.secrets_on_script()
     assert back["ainur-manwe-k3s"].urn in step.dependencies
     assert back["ainur-secrets-rewrite"].dependencies == (step.urn,)
     kept = simulate(stack_file, previous={"ainur": ran}, preview=True).named()
-    assert not {"ainur-secrets-on", "ainur-secrets-enable", "ainur-secrets-off"} & set(kept)
+    assert "ainur-secrets-on" not in kept and "ainur-secrets-off" not in kept

@@ -2028,7 +2028,7 @@ def test_a_join_that_drops_the_flag_over_secrets_not_proven_clear_stops_before_a
         (WITH_FLAG, WITHOUT_FLAG, "none", ""),  # k3s never made a config: nothing sealed
         (WITHOUT_FLAG, WITHOUT_FLAG, "disabled", ""),  # the flag already dropped: nothing changes here
         (WITH_FLAG, WITH_FLAG, "enabled", ""),  # the flag kept
-        (WITHOUT_FLAG, WITH_FLAG, "enabled", ""),  # given over a config that seals (ainur-secrets-enable ran)
+        (WITHOUT_FLAG, WITH_FLAG, "disabled", ""),  # given back: ainur-secrets-on turns the kept config on after the roll
         (WITHOUT_FLAG, WITH_FLAG, "none", ""),  # given where k3s makes its config as it starts
     ],
 )
@@ -2038,39 +2038,7 @@ def test_a_join_the_switch_allows_goes_on(tmp_path: Path, installed: str, new: s
     assert target.read_text() == new
 
 
-def test_a_join_that_gives_the_flag_over_a_config_kept_identity_first_stops_before_any_change(tmp_path: Path) -> None:
-    """k3s keeps an identity-first config it finds (genEncryptionConfigAndState): a join giving the flag over it with no
-    ainur-secrets-enable before (an output that says the Ainur ran with it, from an `up` killed after its disable)
-    would leave every Secret in clear under a stack that says sealed. It stops before any change."""
-    result, calls, target = guard_join(tmp_path, WITHOUT_FLAG, WITH_FLAG, "disabled", "clear")
-    assert result.returncode == 1
-    assert "this join gives k3s secrets-encryption, but k3s kept its config from a disable (identity first)" in result.stderr
-    assert "set iluvatar:ainur.secretsEncryption false and run pulumi up (ainur-secrets-off finishes the disable), then set it true" in result.stderr
-    assert calls == ["cloud-init status --wait"]
-    assert target.read_text() == WITHOUT_FLAG
-
-
 def test_only_a_valar_s_join_reads_k3s_s_encryption_config() -> None:
     stack = load_stack_file(HOMELAB)
     assert k3s.secrets_guard() in roll.join_script(stack, stack.by_role("valar")[0])
     assert k3s.secrets_guard() not in roll.join_script(stack, stack.by_role("maiar")[0])
-    assert k3s.IDENTITY_FIRST in K3S_ENCRYPTION_CONFIG["disabled"] and k3s.IDENTITY_FIRST not in K3S_ENCRYPTION_CONFIG["enabled"]
-
-
-def test_the_enable_before_the_roll_puts_a_kept_config_aescbc_first(tmp_path: Path) -> None:
-    """A config kept identity-first is turned back on before any valar gets the flag, reading the file back when k3s's
-    CLI gives up after its 10 s; a config that seals, or none, is left to the roll."""
-    valar = SwitchValar(tmp_path, "disabled")
-    (tmp_path / "giveup").touch()
-
-    def run() -> subprocess.CompletedProcess[str]:
-        script = k3s.secrets_enable_script(timeout=3, poll=0).replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(valar.config))
-        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{valar.bin}:/usr/bin:/bin"}, timeout=60)
-
-    done = run()
-    assert done.returncode == 0, done.stderr
-    assert valar.calls() == ["status", "enable"]
-    assert valar.state() == "enabled"
-    assert "k3s secrets-encrypt enable returned 1; reading k3s's config back" in done.stderr
-    again = run()
-    assert (again.returncode, valar.calls()) == (0, [])
