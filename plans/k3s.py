@@ -1057,14 +1057,15 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 #   synchronous before #11385's backports, #11440-#11442, where the CLI gives up the same way with the stage still
 #   active), so the step waits for the stage to leave reencrypt_active.
 # So a run never takes the status line for done. What proves the Secrets rewritten under the config k3s runs is this
-# step's own record, SECRETS_SWITCHED: written only after a rewrite the step saw start and end under a config the API
-# server loaded at its start (the config file older than k3s's last start as systemd saw it, `ActiveEnterTimestamp`:
-# k3s's unit is Type=notify, and a server says READY once its API server runs, pkg/cli/server/server.go), and naming
-# the SHA-256 of that config (GenEncryptionConfigHash hashes the same bytes), so that any later change of the config (a
-# disable, an enable, a rotation by hand) voids it. Without the record, whatever status says, a run restarts k3s when
-# the config is newer than its start and rewrites every Secret again, which is harmless; so a run cut short anywhere,
-# or an `enable` the CLI gave up on, is finished by the next one. The valar's join reads the same record before it drops
-# the flag (secrets_guard).
+# step's own record, SECRETS_SWITCHED: written only after a rewrite the step saw start and end after its own restart of
+# k3s onto the config (`systemctl restart` returns once k3s is ready, Type=notify, its API server running on the file
+# as it was then), and naming the SHA-256 of that config (GenEncryptionConfigHash hashes the same bytes), so that any
+# later change of the config (a disable, an enable, a rotation by hand) voids it. Without the record, whatever status
+# says, a run restarts k3s and rewrites every Secret again, both harmless (one valar: the API away for the restart, as
+# in the roll); so a run cut short anywhere, or an `enable` the CLI gave up on, is finished by the next one. The restart
+# is not skipped by comparing the file's time with k3s's start: that needs a date parsed on the Pi (uutils date refuses
+# systemd's format) and a clock a Pi without its NTP time yet cannot vouch for. The valar's join reads the same record
+# before it drops the flag (secrets_guard).
 #
 # One valar: the procedure is k3s's single-server one. On several servers `disable`/`enable` reload only the one they
 # run on, and status's "All hashes match" cannot show the others' reload (the hashes are the Nodes' annotations, which
@@ -1166,12 +1167,6 @@ status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
 has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
 digest() {{ sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1; }}
-# The API server loaded the config file at its start: the file is older than k3s's last start (Type=notify: active
-# once the API server runs).
-loaded() {{
-  started=$(systemctl show -p ActiveEnterTimestamp --value k3s)
-  [ -n "$started" ] && [ "$(sudo stat -c %Y {SECRETS_ENCRYPTION_CONFIG})" -lt "$(date -d "$started" +%s)" ]
-}}
 end=$(( $(date +%s) + {timeout} ))
 {absent}until now=$(status); do
   if [ "$(date +%s)" -ge "$end" ]; then
@@ -1184,7 +1179,7 @@ if has "$now" '{SECRETS_NEVER}'; then
   echo "iluvatar: $(hostname): {said["never"]}" >&2
   exit 0
 fi
-if has "$now" '{want}' && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "{record} $(digest)" ] && loaded; then
+if has "$now" '{want}' && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "{record} $(digest)" ]; then
   echo "iluvatar: $(hostname): {said["already"]}" >&2
   exit 0
 fi
@@ -1207,10 +1202,9 @@ until now=$(status) && has "$now" '{want}'; do
   sleep {poll}
 done
 sudo rm -f {SECRETS_SWITCHED}
-if ! loaded; then
-  echo "iluvatar: $(hostname): restarting k3s so that its API server runs the config {verb} wrote" >&2
-  sudo systemctl restart k3s
-fi
+was=$(digest)
+echo "iluvatar: $(hostname): restarting k3s so that its API server runs that config" >&2
+sudo timeout {timeout} systemctl restart k3s
 until now=$(status) && has "$now" '{want}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
   if [ "$(date +%s)" -ge "$end" ]; then
     echo "iluvatar: $(hostname): k3s's secrets encryption is not {word} with no rewrite under way within {timeout} s; k3s says: $now; {said["after"]}" >&2
@@ -1237,7 +1231,7 @@ until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && [ "$seen" = 
   fi
   sleep {poll}
 done
-has "$now" '{want}' && loaded || {{ echo "iluvatar: $(hostname): k3s's config changed during the rewrite; k3s says: $now; {said["after"]}" >&2; exit 1; }}
+has "$now" '{want}' && [ "$(digest)" = "$was" ] || {{ echo "iluvatar: $(hostname): k3s's config changed during the rewrite; k3s says: $now; {said["after"]}" >&2; exit 1; }}
 sudo install -d -m 0700 {SECRETS_SWITCHED.rsplit("/", 1)[0]}
 printf '{record} %s\n' "$(digest)" | sudo tee {SECRETS_SWITCHED} >/dev/null
 echo "iluvatar: $(hostname): {said["done"]}" >&2

@@ -1701,21 +1701,21 @@ K3S_ENCRYPTION_CONFIG = {
     "enabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}},{"identity":{}}]}]}',
     "disabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"identity":{}},{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}}]}]}',
 }
-STARTED = 1_800_000_000  # k3s's last start, as the stand-in's systemd says it (epoch seconds)
 
 
 class SwitchValar:
     """The first valar for the on and off steps: a stand-in `k3s` whose config file (`config`: enabled, disabled or none)
-    and rotation stage are k3s's, and a stand-in `systemctl` that says when k3s last started (ActiveEnterTimestamp) and
-    restarts it. What k3s does (pkg/server/handlers/secrets-encrypt.go, index 0b6425a):
-    - `enable`/`disable` (encryptionEnable) write the config file first, then rewrite inline with skip (the stage goes
-      back to the saved one). With `giveup` the CLI fails as its 10 s client timeout ends it
+    and rotation stage are k3s's, the config its API server loaded apart from the file, and a stand-in `systemctl`.
+    What k3s does (pkg/server/handlers/secrets-encrypt.go, index 0b6425a):
+    - `enable`/`disable` (encryptionEnable) write the config file and nothing the API server loaded, then rewrite inline
+      with skip (the stage goes back to the saved one). With `giveup` the CLI fails as its 10 s client timeout ends it
       (pkg/clientaccess/token.go defaultClientTimeout; k3s-io/k3s#11384) while the server wrote the file all the same.
-    - `reencrypt` marks the stage reencrypt_active before it answers; the stand-in's next status reads it once, then the
-      saved stage (the goroutine's rewrite, reencryptAndRemoveKey with skip, BootstrapEncryptionHashAnnotation).
+    - `reencrypt` marks the stage reencrypt_active before it answers and rewrites every Secret under the config the API
+      server loaded (`rewritten`); the stand-in's next status reads the stage active once, then the saved one (the
+      goroutine's reencryptAndRemoveKey with skip, BootstrapEncryptionHashAnnotation).
     - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded.
-    - `systemctl restart k3s` moves the start past every file written before it (a logical clock, no wall time).
-    `fail` names a call (`restart`, `reencrypt`) that fails once, as a step cut short there."""
+    - `systemctl restart k3s` loads the file.
+    A file `fail-restart` or `fail-reencrypt` fails that call once, as a step cut short there."""
 
     def __init__(self, tmp_path: Path, config: str, servers: int = 1) -> None:
         self.dir = tmp_path
@@ -1723,29 +1723,22 @@ class SwitchValar:
         self.bin.mkdir()
         self.config, self.mark = tmp_path / "encryption-config.json", tmp_path / "switched"
         self.log = tmp_path / "log"
-        self.clock = STARTED
-        (tmp_path / "clock").write_text(f"{STARTED + 1}\n")
-        (tmp_path / "started").write_text(f"{STARTED}\n")
         (tmp_path / "stage").write_text("reencrypt_finished\n")
         (tmp_path / "servers").write_text("".join(f"node/valar{i}\n" for i in range(servers)))
         if config != "none":
             self.config.write_text(K3S_ENCRYPTION_CONFIG[config])
-            os.utime(self.config, (STARTED - 100, STARTED - 100))
+            (tmp_path / "loaded").write_text(K3S_ENCRYPTION_CONFIG[config])
         for name, text in {"active": OFF_ACTIVE_ROW, "inactive": OFF_INACTIVE_ROW}.items():
             (tmp_path / f"row-{name}").write_text(text)
         for name, text in K3S_ENCRYPTION_CONFIG.items():
             (tmp_path / f"config-{name}").write_text(text)
         d, conf = tmp_path, self.config
-        tick = f"n=$(cat {d}/clock); echo $((n + 1)) > {d}/clock"
         (self.bin / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
         (self.bin / "systemctl").write_text(
             f"""#!/bin/sh
 echo "systemctl $*" >> {d}/log
 case "$1" in
-  show) date -u -d "@$(cat {d}/started)" '+%a %Y-%m-%d %H:%M:%S UTC' ;;
-  restart)
-    if [ -e {d}/fail-restart ]; then rm {d}/fail-restart; exit 1; fi
-    {tick}; cat {d}/clock > {d}/started; {tick} ;;
+  restart) if [ -e {d}/fail-restart ]; then rm {d}/fail-restart; exit 1; fi; cp {conf} {d}/loaded ;;
 esac
 """
         )
@@ -1756,7 +1749,7 @@ case "$1" in
   kubectl) cat {d}/servers; exit 0 ;;
 esac
 switch() {{
-  cp {d}/config-$1 {conf}; touch -d "@$(cat {d}/clock)" {conf}; {tick}
+  cp {d}/config-$1 {conf}
   if [ -e {d}/giveup ]; then echo "Error: see server log for details: context deadline exceeded (Client.Timeout exceeded while awaiting headers)" >&2; exit 1; fi
   echo "secrets-encryption $1"
 }}
@@ -1772,12 +1765,17 @@ case "$2" in
   disable) switch disabled ;;
   reencrypt)
     if [ -e {d}/fail-reencrypt ]; then rm {d}/fail-reencrypt; echo "Error: see server log for details" >&2; exit 1; fi
-    touch {d}/active; echo "reencryption started" ;;
+    touch {d}/active; cp {d}/loaded {d}/rewritten; echo "reencryption started" ;;
 esac
 """
         )
         for f in self.bin.iterdir():
             f.chmod(0o755)
+
+    def rewritten(self) -> str:
+        """The config every Secret was last rewritten under (enabled: sealed, disabled: in clear), or none."""
+        done = self.dir / "rewritten"
+        return "none" if not done.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == done.read_text())
 
     def run(self, on: bool) -> subprocess.CompletedProcess[str]:
         script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
@@ -1805,7 +1803,6 @@ def digest(path: Path) -> str:
 
 
 LIST_SERVERS = f"kubectl --request-timeout=10s get nodes -l {k3s.K3S_SERVERS} -o name"
-SHOW = "systemctl show -p ActiveEnterTimestamp --value k3s"
 
 
 def test_the_off_step_disables_restarts_and_rewrites_in_clear_before_any_roll(tmp_path: Path) -> None:
@@ -1817,22 +1814,20 @@ def test_the_off_step_disables_restarts_and_rewrites_in_clear_before_any_roll(tm
         LIST_SERVERS,
         "disable",
         "status",
-        SHOW,
         "systemctl restart k3s",
         "status",
         "reencrypt --force --skip",
         "status",
         "status",
-        SHOW,
     ]
-    assert valar.state() == "disabled"
+    assert (valar.state(), valar.rewritten()) == ("disabled", "disabled")
     assert valar.recorded() == f"clear {digest(valar.config)}\n"
     assert done.stderr.splitlines()[-1] == (
         f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption"
     )
     # Run again (a retry of an `up` that failed later): the record names the config k3s runs, nothing is asked.
     again = valar.run(on=False)
-    assert (again.returncode, valar.calls()) == (0, ["status", SHOW])
+    assert (again.returncode, valar.calls()) == (0, ["status"])
     assert "rewritten in clear by an earlier run" in again.stderr
 
 
@@ -1840,21 +1835,20 @@ def test_the_off_step_after_a_disable_by_hand_restarts_k3s_and_rewrites_in_clear
     """Disabled by hand (or by a run cut short after its disable): status says Disabled, but the API server may still
     run the aescbc-first config (disable's own rewrite went through it), so the step restarts k3s and rewrites."""
     valar = SwitchValar(tmp_path, "disabled")
-    os.utime(valar.config, (STARTED + 1, STARTED + 1))  # written after k3s's last start
+    (tmp_path / "loaded").write_text(K3S_ENCRYPTION_CONFIG["enabled"])  # the API server still seals
     done = valar.run(on=False)
     assert done.returncode == 0, done.stderr
     assert valar.calls() == [
         "status",
         LIST_SERVERS,
         "status",
-        SHOW,
         "systemctl restart k3s",
         "status",
         "reencrypt --force --skip",
         "status",
         "status",
-        SHOW,
     ]
+    assert valar.rewritten() == "disabled"
 
 
 def test_the_off_step_has_nothing_to_do_where_k3s_never_sealed(tmp_path: Path) -> None:
@@ -1901,15 +1895,13 @@ def test_the_on_step_turns_back_on_a_config_k3s_kept_from_a_disable(tmp_path: Pa
         LIST_SERVERS,
         "enable",
         "status",
-        SHOW,
         "systemctl restart k3s",
         "status",
         "reencrypt --force --skip",
         "status",
         "status",
-        SHOW,
     ]
-    assert valar.state() == "enabled"
+    assert (valar.state(), valar.rewritten()) == ("enabled", "enabled")
     assert valar.recorded() == f"sealed {digest(valar.config)}\n"
     assert done.stderr.splitlines()[-2:] == [
         f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed again under k3s's kept key",
@@ -1927,20 +1919,21 @@ def test_the_on_step_goes_on_when_k3s_s_cli_gives_up_on_enable(tmp_path: Path) -
     done = valar.run(on=True)
     assert done.returncode == 0, done.stderr
     assert "k3s secrets-encrypt enable returned 1; reading k3s's config back" in done.stderr
-    assert valar.calls()[2:8] == ["enable", "status", SHOW, "systemctl restart k3s", "status", "reencrypt --force --skip"]
-    assert valar.recorded() == f"sealed {digest(valar.config)}\n"
+    assert valar.calls()[2:7] == ["enable", "status", "systemctl restart k3s", "status", "reencrypt --force --skip"]
+    assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
 
 
 @pytest.mark.parametrize("cut", ["after-enable", "fail-restart", "fail-reencrypt"])
 def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path, cut: str) -> None:
     """Status says Enabled from the moment `enable` wrote the file, whatever the API server runs and whether anything was
     rewritten since: a run that ended after `enable` (the step cut right after it, at the restart or at the rewrite)
-    leaves no record, and the next run restarts k3s if it has not loaded the file and rewrites every Secret."""
+    leaves no record, and the next run restarts k3s onto the file and rewrites every Secret under it."""
     valar = SwitchValar(tmp_path, "disabled")
     if cut == "after-enable":
-        # What `enable` leaves when the step ends with it: the file written after k3s's start, nothing else.
+        # What `enable` leaves when the step ends with it: the file written, the API server on the one before, the
+        # Secrets rewritten inline through it.
         valar.config.write_text(K3S_ENCRYPTION_CONFIG["enabled"])
-        os.utime(valar.config, (STARTED + 1, STARTED + 1))
+        (tmp_path / "rewritten").write_text(K3S_ENCRYPTION_CONFIG["disabled"])
     else:
         (tmp_path / cut).touch()
         first = valar.run(on=True)
@@ -1951,18 +1944,22 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
     assert again.returncode == 0, again.stderr
     calls = valar.calls()
     assert "enable" not in calls
-    assert calls[-4:] == ["reencrypt --force --skip", "status", "status", SHOW]
-    assert ("systemctl restart k3s" in calls) is (cut != "fail-reencrypt")
-    assert valar.recorded() == f"sealed {digest(valar.config)}\n"
+    assert calls[-5:] == ["systemctl restart k3s", "status", "reencrypt --force --skip", "status", "status"]
+    assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
 
 
-def test_the_on_step_seals_a_fresh_config_again_without_a_restart(tmp_path: Path) -> None:
-    """A config k3s made at its start (the flag new on an Ainur that never had it) is loaded: no restart. With no record
-    of a rewrite under it the step rewrites (harmless: the rewrite step's rotate-keys rewrites them again)."""
+def test_the_on_step_seals_a_config_that_says_enabled_with_no_record_of_it(tmp_path: Path) -> None:
+    """Enabled with no record (a config k3s made as the flag came, or an enable whose step ended before its rewrite: the
+    same line): k3s restarted onto it and every Secret rewritten, both harmless where they were not needed. Then a
+    run only says so."""
     valar = SwitchValar(tmp_path, "enabled")
     done = valar.run(on=True)
     assert done.returncode == 0, done.stderr
-    assert valar.calls() == ["status", LIST_SERVERS, "status", SHOW, "status", "reencrypt --force --skip", "status", "status", SHOW]
+    assert valar.calls() == ["status", LIST_SERVERS, "status", "systemctl restart k3s", "status", "reencrypt --force --skip", "status", "status"]
+    assert valar.rewritten() == "enabled"
+    again = valar.run(on=True)
+    assert (again.returncode, valar.calls()) == (0, ["status"])
+    assert "sealed again by an earlier run" in again.stderr
 
 
 def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
