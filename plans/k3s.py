@@ -1063,8 +1063,9 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 # later change of the config (a disable, an enable, a rotation by hand) voids it. Without the record, whatever status
 # says, a run restarts k3s and rewrites every Secret again, both harmless (one valar: the API away for the restart, as
 # in the roll); so a run cut short anywhere, or an `enable` the CLI gave up on, is finished by the next one. The restart
-# is not skipped by comparing the file's time with k3s's start: that needs a date parsed on the Pi (uutils date refuses
-# systemd's format) and a clock a Pi without its NTP time yet cannot vouch for. The valar's join reads the same record
+# is not skipped by comparing the file's time with k3s's start: that needs systemd's timestamp parsed with `date -d` on
+# the Pi, which the scripts here never ask (uutils date refuses times GNU date reads), and a clock a Pi without its NTP
+# time yet cannot vouch for. The valar's join reads the same record
 # before it drops the flag (secrets_guard).
 #
 # One valar: the procedure is k3s's single-server one. On several servers `disable`/`enable` reload only the one they
@@ -1108,9 +1109,9 @@ def secrets_guard(config_path: str = CONFIG_PATH) -> str:
     back: two `up`s, the first of which plans the steps that turn encryption back on, the second the off step.
 
     Nothing checks the other way (the flag given over a config k3s kept identity-first, with no ainur-secrets-on after
-    it): k3s sets its encryption config's path only with the flag (pkg/daemons/control/deps/deps.go: `if
-    config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the roll, and a join
-    cannot tell whether the on step follows it."""
+    it): k3s sets its encryption config's path only with the flag (pkg/daemons/control/deps/deps.go as the search
+    index holds it: `if config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the
+    roll, and a join cannot tell whether the on step follows it."""
     flag = "secrets-encryption: true"
     return f"""if ! grep -qx '{flag}' "$new" && sudo grep -qx '{flag}' {config_path} 2>/dev/null && sudo test -s {SECRETS_ENCRYPTION_CONFIG} \
   && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
