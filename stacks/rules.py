@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
@@ -35,6 +35,20 @@ TALOS_KUBERNETES: dict[tuple[int, int], tuple[int, int]] = {row.minor: row.kuber
 
 
 @dataclass(frozen=True)
+class Taken:
+    """What an address suggested as free must not be: every fixed address of the stack's one table (stacks.addresses:
+    the machines, the VIPs, the front door, Headscale, the raw-port apps, and the LAN's devices the stack names, its
+    NAS, NFS server, DNS servers and BMCs), and the ranges lent besides network.dhcpRange and the load-balancer pool
+    (the discovery pool, the router's old pool), whose addresses the stack's own rules refuse to a machine or a VIP."""
+
+    addresses: frozenset[IPv4Address] = frozenset()
+    lent: tuple[AddressRange, ...] = ()
+
+    def __contains__(self, ip: object) -> bool:
+        return ip in self.addresses or (isinstance(ip, IPv4Address) and any(ip in r for r in self.lent))
+
+
+@dataclass(frozen=True)
 class Parsed:
     """The sections that parsed; None where a section is absent or broken."""
 
@@ -50,6 +64,7 @@ class Parsed:
     cloudflare_set: bool = False
     cloudflare_token_set: bool = False
     extra_categories: Sequence[str] = ()  # categories the stack adds to stacks.categories.DEFAULT_CATEGORIES
+    taken: Taken = Taken()  # what stacks.load's address table holds, which a suggested free address avoids
 
 
 def node_path(i: int, field: str = "") -> str:
@@ -117,7 +132,7 @@ def _edge_addresses(net: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
     return net.network_address, net.broadcast_address
 
 
-def free_address(net: Network, taken: Collection[IPv4Address] = ()) -> IPv4Address | None:
+def free_address(net: Network, taken: Container[IPv4Address] = ()) -> IPv4Address | None:
     """The LAN's first host address a machine or a VIP may take: not the gateway, outside the DHCP range and the
     load-balancer pool, and no address in `taken` (as plans.ipam.free_static picks a new machine's)."""
     first, last = int(net.lan.network_address) + 1, int(net.lan.broadcast_address) - 1
@@ -128,14 +143,14 @@ def free_address(net: Network, taken: Collection[IPv4Address] = ()) -> IPv4Addre
     return None
 
 
-def _write_static(net: Network, taken: Collection[IPv4Address]) -> str:
+def _write_static(net: Network, taken: Container[IPv4Address]) -> str:
     """The fix of a static address in the wrong place: where to write it, with the first free one."""
     free = free_address(net, taken)
     where = f"write an address inside network.lan {net.lan}, outside network.dhcpRange and network.loadBalancerPool"
     return f"{where}, e.g. {free}" if free is not None else f"{where} (none is free: widen the LAN or shrink a pool)"
 
 
-def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
+def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", taken: Container[IPv4Address] = ()) -> Iterator[Problem]:
     """Where a host address on the LAN must not be: outside it, on its edges, on the gateway."""
     fix = f"write the router's address, inside network.lan {net.lan}" if what == "gateway" else _write_static(net, taken)
     if ip not in net.lan:
@@ -147,9 +162,9 @@ def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", ta
         yield Problem(path, f"{ip} is network.gateway, the router's; {fix}")
 
 
-def _static_address(path: str, ip: IPv4Address, net: Network, taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
+def _static_address(path: str, ip: IPv4Address, net: Network, taken: Container[IPv4Address] = ()) -> Iterator[Problem]:
     """A static address (node or VIP) must also stay out of the pools others hand out. `taken`: the stack's other fixed
-    addresses, which the suggested fix avoids."""
+    addresses and lent ranges (a `Taken`), which the suggested fix avoids."""
     yield from _address_in_lan(path, ip, net, taken=taken)
     if ip in net.dhcp_range:
         yield Problem(
@@ -504,9 +519,11 @@ def _vip_list(p: Parsed) -> list[tuple[str, IPv4Address]]:
     return vips
 
 
-def _fixed_addresses(p: Parsed) -> frozenset[IPv4Address]:
-    """The machines' and the VIPs' addresses: a suggested free address is none of them."""
-    return frozenset([n.ip for _, n in p.nodes] + [ip for _, ip in _vip_list(p)])
+def _fixed_addresses(p: Parsed) -> Taken:
+    """What a suggested free address is not: the address table's and the lent ranges (`p.taken`), and the machines' and
+    the VIPs' addresses, which are in the table whenever stacks.load built it."""
+    own = frozenset([n.ip for _, n in p.nodes] + [ip for _, ip in _vip_list(p)])
+    return Taken(p.taken.addresses | own, p.taken.lent)
 
 
 def _vips(p: Parsed) -> list[Problem]:
