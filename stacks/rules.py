@@ -10,7 +10,7 @@ import fnmatch
 import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 import yaml
 
@@ -313,6 +313,11 @@ def _arda_networks(arda: Arda) -> tuple[list[_ClusterNet], list[Problem]]:
             continue
         for n, value in enumerate(found[1]):
             path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
+            if (bare := _bare_address(value)) is not None:
+                # Said alone: read as the /32 (or /128) Python would make of it, it would also be counted as a network
+                # of one address (the shares, the overlaps), which is not what was written.
+                problems.append(Problem(path, _no_prefix(value, bare, key)))
+                continue
             try:
                 net = IPv4Network(str(value), strict=False)
             except ValueError:
@@ -327,6 +332,35 @@ def _arda_networks(arda: Arda) -> tuple[list[_ClusterNet], list[Problem]]:
                 continue  # an IPv6 subnet: the LAN's plan is IPv4
             out.append(_ClusterNet(net, what, f"arda.patches[{found[0]}]", path, key))
     return out, problems
+
+
+# An address without its prefix length (`10.96.0.10`) is no subnet to any consumer, though Python reads it as a /32.
+# Talos's config validation never reads the two lists (ClusterConfig.Validate checks only cluster.network's dnsDomain:
+# pkg/machinery/config/types/v1alpha1/v1alpha1_validation.go:425 at v1.13.0, the machinery tools/talos-check pins, and
+# :408 at v1.14.1); its own parse of them needs the length (v1alpha1_clusterconfig.go:249 and :259 at v1.13.0 through
+# siderolabs/net v0.4.0 SplitCIDRs, net.go:78 netip.ParsePrefix, an error; :214 and :234 at v1.14.1, the error dropped
+# and the network read as the zero prefix), and at v1.13 kube-apiserver and kube-controller-manager get the word as
+# written (control_plane_static_pod.go, above).
+def _bare_address(value: object) -> IPv4Address | IPv6Address | None:
+    """`value` as the address it is when written without a prefix length (`10.96.0.10`), else None."""
+    if "/" in str(value):
+        return None
+    try:
+        return ip_address(str(value))
+    except ValueError:
+        return None
+
+
+def _no_prefix(value: object, address: IPv4Address | IPv6Address, key: str) -> str:
+    """Why an address is no subnet, with the subnet of the size of Talos's default around it as the fix."""
+    default = TALOS_NETWORKS[key]
+    consumer = "kube-apiserver's --service-cluster-ip-range" if key == "serviceSubnets" else "kube-controller-manager's --cluster-cidr"
+    fix = (
+        f"write {ip_network(f'{address}/{default.prefixlen}', strict=False)}? (the /{default.prefixlen} around it, as Talos's default {default})"
+        if isinstance(address, IPv4Address)
+        else "write it as a subnet, address/length"
+    )
+    return f"{show(value)} is an address, not a subnet: Talos hands {key} to {consumer}, which takes a CIDR (address/length); {fix}"
 
 
 def _node_cidr_mask(arda: Arda) -> int:
