@@ -686,16 +686,18 @@ def _nodes(p: Parsed) -> list[Problem]:
                         f"disk, or give installDisk another disk's {what}",
                     )
                 )
-        disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
-        for field, disk in disks:
-            if isinstance(disk, str) and (why := no_such_device(disk, talos=node.role in ARDA_ROLES and field != "installDisk")) is not None:
+        if isinstance(node.install_disk, str):
+            out += [Problem(node_path(i, "installDisk"), why) for why in install_disk_problems(node.install_disk)]
+        for d, disk in enumerate(node.data_disks):
+            field = f"dataDisks[{d}]"
+            if (why := no_such_device(disk, talos=node.role in ARDA_ROLES)) is not None:
                 # Said alone: the name's partition or controller would point to a device that is not there either.
                 out.append(Problem(node_path(i, field), why))
                 continue
-            parent = partition_of(disk) if isinstance(disk, str) else None
+            parent = partition_of(disk)
             if parent is not None and field in selected:
                 pass  # a partition of the disk installDisk selects: said above, and writing its disk would not fix it
-            elif parent is not None and field != "installDisk" and parent == node.install_disk:
+            elif parent is not None and parent == node.install_disk:
                 out.append(
                     Problem(
                         node_path(i, field),
@@ -704,22 +706,11 @@ def _nodes(p: Parsed) -> list[Problem]:
                     )
                 )
             elif parent is not None:
-                out.append(
-                    Problem(
-                        node_path(i, field),
-                        f"{disk} is a partition of {parent}, not a disk: the system is written to a whole disk, and Ceph and "
-                        f"Longhorn take whole disks (lsblk lists the disk above its partitions); write {parent}",
-                    )
-                )
-            if isinstance(disk, str) and (why := not_a_disk(disk, field == "installDisk")) is not None:
+                out.append(Problem(node_path(i, field), _partition_not_disk(disk, parent)))
+            if (why := not_a_disk(disk, False)) is not None:
                 out.append(Problem(node_path(i, field), why))
-            if isinstance(disk, str) and _NVME_CONTROLLER.match(disk):
-                out.append(
-                    Problem(
-                        node_path(i, field),
-                        f"{disk} is an NVMe controller, not a disk: the disk is its namespace {disk}n1 (lsblk lists it); write {disk}n1",
-                    )
-                )
+            if _NVME_CONTROLLER.match(disk):
+                out.append(Problem(node_path(i, field), _nvme_controller(disk)))
         if node.serial is not None:
             # A Pi's serial is not any part of a MAC: the board's serial is its SoC's OTP number, its MAC the Raspberry Pi
             # OUI (dc:a6:32, d8:3a:dd, ...) and a number of its own. Not its own MAC's, nor (copied from the line above)
@@ -753,6 +744,33 @@ def _nodes(p: Parsed) -> list[Problem]:
     return out
 
 
+def install_disk_problems(disk: str) -> list[str]:
+    """Why a /dev path is no disk the system can be installed on, each with its fix: a name no machine here has, a
+    partition, something other than a whole disk (a RAID or device-mapper volume among them), an NVMe controller. The
+    same for every machine Talos or Ubuntu installs on, the generic worker's included."""
+    if (why := no_such_device(disk)) is not None:
+        return [why]  # said alone: the name's partition or controller would point to a device that is not there either
+    out: list[str] = []
+    if (parent := partition_of(disk)) is not None:
+        out.append(_partition_not_disk(disk, parent))
+    if (why := not_a_disk(disk, True)) is not None:
+        out.append(why)
+    if _NVME_CONTROLLER.match(disk):
+        out.append(_nvme_controller(disk))
+    return out
+
+
+def _partition_not_disk(disk: str, parent: str) -> str:
+    return (
+        f"{disk} is a partition of {parent}, not a disk: the system is written to a whole disk, and Ceph and Longhorn take "
+        f"whole disks (lsblk lists the disk above its partitions); write {parent}"
+    )
+
+
+def _nvme_controller(disk: str) -> str:
+    return f"{disk} is an NVMe controller, not a disk: the disk is its namespace {disk}n1 (lsblk lists it); write {disk}n1"
+
+
 def _mac_window(mac: str, serial: str) -> str | None:
     """Which 8 hex digits of `mac` `serial` is, as a message says it (its tail first), or None."""
     digits = mac.replace(":", "").lower()
@@ -777,7 +795,7 @@ _NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
 # A Linux software RAID's device (drivers/md: md0, md127, and mdadm's /dev/md/<name> links). Talos assembles an array
 # only with its mdadm system extension, and Iluvatar's schematics carry iscsi-tools and util-linux-tools alone
 # (plans.talos.STORAGE_EXTENSIONS), so on Arda's machines no such device appears. (As an install disk it is refused for
-# any machine: not_a_disk.)
+# any machine, the generic worker too: install_disk_problems.)
 _MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+)$")
 
 
@@ -1474,8 +1492,8 @@ def _netboot(p: Parsed) -> list[Problem]:
                 able = ", ".join(sorted(b.name for b in BOARDS.values() if b.netboot))
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
             disk = nb.generic_worker.install_disk
-            if isinstance(disk, str) and (gone := no_such_device(disk)) is not None:
-                out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk", gone))
+            if isinstance(disk, str):
+                out += [Problem("iluvatar:ainur.netboot.genericWorker.installDisk", why) for why in install_disk_problems(disk)]
             if isinstance(disk, DiskSelector) and (why := exact_size(disk.size)) is not None:
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk.size", why))
     return out
