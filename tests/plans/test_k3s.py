@@ -1779,3 +1779,17 @@ def test_the_on_step_turns_back_on_a_config_k3s_kept_from_a_disable(tmp_path: Pa
 def test_the_on_step_leaves_a_fresh_config_to_the_rewrite(tmp_path: Path, status: str) -> None:
     done, calls = run_off(tmp_path, [status], on=True)
     assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+
+
+def test_the_threat_model_says_what_the_secrets_switch_steps_run() -> None:
+    """docs/security.md's steps for turning k3s's secrets encryption off and back on name each k3s command the two
+    steps run, and the wait after `reencrypt --force --skip` as the steps wait: until the stage is no longer
+    reencrypt_active (k3s puts back the stage it saved, so reencrypt_finished is no sign of the rewrite's end)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    section = " ".join(text.split("## The Ainur's Secrets at rest", 1)[1].split("\n## ", 1)[0].split())
+    for step, script in (("ainur-secrets-off", k3s.secrets_off_script()), ("ainur-secrets-on", k3s.secrets_on_script())):
+        assert f"`{step}`" in section
+        verbs = re.findall(r"k3s secrets-encrypt (status|disable|enable|reencrypt --force --skip)", script)
+        assert verbs and all(f"k3s secrets-encrypt {verb}`" in section for verb in verbs), verbs
+        assert f'[ "$(stage "$now")" != {k3s.SECRETS_ACTIVE} ]' in script
+    assert "waits until the stage is no longer `reencrypt_active`" in section
