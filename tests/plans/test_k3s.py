@@ -2039,3 +2039,17 @@ def test_only_a_valar_s_join_reads_k3s_s_encryption_config() -> None:
     stack = load_stack_file(HOMELAB)
     assert k3s.secrets_guard() in roll.join_script(stack, stack.by_role("valar")[0])
     assert k3s.secrets_guard() not in roll.join_script(stack, stack.by_role("maiar")[0])
+
+
+def test_the_threat_model_says_what_the_secrets_switch_steps_run() -> None:
+    """docs/security.md's steps for turning k3s's secrets encryption off and back on name each k3s command the two
+    steps run, and the wait after `reencrypt --force --skip` as the steps wait: until the stage is no longer
+    reencrypt_active (k3s puts back the stage it saved, so reencrypt_finished is no sign of the rewrite's end)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    section = " ".join(text.split("## The Ainur's Secrets at rest", 1)[1].split("\n## ", 1)[0].split())
+    for step, script in (("ainur-secrets-off", k3s.secrets_off_script()), ("ainur-secrets-on", k3s.secrets_on_script())):
+        assert f"`{step}`" in section
+        verbs = re.findall(r"k3s secrets-encrypt (status|disable|enable|reencrypt --force --skip)", script)
+        assert verbs and all(f"k3s secrets-encrypt {verb}`" in section for verb in verbs), verbs
+        assert f'[ "$(stage "$now")" != {k3s.SECRETS_ACTIVE} ]' in script
+    assert "waits until the stage is no longer `reencrypt_active`" in section
