@@ -100,6 +100,30 @@ def running(cluster: Cluster, namespace: str, app: str, count: int) -> None:
     )
 
 
+# The API server's words for an eviction `budget` does not allow, which the upgrader says once per pod
+# (k8s.io/kubernetes v1.35.1 pkg/registry/core/pod/storage/eviction.go:443-444).
+HELD = "The disruption budget guarded needs 1 healthy pods and has 1 currently"
+
+
+def budget(cluster: Cluster, namespace: str) -> None:
+    """A PodDisruptionBudget that allows no eviction of the `guarded` Deployment's one running pod, once the disruption
+    controller counted it: until then the API server refuses an eviction in other words ("still being processed by the
+    server", eviction.go:418-419, or the pod not yet counted healthy), and a drain is held all the same."""
+    spec = {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}
+    cluster.client.create(
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded", "namespace": namespace}, "spec": spec}
+    )
+
+    def counted() -> bool:
+        found = cluster.client.get("policy/v1", "PodDisruptionBudget", "guarded", namespace)
+        if found is None:
+            return False
+        status = found.get("status") or {}
+        return bool(status.get("observedGeneration", 0) >= found["metadata"]["generation"] and status.get("currentHealthy") == 1)
+
+    cluster.wait_for("the budget counting the guarded pod", counted)
+
+
 # What a control plane pod Talos rendered once since its boot carries: every resource it is rendered from at version 1, so
 # the API server's config files (four resources' versions strung together) at 1111 (tools/talos-api/controlplane.go).
 FIRST_RENDER = {

@@ -5,6 +5,8 @@
 default cancel, SIGKILL to the shell alone; stdout and stderr through pipes, so Wait waits for every holder of
 them), with Debian's /bin/sh, dash, which forks for the command rather than replacing itself (or a shell named). The engine's Cancel
 (Ctrl-C) is `Step.cancel`: what pulumi-go-provider's cancel middleware does with it, the step's context cancelled.
+What the step writes reaches the engine's log line by line as it comes, as pulumi-command streams it: `Step.logged`
+waits for a line there, so a test stops a step once the upgrader said it reached the point the test means.
 """
 
 from __future__ import annotations
@@ -191,10 +193,11 @@ def shell(name: str) -> str:
 
 @dataclass
 class Step:
-    """One run of a step under the stand-in: its process, and the shell's pid once it started."""
+    """One run of a step under the stand-in: its process, the shell's pid once it started, and the engine's log."""
 
     process: subprocess.Popen[str]
     pid_file: Path
+    log: Path
 
     def shell(self, within: float = 30) -> int:
         deadline = time.monotonic() + within
@@ -203,6 +206,19 @@ class Step:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         return int(self.pid_file.read_text())
+
+    def logged(self, line: str, within: float) -> None:
+        """Once the step wrote `line` (stdout or stderr), as the engine's log shows it while the step runs."""
+
+        def written() -> bool:
+            # A line is the engine's once the stand-in wrote it whole, its newline with it (bytes: a read between two
+            # writes may end inside a character).
+            if self.log.exists() and line.encode() in self.log.read_bytes().split(b"\n")[:-1]:
+                return True
+            assert self.process.poll() is None, self.process.communicate()
+            return False
+
+        until(f"the step's line {line!r}", written, within)
 
     def cancel(self) -> None:
         """The engine's Cancel (Ctrl-C): the step's context cancelled, and the shell killed by Go's exec."""
@@ -226,15 +242,29 @@ def step(command: str, stdin: str, env: dict[str, str] | None = None, sh: str | 
     """The step's command run as pulumi-command runs a local Command, from the project folder (its `dir`), with `sh`
     as /bin/sh (dash unless named)."""
     with tempfile.TemporaryDirectory(prefix="step-") as tmp:
-        (Path(tmp) / "stdin").write_text(stdin)
+        folder = Path(tmp)
+        (folder / "stdin").write_text(stdin)
         harness = gotools.build("pulumi-command-local")
-        args = [str(harness), "--shell", sh or dash(), "--stdin", str(Path(tmp) / "stdin"), "--pid-file", str(Path(tmp) / "pid"), "--", command]
+        log = folder / "log"
+        args = [
+            str(harness),
+            "--shell",
+            sh or dash(),
+            "--stdin",
+            str(folder / "stdin"),
+            "--pid-file",
+            str(folder / "pid"),
+            "--log",
+            str(log),
+            "--",
+            command,
+        ]
         environment = {k: v for k, v in (env or os.environ).items() if not k.startswith("PULUMI_COMMAND_")}
         # In a process group of its own, as the engine starts a provider (sdk/go/common/resource/plugin/plugin.go:598 at
         # v3.259.0, Setpgid), which the step's processes share.
         process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, process_group=0)
         try:
-            yield Step(process, Path(tmp) / "pid")
+            yield Step(process, folder / "pid", log)
         finally:
             # What a failed test leaves: killed as the engine kills a provider's group at its end (cmdutil.KillChildren).
             with contextlib.suppress(ProcessLookupError):

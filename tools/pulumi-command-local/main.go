@@ -2,7 +2,7 @@
 // ends its context as the engine does: a stand-in for the provider (the engine and the provider
 // cannot run here), following its source line by line.
 //
-//	pulumi-command-local [--timeout SECONDS] [--stdin FILE] [--pid-file FILE] [--shell PATH] -- COMMAND
+//	pulumi-command-local [--timeout SECONDS] [--stdin FILE] [--pid-file FILE] [--shell PATH] [--log FILE] -- COMMAND
 //
 // What it follows (pulumi-command provider/pkg/provider/local/commandOutputs.go at v1.2.1):
 //   - :44-51  the command runs as `/bin/sh -c COMMAND` (--shell: Debian's /bin/sh is dash; a test may
@@ -13,7 +13,12 @@
 //     returns only once every holder of the pipes' write ends has closed them;
 //   - :76, 81 the working folder is the provider's (the project folder), the environment its own;
 //   - :97-98  stdin, when the resource has one, is a strings.Reader: copied into a pipe, then closed;
-//   - :104-113 Start, Wait, and an error `<err>: running "<command>":\n<stdout and stderr>`.
+//   - :104-113 Start, Wait, and an error `<err>: running "<command>":\n<stdout and stderr>`;
+//   - :56-71, 101-110 both streams also go, as they come, through an io.Pipe to util.LogOutput
+//     (provider/pkg/provider/util/util.go:32-53), which sends the engine each line (bufio.Scanner) as a
+//     status message: the resource's `logging` unset, as the program's steps leave it, logs stdout and
+//     stderr (local/logging.go:27-32). That log is --log, a line to a line, written as each one comes:
+//     what a person watching `pulumi up` sees while the step runs, and what a test waits on.
 //
 // The context ends as pulumi-go-provider v1.3.0's middleware/cancel/cancel.go ends it: at the
 // resource's custom timeout (--timeout, :49 context.WithTimeout), or when the engine calls Cancel
@@ -26,6 +31,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -68,6 +74,7 @@ func main() {
 	stdinFile := flag.String("stdin", "", "a file holding the resource's stdin")
 	pidFile := flag.String("pid-file", "", "write the shell's pid here once it started")
 	shell := flag.String("shell", "/bin/sh", "the shell pulumi-command runs the command with")
+	logFile := flag.String("log", "", "the engine's log: each line of the step's stdout and stderr as it comes (none: dropped)")
 
 	flag.Parse()
 
@@ -99,11 +106,15 @@ func main() {
 	var stdoutbuf, stderrbuf bytes.Buffer
 
 	stdouterr := &lockedBuffer{}
+	loggingReader, loggingWriter := io.Pipe()
 
 	//nolint:gosec // the command is the test's
 	cmd := exec.CommandContext(ctx, *shell, "-c", command)
-	cmd.Stdout = io.MultiWriter(&stdoutbuf, stdouterr)
-	cmd.Stderr = io.MultiWriter(&stderrbuf, stdouterr)
+	cmd.Stdout = io.MultiWriter(&stdoutbuf, stdouterr, loggingWriter)
+	cmd.Stderr = io.MultiWriter(&stderrbuf, stdouterr, loggingWriter)
+
+	logged := make(chan struct{})
+	go logOutput(loggingReader, *logFile, logged)
 
 	dir, err := os.Getwd()
 	if err != nil {
@@ -135,6 +146,9 @@ func main() {
 		err = cmd.Wait()
 	}
 
+	loggingWriter.Close()
+	<-logged
+
 	out := result{Stdout: stdoutbuf.String(), Stderr: stderrbuf.String(), Exit: -1, WaitedMs: -1}
 
 	if ctx.Err() != nil {
@@ -155,6 +169,31 @@ func main() {
 
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		fail(err)
+	}
+}
+
+// logOutput is util.LogOutput with the engine's log a file: each line written to it as the scanner reads it
+// (no buffer of ours: an os.File write is the write(2) a reader of the file sees at once).
+func logOutput(r io.Reader, path string, done chan<- struct{}) {
+	defer close(done)
+
+	sink := io.Discard
+
+	if path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			fail(err)
+		}
+		defer f.Close()
+
+		sink = f
+	}
+
+	scanner := bufio.NewScanner(r)
+	for scanner.Scan() {
+		if _, err := fmt.Fprintln(sink, scanner.Text()); err != nil {
+			fail(err)
+		}
 	}
 }
 

@@ -423,13 +423,19 @@ func (k *Client) LeftCordoned(ctx context.Context, node string) (bool, error) {
 	return n.Annotations[cordonedAnnotation] == "true", nil
 }
 
-// Drain evicts the Node's pods (kubectl's drain, bounded by timeout: what is left of the command's --timeout).
+// Drain evicts the Node's pods (kubectl's drain, bounded by timeout: what is left of the command's --timeout),
+// saying once per pod why an eviction it retries was refused (refusalsSaid: a PodDisruptionBudget's).
 //
 // kubectl's drain ends its evictions on ctx's end with "global timeout reached: <timeout>" whatever ended
 // it (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:277 and 293-296: its own context.WithTimeout over ours): a
 // drain ended by a signal says so instead, with the pods it was still evicting.
 func (k *Client) Drain(ctx context.Context, node string, timeout time.Duration) error {
-	return drainEnded(ctx, drain.RunNodeDrain(k.drainer(ctx, node, timeout), node))
+	d := k.drainer(ctx, node, timeout)
+	d.Client = refusalsSaid(k.cs, func(namespace, pod, reason string) {
+		report.Progress(node, "drain: %s/%s: eviction refused, retried every 5s: %s", namespace, pod, reason)
+	})
+
+	return drainEnded(ctx, drain.RunNodeDrain(d, node))
 }
 
 // kubectl's entries for a pod whose eviction ctx's end cut short: one still refused (a PodDisruptionBudget's
