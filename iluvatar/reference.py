@@ -278,6 +278,13 @@ def versions() -> str:
         + "; Kubernetes and k3s "
         + ", ".join(v for _, v in sorted(releases.KUBERNETES_NEWEST.items()))
         + f" (the Go module proxy on {releases.KUBERNETES_NEWEST_ASKED}), and no minor above 1.{max(releases.KUBERNETES_NEWEST)}.",
+        "A k3s revision (`+k3sN`) k3s never released is refused too: each patch has `+k3s1` alone but "
+        + ", ".join(
+            f"{v} ({', '.join(f'+k3s{r}' for r in rs)})" if rs else f"{v} (none)"
+            for v, rs in sorted(releases.K3S_REVISIONS.items(), key=lambda i: releases.release(i[0]))
+        )
+        + f" (k3s's release notes, k3s-io/docs `docs/release-notes/`, on {releases.K3S_REVISIONS_READ}). A number with a leading zero",
+        "(`v1.35.01`) is refused in every version: no release tag has one.",
         "",
         "Against the last deployment, at preview: the Ainur's k3s moves forward one minor at a time and never back (its own",
         "revision, `+k3s2` to `+k3s1`, included); neither chart goes back to an older release; a running Arda moves only",

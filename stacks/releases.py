@@ -158,6 +158,33 @@ KUBERNETES_NEWEST: dict[int, str] = {
 }
 
 
+# The revisions k3s released of a Kubernetes patch (its `+k3sN`), where they are other than `+k3s1` alone: every other
+# patch up to KUBERNETES_NEWEST had one release, `+k3s1`. A revision k3s never released has no files to download:
+# get.k3s.io's install.sh fetches `releases/download/<version>/sha256sum-<arch>.txt` and stops with "Download failed", so
+# a Pi comes up without k3s and `pulumi up`'s k3s step fails half-way. The Go module proxy cannot serve this list (k3s's
+# `+k3sN` is build metadata, which a module version cannot carry: it answers 403 for every k3s tag), so it is read from
+# k3s's own release notes, one table row per release (k3s-io/docs docs/release-notes/v1.NN.X.md, e.g. v1.32.X.md lists
+# v1.32.11+k3s3 and v1.32.11+k3s1 and no +k3s2, v1.34.X.md starts at v1.34.1+k3s1, "the first k3s release in the 1.34
+# release line"), on K3S_REVISIONS_READ, for the minors 1.30 (the Ainur's floor, stacks.versions) to KUBERNETES_NEWEST's
+# newest. It is refreshed with KUBERNETES_NEWEST: a patch added there is a row here when k3s released it other than as
+# +k3s1 alone (tests/stacks/test_releases.py holds the two together).
+K3S_REVISIONS_READ = "2026-11-27"
+K3S_REVISIONS: dict[str, tuple[int, ...]] = {
+    "v1.30.2": (1, 2),
+    "v1.30.14": (1, 2),
+    "v1.32.11": (1, 3),
+    "v1.33.7": (1, 3),
+    "v1.34.0": (),  # no k3s release: k3s's 1.34 line starts at v1.34.1+k3s1
+    "v1.34.3": (1, 3),
+    "v1.35.0": (1, 3),
+}
+
+
+def k3s_revisions(kubernetes: str) -> tuple[int, ...]:
+    """The `+k3sN` revisions k3s released of Kubernetes patch `kubernetes` (`v1.35.8`), by K3S_REVISIONS."""
+    return K3S_REVISIONS.get(kubernetes, (1,))
+
+
 @dataclass(frozen=True)
 class Hop:
     """One step of a path across Talos minors: every machine rolled to `talos` (a Talos roll), or Arda's Kubernetes

@@ -1016,8 +1016,10 @@ def _unreleased(path: str, version: str, what: str) -> list[Problem]:
             )
         ]
     newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
-    if newest is None or patch <= releases.release(newest)[2]:
+    if newest is None:
         return []
+    if patch <= releases.release(newest)[2]:
+        return _k3s_revision(path, version) if what == "k3s" else []
     example = newest if what == "Kubernetes" else f"{newest}+k3s1"
     return [
         Problem(
@@ -1025,6 +1027,35 @@ def _unreleased(path: str, version: str, what: str) -> list[Problem]:
             f"{version} is past the newest Kubernetes 1.{minor} patch, {newest} (as the Go module proxy served k8s.io/kubernetes on "
             f"{releases.KUBERNETES_NEWEST_ASKED}), so its images do not exist; write {example} or an older 1.{minor} patch "
             "(a patch released since needs an Iluvatar that knows it)",
+        )
+    ]
+
+
+def _k3s_revision(path: str, version: str) -> list[Problem]:
+    """A k3s revision (`+k3sN`) of a released Kubernetes patch that k3s never released (stacks.releases.K3S_REVISIONS):
+    get.k3s.io's installer finds no files for it, and the Pis come up without k3s."""
+    kubernetes, revision = version.split("+k3s")
+    released = releases.k3s_revisions(kubernetes)
+    if int(revision) in released:
+        return []
+    source = f"k3s's release notes, k3s-io/docs docs/release-notes/v1.{releases.release(version)[1]}.X.md, read on {releases.K3S_REVISIONS_READ}"
+    if not released:
+        following = f"v{'.'.join(map(str, releases.release(version)[:2]))}.{releases.release(version)[2] + 1}"
+        return [
+            Problem(
+                path,
+                f"{version}: k3s made no release of Kubernetes {kubernetes} ({source}), so get.k3s.io's installer finds no files "
+                f"for it and the Pis come up without k3s; write {following}+k3s1",
+            )
+        ]
+    revisions = " and ".join(f"{kubernetes}+k3s{r}" for r in released)
+    newest = f"{kubernetes}+k3s{released[-1]}"
+    return [
+        Problem(
+            path,
+            f"{version}: k3s released Kubernetes {kubernetes} as {revisions} only ({source}; k3s numbers its revisions from 1), "
+            f"so get.k3s.io's installer finds no files for {version} and the Pis come up without k3s; write {newest} (a revision "
+            "released since needs an Iluvatar that knows it)",
         )
     ]
 

@@ -274,13 +274,14 @@ def test_k3s_crosses_to_etcd_3_6_only_from_the_stop(tmp_path: Path, before: str,
 
 @pytest.mark.parametrize(
     ("k3s", "refused"),
-    [("v1.33.6+k3s1", True), ("v1.33.6+k3s2", False), ("v1.33.6+k3s3", False), ("v1.33.7+k3s1", False), ("v1.33.5+k3s9", True)],
+    [("v1.32.11+k3s1", True), ("v1.32.11+k3s3", False), ("v1.33.1+k3s1", False), ("v1.32.10+k3s1", True)],
 )
 def test_k3s_own_revision_of_a_release_does_not_go_back(tmp_path: Path, k3s: str, refused: bool) -> None:
-    # +k3s2 is k3s's second build of Kubernetes v1.33.6: going back to +k3s1 is a downgrade, a newer release with +k3s1 is not.
-    ainur = {"k3sVersion": "v1.33.6+k3s2", "nodes": {}}
+    # +k3s3 is k3s's later build of Kubernetes v1.32.11 (it released +k3s1 and +k3s3): going back to +k3s1 is a downgrade, a
+    # newer release with +k3s1 is not.
+    ainur = {"k3sVersion": "v1.32.11+k3s3", "nodes": {}}
     problems = day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), day2.DeployedArda(), ainur)
-    expected = f"{k3s} is older than v1.33.6+k3s2, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)"
+    expected = f"{k3s} is older than v1.32.11+k3s3, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)"
     assert [(p.path, p.message) for p in problems] == ([(day2.K3S, expected)] if refused else [])
 
 

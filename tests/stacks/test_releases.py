@@ -196,3 +196,14 @@ def test_every_path_moves_etcds_minor_once_from_a_36_that_may_roll_to_37(start: 
     [move] = releases.etcd_moves(start, rolls)
     assert (move.before, move.talos, move.old, move.new) == ("v1.13.9", releases.TALOS, "3.6.12", "3.7.1")
     assert releases.release(move.old) >= (3, 6, 11)
+
+
+def test_the_k3s_revisions_are_of_released_patches_the_table_judges() -> None:
+    """Each row of K3S_REVISIONS is a patch no newer than its minor's KUBERNETES_NEWEST, on a minor it holds, with k3s's
+    revisions in order from 1 (a row is kept with the patch ceiling it sits under); every other patch has +k3s1 alone."""
+    for kubernetes, revisions in releases.K3S_REVISIONS.items():
+        _, minor, patch = releases.release(kubernetes)
+        assert releases.KUBERNETES_NEWEST[minor] and patch <= releases.release(releases.KUBERNETES_NEWEST[minor])[2]
+        assert list(revisions) == sorted(set(revisions)) and all(r >= 1 for r in revisions)
+    assert releases.k3s_revisions("v1.35.8") == (1,)
+    assert releases.k3s_revisions(releases.K3S.split("+")[0]) == (1,) and releases.K3S.endswith("+k3s1")
