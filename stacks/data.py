@@ -293,7 +293,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
         for item in value.split(","):
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):
-                return f"{show(text)}: the {name} field's step {step} is not a whole number above 0"
+                return f"{show(text)}: the {name} field's step {step} is not a whole number above 0; {_field_instead(fields, name, item, base)}"
             if step and int(step) > high - low:
                 # robfig/cron (parser.go:288-317, getRange at v3.0.1) and Kubernetes' copy of it take a step past the field's
                 # span and match only the range's first value: */90 in the minute field is minute 0, once an hour.
@@ -312,9 +312,23 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                         f"write {_sunday_as_0(fields)}"
                     )
                 if not low <= int(bound) <= high:
-                    return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}"
+                    # The hour 24 and the minute 60 of a clock are the next day's 0 and the next hour's 0; another bound
+                    # past the field is said as the field's nearest.
+                    near = 0 if (name, int(bound)) in (("hour", 24), ("minute", 60)) else min(max(int(bound), low), high)
+                    why = {
+                        ("hour", 0): " (midnight is hour 0)",
+                        ("minute", 0): " (minute 60 is the next hour's 0)",
+                        ("day of month", 1): " (days of the month count from 1)",
+                        ("month", 1): " (months count from 1)",
+                    }.get((name, near), "")
+                    fixed = "-".join(str(near) if b == bound else b for b in bounds)
+                    return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}{why}; {_field_instead(fields, name, item, fixed)}"
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
-                return f"{show(text)}: the {name} range {base} runs backwards"
+                # robfig/cron refuses a range whose start is past its end (parser.go getRange at v3.0.1, "beyond end of
+                # range"); one meant to wrap past the field's end is its values as a list.
+                wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
+                listed = ",".join(str(v) for v in sorted(set(wrapped)))
+                return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {_field_instead(fields, name, item, listed)}"
     if not VOLSYNC_SCHEDULE.match(" ".join(fields)):
         return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
     # The API server matches a CRD's pattern anywhere in the text (Go's regexp, unanchored), so a blank before the first
@@ -325,6 +339,13 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
             f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
         )
     return _often_or_never(text, fields)
+
+
+def _field_instead(fields: Sequence[str], name: str, item: str, fixed: str) -> str:
+    """The fix of one item of a field: the schedule with `item` written as `fixed`."""
+    at = [n for n, _, _ in _FIELDS].index(name)
+    field = ",".join(fixed if part == item else part for part in fields[at].split(","))
+    return f"write {' '.join([*fields[:at], field, *fields[at + 1 :]])}"
 
 
 def _sunday_as_0(fields: list[str]) -> str:
