@@ -183,6 +183,13 @@ _CRON_NAMES = {
 }
 
 
+def _as_numbers(value: str, name: str) -> str:
+    """A month or day-of-week field with robfig/cron's names (any case: "SUN", "Sun" and "sun" alike, doc.go and
+    parser.go's `dow`/`months` maps at v3.0.1) written as the numbers it reads them as; another field as it is."""
+    names = _CRON_NAMES.get(name, {})
+    return re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value) if names else value
+
+
 def _numbers_instead(fields: Sequence[str], name: str) -> str:
     """The fix for a field with names or `?`: the schedule with them as numbers (or `*`), or the field's forms."""
     names = _CRON_NAMES.get(name, {})
@@ -289,6 +296,16 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
     fields = spec.split()
     if len(fields) != len(_FIELDS):
         return f"{show(text)} is not a cron schedule: five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"
+    reading = text
+    if not volsync:
+        # robfig/cron takes month and day names (a CronJob's API server and controller, k3s's etcd-snapshot-schedule-cron),
+        # and the text is rendered as written for it to read them; Iluvatar's own reckoning reads them as its numbers.
+        fields = [_as_numbers(value, name) for value, (name, _, _) in zip(fields, _FIELDS, strict=True)]
+        parts = re.split(r"(\s+)", text)
+        words = [i for i, part in enumerate(parts) if part and not part.isspace()]
+        for i, (name, _, _) in zip(words, _FIELDS, strict=True):
+            parts[i] = _as_numbers(parts[i], name)
+        reading = "".join(parts)
     for value, (name, low, high) in zip(fields, _FIELDS, strict=True):
         for item in value.split(","):
             base, _, step = item.partition("/")
@@ -304,6 +321,13 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 )
             bounds = [] if base == "*" else base.split("-")
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
+                if volsync and name in _CRON_NAMES and all(b.isalpha() and b.lower() in _CRON_NAMES[name] for b in bounds):
+                    # VolSync's CRD pattern (api/v1alpha1/replicationsource_types.go:50 at v0.16.0) takes digits, *, /, -
+                    # and , only: the API server refuses the ReplicationSource.
+                    return (
+                        f"{show(text)}: the {name} field {value} is a name, which VolSync's CRD does not take (its pattern has "
+                        f"digits, *, /, - and , only: api/v1alpha1/replicationsource_types.go:50 at v0.16.0); {_numbers_instead(fields, name)}"
+                    )
                 return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step; {_numbers_instead(fields, name)}"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
@@ -333,7 +357,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
         return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
     # The API server matches a CRD's pattern anywhere in the text (Go's regexp, unanchored), so a blank before the first
     # field passes the pattern's second branch; two blanks between fields pass nowhere.
-    if not VOLSYNC_SCHEDULE.search(text):
+    if not VOLSYNC_SCHEDULE.search(reading):
         return (
             f"{show(text)}: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
             f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
@@ -741,6 +765,7 @@ def _cron_field(value: str, low: int, high: int) -> tuple[set[int], bool]:
     `?` without a step above 1), which decides how the two day fields combine."""
     found: set[int] = set()
     star = False
+    value = _as_numbers(value, {(1, 12): "month", (0, 6): "day of week"}.get((low, high), ""))
     for item in value.split(","):
         base, _, step_text = item.partition("/")
         step = int(step_text) if step_text else 1
