@@ -696,6 +696,23 @@ def _nodes(p: Parsed) -> list[Problem]:
                         f"<model>_<serial> and <model>_<serial>_<namespace>): {_SYSTEM_DISK_TO_ROOK}; name another disk",
                     )
                 )
+            elif (
+                node.board in ("rpi4", "rpi5")
+                and isinstance(node.install_disk, str)
+                and re.fullmatch(r"/dev/mmcblk\d+", node.install_disk)
+                and disk.startswith("/dev/disk/by-id/mmc-")
+            ):
+                # A Pi 4 or 5 has one MMC device, its SD slot (a Compute Module's eMMC in its place), so its mmc- by-id
+                # link is the card it boots from. cloud-init's disk_setup leaves a partitioned disk alone (overwrite:
+                # false), the LABEL=longhorn mount (nofail) then mounts nothing, and Longhorn writes to the card's root.
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is an MMC device, and a {'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board}) has one, the SD card (or eMMC) it boots from, installDisk "
+                        f"{node.install_disk}: Longhorn would get no disk of its own and write to the card's root filesystem; name "
+                        "the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out",
+                    )
+                )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
             seen_disks.add(disk)
