@@ -292,9 +292,14 @@ def versions() -> str:
         "minors](../day2.md#across-talos-minors)), and Kubernetes one minor at a time, after Talos, never with it, but where a",
         "Talos minor on the path needs a newer one:",
         "",
-        "| to Talos | upgrades machines running | not over machines running |",
+        "| to Talos | its installer takes machines running | not over machines running |",
         "|---|---|---|",
         *(f"| {_minor(t)} | {'.'.join(map(str, low))} or later | {_minor(high)} or later |" for t, (low, high) in sorted(TALOS_UPGRADES.items())),
+        "",
+        "These are machinery's bounds (`compatibility/talos1NN` at v1.14.1). Talos itself migrates a machine one minor at a",
+        "time, from each minor's newest patch (its *Upgrading Talos* guide), so a roll two minors ahead is a path through the",
+        "minor between ([Across Talos minors](../day2.md#across-talos-minors)), and a path starts at a minor this table holds:",
+        f"Arda on an older one is first taken to {releases.TALOS_MINORS[0].newest} along Talos's path with talosctl.",
         "",
         "Boards with a first Talos release (older ones have no image for them): "
         + ", ".join(f"{b.description} (`{b.name}`) from {b.talos_since}" for b in BOARDS.values() if b.talos_since != "v1.0.0")

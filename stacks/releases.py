@@ -215,9 +215,29 @@ def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernet
         raise PathError(
             f"Talos {show(goal[:2])} is not in this version of Iluvatar's table (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
         )
-    if start[:2] not in BY_MINOR:
+    if start[:2] not in BY_MINOR and start[:2] > TALOS_MINORS[-1].minor:
         raise PathError(
-            f"Arda runs Talos {running_talos}, which this version of Iluvatar's table does not know (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
+            f"Arda runs Talos {running_talos}, newer than any minor this version of Iluvatar's table knows (it knows "
+            f"{show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)}); manage it with an Iluvatar that knows {show(start[:2])}"
+        )
+    if start[:2] not in BY_MINOR:
+        # machinery would install a minor over one two minors older (compatibility/talos112/talos112.go:16 at v1.14.1: 1.12
+        # over 1.10.0), but Talos migrates a machine between adjacent minors only, from each one's newest patch (its
+        # Upgrading Talos guide, "Supported Upgrade Paths"); a path here starts at a row of this table, so a machine on an
+        # older minor first walks that path to the oldest row's minor.
+        first = TALOS_MINORS[0]
+        between = ", then ".join(f"v1.{m}'s newest patch" for m in range(start[1] + 1, first.minor[1]))
+        walk = (
+            f"{show(start[:2])}'s newest patch, then {between}, then {first.newest}"
+            if between
+            else f"{show(start[:2])}'s newest patch, then {first.newest}"
+        )
+        raise PathError(
+            f"Arda runs Talos {running_talos}, and a path here starts at a minor this version of Iluvatar's table holds "
+            f"({show(first.minor)} to {show(TALOS_MINORS[-1].minor)}): Talos upgrades a machine one minor at a time, from each "
+            f"minor's newest patch, and this table has no releases of the minors before {show(first.minor)}; take Arda to "
+            f"{first.newest} first along Talos's path ({walk}, each with talosctl upgrade, Talos's Upgrading Talos guide), "
+            "then run this again"
         )
     if goal[:2] < start[:2]:
         raise PathError(f"Talos {show(goal[:2])} is older than {running_talos}, which Arda runs; a minor is not rolled back")

@@ -126,8 +126,11 @@ def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> N
             [
                 (
                     "iluvatar:arda.talosVersion",
-                    "v1.14.1 cannot be rolled out: Arda runs Talos v1.11.3, which this version of Iluvatar's table does not know (it knows v1.12 "
-                    "to v1.14) (docs/day2.md#across-talos-minors)",
+                    "v1.14.1 cannot be rolled out: Arda runs Talos v1.11.3, and a path here starts at a minor this version of Iluvatar's "
+                    "table holds (v1.12 to v1.14): Talos upgrades a machine one minor at a time, from each minor's newest patch, and this "
+                    "table has no releases of the minors before v1.12; take Arda to v1.12.11 first along Talos's path (v1.11's newest "
+                    "patch, then v1.12.11, each with talosctl upgrade, Talos's Upgrading Talos guide), then run this again "
+                    "(docs/day2.md#across-talos-minors)",
                 )
             ],
         ),
