@@ -90,6 +90,14 @@ def _dns_name(value: object) -> object:
     name = value.strip().rstrip(".")
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        lower = name.lower()
+        if lower != name and all(_LABEL.match(label) for label in lower.split(".")):
+            # DNS is case-insensitive, but its names are rendered as written where lower case is required (a Gateway API
+            # listener's or route's hostname, a certificate's DNS name, a Kubernetes object's name): said as that.
+            raise ValueError(
+                f"{value} has upper-case letters: it is a DNS name, but one Iluvatar renders as written where names are lower "
+                f"case only (Gateway API hostnames, certificates' names); write {lower}"
+            )
         raise ValueError(f"{value} is not a DNS domain name (e.g. home.arpa or example.com)")
     return name
 
