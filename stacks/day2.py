@@ -205,6 +205,15 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
     )
     problems += _headscale_class(stack, ainur)
     if not deployed.deployed:
+        if stack.arda.subnets_running:
+            # Nothing runs to be vouched for: the first `up` makes the subnets and records them (clusterNetwork).
+            problems.append(
+                Problem(
+                    SUBNETS_RUNNING,
+                    "true, but this stack has deployed no Arda yet (no arda output): there are no running subnets to say it "
+                    "runs, and the first `up` records the ones it makes; remove it",
+                )
+            )
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
     problems += _cluster_subnets(stack, deployed)

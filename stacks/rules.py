@@ -432,6 +432,9 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
         if met:
             free = next((f for f in _FREE[c.key] if not any(IPv4Network(f).overlaps(t) for t in taken)), None)
             instead = f"write {free}" if free else "write a private range no network of the stack holds"
+            # A running Arda keeps the networks it was made with (stacks.day2 refuses the move against its record): the
+            # fix that moves them is for an Arda not made yet.
+            instead += f" before Arda is made; a running Arda keeps its {c.name.split(' ', 1)[1]}, so renumber {met[0].split()[0]} instead"
             out.append(Problem(c.path, f"{c.net} overlaps {' and '.join(met)}: {why}; {instead}"))
     for path, _, n in own:
         met_default = [c for c in clusters if c.path is None and c.net.overlaps(n)]
