@@ -710,7 +710,7 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content:
         ),
         (
             lambda a: a.update(talosVersion=None),
-            "arda.talosVersion is missing, but arda.nodes records 5 machine(s): the plan starts from the Talos release Arda runs; "
+            "arda.talosVersion is null, but arda.nodes records 5 machine(s): the plan starts from the Talos release Arda runs; "
             "add it as `talosctl version` shows it (e.g. v1.13.9), or give the outputs of a deployment that recorded it",
         ),
         (
