@@ -187,7 +187,7 @@ def test_domain_names_drop_a_trailing_dot_and_stop_at_253_characters() -> None:
         with pytest.raises(ValidationError, match="is not a DNS domain name"):
             Network.model_validate(_network(bad))
     # A name in upper case is one (DNS ignores case), but the names rendered from it are lower case only: said so.
-    with pytest.raises(ValidationError, match="home.arpaX has upper-case letters: .*; write home.arpax"):
+    with pytest.raises(ValidationError, match=r"home\.arpaX has upper-case letters: .*; write home\.arpax"):
         Network.model_validate(_network("home.arpaX"))
 
 
