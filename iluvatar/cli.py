@@ -194,6 +194,8 @@ def _versions(args: argparse.Namespace) -> int:
     path = _resolve(args)
     stack = load_stack_file(path)
     previous = _previous_outputs(Path(args.previous)) if args.previous is not None else None
+    if previous is not None:
+        _of_this_deployment(Path(args.previous), previous, stack)
     for line in report(path.name, stack, previous):
         print(line)
     return EXIT_OK
@@ -206,7 +208,7 @@ def _render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_output(out, args.force)
     sf = read_stack_file(path)
-    validate_stack_file(sf)  # every problem, as validate reports them, before anything runs
+    stack = validate_stack_file(sf)  # every problem, as validate reports them, before anything runs
     # A secret not set yet renders as the placeholder every secret renders as; `pulumi preview` needs it, so it is listed.
     unset = sf.unset_secrets()
     # Imported only now: the Pulumi SDK takes a second to load, and a mistake above needs none of it.
@@ -214,6 +216,8 @@ def _render(args: argparse.Namespace) -> int:
     from iluvatar.simulate import simulate
 
     previous = _previous_outputs(Path(args.previous)) if args.previous is not None else None
+    if previous is not None:
+        _of_this_deployment(Path(args.previous), previous, stack)
     import pulumi
 
     try:
@@ -284,6 +288,26 @@ def _previous_outputs(path: Path) -> dict[str, Any]:
         raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
     _readable(path, doc)
     return doc
+
+
+def _of_this_deployment(path: Path, outputs: dict[str, Any], stack: StackConfig) -> None:
+    """Refuse another deployment's outputs: a LAN other than the stack's and not one machine of its inventory. Planned
+    against them, every machine they record and the stack lacks reads as one removed (put back with retire: true), which
+    would add another LAN's machines to this stack. (`pulumi preview` reads the stack's own outputs: no such mix-up.)"""
+    lan = outputs.get("lan")
+    recorded = {
+        name
+        for part in ("arda", "ainur")
+        if isinstance(outputs.get(part), dict) and isinstance(outputs[part].get("nodes"), dict)
+        for name in outputs[part]["nodes"]
+    }
+    if not isinstance(lan, str) or lan == str(stack.network.lan) or recorded & {n.name for n in stack.nodes}:
+        return
+    raise CommandError(
+        f"--previous {path}: these are the outputs of another deployment: its LAN is {lan} and this stack's network.lan "
+        f"{stack.network.lan}, and none of its machines ({', '.join(sorted(recorded)) or 'none recorded'}) is in this stack's "
+        "inventory; give this stack's own outputs (`pulumi stack output --json --stack <this stack>`)"
+    )
 
 
 def _readable(path: Path, outputs: dict[str, Any]) -> None:

@@ -278,6 +278,13 @@ def versions() -> str:
         + "; Kubernetes and k3s "
         + ", ".join(v for _, v in sorted(releases.KUBERNETES_NEWEST.items()))
         + f" (the Go module proxy on {releases.KUBERNETES_NEWEST_ASKED}), and no minor above 1.{max(releases.KUBERNETES_NEWEST)}.",
+        "A k3s revision (`+k3sN`) k3s never released is refused too: each patch has `+k3s1` alone but "
+        + ", ".join(
+            f"{v} ({', '.join(f'+k3s{r}' for r in rs)})" if rs else f"{v} (none)"
+            for v, rs in sorted(releases.K3S_REVISIONS.items(), key=lambda i: releases.release(i[0]))
+        )
+        + f" (k3s's release notes, k3s-io/docs `docs/release-notes/`, on {releases.K3S_REVISIONS_READ}). A number with a leading zero",
+        "(`v1.35.01`) is refused in every version: no release tag has one.",
         "",
         "Against the last deployment, at preview: the Ainur's k3s moves forward one minor at a time and never back (its own",
         "revision, `+k3s2` to `+k3s1`, included); neither chart goes back to an older release; a running Arda moves only",
@@ -285,9 +292,14 @@ def versions() -> str:
         "minors](../day2.md#across-talos-minors)), and Kubernetes one minor at a time, after Talos, never with it, but where a",
         "Talos minor on the path needs a newer one:",
         "",
-        "| to Talos | upgrades machines running | not over machines running |",
+        "| to Talos | its installer takes machines running | not over machines running |",
         "|---|---|---|",
         *(f"| {_minor(t)} | {'.'.join(map(str, low))} or later | {_minor(high)} or later |" for t, (low, high) in sorted(TALOS_UPGRADES.items())),
+        "",
+        "These are machinery's bounds (`compatibility/talos1NN` at v1.14.1). Talos itself migrates a machine one minor at a",
+        "time, from each minor's newest patch (its *Upgrading Talos* guide), so a roll two minors ahead is a path through the",
+        "minor between ([Across Talos minors](../day2.md#across-talos-minors)), and a path starts at a minor this table holds:",
+        f"Arda on an older one is first taken to {releases.TALOS_MINORS[0].newest} along Talos's path with talosctl.",
         "",
         "Boards with a first Talos release (older ones have no image for them): "
         + ", ".join(f"{b.description} (`{b.name}`) from {b.talos_since}" for b in BOARDS.values() if b.talos_since != "v1.0.0")

@@ -116,6 +116,15 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                 or (d.kind == "nfs" and h.path == "arda.vip")
             ):
                 continue
+            if d.kind in ("nas", "nfs"):
+                # Either address may be the slip: said once, at the key that names the server, with both ways out.
+                written = f"{d.owner.removesuffix(')').rsplit(', ', 1)[1]}: its server {d.ip}" if d.kind == "nas" else str(d.ip)
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{written} is {h.path}, an address kube-vip announces, where no NAS answers while kube-vip holds it; write "
+                    f"the NAS's own address in {d.path}, or, if the NAS does have {d.ip}, give {h.path} a free one",
+                )
+                break
             what = "a machine's address" if h.kind == "node" else "an address kube-vip announces"
             yield Problem(
                 f"iluvatar:{h.path}", f"{h.ip} is {d.owner}; {h.path} is {what}, so it needs one no device on the LAN has: give it a free one"

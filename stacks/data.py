@@ -183,6 +183,13 @@ _CRON_NAMES = {
 }
 
 
+def _as_numbers(value: str, name: str) -> str:
+    """A month or day-of-week field with robfig/cron's names (any case: "SUN", "Sun" and "sun" alike, doc.go and
+    parser.go's `dow`/`months` maps at v3.0.1) written as the numbers it reads them as; another field as it is."""
+    names = _CRON_NAMES.get(name, {})
+    return re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value) if names else value
+
+
 def _numbers_instead(fields: Sequence[str], name: str) -> str:
     """The fix for a field with names or `?`: the schedule with them as numbers (or `*`), or the field's forms."""
     names = _CRON_NAMES.get(name, {})
@@ -289,11 +296,21 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
     fields = spec.split()
     if len(fields) != len(_FIELDS):
         return f"{show(text)} is not a cron schedule: five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"
+    reading = text
+    if not volsync:
+        # robfig/cron takes month and day names (a CronJob's API server and controller, k3s's etcd-snapshot-schedule-cron),
+        # and the text is rendered as written for it to read them; Iluvatar's own reckoning reads them as its numbers.
+        fields = [_as_numbers(value, name) for value, (name, _, _) in zip(fields, _FIELDS, strict=True)]
+        parts = re.split(r"(\s+)", text)
+        words = [i for i, part in enumerate(parts) if part and not part.isspace()]
+        for i, (name, _, _) in zip(words, _FIELDS, strict=True):
+            parts[i] = _as_numbers(parts[i], name)
+        reading = "".join(parts)
     for value, (name, low, high) in zip(fields, _FIELDS, strict=True):
         for item in value.split(","):
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):
-                return f"{show(text)}: the {name} field's step {step} is not a whole number above 0"
+                return f"{show(text)}: the {name} field's step {step} is not a whole number above 0; {_field_instead(fields, name, item, base)}"
             if step and int(step) > high - low:
                 # robfig/cron (parser.go:288-317, getRange at v3.0.1) and Kubernetes' copy of it take a step past the field's
                 # span and match only the range's first value: */90 in the minute field is minute 0, once an hour.
@@ -304,6 +321,13 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 )
             bounds = [] if base == "*" else base.split("-")
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
+                if volsync and name in _CRON_NAMES and all(b.isalpha() and b.lower() in _CRON_NAMES[name] for b in bounds):
+                    # VolSync's CRD pattern (api/v1alpha1/replicationsource_types.go:50 at v0.16.0) takes digits, *, /, -
+                    # and , only: the API server refuses the ReplicationSource.
+                    return (
+                        f"{show(text)}: the {name} field {value} is a name, which VolSync's CRD does not take (its pattern has "
+                        f"digits, *, /, - and , only: api/v1alpha1/replicationsource_types.go:50 at v0.16.0); {_numbers_instead(fields, name)}"
+                    )
                 return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step; {_numbers_instead(fields, name)}"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
@@ -312,19 +336,40 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                         f"write {_sunday_as_0(fields)}"
                     )
                 if not low <= int(bound) <= high:
-                    return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}"
+                    # The hour 24 and the minute 60 of a clock are the next day's 0 and the next hour's 0; another bound
+                    # past the field is said as the field's nearest.
+                    near = 0 if (name, int(bound)) in (("hour", 24), ("minute", 60)) else min(max(int(bound), low), high)
+                    why = {
+                        ("hour", 0): " (midnight is hour 0)",
+                        ("minute", 0): " (minute 60 is the next hour's 0)",
+                        ("day of month", 1): " (days of the month count from 1)",
+                        ("month", 1): " (months count from 1)",
+                    }.get((name, near), "")
+                    fixed = "-".join(str(near) if b == bound else b for b in bounds)
+                    return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}{why}; {_field_instead(fields, name, item, fixed)}"
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
-                return f"{show(text)}: the {name} range {base} runs backwards"
+                # robfig/cron refuses a range whose start is past its end (parser.go getRange at v3.0.1, "beyond end of
+                # range"); one meant to wrap past the field's end is its values as a list.
+                wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
+                listed = ",".join(str(v) for v in sorted(set(wrapped)))
+                return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {_field_instead(fields, name, item, listed)}"
     if not VOLSYNC_SCHEDULE.match(" ".join(fields)):
         return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
     # The API server matches a CRD's pattern anywhere in the text (Go's regexp, unanchored), so a blank before the first
     # field passes the pattern's second branch; two blanks between fields pass nowhere.
-    if not VOLSYNC_SCHEDULE.search(text):
+    if not VOLSYNC_SCHEDULE.search(reading):
         return (
             f"{show(text)}: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
             f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
         )
     return _often_or_never(text, fields)
+
+
+def _field_instead(fields: Sequence[str], name: str, item: str, fixed: str) -> str:
+    """The fix of one item of a field: the schedule with `item` written as `fixed`."""
+    at = [n for n, _, _ in _FIELDS].index(name)
+    field = ",".join(fixed if part == item else part for part in fields[at].split(","))
+    return f"write {' '.join([*fields[:at], field, *fields[at + 1 :]])}"
 
 
 def _sunday_as_0(fields: list[str]) -> str:
@@ -720,6 +765,7 @@ def _cron_field(value: str, low: int, high: int) -> tuple[set[int], bool]:
     `?` without a step above 1), which decides how the two day fields combine."""
     found: set[int] = set()
     star = False
+    value = _as_numbers(value, {(1, 12): "month", (0, 6): "day of week"}.get((low, high), ""))
     for item in value.split(","):
         base, _, step_text = item.partition("/")
         step = int(step_text) if step_text else 1

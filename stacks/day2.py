@@ -96,7 +96,7 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
         version = arda.get("talosVersion")
         unrecorded = _unrecorded(
             "arda.talosVersion",
-            version,
+            arda.get("talosVersion", _MISSING),
             _RELEASE,
             "Talos",
             len(nodes),
@@ -105,7 +105,7 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
             "v1.13.9",
         ) or _unrecorded(
             "arda.kubernetesVersion",
-            arda.get("kubernetesVersion"),
+            arda.get("kubernetesVersion", _MISSING),
             _RELEASE,
             "Kubernetes",
             len(nodes),
@@ -134,7 +134,7 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
     if isinstance(ainur, Mapping) and ainur.get("nodes"):
         return _unrecorded(
             "ainur.k3sVersion",
-            ainur.get("k3sVersion"),
+            ainur.get("k3sVersion", _MISSING),
             _K3S_RELEASE,
             "k3s",
             len(ainur["nodes"]),
@@ -145,11 +145,15 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
     return None
 
 
+_MISSING = object()
+
+
 def _unrecorded(path: str, value: Any, release: re.Pattern[str], product: str, machines: int, why: str, tool: str, example: str) -> str | None:
     """Why a cluster output's release at `path` cannot start the plan (missing, or not a `product` release), or None."""
     if isinstance(value, str) and release.match(value):
         return None
-    written = "missing" if value is None else f"{json.dumps(value)}, not a {product} release"
+    # A key left out and one written as null are told apart: the outputs read back are as the deployment wrote them.
+    written = "missing" if value is _MISSING else "null" if value is None else f"{json.dumps(value)}, not a {product} release"
     cluster = path.split(".")[0]
     return f"{path} is {written}, but {cluster}.nodes records {machines} machine(s): {why}; {_RECORD.format(tool=tool, example=example)}"
 
@@ -205,6 +209,15 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
     )
     problems += _headscale_class(stack, ainur, storage_output)
     if not deployed.deployed:
+        if stack.arda.subnets_running:
+            # Nothing runs to be vouched for: the first `up` makes the subnets and records them (clusterNetwork).
+            problems.append(
+                Problem(
+                    SUBNETS_RUNNING,
+                    "true, but this stack has deployed no Arda yet (no arda output): there are no running subnets to say it "
+                    "runs, and the first `up` records the ones it makes; remove it",
+                )
+            )
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
     problems += _cluster_subnets(stack, deployed)

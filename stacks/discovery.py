@@ -85,5 +85,9 @@ def _problems(arda: Arda, ainur: Ainur | None, ainur_set: bool, network: Network
         if pool.overlaps(other):
             yield Problem(path, f"{pool} overlaps {what} {other}; give the pool addresses outside it")
     held = sorted((ip, owner) for ip, owner in taken.items() if ip in pool)
-    for ip, owner in held:
-        yield Problem(path, f"{pool} holds {ip}, which is {owner}; move the pool past it")
+    if len(held) == 1:
+        yield Problem(path, f"{pool} holds {held[0][0]}, which is {held[0][1]}; move the pool past it")
+    elif held:
+        # One mistake, one problem: the pool is what moves, whatever it holds.
+        listed = ", ".join(f"{ip} is {owner}" for ip, owner in held)
+        yield Problem(path, f"{pool} holds {len(held)} fixed addresses: {listed}; move the pool past them")

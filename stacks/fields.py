@@ -20,8 +20,13 @@ from stacks.errors import show
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _HEX = re.compile(r"^[0-9a-f]{12}$")
-_K3S_VERSION = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
-_SEMVER_V = re.compile(r"^v\d+\.\d+\.\d+$")
+# A version's numbers as release tags write them: no leading zero (SemVer 2.0.0 §2, "Numeric identifiers MUST NOT include
+# leading zeroes"; no Kubernetes, Talos or k3s tag has one). The text is used as written (image tags, Image Factory URLs,
+# INSTALL_K3S_VERSION), so `v1.35.01`, though it reads as 1.35.1, names a release that does not exist.
+_NUMBER = r"(0|[1-9][0-9]*)"
+_K3S_VERSION = re.compile(rf"^v1\.{_NUMBER}\.{_NUMBER}\+k3s{_NUMBER}$")
+_SEMVER_V = re.compile(rf"^v{_NUMBER}\.{_NUMBER}\.{_NUMBER}$")
+_LEADING_ZEROS = re.compile(r"(?<![0-9])0+(?=[0-9])")
 _DISK = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
 
 
@@ -85,6 +90,14 @@ def _dns_name(value: object) -> object:
     name = value.strip().rstrip(".")
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        lower = name.lower()
+        if lower != name and all(_LABEL.match(label) for label in lower.split(".")):
+            # DNS is case-insensitive, but its names are rendered as written where lower case is required (a Gateway API
+            # listener's or route's hostname, a certificate's DNS name, a Kubernetes object's name): said as that.
+            raise ValueError(
+                f"{value} has upper-case letters: it is a DNS name, but one Iluvatar renders as written where names are lower "
+                f"case only (Gateway API hostnames, certificates' names); write {lower}"
+            )
         raise ValueError(f"{value} is not a DNS domain name (e.g. home.arpa or example.com)")
     return name
 
@@ -99,6 +112,13 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
             raise ValueError(
                 f"{value} is a pre-release of {what.removesuffix(' version')}; pre-releases are not supported: pick a release (e.g. {example})"
             )
+        if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and not regex.match(value):
+            unpadded = _LEADING_ZEROS.sub("", value)
+            if unpadded != value and regex.match(unpadded):
+                raise ValueError(
+                    f"{value} has a number with a leading zero, which no {what.removesuffix(' version')} release tag has (SemVer 2.0.0 "
+                    f"§2), and it is used as written (image tags, download URLs); write {unpadded}"
+                )
         if not isinstance(value, str) or not regex.match(value):
             raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
         return value

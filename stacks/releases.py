@@ -158,6 +158,33 @@ KUBERNETES_NEWEST: dict[int, str] = {
 }
 
 
+# The revisions k3s released of a Kubernetes patch (its `+k3sN`), where they are other than `+k3s1` alone: every other
+# patch up to KUBERNETES_NEWEST had one release, `+k3s1`. A revision k3s never released has no files to download:
+# get.k3s.io's install.sh fetches `releases/download/<version>/sha256sum-<arch>.txt` and stops with "Download failed", so
+# a Pi comes up without k3s and `pulumi up`'s k3s step fails half-way. The Go module proxy cannot serve this list (k3s's
+# `+k3sN` is build metadata, which a module version cannot carry: it answers 403 for every k3s tag), so it is read from
+# k3s's own release notes, one table row per release (k3s-io/docs docs/release-notes/v1.NN.X.md, e.g. v1.32.X.md lists
+# v1.32.11+k3s3 and v1.32.11+k3s1 and no +k3s2, v1.34.X.md starts at v1.34.1+k3s1, "the first k3s release in the 1.34
+# release line"), on K3S_REVISIONS_READ, for the minors 1.30 (the Ainur's floor, stacks.versions) to KUBERNETES_NEWEST's
+# newest. It is refreshed with KUBERNETES_NEWEST: a patch added there is a row here when k3s released it other than as
+# +k3s1 alone (tests/stacks/test_releases.py holds the two together).
+K3S_REVISIONS_READ = "2026-11-27"
+K3S_REVISIONS: dict[str, tuple[int, ...]] = {
+    "v1.30.2": (1, 2),
+    "v1.30.14": (1, 2),
+    "v1.32.11": (1, 3),
+    "v1.33.7": (1, 3),
+    "v1.34.0": (),  # no k3s release: k3s's 1.34 line starts at v1.34.1+k3s1
+    "v1.34.3": (1, 3),
+    "v1.35.0": (1, 3),
+}
+
+
+def k3s_revisions(kubernetes: str) -> tuple[int, ...]:
+    """The `+k3sN` revisions k3s released of Kubernetes patch `kubernetes` (`v1.35.8`), by K3S_REVISIONS."""
+    return K3S_REVISIONS.get(kubernetes, (1,))
+
+
 @dataclass(frozen=True)
 class Hop:
     """One step of a path across Talos minors: every machine rolled to `talos` (a Talos roll), or Arda's Kubernetes
@@ -188,9 +215,29 @@ def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernet
         raise PathError(
             f"Talos {show(goal[:2])} is not in this version of Iluvatar's table (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
         )
-    if start[:2] not in BY_MINOR:
+    if start[:2] not in BY_MINOR and start[:2] > TALOS_MINORS[-1].minor:
         raise PathError(
-            f"Arda runs Talos {running_talos}, which this version of Iluvatar's table does not know (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
+            f"Arda runs Talos {running_talos}, newer than any minor this version of Iluvatar's table knows (it knows "
+            f"{show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)}); manage it with an Iluvatar that knows {show(start[:2])}"
+        )
+    if start[:2] not in BY_MINOR:
+        # machinery would install a minor over one two minors older (compatibility/talos112/talos112.go:16 at v1.14.1: 1.12
+        # over 1.10.0), but Talos migrates a machine between adjacent minors only, from each one's newest patch (its
+        # Upgrading Talos guide, "Supported Upgrade Paths"); a path here starts at a row of this table, so a machine on an
+        # older minor first walks that path to the oldest row's minor.
+        first = TALOS_MINORS[0]
+        between = ", then ".join(f"v1.{m}'s newest patch" for m in range(start[1] + 1, first.minor[1]))
+        walk = (
+            f"{show(start[:2])}'s newest patch, then {between}, then {first.newest}"
+            if between
+            else f"{show(start[:2])}'s newest patch, then {first.newest}"
+        )
+        raise PathError(
+            f"Arda runs Talos {running_talos}, and a path here starts at a minor this version of Iluvatar's table holds "
+            f"({show(first.minor)} to {show(TALOS_MINORS[-1].minor)}): Talos upgrades a machine one minor at a time, from each "
+            f"minor's newest patch, and this table has no releases of the minors before {show(first.minor)}; take Arda to "
+            f"{first.newest} first along Talos's path ({walk}, each with talosctl upgrade, Talos's Upgrading Talos guide), "
+            "then run this again"
         )
     if goal[:2] < start[:2]:
         raise PathError(f"Talos {show(goal[:2])} is older than {running_talos}, which Arda runs; a minor is not rolled back")

@@ -255,7 +255,9 @@ def _headscale(
         )
     domain = base_domain(remote, network)
     key = f"{path}.baseDomain" if settings.base_domain is not None else path
-    if domain in (network.domain, network.external_domain):
+    zone = domain in (network.domain, network.external_domain)
+    if zone:
+        # Said once: every app's host under the zone is held by it too, which this one fix undoes.
         yield Problem(key, f"{domain} is a zone of the homelab; the devices' names need a domain of their own, e.g. tailnet.{network.domain}")
     # Headscale refuses a base domain that is the server's host or a suffix of it (hscontrol/types/config.go:1013-1045,
     # isSafeServerURL, at v0.27.1): the devices' resolver would answer for the server, which would then be unreachable.
@@ -268,8 +270,19 @@ def _headscale(
                 f"{app.host} is Headscale's public name (headscale.url {settings.url}), whose port forward goes to Headscale; "
                 "give the app another host",
             )
-        if under(app.host, domain):
-            yield Problem(key, f"{domain} holds apps[{i}].host {app.host}; the tailnet's resolver would answer for it, not the internal zone's")
+    held = [(i, app) for i, app in apps if under(app.host, domain)]
+    if held and not zone:
+        names = ", ".join(f"apps[{i}].host {app.host}" for i, app in held)
+        free = next(
+            (d for d in (f"{p}.{network.domain}" for p in ("tailnet", "ts", "vpn")) if d != domain and not any(under(a.host, d) for _, a in apps)),
+            f"a name under {network.domain}",
+        )
+        them, apps_word = ("them", "those apps") if len(held) > 1 else ("it", "the app")
+        yield Problem(
+            key,
+            f"{domain} holds {names}; the tailnet's resolver would answer for {them}, not the internal zone's; set "
+            f"remoteAccess.headscale.baseDomain to a domain no app's host is under (e.g. {free}), or give {apps_word} a host outside it",
+        )
 
 
 def _is_address(host: str) -> bool:

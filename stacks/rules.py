@@ -481,6 +481,9 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
         if met:
             free = next((f for f in _FREE[c.key] if not any(IPv4Network(f).overlaps(t) for t in taken)), None)
             instead = f"write {free}" if free else "write a private range no network of the stack holds"
+            # A running Arda keeps the networks it was made with (stacks.day2 refuses the move against its record): the
+            # fix that moves them is for an Arda not made yet.
+            instead += f" before Arda is made; a running Arda keeps its {c.name.split(' ', 1)[1]}, so renumber {met[0].split()[0]} instead"
             out.append(Problem(c.path, f"{c.net} overlaps {' and '.join(met)}: {why}; {instead}"))
     for path, _, n in own:
         met_default = [c for c in clusters if c.path is None and c.net.overlaps(n)]
@@ -736,6 +739,23 @@ def _nodes(p: Parsed) -> list[Problem]:
                         node_path(i, f"dataDisks[{d}]"),
                         f"{disk} is installDisk {node.install_disk} by its other by-id name (udev links an NVMe namespace as both "
                         f"<model>_<serial> and <model>_<serial>_<namespace>): {_SYSTEM_DISK_TO_ROOK}; name another disk",
+                    )
+                )
+            elif (
+                node.board in ("rpi4", "rpi5")
+                and isinstance(node.install_disk, str)
+                and re.fullmatch(r"/dev/mmcblk\d+", node.install_disk)
+                and disk.startswith("/dev/disk/by-id/mmc-")
+            ):
+                # A Pi 4 or 5 has one MMC device, its SD slot (a Compute Module's eMMC in its place), so its mmc- by-id
+                # link is the card it boots from. cloud-init's disk_setup leaves a partitioned disk alone (overwrite:
+                # false), the LABEL=longhorn mount (nofail) then mounts nothing, and Longhorn writes to the card's root.
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is an MMC device, and a {'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board}) has one, the SD card (or eMMC) it boots from, installDisk "
+                        f"{node.install_disk}: Longhorn would get no disk of its own and write to the card's root filesystem; name "
+                        "the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out",
                     )
                 )
             elif disk in seen_disks:
@@ -1085,8 +1105,10 @@ def _unreleased(path: str, version: str, what: str) -> list[Problem]:
             )
         ]
     newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
-    if newest is None or patch <= releases.release(newest)[2]:
+    if newest is None:
         return []
+    if patch <= releases.release(newest)[2]:
+        return _k3s_revision(path, version) if what == "k3s" else []
     example = newest if what == "Kubernetes" else f"{newest}+k3s1"
     return [
         Problem(
@@ -1094,6 +1116,35 @@ def _unreleased(path: str, version: str, what: str) -> list[Problem]:
             f"{version} is past the newest Kubernetes 1.{minor} patch, {newest} (as the Go module proxy served k8s.io/kubernetes on "
             f"{releases.KUBERNETES_NEWEST_ASKED}), so its images do not exist; write {example} or an older 1.{minor} patch "
             "(a patch released since needs an Iluvatar that knows it)",
+        )
+    ]
+
+
+def _k3s_revision(path: str, version: str) -> list[Problem]:
+    """A k3s revision (`+k3sN`) of a released Kubernetes patch that k3s never released (stacks.releases.K3S_REVISIONS):
+    get.k3s.io's installer finds no files for it, and the Pis come up without k3s."""
+    kubernetes, revision = version.split("+k3s")
+    released = releases.k3s_revisions(kubernetes)
+    if int(revision) in released:
+        return []
+    source = f"k3s's release notes, k3s-io/docs docs/release-notes/v1.{releases.release(version)[1]}.X.md, read on {releases.K3S_REVISIONS_READ}"
+    if not released:
+        following = f"v{'.'.join(map(str, releases.release(version)[:2]))}.{releases.release(version)[2] + 1}"
+        return [
+            Problem(
+                path,
+                f"{version}: k3s made no release of Kubernetes {kubernetes} ({source}), so get.k3s.io's installer finds no files "
+                f"for it and the Pis come up without k3s; write {following}+k3s1",
+            )
+        ]
+    revisions = " and ".join(f"{kubernetes}+k3s{r}" for r in released)
+    newest = f"{kubernetes}+k3s{released[-1]}"
+    return [
+        Problem(
+            path,
+            f"{version}: k3s released Kubernetes {kubernetes} as {revisions} only ({source}; k3s numbers its revisions from 1), "
+            f"so get.k3s.io's installer finds no files for {version} and the Pis come up without k3s; write {newest} (a revision "
+            "released since needs an Iluvatar that knows it)",
         )
     ]
 

@@ -35,6 +35,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     backup = stack.backup
@@ -121,6 +122,26 @@ def _either_day(path: str, schedule: str) -> Iterator[Problem]:
         path,
         f"{schedule} runs on days {fields[2]} of the month and on every {days}, not only where they meet: cron runs it on a day "
         f"either field matches ({len(_days_run(fields))} days in 2026 and 2027); for one of them, write * in the other field",
+    )
+
+
+def _many_an_hour(path: str, schedule: str) -> Iterator[Problem]:
+    """An app's backup that runs several times an hour (`*/5 * * * *`, meant as every 5 hours). Every minute of an hour
+    is refused (stacks.data), a misreading; a few minutes an hour may be meant, so it is said, not refused: each run is a
+    VolSync mover and a copy of the volumes sent to the target, and restic's keep (hourly at its finest) keeps one an hour."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    if len(minutes) < 2:
+        return
+    hours, _ = _cron_field(fields[1], 0, 23)
+    runs = len(minutes) * len(hours)
+    step = fields[0].removeprefix("*/")
+    hourly = f" (or 0 */{step} * * * for every {step} hours)" if fields[0].startswith("*/") and fields[1] == "*" and int(step) <= 23 else ""
+    yield Problem(
+        path,
+        f"{schedule} runs {len(minutes)} times an hour, {runs} times on each day it runs: each run starts a VolSync mover that "
+        "copies the volumes to the target, and restic's keep keeps at most one snapshot an hour (keep.hourly; one a day "
+        f"without it), so the others are made to be thrown away; to run it once in each hour it runs, write 0 {' '.join(fields[1:])}{hourly}",
     )
 
 

@@ -710,7 +710,7 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content:
         ),
         (
             lambda a: a.update(talosVersion=None),
-            "arda.talosVersion is missing, but arda.nodes records 5 machine(s): the plan starts from the Talos release Arda runs; "
+            "arda.talosVersion is null, but arda.nodes records 5 machine(s): the plan starts from the Talos release Arda runs; "
             "add it as `talosctl version` shows it (e.g. v1.13.9), or give the outputs of a deployment that recorded it",
         ),
         (
@@ -834,3 +834,26 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     assert "kubernetes/ainur/netboot/PersistentVolumeClaim-pi-roots.yaml" not in files
     [roots_class] = [yaml.safe_load(text) for path, text in files.items() if path.endswith("StorageClass-pi-roots.yaml")]
     assert roots_class["parameters"] == {"numberOfReplicas": "1", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}
+
+
+def test_another_deployments_outputs_are_refused_as_that(homelab: Path, tmp_path: Path) -> None:
+    # Another LAN's outputs, none of whose machines this stack has: planned against them, each of their machines would
+    # read as one removed from this inventory, to be put back with retire: true.
+    previous = json.loads((homelab / "outputs.json").read_text())
+    previous["lan"] = "172.16.40.0/24"
+    previous["arda"]["nodes"] = {"fimbul": previous["arda"]["nodes"]["tirion"]}
+    previous["ainur"]["nodes"] = {}
+    (tmp_path / "other.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "other.json"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: --previous {tmp_path / 'other.json'}: these are the outputs of another deployment: its LAN is 172.16.40.0/24 and "
+        "this stack's network.lan 192.168.0.0/24, and none of its machines (fimbul) is in this stack's inventory; give this "
+        "stack's own outputs (`pulumi stack output --json --stack <this stack>`)"
+    ]
+
+
+def test_a_renumbered_lan_with_the_same_machines_is_this_deployment(homelab: Path) -> None:
+    previous = json.loads((homelab / "outputs.json").read_text())
+    previous["lan"] = "172.16.40.0/24"
+    cli._of_this_deployment(Path("old.json"), previous, load_stack_file(HOMELAB))  # no refusal

@@ -126,8 +126,11 @@ def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> N
             [
                 (
                     "iluvatar:arda.talosVersion",
-                    "v1.14.1 cannot be rolled out: Arda runs Talos v1.11.3, which this version of Iluvatar's table does not know (it knows v1.12 "
-                    "to v1.14) (docs/day2.md#across-talos-minors)",
+                    "v1.14.1 cannot be rolled out: Arda runs Talos v1.11.3, and a path here starts at a minor this version of Iluvatar's "
+                    "table holds (v1.12 to v1.14): Talos upgrades a machine one minor at a time, from each minor's newest patch, and this "
+                    "table has no releases of the minors before v1.12; take Arda to v1.12.11 first along Talos's path (v1.11's newest "
+                    "patch, then v1.12.11, each with talosctl upgrade, Talos's Upgrading Talos guide), then run this again "
+                    "(docs/day2.md#across-talos-minors)",
                 )
             ],
         ),
@@ -274,13 +277,14 @@ def test_k3s_crosses_to_etcd_3_6_only_from_the_stop(tmp_path: Path, before: str,
 
 @pytest.mark.parametrize(
     ("k3s", "refused"),
-    [("v1.33.6+k3s1", True), ("v1.33.6+k3s2", False), ("v1.33.6+k3s3", False), ("v1.33.7+k3s1", False), ("v1.33.5+k3s9", True)],
+    [("v1.32.11+k3s1", True), ("v1.32.11+k3s3", False), ("v1.33.1+k3s1", False), ("v1.32.10+k3s1", True)],
 )
 def test_k3s_own_revision_of_a_release_does_not_go_back(tmp_path: Path, k3s: str, refused: bool) -> None:
-    # +k3s2 is k3s's second build of Kubernetes v1.33.6: going back to +k3s1 is a downgrade, a newer release with +k3s1 is not.
-    ainur = {"k3sVersion": "v1.33.6+k3s2", "nodes": {}}
+    # +k3s3 is k3s's later build of Kubernetes v1.32.11 (it released +k3s1 and +k3s3): going back to +k3s1 is a downgrade, a
+    # newer release with +k3s1 is not.
+    ainur = {"k3sVersion": "v1.32.11+k3s3", "nodes": {}}
     problems = day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), day2.DeployedArda(), ainur)
-    expected = f"{k3s} is older than v1.33.6+k3s2, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)"
+    expected = f"{k3s} is older than v1.32.11+k3s3, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)"
     assert [(p.path, p.message) for p in problems] == ([(day2.K3S, expected)] if refused else [])
 
 

@@ -88,7 +88,15 @@ def test_a_path_rolls_each_minor_in_turn_with_kubernetes_where_the_next_needs_it
     [
         (
             ("v1.11.3", "v1.33.0", "v1.14.1", "v1.33.0"),
-            "Arda runs Talos v1.11.3, which this version of Iluvatar's table does not know (it knows v1.12 to v1.14)",
+            "Arda runs Talos v1.11.3, and a path here starts at a minor this version of Iluvatar's table holds (v1.12 to v1.14): "
+            "Talos upgrades a machine one minor at a time, from each minor's newest patch, and this table has no releases of the "
+            "minors before v1.12; take Arda to v1.12.11 first along Talos's path (v1.11's newest patch, then v1.12.11, each with "
+            "talosctl upgrade, Talos's Upgrading Talos guide), then run this again",
+        ),
+        (
+            ("v1.15.2", "v1.35.0", "v1.14.1", "v1.35.0"),
+            "Arda runs Talos v1.15.2, newer than any minor this version of Iluvatar's table knows (it knows v1.12 to v1.14); manage "
+            "it with an Iluvatar that knows v1.15",
         ),
         (("v1.13.0", "v1.35.0", "v1.15.0", "v1.35.0"), "Talos v1.15 is not in this version of Iluvatar's table (it knows v1.12 to v1.14)"),
         (("v1.14.1", "v1.35.0", "v1.13.9", "v1.35.0"), "Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back"),
@@ -196,3 +204,14 @@ def test_every_path_moves_etcds_minor_once_from_a_36_that_may_roll_to_37(start: 
     [move] = releases.etcd_moves(start, rolls)
     assert (move.before, move.talos, move.old, move.new) == ("v1.13.9", releases.TALOS, "3.6.12", "3.7.1")
     assert releases.release(move.old) >= (3, 6, 11)
+
+
+def test_the_k3s_revisions_are_of_released_patches_the_table_judges() -> None:
+    """Each row of K3S_REVISIONS is a patch no newer than its minor's KUBERNETES_NEWEST, on a minor it holds, with k3s's
+    revisions in order from 1 (a row is kept with the patch ceiling it sits under); every other patch has +k3s1 alone."""
+    for kubernetes, revisions in releases.K3S_REVISIONS.items():
+        _, minor, patch = releases.release(kubernetes)
+        assert releases.KUBERNETES_NEWEST[minor] and patch <= releases.release(releases.KUBERNETES_NEWEST[minor])[2]
+        assert list(revisions) == sorted(set(revisions)) and all(r >= 1 for r in revisions)
+    assert releases.k3s_revisions("v1.35.8") == (1,)
+    assert releases.k3s_revisions(releases.K3S.split("+")[0]) == (1,) and releases.K3S.endswith("+k3s1")

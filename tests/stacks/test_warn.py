@@ -59,6 +59,27 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
             "a problem found the next day has no snapshot from before it; keep at least 144 (a day's), or run it less often"
         ],
     ),
+    # An app's backup several times an hour ("*/5 * * * *", meant as every 5 hours): a mover and a copy each time.
+    (
+        "app-backup-every-five-minutes",
+        {"iluvatar:apps[0].backup.schedule": "*/5 * * * *"},
+        [
+            "iluvatar:apps[0].backup.schedule: */5 * * * * runs 12 times an hour, 288 times on each day it runs: each run starts a "
+            "VolSync mover that copies the volumes to the target, and restic's keep keeps at most one snapshot an hour "
+            "(keep.hourly; one a day without it), so the others are made to be thrown away; to run it once in each hour it runs, write 0 * * * * (or "
+            "0 */5 * * * for every 5 hours)"
+        ],
+    ),
+    (
+        "app-backup-twice-in-one-hour",
+        {"iluvatar:apps[0].backup.schedule": "0,30 3 * * *"},
+        [
+            "iluvatar:apps[0].backup.schedule: 0,30 3 * * * runs 2 times an hour, 2 times on each day it runs: each run starts a "
+            "VolSync mover that copies the volumes to the target, and restic's keep keeps at most one snapshot an hour "
+            "(keep.hourly; one a day without it), so the others are made to be thrown away; to run it once in each hour it runs, write 0 3 * * *"
+        ],
+    ),
+    ("app-backup-every-hour", {"iluvatar:apps[0].backup.schedule": "0 * * * *"}, []),
     (
         "cilium-chart-not-the-pinned-one",
         {"iluvatar:arda.cilium": {"version": "1.18.40"}},
