@@ -530,9 +530,10 @@ class BootstrapCluster(pulumi.ComponentResource):
             # `up`'s `ainur` output says "on" even when it failed or was cut short before this step finished (the engine
             # writes a failed update's outputs too, plans.rollout), and a step planned from that output would be gone
             # from the next `up` while k3s still ran identity-first. A Command whose create failed is not in the state and
-            # the next `up` creates it again; one cut short (the `pulumi` process killed) is a
-            # pending create, which the next `up` of engine v3.259 creates again (it warns of the pending operation and retries it). It
-            # runs once on every Ainur with the flag (a fresh one: no restart, plans.k3s.FRESH_STAGE), and again each time
+            # the next `up` creates it again; one cut short (the `pulumi` process killed) is a pending create, which is not a
+            # resource of the state either: the next `up` warns of it and goes on (pulumi/pulumi#9293, "Warn users when there
+            # are pending operations but proceed with deployment"), creating the step again, as engine v3.259 did when it was
+            # killed with creates in flight. It runs once on every Ainur with the flag (a fresh one: no restart, plans.k3s.FRESH_STAGE), and again each time
             # the flag comes back, as it leaves the program while the flag is off.
             if day2.may_have_run_clear(args.previous):
                 pulumi.log.warn(
