@@ -521,18 +521,36 @@ class BootstrapCluster(pulumi.ComponentResource):
         for node in order:
             if node.role == "valar":
                 join(node, ())
-        if stack.ainur.secrets_encryption and day2.may_have_run_clear(args.previous):
+        if stack.ainur.secrets_encryption:
             # After the valar's roll with the flag and before the rewrite below: a config k3s kept identity-first from a
             # disable (it keeps any config it finds) turned back on, k3s restarted onto it if it has not loaded it, and
             # every Secret written in clear meanwhile sealed (plans.k3s.secrets_on_script). Not before the roll: k3s sets
             # its encryption config's path only with the flag (deps.go), so a server without it cannot enable.
-            pulumi.log.warn(
-                "the last deployment's Ainur ran k3s without secrets encryption, or its output does not say: after the valar "
-                f"are rolled with it, {name}-secrets-on reads k3s's status on {first.name}, turns a config k3s kept from a "
-                "disable back on (k3s secrets-encrypt enable), restarts k3s there if it has not loaded that config, and seals "
-                "every Secret (reencrypt --force --skip)",
-                resource=self,
-            )
+            # In the program for as long as the stack asks for the flag, not only in the `up` that gives it back: that
+            # `up`'s `ainur` output says "on" even when it failed or was cut short before this step finished (the engine
+            # writes a failed update's outputs too, plans.rollout), and a step planned from that output would be gone
+            # from the next `up` while k3s still ran identity-first. A Command whose create failed is not in the state and
+            # the next `up` creates it again; one cut short (the `pulumi` process killed) is a pending create, which is not a
+            # resource of the state either: the next `up` warns of it and goes on (pulumi/pulumi#9293, "Warn users when there
+            # are pending operations but proceed with deployment"), creating the step again, as engine v3.259 did when it was
+            # killed with creates in flight. It runs once on every Ainur with the flag (a fresh one: no restart, plans.k3s.FRESH_STAGE), and again each time
+            # the flag comes back, as it leaves the program while the flag is off.
+            if day2.may_have_run_clear(args.previous):
+                pulumi.log.warn(
+                    "the last deployment's Ainur ran k3s without secrets encryption, or its output does not say: after the "
+                    f"valar are rolled with it, {name}-secrets-on reads k3s's status on {first.name}, turns a config k3s kept "
+                    "from a disable back on (k3s secrets-encrypt enable), restarts k3s there if it has not loaded that config, "
+                    "and seals every Secret (reencrypt --force --skip)",
+                    resource=self,
+                )
+            elif day2.before_secrets_on(args.previous):
+                pulumi.log.warn(
+                    f"the last deployment's Ainur ran k3s's secrets encryption with no {name}-secrets-on step (an older Iluvatar): "
+                    f"this up creates it, and it restarts k3s on {first.name} once (the API away as in a roll) and rewrites every "
+                    "Secret under k3s's key, since nothing there says the config k3s runs was loaded and every Secret sealed "
+                    "under it (docs/day2.md#the-ainurs-secrets-sealed-by-k3s)",
+                    resource=self,
+                )
             self.secrets_on: command.remote.Command | None = command.remote.Command(
                 f"{name}-secrets-on",
                 connection=connect(first),

@@ -1061,7 +1061,7 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 # k3s onto the config (`systemctl restart` returns once k3s is ready, Type=notify, its API server running on the file
 # as it was then), and naming the SHA-256 of that config (GenEncryptionConfigHash hashes the same bytes), so that any
 # later change of the config (a disable, an enable, a rotation by hand) voids it. Without the record, whatever status
-# says, a run restarts k3s and rewrites every Secret again, both harmless (one valar: the API away for the restart, as
+# says (but for the config k3s made itself, FRESH_STAGE), a run restarts k3s and rewrites every Secret again, both harmless (one valar: the API away for the restart, as
 # in the roll); so a run cut short anywhere, or an `enable` the CLI gave up on, is finished by the next one. The restart
 # is not skipped by comparing the file's time with k3s's start: that needs systemd's timestamp parsed with `date -d` on
 # the Pi, which the scripts here never ask (uutils date refuses times GNU date reads), and a clock a Pi without its NTP
@@ -1074,8 +1074,23 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 # the others still seal; the stack refuses the flag on several valar (stacks.rules._counts).
 SECRETS_DISABLED = "Encryption Status: Disabled"
 SECRETS_NEVER = "no configuration file found"
-# The step's record on the first valar: `clear <sha256>` or `sealed <sha256>` of SECRETS_ENCRYPTION_CONFIG.
+# The step's record on the first valar: `clear <sha256>` or `sealed <sha256>` of SECRETS_ENCRYPTION_CONFIG once a switch
+# is done, `switching to clear|sealed` from before a switch changes anything until then.
 SECRETS_SWITCHED = "/var/lib/rancher/iluvatar/secrets-switched"
+# ainur-secrets-on is in the program whenever the stack asks for secrets encryption, not only in the `up` that turns it
+# back on (components.ainur): so it runs on every Ainur with the flag, a fresh one included, once. Where k3s made its
+# config itself as it started with the flag, its API server has run that config from its start and no restart is
+# needed: k3s writes it before it starts the API server on it, with one aescbc key named exactly `aescbckey`, and saves
+# the stage `start` (pkg/daemons/control/deps/deps.go genEncryptionConfigAndState: `Name: "aescbckey"`, `ann := "start-"
+# + hex...` written to runtime.EncryptionHash; the search index's copy). Every other way to an aescbc-first config
+# leaves a sign the on step reads: a rotation names its key `aescbckey-<time>` and ends at `reencrypt_finished`
+# (AppendNewEncryptionKey, reencryptAndRemoveKey), and the rewrite step rotates once after the flag is given; an
+# `enable` after a `disable` can write the very bytes k3s made (WriteEncryptionConfig marshals the same structure) and
+# leaves the saved stage as it was, but every switch here writes SECRETS_SWITCHED before its verb. So: status Enabled,
+# no SECRETS_SWITCHED at all, the stage `start` and one key `aescbckey` is k3s's own config, and the step only rewrites
+# (harmless, and it seals what a first-time flag found in clear before the rewrite step rotates). A `disable`/`enable`
+# run by hand before the rewrite step ever finished is the one way past that, and not a way this program takes.
+FRESH_STAGE = "start"
 K3S_SERVERS = "node-role.kubernetes.io/control-plane=true"
 
 
@@ -1086,8 +1101,9 @@ def secrets_off_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int
 
 
 def secrets_on_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
-    """Run on the first valar after the valar are rolled with `secrets-encryption`, before the rewrite step: a config
-    k3s kept identity-first from a disable is turned back on and every Secret sealed again."""
+    """Run on the first valar after the valar are rolled with `secrets-encryption`, before the rewrite step, on every
+    Ainur with the flag (once; again each time the flag comes back): a config k3s kept identity-first from a disable is
+    turned back on and every Secret sealed again; a config k3s made itself is only rewritten under (FRESH_STAGE)."""
     return _secrets_switch_script(True, timeout, poll)
 
 
@@ -1108,10 +1124,11 @@ def secrets_guard(config_path: str = CONFIG_PATH) -> str:
     still holds and puts the saved stage back (encryptionEnable, reencryptAndRemoveKey with skip). It stops with the way
     back: two `up`s, the first of which plans the steps that turn encryption back on, the second the off step.
 
-    Nothing checks the other way (the flag given over a config k3s kept identity-first, with no ainur-secrets-on after
-    it): k3s sets its encryption config's path only with the flag (pkg/daemons/control/deps/deps.go as the search
-    index holds it: `if config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the
-    roll, and a join cannot tell whether the on step follows it."""
+    Nothing checks the other way (the flag given over a config k3s kept identity-first): k3s sets its encryption
+    config's path only with the flag (pkg/daemons/control/deps/deps.go as the search index holds it: `if
+    config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the roll; ainur-secrets-on
+    follows every roll that gives the flag instead, as it is in the program whenever the stack asks for the flag: an
+    `up` that fails or is cut short before it finishes leaves it to the next `up` (components.ainur)."""
     flag = "secrets-encryption: true"
     return f"""if ! grep -qx '{flag}' "$new" && sudo grep -qx '{flag}' {config_path} 2>/dev/null && sudo test -s {SECRETS_ENCRYPTION_CONFIG} \
   && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
@@ -1135,6 +1152,7 @@ def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
         want, wrong, verb, record = ENCRYPTION_ENABLED, SECRETS_DISABLED, "enable", "sealed"
         said = {
             "never": "no encryption config yet: the rewrite step waits for the one k3s makes",
+            "made": "k3s made this config itself as it started with secrets-encryption and no switch ran here since (one key, aescbckey, at the stage start): its API server runs it, no restart",
             "already": "every Secret of the Ainur was sealed again by an earlier run, under the config k3s runs",
             "start": "k3s kept its config from a disable (identity first): turning it back on (k3s secrets-encrypt enable)",
             "rewrite": "sealing every Secret written in clear meanwhile (k3s secrets-encrypt reencrypt --force --skip)",
@@ -1152,7 +1170,17 @@ def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
             "after": "no valar was rolled without secrets-encryption; the next pulumi up runs this step again",
         }
     word = "Enabled" if enable else "Disabled"
-    snapshots = f'echo "iluvatar: $(hostname): {SNAPSHOTS_WHILE_OFF}" >&2\n' if enable else ""
+    snapshots = f'[ "$restart" = 0 ] || echo "iluvatar: $(hostname): {SNAPSHOTS_WHILE_OFF}" >&2\n' if enable else ""
+    fresh = (
+        f"""restart=1
+if has "$now" '{ENCRYPTION_ENABLED}' && ! sudo test -e {SECRETS_SWITCHED} && [ "$(stage "$now")" = {FRESH_STAGE} ] && made "$now"; then
+  echo "iluvatar: $(hostname): {said["made"]}" >&2
+  restart=0
+fi
+"""
+        if enable
+        else "restart=1\n"
+    )
     absent = (
         ""
         if enable
@@ -1168,6 +1196,7 @@ status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
 has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
 digest() {{ sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1; }}
+made() {{ [ "$(printf '%s\n' "$1" | grep -c 'AES-CBC' || true)" = 1 ] && printf '%s\n' "$1" | grep -q ' {KEY_NAME}[[:space:]]*$'; }}
 end=$(( $(date +%s) + {timeout} ))
 {absent}until now=$(status); do
   if [ "$(date +%s)" -ge "$end" ]; then
@@ -1190,6 +1219,9 @@ if [ "$servers" -gt 1 ]; then
   echo "iluvatar: $(hostname): k3s runs $servers servers: its {verb} reloads only the server it runs on, and this step does k3s's single-server procedure, the only one built; with iluvatar:ainur.secretsEncryption true, take the Ainur to one valar first (docs/day2.md#a-dead-pi-removed-for-good), then {"run pulumi up again" if enable else "set it false"}; {said["after"]} (docs/security.md#the-ainurs-secrets-at-rest)" >&2
   exit 1
 fi
+{fresh}# Before anything changes: a run cut short from here on leaves this mark, never no record (FRESH_STAGE's comment).
+sudo install -d -m 0700 {SECRETS_SWITCHED.rsplit("/", 1)[0]}
+echo "switching to {record}" | sudo tee {SECRETS_SWITCHED} >/dev/null
 if has "$now" '{wrong}'; then
   echo "iluvatar: $(hostname): {said["start"]}" >&2
   # The CLI gives up after 10 s while k3s goes on: the file's state, read back below, says whether it was written.
@@ -1202,10 +1234,11 @@ until now=$(status) && has "$now" '{want}'; do
   fi
   sleep {poll}
 done
-sudo rm -f {SECRETS_SWITCHED}
 was=$(digest)
-echo "iluvatar: $(hostname): restarting k3s so that its API server runs that config" >&2
-sudo timeout {timeout} systemctl restart k3s
+if [ "$restart" = 1 ]; then
+  echo "iluvatar: $(hostname): restarting k3s so that its API server runs that config" >&2
+  sudo timeout {timeout} systemctl restart k3s
+fi
 until now=$(status) && has "$now" '{want}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
   if [ "$(date +%s)" -ge "$end" ]; then
     echo "iluvatar: $(hostname): k3s's secrets encryption is not {word} with no rewrite under way within {timeout} s; k3s says: $now; {said["after"]}" >&2

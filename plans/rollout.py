@@ -103,6 +103,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
         out[f"{node.name}-netboot-ready"] = command_digest(roll.netboot_ready_script(node), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     if stack.ainur.secrets_encryption:
+        out[k3s.SECRETS_ON_STEP] = command_digest(k3s.secrets_on_script(), None, None)
         out["secrets-rewrite"] = command_digest(k3s.secrets_rewrite_script(), None, None)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
     out["ca-hash"] = command_digest(agent_token.ca_hash_script(), None, None)

@@ -306,6 +306,17 @@ def may_have_sealed(ainur: Any) -> bool:
     return ainur.get("secretsEncryption") is not False
 
 
+def before_secrets_on(ainur: Any) -> bool:
+    """Whether the last deployment's Ainur ran with secrets encryption and was deployed by an Iluvatar that did not keep
+    the on step (components.ainur) while the flag is on: its `commands` list the rewrite step and not `secrets-on`. Its
+    first `up` with the step runs it once, a k3s restart included (plans.k3s.FRESH_STAGE: only a config k3s made itself
+    with no rewrite since needs none)."""
+    if not isinstance(ainur, Mapping) or ainur.get("secretsEncryption") is not True:
+        return False
+    commands = ainur.get("commands")
+    return isinstance(commands, Mapping) and "secrets-on" not in commands
+
+
 SERVICE_IP = "iluvatar:ainur.serviceIp"
 
 

@@ -42,15 +42,19 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     assert sorted(r.name for r in homelab.children(ainur)) == [
         "ainur-ca-hash", "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token",
         "ainur-kubernetes", "ainur-manwe", "ainur-random",
-        # The rewrite of the Ainur's Secrets under k3s's key, once every valar runs with it (plans.k3s.secrets_rewrite_script).
-        "ainur-secrets-rewrite",
+        # While the flag is on: a config k3s kept from a disable turned back on (plans.k3s.secrets_on_script), then the
+        # rewrite of the Ainur's Secrets under k3s's key, once every valar runs with it (plans.k3s.secrets_rewrite_script).
+        "ainur-secrets-on", "ainur-secrets-rewrite",
         "ainur-validatingadmissionpolicy-iluvatar-node-registration",
         "ainur-validatingadmissionpolicybinding-iluvatar-node-registration",
     ]  # fmt: skip
     # The Secrets rewritten once, on the first valar, after the last valar's step (its join and k3s upgrade, one at a time).
+    on = regs["ainur-secrets-on"]
+    assert on.inputs["create"] == k3s.secrets_on_script()
+    assert [d.rsplit("::", 1)[1] for d in on.dependencies if "::ainur-manwe-" in d] != []
     rewrite = regs["ainur-secrets-rewrite"]
     assert rewrite.inputs["create"] == k3s.secrets_rewrite_script()
-    assert [d.rsplit("::", 1)[1] for d in rewrite.dependencies if "::ainur-manwe-" in d] != []
+    assert rewrite.dependencies == (on.urn,)
     # Who may register a Node (plans.k3s.node_admission), through the Ainur's API, before any maia joins.
     policy = regs["ainur-validatingadmissionpolicy-iluvatar-node-registration"]
     assert policy.inputs["spec"] == k3s.node_admission(load_stack_file(HOMELAB))[0]["spec"]
@@ -82,10 +86,12 @@ def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) 
     assert first in regs["ainur-eonwe-join"].dependencies
     assert regs["ainur-eonwe-join"].urn in regs["ainur-ilmare-join"].dependencies
     # One chain for joins and upgrades: a Pi's join waits for the previous Pi's k3s step, which waits for that Pi's join,
-    # so a run with a k3s bump and a shared setting never restarts two Pis at once.
-    for pi, before in (("eonwe", "manwe"), ("ilmare", "eonwe")):
-        assert regs[f"ainur-{before}-k3s"].urn in regs[f"ainur-{pi}-join"].dependencies, pi
-        assert {regs[f"ainur-{pi}-join"].urn, regs[f"ainur-{before}-k3s"].urn} <= set(regs[f"ainur-{pi}-k3s"].dependencies), pi
+    # so a run with a k3s bump and a shared setting never restarts two Pis at once. With secrets encryption the valar's
+    # part of the chain ends at ainur-secrets-on (its restart of the first valar's k3s, when one is needed, is one too).
+    assert regs["ainur-manwe-k3s"].urn in regs["ainur-secrets-on"].dependencies
+    for pi, before in (("eonwe", "secrets-on"), ("ilmare", "eonwe-k3s")):
+        assert regs[f"ainur-{before}"].urn in regs[f"ainur-{pi}-join"].dependencies, pi
+        assert {regs[f"ainur-{pi}-join"].urn, regs[f"ainur-{before}"].urn} <= set(regs[f"ainur-{pi}-k3s"].dependencies), pi
     assert first in regs["ainur-credentials"].dependencies
     connection = regs["ainur-credentials"].inputs["connection"]
     assert isinstance(connection, SecretValue)  # pulumi-command keeps the whole connection secret
@@ -490,8 +496,9 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # three going with it; the passphrase and its random provider stay: 5 more in the state.) (Then 7 more in the state,
     # 5 of them going with it: the log store's admin key's Secret and Longhorn's support-bundle policy, the KMS key's
     # backup and its drill, Headscale's restore drill; the random values behind them stay.) (#54: VolSync's policy on
-    # Arda, going with it.) (#53: kube-vip-services' roll step, going with it.)
-    assert (len(removed), len(state)) == (299, 392)
+    # Arda, going with it.) (#53: kube-vip-services' roll step, going with it.) (#58: ainur-secrets-on, kept while the flag
+    # is on, going with it.)
+    assert (len(removed), len(state)) == (300, 393)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",
@@ -1023,16 +1030,67 @@ def test_turning_secrets_encryption_off_asks_the_valar_before_any_roll(homelab: 
     assert "ainur-secrets-off" not in homelab.named()
 
 
-def test_turning_secrets_encryption_back_on_asks_the_valar_before_the_rewrite(homelab: Simulation, tmp_path: Path) -> None:
+def test_turning_secrets_encryption_back_on_asks_the_valar_before_the_rewrite(
+    homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Over an Ainur that ran without it, the valar rolled with the flag may still read a config k3s kept from a
-    disable: ainur-secrets-on runs after the last valar's steps and the rewrite waits on it. Over an output that ran
-    with it, no such step."""
+    disable: ainur-secrets-on runs after the last valar's steps and the rewrite waits on it, and the preview says so.
+    Over an output that ran with it, the same step with the same command (the engine leaves it be), said nothing of;
+    while the flag is off it leaves the program, so turning it on again creates it again."""
     ran = outputs_of(homelab)["ainur"]
     stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
+    caplog.set_level(logging.INFO)
     back = simulate(stack_file, previous={"ainur": {**ran, "secretsEncryption": False}}, preview=True).named()
     step = back["ainur-secrets-on"]
     assert step.inputs["create"] == k3s.secrets_on_script()
     assert back["ainur-manwe-k3s"].urn in step.dependencies
     assert back["ainur-secrets-rewrite"].dependencies == (step.urn,)
+    assert len([r for r in caplog.records if "ainur-secrets-on reads k3s's status on manwe" in r.getMessage()]) == 1
+    caplog.clear()
     kept = simulate(stack_file, previous={"ainur": ran}, preview=True).named()
-    assert "ainur-secrets-on" not in kept and "ainur-secrets-off" not in kept
+    assert "ainur-secrets-off" not in kept
+    assert kept["ainur-secrets-on"].inputs == homelab.named()["ainur-secrets-on"].inputs
+    assert not [r for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
+    (tmp_path / "off").mkdir()
+    off = read_stack_file(write_stack(tmp_path / "off", edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
+    assert "ainur-secrets-on" not in simulate(off, previous={"ainur": ran}, preview=True).named()
+
+
+def test_the_up_that_turns_secrets_encryption_on_fails_after_the_join_and_the_next_up_still_runs_the_on_step(
+    homelab: Simulation, tmp_path: Path
+) -> None:
+    """The `up` that gives the flag back fails at or before ainur-secrets-on (a timeout, a Pi away): the engine writes
+    its outputs all the same (plans.rollout), so the `ainur` output says on, while the state has no ainur-secrets-on
+    (a create that failed, or never started, is not kept) and k3s still runs the identity-first config the disable
+    left. The next `up` plans the step again from the stack, so the engine creates it: it runs."""
+    stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
+    ran_off = {**outputs_of(homelab)["ainur"], "secretsEncryption": False}
+    failed = simulate(stack_file, previous={"ainur": ran_off})
+    assert outputs_of(failed)["ainur"]["secretsEncryption"] is True
+    left = {e.urn for e in state_of(failed) if e.name not in ("ainur-secrets-on", "ainur-secrets-rewrite")}
+    retry = simulate(stack_file, previous={"ainur": outputs_of(failed)["ainur"]}, preview=True).named()
+    step = retry["ainur-secrets-on"]
+    assert step.urn not in left
+    assert step.inputs["create"] == k3s.secrets_on_script()
+    assert retry["ainur-manwe-k3s"].urn in step.dependencies
+    assert retry["ainur-secrets-rewrite"].dependencies == (step.urn,)
+
+
+def test_an_ainur_deployed_with_the_flag_before_the_on_step_is_told_of_its_one_restart(
+    homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An Ainur an older Iluvatar deployed with the flag has no ainur-secrets-on, and nothing on its valar says the
+    config k3s runs was loaded and every Secret sealed under it: the step's first run restarts k3s there once, and
+    the preview says so (its output's `commands` list the rewrite step and not the on step)."""
+    ran = outputs_of(homelab)["ainur"]
+    older = {**ran, "commands": {k: v for k, v in ran["commands"].items() if k != k3s.SECRETS_ON_STEP}}
+    stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
+    caplog.set_level(logging.INFO)
+    assert "ainur-secrets-on" in simulate(stack_file, previous={"ainur": older}, preview=True).named()
+    said = [r.getMessage() for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
+    assert said == [
+        "the last deployment's Ainur ran k3s's secrets encryption with no ainur-secrets-on step (an older Iluvatar): this up "
+        "creates it, and it restarts k3s on manwe once (the API away as in a roll) and rewrites every Secret under k3s's key, "
+        "since nothing there says the config k3s runs was loaded and every Secret sealed under it "
+        "(docs/day2.md#the-ainurs-secrets-sealed-by-k3s)"
+    ]

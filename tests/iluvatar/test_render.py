@@ -398,7 +398,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#54: the NetworkPolicy before VolSync's chart, admitting Prometheus alone to its tokenless metrics: 1.)
     # (#53: the roll of kube-vip-services, the Pi holding the service address last: 1.)
     # (#57: the blackbox probe of Headscale's certificate: 1.)
-    assert counts.splitlines()[-1] == "  total: 419"
+    # (#58: ainur-secrets-on, kept while the flag is on: 1.)
+    assert counts.splitlines()[-1] == "  total: 420"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -412,12 +413,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # dhcp mode netboot-router-off before the netboot pod (#53). 21 local since the gate before the metrics API adapter's
     # CiliumNetworkPolicy (#54), 22 with Headscale's storage gate; and remote access's users and router steps on the
     # first valar: 23 remote (#56); and the rewrite of the Ainur's Secrets under k3s's key (plans.k3s.secrets_rewrite_script): 24 (#55); and kube-vip-services' roll
-    # (plans.netboot.vip_roll): 25 (#53).
-    assert {"  command:local:Command: 22", "  command:remote:Command: 25", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # (plans.netboot.vip_roll): 25 (#53); and the step that turns a config k3s kept from a disable back on, kept while
+    # the flag is on (plans.k3s.secrets_on_script): 26.
+    assert {"  command:local:Command: 22", "  command:remote:Command: 26", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 419
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 420
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
@@ -774,7 +776,8 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     from stacks import parse_stack
 
     # Each netbooting maia joins only once the NFS server of its root (and the rest of netboot) serves, after the Pis
-    # with cards, one after the other in inventory order.
+    # with cards, one after the other in inventory order (after the first valar's steps, which end, with the flag, at
+    # ainur-secrets-on: components.ainur).
     joins = {r.name: r for r in sim.registrations if r.name.endswith("-join")}
     assert [n for n in joins] == ["ainur-manwe-join", "ainur-eonwe-join", "ainur-ilmare-join"]
     by_urn = {r.urn: r.name for r in sim.registrations}
@@ -784,8 +787,9 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         "netboot-deployment-netboot",
         "netboot-daemonset-netboot-cache",
         "ainur-manwe-join",
-        "ainur-manwe-k3s",
+        "ainur-secrets-on",
     } <= eonwe_after
+    assert {"ainur-manwe-k3s"} <= {by_urn.get(u, u) for u in sim.named()["ainur-secrets-on"].dependencies}
     # Each moved to the stack's image first (its boot pointer; drained and rebooted after a new one: plans.netboot.roll),
     # and the next Pi's steps only once it is uncordoned.
     steps = {r.name: {by_urn.get(u, u) for u in r.dependencies} for r in sim.registrations}

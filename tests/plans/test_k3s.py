@@ -1930,8 +1930,9 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
     leaves no record, and the next run restarts k3s onto the file and rewrites every Secret under it."""
     valar = SwitchValar(tmp_path, "disabled")
     if cut == "after-enable":
-        # What `enable` leaves when the step ends with it: the file written, the API server on the one before, the
-        # Secrets rewritten inline through it.
+        # What `enable` leaves when the step ends with it: its mark written before it, the file written, the API server
+        # on the one before, the Secrets rewritten inline through it.
+        valar.mark.write_text("switching to sealed\n")
         valar.config.write_text(K3S_ENCRYPTION_CONFIG["enabled"])
         (tmp_path / "rewritten").write_text(K3S_ENCRYPTION_CONFIG["disabled"])
     else:
@@ -1939,7 +1940,7 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
         first = valar.run(on=True)
         assert first.returncode == 1
         assert valar.calls()[2] == "enable"
-    assert (valar.state(), valar.recorded()) == ("enabled", "")
+    assert (valar.state(), valar.recorded()) == ("enabled", "switching to sealed\n")
     again = valar.run(on=True)
     assert again.returncode == 0, again.stderr
     calls = valar.calls()
@@ -1962,6 +1963,53 @@ def test_the_on_step_seals_a_config_that_says_enabled_with_no_record_of_it(tmp_p
     assert "sealed again by an earlier run" in again.stderr
 
 
+def test_the_on_step_does_not_restart_k3s_over_the_config_k3s_made_itself(tmp_path: Path) -> None:
+    """A fresh Ainur given the flag (the step is in every `up` with it): k3s wrote its config itself before it started
+    its API server on it (deps.go genEncryptionConfigAndState: one key named aescbckey, the stage start), and no switch
+    ran here (no record, not even a switch's mark). The step restarts nothing, rewrites every Secret under that config
+    (what a first-time flag found in clear) and records it; nothing was ever written in clear while off, so it says
+    nothing of snapshots from an off period."""
+    valar = SwitchValar(tmp_path, "enabled")
+    (tmp_path / "stage").write_text("start\n")
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert valar.calls() == ["status", LIST_SERVERS, "status", "status", "reencrypt --force --skip", "status", "status"]
+    assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
+    assert [line for line in done.stderr.splitlines() if line.startswith("iluvatar:")] == [
+        f"iluvatar: {socket.gethostname()}: k3s made this config itself as it started with secrets-encryption and no switch ran "
+        "here since (one key, aescbckey, at the stage start): its API server runs it, no restart",
+        f"iluvatar: {socket.gethostname()}: sealing every Secret written in clear meanwhile (k3s secrets-encrypt reencrypt --force --skip)",
+        f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed again under k3s's kept key",
+    ]
+
+
+@pytest.mark.parametrize("sign", ["mark", "rotated", "stage"])
+def test_the_on_step_restarts_k3s_over_any_config_k3s_did_not_make_as_it_started(tmp_path: Path, sign: str) -> None:
+    """Status Enabled with no record is k3s's own config only with every sign of it: an on step cut short after its
+    `enable` left its mark (the enable can write the very bytes k3s made, and the stage stays start); a rotation names
+    its key aescbckey-<time>; a stage other than start. Each of these restarts k3s onto the file."""
+    valar = SwitchValar(tmp_path, "enabled")
+    (tmp_path / "stage").write_text("start\n" if sign != "stage" else "reencrypt_finished\n")
+    (tmp_path / "loaded").write_text(K3S_ENCRYPTION_CONFIG["disabled"])  # what the API server may still run
+    if sign == "mark":
+        valar.mark.write_text("switching to sealed\n")
+    if sign == "rotated":
+        (tmp_path / "row-active").write_text(" *      AES-CBC   AES-CBC aescbckey-2026-11-27T13:00:00Z\n")
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert valar.calls() == ["status", LIST_SERVERS, "status", "systemctl restart k3s", "status", "reencrypt --force --skip", "status", "status"]
+    assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
+
+
+def test_a_switch_marks_the_valar_before_its_verb(tmp_path: Path) -> None:
+    """The mark goes before k3s's enable or disable, so no run of a switch ever leaves no record behind it."""
+    for on, record in ((True, "sealed"), (False, "clear")):
+        script = k3s.secrets_on_script() if on else k3s.secrets_off_script()
+        mark = script.index(f'echo "switching to {record}" | sudo tee {k3s.SECRETS_SWITCHED}')
+        assert mark < script.index(f"k3s secrets-encrypt {'enable' if on else 'disable'} >&2")
+        assert mark < script.index("systemctl restart k3s")
+
+
 def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
     valar = SwitchValar(tmp_path, "none")
     done = valar.run(on=True)
@@ -1975,7 +2023,7 @@ def test_a_reencrypt_refused_is_no_rewrite(tmp_path: Path) -> None:
     done = valar.run(on=False)
     assert done.returncode == 1
     assert "k3s did not start the rewrite (reencrypt failed and its stage never read reencrypt_active)" in done.stderr
-    assert valar.recorded() == ""
+    assert valar.recorded() == "switching to clear\n"
 
 
 # --- A valar's join reads k3s's encryption config before it drops or gives the flag (secrets_guard) ---

@@ -706,6 +706,24 @@ def test_the_valar_are_asked_whenever_the_output_may_hide_sealed_secrets(tmp_pat
     assert day2.may_have_sealed({"nodes": {}}) is False
 
 
+def test_an_ainur_deployed_with_the_flag_before_the_on_step_is_known_by_its_commands(tmp_path: Path) -> None:
+    """ainur-secrets-on is kept while the flag is on (components.ainur): an Ainur an older Iluvatar deployed with the flag
+    lists the rewrite step and not it, and its first `up` with it restarts k3s once; one deployed with it, off, or from
+    before `commands` were recorded is not told so."""
+    for sub in "ab":
+        (tmp_path / sub).mkdir()
+    on = _edited(tmp_path / "a", {})
+    ran = rollout.ainur_state(on, on.ainur_nodes)
+    assert "secrets-on" in ran["commands"]
+    assert day2.before_secrets_on(ran) is False
+    assert day2.before_secrets_on({**ran, "commands": {k: v for k, v in ran["commands"].items() if k != "secrets-on"}}) is True
+    off = _edited(tmp_path / "b", {"iluvatar:ainur.secretsEncryption": False})
+    assert "secrets-on" not in rollout.ainur_state(off, off.ainur_nodes)["commands"]
+    assert day2.before_secrets_on(rollout.ainur_state(off, off.ainur_nodes)) is False
+    assert day2.before_secrets_on({k: v for k, v in ran.items() if k != "commands"}) is False
+    assert day2.before_secrets_on(None) is False
+
+
 HEADSCALE_ACCESS = {
     "flavour": "headscale",
     "headscale": {"url": "https://vpn.example.com", "ip": "192.168.0.17"},
