@@ -58,8 +58,24 @@ def redact(value: Any) -> Any:
     return value
 
 
+# A CustomResourceDefinition's text by the document's repr (which tells every value and its type apart), for the
+# process. The monitoring layer's CRDs are 4.5 MB of YAML, the same in every render of a stack with monitoring, and
+# PyYAML's representer (Python, before libyaml's emitter) took 0.45 s of CPU to write them each time: a process that
+# renders many stacks (the tests) now writes them once. Bounded: emptied past _CRD_TEXTS documents.
+_CRD_TEXT: dict[str, str] = {}
+_CRD_TEXTS = 64
+
+
 def _dump(doc: Any) -> str:
-    return yamltext.dump(doc, sort_keys=True)
+    if doc.get("kind") != "CustomResourceDefinition":
+        return yamltext.dump(doc, sort_keys=True)
+    key = repr(doc)
+    text = _CRD_TEXT.get(key)
+    if text is None:
+        if len(_CRD_TEXT) >= _CRD_TEXTS:
+            _CRD_TEXT.clear()
+        text = _CRD_TEXT[key] = yamltext.dump(doc, sort_keys=True)
+    return text
 
 
 def _provider_name(reg: Registration) -> str:

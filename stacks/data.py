@@ -14,6 +14,7 @@ The models are `stacks.data_model`; what they become is `plans.secrets` and `pla
 from __future__ import annotations
 
 import datetime
+import functools
 import itertools
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -781,10 +782,14 @@ def _cron_field(value: str, low: int, high: int) -> tuple[set[int], bool]:
     return found, star
 
 
+@functools.lru_cache(maxsize=1024)
 def longest_gap(schedule: str) -> datetime.timedelta:
     """The longest time between two runs of a valid cron `schedule`, over two years from a fixed day, with the day
     fields combined as Kubernetes' CronJob controller combines them (robfig/cron v3.0.1 spec.go dayMatches, lines
-    179-188: both restricted, either matches; else both must)."""
+    179-188: both restricted, either matches; else both must).
+
+    Kept per schedule: a stack's check, its warnings and the program each ask again for the same few schedules, and
+    each answer walks two years of days (see _days_run)."""
     fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
     minutes, _ = _cron_field(fields[0], 0, 59)
     hours, _ = _cron_field(fields[1], 0, 23)
@@ -801,18 +806,26 @@ def longest_gap(schedule: str) -> datetime.timedelta:
     return longest if len(days) > 1 else datetime.timedelta(days=731)
 
 
-def _days_run(fields: Sequence[str]) -> list[datetime.datetime]:
+def _days_run(fields: Sequence[str]) -> tuple[datetime.datetime, ...]:
     """The days of 2026 and 2027 a valid schedule's fields run on."""
-    doms, dom_star = _cron_field(fields[2], 1, 31)
-    months, _ = _cron_field(fields[3], 1, 12)
-    dows, dow_star = _cron_field(fields[4], 0, 6)
+    return _days_of(fields[2], fields[3], fields[4])
+
+
+@functools.lru_cache(maxsize=1024)
+def _days_of(day_of_month: str, month: str, day_of_week: str) -> tuple[datetime.datetime, ...]:
+    """_days_run's answer, kept per day fields: it steps through 730 days, and one parse of a stack asked it again
+    for each schedule's every check (the check, the never-runs rule, the gaps, the warnings); it was a seventh of the
+    CPU of tests/stacks/test_invalid_stacks.py, which parses a stack per test. A tuple: every caller shares it."""
+    doms, dom_star = _cron_field(day_of_month, 1, 31)
+    months, _ = _cron_field(month, 1, 12)
+    dows, dow_star = _cron_field(day_of_week, 0, 6)
     start, found = datetime.datetime(2026, 1, 1), []
     for offset in range(730):
         day = start + datetime.timedelta(days=offset)
         dom, dow = day.day in doms, (day.weekday() + 1) % 7 in dows
         if day.month in months and ((dom and dow) if (dom_star or dow_star) else (dom or dow)):
             found.append(day)
-    return found
+    return tuple(found)
 
 
 def _run_days(fields: Sequence[str]) -> int:

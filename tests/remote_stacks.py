@@ -18,7 +18,7 @@ ACCESS: list[dict[str, Any]] = [
 HEADSCALE: dict[str, Any] = {"flavour": "headscale", "headscale": {"url": "https://vpn.example.com", "ip": "192.168.0.17"}, "access": ACCESS}
 # The shipped homelab's own remote access (Headscale; the family reaches the Minecraft server, the admins the MQTT
 # broker too).
-SHIPPED: dict[str, Any] = yaml.safe_load(HOMELAB.read_text())["config"]["iluvatar:remoteAccess"]
+SHIPPED: dict[str, Any] = yaml.load(HOMELAB.read_text(), Loader=yaml.CSafeLoader)["config"]["iluvatar:remoteAccess"]
 TAILSCALE: dict[str, Any] = {
     "flavour": "tailscale",
     "tailscale": {"oauthClientId": "kQ2wZp7CNTRL", "replacePolicy": True},

@@ -595,7 +595,7 @@ def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_cer
     ]
 
     # That run, done: its trigger recorded, with the end the steps read after it. The next run, on the same day, keeps it.
-    ran = simulate(homelab_stack_file(), previous=previous, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))
+    ran = homelab_next(now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))
     after = outputs_of(ran)
     caplog.clear()
     assert after["ainur"]["certificates"] == {pi: {"end": end, "trigger": trigger, "clock": None} for pi in pis}
@@ -689,7 +689,7 @@ def test_a_k3s_upgrade_runs_each_pi_s_netboot_gate_though_its_k3s_step_prints_th
     run that changes nothing changes none."""
     older = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.k3sVersion": "v1.34.9+k3s1"}), stack="homelab")))
     upgraded = simulate(homelab_stack_file(), previous=outputs_of(older))
-    again = simulate(homelab_stack_file(), previous=outputs_of(homelab))
+    again = homelab_next()
     for pi in ("manwe", "eonwe", "ilmare"):
         step, gate = f"ainur-{pi}-k3s", f"ainur-{pi}-netboot-ready"
         # The same end, as the step said it (its stdout): what the gate was triggered by.
@@ -715,7 +715,7 @@ def test_a_silent_pi_keeps_the_trigger_its_state_has_when_the_last_up_failed_aft
     Pi's step in the chain. Held, its step and its gate keep the state's inputs: nothing runs on it."""
     previous = outputs_of(homelab)
     day = datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC)
-    ran = simulate(homelab_stack_file(), previous=previous, now=day)
+    ran = homelab_next(now=day)
     steps = ("ainur-manwe-k3s", "ainur-manwe-netboot-ready")
     # The state after the failed `up`: manwë's step and gate as that run made them; the outputs as before it.
     prior = {name: dict(ran.named()[name].inputs) for name in steps}

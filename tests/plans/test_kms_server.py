@@ -29,7 +29,7 @@ from stacks.load import StackFile
 from stacks.secrets import Secure
 from tests import runbook
 from tests.edit import HOMELAB, homelab_stack_file
-from tests.sims import outputs_of
+from tests.sims import outputs_of, simulated
 from tools import gotools
 
 NODE = "4c4c4544-0042-3510-8052-b4c04f4a4d32"
@@ -245,6 +245,14 @@ def restored_run(config: dict[str, str], previous: dict[str, object] | None = No
     return simulate(with_config, previous=previous)
 
 
+@pytest.fixture(scope="module")
+def restored() -> tuple[str, Simulation]:
+    """A random key restored (`kmsKeyRestore`) and the first `up` with it, made once for the module: the tests that
+    start from a deployment that restored a key read its outputs only."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    return key, restored_run({"iluvatar:kmsKeyRestore": key})
+
+
 def desk_with(tmp_path: Path, backup: str, identity: bytes, live: str) -> tuple[Path, dict[str, str]]:
     """The operator's folder as the runbook has it ready: the downloaded age file, `backupAgeKey`, and the name of the
     live key's object as Arda's drill names it (`live`); and an environment with age and the stand-in `pulumi`."""
@@ -317,11 +325,11 @@ def test_the_ainur_lost_runbook_restores_the_key_and_a_new_server_unseals(tmp_pa
     assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
 
 
-def test_a_restored_key_cannot_be_unset_once_used() -> None:
+def test_a_restored_key_cannot_be_unset_once_used(restored: tuple[str, Simulation]) -> None:
     """After an `up` with the restored key, one without it would generate a new key that opens nothing: refused, naming
     the key and the fix."""
-    key = base64.b64encode(os.urandom(32)).decode()
-    previous = outputs_of(restored_run({"iluvatar:kmsKeyRestore": key}))
+    key, first = restored
+    previous = outputs_of(first)
     assert previous[kms.RESTORED_OUTPUT] is True
     with pytest.raises(pulumi.RunError) as refused:
         simulate(homelab_stack_file(), previous=previous)
@@ -330,11 +338,10 @@ def test_a_restored_key_cannot_be_unset_once_used() -> None:
     assert restored_run({"iluvatar:kmsKeyRestore": key}, previous=previous).outputs[kms.RESTORED_OUTPUT] is True
 
 
-def test_a_restored_key_that_is_changed_is_refused_at_preview_naming_the_key() -> None:
+def test_a_restored_key_that_is_changed_is_refused_at_preview_naming_the_key(restored: tuple[str, Simulation]) -> None:
     """Set to another key (an older backup, another stack's) once a key is in use, the run stops before any resource,
     as an unset one does: the last deployment's id of its key (a secret output, an HMAC under the key) differs."""
-    key = base64.b64encode(os.urandom(32)).decode()
-    first = restored_run({"iluvatar:kmsKeyRestore": key})
+    key, first = restored
     exported = first.outputs[encryption.KMS_KEY_ID_OUTPUT]
     assert isinstance(exported, SecretValue) and exported.value == encryption.kms_key_id(key)
     assert key not in json.dumps(encryption.kms_key_id(key))
@@ -355,7 +362,7 @@ def test_a_restored_key_that_is_changed_is_refused_at_preview_naming_the_key() -
 
 def test_a_generated_key_in_use_is_not_replaced_by_a_restore_value_of_another_key() -> None:
     """The last deployment served a generated key: a kmsKeyRestore of another key is refused at preview already."""
-    first = simulate(homelab_stack_file())
+    first = simulated(HOMELAB)  # simulate(homelab_stack_file()), shared by the process's tests
     exported = first.outputs[encryption.KMS_KEY_ID_OUTPUT]
     assert isinstance(exported, SecretValue)
     previous = {**outputs_of(first), encryption.KMS_KEY_ID_OUTPUT: exported.value}
@@ -363,13 +370,13 @@ def test_a_generated_key_in_use_is_not_replaced_by_a_restore_value_of_another_ke
         restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(os.urandom(32)).decode()}, previous=previous)
 
 
-def test_a_stack_file_holding_the_restored_key_encrypted_renders_offline() -> None:
+def test_a_stack_file_holding_the_restored_key_encrypted_renders_offline(restored: tuple[str, Simulation]) -> None:
     """`iluvatar render` (offline) sees a `secure:` value as the placeholder: the program renders with a stand-in key,
     judging nothing it cannot read, and says the key is the restored one; a previous id is not compared with it."""
     sf = homelab_stack_file()
     config = {**sf.config, "iluvatar:kmsKeyRestore": Secure("v1:bm90IHJlYWQgb2ZmbGluZQ==")}
     encrypted = StackFile(sf.path, config, sf.secret_keys | {"iluvatar:kmsKeyRestore"}, sf.secrets_manager, sf.imports_environment)
-    previous = {**outputs_of(restored_run({"iluvatar:kmsKeyRestore": base64.b64encode(os.urandom(32)).decode()})), "kmsKeyId": "0" * 32}
+    previous = {**outputs_of(restored[1]), "kmsKeyId": "0" * 32}
     for run in (simulate(encrypted), simulate(encrypted, previous=previous)):
         served = run.one("kubernetes:core/v1:Secret", "kms-secret-kms-key").inputs["stringData"]
         assert (served.value if isinstance(served, SecretValue) else served) == {"key": kms.OFFLINE_KEY}

@@ -20,7 +20,7 @@ from iluvatar.simulate import simulate
 from stacks import load_stack_file, read_stack_file
 from tests.edit import MINIMAL, edit, secure, write_stack
 
-VARIANTS: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent.parent / "fixtures" / "valid_stacks.yaml").read_text())
+VARIANTS: list[dict[str, Any]] = yaml.load((Path(__file__).parent.parent / "fixtures" / "valid_stacks.yaml").read_text(), Loader=yaml.CSafeLoader)
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q you@laptop"
 # The machines of examples/Pulumi.minimal.yaml, as `init --machine` takes them.
 MACHINES = ["name=pi,mac=d8:3a:dd:10:00:01,role=valar,board=rpi5", "name=node,mac=a8:b8:e0:20:00:01,role=valinor,board=generic-x86"]
