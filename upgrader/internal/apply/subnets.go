@@ -15,15 +15,9 @@ import (
 
 // checkNetworks refuses, before anything changes, a config that would move the pod or Service network of the
 // cluster the node runs in (refuseRenumber). What the cluster runs is read from the API, not from any record: a
-// stack that drops its subnet patch (back to Talos's defaults) over a cluster made with others is seen too. A read
-// that fails other than NotFound is asked again, up to bootReadTries times every apart, and then fails the step: a
-// single transient error must not let a renumber through.
+// stack that drops its subnet patch (back to Talos's defaults) over a cluster made with others is seen too.
 func (r *applyRun) checkNetworks(ctx context.Context, every time.Duration, active coreconfig.Provider) error {
-	running, err := r.kube.ClusterNetworks(ctx, r.n.Name)
-	for try := 1; err != nil && try < bootReadTries && pause(ctx, every); try++ {
-		running, err = r.kube.ClusterNetworks(ctx, r.n.Name)
-	}
-
+	running, err := readNetworks(ctx, every, func(ctx context.Context) (kube.Networks, error) { return r.kube.ClusterNetworks(ctx, r.n.Name) })
 	if err != nil {
 		return &report.Failure{Node: r.n.Name, Check: "cluster-network", Look: "kubectl get service kubernetes -n default; kubectl get node " + r.n.Name,
 			Detail: "cannot read the Service network and the Node's pod ranges the cluster runs (" + report.FirstLine(err) + "), which the config must keep; nothing was changed"}
@@ -32,14 +26,22 @@ func (r *applyRun) checkNetworks(ctx context.Context, every time.Duration, activ
 	return r.refuseRenumber(active, running)
 }
 
-// pause waits every, false when ctx ends first.
-func pause(ctx context.Context, every time.Duration) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(every):
-		return true
+// readNetworks asks get again after an error (NotFound is already an answer there), up to bootReadTries times every
+// apart, and then returns the error: a single transient error must not let a renumber through.
+func readNetworks(ctx context.Context, every time.Duration, get func(context.Context) (kube.Networks, error)) (kube.Networks, error) {
+	running, err := get(ctx)
+
+	for try := 1; err != nil && try < bootReadTries; try++ {
+		select {
+		case <-ctx.Done():
+			return running, err
+		case <-time.After(every):
+		}
+
+		running, err = get(ctx)
 	}
+
+	return running, err
 }
 
 // refuseRenumber: the config's serviceSubnets must hold the default/kubernetes Service's address and its podSubnets

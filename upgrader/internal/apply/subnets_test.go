@@ -1,7 +1,10 @@
 package apply
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/kube"
@@ -94,6 +97,41 @@ cluster:
 
 			if got != tc.want {
 				t.Fatalf("refuseRenumber: %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadNetworksRetriesAnError(t *testing.T) {
+	transient := errors.New("the server is currently unable to handle the request")
+	runs := kube.Networks{ServiceIP: "10.96.0.1"}
+
+	for _, tc := range []struct {
+		name    string
+		answers []error // per call; nil: what runs
+		wantErr bool
+		calls   int
+	}{
+		{name: "read at once", answers: []error{nil}, calls: 1},
+		// One transient error must not let a renumber through.
+		{name: "a transient error, then read", answers: []error{transient, transient, nil}, calls: 3},
+		{name: "errors to the bound", answers: []error{transient}, wantErr: true, calls: bootReadTries},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			got, err := readNetworks(context.Background(), time.Millisecond, func(context.Context) (kube.Networks, error) {
+				e := tc.answers[min(calls, len(tc.answers)-1)]
+				calls++
+
+				if e != nil {
+					return kube.Networks{}, e
+				}
+
+				return runs, nil
+			})
+
+			if (err != nil) != tc.wantErr || calls != tc.calls || (err == nil && got.ServiceIP != runs.ServiceIP) {
+				t.Errorf("readNetworks = %+v, %v after %d calls; want error %v, %d calls", got, err, calls, tc.wantErr, tc.calls)
 			}
 		})
 	}
