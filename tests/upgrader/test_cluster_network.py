@@ -41,7 +41,7 @@ def test_a_config_that_moves_the_service_and_pod_networks_is_refused_before_the_
             f"upgrader: FAILED: {name}: cluster-network: the cluster runs its Services from the range that holds 10.96.0.1 "
             "(the default/kubernetes Service's address), but the config's cluster.network.serviceSubnets are [10.97.0.0/16]; "
             f"Node {name} runs its pods from {pods} (its spec.podCIDRs), but the config's cluster.network.podSubnets are [10.200.0.0/16]: "
-            "a running cluster's networks stay as it was made with (its Services and Nodes keep their addresses), and Iluvatar does not "
+            "a running cluster keeps the networks it was made with (its Services and Nodes keep their addresses in them), and Iluvatar does not "
             "renumber a running cluster; put the patch back in iluvatar:arda.patches with what runs, "
             "[{cluster: {network: {serviceSubnets: [10.96.0.0/12], podSubnets: [10.244.0.0/16]}}}], and run pulumi up again; "
             f"nothing was changed; look with: kubectl get service kubernetes -n default; kubectl get node {name} -o jsonpath='{{.spec.podCIDRs}}'"

@@ -49,7 +49,7 @@ func readNetworks(ctx context.Context, every time.Duration, get func(context.Con
 // kube-apiserver's --service-cluster-ip-range and the kubelets' cluster DNS (the tenth address of the range:
 // machinery v1.13.0 config/types/v1alpha1/v1alpha1_clusterconfig.go:258-265) away from the Services that keep
 // their addresses, CoreDNS's among them, so pods resolve nothing; a new pod range leaves every Node's podCIDRs,
-// which are never reassigned, outside the cluster's. A config that sets none runs Talos's defaults
+// which are never reassigned (kube.Networks), outside the cluster's. A config that sets none runs Talos's defaults
 // (v1alpha1_clusterconfig.go:215-236). No Service (no API server has run yet) and no Node (its kubelet never
 // registered) leave nothing to compare with.
 func (r *applyRun) refuseRenumber(active coreconfig.Provider, running kube.Networks) error {
@@ -82,7 +82,7 @@ func (r *applyRun) refuseRenumber(active coreconfig.Provider, running kube.Netwo
 	}
 
 	return &report.Failure{Node: r.n.Name, Check: "cluster-network", Look: "kubectl get service kubernetes -n default; kubectl get node " + r.n.Name + " -o jsonpath='{.spec.podCIDRs}'",
-		Detail: strings.Join(problems, "; ") + ": a running cluster's networks stay as it was made with (its Services and Nodes keep their addresses), " +
+		Detail: strings.Join(problems, "; ") + ": a running cluster keeps the networks it was made with (its Services and Nodes keep their addresses in them), " +
 			"and Iluvatar does not renumber a running cluster; put the patch back in iluvatar:arda.patches with what runs, " +
 			"[{cluster: {network: {" + strings.Join(back, ", ") + "}}}], and run pulumi up again; nothing was changed"}
 }

@@ -29,7 +29,7 @@ cluster:
 		dual     = config("  network:\n    serviceSubnets: [10.96.0.0/12, fd00:10:96::/112]\n    podSubnets: [10.244.0.0/16, fd00:10:244::/56]\n")
 	)
 
-	const fix = ": a running cluster's networks stay as it was made with (its Services and Nodes keep their addresses), " +
+	const fix = ": a running cluster keeps the networks it was made with (its Services and Nodes keep their addresses in them), " +
 		"and Iluvatar does not renumber a running cluster; put the patch back in iluvatar:arda.patches with what runs, "
 
 	for _, tc := range []struct {
