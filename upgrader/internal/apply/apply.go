@@ -20,6 +20,7 @@ import (
 	"github.com/iluvatar/upgrader/internal/report"
 	"github.com/iluvatar/upgrader/internal/staticpods"
 	"github.com/iluvatar/upgrader/internal/talos"
+	"github.com/iluvatar/upgrader/internal/wait"
 )
 
 // applyRun is one `apply`: a node, the config it must end up with, and what the command may use.
@@ -280,6 +281,13 @@ func (r *applyRun) onRunning(ctx context.Context) error {
 	if !r.noKube && r.bootstrapped {
 		if err := r.connectKube(ctx); err != nil {
 			return err
+		}
+
+		// Before the snapshot, the dry run and any change: a config that moves the cluster's networks is refused.
+		if !same && !r.hop {
+			if err := r.checkNetworks(ctx, wait.Every, active); err != nil {
+				return err
+			}
 		}
 	}
 

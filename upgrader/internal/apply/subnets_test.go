@@ -1,0 +1,138 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/kube"
+	"github.com/iluvatar/upgrader/internal/talos"
+)
+
+func TestRefuseRenumber(t *testing.T) {
+	config := func(network string) string {
+		return `version: v1alpha1
+machine:
+  type: worker
+cluster:
+  controlPlane:
+    endpoint: https://10.0.0.10:6443
+` + network
+	}
+
+	var (
+		defaults = config("")
+		moved    = config("  network:\n    serviceSubnets: [10.97.0.0/16]\n    podSubnets: [10.200.0.0/16]\n")
+		ours     = config("  network:\n    serviceSubnets: [10.112.0.0/16]\n    podSubnets: [10.200.0.0/16]\n")
+		dual     = config("  network:\n    serviceSubnets: [10.96.0.0/12, fd00:10:96::/112]\n    podSubnets: [10.244.0.0/16, fd00:10:244::/56]\n")
+	)
+
+	const fix = ": a running cluster keeps the networks it was made with (its Services and Nodes keep their addresses in them), " +
+		"and Iluvatar does not renumber a running cluster; put the patch back in iluvatar:arda.patches with what runs, "
+
+	for _, tc := range []struct {
+		name           string
+		active, next   string
+		running        kube.Networks
+		want           string
+		wantNoneActive string // the same with no active config to take the running values from
+	}{
+		{name: "the defaults over the defaults", active: defaults, next: defaults,
+			running: kube.Networks{ServiceIP: "10.96.0.1", Node: true, PodCIDRs: []string{"10.244.3.0/24"}}},
+		{name: "no Service and no Node yet (a cluster whose API server never ran)", active: defaults, next: moved},
+		{name: "a Node not given its pod range yet", active: defaults, next: config("  network:\n    podSubnets: [10.200.0.0/16]\n"),
+			running: kube.Networks{ServiceIP: "10.96.0.1", Node: true}},
+		{name: "a narrower service range that still holds the Service's address", active: defaults, next: config("  network:\n    serviceSubnets: [10.96.0.0/16]\n"),
+			running: kube.Networks{ServiceIP: "10.96.0.1"}},
+		{name: "dual-stack: each pod range in the subnet of its family", active: dual, next: dual,
+			running: kube.Networks{ServiceIP: "10.96.0.1", Node: true, PodCIDRs: []string{"10.244.3.0/24", "fd00:10:244:3::/64"}}},
+		{
+			name: "the service range moved", active: defaults, next: config("  network:\n    serviceSubnets: [10.97.0.0/16]\n"),
+			running: kube.Networks{ServiceIP: "10.96.0.1", Node: true, PodCIDRs: []string{"10.244.3.0/24"}},
+			want: "valinor: cluster-network: the cluster runs its Services from the range that holds 10.96.0.1 (the default/kubernetes Service's address), " +
+				"but the config's cluster.network.serviceSubnets are [10.97.0.0/16]" + fix +
+				"[{cluster: {network: {serviceSubnets: [10.96.0.0/12]}}}], and run pulumi up again; nothing was changed",
+		},
+		{
+			name: "a pod subnet narrower than the Node's range", active: defaults, next: config("  network:\n    podSubnets: [10.244.3.0/25]\n"),
+			running: kube.Networks{ServiceIP: "10.96.0.1", Node: true, PodCIDRs: []string{"10.244.3.0/24"}},
+			want: "valinor: cluster-network: Node valinor runs its pods from 10.244.3.0/24 (its spec.podCIDRs), but the config's cluster.network.podSubnets are [10.244.3.0/25]" + fix +
+				"[{cluster: {network: {podSubnets: [10.244.0.0/16]}}}], and run pulumi up again; nothing was changed",
+		},
+		{
+			name: "the patch dropped over a cluster made with its own ranges: both named", active: ours, next: defaults,
+			running: kube.Networks{ServiceIP: "10.112.0.1", Node: true, PodCIDRs: []string{"10.200.3.0/24"}},
+			want: "valinor: cluster-network: the cluster runs its Services from the range that holds 10.112.0.1 (the default/kubernetes Service's address), " +
+				"but the config's cluster.network.serviceSubnets are [10.96.0.0/12] (Talos's default: the config sets none); " +
+				"Node valinor runs its pods from 10.200.3.0/24 (its spec.podCIDRs), but the config's cluster.network.podSubnets are [10.244.0.0/16] (Talos's default: the config sets none)" + fix +
+				"[{cluster: {network: {serviceSubnets: [10.112.0.0/16], podSubnets: [10.200.0.0/16]}}}], and run pulumi up again; nothing was changed",
+		},
+		{
+			name: "an active config that does not hold what runs: the running addresses named", active: moved, next: defaults,
+			running: kube.Networks{ServiceIP: "10.112.0.1"},
+			want: "valinor: cluster-network: the cluster runs its Services from the range that holds 10.112.0.1 (the default/kubernetes Service's address), " +
+				"but the config's cluster.network.serviceSubnets are [10.96.0.0/12] (Talos's default: the config sets none)" + fix +
+				"[{cluster: {network: {serviceSubnets: [the range that holds 10.112.0.1]}}}], and run pulumi up again; nothing was changed",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			active, err := talos.LoadConfig(tc.active)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			next, err := talos.LoadConfig(tc.next)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			r := &applyRun{n: input.Node{Name: "valinor", IP: "10.0.0.11"}, role: "worker", cfg: next}
+
+			got := ""
+			if err := r.refuseRenumber(active, tc.running); err != nil {
+				got = err.Error()
+			}
+
+			if got != tc.want {
+				t.Fatalf("refuseRenumber: %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadNetworksRetriesAnError(t *testing.T) {
+	transient := errors.New("the server is currently unable to handle the request")
+	runs := kube.Networks{ServiceIP: "10.96.0.1"}
+
+	for _, tc := range []struct {
+		name    string
+		answers []error // per call; nil: what runs
+		wantErr bool
+		calls   int
+	}{
+		{name: "read at once", answers: []error{nil}, calls: 1},
+		// One transient error must not let a renumber through.
+		{name: "a transient error, then read", answers: []error{transient, transient, nil}, calls: 3},
+		{name: "errors to the bound", answers: []error{transient}, wantErr: true, calls: bootReadTries},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			got, err := readNetworks(context.Background(), time.Millisecond, func(context.Context) (kube.Networks, error) {
+				e := tc.answers[min(calls, len(tc.answers)-1)]
+				calls++
+
+				if e != nil {
+					return kube.Networks{}, e
+				}
+
+				return runs, nil
+			})
+
+			if (err != nil) != tc.wantErr || calls != tc.calls || (err == nil && got.ServiceIP != runs.ServiceIP) {
+				t.Errorf("readNetworks = %+v, %v after %d calls; want error %v, %d calls", got, err, calls, tc.wantErr, tc.calls)
+			}
+		})
+	}
+}
