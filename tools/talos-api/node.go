@@ -90,6 +90,9 @@ type Node struct {
 	neverReady  bool
 	ready       bool
 	upgrading   bool
+	// installRelease: closed by the test to end an installer its script holds (UpgradeOutcome.Held); nil
+	// while none is held.
+	installRelease chan struct{}
 
 	active     coreconfig.Provider
 	persistent coreconfig.Provider

@@ -160,6 +160,10 @@ type UpgradeOutcome struct {
 	// InstallMs: how long LifecycleService.Upgrade's installer runs (a real one writes the disk and the
 	// bootloader: minutes); it runs to its end whatever happens to the stream (lifecycle.go).
 	InstallMs int `json:"installMs,omitempty"`
+	// Held (a test control, no Talos behaviour): an installer started while it is set runs until the test
+	// releases it (POST /nodes/NAME/installer-release), InstallMs or not, so a test acts while the installer is
+	// known to run rather than within a time it hopes is long enough (lifecycle.go).
+	Held bool `json:"held,omitempty"`
 }
 
 var (
