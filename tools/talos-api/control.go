@@ -93,7 +93,8 @@ func (c *Cluster) controlHandler() http.Handler {
 
 	// POST /nodes/NAME merges a partial NodeSpec into the node's script; /nodes/NAME/crash takes it down;
 	// /nodes/NAME/kubelet-restart restarts its kubelet; /nodes/NAME/installer-release ends the installer its
-	// script holds (a test control, UpgradeOutcome.Held) and holds no later one, Conflict when none is held.
+	// script holds (a test control, UpgradeOutcome.Held) and holds no later one, Conflict when none is held;
+	// /nodes/NAME/etcd-pull-release likewise ends its held etcd image pull (MemberSpec.PullHeld).
 	mux.HandleFunc("POST /nodes/", func(w http.ResponseWriter, r *http.Request) {
 		rest := strings.TrimPrefix(r.URL.Path, "/nodes/")
 		name, action, _ := strings.Cut(rest, "/")
@@ -151,6 +152,20 @@ func (c *Cluster) controlHandler() http.Handler {
 			}
 
 			close(release)
+		case "etcd-pull-release":
+			c.mu.Lock()
+			release := n.etcdPullRelease
+			n.etcdPullRelease = nil
+			n.spec.Etcd.PullHeld = false
+			c.mu.Unlock()
+
+			if release == nil {
+				http.Error(w, "no held etcd image pull on "+name, http.StatusConflict)
+
+				return
+			}
+
+			release()
 		case "kubelet-restart":
 			// `talosctl service kubelet restart`: a new kubelet, which reads the static pod URL at once.
 			c.mu.Lock()

@@ -140,6 +140,10 @@ type MemberSpec struct {
 	// JoinAfterMs: after each boot with an empty data directory, etcd is Preparing this long before
 	// it asks to join (pulling its image, which a reflashed node has not got: etcd.go, startEtcd).
 	JoinAfterMs int `json:"joinAfterMs,omitempty"`
+	// PullHeld (a test control, no Talos behaviour): etcd's image pull after a boot with an empty data directory
+	// ends only once the test releases it (POST /nodes/NAME/etcd-pull-release), JoinAfterMs or not, so a test acts
+	// while the node is known still to wait rather than within a time it hopes is long enough (etcd.go).
+	PullHeld bool `json:"pullHeld,omitempty"`
 }
 
 // Outcome is what happens when the node goes down: it comes back after DownMs, and how.
