@@ -243,13 +243,22 @@ def test_control_planes_that_all_lost_their_disks_are_bootstrapped_again_only_by
 
 
 def test_bootstrap_twice_succeeds_both_times() -> None:
-    cp = node("valinor-1", addresses(1)[0], "controlplane", NEW, bootDelayMs=300, bootstrapAllowedAfterMs=2000)
+    # Talos refuses the bootstrap until its CRI is up: here until the test has seen the upgrader told so (an hour
+    # after the boot, then at once), however long the upgrader took to start.
+    cp = node("valinor-1", addresses(1)[0], "controlplane", NEW, bootDelayMs=300, bootstrapAllowedAfterMs=3_600_000)
+    not_yet = "upgrader: valinor-1: not ready for the bootstrap yet: FailedPrecondition: bootstrap is not available yet"
     with talos_api(scenario([cp], bootstrapped=False)) as api:
-        first = bootstrap(api, CREATE)
+
+        def cri_up(line: str) -> bool:
+            if line == not_yet:
+                api.script("valinor-1", bootstrapAllowedAfterMs=0)
+            return False
+
+        first = upgrader_watched(["bootstrap", "--node", api.node_arg("valinor-1"), *CREATE, "--timeout", "30s"], secrets(api), cri_up)
         assert first.code == 0, first.stderr
         assert first.lines[0] == "upgrader: valinor-1: bootstrap: asking every control plane about etcd first (valinor-1)"
         assert first.lines[-1] == "upgrader: valinor-1: etcd bootstrapped"
-        assert "upgrader: valinor-1: not ready for the bootstrap yet: FailedPrecondition: bootstrap is not available yet" in first.lines
+        assert not_yet in first.lines
 
         second = bootstrap(api, CREATE)
         assert second.code == 0, second.stderr
