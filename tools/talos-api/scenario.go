@@ -118,6 +118,10 @@ type NodeSpec struct {
 	// CrashLoop: these control plane components (kube-apiserver, ...) crash-loop each time the kubelet
 	// starts their container from now on (kubelet.go); the API server then never answers.
 	CrashLoop []string `json:"crashLoop,omitempty"`
+	// PodStartHeld (a test control, no Talos or kubelet behaviour): while set, the node's kubelet reports none of
+	// this boot's containers started, PodStartMs or not; a test clears it (POST /nodes/NAME {"podStartHeld":
+	// false}) once it saw what it must see before they start (kubelet.go).
+	PodStartHeld bool `json:"podStartHeld,omitempty"`
 	// APIServerNotReady: the node's kube-apiserver runs and answers /readyz not ready (apiserver.go).
 	APIServerNotReady bool `json:"apiServerNotReady,omitempty"`
 	// APIServerServeHeld (a test hook, no Talos behaviour): the first boot's API server starts serving only once
