@@ -127,6 +127,16 @@ class TalosAPI:
         """Change a node's script while it runs (keys as in the scenario's node)."""
         self._request("POST", f"/nodes/{node}", changes)
 
+    def release_installer(self, node: str) -> None:
+        """End the installer a node's script holds (upgrade={"held": True}, a test control, no Talos behaviour): it
+        finishes as an installer does, and later ones run unheld. An error when none is held there."""
+        self._request("POST", f"/nodes/{node}/installer-release", {})
+
+    def release_etcd_pull(self, node: str) -> None:
+        """End the etcd image pull a node's script holds (etcd={"pullHeld": True}, a test control, no Talos behaviour):
+        its etcd then asks to join, and later boots pull unheld. An error when none is held there."""
+        self._request("POST", f"/nodes/{node}/etcd-pull-release", {})
+
     def crash(self, node: str, down_ms: int = 0, result: str = "up") -> None:
         """Take a node off the network at once (a power cut); it comes back after `down_ms` as `result` says."""
         self._request("POST", f"/nodes/{node}/crash", {"downMs": down_ms, "result": result})

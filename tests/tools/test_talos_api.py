@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,15 @@ def test_a_script_change_at_run_time_takes_effect() -> None:
             api.script("istari-1", reboot={"result": "sideways"})
 
 
+def test_releasing_an_installer_no_script_holds_is_refused() -> None:
+    """The installer hold is a test control (tools/talos-api/lifecycle.go): a release with nothing held is the test's own
+    mistake, said at once rather than taken for a release."""
+    with talos_api(scenario([node("istari-1", addresses(1)[0], "worker", NEW)])) as api:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            api.release_installer("istari-1")
+        assert (refused.value.code, refused.value.read().decode()) == (409, "no held installer runs on istari-1\n")
+
+
 def test_alarms_raised_at_run_time_stop_the_next_change() -> None:
     ips = addresses(3)
     with talos_api(scenario([node(f"valinor-{i + 1}", ip, "controlplane", NEW) for i, ip in enumerate(ips)])) as api:
@@ -267,8 +277,9 @@ def test_a_reflashed_control_plane_removes_its_own_stale_member_when_it_joins_as
 
 def test_a_bootstrap_of_a_control_plane_still_pulling_etcd_starts_a_second_cluster_as_talos_does() -> None:
     ips = addresses(3)
-    # Reflashed: maintenance mode, its old member still listed; once configured, etcd pulls its image for a minute.
-    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True, "joinAfterMs": 60_000}, "install": {"downMs": 200}}
+    # Reflashed: maintenance mode, its old member still listed; once configured, etcd pulls its image, held there (a
+    # test control) until the test releases it, which it never does.
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True, "pullHeld": True}, "install": {"downMs": 200}}
     nodes = [node(f"valinor-{i + 1}", ip, "controlplane", NEW, **(reflashed if i == 0 else {})) for i, ip in enumerate(ips)]
     with talos_api(scenario(nodes)) as api:
         args = ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
@@ -285,6 +296,10 @@ def test_a_bootstrap_of_a_control_plane_still_pulling_etcd_starts_a_second_clust
         assert api.talosctl_bootstrap("valinor-1") == "OK:"
         assert api.etcd_clusters() == [cluster, {"members": ["valinor-1"], "holders": ["valinor-1"]}]
         assert api.talosctl_bootstrap("valinor-1") == "AlreadyExists: etcd data directory is not empty"
+        # The pull the bootstrap stopped is held no more: nothing to release.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            api.release_etcd_pull("valinor-1")
+        assert (refused.value.code, refused.value.read().decode()) == (409, "no held etcd image pull on valinor-1\n")
         # Its member list answers its own one-member cluster.
         result = upgrader(["bootstrap", "--node", api.node_arg("valinor-1"), "--timeout", "10s"], secrets(api))
         assert result.last == "upgrader: valinor-1: a cluster exists: valinor-1 answered etcd's member list (valinor-1): not bootstrapping"

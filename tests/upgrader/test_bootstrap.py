@@ -23,8 +23,10 @@ CREATE: tuple[str, ...] = ()
 UPDATE = ("--no-new-cluster",)
 LOOK = "talosctl -n {ips} service etcd; talosctl -n {ips} ls /var/lib/etcd; talosctl -n {ips} etcd members"
 # A reflashed control plane: maintenance mode, its old member still listed, and once configured, etcd Preparing
-# while it pulls etcd's image (tens of seconds on a real machine) before it asks to join.
-REFLASHED: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True, "joinAfterMs": 6000}, "install": {"downMs": 300}}
+# while it pulls etcd's image (tens of seconds on a real machine) before it asks to join. The pull is held (a test
+# control of the stand-in) until the test releases it: what a test does meanwhile meets the machine still pulling,
+# whatever the load.
+REFLASHED: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True, "pullHeld": True}, "install": {"downMs": 300}}
 
 
 def bootstrap(api: TalosAPI, form: tuple[str, ...], timeout: str = "30s") -> Result:
@@ -88,6 +90,7 @@ def test_a_reflashed_first_valinor_joining_late_never_gets_a_second_etcd(form: t
             "upgrader: valinor-1: a cluster exists: valinor-1 answered etcd's member list (valinor-2, valinor-3): not bootstrapping",
         ]
         # Once its image is pulled it joins the one cluster.
+        api.release_etcd_pull("valinor-1")
         everyone = [{"members": ["valinor-1", "valinor-2", "valinor-3"], "holders": ["valinor-1", "valinor-2", "valinor-3"]}]
         wait_for(api, lambda api: api.etcd_clusters() == everyone, "valinor-1 to join")
 
@@ -208,9 +211,7 @@ def test_control_planes_whose_etcd_gave_up_waiting_hold_no_etcd_and_the_bootstra
 @pytest.mark.parametrize("count", [1, 3], ids=["the-only-control-plane", "every-control-plane"])
 def test_control_planes_that_all_lost_their_disks_are_bootstrapped_again_only_by_a_create(count: int) -> None:
     names = [f"valinor-{i + 1}" for i in range(count)]
-    # Long enough a pull that the others still wait when the bootstrap comes.
-    reflashed = {**REFLASHED, "etcd": {"stale": True, "joinAfterMs": 10_000}}
-    with talos_api(control_planes(count, dict.fromkeys(names, reflashed))) as api:
+    with talos_api(control_planes(count, dict.fromkeys(names, REFLASHED))) as api:
         for name in names:
             hand_over(api, name, with_record=False)
         wait_for(api, configured(*names), "every control plane to boot configured")
@@ -233,6 +234,8 @@ def test_control_planes_that_all_lost_their_disks_are_bootstrapped_again_only_by
         assert create.last == "upgrader: valinor-1: etcd bootstrapped"
         assert bootstraps(api) == [("valinor-1", "OK")]
         assert api.etcd_clusters() == [{"members": ["valinor-1"], "holders": ["valinor-1"]}]
+        for name in names[1:]:
+            api.release_etcd_pull(name)
         wait_for(api, lambda api: api.etcd_clusters() == [{"members": names, "holders": names}], "the others to join")
 
 
@@ -240,13 +243,22 @@ def test_control_planes_that_all_lost_their_disks_are_bootstrapped_again_only_by
 
 
 def test_bootstrap_twice_succeeds_both_times() -> None:
-    cp = node("valinor-1", addresses(1)[0], "controlplane", NEW, bootDelayMs=300, bootstrapAllowedAfterMs=2000)
+    # Talos refuses the bootstrap until its CRI is up: here until the test has seen the upgrader told so (an hour
+    # after the boot, then at once), however long the upgrader took to start.
+    cp = node("valinor-1", addresses(1)[0], "controlplane", NEW, bootDelayMs=300, bootstrapAllowedAfterMs=3_600_000)
+    not_yet = "upgrader: valinor-1: not ready for the bootstrap yet: FailedPrecondition: bootstrap is not available yet"
     with talos_api(scenario([cp], bootstrapped=False)) as api:
-        first = bootstrap(api, CREATE)
+
+        def cri_up(line: str) -> bool:
+            if line == not_yet:
+                api.script("valinor-1", bootstrapAllowedAfterMs=0)
+            return False
+
+        first = upgrader_watched(["bootstrap", "--node", api.node_arg("valinor-1"), *CREATE, "--timeout", "30s"], secrets(api), cri_up)
         assert first.code == 0, first.stderr
         assert first.lines[0] == "upgrader: valinor-1: bootstrap: asking every control plane about etcd first (valinor-1)"
         assert first.lines[-1] == "upgrader: valinor-1: etcd bootstrapped"
-        assert "upgrader: valinor-1: not ready for the bootstrap yet: FailedPrecondition: bootstrap is not available yet" in first.lines
+        assert not_yet in first.lines
 
         second = bootstrap(api, CREATE)
         assert second.code == 0, second.stderr
@@ -284,6 +296,9 @@ def test_an_apply_never_takes_a_control_plane_still_joining_for_a_cluster_before
         api.crash("valinor-3", result="never")
         hand_over(api, "valinor-1", with_record=False)
         wait_for(api, configured("valinor-1"), "valinor-1 to boot configured")
+        api.release_etcd_pull("valinor-1")
+        refused = "error getting etcd member list: etcdserver: no leader"
+        wait_for(api, lambda api: api.state()["valinor-1"]["etcdJoinError"] == refused, "valinor-1's join refused")
         before = len(api.calls())
         changed = api.config("controlplane", installer(VANILLA, NEW), patches=['{"machine": {"sysctls": {"vm.max_map_count": "262144"}}}'])
         result = upgrader(apply_args(api, "valinor-1", "controlplane", "5s", "--no-kubernetes"), secrets(api, changed))

@@ -26,9 +26,6 @@ from tests.upgrader.run import GRACE_S, SHELLS, children, descendants, group, mu
 from tools.talos_api import VANILLA, addresses, installer, node, scenario, talos_api
 
 NEW, NEWER = "v1.13.0", "v1.13.1"
-# How long the node is down for its upgrade's reboot: far longer than the upgrader takes to stop (stop.Grace is
-# the bound; it stops at once here), so a step that ended while the node was still down ended without it.
-DOWN_MS = 20_000
 
 
 def worker_step(address: str) -> tuple[str, str]:
@@ -50,8 +47,10 @@ def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and
     name, command = worker_step(ip)
     assert command.startswith(".venv/bin/iluvatar upgrader apply ") and command.endswith(" --timeout 45m"), command
     product.build()  # this test is about a step stopped while it waits for its node, not while it builds (the next one is)
-    # Before the bootstrap (etcd waits on the control plane): Talos steps only, no drain.
-    nodes = [node("valinor-1", control_plane, "controlplane", NEW), node(name, ip, "worker", NEW, upgrade={"downMs": DOWN_MS})]
+    # Before the bootstrap (etcd waits on the control plane): Talos steps only, no drain. The node stays down from its
+    # upgrade's reboot until the test powers it again, so the step is stopped while it is down however long stopping
+    # takes, and a step that ended while the node was still down ended without it.
+    nodes = [node("valinor-1", control_plane, "controlplane", NEW), node(name, ip, "worker", NEW, upgrade={"result": "never"})]
     with talos_api(scenario(nodes, bootstrapped=False)) as api:
         stdin = json.dumps({"machineConfig": api.config("worker", installer(VANILLA, NEWER)), "talosconfig": api.talosconfig_text()}, sort_keys=True)
         sh = shell(sh_name)
@@ -68,7 +67,7 @@ def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and
             (upgrader,) = [p for p in tree if Path(f"/proc/{p}/exe").resolve() == product.build().resolve()]
             assert upgrader != top
             first.cancel()
-            stopped = first.result(timeout=DOWN_MS / 1000 + 120)
+            stopped = first.result(timeout=GRACE_S + 120)
             # Wait returned while the node was still down: nothing held the pipes but the upgrader, which stopped.
             assert api.state()[name]["up"] is False
         assert [(p, Path(f"/proc/{p}/cmdline").read_bytes()[:150], Path(f"/proc/{p}/stat").read_text()[:80]) for p in tree if running(p)] == []
@@ -85,8 +84,9 @@ def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and
         assert lines[-1].endswith(f"; look with: talosctl -n {ip} dmesg; the machine's console")
         assert stopped["stdout"] == ""  # no record: the step failed
 
-        # The node comes back on its own; the next `pulumi up` runs the same step, which finds the upgrade done.
-        until("the node back", lambda: api.state()[name]["up"], DOWN_MS / 1000 + 30)
+        # The node comes back (powered again); the next `pulumi up` runs the same step, which finds the upgrade done.
+        api.crash(name)
+        until("the node back", lambda: api.state()[name]["up"], 30)
         upgrades = mutations(api)
         with step(command, stdin, sh=sh) as second:
             finished = second.result(timeout=300)

@@ -279,13 +279,22 @@ def test_after_a_reboot_a_mirror_pod_left_from_the_boot_before_does_not_count(ku
     left them. The step waits for containers started after the boot; before, the stale Ready passed."""
     [name], _ = kubelet_nodes(1)
     spec = kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW, applyNeedsReboot=True, reboot={"downMs": 1500})], 1_000)
-    spec["cluster"]["kubelet"]["podStartMs"] = 4_000  # the containers start 4 s into the boot
     with talos_api(spec) as api:
         first_pods(kube_talos, [name])
         uids = {app: p["metadata"]["uid"] for app, p in mirror_pods(kube_talos, name).items()}
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_sysctl()])
         args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
-        result = run(api, kube_talos, args, machineConfig=config)
+        # The new boot's containers start once the step said it waits on a container from the boot before (a test
+        # control of the stand-in's kubelet), however long the step took to get there.
+        api.script(name, podStartHeld=True)
+
+        def start_once_seen(line: str) -> bool:
+            if line.startswith(f"upgrader: {name}: waiting: control-plane-pods: ") and "before the node's boot" in line:
+                api.script(name, podStartHeld=False)
+            return False
+
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}
+        result = upgrader_watched(args, stdin, start_once_seen)
         assert result.code == 0, result.stderr
         steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
         stale = [s for s in steps if s.startswith("waiting: control-plane-pods: ") and "before the node's boot" in s]

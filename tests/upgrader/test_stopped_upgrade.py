@@ -12,6 +12,7 @@ own, run as pulumi-command runs it (tests/upgrader/run.py `step`); Kubernetes is
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,14 +21,13 @@ from iluvatar import upgrader as product
 from plans import bringup
 from plans.storage import NOOUT_SET, NOOUT_UNSET
 from tests.upgrader.kube import NEW, OWED, _job_states, _owed, kwok_node, program_hooks, unique
-from tests.upgrader.run import GRACE_S, mutations, step, until
+from tests.upgrader.run import GRACE_S, Step, mutations, step, until
 from tools.kube_cluster import Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
 pytestmark = pytest.mark.kube
 
 NEWER = "v1.13.1"
-INSTALL_MS = 4_000  # the stand-in's installer: long enough to be stopped in the middle of
 
 
 def _nodes(cluster: Cluster) -> str:
@@ -43,8 +43,8 @@ def _cordoned(cluster: Cluster, name: str) -> bool:
     return bool(found["spec"].get("unschedulable"))
 
 
-def _first_run(api: TalosAPI, cluster: Cluster, name: str, ns: str, when: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """The upgrade's step, stopped as Pulumi stops one once `when` happened; its command, stdin and what it returned."""
+def _first_run(api: TalosAPI, cluster: Cluster, name: str, ns: str, reached: Callable[[Step], None]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The upgrade's step, stopped as Pulumi stops one once `reached` saw it get there; its command, stdin and what it returned."""
     command = bringup.Step(("apply", "--node", api.node_arg(name), "--role", "worker"), "90s", "").command
     stdin = {
         "talosconfig": api.talosconfig_text(),
@@ -54,8 +54,7 @@ def _first_run(api: TalosAPI, cluster: Cluster, name: str, ns: str, when: str) -
     }
     product.build()  # not this test's: a step stopped while it builds is tests/upgrader/test_cancel.py's
     with step(command, json.dumps(stdin, sort_keys=True)) as first:
-        # The call log, not mutations(): a call still running has no arguments yet (an ApplyConfiguration's mode).
-        until(when, lambda: when in [c["method"] for c in api.calls(name)], 180)
+        reached(first)
         first.cancel()
         stopped = first.result(timeout=GRACE_S + 30)
     assert (stopped["signaled"], stopped["stdout"]) == (True, "")
@@ -81,9 +80,13 @@ def test_a_stop_while_the_installer_runs_leaves_the_node_drained_and_the_next_ru
     ns = kube_namespace(kube_talos)
     name = _nodes(kube_talos)
     ip = addresses(1)[0]
-    spec = scenario([node(name, ip, "worker", NEW, upgrade={"installMs": INSTALL_MS, "downMs": 300})])
+    # The installer held (a test control of the stand-in) until the test has seen the stopped run's outcome: a machine's
+    # installer runs for minutes, and the stop must land while it runs, whatever the load.
+    spec = scenario([node(name, ip, "worker", NEW, upgrade={"held": True, "downMs": 300})])
     with talos_api(spec) as api:
-        command, stdin, stopped = _first_run(api, kube_talos, name, ns, "LifecycleService/Upgrade")
+        # Stopped once the upgrader said the installer runs: its first line of output came through the stream.
+        running = f"upgrader: {name}: installer: running the installer from {installer(VANILLA, NEWER)}"
+        command, stdin, stopped = _first_run(api, kube_talos, name, ns, lambda first: first.logged(running, 180))
         last = stopped["stderr"].splitlines()[-1]
         assert last == (
             f"upgrader: FAILED: {name}: upgrade: stopped: SIGTERM, before the installer's exit code: it may be running on the machine, "
@@ -93,11 +96,15 @@ def test_a_stop_while_the_installer_runs_leaves_the_node_drained_and_the_next_ru
             f"kept in ConfigMap {OWED} under {name}; the next run of this step runs them); "
             f"look with: talosctl -n {ip} upgrade --image {installer(VANILLA, NEWER)}"
         ), last
-        # The machine's installer ran on without the client, and its Talos waits for the next boot; the node stays drained.
-        until("the installer's end", lambda: api.state()[name]["pendingVersion"] == NEWER, INSTALL_MS / 1000 + 30)
+        # The machine's installer runs on without the client; the node stays drained.
+        assert (api.state()[name]["installing"], api.state()[name]["pendingVersion"]) == (True, "")
         assert _cordoned(kube_talos, name)
         assert (_owed(kube_talos, name), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
-        assert api.state()[name]["version"] == NEW
+        # Once it ends, its Talos waits for the next boot; the node still runs the old one, drained.
+        api.release_installer(name)
+        until("the installer's end", lambda: not api.state()[name]["installing"], 30)
+        assert (api.state()[name]["pendingVersion"], api.state()[name]["version"]) == (NEWER, NEW)
+        assert _cordoned(kube_talos, name)
 
         lines = _second_run_finishes_it(api, kube_talos, name, ns, command, stdin)
         assert f"upgrader: {name}: installed; rebooting into {NEWER}" in lines
@@ -120,7 +127,12 @@ def test_a_stop_between_the_install_and_the_reboot_is_no_reboot_and_leaves_the_n
     # The Reboot call accepted and never answered: the window between the install and the reboot, held open.
     spec = scenario([node(name, ip, "worker", NEW, upgrade={"downMs": 300}, reboot={"downMs": 300}, hang=["MachineService/Reboot"])])
     with talos_api(spec) as api:
-        command, stdin, stopped = _first_run(api, kube_talos, name, ns, "MachineService/Reboot")
+
+        def asked(_: Step) -> None:
+            # The call log, not mutations(): a call still running has no arguments yet.
+            until("the Reboot call", lambda: "MachineService/Reboot" in [c["method"] for c in api.calls(name)], 180)
+
+        command, stdin, stopped = _first_run(api, kube_talos, name, ns, asked)
         last = stopped["stderr"].splitlines()[-1]
         assert last == (
             f"upgrader: FAILED: {name}: reboot: stopped (SIGTERM) before Talos answered the reboot: it may never have been asked; "

@@ -421,7 +421,9 @@ def test_the_next_run_reads_the_machine_files_back_after_a_run_killed_after_its_
     right file is read and said so, a wrong one fails the step again, on every run until it is right. The upgrader
     before it passed that next run without reading anything, so a wrong file was never seen again."""
     version = "v1.14.1"
-    script: dict[str, Any] = {"reboot": {"downMs": 1500 if interrupted else 200}}
+    # An interrupted run's node stays down from its reboot until the test powers it again: the run is killed while it
+    # waits for the node, however long the kill takes to land, never after its read-back.
+    script: dict[str, Any] = {"reboot": {"result": "never"} if interrupted else {"downMs": 200}}
     if rewritten:
         script["rewrittenAfterBoot"] = {AUTHN: "rewritten by a host process"}
     with talos_api(arda({"istari-1": version}, **{"istari-1": script})) as api:
@@ -434,6 +436,9 @@ def test_the_next_run_reads_the_machine_files_back_after_a_run_killed_after_its_
             finally:
                 process.kill()
                 process.communicate(timeout=30)
+            # Powered again once down from the reboot (the stand-in goes down just after it answered the Reboot).
+            until("the node down", lambda: not api.state()["istari-1"]["up"], 30)
+            api.crash("istari-1")
             until("the new boot", lambda: api.state()["istari-1"]["bootId"] != before, 30)
         else:
             first = apply(api, "istari-1", config)

@@ -29,6 +29,7 @@ type NodeState struct {
 	InstallImage string `json:"installImage"`   // the active config's machine.install.image
 	Staged       bool   `json:"staged"`         // a staged config waits for the next reboot
 	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
+	Installing   bool   `json:"installing"`     // an installer runs (LifecycleService's lock is held: lifecycle.go)
 	EtcdMember   bool   `json:"etcdMember"`
 	EtcdMemberID string `json:"etcdMemberId"` // its member's ID (%016x), "" when not a member
 	EtcdVersion  string `json:"etcdVersion"`  // the etcd its member runs (etcd.go, etcdVersion), "" when not a member
@@ -56,7 +57,7 @@ func (c *Cluster) controlHandler() http.Handler {
 		for _, n := range c.nodes {
 			s := NodeState{
 				Name: n.name, Address: n.addr, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
-				BootID: n.bootID, Ready: n.maintenance || len(n.unmet()) == 0, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
+				BootID: n.bootID, Ready: n.maintenance || len(n.unmet()) == 0, Staged: n.staged, PendingVer: n.pendingVer, Installing: n.upgrading, EtcdMember: c.member(n.name) != nil,
 				EtcdJoinErr: n.etcdJoinErr, EtcdService: n.etcdServiceState(), Stage: n.stage(), Cmdline: n.c.cmdline(n),
 				Files: maps.Clone(n.files),
 			}
@@ -91,7 +92,9 @@ func (c *Cluster) controlHandler() http.Handler {
 	c.etcdControl(mux)
 
 	// POST /nodes/NAME merges a partial NodeSpec into the node's script; /nodes/NAME/crash takes it down;
-	// /nodes/NAME/kubelet-restart restarts its kubelet.
+	// /nodes/NAME/kubelet-restart restarts its kubelet; /nodes/NAME/installer-release ends the installer its
+	// script holds (a test control, UpgradeOutcome.Held) and holds no later one, Conflict when none is held;
+	// /nodes/NAME/etcd-pull-release likewise ends its held etcd image pull (MemberSpec.PullHeld).
 	mux.HandleFunc("POST /nodes/", func(w http.ResponseWriter, r *http.Request) {
 		rest := strings.TrimPrefix(r.URL.Path, "/nodes/")
 		name, action, _ := strings.Cut(rest, "/")
@@ -135,6 +138,34 @@ func (c *Cluster) controlHandler() http.Handler {
 			}
 
 			n.powerCycle(o)
+		case "installer-release":
+			c.mu.Lock()
+			release := n.installRelease
+			n.installRelease = nil
+			n.spec.Upgrade.Held = false
+			c.mu.Unlock()
+
+			if release == nil {
+				http.Error(w, "no held installer runs on "+name, http.StatusConflict)
+
+				return
+			}
+
+			close(release)
+		case "etcd-pull-release":
+			c.mu.Lock()
+			release := n.etcdPullRelease
+			n.etcdPullRelease = nil
+			n.spec.Etcd.PullHeld = false
+			c.mu.Unlock()
+
+			if release == nil {
+				http.Error(w, "no held etcd image pull on "+name, http.StatusConflict)
+
+				return
+			}
+
+			release()
 		case "kubelet-restart":
 			// `talosctl service kubelet restart`: a new kubelet, which reads the static pod URL at once.
 			c.mu.Lock()

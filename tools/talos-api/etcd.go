@@ -37,7 +37,7 @@ const (
 // every 3 s for up to EtcdJoinTimeout, 30 minutes, constants.go:964, :920: waitToJoin). With a filled
 // data directory it runs as the member that directory holds, whichever cluster that is.
 func (c *Cluster) startEtcd(n *Node, gen int) {
-	n.etcdPulling = false
+	n.etcdPulling, n.etcdPullRelease = false, nil
 
 	switch {
 	case n.ownEtcd() != nil: // the only member of its own cluster
@@ -45,10 +45,10 @@ func (c *Cluster) startEtcd(n *Node, gen int) {
 		if c.bootstrapped && c.member(n.name) == nil {
 			c.join(n)
 		}
-	case n.spec.Etcd.JoinAfterMs > 0:
+	case n.spec.Etcd.JoinAfterMs > 0 || n.spec.Etcd.PullHeld:
 		n.etcdPulling = true
 
-		time.AfterFunc(time.Duration(n.spec.Etcd.JoinAfterMs)*time.Millisecond, func() {
+		pulled := func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 
@@ -61,7 +61,17 @@ func (c *Cluster) startEtcd(n *Node, gen int) {
 
 			c.waitToJoin(n, gen)
 			n.writeMachineStatus() //nolint:errcheck
-		})
+		}
+
+		// A held pull (a test control, no Talos behaviour: scenario.go, MemberSpec.PullHeld) ends once the
+		// test released it, whenever that is.
+		if n.spec.Etcd.PullHeld {
+			n.etcdPullRelease = pulled
+
+			return
+		}
+
+		time.AfterFunc(time.Duration(n.spec.Etcd.JoinAfterMs)*time.Millisecond, pulled)
 	default:
 		c.waitToJoin(n, gen)
 	}
@@ -169,7 +179,7 @@ func (c *Cluster) bootTimeout(n *Node, gen int) {
 // control plane lost its data; a member etcd still listed from before goes with the old cluster).
 func (c *Cluster) bootstrapEtcd(n *Node) {
 	holders := c.holders() // Bootstrap refused a node that holds one: n holds none
-	n.etcdPulling, n.etcdJoinErr, n.etcdFailed, n.etcdData = false, "", "", true
+	n.etcdPulling, n.etcdPullRelease, n.etcdJoinErr, n.etcdFailed, n.etcdData = false, nil, "", "", true
 
 	defer n.writeMachineStatus() //nolint:errcheck
 

@@ -70,6 +70,13 @@ func (s *lifecycleService) Upgrade(req *machineapi.LifecycleServiceUpgradeReques
 	gen := n.gen
 	exitCode := n.spec.Upgrade.ExitCode
 	installFor := time.Duration(n.spec.Upgrade.InstallMs) * time.Millisecond
+
+	// A held installer (a test control: scenario.go, UpgradeOutcome.Held) ends only once the test released it.
+	var release chan struct{}
+	if n.spec.Upgrade.Held {
+		release = make(chan struct{})
+		n.installRelease = release
+	}
 	c.mu.Unlock()
 
 	// The installer, started: it runs to its end on its own, whatever the stream does.
@@ -77,6 +84,10 @@ func (s *lifecycleService) Upgrade(req *machineapi.LifecycleServiceUpgradeReques
 
 	go func() {
 		time.Sleep(20*time.Millisecond + installFor)
+
+		if release != nil {
+			<-release
+		}
 
 		version, schematic := parseInstaller(image)
 

@@ -90,6 +90,9 @@ type Node struct {
 	neverReady  bool
 	ready       bool
 	upgrading   bool
+	// installRelease: closed by the test to end an installer its script holds (UpgradeOutcome.Held); nil
+	// while none is held.
+	installRelease chan struct{}
 
 	active     coreconfig.Provider
 	persistent coreconfig.Provider
@@ -112,6 +115,9 @@ type Node struct {
 	nodeReason  string
 	// etcdPulling: etcd is Preparing, pulling its image, before it asks to join (etcd.go).
 	etcdPulling bool
+	// etcdPullRelease: ends this boot's held etcd image pull (MemberSpec.PullHeld), called by the test with
+	// the cluster's lock free; nil while none is held.
+	etcdPullRelease func()
 	// etcdOwn: its data directory holds a cluster of its own, not the one the others are members of:
 	// the member it is there (a Bootstrap while another cluster existed; etcd.go). Only with etcdData.
 	etcdOwn *member

@@ -118,6 +118,10 @@ type NodeSpec struct {
 	// CrashLoop: these control plane components (kube-apiserver, ...) crash-loop each time the kubelet
 	// starts their container from now on (kubelet.go); the API server then never answers.
 	CrashLoop []string `json:"crashLoop,omitempty"`
+	// PodStartHeld (a test control, no Talos or kubelet behaviour): while set, the node's kubelet reports none of
+	// this boot's containers started, PodStartMs or not; a test clears it (POST /nodes/NAME {"podStartHeld":
+	// false}) once it saw what it must see before they start (kubelet.go).
+	PodStartHeld bool `json:"podStartHeld,omitempty"`
 	// APIServerNotReady: the node's kube-apiserver runs and answers /readyz not ready (apiserver.go).
 	APIServerNotReady bool `json:"apiServerNotReady,omitempty"`
 	// APIServerServeHeld (a test hook, no Talos behaviour): the first boot's API server starts serving only once
@@ -140,6 +144,10 @@ type MemberSpec struct {
 	// JoinAfterMs: after each boot with an empty data directory, etcd is Preparing this long before
 	// it asks to join (pulling its image, which a reflashed node has not got: etcd.go, startEtcd).
 	JoinAfterMs int `json:"joinAfterMs,omitempty"`
+	// PullHeld (a test control, no Talos behaviour): etcd's image pull after a boot with an empty data directory
+	// ends only once the test releases it (POST /nodes/NAME/etcd-pull-release), JoinAfterMs or not, so a test acts
+	// while the node is known still to wait rather than within a time it hopes is long enough (etcd.go).
+	PullHeld bool `json:"pullHeld,omitempty"`
 }
 
 // Outcome is what happens when the node goes down: it comes back after DownMs, and how.
@@ -160,6 +168,10 @@ type UpgradeOutcome struct {
 	// InstallMs: how long LifecycleService.Upgrade's installer runs (a real one writes the disk and the
 	// bootloader: minutes); it runs to its end whatever happens to the stream (lifecycle.go).
 	InstallMs int `json:"installMs,omitempty"`
+	// Held (a test control, no Talos behaviour): an installer started while it is set runs until the test
+	// releases it (POST /nodes/NAME/installer-release), InstallMs or not, so a test acts while the installer is
+	// known to run rather than within a time it hopes is long enough (lifecycle.go).
+	Held bool `json:"held,omitempty"`
 }
 
 var (
