@@ -53,7 +53,7 @@ func (r *applyRun) compareActive(active coreconfig.Provider, why string) (string
 				"to compare the config's with; nothing was changed"}
 	}
 
-	var moved []string
+	var moved, back []string
 
 	for _, pods := range []bool{false, true} {
 		was, next, key := active.Cluster().Network().ServiceCIDRs(), r.cfg.Cluster().Network().ServiceCIDRs(), "serviceSubnets"
@@ -63,6 +63,7 @@ func (r *applyRun) compareActive(active coreconfig.Provider, why string) (string
 
 		if !sameSubnets(was, next) {
 			moved = append(moved, fmt.Sprintf("the config's cluster.network.%s are %s, the active config's are [%s]", key, written(next, r.setsSubnets(pods)), strings.Join(was, ", ")))
+			back = append(back, key+": ["+strings.Join(was, ", ")+"]")
 		}
 	}
 
@@ -70,7 +71,7 @@ func (r *applyRun) compareActive(active coreconfig.Provider, why string) (string
 		return "", &report.Failure{Node: r.n.Name, Check: "cluster-network", Look: look,
 			Detail: "cannot read the Service network and the Node's pod ranges the cluster runs (" + why + "), so the node's active config stands for them: " +
 				strings.Join(moved, "; ") + "; a running cluster keeps the networks it was made with, and Iluvatar does not renumber a running cluster; " +
-				"put the active config's subnets back in iluvatar:arda.patches and run pulumi up again; nothing was changed"}
+				"put the active config's back in iluvatar:arda.patches, [{cluster: {network: {" + strings.Join(back, ", ") + "}}}], and run pulumi up again; nothing was changed"}
 	}
 
 	return "cannot read the cluster's Service network and pod ranges from the API (" + why + "): the node's active config was compared instead, " +
@@ -132,7 +133,7 @@ func readNetworks(ctx context.Context, every time.Duration, get func(context.Con
 //
 // Order counts on both sides. The first serviceSubnet is kube-apiserver's primary range, the one the
 // default/kubernetes Service's address is taken from (k8s.io/kubernetes v1.34.1 cmd/kube-apiserver/app/options/
-// completion.go:115-120); an existing default ServiceCIDR is not rewritten to a new order, only from single- to
+// completion.go:114-119); an existing default ServiceCIDR is not rewritten to a new order, only from single- to
 // dual-stack with the same first range (pkg/controlplane/controller/defaultservicecidr/
 // default_servicecidr_controller.go:145-157), so a reordered list leaves the API server at odds with it. The i-th of
 // a Node's podCIDRs is marked taken in the controller-manager's i-th cluster CIDR, and one outside it is an error for
