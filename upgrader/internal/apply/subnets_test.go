@@ -252,3 +252,21 @@ func TestCheckNetworksWhenTheAPICannotBeRead(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckNetworksWithNeitherTheAPINorAnActiveConfig(t *testing.T) {
+	next, err := talos.LoadConfig("version: v1alpha1\nmachine:\n  type: worker\ncluster:\n  controlPlane:\n    endpoint: https://10.0.0.10:6443\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := &applyRun{n: input.Node{Name: "valinor", IP: "10.0.0.11"}, role: "worker", cfg: next}
+	err = r.checkNetworksFrom(context.Background(), time.Millisecond, nil, func(context.Context) (kube.Networks, error) {
+		return kube.Networks{}, errors.New("connection refused")
+	})
+
+	const want = "valinor: cluster-network: cannot read the Service network and the Node's pod ranges the cluster runs (connection refused), " +
+		"and the node has no active cluster config to compare the config's with; nothing was changed"
+	if err == nil || err.Error() != want {
+		t.Fatalf("checkNetworksFrom: %v\nwant %q", err, want)
+	}
+}
