@@ -523,12 +523,14 @@ class BootstrapCluster(pulumi.ComponentResource):
                 join(node, ())
         if stack.ainur.secrets_encryption and day2.may_have_run_clear(args.previous):
             # After the valar's roll with the flag and before the rewrite below: a config k3s kept identity-first from a
-            # disable (it keeps any config it finds) turned back on, and what was written in clear sealed again
-            # (plans.k3s.secrets_on_script); without it the rewrite would wait for "Enabled" in vain.
+            # disable (it keeps any config it finds) turned back on, k3s restarted onto it if it has not loaded it, and
+            # every Secret written in clear meanwhile sealed (plans.k3s.secrets_on_script). Not before the roll: k3s sets
+            # its encryption config's path only with the flag (deps.go), so a server without it cannot enable.
             pulumi.log.warn(
                 "the last deployment's Ainur ran k3s without secrets encryption, or its output does not say: after the valar "
-                f"are rolled with it, {name}-secrets-on reads k3s's status on {first.name} and, where k3s kept its config from "
-                "a disable, turns it back on (k3s secrets-encrypt enable, a restart of k3s, reencrypt --force --skip)",
+                f"are rolled with it, {name}-secrets-on reads k3s's status on {first.name}, turns a config k3s kept from a "
+                "disable back on (k3s secrets-encrypt enable), restarts k3s there if it has not loaded that config, and seals "
+                "every Secret (reencrypt --force --skip)",
                 resource=self,
             )
             self.secrets_on: command.remote.Command | None = command.remote.Command(

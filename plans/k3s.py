@@ -856,7 +856,7 @@ trap 'rm -f "$new" "$dropin"' EXIT
 cat > "$new"
 cat > "$dropin" <<'ILUVATAR_KUBELET'
 {kubelet_dropin()}ILUVATAR_KUBELET
-{_rejoin(rejoin, config_path, datastore) if rejoin else ""}if sudo cmp -s "$new" {config_path}; then changed=0; else changed=1; fi
+{_rejoin(rejoin, config_path, datastore) if rejoin else ""}{secrets_guard(config_path) if valar else ""}if sudo cmp -s "$new" {config_path}; then changed=0; else changed=1; fi
 # The kubelet reads its drop-in only as it starts: a new one is a restart too.
 sudo cmp -s "$dropin" {kubelet} || changed=1
 sudo systemctl enable {svc} >/dev/null 2>&1
@@ -998,7 +998,7 @@ fi
 if [ "$(keys "$now")" -gt 1 ]; then
   # A rewrite cut short by a restart: the new key seals, the old one still reads what was not rewritten.
   echo "iluvatar: $(hostname): resuming the rewrite of the Ainur's Secrets cut short (k3s secrets-encrypt reencrypt --force)" >&2
-  sudo timeout {timeout} k3s secrets-encrypt reencrypt --force >&2 || echo "iluvatar: $(hostname): reencrypt returned $?; waiting for its stage" >&2
+  sudo timeout {timeout} k3s secrets-encrypt reencrypt --force >&2 || {{ rc=$?; echo "iluvatar: $(hostname): reencrypt returned $rc; waiting for its stage" >&2; }}
 else
   echo "iluvatar: $(hostname): rewriting every Secret of the Ainur under k3s's key (k3s secrets-encrypt rotate-keys)" >&2
   # The request may outlive the CLI's own wait while k3s rewrites; the stage says when it is done.
@@ -1033,20 +1033,50 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 # only with the flag (pkg/daemons/control/server.go apiServer: `if cfg.EncryptSecrets { argsMap["encryption-provider-
 # config"] = ... }`), so a valar rolled without it reads no Secret stored sealed (`k8s:enc:aescbc:v1:`). The stack's word
 # is not the truth of the valar: SECRETS_OFF_SCRIPT runs on the first valar before any Pi's roll and does k3s's own
-# disable (k3s-io/docs docs/cli/secrets-encrypt.md, "Secrets Encryption Disable/Re-enable"):
-# - `status` says "Disabled, no configuration file found" when k3s never wrote a config (encryptionStatus: no file, no
-#   `Enable`): nothing was ever sealed, nothing to do;
-# - "Enabled" (aescbc first, identity last): `disable` rewrites the config identity-first (encryptionEnable,
-#   WriteEncryptionConfig(..., enable=false)), and a restart loads it;
-# - then, Disabled with the hashes matching and no rewrite running, `reencrypt --force --skip` rewrites every Secret
-#   through the identity provider, in clear, and keeps the key so that anything not rewritten stays readable while the
-#   flag is on (encryptionReencrypt marks the Node reencrypt_active before it returns; reencryptAndRemoveKey with skip
-#   ends by putting back the saved stage, BootstrapEncryptionHashAnnotation), so the step waits for the stage to leave
-#   reencrypt_active. Safe to run again: a second rewrite in clear changes nothing.
-# With several valar running the flag, `disable` reloads only this server: the others need a restart each, in order
-# (the docs' High-Availability steps); the step waits for the hashes to match and says so when they never do.
+# disable (k3s-io/docs docs/cli/secrets-encrypt.md, "Secrets Encryption Disable/Re-enable"): `disable`, a restart,
+# `reencrypt --force --skip`. SECRETS_ON_SCRIPT does its re-enable after the valar are rolled with the flag again:
+# `enable`, a restart, `reencrypt --force --skip`. k3s keeps an encryption config it finds (deps.go
+# genEncryptionConfigAndState: `if s, err := os.Stat(runtime.EncryptionConfig); err == nil && s.Size() > 0 { ... return
+# nil }`), so valar restarted with the flag over a disable still read identity first until `enable`.
+#
+# What k3s says and what it does not (k3s sources as the search index holds them, the pinned tag's tree could not be
+# fetched: pkg/server/handlers/secrets-encrypt.go at 0b6425a, pkg/secretsencrypt/config.go, pkg/cli/secretsencrypt/
+# secrets_encrypt.go at 025949a):
+# - status's "Enabled"/"Disabled" is the config *file* (encryptionStatus: GetEncryptionProviders is os.ReadFile), not
+#   what the API server runs. `enable` and `disable` (encryptionEnable) write the file first, then cluster.Save, then
+#   rewrite every Secret inline (reencryptAndRemoveKey with skip) through the config the API server still holds: they
+#   wait for no reload (rotate-keys alone calls WaitForEncryptionConfigReload). So right after either, status says the
+#   new word while the Secrets were rewritten under the old one, and nothing in k3s records whether a later rewrite
+#   ran: the stage goes back to the one saved in the hash file (BootstrapEncryptionHashAnnotation) after any rewrite
+#   with skip, and neither verb writes the hash file or the annotation.
+# - the CLI sends `enable`/`disable` with no timeout of its own (secrets_encrypt.go Enable/Disable: info.Put without
+#   WithTimeout; RotateKeys alone asks 70 s), so the client's 10 s (pkg/clientaccess/token.go defaultClientTimeout)
+#   ends the command while the server goes on rewriting (k3s-io/k3s#11384; #11385 moved only `reencrypt` into a
+#   goroutine). Its failure says nothing: the step reads the file's state back from status instead.
+# - `reencrypt` marks the Node reencrypt_active before it answers and rewrites in a goroutine (encryptionReencrypt;
+#   synchronous before #11385's backports, #11440-#11442, where the CLI gives up the same way with the stage still
+#   active), so the step waits for the stage to leave reencrypt_active.
+# So a run never takes the status line for done. What proves the Secrets rewritten under the config k3s runs is this
+# step's own record, SECRETS_SWITCHED: written only after a rewrite the step saw start and end after its own restart of
+# k3s onto the config (`systemctl restart` returns once k3s is ready, Type=notify, its API server running on the file
+# as it was then), and naming the SHA-256 of that config (GenEncryptionConfigHash hashes the same bytes), so that any
+# later change of the config (a disable, an enable, a rotation by hand) voids it. Without the record, whatever status
+# says, a run restarts k3s and rewrites every Secret again, both harmless (one valar: the API away for the restart, as
+# in the roll); so a run cut short anywhere, or an `enable` the CLI gave up on, is finished by the next one. The restart
+# is not skipped by comparing the file's time with k3s's start: that needs systemd's timestamp parsed with `date -d` on
+# the Pi, which the scripts here never ask (uutils date refuses times GNU date reads), and a clock a Pi without its NTP
+# time yet cannot vouch for. The valar's join reads the same record
+# before it drops the flag (secrets_guard).
+#
+# One valar: the procedure is k3s's single-server one. On several servers `disable`/`enable` reload only the one they
+# run on, and status's "All hashes match" cannot show the others' reload (the hashes are the Nodes' annotations, which
+# neither verb nor a restart changes), so the step refuses when k3s lists more than one server rather than rewrite while
+# the others still seal; the stack refuses the flag on several valar (stacks.rules._counts).
 SECRETS_DISABLED = "Encryption Status: Disabled"
 SECRETS_NEVER = "no configuration file found"
+# The step's record on the first valar: `clear <sha256>` or `sealed <sha256>` of SECRETS_ENCRYPTION_CONFIG.
+SECRETS_SWITCHED = "/var/lib/rancher/iluvatar/secrets-switched"
+K3S_SERVERS = "node-role.kubernetes.io/control-plane=true"
 
 
 def secrets_off_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
@@ -1055,58 +1085,91 @@ def secrets_off_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int
     return _secrets_switch_script(False, timeout, poll)
 
 
-# Turning it back on over an Ainur that ran without it. k3s keeps an encryption config it finds (deps.go
-# genEncryptionConfigAndState: `if s, err := os.Stat(runtime.EncryptionConfig); err == nil && s.Size() > 0 { ... return
-# nil }`), so after a disable the valar restarted with the flag still read identity first: status says Disabled, Secrets
-# keep being written in clear, and the rewrite step (SECRETS_REWRITE_SCRIPT) waits for Enabled in vain. So
-# SECRETS_ON_SCRIPT runs on the first valar after the valar's roll and before that rewrite: where k3s kept a config
-# identity-first it does k3s's re-enable (docs/cli/secrets-encrypt.md: `enable`, a restart, `reencrypt --force --skip`):
-# encryptionEnable puts the kept aescbc key first again, the restart loads it, the reencrypt seals every Secret written in
-# clear meanwhile. Where status says Enabled (the config k3s just made, or one never disabled), or there is no config
-# yet, it does nothing and the rewrite step goes on as on any Ainur turning it on.
 def secrets_on_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
     """Run on the first valar after the valar are rolled with `secrets-encryption`, before the rewrite step: a config
     k3s kept identity-first from a disable is turned back on and every Secret sealed again."""
     return _secrets_switch_script(True, timeout, poll)
 
 
+SECRETS_OFF_STEP = "secrets-off"
+SECRETS_ON_STEP = "secrets-on"
+
+
+def secrets_guard(config_path: str = CONFIG_PATH) -> str:
+    """Lines of a valar's join, run with its new config in `$new` before anything changes: a join that would drop the
+    flag over Secrets k3s may still seal stops there.
+
+    The off step (ainur-secrets-off) is planned from the last deployment's output, which says what the stack asked, not
+    what ran: a failed off-`up` still writes "off", and its retry plans no off step while its joins roll the valar all
+    the same. So the join reads the valar itself: dropping the flag (the installed config has it, the new one does not)
+    over a kept encryption config needs the off step's record that every Secret was rewritten in clear under that very
+    config (SECRETS_SWITCHED, written only once its rewrite was seen through under the config k3s had loaded). Status's
+    "Disabled" with no rewrite under way is no proof: `disable`'s own rewrite goes through the config the API server
+    still holds and puts the saved stage back (encryptionEnable, reencryptAndRemoveKey with skip). It stops with the way
+    back: two `up`s, the first of which plans the steps that turn encryption back on, the second the off step.
+
+    Nothing checks the other way (the flag given over a config k3s kept identity-first, with no ainur-secrets-on after
+    it): k3s sets its encryption config's path only with the flag (pkg/daemons/control/deps/deps.go as the search
+    index holds it: `if config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the
+    roll, and a join cannot tell whether the on step follows it."""
+    flag = "secrets-encryption: true"
+    return f"""if ! grep -qx '{flag}' "$new" && sudo grep -qx '{flag}' {config_path} 2>/dev/null && sudo test -s {SECRETS_ENCRYPTION_CONFIG} \
+  && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
+  echo "iluvatar: $(hostname): this join drops secrets-encryption, and nothing here says every Secret k3s sealed was rewritten in clear under the config k3s runs (ainur-{SECRETS_OFF_STEP} did not finish here): an API server without the flag reads no sealed Secret, so k3s keeps the flag. This up plans no ainur-{SECRETS_OFF_STEP} because the last deployment's output says the Ainur ran without it; to get it, set iluvatar:ainur.secretsEncryption true and run pulumi up (ainur-{SECRETS_ON_STEP} seals every Secret again), then set it false and run pulumi up" >&2
+  exit 1
+fi
+"""
+
+
+# Said when the on-step is done: the off period's etcd snapshots hold every Secret in clear (the off step rewrote them
+# so), and the on step's rewrite leaves the clear revisions in etcd's freed pages as the first rewrite does
+# (SNAPSHOTS_BEFORE).
+SNAPSHOTS_WHILE_OFF = (
+    "every etcd snapshot taken since k3s's secrets encryption was turned off holds every Secret in clear, the KMS key "
+    "among them, and so can every one k3s takes until k3s next starts: " + SNAPSHOTS_BEFORE.split(" in clear, the KMS key among them: ", 1)[1]
+)
+
+
 def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
     if enable:
-        want, wrong, verb, flag = ENCRYPTION_ENABLED, SECRETS_DISABLED, "enable", "--force --skip"
+        want, wrong, verb, record = ENCRYPTION_ENABLED, SECRETS_DISABLED, "enable", "sealed"
         said = {
             "never": "no encryption config yet: the rewrite step waits for the one k3s makes",
-            "already": "k3s's secrets encryption is on: nothing to turn back on",
-            "start": "k3s kept its config from a disable (identity first): turning it back on (k3s secrets-encrypt enable, then a restart of k3s)",
+            "already": "every Secret of the Ainur was sealed again by an earlier run, under the config k3s runs",
+            "start": "k3s kept its config from a disable (identity first): turning it back on (k3s secrets-encrypt enable)",
             "rewrite": "sealing every Secret written in clear meanwhile (k3s secrets-encrypt reencrypt --force --skip)",
             "done": "every Secret of the Ainur is sealed again under k3s's kept key",
-            "after": "the rewrite step goes on from here",
+            "after": "the next pulumi up runs this step again",
         }
     else:
-        want, wrong, verb, flag = SECRETS_DISABLED, ENCRYPTION_ENABLED, "disable", "--force --skip"
+        want, wrong, verb, record = SECRETS_DISABLED, ENCRYPTION_ENABLED, "disable", "clear"
         said = {
             "never": "k3s never sealed the Ainur's Secrets (no encryption config): nothing to decrypt",
-            "already": "",
-            "start": "turning k3s's secrets encryption off before the valar lose the flag (k3s secrets-encrypt disable, then a restart of k3s)",
+            "already": "every Secret of the Ainur was rewritten in clear by an earlier run, under the config k3s runs",
+            "start": "turning k3s's secrets encryption off before the valar lose the flag (k3s secrets-encrypt disable)",
             "rewrite": "rewriting every Secret of the Ainur in clear (k3s secrets-encrypt reencrypt --force --skip)",
             "done": "every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption",
-            "after": "no valar was rolled without secrets-encryption",
+            "after": "no valar was rolled without secrets-encryption; the next pulumi up runs this step again",
         }
     word = "Enabled" if enable else "Disabled"
-    already = (
-        f"""if has "$now" '{want}'; then
-  echo "iluvatar: $(hostname): {said["already"]}" >&2
+    snapshots = f'echo "iluvatar: $(hostname): {SNAPSHOTS_WHILE_OFF}" >&2\n' if enable else ""
+    absent = (
+        ""
+        if enable
+        else f"""if ! command -v k3s >/dev/null 2>&1 || ! sudo test -d {SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0]}; then
+  # A first valar rebuilt or not yet installed: no k3s server here has sealed anything.
+  echo "iluvatar: $(hostname): no k3s server here yet: nothing to decrypt" >&2
   exit 0
 fi
 """
-        if enable
-        else ""
     )
     return f"""set -eu
 status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
 has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
+digest() {{ sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1; }}
 end=$(( $(date +%s) + {timeout} ))
-until now=$(status); do
+{absent}until now=$(status); do
   if [ "$(date +%s)" -ge "$end" ]; then
     echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; {said["after"]} (look with: sudo k3s secrets-encrypt status)" >&2
     exit 1
@@ -1117,29 +1180,63 @@ if has "$now" '{SECRETS_NEVER}'; then
   echo "iluvatar: $(hostname): {said["never"]}" >&2
   exit 0
 fi
-{already}if has "$now" '{wrong}'; then
-  echo "iluvatar: $(hostname): {said["start"]}" >&2
-  sudo timeout {timeout} k3s secrets-encrypt {verb} >&2
-  sudo systemctl restart k3s
+if has "$now" '{want}' && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "{record} $(digest)" ]; then
+  echo "iluvatar: $(hostname): {said["already"]}" >&2
+  exit 0
 fi
-until now=$(status) && has "$now" '{want}' && has "$now" '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
+servers=$(sudo {KUBECTL} get nodes -l {K3S_SERVERS} -o name) || {{ echo "iluvatar: $(hostname): k3s's servers could not be listed; {said["after"]}" >&2; exit 1; }}
+servers=$(printf '%s\n' "$servers" | grep -c . || true)
+if [ "$servers" -gt 1 ]; then
+  echo "iluvatar: $(hostname): k3s runs $servers servers: its {verb} reloads only the server it runs on, and this step does k3s's single-server procedure, the only one built; with iluvatar:ainur.secretsEncryption true, take the Ainur to one valar first (docs/day2.md#a-dead-pi-removed-for-good), then {"run pulumi up again" if enable else "set it false"}; {said["after"]} (docs/security.md#the-ainurs-secrets-at-rest)" >&2
+  exit 1
+fi
+if has "$now" '{wrong}'; then
+  echo "iluvatar: $(hostname): {said["start"]}" >&2
+  # The CLI gives up after 10 s while k3s goes on: the file's state, read back below, says whether it was written.
+  sudo timeout {timeout} k3s secrets-encrypt {verb} >&2 || {{ rc=$?; echo "iluvatar: $(hostname): k3s secrets-encrypt {verb} returned $rc; reading k3s's config back" >&2; }}
+fi
+until now=$(status) && has "$now" '{want}'; do
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): k3s's secrets encryption is not {word} with the same config on every valar within {timeout} s; k3s says: $now; restart k3s on each other valar, one at a time (sudo systemctl restart k3s), then run pulumi up again; {said["after"]}" >&2
+    echo "iluvatar: $(hostname): k3s's secrets encryption is not {word} within {timeout} s; k3s says: $now; {said["after"]}" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+sudo rm -f {SECRETS_SWITCHED}
+was=$(digest)
+echo "iluvatar: $(hostname): restarting k3s so that its API server runs that config" >&2
+sudo timeout {timeout} systemctl restart k3s
+until now=$(status) && has "$now" '{want}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): k3s's secrets encryption is not {word} with no rewrite under way within {timeout} s; k3s says: $now; {said["after"]}" >&2
     exit 1
   fi
   sleep {poll}
 done
 echo "iluvatar: $(hostname): {said["rewrite"]}" >&2
-sudo timeout {timeout} k3s secrets-encrypt reencrypt {flag} >&2
-until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && has "$now" '{HASHES_MATCH}'; do
+# k3s marks the stage reencrypt_active before it answers and rewrites in a goroutine: once it answered, the stage
+# leaving reencrypt_active is the end. When the CLI failed (a refusal, or its 10 s on a k3s whose reencrypt is
+# synchronous) only a stage seen active says the rewrite ran.
+seen=0
+if sudo timeout {timeout} k3s secrets-encrypt reencrypt --force --skip >&2; then seen=1; else rc=$?; echo "iluvatar: $(hostname): reencrypt returned $rc; reading its stage" >&2; fi
+until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && [ "$seen" = 1 ]; do
+  if [ "$(stage "${{now:-}}")" = {SECRETS_ACTIVE} ]; then
+    seen=1
+  elif [ "$seen" = 0 ] && [ -n "$(stage "${{now:-}}")" ]; then
+    echo "iluvatar: $(hostname): k3s did not start the rewrite (reencrypt failed and its stage never read {SECRETS_ACTIVE}); k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; {said["after"]}" >&2
+    exit 1
+  fi
   if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; the next pulumi up runs this step again; {said["after"]}" >&2
+    echo "iluvatar: $(hostname): the Secrets were not rewritten within {timeout} s; k3s says: $now; look with: sudo journalctl -u k3s | grep -i secrets; {said["after"]}" >&2
     exit 1
   fi
   sleep {poll}
 done
+has "$now" '{want}' && [ "$(digest)" = "$was" ] || {{ echo "iluvatar: $(hostname): k3s's config changed during the rewrite; k3s says: $now; {said["after"]}" >&2; exit 1; }}
+sudo install -d -m 0700 {SECRETS_SWITCHED.rsplit("/", 1)[0]}
+printf '{record} %s\n' "$(digest)" | sudo tee {SECRETS_SWITCHED} >/dev/null
 echo "iluvatar: $(hostname): {said["done"]}" >&2
-"""
+{snapshots}"""
 
 
 def kube_vip_container(env: dict[str, str]) -> dict[str, Any]:

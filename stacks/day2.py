@@ -197,13 +197,13 @@ def talos_upgrade_problem(target: str, host: str) -> str | None:
     return None
 
 
-def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq_conf: Any = None) -> list[Problem]:
+def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq_conf: Any = None, storage_output: Any = None) -> list[Problem]:
     """The changes refused against what the last deployment runs: Arda's (`deployed`) and the Ainur's (the outputs
-    `ainur` and `dnsmasqConf`, as read back)."""
+    `ainur` and `dnsmasqConf`, as read back, and `storage`'s classes)."""
     problems = (
         _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf) + _roots_class(stack, ainur, dnsmasq_conf) + _netbooted_longhorn(stack, ainur)
     )
-    problems += _headscale_class(stack, ainur)
+    problems += _headscale_class(stack, ainur, storage_output)
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
@@ -416,30 +416,77 @@ def state_class(stack: StackConfig) -> str:
 def may_have_run_clear(ainur: Any) -> bool:
     """Whether the deployed Ainur of the last deployment may have run k3s without secrets encryption, after a disable
     that left k3s's config identity-first on the valar: its output does not say it ran with it. The `up` that turns it
-    on asks the valar (plans.k3s.secrets_on_script)."""
+    on asks the valar (plans.k3s.secrets_on_script). The output records what the stack asked, not what ran: each valar's
+    join checks k3s's own config before it drops the flag (plans.k3s.secrets_guard)."""
     if not isinstance(ainur, Mapping) or not ainur.get("k3sVersion"):
         return False
     return ainur.get("secretsEncryption") is not True
 
 
-def _headscale_class(stack: StackConfig, ainur: Any) -> list[Problem]:
+# The class of the Ainur's own claims where the last deployment's outputs did not record it (`headscaleClass`): Longhorn
+# ran or not, as the `storage` output's classes say (plans.storage.storage_classes lists the Ainur's only with GitOps,
+# and `longhorn` among them only with a Pi's data disk: the two conditions of state_class), else as the netbooted roots'
+# class says (`rootsClass` is `pi-roots` exactly where Longhorn runs, recorded while maiar netboot). Whether Longhorn's
+# was the encrypted class nothing recorded before `headscaleClass`: LONGHORN stands for either.
+LONGHORN = "longhorn or longhorn-encrypted"
+
+
+def _ran_longhorn(ainur: Mapping[str, Any], storage_output: Any) -> bool | None:
+    """Whether the last deployment ran Longhorn on the Ainur, as its outputs say; None when none says."""
+    classes = storage_output.get("classes") if isinstance(storage_output, Mapping) else None
+    if isinstance(classes, Mapping):
+        own = classes.get("ainur")
+        return isinstance(own, Mapping) and "longhorn" in own
+    roots = ainur.get("rootsClass")
+    return None if roots not in ("pi-roots", "local-path") else roots == "pi-roots"
+
+
+def _ran_gitops(ainur: Mapping[str, Any], storage_output: Any) -> bool | None:
+    """Whether the last deployment ran GitOps, as its outputs say: the `storage` output lists the Ainur's classes only
+    with it; a Pi recorded among `longhornPis` while the roots were on local-path ran without it. None when none says."""
+    classes = storage_output.get("classes") if isinstance(storage_output, Mapping) else None
+    if isinstance(classes, Mapping):
+        return "ainur" in classes
+    if ainur.get("rootsClass") == "local-path" and ainur.get("longhornPis"):
+        return False
+    return None
+
+
+def _headscale_class(stack: StackConfig, ainur: Any, storage_output: Any = None) -> list[Problem]:
     """Headscale's state claim is protected and a claim's class cannot change: a change of the Ainur's claims' class
     (Longhorn coming or going, `storage.ainur.encrypted`) replaces it, which needs it unprotected, Headscale scaled down
     and its state restored into the new claim from its backup (CLAIMS_RUNBOOK). Without `iluvatar:backup` there is
-    no backup to restore: Headscale would start empty and every device join again, so the change is refused. From
-    outputs that did not record the class (`headscaleClass`), nothing to compare."""
-    before = ainur.get("headscaleClass") if isinstance(ainur, Mapping) else None
+    no backup to restore: Headscale would start empty and every device join again, so the change is refused, at the key
+    that made it. From outputs that did not record the class (`headscaleClass`), Longhorn coming or going is read from
+    what they did record (LONGHORN); a move between Longhorn's two classes only from the record."""
     remote = stack.remote_access
-    if stack.ainur is None or remote is None or remote.flavour != "headscale" or not isinstance(before, str):
+    if stack.ainur is None or remote is None or remote.flavour != "headscale" or not isinstance(ainur, Mapping):
         return []
+    before = ainur.get("headscaleClass")
+    if not isinstance(before, str):
+        ran = _ran_longhorn(ainur, storage_output)
+        if ran is None:
+            return []
+        before = LONGHORN if ran else "local-path"
     now = state_class(stack)
-    if now == before or stack.backup is not None:
+    if now == before or stack.backup is not None or (before == LONGHORN and now != "local-path"):
         return []
     if "local-path" not in (before, now):
         key, value = "iluvatar:storage.ainur.encrypted", show(stack.storage.ainur.encrypted)
     elif now != "local-path":
-        i, node = next((i, n) for i, n in enumerate(stack.nodes) if n in storage.longhorn_pis(stack.nodes))
-        key, value = f"iluvatar:nodes[{i}].dataDisks", "[" + ", ".join(str(d) for d in node.data_disks) + "]"
+        # Longhorn arrives: GitOps is new, or a Pi's data disk is (both are needed, state_class).
+        recorded = ainur.get("longhornPis")
+        pis_before = {str(n) for n in recorded} if isinstance(recorded, list) else set()
+        if _ran_gitops(ainur, storage_output) is False:
+            assert stack.gitops is not None
+            key, value = "iluvatar:gitops", f"set (repoUrl {stack.gitops.repo_url})"
+        else:
+            longhorn = storage.longhorn_pis(stack.nodes)
+            i, node = next(
+                ((i, n) for i, n in enumerate(stack.nodes) if n in longhorn and n.name not in pis_before),
+                next((i, n) for i, n in enumerate(stack.nodes) if n in longhorn),
+            )
+            key, value = f"iluvatar:nodes[{i}].dataDisks", "[" + ", ".join(str(d) for d in node.data_disks) + "]"
     elif stack.gitops is None:
         key, value = "iluvatar:gitops", "unset"
     else:

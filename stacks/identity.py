@@ -11,7 +11,7 @@ binds gets a ClusterRole on both clusters and the matching Argo CD role. The mod
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
 from stacks.apps import under
@@ -61,9 +61,11 @@ def check(
     apps: Sequence[tuple[int, App]],
     zone_names: Mapping[str, str],
     secrets: Collection[str],
+    free_of: Container[IPv4Address] = (),
 ) -> list[Problem]:
     """Every identity rule. `taken` maps the LAN's static addresses (machines, VIPs) to what holds them;
-    `zone_names` the internal zone's names that are not apps to what owns them."""
+    `zone_names` the internal zone's names that are not apps to what owns them; `free_of`: what an address suggested
+    as free must not be (the whole address table and the lent ranges, stacks.rules.Taken), `taken`'s keys if empty."""
     secret = f"iluvatar:{SECRET}"
     if identity is None:
         if not identity_set and SECRET in secrets:
@@ -78,7 +80,7 @@ def check(
             )
         )
     if network is not None:
-        out += _address(identity, network, taken)
+        out += _address(identity, network, taken, free_of or frozenset(taken))
         out += _hosts(identity, network, apps, zone_names)
     out += _connector(identity, secrets)
     out += _groups(identity)
@@ -86,9 +88,9 @@ def check(
     return out
 
 
-def _address(identity: Identity, network: Network, taken: Mapping[IPv4Address, str]) -> Iterator[Problem]:
+def _address(identity: Identity, network: Network, taken: Mapping[IPv4Address, str], free_of: Container[IPv4Address]) -> Iterator[Problem]:
     path = f"{IDENTITY}.ip"
-    yield from _static_address(path, identity.ip, network, frozenset(taken))
+    yield from _static_address(path, identity.ip, network, free_of)
     if identity.ip in taken:
         yield Problem(path, f"{identity.ip} is {taken[identity.ip]}; the front door needs an address of its own")
 

@@ -39,9 +39,9 @@ from stacks.edge import edge_addresses, resolver_needed
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.errors import StackFileError as StackFileError  # its home is stacks.errors, which the CLI's handler loads alone
 from stacks.logs_model import Logs
-from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
+from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
-from stacks.rules import Parsed, _vip_list, _zone_names, check, devices_in_cluster_networks
+from stacks.rules import Parsed, Taken, _vip_list, _zone_names, check, devices_in_cluster_networks
 from stacks.secrets import SecretsManager, Secure
 
 NAMESPACE = "iluvatar"
@@ -196,6 +196,21 @@ def parse_stack(
         cloudflare_token_set=f"{NAMESPACE}:cloudflareApiToken" in raw or "cloudflareApiToken" in meant,
         extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
     )
+    backup = _section(values, "backup", problems)
+    remote = _section(values, "remoteAccess", problems)
+    # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
+    held = addresses.entries(
+        nodes,
+        _vip_list(parsed),
+        identity if isinstance(identity, Identity) else None,
+        remote if isinstance(remote, RemoteAccess) else None,
+        backup if isinstance(backup, Backup) else None,
+        network if isinstance(network, Network) else None,
+        storage if isinstance(storage, Storage) else None,
+    )
+    # A free address a message suggests is none of the table's, and in no range the homelab lends.
+    taken = Taken(frozenset(addresses.table([*held, *addresses.services([], apps)])), _lent(ainur, arda))
+    parsed = dataclasses.replace(parsed, taken=taken)
     problems += check(parsed)
     present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
     if "gitops" not in values or isinstance(gitops, GitOps):
@@ -225,18 +240,6 @@ def parse_stack(
         [n for _, n in nodes],
         present,
     )
-    backup = _section(values, "backup", problems)
-    remote = _section(values, "remoteAccess", problems)
-    # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
-    held = addresses.entries(
-        nodes,
-        _vip_list(parsed),
-        identity if isinstance(identity, Identity) else None,
-        remote if isinstance(remote, RemoteAccess) else None,
-        backup if isinstance(backup, Backup) else None,
-        network if isinstance(network, Network) else None,
-        storage if isinstance(storage, Storage) else None,
-    )
     problems += identity_rules.check(
         identity if isinstance(identity, Identity) else None,
         "identity" in values,
@@ -248,6 +251,7 @@ def parse_stack(
         apps,
         _zone_names(parsed),
         present,
+        free_of=taken,
     )
     problems += discovery_rules.check(
         arda if isinstance(arda, Arda) else None,
@@ -273,6 +277,7 @@ def parse_stack(
         present,
         arda.patches if isinstance(arda, Arda) else (),
         ports_written=_apps_written_with_ports(values.get("apps")),
+        free_of=taken,
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     # The devices off the LAN the clusters reach, against the clusters' own networks (stacks.rules._cluster_networks).
@@ -480,6 +485,17 @@ def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found
             )
         ]
     return []
+
+
+def _lent(ainur: BaseModel | None, arda: BaseModel | None) -> tuple[AddressRange, ...]:
+    """The ranges lent besides network.dhcpRange and the load-balancer pool: the discovery pool the Ainur lend to
+    machines being read, and the router's old pool, whose addresses the household holds until their leases end."""
+    out: list[AddressRange] = []
+    if isinstance(arda, Arda) and arda.discovery is not None and arda.discovery.pool is not None:
+        out.append(arda.discovery.pool)
+    if isinstance(ainur, Ainur) and isinstance(ainur.netboot.router_pool, AddressRange):
+        out.append(ainur.netboot.router_pool)
+    return tuple(out)
 
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:

@@ -173,7 +173,9 @@ def load() -> LoadedStack:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None
     # The one secret whose form decides whether it works (the static admin's hash), read as the engine decrypted it.
     static_hash = runtime_config.get_config(f"{NAMESPACE}:{identity.SECRET}")
-    problems = storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT), outputs.get(DNSMASQ_OUTPUT))
+    problems = storage.check_removals(stack, deployed) + day2.check(
+        stack, arda, outputs.get(AINUR_OUTPUT), outputs.get(DNSMASQ_OUTPUT), outputs.get(STORAGE_OUTPUT)
+    )
     # The DHCP mode against the one the LAN runs: an unstated default never switches a live homelab's DHCP off.
     problems += netboot_mode.check(stack, outputs.get(DNSMASQ_OUTPUT))
     # A KMS key restored once stays the key: without it the program would generate a new one, which opens none of the

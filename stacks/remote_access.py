@@ -10,7 +10,7 @@ group it does not know is refused, as is a flavour without what it needs (the OA
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_range
 from urllib.parse import urlsplit
 
@@ -53,8 +53,11 @@ def check(
     secrets: Collection[str],
     arda_patches: Sequence[Mapping[str, object]] = (),
     ports_written: Sequence[str] = (),
+    free_of: Container[IPv4Address] = (),
 ) -> list[Problem]:
-    """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them.
+    """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
+    `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
+    stacks.rules.Taken), `taken`'s keys if empty.
     `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
@@ -67,7 +70,7 @@ def check(
         out += _overlap(network)
         out += _routes(remote, network, apps)
         if remote.headscale is not None and remote.flavour == "headscale":
-            out += _headscale(remote, network, taken, apps)
+            out += _headscale(remote, network, taken, apps, free_of or frozenset(taken))
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
@@ -212,11 +215,13 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
             )
 
 
-def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Address, str], apps: Sequence[tuple[int, App]]) -> Iterator[Problem]:
+def _headscale(
+    remote: RemoteAccess, network: Network, taken: Mapping[IPv4Address, str], apps: Sequence[tuple[int, App]], free_of: Container[IPv4Address]
+) -> Iterator[Problem]:
     assert remote.headscale is not None
     settings = remote.headscale
     path = f"{REMOTE}.headscale"
-    yield from _static_address(f"{path}.ip", settings.ip, network, frozenset(taken))
+    yield from _static_address(f"{path}.ip", settings.ip, network, free_of)
     if settings.ip in taken:
         yield Problem(f"{path}.ip", f"{settings.ip} is {taken[settings.ip]}; Headscale needs an address of its own (the port forward's target)")
     parts = urlsplit(settings.url)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 import yaml
 
@@ -35,6 +35,20 @@ TALOS_KUBERNETES: dict[tuple[int, int], tuple[int, int]] = {row.minor: row.kuber
 
 
 @dataclass(frozen=True)
+class Taken:
+    """What an address suggested as free must not be: every fixed address of the stack's one table (stacks.addresses:
+    the machines, the VIPs, the front door, Headscale, the raw-port apps, and the LAN's devices the stack names, its
+    NAS, NFS server, DNS servers and BMCs), and the ranges lent besides network.dhcpRange and the load-balancer pool
+    (the discovery pool, the router's old pool), whose addresses the stack's own rules refuse to a machine or a VIP."""
+
+    addresses: frozenset[IPv4Address] = frozenset()
+    lent: tuple[AddressRange, ...] = ()
+
+    def __contains__(self, ip: object) -> bool:
+        return ip in self.addresses or (isinstance(ip, IPv4Address) and any(ip in r for r in self.lent))
+
+
+@dataclass(frozen=True)
 class Parsed:
     """The sections that parsed; None where a section is absent or broken."""
 
@@ -50,6 +64,7 @@ class Parsed:
     cloudflare_set: bool = False
     cloudflare_token_set: bool = False
     extra_categories: Sequence[str] = ()  # categories the stack adds to stacks.categories.DEFAULT_CATEGORIES
+    taken: Taken = Taken()  # what stacks.load's address table holds, which a suggested free address avoids
 
 
 def node_path(i: int, field: str = "") -> str:
@@ -117,7 +132,7 @@ def _edge_addresses(net: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
     return net.network_address, net.broadcast_address
 
 
-def free_address(net: Network, taken: Collection[IPv4Address] = ()) -> IPv4Address | None:
+def free_address(net: Network, taken: Container[IPv4Address] = ()) -> IPv4Address | None:
     """The LAN's first host address a machine or a VIP may take: not the gateway, outside the DHCP range and the
     load-balancer pool, and no address in `taken` (as plans.ipam.free_static picks a new machine's)."""
     first, last = int(net.lan.network_address) + 1, int(net.lan.broadcast_address) - 1
@@ -128,14 +143,14 @@ def free_address(net: Network, taken: Collection[IPv4Address] = ()) -> IPv4Addre
     return None
 
 
-def _write_static(net: Network, taken: Collection[IPv4Address]) -> str:
+def _write_static(net: Network, taken: Container[IPv4Address]) -> str:
     """The fix of a static address in the wrong place: where to write it, with the first free one."""
     free = free_address(net, taken)
     where = f"write an address inside network.lan {net.lan}, outside network.dhcpRange and network.loadBalancerPool"
     return f"{where}, e.g. {free}" if free is not None else f"{where} (none is free: widen the LAN or shrink a pool)"
 
 
-def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
+def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", taken: Container[IPv4Address] = ()) -> Iterator[Problem]:
     """Where a host address on the LAN must not be: outside it, on its edges, on the gateway."""
     fix = f"write the router's address, inside network.lan {net.lan}" if what == "gateway" else _write_static(net, taken)
     if ip not in net.lan:
@@ -147,9 +162,9 @@ def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "", ta
         yield Problem(path, f"{ip} is network.gateway, the router's; {fix}")
 
 
-def _static_address(path: str, ip: IPv4Address, net: Network, taken: Collection[IPv4Address] = ()) -> Iterator[Problem]:
+def _static_address(path: str, ip: IPv4Address, net: Network, taken: Container[IPv4Address] = ()) -> Iterator[Problem]:
     """A static address (node or VIP) must also stay out of the pools others hand out. `taken`: the stack's other fixed
-    addresses, which the suggested fix avoids."""
+    addresses and lent ranges (a `Taken`), which the suggested fix avoids."""
     yield from _address_in_lan(path, ip, net, taken=taken)
     if ip in net.dhcp_range:
         yield Problem(
@@ -298,6 +313,11 @@ def _arda_networks(arda: Arda) -> tuple[list[_ClusterNet], list[Problem]]:
             continue
         for n, value in enumerate(found[1]):
             path = f"iluvatar:arda.patches[{found[0]}].cluster.network.{key}[{n}]"
+            if (bare := _bare_address(value)) is not None:
+                # Said alone: read as the /32 (or /128) Python would make of it, it would also be counted as a network
+                # of one address (the shares, the overlaps), which is not what was written.
+                problems.append(Problem(path, _no_prefix(value, bare, key)))
+                continue
             try:
                 net = IPv4Network(str(value), strict=False)
             except ValueError:
@@ -312,6 +332,35 @@ def _arda_networks(arda: Arda) -> tuple[list[_ClusterNet], list[Problem]]:
                 continue  # an IPv6 subnet: the LAN's plan is IPv4
             out.append(_ClusterNet(net, what, f"arda.patches[{found[0]}]", path, key))
     return out, problems
+
+
+# An address without its prefix length (`10.96.0.10`) is no subnet to any consumer, though Python reads it as a /32.
+# Talos's config validation never reads the two lists (ClusterConfig.Validate checks only cluster.network's dnsDomain:
+# pkg/machinery/config/types/v1alpha1/v1alpha1_validation.go:425 at v1.13.0, the machinery tools/talos-check pins, and
+# :408 at v1.14.1); its own parse of them needs the length (v1alpha1_clusterconfig.go:249 and :259 at v1.13.0 through
+# siderolabs/net v0.4.0 SplitCIDRs, net.go:78 netip.ParsePrefix, an error; :214 and :234 at v1.14.1, the error dropped
+# and the network read as the zero prefix), and at v1.13 kube-apiserver and kube-controller-manager get the word as
+# written (control_plane_static_pod.go, above).
+def _bare_address(value: object) -> IPv4Address | IPv6Address | None:
+    """`value` as the address it is when written without a prefix length (`10.96.0.10`), else None."""
+    if "/" in str(value):
+        return None
+    try:
+        return ip_address(str(value))
+    except ValueError:
+        return None
+
+
+def _no_prefix(value: object, address: IPv4Address | IPv6Address, key: str) -> str:
+    """Why an address is no subnet, with the subnet of the size of Talos's default around it as the fix."""
+    default = TALOS_NETWORKS[key]
+    consumer = "kube-apiserver's --service-cluster-ip-range" if key == "serviceSubnets" else "kube-controller-manager's --cluster-cidr"
+    fix = (
+        f"write {ip_network(f'{address}/{default.prefixlen}', strict=False)}? (the /{default.prefixlen} around it, as Talos's default {default})"
+        if isinstance(address, IPv4Address)
+        else "write it as a subnet, address/length"
+    )
+    return f"{show(value)} is an address, not a subnet: Talos hands {key} to {consumer}, which takes a CIDR (address/length); {fix}"
 
 
 def _node_cidr_mask(arda: Arda) -> int:
@@ -504,9 +553,11 @@ def _vip_list(p: Parsed) -> list[tuple[str, IPv4Address]]:
     return vips
 
 
-def _fixed_addresses(p: Parsed) -> frozenset[IPv4Address]:
-    """The machines' and the VIPs' addresses: a suggested free address is none of them."""
-    return frozenset([n.ip for _, n in p.nodes] + [ip for _, ip in _vip_list(p)])
+def _fixed_addresses(p: Parsed) -> Taken:
+    """What a suggested free address is not: the address table's and the lent ranges (`p.taken`), and the machines' and
+    the VIPs' addresses, which are in the table whenever stacks.load built it."""
+    own = frozenset([n.ip for _, n in p.nodes] + [ip for _, ip in _vip_list(p)])
+    return Taken(p.taken.addresses | own, p.taken.lent)
 
 
 def _vips(p: Parsed) -> list[Problem]:
@@ -635,16 +686,18 @@ def _nodes(p: Parsed) -> list[Problem]:
                         f"disk, or give installDisk another disk's {what}",
                     )
                 )
-        disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
-        for field, disk in disks:
-            if isinstance(disk, str) and (why := no_such_device(disk, talos=node.role in ARDA_ROLES and field != "installDisk")) is not None:
+        if isinstance(node.install_disk, str):
+            out += [Problem(node_path(i, "installDisk"), why) for why in install_disk_problems(node.install_disk)]
+        for d, disk in enumerate(node.data_disks):
+            field = f"dataDisks[{d}]"
+            if (why := no_such_device(disk, talos=node.role in ARDA_ROLES)) is not None:
                 # Said alone: the name's partition or controller would point to a device that is not there either.
                 out.append(Problem(node_path(i, field), why))
                 continue
-            parent = partition_of(disk) if isinstance(disk, str) else None
+            parent = partition_of(disk)
             if parent is not None and field in selected:
                 pass  # a partition of the disk installDisk selects: said above, and writing its disk would not fix it
-            elif parent is not None and field != "installDisk" and parent == node.install_disk:
+            elif parent is not None and parent == node.install_disk:
                 out.append(
                     Problem(
                         node_path(i, field),
@@ -653,22 +706,11 @@ def _nodes(p: Parsed) -> list[Problem]:
                     )
                 )
             elif parent is not None:
-                out.append(
-                    Problem(
-                        node_path(i, field),
-                        f"{disk} is a partition of {parent}, not a disk: the system is written to a whole disk, and Ceph and "
-                        f"Longhorn take whole disks (lsblk lists the disk above its partitions); write {parent}",
-                    )
-                )
-            if isinstance(disk, str) and (why := not_a_disk(disk, field == "installDisk")) is not None:
+                out.append(Problem(node_path(i, field), _partition_not_disk(disk, parent)))
+            if (why := not_a_disk(disk, False)) is not None:
                 out.append(Problem(node_path(i, field), why))
-            if isinstance(disk, str) and _NVME_CONTROLLER.match(disk):
-                out.append(
-                    Problem(
-                        node_path(i, field),
-                        f"{disk} is an NVMe controller, not a disk: the disk is its namespace {disk}n1 (lsblk lists it); write {disk}n1",
-                    )
-                )
+            if _NVME_CONTROLLER.match(disk):
+                out.append(Problem(node_path(i, field), _nvme_controller(disk)))
         if node.serial is not None:
             # A Pi's serial is not any part of a MAC: the board's serial is its SoC's OTP number, its MAC the Raspberry Pi
             # OUI (dc:a6:32, d8:3a:dd, ...) and a number of its own. Not its own MAC's, nor (copied from the line above)
@@ -702,6 +744,33 @@ def _nodes(p: Parsed) -> list[Problem]:
     return out
 
 
+def install_disk_problems(disk: str) -> list[str]:
+    """Why a /dev path is no disk the system can be installed on, each with its fix: a name no machine here has, a
+    partition, something other than a whole disk (a RAID or device-mapper volume among them), an NVMe controller. The
+    same for every machine Talos or Ubuntu installs on, the generic worker's included."""
+    if (why := no_such_device(disk)) is not None:
+        return [why]  # said alone: the name's partition or controller would point to a device that is not there either
+    out: list[str] = []
+    if (parent := partition_of(disk)) is not None:
+        out.append(_partition_not_disk(disk, parent))
+    if (why := not_a_disk(disk, True)) is not None:
+        out.append(why)
+    if _NVME_CONTROLLER.match(disk):
+        out.append(_nvme_controller(disk))
+    return out
+
+
+def _partition_not_disk(disk: str, parent: str) -> str:
+    return (
+        f"{disk} is a partition of {parent}, not a disk: the system is written to a whole disk, and Ceph and Longhorn take "
+        f"whole disks (lsblk lists the disk above its partitions); write {parent}"
+    )
+
+
+def _nvme_controller(disk: str) -> str:
+    return f"{disk} is an NVMe controller, not a disk: the disk is its namespace {disk}n1 (lsblk lists it); write {disk}n1"
+
+
 def _mac_window(mac: str, serial: str) -> str | None:
     """Which 8 hex digits of `mac` `serial` is, as a message says it (its tail first), or None."""
     digits = mac.replace(":", "").lower()
@@ -726,7 +795,7 @@ _NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
 # A Linux software RAID's device (drivers/md: md0, md127, and mdadm's /dev/md/<name> links). Talos assembles an array
 # only with its mdadm system extension, and Iluvatar's schematics carry iscsi-tools and util-linux-tools alone
 # (plans.talos.STORAGE_EXTENSIONS), so on Arda's machines no such device appears. (As an install disk it is refused for
-# any machine: not_a_disk.)
+# any machine, the generic worker too: install_disk_problems.)
 _MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+)$")
 
 
@@ -1423,8 +1492,8 @@ def _netboot(p: Parsed) -> list[Problem]:
                 able = ", ".join(sorted(b.name for b in BOARDS.values() if b.netboot))
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
             disk = nb.generic_worker.install_disk
-            if isinstance(disk, str) and (gone := no_such_device(disk)) is not None:
-                out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk", gone))
+            if isinstance(disk, str):
+                out += [Problem("iluvatar:ainur.netboot.genericWorker.installDisk", why) for why in install_disk_problems(disk)]
             if isinstance(disk, DiskSelector) and (why := exact_size(disk.size)) is not None:
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk.size", why))
     return out

@@ -78,8 +78,8 @@ def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
         "key is then written in clear in the Ainur's datastore and in every etcd snapshot k3s uploads, so anyone with a "
         "snapshot and a stolen disk reads it; on an Ainur with one valar, set it true (k3s then seals Secrets, "
         "docs/security.md#the-ainurs-secrets-at-rest); with more, k3s's procedure for several servers is not built. On an "
-        "Ainur that ran with it, the `up` that turns it off rewrites every Secret in clear first (ainur-secrets-off, k3s's "
-        "disable on the first valar), before any valar is rolled without it",
+        "Ainur that ran with it, the `up` that turns it off first runs k3s's disable on the first valar and rewrites every "
+        "Secret in clear (ainur-secrets-off); no valar loses the flag before that is done",
     )
 
 

@@ -138,12 +138,14 @@ case "${1:-}" in
     # - reencrypt --force: encryptionReencrypt skips the stage check and runs reencryptAndRemoveKey (every Secret under
     #   the first key, the last key dropped); with one key it would drop that one, which the stand-in refuses.
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: secrets-encrypt needs root" >&2; exit 1; }
-    enabled=Disabled
     if grep -q '^secrets-encryption: true' /etc/rancher/k3s/config.yaml 2>/dev/null; then
-      enabled=Enabled
       # k3s generates its key when the config file is missing (deps.go genEncryptionConfigAndState).
       [ -s $S/secrets-keys ] || { echo aescbckey > $S/secrets-keys; printf 'start\naescbckey\n' > $S/secrets-saved; }
     fi
+    # Status reads the config file, not the flag (encryptionStatus: GetEncryptionProviders): the lab's config always
+    # seals first (it models no disable), so a file says Enabled with the flag or without; no file, the CLI's one line.
+    if [ "${2:-}" = status ] && [ ! -s $S/secrets-keys ]; then echo "Encryption Status: Disabled, no configuration file found"; exit 0; fi
+    enabled=Enabled
     [ -s $S/secrets-saved ] || printf 'start\n' > $S/secrets-saved
     [ -s $S/secrets-stage ] || head -n1 $S/secrets-saved > $S/secrets-stage
     stage=$(cat $S/secrets-stage)
@@ -152,7 +154,7 @@ case "${1:-}" in
         printf 'Encryption Status: %s\nCurrent Rotation Stage: %s\nServer Encryption Hashes: All hashes match\n\n' "$enabled" "$stage"
         printf 'Active  Key Type  Name\n------  --------  ----\n'
         active=' *'
-        while read -r key; do printf '%-6s  AES-CBC   %s\n' "$active" "$key"; active=''; done < <(cat $S/secrets-keys 2>/dev/null) ;;
+        while read -r key; do printf '%-6s  AES-CBC   AES-CBC %s\n' "$active" "$key"; active=''; done < <(cat $S/secrets-keys 2>/dev/null) ;;
       rotate-keys)
         echo "$(date +%s.%N) secrets-encrypt rotate-keys" >> $S/log
         case "$stage" in start|reencrypt_finished) ;; *) echo "stand-in k3s: incorrect stage: $stage found on node $(hostname)" >&2; exit 1 ;; esac

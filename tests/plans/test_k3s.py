@@ -111,9 +111,9 @@ def test_secrets_encryption_is_on_the_valar_only_and_only_when_written_so() -> N
         assert [yaml.safe_load(k3s.config(off, n, "T")).get("secrets-encryption") for n in off.by_role("valar")] == [None], written
 
 
-# k3s's status: its three lines, then its table of the config's keys, the active one marked (pkg/cli/secretsencrypt
-# secrets_encrypt.go Status).
-ONE_KEY = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   aescbckey\n"
+# k3s's status: its three lines, then its table of the config's keys, the active one marked, each named "AES-CBC <name>"
+# (pkg/cli/secretsencrypt/secrets_encrypt.go Status; encryptionStatus's typName).
+ONE_KEY = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   AES-CBC aescbckey\n"
 K3S_STATUS = {
     "start": "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
     "finished": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
@@ -213,6 +213,9 @@ class LabValar:
         for f in self.bin.iterdir():
             f.chmod(0o755)
 
+    def status(self) -> str:
+        return subprocess.run(["k3s", "secrets-encrypt", "status"], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}).stdout
+
     def rewrite(self) -> subprocess.CompletedProcess[str]:
         script = k3s.secrets_rewrite_script(timeout=2, poll=0)
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}, timeout=60)
@@ -223,6 +226,20 @@ class LabValar:
 
     def keys(self) -> list[str]:
         return (self.state / "secrets-keys").read_text().split()
+
+
+def test_the_lab_s_status_says_what_k3s_s_cli_says(tmp_path: Path) -> None:
+    """No config file: the CLI's one line. A config: Enabled whatever the flag (encryptionStatus reads the file, which
+    the lab keeps aescbc-first), its key named "AES-CBC <name>" and marked active."""
+    valar = LabValar(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text("token: T\n")
+    assert valar.status() == "Encryption Status: Disabled, no configuration file found\n"
+    config.write_text("secrets-encryption: true\n")
+    table = "\nActive  Key Type  Name\n------  --------  ----\n *      AES-CBC   AES-CBC aescbckey\n"
+    assert valar.status() == "Encryption Status: Enabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: All hashes match\n" + table
+    config.write_text("token: T\n")
+    assert valar.status().splitlines()[0] == "Encryption Status: Enabled"
 
 
 def test_a_rewrite_cut_short_by_a_restart_resumes_at_the_next_run(tmp_path: Path) -> None:
@@ -370,7 +387,13 @@ MEMBERS = {
 
 
 def _join(
-    tmp_path: Path, node_index: int, config: str, rejoin: str | None = None, members: dict[str, Any] | None = None, **env: str
+    tmp_path: Path,
+    node_index: int,
+    config: str,
+    rejoin: str | None = None,
+    members: dict[str, Any] | None = None,
+    swaps: dict[str, str] | None = None,
+    **env: str,
 ) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
     stack = load_stack_file(HOMELAB)
     bin_dir = tmp_path / "bin"
@@ -396,6 +419,8 @@ def _join(
         owed=str(tmp_path / "owed"),
         kubelet=str(tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"),
     )
+    for was, now in (swaps or {}).items():
+        script = script.replace(was, now)
     environment = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "LOG": str(log),
@@ -1665,117 +1690,366 @@ def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Pat
     assert calls.read_text().splitlines()[0] == "kubectl --request-timeout=10s --request-timeout=2s --server https://10.43.0.1:443 get --raw /readyz"
 
 
-# k3s's status once its config is identity-first (`disable`), while a rewrite runs, and with no config at all
-# (pkg/server/handlers/secrets-encrypt.go encryptionStatus: no file, no `Enable`; the CLI's "no configuration file found").
-OFF_STATUS = {
-    "enabled": K3S_STATUS["finished"],
-    "disabled": "Encryption Status: Disabled\nCurrent Rotation Stage: reencrypt_finished\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
-    "disabled-active": "Encryption Status: Disabled\nCurrent Rotation Stage: reencrypt_active\nServer Encryption Hashes: All hashes match\n"
-    + ONE_KEY,
-    "disabled-mismatch": "Encryption Status: Disabled\nCurrent Rotation Stage: start\nServer Encryption Hashes: hash does not match between manwe and eonwe\n"
-    + ONE_KEY,
-    "never": "Encryption Status: Disabled, no configuration file found\n",
-    "enabled-active": "Encryption Status: Enabled\nCurrent Rotation Stage: reencrypt_active\nServer Encryption Hashes: All hashes match\n" + ONE_KEY,
+# k3s's status as its CLI prints it (pkg/cli/secretsencrypt/secrets_encrypt.go Status, index 025949a): the three lines,
+# then a table whose Name column is encryptionStatus's "AES-CBC <name>". With the config identity first the key is an
+# inactive row only (encryptionStatus: an identity provider ends `active`); with no config, the one line.
+OFF_ACTIVE_ROW = " *      AES-CBC   AES-CBC aescbckey\n"
+OFF_INACTIVE_ROW = "        AES-CBC   AES-CBC aescbckey\n"
+# The config k3s writes (WriteEncryptionConfig: json.Marshal of the EncryptionConfiguration, aescbc then identity to
+# enable, identity then aescbc to disable), the key's secret left out.
+K3S_ENCRYPTION_CONFIG = {
+    "enabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}},{"identity":{}}]}]}',
+    "disabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"identity":{}},{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}}]}]}',
 }
 
 
-def run_off(tmp_path: Path, answers: list[str], on: bool = False) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """The off script against a stand-in `k3s` whose status gives `answers` in turn (the last from then on); `disable`
-    makes the config identity-first, `reencrypt` marks the Node reencrypt_active before it returns and then puts back the
-    saved stage (encryptionReencrypt, reencryptAndRemoveKey with skip); `systemctl` is logged."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in OFF_STATUS.items():
-        (tmp_path / f"status-{name}").write_text(text)
-    state, log = tmp_path / "state", tmp_path / "log"
-    state.write_text("".join(f"{a}\n" for a in answers))
-    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "systemctl $*" >> {log}\n')
-    (bin_dir / "k3s").write_text(
-        f"""#!/bin/sh
-echo "$*" >> {log}
-case "$2" in
-  status)
-    name=$(head -n1 {state})
-    if [ "$(wc -l < {state})" -gt 1 ]; then sed -i 1d {state}; fi
-    cat {tmp_path}/status-"$name" ;;
-  disable) echo disabled > {state} ;;
-  enable) echo enabled > {state} ;;
-  reencrypt) now=$(tail -n1 {state}); printf '%s-active\\n%s\\n' "$now" "$now" > {state} ;;
+class SwitchValar:
+    """The first valar for the on and off steps: a stand-in `k3s` whose config file (`config`: enabled, disabled or none)
+    and rotation stage are k3s's, the config its API server loaded apart from the file, and a stand-in `systemctl`.
+    What k3s does (pkg/server/handlers/secrets-encrypt.go, index 0b6425a):
+    - `enable`/`disable` (encryptionEnable) write the config file and nothing the API server loaded, then rewrite inline
+      with skip (the stage goes back to the saved one). With `giveup` the CLI fails as its 10 s client timeout ends it
+      (pkg/clientaccess/token.go defaultClientTimeout; k3s-io/k3s#11384) while the server wrote the file all the same.
+    - `reencrypt` marks the stage reencrypt_active before it answers and rewrites every Secret under the config the API
+      server loaded (`rewritten`); the stand-in's next status reads the stage active once, then the saved one (the
+      goroutine's reencryptAndRemoveKey with skip, BootstrapEncryptionHashAnnotation).
+    - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded.
+    - `systemctl restart k3s` loads the file.
+    A file `fail-restart` or `fail-reencrypt` fails that call once, as a step cut short there."""
+
+    def __init__(self, tmp_path: Path, config: str, servers: int = 1) -> None:
+        self.dir = tmp_path
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.config, self.mark = tmp_path / "encryption-config.json", tmp_path / "switched"
+        self.log = tmp_path / "log"
+        (tmp_path / "stage").write_text("reencrypt_finished\n")
+        (tmp_path / "servers").write_text("".join(f"node/valar{i}\n" for i in range(servers)))
+        if config != "none":
+            self.config.write_text(K3S_ENCRYPTION_CONFIG[config])
+            (tmp_path / "loaded").write_text(K3S_ENCRYPTION_CONFIG[config])
+        for name, text in {"active": OFF_ACTIVE_ROW, "inactive": OFF_INACTIVE_ROW}.items():
+            (tmp_path / f"row-{name}").write_text(text)
+        for name, text in K3S_ENCRYPTION_CONFIG.items():
+            (tmp_path / f"config-{name}").write_text(text)
+        d, conf = tmp_path, self.config
+        (self.bin / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+        (self.bin / "systemctl").write_text(
+            f"""#!/bin/sh
+echo "systemctl $*" >> {d}/log
+case "$1" in
+  restart) if [ -e {d}/fail-restart ]; then rm {d}/fail-restart; exit 1; fi; cp {conf} {d}/loaded ;;
 esac
 """
-    )
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60)
-    return done, log.read_text().splitlines() if log.exists() else []
+        )
+        (self.bin / "k3s").write_text(
+            f"""#!/bin/sh
+echo "$*" >> {d}/log
+case "$1" in
+  kubectl) cat {d}/servers; exit 0 ;;
+esac
+switch() {{
+  cp {d}/config-$1 {conf}
+  if [ -e {d}/giveup ]; then echo "Error: see server log for details: context deadline exceeded (Client.Timeout exceeded while awaiting headers)" >&2; exit 1; fi
+  echo "secrets-encryption $1"
+}}
+case "$2" in
+  status)
+    if [ ! -e {conf} ]; then echo "Encryption Status: Disabled, no configuration file found"; exit 0; fi
+    stage=$(cat {d}/stage)
+    if [ -e {d}/active ]; then rm {d}/active; stage=reencrypt_active; fi
+    if grep -q '"providers":\\[{{"aescbc"' {conf}; then word=Enabled; row=active; else word=Disabled; row=inactive; fi
+    printf 'Encryption Status: %s\\nCurrent Rotation Stage: %s\\nServer Encryption Hashes: All hashes match\\n\\nActive  Key Type  Name\\n------  --------  ----\\n' "$word" "$stage"
+    cat {d}/row-$row ;;
+  enable) switch enabled ;;
+  disable) switch disabled ;;
+  reencrypt)
+    if [ -e {d}/fail-reencrypt ]; then rm {d}/fail-reencrypt; echo "Error: see server log for details" >&2; exit 1; fi
+    touch {d}/active; cp {d}/loaded {d}/rewritten; echo "reencryption started" ;;
+esac
+"""
+        )
+        for f in self.bin.iterdir():
+            f.chmod(0o755)
+
+    def rewritten(self) -> str:
+        """The config every Secret was last rewritten under (enabled: sealed, disabled: in clear), or none."""
+        done = self.dir / "rewritten"
+        return "none" if not done.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == done.read_text())
+
+    def run(self, on: bool) -> subprocess.CompletedProcess[str]:
+        script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
+        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(self.config)).replace(k3s.SECRETS_SWITCHED, str(self.mark))
+        script = script.replace(k3s.SECRETS_SWITCHED.rsplit("/", 1)[0], str(self.dir)).replace(
+            k3s.SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0], str(self.dir)
+        )
+        env = {"PATH": f"{self.bin}:/usr/bin:/bin"}
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+    def calls(self) -> list[str]:
+        calls = self.log.read_text().splitlines() if self.log.exists() else []
+        self.log.unlink(missing_ok=True)
+        return [c.removeprefix("secrets-encrypt ") for c in calls]
+
+    def state(self) -> str:
+        return "none" if not self.config.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == self.config.read_text())
+
+    def recorded(self) -> str:
+        return self.mark.read_text() if self.mark.exists() else ""
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+LIST_SERVERS = f"kubectl --request-timeout=10s get nodes -l {k3s.K3S_SERVERS} -o name"
 
 
 def test_the_off_step_disables_restarts_and_rewrites_in_clear_before_any_roll(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["enabled"])
+    valar = SwitchValar(tmp_path, "enabled")
+    done = valar.run(on=False)
     assert done.returncode == 0, done.stderr
-    assert calls == [
-        "secrets-encrypt status",
-        "secrets-encrypt disable",
+    assert valar.calls() == [
+        "status",
+        LIST_SERVERS,
+        "disable",
+        "status",
         "systemctl restart k3s",
-        "secrets-encrypt status",
-        "secrets-encrypt reencrypt --force --skip",
-        "secrets-encrypt status",
-        "secrets-encrypt status",
+        "status",
+        "reencrypt --force --skip",
+        "status",
+        "status",
     ]
+    assert (valar.state(), valar.rewritten()) == ("disabled", "disabled")
+    assert valar.recorded() == f"clear {digest(valar.config)}\n"
     assert done.stderr.splitlines()[-1] == (
         f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption"
     )
+    # Run again (a retry of an `up` that failed later): the record names the config k3s runs, nothing is asked.
+    again = valar.run(on=False)
+    assert (again.returncode, valar.calls()) == (0, ["status"])
+    assert "rewritten in clear by an earlier run" in again.stderr
 
 
-def test_the_off_step_after_a_disable_by_hand_rewrites_in_clear_again(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["disabled"])
+def test_the_off_step_after_a_disable_by_hand_restarts_k3s_and_rewrites_in_clear(tmp_path: Path) -> None:
+    """Disabled by hand (or by a run cut short after its disable): status says Disabled, but the API server may still
+    run the aescbc-first config (disable's own rewrite went through it), so the step restarts k3s and rewrites."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "loaded").write_text(K3S_ENCRYPTION_CONFIG["enabled"])  # the API server still seals
+    done = valar.run(on=False)
     assert done.returncode == 0, done.stderr
-    assert calls == [
-        "secrets-encrypt status",
-        "secrets-encrypt status",
-        "secrets-encrypt reencrypt --force --skip",
-        "secrets-encrypt status",
-        "secrets-encrypt status",
+    assert valar.calls() == [
+        "status",
+        LIST_SERVERS,
+        "status",
+        "systemctl restart k3s",
+        "status",
+        "reencrypt --force --skip",
+        "status",
+        "status",
     ]
+    assert valar.rewritten() == "disabled"
 
 
 def test_the_off_step_has_nothing_to_do_where_k3s_never_sealed(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["never"])
-    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+    valar = SwitchValar(tmp_path, "none")
+    done = valar.run(on=False)
+    assert (done.returncode, valar.calls()) == (0, ["status"])
     assert "k3s never sealed the Ainur's Secrets (no encryption config)" in done.stderr
 
 
-def test_the_off_step_fails_before_any_roll_when_the_valar_never_agree(tmp_path: Path) -> None:
-    done, calls = run_off(tmp_path, ["disabled-mismatch"])
+def test_the_off_step_has_nothing_to_do_where_no_k3s_server_runs_yet(tmp_path: Path) -> None:
+    """A first valar rebuilt (a new card, k3s not installed yet): no status to wait 600 s for, nothing was sealed there."""
+    valar = SwitchValar(tmp_path, "none")
+    (valar.bin / "k3s").unlink()
+    done = valar.run(on=False)
+    assert (done.returncode, valar.calls()) == (0, [])
+    assert done.stderr.splitlines() == [f"iluvatar: {socket.gethostname()}: no k3s server here yet: nothing to decrypt"]
+
+
+def test_the_switch_refuses_several_servers_before_any_disable(tmp_path: Path) -> None:
+    """On several servers k3s's disable reloads only the one it runs on, and "All hashes match" cannot show the others'
+    reload (neither the verb nor a restart changes the Nodes' annotations): the step refuses before it changes anything."""
+    valar = SwitchValar(tmp_path, "enabled", servers=3)
+    done = valar.run(on=False)
     assert done.returncode == 1
-    assert "reencrypt" not in " ".join(calls)
-    assert "k3s's secrets encryption is not Disabled with the same config on every valar within 3 s" in done.stderr
-    assert "hash does not match between manwe and eonwe" in done.stderr
+    assert valar.calls() == ["status", LIST_SERVERS]
+    assert valar.state() == "enabled"
+    assert "k3s runs 3 servers: its disable reloads only the server it runs on" in done.stderr
+    assert (
+        "with iluvatar:ainur.secretsEncryption true, take the Ainur to one valar first (docs/day2.md#a-dead-pi-removed-for-good), then set it false"
+        in done.stderr
+    )
     assert "no valar was rolled without secrets-encryption" in done.stderr
 
 
 def test_the_on_step_turns_back_on_a_config_k3s_kept_from_a_disable(tmp_path: Path) -> None:
     """k3s keeps the identity-first config a disable left (deps.go genEncryptionConfigAndState keeps any config it
     finds), so the valar rolled with the flag say Disabled: the step re-enables, restarts and seals what was written in
-    clear, so that the rewrite step finds Enabled."""
-    done, calls = run_off(tmp_path, ["disabled"], on=True)
+    clear, then says what the off period left in clear: its etcd snapshots."""
+    valar = SwitchValar(tmp_path, "disabled")
+    done = valar.run(on=True)
     assert done.returncode == 0, done.stderr
-    assert calls == [
-        "secrets-encrypt status",
-        "secrets-encrypt enable",
+    assert valar.calls() == [
+        "status",
+        LIST_SERVERS,
+        "enable",
+        "status",
         "systemctl restart k3s",
-        "secrets-encrypt status",
-        "secrets-encrypt reencrypt --force --skip",
-        "secrets-encrypt status",
-        "secrets-encrypt status",
+        "status",
+        "reencrypt --force --skip",
+        "status",
+        "status",
     ]
-    assert (tmp_path / "state").read_text() == "enabled\n"
-    assert done.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed again under k3s's kept key"
+    assert (valar.state(), valar.rewritten()) == ("enabled", "enabled")
+    assert valar.recorded() == f"sealed {digest(valar.config)}\n"
+    assert done.stderr.splitlines()[-2:] == [
+        f"iluvatar: {socket.gethostname()}: every Secret of the Ainur is sealed again under k3s's kept key",
+        f"iluvatar: {socket.gethostname()}: {k3s.SNAPSHOTS_WHILE_OFF}",
+    ]
+    assert k3s.SNAPSHOTS_WHILE_OFF.startswith("every etcd snapshot taken since k3s's secrets encryption was turned off holds every Secret in clear")
+    assert "'sudo k3s etcd-snapshot save', and delete every snapshot older than that one" in k3s.SNAPSHOTS_WHILE_OFF
 
 
-@pytest.mark.parametrize("status", ["enabled", "never"])
-def test_the_on_step_leaves_a_fresh_config_to_the_rewrite(tmp_path: Path, status: str) -> None:
-    done, calls = run_off(tmp_path, [status], on=True)
-    assert (done.returncode, calls) == (0, ["secrets-encrypt status"])
+def test_the_on_step_goes_on_when_k3s_s_cli_gives_up_on_enable(tmp_path: Path) -> None:
+    """k3s's CLI ends `enable` after its 10 s while the server has written the file and goes on rewriting: the step reads
+    the file's state back, restarts k3s onto it and seals every Secret itself."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "giveup").touch()
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert "k3s secrets-encrypt enable returned 1; reading k3s's config back" in done.stderr
+    assert valar.calls()[2:7] == ["enable", "status", "systemctl restart k3s", "status", "reencrypt --force --skip"]
+    assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
+
+
+@pytest.mark.parametrize("cut", ["after-enable", "fail-restart", "fail-reencrypt"])
+def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path, cut: str) -> None:
+    """Status says Enabled from the moment `enable` wrote the file, whatever the API server runs and whether anything was
+    rewritten since: a run that ended after `enable` (the step cut right after it, at the restart or at the rewrite)
+    leaves no record, and the next run restarts k3s onto the file and rewrites every Secret under it."""
+    valar = SwitchValar(tmp_path, "disabled")
+    if cut == "after-enable":
+        # What `enable` leaves when the step ends with it: the file written, the API server on the one before, the
+        # Secrets rewritten inline through it.
+        valar.config.write_text(K3S_ENCRYPTION_CONFIG["enabled"])
+        (tmp_path / "rewritten").write_text(K3S_ENCRYPTION_CONFIG["disabled"])
+    else:
+        (tmp_path / cut).touch()
+        first = valar.run(on=True)
+        assert first.returncode == 1
+        assert valar.calls()[2] == "enable"
+    assert (valar.state(), valar.recorded()) == ("enabled", "")
+    again = valar.run(on=True)
+    assert again.returncode == 0, again.stderr
+    calls = valar.calls()
+    assert "enable" not in calls
+    assert calls[-5:] == ["systemctl restart k3s", "status", "reencrypt --force --skip", "status", "status"]
+    assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
+
+
+def test_the_on_step_seals_a_config_that_says_enabled_with_no_record_of_it(tmp_path: Path) -> None:
+    """Enabled with no record (a config k3s made as the flag came, or an enable whose step ended before its rewrite: the
+    same line): k3s restarted onto it and every Secret rewritten, both harmless where they were not needed. Then a
+    run only says so."""
+    valar = SwitchValar(tmp_path, "enabled")
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert valar.calls() == ["status", LIST_SERVERS, "status", "systemctl restart k3s", "status", "reencrypt --force --skip", "status", "status"]
+    assert valar.rewritten() == "enabled"
+    again = valar.run(on=True)
+    assert (again.returncode, valar.calls()) == (0, ["status"])
+    assert "sealed again by an earlier run" in again.stderr
+
+
+def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
+    valar = SwitchValar(tmp_path, "none")
+    done = valar.run(on=True)
+    assert (done.returncode, valar.calls()) == (0, ["status"])
+
+
+def test_a_reencrypt_refused_is_no_rewrite(tmp_path: Path) -> None:
+    """The CLI failed and the stage never read reencrypt_active: nothing says a rewrite ran, so no record is written."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "fail-reencrypt").touch()
+    done = valar.run(on=False)
+    assert done.returncode == 1
+    assert "k3s did not start the rewrite (reencrypt failed and its stage never read reencrypt_active)" in done.stderr
+    assert valar.recorded() == ""
+
+
+# --- A valar's join reads k3s's encryption config before it drops or gives the flag (secrets_guard) ---
+
+
+def guard_join(tmp_path: Path, installed: str, new: str, kept: str, record: str) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
+    """The first valar's join with `installed` as the config k3s runs, `new` as the one sent, k3s's encryption config
+    `kept` (enabled, disabled or none) and the off step's record (`clear`: of that config, `other`: of another one)."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    target = tmp_path / "etc" / "config.yaml"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(installed)
+    encryption, switched = tmp_path / "encryption-config.json", tmp_path / "secrets-switched"
+    if kept != "none":
+        encryption.write_text(K3S_ENCRYPTION_CONFIG[kept])
+    if record:
+        named = encryption if record == "clear" else tmp_path / "members.json"
+        switched.write_text(f"clear {hashlib.sha256(named.read_bytes()).hexdigest() if named.exists() else ''}\n")
+    swaps = {k3s.SECRETS_ENCRYPTION_CONFIG: str(encryption), k3s.SECRETS_SWITCHED: str(switched)}
+    return _join(tmp_path, 0, new, swaps=swaps)
+
+
+WITH_FLAG, WITHOUT_FLAG = "secrets-encryption: true\ntoken: T0K3N\n", "token: T0K3N\n"
+
+
+@pytest.mark.parametrize("record", ["", "other"])
+def test_a_join_that_drops_the_flag_over_secrets_not_proven_clear_stops_before_any_change(tmp_path: Path, record: str) -> None:
+    """A retry of an off-`up` whose ainur-secrets-off failed plans no off step (the output of the failed `up` says off):
+    the join finds k3s running the flag over a config that may seal, with no record of a rewrite in clear under it (or
+    one under another config), and stops before it installs anything or restarts k3s."""
+    (tmp_path / "members.json").write_text("{}")
+    result, calls, target = guard_join(tmp_path, WITH_FLAG, WITHOUT_FLAG, "disabled", record)
+    assert result.returncode == 1
+    assert "this join drops secrets-encryption, and nothing here says every Secret k3s sealed was rewritten in clear" in result.stderr
+    assert (
+        "set iluvatar:ainur.secretsEncryption true and run pulumi up (ainur-secrets-on seals every Secret again), then set it false" in result.stderr
+    )
+    assert calls == ["cloud-init status --wait"]
+    assert target.read_text() == WITH_FLAG
+
+
+@pytest.mark.parametrize(
+    ("installed", "new", "kept", "record"),
+    [
+        (WITH_FLAG, WITHOUT_FLAG, "disabled", "clear"),  # the off step finished here, under this config
+        (WITH_FLAG, WITHOUT_FLAG, "none", ""),  # k3s never made a config: nothing sealed
+        (WITHOUT_FLAG, WITHOUT_FLAG, "disabled", ""),  # the flag already dropped: nothing changes here
+        (WITH_FLAG, WITH_FLAG, "enabled", ""),  # the flag kept
+        (WITHOUT_FLAG, WITH_FLAG, "disabled", ""),  # given back: ainur-secrets-on turns the kept config on after the roll
+        (WITHOUT_FLAG, WITH_FLAG, "none", ""),  # given where k3s makes its config as it starts
+    ],
+)
+def test_a_join_the_switch_allows_goes_on(tmp_path: Path, installed: str, new: str, kept: str, record: str) -> None:
+    result, _, target = guard_join(tmp_path, installed, new, kept, record)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == new
+
+
+def test_only_a_valar_s_join_reads_k3s_s_encryption_config() -> None:
+    stack = load_stack_file(HOMELAB)
+    assert k3s.secrets_guard() in roll.join_script(stack, stack.by_role("valar")[0])
+    assert k3s.secrets_guard() not in roll.join_script(stack, stack.by_role("maiar")[0])
+
+
+def test_the_threat_model_says_what_the_secrets_switch_steps_run() -> None:
+    """docs/security.md's steps for turning k3s's secrets encryption off and back on name each k3s command the two
+    steps run, and the wait after `reencrypt --force --skip` as the steps wait: until the stage is no longer
+    reencrypt_active (k3s puts back the stage it saved, so reencrypt_finished is no sign of the rewrite's end)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    section = " ".join(text.split("## The Ainur's Secrets at rest", 1)[1].split("\n## ", 1)[0].split())
+    for step, script in (("ainur-secrets-off", k3s.secrets_off_script()), ("ainur-secrets-on", k3s.secrets_on_script())):
+        assert f"`{step}`" in section
+        verbs = re.findall(r"k3s secrets-encrypt (status|disable|enable|reencrypt --force --skip)", script)
+        assert verbs and all(f"k3s secrets-encrypt {verb}`" in section for verb in verbs), verbs
+        assert f'[ "$(stage "$now")" != {k3s.SECRETS_ACTIVE} ]' in script
+    assert "waits until the stage is no longer `reencrypt_active`" in section

@@ -807,6 +807,69 @@ def test_headscales_claim_changes_class_only_with_a_backup_to_restore(tmp_path: 
     assert day2.check(without, DeployedArda(), ran) == []
 
 
+# The `storage` output as plans.storage.state writes it: without GitOps no class of either cluster; with it the Ainur's
+# (longhorn only with a Pi's data disk).
+STORAGE_WITHOUT_GITOPS: dict[str, dict[str, object]] = {"cephOsds": {}, "cephRetiring": {}, "classes": {}}
+STORAGE_WITHOUT_LONGHORN = {"cephOsds": {}, "cephRetiring": {}, "classes": {"arda": {"ceph-block": True}, "ainur": {"local-path": True}}}
+STORAGE_WITH_LONGHORN = {"cephOsds": {}, "cephRetiring": {}, "classes": {"arda": {"ceph-block": True}, "ainur": {"longhorn": True}}}
+CLAIMS_MOVE = (
+    "moves the Ainur's claims from {before} to {now}, and Headscale's state claim (protected) cannot change class: it is "
+    "replaced by an empty one, and without iluvatar:backup its state has no backup to restore from, so Headscale would "
+    "start empty and every device join again. Set it back as it was (the claims on {before}), or set iluvatar:backup "
+    "first and move the claim as docs/day2.md#the-ainurs-longhorn-claims-encrypted says (a fresh backup, Headscale scaled down, the "
+    "claim unprotected)"
+)
+
+
+def test_longhorn_arriving_under_headscale_is_said_at_the_key_that_brought_it(tmp_path: Path) -> None:
+    """Longhorn new on the Ainur (GitOps and a Pi's data disk, both needed): at iluvatar:gitops when the last deployment
+    ran without GitOps (its `storage` output lists no class of the Ainur's, or a Pi it recorded among `longhornPis` had
+    its roots on local-path), at the first Longhorn Pi's dataDisks when it ran with GitOps."""
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:remoteAccess": HEADSCALE_ACCESS}, NO_BACKUP)))
+    ran = {"k3sVersion": "v1.35.8+k3s1", "nodes": {}, "secretsEncryption": True, "headscaleClass": "local-path"}
+    move = CLAIMS_MOVE.format(before="local-path", now="longhorn-encrypted")
+    gitops = f"iluvatar:gitops: set (repoUrl https://github.com/example/homelab.git) {move}"
+    assert [str(p) for p in day2.check(stack, DeployedArda(), ran, None, STORAGE_WITHOUT_GITOPS)] == [gitops]
+    assert [str(p) for p in day2.check(stack, DeployedArda(), {**ran, "rootsClass": "local-path", "longhornPis": ["manwe"]})] == [gitops]
+    disks = f"iluvatar:nodes[0].dataDisks: [/dev/nvme0n1] {move}"
+    assert [str(p) for p in day2.check(stack, DeployedArda(), ran, None, STORAGE_WITHOUT_LONGHORN)] == [disks]
+    # The Pis recorded with the roots on Longhorn's side say which Pi's disk is new.
+    assert [p.path for p in day2.check(stack, DeployedArda(), {**ran, "longhornPis": ["manwe"]}, None, STORAGE_WITHOUT_LONGHORN)] == [
+        "iluvatar:nodes[1].dataDisks"
+    ]
+
+
+def test_outputs_before_the_claims_class_was_recorded_say_whether_longhorn_ran(tmp_path: Path) -> None:
+    """From outputs without `headscaleClass`, Longhorn coming or going is read from the `storage` output's classes, else
+    from the netbooted roots' class; a move between Longhorn's two classes cannot be told from them."""
+    for sub in "ab":
+        (tmp_path / sub).mkdir()
+    longhorn = load_stack_file(write_stack(tmp_path / "a", edit(homelab_doc(), {"iluvatar:remoteAccess": HEADSCALE_ACCESS}, NO_BACKUP)))
+    without = {
+        "iluvatar:remoteAccess": HEADSCALE_ACCESS,
+        "iluvatar:nodes[0].dataDisks": [],
+        "iluvatar:nodes[1].dataDisks": [],
+        "iluvatar:nodes[2].dataDisks": [],
+        "iluvatar:storage.ainur.defaultClass": "local-path",
+    }
+    local = load_stack_file(write_stack(tmp_path / "b", edit(homelab_doc(), without, NO_BACKUP)))
+    old = {"k3sVersion": "v1.35.8+k3s1", "nodes": {}, "secretsEncryption": True}
+    arrives = (
+        f"iluvatar:gitops: set (repoUrl https://github.com/example/homelab.git) {CLAIMS_MOVE.format(before='local-path', now='longhorn-encrypted')}"
+    )
+    assert [str(p) for p in day2.check(longhorn, DeployedArda(), old, None, STORAGE_WITHOUT_GITOPS)] == [arrives]
+    assert [p.path for p in day2.check(longhorn, DeployedArda(), {**old, "rootsClass": "local-path"})] == ["iluvatar:nodes[0].dataDisks"]
+    leaves = "iluvatar:nodes: with no Pi that boots from its card holding dataDisks " + CLAIMS_MOVE.format(
+        before="longhorn or longhorn-encrypted", now="local-path"
+    )
+    assert [str(p) for p in day2.check(local, DeployedArda(), old, None, STORAGE_WITH_LONGHORN)] == [leaves]
+    assert [str(p) for p in day2.check(local, DeployedArda(), {**old, "rootsClass": "pi-roots"})] == [leaves]
+    # Longhorn ran and runs: which of its classes the claim is on, these outputs do not say.
+    assert day2.check(longhorn, DeployedArda(), old, None, STORAGE_WITH_LONGHORN) == []
+    assert day2.check(local, DeployedArda(), old, None, STORAGE_WITHOUT_LONGHORN) == []
+    assert day2.check(local, DeployedArda(), old) == []
+
+
 def test_ardas_networks_are_recorded_and_kept(tmp_path: Path) -> None:
     """The `arda` output records the subnets Talos runs (the last patch to set each, else its defaults); a change against
     the record is refused at the patch that makes it; nothing on a first deployment or from outputs without the record."""

@@ -16,6 +16,7 @@ from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, UNDECRYPTED, _decode
 from stacks.secrets import Secure
 from stacks.storage import Deployed
 from tests.edit import HOMELAB, homelab_stack_file
+from tests.stacks.test_day2 import HEADSCALE_ACCESS
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -278,6 +279,31 @@ def test_load_refuses_a_change_against_what_runs() -> None:
         "  iluvatar:ainur.k3sVersion: v1.35.8+k3s1 is older than v1.35.9+k3s1, which the Ainur run; k3s cannot be downgraded "
         "(docs/day2.md#upgrading-k3s-on-the-ainur)",
     ]
+
+
+def test_load_reads_the_ainurs_classes_from_the_storage_output() -> None:
+    """An `ainur` output from before the claims' class was recorded: the `storage` output's classes (none: the last
+    deployment ran without GitOps) say the claims were on local-path, so Longhorn arriving under Headscale's claim, with
+    no backup to restore it from, is refused at the key that brought it."""
+    cfg = _config(**{"iluvatar:remoteAccess": json.dumps(HEADSCALE_ACCESS)})
+    for key in ("iluvatar:backup", "iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey"):
+        del cfg[key]
+    apps = json.loads(cfg["iluvatar:apps"])
+    for app in apps:
+        app.pop("backup", None)
+    cfg["iluvatar:apps"] = json.dumps(apps)
+    ran = {**AINUR_RAN, "k3sVersion": "v1.35.8+k3s1", "secretsEncryption": True}
+    _answering({"ainur": ran, "storage": {"cephOsds": {}, "cephRetiring": {}, "classes": {}}})
+    pulumi.runtime.set_all_config(cfg, SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert (
+        str(err.value)
+        .splitlines()[1]
+        .startswith(
+            "  iluvatar:gitops: set (repoUrl https://github.com/example/homelab.git) moves the Ainur's claims from local-path to longhorn-encrypted, "
+        )
+    )
 
 
 def test_load_reads_an_older_deployments_service_address_from_its_dnsmasq_config() -> None:
