@@ -2,7 +2,8 @@
 
 Each rule is neutralised in turn, in a scratch copy of the tree, and every broken-stack fixture
 test is run against it: each `tests/fixtures/<name>_stacks.yaml` of mistaken stacks (the homelab's
-`invalid_stacks.yaml`, `own_lan_stacks.yaml` for a LAN of its own; not `valid_stacks.yaml`) has its
+`invalid_stacks.yaml`, `own_lan_stacks.yaml` for a LAN of its own, `warned_stacks.yaml` for the
+homelab's valid stacks that warn; not `valid_stacks.yaml`) has its
 test `tests/stacks/test_<name>_stacks.py`, which pins every problem line exactly. A rule whose removal
 leaves them all green has no fixture, and is listed.
 
@@ -29,7 +30,10 @@ What counts as a rule, and how it is neutralised:
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`);
 - `stacks/addresses.py` (the one table of every layer's fixed address): its rules;
 - `stacks/day2.py` (changes refused against the last deployment; its fixtures carry the `arda` and `ainur` outputs):
-  its rules.
+  its rules;
+- `stacks/warn.py` (what a valid stack most likely does not mean): each warning, which its fixtures
+  (`tests/fixtures/warned_stacks.yaml`, each a valid stack and its exact `warn` lines) then miss.
+A `yield Problem(...)` or `yield from helper(...)` becomes `yield from ()`, which keeps its function a generator.
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
 the rule's location, e.g. `rules.py:1`). Exit status 1 when a rule is uncovered. About 5 minutes
@@ -99,6 +103,7 @@ RULE_FILES = (
     "stacks/addresses.py",
     "stacks/encryption.py",
     "stacks/day2.py",
+    "stacks/warn.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -187,6 +192,15 @@ def _statement_rules(file: str, source: str) -> Iterator[Rule]:
                     yield Rule.over(file, stmt.value.elts[0], "[]", _short(source, stmt))
                 elif isinstance(stmt, ast.Return) and stmt.value is not None and _calls(stmt.value, "Problem"):
                     yield Rule.over(file, stmt, "return []", _short(source, stmt))
+                elif (
+                    isinstance(stmt, ast.Expr)
+                    and isinstance(stmt.value, (ast.Yield, ast.YieldFrom))
+                    and (_calls(stmt, "Problem") or _adds_problems(stmt))
+                ):
+                    # `yield Problem(...)` / `yield from helper(...)`: yields nothing instead. A bare `pass` in a generator
+                    # whose only yield it was would turn it into a function returning None, and its caller's `yield from`
+                    # or `list()` would crash: a crash reads as a covered rule.
+                    yield Rule.over(file, stmt, "yield from ()", _short(source, stmt))
                 elif isinstance(stmt, (ast.Expr, ast.AugAssign)) and (_calls(stmt, "Problem") or _adds_problems(stmt)):
                     yield Rule.over(file, stmt, "pass", _short(source, stmt))
 
@@ -250,6 +264,7 @@ def discover() -> list[Rule]:
             "stacks/netboot_mode.py",
             "stacks/addresses.py",
             "stacks/day2.py",
+            "stacks/warn.py",
         ):
             rules += _statement_rules(file, source)
         elif file in ("stacks/data.py", "stacks/logs.py"):

@@ -845,7 +845,8 @@ def _control_plane_addresses(stack: StackConfig, deployed: DeployedArda) -> list
         Problem(
             f"iluvatar:nodes[{i}].ip",
             f"{node.ip}: a second control plane's address change in one run (nodes[{j}] {first.name} moves too); change "
-            "one control plane's address per run (docs/day2.md#a-changed-address)",
+            f"one control plane's address per run: write {was[node.mac]} back for this one, and {node.ip} in the next "
+            "(docs/day2.md#a-changed-address)",
         )
         for i, node in moved[1:]
     ]
@@ -884,7 +885,8 @@ def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 Problem(
                     KUBERNETES,
                     f"changes from {before} to {arda.kubernetes_version} in the same run as arda.talosVersion ({deployed.talos_version} to "
-                    f"{arda.talos_version}); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
+                    f"{arda.talos_version}); upgrade Talos first, then Kubernetes: keep {before} for this run, and write "
+                    f"{arda.kubernetes_version} in the next (docs/day2.md#upgrading-kubernetes)",
                 )
             )
     kubernetes_refused = len(problems) > ruled
@@ -897,7 +899,8 @@ def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 KUBERNETES,
                 f"changes from {before} to {arda.kubernetes_version} in the same run as control plane(s) {names} leave the inventory: "
                 f"the upgrade moves only the machines in it, so {names} would serve the API at {before} while the kubelets go to "
-                f"{arda.kubernetes_version}; take {names} out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
+                f"{arda.kubernetes_version}; take {names} out first (one pulumi up, keeping {before}), then write {arda.kubernetes_version} "
+                "(docs/day2.md#upgrading-kubernetes)",
             )
         )
     return problems
@@ -928,14 +931,11 @@ def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> tuple[l
     try:
         hops = releases.talos_path(deployed.talos_version, running_kubernetes, target, kubernetes)
     except releases.PathError as e:
-        return [Problem(TALOS, f"{target} cannot be rolled out: {e} (docs/day2.md#across-talos-minors)")], False
-    host = deployed.talos_version
-    for hop in hops:
-        if hop.talos is None:
-            continue
-        if (why := talos_upgrade_problem(hop.talos, host)) is not None:
-            return [Problem(TALOS, f"{target} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)")], False
-        host = hop.talos
+        fix = _path_fix(target, deployed.talos_version)
+        return [Problem(TALOS, f"{target} cannot be rolled out: {e}{fix} (docs/day2.md#across-talos-minors)")], False
+    # Each roll of the path is one machinery allows (talos_upgrade_problem): every minor of the table installs over the
+    # releases of the two minors before it and below the two after, and a path rolls one minor at a time, so no roll of
+    # it is refused; tests/stacks/test_day2.py holds every path over the table's releases to that rule.
     steps = releases.kubernetes_steps(hops)
     if not steps or steps[-1] == kubernetes:
         return [], bool(steps)
@@ -949,6 +949,17 @@ def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> tuple[l
             "in the next (docs/day2.md#across-talos-minors)",
         )
     ], True
+
+
+def _path_fix(target: str, running: str) -> str:
+    """What to write where no path leads from the Talos Arda runs to `target` and stacks.releases.talos_path's reason
+    does not already say it: the running release back for a minor rolled back. (A running minor older or newer than the
+    table's is said with its way out by talos_path itself; the other reasons are Kubernetes releases no Talos on the
+    way runs, which the static rules refuse first.)"""
+    minor = releases.minor_of(running)
+    if releases.TALOS_MINORS[0].minor <= minor <= releases.TALOS_MINORS[-1].minor and releases.minor_of(target) < minor:
+        return f"; write {running} back, or a newer release"
+    return ""
 
 
 def leaving_control_planes(stack: StackConfig, deployed: DeployedArda) -> list[str]:

@@ -99,7 +99,7 @@ def test_both_stacks_are_valid_once_their_secrets_are_set(tmp_path: Path) -> Non
 
 
 def test_validate_prints_a_warning_and_still_passes(tmp_path: Path) -> None:
-    # stacks.warn: both day fields restricted run on either (tests/stacks/test_warn.py pins every warning).
+    # stacks.warn: both day fields restricted run on either (tests/fixtures/warned_stacks.yaml pins every warning).
     path = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:apps[0].backup.schedule": "0 2 1-7 * 6"}), stack="homelab")
     result = run("validate", str(path))
     assert (result.returncode, result.stderr) == (0, "")

@@ -26,9 +26,13 @@ rule_coverage = _module()
 
 
 def test_every_fixture_of_mistaken_stacks_is_run() -> None:
-    # The own-LAN fixtures hold rules the homelab's cannot show (a Pi image past its support): without them those
-    # rules would be listed as uncovered.
-    assert rule_coverage.FIXTURE_TESTS == ("tests/stacks/test_invalid_stacks.py", "tests/stacks/test_own_lan_stacks.py")
+    # The own-LAN fixtures hold rules the homelab's cannot show (a Pi image past its support), and the warned ones the
+    # warnings: without them those rules would be listed as uncovered.
+    assert rule_coverage.FIXTURE_TESTS == (
+        "tests/stacks/test_invalid_stacks.py",
+        "tests/stacks/test_own_lan_stacks.py",
+        "tests/stacks/test_warned_stacks.py",
+    )
 
 
 def test_a_fixture_without_its_test_is_an_error(tmp_path: Path) -> None:
@@ -72,3 +76,16 @@ def test_day2_rules_are_tried_and_a_tuple_return_keeps_its_shape() -> None:
     source = "def f(x):\n    if x:\n        return [Problem('p', 'm')], False\n    return [], True\n"
     [rule] = list(rule_coverage._statement_rules("stacks/day2.py", source))
     assert rule.apply(source).splitlines()[2] == "        return [], False"
+
+
+def test_a_yield_is_neutralised_by_yielding_nothing_so_its_function_stays_a_generator() -> None:
+    """A `pass` for the only `yield` of a function makes it return None, and its caller's `yield from` crashes: every
+    fixture then fails, so the rule would read as covered whatever the fixtures. The warnings are such generators."""
+    assert "stacks/warn.py" in rule_coverage.RULE_FILES
+    source = "def _one(x):\n    if x:\n        yield Problem('p', 'm')\ndef warnings(x):\n    yield from _one(x)\n    problems += other(x)\n"
+    rules = list(rule_coverage._statement_rules("stacks/warn.py", source))
+    assert sorted((r.start, r.replacement) for r in rules) == [(3, "yield from ()"), (5, "yield from ()"), (6, "pass")]
+    neutralised = next(r for r in rules if r.start == 3).apply(source)
+    namespace: dict[str, object] = {"Problem": None}
+    exec(compile(neutralised.split("def warnings")[0], "<rule>", "exec"), namespace)  # noqa: S102 - the test's own source
+    assert list(namespace["_one"](True)) == []  # type: ignore[operator]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from plans import rollout
-from stacks import day2, load_stack_file, storage
+from stacks import day2, load_stack_file, releases, storage
 from stacks.day2 import DeployedArda, installed
 from stacks.model import StackConfig
 from stacks.rules import TALOS_KUBERNETES
@@ -46,8 +46,8 @@ def _stack(tmp_path: Path, **changes: str) -> StackConfig:
 RUNNING = day2.DeployedArda.from_output({"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {}})
 SAME_RUN = (
     "iluvatar:arda.kubernetesVersion",
-    "changes from v1.35.1 to v1.36.0 in the same run as arda.talosVersion (v1.13.0 to v1.14.1); upgrade Talos first, then Kubernetes "
-    "(docs/day2.md#upgrading-kubernetes)",
+    "changes from v1.35.1 to v1.36.0 in the same run as arda.talosVersion (v1.13.0 to v1.14.1); upgrade Talos first, then Kubernetes: "
+    "keep v1.35.1 for this run, and write v1.36.0 in the next (docs/day2.md#upgrading-kubernetes)",
 )
 
 
@@ -141,8 +141,20 @@ def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> N
             [
                 (
                     "iluvatar:arda.talosVersion",
-                    "v1.13.9 cannot be rolled out: Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back "
-                    "(docs/day2.md#across-talos-minors)",
+                    "v1.13.9 cannot be rolled out: Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back; "
+                    "write v1.14.1 back, or a newer release (docs/day2.md#across-talos-minors)",
+                )
+            ],
+        ),
+        # A Talos newer than the table knows runs (an Iluvatar newer than this one deployed it): that Iluvatar's.
+        (
+            ("v1.15.2", "v1.35.1"),
+            {},
+            [
+                (
+                    "iluvatar:arda.talosVersion",
+                    "v1.14.1 cannot be rolled out: Arda runs Talos v1.15.2, newer than any minor this version of Iluvatar's table knows (it "
+                    "knows v1.12 to v1.14); manage it with an Iluvatar that knows v1.15 (docs/day2.md#across-talos-minors)",
                 )
             ],
         ),
@@ -167,7 +179,7 @@ def test_a_kubernetes_upgrade_in_the_run_a_control_plane_leaves_is_refused(tmp_p
             "iluvatar:arda.kubernetesVersion",
             "changes from v1.35.1 to v1.36.0 in the same run as control plane(s) formenos leave the inventory: the upgrade moves only the "
             "machines in it, so formenos would serve the API at v1.35.1 while the kubelets go to v1.36.0; take formenos out first (one "
-            "pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
+            "pulumi up, keeping v1.35.1), then write v1.36.0 (docs/day2.md#upgrading-kubernetes)",
         )
     ]
     # A worker leaving, a control plane renamed (the same MAC), or no Kubernetes change: nothing to refuse.
@@ -180,9 +192,35 @@ def test_a_kubernetes_upgrade_in_the_run_a_control_plane_leaves_is_refused(tmp_p
     assert day2.check(_stack(tmp_path), day2.DeployedArda.from_output({**leaving.output, "kubernetesVersion": "v1.35.1"})) == []
 
 
+def test_every_roll_of_every_path_is_one_machinery_allows() -> None:
+    """Why _talos_path checks no roll against machinery's rule: every path over the table's releases (each minor's
+    first patches, those around the newest a path goes through, and a later one; the Kubernetes minors the running Talos
+    runs) rolls one minor at a time, and every minor installs over the two before it and below the two after. A table
+    row that broke this fails here."""
+    talos = [
+        f"v{row.minor[0]}.{row.minor[1]}.{patch}"
+        for row in releases.TALOS_MINORS
+        for patch in sorted({0, 1, 30} | {releases.release(row.newest)[2] + d for d in (-1, 0, 1)})
+    ]
+    paths = 0
+    for running, target in itertools.product(talos, talos):
+        low, high = releases.BY_MINOR[releases.minor_of(running)].kubernetes
+        for kube, wanted in itertools.product(range(low, high + 1), range(low, high + 3)):
+            try:
+                hops = releases.talos_path(running, f"v1.{kube}.0", target, f"v1.{wanted}.0")
+            except releases.PathError:
+                continue
+            paths += 1
+            host = running
+            for hop in hops:
+                if hop.talos is not None:
+                    assert day2.talos_upgrade_problem(hop.talos, host) is None, (running, target, kube, wanted, str(hop))
+                    host = hop.talos
+    assert paths > 1000
+
+
 def test_a_talos_the_running_machines_cannot_reach_is_refused(tmp_path: Path) -> None:
-    """Machinery's own rule, as day2.talos_upgrade_problem applies it to each roll of a path (here a table that let a
-    minor upgrade from too new a release: the roll is refused, not the path's arithmetic)."""
+    """Machinery's own rule (day2.talos_upgrade_problem), which every roll of a path obeys (above)."""
     assert day2.talos_upgrade_problem("v1.13.0", "v1.10.4") == "Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4"
     assert day2.talos_upgrade_problem("v1.13.0", "v1.15.0") == "Talos 1.13 cannot be installed over v1.15.0, which is 1.15 or newer"
     assert day2.talos_upgrade_problem("v1.14.1", "v1.12.4") is None
@@ -320,7 +358,7 @@ def test_one_control_planes_address_changes_per_run(tmp_path: Path) -> None:
         (
             "iluvatar:nodes[4].ip",
             "192.168.0.25: a second control plane's address change in one run (nodes[3] taniquetil moves too); change one control "
-            "plane's address per run (docs/day2.md#a-changed-address)",
+            "plane's address per run: write 192.168.0.22 back for this one, and 192.168.0.25 in the next (docs/day2.md#a-changed-address)",
         )
     ]
     # An output written before addresses were kept (no `ip`) says nothing moved: no move, so no problem.
@@ -399,7 +437,7 @@ def test_two_control_planes_leaving_are_named_together(tmp_path: Path) -> None:
     assert [p.message for p in problems] == [
         "changes from v1.35.1 to v1.36.0 in the same run as control plane(s) eressea, numenor leave the inventory: the upgrade moves "
         "only the machines in it, so eressea, numenor would serve the API at v1.35.1 while the kubelets go to v1.36.0; take eressea, "
-        "numenor out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)"
+        "numenor out first (one pulumi up, keeping v1.35.1), then write v1.36.0 (docs/day2.md#upgrading-kubernetes)"
     ]
 
 

@@ -51,6 +51,12 @@ def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Pat
     assert err.value.report().splitlines()[0] == f"{path}: {count} problem{'' if count == 1 else 's'}:"
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if "arda" in c or "ainur" in c], ids=lambda c: c["name"])
+def test_a_day2_case_carries_outputs_preview_reads(case: dict[str, Any]) -> None:
+    # Outputs as a deployment writes them: `pulumi preview` and `render --previous` refuse unreadable ones before any rule.
+    assert day2.unreadable({key: case[key] for key in ("arda", "ainur") if key in case}) is None
+
+
 def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
     case = next(c for c in CASES if c["name"] == "token-in-plain-text")
     path = write_stack(tmp_path, edit(homelab_doc(), case["set"]))
