@@ -1075,8 +1075,24 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 SECRETS_DISABLED = "Encryption Status: Disabled"
 SECRETS_NEVER = "no configuration file found"
 # The step's record on the first valar: `clear <sha256>` or `sealed <sha256>` of SECRETS_ENCRYPTION_CONFIG once a switch
-# is done, `switching to clear|sealed` from before a switch changes anything until then.
-SECRETS_SWITCHED = "/var/lib/rancher/iluvatar/secrets-switched"
+# is done, `switching to clear|sealed` from before a switch changes anything until then. In a directory of its own,
+# root's alone (0700): its parent also holds METRICS_DIR, which node-exporter's textfile collector reads as uid 65534
+# with every capability dropped (plans.monitoring), so the parent keeps the mode `mkdir -p` and the k3s step's
+# `os.makedirs` gave it under root's umask (0755), and no script here sets it.
+SECRETS_RECORD_DIR = "/var/lib/rancher/iluvatar/secrets"
+SECRETS_SWITCHED = f"{SECRETS_RECORD_DIR}/switched"
+# Where the record was kept before it had a directory of its own: the steps that wrote it there set the parent to 0700
+# (`install -d -m 0700` changes an existing directory's mode), which left the textfile directory unreadable to
+# node-exporter. Each switch moves such a record into SECRETS_RECORD_DIR and gives the parent back its 0755; the join's
+# guard reads either.
+SECRETS_SWITCHED_BEFORE = "/var/lib/rancher/iluvatar/secrets-switched"
+SECRETS_RECORD_MOVED = f"""if sudo test -f {SECRETS_SWITCHED_BEFORE}; then
+  sudo install -d -m 0700 {SECRETS_RECORD_DIR}
+  sudo test -e {SECRETS_SWITCHED} || sudo mv {SECRETS_SWITCHED_BEFORE} {SECRETS_SWITCHED}
+  sudo rm -f {SECRETS_SWITCHED_BEFORE}
+  sudo chmod 0755 {SECRETS_RECORD_DIR.rsplit("/", 1)[0]}
+fi
+"""
 # ainur-secrets-on is in the program whenever the stack asks for secrets encryption, not only in the `up` that turns it
 # back on (components.ainur): so it runs on every Ainur with the flag, a fresh one included, once. Where k3s made its
 # config itself as it started with the flag, its API server has run that config from its start and no restart is
@@ -1131,7 +1147,7 @@ def secrets_guard(config_path: str = CONFIG_PATH) -> str:
     `up` that fails or is cut short before it finishes leaves it to the next `up` (components.ainur)."""
     flag = "secrets-encryption: true"
     return f"""if ! grep -qx '{flag}' "$new" && sudo grep -qx '{flag}' {config_path} 2>/dev/null && sudo test -s {SECRETS_ENCRYPTION_CONFIG} \
-  && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
+  && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || sudo cat {SECRETS_SWITCHED_BEFORE} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
   echo "iluvatar: $(hostname): this join drops secrets-encryption, and nothing here says every Secret k3s sealed was rewritten in clear under the config k3s runs (ainur-{SECRETS_OFF_STEP} did not finish here): an API server without the flag reads no sealed Secret, so k3s keeps the flag. This up plans no ainur-{SECRETS_OFF_STEP} because the last deployment's output says the Ainur ran without it; to get it, set iluvatar:ainur.secretsEncryption true and run pulumi up (ainur-{SECRETS_ON_STEP} seals every Secret again), then set it false and run pulumi up" >&2
   exit 1
 fi
@@ -1198,7 +1214,7 @@ has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
 digest() {{ sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1; }}
 made() {{ [ "$(printf '%s\n' "$1" | grep -c 'AES-CBC' || true)" = 1 ] && printf '%s\n' "$1" | grep -q ' {KEY_NAME}[[:space:]]*$'; }}
 end=$(( $(date +%s) + {timeout} ))
-{absent}until now=$(status); do
+{SECRETS_RECORD_MOVED}{absent}until now=$(status); do
   if [ "$(date +%s)" -ge "$end" ]; then
     echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; {said["after"]} (look with: sudo k3s secrets-encrypt status)" >&2
     exit 1
@@ -1220,7 +1236,7 @@ if [ "$servers" -gt 1 ]; then
   exit 1
 fi
 {fresh}# Before anything changes: a run cut short from here on leaves this mark, never no record (FRESH_STAGE's comment).
-sudo install -d -m 0700 {SECRETS_SWITCHED.rsplit("/", 1)[0]}
+sudo install -d -m 0700 {SECRETS_RECORD_DIR}
 echo "switching to {record}" | sudo tee {SECRETS_SWITCHED} >/dev/null
 if has "$now" '{wrong}'; then
   echo "iluvatar: $(hostname): {said["start"]}" >&2
@@ -1266,7 +1282,7 @@ until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && [ "$seen" = 
   sleep {poll}
 done
 has "$now" '{want}' && [ "$(digest)" = "$was" ] || {{ echo "iluvatar: $(hostname): k3s's config changed during the rewrite; k3s says: $now; {said["after"]}" >&2; exit 1; }}
-sudo install -d -m 0700 {SECRETS_SWITCHED.rsplit("/", 1)[0]}
+sudo install -d -m 0700 {SECRETS_RECORD_DIR}
 printf '{record} %s\n' "$(digest)" | sudo tee {SECRETS_SWITCHED} >/dev/null
 echo "iluvatar: $(hostname): {said["done"]}" >&2
 {snapshots}"""

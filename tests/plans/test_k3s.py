@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -1721,7 +1722,14 @@ class SwitchValar:
         self.dir = tmp_path
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        self.config, self.mark = tmp_path / "encryption-config.json", tmp_path / "switched"
+        self.config = tmp_path / "encryption-config.json"
+        # /var/lib/rancher/iluvatar as the k3s step leaves it: made by `mkdir -p` under root's umask, with node-exporter's
+        # textfile directory in it.
+        self.iluvatar = tmp_path / "iluvatar"
+        (self.iluvatar / "metrics").mkdir(parents=True)
+        for folder in (self.iluvatar, self.iluvatar / "metrics"):
+            folder.chmod(0o755)
+        self.mark = self.iluvatar / "secrets" / "switched"
         self.log = tmp_path / "log"
         (tmp_path / "stage").write_text("reencrypt_finished\n")
         (tmp_path / "servers").write_text("".join(f"node/valar{i}\n" for i in range(servers)))
@@ -1779,10 +1787,8 @@ esac
 
     def run(self, on: bool) -> subprocess.CompletedProcess[str]:
         script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
-        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(self.config)).replace(k3s.SECRETS_SWITCHED, str(self.mark))
-        script = script.replace(k3s.SECRETS_SWITCHED.rsplit("/", 1)[0], str(self.dir)).replace(
-            k3s.SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0], str(self.dir)
-        )
+        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(self.config)).replace("/var/lib/rancher/iluvatar", str(self.iluvatar))
+        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0], str(self.dir))
         env = {"PATH": f"{self.bin}:/usr/bin:/bin"}
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
@@ -1793,6 +1799,11 @@ esac
 
     def state(self) -> str:
         return "none" if not self.config.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == self.config.read_text())
+
+    def record(self, text: str) -> None:
+        """The step's record as an earlier run left it."""
+        self.mark.parent.mkdir(mode=0o700, exist_ok=True)
+        self.mark.write_text(text)
 
     def recorded(self) -> str:
         return self.mark.read_text() if self.mark.exists() else ""
@@ -1932,7 +1943,7 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
     if cut == "after-enable":
         # What `enable` leaves when the step ends with it: its mark written before it, the file written, the API server
         # on the one before, the Secrets rewritten inline through it.
-        valar.mark.write_text("switching to sealed\n")
+        valar.record("switching to sealed\n")
         valar.config.write_text(K3S_ENCRYPTION_CONFIG["enabled"])
         (tmp_path / "rewritten").write_text(K3S_ENCRYPTION_CONFIG["disabled"])
     else:
@@ -1992,7 +2003,7 @@ def test_the_on_step_restarts_k3s_over_any_config_k3s_did_not_make_as_it_started
     (tmp_path / "stage").write_text("start\n" if sign != "stage" else "reencrypt_finished\n")
     (tmp_path / "loaded").write_text(K3S_ENCRYPTION_CONFIG["disabled"])  # what the API server may still run
     if sign == "mark":
-        valar.mark.write_text("switching to sealed\n")
+        valar.record("switching to sealed\n")
     if sign == "rotated":
         (tmp_path / "row-active").write_text(" *      AES-CBC   AES-CBC aescbckey-2026-11-27T13:00:00Z\n")
     done = valar.run(on=True)
@@ -2008,6 +2019,36 @@ def test_a_switch_marks_the_valar_before_its_verb(tmp_path: Path) -> None:
         mark = script.index(f'echo "switching to {record}" | sudo tee {k3s.SECRETS_SWITCHED}')
         assert mark < script.index(f"k3s secrets-encrypt {'enable' if on else 'disable'} >&2")
         assert mark < script.index("systemctl restart k3s")
+
+
+def modes(valar: SwitchValar) -> dict[str, int]:
+    return {str(p.relative_to(valar.iluvatar)): stat.S_IMODE(p.stat().st_mode) for p in (valar.iluvatar, *sorted(valar.iluvatar.rglob("*")))}
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_record_has_a_directory_of_its_own_and_the_textfile_directory_stays_readable(tmp_path: Path, on: bool) -> None:
+    """node-exporter reads METRICS_DIR, inside the record's parent, as uid 65534 (plans.monitoring): the switch keeps
+    its record in a 0700 directory of its own and leaves the parent as `mkdir -p` made it, so that "others" may still
+    traverse it and read the textfile directory."""
+    valar = SwitchValar(tmp_path, "disabled" if on else "enabled")
+    done = valar.run(on=on)
+    assert done.returncode == 0, done.stderr
+    assert modes(valar) == {".": 0o755, "metrics": 0o755, "secrets": 0o700, "secrets/switched": modes(valar)["secrets/switched"]}
+    assert valar.recorded() == f"{'sealed' if on else 'clear'} {digest(valar.config)}\n"
+
+
+def test_a_record_where_an_older_step_kept_it_is_moved_and_the_parent_given_back_its_mode(tmp_path: Path) -> None:
+    """An older step kept the record beside the textfile directory and set their parent to 0700: the next switch moves
+    the record into its own directory and gives the parent back 0755, so node-exporter reads the certificates' ends
+    again; the record moved still counts (here: the Secrets already in clear, nothing run)."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (valar.iluvatar / "secrets-switched").write_text(f"clear {digest(valar.config)}\n")
+    valar.iluvatar.chmod(0o700)
+    done = valar.run(on=False)
+    assert done.returncode == 0, done.stderr
+    assert valar.calls() == ["status"]
+    assert valar.recorded() == f"clear {digest(valar.config)}\n"
+    assert {k: v for k, v in modes(valar).items() if k != "secrets/switched"} == {".": 0o755, "metrics": 0o755, "secrets": 0o700}
 
 
 def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
