@@ -970,6 +970,16 @@ SECRETS_ACTIVE = "reencrypt_active"
 KEY_NAME = "aescbckey"
 
 
+# The rewrite step leaves the on step's record (SECRETS_SWITCHED, below) naming the config it ends with, so that a later
+# run of the on step (its command changed in a new release, a new SSH key, the flag given back after an off-`up` that
+# did not finish) finds `sealed <the config k3s has>` and stops after one status, with no restart of the only valar:
+# - after its own rotation: rotate-keys waits for every API server to load the new config before it rewrites
+#   (encryptionRotateKeys, WaitForEncryptionConfigReload), and a rewrite resumed with `reencrypt --force` follows a
+#   restart of k3s, which loads the file; either way every Secret is then sealed under a config the API server runs;
+# - at its "already rewritten" exit only over a record that says `sealed` already: the on step finished under an
+#   earlier config and every switch marks the record before its verb, so what changed the config since is a rotation.
+
+
 def secrets_rewrite_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
     """Run on the first valar once every valar runs with `secrets-encryption`: rewrite the Secrets written before it, so
     none stays in clear in the datastore or a later snapshot. Safe to run again: from `reencrypt_finished` with one key it
@@ -978,8 +988,10 @@ def secrets_rewrite_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll:
 status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
 keys() {{ printf '%s\n' "$1" | grep -c '{KEY_NAME}' || true; }}
+digest() {{ sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1; }}
+sealed() {{ was=$(digest); sudo install -d -m 0700 {SECRETS_RECORD_DIR}; printf 'sealed %s\n' "$was" | sudo tee {SECRETS_SWITCHED} >/dev/null; }}
 end=$(( $(date +%s) + {timeout} ))
-# Every server restarted with the config and on the same key (rotate-keys refuses otherwise), and no rewrite under way.
+{SECRETS_RECORD_MOVED}# Every server restarted with the config and on the same key (rotate-keys refuses otherwise), and no rewrite under way.
 until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
   if [ "$(date +%s)" -ge "$end" ]; then
     if [ "$(stage "${{now:-}}")" = {SECRETS_ACTIVE} ]; then
@@ -993,6 +1005,8 @@ until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' &&
 done
 if [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ]; then
   echo "iluvatar: $(hostname): the Ainur's Secrets are already rewritten under k3s's key" >&2
+  # Sealed under an earlier config by the on step, and rotated since by this step (the comment above secrets_rewrite_script).
+  case "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" in "sealed "*) sealed ;; esac
   exit 0
 fi
 if [ "$(keys "$now")" -gt 1 ]; then
@@ -1024,6 +1038,7 @@ until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now
   fi
   sleep {poll}
 done
+sealed
 echo "iluvatar: $(hostname): every Secret of the Ainur is sealed under k3s's key" >&2
 echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 """

@@ -125,6 +125,17 @@ K3S_STATUS = {
 }
 
 
+def on_the_valar(script: str, tmp_path: Path, config: Path) -> str:
+    """A script for the first valar with its paths under tmp_path: the digest of k3s's encryption config read from
+    `config` (the advice it prints keeps the real path), and /var/lib/rancher/iluvatar, where the switch's record lives,
+    as tmp_path/iluvatar."""
+    read = f"digest() {{ sudo sha256sum {k3s.SECRETS_ENCRYPTION_CONFIG} |"
+    assert read in script
+    return script.replace(read, read.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(config))).replace(
+        "/var/lib/rancher/iluvatar", str(tmp_path / "iluvatar")
+    )
+
+
 def run_rewrite(tmp_path: Path, answers: list[str], rotate_to: str | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The rewrite script against a stand-in `k3s` whose `secrets-encrypt status` gives `answers` in turn (the last one
     from then on), and whose `rotate-keys` moves it to `rotate_to` (k3s's encryptionRotateKeys ends at reencrypt_finished)."""
@@ -152,7 +163,8 @@ esac
     )
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    script = k3s.secrets_rewrite_script(timeout=3, poll=0)
+    (tmp_path / "encryption-config.json").write_text(K3S_ENCRYPTION_CONFIG["enabled"])
+    script = on_the_valar(k3s.secrets_rewrite_script(timeout=3, poll=0), tmp_path, tmp_path / "encryption-config.json")
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60)
     return done, log.read_text().splitlines() if log.exists() else []
 
@@ -218,7 +230,8 @@ class LabValar:
         return subprocess.run(["k3s", "secrets-encrypt", "status"], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}).stdout
 
     def rewrite(self) -> subprocess.CompletedProcess[str]:
-        script = k3s.secrets_rewrite_script(timeout=2, poll=0)
+        # k3s's encryption config is the stand-in's list of keys: its digest changes with every rotation, as the file's.
+        script = on_the_valar(k3s.secrets_rewrite_script(timeout=2, poll=0), self.state.parent, self.state / "secrets-keys")
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}, timeout=60)
 
     def asked(self) -> list[str]:
@@ -1701,6 +1714,8 @@ OFF_INACTIVE_ROW = "        AES-CBC   AES-CBC aescbckey\n"
 K3S_ENCRYPTION_CONFIG = {
     "enabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}},{"identity":{}}]}]}',
     "disabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"identity":{}},{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}}]}]}',
+    # After rotate-keys: the new key alone (AppendNewEncryptionKey's name, reencryptAndRemoveKey's drop of the old).
+    "rotated": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"aescbc":{"keys":[{"name":"aescbckey-2026-11-27T13:00:00Z","secret":"R"}]}},{"identity":{}}]}]}',
 }
 
 
@@ -1716,6 +1731,8 @@ class SwitchValar:
       goroutine's reencryptAndRemoveKey with skip, BootstrapEncryptionHashAnnotation).
     - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded.
     - `systemctl restart k3s` loads the file.
+    - `rotate-keys` (encryptionRotateKeys) writes a config with a new key, waits for the API server to load it
+      (WaitForEncryptionConfigReload), rewrites every Secret under it and ends at reencrypt_finished with that key alone.
     A file `fail-restart` or `fail-reencrypt` fails that call once, as a step cut short there."""
 
     def __init__(self, tmp_path: Path, config: str, servers: int = 1) -> None:
@@ -1774,6 +1791,9 @@ case "$2" in
   reencrypt)
     if [ -e {d}/fail-reencrypt ]; then rm {d}/fail-reencrypt; echo "Error: see server log for details" >&2; exit 1; fi
     touch {d}/active; cp {d}/loaded {d}/rewritten; echo "reencryption started" ;;
+  rotate-keys)
+    cp {d}/config-rotated {conf}; cp {conf} {d}/loaded; cp {conf} {d}/rewritten; echo reencrypt_finished > {d}/stage
+    echo " *      AES-CBC   AES-CBC aescbckey-2026-11-27T13:00:00Z" > {d}/row-active ;;
 esac
 """
         )
@@ -1786,7 +1806,14 @@ esac
         return "none" if not done.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == done.read_text())
 
     def run(self, on: bool) -> subprocess.CompletedProcess[str]:
-        script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
+        return self.run_script((k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0))
+
+    def rewrite(self) -> subprocess.CompletedProcess[str]:
+        """The rewrite step: with the stage `start`, a rotate-keys (rotate-keys waits for the API server's reload, so the
+        stand-in's API server loads the rotated config as k3s's does)."""
+        return self.run_script(k3s.secrets_rewrite_script(timeout=3, poll=0))
+
+    def run_script(self, script: str) -> subprocess.CompletedProcess[str]:
         script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(self.config)).replace("/var/lib/rancher/iluvatar", str(self.iluvatar))
         script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0], str(self.dir))
         env = {"PATH": f"{self.bin}:/usr/bin:/bin"}
@@ -2051,6 +2078,43 @@ def test_a_record_where_an_older_step_kept_it_is_moved_and_the_parent_given_back
     assert {k: v for k, v in modes(valar).items() if k != "secrets/switched"} == {".": 0o755, "metrics": 0o755, "secrets": 0o700}
 
 
+def test_the_on_step_run_again_after_the_rewrite_step_finds_its_record_and_restarts_nothing(tmp_path: Path) -> None:
+    """A fresh Ainur: the on step seals under the config k3s made, the rewrite step rotates the key (a new config), and
+    the on step runs again (its command changed in a new release, a new SSH key, the flag given back): the rewrite step's
+    record names the rotated config, so the second run stops after one status, with no restart of the only valar and
+    no snapshot advice."""
+    valar = SwitchValar(tmp_path, "enabled")
+    (tmp_path / "stage").write_text("start\n")
+    first = valar.run(on=True)
+    assert first.returncode == 0, first.stderr
+    assert "systemctl restart k3s" not in valar.calls()
+    rotated = valar.rewrite()
+    assert rotated.returncode == 0, rotated.stderr
+    assert valar.calls() == ["status", "rotate-keys", "status"]
+    assert (valar.state(), valar.recorded()) == ("rotated", f"sealed {digest(valar.config)}\n")
+    again = valar.run(on=True)
+    assert again.returncode == 0, again.stderr
+    assert valar.calls() == ["status"]
+    assert again.stderr.splitlines() == [
+        f"iluvatar: {socket.gethostname()}: every Secret of the Ainur was sealed again by an earlier run, under the config k3s runs"
+    ]
+    # And the rewrite step run again over it only says so, its record unchanged.
+    said = valar.rewrite()
+    assert (said.returncode, valar.calls(), valar.recorded()) == (0, ["status"], f"sealed {digest(valar.config)}\n")
+
+
+def test_the_rewrite_step_leaves_a_record_it_did_not_see_sealed_as_it_is(tmp_path: Path) -> None:
+    """Rewritten already (one key, reencrypt_finished) over a record that says the off step began or finished: nothing
+    says the API server runs the config the file holds, so the rewrite step writes no `sealed`."""
+    for record in ("switching to clear\n", "clear 0123\n"):
+        folder = tmp_path / record.split()[0]
+        folder.mkdir()
+        valar = SwitchValar(folder, "enabled")
+        valar.record(record)
+        done = valar.rewrite()
+        assert (done.returncode, valar.calls(), valar.recorded()) == (0, ["status"], record)
+
+
 def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
     valar = SwitchValar(tmp_path, "none")
     done = valar.run(on=True)
@@ -2084,7 +2148,11 @@ def guard_join(tmp_path: Path, installed: str, new: str, kept: str, record: str)
     if record:
         named = encryption if record == "clear" else tmp_path / "members.json"
         switched.write_text(f"clear {hashlib.sha256(named.read_bytes()).hexdigest() if named.exists() else ''}\n")
-    swaps = {k3s.SECRETS_ENCRYPTION_CONFIG: str(encryption), k3s.SECRETS_SWITCHED: str(switched)}
+    swaps = {
+        k3s.SECRETS_ENCRYPTION_CONFIG: str(encryption),
+        k3s.SECRETS_SWITCHED: str(switched),
+        k3s.SECRETS_SWITCHED_BEFORE: str(tmp_path / "before"),
+    }
     return _join(tmp_path, 0, new, swaps=swaps)
 
 
