@@ -1178,6 +1178,13 @@ SNAPSHOTS_WHILE_OFF = (
 )
 
 
+# Said instead where the on step restarted k3s with no off period on record (SNAPSHOTS_WHILE_OFF's condition).
+SEALED_ALL_ALONG = (
+    "nothing here records an off period of k3s's secrets encryption: every Secret was sealed before this rewrite too, so "
+    "no etcd snapshot needs deleting because of this step"
+)
+
+
 def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
     if enable:
         want, wrong, verb, record = ENCRYPTION_ENABLED, SECRETS_DISABLED, "enable", "sealed"
@@ -1201,7 +1208,30 @@ def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
             "after": "no valar was rolled without secrets-encryption; the next pulumi up runs this step again",
         }
     word = "Enabled" if enable else "Disabled"
-    snapshots = f'[ "$restart" = 0 ] || echo "iluvatar: $(hostname): {SNAPSHOTS_WHILE_OFF}" >&2\n' if enable else ""
+    # The snapshots' advice only after an off period this valar shows: status Disabled at this run's start (it runs
+    # `enable`), or a record of the off step begun or done, or of an on step begun over one. A restart alone (an Ainur an
+    # older Iluvatar deployed with the flag, a run whose record a manual rotation voided) follows no off period here:
+    # its Secrets were sealed all along, and the rewrite leaves no copy in clear behind.
+    snapshots = (
+        f"""if [ "$off" = 1 ]; then
+  echo "iluvatar: $(hostname): {SNAPSHOTS_WHILE_OFF}" >&2
+elif [ "$restart" = 1 ]; then
+  echo "iluvatar: $(hostname): {SEALED_ALL_ALONG}" >&2
+fi
+"""
+        if enable
+        else ""
+    )
+    # Where an on step's mark says it began over an off period, so that a run cut short and run again still says it.
+    offs = (
+        f"""off=0; from=''
+if has "$now" '{SECRETS_DISABLED}'; then off=1; fi
+case "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" in "clear "*|"switching to clear"*|"switching to sealed from clear"*) off=1 ;; esac
+if [ "$off" = 1 ]; then from=' from clear'; fi
+"""
+        if enable
+        else "from=''\n"
+    )
     fresh = (
         f"""restart=1
 if has "$now" '{ENCRYPTION_ENABLED}' && ! sudo test -e {SECRETS_SWITCHED} && [ "$(stage "$now")" = {FRESH_STAGE} ] && made "$now"; then
@@ -1250,9 +1280,9 @@ if [ "$servers" -gt 1 ]; then
   echo "iluvatar: $(hostname): k3s runs $servers servers: its {verb} reloads only the server it runs on, and this step does k3s's single-server procedure, the only one built; with iluvatar:ainur.secretsEncryption true, take the Ainur to one valar first (docs/day2.md#a-dead-pi-removed-for-good), then {"run pulumi up again" if enable else "set it false"}; {said["after"]} (docs/security.md#the-ainurs-secrets-at-rest)" >&2
   exit 1
 fi
-{fresh}# Before anything changes: a run cut short from here on leaves this mark, never no record (FRESH_STAGE's comment).
+{fresh}{offs}# Before anything changes: a run cut short from here on leaves this mark, never no record (FRESH_STAGE's comment).
 sudo install -d -m 0700 {SECRETS_RECORD_DIR}
-echo "switching to {record}" | sudo tee {SECRETS_SWITCHED} >/dev/null
+echo "switching to {record}$from" | sudo tee {SECRETS_SWITCHED} >/dev/null
 if has "$now" '{wrong}'; then
   echo "iluvatar: $(hostname): {said["start"]}" >&2
   # The CLI gives up after 10 s while k3s goes on: the file's state, read back below, says whether it was written.

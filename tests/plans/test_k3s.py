@@ -1970,7 +1970,7 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
     if cut == "after-enable":
         # What `enable` leaves when the step ends with it: its mark written before it, the file written, the API server
         # on the one before, the Secrets rewritten inline through it.
-        valar.record("switching to sealed\n")
+        valar.record("switching to sealed from clear\n")
         valar.config.write_text(K3S_ENCRYPTION_CONFIG["enabled"])
         (tmp_path / "rewritten").write_text(K3S_ENCRYPTION_CONFIG["disabled"])
     else:
@@ -1978,13 +1978,41 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
         first = valar.run(on=True)
         assert first.returncode == 1
         assert valar.calls()[2] == "enable"
-    assert (valar.state(), valar.recorded()) == ("enabled", "switching to sealed\n")
+    # The mark says the run began over an off period (status Disabled), so the next run still gives the snapshots' advice.
+    assert (valar.state(), valar.recorded()) == ("enabled", "switching to sealed from clear\n")
     again = valar.run(on=True)
     assert again.returncode == 0, again.stderr
     calls = valar.calls()
     assert "enable" not in calls
     assert calls[-5:] == ["systemctl restart k3s", "status", "reencrypt --force --skip", "status", "status"]
     assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
+    assert again.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: {k3s.SNAPSHOTS_WHILE_OFF}"
+
+
+@pytest.mark.parametrize(
+    ("config", "record", "off"),
+    [
+        ("disabled", "", True),
+        ("enabled", "clear 0123\n", True),
+        ("enabled", "switching to clear\n", True),
+        ("enabled", "switching to sealed\n", False),
+        ("enabled", "sealed 0123\n", False),
+        ("enabled", "", False),
+    ],
+)
+def test_the_snapshots_advice_follows_only_an_off_period_the_valar_shows(tmp_path: Path, config: str, record: str, off: bool) -> None:
+    """The on step tells the operator to delete every etcd snapshot older than now only after an off period: status
+    Disabled (it runs enable), or a record of the off step begun or done. A restart over Secrets sealed all along (an
+    Ainur an older Iluvatar deployed with the flag, a record voided by a rotation) says that no snapshot needs deleting."""
+    valar = SwitchValar(tmp_path, config)
+    if record:
+        valar.record(record)
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert "systemctl restart k3s" in valar.calls()
+    said = k3s.SNAPSHOTS_WHILE_OFF if off else k3s.SEALED_ALL_ALONG
+    assert done.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: {said}"
+    assert k3s.SNAPSHOTS_WHILE_OFF not in done.stderr or off
 
 
 def test_the_on_step_seals_a_config_that_says_enabled_with_no_record_of_it(tmp_path: Path) -> None:
@@ -2043,7 +2071,7 @@ def test_a_switch_marks_the_valar_before_its_verb(tmp_path: Path) -> None:
     """The mark goes before k3s's enable or disable, so no run of a switch ever leaves no record behind it."""
     for on, record in ((True, "sealed"), (False, "clear")):
         script = k3s.secrets_on_script() if on else k3s.secrets_off_script()
-        mark = script.index(f'echo "switching to {record}" | sudo tee {k3s.SECRETS_SWITCHED}')
+        mark = script.index(f'echo "switching to {record}$from" | sudo tee {k3s.SECRETS_SWITCHED}')
         assert mark < script.index(f"k3s secrets-encrypt {'enable' if on else 'disable'} >&2")
         assert mark < script.index("systemctl restart k3s")
 
