@@ -1196,6 +1196,7 @@ def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
             "rewrite": "sealing every Secret written in clear meanwhile (k3s secrets-encrypt reencrypt --force --skip)",
             "done": "every Secret of the Ainur is sealed again under k3s's kept key",
             "after": "the next pulumi up runs this step again",
+            "flagless": "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept: this valar's join did not restart it with the flag, so nothing is sealed; the next pulumi up runs this step again (look with: sudo grep secrets-encryption /etc/rancher/k3s/config.yaml; sudo systemctl status k3s)",
         }
     else:
         want, wrong, verb, record = SECRETS_DISABLED, ENCRYPTION_ENABLED, "disable", "clear"
@@ -1206,6 +1207,7 @@ def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
             "rewrite": "rewriting every Secret of the Ainur in clear (k3s secrets-encrypt reencrypt --force --skip)",
             "done": "every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption",
             "after": "no valar was rolled without secrets-encryption; the next pulumi up runs this step again",
+            "flagless": "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept, and nothing here says every Secret was rewritten in clear under it: its API server reads no Secret stored sealed. Set iluvatar:ainur.secretsEncryption true and run pulumi up (the valar rolled with the flag, ainur-secrets-on seals every Secret again), then set it false and run pulumi up (docs/security.md#the-ainurs-secrets-at-rest)",
         }
     word = "Enabled" if enable else "Disabled"
     # The snapshots' advice only after an off period this valar shows: status Disabled at this run's start (it runs
@@ -1267,8 +1269,19 @@ end=$(( $(date +%s) + {timeout} ))
   sleep {poll}
 done
 if has "$now" '{SECRETS_NEVER}'; then
-  echo "iluvatar: $(hostname): {said["never"]}" >&2
-  exit 0
+  # k3s gives status the config's path only with the flag (deps.go: `if config.EncryptSecrets {{ runtime.EncryptionConfig
+  # = ... }}`; encryptionStatus then reads "" and says no configuration file found): that line is no proof that nothing
+  # was sealed where the file k3s kept is there.
+  if ! sudo test -s {SECRETS_ENCRYPTION_CONFIG}; then
+    echo "iluvatar: $(hostname): {said["never"]}" >&2
+    exit 0
+  fi
+  if [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "clear $(digest)" ]; then
+    echo "iluvatar: $(hostname): {said["already"]}" >&2
+    exit 0
+  fi
+  echo "iluvatar: $(hostname): {said["flagless"]}" >&2
+  exit 1
 fi
 if has "$now" '{want}' && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "{record} $(digest)" ]; then
   echo "iluvatar: $(hostname): {said["already"]}" >&2

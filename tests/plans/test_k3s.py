@@ -1729,7 +1729,10 @@ class SwitchValar:
     - `reencrypt` marks the stage reencrypt_active before it answers and rewrites every Secret under the config the API
       server loaded (`rewritten`); the stand-in's next status reads the stage active once, then the saved one (the
       goroutine's reencryptAndRemoveKey with skip, BootstrapEncryptionHashAnnotation).
-    - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded.
+    - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded; on a server
+      without the flag (no file `flag`) k3s never sets the file's path (deps.go: `if config.EncryptSecrets {
+      runtime.EncryptionConfig = ... }`), so the read of "" fails and the CLI says no configuration file found, whatever
+      file is kept.
     - `systemctl restart k3s` loads the file.
     - `rotate-keys` (encryptionRotateKeys) writes a config with a new key, waits for the API server to load it
       (WaitForEncryptionConfigReload), rewrites every Secret under it and ends at reencrypt_finished with that key alone.
@@ -1749,6 +1752,7 @@ class SwitchValar:
         self.mark = self.iluvatar / "secrets" / "switched"
         self.log = tmp_path / "log"
         (tmp_path / "stage").write_text("reencrypt_finished\n")
+        (tmp_path / "flag").touch()
         (tmp_path / "servers").write_text("".join(f"node/valar{i}\n" for i in range(servers)))
         if config != "none":
             self.config.write_text(K3S_ENCRYPTION_CONFIG[config])
@@ -1780,7 +1784,7 @@ switch() {{
 }}
 case "$2" in
   status)
-    if [ ! -e {conf} ]; then echo "Encryption Status: Disabled, no configuration file found"; exit 0; fi
+    if [ ! -e {d}/flag ] || [ ! -e {conf} ]; then echo "Encryption Status: Disabled, no configuration file found"; exit 0; fi
     stage=$(cat {d}/stage)
     if [ -e {d}/active ]; then rm {d}/active; stage=reencrypt_active; fi
     if grep -q '"providers":\\[{{"aescbc"' {conf}; then word=Enabled; row=active; else word=Disabled; row=inactive; fi
@@ -2147,6 +2151,46 @@ def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
     valar = SwitchValar(tmp_path, "none")
     done = valar.run(on=True)
     assert (done.returncode, valar.calls()) == (0, ["status"])
+
+
+@pytest.mark.parametrize(("kept", "record"), [("enabled", ""), ("disabled", ""), ("disabled", "other"), ("disabled", "clear"), ("none", "")])
+def test_the_off_step_on_a_server_without_the_flag_takes_no_configuration_file_for_nothing_sealed(tmp_path: Path, kept: str, record: str) -> None:
+    """k3s without the flag says "no configuration file found" whatever file it kept: only where no file is kept is
+    nothing sealed. Over a kept file, the record of a rewrite in clear under it ends the step; without one the step
+    fails, naming the way back, and changes nothing."""
+    valar = SwitchValar(tmp_path, kept)
+    (tmp_path / "flag").unlink()
+    if record:
+        valar.record(f"clear {digest(valar.config) if record == 'clear' else '0123'}\n")
+    before = valar.recorded()
+    done = valar.run(on=False)
+    assert valar.calls() == ["status"]
+    assert valar.recorded() == before
+    last = done.stderr.splitlines()[-1]
+    if kept == "none":
+        assert (done.returncode, last) == (
+            0,
+            f"iluvatar: {socket.gethostname()}: k3s never sealed the Ainur's Secrets (no encryption config): nothing to decrypt",
+        )
+    elif record == "clear":
+        assert done.returncode == 0
+        assert last.endswith("every Secret of the Ainur was rewritten in clear by an earlier run, under the config k3s runs")
+    else:
+        assert done.returncode == 1
+        assert last.startswith(
+            f"iluvatar: {socket.gethostname()}: k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept"
+        )
+        assert "Set iluvatar:ainur.secretsEncryption true and run pulumi up" in last
+
+
+def test_the_on_step_on_a_server_without_the_flag_over_a_kept_config_fails(tmp_path: Path) -> None:
+    """After the valar's roll with the flag k3s says "no configuration file found" only where it did not restart with it:
+    nothing is sealed, and the step fails rather than leave the rewrite to wait."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "flag").unlink()
+    done = valar.run(on=True)
+    assert (done.returncode, valar.calls()) == (1, ["status"])
+    assert "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept" in done.stderr
 
 
 def test_a_reencrypt_refused_is_no_rewrite(tmp_path: Path) -> None:
