@@ -976,6 +976,7 @@ def test_every_inline_pulumi_command_the_docs_give_runs_past_the_engine(netbooti
         "pulumi state delete '<urn of ainur-ilmare-uninstall>'",
         "pulumi state unprotect '<urn of netboot-persistentvolumeclaim-pi-root-ilmare>'",
         "pulumi state unprotect <urn of remote-access-ainur-persistentvolumeclaim-headscale-state>",
+        "pulumi up --replace '**::ainur-secrets-on'",
         "pulumi up --replace '**::arda-power-<name>'",
         "pulumi up --replace <the ainur-credentials URN>",
     ]

@@ -2218,8 +2218,10 @@ def guard_join(tmp_path: Path, installed: str, new: str, kept: str, record: str)
     if kept != "none":
         encryption.write_text(K3S_ENCRYPTION_CONFIG[kept])
     if record:
-        named = encryption if record == "clear" else tmp_path / "members.json"
-        switched.write_text(f"clear {hashlib.sha256(named.read_bytes()).hexdigest() if named.exists() else ''}\n")
+        # `clear-before`: the record where an older step kept it (k3s.SECRETS_SWITCHED_BEFORE).
+        named = encryption if record.startswith("clear") else tmp_path / "members.json"
+        written = tmp_path / "before" if record == "clear-before" else switched
+        written.write_text(f"clear {hashlib.sha256(named.read_bytes()).hexdigest() if named.exists() else ''}\n")
     swaps = {
         k3s.SECRETS_ENCRYPTION_CONFIG: str(encryption),
         k3s.SECRETS_SWITCHED: str(switched),
@@ -2251,6 +2253,7 @@ def test_a_join_that_drops_the_flag_over_secrets_not_proven_clear_stops_before_a
     ("installed", "new", "kept", "record"),
     [
         (WITH_FLAG, WITHOUT_FLAG, "disabled", "clear"),  # the off step finished here, under this config
+        (WITH_FLAG, WITHOUT_FLAG, "disabled", "clear-before"),  # and recorded it where an older step kept the record
         (WITH_FLAG, WITHOUT_FLAG, "none", ""),  # k3s never made a config: nothing sealed
         (WITHOUT_FLAG, WITHOUT_FLAG, "disabled", ""),  # the flag already dropped: nothing changes here
         (WITH_FLAG, WITH_FLAG, "enabled", ""),  # the flag kept
