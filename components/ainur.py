@@ -556,6 +556,14 @@ class BootstrapCluster(pulumi.ComponentResource):
                     "under it (docs/day2.md#the-ainurs-secrets-sealed-by-k3s)",
                     resource=self,
                 )
+            elif day2.before_sealed_record(args.previous):
+                pulumi.log.warn(
+                    f"the last deployment's Ainur ran {name}-secrets-on from an Iluvatar whose rewrite step recorded nothing of the "
+                    f"key it rotated to: this up runs the step again (its command changed), and it restarts k3s on {first.name} "
+                    "once (the API away as in a roll) and rewrites every Secret under k3s's key, since the step's record names "
+                    "the config before that rotation; from then on the rewrite step records the config it leaves",
+                    resource=self,
+                )
             self.secrets_on: command.remote.Command | None = command.remote.Command(
                 f"{name}-secrets-on",
                 connection=connect(first),

@@ -328,6 +328,17 @@ def secrets_offs(ainur: Any, off_planned: bool) -> int:
     return int(count) + (1 if off_planned else 0)
 
 
+def before_sealed_record(ainur: Any) -> bool:
+    """Whether the last deployment's Ainur ran with secrets encryption and an on step from an Iluvatar whose rewrite step
+    left no record of the config it rotated to (its output has `commands` with `secrets-on` and no SECRETS_OFFS): the on
+    step's record names the config before that rotation, so its first run with this version (its command changed)
+    restarts k3s once (plans.k3s, the comment above secrets_rewrite_script)."""
+    if not isinstance(ainur, Mapping) or ainur.get("secretsEncryption") is not True or SECRETS_OFFS in ainur:
+        return False
+    commands = ainur.get("commands")
+    return isinstance(commands, Mapping) and "secrets-on" in commands
+
+
 def before_secrets_on(ainur: Any) -> bool:
     """Whether the last deployment's Ainur ran with secrets encryption and was deployed by an Iluvatar that did not keep
     the on step (components.ainur) while the flag is on: its `commands` list the rewrite step and not `secrets-on`. Its

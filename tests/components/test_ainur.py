@@ -1107,6 +1107,29 @@ def test_the_flag_given_back_after_an_off_up_that_failed_runs_the_on_step_the_st
         assert outputs_of(back)["ainur"]["secretsOffs"] == 1
 
 
+def test_an_ainur_whose_rewrite_step_recorded_nothing_is_told_of_the_on_step_s_one_restart(
+    homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An Ainur deployed with the on step by an Iluvatar whose rewrite step left no record (its output has no
+    secretsOffs): the on step's record names the config before the rewrite's rotation, so the step's next run restarts
+    k3s once, and the preview says so; an output with the count is not told."""
+    ran = outputs_of(homelab)["ainur"]
+    older = {k: v for k, v in ran.items() if k != "secretsOffs"}
+    stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
+    caplog.set_level(logging.INFO)
+    simulate(stack_file, previous={"ainur": older}, preview=True)
+    said = [r.getMessage() for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
+    assert said == [
+        "the last deployment's Ainur ran ainur-secrets-on from an Iluvatar whose rewrite step recorded nothing of the key it "
+        "rotated to: this up runs the step again (its command changed), and it restarts k3s on manwe once (the API away as "
+        "in a roll) and rewrites every Secret under k3s's key, since the step's record names the config before that "
+        "rotation; from then on the rewrite step records the config it leaves"
+    ]
+    caplog.clear()
+    simulate(stack_file, previous={"ainur": ran}, preview=True)
+    assert not [r for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
+
+
 def test_an_ainur_deployed_with_the_flag_before_the_on_step_is_told_of_its_one_restart(
     homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

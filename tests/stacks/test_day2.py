@@ -706,6 +706,17 @@ def test_the_valar_are_asked_whenever_the_output_may_hide_sealed_secrets(tmp_pat
     assert day2.may_have_sealed({"nodes": {}}) is False
 
 
+def test_an_ainur_whose_rewrite_step_recorded_nothing_is_known_by_its_output() -> None:
+    """The flag on, the on step among the commands, and no count of off steps (an Iluvatar before the rewrite step's
+    record); not with the count, not without the on step (before_secrets_on's population), not with the flag off."""
+    ran = {"secretsEncryption": True, "commands": {"secrets-on": "d", "secrets-rewrite": "e"}}
+    assert day2.before_sealed_record(ran) is True
+    assert day2.before_sealed_record({**ran, day2.SECRETS_OFFS: 0}) is False
+    assert day2.before_sealed_record({**ran, "commands": {"secrets-rewrite": "e"}}) is False
+    assert day2.before_sealed_record({**ran, "secretsEncryption": False}) is False
+    assert day2.before_sealed_record(None) is False
+
+
 def test_the_count_of_off_steps_grows_only_in_an_up_that_plans_one_and_reads_the_engines_numbers() -> None:
     """ainur-secrets-on's trigger (components.ainur): the last deployment's count, one more when this `up` plans the off
     step. The engine gives an output's numbers back as floats; a count it cannot read is none (0)."""
