@@ -1159,7 +1159,8 @@ def secrets_guard(config_path: str = CONFIG_PATH) -> str:
     config's path only with the flag (pkg/daemons/control/deps/deps.go as the search index holds it: `if
     config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the roll; ainur-secrets-on
     follows every roll that gives the flag instead, as it is in the program whenever the stack asks for the flag: an
-    `up` that fails or is cut short before it finishes leaves it to the next `up` (components.ainur)."""
+    `up` that fails or is cut short before it finishes leaves it to the next `up`, and the first `up` with the flag
+    after any `up` that planned the off step runs it again (its trigger, components.ainur)."""
     flag = "secrets-encryption: true"
     return f"""if ! grep -qx '{flag}' "$new" && sudo grep -qx '{flag}' {config_path} 2>/dev/null && sudo test -s {SECRETS_ENCRYPTION_CONFIG} \
   && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || sudo cat {SECRETS_SWITCHED_BEFORE} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
