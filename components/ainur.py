@@ -498,7 +498,10 @@ class BootstrapCluster(pulumi.ComponentResource):
 
         # The valar first: a maia's join needs its own token's Secret, made through the Ainur's API once the first valar
         # serves it (below); the card maiar then, and the netbooted ones in join_netbooted (still one Pi at a time).
-        if not stack.ainur.secrets_encryption and day2.may_have_sealed(args.previous):
+        off_planned = not stack.ainur.secrets_encryption and day2.may_have_sealed(args.previous)
+        # Carried in the `ainur` output; ainur-secrets-on's trigger below (stacks.day2.secrets_offs).
+        self.secrets_offs = day2.secrets_offs(args.previous, off_planned)
+        if off_planned:
             # Before any valar is rolled without the flag, k3s's own disable on the first valar, its Secrets rewritten in
             # clear (plans.k3s.secrets_off_script): a valar without it reads no Secret stored sealed. Every step that can
             # restart a Pi's k3s waits on it (the first valar's join and k3s steps through `previous`, the rest after them).
@@ -533,8 +536,10 @@ class BootstrapCluster(pulumi.ComponentResource):
             # the next `up` creates it again; one cut short (the `pulumi` process killed) is a pending create, which is not a
             # resource of the state either: the next `up` warns of it and goes on (pulumi/pulumi#9293, "Warn users when there
             # are pending operations but proceed with deployment"), creating the step again, as engine v3.259 did when it was
-            # killed with creates in flight. It runs once on every Ainur with the flag (a fresh one: no restart, plans.k3s.FRESH_STAGE), and again each time
-            # the flag comes back, as it leaves the program while the flag is off.
+            # killed with creates in flight. It runs once on every Ainur with the flag (a fresh one: no restart, plans.k3s.FRESH_STAGE), and again in
+            # the first `up` with the flag after any `up` that planned the off step, finished or not (its trigger): an
+            # off-`up` that fails keeps it in the state, as the engine deletes only after a whole update succeeded.
+            # A run over the record the last on or rewrite step left is one status read (plans.k3s).
             if day2.may_have_run_clear(args.previous):
                 pulumi.log.warn(
                     "the last deployment's Ainur ran k3s without secrets encryption, or its output does not say: after the "
@@ -551,10 +556,24 @@ class BootstrapCluster(pulumi.ComponentResource):
                     "under it (docs/day2.md#the-ainurs-secrets-sealed-by-k3s)",
                     resource=self,
                 )
+            elif day2.before_sealed_record(args.previous):
+                pulumi.log.warn(
+                    f"the last deployment's Ainur ran {name}-secrets-on from an Iluvatar whose rewrite step recorded nothing of the "
+                    f"key it rotated to: this up runs the step again (its command changed), and it restarts k3s on {first.name} "
+                    "once (the API away as in a roll) and rewrites every Secret under k3s's key, since the step's record names "
+                    "the config before that rotation; from then on the rewrite step records the config it leaves",
+                    resource=self,
+                )
             self.secrets_on: command.remote.Command | None = command.remote.Command(
                 f"{name}-secrets-on",
                 connection=connect(first),
                 create=k3s.secrets_on_script(),
+                # A new trigger after every `up` that planned the off step, finished or not: the engine keeps this step
+                # in the state through an off-`up` that fails (it deletes what left the program only after a whole
+                # update succeeded), and would otherwise find it unchanged when the flag comes back while k3s runs the
+                # identity-first config the off step left. None before any off step: an Ainur that never had one keeps
+                # the step as it is.
+                triggers=[self.secrets_offs] if self.secrets_offs else None,
                 logging=command.remote.Logging.STDERR,
                 opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=previous),
             )
@@ -641,7 +660,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         # What the Ainur run now, with each Pi's config digest and the roll's order: the next run's day-2 plan reads it.
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
-        self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
+        self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots, day2.SECRETS_OFFS: self.secrets_offs}
         # Each Pi's k3s certificates: their earliest end as its k3s step last said it (kept when the step printed none),
         # and its step's trigger; the next run renews them from these (plans.rollout.certificate_trigger).
         # Every Pi's trigger now (the day-2 plan below names the Pis whose step it runs); the netbooted maiar's ends are

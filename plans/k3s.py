@@ -970,6 +970,16 @@ SECRETS_ACTIVE = "reencrypt_active"
 KEY_NAME = "aescbckey"
 
 
+# The rewrite step leaves the on step's record (SECRETS_SWITCHED, below) naming the config it ends with, so that a later
+# run of the on step (its command changed in a new release, a new SSH key, the flag given back after an off-`up` that
+# did not finish) finds `sealed <the config k3s has>` and stops after one status, with no restart of the only valar:
+# - after its own rotation: rotate-keys waits for every API server to load the new config before it rewrites
+#   (encryptionRotateKeys, WaitForEncryptionConfigReload), and a rewrite resumed with `reencrypt --force` follows a
+#   restart of k3s, which loads the file; either way every Secret is then sealed under a config the API server runs;
+# - at its "already rewritten" exit only over a record that says `sealed` already: the on step finished under an
+#   earlier config and every switch marks the record before its verb, so what changed the config since is a rotation.
+
+
 def secrets_rewrite_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll: int = 5) -> str:
     """Run on the first valar once every valar runs with `secrets-encryption`: rewrite the Secrets written before it, so
     none stays in clear in the datastore or a later snapshot. Safe to run again: from `reencrypt_finished` with one key it
@@ -978,8 +988,10 @@ def secrets_rewrite_script(timeout: int = SECRETS_REWRITE_TIMEOUT_SECONDS, poll:
 status() {{ sudo timeout {REQUEST_TIMEOUT_SECONDS} k3s secrets-encrypt status 2>&1; }}
 stage() {{ printf '%s\n' "$1" | sed -n 's/^{STAGE_LINE}//p'; }}
 keys() {{ printf '%s\n' "$1" | grep -c '{KEY_NAME}' || true; }}
+digest() {{ sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1; }}
+sealed() {{ was=$(digest); sudo install -d -m 0700 {SECRETS_RECORD_DIR}; printf 'sealed %s\n' "$was" | sudo tee {SECRETS_SWITCHED} >/dev/null; }}
 end=$(( $(date +%s) + {timeout} ))
-# Every server restarted with the config and on the same key (rotate-keys refuses otherwise), and no rewrite under way.
+{SECRETS_RECORD_MOVED}# Every server restarted with the config and on the same key (rotate-keys refuses otherwise), and no rewrite under way.
 until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' && printf '%s\n' "$now" | grep -qF '{HASHES_MATCH}' && [ "$(stage "$now")" != {SECRETS_ACTIVE} ]; do
   if [ "$(date +%s)" -ge "$end" ]; then
     if [ "$(stage "${{now:-}}")" = {SECRETS_ACTIVE} ]; then
@@ -993,6 +1005,8 @@ until now=$(status) && printf '%s\n' "$now" | grep -qF '{ENCRYPTION_ENABLED}' &&
 done
 if [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now")" -le 1 ]; then
   echo "iluvatar: $(hostname): the Ainur's Secrets are already rewritten under k3s's key" >&2
+  # Sealed under an earlier config by the on step, and rotated since by this step (the comment above secrets_rewrite_script).
+  case "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" in "sealed "*) sealed ;; esac
   exit 0
 fi
 if [ "$(keys "$now")" -gt 1 ]; then
@@ -1024,6 +1038,7 @@ until now=$(status) && [ "$(stage "$now")" = {SECRETS_DONE} ] && [ "$(keys "$now
   fi
   sleep {poll}
 done
+sealed
 echo "iluvatar: $(hostname): every Secret of the Ainur is sealed under k3s's key" >&2
 echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 """
@@ -1075,8 +1090,24 @@ echo "iluvatar: $(hostname): {SNAPSHOTS_BEFORE}" >&2
 SECRETS_DISABLED = "Encryption Status: Disabled"
 SECRETS_NEVER = "no configuration file found"
 # The step's record on the first valar: `clear <sha256>` or `sealed <sha256>` of SECRETS_ENCRYPTION_CONFIG once a switch
-# is done, `switching to clear|sealed` from before a switch changes anything until then.
-SECRETS_SWITCHED = "/var/lib/rancher/iluvatar/secrets-switched"
+# is done, `switching to clear|sealed` from before a switch changes anything until then. In a directory of its own,
+# root's alone (0700): its parent also holds METRICS_DIR, which node-exporter's textfile collector reads as uid 65534
+# with every capability dropped (plans.monitoring), so the parent keeps the mode `mkdir -p` and the k3s step's
+# `os.makedirs` gave it under root's umask (0755), and no script here sets it.
+SECRETS_RECORD_DIR = "/var/lib/rancher/iluvatar/secrets"
+SECRETS_SWITCHED = f"{SECRETS_RECORD_DIR}/switched"
+# Where the record was kept before it had a directory of its own: the steps that wrote it there set the parent to 0700
+# (`install -d -m 0700` changes an existing directory's mode), which left the textfile directory unreadable to
+# node-exporter. Each switch moves such a record into SECRETS_RECORD_DIR and gives the parent back its 0755; the join's
+# guard reads either.
+SECRETS_SWITCHED_BEFORE = "/var/lib/rancher/iluvatar/secrets-switched"
+SECRETS_RECORD_MOVED = f"""if sudo test -f {SECRETS_SWITCHED_BEFORE}; then
+  sudo install -d -m 0700 {SECRETS_RECORD_DIR}
+  sudo test -e {SECRETS_SWITCHED} || sudo mv {SECRETS_SWITCHED_BEFORE} {SECRETS_SWITCHED}
+  sudo rm -f {SECRETS_SWITCHED_BEFORE}
+  sudo chmod 0755 {SECRETS_RECORD_DIR.rsplit("/", 1)[0]}
+fi
+"""
 # ainur-secrets-on is in the program whenever the stack asks for secrets encryption, not only in the `up` that turns it
 # back on (components.ainur): so it runs on every Ainur with the flag, a fresh one included, once. Where k3s made its
 # config itself as it started with the flag, its API server has run that config from its start and no restart is
@@ -1128,10 +1159,11 @@ def secrets_guard(config_path: str = CONFIG_PATH) -> str:
     config's path only with the flag (pkg/daemons/control/deps/deps.go as the search index holds it: `if
     config.EncryptSecrets { runtime.EncryptionConfig = ... }`), so no `enable` can run before the roll; ainur-secrets-on
     follows every roll that gives the flag instead, as it is in the program whenever the stack asks for the flag: an
-    `up` that fails or is cut short before it finishes leaves it to the next `up` (components.ainur)."""
+    `up` that fails or is cut short before it finishes leaves it to the next `up`, and the first `up` with the flag
+    after any `up` that planned the off step runs it again (its trigger, components.ainur)."""
     flag = "secrets-encryption: true"
     return f"""if ! grep -qx '{flag}' "$new" && sudo grep -qx '{flag}' {config_path} 2>/dev/null && sudo test -s {SECRETS_ENCRYPTION_CONFIG} \
-  && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
+  && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || sudo cat {SECRETS_SWITCHED_BEFORE} 2>/dev/null || true)" != "clear $(sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1)" ]; then
   echo "iluvatar: $(hostname): this join drops secrets-encryption, and nothing here says every Secret k3s sealed was rewritten in clear under the config k3s runs (ainur-{SECRETS_OFF_STEP} did not finish here): an API server without the flag reads no sealed Secret, so k3s keeps the flag. This up plans no ainur-{SECRETS_OFF_STEP} because the last deployment's output says the Ainur ran without it; to get it, set iluvatar:ainur.secretsEncryption true and run pulumi up (ainur-{SECRETS_ON_STEP} seals every Secret again), then set it false and run pulumi up" >&2
   exit 1
 fi
@@ -1147,6 +1179,13 @@ SNAPSHOTS_WHILE_OFF = (
 )
 
 
+# Said instead where the on step restarted k3s with no off period on record (SNAPSHOTS_WHILE_OFF's condition).
+SEALED_ALL_ALONG = (
+    "nothing here records an off period of k3s's secrets encryption: every Secret was sealed before this rewrite too, so "
+    "no etcd snapshot needs deleting because of this step"
+)
+
+
 def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
     if enable:
         want, wrong, verb, record = ENCRYPTION_ENABLED, SECRETS_DISABLED, "enable", "sealed"
@@ -1158,6 +1197,7 @@ def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
             "rewrite": "sealing every Secret written in clear meanwhile (k3s secrets-encrypt reencrypt --force --skip)",
             "done": "every Secret of the Ainur is sealed again under k3s's kept key",
             "after": "the next pulumi up runs this step again",
+            "flagless": "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept: this valar's join did not restart it with the flag, so nothing is sealed; the next pulumi up runs this step again (look with: sudo grep secrets-encryption /etc/rancher/k3s/config.yaml; sudo systemctl status k3s)",
         }
     else:
         want, wrong, verb, record = SECRETS_DISABLED, ENCRYPTION_ENABLED, "disable", "clear"
@@ -1168,9 +1208,33 @@ def _secrets_switch_script(enable: bool, timeout: int, poll: int) -> str:
             "rewrite": "rewriting every Secret of the Ainur in clear (k3s secrets-encrypt reencrypt --force --skip)",
             "done": "every Secret of the Ainur is stored in clear; the valar may run without secrets-encryption",
             "after": "no valar was rolled without secrets-encryption; the next pulumi up runs this step again",
+            "flagless": "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept, and nothing here says every Secret was rewritten in clear under it: its API server reads no Secret stored sealed. Set iluvatar:ainur.secretsEncryption true and run pulumi up (the valar rolled with the flag, ainur-secrets-on seals every Secret again), then set it false and run pulumi up (docs/security.md#the-ainurs-secrets-at-rest)",
         }
     word = "Enabled" if enable else "Disabled"
-    snapshots = f'[ "$restart" = 0 ] || echo "iluvatar: $(hostname): {SNAPSHOTS_WHILE_OFF}" >&2\n' if enable else ""
+    # The snapshots' advice only after an off period this valar shows: status Disabled at this run's start (it runs
+    # `enable`), or a record of the off step begun or done, or of an on step begun over one. A restart alone (an Ainur an
+    # older Iluvatar deployed with the flag, a run whose record a manual rotation voided) follows no off period here:
+    # its Secrets were sealed all along, and the rewrite leaves no copy in clear behind.
+    snapshots = (
+        f"""if [ "$off" = 1 ]; then
+  echo "iluvatar: $(hostname): {SNAPSHOTS_WHILE_OFF}" >&2
+elif [ "$restart" = 1 ]; then
+  echo "iluvatar: $(hostname): {SEALED_ALL_ALONG}" >&2
+fi
+"""
+        if enable
+        else ""
+    )
+    # Where an on step's mark says it began over an off period, so that a run cut short and run again still says it.
+    offs = (
+        f"""off=0; from=''
+if has "$now" '{SECRETS_DISABLED}'; then off=1; fi
+case "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" in "clear "*|"switching to clear"*|"switching to sealed from clear"*) off=1 ;; esac
+if [ "$off" = 1 ]; then from=' from clear'; fi
+"""
+        if enable
+        else "from=''\n"
+    )
     fresh = (
         f"""restart=1
 if has "$now" '{ENCRYPTION_ENABLED}' && ! sudo test -e {SECRETS_SWITCHED} && [ "$(stage "$now")" = {FRESH_STAGE} ] && made "$now"; then
@@ -1198,7 +1262,7 @@ has() {{ printf '%s\n' "$1" | grep -qF "$2"; }}
 digest() {{ sudo sha256sum {SECRETS_ENCRYPTION_CONFIG} | cut -d' ' -f1; }}
 made() {{ [ "$(printf '%s\n' "$1" | grep -c 'AES-CBC' || true)" = 1 ] && printf '%s\n' "$1" | grep -q ' {KEY_NAME}[[:space:]]*$'; }}
 end=$(( $(date +%s) + {timeout} ))
-{absent}until now=$(status); do
+{SECRETS_RECORD_MOVED}{absent}until now=$(status); do
   if [ "$(date +%s)" -ge "$end" ]; then
     echo "iluvatar: $(hostname): k3s's secrets encryption status could not be read within {timeout} s; k3s says: $now; {said["after"]} (look with: sudo k3s secrets-encrypt status)" >&2
     exit 1
@@ -1206,8 +1270,19 @@ end=$(( $(date +%s) + {timeout} ))
   sleep {poll}
 done
 if has "$now" '{SECRETS_NEVER}'; then
-  echo "iluvatar: $(hostname): {said["never"]}" >&2
-  exit 0
+  # k3s gives status the config's path only with the flag (deps.go: `if config.EncryptSecrets {{ runtime.EncryptionConfig
+  # = ... }}`; encryptionStatus then reads "" and says no configuration file found): that line is no proof that nothing
+  # was sealed where the file k3s kept is there.
+  if ! sudo test -s {SECRETS_ENCRYPTION_CONFIG}; then
+    echo "iluvatar: $(hostname): {said["never"]}" >&2
+    exit 0
+  fi
+  if [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "clear $(digest)" ]; then
+    echo "iluvatar: $(hostname): {said["already"]}" >&2
+    exit 0
+  fi
+  echo "iluvatar: $(hostname): {said["flagless"]}" >&2
+  exit 1
 fi
 if has "$now" '{want}' && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "{record} $(digest)" ]; then
   echo "iluvatar: $(hostname): {said["already"]}" >&2
@@ -1219,9 +1294,9 @@ if [ "$servers" -gt 1 ]; then
   echo "iluvatar: $(hostname): k3s runs $servers servers: its {verb} reloads only the server it runs on, and this step does k3s's single-server procedure, the only one built; with iluvatar:ainur.secretsEncryption true, take the Ainur to one valar first (docs/day2.md#a-dead-pi-removed-for-good), then {"run pulumi up again" if enable else "set it false"}; {said["after"]} (docs/security.md#the-ainurs-secrets-at-rest)" >&2
   exit 1
 fi
-{fresh}# Before anything changes: a run cut short from here on leaves this mark, never no record (FRESH_STAGE's comment).
-sudo install -d -m 0700 {SECRETS_SWITCHED.rsplit("/", 1)[0]}
-echo "switching to {record}" | sudo tee {SECRETS_SWITCHED} >/dev/null
+{fresh}{offs}# Before anything changes: a run cut short from here on leaves this mark, never no record (FRESH_STAGE's comment).
+sudo install -d -m 0700 {SECRETS_RECORD_DIR}
+echo "switching to {record}$from" | sudo tee {SECRETS_SWITCHED} >/dev/null
 if has "$now" '{wrong}'; then
   echo "iluvatar: $(hostname): {said["start"]}" >&2
   # The CLI gives up after 10 s while k3s goes on: the file's state, read back below, says whether it was written.
@@ -1266,7 +1341,7 @@ until now=$(status) && [ "$(stage "$now")" != {SECRETS_ACTIVE} ] && [ "$seen" = 
   sleep {poll}
 done
 has "$now" '{want}' && [ "$(digest)" = "$was" ] || {{ echo "iluvatar: $(hostname): k3s's config changed during the rewrite; k3s says: $now; {said["after"]}" >&2; exit 1; }}
-sudo install -d -m 0700 {SECRETS_SWITCHED.rsplit("/", 1)[0]}
+sudo install -d -m 0700 {SECRETS_RECORD_DIR}
 printf '{record} %s\n' "$(digest)" | sudo tee {SECRETS_SWITCHED} >/dev/null
 echo "iluvatar: $(hostname): {said["done"]}" >&2
 {snapshots}"""

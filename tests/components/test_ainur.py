@@ -995,6 +995,7 @@ def test_every_inline_pulumi_command_the_docs_give_runs_past_the_engine(netbooti
         "pulumi state delete '<urn of ainur-ilmare-uninstall>'",
         "pulumi state unprotect '<urn of netboot-persistentvolumeclaim-pi-root-ilmare>'",
         "pulumi state unprotect <urn of remote-access-ainur-persistentvolumeclaim-headscale-state>",
+        "pulumi up --replace '**::ainur-secrets-on'",
         "pulumi up --replace '**::arda-power-<name>'",
         "pulumi up --replace <the ainur-credentials URN>",
     ]
@@ -1054,8 +1055,8 @@ def test_turning_secrets_encryption_back_on_asks_the_valar_before_the_rewrite(
 ) -> None:
     """Over an Ainur that ran without it, the valar rolled with the flag may still read a config k3s kept from a
     disable: ainur-secrets-on runs after the last valar's steps and the rewrite waits on it, and the preview says so.
-    Over an output that ran with it, the same step with the same command (the engine leaves it be), said nothing of;
-    while the flag is off it leaves the program, so turning it on again creates it again."""
+    Over an output that ran with it, the same step with the same command (the engine leaves it be), said nothing of.
+    While the flag is off it is not in the program."""
     ran = outputs_of(homelab)["ainur"]
     stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
     caplog.set_level(logging.INFO)
@@ -1093,6 +1094,59 @@ def test_the_up_that_turns_secrets_encryption_on_fails_after_the_join_and_the_ne
     assert step.inputs["create"] == k3s.secrets_on_script()
     assert retry["ainur-manwe-k3s"].urn in step.dependencies
     assert retry["ainur-secrets-rewrite"].dependencies == (step.urn,)
+
+
+def test_the_flag_given_back_after_an_off_up_that_failed_runs_the_on_step_the_state_kept(homelab: Simulation, tmp_path: Path) -> None:
+    """An off-`up` whose off step ran (k3s's encryption turned off) and which then failed: the engine deletes what left
+    the program only once the whole update succeeded (deployment_executor.go:318-336), so the state keeps
+    ainur-secrets-on and ainur-secrets-rewrite with the inputs of the homelab's last `up`, and it writes the failed
+    update's outputs (the flag off, one off step planned). The `up` that gives the flag back, or the one after a retry
+    with the flag still off, plans ainur-secrets-on with inputs other than the state's (its trigger), so the engine
+    runs it; the `up` after that changes nothing of it."""
+    kept = homelab.named()["ainur-secrets-on"]
+    assert outputs_of(homelab)["ainur"]["secretsOffs"] == 0
+    for sub in ("off", "on"):
+        (tmp_path / sub).mkdir()
+    off_file = read_stack_file(write_stack(tmp_path / "off", edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
+    on_file = read_stack_file(write_stack(tmp_path / "on", homelab_doc(), stack="homelab"))
+    failed = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]})
+    assert "ainur-secrets-off" in failed.named()
+    assert {k: outputs_of(failed)["ainur"][k] for k in ("secretsEncryption", "secretsOffs")} == {"secretsEncryption": False, "secretsOffs": 1}
+    # The retry with the flag still off: no off step (the output says off), the count carried.
+    retry = simulate(off_file, previous={"ainur": outputs_of(failed)["ainur"]}, preview=True)
+    assert "ainur-secrets-off" not in retry.named()
+    assert outputs_of(retry)["ainur"]["secretsOffs"] == 1
+    for before in (failed, retry):
+        back = simulate(on_file, previous={"ainur": outputs_of(before)["ainur"]})
+        step = back.named()["ainur-secrets-on"]
+        assert step.inputs["create"] == kept.inputs["create"]
+        assert (kept.inputs.get("triggers"), step.inputs["triggers"]) == (None, [1])
+        again = simulate(on_file, previous={"ainur": outputs_of(back)["ainur"]}, preview=True).named()["ainur-secrets-on"]
+        assert again.inputs == step.inputs
+        assert outputs_of(back)["ainur"]["secretsOffs"] == 1
+
+
+def test_an_ainur_whose_rewrite_step_recorded_nothing_is_told_of_the_on_step_s_one_restart(
+    homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An Ainur deployed with the on step by an Iluvatar whose rewrite step left no record (its output has no
+    secretsOffs): the on step's record names the config before the rewrite's rotation, so the step's next run restarts
+    k3s once, and the preview says so; an output with the count is not told."""
+    ran = outputs_of(homelab)["ainur"]
+    older = {k: v for k, v in ran.items() if k != "secretsOffs"}
+    stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
+    caplog.set_level(logging.INFO)
+    simulate(stack_file, previous={"ainur": older}, preview=True)
+    said = [r.getMessage() for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
+    assert said == [
+        "the last deployment's Ainur ran ainur-secrets-on from an Iluvatar whose rewrite step recorded nothing of the key it "
+        "rotated to: this up runs the step again (its command changed), and it restarts k3s on manwe once (the API away as "
+        "in a roll) and rewrites every Secret under k3s's key, since the step's record names the config before that "
+        "rotation; from then on the rewrite step records the config it leaves"
+    ]
+    caplog.clear()
+    simulate(stack_file, previous={"ainur": ran}, preview=True)
+    assert not [r for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
 
 
 def test_an_ainur_deployed_with_the_flag_before_the_on_step_is_told_of_its_one_restart(

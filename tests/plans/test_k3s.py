@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -124,6 +125,17 @@ K3S_STATUS = {
 }
 
 
+def on_the_valar(script: str, tmp_path: Path, config: Path) -> str:
+    """A script for the first valar with its paths under tmp_path: the digest of k3s's encryption config read from
+    `config` (the advice it prints keeps the real path), and /var/lib/rancher/iluvatar, where the switch's record lives,
+    as tmp_path/iluvatar."""
+    read = f"digest() {{ sudo sha256sum {k3s.SECRETS_ENCRYPTION_CONFIG} |"
+    assert read in script
+    return script.replace(read, read.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(config))).replace(
+        "/var/lib/rancher/iluvatar", str(tmp_path / "iluvatar")
+    )
+
+
 def run_rewrite(tmp_path: Path, answers: list[str], rotate_to: str | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The rewrite script against a stand-in `k3s` whose `secrets-encrypt status` gives `answers` in turn (the last one
     from then on), and whose `rotate-keys` moves it to `rotate_to` (k3s's encryptionRotateKeys ends at reencrypt_finished)."""
@@ -151,7 +163,8 @@ esac
     )
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    script = k3s.secrets_rewrite_script(timeout=3, poll=0)
+    (tmp_path / "encryption-config.json").write_text(K3S_ENCRYPTION_CONFIG["enabled"])
+    script = on_the_valar(k3s.secrets_rewrite_script(timeout=3, poll=0), tmp_path, tmp_path / "encryption-config.json")
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60)
     return done, log.read_text().splitlines() if log.exists() else []
 
@@ -217,7 +230,8 @@ class LabValar:
         return subprocess.run(["k3s", "secrets-encrypt", "status"], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}).stdout
 
     def rewrite(self) -> subprocess.CompletedProcess[str]:
-        script = k3s.secrets_rewrite_script(timeout=2, poll=0)
+        # k3s's encryption config is the stand-in's list of keys: its digest changes with every rotation, as the file's.
+        script = on_the_valar(k3s.secrets_rewrite_script(timeout=2, poll=0), self.state.parent, self.state / "secrets-keys")
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{self.bin}:/usr/bin:/bin"}, timeout=60)
 
     def asked(self) -> list[str]:
@@ -1700,6 +1714,8 @@ OFF_INACTIVE_ROW = "        AES-CBC   AES-CBC aescbckey\n"
 K3S_ENCRYPTION_CONFIG = {
     "enabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}},{"identity":{}}]}]}',
     "disabled": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"identity":{}},{"aescbc":{"keys":[{"name":"aescbckey","secret":"K"}]}}]}]}',
+    # After rotate-keys: the new key alone (AppendNewEncryptionKey's name, reencryptAndRemoveKey's drop of the old).
+    "rotated": '{"kind":"EncryptionConfiguration","apiVersion":"apiserver.config.k8s.io/v1","resources":[{"resources":["secrets"],"providers":[{"aescbc":{"keys":[{"name":"aescbckey-2026-11-27T13:00:00Z","secret":"R"}]}},{"identity":{}}]}]}',
 }
 
 
@@ -1713,17 +1729,30 @@ class SwitchValar:
     - `reencrypt` marks the stage reencrypt_active before it answers and rewrites every Secret under the config the API
       server loaded (`rewritten`); the stand-in's next status reads the stage active once, then the saved one (the
       goroutine's reencryptAndRemoveKey with skip, BootstrapEncryptionHashAnnotation).
-    - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded.
+    - `status` reads the file (encryptionStatus: GetEncryptionProviders), whatever the API server loaded; on a server
+      without the flag (no file `flag`) k3s never sets the file's path (deps.go: `if config.EncryptSecrets {
+      runtime.EncryptionConfig = ... }`), so the read of "" fails and the CLI says no configuration file found, whatever
+      file is kept.
     - `systemctl restart k3s` loads the file.
+    - `rotate-keys` (encryptionRotateKeys) writes a config with a new key, waits for the API server to load it
+      (WaitForEncryptionConfigReload), rewrites every Secret under it and ends at reencrypt_finished with that key alone.
     A file `fail-restart` or `fail-reencrypt` fails that call once, as a step cut short there."""
 
     def __init__(self, tmp_path: Path, config: str, servers: int = 1) -> None:
         self.dir = tmp_path
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        self.config, self.mark = tmp_path / "encryption-config.json", tmp_path / "switched"
+        self.config = tmp_path / "encryption-config.json"
+        # /var/lib/rancher/iluvatar as the k3s step leaves it: made by `mkdir -p` under root's umask, with node-exporter's
+        # textfile directory in it.
+        self.iluvatar = tmp_path / "iluvatar"
+        (self.iluvatar / "metrics").mkdir(parents=True)
+        for folder in (self.iluvatar, self.iluvatar / "metrics"):
+            folder.chmod(0o755)
+        self.mark = self.iluvatar / "secrets" / "switched"
         self.log = tmp_path / "log"
         (tmp_path / "stage").write_text("reencrypt_finished\n")
+        (tmp_path / "flag").touch()
         (tmp_path / "servers").write_text("".join(f"node/valar{i}\n" for i in range(servers)))
         if config != "none":
             self.config.write_text(K3S_ENCRYPTION_CONFIG[config])
@@ -1755,7 +1784,7 @@ switch() {{
 }}
 case "$2" in
   status)
-    if [ ! -e {conf} ]; then echo "Encryption Status: Disabled, no configuration file found"; exit 0; fi
+    if [ ! -e {d}/flag ] || [ ! -e {conf} ]; then echo "Encryption Status: Disabled, no configuration file found"; exit 0; fi
     stage=$(cat {d}/stage)
     if [ -e {d}/active ]; then rm {d}/active; stage=reencrypt_active; fi
     if grep -q '"providers":\\[{{"aescbc"' {conf}; then word=Enabled; row=active; else word=Disabled; row=inactive; fi
@@ -1766,6 +1795,9 @@ case "$2" in
   reencrypt)
     if [ -e {d}/fail-reencrypt ]; then rm {d}/fail-reencrypt; echo "Error: see server log for details" >&2; exit 1; fi
     touch {d}/active; cp {d}/loaded {d}/rewritten; echo "reencryption started" ;;
+  rotate-keys)
+    cp {d}/config-rotated {conf}; cp {conf} {d}/loaded; cp {conf} {d}/rewritten; echo reencrypt_finished > {d}/stage
+    echo " *      AES-CBC   AES-CBC aescbckey-2026-11-27T13:00:00Z" > {d}/row-active ;;
 esac
 """
         )
@@ -1778,11 +1810,16 @@ esac
         return "none" if not done.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == done.read_text())
 
     def run(self, on: bool) -> subprocess.CompletedProcess[str]:
-        script = (k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0)
-        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(self.config)).replace(k3s.SECRETS_SWITCHED, str(self.mark))
-        script = script.replace(k3s.SECRETS_SWITCHED.rsplit("/", 1)[0], str(self.dir)).replace(
-            k3s.SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0], str(self.dir)
-        )
+        return self.run_script((k3s.secrets_on_script if on else k3s.secrets_off_script)(timeout=3, poll=0))
+
+    def rewrite(self) -> subprocess.CompletedProcess[str]:
+        """The rewrite step: with the stage `start`, a rotate-keys (rotate-keys waits for the API server's reload, so the
+        stand-in's API server loads the rotated config as k3s's does)."""
+        return self.run_script(k3s.secrets_rewrite_script(timeout=3, poll=0))
+
+    def run_script(self, script: str) -> subprocess.CompletedProcess[str]:
+        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG, str(self.config)).replace("/var/lib/rancher/iluvatar", str(self.iluvatar))
+        script = script.replace(k3s.SECRETS_ENCRYPTION_CONFIG.rsplit("/", 1)[0], str(self.dir))
         env = {"PATH": f"{self.bin}:/usr/bin:/bin"}
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
@@ -1793,6 +1830,11 @@ esac
 
     def state(self) -> str:
         return "none" if not self.config.exists() else next(k for k, v in K3S_ENCRYPTION_CONFIG.items() if v == self.config.read_text())
+
+    def record(self, text: str) -> None:
+        """The step's record as an earlier run left it."""
+        self.mark.parent.mkdir(mode=0o700, exist_ok=True)
+        self.mark.write_text(text)
 
     def recorded(self) -> str:
         return self.mark.read_text() if self.mark.exists() else ""
@@ -1932,7 +1974,7 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
     if cut == "after-enable":
         # What `enable` leaves when the step ends with it: its mark written before it, the file written, the API server
         # on the one before, the Secrets rewritten inline through it.
-        valar.mark.write_text("switching to sealed\n")
+        valar.record("switching to sealed from clear\n")
         valar.config.write_text(K3S_ENCRYPTION_CONFIG["enabled"])
         (tmp_path / "rewritten").write_text(K3S_ENCRYPTION_CONFIG["disabled"])
     else:
@@ -1940,13 +1982,41 @@ def test_an_on_step_cut_short_after_enable_seals_at_the_next_run(tmp_path: Path,
         first = valar.run(on=True)
         assert first.returncode == 1
         assert valar.calls()[2] == "enable"
-    assert (valar.state(), valar.recorded()) == ("enabled", "switching to sealed\n")
+    # The mark says the run began over an off period (status Disabled), so the next run still gives the snapshots' advice.
+    assert (valar.state(), valar.recorded()) == ("enabled", "switching to sealed from clear\n")
     again = valar.run(on=True)
     assert again.returncode == 0, again.stderr
     calls = valar.calls()
     assert "enable" not in calls
     assert calls[-5:] == ["systemctl restart k3s", "status", "reencrypt --force --skip", "status", "status"]
     assert (valar.rewritten(), valar.recorded()) == ("enabled", f"sealed {digest(valar.config)}\n")
+    assert again.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: {k3s.SNAPSHOTS_WHILE_OFF}"
+
+
+@pytest.mark.parametrize(
+    ("config", "record", "off"),
+    [
+        ("disabled", "", True),
+        ("enabled", "clear 0123\n", True),
+        ("enabled", "switching to clear\n", True),
+        ("enabled", "switching to sealed\n", False),
+        ("enabled", "sealed 0123\n", False),
+        ("enabled", "", False),
+    ],
+)
+def test_the_snapshots_advice_follows_only_an_off_period_the_valar_shows(tmp_path: Path, config: str, record: str, off: bool) -> None:
+    """The on step tells the operator to delete every etcd snapshot older than now only after an off period: status
+    Disabled (it runs enable), or a record of the off step begun or done. A restart over Secrets sealed all along (an
+    Ainur an older Iluvatar deployed with the flag, a record voided by a rotation) says that no snapshot needs deleting."""
+    valar = SwitchValar(tmp_path, config)
+    if record:
+        valar.record(record)
+    done = valar.run(on=True)
+    assert done.returncode == 0, done.stderr
+    assert "systemctl restart k3s" in valar.calls()
+    said = k3s.SNAPSHOTS_WHILE_OFF if off else k3s.SEALED_ALL_ALONG
+    assert done.stderr.splitlines()[-1] == f"iluvatar: {socket.gethostname()}: {said}"
+    assert k3s.SNAPSHOTS_WHILE_OFF not in done.stderr or off
 
 
 def test_the_on_step_seals_a_config_that_says_enabled_with_no_record_of_it(tmp_path: Path) -> None:
@@ -1992,7 +2062,7 @@ def test_the_on_step_restarts_k3s_over_any_config_k3s_did_not_make_as_it_started
     (tmp_path / "stage").write_text("start\n" if sign != "stage" else "reencrypt_finished\n")
     (tmp_path / "loaded").write_text(K3S_ENCRYPTION_CONFIG["disabled"])  # what the API server may still run
     if sign == "mark":
-        valar.mark.write_text("switching to sealed\n")
+        valar.record("switching to sealed\n")
     if sign == "rotated":
         (tmp_path / "row-active").write_text(" *      AES-CBC   AES-CBC aescbckey-2026-11-27T13:00:00Z\n")
     done = valar.run(on=True)
@@ -2005,15 +2075,122 @@ def test_a_switch_marks_the_valar_before_its_verb(tmp_path: Path) -> None:
     """The mark goes before k3s's enable or disable, so no run of a switch ever leaves no record behind it."""
     for on, record in ((True, "sealed"), (False, "clear")):
         script = k3s.secrets_on_script() if on else k3s.secrets_off_script()
-        mark = script.index(f'echo "switching to {record}" | sudo tee {k3s.SECRETS_SWITCHED}')
+        mark = script.index(f'echo "switching to {record}$from" | sudo tee {k3s.SECRETS_SWITCHED}')
         assert mark < script.index(f"k3s secrets-encrypt {'enable' if on else 'disable'} >&2")
         assert mark < script.index("systemctl restart k3s")
+
+
+def modes(valar: SwitchValar) -> dict[str, int]:
+    return {str(p.relative_to(valar.iluvatar)): stat.S_IMODE(p.stat().st_mode) for p in (valar.iluvatar, *sorted(valar.iluvatar.rglob("*")))}
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_record_has_a_directory_of_its_own_and_the_textfile_directory_stays_readable(tmp_path: Path, on: bool) -> None:
+    """node-exporter reads METRICS_DIR, inside the record's parent, as uid 65534 (plans.monitoring): the switch keeps
+    its record in a 0700 directory of its own and leaves the parent as `mkdir -p` made it, so that "others" may still
+    traverse it and read the textfile directory."""
+    valar = SwitchValar(tmp_path, "disabled" if on else "enabled")
+    done = valar.run(on=on)
+    assert done.returncode == 0, done.stderr
+    assert modes(valar) == {".": 0o755, "metrics": 0o755, "secrets": 0o700, "secrets/switched": modes(valar)["secrets/switched"]}
+    assert valar.recorded() == f"{'sealed' if on else 'clear'} {digest(valar.config)}\n"
+
+
+def test_a_record_where_an_older_step_kept_it_is_moved_and_the_parent_given_back_its_mode(tmp_path: Path) -> None:
+    """An older step kept the record beside the textfile directory and set their parent to 0700: the next switch moves
+    the record into its own directory and gives the parent back 0755, so node-exporter reads the certificates' ends
+    again; the record moved still counts (here: the Secrets already in clear, nothing run)."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (valar.iluvatar / "secrets-switched").write_text(f"clear {digest(valar.config)}\n")
+    valar.iluvatar.chmod(0o700)
+    done = valar.run(on=False)
+    assert done.returncode == 0, done.stderr
+    assert valar.calls() == ["status"]
+    assert valar.recorded() == f"clear {digest(valar.config)}\n"
+    assert {k: v for k, v in modes(valar).items() if k != "secrets/switched"} == {".": 0o755, "metrics": 0o755, "secrets": 0o700}
+
+
+def test_the_on_step_run_again_after_the_rewrite_step_finds_its_record_and_restarts_nothing(tmp_path: Path) -> None:
+    """A fresh Ainur: the on step seals under the config k3s made, the rewrite step rotates the key (a new config), and
+    the on step runs again (its command changed in a new release, a new SSH key, the flag given back): the rewrite step's
+    record names the rotated config, so the second run stops after one status, with no restart of the only valar and
+    no snapshot advice."""
+    valar = SwitchValar(tmp_path, "enabled")
+    (tmp_path / "stage").write_text("start\n")
+    first = valar.run(on=True)
+    assert first.returncode == 0, first.stderr
+    assert "systemctl restart k3s" not in valar.calls()
+    rotated = valar.rewrite()
+    assert rotated.returncode == 0, rotated.stderr
+    assert valar.calls() == ["status", "rotate-keys", "status"]
+    assert (valar.state(), valar.recorded()) == ("rotated", f"sealed {digest(valar.config)}\n")
+    again = valar.run(on=True)
+    assert again.returncode == 0, again.stderr
+    assert valar.calls() == ["status"]
+    assert again.stderr.splitlines() == [
+        f"iluvatar: {socket.gethostname()}: every Secret of the Ainur was sealed again by an earlier run, under the config k3s runs"
+    ]
+    # And the rewrite step run again over it only says so, its record unchanged.
+    said = valar.rewrite()
+    assert (said.returncode, valar.calls(), valar.recorded()) == (0, ["status"], f"sealed {digest(valar.config)}\n")
+
+
+def test_the_rewrite_step_leaves_a_record_it_did_not_see_sealed_as_it_is(tmp_path: Path) -> None:
+    """Rewritten already (one key, reencrypt_finished) over a record that says the off step began or finished: nothing
+    says the API server runs the config the file holds, so the rewrite step writes no `sealed`."""
+    for record in ("switching to clear\n", "clear 0123\n"):
+        folder = tmp_path / record.split()[0]
+        folder.mkdir()
+        valar = SwitchValar(folder, "enabled")
+        valar.record(record)
+        done = valar.rewrite()
+        assert (done.returncode, valar.calls(), valar.recorded()) == (0, ["status"], record)
 
 
 def test_the_on_step_leaves_no_config_to_the_rewrite(tmp_path: Path) -> None:
     valar = SwitchValar(tmp_path, "none")
     done = valar.run(on=True)
     assert (done.returncode, valar.calls()) == (0, ["status"])
+
+
+@pytest.mark.parametrize(("kept", "record"), [("enabled", ""), ("disabled", ""), ("disabled", "other"), ("disabled", "clear"), ("none", "")])
+def test_the_off_step_on_a_server_without_the_flag_takes_no_configuration_file_for_nothing_sealed(tmp_path: Path, kept: str, record: str) -> None:
+    """k3s without the flag says "no configuration file found" whatever file it kept: only where no file is kept is
+    nothing sealed. Over a kept file, the record of a rewrite in clear under it ends the step; without one the step
+    fails, naming the way back, and changes nothing."""
+    valar = SwitchValar(tmp_path, kept)
+    (tmp_path / "flag").unlink()
+    if record:
+        valar.record(f"clear {digest(valar.config) if record == 'clear' else '0123'}\n")
+    before = valar.recorded()
+    done = valar.run(on=False)
+    assert valar.calls() == ["status"]
+    assert valar.recorded() == before
+    last = done.stderr.splitlines()[-1]
+    if kept == "none":
+        assert (done.returncode, last) == (
+            0,
+            f"iluvatar: {socket.gethostname()}: k3s never sealed the Ainur's Secrets (no encryption config): nothing to decrypt",
+        )
+    elif record == "clear":
+        assert done.returncode == 0
+        assert last.endswith("every Secret of the Ainur was rewritten in clear by an earlier run, under the config k3s runs")
+    else:
+        assert done.returncode == 1
+        assert last.startswith(
+            f"iluvatar: {socket.gethostname()}: k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept"
+        )
+        assert "Set iluvatar:ainur.secretsEncryption true and run pulumi up" in last
+
+
+def test_the_on_step_on_a_server_without_the_flag_over_a_kept_config_fails(tmp_path: Path) -> None:
+    """After the valar's roll with the flag k3s says "no configuration file found" only where it did not restart with it:
+    nothing is sealed, and the step fails rather than leave the rewrite to wait."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "flag").unlink()
+    done = valar.run(on=True)
+    assert (done.returncode, valar.calls()) == (1, ["status"])
+    assert "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept" in done.stderr
 
 
 def test_a_reencrypt_refused_is_no_rewrite(tmp_path: Path) -> None:
@@ -2041,9 +2218,15 @@ def guard_join(tmp_path: Path, installed: str, new: str, kept: str, record: str)
     if kept != "none":
         encryption.write_text(K3S_ENCRYPTION_CONFIG[kept])
     if record:
-        named = encryption if record == "clear" else tmp_path / "members.json"
-        switched.write_text(f"clear {hashlib.sha256(named.read_bytes()).hexdigest() if named.exists() else ''}\n")
-    swaps = {k3s.SECRETS_ENCRYPTION_CONFIG: str(encryption), k3s.SECRETS_SWITCHED: str(switched)}
+        # `clear-before`: the record where an older step kept it (k3s.SECRETS_SWITCHED_BEFORE).
+        named = encryption if record.startswith("clear") else tmp_path / "members.json"
+        written = tmp_path / "before" if record == "clear-before" else switched
+        written.write_text(f"clear {hashlib.sha256(named.read_bytes()).hexdigest() if named.exists() else ''}\n")
+    swaps = {
+        k3s.SECRETS_ENCRYPTION_CONFIG: str(encryption),
+        k3s.SECRETS_SWITCHED: str(switched),
+        k3s.SECRETS_SWITCHED_BEFORE: str(tmp_path / "before"),
+    }
     return _join(tmp_path, 0, new, swaps=swaps)
 
 
@@ -2070,6 +2253,7 @@ def test_a_join_that_drops_the_flag_over_secrets_not_proven_clear_stops_before_a
     ("installed", "new", "kept", "record"),
     [
         (WITH_FLAG, WITHOUT_FLAG, "disabled", "clear"),  # the off step finished here, under this config
+        (WITH_FLAG, WITHOUT_FLAG, "disabled", "clear-before"),  # and recorded it where an older step kept the record
         (WITH_FLAG, WITHOUT_FLAG, "none", ""),  # k3s never made a config: nothing sealed
         (WITHOUT_FLAG, WITHOUT_FLAG, "disabled", ""),  # the flag already dropped: nothing changes here
         (WITH_FLAG, WITH_FLAG, "enabled", ""),  # the flag kept

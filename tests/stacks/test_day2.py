@@ -744,6 +744,28 @@ def test_the_valar_are_asked_whenever_the_output_may_hide_sealed_secrets(tmp_pat
     assert day2.may_have_sealed({"nodes": {}}) is False
 
 
+def test_an_ainur_whose_rewrite_step_recorded_nothing_is_known_by_its_output() -> None:
+    """The flag on, the on step among the commands, and no count of off steps (an Iluvatar before the rewrite step's
+    record); not with the count, not without the on step (before_secrets_on's population), not with the flag off."""
+    ran = {"secretsEncryption": True, "commands": {"secrets-on": "d", "secrets-rewrite": "e"}}
+    assert day2.before_sealed_record(ran) is True
+    assert day2.before_sealed_record({**ran, day2.SECRETS_OFFS: 0}) is False
+    assert day2.before_sealed_record({**ran, "commands": {"secrets-rewrite": "e"}}) is False
+    assert day2.before_sealed_record({**ran, "secretsEncryption": False}) is False
+    assert day2.before_sealed_record(None) is False
+
+
+def test_the_count_of_off_steps_grows_only_in_an_up_that_plans_one_and_reads_the_engines_numbers() -> None:
+    """ainur-secrets-on's trigger (components.ainur): the last deployment's count, one more when this `up` plans the off
+    step. The engine gives an output's numbers back as floats; a count it cannot read is none (0)."""
+    assert day2.secrets_offs(None, False) == 0
+    assert day2.secrets_offs({"k3sVersion": "v1.33.5+k3s1"}, True) == 1
+    assert day2.secrets_offs({day2.SECRETS_OFFS: 2.0}, False) == 2
+    assert day2.secrets_offs({day2.SECRETS_OFFS: 2}, True) == 3
+    for unread in (True, -1, 1.5, "1", None):
+        assert day2.secrets_offs({day2.SECRETS_OFFS: unread}, False) == 0, unread
+
+
 def test_an_ainur_deployed_with_the_flag_before_the_on_step_is_known_by_its_commands(tmp_path: Path) -> None:
     """ainur-secrets-on is kept while the flag is on (components.ainur): an Ainur an older Iluvatar deployed with the flag
     lists the rewrite step and not it, and its first `up` with it restarts k3s once; one deployed with it, off, or from
