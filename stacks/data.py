@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from stacks import pins, releases
 from stacks import storage as storage_facts
-from stacks.boards import ARDA_ROLES
+from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
@@ -432,6 +432,7 @@ class Context:
     app_secret_values: Mapping[str, Mapping[str, bool]] | None = None
     app_secrets_broken: str | None = None  # why iluvatar:appSecrets is not a mapping of apps to secrets
     monitoring_set: bool = False  # the restore drill reports to it
+    identity_ip: IPv4Address | None = None  # the front door's address, on the Pis
 
 
 def check(ctx: Context) -> list[Problem]:
@@ -544,6 +545,16 @@ def on_arda(
     return out
 
 
+def on_ainur(address: IPv4Address | None, server_name: str, nodes: Sequence[tuple[int, Node]]) -> list[str]:
+    """Why a backup server at `address` is on the Ainur: a Pi's own address, as written or resolved from its name in
+    the internal zone. The disaster the backups are for is the Ainur or Arda lost (docs/layers/ainur.md), which takes
+    a server on a Pi with them. (The Ainur's VIPs are refused by stacks.addresses, and by name in `_target`.)"""
+    held = {n.ip: f"nodes[{i}].ip ({n.name}), a Pi of the Ainur" for i, n in nodes if n.role in AINUR_ROLES}
+    if address is None or address not in held:
+        return []
+    return [f"the server {server_name} is {held[address]}"]
+
+
 def _target(ctx: Context) -> Iterator[Problem]:
     s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
     if ctx.backup is None:
@@ -585,6 +596,22 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{BACKUP}.target",
             f"{backup.target}: {what}, the cluster being backed up: a disaster there takes the backups with it; keep them on a "
             "NAS or a machine off Arda",
+        )
+    # With S3 the valar's k3s uploads the Ainur's etcd snapshots there (etcd-s3-endpoint, plans.backup) and the
+    # kms-key-backup CronJob the KMS key's copy; with NFS Arda's volumes go there. Either is lost with the Pi it is on.
+    kept = "the Ainur's etcd snapshots and the KMS key's backup" if found.kind == "s3" else "the backups of Arda's volumes"
+    for what in on_ainur(address, server_name, ctx.nodes):
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: {what}, where {kept} would be kept: losing the Pis takes the backups with them; keep them on a "
+            "NAS or a machine off the Ainur and Arda",
+        )
+    if address is not None and address == ctx.identity_ip:
+        # The front door is an address kube-vip announces from the Pis (plans.identity), as the VIPs are.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: its server {address} is identity.ip, the front door, an address kube-vip moves between the Pis, "
+            "where no backup server answers; write the NAS's own address, or, if the NAS does have it, give identity.ip a free one",
         )
     off_arda = "a server behind it runs on Arda, the cluster being backed up"
     if ctx.ainur is not None:
