@@ -147,6 +147,8 @@ def state(
         "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
         # Arda's pod and Service subnets, fixed when the cluster is made: stacks.day2 refuses their change.
         "clusterNetwork": day2.arda_subnets(stack),
+        # The cluster's name, fixed once made: stacks.day2 refuses a rename (the provider's clusterIdentifier).
+        "clusterName": stack.arda.cluster_name,
     }
     if (store := logs_store(stack, previous)) is not None:
         out["logsStore"] = store

@@ -220,7 +220,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
             )
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
-    problems += _cluster_subnets(stack, deployed)
+    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -786,6 +786,40 @@ def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem
             )
         )
     return out
+
+
+def deployed_cluster_name(deployed: DeployedArda, vips: Any = None) -> str | None:
+    """The name Arda was made with: the `arda` output's `clusterName`, or, in outputs written before it was recorded,
+    the one key of the `vips` output besides the Ainur's (plans.network.vip_names keys Arda's VIP by the cluster's name)."""
+    recorded = deployed.output.get("clusterName")
+    if isinstance(recorded, str):
+        return recorded
+    if isinstance(vips, Mapping):
+        names = [str(k) for k in vips if k != "ainur"]
+        if len(names) == 1:
+            return names[0]
+    return None
+
+
+def _cluster_name(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """Arda's name is fixed once it is made. It is the Kubernetes provider's clusterIdentifier (components.kube:
+    cluster_provider), and pulumi-kubernetes replaces a provider only when that changes ("the provider will only be
+    replaced when clusterIdentifier changes", @pulumi/kubernetes provider ProviderArgs.clusterIdentifier), and with it
+    every object it manages (Cilium, Rook-Ceph, Argo CD, VolSync: deleted and made again); every machine config's
+    cluster.clusterName changes with it (components.arda), and talos-backup and the drill look under etcd/<name>,
+    where none of the old snapshots are. None of that shows as a change on a machine."""
+    was = deployed.output.get("clusterName")
+    if not isinstance(was, str) or was == stack.arda.cluster_name:
+        return []
+    return [
+        Problem(
+            "iluvatar:arda.clusterName",
+            f"{stack.arda.cluster_name}, but Arda runs as {was}, a name fixed when the cluster is made: it is the Kubernetes "
+            "provider's clusterIdentifier, so a rename replaces the provider and every object on Arda (deleted and made "
+            f"again), changes every machine config's cluster name, and leaves the etcd backups under etcd/{was}; write "
+            f"back {was}",
+        )
+    ]
 
 
 SUBNETS_RUNNING = "iluvatar:arda.subnetsRunning"

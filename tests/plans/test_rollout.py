@@ -86,6 +86,7 @@ def test_the_state_lists_every_machine_in_rollout_order() -> None:
     assert state["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.14.1", "v1.35.1")
     assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
+    assert state["clusterName"] == "arda"  # read back by stacks.day2: the cluster is not renamed
     # Read back by stacks.day2: the log store's claim does not change under a running store.
     assert state["logsStore"] == {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
     assert state["nodes"]["gandalf"] == {
