@@ -353,16 +353,44 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
                 listed = ",".join(str(v) for v in sorted(set(wrapped)))
                 return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {_field_instead(fields, name, item, listed)}"
-    if not VOLSYNC_SCHEDULE.match(" ".join(fields)):
-        return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
-    # The API server matches a CRD's pattern anywhere in the text (Go's regexp, unanchored), so a blank before the first
-    # field passes the pattern's second branch; two blanks between fields pass nowhere.
-    if not VOLSYNC_SCHEDULE.search(reading):
+    # VolSync's CRD pattern is a ReplicationSource's alone: robfig/cron, which k3s and a CronJob read, takes a range with
+    # a step ("3-59/15", robfig/cron v3.0.1 doc.go and parser.go getRange) wherever the pattern does not. The API server
+    # matches the pattern anywhere in the text (Go's regexp, unanchored), and its `\s?` lets two fields run together, so
+    # 0-23/4 passes as 0-2 and 3/4: judged as it judges, on the text as written.
+    if volsync and not VOLSYNC_SCHEDULE.search(reading):
+        if VOLSYNC_SCHEDULE.search(" ".join(fields)):
+            # A blank before the first field passes the pattern's second branch; two blanks between fields pass nowhere.
+            return (
+                f"{show(text)}: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
+                f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
+            )
         return (
-            f"{show(text)}: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
-            f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
+            f"{show(text)}: VolSync's CRD takes a number, a list of numbers, a range, n/step or */step in each field (its pattern, "
+            f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0), not {spec}; write {_as_volsync_lists(fields)}"
         )
     return _often_or_never(text, fields)
+
+
+_VOLSYNC_FIELD = re.compile(r"^((\d+,)*\d+|\d+[/-]\d+|\*(/\d+)?)$")
+
+
+def _as_volsync_lists(fields: Sequence[str]) -> str:
+    """The schedule with each field VolSync's pattern refuses (a range with a step, a list holding a range or a step)
+    written as the values robfig/cron matches there, as a list: from each range's start, every step, to its end."""
+    out = []
+    for value, (_, low, high) in zip(fields, _FIELDS, strict=True):
+        if _VOLSYNC_FIELD.match(value):
+            out.append(value)
+            continue
+        values: set[int] = set()
+        for item in value.split(","):
+            base, _, step = item.partition("/")
+            first, _, last = base.partition("-")
+            start = low if first == "*" else int(first)
+            end = high if first == "*" or (step and not last) else int(last or first)
+            values.update(range(start, end + 1, int(step or 1)))
+        out.append(",".join(str(v) for v in sorted(values)))
+    return " ".join(out)
 
 
 def _field_instead(fields: Sequence[str], name: str, item: str, fixed: str) -> str:
