@@ -32,6 +32,16 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             f"against {pins.CHARTS['cilium']}'s schema, and Helm fetches {stack.arda.cilium.version} only at `pulumi up`, which "
             "stops there if no such chart exists; check it is one (`helm search repo cilium/cilium --versions`)",
         )
+    if stack.gitops is not None and stack.gitops.argocd.version != pins.CHARTS["argo-cd"]:
+        # As Cilium's: the version goes to the Helm release as written (components.gitops), fetched from argo-helm's
+        # index only at `pulumi up`, after both clusters are made; the program's values are written for the pinned one.
+        yield Problem(
+            "iluvatar:gitops.argocd.version",
+            f"{stack.gitops.argocd.version} is not the release Iluvatar pins ({pins.CHARTS['argo-cd']}): the values Iluvatar gives "
+            f"Argo CD are written and checked for {pins.CHARTS['argo-cd']}, and Helm fetches {stack.gitops.argocd.version} only at "
+            "`pulumi up`, which stops there, after both clusters are made, if no such chart exists; check it is one "
+            "(`helm search repo argo/argo-cd --versions`)",
+        )
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)

@@ -89,6 +89,15 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
             "one (`helm search repo cilium/cilium --versions`)"
         ],
     ),
+    (
+        "argocd-chart-not-the-pinned-one",
+        {"iluvatar:gitops.argocd": {"version": "99.0.0"}},
+        [
+            "iluvatar:gitops.argocd.version: 99.0.0 is not the release Iluvatar pins (10.8.0): the values Iluvatar gives Argo CD are "
+            "written and checked for 10.8.0, and Helm fetches 99.0.0 only at `pulumi up`, which stops there, after both clusters "
+            "are made, if no such chart exists; check it is one (`helm search repo argo/argo-cd --versions`)"
+        ],
+    ),
     # What is meant reads without a warning: one day field restricted, a drill as seldom as the backups, a day's snapshots.
     ("first-of-the-month", {"iluvatar:apps[0].backup.schedule": "0 2 1 * *", "iluvatar:backup.drill": {"schedule": "30 4 2 * *"}}, []),
     ("weekly-drill-over-daily-backups", {"iluvatar:backup.drill": {"schedule": "30 4 * * 0"}}, []),
