@@ -115,6 +115,16 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         },
         [],
     ),
+    (
+        "etcd-daily-kept-one",
+        {"iluvatar:backup.etcd": {"schedule": "15 3 * * *", "keep": 1}},
+        [
+            "iluvatar:backup.etcd.keep: 1 snapshot of backup.etcd.schedule 15 3 * * *: each run replaces the only one k3s keeps (and "
+            "prunes an S3 target's copies to), so a problem found after the next run has no snapshot from before it; "
+            "keep at least 2, or as many as the days you may take to notice"
+        ],
+    ),
+    ("etcd-daily-kept-two", {"iluvatar:backup.etcd": {"schedule": "15 3 * * *", "keep": 2}}, []),
     ("etcd-every-ten-minutes-kept-a-day", {"iluvatar:backup.etcd": {"schedule": "*/10 * * * *", "keep": 144}}, []),
     # The KMS's key is a Secret on the Ainur: with their secrets encryption off it sits in clear in every etcd snapshot.
     (
