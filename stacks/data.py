@@ -417,6 +417,10 @@ def _sunday_as_0(fields: list[str]) -> str:
     return " ".join([*fields[:4], field])
 
 
+# The days each month has in every year (February without its leap day).
+_MONTH_DAYS = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+
+
 def _often_or_never(text: str, fields: list[str]) -> str | None:
     """A schedule the parser takes that is not what a backup or a drill means: a star in the minute field runs it every
     minute (`* 6 * * 0`, meant as 06:00, runs 60 times); day fields that never meet (`0 3 31 2 *`) never run it, and the
@@ -431,9 +435,13 @@ def _often_or_never(text: str, fields: list[str]) -> str | None:
         once = f"once at {min(hours):02d}:00" if len(hours) == 1 else "once in each of those hours"
         return f"{show(text)}: the minute field {fields[0]} runs it every minute of {when}, {60 * len(hours)} times in a row; to run it {once}, write 0 {rest}"
     if _run_days(fields) < 2:
+        # The day every month of the month field has (February's 28: its 29th comes once in four years), as the fix.
+        months, _ = _cron_field(fields[3], 1, 12)
+        last = min(_MONTH_DAYS[m] for m in months) if months else 28
+        fix = " ".join([*fields[:2], str(last), *fields[3:]])
         return (
             f"{show(text)}: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), "
-            "so it never runs; pick a day every month or every year has"
+            f"so it never runs; each of its months has a day {last} every year; write {fix}"
         )
     return None
 

@@ -55,6 +55,9 @@ def _corpus() -> list[str]:
         "0 3 31 2 *",  # never
         "0 0 29 2 *",  # once in four years
         "0 3 30 2,4 *",  # the 30th of April only
+        "0 3 31 2,4 *",  # never: the fix is the 28th
+        "0 3 28 2,4 *",
+        "0 3 28 2 *",
         "0 3 * * mon",  # names: the API server takes them, VolSync's CRD does not
         "0 3 * jan *",
         "@midnight",  # robfig's, not VolSync's
@@ -175,7 +178,7 @@ def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, An
         (
             "0 3 31 2 *",
             "0 3 31 2 *: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it never runs; "
-            "pick a day every month or every year has",
+            "each of its months has a day 28 every year; write 0 3 28 2 *",
         ),
     ],
 )
@@ -197,6 +200,11 @@ def test_the_messages(schedule: str, problem: str) -> None:
         ),
         ("@daily ", "@daily : robfig/cron reads a descriptor whole, blanks included, and knows no '@daily '; write @daily"),
         ("0 24 * * *", "0 24 * * *: 24 is outside the hour field's 0-23 (midnight is hour 0); write 0 0 * * *"),
+        (
+            "0 3 31 2,4 *",
+            "0 3 31 2,4 *: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it never "
+            "runs; each of its months has a day 28 every year; write 0 3 28 2,4 *",
+        ),
         (
             "0 4 * * 1-5/2",
             "0 4 * * 1-5/2: VolSync's CRD takes a number, a list of numbers, a range, n/step or */step in each field (its pattern, "
