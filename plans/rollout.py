@@ -206,7 +206,8 @@ def pool_moves(previous: Mapping[str, Any] | None, current: Mapping[str, Any], r
     was, now = (previous or {}).get("pool"), current.get("pool")
     if not isinstance(was, Mapping) or not isinstance(now, Mapping) or was.get("range") == now.get("range"):
         return ""
-    before = was.get("services") if isinstance(was.get("services"), Mapping) else {}
+    services = was.get("services")
+    before: Mapping[str, Any] = services if isinstance(services, Mapping) else {}
     moved = [f"{name} {before[name]} -> {ip}" for name, ip in now["services"].items() if name in before and before[name] != ip]
     follow = "the internal zone's records" + (" and the remote-access routes to them" if routes else "")
     return (
