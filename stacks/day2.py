@@ -679,8 +679,20 @@ def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
             Problem(LOGS_SIZE, f"{logs.size} is not {was}, the size of {whose}; it cannot be changed by the stack alone: keep {was}, or {fix}")
         )
     if isinstance(was_class, str) and chosen != was_class:
-        written = logs.storage_class if logs.storage_class is not None else f"unset (Arda's default class is now {chosen})"
         fix = "move the store to a new claim" if running else "delete the claim and set claimChanged: true,"
+        if logs.storage_class is None and stack.storage.arda.default_class is not None:
+            # The class came from Arda's default: the key written is the default's, and the store keeps its class by
+            # naming it.
+            out.append(
+                Problem(
+                    "iluvatar:storage.arda.defaultClass",
+                    f"{stack.storage.arda.default_class}, the class the log store's claim takes (logs.storageClass is unset), "
+                    f"is not {was_class}, the class of {whose}; a claim does not move between classes: keep {was_class} as the "
+                    f"default, or set logs.storageClass: {was_class}, or {fix} as {LOGS_RUNBOOK} says",
+                )
+            )
+            return out
+        written = logs.storage_class if logs.storage_class is not None else f"unset (Arda's default class is now {chosen})"
         out.append(
             Problem(
                 LOGS_CLASS,
