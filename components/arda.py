@@ -598,7 +598,7 @@ class TalosCluster(pulumi.ComponentResource):
             deployed, day = args.deployed.output, today()
             probe = None if not self._unprobed(args.deployed, day) else UNPROBED
             planned = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1], None, logging, deployed))
-            planned.apply(lambda now: pulumi.log.info(rollout.plan(deployed, now, day, probe), resource=self))
+            planned.apply(lambda now: pulumi.log.info(rollout.plan(deployed, now, day, probe, routes=stack.remote_access is not None), resource=self))
         self.register_outputs({"kubeconfig": self.kubeconfig, "state": self.state})
 
     def _snapshot_first(

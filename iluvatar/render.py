@@ -440,7 +440,13 @@ def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
     step that runs on Arda and the Ainur, in order, and why."""
     # A move between DHCP modes first: it is the household's, and it says when the router's part is done.
     modes = (deployed_mode(previous.get("dnsmasqConf")), deployed_mode(sim.outputs.get("dnsmasqConf")))
-    arda = rollout.plan(previous.get("arda"), sim.outputs["arda"], sim.now, ainur=(recorded_ainur(previous), sim.outputs.get("ainur")))
+    was = previous.get("arda")
+    pool, gateways = previous.get("loadBalancerPool"), previous.get("gateways")
+    if isinstance(was, dict) and "pool" not in was and isinstance(pool, dict) and isinstance(gateways, dict):
+        # Outputs from before the `arda` output recorded the pool still say it and the gateways' addresses at the top.
+        was = {**was, "pool": {"range": f"{pool.get('start')}-{pool.get('end')}", "services": gateways}}
+    routes = isinstance(sim.outputs.get("remoteAccess"), dict)
+    arda = rollout.plan(was, sim.outputs["arda"], sim.now, ainur=(recorded_ainur(previous), sim.outputs.get("ainur")), routes=routes)
     return rollout.describe_mode(*modes) + arda
 
 

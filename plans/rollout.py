@@ -33,6 +33,8 @@ from plans import credentials as credentials_plan
 from plans.netboot import dhcp_probe, pi_pods, roll, vip_roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
 from stacks import day2, encryption, releases
+from stacks import logs as logs_rules
+from stacks.edge import edge_addresses, resolver_needed
 from stacks.model import Node, StackConfig
 from stacks.storage import longhorn_pis
 
@@ -147,6 +149,10 @@ def state(
         "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
         # Arda's pod and Service subnets, fixed when the cluster is made: stacks.day2 refuses their change.
         "clusterNetwork": day2.arda_subnets(stack),
+        # The cluster's name, fixed once made: stacks.day2 refuses a rename (the provider's clusterIdentifier).
+        "clusterName": stack.arda.cluster_name,
+        # The load-balancer pool and the addresses the stack's own Services take in it: a move is said (pool_moves).
+        "pool": pool_state(stack),
     }
     if (store := logs_store(stack, previous)) is not None:
         out["logsStore"] = store
@@ -178,6 +184,39 @@ def logs_store(stack: StackConfig, previous: Mapping[str, Any] | None) -> dict[s
         return None
     keep = was.get("running") is not False  # the `up` that turns logs off: the next one may be its retry
     return {**{k: v for k, v in was.items() if k != "forwarders" or keep}, "running": False}
+
+
+def pool_state(stack: StackConfig) -> dict[str, Any]:
+    """network.loadBalancerPool and the addresses Cilium gives the stack's own Services from it: the gateways (stacks.edge:
+    the pool's top, or edge.addresses), the LAN resolver (without the Ainur), the log store's LAN address (with them)."""
+    pool = stack.network.load_balancer_pool
+    found = edge_addresses(pool, stack.edge)
+    services = {"envoy-external": str(found["envoy-external"]), "envoy-internal": str(found["envoy-internal"])}
+    if resolver_needed(stack.ainur is not None, bool(stack.apps)):
+        services["the LAN resolver"] = str(found["resolver"])
+    if (address := logs.lan_address(stack)) is not None and logs_rules.enabled(stack.logs, stack.monitoring is not None):
+        services["the log store"] = str(address)
+    return {"range": f"{pool.start}-{pool.end}", "services": services}
+
+
+def pool_moves(previous: Mapping[str, Any] | None, current: Mapping[str, Any], routes: bool = False) -> str:
+    """The plan's line for a moved load-balancer pool. No machine changes: Cilium gives the Services their new addresses
+    in the `up`, and the records, the Pis' log forwarders and the remote-access routes (`routes`) follow from the stack;
+    but what holds an old address outside it (a router's port forward, a cached answer, a bookmark) reaches nothing."""
+    was, now = (previous or {}).get("pool"), current.get("pool")
+    if not isinstance(was, Mapping) or not isinstance(now, Mapping) or was.get("range") == now.get("range"):
+        return ""
+    services = was.get("services")
+    before: Mapping[str, Any] = services if isinstance(services, Mapping) else {}
+    moved = [f"{name} {before[name]} -> {ip}" for name, ip in now["services"].items() if name in before and before[name] != ip]
+    follow = "the internal zone's records" + (" and the remote-access routes to them" if routes else "")
+    return (
+        f"Arda: network.loadBalancerPool moves {was.get('range')} -> {now['range']}: "
+        + (f"{', '.join(moved)}; " if moved else "")
+        + f"Cilium gives the Services their new addresses in this `up`, and {follow} follow; anything that holds an old "
+        "address outside the stack (the router's port forwards to envoy-external, a device's cached DNS answer, a bookmark by "
+        "address) reaches nothing until it is changed\n"
+    )
 
 
 def logs_off(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
@@ -909,10 +948,11 @@ def plan(
     now: datetime.datetime | None = None,
     probe: str | None = None,
     ainur: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+    routes: bool = False,
 ) -> str:
     """The whole day-2 plan, as `pulumi preview` logs it and rollout.txt holds it: every step `up` runs, in order,
     and why. `now` is the day of the run (the client certificate's renewal); `probe` says what the maintenance-mode
-    probe did, when it did not run."""
+    probe did, when it did not run; `routes`, that remote access routes to the pool's Services."""
     why = talosconfig_changes(previous, current, now)
     found = {c.node: c for c in changes(previous, current)}
     lines: list[str] = []
@@ -942,5 +982,6 @@ def plan(
     if probe:
         text += f"Arda: {probe}\n"
     text += logs_off(previous, current)
+    text += pool_moves(previous, current, routes)
     # The Ainur's part first, as the program logs it (their component comes first); the two chains do not wait for each other.
     return describe_ainur(*ainur) + text

@@ -130,9 +130,21 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                 f"iluvatar:{h.path}", f"{h.ip} is {d.owner}; {h.path} is {what}, so it needs one no device on the LAN has: give it a free one"
             )
             break
+    own = {h.ip: h for h in held if h.kind not in DEVICES}
+    router = ainur.netboot.router_address if ainur is not None else None
+    if router is not None and router in own:
+        # The DHCP probe of `up` tells the router's answers from a foreign server's by this address (components/netboot
+        # hands it to plans.netboot.dhcp_probe as the router, the Ainur's own addresses as theirs): at one of the
+        # homelab's own, the real router's answer is "another DHCP server" and the step refuses, or, in proxy mode,
+        # the router is never heard.
+        yield Problem(
+            "iluvatar:ainur.netboot.routerAddress",
+            f"{router} is {own[router].owner}, an address of the homelab's own, not the router's: the DHCP probe would take "
+            "the router's answers for another DHCP server's and stop `up`; give the address the router's DHCP answers carry "
+            f"as server identifier, or remove routerAddress to take network.gateway" + (f" {network.gateway}" if network is not None else ""),
+        )
     if network is None:
         return
-    own = {h.ip: h for h in held if h.kind not in DEVICES}
     for d in devices:
         path = f"iluvatar:{d.path}"
         if d.kind == "dns":

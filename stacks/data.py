@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from stacks import pins, releases
 from stacks import storage as storage_facts
-from stacks.boards import ARDA_ROLES
+from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
@@ -354,16 +354,44 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
                 listed = ",".join(str(v) for v in sorted(set(wrapped)))
                 return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {_field_instead(fields, name, item, listed)}"
-    if not VOLSYNC_SCHEDULE.match(" ".join(fields)):
-        return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
-    # The API server matches a CRD's pattern anywhere in the text (Go's regexp, unanchored), so a blank before the first
-    # field passes the pattern's second branch; two blanks between fields pass nowhere.
-    if not VOLSYNC_SCHEDULE.search(reading):
+    # VolSync's CRD pattern is a ReplicationSource's alone: robfig/cron, which k3s and a CronJob read, takes a range with
+    # a step ("3-59/15", robfig/cron v3.0.1 doc.go and parser.go getRange) wherever the pattern does not. The API server
+    # matches the pattern anywhere in the text (Go's regexp, unanchored), and its `\s?` lets two fields run together, so
+    # 0-23/4 passes as 0-2 and 3/4: judged as it judges, on the text as written.
+    if volsync and not VOLSYNC_SCHEDULE.search(reading):
+        if VOLSYNC_SCHEDULE.search(" ".join(fields)):
+            # A blank before the first field passes the pattern's second branch; two blanks between fields pass nowhere.
+            return (
+                f"{show(text)}: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
+                f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
+            )
         return (
-            f"{show(text)}: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
-            f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
+            f"{show(text)}: VolSync's CRD takes a number, a list of numbers, a range, n/step or */step in each field (its pattern, "
+            f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0), not {spec}; write {_as_volsync_lists(fields)}"
         )
     return _often_or_never(text, fields)
+
+
+_VOLSYNC_FIELD = re.compile(r"^((\d+,)*\d+|\d+[/-]\d+|\*(/\d+)?)$")
+
+
+def _as_volsync_lists(fields: Sequence[str]) -> str:
+    """The schedule with each field VolSync's pattern refuses (a range with a step, a list holding a range or a step)
+    written as the values robfig/cron matches there, as a list: from each range's start, every step, to its end."""
+    out = []
+    for value, (_, low, high) in zip(fields, _FIELDS, strict=True):
+        if _VOLSYNC_FIELD.match(value):
+            out.append(value)
+            continue
+        values: set[int] = set()
+        for item in value.split(","):
+            base, _, step = item.partition("/")
+            first, _, last = base.partition("-")
+            start = low if first == "*" else int(first)
+            end = high if first == "*" or (step and not last) else int(last or first)
+            values.update(range(start, end + 1, int(step or 1)))
+        out.append(",".join(str(v) for v in sorted(values)))
+    return " ".join(out)
 
 
 def _field_instead(fields: Sequence[str], name: str, item: str, fixed: str) -> str:
@@ -390,6 +418,10 @@ def _sunday_as_0(fields: list[str]) -> str:
     return " ".join([*fields[:4], field])
 
 
+# The days each month has in every year (February without its leap day).
+_MONTH_DAYS = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+
+
 def _often_or_never(text: str, fields: list[str]) -> str | None:
     """A schedule the parser takes that is not what a backup or a drill means: a star in the minute field runs it every
     minute (`* 6 * * 0`, meant as 06:00, runs 60 times); day fields that never meet (`0 3 31 2 *`) never run it, and the
@@ -404,9 +436,13 @@ def _often_or_never(text: str, fields: list[str]) -> str | None:
         once = f"once at {min(hours):02d}:00" if len(hours) == 1 else "once in each of those hours"
         return f"{show(text)}: the minute field {fields[0]} runs it every minute of {when}, {60 * len(hours)} times in a row; to run it {once}, write 0 {rest}"
     if _run_days(fields) < 2:
+        # The day every month of the month field has (February's 28: its 29th comes once in four years), as the fix.
+        months, _ = _cron_field(fields[3], 1, 12)
+        last = min(_MONTH_DAYS[m] for m in months) if months else 28
+        fix = " ".join([*fields[:2], str(last), *fields[3:]])
         return (
             f"{show(text)}: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), "
-            "so it never runs; pick a day every month or every year has"
+            f"so it never runs; each of its months has a day {last} every year; write {fix}"
         )
     return None
 
@@ -433,6 +469,7 @@ class Context:
     app_secret_values: Mapping[str, Mapping[str, bool]] | None = None
     app_secrets_broken: str | None = None  # why iluvatar:appSecrets is not a mapping of apps to secrets
     monitoring_set: bool = False  # the restore drill reports to it
+    identity_ip: IPv4Address | None = None  # the front door's address, on the Pis
 
 
 def check(ctx: Context) -> list[Problem]:
@@ -545,6 +582,16 @@ def on_arda(
     return out
 
 
+def on_ainur(address: IPv4Address | None, server_name: str, nodes: Sequence[tuple[int, Node]]) -> list[str]:
+    """Why a backup server at `address` is on the Ainur: a Pi's own address, as written or resolved from its name in
+    the internal zone. The disaster the backups are for is the Ainur or Arda lost (docs/layers/ainur.md), which takes
+    a server on a Pi with them. (The Ainur's VIPs are refused by stacks.addresses, and by name in `_target`.)"""
+    held = {n.ip: f"nodes[{i}].ip ({n.name}), a Pi of the Ainur" for i, n in nodes if n.role in AINUR_ROLES}
+    if address is None or address not in held:
+        return []
+    return [f"the server {server_name} is {held[address]}"]
+
+
 def _target(ctx: Context) -> Iterator[Problem]:
     s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
     if ctx.backup is None:
@@ -586,6 +633,22 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{BACKUP}.target",
             f"{backup.target}: {what}, the cluster being backed up: a disaster there takes the backups with it; keep them on a "
             "NAS or a machine off Arda",
+        )
+    # With S3 the valar's k3s uploads the Ainur's etcd snapshots there (etcd-s3-endpoint, plans.backup) and the
+    # kms-key-backup CronJob the KMS key's copy; with NFS Arda's volumes go there. Either is lost with the Pi it is on.
+    kept = "the Ainur's etcd snapshots and the KMS key's backup" if found.kind == "s3" else "the backups of Arda's volumes"
+    for what in on_ainur(address, server_name, ctx.nodes):
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: {what}, where {kept} would be kept: losing the Pis takes the backups with them; keep them on a "
+            "NAS or a machine off the Ainur and Arda",
+        )
+    if address is not None and address == ctx.identity_ip:
+        # The front door is an address kube-vip announces from the Pis (plans.identity), as the VIPs are.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: its server {address} is identity.ip, the front door, an address kube-vip moves between the Pis, "
+            "where no backup server answers; write the NAS's own address, or, if the NAS does have it, give identity.ip a free one",
         )
     off_arda = "a server behind it runs on Arda, the cluster being backed up"
     if ctx.ainur is not None:

@@ -220,7 +220,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
             )
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
-    problems += _cluster_subnets(stack, deployed)
+    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -712,8 +712,20 @@ def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
             Problem(LOGS_SIZE, f"{logs.size} is not {was}, the size of {whose}; it cannot be changed by the stack alone: keep {was}, or {fix}")
         )
     if isinstance(was_class, str) and chosen != was_class:
-        written = logs.storage_class if logs.storage_class is not None else f"unset (Arda's default class is now {chosen})"
         fix = "move the store to a new claim" if running else "delete the claim and set claimChanged: true,"
+        if logs.storage_class is None and stack.storage.arda.default_class is not None:
+            # The class came from Arda's default: the key written is the default's, and the store keeps its class by
+            # naming it.
+            out.append(
+                Problem(
+                    "iluvatar:storage.arda.defaultClass",
+                    f"{stack.storage.arda.default_class}, the class the log store's claim takes (logs.storageClass is unset), "
+                    f"is not {was_class}, the class of {whose}; a claim does not move between classes: keep {was_class} as the "
+                    f"default, or set logs.storageClass: {was_class}, or {fix} as {LOGS_RUNBOOK} says",
+                )
+            )
+            return out
+        written = logs.storage_class if logs.storage_class is not None else f"unset (Arda's default class is now {chosen})"
         out.append(
             Problem(
                 LOGS_CLASS,
@@ -819,6 +831,40 @@ def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem
             )
         )
     return out
+
+
+def deployed_cluster_name(deployed: DeployedArda, vips: Any = None) -> str | None:
+    """The name Arda was made with: the `arda` output's `clusterName`, or, in outputs written before it was recorded,
+    the one key of the `vips` output besides the Ainur's (plans.network.vip_names keys Arda's VIP by the cluster's name)."""
+    recorded = deployed.output.get("clusterName")
+    if isinstance(recorded, str):
+        return recorded
+    if isinstance(vips, Mapping):
+        names = [str(k) for k in vips if k != "ainur"]
+        if len(names) == 1:
+            return names[0]
+    return None
+
+
+def _cluster_name(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """Arda's name is fixed once it is made. It is the Kubernetes provider's clusterIdentifier (components.kube:
+    cluster_provider), and pulumi-kubernetes replaces a provider only when that changes ("the provider will only be
+    replaced when clusterIdentifier changes", @pulumi/kubernetes provider ProviderArgs.clusterIdentifier), and with it
+    every object it manages (Cilium, Rook-Ceph, Argo CD, VolSync: deleted and made again); every machine config's
+    cluster.clusterName changes with it (components.arda), and talos-backup and the drill look under etcd/<name>,
+    where none of the old snapshots are. None of that shows as a change on a machine."""
+    was = deployed.output.get("clusterName")
+    if not isinstance(was, str) or was == stack.arda.cluster_name:
+        return []
+    return [
+        Problem(
+            "iluvatar:arda.clusterName",
+            f"{stack.arda.cluster_name}, but Arda runs as {was}, a name fixed when the cluster is made: it is the Kubernetes "
+            "provider's clusterIdentifier, so a rename replaces the provider and every object on Arda (deleted and made "
+            f"again), changes every machine config's cluster name, and leaves the etcd backups under etcd/{was}; write "
+            f"back {was}",
+        )
+    ]
 
 
 SUBNETS_RUNNING = "iluvatar:arda.subnetsRunning"

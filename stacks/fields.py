@@ -119,6 +119,9 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
                     f"{value} has a number with a leading zero, which no {what.removesuffix(' version')} release tag has (SemVer 2.0.0 "
                     f"§2), and it is used as written (image tags, download URLs); write {unpadded}"
                 )
+        if isinstance(value, str) and not regex.match(value) and value != value.lower() and regex.match(value.lower()):
+            # A digest or an id copied in capitals: the example is another value's, the fix is this one's own spelling.
+            raise ValueError(f"{value} is not a well-formed {what}: it is written in upper case; write it in lower case, {value.lower()}")
         if not isinstance(value, str) or not regex.match(value):
             raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
         return value

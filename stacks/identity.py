@@ -103,7 +103,11 @@ def _hosts(identity: Identity, network: Network, apps: Sequence[tuple[int, App]]
         key = HOSTS[field][0]
         path = f"{IDENTITY}.hosts.{key}"
         if not under(host, domain) or host == domain:
-            yield Problem(path, f"{host} is outside the internal zone network.domain {domain}, which the Ainur's DNS answers for")
+            yield Problem(
+                path,
+                f"{host} is outside the internal zone network.domain {domain}, which the Ainur's DNS answers for; write a name "
+                f"in it, e.g. {HOSTS[field][1]}.{domain}, or leave it unset (that name is the default)",
+            )
             continue
         if field == "argocd" and host.removesuffix(f".{domain}").count(".") > 0:
             yield Problem(

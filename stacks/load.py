@@ -246,8 +246,9 @@ def parse_stack(
         "ainur" in values,
         "gitops" in values,
         network if isinstance(network, Network) else None,
-        # Headscale's address against the front door's is said once, by Headscale's rule; a DNS server's by its own.
-        addresses.table(held, frozenset({"identity", "headscale", "dns"})),
+        # Headscale's address against the front door's is said once, by Headscale's rule; a DNS server's by its own; the
+        # NAS's by stacks.data at backup.target (the server written there is what names the front door's address).
+        addresses.table(held, frozenset({"identity", "headscale", "dns", "nas"})),
         apps,
         _zone_names(parsed),
         present,
@@ -314,6 +315,7 @@ def parse_stack(
             app_secret_values=app_values,
             app_secrets_broken=app_values_broken,
             monitoring_set="monitoring" in values,
+            identity_ip=identity.ip if isinstance(identity, Identity) else None,
         )
     )
     logs = _section(values, "logs", problems)

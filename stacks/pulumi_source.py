@@ -16,7 +16,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -168,6 +168,9 @@ def load() -> LoadedStack:
     try:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))
+        # Outputs written before the `arda` output recorded the cluster's name still say it (the `vips` output's key).
+        if arda.deployed and "clusterName" not in arda.output and (name := day2.deployed_cluster_name(arda, outputs.get("vips"))) is not None:
+            arda = replace(arda, output={**arda.output, "clusterName": name})
         ainur = day2.machines_of(outputs.get(AINUR_OUTPUT))
     except TypeError as e:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None

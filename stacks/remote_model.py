@@ -74,6 +74,7 @@ class RemoteAccess(Model):
     flavour: Flavour
     tailscale: TailscaleSettings | None = None
     headscale: HeadscaleSettings | None = None
-    # More to advertise than envoy-internal and the VIPs (inside network.lan or a VLAN: the whole LAN, a NAS).
+    # More to advertise than envoy-internal and the VIPs (inside network.lan or a VLAN, outside network.loadBalancerPool:
+    # a NAS, a VLAN of cameras).
     routes: tuple[Cidr, ...] = ()
     access: tuple[RemoteGrant, ...] = Field(min_length=1)

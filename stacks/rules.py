@@ -1029,7 +1029,12 @@ def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
             node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {vlan.cidr}, which no host can have; {fix}"
         )
     elif node.ip == vlan.gateway:
-        yield Problem(node_path(i, "ip"), f"{node.ip} is network.vlans[{j}].gateway ({node.vlan}), its router's; {fix}")
+        # Either key may be the slip (the stack alone cannot tell which was written last): both ways out.
+        yield Problem(
+            node_path(i, "ip"),
+            f"{node.ip} is network.vlans[{j}].gateway ({node.vlan}), its router's; {fix}, or, if {node.name} does have "
+            f"{node.ip}, write the router's own address in network.vlans[{j}].gateway",
+        )
     if node.role in ARDA_ROLES and vlan.gateway is None:
         yield Problem(
             node_path(i, "vlan"),

@@ -32,6 +32,16 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             f"against {pins.CHARTS['cilium']}'s schema, and Helm fetches {stack.arda.cilium.version} only at `pulumi up`, which "
             "stops there if no such chart exists; check it is one (`helm search repo cilium/cilium --versions`)",
         )
+    if stack.gitops is not None and stack.gitops.argocd.version != pins.CHARTS["argo-cd"]:
+        # As Cilium's: the version goes to the Helm release as written (components.gitops), fetched from argo-helm's
+        # index only at `pulumi up`, after both clusters are made; the program's values are written for the pinned one.
+        yield Problem(
+            "iluvatar:gitops.argocd.version",
+            f"{stack.gitops.argocd.version} is not the release Iluvatar pins ({pins.CHARTS['argo-cd']}): the values Iluvatar gives "
+            f"Argo CD are written and checked for {pins.CHARTS['argo-cd']}, and Helm fetches {stack.gitops.argocd.version} only at "
+            "`pulumi up`, which stops there, after both clusters are made, if no such chart exists; check it is one "
+            "(`helm search repo argo/argo-cd --versions`)",
+        )
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
@@ -146,8 +156,18 @@ def _many_an_hour(path: str, schedule: str) -> Iterator[Problem]:
 
 
 def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
-    """k3s keeps `keep` snapshots per server: on a schedule that runs many times a day, they may span less than a day."""
+    """k3s keeps `keep` snapshots per server (and prunes the S3 copies to as many, --etcd-snapshot-retention): on a
+    schedule that runs many times a day, they may span less than a day; with one, each run replaces the only snapshot,
+    so whatever the schedule, a problem found after the next run has none from before it."""
     fields = _MACRO_SPECS.get(schedule, schedule).split()
+    if keep == 1:
+        yield Problem(
+            "iluvatar:backup.etcd.keep",
+            f"1 snapshot of backup.etcd.schedule {schedule}: each run replaces the only one k3s keeps (and prunes an S3 "
+            "target's copies to), so a problem found after the next run has no snapshot from before it; keep at least 2, "
+            "or as many as the days you may take to notice",
+        )
+        return
     minutes, _ = _cron_field(fields[0], 0, 59)
     hours, _ = _cron_field(fields[1], 0, 23)
     per_day = len(minutes) * len(hours)

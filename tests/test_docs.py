@@ -189,7 +189,7 @@ def test_messages_link_the_docs_page_that_says_more_never_a_readme_section(site:
     said = {path: [s for s in found if re.search(r"README(?!\.md)", s)] for path, found in strings.items()}
     assert {path: found for path, found in said.items() if found} == {}
     links = {(page, anchor) for found in strings.values() for s in found for page, anchor in DOCS_LINK.findall(s)}
-    assert ("day2.md", "upgrading-talos") in links and ("day2.md", "retiring-a-disk-or-a-machine") in links
+    assert ("day2.md", "across-talos-minors") in links and ("day2.md", "retiring-a-disk-or-a-machine") in links
     for page, anchor in sorted(links):
         assert (ROOT / "docs" / page).is_file(), page
         if anchor:

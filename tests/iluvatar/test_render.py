@@ -679,6 +679,26 @@ def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab
     ]
 
 
+def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(homelab: Path, tmp_path: Path) -> None:
+    """Outputs from before the `arda` output recorded the pool (and the cluster's name) still say them at the top level
+    (`loadBalancerPool`, `gateways`, `vips`): the move is said, and the same name is no rename."""
+    previous = json.loads((homelab / "outputs.json").read_text())
+    del previous["arda"]["pool"], previous["arda"]["clusterName"]
+    previous["loadBalancerPool"] = {"start": "192.168.0.200", "end": "192.168.0.219"}
+    previous["gateways"] = {"envoy-external": "192.168.0.219", "envoy-internal": "192.168.0.218"}
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "day2" / "rollout.txt").read_text().splitlines() == [
+        "Arda: no change on any machine",
+        "Arda: network.loadBalancerPool moves 192.168.0.200-192.168.0.219 -> 192.168.0.220-192.168.0.239: envoy-external "
+        "192.168.0.219 -> 192.168.0.239, envoy-internal 192.168.0.218 -> 192.168.0.238; Cilium gives the Services their new "
+        "addresses in this `up`, and the internal zone's records and the remote-access routes to them follow; anything that holds "
+        "an old address outside the stack (the router's port forwards to envoy-external, a device's cached DNS answer, a bookmark "
+        "by address) reaches nothing until it is changed",
+    ]
+
+
 def test_a_version_change_no_machine_could_make_is_refused_offline_too(homelab: Path, tmp_path: Path) -> None:
     previous = json.loads((homelab / "outputs.json").read_text())
     previous["arda"]["kubernetesVersion"] = "v1.32.0"

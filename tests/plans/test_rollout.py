@@ -86,6 +86,7 @@ def test_the_state_lists_every_machine_in_rollout_order() -> None:
     assert state["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.14.1", "v1.35.1")
     assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
+    assert state["clusterName"] == "arda"  # read back by stacks.day2: the cluster is not renamed
     # Read back by stacks.day2: the log store's claim does not change under a running store.
     assert state["logsStore"] == {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
     assert state["nodes"]["gandalf"] == {
@@ -622,3 +623,31 @@ def test_a_new_kubelet_drop_in_reads_as_every_pis_join_restarting_k3s() -> None:
         del node["kubelet"]
     assert rollout.ainur_changes(unchanged, after) == []
     assert rollout.ainur_changes(after, rollout.ainur_state(stack, order)) == []
+
+
+def test_a_moved_load_balancer_pool_is_said_with_what_moves(tmp_path: Path) -> None:
+    """No machine changes when the pool moves, but the gateways and the log store take new addresses, and what holds an
+    old one outside the stack (the router's port forwards) reaches nothing: the plan says it, and only then."""
+    before = current()
+    assert before["pool"] == {
+        "range": "192.168.0.220-192.168.0.239",
+        "services": {"envoy-external": "192.168.0.239", "envoy-internal": "192.168.0.238", "the log store": "192.168.0.236"},
+    }
+    doc = edit(homelab_doc(), {"iluvatar:network.loadBalancerPool": {"start": "192.168.0.200", "end": "192.168.0.219"}})
+    moved_apps = {"192.168.0.220": "192.168.0.200", "192.168.0.221": "192.168.0.201"}  # the raw-port apps, into the new pool
+    for app in doc["config"]["iluvatar:apps"]:
+        if "address" in app:
+            app["address"] = moved_apps[str(app["address"])]
+    stack = load_stack_file(write_stack(tmp_path, doc))
+    names = [n.name for n in stack.arda_nodes]
+    after = rollout.state(stack, dict.fromkeys(names, f"{IMAGE}:v1.12.4"), dict.fromkeys(names, "d1"))
+    assert rollout.pool_moves(before, after, routes=True) == (
+        "Arda: network.loadBalancerPool moves 192.168.0.220-192.168.0.239 -> 192.168.0.200-192.168.0.219: envoy-external "
+        "192.168.0.239 -> 192.168.0.219, envoy-internal 192.168.0.238 -> 192.168.0.218, the log store 192.168.0.236 -> 192.168.0.216; "
+        "Cilium gives the Services their new addresses in this `up`, and the internal zone's records and the remote-access routes to "
+        "them follow; anything that holds an old address outside the stack (the router's port forwards to envoy-external, a device's "
+        "cached DNS answer, a bookmark by address) reaches nothing until it is changed\n"
+    )
+    assert rollout.pool_moves(before, before) == ""
+    assert rollout.pool_moves({k: v for k, v in before.items() if k != "pool"}, after) == ""  # an output without the record
+    assert rollout.plan(before, after).endswith(rollout.pool_moves(before, after))

@@ -57,6 +57,9 @@ def _corpus() -> list[str]:
         "0 3 31 2 *",  # never
         "0 0 29 2 *",  # once in four years
         "0 3 30 2,4 *",  # the 30th of April only
+        "0 3 31 2,4 *",  # never: the fix is the 28th
+        "0 3 28 2,4 *",
+        "0 3 28 2 *",
         "0 3 * * mon",  # names: the API server takes them, VolSync's CRD does not
         "0 3 * jan *",
         "@midnight",  # robfig's, not VolSync's
@@ -99,6 +102,11 @@ def _corpus() -> list[str]:
         "0 3 * * 0,5,6",
         "0 3 * * 7,1",
         "0 3 * * 0,1",
+        # A range with a step: robfig/cron's (doc.go "3-59/15"), not VolSync's pattern.
+        "0 0-23/4 * * *",
+        "0 4 * * 1-5/2",
+        "5-59/15 * * * *",
+        "0 4 * * 1,3,5",  # the fix validate gives for 1-5/2 in an app's backup
     ]
     return sorted(set(found))
 
@@ -172,7 +180,7 @@ def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, An
         (
             "0 3 31 2 *",
             "0 3 31 2 *: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it never runs; "
-            "pick a day every month or every year has",
+            "each of its months has a day 28 every year; write 0 3 28 2 *",
         ),
     ],
 )
@@ -194,6 +202,16 @@ def test_the_messages(schedule: str, problem: str) -> None:
         ),
         ("@daily ", "@daily : robfig/cron reads a descriptor whole, blanks included, and knows no '@daily '; write @daily"),
         ("0 24 * * *", "0 24 * * *: 24 is outside the hour field's 0-23 (midnight is hour 0); write 0 0 * * *"),
+        (
+            "0 3 31 2,4 *",
+            "0 3 31 2,4 *: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it never "
+            "runs; each of its months has a day 28 every year; write 0 3 28 2,4 *",
+        ),
+        (
+            "0 4 * * 1-5/2",
+            "0 4 * * 1-5/2: VolSync's CRD takes a number, a list of numbers, a range, n/step or */step in each field (its pattern, "
+            "api/v1alpha1/replicationsource_types.go:50 at v0.16.0), not 0 4 * * 1-5/2; write 0 4 * * 1,3,5",
+        ),
         ("60 3 * * *", "60 3 * * *: 60 is outside the minute field's 0-59 (minute 60 is the next hour's 0); write 0 3 * * *"),
         ("0 3 0 * *", "0 3 0 * *: 0 is outside the day of month field's 1-31 (days of the month count from 1); write 0 3 1 * *"),
         ("0 3 * 13 *", "0 3 * 13 *: 13 is outside the month field's 1-12; write 0 3 * 12 *"),

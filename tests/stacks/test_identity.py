@@ -79,7 +79,7 @@ def test_each_hosts_problem_is_at_its_config_key() -> None:
     assert [str(p) for p in _hosts(identity, network, [], {})] == [
         "iluvatar:identity.hosts.ca: dex.iluvatar.home.arpa is already identity.hosts.dex in the internal zone; pick another name",
         "iluvatar:identity.hosts.argocdAinur: argocd.example.com is outside the internal zone network.domain iluvatar.home.arpa, which the "
-        "Ainur's DNS answers for",
+        "Ainur's DNS answers for; write a name in it, e.g. argocd-ainur.iluvatar.home.arpa, or leave it unset (that name is the default)",
     ]
 
 
@@ -94,9 +94,10 @@ def test_an_org_written_as_a_mention_or_not_a_login_gets_its_fix() -> None:
 def test_the_hosts_after_one_outside_the_zone_are_checked_too() -> None:
     network = load_stack_file(Path(__file__).parents[2] / "Pulumi.homelab.yaml").network
     identity = _identity(hosts={"dex": "dex.example.com", "ca": "argocd.iluvatar.home.arpa", "argocdAinur": "argocd.example.com"})
-    outside = "is outside the internal zone network.domain iluvatar.home.arpa, which the Ainur's DNS answers for"
+    outside = "is outside the internal zone network.domain iluvatar.home.arpa, which the Ainur's DNS answers for; write a name in it, e.g."
+    default = "or leave it unset (that name is the default)"
     assert [str(p) for p in _hosts(identity, network, [], {})] == [
-        f"iluvatar:identity.hosts.dex: dex.example.com {outside}",
+        f"iluvatar:identity.hosts.dex: dex.example.com {outside} dex.iluvatar.home.arpa, {default}",
         "iluvatar:identity.hosts.argocd: argocd.iluvatar.home.arpa is already identity.hosts.ca in the internal zone; pick another name",
-        f"iluvatar:identity.hosts.argocdAinur: argocd.example.com {outside}",
+        f"iluvatar:identity.hosts.argocdAinur: argocd.example.com {outside} argocd-ainur.iluvatar.home.arpa, {default}",
     ]

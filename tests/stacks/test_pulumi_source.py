@@ -254,6 +254,20 @@ def test_load_reads_back_what_the_last_deployment_ran() -> None:
     assert loaded.ainur_output == AINUR_RAN
 
 
+def test_outputs_before_arda_recorded_its_name_say_it_by_the_vips_key() -> None:
+    """Arda's VIP is keyed by the cluster's name in the `vips` output (plans.network.vip_names): a deployment before the
+    `arda` output recorded `clusterName` still tells the day-2 plan the name Arda was made with, and a rename is refused."""
+    _answering({"arda": RUNNING, "vips": {"ainur": "192.168.0.10", "arda": "192.168.0.20"}})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    assert load().arda.output["clusterName"] == "arda"
+    _answering({"arda": RUNNING, "vips": {"ainur": "192.168.0.10", "middle": "192.168.0.20"}})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert "iluvatar:arda.clusterName: arda, but Arda runs as middle, a name fixed when the cluster is made" in str(err.value)
+    assert str(err.value).splitlines()[-1].endswith("leaves the etcd backups under etcd/middle; write back middle")
+
+
 def test_the_day2_plan_reads_kube_vips_template_from_its_roll_steps_record() -> None:
     """A roll that failed records "" (the step's output caught, stacks.pulumi_source.KUBE_VIP_OUTPUT): the plan reads
     no template then, whatever the program's `kubeVip` said, so the next preview still names the roll; a deployment
