@@ -258,6 +258,13 @@ def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernet
             kube += 1
             if kube > on.kubernetes[1]:
                 raise PathError(f"Talos {show(on.minor)} runs Kubernetes up to 1.{on.kubernetes[1]}, and Talos {show(row.minor)} needs 1.{low}")
+            if kube != wanted[1] and kube not in KUBERNETES_NEWEST:
+                # A Kubernetes minor older than this table's: no release of it is known to step through.
+                raise PathError(
+                    f"Arda runs Kubernetes {running_kubernetes}, and the path to Talos {show(row.minor)} steps through Kubernetes "
+                    f"1.{kube}, older than any minor this version of Iluvatar's table knows (from 1.{min(KUBERNETES_NEWEST)}); "
+                    f"take Arda's Kubernetes to a 1.{min(KUBERNETES_NEWEST)} release with the Iluvatar that deployed it, then run this again"
+                )
             hops.append(Hop(kubernetes=kubernetes if kube == wanted[1] else KUBERNETES_NEWEST[kube]))
         if kube > high:
             raise PathError(f"Kubernetes {running_kubernetes} runs on no Talos {show(row.minor)} (it runs Kubernetes 1.{low} to 1.{high})")

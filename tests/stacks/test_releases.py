@@ -101,6 +101,13 @@ def test_a_path_rolls_each_minor_in_turn_with_kubernetes_where_the_next_needs_it
         (("v1.13.0", "v1.35.0", "v1.15.0", "v1.35.0"), "Talos v1.15 is not in this version of Iluvatar's table (it knows v1.12 to v1.14)"),
         (("v1.14.1", "v1.35.0", "v1.13.9", "v1.35.0"), "Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back"),
         (("v1.13.0", "v1.34.0", "v1.14.1", "v1.31.0"), "Talos v1.14 runs Kubernetes 1.32 to 1.37, not v1.31.0"),
+        # A Kubernetes older than the table's first minor, from outputs no deployment of this Iluvatar wrote: said, not a KeyError.
+        (
+            ("v1.12.4", "v1.28.0", "v1.13.9", "v1.33.0"),
+            "Arda runs Kubernetes v1.28.0, and the path to Talos v1.13 steps through Kubernetes 1.29, older than any minor this "
+            "version of Iluvatar's table knows (from 1.30); take Arda's Kubernetes to a 1.30 release with the Iluvatar that "
+            "deployed it, then run this again",
+        ),
         # Kubernetes pinned where the path needs it to move: the path that would work, and the minor to set.
         (
             ("v1.12.4", "v1.30.5", "v1.14.1", "v1.30.5"),
