@@ -137,10 +137,15 @@ case "${1:-}" in
     #   writes the file last, after a Node PATCH): one key, and the file's stage and keys of before.
     # - reencrypt --force: encryptionReencrypt skips the stage check and runs reencryptAndRemoveKey (every Secret under
     #   the first key, the last key dropped); with one key it would drop that one, which the stand-in refuses.
+    # - the config file: k3s's steps read its SHA-256 (plans.k3s SECRETS_ENCRYPTION_CONFIG); the stand-in's file is the
+    #   keys' list, written again with every change of the keys, so its digest changes exactly when k3s's would.
+    # - reencrypt --force --skip: "Skip removing old key" (the CLI's flag): every Secret rewritten, the keys kept, and the
+    #   stage back to the saved one (reencryptAndRemoveKey with skip returns before cluster.Save).
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: secrets-encrypt needs root" >&2; exit 1; }
+    conf() { mkdir -p /var/lib/rancher/k3s/server/cred && cp $S/secrets-keys /var/lib/rancher/k3s/server/cred/encryption-config.json; }
     if grep -q '^secrets-encryption: true' /etc/rancher/k3s/config.yaml 2>/dev/null; then
       # k3s generates its key when the config file is missing (deps.go genEncryptionConfigAndState).
-      [ -s $S/secrets-keys ] || { echo aescbckey > $S/secrets-keys; printf 'start\naescbckey\n' > $S/secrets-saved; }
+      [ -s $S/secrets-keys ] || { echo aescbckey > $S/secrets-keys; printf 'start\naescbckey\n' > $S/secrets-saved; conf; }
     fi
     # Status reads the config file, not the flag (encryptionStatus: GetEncryptionProviders): the lab's config always
     # seals first (it models no disable), so a file says Enabled with the flag or without; no file, the CLI's one line.
@@ -163,13 +168,13 @@ case "${1:-}" in
         fi
         echo reencrypt_active > $S/secrets-stage
         { echo "aescbckey-$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"; cat $S/secrets-keys; } > $S/secrets-keys.new
-        mv $S/secrets-keys.new $S/secrets-keys
+        mv $S/secrets-keys.new $S/secrets-keys; conf
         if [ -e $S/secrets-restart ]; then
           rm $S/secrets-restart
           head -n1 $S/secrets-saved > $S/secrets-stage
           echo "stand-in k3s: the server went away mid-rewrite" >&2; exit 1
         fi
-        head -n1 $S/secrets-keys > $S/secrets-keys.new && mv $S/secrets-keys.new $S/secrets-keys
+        head -n1 $S/secrets-keys > $S/secrets-keys.new && mv $S/secrets-keys.new $S/secrets-keys; conf
         if [ -e $S/secrets-restart-before-save ]; then
           rm $S/secrets-restart-before-save
           head -n1 $S/secrets-saved > $S/secrets-stage
@@ -180,8 +185,9 @@ case "${1:-}" in
       reencrypt)
         echo "$(date +%s.%N) secrets-encrypt reencrypt ${3:-}" >> $S/log
         [ "${3:-}" = --force ] || [ "$stage" = rotate ] || { echo "stand-in k3s: incorrect stage: $stage found on node $(hostname)" >&2; exit 1; }
+        if [ "${4:-}" = --skip ]; then head -n1 $S/secrets-saved > $S/secrets-stage; exit 0; fi
         [ "$(wc -l < $S/secrets-keys)" -gt 1 ] || { echo "stand-in k3s: reencrypt with one key would drop it" >&2; exit 2; }
-        sed '$d' $S/secrets-keys > $S/secrets-keys.new && mv $S/secrets-keys.new $S/secrets-keys
+        sed '$d' $S/secrets-keys > $S/secrets-keys.new && mv $S/secrets-keys.new $S/secrets-keys; conf
         echo reencrypt_finished > $S/secrets-stage
         { echo reencrypt_finished; cat $S/secrets-keys; } > $S/secrets-saved ;;
       *) echo "stand-in k3s: 'secrets-encrypt ${2:-}' is not stood in" >&2; exit 2 ;;
