@@ -499,8 +499,20 @@ class BootstrapCluster(pulumi.ComponentResource):
         # The valar first: a maia's join needs its own token's Secret, made through the Ainur's API once the first valar
         # serves it (below); the card maiar then, and the netbooted ones in join_netbooted (still one Pi at a time).
         off_planned = not stack.ainur.secrets_encryption and day2.may_have_sealed(args.previous)
-        # Carried in the `ainur` output; ainur-secrets-on's trigger below (stacks.day2.secrets_offs).
-        self.secrets_offs = day2.secrets_offs(args.previous, off_planned)
+        # Which way the stack last asked for k3s's secrets encryption, kept in the state rather than in an output: its keepers
+        # change with the flag, so the engine replaces it, and saves the new id to the state, in the `up` that turns the
+        # flag off, before the off step (which waits on it) touches the valar. Its id is ainur-secrets-on's trigger, so the
+        # first `up` with the flag after any `up` that got as far as the off step runs the on step again, even where that
+        # `up` failed or was killed and wrote no outputs: the Python SDK registers the stack's outputs only once every
+        # exported value resolves (sdk/python/lib/pulumi/runtime/stack.py:336-344, runtime/resource.py:1285), and the
+        # `ainur` output waits on the steps after the off step, so a failed off-`up` leaves the last outputs as they were.
+        # A second `up` with the same flag keeps the keepers and the id.
+        self.secrets_epoch = random.RandomId(
+            f"{name}-secrets-epoch",
+            byte_length=4,
+            keepers={"secretsEncryption": "on" if stack.ainur.secrets_encryption else "off"},
+            opts=pulumi.ResourceOptions(parent=self, provider=random_provider),
+        )
         if off_planned:
             # Before any valar is rolled without the flag, k3s's own disable on the first valar, its Secrets rewritten in
             # clear (plans.k3s.secrets_off_script): a valar without it reads no Secret stored sealed. Every step that can
@@ -516,7 +528,7 @@ class BootstrapCluster(pulumi.ComponentResource):
                 connection=connect(first),
                 create=k3s.secrets_off_script(),
                 logging=command.remote.Logging.STDERR,
-                opts=pulumi.ResourceOptions(parent=self, provider=command_provider),
+                opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=[self.secrets_epoch]),
             )
             previous = [self.secrets_off]
         else:
@@ -568,12 +580,11 @@ class BootstrapCluster(pulumi.ComponentResource):
                 f"{name}-secrets-on",
                 connection=connect(first),
                 create=k3s.secrets_on_script(),
-                # A new trigger after every `up` that planned the off step, finished or not: the engine keeps this step
-                # in the state through an off-`up` that fails (it deletes what left the program only after a whole
-                # update succeeded), and would otherwise find it unchanged when the flag comes back while k3s runs the
-                # identity-first config the off step left. None before any off step: an Ainur that never had one keeps
-                # the step as it is.
-                triggers=[self.secrets_offs] if self.secrets_offs else None,
+                # A new trigger after every `up` that got as far as the off step, finished or not (the epoch above): the
+                # engine keeps this step in the state through an off-`up` that fails (it deletes what left the program only
+                # after a whole update succeeded), and would otherwise find it unchanged when the flag comes back while k3s
+                # runs the identity-first config the off step left.
+                triggers=[self.secrets_epoch.hex],
                 logging=command.remote.Logging.STDERR,
                 opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=previous),
             )
@@ -660,7 +671,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         # What the Ainur run now, with each Pi's config digest and the roll's order: the next run's day-2 plan reads it.
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
-        self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots, day2.SECRETS_OFFS: self.secrets_offs}
+        self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots, day2.SECRETS_EPOCH: True}
         # Each Pi's k3s certificates: their earliest end as its k3s step last said it (kept when the step printed none),
         # and its step's trigger; the next run renews them from these (plans.rollout.certificate_trigger).
         # Every Pi's trigger now (the day-2 plan below names the Pis whose step it runs); the netbooted maiar's ends are

@@ -466,6 +466,15 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ.startswith("random:index/random") and inputs.get("upper") is False and inputs.get("special") is False:
             # Lower-case letters and digits, distinct per resource: what a bootstrap token needs (two maiar, two ids).
             state["result"] = hashlib.sha256(f"mock {args.name}".encode()).hexdigest()[: int(inputs.get("length") or 16)]
+        if args.typ == "random:index/randomId:RandomId":
+            # The provider keeps an id while its keepers stay and draws a new one when they change (a replacement): the
+            # id the state kept (`prior`) while its keepers are the program's, else one no earlier id equals.
+            kept = self.prior.get(args.name, {})
+            if kept.get("hex") and kept.get("keepers") == inputs.get("keepers"):
+                state["hex"] = kept["hex"]
+            else:
+                drawn = hashlib.sha256(f"mock random id {args.name} {kept.get('hex', '')} {inputs.get('keepers')}".encode())
+                state["hex"] = drawn.hexdigest()[: 2 * int(inputs.get("byteLength") or 8)]
         for key in STATE_UNREAD.get(args.typ, ()):
             state.pop(key, None)
         return str(state.pop("id", f"{args.name}-id")), state

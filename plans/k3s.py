@@ -318,7 +318,7 @@ CERTIFICATE_METRIC = "iluvatar_k3s_certificate_end_seconds"
 # metric file with every one of them when `--metrics FILE` is given; nothing printed when k3s made none yet. Each end is
 # read by openssl (on every Ubuntu image: ca-certificates depends on it) and parsed by python3's ssl module, never
 # `date -d` (see RFC3339_FUNCTION); the first certificate of a file is the leaf (k3s writes the leaf, then its CA).
-CERTIFICATES_SCRIPT = f"""import glob, os, ssl, subprocess, sys, time
+CERTIFICATES_SCRIPT = f"""import glob, os, ssl, stat, subprocess, sys, time
 args = sys.argv[1:]
 metrics = None
 if args[:1] == ["--metrics"]:
@@ -339,6 +339,11 @@ for folder in args:
         (more if ca or also else ends).append((int(ssl.cert_time_to_seconds(out.stdout.strip()[len("notAfter="):])), path, ca))
 if metrics is not None:
     os.makedirs(os.path.dirname(metrics), exist_ok=True)
+    # node-exporter reads the textfile directory as uid 65534 (plans.monitoring): older secrets switch steps left its
+    # parent 0700 (SECRETS_RECORD_MOVED), and makedirs sets no mode on what exists, so each run gives a 0700 parent 0755.
+    parent = os.path.dirname(os.path.dirname(metrics))
+    if stat.S_IMODE(os.stat(parent).st_mode) == 0o700:
+        os.chmod(parent, 0o755)
     lines = ["# HELP {CERTIFICATE_METRIC} When a k3s certificate ends (NotAfter), seconds since the epoch.",
              "# TYPE {CERTIFICATE_METRIC} gauge"]
     labelled = [(t, p, ',ca="true"' if ca else "") for t, p, ca in ends + more]
@@ -1098,15 +1103,17 @@ SECRETS_RECORD_DIR = "/var/lib/rancher/iluvatar/secrets"
 SECRETS_SWITCHED = f"{SECRETS_RECORD_DIR}/switched"
 # Where the record was kept before it had a directory of its own: the steps that wrote it there set the parent to 0700
 # (`install -d -m 0700` changes an existing directory's mode), which left the textfile directory unreadable to
-# node-exporter. Each switch moves such a record into SECRETS_RECORD_DIR and gives the parent back its 0755; the join's
-# guard reads either.
+# node-exporter. Each switch moves such a record into SECRETS_RECORD_DIR; the join's guard reads either. Every switch
+# gives the parent back its 0755 whether or not a record was there to move: a run cut after the `mv` leaves no old record
+# for the next run to find, and an Ainur switched off by those steps keeps a 0700 parent with no record beside it (the k3s
+# step's certificate writer repairs it too, CERTIFICATES_SCRIPT, as it runs on every `up` whatever the flag).
 SECRETS_SWITCHED_BEFORE = "/var/lib/rancher/iluvatar/secrets-switched"
 SECRETS_RECORD_MOVED = f"""if sudo test -f {SECRETS_SWITCHED_BEFORE}; then
   sudo install -d -m 0700 {SECRETS_RECORD_DIR}
   sudo test -e {SECRETS_SWITCHED} || sudo mv {SECRETS_SWITCHED_BEFORE} {SECRETS_SWITCHED}
   sudo rm -f {SECRETS_SWITCHED_BEFORE}
-  sudo chmod 0755 {SECRETS_RECORD_DIR.rsplit("/", 1)[0]}
 fi
+if sudo test -d {SECRETS_RECORD_DIR.rsplit("/", 1)[0]}; then sudo chmod 0755 {SECRETS_RECORD_DIR.rsplit("/", 1)[0]}; fi
 """
 # ainur-secrets-on is in the program whenever the stack asks for secrets encryption, not only in the `up` that turns it
 # back on (components.ainur): so it runs on every Ainur with the flag, a fresh one included, once. Where k3s made its
@@ -1245,6 +1252,17 @@ fi
         if enable
         else "restart=1\n"
     )
+    # Without the flag, status says no configuration file: only the off direction is done there (its record says clear);
+    # in the on direction k3s still runs without the flag, whatever the record, and the step fails.
+    flagless_done = (
+        ""
+        if enable
+        else f"""  if [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "clear $(digest)" ]; then
+    echo "iluvatar: $(hostname): {said["already"]}" >&2
+    exit 0
+  fi
+"""
+    )
     absent = (
         ""
         if enable
@@ -1277,11 +1295,7 @@ if has "$now" '{SECRETS_NEVER}'; then
     echo "iluvatar: $(hostname): {said["never"]}" >&2
     exit 0
   fi
-  if [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "clear $(digest)" ]; then
-    echo "iluvatar: $(hostname): {said["already"]}" >&2
-    exit 0
-  fi
-  echo "iluvatar: $(hostname): {said["flagless"]}" >&2
+{flagless_done}  echo "iluvatar: $(hostname): {said["flagless"]}" >&2
   exit 1
 fi
 if has "$now" '{want}' && [ "$(sudo cat {SECRETS_SWITCHED} 2>/dev/null || true)" = "{record} $(digest)" ]; then

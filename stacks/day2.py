@@ -306,34 +306,20 @@ def may_have_sealed(ainur: Any) -> bool:
     return ainur.get("secretsEncryption") is not False
 
 
-# The `ainur` output's count of the `up`s that planned the off step (components.ainur), carried from one deployment to the
-# next: ainur-secrets-on's trigger, so that it runs again in the first `up` with the flag after any `up` that planned the
-# off step, finished or not.
+# The `ainur` output's key, written since ainur-secrets-on's trigger is the secrets epoch (components.ainur): an output
+# with it, or with SECRETS_OFFS (the count older outputs carried as that trigger, read no more), comes from an Iluvatar
+# whose rewrite step records the config it rotated to.
+SECRETS_EPOCH = "secretsEpoch"
 SECRETS_OFFS = "secretsOffs"
-
-
-def secrets_offs(ainur: Any, off_planned: bool) -> int:
-    """The count to record after this deployment: the last deployment's (0 where it recorded none), one more when this
-    `up` plans the off step. The engine deletes a resource that left the program only once the whole update succeeded
-    (pkg/resource/deploy/deployment_executor.go:318-336, performPostSteps after the last step), so an off-`up` that
-    fails keeps ainur-secrets-on in the state with the inputs of its last run, while the off step may have turned k3s's
-    encryption off; the engine writes a failed update's outputs all the same (plans.rollout), so the count says that an
-    off step was planned, and the on step's new trigger makes the engine run it again when the flag comes back. It
-    grows only in an `up` that plans the off step (the last output says the Ainur ran with the flag, or does not say),
-    so a second `up` with the same stack changes nothing."""
-    count = ainur.get(SECRETS_OFFS) if isinstance(ainur, Mapping) else None
-    # The engine keeps an output's numbers as float64 (a protobuf Struct's number_value): 1 comes back as 1.0.
-    if not isinstance(count, (int, float)) or isinstance(count, bool) or count < 0 or not float(count).is_integer():
-        count = 0
-    return int(count) + (1 if off_planned else 0)
 
 
 def before_sealed_record(ainur: Any) -> bool:
     """Whether the last deployment's Ainur ran with secrets encryption and an on step from an Iluvatar whose rewrite step
-    left no record of the config it rotated to (its output has `commands` with `secrets-on` and no SECRETS_OFFS): the on
+    left no record of the config it rotated to (its output has `commands` with `secrets-on`, no SECRETS_EPOCH and no
+    SECRETS_OFFS): the on
     step's record names the config before that rotation, so its first run with this version (its command changed)
     restarts k3s once (plans.k3s, the comment above secrets_rewrite_script)."""
-    if not isinstance(ainur, Mapping) or ainur.get("secretsEncryption") is not True or SECRETS_OFFS in ainur:
+    if not isinstance(ainur, Mapping) or ainur.get("secretsEncryption") is not True or SECRETS_EPOCH in ainur or SECRETS_OFFS in ainur:
         return False
     commands = ainur.get("commands")
     return isinstance(commands, Mapping) and "secrets-on" in commands

@@ -127,7 +127,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # #53 then one: the step that rolls kube-vip-services, the Pi holding the service address last.
     # #57 then one: the blackbox Probe of Headscale's certificate.
     # #58 then one: ainur-secrets-on, kept in the program while the flag is on.
-    assert len(sim.registrations) == 420
+    assert len(sim.registrations) == 421
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -25,7 +25,7 @@ from iluvatar.simulate import _uuid as simulate_uuid
 from plans import agent_token, cloudinit, k3s
 from plans import netboot as netboot_plan
 from plans.netboot import vip_roll
-from stacks import load_stack_file, read_stack_file, releases
+from stacks import day2, load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.remote_stacks import HEADSCALE, remote_doc
@@ -45,6 +45,8 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
         "ainur-kubernetes", "ainur-manwe", "ainur-random",
         # While the flag is on: a config k3s kept from a disable turned back on (plans.k3s.secrets_on_script), then the
         # rewrite of the Ainur's Secrets under k3s's key, once every valar runs with it (plans.k3s.secrets_rewrite_script).
+        # Which way the stack last asked for the flag (its id the on step's trigger), whatever the flag.
+        "ainur-secrets-epoch",
         "ainur-secrets-on", "ainur-secrets-rewrite",
         "ainur-validatingadmissionpolicy-iluvatar-node-registration",
         "ainur-validatingadmissionpolicybinding-iluvatar-node-registration",
@@ -517,8 +519,8 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # 5 of them going with it: the log store's admin key's Secret and Longhorn's support-bundle policy, the KMS key's
     # backup and its drill, Headscale's restore drill; the random values behind them stay.) (#54: VolSync's policy on
     # Arda, going with it.) (#53: kube-vip-services' roll step, going with it.) (#58: ainur-secrets-on, kept while the flag
-    # is on, going with it.)
-    assert (len(removed), len(state)) == (300, 393)
+    # is on, going with it.) (#58: ainur-secrets-epoch, whatever the flag: 1 more in the state, staying.)
+    assert (len(removed), len(state)) == (300, 394)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",
@@ -1096,44 +1098,45 @@ def test_the_up_that_turns_secrets_encryption_on_fails_after_the_join_and_the_ne
     assert retry["ainur-secrets-rewrite"].dependencies == (step.urn,)
 
 
-def test_the_flag_given_back_after_an_off_up_that_failed_runs_the_on_step_the_state_kept(homelab: Simulation, tmp_path: Path) -> None:
-    """An off-`up` whose off step ran (k3s's encryption turned off) and which then failed: the engine deletes what left
-    the program only once the whole update succeeded (deployment_executor.go:318-336), so the state keeps
-    ainur-secrets-on and ainur-secrets-rewrite with the inputs of the homelab's last `up`, and it writes the failed
-    update's outputs (the flag off, one off step planned). The `up` that gives the flag back, or the one after a retry
-    with the flag still off, plans ainur-secrets-on with inputs other than the state's (its trigger), so the engine
-    runs it; the `up` after that changes nothing of it."""
-    kept = homelab.named()["ainur-secrets-on"]
-    assert outputs_of(homelab)["ainur"]["secretsOffs"] == 0
+def test_the_flag_given_back_after_an_off_up_that_wrote_no_outputs_runs_the_on_step_the_state_kept(homelab: Simulation, tmp_path: Path) -> None:
+    """An off-`up` that failed or was killed at or after its off step writes no outputs (the SDK registers them only once
+    every exported value resolves, sdk/python/lib/pulumi/runtime/stack.py:336-344): the next `up` reads the homelab's,
+    which say sealed. The off step waits on ainur-secrets-epoch, whose keepers the flag changed, so the engine replaced
+    it and kept its new id in the state before the off step ran; the `up` that gives the flag back replaces it again, and
+    ainur-secrets-on, which the state kept with the homelab's inputs, gets a trigger other than the state's, so the engine
+    runs it. The `up` after that, with the same flag, changes nothing of either."""
+    ran = homelab.named()
+    kept, epoch = ran["ainur-secrets-on"], ran["ainur-secrets-epoch"]
+    assert epoch.type == "random:index/randomId:RandomId"
+    assert (epoch.inputs["keepers"], epoch.inputs["byteLength"]) == ({"secretsEncryption": "on"}, 4)
+    assert kept.inputs["triggers"] == [kept.inputs["triggers"][0]] and len(kept.inputs["triggers"][0]) == 8
+    assert day2.SECRETS_OFFS not in outputs_of(homelab)["ainur"]
+    in_state = {"ainur-secrets-epoch": {"keepers": epoch.inputs["keepers"], "hex": kept.inputs["triggers"][0]}}
     for sub in ("off", "on"):
         (tmp_path / sub).mkdir()
     off_file = read_stack_file(write_stack(tmp_path / "off", edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
     on_file = read_stack_file(write_stack(tmp_path / "on", homelab_doc(), stack="homelab"))
-    failed = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]})
-    assert "ainur-secrets-off" in failed.named()
-    assert {k: outputs_of(failed)["ainur"][k] for k in ("secretsEncryption", "secretsOffs")} == {"secretsEncryption": False, "secretsOffs": 1}
-    # The retry with the flag still off: no off step (the output says off), the count carried.
-    retry = simulate(off_file, previous={"ainur": outputs_of(failed)["ainur"]}, preview=True)
-    assert "ainur-secrets-off" not in retry.named()
-    assert outputs_of(retry)["ainur"]["secretsOffs"] == 1
-    for before in (failed, retry):
-        back = simulate(on_file, previous={"ainur": outputs_of(before)["ainur"]})
-        step = back.named()["ainur-secrets-on"]
-        assert step.inputs["create"] == kept.inputs["create"]
-        assert (kept.inputs.get("triggers"), step.inputs["triggers"]) == (None, [1])
-        again = simulate(on_file, previous={"ainur": outputs_of(back)["ainur"]}, preview=True).named()["ainur-secrets-on"]
-        assert again.inputs == step.inputs
-        assert outputs_of(back)["ainur"]["secretsOffs"] == 1
+    off = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=in_state).named()
+    assert off["ainur-secrets-epoch"].inputs["keepers"] == {"secretsEncryption": "off"}
+    assert off["ainur-secrets-off"].dependencies == (off["ainur-secrets-epoch"].urn,)
+    # The off step failed: the state holds the epoch replaced (keepers off, a new id), the outputs are the homelab's.
+    replaced = {"ainur-secrets-epoch": {"keepers": {"secretsEncryption": "off"}, "hex": "0badcafe"}}
+    back = simulate(on_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=replaced).named()["ainur-secrets-on"]
+    assert back.inputs["create"] == kept.inputs["create"]
+    assert back.inputs["triggers"] != kept.inputs["triggers"]
+    since = {"ainur-secrets-epoch": {"keepers": {"secretsEncryption": "on"}, "hex": back.inputs["triggers"][0]}}
+    again = simulate(on_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=since, preview=True).named()["ainur-secrets-on"]
+    assert again.inputs == back.inputs
 
 
 def test_an_ainur_whose_rewrite_step_recorded_nothing_is_told_of_the_on_step_s_one_restart(
     homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An Ainur deployed with the on step by an Iluvatar whose rewrite step left no record (its output has no
-    secretsOffs): the on step's record names the config before the rewrite's rotation, so the step's next run restarts
+    secretsEpoch): the on step's record names the config before the rewrite's rotation, so the step's next run restarts
     k3s once, and the preview says so; an output with the count is not told."""
     ran = outputs_of(homelab)["ainur"]
-    older = {k: v for k, v in ran.items() if k != "secretsOffs"}
+    older = {k: v for k, v in ran.items() if k != "secretsEpoch"}
     stack_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
     caplog.set_level(logging.INFO)
     simulate(stack_file, previous={"ainur": older}, preview=True)

@@ -399,7 +399,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#53: the roll of kube-vip-services, the Pi holding the service address last: 1.)
     # (#57: the blackbox probe of Headscale's certificate: 1.)
     # (#58: ainur-secrets-on, kept while the flag is on: 1.)
-    assert counts.splitlines()[-1] == "  total: 420"
+    assert counts.splitlines()[-1] == "  total: 421"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -419,7 +419,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 420
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 421
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

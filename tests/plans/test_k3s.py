@@ -1351,6 +1351,22 @@ def test_a_certificate_within_k3s_s_window_restarts_k3s_which_renews_it_and_the_
     assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
 
 
+@pytest.mark.parametrize(("before", "after"), [(0o700, 0o755), (0o750, 0o750), (0o755, 0o755)])
+def test_the_certificate_writer_gives_a_0700_textfile_parent_0755(tmp_path: Path, before: int, after: int) -> None:
+    """node-exporter reads the textfile directory as uid 65534: the k3s step's writer, run on every `up`, gives back
+    0755 to a parent an older secrets switch left 0700, and leaves any other mode as it is."""
+    _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", _in_days(300), cn="system:admin")
+    iluvatar = tmp_path / "iluvatar"
+    (iluvatar / "metrics").mkdir(parents=True)
+    iluvatar.chmod(before)
+    metrics = iluvatar / "metrics" / "k3s-certificates.prom"
+    done = subprocess.run(
+        ["python3", "-c", k3s.CERTIFICATES_SCRIPT, "--metrics", str(metrics), str(tmp_path / "tls")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert (stat.S_IMODE(iluvatar.stat().st_mode), metrics.exists()) == (after, True)
+
+
 def test_the_controller_manager_and_scheduler_certificates_are_in_the_metric_but_not_the_renewal(tmp_path: Path) -> None:
     """kube-controller-manager's and kube-scheduler's serving certificates (k3s v1.33.1 and later, folders of their own):
     counted in the metric, so AinurCertificateExpiring fires 30 days before their end, but not in the earliest end the
@@ -2110,6 +2126,20 @@ def test_a_record_where_an_older_step_kept_it_is_moved_and_the_parent_given_back
     assert {k: v for k, v in modes(valar).items() if k != "secrets/switched"} == {".": 0o755, "metrics": 0o755, "secrets": 0o700}
 
 
+@pytest.mark.parametrize("moved", [True, False])
+@pytest.mark.parametrize("on", [True, False])
+def test_every_switch_gives_a_0700_parent_back_its_0755(tmp_path: Path, on: bool, moved: bool) -> None:
+    """The parent left 0700 with no old record beside it (a run cut after the record's move, or an Ainur an older off
+    step switched): the next switch gives it 0755 all the same, so node-exporter reads the textfile directory."""
+    valar = SwitchValar(tmp_path, "disabled" if on else "enabled")
+    if moved:
+        valar.record(f"clear {digest(valar.config)}\n")
+    valar.iluvatar.chmod(0o700)
+    done = valar.run(on=on)
+    assert done.returncode == 0, done.stderr
+    assert {k: v for k, v in modes(valar).items() if k != "secrets/switched"} == {".": 0o755, "metrics": 0o755, "secrets": 0o700}
+
+
 def test_the_on_step_run_again_after_the_rewrite_step_finds_its_record_and_restarts_nothing(tmp_path: Path) -> None:
     """A fresh Ainur: the on step seals under the config k3s made, the rewrite step rotates the key (a new config), and
     the on step runs again (its command changed in a new release, a new SSH key, the flag given back): the rewrite step's
@@ -2191,6 +2221,18 @@ def test_the_on_step_on_a_server_without_the_flag_over_a_kept_config_fails(tmp_p
     done = valar.run(on=True)
     assert (done.returncode, valar.calls()) == (1, ["status"])
     assert "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept" in done.stderr
+
+
+def test_the_on_step_on_a_server_without_the_flag_over_a_clear_record_fails(tmp_path: Path) -> None:
+    """The off step's record of a rewrite in clear ends only the off direction: k3s without the flag after a roll with
+    it (a join that restarted k3s and then failed) seals nothing, so the on step fails rather than say sealed."""
+    valar = SwitchValar(tmp_path, "disabled")
+    (tmp_path / "flag").unlink()
+    valar.record(f"clear {digest(valar.config)}\n")
+    done = valar.run(on=True)
+    assert (done.returncode, valar.calls()) == (1, ["status"])
+    assert "k3s runs here without secrets-encryption (its status reads no configuration file) over the encryption config it kept" in done.stderr
+    assert "sealed again" not in done.stderr
 
 
 def test_a_reencrypt_refused_is_no_rewrite(tmp_path: Path) -> None:

@@ -750,20 +750,10 @@ def test_an_ainur_whose_rewrite_step_recorded_nothing_is_known_by_its_output() -
     ran = {"secretsEncryption": True, "commands": {"secrets-on": "d", "secrets-rewrite": "e"}}
     assert day2.before_sealed_record(ran) is True
     assert day2.before_sealed_record({**ran, day2.SECRETS_OFFS: 0}) is False
+    assert day2.before_sealed_record({**ran, day2.SECRETS_EPOCH: True}) is False
     assert day2.before_sealed_record({**ran, "commands": {"secrets-rewrite": "e"}}) is False
     assert day2.before_sealed_record({**ran, "secretsEncryption": False}) is False
     assert day2.before_sealed_record(None) is False
-
-
-def test_the_count_of_off_steps_grows_only_in_an_up_that_plans_one_and_reads_the_engines_numbers() -> None:
-    """ainur-secrets-on's trigger (components.ainur): the last deployment's count, one more when this `up` plans the off
-    step. The engine gives an output's numbers back as floats; a count it cannot read is none (0)."""
-    assert day2.secrets_offs(None, False) == 0
-    assert day2.secrets_offs({"k3sVersion": "v1.33.5+k3s1"}, True) == 1
-    assert day2.secrets_offs({day2.SECRETS_OFFS: 2.0}, False) == 2
-    assert day2.secrets_offs({day2.SECRETS_OFFS: 2}, True) == 3
-    for unread in (True, -1, 1.5, "1", None):
-        assert day2.secrets_offs({day2.SECRETS_OFFS: unread}, False) == 0, unread
 
 
 def test_an_ainur_deployed_with_the_flag_before_the_on_step_is_known_by_its_commands(tmp_path: Path) -> None:
