@@ -1412,9 +1412,20 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str, boa
                 f"{kind} is not a config document both the Talos provider (machinery v1.13.0) and Talos v1.14 know; one of them would refuse the whole config",
             )
     yield from _patch_keys(path, patch)
+    machine_section = patch.get("machine") if "kind" not in patch else None
+    install_section = machine_section.get("install") if isinstance(machine_section, dict) else None
+    system_disk = install_section.get("disk") if isinstance(install_section, dict) else None
     for device in sorted(set(_device_paths(patch))):
         if device not in disks:
             known = ", ".join(sorted(disks)) or "none"
+            if device == system_disk:
+                # The install disk holds the system: listed in dataDisks it would be handed to Ceph as an OSD.
+                yield Problem(
+                    path,
+                    f"{device} is not a disk of {owner} in the inventory (known: {known}); it is the patch's machine.install.disk, "
+                    "the system disk: write it as the node's installDisk, never in dataDisks (that hands it to Ceph)",
+                )
+                continue
             yield Problem(path, f"{device} is not a disk of {owner} in the inventory (known: {known}); add it to dataDisks")
 
 
