@@ -1092,7 +1092,7 @@ def _arda_versions(arda: Arda) -> list[Problem]:
             f"; a cluster on an older Kubernetes is moved on the way, one minor at a time, in the run that upgrades Talos: set a "
             f"1.{low} release (`iluvatar versions STACK --previous OUTPUTS.json` lists the path from what runs; docs/day2.md#across-talos-minors)"
             if kube[0] == 1 and kube[1] < low
-            else ""
+            else f"; write a Kubernetes 1.{high} release" + (f", or an arda.talosVersion that supports 1.{kube[1]}" if kube[0] == 1 else "")
         )
         return [
             Problem(
