@@ -220,7 +220,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
             )
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
-    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed)
+    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed) + _arda_vip(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -849,6 +849,34 @@ def _cluster_name(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
             "provider's clusterIdentifier, so a rename replaces the provider and every object on Arda (deleted and made "
             f"again), changes every machine config's cluster name, and leaves the etcd backups under etcd/{was}; write "
             f"back {was}",
+        )
+    ]
+
+
+def deployed_arda_vip(deployed: DeployedArda, vips: Any = None) -> str | None:
+    """The VIP Arda runs behind: the `vips` output keys Arda's VIP by the cluster's name (plans.network.vip_names), the
+    name the `arda` output records (or the one deployed_cluster_name reads back)."""
+    name = deployed_cluster_name(deployed, vips)
+    if name is None or not isinstance(vips, Mapping) or not isinstance(vips.get(name), str):
+        return None
+    return str(vips[name])
+
+
+def _arda_vip(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """Arda's VIP is fixed once the cluster is made: it is the cluster endpoint every machine config carries
+    (plans.talos.cluster_endpoint: cluster.controlPlane.endpoint, on the API server's port 6443), the address the API
+    server's certificate names and the one every kubeconfig and talosconfig dials. A move rewrites every machine's config
+    at once while the running control planes answer on the old address only, which no machine's change shows."""
+    was = deployed.output.get("vip")
+    now = str(stack.arda.vip)
+    if not isinstance(was, str) or was == now:
+        return []
+    return [
+        Problem(
+            "iluvatar:arda.vip",
+            f"{now}, but Arda runs behind {was}, an address fixed when the cluster is made: it is the cluster endpoint "
+            f"(https://{was}:6443) in every machine config, kubeconfig and talosconfig, and the API server's certificate "
+            f"names it, so a move cuts every machine and client off the running control plane; write back {was}",
         )
     ]
 

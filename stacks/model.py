@@ -375,6 +375,16 @@ class PiImage(Model):
                 f"release is {self.release}, but url names Ubuntu {named.group(1)} ({self.url}); set release: {named.group(1)}, "
                 "or the url and sha256 of the release you meant"
             )
+        # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another url the builder
+        # refuses the download on the Pis half-way through `pulumi up`.
+        default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))
+        if self.sha256 == default_sha and self.url != default_url:
+            release = named.group(1) if named is not None else self.release
+            raise ValueError(
+                f"sha256 is {self.sha256}, the SHA-256 of the default image ({default_url}), but url is {self.url}, another "
+                f"file, which the Pi image builder would refuse on the Pis; write the sha256 that the SHA256SUMS beside it "
+                f"lists for {name} (Ubuntu {release})"
+            )
         return self
 
 

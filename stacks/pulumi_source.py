@@ -171,6 +171,9 @@ def load() -> LoadedStack:
         # Outputs written before the `arda` output recorded the cluster's name still say it (the `vips` output's key).
         if arda.deployed and "clusterName" not in arda.output and (name := day2.deployed_cluster_name(arda, outputs.get("vips"))) is not None:
             arda = replace(arda, output={**arda.output, "clusterName": name})
+        # The `arda` output does not record Arda's VIP: the `vips` output keys it by the cluster's name.
+        if arda.deployed and "vip" not in arda.output and (vip := day2.deployed_arda_vip(arda, outputs.get("vips"))) is not None:
+            arda = replace(arda, output={**arda.output, "vip": vip})
         ainur = day2.machines_of(outputs.get(AINUR_OUTPUT))
     except TypeError as e:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None

@@ -758,6 +758,18 @@ def _nodes(p: Parsed) -> list[Problem]:
                         "the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out",
                     )
                 )
+            elif node.board == "rpi4" and (disk.startswith("/dev/nvme") or disk.startswith("/dev/disk/by-id/nvme-")):
+                # A Raspberry Pi 4 Model B has no PCIe slot (only the Compute Module 4's IO board has one): an NVMe SSD
+                # reaches it in a USB enclosure, whose bridge shows it as a USB mass-storage disk (sdX, a usb- by-id link),
+                # so no nvme name ever exists on it. A Pi 5's PCIe connector takes an NVMe HAT, so the rule is the Pi 4's.
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is an NVMe name, and a Raspberry Pi 4 ({node.board}) has no PCIe slot: an NVMe SSD in a USB "
+                        "enclosure shows as a USB disk (/dev/sda, and a usb- link in ls -l /dev/disk/by-id/ on it); write that "
+                        "name, or leave dataDisks out",
+                    )
+                )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
             seen_disks.add(disk)
@@ -1080,7 +1092,7 @@ def _arda_versions(arda: Arda) -> list[Problem]:
             f"; a cluster on an older Kubernetes is moved on the way, one minor at a time, in the run that upgrades Talos: set a "
             f"1.{low} release (`iluvatar versions STACK --previous OUTPUTS.json` lists the path from what runs; docs/day2.md#across-talos-minors)"
             if kube[0] == 1 and kube[1] < low
-            else ""
+            else f"; write a Kubernetes 1.{high} release" + (f", or an arda.talosVersion that supports 1.{kube[1]}" if kube[0] == 1 else "")
         )
         return [
             Problem(
@@ -1400,9 +1412,20 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str, boa
                 f"{kind} is not a config document both the Talos provider (machinery v1.13.0) and Talos v1.14 know; one of them would refuse the whole config",
             )
     yield from _patch_keys(path, patch)
+    machine_section = patch.get("machine") if "kind" not in patch else None
+    install_section = machine_section.get("install") if isinstance(machine_section, dict) else None
+    system_disk = install_section.get("disk") if isinstance(install_section, dict) else None
     for device in sorted(set(_device_paths(patch))):
         if device not in disks:
             known = ", ".join(sorted(disks)) or "none"
+            if device == system_disk:
+                # The install disk holds the system: listed in dataDisks it would be handed to Ceph as an OSD.
+                yield Problem(
+                    path,
+                    f"{device} is not a disk of {owner} in the inventory (known: {known}); it is the patch's machine.install.disk, "
+                    "the system disk: write it as the node's installDisk, never in dataDisks (that hands it to Ceph)",
+                )
+                continue
             yield Problem(path, f"{device} is not a disk of {owner} in the inventory (known: {known}); add it to dataDisks")
 
 

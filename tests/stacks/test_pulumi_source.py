@@ -268,6 +268,23 @@ def test_outputs_before_arda_recorded_its_name_say_it_by_the_vips_key() -> None:
     assert str(err.value).splitlines()[-1].endswith("leaves the etcd backups under etcd/middle; write back middle")
 
 
+def test_arda_vip_is_read_back_from_the_vips_output_by_the_cluster_name() -> None:
+    """The `arda` output does not record Arda's VIP; the `vips` output keys it by the cluster's name, so a move of the
+    VIP on a running Arda is refused."""
+    _answering({"arda": RUNNING, "vips": {"ainur": "192.168.0.10", "arda": "192.168.0.20"}})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    assert load().arda.output["vip"] == "192.168.0.20"
+    _answering({"arda": RUNNING, "vips": {"ainur": "192.168.0.10", "arda": "192.168.0.9"}})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value).splitlines()[-1] == (
+        "  iluvatar:arda.vip: 192.168.0.20, but Arda runs behind 192.168.0.9, an address fixed when the cluster is made: it is the "
+        "cluster endpoint (https://192.168.0.9:6443) in every machine config, kubeconfig and talosconfig, and the API server's "
+        "certificate names it, so a move cuts every machine and client off the running control plane; write back 192.168.0.9"
+    )
+
+
 def test_the_day2_plan_reads_kube_vips_template_from_its_roll_steps_record() -> None:
     """A roll that failed records "" (the step's output caught, stacks.pulumi_source.KUBE_VIP_OUTPUT): the plan reads
     no template then, whatever the program's `kubeVip` said, so the next preview still names the roll; a deployment

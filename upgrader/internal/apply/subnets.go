@@ -147,10 +147,20 @@ func (r *applyRun) refuseRenumber(active coreconfig.Provider, running kube.Netwo
 
 	if running.ServiceIP != "" {
 		subnets := r.cfg.Cluster().Network().ServiceCIDRs()
-		if !holdsInOrder(subnets, running.ServiceIP) {
+		// Holding the address is not enough: the API server takes the kubernetes Service's address as the first host
+		// address of its primary range (completion.go:114-119, cited above), so a range with another base (10.64.0.0/10
+		// over 10.96.0.0/12) holds the running address yet makes the API server want another one.
+		first := firstHost(subnets)
+		if !holdsInOrder(subnets, running.ServiceIP) || first != running.ServiceIP {
+			why := ""
+			if !holdsInOrder(subnets, running.ServiceIP) {
+				why = reordered(subnets, "the first is the API server's primary range, which must hold it", running.ServiceIP)
+			} else {
+				why = fmt.Sprintf(" (its first host address is %s: the API server gives the default/kubernetes Service the first host "+
+					"address of its primary range, so that range must start where the running one does)", first)
+			}
 			problems = append(problems, fmt.Sprintf("the cluster runs its Services from the range that holds %s (the default/kubernetes Service's address), "+
-				"but the config's cluster.network.serviceSubnets are %s%s", running.ServiceIP, written(subnets, r.setsSubnets(false)),
-				reordered(subnets, "the first is the API server's primary range, which must hold it", running.ServiceIP)))
+				"but the config's cluster.network.serviceSubnets are %s%s", running.ServiceIP, written(subnets, r.setsSubnets(false)), why))
 			back = append(back, "serviceSubnets: "+runningValue(active, false, []string{running.ServiceIP}))
 		}
 	}
@@ -237,6 +247,20 @@ func holdsInOrder(subnets []string, what ...string) bool {
 	}
 
 	return true
+}
+
+// firstHost: the first host address of the first of subnets (its base address plus one), or "" when there is none.
+func firstHost(subnets []string) string {
+	if len(subnets) == 0 {
+		return ""
+	}
+
+	p, err := netip.ParsePrefix(strings.TrimSpace(subnets[0]))
+	if err != nil {
+		return ""
+	}
+
+	return p.Masked().Addr().Next().String()
 }
 
 // holds: every address or prefix lies inside one of subnets.

@@ -57,6 +57,15 @@ cluster:
 				"[{cluster: {network: {serviceSubnets: [10.96.0.0/12]}}}], and run pulumi up again; nothing was changed",
 		},
 		{
+			name:   "a wider service range with another base: it holds the Service's address, but its first host address is not it",
+			active: defaults, next: config("  network:\n    serviceSubnets: [10.64.0.0/10]\n"),
+			running: kube.Networks{ServiceIP: "10.96.0.1", Node: true, PodCIDRs: []string{"10.244.3.0/24"}},
+			want: "valinor: cluster-network: the cluster runs its Services from the range that holds 10.96.0.1 (the default/kubernetes Service's address), " +
+				"but the config's cluster.network.serviceSubnets are [10.64.0.0/10] (its first host address is 10.64.0.1: the API server gives the " +
+				"default/kubernetes Service the first host address of its primary range, so that range must start where the running one does)" + fix +
+				"[{cluster: {network: {serviceSubnets: [10.96.0.0/12]}}}], and run pulumi up again; nothing was changed",
+		},
+		{
 			name: "a pod subnet narrower than the Node's range", active: defaults, next: config("  network:\n    podSubnets: [10.244.3.0/25]\n"),
 			running: kube.Networks{ServiceIP: "10.96.0.1", Node: true, PodCIDRs: []string{"10.244.3.0/24"}},
 			want: "valinor: cluster-network: Node valinor runs its pods from 10.244.3.0/24 (its spec.podCIDRs), but the config's cluster.network.podSubnets are [10.244.3.0/25]" + fix +
