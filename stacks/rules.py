@@ -758,18 +758,6 @@ def _nodes(p: Parsed) -> list[Problem]:
                         "the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out",
                     )
                 )
-            elif node.board == "rpi4" and (disk.startswith("/dev/nvme") or disk.startswith("/dev/disk/by-id/nvme-")):
-                # A Raspberry Pi 4 Model B has no PCIe slot (only the Compute Module 4's IO board has one): an NVMe SSD
-                # reaches it in a USB enclosure, whose bridge shows it as a USB mass-storage disk (sdX, a usb- by-id link),
-                # so no nvme name ever exists on it. A Pi 5's PCIe connector takes an NVMe HAT, so the rule is the Pi 4's.
-                out.append(
-                    Problem(
-                        node_path(i, f"dataDisks[{d}]"),
-                        f"{disk} is an NVMe name, and a Raspberry Pi 4 ({node.board}) has no PCIe slot: an NVMe SSD in a USB "
-                        "enclosure shows as a USB disk (/dev/sda, and a usb- link in ls -l /dev/disk/by-id/ on it); write that "
-                        "name, or leave dataDisks out",
-                    )
-                )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
             seen_disks.add(disk)
