@@ -135,8 +135,12 @@ class Engine:
         got = {k: secret(v) for k, v in reg.inputs.items()}
         if reg.property_dependencies.get("triggers"):
             # The steps they come from (the mock runtime has no real outputs: their values are the lab's). Triggers of
-            # literal values only (a gate's hash of its k3s step's script) read no step and stay as they are.
-            got["triggers"] = {urn.rsplit("::", 1)[1]: printed[urn.rsplit("::", 1)[1]] for urn in reg.property_dependencies["triggers"]}
+            # literal values only (a gate's hash of its k3s step's script) read no step and stay as they are, and so does
+            # one read from a resource that is no step (ainur-secrets-epoch, a RandomId whose id stays while its keepers,
+            # the flag, do; the lab never changes the flag): its value is the one the mock gave.
+            names = [urn.rsplit("::", 1)[1] for urn in reg.property_dependencies["triggers"]]
+            read = {name: printed[name] for name in names if name in printed}
+            got["triggers"] = read if len(read) == len(names) else {**read, "": got["triggers"]}
         return got
 
     def preview(self, sim: Simulation) -> list[str]:
