@@ -429,9 +429,18 @@ class Lan:
             "events {}\n"
             f"http {{ include /etc/nginx/mime.types; access_log {self.access_log}; {temps} include {server}; }}\n"
         )
+        pid_file = self.root / "nginx.pid"
+        pid_file.unlink(missing_ok=True)  # a stopped instance's, which would read as this one started
         self.procs["nginx"] = subprocess.Popen(["ip", "netns", "exec", self.pi, require("nginx"), "-c", str(main), "-p", str(self.root)])
-        time.sleep(0.5)
-        assert self.procs["nginx"].poll() is None, (self.root / "nginx-error.log").read_text()
+        # Started means serving: nginx writes its pid file (src/core/nginx.c main, ngx_create_pidfile) after
+        # ngx_init_cycle has bound and listened on every server's socket (ngx_cycle.c, ngx_open_listening_sockets), so a
+        # client's connection from then on is queued on the socket, never refused.
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text().strip().isdigit()):
+            log = self.root / "nginx-error.log"
+            assert self.procs["nginx"].poll() is None, log.read_text() if log.exists() else "nginx exited"
+            assert time.monotonic() < deadline, f"nginx wrote no pid file in 20 s:\n{log.read_text() if log.exists() else ''}"
+            time.sleep(0.05)
 
     @property
     def access_log(self) -> Path:
