@@ -835,7 +835,7 @@ class Walker:
             # The object moved between the two reads. A controller may have written it in between (the Deployment
             # controller's status and revision, the PV controller's claim annotations): that is not the apply's doing
             # when the apply's own managedFields entry is as it was and nothing but those controllers' fields differs.
-            paths = [p for p in diff_paths(updated, again) if p not in _CONTROLLER_WRITES]
+            paths = [p for p in diff_paths(updated, again) if not _controllers_own(p, obj)]
             if paths or _own_entries(updated, written.manager) != _own_entries(again, written.manager):
                 return obj, f"{what}: a second apply changed it: {', '.join(paths) or 'its managed fields'}", None
         return obj, "", None
