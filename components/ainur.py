@@ -527,6 +527,11 @@ class BootstrapCluster(pulumi.ComponentResource):
                 f"{name}-secrets-off",
                 connection=connect(first),
                 create=k3s.secrets_off_script(),
+                # The on step's trigger, for the same reason the other way: an `up` that gives the flag back and fails
+                # leaves this step in the state (the engine deletes what left the program only after a whole update
+                # succeeded), and the next `up` without the flag would find it unchanged and not run it while k3s seals
+                # again; each flag change replaces the epoch, so the step runs in the first `up` of every off period.
+                triggers=[self.secrets_epoch.hex],
                 logging=command.remote.Logging.STDERR,
                 opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=[self.secrets_epoch]),
             )
@@ -541,10 +546,9 @@ class BootstrapCluster(pulumi.ComponentResource):
             # disable (it keeps any config it finds) turned back on, k3s restarted onto it if it has not loaded it, and
             # every Secret written in clear meanwhile sealed (plans.k3s.secrets_on_script). Not before the roll: k3s sets
             # its encryption config's path only with the flag (deps.go), so a server without it cannot enable.
-            # In the program for as long as the stack asks for the flag, not only in the `up` that gives it back: that
-            # `up`'s `ainur` output says "on" even when it failed or was cut short before this step finished (the engine
-            # writes a failed update's outputs too, plans.rollout), and a step planned from that output would be gone
-            # from the next `up` while k3s still ran identity-first. A Command whose create failed is not in the state and
+            # In the program for as long as the stack asks for the flag, not only in the `up` that gives it back: a step
+            # planned from the last outputs would be gone from the next `up` wherever those outputs say "on" while this
+            # step never finished, and k3s would go on running identity-first. A Command whose create failed is not in the state and
             # the next `up` creates it again; one cut short (the `pulumi` process killed) is a pending create, which is not a
             # resource of the state either: the next `up` warns of it and goes on (pulumi/pulumi#9293, "Warn users when there
             # are pending operations but proceed with deployment"), creating the step again, as engine v3.259 did when it was

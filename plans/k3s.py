@@ -1154,8 +1154,7 @@ def secrets_guard(config_path: str = CONFIG_PATH) -> str:
     flag over Secrets k3s may still seal stops there.
 
     The off step (ainur-secrets-off) is planned from the last deployment's output, which says what the stack asked, not
-    what ran: a failed off-`up` still writes "off", and its retry plans no off step while its joins roll the valar all
-    the same. So the join reads the valar itself: dropping the flag (the installed config has it, the new one does not)
+    what ran on the valar. So the join reads the valar itself: dropping the flag (the installed config has it, the new one does not)
     over a kept encryption config needs the off step's record that every Secret was rewritten in clear under that very
     config (SECRETS_SWITCHED, written only once its rewrite was seen through under the config k3s had loaded). Status's
     "Disabled" with no rewrite under way is no proof: `disable`'s own rewrite goes through the config the API server

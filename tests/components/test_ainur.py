@@ -997,7 +997,6 @@ def test_every_inline_pulumi_command_the_docs_give_runs_past_the_engine(netbooti
         "pulumi state delete '<urn of ainur-ilmare-uninstall>'",
         "pulumi state unprotect '<urn of netboot-persistentvolumeclaim-pi-root-ilmare>'",
         "pulumi state unprotect <urn of remote-access-ainur-persistentvolumeclaim-headscale-state>",
-        "pulumi up --replace '**::ainur-secrets-on'",
         "pulumi up --replace '**::arda-power-<name>'",
         "pulumi up --replace <the ainur-credentials URN>",
     ]
@@ -1127,6 +1126,31 @@ def test_the_flag_given_back_after_an_off_up_that_wrote_no_outputs_runs_the_on_s
     since = {"ainur-secrets-epoch": {"keepers": {"secretsEncryption": "on"}, "hex": back.inputs["triggers"][0]}}
     again = simulate(on_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=since, preview=True).named()["ainur-secrets-on"]
     assert again.inputs == back.inputs
+
+
+def test_the_flag_taken_away_after_an_on_up_that_failed_runs_the_off_step_the_state_kept(homelab: Simulation, tmp_path: Path) -> None:
+    """An `up` that gives the flag back and fails after the on step leaves ainur-secrets-off in the state with the inputs
+    of the last off period (the engine deletes what left the program only after a whole update succeeded), while k3s seals
+    again. The off step's trigger is ainur-secrets-epoch's id, which the flag's return replaced: the next off period's
+    first `up` finds the step's trigger other than the state's, so the engine runs it again."""
+    ran = homelab.named()
+    in_state = {
+        "ainur-secrets-epoch": {"keepers": ran["ainur-secrets-epoch"].inputs["keepers"], "hex": ran["ainur-secrets-on"].inputs["triggers"][0]}
+    }
+    off_file = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
+    first = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=in_state).named()
+    kept = first["ainur-secrets-off"]
+    assert len(kept.inputs["triggers"]) == 1 and len(kept.inputs["triggers"][0]) == 8
+    assert kept.property_dependencies["triggers"] == (first["ainur-secrets-epoch"].urn,)
+    # The flag given back in an `up` that failed after its on step: the epoch replaced (keepers on, a new id).
+    back = {"ainur-secrets-epoch": {"keepers": {"secretsEncryption": "on"}, "hex": "0badcafe"}}
+    again = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=back).named()["ainur-secrets-off"]
+    assert again.inputs["create"] == kept.inputs["create"]
+    assert again.inputs["triggers"] != kept.inputs["triggers"]
+    # A retry in the same off period keeps the epoch, and the step is unchanged.
+    same = {"ainur-secrets-epoch": {"keepers": {"secretsEncryption": "off"}, "hex": again.inputs["triggers"][0]}}
+    retry = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=same, preview=True).named()["ainur-secrets-off"]
+    assert retry.inputs == again.inputs
 
 
 def test_an_ainur_whose_rewrite_step_recorded_nothing_is_told_of_the_on_step_s_one_restart(
