@@ -976,8 +976,10 @@ def _selector_may_take(selector: DiskSelector, disk: str) -> str | None:
     """What of a selector with no serial, wwid or busPath (which name one disk, checked apart) matches the data disk
     `disk` as its name shows it, or None: its type nvme or sd against the disk's transport (Talos reads type nvme as
     disk.transport == "nvme" and sd as "mmc", v1alpha1_provider.go:1424-1427 at v1.13.9), its model glob against a by-id
-    link's model (udev writes the model's spaces as `_`). A part the name does not show (size, ssd/hdd) decides nothing;
-    a part it shows that differs means another disk."""
+    link's model (udev writes the model's spaces as `_`), its type ssd or hdd against an NVMe name (never rotational). A
+    part the name does not show (size; ssd/hdd of another disk) decides nothing; a part it shows that differs means another
+    disk. A selector of size alone is warned of instead (stacks.warn), as its bound may be the very thing that tells the
+    disks apart."""
     if selector.serial is not None or selector.wwid is not None or selector.bus_path is not None:
         return None
     found: list[str] = []
@@ -987,6 +989,12 @@ def _selector_may_take(selector: DiskSelector, disk: str) -> str | None:
         if transport != wanted:
             return None
         found.append(f"type {selector.type} is disk.transport == {wanted}, and {disk} is {'an NVMe' if wanted == 'nvme' else 'an SD/eMMC'} disk")
+    if selector.type in ("ssd", "hdd") and transport == "nvme":
+        # Talos reads ssd as !disk.rotational and hdd as disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9), and an
+        # NVMe namespace is never rotational (the kernel's nvme driver marks none so: /sys/block/nvme0n1/queue/rotational 0).
+        if selector.type == "hdd":
+            return None
+        found.append(f"type ssd is !disk.rotational, and {disk} is an NVMe disk, never rotational")
     if selector.model is not None and disk.startswith("/dev/disk/by-id/"):
         parts = _by_id_name(disk).split("_")
         bus, _, first = parts[0].partition("-")

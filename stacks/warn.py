@@ -8,12 +8,13 @@ the other reading. They are read from a valid stack only: a refused one is fixed
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 
 from stacks import encryption, pins
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
-from stacks.model import StackConfig
+from stacks.model import DiskSelector, StackConfig
 from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -25,6 +26,7 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
+    yield from _size_alone(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -73,6 +75,38 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
                 f"{drill.schedule} runs more often than the backups it restores of {named}: between two of their backups it "
                 "restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. the day after it), or back "
                 "those up as often",
+            )
+
+
+# What a size bound lets through, as a message says it: Talos compares disk.size <op> <bytes>
+# (v1alpha1_provider.go:1333-1355 at v1.13.9); a size with no comparison is refused (stacks.rules.exact_size).
+_BOUND = {">=": "{} or more", ">": "more than {}", "<=": "{} or less", "<": "less than {}", "==": "exactly {}"}
+
+
+def _size_alone(stack: StackConfig) -> Iterator[Problem]:
+    """An install disk selector of size alone beside data disks. Talos installs on the first disk by name its selector
+    matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and a size bound matches every disk on its side of it:
+    a data disk of that size whose name sorts first (/dev/nvme0n1 before /dev/sda) becomes the system disk. A warning,
+    not a refusal as a type or model the data disk's name shows is (stacks.rules): the stack says no disk's size, and a
+    bound between the two disks' sizes is the very thing that tells them apart (<= 500GB beside a 256GB system SSD and
+    a 4TB data disk), so only the user can say whether it does."""
+    for i, node in enumerate(stack.nodes):
+        selector = node.install_disk
+        if not isinstance(selector, DiskSelector) or selector.size is None:
+            continue
+        if any(v is not None for v in (selector.model, selector.serial, selector.type, selector.wwid, selector.bus_path)):
+            continue
+        bound = re.match(r"^\s*(>=|<=|>|<|==)?\s*(.*?)\s*$", selector.size)
+        assert bound is not None  # the pattern matches any text
+        taken = _BOUND.get(bound.group(1) or "==", "{}").format(bound.group(2))
+        for d, disk in enumerate(node.data_disks):
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                f"{disk} may be the disk installDisk {selector} selects: Talos installs on the first disk by name its selector "
+                f"matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and a size is all this one asks, so if {disk} holds "
+                f"{taken} and its name sorts before the system disk's, the system disk and Ceph's are one; pin installDisk to the "
+                "system disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its "
+                "/dev/disk/by-id path",
             )
 
 
