@@ -353,7 +353,15 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 # range"); one meant to wrap past the field's end is its values as a list.
                 wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
                 listed = ",".join(str(v) for v in sorted(set(wrapped)))
-                return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {_field_instead(fields, name, item, listed)}"
+                fix = _field_instead(fields, name, item, listed)
+                other_day = {"day of month": 4, "day of week": 2}.get(name)
+                if set(wrapped) == set(range(low, high + 1)) and (other_day is None or fields[other_day] in ("*", "?")):
+                    # The range wraps round the whole field (MON-SUN): that is `*`. A day field only beside a `*` in the
+                    # other: robfig/cron runs on either day field's match when neither is a star (spec.go dayMatches,
+                    # lines 179-188 at v3.0.1), so there `*` would narrow what runs.
+                    at = [n for n, _, _ in _FIELDS].index(name)
+                    fix = f"write {' '.join([*fields[:at], '*', *fields[at + 1 :]])}"
+                return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {fix}"
     # VolSync's CRD pattern is a ReplicationSource's alone: robfig/cron, which k3s and a CronJob read, takes a range with
     # a step ("3-59/15", robfig/cron v3.0.1 doc.go and parser.go getRange) wherever the pattern does not. The API server
     # matches the pattern anywhere in the text (Go's regexp, unanchored), and its `\s?` lets two fields run together, so

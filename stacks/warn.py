@@ -47,6 +47,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _short_months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
@@ -55,10 +56,12 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         return
     yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _short_months("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
+        yield from _short_months("iluvatar:backup.drill.schedule", drill.schedule)
     # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
     # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
     arda_drilled, ainur_drilled = drills(backup, stack.ainur is not None)
@@ -166,6 +169,38 @@ def _either_day(path: str, schedule: str) -> Iterator[Problem]:
         path,
         f"{schedule} runs on days {fields[2]} of the month and on every {days}, not only where they meet: cron runs it on a day "
         f"either field matches ({len(_days_run(fields))} days in 2026 and 2027); for one of them, write * in the other field",
+    )
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # a common year's; February has 29 in a leap year
+
+
+def _short_months(path: str, schedule: str) -> Iterator[Problem]:
+    """Days of the month that some months have not (29, 30, 31), alone in the day fields: robfig/cron matches the
+    calendar's day (spec.go dayMatches, lines 179-188 at v3.0.1, read by the CronJob controller, k3s and VolSync), so
+    `40 2 31 * *`, meant as "monthly, at the month's end", runs in none of the months without a 31st. A schedule that
+    never runs is refused (stacks.data); with both day fields restricted _either_day says how they combine."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    doms, dom_star = _cron_field(fields[2], 1, 31)
+    _, dow_star = _cron_field(fields[4], 0, 6)
+    if dom_star or not dow_star:
+        return
+    months, month_star = _cron_field(fields[3], 1, 12)
+    missing = [m for m in sorted(months) if not any(d <= _MONTH_DAYS[m - 1] for d in doms)]
+    if not missing or len(missing) == len(months):
+        return
+    runs = len(months) - len(missing)
+    leap = " (and February in a leap year)" if 2 in missing and 29 in doms else ""
+    of = "months of 12" if month_star else f"of the {len(months)} months it names"
+    fixed = " ".join([*fields[:2], "28", *fields[3:]])
+    names = [_MONTHS[m - 1] for m in missing]
+    lacking = f"{', '.join(names[:-1])} and {names[-1]} have" if len(names) > 1 else f"{names[0]} has"
+    yield Problem(
+        path,
+        f"{schedule} runs on day {fields[2]} of the month, which {lacking} not: cron runs nothing in "
+        f"{'those months' if len(names) > 1 else 'that month'}, so it runs in {runs} {of}{leap}; to run in every month, write a "
+        f"day every month has, {fixed} (or 1 for the first day of the next month)",
     )
 
 
