@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 from stacks import encryption, pins
+from stacks.boards import AINUR_ROLES
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.model import DiskSelector, StackConfig
@@ -27,6 +28,7 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _size_alone(stack)
+    yield from _pi4_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -111,6 +113,31 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
                 "system disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its "
                 "/dev/disk/by-id path",
             )
+
+
+def _pi4_nvme(stack: StackConfig) -> Iterator[Problem]:
+    """An NVMe name as the data disk of an rpi4 that boots from its card. A Raspberry Pi 4 Model B has no PCIe slot: an
+    NVMe SSD reaches it in a USB enclosure, whose bridge shows it as a USB mass-storage disk (sdX, a usb- by-id link), so
+    no nvme name exists on it. But the rpi4 board is the Compute Module 4's too, whose carriers' M.2 slot takes an NVMe
+    SSD under that very name: a warning naming both, not a refusal. A netbooting maia's dataDisks are no disk of
+    Longhorn's (stacks.storage.longhorn_pis), so a wrong name there costs nothing and is not said."""
+    for i, node in enumerate(stack.nodes):
+        if node.board != "rpi4" or (node.role in AINUR_ROLES and node.boot == "netboot"):
+            continue
+        lost = (
+            "cloud-init finds no such disk and Longhorn writes to the card's root filesystem"
+            if node.role in AINUR_ROLES
+            else "Rook finds no such disk and makes no OSD there"
+        )
+        for d, disk in enumerate(node.data_disks):
+            if disk.startswith(("/dev/nvme", "/dev/disk/by-id/nvme-")):
+                yield Problem(
+                    f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                    f"{disk} is an NVMe name, which a Raspberry Pi 4 Model B never has: it has no PCIe slot, and an NVMe SSD in a "
+                    f"USB enclosure shows as a USB disk (/dev/sda, a usb- link in ls -l /dev/disk/by-id/ on it), so there {lost}; "
+                    "on a Model B write the USB disk's name. The rpi4 board is also the Compute Module 4, whose carrier's M.2 slot "
+                    "gives an NVMe SSD this name: on a CM4 with one, it is right",
+                )
 
 
 def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
