@@ -198,8 +198,29 @@ def _numbers_instead(fields: Sequence[str], name: str) -> str:
     value = fields[at]
     fixed = "*" if value == "?" else re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value)
     if re.fullmatch(r"\*|[\d,/*-]+", fixed):
-        return f"write {' '.join([*fields[:at], fixed, *fields[at + 1 :]])}"
+        return f"write {' '.join([*fields[:at], _forwards(fixed, name, fields), *fields[at + 1 :]])}"
     return "write numbers (e.g. 0 3 * * *: 03:00 every day; Sunday is 0)"
+
+
+def _forwards(field: str, name: str, fields: Sequence[str]) -> str:
+    """A field of numbers with each range that runs backwards (MON-SUN read as 1-0, which robfig/cron refuses, parser.go
+    getRange at v3.0.1) written as the values meant, round the field's end; `*` when they are the whole field and, for a
+    day field, the other is `*` (where neither is, robfig runs on either's match: spec.go dayMatches, lines 179-188)."""
+    _, low, high = next(f for f in _FIELDS if f[0] == name)
+    values: set[int] = set()
+    items = []
+    for item in field.split(","):
+        backwards = re.fullmatch(r"(\d+)-(\d+)", item)
+        if backwards is None or int(backwards.group(1)) <= int(backwards.group(2)):
+            items.append(item)
+            continue
+        wrapped = [*range(int(backwards.group(1)), high + 1), *range(low, int(backwards.group(2)) + 1)]
+        values.update(wrapped)
+        items.append(",".join(str(v) for v in sorted(set(wrapped))))
+    other_day = {"day of month": 4, "day of week": 2}.get(name)
+    if values == set(range(low, high + 1)) and (other_day is None or fields[other_day] in ("*", "?")):
+        return "*"
+    return ",".join(items)
 
 
 def _is_address(text: str) -> bool:
