@@ -18,6 +18,7 @@ import datetime
 import difflib
 import gc
 import json
+import logging
 import os
 import shutil
 import signal
@@ -220,6 +221,11 @@ def _render(args: argparse.Namespace) -> int:
         _of_this_deployment(Path(args.previous), previous, stack)
     import pulumi
 
+    # The program's warnings (pulumi.log.warn), which the mocks hand to Python's root logger: printed as `validate`
+    # prints its own, `warning: ` first, not as the bare message logging's last-resort handler writes.
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setFormatter(_Severity())
+    logging.getLogger().addHandler(shown)
     try:
         now = args.on if args.on is not None else datetime.datetime.now(datetime.UTC)
         files = render_files(simulate(sf, previous=previous, now=now), previous)
@@ -227,6 +233,8 @@ def _render(args: argparse.Namespace) -> int:
         # The program's own refusals against the previous deployment (a version change no machine could make).
         print(str(e), file=sys.stderr)
         return EXIT_INVALID
+    finally:
+        logging.getLogger().removeHandler(shown)
     write_atomically(out, lambda staging: write_tree(files, staging))
     print(f"rendered stack {sf.stack} to {out}: {len(files)} files")
     if unset:
@@ -240,6 +248,13 @@ def _render(args: argparse.Namespace) -> int:
     for step in next_steps(sf.stack, out, files, change=previous is not None, secrets=bool(unset)):
         print(f"  {step}")
     return EXIT_OK
+
+
+class _Severity(logging.Formatter):
+    """A log record as `iluvatar validate` and Pulumi print a diagnostic: `warning: <message>`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
 def next_steps(stack: str, out: Path, files: Mapping[str, str], *, change: bool, secrets: bool) -> list[str]:

@@ -198,8 +198,29 @@ def _numbers_instead(fields: Sequence[str], name: str) -> str:
     value = fields[at]
     fixed = "*" if value == "?" else re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value)
     if re.fullmatch(r"\*|[\d,/*-]+", fixed):
-        return f"write {' '.join([*fields[:at], fixed, *fields[at + 1 :]])}"
+        return f"write {' '.join([*fields[:at], _forwards(fixed, name, fields), *fields[at + 1 :]])}"
     return "write numbers (e.g. 0 3 * * *: 03:00 every day; Sunday is 0)"
+
+
+def _forwards(field: str, name: str, fields: Sequence[str]) -> str:
+    """A field of numbers with each range that runs backwards (MON-SUN read as 1-0, which robfig/cron refuses, parser.go
+    getRange at v3.0.1) written as the values meant, round the field's end; `*` when they are the whole field and, for a
+    day field, the other is `*` (where neither is, robfig runs on either's match: spec.go dayMatches, lines 179-188)."""
+    _, low, high = next(f for f in _FIELDS if f[0] == name)
+    values: set[int] = set()
+    items = []
+    for item in field.split(","):
+        backwards = re.fullmatch(r"(\d+)-(\d+)", item)
+        if backwards is None or int(backwards.group(1)) <= int(backwards.group(2)):
+            items.append(item)
+            continue
+        wrapped = [*range(int(backwards.group(1)), high + 1), *range(low, int(backwards.group(2)) + 1)]
+        values.update(wrapped)
+        items.append(",".join(str(v) for v in sorted(set(wrapped))))
+    other_day = {"day of month": 4, "day of week": 2}.get(name)
+    if values == set(range(low, high + 1)) and (other_day is None or fields[other_day] in ("*", "?")):
+        return "*"
+    return ",".join(items)
 
 
 def _is_address(text: str) -> bool:
@@ -353,7 +374,15 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 # range"); one meant to wrap past the field's end is its values as a list.
                 wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
                 listed = ",".join(str(v) for v in sorted(set(wrapped)))
-                return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {_field_instead(fields, name, item, listed)}"
+                fix = _field_instead(fields, name, item, listed)
+                other_day = {"day of month": 4, "day of week": 2}.get(name)
+                if set(wrapped) == set(range(low, high + 1)) and (other_day is None or fields[other_day] in ("*", "?")):
+                    # The range wraps round the whole field (MON-SUN): that is `*`. A day field only beside a `*` in the
+                    # other: robfig/cron runs on either day field's match when neither is a star (spec.go dayMatches,
+                    # lines 179-188 at v3.0.1), so there `*` would narrow what runs.
+                    at = [n for n, _, _ in _FIELDS].index(name)
+                    fix = f"write {' '.join([*fields[:at], '*', *fields[at + 1 :]])}"
+                return f"{show(text)}: the {name} range {base} runs backwards (cron takes no range past the field's end); {fix}"
     # VolSync's CRD pattern is a ReplicationSource's alone: robfig/cron, which k3s and a CronJob read, takes a range with
     # a step ("3-59/15", robfig/cron v3.0.1 doc.go and parser.go getRange) wherever the pattern does not. The API server
     # matches the pattern anywhere in the text (Go's regexp, unanchored), and its `\s?` lets two fields run together, so

@@ -628,6 +628,29 @@ def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     return out
 
 
+def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """What the checks against the last deployment could not check, said rather than passed over: a deployment whose
+    `arda` output records no `charts` (written before the program recorded the releases it installs) leaves _charts
+    nothing to compare, and a chart taken back to an older release would go through. A warning, not a refusal: the
+    releases running can be read on Arda, and the `up` records them for every later change."""
+    if not deployed.deployed or isinstance(deployed.output.get("charts"), Mapping):
+        return []
+    now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
+    out = []
+    for chart, version in now.items():
+        key, name = CHARTS[chart]
+        out.append(
+            Problem(
+                key,
+                f"{version} could not be checked against the release running: the last deployment's outputs record no "
+                f"arda.charts (an older Iluvatar wrote them), and {name}'s chart is not rolled back; check with `helm list -A` "
+                f"on Arda that its {name} release is not newer than {version} (if it is, write that release or a newer one); "
+                "the next `pulumi up` records it",
+            )
+        )
+    return out
+
+
 LOGS_SIZE, LOGS_CLASS, LOGS_CLAIM = "iluvatar:logs.size", "iluvatar:logs.storageClass", "iluvatar:logs.claimChanged"
 LOGS_RUNBOOK = "docs/day2.md#the-log-stores-size-or-class"
 # The class whose claims' size bounds nothing: local-path-provisioner makes a folder on the user volume, whatever the

@@ -445,7 +445,8 @@ class Discovery(Model):
     """`iluvatar:arda.discovery`: a machine the inventory does not know that PXE-boots from the Ainur boots Talos
     into maintenance mode (no config, no secret), so `iluvatar discover` can ask it what it is (stacks.discovery)."""
 
-    # The addresses the Ainur's DHCP lends such machines while they wait (netboot mode dhcp); unset: the DHCP range's.
+    # The addresses the Ainur's DHCP lends such machines while they wait: required in netboot mode dhcp, refused in proxy
+    # mode, where the router lends them its own (stacks.discovery).
     pool: OrderedRange | None = None
     # The segment they are discovered on: network.lan when unset (the only one the Ainur netboot), or a VLAN's name.
     vlan: Label | None = None

@@ -203,7 +203,7 @@ def load() -> LoadedStack:
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     # What `iluvatar validate` prints as warnings, in the preview's diagnostics; none stops it.
-    for warning in warnings(stack):
+    for warning in warnings(stack) + day2.warnings(stack, arda):
         pulumi.log.warn(str(warning))
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None

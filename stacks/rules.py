@@ -685,7 +685,7 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(
                     Problem(
                         node_path(i, f"dataDisks[{d}]"),
-                        f"{data_disk} is the disk installDisk selects ({what} {value}): {_SYSTEM_DISK_TO_ROOK}; name another "
+                        f"{data_disk} is the disk installDisk selects ({what} {value}): {_system_disk_taken(node)}; name another "
                         f"disk, or give installDisk another disk's {what}",
                     )
                 )
@@ -730,32 +730,18 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
         # Data disks named by path: a disk listed twice, or the install disk's path again.
         seen_disks: set[str] = set()
+        taken = _system_disk_taken(node)
         for d, disk in enumerate(node.data_disks):
-            if disk == node.install_disk:
-                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {_SYSTEM_DISK_TO_ROOK}; name another disk"))
+            if (why := _pi_mmc(node, disk)) is not None:
+                out.append(Problem(node_path(i, f"dataDisks[{d}]"), why))
+            elif disk == node.install_disk:
+                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {taken}; name another disk"))
             elif isinstance(node.install_disk, str) and _one_namespace(disk, node.install_disk):
                 out.append(
                     Problem(
                         node_path(i, f"dataDisks[{d}]"),
                         f"{disk} is installDisk {node.install_disk} by its other by-id name (udev links an NVMe namespace as both "
-                        f"<model>_<serial> and <model>_<serial>_<namespace>): {_SYSTEM_DISK_TO_ROOK}; name another disk",
-                    )
-                )
-            elif (
-                node.board in ("rpi4", "rpi5")
-                and isinstance(node.install_disk, str)
-                and re.fullmatch(r"/dev/mmcblk\d+", node.install_disk)
-                and disk.startswith("/dev/disk/by-id/mmc-")
-            ):
-                # A Pi 4 or 5 has one MMC device, its SD slot (a Compute Module's eMMC in its place), so its mmc- by-id
-                # link is the card it boots from. cloud-init's disk_setup leaves a partitioned disk alone (overwrite:
-                # false), the LABEL=longhorn mount (nofail) then mounts nothing, and Longhorn writes to the card's root.
-                out.append(
-                    Problem(
-                        node_path(i, f"dataDisks[{d}]"),
-                        f"{disk} is an MMC device, and a {'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board}) has one, the SD card (or eMMC) it boots from, installDisk "
-                        f"{node.install_disk}: Longhorn would get no disk of its own and write to the card's root filesystem; name "
-                        "the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out",
+                        f"<model>_<serial> and <model>_<serial>_<namespace>): {taken}; name another disk",
                     )
                 )
             elif disk in seen_disks:
@@ -918,6 +904,51 @@ def not_a_disk(disk: str, install: bool) -> str | None:
 # What giving Rook the system disk does: plans.storage never wipes a disk, and Rook's OSD preparation skips a device
 # with partitions or a filesystem, so the machine adds no OSD (and Ceph's copies per host may then have too few hosts).
 _SYSTEM_DISK_TO_ROOK = "Talos installs the system on it, so Rook finds it partitioned and makes no OSD on this machine"
+# The same on a machine of the Ainur, which runs Ubuntu and gives its dataDisks[0] to Longhorn (plans.cloudinit): cloud-init's
+# disk_setup and fs_setup leave a disk that has a partition table alone (overwrite: false), the LABEL=longhorn mount
+# (nofail) then mounts nothing, and Longhorn writes to /var/lib/longhorn on the system's root filesystem.
+_SYSTEM_DISK_TO_LONGHORN = (
+    "Ubuntu runs from it, and cloud-init never formats a disk that holds partitions (disk_setup overwrite: false), so Longhorn "
+    "gets no disk of its own and writes to the system's root filesystem"
+)
+
+
+def _system_disk_taken(node: Node) -> str:
+    """What naming the system disk as a data disk does on this machine: Talos and Rook on Arda, Ubuntu and Longhorn on the Ainur."""
+    return _SYSTEM_DISK_TO_LONGHORN if node.role in AINUR_ROLES else _SYSTEM_DISK_TO_ROOK
+
+
+def _pi_mmc(node: Node, disk: str) -> str | None:
+    """Why an MMC name is no data disk of this Raspberry Pi, or None. A Pi 4 or 5 has one MMC block device, its SD card
+    slot (a Compute Module's eMMC in its place, a CM4 with eMMC leaving its carrier's slot unwired), which Linux names
+    mmcblk0 on both boards (the Wi-Fi's SDIO controller is an MMC host too, but no block device). So mmcblk1 and up are no device there; mmcblk0, by path or by its mmc-
+    by-id link, is the card a Pi boots from when installDisk names it, and an empty slot on a maia that netboots. A Pi
+    that boots from NVMe or USB may keep a card in the slot as its data disk: that one is accepted."""
+    if node.board not in ("rpi4", "rpi5"):
+        return None
+    path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
+    if path is None and not (disk.startswith("/dev/disk/by-id/mmc-") and partition_of(disk) is None):
+        return None
+    pi = f"{'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board})"
+    fix = "name the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out"
+    ainur = node.role in AINUR_ROLES
+    if path is not None and int(path.group(1)) > 0:
+        lost = (
+            "cloud-init finds no such disk to format, and Longhorn writes to the root filesystem"
+            if ainur
+            else "Rook finds no such disk and makes no OSD on this machine"
+        )
+        return f"{disk} is no device on a {pi}: its one MMC device, the SD card slot (or a Compute Module's eMMC), is /dev/mmcblk0, so {lost}; {fix}"
+    if ainur and node.boot == "netboot":
+        # A netbooted maia's dataDisks are no Longhorn disk either (stacks.storage.longhorn_pis).
+        return (
+            f"{disk} is an MMC device, and a {pi} has one, its SD card slot, which a Pi that netboots leaves empty ({node.name} "
+            "boots from the Ainur); and a netbooted maia's dataDisks are no Longhorn disk: leave dataDisks out"
+        )
+    if isinstance(node.install_disk, str) and re.fullmatch(r"/dev/mmcblk\d+", node.install_disk):
+        lost = "Longhorn would get no disk of its own and write to the card's root filesystem" if ainur else _SYSTEM_DISK_TO_ROOK
+        return f"{disk} is an MMC device, and a {pi} has one, the SD card (or eMMC) it boots from, installDisk {node.install_disk}: {lost}; {fix}"
+    return None
 
 
 def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
@@ -976,8 +1007,10 @@ def _selector_may_take(selector: DiskSelector, disk: str) -> str | None:
     """What of a selector with no serial, wwid or busPath (which name one disk, checked apart) matches the data disk
     `disk` as its name shows it, or None: its type nvme or sd against the disk's transport (Talos reads type nvme as
     disk.transport == "nvme" and sd as "mmc", v1alpha1_provider.go:1424-1427 at v1.13.9), its model glob against a by-id
-    link's model (udev writes the model's spaces as `_`). A part the name does not show (size, ssd/hdd) decides nothing;
-    a part it shows that differs means another disk."""
+    link's model (udev writes the model's spaces as `_`), its type ssd or hdd against an NVMe name (never rotational). A
+    part the name does not show (size; ssd/hdd of another disk) decides nothing; a part it shows that differs means another
+    disk. A selector of size alone is warned of instead (stacks.warn), as its bound may be the very thing that tells the
+    disks apart."""
     if selector.serial is not None or selector.wwid is not None or selector.bus_path is not None:
         return None
     found: list[str] = []
@@ -987,6 +1020,12 @@ def _selector_may_take(selector: DiskSelector, disk: str) -> str | None:
         if transport != wanted:
             return None
         found.append(f"type {selector.type} is disk.transport == {wanted}, and {disk} is {'an NVMe' if wanted == 'nvme' else 'an SD/eMMC'} disk")
+    if selector.type in ("ssd", "hdd") and transport == "nvme":
+        # Talos reads ssd as !disk.rotational and hdd as disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9), and an
+        # NVMe namespace is never rotational (the kernel's nvme driver marks none so: /sys/block/nvme0n1/queue/rotational 0).
+        if selector.type == "hdd":
+            return None
+        found.append(f"type ssd is !disk.rotational, and {disk} is an NVMe disk, never rotational")
     if selector.model is not None and disk.startswith("/dev/disk/by-id/"):
         parts = _by_id_name(disk).split("_")
         bus, _, first = parts[0].partition("-")

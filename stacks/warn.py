@@ -8,12 +8,14 @@ the other reading. They are read from a valid stack only: a refused one is fixed
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 
 from stacks import encryption, pins
+from stacks.boards import AINUR_ROLES
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
-from stacks.model import StackConfig
+from stacks.model import DiskSelector, StackConfig
 from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -25,6 +27,8 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
+    yield from _size_alone(stack)
+    yield from _pi4_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -45,6 +49,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _short_months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
@@ -53,10 +58,12 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         return
     yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _short_months("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
+        yield from _short_months("iluvatar:backup.drill.schedule", drill.schedule)
     # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
     # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
     arda_drilled, ainur_drilled = drills(backup, stack.ainur is not None)
@@ -74,6 +81,63 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
                 "restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. the day after it), or back "
                 "those up as often",
             )
+
+
+# What a size bound lets through, as a message says it: Talos compares disk.size <op> <bytes>
+# (v1alpha1_provider.go:1333-1355 at v1.13.9); a size with no comparison is refused (stacks.rules.exact_size).
+_BOUND = {">=": "{} or more", ">": "more than {}", "<=": "{} or less", "<": "less than {}", "==": "exactly {}"}
+
+
+def _size_alone(stack: StackConfig) -> Iterator[Problem]:
+    """An install disk selector of size alone beside data disks. Talos installs on the first disk by name its selector
+    matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and a size bound matches every disk on its side of it:
+    a data disk of that size whose name sorts first (/dev/nvme0n1 before /dev/sda) becomes the system disk. A warning,
+    not a refusal as a type or model the data disk's name shows is (stacks.rules): the stack says no disk's size, and a
+    bound between the two disks' sizes is the very thing that tells them apart (<= 500GB beside a 256GB system SSD and
+    a 4TB data disk), so only the user can say whether it does."""
+    for i, node in enumerate(stack.nodes):
+        selector = node.install_disk
+        if not isinstance(selector, DiskSelector) or selector.size is None:
+            continue
+        if any(v is not None for v in (selector.model, selector.serial, selector.type, selector.wwid, selector.bus_path)):
+            continue
+        bound = re.match(r"^\s*(>=|<=|>|<|==)?\s*(.*?)\s*$", selector.size)
+        assert bound is not None  # the pattern matches any text
+        taken = _BOUND.get(bound.group(1) or "==", "{}").format(bound.group(2))
+        for d, disk in enumerate(node.data_disks):
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                f"{disk} may be the disk installDisk {selector} selects: Talos installs on the first disk by name its selector "
+                f"matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and a size is all this one asks, so if {disk} holds "
+                f"{taken} and its name sorts before the system disk's, the system disk and Ceph's are one; pin installDisk to the "
+                "system disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its "
+                "/dev/disk/by-id path",
+            )
+
+
+def _pi4_nvme(stack: StackConfig) -> Iterator[Problem]:
+    """An NVMe name as the data disk of an rpi4 that boots from its card. A Raspberry Pi 4 Model B has no PCIe slot: an
+    NVMe SSD reaches it in a USB enclosure, whose bridge shows it as a USB mass-storage disk (sdX, a usb- by-id link), so
+    no nvme name exists on it. But the rpi4 board is the Compute Module 4's too, whose carriers' M.2 slot takes an NVMe
+    SSD under that very name: a warning naming both, not a refusal. A netbooting maia's dataDisks are no disk of
+    Longhorn's (stacks.storage.longhorn_pis), so a wrong name there costs nothing and is not said."""
+    for i, node in enumerate(stack.nodes):
+        if node.board != "rpi4" or (node.role in AINUR_ROLES and node.boot == "netboot"):
+            continue
+        lost = (
+            "cloud-init finds no such disk and Longhorn writes to the card's root filesystem"
+            if node.role in AINUR_ROLES
+            else "Rook finds no such disk and makes no OSD there"
+        )
+        for d, disk in enumerate(node.data_disks):
+            if disk.startswith(("/dev/nvme", "/dev/disk/by-id/nvme-")):
+                yield Problem(
+                    f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                    f"{disk} is an NVMe name, which a Raspberry Pi 4 Model B never has: it has no PCIe slot, and an NVMe SSD in a "
+                    f"USB enclosure shows as a USB disk (/dev/sda, a usb- link in ls -l /dev/disk/by-id/ on it), so there {lost}; "
+                    "on a Model B write the USB disk's name. The rpi4 board is also the Compute Module 4, whose carrier's M.2 slot "
+                    "gives an NVMe SSD this name: on a CM4 with one, it is right",
+                )
 
 
 def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
@@ -132,6 +196,38 @@ def _either_day(path: str, schedule: str) -> Iterator[Problem]:
         path,
         f"{schedule} runs on days {fields[2]} of the month and on every {days}, not only where they meet: cron runs it on a day "
         f"either field matches ({len(_days_run(fields))} days in 2026 and 2027); for one of them, write * in the other field",
+    )
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # a common year's; February has 29 in a leap year
+
+
+def _short_months(path: str, schedule: str) -> Iterator[Problem]:
+    """Days of the month that some months have not (29, 30, 31), alone in the day fields: robfig/cron matches the
+    calendar's day (spec.go dayMatches, lines 179-188 at v3.0.1, read by the CronJob controller, k3s and VolSync), so
+    `40 2 31 * *`, meant as "monthly, at the month's end", runs in none of the months without a 31st. A schedule that
+    never runs is refused (stacks.data); with both day fields restricted _either_day says how they combine."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    doms, dom_star = _cron_field(fields[2], 1, 31)
+    _, dow_star = _cron_field(fields[4], 0, 6)
+    if dom_star or not dow_star:
+        return
+    months, month_star = _cron_field(fields[3], 1, 12)
+    missing = [m for m in sorted(months) if not any(d <= _MONTH_DAYS[m - 1] for d in doms)]
+    if not missing or len(missing) == len(months):
+        return
+    runs = len(months) - len(missing)
+    leap = " (and February in a leap year)" if 2 in missing and 29 in doms else ""
+    of = "months of 12" if month_star else f"of the {len(months)} months it names"
+    fixed = " ".join([*fields[:2], "28", *fields[3:]])
+    names = [_MONTHS[m - 1] for m in missing]
+    lacking = f"{', '.join(names[:-1])} and {names[-1]} have" if len(names) > 1 else f"{names[0]} has"
+    yield Problem(
+        path,
+        f"{schedule} runs on day {fields[2]} of the month, which {lacking} not: cron runs nothing in "
+        f"{'those months' if len(names) > 1 else 'that month'}, so it runs in {runs} {of}{leap}; to run in every month, write a "
+        f"day every month has, {fixed} (or 1 for the first day of the next month)",
     )
 
 

@@ -679,6 +679,25 @@ def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab
     ]
 
 
+def test_a_render_says_the_programs_warnings_as_validate_does(homelab: Path, tmp_path: Path) -> None:
+    """The program's warnings (pulumi.log.warn, which the mocks hand to Python's logging) come out of a render as
+    `validate` prints its own, `warning: ` first. Here the chart check outputs from before `arda.charts` cannot make."""
+    previous = json.loads((homelab / "outputs.json").read_text())
+    del previous["arda"]["charts"]
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    assert result.returncode == 0, result.stderr
+    unchecked = (
+        "could not be checked against the release running: the last deployment's outputs record no arda.charts (an older "
+        "Iluvatar wrote them), and {0}'s chart is not rolled back; check with `helm list -A` on Arda that its {0} release is not "
+        "newer than {1} (if it is, write that release or a newer one); the next `pulumi up` records it"
+    )
+    assert result.stderr.splitlines() == [
+        "warning: iluvatar:arda.cilium.version: 1.18.4 " + unchecked.format("Cilium", "1.18.4"),
+        "warning: iluvatar:gitops.argocd.version: 10.8.0 " + unchecked.format("Argo CD", "10.8.0"),
+    ]
+
+
 def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(homelab: Path, tmp_path: Path) -> None:
     """Outputs from before the `arda` output recorded the pool (and the cluster's name) still say them at the top level
     (`loadBalancerPool`, `gateways`, `vips`): the move is said, and the same name is no rename."""

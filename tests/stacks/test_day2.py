@@ -405,6 +405,24 @@ def test_talos_past_its_ceiling_names_the_ceiling() -> None:
     assert day2.talos_upgrade_problem("v1.13.0", "v1.10.7") == "Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.7"
 
 
+def test_a_chart_unchecked_for_want_of_a_record_is_warned_of(tmp_path: Path) -> None:
+    # Outputs from before `charts` was recorded: the downgrade check has nothing to compare, and says so per chart.
+    older = _edited(tmp_path, {"iluvatar:arda.cilium": {"version": "1.18.3"}})
+    assert "charts" not in RUNNING.output and day2.check(older, RUNNING) == []
+    unchecked = (
+        "could not be checked against the release running: the last deployment's outputs record no arda.charts (an older "
+        "Iluvatar wrote them), and {name}'s chart is not rolled back; check with `helm list -A` on Arda that its {name} "
+        "release is not newer than {version} (if it is, write that release or a newer one); the next `pulumi up` records it"
+    )
+    assert [(p.path, p.message) for p in day2.warnings(older, RUNNING)] == [
+        ("iluvatar:arda.cilium.version", "1.18.3 " + unchecked.format(name="Cilium", version="1.18.3")),
+        ("iluvatar:gitops.argocd.version", "10.8.0 " + unchecked.format(name="Argo CD", version="10.8.0")),
+    ]
+    recorded = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4"}})
+    assert day2.warnings(older, recorded) == []  # recorded: checked (argocd unrecorded there is one not yet installed)
+    assert day2.warnings(older, day2.DeployedArda.from_output(None)) == []  # a first deployment: nothing runs
+
+
 def test_every_day2_problem_is_said_together(tmp_path: Path) -> None:
     # The Ainur's k3s going back and a chart going back, in one run: both, k3s's first.
     running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.5"}})

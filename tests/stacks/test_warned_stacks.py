@@ -1,6 +1,6 @@
 """Valid variants of the homelab stack that warn (tests/fixtures/warned_stacks.yaml): each validates, as `iluvatar
-validate` and `pulumi preview` check it, and stacks.warn gives exactly the expected warnings, none refusing it. A
-warning neutralised makes a case here fail (scripts/rule_coverage.py)."""
+validate` and `pulumi preview` check it, and stacks.warn gives exactly the expected warnings, none refusing it (with an
+`arda` output, stacks.day2's after them). A warning neutralised makes a case here fail (scripts/rule_coverage.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks import load_stack_file
+from stacks import day2, load_stack_file
 from stacks.warn import warnings
 from tests.edit import edit, homelab_doc, write_stack
 
@@ -27,4 +27,11 @@ def test_a_valid_stack_warns_exactly(case: dict[str, Any], tmp_path: Path) -> No
     doc = edit(homelab_doc(), case.get("set"), case.get("delete"))
     doc["config"].update(case.get("add", {}))
     stack = load_stack_file(write_stack(tmp_path, doc), require_secrets=True)  # valid: a warning never refuses
+    if "arda" in case:
+        # Against the last deployment's `arda` output, as `pulumi preview` reads it back: what the day-2 checks could not
+        # check (stacks.day2.warnings) follows the stack's own warnings, as the preview logs them; none refuses.
+        deployed = day2.DeployedArda.from_output(case["arda"])
+        assert day2.check(stack, deployed) == []
+        assert [str(w) for w in warnings(stack) + day2.warnings(stack, deployed)] == case["warn"]
+        return
     assert [str(w) for w in warnings(stack)] == case["warn"]
