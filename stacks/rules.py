@@ -1531,19 +1531,6 @@ def _netboot(p: Parsed) -> list[Problem]:
                 f"{p.ainur.service_ip} is ainur.serviceIp; network.dns is where the Ainur forward names outside the zone, so it must be another server",
             )
         )
-    if p.ainur is not None and p.network is not None and p.ainur.netboot.mode == "dhcp":
-        # In dhcp mode the Ainur's dnsmasq lends every address of network.dhcpRange (plans.netboot): a DNS server there
-        # (a Pi-hole) holds its address only until dnsmasq lends it to another machine, and the whole LAN loses names.
-        for k, server in enumerate(p.network.dns):
-            # The gateway inside the range is the range's own problem (_range), said once there.
-            if server in p.network.dhcp_range and server != p.network.gateway:
-                out.append(
-                    Problem(
-                        f"{NET}.dns[{k}]",
-                        f"{server} is inside network.dhcpRange {p.network.dhcp_range}, which the Ainur lend in ainur.netboot.mode dhcp: "
-                        "they could lend the DNS server's address to another machine; give the server a fixed address outside the range",
-                    )
-                )
     if p.ainur is not None:
         nb = p.ainur.netboot
         if nb.unknown_macs == "generic-worker" and nb.generic_worker is None:
