@@ -253,6 +253,7 @@ def parse_stack(
         _zone_names(parsed),
         present,
         free_of=taken,
+        nodes=nodes,
     )
     problems += discovery_rules.check(
         arda if isinstance(arda, Arda) else None,
