@@ -239,6 +239,8 @@ def parse_stack(
         storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
         [n for _, n in nodes],
         present,
+        gitops_rules.Lab(apps, network if isinstance(network, Network) else None, nodes, arda if isinstance(arda, Arda) else None),
+        ainur if isinstance(ainur, Ainur) else None,
     )
     problems += identity_rules.check(
         identity if isinstance(identity, Identity) else None,

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from stacks import encryption, pins
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
+from stacks.gitops import Lab
 from stacks.model import StackConfig
+from stacks.monitoring import server_on_arda
 from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -48,6 +50,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
+    yield from _receiver_on_arda(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -206,3 +209,26 @@ def _same_box(stack: StackConfig) -> Iterator[Problem]:
                     "server: a lost NAS takes the volume and its backups together; back it up to another machine, or keep it on "
                     "another class",
                 )
+
+
+def _receiver_on_arda(stack: StackConfig) -> Iterator[Problem]:
+    """The alert receiver served by Arda (an app, a Service, a machine): Alertmanager runs on Arda too, so Arda down is the
+    dead man's switch's to tell (monitoring.heartbeat, refused on Arda), and a receiver there is allowed; but an alert about
+    a part of Arda that fails (its gateways, the receiver's app, its volumes) is posted through that part and may never
+    arrive. A warning, since a household may accept that."""
+    receiver = stack.monitoring.receiver if stack.monitoring is not None else None
+    kind = receiver.kind if receiver is not None else None
+    if receiver is None or kind is None:
+        return
+    field = "smarthost" if kind == "email" else "url"
+    value = getattr(getattr(receiver, kind), field)
+    if value is None:
+        return
+    lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
+    for what in server_on_arda(value if "://" in value else f"smtp://{value}", lab, stack.ainur):
+        yield Problem(
+            f"iluvatar:monitoring.receiver.{kind}.{field}",
+            f"{value}: {what}: Alertmanager posts there from Arda, so an alert about a part of Arda that fails (its gateways, the "
+            "receiver's app, its volumes) goes through what is failing and may never reach you; keep the receiver off Arda "
+            "(ntfy.sh, a server on another machine), or keep it knowing those alerts may be lost",
+        )
