@@ -51,6 +51,13 @@ def hosts(identity: Identity, domain: str) -> dict[str, str]:
     return {field: getattr(identity.hosts, field) or f"{label}.{domain}" for field, (_, label) in HOSTS.items()}
 
 
+def zone_names(identity: Identity | None, domain: str) -> dict[str, str]:
+    """identity's names in the internal zone (plans.identity.lan_records), with what owns each."""
+    if identity is None:
+        return {}
+    return {host: f"{NAMED[field]} name (identity.hosts.{HOSTS[field][0]})" for field, host in hosts(identity, domain).items()}
+
+
 def check(
     identity: Identity | None,
     identity_set: bool,

@@ -282,6 +282,11 @@ def parse_stack(
         arda.patches if isinstance(arda, Arda) else (),
         ports_written=_apps_written_with_ports(values.get("apps")),
         free_of=taken,
+        # Every name of the internal zone but the apps' (which the rule reads from `apps`).
+        zone_names={
+            **_zone_names(parsed),
+            **identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
+        },
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     # The devices off the LAN the clusters reach, against the clusters' own networks (stacks.rules._cluster_networks).
