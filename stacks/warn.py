@@ -51,6 +51,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     yield from _receiver_on_arda(stack)
+    yield from _tailscale_domain(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -232,3 +233,25 @@ def _receiver_on_arda(stack: StackConfig) -> Iterator[Problem]:
             "receiver's app, its volumes) goes through what is failing and may never reach you; keep the receiver off Arda "
             "(ntfy.sh, a server on another machine), or keep it knowing those alerts may be lost",
         )
+
+
+# Tailscale's own domain: each of its tailnets has its MagicDNS names at tail<id>.ts.net.
+TAILSCALE_DOMAIN = "ts.net"
+
+
+def _tailscale_domain(stack: StackConfig) -> Iterator[Problem]:
+    """Headscale's base domain under ts.net (most likely copied from a Tailscale tailnet): the Tailscale client takes over
+    the whole base domain (headscale hscontrol/types/config.go, the comment above isSafeServerURL's call: "Tailscale takes
+    over the domain in BaseDomain"), so the real names there, a Tailscale tailnet's machines, stop resolving on the
+    devices. A warning: nothing of the homelab's own breaks, and the user may have no other tailnet there."""
+    remote = stack.remote_access
+    domain = remote.headscale.base_domain if remote is not None and remote.headscale is not None else None
+    if domain is None or not (domain == TAILSCALE_DOMAIN or domain.endswith(f".{TAILSCALE_DOMAIN}")):
+        return
+    yield Problem(
+        "iluvatar:remoteAccess.headscale.baseDomain",
+        f"{domain} is under {TAILSCALE_DOMAIN}, Tailscale's own domain, where each of its tailnets has its MagicDNS names "
+        "(tail<id>.ts.net): the Tailscale client answers every name under the base domain from this tailnet alone, so on its "
+        "devices the real names there (a Tailscale tailnet's machines and their certificates' names) stop resolving; pick a "
+        f"domain of your own, e.g. tailnet.{stack.network.domain}",
+    )
