@@ -110,14 +110,15 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
         if h.kind not in ("node", "vip"):
             continue
         for d in devices:
-            # A machine may be the NAS or the NFS class's server, and the NFS class's at Arda's VIP is stacks.storage's
-            # to refuse (at storage.nfs.server: the VIP is not what moves).
+            # A machine may be the NAS or the NFS class's server, and either at Arda's VIP is its own layer's to refuse,
+            # once (stacks.storage at storage.nfs.server, stacks.data at backup.target: Arda's API server, the cluster
+            # the backups are for): the VIP is not what moves.
             if (
                 d.ip != h.ip
                 or d.kind == "dns"
                 or (d.kind == "bmc" and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.kind == "node")
-                or (d.kind == "nfs" and h.path == "arda.vip")
+                or (d.kind in ("nas", "nfs") and h.path == "arda.vip")
             ):
                 continue
             if d.kind in ("nas", "nfs"):
