@@ -164,18 +164,21 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                     "zone; give the router's or the Pi-hole's address",
                 )
         what = NOUNS[d.kind]
-        if d.ip in network.dhcp_range and d.ip != network.gateway:
-            # Every device the stack names is checked here, whichever layer names it: the Ainur's dnsmasq lends every
-            # address of the range without a ping first (dhcp-authoritative, no-ping, plans.netboot.dnsmasq) and knows no
-            # reservation but the machines', and a router lends its pool knowing nothing of the stack. The device keeps
-            # the address only until it is lent to another machine, and the layer that names it (the backups, the NFS
-            # mounts, the forwarding, the power control) then reaches that machine. The gateway inside the range is the
-            # range's own problem (stacks.rules._range).
-            lender = "which the Ainur lend in ainur.netboot.mode dhcp: they" if dhcp_mode else "which the router lends: it"
+        lent = dhcp_mode or d.kind in ("nas", "nfs")
+        if lent and d.ip in network.dhcp_range and d.ip != network.gateway:
+            # Every device the stack names is checked here, whichever layer names it. In dhcp mode the Ainur's dnsmasq
+            # lends every address of the range without a ping first (dhcp-authoritative, no-ping, plans.netboot.dnsmasq)
+            # and knows no reservation but the machines': the device keeps its address only until it is lent to another
+            # machine, and the layer that names it (the backups, the NFS mounts, the forwarding, the power control) then
+            # reaches that machine. In proxy mode, or without the Ainur, the router lends the range and may hold a
+            # reservation for the device that the stack cannot see: a DNS server or a BMC there is the device's own
+            # business. The NAS is refused there all the same: every backup and every mount reaches it by the address
+            # written, and a lease that moves loses them without a word until a drill or a restore fails. The gateway
+            # inside the range is the range's own problem (stacks.rules._range).
             yield Problem(
                 path,
-                f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, {lender} could lend {what}'s address to another "
-                f"machine; give {what} a fixed address outside the range",
+                f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
+                f"only until it is lent to another machine; give {what} a fixed address outside the range",
             )
         # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
         # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
