@@ -27,6 +27,8 @@ Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other, never with the homelab's own.
 DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc"})
+# How a message names each device.
+NOUNS: dict[Kind, str] = {"nas": "the NAS", "nfs": "the NFS server", "dns": "the DNS server", "bmc": "the BMC"}
 
 
 @dataclass(frozen=True)
@@ -98,30 +100,32 @@ def table(held: Sequence[Held], leave_out: frozenset[Kind] = frozenset()) -> dic
 
 def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) -> Iterator[Problem]:
     """The collisions no layer's own rule sees: a VIP, a machine or a DNS server at a device's or the homelab's address,
-    and a device inside a range the homelab lends. The front door's and Headscale's addresses are checked by their own
-    layers against `table`; a machine at a BMC's by stacks.power; the backup target's and the NFS class's server against
-    the pools and Arda by stacks.data and stacks.storage (either may be a machine or a VIP of the internal zone)."""
+    and every device, whichever layer names it, inside network.dhcpRange or the load-balancer pool. The front door's and
+    Headscale's addresses are checked by their own layers against `table`; a machine at a BMC's by stacks.power; the
+    backup target's and the NFS class's server against Arda and the Ainur by stacks.data and stacks.storage (either may
+    be a machine or a VIP of the internal zone), and the backup target inside the pool by stacks.data (a Service on
+    Arda, the cluster it backs up)."""
     devices = [h for h in held if h.kind in DEVICES]
     for h in held:
         if h.kind not in ("node", "vip"):
             continue
         for d in devices:
-            # A machine may be the NAS or the NFS class's server, and the NFS class's at Arda's VIP is stacks.storage's
-            # to refuse (at storage.nfs.server: the VIP is not what moves).
+            # A machine may be the NAS or the NFS class's server, and either at Arda's VIP is its own layer's to refuse,
+            # once (stacks.storage at storage.nfs.server, stacks.data at backup.target: Arda's API server, the cluster
+            # the backups are for): the VIP is not what moves.
             if (
                 d.ip != h.ip
                 or d.kind == "dns"
                 or (d.kind == "bmc" and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.kind == "node")
-                or (d.kind == "nfs" and h.path == "arda.vip")
+                or (d.kind in ("nas", "nfs") and h.path == "arda.vip")
             ):
                 continue
             if d.kind in ("nas", "nfs"):
                 # Either address may be the slip: said once, at the key that names the server, with both ways out.
-                written = f"{d.owner.removesuffix(')').rsplit(', ', 1)[1]}: its server {d.ip}" if d.kind == "nas" else str(d.ip)
                 yield Problem(
                     f"iluvatar:{d.path}",
-                    f"{written} is {h.path}, an address kube-vip announces, where no NAS answers while kube-vip holds it; write "
+                    f"{_written(d)} is {h.path}, an address kube-vip announces, where no NAS answers while kube-vip holds it; write "
                     f"the NAS's own address in {d.path}, or, if the NAS does have {d.ip}, give {h.path} a free one",
                 )
                 break
@@ -145,6 +149,7 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
         )
     if network is None:
         return
+    dhcp_mode = ainur is not None and ainur.netboot.mode == "dhcp"
     for d in devices:
         path = f"iluvatar:{d.path}"
         if d.kind == "dns":
@@ -158,24 +163,45 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                     f"{d.ip} is {held_by.owner}, not a DNS server: network.dns is where the Ainur forward the names outside the "
                     "zone; give the router's or the Pi-hole's address",
                 )
-        # Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge checks its upstream).
-        if (d.kind == "bmc" or (d.kind == "dns" and ainur is not None)) and d.ip in network.load_balancer_pool:
-            why = (
-                "the Ainur would forward the whole LAN's names to a Service on Arda, and the house would lose them whenever Arda is down"
-                if d.kind == "dns"
-                else "Cilium would give the BMC's address to a Service"
-            )
+        what = NOUNS[d.kind]
+        lent = dhcp_mode or d.kind in ("nas", "nfs")
+        if lent and d.ip in network.dhcp_range and d.ip != network.gateway:
+            # Every device the stack names is checked here, whichever layer names it. In dhcp mode the Ainur's dnsmasq
+            # lends every address of the range without a ping first (dhcp-authoritative, no-ping, plans.netboot.dnsmasq)
+            # and knows no reservation but the machines': the device keeps its address only until it is lent to another
+            # machine, and the layer that names it (the backups, the NFS mounts, the forwarding, the power control) then
+            # reaches that machine. In proxy mode, or without the Ainur, the router lends the range and may hold a
+            # reservation for the device that the stack cannot see: a DNS server or a BMC there is the device's own
+            # business. The NAS is refused there all the same: every backup and every mount reaches it by the address
+            # written, and a lease that moves loses them without a word until a drill or a restore fails. The gateway
+            # inside the range is the range's own problem (stacks.rules._range).
             yield Problem(
                 path,
-                f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
-                "give it an address outside the pool",
+                f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
+                f"only until it is lent to another machine; give {what} a fixed address outside the range",
             )
-        if d.kind == "bmc" and ainur is not None and ainur.netboot.mode == "dhcp" and d.ip in network.dhcp_range:
-            yield Problem(
-                path,
-                f"{d.ip} is inside network.dhcpRange {network.dhcp_range}, which the Ainur lend in ainur.netboot.mode dhcp: they "
-                "could lend the BMC's address to another machine; give the BMC a fixed address outside the range",
-            )
+        # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
+        # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
+        # checks its upstream).
+        if d.kind == "nas" or (d.kind == "dns" and ainur is None) or d.ip not in network.load_balancer_pool:
+            continue
+        why = (
+            "the Ainur would forward the whole LAN's names to a Service on Arda, and the house would lose them whenever Arda is down"
+            if d.kind == "dns"
+            else f"Cilium would give {what}'s address to a Service"
+        )
+        yield Problem(
+            path,
+            f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
+            f"give {what} a fixed address outside the pool",
+        )
+
+
+def _written(d: Held) -> str:
+    """A device's address as its key holds it: the backup target's URL with its server, else the address."""
+    if d.kind == "nas":
+        return f"{d.owner.removesuffix(')').rsplit(', ', 1)[1]}: its server {d.ip}"
+    return str(d.ip)
 
 
 # The homelab's own addresses: a device inside the router's old pool may still hold one of them.

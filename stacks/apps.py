@@ -136,7 +136,9 @@ def _host(i: int, app: App, network: Network, zone_names: Mapping[str, str]) -> 
             )
         )
     if host in zone_names:
-        out.append(Problem(path, f"{host} is already {zone_names[host]} in the internal zone; pick another host"))
+        # A machine's name is as likely the slip as the app's host: both ways out are given.
+        other = ", or rename the machine" if "(nodes[" in zone_names[host] else ""
+        out.append(Problem(path, f"{host} is already {zone_names[host]} in the internal zone; pick another host{other}"))
     return out
 
 

@@ -14,11 +14,11 @@ import re
 from collections.abc import Collection, Container, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
-from stacks.apps import under
+from stacks.apps import app_path, under
 from stacks.credentials import CONNECTOR_SECRETS
 from stacks.errors import Problem, UnsetSecret
-from stacks.model import App, Identity, Network
-from stacks.rules import _static_address
+from stacks.model import App, Identity, Network, Node
+from stacks.rules import _static_address, node_path
 
 IDENTITY = "iluvatar:identity"
 SECRET = "identityConnectorSecret"  # noqa: S105 - the secret's config key, not a secret
@@ -51,6 +51,13 @@ def hosts(identity: Identity, domain: str) -> dict[str, str]:
     return {field: getattr(identity.hosts, field) or f"{label}.{domain}" for field, (_, label) in HOSTS.items()}
 
 
+def zone_names(identity: Identity | None, domain: str) -> dict[str, str]:
+    """identity's names in the internal zone (plans.identity.lan_records), with what owns each."""
+    if identity is None:
+        return {}
+    return {host: f"{NAMED[field]} name (identity.hosts.{HOSTS[field][0]})" for field, host in hosts(identity, domain).items()}
+
+
 def check(
     identity: Identity | None,
     identity_set: bool,
@@ -62,6 +69,7 @@ def check(
     zone_names: Mapping[str, str],
     secrets: Collection[str],
     free_of: Container[IPv4Address] = (),
+    nodes: Sequence[tuple[int, Node]] = (),
 ) -> list[Problem]:
     """Every identity rule. `taken` maps the LAN's static addresses (machines, VIPs) to what holds them;
     `zone_names` the internal zone's names that are not apps to what owns them; `free_of`: what an address suggested
@@ -81,7 +89,7 @@ def check(
         )
     if network is not None:
         out += _address(identity, network, taken, free_of or frozenset(taken))
-        out += _hosts(identity, network, apps, zone_names)
+        out += _hosts(identity, network, apps, zone_names, nodes)
     out += _connector(identity, secrets)
     out += _groups(identity)
     out += _headlamp(identity, gitops_set, apps)
@@ -95,13 +103,38 @@ def _address(identity: Identity, network: Network, taken: Mapping[IPv4Address, s
         yield Problem(path, f"{identity.ip} is {taken[identity.ip]}; the front door needs an address of its own")
 
 
-def _hosts(identity: Identity, network: Network, apps: Sequence[tuple[int, App]], zone_names: Mapping[str, str]) -> Iterator[Problem]:
+# What each of identity's names is, as a message names it.
+NAMED = {"dex": "Dex's (the sign-in's)", "ca": "the CA page's", "argocd": "Arda's Argo CD's", "argocd_ainur": "the Ainur's Argo CD's"}
+
+
+def _hosts(
+    identity: Identity,
+    network: Network,
+    apps: Sequence[tuple[int, App]],
+    zone_names: Mapping[str, str],
+    nodes: Sequence[tuple[int, Node]] = (),
+) -> Iterator[Problem]:
     domain = network.domain
     app_hosts = {a.host: f"apps[{i}].host ({a.name})" for i, a in apps}
+    # The keys a user wrote that hold a name of the zone: an app's host, a machine's name (its record, plans.network).
+    written = {a.host: (app_path(i, "host"), "host") for i, a in apps}
+    written.update({f"{n.name}.{domain}": (node_path(i, "name"), "name") for i, n in nodes})
     seen: dict[str, str] = {}
     for field, host in hosts(identity, domain).items():
         key = HOSTS[field][0]
         path = f"{IDENTITY}.hosts.{key}"
+        if getattr(identity.hosts, field) is None and host in written and under(host, domain):
+            # The name is identity's default, a key absent from the stack: the clash is said at the key the user wrote,
+            # with identity's key as the other way out.
+            where, what = written[host]
+            full = "" if what == "host" else f"{host}, "
+            yield Problem(
+                where,
+                f"{host if what == 'host' else host.removesuffix('.' + domain)} is already {NAMED[field]} name in the internal zone "
+                f"({full}identity.hosts.{key} by default); pick another {what}, or set identity.hosts.{key} to another name",
+            )
+            seen.setdefault(host, f"identity.hosts.{key}")
+            continue
         if not under(host, domain) or host == domain:
             yield Problem(
                 path,

@@ -239,6 +239,8 @@ def parse_stack(
         storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
         [n for _, n in nodes],
         present,
+        gitops_rules.Lab(apps, network if isinstance(network, Network) else None, nodes, arda if isinstance(arda, Arda) else None),
+        ainur if isinstance(ainur, Ainur) else None,
     )
     problems += identity_rules.check(
         identity if isinstance(identity, Identity) else None,
@@ -253,6 +255,7 @@ def parse_stack(
         _zone_names(parsed),
         present,
         free_of=taken,
+        nodes=nodes,
     )
     problems += discovery_rules.check(
         arda if isinstance(arda, Arda) else None,
@@ -279,6 +282,11 @@ def parse_stack(
         arda.patches if isinstance(arda, Arda) else (),
         ports_written=_apps_written_with_ports(values.get("apps")),
         free_of=taken,
+        # Every name of the internal zone but the apps' (which the rule reads from `apps`).
+        zone_names={
+            **_zone_names(parsed),
+            **identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
+        },
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     # The devices off the LAN the clusters reach, against the clusters' own networks (stacks.rules._cluster_networks).

@@ -168,6 +168,13 @@ def _address(logs: Logs, ainur_set: bool, network: Network, edge: Edge) -> Itera
             "widen the pool, or name an address of it",
         )
     elif ip not in pool:
-        yield Problem(path, f"{ip} is outside network.loadBalancerPool {pool}: Cilium gives the store's Service an address of the pool")
+        default = pool.end - ADDRESS_OFFSET
+        fix = (
+            f"remove logs.address to take the pool's fourth address from the top, {default}, or write another of the pool the edge "
+            "and the apps do not hold"
+            if default in pool
+            else "widen the pool, then write an address of it"
+        )
+        yield Problem(path, f"{ip} is outside network.loadBalancerPool {pool}: Cilium gives the store's Service an address of the pool; {fix}")
     elif ip in taken:
         yield Problem(path, f"{ip} is {taken[ip]} address; the log store needs an address of its own")

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
+from ipaddress import IPv4Address
 from urllib.parse import urlsplit
 
 from stacks.credentials import ZULIP_WEBHOOK
+from stacks.data import on_arda
 from stacks.errors import Problem, UnsetSecret
-from stacks.model import App, Monitoring, Node, Storage
+from stacks.gitops import Lab
+from stacks.model import Ainur, App, Monitoring, Node, Storage
 from stacks.reach import Clients, unreachable
-from stacks.storage import _arda_classes
+from stacks.storage import _arda_classes, zone_addresses
 
 MONITORING = "iluvatar:monitoring"
 SECRET = "alertReceiverSecret"  # noqa: S105 - the secret's config key, not a secret
@@ -42,8 +45,11 @@ def check(
     storage: Storage | None,
     nodes: Sequence[Node],
     secrets: Collection[str],
+    lab: Lab | None = None,
+    ainur: Ainur | None = None,
 ) -> list[Problem]:
-    """Every monitoring rule; `monitoring` is None when the section is absent or broken (`monitoring_set`)."""
+    """Every monitoring rule; `monitoring` is None when the section is absent or broken (`monitoring_set`). `lab`: the
+    parts of the stack a server could be on Arda through, and `ainur` the names of the internal zone it resolves."""
     secret = f"iluvatar:{SECRET}"
     if monitoring is None:
         if not monitoring_set and SECRET in secrets:
@@ -57,7 +63,32 @@ def check(
     out += _storage(monitoring, storage, nodes)
     out += _grafana(monitoring, apps)
     out += _receiver(monitoring, secrets)
+    if lab is not None and monitoring.heartbeat is not None:
+        out += _heartbeat(monitoring.heartbeat, lab, ainur)
     return out
+
+
+def server_on_arda(url: str, lab: Lab, ainur: Ainur | None) -> list[str]:
+    """What of Arda the server of `url` is (stacks.data.on_arda: an app's host, a Service's address, an Arda machine or
+    Arda's VIP), by address or by its name in the internal zone."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address: IPv4Address | None = IPv4Address(host)
+    except ValueError:
+        address = zone_addresses(lab.nodes, lab.arda, ainur, lab.network).get(host)
+    shown = host if address is None or str(address) == host else f"{host} ({address})"
+    return on_arda(host, address, shown, lab.apps, lab.network, lab.nodes, lab.arda)
+
+
+def _heartbeat(url: str, lab: Lab, ainur: Ainur | None) -> Iterator[Problem]:
+    # The dead man's switch tells you when Alertmanager's hourly Watchdog posts stop (plans.monitoring): on Arda, the
+    # cluster whose Alertmanager it watches, it stops with Arda, and then nothing is left to tell you.
+    for what in server_on_arda(url, lab, ainur):
+        yield Problem(
+            f"{MONITORING}.heartbeat",
+            f"{url}: {what}, the cluster whose Alertmanager the switch watches: when Arda goes down the switch goes with it and "
+            "never tells you; use a switch off the homelab (a healthchecks.io check, an Uptime Kuma on a machine off Arda)",
+        )
 
 
 def arda_classes(storage: Storage, nodes: Sequence[Node]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Container, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_range
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from stacks.apps import under
@@ -54,11 +55,14 @@ def check(
     arda_patches: Sequence[Mapping[str, object]] = (),
     ports_written: Sequence[str] = (),
     free_of: Container[IPv4Address] = (),
+    zone_names: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
     `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
     stacks.rules.Taken), `taken`'s keys if empty.
-    `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake."""
+    `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake.
+    `zone_names`: the internal zone's names that are not apps (machines, the VIPs', the gateways', the Git mirror's,
+    identity's), with what owns each."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -70,7 +74,7 @@ def check(
         out += _overlap(network)
         out += _routes(remote, network, apps)
         if remote.headscale is not None and remote.flavour == "headscale":
-            out += _headscale(remote, network, taken, apps, free_of or frozenset(taken))
+            out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {})
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
@@ -216,7 +220,12 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
 
 
 def _headscale(
-    remote: RemoteAccess, network: Network, taken: Mapping[IPv4Address, str], apps: Sequence[tuple[int, App]], free_of: Container[IPv4Address]
+    remote: RemoteAccess,
+    network: Network,
+    taken: Mapping[IPv4Address, str],
+    apps: Sequence[tuple[int, App]],
+    free_of: Container[IPv4Address],
+    zone_names: Mapping[str, str] = MappingProxyType({}),
 ) -> Iterator[Problem]:
     assert remote.headscale is not None
     settings = remote.headscale
@@ -255,10 +264,11 @@ def _headscale(
         )
     domain = base_domain(remote, network)
     key = f"{path}.baseDomain" if settings.base_domain is not None else path
-    zone = domain in (network.domain, network.external_domain)
-    if zone:
-        # Said once: every app's host under the zone is held by it too, which this one fix undoes.
-        yield Problem(key, f"{domain} is a zone of the homelab; the devices' names need a domain of their own, e.g. tailnet.{network.domain}")
+    zones = [z for z in (network.domain, network.external_domain) if z is not None and under(z, domain)]
+    if zones:
+        # Said once: every name of the zone is held by it too, which this one fix undoes.
+        what = f"{domain} is a zone of the homelab" if domain in zones else f"{domain} holds {zones[0]}, a zone of the homelab"
+        yield Problem(key, f"{what}; the devices' names need a domain of their own, e.g. tailnet.{network.domain}")
     # Headscale refuses a base domain that is the server's host or a suffix of it (hscontrol/types/config.go:1013-1045,
     # isSafeServerURL, at v0.27.1): the devices' resolver would answer for the server, which would then be unreachable.
     if host == domain or host.endswith(f".{domain}"):
@@ -270,18 +280,28 @@ def _headscale(
                 f"{app.host} is Headscale's public name (headscale.url {settings.url}), whose port forward goes to Headscale; "
                 "give the app another host",
             )
-    held = [(i, app) for i, app in apps if under(app.host, domain)]
-    if held and not zone:
-        names = ", ".join(f"apps[{i}].host {app.host}" for i, app in held)
+    # Every name of the internal zone, one table (an app's host, a machine's, the VIPs', the gateways', the Git mirror's,
+    # identity's): the clients' MagicDNS answers the base domain and every name under it from the tailnet alone, so a name
+    # of the zone there stops resolving away from home, which is what remote access is for.
+    held = [(f"apps[{i}].host", app.host) for i, app in apps if under(app.host, domain)]
+    held += [(owner, name) for name, owner in sorted(zone_names.items()) if under(name, domain)]
+    if held and not zones:
+        if len(held) == 1 and held[0][1] == domain:
+            names = f"is {held[0][0]}"
+        else:
+            names = "holds " + "; ".join(f"{said} {name}" if said.startswith("apps[") else f"{name}, {said}" for said, name in held)
+        every = [a.host for _, a in apps] + list(zone_names)
         free = next(
-            (d for d in (f"{p}.{network.domain}" for p in ("tailnet", "ts", "vpn")) if d != domain and not any(under(a.host, d) for _, a in apps)),
+            (d for d in (f"{p}.{network.domain}" for p in ("tailnet", "ts", "vpn")) if d != domain and not any(under(n, d) for n in every)),
             f"a name under {network.domain}",
         )
-        them, apps_word = ("them", "those apps") if len(held) > 1 else ("it", "the app")
+        them = "them" if len(held) > 1 else "it"
+        apps_only = len(held) == sum(1 for _, a in apps if under(a.host, domain))
+        other = f", or give {'those apps' if len(held) > 1 else 'the app'} a host outside it" if apps_only else ""
         yield Problem(
             key,
-            f"{domain} holds {names}; the tailnet's resolver would answer for {them}, not the internal zone's; set "
-            f"remoteAccess.headscale.baseDomain to a domain no app's host is under (e.g. {free}), or give {apps_word} a host outside it",
+            f"{domain} {names}; the tailnet's resolver would answer for {them}, not the internal zone's; set "
+            f"remoteAccess.headscale.baseDomain to a domain no name of the internal zone is under (e.g. {free}){other}",
         )
 
 

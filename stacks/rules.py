@@ -111,20 +111,31 @@ def _edge(p: Parsed) -> list[Problem]:
     return out
 
 
+def _builtin_names(p: Parsed) -> dict[str, str]:
+    """The internal zone's names the program itself gives (plans.network.vip_names, plans.netboot.dns_records, the
+    gateways of plans.network.gateway_addresses), by label under network.domain, and what owns each. A machine, an app
+    or identity's names are checked against this one table, so a name the program adds here is refused for all of
+    them."""
+    names: dict[str, str] = {}
+    if p.arda is not None:
+        names[p.arda.cluster_name] = "the Arda VIP's name (arda.clusterName)"
+    names["envoy-external"] = names["envoy-internal"] = "an Envoy gateway's name"
+    if p.ainur_set:
+        names["ainur"] = "the Ainur VIP's name"
+        names["netboot"] = "ainur.serviceIp's name"
+    if p.ainur is not None and p.ainur.git_mirror is not None:
+        names["git"] = "the Git mirror's name"
+    return names
+
+
 def _zone_names(p: Parsed) -> dict[str, str]:
-    """The internal zone's names that are not apps (plans.netboot.dns_records), and what owns each."""
+    """The internal zone's names that are not apps nor identity's (plans.netboot.dns_records), and what owns each: the
+    machines' and the program's own (`_builtin_names`)."""
     if p.network is None:
         return {}
     domain = p.network.domain
-    names = {f"{n.name}.{domain}": f"nodes[{i}].name's record" for i, n in p.nodes}
-    if p.arda is not None:
-        names[f"{p.arda.cluster_name}.{domain}"] = "the Arda VIP's name"
-    names[f"envoy-external.{domain}"] = names[f"envoy-internal.{domain}"] = "an Envoy gateway's name"
-    if p.ainur_set:
-        names[f"ainur.{domain}"] = "the Ainur VIP's name"
-        names[f"netboot.{domain}"] = "ainur.serviceIp's name"
-    if p.ainur is not None and p.ainur.git_mirror is not None:
-        names[f"git.{domain}"] = "the Git mirror's name"
+    names = {f"{n.name}.{domain}": f"the machine {n.name}'s name (nodes[{i}].name)" for i, n in p.nodes}
+    names.update({f"{label}.{domain}": owner for label, owner in _builtin_names(p).items()})
     return names
 
 
@@ -586,17 +597,12 @@ def _nodes(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     first: dict[str, dict[object, tuple[int, str]]] = {"name": {}, "mac": {}, "ip": {}}
     vlans = {v.name: v for v in p.network.vlans} if p.network is not None else {}
-    # The VIPs get DNS records beside the machines' (plans.network), so their names are taken.
-    vip_records = {"ainur": "iluvatar:ainur", "netboot": "ainur.serviceIp"} if p.ainur_set else {}
-    if p.arda is not None:
-        vip_records[p.arda.cluster_name] = "arda.clusterName"
-    # The Ainur's DNS also answers for the two Envoy gateways (plans.network.gateway_addresses).
-    gateway_records = ("envoy-external", "envoy-internal") if p.ainur_set else ()
+    # A machine's name is its record in the internal zone (plans.network), beside the program's own names.
+    builtin = _builtin_names(p)
     for i, node in p.nodes:
-        if node.name in vip_records:
-            out.append(Problem(node_path(i, "name"), f"{node.name} is the DNS name of the {vip_records[node.name]} VIP; pick another name"))
-        if node.name in gateway_records:
-            out.append(Problem(node_path(i, "name"), f"{node.name} is the DNS name of an Envoy gateway in the internal zone; pick another name"))
+        if node.name in builtin:
+            full = f" ({node.name}.{p.network.domain})" if p.network is not None else ""
+            out.append(Problem(node_path(i, "name"), f"{node.name} is {builtin[node.name]} in the internal zone{full}; pick another name"))
         if node.role in AINUR_ROLES and node.vlan is not None:
             out.append(
                 Problem(
@@ -1570,19 +1576,6 @@ def _netboot(p: Parsed) -> list[Problem]:
                 f"{p.ainur.service_ip} is ainur.serviceIp; network.dns is where the Ainur forward names outside the zone, so it must be another server",
             )
         )
-    if p.ainur is not None and p.network is not None and p.ainur.netboot.mode == "dhcp":
-        # In dhcp mode the Ainur's dnsmasq lends every address of network.dhcpRange (plans.netboot): a DNS server there
-        # (a Pi-hole) holds its address only until dnsmasq lends it to another machine, and the whole LAN loses names.
-        for k, server in enumerate(p.network.dns):
-            # The gateway inside the range is the range's own problem (_range), said once there.
-            if server in p.network.dhcp_range and server != p.network.gateway:
-                out.append(
-                    Problem(
-                        f"{NET}.dns[{k}]",
-                        f"{server} is inside network.dhcpRange {p.network.dhcp_range}, which the Ainur lend in ainur.netboot.mode dhcp: "
-                        "they could lend the DNS server's address to another machine; give the server a fixed address outside the range",
-                    )
-                )
     if p.ainur is not None:
         nb = p.ainur.netboot
         if nb.unknown_macs == "generic-worker" and nb.generic_worker is None:

@@ -362,11 +362,8 @@ def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainu
     if (why := unreachable(server, Clients("Arda's nodes", "so no volume would mount", "give the NAS's LAN address"))) is not None:
         yield Problem(path, why)
         return
-    if network is not None:
-        if ip in network.dhcp_range:
-            yield Problem(path, f"{ip} is inside network.dhcpRange {network.dhcp_range}: a NAS needs a fixed address outside it")
-        if ip in network.load_balancer_pool:
-            yield Problem(path, f"{ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Services take")
+    # Inside a range the homelab lends (network.dhcpRange, the load-balancer pool) the server is refused by stacks.addresses,
+    # which checks every device the stack names against every range.
 
 
 def nfs_address(stack: StackConfig) -> str:

@@ -15,7 +15,9 @@ from stacks import encryption, pins
 from stacks.boards import AINUR_ROLES
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
+from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
+from stacks.monitoring import server_on_arda
 from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -53,6 +55,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
+    yield from _receiver_on_arda(stack)
+    yield from _tailscale_domain(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -302,3 +306,48 @@ def _same_box(stack: StackConfig) -> Iterator[Problem]:
                     "server: a lost NAS takes the volume and its backups together; back it up to another machine, or keep it on "
                     "another class",
                 )
+
+
+def _receiver_on_arda(stack: StackConfig) -> Iterator[Problem]:
+    """The alert receiver served by Arda (an app, a Service, a machine): Alertmanager runs on Arda too, so Arda down is the
+    dead man's switch's to tell (monitoring.heartbeat, refused on Arda), and a receiver there is allowed; but an alert about
+    a part of Arda that fails (its gateways, the receiver's app, its volumes) is posted through that part and may never
+    arrive. A warning, since a household may accept that."""
+    receiver = stack.monitoring.receiver if stack.monitoring is not None else None
+    kind = receiver.kind if receiver is not None else None
+    if receiver is None or kind is None:
+        return
+    field = "smarthost" if kind == "email" else "url"
+    value = getattr(getattr(receiver, kind), field)
+    if value is None:
+        return
+    lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
+    for what in server_on_arda(value if "://" in value else f"smtp://{value}", lab, stack.ainur):
+        yield Problem(
+            f"iluvatar:monitoring.receiver.{kind}.{field}",
+            f"{value}: {what}: Alertmanager posts there from Arda, so an alert about a part of Arda that fails (its gateways, the "
+            "receiver's app, its volumes) goes through what is failing and may never reach you; keep the receiver off Arda "
+            "(ntfy.sh, a server on another machine), or keep it knowing those alerts may be lost",
+        )
+
+
+# Tailscale's own domain: each of its tailnets has its MagicDNS names at tail<id>.ts.net.
+TAILSCALE_DOMAIN = "ts.net"
+
+
+def _tailscale_domain(stack: StackConfig) -> Iterator[Problem]:
+    """Headscale's base domain under ts.net (most likely copied from a Tailscale tailnet): the Tailscale client takes over
+    the whole base domain (headscale hscontrol/types/config.go, the comment above isSafeServerURL's call: "Tailscale takes
+    over the domain in BaseDomain"), so the real names there, a Tailscale tailnet's machines, stop resolving on the
+    devices. A warning: nothing of the homelab's own breaks, and the user may have no other tailnet there."""
+    remote = stack.remote_access
+    domain = remote.headscale.base_domain if remote is not None and remote.headscale is not None else None
+    if domain is None or not (domain == TAILSCALE_DOMAIN or domain.endswith(f".{TAILSCALE_DOMAIN}")):
+        return
+    yield Problem(
+        "iluvatar:remoteAccess.headscale.baseDomain",
+        f"{domain} is under {TAILSCALE_DOMAIN}, Tailscale's own domain, where each of its tailnets has its MagicDNS names "
+        "(tail<id>.ts.net): the Tailscale client answers every name under the base domain from this tailnet alone, so on its "
+        "devices the real names there (a Tailscale tailnet's machines and their certificates' names) stop resolving; pick a "
+        f"domain of your own, e.g. tailnet.{stack.network.domain}",
+    )
