@@ -164,17 +164,15 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                     "zone; give the router's or the Pi-hole's address",
                 )
         what = NOUNS[d.kind]
-        lent = dhcp_mode or d.kind in ("nas", "nfs")
-        if lent and d.ip in network.dhcp_range and d.ip != network.gateway:
+        if dhcp_mode and d.ip in network.dhcp_range and d.ip != network.gateway:
             # Every device the stack names is checked here, whichever layer names it. In dhcp mode the Ainur's dnsmasq
             # lends every address of the range without a ping first (dhcp-authoritative, no-ping, plans.netboot.dnsmasq)
             # and knows no reservation but the machines': the device keeps its address only until it is lent to another
             # machine, and the layer that names it (the backups, the NFS mounts, the forwarding, the power control) then
             # reaches that machine. In proxy mode, or without the Ainur, the router lends the range and may hold a
-            # reservation for the device that the stack cannot see: a DNS server or a BMC there is the device's own
-            # business. The NAS is refused there all the same: every backup and every mount reaches it by the address
-            # written, and a lease that moves loses them without a word until a drill or a restore fails. The gateway
-            # inside the range is the range's own problem (stacks.rules._range).
+            # reservation for the device that the stack cannot see: the device's own business, and for the NAS a
+            # warning (stacks.warn._nas_in_router_range), since every backup and mount reaches it by the address
+            # written. The gateway inside the range is the range's own problem (stacks.rules._range).
             yield Problem(
                 path,
                 f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "

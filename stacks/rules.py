@@ -674,7 +674,7 @@ def _nodes(p: Parsed) -> list[Problem]:
                     what, value = "wwid", selector.wwid
                 elif selector.bus_path is not None and _by_path_is_bus_path(data_disk, selector.bus_path):
                     what, value = "busPath", selector.bus_path
-                elif (why := _selector_may_take(selector, data_disk)) is not None:
+                elif (why := _selector_may_take(selector, data_disk, BOARDS[node.board].talos_overlay is not None)) is not None:
                     selected.add(f"dataDisks[{d}]")
                     out.append(
                         Problem(
@@ -1009,7 +1009,7 @@ def _transport(disk: str) -> str | None:
     return None
 
 
-def _selector_may_take(selector: DiskSelector, disk: str) -> str | None:
+def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = False) -> str | None:
     """What of a selector with no serial, wwid or busPath (which name one disk, checked apart) matches the data disk
     `disk` as its name shows it, or None: its type nvme or sd against the disk's transport (Talos reads type nvme as
     disk.transport == "nvme" and sd as "mmc", v1alpha1_provider.go:1424-1427 at v1.13.9), its model glob against a by-id
@@ -1029,7 +1029,9 @@ def _selector_may_take(selector: DiskSelector, disk: str) -> str | None:
     if selector.type in ("ssd", "hdd") and transport == "nvme":
         # Talos reads ssd as !disk.rotational and hdd as disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9), and an
         # NVMe namespace is never rotational (the kernel's nvme driver marks none so: /sys/block/nvme0n1/queue/rotational 0).
-        if selector.type == "hdd":
+        # A single-board computer (a board of an Image Factory overlay) has its SD card or eMMC, /dev/mmcblk0: not
+        # rotational either, and first by name, so ssd selects it there (`card_first`).
+        if selector.type == "hdd" or card_first:
             return None
         found.append(f"type ssd is !disk.rotational, and {disk} is an NVMe disk, never rotational")
     if selector.model is not None and disk.startswith("/dev/disk/by-id/"):

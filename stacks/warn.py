@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 
 from stacks import encryption, pins
 from stacks.boards import AINUR_ROLES
@@ -30,6 +31,7 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _size_alone(stack)
+    yield from _nas_in_router_range(stack)
     yield from _pi4_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
@@ -90,6 +92,32 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
 # What a size bound lets through, as a message says it: Talos compares disk.size <op> <bytes>
 # (v1alpha1_provider.go:1333-1355 at v1.13.9); a size with no comparison is refused (stacks.rules.exact_size).
 _BOUND = {">=": "{} or more", ">": "more than {}", "<=": "{} or less", "<": "less than {}", "==": "exactly {}"}
+
+
+def _nas_in_router_range(stack: StackConfig) -> Iterator[Problem]:
+    """The NAS (the backups' server, the NFS class's) inside network.dhcpRange where the router lends it (proxy mode, or no
+    Ainur): a reservation on the router keeps its address, which the stack cannot see; without one, a lease that moves
+    takes every backup and mount with it, silently until a drill or a restore fails. In dhcp mode the Ainur lend the
+    range and know no reservation of the NAS's: refused there (stacks.addresses)."""
+    if stack.ainur is not None and stack.ainur.netboot.mode == "dhcp":
+        return
+    lent = stack.network.dhcp_range
+    found: list[tuple[str, str, IPv4Address]] = []
+    if stack.backup is not None:
+        target = parse_target(stack.backup.target)
+        address = None if isinstance(target, str) else target_address(target)
+        if address is not None:
+            found.append(("iluvatar:backup.target", stack.backup.target, address))
+    if stack.storage.nfs is not None:
+        found.append(("iluvatar:storage.nfs.server", stack.storage.nfs.server, IPv4Address(nfs_address(stack))))
+    for path, written, address in found:
+        if address in lent and address != stack.network.gateway:
+            yield Problem(
+                path,
+                f"{written}: {address} is inside network.dhcpRange {lent}, the addresses the router lends: every backup and "
+                "mount reaches the NAS by this address, so make sure the router holds a reservation for it (or give the NAS a "
+                "fixed address outside the range)",
+            )
 
 
 def _size_alone(stack: StackConfig) -> Iterator[Problem]:

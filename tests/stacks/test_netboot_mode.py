@@ -143,9 +143,10 @@ NETWORK_CASES = [
     if set(c.get("set") or {})
     and all(k.startswith(("iluvatar:network", "iluvatar:ainur.serviceIp")) for k in c["set"])
     and not {"delete", "add", "file", "deployed", "arda", "dnsmasqConf"} & set(c)
-    # A rule of dhcp mode alone: a DNS server inside the range is one the Ainur could lend; in proxy mode it is the
-    # router's pool, the DNS server's own business (stacks.rules).
-    and c["name"] != "dns-server-inside-the-range-the-ainur-lend"
+    # Rules of dhcp mode alone: a DNS server or the NAS inside the range is one the Ainur could lend; in proxy mode it is
+    # the router's pool, where the device may hold a reservation (stacks.addresses; the NAS is warned of, stacks.warn).
+    # The range moved over the gateway takes the homelab's NAS in with it.
+    and c["name"] not in ("dns-server-inside-the-range-the-ainur-lend", "dhcp-range-contains-gateway")
 ]
 
 
