@@ -190,6 +190,11 @@ def _as_numbers(value: str, name: str) -> str:
     return re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value) if names else value
 
 
+def _robfig_reads(value: str, name: str) -> str:
+    """A field as robfig/cron reads it, in Iluvatar's numbers: its names as numbers, and `?` (the base of an item) as `*`."""
+    return re.sub(r"(^|,)\?", r"\1*", _as_numbers(value, name))
+
+
 def _numbers_instead(fields: Sequence[str], name: str) -> str:
     """The fix for a field with names or `?`: the schedule with them as numbers (or `*`), or the field's forms."""
     names = _CRON_NAMES.get(name, {})
@@ -320,12 +325,14 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
     reading = text
     if not volsync:
         # robfig/cron takes month and day names (a CronJob's API server and controller, k3s's etcd-snapshot-schedule-cron),
-        # and the text is rendered as written for it to read them; Iluvatar's own reckoning reads them as its numbers.
-        fields = [_as_numbers(value, name) for value, (name, _, _) in zip(fields, _FIELDS, strict=True)]
+        # and `?` as `*` in any field (parser.go getRange: `lowAndHigh[0] == "*" || lowAndHigh[0] == "?"` at v3.0.1, the
+        # star bit included); the text is rendered as written for it to read them, and Iluvatar's own reckoning reads them
+        # as its numbers and `*`.
+        fields = [_robfig_reads(value, name) for value, (name, _, _) in zip(fields, _FIELDS, strict=True)]
         parts = re.split(r"(\s+)", text)
         words = [i for i, part in enumerate(parts) if part and not part.isspace()]
         for i, (name, _, _) in zip(words, _FIELDS, strict=True):
-            parts[i] = _as_numbers(parts[i], name)
+            parts[i] = _robfig_reads(parts[i], name)
         reading = "".join(parts)
     for value, (name, low, high) in zip(fields, _FIELDS, strict=True):
         for item in value.split(","):
