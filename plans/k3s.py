@@ -1106,7 +1106,7 @@ SECRETS_SWITCHED = f"{SECRETS_RECORD_DIR}/switched"
 # node-exporter. Each switch moves such a record into SECRETS_RECORD_DIR; the join's guard reads either. Every switch
 # gives the parent back its 0755 whether or not a record was there to move: a run cut after the `mv` leaves no old record
 # for the next run to find, and an Ainur switched off by those steps keeps a 0700 parent with no record beside it (the k3s
-# step's certificate writer repairs it too, CERTIFICATES_SCRIPT, as it runs on every `up` whatever the flag).
+# step's certificate writer repairs it too, CERTIFICATES_SCRIPT, whenever a Pi's k3s step runs, whatever the flag).
 SECRETS_SWITCHED_BEFORE = "/var/lib/rancher/iluvatar/secrets-switched"
 SECRETS_RECORD_MOVED = f"""if sudo test -f {SECRETS_SWITCHED_BEFORE}; then
   sudo install -d -m 0700 {SECRETS_RECORD_DIR}
