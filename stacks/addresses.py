@@ -334,7 +334,8 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
             # backups or the power control the stack pointed at it reach nothing (or another device).
             yield Problem(
                 f"iluvatar:{h.path}",
-                f"{h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent before ainur.netboot.mode dhcp "
+                f"{_written(h) if h.kind in SERVERS else h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent "
+                "before ainur.netboot.mode dhcp "
                 f"turned its DHCP off: {h.owner} holds it only until its lease ends, then the Ainur lend it another; give the "
                 "device a fixed address outside the router's pool and network.dhcpRange, and write that",
             )
