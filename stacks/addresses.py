@@ -11,24 +11,48 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
+from urllib.parse import urlsplit
 
 from stacks.apps import address_owner
 from stacks.data import parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
-from stacks.model import AddressRange, Ainur, App, Identity, Network, Node, Storage
+from stacks.model import AddressRange, Ainur, App, GitOps, Identity, Monitoring, Network, Node, Storage
+from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
+from stacks.repository import parse_repo_url
 
-Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app"]
+Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app", "ldap", "receiver", "heartbeat", "git"]
+# The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
+# the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
+# from. Written as an address, each is a device of the table like the NAS; whether one is on Arda is each layer's own
+# rule (stacks.monitoring and stacks.gitops refuse it, stacks.warn warns of the receiver and the directory there).
+SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other, never with the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc"})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", *SERVERS})
 # How a message names each device.
-NOUNS: dict[Kind, str] = {"nas": "the NAS", "nfs": "the NFS server", "dns": "the DNS server", "bmc": "the BMC"}
+NOUNS: dict[Kind, str] = {
+    "nas": "the NAS",
+    "nfs": "the NFS server",
+    "dns": "the DNS server",
+    "bmc": "the BMC",
+    "ldap": "the LDAP directory",
+    "receiver": "the alert receiver",
+    "heartbeat": "the dead man's switch",
+    "git": "the Git server",
+}
+# Who reaches each server, and what is lost when they cannot.
+CLIENTS: dict[Kind, str] = {
+    "ldap": "Dex could not reach the directory and nobody could sign in",
+    "receiver": "Alertmanager could deliver no alert",
+    "heartbeat": "Alertmanager could never post the Watchdog, and the switch would report the homelab dead",
+    "git": "Argo CD and the Git mirror could not clone, and nothing would sync",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,39 @@ class Held:
     path: str  # the config path that sets it, `iluvatar:`-less
     owner: str  # as a message names it
     kind: Kind
+    written: str = ""  # a server's value as its key holds it (a URL, a host:port), when it is more than the address
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server another layer reaches: its key, the value as written, the host in it (an address or a name)."""
+
+    path: str  # `iluvatar:`-less
+    written: str
+    host: str
+    kind: Kind
+
+
+def servers(identity: Identity | None, monitoring: Monitoring | None, gitops: GitOps | None) -> list[Server]:
+    """The servers of the sign-in, alerting and GitOps layers, in that order: the LDAP directory, the alert receiver
+    (e-mail's smarthost, the webhook's or ntfy's URL), the heartbeat, the repository's server."""
+    out: list[Server] = []
+    if identity is not None and identity.connector.type == "ldap" and identity.connector.host is not None:
+        host = identity.connector.host
+        out.append(Server("identity.connector.host", host, host.rsplit(":", 1)[0].strip("[]"), "ldap"))
+    receiver = monitoring.receiver if monitoring is not None else None
+    if receiver is not None:
+        if receiver.email is not None and receiver.email.smarthost is not None:
+            host = receiver.email.smarthost
+            out.append(Server("monitoring.receiver.email.smarthost", host, host.rsplit(":", 1)[0].strip("[]"), "receiver"))
+        for kind, part in (("webhook", receiver.webhook), ("ntfy", receiver.ntfy)):
+            if part is not None and part.url is not None:
+                out.append(Server(f"monitoring.receiver.{kind}.url", part.url, urlsplit(part.url).hostname or "", "receiver"))
+    if monitoring is not None and monitoring.heartbeat is not None:
+        out.append(Server("monitoring.heartbeat", monitoring.heartbeat, urlsplit(monitoring.heartbeat).hostname or "", "heartbeat"))
+    if gitops is not None:  # a URL the model has parsed already (GitOps.repo_url)
+        out.append(Server("gitops.repoUrl", gitops.repo_url, parse_repo_url(gitops.repo_url).host, "git"))
+    return out
 
 
 def entries(
@@ -47,10 +104,11 @@ def entries(
     backup: Backup | None,
     network: Network | None = None,
     storage: Storage | None = None,
+    named: Sequence[Server] = (),
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
     target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers on the LAN
-    (the gateway aside: the router is none of these), the BMCs."""
+    (the gateway aside: the router is none of these), the BMCs, the other layers' servers written as an address."""
     out = [Held(n.ip, f"nodes[{i}].ip", f"nodes[{i}].ip ({n.name})", "node") for i, n in nodes]
     out += [Held(ip, path.removeprefix("iluvatar:"), path.removeprefix("iluvatar:"), "vip") for path, ip in vips]
     if identity is not None:
@@ -78,6 +136,12 @@ def entries(
         if n.power is not None and n.power.bmc is not None and n.power.bmc.address not in bmcs:
             bmcs.add(n.power.bmc.address)
             out.append(Held(n.power.bmc.address, f"nodes[{i}].power.bmc.address", f"nodes[{i}].power.bmc.address ({n.name}'s BMC)", "bmc"))
+    for s in named:
+        try:
+            ip = IPv4Address(s.host)
+        except ValueError:
+            continue  # a name: `unknown_names` checks it
+        out.append(Held(ip, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written))
     return out
 
 
@@ -119,6 +183,8 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                 or (d.kind == "bmc" and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.path == "arda.vip")
+                # A server on a machine or at Arda's VIP is on Arda or the Ainur: its layer's rule on Arda speaks.
+                or (d.kind in SERVERS and (h.kind == "node" or h.path == "arda.vip"))
             ):
                 continue
             if d.kind in ("nas", "nfs"):
@@ -127,6 +193,14 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                     f"iluvatar:{d.path}",
                     f"{_written(d)} is {h.path}, an address kube-vip announces, where no NAS answers while kube-vip holds it; write "
                     f"the NAS's own address in {d.path}, or, if the NAS does have {d.ip}, give {h.path} a free one",
+                )
+                break
+            if d.kind in SERVERS:
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is {h.path}, an address kube-vip announces, where {NOUNS[d.kind]} does not answer while kube-vip "
+                    f"holds it, so {CLIENTS[d.kind]}; write its own address in {d.path}, or, if it does have {d.ip}, give "
+                    f"{h.path} a free one",
                 )
                 break
             what = "a machine's address" if h.kind == "node" else "an address kube-vip announces"
@@ -181,7 +255,9 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
         # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
         # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
         # checks its upstream).
-        if d.kind == "nas" or (d.kind == "dns" and ainur is None) or d.ip not in network.load_balancer_pool:
+        # The other layers' servers there are Services on Arda: their own rules on Arda speak (stacks.monitoring and
+        # stacks.gitops refuse, stacks.warn warns of the alert receiver and the sign-in directory).
+        if d.kind == "nas" or d.kind in SERVERS or (d.kind == "dns" and ainur is None) or d.ip not in network.load_balancer_pool:
             continue
         why = (
             "the Ainur would forward the whole LAN's names to a Service on Arda, and the house would lose them whenever Arda is down"
@@ -199,7 +275,33 @@ def _written(d: Held) -> str:
     """A device's address as its key holds it: the backup target's URL with its server, else the address."""
     if d.kind == "nas":
         return f"{d.owner.removesuffix(')').rsplit(', ', 1)[1]}: its server {d.ip}"
+    if d.written and d.written != str(d.ip):
+        return f"{d.written}: its server {d.ip}"
     return str(d.ip)
+
+
+def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str]) -> Iterator[Problem]:
+    """A server written as a name of the internal zone that the plan never creates (`created`: its machines, VIPs, apps'
+    hosts and the program's own names). The Ainur's dnsmasq answers the zone only from the plan's records
+    (local=/<domain>/, plans.netboot.dnsmasq), and Arda's pods ask it through CoreDNS, so such a name resolves nowhere,
+    as the backup target's is refused by stacks.data."""
+    if network is None:
+        return
+    domain = network.domain.lower()
+    known = {c.rstrip(".").lower() for c in created}
+    for s in named:
+        name = s.host.rstrip(".").lower()
+        if not name or private_tld(name, domain) != domain or name in known:
+            continue
+        try:
+            IPv4Address(name)
+        except ValueError:
+            yield Problem(
+                f"iluvatar:{s.path}",
+                f"{s.written}: the server {s.host} is not a name in the internal zone {network.domain}: the plan resolves there only "
+                f"its machines, VIPs and apps' hosts, and answers the zone from those alone, so "
+                f"{CLIENTS[s.kind]}; write {NOUNS[s.kind]}'s LAN IPv4 address, or a name outside the zone that the LAN's resolver answers",
+            )
 
 
 # The homelab's own addresses: a device inside the router's old pool may still hold one of them.
@@ -232,7 +334,8 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
             # backups or the power control the stack pointed at it reach nothing (or another device).
             yield Problem(
                 f"iluvatar:{h.path}",
-                f"{h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent before ainur.netboot.mode dhcp "
+                f"{_written(h) if h.kind in SERVERS else h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent "
+                "before ainur.netboot.mode dhcp "
                 f"turned its DHCP off: {h.owner} holds it only until its lease ends, then the Ainur lend it another; give the "
                 "device a fixed address outside the router's pool and network.dhcpRange, and write that",
             )

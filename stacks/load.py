@@ -198,6 +198,12 @@ def parse_stack(
     )
     backup = _section(values, "backup", problems)
     remote = _section(values, "remoteAccess", problems)
+    # The sign-in, alerting and GitOps layers' servers: by address in the table, by name against the internal zone.
+    named = addresses.servers(
+        identity if isinstance(identity, Identity) else None,
+        monitoring if isinstance(monitoring, Monitoring) else None,
+        gitops if isinstance(gitops, GitOps) else None,
+    )
     # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
     held = addresses.entries(
         nodes,
@@ -207,6 +213,7 @@ def parse_stack(
         backup if isinstance(backup, Backup) else None,
         network if isinstance(network, Network) else None,
         storage if isinstance(storage, Storage) else None,
+        named,
     )
     # A free address a message suggests is none of the table's, and in no range the homelab lends.
     taken = Taken(frozenset(addresses.table([*held, *addresses.services([], apps)])), _lent(ainur, arda))
@@ -289,6 +296,21 @@ def parse_stack(
         },
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
+    problems += addresses.unknown_names(
+        named,
+        network if isinstance(network, Network) else None,
+        {
+            *storage_rules.zone_addresses(
+                nodes,
+                arda if isinstance(arda, Arda) else None,
+                ainur if isinstance(ainur, Ainur) else None,
+                network if isinstance(network, Network) else None,
+            ),
+            *(app.host for _, app in apps),
+            *_zone_names(parsed),
+            *identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
+        },
+    )
     # The devices off the LAN the clusters reach, against the clusters' own networks (stacks.rules._cluster_networks).
     problems += devices_in_cluster_networks(
         parsed, held, network if isinstance(network, Network) else None, backup.target if isinstance(backup, Backup) else None
@@ -356,7 +378,9 @@ def parse_stack(
                     ),
                     apps,
                 ),
-            ]
+            ],
+            # An app at another layer's server's address is that server run on Arda: its layer's rule on Arda speaks.
+            addresses.SERVERS,
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)

@@ -58,6 +58,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     yield from _receiver_on_arda(stack)
+    yield from _directory_on_arda(stack)
     yield from _tailscale_domain(stack)
     backup = stack.backup
     if backup is None:
@@ -356,6 +357,23 @@ def _receiver_on_arda(stack: StackConfig) -> Iterator[Problem]:
             f"{value}: {what}: Alertmanager posts there from Arda, so an alert about a part of Arda that fails (its gateways, the "
             "receiver's app, its volumes) goes through what is failing and may never reach you; keep the receiver off Arda "
             "(ntfy.sh, a server on another machine), or keep it knowing those alerts may be lost",
+        )
+
+
+def _directory_on_arda(stack: StackConfig) -> Iterator[Problem]:
+    """The LDAP directory served by Arda (an app, a Service, a machine): Dex binds to it for every sign-in, to Argo CD and
+    kubectl on the Ainur (plans.identity) as on Arda, so while Arda is down nobody signs in to the tools that repair it. A
+    warning, as the alert receiver on Arda is: a household may accept that."""
+    connector = stack.identity.connector if stack.identity is not None else None
+    if connector is None or connector.type != "ldap" or connector.host is None:
+        return
+    lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
+    for what in server_on_arda(f"ldaps://{connector.host}", lab, stack.ainur):
+        yield Problem(
+            "iluvatar:identity.connector.host",
+            f"{connector.host}: {what}: Dex binds to the directory for every sign-in, to Argo CD and kubectl on the "
+            "Ainur as on Arda, so while Arda is down nobody can sign in to the tools that repair it; keep the directory off Arda "
+            "(the NAS, a machine off the clusters), or keep it knowing sign-in goes down with Arda",
         )
 
 
