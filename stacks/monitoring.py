@@ -71,7 +71,7 @@ def check(
 def server_on_arda(url: str, lab: Lab, ainur: Ainur | None) -> list[str]:
     """What of Arda the server of `url` is (stacks.data.on_arda: an app's host, a Service's address, an Arda machine or
     Arda's VIP), by address or by its name in the internal zone."""
-    host = urlsplit(url).hostname or ""
+    host = (urlsplit(url).hostname or "").rstrip(".")  # a trailing dot is the same name, fully qualified
     try:
         address: IPv4Address | None = IPv4Address(host)
     except ValueError:
