@@ -11,6 +11,7 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -280,6 +281,14 @@ def _written(d: Held) -> str:
     return str(d.ip)
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str]) -> Iterator[Problem]:
     """A server written as a name of the internal zone that the plan never creates (`created`: its machines, VIPs, apps'
     hosts and the program's own names). The Ainur's dnsmasq answers the zone only from the plan's records
@@ -291,6 +300,14 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
     known = {c.rstrip(".").lower() for c in created}
     for s in named:
         name = s.host.rstrip(".").lower()
+        if re.fullmatch(r"\d+(\.\d+){3}", name) and not _is_ipv4(name):
+            # Four numbers that are no IPv4 address as Python and Go read one (a leading zero, a part above 255): Go's
+            # net.ParseIP refuses leading zeros, so Alertmanager, Dex and Argo CD take it for a name no resolver has.
+            parts = name.split(".")
+            plain = ".".join(str(int(p)) for p in parts)
+            fix = f"write {plain}" if all(int(p) <= 255 for p in parts) else "write the server's IPv4 address"
+            yield Problem(f"iluvatar:{s.path}", f"{s.written}: {s.host} is not an IPv4 address (a part with a leading zero or above 255); {fix}")
+            continue
         if not name or private_tld(name, domain) != domain or name in known:
             continue
         try:
