@@ -60,6 +60,16 @@ def require_root() -> None:
         pytest.skip("needs root for network namespaces", allow_module_level=True)
 
 
+def _wait_for_pid_file(proc: subprocess.Popen[Any], pid_file: Path, log: Path, what: str) -> None:
+    """Until a server started as `proc` has written its pid in `pid_file` (a server here writes it once its sockets are
+    bound), bounded at 20 s; a server that exits first, or the bound, fails with its log."""
+    deadline = time.monotonic() + 20
+    while not (pid_file.exists() and pid_file.read_text().strip().isdigit()):
+        assert proc.poll() is None, log.read_text() if log.exists() else f"{what} exited"
+        assert time.monotonic() < deadline, f"{what} wrote no pid file in 20 s:\n{log.read_text() if log.exists() else ''}"
+        time.sleep(0.05)
+
+
 def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout)
 
@@ -410,11 +420,7 @@ class Lan:
         # Started means serving: dnsmasq 2.90 writes its pid file (src/dnsmasq.c:640-667) after it has bound its DHCP
         # and DNS sockets (dhcp_init at :314), and with --keep-in-foreground it still writes it. A fixed half second was
         # not always enough on a loaded machine: a client's request sent before the bind went unanswered.
-        deadline = time.monotonic() + 20
-        while not (pid_file.exists() and pid_file.read_text().strip().isdigit()):
-            assert self.procs[key].poll() is None, log.read_text() if log.exists() else "dnsmasq exited"
-            assert time.monotonic() < deadline, f"dnsmasq {key} wrote no pid file in 20 s:\n{log.read_text() if log.exists() else ''}"
-            time.sleep(0.05)
+        _wait_for_pid_file(self.procs[key], pid_file, log, f"dnsmasq {key}")
 
     def start_nginx(self) -> None:
         """The real nginx running the generated server block over the served tree."""
@@ -435,12 +441,7 @@ class Lan:
         # Started means serving: nginx writes its pid file (src/core/nginx.c main, ngx_create_pidfile) after
         # ngx_init_cycle has bound and listened on every server's socket (ngx_cycle.c, ngx_open_listening_sockets), so a
         # client's connection from then on is queued on the socket, never refused.
-        deadline = time.monotonic() + 20
-        while not (pid_file.exists() and pid_file.read_text().strip().isdigit()):
-            log = self.root / "nginx-error.log"
-            assert self.procs["nginx"].poll() is None, log.read_text() if log.exists() else "nginx exited"
-            assert time.monotonic() < deadline, f"nginx wrote no pid file in 20 s:\n{log.read_text() if log.exists() else ''}"
-            time.sleep(0.05)
+        _wait_for_pid_file(self.procs["nginx"], pid_file, self.root / "nginx-error.log", "nginx")
 
     @property
     def access_log(self) -> Path:
