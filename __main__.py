@@ -25,13 +25,13 @@ from components.netboot import Netboot, NetbootArgs
 from components.power import Power, PowerArgs
 from components.remote_access import RemoteAccess, RemoteAccessArgs
 from components.storage import Storage, StorageArgs
-from plans import edge as edge_plan
 from plans import identity as identity_plan
 from plans import k3s as k3s_plan
 from plans import kms as kms_plan
 from plans import lifetimes
 from plans import logs as logs_plan
 from plans import talos as talos_plan
+from plans import zone as zone_plan
 from stacks import encryption
 from stacks.pulumi_source import KUBE_VIP_OUTPUT, load
 
@@ -88,7 +88,7 @@ if ainur is not None:
             boot_assets=arda_config.boot_assets,
             schematics=list(arda_config.schematics.values()),
             # The app hosts, and with identity Dex, the CA page and each Argo CD (plans.identity).
-            dns_records=[*edge_plan.lan_records(stack), *identity_plan.lan_records(stack)],
+            dns_records=zone_plan.extra_records(stack),
             legacy_roots=ainur.legacy_roots,
             valar=ainur.any_valar,
             commands=ainur.access.commands,

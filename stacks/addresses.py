@@ -12,7 +12,7 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
@@ -47,6 +47,13 @@ NOUNS: dict[Kind, str] = {
     "heartbeat": "the dead man's switch",
     "git": "the Git server",
 }
+# The homelab's own addresses where a few listeners of its own answer, as a message names them.
+FRONTS: dict[Kind, str] = {
+    "identity": "identity.ip, the Ainur's front door (Dex, the CA page, the Ainur's Argo CD)",
+    "headscale": "remoteAccess.headscale.ip, Headscale's port forward target",
+}
+# The namespace Alertmanager runs in on Arda (plans.monitoring, kube-prometheus): the first its pod's resolver searches.
+ALERTMANAGER_NAMESPACE = "monitoring"
 # Who reaches each server, and what is lost when they cannot.
 CLIENTS: dict[Kind, str] = {
     "ldap": "Dex could not reach the directory and nobody could sign in",
@@ -63,38 +70,79 @@ class Held:
     owner: str  # as a message names it
     kind: Kind
     written: str = ""  # a server's value as its key holds it (a URL, a host:port), when it is more than the address
+    name: str = ""  # a server written as a name of the internal zone, as a message shows it: `git.<domain> (192.168.0.15)`
 
 
 @dataclass(frozen=True)
 class Server:
-    """A server another layer reaches: its key, the value as written, the host in it (an address or a name)."""
+    """A server another layer reaches: its key, the value as written, the host in it (an address or a name), and the
+    address it stands for: as written, or the internal zone's record for the name (`name`, lower case, no trailing dot;
+    a single label read under network.domain, as the clients' search domain asks it)."""
 
     path: str  # `iluvatar:`-less
     written: str
     host: str
     kind: Kind
+    address: IPv4Address | None = None
+    name: str = ""  # the zone name `address` was resolved from; empty when written as an address or not in the zone
+
+    @property
+    def shown(self) -> str:
+        """The server as a message names it: its host, and the address a zone name stands for."""
+        host = self.host.rstrip(".").lower()
+        return f"{host} ({self.address})" if self.name else host
 
 
-def servers(identity: Identity | None, monitoring: Monitoring | None, gitops: GitOps | None) -> list[Server]:
+def servers(
+    identity: Identity | None,
+    monitoring: Monitoring | None,
+    gitops: GitOps | None,
+    zone: Mapping[str, IPv4Address] | None = None,
+    domain: str | None = None,
+    apps: Sequence[App] = (),
+) -> list[Server]:
     """The servers of the sign-in, alerting and GitOps layers, in that order: the LDAP directory, the alert receiver
-    (e-mail's smarthost, the webhook's or ntfy's URL), the heartbeat, the repository's server."""
-    out: list[Server] = []
+    (e-mail's smarthost, the webhook's or ntfy's URL), the heartbeat, the repository's server. Each host is parsed here
+    alone (a port, brackets, a trailing dot), and a name resolved through `zone`, the internal zone's records
+    (plans.zone.records) under `domain`, network.domain. A single label that is the Service of an app in Alertmanager's
+    namespace (`apps`) is that Service to the receiver and the heartbeat: their pod searches its namespace first."""
+    found: list[tuple[str, str, str, Kind]] = []
     if identity is not None and identity.connector.type == "ldap" and identity.connector.host is not None:
         host = identity.connector.host
-        out.append(Server("identity.connector.host", host, host.rsplit(":", 1)[0].strip("[]"), "ldap"))
+        found.append(("identity.connector.host", host, host.rsplit(":", 1)[0].strip("[]"), "ldap"))
     receiver = monitoring.receiver if monitoring is not None else None
     if receiver is not None:
         if receiver.email is not None and receiver.email.smarthost is not None:
             host = receiver.email.smarthost
-            out.append(Server("monitoring.receiver.email.smarthost", host, host.rsplit(":", 1)[0].strip("[]"), "receiver"))
+            found.append(("monitoring.receiver.email.smarthost", host, host.rsplit(":", 1)[0].strip("[]"), "receiver"))
         for kind, part in (("webhook", receiver.webhook), ("ntfy", receiver.ntfy)):
             if part is not None and part.url is not None:
-                out.append(Server(f"monitoring.receiver.{kind}.url", part.url, urlsplit(part.url).hostname or "", "receiver"))
+                found.append((f"monitoring.receiver.{kind}.url", part.url, urlsplit(part.url).hostname or "", "receiver"))
     if monitoring is not None and monitoring.heartbeat is not None:
-        out.append(Server("monitoring.heartbeat", monitoring.heartbeat, urlsplit(monitoring.heartbeat).hostname or "", "heartbeat"))
+        found.append(("monitoring.heartbeat", monitoring.heartbeat, urlsplit(monitoring.heartbeat).hostname or "", "heartbeat"))
     if gitops is not None:  # a URL the model has parsed already (GitOps.repo_url)
-        out.append(Server("gitops.repoUrl", gitops.repo_url, parse_repo_url(gitops.repo_url).host, "git"))
-    return out
+        found.append(("gitops.repoUrl", gitops.repo_url, parse_repo_url(gitops.repo_url).host, "git"))
+    alertmanager = {a.service_name for a in apps if a.category == ALERTMANAGER_NAMESPACE}
+    return [
+        Server(path, written, host, kind)
+        if kind in ("receiver", "heartbeat") and host.rstrip(".").lower() in alertmanager
+        else _resolved(path, written, host, kind, zone or {}, domain)
+        for path, written, host, kind in found
+    ]
+
+
+def _resolved(path: str, written: str, host: str, kind: Kind, zone: Mapping[str, IPv4Address], domain: str | None) -> Server:
+    name = host.rstrip(".").lower()  # a trailing dot is the same name, fully qualified; DNS names have no case
+    try:
+        return Server(path, written, host, kind, IPv4Address(name))
+    except ValueError:
+        pass
+    if name and "." not in name and domain:
+        # A single label: every client here resolves it through a search list ending in network.domain (dnsmasq's
+        # domain= on the LAN, the pods' resolv.conf after their cluster's own suffixes), so it is that zone's name.
+        name = f"{name}.{domain.lower()}"
+    address = zone.get(name)
+    return Server(path, written, host, kind, address, name if address is not None else "")
 
 
 def entries(
@@ -138,11 +186,10 @@ def entries(
             bmcs.add(n.power.bmc.address)
             out.append(Held(n.power.bmc.address, f"nodes[{i}].power.bmc.address", f"nodes[{i}].power.bmc.address ({n.name}'s BMC)", "bmc"))
     for s in named:
-        try:
-            ip = IPv4Address(s.host)
-        except ValueError:
-            continue  # a name: `unknown_names` checks it
-        out.append(Held(ip, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written))
+        if s.address is None:
+            continue  # a name outside the internal zone: `unknown_names` checks it
+        # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
+        out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
     return out
 
 
@@ -172,9 +219,20 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
     Arda, the cluster it backs up)."""
     devices = [h for h in held if h.kind in DEVICES]
     for h in held:
-        if h.kind not in ("node", "vip"):
+        if h.kind not in ("node", "vip", "identity", "headscale"):
             continue
         for d in devices:
+            if h.kind in ("identity", "headscale"):
+                # Only the front door's listeners (Dex, the CA page, the Ainur's Argo CD) or Headscale's answer at these
+                # addresses: a server written there is the slip, so it is said at the key that names the server. The NAS
+                # and the DNS servers there are the identity and remote-access layers' own rules' (`table`).
+                if d.kind in SERVERS and d.ip == h.ip:
+                    yield Problem(
+                        f"iluvatar:{d.path}",
+                        f"{_written(d)} is {FRONTS[h.kind]}, where {NOUNS[d.kind]} does not answer, so {CLIENTS[d.kind]}; write {NOUNS[d.kind]}'s own address in {d.path}",
+                    )
+                    break
+                continue
             # A machine may be the NAS or the NFS class's server, and either at Arda's VIP is its own layer's to refuse,
             # once (stacks.storage at storage.nfs.server, stacks.data at backup.target: Arda's API server, the cluster
             # the backups are for): the VIP is not what moves.
@@ -194,6 +252,22 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                     f"iluvatar:{d.path}",
                     f"{_written(d)} is {h.path}, an address kube-vip announces, where no NAS answers while kube-vip holds it; write "
                     f"the NAS's own address in {d.path}, or, if the NAS does have {d.ip}, give {h.path} a free one",
+                )
+                break
+            if (
+                d.kind == "git"
+                and h.path == "ainur.gitMirror.ip"
+                and ainur is not None
+                and ainur.git_mirror is not None
+                and ainur.git_mirror.url is None
+            ):
+                # The mirror answers there, but without gitMirror.url gitops.repoUrl is what it clones
+                # (plans.gitops.mirror_source): it would clone itself, and no commit pushed anywhere would reach Argo CD.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is ainur.gitMirror.ip, the Ainur's Git mirror: repoUrl is the upstream the mirror clones, so the mirror "
+                    "would clone itself and no commit would ever reach it; write the real Git server (e.g. "
+                    "https://github.com/you/homelab.git), Argo CD already reads the mirror",
                 )
                 break
             if d.kind in SERVERS:
@@ -276,6 +350,8 @@ def _written(d: Held) -> str:
     """A device's address as its key holds it: the backup target's URL with its server, else the address."""
     if d.kind == "nas":
         return f"{d.owner.removesuffix(')').rsplit(', ', 1)[1]}: its server {d.ip}"
+    if d.name:
+        return f"{d.written}: its server {d.name}"
     if d.written and d.written != str(d.ip):
         return f"{d.written}: its server {d.ip}"
     return str(d.ip)
@@ -308,7 +384,7 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
             fix = f"write {plain}" if all(int(p) <= 255 for p in parts) else "write the server's IPv4 address"
             yield Problem(f"iluvatar:{s.path}", f"{s.written}: {s.host} is not an IPv4 address (a part with a leading zero or above 255); {fix}")
             continue
-        if not name or private_tld(name, domain) != domain or name in known:
+        if s.name or not name or private_tld(name, domain) != domain or name in known:
             continue
         try:
             IPv4Address(name)

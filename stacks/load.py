@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from plans import zone as zone_plan
 from stacks import addresses, credentials
 from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
@@ -199,10 +200,15 @@ def parse_stack(
     backup = _section(values, "backup", problems)
     remote = _section(values, "remoteAccess", problems)
     # The sign-in, alerting and GitOps layers' servers: by address in the table, by name against the internal zone.
+    # A name of the internal zone is resolved through the records the plan gives the zone (plans.zone), and checked as
+    # the address it stands for.
     named = addresses.servers(
         identity if isinstance(identity, Identity) else None,
         monitoring if isinstance(monitoring, Monitoring) else None,
         gitops if isinstance(gitops, GitOps) else None,
+        _zone(values, network, ainur, arda, nodes, apps, edge, identity, gitops),
+        network.domain if isinstance(network, Network) else None,
+        [a for _, a in apps],
     )
     # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
     held = addresses.entries(
@@ -247,7 +253,7 @@ def parse_stack(
         [n for _, n in nodes],
         present,
         gitops_rules.Lab(apps, network if isinstance(network, Network) else None, nodes, arda if isinstance(arda, Arda) else None),
-        ainur if isinstance(ainur, Ainur) else None,
+        named,
     )
     problems += identity_rules.check(
         identity if isinstance(identity, Identity) else None,
@@ -257,7 +263,8 @@ def parse_stack(
         network if isinstance(network, Network) else None,
         # Headscale's address against the front door's is said once, by Headscale's rule; a DNS server's by its own; the
         # NAS's by stacks.data at backup.target (the server written there is what names the front door's address).
-        addresses.table(held, frozenset({"identity", "headscale", "dns", "nas"})),
+        # A server at the front door is said at the server's key (stacks.addresses.check).
+        addresses.table(held, frozenset({"identity", "headscale", "dns", "nas", *addresses.SERVERS})),
         apps,
         _zone_names(parsed),
         present,
@@ -283,7 +290,7 @@ def parse_stack(
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
         addresses.table(
             [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in held],
-            frozenset({"headscale", "dns"}),
+            frozenset({"headscale", "dns", *addresses.SERVERS}),
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
@@ -519,6 +526,39 @@ def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found
             )
         ]
     return []
+
+
+def _zone(
+    values: Mapping[str, Any],
+    network: BaseModel | None,
+    ainur: BaseModel | None,
+    arda: BaseModel | None,
+    nodes: Sequence[tuple[int, Node]],
+    apps: Sequence[tuple[int, App]],
+    edge: BaseModel | None,
+    identity: BaseModel | None,
+    gitops: BaseModel | None,
+) -> dict[str, IPv4Address]:
+    """The internal zone's records (plans.zone.records) as the plan would make them of the sections read, or none when a
+    section they are made of is broken (its own problem refuses the stack) or two of its names clash (refused by the
+    apps' and identity's rules)."""
+    broken = any(key in values and not isinstance(model, BaseModel) for key, model in (("ainur", ainur), ("identity", identity), ("gitops", gitops)))
+    if broken or not isinstance(network, Network) or not isinstance(arda, Arda) or not isinstance(edge, Edge):
+        return {}
+    stack = StackConfig.model_construct(
+        network=network,
+        ainur=ainur if isinstance(ainur, Ainur) else None,
+        arda=arda,
+        nodes=tuple(n for _, n in nodes),
+        apps=tuple(a for _, a in apps),
+        edge=edge,
+        identity=identity if isinstance(identity, Identity) else None,
+        gitops=gitops if isinstance(gitops, GitOps) else None,
+    )
+    try:
+        return zone_plan.records(stack)
+    except ValueError:
+        return {}
 
 
 def _lent(ainur: BaseModel | None, arda: BaseModel | None) -> tuple[AddressRange, ...]:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
-from ipaddress import IPv4Address
 from urllib.parse import urlsplit
 
+from stacks.addresses import ALERTMANAGER_NAMESPACE, Server
 from stacks.credentials import ZULIP_WEBHOOK
 from stacks.data import on_arda
 from stacks.errors import Problem, UnsetSecret
 from stacks.gitops import Lab
-from stacks.model import Ainur, App, Monitoring, Node, Storage
+from stacks.model import App, Monitoring, Node, Storage
 from stacks.reach import Clients, unreachable
-from stacks.storage import _arda_classes, zone_addresses
+from stacks.rules import _arda_networks
+from stacks.storage import _arda_classes
 
 MONITORING = "iluvatar:monitoring"
 SECRET = "alertReceiverSecret"  # noqa: S105 - the secret's config key, not a secret
@@ -46,10 +47,10 @@ def check(
     nodes: Sequence[Node],
     secrets: Collection[str],
     lab: Lab | None = None,
-    ainur: Ainur | None = None,
+    named: Sequence[Server] = (),
 ) -> list[Problem]:
     """Every monitoring rule; `monitoring` is None when the section is absent or broken (`monitoring_set`). `lab`: the
-    parts of the stack a server could be on Arda through, and `ainur` the names of the internal zone it resolves."""
+    parts of the stack a server could be on Arda through; `named`: the layers' servers (stacks.addresses.servers)."""
     secret = f"iluvatar:{SECRET}"
     if monitoring is None:
         if not monitoring_set and SECRET in secrets:
@@ -63,30 +64,52 @@ def check(
     out += _storage(monitoring, storage, nodes)
     out += _grafana(monitoring, apps)
     out += _receiver(monitoring, secrets)
-    if lab is not None and monitoring.heartbeat is not None:
-        out += _heartbeat(monitoring.heartbeat, lab, ainur)
+    if lab is not None:
+        for server in named:
+            if server.kind == "heartbeat":
+                out += _heartbeat(server, lab)
     return out
 
 
-def server_on_arda(url: str, lab: Lab, ainur: Ainur | None) -> list[str]:
-    """What of Arda the server of `url` is (stacks.data.on_arda: an app's host, a Service's address, an Arda machine or
-    Arda's VIP), by address or by its name in the internal zone."""
-    host = (urlsplit(url).hostname or "").rstrip(".")  # a trailing dot is the same name, fully qualified
-    try:
-        address: IPv4Address | None = IPv4Address(host)
-    except ValueError:
-        address = zone_addresses(lab.nodes, lab.arda, ainur, lab.network).get(host)
-    shown = host if address is None or str(address) == host else f"{host} ({address})"
-    return on_arda(host, address, shown, lab.apps, lab.network, lab.nodes, lab.arda)
+# The servers whose client is Alertmanager, which runs in the namespace `monitoring` on Arda (plans.monitoring): a
+# Service name or an address of Arda's cluster networks is one of Arda's own Services or pods to it.
+ON_ARDA_CLIENTS = frozenset({"receiver", "heartbeat"})
 
 
-def _heartbeat(url: str, lab: Lab, ainur: Ainur | None) -> Iterator[Problem]:
+def server_on_arda(server: Server, lab: Lab) -> list[str]:
+    """What of Arda `server` is (stacks.data.on_arda: an app's host, a Service's address, an Arda machine or Arda's VIP),
+    by address or by its name in the internal zone; and, to Alertmanager on Arda, a Service in its namespace by a single
+    label, a Service name, an address of Arda's pod or Service network."""
+    host = server.host.rstrip(".").lower()
+    if server.kind in ON_ARDA_CLIENTS and server.address is None:
+        # A pod's resolv.conf searches its own namespace first (kubelet's ClusterFirst: <ns>.svc.cluster.local), so a
+        # single label is a Service of Alertmanager's namespace before it is anything of the LAN.
+        app = next(((i, a) for i, a in lab.apps if a.category == ALERTMANAGER_NAMESPACE and a.service_name == host), None)
+        if app is not None:
+            return [f"the server {host} is apps[{app[0]}]'s Service ({app[1].name}) in {ALERTMANAGER_NAMESPACE}, Alertmanager's namespace, on Arda"]
+        if host.endswith((".svc", ".cluster.local")) or ".svc." in host:
+            return [f"the server {host} is a Kubernetes Service name, which Alertmanager resolves through Arda's cluster DNS: a Service on Arda"]
+    name = server.name or host
+    app_host = any(a.host == name for _, a in lab.apps)
+    # An app's host is named as the app (its gateway's address in the pool says no more).
+    out = on_arda(name, None if app_host else server.address, server.shown, lab.apps, lab.network, lab.nodes, lab.arda)
+    if server.kind in ON_ARDA_CLIENTS and server.address is not None and lab.arda is not None and not out:
+        lan = lab.network.lan if lab.network is not None else None
+        for net in _arda_networks(lab.arda)[0]:
+            if server.address in net.net and (lan is None or server.address not in lan):
+                what = "a Service" if net.key == "serviceSubnets" else "a pod"
+                out.append(f"the server {server.shown} is inside {net.what}, {what} on Arda")
+                break
+    return out
+
+
+def _heartbeat(server: Server, lab: Lab) -> Iterator[Problem]:
     # The dead man's switch tells you when Alertmanager's hourly Watchdog posts stop (plans.monitoring): on Arda, the
     # cluster whose Alertmanager it watches, it stops with Arda, and then nothing is left to tell you.
-    for what in server_on_arda(url, lab, ainur):
+    for what in server_on_arda(server, lab):
         yield Problem(
             f"{MONITORING}.heartbeat",
-            f"{url}: {what}, the cluster whose Alertmanager the switch watches: when Arda goes down the switch goes with it and "
+            f"{server.written}: {what}, the cluster whose Alertmanager the switch watches: when Arda goes down the switch goes with it and "
             "never tells you; use a switch off the homelab (a healthchecks.io check, an Uptime Kuma on a machine off Arda)",
         )
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
 
+from plans import zone
 from stacks import encryption, pins
+from stacks.addresses import CLIENTS, NOUNS, Server, servers
 from stacks.boards import AINUR_ROLES
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
@@ -30,8 +32,11 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
+    # The sign-in, alerting and GitOps layers' servers, a zone name resolved as the Ainur's DNS answers it.
+    reached = servers(stack.identity, stack.monitoring, stack.gitops, zone.records(stack), stack.network.domain, stack.apps)
     yield from _size_alone(stack)
     yield from _nas_in_router_range(stack)
+    yield from _servers_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
@@ -57,8 +62,9 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
-    yield from _receiver_on_arda(stack)
-    yield from _directory_on_arda(stack)
+    yield from _receiver_on_arda(stack, reached)
+    yield from _directory_on_arda(stack, reached)
+    yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
     backup = stack.backup
     if backup is None:
@@ -337,43 +343,75 @@ def _same_box(stack: StackConfig) -> Iterator[Problem]:
                 )
 
 
-def _receiver_on_arda(stack: StackConfig) -> Iterator[Problem]:
+def _receiver_on_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
     """The alert receiver served by Arda (an app, a Service, a machine): Alertmanager runs on Arda too, so Arda down is the
     dead man's switch's to tell (monitoring.heartbeat, refused on Arda), and a receiver there is allowed; but an alert about
     a part of Arda that fails (its gateways, the receiver's app, its volumes) is posted through that part and may never
     arrive. A warning, since a household may accept that."""
-    receiver = stack.monitoring.receiver if stack.monitoring is not None else None
-    kind = receiver.kind if receiver is not None else None
-    if receiver is None or kind is None:
-        return
-    field = "smarthost" if kind == "email" else "url"
-    value = getattr(getattr(receiver, kind), field)
-    if value is None:
-        return
     lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
-    for what in server_on_arda(value if "://" in value else f"smtp://{value}", lab, stack.ainur):
-        yield Problem(
-            f"iluvatar:monitoring.receiver.{kind}.{field}",
-            f"{value}: {what}: Alertmanager posts there from Arda, so an alert about a part of Arda that fails (its gateways, the "
-            "receiver's app, its volumes) goes through what is failing and may never reach you; keep the receiver off Arda "
-            "(ntfy.sh, a server on another machine), or keep it knowing those alerts may be lost",
-        )
+    for server in named:
+        if server.kind != "receiver":
+            continue
+        for what in server_on_arda(server, lab):
+            yield Problem(
+                f"iluvatar:{server.path}",
+                f"{server.written}: {what}: Alertmanager posts there from Arda, so an alert about a part of Arda that fails (its gateways, "
+                "the receiver's app, its volumes) goes through what is failing and may never reach you; keep the receiver off Arda "
+                "(ntfy.sh, a server on another machine), or keep it knowing those alerts may be lost",
+            )
 
 
-def _directory_on_arda(stack: StackConfig) -> Iterator[Problem]:
+def _directory_on_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
     """The LDAP directory served by Arda (an app, a Service, a machine): Dex binds to it for every sign-in, to Argo CD and
     kubectl on the Ainur (plans.identity) as on Arda, so while Arda is down nobody signs in to the tools that repair it. A
     warning, as the alert receiver on Arda is: a household may accept that."""
-    connector = stack.identity.connector if stack.identity is not None else None
-    if connector is None or connector.type != "ldap" or connector.host is None:
-        return
     lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
-    for what in server_on_arda(f"ldaps://{connector.host}", lab, stack.ainur):
+    for server in named:
+        if server.kind != "ldap":
+            continue
+        for what in server_on_arda(server, lab):
+            yield Problem(
+                f"iluvatar:{server.path}",
+                f"{server.written}: {what}: Dex binds to the directory for every sign-in, to Argo CD and kubectl on the "
+                "Ainur as on Arda, so while Arda is down nobody can sign in to the tools that repair it; keep the directory off Arda "
+                "(the NAS, a machine off the clusters), or keep it knowing sign-in goes down with Arda",
+            )
+
+
+def _servers_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
+    """A server written as an address inside network.dhcpRange where the router lends it (proxy mode, or no Ainur), as the
+    NAS is warned of (`_nas_in_router_range`): a reservation on the router, which the stack cannot see, keeps it there;
+    without one its lease moves and its clients reach another machine. In dhcp mode it is refused (stacks.addresses)."""
+    if stack.ainur is not None and stack.ainur.netboot.mode == "dhcp":
+        return
+    lent = stack.network.dhcp_range
+    for server in named:
+        if server.address is None or server.name or server.address not in lent or server.address == stack.network.gateway:
+            continue
         yield Problem(
-            "iluvatar:identity.connector.host",
-            f"{connector.host}: {what}: Dex binds to the directory for every sign-in, to Argo CD and kubectl on the "
-            "Ainur as on Arda, so while Arda is down nobody can sign in to the tools that repair it; keep the directory off Arda "
-            "(the NAS, a machine off the clusters), or keep it knowing sign-in goes down with Arda",
+            f"iluvatar:{server.path}",
+            f"{server.written}: {server.address} is inside network.dhcpRange {lent}, the addresses the router lends: if its lease "
+            f"moves, {CLIENTS[server.kind]}; make sure the router holds a reservation for {NOUNS[server.kind]} (or give it a "
+            "fixed address outside the range)",
+        )
+
+
+def _single_labels(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
+    """A server written as a single label that nothing of the plan answers. Its clients resolve it through a search list:
+    Alertmanager's pod first as a Service of its namespace (stacks.monitoring.server_on_arda says when an app's Service is
+    there), then, as every client does, under network.domain, a zone whose names the plan alone gives (plans.zone); a
+    name found there is checked as its address. Past those, the label may still be answered by a resolver that knows
+    plain names, a router's DHCP host names, which the stack cannot see: a warning, not a refusal."""
+    lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
+    for server in named:
+        host = server.host.rstrip(".").lower()
+        if not host or "." in host or server.address is not None or server_on_arda(server, lab):
+            continue
+        yield Problem(
+            f"iluvatar:{server.path}",
+            f"{server.written}: the server {host} is a single label, and {host}.{stack.network.domain} is no name of the internal "
+            f"zone: it resolves only if a resolver answers the plain name (a router's DHCP host names), else {CLIENTS[server.kind]}; "
+            f"write {NOUNS[server.kind]}'s full name or its LAN IPv4 address",
         )
 
 
