@@ -73,7 +73,7 @@ from plans import cloudinit
 from plans.netboot import pis as pis_plan
 from plans.netboot import roll
 from stacks.model import Node, StackConfig
-from tests.netns.lan import in_ns, sh, stop
+from tests.netns.lan import in_ns, sh, stop, wait_until
 from tests.tools import require
 from tools.kube_cluster import Cluster, _leaf, kubeconfig
 
@@ -114,7 +114,12 @@ case "${1:-}" in
     case " $* " in *" --kubeconfig "*) ;; *) export KUBECONFIG="${KUBECONFIG:-/etc/rancher/k3s/k3s.yaml}" ;; esac
     # kubectl's discovery cache: on a Pi, root's ~/.kube/cache; here root's home is this machine's, so the Pi's folder.
     export KUBECACHEDIR=$S/kube-cache
-    exec __KUBECTL__ kubectl "$@" ;;
+    # Each call recorded once it has been answered (when, kubectl's exit status, the arguments): a test waits on a
+    # script's query having been answered (Pi.kubectl_calls).
+    status=0
+    __KUBECTL__ kubectl "$@" || status=$?
+    echo "$(date +%s.%N) $status $*" >> $S/kubectl.log
+    exit $status ;;
   etcd-snapshot)
     shift
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: etcd-snapshot needs root" >&2; exit 1; }
@@ -573,12 +578,9 @@ def call(method, path, body=None, kind="application/json"):
 
 
 version = sys.argv[1]
-# `slow-kubelet-<name>` in the lab's shared folder: seconds more before its first report (a kubelet slower after a boot
-# than the join's own steps).
-slow = "/var/lib/rancher/etcd-lab/slow-kubelet-" + NAME
-time.sleep(DELAY + (float(open(slow).read()) if os.path.exists(slow) else 0))
-# `hold-kubelet-<name>` there: no report while it exists (a test that needs a Node still at its old version when a step
-# ends, whatever the machine's load).
+time.sleep(DELAY)
+# `hold-kubelet-<name>` in the lab's shared folder: no report while it exists (a test that needs a Node still at its old
+# version when a step ends, or a step seen waiting for the report, whatever the machine's load).
 hold = "/var/lib/rancher/etcd-lab/hold-kubelet-" + NAME
 while os.path.exists(hold):
     time.sleep(0.1)
@@ -664,6 +666,12 @@ class Pi:
         path = self.state / "log"
         lines = path.read_text().splitlines() if path.exists() else []
         return [(float(t), what) for t, what in (line.split(" ", 1) for line in lines)]
+
+    def kubectl_calls(self) -> list[tuple[float, int, str]]:
+        """Each `k3s kubectl` call on this Pi once answered: (when, its exit status, its arguments), in order."""
+        path = self.state / "kubectl.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(float(t), int(status), args) for t, status, args in (line.split(" ", 2) for line in lines)]
 
     def version(self) -> str:
         return (self.state / "version").read_text().strip()
@@ -806,13 +814,14 @@ def _plug(switch: str, ns: str, mac: str | None, *addresses: str) -> None:
 
 def kill_all(ns: str) -> None:
     """Every process of the namespace, killed at once: a Pi that reboots (or loses power)."""
-    for _ in range(50):
+
+    def gone() -> bool:
         pids = [p for p in sh("ip", "netns", "pids", ns, check=False).stdout.split() if p]
-        if not pids:
-            return
-        sh("kill", "-9", *pids, check=False)
-        time.sleep(0.1)
-    raise AssertionError(f"the processes of {ns} did not die")
+        if pids:
+            sh("kill", "-9", *pids, check=False)
+        return not pids
+
+    wait_until(f"the processes of {ns} to die", gone, 20, lambda: sh("ip", "netns", "pids", ns, check=False).stdout.split())
 
 
 def firmware_cmdline(text: str) -> str:
@@ -833,10 +842,12 @@ def _mark_image(pi: Pi) -> None:
 
 
 def _wait_sshd(lab: Pis, pi: Pi) -> None:
-    deadline = time.monotonic() + 10
-    while in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode != 0:
-        assert time.monotonic() < deadline, (pi.root / "sshd.log").read_text()
-        time.sleep(0.1)
+    wait_until(
+        f"{pi.node.name}'s sshd to answer",
+        lambda: in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode == 0,
+        10,
+        lambda: (pi.root / "sshd.log").read_text(),
+    )
     # Pi.path reads through this process's root: it is sshd itself, in the Pi's mount namespace.
     assert pi.proc is not None and Path(f"/proc/{pi.proc.pid}/comm").read_text() == "sshd\n"
 
@@ -902,6 +913,8 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     state.parent.chmod(0o755)
     (state / "log").write_text("")
     (state / "log").chmod(0o666)  # cloud-init's stand-in runs as the Pi's user
+    (state / "kubectl.log").write_text("")
+    (state / "kubectl.log").chmod(0o666)
     (state / "install.sh").write_text(STANDIN_INSTALLER)
     (state / "service").write_text(
         STANDIN_SERVICE.replace("__ETCD_START__", repr(ETCD_START)).replace("__CA__", shlex.quote(str(cluster.pki / "ca.crt")))
@@ -1231,16 +1244,17 @@ def _reboot(lab: Pis, service: NetbootService, pi: Pi, svc: str) -> None:
     kill_all(pi.ns)
     stop(pi.proc)
     assert pi.node.serial is not None
-    deadline = time.monotonic() + 120
-    while True:
+
+    def served() -> tuple[str, str] | None:
         got = in_ns(pi.ns, "curl", "-sf", "--max-time", "5", f"tftp://{svc}/{pi.node.serial}/cmdline.txt", check=False)
         found = re.search(rf"nfsroot={re.escape(svc)}:/pis/{pi.node.name}/([^,]+),", got.stdout)
-        if found:
-            break
-        assert time.monotonic() < deadline, f"{pi.node.name}'s bootloader got no cmdline.txt over TFTP in 120 s"
-        time.sleep(1)
-    service.reboots.append((time.time(), pi.node.name, found.group(1)))
-    lab.boot(pi.node.name, found.group(1), got.stdout)
+        return (found.group(1), got.stdout) if found else None
+
+    booted = wait_until(f"{pi.node.name}'s bootloader to get its cmdline.txt over TFTP", served, 120, interval=1)
+    assert booted is not None  # what wait_until returns holds
+    image, cmdline = booted
+    service.reboots.append((time.time(), pi.node.name, image))
+    lab.boot(pi.node.name, image, cmdline)
 
 
 def reboot_now(lab: Pis, service: NetbootService, name: str) -> None:
@@ -1278,11 +1292,13 @@ def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
         stdout=(root / "dnsmasq.log").open("wb"),
         stderr=subprocess.STDOUT,
     )  # fmt: skip
+
     # Up and listening on TFTP's port before any Pi asks, or the lab fails now saying why (not a step's bound later).
-    deadline = time.monotonic() + 10
-    while ":69 " not in in_ns(ns, "ss", "-Hlun", "sport", "= :69", check=False).stdout:
-        assert dnsmasq.poll() is None and time.monotonic() < deadline, f"dnsmasq did not serve TFTP: {(root / 'dnsmasq.log').read_text()}"
-        time.sleep(0.1)
+    def listening() -> bool:
+        assert dnsmasq.poll() is None, f"dnsmasq exited: {(root / 'dnsmasq.log').read_text()}"
+        return ":69 " in in_ns(ns, "ss", "-Hlun", "sport", "= :69", check=False).stdout
+
+    wait_until("dnsmasq to serve TFTP", listening, 10, lambda: (root / "dnsmasq.log").read_text())
     script = root / "pi-tftp.sh"
     script.write_text(pis_plan.tftp_script())
     service = NetbootService(ns, tftp, boots, images)
