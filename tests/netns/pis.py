@@ -24,7 +24,7 @@ What stands in (STAND-IN in each script's first lines), because k3s and systemd 
   Ready), then answers the kubelet's /healthz; until then the Node says what it said before (a Node
   stays Ready at its old version until the node lifecycle controller notices, 16 s on the Ainur).
   A Pi with a `broken` file never comes back; one with `hold-kubelet-<name>` in the lab's shared folder reports only
-  once the file is gone.
+  once the file is gone (answering /healthz meanwhile). `k3s kubectl` records each call once answered (Pi.kubectl_calls).
 - systemd's handling of k3s's unit (`STANDIN_SYSTEMCTL`), as k3s's install.sh writes it: `Type=notify`,
   so `systemctl start|restart` returns only once k3s says READY=1, and `TimeoutStartSec=0`, so never
   otherwise; a server says it once etcd has quorum (k3s pkg/cli/server/server.go), an agent at once. A
@@ -564,7 +564,7 @@ for source, target in ((NODE_CERT, CERT), (NODE_KEY, KEY)):
 
 STANDIN_KUBELET = """# STAND-IN for the Pi's kubelet after k3s (re)starts: it reports after a delay, then answers /healthz.
 # It speaks to the real API server as a kubelet does, with the Node's own certificate (system:node:<name>).
-import http.server, json, os, ssl, sys, time, urllib.error, urllib.request
+import http.server, json, os, ssl, sys, threading, time, urllib.error, urllib.request
 S = "/var/lib/rancher/standin"
 NAME, ROLE, DELAY, SERVER = __NAME__, __ROLE__, __DELAY__, __SERVER__
 context = ssl.create_default_context(cafile=__CA__)
@@ -577,11 +577,27 @@ def call(method, path, body=None, kind="application/json"):
     return urllib.request.urlopen(request, context=context).read()
 
 
+class Healthz(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
 version = sys.argv[1]
 time.sleep(DELAY)
 # `hold-kubelet-<name>` in the lab's shared folder: no report while it exists (a test that needs a Node still at its old
-# version when a step ends, or a step seen waiting for the report, whatever the machine's load).
+# version when a step ends, or a step seen waiting for the report, whatever the machine's load). Held, it answers /healthz
+# meanwhile, as a kubelet's health server answers whether or not the kubelet has reported (kubernetes cmd/kubelet/app/
+# server.go, run(): it listens once RunKubelet returns, and the kubelet registers and reports its Node from a goroutine,
+# pkg/kubelet/kubelet.go Run -> syncNodeStatus): the join's wait for k3s to serve (plans.k3s.ready_check) passes, and
+# the steps after it run to the wait for the report.
 hold = "/var/lib/rancher/etcd-lab/hold-kubelet-" + NAME
+serving = None
+if os.path.exists(hold):
+    serving = threading.Thread(target=http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever, daemon=True)
+    serving.start()
 while os.path.exists(hold):
     time.sleep(0.1)
 # The boot it runs in, as the kubelet reports it in every status (pkg/kubelet/nodestatus/setters.go MachineInfo:
@@ -620,15 +636,9 @@ with open(S + "/log", "a") as log:
     log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
 
 
-class Healthz(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
-http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever()
+if serving is None:
+    http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever()
+serving.join()
 """
 
 

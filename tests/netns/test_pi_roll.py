@@ -22,7 +22,7 @@ import itertools
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,12 +158,21 @@ class Engine:
                 shown.append(reg.name)
         return shown
 
-    def up(self, lab: Pis, sim: Simulation, scripts: Mapping[str, str] | None = None) -> dict[str, Step]:
-        """One `pulumi up` of `sim`: the steps whose inputs differ from their stored ones run, in the engine's order."""
+    def up(
+        self,
+        lab: Pis,
+        sim: Simulation,
+        scripts: Mapping[str, str] | None = None,
+        told: Callable[[Registration, Mapping[str, Step]], object] | None = None,
+    ) -> dict[str, Step]:
+        """One `pulumi up` of `sim`: the steps whose inputs differ from their stored ones run, in the engine's order.
+        `told` is told of each step as the engine decides on it (HeldUntilGated.decide)."""
         diffed: dict[str, dict[str, Any]] = {}
         ran: set[str] = set()
 
         def decide(reg: Registration, done: Mapping[str, Step]) -> bool:
+            if told is not None:
+                told(reg, done)
             printed = {name: stored.output for name, stored in self.state.items()}
             printed.update({name: step.stdout for name, step in done.items() if name in ran})
             diffed[reg.name] = self.inputs(reg, printed)
@@ -332,8 +341,12 @@ def rolled(lab: Lab, first_up: dict[str, Step]) -> tuple[dict[str, Step], float]
     """A new image: each netbooted maia drained, moved, rebooted into it and back, one after the other."""
     pinned(lab, "eonwe")
     since = time.time()
-    runs = run_like_the_engine(lab.pis, Graph.of(lab.sims["newer"]), changed(lab.sims["first"], lab.sims["newer"]))
+    # Each new root's kubelet reports only once its join's gate on the Node's report from this boot has read the Node
+    # (HeldUntilGated): the Node's Ready and heartbeats from before the reboot (kwok's) pass the join's other waits.
+    with HeldUntilGated(lab, NETBOOTED, since) as held:
+        runs = run_like_the_engine(lab.pis, Graph.of(lab.sims["newer"]), changed(lab.sims["first"], lab.sims["newer"]), decide=held.decide)
     ok(runs)
+    assert held.released == {"eonwe": "its gate", "ilmare": "its gate"}
     return runs, since
 
 
@@ -526,8 +539,12 @@ def test_an_image_set_back_after_a_roll_failed_at_a_join_runs_that_pis_gates_and
     again = [f"ainur-eonwe-{s}" for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon", "netboot-ready")]
     assert engine.preview(lab.sims["back"]) == again
     since = time.time()
-    back = engine.up(lab.pis, lab.sims["back"])
+    # Back on its first root, where k3s starts at boot: its kubelet reports only once the join's gate on the Node's
+    # report from this boot has read the Node (HeldUntilGated), so the gate, not the machine's load, orders the two.
+    with HeldUntilGated(lab, ["eonwe"], since) as held:
+        back = engine.up(lab.pis, lab.sims["back"], told=held.decide)
     ok(back)
+    assert held.released == {"eonwe": "its gate"}
     assert list(back) == again
     assert f"iluvatar: eonwe runs {lab.images['newer']}; it reboots into {image}" in back["ainur-eonwe-reboot"].stderr
     assert roll_problems(lab, back, image, ["eonwe"], since) == []
