@@ -210,6 +210,17 @@ def _grafana(monitoring: Monitoring, apps: Sequence[tuple[int, App]]) -> Iterato
             f"iluvatar:apps[{i}].category",
             f"{app.category}: {name} is Grafana, which runs in the namespace {GRAFANA_NAMESPACE}; set category: {GRAFANA_NAMESPACE}",
         )
+    if app.audience != "internal" and not app.ports:
+        # Served on the LAN (and the tailnet) only, as Headlamp is (stacks.identity): Headlamp because its sign-in goes
+        # through Dex at the front door, which the internet does not reach; Grafana because its sign-in is one admin
+        # password (plans.monitoring: no Dex, no second factor) before every machine's metrics and logs and a query
+        # proxy to Prometheus and the log store. From away, remote access reaches it (reach: apps).
+        yield Problem(
+            f"iluvatar:apps[{i}].audience",
+            f"{app.audience}: {name} is Grafana, which is served on the LAN only (envoy-internal), as Headlamp is: its sign-in is "
+            "one admin password before every machine's metrics and logs; reach it from away through iluvatar:remoteAccess (reach: "
+            "apps), and remove audience",
+        )
     if app.ports:
         yield Problem(
             f"iluvatar:apps[{i}].ports",
