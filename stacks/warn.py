@@ -151,7 +151,7 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
 
 
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
-    """An install disk selector of type ssd or hdd alone (a model of `*` asks nothing more) beside a data disk whose name
+    """An install disk selector of type ssd or hdd alone (no size; a model of `*` asks nothing more) beside a data disk whose name
     does not show whether it spins (sdX, an ata- or usb- link). Talos reads ssd as !disk.rotational and hdd as
     disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9) and installs on the first disk by name that matches
     (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9): a SATA SSD data disk named before the system disk becomes it.
@@ -162,8 +162,8 @@ def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
         selector = node.install_disk
         if not isinstance(selector, DiskSelector) or selector.type not in ("ssd", "hdd"):
             continue
-        if any(v is not None for v in (selector.serial, selector.wwid, selector.bus_path)):
-            continue
+        if any(v is not None for v in (selector.size, selector.serial, selector.wwid, selector.bus_path)):
+            continue  # with a size too, the bound may be what tells the disks apart (a small SSD, a large data disk)
         if selector.model is not None and selector.model.strip("*") != "":
             continue
         if selector.type == "ssd" and BOARDS[node.board].talos_overlay is not None:
