@@ -90,6 +90,15 @@ def parse_target(text: str) -> Target | str:
             return why
         if bucket and not _BUCKET.match(bucket) and _BUCKET.match(bucket.lower()):
             return f"{text}: {bucket} is not an S3 bucket name, which is lower-case (S3's and MinIO's naming rules): write {bucket.lower()}, as the bucket is named"
+        if parts.netloc and _HOST.match(parts.netloc) and bucket and not _BUCKET.match(bucket) and not parts.query and not parts.fragment:
+            # The URL's shape is right: the bucket's name is what S3 refuses, said as that.
+            fixed = re.sub(r"[^a-z0-9.-]+", "-", bucket.lower()).strip(".-")
+            example = f" (e.g. {fixed})" if _BUCKET.match(fixed) else ""
+            return (
+                f"{text}: {bucket} is not an S3 bucket name, which is 3 to 63 lower-case letters, digits, '.' and '-', beginning "
+                f"and ending with a letter or digit (S3's naming rules, which MinIO and Backblaze B2 follow): write the name of "
+                f"a bucket that can exist{example}"
+            )
         if not parts.netloc or not _HOST.match(parts.netloc) or not _BUCKET.match(bucket) or parts.query or parts.fragment:
             return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. {example})"
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
@@ -590,6 +599,48 @@ def _values(ctx: Context) -> Iterator[Problem]:
 _AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.amazonaws\.com(?:\.cn)?$")
 
 
+# The endpoints of public S3 providers, by the domain their hosts are under: never a server of the LAN.
+PUBLIC_S3 = (
+    "amazonaws.com",
+    "backblazeb2.com",
+    "wasabisys.com",
+    "r2.cloudflarestorage.com",
+    "digitaloceanspaces.com",
+    "storage.googleapis.com",
+    "linodeobjects.com",
+    "scw.cloud",
+    "cloud.ovh.net",
+    "your-objectstorage.com",
+    "storjshare.io",
+    "contabostorage.com",
+)
+
+
+def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | None, network: Network | None, ainur: bool) -> Iterator[Problem]:
+    """An s3+http:// target across the internet: a public provider's endpoint, or an address that is neither private nor
+    one of the homelab's networks. Plain http is for a NAS on the LAN (a MinIO, a Synology's S3), where the traffic never
+    leaves the house, and that stays valid; so does a name Iluvatar cannot place (a name of the internal zone, or one the
+    LAN's resolver may answer with a LAN address). Across the internet every request goes in clear, the Ainur's etcd
+    snapshots with them (k3s uploads them as they are: only restic's and talos-backup's copies are encrypted), and
+    Backblaze B2 refuses it outright ("The Backblaze B2 S3-Compatible API endpoints accept connections only over HTTPS",
+    Backblaze's "Call the S3-Compatible API")."""
+    host = found.host.rsplit(":", 1)[0].rstrip(".").lower()
+    provider = next((d for d in PUBLIC_S3 if host == d or host.endswith("." + d)), None)
+    own = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
+    public_address = address is not None and address.is_global and not any(address in net for net in own)
+    if provider is None and not public_address:
+        return
+    what = f"{host}, a public provider's endpoint ({provider})" if provider is not None else f"{address}, an address on the internet"
+    snapshots = ", the Ainur's etcd snapshots (which k3s uploads as they are) with them" if ainur else ""
+    refused = ", and Backblaze B2 refuses plain http outright (its S3 API takes HTTPS only)" if provider == "backblazeb2.com" else ""
+    yield Problem(
+        f"{BACKUP}.target",
+        f"{target}: plain http (s3+http://) to {what}: every upload, restore and drill would cross the internet unencrypted"
+        f"{snapshots}{refused}; write "
+        f"s3://{found.host}/{found.path}{'/' + found.prefix if found.prefix else ''} (s3+http:// is for a NAS on the LAN)",
+    )
+
+
 def on_arda(
     host: str,
     address: IPv4Address | None,
@@ -741,6 +792,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 "a request signed for another region at a regional endpoint (AuthorizationHeaderMalformed), and the drill and k3s "
                 f"sign with backup.region; set region: {regional['region']}",
             )
+        if not found.secure:
+            yield from _plain_http_off_the_lan(backup.target, found, address, ctx.network, ctx.ainur is not None)
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
                 yield UnsetSecret(

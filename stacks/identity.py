@@ -304,7 +304,12 @@ def _headlamp(identity: Identity, gitops_set: bool, apps: Sequence[tuple[int, Ap
         return
     i, app = found[0]
     if app.audience != "internal":
-        yield Problem(f"iluvatar:apps[{i}].audience", f"{app.audience}: {name} is Headlamp, which is served on the LAN only (envoy-internal)")
+        yield Problem(
+            f"iluvatar:apps[{i}].audience",
+            f"{app.audience}: {name} is Headlamp, which is served on the LAN only (envoy-internal): its sign-in goes through Dex "
+            "at the front door, which the internet does not reach; reach it from away through iluvatar:remoteAccess (reach: apps), "
+            "and remove audience",
+        )
     if app.ports:
         yield Problem(
             f"iluvatar:apps[{i}].ports",

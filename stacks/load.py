@@ -205,7 +205,7 @@ def parse_stack(
         gitops if isinstance(gitops, GitOps) else None,
     )
     # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
-    held = addresses.entries(
+    registered = addresses.entries(
         nodes,
         _vip_list(parsed),
         identity if isinstance(identity, Identity) else None,
@@ -215,8 +215,11 @@ def parse_stack(
         storage if isinstance(storage, Storage) else None,
         named,
     )
+    # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
+    # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
+    held = addresses.without_routes(registered)
     # A free address a message suggests is none of the table's, and in no range the homelab lends.
-    taken = Taken(frozenset(addresses.table([*held, *addresses.services([], apps)])), _lent(ainur, arda))
+    taken = Taken(frozenset(addresses.table([*registered, *addresses.services([], apps)])), _lent(ainur, arda))
     parsed = dataclasses.replace(parsed, taken=taken)
     problems += check(parsed)
     present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
@@ -282,7 +285,7 @@ def parse_stack(
         apps,
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
         addresses.table(
-            [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in held],
+            [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in registered],
             frozenset({"headscale", "dns"}),
         ),
         present,
@@ -294,6 +297,7 @@ def parse_stack(
             **_zone_names(parsed),
             **identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
         },
+        clusters=addresses.clusters_own(held, nodes),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     problems += addresses.unknown_names(

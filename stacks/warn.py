@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 from stacks import encryption, pins
-from stacks.boards import AINUR_ROLES
+from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
 from stacks.monitoring import server_on_arda
+from stacks.rules import _transport
 from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -31,6 +32,7 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _size_alone(stack)
+    yield from _kind_alone(stack)
     yield from _nas_in_router_range(stack)
     yield from _pi4_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
@@ -145,6 +147,38 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
                 f"{taken} and its name sorts before the system disk's, the system disk and Ceph's are one; pin installDisk to the "
                 "system disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its "
                 "/dev/disk/by-id path",
+            )
+
+
+def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
+    """An install disk selector of type ssd or hdd alone (no size; a model of `*` asks nothing more) beside a data disk whose name
+    does not show whether it spins (sdX, an ata- or usb- link). Talos reads ssd as !disk.rotational and hdd as
+    disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9) and installs on the first disk by name that matches
+    (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9): a SATA SSD data disk named before the system disk becomes it.
+    A warning, as the size-only selector's (`_size_alone`): the stack does not say which disk spins, and a spinning data
+    disk beside an SSD system disk is the very thing type tells apart. An NVMe data disk against ssd is refused
+    (stacks.rules: never rotational); a board whose SD card or eMMC sorts first takes that for ssd."""
+    for i, node in enumerate(stack.nodes):
+        selector = node.install_disk
+        if not isinstance(selector, DiskSelector) or selector.type not in ("ssd", "hdd"):
+            continue
+        if any(v is not None for v in (selector.size, selector.serial, selector.wwid, selector.bus_path)):
+            continue  # with a size too, the bound may be what tells the disks apart (a small SSD, a large data disk)
+        if selector.model is not None and selector.model.strip("*") != "":
+            continue
+        if selector.type == "ssd" and BOARDS[node.board].talos_overlay is not None:
+            continue
+        spins = "is an SSD (not rotational)" if selector.type == "ssd" else "spins (rotational)"
+        for d, disk in enumerate(node.data_disks):
+            if _transport(disk) != "other":
+                continue
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                f"{disk} may be the disk installDisk {selector} selects: Talos installs on the first disk by name its selector "
+                f"matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and type {selector.type} asks only whether a disk "
+                f"spins, so if {disk} {spins} and its name sorts before the system disk's, the system disk and Ceph's are one; "
+                "pin installDisk to the system disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists "
+                "them), or write its /dev/disk/by-id path",
             )
 
 
