@@ -414,7 +414,7 @@ def kustomize_render(
     `render` keeps Helm's: the kustomize binary's path (it names its own build), the module folder at the revision (an
     immutable Go module), the path, the Application's kustomize options, the build options and the Kubernetes version,
     and with `--enable-helm` the Helm a kustomization's helmCharts would run, and the code that edits the checkout. A deployment with monitoring built
-    kube-prometheus anew each time (a copy of its module, kustomize, and its YAML read back: about 1 s of CPU)."""
+    kube-prometheus anew each time (a copy of its module, kustomize, and its YAML read back: 1.6 s of CPU, 16 ms kept)."""
     if repo_url not in kustomize.SOURCES:  # no pinned module: build says so
         return kustomize.build(repo_url, revision, path, options, build_options=build_options, kube_version=kube_version)
     inputs = [
