@@ -216,7 +216,8 @@ def parse_stack(
         named,
     )
     # A free address a message suggests is none of the table's, and in no range the homelab lends.
-    taken = Taken(frozenset(addresses.table([*held, *addresses.services([], apps)])), _lent(ainur, arda))
+    owners = addresses.table([*held, *addresses.services([], apps)])
+    taken = Taken(frozenset(owners), _lent(ainur, arda))
     parsed = dataclasses.replace(parsed, taken=taken)
     problems += check(parsed)
     present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
@@ -360,6 +361,7 @@ def parse_stack(
         [n for _, n in nodes],
         nodes_complete and "nodes" in values,
         len(apps),
+        owners,
     )
     problems += app_rules.address_problems(
         apps,
@@ -576,7 +578,9 @@ def _pool_owners(
         del found["resolver"]
     out = [(ip, f"the edge's {name} address") for name, ip in found.items()]
     if ainur_set and logs is not None and logs_rules.enabled(logs, monitoring_set):
-        out.append((logs_rules.address(logs, network), "the log store's LAN address (logs.address)"))
+        # Named as the stack has it: a stack without logs.address holds the default, which the user never wrote.
+        written = "logs.address" if logs.address is not None else "the pool's fourth from the top, taken when logs.address is not set"
+        out.append((logs_rules.address(logs, network), f"the log store's LAN address ({written})"))
     return out
 
 
