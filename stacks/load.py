@@ -293,7 +293,12 @@ def parse_stack(
         # Every name of the internal zone but the apps' (which the rule reads from `apps`).
         zone_names={
             **_zone_names(parsed),
-            **identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
+            **identity_rules.zone_names(
+                identity if isinstance(identity, Identity) else None,
+                network.domain if isinstance(network, Network) else "",
+                "gitops" in values,
+                "ainur" in values,
+            ),
         },
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
@@ -309,7 +314,12 @@ def parse_stack(
             ),
             *(app.host for _, app in apps),
             *_zone_names(parsed),
-            *identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
+            *identity_rules.zone_names(
+                identity if isinstance(identity, Identity) else None,
+                network.domain if isinstance(network, Network) else "",
+                "gitops" in values,
+                "ainur" in values,
+            ),
         },
     )
     # The devices off the LAN the clusters reach, against the clusters' own networks (stacks.rules._cluster_networks).
