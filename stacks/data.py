@@ -214,17 +214,23 @@ def _forwards(field: str, name: str, fields: Sequence[str]) -> str:
     values: set[int] = set()
     items = []
     for item in field.split(","):
-        backwards = re.fullmatch(r"(\d+)-(\d+)", item)
+        backwards = re.fullmatch(r"(\d+)-(\d+)(?:/(\d+))?", item)
         if backwards is None or int(backwards.group(1)) <= int(backwards.group(2)):
             items.append(item)
             continue
-        wrapped = [*range(int(backwards.group(1)), high + 1), *range(low, int(backwards.group(2)) + 1)]
+        wrapped = _wrapped(int(backwards.group(1)), int(backwards.group(2)), int(backwards.group(3) or 1), low, high)
         values.update(wrapped)
         items.append(",".join(str(v) for v in sorted(set(wrapped))))
     other_day = {"day of month": 4, "day of week": 2}.get(name)
     if values == set(range(low, high + 1)) and (other_day is None or fields[other_day] in ("*", "?")):
         return "*"
     return ",".join(items)
+
+
+def _wrapped(start: int, end: int, step: int, low: int, high: int) -> list[int]:
+    """The values a range meant to run past its field's end names (FRI-MON: 5, 6, 0, 1), every `step`th from its start
+    as a step counts along a range (FRI-MON/2: Friday and Sunday)."""
+    return [*range(start, high + 1), *range(low, end + 1)][::step]
 
 
 def _is_address(text: str) -> bool:
@@ -378,7 +384,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
                 # robfig/cron refuses a range whose start is past its end (parser.go getRange at v3.0.1, "beyond end of
                 # range"); one meant to wrap past the field's end is its values as a list.
-                wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
+                wrapped = _wrapped(int(bounds[0]), int(bounds[1]), int(step or 1), low, high)
                 listed = ",".join(str(v) for v in sorted(set(wrapped)))
                 fix = _field_instead(fields, name, item, listed)
                 other_day = {"day of month": 4, "day of week": 2}.get(name)

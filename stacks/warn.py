@@ -149,7 +149,7 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
 
 
 def _pi4_nvme(stack: StackConfig) -> Iterator[Problem]:
-    """An NVMe name as the data disk of an rpi4 that boots from its card. A Raspberry Pi 4 Model B has no PCIe slot: an
+    """An NVMe name as the data disk of an rpi4, whatever its installDisk. A Raspberry Pi 4 Model B has no PCIe slot: an
     NVMe SSD reaches it in a USB enclosure, whose bridge shows it as a USB mass-storage disk (sdX, a usb- by-id link), so
     no nvme name exists on it. But the rpi4 board is the Compute Module 4's too, whose carriers' M.2 slot takes an NVMe
     SSD under that very name: a warning naming both, not a refusal. A netbooting maia's dataDisks are no disk of
