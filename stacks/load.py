@@ -678,7 +678,12 @@ def _plain(model: type[BaseModel], err: Any) -> str:
         return "is required" + (f": {said}" if said and example is None else f": {said}, e.g. {show(example)}" if said else "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
-        return f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
+        said = f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
+        if str(loc[-1]) in SECTIONS:
+            # A section written inside another (logs under monitoring, as one page of the docs reads them together): the
+            # key it stands for is the top-level one of that name.
+            return f"{said}; {loc[-1]} is a section of its own, {NAMESPACE}:{loc[-1]}: move it out, to the top level of config"
+        return said
     if kind == "literal_error":
         options = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ").split(", ")
         expected = ", ".join(f"{o} ({ROLE_MEANINGS[o]})" if o in ROLE_MEANINGS else o for o in options)
