@@ -511,6 +511,7 @@ class Context:
     app_secrets_broken: str | None = None  # why iluvatar:appSecrets is not a mapping of apps to secrets
     monitoring_set: bool = False  # the restore drill reports to it
     identity_ip: IPv4Address | None = None  # the front door's address, on the Pis
+    headscale_ip: IPv4Address | None = None  # Headscale's port forward target, on the Pis
 
 
 def check(ctx: Context) -> list[Problem]:
@@ -690,6 +691,15 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{BACKUP}.target",
             f"{backup.target}: its server {address} is identity.ip, the front door, an address kube-vip moves between the Pis, "
             "where no backup server answers; write the NAS's own address, or, if the NAS does have it, give identity.ip a free one",
+        )
+    if address is not None and address == ctx.headscale_ip:
+        # kube-vip announces Headscale's address from the Pi that runs it (plans.remote_access, its Service's
+        # kube-vip.io/loadbalancerIPs), as the front door's: the server written here is the slip, said where it is written.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: its server {address} is remoteAccess.headscale.ip, Headscale's port forward target, an address "
+            "kube-vip announces from a Pi, where no backup server answers; write the NAS's own address, or, if the NAS does "
+            "have it, give remoteAccess.headscale.ip a free one",
         )
     off_arda = "a server behind it runs on Arda, the cluster being backed up"
     if ctx.ainur is not None:

@@ -281,10 +281,11 @@ def parse_stack(
         identity if isinstance(identity, Identity) else None,
         "identity" in values,
         apps,
-        # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
+        # The front door is a kube-vip address like the VIPs: Headscale's address must be another. The NAS's is said by
+        # stacks.data at backup.target, the key that wrote the server there.
         addresses.table(
             [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in held],
-            frozenset({"headscale", "dns"}),
+            frozenset({"headscale", "dns", "nas"}),
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
@@ -357,6 +358,7 @@ def parse_stack(
             app_secrets_broken=app_values_broken,
             monitoring_set="monitoring" in values,
             identity_ip=identity.ip if isinstance(identity, Identity) else None,
+            headscale_ip=remote.headscale.ip if isinstance(remote, RemoteAccess) and remote.flavour == "headscale" and remote.headscale is not None else None,
         )
     )
     logs = _section(values, "logs", problems)
