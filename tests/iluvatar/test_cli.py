@@ -348,3 +348,24 @@ def test_output_is_whole_in_a_file_and_a_reader_that_leaves_ends_the_command_qui
     finally:
         os.close(write)
     assert (gone.returncode, gone.stderr) == (-signal.SIGPIPE, b"")
+
+
+def test_the_next_steps_flash_the_pis_with_cards_and_set_the_netbooting_ones_to_boot_from_the_network() -> None:
+    # A Pi that netboots (its bootloader file netboot/pis/<pi>/bootconf.txt) has no card to flash, though its seed is
+    # rendered beside the others'.
+    files = {
+        "ainur/ash.user-data": "",
+        "ainur/elm.user-data": "",
+        "ainur/oak.user-data": "",
+        "netboot/pis/elm/bootconf.txt": "",
+        "netboot/pis/elm/boot.cmdline.txt": "",
+    }
+    out = Path("/tmp/out")
+    assert cli.next_steps("base", out, files, change=False, secrets=False) == [
+        "read /tmp/out/plan.txt: every resource `pulumi up` would create, and what each waits for",
+        "flash each Pi (ash, oak) with Ubuntu Server, then its /tmp/out/ainur/<pi>.user-data and .network-config "
+        "(docs/layers/ainur.md#flashing-the-pis)",
+        "set each Pi with no card (elm) to boot from the network, once, with its /tmp/out/netboot/pis/<pi>/bootconf.txt "
+        "(docs/layers/ainur.md#from-a-pi-with-no-card-to-a-maia-in-the-cluster)",
+        "then: `pulumi stack select --create base` (makes the stack the first time), `pulumi preview`, `pulumi up` (docs/bring-up.md)",
+    ]
