@@ -358,7 +358,9 @@ def parse_stack(
             app_secrets_broken=app_values_broken,
             monitoring_set="monitoring" in values,
             identity_ip=identity.ip if isinstance(identity, Identity) else None,
-            headscale_ip=remote.headscale.ip if isinstance(remote, RemoteAccess) and remote.flavour == "headscale" and remote.headscale is not None else None,
+            headscale_ip=remote.headscale.ip
+            if isinstance(remote, RemoteAccess) and remote.flavour == "headscale" and remote.headscale is not None
+            else None,
         )
     )
     logs = _section(values, "logs", problems)

@@ -8,6 +8,7 @@ the other reading. They are read from a valid stack only: a refused one is fixed
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -294,7 +295,7 @@ def _hours_as_days(path: str, schedule: str) -> Iterator[Problem]:
     step = int(found.group(1))
     doms = sorted(_cron_field(fields[2], 1, 31)[0])
     runs = _days_run(fields)
-    turns = [(b - a).days for a, b in zip(runs, runs[1:], strict=False) if a.month != b.month]
+    turns = [(b - a).days for a, b in itertools.pairwise(runs) if a.month != b.month]
     listed = f"{', '.join(str(d) for d in doms[:-1])} and {doms[-1]}"
     yield Problem(
         path,
