@@ -113,8 +113,7 @@ def storage(stack: StackConfig) -> str | None:
     """Each cluster's StorageClasses, the default first marked: storage runs only with GitOps."""
     classes = storage_classes(stack)
     if not classes:
-        # A section written for a stack whose storage does not run is still said, with why.
-        return "storage: no classes (they are Argo CD Applications: storage runs with iluvatar:gitops)" if stack.storage.model_fields_set else None
+        return None
     nfs = stack.storage.nfs
     shown = {"nfs": f"nfs ({nfs.server}:{nfs.share})"} if nfs is not None else {}
     parts = []

@@ -99,16 +99,3 @@ def test_the_nodes_line_names_the_machines_that_boot_from_the_network(tmp_path: 
         raw[f"iluvatar:{key}"] = Secure()
     raw["iluvatar:appSecrets"] = {"home-assistant": {"WEATHER_API_KEY": Secure()}}
     assert summary(parse_stack(raw))[1] == "nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari); ilmare boots from the network"
-
-
-def test_a_storage_section_with_no_classes_to_run_is_still_said(tmp_path: Path) -> None:
-    # Without GitOps no StorageClass is deployed (they are Argo CD Applications), but the section written is read.
-    gone = ["iluvatar:gitops", "iluvatar:ainur.gitMirror", "iluvatar:monitoring", "iluvatar:alertReceiverSecret", "iluvatar:identity.headlamp"]
-    gone += [f"iluvatar:apps[{i}].backup" for i in (0, 1, 5, 6)]
-    raw = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), delete=gone))).config
-    for key in ("cloudflareApiToken", "identityConnectorSecret", "backupS3AccessKeyId", "backupS3SecretAccessKey"):
-        raw[f"iluvatar:{key}"] = Secure()
-    raw["iluvatar:appSecrets"] = {"home-assistant": {"WEATHER_API_KEY": Secure()}}
-    assert [line for line in summary(parse_stack(raw)) if line.startswith("storage:")] == [
-        "storage: no classes (they are Argo CD Applications: storage runs with iluvatar:gitops)"
-    ]
