@@ -223,17 +223,23 @@ def _forwards(field: str, name: str, fields: Sequence[str]) -> str:
     values: set[int] = set()
     items = []
     for item in field.split(","):
-        backwards = re.fullmatch(r"(\d+)-(\d+)", item)
+        backwards = re.fullmatch(r"(\d+)-(\d+)(?:/(\d+))?", item)
         if backwards is None or int(backwards.group(1)) <= int(backwards.group(2)):
             items.append(item)
             continue
-        wrapped = [*range(int(backwards.group(1)), high + 1), *range(low, int(backwards.group(2)) + 1)]
+        wrapped = _wrapped(int(backwards.group(1)), int(backwards.group(2)), int(backwards.group(3) or 1), low, high)
         values.update(wrapped)
         items.append(",".join(str(v) for v in sorted(set(wrapped))))
     other_day = {"day of month": 4, "day of week": 2}.get(name)
     if values == set(range(low, high + 1)) and (other_day is None or fields[other_day] in ("*", "?")):
         return "*"
     return ",".join(items)
+
+
+def _wrapped(start: int, end: int, step: int, low: int, high: int) -> list[int]:
+    """The values a range meant to run past its field's end names (FRI-MON: 5, 6, 0, 1), every `step`th from its start
+    as a step counts along a range (FRI-MON/2: Friday and Sunday)."""
+    return [*range(start, high + 1), *range(low, end + 1)][::step]
 
 
 def _is_address(text: str) -> bool:
@@ -387,7 +393,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
                 # robfig/cron refuses a range whose start is past its end (parser.go getRange at v3.0.1, "beyond end of
                 # range"); one meant to wrap past the field's end is its values as a list.
-                wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
+                wrapped = _wrapped(int(bounds[0]), int(bounds[1]), int(step or 1), low, high)
                 listed = ",".join(str(v) for v in sorted(set(wrapped)))
                 fix = _field_instead(fields, name, item, listed)
                 other_day = {"day of month": 4, "day of week": 2}.get(name)
@@ -514,6 +520,7 @@ class Context:
     app_secrets_broken: str | None = None  # why iluvatar:appSecrets is not a mapping of apps to secrets
     monitoring_set: bool = False  # the restore drill reports to it
     identity_ip: IPv4Address | None = None  # the front door's address, on the Pis
+    headscale_ip: IPv4Address | None = None  # Headscale's port forward target, on the Pis
 
 
 def check(ctx: Context) -> list[Problem]:
@@ -735,6 +742,15 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{BACKUP}.target",
             f"{backup.target}: its server {address} is identity.ip, the front door, an address kube-vip moves between the Pis, "
             "where no backup server answers; write the NAS's own address, or, if the NAS does have it, give identity.ip a free one",
+        )
+    if address is not None and address == ctx.headscale_ip:
+        # kube-vip announces Headscale's address from the Pi that runs it (plans.remote_access, its Service's
+        # kube-vip.io/loadbalancerIPs), as the front door's: the server written here is the slip, said where it is written.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: its server {address} is remoteAccess.headscale.ip, Headscale's port forward target, an address "
+            "kube-vip announces from a Pi, where no backup server answers; write the NAS's own address, or, if the NAS does "
+            "have it, give remoteAccess.headscale.ip a free one",
         )
     off_arda = "a server behind it runs on Arda, the cluster being backed up"
     if ctx.ainur is not None:

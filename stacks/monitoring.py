@@ -90,7 +90,7 @@ def _heartbeat(url: str, lab: Lab, ainur: Ainur | None) -> Iterator[Problem]:
         yield Problem(
             f"{MONITORING}.heartbeat",
             f"{url}: {what}, the cluster whose Alertmanager the switch watches: when Arda goes down the switch goes with it and "
-            "never tells you; use a switch off the homelab (a healthchecks.io check, an Uptime Kuma on a machine off Arda)",
+            "never tells you; use a switch off Arda (a healthchecks.io check, an Uptime Kuma on a Pi of the Ainur or another machine off Arda)",
         )
 
 

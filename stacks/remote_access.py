@@ -310,11 +310,25 @@ def _headscale(
         )
     domain = base_domain(remote, network)
     key = f"{path}.baseDomain" if settings.base_domain is not None else path
+    # The domain a message offers is one the rules below take: under the internal zone, holding none of its names (an
+    # app's host, a machine's, the VIPs', the gateways', identity's), nor Headscale's own name, nor a zone of the homelab.
+    every = [a.host for _, a in apps] + list(zone_names)
+    free = next(
+        (
+            d
+            for d in (f"{p}.{network.domain}" for p in ("tailnet", "ts", "vpn"))
+            if d != domain
+            and not any(under(n, d) for n in every)
+            and not under(host, d)
+            and not any(z is not None and under(z, d) for z in (network.domain, network.external_domain))
+        ),
+        f"a name under {network.domain}",
+    )
     zones = [z for z in (network.domain, network.external_domain) if z is not None and under(z, domain)]
     if zones:
         # Said once: every name of the zone is held by it too, which this one fix undoes.
         what = f"{domain} is a zone of the homelab" if domain in zones else f"{domain} holds {zones[0]}, a zone of the homelab"
-        yield Problem(key, f"{what}; the devices' names need a domain of their own, e.g. tailnet.{network.domain}")
+        yield Problem(key, f"{what}; the devices' names need a domain of their own, e.g. {free}")
     # Headscale refuses a base domain that is the server's host or a suffix of it (hscontrol/types/config.go:1013-1045,
     # isSafeServerURL, at v0.27.1): the devices' resolver would answer for the server, which would then be unreachable.
     if host == domain or host.endswith(f".{domain}"):
@@ -336,11 +350,6 @@ def _headscale(
             names = f"is {held[0][0]}"
         else:
             names = "holds " + "; ".join(f"{said} {name}" if said.startswith("apps[") else f"{name}, {said}" for said, name in held)
-        every = [a.host for _, a in apps] + list(zone_names)
-        free = next(
-            (d for d in (f"{p}.{network.domain}" for p in ("tailnet", "ts", "vpn")) if d != domain and not any(under(n, d) for n in every)),
-            f"a name under {network.domain}",
-        )
         them = "them" if len(held) > 1 else "it"
         apps_only = len(held) == sum(1 for _, a in apps if under(a.host, domain))
         other = f", or give {'those apps' if len(held) > 1 else 'the app'} a host outside it" if apps_only else ""

@@ -8,6 +8,7 @@ the other reading. They are read from a valid stack only: a refused one is fixed
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -56,6 +57,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _short_months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
@@ -68,6 +70,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_months("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
     if drill.enabled:
@@ -183,7 +186,7 @@ def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
 
 
 def _pi4_nvme(stack: StackConfig) -> Iterator[Problem]:
-    """An NVMe name as the data disk of an rpi4 that boots from its card. A Raspberry Pi 4 Model B has no PCIe slot: an
+    """An NVMe name as the data disk of an rpi4, whatever its installDisk. A Raspberry Pi 4 Model B has no PCIe slot: an
     NVMe SSD reaches it in a USB enclosure, whose bridge shows it as a USB mass-storage disk (sdX, a usb- by-id link), so
     no nvme name exists on it. But the rpi4 board is the Compute Module 4's too, whose carriers' M.2 slot takes an NVMe
     SSD under that very name: a warning naming both, not a refusal. A netbooting maia's dataDisks are no disk of
@@ -295,6 +298,44 @@ def _short_months(path: str, schedule: str) -> Iterator[Problem]:
         f"{schedule} runs on day {fields[2]} of the month, which {lacking} not: cron runs nothing in "
         f"{'those months' if len(names) > 1 else 'that month'}, so it runs in {runs} {of}{leap}; to run in every month, write a "
         f"day every month has, {fixed} (or 1 for the first day of the next month)",
+    )
+
+
+# The steps that cut a day into even hours (every 3, 4, 6, 8 or 12 hours), 2 aside: `*/2` in the day of month is the
+# common "every other day", whose days stay 1 or 2 apart.
+_HOUR_STEPS = (3, 4, 6, 8, 12)
+
+
+def _hours_as_days(path: str, schedule: str) -> Iterator[Problem]:
+    """A backup at 00:00 every N days by a step in the day of month (`0 0 */6 * *`), N a step of the hours: the shape of
+    `0 */6 * * *` with a field too many before it, or of a six-field schedule with seconds (Quartz's or Spring's
+    `0 0 */6 * * *`, every 6 hours) cut to five. robfig/cron counts a day-of-month step from the 1st, again in every
+    month (parser.go getRange at v3.0.1, spec.go dayMatches), so it runs on days 1, 7, 13, 19, 25 and 31, a day apart
+    at the turn of a 31-day month: not even every 6 days. Said, not refused, and only where hours are the likely
+    meaning: every field but the day of month at its least (minute and hour 0, no month or weekday named), and a step
+    that divides the day (3, 4, 6, 8, 12). A time of day (`0 3 */3 * *`), a named month or weekday, or a step no
+    clock uses (5, 7, 10, 14, 15) says days are meant, and `*/2` is the common "every other day". The drill is left
+    alone: it restores, and runs days apart by nature."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    found = re.fullmatch(r"(?:\*|\?|1|1-31)/(\d+)", fields[2])
+    if found is None or int(found.group(1)) not in _HOUR_STEPS:
+        return
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    hours, hour_star = _cron_field(fields[1], 0, 23)
+    _, month_star = _cron_field(fields[3], 1, 12)
+    _, dow_star = _cron_field(fields[4], 0, 6)
+    if minutes != {0} or hours != {0} or hour_star or not month_star or not dow_star:
+        return
+    step = int(found.group(1))
+    doms = sorted(_cron_field(fields[2], 1, 31)[0])
+    runs = _days_run(fields)
+    turns = [(b - a).days for a, b in itertools.pairwise(runs) if a.month != b.month]
+    listed = f"{', '.join(str(d) for d in doms[:-1])} and {doms[-1]}"
+    yield Problem(
+        path,
+        f"{schedule} runs at 00:00 on days {listed} of each month, not every {step} hours: a step in the day of month field "
+        f"counts days, from the 1st again in every month, so the runs are {step} days apart within a month and "
+        f"{min(turns)} to {max(turns)} days apart across its end; for every {step} hours, write 0 */{step} * * *",
     )
 
 
