@@ -33,13 +33,16 @@ def test_each_line_shows_the_servers_and_choices_it_read() -> None:
     # the NFS export, how Arda's volumes unlock, which machine netboots.
     lines = rk1(
         **{
-            "iluvatar:monitoring": {"receiver": {"webhook": {"url": "http://10.10.0.5:8080/alerts"}}, "heartbeat": "https://hc-ping.com/abc"},
+            "iluvatar:monitoring": {
+                "receiver": {"webhook": {"url": "http://10.10.0.5:8080/alerts"}},
+                "heartbeat": "https://hc-ping.com/5b9f3e1c-7a0d-4c2e-9f1a-3d8e6b2c4a71",
+            },
             "iluvatar:storage": {"nfs": {"server": "10.10.0.40", "share": "/volume1/k8s"}},
         }
     )
     assert [line for line in lines if line.startswith(("storage:", "monitoring:"))] == [
         "storage: Arda ceph-block (default), local-path, nfs (10.10.0.40:/volume1/k8s)",
-        "monitoring: Prometheus keeps 15d on 20Gi; alerts by webhook to http://10.10.0.5:8080/alerts; heartbeat to https://hc-ping.com/abc",
+        "monitoring: Prometheus keeps 15d on 20Gi; alerts by webhook to http://10.10.0.5:8080/alerts; heartbeat to https://hc-ping.com/5b9f3e1c-7a0d-4c2e-9f1a-3d8e6b2c4a71",
     ]
 
 
