@@ -869,6 +869,10 @@ class Walker:
                 again = client.apply(body, field_manager=written.manager, force=False)
         except ApiError as e:
             return obj, "", e
+        if written.writer != "argocd" and (unkept := unkept_empty_lists(normalized(obj), again)):
+            # Such an apply is a change however often it runs, yet shows as one only when it falls in a later second
+            # than the last (the manager's time is stamped to the second): caught here on every run, not on some.
+            return obj, f"{what}: every apply changes it: the API server does not keep its empty {', '.join(unkept)}", None
         if before is not None and (paths := [p for p in diff_paths(before, updated) if not _controllers_own(p, obj)]):
             return obj, f"{what} changed: {', '.join(paths)}", None
         if before is not None and written.writer == "argocd" and before["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]:
@@ -908,6 +912,27 @@ def _controllers_own(path: str, obj: Mapping[str, Any]) -> bool:
     arrive between the read before an update and the update, which is not the update's doing."""
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     return path in _CONTROLLER_WRITES and path.removeprefix("metadata.annotations.") not in annotations
+
+
+def unkept_empty_lists(sent: Any, stored: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """Where an applied object sets an empty list the stored object does not have (a built-in kind's `omitempty`
+    field: k8s.io/api v0.35.1 networking/v1/types.go:80, a NetworkPolicy's `ingress`). The API server's server-side
+    apply compares the merged object, which keeps the list, with the stored one, which lacks it, so it finds a change
+    every time (structured-merge-diff v6.3.0 merge/update.go:246) and stamps the manager's time anew (apimachinery
+    v0.35.1 pkg/util/managedfields/internal/managedfieldsupdater.go:75-76): a new resourceVersion whenever the apply
+    falls in a later second than the last. An empty map is not such a change (an empty `metadata.annotations` applied
+    twice a second apart keeps its resourceVersion on the Ainur's control plane)."""
+    if isinstance(sent, dict) and isinstance(stored, dict):
+        found = []
+        for key, value in sent.items():
+            if value == [] and stored.get(key) is None:
+                found.append(".".join((*path, str(key))))
+            else:
+                found += unkept_empty_lists(value, stored.get(key), (*path, str(key)))
+        return found
+    if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
+        return [p for i, (a, b) in enumerate(zip(sent, stored, strict=True)) for p in unkept_empty_lists(a, b, (*path, str(i)))]
+    return []
 
 
 def _own_entries(obj: Mapping[str, Any], manager: str) -> list[Any]:
