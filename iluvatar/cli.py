@@ -263,11 +263,23 @@ def next_steps(stack: str, out: Path, files: Mapping[str, str], *, change: bool,
     if change:
         steps[0] = f"read {out / 'rollout.txt'} (above) and {out / 'plan.txt'}: what this change does to each machine"
         return [*steps, "then: `pulumi preview`, and `pulumi up` (docs/day2.md#what-a-change-to-arda-does)"]
-    pis = sorted(f.removeprefix("ainur/").removesuffix(".user-data") for f in files if f.startswith("ainur/") and f.endswith(".user-data"))
+    # A Pi with its bootloader's netboot file (netboot/pis/<pi>/bootconf.txt) boots from the Ainur and has no card to flash:
+    # its seed is served with its root (plans.netboot); its one step is that bootloader setting.
+    netbooting = sorted({f.split("/")[2] for f in files if f.startswith("netboot/pis/") and f.endswith("/bootconf.txt")})
+    pis = sorted(
+        pi
+        for f in files
+        if f.startswith("ainur/") and f.endswith(".user-data") and (pi := f.removeprefix("ainur/").removesuffix(".user-data")) not in netbooting
+    )
     if pis:
         steps.append(
             f"flash each Pi ({', '.join(pis)}) with Ubuntu Server, then its {out / 'ainur'}/<pi>.user-data and .network-config "
             "(docs/layers/ainur.md#flashing-the-pis)"
+        )
+    if netbooting:
+        steps.append(
+            f"set each Pi with no card ({', '.join(netbooting)}) to boot from the network, once, with its "
+            f"{out / 'netboot' / 'pis'}/<pi>/bootconf.txt (docs/layers/ainur.md#from-a-pi-with-no-card-to-a-maia-in-the-cluster)"
         )
     if "flash/disk-images.csv" in files:
         boards = sorted(f.removeprefix("flash/schematic-").removesuffix(".yaml") for f in files if f.startswith("flash/schematic-"))

@@ -15,6 +15,7 @@ from plans.backup import arda_etcd
 from plans.storage import storage_classes
 from stacks.data import drills, stale_after, target_of
 from stacks.edge import edge_addresses
+from stacks.encryption import key_of
 from stacks.model import StackConfig
 
 
@@ -39,7 +40,9 @@ def network(stack: StackConfig) -> str:
 def nodes(stack: StackConfig) -> str:
     roles = Counter(n.role for n in stack.nodes)
     ainur = f"Ainur {roles['valar']} valar + {roles['maiar']} maiar" if stack.ainur else "no Ainur"
-    return f"nodes: {len(stack.nodes)} ({ainur}; Arda {roles['valinor']} valinor + {roles['istari']} istari)"
+    line = f"nodes: {len(stack.nodes)} ({ainur}; Arda {roles['valinor']} valinor + {roles['istari']} istari)"
+    netbooting = [n.name for n in stack.nodes if n.boot == "netboot"]
+    return line + (f"; {_joined(netbooting)} {'boots' if len(netbooting) == 1 else 'boot'} from the network" if netbooting else "")
 
 
 def ainur(stack: StackConfig) -> str | None:
@@ -59,7 +62,19 @@ def ainur(stack: StackConfig) -> str | None:
 def arda(stack: StackConfig) -> str:
     a = stack.arda
     line = f"Arda: {a.cluster_name}, Talos {a.talos_version}, Kubernetes {a.kubernetes_version}, API VIP {a.vip}"
-    return line + ("; the control planes run workloads too" if a.allow_scheduling_on_control_planes else "")
+    line += "; the control planes run workloads too" if a.allow_scheduling_on_control_planes else ""
+    if a.encryption.enabled:
+        line += f"; volumes encrypted with LUKS2 ({_keys(stack)})"
+    return line
+
+
+def _keys(stack: StackConfig) -> str:
+    """How Arda's machines unlock their volumes, by board where boards differ."""
+    said = {"kms": "unlocked through the Ainur's KMS", "tpm": "sealed to each machine's TPM"}
+    keys = {board: str(key_of(stack.arda.encryption, board)) for board in sorted({n.board for n in stack.arda_nodes})}
+    if len(set(keys.values())) == 1:
+        return said.get(next(iter(keys.values())), "")
+    return _joined(f"{board} {said.get(key, key)}" for board, key in keys.items())
 
 
 def apps(stack: StackConfig) -> str | None:
@@ -83,7 +98,8 @@ def edge(stack: StackConfig) -> str | None:
         shown.append("resolver")
     names = {"resolver": "LAN resolver"}
     where = _joined(f"{names.get(k, k)} {addresses[k]}" for k in shown)
-    return f"edge: public ingress {stack.public_ingress}, public DNS {stack.public_dns}; {where}"
+    account = f" (account {stack.cloudflare.account_id})" if stack.cloudflare is not None else ""
+    return f"edge: public ingress {stack.public_ingress}, public DNS {stack.public_dns}{account}; {where}"
 
 
 def gitops(stack: StackConfig) -> str | None:
@@ -98,9 +114,12 @@ def storage(stack: StackConfig) -> str | None:
     classes = storage_classes(stack)
     if not classes:
         return None
+    nfs = stack.storage.nfs
+    shown = {"nfs": f"nfs ({nfs.server}:{nfs.share})"} if nfs is not None else {}
     parts = []
     for cluster, named in classes.items():
-        listed = _joined(f"{name} (default)" if default else name for name, default in sorted(named.items(), key=lambda kv: not kv[1]))
+        ordered = sorted(named.items(), key=lambda kv: not kv[1])
+        listed = _joined(f"{shown.get(name, name)} (default)" if default else shown.get(name, name) for name, default in ordered)
         parts.append(f"{'Arda' if cluster == 'arda' else 'Ainur'} {listed or 'none'}")
     return "storage: " + "; ".join(parts)
 
@@ -115,14 +134,18 @@ def monitoring(stack: StackConfig) -> str | None:
         return line + "; alerts go nowhere (no receiver)"
     settings = getattr(m.receiver, receiver)
     to = settings.to if receiver == "email" else settings.url
-    return line + f"; alerts by {receiver} to {to}"
+    through = f" through {settings.smarthost}" if receiver == "email" and settings.smarthost is not None else ""
+    line += f"; alerts by {receiver} to {to}{through}"
+    return line + (f"; heartbeat to {m.heartbeat}" if m.heartbeat is not None else "")
 
 
 def identity(stack: StackConfig) -> str | None:
     if stack.identity is None:
         return None
     i = stack.identity
-    return f"identity: sign-in through {i.connector.type} (Dex at {i.ip}), {_plural(len(i.groups), 'group')} bound to cluster roles"
+    c = i.connector
+    where = {"ldap": f" at {c.host}", "github": f" of orgs {_joined(c.orgs)}", "static": f" as {c.email}"}.get(c.type, "")
+    return f"identity: sign-in through {c.type}{where} (Dex at {i.ip}), {_plural(len(i.groups), 'group')} bound to cluster roles"
 
 
 def backup(stack: StackConfig) -> str | None:

@@ -106,7 +106,7 @@ def network_policy(stack: StackConfig) -> dict[str, Any]:
         "apiVersion": netpol.API_VERSION,
         "kind": "NetworkPolicy",
         "metadata": {"name": CHART, "namespace": NAMESPACE},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": rules},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], **netpol.ingress(rules)},
     }
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from plans import metrics
+from plans import metrics, netpol
 from plans.merge import deep_merge
 from stacks import gitops as rules
 from stacks import pins
@@ -232,11 +232,13 @@ def network_policies(stack: StackConfig, cluster: Cluster) -> list[dict[str, Any
     metrics_port = {"port": "metrics", "protocol": "TCP"}
 
     def policy(component: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        # No rule: no `ingress` at all, which a server-side apply leaves unchanged (plans.netpol.ingress).
+        spec = {"podSelector": _component(component)["podSelector"], "policyTypes": ["Ingress"], **netpol.ingress(rules)}
         return {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": {"name": f"{POLICY_PREFIX}-{component}", "namespace": NAMESPACE},
-            "spec": {"podSelector": _component(component)["podSelector"], "policyTypes": ["Ingress"], "ingress": rules},
+            "spec": spec,
         }
 
     def scrape(component: str) -> list[dict[str, Any]]:

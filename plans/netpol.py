@@ -88,8 +88,17 @@ def allow(
         "apiVersion": API_VERSION,
         "kind": "NetworkPolicy",
         "metadata": {"name": name, "namespace": namespace, **({"labels": dict(labels)} if labels else {})},
-        "spec": {"podSelector": {"matchLabels": dict(selector)}, "policyTypes": ["Ingress"], "ingress": rules},
+        "spec": {"podSelector": {"matchLabels": dict(selector)}, "policyTypes": ["Ingress"], **ingress(rules)},
     }
+
+
+def ingress(rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A policy spec's `ingress`, left out when there is no rule: that admits no one all the same (policyTypes says
+    Ingress), while an empty list is not stored (k8s.io/api v0.35.1 networking/v1/types.go:80, `omitempty`), so each
+    server-side apply would differ from the stored object (structured-merge-diff v6.3.0 merge/update.go:246) and stamp
+    its field manager's time anew (apimachinery v0.35.1 pkg/util/managedfields/internal/managedfieldsupdater.go:75-76):
+    a new resourceVersion, and a watch event to every policy agent, on each apply in a later second."""
+    return {"ingress": [dict(r) for r in rules]} if rules else {}
 
 
 def lan_clients(stack: StackConfig) -> dict[str, Any]:

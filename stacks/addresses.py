@@ -19,6 +19,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from stacks.apps import address_owner
+from stacks.boards import AINUR_ROLES
 from stacks.data import parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
@@ -27,7 +28,7 @@ from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
 
-Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app", "ldap", "receiver", "heartbeat", "git"]
+Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app", "ldap", "receiver", "heartbeat", "git", "route"]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
 # from. Written as an address, each is a device of the table like the NAS; whether one is on Arda is each layer's own
@@ -190,7 +191,41 @@ def entries(
             continue  # a name outside the internal zone: `unknown_names` checks it
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
+    out += routed(remote)
     return out
+
+
+def routed(remote: RemoteAccess | None) -> list[Held]:
+    """The devices remote access routes to by their own address (a /32 of `routes`: a NAS, a printer), registered last.
+    Such an address is a device's like the NAS's: kube-vip announcing it for Headscale would fight the device for it.
+    Only the rules that place an address of the homelab's own read them (`without_routes` gives the rest): a route over
+    the clusters' own addresses or the load-balancer pool is stacks.remote_access's, one in a lent range `leased_routes`'."""
+    if remote is None:
+        return []
+    return [
+        Held(r.network_address, f"remoteAccess.routes[{k}]", f"remoteAccess.routes[{k}] ({r}, a device the subnet router routes to)", "route")
+        for k, r in enumerate(remote.routes)
+        if r.prefixlen == 32
+    ]
+
+
+def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]]) -> dict[IPv4Address, str]:
+    """The clusters' own addresses a route must not open to a group kept off the clusters, with their owners: every VIP
+    kube-vip announces (both API servers, the Ainur's service address and Git mirror), the front door, Headscale's
+    address, the Pis and Arda's control planes. Each is a machine's every port (SSH, an API server, the kubelet): a VIP
+    or the front door is answered by whichever Pi or control plane holds it. Arda's workers are left out: they hold no
+    address but their own, and what they run is reached through the gateways or reach: ports."""
+    kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
+    out: dict[IPv4Address, str] = {}
+    for h in held:
+        if h.kind in ("vip", "identity", "headscale") or (h.kind == "node" and h.path in kept):
+            out.setdefault(h.ip, h.owner)
+    return out
+
+
+def without_routes(held: Sequence[Held]) -> list[Held]:
+    """The table without the routed devices (`routed`)."""
+    return [h for h in held if h.kind != "route"]
 
 
 def services(pool: Sequence[tuple[IPv4Address, str]], apps: Sequence[tuple[int, App]]) -> list[Held]:

@@ -90,6 +90,15 @@ def parse_target(text: str) -> Target | str:
             return why
         if bucket and not _BUCKET.match(bucket) and _BUCKET.match(bucket.lower()):
             return f"{text}: {bucket} is not an S3 bucket name, which is lower-case (S3's and MinIO's naming rules): write {bucket.lower()}, as the bucket is named"
+        if parts.netloc and _HOST.match(parts.netloc) and bucket and not _BUCKET.match(bucket) and not parts.query and not parts.fragment:
+            # The URL's shape is right: the bucket's name is what S3 refuses, said as that.
+            fixed = re.sub(r"[^a-z0-9.-]+", "-", bucket.lower()).strip(".-")
+            example = f" (e.g. {fixed})" if _BUCKET.match(fixed) else ""
+            return (
+                f"{text}: {bucket} is not an S3 bucket name, which is 3 to 63 lower-case letters, digits, '.' and '-', beginning "
+                f"and ending with a letter or digit (S3's naming rules, which MinIO and Backblaze B2 follow): write the name of "
+                f"a bucket that can exist{example}"
+            )
         if not parts.netloc or not _HOST.match(parts.netloc) or not _BUCKET.match(bucket) or parts.query or parts.fragment:
             return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. {example})"
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
@@ -214,17 +223,23 @@ def _forwards(field: str, name: str, fields: Sequence[str]) -> str:
     values: set[int] = set()
     items = []
     for item in field.split(","):
-        backwards = re.fullmatch(r"(\d+)-(\d+)", item)
+        backwards = re.fullmatch(r"(\d+)-(\d+)(?:/(\d+))?", item)
         if backwards is None or int(backwards.group(1)) <= int(backwards.group(2)):
             items.append(item)
             continue
-        wrapped = [*range(int(backwards.group(1)), high + 1), *range(low, int(backwards.group(2)) + 1)]
+        wrapped = _wrapped(int(backwards.group(1)), int(backwards.group(2)), int(backwards.group(3) or 1), low, high)
         values.update(wrapped)
         items.append(",".join(str(v) for v in sorted(set(wrapped))))
     other_day = {"day of month": 4, "day of week": 2}.get(name)
     if values == set(range(low, high + 1)) and (other_day is None or fields[other_day] in ("*", "?")):
         return "*"
     return ",".join(items)
+
+
+def _wrapped(start: int, end: int, step: int, low: int, high: int) -> list[int]:
+    """The values a range meant to run past its field's end names (FRI-MON: 5, 6, 0, 1), every `step`th from its start
+    as a step counts along a range (FRI-MON/2: Friday and Sunday)."""
+    return [*range(start, high + 1), *range(low, end + 1)][::step]
 
 
 def _is_address(text: str) -> bool:
@@ -378,7 +393,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
                 # robfig/cron refuses a range whose start is past its end (parser.go getRange at v3.0.1, "beyond end of
                 # range"); one meant to wrap past the field's end is its values as a list.
-                wrapped = [*range(int(bounds[0]), high + 1), *range(low, int(bounds[1]) + 1)]
+                wrapped = _wrapped(int(bounds[0]), int(bounds[1]), int(step or 1), low, high)
                 listed = ",".join(str(v) for v in sorted(set(wrapped)))
                 fix = _field_instead(fields, name, item, listed)
                 other_day = {"day of month": 4, "day of week": 2}.get(name)
@@ -505,6 +520,7 @@ class Context:
     app_secrets_broken: str | None = None  # why iluvatar:appSecrets is not a mapping of apps to secrets
     monitoring_set: bool = False  # the restore drill reports to it
     identity_ip: IPv4Address | None = None  # the front door's address, on the Pis
+    headscale_ip: IPv4Address | None = None  # Headscale's port forward target, on the Pis
 
 
 def check(ctx: Context) -> list[Problem]:
@@ -588,6 +604,48 @@ def _values(ctx: Context) -> Iterator[Problem]:
 # An AWS regional S3 endpoint (s3.<region>.amazonaws.com, s3-<region>.amazonaws.com, s3.dualstack.<region>...), whose
 # region a SigV4 signature's scope must name.
 _AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.amazonaws\.com(?:\.cn)?$")
+
+
+# The endpoints of public S3 providers, by the domain their hosts are under: never a server of the LAN.
+PUBLIC_S3 = (
+    "amazonaws.com",
+    "backblazeb2.com",
+    "wasabisys.com",
+    "r2.cloudflarestorage.com",
+    "digitaloceanspaces.com",
+    "storage.googleapis.com",
+    "linodeobjects.com",
+    "scw.cloud",
+    "cloud.ovh.net",
+    "your-objectstorage.com",
+    "storjshare.io",
+    "contabostorage.com",
+)
+
+
+def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | None, network: Network | None, ainur: bool) -> Iterator[Problem]:
+    """An s3+http:// target across the internet: a public provider's endpoint, or an address that is neither private nor
+    one of the homelab's networks. Plain http is for a NAS on the LAN (a MinIO, a Synology's S3), where the traffic never
+    leaves the house, and that stays valid; so does a name Iluvatar cannot place (a name of the internal zone, or one the
+    LAN's resolver may answer with a LAN address). Across the internet every request goes in clear, the Ainur's etcd
+    snapshots with them (k3s uploads them as they are: only restic's and talos-backup's copies are encrypted), and
+    Backblaze B2 refuses it outright ("The Backblaze B2 S3-Compatible API endpoints accept connections only over HTTPS",
+    Backblaze's "Call the S3-Compatible API")."""
+    host = found.host.rsplit(":", 1)[0].rstrip(".").lower()
+    provider = next((d for d in PUBLIC_S3 if host == d or host.endswith("." + d)), None)
+    own = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
+    public_address = address is not None and address.is_global and not any(address in net for net in own)
+    if provider is None and not public_address:
+        return
+    what = f"{host}, a public provider's endpoint ({provider})" if provider is not None else f"{address}, an address on the internet"
+    snapshots = ", the Ainur's etcd snapshots (which k3s uploads as they are) with them" if ainur else ""
+    refused = ", and Backblaze B2 refuses plain http outright (its S3 API takes HTTPS only)" if provider == "backblazeb2.com" else ""
+    yield Problem(
+        f"{BACKUP}.target",
+        f"{target}: plain http (s3+http://) to {what}: every upload, restore and drill would cross the internet unencrypted"
+        f"{snapshots}{refused}; write "
+        f"s3://{found.host}/{found.path}{'/' + found.prefix if found.prefix else ''} (s3+http:// is for a NAS on the LAN)",
+    )
 
 
 def on_arda(
@@ -685,6 +743,15 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{backup.target}: its server {address} is identity.ip, the front door, an address kube-vip moves between the Pis, "
             "where no backup server answers; write the NAS's own address, or, if the NAS does have it, give identity.ip a free one",
         )
+    if address is not None and address == ctx.headscale_ip:
+        # kube-vip announces Headscale's address from the Pi that runs it (plans.remote_access, its Service's
+        # kube-vip.io/loadbalancerIPs), as the front door's: the server written here is the slip, said where it is written.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: its server {address} is remoteAccess.headscale.ip, Headscale's port forward target, an address "
+            "kube-vip announces from a Pi, where no backup server answers; write the NAS's own address, or, if the NAS does "
+            "have it, give remoteAccess.headscale.ip a free one",
+        )
     off_arda = "a server behind it runs on Arda, the cluster being backed up"
     if ctx.ainur is not None:
         off_arda += ", and k3s on the Pis (the Ainur's etcd uploads) resolves it through network.dns, where it does not exist"
@@ -741,6 +808,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 "a request signed for another region at a regional endpoint (AuthorizationHeaderMalformed), and the drill and k3s "
                 f"sign with backup.region; set region: {regional['region']}",
             )
+        if not found.secure:
+            yield from _plain_http_off_the_lan(backup.target, found, address, ctx.network, ctx.ainur is not None)
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
                 yield UnsetSecret(

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import AddressRange, Cloudflare, Edge, Network
+from stacks.reach import private_tld
 
 EDGE = "iluvatar:edge"
 # Each edge address: its stack key under edge.addresses, and its place from the pool's top.
@@ -59,6 +60,8 @@ def edge_problems(
         why = _why(edge, cloudflare_set)
         if network is not None and network.external_domain is None:
             out.append(Problem("iluvatar:network.externalDomain", f"is required when {why}: it names the Cloudflare zone"))
+        elif network is not None and network.external_domain is not None and network.external_domain != network.domain:
+            out += _private_zone(network.external_domain, why)  # the zone that is network.domain is said once, below
         if not cloudflare_set:
             out.append(
                 Problem("iluvatar:cloudflare", f"is required when {why}: set accountId, the Cloudflare account that holds the zone and the tunnel")
@@ -79,6 +82,24 @@ def edge_problems(
             )
         out += _addresses(edge, network, has_ainur, has_apps, taken)
     return out
+
+
+def _private_zone(zone: str, why: str) -> list[Problem]:
+    """The public zone under a private-use suffix (.home.arpa, .internal, .lan, .local, ...: stacks.reach.private_tld, the
+    list Headscale's URL is checked against): Cloudflare adds a zone only for a registered domain, and Let's Encrypt
+    issues only for a name under a public suffix (Boulder's policy refuses the rest as rejectedIdentifier), so neither the
+    tunnel's records nor the wildcard certificate of DNS-01 would ever exist."""
+    suffix = private_tld(zone)
+    if suffix is None:
+        return []
+    return [
+        Problem(
+            "iluvatar:network.externalDomain",
+            f"{zone} ends in .{suffix}, a private name no public resolver answers and Let's Encrypt does not certify: {why}, "
+            "and Cloudflare hosts only a registered domain's zone, so the external apps' records, the tunnel's hosts and the "
+            "public certificate would never exist; write a domain you registered (e.g. example.com), or turn Cloudflare off",
+        )
+    ]
 
 
 def resolver_needed(has_ainur: bool, has_apps: bool) -> bool:

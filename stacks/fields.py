@@ -119,6 +119,16 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
                     f"{value} has a number with a leading zero, which no {what.removesuffix(' version')} release tag has (SemVer 2.0.0 "
                     f"§2), and it is used as written (image tags, download URLs); write {unpadded}"
                 )
+        if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and not regex.match(value):
+            # The release as written with what its tag adds left out: the tags start with v (github.com/siderolabs/talos,
+            # kubernetes/kubernetes and k3s-io/k3s releases), and k3s tags each of its builds of a Kubernetes release
+            # +k3sN, its first +k3s1.
+            tagged = value if value.startswith("v") else f"v{value}"
+            built = f"{tagged}+k3s1" if regex is _K3S_VERSION and _SEMVER_V.match(tagged) else tagged
+            if regex.match(built):
+                said = ["k3s tags each of its builds of a Kubernetes release +k3sN, its first +k3s1"] if built != tagged else []
+                said += ["its release tags start with v"] if tagged != value else []
+                raise ValueError(f"{value} is not a well-formed {what}: {', and '.join(said)}; write {built}")
         if isinstance(value, str) and not regex.match(value) and value != value.lower() and regex.match(value.lower()):
             # A digest or an id copied in capitals: the example is another value's, the fix is this one's own spelling.
             raise ValueError(f"{value} is not a well-formed {what}: it is written in upper case; write it in lower case, {value.lower()}")

@@ -51,11 +51,19 @@ def hosts(identity: Identity, domain: str) -> dict[str, str]:
     return {field: getattr(identity.hosts, field) or f"{label}.{domain}" for field, (_, label) in HOSTS.items()}
 
 
-def zone_names(identity: Identity | None, domain: str) -> dict[str, str]:
+def published(gitops_set: bool, ainur_set: bool) -> tuple[str, ...]:
+    """The fields of identity's names that the Ainur's DNS answers (plans.identity.lan_records): Dex's and the CA page's
+    always, an Argo CD's only where Argo CD runs (plans.identity.argocd_clusters: Arda's with GitOps, the Ainur's with
+    GitOps and the Ainur). A name no record holds is nobody's: a machine, an app or a base domain may take it."""
+    return ("dex", "ca", *(("argocd",) if gitops_set else ()), *(("argocd_ainur",) if gitops_set and ainur_set else ()))
+
+
+def zone_names(identity: Identity | None, domain: str, gitops_set: bool, ainur_set: bool) -> dict[str, str]:
     """identity's names in the internal zone (plans.identity.lan_records), with what owns each."""
     if identity is None:
         return {}
-    return {host: f"{NAMED[field]} name (identity.hosts.{HOSTS[field][0]})" for field, host in hosts(identity, domain).items()}
+    shown = published(gitops_set, ainur_set)
+    return {host: f"{NAMED[field]} name (identity.hosts.{HOSTS[field][0]})" for field, host in hosts(identity, domain).items() if field in shown}
 
 
 def check(
@@ -89,7 +97,7 @@ def check(
         )
     if network is not None:
         out += _address(identity, network, taken, free_of or frozenset(taken))
-        out += _hosts(identity, network, apps, zone_names, nodes)
+        out += _hosts(identity, network, apps, zone_names, nodes, published(gitops_set, ainur_set))
     out += _connector(identity, secrets)
     out += _groups(identity)
     out += _headlamp(identity, gitops_set, apps)
@@ -113,7 +121,9 @@ def _hosts(
     apps: Sequence[tuple[int, App]],
     zone_names: Mapping[str, str],
     nodes: Sequence[tuple[int, Node]] = (),
+    shown: Collection[str] = tuple(HOSTS),
 ) -> Iterator[Problem]:
+    """identity's names: each in the internal zone, and each the zone publishes (`shown`, `published`) no other's."""
     domain = network.domain
     app_hosts = {a.host: f"apps[{i}].host ({a.name})" for i, a in apps}
     # The keys a user wrote that hold a name of the zone: an app's host, a machine's name (its record, plans.network).
@@ -123,6 +133,8 @@ def _hosts(
     for field, host in hosts(identity, domain).items():
         key = HOSTS[field][0]
         path = f"{IDENTITY}.hosts.{key}"
+        if field not in shown and getattr(identity.hosts, field) is None:
+            continue  # no record holds the default, and no key was written to check
         if getattr(identity.hosts, field) is None and host in written and under(host, domain):
             # The name is identity's default, a key absent from the stack: the clash is said at the key the user wrote,
             # with identity's key as the other way out.
@@ -148,7 +160,7 @@ def _hosts(
                 f"{host} is more than one label below {domain}; envoy-internal's wildcard certificate *.{domain} covers names one label below it",
             )
         clash = zone_names.get(host) or app_hosts.get(host) or seen.get(host)
-        if clash is not None:
+        if clash is not None and field in shown:
             yield Problem(path, f"{host} is already {clash} in the internal zone; pick another name")
         seen.setdefault(host, f"identity.hosts.{key}")
 
@@ -304,7 +316,12 @@ def _headlamp(identity: Identity, gitops_set: bool, apps: Sequence[tuple[int, Ap
         return
     i, app = found[0]
     if app.audience != "internal":
-        yield Problem(f"iluvatar:apps[{i}].audience", f"{app.audience}: {name} is Headlamp, which is served on the LAN only (envoy-internal)")
+        yield Problem(
+            f"iluvatar:apps[{i}].audience",
+            f"{app.audience}: {name} is Headlamp, which is served on the LAN only (envoy-internal): its sign-in goes through Dex "
+            "at the front door, which the internet does not reach; reach it from away through iluvatar:remoteAccess (reach: apps), "
+            "and remove audience",
+        )
     if app.ports:
         yield Problem(
             f"iluvatar:apps[{i}].ports",

@@ -211,7 +211,7 @@ def parse_stack(
         [a for _, a in apps],
     )
     # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
-    held = addresses.entries(
+    registered = addresses.entries(
         nodes,
         _vip_list(parsed),
         identity if isinstance(identity, Identity) else None,
@@ -221,8 +221,12 @@ def parse_stack(
         storage if isinstance(storage, Storage) else None,
         named,
     )
+    # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
+    # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
+    held = addresses.without_routes(registered)
     # A free address a message suggests is none of the table's, and in no range the homelab lends.
-    taken = Taken(frozenset(addresses.table([*held, *addresses.services([], apps)])), _lent(ainur, arda))
+    owners = addresses.table([*registered, *addresses.services([], apps)])
+    taken = Taken(frozenset(owners), _lent(ainur, arda))
     parsed = dataclasses.replace(parsed, taken=taken)
     problems += check(parsed)
     present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
@@ -287,10 +291,12 @@ def parse_stack(
         identity if isinstance(identity, Identity) else None,
         "identity" in values,
         apps,
-        # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
+        # The front door is a kube-vip address like the VIPs: Headscale's address must be another. The NAS's is said by
+        # stacks.data at backup.target, the key that wrote the server there; another server's at its own key
+        # (stacks.addresses.check).
         addresses.table(
-            [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in held],
-            frozenset({"headscale", "dns", *addresses.SERVERS}),
+            [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in registered],
+            frozenset({"headscale", "dns", "nas", *addresses.SERVERS}),
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
@@ -299,8 +305,14 @@ def parse_stack(
         # Every name of the internal zone but the apps' (which the rule reads from `apps`).
         zone_names={
             **_zone_names(parsed),
-            **identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
+            **identity_rules.zone_names(
+                identity if isinstance(identity, Identity) else None,
+                network.domain if isinstance(network, Network) else "",
+                "gitops" in values,
+                "ainur" in values,
+            ),
         },
+        clusters=addresses.clusters_own(held, nodes),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     problems += addresses.unknown_names(
@@ -315,7 +327,12 @@ def parse_stack(
             ),
             *(app.host for _, app in apps),
             *_zone_names(parsed),
-            *identity_rules.zone_names(identity if isinstance(identity, Identity) else None, network.domain if isinstance(network, Network) else ""),
+            *identity_rules.zone_names(
+                identity if isinstance(identity, Identity) else None,
+                network.domain if isinstance(network, Network) else "",
+                "gitops" in values,
+                "ainur" in values,
+            ),
         },
     )
     # The devices off the LAN the clusters reach, against the clusters' own networks (stacks.rules._cluster_networks).
@@ -353,6 +370,9 @@ def parse_stack(
             app_secrets_broken=app_values_broken,
             monitoring_set="monitoring" in values,
             identity_ip=identity.ip if isinstance(identity, Identity) else None,
+            headscale_ip=remote.headscale.ip
+            if isinstance(remote, RemoteAccess) and remote.flavour == "headscale" and remote.headscale is not None
+            else None,
         )
     )
     logs = _section(values, "logs", problems)
@@ -367,6 +387,7 @@ def parse_stack(
         [n for _, n in nodes],
         nodes_complete and "nodes" in values,
         len(apps),
+        owners,
     )
     problems += app_rules.address_problems(
         apps,
@@ -616,7 +637,9 @@ def _pool_owners(
         del found["resolver"]
     out = [(ip, f"the edge's {name} address") for name, ip in found.items()]
     if ainur_set and logs is not None and logs_rules.enabled(logs, monitoring_set):
-        out.append((logs_rules.address(logs, network), "the log store's LAN address (logs.address)"))
+        # Named as the stack has it: a stack without logs.address holds the default, which the user never wrote.
+        written = "logs.address" if logs.address is not None else "the pool's fourth from the top, taken when logs.address is not set"
+        out.append((logs_rules.address(logs, network), f"the log store's LAN address ({written})"))
     return out
 
 
@@ -704,7 +727,12 @@ def _plain(model: type[BaseModel], err: Any) -> str:
         return "is required" + (f": {said}" if said and example is None else f": {said}, e.g. {show(example)}" if said else "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
-        return f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
+        said = f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
+        if str(loc[-1]) in SECTIONS:
+            # A section written inside another (logs under monitoring, as one page of the docs reads them together): the
+            # key it stands for is the top-level one of that name.
+            return f"{said}; {loc[-1]} is a section of its own, {NAMESPACE}:{loc[-1]}: move it out, to the top level of config"
+        return said
     if kind == "literal_error":
         options = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ").split(", ")
         expected = ", ".join(f"{o} ({ROLE_MEANINGS[o]})" if o in ROLE_MEANINGS else o for o in options)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from types import MappingProxyType
 
 from stacks.edge import edge_addresses
 from stacks.errors import Problem
@@ -92,9 +93,12 @@ def check(
     nodes: Sequence[Node],
     nodes_complete: bool,
     apps: int,
+    held: Mapping[IPv4Address, str] = MappingProxyType({}),
 ) -> list[Problem]:
     """Every log rule; `logs` is None when the section is absent or broken (`logs_set`). Without the section, logs
-    run with monitoring at their defaults, which the rules check as well."""
+    run with monitoring at their defaults, which the rules check as well. `held`: the stack's address table (stacks.
+    addresses: the machines, the VIPs, the raw-port apps' addresses, ...) with their owners, which an address a message
+    offers avoids."""
     if logs is None and logs_set:
         return []  # broken: its own problems are reported
     logs = logs or Logs()
@@ -114,7 +118,7 @@ def check(
     if nodes_complete:
         out += _fits(logs, nodes, apps)
     if network is not None and edge is not None:
-        out += _address(logs, ainur_set, network, edge)
+        out += _address(logs, ainur_set, network, edge, held)
     return out
 
 
@@ -150,7 +154,7 @@ def _fits(logs: Logs, nodes: Sequence[Node], apps: int) -> Iterator[Problem]:
     )
 
 
-def _address(logs: Logs, ainur_set: bool, network: Network, edge: Edge) -> Iterator[Problem]:
+def _address(logs: Logs, ainur_set: bool, network: Network, edge: Edge, held: Mapping[IPv4Address, str]) -> Iterator[Problem]:
     path = f"{LOGS}.address"
     if not ainur_set:
         if logs.address is not None:
@@ -168,13 +172,21 @@ def _address(logs: Logs, ainur_set: bool, network: Network, edge: Edge) -> Itera
             "widen the pool, or name an address of it",
         )
     elif ip not in pool:
+        # The address offered is one the rules take: the default when nothing holds it (an app's address there is refused
+        # as the log store's), else the pool's highest that neither the edge nor the address table holds.
         default = pool.end - ADDRESS_OFFSET
-        fix = (
-            f"remove logs.address to take the pool's fourth address from the top, {default}, or write another of the pool the edge "
-            "and the apps do not hold"
-            if default in pool
-            else "widen the pool, then write an address of it"
-        )
+        free = next((a for a in reversed(list(pool.addresses())) if a not in taken and a not in held), None)
+        if default in pool and default not in held:
+            fix = (
+                f"remove logs.address to take the pool's fourth address from the top, {default}, or write another of the pool the "
+                "edge and the apps do not hold"
+            )
+        elif free is not None and default in pool:
+            fix = f"write {free}, the pool's highest address nothing holds (its fourth from the top, {default}, the default, is {held[default]})"
+        elif free is not None:
+            fix = f"write {free}, the pool's highest address nothing holds"
+        else:
+            fix = "widen the pool, then write an address of it"
         yield Problem(path, f"{ip} is outside network.loadBalancerPool {pool}: Cilium gives the store's Service an address of the pool; {fix}")
     elif ip in taken:
         yield Problem(path, f"{ip} is {taken[ip]} address; the log store needs an address of its own")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from stacks.addresses import ALERTMANAGER_NAMESPACE, Server
 from stacks.credentials import ZULIP_WEBHOOK
@@ -68,6 +68,9 @@ def check(
         for server in named:
             if server.kind == "heartbeat":
                 out += _heartbeat(server, lab)
+    if monitoring.heartbeat is not None:
+        out += heartbeat_signal(monitoring.heartbeat)
+        out += _heartbeat_is_receiver(monitoring)
     return out
 
 
@@ -110,7 +113,86 @@ def _heartbeat(server: Server, lab: Lab) -> Iterator[Problem]:
         yield Problem(
             f"{MONITORING}.heartbeat",
             f"{server.written}: {what}, the cluster whose Alertmanager the switch watches: when Arda goes down the switch goes with it and "
-            "never tells you; use a switch off the homelab (a healthchecks.io check, an Uptime Kuma on a machine off Arda)",
+            "never tells you; use a switch off Arda (a healthchecks.io check, an Uptime Kuma on a Pi of the Ainur or another machine off Arda)",
+        )
+
+
+# healthchecks.io's ping URLs (its docs, "Pinging API", https://healthchecks.io/docs/http_api/): a check is named by its
+# UUID (https://hc-ping.com/<uuid>) or by the project's ping key and the check's slug (/<ping-key>/<slug>); a self-hosted
+# Healthchecks serves the same under /ping/. After the check may come a signal: /start starts a run's timer, /log records
+# an event that is neither success nor failure, /fail and /<exit-status> report a failure ("Signaling failures",
+# https://healthchecks.io/docs/signaling_failures/: "exit status 0 as success and all non-zero values as failures"); a
+# started run with no success within the grace time is marked down ("Measuring script run time",
+# https://healthchecks.io/docs/measuring_script_run_time/). Only the bare URL, or /0, reports success.
+HEALTHCHECKS_HOSTS = frozenset({"hc-ping.com", "hchk.io"})
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+_SIGNALS = {
+    "fail": "reports a failure",
+    "start": "only starts a run's timer, and no success follows, so the check is marked down once its grace time has passed",
+    "log": "records an event that is neither success nor failure, so the check never hears a success and goes down",
+}
+_NO_SUCCESS = (
+    "Alertmanager posts the Watchdog there every hour while all is well, and the switch would report the homelab dead all "
+    "the same: a false alarm that teaches you to ignore the one alert meant to say Arda is gone"
+)
+
+
+def heartbeat_signal(url: str) -> Iterator[Problem]:
+    """A heartbeat URL that never reports success: healthchecks.io's with no check, or with a failure, start or log
+    signal after it; Uptime Kuma's push URL with status=down."""
+    path = f"{MONITORING}.heartbeat"
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    segments = [s for s in parts.path.split("/") if s]
+    check = segments if host in HEALTHCHECKS_HOSTS else None
+    if check is None and segments[:1] == ["ping"] and len(segments) > 1 and _UUID.match(segments[1]):
+        check = segments[1:]  # a self-hosted Healthchecks, read only in its UUID form: another server may serve /ping/<token>
+    if check is not None:
+        if not check or (len(check) == 1 and not _UUID.match(check[0])):
+            yield Problem(
+                path,
+                f"{url} names no check: healthchecks.io takes a ping for a check named by its UUID (https://hc-ping.com/<uuid>) or by "
+                "the project's ping key and the check's slug (/<ping-key>/<slug>), and a ping that names none watches nothing; "
+                "copy the check's ping URL from its page",
+            )
+            return
+        signal = check[1:] if _UUID.match(check[0]) else check[2:]
+        if signal:
+            word = signal[0].lower()
+            what = _SIGNALS.get(word)
+            if what is None and word.isdigit() and int(word) != 0:
+                what = f"reports exit status {word}, a failure (healthchecks.io reads every status but 0 as one)"
+            if what is not None:
+                base = url[: url.rindex("/" + signal[0])]
+                yield Problem(path, f"{url}: /{signal[0]} {what}: {_NO_SUCCESS}; write {base}, the check's success URL")
+        return
+    # Uptime Kuma's push monitor (its push URL /api/push/<token>?status=up&msg=OK&ping=): status=down marks it down.
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if segments[:2] == ["api", "push"] and any(k == "status" and v.lower() == "down" for k, v in query):
+        fixed = urlunsplit(parts._replace(query=urlencode([(k, "up" if k == "status" else v) for k, v in query])))
+        yield Problem(path, f"{url}: status=down marks the push monitor down on every push: {_NO_SUCCESS}; write {fixed}")
+
+
+def _comparable(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return ((parts.hostname or "").rstrip(".").lower(), parts.path.rstrip("/"))
+
+
+def _heartbeat_is_receiver(monitoring: Monitoring) -> Iterator[Problem]:
+    """The heartbeat at the alert receiver's own URL (an ntfy topic, a webhook): the Watchdog then reaches you as an alert
+    every hour, and nothing watches for the posts stopping, which is what the switch is for."""
+    assert monitoring.heartbeat is not None
+    receiver = monitoring.receiver
+    for kind in ("ntfy", "webhook"):
+        part = getattr(receiver, kind) if receiver is not None else None
+        if part is None or part.url is None or _comparable(part.url) != _comparable(monitoring.heartbeat):
+            continue
+        yield Problem(
+            f"{MONITORING}.heartbeat",
+            f"{monitoring.heartbeat} is monitoring.receiver.{kind}.url{' too' if part.url == monitoring.heartbeat else ', the same ' + ('topic' if kind == 'ntfy' else 'URL')}: "
+            "the Watchdog Alertmanager posts there every hour would reach you as an alert each hour, and nothing would watch for "
+            "the posts stopping (a receiver is told only what is sent); use a dead man's switch off the homelab that alerts when "
+            "pings stop (a healthchecks.io check's ping URL, an Uptime Kuma push monitor)",
         )
 
 
@@ -150,6 +232,17 @@ def _grafana(monitoring: Monitoring, apps: Sequence[tuple[int, App]]) -> Iterato
         yield Problem(
             f"iluvatar:apps[{i}].category",
             f"{app.category}: {name} is Grafana, which runs in the namespace {GRAFANA_NAMESPACE}; set category: {GRAFANA_NAMESPACE}",
+        )
+    if app.audience != "internal" and not app.ports:
+        # Served on the LAN (and the tailnet) only, as Headlamp is (stacks.identity): Headlamp because its sign-in goes
+        # through Dex at the front door, which the internet does not reach; Grafana because its sign-in is one admin
+        # password (plans.monitoring: no Dex, no second factor) before every machine's metrics and logs and a query
+        # proxy to Prometheus and the log store. From away, remote access reaches it (reach: apps).
+        yield Problem(
+            f"iluvatar:apps[{i}].audience",
+            f"{app.audience}: {name} is Grafana, which is served on the LAN only (envoy-internal), as Headlamp is: its sign-in is "
+            "one admin password before every machine's metrics and logs; reach it from away through iluvatar:remoteAccess (reach: "
+            "apps), and remove audience",
         )
     if app.ports:
         yield Problem(

@@ -56,13 +56,15 @@ def check(
     ports_written: Sequence[str] = (),
     free_of: Container[IPv4Address] = (),
     zone_names: Mapping[str, str] | None = None,
+    clusters: Mapping[IPv4Address, str] = MappingProxyType({}),
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
     `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
     stacks.rules.Taken), `taken`'s keys if empty.
     `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake.
     `zone_names`: the internal zone's names that are not apps (machines, the VIPs', the gateways', the Git mirror's,
-    identity's), with what owns each."""
+    identity's), with what owns each.
+    `clusters`: the clusters' own addresses a route must not open to a group kept off them (stacks.addresses.clusters_own)."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -72,7 +74,7 @@ def check(
     out += _flavour(remote, ainur_set, secrets)
     if network is not None:
         out += _overlap(network)
-        out += _routes(remote, network, apps)
+        out += _routes(remote, network, apps, clusters)
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {})
     if remote.flavour == "tailscale":
@@ -157,10 +159,17 @@ def _cluster_overlap(patches: Sequence[Mapping[str, object]]) -> Iterator[Proble
                     )
 
 
-def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = ()) -> Iterator[Problem]:
+def _routes(
+    remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = (), clusters: Mapping[IPv4Address, str] = MappingProxyType({})
+) -> Iterator[Problem]:
     own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
     known = ", ".join(f"{path} {net}" for path, net in own)
     seen: dict[IPv4Network, int] = {}
+    # A route opens every port of what it holds to each group with reach: routes. The clusters' own addresses are opened
+    # by reach: kubernetes, port by port (plans.remote_access.destinations): a group without it is kept off the clusters,
+    # and a route over them would give it SSH, both API servers and the kubelets all the same. A group with it reaches the
+    # clusters already, and a route to a Pi's SSH is then the owners' own choice.
+    kept_off = [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
     for i, route in enumerate(remote.routes):
         path = f"{REMOTE}.routes[{i}]"
         outside = not any(route.subnet_of(net) for _, net in own)
@@ -182,24 +191,23 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
             else:
                 yield Problem(path, f"{route} holds routes[{j}] {other}, which it advertises again; remove routes[{j}], or narrow this one")
         seen.setdefault(route, i)
+        if outside:
+            continue
         pool = network.load_balancer_pool
         first, last = route.network_address, route.broadcast_address
-        if not outside and first <= pool.end and pool.start <= last:
-            # The pool is Arda's Services: envoy-external among them, which only the public side reaches, and every
-            # LoadBalancer Service an app adds. What the tailnet may reach of it is advertised one address at a time
-            # (envoy-internal's /32 for the apps), so a route over the pool opens what `access` never granted.
-            rest = [
-                *(summarize_address_range(first, pool.start - 1) if first < pool.start else ()),
-                *(summarize_address_range(pool.end + 1, last) if pool.end < last else ()),
-            ]
+        over_pool = first <= pool.end and pool.start <= last
+        held = sorted(ip for ip in clusters if first <= ip <= last) if kept_off else []
+        if not over_pool and not held:
+            continue
+        if over_pool and not held:
             # A raw-port app's address is advertised by `reach: ports`, its ports alone, and only then does its policy let
             # the Connector's pods in (plans.ports): with Tailscale a route to it is dropped at the app.
             raw = {a.address: (k, a) for k, a in apps if a.ports and a.address is not None}
-            held = [ip for ip in raw if first <= ip <= last]
+            apps_held = [ip for ip in raw if first <= ip <= last]
             inside = int(min(last, pool.end)) - int(max(first, pool.start)) + 1
-            if held and len(held) == inside:
-                names = ", ".join(f"apps[{raw[ip][0]}].address ({raw[ip][1].name})" for ip in sorted(held))
-                what = f"is {names}, a raw-port app's" if len(held) == 1 else f"holds only raw-port apps' addresses, {names}"
+            if apps_held and len(apps_held) == inside:
+                names = ", ".join(f"apps[{raw[ip][0]}].address ({raw[ip][1].name})" for ip in sorted(apps_held))
+                what = f"is {names}, a raw-port app's" if len(apps_held) == 1 else f"holds only raw-port apps' addresses, {names}"
                 yield Problem(
                     path,
                     f"{route} {what}: the tailnet reaches such an app through reach: ports, which advertises its address with "
@@ -207,16 +215,54 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
                     "not); remove the route and give the groups that should reach them reach: ports",
                 )
                 continue
-            fix = (
-                f"route {', '.join(str(n) for n in rest)} instead"
-                if rest
-                else "remove it (the apps behind the gateways are reached through reach: apps, a raw-port app's own ports through reach: ports)"
-            )
-            yield Problem(
-                path,
+        # What the route may still hold: itself less the pool and the clusters' addresses it covers.
+        closed = ([(pool.start, pool.end)] if over_pool else []) + [(ip, ip) for ip in held]
+        rest = _rest(first, last, closed)
+        said: list[str] = []
+        if over_pool:
+            # The pool is Arda's Services: envoy-external among them, which only the public side reaches, and every
+            # LoadBalancer Service an app adds. What the tailnet may reach of it is advertised one address at a time
+            # (envoy-internal's /32 for the apps), so a route over the pool opens what `access` never granted.
+            said.append(
                 f"{route} covers network.loadBalancerPool {pool}, Arda's Services, envoy-external among them: the tailnet would "
-                f"reach every one, though remote access reaches the apps through envoy-internal alone; {fix}",
+                "reach every one, though remote access reaches the apps through envoy-internal alone"
             )
+        if held:
+            named = [f"{ip} ({clusters[ip].replace(' (', ', ').removesuffix(')')})" for ip in held]
+            shown = ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
+            what = f"is {clusters[held[0]]}" if route.num_addresses == 1 else f"covers the clusters' own addresses {shown}"
+            groups = ", ".join(kept_off)
+            one = len(kept_off) == 1
+            said.append(
+                f"{'it also' if over_pool else route} {what}: {groups} reach{'es' if one else ''} routes (every port of each routed "
+                f"address) but not kubernetes, so the tailnet would open to {'it' if one else 'them'} the SSH, API server and "
+                f"kubelet of whichever machine holds each, which {'its' if one else 'their'} grant withholds"
+            )
+        if rest:
+            fix = f"route {', '.join(str(n) for n in rest)} instead"
+        elif over_pool:
+            fix = "remove it (the apps behind the gateways are reached through reach: apps, a raw-port app's own ports through reach: ports)"
+        else:
+            fix = "remove it"
+        if held and not over_pool:
+            fix += f", or give {groups} reach: kubernetes if {'it' if len(kept_off) == 1 else 'they'} should reach the clusters"
+        yield Problem(path, "; ".join(said) + f"; {fix}")
+
+
+def _rest(first: IPv4Address, last: IPv4Address, closed: Sequence[tuple[IPv4Address, IPv4Address]]) -> list[IPv4Network]:
+    """The networks of first..last outside the closed ranges, in order."""
+    out: list[IPv4Network] = []
+    start = int(first)
+    for low, high in sorted(closed):
+        lo, hi = max(int(low), int(first)), min(int(high), int(last))
+        if lo > hi:
+            continue
+        if start < lo:
+            out += summarize_address_range(IPv4Address(start), IPv4Address(lo - 1))
+        start = max(start, hi + 1)
+    if start <= int(last):
+        out += summarize_address_range(IPv4Address(start), last)
+    return out
 
 
 def _headscale(
@@ -264,11 +310,25 @@ def _headscale(
         )
     domain = base_domain(remote, network)
     key = f"{path}.baseDomain" if settings.base_domain is not None else path
+    # The domain a message offers is one the rules below take: under the internal zone, holding none of its names (an
+    # app's host, a machine's, the VIPs', the gateways', identity's), nor Headscale's own name, nor a zone of the homelab.
+    every = [a.host for _, a in apps] + list(zone_names)
+    free = next(
+        (
+            d
+            for d in (f"{p}.{network.domain}" for p in ("tailnet", "ts", "vpn"))
+            if d != domain
+            and not any(under(n, d) for n in every)
+            and not under(host, d)
+            and not any(z is not None and under(z, d) for z in (network.domain, network.external_domain))
+        ),
+        f"a name under {network.domain}",
+    )
     zones = [z for z in (network.domain, network.external_domain) if z is not None and under(z, domain)]
     if zones:
         # Said once: every name of the zone is held by it too, which this one fix undoes.
         what = f"{domain} is a zone of the homelab" if domain in zones else f"{domain} holds {zones[0]}, a zone of the homelab"
-        yield Problem(key, f"{what}; the devices' names need a domain of their own, e.g. tailnet.{network.domain}")
+        yield Problem(key, f"{what}; the devices' names need a domain of their own, e.g. {free}")
     # Headscale refuses a base domain that is the server's host or a suffix of it (hscontrol/types/config.go:1013-1045,
     # isSafeServerURL, at v0.27.1): the devices' resolver would answer for the server, which would then be unreachable.
     if host == domain or host.endswith(f".{domain}"):
@@ -290,11 +350,6 @@ def _headscale(
             names = f"is {held[0][0]}"
         else:
             names = "holds " + "; ".join(f"{said} {name}" if said.startswith("apps[") else f"{name}, {said}" for said, name in held)
-        every = [a.host for _, a in apps] + list(zone_names)
-        free = next(
-            (d for d in (f"{p}.{network.domain}" for p in ("tailnet", "ts", "vpn")) if d != domain and not any(under(n, d) for n in every)),
-            f"a name under {network.domain}",
-        )
         them = "them" if len(held) > 1 else "it"
         apps_only = len(held) == sum(1 for _, a in apps if under(a.host, domain))
         other = f", or give {'those apps' if len(held) > 1 else 'the app'} a host outside it" if apps_only else ""

@@ -60,6 +60,16 @@ def parse_repo_url(value: object) -> RepoUrl:
             f"{url} uses {scheme}://; Argo CD is given only https:// or SSH repositories here "
             "(e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)"
         )
+    user = re.match(r"^https://(?P<user>[^@/:]+)@(?P<rest>[A-Za-z0-9.-]+(:\d{1,5})?/\S+)$", url)
+    if user is not None:
+        # An SSH habit: `git@` names the SSH account. Argo CD reads a URL with a user as SSH only without a scheme or
+        # with ssh:// (util/git.IsSSHURL, _ARGO_SSH above); an https URL signs in with gitopsToken, never a user written in it.
+        rest = user["rest"]
+        scp = re.sub(r"^([^/:]+)(:\d+)?/", r"\1:", rest)
+        raise ValueError(
+            f"{url}: an https URL takes no user ({user['user']}@ is the SSH form's); write https://{rest} (with gitops.private: true and iluvatar:gitopsToken "
+            f"if the repository is private), or the SSH form {user['user']}@{scp}"
+        )
     raise ValueError(f"{url} is not an https:// or SSH repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
 
 
@@ -68,9 +78,28 @@ def check_repo_url(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
+# A remote-tracking name of the user's own clone (`git branch -a` prints remotes/origin/main): its remote's branch, as
+# that clone last fetched it. Argo CD resolves a revision against the server's own refs, which `git ls-remote` lists:
+# a ref whose full name is the revision, or, for a short one, a branch or tag whose short name is (argo-cd v3.5.1
+# util/git/client.go:942-1007, lsRemote: `ref.Name().Short() == revision || refName == revision` over refs/heads/*,
+# refs/tags/* and HEAD, else "unable to resolve ... to a commit SHA"). A server has no refs/remotes/, so no such
+# revision ever resolves and nothing syncs on either cluster. `origin` is the name git gives the remote a clone came
+# from; a branch of the server named origin/... is possible but would be named for the clone's remote, not this one.
+_REMOTE_TRACKING = re.compile(r"^(?:refs/remotes/|remotes/)(?P<remote>[^/]+)/(?P<branch>.+)$|^(?P<origin>origin)/(?P<short>.+)$")
+
+
 def check_revision(value: object) -> object:
     if not isinstance(value, str) or not _REVISION.match(value):
         raise ValueError(f"{show(value)} is not a branch, tag or commit git accepts (e.g. main, v1.2.0 or HEAD)")
+    tracking = _REMOTE_TRACKING.match(value)
+    if tracking is not None:
+        branch = tracking["branch"] or tracking["short"]
+        remote = tracking["remote"] or tracking["origin"]
+        raise ValueError(
+            f"{value} is your clone's copy of the branch {branch} of the remote {remote} (a remote-tracking name), which the "
+            f"server does not have: Argo CD resolves the revision among the server's own branches and tags, so nothing would "
+            f"sync; write {branch}"
+        )
     return value
 
 

@@ -924,34 +924,68 @@ def _system_disk_taken(node: Node) -> str:
     return _SYSTEM_DISK_TO_LONGHORN if node.role in AINUR_ROLES else _SYSTEM_DISK_TO_ROOK
 
 
+# The mmcblk indices a Pi's card (or a Compute Module's eMMC) may take, by the kernel that names it. Linux numbers an MMC
+# host by its device tree's mmcN alias, else in the order the hosts probe (drivers/mmc/core/host.c, mmc_alloc_host). The
+# Raspberry Pi kernel's trees, which the firmware ships, alias mmc0 = &emmc2, the card's host (raspberrypi/linux
+# arch/arm/boot/dts/broadcom/bcm2711-rpi-ds.dtsi): Ubuntu's raspi kernel on the Ainur boots them, and so does Talos
+# through its rpi_generic overlay (siderolabs/sbc-raspberrypi copies the firmware's boot/ whole). But
+# mainline's trees have no mmc alias (torvalds/linux arch/arm/boot/dts/broadcom/bcm2711-rpi.dtsi aliases only emmc2bus,
+# ethernet0, pcie0 and blconfig; the 2022 patch adding mmc0 = &emmc2, so that the card's "/dev/mmcblk ID ... won't change
+# depending on the probe order", was not merged), and the Wi-Fi's SDIO host probes beside the card's: a Talos Pi 4 booted
+# another way (the Pi 4 UEFI firmware, as Sidero's guide netboots it) has had its card as mmcblk1 (siderolabs/sidero#838,
+# "RPI4 specified install disk does not exists /dev/mmcblk0", Talos v1.0.3). Talos's Pi 5 overlay boots the Raspberry Pi
+# kernel's bcm2712 trees (sbc-raspberrypi artifacts/dtb/raspberrypi), whose card is mmcblk0 (`talosctl get disks` on a
+# Pi 5 lists mmcblk0, talos-rpi5/talos-builder#22).
+def _pi_card_indices(node: Node) -> range:
+    return range(2) if node.board == "rpi4" and node.role in ARDA_ROLES else range(1)
+
+
+def _is_pi_card(node: Node, disk: object) -> bool:
+    """Whether `disk` names a Pi's one MMC device: /dev/mmcblkN at an index its kernel gives the card (`_pi_card_indices`),
+    or an mmc- by-id link (a whole device, no -partN)."""
+    if not isinstance(disk, str):
+        return False
+    path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
+    if path is not None:
+        return int(path.group(1)) in _pi_card_indices(node)
+    return disk.startswith("/dev/disk/by-id/mmc-") and partition_of(disk) is None
+
+
 def _pi_mmc(node: Node, disk: str) -> str | None:
     """Why an MMC name is no data disk of this Raspberry Pi, or None. A Pi 4 or 5 has one MMC block device, its SD card
-    slot (a Compute Module's eMMC in its place, a CM4 with eMMC leaving its carrier's slot unwired), which Linux names
-    mmcblk0 on both boards (the Wi-Fi's SDIO controller is an MMC host too, but no block device). So mmcblk1 and up are no device there; mmcblk0, by path or by its mmc-
-    by-id link, is the card a Pi boots from when installDisk names it, and an empty slot on a maia that netboots. A Pi
-    that boots from NVMe or USB may keep a card in the slot as its data disk: that one is accepted."""
+    slot (a Compute Module's eMMC in its place, a CM4 with eMMC leaving its carrier's slot unwired); the Wi-Fi's SDIO
+    controller is an MMC host too, but no block device. Its kernel names the card mmcblk0, or on a Talos Pi 4 mmcblk0 or
+    mmcblk1 (`_pi_card_indices`), so a higher index is no device there. The card, by path or by its mmc- by-id link, is
+    what a Pi boots from when installDisk names it (by path or by link: the same device either way), and an empty slot
+    on a maia that netboots. A Pi that boots from NVMe or USB may keep a card in the slot as its data disk: that one is
+    accepted."""
     if node.board not in ("rpi4", "rpi5"):
         return None
     path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
-    if path is None and not (disk.startswith("/dev/disk/by-id/mmc-") and partition_of(disk) is None):
+    if path is None and not _is_pi_card(node, disk):
         return None
     pi = f"{'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board})"
     fix = "name the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out"
     ainur = node.role in AINUR_ROLES
-    if path is not None and int(path.group(1)) > 0:
+    if not _is_pi_card(node, disk):
         lost = (
             "cloud-init finds no such disk to format, and Longhorn writes to the root filesystem"
             if ainur
             else "Rook finds no such disk and makes no OSD on this machine"
         )
-        return f"{disk} is no device on a {pi}: its one MMC device, the SD card slot (or a Compute Module's eMMC), is /dev/mmcblk0, so {lost}; {fix}"
+        card = (
+            "/dev/mmcblk0, or /dev/mmcblk1 where Talos's kernel numbers the Wi-Fi's SDIO host first"
+            if len(_pi_card_indices(node)) > 1
+            else "/dev/mmcblk0"
+        )
+        return f"{disk} is no device on a {pi}: its one MMC device, the SD card slot (or a Compute Module's eMMC), is {card}, so {lost}; {fix}"
     if ainur and node.boot == "netboot":
         # A netbooted maia's dataDisks are no Longhorn disk either (stacks.storage.longhorn_pis).
         return (
             f"{disk} is an MMC device, and a {pi} has one, its SD card slot, which a Pi that netboots leaves empty ({node.name} "
             "boots from the Ainur); and a netbooted maia's dataDisks are no Longhorn disk: leave dataDisks out"
         )
-    if isinstance(node.install_disk, str) and re.fullmatch(r"/dev/mmcblk\d+", node.install_disk):
+    if isinstance(node.install_disk, str) and (re.fullmatch(r"/dev/mmcblk\d+", node.install_disk) or _is_pi_card(node, node.install_disk)):
         lost = "Longhorn would get no disk of its own and write to the card's root filesystem" if ainur else _SYSTEM_DISK_TO_ROOK
         return f"{disk} is an MMC device, and a {pi} has one, the SD card (or eMMC) it boots from, installDisk {node.install_disk}: {lost}; {fix}"
     return None

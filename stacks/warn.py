@@ -8,6 +8,7 @@ the other reading. They are read from a valid stack only: a refused one is fixed
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
@@ -15,12 +16,13 @@ from ipaddress import IPv4Address
 from plans import zone
 from stacks import encryption, pins
 from stacks.addresses import CLIENTS, NOUNS, Server, servers
-from stacks.boards import AINUR_ROLES
+from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
 from stacks.monitoring import server_on_arda
+from stacks.rules import _transport
 from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -35,6 +37,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     # The sign-in, alerting and GitOps layers' servers, a zone name resolved as the Ainur's DNS answers it.
     reached = servers(stack.identity, stack.monitoring, stack.gitops, zone.records(stack), stack.network.domain, stack.apps)
     yield from _size_alone(stack)
+    yield from _kind_alone(stack)
     yield from _nas_in_router_range(stack)
     yield from _servers_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
@@ -59,6 +62,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _short_months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
@@ -72,6 +76,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_months("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
     if drill.enabled:
@@ -154,8 +159,40 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
             )
 
 
+def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
+    """An install disk selector of type ssd or hdd alone (no size; a model of `*` asks nothing more) beside a data disk whose name
+    does not show whether it spins (sdX, an ata- or usb- link). Talos reads ssd as !disk.rotational and hdd as
+    disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9) and installs on the first disk by name that matches
+    (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9): a SATA SSD data disk named before the system disk becomes it.
+    A warning, as the size-only selector's (`_size_alone`): the stack does not say which disk spins, and a spinning data
+    disk beside an SSD system disk is the very thing type tells apart. An NVMe data disk against ssd is refused
+    (stacks.rules: never rotational); a board whose SD card or eMMC sorts first takes that for ssd."""
+    for i, node in enumerate(stack.nodes):
+        selector = node.install_disk
+        if not isinstance(selector, DiskSelector) or selector.type not in ("ssd", "hdd"):
+            continue
+        if any(v is not None for v in (selector.size, selector.serial, selector.wwid, selector.bus_path)):
+            continue  # with a size too, the bound may be what tells the disks apart (a small SSD, a large data disk)
+        if selector.model is not None and selector.model.strip("*") != "":
+            continue
+        if selector.type == "ssd" and BOARDS[node.board].talos_overlay is not None:
+            continue
+        spins = "is an SSD (not rotational)" if selector.type == "ssd" else "spins (rotational)"
+        for d, disk in enumerate(node.data_disks):
+            if _transport(disk) != "other":
+                continue
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                f"{disk} may be the disk installDisk {selector} selects: Talos installs on the first disk by name its selector "
+                f"matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and type {selector.type} asks only whether a disk "
+                f"spins, so if {disk} {spins} and its name sorts before the system disk's, the system disk and Ceph's are one; "
+                "pin installDisk to the system disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists "
+                "them), or write its /dev/disk/by-id path",
+            )
+
+
 def _pi4_nvme(stack: StackConfig) -> Iterator[Problem]:
-    """An NVMe name as the data disk of an rpi4 that boots from its card. A Raspberry Pi 4 Model B has no PCIe slot: an
+    """An NVMe name as the data disk of an rpi4, whatever its installDisk. A Raspberry Pi 4 Model B has no PCIe slot: an
     NVMe SSD reaches it in a USB enclosure, whose bridge shows it as a USB mass-storage disk (sdX, a usb- by-id link), so
     no nvme name exists on it. But the rpi4 board is the Compute Module 4's too, whose carriers' M.2 slot takes an NVMe
     SSD under that very name: a warning naming both, not a refusal. A netbooting maia's dataDisks are no disk of
@@ -267,6 +304,44 @@ def _short_months(path: str, schedule: str) -> Iterator[Problem]:
         f"{schedule} runs on day {fields[2]} of the month, which {lacking} not: cron runs nothing in "
         f"{'those months' if len(names) > 1 else 'that month'}, so it runs in {runs} {of}{leap}; to run in every month, write a "
         f"day every month has, {fixed} (or 1 for the first day of the next month)",
+    )
+
+
+# The steps that cut a day into even hours (every 3, 4, 6, 8 or 12 hours), 2 aside: `*/2` in the day of month is the
+# common "every other day", whose days stay 1 or 2 apart.
+_HOUR_STEPS = (3, 4, 6, 8, 12)
+
+
+def _hours_as_days(path: str, schedule: str) -> Iterator[Problem]:
+    """A backup at 00:00 every N days by a step in the day of month (`0 0 */6 * *`), N a step of the hours: the shape of
+    `0 */6 * * *` with a field too many before it, or of a six-field schedule with seconds (Quartz's or Spring's
+    `0 0 */6 * * *`, every 6 hours) cut to five. robfig/cron counts a day-of-month step from the 1st, again in every
+    month (parser.go getRange at v3.0.1, spec.go dayMatches), so it runs on days 1, 7, 13, 19, 25 and 31, a day apart
+    at the turn of a 31-day month: not even every 6 days. Said, not refused, and only where hours are the likely
+    meaning: every field but the day of month at its least (minute and hour 0, no month or weekday named), and a step
+    that divides the day (3, 4, 6, 8, 12). A time of day (`0 3 */3 * *`), a named month or weekday, or a step no
+    clock uses (5, 7, 10, 14, 15) says days are meant, and `*/2` is the common "every other day". The drill is left
+    alone: it restores, and runs days apart by nature."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    found = re.fullmatch(r"(?:\*|\?|1|1-31)/(\d+)", fields[2])
+    if found is None or int(found.group(1)) not in _HOUR_STEPS:
+        return
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    hours, hour_star = _cron_field(fields[1], 0, 23)
+    _, month_star = _cron_field(fields[3], 1, 12)
+    _, dow_star = _cron_field(fields[4], 0, 6)
+    if minutes != {0} or hours != {0} or hour_star or not month_star or not dow_star:
+        return
+    step = int(found.group(1))
+    doms = sorted(_cron_field(fields[2], 1, 31)[0])
+    runs = _days_run(fields)
+    turns = [(b - a).days for a, b in itertools.pairwise(runs) if a.month != b.month]
+    listed = f"{', '.join(str(d) for d in doms[:-1])} and {doms[-1]}"
+    yield Problem(
+        path,
+        f"{schedule} runs at 00:00 on days {listed} of each month, not every {step} hours: a step in the day of month field "
+        f"counts days, from the 1st again in every month, so the runs are {step} days apart within a month and "
+        f"{min(turns)} to {max(turns)} days apart across its end; for every {step} hours, write 0 */{step} * * *",
     )
 
 

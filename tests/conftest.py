@@ -14,6 +14,7 @@ from collections.abc import Generator
 import pytest
 
 from iluvatar.cli import GC_THRESHOLDS
+from tests.first_collection import cache_folder, first_collection
 
 # The real control plane's fixtures (kube_talos, kube_k3s, kube_fresh, kube_namespace), for every test directory.
 pytest_plugins = ("tests.kube.plugin",)
@@ -23,6 +24,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # The tests run the program under mocks about ninety times, each allocating as `iluvatar render` does: the
     # command's GC thresholds took a sixth of the CPU off the component tests.
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
+    # On a fresh clone the workers would each compile the same modules at once (tests/first_collection.py). Only a
+    # worker collects: pytest-xdist's controller runs this hook and collects nothing (xdist 3.8.0 dsession.py:103
+    # `pytest_collection` returns True), so its marker would say a collection happened that did not.
+    if not hasattr(session.config, "workerinput"):
+        return (yield)
+    with first_collection(cache_folder()):
+        return (yield)
 
 
 # The files that take longest, handed out to the workers first. scripts/test runs a file's tests on one worker

@@ -26,14 +26,14 @@ HOMELAB_SUMMARY = """\
   network: LAN 192.168.0.0/24 (iluvatar.home.arpa), gateway 192.168.0.1, DNS 192.168.0.1; DHCP 192.168.0.100-192.168.0.199; load balancers 192.168.0.220-192.168.0.239; 1 VLAN: iot 192.168.20.0/24 (id 20); public zone example.com
   nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari)
   Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
-  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20
+  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20; volumes encrypted with LUKS2 (unlocked through the Ainur's KMS)
   apps: 7 (home-assistant, jellyfin, blog, grafana, headlamp, minecraft, mosquitto); 1 external; raw ports: minecraft at 192.168.0.220 (25565/tcp, 19132/udp); mosquitto at 192.168.0.221 (1883/tcp, 8883/tcp)
-  edge: public ingress cloudflare-tunnel, public DNS cloudflare; envoy-internal 192.168.0.238, envoy-external 192.168.0.239
+  edge: public ingress cloudflare-tunnel, public DNS cloudflare (account 0123456789abcdef0123456789abcdef); envoy-internal 192.168.0.238, envoy-external 192.168.0.239
   GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/
   storage: Arda ceph-block (default), ceph-filesystem, local-path; Ainur longhorn (default)
   monitoring: Prometheus keeps 30d on 50Gi; alerts by ntfy to https://ntfy.sh/iluvatar-example-alerts
   logs: VictoriaLogs on Arda keeps 14d on 20Gi (ceph-block); the Pis send to 192.168.0.236
-  identity: sign-in through github (Dex at 192.168.0.16), 2 groups bound to cluster roles
+  identity: sign-in through github of orgs example (Dex at 192.168.0.16), 2 groups bound to cluster roles
   backup: to S3 s3+http://192.168.0.40:9000/homelab; etcd snapshots of Arda and the Ainur (0 */6 * * *); 4 app volumes; restore drill (30 4 * * 0) of volumes, Arda's etcd, the Ainur's etcd, alert when none passed in 8d
 """
 RK1_SUMMARY = """\
@@ -120,7 +120,8 @@ def test_the_minimal_example_is_valid_as_it_ships() -> None:
         "  network: LAN 192.168.1.0/24 (lab.home.arpa), gateway 192.168.1.1, DNS 192.168.1.1; DHCP 192.168.1.100-192.168.1.199; load balancers 192.168.1.220-192.168.1.239\n"
         "  nodes: 2 (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari)\n"
         "  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp)\n"
-        "  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.1.13; the control planes run workloads too\n"
+        "  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.1.13; the control planes run workloads too; volumes encrypted "
+        "with LUKS2 (unlocked through the Ainur's KMS)\n"
     )
 
 
@@ -348,3 +349,24 @@ def test_output_is_whole_in_a_file_and_a_reader_that_leaves_ends_the_command_qui
     finally:
         os.close(write)
     assert (gone.returncode, gone.stderr) == (-signal.SIGPIPE, b"")
+
+
+def test_the_next_steps_flash_the_pis_with_cards_and_set_the_netbooting_ones_to_boot_from_the_network() -> None:
+    # A Pi that netboots (its bootloader file netboot/pis/<pi>/bootconf.txt) has no card to flash, though its seed is
+    # rendered beside the others'.
+    files = {
+        "ainur/ash.user-data": "",
+        "ainur/elm.user-data": "",
+        "ainur/oak.user-data": "",
+        "netboot/pis/elm/bootconf.txt": "",
+        "netboot/pis/elm/boot.cmdline.txt": "",
+    }
+    out = Path("render/base")
+    assert cli.next_steps("base", out, files, change=False, secrets=False) == [
+        "read render/base/plan.txt: every resource `pulumi up` would create, and what each waits for",
+        "flash each Pi (ash, oak) with Ubuntu Server, then its render/base/ainur/<pi>.user-data and .network-config "
+        "(docs/layers/ainur.md#flashing-the-pis)",
+        "set each Pi with no card (elm) to boot from the network, once, with its render/base/netboot/pis/<pi>/bootconf.txt "
+        "(docs/layers/ainur.md#from-a-pi-with-no-card-to-a-maia-in-the-cluster)",
+        "then: `pulumi stack select --create base` (makes the stack the first time), `pulumi preview`, `pulumi up` (docs/bring-up.md)",
+    ]

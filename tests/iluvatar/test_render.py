@@ -33,6 +33,22 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "iluvatar", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture
+def render_here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`iluvatar render ARGS` in this process, from the checkout as `run` starts it: what `main` returns is the status
+    `cli.run` exits with, and what it printed the process's output. For the tests of what a render plans and refuses;
+    the command as a process (its start, exit and streams) is the `homelab` fixture's, and test_cli's."""
+    monkeypatch.chdir(ROOT)
+
+    def render_(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = cli.main(["render", *args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["iluvatar", "render", *args], code, out, err)
+
+    return render_
+
+
 def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -500,9 +516,9 @@ def test_no_secret_in_clear_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
             assert canary not in content, f"{canary} in clear in {rel}"
 
 
-def test_rk1_renders_talos_only(tmp_path: Path) -> None:
+def test_rk1_renders_talos_only(tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     out = tmp_path / "rk1"
-    assert run("render", "rk1", "--out", str(out)).returncode == 0
+    assert render_here("rk1", "--out", str(out)).returncode == 0
     files = tree(out)
     assert sorted(f for f in files if f.startswith("talos/")) == [f"talos/talos-{i}.patch.yaml" for i in range(1, 5)]
     assert not any(f.startswith(("ainur/", "netboot/", "kubernetes/ainur/")) for f in files)
@@ -549,23 +565,23 @@ def test_invalid_stack_reports_like_validate(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_non_empty_output_needs_force(tmp_path: Path) -> None:
+def test_non_empty_output_needs_force(tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    refused = run("render", "rk1", "--out", str(out))
+    refused = render_here("rk1", "--out", str(out))
     assert refused.returncode == 2
     assert refused.stderr == f"error: {out} exists and is not empty; pass --force to replace it\n"
     assert (out / "keep.txt").read_text() == "mine"
-    forced = run("render", "rk1", "--out", str(out), "--force")
+    forced = render_here("rk1", "--out", str(out), "--force")
     assert forced.returncode == 0
     assert not (out / "keep.txt").exists() and (out / "plan.txt").exists()
 
 
-def test_unwritable_path_is_one_line(tmp_path: Path) -> None:
+def test_unwritable_path_is_one_line(tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run("render", "rk1", "--out", str(blocker / "out"))
+    result = render_here("rk1", "--out", str(blocker / "out"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: cannot write to {blocker}") and result.stderr.count("\n") == 1
 
@@ -649,8 +665,10 @@ def test_outputs_json_is_what_pulumi_stack_output_json_prints(homelab: Path) -> 
     assert not (homelab / "rollout.txt").exists()
 
 
-def test_a_render_against_its_own_outputs_shows_no_change(homelab: Path, tmp_path: Path) -> None:
-    result = run("render", "homelab", "--out", str(tmp_path / "again"), "--previous", str(homelab / "outputs.json"), "--on", "2026-11-25")
+def test_a_render_against_its_own_outputs_shows_no_change(
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    result = render_here("homelab", "--out", str(tmp_path / "again"), "--previous", str(homelab / "outputs.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "again" / "rollout.txt").read_text() == "Arda: no change on any machine\n"
     lines, out = result.stdout.splitlines(), tmp_path / "again"
@@ -662,13 +680,15 @@ def test_a_render_against_its_own_outputs_shows_no_change(homelab: Path, tmp_pat
     ]
 
 
-def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab: Path, tmp_path: Path) -> None:
+def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     previous = json.loads((homelab / "outputs.json").read_text())
     for node in previous["arda"]["nodes"].values():
         node["installer"] = node["installer"].replace(":v1.14.1", ":v1.13.9")
     previous["arda"]["talosVersion"] = "v1.13.9"
     (tmp_path / "old.json").write_text(json.dumps(previous))
-    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    result = render_here("homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
     rollout = (tmp_path / "day2" / "rollout.txt").read_text().splitlines()
     # Talos 1.14 moves etcd to 3.7 (plans.rollout.describe_etcd): an etcd snapshot first, then the move, said (#57).
@@ -698,7 +718,9 @@ def test_a_render_says_the_programs_warnings_as_validate_does(homelab: Path, tmp
     ]
 
 
-def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(homelab: Path, tmp_path: Path) -> None:
+def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     """Outputs from before the `arda` output recorded the pool (and the cluster's name) still say them at the top level
     (`loadBalancerPool`, `gateways`, `vips`): the move is said, and the same name is no rename."""
     previous = json.loads((homelab / "outputs.json").read_text())
@@ -706,7 +728,7 @@ def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(homel
     previous["loadBalancerPool"] = {"start": "192.168.0.200", "end": "192.168.0.219"}
     previous["gateways"] = {"envoy-external": "192.168.0.219", "envoy-internal": "192.168.0.218"}
     (tmp_path / "old.json").write_text(json.dumps(previous))
-    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    result = render_here("homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "day2" / "rollout.txt").read_text().splitlines() == [
         "Arda: no change on any machine",
@@ -718,11 +740,13 @@ def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(homel
     ]
 
 
-def test_a_version_change_no_machine_could_make_is_refused_offline_too(homelab: Path, tmp_path: Path) -> None:
+def test_a_version_change_no_machine_could_make_is_refused_offline_too(
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     previous = json.loads((homelab / "outputs.json").read_text())
     previous["arda"]["kubernetesVersion"] = "v1.32.0"
     (tmp_path / "old.json").write_text(json.dumps(previous))
-    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"))
+    result = render_here("homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"))
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "stack homelab: 1 problem:",
@@ -734,9 +758,11 @@ def test_a_version_change_no_machine_could_make_is_refused_offline_too(homelab: 
 @pytest.mark.parametrize(
     ("content", "message"), [("{", "not JSON (Expecting property name enclosed in double quotes at line 1)"), ("[]", "not the outputs of a stack")]
 )
-def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content: str, message: str) -> None:
+def test_a_previous_that_is_no_outputs_file_is_one_line(
+    tmp_path: Path, content: str, message: str, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     (tmp_path / "bad.json").write_text(content)
-    result = run("render", "homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "bad.json"))
+    result = render_here("homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "bad.json"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: --previous {tmp_path / 'bad.json'}: {message}")
 
@@ -786,7 +812,11 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content:
     ],
 )
 def test_a_previous_deployment_that_recorded_no_talos_release_is_refused_not_planned_from_none(
-    homelab: Path, tmp_path: Path, edit_arda: Callable[[dict[str, Any]], object] | None, message: str
+    homelab: Path,
+    tmp_path: Path,
+    edit_arda: Callable[[dict[str, Any]], object] | None,
+    message: str,
+    render_here: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
     # An older deployment's outputs with the machines but not what they run: the plan read `Talos None -> v1.14.1`.
     previous = json.loads((homelab / "outputs.json").read_text())
@@ -796,7 +826,7 @@ def test_a_previous_deployment_that_recorded_no_talos_release_is_refused_not_pla
         edit_arda(previous["arda"])
     message = message.replace("{installer}", previous["arda"]["nodes"].get("tirion", {}).get("installer", ""))
     (tmp_path / "old.json").write_text(json.dumps(previous))
-    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    result = render_here("homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: --previous {tmp_path / 'old.json'}: {message}"]
     assert not (tmp_path / "day2").exists()
@@ -879,7 +909,9 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     assert roots_class["parameters"] == {"numberOfReplicas": "1", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}
 
 
-def test_another_deployments_outputs_are_refused_as_that(homelab: Path, tmp_path: Path) -> None:
+def test_another_deployments_outputs_are_refused_as_that(
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     # Another LAN's outputs, none of whose machines this stack has: planned against them, each of their machines would
     # read as one removed from this inventory, to be put back with retire: true.
     previous = json.loads((homelab / "outputs.json").read_text())
@@ -887,7 +919,7 @@ def test_another_deployments_outputs_are_refused_as_that(homelab: Path, tmp_path
     previous["arda"]["nodes"] = {"fimbul": previous["arda"]["nodes"]["tirion"]}
     previous["ainur"]["nodes"] = {}
     (tmp_path / "other.json").write_text(json.dumps(previous))
-    result = run("render", "homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "other.json"))
+    result = render_here("homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "other.json"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: --previous {tmp_path / 'other.json'}: these are the outputs of another deployment: its LAN is 172.16.40.0/24 and "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from iluvatar.summary import summary
 from stacks import parse_stack, read_stack_file
 from stacks.secrets import Secure
-from tests.edit import RK1
+from tests.edit import RK1, edit, homelab_doc, write_stack
 
 
 def rk1(**config: Any) -> list[str]:
@@ -23,8 +24,26 @@ def test_a_monitoring_without_a_receiver_says_where_alerts_go() -> None:
     email = {"to": "you@example.org", "from": "lab@example.org", "smarthost": "smtp.example.org:587"}
     assert (
         rk1(**{"iluvatar:monitoring": {"receiver": {"email": email}}})[-2]
-        == "monitoring: Prometheus keeps 15d on 20Gi; alerts by email to you@example.org"
+        == "monitoring: Prometheus keeps 15d on 20Gi; alerts by email to you@example.org through smtp.example.org:587"
     )
+
+
+def test_each_line_shows_the_servers_and_choices_it_read() -> None:
+    # The values a later step relies on, shown where the summary says their section: the directory, the heartbeat,
+    # the NFS export, how Arda's volumes unlock, which machine netboots.
+    lines = rk1(
+        **{
+            "iluvatar:monitoring": {
+                "receiver": {"webhook": {"url": "http://10.10.0.5:8080/alerts"}},
+                "heartbeat": "https://hc-ping.com/5b9f3e1c-7a0d-4c2e-9f1a-3d8e6b2c4a71",
+            },
+            "iluvatar:storage": {"nfs": {"server": "10.10.0.40", "share": "/volume1/k8s"}},
+        }
+    )
+    assert [line for line in lines if line.startswith(("storage:", "monitoring:"))] == [
+        "storage: Arda ceph-block (default), local-path, nfs (10.10.0.40:/volume1/k8s)",
+        "monitoring: Prometheus keeps 15d on 20Gi; alerts by webhook to http://10.10.0.5:8080/alerts; heartbeat to https://hc-ping.com/5b9f3e1c-7a0d-4c2e-9f1a-3d8e6b2c4a71",
+    ]
 
 
 def test_backups_say_which_cluster_s_etcd_they_keep() -> None:
@@ -74,3 +93,12 @@ def test_discovery_says_where_unknown_machines_boot() -> None:
     raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": {"pool": {"start": "192.168.0.200", "end": "192.168.0.209"}}}
     lines = summary(parse_stack(raw))
     assert "discovery: unknown machines on network.lan boot Talos into maintenance mode (lends 192.168.0.200-192.168.0.209)" in lines
+
+
+def test_the_nodes_line_names_the_machines_that_boot_from_the_network(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "3f2a91c4"})
+    raw = read_stack_file(write_stack(tmp_path, doc)).config
+    for key in ("cloudflareApiToken", "identityConnectorSecret", "backupS3AccessKeyId", "backupS3SecretAccessKey"):
+        raw[f"iluvatar:{key}"] = Secure()
+    raw["iluvatar:appSecrets"] = {"home-assistant": {"WEATHER_API_KEY": Secure()}}
+    assert summary(parse_stack(raw))[1] == "nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari); ilmare boots from the network"

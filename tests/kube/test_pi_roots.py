@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from stacks.load import read_stack_file
 from tests.edit import edit, homelab_doc, write_stack
 from tests.kube.deploy import deployed
 from tools import gotools, kube_program
-from tools.kube_cluster import Cluster
+from tools.kube_cluster import K3S, Cluster
 
 pytestmark = pytest.mark.kube
 
@@ -94,13 +95,16 @@ STANDIN_SUDO = '#!/bin/sh\nexec "$@"\n'
 STANDIN_K3S = '#!/bin/sh\n[ "$1" = kubectl ] || exit 2\nshift\nexec __KCP__ kubectl "$@"\n'
 
 
-def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_prints_works(kube_k3s: Cluster, tmp_path: Path) -> None:
+def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_prints_works(kube_fresh: Callable[..., Cluster], tmp_path: Path) -> None:
     """Review 41-6 M4, against the real API server and kubectl: the wait fails on a Volume whose Scheduled is False,
     naming manwe's missing tag and the command that adds it; that command, run as printed, tags manwe and keeps its
     other tag; a Volume reported Scheduled True passes; a claim the running pi-nfs mounts is not waited on."""
     from plans.netboot import pi_pods
     from tests.plans.test_netboot_pis import netbooting, node
 
+    # The wait reads objects only (a Deployment's spec, a claim's volume, Longhorn's custom resources), which the test
+    # writes: no controller, scheduler or kubelet has a part in it, so the Ainur's API server and its etcd alone.
+    kube_k3s = kube_fresh(K3S, components=("etcd", "kube-apiserver"))
     client = kube_k3s.client
     for crd in (_longhorn_crd("Volume", "volumes"), _longhorn_crd("Node", "nodes"), _longhorn_crd("Replica", "replicas")):
         client.create(crd)

@@ -21,12 +21,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -60,14 +60,29 @@ def require_root() -> None:
         pytest.skip("needs root for network namespaces", allow_module_level=True)
 
 
+T = TypeVar("T")
+
+
+def wait_until(what: str, condition: Callable[[], T], seconds: float, detail: Callable[[], object] = lambda: "", interval: float = 0.1) -> T:
+    """Poll `condition()` every `interval` s until it holds (truthy), and return what it gave. `seconds` guards against a
+    hang, never decides a test's outcome: the event ends the wait, so the bound is set well past the event's worst case
+    on a loaded machine. Past it, fail naming what was waited for and what `detail()` says of it."""
+    deadline = time.monotonic() + seconds
+    while not (got := condition()):
+        assert time.monotonic() < deadline, f"waited {seconds:g} s for {what}: {detail()}"
+        time.sleep(interval)
+    return got
+
+
 def _wait_for_pid_file(proc: subprocess.Popen[Any], pid_file: Path, log: Path, what: str) -> None:
     """Until a server started as `proc` has written its pid in `pid_file` (a server here writes it once its sockets are
     bound), bounded at 20 s; a server that exits first, or the bound, fails with its log."""
-    deadline = time.monotonic() + 20
-    while not (pid_file.exists() and pid_file.read_text().strip().isdigit()):
+
+    def written() -> bool:
         assert proc.poll() is None, log.read_text() if log.exists() else f"{what} exited"
-        assert time.monotonic() < deadline, f"{what} wrote no pid file in 20 s:\n{log.read_text() if log.exists() else ''}"
-        time.sleep(0.05)
+        return pid_file.exists() and pid_file.read_text().strip().isdigit()
+
+    wait_until(f"{what} to write its pid file", written, 20, lambda: log.read_text() if log.exists() else "", interval=0.05)
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ What stands in (STAND-IN in each script's first lines), because k3s and systemd 
   Ready), then answers the kubelet's /healthz; until then the Node says what it said before (a Node
   stays Ready at its old version until the node lifecycle controller notices, 16 s on the Ainur).
   A Pi with a `broken` file never comes back; one with `hold-kubelet-<name>` in the lab's shared folder reports only
-  once the file is gone.
+  once the file is gone (answering /healthz meanwhile). `k3s kubectl` records each call once answered (Pi.kubectl_calls).
 - systemd's handling of k3s's unit (`STANDIN_SYSTEMCTL`), as k3s's install.sh writes it: `Type=notify`,
   so `systemctl start|restart` returns only once k3s says READY=1, and `TimeoutStartSec=0`, so never
   otherwise; a server says it once etcd has quorum (k3s pkg/cli/server/server.go), an agent at once. A
@@ -73,7 +73,7 @@ from plans import cloudinit
 from plans.netboot import pis as pis_plan
 from plans.netboot import roll
 from stacks.model import Node, StackConfig
-from tests.netns.lan import in_ns, sh, stop
+from tests.netns.lan import in_ns, sh, stop, wait_until
 from tests.tools import require
 from tools.kube_cluster import Cluster, _leaf, kubeconfig
 
@@ -114,7 +114,12 @@ case "${1:-}" in
     case " $* " in *" --kubeconfig "*) ;; *) export KUBECONFIG="${KUBECONFIG:-/etc/rancher/k3s/k3s.yaml}" ;; esac
     # kubectl's discovery cache: on a Pi, root's ~/.kube/cache; here root's home is this machine's, so the Pi's folder.
     export KUBECACHEDIR=$S/kube-cache
-    exec __KUBECTL__ kubectl "$@" ;;
+    # Each call recorded once it has been answered (when, kubectl's exit status, the arguments): a test waits on a
+    # script's query having been answered (Pi.kubectl_calls).
+    status=0
+    __KUBECTL__ kubectl "$@" || status=$?
+    echo "$(date +%s.%N) $status $*" >> $S/kubectl.log
+    exit $status ;;
   etcd-snapshot)
     shift
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: etcd-snapshot needs root" >&2; exit 1; }
@@ -559,7 +564,7 @@ for source, target in ((NODE_CERT, CERT), (NODE_KEY, KEY)):
 
 STANDIN_KUBELET = """# STAND-IN for the Pi's kubelet after k3s (re)starts: it reports after a delay, then answers /healthz.
 # It speaks to the real API server as a kubelet does, with the Node's own certificate (system:node:<name>).
-import http.server, json, os, ssl, sys, time, urllib.error, urllib.request
+import http.server, json, os, ssl, sys, threading, time, urllib.error, urllib.request
 S = "/var/lib/rancher/standin"
 NAME, ROLE, DELAY, SERVER = __NAME__, __ROLE__, __DELAY__, __SERVER__
 context = ssl.create_default_context(cafile=__CA__)
@@ -572,14 +577,27 @@ def call(method, path, body=None, kind="application/json"):
     return urllib.request.urlopen(request, context=context).read()
 
 
+class Healthz(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
 version = sys.argv[1]
-# `slow-kubelet-<name>` in the lab's shared folder: seconds more before its first report (a kubelet slower after a boot
-# than the join's own steps).
-slow = "/var/lib/rancher/etcd-lab/slow-kubelet-" + NAME
-time.sleep(DELAY + (float(open(slow).read()) if os.path.exists(slow) else 0))
-# `hold-kubelet-<name>` there: no report while it exists (a test that needs a Node still at its old version when a step
-# ends, whatever the machine's load).
+time.sleep(DELAY)
+# `hold-kubelet-<name>` in the lab's shared folder: no report while it exists (a test that needs a Node still at its old
+# version when a step ends, or a step seen waiting for the report, whatever the machine's load). Held, it answers /healthz
+# meanwhile, as a kubelet's health server answers whether or not the kubelet has reported (kubernetes cmd/kubelet/app/
+# server.go, run(): it listens once RunKubelet returns, and the kubelet registers and reports its Node from a goroutine,
+# pkg/kubelet/kubelet.go Run -> syncNodeStatus): the join's wait for k3s to serve (plans.k3s.ready_check) passes, and
+# the steps after it run to the wait for the report.
 hold = "/var/lib/rancher/etcd-lab/hold-kubelet-" + NAME
+serving = None
+if os.path.exists(hold):
+    serving = threading.Thread(target=http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever, daemon=True)
+    serving.start()
 while os.path.exists(hold):
     time.sleep(0.1)
 # The boot it runs in, as the kubelet reports it in every status (pkg/kubelet/nodestatus/setters.go MachineInfo:
@@ -618,15 +636,9 @@ with open(S + "/log", "a") as log:
     log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
 
 
-class Healthz(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
-http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever()
+if serving is None:
+    http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever()
+serving.join()
 """
 
 
@@ -664,6 +676,12 @@ class Pi:
         path = self.state / "log"
         lines = path.read_text().splitlines() if path.exists() else []
         return [(float(t), what) for t, what in (line.split(" ", 1) for line in lines)]
+
+    def kubectl_calls(self) -> list[tuple[float, int, str]]:
+        """Each `k3s kubectl` call on this Pi once answered: (when, its exit status, its arguments), in order."""
+        path = self.state / "kubectl.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(float(t), int(status), args) for t, status, args in (line.split(" ", 2) for line in lines)]
 
     def version(self) -> str:
         return (self.state / "version").read_text().strip()
@@ -806,13 +824,14 @@ def _plug(switch: str, ns: str, mac: str | None, *addresses: str) -> None:
 
 def kill_all(ns: str) -> None:
     """Every process of the namespace, killed at once: a Pi that reboots (or loses power)."""
-    for _ in range(50):
+
+    def gone() -> bool:
         pids = [p for p in sh("ip", "netns", "pids", ns, check=False).stdout.split() if p]
-        if not pids:
-            return
-        sh("kill", "-9", *pids, check=False)
-        time.sleep(0.1)
-    raise AssertionError(f"the processes of {ns} did not die")
+        if pids:
+            sh("kill", "-9", *pids, check=False)
+        return not pids
+
+    wait_until(f"the processes of {ns} to die", gone, 20, lambda: sh("ip", "netns", "pids", ns, check=False).stdout.split())
 
 
 def firmware_cmdline(text: str) -> str:
@@ -833,10 +852,12 @@ def _mark_image(pi: Pi) -> None:
 
 
 def _wait_sshd(lab: Pis, pi: Pi) -> None:
-    deadline = time.monotonic() + 10
-    while in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode != 0:
-        assert time.monotonic() < deadline, (pi.root / "sshd.log").read_text()
-        time.sleep(0.1)
+    wait_until(
+        f"{pi.node.name}'s sshd to answer",
+        lambda: in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode == 0,
+        10,
+        lambda: (pi.root / "sshd.log").read_text(),
+    )
     # Pi.path reads through this process's root: it is sshd itself, in the Pi's mount namespace.
     assert pi.proc is not None and Path(f"/proc/{pi.proc.pid}/comm").read_text() == "sshd\n"
 
@@ -902,6 +923,8 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     state.parent.chmod(0o755)
     (state / "log").write_text("")
     (state / "log").chmod(0o666)  # cloud-init's stand-in runs as the Pi's user
+    (state / "kubectl.log").write_text("")
+    (state / "kubectl.log").chmod(0o666)
     (state / "install.sh").write_text(STANDIN_INSTALLER)
     (state / "service").write_text(
         STANDIN_SERVICE.replace("__ETCD_START__", repr(ETCD_START)).replace("__CA__", shlex.quote(str(cluster.pki / "ca.crt")))
@@ -1231,16 +1254,17 @@ def _reboot(lab: Pis, service: NetbootService, pi: Pi, svc: str) -> None:
     kill_all(pi.ns)
     stop(pi.proc)
     assert pi.node.serial is not None
-    deadline = time.monotonic() + 120
-    while True:
+
+    def served() -> tuple[str, str] | None:
         got = in_ns(pi.ns, "curl", "-sf", "--max-time", "5", f"tftp://{svc}/{pi.node.serial}/cmdline.txt", check=False)
         found = re.search(rf"nfsroot={re.escape(svc)}:/pis/{pi.node.name}/([^,]+),", got.stdout)
-        if found:
-            break
-        assert time.monotonic() < deadline, f"{pi.node.name}'s bootloader got no cmdline.txt over TFTP in 120 s"
-        time.sleep(1)
-    service.reboots.append((time.time(), pi.node.name, found.group(1)))
-    lab.boot(pi.node.name, found.group(1), got.stdout)
+        return (found.group(1), got.stdout) if found else None
+
+    booted = wait_until(f"{pi.node.name}'s bootloader to get its cmdline.txt over TFTP", served, 120, interval=1)
+    assert booted is not None  # what wait_until returns holds
+    image, cmdline = booted
+    service.reboots.append((time.time(), pi.node.name, image))
+    lab.boot(pi.node.name, image, cmdline)
 
 
 def reboot_now(lab: Pis, service: NetbootService, name: str) -> None:
@@ -1278,11 +1302,13 @@ def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
         stdout=(root / "dnsmasq.log").open("wb"),
         stderr=subprocess.STDOUT,
     )  # fmt: skip
+
     # Up and listening on TFTP's port before any Pi asks, or the lab fails now saying why (not a step's bound later).
-    deadline = time.monotonic() + 10
-    while ":69 " not in in_ns(ns, "ss", "-Hlun", "sport", "= :69", check=False).stdout:
-        assert dnsmasq.poll() is None and time.monotonic() < deadline, f"dnsmasq did not serve TFTP: {(root / 'dnsmasq.log').read_text()}"
-        time.sleep(0.1)
+    def listening() -> bool:
+        assert dnsmasq.poll() is None, f"dnsmasq exited: {(root / 'dnsmasq.log').read_text()}"
+        return ":69 " in in_ns(ns, "ss", "-Hlun", "sport", "= :69", check=False).stdout
+
+    wait_until("dnsmasq to serve TFTP", listening, 10, lambda: (root / "dnsmasq.log").read_text())
     script = root / "pi-tftp.sh"
     script.write_text(pis_plan.tftp_script())
     service = NetbootService(ns, tftp, boots, images)

@@ -47,8 +47,8 @@ from plans import credentials as credentials_plan
 from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.kube.nodes import kubelet_gone
-from tests.netns.lan import require_root, sh
-from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret, stdin_of
+from tests.netns.lan import require_root, sh, wait_until
+from tests.netns.pis import HOSTS_TEMPLATE_TEXT, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret, stdin_of
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -278,10 +278,8 @@ def brought_up(lab: Lab) -> BroughtUp:
     # A valar's join returns once its API server answers, not its kubelet, which reports KUBELET_DELAY after k3s
     # starts: the last valar's (its join now after its oidc step) could report during the second `up` and be
     # read as that `up`'s doing. Every Pi's kubelet reports first, as it would between two `pulumi up`s.
-    deadline = time.monotonic() + 10 * KUBELET_DELAY
-    while not all(any(a == f"kubelet-reported {FLASHED}" for _, a in p.log()) for p in lab.pis.pis.values()):
-        assert time.monotonic() < deadline, {n: p.log() for n, p in lab.pis.pis.items()}
-        time.sleep(0.1)
+    for pi in lab.pis.pis.values():
+        reported(pi)
     before = {n: len(p.log()) for n, p in lab.pis.pis.items()}
     second = run_like_the_engine(lab.pis, Graph.of(sim), remote_steps(sim))
     ok(second)
@@ -655,13 +653,16 @@ def kubelets_held(lab: Lab, names: Collection[str]) -> Iterator[None]:
 def reported(pi: Pi) -> None:
     """Wait until the Pi's kubelet has reported since k3s last started (its log's last `started` before a
     `kubelet-reported`): a report still to come would land in the next test."""
-    deadline = time.monotonic() + 60
-    while True:
-        log = [what for _, what in pi.log() if what.startswith(("started ", "kubelet-reported "))]
-        if not log or log[-1].startswith("kubelet-reported "):
-            return
-        assert time.monotonic() < deadline, f"{pi.node.name}: no kubelet report within 60 s of its k3s starting: {log[-3:]}"
-        time.sleep(0.1)
+
+    def log() -> list[str]:
+        return [what for _, what in pi.log() if what.startswith(("started ", "kubelet-reported "))]
+
+    wait_until(
+        f"{pi.node.name}'s kubelet to report since its k3s started",
+        lambda: not log() or log()[-1].startswith("kubelet-reported "),
+        60,
+        lambda: log()[-3:],
+    )
 
 
 def test_an_upgrade_that_does_not_wait_for_its_node_is_caught(lab: Lab, brought_up: BroughtUp) -> None:
@@ -900,10 +901,7 @@ def refusals(pi: Pi) -> list[str]:
 
 def refused_last(pi: Pi, line: str, token: str, seconds: float = 60) -> None:
     """Wait, at most `seconds`, until the agent's last refusal says `line`; fail naming the token and what it logged."""
-    deadline = time.monotonic() + seconds
-    while not (refusals(pi) and line in refusals(pi)[-1]):
-        assert time.monotonic() < deadline, (token, refusals(pi))
-        time.sleep(0.1)
+    wait_until(f"{pi.node.name}'s agent to refuse: {line}", lambda: refusals(pi) and line in refusals(pi)[-1], seconds, lambda: (token, refusals(pi)))
 
 
 def without_client_certificate(pi: Pi) -> None:
@@ -917,16 +915,14 @@ def revoked(lab: Lab, token: str, seconds: float = 30) -> None:
     """Wait until the API server refuses `token`: its bootstrap authenticator reads Secrets through an informer, and it
     keeps a token it authenticated in a cache for seconds (a deleted Secret's token is refused within them)."""
     client = lab.pis.cluster.client_for_token(token)
-    deadline = time.monotonic() + seconds
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     try:
-        while (
-            client.request(
-                "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-            )[0]
-            != 401
-        ):
-            assert time.monotonic() < deadline, f"the API server still takes a deleted Secret's token after {seconds} s"
-            time.sleep(0.5)
+        wait_until(
+            "the API server to refuse a deleted Secret's token",
+            lambda: client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)[0] == 401,
+            seconds,
+            interval=0.5,
+        )
     finally:
         client.close()
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,9 @@ from plans.netboot import roll
 from plans.netboot.pis import image_id
 from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import edit, homelab_doc, write_stack
-from tests.netns.lan import require_root
-from tests.netns.pis import NetbootService, Pis, Step, connection_of, netboot_service, pis, reboot_now, run_like_the_engine, secret
-from tests.netns.test_k3s_steps import SLACK, ok, operator_key, watching
+from tests.netns.lan import require_root, wait_until
+from tests.netns.pis import ETCD_LAB, NetbootService, Pis, Step, connection_of, netboot_service, pis, reboot_now, run_like_the_engine, secret
+from tests.netns.test_k3s_steps import SLACK, ok, operator_key, reported, watching
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -157,12 +158,21 @@ class Engine:
                 shown.append(reg.name)
         return shown
 
-    def up(self, lab: Pis, sim: Simulation, scripts: Mapping[str, str] | None = None) -> dict[str, Step]:
-        """One `pulumi up` of `sim`: the steps whose inputs differ from their stored ones run, in the engine's order."""
+    def up(
+        self,
+        lab: Pis,
+        sim: Simulation,
+        scripts: Mapping[str, str] | None = None,
+        told: Callable[[Registration, Mapping[str, Step]], object] | None = None,
+    ) -> dict[str, Step]:
+        """One `pulumi up` of `sim`: the steps whose inputs differ from their stored ones run, in the engine's order.
+        `told` is told of each step as the engine decides on it (HeldUntilGated.decide)."""
         diffed: dict[str, dict[str, Any]] = {}
         ran: set[str] = set()
 
         def decide(reg: Registration, done: Mapping[str, Step]) -> bool:
+            if told is not None:
+                told(reg, done)
             printed = {name: stored.output for name, stored in self.state.items()}
             printed.update({name: step.stdout for name, step in done.items() if name in ran})
             diffed[reg.name] = self.inputs(reg, printed)
@@ -257,10 +267,7 @@ def pinned(lab: Lab, name: str) -> None:
     """A workload on the Pi (a Deployment whose pod only that Pi may run, and that its owner put there on purpose: it
     tolerates a netbooted maia's taint, plans.k3s): what its drain must move off it."""
     client = lab.pis.cluster.client
-    deadline = time.monotonic() + 60
-    while client.get("v1", "ServiceAccount", "default", "default") is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    wait_until("the default ServiceAccount", lambda: client.get("v1", "ServiceAccount", "default", "default"), 60, interval=0.5)
     labels = {"app": f"on-{name}"}
     client.create(
         {
@@ -285,18 +292,21 @@ def pinned(lab: Lab, name: str) -> None:
 
 
 def running(lab: Lab, name: str, count: int, seconds: float = 60) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + seconds
-    while True:
-        pods = lab.pis.cluster.client.list("v1", "Pod", "default", labelSelector=f"app=on-{name}")
-        up = [
+    def pods() -> list[dict[str, Any]]:
+        return lab.pis.cluster.client.list("v1", "Pod", "default", labelSelector=f"app=on-{name}")
+
+    up: list[dict[str, Any]] = []
+
+    def counted() -> bool:
+        up[:] = [
             p
-            for p in pods
+            for p in pods()
             if p["status"].get("phase") == "Running" and p["spec"].get("nodeName") == name and not p["metadata"].get("deletionTimestamp")
         ]
-        if len(up) == count:
-            return up
-        assert time.monotonic() < deadline, pods
-        time.sleep(0.5)
+        return len(up) == count
+
+    wait_until(f"{count} pod(s) of on-{name} running on {name}", counted, seconds, pods, interval=0.5)
+    return up
 
 
 def roll_problems(lab: Lab, runs: dict[str, Step], image: str, order: list[str], since: float) -> list[str]:
@@ -331,8 +341,12 @@ def rolled(lab: Lab, first_up: dict[str, Step]) -> tuple[dict[str, Step], float]
     """A new image: each netbooted maia drained, moved, rebooted into it and back, one after the other."""
     pinned(lab, "eonwe")
     since = time.time()
-    runs = run_like_the_engine(lab.pis, Graph.of(lab.sims["newer"]), changed(lab.sims["first"], lab.sims["newer"]))
+    # Each new root's kubelet reports only once its join's gate on the Node's report from this boot has read the Node
+    # (HeldUntilGated): the Node's Ready and heartbeats from before the reboot (kwok's) pass the join's other waits.
+    with HeldUntilGated(lab, NETBOOTED, since) as held:
+        runs = run_like_the_engine(lab.pis, Graph.of(lab.sims["newer"]), changed(lab.sims["first"], lab.sims["newer"]), decide=held.decide)
     ok(runs)
+    assert held.released == {"eonwe": "its gate", "ilmare": "its gate"}
     return runs, since
 
 
@@ -372,6 +386,68 @@ def test_a_k3s_upgrade_of_a_netbooted_maia_is_any_pis(lab: Lab, rolled: tuple[di
         assert (name, UPGRADE) in lab.ready and lab.ready[(name, UPGRADE)] <= runs[f"ainur-{name}-k3s"].end + SLACK
 
 
+class HeldUntilGated:
+    """Each named Pi's kubelet kept from reporting after a boot (pis.py's `hold-kubelet-<name>`) until its join's gate on
+    the Node's report from this boot (plans.netboot.roll.booted_gate) has read the Node and been answered, since `since`
+    and the Pi's last boot: that answer is of the kubelet before the reboot, so the gate is then waiting, and the report
+    comes after. A join that ends while its kubelet is held (a gate that does not wait) releases it too, as the engine
+    moves on to the step after it (`decide`), so the test fails on what it saw rather than on a step's bound.
+    `released`: what released each hold, "its gate" or "its join's end"."""
+
+    def __init__(self, lab: Lab, names: list[str], since: float) -> None:
+        self.lab, self.names, self.since = lab, names, since
+        self.released: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.watcher = threading.Thread(target=self.watch, daemon=True)
+
+    def __enter__(self) -> HeldUntilGated:
+        for name in self.names:
+            self.hold(name).write_text("")
+        self.watcher.start()
+        return self
+
+    def hold(self, name: str) -> Path:
+        return self.lab.pis.root / ETCD_LAB / f"hold-kubelet-{name}"
+
+    def release(self, name: str, why: str) -> None:
+        with self.lock:
+            if name not in self.released:
+                self.released[name] = why
+                self.hold(name).unlink(missing_ok=True)
+
+    def gate_answered(self, name: str) -> bool:
+        pi = self.lab.pis.pis[name]
+        try:
+            booted = (pi.root / "boot-id").stat().st_mtime  # written as the Pi boots, before its sshd starts
+        except FileNotFoundError:  # a root being made by a reboot
+            return False
+        query = f" get node {name} -o jsonpath={{.status.nodeInfo.bootID}} "
+        return any(t >= max(self.since, booted) and query in f" {args} " for t, _, args in pi.kubectl_calls())
+
+    def watch(self) -> None:
+        while not self.done.wait(0.1):
+            for name in self.names:
+                if name not in self.released and self.gate_answered(name):
+                    self.release(name, "its gate")
+
+    def decide(self, reg: Registration, done: Mapping[str, Step]) -> bool:
+        """run_like_the_engine's hook, asked once the steps before `reg` ended: every step runs."""
+        for name in self.names:
+            if f"ainur-{name}-join" in done:
+                self.release(name, "its join's end")
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.watcher.join(10)
+        for name in self.names:
+            self.release(name, "the test's end")
+        # Every released kubelet's report in before the next test (whose steps would otherwise meet it).
+        for name in self.names:
+            reported(self.lab.pis.pis[name])
+
+
 def test_a_roll_cut_anywhere_is_finished_by_the_next_up(lab: Lab, rolled: tuple[dict[str, Step], float]) -> None:
     """Back to the first image, with two cuts. eonwe's reboot step is cut once its reboot is scheduled (the engine's
     Ctrl-C, or its timeout): the step fails, the Pi reboots all the same, and nothing after it runs. The next `up` runs
@@ -388,41 +464,42 @@ def test_a_roll_cut_anywhere_is_finished_by_the_next_up(lab: Lab, rolled: tuple[
         f"ainur-{n}-{s}" for n in NETBOOTED for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon", "netboot-ready")
     ]
     since = time.time()
-    # Back on a root each ran before: k3s starts at boot, the join finds its config as it left it and restarts nothing;
-    # their kubelets report 8 s after the boot, later than the join's own steps end, so only its gate on the Node's
-    # report from this boot (its boot id: plans.netboot.roll.booted_gate) holds it until then (roll_problems).
-    for name in NETBOOTED:
-        (lab.pis.root / "etcd-lab" / f"slow-kubelet-{name}").write_text("8\n")
-    cut = lab.pis.pis["eonwe"].state / "cut-after-reboot"
-    cut.touch()
-    first = run_like_the_engine(lab.pis, Graph.of(sim), todo)
-    assert [n for n, s in first.items() if s.returncode == 0] == ["ainur-eonwe-drain", "ainur-eonwe-boot"]
-    assert first["ainur-eonwe-reboot"].returncode != 0 and "closed by remote host" in first["ainur-eonwe-reboot"].stderr
-    deadline = time.monotonic() + 60
-    while not [r for r in lab.service.reboots if r[1] == "eonwe" and r[0] >= since]:
-        assert time.monotonic() < deadline, lab.service.errors
-        time.sleep(0.2)
-    cut.unlink()  # on the root eonwe left: a later reboot step there is not cut
-    # The next `up`, cut once ilmare's pointer moved; then ilmare loses power.
-    rest = [s for s in todo if first.get(s.name, Step("", 0, 0, 1, "", "")).returncode != 0]
-    upto = [s for s in rest if not s.name.startswith("ainur-ilmare-") or s.name in ("ainur-ilmare-drain", "ainur-ilmare-boot")]
-    second = run_like_the_engine(lab.pis, Graph.of(sim), upto)
-    ok(second)
-    assert f"iluvatar: eonwe already runs {image}" in second["ainur-eonwe-reboot"].stderr
-    assert lab.pis.pis["eonwe"].version() == UPGRADE and f"k3s {FLASHED} -> {UPGRADE}" in second["ainur-eonwe-k3s"].stderr
-    assert lab.pointer("ilmare") == image and lab.node("ilmare")["spec"].get("unschedulable") is True
-    # The power cut once TFTP serves ilmare the pointer's image (pi-tftp follows the kubelet's projection within a few
-    # seconds): before that it boots the image it ran, and its reboot step moves it as in the first roll.
-    serial = lab.pis.pis["ilmare"].node.serial
-    deadline = time.monotonic() + 60
-    while not any(f"/pis/ilmare/{image}," in p.read_text() for p in lab.service.tftp.glob(f"*/{serial}/cmdline.txt")):
-        assert time.monotonic() < deadline, (lab.service.tftp / "..").resolve()
-        time.sleep(0.2)
-    reboot_now(lab.pis, lab.service, "ilmare")
-    third = run_like_the_engine(lab.pis, Graph.of(sim), [s for s in rest if s.name not in second])
-    ok(third)
+    # Back on a root each ran before: k3s starts at boot, the join finds its config as it left it and restarts nothing,
+    # so only its gate on the Node's report from this boot (its boot id: plans.netboot.roll.booted_gate) holds it until
+    # the kubelet reports. Each kubelet reports only once that gate has read the Node and been answered (HeldUntilGated):
+    # the join is seen waiting at its gate, whatever the machine's load, and a join that does not wait ends first.
+    with HeldUntilGated(lab, NETBOOTED, since) as held:
+        cut = lab.pis.pis["eonwe"].state / "cut-after-reboot"
+        cut.touch()
+        first = run_like_the_engine(lab.pis, Graph.of(sim), todo, decide=held.decide)
+        assert [n for n, s in first.items() if s.returncode == 0] == ["ainur-eonwe-drain", "ainur-eonwe-boot"]
+        assert first["ainur-eonwe-reboot"].returncode != 0 and "closed by remote host" in first["ainur-eonwe-reboot"].stderr
+        wait_until("eonwe's reboot", lambda: [r for r in lab.service.reboots if r[1] == "eonwe" and r[0] >= since], 60, lambda: lab.service.errors)
+        cut.unlink()  # on the root eonwe left: a later reboot step there is not cut
+        # The next `up`, cut once ilmare's pointer moved; then ilmare loses power.
+        rest = [s for s in todo if first.get(s.name, Step("", 0, 0, 1, "", "")).returncode != 0]
+        upto = [s for s in rest if not s.name.startswith("ainur-ilmare-") or s.name in ("ainur-ilmare-drain", "ainur-ilmare-boot")]
+        second = run_like_the_engine(lab.pis, Graph.of(sim), upto, decide=held.decide)
+        ok(second)
+        assert f"iluvatar: eonwe already runs {image}" in second["ainur-eonwe-reboot"].stderr
+        assert lab.pis.pis["eonwe"].version() == UPGRADE and f"k3s {FLASHED} -> {UPGRADE}" in second["ainur-eonwe-k3s"].stderr
+        assert lab.pointer("ilmare") == image and lab.node("ilmare")["spec"].get("unschedulable") is True
+        # The power cut once TFTP serves ilmare the pointer's image (pi-tftp follows the kubelet's projection within a few
+        # seconds): before that it boots the image it ran, and its reboot step moves it as in the first roll.
+        serial = lab.pis.pis["ilmare"].node.serial
+        wait_until(
+            f"TFTP to serve ilmare {image}",
+            lambda: any(f"/pis/ilmare/{image}," in p.read_text() for p in lab.service.tftp.glob(f"*/{serial}/cmdline.txt")),
+            60,
+            lambda: (lab.service.tftp / "..").resolve(),
+        )
+        reboot_now(lab.pis, lab.service, "ilmare")
+        third = run_like_the_engine(lab.pis, Graph.of(sim), [s for s in rest if s.name not in second], decide=held.decide)
+        ok(third)
     assert list(third) == [f"ainur-ilmare-{s}" for s in ("reboot", "join", "k3s", "uncordon", "netboot-ready")]
     assert f"iluvatar: ilmare already runs {image}" in third["ainur-ilmare-reboot"].stderr
+    # Each join waited at its gate with its kubelet held: its gate's answer, not the join's end, let the kubelet report.
+    assert held.released == {"eonwe": "its gate", "ilmare": "its gate"}
     runs = {**first, **second, **third}
     assert roll_problems(lab, runs, image, NETBOOTED, since) == []
     for name in NETBOOTED:
@@ -451,10 +528,7 @@ def test_an_image_set_back_after_a_roll_failed_at_a_join_runs_that_pis_gates_and
         "ainur-eonwe-reboot": 0,
         "ainur-eonwe-join": 1,
     }, {n: s.stderr[-2000:] for n, s in failed.items()}
-    deadline = time.monotonic() + 60
-    while not [r for r in lab.service.reboots if r[1] == "eonwe" and r[0] >= since]:
-        assert time.monotonic() < deadline, lab.service.errors
-        time.sleep(0.2)
+    wait_until("eonwe's reboot", lambda: [r for r in lab.service.reboots if r[1] == "eonwe" and r[0] >= since], 60, lambda: lab.service.errors)
     assert [i for t, n, i in lab.service.reboots if n == "eonwe" and t >= since] == [lab.images["newer"]]
     assert lab.node("eonwe")["spec"].get("unschedulable") is True
     # What the failed `up`'s log tells the user (review 41-2 L1): the key to set back, and to which image.
@@ -465,8 +539,12 @@ def test_an_image_set_back_after_a_roll_failed_at_a_join_runs_that_pis_gates_and
     again = [f"ainur-eonwe-{s}" for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon", "netboot-ready")]
     assert engine.preview(lab.sims["back"]) == again
     since = time.time()
-    back = engine.up(lab.pis, lab.sims["back"])
+    # Back on its first root, where k3s starts at boot: its kubelet reports only once the join's gate on the Node's
+    # report from this boot has read the Node (HeldUntilGated), so the gate, not the machine's load, orders the two.
+    with HeldUntilGated(lab, ["eonwe"], since) as held:
+        back = engine.up(lab.pis, lab.sims["back"], told=held.decide)
     ok(back)
+    assert held.released == {"eonwe": "its gate"}
     assert list(back) == again
     assert f"iluvatar: eonwe runs {lab.images['newer']}; it reboots into {image}" in back["ainur-eonwe-reboot"].stderr
     assert roll_problems(lab, back, image, ["eonwe"], since) == []
@@ -490,6 +568,7 @@ def test_a_pi_the_ainur_do_not_serve_its_new_image_is_not_rebooted_and_its_step_
     assert script == roll.reboot_script(stack, eonwe).replace(f'wait_for {roll.TFTP_SECONDS} "the Ainur to serve', 'wait_for 2 "the Ainur to serve')
     step = next(s for s in steps_of(lab.sims["first"]) if s.name == "ainur-eonwe-reboot")
     reboots = len(lab.service.reboots)
+    since = time.time()
     started = time.monotonic()
     got = lab.pis.ssh(connection_of(lab.pis, step), script, None)
     took = time.monotonic() - started
@@ -498,7 +577,10 @@ def test_a_pi_the_ainur_do_not_serve_its_new_image_is_not_rebooted_and_its_step_
         f"iluvatar: eonwe: waited 2 s for the Ainur to serve eonwe the boot files of {image_id(stack)} over TFTP (netboot-cache's pi-tftp "
         f"follows its pi-boot-eonwe ConfigMap within about a minute); still: TFTP serves it nfsroot=192.168.0.14:/pis/eonwe/"
     ) in got.stderr
-    time.sleep(4)
+    # No reboot asked of systemd (the stand-in systemd-run logs the ask and leaves the due time, which the lab reboots the
+    # Pi at), so none is to come.
+    pi = lab.pis.pis["eonwe"]
+    assert [a for t, a in pi.log() if t >= since and a.startswith("systemd-run")] == [] and not (pi.state / "reboot").exists()
     assert len(lab.service.reboots) == reboots
 
 

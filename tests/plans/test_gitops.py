@@ -716,3 +716,26 @@ def test_each_manifest_owns_its_nested_values() -> None:
     appset["spec"]["template"]["spec"]["syncPolicy"]["retry"]["backoff"]["duration"] = "1s"
     assert values == {"pool": {"cidr": "192.168.0.0/24"}}
     assert plan.RETRY == {"limit": 10, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}
+
+
+def test_an_unscraped_components_policy_has_no_ingress_list() -> None:
+    """The Ainur's controller is scraped by no one: its policy admits no one, with no `ingress` at all (an empty list is
+    not stored, so each server-side apply of one would stamp its manager's time anew: plans.netpol.ingress)."""
+    stack = load_stack_file(HOMELAB)
+    policies = {p["metadata"]["name"]: p for p in plan.network_policies(stack, "ainur")}
+    assert policies["iluvatar-argocd-application-controller"]["spec"] == {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "argocd-application-controller"}},
+        "policyTypes": ["Ingress"],
+    }
+    scraped = {p["metadata"]["name"]: p for p in plan.network_policies(stack, "arda")}
+    assert scraped["iluvatar-argocd-application-controller"]["spec"]["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                }
+            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }
+    ]

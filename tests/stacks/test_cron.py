@@ -217,6 +217,10 @@ def test_the_messages(schedule: str, problem: str) -> None:
         ("0 3 * 13 *", "0 3 * 13 *: 13 is outside the month field's 1-12; write 0 3 * 12 *"),
         ("0 */0 * * *", "0 */0 * * *: the hour field's step 0 is not a whole number above 0; write 0 * * * *"),
         ("45 2 * * 5-1", "45 2 * * 5-1: the day of week range 5-1 runs backwards (cron takes no range past the field's end); write 45 2 * * 0,1,5,6"),
+        (
+            "0 3 25-5/3 * *",
+            "0 3 25-5/3 * *: the day of month range 25-5 runs backwards (cron takes no range past the field's end); write 0 3 3,25,28,31 * *",
+        ),
     ],
 )
 def test_the_fix_a_message_gives_is_taken(schedule: str, problem: str, parsed: dict[str, dict[str, Any]]) -> None:

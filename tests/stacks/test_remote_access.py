@@ -11,7 +11,7 @@ import pytest
 from stacks import StackConfigError, load_stack_file
 from stacks import remote_access as rules
 from tests.edit import edit, homelab_doc, write_stack
-from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_doc, remote_stack
+from tests.remote_stacks import ACCESS, HEADSCALE, TAILSCALE, remote_doc, remote_stack
 
 
 def test_a_stack_of_each_flavour_validates() -> None:
@@ -118,3 +118,28 @@ def test_rules_of_ones_own_for_the_tailnets_policy_are_refused_not_dropped(remot
     with pytest.raises(StackConfigError) as err:
         load_stack_file(write_stack(tmp_path, remote_doc(remote)), require_secrets=True)
     assert message in err.value.report()
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        # Every group that reaches routes reaches the clusters too: a route to the Pis' SSH is the owners' own choice.
+        [{"group": "example:homelab-admins", "members": ["alice@"], "reach": ["apps", "kubernetes", "routes"]}],
+        # A group kept off the clusters that does not reach routes: the route is not theirs.
+        [
+            {"group": "example:homelab-admins", "members": ["alice@"], "reach": ["apps", "kubernetes", "routes"]},
+            {"group": "example:family", "members": ["bob@"], "reach": ["apps"]},
+        ],
+    ],
+    ids=["every-route-group-reaches-kubernetes", "the-group-kept-off-reaches-no-route"],
+)
+def test_a_route_over_the_clusters_own_addresses_is_taken_for_groups_that_reach_them(access: list[dict[str, Any]]) -> None:
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.0/27"], "access": access})
+    assert stack.remote_access is not None and stack.remote_access.routes == (IPv4Network("192.168.0.0/27"),)
+
+
+def test_a_route_to_an_ardas_worker_is_taken_for_a_group_kept_off_the_clusters() -> None:
+    # A worker holds no VIP: what it runs is reached through the gateways or reach: ports, and its own ports are its own.
+    family = [{"group": "example:family", "members": ["bob@"], "reach": ["apps", "routes"]}]
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.31/32", "192.168.0.40/32"], "access": [*ACCESS[:1], *family]})
+    assert stack.remote_access is not None and [str(r) for r in stack.remote_access.routes] == ["192.168.0.31/32", "192.168.0.40/32"]
