@@ -77,13 +77,23 @@ def gateway_addresses(stack: StackConfig) -> dict[str, IPv4Address]:
     return {"envoy-external": end, "envoy-internal": end - 1}
 
 
+def zone_records(stack: StackConfig) -> list[DnsRecord]:
+    """Each machine's and each VIP's A record, in the order `plan_network` lists them before sorting. Read alone by the
+    Ainur's zone (plans.netboot.dnsmasq.dns_records), which the stack's rules compute for every stack checked: the plan
+    also counts the LAN's free addresses one by one, which takes minutes on a wide LAN (a /8)."""
+    net = stack.network
+    nodes = sorted(stack.nodes, key=lambda n: (n.vlan or "", n.ip))
+    records = [DnsRecord(f"{n.name}.{net.domain}", "A", str(n.ip)) for n in nodes]
+    records += [DnsRecord(f"{name}.{net.domain}", "A", str(ip)) for name, ip in vip_names(stack).items()]
+    return records
+
+
 def plan_network(stack: StackConfig) -> NetworkPlan:
     net = stack.network
     nodes = sorted(stack.nodes, key=lambda n: (n.vlan or "", n.ip))
     reservations = tuple(Reservation(n.name, n.mac, str(n.ip), f"{n.name}.{net.domain}", n.role, n.cluster, n.vlan) for n in nodes)
     vips = vip_names(stack)
-    records = [DnsRecord(r.hostname, "A", r.ip) for r in reservations]
-    records += [DnsRecord(f"{name}.{net.domain}", "A", str(ip)) for name, ip in vips.items()]
+    records = zone_records(stack)
     lan_taken = [n.ip for n in stack.nodes if n.vlan is None] + [*vips.values(), net.gateway]
     pools = [(net.dhcp_range.start, net.dhcp_range.end), (net.load_balancer_pool.start, net.load_balancer_pool.end)]
     return NetworkPlan(

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 
 from plans.netboot.base import DISCOVERY_HOSTNAME, DISCOVERY_LEASE, LEASE_FILE, RECORDS_DIR, TFTP_ROOT, base_url, netboot_nodes, service_ip
 from plans.netboot.pis import PI_OPTION43, netboot_pis
-from plans.network import gateway_addresses, plan_network
+from plans.network import gateway_addresses, zone_records
 from stacks.model import StackConfig
 
 # iPXE binary per PXE firmware, and the DHCP option 93 client architectures that firmware sends
@@ -30,7 +30,7 @@ def dns_records(stack: StackConfig, extra: Iterable[tuple[str, IPv4Address]] = (
     hosts the edge layer adds. Sorted by name, one record per name."""
     assert stack.ainur is not None
     domain = stack.network.domain
-    records: dict[str, IPv4Address] = {r.name: IPv4Address(r.value) for r in plan_network(stack).dns_records}
+    records: dict[str, IPv4Address] = {r.name: IPv4Address(r.value) for r in zone_records(stack)}
     records[f"netboot.{domain}"] = stack.ainur.service_ip
     if stack.ainur.git_mirror is not None:
         records[f"git.{domain}"] = stack.ainur.git_mirror.ip
