@@ -62,13 +62,24 @@ def parse_repo_url(value: object) -> RepoUrl:
         )
     user = re.match(r"^https://(?P<user>[^@/:]+)@(?P<rest>[A-Za-z0-9.-]+(:\d{1,5})?/\S+)$", url)
     if user is not None:
-        # An SSH habit: `git@` names the SSH account. Argo CD reads a URL with a user as SSH only without a scheme or
-        # with ssh:// (util/git.IsSSHURL, _ARGO_SSH above); an https URL signs in with gitopsToken, never a user written in it.
-        rest = user["rest"]
+        # Argo CD reads a URL with a user as SSH only without a scheme or with ssh:// (util/git.IsSSHURL, _ARGO_SSH
+        # above); an https URL signs in with the secret's username and gitopsToken, never a user written in it. Two
+        # habits write one: `git@` from SSH, or an account, as Bitbucket Cloud's HTTPS clone URL holds one
+        # (https://<account>@bitbucket.org/...), which is the user its app password signs in as and so belongs in
+        # gitops.username. The SSH form's user is the forge's `git` for every account (GitHub, GitLab, Bitbucket,
+        # Codeberg: the key tells the account), never the account's name.
+        rest, name = user["rest"], user["user"]
         scp = re.sub(r"^([^/:]+)(:\d+)?/", r"\1:", rest)
+        if name == "git":
+            raise ValueError(
+                f"{url}: an https URL takes no user (git@ is the SSH form's); write https://{rest} (with gitops.private: true and "
+                f"iluvatar:gitopsToken if the repository is private), or the SSH form git@{scp}"
+            )
         raise ValueError(
-            f"{url}: an https URL takes no user ({user['user']}@ is the SSH form's); write https://{rest} (with gitops.private: true and iluvatar:gitopsToken "
-            f"if the repository is private), or the SSH form {user['user']}@{scp}"
+            f"{url}: an https URL takes no user (the account {name} belongs in gitops.username); write https://{rest} with "
+            f"gitops.username: {name} (and gitops.private: true and iluvatar:gitopsToken, the account's token or app password, if "
+            f"the repository is private), or the SSH form git@{scp} (SSH's user is the forge's git whichever account's key signs "
+            f"in, not {name})"
         )
     raise ValueError(f"{url} is not an https:// or SSH repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
 
