@@ -133,3 +133,10 @@ def test_the_ainur_folder_may_sit_beside_categories_at_the_root() -> None:
     assert (stack.gitops.apps_path, stack.gitops.ainur_path) == (".", "pis")
     with pytest.raises(Exception, match=r"ainurPath: media/pis is inside the category folder media"):
         _with(RK1, appsPath=".", ainurPath="media/pis")
+
+
+@pytest.mark.parametrize("revision", ["release/1.2", "feature/origin-ui", "upstreams/main", "refs/heads/upstream/main", "refs/heads/origin/main"])
+def test_branches_named_with_a_slash_are_revisions(revision: str) -> None:
+    # Only origin/ and upstream/, the remotes a clone nearly always has, are read as a remote's; a server's branch of
+    # such a name is written in full (refs/heads/...), which Argo CD's lsRemote matches too.
+    assert _gitops(revision=revision).revision == revision
