@@ -407,7 +407,10 @@ def leased_routes(
     """A remote-access route that reaches only addresses a range lends (network.dhcpRange, the discovery pool, the
     router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then reaches
     whichever phone or laptop is lent the address next, a device `access` never granted. A route is one device's when
-    the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's."""
+    the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's. Where the
+    router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a device it holds a reservation for
+    inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot see: warned of, as the NAS is
+    (stacks.warn._route_in_router_range); a wider route there is lent addresses whichever reservations it holds."""
     if remote is None or network is None:
         return
     lent: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)]
@@ -415,8 +418,11 @@ def leased_routes(
         lent.append(("arda.discovery.pool", discovery_pool))
     if ainur is not None and ainur.netboot.mode == "dhcp" and isinstance(ainur.netboot.router_pool, AddressRange):
         lent.append(("ainur.netboot.routerPool", ainur.netboot.router_pool))
+    router_lends = ainur is None or ainur.netboot.mode != "dhcp"
     for i, route in enumerate(remote.routes):
         for what, pool in lent:
+            if what == "network.dhcpRange" and router_lends and route.num_addresses == 1:
+                continue
             if route.network_address in pool and route.broadcast_address in pool:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",

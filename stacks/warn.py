@@ -64,6 +64,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _receiver_on_arda(stack)
     yield from _directory_on_arda(stack)
     yield from _tailscale_domain(stack)
+    yield from _route_in_router_range(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -123,6 +124,24 @@ def _nas_in_router_range(stack: StackConfig) -> Iterator[Problem]:
                 f"{written}: {address} is inside network.dhcpRange {lent}, the addresses the router lends: every backup and "
                 "mount reaches the NAS by this address, so make sure the router holds a reservation for it (or give the NAS a "
                 "fixed address outside the range)",
+            )
+
+
+def _route_in_router_range(stack: StackConfig) -> Iterator[Problem]:
+    """A remote-access route to one device (/32) inside network.dhcpRange where the router lends it (proxy mode, or no
+    Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see; without
+    one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range and know no
+    reservation of the device's: refused there (stacks.addresses.leased_routes)."""
+    if stack.remote_access is None or (stack.ainur is not None and stack.ainur.netboot.mode == "dhcp"):
+        return
+    lent = stack.network.dhcp_range
+    for i, route in enumerate(stack.remote_access.routes):
+        if route.num_addresses == 1 and route.network_address in lent:
+            yield Problem(
+                f"iluvatar:remoteAccess.routes[{i}]",
+                f"{route} is inside network.dhcpRange {lent}, the addresses the router lends: the tailnet reaches the device by "
+                "this address, so make sure the router holds a reservation for it (or give the device a fixed address outside "
+                "the range), else the tailnet reaches whichever device is lent it next",
             )
 
 
