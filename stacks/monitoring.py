@@ -199,9 +199,13 @@ def _with_state(parts: SplitResult, query: list[tuple[str, str]], key: str, valu
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
-def _comparable(url: str) -> tuple[str, str]:
+def _comparable(url: str, kind: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """What names one endpoint: the host and path, and for a webhook its query too (a relay such as n8n's or Node-RED's
+    webhook node may route by a query parameter, so ?channel=alerts and ?channel=deadman are two endpoints); ntfy's
+    topic is the path alone, its query only options of the message."""
     parts = urlsplit(url)
-    return ((parts.hostname or "").rstrip(".").lower(), parts.path.rstrip("/"))
+    query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True))) if kind == "webhook" else ()
+    return ((parts.hostname or "").rstrip(".").lower(), parts.path.rstrip("/"), query)
 
 
 def _heartbeat_is_receiver(monitoring: Monitoring) -> Iterator[Problem]:
@@ -211,7 +215,7 @@ def _heartbeat_is_receiver(monitoring: Monitoring) -> Iterator[Problem]:
     receiver = monitoring.receiver
     for kind in ("ntfy", "webhook"):
         part = getattr(receiver, kind) if receiver is not None else None
-        if part is None or part.url is None or _comparable(part.url) != _comparable(monitoring.heartbeat):
+        if part is None or part.url is None or _comparable(part.url, kind) != _comparable(monitoring.heartbeat, kind):
             continue
         yield Problem(
             f"{MONITORING}.heartbeat",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.monitoring import heartbeat_signal
+from stacks.model import Monitoring
+from stacks.monitoring import _heartbeat_is_receiver, heartbeat_signal
 
 
 @pytest.mark.parametrize(
@@ -28,3 +29,26 @@ from stacks.monitoring import heartbeat_signal
 )
 def test_a_heartbeat_reporting_success_is_accepted(url: str) -> None:
     assert list(heartbeat_signal(url)) == []
+
+
+def _problems(receiver: dict[str, dict[str, str]], heartbeat: str) -> list[str]:
+    monitoring = Monitoring.model_validate({"receiver": receiver, "heartbeat": heartbeat})
+    return [p.message for p in _heartbeat_is_receiver(monitoring)]
+
+
+def test_a_webhook_relay_routing_by_query_may_front_receiver_and_heartbeat() -> None:
+    # Two endpoints of one relay (n8n's, Node-RED's webhook node route by a query parameter).
+    assert _problems({"webhook": {"url": "https://relay.example.org/hook?channel=alerts"}}, "https://relay.example.org/hook?channel=deadman") == []
+
+
+def test_the_webhooks_own_url_with_its_query_is_refused() -> None:
+    assert _problems({"webhook": {"url": "https://relay.example.org/hook?channel=alerts"}}, "https://relay.example.org/hook/?channel=alerts") == [
+        "https://relay.example.org/hook/?channel=alerts is monitoring.receiver.webhook.url, the same URL: the Watchdog Alertmanager "
+        "posts there every hour would reach you as an alert each hour, and nothing would watch for the posts stopping (a receiver is "
+        "told only what is sent); use a dead man's switch off the homelab that alerts when pings stop (a healthchecks.io check's "
+        "ping URL, an Uptime Kuma push monitor)"
+    ]
+
+
+def test_an_ntfy_topic_is_its_path_whatever_the_query() -> None:
+    assert len(_problems({"ntfy": {"url": "https://ntfy.sh/homelab-alerts"}}, "https://ntfy.sh/homelab-alerts?priority=high")) == 1
