@@ -65,6 +65,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _directory_on_arda(stack)
     yield from _tailscale_domain(stack)
     yield from _route_in_router_range(stack)
+    yield from _route_into_lent(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -143,6 +144,30 @@ def _route_in_router_range(stack: StackConfig) -> Iterator[Problem]:
                 "this address, so make sure the router holds a reservation for it (or give the device a fixed address outside "
                 "the range), else the tailnet reaches whichever device is lent it next",
             )
+
+
+def _route_into_lent(stack: StackConfig) -> Iterator[Problem]:
+    """A remote-access route that runs into a lent range over its edge: part of it is addresses the range lends, so the
+    tailnet reaches every port of whichever phone or laptop is lent one of them. A route wholly inside a lent range is
+    refused (stacks.addresses.leased_routes); one that holds a whole range (the LAN's /24) is a choice to route the LAN,
+    lent devices and all. A warning, not a refusal: which devices the lent addresses reach is the user's to judge."""
+    if stack.remote_access is None:
+        return
+    lent = [("network.dhcpRange", stack.network.dhcp_range)]
+    if stack.arda.discovery is not None and stack.arda.discovery.pool is not None:
+        lent.append(("arda.discovery.pool", stack.arda.discovery.pool))
+    for i, route in enumerate(stack.remote_access.routes):
+        for what, pool in lent:
+            first, last = max(route.network_address, pool.start), min(route.broadcast_address, pool.end)
+            inside = route.network_address in pool and route.broadcast_address in pool
+            holds = route.network_address <= pool.start and pool.end <= route.broadcast_address
+            if first <= last and not inside and not holds:
+                yield Problem(
+                    f"iluvatar:remoteAccess.routes[{i}]",
+                    f"{route} runs into {what} {pool.start}-{pool.end}: {first}-{last} are lent, so the tailnet reaches every "
+                    "port of whichever device is lent one of them; route only the fixed addresses outside it, or the whole "
+                    "LAN if that is meant",
+                )
 
 
 def _size_alone(stack: StackConfig) -> Iterator[Problem]:
