@@ -209,17 +209,24 @@ def routed(remote: RemoteAccess | None) -> list[Held]:
     ]
 
 
-def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]]) -> dict[IPv4Address, str]:
+def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]], discovery_pool: AddressRange | None = None) -> dict[IPv4Address, str]:
     """The clusters' own addresses a route must not open to a group kept off the clusters, with their owners: every VIP
     kube-vip announces (both API servers, the Ainur's service address and Git mirror), the front door, Headscale's
-    address, the Pis and Arda's control planes. Each is a machine's every port (SSH, an API server, the kubelet): a VIP
-    or the front door is answered by whichever Pi or control plane holds it. Arda's workers are left out: they hold no
-    address but their own, and what they run is reached through the gateways or reach: ports."""
+    address, the Pis, Arda's control planes and every machine's BMC. Each is a machine's every port (SSH, an API server,
+    the kubelet): a VIP or the front door is answered by whichever Pi or control plane holds it; a BMC's API powers,
+    reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
+    workers are left out: they hold no address but their own, and what they run is reached through the gateways or
+    reach: ports. The discovery pool's addresses too: a machine waiting there runs Talos in maintenance mode, whose API
+    takes a configuration from any client that reaches it (talosctl apply-config --insecure: no certificate either way),
+    so routing to it hands the machine, and the cluster it would join, to whoever reaches it."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
     out: dict[IPv4Address, str] = {}
     for h in held:
-        if h.kind in ("vip", "identity", "headscale") or (h.kind == "node" and h.path in kept):
+        if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
+    if discovery_pool is not None:
+        for ip in discovery_pool.addresses():
+            out.setdefault(ip, "arda.discovery.pool")
     return out
 
 
@@ -481,7 +488,10 @@ def leased_routes(
     """A remote-access route that reaches only addresses a range lends (network.dhcpRange, the discovery pool, the
     router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then reaches
     whichever phone or laptop is lent the address next, a device `access` never granted. A route is one device's when
-    the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's."""
+    the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's. Where the
+    router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a device it holds a reservation for
+    inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot see: warned of, as the NAS is
+    (stacks.warn._route_in_router_range); a wider route there is lent addresses whichever reservations it holds."""
     if remote is None or network is None:
         return
     lent: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)]
@@ -489,8 +499,11 @@ def leased_routes(
         lent.append(("arda.discovery.pool", discovery_pool))
     if ainur is not None and ainur.netboot.mode == "dhcp" and isinstance(ainur.netboot.router_pool, AddressRange):
         lent.append(("ainur.netboot.routerPool", ainur.netboot.router_pool))
+    router_lends = ainur is None or ainur.netboot.mode != "dhcp"
     for i, route in enumerate(remote.routes):
         for what, pool in lent:
+            if what == "network.dhcpRange" and router_lends and route.num_addresses == 1:
+                continue
             if route.network_address in pool and route.broadcast_address in pool:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",

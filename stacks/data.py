@@ -620,7 +620,14 @@ PUBLIC_S3 = (
     "your-objectstorage.com",
     "storjshare.io",
     "contabostorage.com",
+    # Filebase: s3.filebase.com, and s3.filebase.io in its newer docs.
+    "filebase.com",
+    "filebase.io",
+    # IDrive e2: s3.<region>.idrivee2.com ("IDrive e2 Endpoint URLs", idrive.com/s3-storage-e2/e2-endpoint-urls); the
+    # older per-account endpoints, <id>.<region>.idrivee2-<n>.com, are _IDRIVE_E2's.
+    "idrivee2.com",
 )
+_IDRIVE_E2 = re.compile(r"(?:^|\.)(?P<domain>idrivee2-\d+\.com)$")
 
 
 def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | None, network: Network | None, ainur: bool) -> Iterator[Problem]:
@@ -633,6 +640,8 @@ def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | N
     Backblaze's "Call the S3-Compatible API")."""
     host = found.host.rsplit(":", 1)[0].rstrip(".").lower()
     provider = next((d for d in PUBLIC_S3 if host == d or host.endswith("." + d)), None)
+    if provider is None and (idrive := _IDRIVE_E2.search(host)) is not None:
+        provider = idrive["domain"]
     own = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
     public_address = address is not None and address.is_global and not any(address in net for net in own)
     if provider is None and not public_address:

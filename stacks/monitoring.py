@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from stacks.addresses import ALERTMANAGER_NAMESPACE, Server
 from stacks.credentials import ZULIP_WEBHOOK
@@ -126,6 +126,13 @@ def _heartbeat(server: Server, lab: Lab) -> Iterator[Problem]:
 # https://healthchecks.io/docs/measuring_script_run_time/). Only the bare URL, or /0, reports success.
 HEALTHCHECKS_HOSTS = frozenset({"hc-ping.com", "hchk.io"})
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+# A project's ping key (healthchecks/healthchecks hc/accounts/models.py, Project.set_ping_key: token_urlsafe(16), 22
+# URL-safe characters).
+_PING_KEY = re.compile(r"^[A-Za-z0-9_-]{22}$")
+_CRONITOR_NO_SUCCESS = {
+    "fail": "reports a failure",
+    "run": "only says a job has started, and no completion follows, so the monitor alerts once the job's time is up",
+}
 _SIGNALS = {
     "fail": "reports a failure",
     "start": "only starts a run's timer, and no success follows, so the check is marked down once its grace time has passed",
@@ -137,16 +144,28 @@ _NO_SUCCESS = (
 )
 
 
+def _healthchecks_check(host: str, segments: list[str]) -> list[str] | None:
+    """The path after a Healthchecks server's ping root (the check, then its signal), or None if not one's ping URL."""
+    if host in HEALTHCHECKS_HOSTS:
+        return segments
+    # A self-hosted Healthchecks serves its pings under SITE_ROOT's path, which may itself have segments
+    # (https://example.net/healthchecks/ping/<uuid>). Read only a UUID, or a 22-character ping key and a slug after
+    # /ping/, which another server's /ping/<token> cannot be mistaken for.
+    for i, segment in enumerate(segments):
+        after = segments[i + 1 :]
+        if segment == "ping" and after and (_UUID.match(after[0]) or (_PING_KEY.match(after[0]) and len(after) > 1)):
+            return after
+    return None
+
+
 def heartbeat_signal(url: str) -> Iterator[Problem]:
     """A heartbeat URL that never reports success: healthchecks.io's with no check, or with a failure, start or log
-    signal after it; Uptime Kuma's push URL with status=down."""
+    signal after it; Uptime Kuma's push URL with any status but up; Cronitor's with state=fail or state=run."""
     path = f"{MONITORING}.heartbeat"
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".").lower()
     segments = [s for s in parts.path.split("/") if s]
-    check = segments if host in HEALTHCHECKS_HOSTS else None
-    if check is None and segments[:1] == ["ping"] and len(segments) > 1 and _UUID.match(segments[1]):
-        check = segments[1:]  # a self-hosted Healthchecks, read only in its UUID form: another server may serve /ping/<token>
+    check = _healthchecks_check(host, segments)
     if check is not None:
         if not check or (len(check) == 1 and not _UUID.match(check[0])):
             yield Problem(
@@ -166,16 +185,50 @@ def heartbeat_signal(url: str) -> Iterator[Problem]:
                 base = url[: url.rindex("/" + signal[0])]
                 yield Problem(path, f"{url}: /{signal[0]} {what}: {_NO_SUCCESS}; write {base}, the check's success URL")
         return
-    # Uptime Kuma's push monitor (its push URL /api/push/<token>?status=up&msg=OK&ping=): status=down marks it down.
     query = parse_qsl(parts.query, keep_blank_values=True)
-    if segments[:2] == ["api", "push"] and any(k == "status" and v.lower() == "down" for k, v in query):
-        fixed = urlunsplit(parts._replace(query=urlencode([(k, "up" if k == "status" else v) for k, v in query])))
-        yield Problem(path, f"{url}: status=down marks the push monitor down on every push: {_NO_SUCCESS}; write {fixed}")
+    # Uptime Kuma's push monitor (louislam/uptime-kuma server/routers/api-router.js:52-53, `/api/push/:pushToken`):
+    # `let statusString = request.query.status || "up"; const statusFromParam = statusString === "up" ? UP : DOWN;`,
+    # so every status but the exact, lower-case up (down, fail, 0, Up) marks the monitor down; an empty or absent one
+    # is up, and a repeated one is an array to Express, which is not "up" either.
+    statuses = [v for k, v in query if k == "status"]
+    if segments[:2] == ["api", "push"] and statuses and (len(statuses) > 1 or statuses[0] not in ("", "up")):
+        fixed = _with_state(parts, query, "status", "up")
+        shown = "&".join(f"status={v}" for v in statuses)
+        yield Problem(
+            path,
+            f"{url}: {shown} marks the push monitor down on every push (Uptime Kuma reads every status but the exact, lower-case "
+            f"up as down): {_NO_SUCCESS}; write {fixed}",
+        )
+        return
+    # Cronitor's Telemetry API (https://cronitor.io/docs/telemetry-api, "Basic Usage - Jobs"): state=fail "send[s] a
+    # failure event to trigger an immediate alert"; state=run only says a job has started, and a job that never
+    # completes is alerted on; a bare ping or state=complete is the success.
+    states = [v for k, v in query if k == "state" and v.lower() in _CRONITOR_NO_SUCCESS]
+    if host == "cronitor.link" and states:
+        yield Problem(
+            path,
+            f"{url}: state={states[0]} {_CRONITOR_NO_SUCCESS[states[0].lower()]}: {_NO_SUCCESS}; write {_with_state(parts, query, 'state', 'complete')}",
+        )
 
 
-def _comparable(url: str) -> tuple[str, str]:
+def _with_state(parts: SplitResult, query: list[tuple[str, str]], key: str, value: str) -> str:
+    """The URL with its one `key` set to value (every other parameter kept, in order)."""
+    kept: list[tuple[str, str]] = []
+    for k, v in query:
+        if k != key:
+            kept.append((k, v))
+        elif all(k2 != key for k2, _ in kept):
+            kept.append((k, value))
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+def _comparable(url: str, kind: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """What names one endpoint: the host and path, and for a webhook its query too (a relay such as n8n's or Node-RED's
+    webhook node may route by a query parameter, so ?channel=alerts and ?channel=deadman are two endpoints); ntfy's
+    topic is the path alone, its query only options of the message."""
     parts = urlsplit(url)
-    return ((parts.hostname or "").rstrip(".").lower(), parts.path.rstrip("/"))
+    query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True))) if kind == "webhook" else ()
+    return ((parts.hostname or "").rstrip(".").lower(), parts.path.rstrip("/"), query)
 
 
 def _heartbeat_is_receiver(monitoring: Monitoring) -> Iterator[Problem]:
@@ -185,7 +238,7 @@ def _heartbeat_is_receiver(monitoring: Monitoring) -> Iterator[Problem]:
     receiver = monitoring.receiver
     for kind in ("ntfy", "webhook"):
         part = getattr(receiver, kind) if receiver is not None else None
-        if part is None or part.url is None or _comparable(part.url) != _comparable(monitoring.heartbeat):
+        if part is None or part.url is None or _comparable(part.url, kind) != _comparable(monitoring.heartbeat, kind):
             continue
         yield Problem(
             f"{MONITORING}.heartbeat",

@@ -233,10 +233,18 @@ def _routes(
             what = f"is {clusters[held[0]]}" if route.num_addresses == 1 else f"covers the clusters' own addresses {shown}"
             groups = ", ".join(kept_off)
             one = len(kept_off) == 1
+            # A BMC is no machine of a cluster but holds them all: its API powers, reflashes and opens the serial
+            # console of each machine in its board (plans.power).
+            bmc = any(".power.bmc.address" in clusters[ip] for ip in held)
+            # A machine waiting in the discovery pool runs Talos's maintenance-mode API, which takes a configuration
+            # from any client (stacks.addresses.clusters_own).
+            waiting = any(clusters[ip] == "arda.discovery.pool" for ip in held)
             said.append(
                 f"{'it also' if over_pool else route} {what}: {groups} reach{'es' if one else ''} routes (every port of each routed "
                 f"address) but not kubernetes, so the tailnet would open to {'it' if one else 'them'} the SSH, API server and "
-                f"kubelet of whichever machine holds each, which {'its' if one else 'their'} grant withholds"
+                f"kubelet of whichever machine holds each{' (a BMC: the power, reflashing and serial console of the machines in its board)' if bmc else ''}"
+                f"{' (a machine waiting in the discovery pool: its maintenance-mode API, which takes a configuration from anyone)' if waiting else ''}, "
+                f"which {'its' if one else 'their'} grant withholds"
             )
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"

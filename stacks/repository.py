@@ -62,13 +62,24 @@ def parse_repo_url(value: object) -> RepoUrl:
         )
     user = re.match(r"^https://(?P<user>[^@/:]+)@(?P<rest>[A-Za-z0-9.-]+(:\d{1,5})?/\S+)$", url)
     if user is not None:
-        # An SSH habit: `git@` names the SSH account. Argo CD reads a URL with a user as SSH only without a scheme or
-        # with ssh:// (util/git.IsSSHURL, _ARGO_SSH above); an https URL signs in with gitopsToken, never a user written in it.
-        rest = user["rest"]
+        # Argo CD reads a URL with a user as SSH only without a scheme or with ssh:// (util/git.IsSSHURL, _ARGO_SSH
+        # above); an https URL signs in with the secret's username and gitopsToken, never a user written in it. Two
+        # habits write one: `git@` from SSH, or an account, as Bitbucket Cloud's HTTPS clone URL holds one
+        # (https://<account>@bitbucket.org/...), which is the user its app password signs in as and so belongs in
+        # gitops.username. The SSH form's user is the forge's `git` for every account (GitHub, GitLab, Bitbucket,
+        # Codeberg: the key tells the account), never the account's name.
+        rest, name = user["rest"], user["user"]
         scp = re.sub(r"^([^/:]+)(:\d+)?/", r"\1:", rest)
+        if name == "git":
+            raise ValueError(
+                f"{url}: an https URL takes no user (git@ is the SSH form's); write https://{rest} (with gitops.private: true and "
+                f"iluvatar:gitopsToken if the repository is private), or the SSH form git@{scp}"
+            )
         raise ValueError(
-            f"{url}: an https URL takes no user ({user['user']}@ is the SSH form's); write https://{rest} (with gitops.private: true and iluvatar:gitopsToken "
-            f"if the repository is private), or the SSH form {user['user']}@{scp}"
+            f"{url}: an https URL takes no user (the account {name} belongs in gitops.username); write https://{rest} with "
+            f"gitops.username: {name} (and gitops.private: true and iluvatar:gitopsToken, the account's token or app password, if "
+            f"the repository is private), or the SSH form git@{scp} (SSH's user is the forge's git whichever account's key signs "
+            f"in, not {name})"
         )
     raise ValueError(f"{url} is not an https:// or SSH repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
 
@@ -83,9 +94,13 @@ def check_repo_url(value: object) -> object:
 # a ref whose full name is the revision, or, for a short one, a branch or tag whose short name is (argo-cd v3.5.1
 # util/git/client.go:942-1007, lsRemote: `ref.Name().Short() == revision || refName == revision` over refs/heads/*,
 # refs/tags/* and HEAD, else "unable to resolve ... to a commit SHA"). A server has no refs/remotes/, so no such
-# revision ever resolves and nothing syncs on either cluster. `origin` is the name git gives the remote a clone came
-# from; a branch of the server named origin/... is possible but would be named for the clone's remote, not this one.
-_REMOTE_TRACKING = re.compile(r"^(?:refs/remotes/|remotes/)(?P<remote>[^/]+)/(?P<branch>.+)$|^(?P<origin>origin)/(?P<short>.+)$")
+# revision ever resolves and nothing syncs on either cluster. A short name is read as a remote's when its first part is
+# `origin`, the name `git clone` gives the remote a clone came from, or `upstream`, the one GitHub's and GitLab's fork
+# guides have you add: `git branch -a` shows nearly every clone's remote-tracking names under these two. Any other first
+# part is a branch-naming convention (release/1.2, feature/x, a user's name) and stays a branch. A server's branch that
+# really is named origin/... or upstream/... (Debian's DEP-14 upstream/latest) is still reached by its full name,
+# refs/heads/upstream/latest, which lsRemote matches as `refName == revision`.
+_REMOTE_TRACKING = re.compile(r"^(?:refs/remotes/|remotes/)(?P<remote>[^/]+)/(?P<branch>.+)$|^(?P<origin>origin|upstream)/(?P<short>.+)$")
 
 
 def check_revision(value: object) -> object:
@@ -98,7 +113,7 @@ def check_revision(value: object) -> object:
         raise ValueError(
             f"{value} is your clone's copy of the branch {branch} of the remote {remote} (a remote-tracking name), which the "
             f"server does not have: Argo CD resolves the revision among the server's own branches and tags, so nothing would "
-            f"sync; write {branch}"
+            f"sync; write {branch}" + (f" (or refs/heads/{value} if the server has a branch of that name)" if tracking["origin"] else "")
         )
     return value
 

@@ -696,7 +696,10 @@ def _nodes(p: Parsed) -> list[Problem]:
                     )
                 )
         if isinstance(node.install_disk, str):
-            out += [Problem(node_path(i, "installDisk"), why) for why in install_disk_problems(node.install_disk)]
+            problems = install_disk_problems(node.install_disk)
+            out += [Problem(node_path(i, "installDisk"), why) for why in problems]
+            if not problems and (why := _pi_no_mmc(node, node.install_disk, install=True)) is not None:
+                out.append(Problem(node_path(i, "installDisk"), why))
         for d, disk in enumerate(node.data_disks):
             field = f"dataDisks[{d}]"
             if (why := no_such_device(disk, talos=node.role in ARDA_ROLES)) is not None:
@@ -951,6 +954,45 @@ def _is_pi_card(node: Node, disk: object) -> bool:
     return disk.startswith("/dev/disk/by-id/mmc-") and partition_of(disk) is None
 
 
+_PI_DATA_FIX = "name the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out"
+
+
+def _pi_name(node: Node) -> str:
+    return f"{'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board})"
+
+
+def _pi_no_mmc(node: Node, disk: str, *, install: bool) -> str | None:
+    """Why /dev/mmcblkN is no device of this Raspberry Pi (an index its kernel never gives the card, `_pi_card_indices`),
+    or None; as installDisk (install) or as a data disk."""
+    path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
+    if node.board not in ("rpi4", "rpi5") or path is None or _is_pi_card(node, disk):
+        return None
+    card = (
+        "/dev/mmcblk0, or /dev/mmcblk1 where Talos's kernel numbers the Wi-Fi's SDIO host first"
+        if len(_pi_card_indices(node)) > 1
+        else "/dev/mmcblk0"
+    )
+    if install:
+        # Talos's installer looks for the disk by its name and, finding none, leaves the machine in maintenance mode.
+        lost = (
+            "it is not the disk Ubuntu runs from"
+            if node.role in AINUR_ROLES
+            else "Talos finds no disk to install on and the machine stays in maintenance mode"
+        )
+        names = " or ".join(f"/dev/mmcblk{n}" for n in _pi_card_indices(node))
+        fix = f"write the card's {names}, or name the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it)"
+    else:
+        lost = (
+            "cloud-init finds no such disk to format, and Longhorn writes to the root filesystem"
+            if node.role in AINUR_ROLES
+            else "Rook finds no such disk and makes no OSD on this machine"
+        )
+        fix = _PI_DATA_FIX
+    return (
+        f"{disk} is no device on a {_pi_name(node)}: its one MMC device, the SD card slot (or a Compute Module's eMMC), is {card}, so {lost}; {fix}"
+    )
+
+
 def _pi_mmc(node: Node, disk: str) -> str | None:
     """Why an MMC name is no data disk of this Raspberry Pi, or None. A Pi 4 or 5 has one MMC block device, its SD card
     slot (a Compute Module's eMMC in its place, a CM4 with eMMC leaving its carrier's slot unwired); the Wi-Fi's SDIO
@@ -964,21 +1006,11 @@ def _pi_mmc(node: Node, disk: str) -> str | None:
     path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
     if path is None and not _is_pi_card(node, disk):
         return None
-    pi = f"{'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board})"
-    fix = "name the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out"
+    if (why := _pi_no_mmc(node, disk, install=False)) is not None:
+        return why
+    pi = _pi_name(node)
+    fix = _PI_DATA_FIX
     ainur = node.role in AINUR_ROLES
-    if not _is_pi_card(node, disk):
-        lost = (
-            "cloud-init finds no such disk to format, and Longhorn writes to the root filesystem"
-            if ainur
-            else "Rook finds no such disk and makes no OSD on this machine"
-        )
-        card = (
-            "/dev/mmcblk0, or /dev/mmcblk1 where Talos's kernel numbers the Wi-Fi's SDIO host first"
-            if len(_pi_card_indices(node)) > 1
-            else "/dev/mmcblk0"
-        )
-        return f"{disk} is no device on a {pi}: its one MMC device, the SD card slot (or a Compute Module's eMMC), is {card}, so {lost}; {fix}"
     if ainur and node.boot == "netboot":
         # A netbooted maia's dataDisks are no Longhorn disk either (stacks.storage.longhorn_pis).
         return (

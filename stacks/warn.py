@@ -70,6 +70,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _directory_on_arda(stack, reached)
     yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
+    yield from _route_in_router_range(stack)
+    yield from _route_into_lent(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -130,6 +132,48 @@ def _nas_in_router_range(stack: StackConfig) -> Iterator[Problem]:
                 "mount reaches the NAS by this address, so make sure the router holds a reservation for it (or give the NAS a "
                 "fixed address outside the range)",
             )
+
+
+def _route_in_router_range(stack: StackConfig) -> Iterator[Problem]:
+    """A remote-access route to one device (/32) inside network.dhcpRange where the router lends it (proxy mode, or no
+    Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see; without
+    one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range and know no
+    reservation of the device's: refused there (stacks.addresses.leased_routes)."""
+    if stack.remote_access is None or (stack.ainur is not None and stack.ainur.netboot.mode == "dhcp"):
+        return
+    lent = stack.network.dhcp_range
+    for i, route in enumerate(stack.remote_access.routes):
+        if route.num_addresses == 1 and route.network_address in lent:
+            yield Problem(
+                f"iluvatar:remoteAccess.routes[{i}]",
+                f"{route} is inside network.dhcpRange {lent}, the addresses the router lends: the tailnet reaches the device by "
+                "this address, so make sure the router holds a reservation for it (or give the device a fixed address outside "
+                "the range), else the tailnet reaches whichever device is lent it next",
+            )
+
+
+def _route_into_lent(stack: StackConfig) -> Iterator[Problem]:
+    """A remote-access route that runs into a lent range over its edge: part of it is addresses the range lends, so the
+    tailnet reaches every port of whichever phone or laptop is lent one of them. A route wholly inside a lent range is
+    refused (stacks.addresses.leased_routes); one that holds a whole range (the LAN's /24) is a choice to route the LAN,
+    lent devices and all. A warning, not a refusal: which devices the lent addresses reach is the user's to judge."""
+    if stack.remote_access is None:
+        return
+    lent = [("network.dhcpRange", stack.network.dhcp_range)]
+    if stack.arda.discovery is not None and stack.arda.discovery.pool is not None:
+        lent.append(("arda.discovery.pool", stack.arda.discovery.pool))
+    for i, route in enumerate(stack.remote_access.routes):
+        for what, pool in lent:
+            first, last = max(route.network_address, pool.start), min(route.broadcast_address, pool.end)
+            inside = route.network_address in pool and route.broadcast_address in pool
+            holds = route.network_address <= pool.start and pool.end <= route.broadcast_address
+            if first <= last and not inside and not holds:
+                yield Problem(
+                    f"iluvatar:remoteAccess.routes[{i}]",
+                    f"{route} runs into {what} {pool.start}-{pool.end}: {first}-{last} are lent, so the tailnet reaches every "
+                    "port of whichever device is lent one of them; route only the fixed addresses outside it, or the whole "
+                    "LAN if that is meant",
+                )
 
 
 def _size_alone(stack: StackConfig) -> Iterator[Problem]:

@@ -109,6 +109,18 @@ def test_a_private_https_repository_with_its_token() -> None:
     assert (stack.gitops.private, stack.gitops.username) == (True, "me")
 
 
+def test_both_forms_the_refusal_of_an_account_in_an_https_url_offers_are_accepted() -> None:
+    with pytest.raises(ValueError, match="an https URL takes no user") as refused:
+        gitops.parse_repo_url("https://mara@bitbucket.org/example/homelab.git")
+    found = re.search(r"write (https://\S+) with gitops.username: (\S+) .*or the SSH form (\S+) ", str(refused.value))
+    assert found is not None
+    https, username, ssh = found.groups()
+    stack = _with(RK1, {"gitopsToken": "t"}, repoUrl=https, username=username, private=True)
+    assert (stack.gitops.repo_url, stack.gitops.username) == ("https://bitbucket.org/example/homelab.git", "mara")
+    stack = _with(RK1, {"gitopsSshPrivateKey": "k"}, repoUrl=ssh)
+    assert stack.gitops.repo_url == "git@bitbucket.org:example/homelab.git"
+
+
 def test_the_mirror_defaults_to_the_gitops_repository() -> None:
     stack = load_stack_file(HOMELAB)
     assert stack.ainur is not None and stack.ainur.git_mirror is not None
@@ -121,3 +133,10 @@ def test_the_ainur_folder_may_sit_beside_categories_at_the_root() -> None:
     assert (stack.gitops.apps_path, stack.gitops.ainur_path) == (".", "pis")
     with pytest.raises(Exception, match=r"ainurPath: media/pis is inside the category folder media"):
         _with(RK1, appsPath=".", ainurPath="media/pis")
+
+
+@pytest.mark.parametrize("revision", ["release/1.2", "feature/origin-ui", "upstreams/main", "refs/heads/upstream/main", "refs/heads/origin/main"])
+def test_branches_named_with_a_slash_are_revisions(revision: str) -> None:
+    # Only origin/ and upstream/, the remotes a clone nearly always has, are read as a remote's; a server's branch of
+    # such a name is written in full (refs/heads/...), which Argo CD's lsRemote matches too.
+    assert _gitops(revision=revision).revision == revision
