@@ -66,8 +66,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
-    yield from _receiver_on_arda(stack, reached)
-    yield from _directory_on_arda(stack, reached)
+    yield from _served_by_arda(stack, reached)
     yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
     yield from _route_in_router_range(stack)
@@ -462,39 +461,36 @@ def _same_box(stack: StackConfig) -> Iterator[Problem]:
                 )
 
 
-def _receiver_on_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
-    """The alert receiver served by Arda (an app, a Service, a machine): Alertmanager runs on Arda too, so Arda down is the
-    dead man's switch's to tell (monitoring.heartbeat, refused on Arda), and a receiver there is allowed; but an alert about
-    a part of Arda that fails (its gateways, the receiver's app, its volumes) is posted through that part and may never
-    arrive. A warning, since a household may accept that."""
-    lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
-    for server in named:
-        if server.kind != "receiver":
-            continue
-        for what in server_on_arda(server, lab):
-            yield Problem(
-                f"iluvatar:{server.path}",
-                f"{server.written}: {what}: Alertmanager posts there from Arda, so an alert about a part of Arda that fails (its gateways, "
-                "the receiver's app, its volumes) goes through what is failing and may never reach you; keep the receiver off Arda "
-                "(ntfy.sh, a server on another machine), or keep it knowing those alerts may be lost",
-            )
+# The servers a part of Arda may serve, with what is lost when that part fails, and where else to keep them. A warning,
+# since a household may accept it.
+#   - The alert receiver: Alertmanager runs on Arda too, so Arda down is the dead man's switch's to tell
+#     (monitoring.heartbeat, refused on Arda), and a receiver there is allowed; but an alert about a part of Arda that
+#     fails (its gateways, the receiver's app, its volumes) is posted through that part and may never arrive.
+#   - The LDAP directory: Dex binds to it for every sign-in, to Argo CD and kubectl on the Ainur (plans.identity) as on
+#     Arda, so while Arda is down nobody signs in to the tools that repair it.
+_SERVED_BY_ARDA = {
+    "receiver": (
+        "Alertmanager posts there from Arda, so an alert about a part of Arda that fails (its gateways, the receiver's app, its "
+        "volumes) goes through what is failing and may never reach you; keep the receiver off Arda (ntfy.sh, a server on another "
+        "machine), or keep it knowing those alerts may be lost"
+    ),
+    "ldap": (
+        "Dex binds to the directory for every sign-in, to Argo CD and kubectl on the Ainur as on Arda, so while Arda is down nobody "
+        "can sign in to the tools that repair it; keep the directory off Arda (the NAS, a machine off the clusters), or keep it "
+        "knowing sign-in goes down with Arda"
+    ),
+}
 
 
-def _directory_on_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
-    """The LDAP directory served by Arda (an app, a Service, a machine): Dex binds to it for every sign-in, to Argo CD and
-    kubectl on the Ainur (plans.identity) as on Arda, so while Arda is down nobody signs in to the tools that repair it. A
-    warning, as the alert receiver on Arda is: a household may accept that."""
+def _served_by_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
+    """The alert receiver or the LDAP directory served by Arda (an app, a Service, a machine): _SERVED_BY_ARDA says why."""
     lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
     for server in named:
-        if server.kind != "ldap":
+        harm = _SERVED_BY_ARDA.get(server.kind)
+        if harm is None:
             continue
         for what in server_on_arda(server, lab):
-            yield Problem(
-                f"iluvatar:{server.path}",
-                f"{server.written}: {what}: Dex binds to the directory for every sign-in, to Argo CD and kubectl on the "
-                "Ainur as on Arda, so while Arda is down nobody can sign in to the tools that repair it; keep the directory off Arda "
-                "(the NAS, a machine off the clusters), or keep it knowing sign-in goes down with Arda",
-            )
+            yield Problem(f"iluvatar:{server.path}", f"{server.written}: {what}: {harm}")
 
 
 def _servers_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
