@@ -426,6 +426,16 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
             fix = f"write {plain}" if all(int(p) <= 255 for p in parts) else "write the server's IPv4 address"
             yield Problem(f"iluvatar:{s.path}", f"{s.written}: {s.host} is not an IPv4 address (a part with a leading zero or above 255); {fix}")
             continue
+        if ":" in name:
+            # An IPv6 literal (urlsplit and the bracket-stripping above leave it bare): the clients run in pods of the
+            # clusters, which have IPv4 alone (Cilium's chart at 1.18.4, values.yaml:2076-2078 `ipv6: enabled: false`,
+            # which plans.cilium leaves; k3s's default cluster-cidr is 10.42.0.0/16 alone), so no pod has a route to it.
+            yield Problem(
+                f"iluvatar:{s.path}",
+                f"{s.written}: {s.host} is an IPv6 address, and the clusters' pods have IPv4 alone, so {CLIENTS[s.kind]}; write "
+                f"{NOUNS[s.kind]}'s IPv4 address, or a name that resolves to one",
+            )
+            continue
         if s.name or not name or private_tld(name, domain) != domain or name in known:
             continue
         try:

@@ -520,7 +520,8 @@ def _single_labels(stack: StackConfig, named: Sequence[Server]) -> Iterator[Prob
     lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
     for server in named:
         host = server.host.rstrip(".").lower()
-        if not host or "." in host or server.address is not None or server_on_arda(server, lab):
+        # An IPv6 literal has no dot either: stacks.addresses.unknown_names refuses it.
+        if not host or "." in host or ":" in host or server.address is not None or server_on_arda(server, lab):
             continue
         yield Problem(
             f"iluvatar:{server.path}",
