@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from plans import gitops
-from plans.network import plan_network
+from plans.network import zone_records
 from stacks.apps import under, zone_of
 from stacks.edge import edge_addresses
 from stacks.model import POD_SECURITY_LEVELS, App, PodSecurityLevel, StackConfig
@@ -95,7 +95,7 @@ def resolver_records(stack: StackConfig) -> list[tuple[str, IPv4Address]]:
     VIPs and the gateways that exist) and every app host, by name."""
     domain = stack.network.domain
     addresses = edge_addresses(stack.network.load_balancer_pool, stack.edge)
-    records = {r.name: IPv4Address(r.value) for r in plan_network(stack).dns_records}
+    records = {r.name: IPv4Address(r.value) for r in zone_records(stack)}
     records.update({f"{name}.{domain}": addresses[name] for name in gateway_names(stack)})
     records.update(lan_records(stack))
     return sorted(records.items())

@@ -79,8 +79,9 @@ def gateway_addresses(stack: StackConfig) -> dict[str, IPv4Address]:
 
 def zone_records(stack: StackConfig) -> list[DnsRecord]:
     """Each machine's and each VIP's A record, in the order `plan_network` lists them before sorting. Read alone by the
-    Ainur's zone (plans.netboot.dnsmasq.dns_records), which the stack's rules compute for every stack checked: the plan
-    also counts the LAN's free addresses one by one, which takes minutes on a wide LAN (a /8)."""
+    Ainur's zone (plans.netboot.dnsmasq.dns_records) and, without them, by the LAN resolver on Arda
+    (plans.edge.resolver_records), which the stack's rules compute for every stack checked: the plan also counts the
+    LAN's free addresses one by one, which takes minutes on a wide LAN (a /8)."""
     net = stack.network
     nodes = sorted(stack.nodes, key=lambda n: (n.vlan or "", n.ip))
     records = [DnsRecord(f"{n.name}.{net.domain}", "A", str(n.ip)) for n in nodes]
