@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -132,15 +132,36 @@ def servers(
     ]
 
 
+def searching(ainur: bool) -> frozenset[Kind]:
+    """The servers whose client searches network.domain for a single label: a pod's resolv.conf ends with its node's
+    search list (kubernetes pkg/kubelet/network/dns/dns.go:141-151 at d24fe8a, generateSearchesForDNSClusterFirst: the
+    cluster's suffixes, then the host's), and the Pis' netplan sets `search: [network.domain]` (plans.cloudinit), while
+    Talos writes no search line for a machine whose hostname has no domain (siderolabs/talos internal/app/machined/pkg/
+    controllers/network/resolver_config.go:179-196, getDefault), and Arda's hostnames are single labels. So Dex
+    (on the Ainur) does, and the Git mirror (on the Ainur, cloning repoUrl) does; Alertmanager (on Arda) does not, nor
+    does Argo CD on Arda cloning repoUrl itself where there are no Ainur. A single label is still read as that zone's
+    name by the rules (a resolver answering plain names, a router's DHCP host names, gives the same machine), and the
+    others' clients are warned of (stacks.warn._single_labels)."""
+    return frozenset({"ldap", "git"}) if ainur else frozenset({"ldap"})
+
+
 def _resolved(path: str, written: str, host: str, kind: Kind, zone: Mapping[str, IPv4Address], domain: str | None) -> Server:
     name = host.rstrip(".").lower()  # a trailing dot is the same name, fully qualified; DNS names have no case
     try:
         return Server(path, written, host, kind, IPv4Address(name))
     except ValueError:
         pass
+    try:
+        # An IPv4-mapped IPv6 literal (::ffff:a.b.c.d) is dialled as that IPv4 address: Go's TCPAddr.family() is AF_INET
+        # when IP.To4() is not nil (go src/net/tcpsock_posix.go, family).
+        mapped = IPv6Address(name).ipv4_mapped
+    except ValueError:
+        mapped = None
+    if mapped is not None:
+        return Server(path, written, host, kind, mapped)
     if name and "." not in name and domain:
-        # A single label: every client here resolves it through a search list ending in network.domain (dnsmasq's
-        # domain= on the LAN, the pods' resolv.conf after their cluster's own suffixes), so it is that zone's name.
+        # A single label: that zone's name where the client searches network.domain, or its plain name otherwise, which
+        # a resolver answering plain names gives the same machine (`searching`).
         name = f"{name}.{domain.lower()}"
     address = zone.get(name)
     return Server(path, written, host, kind, address, name if address is not None else "")
@@ -271,7 +292,8 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                 if d.kind in SERVERS and d.ip == h.ip:
                     yield Problem(
                         f"iluvatar:{d.path}",
-                        f"{_written(d)} is {FRONTS[h.kind]}, where {NOUNS[d.kind]} does not answer, so {CLIENTS[d.kind]}; write {NOUNS[d.kind]}'s own address in {d.path}",
+                        f"{_written(d)} is {FRONTS[h.kind]}, where {NOUNS[d.kind]} does not answer, so {CLIENTS[d.kind]}; write "
+                        f"{NOUNS[d.kind]}'s own address in {d.path}{_or_move(d, h)}",
                     )
                     break
                 continue
@@ -316,8 +338,7 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                 yield Problem(
                     f"iluvatar:{d.path}",
                     f"{_written(d)} is {h.path}, an address kube-vip announces, where {NOUNS[d.kind]} does not answer while kube-vip "
-                    f"holds it, so {CLIENTS[d.kind]}; write its own address in {d.path}, or, if it does have {d.ip}, give "
-                    f"{h.path} a free one",
+                    f"holds it, so {CLIENTS[d.kind]}; write its own address in {d.path}{_or_move(d, h)}",
                 )
                 break
             what = "a machine's address" if h.kind == "node" else "an address kube-vip announces"
@@ -355,7 +376,9 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                     "zone; give the router's or the Pi-hole's address",
                 )
         what = NOUNS[d.kind]
-        if dhcp_mode and d.ip in network.dhcp_range and d.ip != network.gateway:
+        # A server written as a zone name of a machine or a VIP has that one's address, whose own rule says where it is.
+        named_own = bool(d.name) and d.ip in own
+        if dhcp_mode and d.ip in network.dhcp_range and d.ip != network.gateway and not named_own:
             # Every device the stack names is checked here, whichever layer names it. In dhcp mode the Ainur's dnsmasq
             # lends every address of the range without a ping first (dhcp-authoritative, no-ping, plans.netboot.dnsmasq)
             # and knows no reservation but the machines': the device keeps its address only until it is lent to another
@@ -386,6 +409,13 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
             f"give {what} a fixed address outside the pool",
         )
+
+
+def _or_move(d: Held, h: Held) -> str:
+    """The second way out of a server at a VIP's or the front door's address: the server may really have it, and then
+    the VIP is the one to move. Not for a server written as a zone name: the name is that VIP's own record and follows
+    it wherever it goes, so only the server's own name or address helps."""
+    return "" if d.name else f", or, if it does have {d.ip}, give {h.path} a free one"
 
 
 def _written(d: Held) -> str:
@@ -426,7 +456,7 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
             fix = f"write {plain}" if all(int(p) <= 255 for p in parts) else "write the server's IPv4 address"
             yield Problem(f"iluvatar:{s.path}", f"{s.written}: {s.host} is not an IPv4 address (a part with a leading zero or above 255); {fix}")
             continue
-        if ":" in name:
+        if ":" in name and s.address is None:
             # An IPv6 literal (urlsplit and the bracket-stripping above leave it bare): the clients run in pods of the
             # clusters, which have IPv4 alone (Cilium's chart at 1.18.4, values.yaml:2076-2078 `ipv6: enabled: false`,
             # which plans.cilium leaves; k3s's default cluster-cidr is 10.42.0.0/16 alone), so no pod has a route to it.

@@ -25,9 +25,9 @@ from stacks.storage import _arda_classes
 
 MONITORING = "iluvatar:monitoring"
 SECRET = "alertReceiverSecret"  # noqa: S105 - the secret's config key, not a secret
-# kube-prometheus names Grafana's Service `grafana` (port `http`, 3000) in the namespace `monitoring`.
+# kube-prometheus names Grafana's Service `grafana` (port `http`, 3000) in its one namespace, Alertmanager's too.
 GRAFANA_SERVICE = "grafana"
-GRAFANA_NAMESPACE = "monitoring"
+GRAFANA_NAMESPACE = ALERTMANAGER_NAMESPACE
 # What each receiver needs to reach someone, by kind: (field, what it is).
 ADDRESSES = {
     "email": (("to", "the address alerts are sent to"), ("sender", "the address they come from"), ("smarthost", "the SMTP server, host:port")),
@@ -85,12 +85,19 @@ def server_on_arda(server: Server, lab: Lab) -> list[str]:
     label, a Service name, an address of Arda's pod or Service network."""
     host = server.host.rstrip(".").lower()
     if server.kind in ON_ARDA_CLIENTS and server.address is None:
-        # A pod's resolv.conf searches its own namespace first (kubelet's ClusterFirst: <ns>.svc.cluster.local), so a
-        # single label is a Service of Alertmanager's namespace before it is anything of the LAN.
-        app = next(((i, a) for i, a in lab.apps if a.category == ALERTMANAGER_NAMESPACE and a.service_name == host), None)
+        # Alertmanager's pod searches `monitoring.svc.cluster.local svc.cluster.local cluster.local` before asking the
+        # name as written (kubernetes pkg/kubelet/network/dns/dns.go:141-151 at d24fe8a, generateSearchesForDNSClusterFirst;
+        # ndots:5), and Arda's CoreDNS answers cluster.local from its Services (plans.coredns): a single label is a Service
+        # of Alertmanager's namespace, `<service>.<namespace>` a Service of that namespace, `<service>.<namespace>.svc` and
+        # any name under cluster.local a Kubernetes name, before any of them is a name of the LAN. A name merely holding
+        # a `svc` label (hc.svc.example.org) is no such name: every search expansion of it misses and it is asked as is.
+        labels = host.split(".")
+        service, namespace = [*labels, ALERTMANAGER_NAMESPACE][:2] if len(labels) <= 2 else ("", "")
+        app = next(((i, a) for i, a in lab.apps if a.category == namespace and a.service_name == service), None)
         if app is not None:
-            return [f"the server {host} is apps[{app[0]}]'s Service ({app[1].name}) in {ALERTMANAGER_NAMESPACE}, Alertmanager's namespace, on Arda"]
-        if host.endswith((".svc", ".cluster.local")) or ".svc." in host:
+            where = ", Alertmanager's namespace," if namespace == ALERTMANAGER_NAMESPACE else ""
+            return [f"the server {host} is apps[{app[0]}]'s Service ({app[1].name}) in {namespace}{where} on Arda"]
+        if host.endswith(".cluster.local") or (len(labels) == 3 and labels[2] == "svc") or (len(labels) == 2 and namespace == ALERTMANAGER_NAMESPACE):
             return [f"the server {host} is a Kubernetes Service name, which Alertmanager resolves through Arda's cluster DNS: a Service on Arda"]
     name = server.name or host
     app_host = any(a.host == name for _, a in lab.apps)
@@ -100,8 +107,12 @@ def server_on_arda(server: Server, lab: Lab) -> list[str]:
         lan = lab.network.lan if lab.network is not None else None
         for net in _arda_networks(lab.arda)[0]:
             if server.address in net.net and (lan is None or server.address not in lan):
-                what = "a Service" if net.key == "serviceSubnets" else "a pod"
-                out.append(f"the server {server.shown} is inside {net.what}, {what} on Arda")
+                what = "Service" if net.key == "serviceSubnets" else "pod"
+                out.append(
+                    f"the server {server.shown} is inside {net.what}, which Arda's machines send to their {what}s, never to a machine "
+                    f"elsewhere (one that has that address needs an address outside it, or Arda's networks moved with arda.patches): "
+                    f"to Alertmanager a {what} on Arda"
+                )
                 break
     return out
 

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address
 
 from plans import zone
 from stacks import encryption, pins
-from stacks.addresses import CLIENTS, NOUNS, Server, servers
+from stacks.addresses import CLIENTS, NOUNS, Server, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
@@ -35,7 +35,8 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
     # The sign-in, alerting and GitOps layers' servers, a zone name resolved as the Ainur's DNS answers it.
-    reached = servers(stack.identity, stack.monitoring, stack.gitops, zone.records(stack), stack.network.domain, stack.apps)
+    records = zone.records(stack)
+    reached = servers(stack.identity, stack.monitoring, stack.gitops, records, stack.network.domain, stack.apps)
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
     yield from _nas_in_router_range(stack)
@@ -512,23 +513,36 @@ def _servers_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
 
 
 def _single_labels(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
-    """A server written as a single label that nothing of the plan answers. Its clients resolve it through a search list:
-    Alertmanager's pod first as a Service of its namespace (stacks.monitoring.server_on_arda says when an app's Service is
-    there), then, as every client does, under network.domain, a zone whose names the plan alone gives (plans.zone); a
-    name found there is checked as its address. Past those, the label may still be answered by a resolver that knows
-    plain names, a router's DHCP host names, which the stack cannot see: a warning, not a refusal."""
+    """A server written as a single label. Its client resolves it through a search list: Alertmanager's pod first as a
+    Service of its namespace (stacks.monitoring.server_on_arda says when an app's Service is there); a client on the
+    Ainur then under network.domain, a zone whose names the plan alone gives (plans.zone), and a name found there is
+    checked as its address (stacks.addresses.servers). A client on Arda searches no such domain (Talos gives Arda's
+    machines none: stacks.addresses.searching), so it finds even a name of the zone only through a resolver that
+    answers plain names, a router's DHCP host names, which the stack cannot see: a warning, not a refusal, as for a label
+    that is no name of the zone."""
     lab = Lab(list(enumerate(stack.apps)), stack.network, list(enumerate(stack.nodes)), stack.arda)
+    searched = searching(stack.ainur is not None)
     for server in named:
         host = server.host.rstrip(".").lower()
         # An IPv6 literal has no dot either: stacks.addresses.unknown_names refuses it.
-        if not host or "." in host or ":" in host or server.address is not None or server_on_arda(server, lab):
+        if not host or "." in host or ":" in host or server_on_arda(server, lab):
             continue
-        yield Problem(
-            f"iluvatar:{server.path}",
-            f"{server.written}: the server {host} is a single label, and {host}.{stack.network.domain} is no name of the internal "
-            f"zone: it resolves only if a resolver answers the plain name (a router's DHCP host names), else {CLIENTS[server.kind]}; "
-            f"write {NOUNS[server.kind]}'s full name or its LAN IPv4 address",
-        )
+        full = f"{host}.{stack.network.domain}"
+        if server.address is None:
+            yield Problem(
+                f"iluvatar:{server.path}",
+                f"{server.written}: the server {host} is a single label, and {full} is no name of the internal "
+                f"zone: it resolves only if a resolver answers the plain name (a router's DHCP host names), else {CLIENTS[server.kind]}; "
+                f"write {NOUNS[server.kind]}'s full name or its LAN IPv4 address",
+            )
+        elif server.kind not in searched:
+            where = "Argo CD on Arda" if server.kind == "git" else "Alertmanager on Arda"
+            yield Problem(
+                f"iluvatar:{server.path}",
+                f"{server.written}: the server {host} is a single label, which {where} asks as written: Talos gives Arda's machines no "
+                f"search domain, so {full} is never tried; it resolves only if a resolver answers the plain name (a router's DHCP "
+                f"host names), else {CLIENTS[server.kind]}; write {full}",
+            )
 
 
 # Tailscale's own domain: each of its tailnets has its MagicDNS names at tail<id>.ts.net.
