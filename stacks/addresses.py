@@ -479,6 +479,49 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
             )
 
 
+# The port each kind of server is reached on when its value names none: a URL's scheme's, SSH's for repoUrl. Alertmanager's
+# smarthost and Dex's LDAP host are written host:port.
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
+
+
+def _port(s: Server) -> int | None:
+    """The port the server's client connects to, as its value is written (None when it names none and has no default)."""
+    try:
+        if s.kind == "git":
+            repo = parse_repo_url(s.written)
+            return repo.port or _DEFAULT_PORTS[repo.scheme]
+        if "://" in s.written:
+            parts = urlsplit(s.written)
+            return parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        port = s.written.rsplit(":", 1)[1] if ":" in s.written.rsplit("]", 1)[-1] else ""
+        return int(port) if port.isdigit() else None
+    except ValueError:
+        return None  # a malformed value: its own key's rule says so
+
+
+def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> Iterator[Problem]:
+    """A server written as Headscale's public name (remoteAccess.headscale.url's host) on the port the router forwards to
+    Headscale. The name is the home's public address in public DNS, and the port forward the setup asks for (TCP 443,
+    docs/remote-access.md "The port forward"; a URL naming another port is refused by stacks.remote_access) sends it to
+    remoteAccess.headscale.ip, Headscale's Service on the Ainur, the LAN's own connections too where the router loops them
+    back (and nothing answers where it does not): Headscale answers there, as at its address, and the server does not.
+    Any other port of the name is the router's own, or a forward of the user's to another box."""
+    if remote is None or remote.flavour != "headscale" or remote.headscale is None:
+        return
+    headscale = urlsplit(remote.headscale.url)
+    name = (headscale.hostname or "").rstrip(".").lower()
+    forwarded = headscale.port or 443
+    for s in named:
+        if s.host.rstrip(".").lower() != name or _port(s) != forwarded:
+            continue
+        yield Problem(
+            f"iluvatar:{s.path}",
+            f"{s.written}: its server {name} is Headscale's public name (remoteAccess.headscale.url {remote.headscale.url}), and "
+            f"its port {forwarded} is the router's forward to remoteAccess.headscale.ip {remote.headscale.ip}, where Headscale "
+            f"answers, not {NOUNS[s.kind]}, so {CLIENTS[s.kind]}; write {NOUNS[s.kind]}'s own address or name in {s.path}",
+        )
+
+
 # The homelab's own addresses: a device inside the router's old pool may still hold one of them.
 OWN: frozenset[Kind] = frozenset({"node", "vip", "identity", "headscale", "app"})
 

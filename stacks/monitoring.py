@@ -211,6 +211,18 @@ def heartbeat_signal(url: str) -> Iterator[Problem]:
             f"up as down): {_NO_SUCCESS}; write {fixed}",
         )
         return
+    if segments[:2] == ["api", "push"]:
+        kuma = list(_kuma_push(url, parts, query))
+        if kuma:
+            yield from kuma
+            return
+    if host == "cronitor.link":
+        event = _cronitor_event(segments)
+        if event is not None and segments[event].lower() in _CRONITOR_NO_SUCCESS:
+            word = segments[event]
+            fixed = urlunsplit(parts._replace(path="/" + "/".join([*segments[:event], "complete", *segments[event + 1 :]])))
+            yield Problem(path, f"{url}: /{word} {_CRONITOR_NO_SUCCESS[word.lower()]}: {_NO_SUCCESS}; write {fixed}")
+            return
     # Cronitor's Telemetry API (https://cronitor.io/docs/telemetry-api, "Basic Usage - Jobs"): state=fail "send[s] a
     # failure event to trigger an immediate alert"; state=run only says a job has started, and a job that never
     # completes is alerted on; a bare ping or state=complete is the success.
@@ -231,6 +243,93 @@ def _with_state(parts: SplitResult, query: list[tuple[str, str]], key: str, valu
         elif all(k2 != key for k2, _ in kept):
             kept.append((k, value))
     return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+# Cronitor's Ping API (https://cronitor.io/docs/ping-api), the URLs its older docs and SDKs write: the monitor's own URL,
+# https://cronitor.link/<code> ("Resource: Monitor, cronitor.link/:monitorId/:event") or
+# https://cronitor.link/ping/<ping-api-key>/<id> ("Universal, cronitor.link/ping/:pingAPIKey/:uniqueId/:event"), and the
+# event as the path segment after it: /run "report task is running", /complete "report task is complete", /fail "report
+# task has failed ... you will be alerted immediately". The Telemetry API's /p/<api-key>/<monitor> takes the event as
+# ?state= instead (heartbeat_signal), and its last segment is the monitor's key, which may itself be `run` or `fail`.
+def _cronitor_event(segments: list[str]) -> int | None:
+    """Where the event segment of a Cronitor Ping API URL is (its index in `segments`), or None: a Telemetry API URL,
+    or a ping URL with no event."""
+    if not segments or segments[0] == "p":
+        return None
+    at = 3 if segments[0] == "ping" else 1
+    return at if len(segments) > at else None
+
+
+# Uptime Kuma's push route (louislam/uptime-kuma server/routers/api-router.js:51-60 at 6398a95, v2.5.3) reads its query
+# as Express 4 parses it (express 4.22.2, package-lock.json:7983, lib/application.js:84 `query parser: extended`,
+# lib/utils.js:288-292 qs.parse), with qs 6.15.3 (package-lock.json:8062): a key's parent is what comes before its first
+# `[` (lib/parse.js:246-248), so `status[]=up` and `status[x]=up` make `status` an array or an object, never the string
+# `up`, and `statusString === "up" ? UP : DOWN` marks the push down. `ping` is read as `parseFloat(request.query.ping) ||
+# null` (an array as its elements joined by commas, so its first one counts) and a value below 0 or above 100000000000
+# throws before the beat is stored: the push is answered 404 `{ok: false}` (api-router.js:140-145) and the monitor hears
+# nothing, so it goes down once its interval passes. A ping of 0, or one that is no number, is null and stored.
+_QS_ARRAY = re.compile(r"^(?P<parent>[^\[]*)\[")
+# JavaScript's parseFloat: leading white space (ECMA-262 StrWhiteSpaceChar) skipped, then the longest prefix that is a
+# decimal literal or Infinity; anything else is NaN.
+_JS_FLOAT = re.compile(
+    r"^[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*([+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?))"
+)
+_KUMA_MAX_PING = 100000000000
+
+
+def _js_parse_float(text: str) -> float | None:
+    """parseFloat(text), or None for NaN."""
+    match = _JS_FLOAT.match(text)
+    return float(match[1]) if match else None
+
+
+def _kuma_ping(query: list[tuple[str, str]]) -> float | None:
+    """The ping Uptime Kuma reads of the query (`parseFloat(request.query.ping) || null`), or None when it reads none or
+    the query's shape is one not modelled here (`ping[<key>]`): only `ping` and `ping[]`, whose values qs makes one
+    string or, repeated, an array in their order (lib/parse.js:152), which parseFloat reads as the values joined by ','."""
+    values = [v for k, v in query if k in ("ping", "ping[]")]
+    if not values or any(k.startswith("ping[") and k != "ping[]" for k, _ in query):
+        return None
+    value = _js_parse_float(",".join(values))
+    return value or None  # 0, -0 and NaN are null
+
+
+def _kuma_push(url: str, parts: SplitResult, query: list[tuple[str, str]]) -> Iterator[Problem]:
+    """An Uptime Kuma push URL that marks the monitor down on every push for `status` written as an array or an object,
+    or whose every push is refused for its ping (the plain `status` values are heartbeat_signal's)."""
+    path = f"{MONITORING}.heartbeat"
+    nested = [(k, v) for k, v in query if (m := _QS_ARRAY.match(k)) is not None and m["parent"] == "status"]
+    ping = _kuma_ping(query)
+    bad_ping = ping is not None and (ping < 0 or ping > _KUMA_MAX_PING)
+    if not nested and not bad_ping:
+        return
+    # One URL that fixes both: a single status=up where status was first written, and no ping (Alertmanager's posts
+    # have no round-trip time to report).
+    kept: list[tuple[str, str]] = []
+    for k, v in query:
+        parent = m["parent"] if (m := _QS_ARRAY.match(k)) is not None else k
+        if nested and parent == "status":
+            if all(k2 != "status" for k2, _ in kept):
+                kept.append(("status", "up"))
+        elif not (bad_ping and parent == "ping"):
+            kept.append((k, v))
+    fixed = urlunsplit(parts._replace(query=urlencode(kept)))
+    if nested:
+        shown = "&".join(f"{k}={v}" for k, v in nested)
+        yield Problem(
+            path,
+            f"{url}: Express's query parser (qs) reads {shown} as an array or an object, so the status Uptime Kuma reads is never "
+            f"the string up and every push marks the push monitor down: {_NO_SUCCESS}; write {fixed}",
+        )
+    if bad_ping:
+        shown = "&".join(f"{k}={v}" for k, v in query if k in ("ping", "ping[]"))
+        read = "Infinity" if ping == float("inf") else "-Infinity" if ping == float("-inf") else f"{ping:.15g}"
+        yield Problem(
+            path,
+            f"{url}: {shown} is a ping of {read} ms, and Uptime Kuma refuses every push whose ping is below 0 or above "
+            f"{_KUMA_MAX_PING} ms (answered 404, no beat stored), so the push monitor hears nothing and goes down once its "
+            f"interval has passed: {_NO_SUCCESS}; write {fixed}",
+        )
 
 
 def _comparable(url: str, kind: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:

@@ -69,19 +69,41 @@ def parse_repo_url(value: object) -> RepoUrl:
         # gitops.username. The SSH form's user is the forge's `git` for every account (GitHub, GitLab, Bitbucket,
         # Codeberg: the key tells the account), never the account's name.
         rest, name = user["rest"], user["user"]
-        scp = re.sub(r"^([^/:]+)(:\d+)?/", r"\1:", rest)
+        ssh_form = _ssh_form(rest)
         if name == "git":
             raise ValueError(
                 f"{url}: an https URL takes no user (git@ is the SSH form's); write https://{rest} (with gitops.private: true and "
-                f"iluvatar:gitopsToken if the repository is private), or the SSH form git@{scp}"
+                f"iluvatar:gitopsToken if the repository is private)" + (f", or the SSH form {ssh_form}" if ssh_form else "")
             )
         raise ValueError(
             f"{url}: an https URL takes no user (the account {name} belongs in gitops.username); write https://{rest} with "
             f"gitops.username: {name} (and gitops.private: true and iluvatar:gitopsToken, the account's token or app password, if "
-            f"the repository is private), or the SSH form git@{scp} (SSH's user is the forge's git whichever account's key signs "
-            f"in, not {name})"
+            f"the repository is private)"
+            + (f", or the SSH form {ssh_form} (SSH's user is the forge's git whichever account's key signs in, not {name})" if ssh_form else "")
         )
     raise ValueError(f"{url} is not an https:// or SSH repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
+
+
+# Azure DevOps serves Git over SSH on another host and path than its https URL's: https://dev.azure.com/<org>/<project>/
+# _git/<repo> is git@ssh.dev.azure.com:v3/<org>/<project>/<repo> (MicrosoftDocs/azure-devops-docs
+# docs/repos/git/use-ssh-keys-to-authenticate.md at 03fdcb3, "Step 3: Clone the Git repository with SSH": `git clone
+# git@ssh.dev.azure.com:v3/fabrikam-fiber/FabrikamFiber/FabrikamFiber`). Any other Azure URL (one without the project,
+# the older <org>.visualstudio.com) is offered its https form alone, the SSH form being none this module can derive.
+_AZURE_HTTPS = re.compile(r"^dev\.azure\.com/(?P<org>[^/]+)/(?P<project>[^/]+)/_git/(?P<repo>[^/?#]+?)/?$", re.IGNORECASE)
+
+
+def _ssh_form(rest: str) -> str | None:
+    """The SSH form of an https repository URL without its scheme and user (`rest`): the forge's `git@host:path`, Azure
+    DevOps's v3 form, or None for another Azure URL."""
+    host = rest.split("/", 1)[0].split(":", 1)[0].lower()
+    if host == "dev.azure.com":
+        azure = _AZURE_HTTPS.match(rest)
+        if azure is None:
+            return None
+        return f"git@ssh.dev.azure.com:v3/{azure['org']}/{azure['project']}/{azure['repo']}"
+    if host.endswith(".visualstudio.com"):
+        return None
+    return "git@" + re.sub(r"^([^/:]+)(:\d+)?/", r"\1:", rest)
 
 
 def check_repo_url(value: object) -> object:

@@ -121,6 +121,35 @@ def test_both_forms_the_refusal_of_an_account_in_an_https_url_offers_are_accepte
     assert stack.gitops.repo_url == "git@bitbucket.org:example/homelab.git"
 
 
+def test_both_forms_the_refusal_of_an_account_in_an_azure_devops_https_url_offers_are_accepted() -> None:
+    # Azure DevOps's SSH form is its own host and v3 path, not the https URL's host with a colon.
+    with pytest.raises(ValueError, match="an https URL takes no user") as refused:
+        gitops.parse_repo_url("https://fabrikam@dev.azure.com/fabrikam/homelab/_git/ops")
+    found = re.search(r"write (https://\S+) with gitops.username: (\S+) .*or the SSH form (\S+) ", str(refused.value))
+    assert found is not None
+    https, username, ssh = found.groups()
+    assert ssh == "git@ssh.dev.azure.com:v3/fabrikam/homelab/ops"
+    stack = _with(RK1, {"gitopsToken": "t"}, repoUrl=https, username=username, private=True)
+    assert (stack.gitops.repo_url, stack.gitops.username) == ("https://dev.azure.com/fabrikam/homelab/_git/ops", "fabrikam")
+    stack = _with(RK1, {"gitopsSshPrivateKey": "k"}, repoUrl=ssh)  # ssh.dev.azure.com's key ships with the argo-cd chart
+    assert stack.gitops.repo_url == ssh
+
+
+@pytest.mark.parametrize(
+    ("url", "https"),
+    [
+        ("https://fabrikam@fabrikam.visualstudio.com/homelab/_git/ops", "https://fabrikam.visualstudio.com/homelab/_git/ops"),
+        ("https://git@dev.azure.com/fabrikam/_git/ops", "https://dev.azure.com/fabrikam/_git/ops"),
+    ],
+)
+def test_an_azure_url_whose_ssh_form_is_not_derived_is_offered_its_https_form_alone(url: str, https: str) -> None:
+    with pytest.raises(ValueError, match="an https URL takes no user") as refused:
+        gitops.parse_repo_url(url)
+    assert "or the SSH form" not in str(refused.value)
+    assert f"write {https} " in str(refused.value)
+    assert gitops.parse_repo_url(https).scheme == "https"
+
+
 def test_the_mirror_defaults_to_the_gitops_repository() -> None:
     stack = load_stack_file(HOMELAB)
     assert stack.ainur is not None and stack.ainur.git_mirror is not None

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from stacks import StackConfigError, load_stack_file
+from stacks import StackConfigError, addresses, load_stack_file
 from stacks import remote_access as rules
+from stacks.remote_model import RemoteAccess
 from tests.edit import edit, homelab_doc, write_stack
 from tests.remote_stacks import ACCESS, HEADSCALE, TAILSCALE, remote_doc, remote_stack
 
@@ -143,3 +144,34 @@ def test_a_route_to_an_ardas_worker_is_taken_for_a_group_kept_off_the_clusters()
     family = [{"group": "example:family", "members": ["bob@"], "reach": ["apps", "routes"]}]
     stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.31/32", "192.168.0.40/32"], "access": [*ACCESS[:1], *family]})
     assert stack.remote_access is not None and [str(r) for r in stack.remote_access.routes] == ["192.168.0.31/32", "192.168.0.40/32"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "host", "kind"),
+    [
+        # Another port of Headscale's public name is the router's own, or a forward of the user's to another box.
+        ("monitoring.heartbeat", "http://vpn.example.com/ping/6b1c0f9e-7d2a-4f3b-8c1d-2e3f4a5b6c7d", "vpn.example.com", "heartbeat"),
+        ("monitoring.heartbeat", "https://vpn.example.com:3001/api/push/Xy12ab?status=up", "vpn.example.com", "heartbeat"),
+        ("gitops.repoUrl", "git@vpn.example.com:example/homelab.git", "vpn.example.com", "git"),
+        ("identity.connector.host", "vpn.example.com:636", "vpn.example.com", "ldap"),
+        ("monitoring.receiver.email.smarthost", "vpn.example.com:587", "vpn.example.com", "receiver"),
+        # Another name under it.
+        ("monitoring.heartbeat", "https://kuma.vpn.example.com/api/push/Xy12ab?status=up", "kuma.vpn.example.com", "heartbeat"),
+    ],
+)
+def test_a_server_at_another_port_or_name_than_headscales_forward_is_not_refused_as_headscale(
+    path: str, value: str, host: str, kind: addresses.Kind
+) -> None:
+    remote = RemoteAccess.model_validate(
+        {
+            "flavour": "headscale",
+            "headscale": {"url": "https://vpn.example.com", "ip": "192.168.0.17"},
+            "access": [{"group": "g", "members": ["bob@"], "reach": ["apps"]}],
+        }
+    )
+    assert list(addresses.at_headscales_name([addresses.Server(path, value, host, kind)], remote)) == []
+    # The same server on Headscale's port is refused.
+    on_443 = {"git": "https://vpn.example.com/example/homelab.git", "ldap": "vpn.example.com:443", "receiver": "vpn.example.com:443"}
+    written = on_443.get(kind, "https://vpn.example.com/ping")
+    if host == "vpn.example.com":
+        assert len(list(addresses.at_headscales_name([addresses.Server(path, written, host, kind)], remote))) == 1
