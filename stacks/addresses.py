@@ -61,6 +61,10 @@ CLIENTS: dict[Kind, str] = {
     "receiver": "Alertmanager could deliver no alert",
     "heartbeat": "Alertmanager could never post the Watchdog, and the switch would report the homelab dead",
     "git": "Argo CD and the Git mirror could not clone, and nothing would sync",
+    "nas": "no backup could be written or restored",
+    "nfs": "no volume of the NFS class could be mounted",
+    "dns": "no machine could resolve a name outside the zone",
+    "bmc": "`up` could not power or reflash the machines of its board",
 }
 
 
@@ -386,6 +390,40 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
             f"give {what} a fixed address outside the pool",
         )
+
+
+def host_edges(held: Sequence[Held], network: Network | None) -> Iterator[Problem]:
+    """A device of the table (`held` with its routed devices: stacks.load's `registered`) written as an address that is
+    the network or the broadcast address of network.lan or of the VLAN holding it: no host has it, so no server answers
+    there, and what the stack points at it (the backups, the mounts, the forwarding, the power control, a route) reaches
+    no device. The machines and the VIPs
+    are checked against the same edges where each is placed (stacks.rules._address_in_lan, _vlan_node). network.dns is
+    read whole here: the table registers only its servers on network.lan, and one on a VLAN is as unreachable there. A
+    zone name stands for a machine's or a VIP's address, which their own rules place."""
+    if network is None:
+        return
+    subnets = [("network.lan", network.lan), *((f"network.vlans[{j}].cidr", v.cidr) for j, v in enumerate(network.vlans))]
+    # A /31 or /32 has no network or broadcast address (RFC 3021): both of its addresses are hosts'.
+    edged = [(path, net) for path, net in subnets if net.prefixlen < 31]
+    dns = [Held(ip, f"network.dns[{k}]", f"network.dns[{k}]", "dns") for k, ip in enumerate(network.dns)]
+    for d in [*(h for h in held if h.kind in DEVICES and h.kind != "dns" and not h.name), *dns, *(h for h in held if h.kind == "route")]:
+        for path, net in edged:
+            if d.ip not in (net.network_address, net.broadcast_address):
+                continue
+            edge = "network" if d.ip == net.network_address else "broadcast"
+            if d.kind == "route":
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{d.ip}/32 is the {edge} address of {path} {net}, which no host can have, so the tailnet would reach no "
+                    "device there; route the device's own host address",
+                )
+            else:
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is the {edge} address of {path} {net}, which no host can have, so {CLIENTS[d.kind]}; write "
+                    f"{NOUNS[d.kind]}'s own host address",
+                )
+            break
 
 
 def _written(d: Held) -> str:

@@ -315,6 +315,7 @@ def parse_stack(
         clusters=addresses.clusters_own(held, nodes, arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
+    problems += addresses.host_edges(registered, network if isinstance(network, Network) else None)
     problems += addresses.unknown_names(
         named,
         network if isinstance(network, Network) else None,
