@@ -365,9 +365,8 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             # and knows no reservation but the machines': the device keeps its address only until it is lent to another
             # machine, and the layer that names it (the backups, the NFS mounts, the forwarding, the power control) then
             # reaches that machine. In proxy mode, or without the Ainur, the router lends the range and may hold a
-            # reservation for the device that the stack cannot see: the device's own business, and for the NAS a
-            # warning (stacks.warn._nas_in_router_range), since every backup and mount reaches it by the address
-            # written. The gateway inside the range is the range's own problem (stacks.rules._range).
+            # reservation for the device that the stack cannot see: a warning (stacks.warn._devices_in_router_range),
+            # since what the stack points at the device reaches it by the address written. The gateway inside the range is the range's own problem (stacks.rules._range).
             yield Problem(
                 path,
                 f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
