@@ -220,9 +220,11 @@ def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]], discov
     the kubelet): a VIP or the front door is answered by whichever Pi or control plane holds it; a BMC's API powers,
     reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
     workers are left out: they hold no address but their own, and what they run is reached through the gateways or
-    reach: ports. The discovery pool's addresses too: a machine waiting there runs Talos in maintenance mode, whose API
-    takes a configuration from any client that reaches it (talosctl apply-config --insecure: no certificate either way),
-    so routing to it hands the machine, and the cluster it would join, to whoever reaches it."""
+    reach: ports, not on the worker's address (no LoadBalancer Service of Arda's holds a NodePort, plans.ports.service);
+    a route to one reaches its kubelet and Talos's API, both authenticating their clients. The discovery pool's
+    addresses too: a machine waiting there runs Talos in maintenance mode, whose API takes a configuration from any
+    client that reaches it (talosctl apply-config --insecure: no certificate either way), so routing to it hands the
+    machine, and the cluster it would join, to whoever reaches it."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
     out: dict[IPv4Address, str] = {}
     for h in held:
