@@ -58,7 +58,11 @@ def envoy_proxy() -> dict[str, Any]:
                 "type": "Kubernetes",
                 "kubernetes": {
                     "envoyDeployment": {"replicas": PROXY_REPLICAS},
-                    "envoyService": {"type": "LoadBalancer"},
+                    # No NodePort on the proxies' Service (plans.ports.service says why Arda's Services need none):
+                    # EnvoyProxy's envoyService takes the Service's allocateLoadBalancerNodePorts (Envoy Gateway v1.9.0
+                    # api/v1alpha1/envoyproxy_types.go:567, shared_types.go:350-356) and copies it to the Service it
+                    # applies (internal/infrastructure/kubernetes/resource/resource.go:36-38).
+                    "envoyService": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False},
                 },
             }
         },

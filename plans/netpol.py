@@ -115,8 +115,9 @@ def lan_clients(stack: StackConfig) -> dict[str, Any]:
 
 
 def load_balancer(ports: Sequence[Mapping[str, Any]], **spec: Any) -> dict[str, Any]:
-    """The spec of a LoadBalancer Service of the Ainur, whose address kube-vip announces: `spec` and `ports` with no
-    NodePort (above). `allocateLoadBalancerNodePorts: false` alone allocates none to a new Service but leaves the one
+    """The spec of a LoadBalancer Service with no NodePort: `spec` and `ports`. On the Ainur, whose addresses kube-vip
+    announces, for the reason above; on Arda, where Cilium announces them, so that no Service's port is open on every
+    machine's own address (plans.ports.service). `allocateLoadBalancerNodePorts: false` alone allocates none to a new Service but leaves the one
     an older Service holds, which a server-side apply does not own; each port's `nodePort: 0`, applied, releases it
     (the real API server: tests/plans/test_netboot.py)."""
     return {"type": "LoadBalancer", **spec, "allocateLoadBalancerNodePorts": False, "ports": [{**p, "nodePort": 0} for p in ports]}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plans import netpol
 from plans.cilium import APP_SERVICE_SUFFIX
 from plans.edge import MANAGED_BY
 from plans.remote_access import OPERATOR_NAMESPACE, reached_apps
@@ -65,7 +66,14 @@ def service(stack: StackConfig, app: App) -> dict[str, Any]:
     before any forwarding or masquerade (bpf/lib/nodeport.h:2610, nodeport_svc_lb4; lb.h:1395, lb4_src_range_ok)
     on whichever node took it; the chart compiles that check in by default (values.yaml svcSourceRangeCheck: true,
     pkg/datapath/linux/config/config.go:452). A pod's own connection is translated at its socket or its endpoint,
-    where no source range applies: the policy below judges it."""
+    where no source range applies: the policy below judges it.
+
+    No NodePort (`netpol.load_balancer`): Cilium's kube-proxy replacement serves each NodePort on every Arda machine's
+    address (v1.18.4 pkg/loadbalancer/reflectors/conversions.go:228-278, a frontend for each port with a nodePort), so
+    one would open the app's port on every worker to whatever a remote-access route to that worker lets in, past
+    `reach: ports`. The address needs none: LB IPAM takes any LoadBalancer Service (operator/pkg/lbipam/lbipam.go:
+    1223-1238), the L2 announcements announce its ingress address (pkg/l2announcer/l2announcer.go:315-329), and the
+    datapath serves that address on the Service's own port (conversions.go:281-321), none of them reading a NodePort."""
     assert app.address is not None
     ports = [
         {
@@ -80,13 +88,9 @@ def service(stack: StackConfig, app: App) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {**_meta(app, app.name + SUFFIX), "annotations": {LBIPAM_ANNOTATION: str(app.address)}},
-        "spec": {
-            "type": "LoadBalancer",
-            "externalTrafficPolicy": "Cluster",
-            "selector": app.pod_selector,
-            "loadBalancerSourceRanges": source_ranges(stack, app),
-            "ports": ports,
-        },
+        "spec": netpol.load_balancer(
+            ports, externalTrafficPolicy="Cluster", selector=app.pod_selector, loadBalancerSourceRanges=source_ranges(stack, app)
+        ),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from plans import netpol
 from plans.edge import GATEWAY_NAMESPACE, MANAGED_BY, forwarded_names, resolver_records
 from stacks import pins
 from stacks.edge import edge_addresses
@@ -159,13 +160,13 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {**meta, "annotations": {"lbipam.cilium.io/ips": str(address)}},
-            "spec": {
-                "type": "LoadBalancer",
-                "selector": labels,
-                "ports": [
+            # No NodePort (plans.ports.service says why Arda's Services need none, and what one would open).
+            "spec": netpol.load_balancer(
+                [
                     {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
                     {"name": "dns-tcp", "port": 53, "targetPort": "dns-tcp", "protocol": "TCP"},
                 ],
-            },
+                selector=labels,
+            ),
         },
     ]

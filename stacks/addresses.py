@@ -61,6 +61,10 @@ CLIENTS: dict[Kind, str] = {
     "receiver": "Alertmanager could deliver no alert",
     "heartbeat": "Alertmanager could never post the Watchdog, and the switch would report the homelab dead",
     "git": "Argo CD and the Git mirror could not clone, and nothing would sync",
+    "nas": "no backup could be written or restored",
+    "nfs": "no volume of the NFS class could be mounted",
+    "dns": "no machine could resolve a name outside the zone",
+    "bmc": "`up` could not power or reflash the machines of its board",
 }
 
 
@@ -237,9 +241,11 @@ def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]], discov
     the kubelet): a VIP or the front door is answered by whichever Pi or control plane holds it; a BMC's API powers,
     reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
     workers are left out: they hold no address but their own, and what they run is reached through the gateways or
-    reach: ports. The discovery pool's addresses too: a machine waiting there runs Talos in maintenance mode, whose API
-    takes a configuration from any client that reaches it (talosctl apply-config --insecure: no certificate either way),
-    so routing to it hands the machine, and the cluster it would join, to whoever reaches it."""
+    reach: ports, not on the worker's address (no LoadBalancer Service of Arda's holds a NodePort, plans.ports.service);
+    a route to one reaches its kubelet and Talos's API, both authenticating their clients. The discovery pool's
+    addresses too: a machine waiting there runs Talos in maintenance mode, whose API takes a configuration from any
+    client that reaches it (talosctl apply-config --insecure: no certificate either way), so routing to it hands the
+    machine, and the cluster it would join, to whoever reaches it."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
     out: dict[IPv4Address, str] = {}
     for h in held:
@@ -384,9 +390,8 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             # and knows no reservation but the machines': the device keeps its address only until it is lent to another
             # machine, and the layer that names it (the backups, the NFS mounts, the forwarding, the power control) then
             # reaches that machine. In proxy mode, or without the Ainur, the router lends the range and may hold a
-            # reservation for the device that the stack cannot see: the device's own business, and for the NAS a
-            # warning (stacks.warn._nas_in_router_range), since every backup and mount reaches it by the address
-            # written. The gateway inside the range is the range's own problem (stacks.rules._range).
+            # reservation for the device that the stack cannot see: a warning (stacks.warn._devices_in_router_range),
+            # since what the stack points at the device reaches it by the address written. The gateway inside the range is the range's own problem (stacks.rules._range).
             yield Problem(
                 path,
                 f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
@@ -416,6 +421,40 @@ def _or_move(d: Held, h: Held) -> str:
     the VIP is the one to move. Not for a server written as a zone name: the name is that VIP's own record and follows
     it wherever it goes, so only the server's own name or address helps."""
     return "" if d.name else f", or, if it does have {d.ip}, give {h.path} a free one"
+
+
+def host_edges(held: Sequence[Held], network: Network | None) -> Iterator[Problem]:
+    """A device of the table (`held` with its routed devices: stacks.load's `registered`) written as an address that is
+    the network or the broadcast address of network.lan or of the VLAN holding it: no host has it, so no server answers
+    there, and what the stack points at it (the backups, the mounts, the forwarding, the power control, a route) reaches
+    no device. The machines and the VIPs
+    are checked against the same edges where each is placed (stacks.rules._address_in_lan, _vlan_node). network.dns is
+    read whole here: the table registers only its servers on network.lan, and one on a VLAN is as unreachable there. A
+    zone name stands for a machine's or a VIP's address, which their own rules place."""
+    if network is None:
+        return
+    subnets = [("network.lan", network.lan), *((f"network.vlans[{j}].cidr", v.cidr) for j, v in enumerate(network.vlans))]
+    # A /31 or /32 has no network or broadcast address (RFC 3021): both of its addresses are hosts'.
+    edged = [(path, net) for path, net in subnets if net.prefixlen < 31]
+    dns = [Held(ip, f"network.dns[{k}]", f"network.dns[{k}]", "dns") for k, ip in enumerate(network.dns)]
+    for d in [*(h for h in held if h.kind in DEVICES and h.kind != "dns" and not h.name), *dns, *(h for h in held if h.kind == "route")]:
+        for path, net in edged:
+            if d.ip not in (net.network_address, net.broadcast_address):
+                continue
+            edge = "network" if d.ip == net.network_address else "broadcast"
+            if d.kind == "route":
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{d.ip}/32 is the {edge} address of {path} {net}, which no host can have, so the tailnet would reach no "
+                    "device there; route the device's own host address",
+                )
+            else:
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is the {edge} address of {path} {net}, which no host can have, so {CLIENTS[d.kind]}; write "
+                    f"{NOUNS[d.kind]}'s own host address",
+                )
+            break
 
 
 def _written(d: Held) -> str:

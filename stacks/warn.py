@@ -11,11 +11,10 @@ import datetime
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from ipaddress import IPv4Address
 
 from plans import zone
 from stacks import encryption, pins
-from stacks.addresses import CLIENTS, NOUNS, Server, searching, servers
+from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
@@ -39,8 +38,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     reached = servers(stack.identity, stack.monitoring, stack.gitops, records, stack.network.domain, stack.apps)
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
-    yield from _nas_in_router_range(stack)
-    yield from _servers_in_router_range(stack, reached)
+    yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
@@ -108,30 +106,29 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
 _BOUND = {">=": "{} or more", ">": "more than {}", "<=": "{} or less", "<": "less than {}", "==": "exactly {}"}
 
 
-def _nas_in_router_range(stack: StackConfig) -> Iterator[Problem]:
-    """The NAS (the backups' server, the NFS class's) inside network.dhcpRange where the router lends it (proxy mode, or no
-    Ainur): a reservation on the router keeps its address, which the stack cannot see; without one, a lease that moves
-    takes every backup and mount with it, silently until a drill or a restore fails. In dhcp mode the Ainur lend the
-    range and know no reservation of the NAS's: refused there (stacks.addresses)."""
+def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
+    """A device of the address table (stacks.addresses.entries: the NAS, the NFS class's server, a DNS server, a BMC,
+    and the other layers' servers written as an address) inside network.dhcpRange where the router lends it (proxy mode,
+    or no Ainur): a reservation on the router keeps its address, which the stack cannot see; without one, a lease that
+    moves takes what reaches the device by that address with it (every backup and mount, every machine's resolver,
+    `up`'s power control, sign-in, the alerts, Argo CD's clone), silently until it is next needed. In dhcp mode the Ainur
+    lend the range and know no reservation of the device's: refused there (stacks.addresses.check). A server written as a
+    zone name is a machine's or a VIP's address, never lent; the routed devices have their own warning
+    (`_route_in_router_range`)."""
     if stack.ainur is not None and stack.ainur.netboot.mode == "dhcp":
         return
     lent = stack.network.dhcp_range
-    found: list[tuple[str, str, IPv4Address]] = []
-    if stack.backup is not None:
-        target = parse_target(stack.backup.target)
-        address = None if isinstance(target, str) else target_address(target)
-        if address is not None:
-            found.append(("iluvatar:backup.target", stack.backup.target, address))
-    if stack.storage.nfs is not None:
-        found.append(("iluvatar:storage.nfs.server", stack.storage.nfs.server, IPv4Address(nfs_address(stack))))
-    for path, written, address in found:
-        if address in lent and address != stack.network.gateway:
-            yield Problem(
-                path,
-                f"{written}: {address} is inside network.dhcpRange {lent}, the addresses the router lends: every backup and "
-                "mount reaches the NAS by this address, so make sure the router holds a reservation for it (or give the NAS a "
-                "fixed address outside the range)",
-            )
+    table = entries(list(enumerate(stack.nodes)), [], None, None, stack.backup, stack.network, stack.storage, named)
+    for d in table:
+        if d.kind not in DEVICES or d.name or d.ip not in lent or d.ip == stack.network.gateway:
+            continue
+        written = stack.backup.target if d.kind == "nas" and stack.backup is not None else d.written
+        shown = f"{written}: {d.ip}" if written and written != str(d.ip) else str(d.ip)
+        yield Problem(
+            f"iluvatar:{d.path}",
+            f"{shown} is inside network.dhcpRange {lent}, the addresses the router lends: if its lease moves, {CLIENTS[d.kind]}; "
+            f"make sure the router holds a reservation for {NOUNS[d.kind]} (or give it a fixed address outside the range)",
+        )
 
 
 def _route_in_router_range(stack: StackConfig) -> Iterator[Problem]:
@@ -492,24 +489,6 @@ def _served_by_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Pro
             continue
         for what in server_on_arda(server, lab):
             yield Problem(f"iluvatar:{server.path}", f"{server.written}: {what}: {harm}")
-
-
-def _servers_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
-    """A server written as an address inside network.dhcpRange where the router lends it (proxy mode, or no Ainur), as the
-    NAS is warned of (`_nas_in_router_range`): a reservation on the router, which the stack cannot see, keeps it there;
-    without one its lease moves and its clients reach another machine. In dhcp mode it is refused (stacks.addresses)."""
-    if stack.ainur is not None and stack.ainur.netboot.mode == "dhcp":
-        return
-    lent = stack.network.dhcp_range
-    for server in named:
-        if server.address is None or server.name or server.address not in lent or server.address == stack.network.gateway:
-            continue
-        yield Problem(
-            f"iluvatar:{server.path}",
-            f"{server.written}: {server.address} is inside network.dhcpRange {lent}, the addresses the router lends: if its lease "
-            f"moves, {CLIENTS[server.kind]}; make sure the router holds a reservation for {NOUNS[server.kind]} (or give it a "
-            "fixed address outside the range)",
-        )
 
 
 def _single_labels(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:

@@ -130,6 +130,24 @@ def test_no_load_balancer_of_the_ainur_holds_a_node_port(deployment: Deployed) -
     assert node_ports == {"identity/front-door": [None, None], "netboot/git-mirror": [None], "netboot/netboot": [None]}
 
 
+def test_no_load_balancer_of_arda_holds_a_node_port(deployment: Deployed) -> None:
+    """Arda's LoadBalancer Services as the real API server keeps them: no port has a NodePort, which Cilium's kube-proxy
+    replacement would serve on every machine's address, opening the Service to whatever a remote-access route to a
+    worker lets in (plans.ports.service). The gateways' Services are Envoy Gateway's to make, and no controller runs
+    here: their EnvoyProxy asks for none (tests/plans/test_netpol.py)."""
+    services = [s for s in deployment.clusters["arda"].client.list("v1", "Service") if s["spec"].get("type") == "LoadBalancer"]
+    node_ports = {f"{s['metadata']['namespace']}/{s['metadata']['name']}": [p.get("nodePort") for p in s["spec"]["ports"]] for s in services}
+    assert all(s["spec"]["allocateLoadBalancerNodePorts"] is False for s in services)
+    if deployment.stack.ainur is None:
+        assert node_ports == {"networking/lan-resolver": [None, None]}
+    else:
+        assert node_ports == {
+            "home-automation/mosquitto-lan": [None, None],
+            "monitoring/victoria-logs-lan": [None],
+            "selfhosted/minecraft-lan": [None, None],
+        }
+
+
 def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -> None:
     stack = deployment.stack
     arda_nodes = deployment.nodes("arda")

@@ -101,7 +101,10 @@ def test_the_class_names_its_envoy_proxy() -> None:
         "parametersRef": {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": "envoy", "namespace": "envoy-gateway-system"},
     }
     assert gateways.envoy_proxy()["spec"] == {
-        "provider": {"type": "Kubernetes", "kubernetes": {"envoyDeployment": {"replicas": 2}, "envoyService": {"type": "LoadBalancer"}}}
+        "provider": {
+            "type": "Kubernetes",
+            "kubernetes": {"envoyDeployment": {"replicas": 2}, "envoyService": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False}},
+        }
     }
 
 

@@ -53,9 +53,11 @@ def test_minecrafts_service_asks_cilium_for_its_own_address_with_both_protocols(
             "externalTrafficPolicy": "Cluster",
             "selector": {"app.kubernetes.io/name": "minecraft"},
             "loadBalancerSourceRanges": ["192.168.0.0/24", *AINUR],
+            # No NodePort on every Arda machine's address (plans.ports.service).
+            "allocateLoadBalancerNodePorts": False,
             "ports": [
-                {"name": "tcp-25565", "port": 25565, "protocol": "TCP", "targetPort": 25565},
-                {"name": "udp-19132", "port": 19132, "protocol": "UDP", "targetPort": 19132},
+                {"name": "tcp-25565", "port": 25565, "protocol": "TCP", "targetPort": 25565, "nodePort": 0},
+                {"name": "udp-19132", "port": 19132, "protocol": "UDP", "targetPort": 19132, "nodePort": 0},
             ],
         },
     }

@@ -167,9 +167,10 @@ def test_manifests_pass_kubeconform_and_pin_the_address() -> None:
     assert upstream.kubeconform(manifests, stack.arda.kubernetes_version) == []
     [service] = [m for m in manifests if m["kind"] == "Service"]
     assert service["metadata"]["annotations"] == {"lbipam.cilium.io/ips": "10.10.0.217"}
+    assert service["spec"]["allocateLoadBalancerNodePorts"] is False  # no NodePort on every Arda machine (plans.ports)
     assert service["spec"]["ports"] == [
-        {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
-        {"name": "dns-tcp", "port": 53, "targetPort": "dns-tcp", "protocol": "TCP"},
+        {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP", "nodePort": 0},
+        {"name": "dns-tcp", "port": 53, "targetPort": "dns-tcp", "protocol": "TCP", "nodePort": 0},
     ]
     [deployment] = [m for m in manifests if m["kind"] == "Deployment"]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/coredns/coredns:v1.13.1"
