@@ -528,9 +528,10 @@ def test_the_reboot_gate_sees_the_new_root_exported_not_only_its_boot_files(serv
     )
     ok = gate(net, ILMARE_IP, server.stack, "ilmare", tmp_path)
     assert ok.returncode == 0, ok.stderr
-    started = time.monotonic()
+    # Bounded by the gate's own 2 s, which its line below names (waited 2 s); a gate that never gives up makes `gate`'s
+    # 60 s timeout raise. Not by how long the run took: that measured the loaded machine.
     missing = gate(net, ILMARE_IP, newer, "ilmare", tmp_path)
-    assert missing.returncode == 1 and time.monotonic() - started < 30, missing.stderr
+    assert missing.returncode == 1, missing.stderr
     want = pis.image_id(newer)
     assert (
         f"waited 2 s for the Ainur to export ilmare its root of {want} over NFS, mounted from ilmare with its cmdline.txt's "
