@@ -71,6 +71,7 @@ class Bmc:
     user: str
     password: str = field(repr=False)
     deadline: float
+    timeout: float  # the seconds `deadline` is from the start (--timeout), named when a wait gives up
     out: Callable[[str], None] = print
     token: str | None = field(default=None, repr=False)
 
@@ -116,7 +117,7 @@ class Bmc:
             except UnreachableError as e:
                 if time.monotonic() + RETRY_SECONDS >= self.deadline:
                     raise PowerError(
-                        f"{e}, while {what}; check that the BMC is powered, on the LAN and answers https://{urlsplit(self.url).netloc}/ in a browser"
+                        f"{e}, while {what}; asked again until its bound of {self.timeout:g} s (--timeout), then gave up; check that the BMC is powered, on the LAN and answers https://{urlsplit(self.url).netloc}/ in a browser"
                     ) from None
                 time.sleep(RETRY_SECONDS)
 
@@ -246,7 +247,7 @@ def talos_answers(address: str, seconds: float) -> bool:
 
 
 def run_bmc(args: argparse.Namespace, password: str, out: Callable[[str], None] = print) -> None:
-    bmc = Bmc(args.bmc, args.machine, args.slot, args.user, password, time.monotonic() + args.timeout, out)
+    bmc = Bmc(args.bmc, args.machine, args.slot, args.user, password, time.monotonic() + args.timeout, args.timeout, out)
     bmc.login()
     if args.flash is None:
         bmc.power_on()

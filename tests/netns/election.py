@@ -372,13 +372,6 @@ class Candidate:
         return spans
 
 
-def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.05)
-
-
 @contextmanager
 def api_links(prefix: str, pis: dict[str, str], block: int) -> Iterator[str]:
     """A veth from the test's namespace into each Pi (`pis`: key -> namespace), each a /30 of 169.254.0.0/16 from

@@ -41,7 +41,7 @@ from plans import netboot
 from plans.netboot import dhcp_probe, objects
 from stacks import StackConfig, parse_stack
 from tests.netns.failover import Failover
-from tests.netns.lan import REPO, Lan
+from tests.netns.lan import REPO, Lan, wait_until
 from tests.tools import require
 
 # The hook udhcpc runs on each event: the lease applied (or dropped), and one line per event for the counts.
@@ -164,10 +164,12 @@ class Household:
         """Until every client holds a lease (the router's, before the bring-up in proxy mode). Seconds on a new LAN: the
         router's dnsmasq pings each new address before it offers it, up to 3 s, reading no other DHCP packet meanwhile
         (src/dnsmasq.c, icmp_ping), so its first offers come late and one by one."""
-        deadline = time.monotonic() + STEP_BOUND
-        while not all(any(kind == "bound" for _, kind, _, _ in c.read_events()) for c in self.clients):
-            assert time.monotonic() < deadline, f"the household got no lease within {STEP_BOUND} s:\n{self.state()}"
-            time.sleep(0.1)
+        wait_until(
+            "every client of the household to hold a lease",
+            lambda: all(any(kind == "bound" for _, kind, _, _ in c.read_events()) for c in self.clients),
+            STEP_BOUND,
+            lambda: f"\n{self.state()}",
+        )
 
     def _renew(self, c: Client) -> None:
         """Renew as soon as the last transaction ended (and a pause): only from a bound lease."""
@@ -221,8 +223,7 @@ class Household:
     def wait(self, after: float, what: str, renewals: int = 2, queries: int = 2, samples: int = 1) -> None:
         """Until every client has `renewals` successful renewals and `queries` answered DNS queries begun after `after`,
         and the sampler `samples` DISCOVERs ended after it (the first may have begun before): the household has seen
-        the LAN as the scenario left it."""
-        deadline = time.monotonic() + STEP_BOUND
+        the LAN as the scenario left it; a renewal that failed meanwhile fails it at once."""
 
         def done() -> bool:
             for c in self.clients:
@@ -232,10 +233,13 @@ class Household:
                     return False
             return sum(1 for t, _ in list(self.samples) if t > after) >= samples
 
-        while not done():
+        def settled() -> bool:
+            if done():
+                return True
             assert not self.errors, self.errors
-            assert time.monotonic() < deadline, f"{what}: the household did not renew and resolve within {STEP_BOUND} s:\n{self.state()}"
-            time.sleep(0.1)
+            return False
+
+        wait_until(f"the household to renew and resolve ({what})", settled, STEP_BOUND, lambda: f"\n{self.state()}")
 
     def state(self) -> str:
         return "\n".join(f"{c.mac}: {c.read_events()[-3:]} dns {c.dns_lines[-3:]}" for c in self.clients)
@@ -543,10 +547,7 @@ class Breaks(Scenarios):
 
 def wait_for_line(log: Path, line: str, after: int) -> None:
     """Until dnsmasq's log says it read the records file anew, at most 20 s."""
-    deadline = time.monotonic() + 20
-    while line not in (text := log.read_text())[after:]:
-        assert time.monotonic() < deadline, f"dnsmasq never said {line!r}:\n{text[after:]}"
-        time.sleep(0.1)
+    wait_until(f"dnsmasq to say {line!r}", lambda: line in log.read_text()[after:], 20, lambda: f"\n{log.read_text()[after:]}")
 
 
 def run_all(net: Lan, raw: dict[str, Any], clients: int, valar: str, renewals: int = 2, breaks: bool = False) -> list[Result]:

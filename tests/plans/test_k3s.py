@@ -1042,9 +1042,9 @@ def test_an_installer_not_fetched_in_time_installs_nothing_and_says_so(tmp_path:
 
 def test_an_installer_that_does_not_finish_is_stopped_at_its_bound_and_says_so(tmp_path: Path) -> None:
     """Here a 1 s bound (the program's is INSTALL_SECONDS); `timeout` stops the installer and what it started."""
-    start = time.monotonic()
+    # Bounded by the script's `timeout 1`, whose status 124 the line below names; an installer left to run would hold the
+    # script through its 600 s sleep, and `_upgrade`'s 60 s timeout raises. Not by the run's wall-clock time.
     result, calls = _upgrade(tmp_path, 1, "v1.34.9+k3s1", snapshot=False, install_timeout=1, INSTALL_HANGS="1")
-    assert time.monotonic() - start < 30  # the installer's own 600 s sleep did not run out
     assert result.returncode == 1
     assert calls[1:] == [FETCH, "installer started"]
     assert result.stderr.splitlines()[-1] == (
