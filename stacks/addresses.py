@@ -209,14 +209,35 @@ def routed(remote: RemoteAccess | None) -> list[Held]:
     ]
 
 
-def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]], discovery_pool: AddressRange | None = None) -> dict[IPv4Address, str]:
+@dataclass(frozen=True)
+class ClustersOwn:
+    """What a remote-access route is checked against (stacks.remote_access): `addresses`, the clusters' own addresses
+    one by one with their owners; `ranges`, those held as a whole range (the discovery pool: in a /9 LAN it may hold
+    millions of addresses, so it is never walked address by address)."""
+
+    addresses: Mapping[IPv4Address, str]
+    ranges: tuple[tuple[AddressRange, str], ...] = ()
+
+    def within(self, first: IPv4Address, last: IPv4Address) -> list[tuple[IPv4Address, IPv4Address, str]]:
+        """The clusters' own addresses from first to last, in order, each as (low, high, owner): a range as its part
+        inside first..last."""
+        out = [(ip, ip, owner) for ip, owner in self.addresses.items() if first <= ip <= last]
+        out += [(max(first, r.start), min(last, r.end), owner) for r, owner in self.ranges if r.start <= last and first <= r.end]
+        return sorted(out)
+
+
+def clusters_own(
+    held: Sequence[Held],
+    nodes: Sequence[tuple[int, Node]],
+    discovery_pool: AddressRange | None = None,
+) -> ClustersOwn:
     """The clusters' own addresses a route must not open to a group kept off the clusters, with their owners: every VIP
     kube-vip announces (both API servers, the Ainur's service address and Git mirror), the front door, Headscale's
     address, the Pis, Arda's control planes and every machine's BMC. Each is a machine's every port (SSH, an API server,
     the kubelet): a VIP or the front door is answered by whichever Pi or control plane holds it; a BMC's API powers,
     reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
     workers are left out: they hold no address but their own, and what they run is reached through the gateways or
-    reach: ports. The discovery pool's addresses too: a machine waiting there runs Talos in maintenance mode, whose API
+    reach: ports. The discovery pool too, as one range: a machine waiting there runs Talos in maintenance mode, whose API
     takes a configuration from any client that reaches it (talosctl apply-config --insecure: no certificate either way),
     so routing to it hands the machine, and the cluster it would join, to whoever reaches it."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
@@ -224,10 +245,8 @@ def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]], discov
     for h in held:
         if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
-    if discovery_pool is not None:
-        for ip in discovery_pool.addresses():
-            out.setdefault(ip, "arda.discovery.pool")
-    return out
+    ranges = ((discovery_pool, "arda.discovery.pool"),) if discovery_pool is not None else ()
+    return ClustersOwn(out, ranges)
 
 
 def without_routes(held: Sequence[Held]) -> list[Held]:

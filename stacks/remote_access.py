@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_ra
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from stacks.addresses import ClustersOwn
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import App, Identity, Network
@@ -28,6 +29,8 @@ SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, n
 # The headscale flavour's subnet router's own Headscale user (plans.remote_access.ROUTER_USER): its step removes that
 # user's offline router nodes, so no member may be it.
 ROUTER_USER = "iluvatar-router"
+# No cluster address: what a caller that knows none passes.
+NO_CLUSTERS = ClustersOwn(MappingProxyType({}))
 
 
 def tailnet_group(group: str) -> str:
@@ -56,7 +59,7 @@ def check(
     ports_written: Sequence[str] = (),
     free_of: Container[IPv4Address] = (),
     zone_names: Mapping[str, str] | None = None,
-    clusters: Mapping[IPv4Address, str] = MappingProxyType({}),
+    clusters: ClustersOwn = NO_CLUSTERS,
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
     `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
@@ -159,9 +162,7 @@ def _cluster_overlap(patches: Sequence[Mapping[str, object]]) -> Iterator[Proble
                     )
 
 
-def _routes(
-    remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = (), clusters: Mapping[IPv4Address, str] = MappingProxyType({})
-) -> Iterator[Problem]:
+def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = (), clusters: ClustersOwn = NO_CLUSTERS) -> Iterator[Problem]:
     own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
     known = ", ".join(f"{path} {net}" for path, net in own)
     seen: dict[IPv4Network, int] = {}
@@ -196,7 +197,8 @@ def _routes(
         pool = network.load_balancer_pool
         first, last = route.network_address, route.broadcast_address
         over_pool = first <= pool.end and pool.start <= last
-        held = sorted(ip for ip in clusters if first <= ip <= last) if kept_off else []
+        # (low, high, owner): one address, or the part of the discovery pool the route holds, which is said as one range.
+        held = clusters.within(first, last) if kept_off else []
         if not over_pool and not held:
             continue
         if over_pool and not held:
@@ -216,7 +218,7 @@ def _routes(
                 )
                 continue
         # What the route may still hold: itself less the pool and the clusters' addresses it covers.
-        closed = ([(pool.start, pool.end)] if over_pool else []) + [(ip, ip) for ip in held]
+        closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held]
         rest = _rest(first, last, closed)
         said: list[str] = []
         if over_pool:
@@ -228,17 +230,17 @@ def _routes(
                 "reach every one, though remote access reaches the apps through envoy-internal alone"
             )
         if held:
-            named = [f"{ip} ({clusters[ip].replace(' (', ', ').removesuffix(')')})" for ip in held]
+            named = [f"{low if low == high else f'{low}-{high}'} ({owner.replace(' (', ', ').removesuffix(')')})" for low, high, owner in held]
             shown = ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
-            what = f"is {clusters[held[0]]}" if route.num_addresses == 1 else f"covers the clusters' own addresses {shown}"
+            what = f"is {held[0][2]}" if route.num_addresses == 1 else f"covers the clusters' own addresses {shown}"
             groups = ", ".join(kept_off)
             one = len(kept_off) == 1
             # A BMC is no machine of a cluster but holds them all: its API powers, reflashes and opens the serial
             # console of each machine in its board (plans.power).
-            bmc = any(".power.bmc.address" in clusters[ip] for ip in held)
+            bmc = any(".power.bmc.address" in owner for _, _, owner in held)
             # A machine waiting in the discovery pool runs Talos's maintenance-mode API, which takes a configuration
             # from any client (stacks.addresses.clusters_own).
-            waiting = any(clusters[ip] == "arda.discovery.pool" for ip in held)
+            waiting = any(owner == "arda.discovery.pool" for _, _, owner in held)
             said.append(
                 f"{'it also' if over_pool else route} {what}: {groups} reach{'es' if one else ''} routes (every port of each routed "
                 f"address) but not kubernetes, so the tailnet would open to {'it' if one else 'them'} the SSH, API server and "

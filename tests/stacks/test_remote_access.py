@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks import StackConfigError, load_stack_file
+from stacks import StackConfigError, addresses, load_stack_file
 from stacks import remote_access as rules
+from stacks.model import AddressRange
 from tests.edit import edit, homelab_doc, write_stack
 from tests.remote_stacks import ACCESS, HEADSCALE, TAILSCALE, remote_doc, remote_stack
 
@@ -143,3 +144,15 @@ def test_a_route_to_an_ardas_worker_is_taken_for_a_group_kept_off_the_clusters()
     family = [{"group": "example:family", "members": ["bob@"], "reach": ["apps", "routes"]}]
     stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.31/32", "192.168.0.40/32"], "access": [*ACCESS[:1], *family]})
     assert stack.remote_access is not None and [str(r) for r in stack.remote_access.routes] == ["192.168.0.31/32", "192.168.0.40/32"]
+
+
+def test_the_discovery_pool_is_held_as_one_range_never_address_by_address() -> None:
+    # A pool in a /9 LAN holds millions of addresses: one entry, checked by overlap (stacks.addresses.ClustersOwn.within).
+    pool = AddressRange(start=IPv4Address("10.129.0.0"), end=IPv4Address("10.199.255.255"))
+    own = addresses.clusters_own([], [], pool)
+    assert own.addresses == {}
+    assert own.ranges == ((pool, "arda.discovery.pool"),)
+    assert own.within(IPv4Address("10.199.255.0"), IPv4Address("10.200.0.255")) == [
+        (IPv4Address("10.199.255.0"), IPv4Address("10.199.255.255"), "arda.discovery.pool")
+    ]
+    assert own.within(IPv4Address("10.200.0.0"), IPv4Address("10.200.0.255")) == []
