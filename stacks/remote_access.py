@@ -29,7 +29,7 @@ SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, n
 # The headscale flavour's subnet router's own Headscale user (plans.remote_access.ROUTER_USER): its step removes that
 # user's offline router nodes, so no member may be it.
 ROUTER_USER = "iluvatar-router"
-# No cluster address: what a caller that knows none passes.
+# No cluster address and no lent range: what a caller that knows neither passes.
 NO_CLUSTERS = ClustersOwn(MappingProxyType({}))
 
 
@@ -67,7 +67,8 @@ def check(
     `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake.
     `zone_names`: the internal zone's names that are not apps (machines, the VIPs', the gateways', the Git mirror's,
     identity's), with what owns each.
-    `clusters`: the clusters' own addresses a route must not open to a group kept off them (stacks.addresses.clusters_own)."""
+    `clusters`: the clusters' own addresses a route must not open to a group kept off them, and the lent ranges a route
+    suggested instead leaves out (stacks.addresses.clusters_own)."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -217,8 +218,11 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
                     "not); remove the route and give the groups that should reach them reach: ports",
                 )
                 continue
-        # What the route may still hold: itself less the pool and the clusters' addresses it covers.
-        closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held]
+        # What the route may still hold: itself less the pool, the clusters' addresses it covers and the lent ranges, each
+        # a route of its own that validates: a remainder wholly inside a lent range is refused (stacks.addresses.leased_routes),
+        # one over a lent range's edge warned of (stacks.warn), as the lent addresses reach whichever device is lent them.
+        lent = [(what, r) for what, r in clusters.lent if r.start <= last and first <= r.end]
+        closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
         rest = _rest(first, last, closed)
         said: list[str] = []
         if over_pool:
@@ -248,8 +252,12 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
                 f"{' (a machine waiting in the discovery pool: its maintenance-mode API, which takes a configuration from anyone)' if waiting else ''}, "
                 f"which {'its' if one else 'their'} grant withholds"
             )
+        # The lent ranges the message has not named already (the discovery pool is among the clusters' own).
+        left_out = [f"{what} {r}" for what, r in lent if all(owner != what for _, _, owner in held)]
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
+            if left_out:
+                fix += f" (leaving out {' and '.join(left_out)}, whose addresses are only lent)"
         elif over_pool:
             fix = "remove it (the apps behind the gateways are reached through reach: apps, a raw-port app's own ports through reach: ports)"
         else:
