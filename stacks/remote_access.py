@@ -257,7 +257,7 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
             if left_out:
-                fix += f" (leaving out {' and '.join(left_out)}, whose addresses are only lent)"
+                fix += f" (leaving out {', '.join(left_out[:-1])}{' and ' if len(left_out) > 1 else ''}{left_out[-1]}, whose addresses are only lent)"
         elif over_pool:
             fix = "remove it (the apps behind the gateways are reached through reach: apps, a raw-port app's own ports through reach: ports)"
         else:
