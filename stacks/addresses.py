@@ -234,7 +234,32 @@ def routed(remote: RemoteAccess | None) -> list[Held]:
     ]
 
 
-def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]], discovery_pool: AddressRange | None = None) -> dict[IPv4Address, str]:
+@dataclass(frozen=True)
+class ClustersOwn:
+    """What a remote-access route is checked against (stacks.remote_access): `addresses`, the clusters' own addresses
+    one by one with their owners; `ranges`, those held as a whole range (the discovery pool: in a /9 LAN it may hold
+    millions of addresses, so it is never walked address by address); `lent`, the ranges whose addresses are only lent,
+    which a route suggested in place of a refused one leaves out (`leased_routes` refuses a route wholly inside one)."""
+
+    addresses: Mapping[IPv4Address, str]
+    ranges: tuple[tuple[AddressRange, str], ...] = ()
+    lent: tuple[tuple[str, AddressRange], ...] = ()
+
+    def within(self, first: IPv4Address, last: IPv4Address) -> list[tuple[IPv4Address, IPv4Address, str]]:
+        """The clusters' own addresses from first to last, in order, each as (low, high, owner): a range as its part
+        inside first..last."""
+        out = [(ip, ip, owner) for ip, owner in self.addresses.items() if first <= ip <= last]
+        out += [(max(first, r.start), min(last, r.end), owner) for r, owner in self.ranges if r.start <= last and first <= r.end]
+        return sorted(out)
+
+
+def clusters_own(
+    held: Sequence[Held],
+    nodes: Sequence[tuple[int, Node]],
+    discovery_pool: AddressRange | None = None,
+    network: Network | None = None,
+    ainur: Ainur | None = None,
+) -> ClustersOwn:
     """The clusters' own addresses a route must not open to a group kept off the clusters, with their owners: every VIP
     kube-vip announces (both API servers, the Ainur's service address and Git mirror), the front door, Headscale's
     address, the Pis, Arda's control planes and every machine's BMC. Each is a machine's every port (SSH, an API server,
@@ -242,19 +267,28 @@ def clusters_own(held: Sequence[Held], nodes: Sequence[tuple[int, Node]], discov
     reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
     workers are left out: they hold no address but their own, and what they run is reached through the gateways or
     reach: ports, not on the worker's address (no LoadBalancer Service of Arda's holds a NodePort, plans.ports.service);
-    a route to one reaches its kubelet and Talos's API, both authenticating their clients. The discovery pool's
-    addresses too: a machine waiting there runs Talos in maintenance mode, whose API takes a configuration from any
-    client that reaches it (talosctl apply-config --insecure: no certificate either way), so routing to it hands the
-    machine, and the cluster it would join, to whoever reaches it."""
+    a route to one reaches its kubelet and Talos's API, both authenticating their clients. The discovery pool too, as
+    one range: a machine waiting there runs Talos in maintenance mode, whose API takes a configuration from any client
+    that reaches it (talosctl apply-config --insecure: no certificate either way), so routing to it hands the machine,
+    and the cluster it would join, to whoever reaches it. With them, the lent ranges (`_lent_ranges`)."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
     out: dict[IPv4Address, str] = {}
     for h in held:
         if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
+    ranges = ((discovery_pool, "arda.discovery.pool"),) if discovery_pool is not None else ()
+    return ClustersOwn(out, ranges, _lent_ranges(network, ainur, discovery_pool))
+
+
+def _lent_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None) -> tuple[tuple[str, AddressRange], ...]:
+    """The ranges whose addresses are only lent, as `leased_routes` reads them: network.dhcpRange, the discovery pool,
+    and the router's old pool in dhcp mode (its leases run out; in proxy mode the router still lends network.dhcpRange)."""
+    out: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)] if network is not None else []
     if discovery_pool is not None:
-        for ip in discovery_pool.addresses():
-            out.setdefault(ip, "arda.discovery.pool")
-    return out
+        out.append(("arda.discovery.pool", discovery_pool))
+    if ainur is not None and ainur.netboot.mode == "dhcp" and isinstance(ainur.netboot.router_pool, AddressRange):
+        out.append(("ainur.netboot.routerPool", ainur.netboot.router_pool))
+    return tuple(out)
 
 
 def without_routes(held: Sequence[Held]) -> list[Held]:

@@ -312,7 +312,13 @@ def parse_stack(
                 "ainur" in values,
             ),
         },
-        clusters=addresses.clusters_own(held, nodes, arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None),
+        clusters=addresses.clusters_own(
+            held,
+            nodes,
+            arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
+            network if isinstance(network, Network) else None,
+            ainur if isinstance(ainur, Ainur) else None,
+        ),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)

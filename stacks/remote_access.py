@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_ra
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from stacks.addresses import ClustersOwn
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import App, Identity, Network
@@ -28,6 +29,8 @@ SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, n
 # The headscale flavour's subnet router's own Headscale user (plans.remote_access.ROUTER_USER): its step removes that
 # user's offline router nodes, so no member may be it.
 ROUTER_USER = "iluvatar-router"
+# No cluster address and no lent range: what a caller that knows neither passes.
+NO_CLUSTERS = ClustersOwn(MappingProxyType({}))
 
 
 def tailnet_group(group: str) -> str:
@@ -56,7 +59,7 @@ def check(
     ports_written: Sequence[str] = (),
     free_of: Container[IPv4Address] = (),
     zone_names: Mapping[str, str] | None = None,
-    clusters: Mapping[IPv4Address, str] = MappingProxyType({}),
+    clusters: ClustersOwn = NO_CLUSTERS,
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
     `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
@@ -64,7 +67,8 @@ def check(
     `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake.
     `zone_names`: the internal zone's names that are not apps (machines, the VIPs', the gateways', the Git mirror's,
     identity's), with what owns each.
-    `clusters`: the clusters' own addresses a route must not open to a group kept off them (stacks.addresses.clusters_own)."""
+    `clusters`: the clusters' own addresses a route must not open to a group kept off them, and the lent ranges a route
+    suggested instead leaves out (stacks.addresses.clusters_own)."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -159,9 +163,7 @@ def _cluster_overlap(patches: Sequence[Mapping[str, object]]) -> Iterator[Proble
                     )
 
 
-def _routes(
-    remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = (), clusters: Mapping[IPv4Address, str] = MappingProxyType({})
-) -> Iterator[Problem]:
+def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = (), clusters: ClustersOwn = NO_CLUSTERS) -> Iterator[Problem]:
     own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
     known = ", ".join(f"{path} {net}" for path, net in own)
     seen: dict[IPv4Network, int] = {}
@@ -196,7 +198,8 @@ def _routes(
         pool = network.load_balancer_pool
         first, last = route.network_address, route.broadcast_address
         over_pool = first <= pool.end and pool.start <= last
-        held = sorted(ip for ip in clusters if first <= ip <= last) if kept_off else []
+        # (low, high, owner): one address, or the part of the discovery pool the route holds, which is said as one range.
+        held = clusters.within(first, last) if kept_off else []
         if not over_pool and not held:
             continue
         if over_pool and not held:
@@ -215,8 +218,11 @@ def _routes(
                     "not); remove the route and give the groups that should reach them reach: ports",
                 )
                 continue
-        # What the route may still hold: itself less the pool and the clusters' addresses it covers.
-        closed = ([(pool.start, pool.end)] if over_pool else []) + [(ip, ip) for ip in held]
+        # What the route may still hold: itself less the pool, the clusters' addresses it covers and the lent ranges, each
+        # a route of its own that validates: a remainder wholly inside a lent range is refused (stacks.addresses.leased_routes),
+        # one over a lent range's edge warned of (stacks.warn), as the lent addresses reach whichever device is lent them.
+        lent = [(what, r) for what, r in clusters.lent if r.start <= last and first <= r.end]
+        closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
         rest = _rest(first, last, closed)
         said: list[str] = []
         if over_pool:
@@ -228,17 +234,17 @@ def _routes(
                 "reach every one, though remote access reaches the apps through envoy-internal alone"
             )
         if held:
-            named = [f"{ip} ({clusters[ip].replace(' (', ', ').removesuffix(')')})" for ip in held]
+            named = [f"{low if low == high else f'{low}-{high}'} ({owner.replace(' (', ', ').removesuffix(')')})" for low, high, owner in held]
             shown = ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
-            what = f"is {clusters[held[0]]}" if route.num_addresses == 1 else f"covers the clusters' own addresses {shown}"
+            what = f"is {held[0][2]}" if route.num_addresses == 1 else f"covers the clusters' own addresses {shown}"
             groups = ", ".join(kept_off)
             one = len(kept_off) == 1
             # A BMC is no machine of a cluster but holds them all: its API powers, reflashes and opens the serial
             # console of each machine in its board (plans.power).
-            bmc = any(".power.bmc.address" in clusters[ip] for ip in held)
+            bmc = any(".power.bmc.address" in owner for _, _, owner in held)
             # A machine waiting in the discovery pool runs Talos's maintenance-mode API, which takes a configuration
             # from any client (stacks.addresses.clusters_own).
-            waiting = any(clusters[ip] == "arda.discovery.pool" for ip in held)
+            waiting = any(owner == "arda.discovery.pool" for _, _, owner in held)
             said.append(
                 f"{'it also' if over_pool else route} {what}: {groups} reach{'es' if one else ''} routes (every port of each routed "
                 f"address) but not kubernetes, so the tailnet would open to {'it' if one else 'them'} the SSH, API server and "
@@ -246,8 +252,12 @@ def _routes(
                 f"{' (a machine waiting in the discovery pool: its maintenance-mode API, which takes a configuration from anyone)' if waiting else ''}, "
                 f"which {'its' if one else 'their'} grant withholds"
             )
+        # The lent ranges the message has not named already (the discovery pool is among the clusters' own).
+        left_out = [f"{what} {r}" for what, r in lent if all(owner != what for _, _, owner in held)]
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
+            if left_out:
+                fix += f" (leaving out {', '.join(left_out[:-1])}{' and ' if len(left_out) > 1 else ''}{left_out[-1]}, whose addresses are only lent)"
         elif over_pool:
             fix = "remove it (the apps behind the gateways are reached through reach: apps, a raw-port app's own ports through reach: ports)"
         else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+import re
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 
 from stacks import StackConfigError, addresses, load_stack_file
 from stacks import remote_access as rules
+from stacks.model import AddressRange
 from stacks.remote_model import RemoteAccess
+from stacks.warn import warnings
 from tests.edit import edit, homelab_doc, write_stack
 from tests.remote_stacks import ACCESS, HEADSCALE, TAILSCALE, remote_doc, remote_stack
 
@@ -175,3 +178,45 @@ def test_a_server_at_another_port_or_name_than_headscales_forward_is_not_refused
     written = on_443.get(kind, "https://vpn.example.com/ping")
     if host == "vpn.example.com":
         assert len(list(addresses.at_headscales_name([addresses.Server(path, written, host, kind)], remote))) == 1
+
+
+FAMILY_ROUTES = [*ACCESS[:1], {"group": "example:family", "members": ["bob@"], "reach": ["apps", "routes"]}]
+ADMINS_ROUTES = [{**ACCESS[0], "reach": ["apps", "kubernetes", "routes"]}]
+
+
+@pytest.mark.parametrize(
+    ("route", "access", "more"),
+    [
+        # The discovery pool right after network.dhcpRange, as one lays them out, and a route over both's edge.
+        ("192.168.0.192/28", FAMILY_ROUTES, {"iluvatar:arda.discovery": {"pool": {"start": "192.168.0.200", "end": "192.168.0.205"}}}),
+        # The whole LAN routed, the discovery pool in it.
+        ("192.168.0.0/24", FAMILY_ROUTES, {"iluvatar:arda.discovery": {"pool": {"start": "192.168.0.200", "end": "192.168.0.209"}}}),
+        # The load-balancer pool alone is refused (the group reaches the clusters); the router's old pool is lent too.
+        ("192.168.0.0/24", ADMINS_ROUTES, {"iluvatar:ainur.netboot.routerPool": {"start": "192.168.0.64", "end": "192.168.0.95"}}),
+    ],
+    ids=["over-the-dhcp-range-and-the-discovery-pool", "the-lan-with-the-discovery-pool", "the-lan-with-the-routers-old-pool"],
+)
+def test_the_routes_a_refused_route_suggests_instead_validate_as_written(route: str, access: list[dict[str, Any]], more: dict[str, Any]) -> None:
+    # The message's fix, applied: each route it suggests is written in the refused one's place, and the stack validates
+    # with no warning of remote access either (no suggested route runs into a lent range, stacks.warn).
+    with pytest.raises(StackConfigError) as err:
+        remote_stack({**HEADSCALE, "routes": [route], "access": access}, **more)
+    [problem] = err.value.problems
+    found = re.search(r"; route (\S.*?) instead", problem.message)
+    assert found is not None, problem.message
+    suggested = found.group(1).split(", ")
+    stack = remote_stack({**HEADSCALE, "routes": suggested, "access": access}, **more)
+    assert stack.remote_access is not None and [str(r) for r in stack.remote_access.routes] == suggested
+    assert [str(w) for w in warnings(stack) if w.path.startswith("iluvatar:remoteAccess")] == []
+
+
+def test_the_discovery_pool_is_held_as_one_range_never_address_by_address() -> None:
+    # A pool in a /9 LAN holds millions of addresses: one entry, checked by overlap (stacks.addresses.ClustersOwn.within).
+    pool = AddressRange(start=IPv4Address("10.129.0.0"), end=IPv4Address("10.199.255.255"))
+    own = addresses.clusters_own([], [], pool)
+    assert own.addresses == {}
+    assert own.ranges == ((pool, "arda.discovery.pool"),)
+    assert own.within(IPv4Address("10.199.255.0"), IPv4Address("10.200.0.255")) == [
+        (IPv4Address("10.199.255.0"), IPv4Address("10.199.255.255"), "arda.discovery.pool")
+    ]
+    assert own.within(IPv4Address("10.200.0.0"), IPv4Address("10.200.0.255")) == []
