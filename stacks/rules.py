@@ -237,6 +237,17 @@ def _network(net: Network) -> list[Problem]:
         seen_ids.setdefault(vlan.id, i)
         if vlan.name in seen_names:
             out.append(Problem(f"{path}.name", f"{vlan.name} is already network.vlans[{seen_names[vlan.name]}].name; give each VLAN its own name"))
+        elif vlan.name == "lan":
+            # An app's `sources` entry `lan` is network.lan whatever the VLANs are named (plans.ports.source_ranges), so
+            # a VLAN of that name could never be admitted to any app's address: the one word `sources` reserves.
+            out.append(
+                Problem(
+                    f"{path}.name",
+                    f"{vlan.name} is the word apps[].sources uses for network.lan, so no app's sources could ever name this VLAN; "
+                    f"name it otherwise (e.g. vlan{vlan.id}, or for what it holds), and write that name in the sources of the apps it "
+                    "should reach",
+                )
+            )
         seen_names.setdefault(vlan.name, i)
         if vlan.cidr.overlaps(net.lan):
             out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}; give the VLAN a subnet of its own"))
