@@ -1094,7 +1094,9 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
     part the name does not show (size; ssd/hdd of another disk) decides nothing; a part it shows that differs means another
     disk. A selector of size alone is warned of instead (stacks.warn), as its bound may be the very thing that tells the
     disks apart."""
-    if selector.serial is not None or selector.wwid is not None or selector.bus_path is not None:
+    # A glob of `*` alone matches every disk's value (Talos's glob(pattern, disk.<field>), v1alpha1_provider.go:1357-1406
+    # at v1.13.9), so it names no disk: the rest of the selector is what chooses.
+    if any(g is not None and g.strip("*") != "" for g in (selector.serial, selector.wwid, selector.bus_path)):
         return None
     found: list[str] = []
     transport = _transport(disk)

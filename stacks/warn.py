@@ -38,6 +38,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     reached = servers(stack.identity, stack.monitoring, stack.gitops, zone.records(stack), stack.network.domain, stack.apps)
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
+    yield from _every_disk(stack)
     yield from _nas_in_router_range(stack)
     yield from _servers_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
@@ -193,7 +194,7 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
         selector = node.install_disk
         if not isinstance(selector, DiskSelector) or selector.size is None:
             continue
-        if any(v is not None for v in (selector.model, selector.serial, selector.type, selector.wwid, selector.bus_path)):
+        if selector.type is not None or any(_asks(v) for v in (selector.model, selector.serial, selector.wwid, selector.bus_path)):
             continue
         bound = re.match(r"^\s*(>=|<=|>|<|==)?\s*(.*?)\s*$", selector.size)
         assert bound is not None  # the pattern matches any text
@@ -209,8 +210,40 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
             )
 
 
+def _asks(glob: str | None) -> bool:
+    """Whether a selector's glob (model, serial, wwid, busPath) asks anything: Talos matches each as glob(pattern,
+    disk.<field>) (v1alpha1_provider.go:1357-1406 and 1453-1454 at v1.13.9; celenv.go:216-220, go-glob), where `*`
+    (or `**`) matches any text, so such a glob matches every disk."""
+    return glob is not None and glob.strip("*") != ""
+
+
+def _every_disk(stack: StackConfig) -> Iterator[Problem]:
+    """An install disk selector whose every field is a glob of `*` alone (`{serial: "*"}`) beside data disks: it asks
+    nothing, so it matches every disk, and Talos installs on the first by name (v1alpha1_sequencer_tasks.go:1518-1536 at
+    v1.13.9), a data disk whose name sorts before the system disk's among them. Said as the size-only and type-only
+    selectors are (`_size_alone`, `_kind_alone`): the stack does not say which name sorts first, but nothing else here
+    tells the disks apart. A selector with a size or type beside its `*` is theirs to say."""
+    for i, node in enumerate(stack.nodes):
+        selector = node.install_disk
+        if not isinstance(selector, DiskSelector) or selector.size is not None or selector.type is not None:
+            continue
+        globs = {k: v for k, v in selector.talos().items() if k not in ("size", "type")}
+        if any(_asks(v) for v in globs.values()):
+            continue
+        said = " and ".join(f"{k} {v}" for k, v in globs.items())
+        for d, disk in enumerate(node.data_disks):
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                f"{disk} may be the disk installDisk {selector} selects: {said} match{'es' if len(globs) == 1 else ''} every disk, so "
+                "the selector asks nothing and Talos installs on the first disk by name (v1alpha1_sequencer_tasks.go:1518-1536 at "
+                "v1.13.9); if "
+                f"{disk}'s name sorts before the system disk's, the system disk and Ceph's are one; pin installDisk to the system "
+                "disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its /dev/disk/by-id path",
+            )
+
+
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
-    """An install disk selector of type ssd or hdd alone (no size; a model of `*` asks nothing more) beside a data disk whose name
+    """An install disk selector of type ssd or hdd alone (no size; a glob of `*` asks nothing more) beside a data disk whose name
     does not show whether it spins (sdX, an ata- or usb- link). Talos reads ssd as !disk.rotational and hdd as
     disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9) and installs on the first disk by name that matches
     (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9): a SATA SSD data disk named before the system disk becomes it.
@@ -221,10 +254,8 @@ def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
         selector = node.install_disk
         if not isinstance(selector, DiskSelector) or selector.type not in ("ssd", "hdd"):
             continue
-        if any(v is not None for v in (selector.size, selector.serial, selector.wwid, selector.bus_path)):
+        if selector.size is not None or any(_asks(v) for v in (selector.model, selector.serial, selector.wwid, selector.bus_path)):
             continue  # with a size too, the bound may be what tells the disks apart (a small SSD, a large data disk)
-        if selector.model is not None and selector.model.strip("*") != "":
-            continue
         if selector.type == "ssd" and BOARDS[node.board].talos_overlay is not None:
             continue
         spins = "is an SSD (not rotational)" if selector.type == "ssd" else "spins (rotational)"
