@@ -412,7 +412,8 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             if held_by is not None and not (ainur is not None and d.ip == ainur.service_ip):
                 yield Problem(
                     path,
-                    f"{d.ip} is {held_by.owner}, not a DNS server: network.dns is where the Ainur forward the names outside the "
+                    f"{d.ip} is {held_by.owner}, not a DNS server: network.dns is where "
+                    f"{'the Ainur forward' if ainur is not None else 'the LAN resolver on Arda forwards'} the names outside the "
                     "zone; give the router's or the Pi-hole's address",
                 )
         what = NOUNS[d.kind]

@@ -108,6 +108,13 @@ _PRE_RELEASE = re.compile(r"^v\d+\.\d+\.\d+-[0-9A-Za-z.-]+$")
 
 def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
     def check(value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool) and what.endswith(" version"):
+            # `kubernetesVersion: 1.34` unquoted: the stack's YAML reader gives a number (stacks.load._go_yaml_number, as
+            # Pulumi's yaml.v3 does), and a float drops a trailing zero (1.10 is 1.1), so the text written is lost.
+            raise ValueError(
+                f"{show(value)} is a number to YAML, not the text of a {what}: a version written unquoted is read as one, and "
+                f'a trailing zero goes (1.10 is 1.1); quote it, as the release is named (e.g. "{example}")'
+            )
         if isinstance(value, str) and regex is _SEMVER_V and _PRE_RELEASE.match(value):
             raise ValueError(
                 f"{value} is a pre-release of {what.removesuffix(' version')}; pre-releases are not supported: pick a release (e.g. {example})"

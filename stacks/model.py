@@ -276,6 +276,39 @@ def supported_release(today: date) -> str:
     return f"{newest}{' LTS' if newest.endswith('.04') and int(newest[:2]) % 2 == 0 else ''} (supported to {UBUNTU_SUPPORT[newest]})"
 
 
+def _release_problem(release: str) -> str | None:
+    """Why the Pi image builder cannot take a well-formed Ubuntu release, or None. The builder (plans.netboot.pi_image)
+    copies vmlinuz, initrd.img and both boards' device trees from the boot partition's root: flash-kernel's flat layout
+    with a Pi 5 device tree is Ubuntu 23.10 to 25.04 (23.10 is the first with the Pi 5's bcm2712 tree; from 25.10 the
+    boot assets moved to the A/B `current/` folder). Of those, the fix names the one still supported on the day the
+    support table was read. Said at `.release`, the key."""
+    year, month = (int(x) for x in release.split(".")[:2])
+    supported = f"23.10 to 25.04 still in standard support: {supported_release(UBUNTU_SUPPORT_READ)}"
+    if (year, month) >= (25, 10):
+        return (
+            f"{release} boots from the A/B layout (boot assets under current/, from Ubuntu 25.10 on), which the "
+            f"Pi image builder cannot read: it needs vmlinuz, initrd.img and the device trees at the boot partition's root; "
+            f"use a release from {supported}"
+        )
+    if (year, month) < (23, 10):
+        return (
+            f"{release} has no Raspberry Pi 5 device tree (bcm2712-rpi-5-b.dtb, first in Ubuntu 23.10), which the "
+            f"Pi image builder requires of every image; use a release from {supported}"
+        )
+    series = f"{year:02d}.{month:02d}"
+    if series not in UBUNTU_SUPPORT:
+        return f"{release} is no Ubuntu release (Ubuntu releases in April and October, YY.04 and YY.10); use a release from {supported}"
+    # Against the day the table was read, not the clock: a stack that validates keeps validating, so an unattended
+    # homelab's `pulumi up` never starts failing on a calendar date (24.04's end, years ahead, is an end to plan for,
+    # not a validation error).
+    if UBUNTU_SUPPORT[series] < UBUNTU_SUPPORT_READ:
+        return (
+            f"{release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
+            f"so no security update reaches the netbooted Pis; use {supported_release(UBUNTU_SUPPORT_READ)}, with its url and sha256"
+        )
+    return None
+
+
 class PiImage(Model):
     """The Ubuntu Server for Raspberry Pi image the netbooting maiar boot: its release, where it is, its SHA-256.
 
@@ -308,39 +341,25 @@ class PiImage(Model):
             )
         return data
 
+    @field_validator("release", mode="before")
+    @classmethod
+    def _written_as_a_number(cls, release: object) -> object:
+        # `release: 24.10` unquoted: the stack's YAML reader gives a float (stacks.load._go_yaml_number, as Pulumi's
+        # yaml.v3 does), 24.1, which no release is. Ubuntu's releases are YY.04 and YY.10, so the zero the number lost is
+        # the month's last digit: two decimals give the text written back.
+        if not isinstance(release, int | float) or isinstance(release, bool):
+            return release
+        written = f"{release:.2f}" if isinstance(release, float) else str(release)
+        said = f"{show(release)} is the number YAML reads from {written} unquoted, not the release as text"
+        if (why := _release_problem(written)) is not None:
+            raise ValueError(f'{said}; quoted, "{written}" is refused in turn: {why}')
+        raise ValueError(f'{said}; quote it, "{written}"')
+
     @field_validator("release")
     @classmethod
     def _a_layout_the_builder_reads(cls, release: str) -> str:
-        # The builder (plans.netboot.pi_image) copies vmlinuz, initrd.img and both boards' device trees from the boot
-        # partition's root: flash-kernel's flat layout with a Pi 5 device tree is Ubuntu 23.10 to 25.04 (23.10 is the
-        # first with the Pi 5's bcm2712 tree; from 25.10 the boot assets moved to the A/B `current/` folder). Of those,
-        # the fix names the one still supported on the day the support table was read. Said at `.release`, the key.
-        year, month = (int(x) for x in release.split(".")[:2])
-        supported = f"23.10 to 25.04 still in standard support: {supported_release(UBUNTU_SUPPORT_READ)}"
-        if (year, month) >= (25, 10):
-            raise ValueError(
-                f"{release} boots from the A/B layout (boot assets under current/, from Ubuntu 25.10 on), which the "
-                f"Pi image builder cannot read: it needs vmlinuz, initrd.img and the device trees at the boot partition's root; "
-                f"use a release from {supported}"
-            )
-        if (year, month) < (23, 10):
-            raise ValueError(
-                f"{release} has no Raspberry Pi 5 device tree (bcm2712-rpi-5-b.dtb, first in Ubuntu 23.10), which the "
-                f"Pi image builder requires of every image; use a release from {supported}"
-            )
-        series = f"{year:02d}.{month:02d}"
-        if series not in UBUNTU_SUPPORT:
-            raise ValueError(
-                f"{release} is no Ubuntu release (Ubuntu releases in April and October, YY.04 and YY.10); use a release from {supported}"
-            )
-        # Against the day the table was read, not the clock: a stack that validates keeps validating, so an unattended
-        # homelab's `pulumi up` never starts failing on a calendar date (24.04's end, years ahead, is an end to plan for,
-        # not a validation error).
-        if UBUNTU_SUPPORT[series] < UBUNTU_SUPPORT_READ:
-            raise ValueError(
-                f"{release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
-                f"so no security update reaches the netbooted Pis; use {supported_release(UBUNTU_SUPPORT_READ)}, with its url and sha256"
-            )
+        if (why := _release_problem(release)) is not None:
+            raise ValueError(why)
         return release
 
     @field_validator("url")
@@ -429,7 +448,53 @@ TalosPatch = dict[str, Any]
 # One kernel argument as Image Factory takes it in a schematic's customization.extraKernelArgs: a word, `key` or
 # `key=value`, or `-key` to drop a default (Talos procfs.WithDeleteNegatedArgs, pkg/imager/imager.go:413-418 at v1.12.4).
 _KERNEL_ARG = re.compile(r"^\S+$")
-KernelArg = Annotated[str, _pattern(_KERNEL_ARG, "console=ttyS2,1500000", "kernel argument (one word, no spaces)")]
+# What follows the comma of an argument that holds one, as YAML splits `[console=ttyS2,1500000]` (a flow sequence's
+# items end at a comma, YAML 1.2 section 7.4): a number, or a serial console's options (the kernel's
+# admin-guide/serial-console.rst: baud, then parity n/o/e and bits, then r for RTS). No kernel parameter is spelled so.
+_SPLIT_TAIL = re.compile(r"^\d+(?:[noe][5-8]r?)?$")
+
+
+def _kernel_arg(value: object) -> object:
+    # The example is quoted: written bare inside [...], its comma would split it too.
+    if not isinstance(value, str) or not _KERNEL_ARG.match(value):
+        raise ValueError(f"{show(value)} is not a well-formed kernel argument (one word, no spaces) (e.g. 'console=ttyS2,1500000')")
+    return value
+
+
+def _split_at_commas(value: object) -> object:
+    """A board's kernel arguments written `[console=ttyS2,1500000]`: YAML reads two items, `console=ttyS2` and the number
+    1500000, and Image Factory would put both on the command line, neither the console meant. Said of the list, with
+    the arguments joined back and quoted."""
+    if not isinstance(value, list | tuple):
+        return value
+
+    def tail(item: object) -> bool:
+        number = isinstance(item, int | float) and not isinstance(item, bool)
+        return number or (isinstance(item, str) and _SPLIT_TAIL.match(item) is not None)
+
+    if not any(tail(item) for item in value):
+        return value
+    items = [show(item) for item in value]
+    joined: list[str] = []
+    for k, item in enumerate(value):
+        if k > 0 and tail(item):
+            joined[-1] += f",{items[k]}"
+        else:
+            joined.append(items[k])
+    fixed = "[" + ", ".join(f"'{arg}'" if "," in arg else arg for arg in joined) + "]"
+    raise ValueError(
+        f"[{','.join(items)}] is {len(items)} items to YAML ({', '.join(items)}): inside [...] a comma ends an item, so an "
+        f"argument that holds one is split there; quote it: {fixed}"
+    )
+
+
+KernelArg = Annotated[
+    str,
+    BeforeValidator(
+        _kernel_arg, json_schema_input_type=_text(_KERNEL_ARG.pattern, "console=ttyS2,1500000", "a kernel argument (one word, no spaces)")
+    ),
+]
+KernelArgs = Annotated[tuple[KernelArg, ...], BeforeValidator(_split_at_commas)]
 
 
 class Cilium(Model):
@@ -480,7 +545,7 @@ class Arda(Model):
     cilium: Cilium = Field(default_factory=Cilium)
     patches: tuple[TalosPatch, ...] = ()
     # By board: its schematic's extraKernelArgs, so its installer (and disk and PXE images) boot with them (plans.talos).
-    kernel_args: dict[BoardName, tuple[KernelArg, ...]] = Field(default_factory=dict)
+    kernel_args: dict[BoardName, KernelArgs] = Field(default_factory=dict)
     # Unknown machines boot into maintenance mode to be discovered; unset: they are not booted at all.
     discovery: Discovery | None = None
     # Volume encryption at rest (plans.talos, stacks.encryption); absent: off.

@@ -85,7 +85,7 @@ def check(
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
     # An app refused for a mistake in its ports still has them: reach: ports naming it is not wrong.
-    out += _access(remote, identity, identity_set, sorted({*ports_written, *(a.name for _, a in apps if a.ports)}))
+    out += _access(remote, identity, identity_set, sorted({*ports_written, *(a.name for _, a in apps if a.ports)}), ainur_set)
     if remote.flavour == "headscale":
         out += _headscale_users(remote)
     return out
@@ -386,14 +386,25 @@ def _is_address(host: str) -> bool:
     return True
 
 
-def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool, port_apps: Sequence[str] = ()) -> Iterator[Problem]:
+def _access(
+    remote: RemoteAccess, identity: Identity | None, identity_set: bool, port_apps: Sequence[str] = (), ainur_set: bool = True
+) -> Iterator[Problem]:
     known = [b.group for b in identity.groups] if identity is not None else []
     seen: dict[str, int] = {}
     names: dict[str, int] = {}
     for i, grant in enumerate(remote.access):
         path = f"{REMOTE}.access[{i}]"
         if identity is None:
-            if not identity_set:
+            if not identity_set and not ainur_set:
+                # Setting identity alone is refused in turn (stacks.identity: Dex runs on the Ainur): the whole chain at once.
+                yield Problem(
+                    f"{path}.group",
+                    f"{grant.group}: iluvatar:identity is not set, so no group is known, and remote access (either flavour) needs "
+                    "it; identity in turn needs iluvatar:ainur (Dex runs on the Ainur), which is not set either: add the Ainur and "
+                    "then iluvatar:identity, whose groups say who may sign in to what (and reach it remotely), or remove "
+                    "iluvatar:remoteAccess",
+                )
+            elif not identity_set:
                 yield Problem(
                     f"{path}.group",
                     f"{grant.group}: iluvatar:identity is not set, so no group is known; set iluvatar:identity, whose groups say who may "

@@ -237,6 +237,17 @@ def _network(net: Network) -> list[Problem]:
         seen_ids.setdefault(vlan.id, i)
         if vlan.name in seen_names:
             out.append(Problem(f"{path}.name", f"{vlan.name} is already network.vlans[{seen_names[vlan.name]}].name; give each VLAN its own name"))
+        elif vlan.name == "lan":
+            # An app's `sources` entry `lan` is network.lan whatever the VLANs are named (plans.ports.source_ranges), so
+            # a VLAN of that name could never be admitted to any app's address: the one word `sources` reserves.
+            out.append(
+                Problem(
+                    f"{path}.name",
+                    f"{vlan.name} is the word apps[].sources uses for network.lan, so no app's sources could ever name this VLAN; "
+                    f"name it otherwise (e.g. vlan{vlan.id}, or for what it holds), and write that name in the sources of the apps it "
+                    "should reach",
+                )
+            )
         seen_names.setdefault(vlan.name, i)
         if vlan.cidr.overlaps(net.lan):
             out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}; give the VLAN a subnet of its own"))
@@ -1083,7 +1094,9 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
     part the name does not show (size; ssd/hdd of another disk) decides nothing; a part it shows that differs means another
     disk. A selector of size alone is warned of instead (stacks.warn), as its bound may be the very thing that tells the
     disks apart."""
-    if selector.serial is not None or selector.wwid is not None or selector.bus_path is not None:
+    # A glob of `*` alone matches every disk's value (Talos's glob(pattern, disk.<field>), v1alpha1_provider.go:1357-1406
+    # at v1.13.9), so it names no disk: the rest of the selector is what chooses.
+    if any(g is not None and g.strip("*") != "" for g in (selector.serial, selector.wwid, selector.bus_path)):
         return None
     found: list[str] = []
     transport = _transport(disk)

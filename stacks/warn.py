@@ -34,10 +34,10 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
     # The sign-in, alerting and GitOps layers' servers, a zone name resolved as the Ainur's DNS answers it.
-    records = zone.records(stack)
-    reached = servers(stack.identity, stack.monitoring, stack.gitops, records, stack.network.domain, stack.apps)
+    reached = servers(stack.identity, stack.monitoring, stack.gitops, zone.records(stack), stack.network.domain, stack.apps)
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
+    yield from _every_disk(stack)
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
@@ -77,6 +77,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_months("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    if not _minutes_meant(backup.etcd.schedule):
+        yield from _many_an_hour("iluvatar:backup.etcd.schedule", backup.etcd.schedule, _ETCD_RUN)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
     if drill.enabled:
@@ -99,6 +101,11 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
                 "restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. the day after it), or back "
                 "those up as often",
             )
+        else:
+            burst = list(_drills_in_a_row(drill.schedule, restored))
+            yield from burst
+            if not burst:
+                yield from _many_an_hour("iluvatar:backup.drill.schedule", drill.schedule, _DRILL_RUN)
 
 
 # What a size bound lets through, as a message says it: Talos compares disk.size <op> <bytes>
@@ -184,7 +191,7 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
         selector = node.install_disk
         if not isinstance(selector, DiskSelector) or selector.size is None:
             continue
-        if any(v is not None for v in (selector.model, selector.serial, selector.type, selector.wwid, selector.bus_path)):
+        if selector.type is not None or any(_asks(v) for v in (selector.model, selector.serial, selector.wwid, selector.bus_path)):
             continue
         bound = re.match(r"^\s*(>=|<=|>|<|==)?\s*(.*?)\s*$", selector.size)
         assert bound is not None  # the pattern matches any text
@@ -200,8 +207,40 @@ def _size_alone(stack: StackConfig) -> Iterator[Problem]:
             )
 
 
+def _asks(glob: str | None) -> bool:
+    """Whether a selector's glob (model, serial, wwid, busPath) asks anything: Talos matches each as glob(pattern,
+    disk.<field>) (v1alpha1_provider.go:1357-1406 and 1453-1454 at v1.13.9; celenv.go:216-220, go-glob), where `*`
+    (or `**`) matches any text, so such a glob matches every disk."""
+    return glob is not None and glob.strip("*") != ""
+
+
+def _every_disk(stack: StackConfig) -> Iterator[Problem]:
+    """An install disk selector whose every field is a glob of `*` alone (`{serial: "*"}`) beside data disks: it asks
+    nothing, so it matches every disk, and Talos installs on the first by name (v1alpha1_sequencer_tasks.go:1518-1536 at
+    v1.13.9), a data disk whose name sorts before the system disk's among them. Said as the size-only and type-only
+    selectors are (`_size_alone`, `_kind_alone`): the stack does not say which name sorts first, but nothing else here
+    tells the disks apart. A selector with a size or type beside its `*` is theirs to say."""
+    for i, node in enumerate(stack.nodes):
+        selector = node.install_disk
+        if not isinstance(selector, DiskSelector) or selector.size is not None or selector.type is not None:
+            continue
+        globs = {k: v for k, v in selector.talos().items() if k not in ("size", "type")}
+        if any(_asks(v) for v in globs.values()):
+            continue
+        said = " and ".join(f"{k} {v}" for k, v in globs.items())
+        for d, disk in enumerate(node.data_disks):
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                f"{disk} may be the disk installDisk {selector} selects: {said} match{'es' if len(globs) == 1 else ''} every disk, so "
+                "the selector asks nothing and Talos installs on the first disk by name (v1alpha1_sequencer_tasks.go:1518-1536 at "
+                "v1.13.9); if "
+                f"{disk}'s name sorts before the system disk's, the system disk and Ceph's are one; pin installDisk to the system "
+                "disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its /dev/disk/by-id path",
+            )
+
+
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
-    """An install disk selector of type ssd or hdd alone (no size; a model of `*` asks nothing more) beside a data disk whose name
+    """An install disk selector of type ssd or hdd alone (no size; a glob of `*` asks nothing more) beside a data disk whose name
     does not show whether it spins (sdX, an ata- or usb- link). Talos reads ssd as !disk.rotational and hdd as
     disk.rotational (v1alpha1_provider.go:1429-1447 at v1.13.9) and installs on the first disk by name that matches
     (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9): a SATA SSD data disk named before the system disk becomes it.
@@ -212,10 +251,8 @@ def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
         selector = node.install_disk
         if not isinstance(selector, DiskSelector) or selector.type not in ("ssd", "hdd"):
             continue
-        if any(v is not None for v in (selector.size, selector.serial, selector.wwid, selector.bus_path)):
+        if selector.size is not None or any(_asks(v) for v in (selector.model, selector.serial, selector.wwid, selector.bus_path)):
             continue  # with a size too, the bound may be what tells the disks apart (a small SSD, a large data disk)
-        if selector.model is not None and selector.model.strip("*") != "":
-            continue
         if selector.type == "ssd" and BOARDS[node.board].talos_overlay is not None:
             continue
         spins = "is an SSD (not rotational)" if selector.type == "ssd" else "spins (rotational)"
@@ -386,10 +423,27 @@ def _hours_as_days(path: str, schedule: str) -> Iterator[Problem]:
     )
 
 
-def _many_an_hour(path: str, schedule: str) -> Iterator[Problem]:
-    """An app's backup that runs several times an hour (`*/5 * * * *`, meant as every 5 hours). Every minute of an hour
-    is refused (stacks.data), a misreading; a few minutes an hour may be meant, so it is said, not refused: each run is a
-    VolSync mover and a copy of the volumes sent to the target, and restic's keep (hourly at its finest) keeps one an hour."""
+# What one run of each schedule costs and why the runs past one an hour are wasted, as _many_an_hour says it.
+_APP_RUN = (
+    "each run starts a VolSync mover that copies the volumes to the target, and restic's keep keeps at most one snapshot "
+    "an hour (keep.hourly; one a day without it), so the others are made to be thrown away"
+)
+_ETCD_RUN = (
+    "each run is a snapshot of the clusters' etcd (k3s's on every valar, a talos-backup Job on Arda) uploaded to the "
+    "target, and backup.etcd.keep counts snapshots, so the more a day, the fewer days they reach back"
+)
+_DRILL_RUN = (
+    "each run restores the newest snapshot of every volume and etcd it drills from the target, and one restore an hour "
+    "already shows the backups restore, so the others load the target and the cluster for nothing"
+)
+
+
+def _many_an_hour(path: str, schedule: str, cost: str = _APP_RUN) -> Iterator[Problem]:
+    """A backup that runs several times an hour (`*/5 * * * *`, meant as every 5 hours): an app's, the etcd snapshots',
+    or the drill's where _drills_in_a_row does not already say so. Every minute of an hour is refused (stacks.data), a
+    misreading; a few minutes an hour may be meant, so it is said, not refused. `cost` says what each run costs: an
+    app's is a VolSync mover and a copy of the volumes sent to the target, and restic's keep (hourly at its finest)
+    keeps one an hour; the etcd snapshots' are a snapshot per cluster, pruned by count (--etcd-snapshot-retention)."""
     fields = _MACRO_SPECS.get(schedule, schedule).split()
     minutes, _ = _cron_field(fields[0], 0, 59)
     if len(minutes) < 2:
@@ -400,9 +454,81 @@ def _many_an_hour(path: str, schedule: str) -> Iterator[Problem]:
     hourly = f" (or 0 */{step} * * * for every {step} hours)" if fields[0].startswith("*/") and fields[1] == "*" and int(step) <= 23 else ""
     yield Problem(
         path,
-        f"{schedule} runs {len(minutes)} times an hour, {runs} times on each day it runs: each run starts a VolSync mover that "
-        "copies the volumes to the target, and restic's keep keeps at most one snapshot an hour (keep.hourly; one a day "
-        f"without it), so the others are made to be thrown away; to run it once in each hour it runs, write 0 {' '.join(fields[1:])}{hourly}",
+        f"{schedule} runs {len(minutes)} times an hour, {runs} times on each day it runs: {cost}; to run it once in each hour "
+        f"it runs, write 0 {' '.join(fields[1:])}{hourly}",
+    )
+
+
+# Steps of minutes a clock's face divides the hour by, which read as minutes meant, not as hours misplaced: none of
+# them divides the day into hours (an hour step of 10 runs at 00:00, 10:00 and 20:00, then 4 hours to midnight).
+_MINUTE_STEPS = (10, 15, 20, 30)
+
+
+def _minutes_meant(schedule: str) -> bool:
+    """Whether an etcd schedule's runs several an hour are likely meant: every 10, 15, 20 or 30 minutes of every hour.
+    An etcd snapshot is the datastore's size (megabytes), cheap to take often, and keep sized to a day of them is the
+    retention warning's business (_short_retention); `*/6 * * * *` beside it reads as `0 */6 * * *` misplaced."""
+    fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
+    found = re.fullmatch(r"(?:\*|0)/(\d+)", fields[0])
+    return found is not None and int(found.group(1)) in _MINUTE_STEPS and fields[1] == "*"
+
+
+def _times_of_day(schedule: str) -> list[int]:
+    """The minutes of the day a valid schedule runs at, in order."""
+    fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    hours, _ = _cron_field(fields[1], 0, 23)
+    return sorted(h * 60 + m for h in hours for m in minutes)
+
+
+def _shortest_gap(schedule: str) -> datetime.timedelta:
+    """The shortest time between two runs of a valid schedule over 2026 and 2027, counted as stacks.data.longest_gap
+    counts the longest: the same times each day it runs, and between two days it runs, the last of one to the first of
+    the next. A schedule that runs once in the two years (or never) is as good as never."""
+    times = _times_of_day(schedule)
+    days = _days_run(_MACRO_SPECS.get(schedule.strip(), schedule).split())
+    if len(days) * len(times) < 2:
+        return datetime.timedelta(days=731)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    gaps += [int((b - a).total_seconds()) // 60 + times[0] - times[-1] for a, b in itertools.pairwise(days)]
+    return datetime.timedelta(minutes=min(gaps))
+
+
+def _span(gap: datetime.timedelta) -> str:
+    minutes = int(gap.total_seconds()) // 60
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)} day{'s' if minutes != 24 * 60 else ''}"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _drills_in_a_row(schedule: str, restored: Sequence[tuple[str, str]]) -> Iterator[Problem]:
+    """A drill that runs twice between two runs of the most frequent backup it restores (`0 */2 * * 0`, meant as every
+    second Sunday, is 12 drills each Sunday; `*/10 5 * * 0`, meant as 05:10, 6 in a row): each drill restores the
+    newest snapshot of every volume and etcd it drills, so the later ones of the burst restore what the first did. The
+    shortest gaps are compared: the backups' longest are the rule above's, which a burst inside a week never trips (a
+    weekly drill's longest gap is a week, longer than a daily backup's). The fix is one run at the first time the
+    schedule names on its days, or weekly at that time where those days are themselves closer than the backups."""
+    if not restored:
+        return
+    gap = _shortest_gap(schedule)
+    what, often = min(restored, key=lambda item: _shortest_gap(item[1]))
+    every = _shortest_gap(often)
+    if gap >= every:
+        return
+    fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
+    first = _times_of_day(schedule)[0]
+    once = f"{first % 60} {first // 60} {' '.join(fields[2:])}"
+    if _shortest_gap(once) < every:
+        once = f"{first % 60} {first // 60} * * 0"
+    times = len(_times_of_day(schedule))
+    runs = f"{times} times on each day it runs, " if times > 1 else ""
+    yield Problem(
+        "iluvatar:backup.drill.schedule",
+        f"{schedule} runs {runs}{_span(gap)} apart at the soonest, while {what} ({often}), the most frequent backup it "
+        f"restores, runs {_span(every)} apart at the soonest: each drill restores the newest snapshots, so a drill run again "
+        f"before that backup runs restores the same ones again; run it once between two of its backups, at one time, e.g. {once}",
     )
 
 
