@@ -626,6 +626,19 @@ PUBLIC_S3 = (
     # IDrive e2: s3.<region>.idrivee2.com ("IDrive e2 Endpoint URLs", idrive.com/s3-storage-e2/e2-endpoint-urls); the
     # older per-account endpoints, <id>.<region>.idrivee2-<n>.com, are _IDRIVE_E2's.
     "idrivee2.com",
+    # Exoscale SOS: https://sos-<zone>.exo.io (Exoscale's "SOS API", community.exoscale.com/api/sos: sos-ch-gva-2.exo.io,
+    # sos-de-fra-1.exo.io, ...).
+    "exo.io",
+    # Oracle Cloud Object Storage's S3 compatibility API: https://<namespace>.compat.objectstorage.<region>.oraclecloud.com
+    # (Oracle's "Amazon S3 Compatibility API", docs.oracle.com/en-us/iaas/Content/Object/Tasks/s3compatibleapi.htm), and
+    # <namespace>.compat.objectstorage.<region>.oci.customer-oci.com in its newer docs ("Amazon S3 Compatibility API
+    # Hosted Style Support", docs.oracle.com/en-us/iaas/Content/Object/s3-virtual-style.htm).
+    "oraclecloud.com",
+    "oci.customer-oci.com",
+    # Alibaba Cloud OSS: oss-<region>.aliyuncs.com ("Regions and endpoints",
+    # alibabacloud.com/help/en/oss/user-guide/regions-and-endpoints), s3.oss-<region>.aliyuncs.com for AWS's SDKs
+    # ("Access OSS using an AWS SDK", alibabacloud.com/help/en/oss/developer-reference/use-amazon-s3-sdks-to-access-oss).
+    "aliyuncs.com",
 )
 _IDRIVE_E2 = re.compile(r"(?:^|\.)(?P<domain>idrivee2-\d+\.com)$")
 
