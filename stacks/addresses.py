@@ -639,32 +639,69 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
             )
 
 
+# Who lends a range (`Lent.lender`): "ainur", the Ainur's dnsmasq (dhcp mode: its `dhcp-range` lines,
+# plans.netboot.dnsmasq); "router", the router's DHCP (proxy mode, or no Ainur), which may hold a reservation inside its
+# range the stack cannot see; "held", the router's old pool in dhcp mode: its DHCP is off, and the household's devices
+# hold the addresses it lent them until their leases end, then the Ainur lend them others.
+Lender = Literal["ainur", "router", "held"]
+DHCP_RANGE = "network.dhcpRange"
+DISCOVERY_POOL = "arda.discovery.pool"
+ROUTER_POOL = "ainur.netboot.routerPool"
+
+
+@dataclass(frozen=True)
+class Lent:
+    """A range of the LAN's addresses that DHCP lends to devices, by the config key that says it."""
+
+    key: str
+    range: AddressRange
+    lender: Lender
+
+
+def lent_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None) -> list[Lent]:
+    """Every range lent on the LAN, the one list each rule about lent addresses reads: network.dhcpRange (the Ainur lend
+    it in dhcp mode, the router in proxy mode or without the Ainur), the discovery pool (the Ainur lend it to machines
+    waiting to be read; refused in proxy mode, stacks.discovery), and ainur.netboot.routerPool (the router's old pool,
+    held until its leases end, in dhcp mode; in proxy mode the pool the router lends, said on a move from dhcp)."""
+    dhcp = ainur is not None and ainur.netboot.mode == "dhcp"
+    out: list[Lent] = []
+    if network is not None:
+        out.append(Lent(DHCP_RANGE, network.dhcp_range, "ainur" if dhcp else "router"))
+    if discovery_pool is not None:
+        out.append(Lent(DISCOVERY_POOL, discovery_pool, "ainur"))
+    if ainur is not None and isinstance(ainur.netboot.router_pool, AddressRange):
+        out.append(Lent(ROUTER_POOL, ainur.netboot.router_pool, "held" if dhcp else "router"))
+    return out
+
+
+def route_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None) -> list[Lent]:
+    """The lent ranges a remote-access route is checked against (`leased_routes`, stacks.warn._routes_into_lent): all
+    but routerPool in proxy mode, where network.dhcpRange is the router's pool as the LAN's rules read it, and routerPool
+    is said only on a move from dhcp, to keep the router apart from the leases the Ainur lent."""
+    return [r for r in lent_ranges(network, ainur, discovery_pool) if r.key != ROUTER_POOL or r.lender == "held"]
+
+
 def leased_routes(
     remote: RemoteAccess | None, network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None
 ) -> Iterator[Problem]:
-    """A remote-access route that reaches only addresses a range lends (network.dhcpRange, the discovery pool, the
-    router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then reaches
-    whichever phone or laptop is lent the address next, a device `access` never granted. A route is one device's when
-    the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's. Where the
-    router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a device it holds a reservation for
+    """A remote-access route that reaches only addresses a range lends (`route_ranges`: network.dhcpRange, the discovery
+    pool, the router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then
+    reaches whichever phone or laptop is lent the address next, a device `access` never granted. A route is one device's
+    when the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's. Where
+    the router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a device it holds a reservation for
     inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot see: warned of, as the NAS is
-    (stacks.warn._route_in_router_range); a wider route there is lent addresses whichever reservations it holds."""
+    (stacks.warn._routes_into_lent); a wider route there is lent addresses whichever reservations it holds."""
     if remote is None or network is None:
         return
-    lent: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)]
-    if discovery_pool is not None:
-        lent.append(("arda.discovery.pool", discovery_pool))
-    if ainur is not None and ainur.netboot.mode == "dhcp" and isinstance(ainur.netboot.router_pool, AddressRange):
-        lent.append(("ainur.netboot.routerPool", ainur.netboot.router_pool))
-    router_lends = ainur is None or ainur.netboot.mode != "dhcp"
+    lent = route_ranges(network, ainur, discovery_pool)
     for i, route in enumerate(remote.routes):
-        for what, pool in lent:
-            if what == "network.dhcpRange" and router_lends and route.num_addresses == 1:
+        for r in lent:
+            if r.lender == "router" and route.num_addresses == 1:
                 continue
-            if route.network_address in pool and route.broadcast_address in pool:
+            if route.network_address in r.range and route.broadcast_address in r.range:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",
-                    f"{route} is inside {what} {pool}, addresses that are only lent: when the device's lease ends the tailnet "
+                    f"{route} is inside {r.key} {r.range}, addresses that are only lent: when the device's lease ends the tailnet "
                     "would reach whichever device is lent it next; give the device a fixed address outside the lent ranges "
                     "and route that",
                 )

@@ -280,6 +280,26 @@ _MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly")
 _ROBFIG_ONLY = "@midnight"
 
 
+def _seconds_first(text: str, fields: list[str]) -> str:
+    """Six fields: Quartz's and Spring's cron, whose first field is the second (Quartz's CronExpression, Spring's
+    CronExpression.parse: `second minute hour day-of-month month day-of-week`). robfig/cron's standard parser, VolSync's
+    pattern and Iluvatar's own reading take five, from the minute, and run at second 0: the other five fields are the
+    schedule meant when the seconds field is 0. Quartz's `?` (no day given) is `*` in five fields, which VolSync's pattern
+    takes too; Quartz counts the days of the week from 1 for Sunday, five-field cron from 0, so a day named by number is
+    the user's to check."""
+    seconds, rest = fields[0], ["*" if f == "?" else f for f in fields[1:]]
+    said = (
+        f"{show(text)} is six fields, read as a leading seconds field (Quartz's and Spring's cron: second minute hour day-of-month month day-of-week)"
+    )
+    if seconds != "0":
+        return (
+            f"{said}, and {seconds} is not second 0: its readers here take five fields (minute hour day-of-month month "
+            "day-of-week) and run only at second 0 of a minute; write five fields, e.g. '0 3 * * *'"
+        )
+    days = " (Quartz numbers the days of the week from 1 for Sunday, cron from 0: check the last field)" if any(c.isdigit() for c in rest[-1]) else ""
+    return f"{said}: its readers here take five fields, from the minute, and run at second 0; write {' '.join(rest)}{days}"
+
+
 def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | None:
     """Why its consumers cannot parse `text`, or None: robfig/cron's standard parser always (a CronJob, k3s's etcd
     snapshots), and VolSync's CRD pattern too when `volsync` (a volume's ReplicationSource trigger). `etcd`: the etcd
@@ -335,6 +355,8 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
         zone = spec.split(None, 1)[0]
         return f"{show(text)}: {reader}; drop {zone} and write the times in UTC"
     fields = spec.split()
+    if len(fields) == len(_FIELDS) + 1:
+        return _seconds_first(text, fields)
     if len(fields) != len(_FIELDS):
         return f"{show(text)} is not a cron schedule: five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"
     reading = text
@@ -626,6 +648,19 @@ PUBLIC_S3 = (
     # IDrive e2: s3.<region>.idrivee2.com ("IDrive e2 Endpoint URLs", idrive.com/s3-storage-e2/e2-endpoint-urls); the
     # older per-account endpoints, <id>.<region>.idrivee2-<n>.com, are _IDRIVE_E2's.
     "idrivee2.com",
+    # Exoscale SOS: https://sos-<zone>.exo.io (Exoscale's "SOS API", community.exoscale.com/api/sos: sos-ch-gva-2.exo.io,
+    # sos-de-fra-1.exo.io, ...).
+    "exo.io",
+    # Oracle Cloud Object Storage's S3 compatibility API: https://<namespace>.compat.objectstorage.<region>.oraclecloud.com
+    # (Oracle's "Amazon S3 Compatibility API", docs.oracle.com/en-us/iaas/Content/Object/Tasks/s3compatibleapi.htm), and
+    # <namespace>.compat.objectstorage.<region>.oci.customer-oci.com in its newer docs ("Amazon S3 Compatibility API
+    # Hosted Style Support", docs.oracle.com/en-us/iaas/Content/Object/s3-virtual-style.htm).
+    "oraclecloud.com",
+    "oci.customer-oci.com",
+    # Alibaba Cloud OSS: oss-<region>.aliyuncs.com ("Regions and endpoints",
+    # alibabacloud.com/help/en/oss/user-guide/regions-and-endpoints), s3.oss-<region>.aliyuncs.com for AWS's SDKs
+    # ("Access OSS using an AWS SDK", alibabacloud.com/help/en/oss/developer-reference/use-amazon-s3-sdks-to-access-oss).
+    "aliyuncs.com",
 )
 _IDRIVE_E2 = re.compile(r"(?:^|\.)(?P<domain>idrivee2-\d+\.com)$")
 

@@ -40,7 +40,7 @@ from stacks.edge import edge_addresses, resolver_needed
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.errors import StackFileError as StackFileError  # its home is stacks.errors, which the CLI's handler loads alone
 from stacks.logs_model import Logs
-from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
+from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
 from stacks.rules import Parsed, Taken, _vip_list, _zone_names, check, devices_in_cluster_networks
 from stacks.secrets import SecretsManager, Secure
@@ -224,9 +224,21 @@ def parse_stack(
     # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
     # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
     held = addresses.without_routes(registered)
-    # A free address a message suggests is none of the table's, and in no range the homelab lends.
+    # A free address a message suggests is none of the table's, and in no range lent on the LAN (stacks.addresses.lent_ranges;
+    # network.dhcpRange is read by the rules themselves, stacks.rules.Taken).
     owners = addresses.table([*registered, *addresses.services([], apps)])
-    taken = Taken(frozenset(owners), _lent(ainur, arda))
+    taken = Taken(
+        frozenset(owners),
+        tuple(
+            r.range
+            for r in addresses.lent_ranges(
+                network if isinstance(network, Network) else None,
+                ainur if isinstance(ainur, Ainur) else None,
+                arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
+            )
+            if r.key != addresses.DHCP_RANGE
+        ),
+    )
     parsed = dataclasses.replace(parsed, taken=taken)
     problems += check(parsed)
     present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
@@ -588,17 +600,6 @@ def _zone(
         return zone_plan.records(stack)
     except ValueError:
         return {}
-
-
-def _lent(ainur: BaseModel | None, arda: BaseModel | None) -> tuple[AddressRange, ...]:
-    """The ranges lent besides network.dhcpRange and the load-balancer pool: the discovery pool the Ainur lend to
-    machines being read, and the router's old pool, whose addresses the household holds until their leases end."""
-    out: list[AddressRange] = []
-    if isinstance(arda, Arda) and arda.discovery is not None and arda.discovery.pool is not None:
-        out.append(arda.discovery.pool)
-    if isinstance(ainur, Ainur) and isinstance(ainur.netboot.router_pool, AddressRange):
-        out.append(ainur.netboot.router_pool)
-    return tuple(out)
 
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:

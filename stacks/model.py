@@ -17,7 +17,19 @@ from datetime import date
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from stacks import pins, repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
@@ -249,6 +261,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IMAGE_URL = re.compile(r"^https?://\S+\.img\.xz$")
 
 
+_RELEASE = re.compile(r"^\d{2}\.\d{2}(\.\d+)?$")
 _IMAGE_RELEASE = re.compile(r"^ubuntu-(\d{2}\.\d{2}(?:\.\d+)?)-")
 # The only image the Pi image builder reads (plans.netboot.pi_image): Ubuntu's preinstalled server image for arm64 Pis.
 _SERVER_IMAGE = re.compile(r"ubuntu-\d{2}\.\d{2}(?:\.\d+)?-preinstalled-server-arm64\+raspi\.img\.xz")
@@ -317,7 +330,7 @@ class PiImage(Model):
     the `.img.xz` as cdimage.ubuntu.com's SHA256SUMS lists it; the builder refuses an image that does not match.
     """
 
-    release: Annotated[str, _pattern(re.compile(r"^\d{2}\.\d{2}(\.\d+)?$"), "24.04.3", "Ubuntu release")] = "24.04.3"
+    release: Annotated[str, _pattern(_RELEASE, "24.04.3", "Ubuntu release")] = "24.04.3"
     url: Annotated[
         str,
         _pattern(
@@ -375,8 +388,6 @@ class PiImage(Model):
 
     @model_validator(mode="after")
     def _release_is_the_urls(self) -> PiImage:
-        # cdimage.ubuntu.com names each image after its release (ubuntu-<release>-preinstalled-server-arm64+raspi.img.xz);
-        # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.
         name = self.url.rsplit("/", 1)[-1]
         if _SERVER_IMAGE.fullmatch(name) is None:
             # The builder (plans.netboot.pi_image BOOT_FILES, ROOT_LABEL) needs Ubuntu's preinstalled server layout: a FAT
@@ -388,23 +399,66 @@ class PiImage(Model):
                 "ext4 root labelled writable); give that file of a release from 23.10 to 25.04, e.g. "
                 "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"
             )
-        named = _IMAGE_RELEASE.search(name)
-        if named is not None and named.group(1) != self.release:
-            raise ValueError(
-                f"release is {self.release}, but url names Ubuntu {named.group(1)} ({self.url}); set release: {named.group(1)}, "
-                "or the url and sha256 of the release you meant"
-            )
-        # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another url the builder
-        # refuses the download on the Pis half-way through `pulumi up`.
-        default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))
-        if self.sha256 == default_sha and self.url != default_url:
-            release = named.group(1) if named is not None else self.release
-            raise ValueError(
-                f"sha256 is {self.sha256}, the SHA-256 of the default image ({default_url}), but url is {self.url}, another "
-                f"file, which the Pi image builder would refuse on the Pis; write the sha256 that the SHA256SUMS beside it "
-                f"lists for {name} (Ubuntu {release})"
-            )
+        found = _image_mismatches(self.release, self.url, self.sha256)
+        if found:
+            raise _value_errors(type(self).__name__, [((), self, m) for m in found])
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[PiImage]) -> PiImage:
+        # A release refused on its own (out of support, no Pi 5 tree, the A/B layout) stops pydantic before the checks of
+        # the whole image above, yet a url and sha256 that do not match each other are a second problem with its own fix:
+        # both are said. Only when the release is all that failed, so url and sha256 are each well-formed.
+        try:
+            return handler(data)
+        except ValidationError as e:
+            errors = e.errors(include_url=False)
+            if not isinstance(data, dict) or not all(err["type"] == "value_error" and err["loc"] == ("release",) for err in errors):
+                raise
+            url, sha256 = (data.get(k, PiImage.model_fields[k].default) for k in ("url", "sha256"))
+            if _SERVER_IMAGE.fullmatch(str(url).rsplit("/", 1)[-1]) is None:
+                raise
+            release = data.get("release", PiImage.model_fields["release"].default)
+            well_formed = isinstance(release, str) and _RELEASE.fullmatch(release) is not None
+            found = _image_mismatches(release if well_formed else None, str(url), str(sha256))
+            if not found:
+                raise
+            said = [(err["loc"], err["input"], str(err["msg"]).removeprefix("Value error, ")) for err in errors]
+            raise _value_errors(cls.__name__, [*said, *(((), data, m) for m in found)]) from None
+
+
+def _image_mismatches(release: str | None, url: str, sha256: str) -> list[str]:
+    """What of a Pi image's release, url and sha256 does not name one file (each well-formed alone; release None where it
+    is not, and is said so on its own), every one."""
+    out: list[str] = []
+    # cdimage.ubuntu.com names each image after its release (ubuntu-<release>-preinstalled-server-arm64+raspi.img.xz);
+    # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.
+    name = url.rsplit("/", 1)[-1]
+    named = _IMAGE_RELEASE.search(name)
+    if named is not None and release is not None and named.group(1) != release:
+        out.append(
+            f"release is {release}, but url names Ubuntu {named.group(1)} ({url}); set release: {named.group(1)}, "
+            "or the url and sha256 of the release you meant"
+        )
+    # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another url the builder
+    # refuses the download on the Pis half-way through `pulumi up`.
+    default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))
+    if sha256 == default_sha and url != default_url:
+        image = named.group(1) if named is not None else str(release)
+        out.append(
+            f"sha256 is {sha256}, the SHA-256 of the default image ({default_url}), but url is {url}, another "
+            f"file, which the Pi image builder would refuse on the Pis; write the sha256 that the SHA256SUMS beside it "
+            f"lists for {name} (Ubuntu {image})"
+        )
+    return out
+
+
+def _value_errors(title: str, errors: list[tuple[tuple[str | int, ...], Any, str]]) -> ValidationError:
+    """Several problems of one model, each at its key, as pydantic reports a model's errors (a validator raises one)."""
+    return ValidationError.from_exception_data(
+        title, [InitErrorDetails(type="value_error", loc=loc, input=given, ctx={"error": ValueError(m)}) for loc, given, m in errors]
+    )
 
 
 class GitMirror(Model):

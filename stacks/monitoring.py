@@ -149,6 +149,12 @@ _SIGNALS = {
     "start": "only starts a run's timer, and no success follows, so the check is marked down once its grace time has passed",
     "log": "records an event that is neither success nor failure, so the check never hears a success and goes down",
 }
+# Better Stack's heartbeats (formerly Better Uptime, once served from betteruptime.com): the success URL is
+# https://uptime.betterstack.com/api/v1/heartbeat/<token>; "You can explicitly report a failure by appending /fail to the
+# heartbeat URL", and /<exit code> sends the job's exit code with it ("Cron and heartbeat monitor",
+# https://betterstack.com/docs/uptime/cron-and-heartbeat-monitor/). The docs give /$? for a script's status and do not
+# call 0 a failure, so only /fail and a non-zero code are refused.
+BETTER_STACK_HOSTS = frozenset({"uptime.betterstack.com", "betteruptime.com"})
 _NO_SUCCESS = (
     "Alertmanager posts the Watchdog there every hour while all is well, and the switch would report the homelab dead all "
     "the same: a false alarm that teaches you to ignore the one alert meant to say Arda is gone"
@@ -171,7 +177,8 @@ def _healthchecks_check(host: str, segments: list[str]) -> list[str] | None:
 
 def heartbeat_signal(url: str) -> Iterator[Problem]:
     """A heartbeat URL that never reports success: healthchecks.io's with no check, or with a failure, start or log
-    signal after it; Uptime Kuma's push URL with any status but up; Cronitor's with state=fail or state=run."""
+    signal after it; Better Stack's with /fail or a non-zero exit code after it; Uptime Kuma's push URL with any status but
+    up; Cronitor's with state=fail or state=run."""
     path = f"{MONITORING}.heartbeat"
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".").lower()
@@ -195,6 +202,15 @@ def heartbeat_signal(url: str) -> Iterator[Problem]:
             if what is not None:
                 base = url[: url.rindex("/" + signal[0])]
                 yield Problem(path, f"{url}: /{signal[0]} {what}: {_NO_SUCCESS}; write {base}, the check's success URL")
+        return
+    if host in BETTER_STACK_HOSTS and segments[:3] == ["api", "v1", "heartbeat"] and len(segments) > 4:
+        word = segments[4]
+        what = "reports a failure" if word == "fail" else None
+        if word.isdigit() and int(word) != 0:
+            what = f"reports exit code {word}, a failure"
+        if what is not None:
+            base = url[: url.rindex("/" + word)]
+            yield Problem(path, f"{url}: /{word} {what} (Better Stack's heartbeat): {_NO_SUCCESS}; write {base}, the heartbeat's success URL")
         return
     query = parse_qsl(parts.query, keep_blank_values=True)
     # Uptime Kuma's push monitor (louislam/uptime-kuma server/routers/api-router.js:52-53, `/api/push/:pushToken`):

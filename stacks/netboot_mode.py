@@ -14,6 +14,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any
 
+from stacks import addresses
 from stacks.errors import Problem
 from stacks.model import AddressRange, Ainur, Discovery, Network, StackConfig
 
@@ -76,7 +77,7 @@ def static(ainur: Ainur | None, network: Network | None = None, discovery: Disco
             )
         )
     if nb.mode == "dhcp":
-        return out + (_on_lan(nb.router_pool, network) or _apart(nb.router_pool, network, discovery))
+        return out + (_on_lan(nb.router_pool, network) or _apart(ainur, network, discovery))
     if nb.router_dhcp_off:
         out.append(
             Problem(
@@ -100,14 +101,6 @@ def static(ainur: Ainur | None, network: Network | None = None, discovery: Disco
     return out + _on_lan(nb.router_pool, network)
 
 
-def _lent(network: Network | None, discovery: Discovery | None) -> list[tuple[str, AddressRange]]:
-    """The ranges the Ainur lend in dhcp mode, by the key that says each (plans.netboot.dnsmasq: `dhcp-range`)."""
-    lent: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)] if network is not None else []
-    if discovery is not None and discovery.pool is not None:
-        lent.append(("arda.discovery.pool", discovery.pool))
-    return lent
-
-
 def _on_lan(pool: AddressRange | str | None, network: Network | None) -> list[Problem]:
     """A router pool outside network.lan: the router lends on the LAN the Ainur serve, so a pool elsewhere is a slip
     (192.168.1.x on a 192.168.0.0/24 LAN) that no overlap with the Ainur's ranges could ever catch."""
@@ -123,26 +116,27 @@ def _on_lan(pool: AddressRange | str | None, network: Network | None) -> list[Pr
     ]
 
 
-def _apart(pool: AddressRange | str | None, network: Network | None, discovery: Discovery | None) -> list[Problem]:
+def _apart(ainur: Ainur, network: Network | None, discovery: Discovery | None) -> list[Problem]:
     """A router pool the Ainur's ranges overlap: the household holds the router's leases from it until each ends, and
     the Ainur's dnsmasq lends without a ping first (`no-ping`), so it would offer a held address to the next device that
     joins. dnsmasq 2.90 takes an address from the range when no lease of its own and no reservation holds it
     (src/dhcp.c:777-870, address_allocate: lease_find_by_addr, config_find_by_address; do_icmp_ping returns "free" at
     once with no-ping). A range apart from the router's pool is never offered a router's lease; a device holding one
     that asks to keep it is refused (authoritative: src/rfc2131.c:1308-1310, "address not available") and takes a new address."""
+    pool = ainur.netboot.router_pool
     if not isinstance(pool, AddressRange):
         return []
     return [
         Problem(
             ROUTER_POOL,
-            f"{pool} overlaps {key} {lent}, which the Ainur lend: the household's devices keep the addresses the router lent "
+            f"{pool} overlaps {lent.key} {lent.range}, which the Ainur lend: the household's devices keep the addresses the router lent "
             "them until their leases end, and the Ainur lend without a ping first, so a device joining could be given an "
-            f"address another holds. Move {key} apart from the router's pool (if that pool spans the LAN, shrink it on the "
+            f"address another holds. Move {lent.key} apart from the router's pool (if that pool spans the LAN, shrink it on the "
             f"router first, in proxy mode, and wait its lease time), and keep routerPool until the router's lease time has "
             f"passed since its DHCP went off ({RUNBOOK})",
         )
-        for key, lent in _lent(network, discovery)
-        if lent.overlaps(pool)
+        for lent in addresses.lent_ranges(network, ainur, discovery.pool if discovery is not None else None)
+        if lent.lender == "ainur" and lent.range.overlaps(pool)
     ]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from plans import zone
 from stacks import encryption, pins
-from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, searching, servers
+from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
@@ -68,8 +68,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _served_by_arda(stack, reached)
     yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
-    yield from _route_in_router_range(stack)
-    yield from _route_into_lent(stack)
+    yield from _routes_into_lent(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -138,43 +137,39 @@ def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
         )
 
 
-def _route_in_router_range(stack: StackConfig) -> Iterator[Problem]:
-    """A remote-access route to one device (/32) inside network.dhcpRange where the router lends it (proxy mode, or no
-    Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see; without
-    one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range and know no
-    reservation of the device's: refused there (stacks.addresses.leased_routes)."""
-    if stack.remote_access is None or (stack.ainur is not None and stack.ainur.netboot.mode == "dhcp"):
-        return
-    lent = stack.network.dhcp_range
-    for i, route in enumerate(stack.remote_access.routes):
-        if route.num_addresses == 1 and route.network_address in lent:
-            yield Problem(
-                f"iluvatar:remoteAccess.routes[{i}]",
-                f"{route} is inside network.dhcpRange {lent}, the addresses the router lends: the tailnet reaches the device by "
-                "this address, so make sure the router holds a reservation for it (or give the device a fixed address outside "
-                "the range), else the tailnet reaches whichever device is lent it next",
-            )
+def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
+    """A remote-access route into a lent range (stacks.addresses.route_ranges) that the stack cannot refuse, in config order:
 
-
-def _route_into_lent(stack: StackConfig) -> Iterator[Problem]:
-    """A remote-access route that runs into a lent range over its edge: part of it is addresses the range lends, so the
-    tailnet reaches every port of whichever phone or laptop is lent one of them. A route wholly inside a lent range is
-    refused (stacks.addresses.leased_routes); one that holds a whole range (the LAN's /24) is a choice to route the LAN,
-    lent devices and all. A warning, not a refusal: which devices the lent addresses reach is the user's to judge."""
+    - a route to one device (/32) inside a range the router lends (network.dhcpRange in proxy mode, or without the
+      Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see;
+      without one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range
+      and know no reservation of the device's: refused there (stacks.addresses.leased_routes);
+    - a route that runs into a lent range over its edge: part of it is addresses the range lends, so the tailnet reaches
+      every port of whichever phone or laptop is lent one of them. A route wholly inside a lent range is refused
+      (stacks.addresses.leased_routes); one that holds a whole range (the LAN's /24) is a choice to route the LAN, lent
+      devices and all. A warning, not a refusal: which devices the lent addresses reach is the user's to judge."""
     if stack.remote_access is None:
         return
-    lent = [("network.dhcpRange", stack.network.dhcp_range)]
-    if stack.arda.discovery is not None and stack.arda.discovery.pool is not None:
-        lent.append(("arda.discovery.pool", stack.arda.discovery.pool))
+    discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
+    lent = route_ranges(stack.network, stack.ainur, discovery)
     for i, route in enumerate(stack.remote_access.routes):
-        for what, pool in lent:
+        for r in lent:
+            pool = r.range
+            if r.lender == "router" and route.num_addresses == 1 and route.network_address in pool:
+                yield Problem(
+                    f"iluvatar:remoteAccess.routes[{i}]",
+                    f"{route} is inside {r.key} {pool}, the addresses the router lends: the tailnet reaches the device by "
+                    "this address, so make sure the router holds a reservation for it (or give the device a fixed address outside "
+                    "the range), else the tailnet reaches whichever device is lent it next",
+                )
+                continue
             first, last = max(route.network_address, pool.start), min(route.broadcast_address, pool.end)
             inside = route.network_address in pool and route.broadcast_address in pool
             holds = route.network_address <= pool.start and pool.end <= route.broadcast_address
             if first <= last and not inside and not holds:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",
-                    f"{route} runs into {what} {pool.start}-{pool.end}: {first}-{last} are lent, so the tailnet reaches every "
+                    f"{route} runs into {r.key} {pool.start}-{pool.end}: {first}-{last} are lent, so the tailnet reaches every "
                     "port of whichever device is lent one of them; route only the fixed addresses outside it, or the whole "
                     "LAN if that is meant",
                 )
