@@ -270,25 +270,14 @@ def clusters_own(
     a route to one reaches its kubelet and Talos's API, both authenticating their clients. The discovery pool too, as
     one range: a machine waiting there runs Talos in maintenance mode, whose API takes a configuration from any client
     that reaches it (talosctl apply-config --insecure: no certificate either way), so routing to it hands the machine,
-    and the cluster it would join, to whoever reaches it. With them, the lent ranges (`_lent_ranges`)."""
+    and the cluster it would join, to whoever reaches it. With them, the lent ranges (`route_ranges`)."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
     out: dict[IPv4Address, str] = {}
     for h in held:
         if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
     ranges = ((discovery_pool, "arda.discovery.pool"),) if discovery_pool is not None else ()
-    return ClustersOwn(out, ranges, _lent_ranges(network, ainur, discovery_pool))
-
-
-def _lent_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None) -> tuple[tuple[str, AddressRange], ...]:
-    """The ranges whose addresses are only lent, as `leased_routes` reads them: network.dhcpRange, the discovery pool,
-    and the router's old pool in dhcp mode (its leases run out; in proxy mode the router still lends network.dhcpRange)."""
-    out: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)] if network is not None else []
-    if discovery_pool is not None:
-        out.append(("arda.discovery.pool", discovery_pool))
-    if ainur is not None and ainur.netboot.mode == "dhcp" and isinstance(ainur.netboot.router_pool, AddressRange):
-        out.append(("ainur.netboot.routerPool", ainur.netboot.router_pool))
-    return tuple(out)
+    return ClustersOwn(out, ranges, tuple((r.key, r.range) for r in route_ranges(network, ainur, discovery_pool)))
 
 
 def without_routes(held: Sequence[Held]) -> list[Held]:
