@@ -90,8 +90,9 @@ def sender_address(stack: StackConfig) -> IPv4Address:
 
 
 # Run by the Pi's python3 (Ubuntu's); argv: name, MAC, broadcast address, the machine's Talos API (ip:port).
-# It asks the machine first, each ask bounded, and sends only to one that does not answer; it prints what it did and
-# how long it asked.
+# It asks the machine first, each ask bounded, and sends only to one that does not answer; it prints what it did. Its
+# text is the command's: a change of it re-runs every machine's wake step at the next `up` (pulumi-command runs
+# `create` again when it changes), which would power on a machine switched off by hand.
 WAKE_SCRIPT = f"""import socket, sys, time
 name, mac, address, talos = sys.argv[1:5]
 host, port = talos.rsplit(":", 1)
@@ -108,7 +109,7 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
     for _ in range({WOL_REPEAT}):
         s.sendto(packet, (address, {WOL_PORT}))
         time.sleep(0.1)
-print(f"{{name}} does not answer at {{talos}} (asked {ASK_TRIES} times, {ASK_SECONDS} s each): magic packet for {{mac}} sent to {{address}}:{WOL_PORT} ({WOL_REPEAT} times)")
+print(f"{{name}} does not answer at {{talos}}: magic packet for {{mac}} sent to {{address}}:{WOL_PORT} ({WOL_REPEAT} times)")
 """
 
 
