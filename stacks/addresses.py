@@ -500,6 +500,29 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
+def kubernetes_names_off_arda(named: Sequence[Server], apps: Sequence[App], ainur: bool) -> Iterator[Problem]:
+    """A server whose client runs on the Ainur (Dex for the LDAP directory; the Git mirror cloning repoUrl) written as a
+    Kubernetes name: `<service>.<namespace>` of an app of Arda's, `….svc`, or a name under cluster.local. The Ainur's pods
+    ask their own cluster's DNS first (k3s's CoreDNS answers the Ainur's Services alone), then the LAN's, so an Arda
+    Service's name resolves to nothing there."""
+    where = {"ldap": "Dex, on the Ainur,"} | ({"git": "the Git mirror, on the Ainur,"} if ainur else {})
+    services = {f"{a.service_name}.{a.category}": a for a in apps}
+    for s in named:
+        client = where.get(s.kind)
+        host = s.host.rstrip(".").lower()
+        labels = host.split(".")
+        if client is None or s.address is not None:
+            continue
+        if not (host in services or host.endswith(".cluster.local") or (len(labels) == 3 and labels[2] == "svc")):
+            continue
+        yield Problem(
+            f"iluvatar:{s.path}",
+            f"{s.written}: {host} is a Kubernetes Service name, which {client} resolves through the Ainur's own cluster DNS: "
+            f"it has none of Arda's Services, so {CLIENTS[s.kind]}; write {NOUNS[s.kind]}'s LAN address or a name of the LAN "
+            "(an app's host, for a directory served on Arda)",
+        )
+
+
 def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str]) -> Iterator[Problem]:
     """A server written as a name of the internal zone that the plan never creates (`created`: its machines, VIPs, apps'
     hosts and the program's own names). The Ainur's dnsmasq answers the zone only from the plan's records

@@ -163,9 +163,7 @@ def test_the_rendered_wake_command_broadcasts_the_magic_packet_to_a_machine_that
         assert capture.stdout.readline().strip() == "ready"
         # As sshd runs a command: the user's shell, `sh -c`, in the Pi's namespace. It asks first (nothing answers: off).
         sent = in_ns(pi, "sh", "-c", command, timeout=60)
-        assert sent.stdout == (
-            f"gandalf does not answer at {GANDALF_IP}:50000: magic packet for {GANDALF_MAC} sent to 192.168.0.255:9 (3 times)\n"
-        )
+        assert sent.stdout == (f"gandalf does not answer at {GANDALF_IP}:50000: magic packet for {GANDALF_MAC} sent to 192.168.0.255:9 (3 times)\n")
         seen = captured(capture, time.monotonic() + 20)
     finally:
         stop(capture)  # type: ignore[arg-type]
