@@ -11,7 +11,6 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 
 from stacks.apps import address_owner
 from stacks.boards import AINUR_ROLES
-from stacks.data import parse_target, target_address
+from stacks.data import numeric_host, parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
 from stacks.model import AddressRange, Ainur, App, GitOps, Identity, Monitoring, Network, Node, Storage
@@ -534,13 +533,8 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
     known = {c.rstrip(".").lower() for c in created}
     for s in named:
         name = s.host.rstrip(".").lower()
-        if re.fullmatch(r"\d+(\.\d+){3}", name) and not _is_ipv4(name):
-            # Four numbers that are no IPv4 address as Python and Go read one (a leading zero, a part above 255): Go's
-            # net.ParseIP refuses leading zeros, so Alertmanager, Dex and Argo CD take it for a name no resolver has.
-            parts = name.split(".")
-            plain = ".".join(str(int(p)) for p in parts)
-            fix = f"write {plain}" if all(int(p) <= 255 for p in parts) else "write the server's IPv4 address"
-            yield Problem(f"iluvatar:{s.path}", f"{s.written}: {s.host} is not an IPv4 address (a part with a leading zero or above 255); {fix}")
+        if s.address is None and (numbers := numeric_host(s.host)) is not None:
+            yield Problem(f"iluvatar:{s.path}", f"{s.written}: {numbers}")
             continue
         if ":" in name and s.address is None:
             # An IPv6 literal (urlsplit and the bracket-stripping above leave it bare): the clients run in pods of the

@@ -17,6 +17,7 @@ import datetime
 import functools
 import itertools
 import re
+import socket
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -248,6 +249,35 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# A host of numbers alone (decimal, or hex as 0x…), one to four parts: no DNS name has an all-numeric last label.
+_NUMBERS = re.compile(r"^(0x[0-9a-f]+|\d+)(\.(0x[0-9a-f]+|\d+)){0,3}$", re.IGNORECASE)
+
+
+def numeric_host(host: str) -> str | None:
+    """Why `host`, written as numbers, is no IPv4 address its Go clients read, with the fix; None for an address or a
+    name. Go's net.ParseIP (net/ip.go, parseIPv4) takes four decimal parts of 0-255 without leading zeros, nothing else:
+    k3s, restic, talos-backup, Alertmanager, Dex and Argo CD then look the text up as a name, which no resolver has. A C
+    resolver's inet_aton would read it otherwise (hex, octal for a leading zero, fewer parts): another machine, maybe."""
+    name = host.rstrip(".").lower()
+    if not _NUMBERS.match(name):
+        return None
+    try:
+        IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        return None
+    parts = name.split(".")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        fix = f"write {'.'.join(str(int(p)) for p in parts)}" if all(int(p) <= 255 for p in parts) else "write the server's IPv4 address"
+        return f"{host} is not an IPv4 address (a part with a leading zero or above 255); {fix}"
+    try:
+        meant = f"; if the server is {IPv4Address(socket.inet_aton(name))} (as C's inet_aton reads it), write that"
+    except OSError:
+        meant = "; write the server's IPv4 address so"
+    return f"{host} is not an IPv4 address as Go reads one (four decimal parts, a.b.c.d: no hex, no single number, no part left out){meant}"
 
 
 def target_address(target: Target) -> IPv4Address | None:
@@ -748,11 +778,14 @@ def _target(ctx: Context) -> Iterator[Problem]:
     address = target_address(found)
     server_name = str(address) if address is not None else found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
     host = found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
+    if address is None and (numbers := numeric_host(host)) is not None:
+        yield Problem(f"{BACKUP}.target", f"{backup.target}: {numbers}")
+        return
     if address is None:
         # A name the plan resolves (plans.backup, from the internal zone) is the same place as its address: checked as it.
         zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
-        if host in zone:
-            address = zone[host]
+        if host.rstrip(".").lower() in zone:  # a trailing dot is the same name, fully qualified; DNS names have no case
+            address = zone[host.rstrip(".").lower()]
             server_name = f"{host} ({address})"
             # A VIP of the Ainur by name (the same address written as itself is refused by stacks.addresses): k3s's API or
             # the netboot services, which kube-vip moves between the Pis; no S3 or NFS server of the backups' answers there.
@@ -807,6 +840,18 @@ def _target(ctx: Context) -> Iterator[Problem]:
     )
     if (why := unreachable(host, clients, f"the server {server_name}")) is not None:
         yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
+        return
+    if app is None and address is None and found.kind == "s3" and host and "." not in host and host != "localhost" and ctx.network is not None:
+        # plans.backup gives the clients the name as written: the movers and talos-backup on Arda ask it as a plain name
+        # (Talos gives Arda's machines no search domain: siderolabs/talos internal/app/machined/pkg/controllers/network/
+        # resolver_config.go:179-196, getDefault), so it resolves only where a resolver answers plain names.
+        full = f"{host.lower()}.{ctx.network.domain}"
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {host} is a single label, which the movers and talos-backup on Arda ask as written (Talos "
+            f"gives Arda's machines no search domain, so {full} is never tried), and a backup must not depend on a resolver "
+            "answering plain names; write the NAS's IPv4 address",
+        )
         return
     suffix = private_tld(host, ctx.network.domain) if ctx.network is not None else None
     if app is None and address is None and found.kind == "s3" and ctx.network is not None and suffix == ctx.network.domain.lower():

@@ -728,7 +728,7 @@ class AinurStorage(Model):
 
 def _nfs_server(value: object) -> object:
     if isinstance(value, str) and value.strip():
-        text = value.strip().rstrip(".")
+        text = value.strip().rstrip(".").lower()  # DNS names have no case (RFC 4343); the zone's are lower case
         try:
             return str(IPv4Address(text))
         except ValueError:
