@@ -101,6 +101,9 @@ CHECKPOINTS = "/var/lib/iluvatar-log-collector"
 # every page, NoFreelistSync), and file_storage recovers that panic by renaming the file `<file>.<time>.backup` and
 # starting on a fresh one only with recreate (extension.go:139-180); without it the collector panics on every start
 # until someone deletes the file by hand (tests/netns/test_logs_outage.py). The lines in a set-aside queue are lost.
+# Recreate's recovery is itself a race in bbolt v1.5.0: the walk goes on in its goroutine after the opening goroutine's
+# panic, whose deferred Rollback clears the transaction under it (db.go:1277-1301, tx.go:639), so a start may still
+# crash; the kubelet's restart of the container gets past it, on the same file or the fresh one.
 # Recreate does not cover a page whose header is zeroed or foreign (what unsynced pages a cut never wrote look like):
 # that check panics in the walk's own goroutine (db.go:1293-1296, tx.go:640, common/page.go:90-92), which nothing
 # recovers, and the collector crash-loops. Only fsync prevents that: bbolt then writes and syncs the pages before the
