@@ -102,7 +102,11 @@ def _reach(gitops: GitOps, ainur: Ainur | None, lab: Lab | None) -> Iterator[Pro
     if ainur is not None and ainur.git_mirror is not None and ainur.git_mirror.url is not None:
         urls.append(("iluvatar:ainur.gitMirror.url", ainur.git_mirror.url))
     for path, url in urls:
-        host = parse_repo_url(url).host
+        try:
+            host = parse_repo_url(url).host
+        except ValueError as err:  # an http:// or unparsable mirror URL, which its own field admits: said, not raised
+            yield Problem(path, str(err))
+            continue
         if (why := unreachable(host, clients)) is not None:
             yield Problem(path, f"{url}: {why}")
             continue
