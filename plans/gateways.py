@@ -62,7 +62,12 @@ def envoy_proxy() -> dict[str, Any]:
                     # EnvoyProxy's envoyService takes the Service's allocateLoadBalancerNodePorts (Envoy Gateway v1.9.0
                     # api/v1alpha1/envoyproxy_types.go:567, shared_types.go:350-356) and copies it to the Service it
                     # applies (internal/infrastructure/kubernetes/resource/resource.go:36-38).
-                    "envoyService": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False},
+                    # externalTrafficPolicy Cluster, as the apps' Services (plans.ports.service says why): Envoy Gateway
+                    # makes it Local when unset (v1.9.0 resource.go:28-30, kubernetes_helpers.go:98-99), and Cilium's L2
+                    # announcements elect the announcing machine without looking where the proxies run, so Local drops
+                    # the LAN's traffic whenever the lease lands on a machine with no proxy (Cilium v1.18.4
+                    # Documentation/network/l2-announcements.rst:92-93). The field: shared_types.go:375-380.
+                    "envoyService": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False, "externalTrafficPolicy": "Cluster"},
                 },
             }
         },

@@ -103,7 +103,10 @@ def test_the_class_names_its_envoy_proxy() -> None:
     assert gateways.envoy_proxy()["spec"] == {
         "provider": {
             "type": "Kubernetes",
-            "kubernetes": {"envoyDeployment": {"replicas": 2}, "envoyService": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False}},
+            "kubernetes": {
+                "envoyDeployment": {"replicas": 2},
+                "envoyService": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False, "externalTrafficPolicy": "Cluster"},
+            },
         }
     }
 

@@ -49,4 +49,8 @@ def test_no_load_balancer_of_arda_allocates_a_node_port() -> None:
     assert _arda_load_balancers(RK1) == {"networking/lan-resolver": (False, [0, 0])}
     for path in (HOMELAB, RK1):
         [proxy] = [r for r in simulated(path).registrations if r.type == "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"]
-        assert proxy.inputs["spec"]["provider"]["kubernetes"]["envoyService"] == {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False}
+        assert proxy.inputs["spec"]["provider"]["kubernetes"]["envoyService"] == {
+            "type": "LoadBalancer",
+            "allocateLoadBalancerNodePorts": False,
+            "externalTrafficPolicy": "Cluster",
+        }
