@@ -491,12 +491,11 @@ def _written(d: Held) -> str:
     return str(d.ip)
 
 
-def _is_ipv4(text: str) -> bool:
-    try:
-        IPv4Address(text)
-    except ValueError:
-        return False
-    return True
+def cluster_name(host: str) -> bool:
+    """A name only a cluster's own DNS answers: `<service>.<namespace>.svc`, or any name under cluster.local. A name
+    merely holding a `svc` label (hc.svc.example.org) is not one: every search expansion of it misses."""
+    labels = host.split(".")
+    return host.endswith(".cluster.local") or (len(labels) == 3 and labels[2] == "svc")
 
 
 def kubernetes_names_off_arda(named: Sequence[Server], apps: Sequence[App], ainur: bool) -> Iterator[Problem]:
@@ -509,10 +508,9 @@ def kubernetes_names_off_arda(named: Sequence[Server], apps: Sequence[App], ainu
     for s in named:
         client = where.get(s.kind)
         host = s.host.rstrip(".").lower()
-        labels = host.split(".")
         if client is None or s.address is not None:
             continue
-        if not (host in services or host.endswith(".cluster.local") or (len(labels) == 3 and labels[2] == "svc")):
+        if not (host in services or cluster_name(host)):
             continue
         yield Problem(
             f"iluvatar:{s.path}",

@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Iterator, Sequence
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from stacks.addresses import ALERTMANAGER_NAMESPACE, Server
+from stacks.addresses import ALERTMANAGER_NAMESPACE, Server, cluster_name
 from stacks.credentials import ZULIP_WEBHOOK
 from stacks.data import on_arda
 from stacks.errors import Problem, UnsetSecret
@@ -97,7 +97,7 @@ def server_on_arda(server: Server, lab: Lab) -> list[str]:
         if app is not None:
             where = ", Alertmanager's namespace," if namespace == ALERTMANAGER_NAMESPACE else ""
             return [f"the server {host} is apps[{app[0]}]'s Service ({app[1].name}) in {namespace}{where} on Arda"]
-        if host.endswith(".cluster.local") or (len(labels) == 3 and labels[2] == "svc") or (len(labels) == 2 and namespace == ALERTMANAGER_NAMESPACE):
+        if cluster_name(host) or (len(labels) == 2 and namespace == ALERTMANAGER_NAMESPACE):
             return [f"the server {host} is a Kubernetes Service name, which Alertmanager resolves through Arda's cluster DNS: a Service on Arda"]
     name = server.name or host
     app_host = any(a.host == name for _, a in lab.apps)

@@ -109,12 +109,17 @@ def test_a_private_https_repository_with_its_token() -> None:
     assert (stack.gitops.private, stack.gitops.username) == (True, "me")
 
 
-def test_both_forms_the_refusal_of_an_account_in_an_https_url_offers_are_accepted() -> None:
+def _offered_forms(url: str) -> tuple[str, ...]:
+    """The https URL, the username and the SSH form the refusal of an account in `url` offers."""
     with pytest.raises(ValueError, match="an https URL takes no user") as refused:
-        gitops.parse_repo_url("https://mara@bitbucket.org/example/homelab.git")
+        gitops.parse_repo_url(url)
     found = re.search(r"write (https://\S+) with gitops.username: (\S+) .*or the SSH form (\S+) ", str(refused.value))
     assert found is not None
-    https, username, ssh = found.groups()
+    return found.groups()
+
+
+def test_both_forms_the_refusal_of_an_account_in_an_https_url_offers_are_accepted() -> None:
+    https, username, ssh = _offered_forms("https://mara@bitbucket.org/example/homelab.git")
     stack = _with(RK1, {"gitopsToken": "t"}, repoUrl=https, username=username, private=True)
     assert (stack.gitops.repo_url, stack.gitops.username) == ("https://bitbucket.org/example/homelab.git", "mara")
     stack = _with(RK1, {"gitopsSshPrivateKey": "k"}, repoUrl=ssh)
@@ -123,11 +128,7 @@ def test_both_forms_the_refusal_of_an_account_in_an_https_url_offers_are_accepte
 
 def test_both_forms_the_refusal_of_an_account_in_an_azure_devops_https_url_offers_are_accepted() -> None:
     # Azure DevOps's SSH form is its own host and v3 path, not the https URL's host with a colon.
-    with pytest.raises(ValueError, match="an https URL takes no user") as refused:
-        gitops.parse_repo_url("https://fabrikam@dev.azure.com/fabrikam/homelab/_git/ops")
-    found = re.search(r"write (https://\S+) with gitops.username: (\S+) .*or the SSH form (\S+) ", str(refused.value))
-    assert found is not None
-    https, username, ssh = found.groups()
+    https, username, ssh = _offered_forms("https://fabrikam@dev.azure.com/fabrikam/homelab/_git/ops")
     assert ssh == "git@ssh.dev.azure.com:v3/fabrikam/homelab/ops"
     stack = _with(RK1, {"gitopsToken": "t"}, repoUrl=https, username=username, private=True)
     assert (stack.gitops.repo_url, stack.gitops.username) == ("https://dev.azure.com/fabrikam/homelab/_git/ops", "fabrikam")
