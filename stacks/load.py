@@ -305,10 +305,10 @@ def parse_stack(
         apps,
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another. The NAS's is said by
         # stacks.data at backup.target, the key that wrote the server there; another server's at its own key
-        # (stacks.addresses.check).
+        # (stacks.addresses.check); a route's /32 at Headscale's own address at the route (stacks.remote_access._routes).
         addresses.table(
             [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in registered],
-            frozenset({"headscale", "dns", "nas", *addresses.SERVERS}),
+            frozenset({"headscale", "dns", "nas", "route", *addresses.SERVERS}),
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
