@@ -48,6 +48,12 @@ class Board:
     # "TPM 2.0 and UEFI Secure Boot on every machine of the board". `tpm_source` says where the fact comes from.
     tpm: bool = False
     tpm_source: str = ""
+    # Whether a machine of this board can sit in a Turing Pi 2's node slot, which a BMC powers (stacks.power). The
+    # slots are 260-pin SO-DIMM sockets for compute modules: Turing's RK1, a Raspberry Pi CM4 on Turing's adapter,
+    # NVIDIA Jetson modules (docs.turingpi.com, "Specs and I/O Ports": "Nodes slots 4x DDR4 - 260-pin", and its
+    # port table by module). No x86-64 PC is such a module; a Pi board may be its Compute Module, and an arm64 UEFI
+    # machine a Jetson (whose firmware is UEFI).
+    turing_pi_slot: bool = True
 
 
 BOARDS: dict[str, Board] = {
@@ -84,6 +90,7 @@ BOARDS: dict[str, Board] = {
             "x86-64 PC (UEFI or BIOS)",
             runs_ainur=True,
             netboot=("bios", "uefi-x86_64"),
+            turing_pi_slot=False,
             # Any PC: a BIOS one has no Secure Boot, and many have no TPM 2.0 or have it off in the firmware.
             tpm_source="any x86-64 PC: BIOS ones have no Secure Boot, and a TPM 2.0 is not on (or not in) every one",
         ),

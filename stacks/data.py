@@ -19,7 +19,7 @@ import itertools
 import re
 import socket
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -573,6 +573,9 @@ class Context:
     monitoring_set: bool = False  # the restore drill reports to it
     identity_ip: IPv4Address | None = None  # the front door's address, on the Pis
     headscale_ip: IPv4Address | None = None  # Headscale's port forward target, on the Pis
+    # The internal zone's records as the plan gives them (plans.zone.records: lower case, no trailing dot), or empty when
+    # a section they are made of is broken.
+    zone: Mapping[str, IPv4Address] = field(default_factory=dict)
 
 
 def check(ctx: Context) -> list[Problem]:
@@ -759,6 +762,20 @@ def on_ainur(address: IPv4Address | None, server_name: str, nodes: Sequence[tupl
     return [f"the server {server_name} is {held[address]}"]
 
 
+def _zone_address(ctx: Context, host: str) -> IPv4Address | None:
+    """The address the internal zone gives a server's name, or None. The zone's records are the plan's own
+    (plans.zone.records, the Ainur's dnsmasq answers nothing else there): machines, VIPs, the gateways, the Git mirror,
+    identity's and the apps' hosts. A trailing dot is the same name, fully qualified, and DNS names have no case; a single
+    label is read under network.domain, as the Pis' search list asks it. Without the records (a section they are made of
+    is broken, and refused for it), the machines' and VIPs' names alone (stacks.storage.zone_addresses)."""
+    name = host.rstrip(".").lower()
+    if not ctx.zone:
+        return storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network).get(name)
+    if "." not in name and ctx.network is not None:
+        name = f"{name}.{ctx.network.domain.lower()}"
+    return ctx.zone.get(name)
+
+
 def _target(ctx: Context) -> Iterator[Problem]:
     s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
     if ctx.backup is None:
@@ -781,23 +798,27 @@ def _target(ctx: Context) -> Iterator[Problem]:
     if address is None and (numbers := numeric_host(host)) is not None:
         yield Problem(f"{BACKUP}.target", f"{backup.target}: {numbers}")
         return
-    if address is None:
-        # A name the plan resolves (plans.backup, from the internal zone) is the same place as its address: checked as it.
-        zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
-        if host.rstrip(".").lower() in zone:  # a trailing dot is the same name, fully qualified; DNS names have no case
-            address = zone[host.rstrip(".").lower()]
-            server_name = f"{host} ({address})"
-            # A VIP of the Ainur by name (the same address written as itself is refused by stacks.addresses): k3s's API or
-            # the netboot services, which kube-vip moves between the Pis; no S3 or NFS server of the backups' answers there.
-            if ctx.ainur is not None and address in (ctx.ainur.vip, ctx.ainur.service_ip):
-                what = "ainur.vip, the Ainur's API server" if address == ctx.ainur.vip else "ainur.serviceIp, the netboot services"
-                yield Problem(
-                    f"{BACKUP}.target",
-                    f"{backup.target}: the server {server_name} is {what}, an address kube-vip moves between the Pis, where no "
-                    "backup server answers; give the NAS's address or name",
-                )
-                return
     app = next(((i, a) for i, a in ctx.apps if a.host == host), None)
+    by_name = False
+    if address is None and app is None and (address := _zone_address(ctx, host)) is not None:
+        # A name the plan resolves (plans.backup, from the internal zone) is the same place as its address: checked as it.
+        by_name = True
+        server_name = f"{host} ({address})"
+        # An address kube-vip announces from the Pis by name (the same address written as itself is refused by
+        # stacks.addresses): k3s's API, the netboot services or the Git mirror, which kube-vip moves between the Pis; no S3 or
+        # NFS server of the backups' answers there.
+        moving: dict[IPv4Address, str] = {}
+        if ctx.ainur is not None:
+            moving = {ctx.ainur.vip: "ainur.vip, the Ainur's API server", ctx.ainur.service_ip: "ainur.serviceIp, the netboot services"}
+            if ctx.ainur.git_mirror is not None:
+                moving.setdefault(ctx.ainur.git_mirror.ip, "ainur.gitMirror.ip, the Git mirror")
+        if address in moving:
+            yield Problem(
+                f"{BACKUP}.target",
+                f"{backup.target}: the server {server_name} is {moving[address]}, an address kube-vip moves between the Pis, where "
+                "no backup server answers; give the NAS's address or name",
+            )
+            return
     for what in on_arda(host, address, server_name, ctx.apps, ctx.network, ctx.nodes, ctx.arda):
         yield Problem(
             f"{BACKUP}.target",
@@ -859,8 +880,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
         # answers the internal zone only from the plan's records (local=/<domain>/), so a name it has none for fails.
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {host} is not a name in the internal zone {ctx.network.domain} (the plan resolves only its "
-            "machines and VIPs, and a backup must not depend on a resolver); write the NAS's IPv4 address",
+            f"{backup.target}: the server {host} is not a name in the internal zone {ctx.network.domain} (the plan resolves there only "
+            "the names it gives, and a backup must not depend on a resolver); write the NAS's IPv4 address",
         )
         return
     if app is None and address is None and found.kind == "s3" and suffix == "local":
@@ -877,7 +898,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
     if found.kind == "nfs":
         zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
         server = found.host
-        if (why := nfs_server_problem(server, zone, ctx.network)) is not None:
+        # A name of the zone resolved above is a server of the homelab's own, each refused there for what it is.
+        if not by_name and (why := nfs_server_problem(server, zone, ctx.network)) is not None:
             yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         for key in s3_keys:
             yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP}.target is NFS ({backup.target}); remove it")

@@ -137,6 +137,19 @@ def _without_gitops(ainur: Ainur | None, secrets: Collection[str]) -> Iterator[P
         yield Problem("iluvatar:ainur.gitMirror.url", f"is required without {GITOPS}: the mirror serves {GITOPS}.repoUrl when there is one")
 
 
+# Azure DevOps has no deploy keys: an SSH key is a user's, added under the user's own SSH public keys and signing in as
+# that user to every repository the user can reach (MicrosoftDocs/azure-devops-docs docs/repos/git/
+# use-ssh-keys-to-authenticate.md at 03fdcb3, "Step 2: Add the public key to Azure DevOps": "Associate the public key ...
+# with your user ID"; its keys are RSA, "Step 1", and "SSH keys stored in Azure DevOps expire after one year"). Read-only
+# is then the user's access, not the key's.
+_AZURE_SSH_HOSTS = frozenset({"ssh.dev.azure.com", "vs-ssh.visualstudio.com"})
+_AZURE_KEY = (
+    "run `pulumi config set --secret {key} < id_rsa` with the RSA key of an Azure DevOps user who can only read this "
+    "repository (Azure DevOps has no deploy keys: a key added under a user's SSH public keys signs in as that user, to every "
+    "repository the user reaches, and expires after a year)"
+)
+
+
 def _credentials(gitops: GitOps, secrets: Collection[str]) -> Iterator[Problem]:
     repo = parse_repo_url(gitops.repo_url)
     token, key = f"iluvatar:{TOKEN}", f"iluvatar:{SSH_KEY}"
@@ -156,7 +169,11 @@ def _credentials(gitops: GitOps, secrets: Collection[str]) -> Iterator[Problem]:
             yield UnsetSecret(
                 key,
                 f"is required: {gitops.repo_url} is an SSH URL, and Argo CD reaches it only with a key; "
-                f"run `pulumi config set --secret {key} < deploy_key` (a read-only deploy key)",
+                + (
+                    _AZURE_KEY.format(key=key)
+                    if repo.host in _AZURE_SSH_HOSTS
+                    else f"run `pulumi config set --secret {key} < deploy_key` (a read-only deploy key)"
+                ),
                 (key,),
             )
         if TOKEN in secrets:

@@ -202,11 +202,12 @@ def parse_stack(
     # The sign-in, alerting and GitOps layers' servers: by address in the table, by name against the internal zone.
     # A name of the internal zone is resolved through the records the plan gives the zone (plans.zone), and checked as
     # the address it stands for.
+    zone_records = _zone(values, network, ainur, arda, nodes, apps, edge, identity, gitops)
     named = addresses.servers(
         identity if isinstance(identity, Identity) else None,
         monitoring if isinstance(monitoring, Monitoring) else None,
         gitops if isinstance(gitops, GitOps) else None,
-        _zone(values, network, ainur, arda, nodes, apps, edge, identity, gitops),
+        zone_records,
         network.domain if isinstance(network, Network) else None,
         [a for _, a in apps],
     )
@@ -305,10 +306,10 @@ def parse_stack(
         apps,
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another. The NAS's is said by
         # stacks.data at backup.target, the key that wrote the server there; another server's at its own key
-        # (stacks.addresses.check).
+        # (stacks.addresses.check); a route's /32 at Headscale's own address at the route (stacks.remote_access._routes).
         addresses.table(
             [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in registered],
-            frozenset({"headscale", "dns", "nas", *addresses.SERVERS}),
+            frozenset({"headscale", "dns", "nas", "route", *addresses.SERVERS}),
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
@@ -394,6 +395,7 @@ def parse_stack(
             headscale_ip=remote.headscale.ip
             if isinstance(remote, RemoteAccess) and remote.flavour == "headscale" and remote.headscale is not None
             else None,
+            zone=zone_records,
         )
     )
     logs = _section(values, "logs", problems)

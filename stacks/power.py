@@ -104,6 +104,23 @@ def check(
         wol, bmc = node.power.wake_on_lan, node.power.bmc
         if wol is not None:
             out += _wake_on_lan(i, node, ainur_set, (kernel_args or {}).get(node.board, ()))
+        if bmc is not None and not BOARDS[node.board].turing_pi_slot:
+            # flash is not said beside it: the image would be for a module that is not there.
+            board = BOARDS[node.board]
+            way = (
+                f"power it with wakeOnLan: {{link: enp1s0}} (its NIC's name, which `talosctl get links --insecure --nodes {node.ip}` "
+                "shows in maintenance mode)"
+                if ainur_set and node.vlan is None
+                else "leave power out and power it on by hand (Wake-on-LAN is sent from the Ainur's LAN)"
+            )
+            out.append(
+                Problem(
+                    _node(i, "power.bmc"),
+                    f"{node.name} is a {board.name} ({board.description}), which no Turing Pi 2 node slot holds (its slots take 260-pin "
+                    f"compute modules: a Turing RK1, a Raspberry Pi CM4 on its adapter, an NVIDIA Jetson), so switching slot {bmc.slot} "
+                    f"of the BMC at {bmc.address} on never powers {node.name}; {way}, or set board to the module that sits in the slot",
+                )
+            )
         if bmc is not None:
             if bmc.address in ips:
                 j, other = ips[bmc.address]
@@ -113,7 +130,7 @@ def check(
                 out.append(Problem(_node(i, "power.bmc.slot"), f"slot {bmc.slot} of the BMC at {bmc.address} is already nodes[{j}]'s ({other})"))
             slots.setdefault((bmc.address, bmc.slot), (i, node.name))
             board = BOARDS[node.board]
-            if bmc.flash and board.talos_overlay is None:
+            if bmc.flash and board.talos_overlay is None and board.turing_pi_slot:
                 out.append(
                     Problem(
                         _node(i, "power.bmc.flash"),

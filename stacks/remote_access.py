@@ -78,7 +78,10 @@ def check(
     out += _flavour(remote, ainur_set, secrets)
     if network is not None:
         out += _overlap(network)
-        out += _routes(remote, network, apps, clusters)
+        # A /32 route at Headscale's own address is the route's slip, unless something else holds that address (then
+        # Headscale's is, said at headscale.ip): `taken` leaves the routes out.
+        own = remote.headscale.ip if remote.headscale is not None and remote.flavour == "headscale" and remote.headscale.ip not in taken else None
+        out += _routes(remote, network, apps, clusters, own)
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {})
     if remote.flavour == "tailscale":
@@ -163,7 +166,14 @@ def _cluster_overlap(patches: Sequence[Mapping[str, object]]) -> Iterator[Proble
                     )
 
 
-def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = (), clusters: ClustersOwn = NO_CLUSTERS) -> Iterator[Problem]:
+def _routes(
+    remote: RemoteAccess,
+    network: Network,
+    apps: Sequence[tuple[int, App]] = (),
+    clusters: ClustersOwn = NO_CLUSTERS,
+    headscale: IPv4Address | None = None,
+) -> Iterator[Problem]:
+    """The routes' rules. `headscale`: Headscale's address when it is Headscale's alone, which no route may name."""
     own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
     known = ", ".join(f"{path} {net}" for path, net in own)
     seen: dict[IPv4Network, int] = {}
@@ -194,6 +204,16 @@ def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, Ap
                 yield Problem(path, f"{route} holds routes[{j}] {other}, which it advertises again; remove routes[{j}], or narrow this one")
         seen.setdefault(route, i)
         if outside:
+            continue
+        if headscale is not None and remote.headscale is not None and route == IPv4Network(headscale):
+            # The route is the slip, not Headscale's address: a client reaches Headscale at its URL through the router's
+            # port forward to headscale.ip, to join the tailnet and after, and never through a subnet router it advertises.
+            yield Problem(
+                path,
+                f"{route} is Headscale's own address ({REMOTE.removeprefix('iluvatar:')}.headscale.ip): clients reach Headscale at "
+                f"{remote.headscale.url} through the port forward, before they join the tailnet and after, never through the "
+                "subnet router; remove the route",
+            )
             continue
         pool = network.load_balancer_pool
         first, last = route.network_address, route.broadcast_address

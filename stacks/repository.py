@@ -9,6 +9,7 @@ model can use these checks without an import circle.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass
@@ -22,6 +23,19 @@ _SSH = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+)(:(
 _HTTPS = re.compile(r"^https://(?P<host>[A-Za-z0-9.-]+)(:(?P<port>\d{1,5}))?/(?P<path>\S+)$")
 # A branch, tag or commit as git accepts it in a refspec (git check-ref-format, simplified to what a user types).
 _REVISION = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/\.|\.$|/$))[A-Za-z0-9._/+-]+$")
+
+
+# A URL's host written as an IPv6 literal in brackets, after an optional scheme and user: https://[fd00::40]/...,
+# ssh://git@[fd00::40]:2222/..., git@[fd00::40]:path.
+_BRACKETED = re.compile(r"^(?:[a-z]+://)?(?:[^@/\[\]]*@)?\[(?P<ip>[^\]]*)\]")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,13 @@ def parse_repo_url(value: object) -> RepoUrl:
         port = int(ssh["port"]) if "port" in ssh.groupdict() and ssh["port"] else None
         return RepoUrl(url, "ssh", ssh["host"].lower(), port)
     scheme = url.split("://", 1)[0] if "://" in url else ""
+    literal = _BRACKETED.match(url)
+    if literal is not None and scheme in ("", "ssh", "https") and _is_ipv6(literal["ip"]):
+        # An IPv6 literal is a host the forms above never take: said before the user rule, which it would fool.
+        raise ValueError(
+            f"{url}: {literal['ip']} is an IPv6 address, and the clusters' pods have IPv4 alone, so Argo CD could never reach "
+            "the repository; write the Git server's IPv4 address, or a name that resolves to one"
+        )
     if scheme == "ssh":
         raise ValueError(f"{url} has no user: Argo CD reads an SSH URL only with one (e.g. ssh://git@github.com/you/homelab.git)")
     if scheme in ("http", "git", "file"):

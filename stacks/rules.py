@@ -709,7 +709,7 @@ def _nodes(p: Parsed) -> list[Problem]:
         if isinstance(node.install_disk, str):
             problems = install_disk_problems(node.install_disk)
             out += [Problem(node_path(i, "installDisk"), why) for why in problems]
-            if not problems and (why := _pi_no_mmc(node, node.install_disk, install=True)) is not None:
+            if not problems and (why := _no_mmc(node, node.install_disk, install=True)) is not None:
                 out.append(Problem(node_path(i, "installDisk"), why))
         for d, disk in enumerate(node.data_disks):
             field = f"dataDisks[{d}]"
@@ -752,7 +752,7 @@ def _nodes(p: Parsed) -> list[Problem]:
         seen_disks: set[str] = set()
         taken = _system_disk_taken(node)
         for d, disk in enumerate(node.data_disks):
-            if (why := _pi_mmc(node, disk)) is not None:
+            if (why := _mmc_data_disk(node, disk)) is not None:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), why))
             elif disk == node.install_disk:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {taken}; name another disk"))
@@ -950,39 +950,59 @@ def _system_disk_taken(node: Node) -> str:
 # "RPI4 specified install disk does not exists /dev/mmcblk0", Talos v1.0.3). Talos's Pi 5 overlay boots the Raspberry Pi
 # kernel's bcm2712 trees (sbc-raspberrypi artifacts/dtb/raspberrypi), whose card is mmcblk0 (`talosctl get disks` on a
 # Pi 5 lists mmcblk0, talos-rpi5/talos-builder#22).
-def _pi_card_indices(node: Node) -> range:
+# A Turing RK1's one MMC device is its eMMC, mmcblk0 alone. Talos's turingrk1 overlay boots mainline's tree for it
+# (siderolabs/sbc-rockchip v0.2.0 installers/turingrk1/src/main.go:21 installs rockchip/rk3588-turing-rk1.dtb, which
+# artifacts/dtb/turingrk1/pkg.yaml:26-27 builds from Linux 6.18.2, Pkgfile:22). That tree aliases mmc0 = &sdhci
+# (torvalds/linux arch/arm64/boot/dts/rockchip/rk3588-turing-rk1.dtsi:21), the eMMC's host (`no-sd; no-sdio;
+# non-removable` there), and enables no other MMC host: the RK3588's sdmmc and sdio hosts stay "disabled" as
+# rk3588-base.dtsi leaves them. The Turing Pi 2's SD card slot is wired to its BMC, not to a module.
+_ONE_MMC_BOARDS = ("rpi4", "rpi5", "rk1")
+
+
+def _mmc_indices(node: Node) -> range:
     return range(2) if node.board == "rpi4" and node.role in ARDA_ROLES else range(1)
 
 
-def _is_pi_card(node: Node, disk: object) -> bool:
-    """Whether `disk` names a Pi's one MMC device: /dev/mmcblkN at an index its kernel gives the card (`_pi_card_indices`),
-    or an mmc- by-id link (a whole device, no -partN)."""
+def _is_the_mmc(node: Node, disk: object) -> bool:
+    """Whether `disk` names the one MMC device of a Pi or an RK1: /dev/mmcblkN at an index its kernel gives it
+    (`_mmc_indices`), or an mmc- by-id link (a whole device, no -partN)."""
     if not isinstance(disk, str):
         return False
     path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
     if path is not None:
-        return int(path.group(1)) in _pi_card_indices(node)
+        return int(path.group(1)) in _mmc_indices(node)
     return disk.startswith("/dev/disk/by-id/mmc-") and partition_of(disk) is None
 
 
-_PI_DATA_FIX = "name the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it), or leave dataDisks out"
-
-
-def _pi_name(node: Node) -> str:
+def _board_name(node: Node) -> str:
+    if node.board == "rk1":
+        return "Turing RK1 (rk1)"
     return f"{'Pi 4' if node.board == 'rpi4' else 'Pi 5'} ({node.board})"
 
 
-def _pi_no_mmc(node: Node, disk: str, *, install: bool) -> str | None:
-    """Why /dev/mmcblkN is no device of this Raspberry Pi (an index its kernel never gives the card, `_pi_card_indices`),
-    or None; as installDisk (install) or as a data disk."""
+def _other_disks(node: Node) -> str:
+    """The disks to name instead of the MMC one, and how to list them on this machine."""
+    if node.board == "rk1":
+        # Talos has no shell to run ls in: its API lists the disks, by serial and by-id name.
+        return "the RK1's NVMe, SATA or USB disk (`talosctl get disks -n <its address>` lists them)"
+    return "the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it)"
+
+
+def _no_mmc(node: Node, disk: str, *, install: bool) -> str | None:
+    """Why /dev/mmcblkN is no device of this Raspberry Pi or RK1 (an index its kernel never gives its one MMC device,
+    `_mmc_indices`), or None; as installDisk (install) or as a data disk."""
     path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
-    if node.board not in ("rpi4", "rpi5") or path is None or _is_pi_card(node, disk):
+    if node.board not in _ONE_MMC_BOARDS or path is None or _is_the_mmc(node, disk):
         return None
-    card = (
-        "/dev/mmcblk0, or /dev/mmcblk1 where Talos's kernel numbers the Wi-Fi's SDIO host first"
-        if len(_pi_card_indices(node)) > 1
-        else "/dev/mmcblk0"
-    )
+    if node.board == "rk1":
+        what, card = "the eMMC on the module", "/dev/mmcblk0 (the Turing Pi 2's SD card slot is its BMC's)"
+    else:
+        what = "the SD card slot (or a Compute Module's eMMC)"
+        card = (
+            "/dev/mmcblk0, or /dev/mmcblk1 where Talos's kernel numbers the Wi-Fi's SDIO host first"
+            if len(_mmc_indices(node)) > 1
+            else "/dev/mmcblk0"
+        )
     if install:
         # Talos's installer looks for the disk by its name and, finding none, leaves the machine in maintenance mode.
         lost = (
@@ -990,47 +1010,46 @@ def _pi_no_mmc(node: Node, disk: str, *, install: bool) -> str | None:
             if node.role in AINUR_ROLES
             else "Talos finds no disk to install on and the machine stays in maintenance mode"
         )
-        names = " or ".join(f"/dev/mmcblk{n}" for n in _pi_card_indices(node))
-        fix = f"write the card's {names}, or name the Pi's NVMe or USB disk (ls -l /dev/disk/by-id/ on it)"
+        names = " or ".join(f"/dev/mmcblk{n}" for n in _mmc_indices(node))
+        fix = f"write the {'eMMC' if node.board == 'rk1' else 'card'}'s {names}, or name {_other_disks(node)}"
     else:
         lost = (
             "cloud-init finds no such disk to format, and Longhorn writes to the root filesystem"
             if node.role in AINUR_ROLES
             else "Rook finds no such disk and makes no OSD on this machine"
         )
-        fix = _PI_DATA_FIX
-    return (
-        f"{disk} is no device on a {_pi_name(node)}: its one MMC device, the SD card slot (or a Compute Module's eMMC), is {card}, so {lost}; {fix}"
-    )
+        fix = f"name {_other_disks(node)}, or leave dataDisks out"
+    return f"{disk} is no device on a {_board_name(node)}: its one MMC device, {what}, is {card}, so {lost}; {fix}"
 
 
-def _pi_mmc(node: Node, disk: str) -> str | None:
-    """Why an MMC name is no data disk of this Raspberry Pi, or None. A Pi 4 or 5 has one MMC block device, its SD card
-    slot (a Compute Module's eMMC in its place, a CM4 with eMMC leaving its carrier's slot unwired); the Wi-Fi's SDIO
-    controller is an MMC host too, but no block device. Its kernel names the card mmcblk0, or on a Talos Pi 4 mmcblk0 or
-    mmcblk1 (`_pi_card_indices`), so a higher index is no device there. The card, by path or by its mmc- by-id link, is
-    what a Pi boots from when installDisk names it (by path or by link: the same device either way), and an empty slot
-    on a maia that netboots. A Pi that boots from NVMe or USB may keep a card in the slot as its data disk: that one is
-    accepted."""
-    if node.board not in ("rpi4", "rpi5"):
+def _mmc_data_disk(node: Node, disk: str) -> str | None:
+    """Why an MMC name is no data disk of this Raspberry Pi or RK1, or None. A Pi 4 or 5 has one MMC block device, its
+    SD card slot (a Compute Module's eMMC in its place, a CM4 with eMMC leaving its carrier's slot unwired); the Wi-Fi's
+    SDIO controller is an MMC host too, but no block device. Its kernel names the card mmcblk0, or on a Talos Pi 4
+    mmcblk0 or mmcblk1 (`_mmc_indices`), so a higher index is no device there. An RK1's one is its eMMC, mmcblk0. That
+    device, by path or by its mmc- by-id link, is what the machine boots from when installDisk names it (by path or by
+    link: the same device either way), and an empty slot on a maia that netboots. A machine that boots from NVMe or USB
+    may keep its card (or eMMC) as its data disk: that one is accepted."""
+    if node.board not in _ONE_MMC_BOARDS:
         return None
     path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
-    if path is None and not _is_pi_card(node, disk):
+    if path is None and not _is_the_mmc(node, disk):
         return None
-    if (why := _pi_no_mmc(node, disk, install=False)) is not None:
+    if (why := _no_mmc(node, disk, install=False)) is not None:
         return why
-    pi = _pi_name(node)
-    fix = _PI_DATA_FIX
+    board = _board_name(node)
+    fix = f"name {_other_disks(node)}, or leave dataDisks out"
     ainur = node.role in AINUR_ROLES
     if ainur and node.boot == "netboot":
         # A netbooted maia's dataDisks are no Longhorn disk either (stacks.storage.longhorn_pis).
         return (
-            f"{disk} is an MMC device, and a {pi} has one, its SD card slot, which a Pi that netboots leaves empty ({node.name} "
+            f"{disk} is an MMC device, and a {board} has one, its SD card slot, which a Pi that netboots leaves empty ({node.name} "
             "boots from the Ainur); and a netbooted maia's dataDisks are no Longhorn disk: leave dataDisks out"
         )
-    if isinstance(node.install_disk, str) and (re.fullmatch(r"/dev/mmcblk\d+", node.install_disk) or _is_pi_card(node, node.install_disk)):
+    if isinstance(node.install_disk, str) and (re.fullmatch(r"/dev/mmcblk\d+", node.install_disk) or _is_the_mmc(node, node.install_disk)):
         lost = "Longhorn would get no disk of its own and write to the card's root filesystem" if ainur else _SYSTEM_DISK_TO_ROOK
-        return f"{disk} is an MMC device, and a {pi} has one, the SD card (or eMMC) it boots from, installDisk {node.install_disk}: {lost}; {fix}"
+        it = "the eMMC" if node.board == "rk1" else "the SD card (or eMMC)"
+        return f"{disk} is an MMC device, and a {board} has one, {it} it boots from, installDisk {node.install_disk}: {lost}; {fix}"
     return None
 
 

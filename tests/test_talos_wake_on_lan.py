@@ -33,6 +33,9 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
         {
             "iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}},
             "iluvatar:nodes[4].power": {"wakeOnLan": {"link": "eno1"}},
+            # A BMC powers a module in a Turing Pi 2 slot: saruman as an RK1.
+            "iluvatar:nodes[7].arch": "arm64",
+            "iluvatar:nodes[7].board": "rk1",
             "iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.5", "slot": 1}},
             "iluvatar:bmcPasswords": {"192.168.0.5": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}},
         },

@@ -43,6 +43,9 @@ def homelab_variant(tmp: Path, more: dict[str, Any] | None = None) -> Path:
         homelab_doc(),
         {
             "iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}},
+            # A BMC powers a module in a Turing Pi 2 slot: saruman as an RK1.
+            "iluvatar:nodes[7].arch": "arm64",
+            "iluvatar:nodes[7].board": "rk1",
             "iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.5", "slot": 2}},
             "iluvatar:bmcPasswords": {"192.168.0.5": SECURE},
             **(more or {}),
@@ -114,7 +117,7 @@ def test_random_stacks_power_each_machine_before_its_apply(
             continue
         if with_ainur and "vlan" not in node and data.draw(st.booleans()):
             node["power"] = {"wakeOnLan": {"link": data.draw(st.sampled_from(["enp1s0", "eno1", "end0"]))}}
-        else:
+        elif node["board"] != "generic-x86":  # no Turing Pi 2 slot holds an x86 PC
             address = f"203.0.113.{1 + len(bmcs) // 4}"  # a BMC of its own every four slots, off every machine's address
             node["power"] = {"bmc": {"address": address, "slot": 1 + len(bmcs) % 4}}
             bmcs.append(address)

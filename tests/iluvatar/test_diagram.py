@@ -100,7 +100,14 @@ def test_homelab_draws_every_box_its_stack_names_where_it_is(tmp_path: Path) -> 
     assert inside(drawn["backup"], drawn["cluster_devices"]) and inside(drawn["backup"], drawn["cluster_lan"])
     assert "arda_vip->backup" in shown and "netboot->taniquetil" in shown
     doc = edit(
-        homelab_doc(), {"iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.5", "slot": 2}}, "iluvatar:bmcPasswords": {"192.168.0.5": secure()}}
+        homelab_doc(),
+        {
+            # A BMC powers a module in a Turing Pi 2 slot: saruman as an RK1.
+            "iluvatar:nodes[7].arch": "arm64",
+            "iluvatar:nodes[7].board": "rk1",
+            "iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.5", "slot": 2}},
+            "iluvatar:bmcPasswords": {"192.168.0.5": secure()},
+        },
     )
     with_bmc = draw(write_stack(tmp_path, doc, stack="bmc"), tmp_path)
     assert inside(boxes(with_bmc)["bmc-192.168.0.5"], boxes(with_bmc)["cluster_lan"])

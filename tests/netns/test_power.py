@@ -61,6 +61,9 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
         homelab_doc(),
         {
             "iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}},
+            # A BMC powers a module in a Turing Pi 2 slot: saruman as an RK1.
+            "iluvatar:nodes[7].arch": "arm64",
+            "iluvatar:nodes[7].board": "rk1",
             "iluvatar:nodes[7].power": {"bmc": {"address": BMC_IP, "slot": 2}},
             "iluvatar:bmcPasswords": {BMC_IP: {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}},
         },

@@ -24,6 +24,9 @@ PASSWORDS = {"192.168.0.5": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhl
 def stack(tmp_path: Path, **powers: dict[str, Any]) -> StackConfig:
     names = [n["name"] for n in homelab_doc()["config"]["iluvatar:nodes"]]
     changes: dict[str, Any] = {f"iluvatar:nodes[{names.index(n)}].power": p for n, p in powers.items()}
+    for n, p in powers.items():
+        if "bmc" in p:  # a BMC powers a module in a Turing Pi 2 slot: an RK1, not the homelab's x86 PC
+            changes |= {f"iluvatar:nodes[{names.index(n)}].arch": "arm64", f"iluvatar:nodes[{names.index(n)}].board": "rk1"}
     if any("bmc" in p for p in powers.values()):
         changes["iluvatar:bmcPasswords"] = PASSWORDS
     return load_stack_file(write_stack(tmp_path, edit(homelab_doc(), changes)))

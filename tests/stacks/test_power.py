@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from stacks import power, read_stack_file
+from stacks import load_stack_file, power, read_stack_file
 from stacks.pulumi_source import load
 from stacks.secrets import Secure
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
@@ -47,6 +47,9 @@ def config(powers: dict[int, dict[str, Any]], **extra: str) -> tuple[dict[str, s
     nodes = json.loads(cfg["iluvatar:nodes"])
     for i, p in powers.items():
         nodes[i]["power"] = p
+        if "bmc" in p:
+            # A machine a BMC powers sits in a Turing Pi 2 slot: a compute module, not the x86 PC the homelab has there.
+            nodes[i].update(arch="arm64", board="rk1")
     cfg["iluvatar:nodes"] = json.dumps(nodes)
     cfg.update(extra)
     return cfg, sorted(sf.secret_keys)
@@ -177,3 +180,10 @@ def test_a_stack_file_with_secret_entries_holds_the_key_as_a_secret_and_each_ent
 def test_predictable_names_are_off_as_udev_reads_the_command_line(kernel_args: tuple[str, ...], off: bool) -> None:
     """udev's parse_boolean, in any case; its last net.ifnames wins; Image Factory's -net.ifnames drops the earlier ones."""
     assert power.predictable_names_off(kernel_args) is off
+
+
+def test_the_fix_offered_for_an_x86_pc_on_a_bmc_slot_validates(tmp_path: Path) -> None:
+    """invalid_stacks.yaml's bmc-slot-for-an-x86-pc offers wakeOnLan: {link: enp1s0} for saruman: as written, it loads."""
+    path = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[7].power": {"wakeOnLan": {"link": "enp1s0"}}}))
+    stack = load_stack_file(path, require_secrets=True)
+    assert next(n for n in stack.nodes if n.name == "saruman").power is not None
