@@ -90,9 +90,8 @@ def test_graph(homelab: Simulation) -> None:
     # Once Envoy Gateway runs and the EnvoyProxy and every Gateway exist, the step that takes back any NodePort a
     # gateway's proxy Service still holds (plans.gateways.node_port_release; tests/kube/test_gateway_node_ports.py).
     release = regs["edge-gateways-release-node-ports"]
-    assert release.inputs["create"] == release.inputs["update"] == (
-        ".venv/bin/iluvatar upgrader release-node-ports --gateways networking/envoy-external,networking/envoy-internal --timeout 10m"
-    )
+    command = ".venv/bin/iluvatar upgrader release-node-ports --gateways networking/envoy-external,networking/envoy-internal --timeout 10m"
+    assert release.inputs["create"] == release.inputs["update"] == command
     assert {
         regs[n].urn
         for n in (
