@@ -127,8 +127,10 @@ def test_an_up_takes_away_the_node_ports_an_older_gateway_service_holds(api: Clu
     """An Arda made before: each gateway's Service, applied as Envoy Gateway did then, holds a NodePort on each port.
     Envoy Gateway's apply of the EnvoyProxy as it is now keeps them (it owns no nodePort); the step takes them away,
     leaves no field manager of its own, and Envoy Gateway's next apply brings none back."""
-    older = {g: node_ports(envoy_gateway_apply(api, g, BEFORE)) for g in GATEWAYS}
+    made = {g: envoy_gateway_apply(api, g, BEFORE) for g in GATEWAYS}
+    older = {g: node_ports(s) for g, s in made.items()}
     assert [len(p) for p in older.values()] == [2, 2]
+    assert all(s["spec"]["healthCheckNodePort"] for s in made.values())
     now = {g: envoy_gateway_apply(api, g, NOW) for g in GATEWAYS}
     assert {g: node_ports(s) for g, s in now.items()} == older  # the flag alone: still there
     assert [s["spec"]["allocateLoadBalancerNodePorts"] for s in now.values()] == [False, False]
@@ -145,6 +147,9 @@ def test_an_up_takes_away_the_node_ports_an_older_gateway_service_holds(api: Clu
             {"name": "https-443", "protocol": "TCP", "port": 443, "targetPort": 10443},
         ]
         assert [m["manager"] for m in service["metadata"]["managedFields"]] == [ENVOY_GATEWAY]
+        # Nor the health check's NodePort the older Service's externalTrafficPolicy Local had: the API server dropped it
+        # with Envoy Gateway's apply of Cluster.
+        assert "healthCheckNodePort" not in service["spec"]
         # Envoy Gateway's next reconcile: no NodePort again, nothing else changed.
         again = envoy_gateway_apply(api, gateway, NOW)
         assert again["spec"] == service["spec"]
