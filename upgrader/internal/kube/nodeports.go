@@ -22,11 +22,18 @@ import (
 // The labels Envoy Gateway puts on every object it makes for a Gateway, its proxy Service among them, naming the
 // Gateway (v1.9.0 internal/gatewayapi/translator.go:37,42; helpers.go:272-277 GatewayOwnerLabels, set on the proxy's
 // infrastructure at translator.go:639 and copied to the Service at internal/infrastructure/kubernetes/proxy/
-// resource_provider.go:226,245-246). The Service's name depends on the deploy mode (resource_provider.go:118-124): the
-// labels do not, and they are what Envoy Gateway itself finds its objects by (internal/provider/kubernetes/predicates.go:799).
+// resource_provider.go:226,245-246), and the one it marks all its proxy objects with (proxy/resource.go:47-53). Labels
+// are free text anyone who may make a Service can write, so they alone say nothing: Envoy Gateway finds a Gateway's
+// Service by the owning labels in the Gateway's own namespace only, the namespace it makes the Service in when it runs
+// in GatewayNamespace mode, as Arda's runs it (internal/provider/kubernetes/predicates.go:752-757 envoyObjectNamespace,
+// :800-803 the List), and takes an existing object for its own only when it also carries managed-by envoy-gateway
+// (internal/infrastructure/kubernetes/infra_resource.go:756-792 checkOwnership, ownedByGateway). The step looks the
+// same way, so a Service an app namespace holds with these labels is neither waited for nor patched.
 const (
 	owningGatewayName      = "gateway.envoyproxy.io/owning-gateway-name"
 	owningGatewayNamespace = "gateway.envoyproxy.io/owning-gateway-namespace"
+	managedBy              = "app.kubernetes.io/managed-by"
+	envoyGateway           = "envoy-gateway"
 )
 
 // gatewayRef is one Gateway, NAMESPACE/NAME.
@@ -35,7 +42,7 @@ type gatewayRef struct{ namespace, name string }
 func (g gatewayRef) String() string { return g.namespace + "/" + g.name }
 
 func (g gatewayRef) selector() string {
-	return labels.SelectorFromSet(labels.Set{owningGatewayName: g.name, owningGatewayNamespace: g.namespace}).String()
+	return labels.SelectorFromSet(labels.Set{owningGatewayName: g.name, owningGatewayNamespace: g.namespace, managedBy: envoyGateway}).String()
 }
 
 // ParseReleaseNodePorts reads release-node-ports' arguments and stdin, contacting nothing; what it returns runs it.
@@ -95,7 +102,7 @@ type release struct {
 func (r release) look() string {
 	looks := make([]string, 0, len(r.gateways))
 	for _, g := range r.gateways {
-		looks = append(looks, fmt.Sprintf("kubectl get services -A -l %s -o yaml", g.selector()))
+		looks = append(looks, fmt.Sprintf("kubectl get services -n %s -l %s -o yaml", g.namespace, g.selector()))
 	}
 
 	return strings.Join(looks, "; ")
@@ -140,12 +147,12 @@ func (r release) run(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// once is one look at every gateway's Services: nil when none allocates or holds a NodePort (each one held is
+// once is one look at every gateway's Services, in the gateway's namespace: nil when none allocates or holds a NodePort (each one held is
 // removed on the way).
 func (r release) once(ctx context.Context, k *Client, server string) error {
 	for _, g := range r.gateways {
 		cctx, cancel := wait.Call(ctx)
-		services, err := k.cs.CoreV1().Services(metav1.NamespaceAll).List(cctx, metav1.ListOptions{LabelSelector: g.selector()})
+		services, err := k.cs.CoreV1().Services(g.namespace).List(cctx, metav1.ListOptions{LabelSelector: g.selector()})
 
 		cancel()
 
@@ -173,9 +180,15 @@ func (r release) once(ctx context.Context, k *Client, server string) error {
 // removal waits for Envoy Gateway to have applied the EnvoyProxy's envoyService.
 func releaseService(ctx context.Context, k *Client, server string, g gatewayRef, svc *corev1.Service) error {
 	name := svc.Namespace + "/" + svc.Name
-	allocates := svc.Spec.AllocateLoadBalancerNodePorts == nil || *svc.Spec.AllocateLoadBalancerNodePorts
 
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || allocates {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		// Not the Service the EnvoyProxy's envoyService makes, whose type Envoy Gateway applies
+		// (internal/infrastructure/kubernetes/resource/resource.go:26): said as it is, not as a late apply, and waited
+		// on; a NodePort Service's NodePorts are not for the step to remove (the API server gives them back).
+		return fmt.Errorf("Service %s of gateway %s is a %s, not the LoadBalancer the EnvoyProxy's envoyService makes", name, g, svc.Spec.Type)
+	}
+
+	if svc.Spec.AllocateLoadBalancerNodePorts == nil || *svc.Spec.AllocateLoadBalancerNodePorts {
 		return fmt.Errorf("Service %s of gateway %s still allocates NodePorts (type %s, allocateLoadBalancerNodePorts %s): "+
 			"Envoy Gateway has not applied the EnvoyProxy's envoyService to it yet", name, g, svc.Spec.Type, flag(svc.Spec.AllocateLoadBalancerNodePorts))
 	}

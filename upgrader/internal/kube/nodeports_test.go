@@ -27,12 +27,39 @@ func TestReleaseNodePortsArguments(t *testing.T) {
 	}
 }
 
-func TestTheGatewaysSelectorIsEnvoyGatewaysOwningLabels(t *testing.T) {
+func TestTheGatewaysSelectorIsEnvoyGatewaysOwningAndManagedByLabels(t *testing.T) {
 	got := gatewayRef{"networking", "envoy-internal"}.selector()
-	want := "gateway.envoyproxy.io/owning-gateway-name=envoy-internal,gateway.envoyproxy.io/owning-gateway-namespace=networking"
+	want := "app.kubernetes.io/managed-by=envoy-gateway,gateway.envoyproxy.io/owning-gateway-name=envoy-internal," +
+		"gateway.envoyproxy.io/owning-gateway-namespace=networking"
 
 	if got != want {
 		t.Fatalf("selector = %q; want %q", got, want)
+	}
+}
+
+func TestAServiceOfOtherTypeIsSaidForWhatItIsAndNotTouched(t *testing.T) {
+	g := gatewayRef{"networking", "envoy-external"}
+
+	for _, tc := range []struct {
+		spec corev1.ServiceSpec
+		want string
+	}{
+		{
+			spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
+			want: "Service networking/envoy-external of gateway networking/envoy-external is a ClusterIP, not the LoadBalancer the EnvoyProxy's envoyService makes",
+		},
+		{
+			spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Port: 80, NodePort: 31080}}},
+			want: "Service networking/envoy-external of gateway networking/envoy-external is a NodePort, not the LoadBalancer the EnvoyProxy's envoyService makes",
+		},
+	} {
+		svc := &corev1.Service{Spec: tc.spec}
+		svc.Namespace, svc.Name = "networking", "envoy-external"
+
+		// No client: a Service of another type is never read again nor patched.
+		if err := releaseService(t.Context(), nil, "", g, svc); fmt.Sprint(err) != tc.want {
+			t.Fatalf("releaseService(%s) = %v; want %q", tc.spec.Type, err, tc.want)
+		}
 	}
 }
 
