@@ -30,6 +30,9 @@ ENVOY_GATEWAY = "envoy-gateway"  # Envoy Gateway's field manager (v1.9.0 interna
 # The EnvoyProxy's envoyService before Arda's Services stopped allocating NodePorts: a LoadBalancer and nothing more.
 BEFORE: dict[str, Any] = {"type": "LoadBalancer"}
 NOW: dict[str, Any] = gateways.envoy_proxy()["spec"]["provider"]["kubernetes"]["envoyService"]
+APPS = "apps"  # a namespace an app's manifests deploy into, not the program's
+ELSEWHERE = "elsewhere"  # the namespace of another Gateway of the same name as one of the homelab's
+NAMESPACES = (GATEWAY_NAMESPACE, APPS, ELSEWHERE)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     started = Cluster(TALOS, tmp_path_factory.mktemp("kube-node-ports"), components=("etcd", "kube-apiserver"), ready_for_pods=False)
     started.start()
     try:
-        started.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GATEWAY_NAMESPACE}})
+        for namespace in NAMESPACES:
+            started.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         yield started
     finally:
         started.stop()
@@ -46,23 +50,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def api(cluster: Cluster) -> Iterator[Cluster]:
-    """The cluster, left with no Service in the gateways' namespace by each test."""
+    """The cluster, left with no Service in its namespaces by each test."""
     yield cluster
-    for service in cluster.client.list("v1", "Service", GATEWAY_NAMESPACE):
-        cluster.client.delete(service)
+    for namespace in NAMESPACES:
+        for service in cluster.client.list("v1", "Service", namespace):
+            cluster.client.delete(service)
 
 
-def envoy_gateway_service(gateway: str, envoy_service: dict[str, Any], owner: str = GATEWAY_NAMESPACE, name: str | None = None) -> dict[str, Any]:
-    """STAND-IN for Envoy Gateway v1.9.0's proxy Service of `gateway` in GatewayNamespace mode, as it applies it
-    (internal/infrastructure/kubernetes/proxy/resource_provider.go:193-300): named as the Gateway, in its namespace
-    (resource_provider.go:118-124; translator.go:650); the app labels (proxy/resource.go:47-53), the Gateway's name
-    label (resource_provider.go:186-188) and the owning labels (gatewayapi/translator.go:639, helpers.go:272-277);
-    the Gateway's infrastructure annotations; spec from the EnvoyProxy's envoyService (resource/resource.go:23-49:
-    sessionAffinity None, externalTrafficPolicy Local when unset, allocateLoadBalancerNodePorts only when set) and one
-    port per listener, `<protocol>-<port>` to the port plus 10000 (gatewayapi/helpers.go:539-541, listener.go:1403-1425),
-    with no nodePort (resource_provider.go:203-208). The owner reference to the Gateway is left out: this API server has
-    no Gateway API, and an owner reference plays no part in a Service's ports."""
-    labels = {
+def envoy_gateway_labels(gateway: str, owner: str = GATEWAY_NAMESPACE) -> dict[str, str]:
+    """The labels Envoy Gateway v1.9.0 puts on the proxy Service of Gateway `owner`/`gateway`: the app labels
+    (infrastructure/kubernetes/proxy/resource.go:47-53), the Gateway's name label (resource_provider.go:186-188) and the
+    owning labels (gatewayapi/translator.go:639, helpers.go:272-277)."""
+    return {
         "app.kubernetes.io/name": "envoy",
         "app.kubernetes.io/component": "proxy",
         "app.kubernetes.io/managed-by": "envoy-gateway",
@@ -70,6 +69,20 @@ def envoy_gateway_service(gateway: str, envoy_service: dict[str, Any], owner: st
         "gateway.envoyproxy.io/owning-gateway-name": gateway,
         "gateway.envoyproxy.io/owning-gateway-namespace": owner,
     }
+
+
+def envoy_gateway_service(
+    gateway: str, envoy_service: dict[str, Any], owner: str = GATEWAY_NAMESPACE, name: str | None = None, namespace: str | None = None
+) -> dict[str, Any]:
+    """STAND-IN for Envoy Gateway v1.9.0's proxy Service of Gateway `owner`/`gateway` in GatewayNamespace mode, as it
+    applies it (internal/infrastructure/kubernetes/proxy/resource_provider.go:193-300): named as the Gateway, in its
+    namespace (resource_provider.go:118-124; translator.go:650), unless `name` and `namespace` say otherwise (a Service
+    anyone else made with the same labels); its labels (`envoy_gateway_labels`); the Gateway's infrastructure annotations; spec from the EnvoyProxy's envoyService (resource/resource.go:23-49:
+    sessionAffinity None, externalTrafficPolicy Local when unset, allocateLoadBalancerNodePorts only when set) and one
+    port per listener, `<protocol>-<port>` to the port plus 10000 (gatewayapi/helpers.go:539-541, listener.go:1403-1425),
+    with no nodePort (resource_provider.go:203-208). The owner reference to the Gateway is left out: this API server has
+    no Gateway API, and an owner reference plays no part in a Service's ports."""
+    labels = envoy_gateway_labels(gateway, owner)
     address = str(edge_addresses(STACK.network.load_balancer_pool, STACK.edge)[gateway])
     spec: dict[str, Any] = {"type": envoy_service["type"], "sessionAffinity": "None"}
     if "allocateLoadBalancerNodePorts" in envoy_service:
@@ -80,7 +93,12 @@ def envoy_gateway_service(gateway: str, envoy_service: dict[str, Any], owner: st
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name or gateway, "namespace": GATEWAY_NAMESPACE, "labels": labels, "annotations": {gateways.LBIPAM_ANNOTATION: address}},
+        "metadata": {
+            "name": name or gateway,
+            "namespace": namespace or owner,
+            "labels": labels,
+            "annotations": {gateways.LBIPAM_ANNOTATION: address},
+        },
         "spec": spec,
     }
 
@@ -230,26 +248,61 @@ def test_a_step_killed_midway_is_finished_by_the_next_up(api: Cluster) -> None:
     assert [node_ports(api.client.get("v1", "Service", g, GATEWAY_NAMESPACE) or {}) for g in GATEWAYS] == [[], []]
 
 
-def test_only_the_gateways_own_services_are_found_by_envoy_gateways_labels(api: Cluster) -> None:
-    """The step finds a gateway's Service by both owning labels, whatever its name: a Service of a same-named gateway of
-    another namespace keeps its NodePorts, and a gateway's Service of another name (Envoy Gateway's hashed name in its
-    controller's namespace mode, resource_provider.go:118-124) loses them."""
-    other = envoy_gateway_apply(api, GATEWAYS[0], NOW | {"allocateLoadBalancerNodePorts": True}, owner="elsewhere", name="elsewheres-gateway")
-    # Given NodePorts, then told to allocate no more, as the gateways' older Services were.
-    other = api.client.json_patch(other, [{"op": "replace", "path": "/spec/allocateLoadBalancerNodePorts", "value": False}])
-    assert len(node_ports(other)) == 2
-    hashed = {g: f"envoy-{GATEWAY_NAMESPACE}-{g}-3d9e7a11" for g in GATEWAYS}
-    held = {g: node_ports(envoy_gateway_apply(api, g, BEFORE, name=hashed[g])) for g in GATEWAYS}
+def holding_node_ports(cluster: Cluster, service: dict[str, Any]) -> dict[str, Any]:
+    """`service`, a LoadBalancer, made with NodePorts and then told to allocate no more, as the gateways' older Services
+    were: what the step would release, were it the step's to release."""
+    made = cluster.client.create(service | {"spec": service["spec"] | {"allocateLoadBalancerNodePorts": True}})
+    return cluster.client.json_patch(made, [{"op": "replace", "path": "/spec/allocateLoadBalancerNodePorts", "value": False}])
+
+
+def test_a_service_labelled_as_a_gateways_outside_its_namespace_is_neither_waited_for_nor_touched(api: Cluster) -> None:
+    """Labels are free text: whoever deploys into an app namespace can make a Service with a gateway's labels. Envoy
+    Gateway finds a Gateway's Service in the Gateway's own namespace only (v1.9.0 internal/provider/kubernetes/
+    predicates.go:752-757,800-803), and so does the step: a ClusterIP there (which it would wait on for ever, failing
+    every `up` and leaving the gateways' NodePorts open) and a LoadBalancer holding NodePorts (which it would patch) keep
+    what they are, as does the Service of another namespace's Gateway of the same name; in the gateways' namespace, a
+    Service with the owning labels that Envoy Gateway does not mark as its own (managed-by, infra_resource.go:773-775)
+    is not a gateway's either. The gateways' own Services lose their NodePorts."""
+    external = GATEWAYS[0]
+    innocent = api.client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "innocent", "namespace": APPS, "labels": envoy_gateway_labels(external)},
+            "spec": {
+                "type": "ClusterIP",
+                "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}],
+                "selector": {"app": "innocent"},
+            },
+        }
+    )
+    lookalike = holding_node_ports(api, envoy_gateway_service(external, NOW, name="lookalike", namespace=APPS))
+    elsewhere = holding_node_ports(api, envoy_gateway_service(external, NOW, owner=ELSEWHERE))
+    unmarked_labels = {k: v for k, v in envoy_gateway_labels(external).items() if k != "app.kubernetes.io/managed-by"}
+    unmarked = api.client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"{external}-copy", "namespace": GATEWAY_NAMESPACE, "labels": unmarked_labels},
+            "spec": {
+                "type": "ClusterIP",
+                "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 10080}],
+                "selector": unmarked_labels,
+            },
+        }
+    )
+    others = [innocent, lookalike, elsewhere, unmarked]
+    assert [len(node_ports(s)) for s in others] == [0, 2, 2, 0]
+    held = {g: node_ports(envoy_gateway_apply(api, g, BEFORE)) for g in GATEWAYS}
     for g in GATEWAYS:
-        envoy_gateway_apply(api, g, NOW, name=hashed[g])
+        envoy_gateway_apply(api, g, NOW)
+
     result = run_step(api)
     assert result.code == 0, result.stderr
-    ports = {g: ", ".join(str(p) for p in sorted(held[g])) for g in GATEWAYS}
-    assert result.lines == [
-        *(
-            f"upgrader: {server(api)}: Service {GATEWAY_NAMESPACE}/{hashed[g]} (gateway {GATEWAY_NAMESPACE}/{g}): NodePorts {ports[g]} released"
-            for g in GATEWAYS
-        ),
-        done(api),
-    ]
-    assert node_ports(api.client.get("v1", "Service", "elsewheres-gateway", GATEWAY_NAMESPACE) or {}) == node_ports(other)
+    # Released at once: no line waits on a Service that is not a gateway's.
+    assert result.lines == [*(released(api, g, held[g]) for g in GATEWAYS), done(api)]
+    assert [node_ports(api.client.get("v1", "Service", g, GATEWAY_NAMESPACE) or {}) for g in GATEWAYS] == [[], []]
+    for other in others:
+        found = api.client.get("v1", "Service", other["metadata"]["name"], other["metadata"]["namespace"])
+        assert found is not None
+        assert (found["metadata"]["resourceVersion"], node_ports(found)) == (other["metadata"]["resourceVersion"], node_ports(other))
