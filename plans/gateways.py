@@ -81,8 +81,10 @@ def node_port_release(stack: StackConfig) -> bringup.Step:
     made before keeps the NodePorts it holds: Envoy Gateway applies the Service by server-side apply with no nodePort
     field (v1.9.0 internal/infrastructure/kubernetes/infra_resource.go:427, infra_client.go:28-31; its ports:
     proxy/resource_provider.go:203-208), and an apply never removes a field it does not own. The upgrader's
-    `release-node-ports` finds each gateway's Service by Envoy Gateway's owning-gateway labels, waits until Envoy
-    Gateway has applied `allocateLoadBalancerNodePorts: false` to it (before that the API server gives a removed
+    `release-node-ports` finds each gateway's Service as Envoy Gateway does in the GatewayNamespace mode it runs in
+    (helm_values): in the gateways' namespace only, by the owning-gateway labels and managed-by envoy-gateway
+    (predicates.go:752-757,800-803; infra_resource.go:756-792), so a Service of an app namespace with the same labels
+    is never waited for nor patched; it waits until Envoy Gateway has applied `allocateLoadBalancerNodePorts: false` to it (before that the API server gives a removed
     NodePort back), and removes each nodePort it holds with a JSON patch, which leaves no field manager of its own on
     the Service: Envoy Gateway's next apply neither conflicts with it nor brings a NodePort back. On a new Arda it only
     waits for the Services. The bound is an operator's: Envoy Gateway runs (its Helm release waited for it) and makes
