@@ -161,16 +161,19 @@ class Certificates(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class GatewaysArgs:
-    """The validated stack (the app registry), the namespaces and the certificates the gateways serve."""
+    """The validated stack (the app registry), the namespaces, the certificates the gateways serve, and how the step
+    after the gateways reaches Arda."""
 
     stack: StackConfig
     namespaces: Mapping[str, k8s.core.v1.Namespace]
     certificates: Mapping[str, pulumi.Resource]
+    access: ClusterAccess
 
 
 class Gateways(pulumi.ComponentResource):
     """Gateways: Envoy Gateway (Helm), its GatewayClass and EnvoyProxy, the gateways at their pool
-    addresses, the https redirect and one HTTPRoute per app."""
+    addresses, the https redirect and one HTTPRoute per app; then the step that takes back any NodePort a gateway's
+    proxy Service still holds (plans.gateways.node_port_release)."""
 
     gateways: dict[str, k8s.apiextensions.CustomResource]
     routes: dict[str, k8s.apiextensions.CustomResource]
@@ -206,6 +209,14 @@ class Gateways(pulumi.ComponentResource):
                 self.gateways[meta["name"]] = resource
             elif kind == "HTTPRoute" and meta["name"] != gateways_plan.REDIRECT_ROUTE:
                 self.routes[meta["name"]] = resource
+        # After Envoy Gateway runs, the EnvoyProxy that says no NodePort and every Gateway exist: Envoy Gateway makes
+        # (or applies anew) each proxy Service from them, which the step waits for.
+        self.node_ports = args.access.gate(
+            f"{name}-release-node-ports",
+            gateways_plan.node_port_release(stack),
+            self,
+            after=[release, created[("EnvoyProxy", gateways_plan.ENVOY_PROXY)], *self.gateways.values()],
+        )
         self.register_outputs({})
 
 
@@ -309,7 +320,7 @@ class Edge(pulumi.ComponentResource):
             f"{name}-certificates", CertificatesArgs(stack, args.cloudflare_api_token, self.namespaces, args.access, args.ca), opts=child
         )
         self.ca_certificate = self.certificates.ca_certificate
-        self.gateways = Gateways(f"{name}-gateways", GatewaysArgs(stack, self.namespaces, self.certificates.certificates), opts=child)
+        self.gateways = Gateways(f"{name}-gateways", GatewaysArgs(stack, self.namespaces, self.certificates.certificates, args.access), opts=child)
         self.cloudflare = None
         if stack.uses_cloudflare and stack.public_ingress == "cloudflare-tunnel":
             assert args.cloudflare_api_token is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plans import certificates
+from plans import bringup, certificates
 from plans.edge import ENVOY_GATEWAY_NAMESPACE, GATEWAY_NAMESPACE, MANAGED_BY, gateway_names, gateway_of
 from stacks import pins
 from stacks.edge import edge_addresses
@@ -72,6 +72,29 @@ def envoy_proxy() -> dict[str, Any]:
             }
         },
     }
+
+
+def node_port_release(stack: StackConfig) -> bringup.Step:
+    """The step after the gateways: each one's proxy Service holds no NodePort (stdin: Arda's kubeconfig).
+
+    `allocateLoadBalancerNodePorts: false` (envoy_proxy) allocates none to a Service Envoy Gateway makes now, but one it
+    made before keeps the NodePorts it holds: Envoy Gateway applies the Service by server-side apply with no nodePort
+    field (v1.9.0 internal/infrastructure/kubernetes/infra_resource.go:427, infra_client.go:28-31; its ports:
+    proxy/resource_provider.go:203-208), and an apply never removes a field it does not own. The upgrader's
+    `release-node-ports` finds each gateway's Service as Envoy Gateway does in the GatewayNamespace mode it runs in
+    (helm_values): in the gateways' namespace only, by the owning-gateway labels and managed-by envoy-gateway
+    (predicates.go:752-757,800-803; infra_resource.go:756-792), so a Service of an app namespace with the same labels
+    is never waited for nor patched; it waits until Envoy Gateway has applied `allocateLoadBalancerNodePorts: false` to it (before that the API server gives a removed
+    NodePort back), and removes each nodePort it holds with a JSON patch, which leaves no field manager of its own on
+    the Service: Envoy Gateway's next apply neither conflicts with it nor brings a NodePort back. On a new Arda it only
+    waits for the Services. The bound is an operator's: Envoy Gateway runs (its Helm release waited for it) and makes
+    each Service within seconds of accepting the Gateway."""
+    gateways = ",".join(f"{GATEWAY_NAMESPACE}/{g}" for g in gateway_names(stack))
+    return bringup.Step(
+        ("release-node-ports", "--gateways", gateways),
+        bringup.OPERATOR_GATE_TIMEOUT,
+        f"the proxy Services of {gateways.replace(',', ', ')} to hold no NodePort",
+    )
 
 
 def gateway(stack: StackConfig, name: str) -> dict[str, Any]:

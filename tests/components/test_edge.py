@@ -6,6 +6,7 @@ import base64
 import contextlib
 import functools
 import ipaddress
+import json
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,24 @@ def test_graph(homelab: Simulation) -> None:
         "edge-gateways-httproute-networking-https-redirect",
         "edge-gateways-httproute-selfhosted-blog",
         "edge-gateways-httproute-system-headlamp",
+        "edge-gateways-release-node-ports",
     ]
+    # Once Envoy Gateway runs and the EnvoyProxy and every Gateway exist, the step that takes back any NodePort a
+    # gateway's proxy Service still holds (plans.gateways.node_port_release; tests/kube/test_gateway_node_ports.py).
+    release = regs["edge-gateways-release-node-ports"]
+    command = ".venv/bin/iluvatar upgrader release-node-ports --gateways networking/envoy-external,networking/envoy-internal --timeout 10m"
+    assert release.inputs["create"] == release.inputs["update"] == command
+    assert {
+        regs[n].urn
+        for n in (
+            "edge-gateways-envoy-gateway",
+            "edge-gateways-envoyproxy-envoy-gateway-system-envoy",
+            "edge-gateways-gateway-networking-envoy-external",
+            "edge-gateways-gateway-networking-envoy-internal",
+        )
+    } <= set(release.dependencies)
+    assert release.provider.startswith(regs["arda-command"].urn + "::")
+    assert isinstance(release.inputs["stdin"], SecretValue) and set(json.loads(release.inputs["stdin"].value)) == {"kubeconfig"}
 
 
 def test_the_edge_comes_after_every_arda_machine_is_ready_on_ardas_provider(homelab: Simulation) -> None:

@@ -415,7 +415,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#53: the roll of kube-vip-services, the Pi holding the service address last: 1.)
     # (#57: the blackbox probe of Headscale's certificate: 1.)
     # (#58: ainur-secrets-on, kept while the flag is on: 1.)
-    assert counts.splitlines()[-1] == "  total: 421"
+    # (#58: the step that takes back a NodePort a gateway's proxy Service still holds: 1.)
+    assert counts.splitlines()[-1] == "  total: 422"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -430,12 +431,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # CiliumNetworkPolicy (#54), 22 with Headscale's storage gate; and remote access's users and router steps on the
     # first valar: 23 remote (#56); and the rewrite of the Ainur's Secrets under k3s's key (plans.k3s.secrets_rewrite_script): 24 (#55); and kube-vip-services' roll
     # (plans.netboot.vip_roll): 25 (#53); and the step that turns a config k3s kept from a disable back on, kept while
-    # the flag is on (plans.k3s.secrets_on_script): 26.
-    assert {"  command:local:Command: 22", "  command:remote:Command: 26", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # the flag is on (plans.k3s.secrets_on_script): 26. 23 local with the step that takes back the gateways' NodePorts
+    # (plans.gateways.node_port_release).
+    assert {"  command:local:Command: 23", "  command:remote:Command: 26", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 421
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 422
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -38,6 +38,7 @@ KINDS = {
     "kubernetes-preflight",
     "kubernetes-upgrade",
     "probe",
+    "release-node-ports",  # after the gateways: the NodePorts an older proxy Service holds taken back
     "reset",
     "wait-kube --admits",
     "wait-kube --api",

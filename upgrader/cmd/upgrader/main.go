@@ -56,6 +56,7 @@ var commands = map[string]command{
 	"wait-kube":            {"a Kubernetes gate: the API, Nodes Ready, manifests admitted, a storage class usable", kube.ParseWaitKube},
 	"apply":                {"hand a node its config and roll what it changes (reboot, Talos upgrade), leaving the node healthy", apply.Parse},
 	"probe":                {"classify nodes as maintenance, running or unreachable (never fails)", talos.ParseProbe},
+	"release-node-ports":   {"take back the NodePorts the proxy Services of Envoy Gateway's gateways still hold", kube.ParseReleaseNodePorts},
 	"secret-key":           {"say whether a Secret holds a key: present, absent or unreachable (never fails)", kube.ParseSecretKey},
 	"reset":                {"reset a node to maintenance mode (auto: graceful, last for etcd's last member, a dead machine removed from the cluster)", reset.Parse},
 	"remove-member":        {"remove a gone node's etcd member through the remaining control planes", talos.ParseRemoveMember},
@@ -65,7 +66,7 @@ var commands = map[string]command{
 	"discover":             {"read the netboot leases and ask each machine in maintenance mode what it is (only reads; iluvatar discover)", discovery.Parse},
 }
 
-var order = []string{"bootstrap", "health", "wait-kube", "apply", "probe", "secret-key", "reset", "remove-member", "etcd-snapshot", "kubernetes-preflight", "kubernetes-upgrade"}
+var order = []string{"bootstrap", "health", "wait-kube", "release-node-ports", "apply", "probe", "secret-key", "reset", "remove-member", "etcd-snapshot", "kubernetes-preflight", "kubernetes-upgrade"}
 
 const checkInput = "check-input"
 
