@@ -110,7 +110,12 @@ def check(
                 out.append(Problem(_node(i, "power.bmc.address"), f"{bmc.address} is nodes[{j}].ip ({other}); the BMC has an address of its own"))
             if (bmc.address, bmc.slot) in slots:
                 j, other = slots[(bmc.address, bmc.slot)]
-                out.append(Problem(_node(i, "power.bmc.slot"), f"slot {bmc.slot} of the BMC at {bmc.address} is already nodes[{j}]'s ({other})"))
+                out.append(
+                    Problem(
+                        _node(i, "power.bmc.slot"),
+                        f"slot {bmc.slot} of the BMC at {bmc.address} is already nodes[{j}]'s ({other}); " + _free_slots(node, bmc.address, nodes),
+                    )
+                )
             slots.setdefault((bmc.address, bmc.slot), (i, node.name))
             board = BOARDS[node.board]
             if bmc.flash and board.talos_overlay is None:
@@ -124,6 +129,20 @@ def check(
             needed.setdefault(str(bmc.address), (i, node.name))
     out += _passwords(needed, passwords, passwords_set, nodes_complete, secure)
     return out
+
+
+# The slots of a Turing Pi 2 board, node1 to node4 in its BMC's API (stacks.model.Bmc).
+SLOTS = range(1, 5)
+
+
+def _free_slots(node: Node, address: object, nodes: Sequence[tuple[int, Node]]) -> str:
+    """The way out of a slot taken twice: the BMC's slots no machine of the stack names, or another BMC when none is left."""
+    taken = {n.power.bmc.slot for _, n in nodes if n.power is not None and n.power.bmc is not None and n.power.bmc.address == address}
+    free = [str(s) for s in SLOTS if s not in taken]
+    if not free:
+        return f"its four slots are all taken: give {node.name} the slot it sits in on another board's BMC"
+    listed = free[0] if len(free) == 1 else f"{', '.join(free[:-1])} or {free[-1]}"
+    return f"write the slot {node.name} sits in: {listed} {'is' if len(free) == 1 else 'are'} free on that board (slots 1-4)"
 
 
 def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]) -> Iterator[Problem]:
