@@ -103,6 +103,7 @@ def check(
             continue
         wol, bmc = node.power.wake_on_lan, node.power.bmc
         if wol is not None:
+            out += _slot_powered(i, node, nodes)
             out += _wake_on_lan(i, node, ainur_set, (kernel_args or {}).get(node.board, ()))
         if bmc is not None:
             if bmc.address in ips:
@@ -133,6 +134,14 @@ def check(
 
 # The slots of a Turing Pi 2 board, node1 to node4 in its BMC's API (stacks.model.Bmc).
 SLOTS = range(1, 5)
+# Boards that are compute modules for a Turing Pi 2 slot alone: the Turing RK1 is made for the board's SO-DIMM slots (the
+# Turing Pi 2 docs' compute modules, docs.turingpi.com/docs/turing-pi2-supported-compute-modules). The board turns its
+# modules on and off (the docs' Specs and I/O Ports: Key1 and the BMC's `tpi power`), and the BMC powers a slot off
+# whole: bmcd's PowerController.set_power_node writes `disabled` to /sys/bus/platform/devices/node<N>-power/state, the
+# slot's supply, and drops its PORT<N>_EN line (turing-machines/bmcd src/hal/power_controller.rs:50-61, 86-95 at
+# 1c7eb45), so no standby power is left for the module's NIC to listen for a magic packet. A CM4 (rpi4) or an arm64 module may sit
+# in a slot too, or on a carrier of its own with standby power: the stack does not say which, so only these are refused.
+SLOT_MODULES: frozenset[str] = frozenset({"rk1"})
 
 
 def _free_slots(node: Node, address: object, nodes: Sequence[tuple[int, Node]]) -> str:
@@ -143,6 +152,25 @@ def _free_slots(node: Node, address: object, nodes: Sequence[tuple[int, Node]]) 
         return f"its four slots are all taken: give {node.name} the slot it sits in on another board's BMC"
     listed = free[0] if len(free) == 1 else f"{', '.join(free[:-1])} or {free[-1]}"
     return f"write the slot {node.name} sits in: {listed} {'is' if len(free) == 1 else 'are'} free on that board (slots 1-4)"
+
+
+def _slot_powered(i: int, node: Node, nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
+    """Wake-on-LAN on a compute module that only a Turing Pi 2 slot takes (`SLOT_MODULES`): its power is the BMC's."""
+    if node.board not in SLOT_MODULES:
+        return
+    board = BOARDS[node.board]
+    bmcs = sorted({str(n.power.bmc.address) for _, n in nodes if n.power is not None and n.power.bmc is not None})
+    if len(bmcs) == 1:
+        taken = {n.power.bmc.slot for _, n in nodes if n.power is not None and n.power.bmc is not None}
+        slot = next((s for s in SLOTS if s not in taken), None)
+        fix = f"bmc: {{address: {bmcs[0]}, slot: {slot if slot is not None else '<its slot, 1-4>'}}} (the slot it sits in)"
+    else:
+        fix = "bmc: {address: <the board's BMC address>, slot: <the slot it sits in, 1-4>}"
+    yield Problem(
+        _node(i, "power.wakeOnLan"),
+        f"{node.name} is {board.name} ({board.description}), which sits in a Turing Pi 2 slot, and the board's BMC powers a slot "
+        f"off whole: no standby power reaches its NIC, so the magic packet would wake nothing; power it with {fix}",
+    )
 
 
 def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]) -> Iterator[Problem]:
