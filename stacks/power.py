@@ -42,6 +42,9 @@ _KERNEL_NAME = re.compile(r"^eth\d+$")
 # the kernel's ethN is kept and no NIC has one of these.
 _PREDICTABLE_NAME = re.compile(r"^en[a-zA-Z]")
 _OFF = frozenset({"0", "no", "n", "false", "f", "off"})
+# A wireless NIC's name: the kernel's wlanN, and udev's predictable wl prefix (systemd's udev-builtin-net_id names a
+# wlan device type "wl": wlp3s0, wlo1, wlx<mac>), whatever net.ifnames says.
+_WIRELESS_NAME = re.compile(r"^wl")
 
 
 def predictable_names_off(kernel_args: Sequence[str]) -> bool:
@@ -191,6 +194,14 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
             f"{path}.link",
             f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name; write the name "
             f"`talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode (enp1s0, eno1, end0)",
+        )
+    elif _WIRELESS_NAME.match(link):
+        yield Problem(
+            f"{path}.link",
+            f"{link} is a Wi-Fi NIC's name (the kernel names wireless NICs wlan0, udev wlp3s0, wlo1 or wlx<mac>): Talos joins no "
+            "Wi-Fi network (it has no supplicant), and the Ainur send the magic packet on the wired LAN, which a Wi-Fi NIC never "
+            f"hears while the machine is off; write the wired NIC's name `talosctl get links --insecure --nodes {node.ip}` shows "
+            "in maintenance mode (enp1s0, eno1, end0), or power it on by hand",
         )
     elif _KERNEL_NAME.match(link) and not predictable_names_off(kernel_args):
         written = [a for a in kernel_args if a.partition("=")[0] in ("net.ifnames", "-net.ifnames")]
