@@ -315,7 +315,7 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
     be a machine or a VIP of the internal zone), and the backup target inside the pool by stacks.data (a Service on
     Arda, the cluster it backs up)."""
     devices = [h for h in held if h.kind in DEVICES]
-    yield from _alone(devices)
+    yield from _alone(devices, network)
     for h in held:
         if h.kind not in ("node", "vip", "identity", "headscale"):
             continue
@@ -446,10 +446,13 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
         )
 
 
-def _alone(devices: Sequence[Held]) -> Iterator[Problem]:
+def _alone(devices: Sequence[Held], network: Network | None) -> Iterator[Problem]:
     """A device of the table at the address of one that shares it with none (`ALONE`: a BMC), said at the other device's
-    key, which names a server the stack reaches there, with the BMC's key as the other way out."""
-    alone = {d.ip: d for d in devices if d.kind in ALONE}
+    key, which names a server the stack reaches there, with the BMC's key as the other way out. Not at a subnet's
+    network or broadcast address, which no host has: `host_edges` says so at both keys, and the fix is a host address."""
+    subnets = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
+    edges = {ip for net in subnets if net.prefixlen < 31 for ip in (net.network_address, net.broadcast_address)}
+    alone = {d.ip: d for d in devices if d.kind in ALONE and d.ip not in edges}
     for d in devices:
         first = alone.get(d.ip)
         if first is None or d.kind in ALONE:
