@@ -16,7 +16,7 @@ from plans.storage import storage_classes
 from stacks.data import drills, stale_after, target_of
 from stacks.edge import edge_addresses
 from stacks.encryption import key_of
-from stacks.model import StackConfig
+from stacks.model import PiImage, StackConfig
 
 
 def _plural(count: int, noun: str) -> str:
@@ -45,6 +45,24 @@ def nodes(stack: StackConfig) -> str:
     return line + (f"; {_joined(netbooting)} {'boots' if len(netbooting) == 1 else 'boot'} from the network" if netbooting else "")
 
 
+def power(stack: StackConfig) -> str | None:
+    """How `up` powers each machine that says so (nodes[].power): its BMC's address and slot, or its Wake-on-LAN link."""
+    bmcs: dict[str, list[str]] = {}
+    woken: list[str] = []
+    for n in stack.nodes:
+        if n.power is None:
+            continue
+        if n.power.bmc is not None:
+            flash = ", flashed when new" if n.power.bmc.flash else ""
+            bmcs.setdefault(str(n.power.bmc.address), []).append(f"{n.name} (slot {n.power.bmc.slot}{flash})")
+        elif n.power.wake_on_lan is not None:
+            woken.append(f"{n.name} ({n.power.wake_on_lan.link})")
+    parts = [f"through the BMC at {address}: {_joined(names)}" for address, names in bmcs.items()]
+    if woken:
+        parts.append(f"by Wake-on-LAN from the Ainur: {_joined(woken)}")
+    return f"power: {'; '.join(parts)}" if parts else None
+
+
 def ainur(stack: StackConfig) -> str | None:
     if stack.ainur is None:
         return None
@@ -56,6 +74,9 @@ def ainur(stack: StackConfig) -> str | None:
     line = f"Ainur: k3s {a.k3s_version}, API VIP {a.vip}, DHCP/TFTP/HTTP/DNS at {a.service_ip} (netboot {mode})"
     if a.git_mirror is not None:
         line += f", Git mirror at {a.git_mirror.ip}"
+    if a.pi_image.release != PiImage().release:
+        # The release the netbooted Pis run is the one choice of ainur.piImage worth a word: the default goes unsaid.
+        line += f"; netbooted Pis run Ubuntu {a.pi_image.release} (ainur.piImage)"
     return line
 
 
@@ -205,7 +226,7 @@ def remote_access(stack: StackConfig) -> str | None:
     return f"remote access: {server}; routes {_joined(remote_plan.routes(stack))}; {_plural(len(r.access), 'group')}: {groups}"
 
 
-SECTIONS = (network, nodes, ainur, arda, discovery, apps, edge, gitops, storage, monitoring, logs, identity, backup, remote_access)
+SECTIONS = (network, nodes, power, ainur, arda, discovery, apps, edge, gitops, storage, monitoring, logs, identity, backup, remote_access)
 
 
 def summary(stack: StackConfig) -> list[str]:

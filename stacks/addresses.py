@@ -34,8 +34,14 @@ Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc
 # rule (stacks.monitoring and stacks.gitops refuse it, stacks.warn warns of the receiver and the directory there).
 SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
-# NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other, never with the homelab's own.
+# NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
+# the homelab's own.
 DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", *SERVERS})
+# The devices that share their address with no other: a Turing Pi 2's BMC is an appliance, which powers, reflashes and
+# opens the console of its board's machines (plans.power) and serves nothing the stack points at it. Another device at
+# its address is a slip in one of the two keys, and the other layer (the backups, the forwarding, the mounts, the
+# sign-in, the alerts) would reach the BMC; and a server run on the BMC itself shares the board its machines run on.
+ALONE: frozenset[Kind] = frozenset({"bmc"})
 # How a message names each device.
 NOUNS: dict[Kind, str] = {
     "nas": "the NAS",
@@ -309,6 +315,7 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
     be a machine or a VIP of the internal zone), and the backup target inside the pool by stacks.data (a Service on
     Arda, the cluster it backs up)."""
     devices = [h for h in held if h.kind in DEVICES]
+    yield from _alone(devices, network)
     for h in held:
         if h.kind not in ("node", "vip", "identity", "headscale"):
             continue
@@ -436,6 +443,25 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             path,
             f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
             f"give {what} a fixed address outside the pool",
+        )
+
+
+def _alone(devices: Sequence[Held], network: Network | None) -> Iterator[Problem]:
+    """A device of the table at the address of one that shares it with none (`ALONE`: a BMC), said at the other device's
+    key, which names a server the stack reaches there, with the BMC's key as the other way out. Not at a subnet's
+    network or broadcast address, which no host has: `host_edges` says so at both keys, and the fix is a host address."""
+    subnets = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
+    edges = {ip for net in subnets if net.prefixlen < 31 for ip in (net.network_address, net.broadcast_address)}
+    alone = {d.ip: d for d in devices if d.kind in ALONE and d.ip not in edges}
+    for d in devices:
+        first = alone.get(d.ip)
+        if first is None or d.kind in ALONE:
+            continue
+        yield Problem(
+            f"iluvatar:{d.path}",
+            f"{_written(d)} is {first.owner}, and a BMC is an appliance whose address is its own (it powers and reflashes "
+            f"its board's machines and serves nothing else), so {CLIENTS[d.kind]}; write {NOUNS[d.kind]}'s own "
+            f"address in {d.path}, or, if the BMC has another, correct {first.path}",
         )
 
 

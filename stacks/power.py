@@ -42,6 +42,9 @@ _KERNEL_NAME = re.compile(r"^eth\d+$")
 # the kernel's ethN is kept and no NIC has one of these.
 _PREDICTABLE_NAME = re.compile(r"^en[a-zA-Z]")
 _OFF = frozenset({"0", "no", "n", "false", "f", "off"})
+# A wireless NIC's name: the kernel's wlanN, and udev's predictable wl prefix (systemd's udev-builtin-net_id names a
+# wlan device type "wl": wlp3s0, wlo1, wlx<mac>), whatever net.ifnames says.
+_WIRELESS_NAME = re.compile(r"^wl")
 
 
 def predictable_names_off(kernel_args: Sequence[str]) -> bool:
@@ -103,6 +106,7 @@ def check(
             continue
         wol, bmc = node.power.wake_on_lan, node.power.bmc
         if wol is not None:
+            out += _slot_powered(i, node, nodes)
             out += _wake_on_lan(i, node, ainur_set, (kernel_args or {}).get(node.board, ()))
         if bmc is not None and not BOARDS[node.board].turing_pi_slot:
             # flash is not said beside it: the image would be for a module that is not there.
@@ -127,7 +131,12 @@ def check(
                 out.append(Problem(_node(i, "power.bmc.address"), f"{bmc.address} is nodes[{j}].ip ({other}); the BMC has an address of its own"))
             if (bmc.address, bmc.slot) in slots:
                 j, other = slots[(bmc.address, bmc.slot)]
-                out.append(Problem(_node(i, "power.bmc.slot"), f"slot {bmc.slot} of the BMC at {bmc.address} is already nodes[{j}]'s ({other})"))
+                out.append(
+                    Problem(
+                        _node(i, "power.bmc.slot"),
+                        f"slot {bmc.slot} of the BMC at {bmc.address} is already nodes[{j}]'s ({other}); " + _free_slots(node, bmc.address, nodes),
+                    )
+                )
             slots.setdefault((bmc.address, bmc.slot), (i, node.name))
             board = BOARDS[node.board]
             if bmc.flash and board.talos_overlay is None and board.turing_pi_slot:
@@ -141,6 +150,47 @@ def check(
             needed.setdefault(str(bmc.address), (i, node.name))
     out += _passwords(needed, passwords, passwords_set, nodes_complete, secure)
     return out
+
+
+# The slots of a Turing Pi 2 board, node1 to node4 in its BMC's API (stacks.model.Bmc).
+SLOTS = range(1, 5)
+# Boards that are compute modules for a Turing Pi 2 slot alone: the Turing RK1 is made for the board's SO-DIMM slots (the
+# Turing Pi 2 docs' compute modules, docs.turingpi.com/docs/turing-pi2-supported-compute-modules). The board turns its
+# modules on and off (the docs' Specs and I/O Ports: Key1 and the BMC's `tpi power`), and the BMC powers a slot off
+# whole: bmcd's PowerController.set_power_node writes `disabled` to /sys/bus/platform/devices/node<N>-power/state, the
+# slot's supply, and drops its PORT<N>_EN line (turing-machines/bmcd src/hal/power_controller.rs:50-61, 86-95 at
+# 1c7eb45), so no standby power is left for the module's NIC to listen for a magic packet. A CM4 (rpi4) or an arm64 module may sit
+# in a slot too, or on a carrier of its own with standby power: the stack does not say which, so only these are refused.
+SLOT_MODULES: frozenset[str] = frozenset({"rk1"})
+
+
+def _free_slots(node: Node, address: object, nodes: Sequence[tuple[int, Node]]) -> str:
+    """The way out of a slot taken twice: the BMC's slots no machine of the stack names, or another BMC when none is left."""
+    taken = {n.power.bmc.slot for _, n in nodes if n.power is not None and n.power.bmc is not None and n.power.bmc.address == address}
+    free = [str(s) for s in SLOTS if s not in taken]
+    if not free:
+        return f"its four slots are all taken: give {node.name} the slot it sits in on another board's BMC"
+    listed = free[0] if len(free) == 1 else f"{', '.join(free[:-1])} or {free[-1]}"
+    return f"write the slot {node.name} sits in: {listed} {'is' if len(free) == 1 else 'are'} free on that board (slots 1-4)"
+
+
+def _slot_powered(i: int, node: Node, nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
+    """Wake-on-LAN on a compute module that only a Turing Pi 2 slot takes (`SLOT_MODULES`): its power is the BMC's."""
+    if node.board not in SLOT_MODULES:
+        return
+    board = BOARDS[node.board]
+    bmcs = sorted({str(n.power.bmc.address) for _, n in nodes if n.power is not None and n.power.bmc is not None})
+    if len(bmcs) == 1:
+        taken = {n.power.bmc.slot for _, n in nodes if n.power is not None and n.power.bmc is not None}
+        slot = next((s for s in SLOTS if s not in taken), None)
+        fix = f"bmc: {{address: {bmcs[0]}, slot: {slot if slot is not None else '<its slot, 1-4>'}}} (the slot it sits in)"
+    else:
+        fix = "bmc: {address: <the board's BMC address>, slot: <the slot it sits in, 1-4>}"
+    yield Problem(
+        _node(i, "power.wakeOnLan"),
+        f"{node.name} is {board.name} ({board.description}), which sits in a Turing Pi 2 slot, and the board's BMC powers a slot "
+        f"off whole: no standby power reaches its NIC, so the magic packet would wake nothing; power it with {fix}",
+    )
 
 
 def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]) -> Iterator[Problem]:
@@ -161,6 +211,14 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
             f"{path}.link",
             f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name; write the name "
             f"`talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode (enp1s0, eno1, end0)",
+        )
+    elif _WIRELESS_NAME.match(link):
+        yield Problem(
+            f"{path}.link",
+            f"{link} is a Wi-Fi NIC's name (the kernel names wireless NICs wlan0, udev wlp3s0, wlo1 or wlx<mac>): Talos joins no "
+            "Wi-Fi network (it has no supplicant), and the Ainur send the magic packet on the wired LAN, which a Wi-Fi NIC never "
+            f"hears while the machine is off; write the wired NIC's name `talosctl get links --insecure --nodes {node.ip}` shows "
+            "in maintenance mode (enp1s0, eno1, end0), or power it on by hand",
         )
     elif _KERNEL_NAME.match(link) and not predictable_names_off(kernel_args):
         written = [a for a in kernel_args if a.partition("=")[0] in ("net.ifnames", "-net.ifnames")]

@@ -19,6 +19,9 @@ from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
+from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
+from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
+from stacks.disk_ids import by_id_name as _by_id_name
 from stacks.edge import edge_problems
 from stacks.errors import Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
@@ -1077,21 +1080,6 @@ def _one_namespace(a: str, b: str) -> bool:
     return _by_id_name(a) != _by_id_name(b) and base[0] == base[1] and "-part" not in a + b
 
 
-def _by_id_name(disk: str) -> str:
-    """A /dev/disk/by-id/ link's name without what udev adds after the device's own: a partition's -partN, and a usb-
-    link's -<lun> (usb-Samsung_PSSD_T7_S6WRNS0T812345E-0:0: 60-persistent-storage.rules appends the SCSI address)."""
-    name = re.sub(r"-part\d+$", "", disk.removeprefix("/dev/disk/by-id/"))
-    return re.sub(r"-\d+:\d+$", "", name) if name.startswith("usb-") else name
-
-
-def _by_id_has_serial(disk: str, serial: str) -> bool:
-    """Whether `disk` is a /dev/disk/by-id/ name carrying `serial` (a glob, as Talos's selector reads it) as one of its
-    `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial."""
-    if not disk.startswith("/dev/disk/by-id/") or serial.strip("*?") == "":
-        return False
-    return any(fnmatch.fnmatchcase(part, serial) for part in _by_id_name(disk).split("_")[1:])
-
-
 def _transport(disk: str) -> str | None:
     """The transport Talos reads for a disk (disk.transport), as its /dev name or by-id link shows it: nvme, mmc, or
     another (SATA, SCSI, USB, virtio), None when the name does not say."""
@@ -1142,22 +1130,6 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
                 return None
             found.append(f"model {selector.model} matches the model in its by-id name")
     return "; ".join(found) or None
-
-
-def _by_id_has_wwid(disk: str, wwid: str) -> bool:
-    """Whether `disk` is the /dev/disk/by-id/ link of the device whose wwid (a glob, as Talos reads the kernel's
-    device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex>, and an NVMe namespace's wwid itself
-    after nvme- (nvme-eui.<hex>, 60-persistent-storage.rules)."""
-    if not disk.startswith("/dev/disk/by-id/") or wwid.strip("*?") == "":
-        return False
-    name = _by_id_name(disk)
-    if name.startswith("wwn-0x"):
-        linked = "naa." + name.removeprefix("wwn-0x")
-    elif name.startswith(("nvme-eui.", "nvme-nvme.")):
-        linked = name.removeprefix("nvme-")
-    else:
-        return False
-    return fnmatch.fnmatchcase(linked.lower(), wwid.lower())
 
 
 def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:

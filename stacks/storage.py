@@ -25,8 +25,9 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
+from stacks.disk_ids import by_id_has_serial, by_id_has_wwid
 from stacks.errors import Problem
-from stacks.model import Ainur, Arda, Network, Node, StackConfig, Storage
+from stacks.model import Ainur, Arda, DiskSelector, Network, Node, StackConfig, Storage
 from stacks.reach import Clients, unreachable
 
 STORAGE = "iluvatar:storage"
@@ -154,17 +155,9 @@ def _node(i: int, field: str) -> str:
 
 
 def _disks(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
-    """What `retire` may name, one Longhorn disk per Pi, and a by-id disk on one machine only."""
-    by_id: dict[str, str] = {}
+    """What `retire` may name, one Longhorn disk per Pi, and a disk named by what is its own alone on one machine only."""
+    yield from _one_machine_disks(nodes)
     for i, node in nodes:
-        for field, disks in (("installDisk", [node.install_disk]), ("dataDisks", node.data_disks)):
-            for d, disk in enumerate(disks):
-                if not (isinstance(disk, str) and disk.startswith("/dev/disk/by-id/")):
-                    continue
-                where = field if field == "installDisk" else f"dataDisks[{d}]"
-                if disk in by_id and not by_id[disk].startswith(f"nodes[{i}]."):
-                    yield Problem(_node(i, where), f"{disk} is already {by_id[disk]}; a /dev/disk/by-id/ name is one physical disk, in one machine")
-                by_id.setdefault(disk, f"nodes[{i}].{where} ({node.name})")
         if node.role in AINUR_ROLES:
             for d, disk in enumerate(node.data_disks[1:], start=1):
                 yield Problem(
@@ -186,6 +179,88 @@ def _disks(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
                 elif disk in seen:
                     yield Problem(_node(i, f"retire[{k}]"), f"{disk} is listed twice")
                 seen.add(disk)
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A disk named by what only one physical disk has: a /dev/disk/by-id/ link (`kind` "path"), or an install disk
+    selector's glob-free serial or wwid."""
+
+    i: int
+    node: Node
+    where: str
+    kind: str  # "path", "serial" or "wwid"
+    value: str
+
+    @property
+    def owner(self) -> str:
+        return f"nodes[{self.i}].{self.where} ({self.node.name})"
+
+
+def _named_disks(i: int, node: Node) -> Iterator[_Named]:
+    selector = node.install_disk
+    if isinstance(selector, DiskSelector):
+        # A glob may match a disk of each machine (S649*), as Talos reads it (fnmatch-like, v1alpha1_provider.go:1357-1406
+        # at v1.13.9); only a value with none names one disk.
+        for kind, value in (("serial", selector.serial), ("wwid", selector.wwid)):
+            if value is not None and not any(c in value for c in "*?["):
+                yield _Named(i, node, f"installDisk.{kind}", kind, value)
+    for where, disk in (("installDisk", node.install_disk), *((f"dataDisks[{d}]", x) for d, x in enumerate(node.data_disks))):
+        if isinstance(disk, str) and disk.startswith("/dev/disk/by-id/"):
+            yield _Named(i, node, where, "path", disk)
+
+
+def _same_disk(a: _Named, b: _Named) -> bool:
+    """Whether two names are one disk: the same link, serial or wwid (a wwid in any case: the kernel's is lower case,
+    stacks.disk_ids), or a link udev named after the other's serial or wwid."""
+    if a.kind == b.kind:
+        return a.value.lower() == b.value.lower() if a.kind == "wwid" else a.value == b.value
+    if "path" not in (a.kind, b.kind):
+        return False
+    link, selector = (a, b) if a.kind == "path" else (b, a)
+    matches = by_id_has_serial if selector.kind == "serial" else by_id_has_wwid
+    return matches(link.value, selector.value)
+
+
+def _one_machine_disks(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
+    """A disk named on two machines: a /dev/disk/by-id/ link, an install disk selector's serial or wwid, or a link
+    carrying another machine's selector's serial or wwid. Each names one physical disk, which is in one machine: on the
+    other, Talos finds no disk its selector matches and stops the install (machined's install waits for a matching disk,
+    v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and a data disk there is none. Said at the later machine's key,
+    naming the first."""
+    seen: list[_Named] = []
+    for i, node in nodes:
+        mine = list(_named_disks(i, node))
+        for new in mine:
+            first = next((e for e in seen if _same_disk(e, new)), None)
+            if first is None:
+                continue
+            if new.kind == "path" and first.kind == "path":
+                yield Problem(
+                    _node(i, new.where), f"{new.value} is already {first.owner}; a /dev/disk/by-id/ name is one physical disk, in one machine"
+                )
+                continue
+            lists = (
+                f"`talosctl get disks --insecure --nodes {node.ip}` lists them"
+                if node.role in ARDA_ROLES
+                else "`ls -l /dev/disk/by-id/` on it lists them"
+            )
+            if new.kind != "path":
+                what = "already" if first.kind == new.kind else f"the {new.kind} in"
+                where = first.owner if first.kind == new.kind else f"{first.owner.removesuffix(')')}, {first.value})"
+                yield Problem(
+                    _node(i, new.where),
+                    f"{new.value} is {what} {where}; a disk's {new.kind} names one physical disk, in one machine, so Talos on "
+                    f"{node.name} would find no disk its selector matches and stop the install; write the {new.kind} of "
+                    f"{node.name}'s own system disk ({lists})",
+                )
+            else:
+                yield Problem(
+                    _node(i, new.where),
+                    f"{new.value} is the disk {first.owner} names by its {first.kind} {first.value}; a disk's {first.kind} names "
+                    f"one physical disk, in one machine: write the disk {node.name} has ({lists})",
+                )
+        seen += mine
 
 
 def _version(text: str) -> tuple[int, int]:

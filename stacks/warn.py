@@ -40,6 +40,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _every_disk(stack)
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
+    yield from _rk1_second_nvme(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -287,6 +288,36 @@ def _pi4_nvme(stack: StackConfig) -> Iterator[Problem]:
                     "on a Model B write the USB disk's name. The rpi4 board is also the Compute Module 4, whose carrier's M.2 slot "
                     "gives an NVMe SSD this name: on a CM4 with one, it is right",
                 )
+
+
+# An NVMe disk of a controller past the first: the kernel numbers NVMe controllers nvme0, nvme1, ... and names a
+# controller's namespaces n1, n2, ... after it (drivers/nvme/host/core.c, nvme_alloc_ns).
+_LATER_NVME = re.compile(r"^/dev/nvme([1-9]\d*)n\d+$")
+
+
+def _rk1_second_nvme(stack: StackConfig) -> Iterator[Problem]:
+    """A second NVMe controller's disk (/dev/nvme1n1 and on) on a Turing RK1. Each slot of a Turing Pi 2 carries one M.2
+    (NVMe) socket for its module, M.2 T1 to T4 on the board's back; a SATA disk (slots 3's two ports) or a USB one (slot
+    4's) is sdX (docs.turingpi.com/docs/turing-pi2-specs-and-io-ports, "Specs and I/O Ports", its table of what each
+    node's slot reaches). Only the Mini PCIe of slots 1 and 2 could add a second, through an M.2 adapter: so a warning
+    naming it, not a refusal."""
+    for i, node in enumerate(stack.nodes):
+        if node.board != "rk1":
+            continue
+        named = [
+            ("installDisk", node.install_disk, "Talos finds no disk to install on"),
+            *((f"dataDisks[{d}]", disk, "Rook finds no such disk and makes no OSD there") for d, disk in enumerate(node.data_disks)),
+        ]
+        for where, disk, lost in named:
+            if not (isinstance(disk, str) and _LATER_NVME.match(disk)):
+                continue
+            yield Problem(
+                f"iluvatar:nodes[{i}].{where}",
+                f"{disk} is a second NVMe controller's disk, and a Turing RK1's Turing Pi 2 slot has one M.2 socket, whose SSD is "
+                f"/dev/nvme0n1 (a SATA disk on slot 3 or a USB one on slot 4 is /dev/sdX), so {lost}; write /dev/nvme0n1 or "
+                "the disk's /dev/disk/by-id/ link. Only an NVMe adapter in the Mini PCIe of slots 1 and 2 gives a module a "
+                "second: with one, it is right",
+            )
 
 
 def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:

@@ -102,3 +102,45 @@ def test_the_nodes_line_names_the_machines_that_boot_from_the_network(tmp_path: 
         raw[f"iluvatar:{key}"] = Secure()
     raw["iluvatar:appSecrets"] = {"home-assistant": {"WEATHER_API_KEY": Secure()}}
     assert summary(parse_stack(raw))[1] == "nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari); ilmare boots from the network"
+
+
+def test_the_power_line_names_each_machines_bmc_slot_or_wake_on_lan_link(tmp_path: Path) -> None:
+    # What `up` powers each machine with: a wrong slot or link is seen here before `up` waits on a machine that never starts.
+    machines = read_stack_file(RK1).config["iluvatar:nodes"]
+    machines[0] = {**machines[0], "power": {"bmc": {"address": "10.10.0.6", "slot": 1, "flash": True}}}
+    machines[1] = {**machines[1], "power": {"bmc": {"address": "10.10.0.6", "slot": 2}}}
+    machines[3] = {**machines[3], "power": {"bmc": {"address": "10.10.0.7", "slot": 4}}}
+    passwords = {"10.10.0.6": Secure(), "10.10.0.7": Secure()}
+    assert rk1(**{"iluvatar:nodes": machines, "iluvatar:bmcPasswords": passwords})[2] == (
+        "power: through the BMC at 10.10.0.6: talos-1 (slot 1, flashed when new), talos-2 (slot 2); through the BMC at 10.10.0.7: talos-4 (slot 4)"
+    )
+    assert [line.split(":")[0] for line in rk1()][:3] == ["network", "nodes", "Arda"]  # no machine says how: no line
+    doc = edit(
+        homelab_doc(), {"iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}}, "iluvatar:nodes[7].power": {"wakeOnLan": {"link": "eno1"}}}
+    )
+    assert summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2] == (
+        "power: by Wake-on-LAN from the Ainur: gandalf (enp0s25), saruman (eno1)"
+    )
+
+
+def test_the_ainur_line_names_a_pi_image_release_other_than_the_default(tmp_path: Path) -> None:
+    image = {
+        "release": "24.04.2",
+        "url": "https://cdimage.ubuntu.com/releases/24.04.2/release/ubuntu-24.04.2-preinstalled-server-arm64+raspi.img.xz",
+        "sha256": "5bfd3e2fb2e3c3b5e2e4ea5d2bbd7e2d3d0dc2f69e1b5f4d47d3bd21f0c2e1a9",
+    }
+    doc = edit(homelab_doc(), {"iluvatar:ainur.piImage": image})
+    assert summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2] == (
+        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at "
+        "192.168.0.15; netbooted Pis run Ubuntu 24.04.2 (ainur.piImage)"
+    )
+    doc = edit(homelab_doc(), {"iluvatar:ainur.piImage": {"release": "24.04.3"}})  # the default, written out
+    assert "ainur.piImage" not in summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2]
+
+
+def _secrets_set(raw: dict[str, Any]) -> dict[str, Any]:
+    """The homelab's config with each secret it needs set, as `validate` reads it once they are."""
+    for key in ("cloudflareApiToken", "identityConnectorSecret", "backupS3AccessKeyId", "backupS3SecretAccessKey"):
+        raw[f"iluvatar:{key}"] = Secure()
+    raw["iluvatar:appSecrets"] = {"home-assistant": {"WEATHER_API_KEY": Secure()}}
+    return raw

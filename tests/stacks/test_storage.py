@@ -92,3 +92,11 @@ def test_netbooted_roots_need_longhorn_on_two_card_pis_once_the_netboot_pod_can_
     assert [n.name for n in load_stack_file(write_stack(tmp_path, one)).nodes if n.boot == "netboot"] == ["eonwe", "ilmare"]
     # With GitOps and Longhorn on both card Pis (the homelab's), it stands.
     assert load_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot))).nodes[2].boot == "netboot"
+
+
+def test_a_serial_glob_may_match_a_disk_of_each_machine(tmp_path: Path) -> None:
+    # `S649*` is a model's serial prefix, as Talos's selector globs it: each machine's own disk may match; only a serial
+    # with no glob names one disk, in one machine.
+    glob = {"serial": "S649*"}
+    stack = _stack(tmp_path, {"iluvatar:nodes[3].installDisk": glob, "iluvatar:nodes[4].installDisk": glob})
+    assert [str(n.install_disk) for n in stack.nodes[3:5]] == ["{serial: S649*}", "{serial: S649*}"]
