@@ -106,9 +106,12 @@ def test_the_kubectl_the_scripts_run_is_kubernetes_own_at_the_control_planes_ver
     from tools import gotools
 
     seen = {}
-    for command in ([gotools.build("kubectl")], [gotools.build("kube-control-plane"), "kubectl"]):
+    for name, command in (
+        ("kubectl", [str(gotools.build("kubectl"))]),
+        ("kube-control-plane", [str(gotools.build("kube-control-plane")), "kubectl"]),
+    ):
         out = subprocess.run([*command, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60, check=True)
-        seen[command[0].name.rsplit("-", 1)[0]] = {k: v for k, v in json.loads(out.stdout)["clientVersion"].items() if k != "goVersion"}
+        seen[name] = {k: v for k, v in json.loads(out.stdout)["clientVersion"].items() if k != "goVersion"}
     assert seen["kubectl"]["gitVersion"] == "v1.35.1"
     assert seen["kubectl"] == seen["kube-control-plane"]
 
