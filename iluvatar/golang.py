@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import os
@@ -104,6 +105,22 @@ def go_env() -> dict[str, str]:
 
 
 def _version(go: str) -> tuple[int, int] | None:
+    """The minor of Go the `go` command at that path runs, as `go env GOVERSION` says it.
+
+    Asked once per process for each file the command is (its path and inode, size and modification time) and
+    what else decides which toolchain answers (GOTOOLCHAIN, and the go.mod of the folder it is asked in): every
+    `build` asks twice (the command's minor, then the cache key's), and a process of the tests calls `build`
+    before each run of a checker, hundreds of times, each `go env` a process of its own."""
+    try:
+        found = os.stat(go)
+        folder = os.getcwd()
+    except OSError:  # no such command; or asked in a folder since removed, where go decides alone (not kept)
+        return _asked_version.__wrapped__(go, (0, 0, 0, 0), "", "")
+    return _asked_version(go, (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns), os.environ.get("GOTOOLCHAIN", ""), folder)
+
+
+@functools.lru_cache(maxsize=16)
+def _asked_version(go: str, _file: tuple[int, int, int, int], _toolchain: str, _folder: str) -> tuple[int, int] | None:
     try:
         out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60, check=True).stdout  # noqa: S603
     except (OSError, subprocess.SubprocessError):

@@ -156,6 +156,11 @@ _ALL: tuple[Tool, ...] = (
     # The tests' real control plane (tools.kube_cluster), for both clusters: kube-apiserver, controller-manager and
     # scheduler at Kubernetes 1.35.1 (Arda's, and the Ainur's k3s minor), kubectl, etcd 3.6.5 and kwok v0.8.0.
     Tool("kube-control-plane", "kube-control-plane", kubernetes="k8s.io/kubernetes"),
+    # kubectl alone, Kubernetes 1.35.1's own main (k8s.io/kubernetes cmd/kubectl/kubectl.go) in the control plane's
+    # module, so every package it links is the control plane's build of it: what the product's roll and wait scripts
+    # run as `k3s kubectl`, once a second while they poll. The multi-call binary above initialises every component's
+    # packages before kubectl's first line (0.10 s of CPU for `kubectl version --client`, this one 0.05 s).
+    Tool("kubectl", "kube-control-plane", package="k8s.io/kubernetes/cmd/kubectl", kubernetes="k8s.io/kubernetes"),
     # kube-vip v0.9.2's service election on client-go v0.32.3's leader election and HTTP/2 transport: the service
     # address through a black-holed API connection (tests/netns/test_service_address.py).
     Tool("kube-vip-election", "kube-vip-election"),

@@ -49,11 +49,11 @@ def rolled(cluster: Cluster) -> bool:
 
 def valar_env(tmp: Path, cluster: Cluster) -> dict[str, str]:
     """A valar's PATH: `sudo` runs what it is given, `k3s kubectl` is the real kubectl with k3s's admin kubeconfig."""
-    binary = gotools.build("kube-control-plane")
+    kubectl = gotools.build("kubectl")
     bin_ = tmp / "valar-bin"
     bin_.mkdir(parents=True)
     (bin_ / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-    (bin_ / "k3s").write_text(f'#!/bin/sh\nshift\nexec {binary} kubectl --kubeconfig {cluster.kubeconfig} "$@"\n')
+    (bin_ / "k3s").write_text(f'#!/bin/sh\nshift\nexec {kubectl} --kubeconfig {cluster.kubeconfig} "$@"\n')
     for name in ("sudo", "k3s"):
         (bin_ / name).chmod(0o755)
     return {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}
@@ -61,7 +61,7 @@ def valar_env(tmp: Path, cluster: Cluster) -> dict[str, str]:
 
 def run_clearance(tmp: Path, cluster: Cluster) -> subprocess.CompletedProcess[str]:
     """The step's script as the first valar runs it (valar_env: the real kubectl of Kubernetes v1.35.1,
-    tools/kube-control-plane)."""
+    tools.gotools' kubectl)."""
     env = valar_env(tmp, cluster)
     # Its threshold (a Pi silent for 120 s) at 5 s: the lab's Pi has been silent since the taint, longer than that.
     return subprocess.run(["bash", "-c", clearance_script(silent_seconds=5)], env=env, capture_output=True, text=True, timeout=120, check=False)

@@ -92,7 +92,7 @@ def _longhorn_crd(kind: str, plural: str) -> dict[str, object]:
 
 STANDIN_SUDO = '#!/bin/sh\nexec "$@"\n'
 # `k3s kubectl` as the Pi runs it: the real kubectl, the cluster's admin kubeconfig (tests/netns/pis.py's stand-in k3s).
-STANDIN_K3S = '#!/bin/sh\n[ "$1" = kubectl ] || exit 2\nshift\nexec __KCP__ kubectl "$@"\n'
+STANDIN_K3S = '#!/bin/sh\n[ "$1" = kubectl ] || exit 2\nshift\nexec __KUBECTL__ "$@"\n'
 
 
 def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_prints_works(kube_fresh: Callable[..., Cluster], tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_pri
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     (bin_ / "sudo").write_text(STANDIN_SUDO)
-    (bin_ / "k3s").write_text(STANDIN_K3S.replace("__KCP__", str(gotools.build("kube-control-plane"))))
+    (bin_ / "k3s").write_text(STANDIN_K3S.replace("__KUBECTL__", str(gotools.build("kubectl"))))
     for name in ("sudo", "k3s"):
         (bin_ / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "KUBECONFIG": str(kube_k3s.kubeconfig), "KUBECACHEDIR": str(tmp_path / "cache")}

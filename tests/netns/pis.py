@@ -8,7 +8,8 @@ What is real:
   test gives the stack (`ainurSshPrivateKey`), running each step's `create` as pulumi-command does: one
   command string, run by the user's login shell (`bash -c`), its `stdin` fed to it;
 - sudo, bash, coreutils, curl (every address but the k3s installer's), and kubectl (k8s.io/kubectl
-  v0.35.1, the kubectl `k3s kubectl` embeds at that minor, from tools/kube-control-plane);
+  v0.35.1, the kubectl `k3s kubectl` embeds at that minor: Kubernetes 1.35.1's cmd/kubectl, built alone in
+  tools/kube-control-plane's module, tools.gotools' `kubectl`);
 - the Kubernetes API server the Pis' kubectl and kubelets talk to: the Ainur's (Kubernetes 1.35 with
   k3s's flags, tools.kube_cluster, with its controller-manager, which fills in ServiceAccount tokens, and
   kwok, which marks Nodes Ready), on a veth into the LAN; an agent's kubelet credentials are a client
@@ -117,7 +118,7 @@ case "${1:-}" in
     # Each call recorded once it has been answered (when, kubectl's exit status, the arguments): a test waits on a
     # script's query having been answered (Pi.kubectl_calls).
     status=0
-    __KUBECTL__ kubectl "$@" || status=$?
+    __KUBECTL__ "$@" || status=$?
     echo "$(date +%s.%N) $status $*" >> $S/kubectl.log
     exit $status ;;
   etcd-snapshot)

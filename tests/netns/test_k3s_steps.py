@@ -240,7 +240,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     key, pub = operator_key(root)
     path = write_stack(root, stack_doc(pub, FLASHED), stack="homelab")
     stack = load_stack_file(path)
-    kubectl = gotools.build("kube-control-plane")
+    kubectl = gotools.build("kubectl")
     # The simulations (seconds each), in a process of their own while the namespaces and the API server start.
     # Spawned, not forked: earlier tests leave the Pulumi SDK's gRPC and asyncio threads in this process, and a
     # fork copies their held locks into a child that then waits on them for ever (a whole-suite run hung here).

@@ -224,7 +224,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (root / "newer-stack").mkdir()
     newer = load_stack_file(write_stack(root / "newer-stack", stack_doc(pub, FLASHED, NEWER), stack="homelab"))
     images = {"first": image_id(stack), "newer": image_id(newer)}
-    kubectl = gotools.build("kube-control-plane")
+    kubectl = gotools.build("kubectl")
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     simulating = pool.submit(simulations, root, pub)
 

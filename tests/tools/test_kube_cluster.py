@@ -72,8 +72,10 @@ def test_each_build_reports_the_kubernetes_version_of_its_go_mod() -> None:
         "-X k8s.io/client-go/pkg/version.gitMinor=35",
         "-X k8s.io/component-base/version.gitMinor=35",
     )
-    # Only the Kubernetes build is stamped: every other tool keeps its cache key.
-    assert [name for name in gotools.TOOLS if gotools.program(name).ldflags] == ["kube-control-plane"]
+    # Only the Kubernetes builds are stamped (the control plane and kubectl alone, from one go.mod): every other
+    # tool keeps its cache key.
+    assert [name for name in gotools.TOOLS if gotools.program(name).ldflags] == ["kube-control-plane", "kubectl"]
+    assert gotools.program("kubectl").ldflags == gotools.program("kube-control-plane").ldflags
     # A replace wins over the require it replaces (the module requires k8s.io/kubectl v0.0.0, replaced by v0.35.1).
     tool = gotools.TOOLS["kube-control-plane"]
     assert [gotools.module_version(tool, m) for m in ("k8s.io/kubernetes", "k8s.io/kubectl", "sigs.k8s.io/kwok", "go.etcd.io/etcd/server/v3")] == [
@@ -93,6 +95,25 @@ def test_each_build_reports_the_kubernetes_version_of_its_go_mod() -> None:
         gotools.kubernetes_ldflags("1.34.1")
     with pytest.raises(gotools.GoToolError, match="the Go tool helm is not built from Kubernetes"):
         gotools.kubernetes_version("helm")
+
+
+def test_the_kubectl_the_scripts_run_is_kubernetes_own_at_the_control_planes_version() -> None:
+    """The one program here this file runs: the scripts' `k3s kubectl` (tests/netns/pis.py, tests/kube) is kubectl
+    alone, and says the version `k3s kubectl` of the Ainur's minor says, as the control plane's does."""
+    import json
+    import subprocess
+
+    from tools import gotools
+
+    seen = {}
+    for name, command in (
+        ("kubectl", [str(gotools.build("kubectl"))]),
+        ("kube-control-plane", [str(gotools.build("kube-control-plane")), "kubectl"]),
+    ):
+        out = subprocess.run([*command, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60, check=True)
+        seen[name] = {k: v for k, v in json.loads(out.stdout)["clientVersion"].items() if k != "goVersion"}
+    assert seen["kubectl"]["gitVersion"] == "v1.35.1"
+    assert seen["kubectl"] == seen["kube-control-plane"]
 
 
 def test_homelab_nodes_are_labelled_as_talos_and_k3s_register_them() -> None:
