@@ -5,7 +5,8 @@ file; each gets a deep copy of its own, so a test that changes what it got canno
 the run pickled once and unpickled per caller: 23 ms for the homelab's, where `copy.deepcopy` took 54 ms (rk1's 11 ms
 against 44; docs/proof/performance.md, CI time, ninth pass). A
 test that patches what the simulation answers (`iluvatar.simulate.RESOURCE_STATE`, `INVOKES`), edits the
-program or passes other arguments runs its own with `iluvatar.simulate.simulate`.
+program or passes other arguments runs its own with `iluvatar.simulate.simulate`; one that reads what a run logged
+(caplog) shares it with `logged_run`, which keeps the messages with the run.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import logging
 import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from iluvatar.render import redact
 from iluvatar.simulate import Simulation, simulate
 from stacks import read_stack_file
-from tests.edit import HOMELAB, homelab_stack_file
+from tests.edit import HOMELAB, homelab_stack_file, write_stack
 
 
 def _frozen(sim: Simulation) -> bytes:
@@ -85,3 +88,44 @@ def homelab_next(kubernetes: str | None = None, now: datetime.datetime | None = 
     kept: a test that reads the log (caplog) runs its own. Unlike `homelab_again`, the stack file has its secrets set,
     as `simulated(HOMELAB)` has."""
     return _copy(_next(kubernetes, now))
+
+
+class _Said(logging.Handler):
+    """Every record a run logs on the root logger (where the mock engine logs what the program says), as caplog has it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.said: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.said.append(record.getMessage())
+
+
+@functools.cache
+def _logged(text: str, stack: str, previous: str, prior: str, preview: bool) -> tuple[bytes, tuple[str, ...]]:
+    folder = Path(tempfile.mkdtemp(prefix="iluvatar-logged-"))
+    path = folder / f"Pulumi.{stack}.yaml"
+    path.write_text(text)
+    root, said = logging.getLogger(), _Said()
+    level = root.level
+    root.addHandler(said)
+    root.setLevel(logging.INFO)  # what `caplog.set_level(logging.INFO)` lets through
+    try:
+        sim = simulate(read_stack_file(path), previous=json.loads(previous), prior=json.loads(prior), preview=preview)
+    finally:
+        root.removeHandler(said)
+        root.setLevel(level)
+    return _frozen(sim), tuple(m for m in said.said)
+
+
+def logged_run(
+    doc: dict[str, Any], stack: str, previous: dict[str, Any], prior: dict[str, Any] | None = None, preview: bool = False
+) -> tuple[Simulation, list[str]]:
+    """`simulate(read_stack_file(write_stack(folder, doc, stack)), previous=..., prior=..., preview=...)` and what the run
+    logged at INFO and above (the messages `caplog.set_level(logging.INFO)` would hold), made once per process for equal
+    inputs, a deep copy each: tests/components/test_ainur.py made three of its runs three, two and two times. Only for
+    runs of the program as it stands, with the simulation's own answers (a test that patches either runs its own)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        text = write_stack(Path(scratch), doc, stack).read_text()
+    frozen, said = _logged(text, stack, json.dumps(previous, sort_keys=True), json.dumps(prior or {}, sort_keys=True), preview)
+    return _copy(frozen), list(said)

@@ -29,7 +29,7 @@ from stacks import day2, load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.remote_stacks import HEADSCALE, remote_doc
-from tests.sims import outputs_of, simulated
+from tests.sims import logged_run, outputs_of, simulated
 from tools.kube_cluster import ProviderOptions, pulumi_replacement
 
 # The shipped stack's dnsmasq.conf's ConfigMap (plans.netboot.base.dnsmasq_configmap).
@@ -1021,7 +1021,7 @@ def test_a_netbooted_maia_s_k3s_certificates_are_recorded_and_renewed_like_any_p
     assert plan.splitlines()[3].startswith(f"  3. ilmare: its k3s certificates end at {end}, within 119 days: its k3s step runs and restarts k3s")
 
 
-def test_turning_secrets_encryption_off_asks_the_valar_before_any_roll(homelab: Simulation, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_turning_secrets_encryption_off_asks_the_valar_before_any_roll(homelab: Simulation, tmp_path: Path) -> None:
     """Over an Ainur whose output says it ran k3s's secrets encryption, or does not say (outputs from before the key was
     recorded, when main turned it on by default), the `up` that turns it off runs k3s's disable on the first valar, and
     every Pi's roll waits on it (the first valar's join and k3s steps directly, the rest through the chain). The preview
@@ -1030,20 +1030,17 @@ def test_turning_secrets_encryption_off_asks_the_valar_before_any_roll(homelab: 
     assert ran["secretsEncryption"] is True
     older = {k: v for k, v in ran.items() if k != "secretsEncryption"}
     older["commands"] = {k: v for k, v in older["commands"].items() if k != "secrets-rewrite"}
-    caplog.set_level(logging.INFO)
-    for sub in ("recorded", "older", "never"):
-        (tmp_path / sub).mkdir()
+    (tmp_path / "never").mkdir()
     for sub, previous in (("recorded", ran), ("older", older)):
-        stack_file = read_stack_file(write_stack(tmp_path / sub, edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
-        caplog.clear()
-        off = simulate(stack_file, previous={"ainur": previous}, preview=True)
+        # The run over `ran` is the one the back-on test makes of the same stack (tests.sims.logged_run: once a process).
+        off, logged = logged_run(edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), "homelab", {"ainur": previous}, preview=True)
         regs = off.named()
         step = regs["ainur-secrets-off"]
         assert step.inputs["create"] == k3s.secrets_off_script()
         assert step.urn in regs["ainur-manwe-join"].dependencies
         assert step.urn in regs["ainur-manwe-k3s"].dependencies
         assert "ainur-secrets-rewrite" not in regs
-        said = [r.getMessage() for r in caplog.records if "ainur-secrets-off runs k3s's disable on manwe" in r.getMessage()]
+        said = [m for m in logged if "ainur-secrets-off runs k3s's disable on manwe" in m]
         assert len(said) == 1, sub
     stack_file = read_stack_file(write_stack(tmp_path / "never", edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
     never = simulate(stack_file, previous={"ainur": {**ran, "secretsEncryption": False}}, preview=True)
@@ -1067,14 +1064,15 @@ def test_turning_secrets_encryption_back_on_asks_the_valar_before_the_rewrite(
     assert back["ainur-manwe-k3s"].urn in step.dependencies
     assert back["ainur-secrets-rewrite"].dependencies == (step.urn,)
     assert len([r for r in caplog.records if "ainur-secrets-on reads k3s's status on manwe" in r.getMessage()]) == 1
-    caplog.clear()
-    kept = simulate(stack_file, previous={"ainur": ran}, preview=True).named()
+    # The next two runs are made once a process (tests.sims.logged_run): three tests of this file preview the homelab over
+    # its own outputs, two the homelab with the flag off over them.
+    kept_run, logged = logged_run(homelab_doc(), "homelab", {"ainur": ran}, preview=True)
+    kept = kept_run.named()
     assert "ainur-secrets-off" not in kept
     assert kept["ainur-secrets-on"].inputs == homelab.named()["ainur-secrets-on"].inputs
-    assert not [r for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
-    (tmp_path / "off").mkdir()
-    off = read_stack_file(write_stack(tmp_path / "off", edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
-    assert "ainur-secrets-on" not in simulate(off, previous={"ainur": ran}, preview=True).named()
+    assert not [m for m in logged if "ainur-secrets-on" in m]
+    off, _ = logged_run(edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), "homelab", {"ainur": ran}, preview=True)
+    assert "ainur-secrets-on" not in off.named()
 
 
 def test_the_up_that_turns_secrets_encryption_on_fails_after_the_join_and_the_next_up_still_runs_the_on_step(
@@ -1089,7 +1087,7 @@ def test_the_up_that_turns_secrets_encryption_on_fails_after_the_join_and_the_ne
     failed = simulate(stack_file, previous={"ainur": ran_off})
     assert outputs_of(failed)["ainur"]["secretsEncryption"] is True
     left = {e.urn for e in state_of(failed) if e.name not in ("ainur-secrets-on", "ainur-secrets-rewrite")}
-    retry = simulate(stack_file, previous={"ainur": outputs_of(failed)["ainur"]}, preview=True).named()
+    retry = logged_run(homelab_doc(), "homelab", {"ainur": outputs_of(failed)["ainur"]}, preview=True)[0].named()
     step = retry["ainur-secrets-on"]
     assert step.urn not in left
     assert step.inputs["create"] == k3s.secrets_on_script()
@@ -1111,11 +1109,11 @@ def test_the_flag_given_back_after_an_off_up_that_wrote_no_outputs_runs_the_on_s
     assert kept.inputs["triggers"] == [kept.inputs["triggers"][0]] and len(kept.inputs["triggers"][0]) == 8
     assert day2.SECRETS_OFFS not in outputs_of(homelab)["ainur"]
     in_state = {"ainur-secrets-epoch": {"keepers": epoch.inputs["keepers"], "hex": kept.inputs["triggers"][0]}}
-    for sub in ("off", "on"):
-        (tmp_path / sub).mkdir()
-    off_file = read_stack_file(write_stack(tmp_path / "off", edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
-    on_file = read_stack_file(write_stack(tmp_path / "on", homelab_doc(), stack="homelab"))
-    off = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=in_state).named()
+    on_file = read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))
+    # The off run is the one the flag-taken-away test makes (tests.sims.logged_run: once a process).
+    off = logged_run(edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), "homelab", {"ainur": outputs_of(homelab)["ainur"]}, in_state)[
+        0
+    ].named()
     assert off["ainur-secrets-epoch"].inputs["keepers"] == {"secretsEncryption": "off"}
     assert off["ainur-secrets-off"].dependencies == (off["ainur-secrets-epoch"].urn,)
     # The off step failed: the state holds the epoch replaced (keepers off, a new id), the outputs are the homelab's.
@@ -1138,7 +1136,9 @@ def test_the_flag_taken_away_after_an_on_up_that_failed_runs_the_off_step_the_st
         "ainur-secrets-epoch": {"keepers": ran["ainur-secrets-epoch"].inputs["keepers"], "hex": ran["ainur-secrets-on"].inputs["triggers"][0]}
     }
     off_file = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), stack="homelab"))
-    first = simulate(off_file, previous={"ainur": outputs_of(homelab)["ainur"]}, prior=in_state).named()
+    first = logged_run(
+        edit(homelab_doc(), {"iluvatar:ainur.secretsEncryption": False}), "homelab", {"ainur": outputs_of(homelab)["ainur"]}, in_state
+    )[0].named()
     kept = first["ainur-secrets-off"]
     assert len(kept.inputs["triggers"]) == 1 and len(kept.inputs["triggers"][0]) == 8
     assert kept.property_dependencies["triggers"] == (first["ainur-secrets-epoch"].urn,)
@@ -1171,9 +1171,9 @@ def test_an_ainur_whose_rewrite_step_recorded_nothing_is_told_of_the_on_step_s_o
         "in a roll) and rewrites every Secret under k3s's key, since the step's record names the config before that "
         "rotation; from then on the rewrite step records the config it leaves"
     ]
-    caplog.clear()
-    simulate(stack_file, previous={"ainur": ran}, preview=True)
-    assert not [r for r in caplog.records if "ainur-secrets-on" in r.getMessage()]
+    # The preview over the homelab's own outputs: the back-on test's (tests.sims.logged_run: once a process).
+    _, logged = logged_run(homelab_doc(), "homelab", {"ainur": ran}, preview=True)
+    assert not [m for m in logged if "ainur-secrets-on" in m]
 
 
 def test_an_ainur_deployed_with_the_flag_before_the_on_step_is_told_of_its_one_restart(

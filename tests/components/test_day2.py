@@ -20,7 +20,7 @@ from plans import rollout
 from plans.netboot import dhcp_probe, vip_roll
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
-from tests.sims import homelab_next, outputs_of, simulated
+from tests.sims import homelab_next, logged_run, outputs_of, simulated
 
 
 def identities(reg: Registration) -> set[str]:
@@ -125,7 +125,7 @@ def test_a_machine_found_in_maintenance_mode_is_configured_again(tmp_path: Path,
     probes = [a for t, a in reflashed.invocations if t == "command:local:run"]
     assert [p["command"] for p in probes] == [probe]
     assert not [t for t, _ in homelab.invocations if t == "command:local:run"]
-    preview = simulate(homelab_stack_file(), previous=previous, preview=True)
+    preview, _ = logged_run(homelab_doc(), "homelab", previous, preview=True)
     assert [a["command"] for t, a in preview.invocations if t == "command:local:run"] == [probe]
 
 
@@ -186,9 +186,11 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
 ARDA_STEPS = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
 
 
-def _plan(caplog: pytest.LogCaptureFixture, sim: Simulation, previous: dict[str, object]) -> list[str]:
-    """The day-2 plan the run logged, as lines; the same text rollout.txt holds for the same change."""
-    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("Arda:", "Ainur:", "Netboot:"))]
+def _plan(caplog: pytest.LogCaptureFixture, sim: Simulation, previous: dict[str, object], said: list[str] | None = None) -> list[str]:
+    """The day-2 plan the run logged (what caplog holds, or `said`: what tests.sims.logged_run kept of a shared run), as
+    lines; the same text rollout.txt holds for the same change."""
+    messages = [r.getMessage() for r in caplog.records] if said is None else said
+    logged = [m for m in messages if m.startswith(("Arda:", "Ainur:", "Netboot:"))]
     caplog.clear()
     # rollout.txt is what `up` would do (a render simulates an up, which probes whatever the talosconfig): the same. Its
     # text alone, as render_files writes it (tests/iluvatar/test_render.py reads rollout.txt from `iluvatar render`):
@@ -346,8 +348,9 @@ def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path
     assert (arda["endpoints"], arda["clientCertificateExpires"]) == (["192.168.0.21", "192.168.0.22", "192.168.0.23"], "2027-11-25T12:07:33Z")
 
     # Nothing changed: the preview says so, and asks the machines (nothing found).
-    same = simulate(homelab_stack_file(), previous=previous, preview=True)
-    assert _plan(caplog, same, previous) == ["Arda: no change on any machine"]
+    # The maintenance-mode test's preview of the same run (tests.sims.logged_run: once a process, with what it logged).
+    same, said = logged_run(homelab_doc(), "homelab", previous, preview=True)
+    assert _plan(caplog, same, previous, said) == ["Arda: no change on any machine"]
 
     # A machine reflashed since: the probe finds it at preview, and the plan names the one step that runs.
     reflashed = simulate(homelab_stack_file(), previous=previous, preview=True, answers=_probe_says({"gandalf": "maintenance"}))  # type: ignore[arg-type]
