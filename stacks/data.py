@@ -1038,6 +1038,17 @@ def _cron_field(value: str, low: int, high: int) -> tuple[set[int], bool]:
     return found, star
 
 
+# The longest gap between two runs a schedule may mean, by what it runs (stacks.warn._rare_months says it past these).
+# A backup's or an etcd snapshot's: a month, 31 days, `@monthly`'s longest gap. Past it the schedule skips whole
+# months (a month field that names some, `@yearly`): a volume or a cluster lost in those months has only a copy from
+# before them, restic's keep.monthly finds no snapshot in them, and the usual cause is a weekday written in the month
+# field (`20 1 * 1 *` for Mondays). The drill's: two months, 62 days. It may well run monthly, but past two months the
+# backups can stop restoring for a season unseen, and its alert, which waits for the longest gap plus a day when
+# staleAfter is left out (stale_after), is silent as long.
+BACKUP_GAP = datetime.timedelta(days=31)
+DRILL_GAP = datetime.timedelta(days=62)
+
+
 @functools.lru_cache(maxsize=1024)
 def longest_gap(schedule: str) -> datetime.timedelta:
     """The longest time between two runs of a valid cron `schedule`, over two years from a fixed day, with the day

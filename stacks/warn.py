@@ -16,7 +16,7 @@ from plans import zone
 from stacks import encryption, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
-from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
+from stacks.data import _MACRO_SPECS, BACKUP_GAP, DRILL_GAP, _cron_field, _days_run, cron_problem, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
@@ -60,7 +60,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
-            yield from _short_months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
     yield from _secrets_in_clear(stack)
@@ -74,7 +74,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         return
     yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
-    yield from _short_months("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _months("iluvatar:backup.etcd.schedule", backup.etcd.schedule, "an etcd snapshot")
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     if not _minutes_meant(backup.etcd.schedule):
         yield from _many_an_hour("iluvatar:backup.etcd.schedule", backup.etcd.schedule, _ETCD_RUN)
@@ -82,7 +82,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     drill = backup.drill
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
-        yield from _short_months("iluvatar:backup.drill.schedule", drill.schedule)
+        yield from _months("iluvatar:backup.drill.schedule", drill.schedule, "the drill")
     # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
     # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
     arda_drilled, ainur_drilled = drills(backup, stack.ainur is not None)
@@ -91,6 +91,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         restored = [(f"apps[{i}] {app.name}", app.backup.schedule) for i, app in enumerate(stack.apps) if app.backup is not None and drill.volumes]
         if arda_drilled or ainur_drilled:
             restored.append(("backup.etcd", backup.etcd.schedule))
+        # A backup rarer than any backup can mean is the mistake, not the drill: it is warned at its own key (_months).
+        restored = [(what, schedule) for what, schedule in restored if longest_gap(schedule) <= BACKUP_GAP]
         rarer = [(what, schedule) for what, schedule in restored if longest_gap(schedule) > every]
         if rarer:
             named = ", ".join(f"{what} ({schedule})" for what, schedule in rarer)
@@ -377,6 +379,71 @@ def _short_months(path: str, schedule: str) -> Iterator[Problem]:
         f"{schedule} runs on day {fields[2]} of the month, which {lacking} not: cron runs nothing in "
         f"{'those months' if len(names) > 1 else 'that month'}, so it runs in {runs} {of}{leap}; to run in every month, write a "
         f"day every month has, {fixed} (or 1 for the first day of the next month)",
+    )
+
+
+# What each schedule's runs are, and what a gap past its bound (stacks.data.BACKUP_GAP, DRILL_GAP) costs, as _rare_months
+# says it.
+_RARE = {
+    "a backup": (BACKUP_GAP, "a volume lost in the months between has only a copy from before them"),
+    "an etcd snapshot": (BACKUP_GAP, "a cluster restored in the months between comes back as it was before them"),
+    "the drill": (
+        DRILL_GAP,
+        "backups that stop restoring go unseen as long, and the drill's alert (RestoreDrillStale) waits as long before it fires",
+    ),
+}
+
+
+def _months(path: str, schedule: str, what: str) -> Iterator[Problem]:
+    """A schedule that skips months: one that names months and runs so seldom it is not what `what` can mean
+    (_rare_months), else days of the month some months have not (_short_months). One warning at one key: the rarer
+    reading's fix gives a day every month has too."""
+    rare = list(_rare_months(path, schedule, what))
+    yield from rare or _short_months(path, schedule)
+
+
+def _rare_months(path: str, schedule: str, what: str) -> Iterator[Problem]:
+    """A backup, an etcd snapshot or a drill whose longest gap between runs (stacks.data.longest_gap, as the drill's
+    staleAfter reckons it) is past what it can mean (_RARE): `30 5 * 6 *` runs every day of June and never in the other
+    months; `@yearly` once a year. The fix: the field as a weekday where it names weekday numbers (1-6) beside two day
+    stars (the fourth field read as the fifth), `@weekly` for a descriptor, else every month (day 28 at most, a day
+    every month has); the first of these within the bound."""
+    bound, harm = _RARE[what]
+    gap = longest_gap(schedule)
+    if gap <= bound:
+        return
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    months, month_star = _cron_field(fields[3], 1, 12)
+    days = _days_run(fields)
+    ran = sorted({d.month for d in days})
+    if month_star:
+        return  # every month named: a gap past a month is days of the month some months lack, _short_months's
+    doms, dom_star = _cron_field(fields[2], 1, 31)
+    _, dow_star = _cron_field(fields[4], 0, 6)
+    candidates: list[tuple[str, str]] = []
+    if schedule.startswith("@"):
+        candidates.append(("for once a week, write", "@weekly"))
+    elif dom_star and dow_star and max(months) <= 6:
+        named = " and ".join(f"{_DAYS[m]}s" for m in sorted(months))
+        candidates.append(
+            (f"the fourth field is the month and the fifth the day of week: for {named}, write", " ".join([*fields[:3], "*", fields[3]]))
+        )
+    day = fields[2] if dom_star or max(doms) <= 28 else ",".join(str(d) for d in sorted({min(d, 28) for d in doms}))
+    candidates.append(("to run in every month, write", " ".join([*fields[:2], day, "*", fields[4]])))
+    fix = next(
+        (
+            f"{say} {c}"
+            for say, c in candidates
+            if cron_problem(c, volsync=what == "a backup", etcd=what == "an etcd snapshot") is None and longest_gap(c) <= bound
+        ),
+        "write * in the month field",
+    )
+    names = [_MONTHS[m - 1] for m in ran]
+    shown = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    yield Problem(
+        path,
+        f"{schedule} runs only in {shown} ({len(days)} days in 2026 and 2027), so {round(gap / datetime.timedelta(days=1))} days "
+        f"pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {fix}",
     )
 
 
