@@ -13,6 +13,7 @@ The models are `stacks.data_model`; what they become is `plans.secrets` and `pla
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import functools
 import itertools
@@ -542,9 +543,17 @@ def _often_or_never(text: str, fields: list[str]) -> str | None:
         months, _ = _cron_field(fields[3], 1, 12)
         last = min(_MONTH_DAYS[m] for m in months) if months else 28
         fix = " ".join([*fields[:2], str(last), *fields[3:]])
+        # That day in those months alone runs months apart (the months without a day 30 or 31 are at most February,
+        # April, June, September and November: 92 days from November's to February's): rarer than a backup or a drill
+        # means (BACKUP_GAP, DRILL_GAP; warned by stacks.warn._rare_months), so the fix runs every month, on a day every
+        # month has, and the named months' reading is said beside it.
+        monthly = " ".join([*fields[:2], "28", "*", *fields[4:]])
+        names = [calendar.month_name[m] for m in sorted(months)]
+        named = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
         return (
-            f"{show(text)}: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), "
-            f"so it never runs; each of its months has a day {last} every year; write {fix}"
+            f"{show(text)}: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it "
+            f"never runs; each of its months has a day {last} every year, but {fix} runs only in {named}, up to "
+            f"{longest_gap(fix).days} days apart, so every month is likely meant; write {monthly}"
         )
     return None
 
@@ -1163,6 +1172,18 @@ def _etcdutl_for_arda(arda: Arda) -> Iterator[Problem]:
     )
 
 
+def _stale_beside(drill: Drill, problem: str) -> str:
+    """What else the fix a drill schedule's problem gives needs: a staleAfter above the fix's longest gap, since the
+    staleAfter rule below refuses one not longer (a drill `30 5 30 2 *` with staleAfter 9d, fixed to monthly)."""
+    fix = problem.rsplit("; write ", 1)[-1]
+    if drill.stale_after is None or "; write " not in problem or cron_problem(fix, volsync=False) is not None:
+        return ""
+    gap = longest_gap(fix)
+    if stale_after(drill) > gap:
+        return ""
+    return f", and staleAfter above its {_days(gap)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave staleAfter out"
+
+
 def etcd_minor(minor: releases.Minor) -> str:
     """An etcd minor as etcdutl's --target-version takes it: `3.7`."""
     return f"{minor[0]}.{minor[1]}"
@@ -1181,7 +1202,7 @@ def _drill(ctx: Context) -> Iterator[Problem]:
         )
         return
     if (problem := cron_problem(drill.schedule, volsync=False)) is not None:  # the drills' CronJobs
-        yield Problem(f"{DRILL}.schedule", problem)
+        yield Problem(f"{DRILL}.schedule", problem + _stale_beside(drill, problem))
     elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
         gap = longest_gap(drill.schedule)
         yield Problem(
