@@ -667,6 +667,50 @@ def _values(ctx: Context) -> Iterator[Problem]:
 _AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.amazonaws\.com(?:\.cn)?$")
 
 
+# The providers whose endpoint fixes the region a SigV4 signature's scope must name: the region in the host, or the
+# regions the provider takes. restic, k3s's etcd uploads, talos-backup and the drill sign with backup.region.
+#   - AWS: a regional endpoint refuses a request signed for another region (AuthorizationHeaderMalformed).
+#   - Backblaze B2: s3.<region>.backblazeb2.com; "a Backblaze B2 account is associated with a single region", the one
+#     in the endpoint, which its SDK examples sign with (Backblaze's "Introduction to the S3-Compatible API" and "Use
+#     the AWS SDK for Java V2 with Backblaze B2": Region.US_WEST_002 for s3.us-west-002.backblazeb2.com).
+#   - Wasabi: s3.<region>.wasabisys.com, one endpoint per storage region (Wasabi's "Service URLs for Wasabi's Storage
+#     Regions"), answering AuthorizationHeaderMalformed as AWS does (Wasabi's "REST API Introduction", error codes).
+#   - Scaleway: s3.<region>.scw.cloud (fr-par, nl-ams, pl-waw), signed with that region (Scaleway's Object Storage
+#     docs and its CLI's `scw object config` set region to it); signed for us-east-1 it answers 403 AccessDenied
+#     (reported with the same keys signed both ways in gee1k/uPic discussion 263).
+#   - Cloudflare R2: <account>.r2.cloudflarestorage.com signs with `auto`, "an empty value and us-east-1 will alias to
+#     the auto region" (Cloudflare's "S3 API compatibility", developers.cloudflare.com/r2/api/s3/api/): the default
+#     us-east-1 is right there, another region is not.
+_SIGNING_REGIONS = (
+    ("AWS", _AWS_REGIONAL, " (AuthorizationHeaderMalformed)"),
+    ("Backblaze B2", re.compile(r"^s3\.(?P<region>[a-z]{2}-[a-z]+-\d{3})\.backblazeb2\.com$"), ""),
+    ("Wasabi", re.compile(r"^s3\.(?P<region>[a-z]{2}-[a-z]+-\d)\.wasabisys\.com$"), " (AuthorizationHeaderMalformed)"),
+    ("Scaleway", re.compile(r"^s3\.(?P<region>[a-z]{2}-[a-z]{3})\.scw\.cloud$"), " (AccessDenied)"),
+)
+_R2 = re.compile(r"^[0-9a-f]{32}(?:\.[a-z]+)?\.r2\.cloudflarestorage\.com$")
+
+
+def _signing_region(backup: Backup, host: str) -> Iterator[Problem]:
+    """backup.region against the region an S3 endpoint fixes (_SIGNING_REGIONS): the signatures' scope, refused at the
+    provider otherwise, from the first upload."""
+    written = "" if "region" in backup.model_fields_set else " (the default)"
+    if _R2.match(host.lower()) and backup.region not in ("auto", "us-east-1"):
+        yield Problem(
+            f"{BACKUP}.region",
+            f"{backup.region}{written} is not a region Cloudflare R2 signs with: its S3 API's region is auto (us-east-1 is "
+            f"taken as auto), and the drill and k3s sign with backup.region; set region: auto",
+        )
+    for provider, pattern, error in _SIGNING_REGIONS:
+        regional = pattern.match(host.lower())
+        if regional is not None and regional["region"] != backup.region:
+            yield Problem(
+                f"{BACKUP}.region",
+                f"{backup.region}{written} is not {regional['region']}, the region of backup.target's endpoint {host}: {provider} "
+                f"refuses a request signed for another region at a regional endpoint{error}, and the drill and k3s sign with "
+                f"backup.region; set region: {regional['region']}",
+            )
+
+
 # The endpoints of public S3 providers, by the domain their hosts are under: never a server of the LAN.
 PUBLIC_S3 = (
     "amazonaws.com",
@@ -897,15 +941,7 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 "use an S3 target (most NAS serve S3), or leave arda out (with NFS it is off) to leave Arda's etcd without backups",
             )
     else:
-        regional = _AWS_REGIONAL.match(host.lower())
-        if regional is not None and regional["region"] != backup.region:
-            written = "" if "region" in backup.model_fields_set else " (the default)"
-            yield Problem(
-                f"{BACKUP}.region",
-                f"{backup.region}{written} is not {regional['region']}, the region of backup.target's endpoint {host}: AWS refuses "
-                "a request signed for another region at a regional endpoint (AuthorizationHeaderMalformed), and the drill and k3s "
-                f"sign with backup.region; set region: {regional['region']}",
-            )
+        yield from _signing_region(backup, host)
         if not found.secure:
             yield from _plain_http_off_the_lan(backup.target, found, address, ctx.network, ctx.ainur is not None)
         for key in (S3_KEY_ID, S3_SECRET_KEY):
