@@ -637,8 +637,11 @@ def _values(ctx: Context) -> Iterator[Problem]:
                     f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
                     (key, app.name, secret.name),
                 )
-    # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused, and
-    # one beside `generate` or `from`, which silently win over it.
+    # A value no declared secret uses is never read (components.data reads appSecrets by each app's declared secrets):
+    # under an app of iluvatar:apps it is refused, a secret set for the wrong app or a `secrets:` line forgotten, either
+    # way one the app runs without; under a name no app has (an app renamed or removed) it is left alone, since the
+    # renamed app's own secrets are required by name above. A value left in clear is refused, and one beside `generate`
+    # or `from`, which silently win over it.
     declared = {app.name: (i, {s.name: (j, s) for j, s in enumerate(app.secrets)}) for i, app in ctx.apps}
     for app_name, entries in values.items():
         for name, encrypted in entries.items():
@@ -648,7 +651,9 @@ def _values(ctx: Context) -> Iterator[Problem]:
                 continue
             i, secrets = declared.get(app_name, (0, {}))
             j, source = secrets.get(name, (0, None))
-            if source is not None and source.generate is not None:
+            if app_name in declared and source is None:
+                yield from _undeclared(key, app_name, name, i, list(secrets), [a for a, (_, own) in declared.items() if name in own and own[name][1].user_set])
+            elif source is not None and source.generate is not None:
                 yield Problem(
                     f"{key}.{app_name}.{name}",
                     f"is set, but apps[{i}].secrets[{j}] ({name}) is generated (generate: {source.generate}), which wins over it: this "
@@ -660,6 +665,18 @@ def _values(ctx: Context) -> Iterator[Problem]:
                     f"is set, but apps[{i}].secrets[{j}] ({name}) is {source.from_app}'s (from: {source.from_app}), which wins over it: "
                     "this value is never read; remove it, or remove from to use it",
                 )
+
+
+def _undeclared(key: str, app: str, name: str, i: int, own: Sequence[str], others: Sequence[str]) -> Iterator[Problem]:
+    """A value under an app that declares no such secret: External Secrets syncs only declared ones, so nothing reads it.
+    `others`: the apps that declare it as set by the user, where the value was likely meant to go."""
+    where = f"; {' and '.join(others)} declare{'s' if len(others) == 1 else ''} it (set it there)" if others else ""
+    yield Problem(
+        f"{key}.{app}.{name}",
+        f"is set, but apps[{i}] {app} declares no secret {name} (its secrets: {', '.join(own) or 'none'}): nothing reads this "
+        f"value{where}; declare it in apps[{i}].secrets ({{name: {name}}}), or remove it "
+        f"(`pulumi config rm --path '{key}.{app}.{name}'`)",
+    )
 
 
 # An AWS regional S3 endpoint (s3.<region>.amazonaws.com, s3-<region>.amazonaws.com, s3.dualstack.<region>...), whose
