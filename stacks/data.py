@@ -652,7 +652,9 @@ def _values(ctx: Context) -> Iterator[Problem]:
             i, secrets = declared.get(app_name, (0, {}))
             j, source = secrets.get(name, (0, None))
             if app_name in declared and source is None:
-                yield from _undeclared(key, app_name, name, i, list(secrets), [a for a, (_, own) in declared.items() if name in own and own[name][1].user_set])
+                yield from _undeclared(
+                    key, app_name, name, i, list(secrets), [a for a, (_, own) in declared.items() if name in own and own[name][1].user_set]
+                )
             elif source is not None and source.generate is not None:
                 yield Problem(
                     f"{key}.{app_name}.{name}",
