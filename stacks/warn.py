@@ -623,7 +623,8 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
 
 def _same_box(stack: StackConfig) -> Iterator[Problem]:
     """A volume of the nfs class backed up to the NAS that serves the class: its backups are on the box it lives on, so
-    a lost NAS takes both. A warning, not a refusal: restic's snapshots there still undo a deletion or a bad upgrade."""
+    a lost NAS takes both; and an NFS target on the class's own export, where one mistake in the share takes both. A
+    warning, not a refusal: restic's snapshots there still undo a deletion or a bad upgrade."""
     if stack.backup is None or stack.storage.nfs is None:
         return
     found = parse_target(stack.backup.target)
@@ -635,6 +636,18 @@ def _same_box(stack: StackConfig) -> Iterator[Problem]:
     nfs = nfs_address(stack)
     if server is None or str(server) != nfs:
         return
+    share, export = stack.storage.nfs.share.rstrip("/") or "/", found.path.rstrip("/") or "/"
+    if found.kind == "nfs" and (export == share or export.startswith(share.rstrip("/") + "/") or share.startswith(export.rstrip("/") + "/")):
+        # The class's own export (or a folder of it, or one holding it): csi-driver-nfs makes a folder there per claim,
+        # and every VolSync mover mounts the target's export read-write, so the restic repositories sit in the same
+        # tree as the volumes: one `rm -rf` in the share, or the share filling up, takes both, NAS up or not.
+        yield Problem(
+            "iluvatar:backup.target",
+            f"{stack.backup.target} is on the export the nfs class provisions its volumes from (storage.nfs {stack.storage.nfs.server}:"
+            f"{stack.storage.nfs.share}): the restic repositories would sit in the same tree as the volumes, mounted read-write "
+            "by every mover, so one rm -rf there or the share filling up takes the volumes and their backups together; back up to "
+            "another export (another dataset or share of the NAS at least), or another machine",
+        )
     default = default_class(stack, "arda")
     for i, app in enumerate(stack.apps):
         for v, volume in enumerate(app.backup.volumes if app.backup is not None else ()):
