@@ -17,6 +17,7 @@ from stacks import encryption, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import _MACRO_SPECS, BACKUP_GAP, DRILL_GAP, _cron_field, _days_run, cron_problem, drills, longest_gap, parse_target, target_address
+from stacks.data_model import Keep
 from stacks.errors import Problem
 from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
@@ -63,6 +64,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _keeps_nothing(f"iluvatar:apps[{i}].backup.keep", app.backup.keep)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     yield from _served_by_arda(stack, reached)
@@ -591,6 +593,26 @@ def _drills_in_a_row(schedule: str, restored: Sequence[tuple[str, str]]) -> Iter
         f"{schedule} runs {runs}{_span(gap)} apart at the soonest, while {what} ({often}), the most frequent backup it "
         f"restores, runs {_span(every)} apart at the soonest: each drill restores the newest snapshots, so a drill run again "
         f"before that backup runs restores the same ones again; run it once between two of its backups, at one time, e.g. {once}",
+    )
+
+
+def _keeps_nothing(path: str, keep: Keep) -> Iterator[Problem]:
+    """A backup's keep with every count null (`{daily: null, weekly: null, monthly: null}`, meant as the defaults):
+    plans.backup.retain drops the nulls, so the ReplicationSource's retain is empty, and VolSync reads an empty retain
+    policy as `--keep-last 1` (internal/controller/mover/restic/mover.go:676-707 at v0.16.0, generateForgetOptions:
+    "Retain policy was present, but empty"), which its restic mover runs after every backup (mover-restic/entry.sh:161-167,
+    do_forget). Each backup then forgets the one before it. Said, not refused: keeping the newest alone can be meant,
+    though `last: 1` (beside the nulls) says it."""
+    counts = keep.model_dump()
+    if any(v is not None for v in counts.values()):
+        return
+    written = ", ".join(f"{k}: null" for k in counts if k in keep.model_fields_set)
+    yield Problem(
+        path,
+        f"{{{written}}} gives no count, so VolSync's retain is empty, and its restic mover then forgets every snapshot but the "
+        "newest after each backup (an empty retain policy is --keep-last 1 in VolSync 0.16.0): a problem found after the next "
+        "backup has no copy from before it; leave keep out for the defaults (daily 7, weekly 4, monthly 6), or write the counts "
+        "(keep: {last: 1, daily: null, weekly: null, monthly: null} if only the newest is meant)",
     )
 
 
