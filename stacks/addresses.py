@@ -626,6 +626,39 @@ def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> 
         )
 
 
+def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None) -> Iterator[Problem]:
+    """backup.target's server written as Headscale's public name, on any port. Headscale runs on the Ainur
+    (remoteAccess.headscale.ip, on the LAN), so its public name is the home's own public address: on the port the
+    router forwards to Headscale, Headscale answers (as at_headscales_name says for the other layers' servers); on
+    another, the uploads leave for the router's public side and come back only through a forward the stack does not set
+    and the router looping the LAN's own connections back (hairpin NAT, which many routers do not do), every backup and
+    restore through the router. Unlike an alert receiver or a Git server, which may be a forward of the user's to
+    another box, a backup server at the home's public address is a box on the LAN, reached directly at its own."""
+    if backup is None or remote is None or remote.flavour != "headscale" or remote.headscale is None:
+        return
+    found = parse_target(backup.target)
+    if isinstance(found, str):
+        return  # the target's own problem is said
+    headscale = urlsplit(remote.headscale.url)
+    name = (headscale.hostname or "").rstrip(".").lower()
+    host, _, port_text = found.host.rpartition(":") if found.kind == "s3" and ":" in found.host else (found.host, "", "")
+    if host.rstrip(".").lower() != name:
+        return
+    forwarded = headscale.port or 443
+    port = int(port_text) if port_text.isdigit() else {"nfs": 2049}.get(found.kind, 443 if found.secure else 80)
+    where = (
+        f"its port {port} is the router's forward to remoteAccess.headscale.ip {remote.headscale.ip}, where Headscale answers, not the NAS"
+        if port == forwarded
+        else f"port {port} of it reaches the NAS only through a port forward the stack does not set and the router looping the LAN's "
+        "own connections back (hairpin NAT, which many routers do not do), every backup and restore through the router"
+    )
+    yield Problem(
+        "iluvatar:backup.target",
+        f"{backup.target}: its server {name} is Headscale's public name (remoteAccess.headscale.url {remote.headscale.url}), "
+        f"the home's public address: {where}; write the NAS's own LAN address or name",
+    )
+
+
 # The homelab's own addresses: a device inside the router's old pool may still hold one of them.
 OWN: frozenset[Kind] = frozenset({"node", "vip", "identity", "headscale", "app"})
 

@@ -13,6 +13,7 @@ The models are `stacks.data_model`; what they become is `plans.secrets` and `pla
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import functools
 import itertools
@@ -542,9 +543,17 @@ def _often_or_never(text: str, fields: list[str]) -> str | None:
         months, _ = _cron_field(fields[3], 1, 12)
         last = min(_MONTH_DAYS[m] for m in months) if months else 28
         fix = " ".join([*fields[:2], str(last), *fields[3:]])
+        # That day in those months alone runs months apart (the months without a day 30 or 31 are at most February,
+        # April, June, September and November: 92 days from November's to February's): rarer than a backup or a drill
+        # means (BACKUP_GAP, DRILL_GAP; warned by stacks.warn._rare_months), so the fix runs every month, on a day every
+        # month has, and the named months' reading is said beside it.
+        monthly = " ".join([*fields[:2], "28", "*", *fields[4:]])
+        names = [calendar.month_name[m] for m in sorted(months)]
+        named = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
         return (
-            f"{show(text)}: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), "
-            f"so it never runs; each of its months has a day {last} every year; write {fix}"
+            f"{show(text)}: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it "
+            f"never runs; each of its months has a day {last} every year, but {fix} runs only in {named}, up to "
+            f"{longest_gap(fix).days} days apart, so every month is likely meant; write {monthly}"
         )
     return None
 
@@ -631,8 +640,11 @@ def _values(ctx: Context) -> Iterator[Problem]:
                     f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
                     (key, app.name, secret.name),
                 )
-    # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused, and
-    # one beside `generate` or `from`, which silently win over it.
+    # A value no declared secret uses is never read (components.data reads appSecrets by each app's declared secrets):
+    # under an app of iluvatar:apps it is refused, a secret set for the wrong app or a `secrets:` line forgotten, either
+    # way one the app runs without; under a name no app has (an app renamed or removed) it is left alone, since the
+    # renamed app's own secrets are required by name above. A value left in clear is refused, and one beside `generate`
+    # or `from`, which silently win over it.
     declared = {app.name: (i, {s.name: (j, s) for j, s in enumerate(app.secrets)}) for i, app in ctx.apps}
     for app_name, entries in values.items():
         for name, encrypted in entries.items():
@@ -642,7 +654,11 @@ def _values(ctx: Context) -> Iterator[Problem]:
                 continue
             i, secrets = declared.get(app_name, (0, {}))
             j, source = secrets.get(name, (0, None))
-            if source is not None and source.generate is not None:
+            if app_name in declared and source is None:
+                yield from _undeclared(
+                    key, app_name, name, i, list(secrets), [a for a, (_, own) in declared.items() if name in own and own[name][1].user_set]
+                )
+            elif source is not None and source.generate is not None:
                 yield Problem(
                     f"{key}.{app_name}.{name}",
                     f"is set, but apps[{i}].secrets[{j}] ({name}) is generated (generate: {source.generate}), which wins over it: this "
@@ -656,9 +672,65 @@ def _values(ctx: Context) -> Iterator[Problem]:
                 )
 
 
+def _undeclared(key: str, app: str, name: str, i: int, own: Sequence[str], others: Sequence[str]) -> Iterator[Problem]:
+    """A value under an app that declares no such secret: External Secrets syncs only declared ones, so nothing reads it.
+    `others`: the apps that declare it as set by the user, where the value was likely meant to go."""
+    where = f"; {' and '.join(others)} declare{'s' if len(others) == 1 else ''} it (set it there)" if others else ""
+    yield Problem(
+        f"{key}.{app}.{name}",
+        f"is set, but apps[{i}] {app} declares no secret {name} (its secrets: {', '.join(own) or 'none'}): nothing reads this "
+        f"value{where}; declare it in apps[{i}].secrets ({{name: {name}}}), or remove it "
+        f"(`pulumi config rm --path '{key}.{app}.{name}'`)",
+    )
+
+
 # An AWS regional S3 endpoint (s3.<region>.amazonaws.com, s3-<region>.amazonaws.com, s3.dualstack.<region>...), whose
 # region a SigV4 signature's scope must name.
 _AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.amazonaws\.com(?:\.cn)?$")
+
+
+# The providers whose endpoint fixes the region a SigV4 signature's scope must name: the region in the host, or the
+# regions the provider takes. restic, k3s's etcd uploads, talos-backup and the drill sign with backup.region.
+#   - AWS: a regional endpoint refuses a request signed for another region (AuthorizationHeaderMalformed).
+#   - Backblaze B2: s3.<region>.backblazeb2.com; "a Backblaze B2 account is associated with a single region", the one
+#     in the endpoint, which its SDK examples sign with (Backblaze's "Introduction to the S3-Compatible API" and "Use
+#     the AWS SDK for Java V2 with Backblaze B2": Region.US_WEST_002 for s3.us-west-002.backblazeb2.com).
+#   - Wasabi: s3.<region>.wasabisys.com, one endpoint per storage region (Wasabi's "Service URLs for Wasabi's Storage
+#     Regions"), answering AuthorizationHeaderMalformed as AWS does (Wasabi's "REST API Introduction", error codes).
+#   - Scaleway: s3.<region>.scw.cloud (fr-par, nl-ams, pl-waw), signed with that region (Scaleway's Object Storage
+#     docs and its CLI's `scw object config` set region to it); signed for us-east-1 it answers 403 AccessDenied
+#     (reported with the same keys signed both ways in gee1k/uPic discussion 263).
+#   - Cloudflare R2: <account>.r2.cloudflarestorage.com signs with `auto`, "an empty value and us-east-1 will alias to
+#     the auto region" (Cloudflare's "S3 API compatibility", developers.cloudflare.com/r2/api/s3/api/): the default
+#     us-east-1 is right there, another region is not.
+_SIGNING_REGIONS = (
+    ("AWS", _AWS_REGIONAL, " (AuthorizationHeaderMalformed)"),
+    ("Backblaze B2", re.compile(r"^s3\.(?P<region>[a-z]{2}-[a-z]+-\d{3})\.backblazeb2\.com$"), ""),
+    ("Wasabi", re.compile(r"^s3\.(?P<region>[a-z]{2}-[a-z]+-\d)\.wasabisys\.com$"), " (AuthorizationHeaderMalformed)"),
+    ("Scaleway", re.compile(r"^s3\.(?P<region>[a-z]{2}-[a-z]{3})\.scw\.cloud$"), " (AccessDenied)"),
+)
+_R2 = re.compile(r"^[0-9a-f]{32}(?:\.[a-z]+)?\.r2\.cloudflarestorage\.com$")
+
+
+def _signing_region(backup: Backup, host: str) -> Iterator[Problem]:
+    """backup.region against the region an S3 endpoint fixes (_SIGNING_REGIONS): the signatures' scope, refused at the
+    provider otherwise, from the first upload."""
+    written = "" if "region" in backup.model_fields_set else " (the default)"
+    if _R2.match(host.lower()) and backup.region not in ("auto", "us-east-1"):
+        yield Problem(
+            f"{BACKUP}.region",
+            f"{backup.region}{written} is not a region Cloudflare R2 signs with: its S3 API's region is auto (us-east-1 is "
+            f"taken as auto), and the drill and k3s sign with backup.region; set region: auto",
+        )
+    for provider, pattern, error in _SIGNING_REGIONS:
+        regional = pattern.match(host.lower())
+        if regional is not None and regional["region"] != backup.region:
+            yield Problem(
+                f"{BACKUP}.region",
+                f"{backup.region}{written} is not {regional['region']}, the region of backup.target's endpoint {host}: {provider} "
+                f"refuses a request signed for another region at a regional endpoint{error}, and the drill and k3s sign with "
+                f"backup.region; set region: {regional['region']}",
+            )
 
 
 # The endpoints of public S3 providers, by the domain their hosts are under: never a server of the LAN.
@@ -910,15 +982,7 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 "use an S3 target (most NAS serve S3), or leave arda out (with NFS it is off) to leave Arda's etcd without backups",
             )
     else:
-        regional = _AWS_REGIONAL.match(host.lower())
-        if regional is not None and regional["region"] != backup.region:
-            written = "" if "region" in backup.model_fields_set else " (the default)"
-            yield Problem(
-                f"{BACKUP}.region",
-                f"{backup.region}{written} is not {regional['region']}, the region of backup.target's endpoint {host}: AWS refuses "
-                "a request signed for another region at a regional endpoint (AuthorizationHeaderMalformed), and the drill and k3s "
-                f"sign with backup.region; set region: {regional['region']}",
-            )
+        yield from _signing_region(backup, host)
         if not found.secure:
             yield from _plain_http_off_the_lan(backup.target, found, address, ctx.network, ctx.ainur is not None)
         for key in (S3_KEY_ID, S3_SECRET_KEY):
@@ -1060,6 +1124,17 @@ def _cron_field(value: str, low: int, high: int) -> tuple[set[int], bool]:
     return found, star
 
 
+# The longest gap between two runs a schedule may mean, by what it runs (stacks.warn._rare_months says it past these).
+# A backup's or an etcd snapshot's: a month, 31 days, `@monthly`'s longest gap. Past it the schedule skips whole
+# months (a month field that names some, `@yearly`): a volume or a cluster lost in those months has only a copy from
+# before them, restic's keep.monthly finds no snapshot in them, and the usual cause is a weekday written in the month
+# field (`20 1 * 1 *` for Mondays). The drill's: two months, 62 days. It may well run monthly, but past two months the
+# backups can stop restoring for a season unseen, and its alert, which waits for the longest gap plus a day when
+# staleAfter is left out (stale_after), is silent as long.
+BACKUP_GAP = datetime.timedelta(days=31)
+DRILL_GAP = datetime.timedelta(days=62)
+
+
 @functools.lru_cache(maxsize=1024)
 def longest_gap(schedule: str) -> datetime.timedelta:
     """The longest time between two runs of a valid cron `schedule`, over two years from a fixed day, with the day
@@ -1174,6 +1249,18 @@ def _etcdutl_for_arda(arda: Arda) -> Iterator[Problem]:
     )
 
 
+def _stale_beside(drill: Drill, problem: str) -> str:
+    """What else the fix a drill schedule's problem gives needs: a staleAfter above the fix's longest gap, since the
+    staleAfter rule below refuses one not longer (a drill `30 5 30 2 *` with staleAfter 9d, fixed to monthly)."""
+    fix = problem.rsplit("; write ", 1)[-1]
+    if drill.stale_after is None or "; write " not in problem or cron_problem(fix, volsync=False) is not None:
+        return ""
+    gap = longest_gap(fix)
+    if stale_after(drill) > gap:
+        return ""
+    return f", and staleAfter above its {_days(gap)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave staleAfter out"
+
+
 def etcd_minor(minor: releases.Minor) -> str:
     """An etcd minor as etcdutl's --target-version takes it: `3.7`."""
     return f"{minor[0]}.{minor[1]}"
@@ -1192,7 +1279,7 @@ def _drill(ctx: Context) -> Iterator[Problem]:
         )
         return
     if (problem := cron_problem(drill.schedule, volsync=False)) is not None:  # the drills' CronJobs
-        yield Problem(f"{DRILL}.schedule", problem)
+        yield Problem(f"{DRILL}.schedule", problem + _stale_beside(drill, problem))
     elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
         gap = longest_gap(drill.schedule)
         yield Problem(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
-from stacks import pins
+from stacks import pins, releases
 from stacks.boards import BOARDS
 from stacks.errors import show
 
@@ -119,6 +119,12 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
             raise ValueError(
                 f"{value} is a pre-release of {what.removesuffix(' version')}; pre-releases are not supported: pick a release (e.g. {example})"
             )
+        if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and (newest := _newest_patch(value, what)) is not None:
+            product = what.removesuffix(" version")
+            raise ValueError(
+                f"{value} names a minor, not a release: {product} is installed by release (its images and downloads are tagged "
+                f"with the patch); write the newest {product} {value.lstrip('v')} patch this Iluvatar knows, {newest}"
+            )
         if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and not regex.match(value):
             unpadded = _LEADING_ZEROS.sub("", value)
             if unpadded != value and regex.match(unpadded):
@@ -136,6 +142,11 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
                 said = ["k3s tags each of its builds of a Kubernetes release +k3sN, its first +k3s1"] if built != tagged else []
                 said += ["its release tags start with v"] if tagged != value else []
                 raise ValueError(f"{value} is not a well-formed {what}: {', and '.join(said)}; write {built}")
+        # A line of a SHA256SUMS file pasted whole (sha256sum's `<hash>  <name>`, `<hash> *<name>` in binary mode): the
+        # hash is its first word.
+        words = value.split() if isinstance(value, str) else []
+        if what.startswith("SHA-256") and len(words) > 1 and regex.match(words[0].lower()):
+            raise ValueError(f"{show(value)} is a line of a checksum file, the hash and its file name: drop the file name; write {words[0].lower()}")
         if isinstance(value, str) and not regex.match(value) and value != value.lower() and regex.match(value.lower()):
             # A digest or an id copied in capitals: the example is another value's, the fix is this one's own spelling.
             raise ValueError(f"{value} is not a well-formed {what}: it is written in upper case; write it in lower case, {value.lower()}")
@@ -144,6 +155,25 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
         return value
 
     return BeforeValidator(check, json_schema_input_type=_text(regex.pattern, example, f"a {what}"))
+
+
+_MINOR_ONLY = re.compile(r"^v?1\.(\d+)$")
+
+
+def _newest_patch(value: str, what: str) -> str | None:
+    """The newest patch Iluvatar knows of the minor a version without its patch names (`v1.13`), or None: Talos's from
+    stacks.releases.TALOS_MINORS, Kubernetes' from KUBERNETES_NEWEST, k3s's that release with its newest +k3sN."""
+    found = _MINOR_ONLY.match(value)
+    if found is None:
+        return None
+    minor = int(found.group(1))
+    if what == "Talos version":
+        row = releases.BY_MINOR.get((1, minor))
+        return row.newest if row is not None else None
+    kubernetes = releases.KUBERNETES_NEWEST.get(minor)
+    if kubernetes is None or what not in ("Kubernetes version", "k3s version"):
+        return None
+    return kubernetes if what == "Kubernetes version" else f"{kubernetes}+k3s{max(releases.k3s_revisions(kubernetes))}"
 
 
 def _text(pattern: str, example: str, description: str) -> Any:

@@ -335,6 +335,9 @@ def parse_stack(
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
+    problems += addresses.backup_at_headscales_name(
+        backup if isinstance(backup, Backup) else None, remote if isinstance(remote, RemoteAccess) else None
+    )
     problems += addresses.host_edges(registered, network if isinstance(network, Network) else None)
     problems += addresses.kubernetes_names_off_arda(named, [a for _, a in apps], isinstance(ainur, Ainur))
     problems += addresses.unknown_names(

@@ -16,7 +16,8 @@ from plans import zone
 from stacks import encryption, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
-from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
+from stacks.data import _MACRO_SPECS, BACKUP_GAP, DRILL_GAP, _cron_field, _days_run, cron_problem, drills, longest_gap, parse_target, target_address
+from stacks.data_model import Keep
 from stacks.errors import Problem
 from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
@@ -61,9 +62,10 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
-            yield from _short_months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _keeps_nothing(f"iluvatar:apps[{i}].backup.keep", app.backup.keep)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     yield from _served_by_arda(stack, reached)
@@ -75,7 +77,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         return
     yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
-    yield from _short_months("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _months("iluvatar:backup.etcd.schedule", backup.etcd.schedule, "an etcd snapshot")
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     if not _minutes_meant(backup.etcd.schedule):
         yield from _many_an_hour("iluvatar:backup.etcd.schedule", backup.etcd.schedule, _ETCD_RUN)
@@ -83,7 +85,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     drill = backup.drill
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
-        yield from _short_months("iluvatar:backup.drill.schedule", drill.schedule)
+        yield from _months("iluvatar:backup.drill.schedule", drill.schedule, "the drill")
     # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
     # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
     arda_drilled, ainur_drilled = drills(backup, stack.ainur is not None)
@@ -92,6 +94,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         restored = [(f"apps[{i}] {app.name}", app.backup.schedule) for i, app in enumerate(stack.apps) if app.backup is not None and drill.volumes]
         if arda_drilled or ainur_drilled:
             restored.append(("backup.etcd", backup.etcd.schedule))
+        # A backup rarer than any backup can mean is the mistake, not the drill: it is warned at its own key (_months).
+        restored = [(what, schedule) for what, schedule in restored if longest_gap(schedule) <= BACKUP_GAP]
         rarer = [(what, schedule) for what, schedule in restored if longest_gap(schedule) > every]
         if rarer:
             named = ", ".join(f"{what} ({schedule})" for what, schedule in rarer)
@@ -411,6 +415,71 @@ def _short_months(path: str, schedule: str) -> Iterator[Problem]:
     )
 
 
+# What each schedule's runs are, and what a gap past its bound (stacks.data.BACKUP_GAP, DRILL_GAP) costs, as _rare_months
+# says it.
+_RARE = {
+    "a backup": (BACKUP_GAP, "a volume lost in the months between has only a copy from before them"),
+    "an etcd snapshot": (BACKUP_GAP, "a cluster restored in the months between comes back as it was before them"),
+    "the drill": (
+        DRILL_GAP,
+        "backups that stop restoring go unseen as long, and the drill's alert (RestoreDrillStale) waits as long before it fires",
+    ),
+}
+
+
+def _months(path: str, schedule: str, what: str) -> Iterator[Problem]:
+    """A schedule that skips months: one that names months and runs so seldom it is not what `what` can mean
+    (_rare_months), else days of the month some months have not (_short_months). One warning at one key: the rarer
+    reading's fix gives a day every month has too."""
+    rare = list(_rare_months(path, schedule, what))
+    yield from rare or _short_months(path, schedule)
+
+
+def _rare_months(path: str, schedule: str, what: str) -> Iterator[Problem]:
+    """A backup, an etcd snapshot or a drill whose longest gap between runs (stacks.data.longest_gap, as the drill's
+    staleAfter reckons it) is past what it can mean (_RARE): `30 5 * 6 *` runs every day of June and never in the other
+    months; `@yearly` once a year. The fix: the field as a weekday where it names weekday numbers (1-6) beside two day
+    stars (the fourth field read as the fifth), `@weekly` for a descriptor, else every month (day 28 at most, a day
+    every month has); the first of these within the bound."""
+    bound, harm = _RARE[what]
+    gap = longest_gap(schedule)
+    if gap <= bound:
+        return
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    months, month_star = _cron_field(fields[3], 1, 12)
+    days = _days_run(fields)
+    ran = sorted({d.month for d in days})
+    if month_star:
+        return  # every month named: a gap past a month is days of the month some months lack, _short_months's
+    doms, dom_star = _cron_field(fields[2], 1, 31)
+    _, dow_star = _cron_field(fields[4], 0, 6)
+    candidates: list[tuple[str, str]] = []
+    if schedule.startswith("@"):
+        candidates.append(("for once a week, write", "@weekly"))
+    elif dom_star and dow_star and max(months) <= 6:
+        named = " and ".join(f"{_DAYS[m]}s" for m in sorted(months))
+        candidates.append(
+            (f"the fourth field is the month and the fifth the day of week: for {named}, write", " ".join([*fields[:3], "*", fields[3]]))
+        )
+    day = fields[2] if dom_star or max(doms) <= 28 else ",".join(str(d) for d in sorted({min(d, 28) for d in doms}))
+    candidates.append(("to run in every month, write", " ".join([*fields[:2], day, "*", fields[4]])))
+    fix = next(
+        (
+            f"{say} {c}"
+            for say, c in candidates
+            if cron_problem(c, volsync=what == "a backup", etcd=what == "an etcd snapshot") is None and longest_gap(c) <= bound
+        ),
+        "write * in the month field",
+    )
+    names = [_MONTHS[m - 1] for m in ran]
+    shown = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    yield Problem(
+        path,
+        f"{schedule} runs only in {shown} ({len(days)} days in 2026 and 2027), so {round(gap / datetime.timedelta(days=1))} days "
+        f"pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {fix}",
+    )
+
+
 # The steps that cut a day into even hours (every 3, 4, 6, 8 or 12 hours), 2 aside: `*/2` in the day of month is the
 # common "every other day", whose days stay 1 or 2 apart.
 _HOUR_STEPS = (3, 4, 6, 8, 12)
@@ -558,6 +627,26 @@ def _drills_in_a_row(schedule: str, restored: Sequence[tuple[str, str]]) -> Iter
     )
 
 
+def _keeps_nothing(path: str, keep: Keep) -> Iterator[Problem]:
+    """A backup's keep with every count null (`{daily: null, weekly: null, monthly: null}`, meant as the defaults):
+    plans.backup.retain drops the nulls, so the ReplicationSource's retain is empty, and VolSync reads an empty retain
+    policy as `--keep-last 1` (internal/controller/mover/restic/mover.go:676-707 at v0.16.0, generateForgetOptions:
+    "Retain policy was present, but empty"), which its restic mover runs after every backup (mover-restic/entry.sh:161-167,
+    do_forget). Each backup then forgets the one before it. Said, not refused: keeping the newest alone can be meant,
+    though `last: 1` (beside the nulls) says it."""
+    counts = keep.model_dump()
+    if any(v is not None for v in counts.values()):
+        return
+    written = ", ".join(f"{k}: null" for k in counts if k in keep.model_fields_set)
+    yield Problem(
+        path,
+        f"{{{written}}} gives no count, so VolSync's retain is empty, and its restic mover then forgets every snapshot but the "
+        "newest after each backup (an empty retain policy is --keep-last 1 in VolSync 0.16.0): a problem found after the next "
+        "backup has no copy from before it; leave keep out for the defaults (daily 7, weekly 4, monthly 6), or write the counts "
+        "(keep: {last: 1, daily: null, weekly: null, monthly: null} if only the newest is meant)",
+    )
+
+
 def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
     """k3s keeps `keep` snapshots per server (and prunes the S3 copies to as many, --etcd-snapshot-retention): on a
     schedule that runs many times a day, they may span less than a day; with one, each run replaces the only snapshot,
@@ -587,7 +676,8 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
 
 def _same_box(stack: StackConfig) -> Iterator[Problem]:
     """A volume of the nfs class backed up to the NAS that serves the class: its backups are on the box it lives on, so
-    a lost NAS takes both. A warning, not a refusal: restic's snapshots there still undo a deletion or a bad upgrade."""
+    a lost NAS takes both; and an NFS target on the class's own export, where one mistake in the share takes both. A
+    warning, not a refusal: restic's snapshots there still undo a deletion or a bad upgrade."""
     if stack.backup is None or stack.storage.nfs is None:
         return
     found = parse_target(stack.backup.target)
@@ -599,6 +689,18 @@ def _same_box(stack: StackConfig) -> Iterator[Problem]:
     nfs = nfs_address(stack)
     if server is None or str(server) != nfs:
         return
+    share, export = stack.storage.nfs.share.rstrip("/") or "/", found.path.rstrip("/") or "/"
+    if found.kind == "nfs" and (export == share or export.startswith(share.rstrip("/") + "/") or share.startswith(export.rstrip("/") + "/")):
+        # The class's own export (or a folder of it, or one holding it): csi-driver-nfs makes a folder there per claim,
+        # and every VolSync mover mounts the target's export read-write, so the restic repositories sit in the same
+        # tree as the volumes: one `rm -rf` in the share, or the share filling up, takes both, NAS up or not.
+        yield Problem(
+            "iluvatar:backup.target",
+            f"{stack.backup.target} is on the export the nfs class provisions its volumes from (storage.nfs {stack.storage.nfs.server}:"
+            f"{stack.storage.nfs.share}): the restic repositories would sit in the same tree as the volumes, mounted read-write "
+            "by every mover, so one rm -rf there or the share filling up takes the volumes and their backups together; back up to "
+            "another export (another dataset or share of the NAS at least), or another machine",
+        )
     default = default_class(stack, "arda")
     for i, app in enumerate(stack.apps):
         for v, volume in enumerate(app.backup.volumes if app.backup is not None else ()):

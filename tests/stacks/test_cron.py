@@ -180,7 +180,8 @@ def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, An
         (
             "0 3 31 2 *",
             "0 3 31 2 *: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it never runs; "
-            "each of its months has a day 28 every year; write 0 3 28 2 *",
+            "each of its months has a day 28 every year, but 0 3 28 2 * runs only in February, up to 365 days apart, so every month is likely "
+            "meant; write 0 3 28 * *",
         ),
     ],
 )
@@ -205,7 +206,8 @@ def test_the_messages(schedule: str, problem: str) -> None:
         (
             "0 3 31 2,4 *",
             "0 3 31 2,4 *: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it never "
-            "runs; each of its months has a day 28 every year; write 0 3 28 2,4 *",
+            "runs; each of its months has a day 28 every year, but 0 3 28 2,4 * runs only in February and April, up to 306 days apart, so every "
+            "month is likely meant; write 0 3 28 * *",
         ),
         (
             "0 4 * * 1-5/2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import yaml
 
 from stacks import StackConfigError, day2, load_stack_file, netboot_mode
 from stacks.storage import Deployed, check_removals
+from stacks.warn import warnings
 from tests.edit import edit, homelab_doc, write_stack
 
 # libyaml's parser (the same safe constructor, the same 552 cases): the pure-Python one took 0.22 s of every pytest
@@ -55,6 +57,15 @@ def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Pat
 def test_a_day2_case_carries_outputs_preview_reads(case: dict[str, Any]) -> None:
     # Outputs as a deployment writes them: `pulumi preview` and `render --previous` refuse unreadable ones before any rule.
     assert day2.unreadable({key: case[key] for key in ("arda", "ainur") if key in case}) is None
+
+
+def test_the_fix_a_never_running_drill_is_given_validates_beside_its_stale_after(tmp_path: Path) -> None:
+    # The schedule and the staleAfter the message gives, written back into the same stack: it validates, no warning.
+    case = next(c for c in CASES if c["name"] == "data-drill-schedule-never-runs-beside-a-stale-after")
+    fix = case["expect"][0].rsplit("; write ", 1)[1]
+    schedule, stale = re.fullmatch(r"(.+), and staleAfter above its \d+d \(e\.g\. (\d+d)\), or leave staleAfter out", fix).groups()  # type: ignore[union-attr]
+    path = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:backup.drill": {"schedule": schedule, "staleAfter": stale}}))
+    assert warnings(load_stack_file(path, require_secrets=True)) == []
 
 
 def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
