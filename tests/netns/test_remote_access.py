@@ -250,10 +250,11 @@ def _tunnel_to(lab: Lab, dst: str) -> bool:
     A TCP connection's first packet waits for more than the maps: the phone's engine puts the router's current key,
     with dst among its allowed addresses, in its WireGuard config, and then needs a completed handshake with the
     router (over DERP or a direct path). A handshake initiation that is lost or comes before the router took the
-    phone's key is sent again only after WireGuard's 5 s rekey timeout, longer than a connect timeout. A TSMP ping
-    to dst needs exactly that: the phone's engine sends it to the peer that routes dst (wgengine/userspace.go:1254-1277
-    at v1.102.3, peerForIP) through WireGuard, and the router's engine answers it before its packet filter and its
-    OS (net/tstun/wrap.go:1102-1106). One ping's --timeout bounds one attempt; the wait is for the pong."""
+    phone's key is sent again only after WireGuard's 5 s rekey timeout (device/constants.go:19, device/timers.go:99-101
+    of the wireguard-go v1.102.3 builds with), longer than a connect timeout. A TSMP ping to dst needs exactly that:
+    the phone's engine sends it to the peer that routes dst (wgengine/userspace.go:1254-1277 at v1.102.3, peerForIP)
+    through WireGuard, and the router's engine answers it before its packet filter and its OS
+    (net/tstun/wrap.go:1102-1106). One ping's --timeout bounds one attempt; the wait is for the pong."""
     ping = lab.phone(
         "tailscale", f"--socket={lab.phone_state / 'tailscaled.sock'}", "ping", "--tsmp", "-c", "1", "--timeout", "10s", dst, check=False
     )
