@@ -244,6 +244,23 @@ def _router_admits_the_phone(lab: Lab, dst: str, port: int) -> bool:
     )
 
 
+def _tunnel_to(lab: Lab, dst: str) -> bool:
+    """Whether the phone's packets to dst now go through a WireGuard session with the router that routes it.
+
+    A TCP connection's first packet waits for more than the maps: the phone's engine puts the router's current key,
+    with dst among its allowed addresses, in its WireGuard config, and then needs a completed handshake with the
+    router (over DERP or a direct path). A handshake initiation that is lost or comes before the router took the
+    phone's key is sent again only after WireGuard's 5 s rekey timeout (device/constants.go:19, device/timers.go:99-101
+    of the wireguard-go v1.102.3 builds with), longer than a connect timeout. A TSMP ping to dst needs exactly that:
+    the phone's engine sends it to the peer that routes dst (wgengine/userspace.go:1254-1277 at v1.102.3, peerForIP)
+    through WireGuard, and the router's engine answers it before its packet filter and its OS
+    (net/tstun/wrap.go:1102-1106). One ping's --timeout bounds one attempt; the wait is for the pong."""
+    ping = lab.phone(
+        "tailscale", f"--socket={lab.phone_state / 'tailscaled.sock'}", "ping", "--tsmp", "-c", "1", "--timeout", "10s", dst, check=False
+    )
+    return ping.stdout.startswith(f"pong from {plan.ROUTER_HOSTNAME}")
+
+
 def _approved(lab: Lab) -> list[str]:
     nodes = lab.hs("nodes", "list") or []
     router = [n for n in nodes if n.get("given_name", n.get("name")) == plan.ROUTER_HOSTNAME or n.get("name") == plan.ROUTER_HOSTNAME]
@@ -366,7 +383,11 @@ def test_the_phone_fetches_the_internal_app_over_the_tunnel_with_its_certificate
 
 def test_an_advertised_address_the_policy_does_not_grant_answers_on_the_lan_only(lab: Lab) -> None:
     arda_api = "192.168.0.20"
-    assert f"{arda_api}/32" in _approved(lab)
+    # The router advertises its routes once it is logged in, on its own time, and Headscale approves them then (the
+    # policy's autoApprovers): a test that runs first, right after the phone joined, may be there before that.
+    wait_for(
+        "Headscale approving the router's route to the API", lambda: f"{arda_api}/32" in _approved(lab), 60, lambda: str(lab.hs("nodes", "list"))
+    )
     # On the LAN it answers (from the Pi); bob's group reaches the apps only, so Headscale does not even hand the phone
     # that route (hscontrol/policy/policy.go:38-52, ReduceRoutes, from mapper/builder.go:257), and nothing answers.
     assert "stand-in" in in_ns(lab.net.home.pi, "curl", "-s", "--max-time", "5", f"telnet://{arda_api}:6443", check=False).stdout
@@ -421,7 +442,9 @@ def test_an_admin_reaches_the_api_servers_over_the_tunnel(lab: Lab) -> None:
         wait_for(
             "the router taking alice's packets to the API", lambda: _router_admits_the_phone(lab, arda_api, 6443), 60, lambda: lab.net.log("router")
         )
-        got = lab.curl(f"telnet://{arda_api}:6443", seconds=4)
+        wait_for("a WireGuard session from the phone to the router", lambda: _tunnel_to(lab, arda_api), 90, lambda: lab.net.log("phone"))
+        # The connect timeout guards against a hang only: the session is up and the router admits the phone.
+        got = lab.curl(f"telnet://{arda_api}:6443", seconds=20)
         assert "kube-apiserver stand-in" in got.stdout, got
     finally:
         # Back to bob, whom the other tests expect (they run in any order).
@@ -512,6 +535,7 @@ def test_an_admin_reaches_the_mqtt_broker_by_name_over_the_tunnel(lab: Lab, raw_
         wait_for(
             "the router taking alice's packets to the broker", lambda: _router_admits_the_phone(lab, broker, 1883), 60, lambda: lab.net.log("router")
         )
+        wait_for("a WireGuard session from the phone to the router", lambda: _tunnel_to(lab, broker), 90, lambda: lab.net.log("phone"))
         got = lab.phone(require("mosquitto_sub"), "-h", MQTT, "-p", "1883", "-t", TOPIC, "-C", "1", "-W", "10", check=False)
         assert (got.returncode, got.stdout.strip()) == (0, MESSAGE), got
     finally:

@@ -95,6 +95,27 @@ def test_a_reflashed_first_valinor_joining_late_never_gets_a_second_etcd(form: t
         wait_for(api, lambda api: api.etcd_clusters() == everyone, "valinor-1 to join")
 
 
+def test_a_config_taken_whose_reply_never_came_back_is_handed_over_not_retried_until_the_timeout() -> None:
+    # valinor-1 takes the config and its connection drops before the reply goes out (as the install that follows
+    # ends every connection). It answers only a client certificate from then on, so no insecure apply can pass again:
+    # the upgrader asks who it is before a retry, and goes on once it answers this cluster's certificate.
+    lost = {**REFLASHED, "install": {**REFLASHED["install"], "replyLost": True}}
+    with talos_api(control_planes(3, {"valinor-1": lost})) as api:
+        config = api.config("controlplane", installer(VANILLA, NEW))
+        result = upgrader_watched(
+            apply_args(api, "valinor-1", "controlplane", "30s"), secrets(api, config), lambda line: "config handed over" in line
+        )
+        applies = [(c["node"], c["code"]) for c in api.calls() if c["method"] == "MachineService/ApplyConfiguration"]
+        assert (applies, result.lines[-2:]) == (
+            [("valinor-1", "Canceled")],
+            [
+                "upgrader: valinor-1: the apply's reply did not come back, but it answers this cluster's client certificate now: it took the config",
+                f"upgrader: valinor-1: was in maintenance mode: config handed over; etcd is bootstrapped ({api.ip('valinor-2')} runs it), so the step "
+                f"waits until it has installed {NEW}, rebooted and is healthy",
+            ],
+        ), result.stderr
+
+
 def test_a_control_plane_that_holds_etcd_without_a_leader_is_a_cluster_too() -> None:
     with talos_api(control_planes(3, {"valinor-1": REFLASHED})) as api:
         hand_over(api, "valinor-1")

@@ -83,15 +83,37 @@ func (s *machineService) Version(ctx context.Context, _ *emptypb.Empty) (*machin
 	return &machineapi.VersionResponse{Messages: []*machineapi.Version{v}}, nil
 }
 
-//nolint:gocyclo,cyclop
 func (s *machineService) ApplyConfiguration(ctx context.Context, in *machineapi.ApplyConfigurationRequest) (*machineapi.ApplyConfigurationResponse, error) {
+	reply, lost, err := s.applyConfiguration(ctx, in)
+	if lost {
+		// The node took the config and its connection ended before the reply went out: the call ends
+		// when the install takes the node down (Stop cancels the call), and the client sees the
+		// connection close.
+		return nil, hung(ctx)
+	}
+
+	return reply, err
+}
+
+func (s *machineService) applyConfiguration(ctx context.Context, in *machineapi.ApplyConfigurationRequest) (*machineapi.ApplyConfigurationResponse, bool, error) {
 	n := s.n
 	n.c.mu.Lock()
 	defer n.c.mu.Unlock()
 
 	if n.maintenance {
-		return s.applyInMaintenance(ctx, in)
+		reply, err := s.applyInMaintenance(ctx, in)
+
+		return reply, err == nil && !in.GetDryRun() && n.spec.Install.ReplyLost, err
 	}
+
+	reply, err := s.applyConfigured(ctx, in)
+
+	return reply, false, err
+}
+
+//nolint:gocyclo,cyclop
+func (s *machineService) applyConfigured(ctx context.Context, in *machineapi.ApplyConfigurationRequest) (*machineapi.ApplyConfigurationResponse, error) {
+	n := s.n
 
 	if !rolesOf(ctx).Includes(role.Admin) {
 		return nil, errNotAuthorized

@@ -157,6 +157,9 @@ type Outcome struct {
 	// version it ran before), "maintenance" (boots without a config), "not-ready" (MachineStatus
 	// never becomes ready).
 	Result string `json:"result,omitempty"`
+	// ReplyLost (install only): the node takes a maintenance-mode config, and the connection drops before
+	// its reply goes out, so the client sees only the connection close (machine.go, ApplyConfiguration).
+	ReplyLost bool `json:"replyLost,omitempty"`
 }
 
 // UpgradeOutcome adds the installer's own answers to an Outcome.

@@ -257,7 +257,24 @@ func (r *applyRun) handOver(ctx context.Context) error {
 
 	bootstrapped, seen := r.bootstrappedElsewhere(ctx)
 
+	// A failed apply may have been taken all the same: the node takes the config before its reply is
+	// on the wire, and the install that follows ends every connection (a reply lost on the way, or a
+	// link that drops, looks here like any other Unavailable). A node that took a config answers only a
+	// client certificate from then on, so the insecure apply could never pass again: before each retry
+	// the node is asked who it is, and one that answers this cluster's client certificate took it.
+	failed := false
+
 	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		if failed {
+			if s, _ := r.t.Classify(ctx, r.at); s == talos.Running { //nolint:errcheck
+				report.Progress(r.n.Name, "the apply's reply did not come back, but it answers this cluster's client certificate now: it took the config")
+
+				return nil
+			}
+		}
+
+		failed = true
+
 		c, err := talos.ConnectInsecure(ctx, r.at)
 		if err != nil {
 			return err
