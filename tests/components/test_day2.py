@@ -154,6 +154,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "data-secrets-gate",
         "edge-certificates-gate-cert-manager",
         "edge-certificates-gate-trust-manager",
+        "edge-gateways-release-node-ports",
         "edge-ports-gate-cilium",
         "gitops-arda-kubernetes",
         "logs-gate-cilium",

@@ -57,8 +57,8 @@ def homelab_variant(tmp: Path, more: dict[str, Any] | None = None) -> Path:
 def rk1_variant(tmp: Path) -> Path:
     doc: dict[str, Any] = yaml.safe_load(RK1.read_text())
     for i, node in enumerate(doc["config"]["iluvatar:nodes"]):
-        node["power"] = {"bmc": {"address": "10.10.0.5", "slot": i + 1, **({"flash": True} if i == 3 else {})}}
-    doc["config"]["iluvatar:bmcPasswords"] = {"10.10.0.5": SECURE}
+        node["power"] = {"bmc": {"address": "10.10.0.6", "slot": i + 1, **({"flash": True} if i == 3 else {})}}
+    doc["config"]["iluvatar:bmcPasswords"] = {"10.10.0.6": SECURE}
     return write_stack(tmp, doc, stack="rk1")
 
 
@@ -263,7 +263,7 @@ def test_the_bmc_steps_commands_and_bounds(stacks: dict[str, tuple[StackConfig, 
     images = sim.outputs["ardaDiskImages"]
     for i in range(1, 4):
         step = power_step(sim, stack, f"talos-{i}")
-        command = f".venv/bin/iluvatar power bmc --machine talos-{i} --bmc https://10.10.0.5 --slot {i} --user root --timeout 5m"
+        command = f".venv/bin/iluvatar power bmc --machine talos-{i} --bmc https://10.10.0.6 --slot {i} --user root --timeout 5m"
         assert (step.inputs["create"], step.inputs["update"]) == (command, command)
         assert step.custom_timeouts == {"create": "10m", "update": "10m"}
         # No Ainur, so no netboot to wait for, and nothing of Arda's versions in it: it waits for nothing.
@@ -271,11 +271,11 @@ def test_the_bmc_steps_commands_and_bounds(stacks: dict[str, tuple[StackConfig, 
     flash = power_step(sim, stack, "talos-4")
     # Flashing on the first run only; every later run powers on.
     assert flash.inputs["create"] == (
-        ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root "
+        ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.6 --slot 4 --user root "
         f"--flash {images['talos-4']} --talos 10.10.0.14:50000 --probe 300s --timeout 45m"
     )
     assert images["talos-4"].endswith("/v1.14.1/metal-arm64.raw.xz")
-    assert flash.inputs["update"] == ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root --timeout 5m"
+    assert flash.inputs["update"] == ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.6 --slot 4 --user root --timeout 5m"
     assert flash.custom_timeouts == {"create": "50m", "update": "10m"}
 
 
@@ -284,7 +284,7 @@ def test_the_bmc_password_reaches_its_step_only_as_a_secret_and_never_in_clear(t
     path = rk1_variant(tmp_path)
     sf = read_stack_file(path)
     assert "iluvatar:bmcPasswords" in sf.secret_keys
-    decrypted = StackFile(sf.path, {**sf.config, "iluvatar:bmcPasswords": {"10.10.0.5": CANARY}}, sf.secret_keys)
+    decrypted = StackFile(sf.path, {**sf.config, "iluvatar:bmcPasswords": {"10.10.0.6": CANARY}}, sf.secret_keys)
     sim = simulate(decrypted)
     stack = load_stack_file(path)
     for i in range(1, 5):

@@ -83,7 +83,7 @@ def test_a_vlan_machine_is_drawn_in_its_vlan_only() -> None:
 def rk1_with_devices(backup: str, region: str | None = None) -> list[str]:
     """rk1 with a BMC powering its four machines, NFS volumes on a NAS, and backups to `backup` (in `region`, if given)."""
     raw = dict(read_stack_file(RK1).config)
-    raw["iluvatar:nodes"] = [{**n, "power": {"bmc": {"address": "10.10.0.5", "slot": i + 1}}} for i, n in enumerate(raw["iluvatar:nodes"])]
+    raw["iluvatar:nodes"] = [{**n, "power": {"bmc": {"address": "10.10.0.6", "slot": i + 1}}} for i, n in enumerate(raw["iluvatar:nodes"])]
     raw["iluvatar:storage"] = {"nfs": {"server": "10.10.0.40", "share": "/volume1/kubernetes"}}
     raw["iluvatar:backup"] = {"target": backup, "etcd": {"arda": backup.startswith("s3")}, **({"region": region} if region else {})}
     stack = parse_stack(raw)
@@ -99,9 +99,9 @@ def test_every_device_the_stack_names_is_a_box_on_the_lan_with_its_edges() -> No
         '      style="rounded,dashed";',
         '      "backup" [label="backups · NFS\\n10.10.0.40/volume1/backups", shape="cylinder", fillcolor="#eceff1"];',
         '      "nfs" [label="NFS volumes\\n10.10.0.40:/volume1/kubernetes", shape="cylinder", fillcolor="#eceff1"];',
-        '      "bmc-10.10.0.5" [label="BMC (Turing Pi 2)\\n10.10.0.5", shape="box", fillcolor="#eceff1"];',
+        '      "bmc-10.10.0.6" [label="BMC (Turing Pi 2)\\n10.10.0.6", shape="box", fillcolor="#eceff1"];',
         '      "backup" -> "nfs" [style=invis];',
-        '      "nfs" -> "bmc-10.10.0.5" [style=invis];',
+        '      "nfs" -> "bmc-10.10.0.6" [style=invis];',
         "    }",
         # Below the gateways' column, not a column of its own.
         '    "resolver" -> "backup" [style=invis];',
@@ -110,7 +110,7 @@ def test_every_device_the_stack_names_is_a_box_on_the_lan_with_its_edges() -> No
         '  router -> resolver [xlabel="DNS", style=dashed];',
         '  arda_vip -> backup [style=dashed, constraint=false, xlabel="backups"];',
         '  arda_vip -> nfs [style=dashed, constraint=false, xlabel="volumes"];',
-        *(f'  "bmc-10.10.0.5" -> "talos-{i}" [style=dotted, constraint=false, xlabel="slot {i}"];' for i in range(1, 5)),
+        *(f'  "bmc-10.10.0.6" -> "talos-{i}" [style=dotted, constraint=false, xlabel="slot {i}"];' for i in range(1, 5)),
         "}",
     ]
 
