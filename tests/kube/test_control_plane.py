@@ -359,7 +359,7 @@ def test_a_write_outwaits_a_removed_webhook_the_api_server_still_calls(
     # What the walk's writes met, in order, with the moment the removal was sent: "refused", "removal sent", "admitted".
     events: list[str] = []
     pending: list[dict[str, Any]] = []
-    delete, create = client.delete, kube_program.pulumi_create
+    delete, create = client.delete, pulumi_create  # the function the walk calls (tools.kube_program imports it)
     try:
         kube_talos.wait_for("admission calling both webhooks", lambda: calls_its_webhook(removed_ns) and calls_its_webhook(kept_ns), timeout=30)
         walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos})
