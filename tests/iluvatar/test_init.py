@@ -762,7 +762,7 @@ def _terminal(args: list[str], cwd: Path, answers: list[str], timeout: float = 6
 
 
 def test_a_newcomer_at_a_terminal_answers_and_gets_a_stack_that_validates(tmp_path: Path) -> None:
-    """The README's path, timed: init at a terminal (the flags left out asked), then validate and render it."""
+    """The README's path: init at a terminal (the flags left out asked), then validate and render it."""
     typed = [
         "mylab",
         "10.20.0.0/24",
@@ -788,7 +788,6 @@ def test_a_newcomer_at_a_terminal_answers_and_gets_a_stack_that_validates(tmp_pa
         "",  # the DHCP mode: Enter takes proxy
     ]
     typed += ["-", "-", "-"]  # no GitOps (so no monitoring, sign-in or backup asked), no backups, no Cloudflare
-    started = time.monotonic()
     code, shown = _terminal(["init"], tmp_path, typed)
     assert code == 0, shown
     assert "wrote Pulumi.mylab.yaml: 2 machines (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari) on 10.20.0.0/24" in shown
@@ -799,8 +798,9 @@ def test_a_newcomer_at_a_terminal_answers_and_gets_a_stack_that_validates(tmp_pa
     rendered = iluvatar("render", "mylab", "--out", "render/mylab", cwd=tmp_path)
     assert rendered.returncode == 0, rendered.stderr
     assert (tmp_path / "render/mylab/ainur/pi-1.user-data").is_file() and (tmp_path / "render/mylab/talos/node-1.patch.yaml").is_file()
-    # The machine's share of the README's five minutes; the rest is the reader's typing.
-    assert time.monotonic() - started < 60
+    # No wall-clock bound on the session: the program has none, and one here measured the loaded machine. Each command
+    # is held by its own 60 s timeout (`_terminal`'s, `iluvatar`'s) only so a hang fails; the machine's share of the
+    # README's five minutes is measured on a quiet machine in docs/getting-started.md's table.
 
 
 def test_flags_that_name_the_lan_and_the_machines_ask_only_what_the_stack_needs() -> None:

@@ -14,7 +14,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
 from tests.test_drill import _nfs_drill_container
-from tools import gotools, kube_inventory, upstream
+from tools import gotools, kube_inventory, kube_program, upstream
 from tools.kube_cluster import (
     K3S,
     TALOS,
@@ -40,7 +39,7 @@ from tools.kube_cluster import (
     pulumi_create,
     pulumi_update,
 )
-from tools.kube_program import REMOVED_WEBHOOK_SECONDS, Walker, Written, generic_version
+from tools.kube_program import Walker, Written, generic_version
 
 pytestmark = pytest.mark.kube
 
@@ -341,7 +340,7 @@ def test_a_write_outwaits_a_removed_webhook_the_api_server_still_calls(
     """The walk removes each webhook right after it is admitted, since no pod serves one here. The API server's admission
     reads webhook configurations through an informer, so it can call a removed one once more: a CI run had trust-manager's
     refuse the Bundle written just after its chart. The walk writes again until admission has seen the removal (here it is
-    sent `late` seconds after it); a refusal by a webhook it did not remove comes back at once."""
+    sent only once a write was refused by the removed webhook); a refusal by a webhook it did not remove comes back at once."""
     removed_ns, kept_ns = kube_namespace(kube_talos, None), kube_namespace(kube_talos, None)
     client = kube_talos.client
     removed, kept = _unserved_hook(removed_ns, removed_ns), _unserved_hook(kept_ns, kept_ns)
@@ -357,34 +356,51 @@ def test_a_write_outwaits_a_removed_webhook_the_api_server_still_calls(
         return False
 
     live = {namespace: client.create(hook) for namespace, hook in ((removed_ns, removed), (kept_ns, kept))}
-    late, deletions = 2.0, []
+    # What the walk's writes met, in order, with the moment the removal was sent: "refused", "removal sent", "admitted".
+    events: list[str] = []
+    pending: list[dict[str, Any]] = []
+    delete, create = client.delete, pulumi_create  # the function the walk calls (tools.kube_program imports it)
     try:
         kube_talos.wait_for("admission calling both webhooks", lambda: calls_its_webhook(removed_ns) and calls_its_webhook(kept_ns), timeout=30)
         walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos})
 
-        def deleted_late(obj: dict[str, Any]) -> None:  # as an informer slow to hear of it: the removal reaches admission `late`
-            deletions.append(threading.Timer(late, lambda: kube_talos.client.delete(obj)))
-            deletions[-1].start()
+        def deleted_late(obj: dict[str, Any]) -> None:  # as an informer slow to hear of it: held until a write was refused
+            pending.append(obj)
+
+        def recorded(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            try:
+                written = create(*args, **kwargs)
+            except ApiError:
+                events.append("refused")
+                if pending:  # the removal reaches admission only once the walk's write met the removed webhook
+                    delete(pending.pop())
+                    events.append("removal sent")
+                raise
+            events.append("admitted")
+            return written
 
         monkeypatch.setattr(client, "delete", deleted_late)
-        start = time.monotonic()
+        monkeypatch.setattr(kube_program, "pulumi_create", recorded)
         walker._record(Written("arda", "test", "chart", live[removed_ns], "helm", ProviderOptions()), None)
         _, error = walker._attempt("arda", "test", "pulumi", config_map("after", removed_ns), field_manager("test"), ProviderOptions())
         assert error is None
-        assert time.monotonic() - start >= late  # refused until the removal was sent, then admitted
+        # Refused until the removal was sent (and, admission's informer being slow, maybe after), then admitted.
+        assert events[:2] == ["refused", "removal sent"] and events[-1] == "admitted", events
+        assert set(events[2:-1]) <= {"refused"}, events
         assert client.get("v1", "ConfigMap", "after", removed_ns) is not None
         assert walker.report.removed == [
             f"arda: ValidatingWebhookConfiguration {removed_ns} (test) admitted, then removed: no pod serves {removed_ns}/nobody here"
         ]
 
-        start = time.monotonic()
+        # A webhook the walk did not remove: its refusal is returned at the first write, not written again.
+        events.clear()
         _, error = walker._attempt("arda", "test", "pulumi", config_map("refused", kept_ns), field_manager("test"), ProviderOptions())
         assert error is not None and f'failed calling webhook "{kept_ns}.iluvatar.test"' in error.message
-        assert time.monotonic() - start < REMOVED_WEBHOOK_SECONDS / 2
+        assert events == ["refused"]
     finally:
-        for timer in deletions:
-            timer.join()
         monkeypatch.undo()
+        for obj in pending:  # a removal never sent: the webhook is not left behind
+            client.delete(obj)
         client.delete(live[kept_ns])
 
 

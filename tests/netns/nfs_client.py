@@ -17,6 +17,7 @@ import argparse
 import ctypes
 import json
 import os
+import signal
 import sys
 import time
 
@@ -56,6 +57,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--export", required=True)
     parser.add_argument("--path", required=True)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--until-stopped", action="store_true", help="read until SIGTERM, however long, instead of --seconds")
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--write", help="write this text over the file (truncating it), once, and stop")
     args = parser.parse_args(argv)
@@ -93,7 +95,10 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"t": 0, "error": f"open: {lib.nfs_get_error(nfs).decode()}"}), flush=True)
         return 1
     buf = ctypes.create_string_buffer(65536)
-    while time.monotonic() - start < args.seconds:
+    # SIGTERM ends the reads after the one under way, so a test stops them at an event, not after a guessed time.
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
+    while not stopped and (args.until_stopped or time.monotonic() - start < args.seconds):
         n = lib.nfs_pread(nfs, fh, 0, len(buf), buf)
         t = round(time.monotonic() - start, 2)
         if n >= 0:

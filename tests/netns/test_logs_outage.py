@@ -175,8 +175,18 @@ def test_lines_sent_while_the_store_is_away_arrive_when_it_is_back(net: Net) -> 
     stop(net.procs.pop("inserter"))
     stop(net.procs.pop("store"))
     away = time.monotonic()
+    # Killed once the line is in the queue on disk and its first send refused: the exporter logs each refused send it
+    # will retry (exporterhelper v0.165.0 internal/retry_sender.go:136), of a request its consumer took from the queue.
+    retried = "Exporting failed. Will retry the request after interval."
+    before = (net.root / "collector.log").read_text(errors="replace").count(retried)
     send(net, "queued then the collector killed")
-    time.sleep(3)  # read, batched (1 s) and in the queue, its first sends refused
+    wait_until(
+        "the collector's first refused send of the queued line",
+        lambda: (net.root / "collector.log").read_text(errors="replace").count(retried) > before,
+        60,
+        lambda: net.log("collector"),
+        interval=0.2,
+    )
     collector = net.procs.pop("collector")
     collector.send_signal(signal.SIGKILL)
     collector.wait(timeout=10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 from plans.netboot import pis, roll
@@ -24,9 +23,11 @@ def test_a_netbooted_maias_roll_waits_on_no_storage() -> None:
     assert script.endswith('  echo "iluvatar: eonwe was not cordoned by its move: left as it is" >&2\nfi\n')
 
 
-def probe(tmp: Path, mount: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def probe(tmp: Path, mount: str) -> subprocess.CompletedProcess[str]:
     """The reboot step's export gate (roll.export_gate, bound 0 s: one probe, each command 1 s) on eonwe, with `mount` as the
-    Pi's mount: `sudo` runs the command as given (cloud-init's NOPASSWD rule), `timeout` is coreutils' own."""
+    Pi's mount: `sudo` runs the command as given (cloud-init's NOPASSWD rule), `timeout` is coreutils' own. A gate whose
+    command is never killed (a mount or read that never returns) holds the script past the run's 60 s timeout, which
+    raises: the hang guard, never the assertion; the bound itself is read from the gate's own lines."""
     stack = netbooting()
     bin_ = tmp / "probe-bin"
     bin_.mkdir(exist_ok=True)
@@ -34,11 +35,9 @@ def probe(tmp: Path, mount: str) -> tuple[subprocess.CompletedProcess[str], floa
         (bin_ / name).write_text(text)
         (bin_ / name).chmod(0o755)
     script = "set -eu\n" + roll.export_gate(stack, node(stack, "eonwe"), timeout=0, probe=1)
-    started = time.monotonic()
-    got = subprocess.run(
+    return subprocess.run(
         ["bash", "-c", script], env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}, capture_output=True, text=True, timeout=60, check=False
     )
-    return got, time.monotonic() - started
 
 
 def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(tmp_path: Path) -> None:
@@ -51,13 +50,13 @@ def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(t
     export = f"192.168.0.14:/pis/eonwe/{want}"
     assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,soft,timeo=50,retrans=2,mountport=627,mountproto=tcp"
     # A mount that never returns (a server that takes the TCP connection and never answers): killed at 1 s, the gate ends.
-    hung, seconds = probe(tmp_path, "#!/bin/sh\nexec sleep 600\n")
-    assert hung.returncode == 1 and seconds < 15, (seconds, hung.stderr)
+    hung = probe(tmp_path, "#!/bin/sh\nexec sleep 600\n")
+    assert hung.returncode == 1, hung.stderr
     assert f"still: the mount of {export} failed (status 137): no answer within 1 s. " in hung.stderr
     assert hung.stderr.rstrip().endswith("look with (on a valar): sudo k3s kubectl -n netboot logs deployment/pi-nfs")
     assert "journalctl" not in hung.stderr
     # A refusal: the kernel's words, and pi-nfs named as the cause.
-    refused, _ = probe(tmp_path, f'#!/bin/sh\necho "mount.nfs: access denied by server while mounting {export}" >&2\nexit 32\n')
+    refused = probe(tmp_path, f'#!/bin/sh\necho "mount.nfs: access denied by server while mounting {export}" >&2\nexit 32\n')
     assert refused.returncode == 1
     assert (
         f"still: the mount of {export} failed (status 32): mount.nfs: access denied by server while mounting {export}. Refused "
@@ -67,8 +66,8 @@ def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(t
         "else: the mount itself failed on eonwe; look with"
     ) in refused.stderr
     # Mounted, then the read of the mark never returns (a FIFO stands for a server gone silent): killed, the gate ends.
-    stuck, seconds = probe(tmp_path, '#!/bin/sh\nmkdir -p "$7/etc/iluvatar" && mkfifo "$7/etc/iluvatar/pi-image"\n')
-    assert stuck.returncode == 1 and seconds < 15, (seconds, stuck.stderr)
+    stuck = probe(tmp_path, '#!/bin/sh\nmkdir -p "$7/etc/iluvatar" && mkfifo "$7/etc/iluvatar/pi-image"\n')
+    assert stuck.returncode == 1, stuck.stderr
     assert f"still: NFS at 192.168.0.14 exports it /pis/eonwe/{want} as a root of a root with no image mark" in stuck.stderr
     # The kernel's options in the probe, the timeout around each command.
     script = roll.export_gate(stack, node(stack, "eonwe"))

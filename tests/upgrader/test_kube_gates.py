@@ -124,7 +124,8 @@ def test_wait_kube_admits_refuses_an_invalid_manifest_at_once(kube_talos: Cluste
     result = _kube(kube_talos, ["wait-kube", "--admits", "--timeout", "60s"], manifests=[bad])
     assert result.code == 1
     assert result.last.startswith(f"upgrader: FAILED: {kube_talos.server.removeprefix('https://')}: admits: ConfigMap Not_A_Name is invalid: ")
-    assert result.seconds < 15
+    # At once, as this line shows: a wait that went on would end at the 60 s --timeout as "admits: timed out; last seen:
+    # ..." (wait.Poll's stillFailing). No wall-clock bound on the run: that measured the loaded machine, not the step.
 
 
 def test_wait_kube_storage_class_needs_its_csi_driver_on_a_node(kube_talos: Cluster) -> None:
