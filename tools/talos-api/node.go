@@ -390,12 +390,13 @@ func (c *Cluster) start() error {
 
 func (c *Cluster) stop() {
 	for _, n := range c.nodes {
-		n.goDown()
+		n.goDown(false)
 	}
 }
 
-// goDown takes the node off the network: its listener and every connection close at once.
-func (n *Node) goDown() {
+// goDown takes the node off the network: its listener closes at once; its connections close at once too
+// (a crash), or, on a sequence's way down, once the replies already given have gone out (stopAfterReplies).
+func (n *Node) goDown(afterReplies bool) {
 	n.c.mu.Lock()
 	srv := n.srv
 	n.srv, n.up = nil, false
@@ -403,18 +404,56 @@ func (n *Node) goDown() {
 	n.stopAPIServer()
 	n.c.mu.Unlock()
 
-	if srv != nil {
+	switch {
+	case srv == nil:
+	case afterReplies:
+		stopAfterReplies(srv)
+	default:
 		srv.Stop()
 	}
 }
 
+// stopAfterRepliesBound is how long a call still open may hold the way down before the connections are cut:
+// Talos's apid and machined give their gRPC servers 10 s (internal/app/apid/service.go:161,
+// internal/app/machined/pkg/system/services/machined.go:265, Talos v1.13.0).
+const stopAfterRepliesBound = 10 * time.Second
+
+// stopAfterReplies ends the node's API as Talos ends apid's and machined's on the way down
+// (pkg/grpc/factory/factory.go:256-272, ServerGracefulStop: GracefulStop, then Stop once it returned or its
+// timeout passed). A reply a handler returned is only queued for the connection's writer when the call ends
+// (grpc-go v1.79.3 server.go:1537, WriteStatus; the trailer is queued at internal/transport/http2_server.go:1336,
+// finishStream), and Stop closes the connection at once, dropping what is still queued (http2_server.go:1282-1284): a node taken
+// down by Stop lost a reply it had given whenever the writer ran late, as it does under load. GracefulStop
+// sends GOAWAY behind what is queued and closes each connection only after its writer flushed it
+// (internal/transport/controlbuf.go:586-593, 830-832); the bound is for calls that are still open (a hung one).
+func stopAfterReplies(srv *grpc.Server) {
+	stopped := make(chan struct{})
+
+	go func() {
+		defer close(stopped)
+
+		srv.GracefulStop()
+	}()
+
+	select {
+	case <-stopped:
+	case <-time.After(stopAfterRepliesBound):
+	}
+
+	srv.Stop()
+}
+
 // disrupt runs what a reboot, upgrade, install or reset does: down now, back after the outcome's delay.
 //
-// The node answers the call that triggered it first, as Talos runs its sequences after replying.
+// The node answers the call that triggered it first, as Talos runs its sequences after replying (Talos v1.13.0
+// internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:360-376 Reboot, 547-596 Upgrade, 720-736
+// Reset: the sequence starts in a goroutine and the handler returns its reply), and its reply reaches the
+// client before the node goes (stopAfterReplies) unless the script loses it (Outcome.ReplyLost: the call is
+// held, and its connection is cut).
 func (n *Node) disrupt(o Outcome, prepare func()) {
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		n.goDown()
+		n.goDown(!o.ReplyLost)
 
 		n.c.mu.Lock()
 		if prepare != nil {
@@ -435,7 +474,7 @@ func (n *Node) disrupt(o Outcome, prepare func()) {
 
 // powerCycle is the control API's crash: the node goes down at once, with no sequence run.
 func (n *Node) powerCycle(o Outcome) {
-	n.goDown()
+	n.goDown(false)
 
 	n.c.mu.Lock()
 	gen := n.gen
@@ -586,8 +625,8 @@ func (n *Node) move(addr string) {
 		n.srv = nil
 		c.mu.Unlock()
 
-		if srv != nil {
-			srv.Stop()
+		if srv != nil { // the reply to the apply that moved it goes out first
+			stopAfterReplies(srv)
 		}
 
 		lis, err := net.Listen("tcp", addr)

@@ -159,6 +159,7 @@ type Outcome struct {
 	Result string `json:"result,omitempty"`
 	// ReplyLost (install only): the node takes a maintenance-mode config, and the connection drops before
 	// its reply goes out, so the client sees only the connection close (machine.go, ApplyConfiguration).
+	// Without it, the call that takes a node down always gets its reply (node.go, stopAfterReplies).
 	ReplyLost bool `json:"replyLost,omitempty"`
 }
 
