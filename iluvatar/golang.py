@@ -184,6 +184,14 @@ def go_binary() -> str:
     return _bootstrap_go()
 
 
+def run_go_tests(module: Path) -> subprocess.CompletedProcess[str]:
+    """`go test ./...` in a module of this repository, in the cache's Go environment, as the tests run the Go unit tests
+    of the programs they build (Go's own test cache reuses a package's result while its test binary and inputs are
+    unchanged). The caller judges the result."""
+    command = [go_binary(), "test", "./..."]
+    return subprocess.run(command, cwd=module, env=go_env(), capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
+
+
 @contextlib.contextmanager
 def _locked(name: str, deadline: float) -> Iterator[None]:
     """One build of a program at a time, across processes (two test runs, two worktrees, two `pulumi up`s).

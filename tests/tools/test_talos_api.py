@@ -66,15 +66,7 @@ def _handshake(address: str, ctx: ssl.SSLContext) -> ssl.SSLSocket:
 def test_the_stand_ins_go_unit_tests_pass() -> None:
     # stop_test.go: a node a call takes down (a reboot, upgrade, install, reset) sends that call's reply before its
     # connections close, with 64 nodes going down at once so their connection writers run late.
-    result = subprocess.run(
-        [golang.go_binary(), "test", "./..."],
-        cwd=Path(__file__).resolve().parents[2] / "tools" / "talos-api",
-        env=golang.go_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = golang.run_go_tests(Path(__file__).resolve().parents[2] / "tools" / "talos-api")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert result.stdout.startswith("ok ")
 

@@ -4,7 +4,6 @@ machine's text, the discovery window's bounds, the stop signal's path), and a Go
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from iluvatar import golang
@@ -17,15 +16,7 @@ def test_the_upgraders_go_unit_tests_pass() -> None:
     # dependency's, built -trimpath, so the same in any clone) and the environment variables and files the test read are
     # all unchanged; any change runs it again. The warm CI run no longer links and runs a dozen unchanged test binaries
     # (20 s of CPU to 1 s: docs/proof/performance.md, CI time).
-    result = subprocess.run(
-        [golang.go_binary(), "test", "./..."],
-        cwd=UPGRADER,
-        env=golang.go_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = golang.run_go_tests(UPGRADER)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     # Every package with tests ran them (a package that fails to build reports FAIL, one with none says so).
     ran = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok ")]
