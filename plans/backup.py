@@ -165,8 +165,11 @@ def restic_secret(stack: StackConfig, app: App, claim: str, password: str, s3: t
     }
 
 
-def retain(keep: Keep) -> dict[str, int]:
-    return {k: v for k, v in keep.model_dump(exclude_none=True).items()}
+def retain(keep: Keep) -> dict[str, int | str]:
+    """VolSync's `retain` from the stack's keep. Every count is an integer in VolSync's CRD but `last`, a string
+    (volsync v0.16.0 api/v1alpha1/replicationsource_types.go:176 `Last *string`, formatted into `--keep-last %s` at
+    internal/controller/mover/restic/mover.go:703): a number there is refused by the API server."""
+    return {k: str(v) if k == "last" else v for k, v in keep.model_dump(exclude_none=True).items()}
 
 
 def _mover(stack: StackConfig, claim: str) -> dict[str, Any]:

@@ -140,3 +140,15 @@ def test_volsyncs_tokenless_metrics_admit_prometheus_alone(tmp_path: Path) -> No
     unwatched = backup.network_policy(_stack(tmp_path, delete=["iluvatar:monitoring", "iluvatar:alertReceiverSecret"]))
     # No rule, no `ingress`: an empty list is not stored, so every apply of one would be a change (plans.netpol.ingress).
     assert unwatched["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+def test_a_keep_last_renders_a_replicationsource_volsyncs_crd_accepts(tmp_path: Path) -> None:
+    """VolSync's CRD types retain.last as a string (every other count an integer): a `keep.last` written as a number
+    gave a ReplicationSource the API server refuses, so the app was never backed up. Real kubeconform, strict, against
+    the CRDs of the VolSync release the program installs."""
+    from tools import upstream
+
+    stack = _stack(tmp_path, {"iluvatar:apps[1].backup.keep": {"last": 3, "daily": None, "weekly": None, "monthly": None}})
+    source = backup.app_manifests(stack, stack.apps[1])["jellyfin-config-backup.yaml"]
+    assert upstream.kubeconform([source], stack.arda.kubernetes_version, crds=[("volsync", f"v{backup.VERSION}")]) == []
+    assert source["spec"]["restic"]["retain"] == {"last": "3"}
