@@ -640,11 +640,13 @@ def _values(ctx: Context) -> Iterator[Problem]:
                     f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
                     (key, app.name, secret.name),
                 )
-    # A value no declared secret uses is never read (components.data reads appSecrets by each app's declared secrets):
-    # under an app of iluvatar:apps it is refused, a secret set for the wrong app or a `secrets:` line forgotten, either
-    # way one the app runs without; under a name no app has (an app renamed or removed) it is left alone, since the
-    # renamed app's own secrets are required by name above. A value left in clear is refused, and one beside `generate`
-    # or `from`, which silently win over it.
+    # A value no declared secret uses is never read (components.data reads appSecrets by each app's declared secrets).
+    # Under an app of iluvatar:apps it is refused when another app declares that name as set by the user: a secret set
+    # for the wrong app, one that app then runs without. Any other such value is a leftover (a secret the app dropped,
+    # e.g. an API key replaced by a sign-in, or moved to `from:`), encrypted and harmless: warned of, not refused
+    # (stacks.warn._leftover_secrets), as a value under a name no app has (an app renamed or removed) is left alone, the
+    # renamed app's own secrets being required by name above. A value left in clear is refused, and one beside
+    # `generate` or `from`, which silently win over it.
     declared = {app.name: (i, {s.name: (j, s) for j, s in enumerate(app.secrets)}) for i, app in ctx.apps}
     for app_name, entries in values.items():
         for name, encrypted in entries.items():
@@ -654,10 +656,9 @@ def _values(ctx: Context) -> Iterator[Problem]:
                 continue
             i, secrets = declared.get(app_name, (0, {}))
             j, source = secrets.get(name, (0, None))
-            if app_name in declared and source is None:
-                yield from _undeclared(
-                    key, app_name, name, i, list(secrets), [a for a, (_, own) in declared.items() if name in own and own[name][1].user_set]
-                )
+            others = [a for a, (_, own) in declared.items() if name in own and own[name][1].user_set]
+            if app_name in declared and source is None and others:
+                yield from _undeclared(key, app_name, name, i, list(secrets), others)
             elif source is not None and source.generate is not None:
                 yield Problem(
                     f"{key}.{app_name}.{name}",
@@ -673,9 +674,9 @@ def _values(ctx: Context) -> Iterator[Problem]:
 
 
 def _undeclared(key: str, app: str, name: str, i: int, own: Sequence[str], others: Sequence[str]) -> Iterator[Problem]:
-    """A value under an app that declares no such secret: External Secrets syncs only declared ones, so nothing reads it.
-    `others`: the apps that declare it as set by the user, where the value was likely meant to go."""
-    where = f"; {' and '.join(others)} declare{'s' if len(others) == 1 else ''} it (set it there)" if others else ""
+    """A value under an app that declares no such secret while `others` declare it, set by the user: External Secrets
+    syncs only declared ones, so nothing reads it, and the value was likely meant for one of them."""
+    where = f"; {' and '.join(others)} declare{'s' if len(others) == 1 else ''} it (set it there)"
     yield Problem(
         f"{key}.{app}.{name}",
         f"is set, but apps[{i}] {app} declares no secret {name} (its secrets: {', '.join(own) or 'none'}): nothing reads this "

@@ -458,7 +458,7 @@ def parse_stack(
         problems = [p for p in problems if not isinstance(p, UnsetSecret)]
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
-    return StackConfig.model_validate(
+    stack = StackConfig.model_validate(
         {
             "network": values["network"],
             "ainur": values.get("ainur"),
@@ -476,6 +476,8 @@ def parse_stack(
             "remoteAccess": values.get("remoteAccess"),
         }
     )
+    stack._app_secrets_set = {app: tuple(names) for app, names in (app_values or {}).items()}
+    return stack
 
 
 # The providers the program registers, each explicitly (pulumi:disable-default-providers): their own config namespaces

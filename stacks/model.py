@@ -24,6 +24,7 @@ from pydantic import (
     Discriminator,
     Field,
     ModelWrapValidatorHandler,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -1181,6 +1182,14 @@ class StackConfig(Model):
     backup: Backup | None = None
     logs: Logs | None = None
     remote_access: RemoteAccess | None = None
+    # The names set under iluvatar:appSecrets, by app (never the values): a secret config key, so no field of the
+    # inventory, yet a value there no app reads is a warning of a valid stack (stacks.warn._leftover_secrets).
+    _app_secrets_set: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def app_secrets_set(self) -> dict[str, tuple[str, ...]]:
+        """The names set under iluvatar:appSecrets, by app, as the stack file has them (stacks.load sets them)."""
+        return self._app_secrets_set
 
     @property
     def public_ingress(self) -> str:

@@ -16,7 +16,19 @@ from plans import zone
 from stacks import encryption, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
-from stacks.data import _MACRO_SPECS, BACKUP_GAP, DRILL_GAP, _cron_field, _days_run, cron_problem, drills, longest_gap, parse_target, target_address
+from stacks.data import (
+    _MACRO_SPECS,
+    APP_SECRETS,
+    BACKUP_GAP,
+    DRILL_GAP,
+    _cron_field,
+    _days_run,
+    cron_problem,
+    drills,
+    longest_gap,
+    parse_target,
+    target_address,
+)
 from stacks.data_model import Keep
 from stacks.errors import Problem
 from stacks.gitops import Lab
@@ -66,6 +78,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _keeps_nothing(f"iluvatar:apps[{i}].backup.keep", app.backup.keep)
+    yield from _leftover_secrets(stack)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     yield from _served_by_arda(stack, reached)
@@ -321,6 +334,25 @@ def _rk1_second_nvme(stack: StackConfig) -> Iterator[Problem]:
                 f"/dev/nvme0n1 (a SATA disk on slot 3 or a USB one on slot 4 is /dev/sdX), so {lost}; write /dev/nvme0n1 or "
                 "the disk's /dev/disk/by-id/ link. Only an NVMe adapter in the Mini PCIe of slots 1 and 2 gives a module a "
                 "second: with one, it is right",
+            )
+
+
+def _leftover_secrets(stack: StackConfig) -> Iterator[Problem]:
+    """A value under iluvatar:appSecrets for a secret its app does not declare, and no other app declares as set by the
+    user (that case is refused, stacks.data._undeclared): External Secrets syncs only the declared ones (components.data),
+    so nothing reads it. Most often a secret the app dropped, encrypted and harmless; a `secrets:` line forgotten
+    reads the same, and is what the fix's first half is for."""
+    key = f"iluvatar:{APP_SECRETS}"
+    for i, app in enumerate(stack.apps):
+        own = [s.name for s in app.secrets]
+        for name in stack.app_secrets_set.get(app.name, ()):
+            if name in own or any(name in (s.name for s in other.secrets if s.user_set) for other in stack.apps):
+                continue
+            yield Problem(
+                f"{key}.{app.name}.{name}",
+                f"is set, but apps[{i}] {app.name} declares no secret {name} (its secrets: {', '.join(own) or 'none'}): nothing "
+                f"reads this value, left over from a secret the app no longer has; if the app should read it, declare it in "
+                f"apps[{i}].secrets ({{name: {name}}}), else remove it (`pulumi config rm --path '{key}.{app.name}.{name}'`)",
             )
 
 
