@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plans import gitops, netpol
+from plans import gitops, netpol, zone
 from plans.local_volumes import enabled as storage_enabled
 from stacks import data, pins
 from stacks import storage as storage_facts
@@ -71,10 +71,11 @@ def target(stack: StackConfig) -> data.Target:
 
 
 def nfs_server(stack: StackConfig) -> str:
-    """The NFS target's server as an address (a name is resolved by the plan, as the nfs class does)."""
+    """The NFS target's server as an address: a name is resolved by the plan from the internal zone's records, the one
+    lookup stacks.data checks the target by (stacks.data.zone_address)."""
     host = target(stack).host
-    zone = storage_facts.zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)
-    return str(zone.get(host, host))
+    address = data.zone_address(host, zone.records(stack), stack.network)
+    return str(address) if address is not None else host
 
 
 def helm_values() -> dict[str, Any]:

@@ -603,6 +603,29 @@ def _port(s: Server) -> int | None:
         return None  # a malformed value: its own key's rule says so
 
 
+def _magic_dns(host: str, remote: RemoteAccess) -> str | None:
+    """remoteAccess.headscale.baseDomain when `host` is it or a name under it, else None. Those names are the tailnet's
+    MagicDNS, `hostname.base_domain` (headscale v0.27.1 config-example.yaml:273-278), which Headscale hands to its
+    clients alone, each answering them from its own resolver at 100.100.100.100 (tailscale.com v1.102.3
+    net/tsaddr/tsaddr.go:66); the clusters' machines and pods are no tailnet clients, so no resolver of theirs answers them. Left unset the domain is tailnet.<network.domain>, under
+    the internal zone, whose own rule (unknown_names) refuses a name the zone does not hold."""
+    base = remote.headscale.base_domain if remote.headscale is not None else None
+    if base is None:
+        return None
+    name, base = host.rstrip(".").lower(), base.rstrip(".").lower()
+    return base if name == base or name.endswith(f".{base}") else None
+
+
+def _tailnet_name(path: str, written: str, host: str, base: str, clients: str, fix: str) -> Problem:
+    name = host.rstrip(".").lower()
+    return Problem(
+        f"iluvatar:{path}",
+        f"{written}: its server {name} {'is' if name == base else 'is under'} remoteAccess.headscale.baseDomain {base}, the "
+        f"tailnet's MagicDNS names, which only the tailnet's own clients resolve (through the Tailscale client at 100.100.100.100); the "
+        f"clusters' machines and pods are not on the tailnet, so {clients}; {fix}",
+    )
+
+
 def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> Iterator[Problem]:
     """A server written as Headscale's public name (remoteAccess.headscale.url's host) on the port the router forwards to
     Headscale. The name is the home's public address in public DNS, and the port forward the setup asks for (TCP 443,
@@ -616,6 +639,10 @@ def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> 
     name = (headscale.hostname or "").rstrip(".").lower()
     forwarded = headscale.port or 443
     for s in named:
+        if (base := _magic_dns(s.host, remote)) is not None:
+            fix = f"write {NOUNS[s.kind]}'s LAN address, or a name the LAN's resolver answers"
+            yield _tailnet_name(s.path, s.written, s.host, base, CLIENTS[s.kind], fix)
+            continue
         if s.host.rstrip(".").lower() != name or _port(s) != forwarded:
             continue
         yield Problem(
@@ -642,6 +669,11 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
     headscale = urlsplit(remote.headscale.url)
     name = (headscale.hostname or "").rstrip(".").lower()
     host, _, port_text = found.host.rpartition(":") if found.kind == "s3" and ":" in found.host else (found.host, "", "")
+    if (base := _magic_dns(host, remote)) is not None:
+        # An NFS target is mounted by address (stacks.data.nfs_server_problem): a name of the NAS would not do either.
+        fix = "write the NAS's LAN IPv4 address" if found.kind == "nfs" else "write the NAS's LAN address, or a name the LAN's resolver answers"
+        yield _tailnet_name("backup.target", backup.target, host, base, CLIENTS["nas"], fix)
+        return
     if host.rstrip(".").lower() != name:
         return
     forwarded = headscale.port or 443
@@ -655,7 +687,7 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
     yield Problem(
         "iluvatar:backup.target",
         f"{backup.target}: its server {name} is Headscale's public name (remoteAccess.headscale.url {remote.headscale.url}), "
-        f"the home's public address: {where}; write the NAS's own LAN address or name",
+        f"the home's public address: {where}; write the NAS's own LAN {'IPv4 address' if found.kind == 'nfs' else 'address or name'}",
     )
 
 

@@ -19,7 +19,7 @@ import functools
 import itertools
 import re
 import socket
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Literal
@@ -165,25 +165,33 @@ def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -
     return None
 
 
-def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Network | None) -> str | None:
-    """Why the plan cannot mount an NFS server by this name, or None (stacks.storage resolves the same way)."""
-    try:
-        IPv4Address(server)
-    except ValueError:
-        if server in zone:
-            return None
-        where = f" {network.domain}" if network is not None else ""
-        host, colon, port = server.rpartition(":")
-        if colon and port.isdigit() and (host in zone or _is_address(host)):
-            # Kubernetes' NFS volume (and csi-driver-nfs) mounts `server:share` with mount.nfs's own port choice: a port
-            # in the server is read as part of its name.
-            return f"the server {server} has a port; Kubernetes' NFS mounts take none (NFS's port is the standard 2049): drop :{port}"
-        return (
-            f"the server {server} is not an address, nor a name in the internal zone{where} (the plan resolves only its machines "
-            "and VIPs, and a backup must not depend on a resolver); write the NAS's IPv4 address"
-        )
-    # An address inside a range the homelab lends is refused by stacks.addresses, as every device's.
-    return None
+def nfs_server_problem(server: str, resolve: Callable[[str], IPv4Address | None], network: Network | None) -> str | None:
+    """Why the plan cannot mount an NFS backup target's server, or None. `resolve`: the address the internal zone's
+    records give a name (zone_address), or None. The mount is made by address, the plan resolving a name from the zone's
+    records as plans.backup.nfs_server does, and nothing else: a backup must not depend on a resolver."""
+    if _is_address(server) or resolve(server) is not None:
+        # An address inside a range the homelab lends is refused by stacks.addresses, as every device's.
+        return None
+    where = f" {network.domain}" if network is not None else ""
+    host, colon, port = server.rpartition(":")
+    if colon and port.isdigit() and (_is_address(host) or resolve(host) is not None):
+        # Kubernetes' NFS volume (and csi-driver-nfs) mounts `server:share` with mount.nfs's own port choice: a port
+        # in the server is read as part of its name.
+        return f"the server {server} has a port; Kubernetes' NFS mounts take none (NFS's port is the standard 2049): drop :{port}"
+    return (
+        f"the server {server} is not an address, nor a name in the internal zone{where} (the plan resolves there only the names "
+        "it gives, and a backup must not depend on a resolver); write the NAS's IPv4 address"
+    )
+
+
+def zone_address(host: str, records: Mapping[str, IPv4Address], network: Network | None) -> IPv4Address | None:
+    """The address the internal zone's records (plans.zone.records) give a server's name, or None: a trailing dot is the
+    same name, fully qualified, and DNS names have no case; a single label is read under network.domain, as the Pis'
+    search list asks it. The one lookup of a backup target's name, for the rules and the plan alike."""
+    name = host.rstrip(".").lower()
+    if "." not in name and network is not None:
+        name = f"{name}.{network.domain.lower()}"
+    return records.get(name)
 
 
 # The names some crons take for months and days of the week (Sunday 0), and Quartz's `?` ("no specific value"): the
@@ -585,6 +593,9 @@ class Context:
     # The internal zone's records as the plan gives them (plans.zone.records: lower case, no trailing dot), or empty when
     # a section they are made of is broken.
     zone: Mapping[str, IPv4Address] = field(default_factory=dict)
+    # backup.target's server already refused as a name of Headscale's (its public name, or under its MagicDNS base
+    # domain: stacks.addresses.backup_at_headscales_name), which says what to write instead.
+    target_at_headscale: bool = False
 
 
 def check(ctx: Context) -> list[Problem]:
@@ -841,12 +852,9 @@ def _zone_address(ctx: Context, host: str) -> IPv4Address | None:
     identity's and the apps' hosts. A trailing dot is the same name, fully qualified, and DNS names have no case; a single
     label is read under network.domain, as the Pis' search list asks it. Without the records (a section they are made of
     is broken, and refused for it), the machines' and VIPs' names alone (stacks.storage.zone_addresses)."""
-    name = host.rstrip(".").lower()
     if not ctx.zone:
-        return storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network).get(name)
-    if "." not in name and ctx.network is not None:
-        name = f"{name}.{ctx.network.domain.lower()}"
-    return ctx.zone.get(name)
+        return storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network).get(host.rstrip(".").lower())
+    return zone_address(host, ctx.zone, ctx.network)
 
 
 def _target(ctx: Context) -> Iterator[Problem]:
@@ -872,10 +880,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
         yield Problem(f"{BACKUP}.target", f"{backup.target}: {numbers}")
         return
     app = next(((i, a) for i, a in ctx.apps if a.host == host), None)
-    by_name = False
     if address is None and app is None and (address := _zone_address(ctx, host)) is not None:
         # A name the plan resolves (plans.backup, from the internal zone) is the same place as its address: checked as it.
-        by_name = True
         server_name = f"{host} ({address})"
         # An address kube-vip announces from the Pis by name (the same address written as itself is refused by
         # stacks.addresses): k3s's API, the netboot services or the Git mirror, which kube-vip moves between the Pis; no S3 or
@@ -969,10 +975,9 @@ def _target(ctx: Context) -> Iterator[Problem]:
         )
         return
     if found.kind == "nfs":
-        zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
-        server = found.host
-        # A name of the zone resolved above is a server of the homelab's own, each refused there for what it is.
-        if not by_name and (why := nfs_server_problem(server, zone, ctx.network)) is not None:
+        # A name of the zone (an app's host among them) is a server of the homelab's own, each refused above for what it
+        # is; a name of Headscale's is refused with the fix: no second message that it is not a name of the zone.
+        if not ctx.target_at_headscale and (why := nfs_server_problem(found.host, lambda name: _zone_address(ctx, name), ctx.network)) is not None:
             yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         for key in s3_keys:
             yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP}.target is NFS ({backup.target}); remove it")

@@ -335,9 +335,10 @@ def parse_stack(
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
-    problems += addresses.backup_at_headscales_name(
-        backup if isinstance(backup, Backup) else None, remote if isinstance(remote, RemoteAccess) else None
+    target_at_headscale = list(
+        addresses.backup_at_headscales_name(backup if isinstance(backup, Backup) else None, remote if isinstance(remote, RemoteAccess) else None)
     )
+    problems += target_at_headscale
     problems += addresses.host_edges(registered, network if isinstance(network, Network) else None)
     problems += addresses.kubernetes_names_off_arda(named, [a for _, a in apps], isinstance(ainur, Ainur))
     problems += addresses.unknown_names(
@@ -399,6 +400,7 @@ def parse_stack(
             if isinstance(remote, RemoteAccess) and remote.flavour == "headscale" and remote.headscale is not None
             else None,
             zone=zone_records,
+            target_at_headscale=bool(target_at_headscale),
         )
     )
     logs = _section(values, "logs", problems)
