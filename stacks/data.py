@@ -707,8 +707,9 @@ _AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?
 #   - Backblaze B2: s3.<region>.backblazeb2.com; "a Backblaze B2 account is associated with a single region", the one
 #     in the endpoint, which its SDK examples sign with (Backblaze's "Introduction to the S3-Compatible API" and "Use
 #     the AWS SDK for Java V2 with Backblaze B2": Region.US_WEST_002 for s3.us-west-002.backblazeb2.com).
-#   - Wasabi: s3.<region>.wasabisys.com, one endpoint per storage region (Wasabi's "Service URLs for Wasabi's Storage
-#     Regions"), answering AuthorizationHeaderMalformed as AWS does (Wasabi's "REST API Introduction", error codes).
+#   - Wasabi: s3.<region>.wasabisys.com, one endpoint per storage region, and the names _WASABI_HOSTS lists (Wasabi's
+#     "Service URLs for Wasabi's Storage Regions", docs.wasabi.com/docs/service-urls-for-wasabis-storage-regions),
+#     answering AuthorizationHeaderMalformed as AWS does (Wasabi's "REST API Introduction", error codes).
 #   - Scaleway: s3.<region>.scw.cloud (fr-par, nl-ams, pl-waw), signed with that region (Scaleway's Object Storage
 #     docs and its CLI's `scw object config` set region to it); signed for us-east-1 it answers 403 AccessDenied
 #     (reported with the same keys signed both ways in gee1k/uPic discussion 263).
@@ -722,26 +723,42 @@ _SIGNING_REGIONS = (
     ("Scaleway", re.compile(r"^s3\.(?P<region>[a-z]{2}-[a-z]{3})\.scw\.cloud$"), " (AccessDenied)"),
 )
 _R2 = re.compile(r"^[0-9a-f]{32}(?:\.[a-z]+)?\.r2\.cloudflarestorage\.com$")
+# Wasabi's service URLs that do not spell their region, each its region's, as Wasabi's "Service URLs for Wasabi's
+# Storage Regions" lists them: s3.wasabisys.com is US East 1's service URL (s3.us-east-1.wasabisys.com its alias), and
+# the EMEA regions' aliases name a country (s3.nl-1.wasabisys.com for s3.eu-central-1.wasabisys.com).
+_WASABI_HOSTS = {
+    "s3.wasabisys.com": "us-east-1",
+    "s3.nl-1.wasabisys.com": "eu-central-1",
+    "s3.de-1.wasabisys.com": "eu-central-2",
+    "s3.uk-1.wasabisys.com": "eu-west-1",
+    "s3.fr-1.wasabisys.com": "eu-west-2",
+    "s3.uk-2.wasabisys.com": "eu-west-3",
+    "s3.it-1.wasabisys.com": "eu-south-1",
+}
 
 
 def _signing_region(backup: Backup, host: str) -> Iterator[Problem]:
     """backup.region against the region an S3 endpoint fixes (_SIGNING_REGIONS): the signatures' scope, refused at the
     provider otherwise, from the first upload."""
     written = "" if "region" in backup.model_fields_set else " (the default)"
-    if _R2.match(host.lower()) and backup.region not in ("auto", "us-east-1"):
+    # A trailing dot is the same name, fully qualified, and DNS names have no case.
+    name = host.rstrip(".").lower()
+    if _R2.match(name) and backup.region not in ("auto", "us-east-1"):
         yield Problem(
             f"{BACKUP}.region",
             f"{backup.region}{written} is not a region Cloudflare R2 signs with: its S3 API's region is auto (us-east-1 is "
             f"taken as auto), and the drill and k3s sign with backup.region; set region: auto",
         )
-    for provider, pattern, error in _SIGNING_REGIONS:
-        regional = pattern.match(host.lower())
-        if regional is not None and regional["region"] != backup.region:
+    fixed = [(provider, m["region"], error) for provider, pattern, error in _SIGNING_REGIONS if (m := pattern.match(name)) is not None]
+    if name in _WASABI_HOSTS:
+        fixed.append(("Wasabi", _WASABI_HOSTS[name], " (AuthorizationHeaderMalformed)"))
+    for provider, region, error in fixed:
+        if region != backup.region:
             yield Problem(
                 f"{BACKUP}.region",
-                f"{backup.region}{written} is not {regional['region']}, the region of backup.target's endpoint {host}: {provider} "
+                f"{backup.region}{written} is not {region}, the region of backup.target's endpoint {host}: {provider} "
                 f"refuses a request signed for another region at a regional endpoint{error}, and the drill and k3s sign with "
-                f"backup.region; set region: {regional['region']}",
+                f"backup.region; set region: {region}",
             )
 
 
