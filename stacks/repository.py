@@ -25,14 +25,23 @@ _HTTPS = re.compile(r"^https://(?P<host>[A-Za-z0-9.-]+)(:(?P<port>\d{1,5}))?/(?P
 _REVISION = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/\.|\.$|/$))[A-Za-z0-9._/+-]+$")
 
 
-# A URL's host written as an IPv6 literal in brackets, after an optional scheme and user: https://[fd00::40]/...,
-# ssh://git@[fd00::40]:2222/..., git@[fd00::40]:path.
+# A URL's host written in brackets, after an optional scheme and user: https://[fd00::40]/...,
+# ssh://git@[fd00::40]:2222/..., git@[fd00::40]:path. Brackets hold an IPv6 literal alone (RFC 3986 section 3.2.2);
+# an IPv4 address in them is no host the forms above take.
 _BRACKETED = re.compile(r"^(?:[a-z]+://)?(?:[^@/\[\]]*@)?\[(?P<ip>[^\]]*)\]")
 
 
 def _is_ipv6(text: str) -> bool:
     try:
         ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
     except ValueError:
         return False
     return True
@@ -74,6 +83,10 @@ def parse_repo_url(value: object) -> RepoUrl:
             f"{url}: {literal['ip']} is an IPv6 address, and the clusters' pods have IPv4 alone, so Argo CD could never reach "
             "the repository; write the Git server's IPv4 address, or a name that resolves to one"
         )
+    if literal is not None and scheme in ("", "ssh", "https") and _is_ipv4(literal["ip"]):
+        # Said before the user rule, which the brackets would fool, with the URL as the forms above read it.
+        fixed = url[: literal.start("ip") - 1] + literal["ip"] + url[literal.end("ip") + 1 :]
+        raise ValueError(f"{url}: an IPv4 address is written without brackets (they hold an IPv6 address alone); write {fixed}")
     if scheme == "ssh":
         raise ValueError(f"{url} has no user: Argo CD reads an SSH URL only with one (e.g. ssh://git@github.com/you/homelab.git)")
     if scheme in ("http", "git", "file"):
