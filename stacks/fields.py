@@ -27,6 +27,12 @@ _NUMBER = r"(0|[1-9][0-9]*)"
 _K3S_VERSION = re.compile(rf"^v1\.{_NUMBER}\.{_NUMBER}\+k3s{_NUMBER}$")
 _SEMVER_V = re.compile(rf"^v{_NUMBER}\.{_NUMBER}\.{_NUMBER}$")
 _LEADING_ZEROS = re.compile(r"(?<![0-9])0+(?=[0-9])")
+# A SHA-256 written with what its tool prints around it: the BSD form's line, as `sha256sum --tag`, BSD's `sha256` and
+# `shasum --tag` write it (`SHA256 (<file>) = <hash>`), OpenSSL's `openssl dgst -sha256` (`SHA2-256(<file>)= <hash>`
+# from 3.0, `SHA256(<file>)= <hash>` before), and a digest's `sha256:<hash>` (an OCI digest's algorithm prefix).
+_TAGGED_SHA256 = re.compile(
+    r"^(?:(?P<tool>SHA2?-?256)\s*\((?P<file>.*)\)\s*=\s*(?P<line>[0-9a-fA-F]{64})|sha256:(?P<digest>[0-9a-fA-F]{64}))$", re.IGNORECASE
+)
 _DISK = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
 
 
@@ -147,6 +153,16 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
         words = value.split() if isinstance(value, str) else []
         if what.startswith("SHA-256") and len(words) > 1 and regex.match(words[0].lower()):
             raise ValueError(f"{show(value)} is a line of a checksum file, the hash and its file name: drop the file name; write {words[0].lower()}")
+        bsd = _TAGGED_SHA256.match(value.strip()) if isinstance(value, str) and what.startswith("SHA-256") else None
+        if bsd is not None and bsd["line"] is not None:
+            raise ValueError(
+                f"{show(value)} is a line of a checksum file in the BSD form ({bsd['tool']} (file) = hash), its file name and the "
+                f"hash: drop all but the hash; write {bsd['line'].lower()}"
+            )
+        if bsd is not None and bsd["digest"] is not None:
+            raise ValueError(
+                f"{show(value)} is the hash with its algorithm's prefix (a digest's sha256:): drop the prefix; write {bsd['digest'].lower()}"
+            )
         if isinstance(value, str) and not regex.match(value) and value != value.lower() and regex.match(value.lower()):
             # A digest or an id copied in capitals: the example is another value's, the fix is this one's own spelling.
             raise ValueError(f"{value} is not a well-formed {what}: it is written in upper case; write it in lower case, {value.lower()}")
