@@ -505,10 +505,13 @@ def _rare_months(path: str, schedule: str, what: str) -> Iterator[Problem]:
     )
     names = [_MONTHS[m - 1] for m in ran]
     shown = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    # A quarterly or yearly copy of a volume may be an archive on purpose (kept for the record, not to restore from
+    # after a loss): the fix is offered for the other reading, and the warning says which.
+    unless = "unless it is meant as an archive, " if what == "a backup" else ""
     yield Problem(
         path,
         f"{schedule} runs only in {shown} ({len(days)} days in 2026 and 2027), so {round(gap / datetime.timedelta(days=1))} days "
-        f"pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {fix}",
+        f"pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {unless}{fix}",
     )
 
 
