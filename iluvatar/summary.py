@@ -177,6 +177,9 @@ def backup(stack: StackConfig) -> str | None:
     volumes = sum(len(a.backup.volumes) for a in stack.apps if a.backup is not None)
     clusters = [name for name, on in (("Arda", arda_etcd(stack)), ("the Ainur", stack.ainur is not None)) if on]
     etcd = f"etcd snapshots of {' and '.join(clusters)} ({b.etcd.schedule})" if clusters else "no etcd snapshots"
+    if target.kind == "nfs" and stack.ainur is not None:
+        # k3s uploads the Ainur's snapshots only to S3 (plans.backup.k3s_settings): with NFS they stay where k3s takes them.
+        etcd += " kept on the valar" if len(stack.by_role("valar")) == 1 else " kept on each valar"
     return f"backup: to {target.kind.upper()} {b.target}; {etcd}; {_plural(volumes, 'app volume')}; {_drill(stack)}"
 
 

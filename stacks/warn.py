@@ -89,6 +89,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     if backup is None:
         return
     yield from _same_box(stack)
+    yield from _etcd_off_an_nfs_target(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _months("iluvatar:backup.etcd.schedule", backup.etcd.schedule, "an etcd snapshot")
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
@@ -706,6 +707,32 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
         "iluvatar:backup.etcd.keep",
         f"{keep} snapshots of backup.etcd.schedule {schedule}, which runs {per_day} times a day, span {hours_span} h {rest:02d} min: "
         f"a problem found the next day has no snapshot from before it; keep at least {per_day} (a day's), or run it less often",
+    )
+
+
+def _etcd_off_an_nfs_target(stack: StackConfig) -> Iterator[Problem]:
+    """An NFS backup target takes the volumes' backups alone: talos-backup uploads Arda's etcd snapshots only to S3
+    (plans.backup.arda_etcd: off with NFS unless backup.etcd.arda says otherwise, which is refused), and k3s uploads the
+    Ainur's only to S3 (etcd-s3, plans.backup.k3s_settings), keeping them on each valar's own disk otherwise. The
+    disaster those snapshots are for, a control plane's disk lost, then takes them with it. A warning: a stack may
+    mean it (docs/layers/data.md says so); `backup.etcd.arda: false` says Arda's is meant, and it is not said again."""
+    backup = stack.backup
+    if backup is None:
+        return
+    found = parse_target(backup.target)
+    if isinstance(found, str) or found.kind != "nfs":
+        return
+    lost = ["Arda's etcd gets no backup (talos-backup uploads only to S3)"] if backup.etcd.arda is None else []
+    if stack.ainur is not None:
+        valar = stack.by_role("valar")
+        where = f"the valar's own disk ({valar[0].name})" if len(valar) == 1 else "each valar's own disk"
+        lost.append(f"the Ainur's etcd snapshots stay on {where}, lost with it (k3s uploads them only to S3)")
+    if not lost:
+        return
+    yield Problem(
+        "iluvatar:backup.target",
+        f"{backup.target} is NFS, which takes the volumes' backups alone: {', and '.join(lost)}; for the etcd snapshots on the "
+        "NAS too, use an S3 target (most NAS serve S3, e.g. s3+http://<NAS address>:<port>/<bucket>, with the two S3 secrets)",
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from iluvatar.summary import summary
-from stacks import parse_stack, read_stack_file
+from stacks import load_stack_file, parse_stack, read_stack_file
 from stacks.secrets import Secure
 from tests.edit import RK1, edit, homelab_doc, write_stack
 
@@ -61,6 +61,20 @@ def test_backups_say_which_cluster_s_etcd_they_keep() -> None:
         "backup: to S3 s3://s3.example.org/rk1; etcd snapshots of Arda (0 */6 * * *); 0 app volumes; restore drill (30 4 * * 0) of "
         "volumes, Arda's etcd, alert when none passed in 8d"
     )
+
+
+def test_with_an_nfs_target_the_ainurs_snapshots_are_said_kept_on_the_valar(tmp_path: Path) -> None:
+    """k3s uploads the Ainur's etcd snapshots only to S3: with an NFS target the summary says where they stay, not as if
+    they went to the NAS beside the volumes."""
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:backup.target": "nfs://192.168.0.40/volume1/backups"},
+        ["iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey"],
+    )
+    [line] = [line for line in summary(load_stack_file(write_stack(tmp_path, doc))) if line.startswith("backup:")]
+    assert line.startswith(
+        "backup: to NFS nfs://192.168.0.40/volume1/backups; etcd snapshots of the Ainur (0 */6 * * *) kept on the valar; "
+    ), line
 
 
 def test_sections_the_stack_lacks_get_no_line() -> None:
