@@ -72,9 +72,7 @@ def test_with_an_nfs_target_the_ainurs_snapshots_are_said_kept_on_the_valar(tmp_
         ["iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey"],
     )
     [line] = [line for line in summary(load_stack_file(write_stack(tmp_path, doc))) if line.startswith("backup:")]
-    assert line.startswith(
-        "backup: to NFS nfs://192.168.0.40/volume1/backups; etcd snapshots of the Ainur (0 */6 * * *) kept on the valar; "
-    ), line
+    assert line.startswith("backup: to NFS nfs://192.168.0.40/volume1/backups; etcd snapshots of the Ainur (0 */6 * * *) kept on the valar; "), line
 
 
 def test_sections_the_stack_lacks_get_no_line() -> None:
