@@ -1272,6 +1272,57 @@ def _etcdutl_for_arda(arda: Arda) -> Iterator[Problem]:
     )
 
 
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
+
+
+@dataclass(frozen=True)
+class RareMonths:
+    """A schedule that names months and runs rarer than it can mean: where, how seldom, and the fix."""
+
+    shown: str  # the months it runs in, as a message names them: "January, April, July and October"
+    days: int  # the days it runs on in 2026 and 2027
+    gap: datetime.timedelta  # its longest gap (longest_gap)
+    fix: str  # "<what to do>, write <schedule>", or "write * in the month field"
+    weekday: bool  # the fix reads the month field as the day of week (`30 5 * 6 *` for Saturdays)
+
+
+def rare_months(schedule: str, bound: datetime.timedelta, *, volsync: bool = False, etcd: bool = False) -> RareMonths | None:
+    """A schedule whose longest gap is past `bound` because it names months (`30 5 * 6 *` runs every day of June and
+    never in the other months; `@yearly` once a year), or None; every month named is another reading (days of the month
+    some months lack). The fix: the field as a weekday where it names weekday numbers (1-6) beside two day stars (the
+    fourth field read as the fifth), `@weekly` for a descriptor, else every month (day 28 at most, a day every month
+    has); the first of these cron takes (`volsync`, `etcd`: as cron_problem) within the bound. The rare-months warning
+    (stacks.warn) and the drill's staleAfter rule, which must not lead away from it, read it alike."""
+    gap = longest_gap(schedule)
+    if gap <= bound:
+        return None
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    months, month_star = _cron_field(fields[3], 1, 12)
+    if month_star:
+        return None
+    days = _days_run(fields)
+    ran = sorted({d.month for d in days})
+    doms, dom_star = _cron_field(fields[2], 1, 31)
+    _, dow_star = _cron_field(fields[4], 0, 6)
+    candidates: list[tuple[str, str, bool]] = []
+    if schedule.startswith("@"):
+        candidates.append(("for once a week, write", "@weekly", False))
+    elif dom_star and dow_star and max(months) <= 6:
+        named = " and ".join(f"{_WEEKDAYS[m]}s" for m in sorted(months))
+        said = f"the fourth field is the month and the fifth the day of week: for {named}, write"
+        candidates.append((said, " ".join([*fields[:3], "*", fields[3]]), True))
+    day = fields[2] if dom_star or max(doms) <= 28 else ",".join(str(d) for d in sorted({min(d, 28) for d in doms}))
+    candidates.append(("to run in every month, write", " ".join([*fields[:2], day, "*", fields[4]]), False))
+    fix, weekday = next(
+        ((f"{say} {c}", moved) for say, c, moved in candidates if cron_problem(c, volsync=volsync, etcd=etcd) is None and longest_gap(c) <= bound),
+        ("write * in the month field", False),
+    )
+    names = [_MONTH_NAMES[m - 1] for m in ran]
+    shown = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    return RareMonths(shown, len(days), gap, fix, weekday)
+
+
 def _stale_beside(drill: Drill, problem: str) -> str:
     """What else the fix a drill schedule's problem gives needs: a staleAfter above the fix's longest gap, since the
     staleAfter rule below refuses one not longer (a drill `30 5 30 2 *` with staleAfter 9d, fixed to monthly)."""
@@ -1305,11 +1356,32 @@ def _drill(ctx: Context) -> Iterator[Problem]:
         yield Problem(f"{DRILL}.schedule", problem + _stale_beside(drill, problem))
     elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
         gap = longest_gap(drill.schedule)
-        yield Problem(
-            f"{DRILL}.staleAfter",
-            f"{drill.stale_after} is not longer than the {_days(gap)} between two runs of drill.schedule {drill.schedule}: "
-            f"the alert would fire between good drills; set it above that (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out",
-        )
+        rare = rare_months(drill.schedule, DRILL_GAP)
+        if rare is not None:
+            # The schedule is warned of as naming months, so rare no drill means it (stacks.warn._rare_months; a weekday
+            # written in the month field the likeliest): a staleAfter raised to the months it waits would bury that, so
+            # the refusal names the schedule and its fix first.
+            moved = rare.fix.rsplit(" write ", 1)[-1]
+            after = longest_gap(moved) if " write " in rare.fix else None
+            beside = (
+                f", with staleAfter above its {_days(after)} (e.g. {_days(after + datetime.timedelta(days=1))})"
+                if after is not None and stale_after(drill) <= after
+                else ""
+            )
+            why = "a day of the week written in the month field" if rare.weekday else f"rarer than a drill can mean, {DRILL_GAP.days} days at most"
+            yield Problem(
+                f"{DRILL}.staleAfter",
+                f"{drill.stale_after} is not longer than the {_days(gap)} between two runs of drill.schedule {drill.schedule}, which "
+                f"runs only in {rare.shown}: the schedule is the likely mistake, {why} ({rare.fix}{beside}); for a drill that rare, "
+                f"set staleAfter above {_days(gap)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out",
+            )
+        else:
+            yield Problem(
+                f"{DRILL}.staleAfter",
+                f"{drill.stale_after} is not longer than the {_days(gap)} between two runs of drill.schedule {drill.schedule}: "
+                f"the alert would fire between good drills; set it above that (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave "
+                "it out",
+            )
     found = parse_target(backup.target)
     if not isinstance(found, Target):
         return  # the target's own problem is reported

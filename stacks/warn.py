@@ -23,10 +23,10 @@ from stacks.data import (
     DRILL_GAP,
     _cron_field,
     _days_run,
-    cron_problem,
     drills,
     longest_gap,
     parse_target,
+    rare_months,
     target_address,
 )
 from stacks.data_model import Keep
@@ -470,49 +470,18 @@ def _months(path: str, schedule: str, what: str) -> Iterator[Problem]:
 
 def _rare_months(path: str, schedule: str, what: str) -> Iterator[Problem]:
     """A backup, an etcd snapshot or a drill whose longest gap between runs (stacks.data.longest_gap, as the drill's
-    staleAfter reckons it) is past what it can mean (_RARE): `30 5 * 6 *` runs every day of June and never in the other
-    months; `@yearly` once a year. The fix: the field as a weekday where it names weekday numbers (1-6) beside two day
-    stars (the fourth field read as the fifth), `@weekly` for a descriptor, else every month (day 28 at most, a day
-    every month has); the first of these within the bound."""
+    staleAfter reckons it) is past what it can mean (_RARE); stacks.data.rare_months reads it and gives the fix."""
     bound, harm = _RARE[what]
-    gap = longest_gap(schedule)
-    if gap <= bound:
+    found = rare_months(schedule, bound, volsync=what == "a backup", etcd=what == "an etcd snapshot")
+    if found is None:
         return
-    fields = _MACRO_SPECS.get(schedule, schedule).split()
-    months, month_star = _cron_field(fields[3], 1, 12)
-    days = _days_run(fields)
-    ran = sorted({d.month for d in days})
-    if month_star:
-        return  # every month named: a gap past a month is days of the month some months lack, _short_months's
-    doms, dom_star = _cron_field(fields[2], 1, 31)
-    _, dow_star = _cron_field(fields[4], 0, 6)
-    candidates: list[tuple[str, str]] = []
-    if schedule.startswith("@"):
-        candidates.append(("for once a week, write", "@weekly"))
-    elif dom_star and dow_star and max(months) <= 6:
-        named = " and ".join(f"{_DAYS[m]}s" for m in sorted(months))
-        candidates.append(
-            (f"the fourth field is the month and the fifth the day of week: for {named}, write", " ".join([*fields[:3], "*", fields[3]]))
-        )
-    day = fields[2] if dom_star or max(doms) <= 28 else ",".join(str(d) for d in sorted({min(d, 28) for d in doms}))
-    candidates.append(("to run in every month, write", " ".join([*fields[:2], day, "*", fields[4]])))
-    fix = next(
-        (
-            f"{say} {c}"
-            for say, c in candidates
-            if cron_problem(c, volsync=what == "a backup", etcd=what == "an etcd snapshot") is None and longest_gap(c) <= bound
-        ),
-        "write * in the month field",
-    )
-    names = [_MONTHS[m - 1] for m in ran]
-    shown = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
     # A quarterly or yearly copy of a volume may be an archive on purpose (kept for the record, not to restore from
     # after a loss): the fix is offered for the other reading, and the warning says which.
     unless = "unless it is meant as an archive, " if what == "a backup" else ""
     yield Problem(
         path,
-        f"{schedule} runs only in {shown} ({len(days)} days in 2026 and 2027), so {round(gap / datetime.timedelta(days=1))} days "
-        f"pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {unless}{fix}",
+        f"{schedule} runs only in {found.shown} ({found.days} days in 2026 and 2027), so {round(found.gap / datetime.timedelta(days=1))} "
+        f"days pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {unless}{found.fix}",
     )
 
 
