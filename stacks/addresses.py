@@ -607,8 +607,9 @@ def _magic_dns(host: str, remote: RemoteAccess) -> str | None:
     """remoteAccess.headscale.baseDomain when `host` is it or a name under it, else None. Those names are the tailnet's
     MagicDNS, `hostname.base_domain` (headscale v0.27.1 config-example.yaml:273-278), which Headscale hands to its
     clients alone, each answering them from its own resolver at 100.100.100.100 (tailscale.com v1.102.3
-    net/tsaddr/tsaddr.go:66); the clusters' machines and pods are no tailnet clients, so no resolver of theirs answers them. Left unset the domain is tailnet.<network.domain>, under
-    the internal zone, whose own rule (unknown_names) refuses a name the zone does not hold."""
+    net/tsaddr/tsaddr.go:66); the clusters' machines and pods are no tailnet clients, so no resolver of theirs answers
+    them. Left unset, the domain is tailnet.<network.domain>, under the internal zone, whose own rule (unknown_names)
+    refuses a name the zone does not hold."""
     base = remote.headscale.base_domain if remote.headscale is not None else None
     if base is None:
         return None
@@ -632,7 +633,8 @@ def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> 
     docs/remote-access.md "The port forward"; a URL naming another port is refused by stacks.remote_access) sends it to
     remoteAccess.headscale.ip, Headscale's Service on the Ainur, the LAN's own connections too where the router loops them
     back (and nothing answers where it does not): Headscale answers there, as at its address, and the server does not.
-    Any other port of the name is the router's own, or a forward of the user's to another box."""
+    Any other port of the name is the router's own, or a forward of the user's to another box. And a server at or under
+    remoteAccess.headscale.baseDomain, on any port: a MagicDNS name (_magic_dns), which the clusters cannot resolve."""
     if remote is None or remote.flavour != "headscale" or remote.headscale is None:
         return
     headscale = urlsplit(remote.headscale.url)
@@ -660,7 +662,8 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
     another, the uploads leave for the router's public side and come back only through a forward the stack does not set
     and the router looping the LAN's own connections back (hairpin NAT, which many routers do not do), every backup and
     restore through the router. Unlike an alert receiver or a Git server, which may be a forward of the user's to
-    another box, a backup server at the home's public address is a box on the LAN, reached directly at its own."""
+    another box, a backup server at the home's public address is a box on the LAN, reached directly at its own. A
+    server at or under remoteAccess.headscale.baseDomain is refused as at_headscales_name says."""
     if backup is None or remote is None or remote.flavour != "headscale" or remote.headscale is None:
         return
     found = parse_target(backup.target)
