@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plans import gitops, netpol, zone
+from plans import gitops, netpol
 from plans.local_volumes import enabled as storage_enabled
 from stacks import data, pins
 from stacks import storage as storage_facts
@@ -73,6 +73,9 @@ def target(stack: StackConfig) -> data.Target:
 def nfs_server(stack: StackConfig) -> str:
     """The NFS target's server as an address: a name is resolved by the plan from the internal zone's records, the one
     lookup stacks.data checks the target by (stacks.data.zone_address)."""
+    # Imported here: plans.zone reads the netboot plans, which read plans.k3s, which reads this module's k3s settings.
+    from plans import zone
+
     host = target(stack).host
     address = data.zone_address(host, zone.records(stack), stack.network)
     return str(address) if address is not None else host
