@@ -23,7 +23,7 @@ from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.rules import _transport
-from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
+from stacks.storage import default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
@@ -39,6 +39,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
     yield from _every_disk(stack)
+    yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
