@@ -43,6 +43,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
+    yield from _pi5_wake_on_lan(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -323,6 +324,24 @@ def _rk1_second_nvme(stack: StackConfig) -> Iterator[Problem]:
                 "the disk's /dev/disk/by-id/ link. Only an NVMe adapter in the Mini PCIe of slots 1 and 2 gives a module a "
                 "second: with one, it is right",
             )
+
+
+def _pi5_wake_on_lan(stack: StackConfig) -> Iterator[Problem]:
+    """Wake-on-LAN on a Raspberry Pi 5. The Pi 4's hardware cannot wake on LAN (stacks.power refuses it), and nothing
+    Raspberry Pi publishes says the Pi 5 can: its bootloader documents waking from halt by its power button and the
+    RTC's wake alarm (raspberrypi/documentation, computers/raspberry-pi/eeprom-bootloader.adoc, POWER_OFF_ON_HALT and
+    WAKE_ON_GPIO; power-button.adoc), and no rpi-eeprom issue or release note says either way. Without a source for the
+    refusal it is a warning, which names the way to find out and the way out."""
+    for i, node in enumerate(stack.nodes):
+        if node.board != "rpi5" or node.power is None or node.power.wake_on_lan is None:
+            continue
+        yield Problem(
+            f"iluvatar:nodes[{i}].power.wakeOnLan",
+            f"{node.name} is a Raspberry Pi 5, and no Raspberry Pi documentation says a Pi 5 wakes on LAN (its bootloader wakes "
+            "from halt by the power button or the RTC's wake alarm; a Pi 4 cannot at all), so the magic packet may wake "
+            f"nothing and `pulumi up` would wait for {node.name} until its power step times out; halt it and send one from a machine on the LAN "
+            f"(`wakeonlan {node.mac}`): if it does not start, leave power out and power it on by hand",
+        )
 
 
 def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
