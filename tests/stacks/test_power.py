@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from stacks import load_stack_file, power, read_stack_file
+from stacks.errors import StackConfigError
 from stacks.pulumi_source import load
 from stacks.secrets import Secure
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
@@ -213,3 +214,24 @@ def test_the_slots_offered_to_machines_moved_off_wake_on_lan_validate_together(t
         "192.168.0.5",
         "192.168.0.5",
     ]
+
+
+def test_the_bmc_moved_off_a_servers_address_as_the_message_says_validates(tmp_path: Path) -> None:
+    """invalid_stacks.yaml's nfs-server-at-the-bmc-of-two-machines offers, as its second way out, the BMC's other address
+    in both machines' keys and its password moved to that address: applied so, with the NFS server left at 192.168.0.5,
+    the stack loads, and half of it (one machine, or the password left behind) does not."""
+    case = next(c for c in INVALID if c["name"] == "nfs-server-at-the-bmc-of-two-machines")
+    (said,) = case["expect"]
+    assert "write it in nodes[6].power.bmc.address and nodes[7].power.bmc.address, and move the BMC's password to it" in said
+    moved = {
+        **case["set"],
+        "iluvatar:nodes[6].power": {"bmc": {"address": "192.168.0.6", "slot": 1}},
+        "iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.6", "slot": 2}},
+        "iluvatar:bmcPasswords": {"192.168.0.6": case["set"]["iluvatar:bmcPasswords"]["192.168.0.5"]},
+    }
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), moved)), require_secrets=True)
+    assert stack.storage.nfs is not None and stack.storage.nfs.server == "192.168.0.5"
+    one_machine = {**moved, "iluvatar:nodes[7].power": case["set"]["iluvatar:nodes[7].power"]}
+    with pytest.raises(StackConfigError) as refused:
+        load_stack_file(write_stack(tmp_path, edit(homelab_doc(), one_machine)), require_secrets=True)
+    assert [p.path for p in refused.value.problems] == ["iluvatar:storage.nfs.server", 'iluvatar:bmcPasswords["192.168.0.5"]']
