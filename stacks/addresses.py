@@ -23,6 +23,7 @@ from stacks.data import numeric_host, parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
 from stacks.model import AddressRange, Ainur, App, GitOps, Identity, Monitoring, Network, Node, Storage
+from stacks.power import password_path, set_password
 from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
@@ -81,6 +82,7 @@ class Held:
     kind: Kind
     written: str = ""  # a server's value as its key holds it (a URL, a host:port), when it is more than the address
     name: str = ""  # a server written as a name of the internal zone, as a message shows it: `git.<domain> (192.168.0.15)`
+    also: tuple[str, ...] = ()  # the other keys that write the same device's address (a BMC's other machines)
 
 
 @dataclass(frozen=True)
@@ -211,11 +213,14 @@ def entries(
         for k, server in enumerate(network.dns):
             if server in network.lan and server != network.gateway:
                 out.append(Held(server, f"network.dns[{k}]", f"network.dns[{k}] (a DNS server the Ainur forward to)", "dns"))
-    bmcs: set[IPv4Address] = set()  # a BMC serves up to 4 slots: one entry, under its first machine
+    # A BMC serves up to 4 slots: one entry, under its first machine, with the others' keys, which move with it.
+    bmcs: dict[IPv4Address, list[tuple[int, str]]] = {}
     for i, n in nodes:
-        if n.power is not None and n.power.bmc is not None and n.power.bmc.address not in bmcs:
-            bmcs.add(n.power.bmc.address)
-            out.append(Held(n.power.bmc.address, f"nodes[{i}].power.bmc.address", f"nodes[{i}].power.bmc.address ({n.name}'s BMC)", "bmc"))
+        if n.power is not None and n.power.bmc is not None:
+            bmcs.setdefault(n.power.bmc.address, []).append((i, n.name))
+    for address, ((i, name), *others) in bmcs.items():
+        also = tuple(f"nodes[{j}].power.bmc.address" for j, _ in others)
+        out.append(Held(address, f"nodes[{i}].power.bmc.address", f"nodes[{i}].power.bmc.address ({name}'s BMC)", "bmc", also=also))
     for s in named:
         if s.address is None:
             continue  # a name outside the internal zone: `unknown_names` checks it
@@ -396,6 +401,7 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
         )
     if network is None:
         return
+    yield from _bmc_at_a_router(devices, network)
     dhcp_mode = ainur is not None and ainur.netboot.mode == "dhcp"
     for d in devices:
         path = f"iluvatar:{d.path}"
@@ -461,8 +467,37 @@ def _alone(devices: Sequence[Held], network: Network | None) -> Iterator[Problem
             f"iluvatar:{d.path}",
             f"{_written(d)} is {first.owner}, and a BMC is an appliance whose address is its own (it powers and reflashes "
             f"its board's machines and serves nothing else), so {CLIENTS[d.kind]}; write {NOUNS[d.kind]}'s own "
-            f"address in {d.path}, or, if the BMC has another, correct {first.path}",
+            f"address in {d.path}, or, if the BMC has another, {_move_bmc(first)}",
         )
+
+
+def _move_bmc(bmc: Held, address: str = "it") -> str:
+    """The way to give a BMC another address: every key that writes it (its board's machines, `Held.also`), and its
+    password's key (stacks.power reads one password per BMC address), moved together: short of one, the stack is
+    refused again at the key left behind."""
+    keys = [bmc.path, *bmc.also]
+    listed = keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} and {keys[-1]}"
+    return (
+        f"write {address} in {listed}, and move the BMC's password to it (`pulumi config rm --path '{password_path(bmc.ip)}'`, "
+        f"then {set_password('<its address>')})"
+    )
+
+
+def _bmc_at_a_router(devices: Sequence[Held], network: Network) -> Iterator[Problem]:
+    """A BMC at the address of the LAN's router (network.gateway) or of a VLAN's: the router answers there, never the
+    board's BMC, so `up` logs in to the router, with the BMC's password."""
+    routers = [("network.gateway", network.gateway), *((f"network.vlans[{j}].gateway", v.gateway) for j, v in enumerate(network.vlans))]
+    for d in devices:
+        if d.kind != "bmc":
+            continue
+        key = next((k for k, gateway in routers if gateway == d.ip), None)
+        if key is not None:
+            fix = _move_bmc(d, "the BMC's own address")
+            yield Problem(
+                f"iluvatar:{d.path}",
+                f"{d.ip} is {key}, the router's, and a BMC is an appliance of its own on the board it powers, so {CLIENTS['bmc']} "
+                f"(and its password would go to the router); {fix}",
+            )
 
 
 def _or_move(d: Held, h: Held) -> str:

@@ -1,8 +1,9 @@
 """A disk's /dev/disk/by-id/ link read for what names one physical disk: its serial, its wwid.
 
 udev names a disk's links after its bus, model and serial, or its wwid (60-persistent-storage.rules), so a link and a
-Talos install disk selector's serial or wwid may name the same disk: on one machine (stacks.rules), or on two, where
-a disk can be in only one (stacks.storage).
+Talos install disk selector's serial or wwid may name the same disk: on one machine, where the system disk would be a
+data disk too (stacks.rules refuses it), or on two, most likely copied from one to the other, though twin disks may
+share a serial (stacks.storage.shared_disk_names warns of it).
 """
 
 from __future__ import annotations

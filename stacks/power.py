@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from stacks.boards import ARDA_ROLES, BOARDS
@@ -45,6 +46,10 @@ _OFF = frozenset({"0", "no", "n", "false", "f", "off"})
 # A wireless NIC's name: the kernel's wlanN, and udev's predictable wl prefix (systemd's udev-builtin-net_id names a
 # wlan device type "wl": wlp3s0, wlo1, wlx<mac>), whatever net.ifnames says.
 _WIRELESS_NAME = re.compile(r"^wl")
+# A mobile-broadband modem's name: the kernel's WWAN framework names a modem's link wwan0, and udev's predictable names
+# give a wwan device type the "ww" prefix (udev-builtin-net_id.c: devtype "wwan" -> "ww", wwp0s20f0u6). Its link is a
+# cellular network, which no magic packet sent on the LAN reaches.
+_WWAN_NAME = re.compile(r"^ww")
 
 
 def predictable_names_off(kernel_args: Sequence[str]) -> bool:
@@ -92,6 +97,7 @@ def check(
     ips = {n.ip: (i, n.name) for i, n in nodes}
     slots: dict[tuple[object, int], tuple[int, str]] = {}
     needed: dict[str, tuple[int, str]] = {}  # BMC address -> the first node logging in to it
+    offer = _offer(nodes, passwords)
     for i, node in nodes:
         if node.power is None:
             continue
@@ -106,7 +112,8 @@ def check(
             continue
         wol, bmc = node.power.wake_on_lan, node.power.bmc
         if wol is not None:
-            out += _slot_powered(i, node, nodes)
+            out += _slot_powered(i, node, offer)
+            out += _no_wake_on_lan(i, node, offer)
             out += _wake_on_lan(i, node, ainur_set, (kernel_args or {}).get(node.board, ()))
         if bmc is not None and not BOARDS[node.board].turing_pi_slot:
             # flash is not said beside it: the image would be for a module that is not there.
@@ -148,7 +155,7 @@ def check(
                     )
                 )
             needed.setdefault(str(bmc.address), (i, node.name))
-    out += _passwords(needed, passwords, passwords_set, nodes_complete, secure)
+    out += _passwords(needed, passwords, passwords_set, nodes_complete, secure, offer.address if offer.slots else None)
     return out
 
 
@@ -159,9 +166,55 @@ SLOTS = range(1, 5)
 # modules on and off (the docs' Specs and I/O Ports: Key1 and the BMC's `tpi power`), and the BMC powers a slot off
 # whole: bmcd's PowerController.set_power_node writes `disabled` to /sys/bus/platform/devices/node<N>-power/state, the
 # slot's supply, and drops its PORT<N>_EN line (turing-machines/bmcd src/hal/power_controller.rs:50-61, 86-95 at
-# 1c7eb45), so no standby power is left for the module's NIC to listen for a magic packet. A CM4 (rpi4) or an arm64 module may sit
-# in a slot too, or on a carrier of its own with standby power: the stack does not say which, so only these are refused.
+# 1c7eb45), so no standby power is left for the module's NIC to listen for a magic packet. An arm64 module (a Jetson,
+# generic-arm64) may sit in a slot or on a carrier of its own with standby power, and the stack does not say which, so
+# it is not refused here.
 SLOT_MODULES: frozenset[str] = frozenset({"rk1"})
+# Boards whose hardware wakes on no magic packet, wherever they sit. A Raspberry Pi 4, the Model B and the Compute
+# Module 4 alike (one BCM2711 and its bootloader), halts until its power is cycled or GLOBAL_EN (or, with the
+# bootloader's WAKE_ON_GPIO, GPIO3) is pulled low: Raspberry Pi closed the request for Wake-on-LAN on it as wontfix,
+# "the hardware can't support this" (raspberrypi/rpi-eeprom issue 160), and its bootloader's documented ways out of
+# halt are those pins alone (raspberrypi/documentation, computers/raspberry-pi/eeprom-bootloader.adoc, WAKE_ON_GPIO and
+# POWER_OFF_ON_HALT). A CM4 in a Turing Pi 2 slot is powered through the BMC; any other, by hand. The Raspberry Pi 5 is
+# not here: no Raspberry Pi source says either way whether it wakes on LAN (its documented wakes from halt are its
+# power button and the RTC's wake alarm), so stacks.warn warns of it instead of refusing.
+NO_WAKE_ON_LAN: frozenset[str] = frozenset({"rpi4"})
+
+
+@dataclass(frozen=True)
+class _Offer:
+    """The BMC and slot the refusals of Wake-on-LAN offer each machine it cannot wake (`slots`, by node index: None
+    when no slot of the board is left), so that two machines are never offered one slot: `address` is the stack's one
+    BMC, or the one iluvatar:bmcPasswords names when no machine is on a BMC yet; None when the stack names none or
+    several."""
+
+    address: str | None
+    slots: Mapping[int, int | None]
+
+    def fix(self, i: int) -> str:
+        if self.address is None:
+            return "bmc: {address: <the board's BMC address>, slot: <the slot it sits in, 1-4>}"
+        slot = self.slots.get(i)
+        return f"bmc: {{address: {self.address}, slot: {slot if slot is not None else '<its slot, 1-4>'}}} (the slot it sits in)"
+
+
+def _offer(nodes: Sequence[tuple[int, Node]], passwords: Any) -> _Offer:
+    """The slots offered to the machines on Wake-on-LAN whose board cannot wake by it (`SLOT_MODULES` first, which
+    certainly sit in a slot, then `NO_WAKE_ON_LAN`), in inventory order, each a slot of the BMC that no machine of the
+    stack names and no other such machine was offered."""
+    boards = {i: n.board for i, n in nodes}
+    moved = sorted(
+        (i for i, n in nodes if n.power is not None and n.power.wake_on_lan is not None and n.board in SLOT_MODULES | NO_WAKE_ON_LAN),
+        key=lambda i: (boards[i] not in SLOT_MODULES, i),
+    )
+    bmcs = sorted({str(n.power.bmc.address) for _, n in nodes if n.power is not None and n.power.bmc is not None})
+    if not bmcs and isinstance(passwords, Mapping) and len(passwords) == 1:
+        bmcs = [str(next(iter(passwords)))]  # the password of a BMC no machine names yet: the board they sit in
+    if len(bmcs) != 1 or not moved:
+        return _Offer(None, {})
+    taken = {n.power.bmc.slot for _, n in nodes if n.power is not None and n.power.bmc is not None}
+    free = [s for s in SLOTS if s not in taken]
+    return _Offer(bmcs[0], {i: free[k] if k < len(free) else None for k, i in enumerate(moved)})
 
 
 def _free_slots(node: Node, address: object, nodes: Sequence[tuple[int, Node]]) -> str:
@@ -174,22 +227,30 @@ def _free_slots(node: Node, address: object, nodes: Sequence[tuple[int, Node]]) 
     return f"write the slot {node.name} sits in: {listed} {'is' if len(free) == 1 else 'are'} free on that board (slots 1-4)"
 
 
-def _slot_powered(i: int, node: Node, nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
+def _slot_powered(i: int, node: Node, offer: _Offer) -> Iterator[Problem]:
     """Wake-on-LAN on a compute module that only a Turing Pi 2 slot takes (`SLOT_MODULES`): its power is the BMC's."""
     if node.board not in SLOT_MODULES:
         return
     board = BOARDS[node.board]
-    bmcs = sorted({str(n.power.bmc.address) for _, n in nodes if n.power is not None and n.power.bmc is not None})
-    if len(bmcs) == 1:
-        taken = {n.power.bmc.slot for _, n in nodes if n.power is not None and n.power.bmc is not None}
-        slot = next((s for s in SLOTS if s not in taken), None)
-        fix = f"bmc: {{address: {bmcs[0]}, slot: {slot if slot is not None else '<its slot, 1-4>'}}} (the slot it sits in)"
-    else:
-        fix = "bmc: {address: <the board's BMC address>, slot: <the slot it sits in, 1-4>}"
     yield Problem(
         _node(i, "power.wakeOnLan"),
         f"{node.name} is {board.name} ({board.description}), which sits in a Turing Pi 2 slot, and the board's BMC powers a slot "
-        f"off whole: no standby power reaches its NIC, so the magic packet would wake nothing; power it with {fix}",
+        f"off whole: no standby power reaches its NIC, so the magic packet would wake nothing; power it with {offer.fix(i)}",
+    )
+
+
+def _no_wake_on_lan(i: int, node: Node, offer: _Offer) -> Iterator[Problem]:
+    """Wake-on-LAN on a board whose hardware wakes on no magic packet (`NO_WAKE_ON_LAN`): a Compute Module 4 in a Turing
+    Pi 2 slot is powered by the BMC, any other Pi 4 by hand."""
+    if node.board not in NO_WAKE_ON_LAN:
+        return
+    board = BOARDS[node.board]
+    yield Problem(
+        _node(i, "power.wakeOnLan"),
+        f"{node.name} is {board.name} ({board.description}), whose hardware cannot wake on LAN: a halted Pi 4, Model B or "
+        "Compute Module 4, starts again only when its power is cycled or its GLOBAL_EN pin is pulled low (raspberrypi/rpi-eeprom "
+        f"issue 160), so the magic packet would wake nothing; for a CM4 in a Turing Pi 2 slot, power it with {offer.fix(i)}, "
+        "otherwise leave power out and power it on by hand",
     )
 
 
@@ -220,6 +281,13 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
             f"hears while the machine is off; write the wired NIC's name `talosctl get links --insecure --nodes {node.ip}` shows "
             "in maintenance mode (enp1s0, eno1, end0), or power it on by hand",
         )
+    elif _WWAN_NAME.match(link):
+        yield Problem(
+            f"{path}.link",
+            f"{link} is a mobile-broadband modem's name (the kernel names a WWAN device wwan0, udev ww<path> such as wwp0s20f0u6): its link is the cellular "
+            "network, and the Ainur send the magic packet on the wired LAN, which it never hears; write the wired NIC's name "
+            f"`talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode (enp1s0, eno1, end0), or power it on by hand",
+        )
     elif _KERNEL_NAME.match(link) and not predictable_names_off(kernel_args):
         written = [a for a in kernel_args if a.partition("=")[0] in ("net.ifnames", "-net.ifnames")]
         why = "does not" if not written else f"ends with {written[-1]}, which keeps them on (udev reads the last)"
@@ -239,7 +307,11 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
         )
 
 
-def _passwords(needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_set: bool, nodes_complete: bool, secure: type) -> Iterator[Problem]:
+def _passwords(
+    needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_set: bool, nodes_complete: bool, secure: type, offered: str | None = None
+) -> Iterator[Problem]:
+    """The BMC passwords against the BMCs the machines log in to (`needed`). `offered` is the BMC a refusal of
+    Wake-on-LAN offers a machine (`_Offer`): its password is the one the fix needs, not one to remove."""
     example = next(iter(needed), "10.10.0.5")
     if not passwords_set:
         for address, (i, name) in needed.items():
@@ -274,7 +346,7 @@ def _passwords(needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_
         if not isinstance(value, secure):
             # Never echo the value: it is the password the user just leaked into a file.
             yield Problem(password_path(key), f"is in plain text; remove it and run {set_password(key)}")
-        elif nodes_complete and str(key) not in needed:
+        elif nodes_complete and str(key) not in needed and str(key) != offered:
             yield Problem(password_path(key), f"is set, but no machine's power.bmc.address is {key}; remove it")
 
 

@@ -155,8 +155,7 @@ def _node(i: int, field: str) -> str:
 
 
 def _disks(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
-    """What `retire` may name, one Longhorn disk per Pi, and a disk named by what is its own alone on one machine only."""
-    yield from _one_machine_disks(nodes)
+    """What `retire` may name, and one Longhorn disk per Pi."""
     for i, node in nodes:
         if node.role in AINUR_ROLES:
             for d, disk in enumerate(node.data_disks[1:], start=1):
@@ -222,12 +221,32 @@ def _same_disk(a: _Named, b: _Named) -> bool:
     return matches(link.value, selector.value)
 
 
-def _one_machine_disks(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
-    """A disk named on two machines: a /dev/disk/by-id/ link, an install disk selector's serial or wwid, or a link
-    carrying another machine's selector's serial or wwid. Each names one physical disk, which is in one machine: on the
-    other, Talos finds no disk its selector matches and stops the install (machined's install waits for a matching disk,
-    v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), and a data disk there is none. Said at the later machine's key,
-    naming the first."""
+def _lost(node: Node, where: str, kind: str) -> str:
+    """What is lost on `node` when the disk it names at `where` (by a selector's serial or wwid, or by a path) is not
+    there: Talos's install waits for a disk its selector matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), a
+    path names none; Rook makes no OSD of a device it does not find; a Pi's cloud-init formats no disk for Longhorn."""
+    if where.startswith("installDisk"):
+        what = "no disk its selector matches" if kind != "path" else "no such disk to install on"
+        return f"Talos on {node.name} would find {what} and stop the install" if node.role in ARDA_ROLES else f"{node.name} has {what}"
+    if node.role in ARDA_ROLES:
+        return f"Rook would find no such disk on {node.name} and make no OSD there"
+    return f"cloud-init would find no such disk on {node.name} and Longhorn would write to the card's root filesystem"
+
+
+def shared_disk_names(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
+    """A disk named on two machines by what names one physical disk: a /dev/disk/by-id/ link, an install disk
+    selector's serial or wwid, or a link carrying another machine's selector's serial or wwid. Warned, not refused:
+    serials and WWNs are not unique in practice (two USB-NVMe enclosures of one make both report serial 0000000000CA
+    and one lunid, truenas/middleware#19651; SSDs of one batch share a WWN, AnalogJ/scrutiny#435; HighPoint RAID members
+    share a serial, storaged-project/udisks#290), and each Talos (and each Pi's cloud-init, and Rook on each machine)
+    matches only the disks of its own machine, so two machines whose disks report one serial are both right as
+    written. A by-id link is the same case: udev builds it from the model and that serial, or from the WWN
+    (60-persistent-storage.rules), so twin disks give both machines one link name, and each machine's link is its own
+    disk. What the name costs when copied from the other machine by mistake is a machine that never installs, or a data
+    disk that never serves; no disk is wiped, and `talosctl get disks` on the machine tells which. The harmful case,
+    an install disk selector matching a data disk of the same machine (Talos and Ceph would share one disk), is
+    refused in stacks.rules. Said at the later machine's key, naming the first, with the name that says the disk
+    without its serial: a selector's busPath or model, a /dev/disk/by-path/ link."""
     seen: list[_Named] = []
     for i, node in nodes:
         mine = list(_named_disks(i, node))
@@ -235,31 +254,36 @@ def _one_machine_disks(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
             first = next((e for e in seen if _same_disk(e, new)), None)
             if first is None:
                 continue
-            if new.kind == "path" and first.kind == "path":
-                yield Problem(
-                    _node(i, new.where), f"{new.value} is already {first.owner}; a /dev/disk/by-id/ name is one physical disk, in one machine"
-                )
-                continue
             lists = (
-                f"`talosctl get disks --insecure --nodes {node.ip}` lists them"
+                f"`talosctl get disks --insecure --nodes {node.ip}` lists {node.name}'s disks"
                 if node.role in ARDA_ROLES
-                else "`ls -l /dev/disk/by-id/` on it lists them"
+                else f"`ls -l /dev/disk/by-id/` on {node.name} lists its disks"
             )
-            if new.kind != "path":
-                what = "already" if first.kind == new.kind else f"the {new.kind} in"
-                where = first.owner if first.kind == new.kind else f"{first.owner.removesuffix(')')}, {first.value})"
-                yield Problem(
-                    _node(i, new.where),
-                    f"{new.value} is {what} {where}; a disk's {new.kind} names one physical disk, in one machine, so Talos on "
-                    f"{node.name} would find no disk its selector matches and stop the install; write the {new.kind} of "
-                    f"{node.name}'s own system disk ({lists})",
-                )
+            if new.kind == "path" and first.kind == "path":
+                said = f"{new.value} is also {first.owner}"
+                meant, kind = "udev names a by-id link after the disk's model and serial (or its WWN), which are meant to be one disk's own", "serial"
+                has = "has that link too"
             else:
-                yield Problem(
-                    _node(i, new.where),
-                    f"{new.value} is the disk {first.owner} names by its {first.kind} {first.value}; a disk's {first.kind} names "
-                    f"one physical disk, in one machine: write the disk {node.name} has ({lists})",
-                )
+                kind = new.kind if new.kind != "path" else first.kind
+                meant, has = f"a {kind} is meant to be one disk's own", "reports it too"
+                if new.kind == "path":
+                    said = f"{new.value} is the disk {first.owner} names by its {kind} {first.value}"
+                elif first.kind == new.kind:
+                    said = f"{new.value} is also {first.owner}"
+                else:
+                    said = f"{new.value} is the {kind} in {first.owner.removesuffix(')')}, {first.value})"
+            instead = (
+                "select it by busPath or model instead"
+                if new.kind != "path"
+                else "write its /dev/disk/by-path/ link instead, which names it by where it sits"
+            )
+            yield Problem(
+                _node(i, new.where),
+                f"{said}: {meant}, so on two machines it is most likely copied from {first.node.name}, and then "
+                f"{_lost(node, new.where, new.kind)}. Yet disks can share one (USB-NVMe enclosures of one make, SSDs of one "
+                f"batch), and each machine finds only its own disks: if {node.name}'s disk {has}, this is right. "
+                f"{lists}; to name the disk without its {kind}, {instead}",
+            )
         seen += mine
 
 

@@ -35,7 +35,7 @@ from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.rules import _transport
-from stacks.storage import default_class, longhorn_pis, nfs_address, zone_addresses
+from stacks.storage import default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
@@ -51,9 +51,12 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
     yield from _every_disk(stack)
+    yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
+    yield from _rk1_sd_in_slots_1_and_2(stack)
+    yield from _pi5_wake_on_lan(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -355,6 +358,57 @@ def _leftover_secrets(stack: StackConfig) -> Iterator[Problem]:
                 f"reads this value, left over from a secret the app no longer has; if the app should read it, declare it in "
                 f"apps[{i}].secrets ({{name: {name}}}), else remove it (`pulumi config rm --path '{key}.{app.name}.{name}'`)",
             )
+
+
+# A SATA or USB disk's kernel name (the SCSI disk driver's sdX, drivers/scsi/sd.c).
+_SD_DISK = re.compile(r"^/dev/sd[a-z]+$")
+
+
+def _rk1_sd_in_slots_1_and_2(stack: StackConfig) -> Iterator[Problem]:
+    """An sdX disk (SATA or USB) as the install or data disk of a Turing RK1 its power.bmc places in slot 1 or 2 of a
+    Turing Pi 2. The board's "Specs and I/O Ports" (docs.turingpi.com/docs/turing-pi2-specs-and-io-ports, its table of
+    what each node's slot reaches) gives slot 1 its Mini PCIe, M.2 T1 and the USB 2.0 port the BMC switches between the
+    slots, slot 2 its Mini PCIe and M.2 T2, slot 3 the two SATA ports, slot 4 the four USB 3.0 ones: in slots 1 and 2
+    only a SATA card in the Mini PCIe, or a USB disk on the USB 2.0 port switched to the slot (`tpi usb --mode host`),
+    shows an sdX disk. So a warning naming them, not a refusal, as for a second NVMe (`_rk1_second_nvme`); a slot the
+    stack does not say (no power.bmc) says nothing."""
+    for i, node in enumerate(stack.nodes):
+        bmc = node.power.bmc if node.power is not None else None
+        if node.board != "rk1" or bmc is None or bmc.slot not in (1, 2):
+            continue
+        named = [
+            ("installDisk", node.install_disk, "Talos finds no disk to install on"),
+            *((f"dataDisks[{d}]", disk, "Rook finds no such disk and makes no OSD there") for d, disk in enumerate(node.data_disks)),
+        ]
+        for where, disk, lost in named:
+            if not (isinstance(disk, str) and _SD_DISK.match(disk)):
+                continue
+            yield Problem(
+                f"iluvatar:nodes[{i}].{where}",
+                f"{disk} is a SATA or USB disk's name, and {node.name} sits in slot {bmc.slot} of the Turing Pi 2 at {bmc.address} "
+                f"(its power.bmc), which reaches neither the board's SATA ports (slot 3's) nor its USB 3.0 ones (slot 4's), so "
+                f"{lost}; write /dev/nvme0n1 (the SSD in the slot's M.2 socket), or move the module and its disk to slot 3 (SATA) "
+                "or 4 (USB). Only a SATA card in the Mini PCIe of slots 1 and 2, or a USB disk on the board's USB 2.0 port "
+                f"switched to slot {bmc.slot} (`tpi usb --mode host --node {bmc.slot}`), gives it one: with one, it is right",
+            )
+
+
+def _pi5_wake_on_lan(stack: StackConfig) -> Iterator[Problem]:
+    """Wake-on-LAN on a Raspberry Pi 5. The Pi 4's hardware cannot wake on LAN (stacks.power refuses it), and nothing
+    Raspberry Pi publishes says the Pi 5 can: its bootloader documents waking from halt by its power button and the
+    RTC's wake alarm (raspberrypi/documentation, computers/raspberry-pi/eeprom-bootloader.adoc, POWER_OFF_ON_HALT and
+    WAKE_ON_GPIO; power-button.adoc), and no rpi-eeprom issue or release note says either way. Without a source for the
+    refusal it is a warning, which names the way to find out and the way out."""
+    for i, node in enumerate(stack.nodes):
+        if node.board != "rpi5" or node.power is None or node.power.wake_on_lan is None:
+            continue
+        yield Problem(
+            f"iluvatar:nodes[{i}].power.wakeOnLan",
+            f"{node.name} is a Raspberry Pi 5, and no Raspberry Pi documentation says a Pi 5 wakes on LAN (its bootloader wakes "
+            "from halt by the power button or the RTC's wake alarm; a Pi 4 cannot at all), so the magic packet may wake "
+            f"nothing and `pulumi up` would wait for {node.name} until its power step times out; halt it and send one from a machine on the LAN "
+            f"(`wakeonlan {node.mac}`): if it does not start, leave power out and power it on by hand",
+        )
 
 
 def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:

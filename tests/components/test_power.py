@@ -115,8 +115,9 @@ def test_random_stacks_power_each_machine_before_its_apply(
     for node in raw["iluvatar:nodes"]:
         if node["role"] not in ("valinor", "istari") or not data.draw(st.booleans()):
             continue
-        # An RK1 takes no Wake-on-LAN: its Turing Pi 2 slot's power is cut whole by the board's BMC.
-        if with_ainur and "vlan" not in node and node["board"] != "rk1" and data.draw(st.booleans()):
+        # An RK1 takes no Wake-on-LAN (its Turing Pi 2 slot's power is cut whole by the board's BMC), nor a Pi 4 (its
+        # hardware cannot wake on LAN): both go on a BMC slot.
+        if with_ainur and "vlan" not in node and node["board"] not in ("rk1", "rpi4") and data.draw(st.booleans()):
             node["power"] = {"wakeOnLan": {"link": data.draw(st.sampled_from(["enp1s0", "eno1", "end0"]))}}
         elif node["board"] != "generic-x86":  # no Turing Pi 2 slot holds an x86 PC
             address = f"203.0.113.{1 + len(bmcs) // 4}"  # a BMC of its own every four slots, off every machine's address

@@ -13,13 +13,16 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from stacks import load_stack_file, power, read_stack_file
+from stacks.errors import StackConfigError
 from stacks.pulumi_source import load
 from stacks.secrets import Secure
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
 
 PASSWORD = "turing-CANARY-51d0"
+INVALID: list[dict[str, Any]] = yaml.load((Path(__file__).parent.parent / "fixtures" / "invalid_stacks.yaml").read_text(), Loader=yaml.CSafeLoader)
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -187,3 +190,48 @@ def test_the_fix_offered_for_an_x86_pc_on_a_bmc_slot_validates(tmp_path: Path) -
     path = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[7].power": {"wakeOnLan": {"link": "enp1s0"}}}))
     stack = load_stack_file(path, require_secrets=True)
     assert next(n for n in stack.nodes if n.name == "saruman").power is not None
+
+
+@pytest.mark.parametrize(
+    ("fixture", "fixes"),
+    [
+        ("two-rk1s-woken-by-lan-beside-one-on-the-bmc", {6: 1, 7: 3}),
+        ("rk1s-woken-by-lan-with-the-password-of-their-bmc", {6: 1, 7: 2}),
+        ("rpi4-woken-by-lan-beside-an-rk1-woken-by-lan-and-one-on-the-bmc", {6: 3, 7: 2}),
+    ],
+)
+def test_the_slots_offered_to_machines_moved_off_wake_on_lan_validate_together(tmp_path: Path, fixture: str, fixes: dict[int, int]) -> None:
+    """invalid_stacks.yaml's fixtures offer each machine Wake-on-LAN cannot wake its own free slot of the stack's BMC (or
+    of the one bmcPasswords names): applied together, as written in the messages, the stack loads."""
+    case = next(c for c in INVALID if c["name"] == fixture)
+    for i, slot in fixes.items():
+        (said,) = [p for p in case["expect"] if p.startswith(f"iluvatar:nodes[{i}].power.wakeOnLan: ")]
+        assert f"bmc: {{address: 192.168.0.5, slot: {slot}}} (the slot it sits in)" in said
+    powered = {f"iluvatar:nodes[{i}].power": {"bmc": {"address": "192.168.0.5", "slot": slot}} for i, slot in fixes.items()}
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {**case["set"], **powered})), require_secrets=True)
+    assert [str(n.power.bmc.address) if n.power is not None and n.power.bmc is not None else None for n in stack.nodes[5:]] == [
+        "192.168.0.5" if case["set"].get("iluvatar:nodes[5].power") else None,
+        "192.168.0.5",
+        "192.168.0.5",
+    ]
+
+
+def test_the_bmc_moved_off_a_servers_address_as_the_message_says_validates(tmp_path: Path) -> None:
+    """invalid_stacks.yaml's nfs-server-at-the-bmc-of-two-machines offers, as its second way out, the BMC's other address
+    in both machines' keys and its password moved to that address: applied so, with the NFS server left at 192.168.0.5,
+    the stack loads, and half of it (one machine, or the password left behind) does not."""
+    case = next(c for c in INVALID if c["name"] == "nfs-server-at-the-bmc-of-two-machines")
+    (said,) = case["expect"]
+    assert "write it in nodes[6].power.bmc.address and nodes[7].power.bmc.address, and move the BMC's password to it" in said
+    moved = {
+        **case["set"],
+        "iluvatar:nodes[6].power": {"bmc": {"address": "192.168.0.6", "slot": 1}},
+        "iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.6", "slot": 2}},
+        "iluvatar:bmcPasswords": {"192.168.0.6": case["set"]["iluvatar:bmcPasswords"]["192.168.0.5"]},
+    }
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), moved)), require_secrets=True)
+    assert stack.storage.nfs is not None and stack.storage.nfs.server == "192.168.0.5"
+    one_machine = {**moved, "iluvatar:nodes[7].power": case["set"]["iluvatar:nodes[7].power"]}
+    with pytest.raises(StackConfigError) as refused:
+        load_stack_file(write_stack(tmp_path, edit(homelab_doc(), one_machine)), require_secrets=True)
+    assert [p.path for p in refused.value.problems] == ["iluvatar:storage.nfs.server", 'iluvatar:bmcPasswords["192.168.0.5"]']
