@@ -580,7 +580,7 @@ GOGC = "300"
 # (preempted asynchronously), so nothing a test checks depends on it. Deploying rk1, interleaved runs under a load of 6 to 11:
 # the control plane's CPU 21.7 s on average with 2 (20.5, 22.5, 22.2) and 19.2 s with 1 (19.5, 19.7, 18.4), etcd's
 # alone 1.7 s and 1.3 s (docs/proof/performance.md, CI time, sixth pass). Not kwok: it plays every kubelet, whose
-# heartbeats some tests race against (tests/netns/test_k3s_steps.py, `_recreate_node`), for 1 % of a plane's CPU.
+# answers to a kubelet's report some tests wait for (tests/netns/test_k3s_steps.py), for 1 % of a plane's CPU.
 GOMAXPROCS = "1"
 ONE_PROCESSOR = frozenset({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"})
 
