@@ -489,18 +489,40 @@ api_watch_report() {{
 """
 
 
+def stopped(node: Node) -> str:
+    """`systemctl stop` of k3s's unit, run before a restart's `since` is taken (`restarted`). The kubelet runs inside
+    k3s's own process, which the stop ends (the unit's KillMode=process, k3s's install.sh create_systemd_service_file),
+    and stamps each status it posts before it sends it (Kubernetes v1.35.1 pkg/kubelet/nodestatus/setters.go:483-489,
+    then kubelet_node_status.go:534 patches): once the stop returns, no heartbeat of the old k3s can be later than the
+    clock read after it. In one `systemctl restart`, `since` would be read before the stop, and a post the old kubelet
+    made while it stopped, in a later second, would pass the wait for the new one. systemd bounds the stop itself: the unit sets no
+    TimeoutStopSec, so DefaultTimeoutStopSec (90 s) and then SIGKILL (systemd.service(5))."""
+    svc = service(node)
+    return f"""sudo systemctl stop {svc} || {{
+  status=$?
+  echo "iluvatar: $(hostname): systemctl stop {svc} failed (status $status); look with: sudo journalctl -u {svc}" >&2
+  exit 1
+}}
+"""
+
+
+def restarted(node: Node, restart_timeout: int) -> str:
+    """k3s's restart, stopped, then `since` (the clock after the stop: only the new kubelet reports later), then started."""
+    return stopped(node) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout)
+
+
 def bounded_start(node: Node, verb: str, restart_timeout: int) -> str:
-    """`systemctl VERB` of k3s's unit under `timeout`: it returns when k3s tells systemd it is ready (`Type=notify`) and
-    the unit has no bound of its own (`TimeoutStartSec=0`, k3s's install.sh create_systemd_service_file). `verb` may be
-    a shell expansion (`$verb`)."""
+    """`systemctl start` of k3s's unit under `timeout`: it returns when k3s tells systemd it is ready (`Type=notify`) and
+    the unit has no bound of its own (`TimeoutStartSec=0`, k3s's install.sh create_systemd_service_file). `verb` says
+    what the start is part of (`start`, `restart` after `stopped`, or a shell expansion: `$verb`)."""
     svc = service(node)
     return f"""status=0
-sudo timeout {restart_timeout} systemctl {verb} {svc} || status=$?
+sudo timeout {restart_timeout} systemctl start {svc} || status=$?
 if [ "$status" -eq 124 ]; then
   echo "iluvatar: $(hostname): systemd did not see {svc} start within {restart_timeout} s of its {verb} (its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u {svc}" >&2
   exit 1
 elif [ "$status" -ne 0 ]; then
-  echo "iluvatar: $(hostname): systemctl {verb} {svc} failed (status $status); look with: sudo journalctl -u {svc}" >&2
+  echo "iluvatar: $(hostname): systemctl start {svc} failed (status $status); look with: sudo journalctl -u {svc}" >&2
   exit 1
 fi
 """
@@ -659,11 +681,9 @@ def upgrade_script(
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
     # k3s restarted or installed (`since` set): its new admin kubeconfig reaches the API VIP's kube-vip only by a restart.
     kube_vip = f'if [ -n "$since" ]; then\n{textwrap.indent(kube_vip_restart(node, kube_vip_timeout), "  ")}fi\n' if node.role == "valar" else ""
-    # `since` right before the restart, after the etcd gate (minutes, while the old kubelet may still report).
+    # `since` once the old k3s has stopped, after the etcd gate (minutes, while the old kubelet may still report).
     watch = f"if sudo systemctl is-active --quiet {svc}; then api_watch_start; fi\n" if outage else ""
-    restart = textwrap.indent(
-        restarted_before + owe_restart(owed) + watch + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    "
-    )
+    restart = textwrap.indent(restarted_before + owe_restart(owed) + watch + restarted(node, restart_timeout), "    ")
     watched = outage_functions(node, outage, restart_timeout + install_timeout + timeout) if outage else ""
     report = '[ -z "$api_watch" ] || api_watch_report\n' if outage else ""
 
@@ -818,11 +838,13 @@ def join_script(
     waited for:
     - a valar whose k3s runs restarts only once etcd is healthy with every member (a member down already and
       this one restarting would cost quorum);
-    - `systemctl restart` returns when k3s tells systemd it is ready (`Type=notify`: a server once its API
+    - a restart is `systemctl stop`, which systemd bounds (90 s, then SIGKILL), then `systemctl start`, which
+      returns when k3s tells systemd it is ready (`Type=notify`: a server once its API
       server and etcd are up, k3s pkg/cli/server/server.go, the goroutine after server.StartServer; an agent
       once its networking starts, pkg/agent/run.go) and k3s's unit has no bound of its own (`TimeoutStartSec=0`,
       k3s's install.sh create_systemd_service_file), so it runs under `timeout`;
-    - a Pi (re)started waits for its Node Ready with a heartbeat from after the restart (a restarted kubelet
+    - a Pi (re)started waits for its Node Ready with a heartbeat later than the clock read between the stop and the
+      start (`stopped`: only the new kubelet posts after it; a restarted kubelet
       posts its status at once: kubelet_node_status.go tryUpdateNodeStatus, lastStatusReportTime zero; the
       Node stays Ready from before until the node lifecycle controller notices, 16 s on the Ainur);
     - a valar then waits for etcd healthy with every member again, so the next Pi's join starts on a whole cluster.
@@ -875,8 +897,11 @@ if [ "$changed" = 1 ]; then
 {before}  {owe_restart(owed)}  sudo install -D -m 0600 "$new" {config_path}
   sudo install -D -m 0600 "$dropin" {kubelet}
 fi
-{'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi' + chr(10) if outage else ""}since=$(date +%s)
-if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi
+{'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi' + chr(10) if outage else ""}if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi
+# A restart stops the old k3s before `since` (`stopped`): a heartbeat later than it is the new kubelet's.
+if [ "$verb" = restart ]; then
+{textwrap.indent(stopped(node), "  ")}fi
+since=$(date +%s)
 {bounded_start(node, "$verb", restart_timeout)}deadline=$(( $(date +%s) + {ready_timeout} ))
 until {ready_check(node)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then

@@ -20,7 +20,8 @@ configures it:
 
 Nothing else runs: no kubelet, no container, no CNI, no operator. `kwok` marks nodes Ready and
 pods Running (Job pods Succeeded) as soon as they are scheduled, but for a Node labelled `NO_CNI`, whose
-status the test writes (a kubelet on a machine where no CNI runs yet). Processes run in their own
+status the test writes (a kubelet on a machine where no CNI runs yet, or one that never reports): the
+API server refuses kwok any write to such a Node (`NO_CNI_POLICY`). Processes run in their own
 session (Ctrl-C reaches pytest, which stops them in order) and die with the test process if it is
 killed (`setpriv --pdeathsig`).
 """
@@ -60,6 +61,50 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 # none of its status and holds no lease for it, so the test posts its status as its kubelet would, Ready or not
 # (tests/upgrader/test_before_cni.py, Kubelet).
 NO_CNI = "iluvatar.test/no-cni"
+# kwok's user, the CN of its client certificate (IDENTITIES below).
+KWOK_USER = "kwok"
+# But `need` is asked only as an event arrives: a stage job kwok had already queued for a Node (its heartbeat, every
+# 20-25 s: kustomize/stage/node/heartbeat/node-heartbeat.yaml, played as tools/kube-control-plane/main.go's defaults)
+# plays on the Node object it stored and PATCHes the status of whatever Node has that name (node_controller.go:411-423,
+# patchResource at :514), whatever its labels or uid. A Node's Deleted event cancels only the job its name maps to
+# (:215-226), and a job can slip out of that map (preprocess files it from its own goroutine, :255-273 and :338;
+# playStageWorker deletes the name's entry after popping a job, :351, even when addStageJob, :601-612, has just swapped
+# a newer one in). So a Node taken from kwok (labelled NO_CNI, made anew: tests/kube/nodes.py) could still be written
+# Ready, with a fresh heartbeat, by a job kwok queued for the Node before it, up to 25 s later, as no kubelet of a Pi the
+# test broke would. The API server refuses that write: kwok may neither make nor change a Node carrying the label
+# (a ValidatingAdmissionPolicy; admission applies to system:masters too, and kwok retries no 403: controllers/utils.go
+# shouldRetry, :141-155). Anyone else (the tests, as admin or as a node's kubelet) still may.
+NO_CNI_POLICY: list[dict[str, Any]] = [
+    {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "iluvatar-test-no-cni-left-to-the-test"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["nodes", "nodes/status"]}
+                ],
+                # Matched if the Node as it stands or as it would be carries the label (k8s.io/api v0.35.1
+                # admissionregistration/v1/types.go:645-657): a status patch is matched by the Node it patches.
+                "objectSelector": {"matchExpressions": [{"key": NO_CNI, "operator": "Exists"}]},
+            },
+            "validations": [
+                {
+                    "expression": f"request.userInfo.username != '{KWOK_USER}'",
+                    "messageExpression": f"'Node ' + request.name + ' is labelled {NO_CNI}: kwok writes none of it, the test writes its status as its kubelet would'",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    },
+    {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "iluvatar-test-no-cni-left-to-the-test"},
+        "spec": {"policyName": "iluvatar-test-no-cni-left-to-the-test", "validationActions": ["Deny"]},
+    },
+]
 
 
 def minor_of(version: str) -> str:
@@ -254,7 +299,7 @@ IDENTITIES = {
     "kube-controller-manager": "/CN=system:kube-controller-manager",
     "kube-scheduler": "/CN=system:kube-scheduler",
     # kwok writes node and pod status for every node, which only an admin may.
-    "kwok": "/O=system:masters/CN=kwok",
+    KWOK_USER: f"/O=system:masters/CN={KWOK_USER}",
 }
 
 
@@ -535,7 +580,7 @@ GOGC = "300"
 # (preempted asynchronously), so nothing a test checks depends on it. Deploying rk1, interleaved runs under a load of 6 to 11:
 # the control plane's CPU 21.7 s on average with 2 (20.5, 22.5, 22.2) and 19.2 s with 1 (19.5, 19.7, 18.4), etcd's
 # alone 1.7 s and 1.3 s (docs/proof/performance.md, CI time, sixth pass). Not kwok: it plays every kubelet, whose
-# heartbeats some tests race against (tests/netns/test_k3s_steps.py, `_recreate_node`), for 1 % of a plane's CPU.
+# answers to a kubelet's report some tests wait for (tests/netns/test_k3s_steps.py), for 1 % of a plane's CPU.
 GOMAXPROCS = "1"
 ONE_PROCESSOR = frozenset({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"})
 
@@ -766,6 +811,12 @@ class Cluster:
         yield [(apiserver, "answering /readyz", self._ready)]
         # The controller-manager, the scheduler and kwok need only the API server: all three at once.
         waits: list[Check] = []
+        if "kwok" in self.components:
+            for manifest in NO_CNI_POLICY:
+                self.client.create(manifest)
+            # The API server's admission loads a new policy from its informer, and no API says when: start() returns once
+            # kwok is refused (a dry run), so that no Node a test labels is ever open to it.
+            waits.append((apiserver, f"refusing kwok's writes to a Node labelled {NO_CNI}", self._kwok_refused))
         if "kube-controller-manager" in self.components:
             kcm_port = free_port()
             config = self._write_kubeconfig("kube-controller-manager", self.server)
@@ -834,6 +885,24 @@ class Cluster:
     def _ready(self) -> bool:
         status, answer = self.client.request("GET", "/readyz")
         return status == 200 and answer == "ok"
+
+    def kwok_client(self) -> KubeClient:
+        """A client as kwok is to the API server (its own client certificate): the caller closes it."""
+        return KubeClient(self.server, self.pki / "ca.crt", self.pki / "kwok.crt", self.pki / "kwok.key")
+
+    def _kwok_refused(self) -> bool:
+        """Whether the API server refuses kwok a Node labelled NO_CNI (NO_CNI_POLICY), asked by a dry-run create."""
+        client = self.kwok_client()
+        try:
+            node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "iluvatar-test-no-cni-probe", "labels": {NO_CNI: ""}}}
+            status, answer = client.request("POST", "/api/v1/nodes", node, query={"dryRun": "All"})
+        finally:
+            client.close()
+        if status == 403 and NO_CNI_POLICY[0]["metadata"]["name"] in str(answer):
+            return True
+        if status == 201:
+            return False
+        raise api_error(status, answer, "kwok's dry-run create of a Node labelled " + NO_CNI)
 
     def stop(self) -> None:
         """Stop every component, newest first (SIGTERM, then SIGKILL after 10 s); idempotent."""

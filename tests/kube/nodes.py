@@ -12,8 +12,10 @@ from tools.kube_cluster import NO_CNI, Cluster
 
 
 def _recreate_node(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
-    """The Node again, as it stood, with these labels (NO_CNI: kwok v0.7.0 leaves it alone, node_controller.go `need`,
-    read at each of its events); made anew, so that nothing kwok scheduled for the old Node carries over."""
+    """The Node again, as it stood, with these labels; made anew, so that the Node kwok leaves alone (NO_CNI: kwok
+    v0.8.0 node_controller.go:166-179, `need`, read at each of its events) holds no lease of kwok's. A stage job kwok
+    had queued for the old Node (a heartbeat) may still play on the new one: the API server refuses kwok any write to a
+    Node labelled NO_CNI (tools.kube_cluster.NO_CNI_POLICY), so its status stays as made here."""
     node = cluster.client.get("v1", "Node", name)
     assert node is not None, name
     cluster.client.delete(node)
@@ -22,18 +24,14 @@ def _recreate_node(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
         assert time.monotonic() < deadline, f"Node {name} still there 30 s after its delete"
         time.sleep(0.05)
     meta = {"name": name, "labels": labels}
-    made = {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": node.get("spec", {}), "status": node["status"]}
-    cluster.client.create(made)
-    # kwok checks a Node's labels at each event, but a stage job it had already taken for the old Node (a heartbeat)
-    # may still land on the new one: a second later, its status is put back as it was, the last word ours.
-    time.sleep(1)
-    cluster.client.merge_patch(made, {"status": {"conditions": node["status"].get("conditions", [])}}, subresource="status")
+    cluster.client.create({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": node.get("spec", {}), "status": node["status"]})
 
 
 @contextmanager
 def kubelet_gone(cluster: Cluster, name: str) -> Iterator[None]:
     """A Pi whose kubelet never reports: nothing writes its Node's status. kwok plays every other Pi's kubelet and
-    heartbeats a Ready Node's status on its own (its node-heartbeat-with-lease Stage, every 600-610 s), which a dead
+    heartbeats a Ready Node's status on its own (its node-heartbeat Stage, every 20-25 s: kwok v0.8.0
+    kustomize/stage/node/heartbeat/node-heartbeat.yaml, which tools/kube-control-plane/main.go plays), which a dead
     kubelet never would: a heartbeat landing in the 2 s a test waits passed the wait (a CI run did). So the Node is
     left to no one (NO_CNI) while the Pi is broken, its Ready status and heartbeat as they were, and handed back to
     kwok after."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import json
 import os
 import signal
 import ssl
@@ -30,6 +31,7 @@ from tests.test_drill import _nfs_drill_container
 from tools import gotools, kube_inventory, kube_program, upstream
 from tools.kube_cluster import (
     K3S,
+    NO_CNI,
     TALOS,
     ApiError,
     Cluster,
@@ -568,6 +570,67 @@ def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(arda: Cluster,
     finally:
         client.merge_patch(node, {"spec": {"unschedulable": False}})
     arda.wait_for_nodes(["saruman"])
+
+
+def _kwok_refused(cluster: Cluster, node: str, offset: int) -> dict[str, Any] | None:
+    """kwok's first failed write to the Node since `offset` (bytes into its log)."""
+    with (cluster.root / "kwok.log").open("rb") as log:
+        log.seek(offset)
+        for line in log.read().decode(errors="replace").splitlines():
+            entry = json.loads(line) if line.startswith("{") else {}
+            if entry.get("node") == node and entry.get("msg") == "failed to apply stage":
+                found: dict[str, Any] = entry
+                return found
+    return None
+
+
+def test_kwok_can_write_nothing_to_a_node_left_to_the_test(kube_fresh: Callable[..., Cluster]) -> None:
+    """A Node labelled NO_CNI is the test's (a kubelet of its own, or none): kwok leaves it alone only as it hears of it,
+    and a heartbeat it queued for the Node before still plays on it. The API server refuses kwok that write, and every
+    other write to such a Node, by its own identity; the test's writes and kwok's to any other Node pass."""
+    cluster = kube_fresh(K3S)
+    client = cluster.client
+    kwok = cluster.kwok_client()
+    message = "is labelled iluvatar.test/no-cni: kwok writes none of it, the test writes its status as its kubelet would"
+    refused = (
+        "nodes \"{0}\" is forbidden: ValidatingAdmissionPolicy 'iluvatar-test-no-cni-left-to-the-test' with binding "
+        "'iluvatar-test-no-cni-left-to-the-test' denied request: Node {0} " + message
+    )
+    heartbeat = {
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": "2030-01-01T00:00:00Z"}]}
+    }
+    try:
+        # The race itself, played by kwok: a Node it made Ready (so its heartbeat is queued, 20-25 s on), then labelled.
+        cluster.create_nodes([{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "ulmo", "labels": {"kubernetes.io/hostname": "ulmo"}}}])
+        offset = (cluster.root / "kwok.log").stat().st_size
+        labelled = client.merge_patch({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "ulmo"}}, {"metadata": {"labels": {NO_CNI: ""}}})
+
+        def written_or_refused() -> dict[str, Any] | None:
+            """kwok's queued heartbeat, refused (its log), or written (the Node's status changed since it was labelled)."""
+            status = (client.get("v1", "Node", "ulmo") or {}).get("status")
+            return {"written": status} if status != labelled["status"] else _kwok_refused(cluster, "ulmo", offset)
+
+        said = cluster.wait_for("kwok's queued heartbeat of ulmo", written_or_refused, timeout=60)
+        assert (said.get("msg"), said.get("stage"), said.get("err")) == (
+            "failed to apply stage",
+            "node-heartbeat",
+            "failed to patch resource for step failed to patch node ulmo: " + refused.format("ulmo"),
+        ), said
+        # kwok's own writes by hand: the status (as its heartbeat sends it) and the Node itself, each refused, nothing written.
+        for path in ("/api/v1/nodes/ulmo/status", "/api/v1/nodes/ulmo"):
+            status, answer = kwok.request("PATCH", path, heartbeat, content_type="application/merge-patch+json")
+            assert (status, answer["message"]) == (403, refused.format("ulmo")), path
+        assert (client.get("v1", "Node", "ulmo") or {})["status"] == labelled["status"]
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "osse", "labels": {NO_CNI: ""}}}
+        status, answer = kwok.request("POST", "/api/v1/nodes", node)
+        assert (status, answer["message"]) == (403, refused.format("osse"))
+        # The test writes such a Node's status, as its kubelet (here as admin); kwok writes any other Node's.
+        assert client.merge_patch(labelled, heartbeat, subresource="status")["status"]["conditions"][0]["lastHeartbeatTime"] == "2030-01-01T00:00:00Z"
+        client.create({**node, "metadata": {"name": "osse"}})
+        status, answer = kwok.request("PATCH", "/api/v1/nodes/osse/status", heartbeat, content_type="application/merge-patch+json")
+        assert status == 200, answer
+    finally:
+        kwok.close()
 
 
 # --- Starting and stopping ------------------------------------------------------------------------------

@@ -607,6 +607,9 @@ info = {"kubeletVersion": version, "bootID": open("/proc/sys/kernel/random/boot_
 while os.path.exists(S + "/broken"):  # a k3s that never comes back
     time.sleep(1)
 ready = [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "stand-in kubelet starting"}]
+# The log's line is written once the report is answered, with the time from before it was sent: whatever saw the report
+# (a step's gate) saw it after that time, however late the line is written.
+sent = time.time()
 try:
     call("GET", "/api/v1/nodes/" + NAME)
 except urllib.error.HTTPError as e:
@@ -634,7 +637,7 @@ else:  # Ready False at the new version: kwok makes it Ready, as the control pla
     call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": info, "conditions": ready}},
          "application/merge-patch+json")
 with open(S + "/log", "a") as log:
-    log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
+    log.write(f"{sent:.9f} kubelet-reported {version}\\n")
 
 
 if serving is None:

@@ -38,7 +38,7 @@ from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, wait_until
 from tests.netns.pis import ETCD_LAB, NetbootService, Pis, Step, connection_of, netboot_service, pis, reboot_now, run_like_the_engine, secret
-from tests.netns.test_k3s_steps import SLACK, ok, operator_key, reported, watching
+from tests.netns.test_k3s_steps import Sighting, ok, operator_key, reported, watching
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -194,8 +194,8 @@ class Lab:
     service: NetbootService
     sims: dict[str, Simulation]
     images: dict[str, str]
-    ready: dict[tuple[str, str], float] = field(default_factory=dict)
-    beats: dict[str, list[float]] = field(default_factory=dict)
+    ready: dict[tuple[str, str], Sighting] = field(default_factory=dict)
+    beats: dict[str, list[Sighting]] = field(default_factory=dict)
 
     def node(self, name: str) -> dict[str, Any]:
         got = self.pis.cluster.client.get("v1", "Node", name)
@@ -324,10 +324,10 @@ def roll_problems(lab: Lab, runs: dict[str, Step], image: str, order: list[str],
         if when < runs[f"ainur-{name}-drain"].end or when < runs[f"ainur-{name}-boot"].end:
             problems.append(f"{name}: rebooted at {when:.2f}, before its drain or its pointer")
         join = runs[f"ainur-{name}-join"]
-        # The kubelet's own report (the stand-in logs it once posted): kwok's heartbeats of a Ready Node go on across the
-        # reboot, so the Node's heartbeats say nothing of the new root.
+        # The kubelet's own report (the stand-in logs it once posted, with the time from before it sent it): kwok's
+        # heartbeats of a Ready Node go on across the reboot, so the Node's heartbeats say nothing of the new root.
         reported = [t for t, what in lab.pis.pis[name].log() if what.startswith("kubelet-reported") and t > when]
-        if not reported or reported[0] > join.end + SLACK:
+        if not reported or reported[0] >= join.end:
             problems.append(f"{name}: its join ended at {join.end:.2f}, its kubelet reported after the reboot at {reported[0] if reported else None}")
         if runs[f"ainur-{name}-uncordon"].start < runs[f"ainur-{name}-k3s"].end:
             problems.append(f"{name}: uncordoned before its k3s step ended")
@@ -383,7 +383,8 @@ def test_a_k3s_upgrade_of_a_netbooted_maia_is_any_pis(lab: Lab, rolled: tuple[di
         pi = lab.pis.pis[name]
         assert pi.version() == UPGRADE
         assert [a.split()[:3] for _, a in pi.log() if a.startswith("install ")] == [["install", UPGRADE, "agent"]]
-        assert (name, UPGRADE) in lab.ready and lab.ready[(name, UPGRADE)] <= runs[f"ainur-{name}-k3s"].end + SLACK
+        # Ready at the version by its step's end: no poll started after it had not seen that yet (Sighting).
+        assert (name, UPGRADE) in lab.ready and lab.ready[(name, UPGRADE)].before < runs[f"ainur-{name}-k3s"].end
 
 
 class HeldUntilGated:

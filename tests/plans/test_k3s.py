@@ -368,17 +368,34 @@ done
 exec /usr/bin/date "$@"
 """
 
+# The old kubelet's last status post, made as k3s stops (a kubelet posts on a change, or every nodeStatusReportFrequency:
+# kubelet_node_status.go tryUpdateNodeStatus), into the file $LAST_POST: it stamps the post before it sends it
+# (nodestatus/setters.go:483-489), here in the second after the one the stop began in, as a stop that crosses a second
+# boundary does. A script that read `since` before the stop takes it for a report after the restart.
+LAST_POST = """[ -z "${LAST_POST:-}" ] || {
+  began=$(/usr/bin/date +%s)
+  while [ "$(/usr/bin/date +%s)" = "$began" ]; do sleep 0.05; done
+  /usr/bin/date -u +%Y-%m-%dT%H:%M:%SZ > "$LAST_POST"
+}"""
+
 STAND_INS = {
     # Stand-ins, not the programs: each does what the script relies on, and logs its call.
     "date": DATE,
     "cloud-init": 'echo "cloud-init $*" >> "$LOG"; exit "${CLOUD_INIT_STATUS:-0}"',
     "sudo": 'exec "$@"',
     "test": 'exec /usr/bin/test "$@"',
-    # `is-active` answers from a file; `start|restart` never returns while $NEVER_READY exists (Type=notify, TimeoutStartSec=0).
-    "systemctl": 'echo "systemctl $*" >> "$LOG"; case "$1" in is-active) [ -e "$ACTIVE" ] ;; start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;; esac',
-    # `k3s kubectl --request-timeout=10s get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists.
+    # `is-active` answers from a file; `start|restart` never returns while $NEVER_READY exists (Type=notify, TimeoutStartSec=0);
+    # `stop|restart` ends the old kubelet, whose last post ($LAST_POST) is made as it stops (LAST_POST above).
+    "systemctl": """echo "systemctl $*" >> "$LOG"
+case "$1" in
+  is-active) [ -e "$ACTIVE" ] ;;
+  stop|restart) @LAST_POST@ ;;&
+  start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;;
+esac""".replace("@LAST_POST@", LAST_POST),
+    # `k3s kubectl --request-timeout=10s get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists;
+    # with $LAST_POST, the last heartbeat of the old kubelet, and none of the new one (a k3s that never came back).
     "k3s": """echo "k3s $*" >> "$LOG"; [ -e "$READY" ] || exit 1
-case "$*" in *"get node"*) echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}" ;;
+case "$*" in *"get node"*) if [ -n "${LAST_POST:-}" ]; then echo "True $(cat "$LAST_POST")"; else echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}"; fi ;;
   # The API VIP's kube-vip container, as in the upgrade's stand-in (UPGRADE_STAND_INS): $KUBE_VIP holds its id.
   "crictl ps"*) [ ! -e "${KUBE_VIP:-/nonexistent}" ] || cat "$KUBE_VIP" ;;
   "crictl stop"*) echo "${@: -1}-restarted" > "$KUBE_VIP" ;;
@@ -462,7 +479,9 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
         "cloud-init status --wait",
         "systemctl enable k3s",
         "systemctl is-active --quiet k3s",
-        "systemctl restart k3s",  # a new config: restarted, since `enable --now` would leave a running k3s as it was
+        # A new config: restarted (stopped, then started), since `enable --now` would leave a running k3s as it was.
+        "systemctl stop k3s",
+        "systemctl start k3s",
         "k3s kubectl --request-timeout=10s get --raw /readyz",
         # Started: its Node Ready with a heartbeat from after the start, then etcd healthy with every member.
         NODE_READY.format("manwe"),
@@ -497,14 +516,31 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
     ]
     # A changed config restarts it, once etcd is healthy with every member.
     calls = _join(tmp_path, 0, "token: OTHER\n")[1]
-    assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+    assert calls[3:9] == [*ETCD_GATE, "systemctl stop k3s", "systemctl start k3s"]
     # So does a changed kubelet drop-in with the config as it was (the kubelet reads it only as it starts), and the
     # program's is put back.
     dropin = tmp_path / "kubelet.conf.d" / "50-iluvatar.conf"
     dropin.write_text("kind: KubeletConfiguration\n")
     calls = _join(tmp_path, 0, "token: OTHER\n")[1]
-    assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+    assert calls[3:9] == [*ETCD_GATE, "systemctl stop k3s", "systemctl start k3s"]
     assert dropin.read_text() == k3s.kubelet_dropin()
+
+
+def test_a_joins_restart_takes_no_heartbeat_of_the_old_k3s_for_the_new_ones(tmp_path: Path) -> None:
+    """A changed config restarts k3s; the old kubelet posts its status as k3s stops, in a second after the one the stop
+    began in (LAST_POST), and the new k3s never reports. The join reads its clock between the stop and the start, so
+    it fails naming the wait; with the clock read before one `systemctl restart`, that post passed for the new k3s."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    last = tmp_path / "last-post"
+    result, calls, _ = _join(tmp_path, 0, "token: T0K3N\n", LAST_POST=str(last))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: waited 3 s for its Node Ready again after k3s's restart; still: its Node has not reported "
+        f"since the restart (last at {last.read_text().strip()}); look with: sudo journalctl -u k3s"
+    )
+    assert calls[calls.index("systemctl stop k3s") :][:2] == ["systemctl stop k3s", "systemctl start k3s"]
+    assert (tmp_path / "owed").exists()
 
 
 def test_a_valars_join_that_restarts_k3s_restarts_its_api_vip_kube_vip_and_one_that_does_not_leaves_it(tmp_path: Path) -> None:
@@ -517,8 +553,9 @@ def test_a_valars_join_that_restarts_k3s_restarts_its_api_vip_kube_vip_and_one_t
     (tmp_path / "kube-vip").write_text("kv1\n")
     result, calls, _ = _join(tmp_path, 0, "token: OTHER\n")
     assert result.returncode == 0, result.stderr
-    assert calls[calls.index("systemctl restart k3s") :] == [
-        "systemctl restart k3s",
+    assert calls[calls.index("systemctl stop k3s") :] == [
+        "systemctl stop k3s",
+        "systemctl start k3s",
         "k3s kubectl --request-timeout=10s get --raw /readyz",
         NODE_READY.format("manwe"),
         *ETCD_GATE,
@@ -548,7 +585,8 @@ def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_ru
         "systemctl enable k3s",
         "systemctl is-active --quiet k3s",
         *ETCD_GATE,
-        "systemctl restart k3s",
+        "systemctl stop k3s",
+        "systemctl start k3s",
         "k3s kubectl --request-timeout=10s get --raw /readyz",
         NODE_READY.format("manwe"),
         *ETCD_GATE,
@@ -556,7 +594,7 @@ def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_ru
     ]
     assert not (tmp_path / "owed").exists()
     # Seen through: the run after changes nothing.
-    assert "systemctl restart k3s" not in _join(tmp_path, 0, "token: T0K3N\n")[1]
+    assert "systemctl stop k3s" not in _join(tmp_path, 0, "token: T0K3N\n")[1]
 
 
 def test_a_running_valar_does_not_restart_while_an_etcd_member_is_unhealthy(tmp_path: Path) -> None:
@@ -573,7 +611,7 @@ def test_a_running_valar_does_not_restart_while_an_etcd_member_is_unhealthy(tmp_
         f"iluvatar: {socket.gethostname()}: waited 3 s for etcd healthy with every member before k3s restarts; "
         "still: etcd member ilmare-0a1b2c (https://192.168.0.13:2379) is not healthy; look with: sudo journalctl -u k3s"
     )
-    assert not [c for c in calls if c.startswith("systemctl restart")]
+    assert not [c for c in calls if c.startswith(("systemctl stop", "systemctl restart"))]
     assert target.read_text() == "token: T0K3N\n"
 
 
@@ -589,12 +627,12 @@ def test_a_learner_or_a_member_not_started_is_not_healthy(tmp_path: Path) -> Non
 
 
 def test_a_k3s_that_never_tells_systemd_it_is_ready_fails_the_join_within_its_bound(tmp_path: Path) -> None:
-    """`systemctl restart` of a Type=notify unit with TimeoutStartSec=0 waits for ever: the script bounds it itself."""
+    """`systemctl start` (a restart's, after its stop) of a Type=notify unit with TimeoutStartSec=0 waits for ever: the script bounds it itself."""
     (tmp_path / "ready").touch()
     (tmp_path / "never-ready").touch()
     result, calls, _ = _join(tmp_path, 1, "server: https://192.168.0.10:6443\n")
     assert result.returncode == 1
-    assert calls[-1] == "systemctl restart k3s-agent"
+    assert calls[-1] == "systemctl start k3s-agent"
     assert result.stderr.strip() == (
         f"iluvatar: {socket.gethostname()}: systemd did not see k3s-agent start within 2 s of its restart "
         "(its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u k3s-agent"
@@ -652,7 +690,7 @@ def test_a_rebuilt_first_valar_joins_the_running_cluster_instead_of_starting_ano
     result, calls, target = _join(tmp_path, 0, FIRST, rejoin=SERVER_URL)
     assert result.returncode == 0, result.stderr
     assert target.read_text().startswith(f"server: {SERVER_URL}\n")
-    assert "systemctl start k3s" in calls and "systemctl restart k3s" not in calls
+    assert "systemctl start k3s" in calls and "systemctl stop k3s" not in calls
 
 
 def test_a_first_valar_with_its_datastore_keeps_cluster_init(tmp_path: Path) -> None:
@@ -679,7 +717,8 @@ def test_an_agent_waits_for_its_kubelet_and_its_node_and_asks_no_etcd(tmp_path: 
     assert calls[1:] == [
         "systemctl enable k3s-agent",
         "systemctl is-active --quiet k3s-agent",
-        "systemctl restart k3s-agent",
+        "systemctl stop k3s-agent",
+        "systemctl start k3s-agent",
         "curl -sf --max-time 10 http://127.0.0.1:10248/healthz",
         # With its kubelet's own credentials (a kubelet may read its own Node); an agent has no etcd to ask.
         NODE_READY.format("eonwe").replace("--request-timeout=10s get", f"--request-timeout=10s --kubeconfig {k3s.AGENT_KUBECONFIG} get"),
@@ -785,31 +824,36 @@ case "$1" in
     esac ;;
   kubectl) [ -e "$READY" ] || exit 1
     # With $UNREADABLE the API refuses the Node's read; with $STALE its kubelet last reported before any restart; with
+    # $LAST_POST its old kubelet last reported as k3s stopped, and the new one never (STAND_INS); with
     # $NOT_REGISTERED the Node is not there (--ignore-not-found: nothing printed, success).
     [ -z "${UNREADABLE:-}" ] || exit 1
     # With $ENDED (a file): k3s's certificates have ended, so neither the API server's serving certificate nor the
     # admin's or the kubelet's client certificate verifies, until a restart regenerates them (deps.go createClientCertKey).
     [ ! -e "${ENDED:-/nonexistent}" ] || exit 1
     case "$*" in
-      *lastHeartbeatTime*) if [ -n "${STALE:-}" ]; then echo "True 2020-01-01T00:00:00Z"; else echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}"; fi ;;
+      *lastHeartbeatTime*) if [ -n "${STALE:-}" ]; then echo "True 2020-01-01T00:00:00Z"; elif [ -n "${LAST_POST:-}" ]; then echo "True $(cat "$LAST_POST")"; else echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}"; fi ;;
       *"kubeletVersion} {"*) echo "$(cat "$RUNNING") True" ;;
       *kubeletVersion*) [ -n "${NOT_REGISTERED:-}" ] || cat "$RUNNING" ;;
     esac ;;
 esac""",
     "sudo": 'exec env "$@"',
     "test": 'exec /usr/bin/test "$@"',
-    # `is-active` answers from a file; `restart` starts the binary's version, unless $NEVER_READY exists (then it never returns).
+    # `is-active` answers from a file; `stop` ends k3s (its old kubelet's last post with $LAST_POST: STAND_INS); `start` of
+    # a k3s not running starts the binary's version, unless $NEVER_READY exists (then it never returns), and is a no-op
+    # for one that runs, as systemd's; `restart` is both.
     "systemctl": """echo "systemctl $*" >> "$LOG"
 case "$1" in
   is-active) [ -e "$ACTIVE" ] ;;
-  restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done; cp "$VERSION" "$RUNNING"; touch "$ACTIVE"
+  stop|restart) rm -f "$ACTIVE"; @LAST_POST@ ;;&
+  start|restart) [ ! -e "$ACTIVE" ] || exit 0
+    while [ -e "$NEVER_READY" ]; do sleep 0.2; done; cp "$VERSION" "$RUNNING"; touch "$ACTIVE"
     # k3s renewing, as it starts, a certificate within its window (pkg/daemons/control/deps/deps.go createClientCertKey):
     # with $RENEWED, the certificate it issues in place of $RENEWS.
     # k3s decides by the Pi's own clock (IsCertExpired(cert, CertificateRenewDays): time.Now()), as openssl's -checkend here.
     [ -z "${RENEWED:-}" ] || openssl x509 -checkend 10368000 -noout -in "$RENEWS" >/dev/null || cp "$RENEWED" "$RENEWS"
     # An ended certificate regenerated too (deps.go: `expired` is IsCertExpired within the window, a past end included).
     rm -f "${ENDED:-/nonexistent}" ;;
-esac""",
+esac""".replace("@LAST_POST@", LAST_POST),
     # A stand-in for curl against get.k3s.io: the "installer" it writes (to -o's file, as curl does) records its
     # environment and sets the version; with $FETCH_FAILS it writes nothing and exits with that code, as curl does when
     # its --max-time runs out (28); the installer sleeps for ever with $INSTALL_HANGS. etcd's member list and /health
@@ -937,7 +981,8 @@ def test_a_binary_at_the_version_that_does_not_run_is_restarted_then_gated(tmp_p
         "systemctl is-active --quiet k3s",
         *asked,
         *before,
-        "systemctl restart k3s",
+        "systemctl stop k3s",
+        "systemctl start k3s",
         NODE_AT,
         NODE_READY.format("manwe"),
         *ETCD_GATE,
@@ -963,7 +1008,8 @@ def test_a_restart_owed_is_made_again_and_its_mark_goes_only_once_the_gates_pass
         "k3s --version",
         "systemctl is-active --quiet k3s",
         *ETCD_GATE,
-        "systemctl restart k3s",
+        "systemctl stop k3s",
+        "systemctl start k3s",
         NODE_AT,
         NODE_READY.format("manwe"),
         *ETCD_GATE,
@@ -977,7 +1023,7 @@ def test_a_restart_that_never_finishes_on_a_retry_fails_within_its_bound_and_sta
     (tmp_path / "never-ready").touch()
     result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False, active=False)
     assert result.returncode == 1
-    assert calls[-1] == "systemctl restart k3s-agent"
+    assert calls[-1] == "systemctl start k3s-agent"
     assert result.stderr.splitlines()[-1] == (
         f"iluvatar: {socket.gethostname()}: systemd did not see k3s-agent start within 2 s of its restart "
         "(its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u k3s-agent"
@@ -1128,7 +1174,24 @@ def test_a_restart_at_the_version_already_waits_for_a_report_from_after_it(tmp_p
         f"iluvatar: {socket.gethostname()}: waited 3 s for its Node Ready again after k3s's restart; still: its Node has not reported "
         "since the restart (last at 2020-01-01T00:00:00Z); look with: sudo journalctl -u k3s-agent"
     )
-    assert "systemctl restart k3s-agent" in calls
+    assert "systemctl stop k3s-agent" in calls
+    assert (tmp_path / "owed").exists()
+
+
+def test_a_heartbeat_the_old_k3s_posts_as_it_stops_is_not_taken_for_the_new_ones(tmp_path: Path) -> None:
+    """The old kubelet's last status post, made while k3s stops, in a second after the one the stop began in
+    (LAST_POST); the new k3s never reports. The restart reads the clock only once the old k3s has stopped, so that post
+    is no report from after it: the step fails and keeps the mark. With the clock read before a single `systemctl
+    restart`, the post was later than it and the step passed on a k3s that never came back."""
+    (tmp_path / "owed").touch()
+    last = tmp_path / "last-post"
+    result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False, LAST_POST=str(last))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: waited 3 s for its Node Ready again after k3s's restart; still: its Node has not reported "
+        f"since the restart (last at {last.read_text().strip()}); look with: sudo journalctl -u k3s-agent"
+    )
+    assert calls[calls.index("systemctl stop k3s-agent") :][:2] == ["systemctl stop k3s-agent", "systemctl start k3s-agent"]
     assert (tmp_path / "owed").exists()
 
 
@@ -1139,7 +1202,7 @@ def test_the_restart_gate_reads_the_heartbeat_with_python3_not_date(tmp_path: Pa
     (tmp_path / "owed").touch()
     result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False)
     assert result.returncode == 0, result.stderr
-    assert "systemctl restart k3s-agent" in calls
+    assert "systemctl stop k3s-agent" in calls
     assert not (tmp_path / "owed").exists()
 
 
@@ -1175,7 +1238,7 @@ def test_a_node_that_cannot_be_read_leaves_a_running_k3s_alone_and_fails(tmp_pat
         "iluvatar: eonwe: its Node cannot be read, so whether the running k3s is v1.35.8+k3s1 is not known and it is left as it is; "
         "look with: sudo k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe"
     )
-    assert not [c for c in calls if c.startswith("systemctl restart")]
+    assert not [c for c in calls if c.startswith(("systemctl stop", "systemctl restart"))]
     assert not (tmp_path / "owed").exists()
 
 
@@ -1187,7 +1250,7 @@ def test_a_node_not_registered_restarts_k3s_which_registers_it(tmp_path: Path) -
     assert result.stderr.splitlines()[0] == (
         "iluvatar: manwe: k3s v1.35.8+k3s1 is installed, but its Node is not registered (a kubelet registers it only as it starts): restarting k3s"
     )
-    assert "systemctl restart k3s" in calls
+    assert "systemctl stop k3s" in calls
 
 
 @pytest.mark.kube
@@ -1323,7 +1386,8 @@ def test_a_certificate_within_k3s_s_window_restarts_k3s_which_renews_it_and_the_
         "systemctl is-active --quiet k3s",
         NODE_VERSION,
         *ETCD_GATE,
-        "systemctl restart k3s",
+        "systemctl stop k3s",
+        "systemctl start k3s",
         NODE_AT,
         NODE_READY.format("manwe"),
         *ETCD_GATE,
@@ -1410,7 +1474,7 @@ def test_certificates_outside_the_window_leave_k3s_running_and_the_step_says_the
     result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "iluvatar: k3s v1.35.8+k3s1 already runs on manwe"
-    assert not [c for c in calls if c.startswith("systemctl restart")]
+    assert not [c for c in calls if c.startswith(("systemctl stop", "systemctl restart"))]
     assert result.stdout == f"k3s-certificates-end={_at(end)}\n"
 
 
@@ -1423,7 +1487,7 @@ def test_a_certificate_that_cannot_be_read_fails_the_step_and_restarts_nothing(t
     assert result.stderr.splitlines()[-1] == (
         "iluvatar: eonwe: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is"
     )
-    assert not [c for c in calls if c.startswith("systemctl restart")]
+    assert not [c for c in calls if c.startswith(("systemctl stop", "systemctl restart"))]
 
 
 @pytest.mark.parametrize(("index", "svc"), [(0, "k3s"), (1, "k3s-agent")])
@@ -1446,9 +1510,9 @@ def test_an_ended_certificate_restarts_k3s_without_asking_its_api_or_etcd_first(
         f"so neither its Node nor etcd can be asked through it, and k3s renews it only as it starts: restarting {svc}"
     )
     # Nothing asked before the restart; the gates after it.
-    assert calls[:3] == ["k3s --version", f"systemctl is-active --quiet {svc}", f"systemctl restart {svc}"]
+    assert calls[:4] == ["k3s --version", f"systemctl is-active --quiet {svc}", f"systemctl stop {svc}", f"systemctl start {svc}"]
     if index == 0:
-        assert calls[3:] == [NODE_AT, NODE_READY.format("manwe"), *ETCD_GATE, *KUBE_VIP_RESTART]
+        assert calls[4:] == [NODE_AT, NODE_READY.format("manwe"), *ETCD_GATE, *KUBE_VIP_RESTART]
     assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(renewed_end)}"
 
 
@@ -1462,8 +1526,9 @@ def test_a_valars_certificate_restart_restarts_its_api_vip_kube_vip_which_read_t
     renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
     result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, RENEWED=str(renewed), RENEWS=str(cert))
     assert result.returncode == 0, result.stderr
-    assert calls[calls.index("systemctl restart k3s") :] == [
-        "systemctl restart k3s",
+    assert calls[calls.index("systemctl stop k3s") :] == [
+        "systemctl stop k3s",
+        "systemctl start k3s",
         NODE_AT,
         NODE_READY.format("manwe"),
         *ETCD_GATE,
@@ -1501,7 +1566,7 @@ def test_a_restart_that_does_not_move_the_end_fails_the_step_so_the_next_up_trie
     cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", soon, cn="system:admin")
     result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, renewing=_at(soon))
     assert result.returncode == 1
-    assert "systemctl restart k3s" in calls
+    assert "systemctl stop k3s" in calls
     last = result.stderr.splitlines()[-1]
     assert last.startswith(f"iluvatar: manwe: k3s restarted to renew its certificates, but {cert} still ends at {_at(soon)} (this Pi's clock says ")
     assert last.endswith(f"; the run renews those ending by {_at(soon)}); look with: sudo k3s certificate check --output table")
@@ -1519,7 +1584,7 @@ def test_a_pi_whose_clock_is_behind_is_not_restarted_for_nothing_and_the_chain_g
     renewed = _issue(tmp_path, tmp_path / "renewed.crt", _in_days(465), cn="system:admin")
     result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, renewing=_at(end), RENEWED=str(renewed), RENEWS=str(cert))
     assert result.returncode == 0, result.stderr
-    assert not [c for c in calls if c.startswith("systemctl restart")]
+    assert not [c for c in calls if c.startswith(("systemctl stop", "systemctl restart"))]
     [warning] = [line for line in result.stderr.splitlines() if line.startswith("iluvatar: warning: manwe: its clock says ")]
     assert f", by which {cert} (ending {_at(end)}) is not within k3s's 120 days, and k3s renews by its own clock: " in warning
     assert warning.endswith(
@@ -1664,7 +1729,8 @@ def test_only_the_one_valars_join_and_k3s_step_measure_the_apis_outage() -> None
     assert k3s.services_api(stack) is None and k3s.services_api(three_servers()) == "https://192.168.0.10:6443"
     assert "--server https://10.43.0.1:443 get --raw /readyz" in roll.join_script(stack, valar)
     join, upgrade = roll.join_script(stack, valar), roll.k3s_script(stack, valar)
-    assert 'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi\nsince=$(date +%s)\n' in join
+    # Started before the stop, which takes the API down.
+    assert 'if [ "$changed" = 1 ] && [ "$active" = 1 ]; then api_watch_start; fi\nif [ "$changed" = 1 ]; then verb=restart;' in join
     assert 'done\n[ -z "$api_watch" ] || api_watch_report\n' in join
     assert upgrade.count("if sudo systemctl is-active --quiet k3s; then api_watch_start; fi\n") == 2  # the restart, the install
     assert '[ -z "$api_watch" ] || api_watch_report\n' in upgrade
