@@ -251,14 +251,15 @@ def _valar_lost(lab: Lab, house: Household, holder: Candidate, through_vip: bool
     )
     start = time.time()
     _iptables(holder.ns, "-I", *everything)
+    dropped = time.time()
     time.sleep(float(KUBE_VIP_ELECTION["vip_leaseduration"]) + failover.longest_retry(float(KUBE_VIP_ELECTION["vip_retryperiod"])))
     _iptables(holder.ns, "-I", *stale)
     _iptables(holder.ns, "-D", *everything)
-    moved = time.time()
     if through_vip:
-
+        # No dial completes while every packet to the API is dropped, so each one logged after the drop began is a new
+        # connection; the reset and the redial may come before the second rule's command has even returned.
         def renewed_anew() -> bool:
-            dials = holder.times("dialed", after=moved)
+            dials = holder.times("dialed", after=dropped)
             return bool(dials) and bool(holder.times("renewed", after=dials[0]))
 
         wait_until("the holder renewed on a new connection", renewed_anew, 2 * failover.SERVICE_RENEW_DEADLINE_SECONDS)
