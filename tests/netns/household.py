@@ -52,7 +52,8 @@ case "$1" in
 esac
 echo "$(date +%s.%N) $1 ${ip:-} ${serverid:-}" >> "$EVENTS"
 """
-# One DNS query (A, recursion desired) of NAME to SERVER every half second, 1 s timeout: a line per query.
+# One DNS query (A, recursion desired) of NAME to SERVER every half second, 1 s timeout: a line per query, its end,
+# whether it was answered, and when it was sent.
 DNS_LOOP = """
 import random, socket, struct, sys, time
 server, name = sys.argv[1], sys.argv[2]
@@ -60,6 +61,7 @@ qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
 while True:
     qid = random.randrange(65536)
     ok = False
+    sent = time.time()
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(1.0)
@@ -73,7 +75,7 @@ while True:
         s.close()
     except OSError:
         pass
-    print(f"{time.time():.3f} {int(ok)}", flush=True)
+    print(f"{time.time():.3f} {int(ok)} {sent:.3f}", flush=True)
     time.sleep(0.5)
 """
 # A DHCPDISCOVER a second, each answer's server MAC, kind and offered address: a line per DISCOVER.
@@ -100,7 +102,8 @@ class Client:
     events: Path
     udhcpc: subprocess.Popen[bytes] | None = None
     dns: subprocess.Popen[str] | None = None
-    dns_lines: list[tuple[float, bool]] = field(default_factory=list)
+    dns_lines: list[tuple[float, bool]] = field(default_factory=list)  # each query's end and whether it was answered
+    dns_queries: list[tuple[float, float, bool]] = field(default_factory=list)  # each query's sending, end, and answer
     renewals: list[float] = field(default_factory=list)  # when each SIGUSR1 was sent
 
     def read_events(self) -> list[tuple[float, str, str, str]]:
@@ -211,7 +214,8 @@ class Household:
     def _read_dns(self, c: Client) -> None:
         assert c.dns is not None and c.dns.stdout is not None
         for line in c.dns.stdout:
-            t, ok = line.split()
+            t, ok, sent = line.split()
+            c.dns_queries.append((float(sent), float(t), ok == "1"))
             c.dns_lines.append((float(t), ok == "1"))
 
     def _read_samples(self) -> None:

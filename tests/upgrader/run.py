@@ -58,7 +58,6 @@ class Result:
     code: int
     stdout: str
     stderr: str
-    seconds: float
 
     @property
     def lines(self) -> list[str]:
@@ -78,11 +77,10 @@ def upgrader(args: Iterable[str], stdin: dict[str, Any] | None = None, timeout: 
     env = {k: v for k, v in os.environ.items() if k != RECORD}
     if record is not None:
         env[RECORD] = json.dumps(record) + "\n"
-    start = time.monotonic()
     result = subprocess.run(
         [str(binary()), *args], input="" if stdin is None else json.dumps(stdin), capture_output=True, text=True, timeout=timeout, env=env
     )
-    return Result(result.returncode, result.stdout, result.stderr, time.monotonic() - start)
+    return Result(result.returncode, result.stdout, result.stderr)
 
 
 def upgrader_watched(
@@ -94,7 +92,6 @@ def upgrader_watched(
     env = {k: v for k, v in os.environ.items() if k != RECORD}
     if record is not None:
         env[RECORD] = json.dumps(record) + "\n"
-    start = time.monotonic()
     process = subprocess.Popen([str(binary()), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     process.stdin.write(json.dumps(stdin))
@@ -114,7 +111,7 @@ def upgrader_watched(
         killer.cancel()
         process.stderr.close()
         process.stdout.close()
-    return Result(code, stdout, "".join(lines), time.monotonic() - start)
+    return Result(code, stdout, "".join(lines))
 
 
 def started(args: Iterable[str], stdin: dict[str, Any] | None = None) -> subprocess.Popen[str]:

@@ -90,19 +90,36 @@ func runProbe(ctx context.Context, s *input.Secrets, nodes input.NodeList, deadl
 		go func() {
 			defer wg.Done()
 
-			s, _ := t.Classify(ctx, n) //nolint:errcheck
+			s, err := t.Classify(ctx, n)
 
 			mu.Lock()
 			states[n.Name] = s
 			mu.Unlock()
 
-			report.Progress(n.Name, "%s", s)
+			if s == Unreachable {
+				report.Progress(n.Name, "%s: %s", s, unreachableWhy(ctx, err, deadline))
+			} else {
+				report.Progress(n.Name, "%s", s)
+			}
 		}()
 	}
 
 	wg.Wait()
 
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"nodes": states})
+}
+
+// unreachableWhy says what ended the asking of a node probe calls unreachable: the deadline, or
+// an answer that came before it (a refused connection, a reset). Classify asks each node once over
+// each kind of client, and no call of it retries: a refusal ends it at once, a node that never
+// answers holds it until the probe's deadline, and the line says which, so a reader (and a test)
+// knows the probe gave up by its own bound rather than by how long it happened to take.
+func unreachableWhy(ctx context.Context, err error, deadline time.Duration) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && status.Code(err) == codes.DeadlineExceeded {
+		return fmt.Sprintf("no answer within the %s deadline", deadline)
+	}
+
+	return fmt.Sprintf("%s (asked once, before the %s deadline)", Message(err), deadline)
 }
 
 // ParseRemoveMember reads remove-member's arguments and stdin, contacting nothing; what it returns runs it.
