@@ -62,7 +62,11 @@ class Machine:
     def start(self) -> None:
         tap = self.lan.tap()
         binary = "qemu-system-aarch64" if self.firmware == "arm64" else "qemu-system-x86_64"
-        qemu = [require(binary), "-accel", "tcg", "-display", "none", "-serial", "none",
+        # -nodefaults: none of QEMU's default devices, which no firmware here boots from: a PC's VGA, which the firmware
+        # draws its screens into under TCG, and its empty DVD-ROM (and floppy), which it tries and fails before the NIC
+        # (OVMF's serial log: `failed to load Boot0001 "UEFI QEMU DVD-ROM"`). The NIC, and a UEFI machine's disk, are
+        # given below. OVMF's boot to its PXE took 0.4 s less CPU so (4.2 s against 3.8 s, five alternated pairs).
+        qemu = [require(binary), "-accel", "tcg", "-nodefaults", "-display", "none", "-serial", "none",
                 "-monitor", "none", "-no-reboot", "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]  # fmt: skip
         if self.firmware == "arm64":
             vars_copy = self.lan.root / f"{self.name}.vars.fd"
@@ -158,7 +162,7 @@ class Machine:
 
 DISK_BOOTED = "ILUVATAR-TEST: the machine's own disk booted"
 
-# A UEFI machine's NIC and disk, at fixed PCI slots (q35's 00:01.0 is its VGA), which its boot options name.
+# A UEFI machine's NIC and disk, at fixed PCI slots (q35's 00:01.0 was its VGA before -nodefaults), which its boot options name.
 SLOTS = {"uefi": (2, 3), "arm64": (1, 2)}
 
 # AAVMF's empty variable store as edk2 defines it (edk2-stable202211 ArmVirtPkg/VarStore.fdf.inc:23-71: the firmware

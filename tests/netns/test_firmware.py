@@ -109,12 +109,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             while time.monotonic() - start < DEADLINE:
                 if all([m.done() for m in machines.values()]):  # a list: every machine's time is noted
                     break
-                # A machine that fetched its whole chain is stopped then, not at the end: what comes after is the stand-in
-                # kernel refused, the script's `sleep 10; exit 1` and the firmware's next boot options (OVMF's PXEv6 and
-                # HTTP boot), a full core each under TCG that the slowest machines (the closed LAN's UEFI strangers)
-                # waited behind. The machines that must not boot, or must boot their disk, run to their own end.
+                # A machine at its end is stopped then, not when the last is: after a booted machine's chain comes the
+                # stand-in kernel refused, the script's `sleep 10; exit 1` and the firmware's next boot options (OVMF's
+                # PXEv6 and HTTP boot), a full core each under TCG that the slowest machines (the closed LAN's UEFI
+                # strangers) waited behind; after a machine that must not boot gave up (SeaBIOS's int 18, every boot
+                # device tried), only SeaBIOS's wait to reboot; after a disk booted, its script's `sleep 1; poweroff`.
+                # What each test asserts of a machine happened before its end (done()).
                 for m in machines.values():
-                    if m.boots and m.finished is not None:
+                    if m.finished is not None:
                         stop(m.proc)
                 time.sleep(0.5)
         finally:
