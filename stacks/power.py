@@ -273,7 +273,7 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
             f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name; write the name "
             f"`talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode (enp1s0, eno1, end0)",
         )
-    elif _WIRELESS_NAME.match(link):
+    elif _WIRELESS_NAME.match(link.lower()):
         yield Problem(
             f"{path}.link",
             f"{link} is a Wi-Fi NIC's name (the kernel names wireless NICs wlan0, udev wlp3s0, wlo1 or wlx<mac>): Talos joins no "
@@ -281,12 +281,19 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
             f"hears while the machine is off; write the wired NIC's name `talosctl get links --insecure --nodes {node.ip}` shows "
             "in maintenance mode (enp1s0, eno1, end0), or power it on by hand",
         )
-    elif _WWAN_NAME.match(link):
+    elif _WWAN_NAME.match(link.lower()):
         yield Problem(
             f"{path}.link",
             f"{link} is a mobile-broadband modem's name (the kernel names a WWAN device wwan0, udev ww<path> such as wwp0s20f0u6): its link is the cellular "
             "network, and the Ainur send the magic packet on the wired LAN, which it never hears; write the wired NIC's name "
             f"`talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode (enp1s0, eno1, end0), or power it on by hand",
+        )
+    elif link != link.lower():
+        yield Problem(
+            f"{path}.link",
+            f"{link} is a name Talos gives no NIC: the kernel and udev name every NIC in lower case (enp1s0, eno1, end0), and "
+            f"Linux reads a link's name letter by letter, so EthernetConfig would arm nothing and the magic packet wake nothing; "
+            f"write {link.lower()} if that is the name `talosctl get links --insecure --nodes {node.ip}` shows in maintenance mode",
         )
     elif _KERNEL_NAME.match(link) and not predictable_names_off(kernel_args):
         written = [a for a in kernel_args if a.partition("=")[0] in ("net.ifnames", "-net.ifnames")]
