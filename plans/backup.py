@@ -71,14 +71,15 @@ def target(stack: StackConfig) -> data.Target:
 
 
 def nfs_server(stack: StackConfig) -> str:
-    """The NFS target's server as an address: a name is resolved by the plan from the internal zone's records, the one
-    lookup stacks.data checks the target by (stacks.data.zone_address)."""
-    # Imported here: plans.zone reads the netboot plans, which read plans.k3s, which reads this module's k3s settings.
-    from plans import zone
-
+    """The NFS target's server as an address: a name is resolved by the plan, from the machines' and VIPs' names. The
+    rule that checks the target reads the whole internal zone (stacks.data.zone_address) and refuses every other name
+    of it (an app's host, a gateway's, the Git mirror's: nothing there serves NFS), so for a stack that validates the two
+    give the same address; the zone's records are not read here because plans.zone reads the netboot plans, which read
+    plans.k3s, which reads this module."""
     host = target(stack).host
-    address = data.zone_address(host, zone.records(stack), stack.network)
-    return str(address) if address is not None else host
+    zone = storage_facts.zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)
+    found = zone.get(host.rstrip(".").lower())
+    return str(found) if found is not None else host
 
 
 def helm_values() -> dict[str, Any]:

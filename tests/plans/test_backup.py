@@ -152,3 +152,17 @@ def test_a_keep_last_renders_a_replicationsource_volsyncs_crd_accepts(tmp_path: 
     source = backup.app_manifests(stack, stack.apps[1])["jellyfin-config-backup.yaml"]
     assert upstream.kubeconform([source], stack.arda.kubernetes_version, crds=[("volsync", f"v{backup.VERSION}")]) == []
     assert source["spec"]["restic"]["retain"] == {"last": "3"}
+
+
+def test_the_nfs_targets_lookup_gives_each_name_the_address_the_zones_records_give_it(tmp_path: Path) -> None:
+    # plans.backup.nfs_server resolves a target's name from the machines' and VIPs' names, the rule that validates the
+    # target from the zone's records (stacks.data.zone_address): on every name the first holds, they must agree.
+    from plans import zone
+    from stacks import data
+    from stacks import storage as storage_facts
+
+    stack = _stack(tmp_path)
+    names = storage_facts.zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)
+    records = zone.records(stack)
+    assert len(names) == 2 * (len(stack.nodes) + 3)
+    assert {name: data.zone_address(name, records, stack.network) for name in names} == names
