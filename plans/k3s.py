@@ -496,11 +496,15 @@ def stopped(node: Node) -> str:
     then kubelet_node_status.go:534 patches): once the stop returns, no heartbeat of the old k3s can be later than the
     clock read after it. In one `systemctl restart`, `since` would be read before the stop, and a post the old kubelet
     made while it stopped, in a later second, would pass the wait for the new one. systemd bounds the stop itself: the unit sets no
-    TimeoutStopSec, so DefaultTimeoutStopSec (90 s) and then SIGKILL (systemd.service(5))."""
+    TimeoutStopSec, so DefaultTimeoutStopSec (90 s) and then SIGKILL (systemd.service(5)). A stop that fails asks systemd
+    to start the unit before the step fails, without waiting for it (`--no-block`): as `systemctl restart` would have gone
+    on to, so a failed step leaves k3s, and on a valar the Ainur's API and the household's DHCP and DNS behind its VIP,
+    running rather than stopped until the next `up` (a start of a unit still running is nothing)."""
     svc = service(node)
     return f"""sudo systemctl stop {svc} || {{
   status=$?
-  echo "iluvatar: $(hostname): systemctl stop {svc} failed (status $status); look with: sudo journalctl -u {svc}" >&2
+  sudo systemctl start --no-block {svc} || true
+  echo "iluvatar: $(hostname): systemctl stop {svc} failed (status $status), k3s's start asked of systemd again; look with: sudo journalctl -u {svc}" >&2
   exit 1
 }}
 """

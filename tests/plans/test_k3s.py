@@ -389,6 +389,7 @@ STAND_INS = {
     "systemctl": """echo "systemctl $*" >> "$LOG"
 case "$1" in
   is-active) [ -e "$ACTIVE" ] ;;
+  stop) [ -z "${STOP_FAILS:-}" ] || exit 1 ;;&
   stop|restart) @LAST_POST@ ;;&
   start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;;
 esac""".replace("@LAST_POST@", LAST_POST),
@@ -541,6 +542,21 @@ def test_a_joins_restart_takes_no_heartbeat_of_the_old_k3s_for_the_new_ones(tmp_
     )
     assert calls[calls.index("systemctl stop k3s") :][:2] == ["systemctl stop k3s", "systemctl start k3s"]
     assert (tmp_path / "owed").exists()
+
+
+def test_a_restart_whose_stop_fails_asks_systemd_to_start_k3s_again_before_it_fails(tmp_path: Path) -> None:
+    """A changed config restarts k3s, and `systemctl stop` fails (STOP_FAILS): the step fails naming it, but only after
+    asking systemd to start k3s without waiting, as `systemctl restart` would have gone on to; without that the Pi (a
+    valar: the Ainur's API, the household's DHCP and DNS) was left with k3s stopped until the next `up`."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    result, calls, _ = _join(tmp_path, 0, "token: OTHER\n", STOP_FAILS="1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: systemctl stop k3s failed (status 1), k3s's start asked of systemd again; look with: "
+        "sudo journalctl -u k3s"
+    )
+    assert calls[calls.index("systemctl stop k3s") :] == ["systemctl stop k3s", "systemctl start --no-block k3s"]
 
 
 def test_a_valars_join_that_restarts_k3s_restarts_its_api_vip_kube_vip_and_one_that_does_not_leaves_it(tmp_path: Path) -> None:
