@@ -23,7 +23,9 @@ What stands in (STAND-IN in each script's first lines), because k3s and systemd 
 - k3s's service starting (`STANDIN_SERVICE`): after `KUBELET_DELAY` seconds, as a restarted kubelet
   does, it registers the Pi's Node or reports it at the installed version (Ready False: kwok makes it
   Ready), then answers the kubelet's /healthz; until then the Node says what it said before (a Node
-  stays Ready at its old version until the node lifecycle controller notices, 16 s on the Ainur).
+  stays Ready at its old version until the node lifecycle controller notices, 16 s on the Ainur). A report the
+  API server does not take is made again, and a Node whose boot or version another write changed since is
+  patched back every 10 s, as the kubelet does.
   A Pi with a `broken` file never comes back; one with `hold-kubelet-<name>` in the lab's shared folder reports only
   once the file is gone (answering /healthz meanwhile). `k3s kubectl` records each call once answered (Pi.kubectl_calls).
 - systemd's handling of k3s's unit (`STANDIN_SYSTEMCTL`), as k3s's install.sh writes it: `Type=notify`,
@@ -607,42 +609,82 @@ info = {"kubeletVersion": version, "bootID": open("/proc/sys/kernel/random/boot_
 while os.path.exists(S + "/broken"):  # a k3s that never comes back
     time.sleep(1)
 ready = [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "stand-in kubelet starting"}]
-# The log's line is written once the report is answered, with the time from before it was sent: whatever saw the report
-# (a step's gate) saw it after that time, however late the line is written.
-sent = time.time()
-try:
-    call("GET", "/api/v1/nodes/" + NAME)
-except urllib.error.HTTPError as e:
-    if e.code != 404:
-        raise
-    # Registered with k3s' node-taint, as k3s passes it to the kubelet (pkg/daemons/agent/agent_linux.go: cfg.NodeTaints
-    # -> --register-with-taints): what the Ainur's Node registration policy requires of a netbooted maia.
-    taints, config = [], "/etc/rancher/k3s/config.yaml"
-    if os.path.exists(config):
-        listed = False
-        for line in open(config).read().splitlines():
-            if line.startswith("node-taint:"):
-                listed = True
-            elif listed and line.startswith("- "):
-                key_value, effect = line[2:].strip("'").rsplit(":", 1)
-                key, value = key_value.split("=", 1)
-                taints.append({"key": key, "value": value, "effect": effect})
-            else:
-                listed = False
-    node = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
-            "spec": {"taints": taints}, "status": {"nodeInfo": info, "conditions": ready}}
-    call("POST", "/api/v1/nodes", node)
-else:  # Ready False at the new version: kwok makes it Ready, as the control plane sees a kubelet come back
-    call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": info, "conditions": ready}},
-         "application/merge-patch+json")
+
+
+def report():
+    try:
+        call("GET", "/api/v1/nodes/" + NAME)
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise
+        # Registered with k3s' node-taint, as k3s passes it to the kubelet (pkg/daemons/agent/agent_linux.go: cfg.NodeTaints
+        # -> --register-with-taints): what the Ainur's Node registration policy requires of a netbooted maia.
+        taints, config = [], "/etc/rancher/k3s/config.yaml"
+        if os.path.exists(config):
+            listed = False
+            for line in open(config).read().splitlines():
+                if line.startswith("node-taint:"):
+                    listed = True
+                elif listed and line.startswith("- "):
+                    key_value, effect = line[2:].strip("'").rsplit(":", 1)
+                    key, value = key_value.split("=", 1)
+                    taints.append({"key": key, "value": value, "effect": effect})
+                else:
+                    listed = False
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
+                "spec": {"taints": taints}, "status": {"nodeInfo": info, "conditions": ready}}
+        call("POST", "/api/v1/nodes", node)
+    else:  # Ready False at the new version: kwok makes it Ready, as the control plane sees a kubelet come back
+        call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": info, "conditions": ready}},
+             "application/merge-patch+json")
+
+
+# A report the API server did not take (an error, a refused connection, on a loaded machine) is made again, as the
+# kubelet registers and reports until it is taken (pkg/kubelet/kubelet_node_status.go registerWithAPIServer: a backoff
+# from 100 ms doubling to 7 s; updateNodeStatus: again at the next period). The log's line is written once the report is
+# answered, with the time from before it was sent: whatever saw the report (a step's gate) saw it after that time,
+# however late the line is written.
+backoff = 0.1
+while True:
+    sent = time.time()
+    try:
+        report()
+        break
+    except (OSError, ValueError) as e:  # urllib.error.URLError and HTTPError are OSErrors
+        print(f"stand-in kubelet: report not taken ({e}), again in {backoff} s", flush=True)
+        time.sleep(backoff)
+        backoff = min(2 * backoff, 7)
 with open(S + "/log", "a") as log:
     log.write(f"{sent:.9f} kubelet-reported {version}\\n")
-
-
 if serving is None:
-    http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever()
-serving.join()
+    serving = threading.Thread(target=http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever, daemon=True)
+    serving.start()
+
+# Its report kept: the kubelet reads its Node every nodeStatusUpdateFrequency (10 s, the KubeletConfiguration default,
+# pkg/kubelet/apis/config/v1beta1/defaults.go) and patches the status it computes when it differs from the Node's
+# (kubelet_node_status.go tryUpdateNodeStatus: nodeStatusHasChanged, then PatchNodeStatus, a two-way merge of the two).
+# So a status written over its report from before it (kwok playing a stage job it rendered from the Node as an earlier
+# event showed it: sigs.k8s.io/kwok v0.8.0 pkg/kwok/controllers/node_controller.go playStage patches from the job's copy,
+# and a job retried after a failed patch is queued again with that copy, replacing a newer one, addStageJob; or the last
+# post of the kubelet of the boot before landing late) does not last: the Node says this kubelet's boot and version
+# again within a period. Only the fields this stand-in reports (nodeInfo): kwok writes the conditions. A broken Pi's
+# kubelet posts nothing.
+while True:
+    time.sleep(10)
+    if os.path.exists(S + "/broken"):
+        continue
+    try:
+        have = (json.loads(call("GET", "/api/v1/nodes/" + NAME)).get("status") or {}).get("nodeInfo") or {}
+        if all(have.get(k) == v for k, v in info.items()):
+            continue
+        sent = time.time()
+        call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": info}}, "application/merge-patch+json")
+    except (OSError, ValueError) as e:
+        print(f"stand-in kubelet: status not kept ({e}), again in 10 s", flush=True)
+        continue
+    with open(S + "/log", "a") as log:
+        log.write(f"{sent:.9f} kubelet-kept {version} (the Node said boot {have.get('bootID')}, {have.get('kubeletVersion')})\\n")
 """
 
 

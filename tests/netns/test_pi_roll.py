@@ -22,6 +22,7 @@ import itertools
 import multiprocessing
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -614,3 +615,28 @@ def test_a_machine_that_takes_a_netbooted_maias_address_is_refused_its_join_and_
     # The Pi itself, with the key it had, is reached as before (and its sshd logs the session the impostor's never saw).
     assert run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"].returncode == 0
     assert "Accepted publickey" in (pi.root / "sshd.log").read_text()
+
+
+def test_a_report_written_over_by_an_older_status_is_put_back_and_the_join_sees_this_boot(lab: Lab, first_up: dict[str, Step]) -> None:
+    """A Node's status can be written over by one from before the kubelet's report: kwok playing a stage job with the
+    copy of the Node it rendered the job from (the report of the boot before, Ready False), or the last post of the boot
+    before's kubelet landing late. The kubelet patches its status again when the Node's differs, every 10 s, so the join's
+    gate on the report of this boot (plans.netboot.roll.booted_gate) sees it within that. Here the older status is
+    written by the test, at once, as kwok's would be: a stand-in kubelet that reported only once left the join waiting
+    out its 600 s."""
+    pi = lab.pis.pis["eonwe"]
+    boot = (pi.root / "boot-id").read_text().strip()
+    node = lab.node("eonwe")
+    version = node["status"]["nodeInfo"]["kubeletVersion"]
+    assert node["status"]["nodeInfo"]["bootID"] == boot
+    earlier = str(uuid.uuid4())
+    since = time.time()
+    lab.pis.cluster.client.merge_patch(node, {"status": {"nodeInfo": {"bootID": earlier}}}, subresource="status")
+    sim = lab.sims["first"]
+    join = next(s for s in steps_of(sim) if s.name == "ainur-eonwe-join")
+    got = run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"]
+    assert got.returncode == 0, got.stderr
+    assert lab.node("eonwe")["status"]["nodeInfo"]["bootID"] == boot
+    assert [what for t, what in pi.log() if t >= since and what.startswith("kubelet-kept ")] == [
+        f"kubelet-kept {version} (the Node said boot {earlier}, {version})"
+    ]
