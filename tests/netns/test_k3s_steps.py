@@ -1028,7 +1028,7 @@ def test_a_card_maia_whose_secret_is_deleted_restarts_on_its_client_certificate_
     revoked(lab, f"{found.group(2)}.{found.group(3)}")
     connection = secret(join.inputs["connection"])
     (varda.state / "agent-refused").unlink(missing_ok=True)
-    result = lab.pis.ssh(connection, k3s.join_script(varda.node, restart_timeout=20), changed_config + "# a change\n")
+    result = lab.pis.ssh(connection, k3s.join_script(varda.node), changed_config + "# a change\n")
     assert result.returncode == 0, result.stderr
     without_client_certificate(varda)
     result = lab.pis.ssh(connection, k3s.join_script(varda.node, restart_timeout=2), changed_config + "# another\n")
