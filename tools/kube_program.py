@@ -1064,6 +1064,37 @@ def _observe(client: KubeClient, workload: Workload, pods: Sequence[dict[str, An
     return all(workload.pods.values())
 
 
+def _label_selected(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A LabelSelector's verdict on labels: matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and key in labels and labels[key] in values):
+            return False
+        if (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def _affinity_followed(pod: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether `pod` has required pod affinity and every term of it selects a pod already placed on a node (in the
+    term's namespaces, the pod's own when it names none; any namespace with a namespaceSelector)."""
+    terms = (((pod["spec"].get("affinity") or {}).get("podAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")) or []
+    if not terms:
+        return False
+    own = pod["metadata"]["namespace"]
+    return all(
+        any(
+            other["spec"].get("nodeName")
+            and ("namespaceSelector" in term or other["metadata"]["namespace"] in (term.get("namespaces") or [own]))
+            and _label_selected(term.get("labelSelector") or {}, other["metadata"].get("labels") or {})
+            for other in pods
+        )
+        for term in terms
+    )
+
+
 def workloads(cluster_name: str, cluster: Cluster, written: Iterable[Written], timeout: float = 90.0) -> list[Workload]:
     """Every workload written to the cluster with its pods, once each is settled: all its pods
     scheduled, or the scheduler (or admission, refusing the controller's pods) has said why not."""
@@ -1088,7 +1119,17 @@ def workloads(cluster_name: str, cluster: Cluster, written: Iterable[Written], t
             for c in (p.get("status") or {}).get("conditions") or []
             if c.get("reason") == "Unschedulable"
         )
-        if (all(settled) and not waiting_for_volume) or time.monotonic() > deadline:
+        # So is a pod the scheduler found no place for before the pods its required pod affinity follows were
+        # placed: kube-scheduler v1.35.1 requeues it on an assigned pod's add or update (InterPodAffinity's
+        # EventsToRegister, pkg/scheduler/framework/plugins/interpodaffinity/plugin.go:99-101), so once those pods run it
+        # is tried again; until then its Unschedulable is the order the controllers made the pods in, not a verdict.
+        waiting_for_affinity = any(
+            not p["spec"].get("nodeName")
+            and any(c.get("reason") == "Unschedulable" for c in (p.get("status") or {}).get("conditions") or [])
+            and _affinity_followed(p, pods)
+            for p in pods
+        )
+        if (all(settled) and not waiting_for_volume and not waiting_for_affinity) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     by_name = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}

@@ -121,3 +121,41 @@ def test_an_applications_kustomize_build_is_kustomizes_own_and_runs_once_per_inp
     assert runs == []
     assert kube_program.kustomize_render(*where, gitops.KUSTOMIZE_BUILD_OPTIONS, "1.34.0") == []
     assert runs == [(where, {"build_options": gitops.KUSTOMIZE_BUILD_OPTIONS, "kube_version": "1.34.0"})]
+
+
+def _pod(name: str, node: str = "", labels: dict[str, str] | None = None, follows: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"nodeName": node} if node else {}
+    if follows is not None:
+        spec["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [follows]}}
+    return {"metadata": {"name": name, "namespace": "netboot", "labels": labels or {}}, "spec": spec}
+
+
+def test_a_pod_pending_on_its_pod_affinity_is_waited_for_only_once_the_pods_it_follows_are_placed() -> None:
+    # The scheduler tries such a pod again when an assigned pod is added (kube-scheduler's InterPodAffinity events):
+    # while the netboot pod it follows is unplaced, its Unschedulable is a verdict; once placed, a retry is owed.
+    term = {"labelSelector": {"matchLabels": {"app": "netboot"}}, "topologyKey": "kubernetes.io/hostname"}
+    nfs = _pod("pi-nfs", follows=term)
+    assert kube_program._affinity_followed(nfs, [nfs, _pod("netboot-x", labels={"app": "netboot"})]) is False
+    assert kube_program._affinity_followed(nfs, [nfs, _pod("netboot-x", "manwe", {"app": "netboot"})]) is True
+    assert kube_program._affinity_followed(nfs, [nfs, _pod("cache-x", "manwe", {"app": "cache"})]) is False
+    other_ns = _pod("netboot-y", "manwe", {"app": "netboot"}) | {
+        "metadata": {"name": "netboot-y", "namespace": "kube-system", "labels": {"app": "netboot"}}
+    }
+    assert kube_program._affinity_followed(nfs, [nfs, other_ns]) is False
+    assert kube_program._affinity_followed(_pod("plain"), [_pod("netboot-x", "manwe", {"app": "netboot"})]) is False
+
+
+@pytest.mark.parametrize(
+    ("expression", "labels", "selected"),
+    [
+        ({"key": "a", "operator": "In", "values": ["1"]}, {"a": "1"}, True),
+        ({"key": "a", "operator": "In", "values": ["1"]}, {"a": "2"}, False),
+        ({"key": "a", "operator": "NotIn", "values": ["1"]}, {"a": "1"}, False),
+        ({"key": "a", "operator": "NotIn", "values": ["1"]}, {}, True),
+        ({"key": "a", "operator": "Exists"}, {}, False),
+        ({"key": "a", "operator": "DoesNotExist"}, {"a": "1"}, False),
+        ({"key": "a", "operator": "DoesNotExist"}, {}, True),
+    ],
+)
+def test_a_label_selectors_expressions_select_as_the_api_reads_them(expression: dict[str, Any], labels: dict[str, str], selected: bool) -> None:
+    assert kube_program._label_selected({"matchExpressions": [expression]}, labels) is selected
