@@ -71,6 +71,10 @@ def ainur(stack: StackConfig) -> str | None:
     if "mode" not in a.netboot.model_fields_set:
         # Said offline, before the preview that refuses it against a homelab deployed in dhcp mode (stacks.netboot_mode).
         mode += ", the default, as ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp"
+    if a.netboot.mode == "dhcp" and a.netboot.router_pool is None:
+        # Offline, validate cannot see whether the Ainur already lend: `pulumi preview`, which reads the last
+        # deployment's outputs, asks for the pool on a first deployment and on a move from proxy (stacks.netboot_mode).
+        mode += "; ainur.netboot.routerPool not set: `pulumi preview` asks for it unless the Ainur already served the LAN's DHCP"
     line = f"Ainur: k3s {a.k3s_version}, API VIP {a.vip}, DHCP/TFTP/HTTP/DNS at {a.service_ip} (netboot {mode})"
     if a.git_mirror is not None:
         line += f", Git mirror at {a.git_mirror.ip}"

@@ -150,6 +150,16 @@ def test_the_ainur_line_names_a_pi_image_release_other_than_the_default(tmp_path
     assert "ainur.piImage" not in summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2]
 
 
+def test_the_ainur_line_says_preview_asks_for_the_routers_pool_in_dhcp_mode_without_one(tmp_path: Path) -> None:
+    # Validate reads no deployment: a dhcp stack without routerPool is refused by preview on a first deployment or a
+    # move from proxy (stacks.netboot_mode), and the summary says so rather than reading as settled.
+    doc = edit(homelab_doc(), delete=["iluvatar:ainur.netboot.routerPool"])
+    assert summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2] == (
+        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp; ainur.netboot.routerPool "
+        "not set: `pulumi preview` asks for it unless the Ainur already served the LAN's DHCP), Git mirror at 192.168.0.15"
+    )
+
+
 def _secrets_set(raw: dict[str, Any]) -> dict[str, Any]:
     """The homelab's config with each secret it needs set, as `validate` reads it once they are."""
     for key in ("cloudflareApiToken", "identityConnectorSecret", "backupS3AccessKeyId", "backupS3SecretAccessKey"):
