@@ -86,6 +86,10 @@ def parse_target(text: str) -> Target | str:
         if not parts.hostname or not _EXPORT.match(parts.path or "") or parts.query or parts.fragment:
             return f"{text} is not an NFS export: write nfs://<server>/<export path> (e.g. {example})"
         return Target("nfs", parts.netloc, parts.path.rstrip("/") or "/")
+    if parts.scheme == "s3+https":
+        return (
+            f"{text}: s3:// is S3 over HTTPS already (s3+http:// over plain HTTP), so there is no s3+https://: write s3://{parts.netloc}{parts.path}"
+        )
     if parts.scheme in ("s3", "s3+http"):
         bucket, _, prefix = parts.path.lstrip("/").partition("/")
         if (why := _s3_form(text, parts.hostname or "", parts.port, bucket, prefix)) is not None:

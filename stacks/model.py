@@ -727,6 +727,16 @@ class AinurStorage(Model):
     encrypted: bool = False
 
 
+def _source_name(value: object) -> object:
+    """A source of an app's ports is a network's name; an address or CIDR written there is said as that."""
+    if isinstance(value, str) and re.match(r"^[0-9.:/]+$", value.strip()) and any(c in value for c in ".:/"):
+        raise ValueError(
+            f"{value} is an address, and a source is a network's name: lan (network.lan) or the name of one of "
+            "network.vlans, whose CIDR Cilium lets in (the Service's loadBalancerSourceRanges)"
+        )
+    return value
+
+
 def _nfs_server(value: object) -> object:
     if isinstance(value, str) and value.strip():
         text = value.strip().rstrip(".").lower()  # DNS names have no case (RFC 4343); the zone's are lower case
@@ -931,7 +941,7 @@ class App(Model):
     selector: dict[str, str] | None = None
     # Who outside the cluster reaches those ports: `lan` (network.lan) and names of network.vlans. Cilium drops any
     # other source at the Service's address (its loadBalancerSourceRanges), whichever node took it (plans.ports).
-    sources: tuple[Label, ...] = ("lan",)
+    sources: tuple[Annotated[Label, BeforeValidator(_source_name)], ...] = ("lan",)
     # Pods of the cluster that reach them (AppClient).
     clients: tuple[AppClient, ...] = ()
     # On one Arda machine's own network (AppHostNetwork), for protocols that need the LAN's segment.
