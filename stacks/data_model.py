@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from stacks.fields import Label, Model, _pattern
+from stacks.fields import Label, Model, _pattern, unbracketed_url
 
 _SECRET_KEY = re.compile(r"^[A-Za-z0-9._-]{1,253}$")
 _QUANTITY = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
@@ -123,7 +123,7 @@ class Backup(Model):
 
     # nfs://<server>/<export path> (the server an address or a name the plan resolves), or
     # s3://<host>[:port]/<bucket>[/<prefix>] (https; s3+http:// for a plain-http S3 on the LAN).
-    target: str = Field(min_length=1)
+    target: Annotated[str, BeforeValidator(unbracketed_url)] = Field(min_length=1)
     region: Annotated[str, _pattern(re.compile(r"^[a-z0-9-]{2,32}$"), "us-east-1", "S3 region")] = "us-east-1"
     etcd: EtcdBackup = Field(default_factory=EtcdBackup)
     drill: Drill = Field(default_factory=Drill)

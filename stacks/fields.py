@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
@@ -112,8 +113,44 @@ def _dns_name(value: object) -> object:
 _PRE_RELEASE = re.compile(r"^v\d+\.\d+\.\d+-[0-9A-Za-z.-]+$")
 
 
+# A URL's host written in brackets, after an optional scheme and user: https://[fd00::40]/...,
+# ssh://git@[fd00::40]:2222/..., git@[fd00::40]:path. Brackets hold an IPv6 literal alone (RFC 3986 section 3.2.2);
+# Python's urlsplit raises on an IPv4 address in them (3.11.4 on), so every URL key says so before anything splits it.
+BRACKETED = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/\[\]]*@)?\[(?P<ip>[^\]]*)\]")
+
+
+def bracketed_ipv4(url: str) -> str | None:
+    """Why `url` cannot be read, an IPv4 address written in brackets, with the URL to write instead; or None."""
+    literal = BRACKETED.match(url)
+    if literal is None:
+        return None
+    try:
+        IPv4Address(literal["ip"])
+    except ValueError:
+        return None
+    fixed = url[: literal.start("ip") - 1] + literal["ip"] + url[literal.end("ip") + 1 :]
+    return f"{url}: an IPv4 address is written without brackets (they hold an IPv6 address alone); write {fixed}"
+
+
+def unbracketed_url(value: object) -> object:
+    """A URL key's value, or ValueError when its host is an IPv4 address in brackets (bracketed_ipv4)."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    if (why := bracketed_ipv4(value.strip())) is not None:
+        raise ValueError(why)
+    try:
+        # What the rules read of every URL key: a malformed host in brackets or a port past 65535 raises here.
+        parts = urlsplit(value.strip())
+        _ = (parts.hostname, parts.port)
+    except ValueError as e:
+        raise ValueError(f"{value} is not a URL Python's urlsplit reads ({e}); write scheme://host[:port]/path") from None
+    return value
+
+
 def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
     def check(value: object) -> object:
+        if "URL" in what:
+            unbracketed_url(value)
         if isinstance(value, int | float) and not isinstance(value, bool) and what.endswith(" version"):
             # `kubernetesVersion: 1.34` unquoted: the stack's YAML reader gives a number (stacks.load._go_yaml_number, as
             # Pulumi's yaml.v3 does), and a float drops a trailing zero (1.10 is 1.1), so the text written is lost.

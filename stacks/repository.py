@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from stacks.errors import show
+from stacks.fields import BRACKETED, bracketed_ipv4
 
 # Argo CD's own test for an SSH repository URL (util/git.IsSSHURL): a user before an `@`.
 _ARGO_SSH = re.compile(r"^(ssh://)?([^/:]*?)@[^@]+$")
@@ -23,12 +24,6 @@ _SSH = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+)(:(
 _HTTPS = re.compile(r"^https://(?P<host>[A-Za-z0-9.-]+)(:(?P<port>\d{1,5}))?/(?P<path>\S+)$")
 # A branch, tag or commit as git accepts it in a refspec (git check-ref-format, simplified to what a user types).
 _REVISION = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/\.|\.$|/$))[A-Za-z0-9._/+-]+$")
-
-
-# A URL's host written in brackets, after an optional scheme and user: https://[fd00::40]/...,
-# ssh://git@[fd00::40]:2222/..., git@[fd00::40]:path. Brackets hold an IPv6 literal alone (RFC 3986 section 3.2.2);
-# an IPv4 address in them is no host the forms above take.
-_BRACKETED = re.compile(r"^(?:[a-z]+://)?(?:[^@/\[\]]*@)?\[(?P<ip>[^\]]*)\]")
 
 
 def _is_ipv6(text: str) -> bool:
@@ -76,7 +71,7 @@ def parse_repo_url(value: object) -> RepoUrl:
         port = int(ssh["port"]) if "port" in ssh.groupdict() and ssh["port"] else None
         return RepoUrl(url, "ssh", ssh["host"].lower(), port)
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    literal = _BRACKETED.match(url)
+    literal = BRACKETED.match(url)
     if literal is not None and scheme in ("", "ssh", "https") and _is_ipv6(literal["ip"]):
         # An IPv6 literal is a host the forms above never take: said before the user rule, which it would fool.
         raise ValueError(
@@ -85,8 +80,7 @@ def parse_repo_url(value: object) -> RepoUrl:
         )
     if literal is not None and scheme in ("", "ssh", "https") and _is_ipv4(literal["ip"]):
         # Said before the user rule, which the brackets would fool, with the URL as the forms above read it.
-        fixed = url[: literal.start("ip") - 1] + literal["ip"] + url[literal.end("ip") + 1 :]
-        raise ValueError(f"{url}: an IPv4 address is written without brackets (they hold an IPv6 address alone); write {fixed}")
+        raise ValueError(bracketed_ipv4(url))
     if scheme == "ssh":
         raise ValueError(f"{url} has no user: Argo CD reads an SSH URL only with one (e.g. ssh://git@github.com/you/homelab.git)")
     if scheme in ("http", "git", "file"):
