@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from stacks import pins, releases
 from stacks import storage as storage_facts
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
-from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
+from stacks.data_model import AppBackup, Backup, CopyMethod, Drill
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
 from stacks.reach import Clients, private_tld, unreachable
@@ -1039,24 +1039,7 @@ def _backups(ctx: Context) -> Iterator[Problem]:
         problem = cron_problem(app.backup.schedule)
         if problem is not None:
             yield Problem(app_path(i, "backup.schedule"), problem)
-        if (merged := _merged_keep(app.backup)) is not None:
-            yield Problem(app_path(i, "backup.keep"), merged)
         yield from _volumes(i, app, app.backup, classes, default, claims)
-
-
-def _merged_keep(backup: AppBackup) -> str | None:
-    """Why a `keep` the user wrote keeps more than it says (the defaults of the keys it leaves out), or None."""
-    keep = backup.keep
-    if "keep" not in backup.model_fields_set or not keep.model_fields_set:
-        return None
-    given = {f: getattr(keep, f) for f in Keep.model_fields if f in keep.model_fields_set}
-    added = {f: getattr(keep, f) for f in Keep.model_fields if f not in keep.model_fields_set and getattr(keep, f) is not None}
-    if not added:
-        return None
-    return (
-        f"{show(given)} also keeps {show(added)}, the defaults of the keys it leaves out; write every one you mean, a key set to null "
-        f"keeping none (e.g. {show({**given, **dict.fromkeys(added)})} keeps only what it names)"
-    )
 
 
 def _volumes(

@@ -29,8 +29,8 @@ from stacks.data import (
     rare_months,
     target_address,
 )
-from stacks.data_model import Keep
-from stacks.errors import Problem
+from stacks.data_model import AppBackup, Keep
+from stacks.errors import Problem, show
 from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
 from stacks.monitoring import server_on_arda
@@ -81,6 +81,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _keeps_nothing(f"iluvatar:apps[{i}].backup.keep", app.backup.keep)
+            yield from _keeps_defaults(f"iluvatar:apps[{i}].backup.keep", app.backup)
     yield from _leftover_secrets(stack)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
@@ -703,6 +704,25 @@ def _keeps_nothing(path: str, keep: Keep) -> Iterator[Problem]:
         "newest after each backup (an empty retain policy is --keep-last 1 in VolSync 0.16.0): a problem found after the next "
         "backup has no copy from before it; leave keep out for the defaults (daily 7, weekly 4, monthly 6), or write the counts "
         "(keep: {last: 1, daily: null, weekly: null, monthly: null} if only the newest is meant)",
+    )
+
+
+def _keeps_defaults(path: str, backup: AppBackup) -> Iterator[Problem]:
+    """A `keep` written with some counts, which also keeps the defaults of the ones it leaves out (`{monthly: 12}` keeps
+    daily 7 and weekly 4 beside its 12 monthly): the model fills every count it is not given (stacks.data_model.Keep),
+    and plans.backup.retain hands them all to VolSync. Said, not refused: it keeps more snapshots than it names, never
+    fewer, so nothing is lost but space on the target, and the defaults beside it can be meant."""
+    keep = backup.keep
+    if "keep" not in backup.model_fields_set or not keep.model_fields_set:
+        return
+    given = {f: getattr(keep, f) for f in Keep.model_fields if f in keep.model_fields_set}
+    added = {f: getattr(keep, f) for f in Keep.model_fields if f not in keep.model_fields_set and getattr(keep, f) is not None}
+    if not added:
+        return
+    yield Problem(
+        path,
+        f"{show(given)} also keeps {show(added)}, the defaults of the keys it leaves out; write every one you mean, a key set to null "
+        f"keeping none (e.g. {show({**given, **dict.fromkeys(added)})} keeps only what it names)",
     )
 
 
