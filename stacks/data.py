@@ -110,7 +110,7 @@ def parse_target(text: str) -> Target | str:
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
     if parts.scheme in ("https", "http") and parts.hostname:
         scheme = "s3" if parts.scheme == "https" else "s3+http"
-        hosted = _VIRTUAL_HOSTED.match(parts.hostname)
+        hosted = _virtual_hosted(parts.hostname)
         if hosted is not None:
             return (
                 f"{text} is the bucket's virtual-hosted address, an {parts.scheme} URL; an S3 target is the endpoint, then the bucket: "
@@ -123,8 +123,29 @@ def parse_target(text: str) -> Target | str:
     return f"{text} is neither an NFS export nor an S3 URL (e.g. {example})"
 
 
-# A bucket's virtual-hosted address: <bucket>.s3.amazonaws.com, <bucket>.s3.<region>.amazonaws.com, <bucket>.s3-<region>...
-_VIRTUAL_HOSTED = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?P<endpoint>s3[.-][a-z0-9.-]*amazonaws\.com)$")
+# A bucket's virtual-hosted address, <bucket>.<endpoint>, at the S3 services whose endpoints the rules know
+# (`_SIGNING_REGIONS`, `_WASABI_HOSTS`, `_R2`), each of which answers a bucket in its host as well as in its path:
+#   - AWS: <bucket>.s3.amazonaws.com, <bucket>.s3.<region>.amazonaws.com, <bucket>.s3-<region>...;
+#   - Backblaze B2: <bucket>.s3.<region>.backblazeb2.com ("Call the S3-Compatible API": bucketname.s3.us-east-005...);
+#   - Wasabi: <bucket>.s3.<region>.wasabisys.com, <bucket>.s3.wasabisys.com;
+#   - Scaleway: <bucket>.s3.<region>.scw.cloud;
+#   - Cloudflare R2: <bucket>.<account>[.<jurisdiction>].r2.cloudflarestorage.com. The endpoint's first label is the
+#     account's id (32 hex digits), never a bucket: <account>.r2.cloudflarestorage.com alone is the endpoint.
+_VIRTUAL_HOSTED = tuple(
+    re.compile(rf"^(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?P<endpoint>{endpoint})$")
+    for endpoint in (
+        r"s3[.-][a-z0-9.-]*amazonaws\.com",
+        r"s3\.[a-z]{2}-[a-z]+-\d{3}\.backblazeb2\.com",
+        r"s3(?:\.[a-z]{2}(?:-[a-z]+)?-\d)?\.wasabisys\.com",
+        r"s3\.[a-z]{2}-[a-z]{3}\.scw\.cloud",
+        r"[0-9a-f]{32}(?:\.[a-z]+)?\.r2\.cloudflarestorage\.com",
+    )
+)
+
+
+def _virtual_hosted(host: str) -> re.Match[str] | None:
+    """The bucket and the endpoint of a virtual-hosted address (`_VIRTUAL_HOSTED`), or None."""
+    return next((m for pattern in _VIRTUAL_HOSTED if (m := pattern.match(host)) is not None), None)
 
 
 # restic's own repository forms (`s3:<endpoint>/<bucket>`, `s3:http://...`; restic's docs, "Amazon S3") and mount's NFS form
@@ -152,7 +173,7 @@ def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -
     The AWS CLI writes `s3://<bucket>/<folder>`, with no endpoint: read here, the bucket would be the host and the folder
     the bucket. A first part with no dot and no port is read as that form (an endpoint has a domain, an address or a
     port); a virtual-hosted address (`<bucket>.s3.<region>.amazonaws.com`) with no bucket after it, likewise."""
-    hosted = _VIRTUAL_HOSTED.match(host)
+    hosted = _virtual_hosted(host)
     if hosted is not None:
         # With a path after it the path would be read as the bucket: the endpoint is never a bucket's own address.
         rest = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
