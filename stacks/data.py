@@ -934,10 +934,14 @@ def _target(ctx: Context) -> Iterator[Problem]:
             if ctx.ainur.git_mirror is not None:
                 moving.setdefault(ctx.ainur.git_mirror.ip, "ainur.gitMirror.ip, the Git mirror")
         if address in moving:
+            # An NFS mount takes an address or a name of the zone alone (nfs_server_problem), and the zone names no NAS: its
+            # names are the Ainur's and Arda's, each refused as a backup's server (on_ainur, on_arda). An S3 client resolves
+            # any name.
+            fix = "write the NAS's IPv4 address" if found.kind == "nfs" else "give the NAS's address or name"
             yield Problem(
                 f"{BACKUP}.target",
                 f"{backup.target}: the server {server_name} is {moving[address]}, an address kube-vip moves between the Pis, where "
-                "no backup server answers; give the NAS's address or name",
+                f"no backup server answers; {fix}",
             )
             return
     for what in on_arda(host, address, server_name, ctx.apps, ctx.network, ctx.nodes, ctx.arda):

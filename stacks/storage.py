@@ -420,6 +420,14 @@ def zone_addresses(nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainur: 
 def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainur: Ainur | None, network: Network | None) -> Iterator[Problem]:
     path = f"{STORAGE}.nfs.server"
     zone = zone_addresses(nodes, arda, ainur, network)
+    mirror = ainur.git_mirror if ainur is not None else None
+    if mirror is not None and network is not None:
+        # The Git mirror's name is the internal zone's too (plans.netboot.dnsmasq.dns_records: git.<domain>), though no
+        # NFS server could have it: read here as the mirror's, so that it is said as what it is, with what to write.
+        zone = {"git": mirror.ip, f"git.{network.domain}": mirror.ip} | zone
+    pis = [n.name for _, n in nodes if n.role in AINUR_ROLES]
+    # The two servers the class can mount: a NAS, by address (no resolver), or a Pi of the Ainur by its name in the zone.
+    fix = "write the NAS's IPv4 address, or the name of a Pi of the Ainur that exports the share" + (f" (e.g. {pis[0]})" if pis else "")
     try:
         ip = IPv4Address(server)
     except ValueError:
@@ -437,11 +445,11 @@ def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainu
         ainur_vips = (
             {} if ainur is None else {ainur.vip: "ainur.vip, the Ainur's API server", ainur.service_ip: "ainur.serviceIp, the netboot services"}
         )
+        if mirror is not None:
+            ainur_vips.setdefault(mirror.ip, "ainur.gitMirror.ip, the Git mirror")
         if ip in ainur_vips:
             yield Problem(
-                path,
-                f"{server} ({ip}) is {ainur_vips[ip]}, an address kube-vip moves between the Pis, where no NFS share is served: "
-                "give the NAS's address, or a Pi of the Ainur that exports the share",
+                path, f"{server} ({ip}) is {ainur_vips[ip]}, an address kube-vip moves between the Pis, where no NFS share is served: {fix}"
             )
             return
     # A machine of the plan may serve the class (docs/reference/stack.md), by name or by address alike: a Pi of the
@@ -455,7 +463,7 @@ def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainu
         shown = server if server == str(ip) else f"{server} ({ip})"
         yield Problem(
             path,
-            f"{shown} is {arda_held[ip]}, which serves no NFS: give the NAS's address, or a Pi of the Ainur that exports the share",
+            f"{shown} is {arda_held[ip]}, which serves no NFS: {fix}",
         )
         return
     if (why := unreachable(server, Clients("Arda's nodes", "so no volume would mount", "give the NAS's LAN address"))) is not None:
