@@ -402,6 +402,7 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
     if network is None:
         return
     yield from _bmc_at_a_router(devices, network)
+    yield from _bmc_off_the_networks(devices, network)
     dhcp_mode = ainur is not None and ainur.netboot.mode == "dhcp"
     for d in devices:
         path = f"iluvatar:{d.path}"
@@ -498,6 +499,31 @@ def _bmc_at_a_router(devices: Sequence[Held], network: Network) -> Iterator[Prob
                 f"{d.ip} is {key}, the router's, and a BMC is an appliance of its own on the board it powers, so {CLIENTS['bmc']} "
                 f"(and its password would go to the router); {fix}",
             )
+
+
+def _bmc_off_the_networks(devices: Sequence[Held], network: Network) -> Iterator[Problem]:
+    """A BMC on none of the stack's networks (network.lan, the VLANs): `up` logs in to it from the machine it runs on,
+    with its password, over HTTPS whose certificate iluvatar.power does not check (the BMC's firmware makes its own), which
+    is right on the LAN the homelab trusts (docs/layers/arda.md) and nowhere else; and the board's machines it powers are
+    on the LAN or a VLAN with it. A public address (`is_global`) sends the password across the internet, said as such."""
+    subnets = [("network.lan", network.lan), *((f"network.vlans[{j}].cidr", v.cidr) for j, v in enumerate(network.vlans))]
+    listed = ", ".join(f"{key} {net}" for key, net in subnets)
+    fix = "the BMC's address on the LAN or a VLAN" if network.vlans else "the BMC's address on the LAN"
+    for d in devices:
+        if d.kind != "bmc" or any(d.ip in net for _, net in subnets):
+            continue
+        certificate = "over HTTPS whose certificate it does not check (the BMC's firmware makes its own)"
+        if d.ip.is_global:
+            why = (
+                f"{d.ip} is a public address, on none of the stack's networks ({listed}): `up` would send the BMC's password "
+                f"across the internet, {certificate}, to whoever answers there"
+            )
+        else:
+            why = (
+                f"{d.ip} is on none of the stack's networks ({listed}): a BMC is on its board's network with the machines it "
+                f"powers, and `up` logs in to it with its password {certificate}, which only the LAN and its VLANs are trusted for"
+            )
+        yield Problem(f"iluvatar:{d.path}", f"{why}; {_move_bmc(d, fix)}")
 
 
 def _or_move(d: Held, h: Held) -> str:

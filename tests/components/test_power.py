@@ -9,7 +9,10 @@ steps by the upgrader's arguments, never by resource names.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,27 @@ def test_each_powered_machines_apply_comes_after_its_power_step(stacks: dict[str
         assert not graph.after(step, apply)
 
 
+def _ranges(value: Any) -> Iterator[tuple[IPv4Address, IPv4Address]]:
+    """Every address range of a raw config (a mapping with start and end: the DHCP range, the load-balancer pool...)."""
+    if isinstance(value, dict):
+        if {"start", "end"} <= value.keys():
+            yield IPv4Address(value["start"]), IPv4Address(value["end"])
+        for item in value.values():
+            yield from _ranges(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _ranges(item)
+
+
+def free_lan_addresses(raw: dict[str, Any]) -> list[str]:
+    """The LAN's host addresses that no key of a raw config writes and no range of it lends, from the top down: where a
+    BMC may be (stacks.addresses refuses one off the LAN and its VLANs, or at another device's address)."""
+    written = set(re.findall(r"\d+\.\d+\.\d+\.\d+", json.dumps(raw)))
+    ranges = list(_ranges(raw))
+    hosts = reversed(list(IPv4Network(raw["iluvatar:network"]["lan"]).hosts()))
+    return [str(ip) for ip in hosts if str(ip) not in written and not any(start <= ip <= end for start, end in ranges)]
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(raw=raw_stacks(), data=st.data())
 def test_random_stacks_power_each_machine_before_its_apply(
@@ -112,6 +136,7 @@ def test_random_stacks_power_each_machine_before_its_apply(
     the bring-up invariants (tests.bringup)."""
     with_ainur = "iluvatar:ainur" in raw
     bmcs: list[str] = []
+    free = free_lan_addresses(raw)
     for node in raw["iluvatar:nodes"]:
         if node["role"] not in ("valinor", "istari") or not data.draw(st.booleans()):
             continue
@@ -120,7 +145,7 @@ def test_random_stacks_power_each_machine_before_its_apply(
         if with_ainur and "vlan" not in node and node["board"] not in ("rk1", "rpi4") and data.draw(st.booleans()):
             node["power"] = {"wakeOnLan": {"link": data.draw(st.sampled_from(["enp1s0", "eno1", "end0"]))}}
         elif node["board"] != "generic-x86":  # no Turing Pi 2 slot holds an x86 PC
-            address = f"203.0.113.{1 + len(bmcs) // 4}"  # a BMC of its own every four slots, off every machine's address
+            address = free[len(bmcs) // 4]  # a BMC of its own every four slots, on the LAN at an address nothing else has
             node["power"] = {"bmc": {"address": address, "slot": 1 + len(bmcs) % 4}}
             bmcs.append(address)
     if bmcs:
