@@ -17,6 +17,7 @@ from stacks.data import drills, stale_after, target_of
 from stacks.edge import edge_addresses
 from stacks.encryption import key_of
 from stacks.model import PiImage, StackConfig
+from stacks.remote_access import base_domain as remote_base_domain
 
 
 def _plural(count: int, noun: str) -> str:
@@ -180,11 +181,15 @@ def backup(stack: StackConfig) -> str | None:
     target = target_of(b)
     volumes = sum(len(a.backup.volumes) for a in stack.apps if a.backup is not None)
     clusters = [name for name, on in (("Arda", arda_etcd(stack)), ("the Ainur", stack.ainur is not None)) if on]
-    etcd = f"etcd snapshots of {' and '.join(clusters)} ({b.etcd.schedule})" if clusters else "no etcd snapshots"
+    # k3s prunes the Ainur's snapshots to etcd.keep; talos-backup never deletes Arda's (the bucket's lifecycle does).
+    kept = f"; k3s keeps the newest {b.etcd.keep}" if stack.ainur is not None else ""
+    etcd = f"etcd snapshots of {' and '.join(clusters)} ({b.etcd.schedule}{kept})" if clusters else "no etcd snapshots"
     if target.kind == "nfs" and stack.ainur is not None:
         # k3s uploads the Ainur's snapshots only to S3 (plans.backup.k3s_settings): with NFS they stay where k3s takes them.
         etcd += " kept on the valar" if len(stack.by_role("valar")) == 1 else " kept on each valar"
-    return f"backup: to {target.kind.upper()} {b.target}; {etcd}; {_plural(volumes, 'app volume')}; {_drill(stack)}"
+    # Every S3 client of the stack signs for backup.region: a region the endpoint does not serve fails every upload.
+    region = f" (region {b.region})" if target.kind == "s3" else ""
+    return f"backup: to {target.kind.upper()} {b.target}{region}; {etcd}; {_plural(volumes, 'app volume')}; {_drill(stack)}"
 
 
 def _drill(stack: StackConfig) -> str:
@@ -204,7 +209,8 @@ def discovery(stack: StackConfig) -> str | None:
         return None
     d = stack.discovery
     pool = f"lends {d.pool}" if d.pool is not None else "lends from network.dhcpRange"
-    return f"discovery: unknown machines on {d.vlan or 'network.lan'} boot Talos into maintenance mode ({pool})"
+    arches = _joined(stack.discovery_boards)
+    return f"discovery: unknown machines on {d.vlan or 'network.lan'} boot Talos ({arches}) into maintenance mode ({pool})"
 
 
 def logs(stack: StackConfig) -> str | None:
@@ -224,7 +230,9 @@ def remote_access(stack: StackConfig) -> str | None:
         return None
     r = stack.remote_access
     if r.flavour == "headscale" and r.headscale is not None:
-        server = f"Headscale at {r.headscale.url} (LAN {r.headscale.ip})"
+        h = r.headscale
+        relays = "Tailscale's DERP relays" if h.derp == "tailscale" else "its own DERP relay"
+        server = f"Headscale at {h.url} (LAN {h.ip}, devices named under {remote_base_domain(r, stack.network)}, {relays})"
     else:
         tailnet = r.tailscale.tailnet if r.tailscale is not None else "-"
         client = r.tailscale.oauth_client_id if r.tailscale is not None else ""

@@ -53,12 +53,12 @@ def test_backups_say_which_cluster_s_etcd_they_keep() -> None:
         "alert when none passed in 8d"
     )
     s3 = {
-        "iluvatar:backup": {"target": "s3://s3.example.org/rk1"},
+        "iluvatar:backup": {"target": "s3://s3.example.org/rk1", "region": "eu-west-2"},
         "iluvatar:backupS3AccessKeyId": Secure(),
         "iluvatar:backupS3SecretAccessKey": Secure(),
     }
     assert rk1(**s3)[-1] == (
-        "backup: to S3 s3://s3.example.org/rk1; etcd snapshots of Arda (0 */6 * * *); 0 app volumes; restore drill (30 4 * * 0) of "
+        "backup: to S3 s3://s3.example.org/rk1 (region eu-west-2); etcd snapshots of Arda (0 */6 * * *); 0 app volumes; restore drill (30 4 * * 0) of "
         "volumes, Arda's etcd, alert when none passed in 8d"
     )
 
@@ -72,7 +72,9 @@ def test_with_an_nfs_target_the_ainurs_snapshots_are_said_kept_on_the_valar(tmp_
         ["iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey"],
     )
     [line] = [line for line in summary(load_stack_file(write_stack(tmp_path, doc))) if line.startswith("backup:")]
-    assert line.startswith("backup: to NFS nfs://192.168.0.40/volume1/backups; etcd snapshots of the Ainur (0 */6 * * *) kept on the valar; "), line
+    assert line.startswith(
+        "backup: to NFS nfs://192.168.0.40/volume1/backups; etcd snapshots of the Ainur (0 */6 * * *; k3s keeps the newest 28) kept on the valar; "
+    ), line
 
 
 def test_sections_the_stack_lacks_get_no_line() -> None:
@@ -87,7 +89,11 @@ def test_remote_access_says_its_server_routes_and_groups() -> None:
 
     routes = "routes 192.168.0.10/32, 192.168.0.14/32, 192.168.0.16/32, 192.168.0.20/32, 192.168.0.238/32"
     groups = "2 groups: example:homelab-admins (apps+kubernetes), example:family (apps)"
-    assert summary(remote_stack(HEADSCALE))[-1] == f"remote access: Headscale at https://vpn.example.com (LAN 192.168.0.17); {routes}; {groups}"
+    server = "Headscale at https://vpn.example.com (LAN 192.168.0.17, devices named under tailnet.iluvatar.home.arpa, Tailscale's DERP relays)"
+    assert summary(remote_stack(HEADSCALE))[-1] == f"remote access: {server}; {routes}; {groups}"
+    own = {**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "baseDomain": "ts.example.net", "derp": "embedded"}}
+    server = "Headscale at https://vpn.example.com (LAN 192.168.0.17, devices named under ts.example.net, its own DERP relay)"
+    assert summary(remote_stack(own))[-1] == f"remote access: {server}; {routes}; {groups}"
     assert summary(remote_stack(TAILSCALE))[-1] == f"remote access: Tailscale, the tailnet of OAuth client kQ2wZp7CNTRL; {routes}; {groups}"
 
 
@@ -104,7 +110,10 @@ def test_discovery_says_where_unknown_machines_boot() -> None:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": {"pool": {"start": "192.168.0.200", "end": "192.168.0.209"}}}
     lines = summary(parse_stack(raw))
-    assert "discovery: unknown machines on network.lan boot Talos into maintenance mode (lends 192.168.0.200-192.168.0.209)" in lines
+    assert "discovery: unknown machines on network.lan boot Talos (amd64) into maintenance mode (lends 192.168.0.200-192.168.0.209)" in lines
+    raw["iluvatar:arda"]["discovery"]["arches"] = ["arm64", "amd64"]
+    lines = summary(parse_stack(raw))
+    assert "discovery: unknown machines on network.lan boot Talos (amd64, arm64) into maintenance mode (lends 192.168.0.200-192.168.0.209)" in lines
 
 
 def test_the_nodes_line_names_the_machines_that_boot_from_the_network(tmp_path: Path) -> None:
