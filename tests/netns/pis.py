@@ -898,14 +898,22 @@ def _mark_image(pi: Pi) -> None:
 
 
 def _wait_sshd(lab: Pis, pi: Pi) -> None:
-    wait_until(
-        f"{pi.node.name}'s sshd to answer",
-        lambda: in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode == 0,
-        10,
-        lambda: (pi.root / "sshd.log").read_text(),
-    )
+    """Until the Pi's sshd has bound its listening sockets: OpenSSH writes its PidFile only after that (sshd.c, main:
+    "Write out the pid file after the sigterm handler is setup and the listen sockets are bound"), and _start_sshd
+    removed any earlier one. An sshd that exits first fails at once with its log; the bound only stops a hang (how
+    long the start takes on a loaded machine decides nothing). Then one dial from the operator, which must answer."""
+    assert pi.proc is not None
+    proc, pid_file, log = pi.proc, pi.root / "sshd.pid", pi.root / "sshd.log"
+
+    def bound() -> bool:
+        assert proc.poll() is None, log.read_text()
+        return pid_file.exists() and pid_file.read_text().strip() == str(proc.pid)
+
+    wait_until(f"{pi.node.name}'s sshd to bind its sockets", bound, HUNG_SECONDS, log.read_text, interval=0.05)
+    dial = in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False)
+    assert dial.returncode == 0, (dial.stderr, log.read_text())
     # Pi.path reads through this process's root: it is sshd itself, in the Pi's mount namespace.
-    assert pi.proc is not None and Path(f"/proc/{pi.proc.pid}/comm").read_text() == "sshd\n"
+    assert Path(f"/proc/{proc.pid}/comm").read_text() == "sshd\n"
 
 
 def _opaque(path: Path) -> Path:
@@ -1042,6 +1050,8 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
         # Its kernel's command line, as the reboot step reads it (plans.netboot.roll.reboot_script), over the host's.
         (root / "cmdline").write_text(firmware_cmdline(pi.cmdline or ""))
         setup += f"; mount --bind {shlex.quote(str(root / 'cmdline'))} /proc/cmdline"
+    # The last start's pid file, left by an sshd killed with its Pi, would pass _wait_sshd before this one has bound.
+    (root / "sshd.pid").unlink(missing_ok=True)
     script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
     return subprocess.Popen(
