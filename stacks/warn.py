@@ -101,6 +101,14 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         yield from _many_an_hour("iluvatar:backup.etcd.schedule", backup.etcd.schedule, _ETCD_RUN)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
+    if not drill.enabled and drill.stale_after is not None:
+        # Nothing reads staleAfter with the drill off (no CronJob, no RestoreDrillStale rule): harmless, and most often a
+        # drill switched off for a while and meant to come back with it, so said, not refused.
+        yield Problem(
+            "iluvatar:backup.drill.staleAfter",
+            f"{drill.stale_after} has no effect: the drill is off (drill.enabled: false), so no drill runs and no alert waits on "
+            "it; remove staleAfter, or set drill.enabled: true for the drill to run",
+        )
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
         yield from _months("iluvatar:backup.drill.schedule", drill.schedule, "the drill")
