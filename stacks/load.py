@@ -42,7 +42,7 @@ from stacks.errors import StackFileError as StackFileError  # its home is stacks
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
-from stacks.rules import Parsed, Taken, _vip_list, _zone_names, check, devices_in_cluster_networks
+from stacks.rules import Parsed, Taken, _fixed_addresses, _vip_list, _zone_names, check, devices_in_cluster_networks, dhcp_range_once
 from stacks.secrets import SecretsManager, Secure
 
 NAMESPACE = "iluvatar"
@@ -450,6 +450,7 @@ def parse_stack(
         Secure,
         arda.kernel_args if isinstance(arda, Arda) else None,
     )
+    problems = dhcp_range_once(problems, parsed.network, _fixed_addresses(parsed))
     # A credential in the wrong place says where it goes: neither its secret's "is required" nor what the model or a rule
     # says of the value that holds it (a URL with a password in it) is said again.
     given = set(credentials.given(found))
