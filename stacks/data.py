@@ -439,7 +439,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
         for item in value.split(","):
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):
-                return f"{show(text)}: the {name} field's step {step} is not a whole number above 0; {_field_instead(fields, name, item, base)}"
+                return f"{show(text)}: the {name} field's step {step} is not a whole number above 0; {_stepless(fields, name, item, base, low, volsync, etcd)}"
             if step and int(step) > high - low:
                 # robfig/cron (parser.go:288-317, getRange at v3.0.1) and Kubernetes' copy of it take a step past the field's
                 # span and match only the range's first value: */90 in the minute field is minute 0, once an hour.
@@ -528,6 +528,17 @@ def _as_volsync_lists(fields: Sequence[str]) -> str:
             values.update(range(start, end + 1, int(step or 1)))
         out.append(",".join(str(v) for v in sorted(values)))
     return " ".join(out)
+
+
+def _stepless(fields: Sequence[str], name: str, item: str, base: str, low: int, volsync: bool, etcd: bool) -> str:
+    """The fix of an item whose step is not a whole number above 0 (`*/0`): the item without its step, unless that is
+    refused too (`*/0` in the minute field is `*`, every minute), then its first value alone (`0 * * * *`, once an hour)."""
+    first = str(low) if base in ("*", "?") else base.split("-")[0]
+    for fixed in dict.fromkeys((base, first)):
+        fix = _field_instead(fields, name, item, fixed)
+        if cron_problem(fix.removeprefix("write "), volsync=volsync, etcd=etcd) is None:
+            return fix
+    return _field_instead(fields, name, item, first)  # another field's problem: said once this one is fixed
 
 
 def _field_instead(fields: Sequence[str], name: str, item: str, fixed: str) -> str:

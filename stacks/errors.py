@@ -28,6 +28,15 @@ class Problem:
 
 # eq=False: equal by its path and message, as any Problem.
 @dataclass(frozen=True, eq=False)
+class InDhcpRange(Problem):
+    """A fixed address of the stack inside network.dhcpRange (`address`, as written). Two or more are one mistake, the
+    range's (stacks.rules.dhcp_range_once), said once at network.dhcpRange."""
+
+    address: str = ""
+
+
+# eq=False: equal by its path and message, as any Problem.
+@dataclass(frozen=True, eq=False)
 class UnsetSecret(Problem):
     """A secret the stack needs that its stack file does not set yet (its message gives the `pulumi config set --secret`
     command). `pulumi preview` and `iluvatar validate` refuse the stack until it is set; the inventory itself is whole,

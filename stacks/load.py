@@ -42,7 +42,7 @@ from stacks.errors import StackFileError as StackFileError  # its home is stacks
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
-from stacks.rules import Parsed, Taken, _vip_list, _zone_names, check, devices_in_cluster_networks
+from stacks.rules import Parsed, Taken, _fixed_addresses, _vip_list, _zone_names, check, devices_in_cluster_networks, dhcp_range_once
 from stacks.secrets import SecretsManager, Secure
 
 NAMESPACE = "iluvatar"
@@ -450,6 +450,7 @@ def parse_stack(
         Secure,
         arda.kernel_args if isinstance(arda, Arda) else None,
     )
+    problems = dhcp_range_once(problems, parsed.network, _fixed_addresses(parsed))
     # A credential in the wrong place says where it goes: neither its secret's "is required" nor what the model or a rule
     # says of the value that holds it (a URL with a password in it) is said again.
     given = set(credentials.given(found))
@@ -730,6 +731,8 @@ def _plain(model: type[BaseModel], err: Any) -> str:
     """One pydantic error in the user's words: what was written, and what the key takes instead."""
     kind, value, msg, ctx = err["type"], err.get("input"), err["msg"], err.get("ctx") or {}
     loc = _config_loc(err)
+    if value is None and "input" in err and kind not in ("missing", "extra_forbidden"):
+        return _blank(model, loc, kind)
     if kind == "value_error":
         return str(msg).removeprefix("Value error, ")
     if kind == "missing":
@@ -800,6 +803,49 @@ def _plain(model: type[BaseModel], err: Any) -> str:
             f"{show(value)} is too large: the largest allowed is {bound}" if kind == "less_than_equal" else f"{show(value)} must be less than {bound}"
         )
     return f"{show(value)}: {str(msg)[0].lower()}{str(msg)[1:]}"
+
+
+def _blank(model: type[BaseModel], loc: tuple[Any, ...], kind: str) -> str:
+    """A key (or a list's item) YAML read as null, written with nothing after its colon (its items commented out, its
+    value not yet filled in): nothing to quote or to wrap in a list, so the fix is the key's absence, an empty list, or a
+    value."""
+    if loc and isinstance(loc[-1], int):
+        return "null (a `-` with nothing, or null, after it) is not an item; remove that line, or write the item"
+    said = "null (the key left blank, or written null)"
+    field = _field_info(model, loc)
+    optional = field is not None and not field.is_required()
+    if kind in ("tuple_type", "list_type", "set_type"):
+        least = int(_field_schema(model, loc).get("minItems", 0))
+        if least:
+            items = "one item" if least == 1 else f"{least} items"
+            return f"{said} is no list, and this key takes at least {items}: write one `- item` a line" + (", or remove the key" if optional else "")
+        return f"{said} is no list: write [] for none" + (", or remove the key" if optional else "") + ", or one `- item` a line"
+    if optional:
+        assert field is not None
+        default = field.get_default(call_default_factory=True)
+        shown = f" ({show(default)})" if isinstance(default, (str, int, float)) else ""
+        return f"{said} is no value; remove the key for its default{shown}, or write a value"
+    what = _field_schema(model, loc)
+    example = (what.get("examples") or [None])[0]
+    if what.get("enum"):
+        return f"{said} is no value, and this key is required; write one of: {', '.join(str(o) for o in what['enum'])}"
+    return f"{said} is no value, and this key is required; write one" + (f", e.g. {show(example)}" if example is not None else "")
+
+
+def _field_info(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The pydantic field at `loc` inside `model` (through lists and unions), or None."""
+    current: Any = model
+    found: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        found = next((f for f in current.model_fields.values() if f.alias == part), None)
+        if found is None:
+            return None
+        current = _innermost_model(found.annotation)
+    return found
 
 
 @functools.cache

@@ -61,8 +61,8 @@ def stated(ainur: Ainur) -> bool:
 
 
 def static(ainur: Ainur | None, network: Network | None = None, discovery: Discovery | None = None) -> list[Problem]:
-    """What a proxy-mode stack cannot also say: that the router's DHCP is off, a lease time, or the router's pool (all
-    the router's); in dhcp mode, a router pool off the LAN or that the ranges the Ainur lend (of `network`,
+    """What a proxy-mode stack cannot also say: that the router's DHCP is off, or a lease time (the router's); a router
+    pool it may say (the one the router lends, read on a move from dhcp); in dhcp mode, a router pool off the LAN or that the ranges the Ainur lend (of `network`,
     `discovery`) overlap; in either, a router address off the LAN."""
     if ainur is None:
         return []

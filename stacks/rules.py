@@ -23,7 +23,7 @@ from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
 from stacks.edge import edge_problems
-from stacks.errors import Problem, show
+from stacks.errors import InDhcpRange, Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
 from stacks.reach import Clients, unreachable
 
@@ -181,13 +181,59 @@ def _static_address(path: str, ip: IPv4Address, net: Network, taken: Container[I
     addresses and lent ranges (a `Taken`), which the suggested fix avoids."""
     yield from _address_in_lan(path, ip, net, taken=taken)
     if ip in net.dhcp_range:
-        yield Problem(
-            path, f"{ip} is inside network.dhcpRange {net.dhcp_range}, so DHCP could hand it to another machine; {_write_static(net, taken)}"
+        yield InDhcpRange(
+            path,
+            f"{ip} is inside network.dhcpRange {net.dhcp_range}, so DHCP could hand it to another machine; {_write_static(net, taken)}",
+            str(ip),
         )
     if ip in net.load_balancer_pool:
         yield Problem(
             path, f"{ip} is inside network.loadBalancerPool {net.load_balancer_pool}, so a Service could take it; {_write_static(net, taken)}"
         )
+
+
+def dhcp_range_once(problems: Sequence[Problem], net: Network | None, taken: Taken) -> list[Problem]:
+    """Two or more of the stack's fixed addresses inside network.dhcpRange are the range's mistake (one drawn over them,
+    or the router's pool copied without looking), said once at network.dhcpRange with a range clear of them, not once
+    per address with a fix each that the next address's fix clashes with. One alone keeps its own message."""
+    inside = [p for p in problems if isinstance(p, InDhcpRange)]
+    if net is None or len(inside) < 2:
+        return list(problems)
+    named = ", ".join(f"{p.path.removeprefix('iluvatar:')} ({p.address})" for p in inside)
+    clear = _clear_range(net, taken, {IPv4Address(p.address) for p in inside})
+    fix = (
+        f"write a range clear of them, e.g. {{start: {clear.start}, end: {clear.end}}} (the LAN's longest run of free addresses"
+        f"{'' if clear.size() >= net.dhcp_range.size() else f', {clear.size()} of the {net.dhcp_range.size()} it has now'}), and set the "
+        "router's DHCP pool to it in proxy mode"
+        if clear is not None
+        else "give the fixed addresses room outside it (no run of free addresses is left on the LAN: widen it or shrink a pool)"
+    )
+    merged = Problem(
+        f"{NET}.dhcpRange",
+        f"{net.dhcp_range} holds {len(inside)} of the stack's fixed addresses: {named}; DHCP could hand any of them to another machine; {fix}",
+    )
+    return [p for p in problems if not isinstance(p, InDhcpRange)] + [merged]
+
+
+def _clear_range(net: Network, taken: Taken, fixed: Container[IPv4Address]) -> AddressRange | None:
+    """The LAN's longest run of host addresses that no fixed address, the gateway, the load-balancer pool or a lent
+    range holds (the first of equals), capped at the current range's size: a DHCP range every rule takes."""
+    best: tuple[int, int] | None = None
+    run_start: int | None = None
+    first, last = int(net.lan.network_address) + 1, int(net.lan.broadcast_address) - 1
+    for i in range(first, last + 2):
+        ip = IPv4Address(i)
+        free = i <= last and ip != net.gateway and ip not in net.load_balancer_pool and ip not in taken and ip not in fixed
+        if free and run_start is None:
+            run_start = i
+        elif not free and run_start is not None:
+            if best is None or i - run_start > best[1] - best[0] + 1:
+                best = (run_start, i - 1)
+            run_start = None
+    if best is None:
+        return None
+    end = min(best[1], best[0] + net.dhcp_range.size() - 1)
+    return AddressRange(start=IPv4Address(best[0]), end=IPv4Address(end))
 
 
 def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:

@@ -23,6 +23,7 @@ from stacks.data import (
     DRILL_GAP,
     _cron_field,
     _days_run,
+    _robfig_reads,
     drills,
     longest_gap,
     parse_target,
@@ -37,6 +38,8 @@ from stacks.monitoring import server_on_arda
 from stacks.rules import _transport
 from stacks.storage import default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
+# A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
+_NTH = {2: "other", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
 
@@ -77,6 +80,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _weekday_step(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
@@ -95,14 +99,24 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _same_box(stack)
     yield from _etcd_off_an_nfs_target(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _weekday_step("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _months("iluvatar:backup.etcd.schedule", backup.etcd.schedule, "an etcd snapshot")
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     if not _minutes_meant(backup.etcd.schedule):
         yield from _many_an_hour("iluvatar:backup.etcd.schedule", backup.etcd.schedule, _ETCD_RUN)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
+    if not drill.enabled and drill.stale_after is not None:
+        # Nothing reads staleAfter with the drill off (no CronJob, no RestoreDrillStale rule): harmless, and most often a
+        # drill switched off for a while and meant to come back with it, so said, not refused.
+        yield Problem(
+            "iluvatar:backup.drill.staleAfter",
+            f"{drill.stale_after} has no effect: the drill is off (drill.enabled: false), so no drill runs and no alert waits on "
+            "it; remove staleAfter, or set drill.enabled: true for the drill to run",
+        )
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
+        yield from _weekday_step("iluvatar:backup.drill.schedule", drill.schedule)
         yield from _months("iluvatar:backup.drill.schedule", drill.schedule, "the drill")
     # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
     # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
@@ -473,6 +487,34 @@ def _either_day(path: str, schedule: str) -> Iterator[Problem]:
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # a common year's; February has 29 in a leap year
+
+
+def _weekday_step(path: str, schedule: str) -> Iterator[Problem]:
+    """A day of week written as N/step with no range (`0 3 * * 1/2`, meant as every other Monday): robfig/cron reads a
+    single start with a step as running to the field's end (parser.go:293-296 at v3.0.1, getRange: "N/step" means
+    "N-max/step"), so 1/2 is 1-6/2, Monday, Wednesday and Friday. A week's parity is nothing cron can say; said, not
+    refused, since those days can be meant."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    if len(fields) != 5:
+        return
+    written = fields[4].split(",")
+    read = _robfig_reads(fields[4], "day of week").split(",")
+    stepped = [(w, r) for w, r in zip(written, read, strict=True) if re.fullmatch(r"\d+/\d+", r) and int(r.split("/")[1]) > 1]
+    if not stepped:
+        return
+    item, reading = stepped[0]
+    start, step = (int(part) for part in reading.split("/"))
+    dows, _ = _cron_field(",".join(read), 0, 6)
+    days = [_DAYS[d] for d in sorted(dows)]
+    named = f"{', '.join(days[:-1])} and {days[-1]}" if len(days) > 1 else days[0]
+    alone = " ".join([*fields[:4], ",".join(str(int(r.split("/")[0])) if "/" in r else r for r in read)])
+    listed = " ".join([*fields[:4], ",".join(str(d) for d in sorted(dows))])
+    fix = f"for {_DAYS[start]}s alone, write {alone}" + (f", or for these days, {listed}" if listed != alone else "")
+    yield Problem(
+        path,
+        f"{schedule} runs on {named}: cron reads {item} as {start}-6/{step}, every {step} days from {_DAYS[start]} to the "
+        f"week's end (Saturday), not every {_NTH[step]} week, which a cron schedule cannot say; {fix}",
+    )
 
 
 def _short_months(path: str, schedule: str) -> Iterator[Problem]:

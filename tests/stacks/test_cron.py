@@ -218,6 +218,11 @@ def test_the_messages(schedule: str, problem: str) -> None:
         ("0 3 0 * *", "0 3 0 * *: 0 is outside the day of month field's 1-31 (days of the month count from 1); write 0 3 1 * *"),
         ("0 3 * 13 *", "0 3 * 13 *: 13 is outside the month field's 1-12; write 0 3 * 12 *"),
         ("0 */0 * * *", "0 */0 * * *: the hour field's step 0 is not a whole number above 0; write 0 * * * *"),
+        ("*/0 * * * *", "*/0 * * * *: the minute field's step 0 is not a whole number above 0; write 0 * * * *"),
+        ("0 3 */0 * *", "0 3 */0 * *: the day of month field's step 0 is not a whole number above 0; write 0 3 * * *"),
+        ("0 3 * */0 *", "0 3 * */0 *: the month field's step 0 is not a whole number above 0; write 0 3 * * *"),
+        ("0 3 * * 1-5/0", "0 3 * * 1-5/0: the day of week field's step 0 is not a whole number above 0; write 0 3 * * 1-5"),
+        ("5/0 3 * * *", "5/0 3 * * *: the minute field's step 0 is not a whole number above 0; write 5 3 * * *"),
         ("45 2 * * 5-1", "45 2 * * 5-1: the day of week range 5-1 runs backwards (cron takes no range past the field's end); write 45 2 * * 0,1,5,6"),
         (
             "0 3 25-5/3 * *",

@@ -145,7 +145,8 @@ def test_problems_are_in_config_order_with_indices_compared_as_numbers() -> None
     nodes = [dict(n) for n in raw["iluvatar:nodes"]]
     for k in range(3):  # nodes[8] to nodes[10]: istari on free addresses (192.168.0.40 is the backup target's)
         nodes.append({**nodes[7], "name": f"worker-{k}", "mac": f"28:d2:44:30:01:0{k}", "ip": f"192.168.0.{50 + k}"})
-    nodes[10]["ip"] = "192.168.0.150"
+    # One address in the load-balancer pool and one in the DHCP range: two in the range are said once, at the range.
+    nodes[10]["ip"] = "192.168.0.225"
     nodes[2]["ip"] = "192.168.0.160"
     raw["iluvatar:nodes"] = nodes
     with pytest.raises(StackConfigError) as err:
