@@ -60,6 +60,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _rk1_second_nvme(stack)
     yield from _rk1_sd_in_slots_1_and_2(stack)
     yield from _pi5_wake_on_lan(stack)
+    yield from _generic_worker(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -424,6 +425,23 @@ def _pi5_wake_on_lan(stack: StackConfig) -> Iterator[Problem]:
             f"nothing and `pulumi up` would wait for {node.name} until its power step times out; halt it and send one from a machine on the LAN "
             f"(`wakeonlan {node.mac}`): if it does not start, leave power out and power it on by hand",
         )
+
+
+def _generic_worker(stack: StackConfig) -> Iterator[Problem]:
+    """unknownMacs: generic-worker offers Talos to every machine that PXE-boots without being in the inventory, in both
+    netboot modes (the proxy-DHCP answers every PXE request on the LAN as the DHCP server does), and Talos installs on the
+    first disk genericWorker.installDisk matches, erasing it: a household PC that tries the network before its disk is
+    wiped. A warning, not a refusal: it is the user's explicit choice, and with a selector only the Arda machines match it
+    is safe."""
+    if stack.ainur is None or stack.ainur.netboot.unknown_macs != "generic-worker":
+        return
+    yield Problem(
+        "iluvatar:ainur.netboot.unknownMacs",
+        "generic-worker offers Talos to every machine on network.lan that boots from the network and is not in the "
+        "inventory: a household PC set to try the network first (or whose own disk fails to boot) installs Talos on the first "
+        "disk netboot.genericWorker.installDisk matches, erasing it; keep ignore and add machines with arda.discovery "
+        "(maintenance mode, nothing installed), or give installDisk a selector only the Arda machines match (their model)",
+    )
 
 
 def _secrets_in_clear(stack: StackConfig) -> Iterator[Problem]:
