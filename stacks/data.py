@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from stacks import pins, releases
 from stacks import storage as storage_facts
@@ -105,8 +105,17 @@ def parse_target(text: str) -> Target | str:
                 f"and ending with a letter or digit (S3's naming rules, which MinIO and Backblaze B2 follow): write the name of "
                 f"a bucket that can exist{example}"
             )
+        if parts.query or parts.fragment:
+            # restic, rclone and the SDKs take no options in the URL here: plans.backup hands the endpoint and the bucket
+            # to each client apart, so whatever the query says is dropped.
+            bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+            if isinstance(parse_target(bare), Target):
+                region = ", and the region goes in backup.region" if "region" in parts.query.lower() else ""
+                return f"{text}: a query or fragment (after ? or #) is not read in a target{region}: write {bare}"
+        if parts.netloc and _HOST.match(parts.netloc) and not bucket:
+            return f"{text} names no bucket: write {parts.scheme}://{parts.netloc}/<bucket>[/<folder>]"
         if not parts.netloc or not _HOST.match(parts.netloc) or not _BUCKET.match(bucket) or parts.query or parts.fragment:
-            return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. {example})"
+            return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. s3://s3.example.com/bucket/folder)"
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
     if parts.scheme in ("https", "http") and parts.hostname:
         scheme = "s3" if parts.scheme == "https" else "s3+http"
@@ -773,6 +782,71 @@ _WASABI_HOSTS = {
 }
 
 
+# The hosts at the hosted S3 services' domains that serve S3, each answering on HTTPS's port 443 only: the rest of
+# those domains is something else (B2's native API at api.backblazeb2.com and its download hosts f00N.backblazeb2.com,
+# whose /file/<bucket> is the native API's: Backblaze's "Call the S3-Compatible API" names s3.<region>.backblazeb2.com
+# as the one S3 endpoint; Wasabi's console.wasabisys.com, the web console) and never answers a signed S3 request.
+_HOSTED_S3 = (
+    _AWS_REGIONAL,
+    re.compile(r"^s3(?:\.dualstack)?\.amazonaws\.com$"),
+    _SIGNING_REGIONS[1][1],
+    _SIGNING_REGIONS[2][1],
+    re.compile(r"^s3\.(?:[a-z]{2}-\d)\.wasabisys\.com$"),
+    _SIGNING_REGIONS[3][1],
+    _R2,
+)
+_B2_REGION = re.compile(r"^[a-z]{2}-[a-z]+-\d{3}$")
+
+
+def _hosted_host_problem(backup: Backup, found: Target) -> str | None:
+    """Why an S3 target's host at a hosted service (_HOSTED_S3) is not one of its S3 endpoints, or has a port other
+    than 443, with the endpoint to write; or None."""
+    name, _, port = found.host.partition(":")
+    host = name.rstrip(".").lower()
+    bucket, prefix = found.path, found.prefix
+    region_set = "region" in backup.model_fields_set
+    fix: str | None = None
+    if any(p.match(host) for p in _HOSTED_S3) or host in _WASABI_HOSTS:
+        if port and port != "443":
+            what = f"{host} serves S3 over HTTPS on port 443 only, so nothing answers on :{port}"
+            fix = name
+    elif host == "backblazeb2.com" or host.endswith(".backblazeb2.com"):
+        if re.match(r"^f\d{3}\.backblazeb2\.com$", host) and bucket == "file" and prefix:
+            what = f"{host} is Backblaze B2's download host (its /file/<bucket> is B2's native API, not S3)"
+            bucket, _, prefix = prefix.partition("/")
+        elif host.startswith("api"):
+            what = f"{host} is Backblaze B2's native API host, not its S3 API"
+        else:
+            what = f"{host} is not an S3 endpoint of Backblaze B2"
+        region = backup.region if region_set and _B2_REGION.match(backup.region) else "<region>"
+        fix = f"s3.{region}.backblazeb2.com"
+        what += "; its S3 endpoints are s3.<region>.backblazeb2.com, the region the bucket's account is in (e.g. us-west-004, the bucket's Endpoint in B2's web UI)"
+    elif host == "wasabisys.com" or host.endswith(".wasabisys.com"):
+        console = "Wasabi's web console" if host.startswith("console.") else "not an S3 endpoint of Wasabi"
+        what = f"{host} is {console}"
+        what += "; its S3 endpoints are s3.wasabisys.com (us-east-1) and s3.<region>.wasabisys.com"
+        fix = f"s3.{backup.region}.wasabisys.com" if region_set else "s3.wasabisys.com"
+    elif host == "console.aws.amazon.com" or host.endswith(".console.aws.amazon.com"):
+        what = f"{host} is the AWS web console; S3's endpoints are s3.<region>.amazonaws.com"
+        fix = f"s3.{backup.region}.amazonaws.com"
+    elif host == "dash.cloudflare.com":
+        # The dashboard's bucket page is dash.cloudflare.com/<account id>/r2/default/buckets/<bucket>.
+        page = re.match(r"^r2/[^/]+/buckets/(?P<bucket>[^/]+)", prefix)
+        account = bucket if re.match(r"^[0-9a-f]{32}$", bucket) else "<account id>"
+        if page is not None:
+            bucket, prefix = page["bucket"], ""
+        what = f"{host} is Cloudflare's dashboard; R2's S3 endpoint is <account id>.r2.cloudflarestorage.com"
+        fix = f"{account}.r2.cloudflarestorage.com"
+        bucket = bucket if page is not None else "<bucket>"
+    elif host == "console.scaleway.com" or host.endswith(".console.scaleway.com"):
+        what = f"{host} is Scaleway's web console; its S3 endpoints are s3.<region>.scw.cloud"
+        fix = f"s3.{backup.region if region_set else '<region>'}.scw.cloud"
+    if fix is None:
+        return None
+    scheme = "s3" if found.secure else "s3+http"
+    return f"{what}: write {scheme}://{fix}/{bucket}{'/' + prefix if prefix else ''}"
+
+
 def _signing_region(backup: Backup, host: str) -> Iterator[Problem]:
     """backup.region against the region an S3 endpoint fixes (_SIGNING_REGIONS): the signatures' scope, refused at the
     provider otherwise, from the first upload."""
@@ -925,6 +999,9 @@ def _target(ctx: Context) -> Iterator[Problem]:
     found = parse_target(backup.target)
     if isinstance(found, str):
         yield Problem(f"{BACKUP}.target", found)
+        return
+    if found.kind == "s3" and (why := _hosted_host_problem(backup, found)) is not None:
+        yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         return
     address = target_address(found)
     server_name = str(address) if address is not None else found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
