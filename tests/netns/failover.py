@@ -147,20 +147,6 @@ class Failover:
         self.events["killed"] = time.time()
         self.net.release_service_address()
         self.net.stop("dnsmasq")
-        # The household's last answer from this Pi is no later than this; and its kubelet's last renewal, read once the
-        # kubelet has stopped, is what the controller's grace period counts from.
-        self.events["served until"] = time.time()
-        self.threads[0].join()
-        self.events["last renewal"] = self.last_report
-
-    def no_takeover_before(self) -> float:
-        """The least the household can go unanswered, from what was seen: the controller's probe time is no earlier than
-        the last renewal it saw, the node is marked no sooner than the grace period after it, the pod evicted the
-        toleration later, and the new candidate takes the address no sooner than a whole lease after its first look;
-        counted from the instant the dead Pi had surely stopped answering."""
-        grace = failover.seconds(NODE_MONITOR_GRACE_PERIOD)
-        earliest = self.events["last renewal"] + grace + netboot.EVICTION_SECONDS + failover.SERVICE_LEASE_SECONDS
-        return earliest - self.events["served until"]
 
     def wait_taken(self) -> None:
         """Until the other Pi holds the service address, at most twice the bound (what a stand-in that hangs gives)."""

@@ -361,7 +361,6 @@ class Result:
     # The longest the household went without an answer (Household.gaps), and the takeover's steps, for the Pi killed.
     gaps: dict[str, float] = field(default_factory=dict)
     timeline: str = ""
-    floor: float = 0.0  # for the Pi killed: Failover.no_takeover_before
 
 
 def lease_of(net: Lan, mac: str) -> str:
@@ -497,14 +496,7 @@ class Scenarios:
             end = time.time()
         finally:
             takeover.stop()
-        result = Result(
-            "Pi killed",
-            True,
-            self.house.counts(start, end),
-            gaps=self.house.gaps(start, end),
-            timeline=takeover.timeline(),
-            floor=takeover.no_takeover_before(),
-        )
+        result = Result("Pi killed", True, self.house.counts(start, end), gaps=self.house.gaps(start, end), timeline=takeover.timeline())
         self.results.append(result)
         return result
 
