@@ -442,10 +442,11 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[str]:
             f"release is {release}, but url names Ubuntu {named.group(1)} ({url}); set release: {named.group(1)}, "
             "or the url and sha256 of the release you meant"
         )
-    # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another url the builder
-    # refuses the download on the Pis half-way through `pulumi up`.
+    # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
+    # refuses the download on the Pis half-way through `pulumi up`. A mirror's url ending in the default's own file
+    # name serves that file (Ubuntu's mirrors keep cdimage's names), and the sha256 is what the builder checks.
     default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))
-    if sha256 == default_sha and url != default_url:
+    if sha256 == default_sha and name != default_url.rsplit("/", 1)[-1]:
         image = named.group(1) if named is not None else str(release)
         out.append(
             f"sha256 is {sha256}, the SHA-256 of the default image ({default_url}), but url is {url}, another "
