@@ -274,7 +274,9 @@ def _every_disk(stack: StackConfig) -> Iterator[Problem]:
 
 
 _KERNEL_DISK = re.compile(r"^/dev/(?:(?P<nvme>nvme\d+n\d+)|(?P<other>sd[a-z]+|vd[a-z]+)|(?P<mmc>mmcblk\d+))$")
-_LINK_DISK = re.compile(r"^/dev/disk/by-(?:id/(?:(?P<nvme>nvme-)|(?P<other>ata-|scsi-|usb-|wwn-|virtio-)|(?P<mmc>mmc-))|path/\S*-(?:(?P<pnvme>nvme-\d+)|(?P<pother>ata-\d+|scsi-\S+|usb-\S+|virtio-\S+)|(?P<pmmc>mmc\S*)))")
+_LINK_DISK = re.compile(
+    r"^/dev/disk/by-(?:id/(?:(?P<nvme>nvme-)|(?P<other>ata-|scsi-|usb-|wwn-|virtio-)|(?P<mmc>mmc-))|path/\S*-(?:(?P<pnvme>nvme-\d+)|(?P<pother>ata-\d+|scsi-\S+|usb-\S+|virtio-\S+)|(?P<pmmc>mmc\S*)))"
+)
 
 
 def _bus(disk: str) -> str | None:
