@@ -79,6 +79,10 @@ def parse_target(text: str) -> Target | str:
     if (why := _other_tools_form(text)) is not None:
         return why
     parts = urlsplit(text.strip())
+    if parts.query:
+        # A query is never read here, and one written from a provider's or a presigned URL carries its keys and
+        # signatures (secret_key=..., X-Amz-Signature=...): messages show the URL with the query's text left out.
+        text = urlunsplit(parts._replace(query="…"))
     example = "nfs://192.168.0.40/volume1/backups or s3://s3.example.com/bucket/folder"
     if parts.scheme == "nfs":
         if parts.netloc.endswith(":") and parts.hostname:
@@ -808,8 +812,10 @@ def _hosted_host_problem(backup: Backup, found: Target) -> str | None:
     fix: str | None = None
     if any(p.match(host) for p in _HOSTED_S3) or host in _WASABI_HOSTS:
         if port and port != "443":
-            what = f"{host} serves S3 over HTTPS on port 443 only, so nothing answers on :{port}"
+            # The stack's clients reach a hosted service over HTTPS only (plain http to one is refused apart), on 443.
+            what = f"{host} is a hosted S3 service, reached over HTTPS on port 443, not on :{port}"
             fix = name
+            found = Target("s3", found.host, found.path, found.prefix, secure=True)
     elif host == "backblazeb2.com" or host.endswith(".backblazeb2.com"):
         if re.match(r"^f\d{3}\.backblazeb2\.com$", host) and bucket == "file" and prefix:
             what = f"{host} is Backblaze B2's download host (its /file/<bucket> is B2's native API, not S3)"

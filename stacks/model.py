@@ -151,6 +151,34 @@ class DiskSelector(Model):
     wwid: str | None = Field(default=None, min_length=1)
     bus_path: str | None = Field(default=None, min_length=1)
 
+    @field_validator("serial")
+    @classmethod
+    def _serial_not_a_path(cls, value: str | None) -> str | None:
+        # Talos matches the glob against the serial the disk reports (disk.serial), which holds no /: a /dev path there
+        # selects no disk and the install stops at `pulumi up`.
+        if value is not None and value.startswith("/dev/"):
+            link = value.rsplit("/", 1)[-1].split("-", 1)[-1] if value.startswith("/dev/disk/by-id/") else ""
+            part = link.rsplit("_", 1)[-1] if "_" in link else ""
+            fix = f"write serial: {part} (the part of the link after the model), or " if part else "write the serial alone, or "
+            raise ValueError(
+                f"{value} is a /dev path, not a serial: Talos compares serial with the serial the disk reports, so it selects no "
+                f"disk; {fix}installDisk: {value} as the path itself"
+            )
+        return value
+
+    @field_validator("bus_path")
+    @classmethod
+    def _bus_path_not_a_device(cls, value: str | None) -> str | None:
+        # Talos's busPath is the disk's path under /sys/devices (/pci0000:00/... on a PC, /platform/... on an ARM board):
+        # a /dev path matches no disk.
+        if value is not None and value.startswith("/dev/"):
+            raise ValueError(
+                f"{value} is a /dev path, not a bus path: Talos matches busPath against the disk's path under /sys/devices "
+                "(e.g. /pci0000:00/0000:00:1d.0/0000:3a:00.0/nvme/nvme0/nvme0n1; `talosctl get disks -o yaml` shows it as "
+                f"bus_path), so it selects no disk; write that path, or installDisk: {value} as the path itself"
+            )
+        return value
+
     @model_validator(mode="after")
     def _not_empty(self) -> DiskSelector:
         if all(getattr(self, f) is None for f in type(self).model_fields):
@@ -442,10 +470,11 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[str]:
             f"release is {release}, but url names Ubuntu {named.group(1)} ({url}); set release: {named.group(1)}, "
             "or the url and sha256 of the release you meant"
         )
-    # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another url the builder
-    # refuses the download on the Pis half-way through `pulumi up`.
+    # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
+    # refuses the download on the Pis half-way through `pulumi up`. A mirror's url ending in the default's own file
+    # name serves that file (Ubuntu's mirrors keep cdimage's names), and the sha256 is what the builder checks.
     default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))
-    if sha256 == default_sha and url != default_url:
+    if sha256 == default_sha and name != default_url.rsplit("/", 1)[-1]:
         image = named.group(1) if named is not None else str(release)
         out.append(
             f"sha256 is {sha256}, the SHA-256 of the default image ({default_url}), but url is {url}, another "

@@ -732,8 +732,24 @@ def _nodes(p: Parsed) -> list[Problem]:
                     what, value = "serial", selector.serial
                 elif selector.wwid is not None and _by_id_has_wwid(data_disk, selector.wwid):
                     what, value = "wwid", selector.wwid
-                elif selector.bus_path is not None and _by_path_is_bus_path(data_disk, selector.bus_path):
+                elif selector.bus_path is not None and (
+                    _by_path_is_bus_path(data_disk, selector.bus_path) or _bus_path_names(selector.bus_path, data_disk)
+                ):
                     what, value = "busPath", selector.bus_path
+                elif selector.serial is not None and _by_id_has_serial(data_disk.lower(), selector.serial.lower()):
+                    # The link carries the serial as the disk reports it; a glob matched case and all (as by_id_has_serial
+                    # reads Talos's) in another case selects no disk, and corrected to the link's case, this one.
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(
+                            node_path(i, "installDisk.serial"),
+                            f"{selector.serial} is the serial of dataDisks[{d}] {data_disk} in another case: Talos matches a "
+                            "serial as the disk reports it, case and all, so installDisk selects no disk and the install stops; "
+                            "written as the link writes it, it would select that data disk, which Ceph takes: give installDisk "
+                            "the system disk's serial as `talosctl get disks` shows it",
+                        )
+                    )
+                    continue
                 elif (why := _selector_may_take(selector, data_disk, BOARDS[node.board].talos_overlay is not None)) is not None:
                     selected.add(f"dataDisks[{d}]")
                     out.append(
@@ -1100,6 +1116,13 @@ def _mmc_data_disk(node: Node, disk: str) -> str | None:
         it = "the eMMC" if node.board == "rk1" else "the SD card (or eMMC)"
         return f"{disk} is an MMC device, and a {board} has one, {it} it boots from, installDisk {node.install_disk}: {lost}; {fix}"
     return None
+
+
+def _bus_path_names(bus_path: str, disk: str) -> bool:
+    """Whether a busPath glob ends in the kernel name a data disk is written by (`.../nvme/nvme0/nvme0n1` and
+    `/dev/nvme0n1`): the sysfs path under /sys/devices ends in the block device's own name, the name /dev gives it."""
+    last = bus_path.rstrip("/").rsplit("/", 1)[-1]
+    return disk.startswith("/dev/") and not disk.startswith("/dev/disk/") and "*" not in last and last == disk.removeprefix("/dev/")
 
 
 def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:

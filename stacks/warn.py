@@ -54,6 +54,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
     yield from _every_disk(stack)
+    yield from _kernel_name_beside_link(stack)
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
@@ -270,6 +271,49 @@ def _every_disk(stack: StackConfig) -> Iterator[Problem]:
                 f"{disk}'s name sorts before the system disk's, the system disk and Ceph's are one; pin installDisk to the system "
                 "disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its /dev/disk/by-id path",
             )
+
+
+_KERNEL_DISK = re.compile(r"^/dev/(?:(?P<nvme>nvme\d+n\d+)|(?P<other>sd[a-z]+|vd[a-z]+)|(?P<mmc>mmcblk\d+))$")
+_LINK_DISK = re.compile(
+    r"^/dev/disk/by-(?:id/(?:(?P<nvme>nvme-)|(?P<other>ata-|scsi-|usb-|wwn-|virtio-)|(?P<mmc>mmc-))|path/\S*-(?:(?P<pnvme>nvme-\d+)|(?P<pother>ata-\d+|scsi-\S+|usb-\S+|virtio-\S+)|(?P<pmmc>mmc\S*)))"
+)
+
+
+def _bus(disk: str) -> str | None:
+    """The bus a disk's kernel name or link says (nvme, mmc, other), or None."""
+    for pattern in (_KERNEL_DISK, _LINK_DISK):
+        found = pattern.match(disk)
+        if found is not None:
+            groups = {k.removeprefix("p"): v for k, v in found.groupdict().items() if v}
+            return next(iter(groups), None)
+    return None
+
+
+def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
+    """One machine's disks named one by its kernel name (/dev/nvme0n1) and another by a /dev/disk/by-id or by-path link of
+    the same bus: the link names a device by its model and serial or its slot, which the stack does not tie to a kernel
+    name, so both may be the one disk (the system disk given to Ceph) and nothing offline can tell. A warning, since a
+    machine with two disks of a bus is right to name them so; named alike (both by-id), the rules compare them."""
+    for i, node in enumerate(stack.nodes):
+        named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
+        named += [(f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks)]
+        for k, (key, disk) in enumerate(named):
+            if k == 0 and key == "installDisk":
+                continue
+            for other_key, other in named[:k]:
+                kinds = {bool(_KERNEL_DISK.match(disk)), bool(_KERNEL_DISK.match(other))}
+                bus = _bus(disk)
+                if kinds != {True, False} or bus is None or bus != _bus(other):
+                    continue
+                if not (_LINK_DISK.match(disk) or _LINK_DISK.match(other)):
+                    continue
+                yield Problem(
+                    f"iluvatar:nodes[{i}].{key}",
+                    f"{disk} and {other_key} {other} may be one disk: one is a kernel name, the other a /dev/disk link of the "
+                    f"same bus, which validate cannot compare, and if they are one, Ceph takes {'the system disk' if other_key == 'installDisk' else 'a disk twice'}; "
+                    f"name both by /dev/disk/by-id (`ls -l /dev/disk/by-id/` on {node.name} shows which kernel name each link is)",
+                )
+                break
 
 
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:

@@ -229,3 +229,14 @@ def test_a_release_is_held_to_the_day_its_table_was_read_not_to_the_clock(monkey
         PiImage.model_validate(image)
     monkeypatch.setattr(model, "UBUNTU_SUPPORT_READ", date(2025, 6, 1))
     assert PiImage.model_validate(image).release == "25.04"
+
+
+def test_the_default_image_at_a_mirror_is_the_same_file() -> None:
+    """A mirror keeps cdimage's file names: the default image's name at another host, with the default's sha256, is that
+    file, which the builder checks by its sha256; another file name with it is another file, refused."""
+    default = PiImage()
+    mirror = "http://ftp.halifax.rwth-aachen.de/ubuntu-releases/24.04.3/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"
+    assert PiImage.model_validate({"url": mirror, "sha256": default.sha256}).url == mirror
+    other = mirror.replace("24.04.3", "24.04.2")
+    with pytest.raises(ValueError, match=r"the SHA-256 of the default image .* another file"):
+        PiImage.model_validate({"release": "24.04.2", "url": other, "sha256": default.sha256})

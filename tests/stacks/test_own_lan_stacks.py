@@ -39,7 +39,7 @@ def test_the_base_is_valid_without_warnings(tmp_path: Path) -> None:
 
 
 def test_the_count_of_cases() -> None:
-    assert len(CASES) == 74
+    assert len(CASES) == 76
     assert len({c["name"] for c in CASES}) == len(CASES)
 
 
