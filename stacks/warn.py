@@ -298,14 +298,11 @@ def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
         named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
         named += [(f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks)]
         for k, (key, disk) in enumerate(named):
-            if k == 0 and key == "installDisk":
-                continue
             for other_key, other in named[:k]:
+                # One a kernel name, the other (having a bus, and not a kernel name) a link.
                 kinds = {bool(_KERNEL_DISK.match(disk)), bool(_KERNEL_DISK.match(other))}
                 bus = _bus(disk)
                 if kinds != {True, False} or bus is None or bus != _bus(other):
-                    continue
-                if not (_LINK_DISK.match(disk) or _LINK_DISK.match(other)):
                     continue
                 yield Problem(
                     f"iluvatar:nodes[{i}].{key}",
