@@ -246,7 +246,8 @@ class Household:
         wait_until(f"the household to renew and resolve ({what})", settled, STEP_BOUND, lambda: f"\n{self.state()}")
 
     def state(self) -> str:
-        return "\n".join(f"{c.mac}: {c.read_events()[-3:]} dns {c.dns_lines[-3:]}" for c in self.clients)
+        clients = "\n".join(f"{c.mac}: {c.read_events()[-3:]} dns {c.dns_lines[-3:]}" for c in self.clients)
+        return f"{clients}\n{self.net.dns_state()}"
 
     def counts(self, start: float, end: float) -> dict[str, int]:
         """What the household saw between `start` and `end`."""

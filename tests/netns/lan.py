@@ -173,6 +173,7 @@ class Lan:
     clients: dict[str, str] = field(default_factory=dict)  # MAC -> namespace
     taps: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    dnsmasq_ns: dict[str, str] = field(default_factory=dict)  # each dnsmasq's key -> the namespace it serves from
     # The netboot dnsmasq run as its container's command does (plans.netboot.records.run_script): with the records loop
     # beside it, which follows the ConfigMap's volume and signals dnsmasq when the DHCP hosts change.
     records_loop: bool = False
@@ -406,8 +407,11 @@ class Lan:
         """The real dnsmasq; with `container`, under the netboot container's command, the program's own script, with the
         records loop (the ConfigMap's volume and the records folder as the pod's env gives them)."""
         log = self.root / f"{key}.log"
+        # --log-debug: its log then says each socket it opens and closes as addresses come and go (bind-dynamic's
+        # "listening on" / "stopped listening on", src/network.c create_bound_listeners, release_listener), which a
+        # failed wait on its DNS shows (`dns_state`).
         args = [require("dnsmasq"), "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
-                f"--pid-file={self.root / f'{key}.pid'}", f"--log-facility={log}"]  # fmt: skip
+                f"--pid-file={self.root / f'{key}.pid'}", f"--log-facility={log}", "--log-debug"]  # fmt: skip
         if leases is not None:
             args.append(f"--dhcp-leasefile={leases}")
         if container:
@@ -431,11 +435,27 @@ class Lan:
         wrapped = "mount -t tmpfs none /var/lib/misc && exec " + " ".join(shlex.quote(a) for a in args)
         pid_file = self.root / f"{key}.pid"
         pid_file.unlink(missing_ok=True)  # a killed instance's, which would read as this one started
+        self.dnsmasq_ns[key] = ns
         self.procs[key] = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", wrapped])
         # Started means serving: dnsmasq 2.90 writes its pid file (src/dnsmasq.c:640-667) after it has bound its DHCP
         # and DNS sockets (dhcp_init at :314), and with --keep-in-foreground it still writes it. A fixed half second was
         # not always enough on a loaded machine: a client's request sent before the bind went unanswered.
         _wait_for_pid_file(self.procs[key], pid_file, log, f"dnsmasq {key}")
+
+    def dns_state(self) -> str:
+        """Each dnsmasq's side of a DNS wait that failed: whether it runs, its namespace's IPv4 addresses, the UDP sockets
+        bound to port 53 there, the sockets its log says it opened and closed last, and its log's last lines."""
+        out: list[str] = []
+        for key, ns in self.dnsmasq_ns.items():
+            proc = self.procs.get(key)
+            alive = "running" if proc is not None and proc.poll() is None else "not running"
+            addrs = in_ns(ns, "ip", "-4", "-br", "addr", check=False).stdout.strip()
+            sockets = [line.split()[3] for line in in_ns(ns, "ss", "-Hlun", check=False).stdout.splitlines() if line.split()[3:4]]
+            log = self.root / f"{key}.log"
+            lines = log.read_text().splitlines() if log.exists() else []
+            binds = [line for line in lines if "listening" in line][-6:]
+            out += [f"{key} in {ns}, {alive}; addresses: {addrs}; UDP sockets: {sockets}; binds:", *binds, "last lines:", *lines[-8:]]
+        return "\n".join(out)
 
     def start_nginx(self) -> None:
         """The real nginx running the generated server block over the served tree."""
