@@ -122,16 +122,20 @@ def parse_target(text: str) -> Target | str:
             return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. s3://s3.example.com/bucket/folder)"
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
     if parts.scheme in ("https", "http") and parts.hostname:
-        scheme = "s3" if parts.scheme == "https" else "s3+http"
+        # A public provider answers HTTPS (plain http to one is refused by _plain_http_off_the_lan): s3:// for either.
+        public = public_provider(parts.hostname) is not None
+        scheme = "s3" if parts.scheme == "https" or public else "s3+http"
         hosted = _virtual_hosted(parts.hostname)
         if hosted is not None:
             return (
                 f"{text} is the bucket's virtual-hosted address, an {parts.scheme} URL; an S3 target is the endpoint, then the bucket: "
                 f"write {scheme}://{hosted['endpoint']}/{hosted['bucket']}{parts.path.rstrip('/')}"
             )
+        over = "https" if scheme == "s3" else "plain http"
+        over += ", which a public provider answers" if public and parts.scheme == "http" else ""
         return (
             f"{text} is an {parts.scheme} URL; an S3 target is written {scheme}://<host>[:port]/<bucket>[/<folder>] "
-            f"({'https' if scheme == 's3' else 'plain http'}), e.g. {scheme}://{parts.netloc}{parts.path or '/<bucket>'}"
+            f"({over}), e.g. {scheme}://{parts.netloc}{parts.path or '/<bucket>'}"
         )
     return f"{text} is neither an NFS export nor an S3 URL (e.g. {example})"
 
@@ -190,9 +194,7 @@ def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -
     if hosted is not None:
         # With a path after it the path would be read as the bucket: the endpoint is never a bucket's own address.
         rest = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
-        return (
-            f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: s3://{hosted['endpoint']}/{hosted['bucket']}{rest}"
-        )
+        return f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: write s3://{hosted['endpoint']}/{hosted['bucket']}{rest}"
     if host and "." not in host and port is None and host != "localhost":
         folder = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
         return (
@@ -802,9 +804,36 @@ _HOSTED_S3 = (
 _B2_REGION = re.compile(r"^[a-z]{2}-[a-z]+-\d{3}$")
 
 
-def _hosted_host_problem(backup: Backup, found: Target) -> str | None:
+_AWS_REGION = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
+_WASABI_REGION = re.compile(r"^[a-z]{2}-[a-z]+-\d$")
+_SCALEWAY_REGION = re.compile(r"^[a-z]{2}-[a-z]{3}$")
+# The AWS console's pages of a bucket (`/s3/buckets/<bucket>`, an object's `/s3/object/<bucket>`), where a region is the
+# console's host's first label (`eu-west-1.console.aws.amazon.com`) or its `region` parameter.
+_AWS_CONSOLE_PAGE = re.compile(r"^s3/(?:buckets|object)/(?P<bucket>[^/]+)")
+_AWS_CONSOLE_HOST = re.compile(r"^(?:(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.|s3\.)?console\.aws\.amazon\.com$")
+
+
+def _region_to_set(backup: Backup, endpoint: str) -> str:
+    """What backup.region must say beside the endpoint a fix names, as the rest of that fix (_signing_region's rule, so
+    the fix is not refused next): nothing when it says it already."""
+    if "<region>" in endpoint:
+        return ", with backup.region set to that region"
+    if _R2.match(endpoint):
+        return "" if backup.region in ("auto", "us-east-1") else ", and set backup.region: auto"
+    fixed = [m["region"] for _, pattern, _ in _SIGNING_REGIONS if (m := pattern.match(endpoint)) is not None]
+    fixed += [_WASABI_HOSTS[endpoint]] if endpoint in _WASABI_HOSTS else []
+    return next((f", and set backup.region: {r}" for r in fixed if r != backup.region), "")
+
+
+def _hosted_host_problem(backup: Backup, found: Target, query: str = "", *, from_page: bool = False) -> str | None:
     """Why an S3 target's host at a hosted service (_HOSTED_S3) is not one of its S3 endpoints, or has a port other
-    than 443, with the endpoint to write; or None."""
+    than 443, with the target to write (and backup.region beside it, when the endpoint fixes another); or None.
+
+    `found` may be read from a web address (`from_page`: a console's page, a download URL copied from the browser,
+    _web_address), whose path is the page's, not a bucket and a folder: the bucket is read from the pages whose layout is
+    known, else left for the user to name; `query` is its query, of which only an AWS console's `region` is read. Every
+    fix is s3://:
+    a hosted service answers HTTPS only (_plain_http_off_the_lan refuses plain http to one)."""
     name, _, port = found.host.partition(":")
     host = name.rstrip(".").lower()
     bucket, prefix = found.path, found.prefix
@@ -815,9 +844,10 @@ def _hosted_host_problem(backup: Backup, found: Target) -> str | None:
             # The stack's clients reach a hosted service over HTTPS only (plain http to one is refused apart), on 443.
             what = f"{host} is a hosted S3 service, reached over HTTPS on port 443, not on :{port}"
             fix = name
-            found = Target("s3", found.host, found.path, found.prefix, secure=True)
-    elif host == "backblazeb2.com" or host.endswith(".backblazeb2.com"):
-        if re.match(r"^f\d{3}\.backblazeb2\.com$", host) and bucket == "file" and prefix:
+    elif host in ("backblazeb2.com", "backblaze.com") or host.endswith((".backblazeb2.com", ".backblaze.com")):
+        if host == "backblaze.com" or host.endswith(".backblaze.com"):
+            what = f"{host} is Backblaze's web site (where B2's web UI is), not its S3 API"
+        elif re.match(r"^f\d{3}\.backblazeb2\.com$", host) and bucket == "file" and prefix:
             what = f"{host} is Backblaze B2's download host (its /file/<bucket> is B2's native API, not S3)"
             bucket, _, prefix = prefix.partition("/")
         elif host.startswith("api"):
@@ -831,10 +861,18 @@ def _hosted_host_problem(backup: Backup, found: Target) -> str | None:
         console = "Wasabi's web console" if host.startswith("console.") else "not an S3 endpoint of Wasabi"
         what = f"{host} is {console}"
         what += "; its S3 endpoints are s3.wasabisys.com (us-east-1) and s3.<region>.wasabisys.com"
-        fix = f"s3.{backup.region}.wasabisys.com" if region_set else "s3.wasabisys.com"
-    elif host == "console.aws.amazon.com" or host.endswith(".console.aws.amazon.com"):
+        fix = f"s3.{backup.region}.wasabisys.com" if region_set and _WASABI_REGION.match(backup.region) else "s3.wasabisys.com"
+    elif (console_host := _AWS_CONSOLE_HOST.match(host)) is not None or host.endswith(".console.aws.amazon.com"):
         what = f"{host} is the AWS web console; S3's endpoints are s3.<region>.amazonaws.com"
-        fix = f"s3.{backup.region}.amazonaws.com"
+        page = _AWS_CONSOLE_PAGE.match(f"{bucket}/{prefix}")
+        if page is not None:
+            bucket, prefix = page["bucket"], ""
+        # The bucket's region as the page names it (its `region` parameter, else the console's own), else backup.region.
+        asked = re.search(r"(?:^|&)region=([a-z0-9-]+)", query)
+        said = (asked[1] if asked else None, console_host["region"] if console_host else None)
+        named = [r for r in said if r and _AWS_REGION.match(r)]
+        region = named[0] if named else backup.region if _AWS_REGION.match(backup.region) else "us-east-1"
+        fix = f"s3.{region}.amazonaws.com"
     elif host == "dash.cloudflare.com":
         # The dashboard's bucket page is dash.cloudflare.com/<account id>/r2/default/buckets/<bucket>.
         page = re.match(r"^r2/[^/]+/buckets/(?P<bucket>[^/]+)", prefix)
@@ -846,11 +884,37 @@ def _hosted_host_problem(backup: Backup, found: Target) -> str | None:
         bucket = bucket if page is not None else "<bucket>"
     elif host == "console.scaleway.com" or host.endswith(".console.scaleway.com"):
         what = f"{host} is Scaleway's web console; its S3 endpoints are s3.<region>.scw.cloud"
-        fix = f"s3.{backup.region if region_set else '<region>'}.scw.cloud"
+        fix = f"s3.{backup.region if region_set and _SCALEWAY_REGION.match(backup.region) else '<region>'}.scw.cloud"
     if fix is None:
         return None
-    scheme = "s3" if found.secure else "s3+http"
-    return f"{what}: write {scheme}://{fix}/{bucket}{'/' + prefix if prefix else ''}"
+    # A page's path is no bucket where its layout is not one read above: the bucket is named, not guessed from it.
+    read = found.path != bucket or (port and port != "443")
+    if bucket != "<bucket>" and (not _BUCKET.match(bucket) or (from_page and not read)):
+        bucket, prefix = "<bucket>", ""
+    return f"{what}: write s3://{fix}/{bucket}{'/' + prefix.strip('/') if prefix.strip('/') else ''}{_region_to_set(backup, fix)}"
+
+
+def _web_address(backup: Backup) -> str | None:
+    """A target at a hosted S3 service's domain that is not its S3 endpoint (a web console's page, a download URL, a
+    port other than 443), in any scheme a user copies it with (https:// from the browser, s3:// or s3+http:// by hand):
+    the S3 target to write, said before parse_target reads the page's path as a bucket (which it refuses for another
+    reason, with a fix that is refused next). Its query is never shown (parse_target)."""
+    parts = urlsplit(backup.target.strip())
+    try:
+        hostname, _ = parts.hostname, parts.port
+    except ValueError:
+        return None  # a port past 65535: parse_target says so
+    if parts.scheme not in ("s3", "s3+http", "https", "http") or not hostname or parts.username or parts.password:
+        return None
+    if _virtual_hosted(hostname) is not None:
+        return None  # a bucket's own address at an endpoint: parse_target's, with the bucket moved after the endpoint
+    bucket, _, prefix = parts.path.lstrip("/").partition("/")
+    found = Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=True)
+    why = _hosted_host_problem(backup, found, parts.query, from_page=parts.scheme in ("https", "http"))
+    if why is None:
+        return None
+    shown = urlunsplit(parts._replace(query="…")) if parts.query else backup.target
+    return f"{shown}: {why}"
 
 
 def _signing_region(backup: Backup, host: str) -> Iterator[Problem]:
@@ -915,6 +979,15 @@ PUBLIC_S3 = (
 _IDRIVE_E2 = re.compile(r"(?:^|\.)(?P<domain>idrivee2-\d+\.com)$")
 
 
+def public_provider(host: str) -> str | None:
+    """The public S3 provider's domain a host is under (PUBLIC_S3, _IDRIVE_E2), or None."""
+    host = host.rstrip(".").lower()
+    provider = next((d for d in PUBLIC_S3 if host == d or host.endswith("." + d)), None)
+    if provider is None and (idrive := _IDRIVE_E2.search(host)) is not None:
+        provider = idrive["domain"]
+    return provider
+
+
 def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | None, network: Network | None, ainur: bool) -> Iterator[Problem]:
     """An s3+http:// target across the internet: a public provider's endpoint, or an address that is neither private nor
     one of the homelab's networks. Plain http is for a NAS on the LAN (a MinIO, a Synology's S3), where the traffic never
@@ -924,9 +997,7 @@ def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | N
     Backblaze B2 refuses it outright ("The Backblaze B2 S3-Compatible API endpoints accept connections only over HTTPS",
     Backblaze's "Call the S3-Compatible API")."""
     host = found.host.rsplit(":", 1)[0].rstrip(".").lower()
-    provider = next((d for d in PUBLIC_S3 if host == d or host.endswith("." + d)), None)
-    if provider is None and (idrive := _IDRIVE_E2.search(host)) is not None:
-        provider = idrive["domain"]
+    provider = public_provider(host)
     own = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
     public_address = address is not None and address.is_global and not any(address in net for net in own)
     if provider is None and not public_address:
@@ -1002,12 +1073,12 @@ def _target(ctx: Context) -> Iterator[Problem]:
     problem = cron_problem(backup.etcd.schedule, volsync=False, etcd=True)
     if problem is not None:
         yield Problem(f"{BACKUP}.etcd.schedule", problem)
+    if (web := _web_address(backup)) is not None:
+        yield Problem(f"{BACKUP}.target", web)
+        return
     found = parse_target(backup.target)
     if isinstance(found, str):
         yield Problem(f"{BACKUP}.target", found)
-        return
-    if found.kind == "s3" and (why := _hosted_host_problem(backup, found)) is not None:
-        yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         return
     address = target_address(found)
     server_name = str(address) if address is not None else found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host

@@ -148,7 +148,7 @@ def unbracketed_url(value: object) -> object:
 
 
 def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
-    def check(value: object) -> object:
+    def check(value: object, info: ValidationInfo) -> object:
         if "URL" in what:
             unbracketed_url(value)
         if isinstance(value, int | float) and not isinstance(value, bool) and what.endswith(" version"):
@@ -162,12 +162,25 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
             raise ValueError(
                 f"{value} is a pre-release of {what.removesuffix(' version')}; pre-releases are not supported: pick a release (e.g. {example})"
             )
+        if isinstance(value, str) and what == "Kubernetes version" and (fix := _minor_beside_talos(value, info)) is not None:
+            raise ValueError(fix)
         if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and (newest := _newest_patch(value, what)) is not None:
             product = what.removesuffix(" version")
             raise ValueError(
                 f"{value} names a minor, not a release: {product} is installed by release (its images and downloads are tagged "
                 f"with the patch); write the newest {product} {value.lstrip('v')} patch this Iluvatar knows, {newest}"
             )
+        if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and (minor := _MINOR_ONLY.match(value)) is not None:
+            # A minor this Iluvatar knows no release of (past its tables, or before them): the release it ships is one
+            # every rule accepts (tests/stacks/test_releases.py), whichever Talos the stack names.
+            product = what.removesuffix(" version")
+            raise ValueError(
+                f"{value} names a minor, not a release: {product} is installed by release (its images and downloads are tagged "
+                f"with the patch), and this Iluvatar knows no 1.{minor.group(1)} release; write a full release, e.g. {example}, "
+                "the one it ships"
+            )
+        if isinstance(value, str) and what == CHART_VERSION and not regex.match(value) and (fix := _chart_version_fix(value, example)):
+            raise ValueError(fix)
         if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and not regex.match(value):
             unpadded = _LEADING_ZEROS.sub("", value)
             if unpadded != value and regex.match(unpadded):
@@ -211,6 +224,52 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
 
 
 _MINOR_ONLY = re.compile(r"^v?1\.(\d+)$")
+# What a chart's version key is called (stacks.model: arda.cilium.version, gitops.argocd.version).
+CHART_VERSION = "Helm chart version"
+_CHART_MINOR = re.compile(r"^v?(\d+)\.(\d+)$")
+_CHART_TAGGED = re.compile(r"^v(\d+\.\d+\.\d+)$")
+
+
+def _chart_version_fix(value: str, pinned: str) -> str | None:
+    """Why a chart version written as a minor (`1.18`) or as a release tag (`v1.18.4`) is not one, with the version to
+    write; or None. The chart is installed at exactly the version written (the Helm releases' `version`, components/cilium.py
+    and components/gitops.py), and these charts' versions are bare SemVer (the pins, stacks.pins.CHARTS, have no v): a minor
+    names no chart, and the one release of it this Iluvatar knows is the one it installs and is checked with, `pinned`."""
+    tagged = _CHART_TAGGED.match(value)
+    if tagged is not None:
+        return f"{value} is the release's tag: the chart's versions have no v; write {tagged.group(1)}"
+    minor = _CHART_MINOR.match(value)
+    if minor is None:
+        return None
+    known = f"{minor.group(1)}.{minor.group(2)}."
+    release = (
+        f"the {known[:-1]} release this Iluvatar installs and is checked with, {pinned}"
+        if pinned.startswith(known)
+        else f"e.g. {pinned}, the release this Iluvatar installs and is checked with"
+    )
+    return f"{value} names a minor, not a release: the chart is installed at exactly the version written; write the full version, {release}"
+
+
+def _minor_beside_talos(value: str, info: ValidationInfo) -> str | None:
+    """arda.kubernetesVersion written as a minor (`1.30`) that the stack's arda.talosVersion (read before it: the model's
+    field order) does not run, or that has no release this Iluvatar knows: the newest release that Talos runs, which the
+    Talos rule (stacks.rules._arda_versions) and the unreleased rule accept both; else None, for _newest_patch."""
+    found = _MINOR_ONLY.match(value)
+    data = info.data if isinstance(info.data, dict) else {}
+    talos = data.get("talos_version")
+    row = releases.BY_MINOR.get(releases.minor_of(talos)) if isinstance(talos, str) else None
+    if found is None or row is None:
+        return None
+    minor = int(found.group(1))
+    if row.kubernetes[0] <= minor <= row.kubernetes[1] and minor in releases.KUBERNETES_NEWEST:
+        return None
+    newest = releases.newest_kubernetes(talos) if isinstance(talos, str) else None
+    runs = f"Talos {talos} runs Kubernetes 1.{row.kubernetes[0]} to 1.{row.kubernetes[1]}"
+    known = "" if minor in releases.KUBERNETES_NEWEST else f", this Iluvatar knows no 1.{minor} release,"
+    return (
+        f"{value} names a minor, not a release: Kubernetes is installed by release (its images and downloads are tagged with "
+        f"the patch){known} and {runs}; write {newest}, the newest release it runs that this Iluvatar knows"
+    )
 
 
 def _newest_patch(value: str, what: str) -> str | None:

@@ -55,6 +55,9 @@ class Section:
     key: str
     model: type[BaseModel] | None  # None: a list (nodes, apps), parsed one by one
     required: bool
+    # Left out, the section is its model's defaults (parse_stack reads `Edge()` for no `iluvatar:edge`); else left out it
+    # is off.
+    defaults_when_absent: bool = False
 
 
 SECTIONS: dict[str, Section] = {
@@ -65,14 +68,14 @@ SECTIONS: dict[str, Section] = {
         Section("arda", Arda, True),
         Section("nodes", None, True),
         Section("apps", None, False),
-        Section("edge", Edge, False),
+        Section("edge", Edge, False, defaults_when_absent=True),
         Section("cloudflare", Cloudflare, False),
         Section("gitops", GitOps, False),
-        Section("storage", Storage, False),
+        Section("storage", Storage, False, defaults_when_absent=True),
         Section("monitoring", Monitoring, False),
         Section("identity", Identity, False),
         Section("backup", Backup, False),
-        Section("logs", Logs, False),
+        Section("logs", Logs, False, defaults_when_absent=True),
         Section("remoteAccess", RemoteAccess, False),
     )
 }
@@ -164,6 +167,12 @@ def parse_stack(
         if full_key in secret_keys and not any(f.problem.path.startswith((f"{full_key}.", f"{full_key}[")) for f in found):
             problems.append(Problem(full_key, "is encrypted, but it is plain configuration that every layer must read; set it without --secret"))
             continue
+        if value is None:
+            # The section's key with nothing after its colon (its lines not yet written, or commented out): YAML's null,
+            # which Pulumi hands the program as JSON null too (sdk/go/common/resource/config/object.go unmarshalObject
+            # keeps nil, MarshalString writes it as `null`). Said once, here; the section stays set, as one that did not
+            # parse (_section reads nothing of it), so no rule also says it is missing.
+            problems.append(Problem(full_key, _blank_section(SECTIONS[key])))
         values[key] = value
 
     for key, section in SECTIONS.items():
@@ -459,6 +468,11 @@ def parse_stack(
     problems += [f.problem for f in found]
     if not require_secrets:
         problems = [p for p in problems if not isinstance(p, UnsetSecret)]
+    if "apps" in values and not isinstance(values["apps"], list):
+        # No app read at all (the section left blank, or not a list): what another key says of the apps it names is said
+        # of apps that could not be read, so only iluvatar:apps's own problem speaks.
+        apps_key = f"{NAMESPACE}:apps"
+        problems = [p for p in problems if p.path.startswith(apps_key) or apps_key not in p.message]
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
     stack = StackConfig.model_validate(
@@ -615,8 +629,8 @@ def _zone(
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:
     model = SECTIONS[key].model
-    if key not in values or model is None:
-        return None
+    if values.get(key) is None or model is None:
+        return None  # left out, or left blank (said by parse_stack)
     return _validate(model, values[key], f"{NAMESPACE}:{key}", problems)
 
 
@@ -830,6 +844,33 @@ def _blank(model: type[BaseModel], loc: tuple[Any, ...], kind: str) -> str:
     if what.get("enum"):
         return f"{said} is no value, and this key is required; write one of: {', '.join(str(o) for o in what['enum'])}"
     return f"{said} is no value, and this key is required; write one" + (f", e.g. {show(example)}" if example is not None else "")
+
+
+# What a list section's items are called, and what each is.
+_ITEMS: dict[str, tuple[str, type[BaseModel]]] = {"nodes": ("machines", Node), "apps": ("apps", App)}
+
+
+def _blank_section(section: Section) -> str:
+    """A top-level section YAML read as null (`iluvatar:nodes:` with nothing after the colon): what it must hold, or
+    that the line goes when the section is optional."""
+    said = "null (the section left blank, or written null) is empty"
+    if section.model is None:
+        what, item = _ITEMS[section.key]
+        needs = ", ".join(f.alias or n for n, f in item.model_fields.items() if f.is_required())
+        write = f"write the {what} indented under it, one `- name: ...` item each with {needs}"
+        if section.required:
+            return f"{said}, and the section is required; {write}"
+        return f"{said}; remove the line (or write []) for no {what}, or {write}"
+    required = [f.alias or n for n, f in section.model.model_fields.items() if f.is_required()]
+    keys = f"(required: {', '.join(required)})" if required else f"(keys: {', '.join(f.alias or n for n, f in section.model.model_fields.items())})"
+    write = f"write its keys indented under it {keys}"
+    if section.required:
+        return f"{said}, and the section is required; {write}"
+    if section.defaults_when_absent:
+        return f"{said}; remove the line for its defaults, or {write}"
+    if not required:
+        return f"{said}; remove the line to leave it out, or write {{}} for it with its defaults, or {write}"
+    return f"{said}; remove the line to leave it out, or {write}"
 
 
 def _field_info(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:

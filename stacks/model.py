@@ -38,6 +38,7 @@ from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.errors import show
 from stacks.fields import (
     _LABEL,
+    CHART_VERSION,
     BoardName,
     Cidr,
     DiskPath,
@@ -584,7 +585,7 @@ KernelArgs = Annotated[tuple[KernelArg, ...], BeforeValidator(_split_at_commas)]
 class Cilium(Model):
     """Cilium, Arda's CNI: typed settings for what Iluvatar relies on, raw Helm values for the rest."""
 
-    version: Annotated[str, _pattern(_CHART_VERSION, pins.CHARTS["cilium"], "Helm chart version")] = pins.CHARTS["cilium"]
+    version: Annotated[str, _pattern(_CHART_VERSION, pins.CHARTS["cilium"], CHART_VERSION)] = pins.CHARTS["cilium"]
     load_balancer_algorithm: Literal["maglev", "random"] = "maglev"
     hubble: bool = True
     values: dict[str, Any] = Field(default_factory=dict)
@@ -643,7 +644,7 @@ class Arda(Model):
 class ArgoCd(Model):
     """Argo CD itself: the argo-cd Helm chart's version and raw values merged over Iluvatar's."""
 
-    version: Annotated[str, _pattern(_CHART_VERSION, pins.CHARTS["argo-cd"], "Helm chart version")] = pins.CHARTS["argo-cd"]
+    version: Annotated[str, _pattern(_CHART_VERSION, pins.CHARTS["argo-cd"], CHART_VERSION)] = pins.CHARTS["argo-cd"]
     values: dict[str, Any] = Field(default_factory=dict)
 
 

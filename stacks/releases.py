@@ -158,6 +158,18 @@ KUBERNETES_NEWEST: dict[int, str] = {
 }
 
 
+def newest_kubernetes(talos: str) -> str | None:
+    """The newest Kubernetes release a stack on Talos `talos` may name: the newest patch (KUBERNETES_NEWEST) of the newest
+    minor both that Talos runs (TALOS_MINORS) and that had a release when the table was read; None for a Talos minor the
+    table does not hold."""
+    row = BY_MINOR.get(minor_of(talos))
+    if row is None:
+        return None
+    low, high = row.kubernetes
+    released = [m for m in KUBERNETES_NEWEST if low <= m <= high]
+    return KUBERNETES_NEWEST[max(released)] if released else None
+
+
 # The revisions k3s released of a Kubernetes patch (its `+k3sN`), where they are other than `+k3s1` alone: every other
 # patch up to KUBERNETES_NEWEST had one release, `+k3s1`. A revision k3s never released has no files to download:
 # get.k3s.io's install.sh fetches `releases/download/<version>/sha256sum-<arch>.txt` and stops with "Download failed", so

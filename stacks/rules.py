@@ -26,6 +26,7 @@ from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
 from stacks.reach import Clients, unreachable
+from stacks.storage import ROOK_MIN_KUBERNETES
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -694,7 +695,9 @@ def _nodes(p: Parsed) -> list[Problem]:
         board = BOARDS[node.board]
         if node.arch != board.arch:
             out.append(Problem(node_path(i, "arch"), f"{node.arch} does not match board {board.name} ({board.description}), which is {board.arch}"))
-        if node.role in ARDA_ROLES and p.arda is not None and version_tuple(p.arda.talos_version) < version_tuple(board.talos_since):
+        # A Talos no stack may ask for is said once, at arda.talosVersion (_arda_versions), with the release to write.
+        supported = p.arda is not None and releases.minor_of(p.arda.talos_version) in TALOS_KUBERNETES
+        if node.role in ARDA_ROLES and p.arda is not None and supported and version_tuple(p.arda.talos_version) < version_tuple(board.talos_since):
             out.append(
                 Problem(
                     node_path(i, "board"),
@@ -1262,11 +1265,15 @@ def _arda_versions(arda: Arda) -> list[Problem]:
     low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
     if kube[0] != 1 or not low <= kube[1] <= high:
         # Below the range: a cluster on that Kubernetes is moved on the way by the Talos upgrade's own run (stacks.releases).
+        # The example is at Rook's floor too (stacks.storage, which leaves a version this rule refuses to it), so it is
+        # accepted with Ceph on Arda or without.
+        lowest = releases.KUBERNETES_NEWEST.get(max(low, ROOK_MIN_KUBERNETES[1]))
         older = (
-            f"; a cluster on an older Kubernetes is moved on the way, one minor at a time, in the run that upgrades Talos: set a "
-            f"1.{low} release (`iluvatar versions STACK --previous OUTPUTS.json` lists the path from what runs; docs/day2.md#across-talos-minors)"
+            f"; a cluster on an older Kubernetes is moved on the way, one minor at a time, in the run that upgrades Talos: set "
+            f"1.{low} or later{f' (e.g. {lowest})' if lowest else ''} (`iluvatar versions STACK --previous OUTPUTS.json` lists the path "
+            "from what runs; docs/day2.md#across-talos-minors)"
             if kube[0] == 1 and kube[1] < low
-            else f"; write a Kubernetes 1.{high} release" + (f", or an arda.talosVersion that supports 1.{kube[1]}" if kube[0] == 1 else "")
+            else _kubernetes_above(arda, kube, high)
         )
         return [
             Problem(
@@ -1275,6 +1282,22 @@ def _arda_versions(arda: Arda) -> list[Problem]:
             )
         ]
     return []
+
+
+def _kubernetes_above(arda: Arda, kube: tuple[int, ...], high: int) -> str:
+    """The fix for a Kubernetes above what the stack's Talos runs (up to 1.`high`): the newest release this Talos runs
+    that also had a release when KUBERNETES_NEWEST was read (the table's top minor may be below Talos's `high`, and
+    _unreleased refuses a minor above it), and the Talos that runs the minor written, when it had a release."""
+    newest = releases.newest_kubernetes(arda.talos_version)
+    if newest is None:
+        return f"; write a Kubernetes 1.{high} release"
+    fix = f"; write {newest} (the newest Kubernetes release Talos {arda.talos_version} runs that this Iluvatar knows)"
+    runs = [row.newest for row in releases.TALOS_MINORS if row.target and row.kubernetes[0] <= kube[1] <= row.kubernetes[1]]
+    released = kube[0] == 1 and kube[1] in releases.KUBERNETES_NEWEST
+    # Only a release that exists: a patch past its minor's newest is refused by _unreleased under any Talos.
+    if released and runs and releases.release(arda.kubernetes_version) <= releases.release(releases.KUBERNETES_NEWEST[kube[1]]):
+        fix += f", or arda.talosVersion {runs[-1]}, which runs 1.{kube[1]}"
+    return fix
 
 
 def _unreleased(path: str, version: str, what: str) -> list[Problem]:
@@ -1352,7 +1375,10 @@ def _talos_hint(talos: tuple[int, ...]) -> str:
         )
     if talos[:2] > releases.targets()[-1]:
         return f"; the newest it knows is {newest}"
-    return f"; a cluster on it first goes to Talos {releases.show(releases.TALOS_MINORS[0].minor)} with an Iluvatar that knows both"
+    return (
+        f"; a cluster on it first goes to Talos {releases.show(releases.TALOS_MINORS[0].minor)} with an Iluvatar that knows both "
+        f"(a new cluster: write {newest})"
+    )
 
 
 # The chart values a typed key of arda.cilium sets (plans.cilium.helm_values); `values` are merged over them, so one

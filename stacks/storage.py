@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
+from stacks import releases
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.disk_ids import by_id_has_serial, by_id_has_wwid
 from stacks.errors import Problem
@@ -324,10 +325,15 @@ def _ceph(storage: Storage, nodes: Sequence[Node], arda: Arda | None) -> Iterato
             f"{len(active)}{left} ({_names(active)}); add dataDisks to another Arda machine, or {fits}",
         )
     if arda is not None and _version(arda.kubernetes_version) < ROOK_MIN_KUBERNETES:
+        kube, row = _version(arda.kubernetes_version), releases.BY_MINOR.get(releases.minor_of(arda.talos_version))
+        if row is not None and (kube[0] != 1 or not row.kubernetes[0] <= kube[1] <= row.kubernetes[1]):
+            return  # a Kubernetes its Talos does not run: stacks.rules says so, with a release at this floor too
         need = ".".join(map(str, ROOK_MIN_KUBERNETES))
+        newest = releases.newest_kubernetes(arda.talos_version)
         yield Problem(
             "iluvatar:arda.kubernetesVersion",
-            f"{arda.kubernetes_version}: Rook v1.20 (Ceph on Arda's dataDisks: {_names(hosts)}) needs Kubernetes {need} or later",
+            f"{arda.kubernetes_version}: Rook v1.20 (Ceph on Arda's dataDisks: {_names(hosts)}) needs Kubernetes {need} or later"
+            + (f"; write {newest} (the newest Kubernetes release Talos {arda.talos_version} runs that this Iluvatar knows)" if newest else ""),
         )
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError
 
 from stacks import StackConfigError, StackFileError, load_stack_file, read_stack_file
 from stacks.fields import Model
-from stacks.load import _translate, load_yaml, parse_stack
+from stacks.load import SECTIONS, _translate, load_yaml, parse_stack
 from stacks.secrets import Secure
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 
@@ -106,6 +106,47 @@ def test_empty_stack_lists_every_required_key(tmp_path: Path) -> None:
     with pytest.raises(StackConfigError) as err:
         load_stack_file(path)
     assert err.value.paths() == ["iluvatar:network", "iluvatar:arda", "iluvatar:nodes"]
+
+
+# Each top-level section written with nothing after its colon: what it must hold, or that its line goes.
+BLANK = "null (the section left blank, or written null) is empty"
+BLANK_SECTIONS = {
+    "network": f"{BLANK}, and the section is required; write its keys indented under it (required: lan, gateway, dns, dhcpRange, loadBalancerPool, domain)",
+    "ainur": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: vip, serviceIp, k3sVersion, sshAuthorizedKeys)",
+    "arda": f"{BLANK}, and the section is required; write its keys indented under it (required: clusterName, vip, talosVersion, kubernetesVersion)",
+    "nodes": f"{BLANK}, and the section is required; write the machines indented under it, one `- name: ...` item each with name, role, arch, board, mac, ip, installDisk",
+    "apps": f"{BLANK}; remove the line (or write []) for no apps, or write the apps indented under it, one `- name: ...` item each with name, category, host",
+    "edge": f"{BLANK}; remove the line for its defaults, or write its keys indented under it (keys: publicIngress, publicDns, acmeEmail, addresses)",
+    "cloudflare": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: accountId)",
+    "gitops": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: repoUrl)",
+    "storage": f"{BLANK}; remove the line for its defaults, or write its keys indented under it (keys: arda, ainur, nfs)",
+    "monitoring": f"{BLANK}; remove the line to leave it out, or write {{}} for it with its defaults, or write its keys indented under it (keys: prometheus, grafana, receiver, heartbeat)",
+    "identity": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: ip, connector, groups)",
+    "backup": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: target)",
+    "logs": f"{BLANK}; remove the line for its defaults, or write its keys indented under it (keys: enabled, retention, size, storageClass, claimChanged, dailyVolume, address)",
+    "remoteAccess": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: flavour, access)",
+}
+
+
+def test_every_section_has_its_blank_case() -> None:
+    assert list(BLANK_SECTIONS) == list(SECTIONS)
+
+
+@pytest.mark.parametrize("key", list(BLANK_SECTIONS))
+def test_a_section_left_blank_is_one_problem_saying_what_to_write(key: str, tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {f"iluvatar:{key}": None})
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    assert [str(p) for p in err.value.problems] == [f"iluvatar:{key}: {BLANK_SECTIONS[key]}"]
+
+
+def test_the_fixes_a_blank_section_gives_validate(tmp_path: Path) -> None:
+    # "remove the line" for an optional section, "[]" for the apps and "{}" for monitoring: each written back validates,
+    # less what the homelab's other sections need of it (they are removed with it).
+    doc = homelab_doc()
+    for key in ("edge", "storage", "logs"):
+        load_stack_file(write_stack(tmp_path, edit(doc, None, [f"iluvatar:{key}"] if key in doc["config"] else [])))
+    load_stack_file(write_stack(tmp_path, edit(doc, {"iluvatar:monitoring": {}}, ["iluvatar:alertReceiverSecret"])))
 
 
 def test_float_and_text_mistakes_are_in_plain_words() -> None:

@@ -94,6 +94,18 @@ def test_unknown_key_in_the_namespace_is_reported() -> None:
     ]
 
 
+def test_a_section_left_blank_is_refused_at_preview_as_by_validate() -> None:
+    # The engine hands a section written with nothing after its colon to the program as JSON null.
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:nodes": "null"}), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value).splitlines()[:2] == [
+        "stack test: 1 problem:",
+        "  iluvatar:nodes: null (the section left blank, or written null) is empty, and the section is required; write the machines "
+        "indented under it, one `- name: ...` item each with name, role, arch, board, mac, ip, installDisk",
+    ]
+
+
 def test_plain_token_is_rejected_and_not_echoed() -> None:
     cfg = _config(**{"iluvatar:cloudflare": json.dumps({"accountId": "0" * 32}), "iluvatar:cloudflareApiToken": "hunter2-token"})
     pulumi.runtime.set_all_config(cfg, [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
-from stacks.releases import KUBERNETES_NEWEST
+from stacks.releases import KUBERNETES_NEWEST, TALOS_MINORS, newest_kubernetes
 from stacks.rules import TALOS_KUBERNETES
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
@@ -59,7 +60,7 @@ def test_support_matrix_bounds_are_inclusive(talos: tuple[int, int]) -> None:
         (
             "v1.11.3",
             "v1.11.3 is not a Talos release this version of Iluvatar supports (v1.12 to v1.14); a cluster on it first goes to Talos v1.12 "
-            "with an Iluvatar that knows both",
+            "with an Iluvatar that knows both (a new cluster: write v1.14.1)",
         ),
     ],
 )
@@ -183,3 +184,58 @@ def test_a_pod_network_that_holds_the_service_network_validates(tmp_path: Path) 
     nets = [IPv4Network("10.244.0.0/22"), IPv4Network("10.244.1.0/24"), IPv4Network("10.244.8.16/28")]
     assert _free_shares(IPv4Network("10.244.0.0/16"), nets, 24) == 256 - 5
     assert _free_shares(IPv4Network("10.96.0.0/16"), [IPv4Network("10.96.0.0/12")], 24) == 0
+
+
+# Every version key written out of range, past its table, as a minor alone or as a tag, beside each Talos a stack may run:
+# one problem, at the key, whose fix written back literally validates (and so does the other Talos it names, if any).
+_VERSION_FIX = re.compile(r"(?:write|e\.g\.|the newest it knows is) .*?(?<![\d.])(v?\d+\.\d+\.\d+(?:\+k3s\d+)?)")
+_OTHER_TALOS = re.compile(r"or arda\.talosVersion (v\d+\.\d+\.\d+), which runs")
+VERSIONS_WRITTEN = [
+    *(
+        ("arda.kubernetesVersion", v)
+        for v in ("v2.0.0", "v1.99.0", "v1.38.0", "v1.37.0", "v1.36.9", "v1.36.2", "v1.29.0", "v0.9.0", "1.36", "1.29", "v1.37", "v1.99")
+    ),
+    *(("arda.talosVersion", v) for v in ("v2.0.0", "v1.15.0", "v1.14.9", "v1.11.0", "v0.9.0", "1.14", "v1.15")),
+    *(
+        ("ainur.k3sVersion", v)
+        for v in ("v1.37.0+k3s1", "v1.35.99+k3s1", "v1.29.5+k3s1", "v1.34.0+k3s1", "v1.32.11+k3s2", "1.35", "v1.37", "v1.35.8", "2.0.0")
+    ),
+    *(("arda.cilium.version", v) for v in ("1.18", "1.17", "v1.18.4", "2.0")),
+    *(("gitops.argocd.version", v) for v in ("10.8", "v10.8.0", "9.1")),
+]
+
+
+def _set(raw: dict[str, Any], key: str, value: str) -> None:
+    section, *path = key.split(".")
+    target = raw[f"iluvatar:{section}"] = dict(raw[f"iluvatar:{section}"])
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = value
+
+
+@pytest.mark.parametrize("talos", sorted(row.newest for row in TALOS_MINORS if row.target))
+@pytest.mark.parametrize(("key", "written"), VERSIONS_WRITTEN, ids=[f"{k}={v}" for k, v in VERSIONS_WRITTEN])
+def test_a_version_refused_names_a_fix_that_validates(talos: str, key: str, written: str) -> None:
+    raw = _raw()
+    _set(raw, "arda.talosVersion", talos)
+    # Each Talos's newest Kubernetes release, so that the key written is the one thing wrong.
+    _set(raw, "arda.kubernetesVersion", newest_kubernetes(talos) or "")
+    parse_stack(raw)
+    _set(raw, key, written)
+    try:
+        parse_stack(raw)
+    except StackConfigError as e:
+        err = e
+    else:
+        assert (key, written) == ("arda.kubernetesVersion", "v1.36.2") and talos != "v1.12.11"  # 1.13 and 1.14 run 1.36
+        return
+    [problem] = err.problems
+    assert problem.path == f"iluvatar:{key}"
+    fix = _VERSION_FIX.search(problem.message)
+    assert fix is not None, problem.message
+    _set(raw, key, fix.group(1))
+    parse_stack(raw)
+    if (other := _OTHER_TALOS.search(problem.message)) is not None:
+        _set(raw, key, written)
+        _set(raw, "arda.talosVersion", other.group(1))
+        parse_stack(raw)
