@@ -22,7 +22,7 @@ from stacks.model import App, Identity, Network
 from stacks.reach import TAILNET_RANGE as TAILNET_RANGE
 from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
-from stacks.rules import _static_address
+from stacks.rules import _static_address, free_address
 
 REMOTE = "iluvatar:remoteAccess"
 SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, not a secret
@@ -316,7 +316,24 @@ def _headscale(
     path = f"{REMOTE}.headscale"
     yield from _static_address(f"{path}.ip", settings.ip, network, free_of)
     if settings.ip in taken:
-        yield Problem(f"{path}.ip", f"{settings.ip} is {taken[settings.ip]}; Headscale needs an address of its own (the port forward's target)")
+        owner = taken[settings.ip]
+        key = owner.split(" ", 1)[0]
+        spare = free_address(network, free_of)
+        move = f"give it a free one (e.g. {spare}) and move the router's port forward with it" if spare is not None else "give it a free one"
+        if key == "storage.nfs.server" or key.endswith(".power.bmc.address"):
+            # A device of the LAN (the NFS server, a BMC) exists outside the homelab and keeps its address: Headscale's,
+            # the homelab's own, is the one that moves (stacks.addresses.check says a DNS server's alike). The NFS server
+            # may be the slip, so its key is the other way out; a BMC's address is its own (stacks.addresses.ALONE).
+            other = (
+                f", or, if the NFS server is not at {settings.ip}, write its own address in storage.nfs.server" if key == "storage.nfs.server" else ""
+            )
+            yield Problem(
+                f"{path}.ip",
+                f"{settings.ip} is {owner}, a device of the LAN that keeps its address; Headscale needs one of its own (the port "
+                f"forward's target): {move}{other}",
+            )
+        else:
+            yield Problem(f"{path}.ip", f"{settings.ip} is {owner}; Headscale needs an address of its own (the port forward's target): {move}")
     parts = urlsplit(settings.url)
     host = parts.hostname or ""
     if parts.port not in (None, 443):
