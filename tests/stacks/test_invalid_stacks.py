@@ -88,6 +88,16 @@ def test_the_free_addresses_offered_to_the_homelabs_own_keys_validate_together(n
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
 
 
+@pytest.mark.parametrize("name", ["remote-access-route-wider-than-the-lan", "remote-access-route-wider-than-a-vlan"])
+def test_the_routes_offered_for_a_route_wider_than_the_networks_validate(name: str, tmp_path: Path) -> None:
+    # The routes the message gives in the wide one's place, written back: valid, and no warning about them.
+    case = next(c for c in CASES if c["name"] == name)
+    offered = re.search(r"route the homelab's own instead: ([0-9./, ]+?)(?: \(|$)", case["expect"][0]).group(1).split(", ")  # type: ignore[union-attr]
+    remote = {**case["set"]["iluvatar:remoteAccess"], "routes": offered}
+    path = write_stack(tmp_path, edit(homelab_doc(), {**case["set"], "iluvatar:remoteAccess": remote}))
+    assert [w for w in warnings(load_stack_file(path, require_secrets=True)) if "routes" in str(w)] == []
+
+
 def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
     case = next(c for c in CASES if c["name"] == "token-in-plain-text")
     path = write_stack(tmp_path, edit(homelab_doc(), case["set"]))
