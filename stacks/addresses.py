@@ -11,7 +11,7 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
@@ -312,13 +312,20 @@ def table(held: Sequence[Held], leave_out: frozenset[Kind] = frozenset()) -> dic
     return out
 
 
-def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) -> Iterator[Problem]:
+def check(
+    held: Sequence[Held],
+    network: Network | None,
+    ainur: Ainur | None,
+    free: Callable[[Collection[IPv4Address]], IPv4Address | None] | None = None,
+) -> Iterator[Problem]:
     """The collisions no layer's own rule sees: a VIP, a machine or a DNS server at a device's or the homelab's address,
     and every device, whichever layer names it, inside network.dhcpRange or the load-balancer pool. The front door's and
     Headscale's addresses are checked by their own layers against `table`; a machine at a BMC's by stacks.power; the
     backup target's and the NFS class's server against Arda and the Ainur by stacks.data and stacks.storage (either may
     be a machine or a VIP of the internal zone), and the backup target inside the pool by stacks.data (a Service on
-    Arda, the cluster it backs up)."""
+    Arda, the cluster it backs up). `free`: the LAN's first address free of the table, of the ranges lent and of the
+    addresses given (stacks.rules.free_address), which a message suggests to an address of the homelab's own that must
+    move; each message is given another, so that the fixes taken together validate too."""
     devices = [h for h in held if h.kind in DEVICES]
     yield from _alone(devices, network)
     for h in held:
@@ -404,19 +411,29 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
     yield from _bmc_at_a_router(devices, network)
     yield from _bmc_off_the_networks(devices, network)
     dhcp_mode = ainur is not None and ainur.netboot.mode == "dhcp"
+    blamed: set[str] = set()
+    given: list[IPv4Address] = []
     for d in devices:
         path = f"iluvatar:{d.path}"
         if d.kind == "dns":
             # network.dns is where the Ainur forward the names outside the zone (plans.netboot): one of the homelab's own
             # addresses there forwards the LAN's names to a machine that answers none, or back to the Ainur. The
-            # service address has its own rule (stacks.rules._netboot).
+            # service address has its own rule (stacks.rules._netboot). The DNS server (a router, a Pi-hole, an AdGuard
+            # Home) is a device that exists outside the homelab and keeps its address, as the NAS and the BMC do: the
+            # homelab's own address is the one that moves, so it is said there, with network.dns as the other way out.
             held_by = own.get(d.ip)
-            if held_by is not None and not (ainur is not None and d.ip == ainur.service_ip):
+            if held_by is not None and not (ainur is not None and d.ip == ainur.service_ip) and held_by.path not in blamed:
+                blamed.add(held_by.path)
+                forward = "the Ainur forward" if ainur is not None else "the LAN resolver on Arda forwards"
+                offer = free(given) if free is not None else None
+                suggest = f" (e.g. {offer})" if offer is not None else ""
+                given += [offer] if offer is not None else []
                 yield Problem(
-                    path,
-                    f"{d.ip} is {held_by.owner}, not a DNS server: network.dns is where "
-                    f"{'the Ainur forward' if ainur is not None else 'the LAN resolver on Arda forwards'} the names outside the "
-                    "zone; give the router's or the Pi-hole's address",
+                    f"iluvatar:{held_by.path}",
+                    f"{d.ip} is {d.path}, the DNS server {forward} the names outside the zone to (a router, a Pi-hole), a "
+                    f"device of the LAN that keeps its address; {held_by.path} is {_own_noun(held_by)}, so it needs one no "
+                    f"device on the LAN has: give it a free one{suggest}, or, if no DNS server answers at {d.ip}, write the "
+                    f"DNS server's own address in {d.path}",
                 )
         what = NOUNS[d.kind]
         # A server written as a zone name of a machine or a VIP has that one's address, whose own rule says where it is.
@@ -451,6 +468,15 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
             f"give {what} a fixed address outside the pool",
         )
+
+
+def _own_noun(h: Held) -> str:
+    """What an address of the homelab's own is, as a collision's message says it."""
+    if h.kind == "node":
+        return "a machine's address"
+    if h.kind in FRONTS:
+        return f"{FRONTS[h.kind].split(', ', 1)[1]}, an address kube-vip announces"
+    return "an address kube-vip announces"
 
 
 def _alone(devices: Sequence[Held], network: Network | None) -> Iterator[Problem]:

@@ -1335,6 +1335,17 @@ BACKUP_GAP = datetime.timedelta(days=31)
 DRILL_GAP = datetime.timedelta(days=62)
 
 
+def stale_bound(schedule: str) -> datetime.timedelta:
+    """The longest a drill's `staleAfter` may be: a month of missed drills past the first one missed (the schedule's
+    longest gap plus BACKUP_GAP, the longest a backup schedule may leave a volume without a copy), or, for a drill rarer
+    than every 15 days, two missed runs (three longest gaps), whichever is longer. The alert is what says that the drills
+    have stopped (a drill that runs and fails has its own, RestoreDrillFailed); waiting longer leaves backups that no
+    longer restore unseen for longer than any backup may go without a copy. A week's drill may wait 38 days: room for a
+    house left a month, and still refusing `1000d` written for `10d`."""
+    gap = longest_gap(schedule)
+    return max(gap + BACKUP_GAP, 3 * gap)
+
+
 @functools.lru_cache(maxsize=1024)
 def longest_gap(schedule: str) -> datetime.timedelta:
     """The longest time between two runs of a valid cron `schedule`, over two years from a fixed day, with the day
@@ -1501,13 +1512,14 @@ def rare_months(schedule: str, bound: datetime.timedelta, *, volsync: bool = Fal
 
 
 def _stale_beside(drill: Drill, problem: str) -> str:
-    """What else the fix a drill schedule's problem gives needs: a staleAfter above the fix's longest gap, since the
-    staleAfter rule below refuses one not longer (a drill `30 5 30 2 *` with staleAfter 9d, fixed to monthly)."""
+    """What else the fix a drill schedule's problem gives needs: a staleAfter above the fix's longest gap and within its
+    stale_bound, since the staleAfter rules below refuse one outside (a drill `30 5 30 2 *` with staleAfter 9d, fixed to
+    monthly)."""
     fix = problem.rsplit("; write ", 1)[-1]
     if drill.stale_after is None or "; write " not in problem or cron_problem(fix, volsync=False) is not None:
         return ""
     gap = longest_gap(fix)
-    if stale_after(drill) > gap:
+    if gap < stale_after(drill) <= stale_bound(fix):
         return ""
     return f", and staleAfter above its {_days(gap)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave staleAfter out"
 
@@ -1531,6 +1543,16 @@ def _drill(ctx: Context) -> Iterator[Problem]:
         return
     if (problem := cron_problem(drill.schedule, volsync=False)) is not None:  # the drills' CronJobs
         yield Problem(f"{DRILL}.schedule", problem + _stale_beside(drill, problem))
+    elif drill.stale_after is not None and stale_after(drill) > (bound := stale_bound(drill.schedule)):
+        gap = longest_gap(drill.schedule)
+        missed = "two missed drills" if bound == 3 * gap else "a month of missed drills"
+        yield Problem(
+            f"{DRILL}.staleAfter",
+            f"{drill.stale_after} is longer than the {_days(bound)} RestoreDrillStale may wait for drill.schedule {drill.schedule} "
+            f"(up to {_days(gap)} between two runs): once the drills stop, backups that no longer restore would go unseen for "
+            f"{drill.stale_after}, past {missed}; set it above {_days(gap)} and at most "
+            f"{_days(bound)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out",
+        )
     elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
         gap = longest_gap(drill.schedule)
         rare = rare_months(drill.schedule, DRILL_GAP)

@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -42,7 +42,7 @@ from stacks.errors import StackFileError as StackFileError  # its home is stacks
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
-from stacks.rules import Parsed, Taken, _fixed_addresses, _vip_list, _zone_names, check, devices_in_cluster_networks, dhcp_range_once
+from stacks.rules import Parsed, Taken, _fixed_addresses, _vip_list, _zone_names, check, devices_in_cluster_networks, dhcp_range_once, free_address
 from stacks.secrets import SecretsManager, Secure
 
 NAMESPACE = "iluvatar"
@@ -342,7 +342,12 @@ def parse_stack(
             ainur if isinstance(ainur, Ainur) else None,
         ),
     )
-    problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
+    problems += addresses.check(
+        held,
+        network if isinstance(network, Network) else None,
+        ainur if isinstance(ainur, Ainur) else None,
+        functools.partial(_free_beside, network, taken) if isinstance(network, Network) else None,
+    )
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
     target_at_headscale = list(
         addresses.backup_at_headscales_name(backup if isinstance(backup, Backup) else None, remote if isinstance(remote, RemoteAccess) else None)
@@ -625,6 +630,11 @@ def _zone(
         return zone_plan.records(stack)
     except ValueError:
         return {}
+
+
+def _free_beside(network: Network, taken: Taken, given: Collection[IPv4Address]) -> IPv4Address | None:
+    """The LAN's first free address (stacks.rules.free_address) that is none of `given`, the ones other messages offered."""
+    return free_address(network, dataclasses.replace(taken, addresses=taken.addresses | frozenset(given)))
 
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Container, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_range
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -18,11 +19,11 @@ from urllib.parse import urlsplit
 from stacks.addresses import ClustersOwn
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
-from stacks.model import App, Identity, Network
+from stacks.model import AddressRange, App, Identity, Network
 from stacks.reach import TAILNET_RANGE as TAILNET_RANGE
 from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
-from stacks.rules import _static_address
+from stacks.rules import _static_address, free_address
 
 REMOTE = "iluvatar:remoteAccess"
 SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, not a secret
@@ -185,7 +186,29 @@ def _routes(
     for i, route in enumerate(remote.routes):
         path = f"{REMOTE}.routes[{i}]"
         outside = not any(route.subnet_of(net) for _, net in own)
-        if outside:
+        # A CIDR holds another or is disjoint from it: a route no network holds either holds some of them whole (it is
+        # wider than them, and holds addresses beyond them too) or none.
+        wider = [(key, net) for key, net in own if net.subnet_of(route)] if outside else []
+        if wider:
+            # Each network it holds stands for it as a route of its own would (`_narrowed`), so the routes offered validate.
+            standing = [_narrowed(net, network, clusters, bool(kept_off)) for _, net in wider]
+            parts = [part for n in standing for part in n.rest]
+            shown = _and([f"{key} {net}" for key, net in wider])
+            left: list[str] = []
+            if any(n.over_pool for n in standing):
+                left.append(f"network.loadBalancerPool {network.load_balancer_pool}")
+            if any(n.held for n in standing):
+                left.append("the clusters' own addresses")
+            left += list(dict.fromkeys(f"{what} {r}" for n in standing for what, r in n.lent))
+            less = f" (leaving out {_and(left)}, which a route may not hold)" if left else ""
+            beyond = route.num_addresses - sum(n.num_addresses for _, n in wider)
+            yield Problem(
+                path,
+                f"{route} is wider than the homelab's networks: it holds {shown}, and {beyond:,} addresses beyond them, none of the "
+                "homelab's, which the subnet router would advertise to the tailnet as reached through it; route the homelab's own "
+                f"instead: {', '.join(str(p) for p in parts)}{less}",
+            )
+        elif outside:
             yield Problem(
                 path,
                 f"{route} is outside the homelab's networks ({known}); the subnet router advertises only those: "
@@ -217,9 +240,8 @@ def _routes(
             continue
         pool = network.load_balancer_pool
         first, last = route.network_address, route.broadcast_address
-        over_pool = first <= pool.end and pool.start <= last
-        # (low, high, owner): one address, or the part of the discovery pool the route holds, which is said as one range.
-        held = clusters.within(first, last) if kept_off else []
+        narrowed = _narrowed(route, network, clusters, bool(kept_off))
+        over_pool, held, lent, rest = narrowed.over_pool, narrowed.held, narrowed.lent, narrowed.rest
         if not over_pool and not held:
             continue
         if over_pool and not held:
@@ -238,12 +260,6 @@ def _routes(
                     "not); remove the route and give the groups that should reach them reach: ports",
                 )
                 continue
-        # What the route may still hold: itself less the pool, the clusters' addresses it covers and the lent ranges, each
-        # a route of its own that validates: a remainder wholly inside a lent range is refused (stacks.addresses.leased_routes),
-        # one over a lent range's edge warned of (stacks.warn), as the lent addresses reach whichever device is lent them.
-        lent = [(what, r) for what, r in clusters.lent if r.start <= last and first <= r.end]
-        closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
-        rest = _rest(first, last, closed)
         said: list[str] = []
         if over_pool:
             # The pool is Arda's Services: envoy-external among them, which only the public side reaches, and every
@@ -287,6 +303,38 @@ def _routes(
         yield Problem(path, "; ".join(said) + f"; {fix}")
 
 
+def _and(items: Sequence[str]) -> str:
+    return f"{', '.join(items[:-1])} and {items[-1]}" if len(items) > 1 else items[0]
+
+
+@dataclass(frozen=True)
+class Narrowed:
+    """What a route inside the homelab's networks holds that a route may not (`_narrowed`), and what it may hold."""
+
+    over_pool: bool  # it runs into network.loadBalancerPool
+    held: list[tuple[IPv4Address, IPv4Address, str]]  # the clusters' own addresses it holds (ClustersOwn.within)
+    lent: list[tuple[str, AddressRange]]  # the lent ranges it runs into
+    rest: list[IPv4Network]  # the route itself when it holds neither the pool nor the clusters' own, else what is left
+
+
+def _narrowed(route: IPv4Network, network: Network, clusters: ClustersOwn, kept: bool) -> Narrowed:
+    """A route's refusals by what it holds (`_routes`), and the routes that may stand for it. `kept`: a group with
+    reach: routes is kept off the clusters, so their own addresses may not be routed. What the route may still hold:
+    itself less the pool, the clusters' addresses it covers and the lent ranges, each a route of its own that
+    validates: a remainder wholly inside a lent range is refused (stacks.addresses.leased_routes), one over a lent
+    range's edge warned of (stacks.warn), as the lent addresses reach whichever device is lent them."""
+    pool = network.load_balancer_pool
+    first, last = route.network_address, route.broadcast_address
+    over_pool = first <= pool.end and pool.start <= last
+    # (low, high, owner): one address, or the part of the discovery pool the route holds, which is said as one range.
+    held = clusters.within(first, last) if kept else []
+    if not over_pool and not held:
+        return Narrowed(False, [], [], [route])
+    lent = [(what, r) for what, r in clusters.lent if r.start <= last and first <= r.end]
+    closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
+    return Narrowed(over_pool, held, lent, _rest(first, last, closed))
+
+
 def _rest(first: IPv4Address, last: IPv4Address, closed: Sequence[tuple[IPv4Address, IPv4Address]]) -> list[IPv4Network]:
     """The networks of first..last outside the closed ranges, in order."""
     out: list[IPv4Network] = []
@@ -316,7 +364,24 @@ def _headscale(
     path = f"{REMOTE}.headscale"
     yield from _static_address(f"{path}.ip", settings.ip, network, free_of)
     if settings.ip in taken:
-        yield Problem(f"{path}.ip", f"{settings.ip} is {taken[settings.ip]}; Headscale needs an address of its own (the port forward's target)")
+        owner = taken[settings.ip]
+        key = owner.split(" ", 1)[0]
+        spare = free_address(network, free_of)
+        move = f"give it a free one (e.g. {spare}) and move the router's port forward with it" if spare is not None else "give it a free one"
+        if key == "storage.nfs.server" or key.endswith(".power.bmc.address"):
+            # A device of the LAN (the NFS server, a BMC) exists outside the homelab and keeps its address: Headscale's,
+            # the homelab's own, is the one that moves (stacks.addresses.check says a DNS server's alike). The NFS server
+            # may be the slip, so its key is the other way out; a BMC's address is its own (stacks.addresses.ALONE).
+            other = (
+                f", or, if the NFS server is not at {settings.ip}, write its own address in storage.nfs.server" if key == "storage.nfs.server" else ""
+            )
+            yield Problem(
+                f"{path}.ip",
+                f"{settings.ip} is {owner}, a device of the LAN that keeps its address; Headscale needs one of its own (the port "
+                f"forward's target): {move}{other}",
+            )
+        else:
+            yield Problem(f"{path}.ip", f"{settings.ip} is {owner}; Headscale needs an address of its own (the port forward's target): {move}")
     parts = urlsplit(settings.url)
     host = parts.hostname or ""
     if parts.port not in (None, 443):

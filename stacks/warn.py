@@ -11,6 +11,7 @@ import datetime
 import itertools
 import re
 from collections.abc import Iterator, Sequence
+from ipaddress import IPv4Address
 
 from plans import zone
 from stacks import encryption, pins
@@ -95,6 +96,9 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
     yield from _routes_into_lent(stack)
+    yield from _routes_nobody_reaches(stack)
+    yield from _routes_to_arda_machines(stack)
+    yield from _nfs_at_a_router(stack)
     backup = stack.backup
     if backup is None:
         return
@@ -212,6 +216,75 @@ def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
                     "port of whichever device is lent one of them; route only the fixed addresses outside it, or the whole "
                     "LAN if that is meant",
                 )
+
+
+def _routes_nobody_reaches(stack: StackConfig) -> Iterator[Problem]:
+    """Routes no group of `access` reaches: the subnet router advertises them and they are approved, but the policy gives
+    a route's every port only to the groups with reach: routes (plans.remote_access.destinations), so no one on the
+    tailnet reaches them. Harmless, so said, not refused: most often a group's `routes` forgotten (the routes are what
+    was meant), or routes left behind after the group lost it."""
+    remote = stack.remote_access
+    if remote is None or not remote.routes or any("routes" in g.reach for g in remote.access):
+        return
+    groups = ", ".join(f"access[{k}] {g.group}" for k, g in enumerate(remote.access))
+    yield Problem(
+        "iluvatar:remoteAccess.routes",
+        f"{', '.join(str(r) for r in remote.routes)} {'is' if len(remote.routes) == 1 else 'are'} advertised, but no group of "
+        f"remoteAccess.access has reach: routes ({groups}), so no one on the tailnet reaches {'it' if len(remote.routes) == 1 else 'them'}; "
+        "add routes to the reach of the group that should, or remove the routes",
+    )
+
+
+def _routes_to_arda_machines(stack: StackConfig) -> Iterator[Problem]:
+    """A route to one machine of Arda (its /32: a control plane or a worker), while a group reaches routes: the tailnet
+    reaches every port of it, Talos's API (apid, 50000) and the kubelet (10250) among them, and what a pod there serves
+    on the host's network, where reach: kubernetes opens only Arda's API server at arda.vip (plans.remote_access
+    .destinations); the load-balancer pool is refused for the like (stacks.remote_access._routes). A group kept off the
+    clusters is refused a route over a control plane there too; past that, apid and the kubelet authenticate their
+    clients (Talos's by its client certificate), and talosctl from away is what such a route is for (reach: kubernetes
+    gives it no port), so it is said, not refused, naming the machine. A wider route holding machines among other
+    devices is a part of the LAN routed on purpose (as one holding a whole lent range, `_routes_into_lent`), and the
+    routes a refusal offers are such parts: not warned of."""
+    remote = stack.remote_access
+    if remote is None:
+        return
+    reaching = [g.group for g in remote.access if "routes" in g.reach]
+    if not reaching:
+        return  # nobody reaches the routes: `_routes_nobody_reaches`
+    machines = {n.ip: f"nodes[{k}].ip ({n.name})" for k, n in enumerate(stack.nodes) if n.role not in AINUR_ROLES}
+    groups = f"the group {reaching[0]} has" if len(reaching) == 1 else f"the groups {', '.join(reaching)} have"
+    for i, route in enumerate(remote.routes):
+        if route.num_addresses != 1 or route.network_address not in machines:
+            continue
+        yield Problem(
+            f"iluvatar:remoteAccess.routes[{i}]",
+            f"{route} is {machines[route.network_address]}, a machine of Arda: {groups} reach: routes, so the tailnet would "
+            "reach every port of it (Talos's API, the kubelet, what a pod there serves on the host's network), where reach: "
+            "kubernetes opens only Arda's API server; remove the route, unless reaching the machine itself from away "
+            "(talosctl) is meant",
+        )
+
+
+def _nfs_at_a_router(stack: StackConfig) -> Iterator[Problem]:
+    """The NFS class's server at the address of the LAN's router (network.gateway) or a VLAN's: every volume of the class
+    mounts from the router. Some routers do serve NFS (a disk on their USB port), so it is said, not refused, as a BMC
+    there is (stacks.addresses._bmc_at_a_router, an appliance that serves nothing else); most often it is the NAS's
+    address mistyped, and every mount fails."""
+    if stack.storage.nfs is None:
+        return
+    try:
+        server = IPv4Address(stack.storage.nfs.server)
+    except ValueError:
+        return  # a name of the internal zone: a machine's or a VIP's, whose own rules speak
+    net = stack.network
+    routers = [("network.gateway", net.gateway), *((f"network.vlans[{j}].gateway", v.gateway) for j, v in enumerate(net.vlans))]
+    key = next((k for k, gateway in routers if gateway == server), None)
+    if key is not None:
+        yield Problem(
+            "iluvatar:storage.nfs.server",
+            f"{server} is {key}, the router's address: every volume of the nfs class would mount {stack.storage.nfs.share} from the "
+            "router; some routers do serve NFS (a disk on their USB port), so make sure this one does, else write the NAS's address",
+        )
 
 
 def _size_alone(stack: StackConfig) -> Iterator[Problem]:

@@ -68,6 +68,36 @@ def test_the_fix_a_never_running_drill_is_given_validates_beside_its_stale_after
     assert warnings(load_stack_file(path, require_secrets=True)) == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dns-server-at-the-front-door-and-at-headscale",
+        "dns-server-at-an-arda-machine-without-the-ainur",
+        "headscale-on-the-nfs-classs-server",
+        "remote-access-headscale-address-taken",
+    ],
+)
+def test_the_free_addresses_offered_to_the_homelabs_own_keys_validate_together(name: str, tmp_path: Path) -> None:
+    # Each message's key given the address it offers (`give it a free one (e.g. <address>)`), all at once: valid.
+    case = next(c for c in CASES if c["name"] == name)
+    offered = {}
+    for message in case["expect"]:
+        key, rest = message.split(": ", 1)
+        offered[key] = re.search(r"give it a free one \(e\.g\. ([0-9.]+)\)", rest).group(1)  # type: ignore[union-attr]
+    doc = edit(edit(homelab_doc(), case.get("set"), case.get("delete")), offered, None)
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+@pytest.mark.parametrize("name", ["remote-access-route-wider-than-the-lan", "remote-access-route-wider-than-a-vlan"])
+def test_the_routes_offered_for_a_route_wider_than_the_networks_validate(name: str, tmp_path: Path) -> None:
+    # The routes the message gives in the wide one's place, written back: valid, and no warning about them.
+    case = next(c for c in CASES if c["name"] == name)
+    offered = re.search(r"route the homelab's own instead: ([0-9./, ]+?)(?: \(|$)", case["expect"][0]).group(1).split(", ")  # type: ignore[union-attr]
+    remote = {**case["set"]["iluvatar:remoteAccess"], "routes": offered}
+    path = write_stack(tmp_path, edit(homelab_doc(), {**case["set"], "iluvatar:remoteAccess": remote}))
+    assert [w for w in warnings(load_stack_file(path, require_secrets=True)) if "routes" in str(w)] == []
+
+
 def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
     case = next(c for c in CASES if c["name"] == "token-in-plain-text")
     path = write_stack(tmp_path, edit(homelab_doc(), case["set"]))
