@@ -305,6 +305,15 @@ def parse_stack(
         # The Ainur lend the pool to machines being read: it must hold no address of any layer.
         addresses.table(held),
     )
+    # The free addresses the messages offer, one list for Headscale's rule and the address table's (the DNS servers'),
+    # so that no two offer the same one and the fixes taken together validate.
+    offered: list[IPv4Address] = []
+
+    def offer(given: Collection[IPv4Address] = ()) -> IPv4Address | None:
+        spare = _free_beside(network, taken, [*offered, *given]) if isinstance(network, Network) else None
+        offered.extend([spare] if spare is not None else [])
+        return spare
+
     problems += remote_rules.check(
         remote if isinstance(remote, RemoteAccess) else None,
         "remoteAccess" in values,
@@ -324,6 +333,7 @@ def parse_stack(
         arda.patches if isinstance(arda, Arda) else (),
         ports_written=_apps_written_with_ports(values.get("apps")),
         free_of=taken,
+        offer=offer,
         # Every name of the internal zone but the apps' (which the rule reads from `apps`).
         zone_names={
             **_zone_names(parsed),
@@ -346,7 +356,7 @@ def parse_stack(
         held,
         network if isinstance(network, Network) else None,
         ainur if isinstance(ainur, Ainur) else None,
-        functools.partial(_free_beside, network, taken) if isinstance(network, Network) else None,
+        offer if isinstance(network, Network) else None,
     )
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
     target_at_headscale = list(

@@ -74,6 +74,7 @@ def test_the_fix_a_never_running_drill_is_given_validates_beside_its_stale_after
         "dns-server-at-the-front-door-and-at-headscale",
         "dns-server-at-an-arda-machine-without-the-ainur",
         "headscale-on-the-nfs-classs-server",
+        "headscale-on-the-nfs-classs-server-beside-a-dns-server-at-a-machine",
         "remote-access-headscale-address-taken",
     ],
 )
