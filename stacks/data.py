@@ -877,7 +877,8 @@ def _hosted_host_problem(backup: Backup, found: Target, query: str = "", *, from
         asked = re.search(r"(?:^|&)region=([a-z0-9-]+)", query)
         said = (asked[1] if asked else None, console_host["region"] if console_host else None)
         named = [r for r in said if r and _AWS_REGION.match(r)]
-        region = named[0] if named else backup.region if _AWS_REGION.match(backup.region) else "us-east-1"
+        # Without either, backup.region only when written: its default (us-east-1) says nothing of where the bucket is.
+        region = named[0] if named else backup.region if region_set and _AWS_REGION.match(backup.region) else "<region>"
         fix = f"s3.{region}.amazonaws.com"
     elif host == "dash.cloudflare.com":
         # The dashboard's bucket page is dash.cloudflare.com/<account id>/r2/<jurisdiction>/buckets/<bucket>. A bucket
