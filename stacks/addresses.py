@@ -419,21 +419,33 @@ def check(
             # network.dns is where the Ainur forward the names outside the zone (plans.netboot): one of the homelab's own
             # addresses there forwards the LAN's names to a machine that answers none, or back to the Ainur. The
             # service address has its own rule (stacks.rules._netboot). The DNS server (a router, a Pi-hole, an AdGuard
-            # Home) is a device that exists outside the homelab and keeps its address, as the NAS and the BMC do: the
-            # homelab's own address is the one that moves, so it is said there, with network.dns as the other way out.
+            # Home) is a device that exists outside the homelab and keeps its address, as the NAS and the BMC do. On a
+            # deployed homelab, though, the homelab's address is live and nothing else answers there, so the entry is the
+            # likelier slip and its fix comes first; the move is the other way out, for a stack not yet deployed. Arda's
+            # VIP is never offered a move: it is fixed once the cluster is made (stacks.day2._arda_vip refuses a change),
+            # so there the entry alone is what to fix, and it is said at the entry.
             held_by = own.get(d.ip)
             if held_by is not None and not (ainur is not None and d.ip == ainur.service_ip) and held_by.path not in blamed:
                 blamed.add(held_by.path)
                 forward = "the Ainur forward" if ainur is not None else "the LAN resolver on Arda forwards"
+                if held_by.path == "arda.vip":
+                    yield Problem(
+                        f"iluvatar:{d.path}",
+                        f"{d.ip} is arda.vip, the address kube-vip announces for Arda's API server, where no DNS server "
+                        f"answers, so {forward} the names outside the zone to Arda's control plane and no machine could "
+                        f"resolve them; arda.vip is fixed once the cluster is made, so write the DNS server's own address "
+                        f"(a router, a Pi-hole) in {d.path}",
+                    )
+                    continue
                 offer = free(given) if free is not None else None
                 suggest = f" (e.g. {offer})" if offer is not None else ""
                 given += [offer] if offer is not None else []
                 yield Problem(
                     f"iluvatar:{held_by.path}",
-                    f"{d.ip} is {d.path}, the DNS server {forward} the names outside the zone to (a router, a Pi-hole), a "
-                    f"device of the LAN that keeps its address; {held_by.path} is {_own_noun(held_by)}, so it needs one no "
-                    f"device on the LAN has: give it a free one{suggest}, or, if no DNS server answers at {d.ip}, write the "
-                    f"DNS server's own address in {d.path}",
+                    f"{d.ip} is {d.path}, the DNS server {forward} the names outside the zone to (a router, a Pi-hole), "
+                    f"and {held_by.path}, {_own_noun(held_by)}; write the DNS server's own address in {d.path}, or, if a DNS "
+                    f"server does answer at {d.ip} and the homelab is not yet deployed, give {held_by.path} a free "
+                    f"one{suggest}, since it needs one no device on the LAN has",
                 )
         what = NOUNS[d.kind]
         # A server written as a zone name of a machine or a VIP has that one's address, whose own rule says where it is.

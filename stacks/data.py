@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from stacks import pins, releases
 from stacks import storage as storage_facts
@@ -74,15 +74,21 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _EXPORT = re.compile(r"^/[^\s]*$")
 
 
+def _masked(parts: SplitResult) -> str:
+    """A URL as messages show it: its query's and fragment's text left out (parse_target)."""
+    return urlunsplit(parts._replace(query="…" if parts.query else "", fragment="…" if parts.fragment else ""))
+
+
 def parse_target(text: str) -> Target | str:
     """The target, or why it is neither an NFS export nor an S3 URL."""
     if (why := _other_tools_form(text)) is not None:
         return why
     parts = urlsplit(text.strip())
-    if parts.query:
-        # A query is never read here, and one written from a provider's or a presigned URL carries its keys and
-        # signatures (secret_key=..., X-Amz-Signature=...): messages show the URL with the query's text left out.
-        text = urlunsplit(parts._replace(query="…"))
+    if parts.query or parts.fragment:
+        # A query or a fragment is never read here, and one written from a provider's or a presigned URL carries its keys
+        # and signatures (secret_key=..., X-Amz-Signature=..., also after a `#`): messages show the URL with their text
+        # left out.
+        text = _masked(parts)
     example = "nfs://192.168.0.40/volume1/backups or s3://s3.example.com/bucket/folder"
     if parts.scheme == "nfs":
         if parts.netloc.endswith(":") and parts.hostname:
@@ -871,16 +877,23 @@ def _hosted_host_problem(backup: Backup, found: Target, query: str = "", *, from
         asked = re.search(r"(?:^|&)region=([a-z0-9-]+)", query)
         said = (asked[1] if asked else None, console_host["region"] if console_host else None)
         named = [r for r in said if r and _AWS_REGION.match(r)]
-        region = named[0] if named else backup.region if _AWS_REGION.match(backup.region) else "us-east-1"
+        # Without either, backup.region only when written: its default (us-east-1) says nothing of where the bucket is.
+        region = named[0] if named else backup.region if region_set and _AWS_REGION.match(backup.region) else "<region>"
         fix = f"s3.{region}.amazonaws.com"
     elif host == "dash.cloudflare.com":
-        # The dashboard's bucket page is dash.cloudflare.com/<account id>/r2/default/buckets/<bucket>.
-        page = re.match(r"^r2/[^/]+/buckets/(?P<bucket>[^/]+)", prefix)
+        # The dashboard's bucket page is dash.cloudflare.com/<account id>/r2/<jurisdiction>/buckets/<bucket>. A bucket
+        # made in a jurisdiction (eu, fedramp, us) is reached only at <account id>.<jurisdiction>.r2.cloudflarestorage.com
+        # (Cloudflare's "Data location" page, developers.cloudflare.com/r2/reference/data-location/): the global
+        # endpoint answers NoSuchBucket. `default` is the global one.
+        page = re.match(r"^r2/(?P<jurisdiction>[^/]+)/buckets/(?P<bucket>[^/]+)", prefix)
         account = bucket if re.match(r"^[0-9a-f]{32}$", bucket) else "<account id>"
+        jurisdiction = ""
         if page is not None:
             bucket, prefix = page["bucket"], ""
+            if page["jurisdiction"] != "default" and re.match(r"^[a-z0-9-]+$", page["jurisdiction"]):
+                jurisdiction = f"{page['jurisdiction']}."
         what = f"{host} is Cloudflare's dashboard; R2's S3 endpoint is <account id>.r2.cloudflarestorage.com"
-        fix = f"{account}.r2.cloudflarestorage.com"
+        fix = f"{account}.{jurisdiction}r2.cloudflarestorage.com"
         bucket = bucket if page is not None else "<bucket>"
     elif host == "console.scaleway.com" or host.endswith(".console.scaleway.com"):
         what = f"{host} is Scaleway's web console; its S3 endpoints are s3.<region>.scw.cloud"
@@ -913,7 +926,7 @@ def _web_address(backup: Backup) -> str | None:
     why = _hosted_host_problem(backup, found, parts.query, from_page=parts.scheme in ("https", "http"))
     if why is None:
         return None
-    shown = urlunsplit(parts._replace(query="…")) if parts.query else backup.target
+    shown = _masked(parts) if parts.query or parts.fragment else backup.target
     return f"{shown}: {why}"
 
 
@@ -1341,9 +1354,14 @@ def stale_bound(schedule: str) -> datetime.timedelta:
     than every 15 days, two missed runs (three longest gaps), whichever is longer. The alert is what says that the drills
     have stopped (a drill that runs and fails has its own, RestoreDrillFailed); waiting longer leaves backups that no
     longer restore unseen for longer than any backup may go without a copy. A week's drill may wait 38 days: room for a
-    house left a month, and still refusing `1000d` written for `10d`."""
+    house left a month, and still refusing `1000d` written for `10d`. Never more than STALE_CEILING (93 days, the
+    longest a drill schedule may leave between runs, DRILL_GAP, plus BACKUP_GAP): a rare schedule is only warned of
+    (stacks.warn._rare_months), and three of a yearly drill's gaps would let the alert wait three years."""
     gap = longest_gap(schedule)
-    return max(gap + BACKUP_GAP, 3 * gap)
+    return min(max(gap + BACKUP_GAP, 3 * gap), STALE_CEILING)
+
+
+STALE_CEILING = DRILL_GAP + BACKUP_GAP
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1408,7 +1426,11 @@ def stale_after(drill: Drill) -> datetime.timedelta:
     """How old the last good drill may be: `staleAfter`, else the schedule's longest gap plus a day (its run's bound)."""
     if drill.stale_after is not None:
         unit = drill.stale_after[-1]
-        return datetime.timedelta(**{"hours" if unit == "h" else "days": int(drill.stale_after[:-1])})
+        try:
+            return datetime.timedelta(**{"hours" if unit == "h" else "days": int(drill.stale_after[:-1])})
+        except OverflowError:
+            # Past timedelta's 999999999 days: longer than any bound, which the staleAfter rule (_drill) then refuses.
+            return datetime.timedelta.max
     return longest_gap(drill.schedule) + datetime.timedelta(days=1)
 
 
@@ -1545,13 +1567,21 @@ def _drill(ctx: Context) -> Iterator[Problem]:
         yield Problem(f"{DRILL}.schedule", problem + _stale_beside(drill, problem))
     elif drill.stale_after is not None and stale_after(drill) > (bound := stale_bound(drill.schedule)):
         gap = longest_gap(drill.schedule)
-        missed = "two missed drills" if bound == 3 * gap else "a month of missed drills"
+        if bound < max(gap + BACKUP_GAP, 3 * gap):
+            missed = f"the {_days(DRILL_GAP)} a drill schedule may leave between runs and a month more"
+        else:
+            missed = "two missed drills" if bound == 3 * gap else "a month of missed drills"
+        if gap >= bound:
+            # No staleAfter fits a schedule this rare: the one it gets when left out is its gap plus a day (stale_after),
+            # and the schedule is warned of (stacks.warn._rare_months).
+            fix = f"write a drill.schedule that runs at least every {_days(DRILL_GAP)}, or leave staleAfter out"
+        else:
+            fix = f"set it above {_days(gap)} and at most {_days(bound)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out"
         yield Problem(
             f"{DRILL}.staleAfter",
             f"{drill.stale_after} is longer than the {_days(bound)} RestoreDrillStale may wait for drill.schedule {drill.schedule} "
             f"(up to {_days(gap)} between two runs): once the drills stop, backups that no longer restore would go unseen for "
-            f"{drill.stale_after}, past {missed}; set it above {_days(gap)} and at most "
-            f"{_days(bound)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out",
+            f"{drill.stale_after}, past {missed}; {fix}",
         )
     elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
         gap = longest_gap(drill.schedule)

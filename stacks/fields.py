@@ -263,12 +263,17 @@ def _minor_beside_talos(value: str, info: ValidationInfo) -> str | None:
     minor = int(found.group(1))
     if row.kubernetes[0] <= minor <= row.kubernetes[1] and minor in releases.KUBERNETES_NEWEST:
         return None
-    newest = releases.newest_kubernetes(talos) if isinstance(talos, str) else None
     runs = f"Talos {talos} runs Kubernetes 1.{row.kubernetes[0]} to 1.{row.kubernetes[1]}"
     known = "" if minor in releases.KUBERNETES_NEWEST else f", this Iluvatar knows no 1.{minor} release,"
+    if minor < row.kubernetes[0] and isinstance(talos, str):
+        # Below the range is a cluster upgrading across Talos minors: its Kubernetes moves one minor at a time, so the
+        # release to write is the lowest this Talos runs (stacks.rules._arda_versions' example), not the newest.
+        fix = f"write {releases.lowest_kubernetes(talos)}, the lowest release it runs that this Iluvatar knows (a cluster moves one minor at a time)"
+    else:
+        fix = f"write {releases.newest_kubernetes(talos) if isinstance(talos, str) else None}, the newest release it runs that this Iluvatar knows"
     return (
         f"{value} names a minor, not a release: Kubernetes is installed by release (its images and downloads are tagged with "
-        f"the patch){known} and {runs}; write {newest}, the newest release it runs that this Iluvatar knows"
+        f"the patch){known} and {runs}; {fix}"
     )
 
 

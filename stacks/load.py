@@ -172,7 +172,7 @@ def parse_stack(
             # which Pulumi hands the program as JSON null too (sdk/go/common/resource/config/object.go unmarshalObject
             # keeps nil, MarshalString writes it as `null`). Said once, here; the section stays set, as one that did not
             # parse (_section reads nothing of it), so no rule also says it is missing.
-            problems.append(Problem(full_key, _blank_section(SECTIONS[key])))
+            problems.append(Problem(full_key, _blank_section(SECTIONS[key], _needed_by(key, raw))))
         values[key] = value
 
     for key, section in SECTIONS.items():
@@ -305,6 +305,15 @@ def parse_stack(
         # The Ainur lend the pool to machines being read: it must hold no address of any layer.
         addresses.table(held),
     )
+    # The free addresses the messages offer, one list for Headscale's rule and the address table's (the DNS servers'),
+    # so that no two offer the same one and the fixes taken together validate.
+    offered: list[IPv4Address] = []
+
+    def offer(given: Collection[IPv4Address] = ()) -> IPv4Address | None:
+        spare = _free_beside(network, taken, [*offered, *given]) if isinstance(network, Network) else None
+        offered.extend([spare] if spare is not None else [])
+        return spare
+
     problems += remote_rules.check(
         remote if isinstance(remote, RemoteAccess) else None,
         "remoteAccess" in values,
@@ -324,6 +333,7 @@ def parse_stack(
         arda.patches if isinstance(arda, Arda) else (),
         ports_written=_apps_written_with_ports(values.get("apps")),
         free_of=taken,
+        offer=offer,
         # Every name of the internal zone but the apps' (which the rule reads from `apps`).
         zone_names={
             **_zone_names(parsed),
@@ -346,7 +356,7 @@ def parse_stack(
         held,
         network if isinstance(network, Network) else None,
         ainur if isinstance(ainur, Ainur) else None,
-        functools.partial(_free_beside, network, taken) if isinstance(network, Network) else None,
+        offer if isinstance(network, Network) else None,
     )
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
     target_at_headscale = list(
@@ -860,9 +870,27 @@ def _blank(model: type[BaseModel], loc: tuple[Any, ...], kind: str) -> str:
 _ITEMS: dict[str, tuple[str, type[BaseModel]]] = {"nodes": ("machines", Node), "apps": ("apps", App)}
 
 
-def _blank_section(section: Section) -> str:
+def _needed_by(key: str, raw: Mapping[str, Any]) -> str | None:
+    """The key of another section, as written, that needs section `key`: removing a blank section's line would only be
+    refused next by that section's rule (stacks.edge for Cloudflare, stacks.data for an app's backup, stacks.remote_access
+    for the groups of remoteAccess.access)."""
+    if key == "cloudflare" and isinstance(edge := raw.get(f"{NAMESPACE}:edge"), Mapping):
+        if edge.get("publicDns") == "cloudflare":
+            return "edge.publicDns: cloudflare"
+        if edge.get("publicIngress") == "cloudflare-tunnel":
+            return "edge.publicIngress: cloudflare-tunnel"
+    if key == "backup" and isinstance(apps := raw.get(f"{NAMESPACE}:apps"), list):
+        backed = [i for i, app in enumerate(apps) if isinstance(app, Mapping) and app.get("backup")]
+        if backed:
+            return f"apps[{backed[0]}].backup"
+    if key == "identity" and isinstance(remote := raw.get(f"{NAMESPACE}:remoteAccess"), Mapping) and remote.get("access"):
+        return "remoteAccess.access"
+    return None
+
+
+def _blank_section(section: Section, needed_by: str | None = None) -> str:
     """A top-level section YAML read as null (`iluvatar:nodes:` with nothing after the colon): what it must hold, or
-    that the line goes when the section is optional."""
+    that the line goes when the section is optional and nothing else in the stack needs it (`needed_by`)."""
     said = "null (the section left blank, or written null) is empty"
     if section.model is None:
         what, item = _ITEMS[section.key]
@@ -876,6 +904,8 @@ def _blank_section(section: Section) -> str:
     write = f"write its keys indented under it {keys}"
     if section.required:
         return f"{said}, and the section is required; {write}"
+    if needed_by is not None:
+        return f"{said}, and {needed_by} needs it; {write}"
     if section.defaults_when_absent:
         return f"{said}; remove the line for its defaults, or {write}"
     if not required:

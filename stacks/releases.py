@@ -158,6 +158,25 @@ KUBERNETES_NEWEST: dict[int, str] = {
 }
 
 
+# Rook v1.20 needs Kubernetes 1.31 (its CSI moved to ceph-csi-operator): the floor of stacks.storage's Ceph rule, here so
+# that the field rules (stacks.fields, read before the model) can offer a release at it.
+ROOK_MIN_KUBERNETES = (1, 31)
+
+
+def lowest_kubernetes(talos: str) -> str | None:
+    """The Kubernetes release to offer a stack whose Kubernetes is below what Talos `talos` runs: the newest patch of the
+    lowest minor that Talos runs, at Rook's floor too (so it holds with Ceph on Arda or without). A cluster moves one
+    minor at a time (stacks.day2._arda_versions, _talos_path: the path across Talos minors ends its Kubernetes steps
+    there), so the newest release would be refused at preview as skipping minors. None for a Talos minor the table does
+    not hold."""
+    row = BY_MINOR.get(minor_of(talos))
+    if row is None:
+        return None
+    low, high = row.kubernetes
+    released = [m for m in KUBERNETES_NEWEST if max(low, ROOK_MIN_KUBERNETES[1]) <= m <= high]
+    return KUBERNETES_NEWEST[min(released)] if released else None
+
+
 def newest_kubernetes(talos: str) -> str | None:
     """The newest Kubernetes release a stack on Talos `talos` may name: the newest patch (KUBERNETES_NEWEST) of the newest
     minor both that Talos runs (TALOS_MINORS) and that had a release when the table was read; None for a Talos minor the

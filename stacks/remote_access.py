@@ -10,7 +10,7 @@ group it does not know is refused, as is a flavour without what it needs (the OA
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_range
 from types import MappingProxyType
@@ -61,6 +61,7 @@ def check(
     free_of: Container[IPv4Address] = (),
     zone_names: Mapping[str, str] | None = None,
     clusters: ClustersOwn = NO_CLUSTERS,
+    offer: Callable[[], IPv4Address | None] | None = None,
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
     `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
@@ -69,7 +70,9 @@ def check(
     `zone_names`: the internal zone's names that are not apps (machines, the VIPs', the gateways', the Git mirror's,
     identity's), with what owns each.
     `clusters`: the clusters' own addresses a route must not open to a group kept off them, and the lent ranges a route
-    suggested instead leaves out (stacks.addresses.clusters_own)."""
+    suggested instead leaves out (stacks.addresses.clusters_own).
+    `offer`: the free address to suggest, one no other message offered (stacks.load._free_beside, which the address
+    table's messages share), else the first outside `free_of`."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -84,7 +87,7 @@ def check(
         own = remote.headscale.ip if remote.headscale is not None and remote.flavour == "headscale" and remote.headscale.ip not in taken else None
         out += _routes(remote, network, apps, clusters, own)
         if remote.headscale is not None and remote.flavour == "headscale":
-            out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {})
+            out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {}, offer)
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
@@ -358,6 +361,7 @@ def _headscale(
     apps: Sequence[tuple[int, App]],
     free_of: Container[IPv4Address],
     zone_names: Mapping[str, str] = MappingProxyType({}),
+    offer: Callable[[], IPv4Address | None] | None = None,
 ) -> Iterator[Problem]:
     assert remote.headscale is not None
     settings = remote.headscale
@@ -366,7 +370,7 @@ def _headscale(
     if settings.ip in taken:
         owner = taken[settings.ip]
         key = owner.split(" ", 1)[0]
-        spare = free_address(network, free_of)
+        spare = offer() if offer is not None else free_address(network, free_of)
         move = f"give it a free one (e.g. {spare}) and move the router's port forward with it" if spare is not None else "give it a free one"
         if key == "storage.nfs.server" or key.endswith(".power.bmc.address"):
             # A device of the LAN (the NFS server, a BMC) exists outside the homelab and keeps its address: Headscale's,

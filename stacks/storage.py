@@ -35,9 +35,9 @@ STORAGE = "iluvatar:storage"
 NODES = "iluvatar:nodes"
 # Ceph's own default pool size: three copies survive any two lost disks' worth of one copy each.
 DEFAULT_REPLICAS = 3
-# Rook v1.20 needs Kubernetes 1.31 (its CSI moved to ceph-csi-operator). Longhorn 1.10 needs 1.25, below the Ainur's own
+# Rook v1.20 needs Kubernetes 1.31 (stacks.releases.ROOK_MIN_KUBERNETES). Longhorn 1.10 needs 1.25, below the Ainur's own
 # floor of 1.30 (stacks.versions), which every k3s release a stack may write already meets.
-ROOK_MIN_KUBERNETES = (1, 31)
+ROOK_MIN_KUBERNETES = releases.ROOK_MIN_KUBERNETES
 RUNBOOK = "docs/day2.md#retiring-a-disk-or-a-machine"
 
 
@@ -329,11 +329,13 @@ def _ceph(storage: Storage, nodes: Sequence[Node], arda: Arda | None) -> Iterato
         if row is not None and (kube[0] != 1 or not row.kubernetes[0] <= kube[1] <= row.kubernetes[1]):
             return  # a Kubernetes its Talos does not run: stacks.rules says so, with a release at this floor too
         need = ".".join(map(str, ROOK_MIN_KUBERNETES))
-        newest = releases.newest_kubernetes(arda.talos_version)
+        # The lowest release at the floor, not the newest: a running cluster moves one minor at a time
+        # (stacks.day2._arda_versions refuses a skipped minor).
+        lowest = releases.lowest_kubernetes(arda.talos_version)
         yield Problem(
             "iluvatar:arda.kubernetesVersion",
             f"{arda.kubernetes_version}: Rook v1.20 (Ceph on Arda's dataDisks: {_names(hosts)}) needs Kubernetes {need} or later"
-            + (f"; write {newest} (the newest Kubernetes release Talos {arda.talos_version} runs that this Iluvatar knows)" if newest else ""),
+            + (f"; write {lowest} (the newest {need} patch this Iluvatar knows: a cluster moves one minor at a time)" if lowest else ""),
         )
 
 

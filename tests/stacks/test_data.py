@@ -39,6 +39,7 @@ TARGETS: list[tuple[str, str | None]] = [
     ("https://secure.backblaze.com/b2_buckets.htm", None),
     ("https://dash.cloudflare.com/0123456789abcdef0123456789abcdef/r2/default/buckets/mybucket", None),
     ("https://dash.cloudflare.com/0123456789abcdef0123456789abcdef/r2/default/buckets/mybucket", "eu-west-1"),
+    ("https://dash.cloudflare.com/0123456789abcdef0123456789abcdef/r2/eu/buckets/mybucket", None),
     ("https://dash.cloudflare.com/", None),
     ("https://console.scaleway.com/object-storage/buckets/fr-par/mybucket", None),
     ("https://console.scaleway.com/object-storage/buckets/fr-par/mybucket", "nl-ams"),

@@ -74,16 +74,18 @@ def test_the_fix_a_never_running_drill_is_given_validates_beside_its_stale_after
         "dns-server-at-the-front-door-and-at-headscale",
         "dns-server-at-an-arda-machine-without-the-ainur",
         "headscale-on-the-nfs-classs-server",
+        "headscale-on-the-nfs-classs-server-beside-a-dns-server-at-a-machine",
         "remote-access-headscale-address-taken",
     ],
 )
 def test_the_free_addresses_offered_to_the_homelabs_own_keys_validate_together(name: str, tmp_path: Path) -> None:
-    # Each message's key given the address it offers (`give it a free one (e.g. <address>)`), all at once: valid.
+    # Each message's key given the address it offers (`give it a free one (e.g. <address>)`, or `give <key> ...`), all
+    # at once: valid.
     case = next(c for c in CASES if c["name"] == name)
     offered = {}
     for message in case["expect"]:
         key, rest = message.split(": ", 1)
-        offered[key] = re.search(r"give it a free one \(e\.g\. ([0-9.]+)\)", rest).group(1)  # type: ignore[union-attr]
+        offered[key] = re.search(r"give \S+ a free one \(e\.g\. ([0-9.]+)\)", rest).group(1)  # type: ignore[union-attr]
     doc = edit(edit(homelab_doc(), case.get("set"), case.get("delete")), offered, None)
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
 

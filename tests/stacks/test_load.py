@@ -117,12 +117,13 @@ BLANK_SECTIONS = {
     "nodes": f"{BLANK}, and the section is required; write the machines indented under it, one `- name: ...` item each with name, role, arch, board, mac, ip, installDisk",
     "apps": f"{BLANK}; remove the line (or write []) for no apps, or write the apps indented under it, one `- name: ...` item each with name, category, host",
     "edge": f"{BLANK}; remove the line for its defaults, or write its keys indented under it (keys: publicIngress, publicDns, acmeEmail, addresses)",
-    "cloudflare": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: accountId)",
+    # The homelab's edge.publicDns and its apps' backups need these two: their line is not offered for removal.
+    "cloudflare": f"{BLANK}, and edge.publicDns: cloudflare needs it; write its keys indented under it (required: accountId)",
     "gitops": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: repoUrl)",
     "storage": f"{BLANK}; remove the line for its defaults, or write its keys indented under it (keys: arda, ainur, nfs)",
     "monitoring": f"{BLANK}; remove the line to leave it out, or write {{}} for it with its defaults, or write its keys indented under it (keys: prometheus, grafana, receiver, heartbeat)",
     "identity": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: ip, connector, groups)",
-    "backup": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: target)",
+    "backup": f"{BLANK}, and apps[0].backup needs it; write its keys indented under it (required: target)",
     "logs": f"{BLANK}; remove the line for its defaults, or write its keys indented under it (keys: enabled, retention, size, storageClass, claimChanged, dailyVolume, address)",
     "remoteAccess": f"{BLANK}; remove the line to leave it out, or write its keys indented under it (required: flavour, access)",
 }

@@ -193,7 +193,7 @@ _OTHER_TALOS = re.compile(r"or arda\.talosVersion (v\d+\.\d+\.\d+), which runs")
 VERSIONS_WRITTEN = [
     *(
         ("arda.kubernetesVersion", v)
-        for v in ("v2.0.0", "v1.99.0", "v1.38.0", "v1.37.0", "v1.36.9", "v1.36.2", "v1.29.0", "v0.9.0", "1.36", "1.29", "v1.37", "v1.99")
+        for v in ("v2.0.0", "v1.99.0", "v1.38.0", "v1.37.0", "v1.36.9", "v1.36.2", "v1.29.0", "v0.9.0", "1.36", "1.31", "1.29", "v1.37", "v1.99")
     ),
     *(("arda.talosVersion", v) for v in ("v2.0.0", "v1.15.0", "v1.14.9", "v1.11.0", "v0.9.0", "1.14", "v1.15")),
     *(
