@@ -27,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -404,6 +405,21 @@ class PiImage(Model):
         if (why := _release_problem(release)) is not None:
             raise ValueError(why)
         return release
+
+    @field_validator("sha256")
+    @classmethod
+    def _not_a_placeholder(cls, sha256: str, info: ValidationInfo) -> str:
+        # One digit 64 times (all zeros, all f) is a placeholder left in, never an image's hash: the builder would refuse
+        # the download on the Pis at `pulumi up`, and the netbooting Pis never boot.
+        if len(set(sha256)) == 1:
+            url = info.data.get("url")
+            where = (
+                f"the hash {url.rsplit('/', 1)[0]}/SHA256SUMS gives for {url.rsplit('/', 1)[1]}"
+                if isinstance(url, str) and "/" in url
+                else "the image's hash from the SHA256SUMS beside it"
+            )
+            raise ValueError(f"{sha256} is a placeholder, not an image's SHA-256 (one digit 64 times): write {where}")
+        return sha256
 
     @field_validator("url")
     @classmethod
