@@ -99,6 +99,20 @@ class Vlan(Model):
     # The VLAN's router: a Talos machine on the VLAN gets its default route through it.
     gateway: IPv4 | None = None
 
+    @field_validator("id")
+    @classmethod
+    def _not_the_default_vlan(cls, id: int) -> int:
+        # VLAN 1 is the default VLAN of 802.1Q switches (UniFi's Default network, every port's untagged VLAN out of the
+        # box): network.lan is it already, so a "VLAN" 1 shares the LAN's broadcast domain, the Ainur's DHCP answers on
+        # it, and none of the isolation it was for exists.
+        if id == 1:
+            raise ValueError(
+                "1 is the default VLAN, the untagged LAN itself on UniFi and almost every switch (network.lan), so this network "
+                "would share the LAN's broadcast domain and be isolated from nothing; write the id the switch tags it with, "
+                "another from 2 to 4094 (e.g. 20)"
+            )
+        return id
+
 
 def _not_multicast_dns(domain: str) -> str:
     """The internal zone's name, not under `.local`: RFC 6762 section 3 gives every `.local` name to multicast DNS, so
