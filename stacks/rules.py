@@ -698,11 +698,14 @@ def _nodes(p: Parsed) -> list[Problem]:
         # A Talos no stack may ask for is said once, at arda.talosVersion (_arda_versions), with the release to write.
         supported = p.arda is not None and releases.minor_of(p.arda.talos_version) in TALOS_KUBERNETES
         if node.role in ARDA_ROLES and p.arda is not None and supported and version_tuple(p.arda.talos_version) < version_tuple(board.talos_since):
+            # The fix stays in the board's first Talos minor where it can, so the Kubernetes pin that minor runs still fits.
+            row = releases.BY_MINOR.get(releases.minor_of(board.talos_since))
+            newest = f" ({row.newest}, the newest of its minor this Iluvatar knows)" if row is not None and row.newest != board.talos_since else ""
             out.append(
                 Problem(
                     node_path(i, "board"),
                     f"{board.name} ({board.description}) runs Talos from {board.talos_since}, which role {node.role} needs; "
-                    f"arda.talosVersion is {p.arda.talos_version}",
+                    f"arda.talosVersion is {p.arda.talos_version}: set it to {board.talos_since} or later{newest}",
                 )
             )
         if node.role in AINUR_ROLES and not board.runs_ainur:
