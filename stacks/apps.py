@@ -315,6 +315,10 @@ def _port(path: str, port: AppPort) -> Iterator[Problem]:
         yield Problem(f"{path}.protocol", f"{port.protocol} is not a protocol the app's address carries; write tcp or udp")
 
 
+# How the address table names the log store's address written at logs.address (stacks.load._pool_owners).
+LOGS_ADDRESS_WRITTEN = "the log store's LAN address (logs.address)"
+
+
 def address_problems(apps: Sequence[tuple[int, App]], network: Network | None, held: Mapping[IPv4Address, str]) -> list[Problem]:
     """Each app's own address is in the load-balancer pool and nobody else's. `held` is the inventory's address table
     (stacks.addresses.table), the apps' own included: an app's address held by another owner is taken."""
@@ -327,6 +331,8 @@ def address_problems(apps: Sequence[tuple[int, App]], network: Network | None, h
         if pool is not None and ip not in pool:
             out.append(Problem(path, f"{ip} is outside network.loadBalancerPool {pool}, so Cilium cannot give it to {app.name}'s Service"))
         owner = held.get(ip)
+        if owner == LOGS_ADDRESS_WRITTEN:
+            continue  # logs.address written onto an app's: said at logs.address (stacks.logs), the key that moved
         if owner is not None and owner != address_owner(i, app):
             out.append(Problem(path, f"{ip} is already {owner}; {app.name} needs an address of its own (Cilium gives an address to one Service)"))
     return out

@@ -21,7 +21,7 @@ import re
 import socket
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -1001,6 +1001,9 @@ def public_provider(host: str) -> str | None:
     return provider
 
 
+_PRIVATE_RANGES = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8"))
+
+
 def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | None, network: Network | None, ainur: bool) -> Iterator[Problem]:
     """An s3+http:// target across the internet: a public provider's endpoint, or an address that is neither private nor
     one of the homelab's networks. Plain http is for a NAS on the LAN (a MinIO, a Synology's S3), where the traffic never
@@ -1012,7 +1015,9 @@ def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | N
     host = found.host.rsplit(":", 1)[0].rstrip(".").lower()
     provider = public_provider(host)
     own = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
-    public_address = address is not None and address.is_global and not any(address in net for net in own)
+    # Off the LAN is whatever is not a private range (RFC 1918, CGNAT's 100.64/10 a VPN may route, link-local, loopback):
+    # `is_global` alone leaves out the documentation ranges (RFC 5737), which are on no LAN either.
+    public_address = address is not None and not any(address in net for net in (*_PRIVATE_RANGES, *own))
     if provider is None and not public_address:
         return
     what = f"{host}, a public provider's endpoint ({provider})" if provider is not None else f"{address}, an address on the internet"

@@ -144,6 +144,12 @@ def unbracketed_url(value: object) -> object:
         _ = (parts.hostname, parts.port)
     except ValueError as e:
         raise ValueError(f"{value} is not a URL Python's urlsplit reads ({e}); write scheme://host[:port]/path") from None
+    if parts.port == 0:
+        # urlsplit reads port 0 (its range is 0-65535), but no client can dial it: TCP ports are 1 to 65535.
+        raise ValueError(
+            f"{value}: port 0 is not a port a client can dial (TCP ports are 1 to 65535); write the server's port, "
+            f"or leave :0 out for the scheme's own"
+        )
     return value
 
 

@@ -692,8 +692,10 @@ def _pool_owners(
     out = [(ip, f"the edge's {name} address") for name, ip in found.items()]
     if ainur_set and logs is not None and logs_rules.enabled(logs, monitoring_set):
         # Named as the stack has it: a stack without logs.address holds the default, which the user never wrote.
-        written = "logs.address" if logs.address is not None else "the pool's fourth from the top, taken when logs.address is not set"
-        out.append((logs_rules.address(logs, network), f"the log store's LAN address ({written})"))
+        written = app_rules.LOGS_ADDRESS_WRITTEN
+        if logs.address is None:
+            written = "the log store's LAN address (the pool's fourth from the top, taken when logs.address is not set)"
+        out.append((logs_rules.address(logs, network), written))
     return out
 
 

@@ -190,3 +190,18 @@ def _address(logs: Logs, ainur_set: bool, network: Network, edge: Edge, held: Ma
         yield Problem(path, f"{ip} is outside network.loadBalancerPool {pool}: Cilium gives the store's Service an address of the pool; {fix}")
     elif ip in taken:
         yield Problem(path, f"{ip} is {taken[ip]} address; the log store needs an address of its own")
+    elif logs.address is not None and held.get(ip, "").startswith("apps["):
+        # An app's address written at logs.address: said here, at the key that moved onto the app's (stacks.apps leaves
+        # the app alone then), with an address of the pool nothing holds, and the app's way out after it.
+        default = pool.end - ADDRESS_OFFSET
+        free = next((a for a in reversed(list(pool.addresses())) if a not in taken and a not in held), None)
+        if default not in held and default not in taken:
+            fix = f"remove logs.address to take the pool's fourth address from the top, {default}"
+        elif free is not None:
+            fix = f"write {free}, the pool's highest address nothing holds"
+        else:
+            fix = "widen the pool, then write an address of it"
+        yield Problem(
+            path,
+            f"{ip} is {held[ip]}, an app's own address; the log store needs an address of its own: {fix}, or give the app another address",
+        )

@@ -27,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -97,6 +98,20 @@ class Vlan(Model):
     cidr: Cidr
     # The VLAN's router: a Talos machine on the VLAN gets its default route through it.
     gateway: IPv4 | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _not_the_default_vlan(cls, id: int) -> int:
+        # VLAN 1 is the default VLAN of 802.1Q switches (UniFi's Default network, every port's untagged VLAN out of the
+        # box): network.lan is it already, so a "VLAN" 1 shares the LAN's broadcast domain, the Ainur's DHCP answers on
+        # it, and none of the isolation it was for exists.
+        if id == 1:
+            raise ValueError(
+                "1 is the default VLAN, the untagged LAN itself on UniFi and almost every switch (network.lan), so this network "
+                "would share the LAN's broadcast domain and be isolated from nothing; write the id the switch tags it with, "
+                "another from 2 to 4094 (e.g. 20)"
+            )
+        return id
 
 
 def _not_multicast_dns(domain: str) -> str:
@@ -404,6 +419,21 @@ class PiImage(Model):
         if (why := _release_problem(release)) is not None:
             raise ValueError(why)
         return release
+
+    @field_validator("sha256")
+    @classmethod
+    def _not_a_placeholder(cls, sha256: str, info: ValidationInfo) -> str:
+        # One digit 64 times (all zeros, all f) is a placeholder left in, never an image's hash: the builder would refuse
+        # the download on the Pis at `pulumi up`, and the netbooting Pis never boot.
+        if len(set(sha256)) == 1:
+            url = info.data.get("url")
+            where = (
+                f"the hash {url.rsplit('/', 1)[0]}/SHA256SUMS gives for {url.rsplit('/', 1)[1]}"
+                if isinstance(url, str) and "/" in url
+                else "the image's hash from the SHA256SUMS beside it"
+            )
+            raise ValueError(f"{sha256} is a placeholder, not an image's SHA-256 (one digit 64 times): write {where}")
+        return sha256
 
     @field_validator("url")
     @classmethod

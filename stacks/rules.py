@@ -698,11 +698,14 @@ def _nodes(p: Parsed) -> list[Problem]:
         # A Talos no stack may ask for is said once, at arda.talosVersion (_arda_versions), with the release to write.
         supported = p.arda is not None and releases.minor_of(p.arda.talos_version) in TALOS_KUBERNETES
         if node.role in ARDA_ROLES and p.arda is not None and supported and version_tuple(p.arda.talos_version) < version_tuple(board.talos_since):
+            # The fix stays in the board's first Talos minor where it can, so the Kubernetes pin that minor runs still fits.
+            row = releases.BY_MINOR.get(releases.minor_of(board.talos_since))
+            newest = f" ({row.newest}, the newest of its minor this Iluvatar knows)" if row is not None and row.newest != board.talos_since else ""
             out.append(
                 Problem(
                     node_path(i, "board"),
                     f"{board.name} ({board.description}) runs Talos from {board.talos_since}, which role {node.role} needs; "
-                    f"arda.talosVersion is {p.arda.talos_version}",
+                    f"arda.talosVersion is {p.arda.talos_version}: set it to {board.talos_since} or later{newest}",
                 )
             )
         if node.role in AINUR_ROLES and not board.runs_ainur:
@@ -891,6 +894,10 @@ _NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
 # (plans.talos.STORAGE_EXTENSIONS), so on Arda's machines no such device appears. (As an install disk it is refused for
 # any machine, the generic worker too: install_disk_problems.)
 _MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+)$")
+# A device-mapper volume (drivers/md/dm.c names them dm-N, and dmsetup's /dev/mapper/<name> links): LUKS, LVM. Talos
+# opens none a stack could name, so such a name never appears on Arda's machines; Rook's OSD encryption
+# (arda.encryption, plans.storage) is the layer that sits on the physical disk.
+_MAPPED = re.compile(r"^/dev/(dm-\d+|mapper/.+)$")
 
 
 def no_such_device(disk: str, talos: bool = False) -> str | None:
@@ -901,6 +908,12 @@ def no_such_device(disk: str, talos: bool = False) -> str | None:
             f"{disk} is a software RAID device, which Talos never assembles here (its mdadm extension is not in Iluvatar's "
             "images): write one of the member disks instead (Ceph keeps its own copies across machines; lsblk -d -o "
             "NAME,SIZE,MODEL lists them)"
+        )
+    if talos and _MAPPED.match(disk):
+        return (
+            f"{disk} is a device-mapper volume (LUKS, LVM), which exists only once something opens it, and Talos here opens "
+            "none: Ceph would get no disk and make no OSD; write the physical disk under it (lsblk -s lists it), as Ceph owns "
+            "whole disks (Iluvatar encrypts each OSD itself with arda.encryption.enabled)"
         )
     if (ide := _IDE_DISK.match(disk)) is not None:
         instead = f"/dev/sd{ide.group(1)}"  # the whole disk: a partition is no disk either (partition_of)
@@ -948,6 +961,13 @@ _ASSEMBLED = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+)$")
 # at v1.13.9) and memory (zram, the compressed swap; ram, which Talos skips by its major number 1, disks.go:89-94).
 _NO_DISK = {"sr": "an optical drive", "zram": "a compressed RAM device (zram)", "ram": "a RAM disk"}
 _NO_DISK_PATH = re.compile(r"^/dev/(sr|zram|ram)\d+$")
+# Block devices backed by something else: a loop device by a file (losetup; on Ubuntu, each snap's squashfs), a network
+# block device by a server (nbd-client). Neither is a disk a fresh machine has.
+_BACKED = {
+    "loop": "a loop device (a file attached as a disk by losetup)",
+    "nbd": "a network block device (another machine's, once nbd-client connects it)",
+}
+_BACKED_BY_OTHER = re.compile(r"^/dev/(loop|nbd)\d+$")
 
 
 def exact_size(size: str | None) -> str | None:
@@ -978,6 +998,12 @@ def not_a_disk(disk: str, install: bool) -> str | None:
         return (
             f"{disk} is the eMMC's {'replay-protected block' if area.group(2) == 'rpmb' else 'hardware boot partition'} (a few MiB, "
             f"read-only by default), not its user area: write /dev/{area.group(1)}"
+        )
+    if (backed := _BACKED_BY_OTHER.match(disk)) is not None:
+        return (
+            f"{disk} is {_BACKED[backed.group(1)]}, not a physical disk: it exists only once something attaches it, which nothing "
+            "does on a freshly installed machine, so the system or data would have nowhere to go; write one of the machine's "
+            "SSDs or hard disks (lsblk -d -o NAME,SIZE,MODEL lists them)"
         )
     if (memory := _NO_DISK_PATH.match(disk)) is not None:
         return f"{disk} is {_NO_DISK[memory.group(1)]}, not a disk the system or data can live on; write one of the machine's SSDs or hard disks (lsblk -d -o NAME,SIZE,MODEL lists them)"

@@ -332,18 +332,41 @@ def _every_disk(stack: StackConfig) -> Iterator[Problem]:
         if not isinstance(selector, DiskSelector) or selector.size is not None or selector.type is not None:
             continue
         globs = {k: v for k, v in selector.talos().items() if k not in ("size", "type")}
-        if any(_asks(v) for v in globs.values()):
+        roots = {k: r for k, v in globs.items() if k == "busPath" and (r := _bus_root_only(v)) is not None}
+        if any(_asks(v) and k not in roots for k, v in globs.items()):
             continue
         said = " and ".join(f"{k} {v}" for k, v in globs.items())
+        if roots:
+            matches = (
+                f"{said} match{'es' if len(globs) == 1 else ''} every disk behind the bus root {roots['busPath']} (on most machines "
+                "every NVMe and SATA disk), so the selector tells no disk apart"
+            )
+        else:
+            matches = f"{said} match{'es' if len(globs) == 1 else ''} every disk, so the selector asks nothing"
         for d, disk in enumerate(node.data_disks):
             yield Problem(
                 f"iluvatar:nodes[{i}].dataDisks[{d}]",
-                f"{disk} may be the disk installDisk {selector} selects: {said} match{'es' if len(globs) == 1 else ''} every disk, so "
-                "the selector asks nothing and Talos installs on the first disk by name (v1alpha1_sequencer_tasks.go:1518-1536 at "
-                "v1.13.9); if "
+                f"{disk} may be the disk installDisk {selector} selects: {matches} and Talos installs on the first disk by name "
+                "(v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9); if "
                 f"{disk}'s name sorts before the system disk's, the system disk and Ceph's are one; pin installDisk to the system "
                 "disk's serial or wwid (`talosctl get disks --insecure -n <its address>` lists them), or write its /dev/disk/by-id path",
             )
+
+
+# A bus root under /sys/devices, the first component of Talos's disk.bus_path: a PCI root complex (pci<domain>:<bus>)
+# or the platform bus of a board's built-in controllers.
+_BUS_ROOT = re.compile(r"^(pci[0-9a-f]{4}:[0-9a-f]{2}|platform)$")
+
+
+def _bus_root_only(glob: str) -> str | None:
+    """The bus root a busPath glob names, when that is all it names before its first wildcard (`/pci0000:00/*`): the
+    rest matches any device behind it, every disk on that root complex. None when a literal component past the root
+    names a controller, port or device (`/pci0000:00/0000:00:17.0/ata1/*`), or the glob has no wildcard."""
+    parts = [p for p in glob.split("/") if p]
+    first = next((k for k, p in enumerate(parts) if any(c in p for c in "*?[")), None)
+    if first is None or first == 0 or not all(_BUS_ROOT.match(p) for p in parts[:first]):
+        return None
+    return "/" + "/".join(parts[:first])
 
 
 _KERNEL_DISK = re.compile(r"^/dev/(?:(?P<nvme>nvme\d+n\d+)|(?P<other>sd[a-z]+|vd[a-z]+)|(?P<mmc>mmcblk\d+))$")
