@@ -46,7 +46,8 @@ def spell_mac(value: int, style: int) -> str:
 def vlan_lists(draw: st.DrawFn, min_size: int = 0) -> list[dict[str, Any]]:
     """Up to three routed VLANs, each in its own /24 of 172.16.0.0/12 (the generated LANs are in 10.0.0.0/8)."""
     count = draw(st.integers(min_value=min_size, max_value=3))
-    ids = draw(st.lists(st.integers(min_value=1, max_value=4094), min_size=count, max_size=count, unique=True))
+    # From 2: 1 is the switches' default, untagged VLAN, which validate refuses as a VLAN (stacks.model.Vlan).
+    ids = draw(st.lists(st.integers(min_value=2, max_value=4094), min_size=count, max_size=count, unique=True))
     names = draw(st.lists(st.sampled_from(VLAN_NAMES), min_size=count, max_size=count, unique=True))
     blocks = draw(st.lists(st.integers(min_value=0, max_value=(1 << 12) - 1), min_size=count, max_size=count, unique=True))
     vlans = []
