@@ -34,9 +34,9 @@ from stacks.chart_values import KEPT
 from stacks.day2 import TALOS_UPGRADES
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.model import ArgoCd, Cilium
+from stacks.releases import ROOK_MIN_KUBERNETES
 from stacks.rules import TALOS_KUBERNETES
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, stack_schema
-from stacks.storage import ROOK_MIN_KUBERNETES
 from stacks.versions import K3S_MIN_KUBERNETES, K3S_S3_CONFIG_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent

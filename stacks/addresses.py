@@ -522,14 +522,19 @@ def _move_bmc(bmc: Held, address: str = "it") -> str:
     )
 
 
+def router_key(network: Network, ip: IPv4Address) -> str | None:
+    """The key of the router whose address `ip` is: network.gateway, or a VLAN's gateway; None for none."""
+    routers = [("network.gateway", network.gateway), *((f"network.vlans[{j}].gateway", v.gateway) for j, v in enumerate(network.vlans))]
+    return next((k for k, gateway in routers if gateway == ip), None)
+
+
 def _bmc_at_a_router(devices: Sequence[Held], network: Network) -> Iterator[Problem]:
     """A BMC at the address of the LAN's router (network.gateway) or of a VLAN's: the router answers there, never the
     board's BMC, so `up` logs in to the router, with the BMC's password."""
-    routers = [("network.gateway", network.gateway), *((f"network.vlans[{j}].gateway", v.gateway) for j, v in enumerate(network.vlans))]
     for d in devices:
         if d.kind != "bmc":
             continue
-        key = next((k for k, gateway in routers if gateway == d.ip), None)
+        key = router_key(network, d.ip)
         if key is not None:
             fix = _move_bmc(d, "the BMC's own address")
             yield Problem(

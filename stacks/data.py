@@ -1353,6 +1353,14 @@ BACKUP_GAP = datetime.timedelta(days=31)
 DRILL_GAP = datetime.timedelta(days=62)
 
 
+STALE_CEILING = DRILL_GAP + BACKUP_GAP
+
+
+def _stale_uncapped(gap: datetime.timedelta) -> datetime.timedelta:
+    """stale_bound before its ceiling, for a schedule whose longest gap is `gap`."""
+    return max(gap + BACKUP_GAP, 3 * gap)
+
+
 def stale_bound(schedule: str) -> datetime.timedelta:
     """The longest a drill's `staleAfter` may be: a month of missed drills past the first one missed (the schedule's
     longest gap plus BACKUP_GAP, the longest a backup schedule may leave a volume without a copy), or, for a drill rarer
@@ -1362,11 +1370,7 @@ def stale_bound(schedule: str) -> datetime.timedelta:
     house left a month, and still refusing `1000d` written for `10d`. Never more than STALE_CEILING (93 days, the
     longest a drill schedule may leave between runs, DRILL_GAP, plus BACKUP_GAP): a rare schedule is only warned of
     (stacks.warn._rare_months), and three of a yearly drill's gaps would let the alert wait three years."""
-    gap = longest_gap(schedule)
-    return min(max(gap + BACKUP_GAP, 3 * gap), STALE_CEILING)
-
-
-STALE_CEILING = DRILL_GAP + BACKUP_GAP
+    return min(_stale_uncapped(longest_gap(schedule)), STALE_CEILING)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1572,7 +1576,7 @@ def _drill(ctx: Context) -> Iterator[Problem]:
         yield Problem(f"{DRILL}.schedule", problem + _stale_beside(drill, problem))
     elif drill.stale_after is not None and stale_after(drill) > (bound := stale_bound(drill.schedule)):
         gap = longest_gap(drill.schedule)
-        if bound < max(gap + BACKUP_GAP, 3 * gap):
+        if bound < _stale_uncapped(gap):
             missed = f"the {_days(DRILL_GAP)} a drill schedule may leave between runs and a month more"
         else:
             missed = "two missed drills" if bound == 3 * gap else "a month of missed drills"

@@ -263,20 +263,19 @@ def _minor_beside_talos(value: str, info: ValidationInfo) -> str | None:
     found = _MINOR_ONLY.match(value)
     data = info.data if isinstance(info.data, dict) else {}
     talos = data.get("talos_version")
-    row = releases.BY_MINOR.get(releases.minor_of(talos)) if isinstance(talos, str) else None
-    if found is None or row is None:
+    if found is None or not isinstance(talos, str) or (row := releases.BY_MINOR.get(releases.minor_of(talos))) is None:
         return None
     minor = int(found.group(1))
     if row.kubernetes[0] <= minor <= row.kubernetes[1] and minor in releases.KUBERNETES_NEWEST:
         return None
     runs = f"Talos {talos} runs Kubernetes 1.{row.kubernetes[0]} to 1.{row.kubernetes[1]}"
     known = "" if minor in releases.KUBERNETES_NEWEST else f", this Iluvatar knows no 1.{minor} release,"
-    if minor < row.kubernetes[0] and isinstance(talos, str):
+    if minor < row.kubernetes[0]:
         # Below the range is a cluster upgrading across Talos minors: its Kubernetes moves one minor at a time, so the
         # release to write is the lowest this Talos runs (stacks.rules._arda_versions' example), not the newest.
         fix = f"write {releases.lowest_kubernetes(talos)}, the lowest release it runs that this Iluvatar knows (a cluster moves one minor at a time)"
     else:
-        fix = f"write {releases.newest_kubernetes(talos) if isinstance(talos, str) else None}, the newest release it runs that this Iluvatar knows"
+        fix = f"write {releases.newest_kubernetes(talos)}, the newest release it runs that this Iluvatar knows"
     return (
         f"{value} names a minor, not a release: Kubernetes is installed by release (its images and downloads are tagged with "
         f"the patch){known} and {runs}; {fix}"

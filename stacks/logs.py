@@ -194,10 +194,9 @@ def _address(logs: Logs, ainur_set: bool, network: Network, edge: Edge, held: Ma
         # An app's address written at logs.address: said here, at the key that moved onto the app's (stacks.apps leaves
         # the app alone then), with an address of the pool nothing holds, and the app's way out after it.
         default = pool.end - ADDRESS_OFFSET
-        free = next((a for a in reversed(list(pool.addresses())) if a not in taken and a not in held), None)
         if default not in held and default not in taken:
             fix = f"remove logs.address to take the pool's fourth address from the top, {default}"
-        elif free is not None:
+        elif (free := next((a for a in reversed(list(pool.addresses())) if a not in taken and a not in held), None)) is not None:
             fix = f"write {free}, the pool's highest address nothing holds"
         else:
             fix = "widen the pool, then write an address of it"

@@ -163,17 +163,23 @@ KUBERNETES_NEWEST: dict[int, str] = {
 ROOK_MIN_KUBERNETES = (1, 31)
 
 
+def _released_minors(talos: str, floor: int = 0) -> list[int] | None:
+    """The Kubernetes minors Talos `talos` runs, from `floor` up, that had a release when KUBERNETES_NEWEST was read; None
+    for a Talos minor the table does not hold."""
+    row = BY_MINOR.get(minor_of(talos))
+    if row is None:
+        return None
+    low, high = row.kubernetes
+    return [m for m in KUBERNETES_NEWEST if max(low, floor) <= m <= high]
+
+
 def lowest_kubernetes(talos: str) -> str | None:
     """The Kubernetes release to offer a stack whose Kubernetes is below what Talos `talos` runs: the newest patch of the
     lowest minor that Talos runs, at Rook's floor too (so it holds with Ceph on Arda or without). A cluster moves one
     minor at a time (stacks.day2._arda_versions, _talos_path: the path across Talos minors ends its Kubernetes steps
     there), so the newest release would be refused at preview as skipping minors. None for a Talos minor the table does
     not hold."""
-    row = BY_MINOR.get(minor_of(talos))
-    if row is None:
-        return None
-    low, high = row.kubernetes
-    released = [m for m in KUBERNETES_NEWEST if max(low, ROOK_MIN_KUBERNETES[1]) <= m <= high]
+    released = _released_minors(talos, ROOK_MIN_KUBERNETES[1])
     return KUBERNETES_NEWEST[min(released)] if released else None
 
 
@@ -181,11 +187,7 @@ def newest_kubernetes(talos: str) -> str | None:
     """The newest Kubernetes release a stack on Talos `talos` may name: the newest patch (KUBERNETES_NEWEST) of the newest
     minor both that Talos runs (TALOS_MINORS) and that had a release when the table was read; None for a Talos minor the
     table does not hold."""
-    row = BY_MINOR.get(minor_of(talos))
-    if row is None:
-        return None
-    low, high = row.kubernetes
-    released = [m for m in KUBERNETES_NEWEST if low <= m <= high]
+    released = _released_minors(talos)
     return KUBERNETES_NEWEST[max(released)] if released else None
 
 

@@ -26,7 +26,6 @@ from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
 from stacks.reach import Clients, unreachable
-from stacks.storage import ROOK_MIN_KUBERNETES
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -1293,7 +1292,7 @@ def _arda_versions(arda: Arda) -> list[Problem]:
         # Below the range: a cluster on that Kubernetes is moved on the way by the Talos upgrade's own run (stacks.releases).
         # The example is at Rook's floor too (stacks.storage, which leaves a version this rule refuses to it), so it is
         # accepted with Ceph on Arda or without.
-        lowest = releases.KUBERNETES_NEWEST.get(max(low, ROOK_MIN_KUBERNETES[1]))
+        lowest = releases.lowest_kubernetes(arda.talos_version)
         older = (
             f"; a cluster on an older Kubernetes is moved on the way, one minor at a time, in the run that upgrades Talos: set "
             f"1.{low} or later{f' (e.g. {lowest})' if lowest else ''} (`iluvatar versions STACK --previous OUTPUTS.json` lists the path "

@@ -35,9 +35,6 @@ STORAGE = "iluvatar:storage"
 NODES = "iluvatar:nodes"
 # Ceph's own default pool size: three copies survive any two lost disks' worth of one copy each.
 DEFAULT_REPLICAS = 3
-# Rook v1.20 needs Kubernetes 1.31 (stacks.releases.ROOK_MIN_KUBERNETES). Longhorn 1.10 needs 1.25, below the Ainur's own
-# floor of 1.30 (stacks.versions), which every k3s release a stack may write already meets.
-ROOK_MIN_KUBERNETES = releases.ROOK_MIN_KUBERNETES
 RUNBOOK = "docs/day2.md#retiring-a-disk-or-a-machine"
 
 
@@ -324,11 +321,13 @@ def _ceph(storage: Storage, nodes: Sequence[Node], arda: Arda | None) -> Iterato
             f"{stated} copies need {size} OSD hosts (each copy on its own host, failureDomain: host), and Arda has "
             f"{len(active)}{left} ({_names(active)}); add dataDisks to another Arda machine, or {fits}",
         )
-    if arda is not None and _version(arda.kubernetes_version) < ROOK_MIN_KUBERNETES:
+    # Rook v1.20's Kubernetes floor (stacks.releases.ROOK_MIN_KUBERNETES). Longhorn 1.10 needs 1.25, below the Ainur's own
+    # floor of 1.30 (stacks.versions), which every k3s release a stack may write already meets: no rule for it.
+    if arda is not None and _version(arda.kubernetes_version) < releases.ROOK_MIN_KUBERNETES:
         kube, row = _version(arda.kubernetes_version), releases.BY_MINOR.get(releases.minor_of(arda.talos_version))
         if row is not None and (kube[0] != 1 or not row.kubernetes[0] <= kube[1] <= row.kubernetes[1]):
             return  # a Kubernetes its Talos does not run: stacks.rules says so, with a release at this floor too
-        need = ".".join(map(str, ROOK_MIN_KUBERNETES))
+        need = ".".join(map(str, releases.ROOK_MIN_KUBERNETES))
         # The lowest release at the floor, not the newest: a running cluster moves one minor at a time
         # (stacks.day2._arda_versions refuses a skipped minor).
         lowest = releases.lowest_kubernetes(arda.talos_version)

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address
 
 from plans import zone
 from stacks import encryption, pins
-from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, searching, servers
+from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, router_key, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
     _MACRO_SPECS,
@@ -276,9 +276,7 @@ def _nfs_at_a_router(stack: StackConfig) -> Iterator[Problem]:
         server = IPv4Address(stack.storage.nfs.server)
     except ValueError:
         return  # a name of the internal zone: a machine's or a VIP's, whose own rules speak
-    net = stack.network
-    routers = [("network.gateway", net.gateway), *((f"network.vlans[{j}].gateway", v.gateway) for j, v in enumerate(net.vlans))]
-    key = next((k for k, gateway in routers if gateway == server), None)
+    key = router_key(stack.network, server)
     if key is not None:
         yield Problem(
             "iluvatar:storage.nfs.server",
