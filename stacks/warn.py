@@ -11,11 +11,11 @@ import datetime
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
 from stacks import encryption, pins
-from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, router_key, searching, servers
+from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
     _MACRO_SPECS,
@@ -98,6 +98,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _routes_into_lent(stack)
     yield from _routes_nobody_reaches(stack)
     yield from _routes_to_arda_machines(stack)
+    yield from _routes_to_a_router(stack)
     yield from _nfs_at_a_router(stack)
     backup = stack.backup
     if backup is None:
@@ -262,6 +263,40 @@ def _routes_to_arda_machines(stack: StackConfig) -> Iterator[Problem]:
             "reach every port of it (Talos's API, the kubelet, what a pod there serves on the host's network), where reach: "
             "kubernetes opens only Arda's API server; remove the route, unless reaching the machine itself from away "
             "(talosctl) is meant",
+        )
+
+
+def _routes_to_a_router(stack: StackConfig) -> Iterator[Problem]:
+    """A route holding the router's address (network.gateway, a VLAN's gateway) while a group reaches routes but not
+    kubernetes: the tailnet reaches every port of the router, its admin pages among them, and the router runs the whole
+    house's network. A group with reach: kubernetes administers the clusters and may well administer the router; a group
+    without it (the family, reaching the printer and the NAS) is kept off the clusters (stacks.remote_access._routes), and
+    the router is as much the homelab's as they are. Its admin pages ask for a password, and some owners do mean to reach
+    their router from away, so it is said, not refused, with the routes around it (the routes a refusal offers leave the
+    router out already, stacks.remote_access._narrowed)."""
+    remote = stack.remote_access
+    if remote is None:
+        return
+    kept_off = [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
+    if not kept_off:
+        return
+    groups = f"the group {kept_off[0]} reaches" if len(kept_off) == 1 else f"the groups {', '.join(kept_off)} reach"
+    for i, route in enumerate(remote.routes):
+        held = [(key, ip) for key, ip in routers(stack.network) if ip in route]
+        if not held:
+            continue
+        around = [route]
+        for _, ip in held:
+            around = [part for net in around for part in (net.address_exclude(IPv4Network(ip)) if ip in net else (net,))]
+        around = [net for net in around if not hostless(stack.network, net)]
+        named = ", ".join(f"{key} {ip}" for key, ip in held)
+        what = f"is {named}, the router's address" if route.num_addresses == 1 else f"holds {named}, the router's address"
+        fix = f"route {', '.join(str(n) for n in sorted(around))} instead" if around else "remove it"
+        yield Problem(
+            f"iluvatar:remoteAccess.routes[{i}]",
+            f"{route} {what}: {groups} routes but not kubernetes, so the tailnet would reach every port of the router (its admin "
+            f"pages, SSH where it has it), which runs the whole house's network; {fix}, unless {'that group' if len(kept_off) == 1 else 'they'} "
+            "should administer the router",
         )
 
 
