@@ -867,7 +867,10 @@ def _hosted_host_problem(backup: Backup, found: Target, query: str = "", *, from
         console = "Wasabi's web console" if host.startswith("console.") else "not an S3 endpoint of Wasabi"
         what = f"{host} is {console}"
         what += "; its S3 endpoints are s3.wasabisys.com (us-east-1) and s3.<region>.wasabisys.com"
-        fix = f"s3.{backup.region}.wasabisys.com" if region_set and _WASABI_REGION.match(backup.region) else "s3.wasabisys.com"
+        # A region written but not one of Wasabi's form (`eu-central` for eu-central-1) says the bucket is not in
+        # us-east-1, whose service URL s3.wasabisys.com is: the region is left for the user to name, as B2's is.
+        written = (backup.region if _WASABI_REGION.match(backup.region) else "<region>") if region_set else None
+        fix = f"s3.{written}.wasabisys.com" if written is not None else "s3.wasabisys.com"
     elif (console_host := _AWS_CONSOLE_HOST.match(host)) is not None or host.endswith(".console.aws.amazon.com"):
         what = f"{host} is the AWS web console; S3's endpoints are s3.<region>.amazonaws.com"
         page = _AWS_CONSOLE_PAGE.match(f"{bucket}/{prefix}")
