@@ -81,6 +81,7 @@ def check(p: Parsed) -> list[Problem]:
         problems += _cluster_networks(p, p.network)
     problems += _vips(p)
     problems += _nodes(p)
+    problems += _discovery_names(p)
     if p.arda is not None:
         versions = _arda_versions(p.arda)
         problems += versions
@@ -1405,6 +1406,44 @@ def _talos_hint(talos: tuple[int, ...]) -> str:
         f"; a cluster on it first goes to Talos {releases.show(releases.TALOS_MINORS[0].minor)} with an Iluvatar that knows both "
         f"(a new cluster: write {newest})"
     )
+
+
+# The names a device looks up to find a proxy or a tunnel router without being told: browsers and Windows with proxy
+# auto-detection ask for wpad.<search domain> (Web Proxy Auto-Discovery) and fetch its /wpad.dat, Windows for
+# isatap.<domain> (the ISATAP IPv6 tunnel router). Windows' DNS server answers neither by default (its "global query
+# block list" is exactly these two), and dnsmasq's example configuration (dnsmasq.conf.example:686-689 at v2.90)
+# ignores a DHCP client claiming the name wpad, "a security hole", CERT VU#598349.
+DISCOVERY_NAMES = {
+    "wpad": "browsers and Windows with proxy auto-detection look it up in the LAN's domain and take the proxy settings it serves (wpad.dat)",
+    "isatap": "Windows looks it up to find an IPv6 tunnel router and sends its IPv6 traffic through it",
+}
+
+
+def _discovery_names(p: Parsed) -> list[Problem]:
+    """A machine or an app named wpad or isatap: the internal zone would answer the name every browser (or Windows PC)
+    of the house asks without being told to, and whatever holds it is handed their proxy settings, so their web traffic
+    (or their IPv6 traffic). Refused, not warned: no machine is meant to be one by chance."""
+    out: list[Problem] = []
+    for i, node in p.nodes:
+        if node.name in DISCOVERY_NAMES:
+            out.append(
+                Problem(
+                    node_path(i, "name"),
+                    f"{node.name}: the internal zone would answer {node.name} with this machine, and {DISCOVERY_NAMES[node.name]}, "
+                    "which hands it their traffic; name the machine otherwise",
+                )
+            )
+    for i, app in p.apps:
+        label = app.host.split(".", 1)[0].lower()
+        if label in DISCOVERY_NAMES:
+            out.append(
+                Problem(
+                    f"iluvatar:apps[{i}].host",
+                    f"{app.host}: its first label is {label}, and {DISCOVERY_NAMES[label]}, which hands the app their traffic; "
+                    "give the app another host",
+                )
+            )
+    return out
 
 
 # The oldest Cilium that serves every object Iluvatar makes for it: the load-balancer pool is a cilium.io/v2
