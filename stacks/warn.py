@@ -56,6 +56,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _kind_alone(stack)
     yield from _every_disk(stack)
     yield from _kernel_name_beside_link(stack)
+    yield from _kernel_names_of_one_bus(stack)
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
@@ -440,6 +441,29 @@ def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
                     f"name both by /dev/disk/by-id (`ls -l /dev/disk/by-id/` on {node.name} shows which kernel name each link is)",
                 )
                 break
+
+
+def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
+    """A machine's install disk and a data disk both named by kernel names of one bus (/dev/sda and /dev/sdb,
+    /dev/nvme0n1 and /dev/nvme1n1): the kernel numbers the disks of a bus in the order they answer at boot, which two
+    disks may swap from one boot to the next (SATA ports probed at once, NVMe controllers asynchronously), and nothing
+    ties either name to a disk. If they swap at the install, Talos installs on the disk meant for Ceph, and the disk
+    named as data is the system disk. A warning: on most machines the order holds, and a name that works is the user's
+    to keep; a by-id link names the disk itself. Virtio disks (vdX) are named in their PCI slots' order, which does not
+    change; two data disks swapping is harmless (both are Ceph's)."""
+    for i, node in enumerate(stack.nodes):
+        install = node.install_disk
+        if not isinstance(install, str) or _KERNEL_DISK.match(install) is None or install.startswith("/dev/vd"):
+            continue
+        bus = _bus(install)
+        for d, disk in enumerate(node.data_disks):
+            if disk != install and _KERNEL_DISK.match(disk) is not None and _bus(disk) == bus and not disk.startswith("/dev/vd"):
+                yield Problem(
+                    f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                    f"{disk} and installDisk {install} are kernel names of one bus, numbered in the order the disks answer at boot, "
+                    "which may change from one boot to the next: if they swap at the install, Talos installs on the disk meant for "
+                    f"Ceph; name both by /dev/disk/by-id (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
+                )
 
 
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
