@@ -1034,6 +1034,26 @@ def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | N
     )
 
 
+def _https_at_a_private_address(target: str, found: Target, address: IPv4Address | None, network: Network | None) -> Iterator[Problem]:
+    """An s3:// (HTTPS) target written as a private address or one of the homelab's networks': restic, k3s and
+    talos-backup check the endpoint's certificate against the public authorities (the stack gives them no CA of its own
+    and turns no check off), and none certifies a private address (the CA/Browser Forum's Baseline Requirements,
+    section 4.2.2, forbid a certificate for a reserved address), so the certificate a NAS serves there, its own, is
+    refused and no backup is ever made. On the LAN plain http is the way (restic's and talos-backup's copies are
+    encrypted before they leave); a name of the NAS's that a public authority certified (DNS-01) is the other."""
+    own = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
+    if address is None or not any(address in net for net in (*_PRIVATE_RANGES, *own)):
+        return
+    rest = f"{found.path}{'/' + found.prefix if found.prefix else ''}"
+    yield Problem(
+        f"{BACKUP}.target",
+        f"{target}: HTTPS (s3://) to {address}, a private address: restic, k3s and talos-backup check the endpoint's certificate "
+        "against the public certificate authorities, none of which certifies a private address, so the NAS's own certificate "
+        f"is refused and no backup is made; on the LAN write s3+http://{found.host}/{rest}, or s3:// with a name of the NAS a "
+        "public authority certified",
+    )
+
+
 def on_arda(
     host: str,
     address: IPv4Address | None,
@@ -1223,6 +1243,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
         yield from _signing_region(backup, host)
         if not found.secure:
             yield from _plain_http_off_the_lan(backup.target, found, address, ctx.network, ctx.ainur is not None)
+        else:
+            yield from _https_at_a_private_address(backup.target, found, address, ctx.network)
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
                 yield UnsetSecret(
