@@ -71,8 +71,9 @@ AGE_SECRET = "drill-age-identity"  # noqa: S105 - a Secret's name
 S3_SECRET = "drill-s3"  # noqa: S105 - a Secret's name
 SCRATCH = "/scratch"
 WORK = "/work"
-# A drill that has not finished within this is stopped, and failed (the CronJob's Job's activeDeadlineSeconds).
-DEADLINE_SECONDS = 3 * 3600
+# A drill that has not finished within this is stopped, and failed (the CronJob's Job's activeDeadlineSeconds); the
+# staleAfter rule allows for it (stacks.data.stale_floor).
+DEADLINE_SECONDS = int(data.DRILL_DEADLINE.total_seconds())
 NONROOT = 65534
 # How long a finished drill's Job and pod (and its logs, for `kubectl logs`) stay: long enough to read why it failed.
 FINISHED_TTL_SECONDS = 3600

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -522,10 +522,24 @@ def _move_bmc(bmc: Held, address: str = "it") -> str:
     )
 
 
+def routers(network: Network) -> list[tuple[str, IPv4Address]]:
+    """The router's addresses with their keys: network.gateway, then each VLAN's gateway."""
+    return [
+        ("network.gateway", network.gateway),
+        *((f"network.vlans[{j}].gateway", v.gateway) for j, v in enumerate(network.vlans) if v.gateway is not None),
+    ]
+
+
+def hostless(network: Network, route: IPv4Network) -> bool:
+    """Whether `route` is the network or broadcast address of network.lan or a VLAN alone, which a route may not be
+    (`host_edges`): a /31 or /32 network has neither (RFC 3021). The routes a message offers leave such a /32 out."""
+    subnets = [network.lan, *(v.cidr for v in network.vlans)]
+    return route.prefixlen == 32 and any(n.prefixlen < 31 and route.network_address in (n.network_address, n.broadcast_address) for n in subnets)
+
+
 def router_key(network: Network, ip: IPv4Address) -> str | None:
     """The key of the router whose address `ip` is: network.gateway, or a VLAN's gateway; None for none."""
-    routers = [("network.gateway", network.gateway), *((f"network.vlans[{j}].gateway", v.gateway) for j, v in enumerate(network.vlans))]
-    return next((k for k, gateway in routers if gateway == ip), None)
+    return next((k for k, gateway in routers(network) if gateway == ip), None)
 
 
 def _bmc_at_a_router(devices: Sequence[Held], network: Network) -> Iterator[Problem]:

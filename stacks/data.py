@@ -867,7 +867,10 @@ def _hosted_host_problem(backup: Backup, found: Target, query: str = "", *, from
         console = "Wasabi's web console" if host.startswith("console.") else "not an S3 endpoint of Wasabi"
         what = f"{host} is {console}"
         what += "; its S3 endpoints are s3.wasabisys.com (us-east-1) and s3.<region>.wasabisys.com"
-        fix = f"s3.{backup.region}.wasabisys.com" if region_set and _WASABI_REGION.match(backup.region) else "s3.wasabisys.com"
+        # A region written but not one of Wasabi's form (`eu-central` for eu-central-1) says the bucket is not in
+        # us-east-1, whose service URL s3.wasabisys.com is: the region is left for the user to name, as B2's is.
+        written = (backup.region if _WASABI_REGION.match(backup.region) else "<region>") if region_set else None
+        fix = f"s3.{written}.wasabisys.com" if written is not None else "s3.wasabisys.com"
     elif (console_host := _AWS_CONSOLE_HOST.match(host)) is not None or host.endswith(".console.aws.amazon.com"):
         what = f"{host} is the AWS web console; S3's endpoints are s3.<region>.amazonaws.com"
         page = _AWS_CONSOLE_PAGE.match(f"{bucket}/{prefix}")
@@ -1028,6 +1031,26 @@ def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | N
         f"{target}: plain http (s3+http://) to {what}: every upload, restore and drill would cross the internet unencrypted"
         f"{snapshots}{refused}; write "
         f"s3://{found.host}/{found.path}{'/' + found.prefix if found.prefix else ''} (s3+http:// is for a NAS on the LAN)",
+    )
+
+
+def _https_at_a_private_address(target: str, found: Target, address: IPv4Address | None, network: Network | None) -> Iterator[Problem]:
+    """An s3:// (HTTPS) target written as a private address or one of the homelab's networks': restic, k3s and
+    talos-backup check the endpoint's certificate against the public authorities (the stack gives them no CA of its own
+    and turns no check off), and none certifies a private address (the CA/Browser Forum's Baseline Requirements,
+    section 4.2.2, forbid a certificate for a reserved address), so the certificate a NAS serves there, its own, is
+    refused and no backup is ever made. On the LAN plain http is the way (restic's and talos-backup's copies are
+    encrypted before they leave); a name of the NAS's that a public authority certified (DNS-01) is the other."""
+    own = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
+    if address is None or not any(address in net for net in (*_PRIVATE_RANGES, *own)):
+        return
+    rest = f"{found.path}{'/' + found.prefix if found.prefix else ''}"
+    yield Problem(
+        f"{BACKUP}.target",
+        f"{target}: HTTPS (s3://) to {address}, a private address: restic, k3s and talos-backup check the endpoint's certificate "
+        "against the public certificate authorities, none of which certifies a private address, so the NAS's own certificate "
+        f"is refused and no backup is made; on the LAN write s3+http://{found.host}/{rest}, or s3:// with a name of the NAS a "
+        "public authority certified",
     )
 
 
@@ -1220,6 +1243,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
         yield from _signing_region(backup, host)
         if not found.secure:
             yield from _plain_http_off_the_lan(backup.target, found, address, ctx.network, ctx.ainur is not None)
+        else:
+            yield from _https_at_a_private_address(backup.target, found, address, ctx.network)
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
                 yield UnsetSecret(
@@ -1354,6 +1379,18 @@ DRILL_GAP = datetime.timedelta(days=62)
 
 
 STALE_CEILING = DRILL_GAP + BACKUP_GAP
+
+# The longest a drill may run: its Job's activeDeadlineSeconds (plans.drill), past which it is stopped and failed.
+# RestoreDrillStale reads the CronJob's lastSuccessfulTime, which the CronJob controller sets to the finished Job's
+# completion time (kubernetes pkg/controller/cronjob/cronjob_controllerv2.go, syncCronJob at v1.35), so one drill that
+# runs longer than the one before leaves the last good one older than the schedule's gap, by up to this much.
+DRILL_DEADLINE = datetime.timedelta(hours=3)
+
+
+def stale_floor(schedule: str) -> datetime.timedelta:
+    """The shortest a drill's `staleAfter` may be: the schedule's longest gap and a drill's whole length (DRILL_DEADLINE)
+    past it, else the alert fires between two good drills whenever one takes longer than the one before."""
+    return longest_gap(schedule) + DRILL_DEADLINE
 
 
 def _stale_uncapped(gap: datetime.timedelta) -> datetime.timedelta:
@@ -1543,16 +1580,19 @@ def rare_months(schedule: str, bound: datetime.timedelta, *, volsync: bool = Fal
 
 
 def _stale_beside(drill: Drill, problem: str) -> str:
-    """What else the fix a drill schedule's problem gives needs: a staleAfter above the fix's longest gap and within its
+    """What else the fix a drill schedule's problem gives needs: a staleAfter of at least the fix's stale_floor and within its
     stale_bound, since the staleAfter rules below refuse one outside (a drill `30 5 30 2 *` with staleAfter 9d, fixed to
     monthly)."""
     fix = problem.rsplit("; write ", 1)[-1]
     if drill.stale_after is None or "; write " not in problem or cron_problem(fix, volsync=False) is not None:
         return ""
     gap = longest_gap(fix)
-    if gap < stale_after(drill) <= stale_bound(fix):
+    if stale_floor(fix) <= stale_after(drill) <= stale_bound(fix):
         return ""
-    return f", and staleAfter above its {_days(gap)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave staleAfter out"
+    return (
+        f", and staleAfter at least {_days(stale_floor(fix))}, its {_days(gap)} and a drill's {_days(DRILL_DEADLINE)} (e.g. "
+        f"{_days(gap + datetime.timedelta(days=1))}), or leave staleAfter out"
+    )
 
 
 def etcd_minor(minor: releases.Minor) -> str:
@@ -1580,44 +1620,50 @@ def _drill(ctx: Context) -> Iterator[Problem]:
             missed = f"the {_days(DRILL_GAP)} a drill schedule may leave between runs and a month more"
         else:
             missed = "two missed drills" if bound == 3 * gap else "a month of missed drills"
-        if gap >= bound:
+        if stale_floor(drill.schedule) > bound:
             # No staleAfter fits a schedule this rare: the one it gets when left out is its gap plus a day (stale_after),
             # and the schedule is warned of (stacks.warn._rare_months).
             fix = f"write a drill.schedule that runs at least every {_days(DRILL_GAP)}, or leave staleAfter out"
         else:
-            fix = f"set it above {_days(gap)} and at most {_days(bound)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out"
+            fix = (
+                f"set it to at least {_days(stale_floor(drill.schedule))} and at most {_days(bound)} (e.g. "
+                f"{_days(gap + datetime.timedelta(days=1))}), or leave it out"
+            )
         yield Problem(
             f"{DRILL}.staleAfter",
             f"{drill.stale_after} is longer than the {_days(bound)} RestoreDrillStale may wait for drill.schedule {drill.schedule} "
             f"(up to {_days(gap)} between two runs): once the drills stop, backups that no longer restore would go unseen for "
             f"{drill.stale_after}, past {missed}; {fix}",
         )
-    elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
-        gap = longest_gap(drill.schedule)
+    elif drill.stale_after is not None and stale_after(drill) < stale_floor(drill.schedule):
+        gap, floor = longest_gap(drill.schedule), stale_floor(drill.schedule)
+        between = (
+            f"the {_days(gap)} between two runs of drill.schedule {drill.schedule} and a drill's own {_days(DRILL_DEADLINE)} (its Job's deadline)"
+        )
         rare = rare_months(drill.schedule, DRILL_GAP)
         if rare is not None:
             # The schedule is warned of as naming months, so rare no drill means it (stacks.warn._rare_months; a weekday
             # written in the month field the likeliest): a staleAfter raised to the months it waits would bury that, so
             # the refusal names the schedule and its fix first.
             moved = rare.fix.rsplit(" write ", 1)[-1]
-            after = longest_gap(moved) if " write " in rare.fix else None
+            after = stale_floor(moved) if " write " in rare.fix else None
             beside = (
-                f", with staleAfter above its {_days(after)} (e.g. {_days(after + datetime.timedelta(days=1))})"
-                if after is not None and stale_after(drill) <= after
+                f", with staleAfter at least {_days(after)} (e.g. {_days(longest_gap(moved) + datetime.timedelta(days=1))})"
+                if after is not None and stale_after(drill) < after
                 else ""
             )
             why = "a day of the week written in the month field" if rare.weekday else f"rarer than a drill can mean, {DRILL_GAP.days} days at most"
             yield Problem(
                 f"{DRILL}.staleAfter",
-                f"{drill.stale_after} is not longer than the {_days(gap)} between two runs of drill.schedule {drill.schedule}, which "
-                f"runs only in {rare.shown}: the schedule is the likely mistake, {why} ({rare.fix}{beside}); for a drill that rare, "
-                f"set staleAfter above {_days(gap)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out",
+                f"{drill.stale_after} is shorter than {between}, and the schedule runs only in {rare.shown}: the schedule is the "
+                f"likely mistake, {why} ({rare.fix}{beside}); for a drill that rare, set staleAfter to at least {_days(floor)} "
+                f"(e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out",
             )
         else:
             yield Problem(
                 f"{DRILL}.staleAfter",
-                f"{drill.stale_after} is not longer than the {_days(gap)} between two runs of drill.schedule {drill.schedule}: "
-                f"the alert would fire between good drills; set it above that (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave "
+                f"{drill.stale_after} is shorter than {between}: the alert would fire between good drills whenever one takes longer "
+                f"than the one before; set it to at least {_days(floor)} (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave "
                 "it out",
             )
     found = parse_target(backup.target)

@@ -109,8 +109,8 @@ class Drill(Model):
     enabled: bool = True
     # Cron, as a CronJob reads it; the default is weekly, Sunday 04:30 (after the nightly backups).
     schedule: str = Field(default="30 4 * * 0", min_length=1)
-    # How old the last good drill may be before its alert fires (hours or days); None: the schedule's longest gap plus a
-    # day (stacks.data.longest_gap).
+    # How old the last good drill may be before its alert fires (hours or days), at least the schedule's longest gap and
+    # a drill's 3 hours (stacks.data.stale_floor); None: the schedule's longest gap plus a day (stacks.data.longest_gap).
     stale_after: Annotated[str, _pattern(_STALE, "8d", "age (hours or days)")] | None = None
     # Which backups are drilled. arda/ainur None: the clusters whose snapshots are on the target (stacks.data.drills).
     volumes: bool = True

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_ra
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from stacks.addresses import ClustersOwn
+from stacks.addresses import ClustersOwn, hostless, routers
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import AddressRange, App, Identity, Network
@@ -203,7 +203,10 @@ def _routes(
             if any(n.held for n in standing):
                 left.append("the clusters' own addresses")
             left += list(dict.fromkeys(f"{what} {r}" for n in standing for what, r in n.lent))
-            less = f" (leaving out {_and(left)}, which a route may not hold)" if left else ""
+            gateways = list(dict.fromkeys(f"{key} {ip}" for n in standing for key, ip in n.routers))
+            kept = [f"{_and(left)}, which a route may not hold"] if left else []
+            kept += [f"the router's {_and(gateways)}, which a group kept off the clusters should not reach either"] if gateways else []
+            less = f" (leaving out {'; and '.join(kept)})" if kept else ""
             beyond = route.num_addresses - sum(n.num_addresses for _, n in wider)
             yield Problem(
                 path,
@@ -295,8 +298,14 @@ def _routes(
         left_out = [f"{what} {r}" for what, r in lent if all(owner != what for _, _, owner in held)]
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
-            if left_out:
-                fix += f" (leaving out {', '.join(left_out[:-1])}{' and ' if len(left_out) > 1 else ''}{left_out[-1]}, whose addresses are only lent)"
+            notes = [f"{_and(left_out)}, whose addresses are only lent"] if left_out else []
+            notes += (
+                [f"the router's {_and([f'{key} {ip}' for key, ip in narrowed.routers])}, which a group kept off the clusters should not reach either"]
+                if narrowed.routers
+                else []
+            )
+            if notes:
+                fix += f" (leaving out {'; and '.join(notes)})"
         elif over_pool:
             fix = "remove it (the apps behind the gateways are reached through reach: apps, a raw-port app's own ports through reach: ports)"
         else:
@@ -317,6 +326,7 @@ class Narrowed:
     over_pool: bool  # it runs into network.loadBalancerPool
     held: list[tuple[IPv4Address, IPv4Address, str]]  # the clusters' own addresses it holds (ClustersOwn.within)
     lent: list[tuple[str, AddressRange]]  # the lent ranges it runs into
+    routers: list[tuple[str, IPv4Address]]  # the router's addresses `rest` leaves out (stacks.warn._routes_to_a_router)
     rest: list[IPv4Network]  # the route itself when it holds neither the pool nor the clusters' own, else what is left
 
 
@@ -325,17 +335,22 @@ def _narrowed(route: IPv4Network, network: Network, clusters: ClustersOwn, kept:
     reach: routes is kept off the clusters, so their own addresses may not be routed. What the route may still hold:
     itself less the pool, the clusters' addresses it covers and the lent ranges, each a route of its own that
     validates: a remainder wholly inside a lent range is refused (stacks.addresses.leased_routes), one over a lent
-    range's edge warned of (stacks.warn), as the lent addresses reach whichever device is lent them."""
+    range's edge warned of (stacks.warn), as the lent addresses reach whichever device is lent them. For a group kept
+    off the clusters the router's own addresses are left out too, which such a group is warned it would reach
+    (stacks.warn._routes_to_a_router), so the routes offered validate without a warning."""
     pool = network.load_balancer_pool
     first, last = route.network_address, route.broadcast_address
     over_pool = first <= pool.end and pool.start <= last
     # (low, high, owner): one address, or the part of the discovery pool the route holds, which is said as one range.
     held = clusters.within(first, last) if kept else []
-    if not over_pool and not held:
-        return Narrowed(False, [], [], [route])
+    gateways = [(key, ip) for key, ip in routers(network) if first <= ip <= last] if kept else []
+    if not over_pool and not held and not gateways:
+        return Narrowed(False, [], [], [], [route])
     lent = [(what, r) for what, r in clusters.lent if r.start <= last and first <= r.end]
     closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
-    return Narrowed(over_pool, held, lent, _rest(first, last, closed))
+    closed += [(ip, ip) for _, ip in gateways]
+    rest = [net for net in _rest(first, last, closed) if not hostless(network, net)]
+    return Narrowed(over_pool, held, lent, gateways, rest)
 
 
 def _rest(first: IPv4Address, last: IPv4Address, closed: Sequence[tuple[IPv4Address, IPv4Address]]) -> list[IPv4Network]:

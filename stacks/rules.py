@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 import yaml
 
-from stacks import encryption, netboot_mode, releases
+from stacks import encryption, netboot_mode, pins, releases
 from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
@@ -81,12 +81,14 @@ def check(p: Parsed) -> list[Problem]:
         problems += _cluster_networks(p, p.network)
     problems += _vips(p)
     problems += _nodes(p)
+    problems += _discovery_names(p)
     if p.arda is not None:
         versions = _arda_versions(p.arda)
         problems += versions
         if not any(v.path == "iluvatar:arda.kubernetesVersion" for v in versions):
             # A minor Talos does not run is said once, as that.
             problems += _unreleased("iluvatar:arda.kubernetesVersion", p.arda.kubernetes_version, "Kubernetes")
+        problems += _cilium_version(p.arda)
         problems += _cilium_values(p.arda)
     if p.ainur is not None:
         problems += _unreleased("iluvatar:ainur.k3sVersion", p.ainur.k3s_version, "k3s")
@@ -1404,6 +1406,71 @@ def _talos_hint(talos: tuple[int, ...]) -> str:
         f"; a cluster on it first goes to Talos {releases.show(releases.TALOS_MINORS[0].minor)} with an Iluvatar that knows both "
         f"(a new cluster: write {newest})"
     )
+
+
+# The names a device looks up to find a proxy or a tunnel router without being told: browsers and Windows with proxy
+# auto-detection ask for wpad.<search domain> (Web Proxy Auto-Discovery) and fetch its /wpad.dat, Windows for
+# isatap.<domain> (the ISATAP IPv6 tunnel router). Windows' DNS server answers neither by default (its "global query
+# block list" is exactly these two), and dnsmasq's example configuration (dnsmasq.conf.example:686-689 at v2.90)
+# ignores a DHCP client claiming the name wpad, "a security hole", CERT VU#598349.
+DISCOVERY_NAMES = {
+    "wpad": "browsers and Windows with proxy auto-detection look it up in the LAN's domain and take the proxy settings it serves (wpad.dat)",
+    "isatap": "Windows looks it up to find an IPv6 tunnel router and sends its IPv6 traffic through it",
+}
+
+
+def _discovery_names(p: Parsed) -> list[Problem]:
+    """A machine or an app named wpad or isatap: the internal zone would answer the name every browser (or Windows PC)
+    of the house asks without being told to, and whatever holds it is handed their proxy settings, so their web traffic
+    (or their IPv6 traffic). Refused, not warned: no machine is meant to be one by chance."""
+    out: list[Problem] = []
+    for i, node in p.nodes:
+        if node.name in DISCOVERY_NAMES:
+            out.append(
+                Problem(
+                    node_path(i, "name"),
+                    f"{node.name}: the internal zone would answer {node.name} with this machine, and {DISCOVERY_NAMES[node.name]}, "
+                    "which hands it their traffic; name the machine otherwise",
+                )
+            )
+    for i, app in p.apps:
+        label = app.host.split(".", 1)[0].lower()
+        if label in DISCOVERY_NAMES:
+            out.append(
+                Problem(
+                    f"iluvatar:apps[{i}].host",
+                    f"{app.host}: its first label is {label}, and {DISCOVERY_NAMES[label]}, which hands the app their traffic; "
+                    "give the app another host",
+                )
+            )
+    return out
+
+
+# The oldest Cilium that serves every object Iluvatar makes for it: the load-balancer pool is a cilium.io/v2
+# CiliumLoadBalancerIPPool (plans.cilium), the version Cilium serves from 1.18.0 (cilium/cilium pull 39090, "Promote
+# CiliumLoadBalancerIPPool CRD to v2 API version"; before it, only v2alpha1). The L2 announcement policy is
+# cilium.io/v2alpha1, served from 1.14.
+CILIUM_OLDEST = (1, 18)
+
+
+def _cilium_version(arda: Arda) -> list[Problem]:
+    """A Cilium release older than CILIUM_OLDEST: `up` could not apply the load-balancer pool (the API server knows no
+    cilium.io/v2 CiliumLoadBalancerIPPool there), so no LoadBalancer Service of Arda's would get an address: the
+    gateways, the LAN resolver, every raw-port app. A version that is not a release at all is the model's to refuse;
+    a newer one than the pin is warned of (stacks.warn), as Helm alone knows whether it exists."""
+    major, minor, _ = (int(part) for part in arda.cilium.version.split("."))
+    if (major, minor) >= CILIUM_OLDEST:
+        return []
+    oldest = f"{CILIUM_OLDEST[0]}.{CILIUM_OLDEST[1]}"
+    return [
+        Problem(
+            "iluvatar:arda.cilium.version",
+            f"{arda.cilium.version} is older than Cilium {oldest}, the first to serve the cilium.io/v2 CiliumLoadBalancerIPPool "
+            "Iluvatar makes for network.loadBalancerPool: `up` could not create the pool, and no LoadBalancer Service of Arda's "
+            "(envoy-internal, envoy-external, every raw-port app) would get an address; write "
+            f"{pins.CHARTS['cilium']}, the release this Iluvatar installs and is checked with",
+        )
+    ]
 
 
 # The chart values a typed key of arda.cilium sets (plans.cilium.helm_values); `values` are merged over them, so one

@@ -11,11 +11,11 @@ import datetime
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
 from stacks import encryption, pins
-from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, route_ranges, router_key, searching, servers
+from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
     _MACRO_SPECS,
@@ -56,6 +56,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _kind_alone(stack)
     yield from _every_disk(stack)
     yield from _kernel_name_beside_link(stack)
+    yield from _kernel_names_of_one_bus(stack)
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
@@ -98,6 +99,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _routes_into_lent(stack)
     yield from _routes_nobody_reaches(stack)
     yield from _routes_to_arda_machines(stack)
+    yield from _routes_to_a_router(stack)
     yield from _nfs_at_a_router(stack)
     backup = stack.backup
     if backup is None:
@@ -265,6 +267,40 @@ def _routes_to_arda_machines(stack: StackConfig) -> Iterator[Problem]:
         )
 
 
+def _routes_to_a_router(stack: StackConfig) -> Iterator[Problem]:
+    """A route holding the router's address (network.gateway, a VLAN's gateway) while a group reaches routes but not
+    kubernetes: the tailnet reaches every port of the router, its admin pages among them, and the router runs the whole
+    house's network. A group with reach: kubernetes administers the clusters and may well administer the router; a group
+    without it (the family, reaching the printer and the NAS) is kept off the clusters (stacks.remote_access._routes), and
+    the router is as much the homelab's as they are. Its admin pages ask for a password, and some owners do mean to reach
+    their router from away, so it is said, not refused, with the routes around it (the routes a refusal offers leave the
+    router out already, stacks.remote_access._narrowed)."""
+    remote = stack.remote_access
+    if remote is None:
+        return
+    kept_off = [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
+    if not kept_off:
+        return
+    groups = f"the group {kept_off[0]} reaches" if len(kept_off) == 1 else f"the groups {', '.join(kept_off)} reach"
+    for i, route in enumerate(remote.routes):
+        held = [(key, ip) for key, ip in routers(stack.network) if ip in route]
+        if not held:
+            continue
+        around = [route]
+        for _, ip in held:
+            around = [part for net in around for part in (net.address_exclude(IPv4Network(ip)) if ip in net else (net,))]
+        around = [net for net in around if not hostless(stack.network, net)]
+        named = ", ".join(f"{key} {ip}" for key, ip in held)
+        what = f"is {named}, the router's address" if route.num_addresses == 1 else f"holds {named}, the router's address"
+        fix = f"route {', '.join(str(n) for n in sorted(around))} instead" if around else "remove it"
+        yield Problem(
+            f"iluvatar:remoteAccess.routes[{i}]",
+            f"{route} {what}: {groups} routes but not kubernetes, so the tailnet would reach every port of the router (its admin "
+            f"pages, SSH where it has it), which runs the whole house's network; {fix}, unless {'that group' if len(kept_off) == 1 else 'they'} "
+            "should administer the router",
+        )
+
+
 def _nfs_at_a_router(stack: StackConfig) -> Iterator[Problem]:
     """The NFS class's server at the address of the LAN's router (network.gateway) or a VLAN's: every volume of the class
     mounts from the router. Some routers do serve NFS (a disk on their USB port), so it is said, not refused, as a BMC
@@ -405,6 +441,29 @@ def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
                     f"name both by /dev/disk/by-id (`ls -l /dev/disk/by-id/` on {node.name} shows which kernel name each link is)",
                 )
                 break
+
+
+def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
+    """A machine's install disk and a data disk both named by kernel names of one bus (/dev/sda and /dev/sdb,
+    /dev/nvme0n1 and /dev/nvme1n1): the kernel numbers the disks of a bus in the order they answer at boot, which two
+    disks may swap from one boot to the next (SATA ports probed at once, NVMe controllers asynchronously), and nothing
+    ties either name to a disk. If they swap at the install, Talos installs on the disk meant for Ceph, and the disk
+    named as data is the system disk. A warning: on most machines the order holds, and a name that works is the user's
+    to keep; a by-id link names the disk itself. Virtio disks (vdX) are named in their PCI slots' order, which does not
+    change; two data disks swapping is harmless (both are Ceph's)."""
+    for i, node in enumerate(stack.nodes):
+        install = node.install_disk
+        if not isinstance(install, str) or _KERNEL_DISK.match(install) is None or install.startswith("/dev/vd"):
+            continue
+        bus = _bus(install)
+        for d, disk in enumerate(node.data_disks):
+            if disk != install and _KERNEL_DISK.match(disk) is not None and _bus(disk) == bus and not disk.startswith("/dev/vd"):
+                yield Problem(
+                    f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                    f"{disk} and installDisk {install} are kernel names of one bus, numbered in the order the disks answer at boot, "
+                    "which may change from one boot to the next: if they swap at the install, Talos installs on the disk meant for "
+                    f"Ceph; name both by /dev/disk/by-id (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
+                )
 
 
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:

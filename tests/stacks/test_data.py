@@ -46,6 +46,7 @@ TARGETS: list[tuple[str, str | None]] = [
     ("https://console.wasabisys.com/file_manager/mybucket", None),
     ("s3://console.wasabisys.com/homelab", "eu-central-1"),
     ("s3://console.wasabisys.com/homelab", "auto"),
+    ("https://console.wasabisys.com/file_manager/mybucket", "eu-central"),
     ("https://s3.us-east-1.amazonaws.com:8443/mybucket", None),
     ("s3+http://s3.us-east-1.amazonaws.com:80/homelab", None),
     ("https://s3.eu-central-003.backblazeb2.com:9000/homelab", "eu-central-003"),

@@ -63,7 +63,9 @@ def test_the_fix_a_never_running_drill_is_given_validates_beside_its_stale_after
     # The schedule and the staleAfter the message gives, written back into the same stack: it validates, no warning.
     case = next(c for c in CASES if c["name"] == "data-drill-schedule-never-runs-beside-a-stale-after")
     fix = case["expect"][0].rsplit("; write ", 1)[1]
-    schedule, stale = re.fullmatch(r"(.+), and staleAfter above its \d+d \(e\.g\. (\d+d)\), or leave staleAfter out", fix).groups()  # type: ignore[union-attr]
+    schedule, stale = re.fullmatch(
+        r"(.+), and staleAfter at least \d+h, its \d+d and a drill's 3h \(e\.g\. (\d+d)\), or leave staleAfter out", fix
+    ).groups()  # type: ignore[union-attr]
     path = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:backup.drill": {"schedule": schedule, "staleAfter": stale}}))
     assert warnings(load_stack_file(path, require_secrets=True)) == []
 
