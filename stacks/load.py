@@ -296,6 +296,7 @@ def parse_stack(
         present,
         free_of=taken,
         nodes=nodes,
+        also=_access_groups(remote if isinstance(remote, RemoteAccess) else None),
     )
     problems += discovery_rules.check(
         arda if isinstance(arda, Arda) else None,
@@ -664,6 +665,15 @@ def _validate(model: type[BaseModel], value: Any, path: str, problems: list[Prob
     except ValidationError as e:
         problems.extend(_translate(model, e, path))
         return None
+
+
+def _access_groups(remote: RemoteAccess | None) -> dict[str, list[str]]:
+    """Each group remoteAccess.access names, with the keys that name it: a fix of the group's spelling at identity.groups
+    names them too (stacks.identity)."""
+    found: dict[str, list[str]] = {}
+    for j, grant in enumerate(remote.access if remote is not None else ()):
+        found.setdefault(grant.group, []).append(f"remoteAccess.access[{j}].group")
+    return found
 
 
 def _bmc_addresses(value: Any) -> list[str]:
