@@ -18,6 +18,7 @@ from stacks.edge import edge_addresses
 from stacks.encryption import key_of
 from stacks.model import PiImage, StackConfig
 from stacks.remote_access import base_domain as remote_base_domain
+from stacks.storage import replicas as ceph_replicas
 
 
 def _plural(count: int, noun: str) -> str:
@@ -43,7 +44,12 @@ def nodes(stack: StackConfig) -> str:
     ainur = f"Ainur {roles['valar']} valar + {roles['maiar']} maiar" if stack.ainur else "no Ainur"
     line = f"nodes: {len(stack.nodes)} ({ainur}; Arda {roles['valinor']} valinor + {roles['istari']} istari)"
     netbooting = [n.name for n in stack.nodes if n.boot == "netboot"]
-    return line + (f"; {_joined(netbooting)} {'boots' if len(netbooting) == 1 else 'boot'} from the network" if netbooting else "")
+    line += f"; {_joined(netbooting)} {'boots' if len(netbooting) == 1 else 'boot'} from the network" if netbooting else ""
+    on_vlans: dict[str, list[str]] = {}
+    for n in stack.nodes:
+        if n.vlan is not None:
+            on_vlans.setdefault(n.vlan, []).append(n.name)
+    return line + "".join(f"; {_joined(names)} on VLAN {vlan}" for vlan, names in on_vlans.items())
 
 
 def power(stack: StackConfig) -> str | None:
@@ -69,6 +75,8 @@ def ainur(stack: StackConfig) -> str | None:
         return None
     a = stack.ainur
     mode: str = a.netboot.mode
+    if a.netboot.mode == "dhcp":
+        mode += f", leases of {a.netboot.lease_time}"
     if "mode" not in a.netboot.model_fields_set:
         # Said offline, before the preview that refuses it against a homelab deployed in dhcp mode (stacks.netboot_mode).
         mode += ", the default, as ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp"
@@ -76,12 +84,19 @@ def ainur(stack: StackConfig) -> str | None:
         # Offline, validate cannot see whether the Ainur already lend: `pulumi preview`, which reads the last
         # deployment's outputs, asks for the pool on a first deployment and on a move from proxy (stacks.netboot_mode).
         mode += "; ainur.netboot.routerPool not set: `pulumi preview` asks for it unless the Ainur already served the LAN's DHCP"
+    elif a.netboot.mode == "dhcp":
+        # The pool the Ainur keep their leases apart from, or the user's word that no other server's lease is held.
+        pool = a.netboot.router_pool
+        mode += "; routerPool none: no other DHCP server's lease held" if pool == "none" else f"; the router's pool {pool} kept apart"
     line = f"Ainur: k3s {a.k3s_version}, API VIP {a.vip}, DHCP/TFTP/HTTP/DNS at {a.service_ip} (netboot {mode})"
     if a.git_mirror is not None:
         line += f", Git mirror at {a.git_mirror.ip}"
-    if a.pi_image.release != PiImage().release:
-        # The release the netbooted Pis run is the one choice of ainur.piImage worth a word: the default goes unsaid.
+    if a.pi_image.release != PiImage().release or any(n.boot == "netboot" for n in stack.nodes):
+        # The release the netbooted Pis run is the one choice of ainur.piImage worth a word: said once a Pi boots it, or
+        # when it is not the default.
         line += f"; netbooted Pis run Ubuntu {a.pi_image.release} (ainur.piImage)"
+    if a.secrets_encryption:
+        line += "; Secrets encrypted at rest"
     return line
 
 
@@ -91,7 +106,7 @@ def arda(stack: StackConfig) -> str:
     line += "; the control planes run workloads too" if a.allow_scheduling_on_control_planes else ""
     if a.encryption.enabled:
         line += f"; volumes encrypted with LUKS2 ({_keys(stack)})"
-    return line
+    return line + f"; Cilium {a.cilium.version} {'with' if a.cilium.hubble else 'without'} Hubble"
 
 
 def _keys(stack: StackConfig) -> str:
@@ -132,7 +147,7 @@ def gitops(stack: StackConfig) -> str | None:
     if stack.gitops is None:
         return None
     g = stack.gitops
-    return f"GitOps: {g.repo_url} at {g.revision}, apps under {g.apps_path}/{' (private)' if g.private else ''}"
+    return f"GitOps: {g.repo_url} at {g.revision}, apps under {g.apps_path}/{' (private)' if g.private else ''}; Argo CD chart {g.argocd.version}"
 
 
 def storage(stack: StackConfig) -> str | None:
@@ -146,6 +161,10 @@ def storage(stack: StackConfig) -> str | None:
     for cluster, named in classes.items():
         ordered = sorted(named.items(), key=lambda kv: not kv[1])
         listed = _joined(f"{shown.get(name, name)} (default)" if default else shown.get(name, name) for name, default in ordered)
+        if cluster == "arda" and any(name.startswith("ceph-") for name in named):
+            listed += f", Ceph keeping {ceph_replicas(stack.storage)} copies"
+        if cluster == "ainur" and stack.storage.ainur.encrypted:
+            listed += ", the Ainur's own claims on longhorn-encrypted"
         parts.append(f"{'Arda' if cluster == 'arda' else 'Ainur'} {listed or 'none'}")
     return "storage: " + "; ".join(parts)
 
@@ -237,6 +256,10 @@ def remote_access(stack: StackConfig) -> str | None:
         tailnet = r.tailscale.tailnet if r.tailscale is not None else "-"
         client = r.tailscale.oauth_client_id if r.tailscale is not None else ""
         server = f"Tailscale, the tailnet of OAuth client {client}" if tailnet == "-" else f"Tailscale, tailnet {tailnet}"
+        if r.tailscale is not None and r.tailscale.replace_policy:
+            # Beside the server: every rule, group and grant of the tailnet's policy file is lost at the first `up` (a stack without
+            # replacePolicy: true is refused, stacks.remote_access), and the summary is where the user reads what `up` will do.
+            server += " (the first `up` replaces the tailnet's whole policy file with Iluvatar's: copy what it holds first)"
     groups = _joined(f"{g.group} ({'+'.join(g.reach)})" for g in r.access)
     return f"remote access: {server}; routes {_joined(remote_plan.routes(stack))}; {_plural(len(r.access), 'group')}: {groups}"
 

@@ -14,11 +14,13 @@ This module holds the registry's rules; the models are `stacks.model.App`, `AppS
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
 from stacks.boards import ARDA_ROLES
+from stacks.categories import ARDA_NAMESPACES
 from stacks.errors import Problem
 from stacks.model import App, AppPort, Network, Node
 
@@ -83,7 +85,38 @@ def app_problems(
         if network is not None:
             out += _host(i, app, network, zone_names)
             out += _sources(i, app, network)
+        if app.ports:
+            out += _client_namespaces(i, app, categories, {a.name: a.category for _, a in apps})
     return out
+
+
+def _client_namespaces(i: int, app: App, categories: Sequence[str], app_categories: Mapping[str, str]) -> Iterator[Problem]:
+    """Each client's namespace is one Arda has. Refused, not warned of: the docs make clients "the pods of Arda", and no
+    pod of Arda runs in a namespace Iluvatar does not make. Its apps from Git deploy only into the category namespaces and
+    may create no Namespace (their AppProject's destinations and clusterResourceBlacklist, plans.gitops.git_app_project),
+    and its platform runs in its own (`ARDA_NAMESPACES`). A client namespace outside them names pods that never exist,
+    and the policy, which admits only the pods it names, shuts out the ones meant, with no error anywhere."""
+    known = [*dict.fromkeys([*categories, *app_categories.values()]), *ARDA_NAMESPACES]
+    for k, client in enumerate(app.clients):
+        name = client.namespace
+        if name in known:
+            continue
+        path = app_path(i, f"clients[{k}].namespace")
+        why = (
+            f"{name} is no namespace of Arda: Iluvatar makes one per app category and its own, and the GitOps repository's apps "
+            f"may make none, so {app.name}'s policy would admit pods that never exist and shut out the ones meant"
+        )
+        if name in app_categories:
+            fix = f"{name} is an app, which runs in its category's namespace: write {app_categories[name]}"
+        else:
+            close = difflib.get_close_matches(name, known, n=1)
+            fix = (
+                f"write {close[0]}"
+                if close
+                else f"write the namespace the client pods run in: their app's category ({', '.join(dict.fromkeys([*categories, *app_categories.values()]))}) "
+                "or one of Iluvatar's own (e.g. envoy-gateway-system, the gateways')"
+            )
+        yield Problem(path, f"{why}; {fix}")
 
 
 def _sources(i: int, app: App, network: Network) -> Iterator[Problem]:

@@ -22,6 +22,33 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
 )
 
 
+# The namespaces of Arda that are not a category's: Kubernetes' own, and those Iluvatar's layers run their controllers in
+# (Argo CD, the edge's cert-manager and Envoy Gateway, Cilium and CoreDNS in kube-system, External Secrets and its store,
+# VolSync, the etcd backup and the drills, monitoring and the logs, the gateways' `networking`, Rook-Ceph, local-path,
+# the NFS CSI driver, the Tailscale operator). tests/stacks/test_apps.py keeps it in step with what the homelab, rk1
+# and a Tailscale stack render on Arda.
+ARDA_NAMESPACES: tuple[str, ...] = (
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "argocd",
+    "cert-manager",
+    "envoy-gateway-system",
+    "external-secrets",
+    "iluvatar-secrets",
+    "volsync-system",
+    "etcd-backup",
+    "backup-drill",
+    "monitoring",
+    "networking",
+    "rook-ceph",
+    "local-path-storage",
+    "csi-nfs",
+    "tailscale",
+)
+
+
 def known_categories(extra: Iterable[str] = ()) -> tuple[str, ...]:
     """The categories a stack may use: the defaults, then the stack's own (`extra`), each once.
 

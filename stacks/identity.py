@@ -78,10 +78,13 @@ def check(
     secrets: Collection[str],
     free_of: Container[IPv4Address] = (),
     nodes: Sequence[tuple[int, Node]] = (),
+    also: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Problem]:
     """Every identity rule. `taken` maps the LAN's static addresses (machines, VIPs) to what holds them;
     `zone_names` the internal zone's names that are not apps to what owns them; `free_of`: what an address suggested
-    as free must not be (the whole address table and the lent ranges, stacks.rules.Taken), `taken`'s keys if empty."""
+    as free must not be (the whole address table and the lent ranges, stacks.rules.Taken), `taken`'s keys if empty.
+    `also` maps a group to the other keys that name it (remoteAccess.access[].group), which a fix of its spelling
+    names too: fixed at identity.groups alone, the group would be refused there next."""
     secret = f"iluvatar:{SECRET}"
     if identity is None:
         if not identity_set and SECRET in secrets:
@@ -99,7 +102,7 @@ def check(
         out += _address(identity, network, taken, free_of or frozenset(taken))
         out += _hosts(identity, network, apps, zone_names, nodes, published(gitops_set, ainur_set))
     out += _connector(identity, secrets)
-    out += _groups(identity)
+    out += _groups(identity, also or {})
     out += _headlamp(identity, gitops_set, apps)
     return out
 
@@ -195,15 +198,16 @@ def _connector(identity: Identity, secrets: Collection[str]) -> Iterator[Problem
         )
 
 
-def _groups(identity: Identity) -> Iterator[Problem]:
+def _groups(identity: Identity, also: Mapping[str, Sequence[str]] | None = None) -> Iterator[Problem]:
     seen: dict[str, int] = {}
     static = identity.connector.groups if identity.connector.type == "static" else None
+    groups = [b.group for b in identity.groups]
     for i, binding in enumerate(identity.groups):
         path = f"{IDENTITY}.groups[{i}]"
         orgs = [org for org in identity.connector.orgs if GITHUB_LOGIN.match(org)]
         if identity.connector.type == "github" and orgs:
             # Against the orgs written as logins: one written as a URL is said once, at its own path.
-            yield from _github_group(f"{path}.group", binding.group, orgs)
+            yield from _github_group(f"{path}.group", binding.group, identity.connector.orgs, groups, (also or {}).get(binding.group, ()))
         if binding.cluster_role not in CLUSTER_ROLES:
             yield Problem(
                 f"{path}.clusterRole",
@@ -223,30 +227,61 @@ def team_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")
 
 
-def _github_group(path: str, group: str, orgs: Sequence[str]) -> Iterator[Problem]:
+def _github_group(path: str, group: str, written: Sequence[str], groups: Sequence[str] = (), also: Sequence[str] = ()) -> Iterator[Problem]:
     """A group Dex's GitHub connector never gives: with `orgs` listed (as plans.identity renders it, teamNameField: slug),
     a user's groups are `<org>:<team slug>` for each of their teams in those orgs, the org as the config spells it
     (dex v2.45.1, connector/github/github.go:331 formatTeamName, :343-376 groupsForOrgs, :722-733 teamGroupClaims);
-    never the organisation alone, nor a team's display name, nor an org the connector does not list."""
+    never the organisation alone, nor a team's display name, nor an org the connector does not list.
+
+    `written` is connector.orgs as written (an entry that is no login is said at its own key), `groups` every group
+    identity binds, `also` the other keys holding this group (remoteAccess.access[].group): each fix names them, so that
+    applying it as written leaves no key with the old spelling.
+
+    An org spelt in another case than connector.orgs: GitHub finds an organisation whatever the case of its URL, so the
+    membership check passes (github.go:655, GET /orgs/<org>/members/<user>), but Dex keeps a user's teams only where the
+    team's organisation login, as GitHub spells it, equals connector.orgs' entry letter for letter (github.go:709,
+    `t.Org.Login == orgName`) and names the group with that entry (:369). So connector.orgs must be the login's own
+    spelling, and the groups must spell the org as connector.orgs does: which of the two spellings is GitHub's, the
+    stack cannot tell, so both fixes are offered (the entry's, in one key, when every group spells the org alike)."""
+    orgs = [org for org in written if GITHUB_LOGIN.match(org)]
     org, colon, team = group.partition(":")
     listed = ", ".join(orgs)
+    there = _also(also)
     if not colon:
         yield Problem(
             path,
             f"{group} is not a group Dex gives a GitHub user: their groups are <org>:<team slug>, one for each of their teams in "
-            f"connector.orgs ({listed}), never an organisation alone; bind a team, e.g. {orgs[0]}:<team slug>",
+            f"connector.orgs ({listed}), never an organisation alone; bind a team, e.g. {orgs[0]}:<team slug>{there}",
         )
     elif org not in orgs:
         near = next((o for o in orgs if o.lower() == org.lower()), None)
-        hint = f"; write it as connector.orgs spells it: {near}:{team}" if near else f"; add {org} to connector.orgs, or bind a team of {listed}"
+        hint = f"; add {org} to connector.orgs, or bind a team of {listed}{there}"
+        if near is not None:
+            k = written.index(near)
+            spellings = {g.partition(":")[0] for g in groups if ":" in g and g.partition(":")[0].lower() == org.lower()}
+            entry = f"connector.orgs[{k}] as {org} if that is how GitHub spells the organisation's login (github.com/{org}), or "
+            yield Problem(
+                path,
+                f"{group}: {org} is spelt {near} in connector.orgs, and Dex keeps a user's teams only where GitHub spells the "
+                "organisation's login letter for letter as connector.orgs does, and names each group with that spelling; write "
+                f"{entry if spellings == {org} else ''}{near}:{team}{there}",
+            )
+            return
         yield Problem(path, f"{group}: {org} is not one of connector.orgs ({listed}), and Dex reads the teams of those orgs only{hint}")
     elif team != team_slug(team) or not team:
-        fix = f"write {org}:{team_slug(team)}" if team_slug(team) else "name the team by its slug"
+        fix = f"write {org}:{team_slug(team)}{there}" if team_slug(team) else f"name the team by its slug{there}"
         yield Problem(
             path,
             f"{group}: {team or '(nothing)'} is not a team's slug, and Dex names each team by its slug (lower-case letters, digits, "
             f"'-' and '_': github.com/orgs/{org}/teams/<slug>); {fix}",
         )
+
+
+def _also(paths: Sequence[str]) -> str:
+    """The other keys a group's fix is written at, as a message's tail."""
+    if not paths:
+        return ""
+    return " both here and at " + (paths[0] if len(paths) == 1 else f"{', '.join(paths[:-1])} and {paths[-1]}")
 
 
 # A GitHub organisation's login, which Dex's connector matches against the user's orgs (github.com/<login>): letters,

@@ -296,6 +296,7 @@ def parse_stack(
         present,
         free_of=taken,
         nodes=nodes,
+        also=_access_groups(remote if isinstance(remote, RemoteAccess) else None),
     )
     problems += discovery_rules.check(
         arda if isinstance(arda, Arda) else None,
@@ -473,6 +474,7 @@ def parse_stack(
         f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
         Secure,
         arda.kernel_args if isinstance(arda, Arda) else None,
+        _bmc_addresses(values.get("nodes")),
     )
     problems = dhcp_range_once(problems, parsed.network, _fixed_addresses(parsed))
     # A credential in the wrong place says where it goes: neither its secret's "is required" nor what the model or a rule
@@ -663,6 +665,30 @@ def _validate(model: type[BaseModel], value: Any, path: str, problems: list[Prob
     except ValidationError as e:
         problems.extend(_translate(model, e, path))
         return None
+
+
+def _access_groups(remote: RemoteAccess | None) -> dict[str, list[str]]:
+    """Each group remoteAccess.access names, with the keys that name it: a fix of the group's spelling at identity.groups
+    names them too (stacks.identity)."""
+    found: dict[str, list[str]] = {}
+    for j, grant in enumerate(remote.access if remote is not None else ()):
+        found.setdefault(grant.group, []).append(f"remoteAccess.access[{j}].group")
+    return found
+
+
+def _bmc_addresses(value: Any) -> list[str]:
+    """The BMC addresses the node entries write (power.bmc.address), each once, those of entries that did not parse
+    included: a password's fix names them whatever else is wrong with the entry."""
+    found: list[str] = []
+    for item in value if isinstance(value, list) else ():
+        power = item.get("power") if isinstance(item, Mapping) else None
+        bmc = power.get("bmc") if isinstance(power, Mapping) else None
+        address = bmc.get("address") if isinstance(bmc, Mapping) else None
+        try:
+            found.append(str(IPv4Address(str(address))))
+        except ValueError:
+            continue  # no address, or not one: said at the entry, and no command can name it
+    return list(dict.fromkeys(found))
 
 
 def _nodes(value: Any, problems: list[Problem]) -> tuple[list[tuple[int, Node]], bool]:

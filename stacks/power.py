@@ -85,13 +85,16 @@ def check(
     passwords_set: bool,
     secure: type,
     kernel_args: Mapping[str, Sequence[str]] | None = None,
+    written: Sequence[str] = (),
 ) -> list[Problem]:
     """Every problem with the nodes' `power` and the BMC passwords.
 
     `passwords` is what the stack holds at iluvatar:bmcPasswords as parse_stack sees it: a mapping of
     BMC address to value (each a `secure` instance when it is a Pulumi secret), one `secure` value
     (a single secret, not one per address), or anything else (plain text, which stacks.load refuses). `kernel_args` is
-    iluvatar:arda.kernelArgs, by board.
+    iluvatar:arda.kernelArgs, by board. `written` is every BMC address the stack's node entries write, those that did not
+    parse included (a slot out of range leaves its machine out of `nodes`), so the fix of a password written whole names
+    the stack's own BMCs.
     """
     out: list[Problem] = []
     ips = {n.ip: (i, n.name) for i, n in nodes}
@@ -155,7 +158,7 @@ def check(
                     )
                 )
             needed.setdefault(str(bmc.address), (i, node.name))
-    out += _passwords(needed, passwords, passwords_set, nodes_complete, secure, offer.address if offer.slots else None)
+    out += _passwords(needed, passwords, passwords_set, nodes_complete, secure, offer.address if offer.slots else None, written)
     return out
 
 
@@ -315,11 +318,20 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
 
 
 def _passwords(
-    needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_set: bool, nodes_complete: bool, secure: type, offered: str | None = None
+    needed: Mapping[str, tuple[int, str]],
+    passwords: Any,
+    passwords_set: bool,
+    nodes_complete: bool,
+    secure: type,
+    offered: str | None = None,
+    written: Sequence[str] = (),
 ) -> Iterator[Problem]:
     """The BMC passwords against the BMCs the machines log in to (`needed`). `offered` is the BMC a refusal of
-    Wake-on-LAN offers a machine (`_Offer`): its password is the one the fix needs, not one to remove."""
-    example = next(iter(needed), "10.10.0.5")
+    Wake-on-LAN offers a machine (`_Offer`): its password is the one the fix needs, not one to remove. A password written
+    whole is replaced by one per BMC the stack names (`written`, in inventory order, then `offered`): the docs' example
+    address only when it names none."""
+    bmcs = list(dict.fromkeys([*written, *needed, *([offered] if offered is not None else [])]))
+    run = " and ".join(set_password(a) for a in bmcs) if bmcs else f"{set_password('10.10.0.5')} for each BMC"
     if not passwords_set:
         for address, (i, name) in needed.items():
             yield UnsetSecret(
@@ -332,14 +344,12 @@ def _passwords(
         # One secret for the whole key: it cannot say which BMC a password is for.
         yield Problem(
             PASSWORDS_KEY,
-            f"is one secret, but it holds one password per BMC address: remove it and run {set_password(example)} for each BMC",
+            f"is one secret, but it holds one password per BMC address: remove it and run {run}",
         )
         return
     if not isinstance(passwords, Mapping):
         # Never echo the value: it is a password the user just leaked into a file.
-        yield Problem(
-            PASSWORDS_KEY, f"is in plain text, and holds one password per BMC address: remove it and run {set_password(example)} for each BMC"
-        )
+        yield Problem(PASSWORDS_KEY, f"is in plain text, and holds one password per BMC address: remove it and run {run}")
         return
     given = {str(k) for k in passwords}
     for address, (i, name) in needed.items():

@@ -144,6 +144,21 @@ def _zone_names(p: Parsed) -> dict[str, str]:
     return names
 
 
+def _tiny_vlan(path: str, cidr: IPv4Network) -> Problem:
+    """A VLAN of one or two addresses. A /31 has no network or broadcast address (RFC 3021: both are the two ends of a
+    point-to-point link), so its gateway is no edge; what is wrong is that a VLAN is a subnet its router serves to the
+    devices on it (stacks.model.Vlan), and a /31 holds the router and one device at most, a /32 the router alone."""
+    room = (
+        "two addresses, the two ends of a point-to-point link (RFC 3021: a /31 has no network or broadcast address), room for "
+        "its router and one device at most"
+        if cidr.prefixlen == 31
+        else "one address, room for its router alone"
+    )
+    return Problem(
+        path, f"{cidr} is {room}: too small for a VLAN; write the whole subnet its router serves on it, e.g. {cidr.supernet(new_prefix=24)}"
+    )
+
+
 def _edge_addresses(net: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
     return net.network_address, net.broadcast_address
 
@@ -302,7 +317,9 @@ def _network(net: Network) -> list[Problem]:
         seen_names.setdefault(vlan.name, i)
         if vlan.cidr.overlaps(net.lan):
             out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}; give the VLAN a subnet of its own"))
-        if vlan.gateway is not None:
+        if vlan.cidr.prefixlen >= 31:
+            out.append(_tiny_vlan(f"{path}.cidr", vlan.cidr))
+        elif vlan.gateway is not None:
             if vlan.gateway not in vlan.cidr:
                 out.append(
                     Problem(
@@ -1240,6 +1257,8 @@ def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
             node_path(i, "ip"),
             f"{node.ip} is outside network.vlans {node.vlan} {vlan.cidr}; {fix}, or move {node.name} to the VLAN its address is on",
         )
+    elif vlan.cidr.prefixlen >= 31:
+        return  # no host address to offer: the VLAN's size is said at its cidr (_tiny_vlan)
     elif node.ip in _edge_addresses(vlan.cidr):
         yield Problem(
             node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {vlan.cidr}, which no host can have; {fix}"

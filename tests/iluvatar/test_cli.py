@@ -25,12 +25,12 @@ ILUVATAR = Path(sys.executable).parent / "iluvatar"
 HOMELAB_SUMMARY = """\
   network: LAN 192.168.0.0/24 (iluvatar.home.arpa), gateway 192.168.0.1, DNS 192.168.0.1; DHCP 192.168.0.100-192.168.0.199; load balancers 192.168.0.220-192.168.0.239; 1 VLAN: iot 192.168.20.0/24 (id 20); public zone example.com
   nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari)
-  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
-  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20; volumes encrypted with LUKS2 (unlocked through the Ainur's KMS)
+  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp, leases of 12h; routerPool none: no other DHCP server's lease held), Git mirror at 192.168.0.15; Secrets encrypted at rest
+  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20; volumes encrypted with LUKS2 (unlocked through the Ainur's KMS); Cilium 1.18.4 with Hubble
   apps: 7 (home-assistant, jellyfin, blog, grafana, headlamp, minecraft, mosquitto); 1 external; raw ports: minecraft at 192.168.0.220 (25565/tcp, 19132/udp); mosquitto at 192.168.0.221 (1883/tcp, 8883/tcp)
   edge: public ingress cloudflare-tunnel, public DNS cloudflare (account 0123456789abcdef0123456789abcdef); envoy-internal 192.168.0.238, envoy-external 192.168.0.239
-  GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/
-  storage: Arda ceph-block (default), ceph-filesystem, local-path; Ainur longhorn (default)
+  GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/; Argo CD chart 10.8.0
+  storage: Arda ceph-block (default), ceph-filesystem, local-path, Ceph keeping 3 copies; Ainur longhorn (default), the Ainur's own claims on longhorn-encrypted
   monitoring: Prometheus keeps 30d on 50Gi; alerts by ntfy to https://ntfy.sh/iluvatar-example-alerts
   logs: VictoriaLogs on Arda keeps 14d on 20Gi (ceph-block); the Pis send to 192.168.0.236
   identity: sign-in through github of orgs example (Dex at 192.168.0.16), 2 groups bound to cluster roles
@@ -39,11 +39,11 @@ HOMELAB_SUMMARY = """\
 RK1_SUMMARY = """\
   network: LAN 10.10.0.0/24 (turing.home.arpa), gateway 10.10.0.1, DNS 10.10.0.1, 9.9.9.9; DHCP 10.10.0.100-10.10.0.199; load balancers 10.10.0.200-10.10.0.219
   nodes: 4 (no Ainur; Arda 3 valinor + 1 istari)
-  Arda: turing, Talos v1.14.1, Kubernetes v1.35.1, API VIP 10.10.0.10; the control planes run workloads too
+  Arda: turing, Talos v1.14.1, Kubernetes v1.35.1, API VIP 10.10.0.10; the control planes run workloads too; Cilium 1.18.4 with Hubble
   apps: 2 (grafana, home-assistant); 0 external
   edge: public ingress none, public DNS none; envoy-internal 10.10.0.218, LAN resolver 10.10.0.217
-  GitOps: https://github.com/example/turing-pi.git at main, apps under apps/
-  storage: Arda ceph-block (default), local-path
+  GitOps: https://github.com/example/turing-pi.git at main, apps under apps/; Argo CD chart 10.8.0
+  storage: Arda ceph-block (default), local-path, Ceph keeping 3 copies
   monitoring: Prometheus keeps 15d on 20Gi; alerts by webhook to http://10.10.0.5:8080/alerts
   logs: VictoriaLogs on Arda keeps 14d on 20Gi (ceph-block)
 """
@@ -119,9 +119,10 @@ def test_the_minimal_example_is_valid_as_it_ships() -> None:
         "examples/Pulumi.minimal.yaml: valid\n"
         "  network: LAN 192.168.1.0/24 (lab.home.arpa), gateway 192.168.1.1, DNS 192.168.1.1; DHCP 192.168.1.100-192.168.1.199; load balancers 192.168.1.220-192.168.1.239\n"
         "  nodes: 2 (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari)\n"
-        "  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp)\n"
+        "  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp, leases of 12h; the router's "
+        "pool 192.168.1.240-192.168.1.254 kept apart); Secrets encrypted at rest\n"
         "  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.1.13; the control planes run workloads too; volumes encrypted "
-        "with LUKS2 (unlocked through the Ainur's KMS)\n"
+        "with LUKS2 (unlocked through the Ainur's KMS); Cilium 1.18.4 with Hubble\n"
     )
 
 

@@ -41,7 +41,7 @@ def test_each_line_shows_the_servers_and_choices_it_read() -> None:
         }
     )
     assert [line for line in lines if line.startswith(("storage:", "monitoring:"))] == [
-        "storage: Arda ceph-block (default), local-path, nfs (10.10.0.40:/volume1/k8s)",
+        "storage: Arda ceph-block (default), local-path, nfs (10.10.0.40:/volume1/k8s), Ceph keeping 3 copies",
         "monitoring: Prometheus keeps 15d on 20Gi; alerts by webhook to http://10.10.0.5:8080/alerts; heartbeat to https://hc-ping.com/5b9f3e1c-7a0d-4c2e-9f1a-3d8e6b2c4a71",
     ]
 
@@ -81,7 +81,7 @@ def test_sections_the_stack_lacks_get_no_line() -> None:
     lines = rk1(**{"iluvatar:apps": None, "iluvatar:monitoring": None, "iluvatar:gitops": None})
     assert [line.split(":")[0] for line in lines] == ["network", "nodes", "Arda"]
     private = rk1(**{"iluvatar:gitops": {"repoUrl": "https://github.com/example/turing-pi.git", "private": True}, "iluvatar:gitopsToken": Secure()})
-    assert "GitOps: https://github.com/example/turing-pi.git at HEAD, apps under apps/ (private)" in private
+    assert "GitOps: https://github.com/example/turing-pi.git at HEAD, apps under apps/ (private); Argo CD chart 10.8.0" in private
 
 
 def test_remote_access_says_its_server_routes_and_groups() -> None:
@@ -94,7 +94,12 @@ def test_remote_access_says_its_server_routes_and_groups() -> None:
     own = {**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "baseDomain": "ts.example.net", "derp": "embedded"}}
     server = "Headscale at https://vpn.example.com (LAN 192.168.0.17, devices named under ts.example.net, its own DERP relay)"
     assert summary(remote_stack(own))[-1] == f"remote access: {server}; {routes}; {groups}"
-    assert summary(remote_stack(TAILSCALE))[-1] == f"remote access: Tailscale, the tailnet of OAuth client kQ2wZp7CNTRL; {routes}; {groups}"
+    # replacePolicy: true (validate refuses a Tailscale stack without it) loses every rule, group and grant of the tailnet's
+    # policy at the first `up`: the line says so.
+    assert summary(remote_stack(TAILSCALE))[-1] == (
+        "remote access: Tailscale, the tailnet of OAuth client kQ2wZp7CNTRL (the first `up` replaces the tailnet's whole policy file "
+        f"with Iluvatar's: copy what it holds first); {routes}; {groups}"
+    )
 
 
 def test_logs_say_what_the_store_keeps_or_that_they_are_off() -> None:
@@ -152,8 +157,9 @@ def test_the_ainur_line_names_a_pi_image_release_other_than_the_default(tmp_path
     }
     doc = edit(homelab_doc(), {"iluvatar:ainur.piImage": image})
     assert summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2] == (
-        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at "
-        "192.168.0.15; netbooted Pis run Ubuntu 24.04.2 (ainur.piImage)"
+        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp, leases of 12h; routerPool "
+        "none: no other DHCP server's lease held), Git mirror at 192.168.0.15; netbooted Pis run Ubuntu 24.04.2 (ainur.piImage); Secrets "
+        "encrypted at rest"
     )
     doc = edit(homelab_doc(), {"iluvatar:ainur.piImage": {"release": "24.04.3"}})  # the default, written out
     assert "ainur.piImage" not in summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2]
@@ -164,8 +170,9 @@ def test_the_ainur_line_says_preview_asks_for_the_routers_pool_in_dhcp_mode_with
     # move from proxy (stacks.netboot_mode), and the summary says so rather than reading as settled.
     doc = edit(homelab_doc(), delete=["iluvatar:ainur.netboot.routerPool"])
     assert summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2] == (
-        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp; ainur.netboot.routerPool "
-        "not set: `pulumi preview` asks for it unless the Ainur already served the LAN's DHCP), Git mirror at 192.168.0.15"
+        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp, leases of 12h; "
+        "ainur.netboot.routerPool not set: `pulumi preview` asks for it unless the Ainur already served the LAN's DHCP), Git mirror at "
+        "192.168.0.15; Secrets encrypted at rest"
     )
 
 
@@ -175,3 +182,49 @@ def _secrets_set(raw: dict[str, Any]) -> dict[str, Any]:
         raw[f"iluvatar:{key}"] = Secure()
     raw["iluvatar:appSecrets"] = {"home-assistant": {"WEATHER_API_KEY": Secure()}}
     return raw
+
+
+def test_the_arda_and_gitops_lines_name_the_cilium_and_argo_cd_charts() -> None:
+    arda = read_stack_file(RK1).config["iluvatar:arda"]
+    lines = rk1(
+        **{
+            "iluvatar:arda": {**arda, "cilium": {"version": "1.17.9", "hubble": False}},
+            "iluvatar:gitops": {"repoUrl": "https://github.com/example/turing-pi.git", "argocd": {"version": "9.1.0"}},
+        }
+    )
+    assert [line for line in lines if line.startswith(("Arda:", "GitOps:"))] == [
+        "Arda: turing, Talos v1.14.1, Kubernetes v1.35.1, API VIP 10.10.0.10; the control planes run workloads too; Cilium 1.17.9 without Hubble",
+        "GitOps: https://github.com/example/turing-pi.git at HEAD, apps under apps/; Argo CD chart 9.1.0",
+    ]
+
+
+def test_the_ainur_line_says_the_leases_the_routers_pool_and_secrets_at_rest(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.leaseTime": "24h", "iluvatar:ainur.netboot.routerPool": "none"})
+    assert summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))[2] == (
+        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp, leases of 24h; routerPool "
+        "none: no other DHCP server's lease held), Git mirror at 192.168.0.15; Secrets encrypted at rest"
+    )
+
+
+def test_a_netbooting_pi_has_the_ainur_line_name_its_release_and_the_nodes_line_each_machine_on_a_vlan(tmp_path: Path) -> None:
+    doc = edit(
+        homelab_doc(),
+        {
+            "iluvatar:nodes[2].boot": "netboot",
+            "iluvatar:nodes[2].serial": "3f2a91c4",
+            "iluvatar:nodes[7].vlan": "iot",
+            "iluvatar:nodes[7].ip": "192.168.20.32",
+        },
+    )
+    lines = summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config)))
+    assert lines[1] == "nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari); ilmare boots from the network; saruman on VLAN iot"
+    assert lines[2].endswith("; netbooted Pis run Ubuntu 24.04.3 (ainur.piImage); Secrets encrypted at rest")
+
+
+def test_the_storage_line_names_cephs_copies_and_the_ainurs_encrypted_claims(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:storage.arda.ceph.replicas": 2, "iluvatar:storage.ainur.encrypted": True})
+    [line] = [line for line in summary(parse_stack(_secrets_set(read_stack_file(write_stack(tmp_path, doc)).config))) if line.startswith("storage:")]
+    assert line == (
+        "storage: Arda ceph-block (default), ceph-filesystem, local-path, Ceph keeping 2 copies; Ainur longhorn (default), the Ainur's own "
+        "claims on longhorn-encrypted"
+    )

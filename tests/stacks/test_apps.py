@@ -97,3 +97,41 @@ def test_a_host_network_apps_forbidden_ports_include_the_programs_own_host_netwo
 
     assert NODE_LISTENERS[(logs.TELEMETRY_PORT, "tcp")] == "the log collector's telemetry"
     assert NODE_LISTENERS[(monitoring.NODE_EXPORTER_PORT, "tcp")] == "node-exporter"
+
+
+def _arda_namespaces(files: dict[str, str]) -> set[str]:
+    """Every namespace Arda's rendered objects live in, Namespace objects name, or a platform Application deploys into."""
+    import yaml
+
+    found = set()
+    for name, text in files.items():
+        parts = name.split("/")
+        if parts[:2] != ["kubernetes", "arda"]:
+            continue
+        if parts[2] != "_cluster":
+            found.add(parts[2])
+        elif parts[3].startswith("Namespace-"):
+            found.add(parts[3].removeprefix("Namespace-").removesuffix(".yaml"))
+        if parts[2] == "argocd" and parts[3].startswith("Application-"):
+            found.add(yaml.safe_load(text)["spec"]["destination"]["namespace"])
+    return found
+
+
+def test_the_namespaces_a_client_may_name_are_those_arda_has() -> None:
+    # The rule's list of Iluvatar's own namespaces (stacks.categories.ARDA_NAMESPACES) against what renders on Arda:
+    # the homelab (Ceph, backups, drills, monitoring, External Secrets), rk1 (local-path) and Tailscale's operator.
+    import tempfile
+    from pathlib import Path
+
+    from iluvatar.render import kubernetes_files
+    from iluvatar.simulate import simulate
+    from stacks.categories import ARDA_NAMESPACES
+    from tests.edit import HOMELAB, write_stack
+    from tests.remote_stacks import TAILSCALE, remote_doc
+    from tests.sims import simulated
+
+    tailscale = read_stack_file(write_stack(Path(tempfile.mkdtemp(prefix="iluvatar-ns-")), remote_doc(TAILSCALE)))
+    runs = [simulated(HOMELAB), simulated(RK1), simulate(tailscale)]
+    rendered = set().union(*(_arda_namespaces(kubernetes_files(run)) for run in runs)) - set(DEFAULT_CATEGORIES)
+    assert rendered <= set(ARDA_NAMESPACES), sorted(rendered - set(ARDA_NAMESPACES))
+    assert "tailscale" in rendered and "rook-ceph" in rendered and "local-path-storage" in rendered

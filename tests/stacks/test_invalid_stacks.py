@@ -102,6 +102,32 @@ def test_the_routes_offered_for_a_route_wider_than_the_networks_validate(name: s
     assert [w for w in warnings(load_stack_file(path, require_secrets=True)) if "routes" in str(w)] == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "github-groups-all-in-another-spelling-than-connector-orgs-and-named-by-remote-access",
+        "github-group-by-the-teams-name-also-named-by-remote-access",
+    ],
+)
+def test_a_groups_fixes_applied_as_written_validate(name: str, tmp_path: Path) -> None:
+    # Each way out a message gives, written at every key it names: valid (no key is left with the old spelling).
+    case = next(c for c in CASES if c["name"] == name)
+    doc = edit(homelab_doc(), case.get("set"))
+    fixes: list[dict[str, Any]] = [{}, {}]
+    for message in case["expect"]:
+        key, rest = message.split(": ", 1)
+        fix = rest.rsplit("; write ", 1)[1]
+        org = re.match(r"connector\.orgs\[(\d+)\] as (\S+) if .*?, or (.*)", fix)
+        if org is not None:
+            fixes[1][f"iluvatar:identity.connector.orgs[{org.group(1)}]"] = org.group(2)
+            fix = org.group(3)
+        group, _, there = fix.partition(" both here and at ")
+        fixes[0][key] = group
+        fixes[0].update({f"iluvatar:{path}": group for path in there.split(" and ") if path})
+    for applied in [f for f in fixes if f]:
+        load_stack_file(write_stack(tmp_path, edit(doc, applied)), require_secrets=True)
+
+
 def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
     case = next(c for c in CASES if c["name"] == "token-in-plain-text")
     path = write_stack(tmp_path, edit(homelab_doc(), case["set"]))

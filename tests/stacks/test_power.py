@@ -107,7 +107,7 @@ def test_one_secret_instead_of_one_per_bmc_is_refused_at_preview() -> None:
     lines = refused(cfg, [*keys, "iluvatar:bmcPasswords"])
     assert lines == [
         "iluvatar:bmcPasswords: is one secret, but it holds one password per BMC address: remove it and run "
-        "`pulumi config set --secret --path 'iluvatar:bmcPasswords[\"192.168.0.5\"]' <password>` for each BMC"
+        "`pulumi config set --secret --path 'iluvatar:bmcPasswords[\"192.168.0.5\"]' <password>`"
     ]
 
 
