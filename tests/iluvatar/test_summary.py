@@ -188,12 +188,12 @@ def test_the_arda_and_gitops_lines_name_the_cilium_and_argo_cd_charts() -> None:
     arda = read_stack_file(RK1).config["iluvatar:arda"]
     lines = rk1(
         **{
-            "iluvatar:arda": {**arda, "cilium": {"version": "1.17.9", "hubble": False}},
+            "iluvatar:arda": {**arda, "cilium": {"version": "1.18.0", "hubble": False}},
             "iluvatar:gitops": {"repoUrl": "https://github.com/example/turing-pi.git", "argocd": {"version": "9.1.0"}},
         }
     )
     assert [line for line in lines if line.startswith(("Arda:", "GitOps:"))] == [
-        "Arda: turing, Talos v1.14.1, Kubernetes v1.35.1, API VIP 10.10.0.10; the control planes run workloads too; Cilium 1.17.9 without Hubble",
+        "Arda: turing, Talos v1.14.1, Kubernetes v1.35.1, API VIP 10.10.0.10; the control planes run workloads too; Cilium 1.18.0 without Hubble",
         "GitOps: https://github.com/example/turing-pi.git at HEAD, apps under apps/; Argo CD chart 9.1.0",
     ]
 

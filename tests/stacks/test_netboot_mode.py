@@ -170,7 +170,7 @@ def test_validate_says_when_the_mode_is_the_default_not_the_stacks() -> None:
     told so, and what a homelab serving its LAN's DHCP must write."""
     assert summary.ainur(_with()) == (
         "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot proxy, the default, as "
-        "ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp), Git mirror at 192.168.0.15"
+        "ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp), Git mirror at 192.168.0.15; Secrets encrypted at rest"
     )
     assert "(netboot proxy), Git mirror" in str(summary.ainur(_with(mode="proxy")))
 
