@@ -220,7 +220,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
             )
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
-    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed) + _arda_vip(stack, deployed)
+    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed) + _arda_vip(stack, deployed) + _roles(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -838,6 +838,43 @@ def _encryption(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 " time: move its local volumes' data off (a machine with Ceph OSDs retires them first,"
                 " docs/day2.md#retiring-a-disk-or-a-machine), remove it from iluvatar:nodes and run pulumi up (its delete resets"
                 " it), wipe its system disk and put it back: it installs anew (docs/layers/data.md#turning-encryption-on)",
+            )
+        )
+    return out
+
+
+ROLE_NAMES = {"valinor": "a control plane", "istari": "a worker"}
+
+
+def _roles(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """An Arda machine's role is fixed while it runs: Talos takes its machine type (machine.type: controlplane, worker)
+    from its config, but an applied config is validated and set with no look at the type the machine runs
+    (siderolabs/talos v1.14.0-rc.1 internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:181-320,
+    ApplyConfiguration), and what a control plane runs besides a worker's services, etcd and trustd, is chosen once, at
+    boot, by that type (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go:354-405,
+    StartAllServices). So a worker made a control plane is no etcd member until a reboot starts one on a machine that
+    never joined (and every talosconfig lists it as an endpoint meanwhile), and a control plane made a worker keeps its
+    member in etcd's quorum while it runs none. The way is the one a machine's removal and addition already take:
+    its step's delete resets it (a control plane leaves etcd first), and it installs from maintenance mode with the new
+    role. A machine recorded without its role (an older output) is not read as changed: nothing says it was."""
+    former = former_names(stack, deployed.nodes)
+    out: list[Problem] = []
+    for i, node in enumerate(stack.nodes):
+        if node.role not in ARDA_ROLES or not installed(node, deployed, former.get(node.name)):
+            continue
+        was = deployed.nodes[former.get(node.name, node.name)].get("role")
+        if was not in ROLE_NAMES or was == node.role:
+            continue
+        out.append(
+            Problem(
+                f"iluvatar:nodes[{i}].role",
+                f"{node.role}, but {node.name} runs as {ROLE_NAMES[str(was)]} ({was}), and Talos does not turn one into the other"
+                f" in place: what a control plane runs (etcd, trustd) is chosen when the machine boots, and a config applied to a"
+                f" running machine changes its type without joining or leaving etcd; write {was} back, or change it in two runs:"
+                f" remove {node.name} from iluvatar:nodes and `pulumi up` (its delete resets it, a control plane leaving etcd first;"
+                " a machine with Ceph OSDs retires them first, docs/day2.md#removing-a-machine), then add it back with role"
+                f" {node.role} and `pulumi up` (it installs from maintenance mode, docs/day2.md#adding-a-machine), with an odd number of"
+                " control planes in each run",
             )
         )
     return out

@@ -396,6 +396,33 @@ def test_argo_cd_across_its_majors_is_warned_not_refused(tmp_path: Path) -> None
     assert day2.warnings(minimal, day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4", "argocd": "7.0.0"}})) == []
 
 
+def test_a_running_machines_role_is_not_changed_in_place(tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    recorded = {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "encryption": "kms"} for n in stack.arda_nodes}
+    running = day2.DeployedArda.from_output({**RUNNING.output, "nodes": recorded})
+    # saruman (nodes[7]) a control plane, alqualonde (nodes[5]) a worker: three control planes still.
+    swapped = _edited(tmp_path, {"iluvatar:nodes[7].role": "valinor", "iluvatar:nodes[5].role": "istari"})
+    assert [(p.path, p.message.split(", and Talos")[0]) for p in day2.check(swapped, running)] == [
+        ("iluvatar:nodes[5].role", "istari, but alqualonde runs as a control plane (valinor)"),
+        ("iluvatar:nodes[7].role", "valinor, but saruman runs as a worker (istari)"),
+    ]
+    # Renamed (same MAC): still the machine that runs; a new MAC is another machine, installed anew.
+    (tmp_path / "renamed").mkdir()
+    renamed = _edited(
+        tmp_path / "renamed", {"iluvatar:nodes[7].role": "valinor", "iluvatar:nodes[7].name": "curumo", "iluvatar:nodes[5].role": "istari"}
+    )
+    assert [p.path for p in day2.check(renamed, running)] == ["iluvatar:nodes[5].role", "iluvatar:nodes[7].role"]
+    replaced = {
+        **recorded,
+        "saruman": {**recorded["saruman"], "mac": "28:d2:44:30:00:09"},
+        "alqualonde": {**recorded["alqualonde"], "mac": "a8:b8:e0:20:00:09"},
+    }
+    assert day2.check(swapped, day2.DeployedArda.from_output({**RUNNING.output, "nodes": replaced})) == []
+    # An output without roles (an older one) says nothing changed.
+    unrecorded = {name: {k: v for k, v in entry.items() if k != "role"} for name, entry in recorded.items()}
+    assert day2.check(swapped, day2.DeployedArda.from_output({**RUNNING.output, "nodes": unrecorded})) == []
+
+
 def test_one_control_planes_address_changes_per_run(tmp_path: Path) -> None:
     stack = load_stack_file(HOMELAB)
     running = day2.DeployedArda.from_output(
