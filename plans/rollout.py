@@ -219,6 +219,23 @@ def pool_moves(previous: Mapping[str, Any] | None, current: Mapping[str, Any], r
     )
 
 
+def chart_moves(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
+    """The plan's lines for the charts whose version changes (the `charts` the `arda` output records: Cilium's, Argo
+    CD's): no machine's step runs for them, but `up` upgrades each, so the plan says it beside the machines'. A chart the
+    last deployment did not record (an older Iluvatar's outputs, or GitOps new in this run) has no `from` to say."""
+    was, now = (previous or {}).get("charts"), current.get("charts")
+    if not isinstance(was, Mapping) or not isinstance(now, Mapping):
+        return ""
+    lines = ""
+    for chart, version in now.items():
+        before = was.get(chart)
+        if chart not in day2.CHARTS or not isinstance(before, str) or before == version:
+            continue
+        key, name = day2.CHARTS[chart]
+        lines += f"Arda: {name}'s chart {before} -> {version} ({key.removeprefix('iluvatar:')}): upgraded in this `up`\n"
+    return lines
+
+
 def logs_off(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
     """The plan's line for the `up` that turns logs off: every Pi's journal step's delete runs over SSH, and a Pi that
     is off fails the `up` after its bound (plans.logs.JOURNAL_DIAL_ATTEMPTS), so the preview names them first; and
@@ -983,5 +1000,6 @@ def plan(
         text += f"Arda: {probe}\n"
     text += logs_off(previous, current)
     text += pool_moves(previous, current, routes)
+    text += chart_moves(previous, current)
     # The Ainur's part first, as the program logs it (their component comes first); the two chains do not wait for each other.
     return describe_ainur(*ainur) + text

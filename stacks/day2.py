@@ -220,7 +220,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
             )
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
-    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed) + _arda_vip(stack, deployed)
+    problems += _cluster_subnets(stack, deployed) + _cluster_name(stack, deployed) + _arda_vip(stack, deployed) + _roles(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -614,7 +614,11 @@ CHARTS = {"cilium": ("iluvatar:arda.cilium.version", "Cilium"), "argocd": ("iluv
 
 def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     """A chart Iluvatar installs does not go back to an older version: neither chart's upgrade path runs backwards
-    (Cilium's CRDs and agent state, Argo CD's CRDs are left as the newer release wrote them)."""
+    (Cilium's CRDs and agent state, Argo CD's CRDs are left as the newer release wrote them). Cilium goes forward one
+    minor at a time: its upgrade guide tests no other path ("The only tested rollback and upgrade path is between
+    consecutive minor releases. Always perform rollbacks and upgrades between one minor release at a time",
+    Documentation/operations/upgrade-warning.rst at v1.20.2), and each minor's upgrade notes migrate the agents' state
+    from the one before; the next minor's release is stacks.releases.CILIUM_NEWEST's."""
     before = deployed.output.get("charts")
     now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
     if not isinstance(before, Mapping):
@@ -622,33 +626,97 @@ def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     out: list[Problem] = []
     for chart, version in now.items():
         was = before.get(chart)
+        key, name = CHARTS[chart]
         if isinstance(was, str) and release(version) < release(was):
-            key, name = CHARTS[chart]
             out.append(Problem(key, f"{version} is older than {was}, which runs; {name}'s chart is not rolled back: keep {was} or a newer one"))
+        elif chart == "cilium" and isinstance(was, str) and _skips_a_minor(version, was):
+            step = releases.next_minor_release(was, releases.CILIUM_NEWEST)
+            out.append(
+                Problem(
+                    key,
+                    f"{version} skips a minor: Arda runs Cilium {was}, and Cilium upgrades one minor at a time (its upgrade guide: "
+                    f"the only tested upgrade and rollback path is between consecutive minor releases); write {step} first, "
+                    f"`pulumi up`, then {version} (docs/day2.md#chart-versions)",
+                )
+            )
     return out
+
+
+def _skips_a_minor(version: str, was: str) -> bool:
+    """Whether `version` is past the minor after `was`'s, in the same major (Cilium has had no other)."""
+    new, old = releases.minor_of(version), releases.minor_of(was)
+    return new[0] == old[0] and new[1] > old[1] + 1
 
 
 def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     """What the checks against the last deployment could not check, said rather than passed over: a deployment whose
     `arda` output records no `charts` (written before the program recorded the releases it installs) leaves _charts
-    nothing to compare, and a chart taken back to an older release would go through. A warning, not a refusal: the
-    releases running can be read on Arda, and the `up` records them for every later change."""
-    if not deployed.deployed or isinstance(deployed.output.get("charts"), Mapping):
+    nothing to compare, and a chart taken back to an older release (or Cilium's across a minor) would go through. A
+    warning, not a refusal: the releases running can be read on Arda, and the `up` records them for every later change.
+    And Argo CD's chart across its majors (_argocd_majors)."""
+    if not deployed.deployed:
         return []
+    if isinstance(deployed.output.get("charts"), Mapping):
+        return _argocd_majors(stack, deployed.output["charts"])
     now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
     out = []
     for chart, version in now.items():
         key, name = CHARTS[chart]
+        if chart == "cilium":
+            # The minor rule too: a release older than the minor before this one's is more than one minor behind.
+            major, minor = releases.minor_of(version)
+            rule = "is not rolled back, nor upgraded across a minor"
+            check = f"not newer than {version} (if it is, write that release or a newer one), nor older than {major}.{minor - 1} (if it is, write its next minor's release first)"
+        else:
+            rule, check = "is not rolled back", f"not newer than {version} (if it is, write that release or a newer one)"
         out.append(
             Problem(
                 key,
                 f"{version} could not be checked against the release running: the last deployment's outputs record no "
-                f"arda.charts (an older Iluvatar wrote them), and {name}'s chart is not rolled back; check with `helm list -A` "
-                f"on Arda that its {name} release is not newer than {version} (if it is, write that release or a newer one); "
-                "the next `pulumi up` records it",
+                f"arda.charts (an older Iluvatar wrote them), and {name}'s chart {rule}; check with `helm list -A` "
+                f"on Arda that its {name} release is {check}; the next `pulumi up` records it",
             )
         )
     return out
+
+
+# Argo CD's chart (argo-helm's argo-cd) at a new major carries breaking changes, each said under its version in the
+# chart's README ("Highlighted versions provide information about additional steps that should be performed by user
+# when upgrading to newer version", charts/argo-cd/README.md, Changelog, at argo-cd-10.1.1: 8.0.0, 9.0.0, 10.0.0); 8.0.0
+# is the one that moves Argo CD from v2 to v3 ("In this release we upgrade the Helm chart to deploy the next major
+# version of Argo CD (v3.0.0)").
+ARGOCD_V3_CHART = 8
+ARGOCD_NOTES = "https://github.com/argoproj/argo-helm/blob/main/charts/argo-cd/README.md#changelog"
+
+
+def _argocd_majors(stack: StackConfig, charts: Mapping[str, Any]) -> list[Problem]:
+    """Argo CD's chart moved across one or more of its majors: warned, naming each major's upgrade notes. Not refused:
+    neither argo-helm nor Argo CD asks for one major at a time (Argo CD's upgrading overview: a release skipping minors
+    reads every minor's notes between; a major "introduces backward incompatible behavior changes", with a backup of
+    its settings advised), and what a major breaks is in the values a stack passes, which Iluvatar cannot read for them."""
+    was = charts.get("argocd")
+    if stack.gitops is None or not isinstance(was, str):
+        return []
+    version = stack.gitops.argocd.version
+    old, new = release(was)[0], release(version)[0]
+    if new <= old:
+        return []
+    majors = [f"{m}.0.0" for m in range(old + 1, new + 1)]
+    v3 = (
+        f"; {ARGOCD_V3_CHART}.0.0 moves Argo CD from v2 to v3, so Argo CD's own v2.14 to 3.0 upgrade notes and each 3.x's after "
+        "it apply too (its operator manual, Upgrading), and its advice before a major is a backup of its settings"
+        if old < ARGOCD_V3_CHART <= new
+        else ""
+    )
+    return [
+        Problem(
+            "iluvatar:gitops.argocd.version",
+            f"{version} moves Argo CD's chart across {len(majors)} major version{'s' if len(majors) > 1 else ''} from {was}, which "
+            f"runs ({', '.join(majors)}): each major carries breaking changes, said under its version in the chart's changelog "
+            f"({ARGOCD_NOTES}){v3}; read them and change gitops.argocd.values as they say before `pulumi up`, or move one "
+            "major per `up` (docs/day2.md#chart-versions)",
+        )
+    ]
 
 
 LOGS_SIZE, LOGS_CLASS, LOGS_CLAIM = "iluvatar:logs.size", "iluvatar:logs.storageClass", "iluvatar:logs.claimChanged"
@@ -770,6 +838,43 @@ def _encryption(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 " time: move its local volumes' data off (a machine with Ceph OSDs retires them first,"
                 " docs/day2.md#retiring-a-disk-or-a-machine), remove it from iluvatar:nodes and run pulumi up (its delete resets"
                 " it), wipe its system disk and put it back: it installs anew (docs/layers/data.md#turning-encryption-on)",
+            )
+        )
+    return out
+
+
+ROLE_NAMES = {"valinor": "a control plane", "istari": "a worker"}
+
+
+def _roles(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """An Arda machine's role is fixed while it runs: Talos takes its machine type (machine.type: controlplane, worker)
+    from its config, but an applied config is validated and set with no look at the type the machine runs
+    (siderolabs/talos v1.14.0-rc.1 internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:181-320,
+    ApplyConfiguration), and what a control plane runs besides a worker's services, etcd and trustd, is chosen once, at
+    boot, by that type (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go:354-405,
+    StartAllServices). So a worker made a control plane is no etcd member until a reboot starts one on a machine that
+    never joined (and every talosconfig lists it as an endpoint meanwhile), and a control plane made a worker keeps its
+    member in etcd's quorum while it runs none. The way is the one a machine's removal and addition already take:
+    its step's delete resets it (a control plane leaves etcd first), and it installs from maintenance mode with the new
+    role. A machine recorded without its role (an older output) is not read as changed: nothing says it was."""
+    former = former_names(stack, deployed.nodes)
+    out: list[Problem] = []
+    for i, node in enumerate(stack.nodes):
+        if node.role not in ARDA_ROLES or not installed(node, deployed, former.get(node.name)):
+            continue
+        was = deployed.nodes[former.get(node.name, node.name)].get("role")
+        if was not in ROLE_NAMES or was == node.role:
+            continue
+        out.append(
+            Problem(
+                f"iluvatar:nodes[{i}].role",
+                f"{node.role}, but {node.name} runs as {ROLE_NAMES[str(was)]} ({was}), and Talos does not turn one into the other"
+                f" in place: what a control plane runs (etcd, trustd) is chosen when the machine boots, and a config applied to a"
+                f" running machine changes its type without joining or leaving etcd; write {was} back, or change it in two runs:"
+                f" remove {node.name} from iluvatar:nodes and `pulumi up` (its delete resets it, a control plane leaving etcd first;"
+                " a machine with Ceph OSDs retires them first, docs/day2.md#removing-a-machine), then add it back with role"
+                f" {node.role} and `pulumi up` (it installs from maintenance mode, docs/day2.md#adding-a-machine), with an odd number of"
+                " control planes in each run",
             )
         )
     return out

@@ -158,6 +158,29 @@ KUBERNETES_NEWEST: dict[int, str] = {
 }
 
 
+# The release a Cilium chart step to the next minor names (stacks.day2: Cilium moves one minor at a time): each minor's
+# newest patch the Go module proxy serves as github.com/cilium/cilium (its `@v/vX.Y.Z.info`, asked on CILIUM_NEWEST_ASKED;
+# Cilium's chart is published at every release, versioned as the release without its v). Cilium's upgrade guide
+# (Documentation/operations/upgrade-warning.rst at v1.20.2): "The only tested rollback and upgrade path is between
+# consecutive minor releases. Always perform rollbacks and upgrades between one minor release at a time."
+CILIUM_NEWEST_ASKED = "2026-11-28"
+CILIUM_NEWEST: dict[Minor, str] = {
+    (1, 15): "1.15.19",
+    (1, 16): "1.16.19",
+    (1, 17): "1.17.17",
+    (1, 18): "1.18.11",
+    (1, 19): "1.19.8",
+    (1, 20): "1.20.2",
+}
+
+
+def next_minor_release(running: str, newest: dict[Minor, str]) -> str:
+    """The release to write for the minor after `running`'s: its newest patch in `newest`, else `a 1.N release` (a minor
+    the table does not hold)."""
+    major, minor = minor_of(running)
+    return newest.get((major, minor + 1), f"a {major}.{minor + 1} release")
+
+
 # Rook v1.20 needs Kubernetes 1.31 (its CSI moved to ceph-csi-operator): the floor of stacks.storage's Ceph rule, here so
 # that the field rules (stacks.fields, read before the model) can offer a release at it.
 ROOK_MIN_KUBERNETES = (1, 31)

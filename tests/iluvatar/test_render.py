@@ -711,12 +711,13 @@ def test_a_render_says_the_programs_warnings_as_validate_does(homelab: Path, tmp
     assert result.returncode == 0, result.stderr
     unchecked = (
         "could not be checked against the release running: the last deployment's outputs record no arda.charts (an older "
-        "Iluvatar wrote them), and {0}'s chart is not rolled back; check with `helm list -A` on Arda that its {0} release is not "
-        "newer than {1} (if it is, write that release or a newer one); the next `pulumi up` records it"
+        "Iluvatar wrote them), and {0}'s chart is not rolled back{2}; check with `helm list -A` on Arda that its {0} release is not "
+        "newer than {1} (if it is, write that release or a newer one){3}; the next `pulumi up` records it"
     )
+    minor, older = ", nor upgraded across a minor", ", nor older than 1.17 (if it is, write its next minor's release first)"
     assert result.stderr.splitlines() == [
-        "warning: iluvatar:arda.cilium.version: 1.18.4 " + unchecked.format("Cilium", "1.18.4"),
-        "warning: iluvatar:gitops.argocd.version: 10.8.0 " + unchecked.format("Argo CD", "10.8.0"),
+        "warning: iluvatar:arda.cilium.version: 1.18.4 " + unchecked.format("Cilium", "1.18.4", minor, older),
+        "warning: iluvatar:gitops.argocd.version: 10.8.0 " + unchecked.format("Argo CD", "10.8.0", "", ""),
     ]
 
 

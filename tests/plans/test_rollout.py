@@ -651,3 +651,19 @@ def test_a_moved_load_balancer_pool_is_said_with_what_moves(tmp_path: Path) -> N
     assert rollout.pool_moves(before, before) == ""
     assert rollout.pool_moves({k: v for k, v in before.items() if k != "pool"}, after) == ""  # an output without the record
     assert rollout.plan(before, after).endswith(rollout.pool_moves(before, after))
+
+
+def test_the_plan_names_every_chart_version_it_changes() -> None:
+    """A chart's version change runs no machine's step, but `up` upgrades the chart: the plan names each, from -> to."""
+    after = current()
+    assert after["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}
+    before = {**after, "charts": {"cilium": "1.17.9", "argocd": "7.0.0"}}
+    assert rollout.plan(before, after) == (
+        "Arda: no change on any machine\n"
+        "Arda: Cilium's chart 1.17.9 -> 1.18.4 (arda.cilium.version): upgraded in this `up`\n"
+        "Arda: Argo CD's chart 7.0.0 -> 10.8.0 (gitops.argocd.version): upgraded in this `up`\n"
+    )
+    assert rollout.chart_moves(after, after) == ""
+    # GitOps new in this run (no Argo CD recorded), or an output without the record: no `from` to say.
+    assert rollout.chart_moves({**after, "charts": {"cilium": "1.18.4"}}, after) == ""
+    assert rollout.chart_moves({k: v for k, v in after.items() if k != "charts"}, after) == ""

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from plans import rollout
-from stacks import day2, load_stack_file, releases, storage
+from stacks import day2, load_stack_file, pins, releases, storage
 from stacks.day2 import DeployedArda, installed
 from stacks.model import StackConfig
 from stacks.rules import TALOS_KUBERNETES
@@ -344,6 +344,85 @@ def test_a_chart_going_backwards_is_refused(tmp_path: Path) -> None:
     assert day2.check(older, RUNNING) == []  # a deployment from before the output had `charts`
 
 
+def test_cilium_moves_one_minor_at_a_time(tmp_path: Path) -> None:
+    stack = _edited(tmp_path, {})  # the pin, 1.18.4
+    skip = (
+        "iluvatar:arda.cilium.version",
+        "1.18.4 skips a minor: Arda runs Cilium {was}, and Cilium upgrades one minor at a time (its upgrade guide: the only "
+        "tested upgrade and rollback path is between consecutive minor releases); write {step} first, `pulumi up`, then 1.18.4 "
+        "(docs/day2.md#chart-versions)",
+    )
+
+    def problems(was: str) -> list[tuple[str, str]]:
+        running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": was}})
+        return [(p.path, p.message) for p in day2.check(stack, running)]
+
+    assert problems("1.17.9") == [] and problems("1.18.0") == []  # the next minor, and a patch
+    assert problems("1.16.5") == [(skip[0], skip[1].format(was="1.16.5", step="1.17.17"))]
+    # A minor the table holds no release of: the minor is named, not a release that may not exist.
+    assert problems("1.13.4") == [(skip[0], skip[1].format(was="1.13.4", step="a 1.14 release"))]
+    # Two minors back is a downgrade, said once, as one.
+    assert [m for _, m in problems("1.20.2")] == [
+        "1.18.4 is older than 1.20.2, which runs; Cilium's chart is not rolled back: keep 1.20.2 or a newer one"
+    ]
+
+
+def test_every_cilium_step_is_a_released_patch_of_its_minor() -> None:
+    assert all(releases.minor_of(v) == m and releases.release(v)[2] > 0 for m, v in releases.CILIUM_NEWEST.items())
+    # Every minor from the oldest to the pin's: a step names a release for each minor on the way.
+    pinned = releases.minor_of(pins.CHARTS["cilium"])
+    assert {(1, m) for m in range(min(releases.CILIUM_NEWEST)[1], pinned[1] + 2)} <= set(releases.CILIUM_NEWEST)
+    assert releases.next_minor_release("1.16.5", releases.CILIUM_NEWEST) == "1.17.17"
+    assert releases.next_minor_release("1.9.0", releases.CILIUM_NEWEST) == "a 1.10 release"
+
+
+def test_argo_cd_across_its_majors_is_warned_not_refused(tmp_path: Path) -> None:
+    stack = _edited(tmp_path, {})  # 10.8.0
+
+    def said(was: str) -> list[str]:
+        running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4", "argocd": was}})
+        assert day2.check(stack, running) == []
+        return [p.message for p in day2.warnings(stack, running)]
+
+    assert said("10.1.1") == [] and said("10.8.0") == []
+    assert [m.split(":")[0] for m in said("7.0.0")] == [
+        "10.8.0 moves Argo CD's chart across 3 major versions from 7.0.0, which runs (8.0.0, 9.0.0, 10.0.0)"
+    ]
+    assert "v2 to v3" in said("7.0.0")[0] and "v2 to v3" not in said("8.3.0")[0]  # 8.0.0 is the chart that moved to v3
+    # Without GitOps there is no Argo CD chart to move.
+    doc = yaml.safe_load(MINIMAL.read_text())
+    (tmp_path / "minimal").mkdir()
+    minimal = load_stack_file(write_stack(tmp_path / "minimal", doc, stack="minimal"))
+    assert day2.warnings(minimal, day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4", "argocd": "7.0.0"}})) == []
+
+
+def test_a_running_machines_role_is_not_changed_in_place(tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    recorded = {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "encryption": "kms"} for n in stack.arda_nodes}
+    running = day2.DeployedArda.from_output({**RUNNING.output, "nodes": recorded})
+    # saruman (nodes[7]) a control plane, alqualonde (nodes[5]) a worker: three control planes still.
+    swapped = _edited(tmp_path, {"iluvatar:nodes[7].role": "valinor", "iluvatar:nodes[5].role": "istari"})
+    assert [(p.path, p.message.split(", and Talos")[0]) for p in day2.check(swapped, running)] == [
+        ("iluvatar:nodes[5].role", "istari, but alqualonde runs as a control plane (valinor)"),
+        ("iluvatar:nodes[7].role", "valinor, but saruman runs as a worker (istari)"),
+    ]
+    # Renamed (same MAC): still the machine that runs; a new MAC is another machine, installed anew.
+    (tmp_path / "renamed").mkdir()
+    renamed = _edited(
+        tmp_path / "renamed", {"iluvatar:nodes[7].role": "valinor", "iluvatar:nodes[7].name": "curumo", "iluvatar:nodes[5].role": "istari"}
+    )
+    assert [p.path for p in day2.check(renamed, running)] == ["iluvatar:nodes[5].role", "iluvatar:nodes[7].role"]
+    replaced = {
+        **recorded,
+        "saruman": {**recorded["saruman"], "mac": "28:d2:44:30:00:09"},
+        "alqualonde": {**recorded["alqualonde"], "mac": "a8:b8:e0:20:00:09"},
+    }
+    assert day2.check(swapped, day2.DeployedArda.from_output({**RUNNING.output, "nodes": replaced})) == []
+    # An output without roles (an older one) says nothing changed.
+    unrecorded = {name: {k: v for k, v in entry.items() if k != "role"} for name, entry in recorded.items()}
+    assert day2.check(swapped, day2.DeployedArda.from_output({**RUNNING.output, "nodes": unrecorded})) == []
+
+
 def test_one_control_planes_address_changes_per_run(tmp_path: Path) -> None:
     stack = load_stack_file(HOMELAB)
     running = day2.DeployedArda.from_output(
@@ -411,12 +490,14 @@ def test_a_chart_unchecked_for_want_of_a_record_is_warned_of(tmp_path: Path) -> 
     assert "charts" not in RUNNING.output and day2.check(older, RUNNING) == []
     unchecked = (
         "could not be checked against the release running: the last deployment's outputs record no arda.charts (an older "
-        "Iluvatar wrote them), and {name}'s chart is not rolled back; check with `helm list -A` on Arda that its {name} "
-        "release is not newer than {version} (if it is, write that release or a newer one); the next `pulumi up` records it"
+        "Iluvatar wrote them), and {name}'s chart is not rolled back{minor}; check with `helm list -A` on Arda that its {name} "
+        "release is not newer than {version} (if it is, write that release or a newer one){older}; the next `pulumi up` records it"
     )
+    # Cilium's: the minor rule could not check it either, and says the release below which it would have refused.
+    minor, older_than = ", nor upgraded across a minor", ", nor older than 1.17 (if it is, write its next minor's release first)"
     assert [(p.path, p.message) for p in day2.warnings(older, RUNNING)] == [
-        ("iluvatar:arda.cilium.version", "1.18.3 " + unchecked.format(name="Cilium", version="1.18.3")),
-        ("iluvatar:gitops.argocd.version", "10.8.0 " + unchecked.format(name="Argo CD", version="10.8.0")),
+        ("iluvatar:arda.cilium.version", "1.18.3 " + unchecked.format(name="Cilium", version="1.18.3", minor=minor, older=older_than)),
+        ("iluvatar:gitops.argocd.version", "10.8.0 " + unchecked.format(name="Argo CD", version="10.8.0", minor="", older="")),
     ]
     recorded = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4"}})
     assert day2.warnings(older, recorded) == []  # recorded: checked (argocd unrecorded there is one not yet installed)
