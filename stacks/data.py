@@ -1638,7 +1638,8 @@ def _drill(ctx: Context) -> Iterator[Problem]:
     elif drill.stale_after is not None and stale_after(drill) < stale_floor(drill.schedule):
         gap, floor = longest_gap(drill.schedule), stale_floor(drill.schedule)
         between = (
-            f"the {_days(gap)} between two runs of drill.schedule {drill.schedule} and a drill's own {_days(DRILL_DEADLINE)} (its Job's deadline)"
+            f"{_days(floor)}, the {_days(gap)} between two runs of drill.schedule {drill.schedule} and a drill's own {_days(DRILL_DEADLINE)} "
+            "(its Job's deadline)"
         )
         rare = rare_months(drill.schedule, DRILL_GAP)
         if rare is not None:
