@@ -119,6 +119,24 @@ def _client_namespaces(i: int, app: App, categories: Sequence[str], app_categori
         yield Problem(path, f"{why}; {fix}")
 
 
+def layer_namespace_problems(apps: Sequence[tuple[int, App]], off: Mapping[str, str]) -> list[Problem]:
+    """A client namespace of Iluvatar's own (`ARDA_NAMESPACES`) that this stack does not make, `off` mapping each such
+    namespace to what it would take (the layer that is off): no pod runs there, so the policy would admit none, as for a
+    namespace Arda has not at all (`_client_namespaces`)."""
+    out: list[Problem] = []
+    for i, app in apps:
+        for k, client in enumerate(app.clients):
+            if client.namespace in off:
+                out.append(
+                    Problem(
+                        app_path(i, f"clients[{k}].namespace"),
+                        f"{client.namespace}: no pod of this stack runs there ({off[client.namespace]}), so {app.name}'s policy "
+                        "would admit none; write the namespace the client pods run in",
+                    )
+                )
+    return out
+
+
 def _sources(i: int, app: App, network: Network) -> Iterator[Problem]:
     """An app's sources are networks the stack names, at least one; its clients' ports are ports."""
     if not app.ports:

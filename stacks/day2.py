@@ -666,7 +666,9 @@ def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
             # The minor rule too: a release older than the minor before this one's is more than one minor behind.
             major, minor = releases.minor_of(version)
             rule = "is not rolled back, nor upgraded across a minor"
-            check = f"not newer than {version} (if it is, write that release or a newer one), nor older than {major}.{minor - 1} (if it is, write its next minor's release first)"
+            check = f"not newer than {version} (if it is, write that release or a newer one)"
+            # A .0 minor has no minor before it within its major to name: the newer-than check alone is said.
+            check += f", nor older than {major}.{minor - 1} (if it is, write its next minor's release first)" if minor > 0 else ""
         else:
             rule, check = "is not rolled back", f"not newer than {version} (if it is, write that release or a newer one)"
         out.append(

@@ -465,6 +465,21 @@ def parse_stack(
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
+    # Iluvatar's namespaces that only a layer makes, with the layer each would take, for the layers this stack leaves off
+    # (plans.gitops, plans.storage's NFS CSI driver, plans.remote_access's Tailscale operator); Kubernetes' own namespaces
+    # other than kube-system run no pod at all.
+    off = {
+        "default": "Kubernetes' default namespace, where no app of Arda's runs",
+        "kube-public": "Kubernetes' own",
+        "kube-node-lease": "Kubernetes' own",
+    }
+    if "gitops" not in values:
+        off["argocd"] = "Argo CD's, and iluvatar:gitops is not set"
+    if not (isinstance(storage, Storage) and storage.nfs is not None):
+        off["csi-nfs"] = "the NFS CSI driver's, and storage.nfs is not set"
+    if not (isinstance(remote, RemoteAccess) and remote.flavour == "tailscale"):
+        off["tailscale"] = "the Tailscale operator's, and remoteAccess.flavour is not tailscale"
+    problems += app_rules.layer_namespace_problems(apps, off)
     problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
         nodes,
