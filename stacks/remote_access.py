@@ -185,7 +185,7 @@ def _routes(
     # by reach: kubernetes, port by port (plans.remote_access.destinations): a group without it is kept off the clusters,
     # and a route over them would give it SSH, both API servers and the kubelets all the same. A group with it reaches the
     # clusters already, and a route to a Pi's SSH is then the owners' own choice.
-    kept_off = [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
+    kept_off = kept_off_groups(remote)
     for i, route in enumerate(remote.routes):
         path = f"{REMOTE}.routes[{i}]"
         outside = not any(route.subnet_of(net) for _, net in own)
@@ -313,6 +313,11 @@ def _routes(
         if held and not over_pool:
             fix += f", or give {groups} reach: kubernetes if {'it' if len(kept_off) == 1 else 'they'} should reach the clusters"
         yield Problem(path, "; ".join(said) + f"; {fix}")
+
+
+def kept_off_groups(remote: RemoteAccess) -> list[str]:
+    """The groups kept off the clusters: they reach the routes but not kubernetes (`_routes`)."""
+    return [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
 
 
 def _and(items: Sequence[str]) -> str:

@@ -36,6 +36,7 @@ from stacks.errors import Problem, show
 from stacks.gitops import Lab
 from stacks.model import DiskSelector, StackConfig
 from stacks.monitoring import server_on_arda
+from stacks.remote_access import kept_off_groups
 from stacks.rules import _transport
 from stacks.storage import default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
@@ -278,7 +279,7 @@ def _routes_to_a_router(stack: StackConfig) -> Iterator[Problem]:
     remote = stack.remote_access
     if remote is None:
         return
-    kept_off = [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
+    kept_off = kept_off_groups(remote)
     if not kept_off:
         return
     groups = f"the group {kept_off[0]} reaches" if len(kept_off) == 1 else f"the groups {', '.join(kept_off)} reach"
