@@ -582,6 +582,13 @@ GOGC = "300"
 # alone 1.7 s and 1.3 s (docs/proof/performance.md, CI time, sixth pass). Not kwok: it plays every kubelet, whose
 # answers to a kubelet's report some tests wait for (tests/netns/test_k3s_steps.py), for 1 % of a plane's CPU.
 GOMAXPROCS = "1"
+
+# The controller-manager and the scheduler run without leader election. A plane here has one of each, so an election
+# decides nothing, and it adds a way to die under the suite's load: a leader that cannot renew its lease within the
+# renew deadline (10 s) exits (kube-scheduler v1.35.1 cmd/kube-scheduler/app/server.go:319-320, kube-controller-manager
+# cmd/kube-controller-manager/app/controllermanager.go:368-369), and every pod then waits on a scheduler or a volume
+# binder that is gone. Talos and k3s elect among their control planes; no test checks the election.
+LEADER_ELECT = "--leader-elect=false"
 ONE_PROCESSOR = frozenset({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"})
 
 
@@ -835,7 +842,7 @@ class Cluster:
                     f"--cluster-signing-key-file={self.pki / 'ca.key'}",
                     f"--root-ca-file={self.pki / 'ca.crt'}",
                     f"--service-account-private-key-file={self.pki / 'sa.key'}",
-                    "--leader-elect=true",
+                    LEADER_ELECT,
                     *flavor.controller_manager_args,
                     *self.controller_manager_args,
                 ],
@@ -853,7 +860,7 @@ class Cluster:
                     "--bind-address=127.0.0.1",
                     f"--secure-port={scheduler_port}",
                     f"--cert-dir={self.root / 'scheduler-certs'}",
-                    "--leader-elect=true",
+                    LEADER_ELECT,
                     *flavor.scheduler_args,
                 ],
             )

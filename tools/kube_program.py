@@ -1129,7 +1129,12 @@ def workloads(cluster_name: str, cluster: Cluster, written: Iterable[Written], t
             and _affinity_followed(p, pods)
             for p in pods
         )
-        if (all(settled) and not waiting_for_volume and not waiting_for_affinity) or time.monotonic() > deadline:
+        if all(settled) and not waiting_for_volume and not waiting_for_affinity:
+            break
+        if time.monotonic() > deadline:
+            # A pod left pending because the scheduler or the controller-manager stopped is that component's
+            # failure, said with its log, not a pod's.
+            cluster.check_running()
             break
         time.sleep(0.5)
     by_name = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}

@@ -105,12 +105,13 @@ def _nodeless_talos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
     def settled() -> set[tuple[str, str, str]] | None:
         # A started control plane still publishes its own objects for a while: the controller-manager's root CA in
-        # every namespace, the leader elections' and the API server's leases. The snapshot waits for all of them.
+        # every namespace and the API server's lease (no leader election's: tools/kube_cluster.LEADER_ELECT). The
+        # snapshot waits for both.
         objects = _objects(cluster)
         namespaces = {n["metadata"]["name"] for n in cluster.client.list("v1", "Namespace")}
         published = {ns for kind, ns, name in objects if (kind, name) == ("ConfigMap", "kube-root-ca.crt")}
         leases = {name for kind, ns, name in objects if (kind, ns) == ("Lease", "kube-system")}
-        own = {"kube-controller-manager", "kube-scheduler"} <= leases and any(lease.startswith("apiserver-") for lease in leases)
+        own = any(lease.startswith("apiserver-") for lease in leases)
         return objects if published == namespaces and own else None
 
     try:
