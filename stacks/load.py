@@ -466,8 +466,8 @@ def parse_stack(
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
     # Iluvatar's namespaces that only a layer makes, with the layer each would take, for the layers this stack leaves off
-    # (plans.gitops, plans.storage's NFS CSI driver, plans.remote_access's Tailscale operator); Kubernetes' own namespaces
-    # other than kube-system run no pod at all.
+    # (plans.gitops, plans.storage's NFS CSI driver, plans.remote_access's Tailscale operator, plans.monitoring and
+    # plans.logs, plans.backup, plans.secrets); Kubernetes' own namespaces other than kube-system run no pod at all.
     off = {
         "default": "Kubernetes' default namespace, where no app of Arda's runs",
         "kube-public": "Kubernetes' own",
@@ -479,6 +479,13 @@ def parse_stack(
         off["csi-nfs"] = "the NFS CSI driver's, and storage.nfs is not set"
     if not (isinstance(remote, RemoteAccess) and remote.flavour == "tailscale"):
         off["tailscale"] = "the Tailscale operator's, and remoteAccess.flavour is not tailscale"
+    if "monitoring" not in values and not any(app.category == "monitoring" for _, app in apps):
+        off["monitoring"] = "Prometheus's and the log store's, and iluvatar:monitoring is not set, nor is any app's category monitoring"
+    if "backup" not in values:
+        off["volsync-system"] = "VolSync's, and iluvatar:backup is not set"
+        off["etcd-backup"] = "the etcd backups', and iluvatar:backup is not set"
+    if not any(app.secrets for _, app in apps):
+        off["external-secrets"] = "External Secrets', which runs only for an app with secrets, and no app has any"
     problems += app_rules.layer_namespace_problems(apps, off)
     problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
