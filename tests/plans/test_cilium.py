@@ -17,6 +17,7 @@ import pytest
 
 from plans import cilium, kms, logs
 from stacks import StackConfig, StackConfigError, load_stack_file, parse_stack, read_stack_file
+from stacks.apps import NODE_LISTENERS
 from stacks.logs_model import Logs
 from tests.edit import HOMELAB, RK1
 from tests.schemas import crd_errors, prometheus_crds
@@ -169,6 +170,32 @@ def test_kubeconform_rejects_a_broken_rendered_object() -> None:
     agent = _find(_rendered(HOMELAB), "DaemonSet", "cilium")
     agent["spec"]["template"]["spec"]["hostNetwerk"] = True
     assert upstream.kubeconform([agent], "v1.35.1") == ["DaemonSet cilium: /spec/template/spec: additional properties 'hostNetwerk' not allowed"]
+
+
+def _node_ports(objects: list[dict[str, Any]]) -> set[tuple[int, str]]:
+    """Every port the rendered release opens on a machine's own network: its host-network pods' container ports, the
+    listen addresses its ConfigMap hands the agent and the operator, Envoy's bootstrap listeners and the VXLAN tunnel."""
+    found: set[tuple[int, str]] = set()
+    for obj in objects:
+        if obj["kind"] in ("DaemonSet", "Deployment") and obj["spec"]["template"]["spec"].get("hostNetwork"):
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                found |= {(p["containerPort"], p.get("protocol", "TCP").lower()) for p in container.get("ports") or []}
+    config = _find(objects, "ConfigMap", "cilium-config")["data"]
+    for key, value in config.items():
+        if (key.endswith("-serve-addr") or key.endswith("-listen-address")) and value:
+            found.add((int(value.rsplit(":", 1)[1]), "tcp"))
+    if config.get("routing-mode") == "tunnel":
+        found.add(({"vxlan": 8472, "geneve": 6081}[config["tunnel-protocol"]], "udp"))
+    bootstrap = json.loads(_find(objects, "ConfigMap", "cilium-envoy-config")["data"]["bootstrap-config.json"])
+    found |= {(listener["address"]["socketAddress"]["portValue"], "tcp") for listener in bootstrap["staticResources"]["listeners"]}
+    return found
+
+
+def test_every_port_the_release_opens_on_a_machine_is_refused_to_a_host_network_app() -> None:
+    """stacks.apps.NODE_LISTENERS, read from the chart Helm renders: a host-network app may take none of these ports."""
+    opened = _node_ports(list(_rendered(HOMELAB)))
+    assert opened == {(4244, "tcp"), (8472, "udp"), (9234, "tcp"), (9878, "tcp"), (9962, "tcp"), (9963, "tcp"), (9964, "tcp")}
+    assert opened - set(NODE_LISTENERS) == set()
 
 
 def test_rendered_config_replaces_kube_proxy_through_kubeprism() -> None:
