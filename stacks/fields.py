@@ -153,6 +153,22 @@ def unbracketed_url(value: object) -> object:
     return value
 
 
+_SECONDS = re.compile(r"^(\d+)s$")
+
+
+def _lease_time_fix(value: str) -> str:
+    """What a lease time not in minutes, hours or days is told: the forms taken, and for seconds the minutes that hold
+    them. dnsmasq lends no lease under 2 minutes (src/option.c:3931-3932 at v2.90 raises a dhcp-range's shorter one to
+    120 s), so no shorter one is offered."""
+    seconds = _SECONDS.match(value)
+    if seconds is None:
+        return f"{show(value)} is not a lease time: write a whole number of minutes, hours or days (e.g. 45m, 12h, 7d), or infinite"
+    wanted = -(-int(seconds.group(1)) // 60)
+    if wanted < 2:
+        return f"{value} is in seconds, which this key does not take, and dnsmasq lends no lease under 2 minutes: write 2m"
+    return f"{value} is in seconds, which this key does not take (minutes, hours or days): write {wanted}m"
+
+
 def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
     def check(value: object, info: ValidationInfo) -> object:
         if "URL" in what:
@@ -185,6 +201,8 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
                 f"with the patch), and this Iluvatar knows no 1.{minor.group(1)} release; write a full release, e.g. {example}, "
                 "the one it ships"
             )
+        if isinstance(value, str) and what == "lease time" and not regex.match(value):
+            raise ValueError(_lease_time_fix(value))
         if isinstance(value, str) and what == CHART_VERSION and not regex.match(value) and (fix := _chart_version_fix(value, example)):
             raise ValueError(fix)
         if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and not regex.match(value):

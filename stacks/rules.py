@@ -262,7 +262,15 @@ def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:
                 f"{path}.{end}", f"{ip} is the network or broadcast address of network.lan {net.lan}; no host can have it: write a host address"
             )
     if net.gateway in r:
-        yield Problem(path, f"{r} contains network.gateway {net.gateway}; move the range past it")
+        # The side the gateway leaves room on: a range that ends at the LAN's last host can only end before it.
+        before, after = net.gateway - 1, net.gateway + 1
+        if net.gateway == r.start:
+            fix = f"start it at {after}"
+        elif net.gateway == r.end:
+            fix = f"end it at {before}"
+        else:
+            fix = f"end it at {before} or start it at {after}"
+        yield Problem(path, f"{r} contains network.gateway {net.gateway}; {fix}")
 
 
 def _network(net: Network) -> list[Problem]:
