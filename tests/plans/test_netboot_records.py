@@ -78,9 +78,12 @@ def test_a_swap_of_the_volume_in_the_middle_of_a_pass_hands_dnsmasq_one_version(
 
 def _stand_in_dnsmasq() -> subprocess.Popen[str]:
     """What the loop sees of dnsmasq: a process it signals. It prints `hup` and exits on a SIGHUP, and exits silent
-    when its input closes."""
-    script = 'trap "echo hup; exit 0" HUP; read -r line || true'
-    return subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    when its input closes. Returned once its trap is set (it says `ready`): a SIGHUP before that is the shell's default
+    action, an exit without a word, which a busy machine's scheduler can make the loop's signal meet."""
+    script = 'trap "echo hup; exit 0" HUP; echo ready; read -r line || true'
+    process = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    return process
 
 
 @pytest.mark.parametrize("change", ["dhcp hosts", "hosts only", "nothing"])
