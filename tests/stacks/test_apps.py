@@ -92,11 +92,12 @@ def test_an_apex_host_is_covered() -> None:
 
 def test_a_host_network_apps_forbidden_ports_include_the_programs_own_host_network_listeners_on_arda() -> None:
     """stacks cannot import plans, so the machine's listeners are written there: held equal to the plans' ports."""
-    from plans import logs, monitoring
+    from plans import logs, monitoring, talos
     from stacks.apps import NODE_LISTENERS
 
-    assert NODE_LISTENERS[(logs.TELEMETRY_PORT, "tcp")] == "the log collector's telemetry"
-    assert NODE_LISTENERS[(monitoring.NODE_EXPORTER_PORT, "tcp")] == "node-exporter"
+    assert NODE_LISTENERS[(logs.TELEMETRY_PORT, "tcp")] == "the log collector's telemetry on every Arda machine"
+    assert NODE_LISTENERS[(monitoring.NODE_EXPORTER_PORT, "tcp")] == "node-exporter on every Arda machine"
+    assert NODE_LISTENERS[(talos.KUBEPRISM_PORT, "tcp")].startswith("KubePrism, ")
 
 
 def _arda_namespaces(files: dict[str, str]) -> set[str]:
