@@ -398,43 +398,58 @@ def address_owner(i: int, app: App) -> str:
 # Multus, and Cilium chains no second interface; a pod on the machine's own network namespace is what Talos + Cilium
 # give as they are. mDNS and SSDP are link-local multicast, so the pod must be on the segment the devices are on.
 #
-# What already listens on an Arda worker's own network, so a host-network app may not take it. A listener on
-# 127.0.0.1 counts too: an app's wildcard bind of the same port fails beside it (Linux refuses a bind beside a listening
-# socket of the port, SO_REUSEADDR or not, socket(7)). Each as the pinned programs open it:
+# What listens, or will when a layer or a value of the stack turns it on, on an Arda worker's own network, so a
+# host-network app may not take it: a port kept now for a layer turned on later would stop the app at that `up`. A
+# listener on 127.0.0.1 counts too: an app's wildcard bind of the same port fails beside it (Linux refuses a bind beside
+# a listening socket of the port, SO_REUSEADDR or not, socket(7)). Each as the pinned programs open it:
 # - the kubelet (10250; its health endpoint 10248 on loopback) and Talos's apid (50000);
 # - KubePrism, Talos's local proxy to the API server, which Cilium reaches the API through (plans.talos KUBEPRISM_PORT,
 #   on 127.0.0.1; machinery v1.14.1 config/types/v1alpha1/v1alpha1_features.go:32);
-# - Cilium 1.18.4's agent, on the node's network: its health checks (4240), Hubble's server (4244), VXLAN between the
-#   nodes (8472/udp: the chart's routing-mode tunnel, pkg/defaults/defaults.go:509), its health API (9879 on 127.0.0.1,
-#   daemon/healthz/agenthealth.go:64-66), its gops server (9890 on 127.0.0.1, pkg/gops/cell.go:44) and, with
-#   monitoring (plans.metrics), its metrics (9962);
-# - Cilium's Envoy DaemonSet, on the node's network: its metrics on 0.0.0.0 (9964, on whether or not monitoring is) and
-#   its health listener (9878 on 127.0.0.1) (the chart's files/cilium-envoy/configmap/bootstrap-config.yaml:6-11, 112-116);
+# - Talos's host DNS resolver, on 127.0.0.53 and, forwarding the cluster's DNS, 169.254.116.108: the config the Talos
+#   provider generates turns it on for every contract since 1.7 (machinery v1.14.1 config/generate/init.go:93-96,
+#   252-258; contract.go:196, 211), and plans.talos does not turn it off;
+# - Cilium 1.18.4's agent, on the node's network: its health checks (4240), Hubble's server (4244, with
+#   arda.cilium.hubble), its tunnel between the nodes (the chart's routing-mode tunnel: VXLAN's 8472/udp,
+#   pkg/defaults/defaults.go:509, or Geneve's 6081/udp should arda.cilium.values choose it), its health API (9879 on
+#   127.0.0.1, daemon/healthz/agenthealth.go:64-66), its gops server (9890 on 127.0.0.1, pkg/gops/cell.go:44), its
+#   metrics with monitoring (9962, plans.metrics), and should arda.cilium.values turn them on, WireGuard (51871/udp) and
+#   Hubble's metrics (9965);
+# - Cilium's Envoy DaemonSet, on the node's network: its metrics on 0.0.0.0 (9964, with monitoring or not) and its
+#   health listener (9878 on 127.0.0.1) (the chart's files/cilium-envoy/configmap/bootstrap-config.yaml:6-11, 112-116);
 # - Cilium's operator, on the node's network of whichever machines it runs on: its metrics (9963, the chart's default),
 #   its health API (9234 on 127.0.0.1, the rendered operator-api-serve-addr) and its gops server (9891);
-# - kube-prometheus's node-exporter (9100, plans.monitoring) and the log collector's telemetry (8888,
-#   plans.logs.TELEMETRY_PORT).
-# Talos's host DNS (127.0.0.53:53) is off: plans.talos sets no features.hostDNS, and machinery reads a missing one as off.
+# - with monitoring, kube-prometheus's node-exporter (9100, plans.monitoring); with logs, the log collector's telemetry
+#   (8888, plans.logs.TELEMETRY_PORT) and, on a stack without the Ainur, its receivers of Talos's logs (6050 and 6051,
+#   plans.logs SERVICE_PORT and KERNEL_PORT: plans.logs.talos_cluster).
 _EVERY = "on every Arda machine"
 _OPERATOR = "on the machines it runs on, any of Arda's"
+_VALUES = "should arda.cilium.values turn it on"
+_HOST_DNS = f"taken by Talos's host DNS resolver (on 127.0.0.53, and 169.254.116.108 for the cluster's names) {_EVERY}"
 NODE_LISTENERS: dict[tuple[int, str], str] = {
-    (4240, "tcp"): f"Cilium's agent (its health checks) {_EVERY}",
-    (4244, "tcp"): f"Hubble's server (Cilium's agent) {_EVERY}",
-    (7445, "tcp"): f"KubePrism, Talos's proxy to the API server that Cilium reaches the API through, on 127.0.0.1 {_EVERY}",
-    (8472, "udp"): f"Cilium's VXLAN tunnel between the machines {_EVERY}",
-    (8888, "tcp"): f"the log collector's telemetry {_EVERY}",
-    (9100, "tcp"): f"node-exporter {_EVERY}",
-    (9234, "tcp"): f"Cilium's operator (its health API, on 127.0.0.1) {_OPERATOR}",
-    (9878, "tcp"): f"Cilium's Envoy (its health listener, on 127.0.0.1) {_EVERY}",
-    (9879, "tcp"): f"Cilium's agent (its health API, on 127.0.0.1) {_EVERY}",
-    (9890, "tcp"): f"Cilium's agent (its gops debug server, on 127.0.0.1) {_EVERY}",
-    (9891, "tcp"): f"Cilium's operator (its gops debug server, on 127.0.0.1) {_OPERATOR}",
-    (9962, "tcp"): f"Cilium's agent (its metrics, on with iluvatar:monitoring) {_EVERY}",
-    (9963, "tcp"): f"Cilium's operator (its metrics) {_OPERATOR}",
-    (9964, "tcp"): f"Cilium's Envoy (its metrics) {_EVERY}",
-    (10248, "tcp"): f"the kubelet (its health endpoint, on 127.0.0.1) {_EVERY}",
-    (10250, "tcp"): f"the kubelet {_EVERY}",
-    (50000, "tcp"): f"Talos's apid {_EVERY}",
+    (53, "tcp"): _HOST_DNS,
+    (53, "udp"): _HOST_DNS,
+    (4240, "tcp"): f"taken by Cilium's agent (its health checks) {_EVERY}",
+    (4244, "tcp"): f"kept for Hubble's server (Cilium's agent, with arda.cilium.hubble) {_EVERY}",
+    (6050, "tcp"): f"kept for the log collector's receiver of Talos's service logs (with logs, on a stack without the Ainur) {_EVERY}",
+    (6051, "tcp"): f"kept for the log collector's receiver of Talos's kernel messages (with logs, on a stack without the Ainur) {_EVERY}",
+    (6081, "udp"): f"kept for Cilium's Geneve tunnel between the machines ({_VALUES}) {_EVERY}",
+    (7445, "tcp"): f"taken by KubePrism, Talos's proxy to the API server that Cilium reaches the API through, on 127.0.0.1 {_EVERY}",
+    (8472, "udp"): f"taken by Cilium's VXLAN tunnel between the machines {_EVERY}",
+    (8888, "tcp"): f"kept for the log collector's telemetry (with logs) {_EVERY}",
+    (9100, "tcp"): f"kept for node-exporter (with monitoring) {_EVERY}",
+    (9234, "tcp"): f"taken by Cilium's operator (its health API, on 127.0.0.1) {_OPERATOR}",
+    (9878, "tcp"): f"taken by Cilium's Envoy (its health listener, on 127.0.0.1) {_EVERY}",
+    (9879, "tcp"): f"taken by Cilium's agent (its health API, on 127.0.0.1) {_EVERY}",
+    (9890, "tcp"): f"taken by Cilium's agent (its gops debug server, on 127.0.0.1) {_EVERY}",
+    (9891, "tcp"): f"taken by Cilium's operator (its gops debug server, on 127.0.0.1) {_OPERATOR}",
+    (9962, "tcp"): f"kept for Cilium's agent (its metrics, with monitoring) {_EVERY}",
+    (9963, "tcp"): f"taken by Cilium's operator (its metrics) {_OPERATOR}",
+    (9964, "tcp"): f"taken by Cilium's Envoy (its metrics) {_EVERY}",
+    (9965, "tcp"): f"kept for Hubble's metrics ({_VALUES}) {_EVERY}",
+    (10248, "tcp"): f"taken by the kubelet (its health endpoint, on 127.0.0.1) {_EVERY}",
+    (10250, "tcp"): f"taken by the kubelet {_EVERY}",
+    (50000, "tcp"): f"taken by Talos's apid {_EVERY}",
+    (51871, "udp"): f"kept for Cilium's WireGuard encryption ({_VALUES}) {_EVERY}",
 }
 # Cilium's kube-proxy replacement (plans.cilium: kubeProxyReplacement) serves Kubernetes' NodePort range on every
 # node address in eBPF, ahead of any socket there: a listener in it would never see its packets.
@@ -512,7 +527,7 @@ def host_network_problems(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple
                 out.append(
                     Problem(
                         f"{port_path}.port",
-                        f"{port.port}/{port.protocol} is taken by {NODE_LISTENERS[key]}; the app must listen elsewhere",
+                        f"{port.port}/{port.protocol} is {NODE_LISTENERS[key]}; the app must listen elsewhere",
                     )
                 )
             elif port.port in NODE_PORTS:

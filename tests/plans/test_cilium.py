@@ -182,10 +182,12 @@ def _node_ports(objects: list[dict[str, Any]]) -> set[tuple[int, str]]:
                 found |= {(p["containerPort"], p.get("protocol", "TCP").lower()) for p in container.get("ports") or []}
     config = _find(objects, "ConfigMap", "cilium-config")["data"]
     for key, value in config.items():
-        if (key.endswith("-serve-addr") or key.endswith("-listen-address")) and value:
+        if (key.endswith("-serve-addr") or key.endswith("-listen-address") or key == "hubble-metrics-server") and value:
             found.add((int(value.rsplit(":", 1)[1]), "tcp"))
     if config.get("routing-mode") == "tunnel":
         found.add(({"vxlan": 8472, "geneve": 6081}[config["tunnel-protocol"]], "udp"))
+    if config.get("enable-wireguard") == "true":
+        found.add((51871, "udp"))  # Cilium's WireGuard port (pkg/wireguard/types/types.go:9 at v1.18.4)
     bootstrap = json.loads(_find(objects, "ConfigMap", "cilium-envoy-config")["data"]["bootstrap-config.json"])
     found |= {(listener["address"]["socketAddress"]["portValue"], "tcp") for listener in bootstrap["staticResources"]["listeners"]}
     return found
@@ -196,6 +198,11 @@ def test_every_port_the_release_opens_on_a_machine_is_refused_to_a_host_network_
     opened = _node_ports(list(_rendered(HOMELAB)))
     assert opened == {(4244, "tcp"), (8472, "udp"), (9234, "tcp"), (9878, "tcp"), (9962, "tcp"), (9963, "tcp"), (9964, "tcp")}
     assert opened - set(NODE_LISTENERS) == set()
+    # What arda.cilium.values may turn on beside: the Geneve tunnel, WireGuard, Hubble's metrics.
+    values = {"tunnelProtocol": "geneve", "encryption": {"enabled": True, "type": "wireguard"}, "hubble": {"metrics": {"enabled": ["dns"]}}}
+    more = _node_ports(_render(_stack_with_cilium(HOMELAB, values=values))) - opened
+    assert more == {(6081, "udp"), (51871, "udp"), (9965, "tcp")}
+    assert more - set(NODE_LISTENERS) == set()
 
 
 def test_rendered_config_replaces_kube_proxy_through_kubeprism() -> None:
