@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import IO
@@ -77,11 +78,18 @@ def test_a_swap_of_the_volume_in_the_middle_of_a_pass_hands_dnsmasq_one_version(
 
 
 def _stand_in_dnsmasq() -> subprocess.Popen[str]:
-    """What the loop sees of dnsmasq: a process it signals. It prints `hup` and exits on a SIGHUP, and exits silent
-    when its input closes. Returned once its trap is set (it says `ready`): a SIGHUP before that is the shell's default
-    action, an exit without a word, which a busy machine's scheduler can make the loop's signal meet."""
-    script = 'trap "echo hup; exit 0" HUP; echo ready; read -r line || true'
-    process = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """What the loop sees of dnsmasq: a process that catches SIGHUP, as dnsmasq does once started. It prints `hup` and
+    exits on one, and exits silent when its input closes. Returned once its handler is in (it says `ready`): a SIGHUP
+    before that would meet the default action. Python, not a shell's `trap`: a shell started with SIGHUP ignored (a run
+    under nohup) cannot trap it (POSIX, Shell Command Language 2.14 `trap`), where dnsmasq's own sigaction (src/dnsmasq.c
+    at 2.90) installs its handler whatever it inherited."""
+    script = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGHUP, lambda *_: (print('hup', flush=True), sys.exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     return process
 
