@@ -35,6 +35,7 @@ from stacks import remote_access as remote_rules
 from stacks import secrets as secrets_rules
 from stacks import storage as storage_rules
 from stacks import versions as version_rules
+from stacks.categories import known_categories
 from stacks.data_model import Backup
 from stacks.edge import edge_addresses, resolver_needed
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
@@ -466,12 +467,15 @@ def parse_stack(
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
     # Iluvatar's namespaces that only a layer makes, with the layer each would take, for the layers this stack leaves off
-    # (plans.gitops, plans.storage's NFS CSI driver, plans.remote_access's Tailscale operator, plans.monitoring and
-    # plans.logs, plans.backup, plans.secrets); Kubernetes' own namespaces other than kube-system run no pod at all.
+    # (plans.gitops, plans.storage's NFS CSI driver, plans.remote_access's Tailscale operator, plans.backup's VolSync and
+    # talos-backup, plans.drill, plans.secrets' operator); the secret store's namespace and Kubernetes' own other than
+    # kube-system run no pod at all. A category of the stack by one of these names is a namespace of its apps (and
+    # `monitoring`, a default category, is always made: plans.edge).
     off = {
         "default": "Kubernetes' default namespace, where no app of Arda's runs",
         "kube-public": "Kubernetes' own",
         "kube-node-lease": "Kubernetes' own",
+        "iluvatar-secrets": "the secret store's, which holds Secrets and runs none",
     }
     if "gitops" not in values:
         off["argocd"] = "Argo CD's, and iluvatar:gitops is not set"
@@ -479,13 +483,20 @@ def parse_stack(
         off["csi-nfs"] = "the NFS CSI driver's, and storage.nfs is not set"
     if not (isinstance(remote, RemoteAccess) and remote.flavour == "tailscale"):
         off["tailscale"] = "the Tailscale operator's, and remoteAccess.flavour is not tailscale"
-    if "monitoring" not in values and not any(app.category == "monitoring" for _, app in apps):
-        off["monitoring"] = "Prometheus's and the log store's, and iluvatar:monitoring is not set, nor is any app's category monitoring"
     if "backup" not in values:
         off["volsync-system"] = "VolSync's, and iluvatar:backup is not set"
         off["etcd-backup"] = "the etcd backups', and iluvatar:backup is not set"
+    elif isinstance(backup, Backup):
+        target = data_rules.parse_target(backup.target)
+        # talos-backup uploads to S3 alone (plans.backup.arda_etcd).
+        if isinstance(target, data_rules.Target) and not (target.kind == "s3" and data_rules.arda_etcd_backup(backup)):
+            off["etcd-backup"] = "talos-backup's, which runs only when Arda's etcd is backed up to an S3 target, and this stack's is not"
+    if not (isinstance(backup, Backup) and "monitoring" in values and backup.drill.enabled):
+        off["backup-drill"] = "the restore drills', which run with iluvatar:backup and iluvatar:monitoring unless backup.drill.enabled is false"
     if not any(app.secrets for _, app in apps):
         off["external-secrets"] = "External Secrets', which runs only for an app with secrets, and no app has any"
+    for category in known_categories(gitops.categories if isinstance(gitops, GitOps) else ()):
+        off.pop(category, None)
     problems += app_rules.layer_namespace_problems(apps, off)
     problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(

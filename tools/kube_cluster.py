@@ -585,9 +585,9 @@ GOMAXPROCS = "1"
 
 # The controller-manager and the scheduler run without leader election. A plane here has one of each, so an election
 # decides nothing, and it adds a way to die under the suite's load: a leader that cannot renew its lease within the
-# renew deadline (10 s) exits (kube-scheduler v1.35.1 cmd/kube-scheduler/app/server.go:319-320, kube-controller-manager
-# cmd/kube-controller-manager/app/controllermanager.go:368-369), and every pod then waits on a scheduler or a volume
-# binder that is gone. Talos and k3s elect among their control planes; no test checks the election.
+# renew deadline (10 s, component-base's default) exits (kube-scheduler v1.35.1 cmd/kube-scheduler/app/server.go:319-320,
+# cmd/kube-controller-manager/app/controllermanager.go:368-369): pods are then left unscheduled, or uncreated with
+# their claims unbound. Talos and k3s elect among their control planes; no test checks the election.
 LEADER_ELECT = "--leader-elect=false"
 ONE_PROCESSOR = frozenset({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"})
 

@@ -1028,6 +1028,21 @@ def provision_claims(cluster: Cluster) -> list[str]:
     return made
 
 
+def _claims_now(cluster: Cluster, pod: Mapping[str, Any]) -> str:
+    """The phase of each claim of a pod the scheduler left for its claims, as the API server has it now. The scheduler's
+    last word may be older than the bind (client-go's event correlator keeps a repeated event's first time), so a claim
+    Bound beside it says the scheduler did not come back to the pod, not that the volume is missing."""
+    namespace = pod["metadata"]["namespace"]
+    names = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"].get("volumes") or [] if "persistentVolumeClaim" in v]
+    if not names:
+        return ""
+    phases = []
+    for name in names:
+        claim = cluster.client.get("v1", "PersistentVolumeClaim", name, namespace)
+        phases.append(f"{name} {(claim.get('status') or {}).get('phase', 'Pending')}" if claim else f"{name} missing")
+    return f" (its claims now: {', '.join(phases)})"
+
+
 def _observe(client: KubeClient, workload: Workload, pods: Sequence[dict[str, Any]], replica_sets: Sequence[dict[str, Any]]) -> bool:
     """Read the workload's pods; true once it is settled (every pod scheduled, or refused or unschedulable and said so)."""
     obj = workload.obj
@@ -1141,7 +1156,10 @@ def workloads(cluster_name: str, cluster: Cluster, written: Iterable[Written], t
     for workload in found:
         for pod_name, node in sorted(workload.pods.items()):
             if not node:
-                workload.problems.append(f"pod {pod_name} Pending: {cluster.pending_reason(by_name[(workload.namespace, pod_name)])}")
+                pod = by_name[(workload.namespace, pod_name)]
+                reason = cluster.pending_reason(pod)
+                claims = _claims_now(cluster, pod) if "PersistentVolumeClaim" in reason else ""
+                workload.problems.append(f"pod {pod_name} Pending: {reason}{claims}")
         if len(workload.pods) < workload.expected:
             refused = _failed_create(client, workload.makers or [workload.obj])
             workload.problems.append(f"{len(workload.pods)} of {workload.expected} pods created" + (f": {'; '.join(refused)}" if refused else ""))

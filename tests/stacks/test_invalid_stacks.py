@@ -70,6 +70,17 @@ def test_the_fix_a_never_running_drill_is_given_validates_beside_its_stale_after
     assert warnings(load_stack_file(path, require_secrets=True)) == []
 
 
+def test_a_client_namespace_a_layer_would_make_is_admitted_when_it_is_a_category_of_the_stack(tmp_path: Path) -> None:
+    # Without iluvatar:backup no VolSync runs in volsync-system, but a category by that name is its apps' namespace;
+    # monitoring, a default category, is made whether iluvatar:monitoring is set or not.
+    case = next(c for c in CASES if c["name"] == "app-port-client-namespaces-of-backup-and-secrets-left-off")
+    clients = [{"namespace": "volsync-system"}, {"namespace": "monitoring"}]
+    doc = edit(homelab_doc(), {"iluvatar:apps[6].clients": clients, "iluvatar:gitops.categories": ["volsync-system"]}, case["delete"])
+    doc = edit(doc, None, ["iluvatar:monitoring", "iluvatar:alertReceiverSecret"])
+    path = write_stack(tmp_path, doc)
+    assert load_stack_file(path, require_secrets=True).apps[6].clients[0].namespace == "volsync-system"
+
+
 @pytest.mark.parametrize(
     "name",
     [
