@@ -156,17 +156,27 @@ def unbracketed_url(value: object) -> object:
 _SECONDS = re.compile(r"^(\d+)s$")
 
 
-def _lease_time_fix(value: str) -> str:
-    """What a lease time not in minutes, hours or days is told: the forms taken, and for seconds the minutes that hold
-    them. dnsmasq lends no lease under 2 minutes (src/option.c:3931-3932 at v2.90 raises a dhcp-range's shorter one to
-    120 s), so no shorter one is offered."""
-    seconds = _SECONDS.match(value)
-    if seconds is None:
+_SHORT_LEASE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _lease_time_fix(value: str) -> str | None:
+    """What a lease time dnsmasq would not lend as written is told, or None for one it would. dnsmasq lends no lease
+    under 2 minutes (src/option.c:3931-3932 at v2.90 raises a dhcp-range's shorter one to 120 s), so a shorter one is
+    refused with 2m, and seconds (which the key does not take) are told the largest unit that holds them."""
+    if value == "infinite":
+        return None
+    found = _SHORT_LEASE.match(value)
+    if found is None:
         return f"{show(value)} is not a lease time: write a whole number of minutes, hours or days (e.g. 45m, 12h, 7d), or infinite"
-    wanted = -(-int(seconds.group(1)) // 60)
-    if wanted < 2:
-        return f"{value} is in seconds, which this key does not take, and dnsmasq lends no lease under 2 minutes: write 2m"
-    return f"{value} is in seconds, which this key does not take (minutes, hours or days): write {wanted}m"
+    seconds = int(found.group(1)) * _UNITS[found.group(2)]
+    if seconds < 120:
+        return f"{value} is shorter than dnsmasq lends a lease (2 minutes, the least it takes): write 2m"
+    if found.group(2) != "s":
+        return None
+    unit = next(u for u in ("d", "h", "m") if seconds % _UNITS[u] == 0) if seconds % 60 == 0 else "m"
+    amount = -(-seconds // _UNITS[unit])
+    return f"{value} is in seconds, which this key does not take (minutes, hours or days): write {amount}{unit}"
 
 
 def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
@@ -201,8 +211,8 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
                 f"with the patch), and this Iluvatar knows no 1.{minor.group(1)} release; write a full release, e.g. {example}, "
                 "the one it ships"
             )
-        if isinstance(value, str) and what == "lease time" and not regex.match(value):
-            raise ValueError(_lease_time_fix(value))
+        if isinstance(value, str) and what == "lease time" and (lease := _lease_time_fix(value)) is not None:
+            raise ValueError(lease)
         if isinstance(value, str) and what == CHART_VERSION and not regex.match(value) and (fix := _chart_version_fix(value, example)):
             raise ValueError(fix)
         if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and not regex.match(value):

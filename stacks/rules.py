@@ -262,14 +262,15 @@ def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:
                 f"{path}.{end}", f"{ip} is the network or broadcast address of network.lan {net.lan}; no host can have it: write a host address"
             )
     if net.gateway in r:
-        # The side the gateway leaves room on: a range that ends at the LAN's last host can only end before it.
-        before, after = net.gateway - 1, net.gateway + 1
-        if net.gateway == r.start:
-            fix = f"start it at {after}"
-        elif net.gateway == r.end:
-            fix = f"end it at {before}"
-        else:
-            fix = f"end it at {before} or start it at {after}"
+        # Each end the range can move to and still hold a host address: a range ending at the LAN's last host (the
+        # gateway, often) can only end before it, one starting at its first only start after it.
+        edges = _edge_addresses(net.lan)
+        moves = []
+        if net.gateway > r.start and net.gateway - 1 not in edges:
+            moves.append(f"end it at {net.gateway - 1}")
+        if net.gateway < r.end and net.gateway + 1 not in edges:
+            moves.append(f"start it at {net.gateway + 1}")
+        fix = " or ".join(moves) if moves else "write a range of other addresses"
         yield Problem(path, f"{r} contains network.gateway {net.gateway}; {fix}")
 
 
