@@ -495,7 +495,7 @@ def _alone(devices: Sequence[Held], network: Network | None) -> Iterator[Problem
     """A device of the table at the address of one that shares it with none (`ALONE`: a BMC), said at the other device's
     key, which names a server the stack reaches there, with the BMC's key as the other way out. Not at a subnet's
     network or broadcast address, which no host has: `host_edges` says so at both keys, and the fix is a host address."""
-    subnets = [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
+    subnets = network.subnets() if network is not None else []
     edges = {ip for net in subnets if net.prefixlen < 31 for ip in (net.network_address, net.broadcast_address)}
     alone = {d.ip: d for d in devices if d.kind in ALONE and d.ip not in edges}
     for d in devices:
@@ -533,7 +533,7 @@ def routers(network: Network) -> list[tuple[str, IPv4Address]]:
 def hostless(network: Network, route: IPv4Network) -> bool:
     """Whether `route` is the network or broadcast address of network.lan or a VLAN alone, which a route may not be
     (`host_edges`): a /31 or /32 network has neither (RFC 3021). The routes a message offers leave such a /32 out."""
-    subnets = [network.lan, *(v.cidr for v in network.vlans)]
+    subnets = network.subnets()
     return route.prefixlen == 32 and any(n.prefixlen < 31 and route.network_address in (n.network_address, n.broadcast_address) for n in subnets)
 
 

@@ -1007,11 +1007,6 @@ def public_provider(host: str) -> str | None:
 _PRIVATE_RANGES = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8"))
 
 
-def _own_networks(network: Network | None) -> list[IPv4Network]:
-    """network.lan and each VLAN's cidr: an address there is the homelab's own, on no internet."""
-    return [network.lan, *(v.cidr for v in network.vlans)] if network is not None else []
-
-
 def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | None, network: Network | None, ainur: bool) -> Iterator[Problem]:
     """An s3+http:// target across the internet: a public provider's endpoint, or an address that is neither private nor
     one of the homelab's networks. Plain http is for a NAS on the LAN (a MinIO, a Synology's S3), where the traffic never
@@ -1022,7 +1017,7 @@ def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | N
     Backblaze's "Call the S3-Compatible API")."""
     host = found.host.rsplit(":", 1)[0].rstrip(".").lower()
     provider = public_provider(host)
-    own = _own_networks(network)
+    own = network.subnets() if network is not None else []
     # Off the LAN is whatever is not a private range (RFC 1918, CGNAT's 100.64/10 a VPN may route, link-local, loopback):
     # `is_global` alone leaves out the documentation ranges (RFC 5737), which are on no LAN either.
     public_address = address is not None and not any(address in net for net in (*_PRIVATE_RANGES, *own))
@@ -1046,7 +1041,7 @@ def _https_at_a_private_address(target: str, found: Target, address: IPv4Address
     section 4.2.2, forbid a certificate for a reserved address), so the certificate a NAS serves there, its own, is
     refused and no backup is ever made. On the LAN plain http is the way (restic's and talos-backup's copies are
     encrypted before they leave); a name of the NAS's that a public authority certified (DNS-01) is the other."""
-    own = _own_networks(network)
+    own = network.subnets() if network is not None else []
     if address is None or not any(address in net for net in (*_PRIVATE_RANGES, *own)):
         return
     rest = f"{found.path}{'/' + found.prefix if found.prefix else ''}"

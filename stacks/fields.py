@@ -153,9 +153,6 @@ def unbracketed_url(value: object) -> object:
     return value
 
 
-_SECONDS = re.compile(r"^(\d+)s$")
-
-
 _SHORT_LEASE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -174,7 +171,7 @@ def _lease_time_fix(value: str) -> str | None:
         return f"{value} is shorter than dnsmasq lends a lease (2 minutes, the least it takes): write 2m"
     if found.group(2) != "s":
         return None
-    unit = next(u for u in ("d", "h", "m") if seconds % _UNITS[u] == 0) if seconds % 60 == 0 else "m"
+    unit = next((u for u in ("d", "h") if seconds % _UNITS[u] == 0), "m")
     amount = -(-seconds // _UNITS[unit])
     return f"{value} is in seconds, which this key does not take (minutes, hours or days): write {amount}{unit}"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import date
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -138,6 +138,10 @@ class Network(Model):
     vlans: tuple[Vlan, ...] = ()
     domain: Annotated[DnsName, AfterValidator(_not_multicast_dns)]
     external_domain: DnsName | None = None
+
+    def subnets(self) -> list[IPv4Network]:
+        """The homelab's own networks: network.lan, then each VLAN's cidr."""
+        return [self.lan, *(v.cidr for v in self.vlans)]
 
 
 _SSH_KEY = re.compile(

@@ -617,7 +617,7 @@ def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Networ
     the backup target as written."""
     if network is None:
         return []
-    own = [network.lan, *(v.cidr for v in network.vlans)]
+    own = network.subnets()
     clusters = cluster_networks(p)
     devices: list[tuple[str, IPv4Address, str]] = [(f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs")]
     devices += [(f"{NET}.dns[{k}]", ip, "dns") for k, ip in enumerate(network.dns)]
