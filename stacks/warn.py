@@ -59,6 +59,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _kernel_name_beside_link(stack)
     yield from _links_of_two_kinds(stack)
     yield from _kernel_names_of_one_bus(stack)
+    yield from _netbooted_maia_data_disks(stack)
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
@@ -523,6 +524,23 @@ def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
                     "which may change from one boot to the next: if they swap at the install, Talos installs on the disk meant for "
                     f"Ceph; name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
                 )
+
+
+def _netbooted_maia_data_disks(stack: StackConfig) -> Iterator[Problem]:
+    """A maia that netboots with dataDisks: nothing uses them. Longhorn never runs on a netbooted maia (its manager's
+    account reads every Secret, and the maia's NFS root exposes its kubelet's credentials: stacks.storage.longhorn_pis,
+    docs/security.md), so cloud-init formats none of its disks and no Longhorn disk is made there. A warning, not a
+    refusal: an unused disk harms nothing (docs/layers/ainur.md says so). Where the last deployment kept Longhorn's
+    replicas on it, stacks.day2 refuses the stack until they are evicted and the disk removed."""
+    for i, node in enumerate(stack.nodes):
+        if node.role in AINUR_ROLES and node.boot == "netboot" and node.data_disks:
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks",
+                f"{show(list(node.data_disks))}: {node.name} netboots, and a netbooted maia's disks are no Longhorn disk "
+                "(Longhorn's manager never runs where a maia's NFS root exposes its kubelet's credentials: docs/security.md), "
+                f"so nothing uses them; remove {node.name}'s dataDisks, or set boot: disk to let it boot from its card and "
+                "give Longhorn its dataDisks[0]",
+            )
 
 
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
