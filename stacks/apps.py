@@ -155,10 +155,34 @@ def _sources(i: int, app: App, network: Network) -> Iterator[Problem]:
                 app_path(i, f"sources[{k}]"),
                 f"{name} is not a network of the stack: write lan (network.lan) or the name of one of network.vlans ({', '.join(known)})",
             )
+    udp_only = _udp_only(app)
+    tcp = [str(c) for p in app.ports if p.protocol == "tcp" for c in [p.target_port if p.target_port is not None else p.port]]
     for k, client in enumerate(app.clients):
         for m, port in enumerate(client.ports):
             if not 1 <= port <= 65535:
                 yield Problem(app_path(i, f"clients[{k}].ports[{m}]"), f"{port} is not a port: TCP and UDP ports are 1 to 65535")
+            elif port in udp_only:
+                # A client's ports are rendered as TCP (plans.ports._to_ports); only ports left unset take each of the
+                # app's own with its protocol. A port the app serves over UDP alone, named here, opens a TCP port nobody
+                # serves and leaves the client's UDP dropped.
+                others = f", or name only its TCP ports ({', '.join(tcp)})" if tcp else f" ({app.name} serves no TCP port to name)"
+                yield Problem(
+                    app_path(i, f"clients[{k}].ports[{m}]"),
+                    f"{port} is {app.name}'s UDP port (ports[{udp_only[port]}], udp only), but a client's ports are admitted over "
+                    f"TCP: the policy would open {port}/tcp, which {app.name} does not serve, and still drop the client's UDP; "
+                    f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol{others}",
+                )
+
+
+def _udp_only(app: App) -> dict[int, int]:
+    """The container ports an app serves over UDP and not over TCP (`apps[].ports`, a port's targetPort where set), each
+    with the index of its entry. None when a TCP port's targetPort is a name: the container port it stands for may be
+    any of them."""
+    if any(p.protocol == "tcp" and isinstance(p.target_port, str) for p in app.ports):
+        return {}
+    container = [(j, p.target_port if p.target_port is not None else p.port, p.protocol) for j, p in enumerate(app.ports)]
+    tcp = {c for _, c, protocol in container if protocol == "tcp"}
+    return {c: j for j, c, protocol in container if protocol == "udp" and isinstance(c, int) and c not in tcp}
 
 
 def _host(i: int, app: App, network: Network, zone_names: Mapping[str, str]) -> list[Problem]:

@@ -465,7 +465,7 @@ class PiImage(Model):
             )
         found = _image_mismatches(self.release, self.url, self.sha256)
         if found:
-            raise _value_errors(type(self).__name__, [((), self, m) for m in found])
+            raise _value_errors(type(self).__name__, [(loc, self.sha256 if loc else self, m) for loc, m in found])
         return self
 
     @model_validator(mode="wrap")
@@ -489,32 +489,52 @@ class PiImage(Model):
             if not found:
                 raise
             said = [(err["loc"], err["input"], str(err["msg"]).removeprefix("Value error, ")) for err in errors]
-            raise _value_errors(cls.__name__, [*said, *(((), data, m) for m in found)]) from None
+            raise _value_errors(cls.__name__, [*said, *((loc, sha256 if loc else data, m) for loc, m in found)]) from None
 
 
-def _image_mismatches(release: str | None, url: str, sha256: str) -> list[str]:
+def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[tuple[str, ...], str]]:
     """What of a Pi image's release, url and sha256 does not name one file (each well-formed alone; release None where it
-    is not, and is said so on its own), every one."""
-    out: list[str] = []
+    is not, and is said so on its own), every one, each with the key it is said at (() for the image as a whole)."""
+    out: list[tuple[tuple[str, ...], str]] = []
     # cdimage.ubuntu.com names each image after its release (ubuntu-<release>-preinstalled-server-arm64+raspi.img.xz);
     # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.
     name = url.rsplit("/", 1)[-1]
     named = _IMAGE_RELEASE.search(name)
     if named is not None and release is not None and named.group(1) != release:
         out.append(
-            f"release is {release}, but url names Ubuntu {named.group(1)} ({url}); set release: {named.group(1)}, "
-            "or the url and sha256 of the release you meant"
+            (
+                (),
+                f"release is {release}, but url names Ubuntu {named.group(1)} ({url}); set release: {named.group(1)}, "
+                "or the url and sha256 of the release you meant",
+            )
         )
     # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
     # refuses the download on the Pis half-way through `pulumi up`. A mirror's url ending in the default's own file
     # name serves that file (Ubuntu's mirrors keep cdimage's names), and the sha256 is what the builder checks.
     default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))
-    if sha256 == default_sha and name != default_url.rsplit("/", 1)[-1]:
+    default_name = default_url.rsplit("/", 1)[-1]
+    if sha256 == default_sha and name != default_name:
         image = named.group(1) if named is not None else str(release)
         out.append(
-            f"sha256 is {sha256}, the SHA-256 of the default image ({default_url}), but url is {url}, another "
-            f"file, which the Pi image builder would refuse on the Pis; write the sha256 that the SHA256SUMS beside it "
-            f"lists for {name} (Ubuntu {image})"
+            (
+                (),
+                f"sha256 is {sha256}, the SHA-256 of the default image ({default_url}), but url is {url}, another "
+                f"file, which the Pi image builder would refuse on the Pis; write the sha256 that the SHA256SUMS beside it "
+                f"lists for {name} (Ubuntu {image})",
+            )
+        )
+    # And the converse: that file, from cdimage or a mirror of it under its own name, has the default's SHA-256 and no
+    # other, so any other sha256 beside it (another release's line of SHA256SUMS, the .img's) is refused by the builder
+    # (plans.netboot.pi_image: `[ "$got" = "$SHA256" ] || fail`) on the Pis half-way through `pulumi up`.
+    if sha256 != default_sha and name == default_name:
+        where = "the default url" if url == default_url else f"url {url}, a copy of it under its name"
+        out.append(
+            (
+                ("sha256",),
+                f"{sha256} is not the SHA-256 of {name} ({where}), which is {default_sha}: the Pi image builder would refuse "
+                f"the download on the Pis at `pulumi up`; write sha256: {default_sha}, or, if {sha256} is another image's, set "
+                "url (and release) to that image",
+            )
         )
     return out
 

@@ -57,7 +57,9 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _kind_alone(stack)
     yield from _every_disk(stack)
     yield from _kernel_name_beside_link(stack)
+    yield from _links_of_two_kinds(stack)
     yield from _kernel_names_of_one_bus(stack)
+    yield from _netbooted_maia_data_disks(stack)
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _pi4_nvme(stack)
@@ -439,7 +441,64 @@ def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
                     f"iluvatar:nodes[{i}].{key}",
                     f"{disk} and {other_key} {other} may be one disk: one is a kernel name, the other a /dev/disk link of the "
                     f"same bus, which validate cannot compare, and if they are one, Ceph takes {'the system disk' if other_key == 'installDisk' else 'a disk twice'}; "
-                    f"name both by /dev/disk/by-id (`ls -l /dev/disk/by-id/` on {node.name} shows which kernel name each link is)",
+                    f"name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which kernel name each link is)",
+                )
+                break
+
+
+# What kind of /dev/disk link a name is, and the transports a disk with such a link may have. udev gives one disk a
+# link of several kinds (60-persistent-storage.rules): <ID_BUS>-<ID_SERIAL> (ata-, usb-, scsi- or virtio-: one of them,
+# after the bus the disk is on), wwn-<its WWN> beside it for a SATA, SAS or USB disk that reports one, and its
+# by-path link; an NVMe namespace nvme-<model>_<serial> and nvme-<its wwid> (eui., nvme., uuid.: the one wwid the kernel
+# gives it) and its by-path link. sg3_utils' 55-scsi-sg3_id.rules adds scsi- links to SATA and USB disks too.
+_LINK_KINDS: tuple[tuple[str, re.Pattern[str], frozenset[str]], ...] = (
+    ("by-id nvme-<wwid>", re.compile(r"^/dev/disk/by-id/nvme-(?:eui|nvme|uuid)\."), frozenset({"nvme"})),
+    ("by-id nvme-<model>_<serial>", re.compile(r"^/dev/disk/by-id/nvme-"), frozenset({"nvme"})),
+    ("by-id ata-<model>_<serial>", re.compile(r"^/dev/disk/by-id/ata-"), frozenset({"sata"})),
+    ("by-id usb-<model>_<serial>", re.compile(r"^/dev/disk/by-id/usb-"), frozenset({"usb"})),
+    ("by-id scsi-<id>", re.compile(r"^/dev/disk/by-id/scsi-"), frozenset({"sata", "usb", "scsi"})),
+    ("by-id wwn-<wwn>", re.compile(r"^/dev/disk/by-id/wwn-"), frozenset({"sata", "usb", "scsi"})),
+    ("by-id virtio-<serial>", re.compile(r"^/dev/disk/by-id/virtio-"), frozenset({"virtio"})),
+    ("by-id mmc-<name>_<serial>", re.compile(r"^/dev/disk/by-id/mmc-"), frozenset({"mmc"})),
+    # by-path: path_id names the device after the way to it, its last hop the transport (a USB disk's path ends in the
+    # SCSI address of its bridge, so usb is looked for first; a SATA disk behind a SAS HBA ends in -sas- or -scsi-).
+    ("by-path", re.compile(r"^/dev/disk/by-path/\S*-nvme-"), frozenset({"nvme"})),
+    ("by-path", re.compile(r"^/dev/disk/by-path/\S*-usb-"), frozenset({"usb"})),
+    ("by-path", re.compile(r"^/dev/disk/by-path/\S*-ata-"), frozenset({"sata"})),
+    ("by-path", re.compile(r"^/dev/disk/by-path/\S*-(?:sas|scsi)-"), frozenset({"sata", "scsi"})),
+    ("by-path", re.compile(r"^/dev/disk/by-path/\S*mmc"), frozenset({"mmc"})),
+    ("by-path", re.compile(r"^/dev/disk/by-path/\S*virtio"), frozenset({"virtio"})),
+)
+
+
+def _link_kind(disk: str) -> tuple[str, frozenset[str]] | None:
+    """The kind of /dev/disk link `disk` is, and the transports its disk may have, or None (a kernel name, a link this
+    does not know)."""
+    return next(((kind, transports) for kind, pattern, transports in _LINK_KINDS if pattern.match(disk)), None)
+
+
+def _links_of_two_kinds(stack: StackConfig) -> Iterator[Problem]:
+    """One machine's disks named by two /dev/disk links of different kinds that one disk may have both of (ata- and
+    wwn-, nvme-<model>_<serial> and nvme-eui., a by-id link and a by-path one): udev links each disk under every kind,
+    and nothing in the stack ties one kind to another, so both may be the one disk (the system disk given to Ceph) and
+    nothing offline can tell, as with a kernel name beside a link (`_kernel_name_beside_link`). A warning, as that one:
+    a machine with two disks is right to name them so. Two links of one kind are compared by the rules (udev gives a
+    disk one of each), and links whose disks cannot share a transport (nvme- and ata-, ata- and usb-) are two disks."""
+    for i, node in enumerate(stack.nodes):
+        named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
+        named += [(f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks)]
+        for k, (key, disk) in enumerate(named):
+            mine = _link_kind(disk)
+            for other_key, other in named[:k]:
+                theirs = _link_kind(other)
+                if mine is None or theirs is None or mine[0] == theirs[0] or not mine[1] & theirs[1]:
+                    continue
+                yield Problem(
+                    f"iluvatar:nodes[{i}].{key}",
+                    f"{disk} and {other_key} {other} may be one disk: udev links a disk under both kinds ({mine[0]} and "
+                    f"{theirs[0]}), which validate cannot compare, and if they are one, Ceph takes "
+                    f"{'the system disk' if other_key == 'installDisk' else 'a disk twice'}; name both by links of one kind "
+                    f"(`ls -l /dev/disk/by-id/ /dev/disk/by-path/` on {node.name} shows which disk each link is)",
                 )
                 break
 
@@ -463,8 +522,25 @@ def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
                     f"iluvatar:nodes[{i}].dataDisks[{d}]",
                     f"{disk} and installDisk {install} are kernel names of one bus, numbered in the order the disks answer at boot, "
                     "which may change from one boot to the next: if they swap at the install, Talos installs on the disk meant for "
-                    f"Ceph; name both by /dev/disk/by-id (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
+                    f"Ceph; name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
                 )
+
+
+def _netbooted_maia_data_disks(stack: StackConfig) -> Iterator[Problem]:
+    """A maia that netboots with dataDisks: nothing uses them. Longhorn never runs on a netbooted maia (its manager's
+    account reads every Secret, and the maia's NFS root exposes its kubelet's credentials: stacks.storage.longhorn_pis,
+    docs/security.md), so cloud-init formats none of its disks and no Longhorn disk is made there. A warning, not a
+    refusal: an unused disk harms nothing (docs/layers/ainur.md says so). Where the last deployment kept Longhorn's
+    replicas on it, stacks.day2 refuses the stack until they are evicted and the disk removed."""
+    for i, node in enumerate(stack.nodes):
+        if node.role in AINUR_ROLES and node.boot == "netboot" and node.data_disks:
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks",
+                f"{show(list(node.data_disks))}: {node.name} netboots, and a netbooted maia's disks are no Longhorn disk "
+                "(Longhorn's manager never runs where a maia's NFS root exposes its kubelet's credentials: docs/security.md), "
+                f"so nothing uses them; remove {node.name}'s dataDisks, or set boot: disk to let it boot from its card and "
+                "give Longhorn its dataDisks[0]",
+            )
 
 
 def _kind_alone(stack: StackConfig) -> Iterator[Problem]:
