@@ -9,9 +9,11 @@ import os
 import select
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -297,3 +299,131 @@ def test_a_reserved_address_whose_old_machine_is_gone_is_lent_to_its_new_mac_aft
     ]
     net.start_dnsmasq(keep_leases=True)
     assert lease_of(net, saruman) == ip
+
+
+def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_starting_it_again(tmp_path: Path) -> None:
+    """dnsmasq's container (records.run_script) with the real dnsmasq and the program's dnsmasq.conf, on a Pi that does
+    not hold the service address yet: kube-vip adds it, and dnsmasq's bind to it fails at the address event. dnsmasq
+    (bind-dynamic) then never listens there until another address comes or goes (dnsmasq 2.90 src/network.c:923-940),
+    which here none does: the listener watch sees the address on this host with no socket on it and has dnsmasq started
+    again, which binds it. STAND-IN for the failure: the kernel's own window (RTM_NEWADDR sent before the address's
+    local route, Linux net/ipv4/devinet.c __inet_insert_ifa) cannot be held open from outside, so a socket of the test's
+    holds UDP port 53 there while dnsmasq, stopped while the address came, handles the event (its DNS bind then fails
+    with EADDRINUSE, which it logs, where the kernel's window gives the EADDRNOTAVAIL it passes over); what the household
+    is left with is the same: the address held, no DNS socket on it, no event to come."""
+    stack = load_stack_file(HOMELAB)
+    volume, dest, etc, tftp = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "tftp"
+    _version(volume, "..v1", netboot.hosts_file(stack), netboot.dhcp_hosts_file(stack))
+    (volume / "..data").symlink_to("..v1")
+    env = {"PATH": f"{Path(require('dnsmasq')).parent}:{os.environ['PATH']}", "SRC": str(volume), "DEST": str(dest)}
+    once = subprocess.run(["sh", "-c", records.records_script()], env={**env, "ONCE": "1"}, capture_output=True, text=True, timeout=60)
+    assert once.returncode == 0, once.stderr  # the init step: dnsmasq starts with the records
+    etc.mkdir()
+    tftp.mkdir()
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    conf, log, pid_file = tmp_path / "dnsmasq.conf", tmp_path / "dnsmasq.log", tmp_path / "dnsmasq.pid"
+    conf.write_text(netboot.dnsmasq_conf(stack, tftp_root=str(tftp), lease_file=str(tmp_path / "dnsmasq.leases"), records_dir=str(dest)))
+    args = ["--keep-in-foreground", f"--conf-file={conf}", "--user=root", f"--pid-file={pid_file}", f"--log-facility={log}", "--log-debug"]
+    wire = "ip link add eth0 type veth peer name b0 && ip addr add 192.168.0.13/24 dev eth0 && ip link set eth0 up && ip link set b0 up"
+    wire += " && ip link set lo up"
+    container = subprocess.Popen(
+        ["unshare", "--net", "sh", "-c", f'{wire} && exec sh "$@"', "sh", str(etc / records.RUN_SCRIPT), *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    blocker: subprocess.Popen[str] | None = None
+    try:
+        _until("dnsmasq wrote its pid file", lambda: container.poll() is None and pid_file.exists() and bool(pid_file.read_text().strip()))
+        first = int(pid_file.read_text())
+        in_pi = ["nsenter", f"--net=/proc/{container.pid}/ns/net"]
+        os.kill(first, signal.SIGSTOP)
+        subprocess.run([*in_pi, "ip", "addr", "add", f"{SVC}/32", "dev", "eth0"], check=True, timeout=20)  # kube-vip's add
+        hold = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind((sys.argv[1],53))\nprint('bound',flush=True)\nsys.stdin.read()"
+        blocker = subprocess.Popen([*in_pi, sys.executable, "-c", hold, SVC], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert blocker.stdout is not None and blocker.stdout.readline() == "bound\n"
+        os.kill(first, signal.SIGCONT)
+        failed = f"failed to create listening socket for {SVC}: Address already in use"
+        _until("dnsmasq's bind at the address event failed", lambda: failed in log.read_text())
+        assert blocker.stdin is not None
+        blocker.stdin.close()
+        assert blocker.wait(timeout=20) == 0
+        assert container.stderr is not None
+        assert _next_line(container.stderr, 30) == (
+            f"iluvatar: this host holds {SVC} but dnsmasq does not listen there (its bind was lost as the address came): dnsmasq starts again\n"
+        )
+        assert _next_line(container.stderr, 30) == "iluvatar: dnsmasq started again (1 of 3)\n"
+        _until(
+            "dnsmasq listens on the service address",
+            lambda: f"{SVC}:53" in subprocess.run([*in_pi, "ss", "-Hlun"], capture_output=True, text=True).stdout,
+        )
+        assert int(pid_file.read_text()) != first
+        container.send_signal(signal.SIGTERM)
+        assert container.wait(timeout=20) == 0
+    finally:
+        if blocker is not None and blocker.poll() is None:
+            blocker.kill()
+            blocker.wait(timeout=20)
+        for child in _children(container.pid) if container.poll() is None else []:
+            os.kill(child, signal.SIGKILL)
+        if container.poll() is None:
+            container.kill()
+            container.wait(timeout=20)
+
+
+def _next_line(stream: IO[str], seconds: float) -> str:
+    """The next line the container's scripts wrote, waited for at most `seconds` (a hang guard)."""
+    assert select.select([stream], [], [], seconds)[0], f"no line in {seconds:g} s"
+    return stream.readline()
+
+
+def test_a_dnsmasq_never_listening_on_the_address_its_pi_holds_ends_its_container_after_three_starts(tmp_path: Path) -> None:
+    """The listener watch's bound (records.LISTEN_RESTARTS): a dnsmasq that never listens on the address its Pi holds is
+    started again 3 times, then the container ends with status 1, so a watch that keeps finding a lost bind shows in the
+    pod's status (its restarts, the kubelet's back-off) rather than stopping the household's dnsmasq every 4 s for good.
+    STAND-IN for dnsmasq: a shell that binds nothing and ends on TERM, as dnsmasq does."""
+    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
+    (volume / "..data").symlink_to("..v1")
+    etc.mkdir()
+    bin_dir.mkdir()
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    (bin_dir / "dnsmasq").write_text("#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 1 & wait $!; done\n")
+    (bin_dir / "dnsmasq").chmod(0o755)
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
+    wire = f"ip link add eth0 type veth peer name b0 && ip addr add 192.168.0.13/24 dev eth0 && ip addr add {SVC}/32 dev eth0"
+    wire += " && ip link set eth0 up && ip link set b0 up && ip link set lo up"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SRC": str(volume), "DEST": str(dest)}
+    container = subprocess.Popen(
+        [
+            "unshare",
+            "--net",
+            "sh",
+            "-c",
+            f'{wire} && exec sh "$@"',
+            "sh",
+            str(etc / records.RUN_SCRIPT),
+            "--keep-in-foreground",
+            f"--conf-file={conf}",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert container.wait(timeout=120) == 1
+        assert container.stderr is not None
+        lost = f"iluvatar: this host holds {SVC} but dnsmasq does not listen there (its bind was lost as the address came): dnsmasq starts again"
+        ours = [line for line in container.stderr.read().splitlines() if not line.startswith("iluvatar: dnsmasq reads its")]
+        assert ours == [
+            *(line for n in (1, 2, 3) for line in (lost, f"iluvatar: dnsmasq started again ({n} of 3)")),
+            lost,
+            "iluvatar: dnsmasq lost its listener again after 3 starts: its container ends, and the kubelet starts it again",
+        ]
+    finally:
+        if container.poll() is None:
+            container.kill()
+            container.wait(timeout=20)
