@@ -55,10 +55,6 @@ NODE_LEASE_JITTER = 0.04
 # host network, restore-leases' one API read, records-first, then dnsmasq bound. An allowance, not a timer: the lab
 # starts the real dnsmasq in well under it, a Pi's containerd is not run here.
 POD_START_SECONDS = 5.0
-# dnsmasq started again in its running container, when the listener watch finds it lost its bind to the address
-# (plans.netboot.records): the old one's exit on TERM and the new one's start with its records already in place. An
-# allowance, not a timer: the lab's real dnsmasq does both in well under it.
-DNSMASQ_RESTART_SECONDS = 1.0
 
 
 def seconds(duration: str) -> float:
@@ -202,11 +198,11 @@ def steps(controller_manager_died: bool = False) -> list[Step]:
         ),
         # The kernel tells dnsmasq of the address before it adds the address's local route, so dnsmasq's bind to it can
         # fail, in silence, for good (plans.netboot.records): the listener watch then sees the address held with no
-        # socket at two looks in a row and has dnsmasq started again.
+        # socket at two looks in a row and makes an address event, at which dnsmasq binds (milliseconds, not counted).
         Step(
-            "dnsmasq listens on the address: at once, or, when its bind came before the kernel's local route, after the listener watch's second look and its start again",
-            2 * records.POLL_SECONDS + DNSMASQ_RESTART_SECONDS,
-            "the listener watch's poll (2 s), twice, and dnsmasq's start (an allowance)",
+            "dnsmasq listens on the address: at once, or, when its bind came before the kernel's local route, at the listener watch's second look",
+            2 * records.POLL_SECONDS,
+            "the listener watch's poll (2 s), twice",
         ),
     ]
 
