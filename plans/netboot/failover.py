@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plans.k3s import NODE_LEASE_DURATION_SECONDS, NODE_MONITOR_GRACE_PERIOD
+from plans.netboot import records
 from plans.netboot.pods import EVICTION_SECONDS, netboot_pod
 
 # kube-controller-manager's --node-monitor-period, which Iluvatar leaves at its default (5 s): how often the node
@@ -194,6 +195,14 @@ def steps(controller_manager_died: bool = False) -> list[Step]:
             "kube-vip there takes the Service's lease and sends gratuitous ARP",
             SERVICE_LEASE_SECONDS + longest_retry(SERVICE_RETRY_SECONDS),
             "the service election's lease duration and retry period",
+        ),
+        # The kernel tells dnsmasq of the address before it adds the address's local route, so dnsmasq's bind to it can
+        # fail, in silence, for good (plans.netboot.records): the listener watch then sees the address held with no
+        # socket at two looks in a row and makes an address event, at which dnsmasq binds (milliseconds, not counted).
+        Step(
+            "dnsmasq listens on the address: at once, or, when its bind came before the kernel's local route, at the listener watch's second look",
+            2 * records.POLL_SECONDS,
+            "the listener watch's poll (2 s), twice",
         ),
     ]
 

@@ -120,7 +120,7 @@ class Failover:
                 net.stack, tftp_root=str(net.root / "tftp"), lease_file=str(root / "leases" / "dnsmasq.leases"), records_dir=str(net.records)
             )
         )
-        net._dnsmasq(f"dnsmasq-{self.other_key}", ns, conf, None)
+        net._dnsmasq(f"dnsmasq-{self.other_key}", ns, conf, None, container=net.records_loop)
         return ns
 
     def _kube_vip(self, ns: str) -> None:

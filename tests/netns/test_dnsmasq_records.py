@@ -9,9 +9,11 @@ import os
 import select
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -297,3 +299,152 @@ def test_a_reserved_address_whose_old_machine_is_gone_is_lent_to_its_new_mac_aft
     ]
     net.start_dnsmasq(keep_leases=True)
     assert lease_of(net, saruman) == ip
+
+
+def _busybox(bin_dir: Path) -> dict[str, str]:
+    """A PATH on which the container's scripts run the image's tools: busybox's sh, ip, grep, tr, cat, sleep (the dnsmasq
+    image is Alpine's: its /bin/sh and these are busybox applets), then dnsmasq and the rest of this host's."""
+    bin_dir.mkdir(exist_ok=True)
+    for applet in ("sh", "ip", "grep", "tr", "cat", "sleep", "cp", "cmp", "mv", "mkdir", "chmod", "rm", "mktemp", "readlink"):
+        (bin_dir / applet).symlink_to(require("busybox"))
+    return {"PATH": f"{bin_dir}:{Path(require('dnsmasq')).parent}:{os.environ['PATH']}"}
+
+
+def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_an_address_event(tmp_path: Path) -> None:
+    """dnsmasq's container (records.run_script, run by busybox as in the image) with the real dnsmasq and the program's
+    dnsmasq.conf, on a Pi that does not hold the service address yet: kube-vip adds it, and dnsmasq's binds to it fail
+    at the address event. dnsmasq (bind-dynamic) tries them again only at the next address event (dnsmasq 2.90
+    src/network.c:923-940, :1185-1190), which here none would be: the listener watch sees the address on this host with
+    no socket on it, makes one, and the same dnsmasq binds. STAND-IN for the failure: the kernel's own window
+    (RTM_NEWADDR sent before the address's local route, Linux net/ipv4/devinet.c __inet_insert_ifa) cannot be held open
+    from outside, so sockets of the test's hold DNS and TFTP's ports there while dnsmasq, stopped while the address
+    came, handles the event (its binds then fail with EADDRINUSE, which it logs, where the kernel's window gives the
+    EADDRNOTAVAIL it passes over); what the household is left with is the same: the address held, no listener on it."""
+    stack = load_stack_file(HOMELAB)
+    volume, dest, etc, tftp = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "tftp"
+    _version(volume, "..v1", netboot.hosts_file(stack), netboot.dhcp_hosts_file(stack))
+    (volume / "..data").symlink_to("..v1")
+    env = {**_busybox(tmp_path / "bin"), "SRC": str(volume), "DEST": str(dest)}
+    once = subprocess.run(["sh", "-c", records.records_script()], env={**env, "ONCE": "1"}, capture_output=True, text=True, timeout=60)
+    assert once.returncode == 0, once.stderr  # the init step: dnsmasq starts with the records
+    etc.mkdir()
+    tftp.mkdir()
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    conf, log, pid_file = tmp_path / "dnsmasq.conf", tmp_path / "dnsmasq.log", tmp_path / "dnsmasq.pid"
+    conf.write_text(netboot.dnsmasq_conf(stack, tftp_root=str(tftp), lease_file=str(tmp_path / "dnsmasq.leases"), records_dir=str(dest)))
+    args = ["--keep-in-foreground", f"--conf-file={conf}", "--user=root", f"--pid-file={pid_file}", f"--log-facility={log}", "--log-debug"]
+    # The lab's wiring by this host's iproute2 (busybox's ip makes no veth). No IPv6: its link-local addresses' own
+    # events, as DAD ends, would have dnsmasq bind with no help, which a Pi's long-settled links do not give.
+    ip = require("ip")
+    wire = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+    wire += f" && {ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0 && {ip} link set eth0 up"
+    wire += f" && {ip} link set b0 up && {ip} link set lo up"
+    container = subprocess.Popen(
+        ["unshare", "--net", "sh", "-c", f'{wire} && exec sh "$@"', "sh", str(etc / records.RUN_SCRIPT), *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    blocker: subprocess.Popen[str] | None = None
+    try:
+        _until("dnsmasq wrote its pid file", lambda: container.poll() is None and pid_file.exists() and bool(pid_file.read_text().strip()))
+        pid = int(pid_file.read_text())
+        in_pi = ["nsenter", f"--net=/proc/{container.pid}/ns/net"]
+        os.kill(pid, signal.SIGSTOP)
+        subprocess.run([*in_pi, "ip", "addr", "add", f"{SVC}/32", "dev", "eth0"], check=True, timeout=20)  # kube-vip's add
+        hold = (
+            "import socket,sys\n"
+            "held=[socket.socket(socket.AF_INET,k) for k in (socket.SOCK_DGRAM,socket.SOCK_STREAM,socket.SOCK_DGRAM)]\n"
+            "for s,port in zip(held,(53,53,69)): s.bind((sys.argv[1],port))\n"
+            "print('bound',flush=True)\nsys.stdin.read()"
+        )
+        blocker = subprocess.Popen([*in_pi, sys.executable, "-c", hold, SVC], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert blocker.stdout is not None and blocker.stdout.readline() == "bound\n"
+        os.kill(pid, signal.SIGCONT)
+        failed = f"failed to create listening socket for {SVC}: Address already in use"
+        _until("dnsmasq's binds at the address event failed", lambda: log.read_text().count(failed) == 3)
+        assert f"): {SVC} port 53" not in log.read_text()  # no "listening on eth0(#n): ..." line
+        assert blocker.stdin is not None
+        blocker.stdin.close()
+        assert blocker.wait(timeout=20) == 0
+        assert container.stderr is not None
+        assert _next_line(container.stderr, 30) == (
+            f"iluvatar: this host holds {SVC} but dnsmasq does not listen there (its bind was lost as the address came): an address event to bind again (1 of 3)\n"
+        )
+        _until(
+            "dnsmasq listens on the service address",
+            lambda: f"{SVC}:53" in subprocess.run([*in_pi, "ss", "-Hlun"], capture_output=True, text=True).stdout,
+        )
+        assert int(pid_file.read_text()) == pid and container.poll() is None  # the same dnsmasq, never stopped
+        assert f"): {SVC} port 53" in log.read_text().split(failed)[-1]  # "listening on eth0(#n): ...", after the event
+        assert "127.0.53.53" not in subprocess.run([*in_pi, "ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+        container.send_signal(signal.SIGTERM)
+        assert container.wait(timeout=20) == 0
+    finally:
+        if blocker is not None and blocker.poll() is None:
+            blocker.kill()
+            blocker.wait(timeout=20)
+        for child in _children(container.pid) if container.poll() is None else []:
+            os.kill(child, signal.SIGKILL)
+        if container.poll() is None:
+            container.kill()
+            container.wait(timeout=20)
+
+
+def _next_line(stream: IO[str], seconds: float) -> str:
+    """The next line the container's scripts wrote, waited for at most `seconds` (a hang guard)."""
+    assert select.select([stream], [], [], seconds)[0], f"no line in {seconds:g} s"
+    return stream.readline()
+
+
+def test_a_dnsmasq_never_listening_on_the_address_its_pi_holds_ends_its_container_after_three_address_events(tmp_path: Path) -> None:
+    """The listener watch's bound (records.LISTEN_NUDGES): a dnsmasq that does not listen on the address its Pi holds
+    after 3 address events (a listener it made in part, a port something else holds) is stopped and its container ends
+    with status 1, so the kubelet starts it again, binding at its start. STAND-IN for dnsmasq: a shell that binds
+    nothing and ends on TERM, as dnsmasq does."""
+    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
+    (volume / "..data").symlink_to("..v1")
+    etc.mkdir()
+    env = {**_busybox(bin_dir), "SRC": str(volume), "DEST": str(dest)}
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    (bin_dir / "dnsmasq").write_text("#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 1 & wait $!; done\n")
+    (bin_dir / "dnsmasq").chmod(0o755)
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
+    ip = require("ip")  # the lab's wiring by this host's iproute2 (busybox's ip makes no veth)
+    wire = f"{ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0 && {ip} addr add {SVC}/32 dev eth0"
+    wire += f" && {ip} link set eth0 up && {ip} link set b0 up && {ip} link set lo up"
+    container = subprocess.Popen(
+        [
+            "unshare",
+            "--net",
+            "sh",
+            "-c",
+            f'{wire} && exec sh "$@"',
+            "sh",
+            str(etc / records.RUN_SCRIPT),
+            "--keep-in-foreground",
+            f"--conf-file={conf}",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert container.wait(timeout=120) == 1
+        assert container.stderr is not None
+        ours = [line for line in container.stderr.read().splitlines() if not line.startswith("iluvatar: dnsmasq reads its")]
+        assert ours == [
+            *(
+                f"iluvatar: this host holds {SVC} but dnsmasq does not listen there (its bind was lost as the address came): an address event to bind again ({n} of 3)"
+                for n in (1, 2, 3)
+            ),
+            f"iluvatar: dnsmasq still does not listen on {SVC} after 3 address events: its container ends, and the kubelet starts it again",
+        ]
+    finally:
+        if container.poll() is None:
+            container.kill()
+            container.wait(timeout=20)

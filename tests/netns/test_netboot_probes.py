@@ -31,7 +31,8 @@ PI = "192.168.0.13"
 @pytest.fixture(scope="module")
 def starting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
     """The Pi as the kubelet first probes the netboot pod: dnsmasq and nginx started, the service address not held."""
-    with lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("probes"), f"ilv{os.getpid() % 10000}q") as net:
+    # dnsmasq as its container runs it: the listener watch beside it makes a bind lost as the address came (records).
+    with lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("probes"), f"ilv{os.getpid() % 10000}q", records_loop=True) as net:
         net.release_service_address()
         net.start_dnsmasq(keep_leases=False)
         yield net
