@@ -80,7 +80,7 @@ def service(stack: StackConfig, app: App) -> dict[str, Any]:
             "name": p.port_name,
             "port": p.port,
             "protocol": p.protocol.upper(),
-            "targetPort": p.target_port if p.target_port is not None else p.port,
+            "targetPort": p.container_port,
         }
         for p in app.ports
     ]
@@ -97,7 +97,7 @@ def service(stack: StackConfig, app: App) -> dict[str, Any]:
 def _to_ports(app: App, client: AppClient | None = None) -> list[dict[str, Any]]:
     if client is not None and client.ports:
         return [{"ports": [{"port": str(p), "protocol": "TCP"} for p in client.ports]}]
-    return [{"ports": [{"port": str(p.target_port if p.target_port is not None else p.port), "protocol": p.protocol.upper()} for p in app.ports]}]
+    return [{"ports": [{"port": str(p.container_port), "protocol": p.protocol.upper()} for p in app.ports]}]
 
 
 def client_selector(client: AppClient) -> dict[str, Any]:

@@ -156,7 +156,7 @@ def _sources(i: int, app: App, network: Network) -> Iterator[Problem]:
                 f"{name} is not a network of the stack: write lan (network.lan) or the name of one of network.vlans ({', '.join(known)})",
             )
     udp_only = _udp_only(app)
-    tcp = [str(c) for p in app.ports if p.protocol == "tcp" for c in [p.target_port if p.target_port is not None else p.port]]
+    tcp = [str(p.container_port) for p in app.ports if p.protocol == "tcp"]
     for k, client in enumerate(app.clients):
         for m, port in enumerate(client.ports):
             if not 1 <= port <= 65535:
@@ -180,9 +180,8 @@ def _udp_only(app: App) -> dict[int, int]:
     any of them."""
     if any(p.protocol == "tcp" and isinstance(p.target_port, str) for p in app.ports):
         return {}
-    container = [(j, p.target_port if p.target_port is not None else p.port, p.protocol) for j, p in enumerate(app.ports)]
-    tcp = {c for _, c, protocol in container if protocol == "tcp"}
-    return {c: j for j, c, protocol in container if protocol == "udp" and isinstance(c, int) and c not in tcp}
+    tcp = {p.container_port for p in app.ports if p.protocol == "tcp"}
+    return {c: j for j, p in enumerate(app.ports) if p.protocol == "udp" and isinstance(c := p.container_port, int) and c not in tcp}
 
 
 def _host(i: int, app: App, network: Network, zone_names: Mapping[str, str]) -> list[Problem]:

@@ -980,6 +980,11 @@ class AppPort(Model):
     def port_name(self) -> str:
         return self.name or f"{self.protocol}-{self.port}"
 
+    @property
+    def container_port(self) -> int | str:
+        """The port the app's container serves: targetPort where set (a number or its name), else the Service's port."""
+        return self.target_port if self.target_port is not None else self.port
+
 
 class AppHostNetwork(Model):
     """An app whose pod shares one Arda machine's network (`apps[].hostNetwork`): Home Assistant's device discovery

@@ -34,7 +34,7 @@ from stacks.data import (
 from stacks.data_model import AppBackup, Keep
 from stacks.errors import Problem, show
 from stacks.gitops import Lab
-from stacks.model import DiskSelector, StackConfig
+from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
 from stacks.rules import _transport
@@ -422,14 +422,19 @@ def _bus(disk: str) -> str | None:
     return None
 
 
+def _named_disks(node: Node) -> list[tuple[str, str]]:
+    """A machine's disks written as names, each with its key: installDisk (unless a selector), then each data disk."""
+    named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
+    return named + [(f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks)]
+
+
 def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
     """One machine's disks named one by its kernel name (/dev/nvme0n1) and another by a /dev/disk/by-id or by-path link of
     the same bus: the link names a device by its model and serial or its slot, which the stack does not tie to a kernel
     name, so both may be the one disk (the system disk given to Ceph) and nothing offline can tell. A warning, since a
     machine with two disks of a bus is right to name them so; named alike (both by-id), the rules compare them."""
     for i, node in enumerate(stack.nodes):
-        named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
-        named += [(f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks)]
+        named = _named_disks(node)
         for k, (key, disk) in enumerate(named):
             for other_key, other in named[:k]:
                 # One a kernel name, the other (having a bus, and not a kernel name) a link.
@@ -485,8 +490,7 @@ def _links_of_two_kinds(stack: StackConfig) -> Iterator[Problem]:
     a machine with two disks is right to name them so. Two links of one kind are compared by the rules (udev gives a
     disk one of each), and links whose disks cannot share a transport (nvme- and ata-, ata- and usb-) are two disks."""
     for i, node in enumerate(stack.nodes):
-        named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
-        named += [(f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks)]
+        named = _named_disks(node)
         for k, (key, disk) in enumerate(named):
             mine = _link_kind(disk)
             for other_key, other in named[:k]:

@@ -46,7 +46,9 @@ socket bound to it (/proc/net/udp), at two looks in a row, is such a lost bind, 
 its loop of the event. The watch then makes an address event (NUDGE_ADDRESS added to `lo` and taken away; the
 container has NET_ADMIN for dnsmasq's DHCP), at which dnsmasq binds: no restart, no gap but the lost one. After
 LISTEN_NUDGES events that did not mend it (a listener dnsmasq made in part, a port something else holds) it stops
-dnsmasq and the container ends with status 1, so the kubelet starts it again, binding at its start.
+dnsmasq and the container ends with status 1, and the kubelet starts it again. The pod is not Ready meanwhile, so
+kube-vip may take the address away and add it again once it is: the new dnsmasq's bind then meets the same race, under
+the same watch. The failover bound counts only the first event; this path is beyond it, and the pod's restarts show it.
 
 What the loop reads and writes, since it runs as dnsmasq's container's user with dnsmasq's capabilities: it reads the
 netboot ConfigMap's volume (the program's own records) and dnsmasq's /proc status, nothing from the network; it only
@@ -252,18 +254,22 @@ TRIE
     # dnsmasq binds within a turn of its loop of the address event: two looks in a row without a socket is a lost bind.
     if [ "$missed" -lt 2 ]; then continue; fi
     missed=0
+    # Looked at after each event: only a lost bind that outlived all of them ends the container.
+    if [ "$nudged" -ge {LISTEN_NUDGES} ]; then
+      # A listener dnsmasq made in part (the route came between two of its binds) is one it never makes again, nor one
+      # whose port something else holds: its container ends, and the kubelet starts it again (see the module). The
+      # script's own TERM, sent once dnsmasq has gone, would end the watch with status 0 before its `exit 3`: it is
+      # ignored from here.
+      trap '' TERM
+      echo "iluvatar: dnsmasq still does not listen on $lost after {LISTEN_NUDGES} address events: its container ends, and the kubelet starts it again" >&2
+      kill -TERM "$DNSMASQ_PID" 2>/dev/null || true
+      exit 3
+    fi
     nudged=$((nudged + 1))
     if nudge; then
       echo "iluvatar: this host holds $lost but dnsmasq does not listen there (its bind was lost as the address came): an address event to bind again ($nudged of {LISTEN_NUDGES})" >&2
     else
       echo "iluvatar: this host holds $lost but dnsmasq does not listen there, and {NUDGE_ADDRESS} could not be added to lo for an address event ($nudged of {LISTEN_NUDGES})" >&2
-    fi
-    if [ "$nudged" -ge {LISTEN_NUDGES} ]; then
-      # A listener dnsmasq made in part (the route came between two of its binds) is one it never makes again, nor one
-      # whose port something else holds: its container ends, and the kubelet starts it again, binding at its start.
-      echo "iluvatar: dnsmasq still does not listen on $lost after {LISTEN_NUDGES} address events: its container ends, and the kubelet starts it again" >&2
-      kill -TERM "$DNSMASQ_PID" 2>/dev/null || true
-      exit 3
     fi
   done
 ) &
