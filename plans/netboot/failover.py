@@ -121,6 +121,15 @@ def address_back_within() -> float:
     return longest_retry(SERVICE_RETRY_SECONDS)
 
 
+def listener_back_within() -> float:
+    """How long after its Pi gains the service address dnsmasq may still not listen there: the kernel tells dnsmasq of
+    the address before it adds the address's local route, so dnsmasq's bind can fail, in silence, for good
+    (plans.netboot.records); the listener watch then sees the address held with no socket at two looks in a row and
+    makes an address event, at which dnsmasq binds (milliseconds, not counted). Every arrival of the address pays it at
+    worst: a failover's, and the return after an API outage the election did not ride out."""
+    return 2 * records.POLL_SECONDS
+
+
 def node_lease_renew() -> float:
     """The longest between two renewals of a kubelet's node Lease: a Pi's last heartbeat before its death is at most
     this old."""
@@ -196,12 +205,9 @@ def steps(controller_manager_died: bool = False) -> list[Step]:
             SERVICE_LEASE_SECONDS + longest_retry(SERVICE_RETRY_SECONDS),
             "the service election's lease duration and retry period",
         ),
-        # The kernel tells dnsmasq of the address before it adds the address's local route, so dnsmasq's bind to it can
-        # fail, in silence, for good (plans.netboot.records): the listener watch then sees the address held with no
-        # socket at two looks in a row and makes an address event, at which dnsmasq binds (milliseconds, not counted).
         Step(
             "dnsmasq listens on the address: at once, or, when its bind came before the kernel's local route, at the listener watch's second look",
-            2 * records.POLL_SECONDS,
+            listener_back_within(),
             "the listener watch's poll (2 s), twice",
         ),
     ]

@@ -233,8 +233,11 @@ TRIE
   }}
   nudge() {{
     # An address event, which has dnsmasq bind what it has not yet (src/dnsmasq.c:1583, src/network.c:1811-1822): a
-    # loopback address of no use to anyone, added and taken away, and taken away only if this added it.
-    if ip addr add {NUDGE_ADDRESS}/32 dev lo 2>/dev/null; then ip addr del {NUDGE_ADDRESS}/32 dev lo; else return 1; fi
+    # loopback address of no use to anyone, added and taken away. The Pi's lo outlives the container, so a watch killed
+    # between the two leaves it there and the next add fails: the removal alone is then the event, as dnsmasq wakes at
+    # RTM_DELADDR as at RTM_NEWADDR (src/netlink.c:398-403). The event was made when the removal was.
+    ip addr add {NUDGE_ADDRESS}/32 dev lo 2>/dev/null || true
+    ip addr del {NUDGE_ADDRESS}/32 dev lo 2>/dev/null
   }}
   missed=0
   nudged=0
@@ -269,7 +272,7 @@ TRIE
     if nudge; then
       echo "iluvatar: this host holds $lost but dnsmasq does not listen there (its bind was lost as the address came): an address event to bind again ($nudged of {LISTEN_NUDGES})" >&2
     else
-      echo "iluvatar: this host holds $lost but dnsmasq does not listen there, and {NUDGE_ADDRESS} could not be added to lo for an address event ($nudged of {LISTEN_NUDGES})" >&2
+      echo "iluvatar: this host holds $lost but dnsmasq does not listen there, and {NUDGE_ADDRESS} could not be added to lo and taken away for an address event ($nudged of {LISTEN_NUDGES})" >&2
     fi
   done
 ) &

@@ -310,7 +310,8 @@ def _busybox(bin_dir: Path) -> dict[str, str]:
     return {"PATH": f"{bin_dir}:{Path(require('dnsmasq')).parent}:{os.environ['PATH']}"}
 
 
-def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_an_address_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("left_on_lo", [False, True], ids=["lo-clean", "nudge-address-left-on-lo"])
+def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_an_address_event(tmp_path: Path, left_on_lo: bool) -> None:
     """dnsmasq's container (records.run_script, run by busybox as in the image) with the real dnsmasq and the program's
     dnsmasq.conf, on a Pi that does not hold the service address yet: kube-vip adds it, and dnsmasq's binds to it fail
     at the address event. dnsmasq (bind-dynamic) tries them again only at the next address event (dnsmasq 2.90
@@ -319,7 +320,9 @@ def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_an_address_e
     (RTM_NEWADDR sent before the address's local route, Linux net/ipv4/devinet.c __inet_insert_ifa) cannot be held open
     from outside, so sockets of the test's hold DNS and TFTP's ports there while dnsmasq, stopped while the address
     came, handles the event (its binds then fail with EADDRINUSE, which it logs, where the kernel's window gives the
-    EADDRNOTAVAIL it passes over); what the household is left with is the same: the address held, no listener on it."""
+    EADDRNOTAVAIL it passes over); what the household is left with is the same: the address held, no listener on it.
+    With records.NUDGE_ADDRESS already on lo (a watch killed between its add and its removal: the Pi's lo outlives the
+    container), the removal alone is the event, and the address is gone after it."""
     stack = load_stack_file(HOMELAB)
     volume, dest, etc, tftp = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "tftp"
     _version(volume, "..v1", netboot.hosts_file(stack), netboot.dhcp_hosts_file(stack))
@@ -340,6 +343,8 @@ def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_an_address_e
     wire = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
     wire += f" && {ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0 && {ip} link set eth0 up"
     wire += f" && {ip} link set b0 up && {ip} link set lo up"
+    if left_on_lo:
+        wire += f" && {ip} addr add {records.NUDGE_ADDRESS}/32 dev lo"
     container = subprocess.Popen(
         ["unshare", "--net", "sh", "-c", f'{wire} && exec sh "$@"', "sh", str(etc / records.RUN_SCRIPT), *args],
         env=env,
@@ -378,7 +383,10 @@ def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_an_address_e
         )
         assert int(pid_file.read_text()) == pid and container.poll() is None  # the same dnsmasq, never stopped
         assert f"): {SVC} port 53" in log.read_text().split(failed)[-1]  # "listening on eth0(#n): ...", after the event
-        assert "127.0.53.53" not in subprocess.run([*in_pi, "ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+        assert (
+            records.NUDGE_ADDRESS
+            not in subprocess.run([*in_pi, "ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+        )
         container.send_signal(signal.SIGTERM)
         assert container.wait(timeout=20) == 0
     finally:
@@ -396,6 +404,13 @@ def _next_line(stream: IO[str], seconds: float) -> str:
     """The next line the container's scripts wrote, waited for at most `seconds` (a hang guard)."""
     assert select.select([stream], [], [], seconds)[0], f"no line in {seconds:g} s"
     return stream.readline()
+
+
+def _next_watch_line(stream: IO[str]) -> str:
+    """The listener watch's next line, past the records loop's ("iluvatar: dnsmasq reads its ...")."""
+    while (line := _next_line(stream, 30)).startswith("iluvatar: dnsmasq reads its"):
+        pass
+    return line
 
 
 def test_a_dnsmasq_never_listening_on_the_address_its_pi_holds_ends_its_container_after_three_address_events(tmp_path: Path) -> None:
@@ -445,6 +460,89 @@ def test_a_dnsmasq_never_listening_on_the_address_its_pi_holds_ends_its_containe
             f"iluvatar: dnsmasq still does not listen on {SVC} after 3 address events: its container ends, and the kubelet starts it again",
         ]
     finally:
+        if container.poll() is None:
+            container.kill()
+            container.wait(timeout=20)
+
+
+# A dnsmasq whose lost bind is mended only by the third address event (as a port held elsewhere until then would be):
+# it binds UDP 53 at the service address at its third RTM_NEWADDR on lo, the watch's third event, and ends on TERM.
+_BINDS_AT_THIRD_EVENT = """\
+import os, signal, socket, struct, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+address, ready, bound = sys.argv[1:4]
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+nl.bind((0, 0x10))  # RTMGRP_IPV4_IFADDR
+lo = socket.if_nametoindex("lo")
+open(ready, "w").close()
+events, held = 0, []
+while True:
+    data = nl.recv(65536)
+    while len(data) >= 24:
+        length, kind = struct.unpack_from("=IH", data)
+        # struct nlmsghdr (16 bytes), then struct ifaddrmsg: family, prefixlen, flags, scope, index.
+        if kind == 20 and struct.unpack_from("=I", data, 20)[0] == lo:
+            events += 1
+        data = data[(length + 3) & ~3 :]
+    if events >= 3 and not held:
+        held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        held[0].bind((address, 53))
+        open(bound, "w").close()
+"""
+
+
+def test_a_bind_mended_by_the_third_address_event_keeps_the_container(tmp_path: Path) -> None:
+    """The watch looks again after its last event (records.LISTEN_NUDGES) before it ends the container: a dnsmasq that
+    binds at the third event goes on serving, and the container ends only at the kubelet's TERM, with status 0. STAND-IN
+    for dnsmasq: a program that binds UDP 53 at the service address at the third address event on lo."""
+    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
+    (volume / "..data").symlink_to("..v1")
+    etc.mkdir()
+    env = {**_busybox(bin_dir), "SRC": str(volume), "DEST": str(dest)}
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    program, ready, bound = tmp_path / "dnsmasq.py", tmp_path / "ready", tmp_path / "bound"
+    program.write_text(_BINDS_AT_THIRD_EVENT)
+    (bin_dir / "dnsmasq").write_text(f"#!/bin/sh\nexec {sys.executable} {program} {SVC} {ready} {bound}\n")
+    (bin_dir / "dnsmasq").chmod(0o755)
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
+    ip = require("ip")  # the lab's wiring by this host's iproute2 (busybox's ip makes no veth)
+    wire = f"{ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0"
+    wire += f" && {ip} link set eth0 up && {ip} link set b0 up && {ip} link set lo up"
+    container = subprocess.Popen(
+        [
+            "unshare",
+            "--net",
+            "sh",
+            "-c",
+            f'{wire} && exec sh "$@"',
+            "sh",
+            str(etc / records.RUN_SCRIPT),
+            "--keep-in-foreground",
+            f"--conf-file={conf}",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _until("the stand-in listens for address events", ready.exists)
+        # kube-vip's add, once the stand-in hears events: the watch counts only while this host holds the address.
+        subprocess.run(["nsenter", f"--net=/proc/{container.pid}/ns/net", "ip", "addr", "add", f"{SVC}/32", "dev", "eth0"], check=True, timeout=20)
+        assert container.stderr is not None
+        for n in (1, 2, 3):
+            assert _next_watch_line(container.stderr) == (
+                f"iluvatar: this host holds {SVC} but dnsmasq does not listen there (its bind was lost as the address came): an address event to bind again ({n} of 3)\n"
+            )
+        _until("the stand-in bound at the third event", bound.exists)
+        container.send_signal(signal.SIGTERM)
+        assert container.wait(timeout=20) == 0
+        assert [line for line in container.stderr.read().splitlines() if not line.startswith("iluvatar: dnsmasq reads its")] == []
+    finally:
+        for child in _children(container.pid) if container.poll() is None else []:
+            os.kill(child, signal.SIGKILL)
         if container.poll() is None:
             container.kill()
             container.wait(timeout=20)
