@@ -23,12 +23,14 @@ import itertools
 import json
 import os
 import re
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from plans import storage
-from tests.upgrader.run import Result, upgrader
+from tests.upgrader.run import Result, upgrader, upgrader_watched
 from tools.kube_cluster import Cluster
 from tools.talos_api import TalosAPI, mac, scenario
 
@@ -153,6 +155,35 @@ def run(api: TalosAPI, cluster: Cluster, args: list[str], **stdin: Any) -> Resul
     return upgrader(args, {"talosconfig": api.talosconfig_text(), "kubeconfig": cluster.kubeconfig.read_text(), **stdin})
 
 
+def api_server_restarted(cluster: Cluster, name: str, times: int) -> None:
+    """Until the kubelet says the node's API server restarted `times` times."""
+    cluster.wait_for(
+        f"kube-apiserver-{name} restarted {times} times",
+        lambda: mirror_pods(cluster, name)["kube-apiserver"].get("status", {}).get("containerStatuses", [{}])[0].get("restartCount", 0) >= times,
+    )
+
+
+def stopped_waiting(
+    api: TalosAPI, cluster: Cluster, args: list[str], node: str, check: str, then: Callable[[], None] | None = None, **stdin: Any
+) -> Result:
+    """The upgrader run until it says it waits on `check` for `node` (its first "waiting: <check>: " line), `then` done
+    (what else the test waits for first), and stopped there as Pulumi stops a cancelled step (SIGTERM): every wait ends as
+    a failure naming what it saw last (upgrader/internal/wait: "stopped: SIGTERM; last seen: ..."). A test that means
+    "this wait does not pass" stops it where it means, however long the steps before it took; a short --timeout bets on
+    which wait the run is in when it ends, and under load the bet is lost."""
+    waiting = f"upgrader: {node}: waiting: {check}: "
+
+    def at(line: str) -> bool:
+        if not line.startswith(waiting):
+            return False
+        if then is not None:
+            then()
+        return True
+
+    secrets = {"talosconfig": api.talosconfig_text(), "kubeconfig": cluster.kubeconfig.read_text(), **stdin}
+    return upgrader_watched(args, secrets, at, stop=signal.SIGTERM)
+
+
 def _sysctl() -> str:
     return json.dumps({"machine": {"sysctls": {"vm.max_map_count": "262144"}}})
 
@@ -221,13 +252,13 @@ def first_pods(cluster: Cluster, names: list[str]) -> None:
 
 
 CRASH_LOOP = re.compile(
-    r"upgrader: FAILED: (?P<node>\S+): control-plane-pods: timed out; last seen: kube-apiserver-(?P=node) "
+    r"upgrader: FAILED: (?P<node>\S+): control-plane-pods: stopped: SIGTERM; last seen: kube-apiserver-(?P=node) "
     r"(is not Ready \(CrashLoopBackOff, restarted (once|\d+ times)\)"
     r"|has run \d+(\.\d)?m?s since it last started \(restarted (once|\d+ times)\): it counts once it has run 2s untouched); "
     r"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=(?P=node)"
-    # Or, when the step's bound ends while it asks the node's own API server (between two of its crashes) rather than
-    # its pods: the same API server, seen from its /readyz. Which wait the bound ends in depends on the machine's load.
-    r"|upgrader: FAILED: (?P<at>\S+): api-server: timed out; last seen: kube-apiserver on (?P=at) \((?P<ip>[\d.]+):6443\): /readyz: "
+    # Or, when the stop comes while it asks the node's own API server (between two of its crashes) rather than its pods:
+    # the same API server, seen from its /readyz.
+    r"|upgrader: FAILED: (?P<at>\S+): api-server: stopped: SIGTERM; last seen: kube-apiserver on (?P=at) \((?P<ip>[\d.]+):6443\): /readyz: "
     r"the server is currently unable to handle the request; look with: kubectl --server https://(?P=ip):6443 get --raw '/readyz\?verbose'"
 )
 

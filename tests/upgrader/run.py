@@ -84,11 +84,19 @@ def upgrader(args: Iterable[str], stdin: dict[str, Any] | None = None, timeout: 
 
 
 def upgrader_watched(
-    args: Iterable[str], stdin: dict[str, Any], on_line: Callable[[str], bool], timeout: float = 300, record: dict[str, Any] | None = None
+    args: Iterable[str],
+    stdin: dict[str, Any],
+    on_line: Callable[[str], bool],
+    timeout: float = 300,
+    record: dict[str, Any] | None = None,
+    stop: signal.Signals = signal.SIGKILL,
 ) -> Result:
     """Run the upgrader as `upgrader` does, handing `on_line` each progress line as it is written: the test acts at a
-    step (as a kubelet or a person would then), and a True answer kills the upgrader there (SIGKILL: no undo, no last
-    line, as a power cut of the machine running `pulumi up` leaves it)."""
+    step (as a kubelet or a person would then), and a True answer sends the upgrader `stop` there. SIGKILL (the default)
+    kills it: no undo, no last line, as a power cut of the machine running `pulumi up` leaves it. SIGTERM ends every wait
+    as a failure that says what it saw last (upgrader/internal/stop), as Pulumi's cancelled step does, and its lines are
+    read to the end: a test that means "this wait does not pass" stops it once the wait said what it waits on, however
+    long the steps before it took, rather than betting a --timeout on where the run will be when it ends."""
     env = {k: v for k, v in os.environ.items() if k != RECORD}
     if record is not None:
         env[RECORD] = json.dumps(record) + "\n"
@@ -100,11 +108,14 @@ def upgrader_watched(
     killer.start()
     lines: list[str] = []
     try:
+        sent = False
         for line in process.stderr:
             lines.append(line)
-            if on_line(line.rstrip("\n")):
-                process.kill()
-                break
+            if not sent and on_line(line.rstrip("\n")):
+                process.send_signal(stop)
+                sent = True
+                if stop == signal.SIGKILL:
+                    break
         stdout = process.stdout.read()
         code = process.wait(timeout=30)
     finally:

@@ -10,6 +10,7 @@ tests/upgrader/kube.py and tests/upgrader/conftest.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -17,7 +18,22 @@ from typing import Any
 
 import pytest
 
-from tests.upgrader.kube import APPS, CRASH_LOOP, KUBELET, NEW, STABLE, TO, first_pods, kubelet_scenario, kwok_node, mirror_pods, run, unique
+from tests.upgrader.kube import (
+    APPS,
+    CRASH_LOOP,
+    KUBELET,
+    NEW,
+    STABLE,
+    TO,
+    api_server_restarted,
+    first_pods,
+    kubelet_scenario,
+    kwok_node,
+    mirror_pods,
+    run,
+    stopped_waiting,
+    unique,
+)
 from tests.upgrader.run import binary, mutations
 from tools.kube_cluster import Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, talos_api
@@ -205,7 +221,9 @@ def test_a_kubernetes_upgrade_waits_for_the_api_server_the_schedulers_change_res
         assert step.code == 0, step.stderr
         api.script(cps[0], crashLoop=["kube-apiserver"])  # the API server crash-loops from its next start on
         configs = _new_configs(api, cps, [])
-        result = run(api, kube_talos, _kubernetes_upgrade(api, cps, [], timeout="15s"), machineConfigs=configs)
+        # Stopped once it waits on the pods and the restarted API server has started, Ready each time, four times since.
+        restarted = functools.partial(api_server_restarted, kube_talos, cps[0], 3)
+        result = stopped_waiting(api, kube_talos, _kubernetes_upgrade(api, cps, []), cps[0], "control-plane-pods", restarted, machineConfigs=configs)
         assert result.code == 1
         assert [line.removeprefix(f"upgrader: {cps[0]}: ") for line in result.lines if "already" in line or "config patched" in line] == [
             f"kube-apiserver: already {TO} (checking its pod)",

@@ -15,6 +15,7 @@ tests/upgrader/kube.py and tests/upgrader/conftest.py.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.upgrader.kube import (
     NEW,
     STABLE,
     _sysctl,
+    api_server_restarted,
     config_versions,
     control_plane_images,
     first_pods,
@@ -36,6 +38,7 @@ from tests.upgrader.kube import (
     kwok_node,
     mirror_pods,
     run,
+    stopped_waiting,
     unique,
 )
 from tests.upgrader.run import mutations, upgrader_watched
@@ -53,16 +56,19 @@ def test_a_control_planes_health_includes_its_static_pods_on_the_configured_imag
         config = api.node_config(name)
         images = control_plane_images(config)
         static_pods(name, {**images, "kube-apiserver": images["kube-apiserver"].replace(f":{KUBELET}", ":v1.34.0")})
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "4s"]
-        stale = run(api, kube_talos, args, machineConfig=config)
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        stale = stopped_waiting(api, kube_talos, args, name, "control-plane-pods", machineConfig=config)
+        seen = f"kube-apiserver-{name} runs registry.k8s.io/kube-apiserver:v1.34.0, not {images['kube-apiserver']}"
         assert stale.code == 1
+        assert f"upgrader: {name}: waiting: control-plane-pods: {seen}" in stale.lines
         assert stale.last == (
-            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} runs registry.k8s.io/kube-apiserver:v1.34.0, "
-            f"not {images['kube-apiserver']}; look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
+            f"upgrader: FAILED: {name}: control-plane-pods: stopped: SIGTERM; last seen: {seen}; "
+            f"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
         )
+        assert f"upgrader: {name}: healthy" not in stale.lines
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"kube-apiserver-{name}", "namespace": "kube-system"}}
         kube_talos.client.json_patch(pod, [{"op": "replace", "path": "/spec/containers/0/image", "value": images["kube-apiserver"]}])
-        current = run(api, kube_talos, [*args[:-1], "30s"], machineConfig=config)
+        current = run(api, kube_talos, args, machineConfig=config)
         assert current.code == 0, current.stderr
         assert current.last == f"upgrader: {name}: healthy"
 
@@ -83,14 +89,15 @@ def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(
     with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
         first_pods(kube_talos, [name])
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "6s"]
-        stale = run(api, kube_talos, args, machineConfig=config)
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        stale = stopped_waiting(api, kube_talos, args, name, "control-plane-pods", machineConfig=config)
         assert stale.code == 1
         assert f"upgrader: {name}: the change renders kube-apiserver ({CONFIG_VERSION}) anew: waiting for the new pods after it" in stale.lines
         # The old API server is still there, Ready on the same image: only its talos.dev/config-version tells.
+        seen = f"kube-apiserver-{name} carries {CONFIG_VERSION} 1, not 2 (what Talos serves now): the kubelet has not run the new static pod yet"
+        assert f"upgrader: {name}: waiting: control-plane-pods: {seen}" in stale.lines
         assert stale.last == (
-            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} carries {CONFIG_VERSION} 1, not 2 "
-            "(what Talos serves now): the kubelet has not run the new static pod yet; "
+            f"upgrader: FAILED: {name}: control-plane-pods: stopped: SIGTERM; last seen: {seen}; "
             f"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
         )
         assert [m for _, m in mutations(api)] == ["MachineService/ApplyConfiguration dry-run", "MachineService/ApplyConfiguration NO_REBOOT"]
@@ -98,7 +105,7 @@ def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(
 
         # A new kubelet reads the static pod URL at once: the next run finds the new API server and is done.
         api.restart_kubelet(name)
-        done = run(api, kube_talos, [*args[:-1], "60s"], machineConfig=config)
+        done = run(api, kube_talos, args, machineConfig=config)
         assert done.code == 0, done.stderr
         assert [line for line in done.lines if ": waiting: " not in line][-2:] == [
             f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
@@ -116,14 +123,15 @@ def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_re
         first_pods(kube_talos, [name])
         api.script(name, renderDelayMs=3_600_000)
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
-        result = run(
-            api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "5s"], machineConfig=config
-        )
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        result = stopped_waiting(api, kube_talos, args, name, "static-pods", machineConfig=config)
         assert result.code == 1
         ip = api.ip(name)
+        seen = f"Talos has not rendered kube-apiserver's new pod yet (its {CONFIG_VERSION} is still 1)"
+        assert f"upgrader: {name}: waiting: static-pods: {seen}" in result.lines
         assert result.last == (
-            f"upgrader: FAILED: {name}: static-pods: timed out; last seen: Talos has not rendered kube-apiserver's new pod yet "
-            f"(its {CONFIG_VERSION} is still 1); look with: talosctl -n {ip} get staticpods -o yaml; talosctl -n {ip} get staticpodstatus"
+            f"upgrader: FAILED: {name}: static-pods: stopped: SIGTERM; last seen: {seen}; "
+            f"look with: talosctl -n {ip} get staticpods -o yaml; talosctl -n {ip} get staticpodstatus"
         )
 
 
@@ -184,19 +192,21 @@ def test_a_change_that_restarts_the_api_server_under_another_annotation_waits_fo
     with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
         first_pods(kube_talos, [name])
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[change])
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "6s"]
-        waited = run(api, kube_talos, args, machineConfig=config)
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        waited = stopped_waiting(api, kube_talos, args, name, "control-plane-pods", machineConfig=config)
         assert waited.code == 1
         assert f"upgrader: {name}: the change renders {renders} anew: waiting for the new pods after it" in waited.lines
         # The API server's config-version did not move; another of its annotations did, and the old pod is still there.
+        seen = f"kube-apiserver-{name} carries {stale} (what Talos serves now): the kubelet has not run the new static pod yet"
+        assert f"upgrader: {name}: waiting: control-plane-pods: {seen}" in waited.lines
         assert waited.last == (
-            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} carries {stale} (what Talos serves now): "
-            f"the kubelet has not run the new static pod yet; look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
+            f"upgrader: FAILED: {name}: control-plane-pods: stopped: SIGTERM; last seen: {seen}; "
+            f"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
         )
         assert config_versions(kube_talos, name) == dict.fromkeys(APPS, "1")
 
         api.restart_kubelet(name)
-        done = run(api, kube_talos, [*args[:-1], "60s"], machineConfig=config)
+        done = run(api, kube_talos, args, machineConfig=config)
         assert done.code == 0, done.stderr
         assert done.last == f"upgrader: {name}: healthy"
         pods = mirror_pods(kube_talos, name)
@@ -212,13 +222,14 @@ def test_an_api_server_that_crash_loops_never_counts_though_it_shows_ready_each_
         first_pods(kube_talos, [name])
         api.script(name, crashLoop=["kube-apiserver"])  # the new API server (its new flag) crash-loops
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--pods-stable", "2s", "--timeout", "10s"]
-        result = run(api, kube_talos, args, machineConfig=config)
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--pods-stable", "2s", "--timeout", "60s"]
+        # Stopped once it waits on the pods and the API server has started, Ready each time, four times since.
+        result = stopped_waiting(
+            api, kube_talos, args, name, "control-plane-pods", functools.partial(api_server_restarted, kube_talos, name, 3), machineConfig=config
+        )
         assert result.code == 1
         assert CRASH_LOOP.fullmatch(result.last), result.last
         assert f"upgrader: {name}: healthy" not in result.lines
-        status = mirror_pods(kube_talos, name)["kube-apiserver"]["status"]
-        assert status["containerStatuses"][0]["restartCount"] >= 3
 
 
 def test_an_api_server_that_runs_but_is_not_ready_stops_the_step(kube_talos: Cluster, kubelet_nodes: Any) -> None:
@@ -228,16 +239,18 @@ def test_an_api_server_that_runs_but_is_not_ready_stops_the_step(kube_talos: Clu
         first_pods(kube_talos, [name])
         api.script(name, apiServerNotReady=True)
         ip = api.ip(name)
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "5s"]
-        result = run(api, kube_talos, args, machineConfig=api.node_config(name))
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        result = stopped_waiting(api, kube_talos, args, name, "api-server", machineConfig=api.node_config(name))
         assert result.code == 1
         body = "[+]ping ok\\n[+]log ok\\n[-]etcd failed: reason withheld\\n[+]poststarthook/start-apiserver-admission-initializer ok\\nreadyz check failed"
+        seen = f'kube-apiserver on {name} ({ip}:6443): /readyz: an error on the server ("{body}") has prevented the request from succeeding'
+        assert f"upgrader: {name}: waiting: api-server: {seen}" in result.lines
         assert result.last == (
-            f"upgrader: FAILED: {name}: api-server: timed out; last seen: kube-apiserver on {name} ({ip}:6443): /readyz: an error on the server "
-            f"(\"{body}\") has prevented the request from succeeding; look with: kubectl --server https://{ip}:6443 get --raw '/readyz?verbose'"
+            f"upgrader: FAILED: {name}: api-server: stopped: SIGTERM; last seen: {seen}; "
+            f"look with: kubectl --server https://{ip}:6443 get --raw '/readyz?verbose'"
         )
         api.script(name, apiServerNotReady=False)
-        ready = run(api, kube_talos, [*args[:-1], "30s"], machineConfig=api.node_config(name))
+        ready = run(api, kube_talos, args, machineConfig=api.node_config(name))
         assert ready.code == 0, ready.stderr
 
 
