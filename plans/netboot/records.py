@@ -183,6 +183,9 @@ trap 'term=1; kill -TERM "$DNSMASQ_PID" 2>/dev/null' TERM INT
     if [ "$ended" -eq 0 ]; then exit 0; fi
     tries=$((tries + 1))
     if [ "$tries" -gt {RECORDS_RESTARTS} ]; then
+      # The script's own TERM, sent once dnsmasq has gone, would end this subshell with status 0 before its exit below
+      # (its trap): it is ignored from here, so the container's status says the loop failed.
+      trap '' TERM
       echo "iluvatar: the records loop ended (status $ended) again after {RECORDS_RESTARTS} restarts: dnsmasq stops with it, and the kubelet starts both again" >&2
       kill -TERM "$DNSMASQ_PID" 2>/dev/null || true
       exit "$ended"
