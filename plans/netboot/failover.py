@@ -125,7 +125,8 @@ def listener_back_within() -> float:
     """How long after its Pi gains the service address dnsmasq may still not listen there: the kernel tells dnsmasq of
     the address before it adds the address's local route, so dnsmasq's bind can fail, in silence, for good
     (plans.netboot.records); the listener watch then sees the address held with no socket at two looks in a row and
-    makes an address event, at which dnsmasq binds (milliseconds, not counted). Every arrival of the address pays it at
+    makes an address event, at which dnsmasq binds (milliseconds, not counted, as each look's own: awk and grep over
+    /proc). Every arrival of the address pays it at
     worst: a failover's, and the return after an API outage the election did not ride out."""
     return 2 * records.POLL_SECONDS
 

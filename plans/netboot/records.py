@@ -57,7 +57,7 @@ copies the records as data (`cp`, `cmp`, never evaluated) into DEST, its emptyDi
 
 from __future__ import annotations
 
-from plans.netboot.base import RECORDS_DIR
+from plans.netboot.base import LOCAL_ADDRESSES, RECORDS_DIR
 from plans.netboot.dnsmasq import DHCP_HOSTS_DIR, HOSTS_DIR, RECORDS_FILE
 
 SCRIPT = "dnsmasq-records.sh"
@@ -183,6 +183,9 @@ trap 'term=1; kill -TERM "$DNSMASQ_PID" 2>/dev/null' TERM INT
     if [ "$ended" -eq 0 ]; then exit 0; fi
     tries=$((tries + 1))
     if [ "$tries" -gt {RECORDS_RESTARTS} ]; then
+      # The script's own TERM, sent once dnsmasq has gone, would end this subshell with status 0 before its exit below
+      # (its trap): it is ignored from here, so the container's status says the loop failed.
+      trap '' TERM
       echo "iluvatar: the records loop ended (status $ended) again after {RECORDS_RESTARTS} restarts: dnsmasq stops with it, and the kubelet starts both again" >&2
       kill -TERM "$DNSMASQ_PID" 2>/dev/null || true
       exit "$ended"
@@ -195,8 +198,10 @@ trap 'term=1; kill -TERM "$DNSMASQ_PID" 2>/dev/null' TERM INT
 loop=$!
 (
   # The listener watch (see the module): the addresses dnsmasq is to listen on are its config's listen-address lines
-  # but the loopback's.
-  trap 'exit 0' TERM
+  # but the loopback's. A TERM while it makes an address event waits until the event's address is away (nudge).
+  nudging=""
+  stopping=""
+  trap 'if [ -n "$nudging" ]; then stopping=1; else exit 0; fi' TERM
   conf=""
   for arg in "$@"; do
     case "$arg" in --conf-file=*) conf=${{arg#--conf-file=}} ;; esac
@@ -209,20 +214,9 @@ loop=$!
   fi
   [ -n "$watched" ] || exit 0
   routed_here() {{
-    # Whether the kernel has its local route for $1: a "/32 host LOCAL" line under $1's leaf in /proc/net/fib_trie,
-    # what bind() needs of an IPv4 address (Linux net/ipv4/af_inet.c __inet_bind, inet_addr_type_table). The file is
-    # read whole at once, then parsed.
-    trie=$(cat /proc/net/fib_trie) || return 1
-    leaf=""
-    while read -r first second rest; do
-      case "$first" in
-        "|--") leaf=$second ;;
-        /32) if [ "$leaf" = "$1" ] && [ "$second $rest" = "host LOCAL" ]; then return 0; fi ;;
-      esac
-    done <<TRIE
-$trie
-TRIE
-    return 1
+    # Whether the kernel has its local route for $1, what bind() needs of an IPv4 address (Linux net/ipv4/af_inet.c
+    # __inet_bind, inet_addr_type_table): awk reads /proc/net/fib_trie in buffered reads, in milliseconds.
+    {LOCAL_ADDRESSES} | grep -qxF "$1"
   }}
   listening() {{
     # Whether a UDP socket is bound to $1 port 53: /proc/net/udp prints the address's 32 bits as one number in the
@@ -233,11 +227,17 @@ TRIE
   }}
   nudge() {{
     # An address event, which has dnsmasq bind what it has not yet (src/dnsmasq.c:1583, src/network.c:1811-1822): a
-    # loopback address of no use to anyone, added and taken away. The Pi's lo outlives the container, so a watch killed
-    # between the two leaves it there and the next add fails: the removal alone is then the event, as dnsmasq wakes at
-    # RTM_DELADDR as at RTM_NEWADDR (src/netlink.c:398-403). The event was made when the removal was.
+    # loopback address of no use to anyone, added and taken away; a TERM meanwhile is held until it is away (the trap
+    # above). The Pi's lo outlives the container, so one left there all the same (a SIGKILL between the two) makes the
+    # next add fail: the removal alone is then the event, as dnsmasq wakes at RTM_DELADDR as at RTM_NEWADDR
+    # (src/netlink.c:399-404). The event was made when the removal was, whose error is said.
+    nudging=1
     ip addr add {NUDGE_ADDRESS}/32 dev lo 2>/dev/null || true
-    ip addr del {NUDGE_ADDRESS}/32 dev lo 2>/dev/null
+    made=0
+    ip addr del {NUDGE_ADDRESS}/32 dev lo || made=$?
+    nudging=""
+    if [ -n "$stopping" ]; then exit 0; fi
+    return "$made"
   }}
   missed=0
   nudged=0
@@ -272,7 +272,7 @@ TRIE
     if nudge; then
       echo "iluvatar: this host holds $lost but dnsmasq does not listen there (its bind was lost as the address came): an address event to bind again ($nudged of {LISTEN_NUDGES})" >&2
     else
-      echo "iluvatar: this host holds $lost but dnsmasq does not listen there, and {NUDGE_ADDRESS} could not be added to lo and taken away for an address event ($nudged of {LISTEN_NUDGES})" >&2
+      echo "iluvatar: this host holds $lost but dnsmasq does not listen there, and {NUDGE_ADDRESS} could not be taken away from lo for an address event ($nudged of {LISTEN_NUDGES})" >&2
     fi
   done
 ) &

@@ -433,6 +433,9 @@ class Lan:
         # Like a container, each start gets a fresh /var/lib/misc (dnsmasq's default lease file):
         # only what the config puts on the leases volume survives a restart.
         wrapped = "mount -t tmpfs none /var/lib/misc && exec " + " ".join(shlex.quote(a) for a in args)
+        if container:
+            # The container's own lines (the records loop's, the listener watch's), kept apart: `watch_events` counts them.
+            wrapped += f" 2>>{shlex.quote(str(self.root / f'{key}.stderr'))}"
         pid_file = self.root / f"{key}.pid"
         pid_file.unlink(missing_ok=True)  # a killed instance's, which would read as this one started
         self.dnsmasq_ns[key] = ns
@@ -441,6 +444,12 @@ class Lan:
         # and DNS sockets (dhcp_init at :314), and with --keep-in-foreground it still writes it. A fixed half second was
         # not always enough on a loaded machine: a client's request sent before the bind went unanswered.
         _wait_for_pid_file(self.procs[key], pid_file, log, f"dnsmasq {key}")
+
+    def watch_events(self) -> int:
+        """How many address events the listener watches of the dnsmasq containers started so far have made
+        (plans.netboot.records): a lab's bound on the household's DNS counts the watch's two looks only where it acted."""
+        logs = [self.root / f"{key}.stderr" for key in self.dnsmasq_ns]
+        return sum(log.read_text().count("an address event to bind again") for log in logs if log.exists())
 
     def dns_state(self) -> str:
         """Each dnsmasq's side of a DNS wait that failed: whether it runs, its namespace's IPv4 addresses, the UDP sockets
@@ -455,6 +464,9 @@ class Lan:
             lines = log.read_text().splitlines() if log.exists() else []
             binds = [line for line in lines if "listening" in line][-6:]
             out += [f"{key} in {ns}, {alive}; addresses: {addrs}; UDP sockets: {sockets}; binds:", *binds, "last lines:", *lines[-8:]]
+            container = self.root / f"{key}.stderr"
+            if container.exists():
+                out += ["its container's last lines:", *container.read_text().splitlines()[-6:]]
         return "\n".join(out)
 
     def start_nginx(self) -> None:

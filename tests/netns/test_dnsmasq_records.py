@@ -175,6 +175,14 @@ def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def _ended(pid: int) -> bool:
+    """Whether the process has ended: gone, or a zombie its parent has not reaped yet."""
+    try:
+        return _state(pid) == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def _until(what: str, done: Callable[[], bool]) -> None:
     """Until `done`, at most 20 s, naming what it waits for, every 50 ms."""
     wait_until(what, done, 20, interval=0.05)
@@ -302,10 +310,10 @@ def test_a_reserved_address_whose_old_machine_is_gone_is_lent_to_its_new_mac_aft
 
 
 def _busybox(bin_dir: Path) -> dict[str, str]:
-    """A PATH on which the container's scripts run the image's tools: busybox's sh, ip, grep, tr, cat, sleep (the dnsmasq
+    """A PATH on which the container's scripts run the image's tools: busybox's sh, ip, awk, grep, tr, cat, sleep (the dnsmasq
     image is Alpine's: its /bin/sh and these are busybox applets), then dnsmasq and the rest of this host's."""
     bin_dir.mkdir(exist_ok=True)
-    for applet in ("sh", "ip", "grep", "tr", "cat", "sleep", "cp", "cmp", "mv", "mkdir", "chmod", "rm", "mktemp", "readlink"):
+    for applet in ("sh", "ip", "awk", "grep", "tr", "cat", "sleep", "cp", "cmp", "mv", "mkdir", "chmod", "rm", "mktemp", "readlink"):
         (bin_dir / applet).symlink_to(require("busybox"))
     return {"PATH": f"{bin_dir}:{Path(require('dnsmasq')).parent}:{os.environ['PATH']}"}
 
@@ -480,6 +488,8 @@ while True:
     data = nl.recv(65536)
     while len(data) >= 24:
         length, kind = struct.unpack_from("=IH", data)
+        if length < 16:
+            break
         # struct nlmsghdr (16 bytes), then struct ifaddrmsg: family, prefixlen, flags, scope, index.
         if kind == 20 and struct.unpack_from("=I", data, 20)[0] == lo:
             events += 1
@@ -537,6 +547,7 @@ def test_a_bind_mended_by_the_third_address_event_keeps_the_container(tmp_path: 
                 f"iluvatar: this host holds {SVC} but dnsmasq does not listen there (its bind was lost as the address came): an address event to bind again ({n} of 3)\n"
             )
         _until("the stand-in bound at the third event", bound.exists)
+        assert container.poll() is None  # the watch did not end it at its third event
         container.send_signal(signal.SIGTERM)
         assert container.wait(timeout=20) == 0
         assert [line for line in container.stderr.read().splitlines() if not line.startswith("iluvatar: dnsmasq reads its")] == []
@@ -546,3 +557,56 @@ def test_a_bind_mended_by_the_third_address_event_keeps_the_container(tmp_path: 
         if container.poll() is None:
             container.kill()
             container.wait(timeout=20)
+
+
+def test_a_term_while_the_watch_makes_its_event_waits_until_the_address_is_away(tmp_path: Path) -> None:
+    """A TERM reaches the listener watch after it added records.NUDGE_ADDRESS to lo and before it took it away: the watch
+    takes it away before it ends, so the Pi's lo (which outlives the container) is left as it was. The moment is made by
+    the test's `ip`: once its add of that address is done, it sends its caller, the watch, the TERM the container's
+    script sends it at the container's end. STAND-IN for dnsmasq: a shell that binds nothing and ends on TERM, so the
+    watch makes its event."""
+    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
+    (volume / "..data").symlink_to("..v1")
+    etc.mkdir()
+    env = {**_busybox(bin_dir), "SRC": str(volume), "DEST": str(dest)}
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    (bin_dir / "dnsmasq").write_text("#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 1 & wait $!; done\n")
+    (bin_dir / "dnsmasq").chmod(0o755)
+    watch, busybox = tmp_path / "watch.pid", require("busybox")
+    (bin_dir / "ip").unlink()
+    (bin_dir / "ip").write_text(
+        f"#!{busybox} sh\n"
+        f'if [ "$*" = "addr add {records.NUDGE_ADDRESS}/32 dev lo" ]; then\n'
+        f'  {busybox} ip "$@" || exit $?\n  echo $PPID > {watch}.new && mv {watch}.new {watch}\n  exec {busybox} kill -TERM $PPID\n'
+        f'fi\nexec {busybox} ip "$@"\n'
+    )
+    (bin_dir / "ip").chmod(0o755)
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
+    ns = f"ilvterm{os.getpid() % 10000}"
+    ip = require("ip")  # the lab's wiring by this host's iproute2 (busybox's ip makes no veth)
+    subprocess.run([ip, "netns", "add", ns], check=True, timeout=20)
+    container: subprocess.Popen[str] | None = None
+    try:
+        wire = f"{ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0 && {ip} addr add {SVC}/32 dev eth0"
+        wire += f" && {ip} link set eth0 up && {ip} link set b0 up && {ip} link set lo up"
+        run = ["sh", str(etc / records.RUN_SCRIPT), "--keep-in-foreground", f"--conf-file={conf}"]
+        container = subprocess.Popen([ip, "netns", "exec", ns, "sh", "-c", f'{wire} && exec "$@"', "sh", *run], env=env, text=True)
+        _until("the watch added its address to lo and was sent TERM", watch.exists)
+        pid = int(watch.read_text())
+        # Ended: gone, or a zombie its parent (the container's script, waiting on dnsmasq) has not reaped yet.
+        _until("the watch ended", lambda: _ended(pid))
+        lo = subprocess.run([ip, "-n", ns, "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True).stdout
+        assert records.NUDGE_ADDRESS not in lo, lo
+        assert container.poll() is None  # dnsmasq serves on; the kubelet's TERM ends the container
+        container.send_signal(signal.SIGTERM)
+        assert container.wait(timeout=30) == 0
+    finally:
+        if container is not None and container.poll() is None:
+            for child in _children(container.pid):
+                os.kill(child, signal.SIGKILL)
+            container.kill()
+            container.wait(timeout=20)
+        subprocess.run([ip, "netns", "del", ns], check=False, timeout=20)
