@@ -537,7 +537,7 @@ def _netbooted_maia_data_disks(stack: StackConfig) -> Iterator[Problem]:
     refusal: an unused disk harms nothing (docs/layers/ainur.md says so). Where the last deployment kept Longhorn's
     replicas on it, stacks.day2 refuses the stack until they are evicted and the disk removed."""
     for i, node in enumerate(stack.nodes):
-        if node.role in AINUR_ROLES and node.boot == "netboot" and node.data_disks:
+        if node.role == "maiar" and node.boot == "netboot" and node.data_disks:
             yield Problem(
                 f"iluvatar:nodes[{i}].dataDisks",
                 f"{show(list(node.data_disks))}: {node.name} netboots, and a netbooted maia's disks are no Longhorn disk "

@@ -104,3 +104,24 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, p
         report.outcome = "failed"
         report.longrepr = f"a module skipped itself in CI, where every test must run: {_reason(report.longrepr)}"
     return report
+
+
+# Each test file's wall time over the run, summed from its tests' setup, call and teardown as the reports reach this
+# process (with xdist, the controller, from every worker): the run's slowest files close its output, the figures
+# docs/proof/performance.md's passes start from, and SLOWEST above is ordered by.
+_FILE_SECONDS: dict[str, float] = {}
+SLOWEST_SHOWN = 25
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _FILE_SECONDS:
+        return
+    total = sum(_FILE_SECONDS.values())
+    terminalreporter.write_sep("=", f"the {SLOWEST_SHOWN} slowest test files (seconds of their tests, {total:.0f} s in all)")
+    for path, seconds in sorted(_FILE_SECONDS.items(), key=lambda item: -item[1])[:SLOWEST_SHOWN]:
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")

@@ -43,7 +43,7 @@ from stacks import load_stack_file, parse_stack, read_stack_file
 from stacks.data import ETCDUTL
 from stacks.model import StackConfig
 from tests.edit import HOMELAB
-from tests.tools import require
+from tests.tools import busybox_applets, require
 from tools import gotools
 from tools.kube_cluster import Cluster, flavor_for, free_port
 
@@ -83,11 +83,7 @@ def stack() -> StackConfig:
 @pytest.fixture(scope="module")
 def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PATH of busybox's applets, as the drill's Alpine images have them (restic's, curl's)."""
-    busybox = require("busybox")
-    folder = tmp_path_factory.mktemp("alpine")
-    for applet in (*APPLETS, "date"):  # and the drills' clock (plans.drill.CLOCK_SCRIPT)
-        (folder / applet).symlink_to(busybox)
-    return folder
+    return busybox_applets(tmp_path_factory.mktemp("alpine"), (*APPLETS, "date"))  # and the drills' clock (plans.drill.CLOCK_SCRIPT)
 
 
 def _clock(folder: Path, now: int) -> str:

@@ -22,7 +22,7 @@ from stacks.model import StackConfig
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 from tests.remote_stacks import HEADSCALE, SHIPPED, remote_stack
 from tests.test_drill import APPLETS, _clock, _newest_snapshot, _restic, _run
-from tests.tools import require
+from tests.tools import busybox_applets, require
 from tools import alert_check
 from tools.kube_cluster import ApiError, Cluster, flavor_for
 
@@ -36,11 +36,7 @@ def stack() -> StackConfig:
 
 @pytest.fixture(scope="module")
 def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    busybox = require("busybox")
-    folder = tmp_path_factory.mktemp("alpine")
-    for applet in (*APPLETS, "date"):
-        (folder / applet).symlink_to(busybox)
-    return folder
+    return busybox_applets(tmp_path_factory.mktemp("alpine"), (*APPLETS, "date"))
 
 
 def _state(folder: Path, database: bool = True) -> Path:

@@ -25,7 +25,7 @@ from stacks.model import StackConfig
 from tests.edit import HOMELAB
 from tests.plans.test_drill import _expected, _series
 from tests.test_drill import APPLETS, _Bucket, _clock, _container, _key, _run
-from tests.tools import require
+from tests.tools import busybox_applets, require
 from tools import alert_check
 
 UPLOADED = datetime.datetime(2026, 11, 20, 18, 0, tzinfo=datetime.UTC)
@@ -112,11 +112,7 @@ def bucket() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    busybox = require("busybox")
-    folder = tmp_path_factory.mktemp("alpine")
-    for applet in (*APPLETS, "date"):
-        (folder / applet).symlink_to(busybox)
-    return folder
+    return busybox_applets(tmp_path_factory.mktemp("alpine"), (*APPLETS, "date"))
 
 
 S3 = {"AWS_ACCESS_KEY_ID": "drill-key", "AWS_SECRET_ACCESS_KEY": "drill-secret"}

@@ -43,7 +43,7 @@ from tests.edit import HOMELAB
 from tests.iluvatar.test_doctor import Issuer
 from tests.test_drill import APPLETS, _newest_snapshot
 from tests.test_drill_headscale import _backed_up, _drill
-from tests.tools import require
+from tests.tools import busybox_applets
 from tools import alert_check
 
 DAY = datetime.timedelta(days=1)
@@ -546,11 +546,7 @@ def test_an_alert_missing_from_the_rule_fails_the_year(stack: StackConfig, tmp_p
 @pytest.fixture(scope="module")
 def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """busybox's applets as the restic image has them, for the drill's script (tests/test_drill_headscale.py's)."""
-    busybox = require("busybox")
-    folder = tmp_path_factory.mktemp("alpine")
-    for applet in (*APPLETS, "date"):
-        (folder / applet).symlink_to(busybox)
-    return folder
+    return busybox_applets(tmp_path_factory.mktemp("alpine"), (*APPLETS, "date"))
 
 
 def test_backups_that_stop_fail_the_next_drill_and_fire_its_alert(stack: StackConfig, tmp_path: Path, alpine: Path) -> None:

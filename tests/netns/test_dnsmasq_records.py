@@ -24,7 +24,7 @@ from tests.edit import HOMELAB
 from tests.netns.household import lease_of
 from tests.netns.lan import Lan, in_ns, lan, require_root, wait_until
 from tests.plans.test_netboot_records import _version
-from tests.tools import require
+from tests.tools import busybox_applets, require
 
 require_root()
 
@@ -312,9 +312,8 @@ def test_a_reserved_address_whose_old_machine_is_gone_is_lent_to_its_new_mac_aft
 def _busybox(bin_dir: Path) -> dict[str, str]:
     """A PATH on which the container's scripts run the image's tools: busybox's sh, ip, awk, grep, tr, cat, sleep (the dnsmasq
     image is Alpine's: its /bin/sh and these are busybox applets), then dnsmasq and the rest of this host's."""
-    bin_dir.mkdir(exist_ok=True)
-    for applet in ("sh", "ip", "awk", "grep", "tr", "cat", "sleep", "cp", "cmp", "mv", "mkdir", "chmod", "rm", "mktemp", "readlink"):
-        (bin_dir / applet).symlink_to(require("busybox"))
+    applets = ("sh", "ip", "awk", "grep", "tr", "cat", "sleep", "cp", "cmp", "mv", "mkdir", "chmod", "rm", "mktemp", "readlink")
+    busybox_applets(bin_dir, applets)
     return {"PATH": f"{bin_dir}:{Path(require('dnsmasq')).parent}:{os.environ['PATH']}"}
 
 

@@ -19,7 +19,7 @@ from plans import remote_access as plan
 from stacks import pins
 from stacks.model import StackConfig
 from tests.remote_stacks import HEADSCALE, remote_stack
-from tests.tools import require
+from tests.tools import busybox_applets, require
 
 APPLETS = ("sh", "timeout", "tail", "tr", "grep", "sed", "ls", "cat")
 PASSWORD = "a-repository-password"
@@ -103,10 +103,7 @@ def test_no_backup_target_no_state_backup(headscale: StackConfig) -> None:
 @pytest.fixture(scope="module")
 def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PATH of busybox's applets, as the restic image (Alpine's) has them, and restic beside them."""
-    busybox = require("busybox")
-    folder = tmp_path_factory.mktemp("alpine")
-    for applet in APPLETS:
-        (folder / applet).symlink_to(busybox)
+    folder = busybox_applets(tmp_path_factory.mktemp("alpine"), APPLETS)
     (folder / "restic").symlink_to(require("restic"))
     return folder
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -16,6 +17,16 @@ def require(tool: str) -> str:
     if path is None:
         raise FileNotFoundError(f"{tool} is not installed; .ci/run installs it (apt-get install {tool})")
     return path
+
+
+def busybox_applets(folder: Path, applets: Iterable[str]) -> Path:
+    """`folder` made a PATH folder of busybox's `applets`, as the Alpine images the project's scripts run in have them
+    (their /bin/sh and tools are busybox's), so a test runs a script with the shell and tools its container has."""
+    busybox = require("busybox")
+    folder.mkdir(exist_ok=True)
+    for applet in applets:
+        (folder / applet).symlink_to(busybox)
+    return folder
 
 
 def dnsmasq_test(conf: str, tmp: Path) -> subprocess.CompletedProcess[str]:
