@@ -1000,8 +1000,9 @@ class AppClient(Model):
     """Pods of Arda that reach an app with ports (`apps[].clients[]`): every app's pod is shut to what its policy does
     not admit (plans.ports), so an in-cluster MQTT client, or the gateway in front of the app's HTTP part, is named here.
 
-    `pods` are the client pods' labels (every pod of `namespace` when unset); `ports` the app's container ports they
-    reach, TCP (the app's own `ports` when unset, each with its protocol)."""
+    `pods` are the client pods' labels (every pod of `namespace` when unset; the namespace is `namespace`'s alone);
+    `ports` the app's container ports they reach (a port's targetPort where set, not the Service's port), TCP (the app's
+    own `ports` when unset, each with its protocol)."""
 
     namespace: Label
     pods: dict[str, str] | None = None
