@@ -624,6 +624,17 @@ def host_network_problems(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple
             problems = [q for q in _port(port_path, port) if not q.path.endswith(".protocol")]
             if port.protocol not in PROTOCOLS:
                 problems.append(Problem(f"{port_path}.protocol", f"{port.protocol} is not a protocol a socket listens with; write tcp or udp"))
+            if port.target_port is not None and not problems:
+                # Nothing is rendered from these ports (no Service sits in front of a host-network pod: they exist for the
+                # checks below), so a targetPort would move no traffic, only hide the port the pod really listens on
+                # from the listeners it must not take.
+                problems.append(
+                    Problem(
+                        f"{port_path}.targetPort",
+                        f"{port.target_port}: a host-network pod listens on {host.node}'s port itself, with no Service in front to "
+                        f"translate {port.port} to another; remove targetPort, and write the port the app listens on as port",
+                    )
+                )
             out += problems
             key = (port.port, port.protocol)
             if problems:

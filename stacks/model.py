@@ -990,7 +990,8 @@ class AppHostNetwork(Model):
     """An app whose pod shares one Arda machine's network (`apps[].hostNetwork`): Home Assistant's device discovery
     (mDNS, SSDP) and Matter need the pod on the LAN's own segment, which no Service address gives (stacks.apps says
     why host networking and not a second interface). `node` is the machine (an istari); `ports` every port the pod
-    listens on there, so another listener on that machine is refused at preview."""
+    listens on there (no targetPort: no Service translates them), so another listener on that machine is refused at
+    preview."""
 
     node: Label
     ports: tuple[AppPort, ...] = ()
