@@ -990,7 +990,8 @@ class AppHostNetwork(Model):
     """An app whose pod shares one Arda machine's network (`apps[].hostNetwork`): Home Assistant's device discovery
     (mDNS, SSDP) and Matter need the pod on the LAN's own segment, which no Service address gives (stacks.apps says
     why host networking and not a second interface). `node` is the machine (an istari); `ports` every port the pod
-    listens on there, so another listener on that machine is refused at preview."""
+    listens on there (no targetPort: no Service translates them), so another listener on that machine is refused at
+    preview."""
 
     node: Label
     ports: tuple[AppPort, ...] = ()
@@ -1000,8 +1001,9 @@ class AppClient(Model):
     """Pods of Arda that reach an app with ports (`apps[].clients[]`): every app's pod is shut to what its policy does
     not admit (plans.ports), so an in-cluster MQTT client, or the gateway in front of the app's HTTP part, is named here.
 
-    `pods` are the client pods' labels (every pod of `namespace` when unset); `ports` the app's container ports they
-    reach, TCP (the app's own `ports` when unset, each with its protocol)."""
+    `pods` are the client pods' labels (every pod of `namespace` when unset; the namespace is `namespace`'s alone);
+    `ports` the app's container ports they reach (a port's targetPort where set, not the Service's port), TCP (the app's
+    own `ports` when unset, each with its protocol)."""
 
     namespace: Label
     pods: dict[str, str] | None = None
