@@ -988,6 +988,12 @@ def partition_of(disk: str) -> str | None:
 # path it is given and writes a partition table there (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go:1541-1551 at v1.13.9), so a
 # partition would get one nested inside it; Ceph and Longhorn take whole disks here (stacks.storage).
 _ON_A_DISK = re.compile(r"^/dev/disk/by-(partuuid|partlabel|uuid|label)/")
+# systemd-udevd's /dev/disk/by-diskseq/<n> (60-persistent-storage.rules, from the kernel's diskseq): a counter the kernel
+# hands each block device as it is made in this boot, loop devices included, and again at each media change (block/genhd.c:
+# inc_diskseq in __alloc_disk_node and disk_force_media_change). It names no disk from one boot to the next, less even
+# than a kernel name (which at least follows a bus's probe order, and is warned of only beside another of its bus), so
+# it is refused on its own.
+_BY_DISKSEQ = re.compile(r"^/dev/disk/by-diskseq/")
 # An eMMC's hardware boot partitions and its replay-protected block (Linux drivers/mmc/core/block.c names them
 # mmcblk%dboot%d and mmcblk%drpmb): /sys/block lists the boot partitions as disks of a few MiB, read-only by default
 # (force_ro), which Talos's disk list takes as any other (controllers/block/disks.go:85 keeps every DeviceTypeDisk).
@@ -1037,6 +1043,13 @@ def not_a_disk(disk: str, install: bool) -> str | None:
             f"{disk} names {what} (by-{linked.group(1)}), not a disk: "
             + ("the system is written to a whole disk, its own partitions with it" if install else "Ceph and Longhorn take whole disks")
             + "; find the disk it is on with `lsblk -o NAME,TYPE,PARTUUID,UUID` and write the disk (/dev/sdb) or its /dev/disk/by-id link"
+        )
+    if _BY_DISKSEQ.match(disk) is not None:
+        return (
+            f"{disk} is a sequence number the kernel gives each block device as it appears in one boot (loop devices too), not "
+            "a name of the disk: the same disk may have another number at the next boot, so "
+            + ("Talos or Ubuntu would install on" if install else "Ceph or Longhorn would take")
+            + " whichever device has this one then; write the disk's /dev/disk/by-id link (`ls -l /dev/disk/by-id/` on the machine)"
         )
     if (area := _EMMC_AREA.match(disk)) is not None:
         return (
