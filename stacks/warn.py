@@ -422,6 +422,12 @@ def _bus(disk: str) -> str | None:
     return None
 
 
+def _storage(node: Node) -> str:
+    """The storage that takes a machine's data disks: Rook-Ceph on Arda, Longhorn on the Ainur (plans.cloudinit gives
+    it dataDisks[0]), as a disk warning names it."""
+    return "Longhorn" if node.role in AINUR_ROLES else "Ceph"
+
+
 def _named_disks(node: Node) -> list[tuple[str, str]]:
     """A machine's disks written as names, each with its key: installDisk (unless a selector), then each data disk."""
     named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
@@ -445,7 +451,7 @@ def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
                 yield Problem(
                     f"iluvatar:nodes[{i}].{key}",
                     f"{disk} and {other_key} {other} may be one disk: one is a kernel name, the other a /dev/disk link of the "
-                    f"same bus, which validate cannot compare, and if they are one, Ceph takes {'the system disk' if other_key == 'installDisk' else 'a disk twice'}; "
+                    f"same bus, which validate cannot compare, and if they are one, {_storage(node)} takes {'the system disk' if other_key == 'installDisk' else 'a disk twice'}; "
                     f"name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which kernel name each link is)",
                 )
                 break
@@ -500,11 +506,21 @@ def _links_of_two_kinds(stack: StackConfig) -> Iterator[Problem]:
                 yield Problem(
                     f"iluvatar:nodes[{i}].{key}",
                     f"{disk} and {other_key} {other} may be one disk: udev links a disk under both kinds ({mine[0]} and "
-                    f"{theirs[0]}), which validate cannot compare, and if they are one, Ceph takes "
+                    f"{theirs[0]}), which validate cannot compare, and if they are one, {_storage(node)} takes "
                     f"{'the system disk' if other_key == 'installDisk' else 'a disk twice'}; name both by links of one kind "
                     f"(`ls -l /dev/disk/by-id/ /dev/disk/by-path/` on {node.name} shows which disk each link is)",
                 )
                 break
+
+
+# What two disks' kernel names swapping does: Talos writes the system to whichever disk installDisk names at the install;
+# on the Ainur cloud-init formats dataDisks[0] for Longhorn once, at the first boot, and only if it holds no partitions
+# (plans.cloudinit, disk_setup overwrite: false), then mounts it by its label, so a swap then leaves Longhorn no disk.
+_SWAPPED = {
+    "Ceph": "at the install, Talos installs on the disk meant for Ceph",
+    "Longhorn": "at the first boot, cloud-init finds the system disk under the name given to Longhorn, leaves it as it is, "
+    "and Longhorn gets no disk of its own",
+}
 
 
 def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
@@ -525,8 +541,8 @@ def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
                 yield Problem(
                     f"iluvatar:nodes[{i}].dataDisks[{d}]",
                     f"{disk} and installDisk {install} are kernel names of one bus, numbered in the order the disks answer at boot, "
-                    "which may change from one boot to the next: if they swap at the install, Talos installs on the disk meant for "
-                    f"Ceph; name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
+                    "which may change from one boot to the next: if they swap "
+                    f"{_SWAPPED[_storage(node)]}; name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
                 )
 
 
