@@ -205,7 +205,7 @@ def parse_stack(
         cloudflare_set="cloudflare" in values,
         # A misspelt token key is reported once, as "did you mean", not also as missing.
         cloudflare_token_set=f"{NAMESPACE}:cloudflareApiToken" in raw or "cloudflareApiToken" in meant,
-        extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
+        extra_categories=gitops.categories if isinstance(gitops, GitOps) else _written_categories(values.get("gitops")),
     )
     backup = _section(values, "backup", problems)
     remote = _section(values, "remoteAccess", problems)
@@ -680,6 +680,13 @@ def _zone(
 def _free_beside(network: Network, taken: Taken, given: Collection[IPv4Address]) -> IPv4Address | None:
     """The LAN's first free address (stacks.rules.free_address) that is none of `given`, the ones other messages offered."""
     return free_address(network, dataclasses.replace(taken, addresses=taken.addresses | frozenset(given)))
+
+
+def _written_categories(gitops: Any) -> tuple[str, ...]:
+    """The categories a gitops section that did not parse lists, as written: a mistake elsewhere in the section (its
+    Argo CD version) is said at its own key, and must not also refuse every app of a category the section adds."""
+    categories = gitops.get("categories") if isinstance(gitops, Mapping) else None
+    return tuple(c for c in categories if isinstance(c, str)) if isinstance(categories, list) else ()
 
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:
