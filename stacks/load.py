@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from plans import zone as zone_plan
-from stacks import addresses, credentials
+from stacks import addresses, credentials, pi_listeners
 from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
 from stacks import data as data_rules
@@ -367,6 +367,20 @@ def parse_stack(
     problems += target_at_headscale
     problems += addresses.host_edges(registered, network if isinstance(network, Network) else None)
     problems += addresses.kubernetes_names_off_arda(named, [a for _, a in apps], isinstance(ainur, Ainur))
+    # A server named on a Pi, on a port the Ainur's own listeners take there (stacks.pi_listeners): the certain clashes
+    # here, the others warned of (stacks.warn).
+    on_pis = pi_listeners.named_servers(
+        named,
+        storage if isinstance(storage, Storage) else None,
+        backup if isinstance(backup, Backup) else None,
+        storage_rules.zone_addresses(
+            nodes,
+            arda if isinstance(arda, Arda) else None,
+            ainur if isinstance(ainur, Ainur) else None,
+            network if isinstance(network, Network) else None,
+        ),
+    )
+    problems += [p for refused, p in pi_listeners.clashes(on_pis, nodes, ainur if isinstance(ainur, Ainur) else None) if refused]
     problems += addresses.unknown_names(
         named,
         network if isinstance(network, Network) else None,

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
-from stacks import encryption, pins
+from stacks import encryption, pi_listeners, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
@@ -97,6 +97,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     yield from _served_by_arda(stack, reached)
+    yield from _beside_pi_listeners(stack, reached)
     yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
     yield from _routes_into_lent(stack)
@@ -1183,6 +1184,14 @@ def _served_by_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Pro
             continue
         for what in server_on_arda(server, lab):
             yield Problem(f"iluvatar:{server.path}", f"{server.written}: {what}: {harm}")
+
+
+def _beside_pi_listeners(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
+    """A server on a Pi at a port one of the Ainur's listeners holds on the service address alone: a clash only if the
+    server listens on every address, so warned (stacks.pi_listeners; the certain clashes are refused by stacks.load)."""
+    zone = zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)
+    on_pis = pi_listeners.named_servers(named, stack.storage, stack.backup, zone)
+    yield from (p for refused, p in pi_listeners.clashes(on_pis, list(enumerate(stack.nodes)), stack.ainur) if not refused)
 
 
 def _single_labels(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
