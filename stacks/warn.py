@@ -38,7 +38,7 @@ from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
 from stacks.rules import _transport
-from stacks.storage import default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
+from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 # A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
 _NTH = {2: "other", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
@@ -96,6 +96,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _leftover_secrets(stack)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
+    yield from _prometheus_on_nfs(stack)
     yield from _served_by_arda(stack, reached)
     yield from _beside_pi_listeners(stack, reached)
     yield from _single_labels(stack, reached)
@@ -760,6 +761,31 @@ def _claims_in_clear(stack: StackConfig) -> Iterator[Problem]:
         f"{'are' if several else 'is'} made on local-path, in clear on a Pi's card; give a Pi dataDisks to have "
         f"{'them' if several else 'it'} encrypted (docs/day2.md#the-ainurs-longhorn-claims-encrypted), or write false to say "
         f"{'they stay' if several else 'it stays'} in clear",
+    )
+
+
+def _prometheus_on_nfs(stack: StackConfig) -> Iterator[Problem]:
+    """Prometheus's volume on the nfs class: its TSDB there is what Prometheus says it does not support ("NFS filesystems
+    (including AWS's EFS) are not supported", unrecoverable corruption may happen: prometheus docs/storage.md:129-133 at
+    d15adb9). A warning: it runs until it corrupts, and a household may accept losing its metrics."""
+    if stack.monitoring is None:
+        return
+    written = stack.monitoring.prometheus.storage_class
+    if (written or default_class(stack, "arda")) != "nfs":
+        return
+    if written is not None:
+        path, value = "iluvatar:monitoring.prometheus.storageClass", "nfs puts"
+    elif stack.storage.arda.default_class == "nfs":
+        path, value = "iluvatar:storage.arda.defaultClass", "nfs puts, with monitoring.prometheus.storageClass unset,"
+    else:
+        path, value = "iluvatar:monitoring.prometheus.storageClass", "is unset, and nfs, Arda's only StorageClass, puts"
+    others = [c for c in arda_classes(stack) if c != "nfs"]
+    fix = f"write monitoring.prometheus.storageClass: {others[0]}" if others else "give Arda a local or block class (dataDisks for Ceph)"
+    yield Problem(
+        path,
+        f"{value} Prometheus's database on NFS, which Prometheus does not support: its storage docs say NFS may corrupt it "
+        f"beyond repair (https://prometheus.io/docs/prometheus/latest/storage/, Operational aspects); {fix}, or keep nfs "
+        "knowing the metrics may be lost",
     )
 
 
