@@ -34,6 +34,7 @@ from stacks.data import (
 from stacks.data_model import AppBackup, Keep
 from stacks.errors import Problem, show
 from stacks.gitops import Lab
+from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
@@ -97,6 +98,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
     yield from _prometheus_on_nfs(stack)
+    yield from _logs_settings_while_off(stack)
     yield from _served_by_arda(stack, reached)
     yield from _beside_pi_listeners(stack, reached)
     yield from _single_labels(stack, reached)
@@ -786,6 +788,27 @@ def _prometheus_on_nfs(stack: StackConfig) -> Iterator[Problem]:
         f"{value} Prometheus's database on NFS, which Prometheus does not support: its storage docs say NFS may corrupt it "
         f"beyond repair (https://prometheus.io/docs/prometheus/latest/storage/, Operational aspects); {fix}, or keep nfs "
         "knowing the metrics may be lost",
+    )
+
+
+def _logs_settings_while_off(stack: StackConfig) -> Iterator[Problem]:
+    """Log store settings beside logs.enabled: false: nothing reads them with the store off (plans.logs renders nothing,
+    the Pis send nowhere). Harmless, and most often logs switched off for a while and meant to come back with them, so
+    said, not refused, as a drill's staleAfter beside drill.enabled: false is. claimChanged is left out: it is written
+    for the `up` after logs were off (stacks.day2)."""
+    logs = stack.logs
+    if logs is None or logs.enabled:
+        return
+    written = [(Logs.model_fields[f].alias or f, getattr(logs, f)) for f in Logs.model_fields if f in logs.model_fields_set]
+    written = [(key, value) for key, value in written if key not in ("enabled", "claimChanged")]
+    if not written:
+        return
+    shown = str(written[0][1]) if len(written) == 1 else ", ".join(f"{key}: {value}" for key, value in written)
+    keys = " and ".join(key for key, _ in written)
+    yield Problem(
+        f"iluvatar:logs.{written[0][0]}" if len(written) == 1 else "iluvatar:logs",
+        f"{shown} {'has' if len(written) == 1 else 'have'} no effect: logs are off (logs.enabled: false), so no log store runs "
+        f"and nothing is sent to it; remove {keys}, or set logs.enabled: true for the store to run",
     )
 
 
