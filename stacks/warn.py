@@ -99,6 +99,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _claims_in_clear(stack)
     yield from _prometheus_on_nfs(stack)
     yield from _logs_settings_while_off(stack)
+    yield from _dns_twice(stack)
     yield from _served_by_arda(stack, reached)
     yield from _beside_pi_listeners(stack, reached)
     yield from _single_labels(stack, reached)
@@ -810,6 +811,22 @@ def _logs_settings_while_off(stack: StackConfig) -> Iterator[Problem]:
         f"{shown} {'has' if len(written) == 1 else 'have'} no effect: logs are off (logs.enabled: false), so no log store runs "
         f"and nothing is sent to it; remove {keys}, or set logs.enabled: true for the store to run",
     )
+
+
+def _dns_twice(stack: StackConfig) -> Iterator[Problem]:
+    """A server listed twice in network.dns: each entry is written as a resolver of its own (the Ainur's dnsmasq server=
+    lines, plans.netboot.dnsmasq; Talos's nameservers; the Pis' netplan, plans.cloudinit), so the same server is written
+    twice and no failover is gained. Harmless, so said, not refused."""
+    seen: dict[IPv4Address, int] = {}
+    for k, server in enumerate(stack.network.dns):
+        if server in seen:
+            yield Problem(
+                f"iluvatar:network.dns[{k}]",
+                f"{server} is network.dns[{seen[server]}] already: every resolver of the homelab is given the same server twice, "
+                "which gains no failover; remove it, or write another DNS server there",
+            )
+        else:
+            seen[server] = k
 
 
 def _either_day(path: str, schedule: str) -> Iterator[Problem]:
