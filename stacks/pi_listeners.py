@@ -50,11 +50,12 @@ class Listener:
 # - the valar's static kube-vip: its metrics on every address (:2112, plans.netboot.kube_vip, prometheus_server);
 # - the netboot pod (plans.netboot.pods): nginx's `listen 80;`, every address (plans.netboot.nginx.nginx_conf);
 #   dnsmasq with bind-dynamic on ainur.serviceIp and 127.0.0.1 (plans.netboot.dnsmasq.dnsmasq_conf) for DNS and TFTP,
-#   while its DHCP socket is on every address whatever the binding (dnsmasq(8), --bind-interfaces: "dnsmasq ... binds
-#   the wildcard address ... for DHCP");
+#   while its DHCP socket is on every address whatever the binding (a DHCP server must hear broadcasts: dnsmasq's
+#   src/dhcp.c make_fd binds INADDR_ANY);
 # - pi-nfs, with a netbooting maia: NFS-Ganesha with Bind_addr = ainur.serviceIp, NFS_Port and MNT_Port
 #   (plans.netboot.nfs.ganesha_conf, plans.nfs_guard).
-# tests/stacks/test_pi_listeners.py holds this table to the plans it cites.
+# tests/stacks/test_pi_listeners.py holds this table to the plans it cites. The UDP ports are listed whole, though every
+# server the stack names is reached over TCP (`clashes`).
 _NETBOOT = "the netboot pod's"
 PI_LISTENERS: dict[tuple[int, str], Listener] = {
     (53, "tcp"): Listener(f"{_NETBOOT} dnsmasq (the internal zone's DNS)", "netboot", "service"),
@@ -63,7 +64,7 @@ PI_LISTENERS: dict[tuple[int, str], Listener] = {
     (69, "udp"): Listener(f"{_NETBOOT} dnsmasq (TFTP, iPXE's first download)", "netboot", "service"),
     (80, "tcp"): Listener(f"{_NETBOOT} nginx (iPXE scripts, Talos's assets and the workers' configs)", "netboot", "every"),
     (MOUNT_PORT, "tcp"): Listener("pi-nfs's NFS-Ganesha (MOUNT, the netbooted maiar's roots)", "pi-nfs", "service"),
-    (2049, "tcp"): Listener("pi-nfs's NFS-Ganesha (the netbooted maiar's roots)", "pi-nfs", "service"),
+    (NFS_PORT, "tcp"): Listener("pi-nfs's NFS-Ganesha (the netbooted maiar's roots)", "pi-nfs", "service"),
     (2112, "tcp"): Listener("kube-vip's metrics (the Ainur's API address)", "valar", "every"),
     (2379, "tcp"): Listener("k3s's embedded etcd (its clients)", "valar", "own"),
     (2380, "tcp"): Listener("k3s's embedded etcd (its peers)", "valar", "own"),
@@ -72,7 +73,6 @@ PI_LISTENERS: dict[tuple[int, str], Listener] = {
     (10250, "tcp"): Listener("the kubelet (k3s)", "every", "every"),
     (10256, "tcp"): Listener("kube-proxy's health server (k3s)", "every", "every"),
 }
-assert (NFS_PORT, "tcp") in PI_LISTENERS
 
 
 @dataclass(frozen=True)

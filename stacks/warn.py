@@ -769,8 +769,8 @@ def _claims_in_clear(stack: StackConfig) -> Iterator[Problem]:
 
 def _prometheus_on_nfs(stack: StackConfig) -> Iterator[Problem]:
     """Prometheus's volume on the nfs class: its TSDB there is what Prometheus says it does not support ("NFS filesystems
-    (including AWS's EFS) are not supported", unrecoverable corruption may happen: prometheus docs/storage.md:129-133 at
-    d15adb9). A warning: it runs until it corrupts, and a household may accept losing its metrics."""
+    (including AWS's EFS) are not supported", unrecoverable corruption may happen: prometheus docs/storage.md:127-131 at
+    v3.9.1). A warning: it runs until it corrupts, and a household may accept losing its metrics."""
     if stack.monitoring is None:
         return
     written = stack.monitoring.prometheus.storage_class
