@@ -1893,7 +1893,9 @@ def _netboot(p: Parsed) -> list[Problem]:
                     node_path(i, "boot"), f"netboot: the Ainur answer PXE only on network.lan, and {node.name} is on VLAN {node.vlan}; set boot: disk"
                 )
             )
-    if p.ainur is not None and p.network is not None and p.ainur.service_ip in p.network.dns:
+    # At network.gateway, the router is the DNS server network.dns names and the service address is the slip: said once,
+    # at ainur.serviceIp (_address_in_lan), not also here, where the fix would move a correct key.
+    if p.ainur is not None and p.network is not None and p.ainur.service_ip in p.network.dns and p.ainur.service_ip != p.network.gateway:
         k = p.network.dns.index(p.ainur.service_ip)
         out.append(
             Problem(
