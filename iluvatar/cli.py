@@ -313,8 +313,39 @@ def _previous_outputs(path: Path) -> dict[str, Any]:
         raise CommandError(f"--previous {path}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json`") from None
     if not isinstance(doc, dict):
         raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
+    _outputs_of_a_stack(path, doc)
     _readable(path, doc)
     return doc
+
+
+def _outputs_of_a_stack(path: Path, doc: dict[str, Any]) -> None:
+    """Refuse a JSON object that is not a stack's outputs, and outputs whose secrets are hidden where the day-2 checks
+    read them. `{}` is a stack never deployed: `pulumi stack output --json` prints it for a stack with no state
+    (pulumi v3.259.0 pkg/cmd/pulumi/stack/stack_output.go:166-168)."""
+    from stacks.day2 import READ_OUTPUTS, hidden
+
+    if doc and not doc.keys() & READ_OUTPUTS.keys():
+        # Every deployment writes lan, vips, gateways, loadBalancerPool, arda and storage (__main__.py): a file with none
+        # of them would be read as nothing deployed, and every machine of a running cluster planned as new.
+        if "deployment" in doc:
+            raise CommandError(
+                f"--previous {path}: the state `pulumi stack export` writes (version, deployment), not the outputs of a stack; "
+                "write those with `pulumi stack output --json`"
+            )
+        keys = ", ".join(sorted(doc)[:6]) + (", ..." if len(doc) > 6 else "")
+        raise CommandError(
+            f"--previous {path}: not the outputs of a stack: its keys ({keys}) are none of those every deployment writes "
+            "(lan, vips, gateways, loadBalancerPool, arda, storage); write them with `pulumi stack output --json` (a part of "
+            "them, such as the `ainur` output alone, is not enough; a stack never deployed is {})"
+        )
+    if paths := hidden(doc):
+        named = [*paths[:5], f"{len(paths) - 5} more"] if len(paths) > 6 else paths
+        shown = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+        raise CommandError(
+            f'--previous {path}: {shown} {"is" if len(paths) == 1 else "are"} "[secret]", as `pulumi stack output --json` '
+            f"writes a secret without --show-secrets, and the day-2 checks read {'it' if len(paths) == 1 else 'them'}; "
+            "write the outputs with `pulumi stack output --json --show-secrets`"
+        )
 
 
 def _of_this_deployment(path: Path, outputs: dict[str, Any], stack: StackConfig) -> None:

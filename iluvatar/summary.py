@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from plans import drill as drill_plan
 from plans import logs as log_plan
 from plans import remote_access as remote_plan
 from plans.backup import arda_etcd
@@ -217,7 +218,15 @@ def _drill(stack: StackConfig) -> str:
     if not b.drill.enabled:
         return "no restore drill"
     arda, ainur = drills(b, stack.ainur is not None)
-    what = [name for name, on in (("volumes", b.drill.volumes), ("Arda's etcd", arda), ("the Ainur's etcd", ainur)) if on]
+    # The KMS key's and Headscale's drills run with the drill whatever its volumes, arda and ainur say (plans.drill).
+    drilled = (
+        ("volumes", b.drill.volumes),
+        ("Arda's etcd", arda),
+        ("the Ainur's etcd", ainur),
+        ("the KMS key", drill_plan.kms_drill_enabled(stack)),
+        ("Headscale's state", drill_plan.headscale_drilled(stack)),
+    )
+    what = [name for name, on in drilled if on]
     age = stale_after(b.drill)
     bound = f"{age.days}d" if age.seconds == 0 else f"{age.days * 24 + age.seconds // 3600}h"
     return f"restore drill ({b.drill.schedule}) of {', '.join(what) or 'nothing'}, alert when none passed in {bound}"

@@ -706,7 +706,7 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
 
 
-def _port(s: Server) -> int | None:
+def server_port(s: Server) -> int | None:
     """The port the server's client connects to, as its value is written (None when it names none and has no default)."""
     try:
         if s.kind == "git":
@@ -763,7 +763,7 @@ def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> 
             fix = f"write {NOUNS[s.kind]}'s LAN address, or a name the LAN's resolver answers"
             yield _tailnet_name(s.path, s.written, s.host, base, CLIENTS[s.kind], fix)
             continue
-        if s.host.rstrip(".").lower() != name or _port(s) != forwarded:
+        if s.host.rstrip(".").lower() != name or server_port(s) != forwarded:
             continue
         yield Problem(
             f"iluvatar:{s.path}",

@@ -155,23 +155,59 @@ def _sources(i: int, app: App, network: Network) -> Iterator[Problem]:
                 app_path(i, f"sources[{k}]"),
                 f"{name} is not a network of the stack: write lan (network.lan) or the name of one of network.vlans ({', '.join(known)})",
             )
+    yield from _clients(i, app)
+
+
+def _clients(i: int, app: App) -> Iterator[Problem]:
+    """Each client's pods are labels Cilium can match, beside the namespace `namespace` gives, and its ports are ports
+    the app's container serves over TCP, each once."""
     udp_only = _udp_only(app)
     tcp = [str(p.container_port) for p in app.ports if p.protocol == "tcp"]
+    # The policy admits a client on the pod's own port: Cilium enforces ingress policy at the endpoint, after the Service
+    # has translated the address and port to the pod's (plans.ports.network_policy renders the container ports for the
+    # app's other sources for that reason). A port by name cannot be compared: it may stand for any number.
+    served = None if any(isinstance(p.container_port, str) for p in app.ports) else {p.container_port for p in app.ports}
     for k, client in enumerate(app.clients):
+        yield from _client_pods(i, k, client.namespace, client.pods or {})
+        seen: dict[int, int] = {}
         for m, port in enumerate(client.ports):
+            path = app_path(i, f"clients[{k}].ports[{m}]")
+            if port in seen:
+                yield Problem(path, f"{port} is already ports[{seen[port]}]; list each port once")
+                continue
+            seen[port] = m
             if not 1 <= port <= 65535:
-                yield Problem(app_path(i, f"clients[{k}].ports[{m}]"), f"{port} is not a port: TCP and UDP ports are 1 to 65535")
+                yield Problem(path, f"{port} is not a port: TCP and UDP ports are 1 to 65535")
             elif port in udp_only:
                 # A client's ports are rendered as TCP (plans.ports._to_ports); only ports left unset take each of the
                 # app's own with its protocol. A port the app serves over UDP alone, named here, opens a TCP port nobody
                 # serves and leaves the client's UDP dropped.
                 others = f", or name only its TCP ports ({', '.join(tcp)})" if tcp else f" ({app.name} serves no TCP port to name)"
                 yield Problem(
-                    app_path(i, f"clients[{k}].ports[{m}]"),
+                    path,
                     f"{port} is {app.name}'s UDP port (ports[{udp_only[port]}], udp only), but a client's ports are admitted over "
                     f"TCP: the policy would open {port}/tcp, which {app.name} does not serve, and still drop the client's UDP; "
                     f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol{others}",
                 )
+            elif served is not None and port not in served:
+                unset = f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol"
+                behind = [(j, p) for j, p in enumerate(app.ports) if p.port == port and p.protocol == "tcp"]
+                if behind:
+                    j, front = behind[0]
+                    yield Problem(
+                        path,
+                        f"{port} is {app.name}'s Service port (ports[{j}]), whose container port is {front.container_port} (its "
+                        f"targetPort): Cilium applies the policy at the pod, after the Service has sent the connection to "
+                        f"{front.container_port}, so the clients would be dropped; write {front.container_port}, or {unset}",
+                    )
+                else:
+                    ports = f"its TCP container ports: {', '.join(tcp)}" if tcp else f"{app.name} serves no TCP port to name"
+                    yield Problem(
+                        path,
+                        f"{port} is no port {app.name}'s container serves ({ports}): the policy would admit the clients there alone, "
+                        f"where nothing answers, and drop them on the ports the app serves; write the container port they connect "
+                        f"to, or {unset}",
+                    )
 
 
 def _udp_only(app: App) -> dict[int, int]:
@@ -306,24 +342,74 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL_RULE = "at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
 
 
+def _label_key_ok(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    bad_prefix = "/" in key and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.match(prefix) or "/" in prefix)
+    return not bad_prefix and len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _label_value_ok(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and (not value or bool(_LABEL_NAME.match(value)))
+
+
+def _bad_label_key(key: str, carry: str) -> str:
+    return (
+        f"the key {key} is not a label key Kubernetes takes (a name of {_LABEL_RULE}, after an optional DNS subdomain "
+        f"prefix and '/', e.g. app.kubernetes.io/name); write the key of a label {carry}"
+    )
+
+
+def _bad_label_value(value: object, carry: str) -> str:
+    return f"{value} is not a label value Kubernetes takes ({_LABEL_RULE}, or empty); write the value of a label {carry}"
+
+
 def _selector(i: int, selector: Mapping[str, str]) -> Iterator[Problem]:
+    carry = "the app's pods carry (kubectl get pods --show-labels)"
     for key, value in selector.items():
         path = app_path(i, f"selector.{key}")
-        prefix, _, name = key.rpartition("/")
-        bad_prefix = "/" in key and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.match(prefix) or "/" in prefix)
-        if bad_prefix or len(name) > 63 or not _LABEL_NAME.match(name):
+        if not _label_key_ok(key):
+            yield Problem(path, _bad_label_key(key, carry))
+        if not _label_value_ok(value):
+            yield Problem(path, _bad_label_value(value, f"{carry}, e.g. its chart's instance name"))
+
+
+# The label Cilium gives each endpoint for its pod's namespace (plans.ports.NAMESPACE_LABEL), without the source Cilium
+# reads before a key's first ':' (cilium v1.18.4 pkg/labels/labels.go, ParseSource: `k8s:`, `any:`, none for any
+# source, `$` for reserved).
+_NAMESPACE_KEY = "io.kubernetes.pod.namespace"
+
+
+def _client_pods(i: int, k: int, namespace: str, pods: Mapping[str, str]) -> Iterator[Problem]:
+    """A client's pods are labels of pods, as a Service's selector is: they become the policy's
+    fromEndpoints[].matchLabels (plans.ports.client_selector), whose values Cilium's CRD types as MatchLabelsValue, at most
+    63 characters of the label value pattern (cilium v1.18.4 pkg/k8s/slim/k8s/apis/meta/v1/types.go), so the API server
+    refuses the policy half-way through `up`; a key is not checked there, and one Kubernetes would refuse on a pod
+    matches no pod. A key may carry Cilium's source before a ':' (k8s:app), which Kubernetes' rule does not see.
+
+    The pods' namespace is `namespace`'s alone: client_selector writes it as Cilium's namespace label beside these, so a
+    key of that label here replaces it (with the k8s source) or adds a second namespace no pod has (any other)."""
+    carry = f"the client pods carry (kubectl get pods -n {namespace} --show-labels)"
+    for key, value in pods.items():
+        path = app_path(i, f"clients[{k}].pods.{key}")
+        name = key.removeprefix("$").partition(":")[2] if ":" in key else key.removeprefix("$")
+        if name == _NAMESPACE_KEY:
+            if value == namespace:
+                effect = "this key repeats it"
+            elif key.startswith("k8s:"):
+                effect = f"this key would replace it, and the policy admit the pods of {value} in its stead"
+            else:
+                effect = f"the policy would ask a pod to be in both {namespace} and {value}, and admit none"
             yield Problem(
                 path,
-                f"the key {key} is not a label key Kubernetes takes (a name of {_LABEL_RULE}, after an optional DNS subdomain "
-                "prefix and '/', e.g. app.kubernetes.io/name); write the key of a label the app's pods carry "
-                "(kubectl get pods --show-labels)",
+                f"{value} names the pods' namespace by the label Cilium gives it, which clients[{k}].namespace ({namespace}) "
+                f"already sets: {effect}; remove the key, and write the namespace at clients[{k}].namespace (a client entry "
+                "for each namespace)",
             )
-        if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
-            yield Problem(
-                path,
-                f"{value} is not a label value Kubernetes takes ({_LABEL_RULE}, or empty); write the value of a label the app's "
-                "pods carry (kubectl get pods --show-labels), e.g. its chart's instance name",
-            )
+            continue
+        if not _label_key_ok(name):
+            yield Problem(path, _bad_label_key(key, carry))
+        if not _label_value_ok(value):
+            yield Problem(path, _bad_label_value(value, carry))
 
 
 def _shape(i: int, app: App) -> Iterator[Problem]:
@@ -538,6 +624,17 @@ def host_network_problems(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple
             problems = [q for q in _port(port_path, port) if not q.path.endswith(".protocol")]
             if port.protocol not in PROTOCOLS:
                 problems.append(Problem(f"{port_path}.protocol", f"{port.protocol} is not a protocol a socket listens with; write tcp or udp"))
+            if port.target_port is not None and not problems:
+                # Nothing is rendered from these ports (no Service sits in front of a host-network pod: they exist for the
+                # checks below), so a targetPort would move no traffic, only hide the port the pod really listens on
+                # from the listeners it must not take.
+                problems.append(
+                    Problem(
+                        f"{port_path}.targetPort",
+                        f"{port.target_port}: a host-network pod listens on {host.node}'s port itself, with no Service in front to "
+                        f"translate {port.port} to another; remove targetPort, and write the port the app listens on as port",
+                    )
+                )
             out += problems
             key = (port.port, port.protocol)
             if problems:

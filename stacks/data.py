@@ -19,6 +19,7 @@ import functools
 import itertools
 import re
 import socket
+import unicodedata
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -260,14 +261,19 @@ def _robfig_reads(value: str, name: str) -> str:
     return re.sub(r"(^|,)\?", r"\1*", _as_numbers(value, name))
 
 
-def _numbers_instead(fields: Sequence[str], name: str) -> str:
-    """The fix for a field with names or `?`: the schedule with them as numbers (or `*`), or the field's forms."""
+def _numbers_instead(fields: Sequence[str], name: str, volsync: bool, etcd: bool) -> str:
+    """The fix for a field with names, `?` or an empty list item (`0,30,` with a blank after its comma): the schedule
+    with them as numbers (or `*`) and without the empty item, when its readers take it (`volsync`, `etcd`: as
+    cron_problem), or the field's forms."""
     names = _CRON_NAMES.get(name, {})
     at = [n for n, _, _ in _FIELDS].index(name)
     value = fields[at]
     fixed = "*" if value == "?" else re.sub(r"[A-Za-z]+", lambda m: names.get(m.group(0).lower(), m.group(0)), value)
-    if re.fullmatch(r"\*|[\d,/*-]+", fixed):
-        return f"write {' '.join([*fields[:at], _forwards(fixed, name, fields), *fields[at + 1 :]])}"
+    fixed = ",".join(item for item in fixed.split(",") if item)
+    if fixed and re.fullmatch(r"\*|[0-9,/*-]+", fixed):
+        taken = _taken(" ".join([*fields[:at], _forwards(fixed, name, fields), *fields[at + 1 :]]), volsync, etcd)
+        if taken is not None:
+            return f"write {taken}"
     return "write numbers (e.g. 0 3 * * *: 03:00 every day; Sunday is 0)"
 
 
@@ -356,8 +362,10 @@ def target_of(backup: Backup) -> Target:
 # and each field's range as robfig/cron v3.0.1 bounds it (spec.go:22-50), the parser every reader of a rendered schedule
 # uses: a CronJob's API server and controller (cron.ParseStandard), VolSync's controller, k3s's etcd snapshots. Day of
 # week is 0-6 there (Sunday is 0 only): a 7 that crontab(5) takes is refused by the API server. tools/cron-check runs
-# that parser; tests/stacks/test_cron.py holds the two equal.
-VOLSYNC_SCHEDULE = re.compile(r"^(@(annually|yearly|monthly|weekly|daily|hourly))|((((\d+,)*\d+|(\d+(\/|-)\d+)|\*(\/\d+)?)\s?){5})$")
+# that parser; tests/stacks/test_cron.py holds the two equal. re.ASCII: the API server checks the pattern with Go's regexp,
+# whose \d is [0-9] and \s [\t\n\f\r ] (go/src/regexp/syntax/perl_groups.go), where Python's, on text, take any Unicode
+# digit and blank.
+VOLSYNC_SCHEDULE = re.compile(r"^(@(annually|yearly|monthly|weekly|daily|hourly))|((((\d+,)*\d+|(\d+(\/|-)\d+)|\*(\/\d+)?)\s?){5})$", re.ASCII)
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
 _MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly")
 # robfig's one descriptor VolSync's CRD pattern lacks (parser.go:400 at v3.0.1 reads it as @daily): a CronJob and k3s
@@ -385,6 +393,61 @@ def _seconds_first(text: str, fields: list[str]) -> str:
     return f"{said}: its readers here take five fields, from the minute, and run at second 0; write {' '.join(rest)}{days}"
 
 
+def _not_ascii(text: str, volsync: bool, etcd: bool) -> str | None:
+    """Why a schedule with a character outside ASCII (a no-break space copied from a web page, a full-width digit an IME
+    typed) is refused, naming each such character, with the fix: the schedule as ASCII (a Unicode blank as a space, a
+    Unicode digit as its 0-9, a full-width symbol as its ASCII one, an invisible format character dropped); None for ASCII."""
+    found = [(at, c) for at, c in enumerate(text, 1) if not c.isascii()]
+    if not found:
+        return None
+    named = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'an unnamed character')} at position {at}" for at, c in found)
+    if volsync:
+        # The API server checks VOLSYNC_SCHEDULE's pattern with Go's regexp, ASCII's \d and \s only (see there).
+        why = (
+            "VolSync's CRD pattern (api/v1alpha1/replicationsource_types.go:50 at v0.16.0), which the API server checks with Go's "
+            "regexp, where \\d is [0-9] and \\s [\\t\\n\\f\\r ], takes ASCII digits and blanks only, so the ReplicationSource is "
+            "refused and the app is not backed up"
+        )
+    elif all(c.isspace() for _, c in found):
+        why = (
+            "robfig/cron would split the fields at it (strings.Fields, parser.go:114 at v3.0.1), but it does not show where the "
+            "schedule is rendered and read back, and VolSync's CRD refuses it in an app's backup schedule"
+        )
+    else:
+        reader = "k3s's etcd snapshots and talos-backup's CronJob refuse" if etcd else "the CronJob refuses"
+        why = f"robfig/cron reads its numbers with strconv.Atoi, ASCII digits only (parser.go:331-332 at v3.0.1), so {reader} it"
+    return f"{show(text)}: {named} {'is' if len(found) == 1 else 'are'} not ASCII: {why}; {_as_ascii(text, volsync, etcd)}"
+
+
+def _as_ascii(text: str, volsync: bool, etcd: bool) -> str:
+    """The fix of a schedule with characters outside ASCII: the schedule as ASCII when that validates, or the fix its
+    own problem then gives, else what to type."""
+
+    def ascii_of(c: str) -> str:
+        if c.isascii():
+            return c
+        if c.isspace():
+            return " "
+        if (digit := unicodedata.digit(c, None)) is not None:
+            return str(digit)
+        folded = unicodedata.normalize("NFKC", c)  # full-width ＊ ／ ， － ＠ and letters as their ASCII
+        return "" if unicodedata.category(c) == "Cf" else folded  # a zero-width space, a byte-order mark
+
+    fixed = "".join(ascii_of(c) for c in text)
+    taken = _taken(fixed, volsync, etcd) if fixed.isascii() else None
+    return f"write {taken}" if taken is not None else "type it again in ASCII (digits 0-9, one space between fields, e.g. 0 3 * * *)"
+
+
+def _taken(schedule: str, volsync: bool, etcd: bool) -> str | None:
+    """`schedule` when its readers take it, else the fix its own problem gives when they take that, else None: a fix
+    said for one mistake must not be refused for another."""
+    problem = cron_problem(schedule, volsync=volsync, etcd=etcd)
+    if problem is None:
+        return schedule
+    then = problem.rsplit("; write ", 1)[-1]
+    return then if "; write " in problem and cron_problem(then, volsync=volsync, etcd=etcd) is None else None
+
+
 def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | None:
     """Why its consumers cannot parse `text`, or None: robfig/cron's standard parser always (a CronJob, k3s's etcd
     snapshots), and VolSync's CRD pattern too when `volsync` (a volume's ReplicationSource trigger). `etcd`: the etcd
@@ -392,6 +455,8 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
     # Read as written: the scaffold renders the text as typed, and neither consumer trims it. robfig reads a text that
     # starts with @ as a descriptor, whole (parser.go:106 and parseDescriptor's exact match, :365-433 at v3.0.1), and
     # VolSync's pattern takes at most one blank after each field.
+    if (foreign := _not_ascii(text, volsync, etcd)) is not None:
+        return foreign
     if text in _MACROS or (text == _ROBFIG_ONLY and not volsync):
         return None
     spec = text.strip()
@@ -470,15 +535,19 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                     f"{name} of {item} and runs once {unit}, not every {step}; write a step of at most {high - low}, or the {name}s as a list"
                 )
             bounds = [] if base == "*" else base.split("-")
+            if not item and value.strip(","):
+                # robfig/cron splits a field at each comma (parser.go:238 at v3.0.1) and refuses the empty item between two
+                # or at an end; the items written are meant.
+                return f"{show(text)}: the {name} field {value} has an empty item (a comma with nothing on one side); {_numbers_instead(fields, name, volsync, etcd)}"
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
                 if volsync and name in _CRON_NAMES and all(b.isalpha() and b.lower() in _CRON_NAMES[name] for b in bounds):
                     # VolSync's CRD pattern (api/v1alpha1/replicationsource_types.go:50 at v0.16.0) takes digits, *, /, -
                     # and , only: the API server refuses the ReplicationSource.
                     return (
                         f"{show(text)}: the {name} field {value} is a name, which VolSync's CRD does not take (its pattern has "
-                        f"digits, *, /, - and , only: api/v1alpha1/replicationsource_types.go:50 at v0.16.0); {_numbers_instead(fields, name)}"
+                        f"digits, *, /, - and , only: api/v1alpha1/replicationsource_types.go:50 at v0.16.0); {_numbers_instead(fields, name, volsync, etcd)}"
                     )
-                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step; {_numbers_instead(fields, name)}"
+                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step; {_numbers_instead(fields, name, volsync, etcd)}"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
                     return (
@@ -496,7 +565,18 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                         ("month", 1): " (months count from 1)",
                     }.get((name, near), "")
                     fixed = "-".join(str(near) if b == bound else b for b in bounds)
-                    return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}{why}; {_field_instead(fields, name, item, fixed)}"
+                    fix = _field_instead(fields, name, item, fixed)
+                    # The nearest month can leave a schedule that runs months apart (13 as 12: December alone), which the
+                    # rare-months warning (stacks.warn._rare_months) then says with its own fix: that fix is said here. Its
+                    # weekday reading (the fourth field as the fifth) is not: the number written was no weekday's either.
+                    nearest = fix.removeprefix("write ")
+                    rare = rare_months(nearest, BACKUP_GAP if volsync or etcd else DRILL_GAP, volsync=volsync, etcd=etcd)
+                    if rare is not None:
+                        every = _taken(" ".join([*fields[:3], "*", fields[4]]), volsync, etcd)
+                        meant = rare.fix if not rare.weekday and "write " in rare.fix else f"to run in every month, write {every}" if every else ""
+                        if meant:
+                            fix = f"{nearest} would run only in {rare.shown}; {meant}"
+                    return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}{why}; {fix}"
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
                 # robfig/cron refuses a range whose start is past its end (parser.go getRange at v3.0.1, "beyond end of
                 # range"); one meant to wrap past the field's end is its values as a list.
@@ -529,7 +609,7 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
     return _often_or_never(text, fields)
 
 
-_VOLSYNC_FIELD = re.compile(r"^((\d+,)*\d+|\d+[/-]\d+|\*(/\d+)?)$")
+_VOLSYNC_FIELD = re.compile(r"^((\d+,)*\d+|\d+[/-]\d+|\*(/\d+)?)$", re.ASCII)  # as VOLSYNC_SCHEDULE
 
 
 def _as_volsync_lists(fields: Sequence[str]) -> str:
@@ -1583,8 +1663,8 @@ def _stale_beside(drill: Drill, problem: str) -> str:
     """What else the fix a drill schedule's problem gives needs: a staleAfter of at least the fix's stale_floor and within its
     stale_bound, since the staleAfter rules below refuse one outside (a drill `30 5 30 2 *` with staleAfter 9d, fixed to
     monthly)."""
-    fix = problem.rsplit("; write ", 1)[-1]
-    if drill.stale_after is None or "; write " not in problem or cron_problem(fix, volsync=False) is not None:
+    fix = problem.rsplit("write ", 1)[-1]
+    if drill.stale_after is None or "write " not in problem or cron_problem(fix, volsync=False) is not None:
         return ""
     gap = longest_gap(fix)
     if stale_floor(fix) <= stale_after(drill) <= stale_bound(fix):

@@ -82,17 +82,133 @@ _K3S_RELEASE = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
 _RECORD = "add it as {tool} shows it (e.g. {example}), or give the outputs of a deployment that recorded it"
 
 
+# The outputs the day-2 checks and plan read (stacks.pulumi_source.load, iluvatar.render.rollout_text, plans.rollout),
+# each as the JSON type this program writes it; within `arda`, `ainur` and `storage`, the parts they read. Each reader
+# takes another type for "nothing recorded" (a wrong `storage` is read as no OSD, a wrong `ainur` as no k3s to check),
+# or fails on it: a value of another type is refused up front (`unreadable`), null aside (read as left out, as
+# `pulumi stack output --json` never writes it for these). Every deployment writes lan, vips, gateways,
+# loadBalancerPool, arda and storage (__main__.py).
+READ_OUTPUTS: dict[str, type] = {
+    "lan": str,
+    "vips": Mapping,
+    "gateways": Mapping,
+    "loadBalancerPool": Mapping,
+    "arda": Mapping,
+    "storage": Mapping,
+    "ainur": Mapping,
+    "dnsmasqConf": str,
+    "kubeVipRolled": str,
+    "remoteAccess": Mapping,
+    "kmsKeyRestored": bool,
+}
+_PARTS: dict[str, dict[str, type]] = {
+    # talosVersion, kubernetesVersion and k3sVersion: `_unrecorded`, which says which release to write.
+    "arda": {
+        "nodes": Mapping,
+        "charts": Mapping,
+        "clusterName": str,
+        "clusterNetwork": Mapping,
+        "clientCertificateExpires": str,
+        "commands": Mapping,
+        "endpoints": list,
+        "logsStore": Mapping,
+        "order": list,
+        "pool": Mapping,
+    },
+    "ainur": {
+        "nodes": Mapping,
+        "certificates": Mapping,
+        "commands": Mapping,
+        "order": list,
+        "longhornPis": list,
+        "headscaleClass": str,
+        "rootsClass": str,
+        "kubeVip": str,
+        "serviceIp": str,
+        "legacyRoots": bool,
+        "secretsEncryption": bool,
+        "secretsEpoch": bool,
+    },
+    "storage": {"cephOsds": Mapping, "cephRetiring": Mapping, "classes": Mapping},
+}
+# Each machine's entry (arda.nodes.<name>, ainur.nodes.<name>), and each host's disks (storage.cephOsds.<host>).
+_ENTRIES: dict[str, type] = {"arda.nodes": Mapping, "ainur.nodes": Mapping, "storage.cephOsds": list, "storage.cephRetiring": list}
+_KINDS: dict[type, str] = {Mapping: "a mapping", list: "a list", str: "a string", bool: "true or false"}
+_WHAT: dict[str, str] = {"arda.nodes": "of machine to state", "ainur.nodes": "of machine to state", "storage.cephOsds": "of machine to disks"}
+_AS_WRITTEN = "give the outputs `pulumi stack output --json` writes"
+
+
+def _mistyped(outputs: Mapping[str, Any]) -> str | None:
+    """The first output the day-2 checks read that is not of the type this program writes it as, said, or None."""
+
+    def wrong(path: str, value: Any, kind: type) -> str | None:
+        if value is None or isinstance(value, kind):
+            return None
+        what = " ".join(filter(None, (_KINDS[kind], _WHAT.get(path))))
+        return f"{path} is {json.dumps(value, default=str)}, not {what}, as this program writes it; {_AS_WRITTEN}"
+
+    for key, kind in READ_OUTPUTS.items():
+        value = outputs.get(key)
+        if (why := wrong(key, value, kind)) is not None:
+            return why
+        if not isinstance(value, Mapping):
+            continue
+        for part, part_kind in _PARTS.get(key, {}).items():
+            found = value.get(part)
+            if (why := wrong(f"{key}.{part}", found, part_kind)) is not None:
+                return why
+            entry_kind = _ENTRIES.get(f"{key}.{part}")
+            if entry_kind is None or not isinstance(found, Mapping):
+                continue
+            for name, entry in found.items():
+                if (why := wrong(f"{key}.{part}.{name}", entry, entry_kind)) is not None:
+                    return why
+    return None
+
+
+# What `pulumi stack output --json` writes for a secret without --show-secrets, wherever it is in an output: each
+# secret value, at any depth, is replaced by this string (pulumi v3.259.0 pkg/backend/display/json.go:48-67,
+# massagePropertyValue, called on the outputs at pkg/cmd/pulumi/stack/stack_output.go:161).
+HIDDEN = "[secret]"
+
+
+def hidden(outputs: Mapping[str, Any]) -> list[str]:
+    """The paths, among the outputs the day-2 checks read (READ_OUTPUTS), whose value is hidden as "[secret]": the checks
+    cannot read them. No deployment of this program writes any of them as a secret (the secrets are other outputs: the
+    kubeconfigs, the talosconfig, the KMS key), so it is a deployment that marked one so, or a hand edit."""
+
+    def walk(path: str, value: Any) -> list[str]:
+        if value == HIDDEN:
+            return [path]
+        if isinstance(value, Mapping):
+            return [p for k, v in value.items() for p in walk(f"{path}.{k}", v)]
+        if isinstance(value, list):
+            return [p for i, v in enumerate(value) for p in walk(f"{path}[{i}]", v)]
+        return []
+
+    return [p for key in READ_OUTPUTS if key in outputs for p in walk(key, outputs[key])]
+
+
 def unreadable(outputs: Mapping[str, Any]) -> str | None:
-    """Why the day-2 plan cannot read the last deployment's `arda` or `ainur` output, or None. Machines recorded
-    without the release they run (an older deployment's outputs, or ones edited by hand) would be planned from
-    nothing, or from the stack's own release: `Talos None -> v1.14.1`, a Kubernetes step left out, k3s's checks off.
-    Every deployment since these keys exist writes them (plans.rollout: arda_state, ainur_state), each machine's
-    installer at the cluster's Talos release; `iluvatar render --previous` and `pulumi preview` both refuse."""
+    """Why the day-2 plan cannot read the last deployment's outputs, or None: one of the outputs it reads of another
+    type than this program writes it as (`_mistyped`), or Arda's or the Ainur's machines recorded without the release
+    they run. The latter (an older deployment's outputs, or ones edited by hand) would be planned from nothing, or from
+    the stack's own release: `Talos None -> v1.14.1`, a Kubernetes step left out, k3s's checks off. Every deployment
+    since these keys exist writes them (plans.rollout: arda_state, ainur_state), each machine's installer at the
+    cluster's Talos release; `iluvatar render --previous` and `pulumi preview` both refuse."""
+    if (why := _mistyped(outputs)) is not None:
+        return why
     arda = outputs.get("arda")
+    if isinstance(arda, Mapping) and arda.get("talosVersion") is not None and arda.get("nodes") is None:
+        # A deployment records its machines beside the release they run (plans.rollout.arda_state): without them
+        # each machine would be planned as new, "installs from maintenance mode", on a running cluster.
+        written = "missing" if "nodes" not in arda else "null"
+        return (
+            f"arda.nodes is {written}, but arda.talosVersion records Talos {arda['talosVersion']} running: the plan "
+            f"reads each machine's state from it, and without it plans every machine as new; {_AS_WRITTEN}"
+        )
     if isinstance(arda, Mapping) and arda.get("nodes"):
         nodes = arda["nodes"]
-        if not isinstance(nodes, Mapping):
-            return f"arda.nodes is {json.dumps(nodes, default=str)}, not a mapping of machine to state; give the outputs `pulumi stack output --json` writes"
         version = arda.get("talosVersion")
         unrecorded = _unrecorded(
             "arda.talosVersion",

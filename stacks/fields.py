@@ -187,6 +187,12 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
                 f"{show(value)} is a number to YAML, not the text of a {what}: a version written unquoted is read as one, and "
                 f'a trailing zero goes (1.10 is 1.1); quote it, as the release is named (e.g. "{example}")'
             )
+        if isinstance(value, str) and value.strip() and not regex.match(value) and regex.match(value.strip()):
+            # A blank inside the quotes is invisible in the message's value: said, with the value without it.
+            ends = (
+                "at its start and its end" if value[0].isspace() and value[-1].isspace() else "at its start" if value[0].isspace() else "at its end"
+            )
+            raise ValueError(f"{value!r} is not a well-formed {what}: it has a blank {ends}, inside the quotes; write {value.strip()}")
         if isinstance(value, str) and regex is _SEMVER_V and _PRE_RELEASE.match(value):
             raise ValueError(
                 f"{value} is a pre-release of {what.removesuffix(' version')}; pre-releases are not supported: pick a release (e.g. {example})"

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from plans import zone as zone_plan
-from stacks import addresses, credentials
+from stacks import addresses, credentials, pi_listeners
 from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
 from stacks import data as data_rules
@@ -205,7 +205,7 @@ def parse_stack(
         cloudflare_set="cloudflare" in values,
         # A misspelt token key is reported once, as "did you mean", not also as missing.
         cloudflare_token_set=f"{NAMESPACE}:cloudflareApiToken" in raw or "cloudflareApiToken" in meant,
-        extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
+        extra_categories=gitops.categories if isinstance(gitops, GitOps) else _written_categories(values.get("gitops")),
     )
     backup = _section(values, "backup", problems)
     remote = _section(values, "remoteAccess", problems)
@@ -367,6 +367,20 @@ def parse_stack(
     problems += target_at_headscale
     problems += addresses.host_edges(registered, network if isinstance(network, Network) else None)
     problems += addresses.kubernetes_names_off_arda(named, [a for _, a in apps], isinstance(ainur, Ainur))
+    # A server named on a Pi, on a port the Ainur's own listeners take there (stacks.pi_listeners): the certain clashes
+    # here, the others warned of (stacks.warn).
+    on_pis = pi_listeners.named_servers(
+        named,
+        storage if isinstance(storage, Storage) else None,
+        backup if isinstance(backup, Backup) else None,
+        storage_rules.zone_addresses(
+            nodes,
+            arda if isinstance(arda, Arda) else None,
+            ainur if isinstance(ainur, Ainur) else None,
+            network if isinstance(network, Network) else None,
+        ),
+    )
+    problems += [p for refused, p in pi_listeners.clashes(on_pis, nodes, ainur if isinstance(ainur, Ainur) else None) if refused]
     problems += addresses.unknown_names(
         named,
         network if isinstance(network, Network) else None,
@@ -680,6 +694,13 @@ def _zone(
 def _free_beside(network: Network, taken: Taken, given: Collection[IPv4Address]) -> IPv4Address | None:
     """The LAN's first free address (stacks.rules.free_address) that is none of `given`, the ones other messages offered."""
     return free_address(network, dataclasses.replace(taken, addresses=taken.addresses | frozenset(given)))
+
+
+def _written_categories(gitops: Any) -> tuple[str, ...]:
+    """The categories a gitops section that did not parse lists, as written: a mistake elsewhere in the section (its
+    Argo CD version) is said at its own key, and must not also refuse every app of a category the section adds."""
+    categories = gitops.get("categories") if isinstance(gitops, Mapping) else None
+    return tuple(c for c in categories if isinstance(c, str)) if isinstance(categories, list) else ()
 
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:

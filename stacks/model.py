@@ -36,6 +36,7 @@ from pydantic_core import InitErrorDetails
 from stacks import pins, repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
 from stacks.data_model import AppBackup, AppSecret, Backup
+from stacks.disk_ids import by_id_name
 from stacks.errors import show
 from stacks.fields import (
     _LABEL,
@@ -154,6 +155,9 @@ _URL = re.compile(r"^(https?|git|ssh)://[^\s]+$")
 # with an optional unit (go-humanize: 512GB, 1.5TB, 476GiB, or bytes).
 _DISK_SIZE = re.compile(r"^\s*(>=|<=|>|<|==)?\s*\d+(\.\d+)?\s*([kKMGTPE]i?B|B)?\s*$")
 SELECTOR_FIELDS = ("size", "model", "serial", "type", "wwid", "busPath")
+# A /dev/disk/by-id link's name where a serial or a wwid was meant (stacks.disk_ids reads these names).
+_BY_ID_SERIAL = re.compile(r"^(ata|nvme|scsi|usb|mmc|virtio)-[^*?\[]*_[^*?\[]+$")
+_BY_ID_WWID = re.compile(r"^(?:nvme-((?:eui|nvme|uuid)\.[^*?\[]+)|wwn-0x[0-9a-fA-F]+)$")
 
 
 class DiskSelector(Model):
@@ -183,6 +187,35 @@ class DiskSelector(Model):
             raise ValueError(
                 f"{value} is a /dev path, not a serial: Talos compares serial with the serial the disk reports, so it selects no "
                 f"disk; {fix}installDisk: {value} as the path itself"
+            )
+        return value
+
+    @field_validator("serial")
+    @classmethod
+    def _serial_not_a_link_name(cls, value: str | None) -> str | None:
+        # The same mistake without /dev/disk/by-id/ in front, as `ls /dev/disk/by-id/` prints the name: udev names a disk's
+        # link <bus>-<model>_<serial> (60-persistent-storage.rules, ID_BUS-ID_SERIAL), and the disk reports the serial alone.
+        if value is not None and _BY_ID_SERIAL.match(value) is not None:
+            # Without a usb- link's -<lun>, and an NVMe link's _<namespace> (udev links a namespace both with and without it).
+            parts = by_id_name(value).split("_")
+            part = parts[-2] if parts[0].startswith("nvme-") and len(parts) > 2 and parts[-1].isdigit() else parts[-1]
+            raise ValueError(
+                f"{value} is a /dev/disk/by-id link's name (<bus>-<model>_<serial>), not a serial: Talos compares serial with the "
+                f"serial the disk reports, so it selects no disk; write serial: {part} (the part of the name after the model), or "
+                f"installDisk: /dev/disk/by-id/{value} as the path itself"
+            )
+        return value
+
+    @field_validator("wwid")
+    @classmethod
+    def _wwid_not_a_link_name(cls, value: str | None) -> str | None:
+        # udev names an NVMe namespace's wwid link nvme-<wwid> (nvme-eui.<hex>) and a SCSI or ATA disk's wwn-0x<hex>
+        # (60-persistent-storage.rules); Talos reads the kernel's device/wwid, eui.<hex> or naa.<hex> (stacks.disk_ids).
+        if value is not None and (found := _BY_ID_WWID.match(value)) is not None:
+            wwid = found.group(1) if found.group(1) is not None else "naa." + value.removeprefix("wwn-0x")
+            raise ValueError(
+                f"{value} is a /dev/disk/by-id link's name, not a wwid: Talos compares wwid with the disk's wwid as the kernel "
+                f"reports it, so it selects no disk; write wwid: {wwid}, or installDisk: /dev/disk/by-id/{value} as the path itself"
             )
         return value
 
@@ -990,7 +1023,8 @@ class AppHostNetwork(Model):
     """An app whose pod shares one Arda machine's network (`apps[].hostNetwork`): Home Assistant's device discovery
     (mDNS, SSDP) and Matter need the pod on the LAN's own segment, which no Service address gives (stacks.apps says
     why host networking and not a second interface). `node` is the machine (an istari); `ports` every port the pod
-    listens on there, so another listener on that machine is refused at preview."""
+    listens on there (no targetPort: no Service translates them), so another listener on that machine is refused at
+    preview."""
 
     node: Label
     ports: tuple[AppPort, ...] = ()
@@ -1000,8 +1034,9 @@ class AppClient(Model):
     """Pods of Arda that reach an app with ports (`apps[].clients[]`): every app's pod is shut to what its policy does
     not admit (plans.ports), so an in-cluster MQTT client, or the gateway in front of the app's HTTP part, is named here.
 
-    `pods` are the client pods' labels (every pod of `namespace` when unset); `ports` the app's container ports they
-    reach, TCP (the app's own `ports` when unset, each with its protocol)."""
+    `pods` are the client pods' labels (every pod of `namespace` when unset; the namespace is `namespace`'s alone);
+    `ports` the app's container ports they reach (a port's targetPort where set, not the Service's port), TCP (the app's
+    own `ports` when unset, each with its protocol)."""
 
     namespace: Label
     pods: dict[str, str] | None = None

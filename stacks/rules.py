@@ -913,18 +913,23 @@ _NVME_CONTROLLER = re.compile(r"^/dev/nvme\d+$")
 # nvme_alloc_ns_head: head->instance = ida_alloc_min(&ctrl->subsys->ns_ida, 1, GFP_KERNEL), at v6.8 and v5.15 alike),
 # so the first disk of controller 0 is nvme0n1.
 _IDE_DISK = re.compile(r"^/dev/hd([a-z]+)(\d*)$")
+# A kernel name (directly under /dev) with an upper-case letter: Linux's disk drivers name every disk in lower case
+# (sd.c sd_format_disk_name("sd"), nvme%dn%d, mmcblk%d), and links under /dev/disk keep their own case.
+_UPPER_CASE = re.compile(r"^/dev/([^/]*[A-Z][^/]*)$")
 _NVME_NAMESPACE_0 = re.compile(r"^/dev/nvme(\d+)n0(?:p\d+)?$")
 
 
 # A Linux software RAID's device (drivers/md: md0, md127, and mdadm's /dev/md/<name> links). Talos assembles an array
 # only with its mdadm system extension, and Iluvatar's schematics carry iscsi-tools and util-linux-tools alone
 # (plans.talos.STORAGE_EXTENSIONS), so on Arda's machines no such device appears. (As an install disk it is refused for
-# any machine, the generic worker too: install_disk_problems.)
-_MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+)$")
+# any machine, the generic worker too: install_disk_problems.) udev links an array as /dev/disk/by-id/md-uuid-<uuid> and
+# md-name-<name> too (mdadm's udev-md-raid-arrays.rules, installed as 63-md-raid-arrays.rules).
+_MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+|disk/by-id/md-(uuid|name)-.+)$")
 # A device-mapper volume (drivers/md/dm.c names them dm-N, and dmsetup's /dev/mapper/<name> links): LUKS, LVM. Talos
 # opens none a stack could name, so such a name never appears on Arda's machines; Rook's OSD encryption
-# (arda.encryption, plans.storage) is the layer that sits on the physical disk.
-_MAPPED = re.compile(r"^/dev/(dm-\d+|mapper/.+)$")
+# (arda.encryption, plans.storage) is the layer that sits on the physical disk. udev links a volume as
+# /dev/disk/by-id/dm-name-<name> and dm-uuid-<uuid> too (lvm2's udev/13-dm-disk.rules.in).
+_MAPPED = re.compile(r"^/dev/(dm-\d+|mapper/.+|disk/by-id/dm-(name|uuid)-.+)$")
 
 
 def no_such_device(disk: str, talos: bool = False) -> str | None:
@@ -941,6 +946,12 @@ def no_such_device(disk: str, talos: bool = False) -> str | None:
             f"{disk} is a device-mapper volume (LUKS, LVM), which exists only once something opens it, and Talos here opens "
             "none: Ceph would get no disk and make no OSD; write the physical disk under it (lsblk -s lists it), as Ceph owns "
             "whole disks (Iluvatar encrypts each OSD itself with arda.encryption.enabled)"
+        )
+    if (upper := _UPPER_CASE.match(disk)) is not None:
+        instead = "/dev/" + upper.group(1).lower()
+        return (
+            f"{disk} is no device name: the kernel names disks in lower case (sda, nvme0n1, mmcblk0) and /dev is case-sensitive; "
+            f"write {instead} if that is the disk (lsblk -d -o NAME,SIZE,MODEL lists them)"
         )
     if (ide := _IDE_DISK.match(disk)) is not None:
         instead = f"/dev/sd{ide.group(1)}"  # the whole disk: a partition is no disk either (partition_of)
@@ -977,17 +988,29 @@ def partition_of(disk: str) -> str | None:
 # path it is given and writes a partition table there (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go:1541-1551 at v1.13.9), so a
 # partition would get one nested inside it; Ceph and Longhorn take whole disks here (stacks.storage).
 _ON_A_DISK = re.compile(r"^/dev/disk/by-(partuuid|partlabel|uuid|label)/")
+# systemd-udevd's /dev/disk/by-diskseq/<n> (60-persistent-storage.rules, from the kernel's diskseq): a counter the kernel
+# hands each block device as it is made in this boot, loop devices included, and again at each media change (block/genhd.c:
+# inc_diskseq in __alloc_disk_node and disk_force_media_change). It names no disk from one boot to the next, less even
+# than a kernel name (which at least follows a bus's probe order, and is warned of only beside another of its bus), so
+# it is refused on its own.
+_BY_DISKSEQ = re.compile(r"^/dev/disk/by-diskseq/")
 # An eMMC's hardware boot partitions and its replay-protected block (Linux drivers/mmc/core/block.c names them
 # mmcblk%dboot%d and mmcblk%drpmb): /sys/block lists the boot partitions as disks of a few MiB, read-only by default
 # (force_ro), which Talos's disk list takes as any other (controllers/block/disks.go:85 keeps every DeviceTypeDisk).
 _EMMC_AREA = re.compile(r"^/dev/(mmcblk\d+)(boot\d+|rpmb)$")
 # Software RAID and device-mapper volumes exist only once a running Linux assembles them: the firmware boots the
 # install disk's EFI partition before any of that, so Talos must go on a physical disk.
-_ASSEMBLED = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+)$")
+_ASSEMBLED = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+|disk/by-id/(md-uuid|md-name|dm-name|dm-uuid)-.+)$")
+# An LVM physical volume's link (lvm2's udev/69-dm-lvm.rules.in links a disk or partition holding a PV as
+# /dev/disk/by-id/lvm-pv-uuid-<its PV uuid>): it names what is on a disk, as a filesystem's link does, and Rook's OSD
+# preparation skips a device that holds an LVM PV, as Talos's installer would write over the volume group.
+_LVM_PV = re.compile(r"^/dev/disk/by-id/lvm-pv-uuid-")
 # Block devices that hold no disk: an optical drive (Talos's disk list marks it a CD, controllers/block/disks.go:183-184
 # at v1.13.9) and memory (zram, the compressed swap; ram, which Talos skips by its major number 1, disks.go:89-94).
 _NO_DISK = {"sr": "an optical drive", "zram": "a compressed RAM device (zram)", "ram": "a RAM disk"}
 _NO_DISK_PATH = re.compile(r"^/dev/(sr|zram|ram)\d+$")
+# udev's link to an optical drive (systemd's 60-cdrom_id.rules: SYMLINK+="cdrom" for the first one with ID_CDROM).
+_CDROM = re.compile(r"^/dev/cdrom\d*$")
 # Block devices backed by something else: a loop device by a file (losetup; on Ubuntu, each snap's squashfs), a network
 # block device by a server (nbd-client). Neither is a disk a fresh machine has.
 _BACKED = {
@@ -1021,6 +1044,13 @@ def not_a_disk(disk: str, install: bool) -> str | None:
             + ("the system is written to a whole disk, its own partitions with it" if install else "Ceph and Longhorn take whole disks")
             + "; find the disk it is on with `lsblk -o NAME,TYPE,PARTUUID,UUID` and write the disk (/dev/sdb) or its /dev/disk/by-id link"
         )
+    if _BY_DISKSEQ.match(disk) is not None:
+        return (
+            f"{disk} is a sequence number the kernel gives each block device as it appears in one boot (loop devices too), not "
+            "a name of the disk: the same disk may have another number at the next boot, so "
+            + ("Talos or Ubuntu would install on" if install else "Ceph or Longhorn would take")
+            + " whichever device has this one then; write the disk's /dev/disk/by-id link (`ls -l /dev/disk/by-id/` on the machine)"
+        )
     if (area := _EMMC_AREA.match(disk)) is not None:
         return (
             f"{disk} is the eMMC's {'replay-protected block' if area.group(2) == 'rpmb' else 'hardware boot partition'} (a few MiB, "
@@ -1032,6 +1062,14 @@ def not_a_disk(disk: str, install: bool) -> str | None:
             "does on a freshly installed machine, so the system or data would have nowhere to go; write one of the machine's "
             "SSDs or hard disks (lsblk -d -o NAME,SIZE,MODEL lists them)"
         )
+    if _LVM_PV.match(disk) is not None:
+        return (
+            f"{disk} names an LVM physical volume (by-id lvm-pv-uuid-), what is on a disk or partition, not a disk: "
+            + ("the system is written to a whole disk" if install else "Rook and Longhorn skip a device that holds a volume group")
+            + "; find the disk under it with `lsblk -s` and write the disk (/dev/sdb) or its /dev/disk/by-id link, once it is emptied"
+        )
+    if _CDROM.match(disk) is not None:
+        return f"{disk} is udev's link to an optical drive, not a disk the system or data can live on; write one of the machine's SSDs or hard disks (lsblk -d -o NAME,SIZE,MODEL lists them)"
     if (memory := _NO_DISK_PATH.match(disk)) is not None:
         return f"{disk} is {_NO_DISK[memory.group(1)]}, not a disk the system or data can live on; write one of the machine's SSDs or hard disks (lsblk -d -o NAME,SIZE,MODEL lists them)"
     if install and _ASSEMBLED.match(disk) is not None:
@@ -1855,7 +1893,9 @@ def _netboot(p: Parsed) -> list[Problem]:
                     node_path(i, "boot"), f"netboot: the Ainur answer PXE only on network.lan, and {node.name} is on VLAN {node.vlan}; set boot: disk"
                 )
             )
-    if p.ainur is not None and p.network is not None and p.ainur.service_ip in p.network.dns:
+    # At network.gateway, the router is the DNS server network.dns names and the service address is the slip: said once,
+    # at ainur.serviceIp (_address_in_lan), not also here, where the fix would move a correct key.
+    if p.ainur is not None and p.network is not None and p.ainur.service_ip in p.network.dns and p.ainur.service_ip != p.network.gateway:
         k = p.network.dns.index(p.ainur.service_ip)
         out.append(
             Problem(

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
-from stacks import encryption, pins
+from stacks import encryption, pi_listeners, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
@@ -34,11 +34,12 @@ from stacks.data import (
 from stacks.data_model import AppBackup, Keep
 from stacks.errors import Problem, show
 from stacks.gitops import Lab
+from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
 from stacks.rules import _transport
-from stacks.storage import default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
+from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 # A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
 _NTH = {2: "other", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
@@ -96,7 +97,11 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _leftover_secrets(stack)
     yield from _secrets_in_clear(stack)
     yield from _claims_in_clear(stack)
+    yield from _prometheus_on_nfs(stack)
+    yield from _logs_settings_while_off(stack)
+    yield from _dns_twice(stack)
     yield from _served_by_arda(stack, reached)
+    yield from _beside_pi_listeners(stack, reached)
     yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
     yield from _routes_into_lent(stack)
@@ -422,6 +427,12 @@ def _bus(disk: str) -> str | None:
     return None
 
 
+def _storage(node: Node) -> str:
+    """The storage that takes a machine's data disks: Rook-Ceph on Arda, Longhorn on the Ainur (plans.cloudinit gives
+    it dataDisks[0]), as a disk warning names it."""
+    return "Longhorn" if node.role in AINUR_ROLES else "Ceph"
+
+
 def _named_disks(node: Node) -> list[tuple[str, str]]:
     """A machine's disks written as names, each with its key: installDisk (unless a selector), then each data disk."""
     named = [("installDisk", node.install_disk)] if isinstance(node.install_disk, str) else []
@@ -445,7 +456,7 @@ def _kernel_name_beside_link(stack: StackConfig) -> Iterator[Problem]:
                 yield Problem(
                     f"iluvatar:nodes[{i}].{key}",
                     f"{disk} and {other_key} {other} may be one disk: one is a kernel name, the other a /dev/disk link of the "
-                    f"same bus, which validate cannot compare, and if they are one, Ceph takes {'the system disk' if other_key == 'installDisk' else 'a disk twice'}; "
+                    f"same bus, which validate cannot compare, and if they are one, {_storage(node)} takes {'the system disk' if other_key == 'installDisk' else 'a disk twice'}; "
                     f"name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which kernel name each link is)",
                 )
                 break
@@ -500,11 +511,21 @@ def _links_of_two_kinds(stack: StackConfig) -> Iterator[Problem]:
                 yield Problem(
                     f"iluvatar:nodes[{i}].{key}",
                     f"{disk} and {other_key} {other} may be one disk: udev links a disk under both kinds ({mine[0]} and "
-                    f"{theirs[0]}), which validate cannot compare, and if they are one, Ceph takes "
+                    f"{theirs[0]}), which validate cannot compare, and if they are one, {_storage(node)} takes "
                     f"{'the system disk' if other_key == 'installDisk' else 'a disk twice'}; name both by links of one kind "
                     f"(`ls -l /dev/disk/by-id/ /dev/disk/by-path/` on {node.name} shows which disk each link is)",
                 )
                 break
+
+
+# What two disks' kernel names swapping does: Talos writes the system to whichever disk installDisk names at the install;
+# on the Ainur cloud-init formats dataDisks[0] for Longhorn once, at the first boot, and only if it holds no partitions
+# (plans.cloudinit, disk_setup overwrite: false), then mounts it by its label, so a swap then leaves Longhorn no disk.
+_SWAPPED = {
+    "Ceph": "at the install, Talos installs on the disk meant for Ceph",
+    "Longhorn": "at the first boot, cloud-init finds the system disk under the name given to Longhorn, leaves it as it is, "
+    "and Longhorn gets no disk of its own",
+}
 
 
 def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
@@ -525,8 +546,8 @@ def _kernel_names_of_one_bus(stack: StackConfig) -> Iterator[Problem]:
                 yield Problem(
                     f"iluvatar:nodes[{i}].dataDisks[{d}]",
                     f"{disk} and installDisk {install} are kernel names of one bus, numbered in the order the disks answer at boot, "
-                    "which may change from one boot to the next: if they swap at the install, Talos installs on the disk meant for "
-                    f"Ceph; name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
+                    "which may change from one boot to the next: if they swap "
+                    f"{_SWAPPED[_storage(node)]}; name both by /dev/disk/by-id links of one kind (`ls -l /dev/disk/by-id/` on {node.name} shows which is which)",
                 )
 
 
@@ -760,6 +781,68 @@ def _claims_in_clear(stack: StackConfig) -> Iterator[Problem]:
         f"{'them' if several else 'it'} encrypted (docs/day2.md#the-ainurs-longhorn-claims-encrypted), or write false to say "
         f"{'they stay' if several else 'it stays'} in clear",
     )
+
+
+def _prometheus_on_nfs(stack: StackConfig) -> Iterator[Problem]:
+    """Prometheus's volume on the nfs class: its TSDB there is what Prometheus says it does not support ("NFS filesystems
+    (including AWS's EFS) are not supported", unrecoverable corruption may happen: prometheus docs/storage.md:127-131 at
+    v3.9.1). A warning: it runs until it corrupts, and a household may accept losing its metrics."""
+    if stack.monitoring is None:
+        return
+    written = stack.monitoring.prometheus.storage_class
+    if (written or default_class(stack, "arda")) != "nfs":
+        return
+    if written is not None:
+        path, value = "iluvatar:monitoring.prometheus.storageClass", "nfs puts"
+    elif stack.storage.arda.default_class == "nfs":
+        path, value = "iluvatar:storage.arda.defaultClass", "nfs puts, with monitoring.prometheus.storageClass unset,"
+    else:
+        path, value = "iluvatar:monitoring.prometheus.storageClass", "is unset, and nfs, Arda's only StorageClass, puts"
+    others = [c for c in arda_classes(stack) if c != "nfs"]
+    fix = f"write monitoring.prometheus.storageClass: {others[0]}" if others else "give Arda a local or block class (dataDisks for Ceph)"
+    yield Problem(
+        path,
+        f"{value} Prometheus's database on NFS, which Prometheus does not support: its storage docs say NFS may corrupt it "
+        f"beyond repair (https://prometheus.io/docs/prometheus/latest/storage/, Operational aspects); {fix}, or keep nfs "
+        "knowing the metrics may be lost",
+    )
+
+
+def _logs_settings_while_off(stack: StackConfig) -> Iterator[Problem]:
+    """Log store settings beside logs.enabled: false: nothing reads them with the store off (plans.logs renders nothing,
+    the Pis send nowhere). Harmless, and most often logs switched off for a while and meant to come back with them, so
+    said, not refused, as a drill's staleAfter beside drill.enabled: false is. claimChanged is left out: it is written
+    for the `up` after logs were off (stacks.day2)."""
+    logs = stack.logs
+    if logs is None or logs.enabled:
+        return
+    written = [(Logs.model_fields[f].alias or f, getattr(logs, f)) for f in Logs.model_fields if f in logs.model_fields_set]
+    written = [(key, value) for key, value in written if key not in ("enabled", "claimChanged")]
+    if not written:
+        return
+    shown = str(written[0][1]) if len(written) == 1 else ", ".join(f"{key}: {value}" for key, value in written)
+    keys = " and ".join(key for key, _ in written)
+    yield Problem(
+        f"iluvatar:logs.{written[0][0]}" if len(written) == 1 else "iluvatar:logs",
+        f"{shown} {'has' if len(written) == 1 else 'have'} no effect: logs are off (logs.enabled: false), so no log store runs "
+        f"and nothing is sent to it; remove {keys}, or set logs.enabled: true for the store to run",
+    )
+
+
+def _dns_twice(stack: StackConfig) -> Iterator[Problem]:
+    """A server listed twice in network.dns: each entry is written as a resolver of its own (the Ainur's dnsmasq server=
+    lines, plans.netboot.dnsmasq; Talos's nameservers; the Pis' netplan, plans.cloudinit), so the same server is written
+    twice and no failover is gained. Harmless, so said, not refused."""
+    seen: dict[IPv4Address, int] = {}
+    for k, server in enumerate(stack.network.dns):
+        if server in seen:
+            yield Problem(
+                f"iluvatar:network.dns[{k}]",
+                f"{server} is network.dns[{seen[server]}] already: every resolver of the homelab is given the same server twice, "
+                "which gains no failover; remove it, or write another DNS server there",
+            )
+        else:
+            seen[server] = k
 
 
 def _either_day(path: str, schedule: str) -> Iterator[Problem]:
@@ -1183,6 +1266,14 @@ def _served_by_arda(stack: StackConfig, named: Sequence[Server]) -> Iterator[Pro
             continue
         for what in server_on_arda(server, lab):
             yield Problem(f"iluvatar:{server.path}", f"{server.written}: {what}: {harm}")
+
+
+def _beside_pi_listeners(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
+    """A server on a Pi at a port one of the Ainur's listeners holds on the service address alone: a clash only if the
+    server listens on every address, so warned (stacks.pi_listeners; the certain clashes are refused by stacks.load)."""
+    zone = zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)
+    on_pis = pi_listeners.named_servers(named, stack.storage, stack.backup, zone)
+    yield from (p for refused, p in pi_listeners.clashes(on_pis, list(enumerate(stack.nodes)), stack.ainur) if not refused)
 
 
 def _single_labels(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:

@@ -770,6 +770,61 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(
     assert result.stderr.startswith(f"error: --previous {tmp_path / 'bad.json'}: {message}")
 
 
+SHOW = "write the outputs with `pulumi stack output --json --show-secrets`"
+WRITTEN = "give the outputs `pulumi stack output --json` writes"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda o: o.update(arda="[secret]"),
+            f'arda is "[secret]", as `pulumi stack output --json` writes a secret without --show-secrets, and the day-2 checks read it; {SHOW}',
+        ),
+        (
+            lambda o: o.update(ainur="[secret]", dnsmasqConf="[secret]"),
+            f'ainur and dnsmasqConf are "[secret]", as `pulumi stack output --json` writes a secret without --show-secrets, and the day-2 checks read them; {SHOW}',
+        ),
+        (
+            lambda o: o["arda"].update(nodes="[secret]"),
+            f'arda.nodes is "[secret]", as `pulumi stack output --json` writes a secret without --show-secrets, and the day-2 checks read it; {SHOW}',
+        ),
+        (lambda o: o.update(storage=5), f"storage is 5, not a mapping, as this program writes it; {WRITTEN}"),
+        (
+            lambda o: o["arda"].pop("nodes"),
+            "arda.nodes is missing, but arda.talosVersion records Talos v1.14.1 running: the plan reads each machine's state from it, "
+            f"and without it plans every machine as new; {WRITTEN}",
+        ),
+        (
+            lambda o: [o.clear(), o.update(version=3, deployment={"manifest": {}, "resources": []})],
+            "the state `pulumi stack export` writes (version, deployment), not the outputs of a stack; write those with `pulumi stack output --json`",
+        ),
+        (
+            lambda o: [o.update(o.pop("ainur")), [o.pop(k) for k in list(o) if k not in ("k3sVersion", "order", "nodes", "commands")]],
+            "not the outputs of a stack: its keys (commands, k3sVersion, nodes, order) are none of those every deployment writes "
+            "(lan, vips, gateways, loadBalancerPool, arda, storage); write them with `pulumi stack output --json` (a part of them, "
+            "such as the `ainur` output alone, is not enough; a stack never deployed is {})",
+        ),
+    ],
+    ids=["arda-secret", "ainur-dnsmasq-secret", "arda-nodes-secret", "storage-number", "arda-nodes-missing", "stack-export", "ainur-alone"],
+)
+def test_previous_outputs_the_checks_cannot_read_are_refused_naming_the_key(
+    homelab: Path,
+    tmp_path: Path,
+    edit: Callable[[dict[str, Any]], object],
+    message: str,
+    render_here: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    # Hidden by `pulumi stack output --json`, of another type, or not outputs at all: read as nothing deployed (or failing
+    # in the plan), they would plan a running cluster from nothing.
+    previous = json.loads((homelab / "outputs.json").read_text())
+    edit(previous)
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = render_here("homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    assert (result.returncode, result.stderr.splitlines()) == (2, [f"error: --previous {tmp_path / 'old.json'}: {message}"])
+    assert not (tmp_path / "day2").exists()
+
+
 @pytest.mark.parametrize(
     ("edit_arda", "message"),
     [

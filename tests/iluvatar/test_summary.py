@@ -77,6 +77,17 @@ def test_with_an_nfs_target_the_ainurs_snapshots_are_said_kept_on_the_valar(tmp_
     ), line
 
 
+def test_a_drill_of_no_volume_nor_etcd_says_the_kms_keys_and_headscales_drills_it_still_runs(tmp_path: Path) -> None:
+    """The KMS key's and Headscale's drills run with the drill whatever volumes, arda and ainur say (plans.drill): the
+    summary names them, not "of nothing"."""
+    from tests.remote_stacks import HEADSCALE
+
+    drill = {"schedule": "30 5 * * 0", "volumes": False, "arda": False, "ainur": False}
+    doc = edit(homelab_doc(), {"iluvatar:backup.drill": drill, "iluvatar:remoteAccess": HEADSCALE})
+    [line] = [line for line in summary(load_stack_file(write_stack(tmp_path, doc))) if line.startswith("backup:")]
+    assert line.endswith("restore drill (30 5 * * 0) of the KMS key, Headscale's state, alert when none passed in 8d"), line
+
+
 def test_sections_the_stack_lacks_get_no_line() -> None:
     lines = rk1(**{"iluvatar:apps": None, "iluvatar:monitoring": None, "iluvatar:gitops": None})
     assert [line.split(":")[0] for line in lines] == ["network", "nodes", "Arda"]
