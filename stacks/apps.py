@@ -87,7 +87,32 @@ def app_problems(
             out += _sources(i, app, network)
         if app.ports:
             out += _client_namespaces(i, app, categories, {a.name: a.category for _, a in apps})
+    out += _service_collisions(apps)
     return out
+
+
+def _service_collisions(apps: Sequence[tuple[int, App]]) -> Iterator[Problem]:
+    """An HTTP app's Service (its chart's, from Git: `service.name`, or the app's name) named as the Service this program
+    makes for an app's raw ports in the same category's namespace (`<name>-lan`, plans.ports): Pulumi and Argo CD would
+    each own one object, and the second to apply it fails, or overwrites the other's ports and selector."""
+    lan = {(a.category, f"{a.name}-lan"): j for j, a in apps if a.ports}
+    for i, app in apps:
+        if app.service is None:
+            continue
+        j = lan.get((app.category, app.service_name))
+        if j is None:
+            continue
+        key = "service.name" if app.service.name else "name"
+        other = next(a.name for k, a in apps if k == j)
+        whose = "its own raw ports" if j == i else f"apps[{j}] ({other})'s raw ports"
+        yield Problem(
+            app_path(i, key),
+            f"{app.service_name} names {app.name}'s Service in namespace {app.category}, which is also the Service this program "
+            f"makes there for {whose} ({other}-lan): Pulumi and Argo CD would both own it, and the second to apply it fails or "
+            f"replaces the other's ports; "
+            + ("give the app another name" if key == "name" else "write the name the app's chart gives its Service, if that is another")
+            + (", or move one of them to another category" if j != i else ""),
+        )
 
 
 def _client_namespaces(i: int, app: App, categories: Sequence[str], app_categories: Mapping[str, str]) -> Iterator[Problem]:

@@ -63,6 +63,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _netbooted_maia_data_disks(stack)
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
+    yield from _host_network_dhcp(stack)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
     yield from _rk1_sd_in_slots_1_and_2(stack)
@@ -188,6 +189,25 @@ def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
             f"{shown} is inside network.dhcpRange {lent}, the addresses the router lends: if its lease moves, {CLIENTS[d.kind]}; "
             f"make sure the router holds a reservation for {NOUNS[d.kind]} (or give it a fixed address outside the range)",
         )
+
+
+def _host_network_dhcp(stack: StackConfig) -> Iterator[Problem]:
+    """An app on an Arda machine's own network listening on 67/udp, the DHCP server's port, while the Ainur lend the LAN's
+    addresses (netboot mode dhcp): a DHCP server there is a second one on the segment, whose offers the household's
+    devices may take (docs/layers/netboot.md: in dhcp mode the Ainur are the LAN's one DHCP server). A warning: a DHCP
+    relay or a tool that only listens (a network scanner) listens there too, and may be meant."""
+    if stack.ainur is None or stack.ainur.netboot.mode != "dhcp":
+        return
+    for i, app in enumerate(stack.apps):
+        for k, port in enumerate(app.host_network.ports if app.host_network is not None else ()):
+            if port.port == 67 and port.protocol == "udp":
+                yield Problem(
+                    f"iluvatar:apps[{i}].hostNetwork.ports[{k}]",
+                    f"67/udp is the DHCP server's port, and {app.name} listens there on {app.host_network.node if app.host_network else ''}'s "
+                    "own network while the Ainur lend the LAN's addresses (ainur.netboot.mode: dhcp): a DHCP server there is a "
+                    "second one on the LAN, whose answers the household's devices may take instead of the Ainur's; if the app "
+                    "serves DHCP, turn that off in it (a relay or a listener only is fine)",
+                )
 
 
 def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
