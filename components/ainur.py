@@ -750,6 +750,8 @@ class BootstrapCluster(pulumi.ComponentResource):
         it printed none), in the output's `certificates`."""
         was = rollout.recorded_certificates(self._previous, node.name).get("end")
         stdout = self.pis[node.name].k3s.stdout
-        self.state["certificates"][node.name]["end"] = stdout.apply(lambda out: rollout.certificates_end(out) or was)
+        # Dates, never secret, though the step's stdout is one (its connection carries the SSH key): left secret, the
+        # outputs would print them as "[secret]", which the next run's checks cannot read.
+        self.state["certificates"][node.name]["end"] = pulumi.Output.unsecret(stdout.apply(lambda out: rollout.certificates_end(out) or was))
         # The Pi's clock its step found behind (plans.k3s.CLOCK_LINE), or none: the next run's trigger and warning.
-        self.state["certificates"][node.name]["clock"] = stdout.apply(rollout.certificates_clock)
+        self.state["certificates"][node.name]["clock"] = pulumi.Output.unsecret(stdout.apply(rollout.certificates_clock))

@@ -732,8 +732,10 @@ def certificates_end(stdout: str | None) -> str | None:
 
 
 def recorded_certificates(previous: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
+    """What the last deployment recorded of Pi `name`'s k3s certificates; a value printed hidden ("[secret]", by
+    `pulumi stack output --json` of an older deployment's) counts as unrecorded."""
     entry = ((previous or {}).get("certificates") or {}).get(name)
-    return entry if isinstance(entry, Mapping) else {}
+    return {k: v for k, v in entry.items() if v != "[secret]"} if isinstance(entry, Mapping) else {}
 
 
 def certificate_trigger(previous: Mapping[str, Any] | None, name: str, now: datetime.datetime | None) -> str | None:

@@ -215,23 +215,18 @@ def _clients(i: int, app: App) -> Iterator[Problem]:
                     f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol{others}",
                 )
             elif served is not None and port not in served:
-                unset = f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol"
+                # Only the Service's port in front of a targetPort is surely wrong: a port the app's LoadBalancer Service
+                # does not carry may still be one its pod serves to the cluster (a second app's Service on the same pods,
+                # as the gateway reaching Mosquitto's websockets does: docs/layers/edge.md), which the policy must admit.
                 behind = [(j, p) for j, p in enumerate(app.ports) if p.port == port and p.protocol == "tcp"]
                 if behind:
                     j, front = behind[0]
+                    unset = f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol"
                     yield Problem(
                         path,
                         f"{port} is {app.name}'s Service port (ports[{j}]), whose container port is {front.container_port} (its "
                         f"targetPort): Cilium applies the policy at the pod, after the Service has sent the connection to "
                         f"{front.container_port}, so the clients would be dropped; write {front.container_port}, or {unset}",
-                    )
-                else:
-                    ports = f"its TCP container ports: {', '.join(tcp)}" if tcp else f"{app.name} serves no TCP port to name"
-                    yield Problem(
-                        path,
-                        f"{port} is no port {app.name}'s container serves ({ports}): the policy would admit the clients there alone, "
-                        f"where nothing answers, and drop them on the ports the app serves; write the container port they connect "
-                        f"to, or {unset}",
                     )
 
 

@@ -178,6 +178,10 @@ def hidden(outputs: Mapping[str, Any]) -> list[str]:
     kubeconfigs, the talosconfig, the KMS key), so it is a deployment that marked one so, or a hand edit."""
 
     def walk(path: str, value: Any) -> list[str]:
+        if path.startswith("ainur.certificates."):
+            # The Pis' certificate dates, which deployments before they were unsecreted print hidden: the checks read a
+            # hidden one as unrecorded (plans.rollout.recorded_certificates), as for a Pi the last run did not reach.
+            return []
         if value == HIDDEN:
             return [path]
         if isinstance(value, Mapping):

@@ -34,7 +34,7 @@ HOMELAB_SUMMARY = """\
   monitoring: Prometheus keeps 30d on 50Gi; alerts by ntfy to https://ntfy.sh/iluvatar-example-alerts
   logs: VictoriaLogs on Arda keeps 14d on 20Gi (ceph-block); the Pis send to 192.168.0.236
   identity: sign-in through github of orgs example (Dex at 192.168.0.16), 2 groups bound to cluster roles
-  backup: to S3 s3+http://192.168.0.40:9000/homelab (region us-east-1); etcd snapshots of Arda and the Ainur (0 */6 * * *; k3s keeps the newest 28); 4 app volumes; restore drill (30 4 * * 0) of volumes, Arda's etcd, the Ainur's etcd, alert when none passed in 8d
+  backup: to S3 s3+http://192.168.0.40:9000/homelab (region us-east-1); etcd snapshots of Arda and the Ainur (0 */6 * * *; k3s keeps the newest 28); 4 app volumes; restore drill (30 4 * * 0) of volumes, Arda's etcd, the Ainur's etcd, the KMS key, alert when none passed in 8d
 """
 RK1_SUMMARY = """\
   network: LAN 10.10.0.0/24 (turing.home.arpa), gateway 10.10.0.1, DNS 10.10.0.1, 9.9.9.9; DHCP 10.10.0.100-10.10.0.199; load balancers 10.10.0.200-10.10.0.219

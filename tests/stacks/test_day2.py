@@ -1042,3 +1042,11 @@ def test_subnets_over_an_output_that_did_not_record_them(tmp_path: Path) -> None
     assert day2.check(_edited(tmp_path / "a", {}), old, None) == []
     assert [p.path for p in day2.check(_edited(tmp_path / "b", moved), old, None)] == ["iluvatar:arda.patches[0].cluster.network.serviceSubnets"]
     assert day2.check(_edited(tmp_path / "c", {**moved, "iluvatar:arda.subnetsRunning": True}), old, None) == []
+
+
+def test_the_pis_certificate_dates_printed_hidden_are_read_as_unrecorded_not_refused() -> None:
+    """Deployments before the dates were unsecreted print each Pi's certificate end and clock as "[secret]" (the k3s
+    step's stdout is a secret): the outputs are still read, the dates as unrecorded; any other read output hidden is named."""
+    outputs = {"ainur": {"k3sVersion": "[secret]", "certificates": {"eonwe": {"end": "[secret]", "clock": "[secret]", "trigger": "t1"}}}}
+    assert day2.hidden(outputs) == ["ainur.k3sVersion"]
+    assert rollout.recorded_certificates(outputs["ainur"], "eonwe") == {"trigger": "t1"}
