@@ -1258,6 +1258,24 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_PulumiYamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+# A block mapping's `key: value` line whose plain value starts with a character YAML does not take there: `*` names an
+# alias, `@` and `` ` `` are reserved (YAML 1.1 and 1.2, "c-indicator"), so a cron schedule (`*/30 * * * *`, `@daily`)
+# left unquoted is no string.
+_UNQUOTED = re.compile(r"^\s*(?:-\s+)?(?P<key>[^\s:#'\"{}\[\],][^:#]*?):\s+(?P<value>[*@`][^#]*?)\s*(?:#.*)?$")
+
+
+def _unquoted(text: str, where: Any) -> str:
+    """What to do about the YAML error at `where` when its line is `key: value` with a value YAML reads as no string."""
+    lines = text.splitlines()
+    if where is None or not 0 <= where.line < len(lines) or (m := _UNQUOTED.match(lines[where.line])) is None:
+        return ""
+    key, value = m.group("key"), m.group("value")
+    return (
+        f"; {key}'s value {value} starts with {value[0]}, which YAML does not take at the start of an unquoted value "
+        f'(* names an alias, @ and ` are reserved): quote it, {key}: "{value}"'
+    )
+
+
 def read_stack_file(path: str | Path) -> StackFile:
     p = Path(path)
     try:
@@ -1272,7 +1290,7 @@ def read_stack_file(path: str | Path) -> StackFile:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise StackFileError(f"{p}: not valid YAML{at}: {problem}") from None
+        raise StackFileError(f"{p}: not valid YAML{at}: {problem}{_unquoted(text, where)}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):

@@ -37,6 +37,33 @@ def test_duplicate_keys_are_an_error(tmp_path: Path) -> None:
         read_stack_file(path)
 
 
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            "      schedule: */30 * * * *",
+            'schedule\'s value */30 * * * * starts with *, which YAML does not take at the start of an unquoted value (* names an alias, @ and ` are reserved): quote it, schedule: "*/30 * * * *"',
+        ),
+        (
+            "      schedule: @daily  # nightly",
+            'schedule\'s value @daily starts with @, which YAML does not take at the start of an unquoted value (* names an alias, @ and ` are reserved): quote it, schedule: "@daily"',
+        ),
+    ],
+    ids=["alias-star", "reserved-at"],
+)
+def test_an_unquoted_schedule_is_named_with_the_quoting_it_needs(tmp_path: Path, line: str, said: str) -> None:
+    """A cron schedule written unquoted: YAML reads `*` as an alias and refuses `@`; the error names the key and says how
+    to quote it, and the quoted line is read."""
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(f"config:\n  iluvatar:backup:\n    etcd:\n{line}\n")
+    with pytest.raises(StackFileError) as raised:
+        read_stack_file(bad)
+    assert str(raised.value).endswith(f"; {said}"), str(raised.value)
+    quoted = said.rsplit("quote it, ", 1)[1]
+    bad.write_text(f"config:\n  iluvatar:backup:\n    etcd:\n      {quoted}\n")
+    assert read_stack_file(bad).config["iluvatar:backup"]["etcd"]["schedule"] == quoted.split('"')[1]
+
+
 def test_missing_file_and_non_yaml_are_file_errors(tmp_path: Path) -> None:
     with pytest.raises(StackFileError, match="no such stack file"):
         read_stack_file(tmp_path / "Pulumi.nope.yaml")
