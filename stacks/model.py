@@ -160,6 +160,26 @@ _BY_ID_SERIAL = re.compile(r"^(ata|nvme|scsi|usb|mmc|virtio)-[^*?\[]*_[^*?\[]+$"
 _BY_ID_WWID = re.compile(r"^(?:nvme-((?:eui|nvme|uuid)\.[^*?\[]+)|wwn-0x[0-9a-fA-F]+)$")
 
 
+def _serial_fix(link: str) -> str:
+    """What to write instead of a by-id link's name (`link`, /dev/disk/by-id/ left out) as an install selector's serial:
+    what Talos reads as the disk's serial for the link's bus. Talos takes the kernel's device/serial, and only where that
+    is empty runs udev's ata_id (ata) or scsi_id (scsi) and takes its ID_SERIAL, <model>_<serial>
+    (internal/app/machined/pkg/controllers/block/disks.go:225-232, 267-299 at v1.14.0-rc.1); udev names the link
+    <bus>-<ID_SERIAL> (60-persistent-storage.rules). An NVMe namespace, an SD card and a virtio disk have device/serial,
+    the serial alone; a USB disk has neither, so no serial selects it."""
+    name = by_id_name(link)
+    bus, _, rest = name.partition("-")
+    if bus in ("ata", "scsi"):
+        kind = "an ATA" if bus == "ata" else "a SCSI"
+        return f"write serial: {rest} (the name after {bus}-: Talos reads {kind} disk's serial as udev's ata_id and scsi_id give it, model and serial), or "
+    if bus == "usb":
+        return "Talos reads no serial of a USB disk (no device/serial, and its udev helpers run for ATA and SCSI disks alone), so write "
+    parts = name.split("_")
+    # Without an NVMe link's _<namespace> (udev links a namespace both with and without it).
+    part = parts[-2] if bus == "nvme" and len(parts) > 2 and parts[-1].isdigit() else parts[-1]
+    return f"write serial: {part} (the part of the name after the model), or " if len(parts) > 1 else "write the serial alone, or "
+
+
 class DiskSelector(Model):
     """A Talos install disk selector (`machine.install.diskSelector`): the disk by what it is, not its /dev name.
 
@@ -181,9 +201,7 @@ class DiskSelector(Model):
         # Talos matches the glob against the serial the disk reports (disk.serial), which holds no /: a /dev path there
         # selects no disk and the install stops at `pulumi up`.
         if value is not None and value.startswith("/dev/"):
-            link = value.rsplit("/", 1)[-1].split("-", 1)[-1] if value.startswith("/dev/disk/by-id/") else ""
-            part = link.rsplit("_", 1)[-1] if "_" in link else ""
-            fix = f"write serial: {part} (the part of the link after the model), or " if part else "write the serial alone, or "
+            fix = _serial_fix(value) if value.startswith("/dev/disk/by-id/") else "write the serial alone, or "
             raise ValueError(
                 f"{value} is a /dev path, not a serial: Talos compares serial with the serial the disk reports, so it selects no "
                 f"disk; {fix}installDisk: {value} as the path itself"
@@ -193,16 +211,12 @@ class DiskSelector(Model):
     @field_validator("serial")
     @classmethod
     def _serial_not_a_link_name(cls, value: str | None) -> str | None:
-        # The same mistake without /dev/disk/by-id/ in front, as `ls /dev/disk/by-id/` prints the name: udev names a disk's
-        # link <bus>-<model>_<serial> (60-persistent-storage.rules, ID_BUS-ID_SERIAL), and the disk reports the serial alone.
+        # The same mistake without /dev/disk/by-id/ in front, as `ls /dev/disk/by-id/` prints the name (`_serial_fix`).
         if value is not None and _BY_ID_SERIAL.match(value) is not None:
-            # Without a usb- link's -<lun>, and an NVMe link's _<namespace> (udev links a namespace both with and without it).
-            parts = by_id_name(value).split("_")
-            part = parts[-2] if parts[0].startswith("nvme-") and len(parts) > 2 and parts[-1].isdigit() else parts[-1]
             raise ValueError(
                 f"{value} is a /dev/disk/by-id link's name (<bus>-<model>_<serial>), not a serial: Talos compares serial with the "
-                f"serial the disk reports, so it selects no disk; write serial: {part} (the part of the name after the model), or "
-                f"installDisk: /dev/disk/by-id/{value} as the path itself"
+                f"serial it reads of the disk, so it selects no disk; {_serial_fix(value)}installDisk: /dev/disk/by-id/{value} as "
+                "the path itself"
             )
         return value
 
