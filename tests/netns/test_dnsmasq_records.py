@@ -407,6 +407,31 @@ def test_a_bind_dnsmasq_lost_as_the_service_address_came_is_made_by_an_address_e
             container.wait(timeout=20)
 
 
+def _watch_container(tmp_path: Path) -> tuple[dict[str, str], Path, list[str]]:
+    """dnsmasq's container's command for the listener watch's tests, run by busybox as the image runs it, with the records
+    loop's volume and a dnsmasq.conf that listens on SVC: its environment, the folder at the front of its PATH (where a
+    test puts its stand-in dnsmasq) and its command line."""
+    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
+    (volume / "..data").symlink_to("..v1")
+    etc.mkdir()
+    env = {**_busybox(bin_dir), "SRC": str(volume), "DEST": str(dest)}
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
+    return env, bin_dir, ["sh", str(etc / records.RUN_SCRIPT), "--keep-in-foreground", f"--conf-file={conf}"]
+
+
+def _wire(ip: str, holding: bool) -> str:
+    """The Pi's network, made by this host's iproute2 `ip` (busybox's makes no veth): its LAN link, and the service
+    address on it when the Pi is `holding` it from the start."""
+    wire = f"{ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0"
+    if holding:
+        wire += f" && {ip} addr add {SVC}/32 dev eth0"
+    return wire + f" && {ip} link set eth0 up && {ip} link set b0 up && {ip} link set lo up"
+
+
 def _next_line(stream: IO[str], seconds: float) -> str:
     """The next line the container's scripts wrote, waited for at most `seconds` (a hang guard)."""
     assert select.select([stream], [], [], seconds)[0], f"no line in {seconds:g} s"
@@ -425,32 +450,12 @@ def test_a_dnsmasq_never_listening_on_the_address_its_pi_holds_ends_its_containe
     after 3 address events (a listener it made in part, a port something else holds) is stopped and its container ends
     with status 1, so the kubelet starts it again, binding at its start. STAND-IN for dnsmasq: a shell that binds
     nothing and ends on TERM, as dnsmasq does."""
-    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
-    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
-    (volume / "..data").symlink_to("..v1")
-    etc.mkdir()
-    env = {**_busybox(bin_dir), "SRC": str(volume), "DEST": str(dest)}
-    (etc / records.SCRIPT).write_text(records.records_script())
-    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    env, bin_dir, run = _watch_container(tmp_path)
     (bin_dir / "dnsmasq").write_text("#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 1 & wait $!; done\n")
     (bin_dir / "dnsmasq").chmod(0o755)
-    conf = tmp_path / "dnsmasq.conf"
-    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
-    ip = require("ip")  # the lab's wiring by this host's iproute2 (busybox's ip makes no veth)
-    wire = f"{ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0 && {ip} addr add {SVC}/32 dev eth0"
-    wire += f" && {ip} link set eth0 up && {ip} link set b0 up && {ip} link set lo up"
+    wire = _wire(require("ip"), holding=True)
     container = subprocess.Popen(
-        [
-            "unshare",
-            "--net",
-            "sh",
-            "-c",
-            f'{wire} && exec sh "$@"',
-            "sh",
-            str(etc / records.RUN_SCRIPT),
-            "--keep-in-foreground",
-            f"--conf-file={conf}",
-        ],
+        ["unshare", "--net", "sh", "-c", f'{wire} && exec "$@"', "sh", *run],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -504,34 +509,14 @@ def test_a_bind_mended_by_the_third_address_event_keeps_the_container(tmp_path: 
     """The watch looks again after its last event (records.LISTEN_NUDGES) before it ends the container: a dnsmasq that
     binds at the third event goes on serving, and the container ends only at the kubelet's TERM, with status 0. STAND-IN
     for dnsmasq: a program that binds UDP 53 at the service address at the third address event on lo."""
-    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
-    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
-    (volume / "..data").symlink_to("..v1")
-    etc.mkdir()
-    env = {**_busybox(bin_dir), "SRC": str(volume), "DEST": str(dest)}
-    (etc / records.SCRIPT).write_text(records.records_script())
-    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    env, bin_dir, run = _watch_container(tmp_path)
     program, ready, bound = tmp_path / "dnsmasq.py", tmp_path / "ready", tmp_path / "bound"
     program.write_text(_BINDS_AT_THIRD_EVENT)
     (bin_dir / "dnsmasq").write_text(f"#!/bin/sh\nexec {sys.executable} {program} {SVC} {ready} {bound}\n")
     (bin_dir / "dnsmasq").chmod(0o755)
-    conf = tmp_path / "dnsmasq.conf"
-    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
-    ip = require("ip")  # the lab's wiring by this host's iproute2 (busybox's ip makes no veth)
-    wire = f"{ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0"
-    wire += f" && {ip} link set eth0 up && {ip} link set b0 up && {ip} link set lo up"
+    wire = _wire(require("ip"), holding=False)
     container = subprocess.Popen(
-        [
-            "unshare",
-            "--net",
-            "sh",
-            "-c",
-            f'{wire} && exec sh "$@"',
-            "sh",
-            str(etc / records.RUN_SCRIPT),
-            "--keep-in-foreground",
-            f"--conf-file={conf}",
-        ],
+        ["unshare", "--net", "sh", "-c", f'{wire} && exec "$@"', "sh", *run],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -564,13 +549,7 @@ def test_a_term_while_the_watch_makes_its_event_waits_until_the_address_is_away(
     the test's `ip`: once its add of that address is done, it sends its caller, the watch, the TERM the container's
     script sends it at the container's end. STAND-IN for dnsmasq: a shell that binds nothing and ends on TERM, so the
     watch makes its event."""
-    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
-    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
-    (volume / "..data").symlink_to("..v1")
-    etc.mkdir()
-    env = {**_busybox(bin_dir), "SRC": str(volume), "DEST": str(dest)}
-    (etc / records.SCRIPT).write_text(records.records_script())
-    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    env, bin_dir, run = _watch_container(tmp_path)
     (bin_dir / "dnsmasq").write_text("#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 1 & wait $!; done\n")
     (bin_dir / "dnsmasq").chmod(0o755)
     watch, busybox = tmp_path / "watch.pid", require("busybox")
@@ -582,16 +561,12 @@ def test_a_term_while_the_watch_makes_its_event_waits_until_the_address_is_away(
         f'fi\nexec {busybox} ip "$@"\n'
     )
     (bin_dir / "ip").chmod(0o755)
-    conf = tmp_path / "dnsmasq.conf"
-    conf.write_text(f"bind-dynamic\nlisten-address={SVC}\nlisten-address=127.0.0.1\n")
     ns = f"ilvterm{os.getpid() % 10000}"
-    ip = require("ip")  # the lab's wiring by this host's iproute2 (busybox's ip makes no veth)
+    ip = require("ip")
     subprocess.run([ip, "netns", "add", ns], check=True, timeout=20)
     container: subprocess.Popen[str] | None = None
     try:
-        wire = f"{ip} link add eth0 type veth peer name b0 && {ip} addr add 192.168.0.13/24 dev eth0 && {ip} addr add {SVC}/32 dev eth0"
-        wire += f" && {ip} link set eth0 up && {ip} link set b0 up && {ip} link set lo up"
-        run = ["sh", str(etc / records.RUN_SCRIPT), "--keep-in-foreground", f"--conf-file={conf}"]
+        wire = _wire(ip, holding=True)
         container = subprocess.Popen([ip, "netns", "exec", ns, "sh", "-c", f'{wire} && exec "$@"', "sh", *run], env=env, text=True)
         _until("the watch added its address to lo and was sent TERM", watch.exists)
         pid = int(watch.read_text())

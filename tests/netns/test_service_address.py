@@ -96,6 +96,12 @@ class Lab:
         self.candidates: dict[str, Candidate] = {}
         self.threads: list[threading.Thread] = []
 
+    def outcome(self, house: Household, start: float, mended: float, end: float, watched: int) -> Outcome:
+        """What the household and each candidate saw over [start, end]; `watched`: the listener watches' address events
+        before the run (Lan.watch_events), so the outcome counts the run's own."""
+        events = {c.identity: list(c.events) for c in self.candidates.values()}
+        return Outcome(start, mended, end, house.counts(start, end), house.gaps(start, end), events, watched=self.net.watch_events() - watched)
+
     def elect(self, key: str, ns: str, identity: str, real: bool = False) -> Candidate:
         """kube-vip's election for the netboot Service on the Pi `ns`, as its node `identity`: client-go's loops as
         tests.netns.election runs them, or, `real`, client-go itself (tools/kube-vip-election, its HTTP/2 transport)."""
@@ -191,15 +197,7 @@ def _outage(lab: Lab, house: Household, seconds: float, holder: Candidate) -> Ou
     wait_until("the holder renewed after the outage", lambda: bool(holder.times("renewed", after=mended)), 30)
     house.wait(time.time(), f"API down {seconds:g} s")
     end = time.time()
-    return Outcome(
-        start,
-        mended,
-        end,
-        house.counts(start, end),
-        house.gaps(start, end),
-        {c.identity: list(c.events) for c in lab.candidates.values()},
-        watched=lab.net.watch_events() - watched,
-    )
+    return lab.outcome(house, start, mended, end, watched)
 
 
 def _cut_off(lab: Lab, house: Household, holder: Candidate, other: Candidate) -> Outcome:
@@ -215,15 +213,7 @@ def _cut_off(lab: Lab, house: Household, holder: Candidate, other: Candidate) ->
     wait_until("the first Pi saw the other holding the lease", lambda: bool(holder.times("held", after=mended)), 30)
     house.wait(time.time(), "a Pi cut off")
     end = time.time()
-    return Outcome(
-        start,
-        mended,
-        end,
-        house.counts(start, end),
-        house.gaps(start, end),
-        {c.identity: list(c.events) for c in lab.candidates.values()},
-        watched=lab.net.watch_events() - watched,
-    )
+    return lab.outcome(house, start, mended, end, watched)
 
 
 def _black_holed(lab: Lab, house: Household, holder: Candidate) -> Outcome:
@@ -242,15 +232,7 @@ def _black_holed(lab: Lab, house: Household, holder: Candidate) -> Outcome:
     wait_until("the holder took the address back", lambda: bool(holder.times("address added", after=mended)), 30)
     house.wait(time.time(), "a Pi black-holed")
     end = time.time()
-    return Outcome(
-        start,
-        mended,
-        end,
-        house.counts(start, end),
-        house.gaps(start, end),
-        {c.identity: list(c.events) for c in lab.candidates.values()},
-        watched=lab.net.watch_events() - watched,
-    )
+    return lab.outcome(house, start, mended, end, watched)
 
 
 def _iptables(ns: str, *rule: str) -> None:
