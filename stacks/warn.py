@@ -1080,12 +1080,16 @@ _MINUTE_STEPS = (10, 15, 20, 30)
 
 
 def _minutes_meant(schedule: str) -> bool:
-    """Whether an etcd schedule's runs several an hour are likely meant: every 10, 15, 20 or 30 minutes of every hour.
+    """Whether an etcd schedule's runs several an hour are likely meant: every 10, 15, 20 or 30 minutes of every hour,
+    however written (`*/30`, `0,30`, `5,35`, `0-59/15`: the minutes as cron reads them, evenly apart round the hour).
     An etcd snapshot is the datastore's size (megabytes), cheap to take often, and keep sized to a day of them is the
     retention warning's business (_short_retention); `*/6 * * * *` beside it reads as `0 */6 * * *` misplaced."""
     fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
-    found = re.fullmatch(r"(?:\*|0)/(\d+)", fields[0])
-    return found is not None and int(found.group(1)) in _MINUTE_STEPS and fields[1] == "*"
+    minutes = sorted(_cron_field(fields[0], 0, 59)[0])
+    if fields[1] != "*" or len(minutes) < 2:
+        return False
+    gaps = {b - a for a, b in itertools.pairwise([*minutes, minutes[0] + 60])}
+    return len(gaps) == 1 and gaps.pop() in _MINUTE_STEPS
 
 
 def _times_of_day(schedule: str) -> list[int]:
