@@ -306,9 +306,16 @@ def _day(text: str) -> datetime.datetime:
 def _previous_outputs(path: Path) -> dict[str, Any]:
     """A deployment's outputs as `pulumi stack output --json` (or a render's outputs.json) writes them."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        # Bytes, so that json.loads reads the encoding from the first bytes (json.detect_encoding): UTF-8 with or without
+        # a byte-order mark, which RFC 8259 section 8.1 lets a parser ignore, and UTF-16, which Windows PowerShell 5.1's
+        # `>` writes `pulumi stack output --json` in.
+        doc = json.loads(path.read_bytes())
     except OSError as e:
         raise CommandError(f"--previous {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CommandError(
+            f"--previous {path}: not text in UTF-8 or UTF-16; write it with `pulumi stack output --json --show-secrets > {path.name}`"
+        ) from None
     except json.JSONDecodeError as e:
         raise CommandError(f"--previous {path}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json`") from None
     if not isinstance(doc, dict):

@@ -160,16 +160,11 @@ def restored_key(value: str) -> str:
     value itself is never in the message. The offline placeholder gives OFFLINE_KEY."""
     if value == secrets.UNDECRYPTED:
         return OFFLINE_KEY
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise ValueError(
-            "iluvatar:kmsKeyRestore: is not the base64 of 32 bytes; set it from the backup's file as docs/layers/ainur.md "
-            "(The Ainur lost) says, piped from age into `pulumi config set --secret iluvatar:kmsKeyRestore` (never on a "
-            "command line, never in a file in clear)"
-        )
+    # The preview refuses such a value before any resource (stacks.pulumi_source.kms_key_restore_problems); this is
+    # the last guard of a program run without that load.
+    raw = encryption.kms_key_bytes(value)
+    if raw is None:
+        raise ValueError(f"iluvatar:{encryption.KMS_RESTORE}: {encryption.KMS_RESTORE_FORM}")
     return base64.b64encode(raw).decode()
 
 

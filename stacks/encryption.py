@@ -32,6 +32,23 @@ KMS_RESTORE = "kmsKeyRestore"
 KMS_RESTORE_SET = "age --decrypt -i backup-age.key kms-key.age | base64 -w 0 | pulumi config set --secret iluvatar:kmsKeyRestore"
 
 
+# What a restored key that is no key gets told (never the value).
+KMS_RESTORE_FORM = (
+    "is not the base64 of 32 bytes; set it from the backup's file as docs/layers/ainur.md (The Ainur lost) says, piped "
+    f"from age into `pulumi config set --secret iluvatar:{KMS_RESTORE}` (never on a command line, never in a file in clear)"
+)
+
+
+def kms_key_bytes(value: str) -> bytes | None:
+    """The restored key's 32 bytes as the KMS serves them (base64, blanks around it ignored: `base64 -w 0` ends with no
+    newline, a value typed at `config set`'s prompt may), or None when it is no such key."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
 def set_secret_command(full_key: str) -> str:
     """The command that sets the secret `full_key`: the KMS key's pipe for the restored key, else `config set --secret`
     with the value to type in its place."""

@@ -1282,7 +1282,14 @@ def read_stack_file(path: str | Path) -> StackFile:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StackFileError(f"{p}: no such stack file") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        with p.open("rb") as f:
+            start = f.read(2)
+        # Windows PowerShell 5.1's `>` and some editors write UTF-16, with a byte-order mark; `pulumi config set` writes
+        # UTF-8, which every step after this reads.
+        kind = "UTF-16 (it starts with a byte-order mark)" if start in (b"\xff\xfe", b"\xfe\xff") else f"not UTF-8 ({e.reason} at byte {e.start})"
+        raise StackFileError(f"{p}: cannot read it: {kind}; save it as UTF-8, as `pulumi config set` writes it") from None
+    except OSError as e:
         raise StackFileError(f"{p}: cannot read it ({e.__class__.__name__}: {e})") from None
     try:
         doc = load_yaml(text)
@@ -1290,6 +1297,9 @@ def read_stack_file(path: str | Path) -> StackFile:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        lines = text.splitlines()
+        if where is not None and where.line < len(lines) and lines[where.line][where.column : where.column + 1] == "\t":
+            problem += " (a tab: YAML indents with spaces only; replace the tab with spaces)"
         raise StackFileError(f"{p}: not valid YAML{at}: {problem}{_unquoted(text, where)}") from None
     if doc is None:
         doc = {}

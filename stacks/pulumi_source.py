@@ -196,10 +196,12 @@ def load() -> LoadedStack:
                 "opens none of Arda's encrypted volumes; set it back to the same value (docs/layers/ainur.md, The Ainur lost)",
             ),
         ]
-    # Nor may it change: a key set in its place (another backup, another stack's) opens none of the volumes sealed
-    # under the one in use, and unlike the generated key it is no protected resource. Judged where the engine has
-    # decrypted it (an offline run sees the placeholder), against the id the last deployment exported.
-    problems += kms_key_change_problem(runtime_config.get_config(restore_key), outputs.get(encryption.KMS_KEY_ID_OUTPUT))
+    # It must be a key, judged here before any resource (a value the KMS component cannot read would otherwise fail
+    # `up` half-way, at the first resource that carries it); nor may it change: a key set in its place (another
+    # backup, another stack's) opens none of the volumes sealed under the one in use, and unlike the generated key it
+    # is no protected resource. Judged where the engine has decrypted it (an offline run sees the placeholder),
+    # against the id the last deployment exported.
+    problems += kms_key_restore_problems(runtime_config.get_config(restore_key), outputs.get(encryption.KMS_KEY_ID_OUTPUT))
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     # What `iluvatar validate` prints as warnings, in the preview's diagnostics; none stops it.
@@ -289,18 +291,17 @@ def _unwrapped(value: Any) -> Any:
     return value.get("value") if isinstance(value, Mapping) and SECRET_SIG in value else value
 
 
-def kms_key_change_problem(restore: str | None, last_id: Any) -> list[Problem]:
-    """The restored KMS key (as the engine decrypted it) against the id of the key the last deployment served
-    (encryption.kms_key_id): another key is refused, naming the key and the fix, never the value. Nothing to judge
-    offline (the placeholder), with no key set, or with no id deployed yet."""
+def kms_key_restore_problems(restore: str | None, last_id: Any) -> list[Problem]:
+    """The restored KMS key as the engine decrypted it: a value that is no key is refused, and so is another key than
+    the one the last deployment served (encryption.kms_key_id), each naming the key and the fix, never the value.
+    Nothing to judge offline (the placeholder) or with no key set; no id to compare with before the first deployment."""
     last_id = _unwrapped(last_id)
-    if restore is None or restore == UNDECRYPTED or not isinstance(last_id, str) or last_id == UNDECRYPTED:
+    if restore is None or restore == UNDECRYPTED:
         return []
-    try:
-        raw = base64.b64decode(restore.strip(), validate=True)
-    except ValueError:
-        return []  # not a key at all: the KMS component says so, with the fix
-    if len(raw) != 32 or encryption.kms_key_id(base64.b64encode(raw).decode()) == last_id:
+    raw = encryption.kms_key_bytes(restore)
+    if raw is None:
+        return [Problem(f"{NAMESPACE}:{encryption.KMS_RESTORE}", encryption.KMS_RESTORE_FORM)]
+    if not isinstance(last_id, str) or last_id == UNDECRYPTED or encryption.kms_key_id(base64.b64encode(raw).decode()) == last_id:
         return []
     path = f"{NAMESPACE}:{encryption.KMS_RESTORE}"
     return [

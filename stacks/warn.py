@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from plans import zone
 from stacks import encryption, pi_listeners, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
+from stacks.apps import NODE_LISTENERS
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
     _MACRO_SPECS,
@@ -64,6 +65,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _host_network_dhcp(stack)
+    yield from _host_network_web_port(stack)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
     yield from _rk1_sd_in_slots_1_and_2(stack)
@@ -208,6 +210,26 @@ def _host_network_dhcp(stack: StackConfig) -> Iterator[Problem]:
                     "second one on the LAN, whose answers the household's devices may take instead of the Ainur's; if the app "
                     "serves DHCP, turn that off in it (a relay or a listener only is fine)",
                 )
+
+
+def _host_network_web_port(stack: StackConfig) -> Iterator[Problem]:
+    """An app on an Arda machine's own network whose HTTP part's `service.port` is not among its `hostNetwork.ports`: its
+    pod's web port is a port of the machine itself, and only the ports listed there are checked against what already
+    listens on it (stacks.apps.host_network_problems: the kubelet, node-exporter, Cilium...). A warning: the Service is
+    the app's own, in Git, and may send its port to another targetPort, which is then the one to list."""
+    for i, app in enumerate(stack.apps):
+        host = app.host_network
+        if host is None or app.service is None or any(p.port == app.service.port and p.protocol == "tcp" for p in host.ports):
+            continue
+        port = app.service.port
+        holder = NODE_LISTENERS.get((port, "tcp"))
+        taken = f" ({port}/tcp is {holder})" if holder is not None else ""
+        yield Problem(
+            f"iluvatar:apps[{i}].service.port",
+            f"{port} is not in hostNetwork.ports, but {app.name}'s pod listens on {host.node}'s own network, where its web port is a "
+            f"port of the machine{taken}; list {{port: {port}, protocol: tcp}} in hostNetwork.ports, so it is checked against what "
+            "listens there (if the app's Service sends it to another targetPort, list that port instead)",
+        )
 
 
 def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
@@ -1058,12 +1080,16 @@ _MINUTE_STEPS = (10, 15, 20, 30)
 
 
 def _minutes_meant(schedule: str) -> bool:
-    """Whether an etcd schedule's runs several an hour are likely meant: every 10, 15, 20 or 30 minutes of every hour.
+    """Whether an etcd schedule's runs several an hour are likely meant: every 10, 15, 20 or 30 minutes of every hour,
+    however written (`*/30`, `0,30`, `5,35`, `0-59/15`: the minutes as cron reads them, evenly apart round the hour).
     An etcd snapshot is the datastore's size (megabytes), cheap to take often, and keep sized to a day of them is the
     retention warning's business (_short_retention); `*/6 * * * *` beside it reads as `0 */6 * * *` misplaced."""
     fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
-    found = re.fullmatch(r"(?:\*|0)/(\d+)", fields[0])
-    return found is not None and int(found.group(1)) in _MINUTE_STEPS and fields[1] == "*"
+    minutes = sorted(_cron_field(fields[0], 0, 59)[0])
+    if fields[1] != "*" or len(minutes) < 2:
+        return False
+    gaps = {b - a for a, b in itertools.pairwise([*minutes, minutes[0] + 60])}
+    return len(gaps) == 1 and gaps.pop() in _MINUTE_STEPS
 
 
 def _times_of_day(schedule: str) -> list[int]:

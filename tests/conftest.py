@@ -39,35 +39,35 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
 
 # The files that take longest, handed out to the workers first. scripts/test runs a file's tests on one worker
 # (--dist loadfile) in collection order (--no-loadscope-reorder: xdist's own order puts the files with the most
-# tests first, and these few-test files last, where they were the run's last three minutes at 98 %). Wall seconds
-# each took on 4 workers and 2 cores in a warm run of 737527d (`--durations=0`, 23 min 34 s beside four other
-# sessions' work: about twice an unloaded run's; docs/proof/performance.md, CI time). The order changes how long a
-# run takes, never a result.
+# tests first, and these few-test files last, where they were the run's last minutes). Seconds of each file's tests
+# in a full warm run on a fresh clone, 4 workers on 2 cores, 5,170 tests in 25 min 10 s (the list every run ends
+# with; docs/proof/performance.md, CI time). The order changes how long a run takes, never a result.
 SLOWEST = (
-    "tests/components/test_day2.py",  # 387 s
-    "tests/netns/test_k3s_steps.py",  # 265 s
-    "tests/netns/test_pi_roll.py",  # not in that run (issue #41's day-2 roll): 130-140 s alone on one worker here
-    "tests/iluvatar/test_cli.py",  # 236 s
-    "tests/components/test_power.py",  # 236 s
-    "tests/kube/test_program.py",  # 192 s
-    "tests/iluvatar/test_init.py",  # 180 s
-    "tests/components/test_arda.py",  # 174 s
-    "tests/netns/test_firmware.py",  # 196 s; about 150 s with its booted machines stopped once done
-    "tests/iluvatar/test_render.py",  # 157 s
-    "tests/kube/test_breaks.py",  # 134 s
-    # tests/upgrader/test_kubernetes.py was 442 s in that run, the longest: split by concern (the ninth pass), each part
-    # here at its share of the whole file's 300 s alone on one worker, scaled to that run.
-    "tests/upgrader/test_disrupt.py",  # ~131 s (89 s of the 300)
-    "tests/components/test_edge.py",  # 133 s
-    "tests/kube/test_remote_access.py",  # 127 s
-    "tests/components/test_cloudflare.py",  # 125 s
-    "tests/netns/test_pi_netboot.py",  # 120 s
-    "tests/components/test_gitops.py",  # 118 s
-    "tests/upgrader/test_kubeupgrade.py",  # ~113 s (77 s of the 300)
-    "tests/upgrader/test_static_pods.py",  # ~112 s (76 s of the 300)
-    "tests/test_bringup.py",  # 107 s
-    "tests/upgrader/test_talos_steps.py",  # 102 s
-    "tests/iluvatar/test_discover.py",  # 94 s
+    "tests/netns/test_k3s_steps.py",  # 281 s
+    "tests/netns/test_dhcp_fence.py",  # 277 s
+    "tests/netns/test_pi_roll.py",  # 262 s
+    "tests/components/test_day2.py",  # 228 s
+    "tests/kube/test_program.py",  # 198 s
+    "tests/netns/test_household.py",  # 184 s
+    "tests/netns/test_service_address.py",  # 176 s
+    "tests/kube/test_kube_vip_roll.py",  # 145 s
+    "tests/kube/test_breaks.py",  # 143 s
+    "tests/netns/test_pi_netboot.py",  # 137 s
+    "tests/iluvatar/test_render.py",  # 116 s
+    "tests/kube/test_control_plane.py",  # 110 s
+    "tests/upgrader/test_disrupt.py",  # 108 s
+    "tests/plans/test_k3s.py",  # 107 s
+    "tests/iluvatar/test_cli.py",  # 106 s
+    "tests/kube/test_remote_access.py",  # 104 s
+    "tests/components/test_ainur.py",  # 100 s
+    "tests/components/test_arda.py",  # 96 s
+    "tests/netns/test_logs.py",  # 95 s
+    "tests/upgrader/test_talos_steps.py",  # 87 s
+    "tests/netns/test_firmware.py",  # 81 s
+    "tests/upgrader/test_kubeupgrade.py",  # 80 s
+    "tests/upgrader/test_path.py",  # 76 s
+    "tests/iluvatar/test_init.py",  # 76 s
+    "tests/test_program.py",  # 74 s
 )
 
 

@@ -230,10 +230,16 @@ def test_file_errors_say_where_and_what_in_one_line(tmp_path: Path) -> None:
     control.write_text('config:\n  iluvatar:arda: "\x07"\n')
     latin1 = tmp_path / "Pulumi.latin1.yaml"
     latin1.write_bytes(b"config:\n  iluvatar:arda: \xe4\n")
+    utf16 = tmp_path / "Pulumi.utf16.yaml"
+    utf16.write_bytes("config:\n  iluvatar:arda: {}\n".encode("utf-16"))
+    tab = tmp_path / "Pulumi.tab.yaml"
+    tab.write_text("config:\n\tiluvatar:arda: {}\n")
     expected = {
         bad: f"{bad}: not valid YAML at line 3, column 1: did not find expected node content",
         control: f"{control}: not valid YAML: unacceptable character #x0007: control characters are not allowed",
-        latin1: f"{latin1}: cannot read it (UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe4 in position 25: invalid continuation byte)",
+        latin1: f"{latin1}: cannot read it: not UTF-8 (invalid continuation byte at byte 25); save it as UTF-8, as `pulumi config set` writes it",
+        utf16: f"{utf16}: cannot read it: UTF-16 (it starts with a byte-order mark); save it as UTF-8, as `pulumi config set` writes it",
+        tab: f"{tab}: not valid YAML at line 2, column 1: found character that cannot start any token (a tab: YAML indents with spaces only; replace the tab with spaces)",
         tmp_path: f"{tmp_path}: cannot read it (IsADirectoryError: [Errno 21] Is a directory: '{tmp_path}')",
     }
     for path, message in expected.items():

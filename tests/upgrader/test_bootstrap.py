@@ -9,8 +9,9 @@ second entry of `api.etcd_clusters()`. The step's create runs `bootstrap --node 
 
 from __future__ import annotations
 
+import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -31,6 +32,15 @@ REFLASHED: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True, "pullH
 
 def bootstrap(api: TalosAPI, form: tuple[str, ...], timeout: str = "30s") -> Result:
     return upgrader(["bootstrap", "--node", api.node_arg("valinor-1"), *form, "--timeout", timeout], secrets(api))
+
+
+def bootstrap_stopped(api: TalosAPI, form: tuple[str, ...], at: Callable[[str], bool]) -> Result:
+    """The bootstrap stopped as Pulumi stops a cancelled step (SIGTERM) at the first progress line `at` takes: a test
+    that means "this bootstrap waits and does not go ahead" stops it once it said what it waits on, whatever the load,
+    rather than betting a short --timeout on which round it is in when the bound falls (upgrader/internal/wait: every
+    wait ends as a failure naming what it saw last)."""
+    args = ["bootstrap", "--node", api.node_arg("valinor-1"), *form, "--timeout", "120s"]
+    return upgrader_watched(args, secrets(api), lambda line: line.startswith("upgrader: valinor-1: ") and at(line), stop=signal.SIGTERM)
 
 
 def bootstraps(api: TalosAPI) -> list[tuple[str, str]]:
@@ -138,12 +148,12 @@ def test_control_planes_that_do_not_answer_are_waited_for_and_named_never_taken_
         api.crash("valinor-2", result="never")
         api.crash("valinor-3", result="never")
         wait_for(api, configured("valinor-1"), "valinor-1 to boot configured")
-        result = bootstrap(api, form, timeout="4s")
         ip2, ip3 = api.ip("valinor-2"), api.ip("valinor-3")
+        result = bootstrap_stopped(api, form, lambda line: f"{ip2} does not answer" in line and f"{ip3} does not answer" in line)
         assert (api.etcd_clusters(), bootstraps(api)) == ([{"members": ["valinor-2", "valinor-3"], "holders": ["valinor-2", "valinor-3"]}], [])
         assert result.code == 1
         assert result.last.startswith(
-            "upgrader: FAILED: valinor-1: bootstrap: timed out; last seen: not bootstrapping while a control plane could hold etcd: "
+            "upgrader: FAILED: valinor-1: bootstrap: stopped: SIGTERM; last seen: not bootstrapping while a control plane could hold etcd: "
             f"{ip2} does not answer (Unavailable: "
         )
         assert f"; {ip3} does not answer (Unavailable: " in result.last
@@ -163,10 +173,10 @@ def test_a_fresh_cluster_is_bootstrapped_once_when_every_control_plane_answers()
     }
     with talos_api(control_planes(3, scripts, bootstrapped=False)) as api:
         ip3 = api.ip("valinor-3")
-        early = bootstrap(api, CREATE, timeout="3s")
+        early = bootstrap_stopped(api, CREATE, lambda line: f"{ip3} does not answer" in line)
         assert (early.code, bootstraps(api)) == (1, [])
         assert early.last.startswith(
-            f"upgrader: FAILED: valinor-1: bootstrap: timed out; last seen: not bootstrapping while a control plane could hold etcd: {ip3} does not answer ("
+            f"upgrader: FAILED: valinor-1: bootstrap: stopped: SIGTERM; last seen: not bootstrapping while a control plane could hold etcd: {ip3} does not answer ("
         )
 
         api.crash("valinor-3")  # it boots now, configured, and waits for etcd
@@ -211,7 +221,7 @@ def test_control_planes_whose_etcd_gave_up_waiting_hold_no_etcd_and_the_bootstra
         ips = [api.ip(n) for n in names]
         gave_up = "gave up joining (etcd Failed, /var/lib/etcd empty: no etcd data; Talos asks again at its next boot)"
 
-        update = bootstrap(api, UPDATE, timeout="10s")
+        update = bootstrap(api, UPDATE)
         assert update.code == 1
         assert update.last == (
             f"upgrader: FAILED: valinor-1: bootstrap: every control plane waits for a bootstrap ({'; '.join(f'{n} {gave_up}' for n in ['valinor-1', *ips[1:]])}), "
@@ -219,7 +229,7 @@ def test_control_planes_whose_etcd_gave_up_waiting_hold_no_etcd_and_the_bootstra
             f"(talosctl -n {ips[0]} bootstrap --recover-from=SNAPSHOT), see docs/day2.md#every-control-plane-reflashed; look with: {LOOK.format(ips=','.join(ips))}"
         )
 
-        create = bootstrap(api, CREATE, timeout="10s")
+        create = bootstrap(api, CREATE)
         assert create.code == 0, create.stderr
         assert create.last == "upgrader: valinor-1: etcd bootstrapped"
         assert (bootstraps(api), api.etcd_clusters()) == ([("valinor-1", "OK")], [{"members": ["valinor-1"], "holders": ["valinor-1"]}])
