@@ -41,7 +41,7 @@ from plans import netboot
 from plans.netboot import dhcp_probe, objects
 from stacks import StackConfig, parse_stack
 from tests.netns.failover import Failover
-from tests.netns.lan import REPO, Lan, wait_until
+from tests.netns.lan import DHCP_PROBE, REPO, Lan, wait_until
 from tests.tools import require
 
 # The hook udhcpc runs on each event: the lease applied (or dropped), and one line per event for the counts.
@@ -79,13 +79,15 @@ while True:
     time.sleep(0.5)
 """
 # A DHCPDISCOVER a second, each answer's server MAC, kind and offered address: a line per DISCOVER.
-SAMPLER = """
+SAMPLER = (
+    DHCP_PROBE
+    + """
 import json, time
-from plans.netboot.dhcp_probe import collect
 while True:
-    got = collect("eth0", tries=1, gap=1.0, listen=1.0)
+    got = dhcp_probe.collect("eth0", tries=1, gap=1.0, listen=1.0)
     print(json.dumps([time.time(), [[a.mac, a.kind, a.offered] for a in got]]), flush=True)
 """
+)
 SAMPLER_MAC = "02:00:5e:00:fe:01"
 RENEW_PAUSE = 1.0  # seconds between one renewal's end and the next one's start
 # The longest a renewal takes to end, whatever the LAN does: udhcpc's unicast REQUESTs and the broadcast ones of
