@@ -107,13 +107,26 @@ class Client:
     dns_lines: list[tuple[float, bool]] = field(default_factory=list)  # each query's end and whether it was answered
     dns_queries: list[tuple[float, float, bool]] = field(default_factory=list)  # each query's sending, end, and answer
     renewals: list[float] = field(default_factory=list)  # when each SIGUSR1 was sent
+    # The hook's lines parsed so far, and how many bytes of `events` they are: the file only grows (the hook appends a
+    # line per event), and it is read every 50 ms by the renewal loop and the waits, so each read parses only what was
+    # appended since the last, never the whole run's again. Read from the renewal thread and the test's at once.
+    parsed: list[tuple[float, str, str, str]] = field(default_factory=list)
+    parsed_bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def read_events(self) -> list[tuple[float, str, str, str]]:
-        out = []
-        for line in self.events.read_text().splitlines() if self.events.exists() else []:
-            t, kind, *rest = line.split(" ")
-            out.append((float(t), kind, rest[0] if rest else "", rest[1] if len(rest) > 1 else ""))
-        return out
+        with self.lock:
+            if self.events.exists():
+                with self.events.open("rb") as f:
+                    f.seek(self.parsed_bytes)
+                    new = f.read()
+                # A line the hook is still writing is left for the next read.
+                whole = new.rfind(b"\n") + 1
+                for line in new[:whole].decode().splitlines():
+                    t, kind, *rest = line.split(" ")
+                    self.parsed.append((float(t), kind, rest[0] if rest else "", rest[1] if len(rest) > 1 else ""))
+                self.parsed_bytes += whole
+            return list(self.parsed)
 
 
 class Household:
