@@ -41,7 +41,7 @@ from plans import netboot
 from plans.netboot import dhcp_probe, objects
 from stacks import StackConfig, parse_stack
 from tests.netns.failover import Failover
-from tests.netns.lan import REPO, Lan, wait_until
+from tests.netns.lan import DHCP_PROBE, REPO, Lan, wait_until
 from tests.tools import require
 
 # The hook udhcpc runs on each event: the lease applied (or dropped), and one line per event for the counts.
@@ -79,13 +79,15 @@ while True:
     time.sleep(0.5)
 """
 # A DHCPDISCOVER a second, each answer's server MAC, kind and offered address: a line per DISCOVER.
-SAMPLER = """
+SAMPLER = (
+    DHCP_PROBE
+    + """
 import json, time
-from plans.netboot.dhcp_probe import collect
 while True:
-    got = collect("eth0", tries=1, gap=1.0, listen=1.0)
+    got = dhcp_probe.collect("eth0", tries=1, gap=1.0, listen=1.0)
     print(json.dumps([time.time(), [[a.mac, a.kind, a.offered] for a in got]]), flush=True)
 """
+)
 SAMPLER_MAC = "02:00:5e:00:fe:01"
 RENEW_PAUSE = 1.0  # seconds between one renewal's end and the next one's start
 # The longest a renewal takes to end, whatever the LAN does: udhcpc's unicast REQUESTs and the broadcast ones of
@@ -105,13 +107,26 @@ class Client:
     dns_lines: list[tuple[float, bool]] = field(default_factory=list)  # each query's end and whether it was answered
     dns_queries: list[tuple[float, float, bool]] = field(default_factory=list)  # each query's sending, end, and answer
     renewals: list[float] = field(default_factory=list)  # when each SIGUSR1 was sent
+    # The hook's lines parsed so far, and how many bytes of `events` they are: the file only grows (the hook appends a
+    # line per event), and it is read every 50 ms by the renewal loop and the waits, so each read parses only what was
+    # appended since the last, never the whole run's again. Read from the renewal thread and the test's at once.
+    parsed: list[tuple[float, str, str, str]] = field(default_factory=list)
+    parsed_bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def read_events(self) -> list[tuple[float, str, str, str]]:
-        out = []
-        for line in self.events.read_text().splitlines() if self.events.exists() else []:
-            t, kind, *rest = line.split(" ")
-            out.append((float(t), kind, rest[0] if rest else "", rest[1] if len(rest) > 1 else ""))
-        return out
+        with self.lock:
+            if self.events.exists():
+                with self.events.open("rb") as f:
+                    f.seek(self.parsed_bytes)
+                    new = f.read()
+                # A line the hook is still writing is left for the next read.
+                whole = new.rfind(b"\n") + 1
+                for line in new[:whole].decode().splitlines():
+                    t, kind, *rest = line.split(" ")
+                    self.parsed.append((float(t), kind, rest[0] if rest else "", rest[1] if len(rest) > 1 else ""))
+                self.parsed_bytes += whole
+            return list(self.parsed)
 
 
 class Household:

@@ -26,7 +26,7 @@ from plans.netboot.dhcp_probe import Answer
 from stacks import load_stack_file, read_stack_file
 from stacks.load import parse_stack
 from tests.edit import HOMELAB
-from tests.netns.lan import REPO, Lan, in_ns, lan, require_root
+from tests.netns.lan import DHCP_PROBE, Lan, in_ns, lan, require_root
 
 require_root()
 
@@ -51,13 +51,9 @@ def mac_of(ns: str) -> str:
 
 def answers(net: Lan, tries: int = 1, listen: float = 2.0) -> list[Answer]:
     """The servers answering one DHCPDISCOVER (one transaction id) of a household client, as the probe collects them."""
-    code = (
-        "import json,sys\n"
-        "from plans.netboot.dhcp_probe import collect\n"
-        f"print(json.dumps([a.__dict__ for a in collect('eth0', tries={tries}, gap=1.0, listen={listen})]))\n"
-    )
+    code = DHCP_PROBE + f"import json\nprint(json.dumps([a.__dict__ for a in dhcp_probe.collect('eth0', tries={tries}, gap=1.0, listen={listen})]))\n"
     ns = net.client("02:00:5e:00:fe:01")
-    got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     return sorted(Answer(**a) for a in json.loads(got.stdout))
 
 
