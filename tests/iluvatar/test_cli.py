@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,17 +84,37 @@ def iluvatar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(ILUVATAR), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_both_stacks_are_valid_once_their_secrets_are_set(tmp_path: Path) -> None:
+Here = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Here:
+    """`iluvatar ARGS` run from `cwd` in this process: `cli.run`, the console script and `python -m iluvatar`, is `main()`
+    then an exit with what it returned, after flushing what it printed. The stack lookup reads the working folder
+    (`Path.cwd()`), as in a process. Each command and each exit status stays a process at least once in this file (the
+    command's start, exit and streams are themselves a check); the other cases of the same lookup run here."""
+
+    def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["iluvatar", *args], code, out, err)
+
+    return run_here
+
+
+def test_both_stacks_are_valid_once_their_secrets_are_set(tmp_path: Path, here: Here) -> None:
     result = run("validate", RK1.name)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{RK1.name}: valid\n{RK1_SUMMARY}"
     # The homelab ships without its secrets (no user could open another's ciphertext): validate names each to set.
-    shipped = run("validate", HOMELAB.name)
+    shipped = here("validate", HOMELAB.name, cwd=ROOT)
     assert (shipped.returncode, shipped.stdout) == (1, "")
     assert shipped.stderr.splitlines() == [f"{HOMELAB.name}: 5 problems:", *(f"  {s}" for s in read_stack_file(HOMELAB).unset_secrets())]
     assert [line.split("run `", 1)[1].rstrip("`") for line in shipped.stderr.splitlines()[1:]] == HOMELAB_COMMANDS
     set_ = write_stack(tmp_path, homelab_doc(), stack="homelab")
-    result = run("validate", str(set_))
+    result = here("validate", str(set_), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{set_}: valid\n{HOMELAB_SUMMARY}"
 
@@ -140,13 +161,13 @@ def test_invalid_stack_exits_1_with_every_problem(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_missing_or_non_yaml_file_exits_2(tmp_path: Path) -> None:
+def test_missing_or_non_yaml_file_exits_2(tmp_path: Path, here: Here) -> None:
     missing = run("validate", str(tmp_path / "Pulumi.none.yaml"))
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"error: {tmp_path / 'Pulumi.none.yaml'}: no such stack file"
     bad = tmp_path / "Pulumi.bad.yaml"
     bad.write_text("config: {iluvatar:nodes: [\n")
-    result = run("validate", str(bad))
+    result = here("validate", str(bad), cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {bad}: not valid YAML at line")
     assert "Traceback" not in result.stderr
@@ -249,12 +270,12 @@ def test_a_stack_name_works_from_any_folder(tmp_path: Path) -> None:
     assert (tmp_path / "rk1.svg").read_text().lstrip().startswith("<?xml")
 
 
-def test_every_command_takes_a_stack_file_path(tmp_path: Path) -> None:
+def test_every_command_takes_a_stack_file_path(tmp_path: Path, here: Here) -> None:
     copy = tmp_path / "Pulumi.lab.yaml"
     shutil.copy(RK1, copy)
-    validated = iluvatar("validate", "Pulumi.lab.yaml", cwd=tmp_path)
+    validated = here("validate", "Pulumi.lab.yaml", cwd=tmp_path)
     assert (validated.returncode, validated.stdout) == (0, f"Pulumi.lab.yaml: valid\n{RK1_SUMMARY}")
-    absolute = iluvatar("validate", str(copy), cwd=ROOT)
+    absolute = here("validate", str(copy), cwd=ROOT)
     assert (absolute.returncode, absolute.stdout) == (0, f"{copy}: valid\n{RK1_SUMMARY}")
     result = iluvatar("render", "./Pulumi.lab.yaml", "--out", "out", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, rendered("lab", "out", files_in(tmp_path / "out"), sbc="rk1")), result.stderr
@@ -262,7 +283,7 @@ def test_every_command_takes_a_stack_file_path(tmp_path: Path) -> None:
     assert drawn.returncode == 0, drawn.stderr
 
 
-def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path) -> None:
+def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path, here: Here) -> None:
     """Inside a Pulumi project (a folder holding Pulumi.yaml, or one below it), names are its stacks, as for `pulumi`."""
     project = tmp_path / "my-homelab"
     (project / "docs").mkdir(parents=True)
@@ -270,27 +291,27 @@ def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path) -> No
     shutil.copy(RK1, project / "Pulumi.garage.yaml")
     found = iluvatar("validate", "garage", cwd=project / "docs")
     assert (found.returncode, found.stdout) == (0, f"{project / 'Pulumi.garage.yaml'}: valid\n{RK1_SUMMARY}"), found.stderr
-    here = iluvatar("validate", "garage", cwd=project)
-    assert here.stdout == f"Pulumi.garage.yaml: valid\n{RK1_SUMMARY}"
-    missing = iluvatar("validate", "homelab", cwd=project)
+    found_here = here("validate", "garage", cwd=project)
+    assert found_here.stdout == f"Pulumi.garage.yaml: valid\n{RK1_SUMMARY}"
+    missing = here("validate", "homelab", cwd=project)
     assert (missing.returncode, missing.stderr) == (2, "error: no stack 'homelab': Pulumi.homelab.yaml does not exist (stacks here: garage)\n")
-    typo = iluvatar("validate", "garge", cwd=project)
+    typo = here("validate", "garge", cwd=project)
     assert (typo.returncode, typo.stderr) == (
         2,
         "error: no stack 'garge': Pulumi.garge.yaml does not exist (stacks here: garage); did you mean garage?\n",
     )
     (project / "Pulumi.garage.yaml").unlink()
-    none = iluvatar("validate", "garage", cwd=project)
+    none = iluvatar("validate", "garage", cwd=project)  # a process: the message names the installed command
     assert (none.returncode, none.stderr) == (
         2,
         f"error: no stack 'garage': Pulumi.garage.yaml does not exist (stacks here: none); write it with `{ILUVATAR} init garage`\n",
     )
     shutil.copy(RK1, project / "Pulumi.garage.yaml")
-    explicit = iluvatar("validate", "rk1", "--project", str(ROOT), cwd=project)
+    explicit = here("validate", "rk1", "--project", str(ROOT), cwd=project)
     assert (explicit.returncode, explicit.stdout) == (0, f"{RK1}: valid\n{RK1_SUMMARY}")
 
 
-def test_a_stack_name_is_looked_up_in_the_current_folder_first(tmp_path: Path) -> None:
+def test_a_stack_name_is_looked_up_in_the_current_folder_first(tmp_path: Path, here: Here) -> None:
     """`init mylab` writes Pulumi.mylab.yaml here, with no Pulumi.yaml: `validate mylab` finds it, not the checkout's."""
     assert not any((folder / "Pulumi.yaml").exists() for folder in (tmp_path, *tmp_path.parents))
     shutil.copy(RK1, tmp_path / "Pulumi.mylab.yaml")
@@ -298,7 +319,7 @@ def test_a_stack_name_is_looked_up_in_the_current_folder_first(tmp_path: Path) -
     assert (found.returncode, found.stdout) == (0, f"Pulumi.mylab.yaml: valid\n{RK1_SUMMARY}"), found.stderr
     # Here first: a stack of this folder named as one of the checkout's is this folder's.
     (tmp_path / "Pulumi.homelab.yaml").write_text(RK1.read_text())
-    mine = iluvatar("validate", "homelab", cwd=tmp_path)
+    mine = here("validate", "homelab", cwd=tmp_path)
     assert (mine.returncode, mine.stdout) == (0, f"Pulumi.homelab.yaml: valid\n{RK1_SUMMARY}"), mine.stderr
     # Inside a project, here and then the project folder; neither has it: both are named, with what each has.
     project = tmp_path / "project"
@@ -306,8 +327,8 @@ def test_a_stack_name_is_looked_up_in_the_current_folder_first(tmp_path: Path) -
     (project / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
     shutil.copy(RK1, project / "Pulumi.garage.yaml")
     shutil.copy(RK1, project / "sub" / "Pulumi.here.yaml")
-    assert iluvatar("validate", "here", cwd=project / "sub").stdout == f"Pulumi.here.yaml: valid\n{RK1_SUMMARY}"
-    missing = iluvatar("validate", "nope", cwd=project / "sub")
+    assert here("validate", "here", cwd=project / "sub").stdout == f"Pulumi.here.yaml: valid\n{RK1_SUMMARY}"
+    missing = here("validate", "nope", cwd=project / "sub")
     assert (missing.returncode, missing.stderr) == (
         2,
         f"error: no stack 'nope': Pulumi.nope.yaml is neither here nor in {project} (stacks here: here; in {project}: garage)\n",
@@ -315,21 +336,23 @@ def test_a_stack_name_is_looked_up_in_the_current_folder_first(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("command", [["validate"], ["render", "--out", "out"], ["diagram", "--out", "x.svg"]], ids=lambda c: c[0])
-def test_stack_argument_errors_are_one_line(command: list[str], tmp_path: Path) -> None:
-    unknown = iluvatar(*command[:1], "prod", *command[1:], cwd=ROOT)
+def test_stack_argument_errors_are_one_line(command: list[str], tmp_path: Path, here: Here) -> None:
+    unknown = iluvatar(*command[:1], "prod", *command[1:], cwd=ROOT)  # each command's refusal as a process once
     assert (unknown.returncode, unknown.stderr) == (2, "error: no stack 'prod': Pulumi.prod.yaml does not exist (stacks here: homelab, rk1)\n")
-    none = iluvatar(*command, cwd=ROOT)
+    none = here(*command, cwd=ROOT)
     assert none.returncode == 2
     assert none.stderr == f"error: {command[0]}: which stack? give a stack name (e.g. homelab) or a Pulumi.<stack>.yaml path\n"
-    twice = iluvatar(*command[:1], "rk1", "--stack", "homelab", *command[1:], cwd=ROOT)
+    twice = here(*command[:1], "rk1", "--stack", "homelab", *command[1:], cwd=ROOT)
     assert (twice.returncode, twice.stderr) == (2, "error: give the stack once: 'rk1' or --stack 'homelab'\n")
-    no_project = iluvatar(*command[:1], "rk1", "--project", str(tmp_path / "gone"), *command[1:], cwd=ROOT)
+    no_project = here(*command[:1], "rk1", "--project", str(tmp_path / "gone"), *command[1:], cwd=ROOT)
     assert (no_project.returncode, no_project.stderr) == (2, f"error: --project {tmp_path / 'gone'}: no such folder\n")
     assert not (ROOT / "out").exists() and not (ROOT / "x.svg").exists()
 
 
-def test_the_older_stack_option_still_works(tmp_path: Path) -> None:
-    result = iluvatar("render", "--stack", "rk1", "--out", str(tmp_path / "out"), cwd=ROOT)
+def test_the_older_stack_option_still_works(tmp_path: Path, here: Here) -> None:
+    # `--stack` given to the installed command is test_stack_argument_errors_are_one_line's; a render of rk1 as a process
+    # the two tests above.
+    result = here("render", "--stack", "rk1", "--out", str(tmp_path / "out"), cwd=ROOT)
     assert (result.returncode, result.stdout) == (0, rendered("rk1", str(tmp_path / "out"), files_in(tmp_path / "out"), sbc="rk1"))
 
 

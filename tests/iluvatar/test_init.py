@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -51,6 +52,26 @@ def iluvatar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(ILUVATAR), *args], cwd=cwd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
+@pytest.fixture
+def here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`iluvatar ARGS` run from `cwd` in this process, as the installed command runs it with no terminal (`cli.run` exits
+    with what `main` returns, after what it printed): for the tests of what a command writes and says, all but the
+    command name init's next steps print (`cli._command_name` reads the process's argv[0]). The commands as processes
+    (their start, exit status, streams and the name init prints) are test_init_prints_what_it_wrote_and_the_next_steps',
+    test_the_secrets_a_stack_needs_come_before_validate's, test_the_stack_and_the_key_file_are_checked_too's and the
+    newcomer's at a terminal."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # as subprocess.DEVNULL: no terminal, init asks nothing
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["iluvatar", *args], code, out, err)
+
+    return run
+
+
 def answers(**given: object) -> init.Answers:
     machines = tuple(init.parse_machine(m) for m in given.pop("machines", [PI, NODE]))  # type: ignore[attr-defined]
     return init.Answers(**{"stack": "lab", "lan": "192.168.1.0/24", "ssh_key": KEY, "machines": machines, **given})  # type: ignore[arg-type]
@@ -59,9 +80,9 @@ def answers(**given: object) -> init.Answers:
 # --- The file ----------------------------------------------------------------------------------------------------
 
 
-def test_the_minimal_example_is_what_init_writes(tmp_path: Path) -> None:
+def test_the_minimal_example_is_what_init_writes(tmp_path: Path, here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     out = tmp_path / "Pulumi.minimal.yaml"
-    result = iluvatar("init", "minimal", "--out", str(out), *MINIMAL_FLAGS, cwd=tmp_path)
+    result = here("init", "minimal", "--out", str(out), *MINIMAL_FLAGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written, example = out.read_text().splitlines(), MINIMAL.read_text().splitlines()
     # Only the header differs: it names the schema from where the file is (outside the checkout, the copy beside it).
@@ -71,13 +92,15 @@ def test_the_minimal_example_is_what_init_writes(tmp_path: Path) -> None:
     assert example[0] == "# yaml-language-server: $schema=../stacks/stack.schema.json"
 
 
-def test_the_schema_reference_survives_the_move_into_your_own_repository(tmp_path: Path) -> None:
+def test_the_schema_reference_survives_the_move_into_your_own_repository(
+    tmp_path: Path, here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     """A stack file written outside the checkout names no path of this clone: it names the schema's copy written beside
     it, relatively, so moved with its folder (into the user's own Git repository, another machine) the real
     yaml-language-server still finds the schema and checks the file as the user types."""
     lab = tmp_path / "lab"
     lab.mkdir()
-    result = iluvatar("init", "lab", "--out", str(lab / "Pulumi.lab.yaml"), *MINIMAL_FLAGS, cwd=tmp_path)
+    result = here("init", "lab", "--out", str(lab / "Pulumi.lab.yaml"), *MINIMAL_FLAGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"wrote {lab / 'stack.schema.json'}: the editor schema the stack file names" in result.stdout
     assert str(ROOT) not in (lab / "Pulumi.lab.yaml").read_text()
@@ -94,9 +117,9 @@ def test_the_schema_reference_survives_the_move_into_your_own_repository(tmp_pat
     ]
 
 
-def test_a_file_of_the_schemas_name_that_is_not_it_is_left_alone(tmp_path: Path) -> None:
+def test_a_file_of_the_schemas_name_that_is_not_it_is_left_alone(tmp_path: Path, here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     (tmp_path / "stack.schema.json").write_text('{"title": "mine"}\n')
-    result = iluvatar("init", "lab", *MINIMAL_FLAGS, cwd=tmp_path)
+    result = here("init", "lab", *MINIMAL_FLAGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "left stack.schema.json as it is (not this project's stack schema)" in result.stdout
     assert (tmp_path / "stack.schema.json").read_text() == '{"title": "mine"}\n'
@@ -127,12 +150,12 @@ def test_init_prints_what_it_wrote_and_the_next_steps(tmp_path: Path) -> None:
     assert "domain: home.example.org" in (tmp_path / "Pulumi.lab.yaml").read_text()
 
 
-def test_with_no_mode_given_init_writes_proxy_and_says_why(tmp_path: Path) -> None:
+def test_with_no_mode_given_init_writes_proxy_and_says_why(tmp_path: Path, here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """`--yes` and no --dhcp-mode: the stack states proxy, the mode that never fights the router, and init says so, and
     what the router needs before `pulumi up`."""
     (tmp_path / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
     flags = [f for f in MINIMAL_FLAGS if f not in ("--dhcp-mode", "dhcp", "--router-pool", "192.168.1.240-192.168.1.254")]
-    result = iluvatar("init", "lab", "--yes", *flags, cwd=tmp_path)
+    result = here("init", "lab", "--yes", *flags, cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
     assert lines[1] == (
@@ -172,16 +195,16 @@ def test_the_secrets_a_stack_needs_come_before_validate(tmp_path: Path) -> None:
     ]
 
 
-def test_a_static_admins_stack_renders_once_its_secret_is_set(tmp_path: Path) -> None:
+def test_a_static_admins_stack_renders_once_its_secret_is_set(tmp_path: Path, here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """Offline, the static admin's hash is ciphertext: render goes on, and the hash's form is judged at preview."""
     flags = ["--gitops", "https://github.com/you/lab.git", "--identity", "static=you@example.org"]
-    assert iluvatar("init", "lab", *MINIMAL_FLAGS, *flags, cwd=tmp_path).returncode == 0
+    assert here("init", "lab", *MINIMAL_FLAGS, *flags, cwd=tmp_path).returncode == 0
     stack_file = tmp_path / "Pulumi.lab.yaml"
     # What `pulumi config set --secret` writes: the stack's salt, and the value under config.
     stack_file.write_text(SALT_LINE + stack_file.read_text())
     with stack_file.open("a") as f:
         f.write("  iluvatar:identityConnectorSecret:\n    secure: v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ=\n")
-    result = iluvatar("render", "lab", "--out", str(tmp_path / "render"), cwd=tmp_path)
+    result = here("render", "lab", "--out", str(tmp_path / "render"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "render" / "plan.txt").is_file()
 
@@ -338,13 +361,13 @@ def test_every_value_reads_back_as_written(value: str) -> None:
 # --- Bad flags -----------------------------------------------------------------------------------------------------
 
 
-def test_a_dhcp_mode_stack_from_init_passes_the_first_bring_ups_check(tmp_path: Path) -> None:
+def test_a_dhcp_mode_stack_from_init_passes_the_first_bring_ups_check(tmp_path: Path, here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """`--dhcp-mode dhcp` writes the router's pool it was given, so the preview of the Ainur's first deployment (no
     `dnsmasqConf` yet) finds what it asks (stacks.netboot_mode.check); `none` is written as such."""
     for pool, written in (("192.168.1.240-192.168.1.254", {"start": "192.168.1.240", "end": "192.168.1.254"}), ("none", "none")):
         out = tmp_path / f"{pool}.yaml"
         flags = [*MINIMAL_FLAGS[: MINIMAL_FLAGS.index("--router-pool") + 1], pool, *MINIMAL_FLAGS[MINIMAL_FLAGS.index("--router-pool") + 2 :]]
-        result = iluvatar("init", "lab", "--out", str(out), *flags, cwd=tmp_path)
+        result = here("init", "lab", "--out", str(out), *flags, cwd=tmp_path)
         assert (result.returncode, result.stderr) == (0, "")
         assert read_stack_file(out).config["iluvatar:ainur"]["netboot"] == {"mode": "dhcp", "routerPool": written}
         assert netboot_mode.check(load_stack_file(out), None) == []

@@ -548,21 +548,26 @@ def test_rk1_render_flashes_the_image_image_factory_names() -> None:
     assert files["flash/schematic-rk1.yaml"] == named.body
 
 
-def test_unknown_stack(tmp_path: Path) -> None:
-    result = run("render", "prod", "--out", str(tmp_path / "x"))
+def test_unknown_stack(tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    # As a process (exit status 2 and this line from the installed command): test_cli's test_stack_argument_errors_are_one_line.
+    result = render_here("prod", "--out", str(tmp_path / "x"))
     assert result.returncode == 2
     assert result.stderr == "error: no stack 'prod': Pulumi.prod.yaml does not exist (stacks here: homelab, rk1)\n"
 
 
-def test_invalid_stack_reports_like_validate(tmp_path: Path) -> None:
+def test_invalid_stack_reports_like_validate(
+    tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both commands in this process (`cli.run` exits with what `main` returns): an invalid stack's exit status 1 and its
+    # problems on stderr from the installed command are test_cli's test_invalid_stack_exits_1_with_every_problem.
     project = tmp_path / "project"
     project.mkdir()
     path = write_stack(project, edit(homelab_doc(), {"iluvatar:nodes[3].ip": "192.168.1.5"}), stack="broken")
-    rendered = subprocess.run([sys.executable, "-m", "iluvatar", "render", "broken", "--project", str(project), "--out", str(tmp_path / "out")],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
-    validated = run("validate", str(path))
-    assert rendered.returncode == validated.returncode == 1
-    assert rendered.stderr == validated.stderr
+    rendered = render_here("broken", "--project", str(project), "--out", str(tmp_path / "out"))
+    validated_code = cli.main(["validate", str(path)])
+    validated_out, validated_err = capsys.readouterr()
+    assert (rendered.returncode, rendered.stdout, validated_code, validated_out) == (1, "", 1, "")
+    assert rendered.stderr == validated_err
     assert "iluvatar:nodes[3].ip: 192.168.1.5 is outside network.lan 192.168.0.0/24" in rendered.stderr
     assert not (tmp_path / "out").exists()
 
@@ -633,10 +638,12 @@ def test_numbers_render_as_written(homelab: Path, tmp_path: Path) -> None:
     assert (type(values["bpf"]["mapDynamicSizeRatio"]), type(values["operator"]["replicas"])) == (float, int)
 
 
-def test_the_minimal_example_renders_and_its_artifacts_pass_the_real_tools(tmp_path: Path) -> None:
+def test_the_minimal_example_renders_and_its_artifacts_pass_the_real_tools(
+    tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     """examples/Pulumi.minimal.yaml, the smallest useful homelab: one Pi serving the LAN, one machine netbooting from it."""
     out = tmp_path / "minimal"
-    result = run("render", str(MINIMAL), "--out", str(out))
+    result = render_here(str(MINIMAL), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"rendered stack minimal to {out}: {len(tree(out))} files",
