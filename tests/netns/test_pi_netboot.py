@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,14 +63,22 @@ def stack_for(mode: str, discovery: bool = False) -> StackConfig:
 def lans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Lan]]:
     """Both modes, and both again with arda.discovery on (`dhcp-discovery`, `proxy-discovery`)."""
     tag = f"ilv{os.getpid() % 10000}"
+    # The image as the program's builder leaves it on a Pi (tests/pi_image.py makes an Ubuntu-shaped one), built once:
+    # the four stacks differ only in their netboot mode and discovery, not in their image, so the builder's run on
+    # another copy of the same source image would leave the same files (its own tests are tests/netns/test_pi_nfs.py's).
+    built: dict[str, Path] = {}
     with ExitStack() as stack:
         out = {}
         for mode, letter, discovery in (("dhcp", "q", False), ("proxy", "y", False), ("dhcp", "d", True), ("proxy", "x", True)):
             root = tmp_path_factory.mktemp(f"pi-{mode}")
             # The netboot pod runs on manwe, a Pi that boots from its card (never on a netbooting one).
             net = stack.enter_context(lan(stack_for(mode, discovery), root, f"{tag}{letter}", pi_ip="192.168.0.11"))
-            # The image as the program's builder leaves it on a Pi (tests/pi_image.py makes an Ubuntu-shaped one).
-            image = pi_image.built(root, pis.image_id(net.stack))
+            image_id = pis.image_id(net.stack)
+            if image_id in built:
+                image = root / "images" / image_id
+                shutil.copytree(built[image_id], image, symlinks=True)
+            else:
+                image = built[image_id] = pi_image.built(root, image_id)
             write_pi_tftp(root, net.stack, image.parent)
             out[f"{mode}-discovery" if discovery else mode] = net
         yield out
