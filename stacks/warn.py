@@ -18,6 +18,7 @@ from stacks import encryption, pi_listeners, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
+    _FIELDS,
     _MACRO_SPECS,
     APP_SECRETS,
     BACKUP_GAP,
@@ -29,6 +30,7 @@ from stacks.data import (
     longest_gap,
     parse_target,
     rare_months,
+    robfig_items,
     target_address,
 )
 from stacks.data_model import AppBackup, Keep
@@ -90,6 +92,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _weekday_step(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _empty_items(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
@@ -117,6 +120,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _etcd_off_an_nfs_target(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _weekday_step("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _empty_items("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _months("iluvatar:backup.etcd.schedule", backup.etcd.schedule, "an etcd snapshot")
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     if not _minutes_meant(backup.etcd.schedule):
@@ -134,6 +138,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
         yield from _weekday_step("iluvatar:backup.drill.schedule", drill.schedule)
+        yield from _empty_items("iluvatar:backup.drill.schedule", drill.schedule)
         yield from _months("iluvatar:backup.drill.schedule", drill.schedule, "the drill")
     # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
     # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
@@ -910,6 +915,24 @@ def _weekday_step(path: str, schedule: str) -> Iterator[Problem]:
         path,
         f"{schedule} runs on {named}: cron reads {item} as {start}-6/{step}, every {step} days from {_DAYS[start]} to the "
         f"week's end (Saturday), not every {_NTH[step]} week, which a cron schedule cannot say; {fix}",
+    )
+
+
+def _empty_items(path: str, schedule: str) -> Iterator[Problem]:
+    """A list with an empty item (`0,,30`, `1,5,`): robfig/cron, the parser of a CronJob, k3s and VolSync's controller,
+    drops it (strings.FieldsFunc at each comma, parser.go:238 at v3.0.1: stacks.data.robfig_items), so the items written
+    run as meant, and one VolSync's CRD pattern refuses is refused (stacks.data). Said, not refused: harmless, most likely
+    a number deleted or one not yet typed, which the warning lets the user see."""
+    fields = schedule.split()
+    read = [robfig_items(value) for value in fields]
+    emptied = [(value, name) for value, fixed, (name, _, _) in zip(fields, read, _FIELDS, strict=False) if value != fixed]
+    if len(fields) != len(_FIELDS) or not emptied:
+        return
+    value, name = emptied[0]
+    yield Problem(
+        path,
+        f"{schedule}: the {name} field {value} has an empty item (a comma with nothing on one side), which robfig/cron drops "
+        f"(parser.go:238 at v3.0.1), so it runs as {' '.join(read)}; if a number is missing there, add it, else write {' '.join(read)}",
     )
 
 
