@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from plans import zone
 from stacks import encryption, pi_listeners, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
+from stacks.apps import NAMESPACE_KEYS
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
     _FIELDS,
@@ -66,6 +67,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
     yield from _host_network_dhcp(stack)
+    yield from _host_target_port(stack)
+    yield from _namespace_repeated(stack)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
     yield from _rk1_sd_in_slots_1_and_2(stack)
@@ -213,6 +216,37 @@ def _host_network_dhcp(stack: StackConfig) -> Iterator[Problem]:
                     "second one on the LAN, whose answers the household's devices may take instead of the Ainur's; if the app "
                     "serves DHCP, turn that off in it (a relay or a listener only is fine)",
                 )
+
+
+def _host_target_port(stack: StackConfig) -> Iterator[Problem]:
+    """A host-network port whose targetPort is the port itself: nothing is rendered from these ports (no Service sits in
+    front of a host-network pod), so a targetPort translates nothing; another one is refused (stacks.apps, it would hide
+    the port the pod listens on), this one hides nothing. Said, not refused: harmless, and the key is unused."""
+    for i, app in enumerate(stack.apps):
+        host = app.host_network
+        for k, port in enumerate(host.ports if host is not None else ()):
+            if host is not None and port.target_port == port.port:
+                yield Problem(
+                    f"iluvatar:apps[{i}].hostNetwork.ports[{k}].targetPort",
+                    f"{port.target_port} is unused: a host-network pod listens on {host.node}'s port {port.port} itself, with no "
+                    "Service in front to translate it; remove targetPort",
+                )
+
+
+def _namespace_repeated(stack: StackConfig) -> Iterator[Problem]:
+    """A client's pods naming its own namespace by the label Cilium gives a pod's namespace, with a source a pod's label
+    matches (stacks.apps.NAMESPACE_KEYS): plans.ports.client_selector writes that label from clients[].namespace, so the
+    key repeats it, harmless. Said, not refused: it changes nothing, and the namespace is the client entry's to say (one
+    naming another namespace, or with a source no pod's label has, is refused there)."""
+    for i, app in enumerate(stack.apps):
+        for k, client in enumerate(app.clients):
+            for key, value in (client.pods or {}).items():
+                if key in NAMESPACE_KEYS and value == client.namespace:
+                    yield Problem(
+                        f"iluvatar:apps[{i}].clients[{k}].pods.{key}",
+                        f"{value} repeats clients[{k}].namespace, which Iluvatar already writes as the label Cilium gives the pods' "
+                        "namespace: the key changes nothing; remove it",
+                    )
 
 
 def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
