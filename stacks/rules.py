@@ -989,8 +989,9 @@ def partition_of(disk: str) -> str | None:
 # partition would get one nested inside it; Ceph and Longhorn take whole disks here (stacks.storage).
 _ON_A_DISK = re.compile(r"^/dev/disk/by-(partuuid|partlabel|uuid|label)/")
 # systemd-udevd's /dev/disk/by-diskseq/<n> (60-persistent-storage.rules, from the kernel's diskseq): a counter the kernel
-# hands each block device as it is made in this boot, loop devices included, and again at each media change (block/genhd.c:
-# inc_diskseq in __alloc_disk_node and disk_force_media_change). It names no disk from one boot to the next, less even
+# hands each block device as it is made in this boot, loop devices included (block/genhd.c: the counter and inc_diskseq,
+# called by __alloc_disk_node), and again at each media change (block/disk-events.c: disk_check_events for one a drive
+# reports, disk_force_media_change for a loop device's new file). It names no disk from one boot to the next, less even
 # than a kernel name (which at least follows a bus's probe order, and is warned of only beside another of its bus), so
 # it is refused on its own.
 _BY_DISKSEQ = re.compile(r"^/dev/disk/by-diskseq/")
