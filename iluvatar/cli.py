@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 # The loader (pydantic, jsonschema: ~0.3 s of CPU) is imported by the commands that read a stack, not here:
 # `--help`, a usage error and `iluvatar power bmc` (which `pulumi up` runs) need none of it.
-from stacks.errors import StackConfigError, StackFileError
+from stacks.errors import StackConfigError, StackFileError, UnsetSecret
 
 if TYPE_CHECKING:
+    from stacks.load import StackFile
     from stacks.model import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,12 +174,25 @@ GC_THRESHOLDS = (200_000, 30, 30)
 
 def _validate(args: argparse.Namespace) -> int:
     from iluvatar.summary import summary
-    from stacks.load import load_stack_file
+    from stacks.load import read_stack_file, validate_stack_file
     from stacks.warn import warnings
 
     path = _resolve(args)
-    # As `pulumi preview` checks it: every secret the stack needs set, each as ciphertext its secrets manager opens.
-    stack = load_stack_file(path, require_secrets=True)
+    sf = read_stack_file(path)
+    try:
+        # As `pulumi preview` checks it: every secret the stack needs set, each as ciphertext its secrets manager opens.
+        stack = validate_stack_file(sf, require_secrets=True)
+    except StackConfigError as e:
+        whole = _whole_but_secrets(sf, e)
+        if whole is None:
+            raise
+        # Only secrets are unset or unreadable (a new user's first run): the rest of the stack is whole, so what it most
+        # likely does not mean is said now too, after the problems, not once the secrets are set.
+        print(e.report(), file=sys.stderr)
+        sys.stderr.flush()
+        for warning in warnings(whole):
+            print(f"warning: {warning}")
+        return EXIT_INVALID
     print(f"{path}: valid")
     for line in summary(stack):
         print(f"  {line}")
@@ -186,6 +200,20 @@ def _validate(args: argparse.Namespace) -> int:
     for warning in warnings(stack):
         print(f"warning: {warning}")
     return EXIT_OK
+
+
+def _whole_but_secrets(sf: StackFile, error: StackConfigError) -> StackConfig | None:
+    """The stack read without its secrets when `error`'s problems are all secrets unset (UnsetSecret) or whose ciphertext
+    its secrets manager cannot open; None when any other problem is among them."""
+    from stacks.load import ciphertext_problems
+
+    unreadable = ciphertext_problems(sf)
+    if not all(isinstance(p, UnsetSecret) or p in unreadable for p in error.problems):
+        return None
+    try:
+        return sf.parse(require_secrets=False)
+    except StackConfigError:
+        return None
 
 
 def _versions(args: argparse.Namespace) -> int:

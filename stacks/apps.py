@@ -397,6 +397,11 @@ def _selector(i: int, selector: Mapping[str, str]) -> Iterator[Problem]:
 # reads before a key's first ':' (cilium v1.18.4 pkg/labels/labels.go, ParseSource: `k8s:`, `any:`, none for any
 # source, `$` for reserved).
 _NAMESPACE_KEY = "io.kubernetes.pod.namespace"
+# The keys of that label a pod's own matches: Cilium gives it the k8s source, and reads a selector's key with no source
+# as any source (pkg/labels/labels.go, ParseSelectLabel). With the client's own namespace as the value such a
+# key repeats what client_selector writes, harmless (warned of: stacks.warn._namespace_repeated); another source
+# (`$` reserved, `container:`) is no pod's, and the policy would admit none.
+NAMESPACE_KEYS = (_NAMESPACE_KEY, f"k8s:{_NAMESPACE_KEY}", f"any:{_NAMESPACE_KEY}")
 
 
 def _client_pods(i: int, k: int, namespace: str, pods: Mapping[str, str]) -> Iterator[Problem]:
@@ -413,8 +418,10 @@ def _client_pods(i: int, k: int, namespace: str, pods: Mapping[str, str]) -> Ite
         path = app_path(i, f"clients[{k}].pods.{key}")
         name = key.removeprefix("$").partition(":")[2] if ":" in key else key.removeprefix("$")
         if name == _NAMESPACE_KEY:
+            if value == namespace and key in NAMESPACE_KEYS:
+                continue
             if value == namespace:
-                effect = "this key repeats it"
+                effect = "this key's source is no pod's (Cilium gives a pod's namespace label the k8s source), so the policy would admit none"
             elif key.startswith("k8s:"):
                 effect = f"this key would replace it, and the policy admit the pods of {value} in its stead"
             else:
@@ -644,10 +651,11 @@ def host_network_problems(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple
             problems = [q for q in _port(port_path, port) if not q.path.endswith(".protocol")]
             if port.protocol not in PROTOCOLS:
                 problems.append(Problem(f"{port_path}.protocol", f"{port.protocol} is not a protocol a socket listens with; write tcp or udp"))
-            if port.target_port is not None and not problems:
+            if port.target_port is not None and port.target_port != port.port and not problems:
                 # Nothing is rendered from these ports (no Service sits in front of a host-network pod: they exist for the
                 # checks below), so a targetPort would move no traffic, only hide the port the pod really listens on
-                # from the listeners it must not take.
+                # from the listeners it must not take. One equal to the port hides nothing: warned of as unused
+                # (stacks.warn._host_target_port).
                 problems.append(
                     Problem(
                         f"{port_path}.targetPort",

@@ -261,6 +261,13 @@ def _robfig_reads(value: str, name: str) -> str:
     return re.sub(r"(^|,)\?", r"\1*", _as_numbers(value, name))
 
 
+def robfig_items(value: str) -> str:
+    """A field's list as robfig/cron reads it: it splits the field with strings.FieldsFunc at each comma (parser.go:238,
+    getField at v3.0.1), which drops an empty item, so `0,,30` and `0,30,` run as `0,30`. A field of commas alone has no
+    item and is kept as written (robfig would match nothing there: never run, refused)."""
+    return ",".join(item for item in value.split(",") if item) or value
+
+
 def _numbers_instead(fields: Sequence[str], name: str, volsync: bool, etcd: bool) -> str:
     """The fix for a field with names, `?` or an empty list item (`0,30,` with a blank after its comma): the schedule
     with them as numbers (or `*`) and without the empty item, when its readers take it (`volsync`, `etcd`: as
@@ -521,7 +528,12 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
         for i, (name, _, _) in zip(words, _FIELDS, strict=True):
             parts[i] = _robfig_reads(parts[i], name)
         reading = "".join(parts)
-    for value, (name, low, high) in zip(fields, _FIELDS, strict=True):
+    # An empty list item (`0,,30`, `0,30,` with a blank after its comma) is dropped by robfig/cron (robfig_items), the
+    # parser of a CronJob, k3s and VolSync's controller alike: read without it, and warned of (stacks.warn._empty_items).
+    # Only VolSync's CRD pattern may refuse it, and is asked below on the text as written.
+    written = fields
+    fields = [robfig_items(value) for value in fields]
+    for at, (value, (name, low, high)) in enumerate(zip(fields, _FIELDS, strict=True)):
         for item in value.split(","):
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):
@@ -535,19 +547,15 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                     f"{name} of {item} and runs once {unit}, not every {step}; write a step of at most {high - low}, or the {name}s as a list"
                 )
             bounds = [] if base == "*" else base.split("-")
-            if not item and value.strip(","):
-                # robfig/cron splits a field at each comma (parser.go:238 at v3.0.1) and refuses the empty item between two
-                # or at an end; the items written are meant.
-                return f"{show(text)}: the {name} field {value} has an empty item (a comma with nothing on one side); {_numbers_instead(fields, name, volsync, etcd)}"
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
                 if volsync and name in _CRON_NAMES and all(b.isalpha() and b.lower() in _CRON_NAMES[name] for b in bounds):
                     # VolSync's CRD pattern (api/v1alpha1/replicationsource_types.go:50 at v0.16.0) takes digits, *, /, -
                     # and , only: the API server refuses the ReplicationSource.
                     return (
-                        f"{show(text)}: the {name} field {value} is a name, which VolSync's CRD does not take (its pattern has "
+                        f"{show(text)}: the {name} field {written[at]} is a name, which VolSync's CRD does not take (its pattern has "
                         f"digits, *, /, - and , only: api/v1alpha1/replicationsource_types.go:50 at v0.16.0); {_numbers_instead(fields, name, volsync, etcd)}"
                     )
-                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step; {_numbers_instead(fields, name, volsync, etcd)}"
+                return f"{show(text)}: the {name} field {written[at]} is not a number, a range, a list or */step; {_numbers_instead(fields, name, volsync, etcd)}"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
                     return (
@@ -596,6 +604,18 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
     # matches the pattern anywhere in the text (Go's regexp, unanchored), and its `\s?` lets two fields run together, so
     # 0-23/4 passes as 0-2 and 3/4: judged as it judges, on the text as written.
     if volsync and not VOLSYNC_SCHEDULE.search(reading):
+        emptied = [(value, name) for value, read, (name, _, _) in zip(written, fields, _FIELDS, strict=True) if value != read]
+        if emptied and VOLSYNC_SCHEDULE.search(" ".join(fields)):
+            # The pattern takes a list as numbers between commas, and the API server finds its five fields anywhere in the
+            # text (see above): an empty item passes only where five fields follow it (`0,,30 2 * * *` as `30 2 * * *`,
+            # which VolSync's controller, robfig, reads as 0,30), and anywhere else the ReplicationSource is refused.
+            value, name = emptied[0]
+            dropped = _taken(" ".join(fields), volsync, etcd)
+            return (
+                f"{show(text)}: the {name} field {value} has an empty item (a comma with nothing on one side), which robfig/cron "
+                "drops (parser.go:238 at v3.0.1) but VolSync's CRD refuses (its pattern takes a list as numbers between commas, "
+                f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); {f'write {dropped}' if dropped else 'remove the comma'}"
+            )
         if VOLSYNC_SCHEDULE.search(" ".join(fields)):
             # A blank before the first field passes the pattern's second branch; two blanks between fields pass nowhere.
             return (
@@ -1432,7 +1452,7 @@ def _cron_field(value: str, low: int, high: int) -> tuple[set[int], bool]:
     found: set[int] = set()
     star = False
     value = _as_numbers(value, {(1, 12): "month", (0, 6): "day of week"}.get((low, high), ""))
-    for item in value.split(","):
+    for item in robfig_items(value).split(","):
         base, _, step_text = item.partition("/")
         step = int(step_text) if step_text else 1
         if base in ("*", "?"):

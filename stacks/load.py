@@ -1343,14 +1343,20 @@ def load_stack_file(path: str | Path, *, require_secrets: bool = False) -> Stack
     return validate_stack_file(read_stack_file(path), require_secrets=require_secrets)
 
 
-def validate_stack_file(sf: StackFile, *, require_secrets: bool = False) -> StackConfig:
-    """Check a stack file already read: engine settings, its secrets' ciphertext, and the whole iluvatar config."""
+def ciphertext_problems(sf: StackFile) -> list[Problem]:
+    """The stack file's secrets whose ciphertext its secrets manager cannot open (secrets_rules.check_ciphertexts)."""
     manager = sf.secrets_manager
     # A file with no secrets manager of its own may be read with the state's (PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER),
     # which nothing here can see: its values are then not judged.
-    unknown_manager = not manager.symmetric and secrets_rules.falls_back_to_state_manager()
+    if not manager.symmetric and secrets_rules.falls_back_to_state_manager():
+        return []
     backend = secrets_rules.current_backend(project=sf.path.parent / "Pulumi.yaml")
-    settings = [*check_stack_settings(sf), *([] if unknown_manager else secrets_rules.check_ciphertexts(sf.config, manager, backend))]
+    return secrets_rules.check_ciphertexts(sf.config, manager, backend)
+
+
+def validate_stack_file(sf: StackFile, *, require_secrets: bool = False) -> StackConfig:
+    """Check a stack file already read: engine settings, its secrets' ciphertext, and the whole iluvatar config."""
+    settings = [*check_stack_settings(sf), *ciphertext_problems(sf)]
     try:
         # A stack that imports a Pulumi ESC environment may get its secrets from there: nothing here can tell which.
         config = sf.parse(require_secrets=require_secrets and not sf.imports_environment)

@@ -868,11 +868,21 @@ def _nodes(p: Parsed) -> list[Problem]:
     return out
 
 
+def _whole_disk_problem(disk: str, install: bool) -> str | None:
+    """The first reason a lower-case kernel name is no whole disk (a partition, something other than a disk, an NVMe
+    controller), as install_disk_problems and the data disks' checks say it; None when it is one."""
+    if (parent := partition_of(disk)) is not None:
+        return _partition_not_disk(disk, parent)
+    if (why := not_a_disk(disk, install)) is not None:
+        return why
+    return _nvme_controller(disk) if _NVME_CONTROLLER.match(disk) else None
+
+
 def install_disk_problems(disk: str) -> list[str]:
     """Why a /dev path is no disk the system can be installed on, each with its fix: a name no machine here has, a
     partition, something other than a whole disk (a RAID or device-mapper volume among them), an NVMe controller. The
     same for every machine Talos or Ubuntu installs on, the generic worker's included."""
-    if (why := no_such_device(disk)) is not None:
+    if (why := no_such_device(disk, install=True)) is not None:
         return [why]  # said alone: the name's partition or controller would point to a device that is not there either
     out: list[str] = []
     if (parent := partition_of(disk)) is not None:
@@ -932,9 +942,10 @@ _MD_DEVICE = re.compile(r"^/dev/(md\d+(p\d+)?|md/.+|disk/by-id/md-(uuid|name)-.+
 _MAPPED = re.compile(r"^/dev/(dm-\d+|mapper/.+|disk/by-id/dm-(name|uuid)-.+)$")
 
 
-def no_such_device(disk: str, talos: bool = False) -> str | None:
+def no_such_device(disk: str, talos: bool = False, install: bool = False) -> str | None:
     """Why a /dev name is one no machine here has (an IDE hdX, NVMe namespace 0, on Talos a software RAID), with the name to
-    write; None otherwise."""
+    write; None otherwise. `install`: the name is an install disk's (the lower-case name an upper-case one is said as is
+    checked as that)."""
     if talos and _MD_DEVICE.match(disk):
         return (
             f"{disk} is a software RAID device, which Talos never assembles here (its mdadm extension is not in Iluvatar's "
@@ -949,10 +960,13 @@ def no_such_device(disk: str, talos: bool = False) -> str | None:
         )
     if (upper := _UPPER_CASE.match(disk)) is not None:
         instead = "/dev/" + upper.group(1).lower()
-        return (
-            f"{disk} is no device name: the kernel names disks in lower case (sda, nvme0n1, mmcblk0) and /dev is case-sensitive; "
-            f"write {instead} if that is the disk (lsblk -d -o NAME,SIZE,MODEL lists them)"
-        )
+        said = f"{disk} is no device name: the kernel names disks in lower case (sda, nvme0n1, mmcblk0) and /dev is case-sensitive"
+        # The lower-case name is the fix only where the rules take it (/dev/HDA is /dev/hda, an IDE name): else its own
+        # problem is said, with the fix that gives.
+        lowered = no_such_device(instead, talos, install) or _whole_disk_problem(instead, install)
+        if lowered is not None:
+            return f"{said}; in lower case, {lowered}"
+        return f"{said}; write {instead} if that is the disk (lsblk -d -o NAME,SIZE,MODEL lists them)"
     if (ide := _IDE_DISK.match(disk)) is not None:
         instead = f"/dev/sd{ide.group(1)}"  # the whole disk: a partition is no disk either (partition_of)
         return (
@@ -989,8 +1003,9 @@ def partition_of(disk: str) -> str | None:
 # partition would get one nested inside it; Ceph and Longhorn take whole disks here (stacks.storage).
 _ON_A_DISK = re.compile(r"^/dev/disk/by-(partuuid|partlabel|uuid|label)/")
 # systemd-udevd's /dev/disk/by-diskseq/<n> (60-persistent-storage.rules, from the kernel's diskseq): a counter the kernel
-# hands each block device as it is made in this boot, loop devices included, and again at each media change (block/genhd.c:
-# inc_diskseq in __alloc_disk_node and disk_force_media_change). It names no disk from one boot to the next, less even
+# hands each block device as it is made in this boot, loop devices included (block/genhd.c: the counter and inc_diskseq,
+# called by __alloc_disk_node), and again at each media change (block/disk-events.c: disk_check_events for one a drive
+# reports, disk_force_media_change for a loop device's new file). It names no disk from one boot to the next, less even
 # than a kernel name (which at least follows a bus's probe order, and is warned of only beside another of its bus), so
 # it is refused on its own.
 _BY_DISKSEQ = re.compile(r"^/dev/disk/by-diskseq/")

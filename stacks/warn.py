@@ -16,9 +16,10 @@ from ipaddress import IPv4Address, IPv4Network
 from plans import zone
 from stacks import encryption, pi_listeners, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
-from stacks.apps import NODE_LISTENERS
+from stacks.apps import NAMESPACE_KEYS, NODE_LISTENERS
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
+    _FIELDS,
     _MACRO_SPECS,
     APP_SECRETS,
     BACKUP_GAP,
@@ -30,6 +31,7 @@ from stacks.data import (
     longest_gap,
     parse_target,
     rare_months,
+    robfig_items,
     target_address,
 )
 from stacks.data_model import AppBackup, Keep
@@ -66,6 +68,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _devices_in_router_range(stack, reached)
     yield from _host_network_dhcp(stack)
     yield from _host_network_web_port(stack)
+    yield from _host_target_port(stack)
+    yield from _namespace_repeated(stack)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
     yield from _rk1_sd_in_slots_1_and_2(stack)
@@ -92,6 +96,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _weekday_step(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _empty_items(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
@@ -119,6 +124,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _etcd_off_an_nfs_target(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _weekday_step("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _empty_items("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _months("iluvatar:backup.etcd.schedule", backup.etcd.schedule, "an etcd snapshot")
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     if not _minutes_meant(backup.etcd.schedule):
@@ -136,6 +142,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
         yield from _weekday_step("iluvatar:backup.drill.schedule", drill.schedule)
+        yield from _empty_items("iluvatar:backup.drill.schedule", drill.schedule)
         yield from _months("iluvatar:backup.drill.schedule", drill.schedule, "the drill")
     # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
     # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
@@ -230,6 +237,37 @@ def _host_network_web_port(stack: StackConfig) -> Iterator[Problem]:
             f"port of the machine{taken}; list {{port: {port}, protocol: tcp}} in hostNetwork.ports, so it is checked against what "
             "listens there (if the app's Service sends it to another targetPort, list that port instead)",
         )
+
+
+def _host_target_port(stack: StackConfig) -> Iterator[Problem]:
+    """A host-network port whose targetPort is the port itself: nothing is rendered from these ports (no Service sits in
+    front of a host-network pod), so a targetPort translates nothing; another one is refused (stacks.apps, it would hide
+    the port the pod listens on), this one hides nothing. Said, not refused: harmless, and the key is unused."""
+    for i, app in enumerate(stack.apps):
+        host = app.host_network
+        for k, port in enumerate(host.ports if host is not None else ()):
+            if host is not None and port.target_port == port.port:
+                yield Problem(
+                    f"iluvatar:apps[{i}].hostNetwork.ports[{k}].targetPort",
+                    f"{port.target_port} is unused: a host-network pod listens on {host.node}'s port {port.port} itself, with no "
+                    "Service in front to translate it; remove targetPort",
+                )
+
+
+def _namespace_repeated(stack: StackConfig) -> Iterator[Problem]:
+    """A client's pods naming its own namespace by the label Cilium gives a pod's namespace, with a source a pod's label
+    matches (stacks.apps.NAMESPACE_KEYS): plans.ports.client_selector writes that label from clients[].namespace, so the
+    key repeats it, harmless. Said, not refused: it changes nothing, and the namespace is the client entry's to say (one
+    naming another namespace, or with a source no pod's label has, is refused there)."""
+    for i, app in enumerate(stack.apps):
+        for k, client in enumerate(app.clients):
+            for key, value in (client.pods or {}).items():
+                if key in NAMESPACE_KEYS and value == client.namespace:
+                    yield Problem(
+                        f"iluvatar:apps[{i}].clients[{k}].pods.{key}",
+                        f"{value} repeats clients[{k}].namespace, which Iluvatar already writes as the label Cilium gives the pods' "
+                        "namespace: the key changes nothing; remove it",
+                    )
 
 
 def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
@@ -932,6 +970,24 @@ def _weekday_step(path: str, schedule: str) -> Iterator[Problem]:
         path,
         f"{schedule} runs on {named}: cron reads {item} as {start}-6/{step}, every {step} days from {_DAYS[start]} to the "
         f"week's end (Saturday), not every {_NTH[step]} week, which a cron schedule cannot say; {fix}",
+    )
+
+
+def _empty_items(path: str, schedule: str) -> Iterator[Problem]:
+    """A list with an empty item (`0,,30`, `1,5,`): robfig/cron, the parser of a CronJob, k3s and VolSync's controller,
+    drops it (strings.FieldsFunc at each comma, parser.go:238 at v3.0.1: stacks.data.robfig_items), so the items written
+    run as meant, and one VolSync's CRD pattern refuses is refused (stacks.data). Said, not refused: harmless, most likely
+    a number deleted or one not yet typed, which the warning lets the user see."""
+    fields = schedule.split()
+    read = [robfig_items(value) for value in fields]
+    emptied = [(value, name) for value, fixed, (name, _, _) in zip(fields, read, _FIELDS, strict=False) if value != fixed]
+    if len(fields) != len(_FIELDS) or not emptied:
+        return
+    value, name = emptied[0]
+    yield Problem(
+        path,
+        f"{schedule}: the {name} field {value} has an empty item (a comma with nothing on one side), which robfig/cron drops "
+        f"(parser.go:238 at v3.0.1), so it runs as {' '.join(read)}; if a number is missing there, add it, else write {' '.join(read)}",
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from iluvatar import cli
 from stacks import errors, load, read_stack_file, releases, rules
-from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, HOMELAB_SECRETS, MINIMAL, RK1, ROOT, edit, homelab_doc, write_stack
 from tests.stacks.test_secrets import HOMELAB_COMMANDS
 
 # The console script pyproject.toml declares, as `uv sync` installs it beside this Python.
@@ -130,6 +130,32 @@ def test_validate_prints_a_warning_and_still_passes(tmp_path: Path) -> None:
         "where they meet: cron runs it on a day either field matches (248 days in 2026 and 2027); for one of them, write * in "
         "the other field"
     ]
+
+
+_EITHER_DAY = (
+    "warning: iluvatar:apps[0].backup.schedule: 0 2 1-7 * 6 runs on days 1-7 of the month and on every Saturday, not only "
+    "where they meet: cron runs it on a day either field matches (248 days in 2026 and 2027); for one of them, write * in "
+    "the other field"
+)
+
+
+def test_validate_prints_the_warnings_when_only_secrets_are_missing(tmp_path: Path) -> None:
+    # A new user's first run: no secret set yet. The stack is otherwise whole, so its warnings are said after the
+    # problems, and validate still fails until the secrets are set.
+    doc = edit(homelab_doc(), {"iluvatar:apps[0].backup.schedule": "0 2 1-7 * 6"})
+    for key in HOMELAB_SECRETS:
+        del doc["config"][key]
+    path = write_stack(tmp_path, doc, stack="homelab")
+    result = run("validate", str(path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"{path}: 5 problems:", *(f"  {s}" for s in read_stack_file(path).unset_secrets())]
+    assert result.stdout.splitlines() == [_EITHER_DAY]
+    # Beside another problem the stack is not whole: its warnings wait until it is.
+    doc = edit(doc, {"iluvatar:nodes[5].mac": "xx"})
+    path = write_stack(tmp_path, doc, stack="homelab")
+    result = run("validate", str(path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "iluvatar:nodes[5].mac: " in result.stderr
 
 
 def test_the_minimal_example_is_valid_as_it_ships() -> None:

@@ -115,7 +115,11 @@ def _corpus() -> list[str]:
         "0 \uff13 * * *",
         "10 2 * * *",
         "0 3 * * *",
-        "0,30, 2 * * *",  # a blank after a comma: an empty item; the fix drops it
+        "0,30, 2 * * *",  # a blank after a comma: an empty item robfig drops, VolSync's pattern refuses; the fix drops it
+        "0,,30 2 * * *",  # an empty item VolSync's pattern passes (five fields after it) and robfig drops
+        "0 2 * * 1,,3",
+        ",0 2 * * *",
+        "0 , * * *",  # a field of commas alone: robfig reads no item there, and it never runs
         "0,30 2 * * *",
         "0 2 1 13 *",  # the nearest month, 12, runs once a year: the fix runs every month
         "0 2 1 12 *",
@@ -178,6 +182,18 @@ def test_midnight_is_a_cronjobs_not_volsyncs(parsed: dict[str, dict[str, Any]]) 
     )
 
 
+def test_an_empty_list_item_is_refused_only_where_volsyncs_pattern_refuses_it(parsed: dict[str, dict[str, Any]]) -> None:
+    # robfig/cron drops an empty item (parser.go:238 at v3.0.1): a CronJob and k3s read the items written, and so does
+    # VolSync's controller wherever its CRD pattern lets the schedule through.
+    for schedule in ("0,30, 2 * * *", "0,,30 2 * * *", "0 2 * * 1,,3", ",0 2 * * *"):
+        assert parsed[schedule]["cronjob"] == ""
+        assert cron_problem(schedule, volsync=False) is None
+        assert cron_problem(schedule, volsync=False, etcd=True) is None
+        assert (cron_problem(schedule) is None) == (parsed[schedule]["volsync"] == ""), schedule
+    assert cron_problem("0,,30 2 * * *") is None
+    assert cron_problem("0 2 * * 1,,3") is not None
+
+
 def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, Any]]) -> None:
     refused = sorted(s for s, r in parsed.items() if r["cronjob"] or r["volsync"])
     assert "0 3 * * 7" in refused and "0 3 * * 0-7" in refused
@@ -237,7 +253,12 @@ def test_the_messages(schedule: str, problem: str) -> None:
             "0 2 1 13 *",
             "0 2 1 13 *: 13 is outside the month field's 1-12; 0 2 1 12 * would run only in December; to run in every month, write 0 2 1 * *",
         ),
-        ("0,30, 2 * * *", "0,30, 2 * * *: the minute field 0,30, has an empty item (a comma with nothing on one side); write 0,30 2 * * *"),
+        (
+            "0,30, 2 * * *",
+            "0,30, 2 * * *: the minute field 0,30, has an empty item (a comma with nothing on one side), which robfig/cron drops "
+            "(parser.go:238 at v3.0.1) but VolSync's CRD refuses (its pattern takes a list as numbers between commas, "
+            "api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write 0,30 2 * * *",
+        ),
         (
             "10\u00a02 * * *",
             "10\u00a02 * * *: U+00A0 NO-BREAK SPACE at position 3 is not ASCII: VolSync's CRD pattern "

@@ -239,3 +239,52 @@ def test_a_version_refused_names_a_fix_that_validates(talos: str, key: str, writ
         _set(raw, key, written)
         _set(raw, "arda.talosVersion", other.group(1))
         parse_stack(raw)
+
+
+# Upper-case kernel names whose lower case the rules refuse too (an IDE name, a partition, a controller, an eMMC boot
+# area, RAID and device-mapper volumes, loop and optical devices), beside ones whose lower case is a disk.
+_UPPER_CASE_NAMES = [
+    "/dev/SDA",
+    "/dev/Nvme1n1",
+    "/dev/MMCBLK0",
+    "/dev/HDA",
+    "/dev/HDB2",
+    "/dev/SDA1",
+    "/dev/NVME0",
+    "/dev/NVME0N0",
+    "/dev/Nvme1n1p2",
+    "/dev/MMCBLK0BOOT0",
+    "/dev/MMCBLK0RPMB",
+    "/dev/SR0",
+    "/dev/MD0",
+    "/dev/DM-1",
+    "/dev/LOOP0",
+    "/dev/NBD0",
+    "/dev/ZRAM0",
+]
+
+
+@pytest.mark.parametrize("disk", _UPPER_CASE_NAMES)
+@pytest.mark.parametrize(("talos", "install"), [(True, False), (False, False), (False, True)])
+def test_every_fix_of_an_upper_case_name_passes_the_disk_rules(disk: str, talos: bool, install: bool) -> None:
+    # The fix said for an upper-case kernel name (stacks.rules.no_such_device) is a disk the same rules take, for a data
+    # disk (on Talos or Ubuntu) and an install disk alike; where the lower-case name is refused too, the message says so.
+    from stacks.rules import _whole_disk_problem, install_disk_problems, no_such_device
+
+    said = install_disk_problems(disk)[0] if install else no_such_device(disk, talos=talos)
+    assert said is not None and said.startswith(f"{disk} is no device name: the kernel names disks in lower case")
+    lowered = disk.lower()
+    if install:
+        refused = next(iter(install_disk_problems(lowered)), None)
+    else:
+        refused = no_such_device(lowered, talos=talos) or _whole_disk_problem(lowered, False)
+    assert (f"; in lower case, {lowered} " in said) == (refused is not None), said
+    fix = re.search(r"write (/dev/[^ ;,]+)", said.rsplit("; in lower case, ", 1)[-1])
+    if fix is None:
+        return  # advice in words (write one of the machine's disks): no name to check
+    name = fix.group(1)
+    assert name == name.lower()
+    if install:
+        assert install_disk_problems(name) == [], said
+    else:
+        assert no_such_device(name, talos=talos) is None and _whole_disk_problem(name, False) is None, said
