@@ -584,11 +584,13 @@ def _kwok_refused(cluster: Cluster, node: str, offset: int) -> dict[str, Any] | 
     return None
 
 
-def test_kwok_can_write_nothing_to_a_node_left_to_the_test(kube_fresh: Callable[..., Cluster]) -> None:
+def test_kwok_can_write_nothing_to_a_node_left_to_the_test(kube_k3s: Cluster) -> None:
     """A Node labelled NO_CNI is the test's (a kubelet of its own, or none): kwok leaves it alone only as it hears of it,
     and a heartbeat it queued for the Node before still plays on it. The API server refuses kwok that write, and every
-    other write to such a Node, by its own identity; the test's writes and kwok's to any other Node pass."""
-    cluster = kube_fresh(K3S)
+    other write to such a Node, by its own identity; the test's writes and kwok's to any other Node pass. On the file's
+    k3s plane, as every plane with kwok holds the policy (tools.kube_cluster.NO_CNI_POLICY): its two Nodes, named for
+    this test alone, are deleted after it."""
+    cluster = kube_k3s
     client = cluster.client
     kwok = cluster.kwok_client()
     message = "is labelled iluvatar.test/no-cni: kwok writes none of it, the test writes its status as its kubelet would"
@@ -631,6 +633,8 @@ def test_kwok_can_write_nothing_to_a_node_left_to_the_test(kube_fresh: Callable[
         assert status == 200, answer
     finally:
         kwok.close()
+        for name in ("ulmo", "osse"):
+            client.delete({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
 
 
 # --- Starting and stopping ------------------------------------------------------------------------------
