@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
+from iluvatar.simulate import Simulation
 from plans import agent_token, edge, gitops
 from stacks import load_stack_file
 from tests.edit import HOMELAB
-from tests.sims import simulated
 from tests.test_drill import _nfs_drill_container
 from tools import gotools, kube_inventory, kube_program, upstream
 from tools.kube_cluster import (
@@ -42,6 +42,11 @@ from tools.kube_cluster import (
     pulumi_update,
 )
 from tools.kube_program import Walker, Written, generic_version
+
+# What a Walker is given here: no registration of the program. The tests below call its writes and its version lookups,
+# which read only the clusters and the stack (tools/kube_program.py, Walker: nothing but __post_init__'s providers reads
+# the simulation); the homelab's run under the mocks was 6 s of this file's CPU, for nothing these tests read.
+NO_REGISTRATIONS = Simulation(stack="homelab")
 
 pytestmark = pytest.mark.kube
 
@@ -364,7 +369,7 @@ def test_a_write_outwaits_a_removed_webhook_the_api_server_still_calls(
     delete, create = client.delete, pulumi_create  # the function the walk calls (tools.kube_program imports it)
     try:
         kube_talos.wait_for("admission calling both webhooks", lambda: calls_its_webhook(removed_ns) and calls_its_webhook(kept_ns), timeout=30)
-        walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos})
+        walker = Walker(NO_REGISTRATIONS, load_stack_file(HOMELAB), {"arda": kube_talos})
 
         def deleted_late(obj: dict[str, Any]) -> None:  # as an informer slow to hear of it: held until a write was refused
             pending.append(obj)
@@ -488,7 +493,7 @@ def test_helm_installs_a_chart_whose_kube_version_constraint_the_server_meets(
 
 
 def test_the_walk_renders_charts_at_the_version_the_server_reports(kube_talos: Cluster, kube_k3s: Cluster) -> None:
-    walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos, "ainur": kube_k3s})
+    walker = Walker(NO_REGISTRATIONS, load_stack_file(HOMELAB), {"arda": kube_talos, "ainur": kube_k3s})
     # pulumi-kubernetes hands Helm the server's gitVersion; Argo CD its numbers alone (parseKubeVersion), so the
     # Ainur's charts see 1.35.1, the build's, where the stack says v1.35.8+k3s1.
     assert [walker.kube_version(c) for c in ("arda", "ainur")] == ["v1.35.1", "v1.35.1"]
