@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
+from iluvatar.simulate import Simulation
 from plans import agent_token, edge, gitops
 from stacks import load_stack_file
 from tests.edit import HOMELAB
-from tests.sims import simulated
 from tests.test_drill import _nfs_drill_container
 from tools import gotools, kube_inventory, kube_program, upstream
 from tools.kube_cluster import (
@@ -42,6 +42,11 @@ from tools.kube_cluster import (
     pulumi_update,
 )
 from tools.kube_program import Walker, Written, generic_version
+
+# What a Walker is given here: no registration of the program. The tests below call its writes and its version lookups,
+# which read only the clusters and the stack (tools/kube_program.py, Walker: nothing but __post_init__'s providers reads
+# the simulation); the homelab's run under the mocks was 6 s of this file's CPU, for nothing these tests read.
+NO_REGISTRATIONS = Simulation(stack="homelab")
 
 pytestmark = pytest.mark.kube
 
@@ -364,7 +369,7 @@ def test_a_write_outwaits_a_removed_webhook_the_api_server_still_calls(
     delete, create = client.delete, pulumi_create  # the function the walk calls (tools.kube_program imports it)
     try:
         kube_talos.wait_for("admission calling both webhooks", lambda: calls_its_webhook(removed_ns) and calls_its_webhook(kept_ns), timeout=30)
-        walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos})
+        walker = Walker(NO_REGISTRATIONS, load_stack_file(HOMELAB), {"arda": kube_talos})
 
         def deleted_late(obj: dict[str, Any]) -> None:  # as an informer slow to hear of it: held until a write was refused
             pending.append(obj)
@@ -488,7 +493,7 @@ def test_helm_installs_a_chart_whose_kube_version_constraint_the_server_meets(
 
 
 def test_the_walk_renders_charts_at_the_version_the_server_reports(kube_talos: Cluster, kube_k3s: Cluster) -> None:
-    walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos, "ainur": kube_k3s})
+    walker = Walker(NO_REGISTRATIONS, load_stack_file(HOMELAB), {"arda": kube_talos, "ainur": kube_k3s})
     # pulumi-kubernetes hands Helm the server's gitVersion; Argo CD its numbers alone (parseKubeVersion), so the
     # Ainur's charts see 1.35.1, the build's, where the stack says v1.35.8+k3s1.
     assert [walker.kube_version(c) for c in ("arda", "ainur")] == ["v1.35.1", "v1.35.1"]
@@ -584,11 +589,13 @@ def _kwok_refused(cluster: Cluster, node: str, offset: int) -> dict[str, Any] | 
     return None
 
 
-def test_kwok_can_write_nothing_to_a_node_left_to_the_test(kube_fresh: Callable[..., Cluster]) -> None:
+def test_kwok_can_write_nothing_to_a_node_left_to_the_test(kube_k3s: Cluster) -> None:
     """A Node labelled NO_CNI is the test's (a kubelet of its own, or none): kwok leaves it alone only as it hears of it,
     and a heartbeat it queued for the Node before still plays on it. The API server refuses kwok that write, and every
-    other write to such a Node, by its own identity; the test's writes and kwok's to any other Node pass."""
-    cluster = kube_fresh(K3S)
+    other write to such a Node, by its own identity; the test's writes and kwok's to any other Node pass. On the file's
+    k3s plane, as every plane with kwok holds the policy (tools.kube_cluster.NO_CNI_POLICY): its two Nodes, named for
+    this test alone, are deleted after it."""
+    cluster = kube_k3s
     client = cluster.client
     kwok = cluster.kwok_client()
     message = "is labelled iluvatar.test/no-cni: kwok writes none of it, the test writes its status as its kubelet would"
@@ -631,6 +638,8 @@ def test_kwok_can_write_nothing_to_a_node_left_to_the_test(kube_fresh: Callable[
         assert status == 200, answer
     finally:
         kwok.close()
+        for name in ("ulmo", "osse"):
+            client.delete({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
 
 
 # --- Starting and stopping ------------------------------------------------------------------------------
