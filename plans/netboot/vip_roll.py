@@ -13,9 +13,10 @@ Pis that do not hold the address first, the holder's last (read again before eac
 the step runs), each new pod Ready and then Ready with no restart for STEADY_SECONDS before the next. The gap on the holder is
 then its new kube-vip's start and one election, which takes the released lease at its first try
 (leaderelection.go:308-330: release leaves no holder; a candidate refuses only a record with a holder, :455-458).
-Unless the SIGTERM cancels a renewal in flight that the API server applied: the lock then holds the Lease's old
-resourceVersion (resourcelock/leaselock.go:69-81 keeps the answer only on success), the release is refused as a
-conflict, and the new kube-vip waits the lease out (SERVICE_LEASE_SECONDS, 22 s, within SERVING_SECONDS).
+A SIGTERM that cancels a renewal the API server applied leaves the lock at the Lease's old resourceVersion
+(resourcelock/leaselock.go:69-81 keeps the answer only on success) and the release is refused as a conflict; the
+Lease then still names the node, which the new kube-vip is (its identity is the node's name), so it takes it at its
+first try all the same (leaderelection.go:246-248, :449-458).
 
 Ready is not enough to go on: kube-vip has no probe, so Ready says its process started, and the Pis that do not hold
 the address never run the Service's election (they have no local endpoint). So after the holder's pod the step waits,

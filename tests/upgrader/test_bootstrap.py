@@ -34,13 +34,30 @@ def bootstrap(api: TalosAPI, form: tuple[str, ...], timeout: str = "30s") -> Res
     return upgrader(["bootstrap", "--node", api.node_arg("valinor-1"), *form, "--timeout", timeout], secrets(api))
 
 
+# Rounds of asking every control plane a test lets the bootstrap wait through before it stops it.
+ROUNDS = 3
+
+
 def bootstrap_stopped(api: TalosAPI, form: tuple[str, ...], at: Callable[[str], bool]) -> Result:
-    """The bootstrap stopped as Pulumi stops a cancelled step (SIGTERM) at the first progress line `at` takes: a test
-    that means "this bootstrap waits and does not go ahead" stops it once it said what it waits on, whatever the load,
-    rather than betting a short --timeout on which round it is in when the bound falls (upgrader/internal/wait: every
-    wait ends as a failure naming what it saw last)."""
+    """The bootstrap stopped as Pulumi stops a cancelled step (SIGTERM) once a progress line `at` takes was said and
+    ROUNDS rounds of asking valinor-1 about its etcd were made since the run began (each round asks its services,
+    MachineService/ServiceList, upgrader/internal/talos/bootstrap.go askEtcd): a test that means "this bootstrap keeps
+    waiting and does not go ahead" stops it after it waited through several rounds, whatever the load, rather than
+    betting a short --timeout on which round it is in when the bound falls (upgrader/internal/wait: every wait ends as a
+    failure naming what it saw last). The line is said once (the bootstrap says a line only when it changes)."""
+    start = len(api.calls())
+
+    def rounds() -> int:
+        return sum(1 for c in api.calls()[start:] if (c["node"], c["method"]) == ("valinor-1", "MachineService/ServiceList"))
+
+    def stop_at(line: str) -> bool:
+        if not (line.startswith("upgrader: valinor-1: ") and at(line)):
+            return False
+        wait_for(api, lambda api: rounds() >= ROUNDS, f"{ROUNDS} rounds of the bootstrap's survey")
+        return True
+
     args = ["bootstrap", "--node", api.node_arg("valinor-1"), *form, "--timeout", "120s"]
-    return upgrader_watched(args, secrets(api), lambda line: line.startswith("upgrader: valinor-1: ") and at(line), stop=signal.SIGTERM)
+    return upgrader_watched(args, secrets(api), stop_at, stop=signal.SIGTERM)
 
 
 def bootstraps(api: TalosAPI) -> list[tuple[str, str]]:
