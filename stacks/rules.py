@@ -1752,7 +1752,14 @@ def yaml_flow(value: object) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
 
 
-def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str, boards: Sequence[str] = ()) -> Iterator[Problem]:
+def _patch(
+    path: str,
+    patch: dict[str, object],
+    disks: set[str],
+    owner: str,
+    boards: Sequence[str] = (),
+    ceph: Sequence[tuple[str, str]] = (),
+) -> Iterator[Problem]:
     kind = patch.get("kind")
     if kind is None:
         unknown = sorted(set(patch) - V1ALPHA1_SECTIONS)
@@ -1789,6 +1796,17 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str, boa
     install_section = machine_section.get("install") if isinstance(machine_section, dict) else None
     system_disk = install_section.get("disk") if isinstance(install_section, dict) else None
     for device in sorted(set(_device_paths(patch))):
+        taken = next(((key, disk) for key, disk in ceph if _one_disk(device, disk)), None)
+        if taken is not None:
+            key, disk = taken
+            if device == disk:
+                said = f"{device} is also {key}"
+            elif partition_of(device) is not None:
+                said = f"{device} is a partition of {key} {disk}"
+            else:
+                said = f"{device} is {key} {disk} by its other by-id name"
+            yield Problem(path, f"{said}, which Ceph takes as an OSD: {_CLAIMED}")
+            continue
         if device not in disks:
             known = ", ".join(sorted(disks)) or "none"
             if device == system_disk:
@@ -1799,7 +1817,31 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str, boa
                     "the system disk: write it as the node's installDisk, never in dataDisks (that hands it to Ceph)",
                 )
                 continue
-            yield Problem(path, f"{device} is not a disk of {owner} in the inventory (known: {known}); add it to dataDisks")
+            yield Problem(
+                path,
+                f"{device} is not a disk of {owner} in the inventory (known: {known}); the inventory lists only the install disk "
+                "and dataDisks, which Ceph takes as OSDs (never beside a patch's claim): remove it from the patch, or remove the patch",
+            )
+
+
+# Talos takes a disk its config names at boot: a machine.disks entry resolves its device's links and becomes a
+# VolumeConfig that partitions the disk and formats the partition XFS (internal/app/machined/pkg/controllers/block/
+# user_disk_config.go:151,187-206 at v1.14.0-rc.1); a UserVolumeConfig or RawVolumeConfig provisions a partition on
+# the disk its selector picks. Rook's OSD prepare takes only an empty device, so a data disk a patch claims makes no
+# OSD (or, taken by Rook first, the two fight over it).
+_CLAIMED = (
+    "this patch claims it too, and Talos partitions and formats a disk its config claims at boot "
+    "(user_disk_config.go:151,187-206 at v1.14.0-rc.1), so Rook's OSD prepare finds it in use and makes no OSD; give the "
+    "disk one owner: remove it from dataDisks to keep the patch's volume, or remove it from the patch to keep it for Ceph"
+)
+
+
+def _one_disk(device: str, disk: str) -> bool:
+    """Whether a patch's /dev path is data disk `disk` or a partition of it: the same name, an NVMe namespace's other
+    by-id link, or a partition's kernel name or -partN link. A kernel name beside a link is not compared (the stack
+    does not tie them; stacks.warn warns of the pair in the inventory)."""
+    named = [device] if (parent := partition_of(device)) is None else [device, parent]
+    return any(d == disk or _one_namespace(d, disk) for d in named)
 
 
 def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:
@@ -1827,8 +1869,9 @@ def _talos_patches(p: Parsed) -> list[Problem]:
             out.append(Problem(node_path(i, "talosPatches"), f"{node.name} is {node.role}, which does not run Talos"))
             continue
         disks = _paths(node)
+        ceph = [(f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks)]
         for k, patch in enumerate(node.talos_patches):
-            out += _patch(node_path(i, f"talosPatches[{k}]"), patch, disks, node.name, [node.board])
+            out += _patch(node_path(i, f"talosPatches[{k}]"), patch, disks, node.name, [node.board], ceph)
             out += [
                 Problem(node_path(i, f"talosPatches[{k}]"), f"sets {'.'.join(keys)}; {why}")
                 for keys, why in CLUSTER_WIDE.items()
@@ -1837,7 +1880,8 @@ def _talos_patches(p: Parsed) -> list[Problem]:
     if p.arda is not None and p.arda.patches:
         shared = set.intersection(*(_paths(n) for _, n in arda_nodes)) if arda_nodes else set()
         for k, patch in enumerate(p.arda.patches):
-            out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes])
+            everyone = [(f"nodes[{i}].dataDisks[{d}] of {n.name}", disk) for i, n in arda_nodes for d, disk in enumerate(n.data_disks)]
+            out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes], everyone)
     if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
         out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
     return out
