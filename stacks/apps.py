@@ -185,13 +185,9 @@ def _sources(i: int, app: App, network: Network) -> Iterator[Problem]:
 
 def _clients(i: int, app: App) -> Iterator[Problem]:
     """Each client's pods are labels Cilium can match, beside the namespace `namespace` gives, and its ports are ports
-    the app's container serves over TCP, each once."""
-    udp_only = _udp_only(app)
-    tcp = [str(p.container_port) for p in app.ports if p.protocol == "tcp"]
-    # The policy admits a client on the pod's own port: Cilium enforces ingress policy at the endpoint, after the Service
-    # has translated the address and port to the pod's (plans.ports.network_policy renders the container ports for the
-    # app's other sources for that reason). A port by name cannot be compared: it may stand for any number.
-    served = None if any(isinstance(p.container_port, str) for p in app.ports) else {p.container_port for p in app.ports}
+    the app's container serves over TCP, each once (judged here when no TCP targetPort is a name, else warned of:
+    client_port_doubts)."""
+    named = _named_target_ports(app)
     for k, client in enumerate(app.clients):
         yield from _client_pods(i, k, client.namespace, client.pods or {})
         seen: dict[int, int] = {}
@@ -203,39 +199,75 @@ def _clients(i: int, app: App) -> Iterator[Problem]:
             seen[port] = m
             if not 1 <= port <= 65535:
                 yield Problem(path, f"{port} is not a port: TCP and UDP ports are 1 to 65535")
-            elif port in udp_only:
-                # A client's ports are rendered as TCP (plans.ports._to_ports); only ports left unset take each of the
-                # app's own with its protocol. A port the app serves over UDP alone, named here, opens a TCP port nobody
-                # serves and leaves the client's UDP dropped.
-                others = f", or name only its TCP ports ({', '.join(tcp)})" if tcp else f" ({app.name} serves no TCP port to name)"
-                yield Problem(
-                    path,
-                    f"{port} is {app.name}'s UDP port (ports[{udp_only[port]}], udp only), but a client's ports are admitted over "
-                    f"TCP: the policy would open {port}/tcp, which {app.name} does not serve, and still drop the client's UDP; "
-                    f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol{others}",
-                )
-            elif served is not None and port not in served:
-                # Only the Service's port in front of a targetPort is surely wrong: a port the app's LoadBalancer Service
-                # does not carry may still be one its pod serves to the cluster (a second app's Service on the same pods,
-                # as the gateway reaching Mosquitto's websockets does: docs/layers/edge.md), which the policy must admit.
-                behind = [(j, p) for j, p in enumerate(app.ports) if p.port == port and p.protocol == "tcp"]
-                if behind:
-                    j, front = behind[0]
-                    unset = f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol"
-                    yield Problem(
-                        path,
-                        f"{port} is {app.name}'s Service port (ports[{j}]), whose container port is {front.container_port} (its "
-                        f"targetPort): Cilium applies the policy at the pod, after the Service has sent the connection to "
-                        f"{front.container_port}, so the clients would be dropped; write {front.container_port}, or {unset}",
-                    )
+            elif not named and (why := _client_port(app, k, port, named)) is not None:
+                yield Problem(path, why)
+
+
+def client_port_doubts(apps: Sequence[App]) -> Iterator[Problem]:
+    """A client's port the app serves over UDP alone, or the Service's port in front of a numeric targetPort, in an app
+    one of whose TCP ports has a targetPort by name: warned, not refused. The name stands for a number validate cannot
+    read, which may be the client's port (then the client is right); the rest of the app's ports are still judged,
+    and the message says to write the number if the name stands for it."""
+    for i, app in enumerate(apps):
+        named = _named_target_ports(app)
+        if not named:
+            continue
+        for k, client in enumerate(app.clients):
+            for m, port in enumerate(client.ports):
+                if client.ports.index(port) == m and 1 <= port <= 65535 and (why := _client_port(app, k, port, named)) is not None:
+                    yield Problem(app_path(i, f"clients[{k}].ports[{m}]"), why)
+
+
+def _named_target_ports(app: App) -> list[str]:
+    return [f"ports[{j}]'s targetPort {p.target_port}" for j, p in enumerate(app.ports) if p.protocol == "tcp" and isinstance(p.target_port, str)]
+
+
+def _client_port(app: App, k: int, port: int, named: Sequence[str]) -> str | None:
+    """What is wrong with a client's port, or None: one the app serves over UDP alone, or the Service's port in front of a
+    targetPort. A Service port in front of a targetPort by name is not judged: the name may stand for the same number."""
+    udp_only = _udp_only(app)
+    tcp = [str(p.container_port) for p in app.ports if p.protocol == "tcp" and isinstance(p.container_port, int)]
+    # The policy admits a client on the pod's own port: Cilium enforces ingress policy at the endpoint, after the Service
+    # has translated the address and port to the pod's (plans.ports.network_policy renders the container ports for the
+    # app's other sources for that reason).
+    served = {c for p in app.ports if isinstance(c := p.container_port, int)}
+    if port in udp_only:
+        # A client's ports are rendered as TCP (plans.ports._to_ports); only ports left unset take each of the
+        # app's own with its protocol. A port the app serves over UDP alone, named here, opens a TCP port nobody
+        # serves and leaves the client's UDP dropped.
+        others = f", or name only its TCP ports ({', '.join(tcp)})" if tcp else f" ({app.name} serves no TCP port to name)"
+        return (
+            f"{port} is {app.name}'s UDP port (ports[{udp_only[port]}], udp only), but a client's ports are admitted over "
+            f"TCP: the policy would open {port}/tcp, which {app.name} does not serve, and still drop the client's UDP; "
+            f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol{others}{_if_named(named, port)}"
+        )
+    if port in served:
+        return None
+    # Only the Service's port in front of a targetPort is surely wrong: a port the app's LoadBalancer Service
+    # does not carry may still be one its pod serves to the cluster (a second app's Service on the same pods,
+    # as the gateway reaching Mosquitto's websockets does: docs/layers/edge.md), which the policy must admit.
+    behind = [(j, p) for j, p in enumerate(app.ports) if p.port == port and p.protocol == "tcp"]
+    if not behind or not isinstance(behind[0][1].container_port, int):
+        return None
+    j, front = behind[0]
+    unset = f"leave clients[{k}].ports unset to admit each of the app's ports with its protocol"
+    return (
+        f"{port} is {app.name}'s Service port (ports[{j}]), whose container port is {front.container_port} (its "
+        f"targetPort): Cilium applies the policy at the pod, after the Service has sent the connection to "
+        f"{front.container_port}, so the clients would be dropped; write {front.container_port}, or {unset}"
+        f"{_if_named(named, port)}"
+    )
+
+
+def _if_named(named: Sequence[str], port: int) -> str:
+    """What to write when a TCP port's targetPort by name (which no check can read) stands for the client's `port`."""
+    return f"; if {' or '.join(named)} stands for {port}, write targetPort {port} there instead of the name" if named else ""
 
 
 def _udp_only(app: App) -> dict[int, int]:
     """The container ports an app serves over UDP and not over TCP (`apps[].ports`, a port's targetPort where set), each
-    with the index of its entry. None when a TCP port's targetPort is a name: the container port it stands for may be
-    any of them."""
-    if any(p.protocol == "tcp" and isinstance(p.target_port, str) for p in app.ports):
-        return {}
+    with the index of its entry. A TCP port whose targetPort is a name is left out: the number it stands for cannot be
+    read here (client_port_doubts warns, saying what to write if it is the client's port)."""
     tcp = {p.container_port for p in app.ports if p.protocol == "tcp"}
     return {c: j for j, p in enumerate(app.ports) if p.protocol == "udp" and isinstance(c := p.container_port, int) and c not in tcp}
 

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from plans import zone
 from stacks import encryption, pi_listeners, pins
 from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
-from stacks.apps import NAMESPACE_KEYS, NODE_LISTENERS
+from stacks.apps import NAMESPACE_KEYS, NODE_LISTENERS, client_port_doubts
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
     _FIELDS,
@@ -92,6 +92,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             "`pulumi up`, which stops there, after both clusters are made, if no such chart exists; check it is one "
             "(`helm search repo argo/argo-cd --versions`)",
         )
+    yield from client_port_doubts(stack.apps)
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
             yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
