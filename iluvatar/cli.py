@@ -244,7 +244,7 @@ def _render(args: argparse.Namespace) -> int:
     from iluvatar.render import render_files, write_tree
     from iluvatar.simulate import simulate
 
-    previous = _previous_outputs(Path(args.previous)) if args.previous is not None else None
+    previous = _previous_outputs(Path(args.previous), whole=True) if args.previous is not None else None
     if previous is not None:
         _of_this_deployment(Path(args.previous), previous, stack)
     import pulumi
@@ -331,8 +331,9 @@ def _day(text: str) -> datetime.datetime:
         raise argparse.ArgumentTypeError(f"{text} is not a day as YYYY-MM-DD (e.g. 2027-10-30)") from None
 
 
-def _previous_outputs(path: Path) -> dict[str, Any]:
-    """A deployment's outputs as `pulumi stack output --json` (or a render's outputs.json) writes them."""
+def _previous_outputs(path: Path, *, whole: bool = False) -> dict[str, Any]:
+    """A deployment's outputs as `pulumi stack output --json` (or a render's outputs.json) writes them; with `whole`, all
+    of them (stacks.day2.missing): the render plans every layer from them, where `versions` reads only `arda`'s releases."""
     try:
         # Bytes, so that json.loads reads the encoding from the first bytes (json.detect_encoding): UTF-8 with or without
         # a byte-order mark, which RFC 8259 section 8.1 lets a parser ignore, and UTF-16, which Windows PowerShell 5.1's
@@ -349,6 +350,8 @@ def _previous_outputs(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
     _outputs_of_a_stack(path, doc)
+    if whole:
+        _whole(path, doc)
     _readable(path, doc)
     return doc
 
@@ -381,6 +384,16 @@ def _outputs_of_a_stack(path: Path, doc: dict[str, Any]) -> None:
             f"writes a secret without --show-secrets, and the day-2 checks read {'it' if len(paths) == 1 else 'them'}; "
             "write the outputs with `pulumi stack output --json --show-secrets`"
         )
+
+
+def _whole(path: Path, doc: dict[str, Any]) -> None:
+    """Refuse a part of a deployment's outputs (stacks.day2.missing). `pulumi preview` reads the engine's own outputs,
+    all of them: only a file can lack some."""
+    from stacks.day2 import missing
+
+    why = missing(doc)
+    if why is not None:
+        raise CommandError(f"--previous {path}: {why}")
 
 
 def _of_this_deployment(path: Path, outputs: dict[str, Any], stack: StackConfig) -> None:

@@ -193,6 +193,45 @@ def hidden(outputs: Mapping[str, Any]) -> list[str]:
     return [p for key in READ_OUTPUTS if key in outputs for p in walk(key, outputs[key])]
 
 
+# The outputs every deployment of this program writes and the day-2 checks read (__main__.py exports them whatever the
+# stack), and those it writes besides when the stack has the Ainur (the `ainur` output and the netboot layer's
+# dnsmasqConf, exported only then). A file without one of them is not a deployment's outputs but a part of them: read
+# so, what the missing output records reads as never deployed (without `arda`, every Arda machine "new: installs from
+# maintenance mode" on a running cluster).
+EVERY_DEPLOYMENT = ("lan", "vips", "gateways", "loadBalancerPool", "arda", "storage")
+WITH_AINUR = ("ainur", "dnsmasqConf")
+# The outputs only a deployment with the Ainur writes (__main__.py): any of them, or the Ainur's VIP among the vips,
+# says the deployment had it.
+_AINUR_SIGNS = ("ainur", "ainurKubeconfig", "ainurUserData", "ainurNetworkConfig", "dnsmasqConf", "kubeVipRolled")
+
+
+def missing(outputs: Mapping[str, Any]) -> str | None:
+    """Which outputs a deployment with the layers these outputs show writes and they lack (absent, or null, which the
+    checks read as absent), said, or None. `{}`, a stack never deployed, lacks none."""
+    if not outputs:
+        return None
+    lacks = [k for k in EVERY_DEPLOYMENT if outputs.get(k) is None]
+    vips = outputs.get("vips")
+    ainur_vip = isinstance(vips, Mapping) and "ainur" in vips
+    ainur_outputs = [k for k in _AINUR_SIGNS if outputs.get(k) is not None]
+    lacks_ainur = [k for k in WITH_AINUR if outputs.get(k) is None] if ainur_vip or ainur_outputs else []
+    if not lacks and not lacks_ainur:
+        return None
+    said = [f"{_and(lacks)}, which every deployment writes"] if lacks else []
+    if lacks_ainur:
+        sign = "vips.ainur" if ainur_vip else ainur_outputs[0]
+        said.append(f"{_and(lacks_ainur)}, which one with the Ainur writes (its {sign} says it had one)")
+    return (
+        f"a part of a deployment's outputs, not all of them: it lacks {', and '.join(said)}; planned from a part, what a "
+        "missing output records reads as never deployed; write them all with `pulumi stack output --json --show-secrets > "
+        "file` (a stack never deployed is {})"
+    )
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def unreadable(outputs: Mapping[str, Any]) -> str | None:
     """Why the day-2 plan cannot read the last deployment's outputs, or None: one of the outputs it reads of another
     type than this program writes it as (`_mistyped`), or Arda's or the Ainur's machines recorded without the release

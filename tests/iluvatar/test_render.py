@@ -795,6 +795,11 @@ def test_a_previous_in_utf16_or_with_a_byte_order_mark_is_read_as_written(homela
 
 SHOW = "write the outputs with `pulumi stack output --json --show-secrets`"
 WRITTEN = "give the outputs `pulumi stack output --json` writes"
+PART = "a part of a deployment's outputs, not all of them: it lacks "
+ALL = (
+    "planned from a part, what a missing output records reads as never deployed; write them all with "
+    "`pulumi stack output --json --show-secrets > file` (a stack never deployed is {})"
+)
 
 
 @pytest.mark.parametrize(
@@ -828,8 +833,29 @@ WRITTEN = "give the outputs `pulumi stack output --json` writes"
             "(lan, vips, gateways, loadBalancerPool, arda, storage); write them with `pulumi stack output --json` (a part of them, "
             "such as the `ainur` output alone, is not enough; a stack never deployed is {})",
         ),
+        (
+            lambda o: [o.pop(k) for k in list(o) if k not in ("lan", "vips")],
+            f"{PART}gateways, loadBalancerPool, arda and storage, which every deployment writes, and ainur and dnsmasqConf, which "
+            f"one with the Ainur writes (its vips.ainur says it had one); {ALL}",
+        ),
+        (lambda o: o.update(arda=None), f"{PART}arda, which every deployment writes; {ALL}"),
+        (
+            lambda o: [o.pop("ainur"), o["vips"].pop("ainur")],
+            f"{PART}ainur, which one with the Ainur writes (its ainurKubeconfig says it had one); {ALL}",
+        ),
     ],
-    ids=["arda-secret", "ainur-dnsmasq-secret", "arda-nodes-secret", "storage-number", "arda-nodes-missing", "stack-export", "ainur-alone"],
+    ids=[
+        "arda-secret",
+        "ainur-dnsmasq-secret",
+        "arda-nodes-secret",
+        "storage-number",
+        "arda-nodes-missing",
+        "stack-export",
+        "ainur-alone",
+        "lan-and-vips-alone",
+        "arda-null",
+        "ainur-missing",
+    ],
 )
 def test_previous_outputs_the_checks_cannot_read_are_refused_naming_the_key(
     homelab: Path,
@@ -846,6 +872,16 @@ def test_previous_outputs_the_checks_cannot_read_are_refused_naming_the_key(
     result = render_here("homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert (result.returncode, result.stderr.splitlines()) == (2, [f"error: --previous {tmp_path / 'old.json'}: {message}"])
     assert not (tmp_path / "day2").exists()
+
+
+def test_a_previous_stack_never_deployed_is_planned_from_nothing(
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    # `{}`, what `pulumi stack output --json` prints for a stack with no state, lacks no output: every machine is new.
+    (tmp_path / "none.json").write_text("{}")
+    result = render_here("homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "none.json"), "--on", "2026-11-25")
+    assert result.returncode == 0, result.stderr
+    assert "taniquetil: new: installs from maintenance mode" in (tmp_path / "day2" / "rollout.txt").read_text()
 
 
 @pytest.mark.parametrize(
