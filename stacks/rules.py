@@ -1824,15 +1824,16 @@ def _patch(
             )
 
 
-# Talos takes a disk its config names at boot: a machine.disks entry resolves its device's links and becomes a
-# VolumeConfig that partitions the disk and formats the partition XFS (internal/app/machined/pkg/controllers/block/
-# user_disk_config.go:151,187-206 at v1.14.0-rc.1); a UserVolumeConfig or RawVolumeConfig provisions a partition on
-# the disk its selector picks. Rook's OSD prepare takes only an empty device, so a data disk a patch claims makes no
-# OSD (or, taken by Rook first, the two fight over it).
+# A data disk is Ceph's alone: Rook's OSD prepare takes only an empty device. A patch that names it takes it too: a
+# machine.disks entry with partitions becomes a VolumeConfig that partitions the disk and formats it XFS at boot
+# (internal/app/machined/pkg/controllers/block/user_disk_config.go:151,187-206 at v1.14.0-rc.1), and a mount or a
+# device path hands it to the kubelet or a pod to write to. The inventory has no key for a disk outside Ceph (a patch
+# naming one is refused below), so the one fix that validates is the patch without it.
 _CLAIMED = (
-    "this patch claims it too, and Talos partitions and formats a disk its config claims at boot "
-    "(user_disk_config.go:151,187-206 at v1.14.0-rc.1), so Rook's OSD prepare finds it in use and makes no OSD; give the "
-    "disk one owner: remove it from dataDisks to keep the patch's volume, or remove it from the patch to keep it for Ceph"
+    "this patch names it too, and a disk Ceph takes must be Ceph's alone (Talos partitions and formats a disk a "
+    "machine.disks entry claims at boot, user_disk_config.go:151,187-206 at v1.14.0-rc.1; a mount hands it to whatever "
+    "writes there), so Rook's OSD prepare finds it in use and makes no OSD; remove it from the patch (or remove the patch): "
+    "the inventory has no disk outside Ceph but the install disk for a patch to use"
 )
 
 
