@@ -226,7 +226,12 @@ def _client_port(app: App, k: int, port: int, named: Sequence[str]) -> str | Non
     """What is wrong with a client's port, or None: one the app serves over UDP alone, or the Service's port in front of a
     targetPort. A Service port in front of a targetPort by name is not judged: the name may stand for the same number."""
     udp_only = _udp_only(app)
-    tcp = [str(p.container_port) for p in app.ports if p.protocol == "tcp" and isinstance(p.container_port, int)]
+    # A TCP port whose targetPort is a name is served too, on a number validate cannot read: the client names that number.
+    tcp = [
+        str(c) if isinstance(c := p.container_port, int) else f"the number ports[{j}]'s targetPort {c} stands for"
+        for j, p in enumerate(app.ports)
+        if p.protocol == "tcp"
+    ]
     # The policy admits a client on the pod's own port: Cilium enforces ingress policy at the endpoint, after the Service
     # has translated the address and port to the pod's (plans.ports.network_policy renders the container ports for the
     # app's other sources for that reason).
