@@ -1033,6 +1033,14 @@ class AppPort(Model):
         return self.target_port if self.target_port is not None else self.port
 
 
+# A model of its own, though it adds no field, so that the reference (docs/reference/keys.yaml) describes its targetPort
+# and name as a host-network pod takes them, not as an app's Service port does.
+class AppHostPort(AppPort):
+    """One port a host-network pod listens on (`apps[].hostNetwork.ports[]`): the container's port is the machine's, with no
+    Service in front to translate it, so a targetPort other than `port` is refused (stacks.apps.host_network_problems)
+    and one equal to it warned of as unused (stacks.warn), and no Service port takes the name."""
+
+
 class AppHostNetwork(Model):
     """An app whose pod shares one Arda machine's network (`apps[].hostNetwork`): Home Assistant's device discovery
     (mDNS, SSDP) and Matter need the pod on the LAN's own segment, which no Service address gives (stacks.apps says
@@ -1041,7 +1049,7 @@ class AppHostNetwork(Model):
     preview."""
 
     node: Label
-    ports: tuple[AppPort, ...] = ()
+    ports: tuple[AppHostPort, ...] = ()
 
 
 class AppClient(Model):

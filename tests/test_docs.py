@@ -123,6 +123,20 @@ def test_the_committed_stack_reference_is_what_the_generator_writes() -> None:
     assert '<!-- stack-reference iluvatar:network -->\n\n<a id="network"></a>\n\n## `iluvatar:network`\n' in reference.PAGE.read_text()
 
 
+def test_a_host_network_port_s_target_port_is_described_as_the_host_network_takes_it() -> None:
+    """On the host network the container's port is the machine's: the row says only `port` is taken, not what an app's
+    Service port's targetPort does (stacks.apps.host_network_problems refuses another, stacks.warn warns of that one)."""
+    rows = {line.split(" | ")[0]: line for line in reference.page().splitlines() if line.startswith("| `")}
+    assert rows["| `hostNetwork.ports[].targetPort`"] == (
+        "| `hostNetwork.ports[].targetPort` | whole number or RFC 1123 label, e.g. `tirion` | unset | best unset: the container's "
+        "port is the machine's `port` itself, with no Service in front to translate it, so only `port` is taken (and warned "
+        "of as unused); another number or a name is refused |"
+    )
+    assert rows["| `ports[].targetPort`"].endswith(
+        "| the container's port, a number unquoted or its name (at most 15 characters, a letter among them, no `--`, as Kubernetes names ports); unset, `port` |"
+    )
+
+
 def test_the_reference_command_checks_and_writes(tmp_path: Path) -> None:
     out = tmp_path / "stack.md"
 
