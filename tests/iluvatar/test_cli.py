@@ -28,14 +28,15 @@ HOMELAB_SUMMARY = """\
   nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari)
   Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp, leases of 12h; routerPool none: no other DHCP server's lease held), Git mirror at 192.168.0.15; Secrets encrypted at rest
   Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20; volumes encrypted with LUKS2 (unlocked through the Ainur's KMS); Cilium 1.18.4 with Hubble
-  apps: 7 (home-assistant, jellyfin, blog, grafana, headlamp, minecraft, mosquitto); 1 external; raw ports: minecraft at 192.168.0.220 (25565/tcp, 19132/udp); mosquitto at 192.168.0.221 (1883/tcp, 8883/tcp)
+  apps: 7 (home-assistant, jellyfin, blog, grafana, headlamp, minecraft, mosquitto); 1 external; raw ports: minecraft at 192.168.0.220 (25565/tcp, 19132/udp); mosquitto at 192.168.0.221 (1883/tcp, 8883/tcp); on a machine's own network: home-assistant on gandalf (8123/tcp, 5353/udp, 1900/udp, 21063/tcp); pods admitted: mosquitto from namespace home-automation (1883/tcp, 8883/tcp)
+  app secrets: home-assistant WEATHER_API_KEY (set by you); jellyfin API_KEY (generated, 32 characters); blog DATABASE_PASSWORD (generated, 32 characters)
   edge: public ingress cloudflare-tunnel, public DNS cloudflare (account 0123456789abcdef0123456789abcdef); envoy-internal 192.168.0.238, envoy-external 192.168.0.239
   GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/; Argo CD chart 10.8.0
   storage: Arda ceph-block (default), ceph-filesystem, local-path, Ceph keeping 3 copies; Ainur longhorn (default), the Ainur's own claims on longhorn-encrypted
   monitoring: Prometheus keeps 30d on 50Gi; alerts by ntfy to https://ntfy.sh/iluvatar-example-alerts
   logs: VictoriaLogs on Arda keeps 14d on 20Gi (ceph-block); the Pis send to 192.168.0.236
   identity: sign-in through github of orgs example (Dex at 192.168.0.16), 2 groups bound to cluster roles
-  backup: to S3 s3+http://192.168.0.40:9000/homelab (region us-east-1); etcd snapshots of Arda and the Ainur (0 */6 * * *; k3s keeps the newest 28); 4 app volumes; restore drill (30 4 * * 0) of volumes, Arda's etcd, the Ainur's etcd, the KMS key, alert when none passed in 8d
+  backup: to S3 s3+http://192.168.0.40:9000/homelab (region us-east-1); etcd snapshots of Arda and the Ainur (0 */6 * * *; k3s keeps the newest 28); 4 app volumes (home-assistant's at 0 3 * * *, minecraft's at 45 3 * * *, mosquitto's at 15 3 * * *, keeping the newest of each of the last 7 days, 4 weeks and 6 months; jellyfin's at 30 3 * * *, keeping the newest of each of the last 7 days, 4 weeks and 3 months); restore drill (30 4 * * 0) of volumes, Arda's etcd, the Ainur's etcd, the KMS key, alert when none passed in 8d
 """
 RK1_SUMMARY = """\
   network: LAN 10.10.0.0/24 (turing.home.arpa), gateway 10.10.0.1, DNS 10.10.0.1, 9.9.9.9; DHCP 10.10.0.100-10.10.0.199; load balancers 10.10.0.200-10.10.0.219

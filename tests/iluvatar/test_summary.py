@@ -239,3 +239,85 @@ def test_the_storage_line_names_cephs_copies_and_the_ainurs_encrypted_claims(tmp
         "storage: Arda ceph-block (default), ceph-filesystem, local-path, Ceph keeping 2 copies; Ainur longhorn (default), the Ainur's own "
         "claims on longhorn-encrypted"
     )
+
+
+ARDA_RK1 = "Arda: turing, Talos v1.14.1, Kubernetes v1.35.1, API VIP 10.10.0.10; the control planes run workloads too; Cilium 1.18.4 with Hubble"
+
+
+def test_the_arda_line_says_which_machines_carry_talos_patches_what_they_touch_and_each_boards_kernel_arguments() -> None:
+    """What a patch touches (its keys two deep, a config document by its kind), never what it sets: a patch may hold a
+    token. A stack without patches or kernel arguments keeps its line."""
+    assert rk1()[2] == ARDA_RK1
+    arda = read_stack_file(RK1).config["iluvatar:arda"]
+    patches = [
+        {"machine": {"kubelet": {"extraArgs": {"max-pods": "150"}}, "sysctls": {"vm.max_map_count": "262144"}}},
+        {"cluster": {"network": {"podSubnets": ["10.200.0.0/16"]}}, "machine": {"kubelet": {"extraArgs": {"v": "2"}}}},
+        {"apiVersion": "v1alpha1", "kind": "TimeSyncConfig", "ntp": {"servers": ["10.10.0.1"]}},
+    ]
+    machines = read_stack_file(RK1).config["iluvatar:nodes"]
+    machines[3] = {**machines[3], "talosPatches": [{"machine": {"nodeLabels": {"zone": "attic"}, "env": {"HTTP_PROXY": "http://10.10.0.5:3128"}}}]}
+    line = rk1(
+        **{
+            "iluvatar:arda": {**arda, "patches": patches, "kernelArgs": {"rk1": ["console=ttyS2,1500000", "net.ifnames=0"]}},
+            "iluvatar:nodes": machines,
+        }
+    )[2]
+    assert line == (
+        f"{ARDA_RK1}; Talos patches on every machine (machine.kubelet, machine.sysctls, cluster.network, a TimeSyncConfig document), "
+        "talos-4 (machine.nodeLabels, machine.env); rk1 boots with console=ttyS2,1500000 net.ifnames=0"
+    )
+
+
+APPS_RK1 = "apps: 2 (grafana, home-assistant); 0 external"
+
+
+def test_the_apps_line_says_the_host_network_apps_and_the_pods_each_app_admits() -> None:
+    assert rk1()[3] == APPS_RK1
+    apps = read_stack_file(RK1).config["iluvatar:apps"]
+    apps[1] = {**apps[1], "hostNetwork": {"node": "talos-4", "ports": [{"port": 8123}, {"port": 5353, "protocol": "udp"}]}}
+    mosquitto = {
+        "name": "mosquitto",
+        "category": "home-automation",
+        "host": "mqtt.turing.home.arpa",
+        "address": "10.10.0.201",
+        "ports": [{"port": 1883}, {"port": 8883, "targetPort": 18883}, {"port": 1884, "protocol": "udp"}],
+        "clients": [{"namespace": "home-automation"}, {"namespace": "monitoring", "pods": {"app": "exporter", "tier": "metrics"}, "ports": [1883]}],
+    }
+    assert rk1(**{"iluvatar:apps": [*apps, mosquitto]})[3] == (
+        "apps: 3 (grafana, home-assistant, mosquitto); 0 external; raw ports: mosquitto at 10.10.0.201 (1883/tcp, 8883/tcp, 1884/udp); "
+        "on a machine's own network: home-assistant on talos-4 (8123/tcp, 5353/udp); pods admitted: mosquitto from namespace "
+        "home-automation (1883/tcp, 18883/tcp, 1884/udp), pods app=exporter, tier=metrics of namespace monitoring (1883/tcp)"
+    )
+
+
+def test_the_app_secrets_line_names_each_secret_and_its_source_never_a_value() -> None:
+    assert not any(line.startswith("app secrets:") for line in rk1())
+    apps = read_stack_file(RK1).config["iluvatar:apps"]
+    apps[0] = {**apps[0], "secrets": [{"name": "ADMIN_PASSWORD", "generate": 24}, {"name": "SMTP_PASSWORD"}]}
+    apps[1] = {**apps[1], "secrets": [{"name": "SMTP_PASSWORD", "from": "grafana"}]}
+    set_ = {"grafana": {"SMTP_PASSWORD": Secure("v1:c2VjcmV0"), "OLD_TOKEN": Secure()}}
+    lines = rk1(**{"iluvatar:apps": apps, "iluvatar:appSecrets": set_})
+    assert lines[4] == (
+        "app secrets: grafana ADMIN_PASSWORD (generated, 24 characters), SMTP_PASSWORD (set by you), OLD_TOKEN (set, read by none); "
+        "home-assistant SMTP_PASSWORD (grafana's)"
+    )
+
+
+def test_the_backup_line_says_each_apps_schedule_and_what_restic_keeps() -> None:
+    apps = read_stack_file(RK1).config["iluvatar:apps"]
+    volume = [{"claim": "data", "size": "1Gi"}]
+    apps[0] = {**apps[0], "backup": {"schedule": "0 3 * * *", "volumes": volume}}
+    apps[1] = {
+        **apps[1],
+        "backup": {
+            "schedule": "@daily",
+            "keep": {"last": 3, "daily": None, "weekly": None, "monthly": 12},
+            "volumes": [*volume, {"claim": "db", "size": "2Gi"}],
+        },
+    }
+    nfs = {"target": "nfs://10.10.0.40/volume1/backups"}
+    assert rk1(**{"iluvatar:backup": nfs, "iluvatar:apps": apps})[-1] == (
+        "backup: to NFS nfs://10.10.0.40/volume1/backups; no etcd snapshots; 3 app volumes (grafana's at 0 3 * * *, keeping the newest "
+        "of each of the last 7 days, 4 weeks and 6 months; home-assistant's at @daily, keeping the newest 3 and the newest of each of "
+        "the last 12 months); restore drill (30 4 * * 0) of volumes, alert when none passed in 8d"
+    )
