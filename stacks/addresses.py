@@ -411,6 +411,10 @@ def check(
     yield from _bmc_at_a_router(devices, network)
     yield from _bmc_off_the_networks(devices, network)
     dhcp_mode = ainur is not None and ainur.netboot.mode == "dhcp"
+    # One address inside the range is one device's, and one lease: said once, at the first key that names it, with the others.
+    lent_devices = same_device(
+        [d for d in devices if dhcp_mode and d.ip in network.dhcp_range and d.ip != network.gateway and not (bool(d.name) and d.ip in own)]
+    )
     blamed: set[str] = set()
     given: list[IPv4Address] = []
     for d in devices:
@@ -450,7 +454,7 @@ def check(
         what = NOUNS[d.kind]
         # A server written as a zone name of a machine or a VIP has that one's address, whose own rule says where it is.
         named_own = bool(d.name) and d.ip in own
-        if dhcp_mode and d.ip in network.dhcp_range and d.ip != network.gateway and not named_own:
+        if dhcp_mode and d.ip in network.dhcp_range and d.ip != network.gateway and not named_own and lent_devices[d.ip][0] == d:
             # Every device the stack names is checked here, whichever layer names it. In dhcp mode the Ainur's dnsmasq
             # lends every address of the range without a ping first (dhcp-authoritative, no-ping, plans.netboot.dnsmasq)
             # and knows no reservation but the machines': the device keeps its address only until it is lent to another
@@ -458,11 +462,20 @@ def check(
             # reaches that machine. In proxy mode, or without the Ainur, the router lends the range and may hold a
             # reservation for the device that the stack cannot see: a warning (stacks.warn._devices_in_router_range),
             # since what the stack points at the device reaches it by the address written. The gateway inside the range is the range's own problem (stacks.rules._range).
-            yield Problem(
-                path,
-                f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
-                f"only until it is lent to another machine; give {what} a fixed address outside the range",
-            )
+            others = [o.path for o in lent_devices[d.ip][1:]]
+            if not others:
+                yield Problem(
+                    path,
+                    f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
+                    f"only until it is lent to another machine; give {what} a fixed address outside the range",
+                )
+            else:
+                yield Problem(
+                    path,
+                    f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends, and {_listed(others)} "
+                    f"name{'s' if len(others) == 1 else ''} the same device: it would keep the address only until it is lent to "
+                    f"another machine; give the device a fixed address outside the range, and write it in {_listed([d.path, *others])}",
+                )
         # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
         # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
         # checks its upstream).
@@ -480,6 +493,19 @@ def check(
             f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
             f"give {what} a fixed address outside the pool",
         )
+
+
+def same_device(devices: Sequence[Held]) -> dict[IPv4Address, list[Held]]:
+    """Devices of the table by address, each address's in the table's order: the keys that write one address name one
+    device (the NAS that serves the backups, the NFS class and the DNS), so a rule about the address says it once."""
+    out: dict[IPv4Address, list[Held]] = {}
+    for d in devices:
+        out.setdefault(d.ip, []).append(d)
+    return out
+
+
+def _listed(keys: Sequence[str]) -> str:
+    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} and {keys[-1]}"
 
 
 def _own_noun(h: Held) -> str:
@@ -833,10 +859,22 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
             f"{lb} overlaps ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold one "
             "of its addresses until its lease ends, and Cilium would announce it for a Service; move the pool outside the router's",
         )
+    pooled = same_device([h for h in held if h.kind in DEVICES and h.ip in pool and not (lb is not None and lb.overlaps(pool) and h.ip in lb)])
     for h in held:
         if lb is not None and lb.overlaps(pool) and h.ip in lb:
             continue  # said once, by the pool's problem
-        if h.kind in DEVICES and h.ip in pool:
+        others = [o.path for o in pooled.get(h.ip, [])[1:]]
+        if h.kind in DEVICES and h.ip in pool and others:
+            # One address, one device, one lease: said once, at the first key that names it, with the others.
+            if pooled[h.ip][0] == h:
+                yield Problem(
+                    f"iluvatar:{h.path}",
+                    f"{_written(h)} is inside ainur.netboot.routerPool {pool}, the pool the router "
+                    f"lent before ainur.netboot.mode dhcp turned its DHCP off, and {_listed(others)} name{'s' if len(others) == 1 else ''} "
+                    "the same device: it holds the address only until its lease ends, then the Ainur lend it another; give the device a "
+                    f"fixed address outside the router's pool and network.dhcpRange, and write it in {_listed([h.path, *others])}",
+                )
+        elif h.kind in DEVICES and h.ip in pool:
             # The router no longer lends in dhcp mode: a device the stack names keeps the address it was lent only until
             # its lease ends, then the Ainur lend it one of network.dhcpRange, and the forwarding, the NFS mounts, the
             # backups or the power control the stack pointed at it reach nothing (or another device).

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
 from stacks import encryption, pi_listeners, pins
-from stacks.addresses import CLIENTS, DEVICES, NOUNS, Server, entries, hostless, route_ranges, router_key, routers, searching, servers
+from stacks.addresses import CLIENTS, DEVICES, NOUNS, Held, Server, entries, hostless, route_ranges, routed, router_key, routers, searching, servers
 from stacks.apps import NAMESPACE_KEYS, NODE_LISTENERS, client_port_doubts
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
@@ -50,8 +50,9 @@ _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Satu
 
 
 def warnings(stack: StackConfig) -> list[Problem]:
-    """Every warning of a valid stack, in config order."""
-    return list(_warnings(stack))
+    """Every warning of a valid stack, in config order, each once: two rules (or one rule reaching a value twice) that
+    say the same of the same key would have validate and `pulumi preview` print it twice."""
+    return list(dict.fromkeys(_warnings(stack)))
 
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
@@ -113,7 +114,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _beside_pi_listeners(stack, reached)
     yield from _single_labels(stack, reached)
     yield from _tailscale_domain(stack)
-    yield from _routes_into_lent(stack)
+    yield from _routes_into_lent(stack, reached)
     yield from _routes_nobody_reaches(stack)
     yield from _routes_to_arda_machines(stack)
     yield from _routes_to_a_router(stack)
@@ -184,21 +185,53 @@ def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
     `up`'s power control, sign-in, the alerts, Argo CD's clone), silently until it is next needed. In dhcp mode the Ainur
     lend the range and know no reservation of the device's: refused there (stacks.addresses.check). A server written as a
     zone name is a machine's or a VIP's address, never lent; the routed devices have their own warning
-    (`_route_in_router_range`)."""
+    (`_routes_into_lent`), but for a device of the table that a route names too.
+
+    One address is one device, and one lease: the keys that name it (the NAS serving the backups, the NFS class and the
+    DNS, a route to it) are said in one warning, under the first, with every harm of the one reservation missing."""
+    lent = stack.network.dhcp_range
+    for ip, held in _lent_devices(stack, named).items():
+        first = held[0]
+        written = stack.backup.target if first.kind == "nas" and stack.backup is not None else first.written
+        shown = f"{written}: {ip}" if written and written != str(ip) else str(ip)
+        others = [k for h in held for k in (h.path, *h.also)][1:]
+        named_too = f", and {_and(others)} name{'s' if len(others) == 1 else ''} the same device" if others else ""
+        harms = list(dict.fromkeys(_LENT_ROUTE if h.kind == "route" else CLIENTS[h.kind] for h in held))
+        harm = harms[0] if len(harms) == 1 else f"each loses it ({'; '.join(harms)})"
+        kinds = {h.kind for h in held}
+        fix = f"{NOUNS[first.kind]} (or give it" if kinds == {first.kind} else f"{ip} (or give the device"
+        yield Problem(
+            f"iluvatar:{first.path}",
+            f"{shown} is inside network.dhcpRange {lent}, the addresses the router lends{named_too}: if its lease moves, {harm}; "
+            f"make sure the router holds a reservation for {fix} a fixed address outside the range)",
+        )
+
+
+# What a route to a device's address loses when the router lends the address to another.
+_LENT_ROUTE = "the tailnet would reach whichever device is lent it next"
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _lent_devices(stack: StackConfig, named: Sequence[Server]) -> dict[IPv4Address, list[Held]]:
+    """The devices of the address table inside network.dhcpRange where the router lends it, by address, each with the
+    keys that name it in the table's order, a remote-access route to one device (/32) last; a route alone at an address
+    is left to `_routes_into_lent`."""
     if stack.ainur is not None and stack.ainur.netboot.mode == "dhcp":
-        return
+        return {}
     lent = stack.network.dhcp_range
     table = entries(list(enumerate(stack.nodes)), [], None, None, stack.backup, stack.network, stack.storage, named)
+    out: dict[IPv4Address, list[Held]] = {}
     for d in table:
         if d.kind not in DEVICES or d.name or d.ip not in lent or d.ip == stack.network.gateway:
             continue
-        written = stack.backup.target if d.kind == "nas" and stack.backup is not None else d.written
-        shown = f"{written}: {d.ip}" if written and written != str(d.ip) else str(d.ip)
-        yield Problem(
-            f"iluvatar:{d.path}",
-            f"{shown} is inside network.dhcpRange {lent}, the addresses the router lends: if its lease moves, {CLIENTS[d.kind]}; "
-            f"make sure the router holds a reservation for {NOUNS[d.kind]} (or give it a fixed address outside the range)",
-        )
+        out.setdefault(d.ip, []).append(d)
+    for route in routed(stack.remote_access):
+        if route.ip in out:
+            out[route.ip].append(route)
+    return out
 
 
 def _host_network_dhcp(stack: StackConfig) -> Iterator[Problem]:
@@ -271,7 +304,7 @@ def _namespace_repeated(stack: StackConfig) -> Iterator[Problem]:
                     )
 
 
-def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
+def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
     """A remote-access route into a lent range (stacks.addresses.route_ranges) that the stack cannot refuse, in config order:
 
     - a route to one device (/32) inside a range the router lends (network.dhcpRange in proxy mode, or without the
@@ -286,9 +319,13 @@ def _routes_into_lent(stack: StackConfig) -> Iterator[Problem]:
         return
     discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
     lent = route_ranges(stack.network, stack.ainur, discovery)
+    # A route to a device the address table knows is said in that device's warning (`_devices_in_router_range`).
+    devices = _lent_devices(stack, named)
     for i, route in enumerate(stack.remote_access.routes):
         for r in lent:
             pool = r.range
+            if r.lender == "router" and route.num_addresses == 1 and route.network_address in devices:
+                continue
             if r.lender == "router" and route.num_addresses == 1 and route.network_address in pool:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",
