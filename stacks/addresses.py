@@ -317,6 +317,7 @@ def check(
     network: Network | None,
     ainur: Ainur | None,
     free: Callable[[Collection[IPv4Address]], IPv4Address | None] | None = None,
+    routes: Sequence[Held] = (),
 ) -> Iterator[Problem]:
     """The collisions no layer's own rule sees: a VIP, a machine or a DNS server at a device's or the homelab's address,
     and every device, whichever layer names it, inside network.dhcpRange or the load-balancer pool. The front door's and
@@ -411,9 +412,19 @@ def check(
     yield from _bmc_at_a_router(devices, network)
     yield from _bmc_off_the_networks(devices, network)
     dhcp_mode = ainur is not None and ainur.netboot.mode == "dhcp"
-    # One address inside the range is one device's, and one lease: said once, at the first key that names it, with the others.
-    lent_devices = same_device(
-        [d for d in devices if dhcp_mode and d.ip in network.dhcp_range and d.ip != network.gateway and not (bool(d.name) and d.ip in own)]
+    # One address inside the range is one device's, and one lease: said once, at the first key that names it, with the
+    # others and the routes to it (`leased_routes` leaves those to this).
+    lent_devices = with_routes(in_dhcp_range(held, network, ainur), routes)
+    # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
+    # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
+    # checks its upstream). The other layers' servers there are Services on Arda: their own rules on Arda speak
+    # (stacks.monitoring and stacks.gitops refuse, stacks.warn warns of the alert receiver and the sign-in directory).
+    in_pool = same_device(
+        [
+            d
+            for d in devices
+            if d.kind != "nas" and d.kind not in SERVERS and not (d.kind == "dns" and ainur is None) and d.ip in network.load_balancer_pool
+        ]
     )
     blamed: set[str] = set()
     given: list[IPv4Address] = []
@@ -474,25 +485,33 @@ def check(
                     path,
                     f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends, and {_listed(others)} "
                     f"name{'s' if len(others) == 1 else ''} the same device: it would keep the address only until it is lent to "
-                    f"another machine; give the device a fixed address outside the range, and write it in {_listed([d.path, *others])}",
+                    f"another machine; give the device a fixed address outside the range, and {_write_it(lent_devices[d.ip])}",
                 )
-        # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
-        # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
-        # checks its upstream).
-        # The other layers' servers there are Services on Arda: their own rules on Arda speak (stacks.monitoring and
-        # stacks.gitops refuse, stacks.warn warns of the alert receiver and the sign-in directory).
-        if d.kind == "nas" or d.kind in SERVERS or (d.kind == "dns" and ainur is None) or d.ip not in network.load_balancer_pool:
+        pooled = in_pool.get(d.ip, [])
+        if d not in pooled or pooled[0] != d:
             continue
-        why = (
-            "the Ainur would forward the whole LAN's names to a Service on Arda, and the house would lose them whenever Arda is down"
-            if d.kind == "dns"
-            else f"Cilium would give {what}'s address to a Service"
-        )
+        if len(pooled) == 1:
+            yield Problem(
+                path,
+                f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
+                f"{_in_pool_why(d)}; give {what} a fixed address outside the pool",
+            )
+            continue
+        # One address, one device: its keys said once, each one's harm, and a fix that moves them all.
+        others = [o.path for o in pooled[1:]]
         yield Problem(
             path,
-            f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
-            f"give {what} a fixed address outside the pool",
+            f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take, and "
+            f"{_listed(others)} name{'s' if len(others) == 1 else ''} the same device: {'; '.join(dict.fromkeys(_in_pool_why(o) for o in pooled))}; "
+            f"give the device a fixed address outside the pool, and {_write_it(pooled)}",
         )
+
+
+def _in_pool_why(d: Held) -> str:
+    """What a device inside the load-balancer pool loses: a Service takes its address (a DNS server's, the LAN's names)."""
+    if d.kind == "dns":
+        return "the Ainur would forward the whole LAN's names to a Service on Arda, and the house would lose them whenever Arda is down"
+    return f"Cilium would give {NOUNS[d.kind]}'s address to a Service"
 
 
 def same_device(devices: Sequence[Held]) -> dict[IPv4Address, list[Held]]:
@@ -502,6 +521,41 @@ def same_device(devices: Sequence[Held]) -> dict[IPv4Address, list[Held]]:
     for d in devices:
         out.setdefault(d.ip, []).append(d)
     return out
+
+
+def with_routes(devices: dict[IPv4Address, list[Held]], routes: Sequence[Held]) -> dict[IPv4Address, list[Held]]:
+    """`devices` with the remote-access routes to one of them (a /32 at its address, `routed`) after its keys."""
+    return {ip: [*held, *(r for r in routes if r.ip == ip)] for ip, held in devices.items()}
+
+
+def _write_it(held: Sequence[Held]) -> str:
+    """The fix of a device several keys name: the new address in every one, a route to it as that address's /32."""
+    keys = [h.path for h in held if h.kind != "route"]
+    routes = [h.path for h in held if h.kind == "route"]
+    return f"write it in {_listed(keys)}" + (f", and route it in {_listed(routes)} (as <address>/32)" if routes else "")
+
+
+def in_dhcp_range(held: Sequence[Held], network: Network | None, ainur: Ainur | None) -> dict[IPv4Address, list[Held]]:
+    """In dhcp mode, the devices of the table inside network.dhcpRange, by address (`same_device`): the gateway inside
+    it is the range's own problem, and a server written as a zone name of the homelab's own is that address's rule's."""
+    if network is None or ainur is None or ainur.netboot.mode != "dhcp":
+        return {}
+    own = {h.ip for h in held if h.kind not in DEVICES}
+    return same_device(
+        [d for d in held if d.kind in DEVICES and d.ip in network.dhcp_range and d.ip != network.gateway and not (d.name and d.ip in own)]
+    )
+
+
+def in_router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | None) -> dict[IPv4Address, list[Held]]:
+    """In dhcp mode, the devices of the table inside ainur.netboot.routerPool, by address (`same_device`), as
+    `router_pool` refuses them: none while the pool overlaps network.dhcpRange, none in a load-balancer pool over it."""
+    if ainur is None or ainur.netboot.mode != "dhcp" or not isinstance(ainur.netboot.router_pool, AddressRange):
+        return {}
+    pool = ainur.netboot.router_pool
+    if network is not None and pool.overlaps(network.dhcp_range):
+        return {}
+    lb = network.load_balancer_pool if network is not None else None
+    return same_device([h for h in held if h.kind in DEVICES and h.ip in pool and not (lb is not None and lb.overlaps(pool) and h.ip in lb)])
 
 
 def _listed(keys: Sequence[str]) -> str:
@@ -842,7 +896,7 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
 OWN: frozenset[Kind] = frozenset({"node", "vip", "identity", "headscale", "app"})
 
 
-def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | None) -> Iterator[Problem]:
+def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | None, routes: Sequence[Held] = ()) -> Iterator[Problem]:
     """In dhcp mode, an address of the homelab's own inside `ainur.netboot.routerPool`: the household's devices keep
     the addresses the router lent them until their leases end, so a machine's reservation or a VIP kube-vip announces
     there could be a phone's address (two hosts answering ARP for it: the port forward and the LAN reach either). And a
@@ -859,7 +913,8 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
             f"{lb} overlaps ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold one "
             "of its addresses until its lease ends, and Cilium would announce it for a Service; move the pool outside the router's",
         )
-    pooled = same_device([h for h in held if h.kind in DEVICES and h.ip in pool and not (lb is not None and lb.overlaps(pool) and h.ip in lb)])
+    # One address, one device, one lease: with the routes to it (`leased_routes` leaves those to this).
+    pooled = with_routes(in_router_pool(held, ainur, network), routes)
     for h in held:
         if lb is not None and lb.overlaps(pool) and h.ip in lb:
             continue  # said once, by the pool's problem
@@ -872,7 +927,7 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
                     f"{_written(h)} is inside ainur.netboot.routerPool {pool}, the pool the router "
                     f"lent before ainur.netboot.mode dhcp turned its DHCP off, and {_listed(others)} name{'s' if len(others) == 1 else ''} "
                     "the same device: it holds the address only until its lease ends, then the Ainur lend it another; give the device a "
-                    f"fixed address outside the router's pool and network.dhcpRange, and write it in {_listed([h.path, *others])}",
+                    f"fixed address outside the router's pool and network.dhcpRange, and {_write_it(pooled[h.ip])}",
                 )
         elif h.kind in DEVICES and h.ip in pool:
             # The router no longer lends in dhcp mode: a device the stack names keeps the address it was lent only until
@@ -936,7 +991,11 @@ def route_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: A
 
 
 def leased_routes(
-    remote: RemoteAccess | None, network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None
+    remote: RemoteAccess | None,
+    network: Network | None,
+    ainur: Ainur | None,
+    discovery_pool: AddressRange | None,
+    devices: Collection[IPv4Address] = (),
 ) -> Iterator[Problem]:
     """A remote-access route that reaches only addresses a range lends (`route_ranges`: network.dhcpRange, the discovery
     pool, the router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then
@@ -952,6 +1011,8 @@ def leased_routes(
         for r in lent:
             if r.lender == "router" and route.num_addresses == 1:
                 continue
+            if route.num_addresses == 1 and route.network_address in devices:
+                continue  # a device's address the table refuses there (`check`, `router_pool`), naming this route too
             if route.network_address in r.range and route.broadcast_address in r.range:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",

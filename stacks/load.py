@@ -354,11 +354,13 @@ def parse_stack(
             ainur if isinstance(ainur, Ainur) else None,
         ),
     )
+    routes = addresses.routed(remote if isinstance(remote, RemoteAccess) else None)
     problems += addresses.check(
         held,
         network if isinstance(network, Network) else None,
         ainur if isinstance(ainur, Ainur) else None,
         offer if isinstance(network, Network) else None,
+        routes,
     )
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
     target_at_headscale = list(
@@ -405,15 +407,20 @@ def parse_stack(
     problems += devices_in_cluster_networks(
         parsed, held, network if isinstance(network, Network) else None, backup.target if isinstance(backup, Backup) else None
     )
+    pooled = [*held, *addresses.services([], apps)]
+    # A route to a device whose address is refused as lent is said in the device's problem, which names every key to move.
+    lent_devices = {
+        *addresses.in_dhcp_range(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None),
+        *addresses.in_router_pool(pooled, ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None),
+    }
     problems += addresses.leased_routes(
         remote if isinstance(remote, RemoteAccess) else None,
         network if isinstance(network, Network) else None,
         ainur if isinstance(ainur, Ainur) else None,
         arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
+        lent_devices,
     )
-    problems += addresses.router_pool(
-        [*held, *addresses.services([], apps)], ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None
-    )
+    problems += addresses.router_pool(pooled, ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None, routes)
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
         if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw
