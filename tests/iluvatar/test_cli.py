@@ -133,6 +133,22 @@ def test_validate_prints_a_warning_and_still_passes(tmp_path: Path) -> None:
     ]
 
 
+def test_validate_prints_one_warning_for_one_device_that_three_keys_name(tmp_path: Path, here: Here) -> None:
+    # The NAS at an address the router lends, serving the backups, the NFS class and the DNS: one device, one lease, one
+    # warning naming the three keys (tests/fixtures/warned_stacks.yaml pins its text), not three.
+    nas = {
+        "iluvatar:ainur.netboot.mode": "proxy",
+        "iluvatar:network.dns": ["192.168.0.150"],
+        "iluvatar:storage.nfs": {"server": "192.168.0.150", "share": "/volume1/kubernetes"},
+        "iluvatar:backup.target": "s3+http://192.168.0.150:9000/homelab",
+    }
+    result = here("validate", str(write_stack(tmp_path, edit(homelab_doc(), nas), stack="homelab")), cwd=ROOT)
+    assert (result.returncode, result.stderr) == (0, "")
+    warned = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    assert [w.split(": ", 2)[1] for w in warned] == ["iluvatar:backup.target"]
+    assert "and storage.nfs.server and network.dns[0] name the same device" in warned[0]
+
+
 _EITHER_DAY = (
     "warning: iluvatar:apps[0].backup.schedule: 0 2 1-7 * 6 runs on days 1-7 of the month and on every Saturday, not only "
     "where they meet: cron runs it on a day either field matches (248 days in 2026 and 2027); for one of them, write * in "
