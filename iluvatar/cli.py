@@ -331,22 +331,32 @@ def _day(text: str) -> datetime.datetime:
         raise argparse.ArgumentTypeError(f"{text} is not a day as YYYY-MM-DD (e.g. 2027-10-30)") from None
 
 
+# What json.loads reads from bytes (json.detect_encoding, CPython Lib/json/__init__.py:244-271): UTF-8 with or without a
+# byte-order mark, which RFC 8259 section 8.1 lets a parser ignore, UTF-16, which Windows PowerShell 5.1's `>` writes
+# `pulumi stack output --json` in, and UTF-32, each with or without a byte-order mark.
+OUTPUTS_ENCODINGS = "UTF-8, UTF-16 or UTF-32"
+
+
+def _outputs_json(flag: str, path: Path, written: str) -> Any:
+    """The JSON in an outputs file, in whichever of OUTPUTS_ENCODINGS it is written; one line naming the flag, the file
+    and the fix where it cannot be read."""
+    try:
+        # Bytes, so that json.loads reads the encoding from the first bytes, as OUTPUTS_ENCODINGS says.
+        return json.loads(path.read_bytes())
+    except OSError as e:
+        raise CommandError(f"{flag} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CommandError(
+            f"{flag} {path}: not text in {OUTPUTS_ENCODINGS}; write it with `pulumi stack output --json --show-secrets > {path.name}`"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise CommandError(f"{flag} {path}: not JSON ({e.msg} at line {e.lineno}); write it with {written}") from None
+
+
 def _previous_outputs(path: Path, *, whole: bool = False) -> dict[str, Any]:
     """A deployment's outputs as `pulumi stack output --json` (or a render's outputs.json) writes them; with `whole`, all
     of them (stacks.day2.missing): the render plans every layer from them, where `versions` reads only `arda`'s releases."""
-    try:
-        # Bytes, so that json.loads reads the encoding from the first bytes (json.detect_encoding): UTF-8 with or without
-        # a byte-order mark, which RFC 8259 section 8.1 lets a parser ignore, and UTF-16, which Windows PowerShell 5.1's
-        # `>` writes `pulumi stack output --json` in.
-        doc = json.loads(path.read_bytes())
-    except OSError as e:
-        raise CommandError(f"--previous {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise CommandError(
-            f"--previous {path}: not text in UTF-8 or UTF-16; write it with `pulumi stack output --json --show-secrets > {path.name}`"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise CommandError(f"--previous {path}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json`") from None
+    doc = _outputs_json("--previous", path, "`pulumi stack output --json`")
     if not isinstance(doc, dict):
         raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
     _outputs_of_a_stack(path, doc)
@@ -844,14 +854,7 @@ def _doctor(args: argparse.Namespace) -> int:
     path = _resolve(args)
     stack = load_stack_file(path)
     outputs_file = Path(args.outputs)
-    try:
-        outputs = json.loads(outputs_file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CommandError(f"--outputs {outputs_file}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise CommandError(
-            f"--outputs {outputs_file}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json --show-secrets`"
-        ) from None
+    outputs = _outputs_json("--outputs", outputs_file, "`pulumi stack output --json --show-secrets`")
     if not isinstance(outputs, dict):
         raise CommandError(
             f"--outputs {outputs_file}: not the outputs of a stack (a JSON object), as `pulumi stack output --json --show-secrets` writes them"

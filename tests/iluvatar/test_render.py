@@ -779,17 +779,19 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(
 
 def test_a_previous_in_utf16_or_with_a_byte_order_mark_is_read_as_written(homelab: Path, tmp_path: Path) -> None:
     """Windows PowerShell 5.1's `>` writes `pulumi stack output --json` in UTF-16 with a byte-order mark, and some editors
-    save UTF-8 with one (which RFC 8259 section 8.1 lets a parser ignore): the same outputs, read as such. Text in no
-    encoding JSON is written in is one line naming the file and the fix, not a traceback."""
+    save UTF-8 with one (which RFC 8259 section 8.1 lets a parser ignore): the same outputs, read as such, as is UTF-32,
+    which json.loads reads too and the message names. Text in none of them is one line naming the file and the fix, not
+    a traceback."""
     text = (homelab / "outputs.json").read_text()
-    for encoded in (text.encode("utf-16"), text.encode("utf-16-be"), b"\xef\xbb\xbf" + text.encode()):
+    encodings = ("utf-16", "utf-16-be", "utf-32", "utf-32-le")
+    for encoded in (*(text.encode(e) for e in encodings), b"\xef\xbb\xbf" + text.encode()):
         (tmp_path / "old.json").write_bytes(encoded)
         assert cli._previous_outputs(tmp_path / "old.json") == json.loads(text)
     (tmp_path / "old.json").write_bytes(text.replace('"lan"', '"l\u00e4n"').encode("latin-1"))
     with pytest.raises(cli.CommandError) as refused:
         cli._previous_outputs(tmp_path / "old.json")
     assert str(refused.value) == (
-        f"--previous {tmp_path / 'old.json'}: not text in UTF-8 or UTF-16; write it with `pulumi stack output --json --show-secrets > old.json`"
+        f"--previous {tmp_path / 'old.json'}: not text in UTF-8, UTF-16 or UTF-32; write it with `pulumi stack output --json --show-secrets > old.json`"
     )
 
 
