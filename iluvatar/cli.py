@@ -370,7 +370,7 @@ def _outputs_of_a_stack(path: Path, doc: dict[str, Any]) -> None:
     """Refuse a JSON object that is not a stack's outputs, and outputs whose secrets are hidden where the day-2 checks
     read them. `{}` is a stack never deployed: `pulumi stack output --json` prints it for a stack with no state
     (pulumi v3.259.0 pkg/cmd/pulumi/stack/stack_output.go:166-168)."""
-    from stacks.day2 import READ_OUTPUTS, hidden
+    from stacks.day2 import EVERY_DEPLOYMENT, READ_OUTPUTS, hidden
 
     if doc and not doc.keys() & READ_OUTPUTS.keys():
         # Every deployment writes lan, vips, gateways, loadBalancerPool, arda and storage (__main__.py): a file with none
@@ -383,8 +383,8 @@ def _outputs_of_a_stack(path: Path, doc: dict[str, Any]) -> None:
         keys = ", ".join(sorted(doc)[:6]) + (", ..." if len(doc) > 6 else "")
         raise CommandError(
             f"--previous {path}: not the outputs of a stack: its keys ({keys}) are none of those every deployment writes "
-            "(lan, vips, gateways, loadBalancerPool, arda, storage); write them with `pulumi stack output --json` (a part of "
-            "them, such as the `ainur` output alone, is not enough; a stack never deployed is {})"
+            f"({', '.join(EVERY_DEPLOYMENT)}); write them with `pulumi stack output --json` (a part of them, such as the "
+            "`ainur` output alone, is not enough; a stack never deployed is {})"
         )
     if paths := hidden(doc):
         named = [*paths[:5], f"{len(paths) - 5} more"] if len(paths) > 6 else paths
@@ -410,10 +410,12 @@ def _of_this_deployment(path: Path, outputs: dict[str, Any], stack: StackConfig)
     """Refuse another deployment's outputs: a LAN other than the stack's and not one machine of its inventory. Planned
     against them, every machine they record and the stack lacks reads as one removed (put back with retire: true), which
     would add another LAN's machines to this stack. (`pulumi preview` reads the stack's own outputs: no such mix-up.)"""
-    lan = outputs.get("lan")
+    from stacks import outputs as exports
+
+    lan = outputs.get(exports.LAN)
     recorded = {
         name
-        for part in ("arda", "ainur")
+        for part in (exports.ARDA, exports.AINUR)
         if isinstance(outputs.get(part), dict) and isinstance(outputs[part].get("nodes"), dict)
         for name in outputs[part]["nodes"]
     }

@@ -38,6 +38,7 @@ from iluvatar.graph import provider_urn
 from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
 from plans import imagefactory, netboot, rollout, yamltext
 from plans.netboot.base import DNSMASQ_CONFIGMAP_PREFIX
+from stacks import outputs as exports
 from stacks.netboot_mode import deployed_mode
 from stacks.pulumi_source import recorded_ainur
 
@@ -147,7 +148,7 @@ def talos_files(sim: Simulation) -> dict[str, str]:
 def ainur_files(sim: Simulation) -> dict[str, str]:
     """Each Pi's cloud-init user-data and network-config: what to flash before the first `pulumi up`."""
     files: dict[str, str] = {}
-    for kind, output in (("user-data", "ainurUserData"), ("network-config", "ainurNetworkConfig")):
+    for kind, output in (("user-data", exports.AINUR_USER_DATA), ("network-config", exports.AINUR_NETWORK_CONFIG)):
         for node, text in (redact(sim.outputs.get(output)) or {}).items():
             files[f"ainur/{node}.{kind}"] = text
     return files
@@ -439,14 +440,14 @@ def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
     """The day-2 plan against a previous deployment's outputs, as `pulumi preview` logs it on the simulation's day: every
     step that runs on Arda and the Ainur, in order, and why."""
     # A move between DHCP modes first: it is the household's, and it says when the router's part is done.
-    modes = (deployed_mode(previous.get("dnsmasqConf")), deployed_mode(sim.outputs.get("dnsmasqConf")))
-    was = previous.get("arda")
-    pool, gateways = previous.get("loadBalancerPool"), previous.get("gateways")
+    modes = (deployed_mode(previous.get(exports.DNSMASQ_CONF)), deployed_mode(sim.outputs.get(exports.DNSMASQ_CONF)))
+    was = previous.get(exports.ARDA)
+    pool, gateways = previous.get(exports.LOAD_BALANCER_POOL), previous.get(exports.GATEWAYS)
     if isinstance(was, dict) and "pool" not in was and isinstance(pool, dict) and isinstance(gateways, dict):
         # Outputs from before the `arda` output recorded the pool still say it and the gateways' addresses at the top.
         was = {**was, "pool": {"range": f"{pool.get('start')}-{pool.get('end')}", "services": gateways}}
-    routes = isinstance(sim.outputs.get("remoteAccess"), dict)
-    arda = rollout.plan(was, sim.outputs["arda"], sim.now, ainur=(recorded_ainur(previous), sim.outputs.get("ainur")), routes=routes)
+    routes = isinstance(sim.outputs.get(exports.REMOTE_ACCESS), dict)
+    arda = rollout.plan(was, sim.outputs[exports.ARDA], sim.now, ainur=(recorded_ainur(previous), sim.outputs.get(exports.AINUR)), routes=routes)
     return rollout.describe_mode(*modes) + arda
 
 
