@@ -234,8 +234,8 @@ def missing(outputs: Mapping[str, Any]) -> str | None:
     this one writes them all. A first `pulumi up` whose program stopped with an error part-way records the outputs
     exported before it stopped, in __main__.py's order: the Python SDK registers the stack's outputs once, those exported
     so far, as the program ends, even with an error (pulumi 3.272.0 sdk/python/lib/pulumi/runtime/stack.py:234-251 and
-    :320-328), and the engine keeps what a failed update registered besides the outputs it had (pulumi/pulumi#15754),
-    none on a first. (A resource that fails is no such stop: every export is sent in one request, which a failed
+    :320-328), and the engine records what a failed update registered, keeping the outputs it had besides (its step
+    executor defers the stack's outputs to the update's end, since 2024), none on a first. (A resource that fails is no such stop: every export is sent in one request, which a failed
     resource's output fails whole, runtime/resource.py:1434-1438, and the outputs stay the last finished run's, or {}.)
     Outputs that fit neither were cut short or edited."""
     if not outputs:
