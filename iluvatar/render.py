@@ -188,7 +188,7 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
             pi = reg.name.removeprefix("ainur-").removesuffix("-boot")
             for key, text in sorted(redact(reg.inputs.get("data", {})).items()):
                 files[f"netboot/pis/{pi}/boot.{key}"] = text
-    reservations = {netboot.mac_name(r["mac"]): r for r in sim.outputs.get("reservations") or []}
+    reservations = {netboot.mac_name(r["mac"]): r for r in sim.outputs.get(exports.RESERVATIONS) or []}
     scripts = sorted(n.removesuffix(".ipxe") for n in (ipxe.inputs.get("data", {}) if ipxe else {}) if n != "boot.ipxe")
     if scripts:
         out = io.StringIO()
@@ -205,7 +205,7 @@ def flash_files(sim: Simulation) -> dict[str, str]:
     """The Image Factory disk image to flash on each Arda SBC (RK1, Raspberry Pi 4), by node, and each such
     board's schematic as the provider POSTs it: Image Factory serves images only for a schematic it was sent,
     and the images are flashed before any `pulumi up` sends it (docs/bring-up.md)."""
-    images: dict[str, str] = sim.outputs.get("ardaDiskImages") or {}
+    images: dict[str, str] = sim.outputs.get(exports.ARDA_DISK_IMAGES) or {}
     if not images:
         return {}
     out = io.StringIO()
@@ -231,11 +231,11 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
 
 def edge_files(sim: Simulation) -> dict[str, str]:
     """The edge at a glance: routes, the LAN's split DNS, certificates, and the local CA to install."""
-    edge = sim.outputs.get("edge")
+    edge = sim.outputs.get(exports.EDGE)
     if not isinstance(edge, dict):
         return {}
     files: dict[str, str] = {}
-    ca = sim.outputs.get("caCertificate")
+    ca = sim.outputs.get(exports.CA_CERTIFICATE)
     if isinstance(ca, str):
         files["edge/ca.crt"] = ca
     addresses = edge["gateways"]
@@ -264,7 +264,7 @@ def cloudflare_files(sim: Simulation) -> dict[str, str]:
     tunnels = sim.by_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
     if not records and not tunnels:
         return {}
-    tunnel_ids = {t.urn: sim.outputs.get("tunnelId") for t in tunnels}
+    tunnel_ids = {t.urn: sim.outputs.get(exports.TUNNEL_ID) for t in tunnels}
     files = {
         "cloudflare/records.csv": _csv(
             ["name", "type", "content", "proxied", "ttl", "comment"],
