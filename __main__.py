@@ -33,7 +33,8 @@ from plans import logs as logs_plan
 from plans import talos as talos_plan
 from plans import zone as zone_plan
 from stacks import encryption
-from stacks.pulumi_source import KUBE_VIP_OUTPUT, load
+from stacks import outputs as exports
+from stacks.pulumi_source import load
 
 loaded = load()
 stack = loaded.config
@@ -43,12 +44,12 @@ local_ca = LocalCa("local-ca", LocalCaArgs(stack))
 trusted_ca = local_ca.certificate if stack.identity is not None else None
 
 ea = Ea("ea", EaArgs(stack))
-pulumi.export("lan", ea.lan)
-pulumi.export("reservations", ea.reservations)
-pulumi.export("dnsRecords", ea.dns_records)
-pulumi.export("vips", ea.vips)
-pulumi.export("gateways", ea.gateways)
-pulumi.export("loadBalancerPool", ea.load_balancer_pool)
+pulumi.export(exports.LAN, ea.lan)
+pulumi.export(exports.RESERVATIONS, ea.reservations)
+pulumi.export(exports.DNS_RECORDS, ea.dns_records)
+pulumi.export(exports.VIPS, ea.vips)
+pulumi.export(exports.GATEWAYS, ea.gateways)
+pulumi.export(exports.LOAD_BALANCER_POOL, ea.load_balancer_pool)
 
 ainur = None
 if stack.ainur is not None:
@@ -63,20 +64,20 @@ if stack.ainur is not None:
             previous_dnsmasq_conf=loaded.dnsmasq_output,
         ),
     )
-    pulumi.export("ainurUserData", ainur.user_data)
-    pulumi.export("ainurNetworkConfig", ainur.network_config)
-    pulumi.export("ainurKubeconfig", ainur.kubeconfig)
+    pulumi.export(exports.AINUR_USER_DATA, ainur.user_data)
+    pulumi.export(exports.AINUR_NETWORK_CONFIG, ainur.network_config)
+    pulumi.export(exports.AINUR_KUBECONFIG, ainur.kubeconfig)
     # The Pis this deployment knows, by name and MAC: the next run tells a renamed Pi from a new one.
-    pulumi.export("ainur", ainur.state)
+    pulumi.export(exports.AINUR, ainur.state)
 
 # Arda's machines trust it too where their volumes unlock through the Ainur's KMS, whose certificate it signs
 # (plans.volume_encryption).
 arda_ca = local_ca.certificate if stack.identity is not None or encryption.uses_kms(stack) else None
 arda_config = TalosConfig("arda-config", TalosConfigArgs(stack, ca_certificate=arda_ca))
-pulumi.export("ardaTalosconfig", arda_config.talosconfig)
-pulumi.export("ardaInstallerImages", arda_config.installer_images)
-pulumi.export("ardaDiskImages", arda_config.disk_images)
-pulumi.export("ardaPxeUrls", arda_config.pxe_urls)
+pulumi.export(exports.ARDA_TALOSCONFIG, arda_config.talosconfig)
+pulumi.export(exports.ARDA_INSTALLER_IMAGES, arda_config.installer_images)
+pulumi.export(exports.ARDA_DISK_IMAGES, arda_config.disk_images)
+pulumi.export(exports.ARDA_PXE_URLS, arda_config.pxe_urls)
 
 netboot = None
 if ainur is not None:
@@ -98,9 +99,9 @@ if ainur is not None:
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
-    pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
+    pulumi.export(exports.DNSMASQ_CONF, netboot.dnsmasq_conf)
     if netboot.kube_vip_rolled is not None:
-        pulumi.export(KUBE_VIP_OUTPUT, netboot.kube_vip_rolled)
+        pulumi.export(exports.KUBE_VIP_ROLLED, netboot.kube_vip_rolled)
 
 # The KMS Arda's `kms` disk encryption keys unlock with (plans.kms), on the Ainur: a disk or machine out of the house cannot
 # reach it. Its key is in clear only in Pulumi's state (or, restored from its backup, the stack's secret config) and the
@@ -112,12 +113,12 @@ if ainur is not None and kms_plan.enabled(stack):
         KmsArgs(stack, local_ca, restore=loaded.secrets.kms_key_restore),
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
-    pulumi.export("kmsKey", kms.key)
+    pulumi.export(exports.KMS_KEY, kms.key)
     # Which key that is (an HMAC under it, never the key): the next preview refuses a restored key that is another one.
-    pulumi.export(encryption.KMS_KEY_ID_OUTPUT, pulumi.Output.secret(kms.key.apply(encryption.kms_key_id)))
+    pulumi.export(exports.KMS_KEY_ID, pulumi.Output.secret(kms.key.apply(encryption.kms_key_id)))
     if loaded.secrets.kms_key_restore is not None:
-        pulumi.export(kms_plan.RESTORED_OUTPUT, True)
-    pulumi.export("kmsEndpoint", kms_plan.endpoint(stack))
+        pulumi.export(exports.KMS_KEY_RESTORED, True)
+    pulumi.export(exports.KMS_ENDPOINT, kms_plan.endpoint(stack))
 
 # The machines the inventory says how to power on, powered on when their apply needs them (components.power).
 power = None
@@ -144,19 +145,19 @@ arda = TalosCluster(
         deployed=loaded.arda,
     ),
 )
-pulumi.export("ardaKubeconfig", arda.kubeconfig)
+pulumi.export(exports.ARDA_KUBECONFIG, arda.kubeconfig)
 # What Arda runs after this deployment: the next run reads it back to refuse an impossible version change and show its plan.
-pulumi.export("arda", arda.state)
+pulumi.export(exports.ARDA, arda.state)
 
 edge = Edge(
     "edge",
     EdgeArgs(stack, arda.access, local_ca, cloudflare_api_token=loaded.secrets.cloudflare_api_token, after=[arda.ready]),
     opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}, transformations=[arda.access.in_cluster]),
 )
-pulumi.export("caCertificate", edge.ca_certificate)
-pulumi.export("edge", edge.summary)
+pulumi.export(exports.CA_CERTIFICATE, edge.ca_certificate)
+pulumi.export(exports.EDGE, edge.summary)
 if edge.cloudflare is not None:
-    pulumi.export("tunnelId", edge.cloudflare.tunnel.id)
+    pulumi.export(exports.TUNNEL_ID, edge.cloudflare.tunnel.id)
 
 # App secrets (External Secrets Operator and its store) and backups (VolSync, etcd snapshots): before Argo CD syncs anything.
 data = DataSafety(
@@ -175,11 +176,12 @@ data = DataSafety(
 )
 if data.age_identity is not None:
     # The key that decrypts Arda's etcd snapshots: keep a copy outside the homelab (docs/layers/data.md).
-    pulumi.export("backupAgeKey", data.age_identity)
+    pulumi.export(exports.BACKUP_AGE_KEY, data.age_identity)
 if kms is not None and data.age_recipient is not None:
     # The KMS key, age-encrypted to the backups' recipient (backupAgeKey opens it): public, keep it with the backups.
     pulumi.export(
-        "kmsKeyBackup", pulumi.Output.unsecret(pulumi.Output.all(kms.key, data.age_recipient).apply(lambda v: kms_plan.key_backup(v[0], v[1])))
+        exports.KMS_KEY_BACKUP,
+        pulumi.Output.unsecret(pulumi.Output.all(kms.key, data.age_recipient).apply(lambda v: kms_plan.key_backup(v[0], v[1]))),
     )
 
 gitops = None
@@ -199,14 +201,14 @@ if stack.gitops is not None:
             ca_certificate=trusted_ca,
         ),
     )
-    pulumi.export("gitopsRepoUrls", {"arda": gitops.arda.repo_url, **({"ainur": gitops.ainur.repo_url} if gitops.ainur else {})})
+    pulumi.export(exports.GITOPS_REPO_URLS, {"arda": gitops.arda.repo_url, **({"ainur": gitops.ainur.repo_url} if gitops.ainur else {})})
 
 storage = Storage(
     "storage",
     StorageArgs(stack, loaded.deployed, gitops, pi_joins={n: pi.join for n, pi in ainur.pis.items()} if ainur is not None else {}),
 )
 # What this deployment runs Ceph on: the next run reads it back to refuse an unretired removal.
-pulumi.export("storage", storage.state)
+pulumi.export(exports.STORAGE, storage.state)
 
 if ainur is not None and netboot is not None:
     # The netbooting maiar's roots wait for their volume's storage (Longhorn, an Application of the storage layer), and the
@@ -247,7 +249,7 @@ if stack.monitoring is not None and gitops is not None and arda.monitoring_crds 
             after=[arda.ready],
         ),
     )
-    pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
+    pulumi.export(exports.GRAFANA_ADMIN_PASSWORD, monitoring.grafana_admin_password)
     if logs_plan.enabled(stack):
         # Every machine's logs into one store on Arda (Talos's own destinations, every pod's files, the Pis' journals).
         Logs(
@@ -295,7 +297,7 @@ if stack.identity is not None and ainur is not None:
             lambda v: identity_plan.kubeconfig(stack, "ainur", k3s_plan.server_url(stack), identity_plan.cluster_ca(v[0]), v[1])
         ),
     }
-    pulumi.export("signIn", {**identity.sign_in, "kubeconfigs": {k: pulumi.Output.unsecret(v) for k, v in kubeconfigs.items()}})
+    pulumi.export(exports.SIGN_IN, {**identity.sign_in, "kubeconfigs": {k: pulumi.Output.unsecret(v) for k, v in kubeconfigs.items()}})
 
 if stack.remote_access is not None:
     # The homelab from anywhere over a tailnet (Tailscale, or Headscale on the Ainur): the signIn kubeconfigs work unchanged.
@@ -323,12 +325,12 @@ if stack.remote_access is not None:
             ),
         ),
     )
-    pulumi.export("remoteAccess", remote_access.summary)
+    pulumi.export(exports.REMOTE_ACCESS, remote_access.summary)
 
 # When each certificate the local CA issued ends, and how long before its end `pulumi up` renews it (pulumi-tls's
 # early_renewal_hours): what `iluvatar doctor` reads, beside the CA's own (caCertificate). Certificates are public.
 pulumi.export(
-    "localCertificates",
+    exports.LOCAL_CERTIFICATES,
     {name: pem.apply(functools.partial(lifetimes.issued_entry, hours=hours)) for name, (pem, hours) in sorted(local_ca.issued.items())},
 )
 

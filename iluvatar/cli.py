@@ -331,22 +331,32 @@ def _day(text: str) -> datetime.datetime:
         raise argparse.ArgumentTypeError(f"{text} is not a day as YYYY-MM-DD (e.g. 2027-10-30)") from None
 
 
+# What json.loads reads from bytes (json.detect_encoding, CPython Lib/json/__init__.py:244-271): UTF-8 with or without a
+# byte-order mark, which RFC 8259 section 8.1 lets a parser ignore, UTF-16, which Windows PowerShell 5.1's `>` writes
+# `pulumi stack output --json` in, and UTF-32, each with or without a byte-order mark.
+OUTPUTS_ENCODINGS = "UTF-8, UTF-16 or UTF-32"
+
+
+def _outputs_json(flag: str, path: Path, written: str) -> Any:
+    """The JSON in an outputs file, in whichever of OUTPUTS_ENCODINGS it is written; one line naming the flag, the file
+    and the fix where it cannot be read."""
+    try:
+        # Bytes, so that json.loads reads the encoding from the first bytes, as OUTPUTS_ENCODINGS says.
+        return json.loads(path.read_bytes())
+    except OSError as e:
+        raise CommandError(f"{flag} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CommandError(
+            f"{flag} {path}: not text in {OUTPUTS_ENCODINGS}; write it with `pulumi stack output --json --show-secrets > {path.name}`"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise CommandError(f"{flag} {path}: not JSON ({e.msg} at line {e.lineno}); write it with {written}") from None
+
+
 def _previous_outputs(path: Path, *, whole: bool = False) -> dict[str, Any]:
     """A deployment's outputs as `pulumi stack output --json` (or a render's outputs.json) writes them; with `whole`, all
     of them (stacks.day2.missing): the render plans every layer from them, where `versions` reads only `arda`'s releases."""
-    try:
-        # Bytes, so that json.loads reads the encoding from the first bytes (json.detect_encoding): UTF-8 with or without
-        # a byte-order mark, which RFC 8259 section 8.1 lets a parser ignore, and UTF-16, which Windows PowerShell 5.1's
-        # `>` writes `pulumi stack output --json` in.
-        doc = json.loads(path.read_bytes())
-    except OSError as e:
-        raise CommandError(f"--previous {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise CommandError(
-            f"--previous {path}: not text in UTF-8 or UTF-16; write it with `pulumi stack output --json --show-secrets > {path.name}`"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise CommandError(f"--previous {path}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json`") from None
+    doc = _outputs_json("--previous", path, "`pulumi stack output --json`")
     if not isinstance(doc, dict):
         raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
     _outputs_of_a_stack(path, doc)
@@ -360,7 +370,7 @@ def _outputs_of_a_stack(path: Path, doc: dict[str, Any]) -> None:
     """Refuse a JSON object that is not a stack's outputs, and outputs whose secrets are hidden where the day-2 checks
     read them. `{}` is a stack never deployed: `pulumi stack output --json` prints it for a stack with no state
     (pulumi v3.259.0 pkg/cmd/pulumi/stack/stack_output.go:166-168)."""
-    from stacks.day2 import READ_OUTPUTS, hidden
+    from stacks.day2 import EVERY_DEPLOYMENT, READ_OUTPUTS, hidden
 
     if doc and not doc.keys() & READ_OUTPUTS.keys():
         # Every deployment writes lan, vips, gateways, loadBalancerPool, arda and storage (__main__.py): a file with none
@@ -373,8 +383,8 @@ def _outputs_of_a_stack(path: Path, doc: dict[str, Any]) -> None:
         keys = ", ".join(sorted(doc)[:6]) + (", ..." if len(doc) > 6 else "")
         raise CommandError(
             f"--previous {path}: not the outputs of a stack: its keys ({keys}) are none of those every deployment writes "
-            "(lan, vips, gateways, loadBalancerPool, arda, storage); write them with `pulumi stack output --json` (a part of "
-            "them, such as the `ainur` output alone, is not enough; a stack never deployed is {})"
+            f"({', '.join(EVERY_DEPLOYMENT)}); write them with `pulumi stack output --json` (a part of them, such as the "
+            "`ainur` output alone, is not enough; a stack never deployed is {})"
         )
     if paths := hidden(doc):
         named = [*paths[:5], f"{len(paths) - 5} more"] if len(paths) > 6 else paths
@@ -400,10 +410,12 @@ def _of_this_deployment(path: Path, outputs: dict[str, Any], stack: StackConfig)
     """Refuse another deployment's outputs: a LAN other than the stack's and not one machine of its inventory. Planned
     against them, every machine they record and the stack lacks reads as one removed (put back with retire: true), which
     would add another LAN's machines to this stack. (`pulumi preview` reads the stack's own outputs: no such mix-up.)"""
-    lan = outputs.get("lan")
+    from stacks import outputs as exports
+
+    lan = outputs.get(exports.LAN)
     recorded = {
         name
-        for part in ("arda", "ainur")
+        for part in (exports.ARDA, exports.AINUR)
         if isinstance(outputs.get(part), dict) and isinstance(outputs[part].get("nodes"), dict)
         for name in outputs[part]["nodes"]
     }
@@ -844,14 +856,7 @@ def _doctor(args: argparse.Namespace) -> int:
     path = _resolve(args)
     stack = load_stack_file(path)
     outputs_file = Path(args.outputs)
-    try:
-        outputs = json.loads(outputs_file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CommandError(f"--outputs {outputs_file}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise CommandError(
-            f"--outputs {outputs_file}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json --show-secrets`"
-        ) from None
+    outputs = _outputs_json("--outputs", outputs_file, "`pulumi stack output --json --show-secrets`")
     if not isinstance(outputs, dict):
         raise CommandError(
             f"--outputs {outputs_file}: not the outputs of a stack (a JSON object), as `pulumi stack output --json --show-secrets` writes them"

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from plans import lifetimes, rollout
+from stacks import outputs as exports
 from stacks.model import StackConfig
 
 WINDOW = datetime.timedelta(days=lifetimes.DOCTOR_DAYS)
@@ -134,7 +135,7 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
     found: list[End] = []
     unknown: list[str] = []
     if stack.ainur is not None:
-        ainur = outputs.get("ainur") if isinstance(outputs.get("ainur"), Mapping) else {}
+        ainur = outputs.get(exports.AINUR) if isinstance(outputs.get(exports.AINUR), Mapping) else {}
         assert isinstance(ainur, Mapping)
         pis = [n.name for n in stack.ainur_nodes]
         for pi in pis:
@@ -164,14 +165,14 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
                     ),
                 )
             )
-        kubeconfig = outputs.get("ainurKubeconfig")
+        kubeconfig = outputs.get(exports.AINUR_KUBECONFIG)
         if _hidden(kubeconfig):
-            unknown.append("ainurKubeconfig is hidden: write the outputs with `pulumi stack output --json --show-secrets`")
+            unknown.append(f"{exports.AINUR_KUBECONFIG} is hidden: write the outputs with `pulumi stack output --json --show-secrets`")
         elif (ca := _kube_parts(kubeconfig)[0]) is not None:
             found.append(
                 _ca("the k3s CA", ca, "rotate it with `k3s certificate rotate-ca` on the first valar, then restart k3s on every Pi, one at a time")
             )
-    arda = outputs.get("arda") if isinstance(outputs.get("arda"), Mapping) else {}
+    arda = outputs.get(exports.ARDA) if isinstance(outputs.get(exports.ARDA), Mapping) else {}
     assert isinstance(arda, Mapping)
     client = arda.get("clientCertificateExpires")
     if isinstance(client, str):
@@ -191,9 +192,9 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
         )
     else:
         unknown.append("arda.clientCertificateExpires is not in the outputs: run `pulumi up`, which records it")
-    kubeconfig = outputs.get("ardaKubeconfig")
+    kubeconfig = outputs.get(exports.ARDA_KUBECONFIG)
     if _hidden(kubeconfig):
-        unknown.append("ardaKubeconfig is hidden: write the outputs with `pulumi stack output --json --show-secrets`")
+        unknown.append(f"{exports.ARDA_KUBECONFIG} is hidden: write the outputs with `pulumi stack output --json --show-secrets`")
     else:
         ca, user = _kube_parts(kubeconfig)
         if user is not None:
@@ -214,17 +215,17 @@ def ends(stack: StackConfig, outputs: Mapping[str, Any], on: datetime.datetime) 
             )
         if ca is not None:
             found.append(_ca("Arda's Kubernetes CA", ca, "rotate Arda's CAs by hand (talosctl rotate-ca) before then"))
-    talosconfig = outputs.get("ardaTalosconfig")
+    talosconfig = outputs.get(exports.ARDA_TALOSCONFIG)
     if _hidden(talosconfig):
-        unknown.append("ardaTalosconfig is hidden: write the outputs with `pulumi stack output --json --show-secrets`")
+        unknown.append(f"{exports.ARDA_TALOSCONFIG} is hidden: write the outputs with `pulumi stack output --json --show-secrets`")
     elif (ca := _talos_ca(talosconfig)) is not None:
         found.append(_ca("Talos's CA", ca, "rotate Arda's CAs by hand (talosctl rotate-ca) before then"))
-    pem = outputs.get("caCertificate")
+    pem = outputs.get(exports.CA_CERTIFICATE)
     if isinstance(pem, str) and (ca := lifetimes.pem_end(pem)) is not None:
         found.append(_ca("the local CA", ca, "make a new one and hand it to every device that trusts this one, before then"))
-    issued = outputs.get("localCertificates")
+    issued = outputs.get(exports.LOCAL_CERTIFICATES)
     if not isinstance(issued, Mapping):
-        unknown.append("localCertificates is not in the outputs (a deployment before this version): run `pulumi up`, which exports it")
+        unknown.append(f"{exports.LOCAL_CERTIFICATES} is not in the outputs (a deployment before this version): run `pulumi up`, which exports it")
     else:
         for name, entry in sorted(issued.items()):
             end = entry.get("end") if isinstance(entry, Mapping) else None

@@ -38,6 +38,7 @@ from iluvatar.graph import provider_urn
 from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
 from plans import imagefactory, netboot, rollout, yamltext
 from plans.netboot.base import DNSMASQ_CONFIGMAP_PREFIX
+from stacks import outputs as exports
 from stacks.netboot_mode import deployed_mode
 from stacks.pulumi_source import recorded_ainur
 
@@ -147,7 +148,7 @@ def talos_files(sim: Simulation) -> dict[str, str]:
 def ainur_files(sim: Simulation) -> dict[str, str]:
     """Each Pi's cloud-init user-data and network-config: what to flash before the first `pulumi up`."""
     files: dict[str, str] = {}
-    for kind, output in (("user-data", "ainurUserData"), ("network-config", "ainurNetworkConfig")):
+    for kind, output in (("user-data", exports.AINUR_USER_DATA), ("network-config", exports.AINUR_NETWORK_CONFIG)):
         for node, text in (redact(sim.outputs.get(output)) or {}).items():
             files[f"ainur/{node}.{kind}"] = text
     return files
@@ -187,7 +188,7 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
             pi = reg.name.removeprefix("ainur-").removesuffix("-boot")
             for key, text in sorted(redact(reg.inputs.get("data", {})).items()):
                 files[f"netboot/pis/{pi}/boot.{key}"] = text
-    reservations = {netboot.mac_name(r["mac"]): r for r in sim.outputs.get("reservations") or []}
+    reservations = {netboot.mac_name(r["mac"]): r for r in sim.outputs.get(exports.RESERVATIONS) or []}
     scripts = sorted(n.removesuffix(".ipxe") for n in (ipxe.inputs.get("data", {}) if ipxe else {}) if n != "boot.ipxe")
     if scripts:
         out = io.StringIO()
@@ -204,7 +205,7 @@ def flash_files(sim: Simulation) -> dict[str, str]:
     """The Image Factory disk image to flash on each Arda SBC (RK1, Raspberry Pi 4), by node, and each such
     board's schematic as the provider POSTs it: Image Factory serves images only for a schematic it was sent,
     and the images are flashed before any `pulumi up` sends it (docs/bring-up.md)."""
-    images: dict[str, str] = sim.outputs.get("ardaDiskImages") or {}
+    images: dict[str, str] = sim.outputs.get(exports.ARDA_DISK_IMAGES) or {}
     if not images:
         return {}
     out = io.StringIO()
@@ -230,11 +231,11 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
 
 def edge_files(sim: Simulation) -> dict[str, str]:
     """The edge at a glance: routes, the LAN's split DNS, certificates, and the local CA to install."""
-    edge = sim.outputs.get("edge")
+    edge = sim.outputs.get(exports.EDGE)
     if not isinstance(edge, dict):
         return {}
     files: dict[str, str] = {}
-    ca = sim.outputs.get("caCertificate")
+    ca = sim.outputs.get(exports.CA_CERTIFICATE)
     if isinstance(ca, str):
         files["edge/ca.crt"] = ca
     addresses = edge["gateways"]
@@ -263,7 +264,7 @@ def cloudflare_files(sim: Simulation) -> dict[str, str]:
     tunnels = sim.by_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
     if not records and not tunnels:
         return {}
-    tunnel_ids = {t.urn: sim.outputs.get("tunnelId") for t in tunnels}
+    tunnel_ids = {t.urn: sim.outputs.get(exports.TUNNEL_ID) for t in tunnels}
     files = {
         "cloudflare/records.csv": _csv(
             ["name", "type", "content", "proxied", "ttl", "comment"],
@@ -439,14 +440,14 @@ def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
     """The day-2 plan against a previous deployment's outputs, as `pulumi preview` logs it on the simulation's day: every
     step that runs on Arda and the Ainur, in order, and why."""
     # A move between DHCP modes first: it is the household's, and it says when the router's part is done.
-    modes = (deployed_mode(previous.get("dnsmasqConf")), deployed_mode(sim.outputs.get("dnsmasqConf")))
-    was = previous.get("arda")
-    pool, gateways = previous.get("loadBalancerPool"), previous.get("gateways")
+    modes = (deployed_mode(previous.get(exports.DNSMASQ_CONF)), deployed_mode(sim.outputs.get(exports.DNSMASQ_CONF)))
+    was = previous.get(exports.ARDA)
+    pool, gateways = previous.get(exports.LOAD_BALANCER_POOL), previous.get(exports.GATEWAYS)
     if isinstance(was, dict) and "pool" not in was and isinstance(pool, dict) and isinstance(gateways, dict):
         # Outputs from before the `arda` output recorded the pool still say it and the gateways' addresses at the top.
         was = {**was, "pool": {"range": f"{pool.get('start')}-{pool.get('end')}", "services": gateways}}
-    routes = isinstance(sim.outputs.get("remoteAccess"), dict)
-    arda = rollout.plan(was, sim.outputs["arda"], sim.now, ainur=(recorded_ainur(previous), sim.outputs.get("ainur")), routes=routes)
+    routes = isinstance(sim.outputs.get(exports.REMOTE_ACCESS), dict)
+    arda = rollout.plan(was, sim.outputs[exports.ARDA], sim.now, ainur=(recorded_ainur(previous), sim.outputs.get(exports.AINUR)), routes=routes)
     return rollout.describe_mode(*modes) + arda
 
 

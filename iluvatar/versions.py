@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stacks import outputs as exports
 from stacks import pins, releases
 from stacks.day2 import k3s_release
 from stacks.model import StackConfig
@@ -65,7 +66,7 @@ def report(name: str, stack: StackConfig, previous: Mapping[str, Any] | None = N
     for part, chart, pinned in charts:
         note = "" if chart == pinned else " (the stack pins another: its values are checked against that chart's schema)"
         lines.append(f"  {part:<11} {chart:<14} the chart Iluvatar installs and is tested with: {pinned}{note}")
-    arda_out = (previous or {}).get("arda") if isinstance(previous, Mapping) else None
+    arda_out = (previous or {}).get(exports.ARDA) if isinstance(previous, Mapping) else None
     if isinstance(arda_out, Mapping) and arda_out.get("talosVersion"):
         running_talos = str(arda_out["talosVersion"])
         running_kube = str(arda_out.get("kubernetesVersion") or arda.kubernetes_version)

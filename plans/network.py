@@ -11,6 +11,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from plans.ipam import free_static
+from stacks import outputs
 from stacks.model import StackConfig
 
 
@@ -62,7 +63,7 @@ def vip_names(stack: StackConfig) -> dict[str, IPv4Address]:
     """Name → VIP: the Ainur API (`ainur`) and the Arda API (its cluster name)."""
     vips: dict[str, IPv4Address] = {}
     if stack.ainur is not None:
-        vips["ainur"] = stack.ainur.vip
+        vips[outputs.AINUR_VIP] = stack.ainur.vip
     vips[stack.arda.cluster_name] = stack.arda.vip
     return vips
 

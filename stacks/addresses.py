@@ -894,25 +894,40 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
 
 # The homelab's own addresses: a device inside the router's old pool may still hold one of them.
 OWN: frozenset[Kind] = frozenset({"node", "vip", "identity", "headscale", "app"})
+# How many of the keys inside the router's old pool a message names before "and N more".
+NAMED_INSIDE = 3
+# A router pool this small is seldom a router's DHCP pool (a reservation, or one address copied for the range).
+FEW = 2
 
 
 def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | None, routes: Sequence[Held] = ()) -> Iterator[Problem]:
     """In dhcp mode, an address of the homelab's own inside `ainur.netboot.routerPool`: the household's devices keep
     the addresses the router lent them until their leases end, so a machine's reservation or a VIP kube-vip announces
     there could be a phone's address (two hosts answering ARP for it: the port forward and the LAN reach either). And a
-    LAN device the stack names (a DNS server, the NAS, a BMC) there: its address was a lease that ends."""
+    LAN device the stack names (a DNS server, the NAS, a BMC) there: its address was a lease that ends.
+
+    One key inside is said at that key, with its own fix. Two or more are one problem at routerPool: a pool holding
+    several of the stack's addresses is as likely a routerPool written wrong (not the router's pool, one address of
+    it, the LAN's whole span) as a stack numbered inside the router's pool, and one line per address (fifteen for the
+    shipped homelab's nodes and VIPs) buries the one key to check first."""
     if ainur is None or ainur.netboot.mode != "dhcp" or not isinstance(ainur.netboot.router_pool, AddressRange):
         return
     pool = ainur.netboot.router_pool
     if network is not None and pool.overlaps(network.dhcp_range):
         return  # the pool against the range the Ainur lend is said first (stacks.netboot_mode): fixing it moves one of them
+    few = f"a pool of {pool.size()} address{'' if pool.size() == 1 else 'es'}, seldom a router's" if pool.size() <= FEW else ""
     lb = network.load_balancer_pool if network is not None else None
+    each: list[Problem] = []
+    inside: list[tuple[int, str]] = []  # (first address, "key address") for each key inside the pool
     if lb is not None and lb.overlaps(pool):
-        yield Problem(
-            "iluvatar:network.loadBalancerPool",
-            f"{lb} overlaps ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold one "
-            "of its addresses until its lease ends, and Cilium would announce it for a Service; move the pool outside the router's",
+        each.append(
+            Problem(
+                "iluvatar:network.loadBalancerPool",
+                f"{lb} overlaps ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold one "
+                "of its addresses until its lease ends, and Cilium would announce it for a Service; move the pool outside the router's",
+            )
         )
+        inside.append((int(max(lb.start, pool.start)), f"network.loadBalancerPool {lb}"))
     # One address, one device, one lease: with the routes to it (`leased_routes` leaves those to this).
     pooled = with_routes(in_router_pool(held, ainur, network), routes)
     for h in held:
@@ -922,30 +937,56 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
         if h.kind in DEVICES and h.ip in pool and others:
             # One address, one device, one lease: said once, at the first key that names it, with the others.
             if pooled[h.ip][0] == h:
-                yield Problem(
-                    f"iluvatar:{h.path}",
-                    f"{_written(h)} is inside ainur.netboot.routerPool {pool}, the pool the router "
-                    f"lent before ainur.netboot.mode dhcp turned its DHCP off, and {_listed(others)} name{'s' if len(others) == 1 else ''} "
-                    "the same device: it holds the address only until its lease ends, then the Ainur lend it another; give the device a "
-                    f"fixed address outside the router's pool and network.dhcpRange, and {_write_it(pooled[h.ip])}",
+                each.append(
+                    Problem(
+                        f"iluvatar:{h.path}",
+                        f"{_written(h)} is inside ainur.netboot.routerPool {pool}, the pool the router "
+                        f"lent before ainur.netboot.mode dhcp turned its DHCP off, and {_listed(others)} name{'s' if len(others) == 1 else ''} "
+                        "the same device: it holds the address only until its lease ends, then the Ainur lend it another; give the device a "
+                        f"fixed address outside the router's pool and network.dhcpRange, and {_write_it(pooled[h.ip])}",
+                    )
                 )
+                inside.append((int(h.ip), f"{h.path} {h.ip}"))
         elif h.kind in DEVICES and h.ip in pool:
             # The router no longer lends in dhcp mode: a device the stack names keeps the address it was lent only until
             # its lease ends, then the Ainur lend it one of network.dhcpRange, and the forwarding, the NFS mounts, the
             # backups or the power control the stack pointed at it reach nothing (or another device).
-            yield Problem(
-                f"iluvatar:{h.path}",
-                f"{_written(h) if h.kind in SERVERS else h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent "
-                "before ainur.netboot.mode dhcp "
-                f"turned its DHCP off: {h.owner} holds it only until its lease ends, then the Ainur lend it another; give the "
-                "device a fixed address outside the router's pool and network.dhcpRange, and write that",
+            each.append(
+                Problem(
+                    f"iluvatar:{h.path}",
+                    f"{_written(h) if h.kind in SERVERS else h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent "
+                    "before ainur.netboot.mode dhcp "
+                    f"turned its DHCP off: {h.owner} holds it only until its lease ends, then the Ainur lend it another; give the "
+                    "device a fixed address outside the router's pool and network.dhcpRange, and write that",
+                )
             )
+            inside.append((int(h.ip), f"{h.path} {h.ip}"))
         if h.kind in OWN and h.ip in pool:
-            yield Problem(
-                f"iluvatar:{h.path}",
-                f"{h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold "
-                f"it until its lease ends, and {h.owner} would then share its address; give it a free address outside the router's pool",
+            each.append(
+                Problem(
+                    f"iluvatar:{h.path}",
+                    f"{h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold "
+                    f"it until its lease ends, and {h.owner} would then share its address; give it a free address outside the router's pool",
+                )
             )
+            inside.append((int(h.ip), f"{h.path} {h.ip}"))
+    if len(inside) < 2:
+        for problem in each:
+            # One key inside a pool this small: the key, or the pool, may be the slip.
+            check = f"; or, if routerPool {pool} ({few}) is not the router's pool, copy start and end from its DHCP settings"
+            yield Problem(problem.path, problem.message + check) if few else problem
+        return
+    named = [key for _, key in sorted(inside)]
+    shown = ", ".join(named[:NAMED_INSIDE]) + (f" and {len(named) - NAMED_INSIDE} more" if len(named) > NAMED_INSIDE else "")
+    yield Problem(
+        f"iluvatar:{ROUTER_POOL}",
+        f"{pool}{f', {few},' if few else ''} holds the addresses of {len(named)} of this stack's keys ({shown}): it is the pool the router lent before "
+        "ainur.netboot.mode dhcp turned its DHCP off, and a household device may hold any address of it until its lease ends, "
+        "so each could be a phone's as well. If it is not the router's pool, copy start and end from the router's DHCP "
+        f"settings, or write routerPool: none if no DHCP server but the Ainur ever lent on this LAN or the router's DHCP has "
+        "been off for longer than its lease time; if it is, give each of them an address outside it and network.dhcpRange "
+        "(docs/layers/netboot.md#changing-the-dhcp-mode)",
+    )
 
 
 # Who lends a range (`Lent.lender`): "ainur", the Ainur's dnsmasq (dhcp mode: its `dhcp-range` lines,

@@ -28,6 +28,7 @@ from typing import Any
 
 from stacks import encryption, releases, rules, storage, versions
 from stacks import logs as logs_rules
+from stacks import outputs as exports
 from stacks.boards import ARDA_ROLES
 from stacks.errors import Problem, show
 from stacks.logs_model import Logs
@@ -89,21 +90,21 @@ _RECORD = "add it as {tool} shows it (e.g. {example}), or give the outputs of a 
 # `pulumi stack output --json` never writes it for these). Every deployment writes lan, vips, gateways,
 # loadBalancerPool, arda and storage (__main__.py).
 READ_OUTPUTS: dict[str, type] = {
-    "lan": str,
-    "vips": Mapping,
-    "gateways": Mapping,
-    "loadBalancerPool": Mapping,
-    "arda": Mapping,
-    "storage": Mapping,
-    "ainur": Mapping,
-    "dnsmasqConf": str,
-    "kubeVipRolled": str,
-    "remoteAccess": Mapping,
-    "kmsKeyRestored": bool,
+    exports.LAN: str,
+    exports.VIPS: Mapping,
+    exports.GATEWAYS: Mapping,
+    exports.LOAD_BALANCER_POOL: Mapping,
+    exports.ARDA: Mapping,
+    exports.STORAGE: Mapping,
+    exports.AINUR: Mapping,
+    exports.DNSMASQ_CONF: str,
+    exports.KUBE_VIP_ROLLED: str,
+    exports.REMOTE_ACCESS: Mapping,
+    exports.KMS_KEY_RESTORED: bool,
 }
 _PARTS: dict[str, dict[str, type]] = {
     # talosVersion, kubernetesVersion and k3sVersion: `_unrecorded`, which says which release to write.
-    "arda": {
+    exports.ARDA: {
         "nodes": Mapping,
         "charts": Mapping,
         "clusterName": str,
@@ -115,7 +116,7 @@ _PARTS: dict[str, dict[str, type]] = {
         "order": list,
         "pool": Mapping,
     },
-    "ainur": {
+    exports.AINUR: {
         "nodes": Mapping,
         "certificates": Mapping,
         "commands": Mapping,
@@ -129,12 +130,21 @@ _PARTS: dict[str, dict[str, type]] = {
         "secretsEncryption": bool,
         "secretsEpoch": bool,
     },
-    "storage": {"cephOsds": Mapping, "cephRetiring": Mapping, "classes": Mapping},
+    exports.STORAGE: {"cephOsds": Mapping, "cephRetiring": Mapping, "classes": Mapping},
 }
 # Each machine's entry (arda.nodes.<name>, ainur.nodes.<name>), and each host's disks (storage.cephOsds.<host>).
-_ENTRIES: dict[str, type] = {"arda.nodes": Mapping, "ainur.nodes": Mapping, "storage.cephOsds": list, "storage.cephRetiring": list}
+_ENTRIES: dict[str, type] = {
+    f"{exports.ARDA}.nodes": Mapping,
+    f"{exports.AINUR}.nodes": Mapping,
+    f"{exports.STORAGE}.cephOsds": list,
+    f"{exports.STORAGE}.cephRetiring": list,
+}
 _KINDS: dict[type, str] = {Mapping: "a mapping", list: "a list", str: "a string", bool: "true or false"}
-_WHAT: dict[str, str] = {"arda.nodes": "of machine to state", "ainur.nodes": "of machine to state", "storage.cephOsds": "of machine to disks"}
+_WHAT: dict[str, str] = {
+    f"{exports.ARDA}.nodes": "of machine to state",
+    f"{exports.AINUR}.nodes": "of machine to state",
+    f"{exports.STORAGE}.cephOsds": "of machine to disks",
+}
 _AS_WRITTEN = "give the outputs `pulumi stack output --json` writes"
 
 
@@ -195,36 +205,82 @@ def hidden(outputs: Mapping[str, Any]) -> list[str]:
 
 # The outputs every deployment of this program writes and the day-2 checks read (__main__.py exports them whatever the
 # stack), and those it writes besides when the stack has the Ainur (the `ainur` output and the netboot layer's
-# dnsmasqConf, exported only then). A file without one of them is not a deployment's outputs but a part of them: read
-# so, what the missing output records reads as never deployed (without `arda`, every Arda machine "new: installs from
-# maintenance mode" on a running cluster).
-EVERY_DEPLOYMENT = ("lan", "vips", "gateways", "loadBalancerPool", "arda", "storage")
-WITH_AINUR = ("ainur", "dnsmasqConf")
+# dnsmasqConf, exported only then). A file without one of them is not this Iluvatar's deployment's outputs but a part of
+# them: read so, what the missing output records reads as never deployed (without `arda`, every Arda machine "new:
+# installs from maintenance mode" on a running cluster).
+EVERY_DEPLOYMENT = (exports.LAN, exports.VIPS, exports.GATEWAYS, exports.LOAD_BALANCER_POOL, exports.ARDA, exports.STORAGE)
+WITH_AINUR = (exports.AINUR, exports.DNSMASQ_CONF)
 # The outputs only a deployment with the Ainur writes (__main__.py): any of them, or the Ainur's VIP among the vips,
 # says the deployment had it.
-_AINUR_SIGNS = ("ainur", "ainurKubeconfig", "ainurUserData", "ainurNetworkConfig", "dnsmasqConf", "kubeVipRolled")
+_AINUR_SIGNS = (
+    exports.AINUR,
+    exports.AINUR_KUBECONFIG,
+    exports.AINUR_USER_DATA,
+    exports.AINUR_NETWORK_CONFIG,
+    exports.DNSMASQ_CONF,
+    exports.KUBE_VIP_ROLLED,
+)
+_WRITE_ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
+_READ_AS_NEVER = "planned from them, what a missing output records reads as never deployed"
 
 
 def missing(outputs: Mapping[str, Any]) -> str | None:
     """Which outputs a deployment with the layers these outputs show writes and they lack (absent, or null, which the
-    checks read as absent), said, or None. `{}`, a stack never deployed, lacks none."""
+    checks read as absent), said with where such a part comes from and its fix, or None. `{}`, a stack never deployed,
+    lacks none.
+
+    Two deployments write a part. An older Iluvatar wrote none of the outputs exported since a change after it
+    (stacks.outputs.SINCE): outputs that lack one and hold none from its time on are read as its; a `pulumi up` with
+    this one writes them all. A first `pulumi up` whose program stopped with an error part-way records the outputs
+    exported before it stopped, in __main__.py's order: the Python SDK registers the stack's outputs once, those exported
+    so far, as the program ends, even with an error (pulumi 3.272.0 sdk/python/lib/pulumi/runtime/stack.py:234-251 and
+    :320-328), and the engine records what a failed update registered, keeping the outputs it had besides (its step
+    executor defers the stack's outputs to the update's end, since 2024), none on a first. (A resource that fails is no such stop: every export is sent in one request, which a failed
+    resource's output fails whole, runtime/resource.py:1434-1438, and the outputs stay the last finished run's, or {}.)
+    Outputs that fit neither were cut short or edited."""
     if not outputs:
         return None
     lacks = [k for k in EVERY_DEPLOYMENT if outputs.get(k) is None]
-    vips = outputs.get("vips")
-    ainur_vip = isinstance(vips, Mapping) and "ainur" in vips
+    vips = outputs.get(exports.VIPS)
+    ainur_vip = isinstance(vips, Mapping) and exports.AINUR_VIP in vips
     ainur_outputs = [k for k in _AINUR_SIGNS if outputs.get(k) is not None]
     lacks_ainur = [k for k in WITH_AINUR if outputs.get(k) is None] if ainur_vip or ainur_outputs else []
     if not lacks and not lacks_ainur:
         return None
     said = [f"{_and(lacks)}, which every deployment writes"] if lacks else []
     if lacks_ainur:
-        sign = "vips.ainur" if ainur_vip else ainur_outputs[0]
+        sign = f"{exports.VIPS}.{exports.AINUR_VIP}" if ainur_vip else ainur_outputs[0]
         said.append(f"{_and(lacks_ainur)}, which one with the Ainur writes (its {sign} says it had one)")
+    lacking = f"it lacks {', and '.join(said)}"
+    order = list(exports.SINCE)
+    held = [k for k in order if outputs.get(k) is not None]
+    oldest = min((*lacks, *lacks_ainur), key=lambda k: exports.SINCE[k])
+    newer = [k for k in held if exports.SINCE[k] >= exports.SINCE[oldest]]
+    first = min((*lacks, *lacks_ainur), key=order.index)
+    after = [k for k in held if order.index(k) > order.index(first)]
+    older = f"an Iluvatar from before {oldest} was an output ({exports.SINCE[oldest]} UTC)"
+    stopped = "a first `pulumi up` whose program stopped with an error part-way"
+    if not newer and not after:
+        return (
+            f"a part of a deployment's outputs, not all of them: {lacking}; such outputs are written by {older}, or by "
+            f"{stopped} (those it exported before {first}); {_READ_AS_NEVER}; after the older Iluvatar, a `pulumi up` with "
+            f"this one writes every one; after the first `up`, mend what stopped it and run `pulumi up` again to its end; "
+            f"then {_WRITE_ALL}"
+        )
+    if not newer:
+        return (
+            f"the outputs of {older}: {lacking}; {_READ_AS_NEVER}; a `pulumi up` with this Iluvatar writes every one (see "
+            f"its `pulumi preview` first); then {_WRITE_ALL}"
+        )
+    if not after:
+        return (
+            f"the outputs of {stopped}: those it exported before {first}; {lacking}; {_READ_AS_NEVER}; mend what stopped "
+            f"it and run `pulumi up` again to its end, then {_WRITE_ALL}"
+        )
     return (
-        f"a part of a deployment's outputs, not all of them: it lacks {', and '.join(said)}; planned from a part, what a "
-        "missing output records reads as never deployed; write them all with `pulumi stack output --json --show-secrets > "
-        "file` (a stack never deployed is {})"
+        f"a part of a deployment's outputs, not all of them: {lacking}, yet it holds {newer[0]}, which no Iluvatar writes "
+        f"without {oldest}, and {after[0]}, which a first `pulumi up` exports after {first}: cut short or edited; "
+        f"{_READ_AS_NEVER}; {_WRITE_ALL} (a stack never deployed is {{}})"
     )
 
 
@@ -241,7 +297,7 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
     cluster's Talos release; `iluvatar render --previous` and `pulumi preview` both refuse."""
     if (why := _mistyped(outputs)) is not None:
         return why
-    arda = outputs.get("arda")
+    arda = outputs.get(exports.ARDA)
     if isinstance(arda, Mapping) and arda.get("talosVersion") is not None and arda.get("nodes") is None:
         # A deployment records its machines beside the release they run (plans.rollout.arda_state): without them
         # each machine would be planned as new, "installs from maintenance mode", on a running cluster.
@@ -289,7 +345,7 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
                     "records every machine at the cluster's release, and a plan from the wrong one could cross two minors in one "
                     "roll; give the outputs `pulumi stack output --json` writes"
                 )
-    ainur = outputs.get("ainur")
+    ainur = outputs.get(exports.AINUR)
     if isinstance(ainur, Mapping) and ainur.get("nodes"):
         return _unrecorded(
             "ainur.k3sVersion",
@@ -1115,7 +1171,7 @@ def deployed_cluster_name(deployed: DeployedArda, vips: Any = None) -> str | Non
     if isinstance(recorded, str):
         return recorded
     if isinstance(vips, Mapping):
-        names = [str(k) for k in vips if k != "ainur"]
+        names = [str(k) for k in vips if k != exports.AINUR_VIP]
         if len(names) == 1:
             return names[0]
     return None

@@ -23,6 +23,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from stacks import credentials, data, day2, encryption, identity, monitoring, netboot_mode, power, remote_access, secrets, storage
+from stacks import outputs as exports
 from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
@@ -32,13 +33,13 @@ from stacks.warn import warnings
 # The engine's own function behind a StackReference (its builtin provider reads the stack's last
 # checkpoint), called synchronously: the answer is here before the first resource is registered.
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
-STORAGE_OUTPUT = "storage"
-ARDA_OUTPUT = "arda"
-REMOTE_ACCESS_OUTPUT = "remoteAccess"
-AINUR_OUTPUT = "ainur"
+STORAGE_OUTPUT = exports.STORAGE
+ARDA_OUTPUT = exports.ARDA
+REMOTE_ACCESS_OUTPUT = exports.REMOTE_ACCESS
+AINUR_OUTPUT = exports.AINUR
 # The digest of kube-vip-services' template its roll step last finished with (plans.netboot.vip_roll), or "" when
 # the step did not finish: what the day-2 plan compares, not the `ainur` output's own `kubeVip` (the program's).
-KUBE_VIP_OUTPUT = "kubeVipRolled"
+KUBE_VIP_OUTPUT = exports.KUBE_VIP_ROLLED
 
 
 def recorded_ainur(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -53,7 +54,7 @@ def recorded_ainur(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 # The netboot layer's dnsmasq config: where day2 reads an older deployment's service address.
-DNSMASQ_OUTPUT = "dnsmasqConf"
+DNSMASQ_OUTPUT = exports.DNSMASQ_CONF
 # What a secret key set in plain text reads as: present, not a secret, and never its value (parse_stack refuses it).
 PLAIN = "[plain text]"
 
@@ -169,10 +170,10 @@ def load() -> LoadedStack:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))
         # Outputs written before the `arda` output recorded the cluster's name still say it (the `vips` output's key).
-        if arda.deployed and "clusterName" not in arda.output and (name := day2.deployed_cluster_name(arda, outputs.get("vips"))) is not None:
+        if arda.deployed and "clusterName" not in arda.output and (name := day2.deployed_cluster_name(arda, outputs.get(exports.VIPS))) is not None:
             arda = replace(arda, output={**arda.output, "clusterName": name})
         # The `arda` output does not record Arda's VIP: the `vips` output keys it by the cluster's name.
-        if arda.deployed and "vip" not in arda.output and (vip := day2.deployed_arda_vip(arda, outputs.get("vips"))) is not None:
+        if arda.deployed and "vip" not in arda.output and (vip := day2.deployed_arda_vip(arda, outputs.get(exports.VIPS))) is not None:
             arda = replace(arda, output={**arda.output, "vip": vip})
         ainur = day2.machines_of(outputs.get(AINUR_OUTPUT))
     except TypeError as e:

@@ -1822,6 +1822,12 @@ def _patch(
                 f"{device} is not a disk of {owner} in the inventory (known: {known}); the inventory lists only the install disk "
                 "and dataDisks, which Ceph takes as OSDs (never beside a patch's claim): remove it from the patch, or remove the patch",
             )
+    match = _disk_selector(patch)
+    selected = [(n, key, disk) for n in _cel_names(match) or [] for key, disk in ceph if _selects(n, disk)] if match is not None else []
+    if match is not None and selected:
+        named, key, disk = selected[0]
+        said = match if named.said == match.strip() else f"{match}: its part {named.said}"
+        yield Problem(f"{path}.provisioning.diskSelector.match", f"{said} selects {key} {disk}, which Ceph takes as an OSD: {_SELECTED}")
 
 
 # A data disk is Ceph's alone: Rook's OSD prepare takes only an empty device. A patch that names it takes it too: a
@@ -1835,6 +1841,104 @@ _CLAIMED = (
     "writes there), so Rook's OSD prepare finds it in use and makes no OSD; remove it from the patch (or remove the patch): "
     "the inventory has no disk outside Ceph but the install disk for a patch to use"
 )
+
+
+# A volume document (VolumeConfig, UserVolumeConfig, RawVolumeConfig, SwapVolumeConfig) names its disk by a CEL
+# expression, provisioning.diskSelector.match, which Talos evaluates against each disk and provisions the volume as a
+# partition of the first one it is true for (Talos website/content/v1.11/talos-guides/configuration/disk-management/
+# common.md:15-17): a data disk it selects is claimed as a machine.disks entry claims it (_CLAIMED).
+_SELECTED = (
+    "this patch's volume is provisioned on it too, and a disk Ceph takes must be Ceph's alone (Talos makes a volume a "
+    "partition of the first disk its diskSelector matches), so Rook's OSD prepare finds it in use and makes no OSD; remove "
+    "the volume from the patch (or remove the patch): the inventory has no disk outside Ceph but the install disk for a "
+    "patch to use"
+)
+
+
+def _disk_selector(patch: dict[str, object]) -> str | None:
+    """A volume document's CEL disk selector (provisioning.diskSelector.match), or None."""
+    provisioning = patch.get("provisioning") if "kind" in patch else None
+    selector = provisioning.get("diskSelector") if isinstance(provisioning, dict) else None
+    match = selector.get("match") if isinstance(selector, dict) else None
+    return match if isinstance(match, str) else None
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A disk a CEL selector names: `field` is dev_path, serial, wwid (compared with ==) or symlinks (`'x' in`)."""
+
+    field: str
+    value: str
+    said: str
+
+
+# The forms of a CEL selector read here, each a whole `&&` part: disk.<field> == '<text>' either way round, and
+# '<link>' in disk.symlinks; a string in single or double quotes, without an escape (CEL's raw and triple-quoted
+# strings, and escapes, are not read).
+_LITERAL = r"""(?:'([^'\\\n]*)'|"([^"\\\n]*)")"""
+_EQUALS = re.compile(rf"^disk\.(dev_path|serial|wwid)\s*==\s*{_LITERAL}$")
+_EQUALS_BACK = re.compile(rf"^{_LITERAL}\s*==\s*disk\.(dev_path|serial|wwid)$")
+_IN_SYMLINKS = re.compile(rf"^{_LITERAL}\s+in\s+disk\.symlinks$")
+
+
+def _cel_names(match: str) -> list[_Named] | None:
+    """The disks a CEL disk selector names, read as CEL reads the simple forms: the expression split at its top-level
+    `&&` (outside strings and parentheses), each part that is one of the forms above naming a disk (a conjunction
+    selects only a disk every part is true for, so one part naming a disk is enough, whatever the others say). Any
+    other expression is left unjudged (None): a top-level `||` or `?:` may select other disks, and a form not read
+    here (a function call such as startsWith, a parenthesised group, a raw or escaped string) is not evaluated."""
+    parts, depth, quote, start, i = [], 0, "", 0, 0
+    while i < len(match):
+        c = match[i]
+        if quote and c == "\\":
+            i += 2  # an escape in a string: the next character is the string's (a part holding it is not read)
+            continue
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif depth == 0 and match.startswith("&&", i):
+            parts.append(match[start:i])
+            start, i = i + 2, i + 2
+            continue
+        elif depth == 0 and (match.startswith("||", i) or c == "?"):
+            return None
+        i += 1
+    if quote or depth != 0:
+        return None
+    parts.append(match[start:])
+    named: list[_Named] = []
+    for part in (p.strip() for p in parts):
+        if m := _EQUALS.match(part):
+            field, value = m[1], m[2] if m[2] is not None else m[3]
+        elif m := _EQUALS_BACK.match(part):
+            field, value = m[3], m[1] if m[1] is not None else m[2]
+        elif m := _IN_SYMLINKS.match(part):
+            field, value = "symlinks", m[1] if m[1] is not None else m[2]
+        else:
+            continue
+        named.append(_Named(field, value, part))
+    return named
+
+
+def _selects(named: _Named, disk: str) -> bool:
+    """Whether a disk a selector names is data disk `disk` as the inventory writes it: its kernel name by dev_path, its
+    by-id link by symlinks (or the NVMe namespace's other link), or a by-id link that carries the serial or the wwid
+    (stacks.disk_ids). A kernel name beside a link, or a value with glob characters (which == compares as text) is not
+    compared."""
+    if named.field == "dev_path":
+        return named.value == disk
+    if named.field == "symlinks":
+        return named.value == disk or _one_namespace(named.value, disk)
+    if any(c in named.value for c in "*?["):
+        return False
+    if named.field == "serial":
+        return _by_id_has_serial(disk, named.value)
+    return _by_id_has_wwid(disk, named.value)
 
 
 def _one_disk(device: str, disk: str) -> bool:

@@ -182,6 +182,25 @@ def test_doctor_refuses_outputs_that_are_not_json(tmp_path: Path, capsys: pytest
     )
 
 
+def test_doctor_reads_the_outputs_in_the_encodings_render_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--outputs` is read as `render --previous` reads its file: UTF-16 as Windows PowerShell 5.1's `>` writes it, UTF-8
+    with a byte-order mark, UTF-32; text in none of them is one line naming the file and the fix, not a traceback."""
+    path = tmp_path / "outputs.json"
+    text = json.dumps({"arda": {}})
+    path.write_text(text)
+    assert main(["doctor", str(HOMELAB), "--outputs", str(path), "--on", ON]) == 1
+    said = capsys.readouterr()
+    for encoded in (text.encode("utf-16"), b"\xef\xbb\xbf" + text.encode(), text.encode("utf-32")):
+        path.write_bytes(encoded)
+        assert main(["doctor", str(HOMELAB), "--outputs", str(path), "--on", ON]) == 1
+        assert capsys.readouterr() == said
+    path.write_bytes(b'{"l\xe4n": 1}')
+    assert main(["doctor", str(HOMELAB), "--outputs", str(path), "--on", ON]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --outputs {path}: not text in UTF-8, UTF-16 or UTF-32; write it with `pulumi stack output --json --show-secrets > outputs.json`\n"
+    )
+
+
 def test_the_program_exports_each_local_certificate_with_its_renewal() -> None:
     """`localCertificates`, what doctor reads, is exported for each certificate the local CA issues (the simulation's
     certificates are placeholders, whose end is unknown: doctor then says to run `pulumi up`)."""

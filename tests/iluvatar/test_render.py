@@ -18,6 +18,7 @@ from iluvatar.render import render_files
 from plans import monitoring, netboot
 from stacks import load_stack_file, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
+from stacks.outputs import SINCE
 from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, ciphertext, edit, homelab_doc, write_stack
 from tests.iluvatar.test_render_edge import _edge_kubernetes
 from tests.schemas import talos_errors
@@ -779,27 +780,27 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(
 
 def test_a_previous_in_utf16_or_with_a_byte_order_mark_is_read_as_written(homelab: Path, tmp_path: Path) -> None:
     """Windows PowerShell 5.1's `>` writes `pulumi stack output --json` in UTF-16 with a byte-order mark, and some editors
-    save UTF-8 with one (which RFC 8259 section 8.1 lets a parser ignore): the same outputs, read as such. Text in no
-    encoding JSON is written in is one line naming the file and the fix, not a traceback."""
+    save UTF-8 with one (which RFC 8259 section 8.1 lets a parser ignore): the same outputs, read as such, as is UTF-32,
+    which json.loads reads too and the message names. Text in none of them is one line naming the file and the fix, not
+    a traceback."""
     text = (homelab / "outputs.json").read_text()
-    for encoded in (text.encode("utf-16"), text.encode("utf-16-be"), b"\xef\xbb\xbf" + text.encode()):
+    encodings = ("utf-16", "utf-16-be", "utf-32", "utf-32-le")
+    for encoded in (*(text.encode(e) for e in encodings), b"\xef\xbb\xbf" + text.encode()):
         (tmp_path / "old.json").write_bytes(encoded)
         assert cli._previous_outputs(tmp_path / "old.json") == json.loads(text)
     (tmp_path / "old.json").write_bytes(text.replace('"lan"', '"l\u00e4n"').encode("latin-1"))
     with pytest.raises(cli.CommandError) as refused:
         cli._previous_outputs(tmp_path / "old.json")
     assert str(refused.value) == (
-        f"--previous {tmp_path / 'old.json'}: not text in UTF-8 or UTF-16; write it with `pulumi stack output --json --show-secrets > old.json`"
+        f"--previous {tmp_path / 'old.json'}: not text in UTF-8, UTF-16 or UTF-32; write it with `pulumi stack output --json --show-secrets > old.json`"
     )
 
 
 SHOW = "write the outputs with `pulumi stack output --json --show-secrets`"
 WRITTEN = "give the outputs `pulumi stack output --json` writes"
 PART = "a part of a deployment's outputs, not all of them: it lacks "
-ALL = (
-    "planned from a part, what a missing output records reads as never deployed; write them all with "
-    "`pulumi stack output --json --show-secrets > file` (a stack never deployed is {})"
-)
+NEVER = "planned from them, what a missing output records reads as never deployed"
+ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
 
 
 @pytest.mark.parametrize(
@@ -835,13 +836,27 @@ ALL = (
         ),
         (
             lambda o: [o.pop(k) for k in list(o) if k not in ("lan", "vips")],
-            f"{PART}gateways, loadBalancerPool, arda and storage, which every deployment writes, and ainur and dnsmasqConf, which "
-            f"one with the Ainur writes (its vips.ainur says it had one); {ALL}",
+            "the outputs of a first `pulumi up` whose program stopped with an error part-way: those it exported before gateways; "
+            "it lacks gateways, loadBalancerPool, arda and storage, which every deployment writes, and ainur and dnsmasqConf, which "
+            f"one with the Ainur writes (its vips.ainur says it had one); {NEVER}; mend what stopped it and run `pulumi up` again to "
+            f"its end, then {ALL}",
         ),
-        (lambda o: o.update(arda=None), f"{PART}arda, which every deployment writes; {ALL}"),
+        (
+            lambda o: o.update(arda=None),
+            f"{PART}arda, which every deployment writes, yet it holds ainurNetworkConfig, which no Iluvatar writes without arda, and "
+            f"caCertificate, which a first `pulumi up` exports after arda: cut short or edited; {NEVER}; {ALL} (a stack never deployed is {{}})",
+        ),
         (
             lambda o: [o.pop("ainur"), o["vips"].pop("ainur")],
-            f"{PART}ainur, which one with the Ainur writes (its ainurKubeconfig says it had one); {ALL}",
+            f"{PART}ainur, which one with the Ainur writes (its ainurKubeconfig says it had one), yet it holds kubeVipRolled, which no "
+            "Iluvatar writes without ainur, and ardaTalosconfig, which a first `pulumi up` exports after ainur: cut short or edited; "
+            f"{NEVER}; {ALL} (a stack never deployed is {{}})",
+        ),
+        (
+            lambda o: [o.pop(k) for k in list(o) if SINCE[k] >= SINCE["arda"]],
+            "the outputs of an Iluvatar from before arda was an output (2026-11-23 03:45 UTC): it lacks arda, which every deployment "
+            f"writes, and ainur, which one with the Ainur writes (its vips.ainur says it had one); {NEVER}; a `pulumi up` with this "
+            f"Iluvatar writes every one (see its `pulumi preview` first); then {ALL}",
         ),
     ],
     ids=[
@@ -855,6 +870,7 @@ ALL = (
         "lan-and-vips-alone",
         "arda-null",
         "ainur-missing",
+        "before-arda",
     ],
 )
 def test_previous_outputs_the_checks_cannot_read_are_refused_naming_the_key(

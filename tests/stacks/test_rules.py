@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
+from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file, rules
 from stacks.releases import KUBERNETES_NEWEST, TALOS_MINORS, newest_kubernetes
 from stacks.rules import TALOS_KUBERNETES
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
@@ -288,3 +288,30 @@ def test_every_fix_of_an_upper_case_name_passes_the_disk_rules(disk: str, talos:
         assert install_disk_problems(name) == [], said
     else:
         assert no_such_device(name, talos=talos) is None and _whole_disk_problem(name, False) is None, said
+
+
+@pytest.mark.parametrize(
+    ("match", "named"),
+    [
+        ("disk.dev_path == '/dev/nvme0n1'", [("dev_path", "/dev/nvme0n1")]),
+        ('disk.dev_path=="/dev/nvme0n1"', [("dev_path", "/dev/nvme0n1")]),
+        ("'/dev/nvme0n1' == disk.dev_path", [("dev_path", "/dev/nvme0n1")]),
+        ("!system_disk && disk.size > 10u * GiB && disk.serial == 'S73WNJ0W123456A'", [("serial", "S73WNJ0W123456A")]),
+        ("disk.model == 'a && b' && disk.wwid == \"eui.0025388b11223344\"", [("wwid", "eui.0025388b11223344")]),
+        (
+            "'/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S73WNJ0W123456A' in disk.symlinks",
+            [("symlinks", "/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S73WNJ0W123456A")],
+        ),
+        # Forms not read: a group, a function call, an escaped string; each part of them names nothing.
+        ("(disk.dev_path == '/dev/nvme0n1')", []),
+        ("disk.serial.startsWith('S73WNJ0W')", []),
+        ("disk.dev_path == '/dev/nvme0n1\\'' && disk.transport == 'nvme'", []),
+        # Left unjudged whole: a top-level || or ?: may select another disk; an unclosed string or group.
+        ("disk.dev_path == '/dev/sdb' || disk.dev_path == '/dev/nvme0n1'", None),
+        ("system_disk ? false : disk.dev_path == '/dev/nvme0n1'", None),
+        ("disk.dev_path == '/dev/nvme0n1", None),
+    ],
+)
+def test_a_cel_disk_selector_is_read_for_the_simple_forms_alone(match: str, named: list[tuple[str, str]] | None) -> None:
+    found = rules._cel_names(match)
+    assert (None if found is None else [(n.field, n.value) for n in found]) == named
