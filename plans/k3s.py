@@ -451,19 +451,21 @@ api_watch_start() {{
   # Its own output nowhere: a step that stops early must not have its SSH session wait on the watcher's. It stops with
   # the step ($$, the step's shell, gone: failed or killed before its report) and then removes its file, which the
   # report removes otherwise; each poll is bounded (a k3s that takes the connection and never answers).
+  # It writes its file whole, by rename(2) of a file written beside it: `>` empties the file before it writes, and a
+  # report that read it then, and stopped the watcher before the write, would say the API answered every poll.
   (
     first="" end=$(( $(date +%s) + {bound} ))
     while [ "$(date +%s)" -lt "$end" ] && kill -0 $$ 2>/dev/null; do
       if {poll}; then
-        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch"; break; fi
+        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch.new" && mv -f "$api_watch.new" "$api_watch"; break; fi
       elif [ -z "$first" ]; then
         first=$(date +%s)
-        echo "$first" > "$api_watch"
+        echo "$first" > "$api_watch.new" && mv -f "$api_watch.new" "$api_watch"
       fi
       sleep 1
     done
     while kill -0 $$ 2>/dev/null; do sleep 1; done
-    rm -f "$api_watch"
+    rm -f "$api_watch" "$api_watch.new"
   ) </dev/null >/dev/null 2>&1 &
   api_watcher=$!
 }}
@@ -483,7 +485,7 @@ api_watch_report() {{
       echo "iluvatar: warning: {node.name}: that is longer than the {outage.ridden} s the service address's election rides out: kube-vip let the address go {outage.dropped} s in, so the household was without DNS (and DHCP in dhcp mode) for about {lost} s; look with: sudo journalctl -u {service(node)} (how long k3s took to serve)" >&2
     fi
   fi
-  rm -f "$api_watch"
+  rm -f "$api_watch" "$api_watch.new"
   api_watch=""
 }}
 """

@@ -109,7 +109,8 @@ STANDIN_K3S = """#!/bin/bash
 # STAND-IN for k3s (k3s cannot run here). `k3s kubectl` runs the real kubectl (k8s.io/kubectl v0.35.1), with
 # k3s's default kubeconfig as k3s does; `--version` says the version the stand-in installer wrote.
 set -eu
-S=/var/lib/rancher/standin
+# The stand-in's own state, and k3s's folder of its encryption config (k3s's server/cred).
+S=/var/lib/rancher/standin C=/var/lib/rancher/k3s/server/cred
 case "${1:-}" in
   --version) echo "k3s version $(cat $S/version) (stand-in)"; echo "go version go1.24 (stand-in)" ;;
   kubectl)
@@ -150,7 +151,7 @@ case "${1:-}" in
     # - reencrypt --force --skip: "Skip removing old key" (the CLI's flag): every Secret rewritten, the keys kept, and the
     #   stage back to the saved one (reencryptAndRemoveKey with skip returns before cluster.Save).
     [ "$(id -u)" = 0 ] || { echo "stand-in k3s: secrets-encrypt needs root" >&2; exit 1; }
-    conf() { mkdir -p /var/lib/rancher/k3s/server/cred && cp $S/secrets-keys /var/lib/rancher/k3s/server/cred/encryption-config.json; }
+    conf() { mkdir -p $C && cp $S/secrets-keys $C/encryption-config.json; }
     if grep -q '^secrets-encryption: true' /etc/rancher/k3s/config.yaml 2>/dev/null; then
       # k3s generates its key when the config file is missing (deps.go genEncryptionConfigAndState).
       [ -s $S/secrets-keys ] || { echo aescbckey > $S/secrets-keys; printf 'start\naescbckey\n' > $S/secrets-saved; conf; }
@@ -1082,7 +1083,6 @@ def pis(
     block = os.getpid() % 150 + 100
     here = f"169.254.{block}.1"
     made: list[str] = []
-    created_dirs: list[Path] = []
     pis_: dict[str, Pi] = {}
     cluster: Cluster | None = None
     veth = f"{prefix}k"
@@ -1105,10 +1105,11 @@ def pis(
         sh("ip", "link", "set", veth, "up")
         cluster = cluster_for(here)
         assert cluster is not None
-        for mountpoint in ("/var/lib/rancher",):
-            if not Path(mountpoint).exists():
-                Path(mountpoint).mkdir()
-                created_dirs.append(Path(mountpoint))
+        # Each Pi binds its own folder on /var/lib/rancher, which must exist here for that. Made if missing and left,
+        # empty: another worker's lab may have Pis bound on it now, and an rmdir here would succeed and take their
+        # mounts away (a mount point in another mount namespace is removable, its mounts detached: Linux fs/namespace.c
+        # __detach_mounts, since 3.18).
+        Path("/var/lib/rancher").mkdir(exist_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         known: list[str] = []
         (root / ETCD_LAB).mkdir(mode=0o755, parents=True)
@@ -1153,8 +1154,6 @@ def pis(
         sh("ip", "link", "del", veth, check=False)
         for ns in reversed(made):
             sh("ip", "netns", "del", ns, check=False)
-        for path in created_dirs:
-            path.rmdir()
 
 
 def secret(value: Any) -> Any:
