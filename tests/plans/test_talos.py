@@ -119,7 +119,8 @@ def test_user_patches_follow_iluvatars_own_in_order() -> None:
                 "apiVersion": "v1alpha1",
                 "kind": "RawVolumeConfig",
                 "name": "ceph",
-                "provisioning": {"diskSelector": {"match": 'disk.dev_path == "/dev/nvme0n1"'}},
+                # A disk of its own, outside the inventory: one Ceph takes as an OSD is refused (stacks.rules).
+                "provisioning": {"diskSelector": {"match": 'disk.dev_path == "/dev/sdb"'}},
             }
         ],
     }
