@@ -315,3 +315,49 @@ def test_every_fix_of_an_upper_case_name_passes_the_disk_rules(disk: str, talos:
 def test_a_cel_disk_selector_is_read_for_the_simple_forms_alone(match: str, named: list[tuple[str, str]] | None) -> None:
     found = rules._cel_names(match)
     assert (None if found is None else [(n.field, n.value) for n in found]) == named
+
+
+# Subnet lists Talos filters a machine's addresses through (stacks.rules._address_filters), written so that every
+# machine keeps its address: the kubelet's entries are appended to the subnet plans.talos writes, the VIP's exclusion
+# is Talos's own, and a later patch's entries are appended to an earlier one's.
+KEEPS_AN_ADDRESS = [
+    {"iluvatar:arda.patches": [{"machine": {"kubelet": {"nodeIP": {"validSubnets": ["10.0.0.0/8"]}}}}]},
+    {"iluvatar:arda.patches": [{"machine": {"kubelet": {"nodeIP": {"validSubnets": ["!192.168.0.20/32"]}}}}]},
+    {"iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["192.168.0.0/24", "!192.168.0.20"]}}}]},
+    {"iluvatar:arda.patches": [{"cluster": {"etcd": {"subnet": "192.168.0.0/24", "listenSubnets": ["192.168.0.21/30"]}}}]},
+    {
+        "iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["10.0.0.0/8"]}}}],
+        **{f"iluvatar:nodes[{i}].talosPatches": [{"cluster": {"etcd": {"advertisedSubnets": ["192.168.0.0/24"]}}}] for i in (3, 4, 5)},
+    },
+]
+
+
+@pytest.mark.parametrize("edits", KEEPS_AN_ADDRESS)
+def test_subnet_lists_that_keep_each_machines_address_validate(edits: dict[str, Any], tmp_path: Path) -> None:
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), edits)), require_secrets=True)
+
+
+def test_the_fix_for_etcd_subnets_that_hold_no_control_plane_validates(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["10.0.0.0/8"]}}}]})
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    (problem,) = err.value.problems
+    fix = re.search(r"; write (\[[^]]+\]), the control planes' own subnet", str(problem))
+    assert fix is not None
+    subnets = fix.group(1).strip("[]").split(", ")
+    doc = edit(homelab_doc(), {"iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": subnets}}}]})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+def test_filter_ips_reads_the_list_in_order_as_talos_does() -> None:
+    from ipaddress import IPv4Address
+
+    from stacks.rules import _filter_ips
+
+    ip = IPv4Address("192.168.0.21")
+    assert _filter_ips([ip], ["192.168.0.0/24", "!192.168.0.21"]) == []
+    assert _filter_ips([ip], ["!192.168.0.21", "192.168.0.0/24"]) == [ip]  # the exclusion came before the entry
+    assert _filter_ips([ip], ["!10.0.0.0/8"]) == []  # an exclusion alone adds nothing
+    assert _filter_ips([ip], ["192.168.0.21"]) == [ip]  # an address is its /32
+    assert _filter_ips([ip], ["fd00::/8", "192.168.0.16/28"]) == [ip]
+    assert _filter_ips([ip], ["lan"]) is None
