@@ -96,6 +96,7 @@ def check(p: Parsed) -> list[Problem]:
     if p.nodes_complete:
         problems += _counts(p)
     problems += _talos_patches(p)
+    problems += _component_images(p)
     problems += _kernel_args(p)
     problems += _encryption(p)
     problems += _netboot(p)
@@ -2148,6 +2149,74 @@ def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:
 def _paths(node: Node) -> set[str]:
     """The disks a node names by /dev path (a selector names none)."""
     return {d for d in (node.install_disk, *node.data_disks) if isinstance(d, str)}
+
+
+# The Kubernetes components' images a v1alpha1 patch may pin, with the repository Talos takes each from
+# (pkg/machinery/constants/constants.go:381-387 and the kubelet's and kube-proxy's beside them at v1.13.9). The
+# provider generates each as `<repository>:<kubernetesVersion>` (pkg/machinery/config/generate/init.go:28,149-160,
+# worker.go:32 at v1.13.9), and a patch's image replaces it. Iluvatar upgrades Kubernetes by generating the config
+# again at the new kubernetesVersion and applying the same patches over it (components/arda.machine_configuration),
+# so a pinned tag stays where it was, and the upgrader waits for the pods the config names (upgrader/internal/
+# staticpods Images): what runs is the patch's release at every kubernetesVersion, not the one validate, the
+# outputs and the day-2 plan name. (talosctl upgrade-k8s, which Iluvatar does not run, would instead overwrite the
+# image with its --*-image repository and the new tag, dropping a mirror's name: pkg/cluster/kubernetes/
+# talos_managed.go:358-372.)
+COMPONENT_IMAGES: dict[tuple[str, ...], tuple[str, str]] = {
+    ("cluster", "apiServer", "image"): ("kube-apiserver", "registry.k8s.io/kube-apiserver"),
+    ("cluster", "controllerManager", "image"): ("kube-controller-manager", "registry.k8s.io/kube-controller-manager"),
+    ("cluster", "scheduler", "image"): ("kube-scheduler", "registry.k8s.io/kube-scheduler"),
+    # Off unless a patch sets cluster.proxy.disabled false (plans.talos turns it off for Cilium; the *bool false replaces it).
+    ("cluster", "proxy", "image"): ("kube-proxy (when a patch turns it on)", "registry.k8s.io/kube-proxy"),
+    ("machine", "kubelet", "image"): ("the kubelet", "ghcr.io/siderolabs/kubelet"),
+}
+# The kubelet's image variants Talos's own upgrade keeps beside the tag (pkg/cluster/kubernetes/kubelet.go:170-178 at
+# v1.13.9): the same release.
+KUBELET_VARIANTS = ("", "-fat", "-slim")
+
+
+def image_tag(image: str) -> str | None:
+    """An image reference's tag (`v1.34.12`), None when it has none (a bare name is `:latest`; a digest names no
+    release)."""
+    name = image.split("@", 1)[0]
+    _, colon, tag = name.rpartition(":")
+    return tag if colon and "/" not in tag else None
+
+
+def _component_images(p: Parsed) -> list[Problem]:
+    """A patch that pins a Kubernetes component's image to another release than arda.kubernetesVersion. One of the
+    same tag from another registry (a mirror) is accepted: it runs the release the stack names, and at the next
+    kubernetesVersion its tag differs and this rule refuses it, naming the key, so it is never left behind unsaid."""
+    if p.arda is None:
+        return []
+    version = p.arda.kubernetes_version
+    out: list[Problem] = []
+    for path, patch in talos_patch_paths(p):
+        if "kind" in patch:
+            continue
+        for keys, (component, repository) in COMPONENT_IMAGES.items():
+            image: object = patch
+            for key in keys:
+                image = image.get(key) if isinstance(image, dict) else None
+            if not isinstance(image, str):
+                continue
+            tag = image_tag(image)
+            variants = KUBELET_VARIANTS if keys[0] == "machine" else ("",)
+            if tag is not None and tag in (f"{version}{v}" for v in variants):
+                continue
+            said = f"is tag {tag}, not" if tag is not None else "has no tag (a bare name is :latest, a digest names no release), so it is not"
+            registry = repository.split("/", 1)[0]
+            out.append(
+                Problem(
+                    f"{path}.{'.'.join(keys)}",
+                    f"{image} {said} arda.kubernetesVersion {version}: the patch's image replaces the one Talos takes from "
+                    f"kubernetesVersion, so {component} runs another release than the one validate, the outputs and the day-2 "
+                    f"plan name, and stays there at every later kubernetesVersion (Iluvatar's upgrade applies the patch over the "
+                    f"new release's config); remove image from the patch (Talos then runs {repository}:{version}); for a mirror, "
+                    f"add {{apiVersion: v1alpha1, kind: RegistryMirrorConfig, name: {registry}, endpoints: [{{url: <the mirror>}}]}} "
+                    f"to iluvatar:arda.patches instead, or write the mirror's image with the tag {version}",
+                )
+            )
+    return out
 
 
 def _talos_patches(p: Parsed) -> list[Problem]:

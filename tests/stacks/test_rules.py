@@ -361,3 +361,33 @@ def test_filter_ips_reads_the_list_in_order_as_talos_does() -> None:
     assert _filter_ips([ip], ["192.168.0.21"]) == [ip]  # an address is its /32
     assert _filter_ips([ip], ["fd00::/8", "192.168.0.16/28"]) == [ip]
     assert _filter_ips([ip], ["lan"]) is None
+
+
+# A component's image a patch may keep: the release arda.kubernetesVersion names (v1.35.1 in the homelab), from any
+# registry, with a digest beside the tag, or a kubelet variant Talos's upgrade keeps; and the mirror the refusal offers.
+SAME_RELEASE = [
+    {"cluster": {"apiServer": {"image": "mirror.lan:5000/kube-apiserver:v1.35.1"}}},
+    {"cluster": {"controllerManager": {"image": "registry.k8s.io/kube-controller-manager:v1.35.1@sha256:" + "0" * 64}}},
+    {"machine": {"kubelet": {"image": "ghcr.io/siderolabs/kubelet:v1.35.1-fat"}}},
+    {"apiVersion": "v1alpha1", "kind": "RegistryMirrorConfig", "name": "registry.k8s.io", "endpoints": [{"url": "https://mirror.lan:5000"}]},
+]
+
+
+@pytest.mark.parametrize("patch", SAME_RELEASE)
+def test_a_component_image_of_the_stacks_release_validates(patch: dict[str, Any], tmp_path: Path) -> None:
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:arda.patches": [patch]})), require_secrets=True)
+
+
+@pytest.mark.parametrize(
+    ("image", "tag"),
+    [
+        ("registry.k8s.io/kube-apiserver:v1.35.1", "v1.35.1"),
+        ("mirror.lan:5000/kube-apiserver", None),
+        ("mirror.lan:5000/kube-apiserver:v1.35.1@sha256:abc", "v1.35.1"),
+        ("registry.k8s.io/kube-apiserver@sha256:abc", None),
+    ],
+)
+def test_image_tag_reads_a_registry_port_apart_from_a_tag(image: str, tag: str | None) -> None:
+    from stacks.rules import image_tag
+
+    assert image_tag(image) == tag
