@@ -10,7 +10,7 @@ import fnmatch
 import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 
 import yaml
 
@@ -696,6 +696,27 @@ def _deprecated_subnet(patches: Sequence[tuple[str, dict[str, object]]]) -> _Sub
     return found
 
 
+def _patch_addresses(patches: Sequence[tuple[str, dict[str, object]]]) -> list[IPv4Address] | None:
+    """The static addresses a node's patches give it on links of their own (a LinkConfig, VLANConfig, BondConfig...
+    document's `addresses: [{address: 10.10.0.5/24}]`), beside the nodes[].ip plans.talos writes; None when a patch
+    asks a DHCP server for one (DHCPv4Config, DHCPv6Config), whose address cannot be known here."""
+    found: list[IPv4Address] = []
+    for _, patch in patches:
+        kind = patch.get("kind")
+        if isinstance(kind, str) and kind.startswith("DHCP"):
+            return None
+        addresses = patch.get("addresses") if kind is not None else None
+        for entry in addresses if isinstance(addresses, list) else []:
+            address = entry.get("address") if isinstance(entry, dict) else None
+            try:
+                interface = ip_interface(str(address))
+            except ValueError:
+                continue
+            if isinstance(interface.ip, IPv4Address):
+                found.append(interface.ip)
+    return found
+
+
 def _address_filters(p: Parsed) -> list[Problem]:
     """A patch's etcd or kubelet subnets that leave a machine none of its address. etcd's SpecController filters the
     control plane's addresses through cluster.etcd's advertisedSubnets, the VIPs excluded (etcd/config.go:51-66 at
@@ -718,6 +739,7 @@ def _address_filters(p: Parsed) -> list[Problem]:
         patches = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)]
         patches += [(node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches)]
         own = _machine_subnet(p, node)
+        extra = _patch_addresses(patches)
         kubelet, problems = _subnet_lists(patches, ("machine", "kubelet", "nodeIP", "validSubnets"), own)
         # What each list picks, and the list Talos filters with (the VIP excluded from etcd's, Iluvatar's subnet first
         # in the kubelet's).
@@ -741,11 +763,11 @@ def _address_filters(p: Parsed) -> list[Problem]:
             if problem.path not in seen:
                 seen.add(problem.path)
                 out.append(problem)
-        if problems:
-            continue
+        if problems or extra is None:
+            continue  # a shape Talos cannot read is said alone; an address from DHCP may be the one the list picks
         said: set[str] = set()
         for use, found, cidrs in lists:
-            if found.key in said or _filter_ips([node.ip], cidrs) != []:
+            if found.key in said or _filter_ips([node.ip, *extra], cidrs) != []:
                 continue
             said.add(found.key)  # advertisedSubnets left with no address is said once, not again for listening
             stranded.setdefault((use, found.paths[0], yaml_flow(found.entries)), (found, []))[1].append(node)

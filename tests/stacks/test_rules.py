@@ -329,6 +329,30 @@ KEEPS_AN_ADDRESS = [
         "iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["10.0.0.0/8"]}}}],
         **{f"iluvatar:nodes[{i}].talosPatches": [{"cluster": {"etcd": {"advertisedSubnets": ["192.168.0.0/24"]}}}] for i in (3, 4, 5)},
     },
+    # etcd on a VLAN of its own, each control plane's address there given by its own patch.
+    {
+        "iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["10.10.0.0/24"]}}}],
+        **{
+            f"iluvatar:nodes[{i}].talosPatches": [
+                {
+                    "apiVersion": "v1alpha1",
+                    "kind": "VLANConfig",
+                    "name": "etcd0",
+                    "vlanID": 30,
+                    "parent": "enp1s0",
+                    "addresses": [{"address": f"10.10.0.2{i - 2}/24"}],
+                }
+            ]
+            for i in (3, 4, 5)
+        },
+    },
+    # An address from a DHCP server on another link cannot be known here: the list is left unjudged.
+    {
+        "iluvatar:arda.patches": [
+            {"cluster": {"etcd": {"advertisedSubnets": ["10.10.0.0/24"]}}},
+            {"apiVersion": "v1alpha1", "kind": "DHCPv4Config", "name": "enp2s0"},
+        ]
+    },
 ]
 
 
