@@ -20,6 +20,7 @@ import itertools
 import re
 import socket
 import unicodedata
+import zoneinfo
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -455,6 +456,50 @@ def _taken(schedule: str, volsync: bool, etcd: bool) -> str | None:
     return then if "; write " in problem and cron_problem(then, volsync=volsync, etcd=etcd) is None else None
 
 
+def _unknown_zone(zone: str) -> bool:
+    """Whether `zone` is no name of the tz database, as far as this machine's copy of it says (none: not judged). Go's
+    time.LoadLocation reads "UTC" and "Local" itself (time/zoneinfo.go LoadLocation), and an empty name as UTC."""
+    if zone in ("", "UTC", "Local"):
+        return False
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except zoneinfo.ZoneInfoNotFoundError:
+        return bool(zoneinfo.available_timezones())
+    except ValueError:
+        return True
+    return False
+
+
+def _in_utc(zone: str, rest: str) -> str:
+    """The five fields `rest`, written for `zone`'s clock, as UTC (`, 10 23 * * *` for Africa/Nairobi's 10 2 * * *),
+    where that is one schedule: a zone with one offset over the two years the rules reckon (none with daylight saving),
+    a time of one minute and hour, and no day of the month or month a day's shift would move. Else what to mind."""
+    try:
+        where = zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return ""
+    offsets = {datetime.datetime(year, month, 1, tzinfo=where).utcoffset() for year in (2026, 2027) for month in range(1, 13)}
+    if len(offsets) != 1:
+        return f" ({zone} keeps daylight saving, so its clock is an hour off one UTC time for part of the year)"
+    (offset,) = offsets
+    assert offset is not None
+    if not offset:
+        return f" ({zone} keeps UTC's time: {rest})"
+    fields = rest.split()
+    if len(fields) != len(_FIELDS) or not (fields[0].isdigit() and fields[1].isdigit()) or fields[2:4] != ["*", "*"]:
+        return ""
+    minutes = int(fields[1]) * 60 + int(fields[0]) - int(offset.total_seconds()) // 60
+    shift, minutes = divmod(minutes, 24 * 60)
+    days = fields[4]
+    if shift and days != "*":
+        if not all(d.isdigit() and int(d) <= 6 for d in days.split(",")):
+            return ""
+        days = ",".join(str((int(d) + shift) % 7) for d in sorted(days.split(","), key=lambda d: (int(d) + shift) % 7))
+    utc = f"{minutes % 60} {minutes // 60} * * {days}"
+    moved = {-1: " the day before", 1: " the day after"}.get(shift, "")
+    return f" ({int(fields[1]):02d}:{int(fields[0]):02d} in {zone} is {minutes // 60:02d}:{minutes % 60:02d} UTC{moved}: {utc})"
+
+
 def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | None:
     """Why its consumers cannot parse `text`, or None: robfig/cron's standard parser always (a CronJob, k3s's etcd
     snapshots), and VolSync's CRD pattern too when `volsync` (a volume's ReplicationSource trigger). `etcd`: the etcd
@@ -494,23 +539,39 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
         )
         return f"{show(text)}: {spec} is not a descriptor ({known}); write one, or five fields (e.g. 0 3 * * *)"
     if spec.startswith(("TZ=", "CRON_TZ=")):
-        # robfig/cron takes a time-zone prefix (parser.go:95 at v3.0.1); its other readers here do not.
+        zone, _, rest = spec.partition(" ")
+        if _unknown_zone(zone.partition("=")[2]):
+            # robfig/cron loads the zone with time.LoadLocation and refuses a name it does not find (parser.go:94-103 at
+            # v3.0.1): VolSync's controller and k3s alike.
+            return (
+                f"{show(text)}: {zone.partition('=')[2]} is no time zone of the tz database, and robfig/cron, which reads the "
+                f"schedule, refuses it (parser.go:94-103 at v3.0.1); drop {zone} and write the times in UTC"
+            )
         reader = (
-            "VolSync's CRD takes five fields or a descriptor, with no time zone (api/v1alpha1/replicationsource_types.go:50 at v0.16.0)"
+            # VolSync's CRD pattern has its `|` outside the anchors (replicationsource_types.go:50 at v0.16.0), so the API
+            # server's regexp finds the five fields at the text's end and admits the prefix, and its controller's
+            # robfig/cron parser reads the zone (parser.go:94-103 at v3.0.1): VolSync would honour it (tools/cron-check).
+            # Iluvatar reads the five fields alone, as UTC: a day's runs, the gaps between them, and the newest age a
+            # restore drill allows a backup (newest_within, the drill's MAX_AGE), which a zone with daylight saving
+            # moves by an hour twice a year.
+            "VolSync takes a time-zone prefix (its CRD pattern admits it, and its controller's robfig/cron reads the zone), but "
+            "Iluvatar reads an app's backup schedule as five fields in UTC: the restore drill's bound on the newest backup's "
+            "age and validate's checks of the schedule are reckoned from them"
             if volsync
+            # Iluvatar's CronJobs set no spec.timeZone (plans.drill, plans.backup): they run in UTC.
             else (
                 'Kubernetes refuses a time zone in a CronJob\'s schedule ("cannot use TZ or CRON_TZ in schedule", '
-                "pkg/apis/batch/validation/validation.go:843 at v1.35.1)"
+                "pkg/apis/batch/validation/validation.go:843 at v1.35.1), and Iluvatar's CronJobs set no spec.timeZone: they run in UTC"
                 if not etcd
                 else (
-                    "k3s's robfig/cron would take it, but Iluvatar reads this schedule as five fields in UTC too: its retention and "
+                    "k3s's robfig/cron takes a time-zone prefix, but Iluvatar reads this schedule as five fields in UTC too: its retention and "
                     "drill checks, and with an S3 target talos-backup's CronJob, where Kubernetes refuses a time zone "
                     "(pkg/apis/batch/validation/validation.go:843 at v1.35.1) and the drill's clock"
                 )
             )
         )
-        zone = spec.split(None, 1)[0]
-        return f"{show(text)}: {reader}; drop {zone} and write the times in UTC"
+        utc = _in_utc(zone.partition("=")[2], rest) if cron_problem(rest, volsync=volsync, etcd=etcd) is None else ""
+        return f"{show(text)}: {reader}; drop {zone} and write the times in UTC{utc}"
     fields = spec.split()
     if len(fields) == len(_FIELDS) + 1:
         return _seconds_first(text, fields)

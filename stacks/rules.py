@@ -10,7 +10,7 @@ import fnmatch
 import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 
 import yaml
 
@@ -79,6 +79,7 @@ def check(p: Parsed) -> list[Problem]:
     if p.network is not None:
         problems += _network(p.network)
         problems += _cluster_networks(p, p.network)
+    problems += _address_filters(p)
     problems += _vips(p)
     problems += _nodes(p)
     problems += _discovery_names(p)
@@ -95,6 +96,7 @@ def check(p: Parsed) -> list[Problem]:
     if p.nodes_complete:
         problems += _counts(p)
     problems += _talos_patches(p)
+    problems += _component_images(p)
     problems += _kernel_args(p)
     problems += _encryption(p)
     problems += _netboot(p)
@@ -600,6 +602,211 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
     if p.arda is not None:
         out += _arda_own_networks(p, p.arda, arda_nets, taken)
     return out
+
+
+# Talos picks etcd's addresses and the kubelet's node IP by filtering the machine's addresses through a list of subnets,
+# siderolabs/net v0.4.0 FilterIPs (net.go:168-216): in the list's order, an entry adds the addresses it holds and a
+# `!` entry removes the ones already added (so a `!` entry alone, or before the entry it meant to trim, leaves
+# nothing), an address without a length is read as its /32 (ParseSubnetOrAddress, net.go:148-161), and a word that is
+# neither makes the controller fail on it. The lists of every patch are appended, in apply order (arda.patches, then
+# the node's talosPatches: plans.talos.node_patches), not replaced: EtcdAdvertisedSubnets, EtcdListenSubnets and
+# KubeletNodeIPValidSubnets carry no `merge:"replace"` tag (pkg/machinery/config/types/v1alpha1/v1alpha1_types.go:1495,
+# :1507, :790 at v1.13.9; pkg/machinery/config/merge/merge.go:81-91). The machine's address the stack knows is its
+# nodes[].ip, the one address plans.talos writes on its link.
+def _filter_ips(addresses: Sequence[IPv4Address], cidrs: Sequence[object]) -> list[IPv4Address] | None:
+    """FilterIPs over `addresses`; None when an entry is no subnet or address (Talos's controller errors on it)."""
+    out: list[IPv4Address] = []
+    for entry in cidrs:
+        text = str(entry)
+        negative = text.startswith("!")
+        parsed = _subnet_or_address(text.removeprefix("!"))
+        if parsed is None:
+            return None
+        for ip in addresses:
+            if ip in parsed and not negative and ip not in out:
+                out.append(ip)
+            elif ip in parsed and negative and ip in out:
+                out.remove(ip)
+    return out
+
+
+def _subnet_or_address(text: str) -> IPv4Network | IPv6Network | None:
+    try:
+        return ip_network(text, strict=False) if "/" in text else ip_network(ip_address(text))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Subnets:
+    """One subnet list of a machine's config as Talos reads it: every patch's entries appended."""
+
+    key: str  # cluster.etcd.advertisedSubnets
+    entries: list[object]
+    paths: list[str]  # the patches' keys that wrote entries, in apply order
+
+
+def _subnet_lists(
+    patches: Sequence[tuple[str, dict[str, object]]], keys: tuple[str, ...], example: IPv4Network | None
+) -> tuple[_Subnets, list[Problem]]:
+    """The entries of one list key over `patches` (appended), and the keys written in a shape Talos cannot read."""
+    entries: list[object] = []
+    paths: list[str] = []
+    problems: list[Problem] = []
+    for path, patch in patches:
+        current: object = patch if "kind" not in patch else None
+        for key in keys:
+            current = current.get(key) if isinstance(current, dict) else None
+        if current is None:
+            continue
+        where = f"{path}.{'.'.join(keys)}"
+        if not isinstance(current, list):
+            problems.append(Problem(where, f"{show(current)} is not a list: Talos takes {keys[-1]} as a list of subnets; write [{show(current)}]"))
+            continue
+        for n, entry in enumerate(current):
+            if not isinstance(entry, str) or _subnet_or_address(entry.removeprefix("!")) is None:
+                problems.append(
+                    Problem(
+                        f"{where}[{n}]",
+                        f"{show(entry)} is not a subnet: Talos reads each entry as a CIDR or an address, `!` before one to exclude it "
+                        f"(siderolabs/net v0.4.0 net.go:148-161), and its controller fails on anything else; write one, e.g. "
+                        f"{example or '192.168.1.0/24'}",
+                    )
+                )
+        entries += current
+        paths.append(where)
+    return _Subnets(".".join(keys), entries, paths), problems
+
+
+def _machine_subnet(p: Parsed, node: Node) -> IPv4Network | None:
+    if p.network is None:
+        return None
+    vlan = next((v for v in p.network.vlans if v.name == node.vlan), None)
+    return p.network.lan if vlan is None else vlan.cidr
+
+
+def _deprecated_subnet(patches: Sequence[tuple[str, dict[str, object]]]) -> _Subnets:
+    """cluster.etcd.subnet, the deprecated one-subnet form of advertisedSubnets: a string, the last patch's wins."""
+    found = _Subnets("cluster.etcd.subnet", [], [])
+    for path, patch in patches:
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        etcd = cluster.get("etcd") if isinstance(cluster, dict) else None
+        if isinstance(etcd, dict) and isinstance(etcd.get("subnet"), str) and etcd["subnet"]:
+            found = _Subnets("cluster.etcd.subnet", [etcd["subnet"]], [f"{path}.cluster.etcd.subnet"])
+    return found
+
+
+def _patch_addresses(patches: Sequence[tuple[str, dict[str, object]]]) -> list[IPv4Address] | None:
+    """The static addresses a node's patches give it on links of their own (a LinkConfig, VLANConfig, BondConfig...
+    document's `addresses: [{address: 10.10.0.5/24}]`), beside the nodes[].ip plans.talos writes; None when a patch
+    asks a DHCP server for one (DHCPv4Config, DHCPv6Config), whose address cannot be known here."""
+    found: list[IPv4Address] = []
+    for _, patch in patches:
+        kind = patch.get("kind")
+        if isinstance(kind, str) and kind.startswith("DHCP"):
+            return None
+        addresses = patch.get("addresses") if kind is not None else None
+        for entry in addresses if isinstance(addresses, list) else []:
+            address = entry.get("address") if isinstance(entry, dict) else None
+            try:
+                interface = ip_interface(str(address))
+            except ValueError:
+                continue
+            if isinstance(interface.ip, IPv4Address):
+                found.append(interface.ip)
+    return found
+
+
+def _address_filters(p: Parsed) -> list[Problem]:
+    """A patch's etcd or kubelet subnets that leave a machine none of its address. etcd's SpecController filters the
+    control plane's addresses through cluster.etcd's advertisedSubnets, the VIPs excluded (etcd/config.go:51-66 at
+    v1.13.9: the VIP is never etcd's address), and listenSubnets (advertisedSubnets when unset, v1alpha1_etcdconfig.go:
+    50-62; the deprecated `subnet` stands for advertisedSubnets when that is unset, :37-47), and with none left it writes
+    no etcd spec and waits (etcd/spec.go:196-198 at v1.13.9): etcd never starts there. The kubelet's node IP:
+    plans.talos writes machine.kubelet.nodeIP.validSubnets as the machine's subnet, and a patch's entries are appended
+    to it, not put in its place (merge.go above), so a subnet a patch adds keeps the machine's address and is harmless;
+    an exclusion can still remove it, and then NodeIPController finds "no suitable node IP" and the kubelet never
+    registers the machine (k8s/nodeip.go:108-116 at v1.13.9)."""
+    if p.arda is None:
+        return []
+    out: list[Problem] = []
+    seen: set[str] = set()
+    # (what the list picks, its first key's path, the entries as written) -> the machines it leaves without an address
+    stranded: dict[tuple[str, str, str], tuple[_Subnets, list[Node]]] = {}
+    for i, node in p.nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        patches = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)]
+        patches += [(node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches)]
+        own = _machine_subnet(p, node)
+        extra = _patch_addresses(patches)
+        kubelet, problems = _subnet_lists(patches, ("machine", "kubelet", "nodeIP", "validSubnets"), own)
+        # What each list picks, and the list Talos filters with (the VIP excluded from etcd's, Iluvatar's subnet first
+        # in the kubelet's).
+        lists: list[tuple[str, _Subnets, list[object]]] = []
+        if node.role == "valinor":
+            advertised, shapes = _subnet_lists(patches, ("cluster", "etcd", "advertisedSubnets"), own)
+            listen, more = _subnet_lists(patches, ("cluster", "etcd", "listenSubnets"), own)
+            problems += shapes + more
+            advertise = advertised if advertised.entries else _deprecated_subnet(patches)
+            if advertise.entries:
+                # Unset, listenSubnets is advertisedSubnets (not the deprecated subnet).
+                use = "advertise" if listen.entries or not advertised.entries else "advertise and listen"
+                lists.append((use, advertise, [*advertise.entries, f"!{p.arda.vip}"]))
+            if listen.entries:
+                lists.append(("listen", listen, listen.entries))
+            elif advertised.entries:
+                lists.append(("listen", advertised, advertised.entries))
+        if kubelet.entries:
+            lists.append(("kubelet", kubelet, [*([str(own)] if own is not None else []), *kubelet.entries]))
+        for problem in problems:
+            if problem.path not in seen:
+                seen.add(problem.path)
+                out.append(problem)
+        if problems or extra is None:
+            continue  # a shape Talos cannot read is said alone; an address from DHCP may be the one the list picks
+        said: set[str] = set()
+        for use, found, cidrs in lists:
+            if found.key in said or _filter_ips([node.ip, *extra], cidrs) != []:
+                continue
+            said.add(found.key)  # advertisedSubnets left with no address is said once, not again for listening
+            stranded.setdefault((use, found.paths[0], yaml_flow(found.entries)), (found, []))[1].append(node)
+    for (use, _, _), (found, machines) in stranded.items():
+        out.append(Problem(found.paths[0], _stranded(p, use, found, machines)))
+    return out
+
+
+def _stranded(p: Parsed, use: str, found: _Subnets, machines: Sequence[Node]) -> str:
+    """Why a subnet list that leaves machines no address stops them, and the fix."""
+    assert p.arda is not None
+    deprecated = found.key.endswith(".subnet")
+    written = show(found.entries[0]) if deprecated else yaml_flow(found.entries)
+    if len(found.paths) > 1:
+        written += f" (with {', '.join(q.removeprefix('iluvatar:') for q in found.paths[1:])} appended, as Talos reads them)"
+    names = ", ".join(f"{n.name} ({n.ip})" for n in machines)
+    subnets = list(dict.fromkeys(str(s) for n in machines if (s := _machine_subnet(p, n)) is not None))
+    key = found.key.rsplit(".", 1)[1]
+    if use == "kubelet":
+        return (
+            f"{written} leaves no address of {names} once appended to the machine's subnet Iluvatar writes there: Talos's "
+            f'NodeIPController picks the kubelet\'s node IP from the list, finds "no suitable node IP" and the kubelet never '
+            f"registers the machine (internal/app/machined/pkg/controllers/k8s/nodeip.go:108-116 at v1.13.9); remove the "
+            f"entries that exclude it, or the key (Iluvatar's own entry already picks the machine's address)"
+        )
+    doing = "listens on" if use == "listen" else "advertises to its peers"
+    vip = "" if use == "listen" else f", the VIP {p.arda.vip} left out"
+    also = " (and listens on, listenSubnets being unset)" if use == "advertise and listen" else ""
+    own = ", ".join(subnets) if deprecated else f"[{', '.join(subnets)}]"
+    fix = f"write {own}, the control planes' own subnet, or remove {key}" if subnets else f"remove {key}"
+    bang = ""
+    if any(str(e).startswith("!") for e in found.entries):
+        bang = " (a `!` entry only takes out what an entry before it put in, siderolabs/net v0.4.0 net.go:168-216)"
+    default = "listens on every address" if use == "listen" else "advertises the machine's first routed address"
+    return (
+        f"{written} holds no address of {names}{vip}: Talos's etcd {doing}{also} only the machine's addresses in these "
+        f"subnets{bang} and, with none, writes no etcd spec (internal/app/machined/pkg/controllers/etcd/spec.go:196-198 at "
+        f"v1.13.9), so etcd never starts there and Arda never bootstraps; {fix} (etcd then {default})"
+    )
 
 
 def cluster_networks(p: Parsed) -> list[_ClusterNet]:
@@ -1964,6 +2171,74 @@ def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:
 def _paths(node: Node) -> set[str]:
     """The disks a node names by /dev path (a selector names none)."""
     return {d for d in (node.install_disk, *node.data_disks) if isinstance(d, str)}
+
+
+# The Kubernetes components' images a v1alpha1 patch may pin, with the repository Talos takes each from
+# (pkg/machinery/constants/constants.go:381-387 and the kubelet's and kube-proxy's beside them at v1.13.9). The
+# provider generates each as `<repository>:<kubernetesVersion>` (pkg/machinery/config/generate/init.go:28,149-160,
+# worker.go:32 at v1.13.9), and a patch's image replaces it. Iluvatar upgrades Kubernetes by generating the config
+# again at the new kubernetesVersion and applying the same patches over it (components/arda.machine_configuration),
+# so a pinned tag stays where it was, and the upgrader waits for the pods the config names (upgrader/internal/
+# staticpods Images): what runs is the patch's release at every kubernetesVersion, not the one validate, the
+# outputs and the day-2 plan name. (talosctl upgrade-k8s, which Iluvatar does not run, would instead overwrite the
+# image with its --*-image repository and the new tag, dropping a mirror's name: pkg/cluster/kubernetes/
+# talos_managed.go:358-372.)
+COMPONENT_IMAGES: dict[tuple[str, ...], tuple[str, str]] = {
+    ("cluster", "apiServer", "image"): ("kube-apiserver", "registry.k8s.io/kube-apiserver"),
+    ("cluster", "controllerManager", "image"): ("kube-controller-manager", "registry.k8s.io/kube-controller-manager"),
+    ("cluster", "scheduler", "image"): ("kube-scheduler", "registry.k8s.io/kube-scheduler"),
+    # Off unless a patch sets cluster.proxy.disabled false (plans.talos turns it off for Cilium; the *bool false replaces it).
+    ("cluster", "proxy", "image"): ("kube-proxy (when a patch turns it on)", "registry.k8s.io/kube-proxy"),
+    ("machine", "kubelet", "image"): ("the kubelet", "ghcr.io/siderolabs/kubelet"),
+}
+# The kubelet's image variants Talos's own upgrade keeps beside the tag (pkg/cluster/kubernetes/kubelet.go:170-178 at
+# v1.13.9): the same release.
+KUBELET_VARIANTS = ("", "-fat", "-slim")
+
+
+def image_tag(image: str) -> str | None:
+    """An image reference's tag (`v1.34.12`), None when it has none (a bare name is `:latest`; a digest names no
+    release)."""
+    name = image.split("@", 1)[0]
+    _, colon, tag = name.rpartition(":")
+    return tag if colon and "/" not in tag else None
+
+
+def _component_images(p: Parsed) -> list[Problem]:
+    """A patch that pins a Kubernetes component's image to another release than arda.kubernetesVersion. One of the
+    same tag from another registry (a mirror) is accepted: it runs the release the stack names, and at the next
+    kubernetesVersion its tag differs and this rule refuses it, naming the key, so it is never left behind unsaid."""
+    if p.arda is None:
+        return []
+    version = p.arda.kubernetes_version
+    out: list[Problem] = []
+    for path, patch in talos_patch_paths(p):
+        if "kind" in patch:
+            continue
+        for keys, (component, repository) in COMPONENT_IMAGES.items():
+            image: object = patch
+            for key in keys:
+                image = image.get(key) if isinstance(image, dict) else None
+            if not isinstance(image, str):
+                continue
+            tag = image_tag(image)
+            variants = KUBELET_VARIANTS if keys[0] == "machine" else ("",)
+            if tag is not None and tag in (f"{version}{v}" for v in variants):
+                continue
+            said = f"is tag {tag}, not" if tag is not None else "has no tag (a bare name is :latest, a digest names no release), so it is not"
+            registry = repository.split("/", 1)[0]
+            out.append(
+                Problem(
+                    f"{path}.{'.'.join(keys)}",
+                    f"{image} {said} arda.kubernetesVersion {version}: the patch's image replaces the one Talos takes from "
+                    f"kubernetesVersion, so {component} runs another release than the one validate, the outputs and the day-2 "
+                    f"plan name, and stays there at every later kubernetesVersion (Iluvatar's upgrade applies the patch over the "
+                    f"new release's config); remove image from the patch (Talos then runs {repository}:{version}); for a mirror, "
+                    f"add {{apiVersion: v1alpha1, kind: RegistryMirrorConfig, name: {registry}, endpoints: [{{url: <the mirror>}}]}} "
+                    f"to iluvatar:arda.patches instead, or write the mirror's image with the tag {version}",
+                )
+            )
+    return out
 
 
 def _talos_patches(p: Parsed) -> list[Problem]:

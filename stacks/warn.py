@@ -102,6 +102,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            yield from _every_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _keeps_nothing(f"iluvatar:apps[{i}].backup.keep", app.backup.keep)
             yield from _keeps_defaults(f"iluvatar:apps[{i}].backup.keep", app.backup)
     yield from _leftover_secrets(stack)
@@ -131,6 +132,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _hours_as_days("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     if not _minutes_meant(backup.etcd.schedule):
         yield from _many_an_hour("iluvatar:backup.etcd.schedule", backup.etcd.schedule, _ETCD_RUN)
+    yield from _every_hour("iluvatar:backup.etcd.schedule", backup.etcd.schedule, _ETCD_RUN)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
     if not drill.enabled and drill.stale_after is not None:
@@ -170,6 +172,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from burst
             if not burst:
                 yield from _many_an_hour("iluvatar:backup.drill.schedule", drill.schedule, _DRILL_RUN)
+                yield from _every_hour("iluvatar:backup.drill.schedule", drill.schedule, _DRILL_DAY)
 
 
 # What a size bound lets through, as a message says it: Talos compares disk.size <op> <bytes>
@@ -1165,6 +1168,40 @@ def _many_an_hour(path: str, schedule: str, cost: str = _APP_RUN) -> Iterator[Pr
         path,
         f"{schedule} runs {len(minutes)} times an hour, {runs} times on each day it runs: {cost}; to run it once in each hour "
         f"it runs, write 0 {' '.join(fields[1:])}{hourly}",
+    )
+
+
+# What the 23 runs past the one meant cost, as _every_hour says it.
+_APP_DAY = "each run starts a VolSync mover that copies the volumes to the target, and restic's keep keeps one snapshot a day unless keep.hourly is set, so the others are made to be thrown away"
+_DRILL_DAY = "each run restores the newest snapshot of every volume and etcd it drills from the target, and one restore that day already shows the backups restore, so the others load the target and the cluster for nothing"
+
+
+def _every_hour(path: str, schedule: str, cost: str = _APP_DAY) -> Iterator[Problem]:
+    """A schedule that names its days and a minute but every hour (`30 * * * 0`, meant as Sunday 00:30): robfig/cron
+    reads `*` in the hour field, like 0-23 or */1, as every hour (parser.go getRange at v3.0.1), so it runs 24 times on
+    each day it names. The minute-field form (`* 6 * * 0`) is refused (stacks.data); this one may be meant (every hour
+    of Sundays), so it is said, not refused. An hourly schedule on every day (`30 * * * *`) names no day and is the
+    plain "hourly"; several minutes an hour are _many_an_hour's."""
+    fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    hours, _ = _cron_field(fields[1], 0, 23)
+    _, dom_star = _cron_field(fields[2], 1, 31)
+    dows, dow_star = _cron_field(fields[4], 0, 6)
+    if len(minutes) != 1 or len(hours) != 24 or (dom_star and dow_star):
+        return
+    (minute,) = minutes
+    if dom_star:
+        named = [_DAYS[d] for d in sorted(dows)]
+        days = f"every {named[0]}" if len(named) == 1 else f"every {', '.join(named[:-1])} and {named[-1]}"
+    elif dow_star:
+        days = f"day{'s' if len(_cron_field(fields[2], 1, 31)[0]) > 1 else ''} {fields[2]} of the month"
+    else:
+        days = "each day it runs"  # both day fields restricted: _either_day says which days
+    once = " ".join([fields[0], "0", *fields[2:]])
+    yield Problem(
+        path,
+        f"{schedule}: the hour field {fields[1]} runs it at minute {minute} of every hour, 24 times on {days}, not once: "
+        f"{cost}; to run it once that day at 00:{minute:02d}, write {once} (or the hour meant in place of {fields[1]})",
     )
 
 

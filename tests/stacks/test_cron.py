@@ -311,3 +311,21 @@ def test_every_fix_a_refusal_gives_is_taken_and_not_warned_as_rare(schedule: str
         assert cron_problem(fix, volsync=volsync, etcd=etcd) is None, problem
         if cron_problem(schedule, volsync=False) is not None:  # not a spelling of the same runs (`jan` as 1)
             assert rare_months(fix, bound, volsync=volsync, etcd=etcd) is None, problem
+
+
+def test_volsync_takes_a_time_zone_prefix_and_validate_refuses_it_for_its_own_reckoning(parsed: dict[str, dict[str, Any]]) -> None:
+    # VolSync's CRD pattern has its | outside the anchors, and its controller's parser reads CRON_TZ: it would run the
+    # backup at Nairobi's 02:10. validate refuses it for its own reading in UTC, and its fix is the same time in UTC.
+    written = "CRON_TZ=Africa/Nairobi 10 2 * * *"
+    assert parsed[written]["volsync"] == ""
+    assert parsed[written]["cronjob"] != ""  # a CronJob's API server refuses any TZ
+    problem = cron_problem(written)
+    assert problem is not None
+    assert "VolSync takes a time-zone prefix" in problem
+    fix = problem.rsplit(": ", 1)[1].removesuffix(")")
+    assert fix == "10 23 * * *"
+    assert cron_problem(fix) is None
+    # A zone robfig/cron cannot load is refused by VolSync's controller too, and said so.
+    unknown = "CRON_TZ=Africa/Wakanda 10 2 * * *"
+    assert parsed[unknown]["volsync"] != ""
+    assert "no time zone of the tz database" in (cron_problem(unknown) or "")

@@ -315,3 +315,103 @@ def test_every_fix_of_an_upper_case_name_passes_the_disk_rules(disk: str, talos:
 def test_a_cel_disk_selector_is_read_for_the_simple_forms_alone(match: str, named: list[tuple[str, str]] | None) -> None:
     found = rules._cel_names(match)
     assert (None if found is None else [(n.field, n.value) for n in found]) == named
+
+
+# Subnet lists Talos filters a machine's addresses through (stacks.rules._address_filters), written so that every
+# machine keeps its address: the kubelet's entries are appended to the subnet plans.talos writes, the VIP's exclusion
+# is Talos's own, and a later patch's entries are appended to an earlier one's.
+KEEPS_AN_ADDRESS = [
+    {"iluvatar:arda.patches": [{"machine": {"kubelet": {"nodeIP": {"validSubnets": ["10.0.0.0/8"]}}}}]},
+    {"iluvatar:arda.patches": [{"machine": {"kubelet": {"nodeIP": {"validSubnets": ["!192.168.0.20/32"]}}}}]},
+    {"iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["192.168.0.0/24", "!192.168.0.20"]}}}]},
+    {"iluvatar:arda.patches": [{"cluster": {"etcd": {"subnet": "192.168.0.0/24", "listenSubnets": ["192.168.0.21/30"]}}}]},
+    {
+        "iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["10.0.0.0/8"]}}}],
+        **{f"iluvatar:nodes[{i}].talosPatches": [{"cluster": {"etcd": {"advertisedSubnets": ["192.168.0.0/24"]}}}] for i in (3, 4, 5)},
+    },
+    # etcd on a VLAN of its own, each control plane's address there given by its own patch.
+    {
+        "iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["10.10.0.0/24"]}}}],
+        **{
+            f"iluvatar:nodes[{i}].talosPatches": [
+                {
+                    "apiVersion": "v1alpha1",
+                    "kind": "VLANConfig",
+                    "name": "etcd0",
+                    "vlanID": 30,
+                    "parent": "enp1s0",
+                    "addresses": [{"address": f"10.10.0.2{i - 2}/24"}],
+                }
+            ]
+            for i in (3, 4, 5)
+        },
+    },
+    # An address from a DHCP server on another link cannot be known here: the list is left unjudged.
+    {
+        "iluvatar:arda.patches": [
+            {"cluster": {"etcd": {"advertisedSubnets": ["10.10.0.0/24"]}}},
+            {"apiVersion": "v1alpha1", "kind": "DHCPv4Config", "name": "enp2s0"},
+        ]
+    },
+]
+
+
+@pytest.mark.parametrize("edits", KEEPS_AN_ADDRESS)
+def test_subnet_lists_that_keep_each_machines_address_validate(edits: dict[str, Any], tmp_path: Path) -> None:
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), edits)), require_secrets=True)
+
+
+def test_the_fix_for_etcd_subnets_that_hold_no_control_plane_validates(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": ["10.0.0.0/8"]}}}]})
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    (problem,) = err.value.problems
+    fix = re.search(r"; write (\[[^]]+\]), the control planes' own subnet", str(problem))
+    assert fix is not None
+    subnets = fix.group(1).strip("[]").split(", ")
+    doc = edit(homelab_doc(), {"iluvatar:arda.patches": [{"cluster": {"etcd": {"advertisedSubnets": subnets}}}]})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+def test_filter_ips_reads_the_list_in_order_as_talos_does() -> None:
+    from ipaddress import IPv4Address
+
+    from stacks.rules import _filter_ips
+
+    ip = IPv4Address("192.168.0.21")
+    assert _filter_ips([ip], ["192.168.0.0/24", "!192.168.0.21"]) == []
+    assert _filter_ips([ip], ["!192.168.0.21", "192.168.0.0/24"]) == [ip]  # the exclusion came before the entry
+    assert _filter_ips([ip], ["!10.0.0.0/8"]) == []  # an exclusion alone adds nothing
+    assert _filter_ips([ip], ["192.168.0.21"]) == [ip]  # an address is its /32
+    assert _filter_ips([ip], ["fd00::/8", "192.168.0.16/28"]) == [ip]
+    assert _filter_ips([ip], ["lan"]) is None
+
+
+# A component's image a patch may keep: the release arda.kubernetesVersion names (v1.35.1 in the homelab), from any
+# registry, with a digest beside the tag, or a kubelet variant Talos's upgrade keeps; and the mirror the refusal offers.
+SAME_RELEASE = [
+    {"cluster": {"apiServer": {"image": "mirror.lan:5000/kube-apiserver:v1.35.1"}}},
+    {"cluster": {"controllerManager": {"image": "registry.k8s.io/kube-controller-manager:v1.35.1@sha256:" + "0" * 64}}},
+    {"machine": {"kubelet": {"image": "ghcr.io/siderolabs/kubelet:v1.35.1-fat"}}},
+    {"apiVersion": "v1alpha1", "kind": "RegistryMirrorConfig", "name": "registry.k8s.io", "endpoints": [{"url": "https://mirror.lan:5000"}]},
+]
+
+
+@pytest.mark.parametrize("patch", SAME_RELEASE)
+def test_a_component_image_of_the_stacks_release_validates(patch: dict[str, Any], tmp_path: Path) -> None:
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:arda.patches": [patch]})), require_secrets=True)
+
+
+@pytest.mark.parametrize(
+    ("image", "tag"),
+    [
+        ("registry.k8s.io/kube-apiserver:v1.35.1", "v1.35.1"),
+        ("mirror.lan:5000/kube-apiserver", None),
+        ("mirror.lan:5000/kube-apiserver:v1.35.1@sha256:abc", "v1.35.1"),
+        ("registry.k8s.io/kube-apiserver@sha256:abc", None),
+    ],
+)
+def test_image_tag_reads_a_registry_port_apart_from_a_tag(image: str, tag: str | None) -> None:
+    from stacks.rules import image_tag
+
+    assert image_tag(image) == tag
