@@ -2,7 +2,8 @@
 
 Two kinds of owner hold a fixed address. The homelab's own: a machine, a VIP kube-vip announces, the front door,
 Headscale's port forward target. And the LAN's devices the stack only names: the NAS (the backup target's server,
-the NFS class's), the DNS servers the Ainur forward to, a Turing Pi's BMC. A pool or range the stack lends from (the
+the NFS class's), the DNS servers the Ainur forward to, a Turing Pi's BMC, the router's DHCP server where it is not
+network.gateway (ainur.netboot.routerAddress). A pool or range the stack lends from (the
 discovery pool, the load-balancer pool, the DHCP range in dhcp mode) must hold none of them, and an address of the
 homelab's own must not be a device's: kube-vip would announce the NAS's address, the Ainur would forward names to
 their own front door. A layer added later is covered by registering its address here rather than by each pool's rule
@@ -28,7 +29,9 @@ from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
 
-Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app", "ldap", "receiver", "heartbeat", "git", "route"]
+Kind = Literal[
+    "node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "router", "pool", "app", "ldap", "receiver", "heartbeat", "git", "route"
+]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
 # from. Written as an address, each is a device of the table like the NAS; whether one is on Arda is each layer's own
@@ -37,7 +40,7 @@ SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", *SERVERS})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", *SERVERS})
 # The devices that share their address with no other: a Turing Pi 2's BMC is an appliance, which powers, reflashes and
 # opens the console of its board's machines (plans.power) and serves nothing the stack points at it. Another device at
 # its address is a slip in one of the two keys, and the other layer (the backups, the forwarding, the mounts, the
@@ -49,6 +52,7 @@ NOUNS: dict[Kind, str] = {
     "nfs": "the NFS server",
     "dns": "the DNS server",
     "bmc": "the BMC",
+    "router": "the router's DHCP server",
     "ldap": "the LDAP directory",
     "receiver": "the alert receiver",
     "heartbeat": "the dead man's switch",
@@ -71,7 +75,10 @@ CLIENTS: dict[Kind, str] = {
     "nfs": "no volume of the NFS class could be mounted",
     "dns": "no machine could resolve a name outside the zone",
     "bmc": "`up` could not power or reflash the machines of its board",
+    "router": "the DHCP probe of `up` would take the router's answers for another DHCP server's and stop `up`",
 }
+# The key that names the router's DHCP server where it is not network.gateway (`entries`).
+ROUTER_ADDRESS = "ainur.netboot.routerAddress"
 
 
 @dataclass(frozen=True)
@@ -187,10 +194,12 @@ def entries(
     network: Network | None = None,
     storage: Storage | None = None,
     named: Sequence[Server] = (),
+    ainur: Ainur | None = None,
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
     target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers on the LAN
-    (the gateway aside: the router is none of these), the BMCs, the other layers' servers written as an address."""
+    (the gateway aside: the router is none of these), the BMCs, the router's DHCP server where ainur.netboot.routerAddress
+    names it, the other layers' servers written as an address."""
     out = [Held(n.ip, f"nodes[{i}].ip", f"nodes[{i}].ip ({n.name})", "node") for i, n in nodes]
     out += [Held(ip, path.removeprefix("iluvatar:"), path.removeprefix("iluvatar:"), "vip") for path, ip in vips]
     if identity is not None:
@@ -221,6 +230,13 @@ def entries(
     for address, ((i, name), *others) in bmcs.items():
         also = tuple(f"nodes[{j}].power.bmc.address" for j, _ in others)
         out.append(Held(address, f"nodes[{i}].power.bmc.address", f"nodes[{i}].power.bmc.address ({name}'s BMC)", "bmc", also=also))
+    router = ainur.netboot.router_address if ainur is not None else None
+    if router is not None and (network is None or (router in network.lan and router != network.gateway)):
+        # The router's DHCP server, where it is not network.gateway: a device of the LAN with an address of its own, which
+        # the DHCP probe of `up` tells the router's answers by (components/netboot.py, plans.netboot.dhcp_probe), in
+        # either mode (in dhcp mode on a move from proxy). Off the LAN it is stacks.netboot_mode's to refuse; at
+        # network.gateway it is the router the gateway's own rules place (stacks.rules._range, _address_in_lan).
+        out.append(Held(router, ROUTER_ADDRESS, f"{ROUTER_ADDRESS} (the router's DHCP server)", "router"))
     for s in named:
         if s.address is None:
             continue  # a name outside the internal zone: `unknown_names` checks it
@@ -350,6 +366,8 @@ def check(
             if (
                 d.ip != h.ip
                 or d.kind == "dns"
+                # The router's DHCP server at an address of the homelab's own is said once, at routerAddress, below.
+                or d.kind == "router"
                 or (d.kind == "bmc" and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.path == "arda.vip")
@@ -401,10 +419,9 @@ def check(
         # homelab's own, the real router's answer is "another DHCP server" and the step refuses, or, in proxy mode,
         # the router is never heard.
         yield Problem(
-            "iluvatar:ainur.netboot.routerAddress",
+            f"iluvatar:{ROUTER_ADDRESS}",
             f"{router} is {own[router].owner}, an address of the homelab's own, not the router's: the DHCP probe would take "
-            "the router's answers for another DHCP server's and stop `up`; give the address the router's DHCP answers carry "
-            f"as server identifier, or remove routerAddress to take network.gateway" + (f" {network.gateway}" if network is not None else ""),
+            f"the router's answers for another DHCP server's and stop `up`; {_router_fix(network)}",
         )
     if network is None:
         return
@@ -458,10 +475,11 @@ def check(
             # reaches that machine. In proxy mode, or without the Ainur, the router lends the range and may hold a
             # reservation for the device that the stack cannot see: a warning (stacks.warn._devices_in_router_range),
             # since what the stack points at the device reaches it by the address written. The gateway inside the range is the range's own problem (stacks.rules._range).
+            fix = _router_fix(network, "the range") if d.kind == "router" else f"give {what} a fixed address outside the range"
             yield Problem(
                 path,
                 f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
-                f"only until it is lent to another machine; give {what} a fixed address outside the range",
+                f"only until it is lent to another machine; {fix}",
             )
         # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
         # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
@@ -475,11 +493,19 @@ def check(
             if d.kind == "dns"
             else f"Cilium would give {what}'s address to a Service"
         )
+        fix = _router_fix(network, "the pool") if d.kind == "router" else f"give {what} a fixed address outside the pool"
         yield Problem(
             path,
-            f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
-            f"give {what} a fixed address outside the pool",
+            f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; {fix}",
         )
+
+
+def _router_fix(network: Network | None, outside: str = "") -> str:
+    """The fix of ainur.netboot.routerAddress: the address the router's DHCP answers carry (a slip of the key is the
+    likelier), or network.gateway, which the probe takes without it and whose own rules place it."""
+    where = f" (outside {outside})" if outside else ""
+    gateway = f" {network.gateway}" if network is not None else ""
+    return f"give the address the router's DHCP answers carry as server identifier{where}, or remove routerAddress to take network.gateway{gateway}"
 
 
 def _own_noun(h: Held) -> str:
@@ -836,7 +862,8 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
     for h in held:
         if lb is not None and lb.overlaps(pool) and h.ip in lb:
             continue  # said once, by the pool's problem
-        if h.kind in DEVICES and h.ip in pool:
+        # The router's DHCP server lent that pool: its own address is no lease of it (network.gateway is not checked there either).
+        if h.kind in DEVICES and h.kind != "router" and h.ip in pool:
             # The router no longer lends in dhcp mode: a device the stack names keeps the address it was lent only until
             # its lease ends, then the Ainur lend it one of network.dhcpRange, and the forwarding, the NFS mounts, the
             # backups or the power control the stack pointed at it reach nothing (or another device).
