@@ -924,28 +924,77 @@ def route_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: A
     return [r for r in lent_ranges(network, ainur, discovery_pool) if r.key != ROUTER_POOL or r.lender == "held"]
 
 
+@dataclass(frozen=True)
+class Reached:
+    """A lent range a route reaches (`lent_reached`): the part of it the route holds, first..last, and how."""
+
+    lent: Lent
+    first: IPv4Address
+    last: IPv4Address
+
+    @property
+    def whole(self) -> bool:
+        """Whether the route holds the whole range."""
+        return self.first == self.lent.range.start and self.last == self.lent.range.end
+
+    @property
+    def shown(self) -> str:
+        return f"{self.lent.key} {self.lent.range}"
+
+
+def lent_reached(route: IPv4Network, lent: Sequence[Lent]) -> tuple[list[Reached], bool]:
+    """The lent ranges `route` reaches, in address order, and whether they hold every address of it: a route wholly lent,
+    inside one range or across ranges that meet (network.dhcpRange and the discovery pool laid end to end), reaches only
+    devices that are lent their addresses."""
+    first, last = route.network_address, route.broadcast_address
+    reached = sorted(
+        (Reached(r, max(first, r.range.start), min(last, r.range.end)) for r in lent if r.range.start <= last and first <= r.range.end),
+        key=lambda r: (r.first, r.last),
+    )
+    covered = int(first) - 1
+    for r in reached:
+        if int(r.first) > covered + 1:
+            break
+        covered = max(covered, int(r.last))
+    return reached, covered >= int(last)
+
+
 def leased_routes(
-    remote: RemoteAccess | None, network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None
+    remote: RemoteAccess | None,
+    network: Network | None,
+    ainur: Ainur | None,
+    discovery_pool: AddressRange | None,
+    fixed: Collection[IPv4Address] = (),
 ) -> Iterator[Problem]:
-    """A remote-access route that reaches only addresses a range lends (`route_ranges`: network.dhcpRange, the discovery
-    pool, the router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then
-    reaches whichever phone or laptop is lent the address next, a device `access` never granted. A route is one device's
-    when the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's. Where
-    the router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a device it holds a reservation for
-    inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot see: warned of, as the NAS is
-    (stacks.warn._routes_into_lent); a wider route there is lent addresses whichever reservations it holds."""
+    """A remote-access route that reaches only addresses the ranges lend (`route_ranges`: network.dhcpRange, the discovery
+    pool, the router's old pool in dhcp mode), inside one of them or across several that meet: the device there today
+    moves when its lease ends, and the tailnet then reaches whichever phone or laptop is lent the address next, a device
+    `access` never granted. A route is one device's when the device has a fixed address; the message names every lent
+    range the route is in. Where the router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a
+    device it holds a reservation for inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot
+    see: warned of, as the NAS is (stacks.warn._routes_into_lent); a wider route there is lent addresses whichever
+    reservations it holds. A /32 to a fixed address (`fixed`: the table's, network.gateway) is left to the rules that
+    place that address, which refuse it inside a lent range (the pools' and the range's, stacks.addresses.check,
+    stacks.rules): the range or the device is what moves, and a route's "give the device a fixed address" would say
+    the opposite of their fix for the same slip. Without them, the router's own address in the pool it lent (which
+    no rule refuses) is no lease either."""
     if remote is None or network is None:
         return
     lent = route_ranges(network, ainur, discovery_pool)
     for i, route in enumerate(remote.routes):
-        for r in lent:
-            if r.lender == "router" and route.num_addresses == 1:
-                continue
-            if route.network_address in r.range and route.broadcast_address in r.range:
-                yield Problem(
-                    f"iluvatar:remoteAccess.routes[{i}]",
-                    f"{route} is inside {r.key} {r.range}, addresses that are only lent: when the device's lease ends the tailnet "
-                    "would reach whichever device is lent it next; give the device a fixed address outside the lent ranges "
-                    "and route that",
-                )
-                break
+        if route.num_addresses == 1 and route.network_address in fixed:
+            continue
+        reached, inside = lent_reached(route, [r for r in lent if not (r.lender == "router" and route.num_addresses == 1)])
+        if reached and inside:
+            together = " together" if len(reached) > 1 else ""
+            yield Problem(
+                f"iluvatar:remoteAccess.routes[{i}]",
+                f"{route} is inside {and_list([r.shown for r in reached])}{together}, addresses that are only lent: when the device's lease ends the "
+                "tailnet would reach whichever device is lent it next; give the device a fixed address outside the lent ranges "
+                "and route that",
+            )
+
+
+def and_list(items: Sequence[str]) -> str:
+    """`a, b and c`, as a message lists things."""
+    return f"{', '.join(items[:-1])} and {items[-1]}" if len(items) > 1 else items[0]

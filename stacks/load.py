@@ -413,6 +413,8 @@ def parse_stack(
         network if isinstance(network, Network) else None,
         ainur if isinstance(ainur, Ainur) else None,
         arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
+        # A route to a fixed address in a lent range is said by the rules that place the address (stacks.addresses.leased_routes).
+        {h.ip for h in held} | ({network.gateway} if isinstance(network, Network) else set()),
     )
     problems += addresses.router_pool(
         [*held, *addresses.services([], apps)], ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None
