@@ -974,10 +974,10 @@ def leased_routes(
     device it holds a reservation for inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot
     see: warned of, as the NAS is (stacks.warn._routes_into_lent); a wider route there is lent addresses whichever
     reservations it holds. A /32 to a fixed address (`fixed`: the table's, network.gateway) is left to the rules that
-    place that address, which refuse it inside a lent range (the pools' and the range's, stacks.addresses.check,
-    stacks.rules): the range or the device is what moves, and a route's "give the device a fixed address" would say
-    the opposite of their fix for the same slip. Without them, the router's own address in the pool it lent (which
-    no rule refuses) is no lease either."""
+    place that address, which refuse it inside a lent range (stacks.discovery's pool rule, `check` and `router_pool`
+    here, stacks.rules' for the machines, the VIPs and the gateway): the range or the device is what moves, and a
+    route's "give the device a fixed address" would contradict their fix for the same slip. The one fixed address no
+    rule refuses there, the router's own (network.gateway, routerAddress) in the pool it lent, is no lease either."""
     if remote is None or network is None:
         return
     lent = route_ranges(network, ainur, discovery_pool)
