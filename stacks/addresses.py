@@ -642,10 +642,10 @@ def host_edges(held: Sequence[Held], network: Network | None) -> Iterator[Proble
                     "device there; route the device's own host address",
                 )
             else:
+                fix = _router_fix(network) if d.kind == "router" else f"write {NOUNS[d.kind]}'s own host address"
                 yield Problem(
                     f"iluvatar:{d.path}",
-                    f"{_written(d)} is the {edge} address of {path} {net}, which no host can have, so {CLIENTS[d.kind]}; write "
-                    f"{NOUNS[d.kind]}'s own host address",
+                    f"{_written(d)} is the {edge} address of {path} {net}, which no host can have, so {CLIENTS[d.kind]}; {fix}",
                 )
             break
 
