@@ -308,6 +308,9 @@ def _drill(stack: StackConfig) -> str:
     assert b is not None
     if not b.drill.enabled:
         return "no restore drill"
+    if not drill_plan.enabled(stack):
+        # The render makes the drills only where plans.drill.enabled says so: with monitoring, which reports them.
+        return "no restore drill (it runs with iluvatar:monitoring)"
     arda, ainur = drills(b, stack.ainur is not None)
     # The KMS key's and Headscale's drills run with the drill whatever its volumes, arda and ainur say (plans.drill).
     drilled = (

@@ -2,7 +2,8 @@
 
 Two kinds of owner hold a fixed address. The homelab's own: a machine, a VIP kube-vip announces, the front door,
 Headscale's port forward target. And the LAN's devices the stack only names: the NAS (the backup target's server,
-the NFS class's), the DNS servers the Ainur forward to, a Turing Pi's BMC. A pool or range the stack lends from (the
+the NFS class's), the DNS servers the Ainur forward to, a Turing Pi's BMC, the router's DHCP server where it is not
+network.gateway (ainur.netboot.routerAddress). A pool or range the stack lends from (the
 discovery pool, the load-balancer pool, the DHCP range in dhcp mode) must hold none of them, and an address of the
 homelab's own must not be a device's: kube-vip would announce the NAS's address, the Ainur would forward names to
 their own front door. A layer added later is covered by registering its address here rather than by each pool's rule
@@ -28,7 +29,9 @@ from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
 
-Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app", "ldap", "receiver", "heartbeat", "git", "route"]
+Kind = Literal[
+    "node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "router", "pool", "app", "ldap", "receiver", "heartbeat", "git", "route"
+]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
 # from. Written as an address, each is a device of the table like the NAS; whether one is on Arda is each layer's own
@@ -37,7 +40,7 @@ SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", *SERVERS})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", *SERVERS})
 # The devices that share their address with no other: a Turing Pi 2's BMC is an appliance, which powers, reflashes and
 # opens the console of its board's machines (plans.power) and serves nothing the stack points at it. Another device at
 # its address is a slip in one of the two keys, and the other layer (the backups, the forwarding, the mounts, the
@@ -49,6 +52,7 @@ NOUNS: dict[Kind, str] = {
     "nfs": "the NFS server",
     "dns": "the DNS server",
     "bmc": "the BMC",
+    "router": "the router's DHCP server",
     "ldap": "the LDAP directory",
     "receiver": "the alert receiver",
     "heartbeat": "the dead man's switch",
@@ -71,7 +75,10 @@ CLIENTS: dict[Kind, str] = {
     "nfs": "no volume of the NFS class could be mounted",
     "dns": "no machine could resolve a name outside the zone",
     "bmc": "`up` could not power or reflash the machines of its board",
+    "router": "the DHCP probe of `up` would take the router's answers for another DHCP server's and stop `up`",
 }
+# The key that names the router's DHCP server where it is not network.gateway (`entries`).
+ROUTER_ADDRESS = "ainur.netboot.routerAddress"
 
 
 @dataclass(frozen=True)
@@ -187,10 +194,12 @@ def entries(
     network: Network | None = None,
     storage: Storage | None = None,
     named: Sequence[Server] = (),
+    ainur: Ainur | None = None,
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
     target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers on the LAN
-    (the gateway aside: the router is none of these), the BMCs, the other layers' servers written as an address."""
+    (the gateway aside: the router is none of these), the BMCs, the router's DHCP server where ainur.netboot.routerAddress
+    names it, the other layers' servers written as an address."""
     out = [Held(n.ip, f"nodes[{i}].ip", f"nodes[{i}].ip ({n.name})", "node") for i, n in nodes]
     out += [Held(ip, path.removeprefix("iluvatar:"), path.removeprefix("iluvatar:"), "vip") for path, ip in vips]
     if identity is not None:
@@ -221,6 +230,13 @@ def entries(
     for address, ((i, name), *others) in bmcs.items():
         also = tuple(f"nodes[{j}].power.bmc.address" for j, _ in others)
         out.append(Held(address, f"nodes[{i}].power.bmc.address", f"nodes[{i}].power.bmc.address ({name}'s BMC)", "bmc", also=also))
+    router = ainur.netboot.router_address if ainur is not None else None
+    if router is not None and (network is None or (router in network.lan and router != network.gateway)):
+        # The router's DHCP server, where it is not network.gateway: a device of the LAN with an address of its own, which
+        # the DHCP probe of `up` tells the router's answers by (components/netboot.py, plans.netboot.dhcp_probe), in
+        # either mode (in dhcp mode on a move from proxy). Off the LAN it is stacks.netboot_mode's to refuse; at
+        # network.gateway it is the router the gateway's own rules place (stacks.rules._range, _address_in_lan).
+        out.append(Held(router, ROUTER_ADDRESS, f"{ROUTER_ADDRESS} (the router's DHCP server)", "router"))
     for s in named:
         if s.address is None:
             continue  # a name outside the internal zone: `unknown_names` checks it
@@ -351,6 +367,8 @@ def check(
             if (
                 d.ip != h.ip
                 or d.kind == "dns"
+                # The router's DHCP server at an address of the homelab's own is said once, at routerAddress, below.
+                or d.kind == "router"
                 or (d.kind == "bmc" and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.kind == "node")
                 or (d.kind in ("nas", "nfs") and h.path == "arda.vip")
@@ -402,10 +420,9 @@ def check(
         # homelab's own, the real router's answer is "another DHCP server" and the step refuses, or, in proxy mode,
         # the router is never heard.
         yield Problem(
-            "iluvatar:ainur.netboot.routerAddress",
+            f"iluvatar:{ROUTER_ADDRESS}",
             f"{router} is {own[router].owner}, an address of the homelab's own, not the router's: the DHCP probe would take "
-            "the router's answers for another DHCP server's and stop `up`; give the address the router's DHCP answers carry "
-            f"as server identifier, or remove routerAddress to take network.gateway" + (f" {network.gateway}" if network is not None else ""),
+            f"the router's answers for another DHCP server's and stop `up`; {_router_fix(network)}",
         )
     if network is None:
         return
@@ -475,15 +492,16 @@ def check(
             # since what the stack points at the device reaches it by the address written. The gateway inside the range is the range's own problem (stacks.rules._range).
             others = [o.path for o in lent_devices[d.ip][1:]]
             if not others:
+                fix = _router_fix(network, "the range") if d.kind == "router" else f"give {what} a fixed address outside the range"
                 yield Problem(
                     path,
                     f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {what} would keep it "
-                    f"only until it is lent to another machine; give {what} a fixed address outside the range",
+                    f"only until it is lent to another machine; {fix}",
                 )
             else:
                 yield Problem(
                     path,
-                    f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends, and {_listed(others)} "
+                    f"{_written(d)} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends, and {and_list(others)} "
                     f"name{'s' if len(others) == 1 else ''} the same device: it would keep the address only until it is lent to "
                     f"another machine; give the device a fixed address outside the range, and {_write_it(lent_devices[d.ip])}",
                 )
@@ -491,10 +509,11 @@ def check(
         if d not in pooled or pooled[0] != d:
             continue
         if len(pooled) == 1:
+            fix = _router_fix(network, "the pool") if d.kind == "router" else f"give {what} a fixed address outside the pool"
             yield Problem(
                 path,
                 f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
-                f"{_in_pool_why(d)}; give {what} a fixed address outside the pool",
+                f"{_in_pool_why(d)}; {fix}",
             )
             continue
         # One address, one device: its keys said once, each one's harm, and a fix that moves them all.
@@ -502,7 +521,7 @@ def check(
         yield Problem(
             path,
             f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take, and "
-            f"{_listed(others)} name{'s' if len(others) == 1 else ''} the same device: {'; '.join(dict.fromkeys(_in_pool_why(o) for o in pooled))}; "
+            f"{and_list(others)} name{'s' if len(others) == 1 else ''} the same device: {'; '.join(dict.fromkeys(_in_pool_why(o) for o in pooled))}; "
             f"give the device a fixed address outside the pool, and {_write_it(pooled)}",
         )
 
@@ -532,7 +551,7 @@ def _write_it(held: Sequence[Held]) -> str:
     """The fix of a device several keys name: the new address in every one, a route to it as that address's /32."""
     keys = [h.path for h in held if h.kind != "route"]
     routes = [h.path for h in held if h.kind == "route"]
-    return f"write it in {_listed(keys)}" + (f", and route it in {_listed(routes)} (as <address>/32)" if routes else "")
+    return f"write it in {and_list(keys)}" + (f", and route it in {and_list(routes)} (as <address>/32)" if routes else "")
 
 
 def in_dhcp_range(held: Sequence[Held], network: Network | None, ainur: Ainur | None) -> dict[IPv4Address, list[Held]]:
@@ -548,18 +567,33 @@ def in_dhcp_range(held: Sequence[Held], network: Network | None, ainur: Ainur | 
 
 def in_router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | None) -> dict[IPv4Address, list[Held]]:
     """In dhcp mode, the devices of the table inside ainur.netboot.routerPool, by address (`same_device`), as
-    `router_pool` refuses them: none while the pool overlaps network.dhcpRange, none in a load-balancer pool over it."""
+    `router_pool` refuses them: none while the pool overlaps network.dhcpRange, none in a load-balancer pool over it,
+    and none at routerAddress: the router's DHCP server's own address is no lease of the pool it lent, and the keys
+    that write it name that one device (a NAS or a Pi-hole serving DHCP)."""
     if ainur is None or ainur.netboot.mode != "dhcp" or not isinstance(ainur.netboot.router_pool, AddressRange):
         return {}
     pool = ainur.netboot.router_pool
     if network is not None and pool.overlaps(network.dhcp_range):
         return {}
     lb = network.load_balancer_pool if network is not None else None
-    return same_device([h for h in held if h.kind in DEVICES and h.ip in pool and not (lb is not None and lb.overlaps(pool) and h.ip in lb)])
+    return same_device(
+        [
+            h
+            for h in held
+            if h.kind in DEVICES
+            and h.ip != ainur.netboot.router_address
+            and h.ip in pool
+            and not (lb is not None and lb.overlaps(pool) and h.ip in lb)
+        ]
+    )
 
 
-def _listed(keys: Sequence[str]) -> str:
-    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} and {keys[-1]}"
+def _router_fix(network: Network | None, outside: str = "") -> str:
+    """The fix of ainur.netboot.routerAddress: the address the router's DHCP answers carry (a slip of the key is the
+    likelier), or network.gateway, which the probe takes without it and whose own rules place it."""
+    where = f" (outside {outside})" if outside else ""
+    gateway = f" {network.gateway}" if network is not None else ""
+    return f"give the address the router's DHCP answers carry as server identifier{where}, or remove routerAddress to take network.gateway{gateway}"
 
 
 def _own_noun(h: Held) -> str:
@@ -696,10 +730,10 @@ def host_edges(held: Sequence[Held], network: Network | None) -> Iterator[Proble
                     "device there; route the device's own host address",
                 )
             else:
+                fix = _router_fix(network) if d.kind == "router" else f"write {NOUNS[d.kind]}'s own host address"
                 yield Problem(
                     f"iluvatar:{d.path}",
-                    f"{_written(d)} is the {edge} address of {path} {net}, which no host can have, so {CLIENTS[d.kind]}; write "
-                    f"{NOUNS[d.kind]}'s own host address",
+                    f"{_written(d)} is the {edge} address of {path} {net}, which no host can have, so {CLIENTS[d.kind]}; {fix}",
                 )
             break
 
@@ -934,20 +968,22 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
         if lb is not None and lb.overlaps(pool) and h.ip in lb:
             continue  # said once, by the pool's problem
         others = [o.path for o in pooled.get(h.ip, [])[1:]]
-        if h.kind in DEVICES and h.ip in pool and others:
+        # The router's DHCP server lent that pool: its own address is no lease of it (network.gateway is not checked there
+        # either), nor of the other keys that write it, which name the same device (`in_router_pool`).
+        if h.kind in DEVICES and h.ip != ainur.netboot.router_address and h.ip in pool and others:
             # One address, one device, one lease: said once, at the first key that names it, with the others.
             if pooled[h.ip][0] == h:
                 each.append(
                     Problem(
                         f"iluvatar:{h.path}",
                         f"{_written(h)} is inside ainur.netboot.routerPool {pool}, the pool the router "
-                        f"lent before ainur.netboot.mode dhcp turned its DHCP off, and {_listed(others)} name{'s' if len(others) == 1 else ''} "
+                        f"lent before ainur.netboot.mode dhcp turned its DHCP off, and {and_list(others)} name{'s' if len(others) == 1 else ''} "
                         "the same device: it holds the address only until its lease ends, then the Ainur lend it another; give the device a "
                         f"fixed address outside the router's pool and network.dhcpRange, and {_write_it(pooled[h.ip])}",
                     )
                 )
                 inside.append((int(h.ip), f"{h.path} {h.ip}"))
-        elif h.kind in DEVICES and h.ip in pool:
+        elif h.kind in DEVICES and h.ip != ainur.netboot.router_address and h.ip in pool:
             # The router no longer lends in dhcp mode: a device the stack names keeps the address it was lent only until
             # its lease ends, then the Ainur lend it one of network.dhcpRange, and the forwarding, the NFS mounts, the
             # backups or the power control the stack pointed at it reach nothing (or another device).
@@ -1031,34 +1067,77 @@ def route_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: A
     return [r for r in lent_ranges(network, ainur, discovery_pool) if r.key != ROUTER_POOL or r.lender == "held"]
 
 
+@dataclass(frozen=True)
+class Reached:
+    """A lent range a route reaches (`lent_reached`): the part of it the route holds, first..last, and how."""
+
+    lent: Lent
+    first: IPv4Address
+    last: IPv4Address
+
+    @property
+    def whole(self) -> bool:
+        """Whether the route holds the whole range."""
+        return self.first == self.lent.range.start and self.last == self.lent.range.end
+
+    @property
+    def shown(self) -> str:
+        return f"{self.lent.key} {self.lent.range}"
+
+
+def lent_reached(route: IPv4Network, lent: Sequence[Lent]) -> tuple[list[Reached], bool]:
+    """The lent ranges `route` reaches, in address order, and whether they hold every address of it: a route wholly lent,
+    inside one range or across ranges that meet (network.dhcpRange and the discovery pool laid end to end), reaches only
+    devices that are lent their addresses."""
+    first, last = route.network_address, route.broadcast_address
+    reached = sorted(
+        (Reached(r, max(first, r.range.start), min(last, r.range.end)) for r in lent if r.range.start <= last and first <= r.range.end),
+        key=lambda r: (r.first, r.last),
+    )
+    covered = int(first) - 1
+    for r in reached:
+        if int(r.first) > covered + 1:
+            break
+        covered = max(covered, int(r.last))
+    return reached, covered >= int(last)
+
+
 def leased_routes(
     remote: RemoteAccess | None,
     network: Network | None,
     ainur: Ainur | None,
     discovery_pool: AddressRange | None,
-    devices: Collection[IPv4Address] = (),
+    fixed: Collection[IPv4Address] = (),
 ) -> Iterator[Problem]:
-    """A remote-access route that reaches only addresses a range lends (`route_ranges`: network.dhcpRange, the discovery
-    pool, the router's old pool in dhcp mode): the device there today moves when its lease ends, and the tailnet then
-    reaches whichever phone or laptop is lent the address next, a device `access` never granted. A route is one device's
-    when the device has a fixed address; the NAS's rule for the same range is stacks.data's and stacks.storage's. Where
-    the router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a device it holds a reservation for
-    inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot see: warned of, as the NAS is
-    (stacks.warn._routes_into_lent); a wider route there is lent addresses whichever reservations it holds."""
+    """A remote-access route that reaches only addresses the ranges lend (`route_ranges`: network.dhcpRange, the discovery
+    pool, the router's old pool in dhcp mode), inside one of them or across several that meet: the device there today
+    moves when its lease ends, and the tailnet then reaches whichever phone or laptop is lent the address next, a device
+    `access` never granted. A route is one device's when the device has a fixed address; the message names every lent
+    range the route is in. Where the router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a
+    device it holds a reservation for inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot
+    see: warned of, as the NAS is (stacks.warn._routes_into_lent); a wider route there is lent addresses whichever
+    reservations it holds. A /32 to a fixed address (`fixed`: the table's, network.gateway) is left to the rules that
+    place that address, which refuse it inside a lent range (stacks.discovery's pool rule, `check` and `router_pool`
+    here, which name the route in the device's problem, stacks.rules' for the machines, the VIPs and the gateway): the range or the device is what moves, and a
+    route's "give the device a fixed address" would contradict their fix for the same slip. The one fixed address no
+    rule refuses there, the router's own (network.gateway, routerAddress) in the pool it lent, is no lease either."""
     if remote is None or network is None:
         return
     lent = route_ranges(network, ainur, discovery_pool)
     for i, route in enumerate(remote.routes):
-        for r in lent:
-            if r.lender == "router" and route.num_addresses == 1:
-                continue
-            if route.num_addresses == 1 and route.network_address in devices:
-                continue  # a device's address the table refuses there (`check`, `router_pool`), naming this route too
-            if route.network_address in r.range and route.broadcast_address in r.range:
-                yield Problem(
-                    f"iluvatar:remoteAccess.routes[{i}]",
-                    f"{route} is inside {r.key} {r.range}, addresses that are only lent: when the device's lease ends the tailnet "
-                    "would reach whichever device is lent it next; give the device a fixed address outside the lent ranges "
-                    "and route that",
-                )
-                break
+        if route.num_addresses == 1 and route.network_address in fixed:
+            continue
+        reached, inside = lent_reached(route, [r for r in lent if not (r.lender == "router" and route.num_addresses == 1)])
+        if reached and inside:
+            together = " together" if len(reached) > 1 else ""
+            yield Problem(
+                f"iluvatar:remoteAccess.routes[{i}]",
+                f"{route} is inside {and_list([r.shown for r in reached])}{together}, addresses that are only lent: when the device's lease ends the "
+                "tailnet would reach whichever device is lent it next; give the device a fixed address outside the lent ranges "
+                "and route that",
+            )
+
+
+def and_list(items: Sequence[str]) -> str:
+    """`a, b and c`, as a message lists things."""
+    return f"{', '.join(items[:-1])} and {items[-1]}" if len(items) > 1 else items[0]

@@ -231,6 +231,7 @@ def parse_stack(
         network if isinstance(network, Network) else None,
         storage if isinstance(storage, Storage) else None,
         named,
+        ainur if isinstance(ainur, Ainur) else None,
     )
     # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
     # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
@@ -290,8 +291,9 @@ def parse_stack(
         network if isinstance(network, Network) else None,
         # Headscale's address against the front door's is said once, by Headscale's rule; a DNS server's by its own; the
         # NAS's by stacks.data at backup.target (the server written there is what names the front door's address).
-        # A server at the front door is said at the server's key (stacks.addresses.check).
-        addresses.table(held, frozenset({"identity", "headscale", "dns", "nas", *addresses.SERVERS})),
+        # A server at the front door is said at the server's key (stacks.addresses.check), the router's DHCP server at
+        # routerAddress (stacks.addresses.check).
+        addresses.table(held, frozenset({"identity", "headscale", "dns", "nas", "router", *addresses.SERVERS})),
         apps,
         _zone_names(parsed),
         present,
@@ -326,10 +328,11 @@ def parse_stack(
         apps,
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another. The NAS's is said by
         # stacks.data at backup.target, the key that wrote the server there; another server's at its own key
-        # (stacks.addresses.check); a route's /32 at Headscale's own address at the route (stacks.remote_access._routes).
+        # (stacks.addresses.check), the router's DHCP server's at routerAddress (stacks.addresses.check); a route's /32 at
+        # Headscale's own address at the route (stacks.remote_access._routes).
         addresses.table(
             [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in registered],
-            frozenset({"headscale", "dns", "nas", "route", *addresses.SERVERS}),
+            frozenset({"headscale", "dns", "nas", "route", "router", *addresses.SERVERS}),
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
@@ -408,17 +411,14 @@ def parse_stack(
         parsed, held, network if isinstance(network, Network) else None, backup.target if isinstance(backup, Backup) else None
     )
     pooled = [*held, *addresses.services([], apps)]
-    # A route to a device whose address is refused as lent is said in the device's problem, which names every key to move.
-    lent_devices = {
-        *addresses.in_dhcp_range(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None),
-        *addresses.in_router_pool(pooled, ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None),
-    }
     problems += addresses.leased_routes(
         remote if isinstance(remote, RemoteAccess) else None,
         network if isinstance(network, Network) else None,
         ainur if isinstance(ainur, Ainur) else None,
         arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
-        lent_devices,
+        # A route to a fixed address in a lent range is said by the rules that place the address, a device's by its
+        # problem, which names the route with every key to move (stacks.addresses.leased_routes, check, router_pool).
+        {h.ip for h in held} | ({network.gateway} if isinstance(network, Network) else set()),
     )
     problems += addresses.router_pool(pooled, ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None, routes)
     app_values, app_values_broken = (
@@ -482,8 +482,10 @@ def parse_stack(
                     apps,
                 ),
             ],
-            # An app at another layer's server's address is that server run on Arda: its layer's rule on Arda speaks.
-            addresses.SERVERS,
+            # An app at another layer's server's address is that server run on Arda: its layer's rule on Arda speaks. An
+            # app's address is in the load-balancer pool, where the router's DHCP server is said at routerAddress
+            # (stacks.addresses.check).
+            frozenset({*addresses.SERVERS, "router"}),
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)

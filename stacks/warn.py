@@ -15,7 +15,23 @@ from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
 from stacks import encryption, pi_listeners, pins
-from stacks.addresses import CLIENTS, DEVICES, NOUNS, Held, Server, entries, hostless, route_ranges, routed, router_key, routers, searching, servers
+from stacks.addresses import (
+    CLIENTS,
+    DEVICES,
+    NOUNS,
+    Held,
+    Server,
+    and_list,
+    entries,
+    hostless,
+    lent_reached,
+    route_ranges,
+    routed,
+    router_key,
+    routers,
+    searching,
+    servers,
+)
 from stacks.apps import NAMESPACE_KEYS, NODE_LISTENERS, client_port_doubts
 from stacks.boards import AINUR_ROLES, BOARDS
 from stacks.data import (
@@ -198,7 +214,7 @@ def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
         written = stack.backup.target if first.kind == "nas" and stack.backup is not None else first.written
         shown = f"{written}: {ip}" if written and written != str(ip) else str(ip)
         others = [k for h in held for k in (h.path, *h.also)][1:]
-        named_too = f", and {_and(others)} name{'s' if len(others) == 1 else ''} the same device" if others else ""
+        named_too = f", and {and_list(others)} name{'s' if len(others) == 1 else ''} the same device" if others else ""
         harms = list(dict.fromkeys(_LENT_ROUTE if h.kind == "route" else CLIENTS[h.kind] for h in held))
         harm = harms[0] if len(harms) == 1 else f"each loses it ({'; '.join(harms)})"
         kinds = {h.kind for h in held}
@@ -212,10 +228,6 @@ def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
 
 # What a route to a device's address loses when the router lends the address to another.
 _LENT_ROUTE = "the tailnet would reach whichever device is lent it next"
-
-
-def _and(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _lent_devices(stack: StackConfig, named: Sequence[Server]) -> dict[IPv4Address, list[Held]]:
@@ -313,11 +325,14 @@ def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[P
     - a route to one device (/32) inside a range the router lends (network.dhcpRange in proxy mode, or without the
       Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see;
       without one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range
-      and know no reservation of the device's: refused there (stacks.addresses.leased_routes);
+      and know no reservation of the device's: refused there (stacks.addresses.leased_routes). A device of the address
+      table there is warned of at its own key (`_devices_in_router_range`), once;
     - a route that runs into a lent range over its edge: part of it is addresses the range lends, so the tailnet reaches
-      every port of whichever phone or laptop is lent one of them. A route wholly inside a lent range is refused
-      (stacks.addresses.leased_routes); one that holds a whole range (the LAN's /24) is a choice to route the LAN, lent
-      devices and all. A warning, not a refusal: which devices the lent addresses reach is the user's to judge."""
+      every port of whichever phone or laptop is lent one of them. The message names every lent range the route
+      reaches, the ranges it holds whole too, so that it says all the route's lent addresses. A route wholly lent is
+      refused (stacks.addresses.leased_routes); one that only holds whole ranges (the LAN's /24) is a choice to route
+      the LAN, lent devices and all. A warning, not a refusal: which devices the lent addresses reach is the user's to
+      judge."""
     if stack.remote_access is None:
         return
     discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
@@ -325,28 +340,29 @@ def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[P
     # A route to a device the address table knows is said in that device's warning (`_devices_in_router_range`).
     devices = _lent_devices(stack, named)
     for i, route in enumerate(stack.remote_access.routes):
-        for r in lent:
-            pool = r.range
-            if r.lender == "router" and route.num_addresses == 1 and route.network_address in devices:
-                continue
-            if r.lender == "router" and route.num_addresses == 1 and route.network_address in pool:
+        if route.num_addresses == 1:
+            r = next((r for r in lent if r.lender == "router" and route.network_address in r.range), None)
+            if r is not None and route.network_address not in devices:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",
-                    f"{route} is inside {r.key} {pool}, the addresses the router lends: the tailnet reaches the device by "
+                    f"{route} is inside {r.key} {r.range}, the addresses the router lends: the tailnet reaches the device by "
                     "this address, so make sure the router holds a reservation for it (or give the device a fixed address outside "
                     "the range), else the tailnet reaches whichever device is lent it next",
                 )
-                continue
-            first, last = max(route.network_address, pool.start), min(route.broadcast_address, pool.end)
-            inside = route.network_address in pool and route.broadcast_address in pool
-            holds = route.network_address <= pool.start and pool.end <= route.broadcast_address
-            if first <= last and not inside and not holds:
-                yield Problem(
-                    f"iluvatar:remoteAccess.routes[{i}]",
-                    f"{route} runs into {r.key} {pool.start}-{pool.end}: {first}-{last} are lent, so the tailnet reaches every "
-                    "port of whichever device is lent one of them; route only the fixed addresses outside it, or the whole "
-                    "LAN if that is meant",
-                )
+            continue
+        reached, inside = lent_reached(route, lent)
+        runs = [r for r in reached if not r.whole]
+        if inside or not runs:
+            continue
+        holds = [r for r in reached if r.whole]
+        what = f"runs into {and_list([f'{r.lent.key} {r.lent.range.start}-{r.lent.range.end}' for r in runs])}"
+        what += f", and holds {and_list([r.shown for r in holds])}" if holds else ""
+        parts = and_list([f"{r.first}-{r.last}" for r in reached])
+        yield Problem(
+            f"iluvatar:remoteAccess.routes[{i}]",
+            f"{route} {what}: {parts} are lent, so the tailnet reaches every port of whichever device is lent one of them; route "
+            f"only the fixed addresses outside {'it' if len(reached) == 1 else 'them'}, or the whole LAN if that is meant",
+        )
 
 
 def _routes_nobody_reaches(stack: StackConfig) -> Iterator[Problem]:

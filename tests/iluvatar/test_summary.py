@@ -88,6 +88,21 @@ def test_a_drill_of_no_volume_nor_etcd_says_the_kms_keys_and_headscales_drills_i
     assert line.endswith("restore drill (30 5 * * 0) of the KMS key, Headscale's state, alert when none passed in 8d"), line
 
 
+def test_without_monitoring_the_summary_says_no_drill_runs(tmp_path: Path) -> None:
+    """The render makes no drill without iluvatar:monitoring (plans.drill.enabled): the summary says so, not a schedule
+    and an alert that nothing runs."""
+    from tests.edit import NAMES_REGISTRY_APPS
+
+    doc = edit(homelab_doc(), {}, list(NAMES_REGISTRY_APPS))
+    stack = load_stack_file(write_stack(tmp_path, doc))
+    assert stack.monitoring is None and stack.backup is not None and stack.backup.drill.enabled
+    [line] = [line for line in summary(stack) if line.startswith("backup:")]
+    assert line.endswith("; no restore drill (it runs with iluvatar:monitoring)"), line
+    off = edit(homelab_doc(), {"iluvatar:backup.drill": {"enabled": False}})
+    [line] = [line for line in summary(load_stack_file(write_stack(tmp_path, off))) if line.startswith("backup:")]
+    assert line.endswith("; no restore drill"), line
+
+
 def test_sections_the_stack_lacks_get_no_line() -> None:
     lines = rk1(**{"iluvatar:apps": None, "iluvatar:monitoring": None, "iluvatar:gitops": None})
     assert [line.split(":")[0] for line in lines] == ["network", "nodes", "Arda"]
