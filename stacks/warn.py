@@ -87,6 +87,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _host_network_web_port(stack)
     yield from _host_target_port(stack)
     yield from _namespace_repeated(stack)
+    yield from _namespace_name_label(stack)
     yield from _pi4_nvme(stack)
     yield from _rk1_second_nvme(stack)
     yield from _rk1_sd_in_slots_1_and_2(stack)
@@ -317,6 +318,34 @@ def _namespace_repeated(stack: StackConfig) -> Iterator[Problem]:
                         f"{value} repeats clients[{k}].namespace, which Iluvatar already writes as the label Cilium gives the pods' "
                         "namespace: the key changes nothing; remove it",
                     )
+
+
+# The label the API server gives every Namespace, its name (Kubernetes v1.35.1 pkg/registry/core/namespace/strategy.go:129,
+# k8s.io/api core/v1 well_known_labels.go:73): a Namespace's, never set on a pod but by hand.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _namespace_name_label(stack: StackConfig) -> Iterator[Problem]:
+    """A client's pods selected by the label the API server gives Namespaces: plans.ports.client_selector writes each key
+    as a label the client's pods must carry, and no pod carries this one unless it was set on the pod by hand, so the
+    policy most likely admits no client. Said, not refused: a pod may carry any label."""
+    for i, app in enumerate(stack.apps):
+        for k, client in enumerate(app.clients):
+            for key, value in (client.pods or {}).items():
+                # A key may carry Cilium's source before a ':' (k8s:, any:), as stacks.apps reads it.
+                name = key.removeprefix("$").partition(":")[2] if ":" in key else key
+                if name != NAMESPACE_NAME_LABEL:
+                    continue
+                meant = (
+                    f"clients[{k}].namespace ({client.namespace}) already selects that namespace: remove the key"
+                    if value == client.namespace
+                    else f"to admit the pods of namespace {value}, write clients[{k}].namespace: {value} and remove the key"
+                )
+                yield Problem(
+                    f"iluvatar:apps[{i}].clients[{k}].pods.{key}",
+                    f"{value} is asked of the client pods' own labels, but {NAMESPACE_NAME_LABEL} is the label the API server gives "
+                    f"a Namespace, which no pod carries unless set by hand, so the policy would admit none of them; {meant}",
+                )
 
 
 def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
