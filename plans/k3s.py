@@ -447,33 +447,37 @@ def outage_functions(node: Node, outage: Outage, bound: int) -> str:
     lost = f"$((down - {outage.dropped})) to $((down - {outage.dropped} + {math.ceil(outage.back)}))"
     return f"""api_watch=""
 api_watch_start() {{
-  api_watch=$(mktemp)
+  api_watch=$(mktemp -d)
   # Its own output nowhere: a step that stops early must not have its SSH session wait on the watcher's. It stops with
-  # the step ($$, the step's shell, gone: failed or killed before its report) and then removes its file, which the
-  # report removes otherwise; each poll is bounded (a k3s that takes the connection and never answers).
-  # It writes its file whole, by rename(2) of a file written beside it: `>` empties the file before it writes, and a
-  # report that read it then, and stopped the watcher before the write, would say the API answered every poll.
+  # the step ($$, the step's shell, gone: failed or killed before its report) and then removes its folder, or when the
+  # report asks (a file `stop`), which reads its record and removes the folder; each poll is bounded (a k3s that takes
+  # the connection and never answers), so the report waits a poll at most.
+  # Its record, `watch`, is written whole, by rename(2) of a file written beside it (`>` empties a file before it
+  # writes), in a folder of the step's user alone (mktemp -d: mode 0700), which no other user can put a file in.
   (
     first="" end=$(( $(date +%s) + {bound} ))
-    while [ "$(date +%s)" -lt "$end" ] && kill -0 $$ 2>/dev/null; do
+    while [ "$(date +%s)" -lt "$end" ] && [ ! -e "$api_watch/stop" ] && kill -0 $$ 2>/dev/null; do
       if {poll}; then
-        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch.new" && mv -f "$api_watch.new" "$api_watch"; break; fi
+        if [ -n "$first" ]; then echo "$first $(date +%s)" > "$api_watch/new" && mv -f "$api_watch/new" "$api_watch/watch"; break; fi
       elif [ -z "$first" ]; then
         first=$(date +%s)
-        echo "$first" > "$api_watch.new" && mv -f "$api_watch.new" "$api_watch"
+        echo "$first" > "$api_watch/new" && mv -f "$api_watch/new" "$api_watch/watch"
       fi
       sleep 1
     done
-    while kill -0 $$ 2>/dev/null; do sleep 1; done
-    rm -f "$api_watch" "$api_watch.new"
+    while [ ! -e "$api_watch/stop" ] && kill -0 $$ 2>/dev/null; do sleep 1; done
+    [ -e "$api_watch/stop" ] || rm -rf "$api_watch"
   ) </dev/null >/dev/null 2>&1 &
   api_watcher=$!
 }}
 api_watch_report() {{
   waited=0
-  while [ -s "$api_watch" ] && [ -z "$(cut -s -d' ' -f2 "$api_watch")" ] && [ "$waited" -lt 5 ]; do sleep 1; waited=$((waited + 1)); done
-  kill "$api_watcher" 2>/dev/null || true
-  read -r first back < "$api_watch" || true
+  while [ -s "$api_watch/watch" ] && [ -z "$(cut -s -d' ' -f2 "$api_watch/watch")" ] && [ "$waited" -lt 5 ]; do sleep 1; waited=$((waited + 1)); done
+  # Asked to stop, not killed: the watcher ends its poll and its write, so what it saw is in its record when it is read.
+  touch "$api_watch/stop"
+  wait "$api_watcher" 2>/dev/null || true
+  first="" back=""
+  [ ! -s "$api_watch/watch" ] || read -r first back < "$api_watch/watch" || true
   if [ -z "${{first:-}}" ]; then
     echo "iluvatar: {node.name}: the Ainur's API answered every poll while k3s restarted" >&2
   elif [ -z "${{back:-}}" ]; then
@@ -485,7 +489,7 @@ api_watch_report() {{
       echo "iluvatar: warning: {node.name}: that is longer than the {outage.ridden} s the service address's election rides out: kube-vip let the address go {outage.dropped} s in, so the household was without DNS (and DHCP in dhcp mode) for about {lost} s; look with: sudo journalctl -u {service(node)} (how long k3s took to serve)" >&2
     fi
   fi
-  rm -f "$api_watch" "$api_watch.new"
+  rm -rf "$api_watch"
   api_watch=""
 }}
 """

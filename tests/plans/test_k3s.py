@@ -1728,7 +1728,7 @@ def _watch(tmp_path: Path, outage: k3s.Outage, failures: int) -> tuple[int, list
         + f"api_watch_start\necho {failures} > {fails}\n"
         # The step reports once it has seen k3s serve again; here, once the watcher has seen the API answer again (its
         # file's second field).
-        + 'until [ -n "$(cut -s -d" " -f2 "$api_watch" 2>/dev/null)" ]; do sleep 0.1; done\napi_watch_report\n'
+        + 'until [ -n "$(cut -s -d" " -f2 "$api_watch/watch" 2>/dev/null)" ]; do sleep 0.1; done\napi_watch_report\n'
     )
     done = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
@@ -1797,12 +1797,14 @@ def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Pat
         "set -eu\n"
         + k3s.outage_functions(valar, k3s.Outage(ridden=19, dropped=20, back=2.2, server=k3s.KUBERNETES_SERVICE_URL), 600)
         + 'api_watch_start\necho "$api_watcher $api_watch"\n'
-        # The step goes on only once the watcher has polled (its first unanswered poll noted), then fails.
-        + 'until [ -s "$api_watch" ]; do sleep 0.1; done\nexit 1\n'
+        # The step goes on only once the watcher has polled (its first unanswered poll noted), then fails. The record's
+        # folder is the step user's alone.
+        + 'until [ -s "$api_watch/watch" ]; do sleep 0.1; done\nstat -c %a "$api_watch"\nexit 1\n'
     )
     done = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1, done.stderr
-    pid, watch = done.stdout.split()
+    pid, watch, mode = done.stdout.split()
+    assert mode == "700"
 
     def ended() -> bool:
         status = Path(f"/proc/{pid}/status")
@@ -1821,6 +1823,36 @@ def test_the_outage_watcher_stops_with_its_step_and_leaves_no_file(tmp_path: Pat
             os.kill(int(pid), signal.SIGKILL)
     assert not Path(watch).exists()
     assert calls.read_text().splitlines()[0] == "kubectl --request-timeout=10s --request-timeout=2s --server https://10.43.0.1:443 get --raw /readyz"
+
+
+def test_a_report_made_while_the_watcher_writes_reads_what_it_wrote(tmp_path: Path) -> None:
+    """The report asks the watcher to stop and waits for it, so a record the watcher was writing is read whole: here its
+    first unanswered poll, whose rename is under way when the report begins (a `mv` that takes a second). A report
+    that stopped the watcher by a signal there read no record, and said the API had answered every poll."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    moving = tmp_path / "moving"
+    (bin_ / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    # The API down for good: every poll fails.
+    (bin_ / "k3s").write_text("#!/bin/sh\nexit 1\n")
+    (bin_ / "mv").write_text(f'#!/bin/sh\ntouch {moving}\n/bin/sleep 1\nexec /bin/mv "$@"\n')
+    for name in ("sudo", "k3s", "mv"):
+        (bin_ / name).chmod(0o755)
+    [valar] = [n for n in load_stack_file(HOMELAB).ainur_nodes if n.role == "valar"]
+    script = (
+        "set -eu\n"
+        + k3s.outage_functions(valar, k3s.Outage(ridden=19, dropped=20, back=2.2, server=k3s.KUBERNETES_SERVICE_URL), 600)
+        + f"api_watch_start\nfolder=$api_watch\nuntil [ -e {moving} ]; do /bin/sleep 0.05; done\napi_watch_report\n"
+        + 'test -n "$folder" && test ! -e "$folder" && echo "folder gone"\n'
+    )
+    done = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        r"iluvatar: manwe: the Ainur's API stopped answering at \d\d:\d\d:\d\d and its watcher did not see it back, so how long it "
+        r"was down is not known\n",
+        done.stderr,
+    ), done.stderr
+    assert done.stdout == "folder gone\n"
 
 
 # k3s's status as its CLI prints it (pkg/cli/secretsencrypt/secrets_encrypt.go Status, index 025949a): the three lines,
