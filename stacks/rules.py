@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 import yaml
 
-from stacks import encryption, netboot_mode, pins, releases
+from stacks import cel, encryption, netboot_mode, pins, releases
 from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
@@ -2030,11 +2030,8 @@ def _patch(
                 "and dataDisks, which Ceph takes as OSDs (never beside a patch's claim): remove it from the patch, or remove the patch",
             )
     match = _disk_selector(patch)
-    selected = [(n, key, disk) for n in _cel_names(match) or [] for key, disk in ceph if _selects(n, disk)] if match is not None else []
-    if match is not None and selected:
-        named, key, disk = selected[0]
-        said = match if named.said == match.strip() else f"{match}: its part {named.said}"
-        yield Problem(f"{path}.provisioning.diskSelector.match", f"{said} selects {key} {disk}, which Ceph takes as an OSD: {_SELECTED}")
+    if match is not None and ceph:
+        yield from _volume_on_ceph(f"{path}.provisioning.diskSelector.match", match, owner, ceph)
 
 
 # A data disk is Ceph's alone: Rook's OSD prepare takes only an empty device. A patch that names it takes it too: a
@@ -2051,14 +2048,15 @@ _CLAIMED = (
 
 
 # A volume document (VolumeConfig, UserVolumeConfig, RawVolumeConfig, SwapVolumeConfig) names its disk by a CEL
-# expression, provisioning.diskSelector.match, which Talos evaluates against each disk and provisions the volume as a
-# partition of the first one it is true for (Talos website/content/v1.11/talos-guides/configuration/disk-management/
-# common.md:15-17): a data disk it selects is claimed as a machine.disks entry claims it (_CLAIMED).
+# expression, provisioning.diskSelector.match, which Talos evaluates against every disk
+# (internal/app/machined/pkg/controllers/block/internal/volumes/locate.go:251-261 at v1.14.0-beta.1) and provisions the
+# volume on a blank one it is true for (volumes/disk.go:47-63): on a first install, or when a disk is replaced, Ceph's
+# disk is blank then, and a data disk it selects is claimed as a machine.disks entry claims it (_CLAIMED).
 _SELECTED = (
-    "this patch's volume is provisioned on it too, and a disk Ceph takes must be Ceph's alone (Talos makes a volume a "
-    "partition of the first disk its diskSelector matches), so Rook's OSD prepare finds it in use and makes no OSD; remove "
-    "the volume from the patch (or remove the patch): the inventory has no disk outside Ceph but the install disk for a "
-    "patch to use"
+    "this patch's volume is provisioned on it too, and a disk Ceph takes must be Ceph's alone (Talos evaluates the "
+    "selector against every disk and makes the volume a partition of a blank one it matches, volumes/locate.go:251-261 "
+    "at v1.14.0-beta.1; a data disk is blank at the first install and after a replacement), so Rook's OSD prepare finds "
+    "it in use and makes no OSD"
 )
 
 
@@ -2070,82 +2068,65 @@ def _disk_selector(patch: dict[str, object]) -> str | None:
     return match if isinstance(match, str) else None
 
 
-@dataclass(frozen=True)
-class _Named:
-    """A disk a CEL selector names: `field` is dev_path, serial, wwid (compared with ==) or symlinks (`'x' in`)."""
-
-    field: str
-    value: str
-    said: str
+def _ceph_disk(disk: str) -> cel.Disk:
+    """A data disk as stacks.cel models it: never the system disk (installDisk is refused among dataDisks)."""
+    return cel.inventory_disk(disk, system_disk=False, transport=_transport(disk))
 
 
-# The forms of a CEL selector read here, each a whole `&&` part: disk.<field> == '<text>' either way round, and
-# '<link>' in disk.symlinks; a string in single or double quotes, without an escape (CEL's raw and triple-quoted
-# strings, and escapes, are not read).
-_LITERAL = r"""(?:'([^'\\\n]*)'|"([^"\\\n]*)")"""
-_EQUALS = re.compile(rf"^disk\.(dev_path|serial|wwid)\s*==\s*{_LITERAL}$")
-_EQUALS_BACK = re.compile(rf"^{_LITERAL}\s*==\s*disk\.(dev_path|serial|wwid)$")
-_IN_SYMLINKS = re.compile(rf"^{_LITERAL}\s+in\s+disk\.symlinks$")
+def _excluding(disks: Sequence[str]) -> str:
+    """The `&&` parts that are false for each of `disks`: its kernel name by dev_path, a /dev/disk link by symlinks
+    (Talos lists a disk's /dev/disk links there; dev_path is always the kernel name)."""
+    parts = [f"disk.dev_path != '{d}'" if not d.startswith("/dev/disk/") else f"!('{d}' in disk.symlinks)" for d in disks]
+    return " && ".join(dict.fromkeys(parts))
 
 
-def _cel_names(match: str) -> list[_Named] | None:
-    """The disks a CEL disk selector names, read as CEL reads the simple forms: the expression split at its top-level
-    `&&` (outside strings and parentheses), each part that is one of the forms above naming a disk (a conjunction
-    selects only a disk every part is true for, so one part naming a disk is enough, whatever the others say). Any
-    other expression is left unjudged (None): a top-level `||` or `?:` may select other disks, and a form not read
-    here (a function call such as startsWith, a parenthesised group, a raw or escaped string) is not evaluated."""
-    parts, depth, quote, start, i = [], 0, "", 0, 0
-    while i < len(match):
-        c = match[i]
-        if quote and c == "\\":
-            i += 2  # an escape in a string: the next character is the string's (a part holding it is not read)
-            continue
-        if quote:
-            quote = "" if c == quote else quote
-        elif c in "'\"":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif depth == 0 and match.startswith("&&", i):
-            parts.append(match[start:i])
-            start, i = i + 2, i + 2
-            continue
-        elif depth == 0 and (match.startswith("||", i) or c == "?"):
-            return None
-        i += 1
-    if quote or depth != 0:
-        return None
-    parts.append(match[start:])
-    named: list[_Named] = []
-    for part in (p.strip() for p in parts):
-        if m := _EQUALS.match(part):
-            field, value = m[1], m[2] if m[2] is not None else m[3]
-        elif m := _EQUALS_BACK.match(part):
-            field, value = m[3], m[1] if m[1] is not None else m[2]
-        elif m := _IN_SYMLINKS.match(part):
-            field, value = "symlinks", m[1] if m[1] is not None else m[2]
-        else:
-            continue
-        named.append(_Named(field, value, part))
-    return named
+def volume_fix(match: str, disks: Sequence[str]) -> str:
+    """The selector with the parts that keep it off `disks` appended (a group when it has a top-level || or ?:)."""
+    grouped = f"({match.strip()})" if "||" in match or "?" in match else match.strip()
+    return f"{grouped} && {_excluding(disks)}"
 
 
-def _selects(named: _Named, disk: str) -> bool:
-    """Whether a disk a selector names is data disk `disk` as the inventory writes it: its kernel name by dev_path, its
-    by-id link by symlinks (or the NVMe namespace's other link), or a by-id link that carries the serial or the wwid
-    (stacks.disk_ids). A kernel name beside a link, or a value with glob characters (which == compares as text) is not
-    compared."""
-    if named.field == "dev_path":
-        return named.value == disk
-    if named.field == "symlinks":
-        return named.value == disk or _one_namespace(named.value, disk)
-    if any(c in named.value for c in "*?["):
-        return False
-    if named.field == "serial":
-        return _by_id_has_serial(disk, named.value)
-    return _by_id_has_wwid(disk, named.value)
+def _noted(keys: Sequence[str], unknown: Sequence[str]) -> str:
+    """A verdict's parenthesis: the data disks one name is (when several), and the fields the inventory does not tell."""
+    notes = ([", ".join(keys)] if keys else []) + ([f"the inventory does not tell its {', '.join(unknown)}"] if unknown else [])
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str, str]]) -> Iterator[Problem]:
+    """A volume selector that is true, or may be (the inventory does not tell the fields it reads), for a data disk:
+    Ceph's disk would be provisioned. An expression outside what stacks.cel reads is refused as well, as which disks
+    it selects cannot be told."""
+    try:
+        node = cel.parse(match)
+        results = [(key, disk, cel.evaluate(node, _ceph_disk(disk))) for key, disk in ceph]
+    except cel.UnreadableError as e:
+        yield Problem(
+            path,
+            f"{match}: Iluvatar cannot tell which disks it selects, as {e}, and {owner} has data disks Ceph takes "
+            f"({', '.join(sorted({d for _, d in ceph}))}); write it with disk.<field> compared by ==, !=, <, >, in, "
+            "startsWith, endsWith, contains or matches, joined by &&, || and !, with "
+            f"`&& {_excluding(sorted({d for _, d in ceph}))}` to keep it off them, or select the install disk: `system_disk`",
+        )
+        return
+    taken = [(key, disk, r) for key, disk, r in results if r.value is not False]
+    if not taken:
+        return
+    # A stack-wide patch meets one disk name on several machines: one verdict a name, with every data disk it is.
+    verdicts: dict[tuple[str, bool, tuple[str, ...]], list[str]] = {}
+    for key, disk, r in taken:
+        verdicts.setdefault((disk, r.value is True, tuple(sorted(r.unknown))), []).append(key)
+    said = ", ".join(
+        ("selects " if sure else "may select ")
+        + (f"{keys[0]} {disk}" if len(keys) == 1 else disk)
+        + _noted(keys if len(keys) > 1 else [], [] if sure else unknown)
+        for (disk, sure, unknown), keys in verdicts.items()
+    )
+    fix = volume_fix(match, [disk for _, disk, _ in taken])
+    yield Problem(
+        path,
+        f"{match} {said}, which Ceph takes as {'an OSD' if len(taken) == 1 else 'OSDs'}: {_SELECTED}; select the disk the "
+        f"volume should use (`system_disk`: the install disk), or write `{fix}` to keep it off Ceph's",
+    )
 
 
 def _one_disk(device: str, disk: str) -> bool:
