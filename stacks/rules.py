@@ -1999,6 +1999,7 @@ def _patch(
                 f"{kind} is not a config document both the Talos provider (machinery v1.13.0) and Talos v1.14 know; one of them would refuse the whole config",
             )
     yield from _patch_keys(path, patch)
+    yield from _patch_directives(path, patch)
     machine_section = patch.get("machine") if "kind" not in patch else None
     install_section = machine_section.get("install") if isinstance(machine_section, dict) else None
     system_disk = install_section.get("disk") if isinstance(install_section, dict) else None
@@ -2135,6 +2136,55 @@ def _one_disk(device: str, disk: str) -> bool:
     does not tie them; stacks.warn warns of the pair in the inventory)."""
     named = [device] if (parent := partition_of(device)) is None else [device, parent]
     return any(d == disk or _one_namespace(d, disk) for d in named)
+
+
+# `$patch: delete` in a patch makes it a delete selector: Talos removes the map (or the list item, or the document) it
+# sits in from the config it patches, Iluvatar's generated one, before any later patch is merged
+# (pkg/machinery/config/configloader/internal/decoder/delete.go:61-66,146-151 and configpatcher/strategic.go:52-66 at
+# v1.14.0-beta.1). Every rule here reads a patch as merged into what plans.talos generates (a map merged, a list
+# appended), so a delete takes away what they count on: machine.kubelet.nodeIP's subnet, cluster.etcd's, a volume,
+# a whole generated document. It is refused wherever it is, not under the generated keys alone: which keys Iluvatar
+# generates follows the stack (its nodes, options and Talos version), and under a key it does not generate the delete
+# removes only what the user's own earlier patch set there, which that patch can leave out instead. Talos reads no
+# other `$patch` value (`replace` is Kubernetes's, not Talos's): such a key is refused too, as it does nothing.
+PATCH_DIRECTIVE = (
+    "from the config it patches (decoder/delete.go:146-151, configpatcher/strategic.go:52-66 at v1.14.0-beta.1), and "
+    "what Iluvatar generated there with it, while validate's rules read a patch as merged into Iluvatar's config, so they "
+    "cannot see past it; remove `$patch` and write the values wanted (a patch's map is merged into Iluvatar's, a list "
+    "appended), or change the stack setting Iluvatar generates the key from"
+)
+
+
+def _deleted(where: str) -> str:
+    """What a `$patch: delete` at `where` deletes: a list's item is the one whose value of the item's other key is the
+    same (decoder/delete.go:61-66), a map's key the whole key."""
+    if not where:
+        return "the whole document"
+    if where.endswith("]"):
+        return f"the {where.rsplit('[', 1)[0]} item whose other key matches"
+    return where
+
+
+def _patch_directives(path: str, patch: object, where: str = "") -> Iterator[Problem]:
+    """Each `$patch` key in a patch, at any depth (PATCH_DIRECTIVE)."""
+    if isinstance(patch, dict):
+        for key, value in patch.items():
+            if key != "$patch":
+                yield from _patch_directives(path, value, f"{where}.{key}" if where else str(key))
+                continue
+            at = f"{path}.{where}.$patch" if where else f"{path}.$patch"
+            if value == "delete":
+                yield Problem(at, f"delete is refused: Talos deletes {_deleted(where)} {PATCH_DIRECTIVE}")
+            else:
+                yield Problem(
+                    at,
+                    f"{yaml_flow(value)} is refused: Talos knows `$patch: delete` alone (decoder/delete.go:146 at v1.14.0-beta.1; "
+                    "`replace` is Kubernetes's strategic merge, not Talos's), and Iluvatar refuses that too, as its rules cannot "
+                    "see past a delete; remove it",
+                )
+    elif isinstance(patch, list):
+        for i, item in enumerate(patch):
+            yield from _patch_directives(path, item, f"{where}[{i}]")
 
 
 def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:
