@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 import yaml
 
-from stacks import encryption, netboot_mode, pins, releases
+from stacks import cel, encryption, netboot_mode, pins, releases
 from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
@@ -1999,6 +1999,7 @@ def _patch(
                 f"{kind} is not a config document both the Talos provider (machinery v1.13.0) and Talos v1.14 know; one of them would refuse the whole config",
             )
     yield from _patch_keys(path, patch)
+    yield from _patch_directives(path, patch)
     machine_section = patch.get("machine") if "kind" not in patch else None
     install_section = machine_section.get("install") if isinstance(machine_section, dict) else None
     system_disk = install_section.get("disk") if isinstance(install_section, dict) else None
@@ -2030,11 +2031,8 @@ def _patch(
                 "and dataDisks, which Ceph takes as OSDs (never beside a patch's claim): remove it from the patch, or remove the patch",
             )
     match = _disk_selector(patch)
-    selected = [(n, key, disk) for n in _cel_names(match) or [] for key, disk in ceph if _selects(n, disk)] if match is not None else []
-    if match is not None and selected:
-        named, key, disk = selected[0]
-        said = match if named.said == match.strip() else f"{match}: its part {named.said}"
-        yield Problem(f"{path}.provisioning.diskSelector.match", f"{said} selects {key} {disk}, which Ceph takes as an OSD: {_SELECTED}")
+    if match is not None and ceph:
+        yield from _volume_on_ceph(f"{path}.provisioning.diskSelector.match", match, owner, ceph)
 
 
 # A data disk is Ceph's alone: Rook's OSD prepare takes only an empty device. A patch that names it takes it too: a
@@ -2051,14 +2049,15 @@ _CLAIMED = (
 
 
 # A volume document (VolumeConfig, UserVolumeConfig, RawVolumeConfig, SwapVolumeConfig) names its disk by a CEL
-# expression, provisioning.diskSelector.match, which Talos evaluates against each disk and provisions the volume as a
-# partition of the first one it is true for (Talos website/content/v1.11/talos-guides/configuration/disk-management/
-# common.md:15-17): a data disk it selects is claimed as a machine.disks entry claims it (_CLAIMED).
+# expression, provisioning.diskSelector.match, which Talos evaluates against every disk
+# (internal/app/machined/pkg/controllers/block/internal/volumes/locate.go:251-261 at v1.14.0-beta.1) and provisions the
+# volume on a blank one it is true for (volumes/disk.go:47-63): on a first install, or when a disk is replaced, Ceph's
+# disk is blank then, and a data disk it selects is claimed as a machine.disks entry claims it (_CLAIMED).
 _SELECTED = (
-    "this patch's volume is provisioned on it too, and a disk Ceph takes must be Ceph's alone (Talos makes a volume a "
-    "partition of the first disk its diskSelector matches), so Rook's OSD prepare finds it in use and makes no OSD; remove "
-    "the volume from the patch (or remove the patch): the inventory has no disk outside Ceph but the install disk for a "
-    "patch to use"
+    "this patch's volume is provisioned on it too, and a disk Ceph takes must be Ceph's alone (Talos evaluates the "
+    "selector against every disk and makes the volume a partition of a blank one it matches, volumes/locate.go:251-261 "
+    "at v1.14.0-beta.1; a data disk is blank at the first install and after a replacement), so Rook's OSD prepare finds "
+    "it in use and makes no OSD"
 )
 
 
@@ -2070,82 +2069,65 @@ def _disk_selector(patch: dict[str, object]) -> str | None:
     return match if isinstance(match, str) else None
 
 
-@dataclass(frozen=True)
-class _Named:
-    """A disk a CEL selector names: `field` is dev_path, serial, wwid (compared with ==) or symlinks (`'x' in`)."""
-
-    field: str
-    value: str
-    said: str
+def _ceph_disk(disk: str) -> cel.Disk:
+    """A data disk as stacks.cel models it: never the system disk (installDisk is refused among dataDisks)."""
+    return cel.inventory_disk(disk, system_disk=False, transport=_transport(disk))
 
 
-# The forms of a CEL selector read here, each a whole `&&` part: disk.<field> == '<text>' either way round, and
-# '<link>' in disk.symlinks; a string in single or double quotes, without an escape (CEL's raw and triple-quoted
-# strings, and escapes, are not read).
-_LITERAL = r"""(?:'([^'\\\n]*)'|"([^"\\\n]*)")"""
-_EQUALS = re.compile(rf"^disk\.(dev_path|serial|wwid)\s*==\s*{_LITERAL}$")
-_EQUALS_BACK = re.compile(rf"^{_LITERAL}\s*==\s*disk\.(dev_path|serial|wwid)$")
-_IN_SYMLINKS = re.compile(rf"^{_LITERAL}\s+in\s+disk\.symlinks$")
+def _excluding(disks: Sequence[str]) -> str:
+    """The `&&` parts that are false for each of `disks`: its kernel name by dev_path, a /dev/disk link by symlinks
+    (Talos lists a disk's /dev/disk links there; dev_path is always the kernel name)."""
+    parts = [f"disk.dev_path != '{d}'" if not d.startswith("/dev/disk/") else f"!('{d}' in disk.symlinks)" for d in disks]
+    return " && ".join(dict.fromkeys(parts))
 
 
-def _cel_names(match: str) -> list[_Named] | None:
-    """The disks a CEL disk selector names, read as CEL reads the simple forms: the expression split at its top-level
-    `&&` (outside strings and parentheses), each part that is one of the forms above naming a disk (a conjunction
-    selects only a disk every part is true for, so one part naming a disk is enough, whatever the others say). Any
-    other expression is left unjudged (None): a top-level `||` or `?:` may select other disks, and a form not read
-    here (a function call such as startsWith, a parenthesised group, a raw or escaped string) is not evaluated."""
-    parts, depth, quote, start, i = [], 0, "", 0, 0
-    while i < len(match):
-        c = match[i]
-        if quote and c == "\\":
-            i += 2  # an escape in a string: the next character is the string's (a part holding it is not read)
-            continue
-        if quote:
-            quote = "" if c == quote else quote
-        elif c in "'\"":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif depth == 0 and match.startswith("&&", i):
-            parts.append(match[start:i])
-            start, i = i + 2, i + 2
-            continue
-        elif depth == 0 and (match.startswith("||", i) or c == "?"):
-            return None
-        i += 1
-    if quote or depth != 0:
-        return None
-    parts.append(match[start:])
-    named: list[_Named] = []
-    for part in (p.strip() for p in parts):
-        if m := _EQUALS.match(part):
-            field, value = m[1], m[2] if m[2] is not None else m[3]
-        elif m := _EQUALS_BACK.match(part):
-            field, value = m[3], m[1] if m[1] is not None else m[2]
-        elif m := _IN_SYMLINKS.match(part):
-            field, value = "symlinks", m[1] if m[1] is not None else m[2]
-        else:
-            continue
-        named.append(_Named(field, value, part))
-    return named
+def volume_fix(match: str, disks: Sequence[str]) -> str:
+    """The selector with the parts that keep it off `disks` appended (a group when it has a top-level || or ?:)."""
+    grouped = f"({match.strip()})" if "||" in match or "?" in match else match.strip()
+    return f"{grouped} && {_excluding(disks)}"
 
 
-def _selects(named: _Named, disk: str) -> bool:
-    """Whether a disk a selector names is data disk `disk` as the inventory writes it: its kernel name by dev_path, its
-    by-id link by symlinks (or the NVMe namespace's other link), or a by-id link that carries the serial or the wwid
-    (stacks.disk_ids). A kernel name beside a link, or a value with glob characters (which == compares as text) is not
-    compared."""
-    if named.field == "dev_path":
-        return named.value == disk
-    if named.field == "symlinks":
-        return named.value == disk or _one_namespace(named.value, disk)
-    if any(c in named.value for c in "*?["):
-        return False
-    if named.field == "serial":
-        return _by_id_has_serial(disk, named.value)
-    return _by_id_has_wwid(disk, named.value)
+def _noted(keys: Sequence[str], unknown: Sequence[str]) -> str:
+    """A verdict's parenthesis: the data disks one name is (when several), and the fields the inventory does not tell."""
+    notes = ([", ".join(keys)] if keys else []) + ([f"the inventory does not tell its {', '.join(unknown)}"] if unknown else [])
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str, str]]) -> Iterator[Problem]:
+    """A volume selector that is true, or may be (the inventory does not tell the fields it reads), for a data disk:
+    Ceph's disk would be provisioned. An expression outside what stacks.cel reads is refused as well, as which disks
+    it selects cannot be told."""
+    try:
+        node = cel.parse(match)
+        results = [(key, disk, cel.evaluate(node, _ceph_disk(disk))) for key, disk in ceph]
+    except cel.UnreadableError as e:
+        yield Problem(
+            path,
+            f"{match}: Iluvatar cannot tell which disks it selects, as {e}, and {owner} has data disks Ceph takes "
+            f"({', '.join(sorted({d for _, d in ceph}))}); write it with disk.<field> compared by ==, !=, <, >, in, "
+            "startsWith, endsWith, contains or matches, joined by &&, || and !, with "
+            f"`&& {_excluding(sorted({d for _, d in ceph}))}` to keep it off them, or select the install disk: `system_disk`",
+        )
+        return
+    taken = [(key, disk, r) for key, disk, r in results if r.value is not False]
+    if not taken:
+        return
+    # A stack-wide patch meets one disk name on several machines: one verdict a name, with every data disk it is.
+    verdicts: dict[tuple[str, bool, tuple[str, ...]], list[str]] = {}
+    for key, disk, r in taken:
+        verdicts.setdefault((disk, r.value is True, tuple(sorted(r.unknown))), []).append(key)
+    said = ", ".join(
+        ("selects " if sure else "may select ")
+        + (f"{keys[0]} {disk}" if len(keys) == 1 else disk)
+        + _noted(keys if len(keys) > 1 else [], [] if sure else unknown)
+        for (disk, sure, unknown), keys in verdicts.items()
+    )
+    fix = volume_fix(match, [disk for _, disk, _ in taken])
+    yield Problem(
+        path,
+        f"{match} {said}, which Ceph takes as {'an OSD' if len(taken) == 1 else 'OSDs'}: {_SELECTED}; select the disk the "
+        f"volume should use (`system_disk`: the install disk), or write `{fix}` to keep it off Ceph's",
+    )
 
 
 def _one_disk(device: str, disk: str) -> bool:
@@ -2154,6 +2136,55 @@ def _one_disk(device: str, disk: str) -> bool:
     does not tie them; stacks.warn warns of the pair in the inventory)."""
     named = [device] if (parent := partition_of(device)) is None else [device, parent]
     return any(d == disk or _one_namespace(d, disk) for d in named)
+
+
+# `$patch: delete` in a patch makes it a delete selector: Talos removes the map (or the list item, or the document) it
+# sits in from the config it patches, Iluvatar's generated one, before any later patch is merged
+# (pkg/machinery/config/configloader/internal/decoder/delete.go:61-66,146-151 and configpatcher/strategic.go:52-66 at
+# v1.14.0-beta.1). Every rule here reads a patch as merged into what plans.talos generates (a map merged, a list
+# appended), so a delete takes away what they count on: machine.kubelet.nodeIP's subnet, cluster.etcd's, a volume,
+# a whole generated document. It is refused wherever it is, not under the generated keys alone: which keys Iluvatar
+# generates follows the stack (its nodes, options and Talos version), and under a key it does not generate the delete
+# removes only what the user's own earlier patch set there, which that patch can leave out instead. Talos reads no
+# other `$patch` value (`replace` is Kubernetes's, not Talos's): such a key is refused too, as it does nothing.
+PATCH_DIRECTIVE = (
+    "from the config it patches (decoder/delete.go:146-151, configpatcher/strategic.go:52-66 at v1.14.0-beta.1), and "
+    "what Iluvatar generated there with it, while validate's rules read a patch as merged into Iluvatar's config, so they "
+    "cannot see past it; remove `$patch` and write the values wanted (a patch's map is merged into Iluvatar's, a list "
+    "appended), or change the stack setting Iluvatar generates the key from"
+)
+
+
+def _deleted(where: str) -> str:
+    """What a `$patch: delete` at `where` deletes: a list's item is the one whose value of the item's other key is the
+    same (decoder/delete.go:61-66), a map's key the whole key."""
+    if not where:
+        return "the whole document"
+    if where.endswith("]"):
+        return f"the {where.rsplit('[', 1)[0]} item whose other key matches"
+    return where
+
+
+def _patch_directives(path: str, patch: object, where: str = "") -> Iterator[Problem]:
+    """Each `$patch` key in a patch, at any depth (PATCH_DIRECTIVE)."""
+    if isinstance(patch, dict):
+        for key, value in patch.items():
+            if key != "$patch":
+                yield from _patch_directives(path, value, f"{where}.{key}" if where else str(key))
+                continue
+            at = f"{path}.{where}.$patch" if where else f"{path}.$patch"
+            if value == "delete":
+                yield Problem(at, f"delete is refused: Talos deletes {_deleted(where)} {PATCH_DIRECTIVE}")
+            else:
+                yield Problem(
+                    at,
+                    f"{yaml_flow(value)} is refused: Talos knows `$patch: delete` alone (decoder/delete.go:146 at v1.14.0-beta.1; "
+                    "`replace` is Kubernetes's strategic merge, not Talos's), and Iluvatar refuses that too, as its rules cannot "
+                    "see past a delete; remove it",
+                )
+    elif isinstance(patch, list):
+        for i, item in enumerate(patch):
+            yield from _patch_directives(path, item, f"{where}[{i}]")
 
 
 def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:

@@ -75,7 +75,7 @@ def accepted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
                 {"apiVersion": "v1alpha1", "kind": "TimeSyncConfig", "ntp": {"servers": ["time.cloudflare.com"]}},
             ],
             "iluvatar:nodes[3].talosPatches": [
-                {**CEPH, "provisioning": {"diskSelector": {"match": 'disk.dev_path == "/dev/nvme0n1"'}, "maxSize": "400GiB"}}
+                {**CEPH, "provisioning": {"diskSelector": {"match": 'disk.dev_path == "/dev/sda"'}, "maxSize": "400GiB"}}
             ],
             "iluvatar:nodes[6].installDisk": {"model": "Samsung SSD 870*", "size": ">= 100GB", "type": "ssd"},
             "iluvatar:nodes[7].vlan": "iot",
@@ -279,8 +279,9 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
     the program; those the rules refuse are added to a real invocation's arguments directly."""
     tmp = tmp_path_factory.mktemp("broken")
     unknown_key = _variant(tmp, "unknown-key", {"iluvatar:nodes[6].talosPatches": [{"machine": {"kubelet": {"extraArgz": {"v": "2"}}}}]})
+    # On gandalf, which has no data disk: the rules refuse a selector they cannot read only where Ceph has a disk.
     bad_cel = _variant(
-        tmp, "bad-cel", {"iluvatar:nodes[3].talosPatches": [{**CEPH, "provisioning": {"diskSelector": {"match": "disk.size >>> 10"}}}]}
+        tmp, "bad-cel", {"iluvatar:nodes[6].talosPatches": [{**CEPH, "provisioning": {"diskSelector": {"match": "disk.size >>> 10"}}}]}
     )
     homelab = {m.name: m for m in _machines(HOMELAB, "homelab")}
     worker, control_plane = homelab["homelab/gandalf"], homelab["homelab/tirion"]
@@ -292,7 +293,7 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
     own = control_plane.arguments["configPatches"][0]
     batch = [
         *[Machine("unknown-key", m.arguments) for m in _machines(unknown_key, "x") if m.name == "x/gandalf"],
-        *[Machine("bad-cel", m.arguments) for m in _machines(bad_cel, "x") if m.name == "x/taniquetil"],
+        *[Machine("bad-cel", m.arguments) for m in _machines(bad_cel, "x") if m.name == "x/gandalf"],
         # The stack model refuses this type; Talos must too, should one get past it.
         extra("bad-selector", worker, "machine:\n  install:\n    diskSelector:\n      type: floppy\n"),
         extra("duplicate-document", worker, f"{ceph}---\n{ceph}"),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file, rules
+from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.releases import KUBERNETES_NEWEST, TALOS_MINORS, newest_kubernetes
 from stacks.rules import TALOS_KUBERNETES
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
@@ -290,33 +290,6 @@ def test_every_fix_of_an_upper_case_name_passes_the_disk_rules(disk: str, talos:
         assert no_such_device(name, talos=talos) is None and _whole_disk_problem(name, False) is None, said
 
 
-@pytest.mark.parametrize(
-    ("match", "named"),
-    [
-        ("disk.dev_path == '/dev/nvme0n1'", [("dev_path", "/dev/nvme0n1")]),
-        ('disk.dev_path=="/dev/nvme0n1"', [("dev_path", "/dev/nvme0n1")]),
-        ("'/dev/nvme0n1' == disk.dev_path", [("dev_path", "/dev/nvme0n1")]),
-        ("!system_disk && disk.size > 10u * GiB && disk.serial == 'S73WNJ0W123456A'", [("serial", "S73WNJ0W123456A")]),
-        ("disk.model == 'a && b' && disk.wwid == \"eui.0025388b11223344\"", [("wwid", "eui.0025388b11223344")]),
-        (
-            "'/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S73WNJ0W123456A' in disk.symlinks",
-            [("symlinks", "/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S73WNJ0W123456A")],
-        ),
-        # Forms not read: a group, a function call, an escaped string; each part of them names nothing.
-        ("(disk.dev_path == '/dev/nvme0n1')", []),
-        ("disk.serial.startsWith('S73WNJ0W')", []),
-        ("disk.dev_path == '/dev/nvme0n1\\'' && disk.transport == 'nvme'", []),
-        # Left unjudged whole: a top-level || or ?: may select another disk; an unclosed string or group.
-        ("disk.dev_path == '/dev/sdb' || disk.dev_path == '/dev/nvme0n1'", None),
-        ("system_disk ? false : disk.dev_path == '/dev/nvme0n1'", None),
-        ("disk.dev_path == '/dev/nvme0n1", None),
-    ],
-)
-def test_a_cel_disk_selector_is_read_for_the_simple_forms_alone(match: str, named: list[tuple[str, str]] | None) -> None:
-    found = rules._cel_names(match)
-    assert (None if found is None else [(n.field, n.value) for n in found]) == named
-
-
 # Subnet lists Talos filters a machine's addresses through (stacks.rules._address_filters), written so that every
 # machine keeps its address: the kubelet's entries are appended to the subnet plans.talos writes, the VIP's exclusion
 # is Talos's own, and a later patch's entries are appended to an earlier one's.
@@ -415,3 +388,38 @@ def test_image_tag_reads_a_registry_port_apart_from_a_tag(image: str, tag: str |
     from stacks.rules import image_tag
 
     assert image_tag(image) == tag
+
+
+def _volume(match: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1alpha1",
+        "kind": "UserVolumeConfig",
+        "name": "media",
+        "provisioning": {"diskSelector": {"match": match}, "minSize": "100GB"},
+    }
+
+
+BY_ID = "/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S73WNJ0W123456A"
+
+# Volume selectors false for every data disk as the inventory tells it (stacks.cel), and one Iluvatar cannot read on a
+# machine with no data disk: each validates.
+KEEPS_OFF_CEPH = [
+    {"iluvatar:nodes[3].talosPatches": [_volume("system_disk")]},
+    {"iluvatar:nodes[3].talosPatches": [_volume("disk.dev_path == '/dev/sdb' && !system_disk")]},
+    {"iluvatar:nodes[3].talosPatches": [_volume("disk.transport == 'nvme' && !system_disk && disk.dev_path != '/dev/nvme0n1'")]},
+    {"iluvatar:arda.patches": [_volume("(disk.dev_path == '/dev/nvme0n1' || disk.size > 1u * TB) && disk.dev_path != '/dev/nvme0n1'")]},
+    # An sd data disk is no NVMe disk, whichever bus it is on.
+    {
+        "iluvatar:nodes[3].installDisk": "/dev/nvme0n1",
+        "iluvatar:nodes[3].dataDisks": ["/dev/sda"],
+        "iluvatar:nodes[3].talosPatches": [_volume("disk.transport == 'nvme' && !system_disk")],
+    },
+    {"iluvatar:nodes[3].dataDisks": [BY_ID], "iluvatar:nodes[3].talosPatches": [_volume("disk.serial == 'S73WNJ0W999999B'")]},
+    {"iluvatar:nodes[3].dataDisks": [BY_ID], "iluvatar:nodes[3].talosPatches": [_volume(f"!system_disk && !('{BY_ID}' in disk.symlinks)")]},
+    {"iluvatar:nodes[6].talosPatches": [_volume("size(disk.symlinks) > 0")]},
+]
+
+
+@pytest.mark.parametrize("edits", KEEPS_OFF_CEPH)
+def test_volume_selectors_that_keep_off_every_data_disk_validate(edits: dict[str, Any], tmp_path: Path) -> None:
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), edits)), require_secrets=True)
