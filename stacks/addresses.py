@@ -223,9 +223,10 @@ def entries(
         # VLAN machine's address collides there as one on the LAN does. A router's own address (network.gateway, a
         # VLAN's gateway) is the router, which the gateways' own rules place.
         gateways = {ip for _, ip in routers(network)}
+        forward = "the Ainur forward" if ainur is not None else "the LAN resolver on Arda forwards"
         for k, server in enumerate(network.dns):
             if server not in gateways:
-                out.append(Held(server, f"network.dns[{k}]", f"network.dns[{k}] (a DNS server the Ainur forward to)", "dns"))
+                out.append(Held(server, f"network.dns[{k}]", f"network.dns[{k}] (a DNS server {forward} to)", "dns"))
     # A BMC serves up to 4 slots: one entry, under its first machine, with the others' keys, which move with it.
     bmcs: dict[IPv4Address, list[tuple[int, str]]] = {}
     for i, n in nodes:
