@@ -197,8 +197,8 @@ def entries(
     ainur: Ainur | None = None,
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
-    target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers on the LAN
-    (the gateway aside: the router is none of these), the BMCs, the router's DHCP server where ainur.netboot.routerAddress
+    target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers wherever
+    they lie (the routers' addresses aside: the router is none of these), the BMCs, the router's DHCP server where ainur.netboot.routerAddress
     names it, the other layers' servers written as an address."""
     out = [Held(n.ip, f"nodes[{i}].ip", f"nodes[{i}].ip ({n.name})", "node") for i, n in nodes]
     out += [Held(ip, path.removeprefix("iluvatar:"), path.removeprefix("iluvatar:"), "vip") for path, ip in vips]
@@ -219,9 +219,14 @@ def entries(
         else:
             out.append(Held(nfs, "storage.nfs.server", f"storage.nfs.server (the NFS class's server, {nfs})", "nfs"))
     if network is not None:
+        # Every DNS server, wherever it lies (network.lan, a VLAN, off the stack's networks): a Pi-hole on a VLAN at a
+        # VLAN machine's address collides there as one on the LAN does. A router's own address (network.gateway, a
+        # VLAN's gateway) is the router, which the gateways' own rules place.
+        gateways = {ip for _, ip in routers(network)}
+        forward = "the Ainur forward" if ainur is not None else "the LAN resolver on Arda forwards"
         for k, server in enumerate(network.dns):
-            if server in network.lan and server != network.gateway:
-                out.append(Held(server, f"network.dns[{k}]", f"network.dns[{k}] (a DNS server the Ainur forward to)", "dns"))
+            if server not in gateways:
+                out.append(Held(server, f"network.dns[{k}]", f"network.dns[{k}] (a DNS server {forward} to)", "dns"))
     # A BMC serves up to 4 slots: one entry, under its first machine, with the others' keys, which move with it.
     bmcs: dict[IPv4Address, list[tuple[int, str]]] = {}
     for i, n in nodes:
@@ -469,7 +474,15 @@ def check(
                         f"(a router, a Pi-hole) in {d.path}",
                     )
                     continue
-                offer = free(given) if free is not None else None
+                vlan = next((v for v in network.vlans if d.ip in v.cidr), None)
+                if vlan is None:
+                    offer = free(given) if free is not None else None
+                    where = "on the LAN"
+                else:
+                    # A machine on a VLAN moves within its VLAN (stacks.rules._vlan_node): the LAN's free address
+                    # would be refused there.
+                    offer = _free_on(vlan.cidr, {h.ip for h in held} | set(given) | {vlan.gateway})
+                    where = f"on VLAN {vlan.name}"
                 suggest = f" (e.g. {offer})" if offer is not None else ""
                 given += [offer] if offer is not None else []
                 yield Problem(
@@ -477,7 +490,7 @@ def check(
                     f"{d.ip} is {d.path}, the DNS server {forward} the names outside the zone to (a router, a Pi-hole), "
                     f"and {held_by.path}, {_own_noun(held_by)}; write the DNS server's own address in {d.path}, or, if a DNS "
                     f"server does answer at {d.ip} and the homelab is not yet deployed, give {held_by.path} a free "
-                    f"one{suggest}, since it needs one no device on the LAN has",
+                    f"one{suggest}, since it needs one no device {where} has",
                 )
         what = NOUNS[d.kind]
         # A server written as a zone name of a machine or a VIP has that one's address, whose own rule says where it is.
@@ -524,6 +537,11 @@ def check(
             f"{and_list(others)} name{'s' if len(others) == 1 else ''} the same device: {'; '.join(dict.fromkeys(_in_pool_why(o) for o in pooled))}; "
             f"give the device a fixed address outside the pool, and {_write_it(pooled)}",
         )
+
+
+def _free_on(net: IPv4Network, taken: Collection[IPv4Address | None]) -> IPv4Address | None:
+    """A VLAN's first host address in none of `taken` (the table's, the ones other messages offered, its gateway)."""
+    return next((ip for ip in net.hosts() if ip not in taken), None)
 
 
 def _in_pool_why(d: Held) -> str:
@@ -710,7 +728,7 @@ def host_edges(held: Sequence[Held], network: Network | None) -> Iterator[Proble
     there, and what the stack points at it (the backups, the mounts, the forwarding, the power control, a route) reaches
     no device. The machines and the VIPs
     are checked against the same edges where each is placed (stacks.rules._address_in_lan, _vlan_node). network.dns is
-    read whole here: the table registers only its servers on network.lan, and one on a VLAN is as unreachable there. A
+    read whole here, the routers' addresses the table leaves out too (`entries`). A
     zone name stands for a machine's or a VIP's address, which their own rules place."""
     if network is None:
         return

@@ -484,8 +484,9 @@ def parse_stack(
             ],
             # An app at another layer's server's address is that server run on Arda: its layer's rule on Arda speaks. An
             # app's address is in the load-balancer pool, where the router's DHCP server is said at routerAddress
-            # (stacks.addresses.check).
-            frozenset({*addresses.SERVERS, "router"}),
+            # (stacks.addresses.check), and so is a network.dns server where the Ainur forward to it: one slip, said
+            # once at network.dns, whose fix (a DNS server off the pool) leaves the app its address.
+            frozenset({*addresses.SERVERS, "router", *(("dns",) if isinstance(ainur, Ainur) else ())}),
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)

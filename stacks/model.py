@@ -375,6 +375,13 @@ UBUNTU_SUPPORT: dict[str, date] = {
     "25.04": date(2026, 1, 15),
 }
 
+# The newest point release of each series published on cdimage.ubuntu.com (releases/<series>.<n>/release/) by
+# UBUNTU_SUPPORT_READ, from Ubuntu's release schedules (wiki.ubuntu.com/NobleNumbat/ReleaseSchedule: 24.04.1 in August
+# 2024, .2 in February 2025, .3 in August 2025, .4 in February 2026); 0 for a series that has none, as interim
+# releases have none. A point release past it has no folder there, and the builder's download fails at `pulumi up`;
+# one Ubuntu publishes later is refused until this table is bumped, with UBUNTU_SUPPORT_READ.
+UBUNTU_POINTS: dict[str, int] = {"23.10": 0, "24.04": 4, "24.10": 0, "25.04": 0}
+
 
 def supported_release(today: date) -> str:
     """The newest release of UBUNTU_SUPPORT still supported on `today`, as a fix names it."""
@@ -414,6 +421,16 @@ def _release_problem(release: str) -> str | None:
         return (
             f"{release}: Ubuntu {series}'s standard support ended on {UBUNTU_SUPPORT[series]} (distro-info-data), "
             f"so no security update reaches the netbooted Pis; use {supported_release(UBUNTU_SUPPORT_READ)}, with its url and sha256"
+        )
+    point = int(release.split(".")[2]) if release.count(".") == 2 else 0
+    newest = UBUNTU_POINTS[series]
+    if point > newest:
+        known = f"the newest this Iluvatar knows is {series}.{newest}" if newest else f"{series} has none (interim releases have no point releases)"
+        use = f"{series}.{newest}" if newest else series
+        return (
+            f"{release} is no published point release of Ubuntu {series}: {known}, so cdimage.ubuntu.com has no "
+            f"releases/{release}/ and the Pi image builder's download would fail at `pulumi up`; use {use}, with its url and "
+            f"sha256 (or, if Ubuntu has published {release} since, an Iluvatar whose table knows it)"
         )
     return None
 
@@ -548,13 +565,15 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     name = url.rsplit("/", 1)[-1]
     named = _IMAGE_RELEASE.search(name)
     if named is not None and release is not None and named.group(1) != release:
-        out.append(
-            (
-                (),
-                f"release is {release}, but url names Ubuntu {named.group(1)} ({url}); set release: {named.group(1)}, "
-                "or the url and sha256 of the release you meant",
-            )
+        # Setting release to the url's is the fix only where that release is one the builder takes; else it is
+        # refused in turn, and the url is what to change.
+        urls = _release_problem(named.group(1))
+        fix = (
+            f"; set release: {named.group(1)}, or the url and sha256 of the release you meant"
+            if urls is None
+            else f", which is refused as a release: {urls}"
         )
+        out.append(((), f"release is {release}, but url names Ubuntu {named.group(1)} ({url}){fix}"))
     # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
     # refuses the download on the Pis half-way through `pulumi up`. A mirror's url ending in the default's own file
     # name serves that file (Ubuntu's mirrors keep cdimage's names), and the sha256 is what the builder checks.

@@ -19,8 +19,10 @@ from stacks.addresses import (
     CLIENTS,
     DEVICES,
     NOUNS,
+    ROUTER_ADDRESS,
     Held,
     Server,
+    _router_fix,
     and_list,
     entries,
     hostless,
@@ -199,7 +201,7 @@ _BOUND = {">=": "{} or more", ">": "more than {}", "<=": "{} or less", "<": "les
 
 def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
     """A device of the address table (stacks.addresses.entries: the NAS, the NFS class's server, a DNS server, a BMC,
-    and the other layers' servers written as an address) inside network.dhcpRange where the router lends it (proxy mode,
+    the router's DHCP server at ainur.netboot.routerAddress, and the other layers' servers written as an address) inside network.dhcpRange where the router lends it (proxy mode,
     or no Ainur): a reservation on the router keeps its address, which the stack cannot see; without one, a lease that
     moves takes what reaches the device by that address with it (every backup and mount, every machine's resolver,
     `up`'s power control, sign-in, the alerts, Argo CD's clone), silently until it is next needed. In dhcp mode the Ainur
@@ -219,6 +221,22 @@ def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
         harms = list(dict.fromkeys(_LENT_ROUTE if h.kind == "route" else CLIENTS[h.kind] for h in held))
         harm = harms[0] if len(harms) == 1 else f"each loses it ({'; '.join(harms)})"
         kinds = {h.kind for h in held}
+        router = next((h for h in held if h.kind == "router"), None)
+        if router is not None:
+            # The router's DHCP server answers from a fixed address of its own, its server identifier (RFC 2131 section
+            # 4.1: an address of the server's), and lends from the pool around it, so routerAddress inside that pool is
+            # most likely a slip of the key, and the DHCP probe of `up` then takes the router's answers for another
+            # server's (plans/netboot/dhcp_probe.py, `judge`). Warned, not refused: the range is the router's, as
+            # written here, and a router may leave its own address out of a pool that spans it.
+            others = [k for h in held if h is not router for k in (h.path, *h.also)]
+            named_too = f", and {and_list(others)} name{'s' if len(others) == 1 else ''} the same address" if others else ""
+            yield Problem(
+                f"iluvatar:{ROUTER_ADDRESS}",
+                f"{ip} is inside network.dhcpRange {lent}, the addresses the router lends{named_too}: a DHCP server answers "
+                f"from a fixed address of its own, not one of the pool it lends, so this is likely not the address the "
+                f"router's answers carry, and {CLIENTS['router']}; {_router_fix(stack.network, 'the range')}",
+            )
+            continue
         fix = f"{NOUNS[first.kind]} (or give it" if kinds == {first.kind} else f"{ip} (or give the device"
         yield Problem(
             f"iluvatar:{first.path}",
@@ -238,7 +256,7 @@ def _lent_devices(stack: StackConfig, named: Sequence[Server]) -> dict[IPv4Addre
     if stack.ainur is not None and stack.ainur.netboot.mode == "dhcp":
         return {}
     lent = stack.network.dhcp_range
-    table = entries(list(enumerate(stack.nodes)), [], None, None, stack.backup, stack.network, stack.storage, named)
+    table = entries(list(enumerate(stack.nodes)), [], None, None, stack.backup, stack.network, stack.storage, named, stack.ainur)
     out: dict[IPv4Address, list[Held]] = {}
     for d in table:
         if d.kind not in DEVICES or d.name or d.ip not in lent or d.ip == stack.network.gateway:

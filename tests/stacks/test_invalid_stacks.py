@@ -86,6 +86,7 @@ def test_a_client_namespace_a_layer_would_make_is_admitted_when_it_is_a_category
     [
         "dns-server-at-the-front-door-and-at-headscale",
         "dns-server-at-an-arda-machine-without-the-ainur",
+        "dns-server-on-a-vlan-at-a-vlan-machine",
         "headscale-on-the-nfs-classs-server",
         "headscale-on-the-nfs-classs-server-beside-a-dns-server-at-a-machine",
         "remote-access-headscale-address-taken",

@@ -12,7 +12,20 @@ from pydantic import ValidationError
 
 from stacks import load_stack_file, model
 from stacks.fields import normalise_mac
-from stacks.model import UBUNTU_SUPPORT, AddressRange, Arda, Connector, DiskSelector, Edge, EmailReceiver, Network, Node, PiImage, supported_release
+from stacks.model import (
+    UBUNTU_POINTS,
+    UBUNTU_SUPPORT,
+    AddressRange,
+    Arda,
+    Connector,
+    DiskSelector,
+    Edge,
+    EmailReceiver,
+    Network,
+    Node,
+    PiImage,
+    supported_release,
+)
 from tests.edit import HOMELAB, RK1
 
 NODE = {
@@ -229,6 +242,23 @@ def test_a_release_is_held_to_the_day_its_table_was_read_not_to_the_clock(monkey
         PiImage.model_validate(image)
     monkeypatch.setattr(model, "UBUNTU_SUPPORT_READ", date(2025, 6, 1))
     assert PiImage.model_validate(image).release == "25.04"
+
+
+def test_every_series_the_support_table_knows_has_its_newest_point_release() -> None:
+    assert set(UBUNTU_POINTS) == set(UBUNTU_SUPPORT)
+
+
+@pytest.mark.parametrize("release", ["24.04", "24.04.1", "24.04.4"])
+def test_a_published_point_release_is_taken(release: str) -> None:
+    url = f"https://cdimage.ubuntu.com/releases/{release}/release/ubuntu-{release}-preinstalled-server-arm64+raspi.img.xz"
+    assert PiImage.model_validate({"release": release, "url": url, "sha256": "4" * 63 + "5"}).release == release
+
+
+def test_a_point_release_past_the_newest_published_is_refused_and_its_fix_validates() -> None:
+    url = "https://cdimage.ubuntu.com/releases/{0}/release/ubuntu-{0}-preinstalled-server-arm64+raspi.img.xz"
+    with pytest.raises(ValueError, match=r"24\.04\.5 is no published point release of Ubuntu 24\.04: the newest this Iluvatar knows is 24\.04\.4,"):
+        PiImage.model_validate({"release": "24.04.5", "url": url.format("24.04.5"), "sha256": "4" * 63 + "5"})
+    assert PiImage.model_validate({"release": "24.04.4", "url": url.format("24.04.4"), "sha256": "4" * 63 + "5"}).release == "24.04.4"
 
 
 def test_the_default_image_at_a_mirror_is_the_same_file() -> None:
