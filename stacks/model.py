@@ -377,10 +377,12 @@ UBUNTU_SUPPORT: dict[str, date] = {
 
 # The newest point release of each series published on cdimage.ubuntu.com (releases/<series>.<n>/release/) by
 # UBUNTU_SUPPORT_READ, from Ubuntu's release schedules (wiki.ubuntu.com/NobleNumbat/ReleaseSchedule: 24.04.1 in August
-# 2024, .2 in February 2025, .3 in August 2025, .4 in February 2026); 0 for a series that has none, as interim
-# releases have none. A point release past it has no folder there, and the builder's download fails at `pulumi up`;
-# one Ubuntu publishes later is refused until this table is bumped, with UBUNTU_SUPPORT_READ.
-UBUNTU_POINTS: dict[str, int] = {"23.10": 0, "24.04": 4, "24.10": 0, "25.04": 0}
+# 2024, .2 in February 2025, .3 in August 2025, .4 in February 2026, .5, the schedule's last, in August 2026); 0 for a
+# series that has none, as interim releases have none. A point release past it has no folder there, and the builder's
+# download fails at `pulumi up`; one Ubuntu publishes later is refused until this table is bumped, with
+# UBUNTU_SUPPORT_READ. Where the table may be ahead of cdimage (a release delayed), nothing worse follows: a url and
+# sha256 of a file that does not exist cannot be copied from anywhere.
+UBUNTU_POINTS: dict[str, int] = {"23.10": 0, "24.04": 5, "24.10": 0, "25.04": 0}
 
 
 def supported_release(today: date) -> str:

@@ -248,7 +248,7 @@ def test_every_series_the_support_table_knows_has_its_newest_point_release() -> 
     assert set(UBUNTU_POINTS) == set(UBUNTU_SUPPORT)
 
 
-@pytest.mark.parametrize("release", ["24.04", "24.04.1", "24.04.4"])
+@pytest.mark.parametrize("release", ["24.04", "24.04.1", "24.04.5"])
 def test_a_published_point_release_is_taken(release: str) -> None:
     url = f"https://cdimage.ubuntu.com/releases/{release}/release/ubuntu-{release}-preinstalled-server-arm64+raspi.img.xz"
     assert PiImage.model_validate({"release": release, "url": url, "sha256": "4" * 63 + "5"}).release == release
@@ -256,9 +256,9 @@ def test_a_published_point_release_is_taken(release: str) -> None:
 
 def test_a_point_release_past_the_newest_published_is_refused_and_its_fix_validates() -> None:
     url = "https://cdimage.ubuntu.com/releases/{0}/release/ubuntu-{0}-preinstalled-server-arm64+raspi.img.xz"
-    with pytest.raises(ValueError, match=r"24\.04\.5 is no published point release of Ubuntu 24\.04: the newest this Iluvatar knows is 24\.04\.4,"):
-        PiImage.model_validate({"release": "24.04.5", "url": url.format("24.04.5"), "sha256": "4" * 63 + "5"})
-    assert PiImage.model_validate({"release": "24.04.4", "url": url.format("24.04.4"), "sha256": "4" * 63 + "5"}).release == "24.04.4"
+    with pytest.raises(ValueError, match=r"24\.04\.6 is no published point release of Ubuntu 24\.04: the newest this Iluvatar knows is 24\.04\.5,"):
+        PiImage.model_validate({"release": "24.04.6", "url": url.format("24.04.6"), "sha256": "4" * 63 + "5"})
+    assert PiImage.model_validate({"release": "24.04.5", "url": url.format("24.04.5"), "sha256": "4" * 63 + "5"}).release == "24.04.5"
 
 
 def test_the_default_image_at_a_mirror_is_the_same_file() -> None:
