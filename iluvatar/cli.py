@@ -397,8 +397,8 @@ def _outputs_of_a_stack(path: Path, doc: dict[str, Any]) -> None:
 
 
 def _whole(path: Path, doc: dict[str, Any]) -> None:
-    """Refuse a part of a deployment's outputs (stacks.day2.missing). `pulumi preview` reads the engine's own outputs,
-    all of them: only a file can lack some."""
+    """Refuse a part of a deployment's outputs (stacks.day2.missing): a file cut short, or outputs an older Iluvatar or
+    a failed first `up` wrote, which `pulumi preview` refuses too (stacks.pulumi_source.load)."""
     from stacks.day2 import missing
 
     why = missing(doc)

@@ -15,6 +15,7 @@ from plans import logs as log_plan
 from plans import remote_access as remote_plan
 from plans.backup import arda_etcd
 from plans.storage import storage_classes
+from stacks.credentials import masked_kernel_arg
 from stacks.data import drills, stale_after, target_of
 from stacks.data_model import AppSecret, Keep
 from stacks.edge import edge_addresses
@@ -135,8 +136,10 @@ def _patches(stack: StackConfig) -> str:
 
 
 def _kernel_args(stack: StackConfig) -> str:
-    """The kernel arguments each board's machines boot with beside Talos's own (arda.kernelArgs), as on a command line."""
-    boards = [f"{board} boots with {' '.join(args)}" for board, args in stack.arda.kernel_args.items() if args]
+    """The kernel arguments each board's machines boot with beside Talos's own (arda.kernelArgs), as on a command line,
+    with the value of any that is or holds a credential masked (a SideroLink join token, an inline machine config): the
+    summary is printed on every validate, and CI logs keep it."""
+    boards = [f"{board} boots with {' '.join(masked_kernel_arg(a) for a in args)}" for board, args in stack.arda.kernel_args.items() if args]
     return f"; {'; '.join(boards)}" if boards else ""
 
 

@@ -407,7 +407,11 @@ def k3s_settings(stack: StackConfig) -> dict[str, Any]:
     if stack.backup is None:
         return {}
     settings: dict[str, Any] = {
-        "etcd-snapshot-schedule-cron": stack.backup.etcd.schedule,
+        # k3s hands the text to robfig/cron (pkg/etcd/etcd.go: NewETCD's cron.New(), setSnapshotFunction's
+        # AddFunc(EtcdSnapshotCron)), which reads a schedule without a zone in the process's time.Local
+        # (parser.go:94 at v3.0.1): the Pi's /etc/localtime, which Iluvatar does not pin. The prefix makes it UTC, as
+        # Iluvatar reads the schedule (and as talos-backup's CronJob runs it), whatever the Pi's zone.
+        "etcd-snapshot-schedule-cron": f"CRON_TZ=UTC {stack.backup.etcd.schedule}",
         "etcd-snapshot-retention": stack.backup.etcd.keep,
         "etcd-snapshot-compress": True,
     }

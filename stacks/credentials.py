@@ -97,8 +97,16 @@ TOKEN_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
     # An HTTP Authorization header's value (RFC 9110 section 11.4: a scheme, then the credentials), copied whole.
     (re.compile(r"^(Bearer|Basic|Token)\s+\S{8,}$", re.IGNORECASE), "an HTTP Authorization header's credential"),
 )
-# URL parameters that carry a credential (ntfy's `auth`, most services' `token`, `key`, a signed URL's `sig`).
-_QUERY_CREDENTIALS = frozenset({"token", "access_token", "accesstoken", "auth", "key", "apikey", "api_key", "password", "secret", "sig", "signature"})
+# URL parameters that carry a credential (ntfy's `auth`, most services' `token`, `key`, a signed URL's `sig`, and
+# SideroLink's `jointoken`: the kernel argument `siderolink.api=grpc://<host>:8090?jointoken=<token>`, Talos's own
+# example at cmd/talosctl/cmd/mgmt/cluster/create/cmd.go:143, v1.13.9).
+_QUERY_CREDENTIALS = frozenset(
+    {"token", "access_token", "accesstoken", "auth", "key", "apikey", "api_key", "password", "secret", "sig", "signature", "jointoken"}
+)
+# Kernel arguments whose whole value is a credential: `talos.config.inline` is a machine config, base64 (and zstd)
+# encoded, with the machine's tokens and CA keys in it (KernelParamConfigInline, pkg/machinery/constants/constants.go:124
+# at v1.13.9), and Talos boots it in place of the config Iluvatar serves.
+CREDENTIAL_KERNEL_ARGS = frozenset({"talos.config.inline"})
 # Chat services whose incoming-webhook URL is itself the credential (anyone with it posts to the channel), and
 # which read their own message form, not Alertmanager's webhook JSON (each service's incoming-webhook docs).
 CHAT_WEBHOOKS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -473,8 +481,42 @@ def _key(w: _Walk, parts: tuple[str | int, ...], key: str, value: Any, holder: M
     w.add(Problem(path, message), found)
 
 
+def masked_kernel_arg(arg: str) -> str:
+    """A kernel argument as it is safe to print: its name, and its value only where the rules here find no credential in
+    it (an argument of CREDENTIAL_KERNEL_ARGS, a value in a token's form, a URL's user and password or token parameter
+    are each `***`); a word with no `=` is a flag, printed whole. Such arguments are refused (strip); this is for what
+    prints a stack's arguments all the same (the summary), so that nothing there ever echoes one."""
+    name, eq, value = arg.partition("=")
+    if not eq:
+        return arg
+    if name in CREDENTIAL_KERNEL_ARGS or credential_key(name) or any(form.search(value) for form, _ in TOKEN_FORMS):
+        return f"{name}=***"
+    if "://" not in value:
+        return arg
+    try:
+        url = urlsplit(value.strip())
+    except ValueError:
+        return f"{name}=***"
+    pairs = parse_qsl(url.query, keep_blank_values=True)
+    query = "&".join(f"{k}=***" if k.lower() in _QUERY_CREDENTIALS or credential_key(k) or looks_like_token(v) else f"{k}={v}" for k, v in pairs)
+    netloc = ("***@" if "@" in url.netloc else "") + url.netloc.rpartition("@")[2]
+    return f"{name}={urlunsplit((url.scheme, netloc, url.path, query, url.fragment))}"
+
+
 def _value(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -> str:
-    """The string as written; each credential in it (a URL's userinfo or token parameter, a token's own form) is added to `w`."""
+    """The string as written; each credential in it (a URL's userinfo or token parameter, a token's own form, a kernel
+    argument that is one whole) is added to `w`."""
+    if parts[:2] == ("arda", "kernelArgs") and value.partition("=")[0] in CREDENTIAL_KERNEL_ARGS:
+        name = value.partition("=")[0]
+        w.add(
+            Problem(
+                _path(parts),
+                f"{name}=***: {name} is a whole Talos machine config, with the machine's tokens and keys, in plain text, and "
+                f"Talos boots it in place of the config Iluvatar serves; remove it (Iluvatar writes each machine's config; "
+                f"change it with arda.patches or nodes[].talosPatches) ({SECRETS_DOC})",
+            )
+        )
+        return value
     if "://" in value and _url(w, value, parts, free):
         return value
     for form, what in TOKEN_FORMS:

@@ -73,11 +73,33 @@ class BackupVolume(Model):
     storage_class: BackupClass | None = Field(default=None, alias="class")
 
 
+# The zone names Go's time.LoadLocation reads as UTC with no daylight saving: "" and "UTC" it answers itself
+# (time/zoneinfo.go LoadLocation), the rest are the tz database's links to Etc/UTC and its zero-offset GMT zones.
+UTC_ZONES = frozenset(
+    {"", "UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu", "GMT", "Etc/GMT", "GMT0", "Etc/GMT0"}
+    | {"GMT+0", "Etc/GMT+0", "GMT-0", "Etc/GMT-0", "Greenwich", "Etc/Greenwich"}
+)
+
+
+def _in_utc(value: object) -> object:
+    """A robfig/cron schedule with a UTC zone prefix (`TZ=UTC 0 3 * * *`, `CRON_TZ=Etc/UTC @daily`) as the schedule
+    alone: robfig reads the prefix, loads the zone and parses the rest, trimmed (parser.go:94-103 at v3.0.1), so with a
+    UTC zone it runs exactly when the five fields read in UTC, which is how Iluvatar reads and renders a schedule
+    (VolSync's trigger, talos-backup's CronJob, k3s's with CRON_TZ=UTC: plans.backup.k3s_settings). Any other zone is
+    left as written, for stacks.data.cron_problem to refuse with its UTC equivalent."""
+    if isinstance(value, str) and value.startswith(("TZ=", "CRON_TZ=")):
+        zone, blank, rest = value.partition(" ")
+        if blank and zone.partition("=")[2] in UTC_ZONES and rest.strip():
+            return rest.strip()
+    return value
+
+
 class AppBackup(Model):
     """`backup:` on a registry entry: its volumes copied by VolSync (restic) to `iluvatar:backup.target`."""
 
-    # Cron, five fields (minute hour day-of-month month day-of-week), or @hourly/@daily/@weekly/@monthly/@yearly.
-    schedule: str = Field(min_length=1)
+    # Cron, five fields (minute hour day-of-month month day-of-week) in UTC, or @hourly/@daily/@weekly/@monthly/@yearly;
+    # a UTC zone prefix (TZ=UTC, CRON_TZ=Etc/UTC) is taken and read as the schedule alone.
+    schedule: Annotated[str, BeforeValidator(_in_utc)] = Field(min_length=1)
     keep: Keep = Field(default_factory=Keep)
     # Snapshot (a CSI snapshot) needs a class with CSI snapshots; Direct backs up the live volume. Unset: each volume
     # takes what its class allows, Snapshot on a class with snapshots, Direct on one without (stacks.data.copy_method).
@@ -88,7 +110,8 @@ class AppBackup(Model):
 class EtcdBackup(Model):
     """Both clusters' etcd snapshots: Arda's by talos-backup (age-encrypted, to S3), the Ainur's by k3s."""
 
-    schedule: str = Field(default="0 */6 * * *", min_length=1)
+    # As an app backup's: five fields in UTC or a descriptor, a UTC zone prefix taken and read as the schedule alone.
+    schedule: Annotated[str, BeforeValidator(_in_utc)] = Field(default="0 */6 * * *", min_length=1)
     # How many snapshots k3s keeps per server (etcd-snapshot-retention); talos-backup never deletes (the bucket's lifecycle does).
     keep: int = Field(default=28, ge=1, le=1000)
     # Arda's snapshots go through talos-backup, which uploads only to S3. Unset: on with an S3 target, off with an NFS one

@@ -259,19 +259,23 @@ def missing(outputs: Mapping[str, Any]) -> str | None:
     first = min((*lacks, *lacks_ainur), key=order.index)
     after = [k for k in held if order.index(k) > order.index(first)]
     older = f"an Iluvatar from before {oldest} was an output ({exports.SINCE[oldest]} UTC)"
+    # No key of the stack says that Arda and the Ainur already run (arda.subnetsRunning says only which subnets Arda
+    # runs): this Iluvatar's `up` would read them as never deployed, so the fix is an `up` of an Iluvatar that writes them.
+    with_older = (
+        f"this Iluvatar cannot start from them, and no key says Arda and the Ainur already run (arda.subnetsRunning names only "
+        f"the subnets Arda runs), so do not run its `pulumi up`; first run `pulumi up` with the Iluvatar that deployed them, "
+        f"or the first one that writes {oldest} (from {exports.SINCE[oldest]} UTC), after its `pulumi preview` plans no "
+        f"machine as new"
+    )
     stopped = "a first `pulumi up` whose program stopped with an error part-way"
     if not newer and not after:
         return (
             f"a part of a deployment's outputs, not all of them: {lacking}; such outputs are written by {older}, or by "
-            f"{stopped} (those it exported before {first}); {_READ_AS_NEVER}; after the older Iluvatar, a `pulumi up` with "
-            f"this one writes every one; after the first `up`, mend what stopped it and run `pulumi up` again to its end; "
-            f"then {_WRITE_ALL}"
+            f"{stopped} (those it exported before {first}); {_READ_AS_NEVER}; after the older Iluvatar, {with_older}; after "
+            f"the first `up`, mend what stopped it and run `pulumi up` again to its end; then {_WRITE_ALL}"
         )
     if not newer:
-        return (
-            f"the outputs of {older}: {lacking}; {_READ_AS_NEVER}; a `pulumi up` with this Iluvatar writes every one (see "
-            f"its `pulumi preview` first); then {_WRITE_ALL}"
-        )
+        return f"the outputs of {older}: {lacking}; {_READ_AS_NEVER}; {with_older}; then {_WRITE_ALL}"
     if not after:
         return (
             f"the outputs of {stopped}: those it exported before {first}; {lacking}; {_READ_AS_NEVER}; mend what stopped "

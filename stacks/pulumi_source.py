@@ -166,6 +166,10 @@ def load() -> LoadedStack:
     # the stack's own releases, they would plan from nothing.
     if (why := day2.unreadable(outputs)) is not None:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {why}{AT_PREVIEW}")
+    # An older Iluvatar's outputs (or a failed first `up`'s) lack `arda` and `ainur` in the engine's state as in a file:
+    # read as never deployed, every running machine would be planned as new.
+    if (why := day2.missing(outputs)) is not None:
+        raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not all there: {why}")
     try:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))

@@ -121,7 +121,11 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             yield from _months(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule, "a backup")
             yield from _hours_as_days(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _many_an_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
-            yield from _every_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+            # With keep.hourly set, restic keeps a snapshot of each hour, so every hour of the named days is a recovery
+            # point kept, not a run thrown away: the schedule is then most likely meant, and the fix (once that day)
+            # would cut the backups to one a day.
+            if app.backup.keep.hourly is None:
+                yield from _every_hour(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
             yield from _keeps_nothing(f"iluvatar:apps[{i}].backup.keep", app.backup.keep)
             yield from _keeps_defaults(f"iluvatar:apps[{i}].backup.keep", app.backup)
     yield from _leftover_secrets(stack)

@@ -20,10 +20,30 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from iluvatar import simulate as simulate_module
 from iluvatar.render import redact
-from iluvatar.simulate import Simulation, simulate
-from stacks import read_stack_file
+from iluvatar.simulate import Simulation
+from stacks import day2, read_stack_file
+from stacks.load import StackFile
 from tests.edit import HOMELAB, homelab_stack_file, write_stack
+
+
+def whole(outputs: dict[str, Any]) -> dict[str, Any]:
+    """The outputs with each one a deployment writes (stacks.day2.EVERY_DEPLOYMENT, and WITH_AINUR where they show the
+    Ainur) that a case leaves out, as an empty one of its kind, which the checks read as nothing recorded: a case names
+    the outputs it is about, and `pulumi preview` refuses a part of a deployment's outputs (stacks.day2.missing)."""
+    if not outputs:
+        return outputs
+    vips = outputs.get("vips")
+    signs = (*day2.WITH_AINUR, "ainurKubeconfig", "kubeVipRolled")
+    ainur = any(outputs.get(k) is not None for k in signs) or (isinstance(vips, dict) and "ainur" in vips)
+    empty = {k: "" if day2.READ_OUTPUTS[k] is str else {} for k in (*day2.EVERY_DEPLOYMENT, *(day2.WITH_AINUR if ainur else ()))}
+    return {**{k: v for k, v in empty.items() if k not in outputs}, **outputs}
+
+
+def simulate(stack_file: StackFile, previous: dict[str, Any] | None = None, **kwargs: Any) -> Simulation:
+    """iluvatar.simulate.simulate on the outputs a case names, made whole (`whole`)."""
+    return simulate_module.simulate(stack_file, previous=None if previous is None else whole(previous), **kwargs)
 
 
 def _frozen(sim: Simulation) -> bytes:

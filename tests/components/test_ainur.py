@@ -20,7 +20,7 @@ import yaml
 from components import netboot as netboot_component
 from iluvatar import simulate as simulate_module
 from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
-from iluvatar.simulate import MOCK_CA_HASH, PLACEHOLDER, SecretValue, Simulation, simulate
+from iluvatar.simulate import MOCK_CA_HASH, PLACEHOLDER, SecretValue, Simulation
 from iluvatar.simulate import _uuid as simulate_uuid
 from plans import agent_token, cloudinit, k3s
 from plans import netboot as netboot_plan
@@ -29,7 +29,7 @@ from stacks import day2, load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.remote_stacks import HEADSCALE, remote_doc
-from tests.sims import logged_run, outputs_of, simulated
+from tests.sims import logged_run, outputs_of, simulate, simulated
 from tools.kube_cluster import ProviderOptions, pulumi_replacement
 
 # The shipped stack's dnsmasq.conf's ConfigMap (plans.netboot.base.dnsmasq_configmap).

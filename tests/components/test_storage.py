@@ -9,10 +9,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from iluvatar.simulate import READ_STACK_OUTPUTS, Simulation, simulate
+from iluvatar.simulate import READ_STACK_OUTPUTS, Simulation
 from stacks import read_stack_file
 from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_stack
-from tests.sims import simulated
+from tests.sims import simulate, simulated
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 LONGHORN_POLICIES = (

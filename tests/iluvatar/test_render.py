@@ -855,8 +855,8 @@ ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
         (
             lambda o: [o.pop(k) for k in list(o) if SINCE[k] >= SINCE["arda"]],
             "the outputs of an Iluvatar from before arda was an output (2026-11-23 03:45 UTC): it lacks arda, which every deployment "
-            f"writes, and ainur, which one with the Ainur writes (its vips.ainur says it had one); {NEVER}; a `pulumi up` with this "
-            f"Iluvatar writes every one (see its `pulumi preview` first); then {ALL}",
+            f"writes, and ainur, which one with the Ainur writes (its vips.ainur says it had one); {NEVER}; "
+            f"this Iluvatar cannot start from them, and no key says Arda and the Ainur already run (arda.subnetsRunning names only the subnets Arda runs), so do not run its `pulumi up`; first run `pulumi up` with the Iluvatar that deployed them, or the first one that writes arda (from 2026-11-23 03:45 UTC), after its `pulumi preview` plans no machine as new; then {ALL}",
         ),
     ],
     ids=[

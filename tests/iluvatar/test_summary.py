@@ -283,6 +283,26 @@ def test_the_arda_line_says_which_machines_carry_talos_patches_what_they_touch_a
     )
 
 
+def test_the_arda_line_prints_no_credential_of_a_kernel_argument() -> None:
+    """Such arguments are refused (stacks.credentials); the summary masks them all the same, so nothing it prints ever
+    echoes a join token, an inline machine config or a URL's token."""
+    stack = parse_stack(read_stack_file(RK1).config)
+    args = (
+        "siderolink.api=grpc://omni.lan:8090?jointoken=JOINSECRET0123456789",
+        "talos.config.inline=bWFjaGluZTogCiAgdG9rZW46IGFiY2RlZg==",
+        "talos.config=https://u:PW@cfg.lan/c?token=TOKSECRET&node=1",
+        "console=ttyS2,1500000",
+        "quiet",
+    )
+    patched = stack.model_copy(update={"arda": stack.arda.model_copy(update={"kernel_args": {"rk1": args}})})
+    line = summary(patched)[2]
+    assert line == (
+        f"{ARDA_RK1}; rk1 boots with siderolink.api=grpc://omni.lan:8090?jointoken=*** talos.config.inline=*** "
+        "talos.config=https://***@cfg.lan/c?token=***&node=1 console=ttyS2,1500000 quiet"
+    )
+    assert not any(secret in line for secret in ("JOINSECRET", "bWFjaGluZT", "PW", "TOKSECRET"))
+
+
 APPS_RK1 = "apps: 2 (grafana, home-assistant); 0 external"
 
 

@@ -57,7 +57,8 @@ def test_the_first_server_initialises_etcd() -> None:
         "etcd-s3-config-secret": "k3s-etcd-snapshot-s3",
         "etcd-snapshot-compress": True,
         "etcd-snapshot-retention": 28,
-        "etcd-snapshot-schedule-cron": "0 */6 * * *",
+        # CRON_TZ=UTC: robfig/cron reads a schedule without a zone in the Pi's own, which Iluvatar does not pin.
+        "etcd-snapshot-schedule-cron": "CRON_TZ=UTC 0 */6 * * *",
         "kube-controller-manager-arg": ["node-monitor-grace-period=16s"],
         "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.11",

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from stacks.data import BACKUP_GAP, DRILL_GAP, cron_problem, longest_gap, rare_months
-from stacks.data_model import Backup, Drill
+from stacks.data_model import AppBackup, Backup, Drill
 from tools import gotools
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -329,3 +329,22 @@ def test_volsync_takes_a_time_zone_prefix_and_validate_refuses_it_for_its_own_re
     unknown = "CRON_TZ=Africa/Wakanda 10 2 * * *"
     assert parsed[unknown]["volsync"] != ""
     assert "no time zone of the tz database" in (cron_problem(unknown) or "")
+
+
+@pytest.mark.parametrize(
+    "written", ["TZ=UTC 0 3 * * *", "CRON_TZ=UTC 0 3 * * *", "CRON_TZ=Etc/UTC 0 3 * * *", "TZ= 0 3 * * *", "TZ=Zulu  0 3 * * * "]
+)
+def test_a_utc_zone_prefix_is_read_as_the_schedule_alone_where_robfig_reads_it(written: str) -> None:
+    """robfig/cron loads the zone and parses the rest, trimmed (parser.go:94-103 at v3.0.1): with UTC it runs as the five
+    fields read in UTC, as Iluvatar reads them (an app's backup, VolSync's; the etcd snapshots, k3s's)."""
+    volumes = [{"claim": "data", "size": "1Gi"}]
+    assert AppBackup(schedule=written, volumes=volumes).schedule == "0 3 * * *"
+    assert Backup(target="s3://b.example/x", etcd={"schedule": written}).etcd.schedule == "0 3 * * *"
+
+
+def test_another_zone_and_a_cronjobs_prefix_are_left_as_written_for_validate_to_refuse() -> None:
+    # UTC0 is a POSIX TZ string, no name of the tz database: Go's time.LoadLocation refuses it.
+    for written in ("CRON_TZ=Europe/Berlin 0 3 * * *", "TZ=UTC0 0 3 * * *", "TZ=UTC"):
+        assert Backup(target="s3://b.example/x", etcd={"schedule": written}).etcd.schedule == written
+    # The drill's CronJobs: Kubernetes refuses any zone in a CronJob's schedule.
+    assert Drill(schedule="TZ=UTC 0 3 * * *").schedule == "TZ=UTC 0 3 * * *"

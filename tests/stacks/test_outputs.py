@@ -66,15 +66,15 @@ def _of(names: list[str], ainur: bool = True) -> dict[str, Any]:
             [k for k in HOMELAB if outputs.SINCE[k] < outputs.SINCE[outputs.AINUR]],
             True,
             "the outputs of an Iluvatar from before ainur was an output (2026-11-23 04:17 UTC): it lacks ainur, which one with the "
-            f"Ainur writes (its vips.ainur says it had one); {NEVER}; a `pulumi up` with this Iluvatar writes every one (see its "
-            f"`pulumi preview` first); then {ALL}",
+            f"Ainur writes (its vips.ainur says it had one); {NEVER}; "
+            f"this Iluvatar cannot start from them, and no key says Arda and the Ainur already run (arda.subnetsRunning names only the subnets Arda runs), so do not run its `pulumi up`; first run `pulumi up` with the Iluvatar that deployed them, or the first one that writes ainur (from 2026-11-23 04:17 UTC), after its `pulumi preview` plans no machine as new; then {ALL}",
         ),
         (
             [k for k in ARDA_ALONE if outputs.SINCE[k] < outputs.SINCE[outputs.GATEWAYS]],
             False,
             "the outputs of an Iluvatar from before gateways was an output (2026-11-22 08:04 UTC): it lacks gateways, arda and "
-            f"storage, which every deployment writes; {NEVER}; a `pulumi up` with this Iluvatar writes every one (see its "
-            f"`pulumi preview` first); then {ALL}",
+            f"storage, which every deployment writes; {NEVER}; "
+            f"this Iluvatar cannot start from them, and no key says Arda and the Ainur already run (arda.subnetsRunning names only the subnets Arda runs), so do not run its `pulumi up`; first run `pulumi up` with the Iluvatar that deployed them, or the first one that writes gateways (from 2026-11-22 08:04 UTC), after its `pulumi preview` plans no machine as new; then {ALL}",
         ),
         (
             HOMELAB[: HOMELAB.index(outputs.ARDA)],
@@ -89,7 +89,7 @@ def _of(names: list[str], ainur: bool = True) -> dict[str, Any]:
             "a part of a deployment's outputs, not all of them: it lacks arda and storage, which every deployment writes; such "
             "outputs are written by an Iluvatar from before storage was an output (2026-11-22 19:30 UTC), or by a first `pulumi "
             f"up` whose program stopped with an error part-way (those it exported before arda); {NEVER}; after the older "
-            "Iluvatar, a `pulumi up` with this one writes every one; after the first `up`, mend what stopped it and run `pulumi "
+            "Iluvatar, this Iluvatar cannot start from them, and no key says Arda and the Ainur already run (arda.subnetsRunning names only the subnets Arda runs), so do not run its `pulumi up`; first run `pulumi up` with the Iluvatar that deployed them, or the first one that writes storage (from 2026-11-22 19:30 UTC), after its `pulumi preview` plans no machine as new; after the first `up`, mend what stopped it and run `pulumi "
             f"up` again to its end; then {ALL}",
         ),
         (

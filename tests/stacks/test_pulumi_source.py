@@ -16,6 +16,7 @@ from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, UNDECRYPTED, _decode
 from stacks.secrets import Secure
 from stacks.storage import Deployed
 from tests.edit import HOMELAB, homelab_stack_file
+from tests.sims import whole
 from tests.stacks.test_day2 import HEADSCALE_ACCESS
 
 
@@ -213,8 +214,8 @@ class OutputsMocks(Mocks):
         return ({} if self.outputs is None else {"outputs": self.outputs}), []
 
 
-def _answering(outputs: dict[str, Any] | None, fail: bool = False) -> OutputsMocks:
-    mocks = OutputsMocks(outputs, fail)
+def _answering(outputs: dict[str, Any] | None, fail: bool = False, made_whole: bool = True) -> OutputsMocks:
+    mocks = OutputsMocks(whole(outputs) if made_whole and outputs is not None else outputs, fail)
     pulumi.runtime.set_mocks(mocks, project="iluvatar", stack="test", preview=False)
     return mocks
 
@@ -231,7 +232,7 @@ AINUR_RAN = {"k3sVersion": "v1.35.6+k3s1", "nodes": {"manwe": {"role": "valar"}}
 
 
 def test_last_outputs_asks_the_engine_for_this_stack_by_its_full_name() -> None:
-    mocks = _answering({"arda": RUNNING})
+    mocks = _answering({"arda": RUNNING}, made_whole=False)
     assert last_outputs() == {"arda": RUNNING}
     assert mocks.calls == [(READ_STACK_OUTPUTS, {"name": "organization/iluvatar/test"})]
     assert READ_STACK_OUTPUTS == "pulumi:pulumi:readStackOutputs"
@@ -561,3 +562,23 @@ def test_a_homelab_that_never_stated_its_dhcp_mode_keeps_its_lans_dhcp() -> None
         _answering({"dnsmasqConf": ran})
         pulumi.runtime.set_all_config(_config(**{"iluvatar:ainur": json.dumps(ainur | {"netboot": netboot})}), SECRET_KEYS)
         assert load().config.ainur is not None
+
+
+def test_preview_refuses_an_older_iluvatars_outputs_as_render_previous_does() -> None:
+    """The outputs of an Iluvatar from before `arda` and `ainur` were outputs, in the engine's state as in a file: read
+    as never deployed, every running machine would be planned as new; the fix names no `pulumi up` of this Iluvatar."""
+    outputs = whole({"arda": RUNNING, "ainur": AINUR_RAN, "vips": {"ainur": "192.168.0.10", "arda": "192.168.0.20"}})
+    older = {k: v for k, v in outputs.items() if k not in ("arda", "ainur")}
+    _answering(older, made_whole=False)
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value) == (
+        "the last deployment's outputs of stack organization/iluvatar/test are not all there: the outputs of an Iluvatar from "
+        "before arda was an output (2026-11-23 03:45 UTC): it lacks arda, which every deployment writes, and ainur, which one "
+        "with the Ainur writes (its vips.ainur says it had one); planned from them, what a missing output records reads as never "
+        "deployed; this Iluvatar cannot start from them, and no key says Arda and the Ainur already run (arda.subnetsRunning "
+        "names only the subnets Arda runs), so do not run its `pulumi up`; first run `pulumi up` with the Iluvatar that "
+        "deployed them, or the first one that writes arda (from 2026-11-23 03:45 UTC), after its `pulumi preview` plans no "
+        "machine as new; then write them all with `pulumi stack output --json --show-secrets > file`"
+    )
