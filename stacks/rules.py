@@ -22,6 +22,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
+from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
@@ -1069,8 +1070,26 @@ def _nodes(p: Parsed) -> list[Problem]:
                         f"<model>_<serial> and <model>_<serial>_<namespace>): {taken}; name another disk",
                     )
                 )
+            elif isinstance(node.install_disk, str) and _one_nvme_namespace(disk, node.install_disk):
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is installDisk {node.install_disk} by its other by-id name (udev links an NVMe namespace "
+                        "as both nvme-<model>_<serial> and nvme-<its wwid>, here nvme.<vendor>-<serial in hex>-<model in hex>-"
+                        f"<namespace>, which carries the same model and serial): {taken}; name another disk",
+                    )
+                )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
+            elif (twin := next((s for s in sorted(seen_disks) if _one_nvme_namespace(disk, s)), None)) is not None:
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is {twin} by its other by-id name (udev links an NVMe namespace as both "
+                        "nvme-<model>_<serial> and nvme-nvme.<vendor>-<serial in hex>-<model in hex>-<namespace>), so it is "
+                        "listed twice; name it once",
+                    )
+                )
             seen_disks.add(disk)
     return out
 
@@ -2140,7 +2159,7 @@ def _selects(named: _Named, disk: str) -> bool:
     if named.field == "dev_path":
         return named.value == disk
     if named.field == "symlinks":
-        return named.value == disk or _one_namespace(named.value, disk)
+        return named.value == disk or _one_namespace(named.value, disk) or _one_nvme_namespace(named.value, disk)
     if any(c in named.value for c in "*?["):
         return False
     if named.field == "serial":
@@ -2153,7 +2172,7 @@ def _one_disk(device: str, disk: str) -> bool:
     by-id link, or a partition's kernel name or -partN link. A kernel name beside a link is not compared (the stack
     does not tie them; stacks.warn warns of the pair in the inventory)."""
     named = [device] if (parent := partition_of(device)) is None else [device, parent]
-    return any(d == disk or _one_namespace(d, disk) for d in named)
+    return any(d == disk or _one_namespace(d, disk) or _one_nvme_namespace(d, disk) for d in named)
 
 
 def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:
