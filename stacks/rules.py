@@ -98,6 +98,7 @@ def check(p: Parsed) -> list[Problem]:
         problems += _counts(p)
     problems += _talos_patches(p)
     problems += _component_images(p)
+    problems += _etcd_image(p)
     problems += _kernel_args(p)
     problems += _encryption(p)
     problems += _netboot(p)
@@ -2257,6 +2258,66 @@ def _component_images(p: Parsed) -> list[Problem]:
                     f"to iluvatar:arda.patches instead, or write the mirror's image with the tag {version}",
                 )
             )
+    return out
+
+
+# An etcd image's tag as a release: etcd's own (v3.6.12), Talos's from 1.14 on (3.7.1), or registry.k8s.io's build of
+# it (3.5.21-0, the -<n> a rebuild of the same etcd).
+_ETCD_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-\d+)?$")
+
+
+def _etcd_image(p: Parsed) -> list[Problem]:
+    """A patch that pins cluster.etcd.image to another etcd than the one arda.talosVersion runs (stacks.releases.etcd_of:
+    its release where the table knows it, else its minor). Talos runs the config's etcd image in place of its
+    DefaultEtcdVersion (stacks.releases.ETCD), and Iluvatar applies the same patches over every later Talos's config, so
+    a pinned etcd stays where it was. A lower minor than a cluster has run is a downgrade etcd refuses to start: the
+    member exits (etcd v3.5 server/etcdserver/api/membership/downgrade.go mustDetectDowngrade, v3.6 on server/etcdserver/
+    version/downgrade.go MustDetectDowngrade: "cluster cannot be downgraded"),
+    and with it the Kubernetes API of a control plane. One of the same release from another registry (a mirror) is
+    accepted, as COMPONENT_IMAGES's are: at the next Talos its release differs and this rule names it then."""
+    if p.arda is None:
+        return []
+    talos = p.arda.talos_version
+    if releases.minor_of(talos) not in releases.ETCD_MINOR:
+        return []  # a Talos release this Iluvatar does not support: refused as that
+    etcd = releases.etcd_of(talos)
+    want = tuple(int(x) for x in etcd.split("."))
+    default_tag = ("v" if releases.minor_of(talos) < (1, 14) else "") + etcd
+    out: list[Problem] = []
+    for path, patch in talos_patch_paths(p):
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        etcd_config = cluster.get("etcd") if isinstance(cluster, dict) else None
+        image = etcd_config.get("image") if isinstance(etcd_config, dict) else None
+        if not isinstance(image, str):
+            continue
+        tag = image_tag(image)
+        m = _ETCD_TAG.match(tag) if tag is not None else None
+        have = tuple(int(x) for x in m.groups()[: len(want)]) if m is not None else None
+        if have == want:
+            continue
+        if tag is None:
+            said = "has no tag (a bare name is :latest, a digest names no release), so it is not"
+        elif have is None:
+            said = f"is tag {tag}, no etcd release, not"
+        else:
+            said = f"is etcd {'.'.join(m.groups()[:3]) if m is not None else tag}, not"
+        harm = (
+            f"a lower etcd minor than {want[0]}.{want[1]} is a downgrade etcd refuses once the cluster has run {want[0]}.{want[1]}: "
+            'the member exits ("cluster cannot be downgraded") and Arda\'s API stops with it; '
+            if have is not None and have[:2] < want[:2]
+            else ""
+        )
+        out.append(
+            Problem(
+                f"{path}.cluster.etcd.image",
+                f"{image} {said} etcd {etcd}, the etcd Talos {talos} runs: {harm}the patch's image replaces the one Talos takes "
+                "from its release, so etcd runs another release than the one validate, the day-2 plan and the restore drill's "
+                "etcdutl follow, and stays there at every later talosVersion (Iluvatar's upgrade applies the patch over the new "
+                f"release's config); remove image from the patch (Talos then runs registry.k8s.io/etcd:{default_tag}); for a "
+                "mirror, add {apiVersion: v1alpha1, kind: RegistryMirrorConfig, name: registry.k8s.io, endpoints: [{url: <the "
+                f"mirror>}}]}} to iluvatar:arda.patches instead, or write the mirror's image with the tag {default_tag}",
+            )
+        )
     return out
 
 
