@@ -26,6 +26,7 @@ from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
+from stacks.pi_revision import pi_revision
 from stacks.reach import Clients, unreachable
 
 NET = "iluvatar:network"
@@ -1055,6 +1056,15 @@ def _nodes(p: Parsed) -> list[Problem]:
                         "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
                     )
                 )
+        if node.serial is not None and (revision := pi_revision(node.serial, node.board)) is not None:
+            out.append(
+                Problem(
+                    node_path(i, "serial"),
+                    f"{node.serial} is {revision.said()}, not the Pi's serial: its bootloader asks TFTP under the serial, so "
+                    f"{node.name} would never netboot; set the last 8 hex digits of `grep Serial /proc/cpuinfo` (or of "
+                    "`vcgencmd otp_dump | grep 28:`, the digits after 28:)",
+                )
+            )
         # Data disks named by path: a disk listed twice, or the install disk's path again.
         seen_disks: set[str] = set()
         taken = _system_disk_taken(node)
