@@ -22,6 +22,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
+from stacks.disk_ids import nvme_wwid_of_link, nvme_wwid_parts
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1535,7 +1536,12 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
         if selector.type == "hdd" or card_first:
             return None
         found.append(f"type ssd is !disk.rotational, and {disk} is an NVMe disk, never rotational")
-    if selector.model is not None and disk.startswith("/dev/disk/by-id/"):
+    if selector.model is not None and (wwid := nvme_wwid_of_link(disk)) is not None and (parts_of := nvme_wwid_parts(wwid)):
+        # The model as the controller reports it, blanks and all, as Talos reads disk.model.
+        if not fnmatch.fnmatchcase(parts_of[1], selector.model):
+            return None
+        found.append(f"model {selector.model} matches {parts_of[1]}, the model its nvme-nvme. link carries")
+    elif selector.model is not None and disk.startswith("/dev/disk/by-id/"):
         parts = _by_id_name(disk).split("_")
         bus, _, first = parts[0].partition("-")
         if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from stacks import load_stack_file
 from stacks.disk_ids import by_id_has_serial, by_id_has_wwid, nvme_links_comparable, nvme_wwid_parts, one_nvme_namespace
+from tests.edit import edit, homelab_doc, write_stack
 
 # Serial "S64ANS0T123456", model "Samsung SSD 980 1TB", namespace 1, as the kernel's wwid_show writes them.
 WWID = "nvme.144d-533634414e533054313233343536-53616d73756e67205353442039383020315442-00000001"
@@ -40,3 +44,8 @@ def test_selectors_match_the_other_link() -> None:
     assert by_id_has_wwid(MODEL_SERIAL, WWID)
     assert by_id_has_wwid(MODEL_SERIAL + "_1", WWID)
     assert not by_id_has_wwid(MODEL_SERIAL + "_2", WWID)
+
+
+def test_a_model_selector_of_another_model_leaves_an_nvme_nvme_link_alone(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:nodes[3].installDisk": {"model": "WD Blue*"}, "iluvatar:nodes[3].dataDisks": [LINK]})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
