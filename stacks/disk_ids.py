@@ -21,18 +21,24 @@ def by_id_name(disk: str) -> str:
 
 def by_id_has_serial(disk: str, serial: str) -> bool:
     """Whether `disk` is a /dev/disk/by-id/ name carrying `serial` (a glob, as Talos's selector reads it) as one of its
-    `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial."""
+    `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial, or the serial an
+    nvme-nvme.<vendor>-<serial hex>-<model hex>-<nsid> link carries (nvme_wwid_parts)."""
     if not disk.startswith("/dev/disk/by-id/") or serial.strip("*?") == "":
         return False
+    if (wwid := nvme_wwid_of_link(disk)) is not None and (parts := nvme_wwid_parts(wwid)) is not None:
+        return fnmatch.fnmatchcase(parts[0], serial)
     return any(fnmatch.fnmatchcase(part, serial) for part in by_id_name(disk).split("_")[1:])
 
 
 def by_id_has_wwid(disk: str, wwid: str) -> bool:
     """Whether `disk` is the /dev/disk/by-id/ link of the device whose wwid (a glob, as Talos reads the kernel's
     device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex>, and an NVMe namespace's wwid itself
-    after nvme- (nvme-eui.<hex>, 60-persistent-storage.rules)."""
+    after nvme- (nvme-eui.<hex>, 60-persistent-storage.rules); a namespace whose wwid is nvme.<...> also
+    nvme-<model>_<serial>, the serial and model the wwid carries (nvme_link_is_wwid)."""
     if not disk.startswith("/dev/disk/by-id/") or wwid.strip("*?") == "":
         return False
+    if nvme_link_is_wwid(disk, wwid):
+        return True
     name = by_id_name(disk)
     if name.startswith("wwn-0x"):
         linked = "naa." + name.removeprefix("wwn-0x")
@@ -41,3 +47,66 @@ def by_id_has_wwid(disk: str, wwid: str) -> bool:
     else:
         return False
     return fnmatch.fnmatchcase(linked.lower(), wwid.lower())
+
+
+# An NVMe namespace with no UUID, NGUID or EUI-64 gets the wwid nvme.<vendor id>-<serial>-<model>-<nsid>, its serial and
+# model as the hex of their ASCII with the trailing blanks cut (Linux drivers/nvme/host/sysfs.c wwid_show,
+# "nvme.%04x-%*phN-%*phN-%08x"), and udev links it as nvme-<wwid> (60-persistent-storage.rules).
+_NVME_WWID = re.compile(r"^nvme\.([0-9a-f]{4})-((?:[0-9a-f]{2})+)-((?:[0-9a-f]{2})+)-([0-9a-f]{8})$")
+# What udev leaves of a model or serial in a link's name (OPTIONS="string_escape=replace": systemd's udev_replace_chars
+# keeps ASCII letters and digits and #+-.:=@_, and writes _ for anything else, a blank among them).
+_UDEV_KEPT = re.compile(r"[^0-9A-Za-z#+\-.:=@_]")
+
+
+def nvme_wwid_parts(wwid: str) -> tuple[str, str, int] | None:
+    """The serial, model and namespace id an NVMe wwid of the nvme.<vendor>-<serial hex>-<model hex>-<nsid> form carries
+    (the serial and model as udev's $attr reads them, blanks at either end cut), or None for any other form."""
+    m = _NVME_WWID.match(wwid.lower())
+    if m is None:
+        return None
+    try:
+        serial, model = (bytes.fromhex(m[k]).decode("ascii").strip(" \0") for k in (2, 3))
+    except UnicodeDecodeError:
+        return None
+    return (serial, model, int(m[4], 16)) if serial and model else None
+
+
+def _nvme_model_serial_name(wwid: str) -> tuple[str, int] | None:
+    """The name udev gives the namespace of NVMe wwid `wwid` (nvme.<...> form) as nvme-<model>_<serial>, and its nsid."""
+    parts = nvme_wwid_parts(wwid)
+    if parts is None:
+        return None
+    serial, model, nsid = parts
+    return f"nvme-{_UDEV_KEPT.sub('_', model)}_{_UDEV_KEPT.sub('_', serial)}", nsid
+
+
+def nvme_link_is_wwid(disk: str, wwid: str) -> bool:
+    """Whether `disk` is the nvme-<model>_<serial> or nvme-<model>_<serial>_<nsid> link of the namespace whose wwid (the
+    nvme.<vendor>-<serial hex>-<model hex>-<nsid> form, no glob) is `wwid`: udev links one namespace under both."""
+    if not disk.startswith("/dev/disk/by-id/nvme-") or (named := _nvme_model_serial_name(wwid)) is None:
+        return False
+    name, nsid = named
+    link = by_id_name(disk)
+    return "-part" not in disk and (link == name or link == f"{name}_{nsid}")
+
+
+def nvme_wwid_of_link(disk: str) -> str | None:
+    """The wwid an nvme-nvme.<vendor>-<serial hex>-<model hex>-<nsid> link is named after (the serial and model it carries
+    are readable), or None for any other name."""
+    if not disk.startswith("/dev/disk/by-id/nvme-nvme.") or "-part" in disk:
+        return None
+    wwid = by_id_name(disk).removeprefix("nvme-")
+    return wwid if nvme_wwid_parts(wwid) is not None else None
+
+
+def one_nvme_namespace(a: str, b: str) -> bool:
+    """Whether by-id links `a` and `b` are one NVMe namespace's nvme-nvme.<...> link and its nvme-<model>_<serial> link
+    (with or without _<nsid>), read from the serial and model the first carries."""
+    return any((wwid := nvme_wwid_of_link(x)) is not None and nvme_link_is_wwid(y, wwid) for x, y in ((a, b), (b, a)))
+
+
+def nvme_links_comparable(a: str, b: str) -> bool:
+    """Whether `a` and `b` are an nvme-nvme.<...> link whose serial and model are readable and an nvme-<model>_<serial>
+    link: one_nvme_namespace tells whether they are one namespace, so neither may be said to be unknowable."""
+    model_serial = re.compile(r"^/dev/disk/by-id/nvme-(?!(?:eui|nvme|uuid)\.)")
+    return any(nvme_wwid_of_link(x) is not None and model_serial.match(y) is not None for x, y in ((a, b), (b, a)))

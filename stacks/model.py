@@ -56,6 +56,7 @@ from stacks.fields import (
     _text,
 )
 from stacks.logs_model import Logs
+from stacks.pi_revision import pi_revision
 from stacks.remote_model import RemoteAccess
 
 
@@ -341,6 +342,11 @@ def _pi_serial(value: object) -> object:
             f"{value} is the head of the Serial line /proc/cpuinfo shows (16 hex digits, the same on every Pi of a model), not "
             "this Pi's serial, so its bootloader would never ask TFTP under it; set the last 8 hex digits of "
             "`grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)"
+        )
+    if isinstance(value, str) and len(value) < 8 and (revision := pi_revision(value)) is not None:
+        raise ValueError(
+            f"{value} is {revision.said()}, not the Pi's serial: its bootloader asks TFTP under the serial; set the last 8 "
+            "hex digits of `grep Serial /proc/cpuinfo` (or of `vcgencmd otp_dump | grep 28:`, the digits after 28:)"
         )
     if not isinstance(value, str) or not _PI_SERIAL.match(value):
         raise ValueError(

@@ -67,9 +67,18 @@ BY_MINOR: dict[Minor, TalosMinor] = {row.minor: row for row in TALOS_MINORS}
 # generate leaves it empty: machinery v1.13.0 config/generate/init.go:162-164), so each Talos upgrade moves etcd to that
 # Talos's default, a control plane at a time as the roll reboots it. DefaultEtcdVersion (pkg/machinery/constants/
 # constants.go) at each release a path or a stack names here: v1.12.4 :466 "v3.6.7", v1.12.11 :466 "v3.6.11", v1.13.0 :428
-# "v3.6.9", v1.13.9 :428 "v3.6.12", v1.14.1 :443 "3.7.1" (the tag without its "v" from 1.14 on). tests/stacks/
-# test_releases.py reads the pinned machineries' (v1.12.4, v1.13.0, v1.14.1) from their source.
-ETCD: dict[str, str] = {"v1.12.4": "3.6.7", "v1.12.11": "3.6.11", "v1.13.0": "3.6.9", "v1.13.9": "3.6.12", TALOS: "3.7.1"}
+# "v3.6.9", v1.13.9 :428 "v3.6.12", v1.14.1 :443 "3.7.1" (the tag without its "v" from 1.14 on), and so at every
+# release of 1.12 and 1.13 (:466 and :428 of each tag). tests/stacks/test_releases.py reads the pinned machineries'
+# (v1.12.4, v1.13.0, v1.14.1) from their source. v1.14.0 is not here: its minor's etcd, 3.7, is all this table says.
+ETCD: dict[str, str] = {
+    **{f"v1.12.{n}": "3.6.7" for n in range(5)},
+    **{"v1.12.5": "3.6.8", "v1.12.6": "3.6.8", "v1.12.7": "3.6.9"},
+    **{f"v1.12.{n}": "3.6.11" for n in range(8, 12)},
+    "v1.13.0": "3.6.9",
+    **{f"v1.13.{n}": "3.6.11" for n in range(1, 4)},
+    **{f"v1.13.{n}": "3.6.12" for n in range(4, 10)},
+    TALOS: "3.7.1",
+}
 # The etcd minor of every release of a Talos minor (1.14.0-alpha.0 still had v3.6.9, v1.14.0-rc.1 and v1.14.1 have
 # 3.7.1; a stack names a release, never an alpha).
 ETCD_MINOR: dict[Minor, Minor] = {(1, 12): (3, 6), (1, 13): (3, 6), (1, 14): (3, 7)}

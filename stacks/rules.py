@@ -22,9 +22,12 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
+from stacks.disk_ids import nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
+from stacks.pi_revision import pi_revision
 from stacks.reach import Clients, unreachable
 
 NET = "iluvatar:network"
@@ -97,6 +100,7 @@ def check(p: Parsed) -> list[Problem]:
         problems += _counts(p)
     problems += _talos_patches(p)
     problems += _component_images(p)
+    problems += _etcd_image(p)
     problems += _kernel_args(p)
     problems += _encryption(p)
     problems += _netboot(p)
@@ -1053,6 +1057,15 @@ def _nodes(p: Parsed) -> list[Problem]:
                         "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
                     )
                 )
+        if node.serial is not None and (revision := pi_revision(node.serial, node.board)) is not None:
+            out.append(
+                Problem(
+                    node_path(i, "serial"),
+                    f"{node.serial} is {revision.said()}, not the Pi's serial: its bootloader asks TFTP under the serial, so "
+                    f"{node.name} would never netboot; set the last 8 hex digits of `grep Serial /proc/cpuinfo` (or of "
+                    "`vcgencmd otp_dump | grep 28:`, the digits after 28:)",
+                )
+            )
         # Data disks named by path: a disk listed twice, or the install disk's path again.
         seen_disks: set[str] = set()
         taken = _system_disk_taken(node)
@@ -1069,8 +1082,26 @@ def _nodes(p: Parsed) -> list[Problem]:
                         f"<model>_<serial> and <model>_<serial>_<namespace>): {taken}; name another disk",
                     )
                 )
+            elif isinstance(node.install_disk, str) and _one_nvme_namespace(disk, node.install_disk):
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is installDisk {node.install_disk} by its other by-id name (udev links an NVMe namespace "
+                        "as both nvme-<model>_<serial> and nvme-<its wwid>, here nvme.<vendor>-<serial in hex>-<model in hex>-"
+                        f"<namespace>, which carries the same model and serial): {taken}; name another disk",
+                    )
+                )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
+            elif (twin := next((s for s in sorted(seen_disks) if _one_nvme_namespace(disk, s)), None)) is not None:
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is {twin} by its other by-id name (udev links an NVMe namespace as both "
+                        "nvme-<model>_<serial> and nvme-nvme.<vendor>-<serial in hex>-<model in hex>-<namespace>), so it is "
+                        "listed twice; name it once",
+                    )
+                )
             seen_disks.add(disk)
     return out
 
@@ -1505,7 +1536,12 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
         if selector.type == "hdd" or card_first:
             return None
         found.append(f"type ssd is !disk.rotational, and {disk} is an NVMe disk, never rotational")
-    if selector.model is not None and disk.startswith("/dev/disk/by-id/"):
+    if selector.model is not None and (wwid := nvme_wwid_of_link(disk)) is not None and (parts_of := nvme_wwid_parts(wwid)):
+        # The model as the controller reports it, blanks and all, as Talos reads disk.model.
+        if not fnmatch.fnmatchcase(parts_of[1], selector.model):
+            return None
+        found.append(f"model {selector.model} matches {parts_of[1]}, the model its nvme-nvme. link carries")
+    elif selector.model is not None and disk.startswith("/dev/disk/by-id/"):
         parts = _by_id_name(disk).split("_")
         bus, _, first = parts[0].partition("-")
         if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:
@@ -2135,7 +2171,7 @@ def _one_disk(device: str, disk: str) -> bool:
     by-id link, or a partition's kernel name or -partN link. A kernel name beside a link is not compared (the stack
     does not tie them; stacks.warn warns of the pair in the inventory)."""
     named = [device] if (parent := partition_of(device)) is None else [device, parent]
-    return any(d == disk or _one_namespace(d, disk) for d in named)
+    return any(d == disk or _one_namespace(d, disk) or _one_nvme_namespace(d, disk) for d in named)
 
 
 # `$patch: delete` in a patch makes it a delete selector: Talos removes the map (or the list item, or the document) it
@@ -2269,6 +2305,66 @@ def _component_images(p: Parsed) -> list[Problem]:
                     f"to iluvatar:arda.patches instead, or write the mirror's image with the tag {version}",
                 )
             )
+    return out
+
+
+# An etcd image's tag as a release: etcd's own (v3.6.12), Talos's from 1.14 on (3.7.1), or registry.k8s.io's build of
+# it (3.5.21-0, the -<n> a rebuild of the same etcd).
+_ETCD_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-\d+)?$")
+
+
+def _etcd_image(p: Parsed) -> list[Problem]:
+    """A patch that pins cluster.etcd.image to another etcd than the one arda.talosVersion runs (stacks.releases.etcd_of:
+    its release where the table knows it, else its minor). Talos runs the config's etcd image in place of its
+    DefaultEtcdVersion (stacks.releases.ETCD), and Iluvatar applies the same patches over every later Talos's config, so
+    a pinned etcd stays where it was. A lower minor than a cluster has run is a downgrade etcd refuses to start: the
+    member exits (etcd v3.5 server/etcdserver/api/membership/downgrade.go mustDetectDowngrade, v3.6 on server/etcdserver/
+    version/downgrade.go MustDetectDowngrade: "cluster cannot be downgraded"),
+    and with it the Kubernetes API of a control plane. One of the same release from another registry (a mirror) is
+    accepted, as COMPONENT_IMAGES's are: at the next Talos its release differs and this rule names it then."""
+    if p.arda is None:
+        return []
+    talos = p.arda.talos_version
+    if releases.minor_of(talos) not in releases.ETCD_MINOR:
+        return []  # a Talos release this Iluvatar does not support: refused as that
+    etcd = releases.etcd_of(talos)
+    want = tuple(int(x) for x in etcd.split("."))
+    default_tag = ("v" if releases.minor_of(talos) < (1, 14) else "") + etcd
+    out: list[Problem] = []
+    for path, patch in talos_patch_paths(p):
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        etcd_config = cluster.get("etcd") if isinstance(cluster, dict) else None
+        image = etcd_config.get("image") if isinstance(etcd_config, dict) else None
+        if not isinstance(image, str):
+            continue
+        tag = image_tag(image)
+        m = _ETCD_TAG.match(tag) if tag is not None else None
+        have = tuple(int(x) for x in m.groups()[: len(want)]) if m is not None else None
+        if have == want:
+            continue
+        if tag is None:
+            said = "has no tag (a bare name is :latest, a digest names no release), so it is not"
+        elif have is None:
+            said = f"is tag {tag}, no etcd release, not"
+        else:
+            said = f"is etcd {'.'.join(m.groups()[:3]) if m is not None else tag}, not"
+        harm = (
+            f"a lower etcd minor than {want[0]}.{want[1]} is a downgrade etcd refuses once the cluster has run {want[0]}.{want[1]}: "
+            'the member exits ("cluster cannot be downgraded") and Arda\'s API stops with it; '
+            if have is not None and have[:2] < want[:2]
+            else ""
+        )
+        out.append(
+            Problem(
+                f"{path}.cluster.etcd.image",
+                f"{image} {said} etcd {etcd}, the etcd Talos {talos} runs: {harm}the patch's image replaces the one Talos takes "
+                "from its release, so etcd runs another release than the one validate, the day-2 plan and the restore drill's "
+                "etcdutl follow, and stays there at every later talosVersion (Iluvatar's upgrade applies the patch over the new "
+                f"release's config); remove image from the patch (Talos then runs registry.k8s.io/etcd:{default_tag}); for a "
+                "mirror, add {apiVersion: v1alpha1, kind: RegistryMirrorConfig, name: registry.k8s.io, endpoints: [{url: <the "
+                f"mirror>}}]}} to iluvatar:arda.patches instead, or write the mirror's image with the tag {default_tag}",
+            )
+        )
     return out
 
 

@@ -53,6 +53,7 @@ from stacks.data import (
     target_address,
 )
 from stacks.data_model import AppBackup, Keep
+from stacks.disk_ids import nvme_links_comparable
 from stacks.errors import Problem, show
 from stacks.gitops import Lab
 from stacks.logs_model import Logs
@@ -696,6 +697,8 @@ def _links_of_two_kinds(stack: StackConfig) -> Iterator[Problem]:
                 theirs = _link_kind(other)
                 if mine is None or theirs is None or mine[0] == theirs[0] or not mine[1] & theirs[1]:
                     continue
+                if nvme_links_comparable(disk, other):
+                    continue  # an nvme-nvme.<...> link carries the model and serial: the rules compare the two
                 yield Problem(
                     f"iluvatar:nodes[{i}].{key}",
                     f"{disk} and {other_key} {other} may be one disk: udev links a disk under both kinds ({mine[0]} and "

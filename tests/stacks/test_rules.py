@@ -423,3 +423,26 @@ KEEPS_OFF_CEPH = [
 @pytest.mark.parametrize("edits", KEEPS_OFF_CEPH)
 def test_volume_selectors_that_keep_off_every_data_disk_validate(edits: dict[str, Any], tmp_path: Path) -> None:
     load_stack_file(write_stack(tmp_path, edit(homelab_doc(), edits)), require_secrets=True)
+
+
+# An etcd image a patch may keep: the etcd arda.talosVersion runs (3.7.1 at v1.14.1, the homelab's), from any registry,
+# with or without a v, or as registry.k8s.io's -0 build of it.
+@pytest.mark.parametrize("image", ["registry.k8s.io/etcd:3.7.1", "mirror.lan:5000/etcd:v3.7.1", "registry.k8s.io/etcd:3.7.1-0"])
+def test_an_etcd_image_of_the_talos_releases_etcd_validates(image: str, tmp_path: Path) -> None:
+    patch = {"cluster": {"etcd": {"image": image}}}
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:arda.patches": [patch]})), require_secrets=True)
+
+
+def test_an_etcd_image_at_a_talos_1_13_release_is_compared_with_its_etcd(tmp_path: Path) -> None:
+    """At v1.13.5 Talos runs etcd v3.6.12 (pkg/machinery/constants/constants.go:428): that validates, v3.6.11 does not."""
+
+    def stack(image: str) -> Path:
+        patches = [{"cluster": {"etcd": {"image": image}}}]
+        return write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:arda.talosVersion": "v1.13.5", "iluvatar:arda.patches": patches}))
+
+    load_stack_file(stack("registry.k8s.io/etcd:v3.6.12"), require_secrets=True)
+    with pytest.raises(StackConfigError) as raised:
+        load_stack_file(stack("registry.k8s.io/etcd:v3.6.11"), require_secrets=True)
+    assert [str(p).split(": the patch")[0] for p in raised.value.problems] == [
+        "iluvatar:arda.patches[0].cluster.etcd.image: registry.k8s.io/etcd:v3.6.11 is etcd 3.6.11, not etcd 3.6.12, the etcd Talos v1.13.5 runs"
+    ]
