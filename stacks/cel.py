@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stacks.disk_ids import by_id_name
+from stacks.disk_ids import by_id_name, namespace_links
 
 
 class UnreadableError(ValueError):
@@ -237,7 +237,7 @@ class _Parser:
         left = self.unary()
         while self.peek() in ("*", "/"):
             op = self.take()[1]
-            left = _arith(left, self.unary(), int.__mul__ if op == "*" else int.__floordiv__)
+            left = _arith(left, self.unary(), int.__mul__ if op == "*" else _divide)
         return left
 
     def unary(self) -> Node:
@@ -333,14 +333,24 @@ def _not(value: Value) -> Value:
     return not value
 
 
-def _arith(left: Node, right: Node, op: Callable[[int, int], int]) -> Node:
+def _divide(a: int, b: int) -> int | None:
+    """CEL's division: truncated toward zero (cel-go's int and uint `/`, Go's), and no value for a division by zero, an
+    error in CEL, which the evaluation reads as unknown (an error is no disk's `true`, but nor is it `false`)."""
+    if b == 0:
+        return None
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _arith(left: Node, right: Node, op: Callable[[int, int], int | None]) -> Node:
     def run(d: Disk, u: set[str]) -> Value:
         a, b = left(d, u), right(d, u)
         if a is UNKNOWN or b is UNKNOWN:
             return UNKNOWN
         if type(a) is not int or type(b) is not int:
             raise UnreadableError("it does arithmetic on other than numbers")
-        return op(a, b)
+        value = op(a, b)
+        return UNKNOWN if value is None else value
 
     return run
 
@@ -489,7 +499,7 @@ def _other_link(disk: str) -> Callable[[str], bool]:
         bus_a, bus_b = a.split("-", 1)[0], b.split("-", 1)[0]
         if bus_a != bus_b or bus_a + "-" not in _MODEL_SERIAL:
             return False
-        return re.sub(r"_\d+$", "", a) != re.sub(r"_\d+$", "", b)
+        return a != b and not namespace_links(a, b)
 
     return other
 

@@ -224,6 +224,20 @@ _WRITE_ALL = "write them all with `pulumi stack output --json --show-secrets > f
 _READ_AS_NEVER = "planned from them, what a missing output records reads as never deployed"
 
 
+def may_be_a_stopped_first_up(outputs: Mapping[str, Any]) -> bool:
+    """Whether outputs `missing` finds partial fit a first `pulumi up` whose program stopped part-way: every output they
+    hold exported before the first one they lack, in __main__.py's order (stacks.outputs.SINCE). Its fix is another
+    `pulumi up`, which reads what they lack as never deployed, as on a first deployment it is."""
+    if missing(outputs) is None:
+        return False
+    order = list(exports.SINCE)
+    vips = outputs.get(exports.VIPS)
+    had_ainur = (isinstance(vips, Mapping) and exports.AINUR_VIP in vips) or any(outputs.get(k) is not None for k in _AINUR_SIGNS)
+    lacks = [k for k in (*EVERY_DEPLOYMENT, *(WITH_AINUR if had_ainur else ())) if outputs.get(k) is None]
+    first = min(lacks, key=order.index)
+    return not any(outputs.get(k) is not None and order.index(k) > order.index(first) for k in order)
+
+
 def missing(outputs: Mapping[str, Any]) -> str | None:
     """Which outputs a deployment with the layers these outputs show writes and they lack (absent, or null, which the
     checks read as absent), said with where such a part comes from and its fix, or None. `{}`, a stack never deployed,

@@ -19,6 +19,14 @@ def by_id_name(disk: str) -> str:
     return re.sub(r"-\d+:\d+$", "", name) if name.startswith("usb-") else name
 
 
+def namespace_links(a: str, b: str) -> bool:
+    """Whether two by-id link names are one NVMe namespace's two links: udev writes nvme-<model>_<serial> and
+    nvme-<model>_<serial>_<nsid> for one device (systemd 60-persistent-storage.rules since v252), so one is the other
+    with `_<digits>` after it. Read that way, not by taking a trailing `_<digits>` off each: a serial of digits alone
+    (nvme-<model>_2023051500123) would lose the serial itself."""
+    return re.fullmatch(re.escape(a) + r"_\d+", b) is not None or re.fullmatch(re.escape(b) + r"_\d+", a) is not None
+
+
 def by_id_has_serial(disk: str, serial: str) -> bool:
     """Whether `disk` is a /dev/disk/by-id/ name carrying `serial` (a glob, as Talos's selector reads it) as one of its
     `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial, or the serial an

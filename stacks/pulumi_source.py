@@ -166,10 +166,14 @@ def load() -> LoadedStack:
     # the stack's own releases, they would plan from nothing.
     if (why := day2.unreadable(outputs)) is not None:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {why}{AT_PREVIEW}")
-    # An older Iluvatar's outputs (or a failed first `up`'s) lack `arda` and `ainur` in the engine's state as in a file:
-    # read as never deployed, every running machine would be planned as new.
+    # An older Iluvatar's outputs lack `arda` and `ainur` in the engine's state as in a file: read as never deployed,
+    # every running machine would be planned as new. A first `up` that stopped part-way leaves a part too, whose fix is
+    # this `up`: read so, it plans what the part lacks as a first deployment, which it is; said, and not refused, or
+    # no `up` could ever finish it (`render --previous` still refuses both, naming each).
     if (why := day2.missing(outputs)) is not None:
-        raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not all there: {why}")
+        if not day2.may_be_a_stopped_first_up(outputs):
+            raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not all there: {why}")
+        pulumi.log.warn(f"the last deployment's outputs of stack {stack_name()} are not all there: {why}")
     try:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))

@@ -22,7 +22,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import namespace_links, nvme_wwid_of_link, nvme_wwid_parts
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1492,8 +1492,7 @@ def _one_namespace(a: str, b: str) -> bool:
     nvme-<model>_<serial>_<namespace> for the same device (60-persistent-storage.rules since systemd v252)."""
     if not (a.startswith("/dev/disk/by-id/nvme-") and b.startswith("/dev/disk/by-id/nvme-")):
         return False
-    base = [re.sub(r"_\d+$", "", _by_id_name(x)) for x in (a, b)]
-    return _by_id_name(a) != _by_id_name(b) and base[0] == base[1] and "-part" not in a + b
+    return "-part" not in a + b and namespace_links(_by_id_name(a), _by_id_name(b))
 
 
 def _transport(disk: str) -> str | None:

@@ -9,6 +9,7 @@ from stacks import cel, rules
 NVME = "/dev/nvme0n1"
 SATA = "/dev/sda"
 BY_ID = "/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S73WNJ0W123456A"
+DIGITS = "/dev/disk/by-id/nvme-Fanxiang_S500PRO_1TB_2023051500123"
 WWN = "/dev/disk/by-id/wwn-0x5002538e4099a1b2"
 U = cel.UNKNOWN
 
@@ -64,6 +65,14 @@ def _value(match: str, name: str, system_disk: bool = False) -> object:
         (f"'{BY_ID}' in disk.symlinks", BY_ID, True),
         (f"'{BY_ID}_1' in disk.symlinks", BY_ID, U),
         ("'/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S73WNJ0W999999B' in disk.symlinks", BY_ID, False),
+        # Division truncates toward zero, as cel-go's; by zero it is CEL's error, no disk's true nor false.
+        ("-7 / 2 == -3", NVME, True),
+        ("disk.dev_path == '/dev/sdb' || 1u / 0u == 1u", NVME, U),
+        ("disk.dev_path == '/dev/sdb' && 1u / 0u == 1u", NVME, False),
+        # A serial of digits alone: the namespace's link is the disk's link with _<nsid> after it, either way round.
+        (f"'{DIGITS}_1' in disk.symlinks", DIGITS, U),
+        (f"'{DIGITS}' in disk.symlinks", f"{DIGITS}_1", U),
+        (f"'{DIGITS}_2' in disk.symlinks", f"{DIGITS}_1", False),
         ("'/dev/disk/by-id/nvme-eui.0025388b11223344' in disk.symlinks", BY_ID, U),
         (f"'{BY_ID}' in disk.symlinks", NVME, U),
         (f"!('{BY_ID}' in disk.symlinks)", BY_ID, False),

@@ -10,7 +10,8 @@ import pytest
 
 from plans.netboot import dnsmasq_conf
 from stacks import load_stack_file
-from stacks.day2 import DeployedArda, machines_of
+from stacks import outputs as exports
+from stacks.day2 import DeployedArda, machines_of, may_be_a_stopped_first_up, missing
 from stacks.load import ORDER
 from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, UNDECRYPTED, _decode, last_outputs, load, recorded_ainur
 from stacks.secrets import Secure
@@ -582,3 +583,20 @@ def test_preview_refuses_an_older_iluvatars_outputs_as_render_previous_does() ->
         "deployed them, or the first one that writes arda (from 2026-11-23 03:45 UTC), after its `pulumi preview` plans no "
         "machine as new; then write them all with `pulumi stack output --json --show-secrets > file`"
     )
+
+
+def test_preview_goes_on_from_a_first_up_stopped_at_any_export_and_says_so() -> None:
+    """A first `pulumi up` whose program stopped part-way records the outputs exported before it stopped, in
+    __main__.py's order: another `pulumi up` is their fix, so preview reads what they lack as never deployed, as on a
+    first deployment it is, and warns; refused, no `up` could ever finish it."""
+    outputs = whole({"arda": RUNNING, "ainur": AINUR_RAN, "vips": {"ainur": "192.168.0.10", "arda": "192.168.0.20"}})
+    order = [k for k in exports.SINCE if k in outputs]
+    cuts = [{k: outputs[k] for k in order[:i]} for i in range(1, len(order))]
+    parts = [part for part in cuts if missing(part) is not None]
+    assert parts and all(may_be_a_stopped_first_up(part) for part in parts)
+    stopped = next(part for part in parts if "arda" not in part)
+    _answering(stopped, made_whole=False)
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    assert load().config.arda.cluster_name == "arda"
+    # An older Iluvatar's outputs (what came after a key it lacks) are no stopped first `up`'s.
+    assert not may_be_a_stopped_first_up({k: v for k, v in outputs.items() if k not in ("arda", "ainur")})
