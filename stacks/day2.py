@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,18 +224,29 @@ _WRITE_ALL = "write them all with `pulumi stack output --json --show-secrets > f
 _READ_AS_NEVER = "planned from them, what a missing output records reads as never deployed"
 
 
-def may_be_a_stopped_first_up(outputs: Mapping[str, Any]) -> bool:
-    """Whether outputs `missing` finds partial fit a first `pulumi up` whose program stopped part-way: every output they
-    hold exported before the first one they lack, in __main__.py's order (stacks.outputs.SINCE). Its fix is another
-    `pulumi up`, which reads what they lack as never deployed, as on a first deployment it is."""
-    if missing(outputs) is None:
-        return False
-    order = list(exports.SINCE)
+def _lacked(outputs: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The outputs every deployment writes that `outputs` lack, and those a deployment with the Ainur writes that they
+    lack when they show it had one (vips.ainur, or an output only such a deployment writes)."""
     vips = outputs.get(exports.VIPS)
     had_ainur = (isinstance(vips, Mapping) and exports.AINUR_VIP in vips) or any(outputs.get(k) is not None for k in _AINUR_SIGNS)
-    lacks = [k for k in (*EVERY_DEPLOYMENT, *(WITH_AINUR if had_ainur else ())) if outputs.get(k) is None]
-    first = min(lacks, key=order.index)
-    return not any(outputs.get(k) is not None and order.index(k) > order.index(first) for k in order)
+    lacks = [k for k in EVERY_DEPLOYMENT if outputs.get(k) is None]
+    return lacks, [k for k in WITH_AINUR if outputs.get(k) is None] if had_ainur else []
+
+
+def _held_after(outputs: Mapping[str, Any], lacked: Sequence[str]) -> list[str]:
+    """The outputs `outputs` hold that __main__.py exports after the first of `lacked`, in its order (stacks.outputs.SINCE):
+    none, for a first `pulumi up` whose program stopped part-way."""
+    order = list(exports.SINCE)
+    first = min(lacked, key=order.index)
+    return [k for k in order if outputs.get(k) is not None and order.index(k) > order.index(first)]
+
+
+def may_be_a_stopped_first_up(outputs: Mapping[str, Any]) -> bool:
+    """Whether outputs `missing` finds partial fit a first `pulumi up` whose program stopped part-way: every output they
+    hold exported before the first one they lack. Its fix is another `pulumi up`, which reads what they lack as never
+    deployed, as on a first deployment it is."""
+    lacks, lacks_ainur = _lacked(outputs)
+    return bool(outputs) and bool(lacks or lacks_ainur) and not _held_after(outputs, [*lacks, *lacks_ainur])
 
 
 def missing(outputs: Mapping[str, Any]) -> str | None:
@@ -244,8 +255,8 @@ def missing(outputs: Mapping[str, Any]) -> str | None:
     lacks none.
 
     Two deployments write a part. An older Iluvatar wrote none of the outputs exported since a change after it
-    (stacks.outputs.SINCE): outputs that lack one and hold none from its time on are read as its; a `pulumi up` with
-    this one writes them all. A first `pulumi up` whose program stopped with an error part-way records the outputs
+    (stacks.outputs.SINCE): outputs that lack one and hold none from its time on are read as its; no `pulumi up` of this
+    one can start from them (nothing says Arda and the Ainur already run). A first `pulumi up` whose program stopped with an error part-way records the outputs
     exported before it stopped, in __main__.py's order: the Python SDK registers the stack's outputs once, those exported
     so far, as the program ends, even with an error (pulumi 3.272.0 sdk/python/lib/pulumi/runtime/stack.py:234-251 and
     :320-328), and the engine records what a failed update registered, keeping the outputs it had besides (its step
@@ -254,16 +265,14 @@ def missing(outputs: Mapping[str, Any]) -> str | None:
     Outputs that fit neither were cut short or edited."""
     if not outputs:
         return None
-    lacks = [k for k in EVERY_DEPLOYMENT if outputs.get(k) is None]
-    vips = outputs.get(exports.VIPS)
-    ainur_vip = isinstance(vips, Mapping) and exports.AINUR_VIP in vips
-    ainur_outputs = [k for k in _AINUR_SIGNS if outputs.get(k) is not None]
-    lacks_ainur = [k for k in WITH_AINUR if outputs.get(k) is None] if ainur_vip or ainur_outputs else []
+    lacks, lacks_ainur = _lacked(outputs)
     if not lacks and not lacks_ainur:
         return None
     said = [f"{_and(lacks)}, which every deployment writes"] if lacks else []
     if lacks_ainur:
-        sign = f"{exports.VIPS}.{exports.AINUR_VIP}" if ainur_vip else ainur_outputs[0]
+        vips = outputs.get(exports.VIPS)
+        ainur_vip = isinstance(vips, Mapping) and exports.AINUR_VIP in vips
+        sign = f"{exports.VIPS}.{exports.AINUR_VIP}" if ainur_vip else next(k for k in _AINUR_SIGNS if outputs.get(k) is not None)
         said.append(f"{_and(lacks_ainur)}, which one with the Ainur writes (its {sign} says it had one)")
     lacking = f"it lacks {', and '.join(said)}"
     order = list(exports.SINCE)
@@ -271,7 +280,7 @@ def missing(outputs: Mapping[str, Any]) -> str | None:
     oldest = min((*lacks, *lacks_ainur), key=lambda k: exports.SINCE[k])
     newer = [k for k in held if exports.SINCE[k] >= exports.SINCE[oldest]]
     first = min((*lacks, *lacks_ainur), key=order.index)
-    after = [k for k in held if order.index(k) > order.index(first)]
+    after = _held_after(outputs, [*lacks, *lacks_ainur])
     older = f"an Iluvatar from before {oldest} was an output ({exports.SINCE[oldest]} UTC)"
     # No key of the stack says that Arda and the Ainur already run (arda.subnetsRunning says only which subnets Arda
     # runs): this Iluvatar's `up` would read them as never deployed, so the fix is an `up` of an Iluvatar that writes them.
