@@ -1164,7 +1164,7 @@ def _rare_months(path: str, schedule: str, what: str) -> Iterator[Problem]:
     unless = "unless it is meant as an archive, " if what == "a backup" else ""
     yield Problem(
         path,
-        f"{schedule} runs only in {found.shown} ({found.days} days in 2026 and 2027), so {round(found.gap / datetime.timedelta(days=1))} "
+        f"{schedule} runs only in {found.shown}, {found.often}, so {round(found.gap / datetime.timedelta(days=1))} "
         f"days pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {unless}{found.fix}",
     )
 
