@@ -183,3 +183,15 @@ def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Pa
         "    2. ainur.k3sVersion v1.34.x",
         "    3. ainur.k3sVersion v1.35.8+k3s1",
     ]
+    # From below this Iluvatar's floor no run of it leads there: said as `pulumi up` refuses it (stacks.day2.no_way).
+    outputs.write_text(
+        json.dumps({"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.28.15+k3s1"}})
+    )
+    lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
+    assert lines[-2:] == [
+        "  path to this stack's versions: none, `pulumi up` refuses them (as `iluvatar render --previous` does):",
+        "    iluvatar:ainur.k3sVersion: v1.35.8+k3s1 skips a minor: the Ainur run v1.28.15+k3s1, and k3s upgrades one minor at a time, "
+        "as Kubernetes does; this Iluvatar runs the Ainur from v1.30 on, so take them one minor at a time up to a v1.29 release "
+        "with the Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write v1.35.8+k3s1 here "
+        "(docs/day2.md#upgrading-k3s-on-the-ainur)",
+    ]
