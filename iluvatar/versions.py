@@ -11,24 +11,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stacks import day2, pins, releases
 from stacks import outputs as exports
-from stacks import pins, releases
 from stacks.day2 import k3s_release
 from stacks.model import StackConfig
 
 
 def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> list[str]:
     """Each `pulumi up` of the way: Talos's rolls in one (with Kubernetes moved on the way where a minor needs it:
-    stacks.day2), then Kubernetes a minor a run."""
-    if releases.release(to_talos) < releases.release(talos):
-        return [f"none: Talos {talos} is newer than {to_talos}"]
+    stacks.day2), then Kubernetes a minor a run. The rolls are stacks.releases.talos_path's, as `pulumi up` and
+    `render --previous` take them (stacks.day2.path_of, plans.rollout.path_hops): a patch back within the minor that
+    runs among them, one roll, which machinery allows below MaximumHostDowngradeVersion."""
     runs: list[str] = []
     try:
         hops = releases.talos_path(talos, kubernetes, to_talos, to_kubernetes) if to_talos != talos else []
     except releases.PathError as e:
         return [f"none: {e}"]
     rolls = [str(h.talos) for h in hops if h.talos is not None]
-    if steps := releases.kubernetes_steps(hops):
+    if rolls == [to_talos] and releases.release(to_talos) < releases.release(talos):
+        runs.append(
+            f"arda.talosVersion {to_talos}: a roll back of every machine, one machine at a time ({talos} -> {to_talos}, a patch "
+            f"back within {releases.show(releases.minor_of(talos))}, which Talos installs as it does an upgrade: each machine drained, "
+            "installed and rebooted, and checked healthy before the next)"
+        )
+    elif steps := releases.kubernetes_steps(hops):
         kubernetes = steps[-1]
         runs.append(
             f"arda.talosVersion {rolls[-1]} with arda.kubernetesVersion {kubernetes}: {len(rolls)} roll(s) of every machine "
@@ -41,6 +47,24 @@ def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> lis
         runs.append(f"arda.kubernetesVersion v1.{minor}.x" if minor < want[1] else f"arda.kubernetesVersion {to_kubernetes}")
     if have == want and releases.release(kubernetes) < releases.release(to_kubernetes):
         runs.append(f"arda.kubernetesVersion {to_kubernetes}")
+    return runs
+
+
+def _k3s_path(k3s: str, to_k3s: str) -> list[str]:
+    """The Ainur's runs from k3s `k3s` to `to_k3s` (forward: stacks.day2.no_way says a step back): one minor a run, as
+    stacks.day2._k3s allows, from the release where etcd moves to 3.6 safely when the way crosses that move."""
+    if k3s == to_k3s:
+        return []
+    stop, (_, have), (_, want) = day2.K3S_ETCD_STOP[1], releases.minor_of(k3s), releases.minor_of(to_k3s)
+    crosses = day2.k3s_etcd_3_6(to_k3s) and not day2.k3s_etcd_3_6(k3s) and day2.k3s_release(k3s) < day2.K3S_ETCD_STOP
+    runs: list[str] = []
+    for minor in range(have, want + 1):
+        if crosses and minor == stop:
+            runs.append(f"ainur.k3sVersion {day2.K3S_ETCD_STOP_RELEASE} (etcd 3.5.26 or later, from which etcd moves to 3.6 safely)")
+        if minor == want:
+            runs.append(f"ainur.k3sVersion {to_k3s}")
+        elif minor > have and not (crosses and minor == stop):
+            runs.append(f"ainur.k3sVersion v1.{minor}.x")
     return runs
 
 
@@ -67,11 +91,20 @@ def report(name: str, stack: StackConfig, previous: Mapping[str, Any] | None = N
         note = "" if chart == pinned else " (the stack pins another: its values are checked against that chart's schema)"
         lines.append(f"  {part:<11} {chart:<14} the chart Iluvatar installs and is tested with: {pinned}{note}")
     arda_out = (previous or {}).get(exports.ARDA) if isinstance(previous, Mapping) else None
+    ainur_out = (previous or {}).get(exports.AINUR) if isinstance(previous, Mapping) else None
+    running_k3s = ainur_out.get("k3sVersion") if isinstance(ainur_out, Mapping) else None
     if isinstance(arda_out, Mapping) and arda_out.get("talosVersion"):
         running_talos = str(arda_out["talosVersion"])
         running_kube = str(arda_out.get("kubernetesVersion") or arda.kubernetes_version)
+        k3s = f", k3s {running_k3s} on the Ainur" if isinstance(running_k3s, str) else ""
+        lines.append(f"  runs now    Talos {running_talos}, Kubernetes {running_kube}{k3s} (the last deployment's outputs)")
+        # What `pulumi up` (and `render --previous`) refuses against what runs, in its own words: no path leads there.
+        if refused := day2.no_way(stack, day2.DeployedArda.from_output(arda_out), ainur_out):
+            lines.append("  path to this stack's versions: none, `pulumi up` refuses them (as `iluvatar render --previous` does):")
+            return lines + [f"    {problem}" for problem in refused]
         runs = _path(running_talos, running_kube, arda.talos_version, arda.kubernetes_version)
-        lines.append(f"  runs now    Talos {running_talos}, Kubernetes {running_kube} (the last deployment's outputs)")
+        if stack.ainur is not None and isinstance(running_k3s, str):
+            runs += _k3s_path(running_k3s, stack.ainur.k3s_version)
         lines.append("  path to this stack's versions, one `pulumi up` each:" if runs else "  path to this stack's versions: none, it runs them")
     else:
         runs = _path(arda.talos_version, arda.kubernetes_version, newest.newest, releases.KUBERNETES)

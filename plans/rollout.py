@@ -293,6 +293,14 @@ def _tag(image: str) -> str:
     return image.rsplit(":", 1)[-1]
 
 
+def _older(tag: str, than: str) -> bool:
+    """Whether installer tag `tag` is an older Talos release than `than` (False for a tag that is no release)."""
+    try:
+        return releases.release(tag) < releases.release(than)
+    except ValueError:
+        return False
+
+
 def path_hops(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[releases.Hop]:
     """The steps of a path across Talos minors (stacks.releases.talos_path, as components.arda registers them): the
     Talos rolls and the Kubernetes upgrades between them, the last being the machines' own steps. Empty when Talos does
@@ -421,7 +429,9 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             if rolled and old != new:
                 old = f"{rolled[-1]} (after the path's rolls)"
             schematic = str(was.get("installer")).rsplit(":", 1)[0] != now["installer"].rsplit(":", 1)[0]
-            what.append(f"Talos {old} -> {new}" if old != new else SCHEMATIC)
+            # A patch back within the minor that runs (stacks.releases.talos_path allows it): said, as `versions` says it.
+            back = not rolled and old != new and _older(new, old)
+            what.append((f"Talos {old} -> {new}" + (" (a roll back)" if back else "")) if old != new else SCHEMATIC)
             if old != new and schematic:
                 what.append(SCHEMATIC)
         # components.arda upgrades from a recorded version only (its kubernetes_upgrade): none recorded, none shown.

@@ -30,7 +30,24 @@ from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
 
 Kind = Literal[
-    "node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "router", "pool", "app", "ldap", "receiver", "heartbeat", "git", "route"
+    "node",
+    "vip",
+    "identity",
+    "headscale",
+    "nas",
+    "nfs",
+    "dns",
+    "bmc",
+    "router",
+    "pool",
+    "app",
+    "ldap",
+    "receiver",
+    "heartbeat",
+    "git",
+    "route",
+    "ntp",
+    "host",
 ]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
@@ -40,7 +57,12 @@ SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", *SERVERS})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", *SERVERS})
+# The devices Arda's Talos patches name (`patched`): the NTP servers its machines set their clocks from, and the
+# addresses its static host entries pin names to. A host entry may name any host, a machine, a VIP, a Service of the
+# load-balancer pool or a BMC among them: only the ranges lent to others (`check`'s dhcpRange, the router's pool, the
+# discovery pool) and the subnets' edges are wrong for it.
+PATCHED: frozenset[Kind] = frozenset({"ntp", "host"})
 # The devices that share their address with no other: a Turing Pi 2's BMC is an appliance, which powers, reflashes and
 # opens the console of its board's machines (plans.power) and serves nothing the stack points at it. Another device at
 # its address is a slip in one of the two keys, and the other layer (the backups, the forwarding, the mounts, the
@@ -57,6 +79,8 @@ NOUNS: dict[Kind, str] = {
     "receiver": "the alert receiver",
     "heartbeat": "the dead man's switch",
     "git": "the Git server",
+    "ntp": "the NTP server",
+    "host": "the host the entry names",
 }
 # The homelab's own addresses where a few listeners of its own answer, as a message names them.
 FRONTS: dict[Kind, str] = {
@@ -76,6 +100,10 @@ CLIENTS: dict[Kind, str] = {
     "dns": "no machine could resolve a name outside the zone",
     "bmc": "`up` could not power or reflash the machines of its board",
     "router": "the DHCP probe of `up` would take the router's answers for another DHCP server's and stop `up`",
+    # machine.time.bootTimeout "Defaults to \"infinity\" (waiting forever for time sync)" (machinery v1.14.1
+    # config/types/v1alpha1/v1alpha1_types.go:788-791).
+    "ntp": "Arda's machines could not set their clocks, and Talos holds a machine's boot until its clock syncs (machine.time.bootTimeout: forever unless set)",
+    "host": "Arda's machines would reach another host under the entry's names",
 }
 # The key that names the router's DHCP server where it is not network.gateway (`entries`).
 ROUTER_ADDRESS = "ainur.netboot.routerAddress"
@@ -195,11 +223,12 @@ def entries(
     storage: Storage | None = None,
     named: Sequence[Server] = (),
     ainur: Ainur | None = None,
+    patches: Sequence[tuple[str, Mapping[str, object]]] = (),
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
     target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers wherever
     they lie (the routers' addresses aside: the router is none of these), the BMCs, the router's DHCP server where ainur.netboot.routerAddress
-    names it, the other layers' servers written as an address."""
+    names it, the other layers' servers written as an address, the addresses Arda's Talos patches name (`patched`)."""
     out = [Held(n.ip, f"nodes[{i}].ip", f"nodes[{i}].ip ({n.name})", "node") for i, n in nodes]
     out += [Held(ip, path.removeprefix("iluvatar:"), path.removeprefix("iluvatar:"), "vip") for path, ip in vips]
     if identity is not None:
@@ -247,8 +276,61 @@ def entries(
             continue  # a name outside the internal zone: `unknown_names` checks it
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
+    out += patched(patches)
     out += routed(remote)
     return out
+
+
+def patched(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[Held]:
+    """The addresses Arda's Talos patches name (stacks.rules.talos_patches_of: `arda.patches`, an Arda machine's
+    `talosPatches`), each at its key inside the patch: a v1alpha1 patch's machine.time.servers and
+    machine.network.extraHostEntries[].ip, a TimeSyncConfig document's ntp.servers, a StaticHostConfig document's name
+    (the address its hostnames map to: machinery v1.14.1 config/types/network/static_host.go:53, time_sync.go:72-84; the
+    same at v1.12.4 and v1.13.0, the provider's). A name (time.cloudflare.com), a PTP device (/dev/ptp0) or an IPv6
+    address is left alone: the table holds IPv4 addresses. The resolvers (machine.network.nameservers, a ResolverConfig
+    document) are refused in a patch, since Iluvatar writes them from network.dns (stacks.rules.V1ALPHA1_CONFLICTS,
+    GENERATED_DOCUMENTS)."""
+    out: list[Held] = []
+
+    def held(path: str, value: object, kind: Kind, what: str) -> None:
+        try:
+            ip = IPv4Address(value) if isinstance(value, str) else None
+        except ValueError:
+            ip = None
+        if ip is not None:
+            out.append(Held(ip, path, f"{path} ({what})", kind, value if isinstance(value, str) else ""))
+
+    ntp = "an NTP server Arda's machines set their clocks from"
+    for written, patch in patches:
+        at = written.removeprefix("iluvatar:")
+        kind = patch.get("kind")
+        if kind is None:
+            machine = patch.get("machine")
+            machine = machine if isinstance(machine, Mapping) else {}
+            time = machine.get("time")
+            servers = time.get("servers") if isinstance(time, Mapping) else None
+            for j, server in enumerate(servers if isinstance(servers, list) else []):
+                held(f"{at}.machine.time.servers[{j}]", server, "ntp", ntp)
+            network = machine.get("network")
+            hosts = network.get("extraHostEntries") if isinstance(network, Mapping) else None
+            for j, entry in enumerate(hosts if isinstance(hosts, list) else []):
+                if isinstance(entry, Mapping):
+                    names = entry.get("aliases")
+                    held(f"{at}.machine.network.extraHostEntries[{j}].ip", entry.get("ip"), "host", _host_entry(names))
+        elif kind == "TimeSyncConfig":
+            config = patch.get("ntp")
+            servers = config.get("servers") if isinstance(config, Mapping) else None
+            for j, server in enumerate(servers if isinstance(servers, list) else []):
+                held(f"{at}.ntp.servers[{j}]", server, "ntp", ntp)
+        elif kind == "StaticHostConfig":
+            held(f"{at}.name", patch.get("name"), "host", _host_entry(patch.get("hostnames")))
+    return out
+
+
+def _host_entry(names: object) -> str:
+    """How a message names a static host entry: by the names it pins, when it has any."""
+    listed = ", ".join(str(n) for n in names) if isinstance(names, list) and names else ""
+    return f"a static host entry of Arda's machines{f': {listed}' if listed else ''}"
 
 
 def routed(remote: RemoteAccess | None) -> list[Held]:
@@ -354,6 +436,15 @@ def check(
         if h.kind not in ("node", "vip", "identity", "headscale"):
             continue
         for d in devices:
+            if d.kind == "ntp" and d.ip == h.ip:
+                # No machine, VIP or front door of the homelab serves NTP (Talos and the Ainur's Ubuntu sync their clocks
+                # as clients): the patch's server is the slip.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{d.ip} is {h.path}, {_own_noun(h)}, where no NTP server answers, so {CLIENTS[d.kind]}; write the NTP "
+                    f"server's own address (or its name) in {d.path}",
+                )
+                break
             if h.kind in ("identity", "headscale"):
                 # Only the front door's listeners (Dex, the CA page, the Ainur's Argo CD) or Headscale's answer at these
                 # addresses: a server written there is the slip, so it is said at the key that names the server. The NAS
@@ -372,6 +463,8 @@ def check(
             if (
                 d.ip != h.ip
                 or d.kind == "dns"
+                # A host entry may name any host of the homelab's own (`PATCHED`).
+                or d.kind == "host"
                 # The router's DHCP server at an address of the homelab's own is said once, at routerAddress, below.
                 or d.kind == "router"
                 or (d.kind == "bmc" and h.kind == "node")
@@ -445,7 +538,10 @@ def check(
         [
             d
             for d in devices
-            if d.kind != "nas" and d.kind not in SERVERS and not (d.kind == "dns" and ainur is None) and d.ip in network.load_balancer_pool
+            if d.kind not in ("nas", "host")
+            and d.kind not in SERVERS
+            and not (d.kind == "dns" and ainur is None)
+            and d.ip in network.load_balancer_pool
         ]
     )
     blamed: set[str] = set()
@@ -632,7 +728,8 @@ def _alone(devices: Sequence[Held], network: Network | None) -> Iterator[Problem
     alone = {d.ip: d for d in devices if d.kind in ALONE and d.ip not in edges}
     for d in devices:
         first = alone.get(d.ip)
-        if first is None or d.kind in ALONE:
+        # A host entry may name the BMC (`PATCHED`).
+        if first is None or d.kind in ALONE or d.kind == "host":
             continue
         yield Problem(
             f"iluvatar:{d.path}",

@@ -1698,10 +1698,18 @@ class RareMonths:
     """A schedule that names months and runs rarer than it can mean: where, how seldom, and the fix."""
 
     shown: str  # the months it runs in, as a message names them: "January, April, July and October"
-    days: int  # the days it runs on in 2026 and 2027
+    days: tuple[int, int]  # the days it runs on in 2026, and in 2027
     gap: datetime.timedelta  # its longest gap (longest_gap)
     fix: str  # "<what to do>, write <schedule>", or "write * in the month field"
     weekday: bool  # the fix reads the month field as the day of week (`30 5 * 6 *` for Saturdays)
+
+    @property
+    def often(self) -> str:
+        """How many days a year it runs on, as a message says it: `on 1 day a year`, `on 4 days in 2026 and 5 in 2027`."""
+        first, second = self.days
+        if first == second:
+            return f"on {first} day{'' if first == 1 else 's'} a year"
+        return f"on {first} day{'' if first == 1 else 's'} in 2026 and {second} in 2027"
 
 
 def rare_months(schedule: str, bound: datetime.timedelta, *, volsync: bool = False, etcd: bool = False) -> RareMonths | None:
@@ -1737,7 +1745,7 @@ def rare_months(schedule: str, bound: datetime.timedelta, *, volsync: bool = Fal
     )
     names = [_MONTH_NAMES[m - 1] for m in ran]
     shown = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
-    return RareMonths(shown, len(days), gap, fix, weekday)
+    return RareMonths(shown, (sum(d.year == 2026 for d in days), sum(d.year == 2027 for d in days)), gap, fix, weekday)
 
 
 def _stale_beside(drill: Drill, problem: str) -> str:

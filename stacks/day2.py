@@ -498,10 +498,12 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
         return []
     now = stack.ainur.k3s_version
     new, old = k3s_release(now), k3s_release(before)
-    if k3s_build(now) < k3s_build(before):
-        return [
-            Problem(K3S, f"{now} is older than {before}, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)")
-        ]
+    # A step back, or Ainur below this Iluvatar's floor, first: no run of this Iluvatar makes either (no_way), whatever
+    # else the change crosses.
+    if (back := _k3s_back(now, before)) is not None:
+        return [back]
+    if (below_floor := _k3s_below_floor(now, before)) is not None:
+        return [below_floor]
     if k3s_etcd_3_6(now) and not k3s_etcd_3_6(before) and k3s_release(before) < K3S_ETCD_STOP:
         # Checked before the minor rule: its "v1.34 first" would lead across the same unsafe move.
         return [
@@ -513,20 +515,6 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
                 f"(docs/day2.md#upgrading-k3s-on-the-ainur)",
             )
         ]
-    if new[:2] > (old[0], old[1] + 1) and old[:2] < (versions.K3S_MIN_KUBERNETES[0], versions.K3S_MIN_KUBERNETES[1] - 1):
-        # Below the floor this Iluvatar gives the Ainur (stacks.versions) the next minor is refused here, so the one way up
-        # is the Iluvatar that deployed them, which took it: said, rather than a "first" this one refuses.
-        floor = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1]}"
-        below = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1] - 1}"
-        return [
-            Problem(
-                K3S,
-                f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does; this "
-                f"Iluvatar runs the Ainur from {floor} on, so take them one minor at a time up to a {below} release with the "
-                f"Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write {now} here "
-                "(docs/day2.md#upgrading-k3s-on-the-ainur)",
-            )
-        ]
     if new[:2] > (old[0], old[1] + 1):
         return [
             Problem(
@@ -536,6 +524,59 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
             )
         ]
     return []
+
+
+def _k3s_back(now: str, before: str) -> Problem | None:
+    """k3s set back: no `up` makes it, in one run or in many (its datastore and API server never go back a release)."""
+    if k3s_build(now) < k3s_build(before):
+        return Problem(K3S, f"{now} is older than {before}, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)")
+    return None
+
+
+def _k3s_below_floor(now: str, before: str) -> Problem | None:
+    """k3s more than a minor ahead of Ainur that run below the floor this Iluvatar gives them (stacks.versions): the next
+    minor is refused here, so the one way up is the Iluvatar that deployed them, which took it: said, rather than a
+    "first" this one refuses."""
+    new, old = k3s_release(now), k3s_release(before)
+    if not (new[:2] > (old[0], old[1] + 1) and old[:2] < (versions.K3S_MIN_KUBERNETES[0], versions.K3S_MIN_KUBERNETES[1] - 1)):
+        return None
+    floor = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1]}"
+    below = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1] - 1}"
+    return Problem(
+        K3S,
+        f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does; this "
+        f"Iluvatar runs the Ainur from {floor} on, so take them one minor at a time up to a {below} release with the "
+        f"Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write {now} here "
+        "(docs/day2.md#upgrading-k3s-on-the-ainur)",
+    )
+
+
+def no_way(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list[Problem]:
+    """The version changes against what runs that this Iluvatar makes in no `pulumi up`, nor in any series of them:
+    Talos with no path from what Arda runs (a minor back, a minor the table does not hold), Kubernetes or k3s set
+    back, k3s from below this Iluvatar's floor. check refuses each with these very problems (_arda_versions, _k3s);
+    `iluvatar versions --previous` says them in place of a path, so the two never disagree. The other version refusals
+    (a minor skipped, Talos and Kubernetes in one run) are a path of several runs, which versions lays out."""
+    problems: list[Problem] = []
+    if deployed.deployed:
+        assert deployed.talos_version is not None
+        arda = stack.arda
+        talos_moves = arda.talos_version != deployed.talos_version
+        refused = _talos_no_path(arda.talos_version, arda.kubernetes_version, deployed) if talos_moves else []
+        problems += refused
+        # As _arda_versions: where the path moves Kubernetes on the way, _talos_path judges the Kubernetes it ends at.
+        running = deployed.kubernetes_version or arda.kubernetes_version
+        hops = (
+            releases.talos_path(deployed.talos_version, running, arda.talos_version, arda.kubernetes_version) if talos_moves and not refused else []
+        )
+        on_the_path = bool(releases.kubernetes_steps(hops))
+        if not on_the_path and (back := _kubernetes_back(stack, deployed)) is not None:
+            problems.append(back)
+    before = ainur.get("k3sVersion") if isinstance(ainur, Mapping) else None
+    if stack.ainur is not None and isinstance(before, str) and before != stack.ainur.k3s_version:
+        # As _k3s, which checks these two first.
+        problems += [p for p in (_k3s_back(stack.ainur.k3s_version, before), _k3s_below_floor(stack.ainur.k3s_version, before)) if p is not None][:1]
+    return problems
 
 
 def may_have_sealed(ainur: Any) -> bool:
@@ -1334,10 +1375,8 @@ def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     ruled = len(problems)
     if not on_the_path:
         new, old = release(arda.kubernetes_version), release(before)
-        if new < old:
-            problems.append(
-                Problem(KUBERNETES, f"{arda.kubernetes_version} is older than {before}, which Arda runs; Kubernetes cannot be downgraded")
-            )
+        if (back := _kubernetes_back(stack, deployed)) is not None:
+            problems.append(back)
         elif new[:2] > (old[0], old[1] + 1):
             problems.append(
                 Problem(
@@ -1392,12 +1431,9 @@ def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> tuple[l
     (a minor beyond is a run of its own, after the path). Also whether the path moves Kubernetes (the stack's
     Kubernetes change is then its last Kubernetes step, not a run of its own)."""
     assert deployed.talos_version is not None
-    running_kubernetes = deployed.kubernetes_version or kubernetes
-    try:
-        hops = releases.talos_path(deployed.talos_version, running_kubernetes, target, kubernetes)
-    except releases.PathError as e:
-        fix = _path_fix(target, deployed.talos_version)
-        return [Problem(TALOS, f"{target} cannot be rolled out: {e}{fix} (docs/day2.md#across-talos-minors)")], False
+    if refused := _talos_no_path(target, kubernetes, deployed):
+        return refused, False
+    hops = releases.talos_path(deployed.talos_version, deployed.kubernetes_version or kubernetes, target, kubernetes)
     # Each roll of the path is one machinery allows (talos_upgrade_problem): every minor of the table installs over the
     # releases of the two minors before it and below the two after, and a path rolls one minor at a time, so no roll of
     # it is refused; tests/stacks/test_day2.py holds every path over the table's releases to that rule.
@@ -1414,6 +1450,26 @@ def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> tuple[l
             "in the next (docs/day2.md#across-talos-minors)",
         )
     ], True
+
+
+def _talos_no_path(target: str, kubernetes: str, deployed: DeployedArda) -> list[Problem]:
+    """Talos `target` with no path from what Arda runs (stacks.releases.talos_path's PathError), as check refuses it. A
+    patch back within the running minor is a path: one roll, which machinery allows below MaximumHostDowngradeVersion."""
+    assert deployed.talos_version is not None
+    try:
+        releases.talos_path(deployed.talos_version, deployed.kubernetes_version or kubernetes, target, kubernetes)
+    except releases.PathError as e:
+        fix = _path_fix(target, deployed.talos_version)
+        return [Problem(TALOS, f"{target} cannot be rolled out: {e}{fix} (docs/day2.md#across-talos-minors)")]
+    return []
+
+
+def _kubernetes_back(stack: StackConfig, deployed: DeployedArda) -> Problem | None:
+    """Kubernetes set back: refused in every run (docs/day2.md#upgrading-kubernetes), so no series of runs makes it."""
+    before = deployed.kubernetes_version
+    if before is None or release(stack.arda.kubernetes_version) >= release(before):
+        return None
+    return Problem(KUBERNETES, f"{stack.arda.kubernetes_version} is older than {before}, which Arda runs; Kubernetes cannot be downgraded")
 
 
 def _path_fix(target: str, running: str) -> str:

@@ -153,6 +153,26 @@ def unbracketed_url(value: object) -> object:
     return value
 
 
+# A public https URL with a path after its host (`https://tunnel.example.net/headscale`): the host and port as the URL
+# pattern takes them (stacks.remote_model._PUBLIC_URL), then the path.
+_URL_PATH = re.compile(r"^https://([^\s/:]+)(?::\d{1,5})?(/\S+)$")
+PUBLIC_URL = "public https URL"
+
+
+def _public_url_fix(value: str) -> str | None:
+    """What an https URL with a path is told, or None. Headscale, whose URL the key is, serves its control endpoints
+    from the root of its host: it has no path prefix (juanfont/headscale#1126, its pull request #1422 closed unmerged),
+    and the Tailscale clients build some of their control URLs from the host alone (tailscale/tailscale#8639). The fix
+    names the host alone, which the URL pattern takes (a port other than 443 is refused by stacks.remote_access)."""
+    found = _URL_PATH.match(value)
+    if found is None or found.group(2) == "/":
+        return None
+    return (
+        f"{value} has a path ({found.group(2)}): Headscale answers at the root of its host, never under a path, and the "
+        f"Tailscale clients reach it by the host alone; write https://{found.group(1)}"
+    )
+
+
 _SHORT_LEASE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -216,6 +236,8 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
             )
         if isinstance(value, str) and what == "lease time" and (lease := _lease_time_fix(value)) is not None:
             raise ValueError(lease)
+        if isinstance(value, str) and what == PUBLIC_URL and (fix := _public_url_fix(value)) is not None:
+            raise ValueError(fix)
         if isinstance(value, str) and what == CHART_VERSION and not regex.match(value) and (fix := _chart_version_fix(value, example)):
             raise ValueError(fix)
         if isinstance(value, str) and regex in (_SEMVER_V, _K3S_VERSION) and not regex.match(value):

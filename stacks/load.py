@@ -43,7 +43,18 @@ from stacks.errors import StackFileError as StackFileError  # its home is stacks
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
-from stacks.rules import Parsed, Taken, _fixed_addresses, _vip_list, _zone_names, check, devices_in_cluster_networks, dhcp_range_once, free_address
+from stacks.rules import (
+    Parsed,
+    Taken,
+    _fixed_addresses,
+    _vip_list,
+    _zone_names,
+    check,
+    devices_in_cluster_networks,
+    dhcp_range_once,
+    free_address,
+    talos_patches_of,
+)
 from stacks.secrets import SecretsManager, Secure
 
 NAMESPACE = "iluvatar"
@@ -232,6 +243,7 @@ def parse_stack(
         storage if isinstance(storage, Storage) else None,
         named,
         ainur if isinstance(ainur, Ainur) else None,
+        talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
     )
     # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
     # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
@@ -292,8 +304,8 @@ def parse_stack(
         # Headscale's address against the front door's is said once, by Headscale's rule; a DNS server's by its own; the
         # NAS's by stacks.data at backup.target (the server written there is what names the front door's address).
         # A server at the front door is said at the server's key (stacks.addresses.check), the router's DHCP server at
-        # routerAddress (stacks.addresses.check).
-        addresses.table(held, frozenset({"identity", "headscale", "dns", "nas", "router", *addresses.SERVERS})),
+        # routerAddress (stacks.addresses.check), a Talos patch's NTP server at its key; a patch's host entry may name it.
+        addresses.table(held, frozenset({"identity", "headscale", "dns", "nas", "router", *addresses.SERVERS, *addresses.PATCHED})),
         apps,
         _zone_names(parsed),
         present,
@@ -328,11 +340,12 @@ def parse_stack(
         apps,
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another. The NAS's is said by
         # stacks.data at backup.target, the key that wrote the server there; another server's at its own key
-        # (stacks.addresses.check), the router's DHCP server's at routerAddress (stacks.addresses.check); a route's /32 at
-        # Headscale's own address at the route (stacks.remote_access._routes).
+        # (stacks.addresses.check), the router's DHCP server's at routerAddress (stacks.addresses.check), a Talos patch's
+        # NTP server's at its key (stacks.addresses.check); a route's /32 at Headscale's own address at the route
+        # (stacks.remote_access._routes); a patch's host entry may name Headscale.
         addresses.table(
             [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in registered],
-            frozenset({"headscale", "dns", "nas", "route", "router", *addresses.SERVERS}),
+            frozenset({"headscale", "dns", "nas", "route", "router", *addresses.SERVERS, *addresses.PATCHED}),
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
@@ -485,8 +498,9 @@ def parse_stack(
             # An app at another layer's server's address is that server run on Arda: its layer's rule on Arda speaks. An
             # app's address is in the load-balancer pool, where the router's DHCP server is said at routerAddress
             # (stacks.addresses.check), and so is a network.dns server where the Ainur forward to it: one slip, said
-            # once at network.dns, whose fix (a DNS server off the pool) leaves the app its address.
-            frozenset({*addresses.SERVERS, "router", *(("dns",) if isinstance(ainur, Ainur) else ())}),
+            # once at network.dns, whose fix (a DNS server off the pool) leaves the app its address. A Talos patch's host
+            # entry may name an app; its NTP server in the pool is said at its key (stacks.addresses.check).
+            frozenset({*addresses.SERVERS, *addresses.PATCHED, "router", *(("dns",) if isinstance(ainur, Ainur) else ())}),
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from stacks.fields import Cidr, DnsName, IPv4, Model, _pattern
+from stacks.fields import PUBLIC_URL, Cidr, DnsName, IPv4, Model, _pattern
 
 # An OAuth client's id as Tailscale's admin console shows it (letters and digits, e.g. kQ2wZp7CNTRL).
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9]{6,64}$")
@@ -46,7 +46,7 @@ class TailscaleSettings(Model):
 class HeadscaleSettings(Model):
     """Headscale on the Ainur: where phones reach it (its public URL, port-forwarded to `ip`) and its DNS."""
 
-    url: Annotated[str, _pattern(_PUBLIC_URL, "https://vpn.example.com", "public https URL")]
+    url: Annotated[str, _pattern(_PUBLIC_URL, "https://vpn.example.com", PUBLIC_URL)]
     # Its LAN address (a kube-vip address on the Ainur): the router's port forward of TCP 443 (and UDP 3478) goes here.
     ip: IPv4
     # The devices' own names (MagicDNS): `<device>.<baseDomain>`. None: `tailnet.<network.domain>`.

@@ -1978,8 +1978,13 @@ def _has(patch: dict[str, object], keys: tuple[str, ...]) -> bool:
     return True
 
 
+# A PTP clock is a time source, not a disk: machine.time.servers takes "the path to the PTP device as \"/dev/ptp0\" or
+# \"/dev/ptp_kvm\"" beside NTP servers (machinery v1.14.1 config/types/v1alpha1/v1alpha1_types.go:784-785).
+_PTP_CLOCK = re.compile(r"^/dev/ptp")
+
+
 def _device_paths(value: object) -> Iterator[str]:
-    if isinstance(value, str) and value.startswith("/dev/"):
+    if isinstance(value, str) and value.startswith("/dev/") and not _PTP_CLOCK.match(value):
         yield value
     elif isinstance(value, dict):
         for v in value.values():

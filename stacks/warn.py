@@ -60,7 +60,7 @@ from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
-from stacks.rules import _transport
+from stacks.rules import _transport, talos_patches_of
 from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 # A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
@@ -206,7 +206,8 @@ _BOUND = {">=": "{} or more", ">": "more than {}", "<=": "{} or less", "<": "les
 
 def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
     """A device of the address table (stacks.addresses.entries: the NAS, the NFS class's server, a DNS server, a BMC,
-    the router's DHCP server at ainur.netboot.routerAddress, and the other layers' servers written as an address) inside network.dhcpRange where the router lends it (proxy mode,
+    the router's DHCP server at ainur.netboot.routerAddress, the other layers' servers written as an address, and the
+    NTP servers and host entries of Arda's Talos patches) inside network.dhcpRange where the router lends it (proxy mode,
     or no Ainur): a reservation on the router keeps its address, which the stack cannot see; without one, a lease that
     moves takes what reaches the device by that address with it (every backup and mount, every machine's resolver,
     `up`'s power control, sign-in, the alerts, Argo CD's clone), silently until it is next needed. In dhcp mode the Ainur
@@ -261,7 +262,8 @@ def _lent_devices(stack: StackConfig, named: Sequence[Server]) -> dict[IPv4Addre
     if stack.ainur is not None and stack.ainur.netboot.mode == "dhcp":
         return {}
     lent = stack.network.dhcp_range
-    table = entries(list(enumerate(stack.nodes)), [], None, None, stack.backup, stack.network, stack.storage, named, stack.ainur)
+    nodes = list(enumerate(stack.nodes))
+    table = entries(nodes, [], None, None, stack.backup, stack.network, stack.storage, named, stack.ainur, talos_patches_of(stack.arda, nodes))
     out: dict[IPv4Address, list[Held]] = {}
     for d in table:
         if d.kind not in DEVICES or d.name or d.ip not in lent or d.ip == stack.network.gateway:
@@ -1162,7 +1164,7 @@ def _rare_months(path: str, schedule: str, what: str) -> Iterator[Problem]:
     unless = "unless it is meant as an archive, " if what == "a backup" else ""
     yield Problem(
         path,
-        f"{schedule} runs only in {found.shown} ({found.days} days in 2026 and 2027), so {round(found.gap / datetime.timedelta(days=1))} "
+        f"{schedule} runs only in {found.shown}, {found.often}, so {round(found.gap / datetime.timedelta(days=1))} "
         f"days pass between two of its runs, longer than {what} can mean ({bound.days} days at most): {harm}; {unless}{found.fix}",
     )
 

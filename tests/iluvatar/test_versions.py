@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from iluvatar.cli import main
-from tests.edit import edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, ROOT, edit, homelab_doc, write_stack
+from tests.sims import outputs_of, simulated
 
 
 def _stack(tmp_path: Path, **arda: str) -> Path:
@@ -67,4 +70,128 @@ def test_with_the_last_outputs_the_path_starts_from_what_runs(tmp_path: Path, ca
         "Kubernetes moved before the rolls that need it (v1.31.14, v1.32.13)",
         "    2. arda.kubernetesVersion v1.33.x",
         "    3. arda.kubernetesVersion v1.34.2",
+    ]
+
+
+def _installers_at(arda: dict[str, Any], talos: str) -> dict[str, Any]:
+    """The `arda` output with Arda at Talos `talos`: a deployment records every machine's installer at its release."""
+    nodes = {n: {**v, "installer": v["installer"].rsplit(":", 1)[0] + f":{talos}"} for n, v in arda["nodes"].items()}
+    return {**arda, "talosVersion": talos, "nodes": nodes}
+
+
+HOMELAB_ORDER = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
+BACK = (
+    "a roll back of every machine, one machine at a time ({0} -> {1}, a patch back within v1.14, which Talos installs as it does "
+    "an upgrade: each machine drained, installed and rebooted, and checked healthy before the next)"
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "stack", "outputs", "render_says", "versions_says"),
+    [
+        # A patch back within the running minor (stacks.releases allows it): both plan the roll back.
+        (
+            "patch back",
+            {"iluvatar:arda.talosVersion": "v1.14.0"},
+            lambda o: o,
+            [f"  {i}. {n}: Talos v1.14.1 -> v1.14.0 (a roll back)" for i, n in enumerate(HOMELAB_ORDER, 1)],
+            ["  path to this stack's versions, one `pulumi up` each:", "    1. arda.talosVersion v1.14.0: " + BACK.format("v1.14.1", "v1.14.0")],
+        ),
+        # Arda at a patch newer than this Iluvatar's table knows: the stack's release is the same roll back.
+        (
+            "outputs newer than the table",
+            {},
+            lambda o: {**o, "arda": _installers_at(o["arda"], "v1.14.2")},
+            [f"  {i}. {n}: Talos v1.14.2 -> v1.14.1 (a roll back)" for i, n in enumerate(HOMELAB_ORDER, 1)],
+            ["  path to this stack's versions, one `pulumi up` each:", "    1. arda.talosVersion v1.14.1: " + BACK.format("v1.14.2", "v1.14.1")],
+        ),
+        (
+            "minor back",
+            {"iluvatar:arda.talosVersion": "v1.13.9"},
+            lambda o: o,
+            [
+                "  iluvatar:arda.talosVersion: v1.13.9 cannot be rolled out: Talos v1.13 is older than v1.14.1, which Arda runs; a minor "
+                "is not rolled back; write v1.14.1 back, or a newer release (docs/day2.md#across-talos-minors)"
+            ],
+            None,
+        ),
+        (
+            "Kubernetes back",
+            {},
+            lambda o: {**o, "arda": {**o["arda"], "kubernetesVersion": "v1.35.4"}},
+            ["  iluvatar:arda.kubernetesVersion: v1.35.1 is older than v1.35.4, which Arda runs; Kubernetes cannot be downgraded"],
+            None,
+        ),
+        (
+            "k3s back",
+            {},
+            lambda o: {**o, "ainur": {**o["ainur"], "k3sVersion": "v1.36.2+k3s1"}},
+            [
+                "  iluvatar:ainur.k3sVersion: v1.35.8+k3s1 is older than v1.36.2+k3s1, which the Ainur run; k3s cannot be downgraded "
+                "(docs/day2.md#upgrading-k3s-on-the-ainur)"
+            ],
+            None,
+        ),
+    ],
+)
+def test_versions_and_render_agree_against_the_same_outputs(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    stack: dict[str, Any],
+    outputs: Callable[[dict[str, Any]], dict[str, Any]],
+    render_says: list[str],
+    versions_says: list[str] | None,
+) -> None:
+    """`versions --previous` and `render --previous` on the same stack and outputs: a roll `render` plans is the path
+    `versions` gives, and what `render` refuses `versions` says in the same words, in place of a path."""
+    monkeypatch.chdir(ROOT)
+    path = write_stack(tmp_path, edit(homelab_doc(), stack), stack="homelab")
+    previous = tmp_path / "outputs.json"
+    previous.write_text(json.dumps(outputs(outputs_of(simulated(HOMELAB)))))
+    capsys.readouterr()
+    code = main(["render", str(path), "--out", str(tmp_path / "out"), "--previous", str(previous), "--on", "2026-11-25"])
+    out, err = capsys.readouterr()
+    versions = _lines(capsys, str(path), "--previous", str(previous))
+    if versions_says is None:
+        # Refused: the render's problems, and versions' none with them.
+        assert code == 1, out
+        assert err.splitlines()[1:] == render_says
+        assert versions[-len(render_says) - 1 :] == [
+            "  path to this stack's versions: none, `pulumi up` refuses them (as `iluvatar render --previous` does):",
+            *(f"  {line}" for line in render_says),
+        ]
+    else:
+        assert code == 0, err
+        rollout = (tmp_path / "out" / "rollout.txt").read_text().splitlines()
+        assert rollout[-len(render_says) :] == render_says
+        assert versions[-2:] == versions_says
+
+
+def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """k3s as stacks.day2._k3s takes it: one minor a run, and through v1.33.12+k3s1 (etcd 3.5.26) before etcd 3.6."""
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps({"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.32.5+k3s1"}})
+    )
+    lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
+    assert lines[-5:] == [
+        "  runs now    Talos v1.14.1, Kubernetes v1.35.1, k3s v1.32.5+k3s1 on the Ainur (the last deployment's outputs)",
+        "  path to this stack's versions, one `pulumi up` each:",
+        "    1. ainur.k3sVersion v1.33.12+k3s1 (etcd 3.5.26 or later, from which etcd moves to 3.6 safely)",
+        "    2. ainur.k3sVersion v1.34.x",
+        "    3. ainur.k3sVersion v1.35.8+k3s1",
+    ]
+    # From below this Iluvatar's floor no run of it leads there: said as `pulumi up` refuses it (stacks.day2.no_way).
+    outputs.write_text(
+        json.dumps({"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.28.15+k3s1"}})
+    )
+    lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
+    assert lines[-2:] == [
+        "  path to this stack's versions: none, `pulumi up` refuses them (as `iluvatar render --previous` does):",
+        "    iluvatar:ainur.k3sVersion: v1.35.8+k3s1 skips a minor: the Ainur run v1.28.15+k3s1, and k3s upgrades one minor at a time, "
+        "as Kubernetes does; this Iluvatar runs the Ainur from v1.30 on, so take them one minor at a time up to a v1.29 release "
+        "with the Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write v1.35.8+k3s1 here "
+        "(docs/day2.md#upgrading-k3s-on-the-ainur)",
     ]

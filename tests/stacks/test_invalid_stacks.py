@@ -184,3 +184,12 @@ def test_problems_from_every_section_are_reported_together(tmp_path: Path) -> No
         "iluvatar:nodes[2].mac",
         "iluvatar:nodes[6].ip",
     ]
+
+
+def test_the_fix_a_headscale_url_with_a_path_is_given_validates(tmp_path: Path) -> None:
+    # The host alone, as the message writes it, in place of the URL with its path: the stack validates.
+    case = next(c for c in CASES if c["name"] == "remote-access-headscale-url-with-a-path")
+    fix = case["expect"][0].rsplit("; write ", 1)[1]
+    remote = case["set"]["iluvatar:remoteAccess"]
+    doc = edit(homelab_doc(), {"iluvatar:remoteAccess": {**remote, "headscale": {**remote["headscale"], "url": fix}}})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
