@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
-from stacks import encryption, pi_listeners, pins
+from stacks import chart_images, encryption, pi_listeners, pins
 from stacks.addresses import (
     CLIENTS,
     DEVICES,
@@ -113,6 +113,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             "`pulumi up`, which stops there, after both clusters are made, if no such chart exists; check it is one "
             "(`helm search repo argo/argo-cd --versions`)",
         )
+    yield from chart_images.doubts(stack.arda, stack.gitops)
     yield from client_port_doubts(stack.apps)
     for i, app in enumerate(stack.apps):
         if app.backup is not None:
