@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stacks import pins
+from stacks import chart_values, pins
 from stacks.errors import Problem, show
 from stacks.model import Arda, GitOps
 
@@ -141,7 +141,7 @@ def reference(image: str) -> Reference:
     valid = bool(name) and (not at or _DIGEST.match(digest) is not None)
     if ":" in last:
         name, _, tag = name.rpartition(":")
-        valid = valid and _TAG.match(tag) is not None and ":" not in name.rsplit("/", 1)[-1]
+        valid = valid and bool(name) and _TAG.match(tag) is not None and ":" not in name.rsplit("/", 1)[-1]
     return Reference(image, tag, digest if at else None, valid)
 
 
@@ -200,6 +200,7 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
     own = f"v{version}"
     values = arda.cilium.values
     base = "iluvatar:arda.cilium.values"
+    schema = chart_values.chart_schema("cilium", version) is not None
     for path in (*CILIUM_OWN, *CILIUM_OTHERS):
         given = _at(values, path)
         is_own = path in CILIUM_OWN
@@ -217,6 +218,8 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
             image = _cilium_image({**defaults, **{k: given[k] for k in CILIUM_KEYS if k in given}}, path == "operator.image", values)
             key = f"{path}.{_written_key(given)}"
             written = given[_written_key(given)]
+            if written is not None and not isinstance(written, str) and key.rsplit(".", 1)[-1] in ("override", "repository", "tag") and schema:
+                continue  # not text: the chart's values schema refuses it (stacks.chart_values), once
         else:
             continue
         ref = reference(image)

@@ -101,6 +101,7 @@ DIGEST = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde
         (f"localhost:5000/cilium/cilium:v1.18.4@{DIGEST}", "v1.18.4", DIGEST, True),
         (f"quay.io/cilium/cilium@{DIGEST}", None, DIGEST, True),
         ("quay.io/cilium/cilium:v1.17.6:v1.18.4", "v1.18.4", None, False),
+        (":v1.18.4", "v1.18.4", None, False),
         (f"quay.io/argoproj/argocd@{DIGEST}:v3.5.2", None, f"{DIGEST}:v3.5.2", False),
     ],
 )
@@ -219,3 +220,17 @@ def test_a_tag_beside_the_charts_own_digest_is_said_to_be_a_label_only() -> None
     assert "still runs v0.2.4 under a tag that says v0.2.5" in found.problem.message
     [found] = chart_images.findings(_arda({"certgen": {"image": {"tag": "v0.2.5", "useDigest": False}}}), None)
     assert found.problem.message.startswith("v0.2.5 runs certgen at v0.2.5, not v0.2.4")
+
+
+def test_a_tag_that_is_not_text_is_said_once_and_a_repository_set_to_null_is_no_reference() -> None:
+    # Cilium's values schema refuses a tag that is not text (stacks.chart_values): this rule says nothing more of it,
+    # but where no schema is kept it is the one to.
+    assert chart_images.findings(_arda({"image": {"tag": 1.17}}), None) == []
+    assert [f.refused for f in chart_images.findings(_arda({"image": {"tag": 1.17}}, "1.18.5"), None)] == [True]
+    # null drops the chart's default (Helm's coalescing): the chart would write `:v1.18.4`.
+    [problem] = chart_images.check(_arda({"image": {"repository": None}}), None)
+    assert str(problem) == (
+        "iluvatar:arda.cilium.values.image.repository: null is no image reference a container runtime can pull: Cilium's "
+        "chart writes the image of the agent as :v1.18.4, and the pod would fail with InvalidImageName; remove image.repository "
+        "from arda.cilium.values (the chart then runs quay.io/cilium/cilium:v1.18.4)"
+    )
