@@ -31,6 +31,7 @@ from typing import Any
 from stacks import chart_values, pins
 from stacks.errors import Problem, show
 from stacks.model import Arda, GitOps
+from stacks.rules import CILIUM_OLDEST
 
 DATA = Path(__file__).resolve().parent / "chart_images"
 # The charts whose images are kept here, by chart and version (`<chart>-<version>.json`).
@@ -249,7 +250,7 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
                     f"{base}.{key}",
                     f"{said} Cilium {version}, which arda.cilium.version's chart ships (its appVersion): {component} would run "
                     "a binary the chart's manifests and Iluvatar's values are not written for, round the rules on "
-                    "arda.cilium.version (1.18 or later for the cilium.io/v2 CiliumLoadBalancerIPPool, one minor at a time on "
+                    f"arda.cilium.version ({'.'.join(map(str, CILIUM_OLDEST))} or later for the cilium.io/v2 CiliumLoadBalancerIPPool, one minor at a time on "
                     f"upgrade), while `iluvatar versions` and the summary say {version}; {remove}; to run another release, set "
                     f"arda.cilium.version to the chart that ships it; for a mirror, give its image the tag {own}",
                 ),
