@@ -32,6 +32,7 @@ from stacks import releases
 from stacks.boards import BOARDS
 from stacks.chart_values import KEPT
 from stacks.day2 import TALOS_UPGRADES
+from stacks.gitops import ARGOCD_OLDEST
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.model import ArgoCd, Cilium
 from stacks.releases import ROOK_MIN_KUBERNETES
@@ -259,7 +260,12 @@ def versions() -> str:
             + ", ".join(v for c, v in sorted(KEPT) if c == "cilium")
             + " ([Chart values](validation.md#chart-values))",
         ),
-        ("Argo CD's chart", "iluvatar:gitops.argocd.version", ArgoCd().version, "any release"),
+        (
+            "Argo CD's chart",
+            "iluvatar:gitops.argocd.version",
+            ArgoCd().version,
+            f"{'.'.join(map(str, ARGOCD_OLDEST))} or later (the first whose Redis takes the password Iluvatar gives it)",
+        ),
     ]
     lines = [
         "## Versions",

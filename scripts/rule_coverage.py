@@ -24,6 +24,7 @@ What counts as a rule, and how it is neutralised:
 - `stacks/netboot_mode.py` (the DHCP mode; its fixtures against the last deployment carry its `dnsmasqConf`): its rules;
 - `stacks/versions.py` (the release each feature of the stack needs): its rules;
 - `stacks/chart_values.py` (a chart value's key one typo from a key Iluvatar sets): its rules;
+- `stacks/chart_images.py` (a chart value's image of another release than the chart ships): its rules and warnings;
 - `stacks/remote_model.py` (remote access's fields): as `model.py`; `stacks/remote_access.py`: its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py`, `stacks/identity.py` and `stacks/discovery.py`: both kinds, their field checks and their rules
@@ -96,6 +97,7 @@ RULE_FILES = (
     "stacks/credentials.py",
     "stacks/versions.py",
     "stacks/chart_values.py",
+    "stacks/chart_images.py",
     "stacks/remote_model.py",
     "stacks/remote_access.py",
     "stacks/discovery.py",
@@ -260,6 +262,7 @@ def discover() -> list[Rule]:
             "stacks/credentials.py",
             "stacks/versions.py",
             "stacks/chart_values.py",
+            "stacks/chart_images.py",
             "stacks/remote_access.py",
             "stacks/netboot_mode.py",
             "stacks/addresses.py",

@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from stacks import pins
 from stacks.categories import DEFAULT_CATEGORIES, known_categories
 from stacks.data import on_arda
 from stacks.errors import Problem, UnsetSecret
@@ -75,7 +76,33 @@ def check(gitops: GitOps | None, ainur: Ainur | None, secrets: Collection[str], 
         *_categories(gitops),
         *_paths(gitops),
         *_mirror(gitops, ainur),
+        *_argocd_version(gitops),
     ]
+
+
+# The oldest argo-cd chart whose Redis takes the password of the argocd-redis Secret: from 6.10.0 on, its
+# templates/redis/deployment.yaml:68-74 runs Redis with `--requirepass $(REDIS_PASSWORD)`, read from that Secret's key
+# `auth` ("Enable Redis authentication in the default installation (GHSA-9766-5277-j5hr)", its Chart.yaml's changes at
+# argo-cd-6.10.0, Argo CD v2.11.1). Iluvatar makes that Secret itself and turns the chart's secret-init job off
+# (plans.gitops.helm_values, components.gitops); an older chart reads neither, and runs Redis, the cache of every
+# manifest Argo CD renders, with no password, guarded by the program's NetworkPolicies alone, which a Pi's host-network
+# pods get past on the Ainur (docs/security.md).
+ARGOCD_OLDEST = (6, 10, 0)
+
+
+def _argocd_version(gitops: GitOps) -> Iterator[Problem]:
+    version = gitops.argocd.version
+    if tuple(int(x) for x in version.split(".")[:3]) >= ARGOCD_OLDEST:
+        return
+    oldest = ".".join(str(x) for x in ARGOCD_OLDEST)
+    yield Problem(
+        "iluvatar:gitops.argocd.version",
+        f"{version} is older than argo-cd {oldest}, the first chart whose Redis requires the password Iluvatar gives it (the "
+        "argocd-redis Secret, with the chart's own redisSecretInit job off): under it Redis would run with no password, "
+        "which the chart closed in 6.10.0 (GHSA-9766-5277-j5hr: a pod that reaches Redis could change the manifests Argo CD "
+        f"applies), and it runs an Argo CD the values Iluvatar gives are not written for; write {pins.CHARTS['argo-cd']}, "
+        "the release this Iluvatar installs and is checked with",
+    )
 
 
 @dataclass(frozen=True)

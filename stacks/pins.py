@@ -6,7 +6,7 @@ plans.gitops, plans.resolver, plans.renovate, plans.k3s, plans.netboot, plans.re
 tools.talos_check), so a bump
 is one edit here.
 The files a Python import cannot reach (the Go modules' go.mod, tools/upstream/modules.sum, the shipped stacks, the
-kept chart schemas) are read by tests/stacks/test_pins.py, which names each one that still says another version: a
+kept chart schemas and images) are read by tests/stacks/test_pins.py, which names each one that still says another version: a
 bump here fails until they follow, and never passes half-done.
 
 `iluvatar versions STACK` prints, for each part, what the stack runs beside what is pinned here.

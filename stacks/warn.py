@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
-from stacks import encryption, pi_listeners, pins
+from stacks import chart_images, encryption, pi_listeners, pins
 from stacks.addresses import (
     CLIENTS,
     DEVICES,
@@ -53,6 +53,7 @@ from stacks.data import (
     target_address,
 )
 from stacks.data_model import AppBackup, Keep
+from stacks.day2 import ARGOCD_NOTES, release
 from stacks.disk_ids import nvme_links_comparable
 from stacks.errors import Problem, show
 from stacks.gitops import Lab
@@ -111,8 +112,16 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
             f"{stack.gitops.argocd.version} is not the release Iluvatar pins ({pins.CHARTS['argo-cd']}): the values Iluvatar gives "
             f"Argo CD are written and checked for {pins.CHARTS['argo-cd']}, and Helm fetches {stack.gitops.argocd.version} only at "
             "`pulumi up`, which stops there, after both clusters are made, if no such chart exists; check it is one "
-            "(`helm search repo argo/argo-cd --versions`)",
+            "(`helm search repo argo/argo-cd --versions`)"
+            + (
+                f"; and, older than {pins.CHARTS['argo-cd']}, it may not read every key Iluvatar sets (Helm drops such a key "
+                f"without a word): read the chart's changelog ({ARGOCD_NOTES}) from {stack.gitops.argocd.version} to "
+                f"{pins.CHARTS['argo-cd']}, or write {pins.CHARTS['argo-cd']}"
+                if release(stack.gitops.argocd.version) < release(pins.CHARTS["argo-cd"])
+                else ""
+            ),
         )
+    yield from chart_images.doubts(stack.arda, stack.gitops)
     yield from client_port_doubts(stack.apps)
     for i, app in enumerate(stack.apps):
         if app.backup is not None:

@@ -148,6 +148,13 @@ def test_the_kept_chart_schema_is_the_pinned_charts() -> None:
     assert sorted(p.name for p in folder.iterdir()) == [f"cilium-{cilium}.template-values.txt", f"cilium-{cilium}.values.schema.json"]
 
 
+def test_the_kept_chart_images_are_the_pinned_charts() -> None:
+    folder = ROOT / "stacks" / "chart_images"
+    assert sorted(p.name for p in folder.iterdir()) == [f"argo-cd-{pins.CHARTS['argo-cd']}.json", f"cilium-{pins.CHARTS['cilium']}.json"]
+    # Argo CD's appVersion is Iluvatar's pin of Argo CD itself.
+    assert json.loads((folder / f"argo-cd-{pins.CHARTS['argo-cd']}.json").read_text())["appVersion"] == pins.APPS["argocd"]
+
+
 def test_the_ainurs_k3s_runs_the_test_control_planes_minor() -> None:
     """One control plane build serves both clusters' checks (tools/kube-control-plane): k3s's Kubernetes minor is Arda's."""
     assert releases.minor_of(pins.K3S) == releases.minor_of(pins.KUBERNETES)
