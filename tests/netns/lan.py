@@ -86,8 +86,8 @@ _abandon = threading.local()
 def abandonable(called_off: threading.Event) -> Iterator[None]:
     """Every wait of this thread's lab (`wait_until`, `pause`) ends, raising CalledOffError, once `called_off` is set: a lab run
     on a thread of its own (tests/netns/test_household.py runs two at once) is not interrupted by Ctrl-C, which only
-    the main thread sees (Python's signal module: handlers run in the main thread), and its pool's `with` waited for
-    it to run to its end, minutes of scenarios, before the run ended. Its namespaces and processes go with the
+    the main thread sees (Python's signal handlers run in the main thread alone), and its pool's `with` would wait for
+    it to run to its end, minutes of scenarios, before the run could end. Its namespaces and processes go with the
     teardowns its `finally`s already hold."""
     _abandon.event = called_off
     try:

@@ -60,8 +60,9 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
     the other only doubled the wall.
 
     A run still going at the module's end is wanted by no test: its lab is called off (tests.netns.lan.abandonable) and
-    torn down before the pool's `with` ends. That is a Ctrl-C's case (pytest tears the fixtures down on KeyboardInterrupt,
-    _pytest/runner.py pytest_sessionfinish), or a `-k` that picked one mode's tests."""
+    torn down before the pool's `with` ends. That is a Ctrl-C's case (on KeyboardInterrupt pytest 9.2.0 still runs
+    pytest_sessionfinish, _pytest/main.py:339-370, which tears the fixtures down, _pytest/runner.py:111-112), or a `-k`
+    that picked one mode's tests."""
     called_off = threading.Event()
     with ThreadPoolExecutor(len(MODES)) as pool:
         try:
