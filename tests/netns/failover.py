@@ -40,7 +40,7 @@ from collections.abc import Callable
 from plans import netboot
 from plans.k3s import NODE_MONITOR_GRACE_PERIOD
 from plans.netboot import failover
-from tests.netns.lan import Lan, in_ns, kubelet_probe
+from tests.netns.lan import Lan, in_ns, kubelet_probe, wait_until
 
 
 class Failover:
@@ -139,7 +139,9 @@ class Failover:
 
     def wait_seen(self) -> None:
         """Until the controller has seen the live Pi's kubelet report (its first check), at most two of its periods."""
-        assert self.seen.wait(2 * failover.NODE_MONITOR_PERIOD_SECONDS), f"the controller stand-in never saw the Pi's kubelet report: {self.errors}"
+        wait_until(
+            "the controller stand-in to see the Pi's kubelet report", self.seen.is_set, 2 * failover.NODE_MONITOR_PERIOD_SECONDS, lambda: self.errors
+        )
 
     def kill(self) -> None:
         """The serving Pi dies: its kubelet stops reporting, its dnsmasq and its hold of the service address are gone."""
@@ -150,7 +152,7 @@ class Failover:
 
     def wait_taken(self) -> None:
         """Until the other Pi holds the service address, at most twice the bound (what a stand-in that hangs gives)."""
-        assert self.taken.wait(2 * failover.bound()), f"no Pi took the service address over in {2 * failover.bound():.0f} s: {self.timeline()}"
+        wait_until("a Pi to take the service address over", self.taken.is_set, 2 * failover.bound(), self.timeline)
         assert not self.errors, self.errors
 
     def timeline(self) -> str:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -74,6 +75,36 @@ def require_root() -> None:
 T = TypeVar("T")
 
 
+class CalledOffError(Exception):
+    """The lab's run was called off while it waited (`abandonable`): it unwinds through its teardowns now."""
+
+
+_abandon = threading.local()
+
+
+@contextmanager
+def abandonable(called_off: threading.Event) -> Iterator[None]:
+    """Every wait of this thread's lab (`wait_until`, `pause`) ends, raising CalledOffError, once `called_off` is set: a lab run
+    on a thread of its own (tests/netns/test_household.py runs two at once) is not interrupted by Ctrl-C, which only
+    the main thread sees (Python's signal handlers run in the main thread alone), and its pool's `with` would wait for
+    it to run to its end, minutes of scenarios, before the run could end. Its namespaces and processes go with the
+    teardowns its `finally`s already hold."""
+    _abandon.event = called_off
+    try:
+        yield
+    finally:
+        del _abandon.event
+
+
+def pause(seconds: float) -> None:
+    """time.sleep, ended by `abandonable`."""
+    called_off: threading.Event | None = getattr(_abandon, "event", None)
+    if called_off is None:
+        time.sleep(seconds)
+    elif called_off.wait(seconds):
+        raise CalledOffError("the lab's run was called off")
+
+
 def wait_until(what: str, condition: Callable[[], T], seconds: float, detail: Callable[[], object] = lambda: "", interval: float = 0.1) -> T:
     """Poll `condition()` every `interval` s until it holds (truthy), and return what it gave. `seconds` guards against a
     hang, never decides a test's outcome: the event ends the wait, so the bound is set well past the event's worst case
@@ -81,7 +112,7 @@ def wait_until(what: str, condition: Callable[[], T], seconds: float, detail: Ca
     deadline = time.monotonic() + seconds
     while not (got := condition()):
         assert time.monotonic() < deadline, f"waited {seconds:g} s for {what}: {detail()}"
-        time.sleep(interval)
+        pause(interval)
     return got
 
 

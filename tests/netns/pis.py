@@ -766,6 +766,8 @@ class Pis:
     host_keys: dict[str, str] = field(default_factory=dict)
     # What the Ainur's ca-hash step printed (by its urn), as Pulumi's state keeps it for the maiar's configs.
     ca_hashes: dict[str, str] = field(default_factory=dict)
+    # The SSH sessions of the steps running now (`ssh`), which `hang_up` ends.
+    sessions: set[subprocess.Popen[str]] = field(default_factory=set)
 
     @property
     def operator(self) -> str:
@@ -847,13 +849,31 @@ class Pis:
         # pulumi-command dials again while the host does not answer, up to the connection's dialErrorLimit (here 1 s
         # apart, not its backoff): a Pi rebooting. The lab's own sshd answers at once otherwise.
         for _ in range(int(connection.get("dialErrorLimit", 1))):
-            done = subprocess.run(
-                ["ip", "netns", "exec", self.operator, *args], input=stdin or "", capture_output=True, text=True, timeout=timeout, check=False
-            )
+            done = self.session(["ip", "netns", "exec", self.operator, *args], stdin or "", timeout)
             if done.returncode != 255 or not DIAL_FAILED.search(done.stderr):
                 return done
             time.sleep(1)
         return done
+
+    def session(self, args: list[str], stdin: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """subprocess.run(args, input=stdin, timeout=timeout), kept in `sessions` while it runs."""
+        with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+            self.sessions.add(process)
+            try:
+                out, err = process.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            finally:
+                self.sessions.discard(process)
+        return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+    def hang_up(self) -> None:
+        """End the SSH sessions of the steps still running (`ip netns exec` execs ssh: the client itself is killed), as
+        the engine's steps end when `pulumi up` is stopped. Their threads' `communicate` returns at once; what a
+        session left running on a Pi goes with the lab's teardown (kill_all of each Pi's namespace)."""
+        for process in list(self.sessions):
+            process.kill()
 
 
 def _plug(switch: str, ns: str, mac: str | None, *addresses: str) -> None:
@@ -1231,30 +1251,36 @@ def run_like_the_engine(
         return Step(reg.name, start, time.time(), result.returncode, result.stdout, result.stderr)
 
     with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:
-        running: dict[Future[Step], str] = {}
-        waiting = set(names)
-        while waiting or running:
-            settled = True
-            while settled:  # a step found unchanged lets the steps after it go at once
-                settled = False
-                for urn in sorted(waiting):
-                    if needs[urn] <= set(done) and all(done[u].returncode == 0 for u in needs[urn]):
-                        waiting.discard(urn)
-                        if decide is not None and not decide(names[urn], {done[u].name: done[u] for u in done}):
-                            now = time.time()
-                            done[urn] = Step(names[urn].name, now, now, 0, "", "")
-                            unchanged.add(urn)
-                            settled = True
-                            continue
-                        running[pool.submit(run, names[urn])] = urn
-                    elif any(u in done and done[u].returncode != 0 for u in needs[urn]):
-                        waiting.discard(urn)
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                with lock:
-                    done[running.pop(future)] = future.result()
+        # A Ctrl-C (KeyboardInterrupt: this thread alone sees it) or a failure here ends the steps still running: else the
+        # pool's `with` waited for each to its end (a roll's drain, minutes) before the run could end.
+        try:
+            running: dict[Future[Step], str] = {}
+            waiting = set(names)
+            while waiting or running:
+                settled = True
+                while settled:  # a step found unchanged lets the steps after it go at once
+                    settled = False
+                    for urn in sorted(waiting):
+                        if needs[urn] <= set(done) and all(done[u].returncode == 0 for u in needs[urn]):
+                            waiting.discard(urn)
+                            if decide is not None and not decide(names[urn], {done[u].name: done[u] for u in done}):
+                                now = time.time()
+                                done[urn] = Step(names[urn].name, now, now, 0, "", "")
+                                unchanged.add(urn)
+                                settled = True
+                                continue
+                            running[pool.submit(run, names[urn])] = urn
+                        elif any(u in done and done[u].returncode != 0 for u in needs[urn]):
+                            waiting.discard(urn)
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    with lock:
+                        done[running.pop(future)] = future.result()
+        except BaseException:
+            lab.hang_up()
+            raise
     return {step.name: step for urn, step in done.items() if urn not in unchanged}
 
 

@@ -9,6 +9,7 @@ Talos bump, a k3s upgrade and the serving Pi killed, one after another. Whether 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from ipaddress import IPv4Address
@@ -21,7 +22,7 @@ from plans.netboot import EVICTION_SECONDS, failover
 from stacks import parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns.household import K3S_FROM, MOVED_IP, NEW_MAC, REPLACEMENT_MAC, Result, run_all
-from tests.netns.lan import in_ns, lan, require_root
+from tests.netns.lan import abandonable, in_ns, lan, require_root
 
 require_root()
 
@@ -33,7 +34,12 @@ SCENARIOS = ["bring-up", "app added", "machine added", "machine's address change
 IN_PLACE = ["app added", "machine added", "machine's address changed", "machine replaced", "Talos bump", "k3s upgrade"]
 
 
-def _run(mode: str, root: Path, prefix: str) -> dict[str, Result]:
+def _run(mode: str, root: Path, prefix: str, called_off: threading.Event) -> dict[str, Result]:
+    with abandonable(called_off):
+        return _lab(mode, root, prefix)
+
+
+def _lab(mode: str, root: Path, prefix: str) -> dict[str, Result]:
     raw = dict(read_stack_file(HOMELAB).config)
     ainur = raw["iluvatar:ainur"]
     raw["iluvatar:ainur"] = {**ainur, "k3sVersion": K3S_FROM, "netboot": {**ainur["netboot"], "mode": mode}}
@@ -51,9 +57,21 @@ def _run(mode: str, root: Path, prefix: str) -> dict[str, Result]:
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[dict[str, Result]]]]:
     """Both LANs run at once, each on its own thread: they share nothing (their own namespaces, bridge, programs and
     files), and each run is wall bound by the timers it waits out (the failover's above all), not by CPU, so one after
-    the other only doubled the wall."""
+    the other only doubled the wall.
+
+    A run still going at the module's end is wanted by no test: its lab is called off (tests.netns.lan.abandonable) and
+    torn down before the pool's `with` ends. That is a Ctrl-C's case (on KeyboardInterrupt pytest 9.2.0 still runs
+    pytest_sessionfinish, _pytest/main.py:339-370, which tears the fixtures down, _pytest/runner.py:111-112), or a `-k`
+    that picked one mode's tests."""
+    called_off = threading.Event()
     with ThreadPoolExecutor(len(MODES)) as pool:
-        yield {mode: pool.submit(_run, mode, tmp_path_factory.mktemp(f"household-{mode}"), f"ilv{os.getpid() % 10000}h{mode[0]}") for mode in MODES}
+        try:
+            yield {
+                mode: pool.submit(_run, mode, tmp_path_factory.mktemp(f"household-{mode}"), f"ilv{os.getpid() % 10000}h{mode[0]}", called_off)
+                for mode in MODES
+            }
+        finally:
+            called_off.set()
 
 
 @pytest.fixture(scope="module", params=MODES)

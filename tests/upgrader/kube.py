@@ -126,6 +126,26 @@ def budget(cluster: Cluster, namespace: str) -> None:
     cluster.wait_for("the budget counting the guarded pod", counted)
 
 
+# The API server's request counter (k8s.io/apiserver v0.35.1 pkg/endpoints/metrics/metrics.go:78-86,
+# apiserver_request_total, labelled by verb, resource, subresource and code, among others), a line per series.
+_REQUESTS = re.compile(r"^apiserver_request_total\{([^}]*)\} (\d+)$", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def api_requests(cluster: Cluster, **labels: str) -> int:
+    """How many requests the API server answered since it started, of the series whose labels include `labels`: a test
+    waits on what the upgrader asked of it (a drain's retry, a wait's second look) rather than on the clock."""
+    status, text = cluster.client.request("GET", "/metrics")
+    assert status == 200, text
+    return sum(int(n) for series, n in _REQUESTS.findall(text) if labels.items() <= dict(_LABEL.findall(series)).items())
+
+
+def evictions_refused(cluster: Cluster) -> int:
+    """The evictions the API server refused with 429 (a PodDisruptionBudget's answer): each try of a drain held by
+    `budget`, the first and kubectl's retries 5 s apart, counts one."""
+    return api_requests(cluster, code="429", resource="pods", subresource="eviction")
+
+
 # What a control plane pod Talos rendered once since its boot carries: every resource it is rendered from at version 1, so
 # the API server's config files (four resources' versions strung together) at 1111 (tools/talos-api/controlplane.go).
 FIRST_RENDER = {

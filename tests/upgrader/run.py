@@ -95,8 +95,9 @@ def upgrader_watched(
     step (as a kubelet or a person would then), and a True answer sends the upgrader `stop` there. SIGKILL (the default)
     kills it: no undo, no last line, as a power cut of the machine running `pulumi up` leaves it. SIGTERM ends every wait
     as a failure that says what it saw last (upgrader/internal/stop), as Pulumi's cancelled step does, and its lines are
-    read to the end: a test that means "this wait does not pass" stops it once the wait said what it waits on, however
-    long the steps before it took, rather than betting a --timeout on where the run will be when it ends."""
+    read to the end, each still handed to `on_line` (the test acts at the undo's steps too; its answer then changes
+    nothing): a test that means "this wait does not pass" stops it once the wait said what it waits on, however long
+    the steps before it took, rather than betting a --timeout on where the run will be when it ends."""
     env = {k: v for k, v in os.environ.items() if k != RECORD}
     if record is not None:
         env[RECORD] = json.dumps(record) + "\n"
@@ -111,7 +112,7 @@ def upgrader_watched(
         sent = False
         for line in process.stderr:
             lines.append(line)
-            if not sent and on_line(line.rstrip("\n")):
+            if on_line(line.rstrip("\n")) and not sent:
                 process.send_signal(stop)
                 sent = True
                 if stop == signal.SIGKILL:

@@ -10,6 +10,7 @@ tests/upgrader/kube.py and tests/upgrader/conftest.py.
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 import pytest
@@ -27,9 +28,11 @@ from tests.upgrader.kube import (
     _last,
     _owed,
     _sysctl,
+    api_requests,
     budget,
     control_plane_images,
     deployment,
+    evictions_refused,
     first_pods,
     kubelet_scenario,
     kwok_node,
@@ -37,13 +40,25 @@ from tests.upgrader.kube import (
     program_hooks,
     run,
     running,
+    stopped_waiting,
     unique,
 )
 from tests.upgrader.run import GRACE_S, mutations, step, upgrader, upgrader_watched
 from tools.kube_cluster import Cluster
-from tools.talos_api import VANILLA, addresses, installer, node, scenario, talos_api
+from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
 pytestmark = pytest.mark.kube
+
+# What the upgrader says first when a signal stops it (upgrader/internal/stop).
+STOPPING = (
+    "upgrader: -: SIGTERM: stopping: every wait ends now, as a failure; putting back a drain before a reboot may take up to 1m0s, "
+    "and the upgrader ends within 1m15s"
+)
+
+
+def _machine_status_reads(api: TalosAPI, name: str) -> int:
+    """How many times the node was asked its MachineStatus (upgrader/internal/talos/talos.go, MachineStatus: a COSI Get)."""
+    return sum(1 for c in api.calls(name) if c["method"] == "State/Get" and (c["args"] or {}).get("type") == "MachineStatuses.runtime.talos.dev")
 
 
 def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back(kube_talos: Cluster, kube_namespace: Any) -> None:
@@ -166,20 +181,35 @@ def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kub
     spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])
     with talos_api(spec) as api:
         config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
-        # The bound is what the drain idles against the budget: alone, it starts 0.7 s in; 8 s ends it as 15 s
-        # did, after its retries of the refused eviction (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:295-320: 5 s apart).
-        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "8s", "--pause", f"Deployment/{ns}/paused"]
-        result = run(api, kube_talos, args, machineConfig=config)
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "120s", "--pause", f"Deployment/{ns}/paused"]
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}
+        refused = evictions_refused(kube_talos)
+
+        def held(line: str) -> bool:
+            # The drain is held: stopped (SIGTERM, as Pulumi stops a cancelled step) once kubectl tried the eviction
+            # again (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:295-320: 5 s after the refusal), so the refusal is seen
+            # said once over two tries. A short --timeout would end the run wherever it is then: on a loaded machine,
+            # before the drain's first try, or between the tries.
+            if line != f"upgrader: {name}: drain: {ns}/{guarded}: eviction refused, retried every 5s: {HELD}":
+                return False
+            kube_talos.wait_for("kubectl's retry of the refused eviction", lambda: evictions_refused(kube_talos) >= refused + 2, timeout=60)
+            return True
+
+        result = upgrader_watched(args, stdin, held, stop=signal.SIGTERM)
         assert result.code == 1
-        assert result.last.startswith(f"upgrader: FAILED: {name}: drain: ")
-        # Why the drain idled, said once though kubectl retried the eviction every 5 s.
+        assert evictions_refused(kube_talos) >= refused + 2
+        # Why the drain idled, said once though kubectl retried the eviction.
         assert [line for line in result.lines if "eviction refused" in line] == [
             f"upgrader: {name}: drain: {ns}/{guarded}: eviction refused, retried every 5s: {HELD}"
         ]
-        assert result.last.endswith(f"; look with: kubectl get pods -A -o wide --field-selector spec.nodeName={name}; kubectl get pdb -A")
+        assert result.last == (
+            f"upgrader: FAILED: {name}: drain: stopped: SIGTERM (still evicting {ns}/{guarded}); "
+            f"look with: kubectl get pods -A -o wide --field-selector spec.nodeName={name}; kubectl get pdb -A"
+        )
         # Nothing staged, nothing rebooted, and Kubernetes put back as it was.
         assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
         assert f"upgrader: {name}: uncordoned" in result.lines
+        assert f"upgrader: {name}: resume: Deployment/{ns}/paused scaled back to 2" in result.lines
 
     node_now = client.get("v1", "Node", name)
     assert node_now is not None
@@ -200,14 +230,25 @@ def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_un
     with talos_api(spec) as api:
         config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
         hooks = program_hooks(ns)
-        # The bound is all this run waits after the reboot (its machine is never ready): alone, the steps up to the
-        # reboot take 1.7 s (the hook Job included), as much as the 8 s run below does before its own bound.
-        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "15s"]
-        failed = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "120s"]
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config, "hooks": hooks}
+
+        def not_ready(line: str) -> bool:
+            # Back from the reboot, the run waits for its machine to be ready (upgrader/internal/apply/upgrade.go,
+            # waitRunning), saying nothing while it does: it is stopped (SIGTERM, as Pulumi stops a cancelled step) once
+            # the machine answered that wait and was asked again, so the wait's last answer is the machine's own. A short
+            # --timeout would bet the steps before the reboot (1.7 s here alone, the hook Job included) against it.
+            if not line.startswith(f"upgrader: {name}: back up (new boot ID) after "):
+                return False
+            asked = _machine_status_reads(api, name)
+            kube_talos.wait_for("the run to ask the machine's status twice", lambda: _machine_status_reads(api, name) >= asked + 2)
+            return True
+
+        failed = upgrader_watched(args, stdin, not_ready, stop=signal.SIGTERM)
         assert failed.code == 1
         assert f"upgrader: {name}: rebooting" in failed.lines
         assert failed.last == (
-            f'upgrader: FAILED: {name}: machine-status: timed out; last seen: running, not ready: nodeReady: node "{name}" is not ready '
+            f'upgrader: FAILED: {name}: machine-status: stopped: SIGTERM; last seen: running, not ready: nodeReady: node "{name}" is not ready '
             f"(the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, kept in ConfigMap {OWED} under {name}; "
             f"the next run of this step runs them); look with: talosctl -n {ip} get machinestatus"
         )
@@ -215,19 +256,24 @@ def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_un
         assert (_owed(kube_talos, name), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
 
         # It goes down for a while: a run that finds no machine says noout is still owed (every failure does).
+        # Stopped once it said it waits for the machine to answer.
         api.crash(name, down_ms=30_000, result="not-ready")
-        unreachable = run(api, kube_talos, [*args[:-1], "3s"], machineConfig=config, hooks=hooks)
+        unreachable = upgrader_watched(
+            args, stdin, lambda line: line == f"upgrader: {name}: waiting for the node to answer (booting or installing?)", stop=signal.SIGTERM
+        )
         assert unreachable.code == 1
-        assert unreachable.last.startswith(f"upgrader: FAILED: {name}: reach: timed out; last seen: the node does not answer: ")
+        assert unreachable.last.startswith(f"upgrader: FAILED: {name}: reach: stopped: SIGTERM; last seen: the node does not answer: ")
         assert (
             f"(the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, kept in ConfigMap {OWED} under {name}; the next run of this step runs them)"
             in unreachable.last
         )
 
         # It comes back, not ready still. The next run runs what is owed as soon as the machine is back, before the health
-        # check that fails: noout is unset, and the failure says nothing is owed any more.
+        # check that fails: noout is unset, and the failure says nothing is owed any more. Stopped once the health check
+        # said it waits on the machine's readiness (SIGTERM, as Pulumi stops a cancelled step): an 8 s --timeout, against
+        # the 1.7 s the owed hook takes here alone, would end it in the hook on a machine 5 times slower.
         api.crash(name, down_ms=100, result="not-ready")
-        unhealthy = run(api, kube_talos, [*args[:-1], "8s"], machineConfig=config, hooks=hooks)
+        unhealthy = stopped_waiting(api, kube_talos, args, name, "machine-status", machineConfig=config, hooks=hooks)
         assert unhealthy.code == 1
         steps = [line.removeprefix(f"upgrader: {name}: ") for line in unhealthy.lines]
         assert [
@@ -238,7 +284,8 @@ def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_un
             f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
             f"hook: Job {ns}/{NOOUT_UNSET} started",
             f"hook: Job {ns}/{NOOUT_UNSET} completed",
-            f'upgrader: FAILED: {name}: machine-status: timed out; last seen: running, not ready: nodeReady: node "{name}" is not ready; '
+            STOPPING,
+            f'upgrader: FAILED: {name}: machine-status: stopped: SIGTERM; last seen: running, not ready: nodeReady: node "{name}" is not ready; '
             f"look with: talosctl -n {ip} get machinestatus",
         ]
         assert _owed(kube_talos, name) is None
@@ -341,11 +388,7 @@ def test_a_step_stopped_by_pulumi_while_it_drains_puts_everything_back_before_it
         assert (stopped["signaled"], stopped["stdout"]) == (True, "")
         assert 0 <= stopped["waitedAfterCancelMs"] < GRACE_S * 1000
         steps = [line.removeprefix(f"upgrader: {name}: ") for line in stopped["stderr"].splitlines()]
-        after = steps[
-            steps.index(
-                "upgrader: -: SIGTERM: stopping: every wait ends now, as a failure; putting back a drain before a reboot may take up to 1m0s, and the upgrader ends within 1m15s"
-            ) :
-        ]
+        after = steps[steps.index(STOPPING) :]
         assert [s for s in after if not s.startswith("drain: ")][1:] == [
             "uncordoned",
             f"hook: Job {ns}/{NOOUT_UNSET} started",
@@ -384,16 +427,24 @@ def test_a_before_hook_still_pending_is_gone_before_the_after_hook_runs(kube_tal
     hooks["before"][0]["spec"]["template"]["spec"]["nodeSelector"] = {"iluvatar.test/nowhere": "true"}
     with talos_api(scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])) as api:
         config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
-        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "6s"]
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "120s"]
         stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config, "hooks": hooks}
         at_unset: list[tuple[Any, list[dict[str, Any]]]] = []
 
-        def unset_starts(line: str) -> bool:
+        def at(line: str) -> bool:
+            if line == f"upgrader: {name}: hook: Job {ns}/{NOOUT_SET} started":
+                # The step is stopped (SIGTERM, as Pulumi stops a cancelled step) while the set Job's wait goes on: once
+                # the run read the Job twice (upgrader/internal/kube/kube.go, RunJob's wait: a GET every 0.5 s), so its
+                # last answer is the Job not completed, whatever the load. A short --timeout would bet the steps before
+                # the hook against it.
+                asked = api_requests(kube_talos, verb="GET", resource="jobs")
+                kube_talos.wait_for("the run to read the set Job twice", lambda: api_requests(kube_talos, verb="GET", resource="jobs") >= asked + 2)
+                return True
             if line == f"upgrader: {name}: hook: Job {ns}/{NOOUT_UNSET} started":
                 at_unset.append((client.get("batch/v1", "Job", NOOUT_SET, ns), client.list("v1", "Pod", ns, labelSelector=f"job-name={NOOUT_SET}")))
             return False
 
-        result = upgrader_watched(args, stdin, unset_starts)
+        result = upgrader_watched(args, stdin, at, stop=signal.SIGTERM)
         assert result.code == 1
         steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
         assert [s for s in steps if s.startswith("hook: ")] == [
@@ -404,7 +455,7 @@ def test_a_before_hook_still_pending_is_gone_before_the_after_hook_runs(kube_tal
             f"hook: Job {ns}/{NOOUT_UNSET} completed",
         ]
         assert at_unset == [(None, [])]
-        assert result.last.startswith(f"upgrader: FAILED: {name}: hook: timed out; last seen: Job {ns}/{NOOUT_SET} has not completed")
+        assert result.last.startswith(f"upgrader: FAILED: {name}: hook: stopped: SIGTERM; last seen: Job {ns}/{NOOUT_SET} has not completed")
         assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
     assert (_job_states(kube_talos, ns), _owed(kube_talos, name)) == ({NOOUT_UNSET: "Complete"}, None)
 
