@@ -3,7 +3,7 @@ inventory tells of a disk.
 
 Talos evaluates the selector against every disk of the machine (internal/app/machined/pkg/controllers/block/internal/
 volumes/locate.go:251-261 at v1.14.0-beta.1) in its DiskLocator environment: `disk` (a block.DiskSpec), `system_disk`,
-glob(pattern, string) and the unit constants KiB..EiB and kB..EB (pkg/machinery/cel/celenv/celenv.go:36-56,253-274).
+glob(pattern, string) (go-glob's, stacks.disk_ids.glob) and the unit constants KiB..EiB and kB..EB (pkg/machinery/cel/celenv/celenv.go:36-56,253-274).
 The inventory tells only part of a disk (its name), so the value of an expression is three-valued: True, False or
 UNKNOWN, where UNKNOWN means "it may be either on the real disk". The subset read here is what selectors are written
 with; anything else is unreadable (UnreadableError), which the caller treats as "may select any disk".
@@ -11,12 +11,11 @@ with; anything else is unreadable (UnreadableError), which the caller treats as 
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stacks.disk_ids import by_id_name, namespace_links
+from stacks.disk_ids import by_id_name, glob, namespace_links
 
 
 class UnreadableError(ValueError):
@@ -408,9 +407,12 @@ def _glob(pattern: Value, text: Value) -> Value:
     if not isinstance(pattern, str):
         return UNKNOWN
     if isinstance(text, str):
-        return fnmatch.fnmatchcase(text, pattern)
+        return glob(pattern, text)
+    if isinstance(text, _OneOf):
+        each = {glob(pattern, v) for v in text.values}
+        return each.pop() if len(each) == 1 else UNKNOWN
     if isinstance(text, Partial):
-        fixed = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        fixed = pattern.split("*", 1)[0]
         if not (fixed.startswith(text.prefix) or text.prefix.startswith(fixed)):
             return False
     return UNKNOWN

@@ -6,7 +6,6 @@ of the others, and yields `Problem`s naming the exact config path and offending 
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import namespace_links, nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1482,7 +1481,7 @@ def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
         return False
     parts = [p for p in bus_path.lower().split("/") if p]
     pcis = [p for p in parts if p.count(":") == 2]  # a PCI address, domain:bus:device.function (pci0000:00 is the root)
-    if not pcis or not fnmatch.fnmatchcase(found["pci"], pcis[-1]):
+    if not pcis or not glob(pcis[-1], found["pci"]):
         return False
     return found["bus"] == "nvme" or f"ata{found['n']}" in parts
 
@@ -1537,7 +1536,7 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
         found.append(f"type ssd is !disk.rotational, and {disk} is an NVMe disk, never rotational")
     if selector.model is not None and (wwid := nvme_wwid_of_link(disk)) is not None and (parts_of := nvme_wwid_parts(wwid)):
         # The model as the controller reports it, blanks and all, as Talos reads disk.model.
-        if not fnmatch.fnmatchcase(parts_of[1], selector.model):
+        if not glob(selector.model, parts_of[1]):
             return None
         found.append(f"model {selector.model} matches {parts_of[1]}, the model its nvme-nvme. link carries")
     elif selector.model is not None and disk.startswith("/dev/disk/by-id/"):
@@ -1545,8 +1544,8 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
         bus, _, first = parts[0].partition("-")
         if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:
             names = ["_".join([first, *parts[1:k]]) for k in range(1, len(parts) + 1)]
-            glob = selector.model.replace(" ", "_")
-            if not any(fnmatch.fnmatchcase(n, glob) for n in names):
+            pattern = selector.model.replace(" ", "_")
+            if not any(glob(pattern, n) for n in names):
                 return None
             found.append(f"model {selector.model} matches the model in its by-id name")
     return "; ".join(found) or None

@@ -60,6 +60,12 @@ def _value(match: str, name: str, system_disk: bool = False) -> object:
         ("disk.dev_path == '/dev/sda'", BY_ID, False),
         ("glob('/dev/nvme*', disk.dev_path)", NVME, True),
         ("glob('/dev/sd*', disk.dev_path)", BY_ID, False),
+        # glob() is go-glob's (celenv.go:50): `?` and `[...]` are themselves, so these match no disk of those names.
+        ("glob('/dev/nvme?n1', disk.dev_path)", NVME, False),
+        ("glob('/dev/nvme[!0]n1', disk.dev_path)", "/dev/nvme1n1", False),
+        ("glob('/dev/nvme*n1', disk.dev_path)", NVME, True),
+        ("glob('S73WNJ0W*', disk.serial)", BY_ID, True),
+        ("glob('S73WNJ0W?23456A', disk.serial)", BY_ID, False),
         # symlinks: the link the inventory writes is one; another model_serial link of the bus is another disk's; a
         # kernel name tells no link.
         (f"'{BY_ID}' in disk.symlinks", BY_ID, True),
