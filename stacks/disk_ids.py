@@ -138,3 +138,9 @@ def nvme_links_comparable(a: str, b: str) -> bool:
     link: one_nvme_namespace tells whether they are one namespace, so neither may be said to be unknowable."""
     model_serial = re.compile(r"^/dev/disk/by-id/nvme-(?!(?:eui|nvme|uuid)\.)")
     return any(nvme_wwid_of_link(x) is not None and model_serial.match(y) is not None for x, y in ((a, b), (b, a)))
+
+
+def udev_spelling(text: str) -> str:
+    """`text` as udev writes it in a link's name (OPTIONS="string_escape=replace": each character but the few it keeps
+    written `_`, _UDEV_KEPT)."""
+    return _UDEV_KEPT.sub("_", text)

@@ -2070,7 +2070,7 @@ def _patch(
                 "and dataDisks, which Ceph takes as OSDs (never beside a patch's claim): remove it from the patch, or remove the patch",
             )
     match = _disk_selector(patch)
-    if match is not None and ceph:
+    if match is not None:
         yield from _volume_on_ceph(f"{path}.provisioning.diskSelector.match", match, owner, ceph)
 
 
@@ -2132,22 +2132,45 @@ def _noted(keys: Sequence[str], unknown: Sequence[str]) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+def _off_ceph(match: str, ceph: Sequence[tuple[str, str]]) -> str:
+    """`match` with the parts that keep it off each data disk it may select appended (itself when it selects none)."""
+    node = cel.parse(match)
+    taken = [disk for _, disk in ceph if cel.evaluate(node, _ceph_disk(disk)).value is not False]
+    return volume_fix(match, list(dict.fromkeys(taken))) if taken else match
+
+
 def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str, str]]) -> Iterator[Problem]:
-    """A volume selector that is true, or may be (the inventory does not tell the fields it reads), for a data disk:
-    Ceph's disk would be provisioned. An expression outside what stacks.cel reads is refused as well, as which disks
-    it selects cannot be told."""
+    """A selector Talos refuses (stacks.cel.RefusedError: it type-checks the selector as it reads the config, so the
+    config is refused at apply), on any machine; and on one with data disks, a volume selector that is true, or may be
+    (the inventory does not tell the fields it reads), for a data disk: Ceph's disk would be provisioned. An expression
+    outside what stacks.cel reads is refused there as well, as which disks it selects cannot be told."""
     try:
         node = cel.parse(match)
-        results = [(key, disk, cel.evaluate(node, _ceph_disk(disk))) for key, disk in ceph]
+    except cel.RefusedError as e:
+        fix = (
+            f"write `{_off_ceph(e.fix, ceph)}`"
+            if e.fix is not None
+            else "write it in what Talos's environment has (disk.<field>, system_disk, glob() and the uint size units, as "
+            "in Talos's own `disk.size > 120u * GB && disk.size < 1u * TB`)"
+        )
+        yield Problem(
+            path,
+            f"{match} is refused by Talos, which type-checks the selector as it reads the config (volume_config.go:436-437, "
+            f"cel.go:65-80 at v1.14.0-rc.1), so the machine config is refused at apply: {e}; {fix}",
+        )
+        return
     except cel.UnreadableError as e:
+        if not ceph:
+            return
         yield Problem(
             path,
             f"{match}: Iluvatar cannot tell which disks it selects, as {e}, and {owner} has data disks Ceph takes "
             f"({', '.join(sorted({d for _, d in ceph}))}); write it with disk.<field> compared by ==, !=, <, >, in, "
-            "startsWith, endsWith, contains or matches, joined by &&, || and !, with "
+            "startsWith, endsWith, contains, matches or glob(), size(), exists() or all(), joined by &&, || and !, with "
             f"`&& {_excluding(sorted({d for _, d in ceph}))}` to keep it off them, or select the install disk: `system_disk`",
         )
         return
+    results = [(key, disk, cel.evaluate(node, _ceph_disk(disk))) for key, disk in ceph]
     taken = [(key, disk, r) for key, disk, r in results if r.value is not False]
     if not taken:
         return
