@@ -2339,6 +2339,24 @@ def _component_images(p: Parsed) -> list[Problem]:
 _ETCD_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-\d+)?$")
 
 
+def etcd_release(image: str) -> tuple[int, int, int] | None:
+    """The etcd release an image's tag names, or None (no tag, or a tag of no release)."""
+    tag = image_tag(image)
+    m = _ETCD_TAG.match(tag) if tag is not None else None
+    return (int(m[1]), int(m[2]), int(m[3])) if m is not None else None
+
+
+def newer_etcd_patch(talos: str, image: str) -> bool:
+    """Whether `image` is a later patch release of the etcd minor Talos `talos` runs (3.7.2 beside its 3.7.1): etcd keeps
+    one data version a minor (its cluster version is major.minor, etcd server/etcdserver/version), so it starts on the
+    release's data and the release's etcdutl reads its snapshots; stacks.warn says it is pinned, not refused here."""
+    if talos not in releases.ETCD:
+        return False  # the release's own patch is not known: compared by minor alone
+    want = tuple(int(x) for x in releases.etcd_of(talos).split("."))
+    have = etcd_release(image)
+    return have is not None and have[:2] == want[:2] and have > want
+
+
 def _etcd_image(p: Parsed) -> list[Problem]:
     """A patch that pins cluster.etcd.image to another etcd than the one arda.talosVersion runs (stacks.releases.etcd_of:
     its release where the table knows it, else its minor). Talos runs the config's etcd image in place of its
@@ -2347,7 +2365,8 @@ def _etcd_image(p: Parsed) -> list[Problem]:
     member exits (etcd v3.5 server/etcdserver/api/membership/downgrade.go mustDetectDowngrade, v3.6 on server/etcdserver/
     version/downgrade.go MustDetectDowngrade: "cluster cannot be downgraded"),
     and with it the Kubernetes API of a control plane. One of the same release from another registry (a mirror) is
-    accepted, as COMPONENT_IMAGES's are: at the next Talos its release differs and this rule names it then."""
+    accepted, as COMPONENT_IMAGES's are: at the next Talos its release differs and this rule names it then. A later patch
+    of the same minor is an upgrade etcd takes (newer_etcd_patch): warned of (stacks.warn), not refused."""
     if p.arda is None:
         return []
     talos = p.arda.talos_version
@@ -2366,7 +2385,7 @@ def _etcd_image(p: Parsed) -> list[Problem]:
         tag = image_tag(image)
         m = _ETCD_TAG.match(tag) if tag is not None else None
         have = tuple(int(x) for x in m.groups()[: len(want)]) if m is not None else None
-        if have == want:
+        if have == want or newer_etcd_patch(talos, image):
             continue
         if tag is None:
             said = "has no tag (a bare name is :latest, a digest names no release), so it is not"

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
-from stacks import chart_images, encryption, pi_listeners, pins
+from stacks import chart_images, encryption, pi_listeners, pins, releases
 from stacks.addresses import (
     CLIENTS,
     DEVICES,
@@ -61,7 +61,7 @@ from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
-from stacks.rules import _transport, talos_patches_of
+from stacks.rules import _transport, etcd_release, newer_etcd_patch, talos_patches_of
 from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 # A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
@@ -97,6 +97,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _rk1_sd_in_slots_1_and_2(stack)
     yield from _pi5_wake_on_lan(stack)
     yield from _generic_worker(stack)
+    yield from _etcd_newer_patch(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -1427,6 +1428,30 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
         f"{keep} snapshots of backup.etcd.schedule {schedule}, which runs {per_day} times a day, span {hours_span} h {rest:02d} min: "
         f"a problem found the next day has no snapshot from before it; keep at least {per_day} (a day's), or run it less often",
     )
+
+
+def _etcd_newer_patch(stack: StackConfig) -> Iterator[Problem]:
+    """A patch's cluster.etcd.image at a later patch release of the etcd minor arda.talosVersion ships (3.7.2 beside
+    v1.14.1's 3.7.1, pinned for a fix): etcd takes it (stacks.rules.newer_etcd_patch), so it is valid, but Iluvatar
+    applies the patch over every later talosVersion's config, so no Talos upgrade moves etcd past it, and stacks.rules
+    refuses it at the first talosVersion whose etcd is newer (a lower patch or minor than the cluster runs)."""
+    talos = stack.arda.talos_version
+    for path, patch in talos_patches_of(stack.arda, list(enumerate(stack.nodes))):
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        etcd_config = cluster.get("etcd") if isinstance(cluster, dict) else None
+        image = etcd_config.get("image") if isinstance(etcd_config, dict) else None
+        if not isinstance(image, str) or not newer_etcd_patch(talos, image) or (have := etcd_release(image)) is None:
+            continue
+        pinned = ".".join(str(x) for x in have)
+        etcd = releases.etcd_of(talos)
+        yield Problem(
+            f"{path}.cluster.etcd.image",
+            f"{image} is etcd {pinned}, a later patch release than etcd {etcd}, the one Talos {talos} ships: etcd takes it (one "
+            f"minor, one data version), but the pin is the patch's, not the release's: Iluvatar applies the patch over every "
+            f"later talosVersion's config, so a Talos upgrade does not move etcd past {pinned}, and validate refuses it at the "
+            f"first talosVersion whose etcd is newer; remove image from the patch once arda.talosVersion ships etcd {pinned} or "
+            "later",
+        )
 
 
 def _etcd_off_an_nfs_target(stack: StackConfig) -> Iterator[Problem]:

@@ -465,6 +465,30 @@ def test_an_etcd_image_of_the_talos_releases_etcd_validates(image: str, tmp_path
     load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:arda.patches": [patch]})), require_secrets=True)
 
 
+# A later patch of the release's etcd minor is warned of (stacks.warn._etcd_newer_patch), not refused; an earlier patch,
+# another minor, no tag or no release is compared as before.
+@pytest.mark.parametrize(
+    ("talos", "image", "newer"),
+    [
+        ("v1.14.1", "registry.k8s.io/etcd:3.7.2", True),
+        ("v1.14.1", "registry.k8s.io/etcd:3.7.10-0", True),
+        ("v1.14.1", "gcr.io/etcd-development/etcd:v3.7.2", True),
+        ("v1.14.1", "registry.k8s.io/etcd:3.7.1", False),
+        ("v1.14.1", "registry.k8s.io/etcd:3.7.0", False),
+        ("v1.14.1", "registry.k8s.io/etcd:3.8.0", False),
+        ("v1.14.1", "registry.k8s.io/etcd:3.6.99", False),
+        ("v1.14.1", "registry.k8s.io/etcd", False),
+        ("v1.14.1", "registry.k8s.io/etcd:latest", False),
+        ("v1.13.5", "registry.k8s.io/etcd:v3.6.13", True),
+        ("v1.13.5", "registry.k8s.io/etcd:v3.6.12", False),
+    ],
+)
+def test_newer_etcd_patch_at_each_boundary(talos: str, image: str, newer: bool) -> None:
+    from stacks.rules import newer_etcd_patch
+
+    assert newer_etcd_patch(talos, image) is newer
+
+
 def test_an_etcd_image_at_a_talos_1_13_release_is_compared_with_its_etcd(tmp_path: Path) -> None:
     """At v1.13.5 Talos runs etcd v3.6.12 (pkg/machinery/constants/constants.go:428): that validates, v3.6.11 does not."""
 
