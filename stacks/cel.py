@@ -145,8 +145,9 @@ _STANDARD = frozenset(
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
 
+# A `//` comment runs to the end of its line (cel-spec langdef.md, "Syntax": COMMENT), as in a YAML block selector.
 _TOKEN = re.compile(
-    r"""\s*(?:
+    r"""(?:\s|//[^\n]*)*(?:
     (?P<str>[rR]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"))
     |(?P<bytes>[bB][rR]?(?:'[^'\n]*'|"[^"\n]*"))
     |(?P<num>(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
@@ -169,7 +170,7 @@ def _tokens(text: str) -> list[_Tok]:
     out: list[_Tok] = []
     i = 0
     while i < len(text):
-        if text[i:].strip() == "":
+        if re.fullmatch(r"(?:\s|//[^\n]*)*", text[i:]):
             break
         m = _TOKEN.match(text, i)
         if m is None or m.lastgroup is None:
@@ -281,6 +282,7 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.scope: dict[str, tuple[str, dict[str, Value]]] = {}
+        self.globs: list[str] = []  # each glob() pattern written as a string literal
 
     def peek(self) -> str | None:
         return self.toks[self.i].text if self.i < len(self.toks) else None
@@ -616,6 +618,9 @@ class _Parser:
             if len(args) != 2 or any(a.type not in ("string", "dyn") for a in args):
                 raise RefusedError(f"found no matching overload for 'glob' applied to '({kinds})' (a pattern and a string)")
             pattern, text = args[0].node, args[1].node
+            written = _tokens(self.src(args[0]))
+            if len(written) == 1 and written[0].kind == "str":
+                self.globs.append(_unescape(written[0].text))
             return _T(lambda d, u: _glob(pattern(d, u), text(d, u)), "bool", tok.start, end)
         if name == "size" and len(args) == 1:
             return self.size(args[0], tok.start, end)
@@ -625,11 +630,24 @@ class _Parser:
                 raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})'")
             n = args[0].node
             return _T(_convert(n, name), name, tok.start, end)
+        if name in ("startsWith", "endsWith", "contains"):
+            # A string's methods alone (standard.go: member overloads), so a call without the receiver finds none.
+            raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})': it is a string's method, written s.{name}(x)")
         if name in _STANDARD or name in ("size", "matches", "int", "uint"):
             raise UnreadableError(f"{name}() is not read here (glob, size, int and uint are)")
         raise RefusedError(
             f"{name}() is no function of Talos's selector environment: undeclared reference to '{name}' (it has glob() and cel-go's standard functions, celenv.go:36-57)"
         )
+
+
+def glob_patterns(match: str) -> list[str]:
+    """Each glob() pattern a selector writes as a string (none when Talos refuses it or it is outside the subset)."""
+    try:
+        parser = _Parser(match)
+        parser.parse()
+    except UnreadableError:
+        return []
+    return parser.globs
 
 
 def _known(v: Value) -> bool:

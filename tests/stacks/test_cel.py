@@ -215,6 +215,11 @@ def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: objec
             None,
         ),
         ("glob('/dev/sd*')", "found no matching overload for 'glob' applied to '(string)' (a pattern and a string)", None),
+        (
+            "contains(disk.model, 'EVO')",
+            "found no matching overload for 'contains' applied to '(string, string)': it is a string's method, written s.contains(x)",
+            None,
+        ),
         ("size(disk.size) > 0", "found no matching overload for 'size' applied to '(uint)'", None),
         ("disk.transport in 'nvme'", "`'nvme'` is a string: in takes a list", None),
         (
@@ -266,6 +271,9 @@ def test_a_selector_outside_the_subset_is_unreadable(match: str, reason: str) ->
         ("disk.dev_path == '\\057dev/sda'", SATA, True),
         ('disk.dev_path == """/dev/sda"""', SATA, True),
         ("'it\\'s' == \"it's\"", SATA, True),
+        # A `//` comment to the end of its line, as a YAML block selector may hold.
+        ("disk.dev_path == '/dev/sda' // the SATA disk\n&& !system_disk // not the install disk", SATA, True),
+        ("disk.dev_path == 'http://x' // a comment", SATA, False),
     ],
 )
 def test_string_literals_are_unescaped_as_cel_go_reads_them(match: str, disk: str, value: object) -> None:
