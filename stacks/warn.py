@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
-from stacks import chart_images, encryption, pi_listeners, pins, releases
+from stacks import cel, chart_images, encryption, pi_listeners, pins, releases
 from stacks.addresses import (
     CLIENTS,
     DEVICES,
@@ -98,6 +98,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _pi5_wake_on_lan(stack)
     yield from _generic_worker(stack)
     yield from _etcd_newer_patch(stack)
+    yield from _glob_characters(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -1428,6 +1429,44 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
         f"{keep} snapshots of backup.etcd.schedule {schedule}, which runs {per_day} times a day, span {hours_span} h {rest:02d} min: "
         f"a problem found the next day has no snapshot from before it; keep at least {per_day} (a day's), or run it less often",
     )
+
+
+def _literal_characters(pattern: str) -> str | None:
+    """The characters of a glob pattern that fnmatch and a shell read as wildcards and go-glob as themselves, named."""
+    found = [c for c in "?[" if c in pattern]
+    return " and ".join(f"`{c}`" for c in found) or None
+
+
+def _glob_characters(stack: StackConfig) -> Iterator[Problem]:
+    """A Talos glob (an install selector's model, serial, wwid or busPath; a volume selector's glob() pattern) holding `?`
+    or `[`: Talos's glob is go-glob's, where `*` is the one wildcard (glob.go:6,22-27 at v1.0.0, stacks.disk_ids.glob), so
+    `?` and `[...]` match only themselves, and the pattern most likely matches no disk at all (an install finds no disk;
+    a volume is never provisioned). Valid, as a value may hold them: said, not refused."""
+
+    def said(value: str, chars: str) -> str:
+        one = "itself" if len(chars) == 3 else "themselves"
+        return (
+            f"{value} holds {chars}: Talos's glob is go-glob's (glob.go:22-27 at v1.0.0), whose one wildcard is `*`, so {chars} "
+            f"{'matches' if len(chars) == 3 else 'match'} only {one}, and the pattern most likely no disk; write * where any "
+            "characters may stand"
+        )
+
+    for i, node in enumerate(stack.nodes):
+        install = node.install_disk
+        if not isinstance(install, DiskSelector):
+            continue
+        for key, value in install.talos().items():
+            if key not in ("size", "type") and (chars := _literal_characters(str(value))) is not None:
+                yield Problem(f"iluvatar:nodes[{i}].installDisk.{key}", said(str(value), chars))
+    for path, patch in talos_patches_of(stack.arda, list(enumerate(stack.nodes))):
+        provisioning = patch.get("provisioning") if "kind" in patch else None
+        volume = provisioning.get("diskSelector") if isinstance(provisioning, dict) else None
+        match = volume.get("match") if isinstance(volume, dict) else None
+        if not isinstance(match, str):
+            continue
+        for pattern in cel.glob_patterns(match):
+            if (chars := _literal_characters(pattern)) is not None:
+                yield Problem(f"{path}.provisioning.diskSelector.match", said(f"glob('{pattern}', ...)", chars))
 
 
 def _etcd_newer_patch(stack: StackConfig) -> Iterator[Problem]:
