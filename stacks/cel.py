@@ -2,7 +2,7 @@
 inventory tells of a disk.
 
 Talos evaluates the selector against every disk of the machine (internal/app/machined/pkg/controllers/block/internal/
-volumes/locate.go:246-263 at v1.14.0-rc.1) in its DiskLocator environment: cel-go's standard library (cel.NewEnv),
+volumes/locate.go:247-263 at v1.14.0-rc.1) in its DiskLocator environment: cel-go's standard library (cel.NewEnv),
 `disk` (a block.DiskSpec), `system_disk`, glob(pattern, string) and the uint constants KiB..EiB and kB..EB
 (pkg/machinery/cel/celenv/celenv.go:35-63,248-274). Before that it type-checks the selector when it reads the config
 (pkg/machinery/config/types/block/volume_config.go:436-437, pkg/machinery/cel/cel.go:65-80): one cel-go's checker
@@ -150,7 +150,7 @@ _TOKEN = re.compile(
     r"""(?:\s|//[^\n]*)*(?:
     (?P<str>[rR]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"))
     |(?P<bytes>[bB][rR]?(?:'[^'\n]*'|"[^"\n]*"))
-    |(?P<num>(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
+    |(?P<num>(?:\d*\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
     |(?P<op>&&|\|\||==|!=|<=|>=|[<>!()\[\],.?:*/%+-])
     |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
     )""",
@@ -260,7 +260,7 @@ def _article(t: str) -> str:
     return ("an " if t == "int" else "a ") + t
 
 
-# What each arithmetic operator takes (cel-go common/stdlib/standard.go:150-232): two operands of one type.
+# What each arithmetic operator takes (cel-go common/stdlib/standard.go:148-265): two operands of one type.
 _ARITH_TYPES = {
     "+": ("int", "uint", "double", "string"),
     "-": ("int", "uint", "double"),
@@ -268,7 +268,7 @@ _ARITH_TYPES = {
     "/": ("int", "uint", "double"),
     "%": ("int", "uint"),
 }
-# <, <=, >, >=: one type each side (standard.go:270-480); cel-go's checker filters out the int/uint/double mixes
+# <, <=, >, >=: one type each side (standard.go:266-494); cel-go's checker filters out the int/uint/double mixes
 # unless the environment enables CrossTypeNumericComparisons (checker/env.go:36-65,95-98), which DiskLocator does not.
 _ORDERED = ("int", "uint", "double", "string", "bool")
 
@@ -299,9 +299,9 @@ class _Parser:
     def src(self, t: _T) -> str:
         return self.text[t.start : t.end].strip()
 
-    def mismatch(self, op: str, a: _T, b: _T, why: str = "") -> RefusedError:
+    def mismatch(self, op: str, a: _T, b: _T, why: str = "", name: str | None = None) -> RefusedError:
         """cel-go's "found no matching overload" (checker/errors.go:40), with the fix where it is an int beside a uint."""
-        said = f"found no matching overload for '_{op}_' applied to '({a.type}, {b.type})'"
+        said = f"found no matching overload for '{name or f'_{op}_'}' applied to '({a.type}, {b.type})'"
         about = f"in `{self.src(a)} {op} {self.src(b)}`, {self.src(a)} is {_article(a.type)} and {self.src(b)} {_article(b.type)}"
         fix = None
         if {a.type, b.type} == {"int", "uint"}:
@@ -331,7 +331,10 @@ class _Parser:
             raise RefusedError(f"`{self.src(cond)}` before ? is {_article(cond.type)}, not a bool")
         kind = _unify(yes.type, no.type)
         if kind is None:
-            raise RefusedError(f"the two sides of ?: are {_article(yes.type)} and {_article(no.type)}, not one type")
+            raise RefusedError(
+                f"found no matching overload for '_?_:_' applied to '({cond.type}, {yes.type}, {no.type})': the two sides of ?: are "
+                f"{_article(yes.type)} and {_article(no.type)}, not one type"
+            )
         c, y, n = cond.node, yes.node, no.node
 
         def pick(d: Disk, u: set[str]) -> Value:
@@ -386,7 +389,7 @@ class _Parser:
                 raise RefusedError(f"`{self.src(right)}` is {_article(right.type)}: in takes a list")
             item = right.type[5:-1] if right.type.startswith("list(") else "dyn"
             if _unify(left.type, item) is None:
-                raise self.mismatch("in", left, _T(b, f"list({item})", right.start, right.end))
+                raise self.mismatch("in", left, _T(b, f"list({item})", right.start, right.end), name="@in")
             return _T(lambda d, u: _in(a(d, u), b(d, u)), "bool", left.start, right.end)
         if op in ("==", "!="):
             if _unify(left.type, right.type) is None:
@@ -449,7 +452,9 @@ class _Parser:
             inner = self.unary()
             if inner.type not in ("int", "double"):
                 # cel-go has no negation of a uint (standard.go:221-232: int and double only).
-                raise RefusedError(f"`-{self.src(inner)}` negates {_article(inner.type)}: found no matching overload for '-_' (int and double only)")
+                raise RefusedError(
+                    f"found no matching overload for '-_' applied to '({inner.type})': `-{self.src(inner)}` negates {_article(inner.type)}, and CEL negates an int or a double alone"
+                )
             n = inner.node
             kind = inner.type
             return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end)
@@ -567,7 +572,7 @@ class _Parser:
                 if self.peek() != "]":
                     self.take(",")
             end = self.take("]").end
-            # An aggregate literal's type is list(dyn) unless every item's is one (cel-go checker/checker.go, checkCreateList:
+            # An aggregate literal's type is list(dyn) unless every item's is one (cel-go checker/checker.go:425, checkCreateList:
             # dynElementType without HomogeneousAggregateLiterals, which cel.NewEnv leaves off).
             kinds = {t.type for t in items}
             kind = kinds.pop() if len(kinds) == 1 else "dyn"
@@ -598,13 +603,16 @@ class _Parser:
 
     def number(self, tok: _Tok) -> _T:
         text = tok.text
-        if re.fullmatch(r"(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+", text):
+        if re.fullmatch(r"(?:\d*\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+", text):
             number = float(text)
             return _T(lambda d, u: number, "double", tok.start, tok.end)
         unsigned = text[-1] in "uU"
         value = int(text.rstrip("uU"), 0)
         high = (_UINT64 if unsigned else _INT64)[1]
-        negated = self.i >= 2 and self.toks[self.i - 2].text == "-"
+        # cel-go's parser folds a unary minus into the literal after it, so -9223372036854775808 is an int; a binary
+        # minus (after a value: a name, a literal, `)` or `]`) is not folded.
+        before = self.toks[self.i - 3] if self.i >= 3 else None
+        negated = self.i >= 2 and self.toks[self.i - 2].text == "-" and (before is None or (before.kind == "op" and before.text not in (")", "]")))
         if value > high + (0 if unsigned or not negated else 1):
             raise RefusedError(f"{text} is out of the range of {'a uint' if unsigned else 'an int'} (cel-go's parser refuses it)")
         return _T(lambda d, u: value, "uint" if unsigned else "int", tok.start, tok.end, not unsigned)
@@ -874,7 +882,8 @@ def parse(match: str) -> Node:
 
 
 def _checked_fix(fix: str | None) -> str | None:
-    """`fix` once each further int beside a uint in it is fixed as well, or None where that leaves another refusal."""
+    """`fix` once each further int beside a uint in it is fixed as well, or None where that leaves another refusal or a
+    part not read here (which may hide one, and which stacks.rules refuses beside data disks)."""
     for _ in range(16):
         if fix is None:
             return None
@@ -884,7 +893,7 @@ def _checked_fix(fix: str | None) -> str | None:
             fix = e.fix
             continue
         except UnreadableError:
-            return fix
+            return None
         return fix if t.type == "bool" else None
     return None
 
@@ -941,7 +950,8 @@ def inventory_disk(name: str, system_disk: bool = False, transport: str | None =
             fields["wwid"] = "naa." + link.removeprefix("wwn-0x") if link.startswith("wwn-0x") else link.removeprefix("nvme-")
             if (wwid := nvme_wwid_of_link(name)) is not None and (carried := nvme_wwid_parts(wwid)) is not None:
                 # The serial and model the controller reports, which the wwid carries whole (stacks.disk_ids), as Talos
-                # reads them from sysfs with the blanks around cut (go-blockdevice block/device_linux.go:343,458-465).
+                # reads them from sysfs with the blanks around cut (siderolabs/go-blockdevice block/device_linux.go:343,
+                # 458-465 at v2.0.3, the newest stored; Talos pins v2.0.32).
                 fields["serial"], fields["model"] = carried[0], carried[1]
         elif link.startswith(_MODEL_SERIAL):
             # udev names the link <bus>-<model>_<serial> (the model's spaces written `_`), and an NVMe namespace's

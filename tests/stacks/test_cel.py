@@ -191,7 +191,7 @@ def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: objec
             "found no matching overload for '_==_' applied to '(string, int)': in `disk.dev_path == 1`, disk.dev_path is a string and 1 an int",
             None,
         ),
-        ("-1u < 0u", "`-1u` negates a uint: found no matching overload for '-_' (int and double only)", None),
+        ("-1u < 0u", "found no matching overload for '-_' applied to '(uint)': `-1u` negates a uint, and CEL negates an int or a double alone", None),
         ("disk.size", "its type is uint, not bool: expression output type is uint, expected bool (cel.go:76-78)", None),
         ("disk.dev_path", "its type is string, not bool: expression output type is string, expected bool (cel.go:76-78)", None),
         ("disk.size && true", "`disk.size` is a uint: && takes bools (found no matching overload for '_&&_')", None),
@@ -224,14 +224,26 @@ def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: objec
         ("disk.transport in 'nvme'", "`'nvme'` is a string: in takes a list", None),
         (
             "disk.size in [1, 2]",
-            "found no matching overload for '_in_' applied to '(uint, list(int))': in `disk.size in [1, 2]`, disk.size is a uint and [1, 2] a list(int)",
+            "found no matching overload for '@in' applied to '(uint, list(int))': in `disk.size in [1, 2]`, disk.size is a uint and [1, 2] a list(int)",
             None,
         ),
         ("disk.dev_path == '/dev/sd\\q'", "'/dev/sd\\q' holds \\q, no escape CEL knows (write \\\\ for a backslash)", None),
         ("disk.dev_path == '/dev/nvme0n1", "\"'/dev/nvme0n1\" is no CEL token (cel-go's parser stops there)", None),
         ("disk.size >>> 10u", "'>' is not CEL there (a syntax error to cel-go's parser)", None),
+        ("100. > 1.0", "a name expected after '.', '>' found (a syntax error to cel-go's parser)", None),  # a double needs digits after its dot
         ("9223372036854775808 > 0", "9223372036854775808 is out of the range of an int (cel-go's parser refuses it)", None),
-        ("system_disk ? 1 : 'a'", "the two sides of ?: are an int and a string, not one type", None),
+        (
+            "disk.size > 1 * GB && has(disk.size)",
+            "found no matching overload for '_*_' applied to '(int, uint)': in `1 * GB`, 1 is an int and GB a uint, and CEL "
+            "converts no number to another (Talos's size units and disk.size are uint, celenv.go:270-273)",
+            None,
+        ),
+        ("5 - 9223372036854775808 < 0", "9223372036854775808 is out of the range of an int (cel-go's parser refuses it)", None),
+        (
+            "system_disk ? 1 : 'a'",
+            "found no matching overload for '_?_:_' applied to '(bool, int, string)': the two sides of ?: are an int and a string, not one type",
+            None,
+        ),
     ],
 )
 def test_a_selector_talos_refuses_is_refused_with_its_fix(match: str, reason: str, fix: str | None) -> None:
