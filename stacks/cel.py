@@ -484,8 +484,8 @@ class _Parser:
             disk = n(d, u)
             assert isinstance(disk, Disk)
             value = disk.fields.get(name, UNKNOWN)
-            if isinstance(value, Spelled) and len(value.spellings) == 1:
-                u.add(f"disk.{name} beyond udev's spelling of it in the link, {next(iter(value.spellings))}")
+            if isinstance(value, Spelled):
+                u.add(f"disk.{name} beyond udev's spelling of it in the link, {max(value.spellings, key=len)} or its first words")
             elif not isinstance(value, (str, int, bool)):
                 u.add(f"disk.{name}")
             return value
@@ -963,10 +963,12 @@ def inventory_disk(name: str, system_disk: bool = False, transport: str | None =
             fields["serial"] = _OneOf(values=frozenset(serials)) if serials else UNKNOWN
             if link.startswith("nvme-") and serials:
                 # An NVMe link's model is the controller's sysfs model (ID_MODEL=$attr{model}), the one Talos reads
-                # (block/device_linux.go:343), spelled by udev. An ATA, SCSI or USB link's is not: udev takes an ATA
-                # disk's from IDENTIFY (ata_id), while the sysfs model Talos reads is the SCSI layer's 16-character
+                # (block/device_linux.go:343), spelled by udev. Where the model ends is told by where the serial starts,
+                # and a serial with a blank in it is spelled with a `_` too, so each run of the link's words before its
+                # last is taken as the model's spelling. An ATA, SCSI or USB link's model is not Talos's: udev takes an
+                # ATA disk's from IDENTIFY (ata_id), while the sysfs model Talos reads is the SCSI layer's 16-character
                 # INQUIRY product, so there disk.model stays unknown.
-                fields["model"] = Spelled(spellings=frozenset("_".join(words[:k]) for k in cuts if k > 0))
+                fields["model"] = Spelled(spellings=frozenset("_".join(words[:k]) for k in range(1, len(words))))
     else:
         fields["dev_path"] = name
         fields["symlinks"] = Links(frozenset(), lambda link: False)

@@ -329,6 +329,10 @@ ATA = "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PUNX0T123456"
         ("disk.model == 'Samsung SSD 870 EVO 1TB'", BY_ID, False),
         ("disk.model == 'Samsung SSD 990 PRO 2TB'", BY_ID, U),
         ("disk.model == 'Samsung_SSD_990_PRO_2TB'", BY_ID, U),
+        # Where the model ends the link does not say (a serial's blank is a `_` too): any run of its first words may be it,
+        # but never all of them, as a serial follows.
+        ("disk.model == 'Samsung SSD'", BY_ID, U),
+        ("disk.model == 'Samsung SSD 990 PRO 2TB S73WNJ0W123456A'", BY_ID, False),
         ("disk.model.startsWith('WD ')", BY_ID, False),
         ("disk.model.startsWith('Samsung ')", BY_ID, U),
         ("disk.model.contains('870')", BY_ID, False),
