@@ -137,8 +137,9 @@ def _patches(stack: StackConfig) -> str:
 
 def _kernel_args(stack: StackConfig) -> str:
     """The kernel arguments each board's machines boot with beside Talos's own (arda.kernelArgs), as on a command line,
-    with the value of any that is or holds a credential masked (a SideroLink join token, an inline machine config): the
-    summary is printed on every validate, and CI logs keep it."""
+    with the value of any that is or may hold a credential masked (a SideroLink join token, an inline machine config, a
+    URL's path, query or fragment, stacks.credentials.masked_kernel_arg): the summary is printed on every validate, and
+    CI logs keep it."""
     boards = [f"{board} boots with {' '.join(masked_kernel_arg(a) for a in args)}" for board, args in stack.arda.kernel_args.items() if args]
     return f"; {'; '.join(boards)}" if boards else ""
 

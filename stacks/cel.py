@@ -2,25 +2,38 @@
 inventory tells of a disk.
 
 Talos evaluates the selector against every disk of the machine (internal/app/machined/pkg/controllers/block/internal/
-volumes/locate.go:251-261 at v1.14.0-beta.1) in its DiskLocator environment: `disk` (a block.DiskSpec), `system_disk`,
-glob(pattern, string) and the unit constants KiB..EiB and kB..EB (pkg/machinery/cel/celenv/celenv.go:36-56,253-274).
+volumes/locate.go:247-263 at v1.14.0-rc.1) in its DiskLocator environment: cel-go's standard library (cel.NewEnv),
+`disk` (a block.DiskSpec), `system_disk`, glob(pattern, string) and the uint constants KiB..EiB and kB..EB
+(pkg/machinery/cel/celenv/celenv.go:35-63,248-274). Before that it type-checks the selector when it reads the config
+(pkg/machinery/config/types/block/volume_config.go:436-437, pkg/machinery/cel/cel.go:65-80): one cel-go's checker
+refuses, or whose type is not bool, is a config Talos refuses, and so is it here (RefusedError). Talos's go.mod pins
+cel-go v0.31.0; its files are cited at 14f6746a, the newest commit stored here.
+
 The inventory tells only part of a disk (its name), so the value of an expression is three-valued: True, False or
 UNKNOWN, where UNKNOWN means "it may be either on the real disk". The subset read here is what selectors are written
-with; anything else is unreadable (UnreadableError), which the caller treats as "may select any disk".
+with; the rest of CEL is unreadable (UnreadableError), which the caller treats as "may select any disk".
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stacks.disk_ids import by_id_name, namespace_links
+from stacks.disk_ids import by_id_name, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
 
 
 class UnreadableError(ValueError):
-    """An expression outside the subset read here, or one CEL itself would refuse."""
+    """An expression outside the subset read here (Talos may take it), or one Talos refuses (RefusedError)."""
+
+
+class RefusedError(UnreadableError):
+    """An expression Talos refuses when it reads the config: a syntax or type error of cel-go's parser or checker, or a
+    type other than bool. `fix` is the selector written so that it type-checks, where one is certain."""
+
+    def __init__(self, reason: str, fix: str | None = None) -> None:
+        super().__init__(reason)
+        self.fix = fix
 
 
 class _Unknown:
@@ -48,7 +61,7 @@ class Links:
     other: Callable[[str], bool]
 
 
-Value = object  # str, int, bool, Partial, Links, list, or UNKNOWN
+Value = object  # str, int, float, bool, Partial, Links, list, or UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -59,33 +72,32 @@ class Disk:
     system_disk: bool
 
 
-# block.DiskSpec's fields (api/resource/definitions/block/block.proto:82-106 at v1.14.0-beta.1), as CEL names them;
-# a field outside these is a compile error in Talos, which refuses the config.
-DISK_FIELDS = frozenset(
-    {
-        "size",
-        "io_size",
-        "sector_size",
-        "readonly",
-        "model",
-        "serial",
-        "modalias",
-        "wwid",
-        "bus_path",
-        "sub_system",
-        "transport",
-        "rotational",
-        "cdrom",
-        "dev_path",
-        "pretty_size",
-        "secondary_disks",
-        "uuid",
-        "symlinks",
-        "firmware_version",
-    }
-)
+# block.DiskSpec's fields and their CEL types (api/resource/definitions/block/block.proto:82-106 at v1.14.0-rc.1: uint64
+# is CEL's uint, repeated string a list); a field outside these is a checker error, and Talos refuses the config.
+FIELD_TYPES = {
+    "size": "uint",
+    "io_size": "uint",
+    "sector_size": "uint",
+    "readonly": "bool",
+    "model": "string",
+    "serial": "string",
+    "modalias": "string",
+    "wwid": "string",
+    "bus_path": "string",
+    "sub_system": "string",
+    "transport": "string",
+    "rotational": "bool",
+    "cdrom": "bool",
+    "dev_path": "string",
+    "pretty_size": "string",
+    "secondary_disks": "list(string)",
+    "uuid": "string",
+    "symlinks": "list(string)",
+    "firmware_version": "string",
+}
+DISK_FIELDS = frozenset(FIELD_TYPES)
 
-# celenv.go:253-267: the unit constants, uint.
+# celenv.go:253-273: the unit constants, each a uint.
 UNITS = {
     "KiB": 1024,
     "MiB": 1024**2,
@@ -101,29 +113,112 @@ UNITS = {
     "EB": 1000**6,
 }
 
+# What cel.NewEnv declares beyond what is read here (cel-go common/stdlib/standard.go, parser/macro.go): an expression
+# calling one is valid in Talos, so it is unreadable here, not refused. Any other name is undeclared there: Talos
+# refuses it (the strings extension's lowerAscii, split, ... are no part of DiskLocator, celenv.go:36-57).
+_STANDARD = frozenset(
+    {
+        "bool",
+        "bytes",
+        "double",
+        "duration",
+        "dyn",
+        "filter",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getFullYear",
+        "getHours",
+        "getMilliseconds",
+        "getMinutes",
+        "getMonth",
+        "getSeconds",
+        "has",
+        "map",
+        "string",
+        "timestamp",
+        "type",
+    }
+)
+
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT64 = (0, 2**64 - 1)
+
+# A `//` comment runs to the end of its line (cel-spec langdef.md, "Syntax": COMMENT), as in a YAML block selector.
 _TOKEN = re.compile(
-    r"""\s*(?:
-    (?P<str>'[^'\\\n]*'|"[^"\\\n]*")
-    |(?P<num>0x[0-9a-fA-F]+u?|\d+u?)
-    |(?P<op>&&|\|\||==|!=|<=|>=|[<>!()\[\],.?:*/+-])
+    r"""(?:\s|//[^\n]*)*(?:
+    (?P<str>[rR]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"))
+    |(?P<bytes>[bB][rR]?(?:'[^'\n]*'|"[^"\n]*"))
+    |(?P<num>(?:\d*\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
+    |(?P<op>&&|\|\||==|!=|<=|>=|[<>!()\[\],.?:*/%+-])
     |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
     )""",
-    re.VERBOSE,
+    re.VERBOSE | re.DOTALL,
 )
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class _Tok:
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+def _tokens(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
     i = 0
     while i < len(text):
-        if text[i:].strip() == "":
+        if re.fullmatch(r"(?:\s|//[^\n]*)*", text[i:]):
             break
         m = _TOKEN.match(text, i)
         if m is None or m.lastgroup is None:
-            raise UnreadableError(f"{text[i:].strip()[:20]!r} is not read (a string with an escape, a raw or bytes string, a double)")
-        out.append((m.lastgroup, m[m.lastgroup]))
+            raise RefusedError(f"{text[i:].strip()[:20]!r} is no CEL token (cel-go's parser stops there)")
+        if m.lastgroup == "bytes":
+            raise UnreadableError(f"{m['bytes']!r} is not read (a bytes literal)")
+        out.append(_Tok(m.lastgroup, m[m.lastgroup], m.start(m.lastgroup), m.end()))
         i = m.end()
     return out
+
+
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", "'": "'", '"': '"', "`": "`", "?": "?"}
+
+
+def _unescape(token: str) -> str:
+    """A string literal's value, as cel-go's parser reads it (parser/unescape.go:26-195): r'' raw, ''' and \"\"\" quoting,
+    the escapes \\a \\b \\f \\n \\r \\t \\v \\\\ \\' \\" \\` \\?, \\x and \\X of two hex digits, \\u of four, \\U of eight, and
+    an octal \\[0-3][0-7][0-7]; any other escape is a syntax error."""
+    raw = token[0] in "rR"
+    body = token[1:] if raw else token
+    body = body[3:-3] if body[:3] in ("'''", '"""') and len(body) >= 6 else body[1:-1]
+    if raw or "\\" not in body:
+        return body
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        e = body[i + 1] if i + 1 < len(body) else ""
+        width = {"x": 2, "X": 2, "u": 4, "U": 8}.get(e)
+        if e in _ESCAPES:
+            out.append(_ESCAPES[e])
+            i += 2
+        elif width is not None and re.fullmatch(r"[0-9a-fA-F]+", digits := body[i + 2 : i + 2 + width]) and len(digits) == width:
+            point = int(digits, 16)
+            if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+                raise RefusedError(f"{token} holds \\{e}{digits}, no Unicode code point")
+            out.append(chr(point))
+            i += 2 + width
+        elif e in "0123" and e and re.fullmatch(r"[0-7]{2}", body[i + 2 : i + 4]):
+            out.append(chr(int(body[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            raise RefusedError(f"{token} holds \\{e}, no escape CEL knows (write \\\\ for a backslash)")
+    return "".join(out)
 
 
 @dataclass
@@ -137,33 +232,94 @@ class Result:
 Node = Callable[[Disk, set[str]], Value]
 
 
+@dataclass(frozen=True)
+class _T:
+    """A parsed expression: its function of a Disk, its CEL type, where it is in the text, and whether it is a
+    non-negative int literal (which `u` after it makes the uint CEL would need)."""
+
+    node: Node
+    type: str
+    start: int
+    end: int
+    int_literal: bool = False
+
+
+def _unify(a: str, b: str) -> str | None:
+    """The type two operands of ==, ?: or a list's items share, as cel-go's checker unifies them (dyn with any)."""
+    if a == b or b == "dyn":
+        return a
+    if a == "dyn":
+        return b
+    if a.startswith("list(") and b.startswith("list("):
+        inner = _unify(a[5:-1], b[5:-1])
+        return None if inner is None else f"list({inner})"
+    return None
+
+
+def _article(t: str) -> str:
+    return ("an " if t == "int" else "a ") + t
+
+
+# What each arithmetic operator takes (cel-go common/stdlib/standard.go:148-265): two operands of one type.
+_ARITH_TYPES = {
+    "+": ("int", "uint", "double", "string"),
+    "-": ("int", "uint", "double"),
+    "*": ("int", "uint", "double"),
+    "/": ("int", "uint", "double"),
+    "%": ("int", "uint"),
+}
+# <, <=, >, >=: one type each side (standard.go:266-494); cel-go's checker filters out the int/uint/double mixes
+# unless the environment enables CrossTypeNumericComparisons (checker/env.go:36-65,95-98), which DiskLocator does not.
+_ORDERED = ("int", "uint", "double", "string", "bool")
+
+
 class _Parser:
-    """A recursive-descent parser of CEL's grammar (cel-spec/doc/langdef.md, "Syntax") for the subset read here; it
-    builds a function of a Disk."""
+    """A recursive-descent parser of CEL's grammar (cel-spec/doc/langdef.md, "Syntax") for the subset read here, typed as
+    cel-go's checker types it; it builds a function of a Disk."""
 
     def __init__(self, text: str) -> None:
+        self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.scope: dict[str, tuple[str, dict[str, Value]]] = {}
+        self.globs: list[str] = []  # each glob() pattern written as a string literal
 
     def peek(self) -> str | None:
-        return self.toks[self.i][1] if self.i < len(self.toks) else None
+        return self.toks[self.i].text if self.i < len(self.toks) else None
 
-    def take(self, want: str | None = None) -> tuple[str, str]:
+    def take(self, want: str | None = None) -> _Tok:
         if self.i >= len(self.toks):
-            raise UnreadableError("it ends early")
+            raise RefusedError("it ends early (cel-go's parser finds no end to it)")
         tok = self.toks[self.i]
-        if want is not None and tok[1] != want:
-            raise UnreadableError(f"{want!r} expected, {tok[1]!r} found")
+        if want is not None and tok.text != want:
+            raise RefusedError(f"{want!r} expected, {tok.text!r} found (a syntax error to cel-go's parser)")
         self.i += 1
         return tok
 
-    def parse(self) -> Node:
-        node = self.ternary()
-        if self.i != len(self.toks):
-            raise UnreadableError(f"{self.toks[self.i][1]!r} is not read there")
-        return node
+    def src(self, t: _T) -> str:
+        return self.text[t.start : t.end].strip()
 
-    def ternary(self) -> Node:
+    def mismatch(self, op: str, a: _T, b: _T, why: str = "", name: str | None = None) -> RefusedError:
+        """cel-go's "found no matching overload" (checker/errors.go:40), with the fix where it is an int beside a uint."""
+        said = f"found no matching overload for '{name or f'_{op}_'}' applied to '({a.type}, {b.type})'"
+        about = f"in `{self.src(a)} {op} {self.src(b)}`, {self.src(a)} is {_article(a.type)} and {self.src(b)} {_article(b.type)}"
+        fix = None
+        if {a.type, b.type} == {"int", "uint"}:
+            int_side = a if a.type == "int" else b
+            if int_side.int_literal:
+                fix = self.text[: int_side.end] + "u" + self.text[int_side.end :]
+            elif not self.src(int_side).startswith("-"):
+                fix = self.text[: int_side.start] + f"uint({self.src(int_side)})" + self.text[int_side.end :]
+            why = ", and CEL converts no number to another (Talos's size units and disk.size are uint, celenv.go:270-273)"
+        return RefusedError(f"{said}: {about}{why}", fix)
+
+    def parse(self) -> _T:
+        t = self.ternary()
+        if self.i != len(self.toks):
+            raise RefusedError(f"{self.toks[self.i].text!r} is not CEL there (a syntax error to cel-go's parser)")
+        return t
+
+    def ternary(self) -> _T:
         cond = self.or_()
         if self.peek() != "?":
             return cond
@@ -171,148 +327,343 @@ class _Parser:
         yes = self.or_()
         self.take(":")
         no = self.ternary()
+        if cond.type not in ("bool", "dyn"):
+            raise RefusedError(f"`{self.src(cond)}` before ? is {_article(cond.type)}, not a bool")
+        kind = _unify(yes.type, no.type)
+        if kind is None:
+            raise RefusedError(
+                f"found no matching overload for '_?_:_' applied to '({cond.type}, {yes.type}, {no.type})': the two sides of ?: are "
+                f"{_article(yes.type)} and {_article(no.type)}, not one type"
+            )
+        c, y, n = cond.node, yes.node, no.node
 
         def pick(d: Disk, u: set[str]) -> Value:
-            c = cond(d, u)
-            if c is True:
-                return yes(d, u)
-            if c is False:
-                return no(d, u)
-            a, b = yes(d, u), no(d, u)
-            return a if a == b and a is not UNKNOWN and not isinstance(a, (Partial, Links)) else UNKNOWN
+            v = c(d, u)
+            if v is True:
+                return y(d, u)
+            if v is False:
+                return n(d, u)
+            a, b = y(d, u), n(d, u)
+            return a if _same(a, b) else UNKNOWN
 
-        return pick
+        return _T(pick, kind, cond.start, no.end)
 
-    def or_(self) -> Node:
+    def logical(self, op: str, parts: list[_T]) -> None:
+        for p in parts:
+            if p.type not in ("bool", "dyn"):
+                raise RefusedError(f"`{self.src(p)}` is {_article(p.type)}: {op} takes bools (found no matching overload for '_{op}_')")
+
+    def or_(self) -> _T:
         parts = [self.and_()]
         while self.peek() == "||":
             self.take()
             parts.append(self.and_())
         if len(parts) == 1:
             return parts[0]
+        self.logical("||", parts)
+        nodes = [p.node for p in parts]
         # CEL's || is commutative over errors and unknowns: true if any part is (cel-spec langdef.md, "Logical Operators").
-        return lambda d, u: _or([p(d, u) for p in parts])
+        return _T(lambda d, u: _or([n(d, u) for n in nodes]), "bool", parts[0].start, parts[-1].end)
 
-    def and_(self) -> Node:
+    def and_(self) -> _T:
         parts = [self.relation()]
         while self.peek() == "&&":
             self.take()
             parts.append(self.relation())
         if len(parts) == 1:
             return parts[0]
-        return lambda d, u: _not(_or([_not(p(d, u)) for p in parts]))
+        self.logical("&&", parts)
+        nodes = [p.node for p in parts]
+        return _T(lambda d, u: _not(_or([_not(n(d, u)) for n in nodes])), "bool", parts[0].start, parts[-1].end)
 
-    def relation(self) -> Node:
+    def relation(self) -> _T:
         left = self.addition()
         op = self.peek()
         if op not in ("==", "!=", "<", ">", "<=", ">=", "in"):
             return left
         self.take()
         right = self.addition()
+        a, b = left.node, right.node
         if op == "in":
-            return lambda d, u: _in(left(d, u), right(d, u))
+            if right.type != "dyn" and not right.type.startswith("list("):
+                raise RefusedError(f"`{self.src(right)}` is {_article(right.type)}: in takes a list")
+            item = right.type[5:-1] if right.type.startswith("list(") else "dyn"
+            if _unify(left.type, item) is None:
+                raise self.mismatch("in", left, _T(b, f"list({item})", right.start, right.end), name="@in")
+            return _T(lambda d, u: _in(a(d, u), b(d, u)), "bool", left.start, right.end)
         if op in ("==", "!="):
+            if _unify(left.type, right.type) is None:
+                raise self.mismatch(op, left, right)
             neg = op == "!="
-            return lambda d, u: _not(_equal(left(d, u), right(d, u))) if neg else _equal(left(d, u), right(d, u))
-        compare = {"<": int.__lt__, ">": int.__gt__, "<=": int.__le__, ">=": int.__ge__}[op]
+            return _T(lambda d, u: _not(_equal(a(d, u), b(d, u))) if neg else _equal(a(d, u), b(d, u)), "bool", left.start, right.end)
+        if _unify(left.type, right.type) not in (*_ORDERED, "dyn"):
+            raise self.mismatch(op, left, right)
+        compare: Callable[[object, object], bool] = {
+            "<": lambda x, y: x < y,
+            ">": lambda x, y: x > y,
+            "<=": lambda x, y: x <= y,
+            ">=": lambda x, y: x >= y,
+        }[op]
 
         def order(d: Disk, u: set[str]) -> Value:
-            a, b = left(d, u), right(d, u)
-            if a is UNKNOWN or b is UNKNOWN:
+            x, y = a(d, u), b(d, u)
+            if not _known(x) or not _known(y):
                 return UNKNOWN
-            if type(a) is not int or type(b) is not int:
-                raise UnreadableError(f"{op} compares numbers only")
-            return compare(a, b)
+            if isinstance(x, bool) != isinstance(y, bool) or isinstance(x, str) != isinstance(y, str):
+                return UNKNOWN  # a dyn of another type: CEL's runtime error, no disk's true nor false
+            return compare(x, y)
 
-        return order
+        return _T(order, "bool", left.start, right.end)
 
-    def addition(self) -> Node:
+    def addition(self) -> _T:
         left = self.multiplication()
         while self.peek() in ("+", "-"):
-            op = self.take()[1]
-            left = _arith(left, self.multiplication(), int.__add__ if op == "+" else int.__sub__)
+            op = self.take().text
+            left = self.arith(op, left, self.multiplication())
         return left
 
-    def multiplication(self) -> Node:
+    def multiplication(self) -> _T:
         left = self.unary()
-        while self.peek() in ("*", "/"):
-            op = self.take()[1]
-            left = _arith(left, self.unary(), int.__mul__ if op == "*" else _divide)
+        while self.peek() in ("*", "/", "%"):
+            op = self.take().text
+            left = self.arith(op, left, self.unary())
         return left
 
-    def unary(self) -> Node:
+    def arith(self, op: str, left: _T, right: _T) -> _T:
+        kind = _unify(left.type, right.type)
+        if kind is None or (kind != "dyn" and kind not in _ARITH_TYPES[op]):
+            raise self.mismatch(op, left, right)
+        if kind in ("string", "dyn") and op == "+":
+            raise UnreadableError(f"+ of {_article(kind)} is not read here")
+        if kind == "dyn":
+            raise UnreadableError(f"{op} of a dyn is not read here")
+        return _T(_arith(left.node, right.node, op, kind), kind, left.start, right.end)
+
+    def unary(self) -> _T:
         if self.peek() == "!":
-            self.take()
+            tok = self.take()
             inner = self.unary()
-            return lambda d, u: _not(inner(d, u))
+            if inner.type not in ("bool", "dyn"):
+                raise RefusedError(f"`{self.src(inner)}` is {_article(inner.type)}: ! takes a bool (found no matching overload for '!_')")
+            n = inner.node
+            return _T(lambda d, u: _not(n(d, u)), "bool", tok.start, inner.end)
         if self.peek() == "-":
-            self.take()
+            tok = self.take()
             inner = self.unary()
-            return _arith(lambda d, u: 0, inner, int.__sub__)
+            if inner.type not in ("int", "double"):
+                # cel-go has no negation of a uint (standard.go:221-232: int and double only).
+                raise RefusedError(
+                    f"found no matching overload for '-_' applied to '({inner.type})': `-{self.src(inner)}` negates {_article(inner.type)}, and CEL negates an int or a double alone"
+                )
+            n = inner.node
+            kind = inner.type
+            return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end)
         return self.member()
 
-    def member(self) -> Node:
-        node = self.primary()
-        while self.peek() == ".":
+    def member(self) -> _T:
+        t = self.primary()
+        while self.peek() in (".", "["):
+            if self.peek() == "[":
+                raise UnreadableError("an index ([...]) is not read here")
             self.take()
-            kind, name = self.take()
-            if kind != "name":
-                raise UnreadableError(f"a name expected after '.', {name!r} found")
-            if self.peek() == "(":
-                args = self.args()
-                node = _method(node, name, args)
-            else:
-                node = _field(node, name)
-        return node
+            tok = self.take()
+            if tok.kind != "name":
+                raise RefusedError(f"a name expected after '.', {tok.text!r} found (a syntax error to cel-go's parser)")
+            t = self.method(t, tok.text) if self.peek() == "(" else self.field(t, tok)
+        return t
 
-    def args(self) -> list[Node]:
+    def field(self, t: _T, tok: _Tok) -> _T:
+        name = tok.text
+        if t.type != "disk":
+            raise RefusedError(f"`{self.src(t)}.{name}`: type '{t.type}' does not support field selection")
+        if name not in FIELD_TYPES:
+            raise RefusedError(f"disk.{name} is not a field of Talos's disk (block.DiskSpec): undefined field '{name}'")
+        n = t.node
+
+        def get(d: Disk, u: set[str]) -> Value:
+            disk = n(d, u)
+            assert isinstance(disk, Disk)
+            value = disk.fields.get(name, UNKNOWN)
+            if isinstance(value, Spelled):
+                u.add(f"disk.{name} beyond udev's spelling of it in the link, {max(value.spellings, key=len)} or its first words")
+            elif not isinstance(value, (str, int, bool)):
+                u.add(f"disk.{name}")
+            return value
+
+        return _T(get, FIELD_TYPES[name], t.start, tok.end)
+
+    def args(self) -> tuple[list[_T], int]:
         self.take("(")
-        out: list[Node] = []
+        out: list[_T] = []
         while self.peek() != ")":
             out.append(self.ternary())
             if self.peek() != ")":
                 self.take(",")
-        self.take(")")
-        return out
+        return out, self.take(")").end
 
-    def primary(self) -> Node:
-        kind, tok = self.take()
-        if kind == "str":
-            text = tok[1:-1]
-            return lambda d, u: text
-        if kind == "num":
-            number = int(tok.rstrip("u"), 0)
-            return lambda d, u: number
-        if tok == "(":
+    def method(self, recv: _T, name: str) -> _T:
+        if name in ("exists", "all", "exists_one"):
+            return self.macro(recv, name)
+        if name in ("map", "filter"):
+            # Macros that bind a name, as exists does (parser/macro.go): not read here, and their arguments with them.
+            raise UnreadableError(f".{name}() is not read here (startsWith, endsWith, contains, matches, size, exists and all are)")
+        args, end = self.args()
+        if name == "size" and not args:
+            return self.size(recv, recv.start, end)
+        if name in ("startsWith", "endsWith", "contains", "matches"):
+            if len(args) != 1 or recv.type not in ("string", "dyn") or args[0].type not in ("string", "dyn"):
+                kinds = ", ".join(a.type for a in args)
+                raise RefusedError(f"found no matching overload for '{name}' applied to '{recv.type}.({kinds})' (a string's, of a string)")
+            return _T(_method(recv.node, name, args[0].node), "bool", recv.start, end)
+        if name in _STANDARD or name == "size":
+            raise UnreadableError(f".{name}() is not read here (startsWith, endsWith, contains, matches, size, exists and all are)")
+        raise RefusedError(f".{name}() is no function of Talos's selector environment (undeclared reference to '{name}')")
+
+    def size(self, t: _T, start: int, end: int) -> _T:
+        if t.type not in ("string", "dyn") and not t.type.startswith("list("):
+            raise RefusedError(f"found no matching overload for 'size' applied to '({t.type})'")
+        n = t.node
+        return _T(lambda d, u: _size(n(d, u)), "int", start, end)
+
+    def macro(self, recv: _T, name: str) -> _T:
+        self.take("(")
+        var = self.take()
+        if var.kind != "name":
+            raise RefusedError(f"{name}() takes a variable name first, {var.text!r} found")
+        self.take(",")
+        if not recv.type.startswith("list(") and recv.type != "dyn":
+            raise RefusedError(f"expression of type '{recv.type}' cannot be range of a comprehension (must be list, map, or dynamic)")
+        binding: dict[str, Value] = {}
+        outer = self.scope.get(var.text)
+        self.scope[var.text] = (recv.type[5:-1] if recv.type.startswith("list(") else "dyn", binding)
+        try:
+            pred = self.ternary()
+        finally:
+            if outer is None:
+                del self.scope[var.text]
+            else:
+                self.scope[var.text] = outer
+        end = self.take(")").end
+        if pred.type not in ("bool", "dyn"):
+            raise RefusedError(f"the condition of {name}() is {_article(pred.type)}, not a bool")
+        items, p = recv.node, pred.node
+
+        def run(d: Disk, u: set[str]) -> Value:
+            return _comprehension(name, items(d, u), lambda x: _bound(binding, var.text, x, p, d, u))
+
+        return _T(run, "bool", recv.start, end)
+
+    def primary(self) -> _T:
+        tok = self.take()
+        text = tok.text
+        if tok.kind == "str":
+            value = _unescape(text)
+            return _T(lambda d, u: value, "string", tok.start, tok.end)
+        if tok.kind == "num":
+            return self.number(tok)
+        if text == "(":
             inner = self.ternary()
-            self.take(")")
-            return inner
-        if tok == "[":
-            items: list[Node] = []
+            end = self.take(")").end
+            return _T(inner.node, inner.type, tok.start, end)
+        if text == "[":
+            items: list[_T] = []
             while self.peek() != "]":
                 items.append(self.ternary())
                 if self.peek() != "]":
                     self.take(",")
-            self.take("]")
-            return lambda d, u: [n(d, u) for n in items]
-        if kind != "name":
-            raise UnreadableError(f"{tok!r} is not read there")
-        if tok in ("true", "false"):
-            flag = tok == "true"
-            return lambda d, u: flag
-        if tok in UNITS:
-            unit = UNITS[tok]
-            return lambda d, u: unit
-        if tok == "system_disk":
-            return lambda d, u: d.system_disk
-        if tok == "disk":
-            return lambda d, u: d
-        if tok == "glob" and self.peek() == "(":
-            args = self.args()
-            if len(args) != 2:
-                raise UnreadableError("glob takes a pattern and a string")
-            return lambda d, u: _glob(args[0](d, u), args[1](d, u))
-        raise UnreadableError(f"{tok} is not read here (disk, system_disk, glob and the size units are)")
+            end = self.take("]").end
+            # An aggregate literal's type is list(dyn) unless every item's is one (cel-go checker/checker.go:425, checkCreateList:
+            # dynElementType without HomogeneousAggregateLiterals, which cel.NewEnv leaves off).
+            kinds = {t.type for t in items}
+            kind = kinds.pop() if len(kinds) == 1 else "dyn"
+            nodes = [t.node for t in items]
+            return _T(lambda d, u: [n(d, u) for n in nodes], f"list({kind})", tok.start, end)
+        if tok.kind != "name":
+            raise RefusedError(f"{text!r} is not CEL there (a syntax error to cel-go's parser)")
+        if text in self.scope:
+            kind, binding = self.scope[text]
+            return _T(lambda d, u: binding[text], kind, tok.start, tok.end)
+        if text in ("true", "false"):
+            flag = text == "true"
+            return _T(lambda d, u: flag, "bool", tok.start, tok.end)
+        if text in UNITS:
+            unit = UNITS[text]
+            return _T(lambda d, u: unit, "uint", tok.start, tok.end)
+        if text == "system_disk":
+            return _T(lambda d, u: d.system_disk, "bool", tok.start, tok.end)
+        if text == "disk":
+            return _T(lambda d, u: d, "disk", tok.start, tok.end)
+        if self.peek() == "(":
+            return self.call(tok)
+        if text == "null" or text in _STANDARD:
+            raise UnreadableError(f"{text} is not read here (disk, system_disk, glob, size, int, uint and the size units are)")
+        raise RefusedError(
+            f"{text} is no name of Talos's selector environment: undeclared reference to '{text}' (it has disk, system_disk, glob() and the size units, celenv.go:36-57)"
+        )
+
+    def number(self, tok: _Tok) -> _T:
+        text = tok.text
+        if re.fullmatch(r"(?:\d*\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+", text):
+            number = float(text)
+            return _T(lambda d, u: number, "double", tok.start, tok.end)
+        unsigned = text[-1] in "uU"
+        value = int(text.rstrip("uU"), 0)
+        high = (_UINT64 if unsigned else _INT64)[1]
+        # cel-go's parser folds a unary minus into the literal after it, so -9223372036854775808 is an int; a binary
+        # minus (after a value: a name, a literal, `)` or `]`) is not folded.
+        before = self.toks[self.i - 3] if self.i >= 3 else None
+        negated = self.i >= 2 and self.toks[self.i - 2].text == "-" and (before is None or (before.kind == "op" and before.text not in (")", "]")))
+        if value > high + (0 if unsigned or not negated else 1):
+            raise RefusedError(f"{text} is out of the range of {'a uint' if unsigned else 'an int'} (cel-go's parser refuses it)")
+        return _T(lambda d, u: value, "uint" if unsigned else "int", tok.start, tok.end, not unsigned)
+
+    def call(self, tok: _Tok) -> _T:
+        name = tok.text
+        args, end = self.args()
+        kinds = ", ".join(a.type for a in args)
+        if name == "glob":
+            # celenv.go:45-52: glob(string, string), go-glob's Glob (stacks.disk_ids.glob).
+            if len(args) != 2 or any(a.type not in ("string", "dyn") for a in args):
+                raise RefusedError(f"found no matching overload for 'glob' applied to '({kinds})' (a pattern and a string)")
+            pattern, text = args[0].node, args[1].node
+            written = _tokens(self.src(args[0]))
+            if len(written) == 1 and written[0].kind == "str":
+                self.globs.append(_unescape(written[0].text))
+            return _T(lambda d, u: _glob(pattern(d, u), text(d, u)), "bool", tok.start, end)
+        if name == "size" and len(args) == 1:
+            return self.size(args[0], tok.start, end)
+        if name in ("int", "uint") and len(args) == 1:
+            # standard.go's conversions: int(uint), uint(int) and of a double (truncated) or a string; out of range is an error.
+            if args[0].type not in ("int", "uint", "double", "string", "dyn"):
+                raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})'")
+            n = args[0].node
+            return _T(_convert(n, name), name, tok.start, end)
+        if name in ("startsWith", "endsWith", "contains"):
+            # A string's methods alone (standard.go: member overloads), so a call without the receiver finds none.
+            raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})': it is a string's method, written s.{name}(x)")
+        if name in _STANDARD or name in ("size", "matches", "int", "uint"):
+            raise UnreadableError(f"{name}() is not read here (glob, size, int and uint are)")
+        raise RefusedError(
+            f"{name}() is no function of Talos's selector environment: undeclared reference to '{name}' (it has glob() and cel-go's standard functions, celenv.go:36-57)"
+        )
+
+
+def glob_patterns(match: str) -> list[str]:
+    """Each glob() pattern a selector writes as a string (none when Talos refuses it or it is outside the subset)."""
+    try:
+        parser = _Parser(match)
+        parser.parse()
+    except UnreadableError:
+        return []
+    return parser.globs
+
+
+def _known(v: Value) -> bool:
+    return v is not UNKNOWN and not isinstance(v, (Partial, Links))
+
+
+def _same(a: Value, b: Value) -> bool:
+    return _known(a) and _known(b) and type(a) is type(b) and a == b
 
 
 def _or(values: list[Value]) -> Value:
@@ -320,73 +671,124 @@ def _or(values: list[Value]) -> Value:
         return True
     if all(v is False for v in values):
         return False
-    if any(v is not UNKNOWN and not isinstance(v, bool) for v in values):
-        raise UnreadableError("&&, || and ! take booleans")
     return UNKNOWN
 
 
 def _not(value: Value) -> Value:
-    if value is UNKNOWN:
-        return UNKNOWN
-    if not isinstance(value, bool):
-        raise UnreadableError("&&, || and ! take booleans")
-    return not value
+    return (not value) if isinstance(value, bool) else UNKNOWN
 
 
-def _divide(a: int, b: int) -> int | None:
-    """CEL's division: truncated toward zero (cel-go's int and uint `/`, Go's), and no value for a division by zero, an
-    error in CEL, which the evaluation reads as unknown (an error is no disk's `true`, but nor is it `false`)."""
-    if b == 0:
-        return None
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
+def _arith(left: Node, right: Node, op: str, kind: str) -> Node:
+    """CEL's arithmetic of two values of type `kind`: int and uint division and modulo truncated toward zero (Go's, as
+    cel-go's), and no value for a division by zero or a result out of the type's range (an error in CEL: cel-go
+    common/types/int.go and uint.go check each), which the evaluation reads as unknown (an error is no disk's `true`, but
+    nor is it `false`; Talos's volume manager stops at it, locate.go:257-260)."""
 
-
-def _arith(left: Node, right: Node, op: Callable[[int, int], int | None]) -> Node:
     def run(d: Disk, u: set[str]) -> Value:
         a, b = left(d, u), right(d, u)
-        if a is UNKNOWN or b is UNKNOWN:
+        if not _known(a) or not _known(b) or isinstance(a, bool) or isinstance(b, bool):
             return UNKNOWN
-        if type(a) is not int or type(b) is not int:
-            raise UnreadableError("it does arithmetic on other than numbers")
-        value = op(a, b)
-        return UNKNOWN if value is None else value
+        if kind == "double":
+            x, y = float(a), float(b)  # type: ignore[arg-type]
+            if op == "/":
+                return x / y if y else (float("nan") if x == 0 or x != x else float("inf") * (1 if x > 0 else -1))
+            return {"+": x + y, "-": x - y, "*": x * y}[op]
+        if not isinstance(a, int) or not isinstance(b, int):
+            return UNKNOWN
+        if op in ("/", "%"):
+            if b == 0:
+                return UNKNOWN
+            q = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)
+            value = q if op == "/" else a - b * q
+        else:
+            value = {"+": a + b, "-": a - b, "*": a * b}[op]
+        low, high = _UINT64 if kind == "uint" else _INT64
+        return value if low <= value <= high else UNKNOWN
 
     return run
 
 
-def _field(node: Node, name: str) -> Node:
-    if name not in DISK_FIELDS:
-        raise UnreadableError(f"disk.{name} is not a field of Talos's disk (block.DiskSpec)")
+def _convert(node: Node, to: str) -> Node:
+    def run(d: Disk, u: set[str]) -> Value:
+        v = node(d, u)
+        if not _known(v) or isinstance(v, bool):
+            return UNKNOWN
+        if isinstance(v, str):
+            if not re.fullmatch(r"-?\d+", v):
+                return UNKNOWN
+            v = int(v)
+        if isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                return UNKNOWN
+            v = int(v)
+        if not isinstance(v, int):
+            return UNKNOWN
+        low, high = _UINT64 if to == "uint" else _INT64
+        return v if low <= v <= high else UNKNOWN
 
-    def get(d: Disk, u: set[str]) -> Value:
-        disk = node(d, u)
-        if not isinstance(disk, Disk):
-            raise UnreadableError(f".{name} is read of disk only")
-        value = disk.fields.get(name, UNKNOWN)
-        if not isinstance(value, (str, int, bool)):
-            u.add(f"disk.{name}")
-        return value
+    return run
 
-    return get
+
+def _size(v: Value) -> Value:
+    """size() of a string (its code points, cel-go's) or a list; unknown of what the inventory tells in part."""
+    if isinstance(v, (str, list)):
+        return len(v)
+    return UNKNOWN
+
+
+def _bound(binding: dict[str, Value], name: str, item: Value, pred: Node, d: Disk, u: set[str]) -> Value:
+    binding[name] = item
+    return pred(d, u)
+
+
+def _comprehension(name: str, items: Value, pred: Callable[[Value], Value]) -> Value:
+    """exists, all and exists_one over a list: a literal's items are all known; of disk.symlinks only the links the
+    inventory names, so a link the predicate is true of makes exists true (all false, when false), and nothing else
+    can be told. exists is an || of the items and all an && (cel-spec langdef.md, "Macros"), with their commutativity."""
+    if isinstance(items, list):
+        values = [pred(x) for x in items]
+        if name == "exists":
+            return _or(values)
+        if name == "all":
+            return _not(_or([_not(v) for v in values]))
+        if any(v is not True and v is not False for v in values):
+            return UNKNOWN
+        return sum(v is True for v in values) == 1
+    if isinstance(items, Links):
+        values = [pred(x) for x in sorted(items.known)]
+        if name == "exists" and any(v is True for v in values):
+            return True
+        if name == "all" and any(v is False for v in values):
+            return False
+    return UNKNOWN
 
 
 def _equal(a: Value, b: Value) -> Value:
     if isinstance(a, Partial):
         a, b = b, a
-    if a is UNKNOWN or b is UNKNOWN:
+    if a is UNKNOWN or b is UNKNOWN or isinstance(a, (Partial, Links)) or isinstance(b, Links):
         return UNKNOWN
     if isinstance(b, Partial):
         if not isinstance(a, str):
-            raise UnreadableError("it compares a string field with another type")
+            return False  # a dyn of another type: CEL's heterogeneous == is false
+        if isinstance(b, Spelled):
+            return b.equals(a)
         if not a.startswith(b.prefix) or a in b.not_values:
             return False
         if isinstance(b, _OneOf):
             return UNKNOWN if a in b.values and len(b.values) > 1 else a in b.values
         return UNKNOWN
-    if type(a) is not type(b):
-        raise UnreadableError("it compares values of two types with ==")
-    return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return False
+        return _not(_or([_not(_equal(x, y)) for x, y in zip(a, b, strict=True)]))
+    # Numbers of two types (only through a dyn) compare by value (cel-spec langdef.md, "Numbers" heterogeneous
+    # equality); a bool is no number, though Python's is an int.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
 
 
 def _in(item: Value, items: Value) -> Value:
@@ -394,23 +796,27 @@ def _in(item: Value, items: Value) -> Value:
         return UNKNOWN
     if isinstance(items, Links):
         if not isinstance(item, str):
-            raise UnreadableError("disk.symlinks holds strings")
+            return UNKNOWN
         if item in items.known:
             return True
         return False if items.other(item) else UNKNOWN
     if isinstance(items, list):
-        found = [_equal(item, x) for x in items]
-        return _or(found)
-    raise UnreadableError("in takes a list")
+        return _or([_equal(item, x) for x in items])
+    return UNKNOWN
 
 
 def _glob(pattern: Value, text: Value) -> Value:
     if not isinstance(pattern, str):
         return UNKNOWN
     if isinstance(text, str):
-        return fnmatch.fnmatchcase(text, pattern)
+        return glob(pattern, text)
+    if isinstance(text, _OneOf):
+        each = {glob(pattern, v) for v in text.values}
+        return each.pop() if len(each) == 1 else UNKNOWN
+    if isinstance(text, Spelled):
+        return text.call("glob", pattern)
     if isinstance(text, Partial):
-        fixed = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        fixed = pattern.split("*", 1)[0]
         if not (fixed.startswith(text.prefix) or text.prefix.startswith(fixed)):
             return False
     return UNKNOWN
@@ -422,30 +828,24 @@ def _glob(pattern: Value, text: Value) -> Value:
 _SIMPLE_RE = re.compile(r"^(?:[^\\(\[]|\\[.^$*+?()\[\]{}|\\/dDwWsS-]|\((?!\?)|\[(?!\[:))*$")
 
 
-def _method(node: Node, name: str, args: list[Node]) -> Node:
-    if name not in ("startsWith", "endsWith", "contains", "matches") or len(args) != 1:
-        raise UnreadableError(f".{name}() is not read here (startsWith, endsWith, contains and matches are)")
-    arg = args[0]
-
+def _method(recv: Node, name: str, arg: Node) -> Node:
     def call(d: Disk, u: set[str]) -> Value:
-        text, what = node(d, u), arg(d, u)
-        if what is UNKNOWN:
-            return UNKNOWN
+        text, what = recv(d, u), arg(d, u)
         if not isinstance(what, str):
-            raise UnreadableError(f".{name}() takes a string")
+            return UNKNOWN
         if isinstance(text, _OneOf):
             each = {_string_call(name, v, what) for v in text.values}
             return each.pop() if len(each) == 1 else UNKNOWN
+        if isinstance(text, Spelled):
+            return text.call(name, what)
         if isinstance(text, Partial):
             if name == "startsWith":
                 if text.prefix.startswith(what):
                     return True
                 return UNKNOWN if what.startswith(text.prefix) else False
             return UNKNOWN
-        if text is UNKNOWN:
-            return UNKNOWN
         if not isinstance(text, str):
-            raise UnreadableError(f".{name}() is called on a string")
+            return UNKNOWN
         return _string_call(name, text, what)
 
     return call
@@ -468,16 +868,42 @@ def _string_call(name: str, text: str, what: str) -> Value:
 
 
 def parse(match: str) -> Node:
-    """The selector as a function of a Disk; UnreadableError if it is outside the subset read here."""
-    return _Parser(match).parse()
+    """The selector as a function of a Disk: RefusedError if Talos refuses it (with the fix, where one is certain, made to
+    type-check), UnreadableError if it is outside the subset read here."""
+    try:
+        t = _Parser(match).parse()
+    except RefusedError as e:
+        e.fix = _checked_fix(e.fix)
+        raise
+    if t.type not in ("bool",):
+        # cel.go:76-78: the checked type must be exactly bool.
+        raise RefusedError(f"its type is {t.type}, not bool: expression output type is {t.type}, expected bool (cel.go:76-78)")
+    return t.node
+
+
+def _checked_fix(fix: str | None) -> str | None:
+    """`fix` once each further int beside a uint in it is fixed as well, or None where that leaves another refusal or a
+    part not read here (which may hide one, and which stacks.rules refuses beside data disks)."""
+    for _ in range(16):
+        if fix is None:
+            return None
+        try:
+            t = _Parser(fix).parse()
+        except RefusedError as e:
+            fix = e.fix
+            continue
+        except UnreadableError:
+            return None
+        return fix if t.type == "bool" else None
+    return None
 
 
 def evaluate(node: Node, disk: Disk) -> Result:
     """The selector's value on `disk`: True, False or UNKNOWN, and the fields that left it unknown."""
     unknown: set[str] = set()
     value = node(disk, unknown)
-    if value is not UNKNOWN and not isinstance(value, bool):
-        raise UnreadableError("it is not a boolean")
+    if not isinstance(value, bool):
+        value = UNKNOWN
     return Result(value, unknown if value is UNKNOWN else set())
 
 
@@ -522,15 +948,27 @@ def inventory_disk(name: str, system_disk: bool = False, transport: str | None =
         link = by_id_name(name) if name.startswith("/dev/disk/by-id/") else ""
         if link.startswith(_WWID_LINKS):
             fields["wwid"] = "naa." + link.removeprefix("wwn-0x") if link.startswith("wwn-0x") else link.removeprefix("nvme-")
+            if (wwid := nvme_wwid_of_link(name)) is not None and (carried := nvme_wwid_parts(wwid)) is not None:
+                # The serial and model the controller reports, which the wwid carries whole (stacks.disk_ids), as Talos
+                # reads them from sysfs with the blanks around cut (siderolabs/go-blockdevice block/device_linux.go:343,
+                # 458-465 at v2.0.3, the newest stored; Talos pins v2.0.32).
+                fields["serial"], fields["model"] = carried[0], carried[1]
         elif link.startswith(_MODEL_SERIAL):
             # udev names the link <bus>-<model>_<serial> (the model's spaces written `_`), and an NVMe namespace's
             # second link <...>_<serial>_<nsid> (60-persistent-storage.rules): the serial is the last part, or the one
             # before a namespace's number; the link's other parts are the model's.
-            parts = link.split("_")[1:]
-            serials = set(parts[-1:])
-            if link.startswith("nvme-") and len(parts) > 1 and parts[-1].isdigit():
-                serials.add(parts[-2])
+            words = link.split("-", 1)[1].split("_")
+            cuts = [len(words) - 1] + ([len(words) - 2] if link.startswith("nvme-") and len(words) > 2 and words[-1].isdigit() else [])
+            serials = {words[k] for k in cuts if k > 0}
             fields["serial"] = _OneOf(values=frozenset(serials)) if serials else UNKNOWN
+            if link.startswith("nvme-") and serials:
+                # An NVMe link's model is the controller's sysfs model (ID_MODEL=$attr{model}), the one Talos reads
+                # (block/device_linux.go:343), spelled by udev. Where the model ends is told by where the serial starts,
+                # and a serial with a blank in it is spelled with a `_` too, so each run of the link's words before its
+                # last is taken as the model's spelling. An ATA, SCSI or USB link's model is not Talos's: udev takes an
+                # ATA disk's from IDENTIFY (ata_id), while the sysfs model Talos reads is the SCSI layer's 16-character
+                # INQUIRY product, so there disk.model stays unknown.
+                fields["model"] = Spelled(spellings=frozenset("_".join(words[:k]) for k in range(1, len(words))))
     else:
         fields["dev_path"] = name
         fields["symlinks"] = Links(frozenset(), lambda link: False)
@@ -542,3 +980,28 @@ class _OneOf(Partial):
     """A string that is one of `values`."""
 
     values: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Spelled(Partial):
+    """A string known as udev spells it in a link's name (stacks.disk_ids.udev_spelling: each character outside the few
+    it keeps written `_`): its spelling is one of `spellings`. The spelling maps each character alone, so a string
+    that starts with, ends with or holds another has a spelling that does the same of the other's."""
+
+    spellings: frozenset[str] = frozenset()
+
+    def equals(self, text: str) -> Value:
+        if udev_spelling(text) not in self.spellings:
+            return False
+        return True if self.spellings == {text} and "_" not in text else UNKNOWN
+
+    def call(self, name: str, what: str) -> Value:
+        """startsWith, endsWith, contains or glob of `what`: false when no spelling could be, else unknown."""
+        if name == "glob":
+            pattern = "*".join(udev_spelling(part) for part in what.split("*"))
+            could = any(glob(pattern, s) for s in self.spellings)
+        elif name in ("startsWith", "endsWith", "contains"):
+            could = any(_string_call(name, s, udev_spelling(what)) is True for s in self.spellings)
+        else:
+            could = True
+        return UNKNOWN if could else False

@@ -481,26 +481,32 @@ def _key(w: _Walk, parts: tuple[str | int, ...], key: str, value: Any, holder: M
     w.add(Problem(path, message), found)
 
 
+# A URL as a kernel argument's value: its scheme, its authority (userinfo@host:port) and what follows (path, query,
+# fragment), none of which is parsed further, since a credential may sit in any of them (a capability URL's random path
+# segment, a presigned S3 URL's query, a token after `#` or `;`).
+_KERNEL_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)$", re.DOTALL)
+
+
 def masked_kernel_arg(arg: str) -> str:
-    """A kernel argument as it is safe to print: its name, and its value only where the rules here find no credential in
-    it (an argument of CREDENTIAL_KERNEL_ARGS, a value in a token's form, a URL's user and password or token parameter
-    are each `***`); a word with no `=` is a flag, printed whole. Such arguments are refused (strip); this is for what
-    prints a stack's arguments all the same (the summary), so that nothing there ever echoes one."""
+    """A kernel argument as it is safe to print: its name, and of its value only what can hold no credential. An argument
+    of CREDENTIAL_KERNEL_ARGS, one whose name names a credential, a value in a token's form, and a value that is no URL
+    with a part in one (between / ? # & ; = , : @) are `***`; a URL is cut to <scheme>://<host>/ and `…` for whatever
+    followed, its user and password dropped and a host label in a token's form `***`. A word with no `=` is a flag,
+    printed whole. Such arguments are refused (strip); this is for what prints a stack's arguments all the same (the
+    summary), so that nothing there ever echoes one."""
     name, eq, value = arg.partition("=")
     if not eq:
         return arg
     if name in CREDENTIAL_KERNEL_ARGS or credential_key(name) or any(form.search(value) for form, _ in TOKEN_FORMS):
         return f"{name}=***"
-    if "://" not in value:
-        return arg
-    try:
-        url = urlsplit(value.strip())
-    except ValueError:
-        return f"{name}=***"
-    pairs = parse_qsl(url.query, keep_blank_values=True)
-    query = "&".join(f"{k}=***" if k.lower() in _QUERY_CREDENTIALS or credential_key(k) or looks_like_token(v) else f"{k}={v}" for k, v in pairs)
-    netloc = ("***@" if "@" in url.netloc else "") + url.netloc.rpartition("@")[2]
-    return f"{name}={urlunsplit((url.scheme, netloc, url.path, query, url.fragment))}"
+    url = _KERNEL_URL.match(value.strip())
+    if url is None:
+        parts = re.split(r"[/?#&;=,:@]", value)
+        return f"{name}=***" if "://" in value or any(looks_like_token(p) for p in parts) else arg
+    host = url["authority"].rpartition("@")[2]
+    host = ".".join("***" if looks_like_token(label) else label for label in host.split("."))
+    rest = url["rest"] if url["rest"] in ("", "/") else "/…"
+    return f"{name}={url['scheme']}://{host}{rest}"
 
 
 def _value(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -> str:

@@ -8,8 +8,28 @@ share a serial (stacks.storage.shared_disk_names warns of it).
 
 from __future__ import annotations
 
-import fnmatch
 import re
+
+
+def glob(pattern: str, subject: str) -> bool:
+    """Whether `subject` matches `pattern` as Talos's glob() reads it: ryanuber/go-glob v1.0.0's Glob (glob.go:11-56), in
+    which `*` alone is special (any run of characters) and `?`, `[` and `\\` are themselves. A pattern with no `*` is
+    compared whole; else its first part must start the subject, each middle part is found leftmost in what is left, and
+    the last part must end it."""
+    if pattern == "":
+        return subject == ""
+    if pattern == "*":
+        return True
+    parts = pattern.split("*")
+    if len(parts) == 1:
+        return subject == pattern
+    leading, trailing = pattern.startswith("*"), pattern.endswith("*")
+    for i, part in enumerate(parts[:-1]):
+        idx = subject.find(part)
+        if (i == 0 and not leading and idx != 0) or (i > 0 and idx < 0):
+            return False
+        subject = subject[idx + len(part) :]
+    return trailing or subject.endswith(parts[-1])
 
 
 def by_id_name(disk: str) -> str:
@@ -31,11 +51,11 @@ def by_id_has_serial(disk: str, serial: str) -> bool:
     """Whether `disk` is a /dev/disk/by-id/ name carrying `serial` (a glob, as Talos's selector reads it) as one of its
     `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial, or the serial an
     nvme-nvme.<vendor>-<serial hex>-<model hex>-<nsid> link carries (nvme_wwid_parts)."""
-    if not disk.startswith("/dev/disk/by-id/") or serial.strip("*?") == "":
+    if not disk.startswith("/dev/disk/by-id/") or serial.strip("*") == "":
         return False
     if (wwid := nvme_wwid_of_link(disk)) is not None and (parts := nvme_wwid_parts(wwid)) is not None:
-        return fnmatch.fnmatchcase(parts[0], serial)
-    return any(fnmatch.fnmatchcase(part, serial) for part in by_id_name(disk).split("_")[1:])
+        return glob(serial, parts[0])
+    return any(glob(serial, part) for part in by_id_name(disk).split("_")[1:])
 
 
 def by_id_has_wwid(disk: str, wwid: str) -> bool:
@@ -43,7 +63,7 @@ def by_id_has_wwid(disk: str, wwid: str) -> bool:
     device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex>, and an NVMe namespace's wwid itself
     after nvme- (nvme-eui.<hex>, 60-persistent-storage.rules); a namespace whose wwid is nvme.<...> also
     nvme-<model>_<serial>, the serial and model the wwid carries (nvme_link_is_wwid)."""
-    if not disk.startswith("/dev/disk/by-id/") or wwid.strip("*?") == "":
+    if not disk.startswith("/dev/disk/by-id/") or wwid.strip("*") == "":
         return False
     if nvme_link_is_wwid(disk, wwid):
         return True
@@ -54,7 +74,7 @@ def by_id_has_wwid(disk: str, wwid: str) -> bool:
         linked = name.removeprefix("nvme-")
     else:
         return False
-    return fnmatch.fnmatchcase(linked.lower(), wwid.lower())
+    return glob(wwid.lower(), linked.lower())
 
 
 # An NVMe namespace with no UUID, NGUID or EUI-64 gets the wwid nvme.<vendor id>-<serial>-<model>-<nsid>, its serial and
@@ -118,3 +138,9 @@ def nvme_links_comparable(a: str, b: str) -> bool:
     link: one_nvme_namespace tells whether they are one namespace, so neither may be said to be unknowable."""
     model_serial = re.compile(r"^/dev/disk/by-id/nvme-(?!(?:eui|nvme|uuid)\.)")
     return any(nvme_wwid_of_link(x) is not None and model_serial.match(y) is not None for x, y in ((a, b), (b, a)))
+
+
+def udev_spelling(text: str) -> str:
+    """`text` as udev writes it in a link's name (OPTIONS="string_escape=replace": each character but the few it keeps
+    written `_`, _UDEV_KEPT)."""
+    return _UDEV_KEPT.sub("_", text)

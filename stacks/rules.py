@@ -6,7 +6,6 @@ of the others, and yields `Problem`s naming the exact config path and offending 
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import namespace_links, nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1482,7 +1481,7 @@ def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
         return False
     parts = [p for p in bus_path.lower().split("/") if p]
     pcis = [p for p in parts if p.count(":") == 2]  # a PCI address, domain:bus:device.function (pci0000:00 is the root)
-    if not pcis or not fnmatch.fnmatchcase(found["pci"], pcis[-1]):
+    if not pcis or not glob(pcis[-1], found["pci"]):
         return False
     return found["bus"] == "nvme" or f"ata{found['n']}" in parts
 
@@ -1537,7 +1536,7 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
         found.append(f"type ssd is !disk.rotational, and {disk} is an NVMe disk, never rotational")
     if selector.model is not None and (wwid := nvme_wwid_of_link(disk)) is not None and (parts_of := nvme_wwid_parts(wwid)):
         # The model as the controller reports it, blanks and all, as Talos reads disk.model.
-        if not fnmatch.fnmatchcase(parts_of[1], selector.model):
+        if not glob(selector.model, parts_of[1]):
             return None
         found.append(f"model {selector.model} matches {parts_of[1]}, the model its nvme-nvme. link carries")
     elif selector.model is not None and disk.startswith("/dev/disk/by-id/"):
@@ -1545,8 +1544,8 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
         bus, _, first = parts[0].partition("-")
         if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:
             names = ["_".join([first, *parts[1:k]]) for k in range(1, len(parts) + 1)]
-            glob = selector.model.replace(" ", "_")
-            if not any(fnmatch.fnmatchcase(n, glob) for n in names):
+            pattern = selector.model.replace(" ", "_")
+            if not any(glob(pattern, n) for n in names):
                 return None
             found.append(f"model {selector.model} matches the model in its by-id name")
     return "; ".join(found) or None
@@ -2071,7 +2070,7 @@ def _patch(
                 "and dataDisks, which Ceph takes as OSDs (never beside a patch's claim): remove it from the patch, or remove the patch",
             )
     match = _disk_selector(patch)
-    if match is not None and ceph:
+    if match is not None:
         yield from _volume_on_ceph(f"{path}.provisioning.diskSelector.match", match, owner, ceph)
 
 
@@ -2133,22 +2132,45 @@ def _noted(keys: Sequence[str], unknown: Sequence[str]) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+def _off_ceph(match: str, ceph: Sequence[tuple[str, str]]) -> str:
+    """`match` with the parts that keep it off each data disk it may select appended (itself when it selects none)."""
+    node = cel.parse(match)
+    taken = [disk for _, disk in ceph if cel.evaluate(node, _ceph_disk(disk)).value is not False]
+    return volume_fix(match, list(dict.fromkeys(taken))) if taken else match
+
+
 def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str, str]]) -> Iterator[Problem]:
-    """A volume selector that is true, or may be (the inventory does not tell the fields it reads), for a data disk:
-    Ceph's disk would be provisioned. An expression outside what stacks.cel reads is refused as well, as which disks
-    it selects cannot be told."""
+    """A selector Talos refuses (stacks.cel.RefusedError: it type-checks the selector as it reads the config, so the
+    config is refused at apply), on any machine; and on one with data disks, a volume selector that is true, or may be
+    (the inventory does not tell the fields it reads), for a data disk: Ceph's disk would be provisioned. An expression
+    outside what stacks.cel reads is refused there as well, as which disks it selects cannot be told."""
     try:
         node = cel.parse(match)
-        results = [(key, disk, cel.evaluate(node, _ceph_disk(disk))) for key, disk in ceph]
+    except cel.RefusedError as e:
+        fix = (
+            f"write `{_off_ceph(e.fix, ceph)}`"
+            if e.fix is not None
+            else "write it in what Talos's environment has (disk.<field>, system_disk, glob() and the uint size units, as "
+            "in Talos's own `disk.size > 120u * GB && disk.size < 1u * TB`)"
+        )
+        yield Problem(
+            path,
+            f"{match} is refused by Talos, which type-checks the selector as it reads the config (volume_config.go:436-437, "
+            f"cel.go:65-80 at v1.14.0-rc.1), so the machine config is refused at apply: {e}; {fix}",
+        )
+        return
     except cel.UnreadableError as e:
+        if not ceph:
+            return
         yield Problem(
             path,
             f"{match}: Iluvatar cannot tell which disks it selects, as {e}, and {owner} has data disks Ceph takes "
             f"({', '.join(sorted({d for _, d in ceph}))}); write it with disk.<field> compared by ==, !=, <, >, in, "
-            "startsWith, endsWith, contains or matches, joined by &&, || and !, with "
+            "startsWith, endsWith, contains, matches or glob(), size(), exists() or all(), joined by &&, || and !, with "
             f"`&& {_excluding(sorted({d for _, d in ceph}))}` to keep it off them, or select the install disk: `system_disk`",
         )
         return
+    results = [(key, disk, cel.evaluate(node, _ceph_disk(disk))) for key, disk in ceph]
     taken = [(key, disk, r) for key, disk, r in results if r.value is not False]
     if not taken:
         return
@@ -2317,6 +2339,24 @@ def _component_images(p: Parsed) -> list[Problem]:
 _ETCD_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-\d+)?$")
 
 
+def etcd_release(image: str) -> tuple[int, int, int] | None:
+    """The etcd release an image's tag names, or None (no tag, or a tag of no release)."""
+    tag = image_tag(image)
+    m = _ETCD_TAG.match(tag) if tag is not None else None
+    return (int(m[1]), int(m[2]), int(m[3])) if m is not None else None
+
+
+def newer_etcd_patch(talos: str, image: str) -> bool:
+    """Whether `image` is a later patch release of the etcd minor Talos `talos` runs (3.7.2 beside its 3.7.1): etcd keeps
+    one data version a minor (its cluster version is major.minor, etcd server/etcdserver/version), so it starts on the
+    release's data and the release's etcdutl reads its snapshots; stacks.warn says it is pinned, not refused here."""
+    if talos not in releases.ETCD:
+        return False  # the release's own patch is not known: compared by minor alone
+    want = tuple(int(x) for x in releases.etcd_of(talos).split("."))
+    have = etcd_release(image)
+    return have is not None and have[:2] == want[:2] and have > want
+
+
 def _etcd_image(p: Parsed) -> list[Problem]:
     """A patch that pins cluster.etcd.image to another etcd than the one arda.talosVersion runs (stacks.releases.etcd_of:
     its release where the table knows it, else its minor). Talos runs the config's etcd image in place of its
@@ -2325,7 +2365,8 @@ def _etcd_image(p: Parsed) -> list[Problem]:
     member exits (etcd v3.5 server/etcdserver/api/membership/downgrade.go mustDetectDowngrade, v3.6 on server/etcdserver/
     version/downgrade.go MustDetectDowngrade: "cluster cannot be downgraded"),
     and with it the Kubernetes API of a control plane. One of the same release from another registry (a mirror) is
-    accepted, as COMPONENT_IMAGES's are: at the next Talos its release differs and this rule names it then."""
+    accepted, as COMPONENT_IMAGES's are: at the next Talos its release differs and this rule names it then. A later patch
+    of the same minor is an upgrade etcd takes (newer_etcd_patch): warned of (stacks.warn), not refused."""
     if p.arda is None:
         return []
     talos = p.arda.talos_version
@@ -2344,7 +2385,7 @@ def _etcd_image(p: Parsed) -> list[Problem]:
         tag = image_tag(image)
         m = _ETCD_TAG.match(tag) if tag is not None else None
         have = tuple(int(x) for x in m.groups()[: len(want)]) if m is not None else None
-        if have == want:
+        if have == want or newer_etcd_patch(talos, image):
             continue
         if tag is None:
             said = "has no tag (a bare name is :latest, a digest names no release), so it is not"

@@ -197,10 +197,11 @@ class _Named:
 def _named_disks(i: int, node: Node) -> Iterator[_Named]:
     selector = node.install_disk
     if isinstance(selector, DiskSelector):
-        # A glob may match a disk of each machine (S649*), as Talos reads it (fnmatch-like, v1alpha1_provider.go:1357-1406
-        # at v1.13.9); only a value with none names one disk.
+        # A glob may match a disk of each machine (S649*), as Talos reads it (glob(pattern, disk.<field>),
+        # v1alpha1_provider.go:1357-1406 at v1.13.9, go-glob: `*` its one wildcard, stacks.disk_ids.glob); only a value
+        # with no `*` names one disk.
         for kind, value in (("serial", selector.serial), ("wwid", selector.wwid)):
-            if value is not None and not any(c in value for c in "*?["):
+            if value is not None and "*" not in value:
                 yield _Named(i, node, f"installDisk.{kind}", kind, value)
     for where, disk in (("installDisk", node.install_disk), *((f"dataDisks[{d}]", x) for d, x in enumerate(node.data_disks))):
         if isinstance(disk, str) and disk.startswith("/dev/disk/by-id/"):

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from plans import zone
-from stacks import chart_images, encryption, pi_listeners, pins
+from stacks import cel, chart_images, encryption, pi_listeners, pins, releases
 from stacks.addresses import (
     CLIENTS,
     DEVICES,
@@ -61,7 +61,7 @@ from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
-from stacks.rules import _transport, talos_patches_of
+from stacks.rules import _transport, etcd_release, newer_etcd_patch, talos_patches_of
 from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 # A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
@@ -97,6 +97,8 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _rk1_sd_in_slots_1_and_2(stack)
     yield from _pi5_wake_on_lan(stack)
     yield from _generic_worker(stack)
+    yield from _etcd_newer_patch(stack)
+    yield from _glob_characters(stack)
     if stack.arda.cilium.version != pins.CHARTS["cilium"]:
         yield Problem(
             "iluvatar:arda.cilium.version",
@@ -605,7 +607,7 @@ def _bus_root_only(glob: str) -> str | None:
     rest matches any device behind it, every disk on that root complex. None when a literal component past the root
     names a controller, port or device (`/pci0000:00/0000:00:17.0/ata1/*`), or the glob has no wildcard."""
     parts = [p for p in glob.split("/") if p]
-    first = next((k for k, p in enumerate(parts) if any(c in p for c in "*?[")), None)
+    first = next((k for k, p in enumerate(parts) if "*" in p), None)  # go-glob's one wildcard (stacks.disk_ids.glob)
     if first is None or first == 0 or not all(_BUS_ROOT.match(p) for p in parts[:first]):
         return None
     return "/" + "/".join(parts[:first])
@@ -1427,6 +1429,68 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
         f"{keep} snapshots of backup.etcd.schedule {schedule}, which runs {per_day} times a day, span {hours_span} h {rest:02d} min: "
         f"a problem found the next day has no snapshot from before it; keep at least {per_day} (a day's), or run it less often",
     )
+
+
+def _literal_characters(pattern: str) -> str | None:
+    """The characters of a glob pattern that fnmatch and a shell read as wildcards and go-glob as themselves, named."""
+    found = [c for c in "?[" if c in pattern]
+    return " and ".join(f"`{c}`" for c in found) or None
+
+
+def _glob_characters(stack: StackConfig) -> Iterator[Problem]:
+    """A Talos glob (an install selector's model, serial, wwid or busPath; a volume selector's glob() pattern) holding `?`
+    or `[`: Talos's glob is go-glob's, where `*` is the one wildcard (glob.go:6,22-27 at v1.0.0, stacks.disk_ids.glob), so
+    `?` and `[...]` match only themselves, and the pattern most likely matches no disk at all (an install finds no disk;
+    a volume is never provisioned). Valid, as a value may hold them: said, not refused."""
+
+    def said(value: str, chars: str) -> str:
+        one = "itself" if len(chars) == 3 else "themselves"
+        return (
+            f"{value} holds {chars}: Talos's glob is go-glob's (glob.go:22-27 at v1.0.0), whose one wildcard is `*`, so {chars} "
+            f"{'matches' if len(chars) == 3 else 'match'} only {one}, and the pattern most likely no disk; write * where any "
+            "characters may stand"
+        )
+
+    for i, node in enumerate(stack.nodes):
+        install = node.install_disk
+        if not isinstance(install, DiskSelector):
+            continue
+        for key, value in install.talos().items():
+            if key not in ("size", "type") and (chars := _literal_characters(str(value))) is not None:
+                yield Problem(f"iluvatar:nodes[{i}].installDisk.{key}", said(str(value), chars))
+    for path, patch in talos_patches_of(stack.arda, list(enumerate(stack.nodes))):
+        provisioning = patch.get("provisioning") if "kind" in patch else None
+        volume = provisioning.get("diskSelector") if isinstance(provisioning, dict) else None
+        match = volume.get("match") if isinstance(volume, dict) else None
+        if not isinstance(match, str):
+            continue
+        for pattern in cel.glob_patterns(match):
+            if (chars := _literal_characters(pattern)) is not None:
+                yield Problem(f"{path}.provisioning.diskSelector.match", said(f"glob('{pattern}', ...)", chars))
+
+
+def _etcd_newer_patch(stack: StackConfig) -> Iterator[Problem]:
+    """A patch's cluster.etcd.image at a later patch release of the etcd minor arda.talosVersion ships (3.7.2 beside
+    v1.14.1's 3.7.1, pinned for a fix): etcd takes it (stacks.rules.newer_etcd_patch), so it is valid, but Iluvatar
+    applies the patch over every later talosVersion's config, so no Talos upgrade moves etcd past it, and stacks.rules
+    refuses it at the first talosVersion whose etcd is newer (a lower patch or minor than the cluster runs)."""
+    talos = stack.arda.talos_version
+    for path, patch in talos_patches_of(stack.arda, list(enumerate(stack.nodes))):
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        etcd_config = cluster.get("etcd") if isinstance(cluster, dict) else None
+        image = etcd_config.get("image") if isinstance(etcd_config, dict) else None
+        if not isinstance(image, str) or not newer_etcd_patch(talos, image) or (have := etcd_release(image)) is None:
+            continue
+        pinned = ".".join(str(x) for x in have)
+        etcd = releases.etcd_of(talos)
+        yield Problem(
+            f"{path}.cluster.etcd.image",
+            f"{image} is etcd {pinned}, a later patch release than etcd {etcd}, the one Talos {talos} ships: etcd takes it (one "
+            f"minor, one data version), but the pin is the patch's, not the release's: Iluvatar applies the patch over every "
+            f"later talosVersion's config, so a Talos upgrade does not move etcd past {pinned}, and validate refuses it at the "
+            f"first talosVersion whose etcd is newer; remove image from the patch once arda.talosVersion ships etcd {pinned} or "
+            "later",
+        )
 
 
 def _etcd_off_an_nfs_target(stack: StackConfig) -> Iterator[Problem]:

@@ -279,10 +279,6 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
     the program; those the rules refuse are added to a real invocation's arguments directly."""
     tmp = tmp_path_factory.mktemp("broken")
     unknown_key = _variant(tmp, "unknown-key", {"iluvatar:nodes[6].talosPatches": [{"machine": {"kubelet": {"extraArgz": {"v": "2"}}}}]})
-    # On gandalf, which has no data disk: the rules refuse a selector they cannot read only where Ceph has a disk.
-    bad_cel = _variant(
-        tmp, "bad-cel", {"iluvatar:nodes[6].talosPatches": [{**CEPH, "provisioning": {"diskSelector": {"match": "disk.size >>> 10"}}}]}
-    )
     homelab = {m.name: m for m in _machines(HOMELAB, "homelab")}
     worker, control_plane = homelab["homelab/gandalf"], homelab["homelab/tirion"]
 
@@ -293,7 +289,9 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
     own = control_plane.arguments["configPatches"][0]
     batch = [
         *[Machine("unknown-key", m.arguments) for m in _machines(unknown_key, "x") if m.name == "x/gandalf"],
-        *[Machine("bad-cel", m.arguments) for m in _machines(bad_cel, "x") if m.name == "x/gandalf"],
+        # Selectors stacks.cel refuses as Talos does, on any machine: a syntax error, and an int beside a uint unit.
+        extra("bad-cel", worker, yaml.safe_dump({**CEPH, "provisioning": {"diskSelector": {"match": "disk.size >>> 10"}}})),
+        extra("int-beside-uint-cel", worker, yaml.safe_dump({**CEPH, "provisioning": {"diskSelector": {"match": "disk.size > 100 * GB"}}})),
         # The stack model refuses this type; Talos must too, should one get past it.
         extra("bad-selector", worker, "machine:\n  install:\n    diskSelector:\n      type: floppy\n"),
         extra("duplicate-document", worker, f"{ceph}---\n{ceph}"),
@@ -319,7 +317,7 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
             "machine:\n  logging:\n    destinations:\n      - endpoint: udp://127.0.0.1:6050/\n        format: syslog\n",
         ),
     ]
-    assert len(batch) == 13 + len(TALOS_CONFLICTS)
+    assert len(batch) == 14 + len(TALOS_CONFLICTS)
     return {v.name: v for v in check(batch)}
 
 
@@ -339,6 +337,21 @@ def test_an_invalid_cel_selector_is_refused_by_both_versions(refused: dict[str, 
         assert len(problems) == 2  # as the node applies it, and as talosctl validate --strict
         for p in problems:
             assert "RawVolumeConfig/ceph: disk selector is invalid: ERROR: <input>:1:12: Syntax error: mismatched input '>'" in p
+
+
+def test_an_int_beside_a_uint_unit_is_refused_by_both_versions_as_stacks_cel_says(refused: dict[str, Verdict]) -> None:
+    """stacks.cel's refusal quotes cel-go's words; Talos's checker says them of the same selector."""
+    from stacks import cel
+
+    with pytest.raises(cel.RefusedError) as err:
+        cel.parse("disk.size > 100 * GB")
+    said = str(err.value).split(": in ", 1)[0]
+    assert said == "found no matching overload for '_*_' applied to '(int, uint)'"
+    v = refused["int-beside-uint-cel"]
+    for problems in (v.provider, v.node):
+        assert len(problems) == 2
+        for p in problems:
+            assert f"RawVolumeConfig/ceph: disk selector is invalid: ERROR: <input>:1:17: {said}" in p
 
 
 def test_an_invalid_install_disk_selector_is_refused(refused: dict[str, Verdict]) -> None:
@@ -525,3 +538,98 @@ def test_talos_accepts_tpm_sealed_state_and_refuses_an_encryption_without_a_key(
     generated = {(d.get("kind"), d.get("name")): d for d in _docs(verdicts["tpm"].config)[1:]}
     assert generated[("VolumeConfig", "STATE")]["encryption"] == tpm
     assert any("encryption keys are required" in p for p in verdicts["keyless"].provider), verdicts["keyless"].provider
+
+
+# Volume selectors at each edge of CEL's types and syntax: stacks.cel refuses (RefusedError) exactly those Talos's own
+# checker refuses, with machinery v1.13.0 (the provider's) and v1.14.1 (a node's); what it does not read, Talos takes.
+SELECTORS = [
+    "disk.size > 100 * GB",
+    "disk.size > 100u * GB",
+    "disk.size > 120u * GB && disk.size < 1u * TB",
+    "disk.size > 100",
+    "disk.size == 0",
+    "disk.size > 0x10",
+    "disk.size > 0x10u",
+    "disk.size % 2 == 0u",
+    "disk.size + 1u > 0u",
+    "disk.size > 1.5",
+    "disk.size in [1, 2]",
+    "disk.size in [1u, 2u]",
+    "disk.size > uint(size(disk.symlinks))",
+    "int(disk.size) > 100",
+    "disk.size",
+    "disk.dev_path",
+    "disk.size && true",
+    "!disk.size",
+    "-1u < 0u",
+    "-9223372036854775808 < 0",
+    "9223372036854775808 > 0",
+    "5 - 9223372036854775808 < 0",
+    "18446744073709551615u > 0u",
+    "18446744073709551616u > 0u",
+    "100. > 1.0",
+    ".5 < 1.0",
+    "1 * 2.0 == 2.0",
+    "system_disk ? 1 : 'a'",
+    "[1, 1u].exists(x, x == 1u)",
+    "[1, 'a'].exists(x, x == 1)",
+    "disk.symlinks == [1]",
+    "disk.rotational < true",
+    "disk.dev_path == 1",
+    "disk.dev_path.startsWith(1)",
+    "disk.foo == 'x'",
+    "disk.dev_path.foo == 'x'",
+    "disks.size > 1u",
+    "disk.model.lowerAscii() == 'x'",
+    "contains(disk.model, 'EVO')",
+    "glob('/dev/sd*')",
+    "glob('/dev/sd*', disk.dev_path)",
+    "size(disk.size) > 0",
+    "disk.transport in 'nvme'",
+    "disk.size.exists(x, true)",
+    "disk.symlinks.exists(l, 1)",
+    "size(disk.symlinks) > 0 && disk.symlinks.exists(l, l.contains('x'))",
+    "disk.dev_path == '/dev/sda' // the SATA disk\n&& !system_disk",
+    "disk.dev_path.matches('^/dev/sd\\\\w$')",
+    "disk.dev_path.matches(r'^/dev/sd\\w$')",
+    "disk.dev_path == '/dev/sd\\q'",
+    "'\\400' == 'x'",
+    "'\\057' == '/' && '\\u002f' == '/' && '\\x2f' == '/'",
+    "has(disk.size)",
+    "string(disk.size) == '1'",
+    "disk.symlinks[0] == 'x'",
+    "disk.symlinks.map(l, l).size() > 0",
+]
+
+
+@pytest.fixture(scope="module")
+def selected() -> dict[str, Verdict]:
+    homelab = {m.name: m for m in _machines(HOMELAB, "homelab")}
+    worker = homelab["homelab/gandalf"]
+    batch = []
+    for k, match in enumerate(SELECTORS):
+        volume = {
+            "apiVersion": "v1alpha1",
+            "kind": "UserVolumeConfig",
+            "name": "media",
+            "provisioning": {"diskSelector": {"match": match}, "minSize": "1GiB"},
+        }
+        patches = [*worker.arguments["configPatches"], yaml.safe_dump(volume)]
+        batch.append(Machine(f"selector-{k}", {**worker.arguments, "configPatches": patches}))
+    return {match: v for match, v in zip(SELECTORS, check(batch), strict=True)}
+
+
+@pytest.mark.parametrize("match", SELECTORS)
+def test_stacks_cel_refuses_the_selectors_talos_refuses(match: str, selected: dict[str, Verdict]) -> None:
+    from stacks import cel
+
+    v = selected[match]
+    assert bool(v.provider) == bool(v.node)
+    try:
+        cel.parse(match)
+        refuses = False
+    except cel.RefusedError:
+        refuses = True
+    except cel.UnreadableError:
+        refuses = False
+    assert refuses == bool(v.node), v.node

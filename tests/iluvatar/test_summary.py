@@ -297,8 +297,8 @@ def test_the_arda_line_prints_no_credential_of_a_kernel_argument() -> None:
     patched = stack.model_copy(update={"arda": stack.arda.model_copy(update={"kernel_args": {"rk1": args}})})
     line = summary(patched)[2]
     assert line == (
-        f"{ARDA_RK1}; rk1 boots with siderolink.api=grpc://omni.lan:8090?jointoken=*** talos.config.inline=*** "
-        "talos.config=https://***@cfg.lan/c?token=***&node=1 console=ttyS2,1500000 quiet"
+        f"{ARDA_RK1}; rk1 boots with siderolink.api=grpc://omni.lan:8090/… talos.config.inline=*** "
+        "talos.config=https://cfg.lan/… console=ttyS2,1500000 quiet"
     )
     assert not any(secret in line for secret in ("JOINSECRET", "bWFjaGluZT", "PW", "TOKSECRET"))
 

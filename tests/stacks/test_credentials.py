@@ -16,6 +16,7 @@ from stacks.credentials import (
     destination,
     given,
     looks_like_token,
+    masked_kernel_arg,
     placeholder,
     strip,
     top_level,
@@ -737,3 +738,34 @@ def test_a_placeholder_is_kept_and_so_are_the_keys_after_it() -> None:
 def test_every_key_after_another_namespaces_or_a_known_section_is_kept() -> None:
     raw = {"aws:region": "eu-west-1", "iluvatar:network": {"lan": "10.0.0.0/24"}, "iluvatar:apps": [], "iluvatar:somethingElse": 1}
     assert strip(raw, MODELS, SECRETS) == (raw, [])
+
+
+# A kernel argument as the summary prints it (masked_kernel_arg): a URL cut to its scheme and host wherever a credential
+# sits after it (userinfo, a path segment, the query, a `;` parameter, the fragment), a host label in a token's form
+# masked, a value that is no URL masked whole if a part of it is in one; flags and plain values as written.
+@pytest.mark.parametrize(
+    ("arg", "shown"),
+    [
+        ("talos.config=https://u:PW@cfg.lan/c", "talos.config=https://cfg.lan/…"),
+        ("talos.config=https://JOINSECRET0123456789abcdef@cfg.lan/", "talos.config=https://cfg.lan/"),
+        ("talos.config=https://cfg.lan/m/JOINSECRET0123456789abcdef", "talos.config=https://cfg.lan/…"),
+        ("talos.config=https://cfg.lan/c?token=TOKSECRET&node=1", "talos.config=https://cfg.lan/…"),
+        ("talos.config=https://cfg.lan/c?a=1;jointoken=JOINSECRET", "talos.config=https://cfg.lan/…"),
+        ("talos.config=https://cfg.lan/c#jointoken=JOINSECRET0123456789", "talos.config=https://cfg.lan/…"),
+        ("talos.config=https://cfg.lan#JOINSECRET0123456789abcdef", "talos.config=https://cfg.lan/…"),
+        ("talos.config=https://b.s3.amazonaws.com/m.yaml?X-Amz-Signature=abc", "talos.config=https://b.s3.amazonaws.com/…"),
+        ("talos.config=https://abcdef0123456789abcdef01.lambda-url.on.aws/", "talos.config=https://***.lambda-url.on.aws/"),
+        ("talos.config=http://192.168.0.5:8080/configs/${mac}.yaml", "talos.config=http://192.168.0.5:8080/…"),
+        ("siderolink.api=grpc://omni.lan:8090?jointoken=JOINSECRET0123456789", "siderolink.api=grpc://omni.lan:8090/…"),
+        ("talos.config=https://cfg.lan/", "talos.config=https://cfg.lan/"),
+        ("talos.config=https://cfg.lan", "talos.config=https://cfg.lan"),
+        ("talos.config=cfg.lan/m/JOINSECRET0123456789abcdef", "talos.config=***"),
+        ("talos.config=x,https://cfg.lan/c", "talos.config=***"),
+        ("talos.config.inline=bWFjaGluZTogCiAgdG9rZW46IGFiY2RlZg==", "talos.config.inline=***"),
+        ("console=ttyS2,1500000", "console=ttyS2,1500000"),
+        ("ip=192.168.0.21::192.168.0.1:255.255.255.0::eth0:off", "ip=192.168.0.21::192.168.0.1:255.255.255.0::eth0:off"),
+        ("quiet", "quiet"),
+    ],
+)
+def test_a_kernel_argument_is_printed_without_what_may_hold_a_credential(arg: str, shown: str) -> None:
+    assert masked_kernel_arg(arg) == shown

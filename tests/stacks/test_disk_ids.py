@@ -1,11 +1,14 @@
-"""stacks.disk_ids: the serial and model an NVMe namespace's nvme.<vendor>-<serial hex>-<model hex>-<nsid> wwid carries."""
+"""stacks.disk_ids: the serial and model an NVMe namespace's nvme.<vendor>-<serial hex>-<model hex>-<nsid> wwid carries;
+Talos's glob() as go-glob reads it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from stacks import load_stack_file
-from stacks.disk_ids import by_id_has_serial, by_id_has_wwid, nvme_links_comparable, nvme_wwid_parts, one_nvme_namespace
+from stacks.disk_ids import by_id_has_serial, by_id_has_wwid, glob, nvme_links_comparable, nvme_wwid_parts, one_nvme_namespace
 from tests.edit import edit, homelab_doc, write_stack
 
 # Serial "S64ANS0T123456", model "Samsung SSD 980 1TB", namespace 1, as the kernel's wwid_show writes them.
@@ -49,3 +52,45 @@ def test_selectors_match_the_other_link() -> None:
 def test_a_model_selector_of_another_model_leaves_an_nvme_nvme_link_alone(tmp_path: Path) -> None:
     doc = edit(homelab_doc(), {"iluvatar:nodes[3].installDisk": {"model": "WD Blue*"}, "iluvatar:nodes[3].dataDisks": [LINK]})
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "matches"),
+    [
+        # go-glob v1.0.0 glob.go:13-20: the empty pattern matches the empty subject alone; `*` alone, anything.
+        ("", "", True),
+        ("", "a", False),
+        ("*", "", True),
+        ("*", "/dev/sda", True),
+        # No `*`: compared whole (glob.go:24-27), so `?` and `[...]` are the characters themselves.
+        ("/dev/nvme0n1", "/dev/nvme0n1", True),
+        ("/dev/nvme?n1", "/dev/nvme0n1", False),
+        ("/dev/nvme?n1", "/dev/nvme?n1", True),
+        ("/dev/nvme[!0]n1", "/dev/nvme1n1", False),
+        ("/dev/sd[ab]", "/dev/sda", False),
+        ("S64A\\*", "S64A\\X", True),  # a backslash escapes nothing: the `*` after it is still the wildcard
+        # A first part must start the subject, a last part end it (glob.go:37-41,55).
+        ("/dev/sd*", "/dev/sda", True),
+        ("/dev/sd*", "x/dev/sda", False),
+        ("*n1", "/dev/nvme0n1", True),
+        ("*n1", "/dev/nvme0n2", False),
+        # Middle parts found leftmost in what is left, in order (glob.go:43-51).
+        ("a*b*c", "axxbyyc", True),
+        ("a*b*c", "acb", False),
+        ("a*a", "a", False),
+        ("ab*ba", "aba", False),
+        ("**", "x", True),
+        ("S64ANS0T*", "S64ANS0T123456", True),
+    ],
+)
+def test_glob_is_go_globs_at_each_boundary(pattern: str, subject: str, matches: bool) -> None:
+    assert glob(pattern, subject) is matches
+
+
+def test_an_install_selectors_serial_glob_is_read_as_go_glob() -> None:
+    """`?` is no wildcard in Talos's glob: a serial written with one matches only a serial with a `?` in it."""
+    assert not by_id_has_serial(MODEL_SERIAL, "S64ANS0T12345?")
+    assert not by_id_has_serial(LINK, "S64ANS0T12345[0-9]")
+    assert by_id_has_serial(MODEL_SERIAL, "S64ANS0T1*6")
+    assert not by_id_has_wwid("/dev/disk/by-id/wwn-0x5002538e4099a1b2", "naa.5002538e4099a1b?")
+    assert by_id_has_wwid("/dev/disk/by-id/wwn-0x5002538e4099a1b2", "naa.5002538e*")
