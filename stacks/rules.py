@@ -1329,7 +1329,69 @@ def not_a_disk(disk: str, install: bool) -> str | None:
             f"{disk} is a software RAID or device-mapper volume, which exists only once a running Linux assembles it: the firmware "
             "boots the install disk before that, so the system goes on a physical disk; write one of its disks (lsblk -s lists them)"
         )
-    return None
+    return _no_disk_node(disk)
+
+
+# The kernel names of whole disks. Talos lists the block devices of type disk alone (disks.go:85 at v1.13.9: a partition,
+# and any character device, is never one of its disks) and installs on, or hands Ceph, what such a name opens; Ubuntu's
+# lsblk -d lists the same. Linux names them sd<letters> (SATA, SAS, USB: drivers/scsi/sd.c sd_format_disk_name("sd")),
+# nvme<controller>n<namespace> (drivers/nvme/host/core.c nvme_alloc_ns), mmcblk<n> (SD card, eMMC: drivers/mmc/core/
+# block.c), vd<letters> (virtio-blk: drivers/block/virtio_blk.c) and xvd<letters> (Xen: drivers/block/xen-blkfront.c);
+# hd<letters> is refused apart (no_such_device). Names said elsewhere are left to their own rule: a partition
+# (partition_of), an NVMe controller, a RAID or device-mapper volume (no_such_device, _ASSEMBLED).
+_WHOLE_DISK = re.compile(r"^/dev/(?:sd[a-z]+|vd[a-z]+|xvd[a-z]+|hd[a-z]+|nvme\d+n\d+|mmcblk\d+)$")
+_SAID_APART = re.compile(r"^/dev/(?:nvme\d+|md\d+|md/.+|dm-\d+|mapper/.+)$")
+# The NVMe generic character device of a namespace (drivers/nvme/host/core.c nvme_add_ns_cdev names it ng<controller>n
+# <namespace>, on a machine without NVMe multipath the numbers of the namespace's own nvme<c>n<n>), which `nvme list`
+# prints in its Generic column.
+_NVME_GENERIC = re.compile(r"^/dev/ng(\d+)n(\d+)$")
+# One controller's path to a multipath NVMe namespace: drivers/nvme/host/multipath.c names it nvme<subsystem>c<controller>
+# n<namespace> and adds it hidden (GENHD_FL_HIDDEN: no /dev node, only /sys/block lists it); the namespace's disk is
+# nvme<subsystem>n<namespace>.
+_NVME_PATH = re.compile(r"^/dev/nvme(\d+)c\d+n(\d+)$")
+# SCSI generic character devices: drivers/scsi/sg.c's sg<n> (lsscsi -g prints it beside the disk's sdX) and the block
+# layer's bsg/<h:c:t:l> (block/bsg.c).
+_SCSI_GENERIC = re.compile(r"^/dev/(?:sg\d+|bsg/.+)$")
+
+
+def _no_disk_node(disk: str) -> str | None:
+    """Why a /dev name outside /dev/disk is no whole disk's kernel name (`_WHOLE_DISK`), with the name to write; None for
+    a whole disk, a link under /dev/disk, and a name another rule says."""
+    if not disk.startswith("/dev/") or disk.startswith("/dev/disk/") or _WHOLE_DISK.match(disk) or _SAID_APART.match(disk):
+        return None
+    if partition_of(disk) is not None:
+        return None
+    lists = "lsblk -d -o NAME,SIZE,MODEL lists them"
+    if (generic := _NVME_GENERIC.match(disk)) is not None:
+        namespace = f"/dev/nvme{generic.group(1)}n{generic.group(2)}"
+        return (
+            f"{disk} is the NVMe generic character device of namespace {namespace} (nvme list's Generic column), not a block "
+            f"device: Talos installs on and lists block disks alone (disks.go:85 at v1.13.9), and Ceph and Longhorn take block "
+            f"devices; write {namespace}"
+        )
+    if (path := _NVME_PATH.match(disk)) is not None:
+        namespace = f"/dev/nvme{path.group(1)}n{path.group(2)}"
+        return (
+            f"{disk} is one controller's path to the multipath NVMe namespace {namespace}, which the kernel keeps hidden (no "
+            f"/dev node; /sys/block lists it), so no such device opens; write {namespace}"
+        )
+    if _SCSI_GENERIC.match(disk) is not None:
+        return (
+            f"{disk} is a SCSI generic character device, not a block device: Talos installs on and lists block disks alone "
+            "(disks.go:85 at v1.13.9), and Ceph and Longhorn take block devices; write the disk's /dev/sdX (lsscsi -g prints "
+            "it on the same line) or its /dev/disk/by-id link"
+        )
+    if disk == "/dev/root":
+        return (
+            "/dev/root is no device: it is the name df and mount print for the root filesystem's device when the kernel "
+            "mounted it from root=, and no /dev/root node exists (Talos's /dev has none); write the disk whose partition is "
+            "mounted on / (lsblk shows it above that partition) or its /dev/disk/by-id link"
+        )
+    return (
+        f"{disk} is no whole disk's name: Talos installs on and lists block disks alone (disks.go:85 at v1.13.9), which the "
+        "kernel names sdX, nvmeXnY, mmcblkX, vdX or xvdX, and Ceph and Longhorn take whole disks; write the disk's own name "
+        f"({lists}) or its /dev/disk/by-id link"
+    )
 
 
 # What giving Rook the system disk does: plans.storage never wipes a disk, and Rook's OSD preparation skips a device

@@ -11,7 +11,7 @@ import pytest
 
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.releases import KUBERNETES_NEWEST, TALOS_MINORS, newest_kubernetes
-from stacks.rules import TALOS_KUBERNETES
+from stacks.rules import TALOS_KUBERNETES, install_disk_problems
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
 
@@ -502,3 +502,18 @@ def test_an_etcd_image_at_a_talos_1_13_release_is_compared_with_its_etcd(tmp_pat
     assert [str(p).split(": the patch")[0] for p in raised.value.problems] == [
         "iluvatar:arda.patches[0].cluster.etcd.image: registry.k8s.io/etcd:v3.6.11 is etcd 3.6.11, not etcd 3.6.12, the etcd Talos v1.13.5 runs"
     ]
+
+
+@pytest.mark.parametrize(
+    "disk", ["/dev/sda", "/dev/sdaa", "/dev/vdb", "/dev/xvda", "/dev/nvme0n1", "/dev/nvme12n3", "/dev/mmcblk0", "/dev/disk/by-id/ata-X_Y"]
+)
+def test_whole_disk_names_are_taken(disk: str) -> None:
+    assert install_disk_problems(disk) == []
+
+
+@pytest.mark.parametrize(
+    "disk",
+    ["/dev/ng0n1", "/dev/nvme0c1n1", "/dev/sg3", "/dev/bsg/1:0:0:0", "/dev/root", "/dev/fd0", "/dev/nst0", "/dev/nvme-fabrics", "/dev/ubiblock0_0"],
+)
+def test_other_device_nodes_are_refused_once(disk: str) -> None:
+    assert len(install_disk_problems(disk)) == 1
