@@ -10,6 +10,7 @@ import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
+from typing import Literal
 
 import yaml
 
@@ -1533,19 +1534,55 @@ def _bus_path_names(bus_path: str, disk: str) -> bool:
     return disk.startswith("/dev/") and not disk.startswith("/dev/disk/") and "*" not in last and last == disk.removeprefix("/dev/")
 
 
-def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
-    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob (Talos's disk.bus_path, the sysfs path
-    under /sys/devices) selects: udev names an NVMe namespace pci-<its controller's PCI address>-nvme-<namespace> and a
-    SATA disk pci-<its controller's>-ata-<port> (60-persistent-storage.rules, path_id), so the glob's last PCI address
-    is the controller's, and for SATA its ata<port> component the port."""
-    found = re.fullmatch(r"/dev/disk/by-path/pci-(?P<pci>[0-9a-f:.]+)-(?P<bus>nvme|ata)-(?P<n>\d+)", disk.lower())
+# A /dev/disk/by-path/ link of an NVMe namespace or a SATA disk as systemd-udevd's path_id builtin writes it
+# (src/udev/udev-builtin-path_id.c): pci-<controller's PCI address>-nvme-<nsid>; for a SATA disk, handle_scsi_ata's
+# pci-<controller>-ata-<port>.<target> (.<pmp port>.0 behind a port multiplier) and its compat link pci-<controller>-
+# ata-<port> (ID_PATH_ATA_COMPAT), both linked (60-persistent-storage.rules). <port> is the ata_port's port_no, the
+# port's number on its own controller from 1 (Linux drivers/ata/libata-core.c ata_host_register: local_port_no = i + 1),
+# while busPath's ata<N> is the port's number among every controller's (print_id, counted on from the first).
+_BY_PATH_LINK = re.compile(
+    r"^/dev/disk/by-path/pci-(?P<pci>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f])-"
+    r"(?:nvme-(?P<nsid>\d+)|ata-(?P<port>\d+)(?:\.(?P<target>\d+)|\.(?P<pmp>\d+)\.0)?)$"
+)
+# A PCI address in a busPath (domain:bus:device.function), a glob's `*` in place of any part; the SCSI components
+# target<h>:<c>:<t> and <h>:<c>:<t>:<l> under an ata port are not one.
+_BUS_PATH_PCI = re.compile(r"^[0-9a-f*]+:[0-9a-f*]+:[0-9a-f*]+\.[0-9a-f*]+$")
+_BUS_PATH_SCSI = re.compile(r"^(?:target)?\d+:(?P<channel>\d+):(?P<target>\d+)(?::\d+)?$")
+
+
+def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe"] | None:
+    """Whether `disk`, a /dev/disk/by-path/ link (`_BY_PATH_LINK`), is the device a busPath glob (Talos's disk.bus_path,
+    the sysfs path under /sys/devices, which Talos matches whole) selects: "same" when the link's controller is the
+    glob's last PCI address and, for SATA, its port the glob's ata<N> (and its target or port-multiplier port the glob's
+    SCSI address, where both say one); "maybe" when the link's port is lower than N, as it is for the same port of a
+    controller whose ports were counted after another's; None when they differ or the glob does not say."""
+    found = _BY_PATH_LINK.match(disk.lower())
     if found is None:
-        return False
+        return None
     parts = [p for p in bus_path.lower().split("/") if p]
-    pcis = [p for p in parts if p.count(":") == 2]  # a PCI address, domain:bus:device.function (pci0000:00 is the root)
-    if not pcis or not glob(pcis[-1], found["pci"]):
-        return False
-    return found["bus"] == "nvme" or f"ata{found['n']}" in parts
+    pcis = [k for k, p in enumerate(parts) if _BUS_PATH_PCI.match(p)]
+    if not pcis or not glob(parts[pcis[-1]], found["pci"]):
+        return None
+    after = parts[pcis[-1] + 1 :]
+    if found["nsid"] is not None:
+        return "same" if after[:1] in ([], ["nvme"], ["*"]) else None
+    if after[:1] == ["nvme"]:
+        return None
+    ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata\d+", p)), None)
+    if ata is None:
+        return None
+    port = int(found["port"])
+    scsi = next((m for p in after if (m := _BUS_PATH_SCSI.match(p)) is not None), None)
+    if scsi is not None and found["target"] is not None and (int(scsi["channel"]), int(scsi["target"])) != (0, int(found["target"])):
+        return None
+    if scsi is not None and found["pmp"] is not None and int(scsi["channel"]) != int(found["pmp"]):
+        return None
+    return "same" if port == ata else "maybe" if port < ata else None
+
+
+def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
+    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob selects (by_path_bus_path)."""
+    return by_path_bus_path(disk, bus_path) == "same"
 
 
 def _one_namespace(a: str, b: str) -> bool:
@@ -1559,6 +1596,14 @@ def _one_namespace(a: str, b: str) -> bool:
 def _transport(disk: str) -> str | None:
     """The transport Talos reads for a disk (disk.transport), as its /dev name or by-id link shows it: nvme, mmc, or
     another (SATA, SCSI, USB, virtio), None when the name does not say."""
+    if disk.startswith("/dev/disk/by-path/"):
+        # path_id's last hop names the transport (udev-builtin-path_id.c): -nvme-<nsid> for an NVMe namespace, an mmc
+        # host's platform or PCI device for an SD card or eMMC, -ata-, -usb-, -sas-, -scsi- or virtio for the rest.
+        if re.search(r"-nvme-\d+$", disk):
+            return "nvme"
+        if "mmc" in disk:
+            return "mmc"
+        return "other" if re.search(r"-(?:ata|usb|sas|scsi)-|virtio", disk) else None
     name = _by_id_name(disk) if disk.startswith("/dev/disk/by-id/") else disk.removeprefix("/dev/")
     if name.startswith("nvme"):
         return "nvme"
