@@ -1346,19 +1346,40 @@ _SAID_APART = re.compile(r"^/dev/(?:nvme\d+|md\d+|md/.+|dm-\d+|mapper/.+)$")
 # <namespace>, on a machine without NVMe multipath the numbers of the namespace's own nvme<c>n<n>), which `nvme list`
 # prints in its Generic column.
 _NVME_GENERIC = re.compile(r"^/dev/ng(\d+)n(\d+)$")
-# One controller's path to a multipath NVMe namespace: drivers/nvme/host/multipath.c names it nvme<subsystem>c<controller>
-# n<namespace> and adds it hidden (GENHD_FL_HIDDEN: no /dev node, only /sys/block lists it); the namespace's disk is
-# nvme<subsystem>n<namespace>.
+# One controller's path to a multipath NVMe namespace: drivers/nvme/host/core.c nvme_alloc_ns (multipath.c
+# nvme_set_disk_name in older kernels) names it nvme<subsystem>c<controller>n<namespace> and marks it GENHD_FL_HIDDEN
+# (no /dev node; /sys/block lists it); the namespace's disk is nvme<subsystem>n<namespace>.
 _NVME_PATH = re.compile(r"^/dev/nvme(\d+)c\d+n(\d+)$")
 # SCSI generic character devices: drivers/scsi/sg.c's sg<n> (lsscsi -g prints it beside the disk's sdX) and the block
 # layer's bsg/<h:c:t:l> (block/bsg.c).
 _SCSI_GENERIC = re.compile(r"^/dev/(?:sg\d+|bsg/.+)$")
 
 
+# The /dev/disk links udev makes (systemd's 60-persistent-storage.rules): a whole disk's by-id and by-path, and those
+# other rules refuse (by-partuuid, by-partlabel, by-uuid, by-label: what is on a disk; by-diskseq: one boot's count).
+_DISK_LINK = re.compile(r"^/dev/disk/(?:by-(?:id|path)/[^/]+|by-(?:partuuid|partlabel|uuid|label|diskseq)/.*)$")
+# A loop device's links (60-persistent-storage.rules: by-loop-inode, by-loop-ref, from the backing file).
+_LOOP_LINK = re.compile(r"^/dev/disk/by-loop-(?:inode|ref)/")
+
+
 def _no_disk_node(disk: str) -> str | None:
-    """Why a /dev name outside /dev/disk is no whole disk's kernel name (`_WHOLE_DISK`), with the name to write; None for
-    a whole disk, a link under /dev/disk, and a name another rule says."""
-    if not disk.startswith("/dev/") or disk.startswith("/dev/disk/") or _WHOLE_DISK.match(disk) or _SAID_APART.match(disk):
+    """Why a /dev name is no whole disk's kernel name (`_WHOLE_DISK`) nor a /dev/disk link udev makes for a disk
+    (`_DISK_LINK`), with the name to write; None for those, and a name another rule says."""
+    if disk.startswith("/dev/disk/"):
+        if _DISK_LINK.match(disk):
+            return None
+        if _LOOP_LINK.match(disk):
+            return (
+                f"{disk} is udev's link to a loop device (a file attached as a disk by losetup), not a physical disk: it exists "
+                "only once something attaches it, which nothing does on a freshly installed machine; write one of the "
+                "machine's SSDs or hard disks by its /dev/disk/by-id link (`ls -l /dev/disk/by-id/` on it lists them)"
+            )
+        return (
+            f"{disk} is no link udev makes for a disk: it links a whole disk under /dev/disk/by-id/ and /dev/disk/by-path/ "
+            "(60-persistent-storage.rules); write the disk's /dev/disk/by-id link (`ls -l /dev/disk/by-id/` on the machine "
+            "lists them)"
+        )
+    if not disk.startswith("/dev/") or _WHOLE_DISK.match(disk) or _SAID_APART.match(disk):
         return None
     if partition_of(disk) is not None:
         return None
@@ -1538,8 +1559,9 @@ def _bus_path_names(bus_path: str, disk: str) -> bool:
 # (src/udev/udev-builtin-path_id.c): pci-<controller's PCI address>-nvme-<nsid>; for a SATA disk, handle_scsi_ata's
 # pci-<controller>-ata-<port>.<target> (.<pmp port>.0 behind a port multiplier) and its compat link pci-<controller>-
 # ata-<port> (ID_PATH_ATA_COMPAT), both linked (60-persistent-storage.rules). <port> is the ata_port's port_no, the
-# port's number on its own controller from 1 (Linux drivers/ata/libata-core.c ata_host_register: local_port_no = i + 1),
-# while busPath's ata<N> is the port's number among every controller's (print_id, counted on from the first).
+# port's number on its own controller from 1 (Linux drivers/ata/libata-core.c: local_port_no = i + 1 for each port of a
+# host, which libata-transport.c shows as port_no), while busPath's ata<N> is print_id, counted on across controllers
+# from the global ata_print_id as each registers: the two are one on the controller counted first.
 _BY_PATH_LINK = re.compile(
     r"^/dev/disk/by-path/pci-(?P<pci>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f])-"
     r"(?:nvme-(?P<nsid>\d+)|ata-(?P<port>\d+)(?:\.(?P<target>\d+)|\.(?P<pmp>\d+)\.0)?)$"
