@@ -980,6 +980,18 @@ def _nodes(p: Parsed) -> list[Problem]:
                     _by_path_is_bus_path(data_disk, selector.bus_path) or _bus_path_names(selector.bus_path, data_disk)
                 ):
                     what, value = "busPath", selector.bus_path
+                elif selector.bus_path is not None and by_path_bus_path(data_disk, selector.bus_path) == "class":
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(
+                            node_path(i, f"dataDisks[{d}]"),
+                            f"{data_disk} is a disk installDisk {selector} can select (busPath {selector.bus_path} matches every "
+                            f"disk on the SATA controller this link names): Talos installs on the first disk by name its selector "
+                            "matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), so the system disk and Ceph's would be one; "
+                            "pin installDisk to the system disk's serial or wwid, or write its /dev/disk/by-id path",
+                        )
+                    )
+                    continue
                 elif selector.serial is not None and _by_id_has_serial(data_disk.lower(), selector.serial.lower()):
                     # The link carries the serial as the disk reports it; a glob matched case and all (as by_id_has_serial
                     # reads Talos's) in another case selects no disk, and corrected to the link's case, this one.
@@ -1572,12 +1584,13 @@ _BUS_PATH_PCI = re.compile(r"^[0-9a-f*]+:[0-9a-f*]+:[0-9a-f*]+\.[0-9a-f*]+$")
 _BUS_PATH_SCSI = re.compile(r"^(?:target)?\d+:(?P<channel>\d+):(?P<target>\d+)(?::\d+)?$")
 
 
-def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe"] | None:
+def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "class"] | None:
     """Whether `disk`, a /dev/disk/by-path/ link (`_BY_PATH_LINK`), is the device a busPath glob (Talos's disk.bus_path,
     the sysfs path under /sys/devices, which Talos matches whole) selects: "same" when the link's controller is the
     glob's last PCI address and, for SATA, its port the glob's ata<N> (and its target or port-multiplier port the glob's
     SCSI address, where both say one); "maybe" when the link's port is lower than N, as it is for the same port of a
-    controller whose ports were counted after another's; None when they differ or the glob does not say."""
+    controller whose ports were counted after another's; "class" when the glob ends in `*` right after the link's SATA
+    controller, so matches each of its disks; None when they differ or the glob does not say."""
     found = _BY_PATH_LINK.match(disk.lower())
     if found is None:
         return None
@@ -1592,7 +1605,7 @@ def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe"] | Non
         return None
     ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata\d+", p)), None)
     if ata is None:
-        return None
+        return "class" if after and all(p.strip("*") == "" for p in after) else None
     port = int(found["port"])
     scsi = next((m for p in after if (m := _BUS_PATH_SCSI.match(p)) is not None), None)
     if scsi is not None and found["target"] is not None and (int(scsi["channel"]), int(scsi["target"])) != (0, int(found["target"])):

@@ -524,7 +524,8 @@ _SATA = "/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0"
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-4", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", None),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", "/pci0000:00/0000:00:1d.0/0000:01:00.0/nvme/nvme0/nvme0n1", "same"),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", _SATA, None),
-        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*", None),  # the glob names no port
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*", "class"),  # every port of it
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*/host0/*", None),  # the glob does not say
     ],
 )
 def test_a_by_path_link_is_read_as_path_id_writes_it(link: str, bus_path: str, said: str | None) -> None:
