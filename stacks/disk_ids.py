@@ -74,7 +74,10 @@ def by_id_has_wwid(disk: str, wwid: str) -> bool:
         linked = name.removeprefix("nvme-")
     else:
         return False
-    return glob(wwid.lower(), linked.lower())
+    # udev writes the link's hex as the kernel writes the wwid, in lower case (wwn-0x<ID_WWN>, nvme-<device/wwid>), so a
+    # link written in upper case still means that disk; Talos compares the glob with the wwid case and all, so the wwid
+    # is compared as written.
+    return glob(wwid, linked.lower())
 
 
 # An NVMe namespace with no UUID, NGUID or EUI-64 gets the wwid nvme.<vendor id>-<serial>-<model>-<nsid>, its serial and

@@ -159,6 +159,15 @@ SELECTOR_FIELDS = ("size", "model", "serial", "type", "wwid", "busPath")
 # A /dev/disk/by-id link's name where a serial or a wwid was meant (stacks.disk_ids reads these names).
 _BY_ID_SERIAL = re.compile(r"^(ata|nvme|scsi|usb|mmc|virtio)-[^*?\[]*_[^*?\[]+$")
 _BY_ID_WWID = re.compile(r"^(?:nvme-((?:eui|nvme|uuid)\.[^*?\[]+)|wwn-0x[0-9a-fA-F]+)$")
+# The wwid forms the kernel writes in lower-case hex (device/wwid): naa.<hex> and eui.<hex> of a SCSI or SATA disk's
+# VPD page 0x83 (Linux drivers/scsi/scsi_lib.c scsi_vpd_lun_id, "naa.%8phN", "eui.%8phN", which scsi_sysfs.c
+# sdev_show_wwid prints), eui.<hex>, uuid.<uuid> and nvme.<vendor>-<serial hex>-<model hex>-<nsid> of an NVMe namespace
+# (drivers/nvme/host/sysfs.c wwid_show: "eui.%16phN", "uuid.%pU", "nvme.%04x-%*phN-%*phN-%08x"). A t10. wwid carries the
+# disk's vendor and model text as the disk reports it, upper case included (scsi_vpd_lun_id, "t10.%*pE"), so is left be.
+_WWID_FORM = re.compile(r"^(naa|eui|uuid|nvme)\.", re.IGNORECASE)
+# The WWN as lsblk -o WWN prints it (0x<hex>, udev's ID_WWN) or as a vendor tool does (hex alone, 16 or 32 digits).
+_WWID_0X = re.compile(r"^0[xX]([0-9a-fA-F]+)$")
+_WWID_BARE = re.compile(r"^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")
 
 
 def _serial_fix(link: str) -> str:
@@ -227,11 +236,34 @@ class DiskSelector(Model):
         # udev names an NVMe namespace's wwid link nvme-<wwid> (nvme-eui.<hex>) and a SCSI or ATA disk's wwn-0x<hex>
         # (60-persistent-storage.rules); Talos reads the kernel's device/wwid, eui.<hex> or naa.<hex> (stacks.disk_ids).
         if value is not None and (found := _BY_ID_WWID.match(value)) is not None:
-            wwid = found.group(1) if found.group(1) is not None else "naa." + value.removeprefix("wwn-0x")
+            wwid = (found.group(1) if found.group(1) is not None else "naa." + value.removeprefix("wwn-0x")).lower()
             raise ValueError(
                 f"{value} is a /dev/disk/by-id link's name, not a wwid: Talos compares wwid with the disk's wwid as the kernel "
-                f"reports it, so it selects no disk; write wwid: {wwid}, or installDisk: /dev/disk/by-id/{value} as the path itself"
+                f"reports it, so it selects no disk; write wwid: {wwid}, or installDisk: /dev/disk/by-id/{value.lower()} as the path itself"
             )
+        return value
+
+    @field_validator("wwid")
+    @classmethod
+    def _wwid_as_the_kernel_writes_it(cls, value: str | None) -> str | None:
+        # Talos matches the glob against the kernel's device/wwid, case and all (glob(), go-glob), and the kernel writes
+        # a naa., eui., uuid. or nvme. wwid in lower-case hex (_WWID_FORM): another spelling selects no disk.
+        if value is None or _BY_ID_WWID.match(value) is not None:
+            return value
+        said = "Talos compares wwid with the disk's wwid as the kernel writes it (device/wwid), case and all, so it selects no disk"
+        if (hexed := _WWID_0X.match(value)) is not None:
+            raise ValueError(
+                f"{value} is the WWN as lsblk -o WWN prints it, not a wwid: {said}; the kernel writes a SATA or SAS disk's as "
+                f"naa.<hex>: write wwid: naa.{hexed.group(1).lower()}"
+            )
+        if _WWID_BARE.match(value) is not None:
+            raise ValueError(
+                f"{value} is a WWN without the kernel's prefix: {said}; write wwid: naa.{value.lower()} for a SATA or SAS disk, "
+                f"or wwid: eui.{value.lower()} for an NVMe namespace (`talosctl get disks -o yaml` shows its wwid)"
+            )
+        if (form := _WWID_FORM.match(value)) is not None and value != value.lower():
+            kind = form.group(1).lower()
+            raise ValueError(f"{value} is not the kernel's spelling, which writes a {kind}. wwid in lower case: {said}; write wwid: {value.lower()}")
         return value
 
     @field_validator("bus_path")

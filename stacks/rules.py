@@ -10,6 +10,7 @@ import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
+from typing import Literal
 
 import yaml
 
@@ -979,6 +980,18 @@ def _nodes(p: Parsed) -> list[Problem]:
                     _by_path_is_bus_path(data_disk, selector.bus_path) or _bus_path_names(selector.bus_path, data_disk)
                 ):
                     what, value = "busPath", selector.bus_path
+                elif selector.bus_path is not None and by_path_bus_path(data_disk, selector.bus_path) == "class":
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(
+                            node_path(i, f"dataDisks[{d}]"),
+                            f"{data_disk} is a disk installDisk {selector} can select (busPath {selector.bus_path} matches every "
+                            f"disk on the SATA controller this link names): Talos installs on the first disk by name its selector "
+                            "matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), so the system disk and Ceph's would be one; "
+                            "pin installDisk to the system disk's serial or wwid, or write its /dev/disk/by-id path",
+                        )
+                    )
+                    continue
                 elif selector.serial is not None and _by_id_has_serial(data_disk.lower(), selector.serial.lower()):
                     # The link carries the serial as the disk reports it; a glob matched case and all (as by_id_has_serial
                     # reads Talos's) in another case selects no disk, and corrected to the link's case, this one.
@@ -1329,7 +1342,90 @@ def not_a_disk(disk: str, install: bool) -> str | None:
             f"{disk} is a software RAID or device-mapper volume, which exists only once a running Linux assembles it: the firmware "
             "boots the install disk before that, so the system goes on a physical disk; write one of its disks (lsblk -s lists them)"
         )
-    return None
+    return _no_disk_node(disk)
+
+
+# The kernel names of whole disks. Talos lists the block devices of type disk alone (disks.go:85 at v1.13.9: a partition,
+# and any character device, is never one of its disks) and installs on, or hands Ceph, what such a name opens; Ubuntu's
+# lsblk -d lists the same. Linux names them sd<letters> (SATA, SAS, USB: drivers/scsi/sd.c sd_format_disk_name("sd")),
+# nvme<controller>n<namespace> (drivers/nvme/host/core.c nvme_alloc_ns), mmcblk<n> (SD card, eMMC: drivers/mmc/core/
+# block.c), vd<letters> (virtio-blk: drivers/block/virtio_blk.c) and xvd<letters> (Xen: drivers/block/xen-blkfront.c);
+# hd<letters> is refused apart (no_such_device). Names said elsewhere are left to their own rule: a partition
+# (partition_of), an NVMe controller, a RAID or device-mapper volume (no_such_device, _ASSEMBLED).
+_WHOLE_DISK = re.compile(r"^/dev/(?:sd[a-z]+|vd[a-z]+|xvd[a-z]+|hd[a-z]+|nvme\d+n\d+|mmcblk\d+)$")
+_SAID_APART = re.compile(r"^/dev/(?:nvme\d+|md\d+|md/.+|dm-\d+|mapper/.+)$")
+# The NVMe generic character device of a namespace (drivers/nvme/host/core.c nvme_add_ns_cdev names it ng<controller>n
+# <namespace>, on a machine without NVMe multipath the numbers of the namespace's own nvme<c>n<n>), which `nvme list`
+# prints in its Generic column.
+_NVME_GENERIC = re.compile(r"^/dev/ng(\d+)n(\d+)$")
+# One controller's path to a multipath NVMe namespace: drivers/nvme/host/core.c nvme_alloc_ns (multipath.c
+# nvme_set_disk_name in older kernels) names it nvme<subsystem>c<controller>n<namespace> and marks it GENHD_FL_HIDDEN
+# (no /dev node; /sys/block lists it); the namespace's disk is nvme<subsystem>n<namespace>.
+_NVME_PATH = re.compile(r"^/dev/nvme(\d+)c\d+n(\d+)$")
+# SCSI generic character devices: drivers/scsi/sg.c's sg<n> (lsscsi -g prints it beside the disk's sdX) and the block
+# layer's bsg/<h:c:t:l> (block/bsg.c).
+_SCSI_GENERIC = re.compile(r"^/dev/(?:sg\d+|bsg/.+)$")
+
+
+# The /dev/disk links udev makes (systemd's 60-persistent-storage.rules): a whole disk's by-id and by-path, and those
+# other rules refuse (by-partuuid, by-partlabel, by-uuid, by-label: what is on a disk; by-diskseq: one boot's count).
+_DISK_LINK = re.compile(r"^/dev/disk/(?:by-(?:id|path)/[^/]+|by-(?:partuuid|partlabel|uuid|label|diskseq)/.*)$")
+# A loop device's links (60-persistent-storage.rules: by-loop-inode, by-loop-ref, from the backing file).
+_LOOP_LINK = re.compile(r"^/dev/disk/by-loop-(?:inode|ref)/")
+
+
+def _no_disk_node(disk: str) -> str | None:
+    """Why a /dev name is no whole disk's kernel name (`_WHOLE_DISK`) nor a /dev/disk link udev makes for a disk
+    (`_DISK_LINK`), with the name to write; None for those, and a name another rule says."""
+    if disk.startswith("/dev/disk/"):
+        if _DISK_LINK.match(disk):
+            return None
+        if _LOOP_LINK.match(disk):
+            return (
+                f"{disk} is udev's link to a loop device (a file attached as a disk by losetup), not a physical disk: it exists "
+                "only once something attaches it, which nothing does on a freshly installed machine; write one of the "
+                "machine's SSDs or hard disks by its /dev/disk/by-id link (`ls -l /dev/disk/by-id/` on it lists them)"
+            )
+        return (
+            f"{disk} is no link udev makes for a disk: it links a whole disk under /dev/disk/by-id/ and /dev/disk/by-path/ "
+            "(60-persistent-storage.rules); write the disk's /dev/disk/by-id link (`ls -l /dev/disk/by-id/` on the machine "
+            "lists them)"
+        )
+    if not disk.startswith("/dev/") or _WHOLE_DISK.match(disk) or _SAID_APART.match(disk):
+        return None
+    if partition_of(disk) is not None:
+        return None
+    lists = "lsblk -d -o NAME,SIZE,MODEL lists them"
+    if (generic := _NVME_GENERIC.match(disk)) is not None:
+        namespace = f"/dev/nvme{generic.group(1)}n{generic.group(2)}"
+        return (
+            f"{disk} is the NVMe generic character device of namespace {namespace} (nvme list's Generic column), not a block "
+            f"device: Talos installs on and lists block disks alone (disks.go:85 at v1.13.9), and Ceph and Longhorn take block "
+            f"devices; write {namespace}"
+        )
+    if (path := _NVME_PATH.match(disk)) is not None:
+        namespace = f"/dev/nvme{path.group(1)}n{path.group(2)}"
+        return (
+            f"{disk} is one controller's path to the multipath NVMe namespace {namespace}, which the kernel keeps hidden (no "
+            f"/dev node; /sys/block lists it), so no such device opens; write {namespace}"
+        )
+    if _SCSI_GENERIC.match(disk) is not None:
+        return (
+            f"{disk} is a SCSI generic character device, not a block device: Talos installs on and lists block disks alone "
+            "(disks.go:85 at v1.13.9), and Ceph and Longhorn take block devices; write the disk's /dev/sdX (lsscsi -g prints "
+            "it on the same line) or its /dev/disk/by-id link"
+        )
+    if disk == "/dev/root":
+        return (
+            "/dev/root is no device: it is the name df and mount print for the root filesystem's device when the kernel "
+            "mounted it from root=, and no /dev/root node exists (Talos's /dev has none); write the disk whose partition is "
+            "mounted on / (lsblk shows it above that partition) or its /dev/disk/by-id link"
+        )
+    return (
+        f"{disk} is no whole disk's name: Talos installs on and lists block disks alone (disks.go:85 at v1.13.9), which the "
+        "kernel names sdX, nvmeXnY, mmcblkX, vdX or xvdX, and Ceph and Longhorn take whole disks; write the disk's own name "
+        f"({lists}) or its /dev/disk/by-id link"
+    )
 
 
 # What giving Rook the system disk does: plans.storage never wipes a disk, and Rook's OSD preparation skips a device
@@ -1471,19 +1567,57 @@ def _bus_path_names(bus_path: str, disk: str) -> bool:
     return disk.startswith("/dev/") and not disk.startswith("/dev/disk/") and "*" not in last and last == disk.removeprefix("/dev/")
 
 
-def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
-    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob (Talos's disk.bus_path, the sysfs path
-    under /sys/devices) selects: udev names an NVMe namespace pci-<its controller's PCI address>-nvme-<namespace> and a
-    SATA disk pci-<its controller's>-ata-<port> (60-persistent-storage.rules, path_id), so the glob's last PCI address
-    is the controller's, and for SATA its ata<port> component the port."""
-    found = re.fullmatch(r"/dev/disk/by-path/pci-(?P<pci>[0-9a-f:.]+)-(?P<bus>nvme|ata)-(?P<n>\d+)", disk.lower())
+# A /dev/disk/by-path/ link of an NVMe namespace or a SATA disk as systemd-udevd's path_id builtin writes it
+# (src/udev/udev-builtin-path_id.c): pci-<controller's PCI address>-nvme-<nsid>; for a SATA disk, handle_scsi_ata's
+# pci-<controller>-ata-<port>.<target> (.<pmp port>.0 behind a port multiplier) and its compat link pci-<controller>-
+# ata-<port> (ID_PATH_ATA_COMPAT), both linked (60-persistent-storage.rules). <port> is the ata_port's port_no, the
+# port's number on its own controller from 1 (Linux drivers/ata/libata-core.c: local_port_no = i + 1 for each port of a
+# host, which libata-transport.c shows as port_no), while busPath's ata<N> is print_id, counted on across controllers
+# from the global ata_print_id as each registers: the two are one on the controller counted first.
+_BY_PATH_LINK = re.compile(
+    r"^/dev/disk/by-path/pci-(?P<pci>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f])-"
+    r"(?:nvme-(?P<nsid>\d+)|ata-(?P<port>\d+)(?:\.(?P<target>\d+)|\.(?P<pmp>\d+)\.0)?)$"
+)
+# A PCI address in a busPath (domain:bus:device.function), a glob's `*` in place of any part; the SCSI components
+# target<h>:<c>:<t> and <h>:<c>:<t>:<l> under an ata port are not one.
+_BUS_PATH_PCI = re.compile(r"^[0-9a-f*]+:[0-9a-f*]+:[0-9a-f*]+\.[0-9a-f*]+$")
+_BUS_PATH_SCSI = re.compile(r"^(?:target)?\d+:(?P<channel>\d+):(?P<target>\d+)(?::\d+)?$")
+
+
+def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "class"] | None:
+    """Whether `disk`, a /dev/disk/by-path/ link (`_BY_PATH_LINK`), is the device a busPath glob (Talos's disk.bus_path,
+    the sysfs path under /sys/devices, which Talos matches whole) selects: "same" when the link's controller is the
+    glob's last PCI address and, for SATA, its port the glob's ata<N> (and its target or port-multiplier port the glob's
+    SCSI address, where both say one); "maybe" when the link's port is lower than N, as it is for the same port of a
+    controller whose ports were counted after another's; "class" when the glob ends in `*` right after the link's SATA
+    controller, so matches each of its disks; None when they differ or the glob does not say."""
+    found = _BY_PATH_LINK.match(disk.lower())
     if found is None:
-        return False
+        return None
     parts = [p for p in bus_path.lower().split("/") if p]
-    pcis = [p for p in parts if p.count(":") == 2]  # a PCI address, domain:bus:device.function (pci0000:00 is the root)
-    if not pcis or not glob(pcis[-1], found["pci"]):
-        return False
-    return found["bus"] == "nvme" or f"ata{found['n']}" in parts
+    pcis = [k for k, p in enumerate(parts) if _BUS_PATH_PCI.match(p)]
+    if not pcis or not glob(parts[pcis[-1]], found["pci"]):
+        return None
+    after = parts[pcis[-1] + 1 :]
+    if found["nsid"] is not None:
+        return "same" if after[:1] in ([], ["nvme"], ["*"]) else None
+    if after[:1] == ["nvme"]:
+        return None
+    ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata\d+", p)), None)
+    if ata is None:
+        return "class" if after and all(p.strip("*") == "" for p in after) else None
+    port = int(found["port"])
+    scsi = next((m for p in after if (m := _BUS_PATH_SCSI.match(p)) is not None), None)
+    if scsi is not None and found["target"] is not None and (int(scsi["channel"]), int(scsi["target"])) != (0, int(found["target"])):
+        return None
+    if scsi is not None and found["pmp"] is not None and int(scsi["channel"]) != int(found["pmp"]):
+        return None
+    return "same" if port == ata else "maybe" if port < ata else None
+
+
+def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
+    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob selects (by_path_bus_path)."""
+    return by_path_bus_path(disk, bus_path) == "same"
 
 
 def _one_namespace(a: str, b: str) -> bool:
@@ -1497,6 +1631,14 @@ def _one_namespace(a: str, b: str) -> bool:
 def _transport(disk: str) -> str | None:
     """The transport Talos reads for a disk (disk.transport), as its /dev name or by-id link shows it: nvme, mmc, or
     another (SATA, SCSI, USB, virtio), None when the name does not say."""
+    if disk.startswith("/dev/disk/by-path/"):
+        # path_id's last hop names the transport (udev-builtin-path_id.c): -nvme-<nsid> for an NVMe namespace, an mmc
+        # host's platform or PCI device for an SD card or eMMC, -ata-, -usb-, -sas-, -scsi- or virtio for the rest.
+        if re.search(r"-nvme-\d+$", disk):
+            return "nvme"
+        if "mmc" in disk:
+            return "mmc"
+        return "other" if re.search(r"-(?:ata|usb|sas|scsi)-|virtio", disk) else None
     name = _by_id_name(disk) if disk.startswith("/dev/disk/by-id/") else disk.removeprefix("/dev/")
     if name.startswith("nvme"):
         return "nvme"

@@ -61,7 +61,7 @@ from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
-from stacks.rules import _transport, etcd_release, newer_etcd_patch, talos_patches_of
+from stacks.rules import _transport, by_path_bus_path, etcd_release, newer_etcd_patch, talos_patches_of
 from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 # A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
@@ -80,6 +80,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     reached = servers(stack.identity, stack.monitoring, stack.gitops, zone.records(stack), stack.network.domain, stack.apps)
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
+    yield from _bus_path_port_maybe(stack)
     yield from _every_disk(stack)
     yield from _kernel_name_beside_link(stack)
     yield from _links_of_two_kinds(stack)
@@ -769,6 +770,29 @@ def _netbooted_maia_data_disks(stack: StackConfig) -> Iterator[Problem]:
                 "(Longhorn's manager never runs where a maia's NFS root exposes its kubelet's credentials: docs/security.md), "
                 f"so nothing uses them; remove {node.name}'s dataDisks, or set boot: disk to let it boot from its card and "
                 "give Longhorn its dataDisks[0]",
+            )
+
+
+def _bus_path_port_maybe(stack: StackConfig) -> Iterator[Problem]:
+    """An install disk busPath glob's SATA port ata<N> beside a data disk's by-path link of the same controller's port
+    <P> below N. path_id writes the port's number on its controller (port_no, from 1), busPath holds its number among
+    every controller's (print_id), and the two are one where the controller's ports were counted first
+    (stacks.rules.by_path_bus_path): ata3 is port 1 of a controller counted after one of two ports, so the link may be
+    the install disk. A warning: the stack does not say how many ports were counted before this controller's."""
+    for i, node in enumerate(stack.nodes):
+        selector = node.install_disk
+        if not isinstance(selector, DiskSelector) or selector.bus_path is None:
+            continue
+        for d, disk in enumerate(node.data_disks):
+            if by_path_bus_path(disk, selector.bus_path) != "maybe":
+                continue
+            yield Problem(
+                f"iluvatar:nodes[{i}].dataDisks[{d}]",
+                f"{disk} may be the disk installDisk busPath {selector.bus_path} selects: udev numbers a SATA port on its own "
+                "controller (port_no, from 1) and busPath among every controller's ports (ataN), which are one only where "
+                "this controller's ports were counted first, so if they are not, Ceph takes the system disk; name the data "
+                f"disk by its /dev/disk/by-id link, or give installDisk the system disk's serial or wwid (`talosctl get disks "
+                f"-o yaml -n <{node.name}'s address>` shows each disk's bus_path and links)",
             )
 
 

@@ -94,3 +94,12 @@ def test_an_install_selectors_serial_glob_is_read_as_go_glob() -> None:
     assert by_id_has_serial(MODEL_SERIAL, "S64ANS0T1*6")
     assert not by_id_has_wwid("/dev/disk/by-id/wwn-0x5002538e4099a1b2", "naa.5002538e4099a1b?")
     assert by_id_has_wwid("/dev/disk/by-id/wwn-0x5002538e4099a1b2", "naa.5002538e*")
+
+
+def test_a_wwid_is_compared_with_a_link_case_and_all() -> None:
+    # Talos's glob compares the wwid case and all, and the kernel writes it in lower case: an upper-case wwid selects
+    # no disk, so it is not the disk of the link udev writes in lower case (nor of one written in upper case).
+    link = "/dev/disk/by-id/wwn-0x5002538e4010a0b0"
+    assert by_id_has_wwid(link, "naa.5002538e4010a0b0")
+    assert by_id_has_wwid(link.upper().replace("/DEV/DISK/BY-ID/WWN-0X", "/dev/disk/by-id/wwn-0x"), "naa.5002538e4010a0b0")
+    assert not by_id_has_wwid(link, "naa.5002538E4010A0B0")

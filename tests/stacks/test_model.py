@@ -270,3 +270,17 @@ def test_the_default_image_at_a_mirror_is_the_same_file() -> None:
     other = mirror.replace("24.04.3", "24.04.2")
     with pytest.raises(ValueError, match=r"the SHA-256 of the default image .* another file"):
         PiImage.model_validate({"release": "24.04.2", "url": other, "sha256": default.sha256})
+
+
+@pytest.mark.parametrize(
+    "wwid", ["naa.5002538e4010a0b0", "eui.0025388b91b2c3d4", "naa.5002538e*", "t10.ATA     Samsung SSD 870 EVO 1TB   S6PUNX0T123456"]
+)
+def test_a_wwid_in_the_kernels_spelling_is_taken(wwid: str) -> None:
+    # A t10. wwid carries the disk's vendor and model text as it reports it, upper case and all.
+    assert DiskSelector(wwid=wwid).wwid == wwid
+
+
+@pytest.mark.parametrize("wwid", ["0x5002538e4010a0b0", "0X5002538E4010A0B0", "NAA.5002538e4010a0b0", "eui.0025388B91B2C3D4", "5002538e4010a0b0"])
+def test_a_wwid_in_another_spelling_is_refused(wwid: str) -> None:
+    with pytest.raises(ValueError, match="selects no disk"):
+        DiskSelector(wwid=wwid)

@@ -11,7 +11,7 @@ import pytest
 
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.releases import KUBERNETES_NEWEST, TALOS_MINORS, newest_kubernetes
-from stacks.rules import TALOS_KUBERNETES
+from stacks.rules import TALOS_KUBERNETES, by_path_bus_path, install_disk_problems
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
 
@@ -502,3 +502,46 @@ def test_an_etcd_image_at_a_talos_1_13_release_is_compared_with_its_etcd(tmp_pat
     assert [str(p).split(": the patch")[0] for p in raised.value.problems] == [
         "iluvatar:arda.patches[0].cluster.etcd.image: registry.k8s.io/etcd:v3.6.11 is etcd 3.6.11, not etcd 3.6.12, the etcd Talos v1.13.5 runs"
     ]
+
+
+_SATA = "/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0"
+
+
+@pytest.mark.parametrize(
+    ("link", "bus_path", "said"),
+    [
+        # path_id's ata-<port>.<target> and its compat ata-<port>, against the busPath Talos prints down to the device.
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", _SATA, "same"),
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1", _SATA, "same"),
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.1", _SATA, None),  # another target of the port
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-2.0", _SATA, None),
+        ("/dev/disk/by-path/pci-0000:00:1f.2-ata-1.0", _SATA, None),  # another controller
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/ata1/*", "same"),
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.2.0", "/pci0000:00/0000:00:17.0/ata1/host0/target0:2:0/0:2:0:0", "same"),
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.2.0", _SATA, None),  # behind a port multiplier's port 2
+        # ata3 may be port 1 of a controller counted after one of two ports; port 4 of it cannot be.
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", "maybe"),
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-4", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", None),
+        ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", "/pci0000:00/0000:00:1d.0/0000:01:00.0/nvme/nvme0/nvme0n1", "same"),
+        ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", _SATA, None),
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*", "class"),  # every port of it
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*/host0/*", None),  # the glob does not say
+    ],
+)
+def test_a_by_path_link_is_read_as_path_id_writes_it(link: str, bus_path: str, said: str | None) -> None:
+    assert by_path_bus_path(link, bus_path) == said
+
+
+@pytest.mark.parametrize(
+    "disk", ["/dev/sda", "/dev/sdaa", "/dev/vdb", "/dev/xvda", "/dev/nvme0n1", "/dev/nvme12n3", "/dev/mmcblk0", "/dev/disk/by-id/ata-X_Y"]
+)
+def test_whole_disk_names_are_taken(disk: str) -> None:
+    assert install_disk_problems(disk) == []
+
+
+@pytest.mark.parametrize(
+    "disk",
+    ["/dev/ng0n1", "/dev/nvme0c1n1", "/dev/sg3", "/dev/bsg/1:0:0:0", "/dev/root", "/dev/fd0", "/dev/nst0", "/dev/nvme-fabrics", "/dev/ubiblock0_0"],
+)
+def test_other_device_nodes_are_refused_once(disk: str) -> None:
+    assert len(install_disk_problems(disk)) == 1
