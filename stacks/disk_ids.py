@@ -9,6 +9,7 @@ share a serial (stacks.storage.shared_disk_names warns of it).
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 
 def glob(pattern: str, subject: str) -> bool:
@@ -147,3 +148,40 @@ def udev_spelling(text: str) -> str:
     """`text` as udev writes it in a link's name (OPTIONS="string_escape=replace": each character but the few it keeps
     written `_`, _UDEV_KEPT)."""
     return _UDEV_KEPT.sub("_", text)
+
+
+# systemd-udevd links one disk under several by-path names (60-persistent-storage.rules, the by-path block, from
+# src/udev/udev-builtin-path_id.c): ID_PATH, and beside it a SATA disk's ID_PATH_ATA_COMPAT (handle_scsi_ata writes
+# ata-<port_no>.<target>, or ata-<port_no>.<bus>.0 behind a port multiplier, and the compat link ata-<port_no>), a USB
+# disk's ID_PATH_WITH_USB_REVISION (handle_usb's usb-0:<port> again as usbv<revision>-0:<port>), and a virtio disk's
+# legacy virtio-<ID_PATH> (virtio-pci-<address>). Read back to the one name each stands for, they compare as the disk.
+_BY_PATH_ATA = re.compile(r"^(?P<head>.+)-ata-(?P<port>[0-9]+)(?:\.(?P<sub>[0-9]+(?:\.0)?))?$")
+
+
+def _by_path_canonical(disk: str) -> str | None:
+    """A whole disk's by-path link with udev's second spellings read back to ID_PATH's (virtio-pci- to pci-, usbv<n>- to
+    usb-), or None for another name."""
+    if not disk.startswith("/dev/disk/by-path/") or re.search(r"-part[0-9]+$", disk):
+        return None
+    name = disk.removeprefix("/dev/disk/by-path/")
+    name = re.sub(r"^virtio-pci-", "pci-", name)
+    return re.sub(r"-usbv[0-9]+-", "-usb-", name)
+
+
+def by_path_one_disk(a: str, b: str) -> Literal["same", "maybe"] | None:
+    """Whether by-path links `a` and `b` name one disk: "same" when they are one name as udev's several spellings of it
+    are read back (`_by_path_canonical`), or a SATA port's compat link ata-<port> beside the port's ata-<port>.0; "maybe"
+    for the compat link beside ata-<port>.<target> or ata-<port>.<bus>.0, which are a PATA slave's or a port multiplier's
+    disks, each of which udev may give the port's one compat link; None for two disks, or names not both by-path."""
+    one, other = _by_path_canonical(a), _by_path_canonical(b)
+    if one is None or other is None:
+        return None
+    if one == other:
+        return "same"
+    found, theirs = _BY_PATH_ATA.match(one), _BY_PATH_ATA.match(other)
+    if found is None or theirs is None or (found["head"], found["port"]) != (theirs["head"], theirs["port"]):
+        return None
+    subs = {found["sub"], theirs["sub"]}
+    if None not in subs:
+        return None  # two targets, or two port-multiplier ports, of one SATA port
+    return "same" if subs == {None, "0"} else "maybe"

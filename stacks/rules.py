@@ -22,7 +22,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import by_path_one_disk, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1041,12 +1041,12 @@ def _nodes(p: Parsed) -> list[Problem]:
             parent = partition_of(disk)
             if parent is not None and field in selected:
                 pass  # a partition of the disk installDisk selects: said above, and writing its disk would not fix it
-            elif parent is not None and parent == node.install_disk:
+            elif parent is not None and isinstance(node.install_disk, str) and _one_disk_by_name(parent, node.install_disk):
                 out.append(
                     Problem(
                         node_path(i, field),
-                        f"{disk} is a partition of installDisk {parent}: Ceph and Longhorn take whole disks, and this one holds the "
-                        "system; name another disk",
+                        f"{disk} is a partition of installDisk {node.install_disk}{_other_link(parent, node.install_disk)}: Ceph "
+                        "and Longhorn take whole disks, and this one holds the system; name another disk",
                     )
                 )
             elif parent is not None:
@@ -1086,6 +1086,13 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), why))
             elif disk == node.install_disk:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {taken}; name another disk"))
+            elif isinstance(node.install_disk, str) and by_path_one_disk(disk, node.install_disk) == "same":
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is installDisk {node.install_disk}{_other_link(disk, node.install_disk)}: {taken}; name another disk",
+                    )
+                )
             elif isinstance(node.install_disk, str) and _one_namespace(disk, node.install_disk):
                 out.append(
                     Problem(
@@ -1105,6 +1112,10 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
+            elif (twin := next((s for s in sorted(seen_disks) if by_path_one_disk(disk, s) == "same"), None)) is not None:
+                out.append(
+                    Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is {twin}{_other_link(disk, twin)}, so it is listed twice; name it once")
+                )
             elif (twin := next((s for s in sorted(seen_disks) if _one_nvme_namespace(disk, s)), None)) is not None:
                 out.append(
                     Problem(
@@ -1116,6 +1127,21 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
             seen_disks.add(disk)
     return out
+
+
+def _one_disk_by_name(a: str, b: str) -> bool:
+    """Whether two names written for disks are one disk by their spelling: the same name, or one disk's two by-path links."""
+    return a == b or by_path_one_disk(a, b) == "same"
+
+
+def _other_link(a: str, b: str) -> str:
+    """Why by-path links `a` and `b` are one disk, as a message says it after the second ("" when they are one name)."""
+    if a == b:
+        return ""
+    return (
+        " by its other by-path link (udev links one disk as ID_PATH and beside it a SATA port's compat ata-<port>, a USB "
+        "disk's usbv<revision>- and a virtio disk's virtio-pci- spelling, udev-builtin-path_id.c)"
+    )
 
 
 def _whole_disk_problem(disk: str, install: bool) -> str | None:
@@ -2336,10 +2362,10 @@ def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str,
 
 def _one_disk(device: str, disk: str) -> bool:
     """Whether a patch's /dev path is data disk `disk` or a partition of it: the same name, an NVMe namespace's other
-    by-id link, or a partition's kernel name or -partN link. A kernel name beside a link is not compared (the stack
+    by-id link or by-path link (by_path_one_disk), or a partition's kernel name or -partN link. A kernel name beside a link is not compared (the stack
     does not tie them; stacks.warn warns of the pair in the inventory)."""
     named = [device] if (parent := partition_of(device)) is None else [device, parent]
-    return any(d == disk or _one_namespace(d, disk) or _one_nvme_namespace(d, disk) for d in named)
+    return any(d == disk or _one_namespace(d, disk) or _one_nvme_namespace(d, disk) or by_path_one_disk(d, disk) == "same" for d in named)
 
 
 # `$patch: delete` in a patch makes it a delete selector: Talos removes the map (or the list item, or the document) it

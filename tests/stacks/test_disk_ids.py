@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stacks import load_stack_file
-from stacks.disk_ids import by_id_has_serial, by_id_has_wwid, glob, nvme_links_comparable, nvme_wwid_parts, one_nvme_namespace
+from stacks.disk_ids import by_id_has_serial, by_id_has_wwid, by_path_one_disk, glob, nvme_links_comparable, nvme_wwid_parts, one_nvme_namespace
 from tests.edit import edit, homelab_doc, write_stack
 
 # Serial "S64ANS0T123456", model "Samsung SSD 980 1TB", namespace 1, as the kernel's wwid_show writes them.
@@ -103,3 +103,28 @@ def test_a_wwid_is_compared_with_a_link_case_and_all() -> None:
     assert by_id_has_wwid(link, "naa.5002538e4010a0b0")
     assert by_id_has_wwid(link.upper().replace("/DEV/DISK/BY-ID/WWN-0X", "/dev/disk/by-id/wwn-0x"), "naa.5002538e4010a0b0")
     assert not by_id_has_wwid(link, "naa.5002538E4010A0B0")
+
+
+_P = "/dev/disk/by-path/"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "said"),
+    [
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-1.0", "same"),  # the compat link and ID_PATH
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-1.1.0", "maybe"),  # behind a port multiplier
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-1.1", "maybe"),  # a PATA slave
+        (_P + "pci-0000:00:17.0-ata-1.0", _P + "pci-0000:00:17.0-ata-1.1.0", None),
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-2.0", None),
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:1f.2-ata-1.0", None),
+        (_P + "pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0", _P + "pci-0000:00:14.0-usbv3-0:1:1.0-scsi-0:0:0:0", "same"),
+        (_P + "pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0", _P + "pci-0000:00:14.0-usbv3-0:2:1.0-scsi-0:0:0:0", None),
+        (_P + "pci-0000:00:04.0", _P + "virtio-pci-0000:00:04.0", "same"),
+        (_P + "pci-0000:00:04.0", _P + "virtio-pci-0000:00:05.0", None),
+        (_P + "pci-0000:00:17.0-ata-1.0-part1", _P + "pci-0000:00:17.0-ata-1", None),  # a partition: its disk is compared
+        ("/dev/sda", _P + "pci-0000:00:17.0-ata-1", None),
+    ],
+)
+def test_one_disks_by_path_links_are_read_back_to_one(a: str, b: str, said: str | None) -> None:
+    assert by_path_one_disk(a, b) == said
+    assert by_path_one_disk(b, a) == said
