@@ -1051,7 +1051,7 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
             elif parent is not None:
                 out.append(Problem(node_path(i, field), _partition_not_disk(disk, parent)))
-            if (why := not_a_disk(disk, False)) is not None:
+            if (why := _install_emmc_area(node, disk) or not_a_disk(disk, False)) is not None:
                 out.append(Problem(node_path(i, field), why))
             if _NVME_CONTROLLER.match(disk):
                 out.append(Problem(node_path(i, field), _nvme_controller(disk)))
@@ -1289,6 +1289,12 @@ _BY_DISKSEQ = re.compile(r"^/dev/disk/by-diskseq/")
 # mmcblk%dboot%d and mmcblk%drpmb): /sys/block lists the boot partitions as disks of a few MiB, read-only by default
 # (force_ro), which Talos's disk list takes as any other (controllers/block/disks.go:85 keeps every DeviceTypeDisk).
 _EMMC_AREA = re.compile(r"^/dev/(mmcblk\d+)(boot\d+|rpmb)$")
+# An MMC host's device by its /dev/disk/by-path link: path_id's platform branch prepends platform-<the host's device>
+# and adds no hop of its own for MMC (udev-builtin-path_id.c builtin_path_id), so the card or eMMC is platform-<host>
+# (platform-fe2e0000.mmc on an RK1, platform-fe340000.mmc on a Pi 4, platform-1000fff000.mmc on a Pi 5), and an
+# eMMC's boot areas the same with -boot<n> (60-persistent-storage.rules: KERNEL=="mmcblk[0-9]boot[0-9]",
+# SYMLINK+="disk/by-path/$env{ID_PATH}-boot%n").
+_MMC_BY_PATH = re.compile(r"^(?P<host>/dev/disk/by-path/(?:\S+-)?platform-[^-/]*(?:mmc|sdhci)[^-/]*)(?:-(?P<area>boot\d+))?$")
 # Software RAID and device-mapper volumes exist only once a running Linux assembles them: the firmware boots the
 # install disk's EFI partition before any of that, so Talos must go on a physical disk.
 _ASSEMBLED = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+|disk/by-id/(md-uuid|md-name|dm-name|dm-uuid)-.+)$")
@@ -1346,6 +1352,11 @@ def not_a_disk(disk: str, install: bool) -> str | None:
         return (
             f"{disk} is the eMMC's {'replay-protected block' if area.group(2) == 'rpmb' else 'hardware boot partition'} (a few MiB, "
             f"read-only by default), not its user area: write /dev/{area.group(1)}"
+        )
+    if (link := _MMC_BY_PATH.match(disk)) is not None and link["area"] is not None:
+        return (
+            f"{disk} is the eMMC's hardware boot partition by its by-path link (udev links mmcblk<n>boot<m> as the eMMC's "
+            f"link and -boot<m>; a few MiB, read-only by default), not its user area: write {link['host']}"
         )
     if (backed := _BACKED_BY_OTHER.match(disk)) is not None:
         return (
@@ -1498,12 +1509,16 @@ def _mmc_indices(node: Node) -> range:
 
 def _is_the_mmc(node: Node, disk: object) -> bool:
     """Whether `disk` names the one MMC device of a Pi or an RK1: /dev/mmcblkN at an index its kernel gives it
-    (`_mmc_indices`), or an mmc- by-id link (a whole device, no -partN)."""
+    (`_mmc_indices`), an mmc- by-id link (a whole device, no -partN), or the by-path link of an MMC host
+    (`_MMC_BY_PATH`): the board's one MMC block device hangs off one host, and the link does not tell N, so it is
+    taken for that device."""
     if not isinstance(disk, str):
         return False
     path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
     if path is not None:
         return int(path.group(1)) in _mmc_indices(node)
+    if (link := _MMC_BY_PATH.match(disk)) is not None:
+        return link["area"] is None
     return disk.startswith("/dev/disk/by-id/mmc-") and partition_of(disk) is None
 
 
@@ -1553,6 +1568,23 @@ def _no_mmc(node: Node, disk: str, *, install: bool) -> str | None:
         )
         fix = f"name {_other_disks(node)}, or leave dataDisks out"
     return f"{disk} is no device on a {_board_name(node)}: its one MMC device, {what}, is {card}, so {lost}; {fix}"
+
+
+def _install_emmc_area(node: Node, disk: str) -> str | None:
+    """Why an eMMC boot area (/dev/mmcblkNbootM, or its by-path link's -bootM) is no data disk of a Pi or an RK1 whose
+    installDisk is its one MMC device: the area is on the chip the system boots from, so the user area not_a_disk
+    would have written instead is the install disk itself. None elsewhere."""
+    area = _EMMC_AREA.match(disk)
+    link = _MMC_BY_PATH.match(disk)
+    if node.board not in _ONE_MMC_BOARDS or (area is None and (link is None or link["area"] is None)):
+        return None
+    if not isinstance(node.install_disk, str) or not (re.fullmatch(r"/dev/mmcblk\d+", node.install_disk) or _is_the_mmc(node, node.install_disk)):
+        return None
+    return (
+        f"{disk} is a hardware boot partition (a few MiB, read-only by default) of the {_board_name(node)}'s one MMC device, "
+        f"installDisk {node.install_disk}, which it boots from, not a disk Ceph or Longhorn can take; name "
+        f"{_other_disks(node)}, or leave dataDisks out"
+    )
 
 
 def _mmc_data_disk(node: Node, disk: str) -> str | None:
