@@ -59,10 +59,25 @@ def by_id_has_serial(disk: str, serial: str) -> bool:
     return any(glob(serial, part) for part in by_id_name(disk).split("_")[1:])
 
 
+# A SAS disk's (or a SATA disk's behind a SAT layer's) scsi- link: udev's ID_SERIAL from scsi_id is the VPD page 0x83
+# NAA designator's type 3 and its hex, so the link is scsi-3<hex> where the kernel's wwid is naa.<hex> and the wwn- link
+# wwn-0x<hex> (Linux drivers/scsi/scsi_lib.c scsi_vpd_lun_id "naa.%8phN" / "naa.%16phN"; 60-persistent-storage.rules).
+_SCSI_NAA = re.compile(r"^scsi-3((?:[0-9a-fA-F]{16}){1,2})$")
+
+
+def one_wwn(a: str, b: str) -> bool:
+    """Whether by-id links `a` and `b` are one disk's wwn-0x<hex> and scsi-3<hex> links, one NAA in each."""
+    names = {by_id_name(x).lower() for x in (a, b) if x.startswith("/dev/disk/by-id/") and "-part" not in x}
+    wwn = next((n.removeprefix("wwn-0x") for n in names if n.startswith("wwn-0x")), None)
+    scsi = next((m.group(1) for n in names if (m := _SCSI_NAA.match(n)) is not None), None)
+    return len(names) == 2 and wwn is not None and wwn == scsi
+
+
 def by_id_has_wwid(disk: str, wwid: str) -> bool:
     """Whether `disk` is the /dev/disk/by-id/ link of the device whose wwid (a glob, as Talos reads the kernel's
-    device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex>, and an NVMe namespace's wwid itself
-    after nvme- (nvme-eui.<hex>, 60-persistent-storage.rules); a namespace whose wwid is nvme.<...> also
+    device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex> and, from scsi_id's ID_SERIAL (the
+    NAA designator's type 3 and its hex), scsi-3<hex>; an NVMe namespace's wwid itself after nvme- (nvme-eui.<hex>,
+    nvme-uuid.<uuid>, nvme-nvme.<...>: 60-persistent-storage.rules); a namespace whose wwid is nvme.<...> also
     nvme-<model>_<serial>, the serial and model the wwid carries (nvme_link_is_wwid)."""
     if not disk.startswith("/dev/disk/by-id/") or wwid.strip("*") == "":
         return False
@@ -71,7 +86,9 @@ def by_id_has_wwid(disk: str, wwid: str) -> bool:
     name = by_id_name(disk)
     if name.startswith("wwn-0x"):
         linked = "naa." + name.removeprefix("wwn-0x")
-    elif name.startswith(("nvme-eui.", "nvme-nvme.")):
+    elif (naa := _SCSI_NAA.match(name)) is not None:
+        linked = "naa." + naa.group(1)
+    elif name.startswith(("nvme-eui.", "nvme-nvme.", "nvme-uuid.")):
         linked = name.removeprefix("nvme-")
     else:
         return False

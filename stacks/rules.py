@@ -22,7 +22,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import by_path_one_disk, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import by_path_one_disk, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, one_wwn
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1086,6 +1086,14 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), why))
             elif disk == node.install_disk:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {taken}; name another disk"))
+            elif isinstance(node.install_disk, str) and one_wwn(disk, node.install_disk):
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is installDisk {node.install_disk} by its other by-id link (udev links a SAS or SCSI disk's "
+                        f"NAA as both wwn-0x<hex> and scsi-3<hex>, the same hex): {taken}; name another disk",
+                    )
+                )
             elif isinstance(node.install_disk, str) and by_path_one_disk(disk, node.install_disk) == "same":
                 out.append(
                     Problem(
@@ -1112,6 +1120,14 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
+            elif (twin := next((s for s in sorted(seen_disks) if one_wwn(disk, s)), None)) is not None:
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is {twin} by its other by-id link (udev links a SAS or SCSI disk's NAA as both wwn-0x<hex> and "
+                        "scsi-3<hex>, the same hex), so it is listed twice; name it once",
+                    )
+                )
             elif (twin := next((s for s in sorted(seen_disks) if by_path_one_disk(disk, s) == "same"), None)) is not None:
                 out.append(
                     Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is {twin}{_other_link(disk, twin)}, so it is listed twice; name it once")

@@ -54,7 +54,7 @@ from stacks.data import (
 )
 from stacks.data_model import AppBackup, Keep
 from stacks.day2 import ARGOCD_NOTES, release
-from stacks.disk_ids import by_path_one_disk, nvme_links_comparable
+from stacks.disk_ids import by_path_one_disk, nvme_links_comparable, one_wwn
 from stacks.errors import Problem, show
 from stacks.gitops import Lab
 from stacks.logs_model import Logs
@@ -724,6 +724,8 @@ def _links_of_two_kinds(stack: StackConfig) -> Iterator[Problem]:
                 theirs = _link_kind(other)
                 if mine is None or theirs is None or mine[0] == theirs[0] or not mine[1] & theirs[1]:
                     continue
+                if one_wwn(disk, other):
+                    continue  # one NAA's wwn-0x<hex> and scsi-3<hex>: the rules refuse the two
                 if nvme_links_comparable(disk, other):
                     continue  # an nvme-nvme.<...> link carries the model and serial: the rules compare the two
                 yield Problem(

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from stacks import load_stack_file
-from stacks.disk_ids import by_id_has_serial, by_id_has_wwid, by_path_one_disk, glob, nvme_links_comparable, nvme_wwid_parts, one_nvme_namespace
+from stacks.disk_ids import (
+    by_id_has_serial,
+    by_id_has_wwid,
+    by_path_one_disk,
+    glob,
+    nvme_links_comparable,
+    nvme_wwid_parts,
+    one_nvme_namespace,
+    one_wwn,
+)
 from tests.edit import edit, homelab_doc, write_stack
 
 # Serial "S64ANS0T123456", model "Samsung SSD 980 1TB", namespace 1, as the kernel's wwid_show writes them.
@@ -128,3 +137,24 @@ _P = "/dev/disk/by-path/"
 def test_one_disks_by_path_links_are_read_back_to_one(a: str, b: str, said: str | None) -> None:
     assert by_path_one_disk(a, b) == said
     assert by_path_one_disk(b, a) == said
+
+
+@pytest.mark.parametrize(
+    ("link", "wwid", "said"),
+    [
+        ("/dev/disk/by-id/scsi-35000c500a1b2c3d4", "naa.5000c500a1b2c3d4", True),  # scsi_id's ID_SERIAL: 3 and the NAA
+        ("/dev/disk/by-id/scsi-35000c500a1b2c3d4", "naa.5000c500a1b2c3d5", False),
+        ("/dev/disk/by-id/scsi-360014051234567890abcdef012345678", "naa.60014051234567890abcdef012345678", True),
+        ("/dev/disk/by-id/scsi-1ATA_CT500MX500SSD1_2313E6A1B2C3", "naa.5000c500a1b2c3d4", False),
+        ("/dev/disk/by-id/nvme-uuid.6f9d1b2c-0000-4000-8000-000000000001", "uuid.6f9d1b2c-0000-4000-8000-000000000001", True),
+    ],
+)
+def test_a_wwid_is_read_from_the_scsi_3_and_nvme_uuid_links(link: str, wwid: str, said: bool) -> None:
+    assert by_id_has_wwid(link, wwid) is said
+
+
+def test_one_naa_is_one_disk_by_its_wwn_and_scsi_3_links() -> None:
+    assert one_wwn("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "/dev/disk/by-id/scsi-35000c500a1b2c3d4")
+    assert one_wwn("/dev/disk/by-id/scsi-35000c500a1b2c3d4", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")
+    assert not one_wwn("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "/dev/disk/by-id/scsi-35000c500a1b2c3d5")
+    assert not one_wwn("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")
