@@ -18,6 +18,7 @@ from stacks import cel, encryption, netboot_mode, pins, releases
 from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
+from stacks.bus_paths import by_path_pattern, can_match, kernel_name_pattern
 from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
@@ -980,6 +981,12 @@ def _nodes(p: Parsed) -> list[Problem]:
                     _by_path_is_bus_path(data_disk, selector.bus_path) or _bus_path_names(selector.bus_path, data_disk)
                 ):
                     what, value = "busPath", selector.bus_path
+                elif selector.bus_path is not None and (why := _bus_path_may_take(selector.bus_path, data_disk)) is not None:
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(node_path(i, f"dataDisks[{d}]"), why.format(disk=data_disk, selector=selector, taken=_system_disk_taken(node)))
+                    )
+                    continue
                 elif selector.bus_path is not None and by_path_bus_path(data_disk, selector.bus_path) == "class":
                     selected.add(f"dataDisks[{d}]")
                     out.append(
@@ -1690,8 +1697,46 @@ def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "clas
 
 
 def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
-    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob selects (by_path_bus_path)."""
-    return by_path_bus_path(disk, bus_path) == "same"
+    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob selects: by_path_bus_path for an NVMe
+    or SATA link; for another link path_id writes (virtio, SCSI, USB, an MMC host, a SoC's PCIe), a busPath without `*`
+    that is one of the bus paths the link reads back to (stacks.bus_paths)."""
+    if _BY_PATH_LINK.match(disk.lower()) is not None:
+        return by_path_bus_path(disk, bus_path) == "same"
+    pattern = by_path_pattern(disk) if disk.startswith("/dev/disk/by-path/") else None
+    return pattern is not None and "*" not in bus_path and can_match(bus_path, pattern)
+
+
+def _bus_path_may_take(bus_path: str, disk: str) -> str | None:
+    """Why an install selector's busPath may select data disk `disk` where the rules cannot say it does, as a message
+    with {disk}, {selector} and {taken} to fill, or None: a glob with `*` that can match one of the bus paths the disk's
+    name reads back to (stacks.bus_paths: go-glob's `*` spans `/`, so a glob of a controller, a root port or `*/nvme` takes
+    each disk under it, and Talos installs on the first by name), or a by-path link whose way to the disk validate does
+    not read back, beside any busPath. A glob the rules already read for the disk (by_path_bus_path) is said there."""
+    if bus_path.strip("*") == "" or partition_of(disk) is not None or by_path_bus_path(disk, bus_path) is not None:
+        return None
+    parts = [p for p in bus_path.split("/") if p]
+    first = next((k for k, p in enumerate(parts) if "*" in p), None)
+    if first is not None and first > 0 and all(re.fullmatch(r"pci[0-9a-f]{4}:[0-9a-f]{2}|platform", p) for p in parts[:first]):
+        return None  # a bus root, then a wildcard: it asks nothing of the disk, which stacks.warn._every_disk warns of
+    if disk.startswith("/dev/disk/by-path/"):
+        pattern = by_path_pattern(disk)
+        if pattern is None:
+            return (
+                "{disk} may be the disk installDisk {selector} selects: validate does not read this by-path link's way back to "
+                "the bus path Talos matches busPath against (disk.bus_path, the device's sysfs path), so it cannot tell the two "
+                "apart, and if they are one, {taken}; name the data disk by its /dev/disk/by-id link (`talosctl get disks -o "
+                "yaml` shows each disk's bus_path)"
+            )
+    else:
+        pattern = kernel_name_pattern(disk)
+    if pattern is None or "*" not in bus_path or not can_match(bus_path, pattern):
+        return None
+    return (
+        f"{{disk}} is a disk installDisk {{selector}} can select (busPath {bus_path} can match the bus path its name reads "
+        "back to: go-glob's * takes any run of characters, / included): Talos installs on the first disk by name its "
+        "selector matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), so the system disk and Ceph's would be one; "
+        "pin installDisk to the system disk's serial or wwid, or write its /dev/disk/by-id path"
+    )
 
 
 def _one_namespace(a: str, b: str) -> bool:
