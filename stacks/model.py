@@ -167,6 +167,8 @@ _BY_ID_WWID = re.compile(r"^(?:nvme-((?:eui|nvme|uuid)\.[^*?\[]+)|wwn-0x[0-9a-fA
 _WWID_FORM = re.compile(r"^(naa|eui|uuid|nvme)\.", re.IGNORECASE)
 # The WWN as lsblk -o WWN prints it (0x<hex>, udev's ID_WWN) or as a vendor tool does (hex alone, 16 or 32 digits).
 _WWID_0X = re.compile(r"^0[xX]([0-9a-fA-F]+)$")
+# A PCI root (pci<domain>:<bus>) or a PCI address (<domain>:<bus>:<device>.<function>) in a busPath, in any case.
+_BUS_PATH_PCI_PART = re.compile(r"^(?:pci[0-9a-fA-F]{4}:[0-9a-fA-F]{2}|[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-9a-fA-F])$", re.IGNORECASE)
 _WWID_BARE = re.compile(r"^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")
 
 
@@ -276,6 +278,23 @@ class DiskSelector(Model):
                 f"{value} is a /dev path, not a bus path: Talos matches busPath against the disk's path under /sys/devices "
                 "(e.g. /pci0000:00/0000:00:1d.0/0000:3a:00.0/nvme/nvme0/nvme0n1; `talosctl get disks -o yaml` shows it as "
                 f"bus_path), so it selects no disk; write that path, or installDisk: {value} as the path itself"
+            )
+        return value
+
+    @field_validator("bus_path")
+    @classmethod
+    def _bus_path_as_sysfs_writes_it(cls, value: str | None) -> str | None:
+        # The kernel writes a PCI root and address in lower-case hex (drivers/pci/probe.c "pci%04x:%02x", and
+        # pci_setup_device's "%04x:%02x:%02x.%d"), and Talos matches the glob against that path case and all (glob(),
+        # go-glob), so a PCI component in upper case matches no disk.
+        if value is None:
+            return value
+        upper = [p for p in value.split("/") if _BUS_PATH_PCI_PART.match(p) and p != p.lower()]
+        if upper:
+            raise ValueError(
+                f"{value} writes {upper[0]} in upper case, which sysfs never does: Talos matches busPath against the disk's "
+                f"path under /sys/devices case and all, where the kernel writes PCI addresses in lower-case hex, so it "
+                f"selects no disk; write busPath: {'/'.join(p.lower() if _BUS_PATH_PCI_PART.match(p) else p for p in value.split('/'))}"
             )
         return value
 

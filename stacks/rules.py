@@ -1438,6 +1438,10 @@ def _no_disk_node(disk: str) -> str | None:
     """Why a /dev name is no whole disk's kernel name (`_WHOLE_DISK`) nor a /dev/disk link udev makes for a disk
     (`_DISK_LINK`), with the name to write; None for those, and a name another rule says."""
     if disk.startswith("/dev/disk/"):
+        if disk != disk.lower() and _BY_PATH_LINK.match(disk.lower()) is not None:
+            # path_id writes pci-<the PCI device's sysfs name>, which the kernel writes in lower-case hex, and the
+            # transports' words in lower case (udev-builtin-path_id.c "pci-%s", "nvme-%s", "ata-%s.%u").
+            return f"{disk} is no link udev writes: it writes a disk's by-path link in lower case; write {disk.lower()}"
         if _DISK_LINK.match(disk):
             return None
         if _LOOP_LINK.match(disk):
@@ -1657,25 +1661,27 @@ def _bus_path_names(bus_path: str, disk: str) -> bool:
 # from the global ata_print_id as each registers: the two are one on the controller counted first.
 _BY_PATH_LINK = re.compile(
     r"^/dev/disk/by-path/pci-(?P<pci>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f])-"
-    r"(?:nvme-(?P<nsid>\d+)|ata-(?P<port>\d+)(?:\.(?P<target>\d+)|\.(?P<pmp>\d+)\.0)?)$"
+    r"(?:nvme-(?P<nsid>[0-9]+)|ata-(?P<port>[0-9]+)(?:\.(?P<target>[0-9]+)|\.(?P<pmp>[0-9]+)\.0)?)$"
 )
 # A PCI address in a busPath (domain:bus:device.function), a glob's `*` in place of any part; the SCSI components
 # target<h>:<c>:<t> and <h>:<c>:<t>:<l> under an ata port are not one.
 _BUS_PATH_PCI = re.compile(r"^[0-9a-f*]+:[0-9a-f*]+:[0-9a-f*]+\.[0-9a-f*]+$")
-_BUS_PATH_SCSI = re.compile(r"^(?:target)?\d+:(?P<channel>\d+):(?P<target>\d+)(?::\d+)?$")
+_BUS_PATH_SCSI = re.compile(r"^(?:target)?[0-9]+:(?P<channel>[0-9]+):(?P<target>[0-9]+)(?::[0-9]+)?$")
 
 
 def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "class"] | None:
     """Whether `disk`, a /dev/disk/by-path/ link (`_BY_PATH_LINK`), is the device a busPath glob (Talos's disk.bus_path,
     the sysfs path under /sys/devices, which Talos matches whole) selects: "same" when the link's controller is the
     glob's last PCI address and, for SATA, its port the glob's ata<N> (and its target or port-multiplier port the glob's
-    SCSI address, where both say one); "maybe" when the link's port is lower than N, as it is for the same port of a
-    controller whose ports were counted after another's; "class" when the glob ends in `*` right after the link's SATA
+    SCSI address, where both say one), which for SATA is known of port 1 and ata1 alone; "maybe" when the link's port
+    is N or lower, as it is for the same port of a controller whose ports were counted after another's; "class" when the glob ends in `*` right after the link's SATA
     controller, so matches each of its disks; None when they differ or the glob does not say."""
     found = _BY_PATH_LINK.match(disk.lower())
     if found is None:
         return None
-    parts = [p for p in bus_path.lower().split("/") if p]
+    # Compared as written: Talos's glob is case-exact against sysfs's lower-case hex (a busPath in upper case is
+    # refused on its own, stacks.model), and numbers are ASCII digits alone, as the kernel writes them.
+    parts = [p for p in bus_path.split("/") if p]
     pcis = [k for k, p in enumerate(parts) if _BUS_PATH_PCI.match(p)]
     if not pcis or not glob(parts[pcis[-1]], found["pci"]):
         return None
@@ -1684,7 +1690,7 @@ def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "clas
         return "same" if after[:1] in ([], ["nvme"], ["*"]) else None
     if after[:1] == ["nvme"]:
         return None
-    ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata\d+", p)), None)
+    ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata[0-9]+", p)), None)
     if ata is None:
         return "class" if after and all(p.strip("*") == "" for p in after) else None
     port = int(found["port"])
@@ -1693,7 +1699,8 @@ def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "clas
         return None
     if scsi is not None and found["pmp"] is not None and int(scsi["channel"]) != int(found["pmp"]):
         return None
-    return "same" if port == ata else "maybe" if port < ata else None
+    # ata<N> is port N of this controller only where no port was counted before it; ata1 always is port 1.
+    return "same" if port == ata == 1 else "maybe" if port <= ata else None
 
 
 def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:

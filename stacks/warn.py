@@ -790,7 +790,7 @@ def _netbooted_maia_data_disks(stack: StackConfig) -> Iterator[Problem]:
 
 def _bus_path_port_maybe(stack: StackConfig) -> Iterator[Problem]:
     """An install disk busPath glob's SATA port ata<N> beside a data disk's by-path link of the same controller's port
-    <P> below N. path_id writes the port's number on its controller (port_no, from 1), busPath holds its number among
+    <P> at or below N (but port 1 beside ata1, which is that port). path_id writes the port's number on its controller (port_no, from 1), busPath holds its number among
     every controller's (print_id), and the two are one where the controller's ports were counted first
     (stacks.rules.by_path_bus_path): ata3 is port 1 of a controller counted after one of two ports, so the link may be
     the install disk. A warning: the stack does not say how many ports were counted before this controller's."""

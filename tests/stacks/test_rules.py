@@ -522,6 +522,10 @@ _SATA = "/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0"
         # ata3 may be port 1 of a controller counted after one of two ports; port 4 of it cannot be.
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-1", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", "maybe"),
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-4", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", None),
+        # port 3 is ata3 only where no port was counted before this controller's
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-3.0", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", "maybe"),
+        ("/dev/disk/by-path/pci-0000:00:1f.2-ata-1.0", "/pci0000:00/0000:00:1F.2/ata1/host0/target0:0:0/0:0:0:0", None),  # case-exact
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-3.0", "/pci0000:00/0000:00:17.0/ata\u0663/host2/target2:0:0/2:0:0:0", None),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", "/pci0000:00/0000:00:1d.0/0000:01:00.0/nvme/nvme0/nvme0n1", "same"),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", _SATA, None),
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*", "class"),  # every port of it
