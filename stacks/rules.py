@@ -981,6 +981,23 @@ def _nodes(p: Parsed) -> list[Problem]:
                     _by_path_is_bus_path(data_disk, selector.bus_path) or _bus_path_names(selector.bus_path, data_disk)
                 ):
                     what, value = "busPath", selector.bus_path
+                elif (
+                    selector.bus_path is not None
+                    and (selector.wwid is None or selector.wwid.strip("*") == "")
+                    and by_path_bus_path(data_disk, selector.bus_path) == "namespace"
+                ):
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(
+                            node_path(i, f"dataDisks[{d}]"),
+                            f"{data_disk} is a namespace of the NVMe controller installDisk {selector} selects: an NVMe disk's "
+                            "bus path is its controller's (go-blockdevice device_linux.go:355), one for every namespace, so busPath "
+                            "selects each of them and Talos installs on the first by name (v1alpha1_sequencer_tasks.go:1518-1536 at "
+                            "v1.13.9), namespace 1 if it is there, else this one; give installDisk the system namespace's wwid in "
+                            "place of busPath, which is each namespace's own (`talosctl get disks -o yaml` shows it)",
+                        )
+                    )
+                    continue
                 elif selector.bus_path is not None and (why := _bus_path_may_take(selector.bus_path, data_disk)) is not None:
                     selected.add(f"dataDisks[{d}]")
                     out.append(
@@ -1669,13 +1686,14 @@ _BUS_PATH_PCI = re.compile(r"^[0-9a-f*]+:[0-9a-f*]+:[0-9a-f*]+\.[0-9a-f*]+$")
 _BUS_PATH_SCSI = re.compile(r"^(?:target)?[0-9]+:(?P<channel>[0-9]+):(?P<target>[0-9]+)(?::[0-9]+)?$")
 
 
-def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "class"] | None:
+def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "class", "namespace"] | None:
     """Whether `disk`, a /dev/disk/by-path/ link (`_BY_PATH_LINK`), is the device a busPath glob (Talos's disk.bus_path,
     the sysfs path under /sys/devices, which Talos matches whole) selects: "same" when the link's controller is the
     glob's last PCI address and, for SATA, its port the glob's ata<N> (and its target or port-multiplier port the glob's
     SCSI address, where both say one), which for SATA is known of port 1 and ata1 alone; "maybe" when the link's port
     is N or lower, as it is for the same port of a controller whose ports were counted after another's; "class" when the glob ends in `*` right after the link's SATA
-    controller, so matches each of its disks; None when they differ or the glob does not say."""
+    controller, so matches each of its disks; "namespace" for an NVMe namespace other than 1 of the controller the glob
+    names; None when they differ or the glob does not say."""
     found = _BY_PATH_LINK.match(disk.lower())
     if found is None:
         return None
@@ -1687,7 +1705,11 @@ def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "clas
         return None
     after = parts[pcis[-1] + 1 :]
     if found["nsid"] is not None:
-        return "same" if after[:1] in ([], ["nvme"], ["*"]) else None
+        # An NVMe disk's bus path is its controller's nvme device (device_linux.go:355 cuts the namespace), the same for
+        # each namespace: the glob selects them all, and namespace 1, first by name, is the one Talos installs on.
+        if after[:1] not in ([], ["nvme"], ["*"]):
+            return None
+        return "same" if int(found["nsid"]) == 1 else "namespace"
     if after[:1] == ["nvme"]:
         return None
     ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata[0-9]+", p)), None)

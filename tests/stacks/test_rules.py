@@ -528,6 +528,7 @@ _SATA = "/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0"
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-3.0", "/pci0000:00/0000:00:17.0/ata\u0663/host2/target2:0:0/2:0:0:0", None),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", "/pci0000:00/0000:00:1d.0/0000:01:00.0/nvme/nvme0/nvme0n1", "same"),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", _SATA, None),
+        ("/dev/disk/by-path/pci-0000:01:00.0-nvme-2", "/pci0000:00/0000:00:1d.0/0000:01:00.0/nvme", "namespace"),
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*", "class"),  # every port of it
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*/host0/*", None),  # the glob does not say
     ],
