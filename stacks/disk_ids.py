@@ -95,6 +95,10 @@ def by_id_has_wwid(disk: str, wwid: str) -> bool:
     # udev writes the link's hex as the kernel writes the wwid, in lower case (wwn-0x<ID_WWN>, nvme-<device/wwid>), so a
     # link written in upper case still means that disk; Talos compares the glob with the wwid case and all, so the wwid
     # is compared as written.
+    # A naa. wwid in upper case is a SCSI name string's (scsi_lib.c scsi_vpd_lun_id copies it verbatim): the same NAA
+    # that udev's links carry in lower case (ID_WWN from the NAA designator), so it is compared in that case.
+    if re.fullmatch(r"naa\.[0-9A-F*]+", wwid):
+        wwid = wwid.lower()
     return glob(wwid, linked.lower())
 
 

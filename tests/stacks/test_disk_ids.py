@@ -107,11 +107,14 @@ def test_an_install_selectors_serial_glob_is_read_as_go_glob() -> None:
 
 def test_a_wwid_is_compared_with_a_link_case_and_all() -> None:
     # Talos's glob compares the wwid case and all, and the kernel writes it in lower case: an upper-case wwid selects
-    # no disk, so it is not the disk of the link udev writes in lower case (nor of one written in upper case).
+    # no disk, so it is not the disk of the link udev writes in lower case (nor of one written in upper case). A naa.
+    # wwid all in upper case is a SCSI name string's, which the kernel copies verbatim: the NAA the links carry.
     link = "/dev/disk/by-id/wwn-0x5002538e4010a0b0"
     assert by_id_has_wwid(link, "naa.5002538e4010a0b0")
     assert by_id_has_wwid(link.upper().replace("/DEV/DISK/BY-ID/WWN-0X", "/dev/disk/by-id/wwn-0x"), "naa.5002538e4010a0b0")
-    assert not by_id_has_wwid(link, "naa.5002538E4010A0B0")
+    assert by_id_has_wwid(link, "naa.5002538E4010A0B0")
+    assert not by_id_has_wwid(link, "naa.5002538E4010a0b0")
+    assert not by_id_has_wwid("/dev/disk/by-id/nvme-eui.0025388b91b2c3d4", "eui.0025388B91B2C3D4")
 
 
 _P = "/dev/disk/by-path/"
