@@ -1075,7 +1075,7 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
             elif parent is not None:
                 out.append(Problem(node_path(i, field), _partition_not_disk(disk, parent)))
-            if (why := _install_emmc_area(node, disk) or not_a_disk(disk, False)) is not None:
+            if (why := _install_emmc_area(node, disk) or _install_namespace_node(node, disk) or not_a_disk(disk, False)) is not None:
                 out.append(Problem(node_path(i, field), why))
             if _NVME_CONTROLLER.match(disk):
                 out.append(Problem(node_path(i, field), _nvme_controller(disk)))
@@ -1354,7 +1354,10 @@ _BACKED = {
     "loop": "a loop device (a file attached as a disk by losetup)",
     "nbd": "a network block device (another machine's, once nbd-client connects it)",
 }
-_BACKED_BY_OTHER = re.compile(r"^/dev/(loop|nbd)\d+$")
+_BACKED["ublkb"] = "a userspace block device (ublk, whatever server backs it once one runs)"
+_BACKED["rbd"] = "a Ceph RBD image mapped as a disk (rbd map), a Ceph cluster's, once mapped"
+_BACKED["bcache"] = "a bcache device, a cache set over other disks, once made and registered"
+_BACKED_BY_OTHER = re.compile(r"^/dev/(loop|nbd|ublkb|rbd|bcache)\d+$")
 
 
 def exact_size(size: str | None) -> str | None:
@@ -1429,7 +1432,12 @@ def not_a_disk(disk: str, install: bool) -> str | None:
 # block.c), vd<letters> (virtio-blk: drivers/block/virtio_blk.c) and xvd<letters> (Xen: drivers/block/xen-blkfront.c);
 # hd<letters> is refused apart (no_such_device). Names said elsewhere are left to their own rule: a partition
 # (partition_of), an NVMe controller, a RAID or device-mapper volume (no_such_device, _ASSEMBLED).
-_WHOLE_DISK = re.compile(r"^/dev/(?:sd[a-z]+|vd[a-z]+|xvd[a-z]+|hd[a-z]+|nvme\d+n\d+|mmcblk\d+)$")
+# The kernel writes its numbers with %d, never with a leading zero (nvme0n1, never nvme0n01). pmem<n>: a persistent
+# memory namespace (drivers/nvdimm/pmem.c "pmem%d%s"), a block device of type disk Talos lists like the rest, which
+# Talos's arm64 kernel builds in (siderolabs/pkgs kernel/build/config-arm64 CONFIG_BLK_DEV_PMEM=y).
+_WHOLE_DISK = re.compile(r"^/dev/(?:sd[a-z]+|vd[a-z]+|xvd[a-z]+|hd[a-z]+|nvme(?:0|[1-9][0-9]*)n[1-9][0-9]*|(?:mmcblk|pmem)(?:0|[1-9][0-9]*))$")
+# A kernel name with a number written with a leading zero, which the kernel never writes.
+_LEADING_ZERO = re.compile(r"^/dev/(?:nvme|mmcblk|pmem)[0-9]*(?:n[0-9]+)?$")
 _SAID_APART = re.compile(r"^/dev/(?:nvme\d+|md\d+|md/.+|dm-\d+|mapper/.+)$")
 # The NVMe generic character device of a namespace (drivers/nvme/host/core.c nvme_add_ns_cdev names it ng<controller>n
 # <namespace>, on a machine without NVMe multipath the numbers of the namespace's own nvme<c>n<n>), which `nvme list`
@@ -1477,6 +1485,8 @@ def _no_disk_node(disk: str) -> str | None:
     if partition_of(disk) is not None:
         return None
     lists = "lsblk -d -o NAME,SIZE,MODEL lists them"
+    if _LEADING_ZERO.match(disk) and (written := re.sub(r"(?<=[a-z])0+(?=[0-9])", "", disk)) != disk and _WHOLE_DISK.match(written):
+        return f"{disk} is no name the kernel writes, which writes its numbers without a leading zero: write {written}"
     if (generic := _NVME_GENERIC.match(disk)) is not None:
         namespace = f"/dev/nvme{generic.group(1)}n{generic.group(2)}"
         return (
@@ -1612,6 +1622,16 @@ def _no_mmc(node: Node, disk: str, *, install: bool) -> str | None:
         )
         fix = f"name {_other_disks(node)}, or leave dataDisks out"
     return f"{disk} is no device on a {_board_name(node)}: its one MMC device, {what}, is {card}, so {lost}; {fix}"
+
+
+def _install_namespace_node(node: Node, disk: str) -> str | None:
+    """Why an NVMe namespace's generic character device or hidden multipath path is no data disk where its namespace is
+    installDisk: the namespace not_a_disk would have written instead is the system disk. None elsewhere."""
+    found = _NVME_GENERIC.match(disk) or _NVME_PATH.match(disk)
+    if found is None or node.install_disk != f"/dev/nvme{found.group(1)}n{found.group(2)}":
+        return None
+    what = "the NVMe generic character device" if disk.startswith("/dev/ng") else "one controller's hidden path to the namespace"
+    return f"{disk} is {what} of installDisk {node.install_disk}, not a block device of its own: {_system_disk_taken(node)}; name another disk"
 
 
 def _install_emmc_area(node: Node, disk: str) -> str | None:

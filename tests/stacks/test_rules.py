@@ -550,3 +550,8 @@ def test_whole_disk_names_are_taken(disk: str) -> None:
 )
 def test_other_device_nodes_are_refused_once(disk: str) -> None:
     assert len(install_disk_problems(disk)) == 1
+
+
+def test_a_persistent_memory_namespace_is_a_whole_disk() -> None:
+    # Talos lists pmem<n> as a disk (a block device of type disk) and its arm64 kernel builds the driver in.
+    assert install_disk_problems("/dev/pmem0") == []
