@@ -1765,7 +1765,12 @@ def _bus_path_may_take(bus_path: str, disk: str) -> str | None:
         return None
     parts = [p for p in bus_path.split("/") if p]
     first = next((k for k, p in enumerate(parts) if "*" in p), None)
-    if first is not None and first > 0 and all(re.fullmatch(r"pci[0-9a-f]{4}:[0-9a-f]{2}|platform", p) for p in parts[:first]):
+    if (
+        first is not None
+        and first > 0
+        and parts[first].startswith("*")
+        and all(re.fullmatch(r"pci[0-9a-f]{4}:[0-9a-f]{2}|platform", p) for p in parts[:first])
+    ):
         return None  # a bus root, then a wildcard: it asks nothing of the disk, which stacks.warn._every_disk warns of
     if disk.startswith("/dev/disk/by-path/"):
         pattern = by_path_pattern(disk)

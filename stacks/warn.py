@@ -609,7 +609,8 @@ def _bus_root_only(glob: str) -> str | None:
     names a controller, port or device (`/pci0000:00/0000:00:17.0/ata1/*`), or the glob has no wildcard."""
     parts = [p for p in glob.split("/") if p]
     first = next((k for k, p in enumerate(parts) if "*" in p), None)  # go-glob's one wildcard (stacks.disk_ids.glob)
-    if first is None or first == 0 or not all(_BUS_ROOT.match(p) for p in parts[:first]):
+    # A wildcard after a literal start of the component (0000:00:17.0*) pins the device it starts: not the root alone.
+    if first is None or first == 0 or not parts[first].startswith("*") or not all(_BUS_ROOT.match(p) for p in parts[:first]):
         return None
     return "/" + "/".join(parts[:first])
 
