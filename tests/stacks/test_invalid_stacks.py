@@ -186,10 +186,22 @@ def test_problems_from_every_section_are_reported_together(tmp_path: Path) -> No
     ]
 
 
-def test_the_fix_a_headscale_url_with_a_path_is_given_validates(tmp_path: Path) -> None:
-    # The host alone, as the message writes it, in place of the URL with its path: the stack validates.
-    case = next(c for c in CASES if c["name"] == "remote-access-headscale-url-with-a-path")
-    fix = case["expect"][0].rsplit("; write ", 1)[1]
+@pytest.mark.parametrize(
+    "name",
+    [
+        "remote-access-headscale-url-with-a-path",
+        "remote-access-headscale-url-with-a-user",
+        "remote-access-headscale-url-with-a-user-and-a-path",
+        "remote-access-headscale-url-with-a-query",
+        "remote-access-headscale-url-with-a-port-a-path-and-a-fragment",
+    ],
+)
+def test_the_fix_a_headscale_url_with_more_than_its_host_is_given_validates(name: str, tmp_path: Path) -> None:
+    # The host alone, as the message writes it, in place of the URL with its user, path, query or fragment (a port
+    # other than 443 left out, as said): the stack validates.
+    case = next(c for c in CASES if c["name"] == name)
+    fix = case["expect"][0].rsplit("; write ", 1)[1].split(" (without :", 1)[0]
+    assert "@" not in fix
     remote = case["set"]["iluvatar:remoteAccess"]
     doc = edit(homelab_doc(), {"iluvatar:remoteAccess": {**remote, "headscale": {**remote["headscale"], "url": fix}}})
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
