@@ -192,6 +192,7 @@ def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Pa
         "  path to this stack's versions: none, `pulumi up` refuses them (as `iluvatar render --previous` does):",
         "    iluvatar:ainur.k3sVersion: v1.35.8+k3s1 skips a minor: the Ainur run v1.28.15+k3s1, and k3s upgrades one minor at a time, "
         "as Kubernetes does; this Iluvatar runs the Ainur from v1.30 on, so take them one minor at a time up to a v1.29 release "
-        "with the Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write v1.35.8+k3s1 here "
-        "(docs/day2.md#upgrading-k3s-on-the-ainur)",
+        "with the Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then, with this one, set a v1.30 release "
+        "(e.g. v1.30.14+k3s2) first; the way there, one `pulumi up` each, as `iluvatar versions --previous` lays it out: v1.30.x, "
+        "v1.31.x, v1.32.x, v1.33.12+k3s1, v1.34.x, v1.35.8+k3s1 (docs/day2.md#upgrading-k3s-on-the-ainur)",
     ]
