@@ -32,7 +32,8 @@ def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> lis
         runs.append(
             f"arda.talosVersion {to_talos}: a roll back of every machine, one machine at a time ({talos} -> {to_talos}, a patch "
             f"back within {releases.show(releases.minor_of(talos))}, which Talos installs as it does an upgrade: each machine drained, "
-            "installed and rebooted, and checked healthy before the next)"
+            f"installed and rebooted, and checked healthy before the next); it undoes {releases.undone(talos, to_talos)} on every "
+            f"machine: unless it is meant, write {talos} back"
         )
     elif steps := releases.kubernetes_steps(hops):
         kubernetes = steps[-1]

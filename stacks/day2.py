@@ -975,11 +975,11 @@ def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     `arda` output records no `charts` (written before the program recorded the releases it installs) leaves _charts
     nothing to compare, and a chart taken back to an older release (or Cilium's across a minor) would go through. A
     warning, not a refusal: the releases running can be read on Arda, and the `up` records them for every later change.
-    And Argo CD's chart across its majors (_argocd_majors)."""
+    And Argo CD's chart across its majors (_argocd_majors), and a Talos roll back within the minor (_talos_rolled_back)."""
     if not deployed.deployed:
         return []
     if isinstance(deployed.output.get("charts"), Mapping):
-        return _argocd_majors(stack, deployed.output["charts"])
+        return _talos_rolled_back(stack, deployed) + _argocd_majors(stack, deployed.output["charts"])
     now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
     out = []
     for chart, version in now.items():
@@ -1001,7 +1001,26 @@ def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 f"on Arda that its {name} release is {check}; the next `pulumi up` records it",
             )
         )
-    return out
+    return _talos_rolled_back(stack, deployed) + out
+
+
+def _talos_rolled_back(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """arda.talosVersion older than the patch Arda runs, within its minor: a path `up` takes (machinery allows it below
+    MaximumHostDowngradeVersion: stacks.releases.talos_path), but it undoes the fixes of the patch releases between
+    (stacks.releases.undone), on every machine. A stack reverted, or checked out from an older commit, asks for it
+    without meaning it: warned, with both releases, rather than rolled silently."""
+    running = deployed.talos_version
+    undoes = releases.undone(running, stack.arda.talos_version) if running is not None else None
+    if undoes is None:
+        return []
+    return [
+        Problem(
+            TALOS,
+            f"{stack.arda.talos_version} is older than {running}, which Arda runs: `up` would roll every machine back to it, one "
+            f"at a time, which undoes {undoes} (Talos's patch releases carry security and bug fixes) on every machine; if the "
+            f"stack was reverted or checked out from an older commit, write {running} back",
+        )
+    ]
 
 
 # Argo CD's chart (argo-helm's argo-cd) at a new major carries breaking changes, each said under its version in the
