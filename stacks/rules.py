@@ -1995,19 +1995,27 @@ def _has(patch: dict[str, object], keys: tuple[str, ...]) -> bool:
 
 
 # A PTP clock is a time source, not a disk: machine.time.servers takes "the path to the PTP device as \"/dev/ptp0\" or
-# \"/dev/ptp_kvm\"" beside NTP servers (machinery v1.14.1 config/types/v1alpha1/v1alpha1_types.go:784-785).
+# \"/dev/ptp_kvm\"" beside NTP servers (machinery v1.14.1 config/types/v1alpha1/v1alpha1_types.go:784-785), as do a
+# TimeSyncConfig's ntp.servers (Talos reads any /dev/ path among the servers as a PTP device: internal/pkg/ntp/ntp.go:305
+# at v1.13.0, IsPTPDevice) and ptp.devices (config/types/network/time_sync.go:84-91 at v1.13.0). Only at those keys:
+# elsewhere a /dev/ptp path is a device like any other.
 _PTP_CLOCK = re.compile(r"^/dev/ptp")
+_TIME_SOURCES: dict[str | None, tuple[tuple[str, ...], ...]] = {
+    None: (("machine", "time", "servers"),),
+    "TimeSyncConfig": (("ntp", "servers"), ("ptp", "devices")),
+}
 
 
-def _device_paths(value: object) -> Iterator[str]:
-    if isinstance(value, str) and value.startswith("/dev/") and not _PTP_CLOCK.match(value):
+def _device_paths(value: object, at: tuple[str, ...] = (), clocks: tuple[tuple[str, ...], ...] = ()) -> Iterator[str]:
+    """The /dev/ paths a patch names, but a PTP clock at a key that takes one (`clocks`, by their keys from the patch's root)."""
+    if isinstance(value, str) and value.startswith("/dev/") and not (at in clocks and _PTP_CLOCK.match(value)):
         yield value
     elif isinstance(value, dict):
-        for v in value.values():
-            yield from _device_paths(v)
+        for k, v in value.items():
+            yield from _device_paths(v, (*at, str(k)), clocks)
     elif isinstance(value, list):
         for v in value:
-            yield from _device_paths(v)
+            yield from _device_paths(v, at, clocks)
 
 
 def yaml_flow(value: object) -> str:
@@ -2059,7 +2067,9 @@ def _patch(
     machine_section = patch.get("machine") if "kind" not in patch else None
     install_section = machine_section.get("install") if isinstance(machine_section, dict) else None
     system_disk = install_section.get("disk") if isinstance(install_section, dict) else None
-    for device in sorted(set(_device_paths(patch))):
+    kind = patch.get("kind")
+    clocks = _TIME_SOURCES.get(kind, ()) if kind is None or isinstance(kind, str) else ()
+    for device in sorted(set(_device_paths(patch, (), clocks))):
         taken = next(((key, disk) for key, disk in ceph if _one_disk(device, disk)), None)
         if taken is not None:
             key, disk = taken
