@@ -421,8 +421,8 @@ def host_names_in_zone(
     gives each of the zone's names (a machine's, an app's host, identity's), as a message names it. A name the zone
     does not hold is the entry's own to give."""
     for path, address, names in host_entries(patches):
-        if not isinstance(names, list):
-            continue
+        if not isinstance(names, list) or not isinstance(address, str):
+            continue  # a malformed entry: Talos refuses it
         at = path.removesuffix(".ip") + ".aliases" if path.endswith(".ip") else path.removesuffix(".name") + ".hostnames"
         for k, written in enumerate(names):
             name = _zone_name(written, domain) if isinstance(written, str) else ""
@@ -518,6 +518,19 @@ def services(pool: Sequence[tuple[IPv4Address, str]], apps: Sequence[tuple[int, 
     return out
 
 
+def ntp_pods(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple[int, Node]]) -> list[Held]:
+    """The apps whose host-network pod listens on NTP's port (123/udp) on an Arda machine, at that machine's address: an
+    NTP server written there answers, as a pod on Arda (`check` says what that does to Arda's boot)."""
+    ips = {n.name: n.ip for _, n in nodes}
+    return [
+        Held(ips[app.host_network.node], f"apps[{i}].hostNetwork", f"apps[{i}].hostNetwork ({app.name}'s host-network pod)", "app")
+        for i, app in apps
+        if app.host_network is not None
+        and app.host_network.node in ips
+        and any(p.port == 123 and p.protocol.lower() == "udp" for p in app.host_network.ports)
+    ]
+
+
 def table(held: Sequence[Held], leave_out: frozenset[Kind] = frozenset()) -> dict[IPv4Address, str]:
     """The addresses and their owners, first owner kept, without the kinds left out (a rule's own)."""
     out: dict[IPv4Address, str] = {}
@@ -543,7 +556,8 @@ def check(
     Arda, the cluster it backs up). `free`: the LAN's first address free of the table, of the ranges lent and of the
     addresses given (stacks.rules.free_address), which a message suggests to an address of the homelab's own that must
     move; each message is given another, so that the fixes taken together validate too. `apps`: the raw-port apps'
-    addresses in the pool (`services`), which a message about an NTP server there names."""
+    addresses in the pool (`services`) and the host-network pods serving NTP on a machine (`ntp_pods`), which a message
+    about an NTP server there names."""
     devices = [h for h in held if h.kind in DEVICES]
     app_at = {a.ip: a.owner for a in apps}
     yield from _alone(devices, network)
@@ -551,6 +565,16 @@ def check(
         if h.kind not in ("node", "vip", "identity", "headscale"):
             continue
         for d in devices:
+            if d.kind == "ntp" and d.ip == h.ip and h.ip in app_at:
+                # An app's host-network pod serving NTP on the machine (`ntp_pods`): it answers, but only once Arda has booted.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{d.name or d.ip} is {h.path}, a machine's address, where NTP is {app_at[h.ip]}, a pod on Arda, which runs only "
+                    f"once Arda's machines have booted, and Talos holds a machine's boot until its clock syncs "
+                    "(machine.time.bootTimeout: forever unless set), so after a power cut Arda would never boot; give the NTP "
+                    f"server a fixed address off Arda (the router, a NAS) in {d.path}",
+                )
+                break
             if d.kind == "ntp" and d.ip == h.ip:
                 # No machine, VIP or front door of the homelab serves NTP (Talos and the Ainur's Ubuntu sync their clocks
                 # as clients): the patch's server is the slip.

@@ -378,7 +378,7 @@ def parse_stack(
         ainur if isinstance(ainur, Ainur) else None,
         offer if isinstance(network, Network) else None,
         routes,
-        addresses.services([], apps),
+        [*addresses.services([], apps), *addresses.ntp_pods(apps, nodes)],
     )
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
     target_at_headscale = list(
