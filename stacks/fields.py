@@ -153,24 +153,47 @@ def unbracketed_url(value: object) -> object:
     return value
 
 
-# A public https URL with a path after its host (`https://tunnel.example.net/headscale`): the host and port as the URL
-# pattern takes them (stacks.remote_model._PUBLIC_URL), then the path.
-_URL_PATH = re.compile(r"^https://([^\s/:]+)(?::\d{1,5})?(/\S+)$")
+# A public https URL with more than its host (`https://tunnel.example.net/headscale`, `https://admin@vpn.example.com`):
+# a user before the host, the host as the URL pattern takes it (stacks.remote_model._PUBLIC_URL: no `@`, so a user is
+# never read as part of it), a port, then a path, a query or a fragment.
+_URL_PATH = re.compile(r"^https://(?:([^\s/@?#]*)@)?([^\s/:@?#]+)(?::(\d{1,5}))?([/?#]\S*)?$")
 PUBLIC_URL = "public https URL"
 
 
 def _public_url_fix(value: str) -> str | None:
-    """What an https URL with a path is told, or None. Headscale, whose URL the key is, serves its control endpoints
-    from the root of its host: it has no path prefix (juanfont/headscale#1126, its pull request #1422 closed unmerged),
-    and the Tailscale clients build some of their control URLs from the host alone (tailscale/tailscale#8639). The fix
-    names the host alone, which the URL pattern takes (a port other than 443 is refused by stacks.remote_access)."""
+    """What an https URL with more than its host is told, or None. Headscale, whose URL the key is, serves its control
+    endpoints from the root of its host: it has no path prefix (juanfont/headscale#1126, its pull request #1422 closed
+    unmerged), and the Tailscale clients build some of their control URLs from the host alone (tailscale/tailscale#8639).
+    A user before the host is no part of the name: Iluvatar takes the host from the URL as written for Headscale's
+    certificate (tls_letsencrypt_hostname) and the subnet router's host alias (plans.remote_access.headscale_host), and
+    the API server refuses a host alias that is no DNS name. A user and a password are stacks.credentials' to refuse. The
+    fix names the host alone, which the URL pattern takes; a port other than 443 is dropped from it and said to be, as
+    stacks.remote_access refuses one (TLS-ALPN-01 is asked on 443 only)."""
     found = _URL_PATH.match(value)
-    if found is None or found.group(2) == "/":
+    if found is None:
         return None
-    return (
-        f"{value} has a path ({found.group(2)}): Headscale answers at the root of its host, never under a path, and the "
-        f"Tailscale clients reach it by the host alone; write https://{found.group(1)}"
-    )
+    user, host, port, rest = found.groups()
+    before, hashed, fragment = (rest or "").partition("#")
+    path, asked, query = before.partition("?")
+    extra = [f"a path ({path})"] if path not in ("", "/") else []
+    extra += [f"a query (?{query})"] if asked else []
+    extra += [f"a fragment (#{fragment})"] if hashed else []
+    if user is None and not extra:
+        return None
+    why = []
+    if user is not None:
+        why.append(
+            f"a user ({user}@) before its host, which is no part of Headscale's name: Iluvatar would give Headscale's "
+            "certificate and the subnet router's host alias that name with the user in it, which neither Let's Encrypt nor "
+            "the API server takes"
+        )
+    if extra:
+        why.append(
+            f"{' and '.join(extra)}: Headscale answers at the root of its host, never under a path, and the Tailscale clients "
+            "reach it by the host alone"
+        )
+    dropped = f" (without :{port}: Headscale's certificate is asked for on port 443 only)" if port not in (None, "443") else ""
+    return f"{value} has {'; and '.join(why)}; write https://{host}{dropped}"
 
 
 _SHORT_LEASE = re.compile(r"^(\d+)([smhd])$")

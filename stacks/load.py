@@ -244,6 +244,7 @@ def parse_stack(
         named,
         ainur if isinstance(ainur, Ainur) else None,
         talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
+        zone_records,
     )
     # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
     # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
@@ -377,6 +378,7 @@ def parse_stack(
         ainur if isinstance(ainur, Ainur) else None,
         offer if isinstance(network, Network) else None,
         routes,
+        [*addresses.services([], apps), *addresses.ntp_pods(apps, nodes)],
     )
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
     target_at_headscale = list(
@@ -400,7 +402,15 @@ def parse_stack(
     )
     problems += [p for refused, p in pi_listeners.clashes(on_pis, nodes, ainur if isinstance(ainur, Ainur) else None) if refused]
     problems += addresses.unknown_names(
-        named,
+        # The other layers' servers, and the NTP servers of Arda's Talos patches written as a name of the zone.
+        [
+            *named,
+            *addresses.patched_names(
+                talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
+                zone_records,
+                network.domain if isinstance(network, Network) else None,
+            ),
+        ],
         network if isinstance(network, Network) else None,
         {
             *storage_rules.zone_addresses(
@@ -412,6 +422,22 @@ def parse_stack(
             *(app.host for _, app in apps),
             *_zone_names(parsed),
             *identity_rules.zone_names(
+                identity if isinstance(identity, Identity) else None,
+                network.domain if isinstance(network, Network) else "",
+                "gitops" in values,
+                "ainur" in values,
+            ),
+        },
+    )
+    # A name of the internal zone pinned to another address by a static host entry of Arda's Talos patches.
+    problems += addresses.host_names_in_zone(
+        talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
+        zone_records,
+        network.domain if isinstance(network, Network) else None,
+        {
+            **{app.host.lower(): f"apps[{i}].host ({app.name})" for i, app in apps},
+            **_zone_names(parsed),
+            **identity_rules.zone_names(
                 identity if isinstance(identity, Identity) else None,
                 network.domain if isinstance(network, Network) else "",
                 "gitops" in values,
