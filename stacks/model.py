@@ -49,6 +49,7 @@ from stacks.fields import (
     K3sVersion,
     KubernetesVersion,
     Label,
+    LeaseTime,
     Mac,
     Model,
     TalosVersion,
@@ -301,7 +302,7 @@ class Netboot(Model):
     mode: Literal["dhcp", "proxy"] = "proxy"
     unknown_macs: Literal["ignore", "generic-worker"] = "ignore"
     generic_worker: GenericWorker | None = None
-    lease_time: Annotated[str, _pattern(re.compile(r"^(\d+[mhd]|infinite)$"), "12h", "lease time")] = "12h"
+    lease_time: LeaseTime = "12h"
     # The user's word that no other DHCP server answers on network.lan (the router's is off): needed to move a deployed
     # homelab from proxy to dhcp, refused with proxy, where the router's DHCP is the household's (stacks.netboot_mode).
     router_dhcp_off: bool = False
