@@ -117,19 +117,6 @@ class Vlan(Model):
         return id
 
 
-def _not_multicast_dns(domain: str) -> str:
-    """The internal zone's name, not under `.local`: RFC 6762 section 3 gives every `.local` name to multicast DNS, so
-    macOS, iOS and Linux with nss-mdns (`mdns4_minimal [NOTFOUND=return]`) never ask the LAN's DNS server for it, and the
-    apps' names would resolve on no laptop or phone. RFC 8375's `home.arpa` is the zone for a home network."""
-    if domain == "local" or domain.endswith(".local"):
-        label = domain.removesuffix("local").rstrip(".") or "lab"
-        raise ValueError(
-            f"{domain} is under .local, which phones and laptops resolve by multicast DNS only (RFC 6762), never by asking "
-            f"the LAN's DNS server; write {label}.home.arpa (RFC 8375, for home networks)"
-        )
-    return domain
-
-
 class Network(Model):
     """Eä's plan: the LAN, its gateway and DNS, the DHCP pool, the load-balancer pool, VLANs, zones."""
 
@@ -139,7 +126,8 @@ class Network(Model):
     dhcp_range: OrderedRange
     load_balancer_pool: OrderedRange
     vlans: tuple[Vlan, ...] = ()
-    domain: Annotated[DnsName, AfterValidator(_not_multicast_dns)]
+    # Not under a special-use suffix (.local, .localhost, ...): stacks.special_names.
+    domain: DnsName
     external_domain: DnsName | None = None
 
     def subnets(self) -> list[IPv4Network]:

@@ -80,6 +80,6 @@ def private_tld(name: str, domain: str | None = None) -> str | None:
 
 
 # Names no public resolver answers and no public CA certifies: ICANN's private-use .internal, RFC 8375's home.arpa,
-# RFC 6762's .local (mDNS), RFC 6761's .test/.localhost/.invalid/.example, and the unofficial .lan, .home, .corp and
-# .localdomain routers hand out.
-PRIVATE_SUFFIXES = ("home.arpa", "internal", "local", "lan", "home", "corp", "localdomain", "test", "localhost", "invalid", "example")
+# RFC 6762's .local (mDNS), RFC 6761's .test/.localhost/.invalid/.example, RFC 7686's .onion (Tor's), and the unofficial
+# .lan, .home, .corp and .localdomain routers hand out.
+PRIVATE_SUFFIXES = ("home.arpa", "internal", "local", "lan", "home", "corp", "localdomain", "test", "localhost", "invalid", "example", "onion")
