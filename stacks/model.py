@@ -37,7 +37,7 @@ from stacks import pins, repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
 from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.disk_ids import by_id_name
-from stacks.errors import show
+from stacks.errors import show, yaml_number_text
 from stacks.fields import (
     _LABEL,
     CHART_VERSION,
@@ -319,8 +319,20 @@ _CPUINFO_SERIAL = re.compile(r"^[0-9a-fA-F]{16}$")
 
 
 def _pi_serial(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f'{value} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
+    if (read := yaml_number_text(value, 8)) is not None:
+        # A serial of digits alone, or of digits and one e, written unquoted: YAML's number, said with the text it was
+        # read from, which the fix quotes.
+        written, how = read
+        if not written:
+            raise ValueError(
+                f"{show(value)} is what YAML reads from a serial written unquoted such as 5e813307 ({how}), and the digits are lost; "
+                'quote the serial\'s 8 hex digits, as `grep Serial /proc/cpuinfo` shows their last 8 (e.g. serial: "5e813307")'
+            )
+        quoted = " or ".join(f'serial: "{text}"' for text in written.split(" or "))
+        it = "it" if " or " not in written else "the one written"
+        raise ValueError(f"{show(value)} is the number YAML reads from {written} written unquoted ({how}); quote {it}: {quoted}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f'{show(value)} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
     if isinstance(value, str) and _CPUINFO_SERIAL.match(value):
         raise ValueError(
             f"{value} is the whole Serial line of /proc/cpuinfo; the Pi's bootloader asks TFTP under its last 8 hex digits: "
