@@ -84,9 +84,7 @@ def _problems(arda: Arda, ainur: Ainur | None, ainur_set: bool, network: Network
     # The gateway inside the pool with a fixed address beside it is one mistake, the pool's: said once, below, with a
     # pool clear of both (the gateway's own fix, a start past it, could still hold the other).
     gateway_too = network.gateway in pool and bool(held)
-    for problem in _range(path, pool, network):
-        if not (gateway_too and problem.path == path and "contains network.gateway" in problem.message):
-            yield problem
+    yield from (p for p in _range(path, pool, network) if not (gateway_too and p.path == path and "contains network.gateway" in p.message))
     for what, other in (("network.dhcpRange", network.dhcp_range), ("network.loadBalancerPool", network.load_balancer_pool)):
         if pool.overlaps(other):
             yield Problem(path, f"{pool} overlaps {what} {other}; give the pool addresses outside it")
