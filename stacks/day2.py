@@ -148,6 +148,24 @@ _WHAT: dict[str, str] = {
 _AS_WRITTEN = "give the outputs `pulumi stack output --json` writes"
 
 
+# The most of a mistyped output a message echoes: its type is what is wrong, and a whole output runs to kilobytes.
+_ECHO = 60
+
+
+def _echo(value: Any) -> str:
+    """`value` as JSON, cut to its first _ECHO characters with its length said when longer."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= _ECHO else f"{text[:_ECHO].rstrip(chr(92))}... ({len(text):,} characters)"
+
+
+def _json_of(text: str, kind: type) -> bool:
+    """Whether `text` is JSON of `kind` (a mapping, a list)."""
+    try:
+        return isinstance(json.loads(text), kind)
+    except ValueError:
+        return False
+
+
 def _mistyped(outputs: Mapping[str, Any]) -> str | None:
     """The first output the day-2 checks read that is not of the type this program writes it as, said, or None."""
 
@@ -155,7 +173,14 @@ def _mistyped(outputs: Mapping[str, Any]) -> str | None:
         if value is None or isinstance(value, kind):
             return None
         what = " ".join(filter(None, (_KINDS[kind], _WHAT.get(path))))
-        return f"{path} is {json.dumps(value, default=str)}, not {what}, as this program writes it; {_AS_WRITTEN}"
+        if isinstance(value, str) and _json_of(value, kind):
+            # The output encoded as JSON a second time (a script's json.dumps of a value already JSON): the string is
+            # right but for its quotes, so the message says that, not the whole output again.
+            return (
+                f"{path} is a string holding JSON ({_echo(value)}): the output encoded twice, not {what}, as this program "
+                f"writes it; decode it once, or {_AS_WRITTEN}"
+            )
+        return f"{path} is {_echo(value)}, not {what}, as this program writes it; {_AS_WRITTEN}"
 
     for key, kind in READ_OUTPUTS.items():
         value = outputs.get(key)

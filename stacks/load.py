@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from plans import zone as zone_plan
-from stacks import addresses, chart_images, credentials, pi_listeners
+from stacks import addresses, chart_images, credentials, pi_listeners, special_names
 from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
 from stacks import data as data_rules
@@ -202,6 +202,14 @@ def parse_stack(
     identity = _section(values, "identity", problems)
     nodes, nodes_complete = _nodes(values.get("nodes"), problems)
     apps = _apps(values.get("apps"), problems)
+    remote = _section(values, "remoteAccess", problems)
+    # A zone under a special-use suffix is said once, at its key (stacks.special_names), with the names to move with
+    # it: the rules below read no network, as of a section that did not parse, so none of its names is also said to be
+    # outside the zone.
+    special = special_names.check(network if isinstance(network, Network) else None, special_names.named_keys(apps, identity, remote))
+    problems += special
+    if special:
+        network = None
 
     parsed = Parsed(
         network=network if isinstance(network, Network) else None,
@@ -219,7 +227,6 @@ def parse_stack(
         extra_categories=gitops.categories if isinstance(gitops, GitOps) else _written_categories(values.get("gitops")),
     )
     backup = _section(values, "backup", problems)
-    remote = _section(values, "remoteAccess", problems)
     # The sign-in, alerting and GitOps layers' servers: by address in the table, by name against the internal zone.
     # A name of the internal zone is resolved through the records the plan gives the zone (plans.zone), and checked as
     # the address it stands for.

@@ -307,7 +307,7 @@ def _network(net: Network) -> list[Problem]:
         "give the router's or the Pi-hole's LAN address",
     )
     for k, server in enumerate(net.dns):
-        if (why := unreachable(str(server), resolvers)) is not None:
+        if (why := unreachable(str(server), resolvers, local=net.subnets())) is not None:
             out.append(Problem(f"{NET}.dns[{k}]", why))
     seen_ids: dict[int, int] = {}
     seen_names: dict[str, int] = {}

@@ -232,3 +232,22 @@ def test_the_fix_a_host_entry_pinning_a_zone_name_is_given_validates(name: str, 
             entry[names] = [n for n in entry[names] if n not in refused]
     doc = edit(homelab_doc(), {key: patches})
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+_POOL_FIX = re.compile(r"^iluvatar:arda\.discovery\.pool: .*, e\.g\. \{start: (?P<start>[0-9.]+), end: (?P<end>[0-9.]+)\}$")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if any(_POOL_FIX.match(e) for e in c["expect"])], ids=lambda c: c["name"])
+def test_the_discovery_pool_a_message_offers_is_one_every_rule_takes(case: dict[str, Any], tmp_path: Path) -> None:
+    found = next(m for e in case["expect"] if (m := _POOL_FIX.match(e)))
+    doc = edit(homelab_doc(), case.get("set"), case.get("delete"))
+    doc["config"]["iluvatar:arda"]["discovery"]["pool"] = {"start": found["start"], "end": found["end"]}
+    path = write_stack(tmp_path, doc)
+    try:
+        load_stack_file(path, require_secrets=True)
+        left = []
+    except StackConfigError as err:
+        left = [str(p) for p in err.problems]
+    # No problem of the pool's is left, and the fix brings none of its own (a route the pool held goes with it).
+    assert [p for p in left if p.startswith("iluvatar:arda.discovery")] == []
+    assert set(left) <= set(case["expect"])
