@@ -39,7 +39,36 @@ def _ours() -> set[int]:
     return {pid for pid in descendants(os.getpid())[1:] if running(pid)}
 
 
-def test_a_household_lab_called_off_ends_at_its_next_wait_and_leaves_nothing(tmp_path: Path) -> None:
+def _inodes(namespaces: list[str]) -> set[tuple[int, int]]:
+    """The network namespaces themselves (nsfs's device and inode), as `ip netns add` bind-mounts them under /run/netns."""
+    found = set()
+    for ns in namespaces:
+        st = os.stat(f"/run/netns/{ns}")
+        found.add((st.st_dev, st.st_ino))
+    return found
+
+
+def _in(namespaces: set[tuple[int, int]]) -> list[str]:
+    """Every live process in one of `namespaces`, whoever its parent: a process whose parent the teardown killed is
+    reparented to init and no longer under this one, but /proc/<pid>/ns/net still names its namespace (proc(5)), which
+    outlives its /run/netns name while the process lives."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            st = os.stat(entry / "ns" / "net")
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):  # ended meanwhile; a zombie has no namespaces left
+            continue
+        if (st.st_dev, st.st_ino) in namespaces and running(int(entry.name)):
+            out.append(f"{entry.name} {command}")
+    return out
+
+
+def _call_off_when(tmp_path: Path, what: str, ready: Callable[[str], bool]) -> None:
+    """A household lab run as tests/netns/test_household.py runs it, called off once `ready(prefix)`: it ends raising
+    CalledOffError, and leaves no namespace and no process in any of them."""
     raw = dict(read_stack_file(HOMELAB).config)
     ainur = raw["iluvatar:ainur"]
     raw["iluvatar:ainur"] = {**ainur, "netboot": {**ainur["netboot"], "mode": "proxy"}}
@@ -57,16 +86,33 @@ def test_a_household_lab_called_off_ends_at_its_next_wait_and_leaves_nothing(tmp
 
     with ThreadPoolExecutor(1) as pool:
         lab = pool.submit(household)
-        # The household runs: its first client was lent an address (its renewal loop's hook wrote the event).
-        wait_until("the household's first lease", lambda: lab.done() or (tmp_path / "events-0").exists(), 120)
+        wait_until(what, lambda: lab.done() or ready(prefix), 600)
         assert not lab.done(), lab.exception()
         assert _namespaces(prefix) != [] and _ours() - before
+        namespaces = _inodes(_namespaces(prefix))
+        assert _in(namespaces) != []
         called_off.set()
         with pytest.raises(CalledOffError) as ended:
             lab.result()
         assert str(ended.value) == "the lab's run was called off"
     assert _namespaces(prefix) == []
     assert _ours() - before == set()
+    assert _in(namespaces) == []
+
+
+def test_a_household_lab_called_off_ends_at_its_next_wait_and_leaves_nothing(tmp_path: Path) -> None:
+    # The household runs: its first client was lent an address (its renewal loop's hook wrote the event).
+    _call_off_when(tmp_path, "the household's first lease", lambda prefix: (tmp_path / "events-0").exists())
+
+
+def test_a_household_lab_called_off_while_a_pi_takes_over_leaves_nothing(tmp_path: Path) -> None:
+    """Called off at "the Pi killed" step, once the replacement dnsmasq runs on the second Pi (tests.netns.failover,
+    _start_replacement): the failover's threads, the replacement's processes and its namespace go too."""
+
+    def replacement_runs(prefix: str) -> bool:
+        return f"{prefix}p2" in _namespaces(prefix) and (tmp_path / "dnsmasq-p2.pid").exists()
+
+    _call_off_when(tmp_path, "the replacement dnsmasq on the second Pi", replacement_runs)
 
 
 def _pis(tmp_path: Path, cluster: object = None) -> Pis:
