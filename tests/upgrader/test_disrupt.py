@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from iluvatar import upgrader as product
 from plans import bringup
 from plans.storage import NOOUT_SET, NOOUT_UNSET
+from tests.kube.plugin import _shared_cluster
 from tests.upgrader.kube import (
     HELD,
     NEW,
@@ -28,7 +30,7 @@ from tests.upgrader.kube import (
     _last,
     _owed,
     _sysctl,
-    api_requests,
+    audit_mark,
     budget,
     control_plane_images,
     deployment,
@@ -42,9 +44,10 @@ from tests.upgrader.kube import (
     running,
     stopped_waiting,
     unique,
+    upgrader_requests,
 )
 from tests.upgrader.run import GRACE_S, mutations, step, upgrader, upgrader_watched
-from tools.kube_cluster import Cluster
+from tools.kube_cluster import TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
 pytestmark = pytest.mark.kube
@@ -54,6 +57,13 @@ STOPPING = (
     "upgrader: -: SIGTERM: stopping: every wait ends now, as a failure; putting back a drain before a reboot may take up to 1m0s, "
     "and the upgrader ends within 1m15s"
 )
+
+
+@pytest.fixture(scope="module")
+def kube_talos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """tests.kube.plugin's, with the API server's audit log, which tells the upgrader's requests from others'
+    (`upgrader_requests`)."""
+    yield from _shared_cluster(TALOS, tmp_path_factory, audit=True)
 
 
 def _machine_status_reads(api: TalosAPI, name: str) -> int:
@@ -441,9 +451,14 @@ def test_a_before_hook_still_pending_is_gone_before_the_after_hook_runs(kube_tal
                 # The step is stopped (SIGTERM, as Pulumi stops a cancelled step) while the set Job's wait goes on: once
                 # the run read the Job twice (upgrader/internal/kube/kube.go, RunJob's wait: a GET every 0.5 s), so its
                 # last answer is the Job not completed, whatever the load. A short --timeout would bet the steps before
-                # the hook against it.
-                asked = api_requests(kube_talos, verb="GET", resource="jobs")
-                kube_talos.wait_for("the run to read the set Job twice", lambda: api_requests(kube_talos, verb="GET", resource="jobs") >= asked + 2)
+                # the hook against it. The reads counted are the upgrader's own, of that Job (the audit log): no other
+                # client's can stand for them.
+                mark = audit_mark(kube_talos)
+
+                def read_twice() -> bool:
+                    return upgrader_requests(kube_talos, mark, "get", "jobs", ns, NOOUT_SET) >= 2
+
+                kube_talos.wait_for("the run to read the set Job twice", read_twice)
                 return True
             if line == f"upgrader: {name}: hook: Job {ns}/{NOOUT_UNSET} started":
                 at_unset.append((client.get("batch/v1", "Job", NOOUT_SET, ns), client.list("v1", "Pod", ns, labelSelector=f"job-name={NOOUT_SET}")))
