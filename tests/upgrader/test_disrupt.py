@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from iluvatar import golang
 from iluvatar import upgrader as product
 from plans import bringup
 from plans.storage import NOOUT_SET, NOOUT_UNSET
@@ -233,6 +235,33 @@ def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kub
     assert paused is not None
     assert (paused["spec"]["replicas"], (paused["metadata"].get("annotations") or {}).get("iluvatar.dev/paused-replicas")) == (2, None)
     running(kube_talos, ns, "guarded", 1)
+
+
+def test_a_drain_the_budget_holds_ended_by_its_own_bound_says_kubectls_timeout(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """The step's own bound ending a drain a PodDisruptionBudget holds (nobody stops the step): the upgrader's Go test
+    (upgrader/internal/kube/drain_live_test.go) drains this file's control plane, its bound ended once the first
+    eviction was refused rather than on the clock, and expects kubectl's "global timeout reached", not "stopped"."""
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    kube_talos.client.create(deployment(ns, "guarded", 1, on=name))
+    running(kube_talos, ns, "guarded", 1)
+    budget(kube_talos, ns)
+    [guarded] = [p["metadata"]["name"] for p in pods(kube_talos, ns, "guarded")]
+    live = {
+        "ILUVATAR_LIVE_KUBECONFIG": str(kube_talos.kubeconfig),
+        "ILUVATAR_LIVE_NODE": name,
+        "ILUVATAR_LIVE_NAMESPACE": ns,
+        "ILUVATAR_LIVE_POD": guarded,
+    }
+    command = [golang.go_binary(), "test", "-count=1", "-v", "-run", "^TestADrainEndedByItsBoundSaysKubectlsTimeout$", "./internal/kube/"]
+    done = subprocess.run(
+        command, cwd=product.PROGRAM.folder, env={**golang.go_env(), **live}, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "--- PASS: TestADrainEndedByItsBoundSaysKubectlsTimeout" in done.stdout, done.stdout
+    # Refused, not evicted: the guarded pod is where it was.
+    assert [p["metadata"]["name"] for p in pods(kube_talos, ns, "guarded")] == [guarded]
 
 
 def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_unsets_it(kube_talos: Cluster, kube_namespace: Any) -> None:
