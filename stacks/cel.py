@@ -17,7 +17,9 @@ with; the rest of CEL is unreadable (UnreadableError), which the caller treats a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from stacks.disk_ids import by_id_name, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
@@ -145,16 +147,22 @@ _STANDARD = frozenset(
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
 
-# A `//` comment runs to the end of its line (cel-spec langdef.md, "Syntax": COMMENT), as in a YAML block selector.
+# cel-go's lexer (parser/gen/CEL.g4 at 14f6746a): whitespace is ASCII tab, space, CR, LF and form feed alone (175), a
+# digit 0-9 alone (146), a hex literal's prefix `0x` in lowercase (185-191), and a single-quoted string holds no raw CR
+# or LF (193-199); any other character (a no-break space, a vertical tab, an Arabic-Indic digit) is a token recognition
+# error, and Talos refuses the selector. A `//` comment runs to the end of its line (COMMENT, 176), as in a YAML block
+# selector.
+_SPACE = r"(?:[\t\n\f\r ]|//[^\n]*)*"
 _TOKEN = re.compile(
-    r"""(?:\s|//[^\n]*)*(?:
-    (?P<str>[rR]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"))
-    |(?P<bytes>[bB][rR]?(?:'[^'\n]*'|"[^"\n]*"))
-    |(?P<num>(?:\d*\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
+    _SPACE
+    + r"""(?:
+    (?P<str>[rR]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\"|'(?:[^'\\\n\r]|\\.)*'|"(?:[^"\\\n\r]|\\.)*"))
+    |(?P<bytes>[bB][rR]?(?:'[^'\n\r]*'|"[^"\n\r]*"))
+    |(?P<num>(?:[0-9]*\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+|0x[0-9a-fA-F]+[uU]?|[0-9]+[uU]?)
     |(?P<op>&&|\|\||==|!=|<=|>=|[<>!()\[\],.?:*/%+-])
     |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
     )""",
-    re.VERBOSE | re.DOTALL,
+    re.VERBOSE | re.DOTALL | re.ASCII,
 )
 
 
@@ -170,11 +178,24 @@ def _tokens(text: str) -> list[_Tok]:
     out: list[_Tok] = []
     i = 0
     while i < len(text):
-        if re.fullmatch(r"(?:\s|//[^\n]*)*", text[i:]):
+        if re.fullmatch(_SPACE, text[i:]):
             break
         m = _TOKEN.match(text, i)
         if m is None or m.lastgroup is None:
-            raise RefusedError(f"{text[i:].strip()[:20]!r} is no CEL token (cel-go's parser stops there)")
+            rest = re.sub(f"^{_SPACE}", "", text[i:])
+            c = rest[0]
+            if c == "\v" or not c.isascii():
+                raise RefusedError(
+                    f"{rest[:20]!r} is no CEL token: {c!r} (U+{ord(c):04X}) is no character of cel-go's lexer outside a string "
+                    "(its whitespace is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an "
+                    "ASCII digit there"
+                )
+            raise RefusedError(f"{rest.rstrip(' ')[:20]!r} is no CEL token (cel-go's parser stops there)")
+        if m.lastgroup == "num" and re.match(r"[A-Za-z_]", text[m.end() :]):
+            word = re.match(r"[A-Za-z0-9_]*", text[m.end() :])
+            written = m["num"] + (word[0] if word else "")
+            fix = f" (a hex number is written 0x{written[2:]})" if written[:2] == "0X" else ""
+            raise RefusedError(f"{written} is no CEL number: cel-go's lexer reads {m['num']} and then a name, a syntax error{fix}")
         if m.lastgroup == "bytes":
             raise UnreadableError(f"{m['bytes']!r} is not read (a bytes literal)")
         out.append(_Tok(m.lastgroup, m[m.lastgroup], m.start(m.lastgroup), m.end()))
@@ -271,6 +292,8 @@ _ARITH_TYPES = {
 # <, <=, >, >=: one type each side (standard.go:266-494); cel-go's checker filters out the int/uint/double mixes
 # unless the environment enables CrossTypeNumericComparisons (checker/env.go:36-65,95-98), which DiskLocator does not.
 _ORDERED = ("int", "uint", "double", "string", "bool")
+_RELATIONS = ("==", "!=", "<", ">", "<=", ">=", "in")
+_MAX_DEPTH = 250
 
 
 class _Parser:
@@ -283,6 +306,7 @@ class _Parser:
         self.i = 0
         self.scope: dict[str, tuple[str, dict[str, Value]]] = {}
         self.globs: list[str] = []  # each glob() pattern written as a string literal
+        self.depth = 0  # how deep in expr the parser is (cel-go's recursion limit)
 
     def peek(self) -> str | None:
         return self.toks[self.i].text if self.i < len(self.toks) else None
@@ -320,6 +344,20 @@ class _Parser:
         return t
 
     def ternary(self) -> _T:
+        # cel-go's parser counts each rule's nesting and stops past 250 (parser/parser.go:54-56,203-221): a selector's
+        # expr nests once more in each ( ), [ ], call argument and ?: else branch, so 249 parentheses are the most it reads.
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise RefusedError(
+                f"it nests deeper than cel-go's parser reads: expression recursion limit exceeded: {_MAX_DEPTH} "
+                f"(parser.go:54-56); write it with fewer parentheses"
+            )
+        try:
+            return self.conditional()
+        finally:
+            self.depth -= 1
+
+    def conditional(self) -> _T:
         cond = self.or_()
         if self.peek() != "?":
             return cond
@@ -377,12 +415,14 @@ class _Parser:
         return _T(lambda d, u: _not(_or([_not(n(d, u)) for n in nodes])), "bool", parts[0].start, parts[-1].end)
 
     def relation(self) -> _T:
+        # CEL.g4:36-39: relation is left-recursive, one precedence for all its operators, so `a > b == c` is `(a > b) == c`.
         left = self.addition()
-        op = self.peek()
-        if op not in ("==", "!=", "<", ">", "<=", ">=", "in"):
-            return left
-        self.take()
-        right = self.addition()
+        while self.peek() in _RELATIONS:
+            op = self.take().text
+            left = self.relate(op, left, self.addition())
+        return left
+
+    def relate(self, op: str, left: _T, right: _T) -> _T:
         a, b = left.node, right.node
         if op == "in":
             if right.type != "dyn" and not right.type.startswith("list("):
@@ -440,25 +480,29 @@ class _Parser:
         return _T(_arith(left.node, right.node, op, kind), kind, left.start, right.end)
 
     def unary(self) -> _T:
-        if self.peek() == "!":
-            tok = self.take()
-            inner = self.unary()
+        # CEL.g4:46-50: a run of `!` or of `-` before a member is one rule, no deeper however long, so it is read in a loop.
+        ops: list[_Tok] = []
+        while self.peek() in ("!", "-"):
+            ops.append(self.take())
+        inner = self.member()
+        for tok in reversed(ops):
+            inner = self.negate(tok, inner)
+        return inner
+
+    def negate(self, tok: _Tok, inner: _T) -> _T:
+        if tok.text == "!":
             if inner.type not in ("bool", "dyn"):
                 raise RefusedError(f"`{self.src(inner)}` is {_article(inner.type)}: ! takes a bool (found no matching overload for '!_')")
             n = inner.node
             return _T(lambda d, u: _not(n(d, u)), "bool", tok.start, inner.end)
-        if self.peek() == "-":
-            tok = self.take()
-            inner = self.unary()
-            if inner.type not in ("int", "double"):
-                # cel-go has no negation of a uint (standard.go:221-232: int and double only).
-                raise RefusedError(
-                    f"found no matching overload for '-_' applied to '({inner.type})': `-{self.src(inner)}` negates {_article(inner.type)}, and CEL negates an int or a double alone"
-                )
-            n = inner.node
-            kind = inner.type
-            return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end)
-        return self.member()
+        if inner.type not in ("int", "double"):
+            # cel-go has no negation of a uint (standard.go:221-232: int and double only).
+            raise RefusedError(
+                f"found no matching overload for '-_' applied to '({inner.type})': `-{self.src(inner)}` negates {_article(inner.type)}, and CEL negates an int or a double alone"
+            )
+        n = inner.node
+        kind = inner.type
+        return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end)
 
     def member(self) -> _T:
         t = self.primary()
@@ -607,7 +651,9 @@ class _Parser:
             number = float(text)
             return _T(lambda d, u: number, "double", tok.start, tok.end)
         unsigned = text[-1] in "uU"
-        value = int(text.rstrip("uU"), 0)
+        # parser.go:763-795 (VisitInt, VisitUint): base 16 after `0x`, else base 10, a leading zero and all (0100u is 100u).
+        body = text.rstrip("uU")
+        value = int(body[2:], 16) if body.startswith("0x") else int(body, 10)
         high = (_UINT64 if unsigned else _INT64)[1]
         # cel-go's parser folds a unary minus into the literal after it, so -9223372036854775808 is an int; a binary
         # minus (after a value: a name, a literal, `)` or `]`) is not folded.
@@ -652,8 +698,9 @@ def glob_patterns(match: str) -> list[str]:
     """Each glob() pattern a selector writes as a string (none when Talos refuses it or it is outside the subset)."""
     try:
         parser = _Parser(match)
-        parser.parse()
-    except UnreadableError:
+        with _deep():
+            parser.parse()
+    except (UnreadableError, RecursionError):
         return []
     return parser.globs
 
@@ -871,14 +918,29 @@ def parse(match: str) -> Node:
     """The selector as a function of a Disk: RefusedError if Talos refuses it (with the fix, where one is certain, made to
     type-check), UnreadableError if it is outside the subset read here."""
     try:
-        t = _Parser(match).parse()
+        with _deep():
+            t = _Parser(match).parse()
     except RefusedError as e:
         e.fix = _checked_fix(e.fix)
         raise
+    except RecursionError:
+        raise UnreadableError("it nests too deep to be read here") from None
     if t.type not in ("bool",):
         # cel.go:76-78: the checked type must be exactly bool.
         raise RefusedError(f"its type is {t.type}, not bool: expression output type is {t.type}, expected bool (cel.go:76-78)")
     return t.node
+
+
+@contextmanager
+def _deep() -> Iterator[None]:
+    """Room for the deepest selector cel-go reads: this parser spends about nine Python frames on each of its 250 levels,
+    and a node's evaluation a few on each, past Python's default limit of 1000."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 12 * _MAX_DEPTH * 10))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _checked_fix(fix: str | None) -> str | None:
@@ -888,11 +950,12 @@ def _checked_fix(fix: str | None) -> str | None:
         if fix is None:
             return None
         try:
-            t = _Parser(fix).parse()
+            with _deep():
+                t = _Parser(fix).parse()
         except RefusedError as e:
             fix = e.fix
             continue
-        except UnreadableError:
+        except (UnreadableError, RecursionError):
             return None
         return fix if t.type == "bool" else None
     return None
@@ -901,7 +964,11 @@ def _checked_fix(fix: str | None) -> str | None:
 def evaluate(node: Node, disk: Disk) -> Result:
     """The selector's value on `disk`: True, False or UNKNOWN, and the fields that left it unknown."""
     unknown: set[str] = set()
-    value = node(disk, unknown)
+    try:
+        with _deep():
+            value = node(disk, unknown)
+    except RecursionError:
+        value = UNKNOWN
     if not isinstance(value, bool):
         value = UNKNOWN
     return Result(value, unknown if value is UNKNOWN else set())

@@ -127,6 +127,12 @@ def test_a_selector_is_three_valued_at_the_edge_of_what_the_inventory_tells(matc
         ("9223372036854775807 + 1 > 0", U),
         ("uint(-1) > 0u", U),
         ("1 % 0 == 0", U),
+        # A leading zero is base 10 (parser.go:763-795), hex is `0x` alone.
+        ("0100u == 100u && 00 == 0 && 0x0100u == 256u", True),
+        # Relations chain to the left (CEL.g4:36-39): (1 < 2) == true.
+        ("1 < 2 == true", True),
+        ("1u > 2u == false != false", True),
+        ("!" * 500 + "true", True),  # a run of ! is one rule, however long
     ],
 )
 def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: object) -> None:
@@ -230,6 +236,33 @@ def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: objec
         ("disk.dev_path == '/dev/sd\\q'", "'/dev/sd\\q' holds \\q, no escape CEL knows (write \\\\ for a backslash)", None),
         ("disk.dev_path == '/dev/nvme0n1", "\"'/dev/nvme0n1\" is no CEL token (cel-go's parser stops there)", None),
         ("disk.size >>> 10u", "'>' is not CEL there (a syntax error to cel-go's parser)", None),
+        # cel-go's lexer is ASCII (CEL.g4:146,175,185-199): a no-break space, a vertical tab, another script's digit,
+        # `0X`, a raw CR in a quoted string.
+        (
+            "disk.size\u00a0> 10u",
+            "'\\xa0> 10u' is no CEL token: '\\xa0' (U+00A0) is no character of cel-go's lexer outside a string (its whitespace "
+            "is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an ASCII digit there",
+            None,
+        ),
+        (
+            "disk.size >\v10u",
+            "'\\x0b10u' is no CEL token: '\\x0b' (U+000B) is no character of cel-go's lexer outside a string (its whitespace "
+            "is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an ASCII digit there",
+            None,
+        ),
+        (
+            "disk.size > \u0661u",
+            "'\u0661u' is no CEL token: '\u0661' (U+0661) is no character of cel-go's lexer outside a string (its whitespace "
+            "is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an ASCII digit there",
+            None,
+        ),
+        ("disk.size > 0X10u", "0X10u is no CEL number: cel-go's lexer reads 0 and then a name, a syntax error (a hex number is written 0x10u)", None),
+        ("disk.dev_path == 'a\rb'", "\"'a\\rb'\" is no CEL token (cel-go's parser stops there)", None),
+        (
+            "(" * 250 + "system_disk" + ")" * 250,
+            "it nests deeper than cel-go's parser reads: expression recursion limit exceeded: 250 (parser.go:54-56); write it with fewer parentheses",
+            None,
+        ),
         ("100. > 1.0", "a name expected after '.', '>' found (a syntax error to cel-go's parser)", None),  # a double needs digits after its dot
         ("9223372036854775808 > 0", "9223372036854775808 is out of the range of an int (cel-go's parser refuses it)", None),
         (
