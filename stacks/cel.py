@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from stacks.disk_ids import by_id_name, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
+from stacks.disk_ids import by_id_name, glob, namespace_links, nvme_serial_runs, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
 
 
 class UnreadableError(ValueError):
@@ -529,7 +529,7 @@ class _Parser:
             assert isinstance(disk, Disk)
             value = disk.fields.get(name, UNKNOWN)
             if isinstance(value, Spelled):
-                u.add(f"disk.{name} beyond udev's spelling of it in the link, {max(value.spellings, key=len)} or its first words")
+                u.add(f"disk.{name} beyond udev's spelling of it in the link, {max(value.spellings, key=len)} or its {value.words} words")
             elif not isinstance(value, (str, int, bool)):
                 u.add(f"disk.{name}")
             return value
@@ -822,8 +822,6 @@ def _equal(a: Value, b: Value) -> Value:
             return b.equals(a)
         if not a.startswith(b.prefix) or a in b.not_values:
             return False
-        if isinstance(b, _OneOf):
-            return UNKNOWN if a in b.values and len(b.values) > 1 else a in b.values
         return UNKNOWN
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
@@ -857,9 +855,6 @@ def _glob(pattern: Value, text: Value) -> Value:
         return UNKNOWN
     if isinstance(text, str):
         return glob(pattern, text)
-    if isinstance(text, _OneOf):
-        each = {glob(pattern, v) for v in text.values}
-        return each.pop() if len(each) == 1 else UNKNOWN
     if isinstance(text, Spelled):
         return text.call("glob", pattern)
     if isinstance(text, Partial):
@@ -880,9 +875,6 @@ def _method(recv: Node, name: str, arg: Node) -> Node:
         text, what = recv(d, u), arg(d, u)
         if not isinstance(what, str):
             return UNKNOWN
-        if isinstance(text, _OneOf):
-            each = {_string_call(name, v, what) for v in text.values}
-            return each.pop() if len(each) == 1 else UNKNOWN
         if isinstance(text, Spelled):
             return text.call(name, what)
         if isinstance(text, Partial):
@@ -1025,17 +1017,20 @@ def inventory_disk(name: str, system_disk: bool = False, transport: str | None =
             # second link <...>_<serial>_<nsid> (60-persistent-storage.rules): the serial is the last part, or the one
             # before a namespace's number; the link's other parts are the model's.
             words = link.split("-", 1)[1].split("_")
-            cuts = [len(words) - 1] + ([len(words) - 2] if link.startswith("nvme-") and len(words) > 2 and words[-1].isdigit() else [])
-            serials = {words[k] for k in cuts if k > 0}
-            fields["serial"] = _OneOf(values=frozenset(serials)) if serials else UNKNOWN
-            if link.startswith("nvme-") and serials:
-                # An NVMe link's model is the controller's sysfs model (ID_MODEL=$attr{model}), the one Talos reads
-                # (block/device_linux.go:343), spelled by udev. Where the model ends is told by where the serial starts,
-                # and a serial with a blank in it is spelled with a `_` too, so each run of the link's words before its
-                # last is taken as the model's spelling. An ATA, SCSI or USB link's model is not Talos's: udev takes an
-                # ATA disk's from IDENTIFY (ata_id), while the sysfs model Talos reads is the SCSI layer's 16-character
-                # INQUIRY product, so there disk.model stays unknown.
+            if link.startswith("nvme-") and len(words) > 1:
+                # An NVMe link's model and serial are the controller's sysfs model and serial (ID_MODEL=$attr{model},
+                # ID_SERIAL_SHORT=$attr{serial}), the ones Talos reads (block/device_linux.go:343-344), spelled by udev.
+                # A blank in either is spelled `_` as the words' separator is, so where the model ends and the serial
+                # starts is not told: each run of the link's first words is the model's spelling, each run of its last
+                # (before a namespace's number) the serial's.
                 fields["model"] = Spelled(spellings=frozenset("_".join(words[:k]) for k in range(1, len(words))))
+                fields["serial"] = Spelled(spellings=frozenset(nvme_serial_runs(link.removeprefix("nvme-"))), words="last")
+            # An ATA, SCSI or USB link tells neither as Talos reads them. Its model is udev's (ata_id's IDENTIFY model, or
+            # usb_id's vendor_model), while Talos's is the SCSI layer's 16-character INQUIRY product. Its serial is
+            # go-blockdevice's sysfs device/serial, which a SCSI-layer disk has none of, so "" for a SATA (AHCI), USB or
+            # SAS disk, and for transport ata or scsi what ata_id or scsi_id gives, ata_id's being the whole
+            # <model>_<serial> (Talos internal/app/machined/pkg/controllers/block/disks.go:225-232,267-298 at
+            # v1.14.0-rc.1): both stay unknown.
     else:
         fields["dev_path"] = name
         fields["symlinks"] = Links(frozenset(), lambda link: False)
@@ -1043,19 +1038,14 @@ def inventory_disk(name: str, system_disk: bool = False, transport: str | None =
 
 
 @dataclass(frozen=True)
-class _OneOf(Partial):
-    """A string that is one of `values`."""
-
-    values: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
 class Spelled(Partial):
-    """A string known as udev spells it in a link's name (stacks.disk_ids.udev_spelling: each character outside the few
-    it keeps written `_`): its spelling is one of `spellings`. The spelling maps each character alone, so a string
-    that starts with, ends with or holds another has a spelling that does the same of the other's."""
+    """A string known as udev spells it in a link's name (stacks.disk_ids.udev_spelling: its blanks at the ends cut, each
+    run of blanks within and each character outside the few it keeps written `_`): its spelling is one of `spellings`.
+    A string that starts with, ends with or holds another has a spelling that does the same of the other's spelling
+    (or of less of it, where the other's ends are blanks), so what no spelling could do, the string does not."""
 
     spellings: frozenset[str] = frozenset()
+    words: str = "first"  # which of the link's words spell it, for the message of what is unknown
 
     def equals(self, text: str) -> Value:
         if udev_spelling(text) not in self.spellings:

@@ -22,7 +22,7 @@ from stacks.categories import known_categories
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1684,12 +1684,22 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
     elif selector.model is not None and disk.startswith("/dev/disk/by-id/"):
         parts = _by_id_name(disk).split("_")
         bus, _, first = parts[0].partition("-")
-        if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:
+        if bus == "nvme" and first:
+            # An NVMe link's model is the sysfs model Talos reads (ID_MODEL=$attr{model}), spelled by udev.
             names = ["_".join([first, *parts[1:k]]) for k in range(1, len(parts) + 1)]
-            pattern = selector.model.replace(" ", "_")
+            pattern = "*".join(udev_spelling(part) for part in selector.model.split("*"))
             if not any(glob(pattern, n) for n in names):
                 return None
             found.append(f"model {selector.model} matches the model in its by-id name")
+        elif bus in ("ata", "scsi", "usb", "mmc"):
+            # Talos globs the sysfs device/model (go-blockdevice block/device_linux.go:343 at v2.0.3): for a disk behind
+            # the SCSI layer the 16-character INQUIRY product (libata's is the first 16 characters of the IDENTIFY model,
+            # USB's the bridge's, without the vendor usb_id writes first), which this link, udev's IDENTIFY model or
+            # vendor_model, does not tell; an MMC card has its name there, not a model.
+            found.append(
+                f"model {selector.model} is matched against the model the disk reports to the kernel, its 16-character SCSI "
+                f"INQUIRY product as `talosctl get disks` shows it, which its {bus}- link does not spell"
+            )
     return "; ".join(found) or None
 
 

@@ -64,7 +64,7 @@ def _value(match: str, name: str, system_disk: bool = False) -> object:
         ("glob('/dev/nvme?n1', disk.dev_path)", NVME, False),
         ("glob('/dev/nvme[!0]n1', disk.dev_path)", "/dev/nvme1n1", False),
         ("glob('/dev/nvme*n1', disk.dev_path)", NVME, True),
-        ("glob('S73WNJ0W*', disk.serial)", BY_ID, True),
+        ("glob('S73WNJ0W*', disk.serial)", BY_ID, U),
         ("glob('S73WNJ0W?23456A', disk.serial)", BY_ID, False),
         # symlinks: the link the inventory writes is one; another model_serial link of the bus is another disk's; a
         # kernel name tells no link.
@@ -82,11 +82,22 @@ def _value(match: str, name: str, system_disk: bool = False) -> object:
         ("'/dev/disk/by-id/nvme-eui.0025388b11223344' in disk.symlinks", BY_ID, U),
         (f"'{BY_ID}' in disk.symlinks", NVME, U),
         (f"!('{BY_ID}' in disk.symlinks)", BY_ID, False),
-        # serial: the last part of a model_serial link (before an NVMe namespace's number); wwid: a wwn or eui link's.
-        ("disk.serial == 'S73WNJ0W123456A'", BY_ID, True),
+        # serial: a run of an nvme- link's last words (before a namespace's number), as a blank in it is a `_` too; an
+        # ata-, usb- or scsi- link's is not the serial Talos reads ("" or ata_id's <model>_<serial>); wwid: a wwn or eui link's.
+        ("disk.serial == 'S73WNJ0W123456A'", BY_ID, U),
         ("disk.serial == 'S73WNJ0W999999B'", BY_ID, False),
         ("disk.serial == 'S73WNJ0W123456A'", NVME, U),
-        ("disk.serial.startsWith('S73WNJ0W')", BY_ID, True),
+        ("disk.serial.startsWith('S73WNJ0W')", BY_ID, U),
+        ("disk.serial.startsWith('S74')", BY_ID, False),
+        ("disk.serial == 'S5GXNF0R 123456'", "/dev/disk/by-id/nvme-Samsung_SSD_980_PRO_1TB_S5GXNF0R_123456", U),
+        ("disk.serial == 'S5GX NF0R'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R", U),
+        ("disk.serial.startsWith('S5GX')", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R", U),
+        ("disk.serial == 'S5GX  NF0R'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R", U),  # udev writes a run of blanks as one _
+        ("disk.serial == 'NF0R 2'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R_1", False),
+        ("disk.serial != 'S6PXNG0R123456' && !system_disk", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PXNG0R123456", U),
+        ("!system_disk && !disk.serial.startsWith('S6PX')", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PXNG0R123456", U),
+        ("disk.serial == ''", "/dev/disk/by-id/usb-Samsung_PSSD_T7_S6WRNS0T812345E-0:0", U),
+        ("disk.serial == 'x'", "/dev/disk/by-id/scsi-35000c500a1b2c3d4", U),
         ("disk.wwid == 'naa.5002538e4099a1b2'", WWN, True),
         ("disk.wwid == 'naa.5002538e4099ffff'", WWN, False),
         ("disk.wwid == 'naa.5002538e4099a1b2'", NVME, U),
@@ -375,6 +386,7 @@ ATA = "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PUNX0T123456"
         ("disk.model == 'Samsung SSD 870 EVO 1TB'", NVME_NVME, False),
         ("disk.serial == 'S64ANS0T123456'", NVME_NVME, True),
         ("disk.model == 'Samsung SSD 870 EVO 1TB'", ATA, U),
+        ("disk.model == 'Samsung SSD  980'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GXNF0R", U),  # two blanks: one _
         ("disk.model == 'Samsung SSD 870 EVO 1TB'", NVME, U),
         ("disk.model == 'Fanxiang S500PRO 1TB'", DIGITS, U),
         ("disk.model == 'Fanxiang S500PRO 1TB'", f"{DIGITS}_1", U),
