@@ -19,6 +19,7 @@ from stacks.addresses import Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
+from stacks.credentials import masked_kernel_arg
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
@@ -2145,9 +2146,15 @@ def _device_paths(value: object) -> Iterator[str]:
             yield from _device_paths(v)
 
 
-def yaml_flow(value: object) -> str:
-    """A value as YAML spells it on one line (`[console=ttyS2, quiet]`, `true`), for a message."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+def yaml_flow(value: object, unicode: bool = False) -> str:
+    """A value as YAML spells it on one line (`[console=ttyS2, quiet]`, `true`), for a message; `unicode` writes a
+    character outside ASCII (masked_kernel_arg's `…`) as itself."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=unicode).strip().removesuffix("\n...").strip()
+
+
+def kernel_args_flow(args: Sequence[object]) -> str:
+    """Kernel arguments for a message, each as masked_kernel_arg prints it: one may hold a credential."""
+    return yaml_flow([masked_kernel_arg(a) if isinstance(a, str) else a for a in args], unicode=True)
 
 
 def _patch(
@@ -2178,7 +2185,9 @@ def _patch(
                     where = instead.format(
                         keys=" and ".join(f"iluvatar:arda.kernelArgs.{b}" for b in sorted(set(boards))) or "iluvatar:arda.kernelArgs"
                     )
-                    yield Problem(path, f"sets machine.install.{key} ({yaml_flow(install[key])}); {INSTALL_APPLIES} {where}")
+                    value = install[key]
+                    shown = kernel_args_flow(value) if key == "extraKernelArgs" and isinstance(value, list) else yaml_flow(value)
+                    yield Problem(path, f"sets machine.install.{key} ({shown}); {INSTALL_APPLIES} {where}")
     else:
         if "apiVersion" not in patch:
             yield Problem(path, f"document {kind} has no apiVersion")
@@ -2616,7 +2625,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
         Problem(
             f"iluvatar:arda.kernelArgs.{board}",
             f"no Arda machine is a {board} (Arda's boards: {', '.join(sorted(used)) or 'none'}), so no schematic would carry "
-            f"{yaml_flow(list(args))}; key them by one of those boards",
+            f"{kernel_args_flow(args)}; key them by one of those boards",
         )
         for board, args in p.arda.kernel_args.items()
         if board not in used
