@@ -263,6 +263,7 @@ class _T:
     start: int
     end: int
     int_literal: bool = False
+    depth: int = 0  # cel-go's parser's visit depth of it (parser.go:377-425): ?:, relations, arithmetic, selects and calls
 
 
 def _unify(a: str, b: str) -> str | None:
@@ -341,6 +342,13 @@ class _Parser:
         t = self.ternary()
         if self.i != len(self.toks):
             raise RefusedError(f"{self.toks[self.i].text!r} is not CEL there (a syntax error to cel-go's parser)")
+        if t.depth > _MAX_DEPTH:
+            # parser.go:377-425,993-1001: each ?:, relation, arithmetic operator, select and method call it visits is a level
+            # deeper, and past 250 the parser stops; a chain of operators nests one level for each (CEL.g4:36-45).
+            raise RefusedError(
+                f"it nests {t.depth} operators, selects and calls deep, more than cel-go's parser visits: max recursion depth "
+                f"exceeded ({_MAX_DEPTH}, parser.go:54-56); write it with fewer operators in a row"
+            )
         return t
 
     def ternary(self) -> _T:
@@ -384,7 +392,7 @@ class _Parser:
             a, b = y(d, u), n(d, u)
             return a if _same(a, b) else UNKNOWN
 
-        return _T(pick, kind, cond.start, no.end)
+        return _T(pick, kind, cond.start, no.end, depth=1 + max(cond.depth, yes.depth, no.depth))
 
     def logical(self, op: str, parts: list[_T]) -> None:
         for p in parts:
@@ -401,7 +409,7 @@ class _Parser:
         self.logical("||", parts)
         nodes = [p.node for p in parts]
         # CEL's || is commutative over errors and unknowns: true if any part is (cel-spec langdef.md, "Logical Operators").
-        return _T(lambda d, u: _or([n(d, u) for n in nodes]), "bool", parts[0].start, parts[-1].end)
+        return _T(lambda d, u: _or([n(d, u) for n in nodes]), "bool", parts[0].start, parts[-1].end, depth=max(p.depth for p in parts))
 
     def and_(self) -> _T:
         parts = [self.relation()]
@@ -412,7 +420,7 @@ class _Parser:
             return parts[0]
         self.logical("&&", parts)
         nodes = [p.node for p in parts]
-        return _T(lambda d, u: _not(_or([_not(n(d, u)) for n in nodes])), "bool", parts[0].start, parts[-1].end)
+        return _T(lambda d, u: _not(_or([_not(n(d, u)) for n in nodes])), "bool", parts[0].start, parts[-1].end, depth=max(p.depth for p in parts))
 
     def relation(self) -> _T:
         # CEL.g4:36-39: relation is left-recursive, one precedence for all its operators, so `a > b == c` is `(a > b) == c`.
@@ -424,18 +432,19 @@ class _Parser:
 
     def relate(self, op: str, left: _T, right: _T) -> _T:
         a, b = left.node, right.node
+        depth = 1 + max(left.depth, right.depth)
         if op == "in":
             if right.type != "dyn" and not right.type.startswith("list("):
                 raise RefusedError(f"`{self.src(right)}` is {_article(right.type)}: in takes a list")
             item = right.type[5:-1] if right.type.startswith("list(") else "dyn"
             if _unify(left.type, item) is None:
                 raise self.mismatch("in", left, _T(b, f"list({item})", right.start, right.end), name="@in")
-            return _T(lambda d, u: _in(a(d, u), b(d, u)), "bool", left.start, right.end)
+            return _T(lambda d, u: _in(a(d, u), b(d, u)), "bool", left.start, right.end, depth=depth)
         if op in ("==", "!="):
             if _unify(left.type, right.type) is None:
                 raise self.mismatch(op, left, right)
             neg = op == "!="
-            return _T(lambda d, u: _not(_equal(a(d, u), b(d, u))) if neg else _equal(a(d, u), b(d, u)), "bool", left.start, right.end)
+            return _T(lambda d, u: _not(_equal(a(d, u), b(d, u))) if neg else _equal(a(d, u), b(d, u)), "bool", left.start, right.end, depth=depth)
         if _unify(left.type, right.type) not in (*_ORDERED, "dyn"):
             raise self.mismatch(op, left, right)
         compare: Callable[[object, object], bool] = {
@@ -453,7 +462,7 @@ class _Parser:
                 return UNKNOWN  # a dyn of another type: CEL's runtime error, no disk's true nor false
             return compare(x, y)
 
-        return _T(order, "bool", left.start, right.end)
+        return _T(order, "bool", left.start, right.end, depth=depth)
 
     def addition(self) -> _T:
         left = self.multiplication()
@@ -477,7 +486,7 @@ class _Parser:
             raise UnreadableError(f"+ of {_article(kind)} is not read here")
         if kind == "dyn":
             raise UnreadableError(f"{op} of a dyn is not read here")
-        return _T(_arith(left.node, right.node, op, kind), kind, left.start, right.end)
+        return _T(_arith(left.node, right.node, op, kind), kind, left.start, right.end, depth=1 + max(left.depth, right.depth))
 
     def unary(self) -> _T:
         # CEL.g4:46-50: a run of `!` or of `-` before a member is one rule, no deeper however long, so it is read in a loop.
@@ -494,7 +503,7 @@ class _Parser:
             if inner.type not in ("bool", "dyn"):
                 raise RefusedError(f"`{self.src(inner)}` is {_article(inner.type)}: ! takes a bool (found no matching overload for '!_')")
             n = inner.node
-            return _T(lambda d, u: _not(n(d, u)), "bool", tok.start, inner.end)
+            return _T(lambda d, u: _not(n(d, u)), "bool", tok.start, inner.end, depth=inner.depth)
         if inner.type not in ("int", "double"):
             # cel-go has no negation of a uint (standard.go:221-232: int and double only).
             raise RefusedError(
@@ -502,7 +511,7 @@ class _Parser:
             )
         n = inner.node
         kind = inner.type
-        return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end)
+        return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end, depth=inner.depth)
 
     def member(self) -> _T:
         t = self.primary()
@@ -534,7 +543,7 @@ class _Parser:
                 u.add(f"disk.{name}")
             return value
 
-        return _T(get, FIELD_TYPES[name], t.start, tok.end)
+        return _T(get, FIELD_TYPES[name], t.start, tok.end, depth=1 + t.depth)
 
     def args(self) -> tuple[list[_T], int]:
         self.take("(")
@@ -553,21 +562,21 @@ class _Parser:
             raise UnreadableError(f".{name}() is not read here (startsWith, endsWith, contains, matches, size, exists and all are)")
         args, end = self.args()
         if name == "size" and not args:
-            return self.size(recv, recv.start, end)
+            return self.size(recv, recv.start, end, 1 + recv.depth)
         if name in ("startsWith", "endsWith", "contains", "matches"):
             if len(args) != 1 or recv.type not in ("string", "dyn") or args[0].type not in ("string", "dyn"):
                 kinds = ", ".join(a.type for a in args)
                 raise RefusedError(f"found no matching overload for '{name}' applied to '{recv.type}.({kinds})' (a string's, of a string)")
-            return _T(_method(recv.node, name, args[0].node), "bool", recv.start, end)
+            return _T(_method(recv.node, name, args[0].node), "bool", recv.start, end, depth=1 + max(recv.depth, args[0].depth))
         if name in _STANDARD or name == "size":
             raise UnreadableError(f".{name}() is not read here (startsWith, endsWith, contains, matches, size, exists and all are)")
         raise RefusedError(f".{name}() is no function of Talos's selector environment (undeclared reference to '{name}')")
 
-    def size(self, t: _T, start: int, end: int) -> _T:
+    def size(self, t: _T, start: int, end: int, depth: int) -> _T:
         if t.type not in ("string", "dyn") and not t.type.startswith("list("):
             raise RefusedError(f"found no matching overload for 'size' applied to '({t.type})'")
         n = t.node
-        return _T(lambda d, u: _size(n(d, u)), "int", start, end)
+        return _T(lambda d, u: _size(n(d, u)), "int", start, end, depth=depth)
 
     def macro(self, recv: _T, name: str) -> _T:
         self.take("(")
@@ -595,7 +604,7 @@ class _Parser:
         def run(d: Disk, u: set[str]) -> Value:
             return _comprehension(name, items(d, u), lambda x: _bound(binding, var.text, x, p, d, u))
 
-        return _T(run, "bool", recv.start, end)
+        return _T(run, "bool", recv.start, end, depth=1 + max(recv.depth, pred.depth))
 
     def primary(self) -> _T:
         tok = self.take()
@@ -608,7 +617,7 @@ class _Parser:
         if text == "(":
             inner = self.ternary()
             end = self.take(")").end
-            return _T(inner.node, inner.type, tok.start, end)
+            return _T(inner.node, inner.type, tok.start, end, depth=inner.depth)
         if text == "[":
             items: list[_T] = []
             while self.peek() != "]":
@@ -621,7 +630,7 @@ class _Parser:
             kinds = {t.type for t in items}
             kind = kinds.pop() if len(kinds) == 1 else "dyn"
             nodes = [t.node for t in items]
-            return _T(lambda d, u: [n(d, u) for n in nodes], f"list({kind})", tok.start, end)
+            return _T(lambda d, u: [n(d, u) for n in nodes], f"list({kind})", tok.start, end, depth=max((t.depth for t in items), default=0))
         if tok.kind != "name":
             raise RefusedError(f"{text!r} is not CEL there (a syntax error to cel-go's parser)")
         if text in self.scope:
@@ -675,15 +684,15 @@ class _Parser:
             written = _tokens(self.src(args[0]))
             if len(written) == 1 and written[0].kind == "str":
                 self.globs.append(_unescape(written[0].text))
-            return _T(lambda d, u: _glob(pattern(d, u), text(d, u)), "bool", tok.start, end)
+            return _T(lambda d, u: _glob(pattern(d, u), text(d, u)), "bool", tok.start, end, depth=max(a.depth for a in args))
         if name == "size" and len(args) == 1:
-            return self.size(args[0], tok.start, end)
+            return self.size(args[0], tok.start, end, args[0].depth)
         if name in ("int", "uint") and len(args) == 1:
             # standard.go's conversions: int(uint), uint(int) and of a double (truncated) or a string; out of range is an error.
             if args[0].type not in ("int", "uint", "double", "string", "dyn"):
                 raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})'")
             n = args[0].node
-            return _T(_convert(n, name), name, tok.start, end)
+            return _T(_convert(n, name), name, tok.start, end, depth=args[0].depth)
         if name in ("startsWith", "endsWith", "contains"):
             # A string's methods alone (standard.go: member overloads), so a call without the receiver finds none.
             raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})': it is a string's method, written s.{name}(x)")

@@ -610,6 +610,11 @@ SELECTORS = [
     "disk.size > 100u * GB == system_disk",
     "disk.model == 'x' == true",
     "!" * 500 + "system_disk",
+    "system_disk" + " == true" * 250,
+    "system_disk" + " == true" * 251,
+    "disk.size > 0u" + " + 1u" * 249,
+    "disk.size > 0u" + " + 1u" * 250,
+    " && ".join(["system_disk"] * 400),
 ]
 
 

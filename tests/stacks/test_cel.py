@@ -144,6 +144,9 @@ def test_a_selector_is_three_valued_at_the_edge_of_what_the_inventory_tells(matc
         ("1 < 2 == true", True),
         ("1u > 2u == false != false", True),
         ("!" * 500 + "true", True),  # a run of ! is one rule, however long
+        ("true" + " == true" * 250, True),  # 250 relations deep: the most cel-go's parser visits
+        (" && ".join(["true"] * 400), True),
+        ("(" * 249 + "true" + ")" * 249, True),
     ],
 )
 def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: object) -> None:
@@ -269,6 +272,12 @@ def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: objec
         ),
         ("disk.size > 0X10u", "0X10u is no CEL number: cel-go's lexer reads 0 and then a name, a syntax error (a hex number is written 0x10u)", None),
         ("disk.dev_path == 'a\rb'", "\"'a\\rb'\" is no CEL token (cel-go's parser stops there)", None),
+        (
+            "system_disk" + " == true" * 251,
+            "it nests 251 operators, selects and calls deep, more than cel-go's parser visits: max recursion depth exceeded "
+            "(250, parser.go:54-56); write it with fewer operators in a row",
+            None,
+        ),
         (
             "(" * 250 + "system_disk" + ")" * 250,
             "it nests deeper than cel-go's parser reads: expression recursion limit exceeded: 250 (parser.go:54-56); write it with fewer parentheses",
