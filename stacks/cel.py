@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,11 +32,13 @@ class UnreadableError(ValueError):
 
 class RefusedError(UnreadableError):
     """An expression Talos refuses when it reads the config: a syntax or type error of cel-go's parser or checker, or a
-    type other than bool. `fix` is the selector written so that it type-checks, where one is certain."""
+    type other than bool. `fix` is the selector written so that it type-checks, where one is certain; `advice` what to do
+    where none is."""
 
-    def __init__(self, reason: str, fix: str | None = None) -> None:
+    def __init__(self, reason: str, fix: str | None = None, advice: str | None = None) -> None:
         super().__init__(reason)
         self.fix = fix
+        self.advice = advice  # what to do where no fix is certain, when it is not to write it in Talos's environment
 
 
 class _Unknown:
@@ -183,19 +186,28 @@ def _tokens(text: str) -> list[_Tok]:
         m = _TOKEN.match(text, i)
         if m is None or m.lastgroup is None:
             rest = re.sub(f"^{_SPACE}", "", text[i:])
+            j = len(text) - len(rest)
             c = rest[0]
             if c == "\v" or not c.isascii():
+                # A space or a digit of another script (a no-break space pasted from a web page) is written as its ASCII one.
+                ascii_ = " " if c.isspace() else str(unicodedata.decimal(c)) if unicodedata.decimal(c, None) is not None else None
                 raise RefusedError(
                     f"{rest[:20]!r} is no CEL token: {c!r} (U+{ord(c):04X}) is no character of cel-go's lexer outside a string "
                     "(its whitespace is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an "
-                    "ASCII digit there"
+                    "ASCII digit there",
+                    None if ascii_ is None else text[:j] + ascii_ + text[j + 1 :],
                 )
             raise RefusedError(f"{rest.rstrip(' ')[:20]!r} is no CEL token (cel-go's parser stops there)")
         if m.lastgroup == "num" and re.match(r"[A-Za-z_]", text[m.end() :]):
             word = re.match(r"[A-Za-z0-9_]*", text[m.end() :])
             written = m["num"] + (word[0] if word else "")
-            fix = f" (a hex number is written 0x{written[2:]})" if written[:2] == "0X" else ""
-            raise RefusedError(f"{written} is no CEL number: cel-go's lexer reads {m['num']} and then a name, a syntax error{fix}")
+            upper = written[:2] == "0X"
+            said = f" (a hex number is written 0x{written[2:]})" if upper else ""
+            start = m.start("num")
+            raise RefusedError(
+                f"{written} is no CEL number: cel-go's lexer reads {m['num']} and then a name, a syntax error{said}",
+                text[:start] + "0x" + text[start + 2 :] if upper else None,
+            )
         if m.lastgroup == "bytes":
             raise UnreadableError(f"{m['bytes']!r} is not read (a bytes literal)")
         out.append(_Tok(m.lastgroup, m[m.lastgroup], m.start(m.lastgroup), m.end()))
@@ -347,7 +359,8 @@ class _Parser:
             # deeper, and past 250 the parser stops; a chain of operators nests one level for each (CEL.g4:36-45).
             raise RefusedError(
                 f"it nests {t.depth} operators, selects and calls deep, more than cel-go's parser visits: max recursion depth "
-                f"exceeded ({_MAX_DEPTH}, parser.go:54-56); write it with fewer operators in a row"
+                f"exceeded ({_MAX_DEPTH}, parser.go:54-56)",
+                advice="write it with fewer operators in a row (a list and `in`, or `&&` and `||`, which nest no deeper)",
             )
         return t
 
@@ -357,8 +370,8 @@ class _Parser:
         self.depth += 1
         if self.depth > _MAX_DEPTH:
             raise RefusedError(
-                f"it nests deeper than cel-go's parser reads: expression recursion limit exceeded: {_MAX_DEPTH} "
-                f"(parser.go:54-56); write it with fewer parentheses"
+                f"it nests deeper than cel-go's parser reads: expression recursion limit exceeded: {_MAX_DEPTH} (parser.go:54-56)",
+                advice="write it with fewer parentheses",
             )
         try:
             return self.conditional()

@@ -2311,6 +2311,8 @@ def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str,
         fix = (
             f"write `{_off_ceph(e.fix, ceph)}`"
             if e.fix is not None
+            else e.advice
+            if e.advice is not None
             else "write it in what Talos's environment has (disk.<field>, system_disk, glob() and the uint size units, as "
             "in Talos's own `disk.size > 120u * GB && disk.size < 1u * TB`)"
         )
