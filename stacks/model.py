@@ -35,6 +35,7 @@ from pydantic_core import InitErrorDetails
 
 from stacks import pins, repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
+from stacks.credentials import masked_kernel_arg
 from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.disk_ids import by_id_name
 from stacks.errors import show, yaml_number_text
@@ -703,7 +704,8 @@ _SPLIT_TAIL = re.compile(r"^\d+(?:[noe][5-8]r?)?$")
 def _kernel_arg(value: object) -> object:
     # The example is quoted: written bare inside [...], its comma would split it too.
     if not isinstance(value, str) or not _KERNEL_ARG.match(value):
-        raise ValueError(f"{show(value)} is not a well-formed kernel argument (one word, no spaces) (e.g. 'console=ttyS2,1500000')")
+        shown = masked_kernel_arg(value) if isinstance(value, str) else show(value)
+        raise ValueError(f"{shown} is not a well-formed kernel argument (one word, no spaces) (e.g. 'console=ttyS2,1500000')")
     return value
 
 
@@ -720,7 +722,7 @@ def _split_at_commas(value: object) -> object:
 
     if not any(tail(item) for item in value):
         return value
-    items = [show(item) for item in value]
+    items = [masked_kernel_arg(item) if isinstance(item, str) else show(item) for item in value]
     joined: list[str] = []
     for k, item in enumerate(value):
         if k > 0 and tail(item):

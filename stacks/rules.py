@@ -19,10 +19,11 @@ from stacks.addresses import CLIENTS, Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
+from stacks.credentials import masked_kernel_arg
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts
+from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -1700,12 +1701,22 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
     elif selector.model is not None and disk.startswith("/dev/disk/by-id/"):
         parts = _by_id_name(disk).split("_")
         bus, _, first = parts[0].partition("-")
-        if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:
+        if bus == "nvme" and first:
+            # An NVMe link's model is the sysfs model Talos reads (ID_MODEL=$attr{model}), spelled by udev.
             names = ["_".join([first, *parts[1:k]]) for k in range(1, len(parts) + 1)]
-            pattern = selector.model.replace(" ", "_")
+            pattern = "*".join(udev_spelling(part) for part in selector.model.split("*"))
             if not any(glob(pattern, n) for n in names):
                 return None
             found.append(f"model {selector.model} matches the model in its by-id name")
+        elif bus in ("ata", "scsi", "usb", "mmc"):
+            # Talos globs the sysfs device/model (go-blockdevice block/device_linux.go:343 at v2.0.3): for a disk behind
+            # the SCSI layer the 16-character INQUIRY product (libata's is the first 16 characters of the IDENTIFY model,
+            # USB's the bridge's, without the vendor usb_id writes first), which this link, udev's IDENTIFY model or
+            # vendor_model, does not tell; an MMC card has its name there, not a model.
+            found.append(
+                f"model {selector.model} is matched against the model the disk reports to the kernel, its 16-character SCSI "
+                f"INQUIRY product as `talosctl get disks` shows it, which its {bus}- link does not spell"
+            )
     return "; ".join(found) or None
 
 
@@ -2159,9 +2170,15 @@ def _device_paths(value: object, at: tuple[str, ...] = (), clocks: tuple[tuple[s
             yield from _device_paths(v, at, clocks)
 
 
-def yaml_flow(value: object) -> str:
-    """A value as YAML spells it on one line (`[console=ttyS2, quiet]`, `true`), for a message."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+def yaml_flow(value: object, unicode: bool = False) -> str:
+    """A value as YAML spells it on one line (`[console=ttyS2, quiet]`, `true`), for a message; `unicode` writes a
+    character outside ASCII (masked_kernel_arg's `…`) as itself."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=unicode).strip().removesuffix("\n...").strip()
+
+
+def kernel_args_flow(args: Sequence[object]) -> str:
+    """Kernel arguments for a message, each as masked_kernel_arg prints it: one may hold a credential."""
+    return yaml_flow([masked_kernel_arg(a) if isinstance(a, str) else a for a in args], unicode=True)
 
 
 def _patch(
@@ -2192,7 +2209,9 @@ def _patch(
                     where = instead.format(
                         keys=" and ".join(f"iluvatar:arda.kernelArgs.{b}" for b in sorted(set(boards))) or "iluvatar:arda.kernelArgs"
                     )
-                    yield Problem(path, f"sets machine.install.{key} ({yaml_flow(install[key])}); {INSTALL_APPLIES} {where}")
+                    value = install[key]
+                    shown = kernel_args_flow(value) if key == "extraKernelArgs" and isinstance(value, list) else yaml_flow(value)
+                    yield Problem(path, f"sets machine.install.{key} ({shown}); {INSTALL_APPLIES} {where}")
     else:
         if "apiVersion" not in patch:
             yield Problem(path, f"document {kind} has no apiVersion")
@@ -2318,6 +2337,8 @@ def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str,
         fix = (
             f"write `{_off_ceph(e.fix, ceph)}`"
             if e.fix is not None
+            else e.advice
+            if e.advice is not None
             else "write it in what Talos's environment has (disk.<field>, system_disk, glob() and the uint size units, as "
             "in Talos's own `disk.size > 120u * GB && disk.size < 1u * TB`)"
         )
@@ -2683,7 +2704,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
         Problem(
             f"iluvatar:arda.kernelArgs.{board}",
             f"no Arda machine is a {board} (Arda's boards: {', '.join(sorted(used)) or 'none'}), so no schematic would carry "
-            f"{yaml_flow(list(args))}; key them by one of those boards",
+            f"{kernel_args_flow(args)}; key them by one of those boards",
         )
         for board, args in p.arda.kernel_args.items()
         if board not in used

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from stacks import load_stack_file
-from stacks.disk_ids import by_id_has_serial, by_id_has_wwid, glob, nvme_links_comparable, nvme_wwid_parts, one_nvme_namespace
+from stacks.disk_ids import (
+    by_id_has_serial,
+    by_id_has_wwid,
+    glob,
+    nvme_links_comparable,
+    nvme_serial_runs,
+    nvme_wwid_parts,
+    one_nvme_namespace,
+    udev_spelling,
+)
 from tests.edit import edit, homelab_doc, write_stack
 
 # Serial "S64ANS0T123456", model "Samsung SSD 980 1TB", namespace 1, as the kernel's wwid_show writes them.
@@ -103,3 +112,28 @@ def test_a_wwid_is_compared_with_a_link_case_and_all() -> None:
     assert by_id_has_wwid(link, "naa.5002538e4010a0b0")
     assert by_id_has_wwid(link.upper().replace("/DEV/DISK/BY-ID/WWN-0X", "/dev/disk/by-id/wwn-0x"), "naa.5002538e4010a0b0")
     assert not by_id_has_wwid(link, "naa.5002538E4010A0B0")
+
+
+def test_udev_spells_a_run_of_blanks_as_one_underscore_and_cuts_the_ends() -> None:
+    # systemd src/shared/udev-util.c, udev_replace_whitespace; then udev_replace_chars.
+    assert udev_spelling(" Samsung SSD  980\t1TB ") == "Samsung_SSD_980_1TB"
+    assert udev_spelling("WDC/WD40 (x)") == "WDC_WD40__x_"
+
+
+def test_an_nvme_serial_with_a_blank_is_any_run_of_the_links_last_words() -> None:
+    link = "/dev/disk/by-id/nvme-Samsung_SSD_980_PRO_1TB_S5GXNF0R_123456"
+    assert nvme_serial_runs("Samsung_SSD_980_S5GX_NF0R_1") == [
+        "SSD_980_S5GX_NF0R_1",
+        "980_S5GX_NF0R_1",
+        "S5GX_NF0R_1",
+        "NF0R_1",
+        "1",
+        "SSD_980_S5GX_NF0R",
+        "980_S5GX_NF0R",
+        "S5GX_NF0R",
+        "NF0R",
+    ]
+    assert by_id_has_serial(link, "S5GXNF0R 123456")
+    assert by_id_has_serial(link, "S5GXNF0R  123456")
+    assert by_id_has_serial(link, "S5GXNF0R 1*")
+    assert not by_id_has_serial(link, "S5GXNF0R 999999")
