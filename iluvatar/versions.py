@@ -32,7 +32,8 @@ def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> lis
         runs.append(
             f"arda.talosVersion {to_talos}: a roll back of every machine, one machine at a time ({talos} -> {to_talos}, a patch "
             f"back within {releases.show(releases.minor_of(talos))}, which Talos installs as it does an upgrade: each machine drained, "
-            "installed and rebooted, and checked healthy before the next)"
+            f"installed and rebooted, and checked healthy before the next); it undoes {releases.undone(talos, to_talos)} on every "
+            f"machine: unless it is meant, write {talos} back"
         )
     elif steps := releases.kubernetes_steps(hops):
         kubernetes = steps[-1]
@@ -51,21 +52,9 @@ def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> lis
 
 
 def _k3s_path(k3s: str, to_k3s: str) -> list[str]:
-    """The Ainur's runs from k3s `k3s` to `to_k3s` (forward: stacks.day2.no_way says a step back): one minor a run, as
-    stacks.day2._k3s allows, from the release where etcd moves to 3.6 safely when the way crosses that move."""
-    if k3s == to_k3s:
-        return []
-    stop, (_, have), (_, want) = day2.K3S_ETCD_STOP[1], releases.minor_of(k3s), releases.minor_of(to_k3s)
-    crosses = day2.k3s_etcd_3_6(to_k3s) and not day2.k3s_etcd_3_6(k3s) and day2.k3s_release(k3s) < day2.K3S_ETCD_STOP
-    runs: list[str] = []
-    for minor in range(have, want + 1):
-        if crosses and minor == stop:
-            runs.append(f"ainur.k3sVersion {day2.K3S_ETCD_STOP_RELEASE} (etcd 3.5.26 or later, from which etcd moves to 3.6 safely)")
-        if minor == want:
-            runs.append(f"ainur.k3sVersion {to_k3s}")
-        elif minor > have and not (crosses and minor == stop):
-            runs.append(f"ainur.k3sVersion v1.{minor}.x")
-    return runs
+    """The Ainur's runs from k3s `k3s` to `to_k3s`, as stacks.day2.k3s_path gives them: the path `render --previous`
+    and `pulumi up` name the first run of when they refuse a change that is no single run (stacks.day2._k3s)."""
+    return [f"ainur.k3sVersion {release}{f' ({why})' if why else ''}" for release, why in day2.k3s_path(k3s, to_k3s)]
 
 
 def report(name: str, stack: StackConfig, previous: Mapping[str, Any] | None = None) -> list[str]:

@@ -431,7 +431,8 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             schematic = str(was.get("installer")).rsplit(":", 1)[0] != now["installer"].rsplit(":", 1)[0]
             # A patch back within the minor that runs (stacks.releases.talos_path allows it): said, as `versions` says it.
             back = not rolled and old != new and _older(new, old)
-            what.append((f"Talos {old} -> {new}" + (" (a roll back)" if back else "")) if old != new else SCHEMATIC)
+            rolled_back = f" (a roll back: it undoes {releases.undone(old, new)})" if back else ""
+            what.append(f"Talos {old} -> {new}{rolled_back}" if old != new else SCHEMATIC)
             if old != new and schematic:
                 what.append(SCHEMATIC)
         # components.arda upgrades from a recorded version only (its kubernetes_upgrade): none recorded, none shown.

@@ -30,6 +30,7 @@ What counts as a rule, and how it is neutralised:
   `stacks/monitoring.py`, `stacks/identity.py` and `stacks/discovery.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`);
 - `stacks/addresses.py` (the one table of every layer's fixed address): its rules;
+- `stacks/special_names.py` (the zones under a special-use suffix): its rules;
 - `stacks/day2.py` (changes refused against the last deployment; its fixtures carry the `arda` and `ainur` outputs):
   its rules;
 - `stacks/warn.py` (what a valid stack most likely does not mean): each warning, which its fixtures
@@ -101,6 +102,7 @@ RULE_FILES = (
     "stacks/remote_model.py",
     "stacks/remote_access.py",
     "stacks/discovery.py",
+    "stacks/special_names.py",
     "stacks/netboot_mode.py",
     "stacks/addresses.py",
     "stacks/encryption.py",
@@ -266,6 +268,7 @@ def discover() -> list[Rule]:
             "stacks/remote_access.py",
             "stacks/netboot_mode.py",
             "stacks/addresses.py",
+            "stacks/special_names.py",
             "stacks/day2.py",
             "stacks/warn.py",
         ):

@@ -224,11 +224,13 @@ def entries(
     named: Sequence[Server] = (),
     ainur: Ainur | None = None,
     patches: Sequence[tuple[str, Mapping[str, object]]] = (),
+    zone: Mapping[str, IPv4Address] | None = None,
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
     target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers wherever
     they lie (the routers' addresses aside: the router is none of these), the BMCs, the router's DHCP server where ainur.netboot.routerAddress
-    names it, the other layers' servers written as an address, the addresses Arda's Talos patches name (`patched`)."""
+    names it, the other layers' servers written as an address, the addresses Arda's Talos patches name (`patched`, its
+    names through `zone`, the internal zone's records)."""
     out = [Held(n.ip, f"nodes[{i}].ip", f"nodes[{i}].ip ({n.name})", "node") for i, n in nodes]
     out += [Held(ip, path.removeprefix("iluvatar:"), path.removeprefix("iluvatar:"), "vip") for path, ip in vips]
     if identity is not None:
@@ -276,20 +278,25 @@ def entries(
             continue  # a name outside the internal zone: `unknown_names` checks it
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
-    out += patched(patches)
+    out += patched(patches, zone, network.domain if network is not None else None)
     out += routed(remote)
     return out
 
 
-def patched(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[Held]:
+def patched(
+    patches: Sequence[tuple[str, Mapping[str, object]]], zone: Mapping[str, IPv4Address] | None = None, domain: str | None = None
+) -> list[Held]:
     """The addresses Arda's Talos patches name (stacks.rules.talos_patches_of: `arda.patches`, an Arda machine's
     `talosPatches`), each at its key inside the patch: a v1alpha1 patch's machine.time.servers and
     machine.network.extraHostEntries[].ip, a TimeSyncConfig document's ntp.servers, a StaticHostConfig document's name
     (the address its hostnames map to: machinery v1.14.1 config/types/network/static_host.go:53, time_sync.go:72-84; the
-    same at v1.12.4 and v1.13.0, the provider's). A name (time.cloudflare.com), a PTP device (/dev/ptp0) or an IPv6
-    address is left alone: the table holds IPv4 addresses. The resolvers (machine.network.nameservers, a ResolverConfig
-    document) are refused in a patch, since Iluvatar writes them from network.dns (stacks.rules.V1ALPHA1_CONFLICTS,
-    GENERATED_DOCUMENTS)."""
+    same at v1.12.4 and v1.13.0, the provider's). An NTP server written as a name of the internal zone (`zone`, under
+    `domain`, network.domain) is the address the plan gives that name, as `servers` reads the other layers' (one the
+    zone does not hold is `patched_names`' for `unknown_names`); a name outside the zone (time.cloudflare.com), a PTP
+    device (/dev/ptp0) or an IPv6 address is left alone: the table holds IPv4 addresses. The NTP servers of a machine
+    whose time sync is off are never asked (`time_servers`). The resolvers (machine.network.nameservers, a
+    ResolverConfig document) are refused in a patch, since Iluvatar writes them from network.dns
+    (stacks.rules.V1ALPHA1_CONFLICTS, GENERATED_DOCUMENTS)."""
     out: list[Held] = []
 
     def held(path: str, value: object, kind: Kind, what: str) -> None:
@@ -301,30 +308,135 @@ def patched(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[Held]:
             out.append(Held(ip, path, f"{path} ({what})", kind, value if isinstance(value, str) else ""))
 
     ntp = "an NTP server Arda's machines set their clocks from"
+    for path, server in time_servers(patches):
+        name = _zone_name(server, domain)
+        planned = (zone or {}).get(name) if name else None  # the plan's record of a zone name
+        if planned is not None:
+            out.append(Held(planned, path, f"{path} ({ntp}, {server})", "ntp", server, f"{name} ({planned})"))
+        else:
+            held(path, server, "ntp", ntp)
+    for path, entry, names in host_entries(patches):
+        held(path, entry, "host", _host_entry(names))
+    return out
+
+
+def time_servers(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[tuple[str, str]]:
+    """The time servers Arda's Talos patches name, each with its key (`iluvatar:`-less), as written: a v1alpha1 patch's
+    machine.time.servers, a TimeSyncConfig document's ntp.servers. Not those of a machine whose time sync is off: a
+    patch for every machine (arda.patches) or its own that sets machine.time.disabled: true or a TimeSyncConfig's
+    enabled: false, since Talos then asks no server (siderolabs/talos v1.14.0-rc.1 internal/app/machined/pkg/controllers/
+    time/sync.go:206-208, syncDisabled; the same at v1.12.4 and v1.13.0)."""
+    off: set[str] = set()  # "arda", or a machine's `nodes[i]`, whose time sync a patch turns off
+    for written, patch in patches:
+        if _sync_off(patch):
+            off.add(_scope(written))
+    out: list[tuple[str, str]] = []
+    for written, patch in patches:
+        if "arda" in off or _scope(written) in off:
+            continue
+        at = written.removeprefix("iluvatar:")
+        if patch.get("kind") is None:
+            time = _get(_get(patch, "machine"), "time")
+            servers, key = _get(time, "servers"), f"{at}.machine.time.servers"
+        elif patch.get("kind") == "TimeSyncConfig":
+            servers, key = _get(_get(patch, "ntp"), "servers"), f"{at}.ntp.servers"
+        else:
+            continue
+        out += [(f"{key}[{j}]", s) for j, s in enumerate(servers if isinstance(servers, list) else []) if isinstance(s, str)]
+    return out
+
+
+def host_entries(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[tuple[str, object, object]]:
+    """The static host entries of Arda's Talos patches: the key of each one's address (`iluvatar:`-less), the address and
+    the names it pins (a v1alpha1 patch's machine.network.extraHostEntries[] ip and aliases, a StaticHostConfig's name
+    and hostnames), as written."""
+    out: list[tuple[str, object, object]] = []
     for written, patch in patches:
         at = written.removeprefix("iluvatar:")
-        kind = patch.get("kind")
-        if kind is None:
-            machine = patch.get("machine")
-            machine = machine if isinstance(machine, Mapping) else {}
-            time = machine.get("time")
-            servers = time.get("servers") if isinstance(time, Mapping) else None
-            for j, server in enumerate(servers if isinstance(servers, list) else []):
-                held(f"{at}.machine.time.servers[{j}]", server, "ntp", ntp)
-            network = machine.get("network")
-            hosts = network.get("extraHostEntries") if isinstance(network, Mapping) else None
+        if patch.get("kind") is None:
+            hosts = _get(_get(_get(patch, "machine"), "network"), "extraHostEntries")
             for j, entry in enumerate(hosts if isinstance(hosts, list) else []):
                 if isinstance(entry, Mapping):
-                    names = entry.get("aliases")
-                    held(f"{at}.machine.network.extraHostEntries[{j}].ip", entry.get("ip"), "host", _host_entry(names))
-        elif kind == "TimeSyncConfig":
-            config = patch.get("ntp")
-            servers = config.get("servers") if isinstance(config, Mapping) else None
-            for j, server in enumerate(servers if isinstance(servers, list) else []):
-                held(f"{at}.ntp.servers[{j}]", server, "ntp", ntp)
-        elif kind == "StaticHostConfig":
-            held(f"{at}.name", patch.get("name"), "host", _host_entry(patch.get("hostnames")))
+                    out.append((f"{at}.machine.network.extraHostEntries[{j}].ip", entry.get("ip"), entry.get("aliases")))
+        elif patch.get("kind") == "StaticHostConfig":
+            out.append((f"{at}.name", patch.get("name"), patch.get("hostnames")))
     return out
+
+
+def _get(value: object, key: str) -> object:
+    return value.get(key) if isinstance(value, Mapping) else None
+
+
+def _scope(written: str) -> str:
+    """The machines a patch is for: `arda` (arda.patches: every one), or `nodes[i]` (that machine's talosPatches)."""
+    return written.removeprefix("iluvatar:").split(".talosPatches", 1)[0] if ".talosPatches" in written else "arda"
+
+
+def _sync_off(patch: Mapping[str, object]) -> bool:
+    """Whether a patch turns its machines' time sync off (machine.time.disabled: true, a TimeSyncConfig's enabled: false)."""
+    if patch.get("kind") is None:
+        return _get(_get(_get(patch, "machine"), "time"), "disabled") is True
+    return patch.get("kind") == "TimeSyncConfig" and patch.get("enabled") is False
+
+
+def _zone_name(server: str, domain: str | None) -> str:
+    """A server written as a name inside the internal zone (network.domain), lower case without its trailing dot, or ""
+    (an address, a PTP device, a single label, a name outside the zone). A single label is left alone: Talos writes no
+    search line for Arda's machines, whose hostnames have no domain (`searching`), so it never reads as the zone's name."""
+    name = server.rstrip(".").lower()
+    zone = (domain or "").rstrip(".").lower()
+    if not zone or "." not in name or not (name == zone or name.endswith(f".{zone}")):
+        return ""
+    try:
+        IPv4Address(name)
+    except ValueError:
+        return name
+    return ""
+
+
+def patched_names(patches: Sequence[tuple[str, Mapping[str, object]]], zone: Mapping[str, IPv4Address], domain: str | None) -> list[Server]:
+    """The NTP servers of Arda's Talos patches written as a name inside the internal zone, as `unknown_names` reads the
+    other layers' servers: a name the zone does not hold resolves nowhere (the Ainur answer the zone from the plan's
+    records alone), so no machine could set its clock."""
+    out: list[Server] = []
+    for path, server in time_servers(patches):
+        if name := _zone_name(server, domain):
+            address = zone.get(name)
+            out.append(Server(path, server, server, "ntp", address, name if address is not None else ""))
+    return out
+
+
+def host_names_in_zone(
+    patches: Sequence[tuple[str, Mapping[str, object]]],
+    zone: Mapping[str, IPv4Address],
+    domain: str | None,
+    owners: Mapping[str, str],
+) -> Iterator[Problem]:
+    """A static host entry of Arda's Talos patches that pins a name of the internal zone (`zone`, the plan's records
+    under `domain`, network.domain) to another address than the zone's: Talos answers its machines' lookups of that name
+    from the entry (siderolabs/talos v1.14.0-rc.1 internal/pkg/dns/static_host.go:40, ServeDNS, which
+    internal/pkg/dns/manager.go:46 puts before the upstream resolvers), and
+    Arda's CoreDNS forwards to the machine's resolver (plans.coredns), so the machines and their pods reach the
+    entry's host while the rest of the LAN reaches the zone's: two places naming one host. `owners`: the key that
+    gives each of the zone's names (a machine's, an app's host, identity's), as a message names it. A name the zone
+    does not hold is the entry's own to give."""
+    for path, address, names in host_entries(patches):
+        if not isinstance(names, list) or not isinstance(address, str):
+            continue  # a malformed entry: Talos refuses it
+        at = path.removesuffix(".ip") + ".aliases" if path.endswith(".ip") else path.removesuffix(".name") + ".hostnames"
+        for k, written in enumerate(names):
+            name = _zone_name(written, domain) if isinstance(written, str) else ""
+            planned = zone.get(name) if name else None
+            if planned is None or str(address) == str(planned):
+                continue
+            owner = owners.get(name)
+            yield Problem(
+                f"iluvatar:{at}[{k}]",
+                f"{written} is a name of the internal zone {domain}{f', {owner}' if owner else ''}, which the zone gives "
+                f"{planned}; this entry pins it to {address}, so Arda's machines and their pods would reach {address} under "
+                f"it and the rest of the LAN {planned}; remove {written} from the entry (the zone already answers it), or "
+                "give the host at the entry's address a name of its own",
+            )
 
 
 def _host_entry(names: object) -> str:
@@ -406,6 +518,19 @@ def services(pool: Sequence[tuple[IPv4Address, str]], apps: Sequence[tuple[int, 
     return out
 
 
+def ntp_pods(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple[int, Node]]) -> list[Held]:
+    """The apps whose host-network pod listens on NTP's port (123/udp) on an Arda machine, at that machine's address: an
+    NTP server written there answers, as a pod on Arda (`check` says what that does to Arda's boot)."""
+    ips = {n.name: n.ip for _, n in nodes}
+    return [
+        Held(ips[app.host_network.node], f"apps[{i}].hostNetwork", f"apps[{i}].hostNetwork ({app.name}'s host-network pod)", "app")
+        for i, app in apps
+        if app.host_network is not None
+        and app.host_network.node in ips
+        and any(p.port == 123 and p.protocol.lower() == "udp" for p in app.host_network.ports)
+    ]
+
+
 def table(held: Sequence[Held], leave_out: frozenset[Kind] = frozenset()) -> dict[IPv4Address, str]:
     """The addresses and their owners, first owner kept, without the kinds left out (a rule's own)."""
     out: dict[IPv4Address, str] = {}
@@ -421,6 +546,7 @@ def check(
     ainur: Ainur | None,
     free: Callable[[Collection[IPv4Address]], IPv4Address | None] | None = None,
     routes: Sequence[Held] = (),
+    apps: Sequence[Held] = (),
 ) -> Iterator[Problem]:
     """The collisions no layer's own rule sees: a VIP, a machine or a DNS server at a device's or the homelab's address,
     and every device, whichever layer names it, inside network.dhcpRange or the load-balancer pool. The front door's and
@@ -429,19 +555,32 @@ def check(
     be a machine or a VIP of the internal zone), and the backup target inside the pool by stacks.data (a Service on
     Arda, the cluster it backs up). `free`: the LAN's first address free of the table, of the ranges lent and of the
     addresses given (stacks.rules.free_address), which a message suggests to an address of the homelab's own that must
-    move; each message is given another, so that the fixes taken together validate too."""
+    move; each message is given another, so that the fixes taken together validate too. `apps`: the raw-port apps'
+    addresses in the pool (`services`) and the host-network pods serving NTP on a machine (`ntp_pods`), which a message
+    about an NTP server there names."""
     devices = [h for h in held if h.kind in DEVICES]
+    app_at = {a.ip: a.owner for a in apps}
     yield from _alone(devices, network)
     for h in held:
         if h.kind not in ("node", "vip", "identity", "headscale"):
             continue
         for d in devices:
+            if d.kind == "ntp" and d.ip == h.ip and h.ip in app_at:
+                # An app's host-network pod serving NTP on the machine (`ntp_pods`): it answers, but only once Arda has booted.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{d.name or d.ip} is {h.path}, a machine's address, where NTP is {app_at[h.ip]}, a pod on Arda, which runs only "
+                    f"once Arda's machines have booted, and Talos holds a machine's boot until its clock syncs "
+                    "(machine.time.bootTimeout: forever unless set), so after a power cut Arda would never boot; give the NTP "
+                    f"server a fixed address off Arda (the router, a NAS) in {d.path}",
+                )
+                break
             if d.kind == "ntp" and d.ip == h.ip:
                 # No machine, VIP or front door of the homelab serves NTP (Talos and the Ainur's Ubuntu sync their clocks
                 # as clients): the patch's server is the slip.
                 yield Problem(
                     f"iluvatar:{d.path}",
-                    f"{d.ip} is {h.path}, {_own_noun(h)}, where no NTP server answers, so {CLIENTS[d.kind]}; write the NTP "
+                    f"{d.name or d.ip} is {h.path}, {_own_noun(h)}, where no NTP server answers, so {CLIENTS[d.kind]}; write the NTP "
                     f"server's own address (or its name) in {d.path}",
                 )
                 break
@@ -619,10 +758,12 @@ def check(
             continue
         if len(pooled) == 1:
             fix = _router_fix(network, "the pool") if d.kind == "router" else f"give {what} a fixed address outside the pool"
+            # An NTP server must run before Arda's machines boot: off Arda, on a device of the LAN.
+            fix += " (the router, a NAS: a device off Arda)" if d.kind == "ntp" else ""
             yield Problem(
                 path,
-                f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
-                f"{_in_pool_why(d)}; {fix}",
+                f"{d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
+                f"{_in_pool_why(d, app_at)}; {fix}",
             )
             continue
         # One address, one device: its keys said once, each one's harm, and a fix that moves them all.
@@ -630,7 +771,7 @@ def check(
         yield Problem(
             path,
             f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take, and "
-            f"{and_list(others)} name{'s' if len(others) == 1 else ''} the same device: {'; '.join(dict.fromkeys(_in_pool_why(o) for o in pooled))}; "
+            f"{and_list(others)} name{'s' if len(others) == 1 else ''} the same device: {'; '.join(dict.fromkeys(_in_pool_why(o, app_at) for o in pooled))}; "
             f"give the device a fixed address outside the pool, and {_write_it(pooled)}",
         )
 
@@ -640,10 +781,21 @@ def _free_on(net: IPv4Network, taken: Collection[IPv4Address | None]) -> IPv4Add
     return next((ip for ip in net.hosts() if ip not in taken), None)
 
 
-def _in_pool_why(d: Held) -> str:
-    """What a device inside the load-balancer pool loses: a Service takes its address (a DNS server's, the LAN's names)."""
+def _in_pool_why(d: Held, apps: Mapping[IPv4Address, str] | None = None) -> str:
+    """What a device inside the load-balancer pool loses: a Service takes its address (a DNS server's, the LAN's names).
+    An NTP server there is a Service on Arda (`apps`: an app's address, by its owner), which Arda's own machines wait
+    for: Talos holds a machine's boot until its clock syncs (CLIENTS)."""
     if d.kind == "dns":
         return "the Ainur would forward the whole LAN's names to a Service on Arda, and the house would lose them whenever Arda is down"
+    if d.kind == "ntp":
+        app = (apps or {}).get(d.ip)
+        service = (
+            f"it is {app}, a Service on Arda" if app else "an NTP server there is a Service on Arda (Cilium gives the pool's addresses to Services)"
+        )
+        return (
+            f"{service}, which runs only once Arda's machines have booted, and Talos holds a machine's boot until its clock "
+            "syncs (machine.time.bootTimeout: forever unless set), so after a power cut Arda would never boot"
+        )
     return f"Cilium would give {NOUNS[d.kind]}'s address to a Service"
 
 

@@ -17,10 +17,13 @@ with; the rest of CEL is unreadable (UnreadableError), which the caller treats a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import sys
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from stacks.disk_ids import by_id_name, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
+from stacks.disk_ids import by_id_name, glob, namespace_links, nvme_serial_runs, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
 
 
 class UnreadableError(ValueError):
@@ -29,11 +32,13 @@ class UnreadableError(ValueError):
 
 class RefusedError(UnreadableError):
     """An expression Talos refuses when it reads the config: a syntax or type error of cel-go's parser or checker, or a
-    type other than bool. `fix` is the selector written so that it type-checks, where one is certain."""
+    type other than bool. `fix` is the selector written so that it type-checks, where one is certain; `advice` what to do
+    where none is."""
 
-    def __init__(self, reason: str, fix: str | None = None) -> None:
+    def __init__(self, reason: str, fix: str | None = None, advice: str | None = None) -> None:
         super().__init__(reason)
         self.fix = fix
+        self.advice = advice  # what to do where no fix is certain, when it is not to write it in Talos's environment
 
 
 class _Unknown:
@@ -145,16 +150,22 @@ _STANDARD = frozenset(
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
 
-# A `//` comment runs to the end of its line (cel-spec langdef.md, "Syntax": COMMENT), as in a YAML block selector.
+# cel-go's lexer (parser/gen/CEL.g4 at 14f6746a): whitespace is ASCII tab, space, CR, LF and form feed alone (175), a
+# digit 0-9 alone (146), a hex literal's prefix `0x` in lowercase (185-191), and a single-quoted string holds no raw CR
+# or LF (193-199); any other character (a no-break space, a vertical tab, an Arabic-Indic digit) is a token recognition
+# error, and Talos refuses the selector. A `//` comment runs to the end of its line (COMMENT, 176), as in a YAML block
+# selector.
+_SPACE = r"(?:[\t\n\f\r ]|//[^\n]*)*"
 _TOKEN = re.compile(
-    r"""(?:\s|//[^\n]*)*(?:
-    (?P<str>[rR]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"))
-    |(?P<bytes>[bB][rR]?(?:'[^'\n]*'|"[^"\n]*"))
-    |(?P<num>(?:\d*\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
+    _SPACE
+    + r"""(?:
+    (?P<str>[rR]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\"|'(?:[^'\\\n\r]|\\.)*'|"(?:[^"\\\n\r]|\\.)*"))
+    |(?P<bytes>[bB][rR]?(?:'[^'\n\r]*'|"[^"\n\r]*"))
+    |(?P<num>(?:[0-9]*\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+|0x[0-9a-fA-F]+[uU]?|[0-9]+[uU]?)
     |(?P<op>&&|\|\||==|!=|<=|>=|[<>!()\[\],.?:*/%+-])
     |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
     )""",
-    re.VERBOSE | re.DOTALL,
+    re.VERBOSE | re.DOTALL | re.ASCII,
 )
 
 
@@ -170,11 +181,33 @@ def _tokens(text: str) -> list[_Tok]:
     out: list[_Tok] = []
     i = 0
     while i < len(text):
-        if re.fullmatch(r"(?:\s|//[^\n]*)*", text[i:]):
+        if re.fullmatch(_SPACE, text[i:]):
             break
         m = _TOKEN.match(text, i)
         if m is None or m.lastgroup is None:
-            raise RefusedError(f"{text[i:].strip()[:20]!r} is no CEL token (cel-go's parser stops there)")
+            rest = re.sub(f"^{_SPACE}", "", text[i:])
+            j = len(text) - len(rest)
+            c = rest[0]
+            if c == "\v" or not c.isascii():
+                # A space or a digit of another script (a no-break space pasted from a web page) is written as its ASCII one.
+                ascii_ = " " if c.isspace() else str(unicodedata.decimal(c)) if unicodedata.decimal(c, None) is not None else None
+                raise RefusedError(
+                    f"{rest[:20]!r} is no CEL token: {c!r} (U+{ord(c):04X}) is no character of cel-go's lexer outside a string "
+                    "(its whitespace is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an "
+                    "ASCII digit there",
+                    None if ascii_ is None else text[:j] + ascii_ + text[j + 1 :],
+                )
+            raise RefusedError(f"{rest.rstrip(' ')[:20]!r} is no CEL token (cel-go's parser stops there)")
+        if m.lastgroup == "num" and re.match(r"[A-Za-z_]", text[m.end() :]):
+            word = re.match(r"[A-Za-z0-9_]*", text[m.end() :])
+            written = m["num"] + (word[0] if word else "")
+            upper = written[:2] == "0X"
+            said = f" (a hex number is written 0x{written[2:]})" if upper else ""
+            start = m.start("num")
+            raise RefusedError(
+                f"{written} is no CEL number: cel-go's lexer reads {m['num']} and then a name, a syntax error{said}",
+                text[:start] + "0x" + text[start + 2 :] if upper else None,
+            )
         if m.lastgroup == "bytes":
             raise UnreadableError(f"{m['bytes']!r} is not read (a bytes literal)")
         out.append(_Tok(m.lastgroup, m[m.lastgroup], m.start(m.lastgroup), m.end()))
@@ -242,6 +275,7 @@ class _T:
     start: int
     end: int
     int_literal: bool = False
+    depth: int = 0  # cel-go's parser's visit depth of it (parser.go:377-425): ?:, relations, arithmetic, selects and calls
 
 
 def _unify(a: str, b: str) -> str | None:
@@ -271,6 +305,8 @@ _ARITH_TYPES = {
 # <, <=, >, >=: one type each side (standard.go:266-494); cel-go's checker filters out the int/uint/double mixes
 # unless the environment enables CrossTypeNumericComparisons (checker/env.go:36-65,95-98), which DiskLocator does not.
 _ORDERED = ("int", "uint", "double", "string", "bool")
+_RELATIONS = ("==", "!=", "<", ">", "<=", ">=", "in")
+_MAX_DEPTH = 250
 
 
 class _Parser:
@@ -283,6 +319,7 @@ class _Parser:
         self.i = 0
         self.scope: dict[str, tuple[str, dict[str, Value]]] = {}
         self.globs: list[str] = []  # each glob() pattern written as a string literal
+        self.depth = 0  # how deep in expr the parser is (cel-go's recursion limit)
 
     def peek(self) -> str | None:
         return self.toks[self.i].text if self.i < len(self.toks) else None
@@ -317,9 +354,31 @@ class _Parser:
         t = self.ternary()
         if self.i != len(self.toks):
             raise RefusedError(f"{self.toks[self.i].text!r} is not CEL there (a syntax error to cel-go's parser)")
+        if t.depth > _MAX_DEPTH:
+            # parser.go:377-425,993-1001: each ?:, relation, arithmetic operator, select and method call it visits is a level
+            # deeper, and past 250 the parser stops; a chain of operators nests one level for each (CEL.g4:36-45).
+            raise RefusedError(
+                f"it nests {t.depth} operators, selects and calls deep, more than cel-go's parser visits: max recursion depth "
+                f"exceeded ({_MAX_DEPTH}, parser.go:54-56)",
+                advice="write it with fewer operators in a row (a list and `in`, or `&&` and `||`, which nest no deeper)",
+            )
         return t
 
     def ternary(self) -> _T:
+        # cel-go's parser counts each rule's nesting and stops past 250 (parser/parser.go:54-56,203-221): a selector's
+        # expr nests once more in each ( ), [ ], call argument and ?: else branch, so 249 parentheses are the most it reads.
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise RefusedError(
+                f"it nests deeper than cel-go's parser reads: expression recursion limit exceeded: {_MAX_DEPTH} (parser.go:54-56)",
+                advice="write it with fewer parentheses",
+            )
+        try:
+            return self.conditional()
+        finally:
+            self.depth -= 1
+
+    def conditional(self) -> _T:
         cond = self.or_()
         if self.peek() != "?":
             return cond
@@ -346,7 +405,7 @@ class _Parser:
             a, b = y(d, u), n(d, u)
             return a if _same(a, b) else UNKNOWN
 
-        return _T(pick, kind, cond.start, no.end)
+        return _T(pick, kind, cond.start, no.end, depth=1 + max(cond.depth, yes.depth, no.depth))
 
     def logical(self, op: str, parts: list[_T]) -> None:
         for p in parts:
@@ -363,7 +422,7 @@ class _Parser:
         self.logical("||", parts)
         nodes = [p.node for p in parts]
         # CEL's || is commutative over errors and unknowns: true if any part is (cel-spec langdef.md, "Logical Operators").
-        return _T(lambda d, u: _or([n(d, u) for n in nodes]), "bool", parts[0].start, parts[-1].end)
+        return _T(lambda d, u: _or([n(d, u) for n in nodes]), "bool", parts[0].start, parts[-1].end, depth=max(p.depth for p in parts))
 
     def and_(self) -> _T:
         parts = [self.relation()]
@@ -374,28 +433,31 @@ class _Parser:
             return parts[0]
         self.logical("&&", parts)
         nodes = [p.node for p in parts]
-        return _T(lambda d, u: _not(_or([_not(n(d, u)) for n in nodes])), "bool", parts[0].start, parts[-1].end)
+        return _T(lambda d, u: _not(_or([_not(n(d, u)) for n in nodes])), "bool", parts[0].start, parts[-1].end, depth=max(p.depth for p in parts))
 
     def relation(self) -> _T:
+        # CEL.g4:36-39: relation is left-recursive, one precedence for all its operators, so `a > b == c` is `(a > b) == c`.
         left = self.addition()
-        op = self.peek()
-        if op not in ("==", "!=", "<", ">", "<=", ">=", "in"):
-            return left
-        self.take()
-        right = self.addition()
+        while self.peek() in _RELATIONS:
+            op = self.take().text
+            left = self.relate(op, left, self.addition())
+        return left
+
+    def relate(self, op: str, left: _T, right: _T) -> _T:
         a, b = left.node, right.node
+        depth = 1 + max(left.depth, right.depth)
         if op == "in":
             if right.type != "dyn" and not right.type.startswith("list("):
                 raise RefusedError(f"`{self.src(right)}` is {_article(right.type)}: in takes a list")
             item = right.type[5:-1] if right.type.startswith("list(") else "dyn"
             if _unify(left.type, item) is None:
                 raise self.mismatch("in", left, _T(b, f"list({item})", right.start, right.end), name="@in")
-            return _T(lambda d, u: _in(a(d, u), b(d, u)), "bool", left.start, right.end)
+            return _T(lambda d, u: _in(a(d, u), b(d, u)), "bool", left.start, right.end, depth=depth)
         if op in ("==", "!="):
             if _unify(left.type, right.type) is None:
                 raise self.mismatch(op, left, right)
             neg = op == "!="
-            return _T(lambda d, u: _not(_equal(a(d, u), b(d, u))) if neg else _equal(a(d, u), b(d, u)), "bool", left.start, right.end)
+            return _T(lambda d, u: _not(_equal(a(d, u), b(d, u))) if neg else _equal(a(d, u), b(d, u)), "bool", left.start, right.end, depth=depth)
         if _unify(left.type, right.type) not in (*_ORDERED, "dyn"):
             raise self.mismatch(op, left, right)
         compare: Callable[[object, object], bool] = {
@@ -413,7 +475,7 @@ class _Parser:
                 return UNKNOWN  # a dyn of another type: CEL's runtime error, no disk's true nor false
             return compare(x, y)
 
-        return _T(order, "bool", left.start, right.end)
+        return _T(order, "bool", left.start, right.end, depth=depth)
 
     def addition(self) -> _T:
         left = self.multiplication()
@@ -437,28 +499,32 @@ class _Parser:
             raise UnreadableError(f"+ of {_article(kind)} is not read here")
         if kind == "dyn":
             raise UnreadableError(f"{op} of a dyn is not read here")
-        return _T(_arith(left.node, right.node, op, kind), kind, left.start, right.end)
+        return _T(_arith(left.node, right.node, op, kind), kind, left.start, right.end, depth=1 + max(left.depth, right.depth))
 
     def unary(self) -> _T:
-        if self.peek() == "!":
-            tok = self.take()
-            inner = self.unary()
+        # CEL.g4:46-50: a run of `!` or of `-` before a member is one rule, no deeper however long, so it is read in a loop.
+        ops: list[_Tok] = []
+        while self.peek() in ("!", "-"):
+            ops.append(self.take())
+        inner = self.member()
+        for tok in reversed(ops):
+            inner = self.negate(tok, inner)
+        return inner
+
+    def negate(self, tok: _Tok, inner: _T) -> _T:
+        if tok.text == "!":
             if inner.type not in ("bool", "dyn"):
                 raise RefusedError(f"`{self.src(inner)}` is {_article(inner.type)}: ! takes a bool (found no matching overload for '!_')")
             n = inner.node
-            return _T(lambda d, u: _not(n(d, u)), "bool", tok.start, inner.end)
-        if self.peek() == "-":
-            tok = self.take()
-            inner = self.unary()
-            if inner.type not in ("int", "double"):
-                # cel-go has no negation of a uint (standard.go:221-232: int and double only).
-                raise RefusedError(
-                    f"found no matching overload for '-_' applied to '({inner.type})': `-{self.src(inner)}` negates {_article(inner.type)}, and CEL negates an int or a double alone"
-                )
-            n = inner.node
-            kind = inner.type
-            return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end)
-        return self.member()
+            return _T(lambda d, u: _not(n(d, u)), "bool", tok.start, inner.end, depth=inner.depth)
+        if inner.type not in ("int", "double"):
+            # cel-go has no negation of a uint (standard.go:221-232: int and double only).
+            raise RefusedError(
+                f"found no matching overload for '-_' applied to '({inner.type})': `-{self.src(inner)}` negates {_article(inner.type)}, and CEL negates an int or a double alone"
+            )
+        n = inner.node
+        kind = inner.type
+        return _T(_arith(lambda d, u: 0, n, "-", kind), kind, tok.start, inner.end, depth=inner.depth)
 
     def member(self) -> _T:
         t = self.primary()
@@ -485,12 +551,12 @@ class _Parser:
             assert isinstance(disk, Disk)
             value = disk.fields.get(name, UNKNOWN)
             if isinstance(value, Spelled):
-                u.add(f"disk.{name} beyond udev's spelling of it in the link, {max(value.spellings, key=len)} or its first words")
+                u.add(f"disk.{name} beyond udev's spelling of it in the link, {max(value.spellings, key=len)} or its {value.words} words")
             elif not isinstance(value, (str, int, bool)):
                 u.add(f"disk.{name}")
             return value
 
-        return _T(get, FIELD_TYPES[name], t.start, tok.end)
+        return _T(get, FIELD_TYPES[name], t.start, tok.end, depth=1 + t.depth)
 
     def args(self) -> tuple[list[_T], int]:
         self.take("(")
@@ -509,21 +575,21 @@ class _Parser:
             raise UnreadableError(f".{name}() is not read here (startsWith, endsWith, contains, matches, size, exists and all are)")
         args, end = self.args()
         if name == "size" and not args:
-            return self.size(recv, recv.start, end)
+            return self.size(recv, recv.start, end, 1 + recv.depth)
         if name in ("startsWith", "endsWith", "contains", "matches"):
             if len(args) != 1 or recv.type not in ("string", "dyn") or args[0].type not in ("string", "dyn"):
                 kinds = ", ".join(a.type for a in args)
                 raise RefusedError(f"found no matching overload for '{name}' applied to '{recv.type}.({kinds})' (a string's, of a string)")
-            return _T(_method(recv.node, name, args[0].node), "bool", recv.start, end)
+            return _T(_method(recv.node, name, args[0].node), "bool", recv.start, end, depth=1 + max(recv.depth, args[0].depth))
         if name in _STANDARD or name == "size":
             raise UnreadableError(f".{name}() is not read here (startsWith, endsWith, contains, matches, size, exists and all are)")
         raise RefusedError(f".{name}() is no function of Talos's selector environment (undeclared reference to '{name}')")
 
-    def size(self, t: _T, start: int, end: int) -> _T:
+    def size(self, t: _T, start: int, end: int, depth: int) -> _T:
         if t.type not in ("string", "dyn") and not t.type.startswith("list("):
             raise RefusedError(f"found no matching overload for 'size' applied to '({t.type})'")
         n = t.node
-        return _T(lambda d, u: _size(n(d, u)), "int", start, end)
+        return _T(lambda d, u: _size(n(d, u)), "int", start, end, depth=depth)
 
     def macro(self, recv: _T, name: str) -> _T:
         self.take("(")
@@ -551,7 +617,7 @@ class _Parser:
         def run(d: Disk, u: set[str]) -> Value:
             return _comprehension(name, items(d, u), lambda x: _bound(binding, var.text, x, p, d, u))
 
-        return _T(run, "bool", recv.start, end)
+        return _T(run, "bool", recv.start, end, depth=1 + max(recv.depth, pred.depth))
 
     def primary(self) -> _T:
         tok = self.take()
@@ -564,7 +630,7 @@ class _Parser:
         if text == "(":
             inner = self.ternary()
             end = self.take(")").end
-            return _T(inner.node, inner.type, tok.start, end)
+            return _T(inner.node, inner.type, tok.start, end, depth=inner.depth)
         if text == "[":
             items: list[_T] = []
             while self.peek() != "]":
@@ -577,7 +643,7 @@ class _Parser:
             kinds = {t.type for t in items}
             kind = kinds.pop() if len(kinds) == 1 else "dyn"
             nodes = [t.node for t in items]
-            return _T(lambda d, u: [n(d, u) for n in nodes], f"list({kind})", tok.start, end)
+            return _T(lambda d, u: [n(d, u) for n in nodes], f"list({kind})", tok.start, end, depth=max((t.depth for t in items), default=0))
         if tok.kind != "name":
             raise RefusedError(f"{text!r} is not CEL there (a syntax error to cel-go's parser)")
         if text in self.scope:
@@ -607,7 +673,9 @@ class _Parser:
             number = float(text)
             return _T(lambda d, u: number, "double", tok.start, tok.end)
         unsigned = text[-1] in "uU"
-        value = int(text.rstrip("uU"), 0)
+        # parser.go:763-795 (VisitInt, VisitUint): base 16 after `0x`, else base 10, a leading zero and all (0100u is 100u).
+        body = text.rstrip("uU")
+        value = int(body[2:], 16) if body.startswith("0x") else int(body, 10)
         high = (_UINT64 if unsigned else _INT64)[1]
         # cel-go's parser folds a unary minus into the literal after it, so -9223372036854775808 is an int; a binary
         # minus (after a value: a name, a literal, `)` or `]`) is not folded.
@@ -629,15 +697,15 @@ class _Parser:
             written = _tokens(self.src(args[0]))
             if len(written) == 1 and written[0].kind == "str":
                 self.globs.append(_unescape(written[0].text))
-            return _T(lambda d, u: _glob(pattern(d, u), text(d, u)), "bool", tok.start, end)
+            return _T(lambda d, u: _glob(pattern(d, u), text(d, u)), "bool", tok.start, end, depth=max(a.depth for a in args))
         if name == "size" and len(args) == 1:
-            return self.size(args[0], tok.start, end)
+            return self.size(args[0], tok.start, end, args[0].depth)
         if name in ("int", "uint") and len(args) == 1:
             # standard.go's conversions: int(uint), uint(int) and of a double (truncated) or a string; out of range is an error.
             if args[0].type not in ("int", "uint", "double", "string", "dyn"):
                 raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})'")
             n = args[0].node
-            return _T(_convert(n, name), name, tok.start, end)
+            return _T(_convert(n, name), name, tok.start, end, depth=args[0].depth)
         if name in ("startsWith", "endsWith", "contains"):
             # A string's methods alone (standard.go: member overloads), so a call without the receiver finds none.
             raise RefusedError(f"found no matching overload for '{name}' applied to '({kinds})': it is a string's method, written s.{name}(x)")
@@ -652,8 +720,9 @@ def glob_patterns(match: str) -> list[str]:
     """Each glob() pattern a selector writes as a string (none when Talos refuses it or it is outside the subset)."""
     try:
         parser = _Parser(match)
-        parser.parse()
-    except UnreadableError:
+        with _deep():
+            parser.parse()
+    except (UnreadableError, RecursionError):
         return []
     return parser.globs
 
@@ -775,8 +844,6 @@ def _equal(a: Value, b: Value) -> Value:
             return b.equals(a)
         if not a.startswith(b.prefix) or a in b.not_values:
             return False
-        if isinstance(b, _OneOf):
-            return UNKNOWN if a in b.values and len(b.values) > 1 else a in b.values
         return UNKNOWN
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
@@ -810,9 +877,6 @@ def _glob(pattern: Value, text: Value) -> Value:
         return UNKNOWN
     if isinstance(text, str):
         return glob(pattern, text)
-    if isinstance(text, _OneOf):
-        each = {glob(pattern, v) for v in text.values}
-        return each.pop() if len(each) == 1 else UNKNOWN
     if isinstance(text, Spelled):
         return text.call("glob", pattern)
     if isinstance(text, Partial):
@@ -833,9 +897,6 @@ def _method(recv: Node, name: str, arg: Node) -> Node:
         text, what = recv(d, u), arg(d, u)
         if not isinstance(what, str):
             return UNKNOWN
-        if isinstance(text, _OneOf):
-            each = {_string_call(name, v, what) for v in text.values}
-            return each.pop() if len(each) == 1 else UNKNOWN
         if isinstance(text, Spelled):
             return text.call(name, what)
         if isinstance(text, Partial):
@@ -871,14 +932,29 @@ def parse(match: str) -> Node:
     """The selector as a function of a Disk: RefusedError if Talos refuses it (with the fix, where one is certain, made to
     type-check), UnreadableError if it is outside the subset read here."""
     try:
-        t = _Parser(match).parse()
+        with _deep():
+            t = _Parser(match).parse()
     except RefusedError as e:
         e.fix = _checked_fix(e.fix)
         raise
+    except RecursionError:
+        raise UnreadableError("it nests too deep to be read here") from None
     if t.type not in ("bool",):
         # cel.go:76-78: the checked type must be exactly bool.
         raise RefusedError(f"its type is {t.type}, not bool: expression output type is {t.type}, expected bool (cel.go:76-78)")
     return t.node
+
+
+@contextmanager
+def _deep() -> Iterator[None]:
+    """Room for the deepest selector cel-go reads: this parser spends about nine Python frames on each of its 250 levels,
+    and a node's evaluation a few on each, past Python's default limit of 1000."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 12 * _MAX_DEPTH * 10))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _checked_fix(fix: str | None) -> str | None:
@@ -888,11 +964,12 @@ def _checked_fix(fix: str | None) -> str | None:
         if fix is None:
             return None
         try:
-            t = _Parser(fix).parse()
+            with _deep():
+                t = _Parser(fix).parse()
         except RefusedError as e:
             fix = e.fix
             continue
-        except UnreadableError:
+        except (UnreadableError, RecursionError):
             return None
         return fix if t.type == "bool" else None
     return None
@@ -901,7 +978,11 @@ def _checked_fix(fix: str | None) -> str | None:
 def evaluate(node: Node, disk: Disk) -> Result:
     """The selector's value on `disk`: True, False or UNKNOWN, and the fields that left it unknown."""
     unknown: set[str] = set()
-    value = node(disk, unknown)
+    try:
+        with _deep():
+            value = node(disk, unknown)
+    except RecursionError:
+        value = UNKNOWN
     if not isinstance(value, bool):
         value = UNKNOWN
     return Result(value, unknown if value is UNKNOWN else set())
@@ -958,17 +1039,20 @@ def inventory_disk(name: str, system_disk: bool = False, transport: str | None =
             # second link <...>_<serial>_<nsid> (60-persistent-storage.rules): the serial is the last part, or the one
             # before a namespace's number; the link's other parts are the model's.
             words = link.split("-", 1)[1].split("_")
-            cuts = [len(words) - 1] + ([len(words) - 2] if link.startswith("nvme-") and len(words) > 2 and words[-1].isdigit() else [])
-            serials = {words[k] for k in cuts if k > 0}
-            fields["serial"] = _OneOf(values=frozenset(serials)) if serials else UNKNOWN
-            if link.startswith("nvme-") and serials:
-                # An NVMe link's model is the controller's sysfs model (ID_MODEL=$attr{model}), the one Talos reads
-                # (block/device_linux.go:343), spelled by udev. Where the model ends is told by where the serial starts,
-                # and a serial with a blank in it is spelled with a `_` too, so each run of the link's words before its
-                # last is taken as the model's spelling. An ATA, SCSI or USB link's model is not Talos's: udev takes an
-                # ATA disk's from IDENTIFY (ata_id), while the sysfs model Talos reads is the SCSI layer's 16-character
-                # INQUIRY product, so there disk.model stays unknown.
+            if link.startswith("nvme-") and len(words) > 1:
+                # An NVMe link's model and serial are the controller's sysfs model and serial (ID_MODEL=$attr{model},
+                # ID_SERIAL_SHORT=$attr{serial}), the ones Talos reads (block/device_linux.go:343-344), spelled by udev.
+                # A blank in either is spelled `_` as the words' separator is, so where the model ends and the serial
+                # starts is not told: each run of the link's first words is the model's spelling, each run of its last
+                # (before a namespace's number) the serial's.
                 fields["model"] = Spelled(spellings=frozenset("_".join(words[:k]) for k in range(1, len(words))))
+                fields["serial"] = Spelled(spellings=frozenset(nvme_serial_runs(link.removeprefix("nvme-"))), words="last")
+            # An ATA, SCSI or USB link tells neither as Talos reads them. Its model is udev's (ata_id's IDENTIFY model, or
+            # usb_id's vendor_model), while Talos's is the SCSI layer's 16-character INQUIRY product. Its serial is
+            # go-blockdevice's sysfs device/serial, which a SCSI-layer disk has none of, so "" for a SATA (AHCI), USB or
+            # SAS disk, and for transport ata or scsi what ata_id or scsi_id gives, ata_id's being the whole
+            # <model>_<serial> (Talos internal/app/machined/pkg/controllers/block/disks.go:225-232,267-298 at
+            # v1.14.0-rc.1): both stay unknown.
     else:
         fields["dev_path"] = name
         fields["symlinks"] = Links(frozenset(), lambda link: False)
@@ -976,19 +1060,14 @@ def inventory_disk(name: str, system_disk: bool = False, transport: str | None =
 
 
 @dataclass(frozen=True)
-class _OneOf(Partial):
-    """A string that is one of `values`."""
-
-    values: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
 class Spelled(Partial):
-    """A string known as udev spells it in a link's name (stacks.disk_ids.udev_spelling: each character outside the few
-    it keeps written `_`): its spelling is one of `spellings`. The spelling maps each character alone, so a string
-    that starts with, ends with or holds another has a spelling that does the same of the other's."""
+    """A string known as udev spells it in a link's name (stacks.disk_ids.udev_spelling: its blanks at the ends cut, each
+    run of blanks within and each character outside the few it keeps written `_`): its spelling is one of `spellings`.
+    A string that starts with, ends with or holds another has a spelling that does the same of the other's spelling
+    (or of less of it, where the other's ends are blanks), so what no spelling could do, the string does not."""
 
     spellings: frozenset[str] = frozenset()
+    words: str = "first"  # which of the link's words spell it, for the message of what is unknown
 
     def equals(self, text: str) -> Value:
         if udev_spelling(text) not in self.spellings:

@@ -6,16 +6,31 @@ written for, gets round the rules on the chart's version (`arda.cilium.version` 
 leaves `iluvatar versions` and the summary naming the chart's release, not what runs. So such a tag is refused, at the
 key that sets it; a mirror (another repository with the chart's own tag) is accepted, as the Talos rule on
 Kubernetes' component images accepts one (stacks.rules._component_images). An image the chart pins of another
-project's release (Cilium's Envoy, Hubble UI, certgen; Argo CD's Dex, Redis) at another tag is warned of: a newer one
-may be a security fix of its line. So is a digest of Cilium's own image beside the chart's tag (validate cannot tell
-its release, and it stays when the chart moves), and a new tag beside the chart's own digest (the runtime pulls by the
-digest, so the tag is a label only).
+project's release (Cilium's Envoy, Hubble UI, certgen; Argo CD's Dex, Redis, redis-ha's) at another tag, or by another
+digest, is warned of: a newer one may be a security fix of its line. A digest on the chart's own image, in any form (a
+tag's `@sha256:`, an override or a repository that carries one, a digest key), decides what runs whatever the tag
+says, since a container runtime pulls by the digest: where the kept data has the release's digest of that image,
+exactly that one is accepted and another refused; where it has none, every form is warned of, naming what validate
+cannot check, and writing the chart's tag beside it does not silence it. A new tag beside the chart's own digest is
+warned of too (the tag is a label only). An Argo CD image written as text, where the chart reads a mapping, and a
+Cilium operator repository that names the image in full (the chart appends the cloud) are refused.
 
 What each chart ships is kept here as data (`chart_images/<chart>-<version>.json`: its appVersion, and each image's
 defaults from its values.yaml), which tests/stacks/test_chart_images.py holds equal to the pinned chart's own files,
-and which holds the tables below to every image the chart's templates read. For a chart version with no data kept,
-Cilium's rule still holds (its own images are tagged `v<chart version>`, values.yaml `image.tag` at each release);
-Argo CD's appVersion cannot be told from its chart's version, so a tag of its own image is warned of there.
+and which holds the tables below to every image the chart's templates read. The files are read from the charts as
+Iluvatar's tools stage them (tools/upstream/charts.py), not from the charts Helm installs:
+- Cilium's chart is staged from the Go module github.com/cilium/cilium at the release's tag, install/kubernetes/cilium.
+  There, install/kubernetes/Makefile.digests leaves the digests of Cilium's own images (the agent, the operator, Hubble
+  Relay, clustermesh-apiserver) empty, so Makefile.values sets USE_DIGESTS false and the kept data has `digest: ""`,
+  `useDigest: false` for them. The chart Iluvatar installs comes from helm.cilium.io (plans.cilium.REPOSITORY), which
+  Cilium's release workflow builds after filling Makefile.digests in: it may pin each own image by the release's
+  digest with `useDigest: true`. That chart cannot be fetched here, so what it pins is unchecked: no message claims a
+  digest of Cilium's own images, and a digest written for one without useDigest is read as that chart would read it.
+  The other projects' images carry their digests in the tree itself (values.yaml, as kept).
+- Argo CD's chart pins its own image by tag alone (no digest key), and no digest of the release is kept.
+For a chart version with no data kept, Cilium's rule still holds (its own images are tagged `v<chart version>`,
+values.yaml `image.tag` at each release); Argo CD's appVersion cannot be told from its chart's version, so a tag of its
+own image is warned of there.
 """
 
 from __future__ import annotations
@@ -110,8 +125,9 @@ ARGOCD_OWN: dict[str, str] = {
 }
 # The images Argo CD 10.8.0 pins of other projects, each `<repository>:<tag>`: Dex (templates/dex/deployment.yaml:74,
 # values.yaml dex.image), Redis and its exporter (redis/deployment.yaml:64,132), the server's extension installer
-# (argocd-server/deployment.yaml:478), and the redis-ha subchart's Redis and HAProxy (charts/redis-ha/templates/
-# redis-ha-statefulset.yaml:131, redis-haproxy-deployment.yaml:110).
+# (argocd-server/deployment.yaml:478), and the redis-ha subchart's Redis, HAProxy, metrics exporter and sysctl init
+# container (charts/redis-ha/templates/redis-ha-statefulset.yaml:131,538,118, redis-haproxy-deployment.yaml:110), which
+# run only with redis-ha.enabled, as the parent's values reach them.
 ARGOCD_OTHERS: dict[str, str] = {
     "dex.image": "Dex",
     "redis.image": "Redis",
@@ -119,6 +135,15 @@ ARGOCD_OTHERS: dict[str, str] = {
     "server.extensions.image": "the server's extension installer",
     "redis-ha.image": "redis-ha's Redis",
     "redis-ha.haproxy.image": "redis-ha's HAProxy",
+    "redis-ha.exporter": "redis-ha's metrics exporter",
+    "redis-ha.sysctlImage": "redis-ha's sysctl init container",
+}
+# The keys each image is read from where they are not `repository` and `tag`: redis-ha's exporter is a text image
+# beside its tag (charts/redis-ha/templates/redis-ha-statefulset.yaml:538), its sysctl image a registry, a repository
+# and a tag (charts/redis-ha/templates/_helpers.tpl:32-36, the tag `latest` where empty).
+ARGOCD_KEYS: dict[str, tuple[str, ...]] = {
+    "redis-ha.exporter": ("image", "tag"),
+    "redis-ha.sysctlImage": ("registry", "repository", "tag"),
 }
 
 # An image reference as a container runtime reads it: a name, an optional tag, an optional digest.
@@ -193,6 +218,22 @@ class Finding:
     problem: Problem
 
 
+def _digest_key(operator: bool, values: Mapping[str, Any]) -> str:
+    """The key the chart reads an image's digest from: the operator's is its cloud's (templates/cilium-operator/
+    _helpers.tpl:13-23), every other's `digest` (templates/_helpers.tpl:30-38)."""
+    if not operator:
+        return "digest"
+    cloud = next((c for c, key in (("aws", "eni"), ("azure", "azure"), ("alibabacloud", "alibabacloud")) if _at(values, f"{key}.enabled")), "generic")
+    return f"{cloud}Digest"
+
+
+def _digest_of(block: Mapping[str, Any] | None, operator: bool, values: Mapping[str, Any]) -> str | None:
+    """The digest a kept image's defaults pin (the operator's, its cloud's), or None where they pin none."""
+    if block is None or not block.get("useDigest"):
+        return None
+    return reference(_cilium_image(block, operator, values)).digest
+
+
 def _cilium(arda: Arda) -> Iterator[Finding]:
     version = arda.cilium.version
     kept = chart_images("cilium", version)
@@ -205,7 +246,13 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
     for path in (*CILIUM_OWN, *CILIUM_OTHERS):
         given = _at(values, path)
         is_own = path in CILIUM_OWN
+        operator = path == "operator.image"
         defaults: dict[str, Any] = {}
+        # What the user wrote of the image's keys; for an own image whose kept defaults pin no digest, a digest written
+        # without useDigest is read as the chart that pins one would read it (useDigest true): the kept data is the Go
+        # module tree's, and the chart helm.cilium.io publishes may set useDigest true (see the module's docstring).
+        written_keys: dict[str, Any] = {}
+        maybe_digest = False
         if isinstance(given, str) and path in CILIUM_TEXT:
             image, key, written = given, path, given
         elif isinstance(given, Mapping) and any(k in given for k in CILIUM_KEYS):
@@ -216,7 +263,15 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
                 if kept is not None
                 else {**pinned.images[path], "tag": own if is_own else "", "digest": "", "useDigest": False}
             )
-            image = _cilium_image({**defaults, **{k: given[k] for k in CILIUM_KEYS if k in given}}, path == "operator.image", values)
+            written_keys = {k: given[k] for k in CILIUM_KEYS if k in given}
+            if (
+                is_own
+                and "useDigest" not in given
+                and _digest_of(defaults, operator, values) is None
+                and _text(written_keys.get(_digest_key(operator, values)))
+            ):
+                written_keys["useDigest"] = maybe_digest = True
+            image = _cilium_image({**defaults, **written_keys}, operator, values)
             key = f"{path}.{_written_key(given)}"
             written = given[_written_key(given)]
             if written is not None and not isinstance(written, str) and key.rsplit(".", 1)[-1] in ("override", "repository", "tag") and schema:
@@ -229,19 +284,42 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
         removed = [key]
         if isinstance(given, Mapping):
             rest = {**defaults, **{k: given[k] for k in CILIUM_KEYS if k in given and f"{path}.{k}" != key}}
-            kept_ref = reference(_cilium_image(rest, path == "operator.image", values))
+            kept_ref = reference(_cilium_image(rest, operator, values))
             if not kept_ref.valid or (is_own and kept_ref.tag != own):
                 removed = [f"{path}.{k}" for k in CILIUM_KEYS if k in given]
         default_block = kept.images[path] if kept is not None else None
         default_image = (
-            _cilium_image(default_block, path == "operator.image", values)
+            _cilium_image(default_block, operator, values)
             if default_block is not None
-            else _cilium_image({**pinned.images[path], "tag": own, "digest": "", "useDigest": False}, path == "operator.image", values)
+            else _cilium_image({**pinned.images[path], "tag": own, "digest": "", "useDigest": False}, operator, values)
         )
+        chart_digest = _digest_of(default_block, operator, values)
         component = CILIUM_OWN.get(path) or CILIUM_OTHERS[path]
-        remove = f"remove {', '.join(removed)} from arda.cilium.values (the chart then runs {default_image})"
+        # No digest of the release kept: the chart that runs may pin one beside the tag (helm.cilium.io's), so the fix
+        # names the image by its tag and says no digest.
+        runs = f"{default_image}, by the release's digest where helm.cilium.io's chart pins one" if is_own and chart_digest is None else default_image
+        remove = f"remove {', '.join(removed)} from arda.cilium.values (the chart then runs {runs})"
+        repository = _text(given.get("repository")) if isinstance(given, Mapping) and not _text(given.get("override")) else ""
+        cloud = next((c for c in ("generic", "aws", "azure", "alibabacloud") if repository.rsplit("/", 1)[-1].endswith(f"-{c}")), None)
+        if operator and cloud is not None and ref.valid:
+            # templates/cilium-operator/_helpers.tpl:35 writes `<repository>-<cloud><suffix>`: a repository named by
+            # the image's full name gets the cloud twice.
+            yield Finding(
+                True,
+                Problem(
+                    f"{base}.operator.image.repository",
+                    f"{show(given['repository'])} names the operator's image in full, but Cilium's chart appends the cloud "
+                    f"to operator.image.repository itself (templates/cilium-operator/_helpers.tpl:35, "
+                    f"`<repository>-<cloud><suffix>`), so the operator would pull {image}, no image Cilium builds, and go "
+                    f"into ImagePullBackOff; write operator.image.repository: {repository.removesuffix(f'-{cloud}')}, the name "
+                    f"without -{cloud}",
+                ),
+            )
+            continue
         if not ref.valid:
             yield Finding(True, _invalid(f"{base}.{key}", written, f"Cilium's chart writes the image of {component} as {image}", remove))
+        elif is_own and ref.digest is not None and ref.digest == chart_digest and ref.tag in (own, None):
+            continue  # the release's own digest, which the kept data pins: the chart's own build
         elif is_own and ref.tag != own:
             said = _said(written, image, ref, key.endswith(".tag"), own)
             yield Finding(
@@ -255,18 +333,36 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
                     f"arda.cilium.version to the chart that ships it; for a mirror, give its image the tag {own}",
                 ),
             )
-        elif is_own and ref.digest is not None and key.rsplit(".", 1)[-1] not in ("override", "repository", "tag"):
-            # A digest of the user's beside the chart's own tag: the digest decides what runs, and validate cannot tell
-            # its release. It stays when arda.cilium.version moves, and would then run this release under the next
-            # chart's tag, which the rule above reads as right; a tag written beside it is refused at the next chart.
+        elif is_own and ref.digest is not None and chart_digest is not None:
+            yield Finding(
+                True,
+                Problem(
+                    f"{base}.{key}",
+                    f"{show(written)} makes {component} run {image}, whose digest is not {chart_digest}, the one Cilium "
+                    f"{version}'s chart pins for {own}: a container runtime pulls by the digest and reads the tag as a label "
+                    f"only, so {component} would run another build under the chart's tag; {remove}",
+                ),
+            )
+        elif is_own and ref.digest is not None:
+            # Any form that carries a digest (the tag's `@sha256:`, override, a repository, digest or the operator's
+            # cloud digest): the digest decides what runs, whatever the tag says, and no digest of the release is kept
+            # to hold it to. Writing the tag beside it checks nothing, so it does not silence this.
+            name = default_image.partition("@")[0]
+            digest_key = _digest_key(operator, values)
+            if isinstance(given, Mapping) and key.endswith(".tag") and "@" not in _text(written) and _text(given.get(digest_key)):
+                # The tag is the chart's: the digest beside it is what to name, and what to remove.
+                key, written = f"{path}.{digest_key}", given[digest_key]
+                removed = [f"{path}.{k}" for k in (digest_key, "useDigest") if k in given]
+                remove = f"remove {', '.join(removed)} from arda.cilium.values (the chart then runs {runs})"
+            unused = " where useDigest is true, as the chart helm.cilium.io publishes may set it" if maybe_digest else ""
             yield Finding(
                 False,
                 Problem(
                     f"{base}.{key}",
-                    f"{show(written)} makes {component} run {image}: a container runtime pulls by the digest, whose release "
-                    f"validate cannot tell, and the tag is the chart's, so when arda.cilium.version moves the digest stays and "
-                    f"runs this release under the next chart's tag; write {path}.tag: {own} beside it (then the next chart "
-                    f"version refuses the pair until both move), or {remove}",
+                    f"{show(written)} makes {component} run {image}{unused}: a container runtime pulls by the digest and reads "
+                    f"the tag as a label only, so the digest decides the release, and validate cannot tell which release "
+                    f"{ref.digest} is: it keeps no digest of Cilium {version}'s own images ({_unkept_digests(version, kept is not None)}); "
+                    f"check it is {own}'s (`docker buildx imagetools inspect {name}`), or {remove}",
                 ),
             )
         elif (
@@ -274,7 +370,7 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
             and default_block is not None
             and ref.tag != reference(default_image).tag
             and ref.digest is not None
-            and ref.digest == reference(default_image).digest
+            and ref.digest == chart_digest
         ):
             # The chart's digest stays beside the new tag (useDigest true, its default here): a runtime pulls by the digest
             # and never reads the tag, so the chart's release still runs under a tag that says another.
@@ -293,6 +389,13 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
             yield Finding(
                 False, _other(f"{base}.{key}", written, image, ref, component, f"Cilium {version}", reference(default_image).tag or "", remove)
             )
+        elif not is_own and default_block is not None and ref.digest is not None and ref.digest != chart_digest:
+            yield Finding(
+                False,
+                _other_digest(
+                    f"{base}.{key}", written, ref, component, f"Cilium {version}", reference(default_image).tag or "", chart_digest, remove
+                ),
+            )
         elif not is_own and default_block is None:
             yield Finding(
                 False,
@@ -305,6 +408,16 @@ def _cilium(arda: Arda) -> Iterator[Finding]:
                     f"remove {key} from arda.cilium.values",
                 ),
             )
+
+
+def _unkept_digests(version: str, kept: bool) -> str:
+    """Why no digest of a Cilium release's own images is kept."""
+    if not kept:
+        return f"it keeps no record of Cilium's chart {version}"
+    return (
+        f"the chart it reads is built from Cilium's Go module tree at v{version}, whose install/kubernetes/Makefile.digests "
+        "leaves them empty; the chart helm.cilium.io publishes may pin them, and cannot be fetched here"
+    )
 
 
 def _said(written: Any, image: str, ref: Reference, is_tag: bool, own: str) -> str:
@@ -335,6 +448,23 @@ def _other(path: str, written: Any, image: str, ref: Reference, component: str, 
     )
 
 
+def _other_digest(
+    path: str, written: Any, ref: Reference, component: str, chart: str, pinned_tag: str, pinned_digest: str | None, remove: str
+) -> Problem:
+    pinned = (
+        f"not {pinned_digest}, the digest {chart}'s chart pins for its tag {pinned_tag}"
+        if pinned_digest is not None
+        else f"where {chart}'s chart pins it by its tag {pinned_tag} alone"
+    )
+    return Problem(
+        path,
+        f"{show(written)} runs {component} by the digest {ref.digest}, {pinned}: a container runtime pulls by the digest and "
+        f"reads the tag as a label only, so {component} runs whichever build {ref.digest} is, which validate cannot tell: right "
+        f"for a security fix of that line, but the chart's pin follows each chart version and this digest stays at every "
+        f"one; else {remove}",
+    )
+
+
 def _unknown_other(path: str, written: Any, component: str, chart: str, how: str, remove: str) -> Problem:
     return Problem(
         path,
@@ -342,6 +472,41 @@ def _unknown_other(path: str, written: Any, component: str, chart: str, how: str
         f"against the chart's own (`{how}`), since the chart's pin follows each chart version and this tag stays at every "
         f"one; or {remove}",
     )
+
+
+def _argocd_name(path: str, block: Mapping[str, Any]) -> str:
+    """The name the chart writes before `:<tag>` from an image's keys: redis-ha's exporter's text `image`
+    (charts/redis-ha/templates/redis-ha-statefulset.yaml:538), its sysctl image's `<registry or docker.io>/<repository>`
+    (charts/redis-ha/templates/_helpers.tpl:32-36), every other's `repository`."""
+    if path == "redis-ha.exporter":
+        return _text(block.get("image"))
+    if path == "redis-ha.sysctlImage":
+        return f"{_text(block.get('registry')) or 'docker.io'}/{_text(block.get('repository'))}"
+    return _text(block.get("repository"))
+
+
+def _argocd_mapping(path: str, given: Any, is_own: bool, app: str | None) -> str:
+    """The mapping the chart reads an image from, for an image written as text: its name, and its tag where that
+    validates (an own image's tag other than the chart's appVersion is refused)."""
+    ref = reference(given) if isinstance(given, str) else None
+    name = given.partition("@")[0] if isinstance(given, str) else ""
+    if ref is not None and ref.tag is not None:
+        name = name.rpartition(":")[0]
+    tag = ref.tag if ref is not None and ref.valid and ref.tag is not None and (not is_own or ref.tag == app) else None
+    keys = ARGOCD_KEYS.get(path, ("repository", "tag"))
+    if path == "redis-ha.sysctlImage":
+        registry, _, repository = name.rpartition("/")
+        shown = {"registry": registry or "docker.io", "repository": repository}
+    else:
+        shown = {keys[0]: name or "<repository>"}
+    if tag is not None:
+        shown["tag"] = tag
+    dropped = (
+        f" ({ref.tag} is not {app}, the Argo CD the chart ships: to run it, set gitops.argocd.version to the chart that ships it)"
+        if ref is not None and ref.tag is not None and tag is None and app is not None
+        else ""
+    )
+    return "{" + ", ".join(f"{k}: {v}" for k, v in shown.items()) + "}" + dropped
 
 
 def _argocd(gitops: GitOps) -> Iterator[Finding]:
@@ -354,30 +519,56 @@ def _argocd(gitops: GitOps) -> Iterator[Finding]:
         default_repository = _text(kept.images["global.image"].get("repository")) or default_repository
     for path in (*ARGOCD_OWN, *ARGOCD_OTHERS):
         given = _at(values, path)
-        if not isinstance(given, Mapping):
-            continue
         is_own = path in ARGOCD_OWN
         component = ARGOCD_OWN.get(path) or ARGOCD_OTHERS[path]
+        keys = ARGOCD_KEYS.get(path, ("repository", "tag"))
+        parent, _, last = path.rpartition(".")
+        nulled = given is None and isinstance(_at(values, parent), Mapping) and last in _at(values, parent)
+        if nulled or (given is not None and not isinstance(given, Mapping)):
+            # Argo CD's chart has no values schema: its templates read `.Values.<path>.<key>`, and Helm fails on text or
+            # null there wherever the chart renders the component (templates/argocd-server/deployment.yaml:72 for the
+            # server: "can't evaluate field repository in type interface {}"), in the middle of `pulumi up`.
+            fix = (
+                f"remove {path} from gitops.argocd.values to keep the chart's own"
+                if nulled
+                else f"write {path}: {_argocd_mapping(path, given, is_own, kept.app_version if kept is not None else None)}"
+            )
+            yield Finding(
+                True,
+                Problem(
+                    f"{base}.{path}",
+                    f"{show(given)} is not a mapping, but Argo CD's chart reads {path}.{keys[0]} and {path}.tag from it for "
+                    f"{component}, and Helm fails on it wherever the chart renders {component} (can't evaluate field … in "
+                    f"type interface {{}}), in the middle of pulumi up, after both clusters are made; {fix}",
+                ),
+            )
+            continue
+        if not isinstance(given, Mapping):
+            continue
         default = kept.images[path] if kept is not None else {}
-        repository = _text(given.get("repository", default.get("repository"))) or (
+        name_keys = [k for k in keys if k != "tag"]
+        repository = _argocd_name(path, {**default, **{k: given[k] for k in name_keys if k in given}}) or (
             _text(_at(values, "global.image.repository")) or default_repository if is_own else ""
         )
         tag = _text(given.get("tag"))
+        if path == "redis-ha.sysctlImage" and "tag" in given and not tag:
+            tag = "latest"  # charts/redis-ha/templates/_helpers.tpl:34, `default "latest"`
         # The chart writes `<repository>:<tag>` (the templates above): a repository that carries a tag or a digest
         # makes no reference at all.
-        if "repository" in given and ("@" in repository or ":" in repository.rsplit("/", 1)[-1]):
+        if any(k in given for k in name_keys) and ("@" in repository or ":" in repository.rsplit("/", 1)[-1]):
+            name_key = next(k for k in reversed(name_keys) if k in given)
             chart_tag = kept.app_version if kept is not None and is_own else _text(default.get("tag")) or "<tag>"
             image = f"{repository}:{tag or chart_tag}"
             fallback = (_text(_at(values, "global.image.repository")) if path != "global.image" else "") or default_repository
-            runs = f"{fallback if is_own else _text(default.get('repository'))}:{tag or chart_tag}"
+            runs = f"{fallback if is_own else _argocd_name(path, default)}:{tag or chart_tag}"
             yield Finding(
                 True,
                 _invalid(
-                    f"{base}.{path}.repository",
-                    given["repository"],
+                    f"{base}.{path}.{name_key}",
+                    given[name_key],
                     f"Argo CD's chart appends :<tag> to it, so {component} gets {image}",
-                    f"remove {path}.repository from gitops.argocd.values (the chart then runs {runs}); for a mirror, write its "
-                    "repository without the tag",
+                    f"remove {path}.{name_key} from gitops.argocd.values (the chart then runs {runs}); for a mirror, write its "
+                    f"{name_key} without the tag",
                 ),
             )
             continue
@@ -401,6 +592,21 @@ def _argocd(gitops: GitOps) -> Iterator[Finding]:
                     f"gitops.argocd.version to the chart that ships it; for a mirror, set only its repository, or give it the tag {app}",
                 ),
             )
+        elif is_own and kept is not None and ref.digest is not None:
+            # The chart pulls Argo CD by its tag alone and no digest of the release is kept: the digest decides what
+            # runs, whatever the tag says, and validate cannot tell its release.
+            app = kept.app_version
+            name = f"{repository}:{app}"
+            yield Finding(
+                False,
+                Problem(
+                    f"{base}.{key}",
+                    f"{show(given['tag'])} makes {component} run {ref.image}: a container runtime pulls by the digest and reads "
+                    f"the tag as a label only, so the digest decides the release, and validate cannot tell which release "
+                    f"{ref.digest} is: it keeps no digest of Argo CD {app}, which chart {version} pulls by its tag alone; check "
+                    f"it is {app}'s (`docker buildx imagetools inspect {name}`), or {remove} (the chart then runs {name})",
+                ),
+            )
         elif is_own and kept is None:
             yield Finding(
                 False,
@@ -415,6 +621,10 @@ def _argocd(gitops: GitOps) -> Iterator[Finding]:
         elif not is_own and kept is not None and ref.tag != _text(default.get("tag")):
             yield Finding(
                 False, _other(f"{base}.{key}", given["tag"], ref.image, ref, component, f"Argo CD {version}", _text(default.get("tag")), remove)
+            )
+        elif not is_own and kept is not None and ref.digest is not None:
+            yield Finding(
+                False, _other_digest(f"{base}.{key}", given["tag"], ref, component, f"Argo CD {version}", _text(default.get("tag")), None, remove)
             )
         elif not is_own and kept is None:
             yield Finding(

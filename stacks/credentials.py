@@ -107,6 +107,13 @@ _QUERY_CREDENTIALS = frozenset(
 # encoded, with the machine's tokens and CA keys in it (KernelParamConfigInline, pkg/machinery/constants/constants.go:124
 # at v1.13.9), and Talos boots it in place of the config Iluvatar serves.
 CREDENTIAL_KERNEL_ARGS = frozenset({"talos.config.inline"})
+# Kernel arguments whose value is KEY=VALUE, an environment variable: `talos.environment` is set for Talos's own
+# services, once for each time it is written (KernelParamEnvironment, pkg/machinery/constants/constants.go:96, read by
+# internal/pkg/environment/environment.go:23-35 at v1.14.0-rc.1), and it is where a proxy's URL (and its password), a
+# mirror's or a cloud's keys go. Its VALUE is never printed: what it may hold has no one form.
+ENVIRONMENT_KERNEL_ARGS = frozenset({"talos.environment"})
+# KEY of a KEY=VALUE inside another argument's value, as environment variables and module options are named.
+_INNER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Chat services whose incoming-webhook URL is itself the credential (anyone with it posts to the channel), and
 # which read their own message form, not Alertmanager's webhook JSON (each service's incoming-webhook docs).
 CHAT_WEBHOOKS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -490,7 +497,8 @@ _KERNEL_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>
 def masked_kernel_arg(arg: str) -> str:
     """A kernel argument as it is safe to print: its name, and of its value only what can hold no credential. An argument
     of CREDENTIAL_KERNEL_ARGS, one whose name names a credential, a value in a token's form, and a value that is no URL
-    with a part in one (between / ? # & ; = , : @) are `***`; a URL is cut to <scheme>://<host>/ and `…` for whatever
+    with a part in one (between / ? # & ; = , : @) are `***`; of a KEY=VALUE value, VALUE is `***` in an argument of
+    ENVIRONMENT_KERNEL_ARGS or where KEY names a credential; a URL is cut to <scheme>://<host>/ and `…` for whatever
     followed, its user and password dropped and a host label in a token's form `***`. A word with no `=` is a flag,
     printed whole. Such arguments are refused (strip); this is for what prints a stack's arguments all the same (the
     summary), so that nothing there ever echoes one."""
@@ -499,6 +507,9 @@ def masked_kernel_arg(arg: str) -> str:
         return arg
     if name in CREDENTIAL_KERNEL_ARGS or credential_key(name) or any(form.search(value) for form, _ in TOKEN_FORMS):
         return f"{name}=***"
+    key, inner_eq, _ = value.partition("=")
+    if inner_eq and _INNER_KEY.match(key) and (name in ENVIRONMENT_KERNEL_ARGS or credential_key(key)):
+        return f"{name}={key}=***"
     url = _KERNEL_URL.match(value.strip())
     if url is None:
         parts = re.split(r"[/?#&;=,:@]", value)
@@ -507,6 +518,33 @@ def masked_kernel_arg(arg: str) -> str:
     host = ".".join("***" if looks_like_token(label) else label for label in host.split("."))
     rest = url["rest"] if url["rest"] in ("", "/") else "/…"
     return f"{name}={url['scheme']}://{host}{rest}"
+
+
+def _kernel_arg_at(parts: tuple[str | int, ...]) -> bool:
+    """Whether the value at `parts` is a kernel argument (arda.kernelArgs, or a patch's machine.install.extraKernelArgs),
+    which is printed as masked_kernel_arg prints it wherever it is printed."""
+    return parts[:2] == ("arda", "kernelArgs") or (len(parts) >= 2 and parts[-2] == "extraKernelArgs")
+
+
+def environment_credential(arg: str) -> str | None:
+    """What makes a `talos.environment=KEY=VALUE` kernel argument hold a credential, or None: KEY naming one, VALUE in a
+    token's form or with a part in one, or VALUE a URL with a password or a token parameter."""
+    name, _, value = arg.partition("=")
+    if name not in ENVIRONMENT_KERNEL_ARGS:
+        return None
+    key, _, inner = value.partition("=")
+    if credential_key(key):
+        return f"{key} names a credential"
+    try:
+        url = urlsplit(inner.strip()) if "://" in inner else None
+        password = url is not None and url.password is not None
+    except ValueError:
+        password = False
+    if password or (url is not None and any(k.lower() in _QUERY_CREDENTIALS for k, _ in parse_qsl(url.query, keep_blank_values=True))):
+        return f"{key} is a URL with a credential in it"
+    if any(form.search(inner) for form, _ in TOKEN_FORMS) or any(looks_like_token(p) for p in re.split(r"[/?#&;=,:@]", inner)):
+        return f"{key}'s value is in a token's form"
+    return None
 
 
 def _value(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -> str:
@@ -520,6 +558,17 @@ def _value(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None)
                 f"{name}=***: {name} is a whole Talos machine config, with the machine's tokens and keys, in plain text, and "
                 f"Talos boots it in place of the config Iluvatar serves; remove it (Iluvatar writes each machine's config; "
                 f"change it with arda.patches or nodes[].talosPatches) ({SECRETS_DOC})",
+            )
+        )
+        return value
+    if parts[:2] == ("arda", "kernelArgs") and (held := environment_credential(value)) is not None:
+        w.add(
+            Problem(
+                _path(parts),
+                f"{masked_kernel_arg(value)}: {held}, in plain text on the kernel line, which the Ainur serve over plain HTTP in "
+                f"each {parts[2]} machine's iPXE script (plans.netboot.ipxe) and Image Factory keeps in the installer's "
+                "schematic (plans.talos.schematic), and no secret key takes it; remove it, and give Talos's services what they "
+                f"need without a credential (a proxy or registry mirror on the LAN that admits Arda's addresses) ({SECRETS_DOC})",
             )
         )
         return value
@@ -569,6 +618,8 @@ def _url(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -
         f"{k}=***" if k in creds or credential_key(k) or looks_like_token(v) else f"{k}={v}" for k, v in parse_qsl(url.query, keep_blank_values=True)
     )
     shown = urlunsplit((url.scheme, ("***@" if leaks else "") + netloc, url.path, query, url.fragment))
+    if _kernel_arg_at(parts):
+        shown = masked_kernel_arg(value)
     held = [*(["user and password" if ":" in userinfo else "user"] if leaks else []), *(f"{k} parameter" for k in creds)]
     inside = f"the {' and '.join(held)} in it {'are' if len(held) > 1 or ':' in userinfo else 'is'} a credential, in plain text"
     if free is not None:

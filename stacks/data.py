@@ -1351,7 +1351,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
         "give the NAS's LAN address, or keep the backups on a machine of the LAN",
         service_name=off_arda,
     )
-    if (why := unreachable(host, clients, f"the server {server_name}")) is not None:
+    local = ctx.network.subnets() if ctx.network is not None else []
+    if (why := unreachable(host, clients, f"the server {server_name}", local)) is not None:
         yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         return
     if app is None and address is None and found.kind == "s3" and host and "." not in host and host != "localhost" and ctx.network is not None:

@@ -148,6 +148,24 @@ _WHAT: dict[str, str] = {
 _AS_WRITTEN = "give the outputs `pulumi stack output --json` writes"
 
 
+# The most of a mistyped output a message echoes: its type is what is wrong, and a whole output runs to kilobytes.
+_ECHO = 60
+
+
+def _echo(value: Any) -> str:
+    """`value` as JSON, cut to its first _ECHO characters with its length said when longer."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= _ECHO else f"{text[:_ECHO].rstrip(chr(92))}... ({len(text):,} characters)"
+
+
+def _json_of(text: str, kind: type) -> bool:
+    """Whether `text` is JSON of `kind` (a mapping, a list)."""
+    try:
+        return isinstance(json.loads(text), kind)
+    except ValueError:
+        return False
+
+
 def _mistyped(outputs: Mapping[str, Any]) -> str | None:
     """The first output the day-2 checks read that is not of the type this program writes it as, said, or None."""
 
@@ -155,7 +173,14 @@ def _mistyped(outputs: Mapping[str, Any]) -> str | None:
         if value is None or isinstance(value, kind):
             return None
         what = " ".join(filter(None, (_KINDS[kind], _WHAT.get(path))))
-        return f"{path} is {json.dumps(value, default=str)}, not {what}, as this program writes it; {_AS_WRITTEN}"
+        if isinstance(value, str) and _json_of(value, kind):
+            # The output encoded as JSON a second time (a script's json.dumps of a value already JSON): the string is
+            # right but for its quotes, so the message says that, not the whole output again.
+            return (
+                f"{path} is a string holding JSON ({_echo(value)}): the output encoded twice, not {what}, as this program "
+                f"writes it; decode it once, or {_AS_WRITTEN}"
+            )
+        return f"{path} is {_echo(value)}, not {what}, as this program writes it; {_AS_WRITTEN}"
 
     for key, kind in READ_OUTPUTS.items():
         value = outputs.get(key)
@@ -504,26 +529,62 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
         return [back]
     if (below_floor := _k3s_below_floor(now, before)) is not None:
         return [below_floor]
-    if k3s_etcd_3_6(now) and not k3s_etcd_3_6(before) and k3s_release(before) < K3S_ETCD_STOP:
-        # Checked before the minor rule: its "v1.34 first" would lead across the same unsafe move.
+    crosses = k3s_etcd_3_6(now) and not k3s_etcd_3_6(before) and k3s_release(before) < K3S_ETCD_STOP
+    skips = new[:2] > (old[0], old[1] + 1)
+    if crosses:
+        # Said first: a minor skipped too is a longer way through the same stop, which the fix lays out (k3s_path).
+        skipped = ", and k3s upgrades one minor at a time, as Kubernetes does" if skips else ""
         return [
             Problem(
                 K3S,
                 f"{now} embeds etcd 3.6, and the Ainur run {before}, whose etcd 3.5 is older than v3.5.26: etcd moves to 3.6 "
-                f"safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them); "
-                f"set {K3S_ETCD_STOP_RELEASE} first (etcd 3.5.26 or later), then v1.34, then {now} "
-                f"(docs/day2.md#upgrading-k3s-on-the-ainur)",
+                f"safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them){skipped}; "
+                f"{_k3s_way(before, now)} (docs/day2.md#upgrading-k3s-on-the-ainur)",
             )
         ]
-    if new[:2] > (old[0], old[1] + 1):
+    if skips:
         return [
             Problem(
                 K3S,
-                f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does "
-                f"(v{old[0]}.{old[1] + 1} first; docs/day2.md#upgrading-k3s-on-the-ainur)",
+                f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does; "
+                f"{_k3s_way(before, now)} (docs/day2.md#upgrading-k3s-on-the-ainur)",
             )
         ]
     return []
+
+
+def k3s_path(k3s: str, to_k3s: str) -> list[tuple[str, str]]:
+    """The Ainur's runs from k3s `k3s` to `to_k3s` (forward: no_way says a step back), each as the release to write (a
+    minor on the way as `v1.31.x`: any of its releases) and why it is that one, or "": one minor a run, as _k3s allows,
+    through K3S_ETCD_STOP_RELEASE when the way crosses etcd's move to 3.6. `iluvatar versions --previous` lays it out,
+    and _k3s's messages name its first run, so that each run the user takes is one _k3s accepts."""
+    if k3s == to_k3s:
+        return []
+    stop, (_, have), (_, want) = K3S_ETCD_STOP[1], releases.minor_of(k3s), releases.minor_of(to_k3s)
+    crosses = k3s_etcd_3_6(to_k3s) and not k3s_etcd_3_6(k3s) and k3s_release(k3s) < K3S_ETCD_STOP
+    runs: list[tuple[str, str]] = []
+    for minor in range(have, want + 1):
+        if crosses and minor == stop:
+            runs.append((K3S_ETCD_STOP_RELEASE, "etcd 3.5.26 or later, from which etcd moves to 3.6 safely"))
+        if minor == want:
+            runs.append((to_k3s, ""))
+        elif minor > have and not (crosses and minor == stop):
+            runs.append((f"v1.{minor}.x", ""))
+    return runs
+
+
+def _k3s_way(before: str, now: str) -> str:
+    """The fix of a k3s change that is no single run: its first run (a minor's newest release this Iluvatar knows, as
+    an example), and the whole way, as `iluvatar versions --previous` lays it out (k3s_path)."""
+    runs = k3s_path(before, now)
+    first = runs[0][0]
+    if first.endswith(".x"):
+        minor = int(first.split(".")[1])
+        newest = releases.KUBERNETES_NEWEST.get(minor)
+        example = f" (e.g. {newest}+k3s{max(releases.k3s_revisions(newest))})" if newest is not None else ""
+        first = f"a v1.{minor} release{example}"
+    way = ", ".join(release for release, _ in runs)
+    return f"set {first} first; the way there, one `pulumi up` each, as `iluvatar versions --previous` lays it out: {way}"
 
 
 def _k3s_back(now: str, before: str) -> Problem | None:
@@ -542,11 +603,14 @@ def _k3s_below_floor(now: str, before: str) -> Problem | None:
         return None
     floor = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1]}"
     below = f"v{versions.K3S_MIN_KUBERNETES[0]}.{versions.K3S_MIN_KUBERNETES[1] - 1}"
+    # From any release of the minor below the floor (all embed etcd 3.5, older than K3S_ETCD_STOP), the way on is one.
+    runs = k3s_path(f"{below}.0+k3s1", now)
+    on = f" write {now} here" if len(runs) == 1 else f", with this one, {_k3s_way(f'{below}.0+k3s1', now)}"
     return Problem(
         K3S,
         f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does; this "
         f"Iluvatar runs the Ainur from {floor} on, so take them one minor at a time up to a {below} release with the "
-        f"Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write {now} here "
+        f"Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then{on} "
         "(docs/day2.md#upgrading-k3s-on-the-ainur)",
     )
 
@@ -936,11 +1000,11 @@ def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     `arda` output records no `charts` (written before the program recorded the releases it installs) leaves _charts
     nothing to compare, and a chart taken back to an older release (or Cilium's across a minor) would go through. A
     warning, not a refusal: the releases running can be read on Arda, and the `up` records them for every later change.
-    And Argo CD's chart across its majors (_argocd_majors)."""
+    And Argo CD's chart across its majors (_argocd_majors), and a Talos roll back within the minor (_talos_rolled_back)."""
     if not deployed.deployed:
         return []
     if isinstance(deployed.output.get("charts"), Mapping):
-        return _argocd_majors(stack, deployed.output["charts"])
+        return _talos_rolled_back(stack, deployed) + _argocd_majors(stack, deployed.output["charts"])
     now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
     out = []
     for chart, version in now.items():
@@ -962,7 +1026,26 @@ def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 f"on Arda that its {name} release is {check}; the next `pulumi up` records it",
             )
         )
-    return out
+    return _talos_rolled_back(stack, deployed) + out
+
+
+def _talos_rolled_back(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """arda.talosVersion older than the patch Arda runs, within its minor: a path `up` takes (machinery allows it below
+    MaximumHostDowngradeVersion: stacks.releases.talos_path), but it undoes the fixes of the patch releases between
+    (stacks.releases.undone), on every machine. A stack reverted, or checked out from an older commit, asks for it
+    without meaning it: warned, with both releases, rather than rolled silently."""
+    running = deployed.talos_version
+    undoes = releases.undone(running, stack.arda.talos_version) if running is not None else None
+    if undoes is None:
+        return []
+    return [
+        Problem(
+            TALOS,
+            f"{stack.arda.talos_version} is older than {running}, which Arda runs: `up` would roll every machine back to it, one "
+            f"at a time, which undoes {undoes} (Talos's patch releases carry security and bug fixes) on every machine; if the "
+            f"stack was reverted or checked out from an older commit, write {running} back",
+        )
+    ]
 
 
 # Argo CD's chart (argo-helm's argo-cd) at a new major carries breaking changes, each said under its version in the

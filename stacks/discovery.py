@@ -80,14 +80,41 @@ def _problems(arda: Arda, ainur: Ainur | None, ainur_set: bool, network: Network
             f"{pool}: in ainur.netboot.mode proxy the router hands out every address, so the Ainur have no pool to lend; "
             "remove pool (discovered machines then take the router's addresses) or set the mode to dhcp",
         )
-    yield from _range(path, pool, network)
+    held = sorted((ip, owner) for ip, owner in taken.items() if ip in pool)
+    # The gateway inside the pool with a fixed address beside it is one mistake, the pool's: said once, below, with a
+    # pool clear of both (the gateway's own fix, a start past it, could still hold the other).
+    gateway_too = network.gateway in pool and bool(held)
+    yield from (p for p in _range(path, pool, network) if not (gateway_too and p.path == path and "contains network.gateway" in p.message))
     for what, other in (("network.dhcpRange", network.dhcp_range), ("network.loadBalancerPool", network.load_balancer_pool)):
         if pool.overlaps(other):
             yield Problem(path, f"{pool} overlaps {what} {other}; give the pool addresses outside it")
-    held = sorted((ip, owner) for ip, owner in taken.items() if ip in pool)
+    if gateway_too:
+        held = sorted([(network.gateway, "network.gateway"), *held])
+    clear = _clear_pool(pool, network, ainur, taken)
+    instead = f", e.g. {{start: {clear.start}, end: {clear.end}}}" if clear is not None else ""
     if len(held) == 1:
-        yield Problem(path, f"{pool} holds {held[0][0]}, which is {held[0][1]}; move the pool past it")
+        yield Problem(path, f"{pool} holds {held[0][0]}, which is {held[0][1]}; move the pool past it{instead}")
     elif held:
         # One mistake, one problem: the pool is what moves, whatever it holds.
         listed = ", ".join(f"{ip} is {owner}" for ip, owner in held)
-        yield Problem(path, f"{pool} holds {len(held)} fixed addresses: {listed}; move the pool past them")
+        yield Problem(path, f"{pool} holds {len(held)} fixed addresses: {listed}; move the pool past them{instead}")
+
+
+def _clear_pool(pool: AddressRange, network: Network, ainur: Ainur | None, taken: Mapping[IPv4Address, str]) -> AddressRange | None:
+    """A pool of `pool`'s size every rule of the pool takes: host addresses of network.lan apart from the gateway,
+    network.dhcpRange, network.loadBalancerPool, the router's pool and every fixed address; the first from `pool`'s start
+    on, else the first on the LAN; None when no run of free addresses is that long."""
+    lent = [network.dhcp_range, network.load_balancer_pool]
+    if ainur is not None and isinstance(ainur.netboot.router_pool, AddressRange):
+        lent.append(ainur.netboot.router_pool)
+    first, last = int(network.lan.network_address) + 1, int(network.lan.broadcast_address) - 1
+    size = pool.size()
+
+    def free(i: int) -> bool:
+        ip = IPv4Address(i)
+        return ip != network.gateway and ip not in taken and not any(ip in r for r in lent)
+
+    for start in [*range(max(first, int(pool.start)), last + 1), *range(first, last + 1)]:
+        if start + size - 1 <= last and all(free(i) for i in range(start, start + size)):
+            return AddressRange(start=IPv4Address(start), end=IPv4Address(start + size - 1))
+    return None

@@ -56,7 +56,13 @@ def by_id_has_serial(disk: str, serial: str) -> bool:
         return False
     if (wwid := nvme_wwid_of_link(disk)) is not None and (parts := nvme_wwid_parts(wwid)) is not None:
         return glob(serial, parts[0])
-    return any(glob(serial, part) for part in by_id_name(disk).split("_")[1:])
+    name = by_id_name(disk)
+    if name.startswith("nvme-"):
+        # Talos globs the sysfs serial, blanks and all (go-blockdevice block/device_linux.go:343-344 at v2.0.3); the
+        # link spells it as udev does, so the glob is spelled so too and matched against each run the serial may be.
+        pattern = "*".join(udev_spelling(part) for part in serial.split("*"))
+        return any(glob(pattern, run) for run in nvme_serial_runs(name.removeprefix("nvme-")))
+    return any(glob(serial, part) for part in name.split("_")[1:])
 
 
 # A SAS disk's (or a SATA disk's behind a SAT layer's) scsi- link: udev's ID_SERIAL from scsi_id is the VPD page 0x83
@@ -166,9 +172,19 @@ def nvme_links_comparable(a: str, b: str) -> bool:
 
 
 def udev_spelling(text: str) -> str:
-    """`text` as udev writes it in a link's name (OPTIONS="string_escape=replace": each character but the few it keeps
-    written `_`, _UDEV_KEPT)."""
-    return _UDEV_KEPT.sub("_", text)
+    """`text` as udev writes it in a link's name (OPTIONS="string_escape=replace"): the blanks at its ends cut and each
+    run of blanks within written as one `_` (systemd src/shared/udev-util.c, udev_replace_whitespace, which C's isspace
+    reads: space, tab, LF, VT, FF, CR), then each character but the few it keeps written `_` (_UDEV_KEPT)."""
+    return _UDEV_KEPT.sub("_", re.sub(r"[ \t\n\v\f\r]+", "_", text.strip(" \t\n\v\f\r")))
+
+
+def nvme_serial_runs(name: str) -> list[str]:
+    """The spellings an nvme-<model>_<serial>[_<nsid>] link's name (after nvme-) may give the serial: each run of its
+    `_`-separated words that ends the name, or ends before a namespace's number, and leaves one word or more of model
+    before it (udev spells a blank in the serial `_` as it does in the model, so where the model ends is not told)."""
+    words = name.split("_")
+    ends = [len(words)] + ([len(words) - 1] if len(words) > 2 and words[-1].isdigit() else [])
+    return list(dict.fromkeys("_".join(words[k:end]) for end in ends for k in range(1, end)))
 
 
 # systemd-udevd links one disk under several by-path names (60-persistent-storage.rules, the by-path block, from

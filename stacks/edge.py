@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import AddressRange, Cloudflare, Edge, Network
 from stacks.reach import private_tld
+from stacks.special_names import special_use
 
 EDGE = "iluvatar:edge"
 # Each edge address: its stack key under edge.addresses, and its place from the pool's top.
@@ -90,8 +91,8 @@ def _private_zone(zone: str, why: str) -> list[Problem]:
     issues only for a name under a public suffix (Boulder's policy refuses the rest as rejectedIdentifier), so neither the
     tunnel's records nor the wildcard certificate of DNS-01 would ever exist."""
     suffix = private_tld(zone)
-    if suffix is None:
-        return []
+    if suffix is None or special_use(zone) is not None:
+        return []  # a special-use zone is refused wherever it is written (stacks.special_names)
     return [
         Problem(
             "iluvatar:network.externalDomain",

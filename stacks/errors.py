@@ -63,6 +63,40 @@ def show(value: object) -> str:
     return _flow(value)
 
 
+def yaml_number_text(value: object, width: int) -> tuple[str, str] | None:
+    """The text of `width` digits (a serial, hex digits that happen to be all digits or digits and one e) that YAML,
+    reading it unquoted as Pulumi's yaml.v3 does (stacks.load._go_yaml_number), made the number `value` of, with how it
+    read it; None when `value` is no number or no such text gives it. An infinity gives no text back: the digits an
+    exponent too large for a float had are lost, so the first item is "" and the caller says so."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and math.isinf(value) and value > 0:
+        return "", "digits, an e and digits are a number with an exponent to YAML, here too large for a float, so infinite"
+    if isinstance(value, int) and value >= 0:
+        if len(str(value)) == width:
+            return str(value), "digits alone are a number to YAML"
+        octal = f"{value:o}"
+        if len(octal) < width:
+            # Go's strconv.ParseInt(text, 0, 64), which yaml.v3 calls: a leading 0 means octal.
+            return octal.rjust(width, "0"), "a leading 0 makes digits an octal number to YAML"
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        if value.is_integer() and len(str(int(value))) < width:
+            # A leading 0 with an 8 or a 9 after it: no octal number, so yaml.v3 falls back to a float.
+            return str(int(value)).rjust(width, "0"), "digits with a leading 0 and an 8 or a 9 are a decimal number to YAML"
+        # Digits, an e and digits of `width` characters in all: the texts that read as `value` (1234e056 and 12340e55
+        # alike), each said.
+        texts = [
+            text
+            for digits in range(1, width - 1)
+            for exponent in range(min(10 ** (width - 1 - digits), 309))
+            if len(text := f"{round(value / 10**exponent)}e{exponent:0{width - 1 - digits}d}") == width and float(text) == value
+        ]
+        if texts:
+            return " or ".join(dict.fromkeys(texts)), "digits, an e and digits are a number with an exponent to YAML"
+    return None
+
+
 def _flow(value: object) -> str:
     if value is None:
         return "null"

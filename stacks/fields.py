@@ -153,47 +153,83 @@ def unbracketed_url(value: object) -> object:
     return value
 
 
-# A public https URL with a path after its host (`https://tunnel.example.net/headscale`): the host and port as the URL
-# pattern takes them (stacks.remote_model._PUBLIC_URL), then the path.
-_URL_PATH = re.compile(r"^https://([^\s/:]+)(?::\d{1,5})?(/\S+)$")
+# A public https URL with more than its host (`https://tunnel.example.net/headscale`, `https://admin@vpn.example.com`):
+# a user before the host, the host as the URL pattern takes it (stacks.remote_model._PUBLIC_URL: no `@`, so a user is
+# never read as part of it), a port, then a path, a query or a fragment.
+_URL_PATH = re.compile(r"^https://(?:([^\s/@?#]*)@)?([^\s/:@?#]+)(?::(\d{1,5}))?([/?#]\S*)?$")
 PUBLIC_URL = "public https URL"
 
 
 def _public_url_fix(value: str) -> str | None:
-    """What an https URL with a path is told, or None. Headscale, whose URL the key is, serves its control endpoints
-    from the root of its host: it has no path prefix (juanfont/headscale#1126, its pull request #1422 closed unmerged),
-    and the Tailscale clients build some of their control URLs from the host alone (tailscale/tailscale#8639). The fix
-    names the host alone, which the URL pattern takes (a port other than 443 is refused by stacks.remote_access)."""
+    """What an https URL with more than its host is told, or None. Headscale, whose URL the key is, serves its control
+    endpoints from the root of its host: it has no path prefix (juanfont/headscale#1126, its pull request #1422 closed
+    unmerged), and the Tailscale clients build some of their control URLs from the host alone (tailscale/tailscale#8639).
+    A user before the host is no part of the name: Iluvatar takes the host from the URL as written for Headscale's
+    certificate (tls_letsencrypt_hostname) and the subnet router's host alias (plans.remote_access.headscale_host), and
+    the API server refuses a host alias that is no DNS name. A user and a password are stacks.credentials' to refuse. The
+    fix names the host alone, which the URL pattern takes; a port other than 443 is dropped from it and said to be, as
+    stacks.remote_access refuses one (TLS-ALPN-01 is asked on 443 only)."""
     found = _URL_PATH.match(value)
-    if found is None or found.group(2) == "/":
-        return None
-    return (
-        f"{value} has a path ({found.group(2)}): Headscale answers at the root of its host, never under a path, and the "
-        f"Tailscale clients reach it by the host alone; write https://{found.group(1)}"
-    )
-
-
-_SHORT_LEASE = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _lease_time_fix(value: str) -> str | None:
-    """What a lease time dnsmasq would not lend as written is told, or None for one it would. dnsmasq lends no lease
-    under 2 minutes (src/option.c:3931-3932 at v2.90 raises a dhcp-range's shorter one to 120 s), so a shorter one is
-    refused with 2m, and seconds (which the key does not take) are told the largest unit that holds them."""
-    if value == "infinite":
-        return None
-    found = _SHORT_LEASE.match(value)
     if found is None:
-        return f"{show(value)} is not a lease time: write a whole number of minutes, hours or days (e.g. 45m, 12h, 7d), or infinite"
-    seconds = int(found.group(1)) * _UNITS[found.group(2)]
-    if seconds < 120:
-        return f"{value} is shorter than dnsmasq lends a lease (2 minutes, the least it takes): write 2m"
-    if found.group(2) != "s":
         return None
-    unit = next((u for u in ("d", "h") if seconds % _UNITS[u] == 0), "m")
-    amount = -(-seconds // _UNITS[unit])
-    return f"{value} is in seconds, which this key does not take (minutes, hours or days): write {amount}{unit}"
+    user, host, port, rest = found.groups()
+    before, hashed, fragment = (rest or "").partition("#")
+    path, asked, query = before.partition("?")
+    extra = [f"a path ({path})"] if path not in ("", "/") else []
+    extra += [f"a query (?{query})"] if asked else []
+    extra += [f"a fragment (#{fragment})"] if hashed else []
+    if user is None and not extra:
+        return None
+    why = []
+    if user is not None:
+        why.append(
+            f"a user ({user}@) before its host, which is no part of Headscale's name: Iluvatar would give Headscale's "
+            "certificate and the subnet router's host alias that name with the user in it, which neither Let's Encrypt nor "
+            "the API server takes"
+        )
+    if extra:
+        why.append(
+            f"{' and '.join(extra)}: Headscale answers at the root of its host, never under a path, and the Tailscale clients "
+            "reach it by the host alone"
+        )
+    dropped = f" (without :{port}: Headscale's certificate is asked for on port 443 only)" if port not in (None, "443") else ""
+    return f"{value} has {'; and '.join(why)}; write https://{host}{dropped}"
+
+
+# dnsmasq 2.90 src/option.c:3885-3932 (--dhcp-range's lease): `infinite`, written so (strcmp), or digits ending in
+# at most one unit, s, m, h, d or w in either case (a switch on the last character), a bare number being seconds;
+# anything else is "bad dhcp-range" (`deprecated` too is read, but marks a DHCPv6 range's addresses, not a lease). It
+# multiplies the digits by the unit's seconds in a C int (`atoi(...) * fac`), and raises a lease under 120 s to 120 s.
+_LEASE = re.compile(r"^([0-9]+)([smhdwSMHDW]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_INT_MAX = 2**31 - 1
+LEASE_TIME_FORMS = "a whole number of seconds, minutes, hours, days or weeks (e.g. 3600, 45m, 12h, 7d, 1w), or infinite"
+
+
+def _lease_time(value: object) -> object:
+    """A lease time as dnsmasq reads it, written as it renders into dhcp-range: its unit in lower case and a bare
+    number (seconds, to dnsmasq; a number to YAML unless quoted) with its s. Refused with the fix where dnsmasq would
+    not read it, or would lend another lease than written (under its 2-minute floor, past its C int)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} is not a lease time: write {LEASE_TIME_FORMS}")
+    if value.strip() != value and (value.strip() == "infinite" or _LEASE.match(value.strip())):
+        raise ValueError(f"{value!r} is not a lease time as dnsmasq reads it: it has a blank inside the quotes; write {value.strip()}")
+    if value == "infinite":
+        return value
+    if value.lower() == "infinite":
+        raise ValueError(f"{value} is not a lease time as dnsmasq reads it: it takes infinite in lower case only; write infinite")
+    found = _LEASE.match(value)
+    if found is None:
+        raise ValueError(f"{show(value)} is not a lease time: write {LEASE_TIME_FORMS}")
+    unit = found.group(2).lower()
+    seconds = int(found.group(1)) * _UNITS[unit]
+    if seconds < 120:
+        raise ValueError(f"{value} is shorter than dnsmasq lends a lease (2 minutes, the least it takes): write 2m")
+    if seconds > _INT_MAX:
+        raise ValueError(f"{value} is longer than dnsmasq counts a lease's seconds (in a C int: {_INT_MAX}, about 68 years): write infinite")
+    return f"{int(found.group(1))}{unit or 's'}"
 
 
 def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
@@ -234,8 +270,6 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
                 f"with the patch), and this Iluvatar knows no 1.{minor.group(1)} release; write a full release, e.g. {example}, "
                 "the one it ships"
             )
-        if isinstance(value, str) and what == "lease time" and (lease := _lease_time_fix(value)) is not None:
-            raise ValueError(lease)
         if isinstance(value, str) and what == PUBLIC_URL and (fix := _public_url_fix(value)) is not None:
             raise ValueError(fix)
         if isinstance(value, str) and what == CHART_VERSION and not regex.match(value) and (fix := _chart_version_fix(value, example)):
@@ -381,6 +415,10 @@ DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
 K3sVersion = Annotated[str, _pattern(_K3S_VERSION, pins.K3S, "k3s version")]
 TalosVersion = Annotated[str, _pattern(_SEMVER_V, pins.TALOS, "Talos version")]
 KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, pins.KUBERNETES, "Kubernetes version")]
+LeaseTime = Annotated[
+    str,
+    BeforeValidator(_lease_time, json_schema_input_type=_text(r"^([0-9]+[smhdwSMHDW]?|infinite)$", "12h", "a lease time")),
+]
 BoardName = Annotated[str, BeforeValidator(_known_board, json_schema_input_type=Literal[tuple(sorted(BOARDS))])]
 
 

@@ -83,10 +83,13 @@ def check(gitops: GitOps | None, ainur: Ainur | None, secrets: Collection[str], 
 # The oldest argo-cd chart whose Redis takes the password of the argocd-redis Secret: from 6.10.0 on, its
 # templates/redis/deployment.yaml:68-74 runs Redis with `--requirepass $(REDIS_PASSWORD)`, read from that Secret's key
 # `auth` ("Enable Redis authentication in the default installation (GHSA-9766-5277-j5hr)", its Chart.yaml's changes at
-# argo-cd-6.10.0, Argo CD v2.11.1). Iluvatar makes that Secret itself and turns the chart's secret-init job off
-# (plans.gitops.helm_values, components.gitops); an older chart reads neither, and runs Redis, the cache of every
-# manifest Argo CD renders, with no password, guarded by the program's NetworkPolicies alone, which a Pi's host-network
-# pods get past on the Ainur (docs/security.md).
+# argo-cd-6.10.0, Argo CD v2.11.1). Iluvatar makes that Secret itself before the release (components.gitops); an older
+# chart reads none of it, and runs Redis, the cache of every manifest Argo CD renders, with no password, guarded by the
+# program's NetworkPolicies alone, which a Pi's host-network pods get past on the Ainur (docs/security.md). The floor is
+# the password's, not that of every Redis key Iluvatar sets: `redisSecretInit.enabled` (plans.gitops.helm_values) is read
+# from 6.11.0 on (argo-cd-6.11.0's templates/redis-secret-init/job.yaml:1, `if and .Values.redisSecretInit.enabled ...`;
+# 6.10.0-6.10.2's is `if not .Values.externalRedis.host` alone), so under 6.10.0-6.10.2 the chart's secret-init hook
+# job still runs, and finds the Secret made: the message claims nothing of that job.
 ARGOCD_OLDEST = (6, 10, 0)
 
 
@@ -98,7 +101,7 @@ def _argocd_version(gitops: GitOps) -> Iterator[Problem]:
     yield Problem(
         "iluvatar:gitops.argocd.version",
         f"{version} is older than argo-cd {oldest}, the first chart whose Redis requires the password Iluvatar gives it (the "
-        "argocd-redis Secret, with the chart's own redisSecretInit job off): under it Redis would run with no password, "
+        "argocd-redis Secret, which Iluvatar makes before it installs the chart): under it Redis would run with no password, "
         "which the chart closed in 6.10.0 (GHSA-9766-5277-j5hr: a pod that reaches Redis could change the manifests Argo CD "
         f"applies), and it runs an Argo CD the values Iluvatar gives are not written for; write {pins.CHARTS['argo-cd']}, "
         "the release this Iluvatar installs and is checked with",

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from plans import zone as zone_plan
-from stacks import addresses, chart_images, credentials, pi_listeners
+from stacks import addresses, chart_images, credentials, pi_listeners, special_names
 from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
 from stacks import data as data_rules
@@ -202,6 +202,14 @@ def parse_stack(
     identity = _section(values, "identity", problems)
     nodes, nodes_complete = _nodes(values.get("nodes"), problems)
     apps = _apps(values.get("apps"), problems)
+    remote = _section(values, "remoteAccess", problems)
+    # A zone under a special-use suffix is said once, at its key (stacks.special_names), with the names to move with
+    # it: the rules below read no network, as of a section that did not parse, so none of its names is also said to be
+    # outside the zone.
+    special = special_names.check(network if isinstance(network, Network) else None, special_names.named_keys(apps, identity, remote))
+    problems += special
+    if special:
+        network = None
 
     parsed = Parsed(
         network=network if isinstance(network, Network) else None,
@@ -219,7 +227,6 @@ def parse_stack(
         extra_categories=gitops.categories if isinstance(gitops, GitOps) else _written_categories(values.get("gitops")),
     )
     backup = _section(values, "backup", problems)
-    remote = _section(values, "remoteAccess", problems)
     # The sign-in, alerting and GitOps layers' servers: by address in the table, by name against the internal zone.
     # A name of the internal zone is resolved through the records the plan gives the zone (plans.zone), and checked as
     # the address it stands for.
@@ -244,6 +251,7 @@ def parse_stack(
         named,
         ainur if isinstance(ainur, Ainur) else None,
         talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
+        zone_records,
     )
     # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
     # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
@@ -377,6 +385,7 @@ def parse_stack(
         ainur if isinstance(ainur, Ainur) else None,
         offer if isinstance(network, Network) else None,
         routes,
+        [*addresses.services([], apps), *addresses.ntp_pods(apps, nodes)],
     )
     problems += addresses.at_headscales_name(named, remote if isinstance(remote, RemoteAccess) else None)
     target_at_headscale = list(
@@ -400,7 +409,15 @@ def parse_stack(
     )
     problems += [p for refused, p in pi_listeners.clashes(on_pis, nodes, ainur if isinstance(ainur, Ainur) else None) if refused]
     problems += addresses.unknown_names(
-        named,
+        # The other layers' servers, and the NTP servers of Arda's Talos patches written as a name of the zone.
+        [
+            *named,
+            *addresses.patched_names(
+                talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
+                zone_records,
+                network.domain if isinstance(network, Network) else None,
+            ),
+        ],
         network if isinstance(network, Network) else None,
         {
             *storage_rules.zone_addresses(
@@ -412,6 +429,22 @@ def parse_stack(
             *(app.host for _, app in apps),
             *_zone_names(parsed),
             *identity_rules.zone_names(
+                identity if isinstance(identity, Identity) else None,
+                network.domain if isinstance(network, Network) else "",
+                "gitops" in values,
+                "ainur" in values,
+            ),
+        },
+    )
+    # A name of the internal zone pinned to another address by a static host entry of Arda's Talos patches.
+    problems += addresses.host_names_in_zone(
+        talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
+        zone_records,
+        network.domain if isinstance(network, Network) else None,
+        {
+            **{app.host.lower(): f"apps[{i}].host ({app.name})" for i, app in apps},
+            **_zone_names(parsed),
+            **identity_rules.zone_names(
                 identity if isinstance(identity, Identity) else None,
                 network.domain if isinstance(network, Network) else "",
                 "gitops" in values,

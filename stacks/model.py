@@ -35,9 +35,10 @@ from pydantic_core import InitErrorDetails
 
 from stacks import pins, repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
+from stacks.credentials import masked_kernel_arg
 from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.disk_ids import by_id_name
-from stacks.errors import show
+from stacks.errors import show, yaml_number_text
 from stacks.fields import (
     _LABEL,
     CHART_VERSION,
@@ -49,6 +50,7 @@ from stacks.fields import (
     K3sVersion,
     KubernetesVersion,
     Label,
+    LeaseTime,
     Mac,
     Model,
     TalosVersion,
@@ -116,19 +118,6 @@ class Vlan(Model):
         return id
 
 
-def _not_multicast_dns(domain: str) -> str:
-    """The internal zone's name, not under `.local`: RFC 6762 section 3 gives every `.local` name to multicast DNS, so
-    macOS, iOS and Linux with nss-mdns (`mdns4_minimal [NOTFOUND=return]`) never ask the LAN's DNS server for it, and the
-    apps' names would resolve on no laptop or phone. RFC 8375's `home.arpa` is the zone for a home network."""
-    if domain == "local" or domain.endswith(".local"):
-        label = domain.removesuffix("local").rstrip(".") or "lab"
-        raise ValueError(
-            f"{domain} is under .local, which phones and laptops resolve by multicast DNS only (RFC 6762), never by asking "
-            f"the LAN's DNS server; write {label}.home.arpa (RFC 8375, for home networks)"
-        )
-    return domain
-
-
 class Network(Model):
     """Eä's plan: the LAN, its gateway and DNS, the DHCP pool, the load-balancer pool, VLANs, zones."""
 
@@ -138,7 +127,8 @@ class Network(Model):
     dhcp_range: OrderedRange
     load_balancer_pool: OrderedRange
     vlans: tuple[Vlan, ...] = ()
-    domain: Annotated[DnsName, AfterValidator(_not_multicast_dns)]
+    # Not under a special-use suffix (.local, .localhost, ...): stacks.special_names.
+    domain: DnsName
     external_domain: DnsName | None = None
 
     def subnets(self) -> list[IPv4Network]:
@@ -379,7 +369,7 @@ class Netboot(Model):
     mode: Literal["dhcp", "proxy"] = "proxy"
     unknown_macs: Literal["ignore", "generic-worker"] = "ignore"
     generic_worker: GenericWorker | None = None
-    lease_time: Annotated[str, _pattern(re.compile(r"^(\d+[mhd]|infinite)$"), "12h", "lease time")] = "12h"
+    lease_time: LeaseTime = "12h"
     # The user's word that no other DHCP server answers on network.lan (the router's is off): needed to move a deployed
     # homelab from proxy to dhcp, refused with proxy, where the router's DHCP is the household's (stacks.netboot_mode).
     router_dhcp_off: bool = False
@@ -408,8 +398,20 @@ _CPUINFO_SERIAL = re.compile(r"^[0-9a-fA-F]{16}$")
 
 
 def _pi_serial(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f'{value} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
+    if (read := yaml_number_text(value, 8)) is not None:
+        # A serial of digits alone, or of digits and one e, written unquoted: YAML's number, said with the text it was
+        # read from, which the fix quotes.
+        written, how = read
+        if not written:
+            raise ValueError(
+                f"{show(value)} is what YAML reads from a serial written unquoted such as 5e813307 ({how}), and the digits are lost; "
+                'quote the serial\'s 8 hex digits, as `grep Serial /proc/cpuinfo` shows their last 8 (e.g. serial: "5e813307")'
+            )
+        quoted = " or ".join(f'serial: "{text}"' for text in written.split(" or "))
+        it = "it" if " or " not in written else "the one written"
+        raise ValueError(f"{show(value)} is the number YAML reads from {written} written unquoted ({how}); quote {it}: {quoted}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f'{show(value)} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
     if isinstance(value, str) and _CPUINFO_SERIAL.match(value):
         raise ValueError(
             f"{value} is the whole Serial line of /proc/cpuinfo; the Pi's bootloader asks TFTP under its last 8 hex digits: "
@@ -748,7 +750,8 @@ _SPLIT_TAIL = re.compile(r"^\d+(?:[noe][5-8]r?)?$")
 def _kernel_arg(value: object) -> object:
     # The example is quoted: written bare inside [...], its comma would split it too.
     if not isinstance(value, str) or not _KERNEL_ARG.match(value):
-        raise ValueError(f"{show(value)} is not a well-formed kernel argument (one word, no spaces) (e.g. 'console=ttyS2,1500000')")
+        shown = masked_kernel_arg(value) if isinstance(value, str) else show(value)
+        raise ValueError(f"{shown} is not a well-formed kernel argument (one word, no spaces) (e.g. 'console=ttyS2,1500000')")
     return value
 
 
@@ -765,7 +768,7 @@ def _split_at_commas(value: object) -> object:
 
     if not any(tail(item) for item in value):
         return value
-    items = [show(item) for item in value]
+    items = [masked_kernel_arg(item) if isinstance(item, str) else show(item) for item in value]
     joined: list[str] = []
     for k, item in enumerate(value):
         if k > 0 and tail(item):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stacks.boards import ARDA_ROLES, BOARDS
+from stacks.credentials import masked_kernel_arg
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import Node
 
@@ -300,7 +301,7 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, kernel_args: Sequence[str]
         )
     elif _KERNEL_NAME.match(link) and not predictable_names_off(kernel_args):
         written = [a for a in kernel_args if a.partition("=")[0] in ("net.ifnames", "-net.ifnames")]
-        why = "does not" if not written else f"ends with {written[-1]}, which keeps them on (udev reads the last)"
+        why = "does not" if not written else f"ends with {masked_kernel_arg(written[-1])}, which keeps them on (udev reads the last)"
         yield Problem(
             f"{path}.link",
             f"{link} is a name Talos gives no NIC: it renames each by udev's predictable names (enp1s0, eno1, end0) unless "

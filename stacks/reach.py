@@ -15,6 +15,7 @@ target, the NFS class's server. Some addresses name no such server, whoever writ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
@@ -40,10 +41,13 @@ class Clients:
     service_name: str | None = None
 
 
-def unreachable(host: str, who: Clients, shown: str | None = None) -> str | None:
+def unreachable(host: str, who: Clients, shown: str | None = None, local: Sequence[IPv4Network] = ()) -> str | None:
     """Why `who` cannot reach the server `host` (an address or a name, no port) from the LAN side, or None.
 
-    `shown` is the server as the message names it (default: `host`)."""
+    `shown` is the server as the message names it (default: `host`). `local`: the homelab's own networks (network.lan,
+    the VLANs), which the clients reach directly or through the LAN's gateway; an address inside one is a device of the
+    LAN's, whatever range it is in (a LAN numbered inside the tailnet's range is said once, at network.lan, by
+    stacks.remote_access)."""
     shown = shown or host
     name = host.strip("[]").rstrip(".").lower()
     try:
@@ -54,7 +58,7 @@ def unreachable(host: str, who: Clients, shown: str | None = None) -> str | None
         return f"{shown} is loopback: to {who.clients} it names each one's own host or pod, not a server of the LAN, {who.harm}; {who.fix}"
     if ip is not None and (ip in LINK_LOCAL if ip.version == 4 else ip in LINK_LOCAL_V6):
         return f"{shown} is link-local ({LINK_LOCAL}, fe80::/10), which no router forwards: it is not on the link of {who.clients}, {who.harm}; {who.fix}"
-    if ip is not None and ip.version == 4 and ip in TAILNET_RANGE:
+    if ip is not None and ip.version == 4 and ip in TAILNET_RANGE and not any(ip in n for n in local):
         magic = " (Tailscale's MagicDNS resolver, which answers only on a host running tailscaled)" if ip == MAGIC_DNS else ""
         return (
             f"{shown} is inside {TAILNET_RANGE}, the addresses a tailnet gives its devices{magic}: traffic from {who.clients} to it goes "
@@ -80,6 +84,6 @@ def private_tld(name: str, domain: str | None = None) -> str | None:
 
 
 # Names no public resolver answers and no public CA certifies: ICANN's private-use .internal, RFC 8375's home.arpa,
-# RFC 6762's .local (mDNS), RFC 6761's .test/.localhost/.invalid/.example, and the unofficial .lan, .home, .corp and
-# .localdomain routers hand out.
-PRIVATE_SUFFIXES = ("home.arpa", "internal", "local", "lan", "home", "corp", "localdomain", "test", "localhost", "invalid", "example")
+# RFC 6762's .local (mDNS), RFC 6761's .test/.localhost/.invalid/.example, RFC 7686's .onion (Tor's), and the unofficial
+# .lan, .home, .corp and .localdomain routers hand out.
+PRIVATE_SUFFIXES = ("home.arpa", "internal", "local", "lan", "home", "corp", "localdomain", "test", "localhost", "invalid", "example", "onion")

@@ -135,6 +135,19 @@ def show(minor: Minor) -> str:
     return f"v{minor[0]}.{minor[1]}"
 
 
+def undone(running: str, target: str) -> str | None:
+    """What a Talos roll back within a minor, from `running` to `target`, undoes, as a message says it: the fixes of the
+    patch releases after `target` up to `running` ("the fixes of v1.14.2 and v1.14.3"), or None for no roll back.
+    Talos's patch releases within a minor carry security and bug fixes, so a stack reverted or checked out from an
+    older commit takes them back from every machine."""
+    have, want = release(running), release(target)
+    if have[:2] != want[:2] or want >= have:
+        return None
+    patches = [f"v{have[0]}.{have[1]}.{p}" for p in range(want[2] + 1, have[2] + 1)]
+    listed = patches[0] if len(patches) == 1 else f"{', '.join(patches[:-1])} and {patches[-1]}"
+    return f"the fixes of {listed}"
+
+
 def targets() -> list[Minor]:
     """The Talos minors a stack may ask for, oldest first."""
     return [row.minor for row in TALOS_MINORS if row.target]

@@ -24,6 +24,7 @@ from stacks.reach import TAILNET_RANGE as TAILNET_RANGE
 from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
 from stacks.rules import _static_address, free_address
+from stacks.special_names import special_use
 
 REMOTE = "iluvatar:remoteAccess"
 SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, not a secret
@@ -95,6 +96,8 @@ def check(
     out += _access(remote, identity, identity_set, sorted({*ports_written, *(a.name for _, a in apps if a.ports)}), ainur_set)
     if remote.flavour == "headscale":
         out += _headscale_users(remote)
+    else:
+        out += _tailscale_logins(remote)
     return out
 
 
@@ -451,6 +454,12 @@ def _headscale(
         ),
         f"a name under {network.domain}",
     )
+    special = special_use(domain) if settings.base_domain is not None and special_use(network.domain) is None else None
+    if special is not None:
+        # The devices' names are looked up through the phones' and laptops' own resolvers, which hand a special-use name
+        # to multicast DNS, to loopback or to a negative answer before MagicDNS's resolver (100.100.100.100) is asked.
+        why = special[1].replace("the LAN's DNS server", "the tailnet's MagicDNS resolver")
+        yield Problem(key, f"{domain} is under .{special[0]}, {why}, so no device's name under it would resolve; write {free}")
     zones = [z for z in (network.domain, network.external_domain) if z is not None and under(z, domain)]
     if zones:
         # Said once: every name of the zone is held by it too, which this one fix undoes.
@@ -553,6 +562,26 @@ def _access(
         for k, value in enumerate(grant.reach):
             if value in grant.reach[:k]:
                 yield Problem(f"{path}.reach[{k}]", f"{value} is listed twice")
+
+
+def _tailscale_logins(remote: RemoteAccess) -> Iterator[Problem]:
+    """Each member is a Tailscale login, which Tailscale's policy file names whole, domain and all: the user's e-mail, or
+    `user@github` for a GitHub login, `user@passkey` for a passkey (the tailnet policy file's syntax reference, "users",
+    tailscale.com/docs/reference/syntax/policy-file; docs/remote-access.md). A login with nothing after or before its @
+    (`bob@`, Headscale's form for a user it made itself) is no user of Tailscale's: the group's grant would reach no one."""
+    for i, grant in enumerate(remote.access):
+        for k, member in enumerate(grant.members):
+            user, _, domain = member.rpartition("@")
+            if user and domain:
+                continue
+            example = f"{user}@github" if user else "alice@example.org"
+            form = "is Headscale's form of a user, not a Tailscale login" if user else "has no user before its @, so it is no Tailscale login"
+            yield Problem(
+                f"{REMOTE}.access[{i}].members[{k}]",
+                f"{member} {form}: Tailscale's policy file names a user by the whole login the admin "
+                "console's Users page shows (an e-mail, or user@github for a GitHub login, user@passkey for a passkey), so it "
+                f"would match no one and the group would reach nothing; write the login, e.g. {example}",
+            )
 
 
 # A Headscale user name (hscontrol/util/dns.go:37-68, ValidateUsername, at v0.27.1): two characters or more, a letter

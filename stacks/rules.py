@@ -15,15 +15,16 @@ from typing import Literal
 import yaml
 
 from stacks import cel, encryption, netboot_mode, pins, releases
-from stacks.addresses import Held
+from stacks.addresses import CLIENTS, Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.bus_paths import by_path_pattern, can_match, kernel_name_pattern
 from stacks.categories import known_categories
+from stacks.credentials import masked_kernel_arg
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import by_path_one_disk, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, one_wwn
+from stacks.disk_ids import by_path_one_disk, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, one_wwn, udev_spelling
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -308,7 +309,7 @@ def _network(net: Network) -> list[Problem]:
         "give the router's or the Pi-hole's LAN address",
     )
     for k, server in enumerate(net.dns):
-        if (why := unreachable(str(server), resolvers)) is not None:
+        if (why := unreachable(str(server), resolvers, local=net.subnets())) is not None:
             out.append(Problem(f"{NET}.dns[{k}]", why))
     seen_ids: dict[int, int] = {}
     seen_names: dict[str, int] = {}
@@ -825,26 +826,42 @@ def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Networ
     Service network: that cluster's machines route it to their pods (flannel's routes on the Pis, Cilium's on Arda) or
     their Services (kube-proxy's and Cilium's DNAT), never to the device. The backup target's server and the DNS
     servers are reached from both clusters (k3s's etcd snapshots and the Pis' resolvers; VolSync, talos-backup and
-    Talos's resolvers); the NFS class's server from Arda's pods alone (plans.storage: csi-driver-nfs on Arda). `target`:
-    the backup target as written."""
+    Talos's resolvers); the NFS class's server from Arda's pods alone (plans.storage: csi-driver-nfs on Arda), an NTP
+    server of Arda's Talos patches from Arda's machines alone. `target`: the backup target as written. A host entry's
+    address is left out: a name pinned to a ClusterIP is what Cilium's socket load balancing serves. An NTP server at a
+    loopback, unspecified or link-local address is refused too: no Talos machine serves NTP to itself, and no host of
+    the LAN answers at those."""
     if network is None:
         return []
     own = network.subnets()
     clusters = cluster_networks(p)
-    devices: list[tuple[str, IPv4Address, str]] = [(f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs")]
+    devices: list[tuple[str, IPv4Address, str]] = [(f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs", "ntp")]
     devices += [(f"{NET}.dns[{k}]", ip, "dns") for k, ip in enumerate(network.dns)]
-    names = {"nas": "the NAS", "nfs": "the NFS server", "dns": "the DNS server"}
+    names = {"nas": "the NAS", "nfs": "the NFS server", "dns": "the DNS server", "ntp": "the NTP server"}
+    shown = {f"iluvatar:{h.path}": h.name for h in held if h.kind == "ntp" and h.name}
     out: list[Problem] = []
     for path, ip, kind in devices:
+        if kind == "ntp" and (ip.is_loopback or ip.is_unspecified or ip.is_link_local):
+            what = "a loopback" if ip.is_loopback else "the unspecified" if ip.is_unspecified else "a link-local"
+            out.append(
+                Problem(
+                    path,
+                    f"{shown.get(path, ip)} is {what} address, where no NTP server answers Arda's machines (Talos runs none of its own), "
+                    f"so {CLIENTS['ntp']}; write the LAN address of the NTP server (the router, a NAS), or remove it (with no server "
+                    "left, Talos asks time.cloudflare.com)",
+                )
+            )
+            continue
         if any(ip in n for n in own):
             continue
-        seen = [c for c in clusters if kind != "nfs" or c.key != ""]
+        # The backups' server and the DNS servers are both clusters'; the NFS class's server and an NTP server Arda's.
+        seen = [c for c in clusters if kind not in ("nfs", "ntp") or c.key != ""]
         met = [c for c in seen if ip in c.net]
         if not met:
             continue
         whose = "the Ainur's machines" if met[0].key == "" else "Arda's machines"
         outside = ", ".join(str(c.net) for c in seen)
-        written = f"{target}: its server {ip}" if kind == "nas" else str(ip)
+        written = f"{target}: its server {ip}" if kind == "nas" else shown.get(path, str(ip))
         out.append(
             Problem(
                 path,
@@ -1857,12 +1874,22 @@ def _selector_may_take(selector: DiskSelector, disk: str, card_first: bool = Fal
     elif selector.model is not None and disk.startswith("/dev/disk/by-id/"):
         parts = _by_id_name(disk).split("_")
         bus, _, first = parts[0].partition("-")
-        if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:
+        if bus == "nvme" and first:
+            # An NVMe link's model is the sysfs model Talos reads (ID_MODEL=$attr{model}), spelled by udev.
             names = ["_".join([first, *parts[1:k]]) for k in range(1, len(parts) + 1)]
-            pattern = selector.model.replace(" ", "_")
+            pattern = "*".join(udev_spelling(part) for part in selector.model.split("*"))
             if not any(glob(pattern, n) for n in names):
                 return None
             found.append(f"model {selector.model} matches the model in its by-id name")
+        elif bus in ("ata", "scsi", "usb", "mmc"):
+            # Talos globs the sysfs device/model (go-blockdevice block/device_linux.go:343 at v2.0.3): for a disk behind
+            # the SCSI layer the 16-character INQUIRY product (libata's is the first 16 characters of the IDENTIFY model,
+            # USB's the bridge's, without the vendor usb_id writes first), which this link, udev's IDENTIFY model or
+            # vendor_model, does not tell; an MMC card has its name there, not a model.
+            found.append(
+                f"model {selector.model} is matched against the model the disk reports to the kernel, its 16-character SCSI "
+                f"INQUIRY product as `talosctl get disks` shows it, which its {bus}- link does not spell"
+            )
     return "; ".join(found) or None
 
 
@@ -2293,24 +2320,38 @@ def _has(patch: dict[str, object], keys: tuple[str, ...]) -> bool:
 
 
 # A PTP clock is a time source, not a disk: machine.time.servers takes "the path to the PTP device as \"/dev/ptp0\" or
-# \"/dev/ptp_kvm\"" beside NTP servers (machinery v1.14.1 config/types/v1alpha1/v1alpha1_types.go:784-785).
+# \"/dev/ptp_kvm\"" beside NTP servers (machinery v1.14.1 config/types/v1alpha1/v1alpha1_types.go:784-785), as do a
+# TimeSyncConfig's ntp.servers (Talos reads any /dev/ path among the servers as a PTP device: internal/pkg/ntp/ntp.go:305
+# at v1.13.0, IsPTPDevice) and ptp.devices (config/types/network/time_sync.go:84-91 at v1.13.0). Only at those keys:
+# elsewhere a /dev/ptp path is a device like any other.
 _PTP_CLOCK = re.compile(r"^/dev/ptp")
+_TIME_SOURCES: dict[str | None, tuple[tuple[str, ...], ...]] = {
+    None: (("machine", "time", "servers"),),
+    "TimeSyncConfig": (("ntp", "servers"), ("ptp", "devices")),
+}
 
 
-def _device_paths(value: object) -> Iterator[str]:
-    if isinstance(value, str) and value.startswith("/dev/") and not _PTP_CLOCK.match(value):
+def _device_paths(value: object, at: tuple[str, ...] = (), clocks: tuple[tuple[str, ...], ...] = ()) -> Iterator[str]:
+    """The /dev/ paths a patch names, but a PTP clock at a key that takes one (`clocks`, by their keys from the patch's root)."""
+    if isinstance(value, str) and value.startswith("/dev/") and not (at in clocks and _PTP_CLOCK.match(value)):
         yield value
     elif isinstance(value, dict):
-        for v in value.values():
-            yield from _device_paths(v)
+        for k, v in value.items():
+            yield from _device_paths(v, (*at, str(k)), clocks)
     elif isinstance(value, list):
         for v in value:
-            yield from _device_paths(v)
+            yield from _device_paths(v, at, clocks)
 
 
-def yaml_flow(value: object) -> str:
-    """A value as YAML spells it on one line (`[console=ttyS2, quiet]`, `true`), for a message."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+def yaml_flow(value: object, unicode: bool = False) -> str:
+    """A value as YAML spells it on one line (`[console=ttyS2, quiet]`, `true`), for a message; `unicode` writes a
+    character outside ASCII (masked_kernel_arg's `…`) as itself."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=unicode).strip().removesuffix("\n...").strip()
+
+
+def kernel_args_flow(args: Sequence[object]) -> str:
+    """Kernel arguments for a message, each as masked_kernel_arg prints it: one may hold a credential."""
+    return yaml_flow([masked_kernel_arg(a) if isinstance(a, str) else a for a in args], unicode=True)
 
 
 def _patch(
@@ -2341,7 +2382,9 @@ def _patch(
                     where = instead.format(
                         keys=" and ".join(f"iluvatar:arda.kernelArgs.{b}" for b in sorted(set(boards))) or "iluvatar:arda.kernelArgs"
                     )
-                    yield Problem(path, f"sets machine.install.{key} ({yaml_flow(install[key])}); {INSTALL_APPLIES} {where}")
+                    value = install[key]
+                    shown = kernel_args_flow(value) if key == "extraKernelArgs" and isinstance(value, list) else yaml_flow(value)
+                    yield Problem(path, f"sets machine.install.{key} ({shown}); {INSTALL_APPLIES} {where}")
     else:
         if "apiVersion" not in patch:
             yield Problem(path, f"document {kind} has no apiVersion")
@@ -2357,7 +2400,9 @@ def _patch(
     machine_section = patch.get("machine") if "kind" not in patch else None
     install_section = machine_section.get("install") if isinstance(machine_section, dict) else None
     system_disk = install_section.get("disk") if isinstance(install_section, dict) else None
-    for device in sorted(set(_device_paths(patch))):
+    kind = patch.get("kind")
+    clocks = _TIME_SOURCES.get(kind, ()) if kind is None or isinstance(kind, str) else ()
+    for device in sorted(set(_device_paths(patch, (), clocks))):
         taken = next(((key, disk) for key, disk in ceph if _one_disk(device, disk)), None)
         if taken is not None:
             key, disk = taken
@@ -2465,6 +2510,8 @@ def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str,
         fix = (
             f"write `{_off_ceph(e.fix, ceph)}`"
             if e.fix is not None
+            else e.advice
+            if e.advice is not None
             else "write it in what Talos's environment has (disk.<field>, system_disk, glob() and the uint size units, as "
             "in Talos's own `disk.size > 120u * GB && disk.size < 1u * TB`)"
         )
@@ -2751,6 +2798,57 @@ def _talos_patches(p: Parsed) -> list[Problem]:
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes], everyone)
     if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
         out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
+    return out + _time_sync_conflicts(p)
+
+
+# The v1alpha1 time settings Talos refuses beside a TimeSyncConfig document in one machine's config, each with its
+# error and the document's key that takes it (siderolabs/talos pkg/machinery/config/types/network/time_sync.go,
+# V1Alpha1ConflictValidate: :151, :155, :159 at v1.12.4 and v1.13.0, :169, :173, :177 at v1.14.0-rc.1).
+TIME_SYNC_CONFLICTS = {
+    "disabled": ("time sync cannot be disabled in both v1alpha1 and new-style configuration", "set the document's enabled: false"),
+    "servers": ("time servers cannot be specified in both v1alpha1 and new-style configuration", "write the servers in the document's ntp.servers"),
+    "bootTimeout": (
+        "boot timeout cannot be specified in both v1alpha1 and new-style configuration",
+        "write the timeout as the document's bootTimeout",
+    ),
+}
+
+
+def _time_sync_conflicts(p: Parsed) -> list[Problem]:
+    """machine.time of a v1alpha1 patch beside a TimeSyncConfig document that reaches the same machine: every patch of
+    arda.patches and each machine's own talosPatches are one machine's config, which Talos refuses whole
+    (TIME_SYNC_CONFLICTS). Said once for each pair of patches, at the v1alpha1 key."""
+    if p.arda is None:
+        return []
+    shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)]
+    said: set[tuple[str, str]] = set()
+    out: list[Problem] = []
+    for i, node in p.nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        patches = [*shared, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]
+        documents = [path for path, patch in patches if patch.get("kind") == "TimeSyncConfig"]
+        if not documents:
+            continue
+        for path, patch in patches:
+            machine = patch.get("machine") if "kind" not in patch else None
+            time = machine.get("time") if isinstance(machine, dict) else None
+            if not isinstance(time, dict) or (path, documents[0]) in said:
+                continue
+            for key, (error, instead) in TIME_SYNC_CONFLICTS.items():
+                value = time.get(key)
+                if (value is not True) if key == "disabled" else not value:
+                    continue  # disabled: false, an empty list, a zero timeout: Talos reads none of them as set
+                said.add((path, documents[0]))
+                everyone = path.startswith("iluvatar:arda.") and documents[0].startswith("iluvatar:arda.")
+                out.append(
+                    Problem(
+                        f"{path}.machine.time.{key}",
+                        f"{yaml_flow(value)}, and the TimeSyncConfig document {documents[0].removeprefix('iluvatar:')}, both in the "
+                        f'config of {"every Arda machine" if everyone else node.name}: Talos refuses the config ("{error}"); '
+                        f"{instead} and remove machine.time.{key}",
+                    )
+                )
     return out
 
 
@@ -2779,7 +2877,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
         Problem(
             f"iluvatar:arda.kernelArgs.{board}",
             f"no Arda machine is a {board} (Arda's boards: {', '.join(sorted(used)) or 'none'}), so no schematic would carry "
-            f"{yaml_flow(list(args))}; key them by one of those boards",
+            f"{kernel_args_flow(args)}; key them by one of those boards",
         )
         for board, args in p.arda.kernel_args.items()
         if board not in used

@@ -474,7 +474,8 @@ def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainu
             f"{shown} is {arda_held[ip]}, which serves no NFS: {fix}",
         )
         return
-    if (why := unreachable(server, Clients("Arda's nodes", "so no volume would mount", "give the NAS's LAN address"))) is not None:
+    local = network.subnets() if network is not None else []
+    if (why := unreachable(server, Clients("Arda's nodes", "so no volume would mount", "give the NAS's LAN address"), local=local)) is not None:
         yield Problem(path, why)
         return
     # Inside a range the homelab lends (network.dhcpRange, the load-balancer pool) the server is refused by stacks.addresses,

@@ -599,6 +599,22 @@ SELECTORS = [
     "string(disk.size) == '1'",
     "disk.symlinks[0] == 'x'",
     "disk.symlinks.map(l, l).size() > 0",
+    "disk.size\u00a0> 10u",
+    "disk.size >\v10u",
+    "disk.size > 0X10u",
+    "disk.dev_path == 'a\rb'",
+    "disk.size > \u0661u",
+    "disk.size > 0100u * GB",
+    "(" * 249 + "system_disk" + ")" * 249,
+    "(" * 250 + "system_disk" + ")" * 250,
+    "disk.size > 100u * GB == system_disk",
+    "disk.model == 'x' == true",
+    "!" * 500 + "system_disk",
+    "system_disk" + " == true" * 250,
+    "system_disk" + " == true" * 251,
+    "disk.size > 0u" + " + 1u" * 249,
+    "disk.size > 0u" + " + 1u" * 250,
+    " && ".join(["system_disk"] * 400),
 ]
 
 

@@ -819,6 +819,16 @@ ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
             f'arda.nodes is "[secret]", as `pulumi stack output --json` writes a secret without --show-secrets, and the day-2 checks read it; {SHOW}',
         ),
         (lambda o: o.update(storage=5), f"storage is 5, not a mapping, as this program writes it; {WRITTEN}"),
+        # An output encoded twice, and a long one of another type: the echo is cut to its head and its length.
+        (
+            lambda o: o.update(storage=json.dumps({"classes": {"ceph-block": "x" * 100}})),
+            'storage is a string holding JSON ("{\\"classes\\": {\\"ceph-block\\": \\"xxxxxxxxxxxxxxxxxxxxxxxxxx... '
+            f"(139 characters)): the output encoded twice, not a mapping, as this program writes it; decode it once, or {WRITTEN}",
+        ),
+        (
+            lambda o: o.update(storage=["y" * 100]),
+            f'storage is ["yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy... (104 characters), not a mapping, as this program writes it; {WRITTEN}',
+        ),
         (
             lambda o: o["arda"].pop("nodes"),
             "arda.nodes is missing, but arda.talosVersion records Talos v1.14.1 running: the plan reads each machine's state from it, "
@@ -864,6 +874,8 @@ ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
         "ainur-dnsmasq-secret",
         "arda-nodes-secret",
         "storage-number",
+        "storage-encoded-twice",
+        "storage-long-list",
         "arda-nodes-missing",
         "stack-export",
         "ainur-alone",

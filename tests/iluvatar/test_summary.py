@@ -303,6 +303,27 @@ def test_the_arda_line_prints_no_credential_of_a_kernel_argument() -> None:
     assert not any(secret in line for secret in ("JOINSECRET", "bWFjaGluZT", "PW", "TOKSECRET"))
 
 
+def test_the_arda_line_prints_no_value_of_talos_environment() -> None:
+    """talos.environment=KEY=VALUE is an environment variable for Talos's services (a proxy with its password, a cloud's
+    keys): its VALUE is never printed, and a KEY=VALUE in another argument's value is masked where KEY names a credential."""
+    stack = parse_stack(read_stack_file(RK1).config)
+    args = (
+        "talos.environment=PASSWORD=hunter2",
+        "talos.environment=AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "talos.environment=HTTPS_PROXY=http://bob:pw@proxy.lan:3128",
+        "talos.environment=NO_PROXY=.lan",
+        "mod.opt=passphrase=swordfish",
+        "mod.opt=mode=fast",
+    )
+    patched = stack.model_copy(update={"arda": stack.arda.model_copy(update={"kernel_args": {"rk1": args}})})
+    line = summary(patched)[2]
+    assert line == (
+        f"{ARDA_RK1}; rk1 boots with talos.environment=PASSWORD=*** talos.environment=AWS_SECRET_ACCESS_KEY=*** "
+        "talos.environment=HTTPS_PROXY=*** talos.environment=NO_PROXY=*** mod.opt=passphrase=*** mod.opt=mode=fast"
+    )
+    assert not any(secret in line for secret in ("hunter2", "wJalr", "bob", "swordfish"))
+
+
 APPS_RK1 = "apps: 2 (grafana, home-assistant); 0 external"
 
 

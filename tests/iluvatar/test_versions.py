@@ -82,7 +82,8 @@ def _installers_at(arda: dict[str, Any], talos: str) -> dict[str, Any]:
 HOMELAB_ORDER = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 BACK = (
     "a roll back of every machine, one machine at a time ({0} -> {1}, a patch back within v1.14, which Talos installs as it does "
-    "an upgrade: each machine drained, installed and rebooted, and checked healthy before the next)"
+    "an upgrade: each machine drained, installed and rebooted, and checked healthy before the next); it undoes the fixes of {0} on "
+    "every machine: unless it is meant, write {0} back"
 )
 
 
@@ -94,7 +95,7 @@ BACK = (
             "patch back",
             {"iluvatar:arda.talosVersion": "v1.14.0"},
             lambda o: o,
-            [f"  {i}. {n}: Talos v1.14.1 -> v1.14.0 (a roll back)" for i, n in enumerate(HOMELAB_ORDER, 1)],
+            [f"  {i}. {n}: Talos v1.14.1 -> v1.14.0 (a roll back: it undoes the fixes of v1.14.1)" for i, n in enumerate(HOMELAB_ORDER, 1)],
             ["  path to this stack's versions, one `pulumi up` each:", "    1. arda.talosVersion v1.14.0: " + BACK.format("v1.14.1", "v1.14.0")],
         ),
         # Arda at a patch newer than this Iluvatar's table knows: the stack's release is the same roll back.
@@ -102,7 +103,7 @@ BACK = (
             "outputs newer than the table",
             {},
             lambda o: {**o, "arda": _installers_at(o["arda"], "v1.14.2")},
-            [f"  {i}. {n}: Talos v1.14.2 -> v1.14.1 (a roll back)" for i, n in enumerate(HOMELAB_ORDER, 1)],
+            [f"  {i}. {n}: Talos v1.14.2 -> v1.14.1 (a roll back: it undoes the fixes of v1.14.2)" for i, n in enumerate(HOMELAB_ORDER, 1)],
             ["  path to this stack's versions, one `pulumi up` each:", "    1. arda.talosVersion v1.14.1: " + BACK.format("v1.14.2", "v1.14.1")],
         ),
         (
@@ -167,6 +168,14 @@ def test_versions_and_render_agree_against_the_same_outputs(
         rollout = (tmp_path / "out" / "rollout.txt").read_text().splitlines()
         assert rollout[-len(render_says) :] == render_says
         assert versions[-2:] == versions_says
+        # A roll back is warned of too, naming both releases, as `pulumi preview` logs it (stacks.day2._talos_rolled_back).
+        rolled = [line for line in err.splitlines() if line.startswith("warning: iluvatar:arda.talosVersion: ")]
+        running, target = render_says[0].split("Talos ", 1)[1].split(" (", 1)[0].split(" -> ")
+        assert rolled == [
+            f"warning: iluvatar:arda.talosVersion: {target} is older than {running}, which Arda runs: `up` would roll every machine back to "
+            f"it, one at a time, which undoes the fixes of {running} (Talos's patch releases carry security and bug fixes) on every "
+            f"machine; if the stack was reverted or checked out from an older commit, write {running} back"
+        ]
 
 
 def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -192,6 +201,7 @@ def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Pa
         "  path to this stack's versions: none, `pulumi up` refuses them (as `iluvatar render --previous` does):",
         "    iluvatar:ainur.k3sVersion: v1.35.8+k3s1 skips a minor: the Ainur run v1.28.15+k3s1, and k3s upgrades one minor at a time, "
         "as Kubernetes does; this Iluvatar runs the Ainur from v1.30 on, so take them one minor at a time up to a v1.29 release "
-        "with the Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then write v1.35.8+k3s1 here "
-        "(docs/day2.md#upgrading-k3s-on-the-ainur)",
+        "with the Iluvatar that deployed them (git checkout of its commit, `pulumi up`), then, with this one, set a v1.30 release "
+        "(e.g. v1.30.14+k3s2) first; the way there, one `pulumi up` each, as `iluvatar versions --previous` lays it out: v1.30.x, "
+        "v1.31.x, v1.32.x, v1.33.12+k3s1, v1.34.x, v1.35.8+k3s1 (docs/day2.md#upgrading-k3s-on-the-ainur)",
     ]

@@ -35,8 +35,10 @@ from tools.kube_cluster import K3S, TALOS, Cluster, Flavor
 FIXTURES = frozenset({"kube_talos", "kube_k3s", "kube_fresh", "kube_namespace"})
 
 
-def _shared_cluster(flavor: Flavor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(flavor, tmp_path_factory.mktemp(f"kube-{flavor.name}"))
+def _shared_cluster(flavor: Flavor, tmp_path_factory: pytest.TempPathFactory, audit: bool = False) -> Iterator[Cluster]:
+    """A control plane for a file's tests; `audit`: with the API server's audit log (a file that counts one client's
+    requests overrides its `kube_talos` with one)."""
+    cluster = Cluster(flavor, tmp_path_factory.mktemp(f"kube-{flavor.name}"), audit=audit)
     cluster.start()
     try:
         yield cluster

@@ -553,7 +553,21 @@ class Lan:
         for key in list(self.procs):
             self.stop(key)
         for ns in [*self.clients.values(), self.pi, self.router, self.switch]:
+            end_all(ns)
             sh("ip", "netns", "delete", ns, check=False)
+
+
+def end_all(ns: str, within: float = 20) -> None:
+    """Every process still in the namespace killed, and gone, before it is deleted: what the lab started is stopped by
+    its own handle, but a child of a stopped shell (a records loop's `sleep`, udhcpc's hook) is reparented to init,
+    out of any handle, and would run on in a namespace with no name left. `ip netns pids` finds them by their
+    namespace (/proc/<pid>/ns/net), whoever their parent. A plain sleep between looks, not `pause`: a teardown runs
+    after a call-off too."""
+    deadline = time.monotonic() + within
+    while pids := sh("ip", "netns", "pids", ns, check=False).stdout.split():
+        assert time.monotonic() < deadline, f"the processes of {ns} still running {within:g} s after SIGKILL: {pids}"
+        sh("kill", "-9", *pids, check=False)
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -57,6 +57,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -768,6 +769,11 @@ class Pis:
     ca_hashes: dict[str, str] = field(default_factory=dict)
     # The SSH sessions of the steps running now (`ssh`), which `hang_up` ends.
     sessions: set[subprocess.Popen[str]] = field(default_factory=set)
+    # Set by `hang_up` until the next run_like_the_engine: a session not yet started does not start, a step in its redial
+    # pause ends it at once.
+    hung_up: threading.Event = field(default_factory=threading.Event)
+    # `hang_up` and a session's start, one at a time: a session is either seen by the hang-up or sees it.
+    _dialing: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def operator(self) -> str:
@@ -846,19 +852,28 @@ class Pis:
             known.write_text(f"{host} {connection['hostKey'].strip()}\n")
         args = [require("ssh"), "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]
         args += ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"{user}@{host}", script]
-        # pulumi-command dials again while the host does not answer, up to the connection's dialErrorLimit (here 1 s
-        # apart, not its backoff): a Pi rebooting. The lab's own sshd answers at once otherwise.
-        for _ in range(int(connection.get("dialErrorLimit", 1))):
-            done = self.session(["ip", "netns", "exec", self.operator, *args], stdin or "", timeout)
+        return self.redial(["ip", "netns", "exec", self.operator, *args], stdin or "", timeout, int(connection.get("dialErrorLimit", 1)))
+
+    def redial(self, args: list[str], stdin: str, timeout: float, limit: int) -> subprocess.CompletedProcess[str]:
+        """The session `args`, dialled again while the host does not answer, as pulumi-command dials up to the
+        connection's dialErrorLimit (here 1 s apart, not its backoff): a Pi rebooting. The lab's own sshd answers at once
+        otherwise. A hang-up ends the pause at once, and the next dial is not made (`session`)."""
+        for _ in range(limit):
+            done = self.session(args, stdin, timeout)
             if done.returncode != 255 or not DIAL_FAILED.search(done.stderr):
                 return done
-            time.sleep(1)
+            self.hung_up.wait(1)
         return done
 
     def session(self, args: list[str], stdin: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        """subprocess.run(args, input=stdin, timeout=timeout), kept in `sessions` while it runs."""
-        with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        """subprocess.run(args, input=stdin, timeout=timeout), kept in `sessions` while it runs. After a hang-up, a
+        session is not started: it ends as one killed at its start would (-SIGKILL, nothing written)."""
+        with self._dialing:
+            if self.hung_up.is_set():
+                return subprocess.CompletedProcess(args, -signal.SIGKILL, "", "")
+            process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self.sessions.add(process)
+        with process:
             try:
                 out, err = process.communicate(stdin, timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -870,10 +885,14 @@ class Pis:
 
     def hang_up(self) -> None:
         """End the SSH sessions of the steps still running (`ip netns exec` execs ssh: the client itself is killed), as
-        the engine's steps end when `pulumi up` is stopped. Their threads' `communicate` returns at once; what a
-        session left running on a Pi goes with the lab's teardown (kill_all of each Pi's namespace)."""
-        for process in list(self.sessions):
-            process.kill()
+        the engine's steps end when `pulumi up` is stopped, and every session after (`hung_up`): a step between two
+        dials, or submitted and not yet dialling, ends at its next dial rather than making it. Their threads'
+        `communicate` returns at once; what a session left running on a Pi goes with the lab's teardown (kill_all of
+        each Pi's namespace)."""
+        with self._dialing:
+            self.hung_up.set()
+            for process in list(self.sessions):
+                process.kill()
 
 
 def _plug(switch: str, ns: str, mac: str | None, *addresses: str) -> None:
@@ -1250,6 +1269,7 @@ def run_like_the_engine(
             lab.ca_hashes[reg.urn] = result.stdout.strip()
         return Step(reg.name, start, time.time(), result.returncode, result.stdout, result.stderr)
 
+    lab.hung_up.clear()  # a run's hang-up ends that run's steps, not the next run's on the same lab
     with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:
         # A Ctrl-C (KeyboardInterrupt: this thread alone sees it) or a failure here ends the steps still running: else the
         # pool's `with` waited for each to its end (a roll's drain, minutes) before the run could end.

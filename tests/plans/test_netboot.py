@@ -24,6 +24,7 @@ from plans import k3s, netboot, talos
 from plans.netboot import debs
 from plans.netboot.base import DNSMASQ_ETC
 from stacks import StackConfig, load_stack_file, parse_stack, pins, read_stack_file
+from stacks.errors import StackConfigError
 from tests.edit import HOMELAB
 from tests.netns import kubeapi
 from tests.strategies import raw_stacks
@@ -97,6 +98,41 @@ def test_dnsmasq_accepts_every_mode(name: str, tmp_path: Path) -> None:
     result = dnsmasq_test(netboot.dnsmasq_conf(VARIANTS[name]()), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "syntax check OK" in result.stderr
+
+
+# Every form of lease dnsmasq reads (src/option.c:3885-3932 at v2.90): a unit in either case, a bare number of seconds
+# (quoted or not), leading zeros; dhcp-range gets it as dnsmasq reads it, and the real dnsmasq takes it.
+@pytest.mark.parametrize(
+    ("written", "rendered"),
+    [
+        ("12h", "12h"),
+        ("1w", "1w"),
+        ("2W", "2w"),
+        ("45M", "45m"),
+        ("3601s", "3601s"),
+        ("7200", "7200s"),
+        (7200, "7200s"),
+        ("0120", "120s"),
+        ("infinite", "infinite"),
+    ],
+)
+def test_every_lease_time_dnsmasq_reads_is_rendered_as_it_reads_it(written: object, rendered: str, tmp_path: Path) -> None:
+    conf = netboot.dnsmasq_conf(variant(mode="dhcp", leaseTime=written, routerPool="none"))
+    assert [line for line in conf.splitlines() if line.startswith("dhcp-range=")] == [
+        f"dhcp-range=192.168.0.100,192.168.0.199,255.255.255.0,{rendered}"
+    ]
+    result = dnsmasq_test(conf, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+# What the stack refuses as no lease time, dnsmasq refuses too (tests/fixtures/invalid_stacks.yaml, lease-time-*).
+@pytest.mark.parametrize("written", ["forever", "INFINITE", "12 h", "1x", "1ww", "1.5h"])
+def test_dnsmasq_refuses_what_the_stack_refuses_as_no_lease_time(written: str, tmp_path: Path) -> None:
+    with pytest.raises(StackConfigError, match="is not a lease time"):
+        variant(mode="dhcp", leaseTime=written, routerPool="none")
+    result = dnsmasq_test(f"dhcp-range=192.168.0.100,192.168.0.199,255.255.255.0,{written}\n", tmp_path)
+    assert result.returncode != 0
+    assert "bad dhcp-range" in result.stderr
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -64,7 +64,7 @@ def _value(match: str, name: str, system_disk: bool = False) -> object:
         ("glob('/dev/nvme?n1', disk.dev_path)", NVME, False),
         ("glob('/dev/nvme[!0]n1', disk.dev_path)", "/dev/nvme1n1", False),
         ("glob('/dev/nvme*n1', disk.dev_path)", NVME, True),
-        ("glob('S73WNJ0W*', disk.serial)", BY_ID, True),
+        ("glob('S73WNJ0W*', disk.serial)", BY_ID, U),
         ("glob('S73WNJ0W?23456A', disk.serial)", BY_ID, False),
         # symlinks: the link the inventory writes is one; another model_serial link of the bus is another disk's; a
         # kernel name tells no link.
@@ -82,11 +82,22 @@ def _value(match: str, name: str, system_disk: bool = False) -> object:
         ("'/dev/disk/by-id/nvme-eui.0025388b11223344' in disk.symlinks", BY_ID, U),
         (f"'{BY_ID}' in disk.symlinks", NVME, U),
         (f"!('{BY_ID}' in disk.symlinks)", BY_ID, False),
-        # serial: the last part of a model_serial link (before an NVMe namespace's number); wwid: a wwn or eui link's.
-        ("disk.serial == 'S73WNJ0W123456A'", BY_ID, True),
+        # serial: a run of an nvme- link's last words (before a namespace's number), as a blank in it is a `_` too; an
+        # ata-, usb- or scsi- link's is not the serial Talos reads ("" or ata_id's <model>_<serial>); wwid: a wwn or eui link's.
+        ("disk.serial == 'S73WNJ0W123456A'", BY_ID, U),
         ("disk.serial == 'S73WNJ0W999999B'", BY_ID, False),
         ("disk.serial == 'S73WNJ0W123456A'", NVME, U),
-        ("disk.serial.startsWith('S73WNJ0W')", BY_ID, True),
+        ("disk.serial.startsWith('S73WNJ0W')", BY_ID, U),
+        ("disk.serial.startsWith('S74')", BY_ID, False),
+        ("disk.serial == 'S5GXNF0R 123456'", "/dev/disk/by-id/nvme-Samsung_SSD_980_PRO_1TB_S5GXNF0R_123456", U),
+        ("disk.serial == 'S5GX NF0R'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R", U),
+        ("disk.serial.startsWith('S5GX')", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R", U),
+        ("disk.serial == 'S5GX  NF0R'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R", U),  # udev writes a run of blanks as one _
+        ("disk.serial == 'NF0R 2'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GX_NF0R_1", False),
+        ("disk.serial != 'S6PXNG0R123456' && !system_disk", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PXNG0R123456", U),
+        ("!system_disk && !disk.serial.startsWith('S6PX')", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PXNG0R123456", U),
+        ("disk.serial == ''", "/dev/disk/by-id/usb-Samsung_PSSD_T7_S6WRNS0T812345E-0:0", U),
+        ("disk.serial == 'x'", "/dev/disk/by-id/scsi-35000c500a1b2c3d4", U),
         ("disk.wwid == 'naa.5002538e4099a1b2'", WWN, True),
         ("disk.wwid == 'naa.5002538e4099ffff'", WWN, False),
         ("disk.wwid == 'naa.5002538e4099a1b2'", NVME, U),
@@ -127,6 +138,15 @@ def test_a_selector_is_three_valued_at_the_edge_of_what_the_inventory_tells(matc
         ("9223372036854775807 + 1 > 0", U),
         ("uint(-1) > 0u", U),
         ("1 % 0 == 0", U),
+        # A leading zero is base 10 (parser.go:763-795), hex is `0x` alone.
+        ("0100u == 100u && 00 == 0 && 0x0100u == 256u", True),
+        # Relations chain to the left (CEL.g4:36-39): (1 < 2) == true.
+        ("1 < 2 == true", True),
+        ("1u > 2u == false != false", True),
+        ("!" * 500 + "true", True),  # a run of ! is one rule, however long
+        ("true" + " == true" * 250, True),  # 250 relations deep: the most cel-go's parser visits
+        (" && ".join(["true"] * 400), True),
+        ("(" * 249 + "true" + ")" * 249, True),
     ],
 )
 def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: object) -> None:
@@ -230,6 +250,42 @@ def test_numbers_are_typed_and_bounded_at_each_boundary(match: str, value: objec
         ("disk.dev_path == '/dev/sd\\q'", "'/dev/sd\\q' holds \\q, no escape CEL knows (write \\\\ for a backslash)", None),
         ("disk.dev_path == '/dev/nvme0n1", "\"'/dev/nvme0n1\" is no CEL token (cel-go's parser stops there)", None),
         ("disk.size >>> 10u", "'>' is not CEL there (a syntax error to cel-go's parser)", None),
+        # cel-go's lexer is ASCII (CEL.g4:146,175,185-199): a no-break space, a vertical tab, another script's digit,
+        # `0X`, a raw CR in a quoted string.
+        (
+            "disk.size\u00a0> 10u",
+            "'\\xa0> 10u' is no CEL token: '\\xa0' (U+00A0) is no character of cel-go's lexer outside a string (its whitespace "
+            "is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an ASCII digit there",
+            "disk.size > 10u",
+        ),
+        (
+            "disk.size >\v10u",
+            "'\\x0b10u' is no CEL token: '\\x0b' (U+000B) is no character of cel-go's lexer outside a string (its whitespace "
+            "is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an ASCII digit there",
+            "disk.size > 10u",
+        ),
+        (
+            "disk.size > \u0661u",
+            "'\u0661u' is no CEL token: '\u0661' (U+0661) is no character of cel-go's lexer outside a string (its whitespace "
+            "is ASCII space, tab, CR, LF and form feed, its digits 0-9 alone); write a plain space or an ASCII digit there",
+            "disk.size > 1u",
+        ),
+        (
+            "disk.size > 0X10u",
+            "0X10u is no CEL number: cel-go's lexer reads 0 and then a name, a syntax error (a hex number is written 0x10u)",
+            "disk.size > 0x10u",
+        ),
+        ("disk.dev_path == 'a\rb'", "\"'a\\rb'\" is no CEL token (cel-go's parser stops there)", None),
+        (
+            "system_disk" + " == true" * 251,
+            "it nests 251 operators, selects and calls deep, more than cel-go's parser visits: max recursion depth exceeded (250, parser.go:54-56)",
+            None,
+        ),
+        (
+            "(" * 250 + "system_disk" + ")" * 250,
+            "it nests deeper than cel-go's parser reads: expression recursion limit exceeded: 250 (parser.go:54-56)",
+            None,
+        ),
         ("100. > 1.0", "a name expected after '.', '>' found (a syntax error to cel-go's parser)", None),  # a double needs digits after its dot
         ("9223372036854775808 > 0", "9223372036854775808 is out of the range of an int (cel-go's parser refuses it)", None),
         (
@@ -342,6 +398,7 @@ ATA = "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PUNX0T123456"
         ("disk.model == 'Samsung SSD 870 EVO 1TB'", NVME_NVME, False),
         ("disk.serial == 'S64ANS0T123456'", NVME_NVME, True),
         ("disk.model == 'Samsung SSD 870 EVO 1TB'", ATA, U),
+        ("disk.model == 'Samsung SSD  980'", "/dev/disk/by-id/nvme-Samsung_SSD_980_S5GXNF0R", U),  # two blanks: one _
         ("disk.model == 'Samsung SSD 870 EVO 1TB'", NVME, U),
         ("disk.model == 'Fanxiang S500PRO 1TB'", DIGITS, U),
         ("disk.model == 'Fanxiang S500PRO 1TB'", f"{DIGITS}_1", U),

@@ -17,8 +17,10 @@ from stacks.chart_images import reference
 from stacks.model import Arda, GitOps
 from tools import upstream
 
+
 # The keys of an image's mapping each chart composes its reference from (stacks.chart_images).
-KEYS = {"cilium": chart_images.CILIUM_KEYS, "argo-cd": ("repository", "tag")}
+def _keys(chart: str, path: str) -> tuple[str, ...]:
+    return chart_images.CILIUM_KEYS if chart == "cilium" else chart_images.ARGOCD_KEYS.get(path, ("repository", "tag"))
 
 
 def _at(values: Any, path: str) -> Any:
@@ -41,7 +43,7 @@ def extract(chart: str, folder: Path) -> dict[str, Any]:
     if chart == "argo-cd":
         values["redis-ha"] = _merged(yaml.safe_load((folder / "charts/redis-ha/values.yaml").read_text()), values["redis-ha"])
     tables = (chart_images.CILIUM_OWN, chart_images.CILIUM_OTHERS) if chart == "cilium" else (chart_images.ARGOCD_OWN, chart_images.ARGOCD_OTHERS)
-    images = {path: {k: v for k, v in _at(values, path).items() if k in KEYS[chart]} for table in tables for path in table}
+    images = {path: {k: v for k, v in _at(values, path).items() if k in _keys(chart, path)} for table in tables for path in table}
     return {"appVersion": yaml.safe_load((folder / "Chart.yaml").read_text())["appVersion"], "images": dict(sorted(images.items()))}
 
 
@@ -53,16 +55,18 @@ def test_the_kept_images_are_the_pinned_charts_own() -> None:
 
 
 # Where a chart's templates read an image: Cilium's through its helpers (`include "cilium.image" .Values.X`, the
-# operator's own helper, SPIRE's text form), Argo CD's as `.Values.X.repository` (or global's through `default`).
-_READ = re.compile(r"\.Values\.([\w.-]*?(?:image|initImage))\b(?:\.(?:repository|override|tag))?(?![\w])")
+# operator's own helper, SPIRE's text form), Argo CD's as `.Values.X.repository` (or global's through `default`),
+# redis-ha's `.Values.sysctlImage.repository` in its helper, so read without regard to case.
+_READ = re.compile(r"\.Values\.([\w.-]*?(?:image|initImage))\b(?:\.(?:repository|override|tag))?(?![\w])", re.IGNORECASE)
 
 
 def _read(folder: Path) -> set[str]:
     found: set[str] = set()
     for template in (folder / "templates").rglob("*"):
-        if template.is_file():
+        # templates/tests/ are `helm test` pods, which Pulumi's Release never runs.
+        if template.is_file() and "tests" not in template.relative_to(folder / "templates").parts:
             for line in template.read_text().splitlines():
-                if re.search(r"^\s*-?\s*image:|cilium\.image|\.image\.(override|repository|tag)", line):
+                if re.search(r"^\s*-?\s*image:|cilium\.image|image\.(override|repository|tag)", line, re.IGNORECASE):
                     found |= {m for m in _READ.findall(line)}
     return found
 
@@ -71,12 +75,10 @@ def test_every_image_the_pinned_charts_templates_read_is_in_the_tables() -> None
     cilium = _read(upstream.chart("cilium", pins.CHARTS["cilium"]))
     assert cilium == {*chart_images.CILIUM_OWN, *chart_images.CILIUM_OTHERS}
     folder = upstream.chart("argo-cd", pins.CHARTS["argo-cd"])
-    # The redis-ha subchart's Redis and HAProxy, as the parent's values reach them; its exporter, sysctl and test images
-    # the parent leaves to the subchart, which runs only with redis-ha.enabled.
-    assert _read(folder) | {f"redis-ha.{p}" for p in _read(folder / "charts/redis-ha") if p in ("image", "haproxy.image")} == {
-        *chart_images.ARGOCD_OWN,
-        *chart_images.ARGOCD_OTHERS,
-    }
+    # The redis-ha subchart's, as the parent's values reach them; its exporter's text image is keyed by the mapping
+    # that holds it beside its tag (chart_images.ARGOCD_KEYS).
+    subchart = {f"redis-ha.{p}".removesuffix(".image") if p == "exporter.image" else f"redis-ha.{p}" for p in _read(folder / "charts/redis-ha")}
+    assert _read(folder) | subchart == {*chart_images.ARGOCD_OWN, *chart_images.ARGOCD_OTHERS}
 
 
 def test_the_charts_own_images_are_tagged_with_its_release() -> None:
@@ -150,7 +152,7 @@ def test_the_refusal_names_the_key_the_value_and_the_fix() -> None:
         "arda.cilium.version's chart ships (its appVersion): the operator would run a binary the chart's manifests and Iluvatar's "
         "values are not written for, round the rules on arda.cilium.version (1.18 or later for the cilium.io/v2 "
         "CiliumLoadBalancerIPPool, one minor at a time on upgrade), while `iluvatar versions` and the summary say 1.18.4; remove "
-        "operator.image.tag from arda.cilium.values (the chart then runs quay.io/cilium/operator-generic:v1.18.4); to run another "
+        "operator.image.tag from arda.cilium.values (the chart then runs quay.io/cilium/operator-generic:v1.18.4, by the release's digest where helm.cilium.io's chart pins one); to run another "
         "release, set arda.cilium.version to the chart that ships it; for a mirror, give its image the tag v1.18.4"
     )
     [problem] = chart_images.check(None, _gitops({"global": {"image": {"tag": "v2.8.4"}}}))
@@ -175,7 +177,6 @@ def test_the_refusal_names_the_key_the_value_and_the_fix() -> None:
             },
             {},
         ),
-        ({"operator": {"image": {"tag": "v1.18.4", "useDigest": True, "genericDigest": DIGEST}}}, {"server": {"image": {"tag": f"v3.5.2@{DIGEST}"}}}),
         ({}, {"global": {"image": {"repository": "registry.lan/argoproj/argocd"}}, "controller": {"image": {"tag": "v3.5.2"}}}),
         # Keys of an image that decide nothing of its release.
         ({"image": {"pullPolicy": "Always"}}, {"server": {"image": {"imagePullPolicy": "Always", "tag": ""}}}),
@@ -203,15 +204,123 @@ def test_a_chart_version_with_no_data_kept() -> None:
     assert [f.refused for f in chart_images.findings(None, _gitops({"server": {"image": {"tag": "v3.5.3"}}}, "10.9.0"))] == [False]
 
 
-def test_a_digest_of_ciliums_own_image_is_warned_of_until_the_tag_is_written_beside_it() -> None:
-    # The digest would stay when arda.cilium.version moves, under the next chart's tag; with the tag written beside it,
-    # the next chart version refuses the pair.
-    alone = chart_images.findings(_arda({"image": {"useDigest": True, "digest": DIGEST}}), None)
-    assert [(f.refused, f.problem.path) for f in alone] == [(False, "iluvatar:arda.cilium.values.image.digest")]
-    assert chart_images.findings(_arda({"image": {"tag": "v1.18.4", "useDigest": True, "digest": DIGEST}}), None) == []
-    assert [f.refused for f in chart_images.findings(_arda({"image": {"tag": "v1.18.4", "useDigest": True, "digest": DIGEST}}, "1.19.0"), None)] == [
-        True
+@pytest.mark.parametrize(
+    ("arda", "gitops", "path"),
+    [
+        ({"image": {"tag": f"v1.18.4@{DIGEST}"}}, {}, "arda.cilium.values.image.tag"),
+        ({"image": {"override": f"quay.io/cilium/cilium:v1.18.4@{DIGEST}"}}, {}, "arda.cilium.values.image.override"),
+        ({"image": {"repository": f"quay.io/cilium/cilium:v1.18.4@{DIGEST}", "tag": ""}}, {}, "arda.cilium.values.image.repository"),
+        # The tag written beside the digest checks nothing: it does not silence the warning.
+        ({"image": {"tag": "v1.18.4", "digest": DIGEST, "useDigest": True}}, {}, "arda.cilium.values.image.digest"),
+        ({"image": {"digest": DIGEST, "useDigest": True}}, {}, "arda.cilium.values.image.digest"),
+        # useDigest not written: the kept chart's is false, helm.cilium.io's may be true.
+        ({"operator": {"image": {"genericDigest": DIGEST}}}, {}, "arda.cilium.values.operator.image.genericDigest"),
+        ({}, {"global": {"image": {"tag": f"v3.5.2@{DIGEST}"}}}, "gitops.argocd.values.global.image.tag"),
+        ({}, {"server": {"image": {"tag": f"v3.5.2@{DIGEST}"}}}, "gitops.argocd.values.server.image.tag"),
+    ],
+)
+def test_every_digest_form_on_an_own_image_is_warned_of(arda: dict[str, Any], gitops: dict[str, Any], path: str) -> None:
+    assert [(f.refused, f.problem.path) for f in chart_images.findings(_arda(arda), _gitops(gitops))] == [(False, f"iluvatar:{path}")]
+
+
+def test_a_digest_on_an_own_image_names_what_validate_cannot_check() -> None:
+    [found] = chart_images.findings(_arda({"image": {"tag": "v1.18.4", "digest": DIGEST, "useDigest": True}}), None)
+    assert str(found.problem) == (
+        f"iluvatar:arda.cilium.values.image.digest: {DIGEST} makes the agent run quay.io/cilium/cilium:v1.18.4@{DIGEST}: a "
+        "container runtime pulls by the digest and reads the tag as a label only, so the digest decides the release, and "
+        f"validate cannot tell which release {DIGEST} is: it keeps no digest of Cilium 1.18.4's own images (the chart it reads "
+        "is built from Cilium's Go module tree at v1.18.4, whose install/kubernetes/Makefile.digests leaves them empty; the "
+        "chart helm.cilium.io publishes may pin them, and cannot be fetched here); check it is v1.18.4's (`docker buildx "
+        "imagetools inspect quay.io/cilium/cilium:v1.18.4`), or remove image.digest, image.useDigest from arda.cilium.values "
+        "(the chart then runs quay.io/cilium/cilium:v1.18.4, by the release's digest where helm.cilium.io's chart pins one)"
+    )
+    # Its fix validates without a word.
+    assert chart_images.findings(_arda({"image": {"tag": "v1.18.4"}}), None) == []
+    # The operator's digest is its cloud's: another cloud's, which the chart does not read, says nothing.
+    assert chart_images.findings(_arda({"operator": {"image": {"awsDigest": DIGEST}}}), None) == []
+    on_aws = chart_images.findings(_arda({"operator": {"image": {"awsDigest": DIGEST}}, "eni": {"enabled": True}}), None)
+    assert [(f.refused, f.problem.path) for f in on_aws] == [(False, "iluvatar:arda.cilium.values.operator.image.awsDigest")]
+
+
+def test_where_the_kept_data_has_an_own_images_digest_that_one_is_accepted_and_another_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = chart_images.chart_images("cilium", pins.CHARTS["cilium"])
+    assert real is not None
+    ours = "sha256:" + "f" * 64
+    images = {**real.images, "image": {**real.images["image"], "digest": ours, "useDigest": True}}
+    monkeypatch.setattr(chart_images, "chart_images", lambda chart, version: chart_images.ChartImages(chart, version, real.app_version, images))
+    assert chart_images.findings(_arda({"image": {"tag": f"v1.18.4@{ours}", "useDigest": False}}), None) == []
+    assert chart_images.findings(_arda({"image": {"override": f"quay.io/cilium/cilium@{ours}"}}), None) == []
+    [found] = chart_images.findings(_arda({"image": {"digest": DIGEST}}), None)
+    assert found.refused
+    assert str(found.problem) == (
+        f"iluvatar:arda.cilium.values.image.digest: {DIGEST} makes the agent run quay.io/cilium/cilium:v1.18.4@{DIGEST}, whose "
+        f"digest is not {ours}, the one Cilium 1.18.4's chart pins for v1.18.4: a container runtime pulls by the digest and "
+        "reads the tag as a label only, so the agent would run another build under the chart's tag; remove image.digest from "
+        f"arda.cilium.values (the chart then runs quay.io/cilium/cilium:v1.18.4@{ours})"
+    )
+
+
+def test_another_projects_image_pinned_by_digest_is_warned_of_as_its_tag_is() -> None:
+    found = chart_images.findings(
+        _arda({"envoy": {"image": {"digest": DIGEST}}, "certgen": {"image": {"tag": f"v0.2.4@{DIGEST}", "useDigest": False}}}),
+        _gitops({"dex": {"image": {"tag": f"v2.45.1@{DIGEST}"}}}),
+    )
+    assert [(f.refused, f.problem.path) for f in found] == [
+        (False, "iluvatar:arda.cilium.values.envoy.image.digest"),
+        (False, "iluvatar:arda.cilium.values.certgen.image.tag"),
+        (False, "iluvatar:gitops.argocd.values.dex.image.tag"),
     ]
+    assert str(found[2].problem) == (
+        f"iluvatar:gitops.argocd.values.dex.image.tag: v2.45.1@{DIGEST} runs Dex by the digest {DIGEST}, where Argo CD 10.8.0's "
+        "chart pins it by its tag v2.45.1 alone: a container runtime pulls by the digest and reads the tag as a label only, so "
+        f"Dex runs whichever build {DIGEST} is, which validate cannot tell: right for a security fix of that line, but the "
+        "chart's pin follows each chart version and this digest stays at every one; else remove dex.image.tag from "
+        "gitops.argocd.values"
+    )
+    # The chart's own digest, written out: nothing.
+    envoy = "sha256:1deb6709afcb5523579bf1abbc3255adf9e354565a88c4a9162c8d9cb1d77ab5"
+    assert chart_images.findings(_arda({"envoy": {"image": {"digest": envoy}}}), None) == []
+
+
+def test_redis_has_exporter_and_sysctl_images_are_checked_as_its_redis_is() -> None:
+    found = chart_images.findings(None, _gitops({"redis-ha": {"exporter": {"tag": "v0.1.0"}, "sysctlImage": {"tag": "1.0"}}}))
+    assert [(f.refused, f.problem.path) for f in found] == [
+        (False, "iluvatar:gitops.argocd.values.redis-ha.exporter.tag"),
+        (False, "iluvatar:gitops.argocd.values.redis-ha.sysctlImage.tag"),
+    ]
+    [text] = chart_images.findings(None, _gitops({"redis-ha": {"exporter": {"image": "ghcr.io/oliver006/redis_exporter:v1.75.0"}}}))
+    assert text.refused and text.problem.path == "iluvatar:gitops.argocd.values.redis-ha.exporter.image"
+    assert chart_images.findings(None, _gitops({"redis-ha": {"sysctlImage": {"registry": "registry.lan:5000", "tag": "1.38.0"}}})) == []
+
+
+def test_an_argocd_image_written_as_text_is_refused_with_the_mapping_the_chart_reads() -> None:
+    [problem] = chart_images.check(None, _gitops({"server": {"image": "quay.io/argoproj/argocd:v2.9.0"}}))
+    assert str(problem) == (
+        "iluvatar:gitops.argocd.values.server.image: quay.io/argoproj/argocd:v2.9.0 is not a mapping, but Argo CD's chart reads "
+        "server.image.repository and server.image.tag from it for the API server, and Helm fails on it wherever the chart "
+        "renders the API server (can't evaluate field … in type interface {}), in the middle of pulumi up, after both "
+        "clusters are made; write server.image: {repository: quay.io/argoproj/argocd} (v2.9.0 is not v3.5.2, the Argo CD the "
+        "chart ships: to run it, set gitops.argocd.version to the chart that ships it)"
+    )
+    # The fix validates; a tag that is the chart's is kept in it.
+    assert chart_images.check(None, _gitops({"server": {"image": {"repository": "quay.io/argoproj/argocd"}}})) == []
+    [problem] = chart_images.check(None, _gitops({"dex": {"image": "registry.lan/dexidp/dex:v2.45.1"}}))
+    assert problem.message.endswith("write dex.image: {repository: registry.lan/dexidp/dex, tag: v2.45.1}")
+    assert chart_images.findings(None, _gitops({"dex": {"image": {"repository": "registry.lan/dexidp/dex", "tag": "v2.45.1"}}})) == []
+
+
+def test_an_operator_mirror_named_by_its_full_image_name_is_refused() -> None:
+    [problem] = chart_images.check(_arda({"operator": {"image": {"repository": "registry.lan/cilium/operator-generic"}}}), None)
+    assert str(problem) == (
+        "iluvatar:arda.cilium.values.operator.image.repository: registry.lan/cilium/operator-generic names the operator's image "
+        "in full, but Cilium's chart appends the cloud to operator.image.repository itself "
+        "(templates/cilium-operator/_helpers.tpl:35, `<repository>-<cloud><suffix>`), so the operator would pull "
+        "registry.lan/cilium/operator-generic-generic:v1.18.4, no image Cilium builds, and go into ImagePullBackOff; write "
+        "operator.image.repository: registry.lan/cilium/operator, the name without -generic"
+    )
+    assert chart_images.findings(_arda({"operator": {"image": {"repository": "registry.lan/cilium/operator"}}}), None) == []
+    # The chart writes an override as it is: the full name is right there.
+    assert chart_images.findings(_arda({"operator": {"image": {"override": "registry.lan/cilium/operator-generic:v1.18.4"}}}), None) == []
 
 
 def test_a_tag_beside_the_charts_own_digest_is_said_to_be_a_label_only() -> None:
@@ -232,5 +341,5 @@ def test_a_tag_that_is_not_text_is_said_once_and_a_repository_set_to_null_is_no_
     assert str(problem) == (
         "iluvatar:arda.cilium.values.image.repository: null is no image reference a container runtime can pull: Cilium's "
         "chart writes the image of the agent as :v1.18.4, and the pod would fail with InvalidImageName; remove image.repository "
-        "from arda.cilium.values (the chart then runs quay.io/cilium/cilium:v1.18.4)"
+        "from arda.cilium.values (the chart then runs quay.io/cilium/cilium:v1.18.4, by the release's digest where helm.cilium.io's chart pins one)"
     )

@@ -765,6 +765,13 @@ def test_every_key_after_another_namespaces_or_a_known_section_is_kept() -> None
         ("console=ttyS2,1500000", "console=ttyS2,1500000"),
         ("ip=192.168.0.21::192.168.0.1:255.255.255.0::eth0:off", "ip=192.168.0.21::192.168.0.1:255.255.255.0::eth0:off"),
         ("quiet", "quiet"),
+        # talos.environment=KEY=VALUE: VALUE never (a proxy's password, a cloud's key); KEY=VALUE in another argument's
+        # value where KEY names a credential.
+        ("talos.environment=PASSWORD=hunter2", "talos.environment=PASSWORD=***"),
+        ("talos.environment=HTTPS_PROXY=http://proxy.lan:3128", "talos.environment=HTTPS_PROXY=***"),
+        ("talos.environment=GODEBUG=x509sha1=1", "talos.environment=GODEBUG=***"),
+        ("module.opt=password=abc", "module.opt=password=***"),
+        ("module.opt=mode=fast", "module.opt=mode=fast"),
     ],
 )
 def test_a_kernel_argument_is_printed_without_what_may_hold_a_credential(arg: str, shown: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -275,13 +276,19 @@ def _edited(tmp_path: Path, set_: dict[str, object]) -> StackConfig:
                     (
                         day2.K3S,
                         f"{k3s} embeds etcd 3.6, and the Ainur run v1.33.6+k3s1, whose etcd 3.5 is older than v3.5.26: etcd moves to "
-                        "3.6 safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them); set "
-                        f"v1.33.12+k3s1 first (etcd 3.5.26 or later), then v1.34, then {k3s} (docs/day2.md#upgrading-k3s-on-the-ainur)",
+                        f"3.6 safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them){skips}; "
+                        "set v1.33.12+k3s1 first; the way there, one `pulumi up` each, as `iluvatar versions --previous` lays it out: "
+                        f"{way} (docs/day2.md#upgrading-k3s-on-the-ainur)",
                     )
                 ],
             )
-            # A patch within 1.33 that crosses to etcd 3.6, the next minor, and a minor skip: the stop named, not "v1.34 first".
-            for k3s in ("v1.33.13+k3s1", "v1.34.2+k3s1", "v1.35.0+k3s1")
+            # A patch within 1.33 that crosses to etcd 3.6, the next minor, and a minor skip: the stop named first, and the
+            # way on from it (stacks.day2.k3s_path), never "v1.34 first".
+            for k3s, skips, way in (
+                ("v1.33.13+k3s1", "", "v1.33.12+k3s1, v1.33.13+k3s1"),
+                ("v1.34.2+k3s1", "", "v1.33.12+k3s1, v1.34.2+k3s1"),
+                ("v1.35.0+k3s1", ", and k3s upgrades one minor at a time, as Kubernetes does", "v1.33.12+k3s1, v1.34.x, v1.35.0+k3s1"),
+            )
         ),
     ],
 )
@@ -311,6 +318,42 @@ def test_k3s_crosses_to_etcd_3_6_only_from_the_stop(tmp_path: Path, before: str,
     else:
         [message] = problems
         assert (f"embeds etcd 3.6, and the Ainur run {before}" in message) if refused == "etcd" else (refused in message)
+
+
+@pytest.mark.parametrize(
+    ("before", "k3s", "runs"),
+    [
+        # Below the floor, across etcd's move: the Iluvatar that deployed them first, then this one's way.
+        ("v1.28.15+k3s1", "v1.35.8+k3s1", ["v1.29.6+k3s1", "v1.30.14+k3s2", "v1.31.14+k3s1", "v1.32.13+k3s1", "v1.33.12+k3s1", "v1.34.12+k3s1"]),
+        ("v1.29.6+k3s1", "v1.35.8+k3s1", ["v1.30.14+k3s2", "v1.31.14+k3s1", "v1.32.13+k3s1", "v1.33.12+k3s1", "v1.34.12+k3s1"]),
+        ("v1.33.5+k3s1", "v1.35.8+k3s1", ["v1.33.12+k3s1", "v1.34.12+k3s1"]),
+        ("v1.31.4+k3s1", "v1.33.12+k3s1", ["v1.32.13+k3s1"]),
+        ("v1.33.6+k3s1", "v1.33.13+k3s1", ["v1.33.12+k3s1"]),
+    ],
+)
+def test_the_k3s_refusals_advice_taken_step_by_step_reaches_the_stacks_release(tmp_path: Path, before: str, k3s: str, runs: list[str]) -> None:
+    """What `render --previous` and `up` say of a k3s change that is no single run, followed as written: each release it
+    says to set first (a minor's example release) validates and is one run from what runs, and the next refusal starts
+    from there, until the stack's own release is accepted; a step "with the Iluvatar that deployed them" is taken as
+    that Iluvatar takes it, to a release of the minor it names."""
+    running, taken = before, []
+    for _ in range(len(runs) + 1):
+        refused = [p.message for p in day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), DeployedArda(), {"k3sVersion": running})]
+        if not refused:
+            break
+        [message] = refused
+        if (older := re.search(r"up to a (v1\.\d+) release with the Iluvatar that deployed them", message)) is not None:
+            running = f"{older.group(1)}.6+k3s1"
+        else:
+            step = re.search(r"; set (?:a v1\.\d+ release \(e\.g\. (\S+)\)|(\S+)) first; the way there", message)
+            assert step is not None, message
+            release = step.group(1) or step.group(2)
+            # The release validates, and is one run from what runs.
+            assert day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": release}), DeployedArda(), {"k3sVersion": running}) == []
+            running = release
+        taken.append(running)
+    assert taken == runs
+    assert day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), DeployedArda(), {"k3sVersion": running}) == []
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,11 @@ from stacks.disk_ids import (
     by_path_one_disk,
     glob,
     nvme_links_comparable,
+    nvme_serial_runs,
     nvme_wwid_parts,
     one_nvme_namespace,
     one_wwn,
+    udev_spelling,
 )
 from tests.edit import edit, homelab_doc, write_stack
 
@@ -115,6 +117,31 @@ def test_a_wwid_is_compared_with_a_link_case_and_all() -> None:
     assert by_id_has_wwid(link, "naa.5002538E4010A0B0")
     assert not by_id_has_wwid(link, "naa.5002538E4010a0b0")
     assert not by_id_has_wwid("/dev/disk/by-id/nvme-eui.0025388b91b2c3d4", "eui.0025388B91B2C3D4")
+
+
+def test_udev_spells_a_run_of_blanks_as_one_underscore_and_cuts_the_ends() -> None:
+    # systemd src/shared/udev-util.c, udev_replace_whitespace; then udev_replace_chars.
+    assert udev_spelling(" Samsung SSD  980\t1TB ") == "Samsung_SSD_980_1TB"
+    assert udev_spelling("WDC/WD40 (x)") == "WDC_WD40__x_"
+
+
+def test_an_nvme_serial_with_a_blank_is_any_run_of_the_links_last_words() -> None:
+    link = "/dev/disk/by-id/nvme-Samsung_SSD_980_PRO_1TB_S5GXNF0R_123456"
+    assert nvme_serial_runs("Samsung_SSD_980_S5GX_NF0R_1") == [
+        "SSD_980_S5GX_NF0R_1",
+        "980_S5GX_NF0R_1",
+        "S5GX_NF0R_1",
+        "NF0R_1",
+        "1",
+        "SSD_980_S5GX_NF0R",
+        "980_S5GX_NF0R",
+        "S5GX_NF0R",
+        "NF0R",
+    ]
+    assert by_id_has_serial(link, "S5GXNF0R 123456")
+    assert by_id_has_serial(link, "S5GXNF0R  123456")
+    assert by_id_has_serial(link, "S5GXNF0R 1*")
+    assert not by_id_has_serial(link, "S5GXNF0R 999999")
 
 
 _P = "/dev/disk/by-path/"

@@ -6,7 +6,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from stacks.errors import Problem, StackConfigError, show
+from stacks.errors import Problem, StackConfigError, show, yaml_number_text
+from stacks.load import load_yaml
 
 
 def test_report_counts_the_problems_under_the_source() -> None:
@@ -44,3 +45,23 @@ def test_report_counts_the_problems_under_the_source() -> None:
 )
 def test_a_value_is_shown_in_the_stack_files_spelling(value: object, spelt: str) -> None:
     assert show(value) == spelt
+
+
+# A serial's 8 characters written unquoted, as the stack's YAML reader (Pulumi's yaml.v3) reads them, and the text the
+# number YAML made of them is said to be written as.
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("12345678", ("12345678", "digits alone are a number to YAML")),
+        ("01234567", ("01234567", "a leading 0 makes digits an octal number to YAML")),
+        ("00000017", ("00000017", "a leading 0 makes digits an octal number to YAML")),
+        ("01234589", ("01234589", "digits with a leading 0 and an 8 or a 9 are a decimal number to YAML")),
+        ("12345e67", ("12345e67", "digits, an e and digits are a number with an exponent to YAML")),
+        ("1234e056", ("1234e056 or 12340e55", "digits, an e and digits are a number with an exponent to YAML")),
+        ("5e813307", ("", "digits, an e and digits are a number with an exponent to YAML, here too large for a float, so infinite")),
+        ("9ffefdef", None),
+        ("true", None),
+    ],
+)
+def test_the_text_an_unquoted_serial_was_read_from(written: str, said: tuple[str, str] | None) -> None:
+    assert yaml_number_text(load_yaml(f"serial: {written}")["serial"], 8) == said

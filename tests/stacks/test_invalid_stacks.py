@@ -186,10 +186,68 @@ def test_problems_from_every_section_are_reported_together(tmp_path: Path) -> No
     ]
 
 
-def test_the_fix_a_headscale_url_with_a_path_is_given_validates(tmp_path: Path) -> None:
-    # The host alone, as the message writes it, in place of the URL with its path: the stack validates.
-    case = next(c for c in CASES if c["name"] == "remote-access-headscale-url-with-a-path")
-    fix = case["expect"][0].rsplit("; write ", 1)[1]
+@pytest.mark.parametrize(
+    "name",
+    [
+        "remote-access-headscale-url-with-a-path",
+        "remote-access-headscale-url-with-a-user",
+        "remote-access-headscale-url-with-a-user-and-a-path",
+        "remote-access-headscale-url-with-a-query",
+        "remote-access-headscale-url-with-a-port-a-path-and-a-fragment",
+    ],
+)
+def test_the_fix_a_headscale_url_with_more_than_its_host_is_given_validates(name: str, tmp_path: Path) -> None:
+    # The host alone, as the message writes it, in place of the URL with its user, path, query or fragment (a port
+    # other than 443 left out, as said): the stack validates.
+    case = next(c for c in CASES if c["name"] == name)
+    fix = case["expect"][0].rsplit("; write ", 1)[1].split(" (without :", 1)[0]
+    assert "@" not in fix
     remote = case["set"]["iluvatar:remoteAccess"]
     doc = edit(homelab_doc(), {"iluvatar:remoteAccess": {**remote, "headscale": {**remote["headscale"], "url": fix}}})
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+def test_the_fix_a_time_sync_conflict_is_given_validates(tmp_path: Path) -> None:
+    # The servers moved into the TimeSyncConfig document and machine.time.servers removed, as the message says.
+    case = next(c for c in CASES if c["name"] == "talos-patch-time-servers-beside-a-time-sync-config")
+    assert case["expect"][0].endswith("; write the servers in the document's ntp.servers and remove machine.time.servers")
+    v1alpha1, document = case["set"]["iluvatar:arda.patches"]
+    servers = v1alpha1["machine"]["time"].pop("servers")
+    document["ntp"]["servers"] = servers
+    doc = edit(homelab_doc(), {"iluvatar:arda.patches": [v1alpha1, document]})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+@pytest.mark.parametrize("name", ["talos-patch-host-entry-pins-zone-names-elsewhere", "talos-patch-static-host-config-pins-a-zone-name-elsewhere"])
+def test_the_fix_a_host_entry_pinning_a_zone_name_is_given_validates(name: str, tmp_path: Path) -> None:
+    # Each refused name removed from its entry, as the message says: the stack validates.
+    case = next(c for c in CASES if c["name"] == name)
+    refused = [m.split(": ", 1)[1].split(" is a name of the internal zone", 1)[0] for m in case["expect"]]
+    assert all(f"; remove {n} from the entry (the zone already answers it)" in m for n, m in zip(refused, case["expect"], strict=True))
+    key, patches = next(iter(case["set"].items()))
+    for patch in patches:
+        entries = patch["machine"]["network"]["extraHostEntries"] if "machine" in patch else [patch]
+        for entry in entries:
+            names = "aliases" if "aliases" in entry else "hostnames"
+            entry[names] = [n for n in entry[names] if n not in refused]
+    doc = edit(homelab_doc(), {key: patches})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+_POOL_FIX = re.compile(r"^iluvatar:arda\.discovery\.pool: .*, e\.g\. \{start: (?P<start>[0-9.]+), end: (?P<end>[0-9.]+)\}$")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if any(_POOL_FIX.match(e) for e in c["expect"])], ids=lambda c: c["name"])
+def test_the_discovery_pool_a_message_offers_is_one_every_rule_takes(case: dict[str, Any], tmp_path: Path) -> None:
+    found = next(m for e in case["expect"] if (m := _POOL_FIX.match(e)))
+    doc = edit(homelab_doc(), case.get("set"), case.get("delete"))
+    doc["config"]["iluvatar:arda"]["discovery"]["pool"] = {"start": found["start"], "end": found["end"]}
+    path = write_stack(tmp_path, doc)
+    try:
+        load_stack_file(path, require_secrets=True)
+        left = []
+    except StackConfigError as err:
+        left = [str(p) for p in err.problems]
+    # No problem of the pool's is left, and the fix brings none of its own (a route the pool held goes with it).
+    assert [p for p in left if p.startswith("iluvatar:arda.discovery")] == []
+    assert set(left) <= set(case["expect"])

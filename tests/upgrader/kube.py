@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from plans import storage
-from tests.upgrader.run import Result, upgrader, upgrader_watched
+from tests.upgrader.run import Result, binary, upgrader, upgrader_watched
 from tools.kube_cluster import Cluster
 from tools.talos_api import TalosAPI, mac, scenario
 
@@ -138,6 +138,35 @@ def api_requests(cluster: Cluster, **labels: str) -> int:
     status, text = cluster.client.request("GET", "/metrics")
     assert status == 200, text
     return sum(int(n) for series, n in _REQUESTS.findall(text) if labels.items() <= dict(_LABEL.findall(series)).items())
+
+
+def audit_mark(cluster: Cluster) -> int:
+    """Where the API server's audit log ends now (a cluster started with `audit`): `upgrader_requests` counts from there."""
+    return cluster.audit_log.stat().st_size if cluster.audit_log.exists() else 0
+
+
+def upgrader_requests(cluster: Cluster, since: int, verb: str, resource: str, namespace: str, name: str) -> int:
+    """How many requests of the upgrader's own the API server answered since the audit log's `since`, on one object: its
+    audit log (a cluster started with `audit`; Metadata level, tools/kube_cluster.py AUDIT_POLICY) names each request's
+    client by its user agent, which client-go makes from the program's file name (k8s.io/client-go rest/config.go,
+    DefaultUserAgent: "<os.Args[0]'s base>/<version> ..."), where apiserver_request_total counts every client's, a leftover
+    run's or a controller's too. An event is written once the request is answered (stage ResponseComplete)."""
+    agent = f"{binary().name}/"
+    with cluster.audit_log.open("rb") as log:
+        log.seek(since)
+        lines = log.read().split(b"\n")[:-1]  # the last line only once it is whole
+    count = 0
+    for line in lines:
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if (
+            event["stage"] == "ResponseComplete"
+            and event["verb"] == verb
+            and event.get("userAgent", "").startswith(agent)
+            and (ref.get("resource"), ref.get("namespace"), ref.get("name")) == (resource, namespace, name)
+        ):
+            count += 1
+    return count
 
 
 def evictions_refused(cluster: Cluster) -> int:

@@ -97,7 +97,14 @@ def upgrader_watched(
     as a failure that says what it saw last (upgrader/internal/stop), as Pulumi's cancelled step does, and its lines are
     read to the end, each still handed to `on_line` (the test acts at the undo's steps too; its answer then changes
     nothing): a test that means "this wait does not pass" stops it once the wait said what it waits on, however long
-    the steps before it took, rather than betting a --timeout on where the run will be when it ends."""
+    the steps before it took, rather than betting a --timeout on where the run will be when it ends. `on_line` must
+    therefore be idempotent for a line that comes again after the stop.
+
+    A callback that raises (a wait of the test's own that timed out) ends the upgrader before the error goes on: SIGTERM
+    and its grace, so it puts back what it changed in the module's shared cluster, then SIGKILL. Left running, it went on
+    draining and polling there for the rest of its --timeout, and died at its next line to the closed stderr (Go's runtime
+    ends a process writing to a broken pipe on fd 2, os/signal's doc; the upgrader's main.go notifies SIGINT and SIGTERM
+    alone) in the middle of its undo."""
     env = {k: v for k, v in os.environ.items() if k != RECORD}
     if record is not None:
         env[RECORD] = json.dumps(record) + "\n"
@@ -119,11 +126,29 @@ def upgrader_watched(
                     break
         stdout = process.stdout.read()
         code = process.wait(timeout=30)
+    except BaseException:
+        end(process)
+        raise
     finally:
+        # Cancelled once the process is reaped, never before: the timer is the bound on a run the test stopped reading.
         killer.cancel()
         process.stderr.close()
         process.stdout.close()
     return Result(code, stdout, "".join(lines))
+
+
+def end(process: subprocess.Popen[str]) -> None:
+    """Stop a run the test gave up on as Pulumi stops a cancelled step: SIGTERM, GRACE_S for its undo, then SIGKILL; reaped.
+    Its pipes are read meanwhile, so a run saying its undo step by step never blocks on a full pipe nor writes to a
+    closed one."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.stdin = None  # written and closed at the start: communicate() would flush it
+    try:
+        process.communicate(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
 
 
 def started(args: Iterable[str], stdin: dict[str, Any] | None = None) -> subprocess.Popen[str]:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from iluvatar import golang
 from iluvatar import upgrader as product
 from plans import bringup
 from plans.storage import NOOUT_SET, NOOUT_UNSET
+from tests.kube.plugin import _shared_cluster
 from tests.upgrader.kube import (
     HELD,
     NEW,
@@ -28,7 +32,7 @@ from tests.upgrader.kube import (
     _last,
     _owed,
     _sysctl,
-    api_requests,
+    audit_mark,
     budget,
     control_plane_images,
     deployment,
@@ -42,9 +46,10 @@ from tests.upgrader.kube import (
     running,
     stopped_waiting,
     unique,
+    upgrader_requests,
 )
 from tests.upgrader.run import GRACE_S, mutations, step, upgrader, upgrader_watched
-from tools.kube_cluster import Cluster
+from tools.kube_cluster import TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
 pytestmark = pytest.mark.kube
@@ -54,6 +59,13 @@ STOPPING = (
     "upgrader: -: SIGTERM: stopping: every wait ends now, as a failure; putting back a drain before a reboot may take up to 1m0s, "
     "and the upgrader ends within 1m15s"
 )
+
+
+@pytest.fixture(scope="module")
+def kube_talos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """tests.kube.plugin's, with the API server's audit log, which tells the upgrader's requests from others'
+    (`upgrader_requests`)."""
+    yield from _shared_cluster(TALOS, tmp_path_factory, audit=True)
 
 
 def _machine_status_reads(api: TalosAPI, name: str) -> int:
@@ -186,18 +198,23 @@ def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kub
         refused = evictions_refused(kube_talos)
 
         def held(line: str) -> bool:
-            # The drain is held: stopped (SIGTERM, as Pulumi stops a cancelled step) once kubectl tried the eviction
-            # again (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:295-320: 5 s after the refusal), so the refusal is seen
-            # said once over two tries. A short --timeout would end the run wherever it is then: on a loaded machine,
-            # before the drain's first try, or between the tries.
+            # The drain is held: stopped (SIGTERM, as Pulumi stops a cancelled step) once kubectl's second retry was
+            # refused, so the refusal is seen said once over two tries the upgrader handled. kubectl tries again 5 s after
+            # its eviction call returned (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:295-320), and the upgrader's
+            # wrapper of that call says the refusal before it returns (upgrader/internal/kube/refused.go, `seen`): the
+            # third refusal is counted only after the second was handled. The second's count alone is not enough: the
+            # API server counts a request when its handler returns (apiserver_request_total), before the client has
+            # read the answer, and a stop in between ends the second try as "context canceled". A short --timeout
+            # would end the run wherever it is then: on a loaded machine, before the drain's first try, or between the
+            # tries.
             if line != f"upgrader: {name}: drain: {ns}/{guarded}: eviction refused, retried every 5s: {HELD}":
                 return False
-            kube_talos.wait_for("kubectl's retry of the refused eviction", lambda: evictions_refused(kube_talos) >= refused + 2, timeout=60)
+            kube_talos.wait_for("kubectl's second retry of the refused eviction", lambda: evictions_refused(kube_talos) >= refused + 3, timeout=60)
             return True
 
         result = upgrader_watched(args, stdin, held, stop=signal.SIGTERM)
         assert result.code == 1
-        assert evictions_refused(kube_talos) >= refused + 2
+        assert evictions_refused(kube_talos) >= refused + 3
         # Why the drain idled, said once though kubectl retried the eviction.
         assert [line for line in result.lines if "eviction refused" in line] == [
             f"upgrader: {name}: drain: {ns}/{guarded}: eviction refused, retried every 5s: {HELD}"
@@ -218,6 +235,33 @@ def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kub
     assert paused is not None
     assert (paused["spec"]["replicas"], (paused["metadata"].get("annotations") or {}).get("iluvatar.dev/paused-replicas")) == (2, None)
     running(kube_talos, ns, "guarded", 1)
+
+
+def test_a_drain_the_budget_holds_ended_by_its_own_bound_says_kubectls_timeout(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """The step's own bound ending a drain a PodDisruptionBudget holds (nobody stops the step): the upgrader's Go test
+    (upgrader/internal/kube/drain_live_test.go) drains this file's control plane, its bound ended once the first
+    eviction was refused rather than on the clock, and expects kubectl's "global timeout reached", not "stopped"."""
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    kube_talos.client.create(deployment(ns, "guarded", 1, on=name))
+    running(kube_talos, ns, "guarded", 1)
+    budget(kube_talos, ns)
+    [guarded] = [p["metadata"]["name"] for p in pods(kube_talos, ns, "guarded")]
+    live = {
+        "ILUVATAR_LIVE_KUBECONFIG": str(kube_talos.kubeconfig),
+        "ILUVATAR_LIVE_NODE": name,
+        "ILUVATAR_LIVE_NAMESPACE": ns,
+        "ILUVATAR_LIVE_POD": guarded,
+    }
+    command = [golang.go_binary(), "test", "-count=1", "-v", "-run", "^TestADrainEndedByItsBoundSaysKubectlsTimeout$", "./internal/kube/"]
+    done = subprocess.run(
+        command, cwd=product.PROGRAM.folder, env={**golang.go_env(), **live}, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "--- PASS: TestADrainEndedByItsBoundSaysKubectlsTimeout" in done.stdout, done.stdout
+    # Refused, not evicted: the guarded pod is where it was.
+    assert [p["metadata"]["name"] for p in pods(kube_talos, ns, "guarded")] == [guarded]
 
 
 def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_unsets_it(kube_talos: Cluster, kube_namespace: Any) -> None:
@@ -436,9 +480,14 @@ def test_a_before_hook_still_pending_is_gone_before_the_after_hook_runs(kube_tal
                 # The step is stopped (SIGTERM, as Pulumi stops a cancelled step) while the set Job's wait goes on: once
                 # the run read the Job twice (upgrader/internal/kube/kube.go, RunJob's wait: a GET every 0.5 s), so its
                 # last answer is the Job not completed, whatever the load. A short --timeout would bet the steps before
-                # the hook against it.
-                asked = api_requests(kube_talos, verb="GET", resource="jobs")
-                kube_talos.wait_for("the run to read the set Job twice", lambda: api_requests(kube_talos, verb="GET", resource="jobs") >= asked + 2)
+                # the hook against it. The reads counted are the upgrader's own, of that Job (the audit log): no other
+                # client's can stand for them.
+                mark = audit_mark(kube_talos)
+
+                def read_twice() -> bool:
+                    return upgrader_requests(kube_talos, mark, "get", "jobs", ns, NOOUT_SET) >= 2
+
+                kube_talos.wait_for("the run to read the set Job twice", read_twice)
                 return True
             if line == f"upgrader: {name}: hook: Job {ns}/{NOOUT_UNSET} started":
                 at_unset.append((client.get("batch/v1", "Job", NOOUT_SET, ns), client.list("v1", "Pod", ns, labelSelector=f"job-name={NOOUT_SET}")))

@@ -24,7 +24,7 @@ from iluvatar.simulate import Registration, simulate
 from stacks import read_stack_file, releases
 from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
 from tests.sims import outputs_of, simulated
-from tests.upgrader.run import Result, mutations, secrets, upgrader, upgrader_watched
+from tests.upgrader.run import Result, mutations, secrets, until, upgrader, upgrader_watched
 from tools import talos_check
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
@@ -133,14 +133,25 @@ def test_a_path_stopped_on_the_way_resumes_where_it_stopped() -> None:
         # The second roll is killed while its machine is down for the upgrade (SIGKILL: a power cut of the runner), once
         # the roll saw it go down. The stand-in answers the Upgrade before it goes down (tools/talos-api/node.go, disrupt:
         # 50 ms later, more on a loaded machine): a next run started in between reached the node and lost it at its next
-        # call ("version: ... connection refused"), which is not the run during the reboot that this test means.
+        # call ("version: ... connection refused"), which is not the run during the reboot that this test means. The
+        # machine stays down until the test brings it back ("never"; the upgrade is staged all the same, disrupt's
+        # `prepare`): a roll starved between two polls of its boot ID still sees it down, where a down of a fixed 1.5 s
+        # could pass unseen and the roll finish.
         _, args, config = chain[1]
+        api.script("istari-1", upgrade={"result": "never"})
         killed = upgrader_watched(
             [*args, "--timeout", "90s", "--no-kubernetes"], secrets(api, config), lambda line: line == "upgrader: istari-1: down"
         )
         assert killed.lines[-1] == "upgrader: istari-1: down"
         assert mutations(api, "istari-1")[-1] == ("istari-1", "MachineService/Upgrade")
+        assert not api.state()["istari-1"]["up"]
         assert _versions(api)["valinor-1"] == START_PATCH
+        # The machine comes back, booting the upgrade it staged (the control API's power cycle, tools/talos-api/node.go
+        # powerCycle: result "up" installs the pending version); its later rolls go down and up as the others do.
+        api.script("istari-1", upgrade={"result": "up"})
+        api.crash("istari-1", down_ms=0)
+        until("istari-1 back up", lambda: bool(api.state()["istari-1"]["up"]), 60)
+        assert _versions(api)["istari-1"] == START_PATCH
         # The next `pulumi up`: the killed step runs again, then the rest; valinor-1's finished roll does not.
         for step in chain[1:]:
             result = _run(step, api)
