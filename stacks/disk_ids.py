@@ -9,6 +9,7 @@ share a serial (stacks.storage.shared_disk_names warns of it).
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 
 def glob(pattern: str, subject: str) -> bool:
@@ -64,10 +65,25 @@ def by_id_has_serial(disk: str, serial: str) -> bool:
     return any(glob(serial, part) for part in name.split("_")[1:])
 
 
+# A SAS disk's (or a SATA disk's behind a SAT layer's) scsi- link: udev's ID_SERIAL from scsi_id is the VPD page 0x83
+# NAA designator's type 3 and its hex, so the link is scsi-3<hex> where the kernel's wwid is naa.<hex> and the wwn- link
+# wwn-0x<hex> (Linux drivers/scsi/scsi_lib.c scsi_vpd_lun_id "naa.%8phN" / "naa.%16phN"; 60-persistent-storage.rules).
+_SCSI_NAA = re.compile(r"^scsi-3((?:[0-9a-fA-F]{16}){1,2})$")
+
+
+def one_wwn(a: str, b: str) -> bool:
+    """Whether by-id links `a` and `b` are one disk's wwn-0x<hex> and scsi-3<hex> links, one NAA in each."""
+    names = {by_id_name(x).lower() for x in (a, b) if x.startswith("/dev/disk/by-id/") and "-part" not in x}
+    wwn = next((n.removeprefix("wwn-0x") for n in names if n.startswith("wwn-0x")), None)
+    scsi = next((m.group(1) for n in names if (m := _SCSI_NAA.match(n)) is not None), None)
+    return len(names) == 2 and wwn is not None and wwn == scsi
+
+
 def by_id_has_wwid(disk: str, wwid: str) -> bool:
     """Whether `disk` is the /dev/disk/by-id/ link of the device whose wwid (a glob, as Talos reads the kernel's
-    device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex>, and an NVMe namespace's wwid itself
-    after nvme- (nvme-eui.<hex>, 60-persistent-storage.rules); a namespace whose wwid is nvme.<...> also
+    device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex> and, from scsi_id's ID_SERIAL (the
+    NAA designator's type 3 and its hex), scsi-3<hex>; an NVMe namespace's wwid itself after nvme- (nvme-eui.<hex>,
+    nvme-uuid.<uuid>, nvme-nvme.<...>: 60-persistent-storage.rules); a namespace whose wwid is nvme.<...> also
     nvme-<model>_<serial>, the serial and model the wwid carries (nvme_link_is_wwid)."""
     if not disk.startswith("/dev/disk/by-id/") or wwid.strip("*") == "":
         return False
@@ -76,13 +92,19 @@ def by_id_has_wwid(disk: str, wwid: str) -> bool:
     name = by_id_name(disk)
     if name.startswith("wwn-0x"):
         linked = "naa." + name.removeprefix("wwn-0x")
-    elif name.startswith(("nvme-eui.", "nvme-nvme.")):
+    elif (naa := _SCSI_NAA.match(name)) is not None:
+        linked = "naa." + naa.group(1)
+    elif name.startswith(("nvme-eui.", "nvme-nvme.", "nvme-uuid.")):
         linked = name.removeprefix("nvme-")
     else:
         return False
     # udev writes the link's hex as the kernel writes the wwid, in lower case (wwn-0x<ID_WWN>, nvme-<device/wwid>), so a
     # link written in upper case still means that disk; Talos compares the glob with the wwid case and all, so the wwid
     # is compared as written.
+    # A naa. wwid in upper case is a SCSI name string's (scsi_lib.c scsi_vpd_lun_id copies it verbatim): the same NAA
+    # that udev's links carry in lower case (ID_WWN from the NAA designator), so it is compared in that case.
+    if re.fullmatch(r"naa\.[0-9A-F*]+", wwid):
+        wwid = wwid.lower()
     return glob(wwid, linked.lower())
 
 
@@ -163,3 +185,40 @@ def nvme_serial_runs(name: str) -> list[str]:
     words = name.split("_")
     ends = [len(words)] + ([len(words) - 1] if len(words) > 2 and words[-1].isdigit() else [])
     return list(dict.fromkeys("_".join(words[k:end]) for end in ends for k in range(1, end)))
+
+
+# systemd-udevd links one disk under several by-path names (60-persistent-storage.rules, the by-path block, from
+# src/udev/udev-builtin-path_id.c): ID_PATH, and beside it a SATA disk's ID_PATH_ATA_COMPAT (handle_scsi_ata writes
+# ata-<port_no>.<target>, or ata-<port_no>.<bus>.0 behind a port multiplier, and the compat link ata-<port_no>), a USB
+# disk's ID_PATH_WITH_USB_REVISION (handle_usb's usb-0:<port> again as usbv<revision>-0:<port>), and a virtio disk's
+# legacy virtio-<ID_PATH> (virtio-pci-<address>). Read back to the one name each stands for, they compare as the disk.
+_BY_PATH_ATA = re.compile(r"^(?P<head>.+)-ata-(?P<port>[0-9]+)(?:\.(?P<sub>[0-9]+(?:\.0)?))?$")
+
+
+def _by_path_canonical(disk: str) -> str | None:
+    """A whole disk's by-path link with udev's second spellings read back to ID_PATH's (virtio-pci- to pci-, usbv<n>- to
+    usb-), or None for another name."""
+    if not disk.startswith("/dev/disk/by-path/") or re.search(r"-part[0-9]+$", disk):
+        return None
+    name = disk.removeprefix("/dev/disk/by-path/")
+    name = re.sub(r"^virtio-pci-", "pci-", name)
+    return re.sub(r"-usbv[0-9]+-", "-usb-", name)
+
+
+def by_path_one_disk(a: str, b: str) -> Literal["same", "maybe"] | None:
+    """Whether by-path links `a` and `b` name one disk: "same" when they are one name as udev's several spellings of it
+    are read back (`_by_path_canonical`), or a SATA port's compat link ata-<port> beside the port's ata-<port>.0; "maybe"
+    for the compat link beside ata-<port>.<target> or ata-<port>.<bus>.0, which are a PATA slave's or a port multiplier's
+    disks, each of which udev may give the port's one compat link; None for two disks, or names not both by-path."""
+    one, other = _by_path_canonical(a), _by_path_canonical(b)
+    if one is None or other is None:
+        return None
+    if one == other:
+        return "same"
+    found, theirs = _BY_PATH_ATA.match(one), _BY_PATH_ATA.match(other)
+    if found is None or theirs is None or (found["head"], found["port"]) != (theirs["head"], theirs["port"]):
+        return None
+    subs = {found["sub"], theirs["sub"]}
+    if None not in subs:
+        return None  # two targets, or two port-multiplier ports, of one SATA port
+    return "same" if subs == {None, "0"} else "maybe"

@@ -148,7 +148,9 @@ _DISK_SIZE = re.compile(r"^\s*(>=|<=|>|<|==)?\s*\d+(\.\d+)?\s*([kKMGTPE]i?B|B)?\
 SELECTOR_FIELDS = ("size", "model", "serial", "type", "wwid", "busPath")
 # A /dev/disk/by-id link's name where a serial or a wwid was meant (stacks.disk_ids reads these names).
 _BY_ID_SERIAL = re.compile(r"^(ata|nvme|scsi|usb|mmc|virtio)-[^*?\[]*_[^*?\[]+$")
-_BY_ID_WWID = re.compile(r"^(?:nvme-((?:eui|nvme|uuid)\.[^*?\[]+)|wwn-0x[0-9a-fA-F]+)$")
+# udev writes these names in lower case; a link name in another case is the same mistake, and read so (IGNORECASE).
+# scsi-3<hex> is a SAS disk's: scsi_id's ID_SERIAL, the NAA designator's type 3 and its hex (stacks.disk_ids).
+_BY_ID_WWID = re.compile(r"^(?:nvme-((?:eui|nvme|uuid)\.[^*?\[]+)|wwn-0x[0-9a-f]+|scsi-3((?:[0-9a-f]{16}){1,2}))$", re.IGNORECASE)
 # The wwid forms the kernel writes in lower-case hex (device/wwid): naa.<hex> and eui.<hex> of a SCSI or SATA disk's
 # VPD page 0x83 (Linux drivers/scsi/scsi_lib.c scsi_vpd_lun_id, "naa.%8phN", "eui.%8phN", which scsi_sysfs.c
 # sdev_show_wwid prints), eui.<hex>, uuid.<uuid> and nvme.<vendor>-<serial hex>-<model hex>-<nsid> of an NVMe namespace
@@ -157,6 +159,16 @@ _BY_ID_WWID = re.compile(r"^(?:nvme-((?:eui|nvme|uuid)\.[^*?\[]+)|wwn-0x[0-9a-fA
 _WWID_FORM = re.compile(r"^(naa|eui|uuid|nvme)\.", re.IGNORECASE)
 # The WWN as lsblk -o WWN prints it (0x<hex>, udev's ID_WWN) or as a vendor tool does (hex alone, 16 or 32 digits).
 _WWID_0X = re.compile(r"^0[xX]([0-9a-fA-F]+)$")
+# A PCI root (pci<domain>:<bus>) or a PCI address (<domain>:<bus>:<device>.<function>) in a busPath, in any case.
+_BUS_PATH_PCI_PART = re.compile(r"^(?:pci[0-9a-fA-F]{4}:[0-9a-fA-F]{2}|[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-9a-fA-F])$", re.IGNORECASE)
+# The SCSI wwid as multipath -ll, /etc/multipath/wwids, scsi_id -g and udev's ID_SERIAL print it: 3 (the NAA
+# designator's type) and the NAA's hex, where the kernel writes naa.<hex>.
+_WWID_SCSI_ID = re.compile(r"^3((?:[0-9a-fA-F]{16}){1,2})$")
+# naa. or eui. with 0x in front of the hex, as lsblk's WWN is written: the kernel writes the hex alone.
+_WWID_PREFIXED_0X = re.compile(r"^(naa|eui)\.0[xX]([0-9a-fA-F]+)$", re.IGNORECASE)
+# A SCSI name string designator copied verbatim (scsi_lib.c scsi_vpd_lun_id, designator type 8, preferred where a
+# device reports one): SPC writes its NAA hex in upper case, so a SAS disk or array LUN's wwid may be naa.<HEX>.
+_WWID_NAME_STRING = re.compile(r"^naa\.[0-9A-F]+$")
 _WWID_BARE = re.compile(r"^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")
 
 
@@ -226,7 +238,8 @@ class DiskSelector(Model):
         # udev names an NVMe namespace's wwid link nvme-<wwid> (nvme-eui.<hex>) and a SCSI or ATA disk's wwn-0x<hex>
         # (60-persistent-storage.rules); Talos reads the kernel's device/wwid, eui.<hex> or naa.<hex> (stacks.disk_ids).
         if value is not None and (found := _BY_ID_WWID.match(value)) is not None:
-            wwid = (found.group(1) if found.group(1) is not None else "naa." + value.removeprefix("wwn-0x")).lower()
+            named = found.group(1) or (f"naa.{found.group(2)}" if found.group(2) is not None else "naa." + value[len("wwn-0x") :])
+            wwid = named.lower()
             raise ValueError(
                 f"{value} is a /dev/disk/by-id link's name, not a wwid: Talos compares wwid with the disk's wwid as the kernel "
                 f"reports it, so it selects no disk; write wwid: {wwid}, or installDisk: /dev/disk/by-id/{value.lower()} as the path itself"
@@ -246,14 +259,30 @@ class DiskSelector(Model):
                 f"{value} is the WWN as lsblk -o WWN prints it, not a wwid: {said}; the kernel writes a SATA or SAS disk's as "
                 f"naa.<hex>: write wwid: naa.{hexed.group(1).lower()}"
             )
+        if (scsi_id := _WWID_SCSI_ID.match(value)) is not None:
+            raise ValueError(
+                f"{value} is the SCSI wwid as multipath -ll and scsi_id print it (3, the NAA designator's type, then its hex), "
+                f"not the kernel's: {said}; write wwid: naa.{scsi_id.group(1).lower()}"
+            )
+        if (prefixed := _WWID_PREFIXED_0X.match(value)) is not None:
+            kind = prefixed.group(1).lower()
+            raise ValueError(
+                f"{value} is not the kernel's spelling, which writes the hex of a {kind}. wwid without 0x: {said}; write wwid: "
+                f"{kind}.{prefixed.group(2).lower()}"
+            )
         if _WWID_BARE.match(value) is not None:
             raise ValueError(
                 f"{value} is a WWN without the kernel's prefix: {said}; write wwid: naa.{value.lower()} for a SATA or SAS disk, "
                 f"or wwid: eui.{value.lower()} for an NVMe namespace (`talosctl get disks -o yaml` shows its wwid)"
             )
-        if (form := _WWID_FORM.match(value)) is not None and value != value.lower():
+        if (form := _WWID_FORM.match(value)) is not None and value != value.lower() and _WWID_NAME_STRING.match(value) is None:
             kind = form.group(1).lower()
-            raise ValueError(f"{value} is not the kernel's spelling, which writes a {kind}. wwid in lower case: {said}; write wwid: {value.lower()}")
+            case = (
+                "in lower case (a SCSI name string's, which it copies as the disk reports it, all in upper case)"
+                if kind == "naa"
+                else "in lower case"
+            )
+            raise ValueError(f"{value} is not the kernel's spelling, which writes a {kind}. wwid {case}: {said}; write wwid: {value.lower()}")
         return value
 
     @field_validator("bus_path")
@@ -266,6 +295,23 @@ class DiskSelector(Model):
                 f"{value} is a /dev path, not a bus path: Talos matches busPath against the disk's path under /sys/devices "
                 "(e.g. /pci0000:00/0000:00:1d.0/0000:3a:00.0/nvme/nvme0/nvme0n1; `talosctl get disks -o yaml` shows it as "
                 f"bus_path), so it selects no disk; write that path, or installDisk: {value} as the path itself"
+            )
+        return value
+
+    @field_validator("bus_path")
+    @classmethod
+    def _bus_path_as_sysfs_writes_it(cls, value: str | None) -> str | None:
+        # The kernel writes a PCI root and address in lower-case hex (drivers/pci/probe.c "pci%04x:%02x", and
+        # pci_setup_device's "%04x:%02x:%02x.%d"), and Talos matches the glob against that path case and all (glob(),
+        # go-glob), so a PCI component in upper case matches no disk.
+        if value is None:
+            return value
+        upper = [p for p in value.split("/") if _BUS_PATH_PCI_PART.match(p) and p != p.lower()]
+        if upper:
+            raise ValueError(
+                f"{value} writes {upper[0]} in upper case, which sysfs never does: Talos matches busPath against the disk's "
+                f"path under /sys/devices case and all, where the kernel writes PCI addresses in lower-case hex, so it "
+                f"selects no disk; write busPath: {'/'.join(p.lower() if _BUS_PATH_PCI_PART.match(p) else p for p in value.split('/'))}"
             )
         return value
 

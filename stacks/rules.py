@@ -18,12 +18,13 @@ from stacks import cel, encryption, netboot_mode, pins, releases
 from stacks.addresses import CLIENTS, Held
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
+from stacks.bus_paths import by_path_pattern, can_match, kernel_name_pattern
 from stacks.categories import known_categories
 from stacks.credentials import masked_kernel_arg
 from stacks.disk_ids import by_id_has_serial as _by_id_has_serial
 from stacks.disk_ids import by_id_has_wwid as _by_id_has_wwid
 from stacks.disk_ids import by_id_name as _by_id_name
-from stacks.disk_ids import glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, udev_spelling
+from stacks.disk_ids import by_path_one_disk, glob, namespace_links, nvme_wwid_of_link, nvme_wwid_parts, one_wwn, udev_spelling
 from stacks.disk_ids import one_nvme_namespace as _one_nvme_namespace
 from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
@@ -997,6 +998,29 @@ def _nodes(p: Parsed) -> list[Problem]:
                     _by_path_is_bus_path(data_disk, selector.bus_path) or _bus_path_names(selector.bus_path, data_disk)
                 ):
                     what, value = "busPath", selector.bus_path
+                elif (
+                    selector.bus_path is not None
+                    and (selector.wwid is None or selector.wwid.strip("*") == "")
+                    and by_path_bus_path(data_disk, selector.bus_path) == "namespace"
+                ):
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(
+                            node_path(i, f"dataDisks[{d}]"),
+                            f"{data_disk} is a namespace of the NVMe controller installDisk {selector} selects: an NVMe disk's "
+                            "bus path is its controller's (go-blockdevice device_linux.go:355), one for every namespace, so busPath "
+                            "selects each of them and Talos installs on the first by name (v1alpha1_sequencer_tasks.go:1518-1536 at "
+                            "v1.13.9), namespace 1 if it is there, else this one; give installDisk the system namespace's wwid in "
+                            "place of busPath, which is each namespace's own (`talosctl get disks -o yaml` shows it)",
+                        )
+                    )
+                    continue
+                elif selector.bus_path is not None and (why := _bus_path_may_take(selector.bus_path, data_disk)) is not None:
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(node_path(i, f"dataDisks[{d}]"), why.format(disk=data_disk, selector=selector, taken=_system_disk_taken(node)))
+                    )
+                    continue
                 elif selector.bus_path is not None and by_path_bus_path(data_disk, selector.bus_path) == "class":
                     selected.add(f"dataDisks[{d}]")
                     out.append(
@@ -1058,17 +1082,17 @@ def _nodes(p: Parsed) -> list[Problem]:
             parent = partition_of(disk)
             if parent is not None and field in selected:
                 pass  # a partition of the disk installDisk selects: said above, and writing its disk would not fix it
-            elif parent is not None and parent == node.install_disk:
+            elif parent is not None and isinstance(node.install_disk, str) and _one_disk_by_name(parent, node.install_disk):
                 out.append(
                     Problem(
                         node_path(i, field),
-                        f"{disk} is a partition of installDisk {parent}: Ceph and Longhorn take whole disks, and this one holds the "
-                        "system; name another disk",
+                        f"{disk} is a partition of installDisk {node.install_disk}{_other_link(parent, node.install_disk)}: Ceph "
+                        "and Longhorn take whole disks, and this one holds the system; name another disk",
                     )
                 )
             elif parent is not None:
                 out.append(Problem(node_path(i, field), _partition_not_disk(disk, parent)))
-            if (why := not_a_disk(disk, False)) is not None:
+            if (why := _install_emmc_area(node, disk) or _install_namespace_node(node, disk) or not_a_disk(disk, False)) is not None:
                 out.append(Problem(node_path(i, field), why))
             if _NVME_CONTROLLER.match(disk):
                 out.append(Problem(node_path(i, field), _nvme_controller(disk)))
@@ -1103,6 +1127,21 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), why))
             elif disk == node.install_disk:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk: {taken}; name another disk"))
+            elif isinstance(node.install_disk, str) and one_wwn(disk, node.install_disk):
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is installDisk {node.install_disk} by its other by-id link (udev links a SAS or SCSI disk's "
+                        f"NAA as both wwn-0x<hex> and scsi-3<hex>, the same hex): {taken}; name another disk",
+                    )
+                )
+            elif isinstance(node.install_disk, str) and by_path_one_disk(disk, node.install_disk) == "same":
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is installDisk {node.install_disk}{_other_link(disk, node.install_disk)}: {taken}; name another disk",
+                    )
+                )
             elif isinstance(node.install_disk, str) and _one_namespace(disk, node.install_disk):
                 out.append(
                     Problem(
@@ -1122,6 +1161,18 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
             elif disk in seen_disks:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
+            elif (twin := next((s for s in sorted(seen_disks) if one_wwn(disk, s)), None)) is not None:
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is {twin} by its other by-id link (udev links a SAS or SCSI disk's NAA as both wwn-0x<hex> and "
+                        "scsi-3<hex>, the same hex), so it is listed twice; name it once",
+                    )
+                )
+            elif (twin := next((s for s in sorted(seen_disks) if by_path_one_disk(disk, s) == "same"), None)) is not None:
+                out.append(
+                    Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is {twin}{_other_link(disk, twin)}, so it is listed twice; name it once")
+                )
             elif (twin := next((s for s in sorted(seen_disks) if _one_nvme_namespace(disk, s)), None)) is not None:
                 out.append(
                     Problem(
@@ -1133,6 +1184,21 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
             seen_disks.add(disk)
     return out
+
+
+def _one_disk_by_name(a: str, b: str) -> bool:
+    """Whether two names written for disks are one disk by their spelling: the same name, or one disk's two by-path links."""
+    return a == b or by_path_one_disk(a, b) == "same"
+
+
+def _other_link(a: str, b: str) -> str:
+    """Why by-path links `a` and `b` are one disk, as a message says it after the second ("" when they are one name)."""
+    if a == b:
+        return ""
+    return (
+        " by its other by-path link (udev links one disk as ID_PATH and beside it a SATA port's compat ata-<port>, a USB "
+        "disk's usbv<revision>- and a virtio disk's virtio-pci- spelling, udev-builtin-path_id.c)"
+    )
 
 
 def _whole_disk_problem(disk: str, install: bool) -> str | None:
@@ -1280,6 +1346,12 @@ _BY_DISKSEQ = re.compile(r"^/dev/disk/by-diskseq/")
 # mmcblk%dboot%d and mmcblk%drpmb): /sys/block lists the boot partitions as disks of a few MiB, read-only by default
 # (force_ro), which Talos's disk list takes as any other (controllers/block/disks.go:85 keeps every DeviceTypeDisk).
 _EMMC_AREA = re.compile(r"^/dev/(mmcblk\d+)(boot\d+|rpmb)$")
+# An MMC host's device by its /dev/disk/by-path link: path_id's platform branch prepends platform-<the host's device>
+# and adds no hop of its own for MMC (udev-builtin-path_id.c builtin_path_id), so the card or eMMC is platform-<host>
+# (platform-fe2e0000.mmc on an RK1, platform-fe340000.mmc on a Pi 4, platform-1000fff000.mmc on a Pi 5), and an
+# eMMC's boot areas the same with -boot<n> (60-persistent-storage.rules: KERNEL=="mmcblk[0-9]boot[0-9]",
+# SYMLINK+="disk/by-path/$env{ID_PATH}-boot%n").
+_MMC_BY_PATH = re.compile(r"^(?P<host>/dev/disk/by-path/(?:\S+-)?platform-[^-/]*(?:mmc|sdhci)[^-/]*)(?:-(?P<area>boot\d+))?$")
 # Software RAID and device-mapper volumes exist only once a running Linux assembles them: the firmware boots the
 # install disk's EFI partition before any of that, so Talos must go on a physical disk.
 _ASSEMBLED = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+|disk/by-id/(md-uuid|md-name|dm-name|dm-uuid)-.+)$")
@@ -1299,7 +1371,10 @@ _BACKED = {
     "loop": "a loop device (a file attached as a disk by losetup)",
     "nbd": "a network block device (another machine's, once nbd-client connects it)",
 }
-_BACKED_BY_OTHER = re.compile(r"^/dev/(loop|nbd)\d+$")
+_BACKED["ublkb"] = "a userspace block device (ublk, whatever server backs it once one runs)"
+_BACKED["rbd"] = "a Ceph RBD image mapped as a disk (rbd map), a Ceph cluster's, once mapped"
+_BACKED["bcache"] = "a bcache device, a cache set over other disks, once made and registered"
+_BACKED_BY_OTHER = re.compile(r"^/dev/(loop|nbd|ublkb|rbd|bcache)\d+$")
 
 
 def exact_size(size: str | None) -> str | None:
@@ -1338,6 +1413,11 @@ def not_a_disk(disk: str, install: bool) -> str | None:
             f"{disk} is the eMMC's {'replay-protected block' if area.group(2) == 'rpmb' else 'hardware boot partition'} (a few MiB, "
             f"read-only by default), not its user area: write /dev/{area.group(1)}"
         )
+    if (link := _MMC_BY_PATH.match(disk)) is not None and link["area"] is not None:
+        return (
+            f"{disk} is the eMMC's hardware boot partition by its by-path link (udev links mmcblk<n>boot<m> as the eMMC's "
+            f"link and -boot<m>; a few MiB, read-only by default), not its user area: write {link['host']}"
+        )
     if (backed := _BACKED_BY_OTHER.match(disk)) is not None:
         return (
             f"{disk} is {_BACKED[backed.group(1)]}, not a physical disk: it exists only once something attaches it, which nothing "
@@ -1369,7 +1449,12 @@ def not_a_disk(disk: str, install: bool) -> str | None:
 # block.c), vd<letters> (virtio-blk: drivers/block/virtio_blk.c) and xvd<letters> (Xen: drivers/block/xen-blkfront.c);
 # hd<letters> is refused apart (no_such_device). Names said elsewhere are left to their own rule: a partition
 # (partition_of), an NVMe controller, a RAID or device-mapper volume (no_such_device, _ASSEMBLED).
-_WHOLE_DISK = re.compile(r"^/dev/(?:sd[a-z]+|vd[a-z]+|xvd[a-z]+|hd[a-z]+|nvme\d+n\d+|mmcblk\d+)$")
+# The kernel writes its numbers with %d, never with a leading zero (nvme0n1, never nvme0n01). pmem<n>: a persistent
+# memory namespace (drivers/nvdimm/pmem.c "pmem%d%s"), a block device of type disk Talos lists like the rest, which
+# Talos's arm64 kernel builds in (siderolabs/pkgs kernel/build/config-arm64 CONFIG_BLK_DEV_PMEM=y).
+_WHOLE_DISK = re.compile(r"^/dev/(?:sd[a-z]+|vd[a-z]+|xvd[a-z]+|hd[a-z]+|nvme(?:0|[1-9][0-9]*)n[1-9][0-9]*|(?:mmcblk|pmem)(?:0|[1-9][0-9]*))$")
+# A kernel name with a number written with a leading zero, which the kernel never writes.
+_LEADING_ZERO = re.compile(r"^/dev/(?:nvme|mmcblk|pmem)[0-9]*(?:n[0-9]+)?$")
 _SAID_APART = re.compile(r"^/dev/(?:nvme\d+|md\d+|md/.+|dm-\d+|mapper/.+)$")
 # The NVMe generic character device of a namespace (drivers/nvme/host/core.c nvme_add_ns_cdev names it ng<controller>n
 # <namespace>, on a machine without NVMe multipath the numbers of the namespace's own nvme<c>n<n>), which `nvme list`
@@ -1395,6 +1480,10 @@ def _no_disk_node(disk: str) -> str | None:
     """Why a /dev name is no whole disk's kernel name (`_WHOLE_DISK`) nor a /dev/disk link udev makes for a disk
     (`_DISK_LINK`), with the name to write; None for those, and a name another rule says."""
     if disk.startswith("/dev/disk/"):
+        if disk != disk.lower() and _BY_PATH_LINK.match(disk.lower()) is not None:
+            # path_id writes pci-<the PCI device's sysfs name>, which the kernel writes in lower-case hex, and the
+            # transports' words in lower case (udev-builtin-path_id.c "pci-%s", "nvme-%s", "ata-%s.%u").
+            return f"{disk} is no link udev writes: it writes a disk's by-path link in lower case; write {disk.lower()}"
         if _DISK_LINK.match(disk):
             return None
         if _LOOP_LINK.match(disk):
@@ -1413,6 +1502,8 @@ def _no_disk_node(disk: str) -> str | None:
     if partition_of(disk) is not None:
         return None
     lists = "lsblk -d -o NAME,SIZE,MODEL lists them"
+    if _LEADING_ZERO.match(disk) and (written := re.sub(r"(?<=[a-z])0+(?=[0-9])", "", disk)) != disk and _WHOLE_DISK.match(written):
+        return f"{disk} is no name the kernel writes, which writes its numbers without a leading zero: write {written}"
     if (generic := _NVME_GENERIC.match(disk)) is not None:
         namespace = f"/dev/nvme{generic.group(1)}n{generic.group(2)}"
         return (
@@ -1489,12 +1580,16 @@ def _mmc_indices(node: Node) -> range:
 
 def _is_the_mmc(node: Node, disk: object) -> bool:
     """Whether `disk` names the one MMC device of a Pi or an RK1: /dev/mmcblkN at an index its kernel gives it
-    (`_mmc_indices`), or an mmc- by-id link (a whole device, no -partN)."""
+    (`_mmc_indices`), an mmc- by-id link (a whole device, no -partN), or the by-path link of an MMC host
+    (`_MMC_BY_PATH`): the board's one MMC block device hangs off one host, and the link does not tell N, so it is
+    taken for that device."""
     if not isinstance(disk, str):
         return False
     path = re.fullmatch(r"/dev/mmcblk(\d+)", disk)
     if path is not None:
         return int(path.group(1)) in _mmc_indices(node)
+    if (link := _MMC_BY_PATH.match(disk)) is not None:
+        return link["area"] is None
     return disk.startswith("/dev/disk/by-id/mmc-") and partition_of(disk) is None
 
 
@@ -1546,6 +1641,33 @@ def _no_mmc(node: Node, disk: str, *, install: bool) -> str | None:
     return f"{disk} is no device on a {_board_name(node)}: its one MMC device, {what}, is {card}, so {lost}; {fix}"
 
 
+def _install_namespace_node(node: Node, disk: str) -> str | None:
+    """Why an NVMe namespace's generic character device or hidden multipath path is no data disk where its namespace is
+    installDisk: the namespace not_a_disk would have written instead is the system disk. None elsewhere."""
+    found = _NVME_GENERIC.match(disk) or _NVME_PATH.match(disk)
+    if found is None or node.install_disk != f"/dev/nvme{found.group(1)}n{found.group(2)}":
+        return None
+    what = "the NVMe generic character device" if disk.startswith("/dev/ng") else "one controller's hidden path to the namespace"
+    return f"{disk} is {what} of installDisk {node.install_disk}, not a block device of its own: {_system_disk_taken(node)}; name another disk"
+
+
+def _install_emmc_area(node: Node, disk: str) -> str | None:
+    """Why an eMMC boot area (/dev/mmcblkNbootM, or its by-path link's -bootM) is no data disk of a Pi or an RK1 whose
+    installDisk is its one MMC device: the area is on the chip the system boots from, so the user area not_a_disk
+    would have written instead is the install disk itself. None elsewhere."""
+    area = _EMMC_AREA.match(disk)
+    link = _MMC_BY_PATH.match(disk)
+    if node.board not in _ONE_MMC_BOARDS or (area is None and (link is None or link["area"] is None)):
+        return None
+    if not isinstance(node.install_disk, str) or not (re.fullmatch(r"/dev/mmcblk\d+", node.install_disk) or _is_the_mmc(node, node.install_disk)):
+        return None
+    return (
+        f"{disk} is a hardware boot partition (a few MiB, read-only by default) of the {_board_name(node)}'s one MMC device, "
+        f"installDisk {node.install_disk}, which it boots from, not a disk Ceph or Longhorn can take; name "
+        f"{_other_disks(node)}, or leave dataDisks out"
+    )
+
+
 def _mmc_data_disk(node: Node, disk: str) -> str | None:
     """Why an MMC name is no data disk of this Raspberry Pi or RK1, or None. A Pi 4 or 5 has one MMC block device, its
     SD card slot (a Compute Module's eMMC in its place, a CM4 with eMMC leaving its carrier's slot unwired); the Wi-Fi's
@@ -1593,34 +1715,41 @@ def _bus_path_names(bus_path: str, disk: str) -> bool:
 # from the global ata_print_id as each registers: the two are one on the controller counted first.
 _BY_PATH_LINK = re.compile(
     r"^/dev/disk/by-path/pci-(?P<pci>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f])-"
-    r"(?:nvme-(?P<nsid>\d+)|ata-(?P<port>\d+)(?:\.(?P<target>\d+)|\.(?P<pmp>\d+)\.0)?)$"
+    r"(?:nvme-(?P<nsid>[0-9]+)|ata-(?P<port>[0-9]+)(?:\.(?P<target>[0-9]+)|\.(?P<pmp>[0-9]+)\.0)?)$"
 )
 # A PCI address in a busPath (domain:bus:device.function), a glob's `*` in place of any part; the SCSI components
 # target<h>:<c>:<t> and <h>:<c>:<t>:<l> under an ata port are not one.
 _BUS_PATH_PCI = re.compile(r"^[0-9a-f*]+:[0-9a-f*]+:[0-9a-f*]+\.[0-9a-f*]+$")
-_BUS_PATH_SCSI = re.compile(r"^(?:target)?\d+:(?P<channel>\d+):(?P<target>\d+)(?::\d+)?$")
+_BUS_PATH_SCSI = re.compile(r"^(?:target)?[0-9]+:(?P<channel>[0-9]+):(?P<target>[0-9]+)(?::[0-9]+)?$")
 
 
-def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "class"] | None:
+def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "class", "namespace"] | None:
     """Whether `disk`, a /dev/disk/by-path/ link (`_BY_PATH_LINK`), is the device a busPath glob (Talos's disk.bus_path,
     the sysfs path under /sys/devices, which Talos matches whole) selects: "same" when the link's controller is the
     glob's last PCI address and, for SATA, its port the glob's ata<N> (and its target or port-multiplier port the glob's
-    SCSI address, where both say one); "maybe" when the link's port is lower than N, as it is for the same port of a
-    controller whose ports were counted after another's; "class" when the glob ends in `*` right after the link's SATA
-    controller, so matches each of its disks; None when they differ or the glob does not say."""
+    SCSI address, where both say one), which for SATA is known of port 1 and ata1 alone; "maybe" when the link's port
+    is N or lower, as it is for the same port of a controller whose ports were counted after another's; "class" when the glob ends in `*` right after the link's SATA
+    controller, so matches each of its disks; "namespace" for an NVMe namespace other than 1 of the controller the glob
+    names; None when they differ or the glob does not say."""
     found = _BY_PATH_LINK.match(disk.lower())
     if found is None:
         return None
-    parts = [p for p in bus_path.lower().split("/") if p]
+    # Compared as written: Talos's glob is case-exact against sysfs's lower-case hex (a busPath in upper case is
+    # refused on its own, stacks.model), and numbers are ASCII digits alone, as the kernel writes them.
+    parts = [p for p in bus_path.split("/") if p]
     pcis = [k for k, p in enumerate(parts) if _BUS_PATH_PCI.match(p)]
     if not pcis or not glob(parts[pcis[-1]], found["pci"]):
         return None
     after = parts[pcis[-1] + 1 :]
     if found["nsid"] is not None:
-        return "same" if after[:1] in ([], ["nvme"], ["*"]) else None
+        # An NVMe disk's bus path is its controller's nvme device (device_linux.go:355 cuts the namespace), the same for
+        # each namespace: the glob selects them all, and namespace 1, first by name, is the one Talos installs on.
+        if after[:1] not in ([], ["nvme"], ["*"]):
+            return None
+        return "same" if int(found["nsid"]) == 1 else "namespace"
     if after[:1] == ["nvme"]:
         return None
-    ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata\d+", p)), None)
+    ata = next((int(p[3:]) for p in after if re.fullmatch(r"ata[0-9]+", p)), None)
     if ata is None:
         return "class" if after and all(p.strip("*") == "" for p in after) else None
     port = int(found["port"])
@@ -1629,12 +1758,56 @@ def by_path_bus_path(disk: str, bus_path: str) -> Literal["same", "maybe", "clas
         return None
     if scsi is not None and found["pmp"] is not None and int(scsi["channel"]) != int(found["pmp"]):
         return None
-    return "same" if port == ata else "maybe" if port < ata else None
+    # ata<N> is port N of this controller only where no port was counted before it; ata1 always is port 1.
+    return "same" if port == ata == 1 else "maybe" if port <= ata else None
 
 
 def _by_path_is_bus_path(disk: str, bus_path: str) -> bool:
-    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob selects (by_path_bus_path)."""
-    return by_path_bus_path(disk, bus_path) == "same"
+    """Whether `disk` is a /dev/disk/by-path/ link of the device a busPath glob selects: by_path_bus_path for an NVMe
+    or SATA link; for another link path_id writes (virtio, SCSI, USB, an MMC host, a SoC's PCIe), a busPath without `*`
+    that is one of the bus paths the link reads back to (stacks.bus_paths)."""
+    if _BY_PATH_LINK.match(disk.lower()) is not None:
+        return by_path_bus_path(disk, bus_path) == "same"
+    pattern = by_path_pattern(disk) if disk.startswith("/dev/disk/by-path/") else None
+    return pattern is not None and "*" not in bus_path and can_match(bus_path, pattern)
+
+
+def _bus_path_may_take(bus_path: str, disk: str) -> str | None:
+    """Why an install selector's busPath may select data disk `disk` where the rules cannot say it does, as a message
+    with {disk}, {selector} and {taken} to fill, or None: a glob with `*` that can match one of the bus paths the disk's
+    name reads back to (stacks.bus_paths: go-glob's `*` spans `/`, so a glob of a controller, a root port or `*/nvme` takes
+    each disk under it, and Talos installs on the first by name), or a by-path link whose way to the disk validate does
+    not read back, beside any busPath. A glob the rules already read for the disk (by_path_bus_path) is said there."""
+    if bus_path.strip("*") == "" or partition_of(disk) is not None or by_path_bus_path(disk, bus_path) is not None:
+        return None
+    parts = [p for p in bus_path.split("/") if p]
+    first = next((k for k, p in enumerate(parts) if "*" in p), None)
+    if (
+        first is not None
+        and first > 0
+        and parts[first].startswith("*")
+        and all(re.fullmatch(r"pci[0-9a-f]{4}:[0-9a-f]{2}|platform", p) for p in parts[:first])
+    ):
+        return None  # a bus root, then a wildcard: it asks nothing of the disk, which stacks.warn._every_disk warns of
+    if disk.startswith("/dev/disk/by-path/"):
+        pattern = by_path_pattern(disk)
+        if pattern is None:
+            return (
+                "{disk} may be the disk installDisk {selector} selects: validate does not read this by-path link's way back to "
+                "the bus path Talos matches busPath against (disk.bus_path, the device's sysfs path), so it cannot tell the two "
+                "apart, and if they are one, {taken}; name the data disk by its /dev/disk/by-id link (`talosctl get disks -o "
+                "yaml` shows each disk's bus_path)"
+            )
+    else:
+        pattern = kernel_name_pattern(disk)
+    if pattern is None or "*" not in bus_path or not can_match(bus_path, pattern):
+        return None
+    return (
+        f"{{disk}} is a disk installDisk {{selector}} can select (busPath {bus_path} can match the bus path its name reads "
+        "back to: go-glob's * takes any run of characters, / included): Talos installs on the first disk by name its "
+        "selector matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), so the system disk and Ceph's would be one; "
+        "pin installDisk to the system disk's serial or wwid, or write its /dev/disk/by-id path"
+    )
 
 
 def _one_namespace(a: str, b: str) -> bool:
@@ -2383,10 +2556,10 @@ def _volume_on_ceph(path: str, match: str, owner: str, ceph: Sequence[tuple[str,
 
 def _one_disk(device: str, disk: str) -> bool:
     """Whether a patch's /dev path is data disk `disk` or a partition of it: the same name, an NVMe namespace's other
-    by-id link, or a partition's kernel name or -partN link. A kernel name beside a link is not compared (the stack
+    by-id link or by-path link (by_path_one_disk), or a partition's kernel name or -partN link. A kernel name beside a link is not compared (the stack
     does not tie them; stacks.warn warns of the pair in the inventory)."""
     named = [device] if (parent := partition_of(device)) is None else [device, parent]
-    return any(d == disk or _one_namespace(d, disk) or _one_nvme_namespace(d, disk) for d in named)
+    return any(d == disk or _one_namespace(d, disk) or _one_nvme_namespace(d, disk) or by_path_one_disk(d, disk) == "same" for d in named)
 
 
 # `$patch: delete` in a patch makes it a delete selector: Talos removes the map (or the list item, or the document) it

@@ -54,7 +54,7 @@ from stacks.data import (
 )
 from stacks.data_model import AppBackup, Keep
 from stacks.day2 import ARGOCD_NOTES, release
-from stacks.disk_ids import nvme_links_comparable
+from stacks.disk_ids import by_path_one_disk, nvme_links_comparable, one_wwn
 from stacks.errors import Problem, show
 from stacks.gitops import Lab
 from stacks.logs_model import Logs
@@ -609,7 +609,8 @@ def _bus_root_only(glob: str) -> str | None:
     names a controller, port or device (`/pci0000:00/0000:00:17.0/ata1/*`), or the glob has no wildcard."""
     parts = [p for p in glob.split("/") if p]
     first = next((k for k, p in enumerate(parts) if "*" in p), None)  # go-glob's one wildcard (stacks.disk_ids.glob)
-    if first is None or first == 0 or not all(_BUS_ROOT.match(p) for p in parts[:first]):
+    # A wildcard after a literal start of the component (0000:00:17.0*) pins the device it starts: not the root alone.
+    if first is None or first == 0 or not parts[first].startswith("*") or not all(_BUS_ROOT.match(p) for p in parts[:first]):
         return None
     return "/" + "/".join(parts[:first])
 
@@ -701,16 +702,31 @@ def _links_of_two_kinds(stack: StackConfig) -> Iterator[Problem]:
     wwn-, nvme-<model>_<serial> and nvme-eui., a by-id link and a by-path one): udev links each disk under every kind,
     and nothing in the stack ties one kind to another, so both may be the one disk (the system disk given to Ceph) and
     nothing offline can tell, as with a kernel name beside a link (`_kernel_name_beside_link`). A warning, as that one:
-    a machine with two disks is right to name them so. Two links of one kind are compared by the rules (udev gives a
-    disk one of each), and links whose disks cannot share a transport (nvme- and ata-, ata- and usb-) are two disks."""
+    a machine with two disks is right to name them so. Two by-id links of one kind are compared by the rules (udev
+    gives a disk one by-id link of each kind), and links whose disks cannot share a transport (nvme- and ata-, ata- and
+    usb-) are two disks. udev gives a disk several by-path links (a SATA port's compat ata-<port>, usbv<n>-, virtio-pci-),
+    which are read back to one (stacks.disk_ids.by_path_one_disk): the rules refuse two that are one disk, and the compat
+    ata-<port> beside a port multiplier's or a PATA slave's disk of that port, which it may link, is warned of here."""
     for i, node in enumerate(stack.nodes):
         named = _named_disks(node)
         for k, (key, disk) in enumerate(named):
             mine = _link_kind(disk)
             for other_key, other in named[:k]:
+                if by_path_one_disk(disk, other) == "maybe":
+                    yield Problem(
+                        f"iluvatar:nodes[{i}].{key}",
+                        f"{disk} and {other_key} {other} may be one disk: udev links each disk of a SATA port (behind a port "
+                        "multiplier, or a PATA master and slave) as ata-<port>.<...>, and one of them, which the stack does not say, "
+                        f"as the port's compat link ata-<port> too (udev-builtin-path_id.c handle_scsi_ata), and if they are one, "
+                        f"{_storage(node)} takes {'the system disk' if other_key == 'installDisk' else 'a disk twice'}; name both "
+                        f"disks by their ata-<port>.<...> links (`ls -l /dev/disk/by-path/` on {node.name} shows which disk each link is)",
+                    )
+                    break
                 theirs = _link_kind(other)
                 if mine is None or theirs is None or mine[0] == theirs[0] or not mine[1] & theirs[1]:
                     continue
+                if one_wwn(disk, other):
+                    continue  # one NAA's wwn-0x<hex> and scsi-3<hex>: the rules refuse the two
                 if nvme_links_comparable(disk, other):
                     continue  # an nvme-nvme.<...> link carries the model and serial: the rules compare the two
                 yield Problem(
@@ -775,7 +791,7 @@ def _netbooted_maia_data_disks(stack: StackConfig) -> Iterator[Problem]:
 
 def _bus_path_port_maybe(stack: StackConfig) -> Iterator[Problem]:
     """An install disk busPath glob's SATA port ata<N> beside a data disk's by-path link of the same controller's port
-    <P> below N. path_id writes the port's number on its controller (port_no, from 1), busPath holds its number among
+    <P> at or below N (but port 1 beside ata1, which is that port). path_id writes the port's number on its controller (port_no, from 1), busPath holds its number among
     every controller's (print_id), and the two are one where the controller's ports were counted first
     (stacks.rules.by_path_bus_path): ata3 is port 1 of a controller counted after one of two ports, so the link may be
     the install disk. A warning: the stack does not say how many ports were counted before this controller's."""

@@ -11,11 +11,13 @@ from stacks import load_stack_file
 from stacks.disk_ids import (
     by_id_has_serial,
     by_id_has_wwid,
+    by_path_one_disk,
     glob,
     nvme_links_comparable,
     nvme_serial_runs,
     nvme_wwid_parts,
     one_nvme_namespace,
+    one_wwn,
     udev_spelling,
 )
 from tests.edit import edit, homelab_doc, write_stack
@@ -107,11 +109,14 @@ def test_an_install_selectors_serial_glob_is_read_as_go_glob() -> None:
 
 def test_a_wwid_is_compared_with_a_link_case_and_all() -> None:
     # Talos's glob compares the wwid case and all, and the kernel writes it in lower case: an upper-case wwid selects
-    # no disk, so it is not the disk of the link udev writes in lower case (nor of one written in upper case).
+    # no disk, so it is not the disk of the link udev writes in lower case (nor of one written in upper case). A naa.
+    # wwid all in upper case is a SCSI name string's, which the kernel copies verbatim: the NAA the links carry.
     link = "/dev/disk/by-id/wwn-0x5002538e4010a0b0"
     assert by_id_has_wwid(link, "naa.5002538e4010a0b0")
     assert by_id_has_wwid(link.upper().replace("/DEV/DISK/BY-ID/WWN-0X", "/dev/disk/by-id/wwn-0x"), "naa.5002538e4010a0b0")
-    assert not by_id_has_wwid(link, "naa.5002538E4010A0B0")
+    assert by_id_has_wwid(link, "naa.5002538E4010A0B0")
+    assert not by_id_has_wwid(link, "naa.5002538E4010a0b0")
+    assert not by_id_has_wwid("/dev/disk/by-id/nvme-eui.0025388b91b2c3d4", "eui.0025388B91B2C3D4")
 
 
 def test_udev_spells_a_run_of_blanks_as_one_underscore_and_cuts_the_ends() -> None:
@@ -137,3 +142,49 @@ def test_an_nvme_serial_with_a_blank_is_any_run_of_the_links_last_words() -> Non
     assert by_id_has_serial(link, "S5GXNF0R  123456")
     assert by_id_has_serial(link, "S5GXNF0R 1*")
     assert not by_id_has_serial(link, "S5GXNF0R 999999")
+
+
+_P = "/dev/disk/by-path/"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "said"),
+    [
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-1.0", "same"),  # the compat link and ID_PATH
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-1.1.0", "maybe"),  # behind a port multiplier
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-1.1", "maybe"),  # a PATA slave
+        (_P + "pci-0000:00:17.0-ata-1.0", _P + "pci-0000:00:17.0-ata-1.1.0", None),
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:17.0-ata-2.0", None),
+        (_P + "pci-0000:00:17.0-ata-1", _P + "pci-0000:00:1f.2-ata-1.0", None),
+        (_P + "pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0", _P + "pci-0000:00:14.0-usbv3-0:1:1.0-scsi-0:0:0:0", "same"),
+        (_P + "pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0", _P + "pci-0000:00:14.0-usbv3-0:2:1.0-scsi-0:0:0:0", None),
+        (_P + "pci-0000:00:04.0", _P + "virtio-pci-0000:00:04.0", "same"),
+        (_P + "pci-0000:00:04.0", _P + "virtio-pci-0000:00:05.0", None),
+        (_P + "pci-0000:00:17.0-ata-1.0-part1", _P + "pci-0000:00:17.0-ata-1", None),  # a partition: its disk is compared
+        ("/dev/sda", _P + "pci-0000:00:17.0-ata-1", None),
+    ],
+)
+def test_one_disks_by_path_links_are_read_back_to_one(a: str, b: str, said: str | None) -> None:
+    assert by_path_one_disk(a, b) == said
+    assert by_path_one_disk(b, a) == said
+
+
+@pytest.mark.parametrize(
+    ("link", "wwid", "said"),
+    [
+        ("/dev/disk/by-id/scsi-35000c500a1b2c3d4", "naa.5000c500a1b2c3d4", True),  # scsi_id's ID_SERIAL: 3 and the NAA
+        ("/dev/disk/by-id/scsi-35000c500a1b2c3d4", "naa.5000c500a1b2c3d5", False),
+        ("/dev/disk/by-id/scsi-360014051234567890abcdef012345678", "naa.60014051234567890abcdef012345678", True),
+        ("/dev/disk/by-id/scsi-1ATA_CT500MX500SSD1_2313E6A1B2C3", "naa.5000c500a1b2c3d4", False),
+        ("/dev/disk/by-id/nvme-uuid.6f9d1b2c-0000-4000-8000-000000000001", "uuid.6f9d1b2c-0000-4000-8000-000000000001", True),
+    ],
+)
+def test_a_wwid_is_read_from_the_scsi_3_and_nvme_uuid_links(link: str, wwid: str, said: bool) -> None:
+    assert by_id_has_wwid(link, wwid) is said
+
+
+def test_one_naa_is_one_disk_by_its_wwn_and_scsi_3_links() -> None:
+    assert one_wwn("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "/dev/disk/by-id/scsi-35000c500a1b2c3d4")
+    assert one_wwn("/dev/disk/by-id/scsi-35000c500a1b2c3d4", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")
+    assert not one_wwn("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "/dev/disk/by-id/scsi-35000c500a1b2c3d5")
+    assert not one_wwn("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")

@@ -273,14 +273,38 @@ def test_the_default_image_at_a_mirror_is_the_same_file() -> None:
 
 
 @pytest.mark.parametrize(
-    "wwid", ["naa.5002538e4010a0b0", "eui.0025388b91b2c3d4", "naa.5002538e*", "t10.ATA     Samsung SSD 870 EVO 1TB   S6PUNX0T123456"]
+    "wwid",
+    [
+        "naa.5002538e4010a0b0",
+        "eui.0025388b91b2c3d4",
+        "naa.5002538e*",
+        "t10.ATA     Samsung SSD 870 EVO 1TB   S6PUNX0T123456",
+        "naa.5002538E4010A0B0",  # a SCSI name string, copied verbatim: SPC writes its hex in upper case
+    ],
 )
 def test_a_wwid_in_the_kernels_spelling_is_taken(wwid: str) -> None:
     # A t10. wwid carries the disk's vendor and model text as it reports it, upper case and all.
     assert DiskSelector(wwid=wwid).wwid == wwid
 
 
-@pytest.mark.parametrize("wwid", ["0x5002538e4010a0b0", "0X5002538E4010A0B0", "NAA.5002538e4010a0b0", "eui.0025388B91B2C3D4", "5002538e4010a0b0"])
+@pytest.mark.parametrize(
+    "wwid",
+    [
+        "0x5002538e4010a0b0",
+        "0X5002538E4010A0B0",
+        "NAA.5002538e4010a0b0",
+        "eui.0025388B91B2C3D4",
+        "5002538e4010a0b0",
+        "naa.5002538E4010a0b0",  # mixed case: neither the kernel's nor a name string's
+        "35002538e4010a0b0",  # multipath's and scsi_id's
+        "scsi-35002538e4010a0b0",
+        "naa.0x5002538e4010a0b0",
+        "eui.0x0025388b91b2c3d4",
+        "WWN-0x5002538e4010a0b0",
+        "wwn-0X5002538e4010a0b0",
+        "nvme-EUI.0025388b91b2c3d4",
+    ],
+)
 def test_a_wwid_in_another_spelling_is_refused(wwid: str) -> None:
     with pytest.raises(ValueError, match="selects no disk"):
         DiskSelector(wwid=wwid)

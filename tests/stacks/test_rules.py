@@ -522,8 +522,13 @@ _SATA = "/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0"
         # ata3 may be port 1 of a controller counted after one of two ports; port 4 of it cannot be.
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-1", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", "maybe"),
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-4", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", None),
+        # port 3 is ata3 only where no port was counted before this controller's
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-3.0", "/pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0", "maybe"),
+        ("/dev/disk/by-path/pci-0000:00:1f.2-ata-1.0", "/pci0000:00/0000:00:1F.2/ata1/host0/target0:0:0/0:0:0:0", None),  # case-exact
+        ("/dev/disk/by-path/pci-0000:00:17.0-ata-3.0", "/pci0000:00/0000:00:17.0/ata\u0663/host2/target2:0:0/2:0:0:0", None),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", "/pci0000:00/0000:00:1d.0/0000:01:00.0/nvme/nvme0/nvme0n1", "same"),
         ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", _SATA, None),
+        ("/dev/disk/by-path/pci-0000:01:00.0-nvme-2", "/pci0000:00/0000:00:1d.0/0000:01:00.0/nvme", "namespace"),
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*", "class"),  # every port of it
         ("/dev/disk/by-path/pci-0000:00:17.0-ata-1.0", "/pci0000:00/0000:00:17.0/*/host0/*", None),  # the glob does not say
     ],
@@ -545,3 +550,8 @@ def test_whole_disk_names_are_taken(disk: str) -> None:
 )
 def test_other_device_nodes_are_refused_once(disk: str) -> None:
     assert len(install_disk_problems(disk)) == 1
+
+
+def test_a_persistent_memory_namespace_is_a_whole_disk() -> None:
+    # Talos lists pmem<n> as a disk (a block device of type disk) and its arm64 kernel builds the driver in.
+    assert install_disk_problems("/dev/pmem0") == []
