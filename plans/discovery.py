@@ -13,7 +13,7 @@ expression over each block.Disk (machinery v1.13.0 config/types/v1alpha1/v1alpha
 set is `glob(pattern, disk.<field>)`, wwid included (:1310), always with `disk.transport != ""`), evaluated by
 blockhelpers.MatchDisks (config/types/block/blockhelpers/blockhelpers.go:22-51), and Talos installs to the first disk
 that matches (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go:1504-1522 at v1.12.4). `glob`
-is ryanuber/go-glob's, whose only wildcard is `*` and which has no escape (`glob` below is it, line for line). A
+is ryanuber/go-glob's, whose only wildcard is `*` and which has no escape (`glob`, imported from stacks.disk_ids, is it, line for line). A
 selector is written only when it matches its disk and no other of the machine's: the tests check that in machinery's
 own CEL evaluation. What Talos reports of a disk decides which fields a selector can use: a SATA disk has no serial
 there (go-blockdevice v2.0.23 block/device_linux.go:343-360 reads sysfs `device/serial`, which only NVMe and
@@ -41,6 +41,7 @@ from typing import Any
 
 from plans.ipam import free_static
 from stacks.boards import DISCOVERY_BOARDS
+from stacks.disk_ids import glob
 from stacks.model import DiskSelector, StackConfig
 
 # Talos's own partitions (pkg/machinery/constants/constants.go at v1.12.4: EFIPartitionLabel, BIOSGrubPartitionLabel,
@@ -73,28 +74,6 @@ def exact(text: str) -> bool:
     """Whether a field is the machine's own text, usable in a selector or a path: printable, and with no backslash
     (`upgrader discover` and `printable` escape what is not, and go-glob has no escape for one)."""
     return text.isprintable() and "\\" not in text
-
-
-def glob(pattern: str, subject: str) -> bool:
-    """ryanuber/go-glob v1.0.0's Glob (glob.go), which Talos's CEL `glob` calls (machinery cel/celenv/celenv.go:45-48)."""
-    if pattern == "":
-        return subject == pattern
-    if pattern == "*":
-        return True
-    parts = pattern.split("*")
-    if len(parts) == 1:
-        return subject == pattern
-    leading, trailing = pattern.startswith("*"), pattern.endswith("*")
-    end = len(parts) - 1
-    for i in range(end):
-        idx = subject.find(parts[i])
-        if i == 0:
-            if not leading and idx != 0:
-                return False
-        elif idx < 0:
-            return False
-        subject = subject[idx + len(parts[i]) :]
-    return trailing or subject.endswith(parts[end])
 
 
 def _text(value: object) -> str:
