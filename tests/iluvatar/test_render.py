@@ -757,13 +757,17 @@ def test_a_render_says_the_programs_warnings_as_validate_does(homelab: Path, tmp
     ]
 
 
+@pytest.mark.parametrize("null", [False, True], ids=["missing", "null"])
 def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(
-    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]], null: bool
 ) -> None:
     """Outputs from before the `arda` output recorded the pool (and the cluster's name) still say them at the top level
-    (`loadBalancerPool`, `gateways`, `vips`): the move is said, and the same name is no rename."""
+    (`loadBalancerPool`, `gateways`, `vips`): the move is said, and the same name is no rename. A null `arda.pool` reads as
+    a missing one, as the program reads every null part of its outputs back."""
     previous = json.loads((homelab / "outputs.json").read_text())
     del previous["arda"]["pool"], previous["arda"]["clusterName"]
+    if null:
+        previous["arda"]["pool"] = previous["arda"]["clusterName"] = None
     previous["loadBalancerPool"] = {"start": "192.168.0.200", "end": "192.168.0.219"}
     previous["gateways"] = {"envoy-external": "192.168.0.219", "envoy-internal": "192.168.0.218"}
     (tmp_path / "old.json").write_text(json.dumps(previous))
