@@ -436,9 +436,21 @@ def outputs_json(sim: Simulation) -> str:
     return json.dumps(redact(sim.outputs), indent=2, sort_keys=True) + "\n"
 
 
+def as_read(value: Any) -> Any:
+    """Outputs as the program reads them back: a null in a mapping is no key at all (pulumi 3.272.0
+    sdk/python/lib/pulumi/runtime/rpc.py:892-894, deserialize_properties: "We treat values that deserialize to "None"
+    as if they don't exist"), so that the plan here reads a null part as `pulumi preview` does, as a missing one."""
+    if isinstance(value, dict):
+        return {k: as_read(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [as_read(v) for v in value]
+    return value
+
+
 def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
     """The day-2 plan against a previous deployment's outputs, as `pulumi preview` logs it on the simulation's day: every
     step that runs on Arda and the Ainur, in order, and why."""
+    previous = as_read(previous)
     # A move between DHCP modes first: it is the household's, and it says when the router's part is done.
     modes = (deployed_mode(previous.get(exports.DNSMASQ_CONF)), deployed_mode(sim.outputs.get(exports.DNSMASQ_CONF)))
     was = previous.get(exports.ARDA)

@@ -60,6 +60,9 @@ class DeployedArda:
     nodes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The output as exported, for plans.rollout to compare against.
     output: Mapping[str, Any] = field(default_factory=dict)
+    # Whether the last deployment ran Argo CD: __main__.py exports gitopsRepoUrls only then, and `charts` records Argo
+    # CD's chart only then (plans.rollout.state). Unknown reads as yes, so that an `argocd` missing from `charts` is said.
+    gitops: bool = True
 
     @classmethod
     def from_output(cls, value: Any) -> DeployedArda:
@@ -997,17 +1000,22 @@ def _skips_a_minor(version: str, was: str) -> bool:
 
 def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     """What the checks against the last deployment could not check, said rather than passed over: a deployment whose
-    `arda` output records no `charts` (written before the program recorded the releases it installs) leaves _charts
-    nothing to compare, and a chart taken back to an older release (or Cilium's across a minor) would go through. A
+    `arda` output records no `charts` (written before the program recorded the releases it installs), or records none
+    (or null) for a chart it installed (every deployment of this program records each one: plans.rollout.state, so the
+    outputs were edited or cut), leaves _charts nothing to compare, and a chart taken back to an older release (or
+    Cilium's across a minor) would go through. A null part reads as a missing one, as _mistyped and _lacked read them.
+    Argo CD's is not expected when the last deployment ran no GitOps (DeployedArda.gitops): `up` installs it new. A
     warning, not a refusal: the releases running can be read on Arda, and the `up` records them for every later change.
     And Argo CD's chart across its majors (_argocd_majors), and a Talos roll back within the minor (_talos_rolled_back)."""
     if not deployed.deployed:
         return []
-    if isinstance(deployed.output.get("charts"), Mapping):
-        return _talos_rolled_back(stack, deployed) + _argocd_majors(stack, deployed.output["charts"])
+    charts = deployed.output.get("charts")
+    recorded: Mapping[str, Any] = charts if isinstance(charts, Mapping) else {}
     now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
-    out = []
+    out = _argocd_majors(stack, recorded)
     for chart, version in now.items():
+        if isinstance(recorded.get(chart), str) or (isinstance(charts, Mapping) and chart == "argocd" and not deployed.gitops):
+            continue
         key, name = CHARTS[chart]
         if chart == "cilium":
             # The minor rule too: a release older than the minor before this one's is more than one minor behind.
@@ -1018,11 +1026,18 @@ def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
             check += f", nor older than {major}.{minor - 1} (if it is, write its next minor's release first)" if minor > 0 else ""
         else:
             rule, check = "is not rolled back", f"not newer than {version} (if it is, write that release or a newer one)"
+        if isinstance(charts, Mapping):
+            # Missing and null alike: the outputs as the program reads them back have a null entry dropped.
+            unrecorded = (
+                f"arda.charts.{chart} (every deployment of this Iluvatar records each chart it installs there: the outputs were edited or cut)"
+            )
+        else:
+            unrecorded = "arda.charts (an older Iluvatar wrote them)"
         out.append(
             Problem(
                 key,
                 f"{version} could not be checked against the release running: the last deployment's outputs record no "
-                f"arda.charts (an older Iluvatar wrote them), and {name}'s chart {rule}; check with `helm list -A` "
+                f"{unrecorded}, and {name}'s chart {rule}; check with `helm list -A` "
                 f"on Arda that its {name} release is {check}; the next `pulumi up` records it",
             )
         )

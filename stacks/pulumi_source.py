@@ -183,6 +183,8 @@ def load() -> LoadedStack:
         # The `arda` output does not record Arda's VIP: the `vips` output keys it by the cluster's name.
         if arda.deployed and "vip" not in arda.output and (vip := day2.deployed_arda_vip(arda, outputs.get(exports.VIPS))) is not None:
             arda = replace(arda, output={**arda.output, "vip": vip})
+        # Argo CD's chart is recorded only by a deployment that ran it, which exports gitopsRepoUrls (day2.warnings).
+        arda = replace(arda, gitops=outputs.get(exports.GITOPS_REPO_URLS) is not None)
         ainur = day2.machines_of(outputs.get(AINUR_OUTPUT))
     except TypeError as e:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None

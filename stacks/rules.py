@@ -30,6 +30,7 @@ from stacks.edge import edge_problems
 from stacks.errors import InDhcpRange, Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
 from stacks.pi_revision import pi_revision
+from stacks.power import TALOS_LINK_ALIAS
 from stacks.reach import Clients, unreachable
 
 NET = "iluvatar:network"
@@ -2228,14 +2229,17 @@ def _counts(p: Parsed) -> list[Problem]:
     return out
 
 
-# Talos config documents Iluvatar renders from the inventory (plans.talos); a user patch of
-# the same kind would silently fight the inventory, so it is refused with where to edit instead.
-GENERATED_DOCUMENTS = {
-    "HostnameConfig": "the node's name",
-    "LinkAliasConfig": "the node's mac",
-    "LinkConfig": "the node's ip and network.gateway",
-    "ResolverConfig": "network.dns",
-    "Layer2VIPConfig": "arda.vip",
+# Talos config documents Iluvatar renders from the inventory (plans.talos), with what from, and the name it gives the
+# document when it is one of several a machine may hold (None: refused whatever its name). A user patch of the same kind
+# and name would silently fight the inventory, so it is refused with where to edit instead. The link documents name the
+# alias of the inventory's NIC alone: a LinkConfig or LinkAliasConfig for another NIC (a second NIC on a storage
+# network) is the patch's own, as Talos documents a physical link's static addresses (a LinkConfig named by the link).
+GENERATED_DOCUMENTS: dict[str, tuple[str, str | None]] = {
+    "HostnameConfig": ("the node's name", None),
+    "LinkAliasConfig": ("the node's mac", TALOS_LINK_ALIAS),
+    "LinkConfig": ("the node's ip and network.gateway", TALOS_LINK_ALIAS),
+    "ResolverConfig": ("network.dns", None),
+    "Layer2VIPConfig": ("arda.vip", None),
 }
 V1ALPHA1_SECTIONS = {"version", "debug", "machine", "cluster"}
 # v1alpha1 settings Talos refuses beside the documents above (their V1Alpha1ConflictValidate),
@@ -2245,7 +2249,11 @@ V1ALPHA1_CONFLICTS = {
     ("machine", "install", "diskSelector"): "set the node's installDisk instead",
     ("machine", "network", "hostname"): "Iluvatar sets the hostname from the node's name (HostnameConfig), and Talos refuses both",
     ("machine", "features", "stableHostname"): "Iluvatar sets the hostname from the node's name (HostnameConfig), and Talos refuses both",
-    ("machine", "network", "interfaces"): "Iluvatar configures the node's link from its mac and ip (LinkConfig); use a LinkConfig-era document",
+    ("machine", "network", "interfaces"): (
+        f"Iluvatar configures the node's NIC, the link {TALOS_LINK_ALIAS} of its mac, from its ip (LinkConfig), and gives it no "
+        "other address; configure another NIC with a document of its own naming it (apiVersion: v1alpha1, kind: LinkConfig, "
+        "name: enp2s0, addresses: [{address: 10.99.0.31/24}]), with its kernel name as `talosctl get links` shows it"
+    ),
     ("machine", "network", "nameservers"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
     ("machine", "network", "searchDomains"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
     ("machine", "network", "disableSearchDomain"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
@@ -2388,8 +2396,15 @@ def _patch(
     else:
         if "apiVersion" not in patch:
             yield Problem(path, f"document {kind} has no apiVersion")
-        if kind in GENERATED_DOCUMENTS:
-            yield Problem(path, f"{kind} is generated from {GENERATED_DOCUMENTS[str(kind)]}; change that in the stack instead")
+        generated = GENERATED_DOCUMENTS.get(kind) if isinstance(kind, str) else None
+        if generated is not None and generated[1] is None:
+            yield Problem(path, f"{kind} is generated from {generated[0]}; change that in the stack instead")
+        elif generated is not None and patch.get("name") == generated[1]:
+            yield Problem(
+                path,
+                f"{kind} {generated[1]} is generated from {generated[0]}; change that in the stack instead, or name another "
+                "NIC by its kernel name (`talosctl get links`)",
+            )
         elif kind not in TALOS_KINDS:
             yield Problem(
                 path,

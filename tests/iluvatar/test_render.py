@@ -709,6 +709,34 @@ def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(
     ]
 
 
+def test_a_chart_null_or_missing_in_the_recorded_charts_is_warned_of(homelab: Path, tmp_path: Path) -> None:
+    """A chart the outputs' `charts` lack, or hold null for, is unknown: warned of by name, as a whole missing `charts`
+    is, never read as nothing to check. Argo CD's is expected only from a deployment that exported gitopsRepoUrls."""
+    previous = json.loads((homelab / "outputs.json").read_text())
+    previous["arda"]["charts"] = {"cilium": None}
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    assert result.returncode == 0, result.stderr
+    unchecked = (
+        "could not be checked against the release running: the last deployment's outputs record no arda.charts.{0} (every "
+        "deployment of this Iluvatar records each chart it installs there: the outputs were edited or cut), and {1}'s chart is "
+        "not rolled back{3}; check with `helm list -A` on Arda that its {1} release is not newer than {2} (if it is, write that "
+        "release or a newer one){4}; the next `pulumi up` records it"
+    )
+    minor, older = ", nor upgraded across a minor", ", nor older than 1.17 (if it is, write its next minor's release first)"
+    assert result.stderr.splitlines() == [
+        "warning: iluvatar:arda.cilium.version: 1.18.4 " + unchecked.format("cilium", "Cilium", "1.18.4", minor, older),
+        "warning: iluvatar:gitops.argocd.version: 10.8.0 " + unchecked.format("argocd", "Argo CD", "10.8.0", "", ""),
+    ]
+    # The last deployment ran no GitOps: Argo CD's chart goes in new, nothing to check.
+    del previous["gitopsRepoUrls"]
+    previous["arda"]["charts"] = {"cilium": "1.18.4"}
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2b"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
 def test_a_render_says_the_programs_warnings_as_validate_does(homelab: Path, tmp_path: Path) -> None:
     """The program's warnings (pulumi.log.warn, which the mocks hand to Python's logging) come out of a render as
     `validate` prints its own, `warning: ` first. Here the chart check outputs from before `arda.charts` cannot make."""
@@ -729,13 +757,17 @@ def test_a_render_says_the_programs_warnings_as_validate_does(homelab: Path, tmp
     ]
 
 
+@pytest.mark.parametrize("null", [False, True], ids=["missing", "null"])
 def test_a_moved_pool_is_said_against_outputs_from_before_arda_recorded_it(
-    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]]
+    homelab: Path, tmp_path: Path, render_here: Callable[..., subprocess.CompletedProcess[str]], null: bool
 ) -> None:
     """Outputs from before the `arda` output recorded the pool (and the cluster's name) still say them at the top level
-    (`loadBalancerPool`, `gateways`, `vips`): the move is said, and the same name is no rename."""
+    (`loadBalancerPool`, `gateways`, `vips`): the move is said, and the same name is no rename. A null `arda.pool` reads as
+    a missing one, as the program reads every null part of its outputs back."""
     previous = json.loads((homelab / "outputs.json").read_text())
     del previous["arda"]["pool"], previous["arda"]["clusterName"]
+    if null:
+        previous["arda"]["pool"] = previous["arda"]["clusterName"] = None
     previous["loadBalancerPool"] = {"start": "192.168.0.200", "end": "192.168.0.219"}
     previous["gateways"] = {"envoy-external": "192.168.0.219", "envoy-internal": "192.168.0.218"}
     (tmp_path / "old.json").write_text(json.dumps(previous))

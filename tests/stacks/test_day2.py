@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -542,9 +543,44 @@ def test_a_chart_unchecked_for_want_of_a_record_is_warned_of(tmp_path: Path) -> 
         ("iluvatar:arda.cilium.version", "1.18.3 " + unchecked.format(name="Cilium", version="1.18.3", minor=minor, older=older_than)),
         ("iluvatar:gitops.argocd.version", "10.8.0 " + unchecked.format(name="Argo CD", version="10.8.0", minor="", older="")),
     ]
-    recorded = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4"}})
-    assert day2.warnings(older, recorded) == []  # recorded: checked (argocd unrecorded there is one not yet installed)
+    recorded = replace(day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4"}}), gitops=False)
+    assert day2.warnings(older, recorded) == []  # recorded: checked (argocd unrecorded, with no GitOps deployed, is not yet installed)
     assert day2.warnings(older, day2.DeployedArda.from_output(None)) == []  # a first deployment: nothing runs
+
+
+def test_a_chart_the_recorded_charts_lack_is_warned_of_by_name(tmp_path: Path) -> None:
+    # `charts` recorded, but without a chart this Iluvatar records whenever it installs it (or with null for it, which the
+    # program reads back as no key): unknown, said for that chart alone, never read as nothing to check.
+    older = _edited(tmp_path, {"iluvatar:arda.cilium": {"version": "1.18.3"}})
+    unchecked = (
+        "could not be checked against the release running: the last deployment's outputs record no arda.charts.{chart} (every "
+        "deployment of this Iluvatar records each chart it installs there: the outputs were edited or cut), and {name}'s chart "
+        "is not rolled back{minor}; check with `helm list -A` on Arda that its {name} release is not newer than {version} (if it "
+        "is, write that release or a newer one){older}; the next `pulumi up` records it"
+    )
+    no_cilium = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"argocd": "10.8.0"}})
+    assert day2.check(older, no_cilium) == []
+    assert [(p.path, p.message) for p in day2.warnings(older, no_cilium)] == [
+        (
+            "iluvatar:arda.cilium.version",
+            "1.18.3 "
+            + unchecked.format(
+                chart="cilium",
+                name="Cilium",
+                version="1.18.3",
+                minor=", nor upgraded across a minor",
+                older=", nor older than 1.17 (if it is, write its next minor's release first)",
+            ),
+        )
+    ]
+    # Argo CD's, from a deployment that ran GitOps (it exported gitopsRepoUrls): unknown too.
+    no_argocd = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.3"}})
+    assert [(p.path, p.message) for p in day2.warnings(older, no_argocd)] == [
+        (
+            "iluvatar:gitops.argocd.version",
+            "10.8.0 " + unchecked.format(chart="argocd", name="Argo CD", version="10.8.0", minor="", older=""),
+        )
+    ]
 
 
 def test_every_day2_problem_is_said_together(tmp_path: Path) -> None:
