@@ -155,7 +155,9 @@ def netboot_pod(config_macs: Sequence[str], dnsmasq_configmap: str, discovery: b
             {"name": "config", "configMap": {"name": "netboot"}},
             {"name": "dnsmasq", "configMap": {"name": dnsmasq_configmap}},
             {"name": "ipxe", "configMap": {"name": "ipxe"}},
-            {"name": "configs", "secret": {"secretName": "talos-configs", "items": config_items}},
+            # Each Arda machine's config by its MAC; with no Arda machine, no `items` at all: the API server keeps no
+            # empty list (an `items: []` is stored as absent), so writing one would make every apply a change.
+            {"name": "configs", "secret": {"secretName": "talos-configs", **({"items": config_items} if config_items else {})}},
             {"name": "tftp", "hostPath": {"path": f"{HOST_CACHE}/tftp", "type": "DirectoryOrCreate"}},
             {"name": "assets", "hostPath": {"path": f"{HOST_CACHE}/assets", "type": "DirectoryOrCreate"}},
             {"name": "leases", "emptyDir": {}},

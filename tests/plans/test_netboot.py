@@ -636,6 +636,20 @@ def test_the_kubernetes_check_can_fail() -> None:
         kubernetes_validate.validate(deployment, K3S_KUBERNETES, strict=True)
 
 
+def test_the_netboot_pods_configs_volume_lists_each_machines_config_and_no_empty_list() -> None:
+    # With no Arda machine the volume names no items: the API server stores `items: []` as absent, so every apply of
+    # a template holding one would be a change (tests/kube/test_random_stacks.py found it on a stack with no machines).
+    def configs(macs: list[str]) -> dict[str, Any]:
+        pod = netboot.pods.netboot_pod(macs, "netboot-dnsmasq-0")
+        return next(v for v in pod["volumes"] if v["name"] == "configs")
+
+    assert configs([]) == {"name": "configs", "secret": {"secretName": "talos-configs"}}
+    assert configs(["aa-bb-cc-dd-ee-01"]) == {
+        "name": "configs",
+        "secret": {"secretName": "talos-configs", "items": [{"key": "aa-bb-cc-dd-ee-01.yaml", "path": "aa-bb-cc-dd-ee-01.yaml"}]},
+    }
+
+
 def test_netboot_pod_spec() -> None:
     deployment = objects(load_stack_file(HOMELAB))["Deployment/netboot"]
     # One pod, replaced and never rolled: two DHCP servers never answer at once.
