@@ -48,6 +48,8 @@ Kind = Literal[
     "route",
     "ntp",
     "host",
+    "mirror",
+    "proxy",
 ]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
@@ -57,12 +59,15 @@ SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", *SERVERS})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", "mirror", "proxy", *SERVERS})
 # The devices Arda's Talos patches name (`patched`): the NTP servers its machines set their clocks from, and the
 # addresses its static host entries pin names to. A host entry may name any host, a machine, a VIP, a Service of the
 # load-balancer pool or a BMC among them: only the ranges lent to others (`check`'s dhcpRange, the router's pool, the
 # discovery pool) and the subnets' edges are wrong for it.
-PATCHED: frozenset[Kind] = frozenset({"ntp", "host"})
+PATCHED: frozenset[Kind] = frozenset({"ntp", "host", "mirror", "proxy"})
+# The servers Arda's machines pull their images from or through (`pull_servers`): a registry mirror, an HTTP(S) proxy.
+# Each must answer before Arda runs, as an NTP server must: kubelet's, etcd's and Cilium's images come through them.
+PULLS: frozenset[Kind] = frozenset({"mirror", "proxy"})
 # The devices that share their address with no other: a Turing Pi 2's BMC is an appliance, which powers, reflashes and
 # opens the console of its board's machines (plans.power) and serves nothing the stack points at it. Another device at
 # its address is a slip in one of the two keys, and the other layer (the backups, the forwarding, the mounts, the
@@ -81,6 +86,8 @@ NOUNS: dict[Kind, str] = {
     "git": "the Git server",
     "ntp": "the NTP server",
     "host": "the host the entry names",
+    "mirror": "the registry mirror",
+    "proxy": "the proxy",
 }
 # The homelab's own addresses where a few listeners of its own answer, as a message names them.
 FRONTS: dict[Kind, str] = {
@@ -104,6 +111,11 @@ CLIENTS: dict[Kind, str] = {
     # config/types/v1alpha1/v1alpha1_types.go:788-791).
     "ntp": "Arda's machines could not set their clocks, and Talos holds a machine's boot until its clock syncs (machine.time.bootTimeout: forever unless set)",
     "host": "Arda's machines would reach another host under the entry's names",
+    # Talos's RegistryMirrorConfig reference (v1.12), skipFallback: "Skip fallback to the original registry if none of
+    # the mirrors are available or contain the requested image"; kubelet's image is ghcr.io/siderolabs/kubelet.
+    "mirror": "Arda's machines could pull none of that registry's images from it (without skipFallback they wait on it first; kubelet's is ghcr.io's), and a machine may never join",
+    # Talos sends every pull through machine.env's proxies (docs: networking/corporate-proxies).
+    "proxy": "Arda's machines could pull no image through it, and no machine could join",
 }
 # The key that names the router's DHCP server where it is not network.gateway (`entries`).
 ROUTER_ADDRESS = "ainur.netboot.routerAddress"
@@ -225,6 +237,7 @@ def entries(
     ainur: Ainur | None = None,
     patches: Sequence[tuple[str, Mapping[str, object]]] = (),
     zone: Mapping[str, IPv4Address] | None = None,
+    kernel_args: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
     target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers wherever
@@ -278,13 +291,16 @@ def entries(
             continue  # a name outside the internal zone: `unknown_names` checks it
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
-    out += patched(patches, zone, network.domain if network is not None else None)
+    out += patched(patches, zone, network.domain if network is not None else None, kernel_args)
     out += routed(remote)
     return out
 
 
 def patched(
-    patches: Sequence[tuple[str, Mapping[str, object]]], zone: Mapping[str, IPv4Address] | None = None, domain: str | None = None
+    patches: Sequence[tuple[str, Mapping[str, object]]],
+    zone: Mapping[str, IPv4Address] | None = None,
+    domain: str | None = None,
+    kernel_args: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Held]:
     """The addresses Arda's Talos patches name (stacks.rules.talos_patches_of: `arda.patches`, an Arda machine's
     `talosPatches`), each at its key inside the patch: a v1alpha1 patch's machine.time.servers and
@@ -296,7 +312,8 @@ def patched(
     device (/dev/ptp0) or an IPv6 address is left alone: the table holds IPv4 addresses. The NTP servers of a machine
     whose time sync is off are never asked (`time_servers`). The resolvers (machine.network.nameservers, a
     ResolverConfig document) are refused in a patch, since Iluvatar writes them from network.dns
-    (stacks.rules.V1ALPHA1_CONFLICTS, GENERATED_DOCUMENTS)."""
+    (stacks.rules.V1ALPHA1_CONFLICTS, GENERATED_DOCUMENTS). The registry mirrors and proxies Arda's machines pull
+    through (`pull_servers`, with `kernel_args`, arda.kernelArgs) are read as the NTP servers are."""
     out: list[Held] = []
 
     def held(path: str, value: object, kind: Kind, what: str) -> None:
@@ -317,6 +334,73 @@ def patched(
             held(path, server, "ntp", ntp)
     for path, entry, names in host_entries(patches):
         held(path, entry, "host", _host_entry(names))
+    for path, written, host, kind in pull_servers(patches, kernel_args):
+        what = PULLED[kind]
+        name = _zone_name(host, domain)
+        planned = (zone or {}).get(name) if name else None
+        if planned is not None:
+            out.append(Held(planned, path, f"{path} ({what}, {written})", kind, written, f"{name} ({planned})"))
+        else:
+            try:
+                ip = IPv4Address(host)
+            except ValueError:
+                continue
+            out.append(Held(ip, path, f"{path} ({what}, {written})", kind, written))
+    return out
+
+
+# How the table names the servers Arda's machines pull through (`pull_servers`).
+PULLED: dict[Kind, str] = {
+    "mirror": "a registry mirror Arda's machines pull images from",
+    "proxy": "an HTTP(S) proxy Arda's machines pull images through",
+}
+# The proxy variables Talos's "Corporate proxies" page sets in machine.env or talos.environment=, either case.
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy"})
+
+
+def _url_host(url: str) -> str:
+    """The host of a server's URL (http://172.20.8.80:5000, or 172.20.8.80:5000 without a scheme), or ""."""
+    try:
+        return urlsplit(url if "//" in url else f"//{url}").hostname or ""
+    except ValueError:
+        return ""
+
+
+def pull_servers(
+    patches: Sequence[tuple[str, Mapping[str, object]]], kernel_args: Mapping[str, Sequence[str]] | None = None
+) -> list[tuple[str, str, str, Kind]]:
+    """The servers Arda's machines pull their images from or through, each with its key (`iluvatar:`-less), the value
+    as written and its host: a v1alpha1 patch's machine.registries.mirrors.*.endpoints and machine.env's http_proxy and
+    https_proxy (either case), a RegistryMirrorConfig document's endpoints[].url, and a `talos.environment=` kernel
+    argument's proxy (arda.kernelArgs, read before any configuration is applied)."""
+    out: list[tuple[str, str, str, Kind]] = []
+
+    def add(path: str, value: object, kind: Kind) -> None:
+        if isinstance(value, str) and (host := _url_host(value)):
+            out.append((path, value, host, kind))
+
+    for written, patch in patches:
+        at = written.removeprefix("iluvatar:")
+        if patch.get("kind") is None:
+            machine = _get(patch, "machine")
+            mirrors = _get(_get(machine, "registries"), "mirrors")
+            for registry, mirror in mirrors.items() if isinstance(mirrors, Mapping) else ():
+                endpoints = _get(mirror, "endpoints")
+                for j, url in enumerate(endpoints if isinstance(endpoints, list) else []):
+                    add(f"{at}.machine.registries.mirrors.{registry}.endpoints[{j}]", url, "mirror")
+            env = _get(machine, "env")
+            for key, url in env.items() if isinstance(env, Mapping) else ():
+                if str(key).lower() in _PROXY_VARIABLES:
+                    add(f"{at}.machine.env.{key}", url, "proxy")
+        elif patch.get("kind") == "RegistryMirrorConfig":
+            endpoints = patch.get("endpoints")
+            for j, endpoint in enumerate(endpoints if isinstance(endpoints, list) else []):
+                add(f"{at}.endpoints[{j}].url", _get(endpoint, "url"), "mirror")
+    for board, args in (kernel_args or {}).items():
+        for k, arg in enumerate(args):
+            variable, _, url = str(arg).removeprefix("talos.environment=").partition("=")
+            if str(arg).startswith("talos.environment=") and variable.lower() in _PROXY_VARIABLES:
+                add(f"arda.kernelArgs.{board}[{k}]", url, "proxy")
     return out
 
 
@@ -394,8 +478,13 @@ def _zone_name(server: str, domain: str | None) -> str:
     return ""
 
 
-def patched_names(patches: Sequence[tuple[str, Mapping[str, object]]], zone: Mapping[str, IPv4Address], domain: str | None) -> list[Server]:
-    """The NTP servers of Arda's Talos patches written as a name inside the internal zone, as `unknown_names` reads the
+def patched_names(
+    patches: Sequence[tuple[str, Mapping[str, object]]],
+    zone: Mapping[str, IPv4Address],
+    domain: str | None,
+    kernel_args: Mapping[str, Sequence[str]] | None = None,
+) -> list[Server]:
+    """The NTP servers, registry mirrors and proxies of Arda's Talos patches (`pull_servers`) written as a name inside the internal zone, as `unknown_names` reads the
     other layers' servers: a name the zone does not hold resolves nowhere (the Ainur answer the zone from the plan's
     records alone), so no machine could set its clock."""
     out: list[Server] = []
@@ -403,6 +492,10 @@ def patched_names(patches: Sequence[tuple[str, Mapping[str, object]]], zone: Map
         if name := _zone_name(server, domain):
             address = zone.get(name)
             out.append(Server(path, server, server, "ntp", address, name if address is not None else ""))
+    for path, written, host, kind in pull_servers(patches, kernel_args):
+        if name := _zone_name(host, domain):
+            address = zone.get(name)
+            out.append(Server(path, written, host, kind, address, name if address is not None else ""))
     return out
 
 
@@ -584,6 +677,15 @@ def check(
                     f"server's own address (or its name) in {d.path}",
                 )
                 break
+            if d.kind in PULLS and d.ip == h.ip:
+                # No machine, VIP or front door of the homelab serves a registry or a proxy before Arda runs: a pod there
+                # (a host-network one) starts only once its machine has pulled its images, through this very server.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is {h.path}, {_own_noun(h)}, where {NOUNS[d.kind]} does not answer before Arda runs, so "
+                    f"{CLIENTS[d.kind]}; write {NOUNS[d.kind]}'s own address (a NAS, a host off Arda) in {d.path}",
+                )
+                break
             if h.kind in ("identity", "headscale"):
                 # Only the front door's listeners (Dex, the CA page, the Ainur's Argo CD) or Headscale's answer at these
                 # addresses: a server written there is the slip, so it is said at the key that names the server. The NAS
@@ -759,10 +861,10 @@ def check(
         if len(pooled) == 1:
             fix = _router_fix(network, "the pool") if d.kind == "router" else f"give {what} a fixed address outside the pool"
             # An NTP server must run before Arda's machines boot: off Arda, on a device of the LAN.
-            fix += " (the router, a NAS: a device off Arda)" if d.kind == "ntp" else ""
+            fix += " (the router, a NAS: a device off Arda)" if d.kind == "ntp" else " (a NAS, a host off Arda)" if d.kind in PULLS else ""
             yield Problem(
                 path,
-                f"{d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
+                f"{_written(d) if d.kind in PULLS else d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
                 f"{_in_pool_why(d, app_at)}; {fix}",
             )
             continue
@@ -795,6 +897,12 @@ def _in_pool_why(d: Held, apps: Mapping[IPv4Address, str] | None = None) -> str:
         return (
             f"{service}, which runs only once Arda's machines have booted, and Talos holds a machine's boot until its clock "
             "syncs (machine.time.bootTimeout: forever unless set), so after a power cut Arda would never boot"
+        )
+    if d.kind in PULLS:
+        # A registry or a proxy served from Arda is Arda's own pull's chicken and egg: its pod's images come through it.
+        return (
+            f"{NOUNS[d.kind]} there is a Service on Arda (Cilium gives the pool's addresses to Services), which runs only once "
+            f"Arda's machines have pulled its images, so {CLIENTS[d.kind]}"
         )
     return f"Cilium would give {NOUNS[d.kind]}'s address to a Service"
 

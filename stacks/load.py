@@ -252,6 +252,7 @@ def parse_stack(
         ainur if isinstance(ainur, Ainur) else None,
         talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
         zone_records,
+        arda.kernel_args if isinstance(arda, Arda) else None,
     )
     # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
     # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
@@ -416,6 +417,7 @@ def parse_stack(
                 talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
                 zone_records,
                 network.domain if isinstance(network, Network) else None,
+                arda.kernel_args if isinstance(arda, Arda) else None,
             ),
         ],
         network if isinstance(network, Network) else None,
