@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -292,6 +292,7 @@ def entries(
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
     out += patched(patches, zone, network.domain if network is not None else None, kernel_args)
+    out += [Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node") for path, ip, whose in link_addresses(patches, nodes)]
     out += routed(remote)
     return out
 
@@ -364,6 +365,112 @@ def _url_host(url: str) -> str:
         return urlsplit(url if "//" in url else f"//{url}").hostname or ""
     except ValueError:
         return ""
+
+
+# The documents that give a link static addresses (`addresses[].address`): Talos assigns each to its link
+# (machinery v1.14.1 config/types/network: "addresses to be statically assigned to the link").
+LINK_DOCUMENTS = frozenset({"LinkConfig", "VLANConfig", "DummyLinkConfig", "BondConfig", "BridgeConfig"})
+
+
+def link_addresses(patches: Sequence[tuple[str, Mapping[str, object]]], nodes: Sequence[tuple[int, Node]] = ()) -> list[tuple[str, IPv4Address, str]]:
+    """The IPv4 addresses Arda's Talos patches give their machines' own links, each with its key (`iluvatar:`-less) and
+    whose it is (a machine's name, or "every Arda machine" for arda.patches): a v1alpha1 patch's
+    machine.network.interfaces[].addresses and .vlans[].addresses, a link document's addresses[].address. Linux answers
+    ARP for any of them as the machine's own, so each collides as the machine's ip does."""
+    names = {f"nodes[{i}]": n.name for i, n in nodes}
+    out: list[tuple[str, IPv4Address, str]] = []
+
+    def add(path: str, value: object, whose: str) -> None:
+        try:
+            ip = IPv4Interface(value).ip if isinstance(value, str) else None
+        except ValueError:
+            ip = None
+        if ip is not None:
+            out.append((path, ip, whose))
+
+    for written, patch in patches:
+        at = written.removeprefix("iluvatar:")
+        scope = _scope(written)
+        whose = "every Arda machine" if scope == "arda" else names.get(scope, scope)
+        if patch.get("kind") is None:
+            interfaces = _get(_get(_get(patch, "machine"), "network"), "interfaces")
+            for j, interface in enumerate(interfaces if isinstance(interfaces, list) else []):
+                own = _get(interface, "addresses")
+                for k, value in enumerate(own if isinstance(own, list) else []):
+                    add(f"{at}.machine.network.interfaces[{j}].addresses[{k}]", value, whose)
+                vlans = _get(interface, "vlans")
+                for v, vlan in enumerate(vlans if isinstance(vlans, list) else []):
+                    own = _get(vlan, "addresses")
+                    for k, value in enumerate(own if isinstance(own, list) else []):
+                        add(f"{at}.machine.network.interfaces[{j}].vlans[{v}].addresses[{k}]", value, whose)
+        elif patch.get("kind") in LINK_DOCUMENTS:
+            own = patch.get("addresses")
+            for k, entry in enumerate(own if isinstance(own, list) else []):
+                add(f"{at}.addresses[{k}].address", _get(entry, "address"), whose)
+    return out
+
+
+def link_collisions(
+    patches: Sequence[tuple[str, Mapping[str, object]]],
+    nodes: Sequence[tuple[int, Node]],
+    held: Sequence[Held],
+    network: Network | None,
+    ainur: Ainur | None,
+    free: Callable[[Collection[IPv4Address]], IPv4Address | None] | None = None,
+) -> Iterator[Problem]:
+    """An address a Talos patch gives a machine's link (`link_addresses`) that is another's: a router's (network.gateway,
+    a VLAN's gateway), another machine's or a VIP's (the table's own kinds), inside network.loadBalancerPool (Cilium
+    announces those for Services) or network.dhcpRange (lent to others). Linux answers ARP for a local address on any
+    link (net.ipv4.conf.all.arp_ignore defaults to 0), so the machine and the other holder would fight for it, and what
+    the LAN sends there reaches either, part of the time. A device at the address is `check`'s (the table registers
+    the address as the machine's, `entries`); the discovery pool's is its own rule's. `free`: the LAN's first free
+    address, as `check` takes it."""
+    if network is None:
+        return
+    others = [h for h in held if h.kind in ("node", "vip", "identity", "headscale")]
+    taken = {h.ip for h in held} | {ip for _, ip in routers(network)}
+    for path, ip, whose in link_addresses(patches, nodes):
+        key = f"iluvatar:{path}"
+        scope = path.split(".talosPatches", 1)[0] if ".talosPatches" in path else "arda"
+        subnet = next((v.cidr for v in network.vlans if ip in v.cidr), network.lan if ip in network.lan else None)
+        # A free address on the link's subnet: on the LAN the one list the messages offer from (`free`, outside the
+        # ranges lent and the pool, as a machine's ip must be), on a VLAN its first one free.
+        if subnet is not None and subnet != network.lan:
+            offer = _free_on(subnet, taken)
+        else:
+            offer = free(()) if free is not None and subnet is not None else None
+        taken |= {offer} if offer is not None else set()
+        fix = f"give the link an address of its own{f' (e.g. {offer})' if offer is not None else ''}"
+        router = next((p for p, r in routers(network) if r == ip), None)
+        if router is not None:
+            yield Problem(
+                key,
+                f"{ip} is {router}, the router's; the patch gives it to {whose} too, and Linux answers ARP for it there, so what the "
+                f"LAN sends its router would reach the machine part of the time; {fix}",
+            )
+            continue
+        # The machine's own ip written again is no collision; an address arda.patches gives is every Arda machine's.
+        clash = next((h for h in others if h.ip == ip and h.path not in (path, f"{scope}.ip")), None)
+        if clash is not None:
+            yield Problem(
+                key,
+                f"{ip} is {clash.owner}; the patch gives it to {whose} too, and Linux answers ARP for it there, so the two would "
+                f"fight for it and what is sent there reaches either, part of the time; {fix}",
+            )
+            continue
+        if ip in network.load_balancer_pool:
+            yield Problem(
+                key,
+                f"{ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: Cilium "
+                f"would announce it for a Service while {whose} answers for it too; {fix}",
+            )
+            continue
+        if ip in network.dhcp_range and ip != network.gateway:
+            yield Problem(
+                key,
+                f"{ip} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {whose} would hold it only until it "
+                f"is lent to another machine, and then both answer for it; {fix}",
+            )
 
 
 def pull_servers(
