@@ -473,6 +473,48 @@ def link_collisions(
             )
 
 
+# The servers Arda's machines send to or fetch from after they have joined (`patch_endpoints`), with what is lost when
+# another host holds the address: nothing stops a machine joining, so a doubtful address is warned of
+# (stacks.warn._patch_endpoints), not refused.
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    "logging": ("the log destination Arda's machines send their logs to", "their logs would go to whichever host holds it, or nowhere"),
+    "manifest": (
+        "an extra manifest Talos applies when Arda's control plane bootstraps",
+        "the bootstrap would fetch it from whichever host holds the address, or find nothing there",
+    ),
+    "discovery": (
+        "the discovery service Arda's machines find each other through (KubeSpan, talosctl get members)",
+        "the machines would register with whichever host holds the address, or with nothing",
+    ),
+}
+
+
+def patch_endpoints(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[tuple[str, str, str, str]]:
+    """The other servers Arda's Talos patches name, each with its key (`iluvatar:`-less), the value as written, its host
+    and its kind of `ENDPOINTS`: machine.logging.destinations[].endpoint, cluster.extraManifests[],
+    cluster.discovery.registries.service.endpoint (v1alpha1 patches)."""
+    out: list[tuple[str, str, str, str]] = []
+
+    def add(path: str, value: object, kind: str) -> None:
+        if isinstance(value, str) and (host := _url_host(value)):
+            out.append((path, value, host, kind))
+
+    for written, patch in patches:
+        if patch.get("kind") is not None:
+            continue
+        at = written.removeprefix("iluvatar:")
+        destinations = _get(_get(_get(patch, "machine"), "logging"), "destinations")
+        for j, destination in enumerate(destinations if isinstance(destinations, list) else []):
+            add(f"{at}.machine.logging.destinations[{j}].endpoint", _get(destination, "endpoint"), "logging")
+        cluster = _get(patch, "cluster")
+        manifests = _get(cluster, "extraManifests")
+        for j, url in enumerate(manifests if isinstance(manifests, list) else []):
+            add(f"{at}.cluster.extraManifests[{j}]", url, "manifest")
+        service = _get(_get(_get(cluster, "discovery"), "registries"), "service")
+        add(f"{at}.cluster.discovery.registries.service.endpoint", _get(service, "endpoint"), "discovery")
+    return out
+
+
 def pull_servers(
     patches: Sequence[tuple[str, Mapping[str, object]]], kernel_args: Mapping[str, Sequence[str]] | None = None
 ) -> list[tuple[str, str, str, Kind]]:
