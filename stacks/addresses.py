@@ -367,8 +367,8 @@ def _url_host(url: str) -> str:
         return ""
 
 
-# The documents that give a link static addresses (`addresses[].address`): Talos assigns each to its link
-# (machinery v1.14.1 config/types/network: "addresses to be statically assigned to the link").
+# The documents that give a link static addresses (`addresses[].address`): Talos assigns each to its link (Talos's
+# v1.12 reference for VLANConfig and DummyLinkConfig: "addresses to be statically assigned to the link").
 LINK_DOCUMENTS = frozenset({"LinkConfig", "VLANConfig", "DummyLinkConfig", "BondConfig", "BridgeConfig"})
 
 
@@ -421,7 +421,8 @@ def link_collisions(
     """An address a Talos patch gives a machine's link (`link_addresses`) that is another's: a router's (network.gateway,
     a VLAN's gateway), another machine's or a VIP's (the table's own kinds), inside network.loadBalancerPool (Cilium
     announces those for Services) or network.dhcpRange (lent to others). Linux answers ARP for a local address on any
-    link (net.ipv4.conf.all.arp_ignore defaults to 0), so the machine and the other holder would fight for it, and what
+    link (the kernel's Documentation/networking/ip-sysctl.rst: arp_ignore 0, the default, replies for any local address
+    configured on any interface), so the machine and the other holder would fight for it, and what
     the LAN sends there reaches either, part of the time. A device at the address is `check`'s (the table registers
     the address as the machine's, `entries`); the discovery pool's is its own rule's. `free`: the LAN's first free
     address, as `check` takes it."""
