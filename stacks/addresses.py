@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -48,6 +48,8 @@ Kind = Literal[
     "route",
     "ntp",
     "host",
+    "mirror",
+    "proxy",
 ]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
@@ -57,12 +59,15 @@ SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", *SERVERS})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", "mirror", "proxy", *SERVERS})
 # The devices Arda's Talos patches name (`patched`): the NTP servers its machines set their clocks from, and the
 # addresses its static host entries pin names to. A host entry may name any host, a machine, a VIP, a Service of the
 # load-balancer pool or a BMC among them: only the ranges lent to others (`check`'s dhcpRange, the router's pool, the
 # discovery pool) and the subnets' edges are wrong for it.
-PATCHED: frozenset[Kind] = frozenset({"ntp", "host"})
+PATCHED: frozenset[Kind] = frozenset({"ntp", "host", "mirror", "proxy"})
+# The servers Arda's machines pull their images from or through (`pull_servers`): a registry mirror, an HTTP(S) proxy.
+# Each must answer before Arda runs, as an NTP server must: kubelet's, etcd's and Cilium's images come through them.
+PULLS: frozenset[Kind] = frozenset({"mirror", "proxy"})
 # The devices that share their address with no other: a Turing Pi 2's BMC is an appliance, which powers, reflashes and
 # opens the console of its board's machines (plans.power) and serves nothing the stack points at it. Another device at
 # its address is a slip in one of the two keys, and the other layer (the backups, the forwarding, the mounts, the
@@ -81,6 +86,8 @@ NOUNS: dict[Kind, str] = {
     "git": "the Git server",
     "ntp": "the NTP server",
     "host": "the host the entry names",
+    "mirror": "the registry mirror",
+    "proxy": "the proxy",
 }
 # The homelab's own addresses where a few listeners of its own answer, as a message names them.
 FRONTS: dict[Kind, str] = {
@@ -104,6 +111,11 @@ CLIENTS: dict[Kind, str] = {
     # config/types/v1alpha1/v1alpha1_types.go:788-791).
     "ntp": "Arda's machines could not set their clocks, and Talos holds a machine's boot until its clock syncs (machine.time.bootTimeout: forever unless set)",
     "host": "Arda's machines would reach another host under the entry's names",
+    # Talos's RegistryMirrorConfig reference (v1.12), skipFallback: "Skip fallback to the original registry if none of
+    # the mirrors are available or contain the requested image"; kubelet's image is ghcr.io/siderolabs/kubelet.
+    "mirror": "Arda's machines could pull none of that registry's images from it (without skipFallback they wait on it first; kubelet's is ghcr.io's), and a machine may never join",
+    # Talos sends every pull through machine.env's proxies (docs: networking/corporate-proxies).
+    "proxy": "Arda's machines could pull no image through it, and no machine could join",
 }
 # The key that names the router's DHCP server where it is not network.gateway (`entries`).
 ROUTER_ADDRESS = "ainur.netboot.routerAddress"
@@ -225,6 +237,7 @@ def entries(
     ainur: Ainur | None = None,
     patches: Sequence[tuple[str, Mapping[str, object]]] = (),
     zone: Mapping[str, IPv4Address] | None = None,
+    kernel_args: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Held]:
     """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
     target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers wherever
@@ -278,13 +291,17 @@ def entries(
             continue  # a name outside the internal zone: `unknown_names` checks it
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
-    out += patched(patches, zone, network.domain if network is not None else None)
+    out += patched(patches, zone, network.domain if network is not None else None, kernel_args)
+    out += [Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node") for path, ip, whose in link_addresses(patches, nodes)]
     out += routed(remote)
     return out
 
 
 def patched(
-    patches: Sequence[tuple[str, Mapping[str, object]]], zone: Mapping[str, IPv4Address] | None = None, domain: str | None = None
+    patches: Sequence[tuple[str, Mapping[str, object]]],
+    zone: Mapping[str, IPv4Address] | None = None,
+    domain: str | None = None,
+    kernel_args: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Held]:
     """The addresses Arda's Talos patches name (stacks.rules.talos_patches_of: `arda.patches`, an Arda machine's
     `talosPatches`), each at its key inside the patch: a v1alpha1 patch's machine.time.servers and
@@ -296,7 +313,8 @@ def patched(
     device (/dev/ptp0) or an IPv6 address is left alone: the table holds IPv4 addresses. The NTP servers of a machine
     whose time sync is off are never asked (`time_servers`). The resolvers (machine.network.nameservers, a
     ResolverConfig document) are refused in a patch, since Iluvatar writes them from network.dns
-    (stacks.rules.V1ALPHA1_CONFLICTS, GENERATED_DOCUMENTS)."""
+    (stacks.rules.V1ALPHA1_CONFLICTS, GENERATED_DOCUMENTS). The registry mirrors and proxies Arda's machines pull
+    through (`pull_servers`, with `kernel_args`, arda.kernelArgs) are read as the NTP servers are."""
     out: list[Held] = []
 
     def held(path: str, value: object, kind: Kind, what: str) -> None:
@@ -317,6 +335,222 @@ def patched(
             held(path, server, "ntp", ntp)
     for path, entry, names in host_entries(patches):
         held(path, entry, "host", _host_entry(names))
+    for path, written, host, kind in pull_servers(patches, kernel_args):
+        what = PULLED[kind]
+        name = _zone_name(host, domain)
+        planned = (zone or {}).get(name) if name else None
+        if planned is not None:
+            out.append(Held(planned, path, f"{path} ({what}, {written})", kind, written, f"{name} ({planned})"))
+        else:
+            try:
+                ip = IPv4Address(host)
+            except ValueError:
+                continue
+            out.append(Held(ip, path, f"{path} ({what}, {written})", kind, written))
+    return out
+
+
+# How the table names the servers Arda's machines pull through (`pull_servers`).
+PULLED: dict[Kind, str] = {
+    "mirror": "a registry mirror Arda's machines pull images from",
+    "proxy": "an HTTP(S) proxy Arda's machines pull images through",
+}
+# The proxy variables Talos's "Corporate proxies" page sets in machine.env or talos.environment=, either case.
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy"})
+
+
+def _url_host(url: str) -> str:
+    """The host of a server's URL (http://172.20.8.80:5000, or 172.20.8.80:5000 without a scheme), or ""."""
+    try:
+        return urlsplit(url if "//" in url else f"//{url}").hostname or ""
+    except ValueError:
+        return ""
+
+
+# The documents that give a link static addresses (`addresses[].address`): Talos assigns each to its link (Talos's
+# v1.12 reference for VLANConfig and DummyLinkConfig: "addresses to be statically assigned to the link").
+LINK_DOCUMENTS = frozenset({"LinkConfig", "VLANConfig", "DummyLinkConfig", "BondConfig", "BridgeConfig"})
+
+
+def link_addresses(patches: Sequence[tuple[str, Mapping[str, object]]], nodes: Sequence[tuple[int, Node]] = ()) -> list[tuple[str, IPv4Address, str]]:
+    """The IPv4 addresses Arda's Talos patches give their machines' own links, each with its key (`iluvatar:`-less) and
+    whose it is (a machine's name, or "every Arda machine" for arda.patches): a v1alpha1 patch's
+    machine.network.interfaces[].addresses and .vlans[].addresses, a link document's addresses[].address. Linux answers
+    ARP for any of them as the machine's own, so each collides as the machine's ip does."""
+    names = {f"nodes[{i}]": n.name for i, n in nodes}
+    out: list[tuple[str, IPv4Address, str]] = []
+
+    def add(path: str, value: object, whose: str) -> None:
+        try:
+            ip = IPv4Interface(value).ip if isinstance(value, str) else None
+        except ValueError:
+            ip = None
+        if ip is not None:
+            out.append((path, ip, whose))
+
+    for written, patch in patches:
+        at = written.removeprefix("iluvatar:")
+        scope = _scope(written)
+        whose = "every Arda machine" if scope == "arda" else names.get(scope, scope)
+        if patch.get("kind") is None:
+            interfaces = _get(_get(_get(patch, "machine"), "network"), "interfaces")
+            for j, interface in enumerate(interfaces if isinstance(interfaces, list) else []):
+                own = _get(interface, "addresses")
+                for k, value in enumerate(own if isinstance(own, list) else []):
+                    add(f"{at}.machine.network.interfaces[{j}].addresses[{k}]", value, whose)
+                vlans = _get(interface, "vlans")
+                for v, vlan in enumerate(vlans if isinstance(vlans, list) else []):
+                    own = _get(vlan, "addresses")
+                    for k, value in enumerate(own if isinstance(own, list) else []):
+                        add(f"{at}.machine.network.interfaces[{j}].vlans[{v}].addresses[{k}]", value, whose)
+        elif patch.get("kind") in LINK_DOCUMENTS:
+            own = patch.get("addresses")
+            for k, entry in enumerate(own if isinstance(own, list) else []):
+                add(f"{at}.addresses[{k}].address", _get(entry, "address"), whose)
+    return out
+
+
+def link_collisions(
+    patches: Sequence[tuple[str, Mapping[str, object]]],
+    nodes: Sequence[tuple[int, Node]],
+    held: Sequence[Held],
+    network: Network | None,
+    ainur: Ainur | None,
+    free: Callable[[Collection[IPv4Address]], IPv4Address | None] | None = None,
+) -> Iterator[Problem]:
+    """An address a Talos patch gives a machine's link (`link_addresses`) that is another's: a router's (network.gateway,
+    a VLAN's gateway), another machine's or a VIP's (the table's own kinds), inside network.loadBalancerPool (Cilium
+    announces those for Services) or network.dhcpRange (lent to others). Linux answers ARP for a local address on any
+    link (the kernel's Documentation/networking/ip-sysctl.rst: arp_ignore 0, the default, replies for any local address
+    configured on any interface), so the machine and the other holder would fight for it, and what
+    the LAN sends there reaches either, part of the time. A device at the address is `check`'s (the table registers
+    the address as the machine's, `entries`); the discovery pool's is its own rule's. `free`: the LAN's first free
+    address, as `check` takes it."""
+    if network is None:
+        return
+    others = [h for h in held if h.kind in ("node", "vip", "identity", "headscale")]
+    taken = {h.ip for h in held} | {ip for _, ip in routers(network)}
+    for path, ip, whose in link_addresses(patches, nodes):
+        key = f"iluvatar:{path}"
+        scope = path.split(".talosPatches", 1)[0] if ".talosPatches" in path else "arda"
+        subnet = next((v.cidr for v in network.vlans if ip in v.cidr), network.lan if ip in network.lan else None)
+        # A free address on the link's subnet: on the LAN the one list the messages offer from (`free`, outside the
+        # ranges lent and the pool, as a machine's ip must be), on a VLAN its first one free.
+        if subnet is not None and subnet != network.lan:
+            offer = _free_on(subnet, taken)
+        else:
+            offer = free(()) if free is not None and subnet is not None else None
+        taken |= {offer} if offer is not None else set()
+        fix = f"give the link an address of its own{f' (e.g. {offer})' if offer is not None else ''}"
+        router = next((p for p, r in routers(network) if r == ip), None)
+        if router is not None:
+            yield Problem(
+                key,
+                f"{ip} is {router}, the router's; the patch gives it to {whose} too, and Linux answers ARP for it there, so what the "
+                f"LAN sends its router would reach the machine part of the time; {fix}",
+            )
+            continue
+        # The machine's own ip written again is no collision; an address arda.patches gives is every Arda machine's.
+        clash = next((h for h in others if h.ip == ip and h.path not in (path, f"{scope}.ip")), None)
+        if clash is not None:
+            yield Problem(
+                key,
+                f"{ip} is {clash.owner}; the patch gives it to {whose} too, and Linux answers ARP for it there, so the two would "
+                f"fight for it and what is sent there reaches either, part of the time; {fix}",
+            )
+            continue
+        if ip in network.load_balancer_pool:
+            yield Problem(
+                key,
+                f"{ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: Cilium "
+                f"would announce it for a Service while {whose} answers for it too; {fix}",
+            )
+            continue
+        if ip in network.dhcp_range and ip != network.gateway:
+            yield Problem(
+                key,
+                f"{ip} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {whose} would hold it only until it "
+                f"is lent to another machine, and then both answer for it; {fix}",
+            )
+
+
+# The servers Arda's machines send to or fetch from after they have joined (`patch_endpoints`), with what is lost when
+# another host holds the address: nothing stops a machine joining, so a doubtful address is warned of
+# (stacks.warn._patch_endpoints), not refused.
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    "logging": ("the log destination Arda's machines send their logs to", "their logs would go to whichever host holds it, or nowhere"),
+    "manifest": (
+        "an extra manifest Talos applies when Arda's control plane bootstraps",
+        "the bootstrap would fetch it from whichever host holds the address, or find nothing there",
+    ),
+    "discovery": (
+        "the discovery service Arda's machines find each other through (KubeSpan, talosctl get members)",
+        "the machines would register with whichever host holds the address, or with nothing",
+    ),
+}
+
+
+def patch_endpoints(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[tuple[str, str, str, str]]:
+    """The other servers Arda's Talos patches name, each with its key (`iluvatar:`-less), the value as written, its host
+    and its kind of `ENDPOINTS`: machine.logging.destinations[].endpoint, cluster.extraManifests[],
+    cluster.discovery.registries.service.endpoint (v1alpha1 patches)."""
+    out: list[tuple[str, str, str, str]] = []
+
+    def add(path: str, value: object, kind: str) -> None:
+        if isinstance(value, str) and (host := _url_host(value)):
+            out.append((path, value, host, kind))
+
+    for written, patch in patches:
+        if patch.get("kind") is not None:
+            continue
+        at = written.removeprefix("iluvatar:")
+        destinations = _get(_get(_get(patch, "machine"), "logging"), "destinations")
+        for j, destination in enumerate(destinations if isinstance(destinations, list) else []):
+            add(f"{at}.machine.logging.destinations[{j}].endpoint", _get(destination, "endpoint"), "logging")
+        cluster = _get(patch, "cluster")
+        manifests = _get(cluster, "extraManifests")
+        for j, url in enumerate(manifests if isinstance(manifests, list) else []):
+            add(f"{at}.cluster.extraManifests[{j}]", url, "manifest")
+        service = _get(_get(_get(cluster, "discovery"), "registries"), "service")
+        add(f"{at}.cluster.discovery.registries.service.endpoint", _get(service, "endpoint"), "discovery")
+    return out
+
+
+def pull_servers(
+    patches: Sequence[tuple[str, Mapping[str, object]]], kernel_args: Mapping[str, Sequence[str]] | None = None
+) -> list[tuple[str, str, str, Kind]]:
+    """The servers Arda's machines pull their images from or through, each with its key (`iluvatar:`-less), the value
+    as written and its host: a v1alpha1 patch's machine.registries.mirrors.*.endpoints and machine.env's http_proxy and
+    https_proxy (either case), a RegistryMirrorConfig document's endpoints[].url, and a `talos.environment=` kernel
+    argument's proxy (arda.kernelArgs, read before any configuration is applied)."""
+    out: list[tuple[str, str, str, Kind]] = []
+
+    def add(path: str, value: object, kind: Kind) -> None:
+        if isinstance(value, str) and (host := _url_host(value)):
+            out.append((path, value, host, kind))
+
+    for written, patch in patches:
+        at = written.removeprefix("iluvatar:")
+        if patch.get("kind") is None:
+            machine = _get(patch, "machine")
+            mirrors = _get(_get(machine, "registries"), "mirrors")
+            for registry, mirror in mirrors.items() if isinstance(mirrors, Mapping) else ():
+                endpoints = _get(mirror, "endpoints")
+                for j, url in enumerate(endpoints if isinstance(endpoints, list) else []):
+                    add(f"{at}.machine.registries.mirrors.{registry}.endpoints[{j}]", url, "mirror")
+            env = _get(machine, "env")
+            for key, url in env.items() if isinstance(env, Mapping) else ():
+                if str(key).lower() in _PROXY_VARIABLES:
+                    add(f"{at}.machine.env.{key}", url, "proxy")
+        elif patch.get("kind") == "RegistryMirrorConfig":
+            endpoints = patch.get("endpoints")
+            for j, endpoint in enumerate(endpoints if isinstance(endpoints, list) else []):
+                add(f"{at}.endpoints[{j}].url", _get(endpoint, "url"), "mirror")
+    for board, args in (kernel_args or {}).items():
+        for k, arg in enumerate(args):
+            variable, _, url = str(arg).removeprefix("talos.environment=").partition("=")
+            if str(arg).startswith("talos.environment=") and variable.lower() in _PROXY_VARIABLES:
+                add(f"arda.kernelArgs.{board}[{k}]", url, "proxy")
     return out
 
 
@@ -394,8 +628,13 @@ def _zone_name(server: str, domain: str | None) -> str:
     return ""
 
 
-def patched_names(patches: Sequence[tuple[str, Mapping[str, object]]], zone: Mapping[str, IPv4Address], domain: str | None) -> list[Server]:
-    """The NTP servers of Arda's Talos patches written as a name inside the internal zone, as `unknown_names` reads the
+def patched_names(
+    patches: Sequence[tuple[str, Mapping[str, object]]],
+    zone: Mapping[str, IPv4Address],
+    domain: str | None,
+    kernel_args: Mapping[str, Sequence[str]] | None = None,
+) -> list[Server]:
+    """The NTP servers, registry mirrors and proxies of Arda's Talos patches (`pull_servers`) written as a name inside the internal zone, as `unknown_names` reads the
     other layers' servers: a name the zone does not hold resolves nowhere (the Ainur answer the zone from the plan's
     records alone), so no machine could set its clock."""
     out: list[Server] = []
@@ -403,6 +642,10 @@ def patched_names(patches: Sequence[tuple[str, Mapping[str, object]]], zone: Map
         if name := _zone_name(server, domain):
             address = zone.get(name)
             out.append(Server(path, server, server, "ntp", address, name if address is not None else ""))
+    for path, written, host, kind in pull_servers(patches, kernel_args):
+        if name := _zone_name(host, domain):
+            address = zone.get(name)
+            out.append(Server(path, written, host, kind, address, name if address is not None else ""))
     return out
 
 
@@ -584,6 +827,15 @@ def check(
                     f"server's own address (or its name) in {d.path}",
                 )
                 break
+            if d.kind in PULLS and d.ip == h.ip:
+                # No machine, VIP or front door of the homelab serves a registry or a proxy before Arda runs: a pod there
+                # (a host-network one) starts only once its machine has pulled its images, through this very server.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is {h.path}, {_own_noun(h)}, where {NOUNS[d.kind]} does not answer before Arda runs, so "
+                    f"{CLIENTS[d.kind]}; write {NOUNS[d.kind]}'s own address (a NAS, a host off Arda) in {d.path}",
+                )
+                break
             if h.kind in ("identity", "headscale"):
                 # Only the front door's listeners (Dex, the CA page, the Ainur's Argo CD) or Headscale's answer at these
                 # addresses: a server written there is the slip, so it is said at the key that names the server. The NAS
@@ -759,10 +1011,10 @@ def check(
         if len(pooled) == 1:
             fix = _router_fix(network, "the pool") if d.kind == "router" else f"give {what} a fixed address outside the pool"
             # An NTP server must run before Arda's machines boot: off Arda, on a device of the LAN.
-            fix += " (the router, a NAS: a device off Arda)" if d.kind == "ntp" else ""
+            fix += " (the router, a NAS: a device off Arda)" if d.kind == "ntp" else " (a NAS, a host off Arda)" if d.kind in PULLS else ""
             yield Problem(
                 path,
-                f"{d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
+                f"{_written(d) if d.kind in PULLS else d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
                 f"{_in_pool_why(d, app_at)}; {fix}",
             )
             continue
@@ -795,6 +1047,12 @@ def _in_pool_why(d: Held, apps: Mapping[IPv4Address, str] | None = None) -> str:
         return (
             f"{service}, which runs only once Arda's machines have booted, and Talos holds a machine's boot until its clock "
             "syncs (machine.time.bootTimeout: forever unless set), so after a power cut Arda would never boot"
+        )
+    if d.kind in PULLS:
+        # A registry or a proxy served from Arda is Arda's own pull's chicken and egg: its pod's images come through it.
+        return (
+            f"{NOUNS[d.kind]} there is a Service on Arda (Cilium gives the pool's addresses to Services), which runs only once "
+            f"Arda's machines have pulled its images, so {CLIENTS[d.kind]}"
         )
     return f"Cilium would give {NOUNS[d.kind]}'s address to a Service"
 

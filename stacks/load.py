@@ -252,6 +252,7 @@ def parse_stack(
         ainur if isinstance(ainur, Ainur) else None,
         talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
         zone_records,
+        arda.kernel_args if isinstance(arda, Arda) else None,
     )
     # The routed devices are read by the rules below that place the homelab's own addresses (a free one suggested,
     # Headscale's); the rest read the table without them (stacks.addresses.routed says why).
@@ -393,6 +394,14 @@ def parse_stack(
     )
     problems += target_at_headscale
     problems += addresses.host_edges(registered, network if isinstance(network, Network) else None)
+    problems += addresses.link_collisions(
+        talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
+        nodes,
+        held,
+        network if isinstance(network, Network) else None,
+        ainur if isinstance(ainur, Ainur) else None,
+        offer if isinstance(network, Network) else None,
+    )
     problems += addresses.kubernetes_names_off_arda(named, [a for _, a in apps], isinstance(ainur, Ainur))
     # A server named on a Pi, on a port the Ainur's own listeners take there (stacks.pi_listeners): the certain clashes
     # here, the others warned of (stacks.warn).
@@ -416,6 +425,7 @@ def parse_stack(
                 talos_patches_of(arda if isinstance(arda, Arda) else None, nodes),
                 zone_records,
                 network.domain if isinstance(network, Network) else None,
+                arda.kernel_args if isinstance(arda, Arda) else None,
             ),
         ],
         network if isinstance(network, Network) else None,

@@ -836,10 +836,21 @@ def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Networ
         return []
     own = network.subnets()
     clusters = cluster_networks(p)
-    devices: list[tuple[str, IPv4Address, str]] = [(f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs", "ntp")]
+    devices: list[tuple[str, IPv4Address, str]] = [
+        (f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs", "ntp", "mirror", "proxy")
+    ]
     devices += [(f"{NET}.dns[{k}]", ip, "dns") for k, ip in enumerate(network.dns)]
-    names = {"nas": "the NAS", "nfs": "the NFS server", "dns": "the DNS server", "ntp": "the NTP server"}
+    names = {
+        "nas": "the NAS",
+        "nfs": "the NFS server",
+        "dns": "the DNS server",
+        "ntp": "the NTP server",
+        "mirror": "the registry mirror",
+        "proxy": "the proxy",
+    }
     shown = {f"iluvatar:{h.path}": h.name for h in held if h.kind == "ntp" and h.name}
+    # A mirror's or a proxy's URL, as its key holds it, with the host it stands for.
+    shown |= {f"iluvatar:{h.path}": f"{h.written}: its server {h.name or h.ip}" for h in held if h.kind in ("mirror", "proxy")}
     out: list[Problem] = []
     for path, ip, kind in devices:
         if kind == "ntp" and (ip.is_loopback or ip.is_unspecified or ip.is_link_local):
@@ -853,10 +864,20 @@ def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Networ
                 )
             )
             continue
+        if kind in ("mirror", "proxy") and (ip.is_loopback or ip.is_unspecified or ip.is_link_local):
+            what = "a loopback" if ip.is_loopback else "the unspecified" if ip.is_unspecified else "a link-local"
+            out.append(
+                Problem(
+                    path,
+                    f"{shown.get(path, ip)} is {what} address, where {names[kind]} does not answer Arda's machines (Talos runs none "
+                    f"of its own), so {CLIENTS['mirror' if kind == 'mirror' else 'proxy']}; write the LAN address of {names[kind]} (a NAS, a host off Arda), or remove it",
+                )
+            )
+            continue
         if any(ip in n for n in own):
             continue
         # The backups' server and the DNS servers are both clusters'; the NFS class's server and an NTP server Arda's.
-        seen = [c for c in clusters if kind not in ("nfs", "ntp") or c.key != ""]
+        seen = [c for c in clusters if kind not in ("nfs", "ntp", "mirror", "proxy") or c.key != ""]
         met = [c for c in seen if ip in c.net]
         if not met:
             continue

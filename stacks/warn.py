@@ -18,6 +18,7 @@ from stacks import cel, chart_images, encryption, pi_listeners, pins, releases
 from stacks.addresses import (
     CLIENTS,
     DEVICES,
+    ENDPOINTS,
     NOUNS,
     ROUTER_ADDRESS,
     Held,
@@ -26,7 +27,9 @@ from stacks.addresses import (
     and_list,
     entries,
     hostless,
+    lent_ranges,
     lent_reached,
+    patch_endpoints,
     route_ranges,
     routed,
     router_key,
@@ -88,6 +91,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _netbooted_maia_data_disks(stack)
     yield from shared_disk_names(list(enumerate(stack.nodes)))
     yield from _devices_in_router_range(stack, reached)
+    yield from _patch_endpoints(stack)
     yield from _host_network_dhcp(stack)
     yield from _host_network_web_port(stack)
     yield from _host_target_port(stack)
@@ -267,6 +271,37 @@ def _devices_in_router_range(stack: StackConfig, named: Sequence[Server]) -> Ite
 _LENT_ROUTE = "the tailnet would reach whichever device is lent it next"
 
 
+def _patch_endpoints(stack: StackConfig) -> Iterator[Problem]:
+    """A log destination, an extra manifest's URL or the discovery service of Arda's Talos patches (stacks.addresses.
+    patch_endpoints) written as an address inside a range lent to others (network.dhcpRange, the discovery pool,
+    ainur.netboot.routerPool) or the load-balancer pool (a Service on Arda, down whenever Arda is, and absent while it
+    bootstraps): what Talos sends or fetches there reaches whichever host holds the address. A warning: the machines
+    still join (the registry mirrors, proxies and NTP servers, which they cannot join without, are refused,
+    stacks.addresses.check), and a reservation or a Service meant to serve it may exist."""
+    lent = lent_ranges(stack.network, stack.ainur, stack.arda.discovery.pool if stack.arda is not None and stack.arda.discovery is not None else None)
+    for path, written, host, kind in patch_endpoints(talos_patches_of(stack.arda, list(enumerate(stack.nodes)))):
+        try:
+            ip = IPv4Address(host)
+        except ValueError:
+            continue
+        what, harm = ENDPOINTS[kind]
+        inside = next((r for r in lent if ip in r.range), None)
+        if inside is not None:
+            yield Problem(
+                f"iluvatar:{path}",
+                f"{written}: its server {ip} is inside {inside.key} {inside.range}, addresses lent to others, and it is {what}: "
+                f"{harm}; give its host a fixed address outside the range"
+                + (" (or a reservation on the router)" if inside.lender == "router" else ""),
+            )
+        elif ip in stack.network.load_balancer_pool:
+            yield Problem(
+                f"iluvatar:{path}",
+                f"{written}: its server {ip} is inside network.loadBalancerPool {stack.network.load_balancer_pool}, the addresses "
+                f"Arda's Services take, and it is {what}: a Service on Arda answers nothing while Arda bootstraps or whenever "
+                "Arda is down; give it a host off Arda if it must answer then",
+            )
+
+
 def _lent_devices(stack: StackConfig, named: Sequence[Server]) -> dict[IPv4Address, list[Held]]:
     """The devices of the address table inside network.dhcpRange where the router lends it, by address, each with the
     keys that name it in the table's order, a remote-access route to one device (/32) last; a route alone at an address
@@ -275,7 +310,9 @@ def _lent_devices(stack: StackConfig, named: Sequence[Server]) -> dict[IPv4Addre
         return {}
     lent = stack.network.dhcp_range
     nodes = list(enumerate(stack.nodes))
-    table = entries(nodes, [], None, None, stack.backup, stack.network, stack.storage, named, stack.ainur, talos_patches_of(stack.arda, nodes))
+    patches = talos_patches_of(stack.arda, nodes)
+    kernel_args = stack.arda.kernel_args if stack.arda is not None else None
+    table = entries(nodes, [], None, None, stack.backup, stack.network, stack.storage, named, stack.ainur, patches, None, kernel_args)
     out: dict[IPv4Address, list[Held]] = {}
     for d in table:
         if d.kind not in DEVICES or d.name or d.ip not in lent or d.ip == stack.network.gateway:
