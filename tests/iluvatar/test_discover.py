@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from plans import discovery
-from stacks import load_stack_file, releases
+from stacks import disk_ids, load_stack_file, releases
 from stacks.load import load_yaml
 from tests.edit import HOMELAB
 from tests.stacks.test_stack_form import SALT_LINE, changed
@@ -295,7 +294,7 @@ def test_a_loopback_block_is_private_to_the_test() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         assert s.getsockname()[0] == "127.0.0.1"
-    assert discovery.glob("QEMU*", "QEMU HARDDISK")
+    assert disk_ids.glob("QEMU*", "QEMU HARDDISK")
     assert load_yaml("a: 1") == {"a": 1}
 
 

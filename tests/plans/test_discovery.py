@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from iluvatar.discover import DiscoverError, flow, insert_entries, scalar
 from plans import discovery
-from stacks import load_stack_file
+from stacks import disk_ids, load_stack_file
 from stacks.load import load_yaml
 from stacks.model import DiskSelector
 from tests.edit import HOMELAB
@@ -63,13 +63,13 @@ def machine(
     ],
 )
 def test_glob_is_go_globs(pattern: str, subject: str, matches: bool) -> None:
-    assert discovery.glob(pattern, subject) is matches
+    assert disk_ids.glob(pattern, subject) is matches
 
 
 @given(st.text(alphabet=st.characters(blacklist_characters="*"), max_size=20))
 def test_a_pattern_without_a_wildcard_matches_only_itself(text: str) -> None:
-    assert discovery.glob(text, text)
-    assert not discovery.glob(text, text + "x")
+    assert disk_ids.glob(text, text)
+    assert not disk_ids.glob(text, text + "x")
 
 
 def test_the_install_disk_is_the_smallest_solid_state_one_and_its_selector_model_and_serial() -> None:
