@@ -145,7 +145,7 @@ def netboot_pod(config_macs: Sequence[str], dnsmasq_configmap: str, discovery: b
                     {"name": "config", "mountPath": "/etc/nginx/conf.d/default.conf", "subPath": "nginx.conf"},
                     {"name": "ipxe", "mountPath": f"{HTTP_ROOT}/boot.ipxe", "subPath": "boot.ipxe"},
                     {"name": "ipxe", "mountPath": f"{HTTP_ROOT}/ipxe"},
-                    {"name": "configs", "mountPath": f"{HTTP_ROOT}/configs"},
+                    *([{"name": "configs", "mountPath": f"{HTTP_ROOT}/configs"}] if config_items else []),
                     {"name": "assets", "mountPath": f"{HTTP_ROOT}/assets", "readOnly": True},
                 ]
             ),
@@ -155,9 +155,10 @@ def netboot_pod(config_macs: Sequence[str], dnsmasq_configmap: str, discovery: b
             {"name": "config", "configMap": {"name": "netboot"}},
             {"name": "dnsmasq", "configMap": {"name": dnsmasq_configmap}},
             {"name": "ipxe", "configMap": {"name": "ipxe"}},
-            # Each Arda machine's config by its MAC; with no Arda machine, no `items` at all: the API server keeps no
-            # empty list (an `items: []` is stored as absent), so writing one would make every apply a change.
-            {"name": "configs", "secret": {"secretName": "talos-configs", **({"items": config_items} if config_items else {})}},
+            # Each netbooting machine's config by its MAC, named one by one so nginx serves those keys alone. With none
+            # (control planes only), no volume: a secret volume without `items` would serve every key of the Secret,
+            # and `items: []` is not one, the API server storing an empty list as absent.
+            *([{"name": "configs", "secret": {"secretName": "talos-configs", "items": config_items}}] if config_items else []),
             {"name": "tftp", "hostPath": {"path": f"{HOST_CACHE}/tftp", "type": "DirectoryOrCreate"}},
             {"name": "assets", "hostPath": {"path": f"{HOST_CACHE}/assets", "type": "DirectoryOrCreate"}},
             {"name": "leases", "emptyDir": {}},

@@ -636,18 +636,25 @@ def test_the_kubernetes_check_can_fail() -> None:
         kubernetes_validate.validate(deployment, K3S_KUBERNETES, strict=True)
 
 
-def test_the_netboot_pods_configs_volume_lists_each_machines_config_and_no_empty_list() -> None:
-    # With no Arda machine the volume names no items: the API server stores `items: []` as absent, so every apply of
-    # a template holding one would be a change (tests/kube/test_random_stacks.py found it on a stack with no machines).
-    def configs(macs: list[str]) -> dict[str, Any]:
+def test_the_netboot_pods_configs_volume_names_each_served_config_and_is_absent_without_one() -> None:
+    # With no netbooting machine there is no configs volume nor mount: a secret volume without `items` would have nginx
+    # serve every key of the Secret, and the API server stores `items: []` as absent, so every apply of a template holding
+    # one would be a change (tests/kube/test_random_stacks.py found it on a stack of control planes alone).
+    def configs(macs: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         pod = netboot.pods.netboot_pod(macs, "netboot-dnsmasq-0")
-        return next(v for v in pod["volumes"] if v["name"] == "configs")
+        [http] = [c for c in pod["containers"] if c["name"] == "http"]
+        return [v for v in pod["volumes"] if v["name"] == "configs"], [m for m in http["volumeMounts"] if m["name"] == "configs"]
 
-    assert configs([]) == {"name": "configs", "secret": {"secretName": "talos-configs"}}
-    assert configs(["aa-bb-cc-dd-ee-01"]) == {
-        "name": "configs",
-        "secret": {"secretName": "talos-configs", "items": [{"key": "aa-bb-cc-dd-ee-01.yaml", "path": "aa-bb-cc-dd-ee-01.yaml"}]},
-    }
+    assert configs([]) == ([], [])
+    assert configs(["aa-bb-cc-dd-ee-01"]) == (
+        [
+            {
+                "name": "configs",
+                "secret": {"secretName": "talos-configs", "items": [{"key": "aa-bb-cc-dd-ee-01.yaml", "path": "aa-bb-cc-dd-ee-01.yaml"}]},
+            }
+        ],
+        [{"name": "configs", "mountPath": "/usr/share/nginx/html/configs"}],
+    )
 
 
 def test_netboot_pod_spec() -> None:
