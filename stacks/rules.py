@@ -2843,6 +2843,8 @@ def _talos_patches(p: Parsed) -> list[Problem]:
 # nearest tag the mirror has to v1.14.1; bond and bridge members :482, :498; DHCP operator_config.go:128) and the later
 # document's settings win (:441), so a document naming the install NIC by another name overrides lan0's. The stack
 # knows two such names: power.wakeOnLan.link (its kernel name) and enx<mac>, systemd's predictable name from the MAC.
+# Aliases are sorted by name and a link keeps the first that matches it (link_alias_config.go:128-130, :165-176), so an
+# alias sorting before lan0 or selecting the node's MAC takes the NIC from lan0, which then names nothing.
 _NAMED_LINK_DOCUMENTS = frozenset({"LinkConfig"})
 _SELECTED_MAC = re.compile(r'mac\(link\.permanent_addr\)\s*==\s*"([0-9A-Fa-f:]{17})"')
 _OTHER_NIC_FIX = (
@@ -2862,7 +2864,7 @@ def _install_nic_names(node: Node) -> dict[str, str]:
 
 
 def _install_nic_links(p: Parsed) -> list[Problem]:
-    """Patch documents that reach the install NIC under another name, or take down a link that may be it."""
+    """Patch documents that reach the install NIC under another name, take its alias, or take down a link that may be it."""
     shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
     out: list[Problem] = []
     for i, node in p.nodes:
@@ -2892,7 +2894,21 @@ def _alias_selects_other_mac(patch: dict[str, object], mac: str) -> bool:
 
 def _install_nic_document(path: str, patch: dict[str, object], node: Node, names: dict[str, str], others: set[object]) -> Iterator[Problem]:
     kind, name = patch.get("kind"), patch.get("name")
-    if kind in _NAMED_LINK_DOCUMENTS and isinstance(name, str):
+    if kind == "LinkAliasConfig" and isinstance(name, str) and name != TALOS_LINK_ALIAS:
+        if name < TALOS_LINK_ALIAS:
+            yield Problem(
+                f"{path}.name",
+                f"{name} sorts before {TALOS_LINK_ALIAS}: Talos gives each link the first alias by name that matches it, so were its "
+                f"selector to match {node.name}'s NIC ({node.mac}), this alias would take it and {TALOS_LINK_ALIAS} (its address and "
+                f"default route) would name no link; name it to sort after {TALOS_LINK_ALIAS} (nic1, storage0)",
+            )
+        elif node.mac.lower() in _selector(patch).lower():
+            yield Problem(
+                f"{path}.selector.match",
+                f"selects {node.name}'s own MAC {node.mac}, the NIC Iluvatar aliases as {TALOS_LINK_ALIAS}; select another NIC's "
+                'MAC (mac(link.permanent_addr) == "<its mac>")',
+            )
+    elif kind in _NAMED_LINK_DOCUMENTS and isinstance(name, str):
         if name in names and (name != TALOS_LINK_ALIAS or kind != "LinkConfig"):
             fix = "Iluvatar gives it a static address; remove the document" if kind != "LinkConfig" else "change that in the stack instead"
             yield Problem(
