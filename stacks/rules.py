@@ -2845,7 +2845,8 @@ def _talos_patches(p: Parsed) -> list[Problem]:
 # knows two such names: power.wakeOnLan.link (its kernel name) and enx<mac>, systemd's predictable name from the MAC.
 # Aliases are sorted by name and a link keeps the first that matches it (link_alias_config.go:128-130, :165-176), so an
 # alias sorting before lan0 or selecting the node's MAC takes the NIC from lan0, which then names nothing.
-_NAMED_LINK_DOCUMENTS = frozenset({"LinkConfig"})
+_NAMED_LINK_DOCUMENTS = frozenset({"LinkConfig", "DHCPv4Config", "DHCPv6Config"})
+_MEMBER_DOCUMENTS = frozenset({"BondConfig", "BridgeConfig", "VRFConfig"})
 _SELECTED_MAC = re.compile(r'mac\(link\.permanent_addr\)\s*==\s*"([0-9A-Fa-f:]{17})"')
 _OTHER_NIC_FIX = (
     "name another NIC by a LinkAliasConfig selecting its own MAC under a name sorting after lan0 (apiVersion: v1alpha1, "
@@ -2864,7 +2865,7 @@ def _install_nic_names(node: Node) -> dict[str, str]:
 
 
 def _install_nic_links(p: Parsed) -> list[Problem]:
-    """Patch documents that reach the install NIC under another name, take its alias, or take down a link that may be it."""
+    """Patch documents that reach the install NIC under another name, take its alias, or enslave or down it."""
     shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
     out: list[Problem] = []
     for i, node in p.nodes:
@@ -2922,6 +2923,15 @@ def _install_nic_document(path: str, patch: dict[str, object], node: Node, names
                 f"false on {name}, which nothing ties to a NIC other than {node.name}'s install NIC ({node.mac}): were it that NIC, "
                 f"Talos would take {TALOS_LINK_ALIAS} down and the machine off the LAN; {_OTHER_NIC_FIX}",
             )
+    elif kind in _MEMBER_DOCUMENTS:
+        links = patch.get("links")
+        for k, link in enumerate(links if isinstance(links, list) else []):
+            if isinstance(link, str) and link in names:
+                yield Problem(
+                    f"{path}.links[{k}]",
+                    f"{link} is {names[link]}: Talos makes it a member of {kind.removesuffix('Config').lower()} {name}, and its address and default route stop working; "
+                    f"{_OTHER_NIC_FIX}",
+                )
 
 
 # The v1alpha1 time settings Talos refuses beside a TimeSyncConfig document in one machine's config, each with its
