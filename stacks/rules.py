@@ -2834,7 +2834,104 @@ def _talos_patches(p: Parsed) -> list[Problem]:
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes], everyone)
     if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
         out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
-    return out + _time_sync_conflicts(p)
+    return out + _install_nic_links(p) + _time_sync_conflicts(p)
+
+
+# The names under which a patch's link document reaches the install NIC, which plans.talos configures as lan0 (its
+# LinkAliasConfig by the node's MAC). Talos resolves every link document's name, alias, altname or kernel name alike, to
+# the one link (siderolabs/talos internal/app/machined/pkg/controllers/network/link_config.go:431 at v1.14.0-rc.1, the
+# nearest tag the mirror has to v1.14.1; bond and bridge members :482, :498; DHCP operator_config.go:128) and the later
+# document's settings win (:441), so a document naming the install NIC by another name overrides lan0's. The stack
+# knows two such names: power.wakeOnLan.link (its kernel name) and enx<mac>, systemd's predictable name from the MAC.
+# Aliases are sorted by name and a link keeps the first that matches it (link_alias_config.go:128-130, :165-176), so an
+# alias sorting before lan0 or selecting the node's MAC takes the NIC from lan0, which then names nothing.
+_NAMED_LINK_DOCUMENTS = frozenset({"LinkConfig", "DHCPv4Config", "DHCPv6Config"})
+_MEMBER_DOCUMENTS = frozenset({"BondConfig", "BridgeConfig", "VRFConfig"})
+_SELECTED_MAC = re.compile(r'mac\(link\.permanent_addr\)\s*==\s*"([0-9A-Fa-f:]{17})"')
+_OTHER_NIC_FIX = (
+    "name another NIC by a LinkAliasConfig selecting its own MAC under a name sorting after lan0 (apiVersion: v1alpha1, "
+    "kind: LinkAliasConfig, name: nic1, selector: {match: 'mac(link.permanent_addr) == \"<its mac>\"'}) and use that name"
+)
+
+
+def _install_nic_names(node: Node) -> dict[str, str]:
+    """The names the stack ties to a node's install NIC, each with where it comes from."""
+    names = {TALOS_LINK_ALIAS: f"the link Iluvatar configures from {node.name}'s ip"}
+    where = f"the install NIC, which Iluvatar configures as {TALOS_LINK_ALIAS} from {node.name}'s ip"
+    names[f"enx{node.mac.replace(':', '').lower()}"] = f"systemd's name from {node.name}'s mac {node.mac} for {where}"
+    if node.power is not None and node.power.wake_on_lan is not None:
+        names.setdefault(node.power.wake_on_lan.link, f"{node.name}'s power.wakeOnLan.link, the kernel name of {where}")
+    return names
+
+
+def _install_nic_links(p: Parsed) -> list[Problem]:
+    """Patch documents that reach the install NIC under another name, take its alias, or enslave or down it."""
+    shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
+    out: list[Problem] = []
+    for i, node in p.nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        names = _install_nic_names(node)
+        patches = [*shared, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]
+        others = {patch.get("name") for _, patch in patches if patch.get("kind") == "LinkAliasConfig" and _alias_selects_other_mac(patch, node.mac)}
+        for path, patch in patches:
+            # A document of arda.patches reaches every machine: it is said once, of the first it would harm.
+            if not any(problem.path.startswith(f"{path}.") for problem in out):
+                out += _install_nic_document(path, patch, node, names, others)
+    return out
+
+
+def _selector(patch: dict[str, object]) -> str:
+    selector = patch.get("selector")
+    match = selector.get("match") if isinstance(selector, dict) else None
+    return match if isinstance(match, str) else ""
+
+
+def _alias_selects_other_mac(patch: dict[str, object], mac: str) -> bool:
+    match = _selector(patch)
+    macs = {m.lower() for m in _SELECTED_MAC.findall(match)}
+    return bool(macs) and mac.lower() not in match.lower()
+
+
+def _install_nic_document(path: str, patch: dict[str, object], node: Node, names: dict[str, str], others: set[object]) -> Iterator[Problem]:
+    kind, name = patch.get("kind"), patch.get("name")
+    if kind == "LinkAliasConfig" and isinstance(name, str) and name != TALOS_LINK_ALIAS:
+        if name < TALOS_LINK_ALIAS:
+            yield Problem(
+                f"{path}.name",
+                f"{name} sorts before {TALOS_LINK_ALIAS}: Talos gives each link the first alias by name that matches it, so were its "
+                f"selector to match {node.name}'s NIC ({node.mac}), this alias would take it and {TALOS_LINK_ALIAS} (its address and "
+                f"default route) would name no link; name it to sort after {TALOS_LINK_ALIAS} (nic1, storage0)",
+            )
+        elif node.mac.lower() in _selector(patch).lower():
+            yield Problem(
+                f"{path}.selector.match",
+                f"selects {node.name}'s own MAC {node.mac}, the NIC Iluvatar aliases as {TALOS_LINK_ALIAS}; select another NIC's "
+                'MAC (mac(link.permanent_addr) == "<its mac>")',
+            )
+    elif kind in _NAMED_LINK_DOCUMENTS and isinstance(name, str):
+        if name in names and (name != TALOS_LINK_ALIAS or kind != "LinkConfig"):
+            fix = "Iluvatar gives it a static address; remove the document" if kind != "LinkConfig" else "change that in the stack instead"
+            yield Problem(
+                f"{path}.name",
+                f"{name} is {names[name]}: Talos applies a {kind} to every name of its link, overriding "
+                f"{TALOS_LINK_ALIAS}'s settings; {fix}, or {_OTHER_NIC_FIX}",
+            )
+        elif kind == "LinkConfig" and patch.get("up") is False and name not in others:
+            yield Problem(
+                f"{path}.up",
+                f"false on {name}, which nothing ties to a NIC other than {node.name}'s install NIC ({node.mac}): were it that NIC, "
+                f"Talos would take {TALOS_LINK_ALIAS} down and the machine off the LAN; {_OTHER_NIC_FIX}",
+            )
+    elif kind in _MEMBER_DOCUMENTS:
+        links = patch.get("links")
+        for k, link in enumerate(links if isinstance(links, list) else []):
+            if isinstance(link, str) and link in names:
+                yield Problem(
+                    f"{path}.links[{k}]",
+                    f"{link} is {names[link]}: Talos makes it a member of {kind.removesuffix('Config').lower()} {name}, and its address and default route stop working; "
+                    f"{_OTHER_NIC_FIX}",
+                )
 
 
 # The v1alpha1 time settings Talos refuses beside a TimeSyncConfig document in one machine's config, each with its
