@@ -178,6 +178,23 @@ def _public_url_fix(value: str) -> str | None:
     extra = [f"a path ({path})"] if path not in ("", "/") else []
     extra += [f"a query (?{query})"] if asked else []
     extra += [f"a fragment (#{fragment})"] if hashed else []
+    dropped = f" (without :{port}: Headscale's certificate is asked for on port 443 only)" if port not in (None, "443") else ""
+    # The API server takes a host alias only as a DNS-1123 subdomain (kubernetes pkg/apis/core/validation/validation.go,
+    # validateHostAliases: lower case, no trailing dot, no `_`, no empty label, no label starting or ending with `-`),
+    # and Let's Encrypt refuses a trailing dot or a `_` in a certificate's name.
+    named = host.removesuffix(".").lower()
+    if not _host_alias(host):
+        if not _host_alias(named):
+            return (
+                f"{value} has the host {host}, which is no DNS name the subnet router's host alias (Kubernetes takes lower-case "
+                "letters, digits and `-` in labels split by single dots, each starting and ending with a letter or digit) or "
+                "Headscale's certificate can be; write the name Headscale is reached by, e.g. https://vpn.example.com"
+            )
+        changed = [*(["upper-case letters"] if host.lower() != host else []), *(["a trailing dot"] if host.endswith(".") else [])]
+        return (
+            f"{value} has {' and '.join(changed)} in its host, which the subnet router's host alias cannot have (Kubernetes takes "
+            f"a lower-case DNS name without a trailing dot) and Headscale's certificate is named by; write https://{named}{dropped}"
+        )
     if user is None and not extra:
         return None
     why = []
@@ -192,8 +209,12 @@ def _public_url_fix(value: str) -> str | None:
             f"{' and '.join(extra)}: Headscale answers at the root of its host, never under a path, and the Tailscale clients "
             "reach it by the host alone"
         )
-    dropped = f" (without :{port}: Headscale's certificate is asked for on port 443 only)" if port not in (None, "443") else ""
     return f"{value} has {'; and '.join(why)}; write https://{host}{dropped}"
+
+
+def _host_alias(host: str) -> bool:
+    """Whether the API server takes `host` as a host alias (a DNS-1123 subdomain)."""
+    return len(host) <= 253 and all(_LABEL.match(label) for label in host.split("."))
 
 
 # dnsmasq 2.90 src/option.c:3885-3932 (--dhcp-range's lease): `infinite`, written so (strcmp), or digits ending in
