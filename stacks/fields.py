@@ -436,9 +436,17 @@ DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
 K3sVersion = Annotated[str, _pattern(_K3S_VERSION, pins.K3S, "k3s version")]
 TalosVersion = Annotated[str, _pattern(_SEMVER_V, pins.TALOS, "Talos version")]
 KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, pins.KUBERNETES, "Kubernetes version")]
+# Unquoted digits are a number to YAML and a lease in seconds to _lease_time, so the editor schema takes both forms:
+# the number within what dnsmasq lends as written (2 minutes up to its C int).
 LeaseTime = Annotated[
     str,
-    BeforeValidator(_lease_time, json_schema_input_type=_text(r"^([0-9]+[smhdwSMHDW]?|infinite)$", "12h", "a lease time")),
+    BeforeValidator(
+        _lease_time,
+        json_schema_input_type=Annotated[
+            _text(r"^([0-9]+[smhdwSMHDW]?|infinite)$", "12h", "a lease time") | Annotated[int, Field(ge=120, le=_INT_MAX)],
+            Field(description="a lease time: a number of seconds, or one with its unit, or infinite"),
+        ],
+    ),
 ]
 BoardName = Annotated[str, BeforeValidator(_known_board, json_schema_input_type=Literal[tuple(sorted(BOARDS))])]
 
