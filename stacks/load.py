@@ -1309,10 +1309,12 @@ def _secure_leaves(value: Any) -> Any:
         # Not text (`secure: [v1:...]`): shown as the file has it, in YAML's spelling; never ciphertext.
         return Secure(value["secure"] if isinstance(value["secure"], str) else show(value["secure"]))
     if isinstance(value, dict):
-        return {k: _secure_leaves(v) for k, v in value.items()}
+        # A Pi's serial keeps a base-prefixed number's text for its message (stacks.model._pi_serial); anywhere else
+        # the number goes on as a plain int, which every YAML dumper (chart values, patches) can write.
+        return {k: v if k == "serial" and isinstance(v, YamlInt) else _secure_leaves(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_secure_leaves(v) for v in value]
-    return value
+    return int(value) if isinstance(value, YamlInt) else value
 
 
 def _has_secure(value: Any) -> bool:

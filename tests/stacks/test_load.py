@@ -354,3 +354,13 @@ def test_a_serial_with_a_base_prefix_is_told_the_text_as_written(tmp_path: Path,
     if 'serial: "' in message.removesuffix('(e.g. serial: "5e813307")'):
         path.write_text(path.read_text().replace(f"serial: {written}", f'serial: "{message.rsplit(chr(34), 2)[1]}"'))
         assert load_stack_file(path).nodes[1].serial == "05e81330"
+
+
+def test_a_base_prefixed_number_elsewhere_is_a_plain_int(tmp_path: Path) -> None:
+    """Only a serial keeps the text of 0x/0o digits; a chart value's `0o644` goes on as a plain int, which YAML dumps."""
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text("config:\n  iluvatar:x: {mode: 0o644, ports: [0x10], serial: 0x05e81330}\n")
+    value = read_stack_file(path).config["iluvatar:x"]
+    assert [type(v) for v in (value["mode"], value["ports"][0])] == [int, int]
+    assert yaml.safe_dump({k: v for k, v in value.items() if k != "serial"}) == "mode: 420\nports:\n- 16\n"
+    assert getattr(value["serial"], "text", None) == "0x05e81330"
