@@ -199,6 +199,14 @@ def _mistyped(outputs: Mapping[str, Any]) -> str | None:
             if entry_kind is None or not isinstance(found, Mapping):
                 continue
             for name, entry in found.items():
+                if entry is None:
+                    # This program never writes an entry null (plans.rollout.arda_state, plans.storage.state): read
+                    # as absent, a null would hide what ran there (an OSD's disks removed without a retire step), so
+                    # it is an edit the checks cannot read.
+                    return (
+                        f"{key}.{part}.{name} is null, but this program writes it as {_KINDS[entry_kind]}, never null: "
+                        f"what it recorded cannot be read; {_AS_WRITTEN}"
+                    )
                 if (why := wrong(f"{key}.{part}.{name}", entry, entry_kind)) is not None:
                     return why
     return None
@@ -1293,13 +1301,18 @@ def _cluster_subnets(stack: StackConfig, deployed: DeployedArda) -> list[Problem
     if not isinstance(before, Mapping):
         return [] if stack.arda.subnets_running else _unrecorded_subnets(stack, now)
     if stack.arda.subnets_running:
+        if any(before.get(k) is None for k in now):
+            # A part unrecorded (below) is what subnetsRunning is for: this `up` records it.
+            return []
         return [
             Problem(
                 SUBNETS_RUNNING,
                 "true, but the last deployment recorded Arda's subnets (clusterNetwork), which preview compares; remove it",
             )
         ]
-    out: list[Problem] = []
+    # Every deployment since clusterNetwork exists writes both keys (plans.rollout.arda_state); one missing or null
+    # (which `pulumi preview` reads as missing: the SDK drops nulls) recorded nothing, and reads as unrecorded.
+    out: list[Problem] = _unrecorded_subnets(stack, {k: v for k, v in now.items() if before.get(k) is None})
     for key, subnets in now.items():
         was = before.get(key)
         if not isinstance(was, list) or [str(w) for w in was] == subnets:

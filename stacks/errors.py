@@ -63,6 +63,25 @@ def show(value: object) -> str:
     return _flow(value)
 
 
+class YamlInt(int):
+    """An integer YAML read from text with a base prefix (0x, 0o, 0b), which its decimal cannot give back: the loader
+    (stacks.load._go_yaml_number) keeps the text as written, for a message to quote."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> YamlInt:
+        made = super().__new__(cls, value)
+        made.text = text
+        return made
+
+
+_PREFIXED = {
+    "0x": "a leading 0x makes hex digits a number to YAML",
+    "0o": "a leading 0o makes digits an octal number to YAML",
+    "0b": "a leading 0b makes binary digits a number to YAML",
+}
+
+
 def yaml_number_text(value: object, width: int) -> tuple[str, str] | None:
     """The text of `width` digits (a serial, hex digits that happen to be all digits or digits and one e) that YAML,
     reading it unquoted as Pulumi's yaml.v3 does (stacks.load._go_yaml_number), made the number `value` of, with how it
@@ -70,6 +89,8 @@ def yaml_number_text(value: object, width: int) -> tuple[str, str] | None:
     exponent too large for a float had are lost, so the first item is "" and the caller says so."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if isinstance(value, YamlInt):
+        return value.text, _PREFIXED[value.text.lstrip("+-")[:2].lower()]
     if isinstance(value, float) and math.isinf(value) and value > 0:
         return "", "digits, an e and digits are a number with an exponent to YAML, here too large for a float, so infinite"
     if isinstance(value, int) and value >= 0:

@@ -178,6 +178,23 @@ def _public_url_fix(value: str) -> str | None:
     extra = [f"a path ({path})"] if path not in ("", "/") else []
     extra += [f"a query (?{query})"] if asked else []
     extra += [f"a fragment (#{fragment})"] if hashed else []
+    dropped = f" (without :{port}: Headscale's certificate is asked for on port 443 only)" if port not in (None, "443") else ""
+    # The API server takes a host alias only as a DNS-1123 subdomain (kubernetes pkg/apis/core/validation/validation.go,
+    # validateHostAliases: lower case, no trailing dot, no `_`, no empty label, no label starting or ending with `-`),
+    # and Let's Encrypt refuses a trailing dot or a `_` in a certificate's name.
+    named = host.removesuffix(".").lower()
+    if not _host_alias(host):
+        if not _host_alias(named):
+            return (
+                f"{value} has the host {host}, which is no DNS name the subnet router's host alias (Kubernetes takes lower-case "
+                "letters, digits and `-` in labels split by single dots, each starting and ending with a letter or digit) or "
+                "Headscale's certificate can be; write the name Headscale is reached by, e.g. https://vpn.example.com"
+            )
+        changed = [*(["upper-case letters"] if host.lower() != host else []), *(["a trailing dot"] if host.endswith(".") else [])]
+        return (
+            f"{value} has {' and '.join(changed)} in its host, which the subnet router's host alias cannot have (Kubernetes takes "
+            f"a lower-case DNS name without a trailing dot) and Headscale's certificate is named by; write https://{named}{dropped}"
+        )
     if user is None and not extra:
         return None
     why = []
@@ -192,8 +209,12 @@ def _public_url_fix(value: str) -> str | None:
             f"{' and '.join(extra)}: Headscale answers at the root of its host, never under a path, and the Tailscale clients "
             "reach it by the host alone"
         )
-    dropped = f" (without :{port}: Headscale's certificate is asked for on port 443 only)" if port not in (None, "443") else ""
     return f"{value} has {'; and '.join(why)}; write https://{host}{dropped}"
+
+
+def _host_alias(host: str) -> bool:
+    """Whether the API server takes `host` as a host alias (a DNS-1123 subdomain)."""
+    return len(host) <= 253 and all(_LABEL.match(label) for label in host.split("."))
 
 
 # dnsmasq 2.90 src/option.c:3885-3932 (--dhcp-range's lease): `infinite`, written so (strcmp), or digits ending in
@@ -415,9 +436,17 @@ DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
 K3sVersion = Annotated[str, _pattern(_K3S_VERSION, pins.K3S, "k3s version")]
 TalosVersion = Annotated[str, _pattern(_SEMVER_V, pins.TALOS, "Talos version")]
 KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, pins.KUBERNETES, "Kubernetes version")]
+# Unquoted digits are a number to YAML and a lease in seconds to _lease_time, so the editor schema takes both forms:
+# the number within what dnsmasq lends as written (2 minutes up to its C int).
 LeaseTime = Annotated[
     str,
-    BeforeValidator(_lease_time, json_schema_input_type=_text(r"^([0-9]+[smhdwSMHDW]?|infinite)$", "12h", "a lease time")),
+    BeforeValidator(
+        _lease_time,
+        json_schema_input_type=Annotated[
+            _text(r"^([0-9]+[smhdwSMHDW]?|infinite)$", "12h", "a lease time") | Annotated[int, Field(ge=120, le=_INT_MAX)],
+            Field(description="a lease time: a number of seconds, or one with its unit, or infinite"),
+        ],
+    ),
 ]
 BoardName = Annotated[str, BeforeValidator(_known_board, json_schema_input_type=Literal[tuple(sorted(BOARDS))])]
 

@@ -38,7 +38,7 @@ from stacks import versions as version_rules
 from stacks.categories import known_categories
 from stacks.data_model import Backup
 from stacks.edge import edge_addresses, resolver_needed
-from stacks.errors import Problem, StackConfigError, UnsetSecret, show
+from stacks.errors import Problem, StackConfigError, UnsetSecret, YamlInt, show
 from stacks.errors import StackFileError as StackFileError  # its home is stacks.errors, which the CLI's handler loads alone
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
@@ -1276,7 +1276,8 @@ def _go_yaml_number(loader: Any, node: yaml.ScalarNode) -> object:
         return float(text.replace(".", "", 1))  # -.inf -> -inf, .NaN -> NaN: Python's spelling
     plain = text.replace("_", "")
     if (as_int := _go_int(plain)) is not None:
-        return as_int
+        # A base prefix's text is lost in the decimal (serial: 0x05e81330 reads 99095344): kept for the messages.
+        return YamlInt(as_int, text) if plain.lstrip("+-")[:2].lower() in ("0x", "0o", "0b") else as_int
     if _GO_FLOAT.match(plain):
         return float(plain)
     return text
@@ -1308,10 +1309,12 @@ def _secure_leaves(value: Any) -> Any:
         # Not text (`secure: [v1:...]`): shown as the file has it, in YAML's spelling; never ciphertext.
         return Secure(value["secure"] if isinstance(value["secure"], str) else show(value["secure"]))
     if isinstance(value, dict):
-        return {k: _secure_leaves(v) for k, v in value.items()}
+        # A Pi's serial keeps a base-prefixed number's text for its message (stacks.model._pi_serial); anywhere else
+        # the number goes on as a plain int, which every YAML dumper (chart values, patches) can write.
+        return {k: v if k == "serial" and isinstance(v, YamlInt) else _secure_leaves(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_secure_leaves(v) for v in value]
-    return value
+    return int(value) if isinstance(value, YamlInt) else value
 
 
 def _has_secure(value: Any) -> bool:

@@ -402,6 +402,19 @@ def _pi_serial(value: object) -> object:
         # A serial of digits alone, or of digits and one e, written unquoted: YAML's number, said with the text it was
         # read from, which the fix quotes.
         written, how = read
+        if written.lstrip("+-")[:2].lower() in ("0x", "0o", "0b"):
+            # A base prefix (how `vcgencmd otp_dump` users write hex): the text as written is no serial either, so the
+            # fix is its hex digits alone where they are 8, else what a serial looks like.
+            digits = written.lstrip("+-")[2:].replace("_", "")
+            fix = (
+                f'write its 8 hex digits without the 0x, quoted: serial: "{digits.lower()}"'
+                if written.lstrip("+-")[:2].lower() == "0x" and _PI_SERIAL.match(digits)
+                else 'quote the serial\'s 8 hex digits, as `grep Serial /proc/cpuinfo` shows their last 8 (e.g. serial: "5e813307")'
+            )
+            raise ValueError(
+                f"{show(value)} is the number YAML reads from {written} written unquoted ({how}), and {written} is no Pi serial "
+                f"either: a Pi's serial is 8 hex digits alone, which its bootloader asks TFTP under; {fix}"
+            )
         if not written:
             raise ValueError(
                 f"{show(value)} is what YAML reads from a serial written unquoted such as 5e813307 ({how}), and the digits are lost; "

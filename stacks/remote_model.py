@@ -20,8 +20,9 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9]{6,64}$")
 # A tailnet as the API names it: "-" (the OAuth client's own), an organisation's domain, or an account's login.
 _TAILNET = re.compile(r"^(-|[A-Za-z0-9][A-Za-z0-9._@-]{0,252})$")
 # Headscale's public URL: https and a host (no path: clients join paths such as /ts2021, /key to it; no user: the host
-# is read from the URL as written, stacks.fields._public_url_fix).
-_PUBLIC_URL = re.compile(r"^https://[^\s/:@]+(:\d{1,5})?/?$")
+# is read from the URL as written, stacks.fields._public_url_fix), the host a lower-case DNS-1123 name, as the subnet
+# router's host alias must be.
+_PUBLIC_URL = re.compile(r"^https://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(:\d{1,5})?/?$")
 # A tailnet login: whatever the identity provider calls the user, with an @ (an e-mail, `alice@github`, or
 # Headscale's `alice@` for a user made without an identity provider: hscontrol/policy/v2/types.go:117-125 at v0.27.1).
 _LOGIN = re.compile(r"^[^\s@,\"]*@[^\s,\"]*$")

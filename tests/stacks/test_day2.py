@@ -6,6 +6,7 @@ import itertools
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -1129,3 +1130,43 @@ def test_the_pis_certificate_dates_printed_hidden_are_read_as_unrecorded_not_ref
     outputs = {"ainur": {"k3sVersion": "[secret]", "certificates": {"eonwe": {"end": "[secret]", "clock": "[secret]", "trigger": "t1"}}}}
     assert day2.hidden(outputs) == ["ainur.k3sVersion"]
     assert rollout.recorded_certificates(outputs["ainur"], "eonwe") == {"trigger": "t1"}
+
+
+@pytest.mark.parametrize(
+    ("outputs", "path"),
+    [
+        ({"storage": {"cephOsds": {"tirion": None}}}, "storage.cephOsds.tirion"),
+        ({"storage": {"cephRetiring": {"tirion": None}}}, "storage.cephRetiring.tirion"),
+        ({"arda": {"nodes": {"tirion": None}}}, "arda.nodes.tirion"),
+    ],
+)
+def test_a_null_entry_of_the_outputs_is_refused_not_read_as_nothing(outputs: dict[str, Any], path: str) -> None:
+    """This program never writes a machine's entry null: read as absent, `storage.cephOsds.<node>: null` would let a
+    data disk leave with no retire step."""
+    kind = "a mapping" if path.startswith("arda") else "a list"
+    assert day2.unreadable(outputs) == (
+        f"{path} is null, but this program writes it as {kind}, never null: what it recorded cannot be read; "
+        "give the outputs `pulumi stack output --json` writes"
+    )
+
+
+@pytest.mark.parametrize("network", [{"podSubnets": None, "serviceSubnets": ["10.96.0.0/12"]}, {"serviceSubnets": ["10.96.0.0/12"]}, {}])
+def test_a_subnet_key_null_or_missing_in_the_record_reads_as_unrecorded(tmp_path: Path, network: dict[str, Any]) -> None:
+    """A recorded clusterNetwork lacking podSubnets (or holding null, which preview sees as missing) recorded nothing of
+    it: a move is refused as over an unrecorded network, and subnetsRunning, the fix it gives, then validates."""
+    for sub in "ab":
+        (tmp_path / sub).mkdir()
+    old = DeployedArda.from_output({"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}, "clusterNetwork": network})
+    moved: dict[str, object] = {"iluvatar:arda.patches": [{"cluster": {"network": {"podSubnets": ["10.42.0.0/16"]}}}]}
+    assert [(p.path, p.message) for p in day2.check(_edited(tmp_path / "a", moved), old, None)] == [
+        (
+            "iluvatar:arda.patches[0].cluster.network.podSubnets",
+            "[10.42.0.0/16], but the last deployment did not record the pod network Arda runs (an Iluvatar before it was "
+            "recorded), so preview cannot tell this from a move, and a move is fixed when the cluster is made (every Service "
+            "and machine keeps its address from the old one: pods resolve nothing). Check with kubectl get nodes -o "
+            "jsonpath='{.items[*].spec.podCIDR}' (each machine's share of the pod network): if Arda runs Talos's default "
+            "10.244.0.0/16, remove this and renumber instead what of the LAN meets it; if it already runs [10.42.0.0/16], "
+            "write iluvatar:arda.subnetsRunning: true for one `up`, which records it",
+        )
+    ]
+    assert day2.check(_edited(tmp_path / "b", {**moved, "iluvatar:arda.subnetsRunning": True}), old, None) == []

@@ -316,3 +316,51 @@ def test_every_name_the_stacks_package_exports_is_its_home_modules_own() -> None
     assert sorted(stacks._HOMES) == sorted(stacks.__all__)
     with pytest.raises(AttributeError, match="module 'stacks' has no attribute 'nope'"):
         _ = stacks.nope
+
+
+_NO_SERIAL = "is no Pi serial either: a Pi's serial is 8 hex digits alone, which its bootloader asks TFTP under"
+_QUOTE_HEX = 'quote the serial\'s 8 hex digits, as `grep Serial /proc/cpuinfo` shows their last 8 (e.g. serial: "5e813307")'
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        (
+            "0x05e81330",
+            "99095344 is the number YAML reads from 0x05e81330 written unquoted (a leading 0x makes hex digits a number to YAML), "
+            f'and 0x05e81330 {_NO_SERIAL}; write its 8 hex digits without the 0x, quoted: serial: "05e81330"',
+        ),
+        (
+            "0x5E81330",
+            "99095344 is the number YAML reads from 0x5E81330 written unquoted (a leading 0x makes hex digits a number to YAML), "
+            f"and 0x5E81330 {_NO_SERIAL}; {_QUOTE_HEX}",
+        ),
+        (
+            "0o1234567",
+            "342391 is the number YAML reads from 0o1234567 written unquoted (a leading 0o makes digits an octal number to YAML), "
+            f"and 0o1234567 {_NO_SERIAL}; {_QUOTE_HEX}",
+        ),
+    ],
+)
+def test_a_serial_with_a_base_prefix_is_told_the_text_as_written(tmp_path: Path, written: str, message: str) -> None:
+    """yaml.v3 reads 0x and 0o digits unquoted as a number whose decimal is no text the user wrote: the loader keeps the
+    text, the message quotes it, and the fix it gives validates."""
+    doc = edit(homelab_doc(), {"iluvatar:nodes[1].boot": "netboot", "iluvatar:nodes[1].serial": "PLACEHOLDER"})
+    path = write_stack(tmp_path, doc)
+    path.write_text(path.read_text().replace("serial: PLACEHOLDER", f"serial: {written}"))
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(path)
+    assert [str(p) for p in err.value.problems] == [f"iluvatar:nodes[1].serial: {message}"]
+    if 'serial: "' in message.removesuffix('(e.g. serial: "5e813307")'):
+        path.write_text(path.read_text().replace(f"serial: {written}", f'serial: "{message.rsplit(chr(34), 2)[1]}"'))
+        assert load_stack_file(path).nodes[1].serial == "05e81330"
+
+
+def test_a_base_prefixed_number_elsewhere_is_a_plain_int(tmp_path: Path) -> None:
+    """Only a serial keeps the text of 0x/0o digits; a chart value's `0o644` goes on as a plain int, which YAML dumps."""
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text("config:\n  iluvatar:x: {mode: 0o644, ports: [0x10], serial: 0x05e81330}\n")
+    value = read_stack_file(path).config["iluvatar:x"]
+    assert [type(v) for v in (value["mode"], value["ports"][0])] == [int, int]
+    assert yaml.safe_dump({k: v for k, v in value.items() if k != "serial"}) == "mode: 420\nports:\n- 16\n"
+    assert getattr(value["serial"], "text", None) == "0x05e81330"

@@ -143,3 +143,12 @@ def test_the_schema_never_flags_a_valid_stack(raw: dict[str, Any]) -> None:
     parse_stack(raw)
     doc = {"config": {"pulumi:disable-default-providers": ["*"], **raw}}
     assert [e.message for e in VALIDATOR.iter_errors(doc)] == []
+
+
+@pytest.mark.parametrize(("lease", "errors"), [(3600, []), ("12h", []), ("infinite", []), (60, ["60 is not valid under any of the given schemas"])])
+def test_the_schema_takes_a_lease_time_as_validate_does(lease: object, errors: list[str]) -> None:
+    """`leaseTime: 3600` unquoted is a number to YAML and seconds to validate: the editor takes it too, within what
+    dnsmasq lends as written (under 2 minutes validate refuses)."""
+    doc = homelab_doc()
+    doc["config"]["iluvatar:ainur"].setdefault("netboot", {})["leaseTime"] = lease
+    assert [e.message for e in VALIDATOR.iter_errors(doc)] == errors
