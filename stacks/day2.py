@@ -83,6 +83,8 @@ class DeployedArda:
 
 _RELEASE = re.compile(r"^v\d+\.\d+\.\d+$")
 _K3S_RELEASE = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+# A chart version as the model takes it (stacks.model: Cilium.version, ArgoCd.version).
+_CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _RECORD = "add it as {tool} shows it (e.g. {example}), or give the outputs of a deployment that recorded it"
 
 
@@ -361,6 +363,15 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
     if (why := _mistyped(outputs)) is not None:
         return why
     arda = outputs.get(exports.ARDA)
+    charts = arda.get("charts") if isinstance(arda, Mapping) else None
+    for chart, version in charts.items() if isinstance(charts, Mapping) else ():
+        # A deployment records each chart's version as the stack writes it (plans.rollout.arda_state), which the model
+        # takes as three numbers alone: anything else is an edit the chart checks cannot compare. A null is read as an
+        # unrecorded chart, and warned of by name (`_charts`).
+        if version is not None and not (isinstance(version, str) and _CHART_VERSION.match(version)):
+            return (
+                f"arda.charts.{chart} is {_echo(version)}, not a chart version (three numbers, e.g. 1.18.4), as this program writes it; {_AS_WRITTEN}"
+            )
     if isinstance(arda, Mapping) and arda.get("talosVersion") is not None and arda.get("nodes") is None:
         # A deployment records its machines beside the release they run (plans.rollout.arda_state): without them
         # each machine would be planned as new, "installs from maintenance mode", on a running cluster.

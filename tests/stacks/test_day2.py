@@ -1150,6 +1150,20 @@ def test_a_null_entry_of_the_outputs_is_refused_not_read_as_nothing(outputs: dic
     )
 
 
+@pytest.mark.parametrize(
+    ("version", "shown"), [("latest", '"latest"'), ("1.18", '"1.18"'), ("v1.18.4", '"v1.18.4"'), (118, "118"), (["1.18.4"], '["1.18.4"]')]
+)
+def test_a_chart_version_the_outputs_hold_in_another_form_is_refused(version: object, shown: str) -> None:
+    """A deployment records each chart's version as the model takes it (three numbers): another form is an edit the
+    chart checks cannot compare (before, `release()` raised on it, a traceback in preview and render)."""
+    outputs = {"arda": {"charts": {"cilium": version}}}
+    assert day2.unreadable(outputs) == (
+        f"arda.charts.cilium is {shown}, not a chart version (three numbers, e.g. 1.18.4), as this program writes it; "
+        "give the outputs `pulumi stack output --json` writes"
+    )
+    assert day2.unreadable({"arda": {"charts": {"cilium": "1.18.4", "argocd": None}}}) is None
+
+
 @pytest.mark.parametrize("network", [{"podSubnets": None, "serviceSubnets": ["10.96.0.0/12"]}, {"serviceSubnets": ["10.96.0.0/12"]}, {}])
 def test_a_subnet_key_null_or_missing_in_the_record_reads_as_unrecorded(tmp_path: Path, network: dict[str, Any]) -> None:
     """A recorded clusterNetwork lacking podSubnets (or holding null, which preview sees as missing) recorded nothing of
