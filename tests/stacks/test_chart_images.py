@@ -131,7 +131,7 @@ def _gitops(values: dict[str, Any], version: str = "10.8.0") -> GitOps:
 @pytest.mark.parametrize(
     ("values", "fixed"),
     [
-        # The tester's cases: the agent and the operator at 1.17.6 under the 1.18.4 chart; the fix the message gives.
+        # The agent and the operator at 1.17.6 under the 1.18.4 chart; the fix the message gives.
         ({"image": {"tag": "v1.17.6", "useDigest": False}}, {"image": {"useDigest": False}}),
         ({"operator": {"image": {"tag": "v1.17.6", "useDigest": False}}}, {"operator": {"image": {"useDigest": False}}}),
         # A repository emptied of its tag beside `tag: ""` would be a bare name: the fix removes both.
