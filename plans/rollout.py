@@ -146,7 +146,7 @@ def state(
         "endpoints": endpoints(stack),
         "commands": arda_commands(stack),
         # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
-        "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
+        "charts": day2.chart_versions(stack),
         # Arda's pod and Service subnets, fixed when the cluster is made: stacks.day2 refuses their change.
         "clusterNetwork": day2.arda_subnets(stack),
         # The cluster's name, fixed once made: stacks.day2 refuses a rename (the provider's clusterIdentifier).

@@ -981,6 +981,12 @@ def k3s_etcd_3_6(version: str) -> bool:
 CHARTS = {"cilium": ("iluvatar:arda.cilium.version", "Cilium"), "argocd": ("iluvatar:gitops.argocd.version", "Argo CD")}
 
 
+def chart_versions(stack: StackConfig) -> dict[str, str]:
+    """The charts a deployment of `stack` installs, by their key in CHARTS, at the versions the stack writes: what `up`
+    records as arda.charts (plans.rollout.arda_state) and what the next preview compares with it."""
+    return {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
+
+
 def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     """A chart Iluvatar installs does not go back to an older version: neither chart's upgrade path runs backwards
     (Cilium's CRDs and agent state, Argo CD's CRDs are left as the newer release wrote them). Cilium goes forward one
@@ -989,7 +995,7 @@ def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     Documentation/operations/upgrade-warning.rst at v1.20.2), and each minor's upgrade notes migrate the agents' state
     from the one before; the next minor's release is stacks.releases.CILIUM_NEWEST's."""
     before = deployed.output.get("charts")
-    now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
+    now = chart_versions(stack)
     if not isinstance(before, Mapping):
         return []
     out: list[Problem] = []
@@ -1030,7 +1036,7 @@ def warnings(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
         return []
     charts = deployed.output.get("charts")
     recorded: Mapping[str, Any] = charts if isinstance(charts, Mapping) else {}
-    now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
+    now = chart_versions(stack)
     out = _argocd_majors(stack, recorded)
     for chart, version in now.items():
         if isinstance(recorded.get(chart), str) or (isinstance(charts, Mapping) and chart == "argocd" and not deployed.gitops):
