@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Literal
 from urllib.parse import urlsplit
 
-from stacks.apps import address_owner
+from stacks.apps import address_owner, under
 from stacks.boards import AINUR_ROLES
 from stacks.data import numeric_host, parse_target, target_address
 from stacks.data_model import Backup
@@ -619,7 +619,7 @@ def _zone_name(server: str, domain: str | None) -> str:
     search line for Arda's machines, whose hostnames have no domain (`searching`), so it never reads as the zone's name."""
     name = server.rstrip(".").lower()
     zone = (domain or "").rstrip(".").lower()
-    if not zone or "." not in name or not (name == zone or name.endswith(f".{zone}")):
+    if not zone or "." not in name or not under(name, zone):
         return ""
     try:
         IPv4Address(name)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic.alias_generators import to_camel
 
+from stacks.apps import under
 from stacks.errors import Problem
 from stacks.model import App, Identity, Network
 from stacks.remote_model import RemoteAccess
@@ -48,13 +49,9 @@ def home_arpa(name: str, suffix: str) -> str:
     return f"{name.lower().rstrip('.').removesuffix(suffix).rstrip('.') or 'lab'}.home.arpa"
 
 
-def _under(name: str, zone: str) -> bool:
-    return name == zone or name.endswith(f".{zone}")
-
-
 def _moved(zone: str, names: Iterable[tuple[str, str]]) -> str:
     """What the fix of `zone` moves with it: the keys `names` (config path, name) holds under it, or ""."""
-    held = [f"{path.removeprefix('iluvatar:')} {name}" for path, name in names if _under(name, zone)]
+    held = [f"{path.removeprefix('iluvatar:')} {name}" for path, name in names if under(name, zone)]
     if not held:
         return ""
     more = f" and {len(held) - 2} more" if len(held) > 2 else ""
