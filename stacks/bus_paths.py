@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stacks.disk_ids import by_path_canonical
+
 # A bus path's pattern, written in a small regular language: literal characters; `H` one lower-case hex digit, `D` one
 # decimal digit, `C` one character of a path component (no `/`); `(...)` a group, `|` within it alternatives; `+`, `*`
 # and `?` after a character class or group. The kernel writes sysfs names in lower-case hex (PCI addresses: drivers/pci/
@@ -154,9 +156,9 @@ _SCSI_TAIL = "/hostD+/targetD+:D+:D+/D+:D+:D+:D+"
 def by_path_pattern(disk: str) -> str | None:
     """The bus paths Talos could read for the disk a /dev/disk/by-path link names, in the pattern language of
     `can_match`, or None for a link whose way this does not read (sas-, an ACPI or Xen bus, iSCSI)."""
-    name = disk.removeprefix("/dev/disk/by-path/")
-    name = re.sub(r"^virtio-pci-", "pci-", name)
-    name = re.sub(r"-usbv[0-9]+-", "-usb-", name)
+    name = by_path_canonical(disk)
+    if name is None:
+        return None
     if (mmc := _MMC_HOST.match(name)) is not None:
         # The card's bus path ends in its mmc_host and the card's own device (drivers/mmc/core/bus.c "%s:%04x").
         return f"/platform(/C+)*/{_escape(mmc['host'])}/mmc_host/mmcD+/mmcD+:H+"

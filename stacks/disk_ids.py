@@ -195,7 +195,7 @@ def nvme_serial_runs(name: str) -> list[str]:
 _BY_PATH_ATA = re.compile(r"^(?P<head>.+)-ata-(?P<port>[0-9]+)(?:\.(?P<sub>[0-9]+(?:\.0)?))?$")
 
 
-def _by_path_canonical(disk: str) -> str | None:
+def by_path_canonical(disk: str) -> str | None:
     """A whole disk's by-path link with udev's second spellings read back to ID_PATH's (virtio-pci- to pci-, usbv<n>- to
     usb-), or None for another name."""
     if not disk.startswith("/dev/disk/by-path/") or re.search(r"-part[0-9]+$", disk):
@@ -207,10 +207,10 @@ def _by_path_canonical(disk: str) -> str | None:
 
 def by_path_one_disk(a: str, b: str) -> Literal["same", "maybe"] | None:
     """Whether by-path links `a` and `b` name one disk: "same" when they are one name as udev's several spellings of it
-    are read back (`_by_path_canonical`), or a SATA port's compat link ata-<port> beside the port's ata-<port>.0; "maybe"
+    are read back (`by_path_canonical`), or a SATA port's compat link ata-<port> beside the port's ata-<port>.0; "maybe"
     for the compat link beside ata-<port>.<target> or ata-<port>.<bus>.0, which are a PATA slave's or a port multiplier's
     disks, each of which udev may give the port's one compat link; None for two disks, or names not both by-path."""
-    one, other = _by_path_canonical(a), _by_path_canonical(b)
+    one, other = by_path_canonical(a), by_path_canonical(b)
     if one is None or other is None:
         return None
     if one == other:
