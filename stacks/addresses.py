@@ -452,13 +452,11 @@ def link_collisions(
             offer = free(()) if free is not None and subnet is not None else None
         taken |= {offer} if offer is not None else set()
         fix = f"give the link an address of its own{f' (e.g. {offer})' if offer is not None else ''}"
-        if scope == "arda" and len(arda) > 1:
+        shared = scope == "arda" and len(arda) > 1
+        if shared:
             # Given to one machine the address would be that machine's alone; a fix that keeps it in arda.patches
             # would give the new address to every machine as well.
             fix = _own_patch(path, arda, written, offer) if offer is not None else f"{fix}, and {_own_patch(path, arda, written)}"
-            shared = _shared(path, ip, written, arda, _own_patch(path, arda, written))
-        else:
-            shared = None
         router = next((p for p, r in routers(network) if r == ip), None)
         if router is not None:
             yield Problem(
@@ -490,8 +488,13 @@ def link_collisions(
                 f"is lent to another machine, and then both answer for it; {fix}",
             )
             continue
-        if shared is not None:
-            yield shared
+        if shared:
+            yield Problem(
+                key,
+                f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
+                f"hold {ip} on their link and Linux answers ARP for it on each: they would fight for it on the LAN, and what is "
+                f"sent there reaches any of them, part of the time; {_own_patch(path, arda, written)}",
+            )
 
 
 def _own_patch(path: str, arda: Sequence[tuple[int, Node]], written: str, offer: IPv4Address | None = None) -> str:
@@ -508,17 +511,6 @@ def _own_patch(path: str, arda: Sequence[tuple[int, Node]], written: str, offer:
     if offer is None:
         return f"move the document to {where}"
     return f"move the document, with an address of its own (e.g. {address}), to {where}"
-
-
-def _shared(path: str, ip: IPv4Address, written: str, arda: Sequence[tuple[int, Node]], own: str) -> Problem:
-    """An address arda.patches gives a link, with two or more Arda machines to get it."""
-    names = ", ".join(n.name for _, n in arda)
-    return Problem(
-        f"iluvatar:{path}",
-        f"{written}: arda.patches goes to every Arda machine ({names}), so all {len(arda)} would hold {ip} on their link and "
-        "Linux answers ARP for it on each: they would fight for it on the LAN, and what is sent there reaches any of them, "
-        f"part of the time; {own}",
-    )
 
 
 # The servers Arda's machines send to or fetch from after they have joined (`patch_endpoints`), with what is lost when
