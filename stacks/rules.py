@@ -2272,8 +2272,9 @@ V1ALPHA1_CONFLICTS = {
     ("machine", "features", "stableHostname"): "Iluvatar sets the hostname from the node's name (HostnameConfig), and Talos refuses both",
     ("machine", "network", "interfaces"): (
         f"Iluvatar configures the node's NIC, the link {TALOS_LINK_ALIAS} of its mac, from its ip (LinkConfig), and gives it no "
-        "other address; configure another NIC with a document of its own naming it (apiVersion: v1alpha1, kind: LinkConfig, "
-        "name: enp2s0, addresses: [{address: 10.99.0.31/24}]), with its kernel name as `talosctl get links` shows it"
+        "other address; configure another NIC with documents of its own naming it by its MAC (apiVersion: v1alpha1, kind: "
+        "LinkAliasConfig, name: nic1, selector: {match: 'mac(link.permanent_addr) == \"<its mac>\"'}; apiVersion: v1alpha1, "
+        "kind: LinkConfig, name: nic1, addresses: [{address: 10.99.0.31/24}])"
     ),
     ("machine", "network", "nameservers"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
     ("machine", "network", "searchDomains"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
