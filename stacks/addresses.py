@@ -19,7 +19,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from stacks.apps import address_owner, under
-from stacks.boards import AINUR_ROLES
+from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.data import numeric_host, parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
@@ -292,7 +292,7 @@ def entries(
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
     out += patched(patches, zone, network.domain if network is not None else None, kernel_args)
-    out += [Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node") for path, ip, whose in link_addresses(patches, nodes)]
+    out += [Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node") for path, ip, whose, _ in link_addresses(patches, nodes)]
     out += routed(remote)
     return out
 
@@ -368,17 +368,23 @@ def _url_host(url: str) -> str:
 
 
 # The documents that give a link static addresses (`addresses[].address`): Talos assigns each to its link (Talos's
-# v1.12 reference for VLANConfig and DummyLinkConfig: "addresses to be statically assigned to the link").
-LINK_DOCUMENTS = frozenset({"LinkConfig", "VLANConfig", "DummyLinkConfig", "BondConfig", "BridgeConfig"})
+# v1.12 reference for VLANConfig and DummyLinkConfig: "addresses to be statically assigned to the link"). Each embeds
+# CommonLinkConfig, whose Addresses() are the link's (siderolabs/talos pkg/machinery/config/types/network/link.go:301 at
+# v1.14.0-rc.1; bond.go:285, bridge.go:87, dummy.go:74, link.go:82, vlan.go:92, vrf.go:91, wireguard.go:83 embed it;
+# the same at v1.13.0). A Layer2VIPConfig or HCloudVIPConfig is a VIP, shared by design, and not one of them.
+LINK_DOCUMENTS = frozenset({"LinkConfig", "VLANConfig", "DummyLinkConfig", "BondConfig", "BridgeConfig", "VRFConfig", "WireguardConfig"})
 
 
-def link_addresses(patches: Sequence[tuple[str, Mapping[str, object]]], nodes: Sequence[tuple[int, Node]] = ()) -> list[tuple[str, IPv4Address, str]]:
-    """The IPv4 addresses Arda's Talos patches give their machines' own links, each with its key (`iluvatar:`-less) and
-    whose it is (a machine's name, or "every Arda machine" for arda.patches): a v1alpha1 patch's
-    machine.network.interfaces[].addresses and .vlans[].addresses, a link document's addresses[].address. Linux answers
-    ARP for any of them as the machine's own, so each collides as the machine's ip does."""
+def link_addresses(
+    patches: Sequence[tuple[str, Mapping[str, object]]], nodes: Sequence[tuple[int, Node]] = ()
+) -> list[tuple[str, IPv4Address, str, str]]:
+    """The IPv4 addresses Arda's Talos patches give their machines' own links, each with its key (`iluvatar:`-less),
+    whose it is (a machine's name, or "every Arda machine" for arda.patches) and the value as written (192.168.0.5/24):
+    a v1alpha1 patch's machine.network.interfaces[].addresses and .vlans[].addresses, a link document's
+    addresses[].address. Linux answers ARP for any of them as the machine's own, so each collides as the machine's ip
+    does."""
     names = {f"nodes[{i}]": n.name for i, n in nodes}
-    out: list[tuple[str, IPv4Address, str]] = []
+    out: list[tuple[str, IPv4Address, str, str]] = []
 
     def add(path: str, value: object, whose: str) -> None:
         try:
@@ -386,7 +392,7 @@ def link_addresses(patches: Sequence[tuple[str, Mapping[str, object]]], nodes: S
         except ValueError:
             ip = None
         if ip is not None:
-            out.append((path, ip, whose))
+            out.append((path, ip, whose, str(value)))
 
     for written, patch in patches:
         at = written.removeprefix("iluvatar:")
@@ -425,12 +431,16 @@ def link_collisions(
     configured on any interface), so the machine and the other holder would fight for it, and what
     the LAN sends there reaches either, part of the time. A device at the address is `check`'s (the table registers
     the address as the machine's, `entries`); the discovery pool's is its own rule's. `free`: the LAN's first free
-    address, as `check` takes it."""
+    address, as `check` takes it.
+
+    An address of arda.patches, which every Arda machine gets (plans.talos.node_patches), is also each of theirs: with
+    two or more of them it is one address on several machines, who fight for it as above (`shared`)."""
     if network is None:
         return
     others = [h for h in held if h.kind in ("node", "vip", "identity", "headscale")]
     taken = {h.ip for h in held} | {ip for _, ip in routers(network)}
-    for path, ip, whose in link_addresses(patches, nodes):
+    arda = [(i, n) for i, n in nodes if n.role in ARDA_ROLES]
+    for path, ip, whose, written in link_addresses(patches, nodes):
         key = f"iluvatar:{path}"
         scope = path.split(".talosPatches", 1)[0] if ".talosPatches" in path else "arda"
         subnet = next((v.cidr for v in network.vlans if ip in v.cidr), network.lan if ip in network.lan else None)
@@ -442,6 +452,11 @@ def link_collisions(
             offer = free(()) if free is not None and subnet is not None else None
         taken |= {offer} if offer is not None else set()
         fix = f"give the link an address of its own{f' (e.g. {offer})' if offer is not None else ''}"
+        shared = scope == "arda" and len(arda) > 1
+        if shared:
+            # Given to one machine the address would be that machine's alone; a fix that keeps it in arda.patches
+            # would give the new address to every machine as well.
+            fix = _own_patch(path, arda, written, offer) if offer is not None else f"{fix}, and {_own_patch(path, arda, written)}"
         router = next((p for p, r in routers(network) if r == ip), None)
         if router is not None:
             yield Problem(
@@ -472,6 +487,30 @@ def link_collisions(
                 f"{ip} is inside network.dhcpRange {network.dhcp_range}, the addresses DHCP lends: {whose} would hold it only until it "
                 f"is lent to another machine, and then both answer for it; {fix}",
             )
+            continue
+        if shared:
+            yield Problem(
+                key,
+                f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
+                f"hold {ip} on their link and Linux answers ARP for it on each: they would fight for it on the LAN, and what is "
+                f"sent there reaches any of them, part of the time; {_own_patch(path, arda, written)}",
+            )
+
+
+def _own_patch(path: str, arda: Sequence[tuple[int, Node]], written: str, offer: IPv4Address | None = None) -> str:
+    """The fix for an address of arda.patches: move it to the own patches of the first Arda machine (or another's, each
+    machine its own address), with `offer` for the address where the one written is another's. A v1alpha1
+    machine.network.interfaces entry is refused in any patch (stacks.rules.V1ALPHA1_CONFLICTS), so it is offered as the
+    LinkConfig that rule names; a link document moves as it is."""
+    i, node = arda[0]
+    prefix = written.partition("/")[2]
+    address = written if offer is None else f"{offer}/{prefix}" if prefix else str(offer)
+    where = f"iluvatar:nodes[{i}].talosPatches ({node.name}'s own patches) or another machine's, each machine its own address"
+    if ".machine.network.interfaces[" in path:
+        return f"write it as a link document, {{apiVersion: v1alpha1, kind: LinkConfig, name: <its link>, addresses: [{{address: {address}}}]}}, in {where}"
+    if offer is None:
+        return f"move the document to {where}"
+    return f"move the document, with an address of its own (e.g. {address}), to {where}"
 
 
 # The servers Arda's machines send to or fetch from after they have joined (`patch_endpoints`), with what is lost when

@@ -2272,8 +2272,9 @@ V1ALPHA1_CONFLICTS = {
     ("machine", "features", "stableHostname"): "Iluvatar sets the hostname from the node's name (HostnameConfig), and Talos refuses both",
     ("machine", "network", "interfaces"): (
         f"Iluvatar configures the node's NIC, the link {TALOS_LINK_ALIAS} of its mac, from its ip (LinkConfig), and gives it no "
-        "other address; configure another NIC with a document of its own naming it (apiVersion: v1alpha1, kind: LinkConfig, "
-        "name: enp2s0, addresses: [{address: 10.99.0.31/24}]), with its kernel name as `talosctl get links` shows it"
+        "other address; configure another NIC with documents of its own naming it by its MAC (apiVersion: v1alpha1, kind: "
+        "LinkAliasConfig, name: nic1, selector: {match: 'mac(link.permanent_addr) == \"<its mac>\"'}; apiVersion: v1alpha1, "
+        "kind: LinkConfig, name: nic1, addresses: [{address: 10.99.0.31/24}])"
     ),
     ("machine", "network", "nameservers"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
     ("machine", "network", "searchDomains"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
@@ -2834,7 +2835,7 @@ def _talos_patches(p: Parsed) -> list[Problem]:
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes], everyone)
     if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
         out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
-    return out + _install_nic_links(p) + _time_sync_conflicts(p)
+    return out + _install_nic_links(p) + _link_names_refused(p) + _time_sync_conflicts(p)
 
 
 # The names under which a patch's link document reaches the install NIC, which plans.talos configures as lan0 (its
@@ -2932,6 +2933,143 @@ def _install_nic_document(path: str, patch: dict[str, object], node: Node, names
                     f"{link} is {names[link]}: Talos makes it a member of {kind.removesuffix('Config').lower()} {name}, and its address and default route stop working; "
                     f"{_OTHER_NIC_FIX}",
                 )
+
+
+# The link documents' keys that name a link which must already exist on the machine, as against the name of a link the
+# document creates (a bond, a VLAN). Talos configures a link by name only once a link of that name exists: a physical
+# link it does not find is left alone, silently (siderolabs/talos internal/app/machined/pkg/controllers/network/
+# link_spec.go:448 at v1.14.0-rc.1, :345 at v1.13.0), a VLAN waits for its parent (:464; :361), an address for its link
+# (address_spec.go:208; :199), and a member or DHCP client is a setting of the link it names. So a name no link of the
+# machine has configures nothing there. An EthernetConfig is left out: Talos hands its name to ethtool as it is
+# (ethernet_spec.go:110-112), so it takes a kernel name alone, which the stack cannot check (power.wakeOnLan.link is one).
+_LINK_NAME_KEYS: dict[str, str] = {"LinkConfig": "name", "DHCPv4Config": "name", "DHCPv6Config": "name", "VLANConfig": "parent"}
+# The documents that create a link of their name, which other documents may then name.
+_LOGICAL_LINK_DOCUMENTS = frozenset({"BondConfig", "BridgeConfig", "VLANConfig", "DummyLinkConfig", "VRFConfig", "WireguardConfig"})
+# systemd's predictable name from a NIC's MAC (`enx` and the MAC's 12 hex digits): the one kernel name that says which NIC.
+_ENX = re.compile(r"^enx([0-9a-f]{12})$")
+
+
+def _named_links(path: str, patch: dict[str, object]) -> Iterator[tuple[str, str]]:
+    """The links a document names as existing ones (`_LINK_NAME_KEYS`, a bond's, bridge's or VRF's members), each with
+    its key."""
+    kind = patch.get("kind")
+    key = _LINK_NAME_KEYS.get(kind) if isinstance(kind, str) else None
+    if key is not None and isinstance(name := patch.get(key), str):
+        yield f"{path}.{key}", name
+    elif kind in _MEMBER_DOCUMENTS:
+        links = patch.get("links")
+        for k, link in enumerate(links if isinstance(links, list) else []):
+            if isinstance(link, str):
+                yield f"{path}.links[{k}]", link
+
+
+def _alias_fix(key: str, mac: str, known: Container[str]) -> str:
+    """The document that names a NIC by its MAC, and the key to write its name at: an alias after lan0 no document
+    of the machine's patches takes, a member its own (links[1] nic2)."""
+    field = key.rsplit(".", 1)[1]
+    member = int(field.split("[", 1)[1].rstrip("]")) if field.startswith("links[") else 0
+    alias = [f"nic{n}" for n in range(1, 100) if f"nic{n}" not in known][member]
+    return (
+        f"{{apiVersion: v1alpha1, kind: LinkAliasConfig, name: {alias}, selector: {{match: 'mac(link.permanent_addr) == \"{mac}\"'}}}}, "
+        f"and {field}: {alias}" + (f" (or {field}: {TALOS_LINK_ALIAS} for the install NIC)" if field == "parent" else "")
+    )
+
+
+@dataclass(frozen=True)
+class LinkName:
+    """A link a patch names that a machine it reaches is not known to have (`unknown_link_names`)."""
+
+    key: str  # the config path, `iluvatar:` and all
+    name: str
+    machines: tuple[str, ...]  # the machines' names
+    owner: tuple[str, str] | None  # for an enx<mac> name of another inventory machine's MAC: its key and its name
+    mac: str  # the MAC an enx<mac> name says, written as the inventory writes one; else ""
+    fix: str
+
+
+def unknown_link_names(nodes: Sequence[tuple[int, Node]], shared: Sequence[dict[str, object]]) -> list[LinkName]:
+    """The links a patch names (`_named_links`) that an Arda machine it reaches is not known to have, each once for its
+    key with every such machine. Known are the names the stack ties to the machine's install NIC (`_install_nic_names`:
+    lan0, enx<mac>, power.wakeOnLan.link), lo, and the links its patches (`shared`, arda.patches, and its own) create
+    or alias (`_LOGICAL_LINK_DOCUMENTS`, a LinkAliasConfig). Any other name is a kernel name the inventory cannot tell;
+    an enx<mac> name says its MAC, and is certainly not the machine's when that MAC is another inventory machine's."""
+    macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in nodes}
+    found: dict[str, LinkName] = {}
+    shared_paths = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(shared)]
+    for i, node in nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        patches = [*shared_paths, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]
+        known = {"lo", *_install_nic_names(node)}
+        known |= {
+            name
+            for _, patch in patches
+            if (patch.get("kind") in _LOGICAL_LINK_DOCUMENTS or patch.get("kind") == "LinkAliasConfig") and isinstance(name := patch.get("name"), str)
+        }
+        for path, patch in patches:
+            for key, name in _named_links(path, patch):
+                if name in known:
+                    continue
+                enx = _ENX.match(name.lower())
+                mac = ":".join(enx[1][j : j + 2] for j in range(0, 12, 2)) if enx else ""
+                other = macs.get(enx[1]) if enx else None
+                owner = (f"nodes[{other[0]}].mac", other[1].name) if other is not None else None
+                if key in found:
+                    found[key] = LinkName(key, name, (*found[key].machines, node.name), found[key].owner, mac, found[key].fix)
+                else:
+                    # Another machine's MAC is no fix: the machine's own NIC is meant, whose MAC the inventory lacks.
+                    fix = _alias_fix(key, mac if mac and owner is None else "<its mac>", known)
+                    found[key] = LinkName(key, name, (node.name,), owner, mac, fix)
+    return list(found.values())
+
+
+def _machines(names: Sequence[str], arda: int) -> str:
+    """The machines a message names: "every Arda machine" when a shared patch reaches them all unknown."""
+    if len(names) == arda and arda > 1:
+        return f"every Arda machine ({', '.join(names)})"
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+# Why a name no link of the machine has configures nothing, for the messages.
+_UNAPPLIED = (
+    "Talos configures a link by name only once a link of that name exists, and leaves the document unapplied, silently, "
+    "while none does (siderolabs/talos internal/app/machined/pkg/controllers/network/link_spec.go:448 and :464, "
+    "address_spec.go:208 at v1.14.0-rc.1)"
+)
+
+
+def _link_names_refused(p: Parsed) -> list[Problem]:
+    """An enx<mac> name of another inventory machine's MAC in a patch that reaches a machine: that NIC is not its."""
+    arda = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES]
+    return [
+        Problem(
+            f.key,
+            f"{f.name} is systemd's name for {f.owner[1]}'s NIC ({f.owner[0]} {f.mac}), which {_machines(f.machines, len(arda))} "
+            f"{'does' if len(f.machines) == 1 else 'do'} not have: {_UNAPPLIED}, so it configures nothing there; name the NIC meant by its own MAC: {f.fix}",
+        )
+        for f in unknown_link_names(p.nodes, p.arda.patches if p.arda is not None else ())
+        if f.owner is not None
+    ]
+
+
+def link_name_doubts(nodes: Sequence[tuple[int, Node]], shared: Sequence[dict[str, object]]) -> list[Problem]:
+    """A name a patch gives a link that a machine it reaches is not known to have, and may not (stacks.warn)."""
+    arda = [n for _, n in nodes if n.role in ARDA_ROLES]
+    return [
+        Problem(
+            f.key,
+            (
+                f"{f.name} is systemd's name for the NIC of MAC {f.mac}, which the inventory does not list for "
+                if f.mac
+                else f"{f.name} is a kernel name the inventory cannot tell is a link of "
+            )
+            + f"{_machines(f.machines, len(arda))}: {_UNAPPLIED}, so were {'it' if len(f.machines) == 1 else 'a machine'} to have "
+            f"no link {f.name} (`talosctl get links` lists them), the document would configure nothing there; name the NIC by "
+            f"its MAC: {f.fix}",
+        )
+        for f in unknown_link_names(nodes, shared)
+        if f.owner is None
+    ]
 
 
 # The v1alpha1 time settings Talos refuses beside a TimeSyncConfig document in one machine's config, each with its

@@ -64,7 +64,7 @@ from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
 from stacks.remote_access import kept_off_groups
-from stacks.rules import _transport, by_path_bus_path, etcd_release, newer_etcd_patch, talos_patches_of
+from stacks.rules import _transport, by_path_bus_path, etcd_release, link_name_doubts, newer_etcd_patch, talos_patches_of
 from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
 # A step as "every <nth> week" says it (a day-of-week step is at most 6: a larger one is refused, stacks.data.cron_problem).
@@ -101,6 +101,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _rk1_second_nvme(stack)
     yield from _rk1_sd_in_slots_1_and_2(stack)
     yield from _pi5_wake_on_lan(stack)
+    yield from link_name_doubts(list(enumerate(stack.nodes)), stack.arda.patches)
     yield from _generic_worker(stack)
     yield from _etcd_newer_patch(stack)
     yield from _glob_characters(stack)

@@ -234,6 +234,24 @@ def test_the_fix_a_host_entry_pinning_a_zone_name_is_given_validates(name: str, 
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
 
 
+_MOVE_FIX = re.compile(
+    r"; move the document(?:, with an address of its own \(e\.g\. (?P<offer>[0-9./]+)\),)? to iluvatar:(?P<to>nodes\[\d+\]\.talosPatches) "
+)
+
+
+@pytest.mark.parametrize("name", ["talos-patch-link-address-shared-by-every-arda-machine", "talos-patch-dummy-link-address-at-ardas-vip"])
+def test_the_fix_a_link_address_in_arda_patches_is_given_validates(name: str, tmp_path: Path) -> None:
+    # The document moved to the machine's own patches the message names, with the address it offers where it gives one.
+    case = next(c for c in CASES if c["name"] == name)
+    found = _MOVE_FIX.search(case["expect"][0])
+    assert found is not None
+    (document,) = case["set"]["iluvatar:arda.patches"]
+    if found["offer"]:
+        document["addresses"] = [{"address": found["offer"]}]
+    doc = edit(homelab_doc(), {f"iluvatar:{found['to']}": [document]})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
 _POOL_FIX = re.compile(r"^iluvatar:arda\.discovery\.pool: .*, e\.g\. \{start: (?P<start>[0-9.]+), end: (?P<end>[0-9.]+)\}$")
 
 

@@ -4,6 +4,8 @@ validate` and `pulumi preview` check it, and stacks.warn gives exactly the expec
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +37,37 @@ def test_a_valid_stack_warns_exactly(case: dict[str, Any], tmp_path: Path) -> No
         assert [str(w) for w in warnings(stack) + day2.warnings(stack, deployed)] == case["warn"]
         return
     assert [str(w) for w in warnings(stack)] == case["warn"]
+
+
+INVALID: list[dict[str, Any]] = yaml.load((Path(__file__).parent.parent / "fixtures" / "invalid_stacks.yaml").read_text(), Loader=yaml.CSafeLoader)
+# The fix a link-name message gives (stacks.rules.unknown_link_names): an alias on the NIC's MAC, and its name at the key.
+_ALIAS_FIX = re.compile(
+    r"^(?P<key>iluvatar:[^ ]+?)\.(?P<field>name|parent|links\[\d+\]): .*by its (?:own )?MAC: (?P<alias>\{apiVersion: .*\}), and (?P=field): (?P<name>nic\d+)"
+)
+_LINK_NAME_CASES = [
+    (c["name"], m)
+    for c in [*CASES, *INVALID]
+    for m in [*c.get("warn", []), *c.get("expect", [])]
+    if m.startswith("iluvatar:") and _ALIAS_FIX.match(m) and " configures a link by name only once a link of that name exists" in m
+]
+
+
+@pytest.mark.parametrize(("name", "message"), _LINK_NAME_CASES, ids=[f"{n}-{k}" for k, (n, _) in enumerate(_LINK_NAME_CASES)])
+def test_the_alias_a_link_name_message_offers_validates_and_warns_of_nothing(name: str, message: str, tmp_path: Path) -> None:
+    # The alias document added to the same patches, with a MAC no inventory machine has for <its mac>, and its name
+    # written at the key: the stack validates, and no link name is warned of.
+    case = next(c for c in [*CASES, *INVALID] if c["name"] == name)
+    found = _ALIAS_FIX.match(message)
+    assert found is not None
+    (where, written), *_ = case["set"].items()
+    patches = copy.deepcopy(written)
+    doc = patches[int(found["key"].removeprefix(where).strip("[]"))]
+    field = found["field"]
+    if field.startswith("links["):
+        doc["links"][int(field[6:-1])] = found["name"]
+    else:
+        doc[field] = found["name"]
+    alias = yaml.safe_load(found["alias"].replace("<its mac>", "28:d2:44:30:00:99"))
+    fixed = edit(homelab_doc(), {where: [*patches, alias]})
+    stack = load_stack_file(write_stack(tmp_path, fixed), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path == f"{found['key']}.{field}"] == []
