@@ -969,6 +969,7 @@ def check(
     )
     blamed: set[str] = set()
     given: list[IPv4Address] = []
+    router_offered: str | None = None  # the network.dns entry a message offered the router for
     for d in devices:
         path = f"iluvatar:{d.path}"
         if d.kind == "dns":
@@ -1004,12 +1005,23 @@ def check(
                     where = f"on VLAN {vlan.name}"
                 suggest = f" (e.g. {offer})" if offer is not None else ""
                 given += [offer] if offer is not None else []
+                # The entry is what was mistyped (a machine's address where the resolver's was meant), so it is said at
+                # the entry, with the LAN's resolver to write there: the router, unless another entry names it already
+                # or an earlier message offered it (the fixes taken together list no server twice, stacks.warn._dns_twice).
+                listed = next((f"network.dns[{j}] is" for j, ip in enumerate(network.dns) if ip == network.gateway), None)
+                listed = listed or (f"{router_offered} is to be" if router_offered is not None else None)
+                resolver = (
+                    f"remove it ({listed} the router, network.gateway {network.gateway}) or write another resolver (a Pi-hole) in {d.path}"
+                    if listed is not None
+                    else f"write the LAN's resolver in {d.path}: the router, network.gateway {network.gateway}, or a Pi-hole"
+                )
+                router_offered = router_offered or d.path
                 yield Problem(
-                    f"iluvatar:{held_by.path}",
-                    f"{d.ip} is {d.path}, the DNS server {forward} the names outside the zone to (a router, a Pi-hole), "
-                    f"and {held_by.path}, {_own_noun(held_by)}; write the DNS server's own address in {d.path}, or, if a DNS "
-                    f"server does answer at {d.ip} and the homelab is not yet deployed, give {held_by.path} a free "
-                    f"one{suggest}, since it needs one no device {where} has",
+                    f"iluvatar:{d.path}",
+                    f"{d.ip} collides with {held_by.path}, {_own_noun(held_by)}: {d.path} is the DNS server {forward} the "
+                    f"names outside the zone to, and the entry holds the homelab's address instead of the resolver's; "
+                    f"{resolver}; or, if a DNS server does answer at {d.ip} and the homelab is not yet deployed, give "
+                    f"{held_by.path} a free one{suggest}, since it needs one no device {where} has",
                 )
         what = NOUNS[d.kind]
         # A server written as a zone name of a machine or a VIP has that one's address, whose own rule says where it is.
