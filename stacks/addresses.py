@@ -23,7 +23,7 @@ from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.data import numeric_host, parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
-from stacks.model import AddressRange, Ainur, App, GitOps, Identity, Monitoring, Network, Node, Storage
+from stacks.model import AddressRange, Ainur, App, Discovery, GitOps, Identity, Monitoring, Network, Node, Storage
 from stacks.power import password_path, set_password
 from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
@@ -749,6 +749,7 @@ class ClustersOwn:
 
     addresses: Mapping[IPv4Address, str]
     lent: tuple[Lent, ...] = ()
+    waiting: str | None = None  # the lent range machines waiting to be discovered are lent (`waiting_range`)
 
     def within(self, first: IPv4Address, last: IPv4Address) -> list[tuple[IPv4Address, IPv4Address, str]]:
         """The clusters' own addresses from first to last, in order, each as (low, high, owner)."""
@@ -761,6 +762,7 @@ def clusters_own(
     discovery_pool: AddressRange | None = None,
     network: Network | None = None,
     ainur: Ainur | None = None,
+    discovery: Discovery | None = None,
 ) -> ClustersOwn:
     """The clusters' own addresses a route must not open to a group kept off the clusters, with their owners: every VIP
     kube-vip announces (both API servers, the Ainur's service address and Git mirror), the front door, Headscale's
@@ -777,7 +779,18 @@ def clusters_own(
     for h in held:
         if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
-    return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)))
+    return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)), waiting_range(discovery, ainur))
+
+
+def waiting_range(discovery: Discovery | None, ainur: Ainur | None) -> str | None:
+    """The lent range machines waiting to be discovered on network.lan are lent, by its key: the discovery pool in dhcp
+    mode, network.dhcpRange in proxy mode, where the router lends them its own (stacks.discovery); None without
+    discovery, or for discovery on a VLAN, whose DHCP server's range the stack does not know."""
+    if discovery is None or discovery.vlan is not None:
+        return None
+    if discovery.pool is not None:
+        return DISCOVERY_POOL
+    return DHCP_RANGE if ainur is not None and ainur.netboot.mode == "proxy" else None
 
 
 def without_routes(held: Sequence[Held]) -> list[Held]:

@@ -377,6 +377,7 @@ def parse_stack(
             arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
             network if isinstance(network, Network) else None,
             ainur if isinstance(ainur, Ainur) else None,
+            arda.discovery if isinstance(arda, Arda) else None,
         ),
         # A route to a fixed address in a lent range is said by the rules that place the address, a device's by its
         # problem, which names the route with every key to move (stacks.remote_access.lent_routes, stacks.addresses.check,

@@ -93,7 +93,7 @@ def check(
         out += said
         # A route refused above is said once: its fix leaves the lent ranges out already.
         skip = {i for i in range(len(remote.routes)) if any(p.path == f"{REMOTE}.routes[{i}]" for p in said)}
-        out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip) if refused]
+        out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip, clusters.waiting) if refused]
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {}, offer)
     if remote.flavour == "tailscale":
@@ -326,16 +326,21 @@ def kept_off_groups(remote: RemoteAccess) -> list[str]:
     return [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
 
 
-# Why a route into each lent range but network.dhcpRange is refused, beyond what every lent address risks.
+# Why a route into a lent range is refused, beyond what every lent address risks. In maintenance mode Talos applies a
+# configuration from a client of any role, one with no certificate too (talosctl apply-config --insecure):
+# siderolabs/talos internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:194-198 asks for the admin role
+# only once the machine has its configuration, and internal/app/machined/pkg/system/services/machined.go:57-61 lets the
+# reader role call ApplyConfiguration.
+_MAINTENANCE = (
+    "runs Talos in maintenance mode, whose API (port 50000) applies a machine configuration sent by anyone (talosctl "
+    "apply-config --insecure), so any device of the tailnet could take the machine over before it is the household's"
+)
 _LENT_HARM = MappingProxyType(
     {
-        # In maintenance mode Talos applies a configuration from a client of any role, one with no certificate too
-        # (talosctl apply-config --insecure): siderolabs/talos internal/app/machined/internal/server/v1alpha1/
-        # v1alpha1_server.go:194-198 asks for the admin role only once the machine has its configuration, and
-        # internal/app/machined/pkg/system/services/machined.go:57-61 lets the reader role call ApplyConfiguration.
-        DISCOVERY_POOL: "a machine waiting in the discovery pool runs Talos in maintenance mode, whose API (port 50000) applies "
-        "a machine configuration sent by anyone (talosctl apply-config --insecure), so any device of the tailnet could "
-        "take the machine over before it is the household's",
+        DISCOVERY_POOL: f"a machine waiting in the discovery pool {_MAINTENANCE}",
+        # In proxy mode a machine waiting to be discovered on network.lan is lent the router's range (stacks.discovery).
+        DHCP_RANGE: "in proxy mode the router lends network.dhcpRange to the machines waiting to be discovered (arda.discovery), "
+        f"and each {_MAINTENANCE}",
         ROUTER_POOL: "ainur.netboot.routerPool is the pool the router lent before its DHCP went off: no reservation keeps a "
         "device there, and each device leaves it when its lease ends",
     }
@@ -348,6 +353,7 @@ def lent_routes(
     lent: Sequence[Lent],
     fixed: Collection[IPv4Address] = (),
     skip: Container[int] = (),
+    waiting: str | None = None,
 ) -> Iterator[tuple[Problem, bool]]:
     """A route into a lent range (`lent`: stacks.addresses.route_ranges), whatever the groups reach, with whether it is
     refused: the tailnet would reach every port of whichever device is lent an address of it. Refused in the discovery
@@ -359,7 +365,9 @@ def lent_routes(
     Left to other rules: the routes `_routes` refuses (`skip`), which leave the lent ranges out already; a /32 to a
     fixed address (`fixed`), said by the rule that places that address inside the range (stacks.addresses.check,
     stacks.discovery's pool rule), whose fix moves the range or the device; a /32 in a range the router lends (proxy
-    mode, or no Ainur), which may be a device it holds a reservation for (stacks.warn._routes_into_lent)."""
+    mode, or no Ainur), which may be a device it holds a reservation for (stacks.warn._routes_into_lent).
+    `waiting`: the lent range machines waiting to be discovered are lent (stacks.addresses.waiting_range), refused as
+    the discovery pool is: network.dhcpRange where the router lends it to them (proxy mode)."""
     kept = bool(kept_off_groups(remote))
     for i, route in enumerate(remote.routes):
         if i in skip or not any(route.subnet_of(net) for net in network.subnets()):
@@ -378,7 +386,8 @@ def lent_routes(
         parts = [
             f"{r.shown} ({'all of it' if r.whole else f'{r.first}-{r.last} of it' if r.first != r.last else f'{r.first} of it'})" for r in reached
         ]
-        harm = list(dict.fromkeys(_LENT_HARM[r.lent.key] for r in reached if r.lent.key in _LENT_HARM))
+        harmful = [r.lent.key for r in reached if r.lent.key != DHCP_RANGE or r.lent.key == waiting]
+        harm = list(dict.fromkeys(_LENT_HARM[key] for key in harmful))
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
             if gateways:
@@ -390,7 +399,7 @@ def lent_routes(
             f"{route} runs into {_and(parts)}, addresses that are only lent: the tailnet would reach every port of whichever "
             f"device is lent one{''.join(f', and {h}' for h in harm)}; {fix}",
         )
-        yield problem, inside or any(r.lent.key != DHCP_RANGE for r in reached)
+        yield problem, inside or bool(harmful)
 
 
 def _and(items: Sequence[str]) -> str:

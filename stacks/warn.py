@@ -35,6 +35,7 @@ from stacks.addresses import (
     routers,
     searching,
     servers,
+    waiting_range,
 )
 from stacks.apps import NAMESPACE_KEYS, NODE_LISTENERS, client_port_doubts
 from stacks.boards import AINUR_ROLES, BOARDS
@@ -461,7 +462,8 @@ def _lent_warned(stack: StackConfig) -> list[Problem]:
     discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
     lent = route_ranges(stack.network, stack.ainur, discovery)
     fixed = {route.network_address for route in remote.routes if route.num_addresses == 1}
-    return [p for p, refused in lent_routes(remote, stack.network, lent, fixed) if not refused]
+    waiting = waiting_range(stack.arda.discovery, stack.ainur)
+    return [p for p, refused in lent_routes(remote, stack.network, lent, fixed, waiting=waiting) if not refused]
 
 
 def _routes_nobody_reaches(stack: StackConfig) -> Iterator[Problem]:

@@ -207,6 +207,8 @@ KEPT_OFF = [*ACCESS[:1], {"group": "example:family", "members": ["bob@"], "reach
                 "iluvatar:arda.discovery": {"pool": {"start": "192.168.0.80", "end": "192.168.0.89"}},
             },
         ),
+        # In proxy mode machines waiting to be discovered are lent the router's range.
+        ("192.168.0.96/28", ADMINS_ROUTES, {"iluvatar:ainur.netboot.mode": "proxy", "iluvatar:arda.discovery": {}}),
     ],
     ids=[
         "over-the-dhcp-range-and-the-discovery-pool",
@@ -216,6 +218,7 @@ KEPT_OFF = [*ACCESS[:1], {"group": "example:family", "members": ["bob@"], "reach
         "into-the-discovery-pool-and-the-router-kept-off-the-clusters",
         "into-the-routers-old-pool",
         "over-every-lent-range",
+        "into-the-dhcp-range-where-machines-wait-to-be-discovered",
     ],
 )
 def test_the_routes_a_refused_route_suggests_instead_validate_as_written(route: str, access: list[dict[str, Any]], more: dict[str, Any]) -> None:
