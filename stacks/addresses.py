@@ -23,7 +23,7 @@ from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.data import numeric_host, parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
-from stacks.model import AddressRange, Ainur, App, GitOps, Identity, Monitoring, Network, Node, Storage
+from stacks.model import AddressRange, Ainur, App, Discovery, GitOps, Identity, Monitoring, Network, Node, Storage
 from stacks.power import password_path, set_password
 from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
@@ -731,7 +731,7 @@ def routed(remote: RemoteAccess | None) -> list[Held]:
     """The devices remote access routes to by their own address (a /32 of `routes`: a NAS, a printer), registered last.
     Such an address is a device's like the NAS's: kube-vip announcing it for Headscale would fight the device for it.
     Only the rules that place an address of the homelab's own read them (`without_routes` gives the rest): a route over
-    the clusters' own addresses or the load-balancer pool is stacks.remote_access's, one in a lent range `leased_routes`'."""
+    the clusters' own addresses, the load-balancer pool or a lent range is stacks.remote_access's (`_routes`, `lent_routes`)."""
     if remote is None:
         return []
     return [
@@ -744,20 +744,16 @@ def routed(remote: RemoteAccess | None) -> list[Held]:
 @dataclass(frozen=True)
 class ClustersOwn:
     """What a remote-access route is checked against (stacks.remote_access): `addresses`, the clusters' own addresses
-    one by one with their owners; `ranges`, those held as a whole range (the discovery pool: in a /9 LAN it may hold
-    millions of addresses, so it is never walked address by address); `lent`, the ranges whose addresses are only lent,
-    which a route suggested in place of a refused one leaves out (`leased_routes` refuses a route wholly inside one)."""
+    one by one with their owners; `lent`, the ranges whose addresses are only lent (`route_ranges`), which every route
+    must leave out (stacks.remote_access.lent_routes) and a route suggested in place of a refused one leaves out too."""
 
     addresses: Mapping[IPv4Address, str]
-    ranges: tuple[tuple[AddressRange, str], ...] = ()
-    lent: tuple[tuple[str, AddressRange], ...] = ()
+    lent: tuple[Lent, ...] = ()
+    waiting: str | None = None  # the lent range machines waiting to be discovered are lent (`waiting_range`)
 
     def within(self, first: IPv4Address, last: IPv4Address) -> list[tuple[IPv4Address, IPv4Address, str]]:
-        """The clusters' own addresses from first to last, in order, each as (low, high, owner): a range as its part
-        inside first..last."""
-        out = [(ip, ip, owner) for ip, owner in self.addresses.items() if first <= ip <= last]
-        out += [(max(first, r.start), min(last, r.end), owner) for r, owner in self.ranges if r.start <= last and first <= r.end]
-        return sorted(out)
+        """The clusters' own addresses from first to last, in order, each as (low, high, owner)."""
+        return sorted((ip, ip, owner) for ip, owner in self.addresses.items() if first <= ip <= last)
 
 
 def clusters_own(
@@ -766,6 +762,7 @@ def clusters_own(
     discovery_pool: AddressRange | None = None,
     network: Network | None = None,
     ainur: Ainur | None = None,
+    discovery: Discovery | None = None,
 ) -> ClustersOwn:
     """The clusters' own addresses a route must not open to a group kept off the clusters, with their owners: every VIP
     kube-vip announces (both API servers, the Ainur's service address and Git mirror), the front door, Headscale's
@@ -774,17 +771,26 @@ def clusters_own(
     reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
     workers are left out: they hold no address but their own, and what they run is reached through the gateways or
     reach: ports, not on the worker's address (no LoadBalancer Service of Arda's holds a NodePort, plans.ports.service);
-    a route to one reaches its kubelet and Talos's API, both authenticating their clients. The discovery pool too, as
-    one range: a machine waiting there runs Talos in maintenance mode, whose API takes a configuration from any client
-    that reaches it (talosctl apply-config --insecure: no certificate either way), so routing to it hands the machine,
-    and the cluster it would join, to whoever reaches it. With them, the lent ranges (`route_ranges`)."""
+    a route to one reaches its kubelet and Talos's API, both authenticating their clients. With them, the lent ranges
+    (`route_ranges`), the discovery pool among them: a route into one is refused or warned of whatever the groups
+    reach (stacks.remote_access.lent_routes)."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
     out: dict[IPv4Address, str] = {}
     for h in held:
         if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
-    ranges = ((discovery_pool, "arda.discovery.pool"),) if discovery_pool is not None else ()
-    return ClustersOwn(out, ranges, tuple((r.key, r.range) for r in route_ranges(network, ainur, discovery_pool)))
+    return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)), waiting_range(discovery, ainur))
+
+
+def waiting_range(discovery: Discovery | None, ainur: Ainur | None) -> str | None:
+    """The lent range machines waiting to be discovered on network.lan are lent, by its key: the discovery pool in dhcp
+    mode, network.dhcpRange in proxy mode, where the router lends them its own (stacks.discovery); None without
+    discovery, or for discovery on a VLAN, whose DHCP server's range the stack does not know."""
+    if discovery is None or discovery.vlan is not None:
+        return None
+    if discovery.pool is not None:
+        return DISCOVERY_POOL
+    return DHCP_RANGE if ainur is not None and ainur.netboot.mode == "proxy" else None
 
 
 def without_routes(held: Sequence[Held]) -> list[Held]:
@@ -958,7 +964,7 @@ def check(
     yield from _bmc_off_the_networks(devices, network)
     dhcp_mode = ainur is not None and ainur.netboot.mode == "dhcp"
     # One address inside the range is one device's, and one lease: said once, at the first key that names it, with the
-    # others and the routes to it (`leased_routes` leaves those to this).
+    # others and the routes to it (stacks.remote_access.lent_routes leaves those to this).
     lent_devices = with_routes(in_dhcp_range(held, network, ainur), routes)
     # In the load-balancer pool: the NAS of the backups is stacks.data's to refuse (a server there is a Service on Arda,
     # the cluster being backed up). Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge
@@ -976,6 +982,7 @@ def check(
     )
     blamed: set[str] = set()
     given: list[IPv4Address] = []
+    router_offered: str | None = None  # the network.dns entry a message offered the router for
     for d in devices:
         path = f"iluvatar:{d.path}"
         if d.kind == "dns":
@@ -1011,12 +1018,23 @@ def check(
                     where = f"on VLAN {vlan.name}"
                 suggest = f" (e.g. {offer})" if offer is not None else ""
                 given += [offer] if offer is not None else []
+                # The entry is what was mistyped (a machine's address where the resolver's was meant), so it is said at
+                # the entry, with the LAN's resolver to write there: the router, unless another entry names it already
+                # or an earlier message offered it (the fixes taken together list no server twice, stacks.warn._dns_twice).
+                listed = next((f"network.dns[{j}] is" for j, ip in enumerate(network.dns) if ip == network.gateway), None)
+                listed = listed or (f"{router_offered} is to be" if router_offered is not None else None)
+                resolver = (
+                    f"remove it ({listed} the router, network.gateway {network.gateway}) or write another resolver (a Pi-hole) in {d.path}"
+                    if listed is not None
+                    else f"write the LAN's resolver in {d.path}: the router, network.gateway {network.gateway}, or a Pi-hole"
+                )
+                router_offered = router_offered or d.path
                 yield Problem(
-                    f"iluvatar:{held_by.path}",
-                    f"{d.ip} is {d.path}, the DNS server {forward} the names outside the zone to (a router, a Pi-hole), "
-                    f"and {held_by.path}, {_own_noun(held_by)}; write the DNS server's own address in {d.path}, or, if a DNS "
-                    f"server does answer at {d.ip} and the homelab is not yet deployed, give {held_by.path} a free "
-                    f"one{suggest}, since it needs one no device {where} has",
+                    f"iluvatar:{d.path}",
+                    f"{d.ip} collides with {held_by.path}, {_own_noun(held_by)}: {d.path} is the DNS server {forward} the "
+                    f"names outside the zone to, and the entry holds the homelab's address instead of the resolver's; "
+                    f"{resolver}; or, if a DNS server does answer at {d.ip} and the homelab is not yet deployed, give "
+                    f"{held_by.path} a free one{suggest}, since it needs one no device {where} has",
                 )
         what = NOUNS[d.kind]
         # A server written as a zone name of a machine or a VIP has that one's address, whose own rule says where it is.
@@ -1526,7 +1544,7 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
             )
         )
         inside.append((int(max(lb.start, pool.start)), f"network.loadBalancerPool {lb}"))
-    # One address, one device, one lease: with the routes to it (`leased_routes` leaves those to this).
+    # One address, one device, one lease: with the routes to it (stacks.remote_access.lent_routes leaves those to this).
     pooled = with_routes(in_router_pool(held, ainur, network), routes)
     for h in held:
         if lb is not None and lb.overlaps(pool) and h.ip in lb:
@@ -1625,8 +1643,8 @@ def lent_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: Ad
 
 
 def route_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None) -> list[Lent]:
-    """The lent ranges a remote-access route is checked against (`leased_routes`, stacks.warn._routes_into_lent): all
-    but routerPool in proxy mode, where network.dhcpRange is the router's pool as the LAN's rules read it, and routerPool
+    """The lent ranges a remote-access route is checked against (stacks.remote_access.lent_routes, stacks.warn
+    ._routes_into_lent): all but routerPool in proxy mode, where network.dhcpRange is the router's pool as the LAN's rules read it, and routerPool
     is said only on a move from dhcp, to keep the router apart from the leases the Ainur lent."""
     return [r for r in lent_ranges(network, ainur, discovery_pool) if r.key != ROUTER_POOL or r.lender == "held"]
 
@@ -1664,42 +1682,6 @@ def lent_reached(route: IPv4Network, lent: Sequence[Lent]) -> tuple[list[Reached
             break
         covered = max(covered, int(r.last))
     return reached, covered >= int(last)
-
-
-def leased_routes(
-    remote: RemoteAccess | None,
-    network: Network | None,
-    ainur: Ainur | None,
-    discovery_pool: AddressRange | None,
-    fixed: Collection[IPv4Address] = (),
-) -> Iterator[Problem]:
-    """A remote-access route that reaches only addresses the ranges lend (`route_ranges`: network.dhcpRange, the discovery
-    pool, the router's old pool in dhcp mode), inside one of them or across several that meet: the device there today
-    moves when its lease ends, and the tailnet then reaches whichever phone or laptop is lent the address next, a device
-    `access` never granted. A route is one device's when the device has a fixed address; the message names every lent
-    range the route is in. Where the router lends network.dhcpRange (proxy mode, or no Ainur), a /32 there may be a
-    device it holds a reservation for inside its range (dnsmasq's dhcp-host, a UniFi fixed IP), which the stack cannot
-    see: warned of, as the NAS is (stacks.warn._routes_into_lent); a wider route there is lent addresses whichever
-    reservations it holds. A /32 to a fixed address (`fixed`: the table's, network.gateway) is left to the rules that
-    place that address, which refuse it inside a lent range (stacks.discovery's pool rule, `check` and `router_pool`
-    here, which name the route in the device's problem, stacks.rules' for the machines, the VIPs and the gateway): the range or the device is what moves, and a
-    route's "give the device a fixed address" would contradict their fix for the same slip. The one fixed address no
-    rule refuses there, the router's own (network.gateway, routerAddress) in the pool it lent, is no lease either."""
-    if remote is None or network is None:
-        return
-    lent = route_ranges(network, ainur, discovery_pool)
-    for i, route in enumerate(remote.routes):
-        if route.num_addresses == 1 and route.network_address in fixed:
-            continue
-        reached, inside = lent_reached(route, [r for r in lent if not (r.lender == "router" and route.num_addresses == 1)])
-        if reached and inside:
-            together = " together" if len(reached) > 1 else ""
-            yield Problem(
-                f"iluvatar:remoteAccess.routes[{i}]",
-                f"{route} is inside {and_list([r.shown for r in reached])}{together}, addresses that are only lent: when the device's lease ends the "
-                "tailnet would reach whichever device is lent it next; give the device a fixed address outside the lent ranges "
-                "and route that",
-            )
 
 
 def and_list(items: Sequence[str]) -> str:

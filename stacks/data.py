@@ -619,10 +619,9 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 return f"{show(text)}: the {name} field {written[at]} is not a number, a range, a list or */step; {_numbers_instead(fields, name, volsync, etcd)}"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
-                    return (
-                        f"{show(text)}: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); "
-                        f"write {_sunday_as_0(fields)}"
-                    )
+                    # robfig/cron's day of week runs 0-6 (spec.go:40 at v3.0.1), and every consumer parses with it: the
+                    # message names the schedule's own.
+                    return f"{show(text)}: 7 is outside the day of week field's 0-6 ({_sunday_readers(volsync, etcd)}); write {_sunday_as_0(fields)}"
                 if not low <= int(bound) <= high:
                     # The hour 24 and the minute 60 of a clock are the next day's 0 and the next hour's 0; another bound
                     # past the field is said as the field's nearest.
@@ -710,6 +709,13 @@ def _as_volsync_lists(fields: Sequence[str]) -> str:
             values.update(range(start, end + 1, int(step or 1)))
         out.append(",".join(str(v) for v in sorted(values)))
     return " ".join(out)
+
+
+def _sunday_readers(volsync: bool, etcd: bool) -> str:
+    """Who reads a schedule's day of week as 0-6 (`cron_problem`): the etcd snapshots' consumers, VolSync, or a CronJob."""
+    if etcd:
+        return "k3s's etcd-snapshot-schedule-cron and the talos-backup CronJob, both parsed by robfig/cron, read Sunday as 0 only"
+    return "VolSync reads Sunday as 0 only" if volsync else "a Kubernetes CronJob reads Sunday as 0 only"
 
 
 def _stepless(fields: Sequence[str], name: str, item: str, base: str, low: int, volsync: bool, etcd: bool) -> str:
@@ -1195,23 +1201,29 @@ def _plain_http_off_the_lan(target: str, found: Target, address: IPv4Address | N
     )
 
 
-def _https_at_a_private_address(target: str, found: Target, address: IPv4Address | None, network: Network | None) -> Iterator[Problem]:
+def _https_at_a_private_address(
+    target: str, found: Target, address: IPv4Address | None, network: Network | None, refused: bool = False
+) -> Iterator[Problem]:
     """An s3:// (HTTPS) target written as a private address or one of the homelab's networks': restic, k3s and
     talos-backup check the endpoint's certificate against the public authorities (the stack gives them no CA of its own
     and turns no check off), and none certifies a private address (the CA/Browser Forum's Baseline Requirements,
     section 4.2.2, forbid a certificate for a reserved address), so the certificate a NAS serves there, its own, is
     refused and no backup is ever made. On the LAN plain http is the way (restic's and talos-backup's copies are
-    encrypted before they leave); a name of the NAS's that a public authority certified (DNS-01) is the other."""
+    encrypted before they leave); a name of the NAS's that a public authority certified (DNS-01) is the other. `refused`:
+    an earlier message refused the server's address itself, so the plain-http fix names the NAS's own address instead
+    (at this one it would be refused again)."""
     own = network.subnets() if network is not None else []
     if address is None or not any(address in net for net in (*_PRIVATE_RANGES, *own)):
         return
     rest = f"{found.path}{'/' + found.prefix if found.prefix else ''}"
+    port = f":{found.host.rpartition(':')[2]}" if ":" in found.host else ""
     yield Problem(
         f"{BACKUP}.target",
         f"{target}: HTTPS (s3://) to {address}, a private address: restic, k3s and talos-backup check the endpoint's certificate "
         "against the public certificate authorities, none of which certifies a private address, so the NAS's own certificate "
-        f"is refused and no backup is made; on the LAN write s3+http://{found.host}/{rest}, or s3:// with a name of the NAS a "
-        "public authority certified",
+        f"is refused and no backup is made; on the LAN write "
+        + (f"s3+http://<the NAS's own address>{port}/{rest} (not {address}, refused above)" if refused else f"s3+http://{found.host}/{rest}")
+        + ", or s3:// with a name of the NAS a public authority certified",
     )
 
 
@@ -1264,6 +1276,14 @@ def _zone_address(ctx: Context, host: str) -> IPv4Address | None:
 
 
 def _target(ctx: Context) -> Iterator[Problem]:
+    """backup.target's rules (`_target_rules`), each told what the ones before it said."""
+    said: list[Problem] = []
+    for problem in _target_rules(ctx, said):
+        said.append(problem)
+        yield problem
+
+
+def _target_rules(ctx: Context, said: Sequence[Problem]) -> Iterator[Problem]:
     s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
     if ctx.backup is None:
         if not ctx.backup_set:
@@ -1406,7 +1426,9 @@ def _target(ctx: Context) -> Iterator[Problem]:
         if not found.secure:
             yield from _plain_http_off_the_lan(backup.target, found, address, ctx.network, ctx.ainur is not None)
         else:
-            yield from _https_at_a_private_address(backup.target, found, address, ctx.network)
+            # A fix of s3+http:// at the same server would be refused by the message that refused the server's address.
+            refused = any(p.path == f"{BACKUP}.target" and f"server {address} is" in p.message for p in said)
+            yield from _https_at_a_private_address(backup.target, found, address, ctx.network, refused)
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
                 yield UnsetSecret(

@@ -377,7 +377,12 @@ def parse_stack(
             arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
             network if isinstance(network, Network) else None,
             ainur if isinstance(ainur, Ainur) else None,
+            arda.discovery if isinstance(arda, Arda) else None,
         ),
+        # A route to a fixed address in a lent range is said by the rules that place the address, a device's by its
+        # problem, which names the route with every key to move (stacks.remote_access.lent_routes, stacks.addresses.check,
+        # router_pool).
+        fixed={h.ip for h in held} | ({network.gateway} if isinstance(network, Network) else set()),
     )
     routes = addresses.routed(remote if isinstance(remote, RemoteAccess) else None)
     problems += addresses.check(
@@ -467,15 +472,6 @@ def parse_stack(
         parsed, held, network if isinstance(network, Network) else None, backup.target if isinstance(backup, Backup) else None
     )
     pooled = [*held, *addresses.services([], apps)]
-    problems += addresses.leased_routes(
-        remote if isinstance(remote, RemoteAccess) else None,
-        network if isinstance(network, Network) else None,
-        ainur if isinstance(ainur, Ainur) else None,
-        arda.discovery.pool if isinstance(arda, Arda) and arda.discovery is not None else None,
-        # A route to a fixed address in a lent range is said by the rules that place the address, a device's by its
-        # problem, which names the route with every key to move (stacks.addresses.leased_routes, check, router_pool).
-        {h.ip for h in held} | ({network.gateway} if isinstance(network, Network) else set()),
-    )
     problems += addresses.router_pool(pooled, ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None, routes)
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)

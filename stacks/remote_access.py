@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_ra
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from stacks.addresses import ClustersOwn, hostless, routers
+from stacks.addresses import DHCP_RANGE, DISCOVERY_POOL, ROUTER_POOL, ClustersOwn, Lent, hostless, lent_reached, routers
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import AddressRange, App, Identity, Network
@@ -63,6 +63,7 @@ def check(
     zone_names: Mapping[str, str] | None = None,
     clusters: ClustersOwn = NO_CLUSTERS,
     offer: Callable[[], IPv4Address | None] | None = None,
+    fixed: Collection[IPv4Address] = (),
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
     `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
@@ -70,8 +71,10 @@ def check(
     `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake.
     `zone_names`: the internal zone's names that are not apps (machines, the VIPs', the gateways', the Git mirror's,
     identity's), with what owns each.
-    `clusters`: the clusters' own addresses a route must not open to a group kept off them, and the lent ranges a route
-    suggested instead leaves out (stacks.addresses.clusters_own).
+    `clusters`: the clusters' own addresses a route must not open to a group kept off them, and the lent ranges no route
+    may run into (stacks.addresses.clusters_own).
+    `fixed`: the address table's addresses and network.gateway, whose /32 in a lent range is said by the rule that places
+    the address (`lent_routes`).
     `offer`: the free address to suggest, one no other message offered (stacks.load._free_beside, which the address
     table's messages share), else the first outside `free_of`."""
     secret = f"iluvatar:{SECRET}"
@@ -86,7 +89,11 @@ def check(
         # A /32 route at Headscale's own address is the route's slip, unless something else holds that address (then
         # Headscale's is, said at headscale.ip): `taken` leaves the routes out.
         own = remote.headscale.ip if remote.headscale is not None and remote.flavour == "headscale" and remote.headscale.ip not in taken else None
-        out += _routes(remote, network, apps, clusters, own)
+        said = list(_routes(remote, network, apps, clusters, own))
+        out += said
+        # A route refused above is said once: its fix leaves the lent ranges out already.
+        skip = {i for i in range(len(remote.routes)) if any(p.path == f"{REMOTE}.routes[{i}]" for p in said)}
+        out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip, clusters.waiting) if refused]
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {}, offer)
     if remote.flavour == "tailscale":
@@ -287,18 +294,14 @@ def _routes(
             # A BMC is no machine of a cluster but holds them all: its API powers, reflashes and opens the serial
             # console of each machine in its board (plans.power).
             bmc = any(".power.bmc.address" in owner for _, _, owner in held)
-            # A machine waiting in the discovery pool runs Talos's maintenance-mode API, which takes a configuration
-            # from any client (stacks.addresses.clusters_own).
-            waiting = any(owner == "arda.discovery.pool" for _, _, owner in held)
             said.append(
                 f"{'it also' if over_pool else route} {what}: {groups} reach{'es' if one else ''} routes (every port of each routed "
                 f"address) but not kubernetes, so the tailnet would open to {'it' if one else 'them'} the SSH, API server and "
                 f"kubelet of whichever machine holds each{' (a BMC: the power, reflashing and serial console of the machines in its board)' if bmc else ''}"
-                f"{' (a machine waiting in the discovery pool: its maintenance-mode API, which takes a configuration from anyone)' if waiting else ''}, "
+                ", "
                 f"which {'its' if one else 'their'} grant withholds"
             )
-        # The lent ranges the message has not named already (the discovery pool is among the clusters' own).
-        left_out = [f"{what} {r}" for what, r in lent if all(owner != what for _, _, owner in held)]
+        left_out = [f"{what} {r}" for what, r in lent]
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
             notes = [f"{_and(left_out)}, whose addresses are only lent"] if left_out else []
@@ -323,6 +326,82 @@ def kept_off_groups(remote: RemoteAccess) -> list[str]:
     return [g.group for g in remote.access if "routes" in g.reach and "kubernetes" not in g.reach]
 
 
+# Why a route into a lent range is refused, beyond what every lent address risks. In maintenance mode Talos applies a
+# configuration from a client of any role, one with no certificate too (talosctl apply-config --insecure):
+# siderolabs/talos internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:194-198 asks for the admin role
+# only once the machine has its configuration, and internal/app/machined/pkg/system/services/machined.go:57-61 lets the
+# reader role call ApplyConfiguration.
+_MAINTENANCE = (
+    "runs Talos in maintenance mode, whose API (port 50000) applies a machine configuration sent by anyone (talosctl "
+    "apply-config --insecure), so any device of the tailnet could take the machine over before it is the household's"
+)
+_LENT_HARM = MappingProxyType(
+    {
+        DISCOVERY_POOL: f"a machine waiting in the discovery pool {_MAINTENANCE}",
+        # In proxy mode a machine waiting to be discovered on network.lan is lent the router's range (stacks.discovery).
+        DHCP_RANGE: "in proxy mode the router lends network.dhcpRange to the machines waiting to be discovered (arda.discovery), "
+        f"and each {_MAINTENANCE}",
+        ROUTER_POOL: "ainur.netboot.routerPool is the pool the router lent before its DHCP went off: no reservation keeps a "
+        "device there, and each device leaves it when its lease ends",
+    }
+)
+
+
+def lent_routes(
+    remote: RemoteAccess,
+    network: Network,
+    lent: Sequence[Lent],
+    fixed: Collection[IPv4Address] = (),
+    skip: Container[int] = (),
+    waiting: str | None = None,
+) -> Iterator[tuple[Problem, bool]]:
+    """A route into a lent range (`lent`: stacks.addresses.route_ranges), whatever the groups reach, with whether it is
+    refused: the tailnet would reach every port of whichever device is lent an address of it. Refused in the discovery
+    pool (a machine there takes a configuration from anyone, `_LENT_HARM`) and the router's old pool (no device stays
+    there), and a route holding nothing but lent addresses (it reaches no device for good); a route that also holds
+    fixed addresses and runs into network.dhcpRange alone is warned of (stacks.warn._routes_into_lent): the devices
+    lent it are the household's own, which the user may mean to reach. The message names the route's every lent range
+    with the part it holds, and the routes without them, which validate with no warning of their own.
+    Left to other rules: the routes `_routes` refuses (`skip`), which leave the lent ranges out already; a /32 to a
+    fixed address (`fixed`), said by the rule that places that address inside the range (stacks.addresses.check,
+    stacks.discovery's pool rule), whose fix moves the range or the device; a /32 in a range the router lends (proxy
+    mode, or no Ainur), which may be a device it holds a reservation for (stacks.warn._routes_into_lent).
+    `waiting`: the lent range machines waiting to be discovered are lent (stacks.addresses.waiting_range), refused as
+    the discovery pool is: network.dhcpRange where the router lends it to them (proxy mode)."""
+    kept = bool(kept_off_groups(remote))
+    for i, route in enumerate(remote.routes):
+        if i in skip or not any(route.subnet_of(net) for net in network.subnets()):
+            continue
+        one = route.num_addresses == 1
+        if one and route.network_address in fixed:
+            continue
+        reached, inside = lent_reached(route, [r for r in lent if not (one and r.lender == "router")])
+        if not reached:
+            continue
+        first, last = route.network_address, route.broadcast_address
+        # A group kept off the clusters is warned of a route to the router (stacks.warn._routes_to_a_router).
+        gateways = [(key, ip) for key, ip in routers(network) if first <= ip <= last] if kept else []
+        closed = [(r.first, r.last) for r in reached] + [(ip, ip) for _, ip in gateways]
+        rest = [net for net in _rest(first, last, closed) if not hostless(network, net)]
+        parts = [
+            f"{r.shown} ({'all of it' if r.whole else f'{r.first}-{r.last} of it' if r.first != r.last else f'{r.first} of it'})" for r in reached
+        ]
+        harmful = [r.lent.key for r in reached if r.lent.key != DHCP_RANGE or r.lent.key == waiting]
+        harm = list(dict.fromkeys(_LENT_HARM[key] for key in harmful))
+        if rest:
+            fix = f"route {', '.join(str(n) for n in rest)} instead"
+            if gateways:
+                fix += f" (leaving out the router's {_and([f'{key} {ip}' for key, ip in gateways])}, which a group kept off the clusters should not reach either)"
+        else:
+            fix = "give the device a fixed address outside the lent ranges and route that"
+        problem = Problem(
+            f"{REMOTE}.routes[{i}]",
+            f"{route} runs into {_and(parts)}, addresses that are only lent: the tailnet would reach every port of whichever "
+            f"device is lent one{''.join(f', and {h}' for h in harm)}; {fix}",
+        )
+        yield problem, inside or bool(harmful)
+
+
 def _and(items: Sequence[str]) -> str:
     return f"{', '.join(items[:-1])} and {items[-1]}" if len(items) > 1 else items[0]
 
@@ -342,19 +421,18 @@ def _narrowed(route: IPv4Network, network: Network, clusters: ClustersOwn, kept:
     """A route's refusals by what it holds (`_routes`), and the routes that may stand for it. `kept`: a group with
     reach: routes is kept off the clusters, so their own addresses may not be routed. What the route may still hold:
     itself less the pool, the clusters' addresses it covers and the lent ranges, each a route of its own that
-    validates: a remainder wholly inside a lent range is refused (stacks.addresses.leased_routes), one over a lent
-    range's edge warned of (stacks.warn), as the lent addresses reach whichever device is lent them. For a group kept
+    validates: a remainder running into a lent range is refused or warned of (`lent_routes`), as the lent addresses
+    reach whichever device is lent them. For a group kept
     off the clusters the router's own addresses are left out too, which such a group is warned it would reach
     (stacks.warn._routes_to_a_router), so the routes offered validate without a warning."""
     pool = network.load_balancer_pool
     first, last = route.network_address, route.broadcast_address
     over_pool = first <= pool.end and pool.start <= last
-    # (low, high, owner): one address, or the part of the discovery pool the route holds, which is said as one range.
     held = clusters.within(first, last) if kept else []
     gateways = [(key, ip) for key, ip in routers(network) if first <= ip <= last] if kept else []
     if not over_pool and not held and not gateways:
         return Narrowed(False, [], [], [], [route])
-    lent = [(what, r) for what, r in clusters.lent if r.start <= last and first <= r.end]
+    lent = [(r.key, r.range) for r in clusters.lent if r.range.start <= last and first <= r.range.end]
     closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
     closed += [(ip, ip) for _, ip in gateways]
     rest = [net for net in _rest(first, last, closed) if not hostless(network, net)]

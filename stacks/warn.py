@@ -28,7 +28,6 @@ from stacks.addresses import (
     entries,
     hostless,
     lent_ranges,
-    lent_reached,
     patch_endpoints,
     route_ranges,
     routed,
@@ -36,6 +35,7 @@ from stacks.addresses import (
     routers,
     searching,
     servers,
+    waiting_range,
 )
 from stacks.apps import NAMESPACE_KEYS, NODE_LISTENERS, client_port_doubts
 from stacks.boards import AINUR_ROLES, BOARDS
@@ -63,7 +63,7 @@ from stacks.gitops import Lab
 from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
-from stacks.remote_access import kept_off_groups
+from stacks.remote_access import kept_off_groups, lent_routes
 from stacks.rules import _transport, by_path_bus_path, etcd_release, link_name_doubts, newer_etcd_patch, talos_patches_of
 from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
@@ -429,14 +429,11 @@ def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[P
     - a route to one device (/32) inside a range the router lends (network.dhcpRange in proxy mode, or without the
       Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see;
       without one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range
-      and know no reservation of the device's: refused there (stacks.addresses.leased_routes). A device of the address
+      and know no reservation of the device's: refused there (stacks.remote_access.lent_routes). A device of the address
       table there is warned of at its own key (`_devices_in_router_range`), once;
-    - a route that runs into a lent range over its edge: part of it is addresses the range lends, so the tailnet reaches
-      every port of whichever phone or laptop is lent one of them. The message names every lent range the route
-      reaches, the ranges it holds whole too, so that it says all the route's lent addresses. A route wholly lent is
-      refused (stacks.addresses.leased_routes); one that only holds whole ranges (the LAN's /24) is a choice to route
-      the LAN, lent devices and all. A warning, not a refusal: which devices the lent addresses reach is the user's to
-      judge."""
+    - a route that holds fixed addresses and runs into network.dhcpRange, no other lent range: the lent part reaches
+      every port of whichever of the household's devices is lent one of it. The rule and its message are
+      stacks.remote_access.lent_routes', which refuses a route into the other lent ranges or wholly lent."""
     if stack.remote_access is None:
         return
     discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
@@ -453,20 +450,20 @@ def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[P
                     "this address, so make sure the router holds a reservation for it (or give the device a fixed address outside "
                     "the range), else the tailnet reaches whichever device is lent it next",
                 )
-            continue
-        reached, inside = lent_reached(route, lent)
-        runs = [r for r in reached if not r.whole]
-        if inside or not runs:
-            continue
-        holds = [r for r in reached if r.whole]
-        what = f"runs into {and_list([f'{r.lent.key} {r.lent.range.start}-{r.lent.range.end}' for r in runs])}"
-        what += f", and holds {and_list([r.shown for r in holds])}" if holds else ""
-        parts = and_list([f"{r.first}-{r.last}" for r in reached])
-        yield Problem(
-            f"iluvatar:remoteAccess.routes[{i}]",
-            f"{route} {what}: {parts} are lent, so the tailnet reaches every port of whichever device is lent one of them; route "
-            f"only the fixed addresses outside {'it' if len(reached) == 1 else 'them'}, or the whole LAN if that is meant",
-        )
+    yield from _lent_warned(stack)
+
+
+def _lent_warned(stack: StackConfig) -> list[Problem]:
+    """The routes into network.dhcpRange warned of (stacks.remote_access.lent_routes): a valid stack has no route the rule
+    refuses, and a /32 in a lent range is said by `_routes_into_lent` or by the rules that place its address."""
+    remote = stack.remote_access
+    if remote is None:
+        return []
+    discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
+    lent = route_ranges(stack.network, stack.ainur, discovery)
+    fixed = {route.network_address for route in remote.routes if route.num_addresses == 1}
+    waiting = waiting_range(stack.arda.discovery, stack.ainur)
+    return [p for p, refused in lent_routes(remote, stack.network, lent, fixed, waiting=waiting) if not refused]
 
 
 def _routes_nobody_reaches(stack: StackConfig) -> Iterator[Problem]:
@@ -523,17 +520,19 @@ def _routes_to_a_router(stack: StackConfig) -> Iterator[Problem]:
     without it (the family, reaching the printer and the NAS) is kept off the clusters (stacks.remote_access._routes), and
     the router is as much the homelab's as they are. Its admin pages ask for a password, and some owners do mean to reach
     their router from away, so it is said, not refused, with the routes around it (the routes a refusal offers leave the
-    router out already, stacks.remote_access._narrowed)."""
+    router out already, stacks.remote_access._narrowed). A route warned of for running into network.dhcpRange is said
+    there once, its routes leaving the router out too (`_lent_warned`)."""
     remote = stack.remote_access
     if remote is None:
         return
     kept_off = kept_off_groups(remote)
     if not kept_off:
         return
+    said = {p.path for p in _lent_warned(stack)}
     groups = f"the group {kept_off[0]} reaches" if len(kept_off) == 1 else f"the groups {', '.join(kept_off)} reach"
     for i, route in enumerate(remote.routes):
         held = [(key, ip) for key, ip in routers(stack.network) if ip in route]
-        if not held:
+        if not held or f"iluvatar:remoteAccess.routes[{i}]" in said:
             continue
         around = [route]
         for _, ip in held:

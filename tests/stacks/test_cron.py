@@ -203,7 +203,7 @@ def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, An
 @pytest.mark.parametrize(
     ("schedule", "problem"),
     [
-        ("0 3 * * 7", "0 3 * * 7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0 3 * * 0"),
+        ("0 3 * * 7", "0 3 * * 7: 7 is outside the day of week field's 0-6 (VolSync reads Sunday as 0 only); write 0 3 * * 0"),
         ("* 6 * * 0", "* 6 * * 0: the minute field * runs it every minute of hour 6, 60 times in a row; to run it once at 06:00, write 0 6 * * 0"),
         ("* * * * *", "* * * * *: the minute field * runs it every minute, all day; write a minute (e.g. 0 * * * * for once an hour)"),
         (
@@ -221,10 +221,10 @@ def test_the_messages(schedule: str, problem: str) -> None:
 @pytest.mark.parametrize(
     ("schedule", "problem"),
     [
-        ("15 2 * * 1-7", "15 2 * * 1-7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 15 2 * * *"),
-        ("0 3 * * 5-7", "0 3 * * 5-7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0 3 * * 0,5,6"),
-        ("0 3 * * 7,1", "0 3 * * 7,1: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0 3 * * 0,1"),
-        ("0 3 * * 7,x", "0 3 * * 7,x: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write Sunday as 0"),
+        ("15 2 * * 1-7", "15 2 * * 1-7: 7 is outside the day of week field's 0-6 (VolSync reads Sunday as 0 only); write 15 2 * * *"),
+        ("0 3 * * 5-7", "0 3 * * 5-7: 7 is outside the day of week field's 0-6 (VolSync reads Sunday as 0 only); write 0 3 * * 0,5,6"),
+        ("0 3 * * 7,1", "0 3 * * 7,1: 7 is outside the day of week field's 0-6 (VolSync reads Sunday as 0 only); write 0 3 * * 0,1"),
+        ("0 3 * * 7,x", "0 3 * * 7,x: 7 is outside the day of week field's 0-6 (VolSync reads Sunday as 0 only); write Sunday as 0"),
         (
             "0  2 * * *",
             "0  2 * * *: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "

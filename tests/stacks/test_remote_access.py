@@ -182,6 +182,7 @@ def test_a_server_at_another_port_or_name_than_headscales_forward_is_not_refused
 
 FAMILY_ROUTES = [*ACCESS[:1], {"group": "example:family", "members": ["bob@"], "reach": ["apps", "routes"]}]
 ADMINS_ROUTES = [{**ACCESS[0], "reach": ["apps", "kubernetes", "routes"]}]
+KEPT_OFF = [*ACCESS[:1], {"group": "example:family", "members": ["bob@"], "reach": ["routes"]}]
 
 
 @pytest.mark.parametrize(
@@ -193,8 +194,32 @@ ADMINS_ROUTES = [{**ACCESS[0], "reach": ["apps", "kubernetes", "routes"]}]
         ("192.168.0.0/24", FAMILY_ROUTES, {"iluvatar:arda.discovery": {"pool": {"start": "192.168.0.200", "end": "192.168.0.209"}}}),
         # The load-balancer pool alone is refused (the group reaches the clusters); the router's old pool is lent too.
         ("192.168.0.0/24", ADMINS_ROUTES, {"iluvatar:ainur.netboot.routerPool": {"start": "192.168.0.64", "end": "192.168.0.95"}}),
+        # Into the discovery pool for a group that reaches the clusters, and for one kept off them (its router left out).
+        ("192.168.0.40/29", ADMINS_ROUTES, {"iluvatar:arda.discovery": {"pool": {"start": "192.168.0.44", "end": "192.168.0.45"}}}),
+        ("192.168.0.0/29", KEPT_OFF, {"iluvatar:arda.discovery": {"pool": {"start": "192.168.0.4", "end": "192.168.0.5"}}}),
+        # Into the router's old pool, and over it, the discovery pool and network.dhcpRange at once.
+        ("192.168.0.56/29", ADMINS_ROUTES, {"iluvatar:ainur.netboot.routerPool": {"start": "192.168.0.60", "end": "192.168.0.79"}}),
+        (
+            "192.168.0.64/26",
+            ADMINS_ROUTES,
+            {
+                "iluvatar:ainur.netboot.routerPool": {"start": "192.168.0.60", "end": "192.168.0.79"},
+                "iluvatar:arda.discovery": {"pool": {"start": "192.168.0.80", "end": "192.168.0.89"}},
+            },
+        ),
+        # In proxy mode machines waiting to be discovered are lent the router's range.
+        ("192.168.0.96/28", ADMINS_ROUTES, {"iluvatar:ainur.netboot.mode": "proxy", "iluvatar:arda.discovery": {}}),
     ],
-    ids=["over-the-dhcp-range-and-the-discovery-pool", "the-lan-with-the-discovery-pool", "the-lan-with-the-routers-old-pool"],
+    ids=[
+        "over-the-dhcp-range-and-the-discovery-pool",
+        "the-lan-with-the-discovery-pool",
+        "the-lan-with-the-routers-old-pool",
+        "into-the-discovery-pool-reaching-the-clusters",
+        "into-the-discovery-pool-and-the-router-kept-off-the-clusters",
+        "into-the-routers-old-pool",
+        "over-every-lent-range",
+        "into-the-dhcp-range-where-machines-wait-to-be-discovered",
+    ],
 )
 def test_the_routes_a_refused_route_suggests_instead_validate_as_written(route: str, access: list[dict[str, Any]], more: dict[str, Any]) -> None:
     # The message's fix, applied: each route it suggests is written in the refused one's place, and the stack validates
@@ -211,12 +236,38 @@ def test_the_routes_a_refused_route_suggests_instead_validate_as_written(route: 
 
 
 def test_the_discovery_pool_is_held_as_one_range_never_address_by_address() -> None:
-    # A pool in a /9 LAN holds millions of addresses: one entry, checked by overlap (stacks.addresses.ClustersOwn.within).
+    # A pool in a /9 LAN holds millions of addresses: one lent range, checked by overlap (stacks.addresses.lent_reached).
     pool = AddressRange(start=IPv4Address("10.129.0.0"), end=IPv4Address("10.199.255.255"))
     own = addresses.clusters_own([], [], pool)
     assert own.addresses == {}
-    assert own.ranges == ((pool, "arda.discovery.pool"),)
-    assert own.within(IPv4Address("10.199.255.0"), IPv4Address("10.200.0.255")) == [
-        (IPv4Address("10.199.255.0"), IPv4Address("10.199.255.255"), "arda.discovery.pool")
-    ]
-    assert own.within(IPv4Address("10.200.0.0"), IPv4Address("10.200.0.255")) == []
+    assert own.lent == (addresses.Lent("arda.discovery.pool", pool, "ainur"),)
+    reached, inside = addresses.lent_reached(IPv4Network("10.199.254.0/23"), own.lent)
+    assert [(r.first, r.last, r.whole) for r in reached] == [(IPv4Address("10.199.254.0"), IPv4Address("10.199.255.255"), False)]
+    assert inside
+
+
+@pytest.mark.parametrize(
+    ("route", "access", "more"),
+    [
+        ("192.168.0.96/28", ADMINS_ROUTES, {}),
+        # The whole range held: its lent devices are reached all the same.
+        ("192.168.0.96/27", ADMINS_ROUTES, {"iluvatar:network.dhcpRange": {"start": "192.168.0.100", "end": "192.168.0.127"}}),
+        # Over the range's edge in a /29 that holds the router: the routes offered a group kept off the clusters leave the
+        # router out too (stacks.warn._routes_to_a_router).
+        ("192.168.0.0/29", KEPT_OFF, {"iluvatar:network.dhcpRange": {"start": "192.168.0.4", "end": "192.168.0.9"}}),
+    ],
+    ids=["over-its-edge", "the-whole-range", "for-a-group-kept-off-the-clusters"],
+)
+def test_the_routes_a_route_into_the_dhcp_range_is_told_to_take_validate_without_a_warning(
+    route: str, access: list[dict[str, Any]], more: dict[str, Any]
+) -> None:
+    # A warning, not a refusal (the household's own devices are lent that range); its fix, applied, validates and is
+    # warned of no more, where "the whole LAN" it once offered is refused for the load-balancer pool.
+    stack = remote_stack({**HEADSCALE, "routes": [route], "access": access}, **more)
+    [warning] = [w for w in warnings(stack) if w.path == "iluvatar:remoteAccess.routes[0]"]
+    assert "runs into network.dhcpRange" in warning.message
+    found = re.search(r"; route (\S.*?) instead", warning.message)
+    assert found is not None, warning.message
+    suggested = found.group(1).split(", ")
+    fixed = remote_stack({**HEADSCALE, "routes": suggested, "access": access}, **more)
+    assert [str(w) for w in warnings(fixed) if w.path.startswith("iluvatar:remoteAccess")] == []

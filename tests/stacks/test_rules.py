@@ -12,6 +12,7 @@ import pytest
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.releases import KUBERNETES_NEWEST, TALOS_MINORS, newest_kubernetes
 from stacks.rules import TALOS_KUBERNETES, by_path_bus_path, install_disk_problems
+from stacks.warn import warnings
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
 
@@ -555,3 +556,32 @@ def test_other_device_nodes_are_refused_once(disk: str) -> None:
 def test_a_persistent_memory_namespace_is_a_whole_disk() -> None:
     # Talos lists pmem<n> as a disk (a block device of type disk) and its arm64 kernel builds the driver in.
     assert install_disk_problems("/dev/pmem0") == []
+
+
+@pytest.mark.parametrize(
+    "dns",
+    [["192.168.0.10", "192.168.0.15"], ["192.168.0.16", "192.168.0.12", "192.168.0.21"], ["192.168.0.1", "192.168.0.21"]],
+    ids=["the-ainurs-vip-and-git-mirror", "three-of-the-homelabs-addresses", "beside-the-router"],
+)
+def test_a_dns_entry_at_the_homelabs_address_is_said_at_the_entry_and_its_fix_validates(dns: list[str], tmp_path: Path) -> None:
+    # Each entry is one slip, said at network.dns[i]; its first fix applied to every entry (the router, offered once,
+    # then "remove it") leaves a stack that validates with no warning of network.dns (no server listed twice).
+    doc = homelab_doc()
+    doc["config"]["iluvatar:network"]["dns"] = dns
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    problems = err.value.problems
+    assert [p.path for p in problems] == [f"iluvatar:network.dns[{i}]" for i in range(len(dns)) if dns[i] != "192.168.0.1"]
+    fixed = list(dns)
+    for p in problems:
+        i = int(p.path.removeprefix("iluvatar:network.dns[").removesuffix("]"))
+        if "; write the LAN's resolver in" in p.message:
+            found = re.search(r"the router, network\.gateway (\S+), or a Pi-hole;", p.message)
+            assert found is not None, p.message
+            fixed[i] = found.group(1)
+        else:
+            assert "; remove it (" in p.message, p.message
+            fixed[i] = ""
+    doc["config"]["iluvatar:network"]["dns"] = [d for d in fixed if d]
+    stack = load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path.startswith("iluvatar:network.dns")] == []
