@@ -72,6 +72,9 @@ type Watch struct {
 	// served: what Talos served at the last look after a change, and since when (by this clock).
 	served  map[string]talos.ServedPod
 	settled time.Time
+	// counted: served had stayed unchanged for Stable and counted as rendered; a change after that is
+	// Talos rendering again (a later controller run, a second change), said as it is seen.
+	counted bool
 }
 
 // Now is a watch of the pods as they are: no change pending (a health check, or after a reboot, when
@@ -106,7 +109,7 @@ func (w *Watch) Before(ctx context.Context, active, next coreconfig.Provider) er
 		w.boot, w.bootTime = boot, time.Time{}
 	}
 
-	w.before, w.moves, w.settled = served, moves, time.Time{}
+	w.before, w.moves, w.settled, w.counted = served, moves, time.Time{}, false
 	if w.moves == nil {
 		w.moves = map[string][]string{}
 	}
@@ -228,7 +231,12 @@ func (w *Watch) checkServed(served map[string]talos.ServedPod, cfg coreconfig.Pr
 	}
 
 	if !sameServed(w.served, served) {
-		w.served, w.settled = served, now
+		if w.counted {
+			report.Progress(w.Node, "the pods Talos serves changed after they had counted as rendered (%s): they count again once unchanged for %s",
+				changes(w.served, served), w.Stable)
+		}
+
+		w.served, w.settled, w.counted = served, now, false
 	}
 
 	if since := now.Sub(w.settled); since < w.Stable {
@@ -236,6 +244,8 @@ func (w *Watch) checkServed(served map[string]talos.ServedPod, cfg coreconfig.Pr
 			"the pods Talos serves last changed %s ago (%s): they count once unchanged for %s, as Talos renders them after the apply answers",
 			since.Truncate(100*time.Millisecond), describe(served), w.Stable)
 	}
+
+	w.counted = true
 
 	return nil
 }
@@ -265,6 +275,68 @@ func describe(served map[string]talos.ServedPod) string {
 	parts := make([]string, 0, len(names))
 	for _, name := range names {
 		parts = append(parts, fmt.Sprintf("%s: %s", name, served[name].Describe()))
+	}
+
+	return strings.Join(parts, "; ")
+}
+
+// changes says how the pods Talos serves moved from a to b, pod by pod: their image and each
+// talos.dev/* annotation (Describe leaves the image out).
+func changes(a, b map[string]talos.ServedPod) string {
+	names := map[string]bool{}
+	for name := range a {
+		names[name] = true
+	}
+
+	for name := range b {
+		names[name] = true
+	}
+
+	sorted := make([]string, 0, len(names))
+	for name := range names {
+		sorted = append(sorted, name)
+	}
+
+	sort.Strings(sorted)
+
+	var parts []string
+
+	for _, name := range sorted {
+		old, had := a[name]
+		now, has := b[name]
+
+		switch {
+		case !had:
+			parts = append(parts, fmt.Sprintf("%s: served anew (%s)", name, now.Describe()))
+		case !has:
+			parts = append(parts, name+": no longer served")
+		default:
+			if old.Image != now.Image {
+				parts = append(parts, fmt.Sprintf("%s: image %s -> %s", name, orNone(old.Image), orNone(now.Image)))
+			}
+
+			keys := map[string]bool{}
+			for k := range old.Annotations {
+				keys[k] = true
+			}
+
+			for k := range now.Annotations {
+				keys[k] = true
+			}
+
+			ks := make([]string, 0, len(keys))
+			for k := range keys {
+				ks = append(ks, k)
+			}
+
+			sort.Strings(ks)
+
+			for _, k := range ks {
+				if old.Annotations[k] != now.Annotations[k] {
+					parts = append(parts, fmt.Sprintf("%s: %s %s -> %s", name, k, orNone(old.Annotations[k]), orNone(now.Annotations[k])))
+				}
+			}
+		}
 	}
 
 	return strings.Join(parts, "; ")

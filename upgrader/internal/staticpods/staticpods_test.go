@@ -108,3 +108,89 @@ func TestCheckServed(t *testing.T) {
 		})
 	}
 }
+
+func TestChanges(t *testing.T) {
+	withImage := func(p talos.ServedPod, image string) talos.ServedPod {
+		p.Image = image
+
+		return p
+	}
+
+	for _, tc := range []struct {
+		name string
+		a, b map[string]talos.ServedPod
+		want string
+	}{
+		{
+			name: "an annotation moved",
+			a:    map[string]talos.ServedPod{talos.Scheduler: pod("2", "", "1")},
+			b:    map[string]talos.ServedPod{talos.Scheduler: pod("3", "", "1")},
+			want: "kube-scheduler: talos.dev/config-version 2 -> 3",
+		},
+		{
+			name: "the image moved, which Describe leaves out",
+			a:    map[string]talos.ServedPod{talos.APIServer: pod("1", "1112", "1")},
+			b:    map[string]talos.ServedPod{talos.APIServer: withImage(pod("1", "1112", "1"), "registry.k8s.io/kube-apiserver:v1.34.2")},
+			want: "kube-apiserver: image image -> registry.k8s.io/kube-apiserver:v1.34.2",
+		},
+		{
+			name: "an annotation gone, a pod gone, a pod new",
+			a:    map[string]talos.ServedPod{talos.APIServer: pod("1", "1112", "1"), talos.Scheduler: pod("2", "", "1")},
+			b:    map[string]talos.ServedPod{talos.APIServer: pod("1", "", "1"), talos.ControllerManager: pod("1", "", "1")},
+			want: "kube-apiserver: talos.dev/config-file-version 1112 -> none; " +
+				"kube-controller-manager: served anew (talos.dev/config-version=1, talos.dev/secrets-version=1); kube-scheduler: no longer served",
+		},
+		{name: "the same", a: map[string]talos.ServedPod{talos.Scheduler: pod("2", "", "1")}, b: map[string]talos.ServedPod{talos.Scheduler: pod("2", "", "1")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := changes(tc.a, tc.b); got != tc.want {
+				t.Fatalf("changes: %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// Once the pods have counted as rendered, a later change of what Talos serves starts the quiet
+// period again: the watch does not keep counting pods Talos has since replaced.
+func TestCheckServedAfterCounting(t *testing.T) {
+	cfg, err := talos.LoadConfig(fmt.Sprintf(controlPlane, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first := map[string]talos.ServedPod{talos.APIServer: pod("1", "1111", "1"), talos.ControllerManager: pod("1", "", "1"), talos.Scheduler: pod("1", "", "1")}
+	moved := map[string]talos.ServedPod{talos.APIServer: pod("1", "1112", "1"), talos.ControllerManager: pod("1", "", "1"), talos.Scheduler: pod("2", "", "1")}
+	again := map[string]talos.ServedPod{talos.APIServer: pod("1", "1113", "1"), talos.ControllerManager: pod("1", "", "1"), talos.Scheduler: pod("3", "", "1")}
+	t0 := time.Unix(1_700_000_000, 0)
+
+	w := &Watch{Node: "valinor", IP: "10.0.0.11", Stable: time.Second}
+	w.before, w.moves = first, map[string][]string{talos.APIServer: {talos.ConfigFileVersionAnnotation}, talos.Scheduler: {talos.ConfigVersionAnnotation}}
+
+	steps := []struct {
+		served  map[string]talos.ServedPod
+		at      time.Duration
+		want    string
+		counted bool
+	}{
+		{served: moved, at: 0, want: "the pods Talos serves last changed 0s ago"},
+		{served: moved, at: time.Second, counted: true},
+		{served: again, at: 1500 * time.Millisecond, want: "the pods Talos serves last changed 0s ago"},
+		{served: again, at: 2400 * time.Millisecond, want: "the pods Talos serves last changed 900ms ago"},
+		{served: again, at: 2500 * time.Millisecond, counted: true},
+	}
+
+	for i, s := range steps {
+		got := ""
+		if err := w.checkServed(s.served, cfg, t0.Add(s.at)); err != nil {
+			got = err.Error()
+		}
+
+		if s.want == "" && got != "" || s.want != "" && (len(got) < len(s.want) || got[:len(s.want)] != s.want) {
+			t.Fatalf("look %d: checkServed: %q, want %q", i, got, s.want)
+		}
+
+		if w.counted != s.counted {
+			t.Fatalf("look %d: counted %v, want %v", i, w.counted, s.counted)
+		}
+	}
+}
