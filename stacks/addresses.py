@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 
 from stacks.apps import address_owner, under
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
-from stacks.data import numeric_host, parse_target, target_address
+from stacks.data import numeric_host, on_arda, parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
-from stacks.model import AddressRange, Ainur, App, Discovery, GitOps, Identity, Monitoring, Network, Node, Storage
+from stacks.model import AddressRange, Ainur, App, Arda, Discovery, GitOps, Identity, Monitoring, Network, Node, PiImage, Storage
 from stacks.power import password_path, set_password
-from stacks.reach import private_tld
+from stacks.reach import Clients, private_tld, unreachable
 from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
 
@@ -50,12 +50,14 @@ Kind = Literal[
     "host",
     "mirror",
     "proxy",
+    "image",
 ]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
-# from. Written as an address, each is a device of the table like the NAS; whether one is on Arda is each layer's own
-# rule (stacks.monitoring and stacks.gitops refuse it, stacks.warn warns of the receiver and the directory there).
-SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git"})
+# from, the server the card Pis download the netbooting Pis' image from. Written as an address, each is a device of the
+# table like the NAS; whether one is on Arda is each layer's own rule (stacks.monitoring and stacks.gitops refuse it,
+# `image_server` the image's, stacks.warn warns of the receiver and the directory there).
+SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git", "image"})
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
@@ -88,6 +90,7 @@ NOUNS: dict[Kind, str] = {
     "host": "the host the entry names",
     "mirror": "the registry mirror",
     "proxy": "the proxy",
+    "image": "the Pi image server",
 }
 # The homelab's own addresses where a few listeners of its own answer, as a message names them.
 FRONTS: dict[Kind, str] = {
@@ -116,6 +119,9 @@ CLIENTS: dict[Kind, str] = {
     "mirror": "Arda's machines could pull none of that registry's images from it (without skipFallback they wait on it first; kubelet's is ghcr.io's), and a machine may never join",
     # Talos sends every pull through machine.env's proxies (docs: networking/corporate-proxies).
     "proxy": "Arda's machines could pull no image through it, and no machine could join",
+    # plans.netboot.pi_image's builder runs `curl --fail` in netboot-cache's pi-image step on each card Pi, and the
+    # DaemonSet is ready only once the image is built (docs/layers/ainur.md, "Pis with no card").
+    "image": "the card Pis could not download the netbooting Pis' image: netboot-cache would never be ready, and `up` would stop with no Pi netbooted",
 }
 # The key that names the router's DHCP server where it is not network.gateway (`entries`).
 ROUTER_ADDRESS = "ainur.netboot.routerAddress"
@@ -159,12 +165,14 @@ def servers(
     zone: Mapping[str, IPv4Address] | None = None,
     domain: str | None = None,
     apps: Sequence[App] = (),
+    image: PiImage | None = None,
 ) -> list[Server]:
-    """The servers of the sign-in, alerting and GitOps layers, in that order: the LDAP directory, the alert receiver
-    (e-mail's smarthost, the webhook's or ntfy's URL), the heartbeat, the repository's server. Each host is parsed here
-    alone (a port, brackets, a trailing dot), and a name resolved through `zone`, the internal zone's records
-    (plans.zone.records) under `domain`, network.domain. A single label that is the Service of an app in Alertmanager's
-    namespace (`apps`) is that Service to the receiver and the heartbeat: their pod searches its namespace first."""
+    """The servers of the sign-in, alerting and GitOps layers and the Pi image's, in that order: the LDAP directory, the
+    alert receiver (e-mail's smarthost, the webhook's or ntfy's URL), the heartbeat, the repository's server, the server
+    of `image` (ainur.piImage where a Pi netboots: `netbooted_image`). Each host is parsed here alone (a port, brackets,
+    a trailing dot), and a name resolved through `zone`, the internal zone's records (plans.zone.records) under `domain`,
+    network.domain. A single label that is the Service of an app in Alertmanager's namespace (`apps`) is that Service to
+    the receiver and the heartbeat: their pod searches its namespace first."""
     found: list[tuple[str, str, str, Kind]] = []
     if identity is not None and identity.connector.type == "ldap" and identity.connector.host is not None:
         host = identity.connector.host
@@ -181,6 +189,8 @@ def servers(
         found.append(("monitoring.heartbeat", monitoring.heartbeat, urlsplit(monitoring.heartbeat).hostname or "", "heartbeat"))
     if gitops is not None:  # a URL the model has parsed already (GitOps.repo_url)
         found.append(("gitops.repoUrl", gitops.repo_url, parse_repo_url(gitops.repo_url).host, "git"))
+    if image is not None:  # a URL its field's pattern has taken (http or https, PiImage.url)
+        found.append(("ainur.piImage.url", image.url, _url_host(image.url), "image"))
     alertmanager = {a.service_name for a in apps if a.category == ALERTMANAGER_NAMESPACE}
     return [
         Server(path, written, host, kind)
@@ -190,6 +200,14 @@ def servers(
     ]
 
 
+def netbooted_image(ainur: Ainur | None, nodes: Sequence[Node]) -> PiImage | None:
+    """ainur.piImage where a Pi of the Ainur netboots, else None: only then do the card Pis download it
+    (plans.netboot.pi_pods.with_pis adds the builder's step to netboot-cache for the netbooting Pis alone)."""
+    if ainur is None or not any(n.role in AINUR_ROLES and n.boot == "netboot" for n in nodes):
+        return None
+    return ainur.pi_image
+
+
 def searching(ainur: bool) -> frozenset[Kind]:
     """The servers whose client searches network.domain for a single label: a pod's resolv.conf ends with its node's
     search list (kubernetes pkg/kubelet/network/dns/dns.go:141-151 at d24fe8a, generateSearchesForDNSClusterFirst: the
@@ -197,10 +215,11 @@ def searching(ainur: bool) -> frozenset[Kind]:
     Talos writes no search line for a machine whose hostname has no domain (siderolabs/talos internal/app/machined/pkg/
     controllers/network/resolver_config.go:179-196, getDefault), and Arda's hostnames are single labels. So Dex
     (on the Ainur) does, and the Git mirror (on the Ainur, cloning repoUrl) does; Alertmanager (on Arda) does not, nor
-    does Argo CD on Arda cloning repoUrl itself where there are no Ainur. A single label is still read as that zone's
-    name by the rules (a resolver answering plain names, a router's DHCP host names, gives the same machine), and the
-    others' clients are warned of (stacks.warn._single_labels)."""
-    return frozenset({"ldap", "git"}) if ainur else frozenset({"ldap"})
+    does Argo CD on Arda cloning repoUrl itself where there are no Ainur. The Pi image builder (a pod of netboot-cache
+    on the card Pis) does. A single label is still read as that zone's name by the rules (a resolver answering plain
+    names, a router's DHCP host names, gives the same machine), and the others' clients are warned of
+    (stacks.warn._single_labels)."""
+    return frozenset({"ldap", "git", "image"}) if ainur else frozenset({"ldap"})
 
 
 def _resolved(path: str, written: str, host: str, kind: Kind, zone: Mapping[str, IPv4Address], domain: str | None) -> Server:
@@ -1339,11 +1358,13 @@ def cluster_name(host: str) -> bool:
 
 
 def kubernetes_names_off_arda(named: Sequence[Server], apps: Sequence[App], ainur: bool) -> Iterator[Problem]:
-    """A server whose client runs on the Ainur (Dex for the LDAP directory; the Git mirror cloning repoUrl) written as a
-    Kubernetes name: `<service>.<namespace>` of an app of Arda's, `….svc`, or a name under cluster.local. The Ainur's pods
-    ask their own cluster's DNS first (k3s's CoreDNS answers the Ainur's Services alone), then the LAN's, so an Arda
-    Service's name resolves to nothing there."""
-    where = {"ldap": "Dex, on the Ainur,"} | ({"git": "the Git mirror, on the Ainur,"} if ainur else {})
+    """A server whose client runs on the Ainur (Dex for the LDAP directory; the Git mirror cloning repoUrl; the Pi image
+    builder downloading ainur.piImage.url) written as a Kubernetes name: `<service>.<namespace>` of an app of Arda's,
+    `….svc`, or a name under cluster.local. The Ainur's pods ask their own cluster's DNS first (k3s's CoreDNS answers the
+    Ainur's Services alone), then the LAN's, so an Arda Service's name resolves to nothing there."""
+    where = {"ldap": "Dex, on the Ainur,", "image": "the Pi image builder, on the Ainur,"} | (
+        {"git": "the Git mirror, on the Ainur,"} if ainur else {}
+    )
     services = {f"{a.service_name}.{a.category}": a for a in apps}
     for s in named:
         client = where.get(s.kind)
@@ -1355,9 +1376,50 @@ def kubernetes_names_off_arda(named: Sequence[Server], apps: Sequence[App], ainu
         yield Problem(
             f"iluvatar:{s.path}",
             f"{s.written}: {host} is a Kubernetes Service name, which {client} resolves through the Ainur's own cluster DNS: "
-            f"it has none of Arda's Services, so {CLIENTS[s.kind]}; write {NOUNS[s.kind]}'s LAN address or a name of the LAN "
-            "(an app's host, for a directory served on Arda)",
+            f"it has none of Arda's Services, so {CLIENTS[s.kind]}; write {NOUNS[s.kind]}'s LAN address or a name of the LAN"
+            # A directory may be served on Arda (stacks.warn warns of it); the Git server and the image may not
+            # (stacks.gitops, `image_server`), so an app's host is no fix for them.
+            + (" (an app's host, for a directory served on Arda)" if s.kind == "ldap" else ""),
         )
+
+
+# Who downloads ainur.piImage.url: netboot-cache's pi-image step, a pod (not on the host's network) on each card Pi.
+IMAGE_CLIENTS = Clients(
+    "the Pi image builder on the card Pis",
+    "so the netbooting Pis' image would never be built and `up` would stop at netboot-cache",
+    "write the image server's LAN address or public name (the default url is cdimage.ubuntu.com's)",
+)
+
+
+def image_server(
+    named: Sequence[Server],
+    apps: Sequence[tuple[int, App]],
+    network: Network | None,
+    nodes: Sequence[tuple[int, Node]],
+    arda: Arda | None,
+) -> Iterator[Problem]:
+    """The Pi image's server (`servers`, kind `image`) where the image builder cannot reach it, as stacks.gitops says of
+    repoUrl: loopback, link-local or the tailnet's (stacks.reach.unreachable); or on Arda (stacks.data.on_arda: an app's
+    host, a Service of the load-balancer pool, an Arda machine, Arda's VIP), which the table's own rule leaves to this one
+    (`check`). The card Pis build the image in netboot-cache, which `up` waits on before the netbooting Pis join and
+    Arda's netbooting machines install (docs/layers/ainur.md, "Pis with no card"), so a server on Arda is not there when
+    the image is first needed, nor after a disaster that takes Arda down."""
+    for s in named:
+        if s.kind != "image":
+            continue
+        if (why := unreachable(s.host, IMAGE_CLIENTS)) is not None:
+            yield Problem(f"iluvatar:{s.path}", f"{s.written}: {why}")
+            continue
+        name = s.name or s.host.rstrip(".").lower()
+        # An app's host is named as the app (its gateway's address in the pool says no more).
+        app_host = any(a.host == name for _, a in apps)
+        for what in on_arda(name, None if app_host else s.address, s.shown, apps, network, nodes, arda):
+            yield Problem(
+                f"iluvatar:{s.path}",
+                f"{s.written}: {what}: the card Pis download the netbooting Pis' image before those Pis or Arda's netbooting "
+                "machines can boot, so on bring-up nothing on Arda serves it yet and `up` would stop at netboot-cache; keep it on "
+                "cdimage.ubuntu.com (the default url) or a server off Arda",
+            )
 
 
 def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str]) -> Iterator[Problem]:

@@ -227,7 +227,8 @@ def parse_stack(
         extra_categories=gitops.categories if isinstance(gitops, GitOps) else _written_categories(values.get("gitops")),
     )
     backup = _section(values, "backup", problems)
-    # The sign-in, alerting and GitOps layers' servers: by address in the table, by name against the internal zone.
+    # The sign-in, alerting and GitOps layers' servers and the Pi image's: by address in the table, by name against the
+    # internal zone.
     # A name of the internal zone is resolved through the records the plan gives the zone (plans.zone), and checked as
     # the address it stands for.
     zone_records = _zone(values, network, ainur, arda, nodes, apps, edge, identity, gitops)
@@ -238,6 +239,7 @@ def parse_stack(
         zone_records,
         network.domain if isinstance(network, Network) else None,
         [a for _, a in apps],
+        addresses.netbooted_image(ainur if isinstance(ainur, Ainur) else None, [n for _, n in nodes]),
     )
     # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
     registered = addresses.entries(
@@ -408,6 +410,9 @@ def parse_stack(
         offer if isinstance(network, Network) else None,
     )
     problems += addresses.kubernetes_names_off_arda(named, [a for _, a in apps], isinstance(ainur, Ainur))
+    problems += addresses.image_server(
+        named, apps, network if isinstance(network, Network) else None, nodes, arda if isinstance(arda, Arda) else None
+    )
     # A server named on a Pi, on a port the Ainur's own listeners take there (stacks.pi_listeners): the certain clashes
     # here, the others warned of (stacks.warn).
     on_pis = pi_listeners.named_servers(

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import date
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -630,7 +631,7 @@ class PiImage(Model):
             )
         found = _image_mismatches(self.release, self.url, self.sha256)
         if found:
-            raise _value_errors(type(self).__name__, [(loc, self.sha256 if loc else self, m) for loc, m in found])
+            raise _value_errors(type(self).__name__, [(loc, getattr(self, str(loc[0])) if loc else self, m) for loc, m in found])
         return self
 
     @model_validator(mode="wrap")
@@ -654,7 +655,8 @@ class PiImage(Model):
             if not found:
                 raise
             said = [(err["loc"], err["input"], str(err["msg"]).removeprefix("Value error, ")) for err in errors]
-            raise _value_errors(cls.__name__, [*said, *((loc, sha256 if loc else data, m) for loc, m in found)]) from None
+            given = {"url": url, "sha256": sha256}
+            raise _value_errors(cls.__name__, [*said, *((loc, given[str(loc[0])] if loc else data, m) for loc, m in found)]) from None
 
 
 def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[tuple[str, ...], str]]:
@@ -675,6 +677,27 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
             else f", which is refused as a release: {urls}"
         )
         out.append(((), f"release is {release}, but url names Ubuntu {named.group(1)} ({url}){fix}"))
+    # cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/, and a series' newest
+    # point release in releases/<series>/release/ too): a folder naming another release than the file name holds no such
+    # file, and the builder's `curl --fail` stops at a 404 on the card Pis. Each folder is compared with the file name's
+    # release, which the check above compares with `release`, so every release the url names meets `release`.
+    image = named.group(1) if named is not None else None
+    parts = urlsplit(url)
+    folders = parts.path.split("/")[:-1]
+    other = [f for f in dict.fromkeys(folders) if _RELEASE.fullmatch(f) and image is not None and f not in (image, _series(image))]
+    if other and image is not None:
+        fixed = urlunsplit(parts._replace(path="/".join([*(image if f in other else f for f in folders), name])))
+        written = ", the release written" if image == release else ""
+        shown = " and ".join(f"{f}/" for f in other)
+        out.append(
+            (
+                ("url",),
+                f"{url}: its folder {shown} names Ubuntu {' and '.join(other)}, but its file name Ubuntu {image}{written}: "
+                "cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/), so there is no "
+                f"{name} under {shown} and the Pi image builder's download would fail (404) on the card Pis at `pulumi up`; "
+                f"write url: {fixed}",
+            )
+        )
     # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
     # refuses the download on the Pis half-way through `pulumi up`. A mirror's url ending in the default's own file
     # name serves that file (Ubuntu's mirrors keep cdimage's names), and the sha256 is what the builder checks.
@@ -704,6 +727,11 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
             )
         )
     return out
+
+
+def _series(release: str) -> str:
+    """A release's series, `24.04` of 24.04.3: cdimage.ubuntu.com's releases/<series>/release/ holds its newest point release."""
+    return ".".join(release.split(".")[:2])
 
 
 def _value_errors(title: str, errors: list[tuple[tuple[str | int, ...], Any, str]]) -> ValidationError:

@@ -28,6 +28,7 @@ from stacks.addresses import (
     entries,
     hostless,
     lent_ranges,
+    netbooted_image,
     patch_endpoints,
     route_ranges,
     routed,
@@ -79,8 +80,16 @@ def warnings(stack: StackConfig) -> list[Problem]:
 
 
 def _warnings(stack: StackConfig) -> Iterator[Problem]:
-    # The sign-in, alerting and GitOps layers' servers, a zone name resolved as the Ainur's DNS answers it.
-    reached = servers(stack.identity, stack.monitoring, stack.gitops, zone.records(stack), stack.network.domain, stack.apps)
+    # The sign-in, alerting and GitOps layers' servers and the Pi image's, a zone name resolved as the Ainur's DNS answers it.
+    reached = servers(
+        stack.identity,
+        stack.monitoring,
+        stack.gitops,
+        zone.records(stack),
+        stack.network.domain,
+        stack.apps,
+        netbooted_image(stack.ainur, stack.nodes),
+    )
     yield from _size_alone(stack)
     yield from _kind_alone(stack)
     yield from _bus_path_port_maybe(stack)

@@ -364,3 +364,17 @@ def test_a_base_prefixed_number_elsewhere_is_a_plain_int(tmp_path: Path) -> None
     assert [type(v) for v in (value["mode"], value["ports"][0])] == [int, int]
     assert yaml.safe_dump({k: v for k, v in value.items() if k != "serial"}) == "mode: 420\nports:\n- 16\n"
     assert getattr(value["serial"], "text", None) == "0x05e81330"
+
+
+def test_the_pi_image_server_is_read_only_where_a_pi_netboots(tmp_path: Path) -> None:
+    # The card Pis download ainur.piImage.url only for the netbooting Pis (plans.netboot.pi_pods.with_pis): without one,
+    # nothing reaches the server, and a url at loopback is not refused; with one, it is.
+    image = {
+        "url": "http://localhost:8000/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz",
+        "sha256": "9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56",
+    }
+    assert load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.piImage": image}))).ainur is not None
+    netboots = {"iluvatar:ainur.piImage": image, "iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboots)))
+    assert [p.path for p in err.value.problems] == ["iluvatar:ainur.piImage.url"]

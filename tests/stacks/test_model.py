@@ -272,6 +272,51 @@ def test_the_default_image_at_a_mirror_is_the_same_file() -> None:
         PiImage.model_validate({"release": "24.04.2", "url": other, "sha256": default.sha256})
 
 
+def test_a_url_whose_folder_names_another_release_is_refused_and_its_fix_validates() -> None:
+    """cdimage keeps an image in its own release's folder: the folder is compared with the file name's release (and so
+    with `release`), and the url the message gives is taken."""
+    default = PiImage()
+    url = default.url.replace("/24.04.3/", "/24.04.2/")
+    with pytest.raises(ValidationError) as err:
+        PiImage.model_validate({"url": url, "sha256": default.sha256})
+    assert [(e["loc"], e["msg"]) for e in err.value.errors()] == [
+        (
+            ("url",),
+            f"Value error, {url}: its folder 24.04.2/ names Ubuntu 24.04.2, but its file name Ubuntu 24.04.3, the release "
+            "written: cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/), so there "
+            "is no ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz under 24.04.2/ and the Pi image builder's download "
+            f"would fail (404) on the card Pis at `pulumi up`; write url: {default.url}",
+        )
+    ]
+    assert PiImage.model_validate({"url": default.url, "sha256": default.sha256}).url == default.url
+
+
+def test_a_series_folder_holds_its_point_releases() -> None:
+    # releases/24.04/release/ is the series' folder on cdimage: a 24.04.x file under it names no other release.
+    default = PiImage()
+    url = default.url.replace("/24.04.3/", "/24.04/")
+    assert PiImage.model_validate({"url": url, "sha256": default.sha256}).url == url
+
+
+def test_folder_file_and_release_all_apart_say_both_and_both_fixes_validate() -> None:
+    # The file name is compared with release (set release to it), the folder with the file name (write its folder):
+    # the two fixes together name one release.
+    url = "https://cdimage.ubuntu.com/releases/{0}/release/ubuntu-{1}-preinstalled-server-arm64+raspi.img.xz"
+    sha256 = "4" * 63 + "5"
+    with pytest.raises(ValidationError) as err:
+        PiImage.model_validate({"release": "24.04.3", "url": url.format("24.04.1", "24.04.2"), "sha256": sha256})
+    errors = err.value.errors()
+    assert [(e["loc"], str(e["msg"]).split(" (")[0]) for e in errors] == [
+        ((), "Value error, release is 24.04.3, but url names Ubuntu 24.04.2"),
+        (
+            ("url",),
+            f"Value error, {url.format('24.04.1', '24.04.2')}: its folder 24.04.1/ names Ubuntu 24.04.1, but its file name Ubuntu 24.04.2: cdimage.ubuntu.com keeps each image in its own release's folder",
+        ),
+    ]
+    assert str(errors[1]["msg"]).endswith(f"; write url: {url.format('24.04.2', '24.04.2')}")
+    assert PiImage.model_validate({"release": "24.04.2", "url": url.format("24.04.2", "24.04.2"), "sha256": sha256}).release == "24.04.2"
+
+
 @pytest.mark.parametrize(
     "wwid",
     [
