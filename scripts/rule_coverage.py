@@ -25,6 +25,7 @@ What counts as a rule, and how it is neutralised:
 - `stacks/versions.py` (the release each feature of the stack needs): its rules;
 - `stacks/chart_values.py` (a chart value's key one typo from a key Iluvatar sets): its rules;
 - `stacks/chart_images.py` (a chart value's image of another release than the chart ships): its rules and warnings;
+- `stacks/chart_owned.py` (a chart value over a key Iluvatar owns, breaking the layer relying on it): its rules;
 - `stacks/remote_model.py` (remote access's fields): as `model.py`; `stacks/remote_access.py`: its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py`, `stacks/identity.py` and `stacks/discovery.py`: both kinds, their field checks and their rules
@@ -99,6 +100,7 @@ RULE_FILES = (
     "stacks/versions.py",
     "stacks/chart_values.py",
     "stacks/chart_images.py",
+    "stacks/chart_owned.py",
     "stacks/remote_model.py",
     "stacks/remote_access.py",
     "stacks/discovery.py",
@@ -265,6 +267,7 @@ def discover() -> list[Rule]:
             "stacks/versions.py",
             "stacks/chart_values.py",
             "stacks/chart_images.py",
+            "stacks/chart_owned.py",
             "stacks/remote_access.py",
             "stacks/netboot_mode.py",
             "stacks/addresses.py",

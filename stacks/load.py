@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from plans import zone as zone_plan
-from stacks import addresses, chart_images, credentials, pi_listeners, special_names
+from stacks import addresses, chart_images, chart_owned, credentials, pi_listeners, special_names
 from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
 from stacks import data as data_rules
@@ -548,6 +548,15 @@ def parse_stack(
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
+    problems += chart_owned.check(
+        chart_owned.Layers(
+            arda if isinstance(arda, Arda) else None,
+            gitops if isinstance(gitops, GitOps) else None,
+            network if isinstance(network, Network) else None,
+            ainur if isinstance(ainur, Ainur) else None,
+            identity if isinstance(identity, Identity) else None,
+        )
+    )
     problems += chart_images.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
     # Iluvatar's namespaces that only a layer makes, with the layer each would take, for the layers this stack leaves off
     # (plans.gitops, plans.storage's NFS CSI driver, plans.remote_access's Tailscale operator, plans.backup's VolSync and

@@ -439,7 +439,50 @@ def _arda_networks(arda: Arda) -> tuple[list[_ClusterNet], list[Problem]]:
                     )
                 continue  # an IPv6 subnet: the LAN's plan is IPv4
             out.append(_ClusterNet(net, what, f"arda.patches[{found[0]}]", path, key))
+    out += _cilium_pools(arda)
     return out, problems
+
+
+# Cilium's IPAM modes: Iluvatar's values set `kubernetes` (plans.cilium.helm_values), where Cilium hands each machine's
+# pods addresses from the machine's podCIDR, a share of Talos's podSubnets. In `cluster-pool` mode Cilium's operator
+# ignores that and hands each machine a share of its own list instead (the chart's ipam.operator.
+# clusterPoolIPv4PodCIDRList, cilium 1.18.4 templates/cilium-configmap.yaml:1093-1099, `cluster-pool-ipv4-cidr`), the
+# chart's default list when the values give none: so that list is Arda's pod network too. Sprig's `join` takes a
+# string as a list of one, which the operator splits at spaces.
+CILIUM_POOL_KEY = "clusterPoolIPv4PodCIDRList"
+# The chart's own default (cilium 1.18.4 values.yaml:1998 `mode: "cluster-pool"`, :2010 `clusterPoolIPv4PodCIDRList:
+# ["10.0.0.0/8"]`), which tests/stacks/test_chart_owned.py holds equal to the pinned chart's values.yaml. A
+# version with no entry here is read with the pinned one's: the default has been 10.0.0.0/8 since the chart had the key.
+CILIUM_POOL_DEFAULT = {pins.CHARTS["cilium"]: ("10.0.0.0/8",)}
+
+
+def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
+    """The pod network Cilium's cluster-pool IPAM hands out, when arda.cilium.values choose it: the values' list, else
+    the chart's default (said at ipam.mode, the key that chose it). Entries that are no IPv4 subnet are Helm's and
+    Cilium's to refuse."""
+    values = arda.cilium.values
+    ipam = values.get("ipam")
+    if not isinstance(ipam, dict) or ipam.get("mode") != "cluster-pool":
+        return []
+    base = "iluvatar:arda.cilium.values.ipam"
+    operator = ipam.get("operator")
+    given = operator.get(CILIUM_POOL_KEY) if isinstance(operator, dict) else None
+    if given is None:
+        default = CILIUM_POOL_DEFAULT.get(arda.cilium.version, CILIUM_POOL_DEFAULT[pins.CHARTS["cilium"]])
+        source = f"Cilium {arda.cilium.version}'s default pool, ipam.operator.{CILIUM_POOL_KEY} being unset"
+        return [_ClusterNet(IPv4Network(n), "Arda's pod network", source, f"{base}.mode", "cilium") for n in default]
+    entries = [(f"{base}.operator.{CILIUM_POOL_KEY}[{n}]", v) for n, v in enumerate(given)] if isinstance(given, list) else []
+    if isinstance(given, str):
+        words = given.split()
+        entries = [(f"{base}.operator.{CILIUM_POOL_KEY}" + (f"[{n}]" if len(words) > 1 else ""), w) for n, w in enumerate(words)]
+    out: list[_ClusterNet] = []
+    for path, value in entries:
+        try:
+            net = IPv4Network(str(value), strict=False)
+        except ValueError:
+            continue
+        out.append(_ClusterNet(net, "Arda's pod network", "Cilium's cluster-pool", path, "cilium"))
+    return out
 
 
 # An address without its prefix length (`10.96.0.10`) is no subnet to any consumer, though Python reads it as a /32.
@@ -543,6 +586,24 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
                     f"would get a share; write {free(key)}",
                 )
             )
+    # Cilium's cluster-pool hands out every address of its pool, whatever Kubernetes' allocator would leave out: a pod
+    # there shadows a Service's address.
+    for pool in (c for c in nets if c.key == "cilium"):
+        for service in (s for s in services if pool.net.overlaps(s.net)):
+            assert pool.path is not None  # a Cilium pool is always a key's: its list's, or ipam.mode's
+            instead = next((f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t != pool.net)), "<a free range>")
+            said = f"{pool.net} ({pool.source})"
+            fix = f"write {instead}"
+            if pool.path.endswith(".mode"):
+                said = f"cluster-pool hands out {pool.what}, which"
+                fix = f"remove ipam.mode, or give the pool with ipam.operator.{CILIUM_POOL_KEY}: [{instead}]"
+            out.append(
+                Problem(
+                    pool.path,
+                    f"{said} overlaps {service.what}: Cilium would give pods addresses of Services, which Arda's machines "
+                    f"send to the Services, never to those pods; {fix}",
+                )
+            )
     if out:
         return out
     machines = sum(1 for _, n in p.nodes if n.role in ARDA_ROLES)
@@ -586,8 +647,21 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
         if c.path is None:
             continue
         met = [f"{name} {n}" for _, name, n in own if n.overlaps(c.net)]
+        if met and c.key == "cilium" and c.path.endswith(".mode"):
+            # The pool replaces the default it is offered for, so that default is no obstacle.
+            pool = next((f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t != c.net)), "<a free range>")
+            pods = next((n.net for n in clusters if n.key == "podSubnets"), TALOS_NETWORKS["podSubnets"])
+            out.append(
+                Problem(
+                    c.path,
+                    f"cluster-pool hands out {c.what}, which overlaps {' and '.join(met)}: {why}; remove ipam.mode (Iluvatar's "
+                    f"kubernetes mode hands out Arda's pod network {pods}; Cilium's IPAM mode is never to be changed on a "
+                    f"running cluster), or give the pool with ipam.operator.{CILIUM_POOL_KEY}: [{pool}]",
+                )
+            )
+            continue
         if met:
-            free = next((f for f in _FREE[c.key] if not any(IPv4Network(f).overlaps(t) for t in taken)), None)
+            free = next((f for f in _FREE.get(c.key, _FREE["podSubnets"]) if not any(IPv4Network(f).overlaps(t) for t in taken)), None)
             instead = f"write {free}" if free else "write a private range no network of the stack holds"
             # A running Arda keeps the networks it was made with (stacks.day2 refuses the move against its record): the
             # fix that moves them is for an Arda not made yet.
@@ -607,7 +681,9 @@ def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
             fix = f"renumber it, or move Arda's with iluvatar:arda.patches: [{{cluster: {{network: {{{', '.join(moves)}}}}}}}]"
         out.append(Problem(path, f"{n} overlaps {' and '.join(c.what for c in met_default)}: {why}; {fix}"))
     if p.arda is not None:
-        out += _arda_own_networks(p, p.arda, arda_nets, taken)
+        # A Cilium pool said over the LAN is said once, at its key: its fix leaves the Service network too.
+        said = {q.path for q in out}
+        out += [q for q in _arda_own_networks(p, p.arda, arda_nets, taken) if not (q.path in said and q.path.startswith("iluvatar:arda.cilium"))]
     return out
 
 

@@ -1,0 +1,318 @@
+"""The chart values Iluvatar owns: keys of `arda.cilium.values` and `gitops.argocd.values` that another layer relies on.
+
+The user's values are merged over Iluvatar's own (plans.cilium.helm_values, plans.gitops.helm_values: they win), and
+most keys stay the user's to set. A key is owned when Iluvatar sets it, or relies on the chart's default of it, because
+another layer of the stack is built on that value: Talos's config, the LAN's addresses, Dex's clients, envoy-internal.
+A user value there is refused only when it breaks that layer, at its key, with the value as written, what Iluvatar sets
+and why; a value that keeps the layer working (kube-proxy's replacement on, Arda's own API server) is taken.
+
+Each chart has one table, `CILIUM` and `ARGOCD` (owned key: what Iluvatar sets and for whom), beside the keys its plan
+sets and leaves to the user on purpose (`CILIUM_FREE`, `ARGOCD_FREE`, with why): tests/stacks/test_chart_owned.py
+holds every key the plans set to be in exactly one of the two, so a new key is owned or left deliberately. The Cilium
+keys a typed field of arda.cilium sets (stacks.rules.CILIUM_TYPED: hubble, loadBalancerAlgorithm) are owned by that
+field and refused there; Cilium's IPAM mode is the user's, its pod pool checked with the stack's networks
+(stacks.rules._cilium_pools).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from typing import Any
+
+from plans.talos import KUBEPRISM_PORT
+from stacks import identity as identity_rules
+from stacks.errors import Problem, show
+from stacks.model import Ainur, Arda, GitOps, Identity, Network
+from stacks.rules import CILIUM_TYPED, _arda_networks
+from stacks.secrets import config_path
+
+CILIUM_BASE = "iluvatar:arda.cilium.values"
+ARGOCD_BASE = "iluvatar:gitops.argocd.values"
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Layers:
+    """What the owned keys' checks read of the stack."""
+
+    arda: Arda | None
+    gitops: GitOps | None
+    network: Network | None
+    ainur: Ainur | None
+    identity: Identity | None
+
+
+def _get(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = values
+    for key in path:
+        node = node.get(key, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+    return node
+
+
+def _true(value: Any) -> bool:
+    """A chart's switch as its templates read it: YAML's true, or the text "true" (Cilium's kubeProxyReplacement)."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+# --- Cilium ------------------------------------------------------------------------------------------------------
+
+
+def _kube_proxy_on(arda: Arda) -> bool:
+    """Whether a patch turns Talos's kube-proxy back on (cluster.proxy.disabled false; a later patch's key wins):
+    plans.talos turns it off for every Arda machine."""
+    disabled = True
+    for patch in arda.patches:
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        proxy = cluster.get("proxy") if isinstance(cluster, dict) else None
+        if isinstance(proxy, dict) and isinstance(proxy.get("disabled"), bool):
+            disabled = proxy["disabled"]
+    return not disabled
+
+
+def _kube_proxy_replacement(value: Any, layers: Layers) -> str | None:
+    assert layers.arda is not None
+    if _true(value) or _kube_proxy_on(layers.arda):
+        return None
+    return (
+        f"{show(value)}: Iluvatar sets true, because Arda's Talos config runs no kube-proxy (plans.talos: cluster.proxy."
+        "disabled true); with neither, nothing serves a ClusterIP (CoreDNS, the API's kubernetes Service, every app's), so "
+        "Arda never becomes Ready and pulumi up stops at its gates; remove it"
+    )
+
+
+# The endpoints of Arda's API server a Cilium agent reaches before any Service works (Talos runs no kube-proxy):
+# KubePrism, Talos's API proxy on every machine at localhost (Iluvatar's, plans.talos), or Arda's VIP on the API
+# server's port. Talos's Cilium guide: "we assume that KubePrism is enabled and configured to use the port 7445".
+_KUBEPRISM_HOSTS = ("localhost", "127.0.0.1")
+_APISERVER_PORT = 6443
+
+
+def _api_server(layers: Layers, host: Any, port: Any) -> str | None:
+    arda = layers.arda
+    assert arda is not None
+    text, number = str(host), str(port)
+    if (text in _KUBEPRISM_HOSTS and number == str(KUBEPRISM_PORT)) or (text == str(arda.vip) and number == str(_APISERVER_PORT)):
+        return None
+    what = f"neither KubePrism (localhost, port {KUBEPRISM_PORT}) nor Arda's VIP {arda.vip} on port {_APISERVER_PORT}"
+    if layers.ainur is not None and text == str(layers.ainur.vip):
+        what = "the Ainur's API VIP (ainur.vip), whose k3s takes no token of Arda's, not Arda's API server"
+    elif text in _KUBEPRISM_HOSTS:
+        what = f"not KubePrism, which listens on port {KUBEPRISM_PORT} of each machine"
+    elif text == str(arda.vip):
+        what = f"Arda's VIP at a port its API server does not listen on (it listens on {_APISERVER_PORT})"
+    return (
+        f"{what}; Iluvatar sets localhost port {KUBEPRISM_PORT} (KubePrism, Talos's API proxy on every Arda machine), "
+        "because Arda runs no kube-proxy and Cilium's agents must reach Arda's API server before any Service works: they "
+        f"would never start, and Arda would have no pod network; remove k8sServiceHost and k8sServicePort (or write Arda's "
+        f"VIP {arda.vip} with k8sServicePort {_APISERVER_PORT})"
+    )
+
+
+def _native_routing(value: Any, layers: Layers) -> str | None:
+    if layers.network is None:
+        return None
+    try:
+        net = IPv4Network(str(value), strict=False)
+    except ValueError:
+        return None  # an IPv6 range, or no range: the chart's to refuse
+    own = [("network.lan", layers.network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(layers.network.vlans))]
+    met = [f"{name} {n}" for name, n in own if n.overlaps(net)]
+    if not met:
+        return None
+    assert layers.arda is not None
+    nets = _arda_networks(layers.arda)[0]
+    pods = next((c.net for c in nets if c.key == "cilium"), None) or next(c.net for c in nets if c.key == "podSubnets")
+    return (
+        f"{show(value)} overlaps {' and '.join(met)}: Cilium hands pods' traffic to this range to the network without SNAT "
+        "(the chart's ipv4NativeRoutingCIDR), where Iluvatar leaves the chart's default (none), so that traffic leaves "
+        "with its machine's address, which the LAN's hosts answer; pods would reach the NAS, the Git mirror and the router "
+        "with pod addresses the LAN has no route back to, and backups, Argo CD's clone and DNS through the router fail; "
+        f"remove it, or for native routing write Arda's pod network {pods}"
+    )
+
+
+def _l2_announcements(value: Any, layers: Layers) -> str | None:
+    if _true(value):
+        return None
+    return (
+        f"{show(value)}: Iluvatar sets true, because every address of network.loadBalancerPool (envoy-internal, the apps' "
+        "ports, the log store) is announced on the LAN by Cilium's L2 announcements (plans.cilium's CiliumL2AnnouncementPolicy); "
+        "without them no such address answers ARP, so nothing on Arda is reachable from the LAN; remove it"
+    )
+
+
+Check = Callable[[Any, Layers], "str | None"]
+
+# Cilium's owned keys: each key's check of the user's value. The API server's two keys are checked together.
+CILIUM: dict[tuple[str, ...], Check | None] = {
+    ("kubeProxyReplacement",): _kube_proxy_replacement,
+    ("k8sServiceHost",): None,
+    ("k8sServicePort",): None,
+    ("l2announcements", "enabled"): _l2_announcements,
+    # Not set by Iluvatar: the chart's default (none) is what the LAN's hosts rely on.
+    ("ipv4NativeRoutingCIDR",): _native_routing,
+    **dict.fromkeys(CILIUM_TYPED),  # refused in stacks.rules._cilium_values, pointing at the typed key
+}
+# The keys Iluvatar's Cilium values set that are the user's to change, with why.
+CILIUM_FREE: dict[tuple[str, ...], str] = {
+    ("ipam", "mode"): "another mode's pod pool is checked against the stack's networks (stacks.rules._cilium_pools)",
+    ("operator", "replicas"): "how many operators run; one is enough to work",
+    ("k8sClientRateLimit", "qps"): "tuning: a lower limit slows L2 announcements' lease renewals, stops none",
+    ("k8sClientRateLimit", "burst"): "tuning, as qps",
+    ("securityContext", "capabilities", "ciliumAgent"): "the agent's capabilities: Talos refuses only module loading",
+    ("securityContext", "capabilities", "cleanCiliumState"): "as ciliumAgent",
+    ("cgroup", "autoMount", "enabled"): "Talos mounts cgroup v2 itself; mounting it again is harmless",
+    ("cgroup", "hostRoot"): "where the agent finds cgroup v2; Talos's place, which a user has no reason to move",
+    ("prometheus", "enabled"): "monitoring's scrape of the agent: off loses metrics, not the network",
+    ("prometheus", "serviceMonitor", "enabled"): "as prometheus.enabled",
+    ("prometheus", "serviceMonitor", "trustCRDsExist"): "as prometheus.enabled",
+    ("operator", "prometheus", "enabled"): "as prometheus.enabled, for the operator",
+    ("operator", "prometheus", "serviceMonitor", "enabled"): "as prometheus.enabled, for the operator",
+}
+
+
+def _cilium(layers: Layers) -> Iterator[Problem]:
+    arda = layers.arda
+    if arda is None:
+        return
+    values = arda.cilium.values
+    for path, check in CILIUM.items():
+        value = _get(values, path)
+        if check is None or value is _ABSENT or value is None:
+            continue
+        if (said := check(value, layers)) is not None:
+            yield Problem(config_path(CILIUM_BASE, path), said)
+    host, port = _get(values, ("k8sServiceHost",)), _get(values, ("k8sServicePort",))
+    if host is not _ABSENT or port is not _ABSENT:
+        given = host if host is not _ABSENT else "localhost"
+        at = port if port is not _ABSENT else KUBEPRISM_PORT
+        if (said := _api_server(layers, given, at)) is not None:
+            key = "k8sServiceHost" if host is not _ABSENT else "k8sServicePort"
+            yield Problem(f"{CILIUM_BASE}.{key}", f"{show(host if host is not _ABSENT else port)} (port {show(at)}) is {said}")
+
+
+# --- Argo CD -----------------------------------------------------------------------------------------------------
+
+
+def _clusters(layers: Layers) -> list[str]:
+    """The clusters whose Argo CD takes gitops.argocd.values (plans.identity.argocd_clusters)."""
+    return ["arda", *(["ainur"] if layers.ainur is not None else [])]
+
+
+def _url(value: Any, layers: Layers) -> str | None:
+    if layers.identity is None or layers.network is None:
+        return None
+    hosts = identity_rules.hosts(layers.identity, layers.network.domain)
+    urls = {c: f"https://{hosts['argocd' if c == 'arda' else 'argocd_ainur']}" for c in _clusters(layers)}
+    if all(str(value).rstrip("/") == u for u in urls.values()):
+        return None
+    sets = " and ".join(f"{u} on {'Arda' if c == 'arda' else 'the Ainur'}" for c, u in urls.items())
+    both = ", and these values go to both Argo CDs" if len(urls) > 1 else ""
+    return (
+        f"{show(value)}: Iluvatar sets {sets} (identity.hosts), the redirect URIs Dex's client for each Argo CD takes; "
+        f"Argo CD builds its sign-in redirect from url{both}, so Dex would refuse every sign-in (Unregistered redirect_uri); "
+        "remove it, and move an Argo CD with identity.hosts.argocd or identity.hosts.argocdAinur"
+    )
+
+
+def _insecure(value: Any, layers: Layers) -> str | None:
+    if layers.identity is None or _true(value):
+        return None
+    return (
+        f"{show(value)}: Iluvatar sets true on Arda's Argo CD, whose server envoy-internal reaches in plain HTTP after ending "
+        "TLS (plans.identity.argocd_route); without --insecure the server answers every plain request with a redirect to "
+        "https, a loop, so Argo CD's UI and CLI never load (Argo CD's ingress guide: run it with server.insecure); remove it"
+    )
+
+
+def _tracking(value: Any, layers: Layers) -> str | None:
+    if str(value) in ("annotation", "annotation+label"):
+        return None
+    return (
+        f"{show(value)}: Iluvatar sets annotation, so that the app.kubernetes.io/instance label Helm's charts put on what "
+        "Pulumi installs never makes Argo CD take it for an Application's own: tracking by label, Argo CD would prune it; "
+        "remove it"
+    )
+
+
+def _crds_kept(value: Any, layers: Layers) -> str | None:
+    if _true(value):
+        return None
+    return (
+        f"{show(value)}: Iluvatar sets true, so that Helm keeps Argo CD's CRDs when the chart is uninstalled or replaced: "
+        "deleting the Application CRD deletes every Application with it, Pulumi's platform ones and the ApplicationSets'; "
+        "remove it"
+    )
+
+
+def _identity_owned(what: str, breaks: str) -> Check:
+    def check(value: Any, layers: Layers) -> str | None:
+        if layers.identity is None:
+            return None
+        return f"{show(value)}: Iluvatar sets {what} from iluvatar:identity, and a value here replaces it on both Argo CDs, so {breaks}; remove it"
+
+    return check
+
+
+def _host_aliases(value: Any, layers: Layers) -> str | None:
+    if layers.identity is None or layers.network is None:
+        return None
+    dex = identity_rules.hosts(layers.identity, layers.network.domain)["dex"]
+    ip = str(layers.identity.ip)
+    kept = isinstance(value, list) and any(isinstance(a, Mapping) and str(a.get("ip")) == ip and dex in (a.get("hostnames") or []) for a in value)
+    if kept:
+        return None
+    return (
+        f"{show(value)}: Iluvatar sets [{{ip: {ip}, hostnames: [{dex}]}}], by which Argo CD's pods reach Dex (identity.ip), "
+        f"and Helm replaces a list whole; keep that entry in the list"
+    )
+
+
+# Argo CD's owned keys (on both clusters' Argo CD, which take the same values), each with its check.
+ARGOCD: dict[tuple[str, ...], Check] = {
+    ("configs", "cm", "url"): _url,
+    ("configs", "params", "server.insecure"): _insecure,
+    ("configs", "cm", "oidc.config"): _identity_owned("the sign-in through Dex (its issuer, client and CA)", "no one could sign in through Dex"),
+    ("configs", "rbac", "policy.csv"): _identity_owned("the roles identity.groups bind", "those groups would get no role"),
+    ("configs", "rbac", "scopes"): _identity_owned("[groups]", "identity.groups' bindings, which match the groups claim, would match no one"),
+    ("global", "hostAliases"): _host_aliases,
+    ("configs", "cm", "application.resourceTrackingMethod"): _tracking,
+    ("crds", "keep"): _crds_kept,
+}
+# The keys Iluvatar's Argo CD values set that are the user's to change, with why.
+ARGOCD_FREE: dict[tuple[str, ...], str] = {
+    ("configs", "cm", "admin.enabled"): "the admin login: off once sign-in through Dex works",
+    ("configs", "ssh", "extraHosts"): "gitops.sshKnownHosts' lines; the user's own list replaces them knowingly",
+    ("configs", "cm", "kustomize.buildOptions"): "Kustomize's options for the apps in Git, which are the user's",
+    ("configs", "rbac", "policy.default"): "the role of a signed-in person no group binds: a choice of access",
+    ("configs", "secret", "createSecret"): "the chart's argocd-secret",
+    ("crds", "install"): "the CRDs come with the chart; a user who installs them otherwise may turn this off",
+    ("dex", "enabled"): "Argo CD's own Dex, beside the Ainur's",
+    ("global", "networkPolicy", "create"): "the chart's own policies, which only add to the program's",
+    ("notifications", "enabled"): "the notifications controller",
+    ("redisSecretInit", "enabled"): "the chart's Redis password hook",
+    ("controller", "metrics", "enabled"): "monitoring's scrape: off loses metrics, not Argo CD",
+    ("controller", "metrics", "serviceMonitor", "enabled"): "as controller.metrics.enabled",
+    ("repoServer", "metrics", "enabled"): "as controller.metrics.enabled",
+    ("repoServer", "metrics", "serviceMonitor", "enabled"): "as controller.metrics.enabled",
+    ("server", "metrics", "enabled"): "as controller.metrics.enabled",
+    ("server", "metrics", "serviceMonitor", "enabled"): "as controller.metrics.enabled",
+}
+
+
+def _argocd(layers: Layers) -> Iterator[Problem]:
+    if layers.gitops is None:
+        return
+    for path, check in ARGOCD.items():
+        value = _get(layers.gitops.argocd.values, path)
+        if value is _ABSENT or value is None:
+            continue
+        if (said := check(value, layers)) is not None:
+            yield Problem(config_path(ARGOCD_BASE, path), said)
+
+
+def check(layers: Layers) -> list[Problem]:
+    """The user's chart values that override a key Iluvatar owns in a way that breaks the layer relying on it."""
+    return [*_cilium(layers), *_argocd(layers)]

@@ -1,0 +1,136 @@
+"""stacks.chart_owned: every key Iluvatar's chart values set is owned or left to the user on purpose, and an owned key's
+value is refused only where it breaks the layer relying on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+import yaml
+
+from plans import cilium, gitops, identity
+from stacks import chart_owned, load_stack_file, rules
+from stacks.model import StackConfig
+from tests.edit import HOMELAB, MINIMAL, RK1
+from tools import upstream
+
+
+def _leaves(values: Mapping[str, Any], under: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaves(value, (*under, str(key)))
+        else:
+            yield (*under, str(key))
+
+
+def _stacks() -> list[StackConfig]:
+    return [load_stack_file(path) for path in (HOMELAB, RK1, MINIMAL)]
+
+
+def test_every_cilium_key_the_plan_sets_is_owned_or_left_to_the_user() -> None:
+    set_ = {leaf for stack in _stacks() for leaf in _leaves(cilium.helm_values(stack))}
+    assert not set(chart_owned.CILIUM) & set(chart_owned.CILIUM_FREE)
+    assert set_ - set(chart_owned.CILIUM) - set(chart_owned.CILIUM_FREE) == set()
+    # The typed keys' values are owned by arda.cilium's own fields (stacks.rules._cilium_values).
+    assert set(rules.CILIUM_TYPED) <= set(chart_owned.CILIUM)
+
+
+def test_every_argocd_key_the_plans_set_is_owned_or_left_to_the_user() -> None:
+    set_: set[tuple[str, ...]] = set()
+    for stack in _stacks():
+        if stack.gitops is None:
+            continue
+        for cluster in ("arda", "ainur"):
+            set_ |= set(_leaves(gitops.helm_values(stack, cluster, identity.argocd_values(stack, cluster, "CA"))))
+    assert not set(chart_owned.ARGOCD) & set(chart_owned.ARGOCD_FREE)
+    assert set_ - set(chart_owned.ARGOCD) - set(chart_owned.ARGOCD_FREE) == set()
+
+
+def test_the_cilium_pool_default_is_the_pinned_charts() -> None:
+    for version, pool in rules.CILIUM_POOL_DEFAULT.items():
+        values = yaml.safe_load((upstream.chart("cilium", version) / "values.yaml").read_text())
+        assert values["ipam"]["mode"] == "cluster-pool"
+        assert tuple(values["ipam"]["operator"][rules.CILIUM_POOL_KEY]) == pool
+
+
+def _layers(stack: StackConfig, cilium_values: dict[str, Any] | None = None, argocd_values: dict[str, Any] | None = None) -> chart_owned.Layers:
+    arda = stack.arda.model_copy(update={"cilium": stack.arda.cilium.model_copy(update={"values": cilium_values or {}})})
+    ops = stack.gitops
+    if ops is not None and argocd_values is not None:
+        ops = ops.model_copy(update={"argocd": ops.argocd.model_copy(update={"values": argocd_values})})
+    return chart_owned.Layers(arda, ops, stack.network, stack.ainur, stack.identity)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"kubeProxyReplacement": True},
+        {"kubeProxyReplacement": "true"},
+        {"k8sServiceHost": "127.0.0.1"},
+        {"k8sServicePort": 7445},
+        {"l2announcements": {"enabled": True}},
+        {"ipv4NativeRoutingCIDR": "10.244.0.0/16", "routingMode": "native"},
+        {"ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": ["10.200.0.0/16"]}}},
+    ],
+)
+def test_a_cilium_value_that_keeps_its_layer_working_is_taken(values: dict[str, Any]) -> None:
+    assert chart_owned.check(_layers(load_stack_file(HOMELAB), values)) == []
+
+
+def test_arda_own_vip_at_the_api_servers_port_is_taken() -> None:
+    stack = load_stack_file(HOMELAB)
+    assert chart_owned.check(_layers(stack, {"k8sServiceHost": str(stack.arda.vip), "k8sServicePort": 6443})) == []
+    assert [str(p) for p in chart_owned.check(_layers(stack, {"k8sServiceHost": "192.168.0.20"}))] == [
+        "iluvatar:arda.cilium.values.k8sServiceHost: 192.168.0.20 (port 7445) is Arda's VIP at a port its API server does not "
+        "listen on (it listens on 6443); Iluvatar sets localhost port 7445 (KubePrism, Talos's API proxy on every Arda "
+        "machine), because Arda runs no kube-proxy and Cilium's agents must reach Arda's API server before any Service "
+        "works: they would never start, and Arda would have no pod network; remove k8sServiceHost and k8sServicePort (or "
+        "write Arda's VIP 192.168.0.20 with k8sServicePort 6443)"
+    ]
+    assert [str(p) for p in chart_owned.check(_layers(stack, {"k8sServiceHost": "192.168.0.21"}))] == [
+        "iluvatar:arda.cilium.values.k8sServiceHost: 192.168.0.21 (port 7445) is neither KubePrism (localhost, port 7445) "
+        "nor Arda's VIP 192.168.0.20 on port 6443; Iluvatar sets localhost port 7445 (KubePrism, Talos's API proxy on "
+        "every Arda machine), because Arda runs no kube-proxy and Cilium's agents must reach Arda's API server before any "
+        "Service works: they would never start, and Arda would have no pod network; remove k8sServiceHost and "
+        "k8sServicePort (or write Arda's VIP 192.168.0.20 with k8sServicePort 6443)"
+    ]
+
+
+def test_kube_proxy_replacement_off_is_taken_with_kube_proxy_on() -> None:
+    stack = load_stack_file(HOMELAB)
+    arda = stack.arda.model_copy(
+        update={
+            "patches": [{"cluster": {"proxy": {"disabled": False}}}],
+            "cilium": stack.arda.cilium.model_copy(update={"values": {"kubeProxyReplacement": False}}),
+        }
+    )
+    assert chart_owned.check(chart_owned.Layers(arda, stack.gitops, stack.network, stack.ainur, stack.identity)) == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"configs": {"params": {"server.insecure": True}}},
+        {"configs": {"cm": {"application.resourceTrackingMethod": "annotation+label"}, "rbac": {"policy.default": "role:readonly"}}},
+        {"global": {"hostAliases": [{"ip": "192.168.0.16", "hostnames": ["dex.iluvatar.home.arpa"]}, {"ip": "192.168.0.5", "hostnames": ["nas"]}]}},
+    ],
+)
+def test_an_argocd_value_that_keeps_its_layer_working_is_taken(values: dict[str, Any]) -> None:
+    assert chart_owned.check(_layers(load_stack_file(HOMELAB), argocd_values=values)) == []
+
+
+def test_argocd_url_is_taken_where_it_is_the_one_dex_redirects_to() -> None:
+    stack = load_stack_file(HOMELAB)
+    alone = _layers(stack, argocd_values={"configs": {"cm": {"url": "https://argocd.iluvatar.home.arpa"}}})
+    assert len(chart_owned.check(alone)) == 1  # the Ainur's Argo CD takes the same url
+    without_ainur = chart_owned.Layers(alone.arda, alone.gitops, alone.network, None, alone.identity)
+    assert chart_owned.check(without_ainur) == []
+
+
+def test_identity_keys_are_free_without_identity() -> None:
+    stack = load_stack_file(HOMELAB)
+    layers = _layers(
+        stack, argocd_values={"configs": {"cm": {"url": "https://argo.example.com", "oidc.config": "x"}, "params": {"server.insecure": False}}}
+    )
+    assert chart_owned.check(chart_owned.Layers(layers.arda, layers.gitops, layers.network, layers.ainur, None)) == []
