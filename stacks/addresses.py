@@ -768,7 +768,7 @@ class ClustersOwn:
 
     addresses: Mapping[IPv4Address, str]
     lent: tuple[Lent, ...] = ()
-    waiting: str | None = None  # the lent range machines waiting to be discovered are lent (`waiting_range`)
+    waiting: tuple[str, ...] = ()  # the lent ranges machines waiting to be discovered are lent (`waiting_range`)
 
     def within(self, first: IPv4Address, last: IPv4Address) -> list[tuple[IPv4Address, IPv4Address, str]]:
         """The clusters' own addresses from first to last, in order, each as (low, high, owner)."""
@@ -801,15 +801,20 @@ def clusters_own(
     return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)), waiting_range(discovery, ainur))
 
 
-def waiting_range(discovery: Discovery | None, ainur: Ainur | None) -> str | None:
-    """The lent range machines waiting to be discovered on network.lan are lent, by its key: the discovery pool in dhcp
-    mode, network.dhcpRange in proxy mode, where the router lends them its own (stacks.discovery); None without
-    discovery, or for discovery on a VLAN, whose DHCP server's range the stack does not know."""
+def waiting_range(discovery: Discovery | None, ainur: Ainur | None) -> tuple[str, ...]:
+    """The lent ranges machines waiting to be discovered on network.lan are lent, by their keys: the discovery pool in
+    dhcp mode; in proxy mode the pool the router lends them (stacks.discovery): ainur.netboot.routerPool where the stack
+    names it (after a move from dhcp the router lends routerPool, kept apart from the Ainur's old leases and grown back
+    by updating routerPool, docs/layers/netboot.md#changing-the-dhcp-mode), and network.dhcpRange, the router's pool
+    as the LAN's rules read it. None without discovery, or for discovery on a VLAN, whose DHCP server's range the stack
+    does not know."""
     if discovery is None or discovery.vlan is not None:
-        return None
+        return ()
     if discovery.pool is not None:
-        return DISCOVERY_POOL
-    return DHCP_RANGE if ainur is not None and ainur.netboot.mode == "proxy" else None
+        return (DISCOVERY_POOL,)
+    if ainur is None or ainur.netboot.mode != "proxy":
+        return ()
+    return ((ROUTER_POOL,) if isinstance(ainur.netboot.router_pool, AddressRange) else ()) + (DHCP_RANGE,)
 
 
 def without_routes(held: Sequence[Held]) -> list[Held]:
@@ -1706,9 +1711,9 @@ def lent_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: Ad
 
 def route_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None) -> list[Lent]:
     """The lent ranges a remote-access route is checked against (stacks.remote_access.lent_routes, stacks.warn
-    ._routes_into_lent): all but routerPool in proxy mode, where network.dhcpRange is the router's pool as the LAN's rules read it, and routerPool
-    is said only on a move from dhcp, to keep the router apart from the leases the Ainur lent."""
-    return [r for r in lent_ranges(network, ainur, discovery_pool) if r.key != ROUTER_POOL or r.lender == "held"]
+    ._routes_into_lent): every one, routerPool in proxy mode among them, as the router lends it after a move from dhcp
+    (docs/layers/netboot.md#changing-the-dhcp-mode) whatever network.dhcpRange still says."""
+    return lent_ranges(network, ainur, discovery_pool)
 
 
 @dataclass(frozen=True)

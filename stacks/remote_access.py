@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_ra
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from stacks.addresses import DHCP_RANGE, DISCOVERY_POOL, ROUTER_POOL, ClustersOwn, Lent, hostless, lent_reached, routers
+from stacks.addresses import DISCOVERY_POOL, ROUTER_POOL, ClustersOwn, Lent, hostless, lent_reached, routers
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import AddressRange, App, Identity, Network
@@ -331,20 +331,34 @@ def kept_off_groups(remote: RemoteAccess) -> list[str]:
 # siderolabs/talos internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:194-198 asks for the admin role
 # only once the machine has its configuration, and internal/app/machined/pkg/system/services/machined.go:57-61 lets the
 # reader role call ApplyConfiguration.
-_MAINTENANCE = (
-    "runs Talos in maintenance mode, whose API (port 50000) applies a machine configuration sent by anyone (talosctl "
-    "apply-config --insecure), so any device of the tailnet could take the machine over before it is the household's"
-)
-_LENT_HARM = MappingProxyType(
-    {
-        DISCOVERY_POOL: f"a machine waiting in the discovery pool {_MAINTENANCE}",
-        # In proxy mode a machine waiting to be discovered on network.lan is lent the router's range (stacks.discovery).
-        DHCP_RANGE: "in proxy mode the router lends network.dhcpRange to the machines waiting to be discovered (arda.discovery), "
-        f"and each {_MAINTENANCE}",
-        ROUTER_POOL: "ainur.netboot.routerPool is the pool the router lent before its DHCP went off: no reservation keeps a "
-        "device there, and each device leaves it when its lease ends",
-    }
-)
+def _maintenance(remote: RemoteAccess) -> str:
+    """Why a machine waiting in maintenance mode must not be routed to: who could take it over. A route opens every port
+    of what it holds only to the groups with reach: routes (plans.remote_access.destinations)."""
+    reaching = [g.group for g in remote.access if "routes" in g.reach]
+    api = "runs Talos in maintenance mode, whose API (port 50000) applies a machine configuration sent by anyone (talosctl apply-config --insecure)"
+    if not reaching:
+        return f"{api}: no group reaches routes today, but the day one does, each of its devices could take the machine over"
+    return f"{api}, so each device of {_and(reaching)} (reach: routes) could take the machine over before it is the household's"
+
+
+def _lent_harm(lent: Lent, waiting: Collection[str], remote: RemoteAccess) -> str | None:
+    """Why a route into `lent` is refused, beyond what every lent address risks; None where the devices lent it are the
+    household's own, which the user may mean to reach (warned of). In maintenance mode Talos applies a configuration
+    from a client of any role, one with no certificate too: siderolabs/talos
+    internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:194-198 asks for the admin role only once the
+    machine has its configuration, and internal/app/machined/pkg/system/services/machined.go:57-61 lets the reader
+    role call ApplyConfiguration."""
+    if lent.key == DISCOVERY_POOL:
+        return f"a machine waiting in the discovery pool {_maintenance(remote)}"
+    if lent.key in waiting:
+        # In proxy mode a machine waiting to be discovered on network.lan is lent the router's pool (stacks.discovery).
+        return f"in proxy mode the router lends {lent.key} to the machines waiting to be discovered (arda.discovery), and each {_maintenance(remote)}"
+    if lent.lender == "held":
+        return (
+            f"{ROUTER_POOL} is the pool the router lent before its DHCP went off: no reservation keeps a device there, and "
+            "each device leaves it when its lease ends"
+        )
+    return None
 
 
 def lent_routes(
@@ -353,21 +367,23 @@ def lent_routes(
     lent: Sequence[Lent],
     fixed: Collection[IPv4Address] = (),
     skip: Container[int] = (),
-    waiting: str | None = None,
+    waiting: Collection[str] = (),
 ) -> Iterator[tuple[Problem, bool]]:
     """A route into a lent range (`lent`: stacks.addresses.route_ranges), whatever the groups reach, with whether it is
-    refused: the tailnet would reach every port of whichever device is lent an address of it. Refused in the discovery
-    pool (a machine there takes a configuration from anyone, `_LENT_HARM`) and the router's old pool (no device stays
-    there), and a route holding nothing but lent addresses (it reaches no device for good); a route that also holds
-    fixed addresses and runs into network.dhcpRange alone is warned of (stacks.warn._routes_into_lent): the devices
-    lent it are the household's own, which the user may mean to reach. The message names the route's every lent range
-    with the part it holds, and the routes without them, which validate with no warning of their own.
+    refused: the tailnet would reach every port of whichever device is lent an address of it. Refused where machines
+    wait to be discovered (a machine there takes a configuration from anyone, `_lent_harm`), a /32 there too, and the
+    router's old pool in dhcp mode (no device stays there), and a route holding nothing but lent addresses (it reaches
+    no device for good); a route that also holds fixed addresses and runs into the other ranges (network.dhcpRange, the
+    router's pool in proxy mode) is warned of (stacks.warn._routes_into_lent): the devices lent them are the
+    household's own, which the user may mean to reach. The message names the route's every lent range with the part it
+    holds, and the routes without them, which validate with no warning of their own.
     Left to other rules: the routes `_routes` refuses (`skip`), which leave the lent ranges out already; a /32 to a
     fixed address (`fixed`), said by the rule that places that address inside the range (stacks.addresses.check,
     stacks.discovery's pool rule), whose fix moves the range or the device; a /32 in a range the router lends (proxy
-    mode, or no Ainur), which may be a device it holds a reservation for (stacks.warn._routes_into_lent).
-    `waiting`: the lent range machines waiting to be discovered are lent (stacks.addresses.waiting_range), refused as
-    the discovery pool is: network.dhcpRange where the router lends it to them (proxy mode)."""
+    mode, or no Ainur) where no machine waits, which may be a device it holds a reservation for
+    (stacks.warn._routes_into_lent).
+    `waiting`: the lent ranges machines waiting to be discovered are lent (stacks.addresses.waiting_range), refused as
+    the discovery pool is: the router's pool where it lends it to them (proxy mode)."""
     kept = bool(kept_off_groups(remote))
     for i, route in enumerate(remote.routes):
         if i in skip or not any(route.subnet_of(net) for net in network.subnets()):
@@ -375,7 +391,9 @@ def lent_routes(
         one = route.num_addresses == 1
         if one and route.network_address in fixed:
             continue
-        reached, inside = lent_reached(route, [r for r in lent if not (one and r.lender == "router")])
+        # A /32 where the router lends may be a device it holds a reservation for, but not where machines wait to be
+        # discovered: those take whichever address is free.
+        reached, inside = lent_reached(route, [r for r in lent if not (one and r.lender == "router" and r.key not in waiting)])
         if not reached:
             continue
         first, last = route.network_address, route.broadcast_address
@@ -386,8 +404,7 @@ def lent_routes(
         parts = [
             f"{r.shown} ({'all of it' if r.whole else f'{r.first}-{r.last} of it' if r.first != r.last else f'{r.first} of it'})" for r in reached
         ]
-        harmful = [r.lent.key for r in reached if r.lent.key != DHCP_RANGE or r.lent.key == waiting]
-        harm = list(dict.fromkeys(_LENT_HARM[key] for key in harmful))
+        harm = list(dict.fromkeys(h for r in reached if (h := _lent_harm(r.lent, waiting, remote)) is not None))
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
             if gateways:
@@ -399,7 +416,7 @@ def lent_routes(
             f"{route} runs into {_and(parts)}, addresses that are only lent: the tailnet would reach every port of whichever "
             f"device is lent one{''.join(f', and {h}' for h in harm)}; {fix}",
         )
-        yield problem, inside or bool(harmful)
+        yield problem, inside or bool(harm)
 
 
 def _and(items: Sequence[str]) -> str:

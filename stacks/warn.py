@@ -435,23 +435,26 @@ def _namespace_name_label(stack: StackConfig) -> Iterator[Problem]:
 def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
     """A remote-access route into a lent range (stacks.addresses.route_ranges) that the stack cannot refuse, in config order:
 
-    - a route to one device (/32) inside a range the router lends (network.dhcpRange in proxy mode, or without the
-      Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see;
+    - a route to one device (/32) inside a range the router lends (network.dhcpRange or ainur.netboot.routerPool in
+      proxy mode, network.dhcpRange without the Ainur) where no machine waits to be discovered: as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see;
       without one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range
       and know no reservation of the device's: refused there (stacks.remote_access.lent_routes). A device of the address
       table there is warned of at its own key (`_devices_in_router_range`), once;
-    - a route that holds fixed addresses and runs into network.dhcpRange, no other lent range: the lent part reaches
+    - a route that holds fixed addresses and runs into network.dhcpRange (or the router's pool in proxy mode), where
+      no machine waits to be discovered, and no other lent range: the lent part reaches
       every port of whichever of the household's devices is lent one of it. The rule and its message are
       stacks.remote_access.lent_routes', which refuses a route into the other lent ranges or wholly lent."""
     if stack.remote_access is None:
         return
     discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
     lent = route_ranges(stack.network, stack.ainur, discovery)
+    # A /32 where machines wait to be discovered is refused (stacks.remote_access.lent_routes).
+    waiting = waiting_range(stack.arda.discovery, stack.ainur)
     # A route to a device the address table knows is said in that device's warning (`_devices_in_router_range`).
     devices = _lent_devices(stack, named)
     for i, route in enumerate(stack.remote_access.routes):
         if route.num_addresses == 1:
-            r = next((r for r in lent if r.lender == "router" and route.network_address in r.range), None)
+            r = next((r for r in lent if r.lender == "router" and r.key not in waiting and route.network_address in r.range), None)
             if r is not None and route.network_address not in devices:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",
