@@ -1045,14 +1045,20 @@ def check(
                 # The entry is what was mistyped (a machine's address where the resolver's was meant), so it is said at
                 # the entry, with the LAN's resolver to write there: the router, unless another entry names it already
                 # or an earlier message offered it (the fixes taken together list no server twice, stacks.warn._dns_twice).
+                # Where another resolver stays listed (a Pi-hole, a VLAN's router), removing the entry is the fix: the
+                # router beside a Pi-hole would answer a share of what it filters, as dnsmasq without strict-order sends
+                # to every server every 50 queries or 20 s and keeps the fastest (dnsmasq v2.90 src/forward.c:350-364,
+                # src/config.h:31-32).
                 listed = next((f"network.dns[{j}] is" for j, ip in enumerate(network.dns) if ip == network.gateway), None)
                 listed = listed or (f"{router_offered} is to be" if router_offered is not None else None)
-                resolver = (
-                    f"remove it ({listed} the router, network.gateway {network.gateway}) or write another resolver (a Pi-hole) in {d.path}"
-                    if listed is not None
-                    else f"write the LAN's resolver in {d.path}: the router, network.gateway {network.gateway}, or a Pi-hole"
-                )
-                router_offered = router_offered or d.path
+                staying = next((f"network.dns[{j}] {ip}" for j, ip in enumerate(network.dns) if ip not in own), None)
+                if listed is not None:
+                    resolver = f"remove it ({listed} the router, network.gateway {network.gateway}) or write another resolver (a Pi-hole) in {d.path}"
+                elif staying is not None:
+                    resolver = f"remove it ({staying} stays, the resolver they go to)"
+                else:
+                    resolver = f"write the LAN's resolver in {d.path}: the router, network.gateway {network.gateway}, or a Pi-hole"
+                    router_offered = d.path
                 yield Problem(
                     f"iluvatar:{d.path}",
                     f"{d.ip} collides with {held_by.path}, {_own_noun(held_by)}: {d.path} is the DNS server {forward} the "
