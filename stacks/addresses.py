@@ -13,7 +13,7 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Literal
 from urllib.parse import urlsplit
@@ -769,6 +769,10 @@ class ClustersOwn:
     addresses: Mapping[IPv4Address, str]
     lent: tuple[Lent, ...] = ()
     waiting: tuple[str, ...] = ()  # the lent ranges machines waiting to be discovered are lent (`waiting_range`)
+    # Arda's workers' addresses with their owners: not the clusters' own, but a route over one is warned of for a group
+    # kept off the clusters (stacks.warn._routes_over_workers), so the routes offered in place of a refused one leave
+    # them out for such a group.
+    workers: Mapping[IPv4Address, str] = field(default_factory=dict)
 
     def within(self, first: IPv4Address, last: IPv4Address) -> list[tuple[IPv4Address, IPv4Address, str]]:
         """The clusters' own addresses from first to last, in order, each as (low, high, owner)."""
@@ -790,7 +794,9 @@ def clusters_own(
     reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
     workers are left out: they hold no address but their own, and what they run is reached through the gateways or
     reach: ports, not on the worker's address (no LoadBalancer Service of Arda's holds a NodePort, plans.ports.service);
-    a route to one reaches its kubelet and Talos's API, both authenticating their clients. With them, the lent ranges
+    a route to one reaches its kubelet and Talos's API, both authenticating their clients but for Talos's in maintenance
+    mode (a worker reset until the next `up`, a machine discovered until its apply), so a route over one is warned of
+    (`workers`, stacks.warn._routes_over_workers). With them, the lent ranges
     (`route_ranges`), the discovery pool among them: a route into one is refused or warned of whatever the groups
     reach (stacks.remote_access.lent_routes)."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
@@ -798,7 +804,13 @@ def clusters_own(
     for h in held:
         if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
-    return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)), waiting_range(discovery, ainur))
+    workers = {ip: owner for ip, owner in arda_workers(nodes).items() if ip not in out}
+    return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)), waiting_range(discovery, ainur), workers)
+
+
+def arda_workers(nodes: Sequence[tuple[int, Node]]) -> dict[IPv4Address, str]:
+    """Arda's workers' addresses, each with its owner as the address table names it (`nodes[6].ip (gandalf)`)."""
+    return {n.ip: f"nodes[{i}].ip ({n.name})" for i, n in nodes if n.role not in AINUR_ROLES and n.role != "valinor"}
 
 
 def waiting_range(discovery: Discovery | None, ainur: Ainur | None) -> tuple[str, ...]:

@@ -93,7 +93,7 @@ def check(
         out += said
         # A route refused above is said once: its fix leaves the lent ranges out already.
         skip = {i for i in range(len(remote.routes)) if any(p.path == f"{REMOTE}.routes[{i}]" for p in said)}
-        out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip, clusters.waiting) if refused]
+        out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip, clusters.waiting, clusters.workers) if refused]
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {}, offer)
     if remote.flavour == "tailscale":
@@ -214,8 +214,10 @@ def _routes(
                 left.append("the clusters' own addresses")
             left += list(dict.fromkeys(f"{what} {r}" for n in standing for what, r in n.lent))
             gateways = list(dict.fromkeys(f"{key} {ip}" for n in standing for key, ip in n.routers))
+            workers = list(dict.fromkeys(w for n in standing for w in n.workers))
             kept = [f"{_and(left)}, which a route may not hold"] if left else []
             kept += [f"the router's {_and(gateways)}, which a group kept off the clusters should not reach either"] if gateways else []
+            kept += [_workers_note(workers)] if workers else []
             less = f" (leaving out {'; and '.join(kept)})" if kept else ""
             beyond = route.num_addresses - sum(n.num_addresses for _, n in wider)
             yield Problem(
@@ -310,6 +312,7 @@ def _routes(
                 if narrowed.routers
                 else []
             )
+            notes += [_workers_note(narrowed.workers)] if narrowed.workers else []
             if notes:
                 fix += f" (leaving out {'; and '.join(notes)})"
         elif over_pool:
@@ -319,6 +322,12 @@ def _routes(
         if held and not over_pool:
             fix += f", or give {groups} reach: kubernetes if {'it' if len(kept_off) == 1 else 'they'} should reach the clusters"
         yield Problem(path, "; ".join(said) + f"; {fix}")
+
+
+# Why a group kept off the clusters should not reach an Arda worker: a worker reset or reflashed runs Talos in
+# maintenance mode at its inventory address until the next `up` (plans.bringup's probe "maintenance"), as a machine
+# discovered does until its apply step, and maintenance mode applies a configuration from anyone (`_lent_harm`).
+WORKER_WHEN = "in maintenance mode (a worker reset or reflashed, until the next `up`; a machine newly discovered, until its apply)"
 
 
 def kept_off_groups(remote: RemoteAccess) -> list[str]:
@@ -368,6 +377,7 @@ def lent_routes(
     fixed: Collection[IPv4Address] = (),
     skip: Container[int] = (),
     waiting: Collection[str] = (),
+    worker_addresses: Mapping[IPv4Address, str] = MappingProxyType({}),
 ) -> Iterator[tuple[Problem, bool]]:
     """A route into a lent range (`lent`: stacks.addresses.route_ranges), whatever the groups reach, with whether it is
     refused: the tailnet would reach every port of whichever device is lent an address of it. Refused where machines
@@ -383,7 +393,9 @@ def lent_routes(
     mode, or no Ainur) where no machine waits, which may be a device it holds a reservation for
     (stacks.warn._routes_into_lent).
     `waiting`: the lent ranges machines waiting to be discovered are lent (stacks.addresses.waiting_range), refused as
-    the discovery pool is: the router's pool where it lends it to them (proxy mode)."""
+    the discovery pool is: the router's pool where it lends it to them (proxy mode). `worker_addresses`: Arda's
+    workers' (stacks.addresses.ClustersOwn.workers), which the routes offered leave out for a group kept off the
+    clusters, as they do the router's."""
     kept = bool(kept_off_groups(remote))
     for i, route in enumerate(remote.routes):
         if i in skip or not any(route.subnet_of(net) for net in network.subnets()):
@@ -399,7 +411,9 @@ def lent_routes(
         first, last = route.network_address, route.broadcast_address
         # A group kept off the clusters is warned of a route to the router (stacks.warn._routes_to_a_router).
         gateways = [(key, ip) for key, ip in routers(network) if first <= ip <= last] if kept else []
-        closed = [(r.first, r.last) for r in reached] + [(ip, ip) for _, ip in gateways]
+        # And of Arda's workers (stacks.warn._routes_over_workers).
+        workers = [(ip, owner) for ip, owner in sorted(worker_addresses.items()) if first <= ip <= last] if kept else []
+        closed = [(r.first, r.last) for r in reached] + [(ip, ip) for _, ip in gateways] + [(ip, ip) for ip, _ in workers]
         rest = [net for net in _rest(first, last, closed) if not hostless(network, net)]
         parts = [
             f"{r.shown} ({'all of it' if r.whole else f'{r.first}-{r.last} of it' if r.first != r.last else f'{r.first} of it'})" for r in reached
@@ -407,8 +421,14 @@ def lent_routes(
         harm = list(dict.fromkeys(h for r in reached if (h := _lent_harm(r.lent, waiting, remote)) is not None))
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
-            if gateways:
-                fix += f" (leaving out the router's {_and([f'{key} {ip}' for key, ip in gateways])}, which a group kept off the clusters should not reach either)"
+            notes = (
+                [f"the router's {_and([f'{key} {ip}' for key, ip in gateways])}, which a group kept off the clusters should not reach either"]
+                if gateways
+                else []
+            )
+            notes += [_workers_note([_shown(ip, owner) for ip, owner in workers])] if workers else []
+            if notes:
+                fix += f" (leaving out {'; and '.join(notes)})"
         else:
             fix = "give the device a fixed address outside the lent ranges and route that"
         problem = Problem(
@@ -417,6 +437,17 @@ def lent_routes(
             f"device is lent one{''.join(f', and {h}' for h in harm)}; {fix}",
         )
         yield problem, inside or bool(harm)
+
+
+def _shown(ip: IPv4Address, owner: str) -> str:
+    """An address with its owner, as the messages show the clusters' own: `192.168.0.31 (nodes[6].ip, gandalf)`."""
+    return f"{ip} ({owner.replace(' (', ', ').removesuffix(')')})"
+
+
+def _workers_note(workers: Sequence[str]) -> str:
+    """What a route offered to a group kept off the clusters leaves out of Arda's workers, and why (stacks.warn
+    ._routes_over_workers)."""
+    return f"Arda's worker{'s' if len(workers) > 1 else ''} {_and(list(workers))}, whose Talos API {WORKER_WHEN} applies a machine configuration sent by anyone"
 
 
 def _and(items: Sequence[str]) -> str:
@@ -431,6 +462,7 @@ class Narrowed:
     held: list[tuple[IPv4Address, IPv4Address, str]]  # the clusters' own addresses it holds (ClustersOwn.within)
     lent: list[tuple[str, AddressRange]]  # the lent ranges it runs into
     routers: list[tuple[str, IPv4Address]]  # the router's addresses `rest` leaves out (stacks.warn._routes_to_a_router)
+    workers: list[str]  # Arda's workers `rest` leaves out (stacks.warn._routes_over_workers), as messages show them
     rest: list[IPv4Network]  # the route itself when it holds neither the pool nor the clusters' own, else what is left
 
 
@@ -447,13 +479,14 @@ def _narrowed(route: IPv4Network, network: Network, clusters: ClustersOwn, kept:
     over_pool = first <= pool.end and pool.start <= last
     held = clusters.within(first, last) if kept else []
     gateways = [(key, ip) for key, ip in routers(network) if first <= ip <= last] if kept else []
-    if not over_pool and not held and not gateways:
-        return Narrowed(False, [], [], [], [route])
+    workers = [(ip, owner) for ip, owner in sorted(clusters.workers.items()) if first <= ip <= last] if kept else []
+    if not over_pool and not held and not gateways and not workers:
+        return Narrowed(False, [], [], [], [], [route])
     lent = [(r.key, r.range) for r in clusters.lent if r.range.start <= last and first <= r.range.end]
     closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
-    closed += [(ip, ip) for _, ip in gateways]
+    closed += [(ip, ip) for _, ip in gateways] + [(ip, ip) for ip, _ in workers]
     rest = [net for net in _rest(first, last, closed) if not hostless(network, net)]
-    return Narrowed(over_pool, held, lent, gateways, rest)
+    return Narrowed(over_pool, held, lent, gateways, [_shown(ip, owner) for ip, owner in workers], rest)
 
 
 def _rest(first: IPv4Address, last: IPv4Address, closed: Sequence[tuple[IPv4Address, IPv4Address]]) -> list[IPv4Network]:
