@@ -504,10 +504,12 @@ def _routes_to_arda_machines(stack: StackConfig) -> Iterator[Problem]:
     on the host's network, where reach: kubernetes opens only Arda's API server at arda.vip (plans.remote_access
     .destinations); the load-balancer pool is refused for the like (stacks.remote_access._routes). A group kept off the
     clusters is refused a route over a control plane there too; past that, apid and the kubelet authenticate their
-    clients (Talos's by its client certificate), and talosctl from away is what such a route is for (reach: kubernetes
+    clients (Talos's by its client certificate) but for apid in maintenance mode (a machine reset, or discovered, until
+    `up` configures it), which the message names, and talosctl from away is what such a route is for (reach: kubernetes
     gives it no port), so it is said, not refused, naming the machine. A wider route holding machines among other
     devices is a part of the LAN routed on purpose (as one holding a whole lent range, `_routes_into_lent`), and the
-    routes a refusal offers are such parts: not warned of."""
+    routes a refusal offers are such parts: not warned of, but for a worker's address while a group is kept off the
+    clusters (`_routes_over_workers`)."""
     remote = stack.remote_access
     if remote is None:
         return
