@@ -13,7 +13,7 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Literal
 from urllib.parse import urlsplit
@@ -768,7 +768,11 @@ class ClustersOwn:
 
     addresses: Mapping[IPv4Address, str]
     lent: tuple[Lent, ...] = ()
-    waiting: str | None = None  # the lent range machines waiting to be discovered are lent (`waiting_range`)
+    waiting: tuple[str, ...] = ()  # the lent ranges machines waiting to be discovered are lent (`waiting_range`)
+    # Arda's workers' addresses with their owners: not the clusters' own, but a route over one is warned of for a group
+    # kept off the clusters (stacks.warn._routes_over_workers), so the routes offered in place of a refused one leave
+    # them out for such a group.
+    workers: Mapping[IPv4Address, str] = field(default_factory=dict)
 
     def within(self, first: IPv4Address, last: IPv4Address) -> list[tuple[IPv4Address, IPv4Address, str]]:
         """The clusters' own addresses from first to last, in order, each as (low, high, owner)."""
@@ -790,7 +794,9 @@ def clusters_own(
     reflashes and opens the serial console of each machine in its board (plans.power), the cluster itself. Arda's
     workers are left out: they hold no address but their own, and what they run is reached through the gateways or
     reach: ports, not on the worker's address (no LoadBalancer Service of Arda's holds a NodePort, plans.ports.service);
-    a route to one reaches its kubelet and Talos's API, both authenticating their clients. With them, the lent ranges
+    a route to one reaches its kubelet and Talos's API, both authenticating their clients but for Talos's in maintenance
+    mode (a worker reset until the next `up`, a machine discovered until its apply), so a route over one is warned of
+    (`workers`, stacks.warn._routes_over_workers). With them, the lent ranges
     (`route_ranges`), the discovery pool among them: a route into one is refused or warned of whatever the groups
     reach (stacks.remote_access.lent_routes)."""
     kept = {f"nodes[{i}].ip" for i, n in nodes if n.role in AINUR_ROLES or n.role == "valinor"}
@@ -798,18 +804,29 @@ def clusters_own(
     for h in held:
         if h.kind in ("vip", "identity", "headscale", "bmc") or (h.kind == "node" and h.path in kept):
             out.setdefault(h.ip, h.owner)
-    return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)), waiting_range(discovery, ainur))
+    workers = {ip: owner for ip, owner in arda_workers(nodes).items() if ip not in out}
+    return ClustersOwn(out, tuple(route_ranges(network, ainur, discovery_pool)), waiting_range(discovery, ainur), workers)
 
 
-def waiting_range(discovery: Discovery | None, ainur: Ainur | None) -> str | None:
-    """The lent range machines waiting to be discovered on network.lan are lent, by its key: the discovery pool in dhcp
-    mode, network.dhcpRange in proxy mode, where the router lends them its own (stacks.discovery); None without
-    discovery, or for discovery on a VLAN, whose DHCP server's range the stack does not know."""
+def arda_workers(nodes: Sequence[tuple[int, Node]]) -> dict[IPv4Address, str]:
+    """Arda's workers' addresses, each with its owner as the address table names it (`nodes[6].ip (gandalf)`)."""
+    return {n.ip: f"nodes[{i}].ip ({n.name})" for i, n in nodes if n.role not in AINUR_ROLES and n.role != "valinor"}
+
+
+def waiting_range(discovery: Discovery | None, ainur: Ainur | None) -> tuple[str, ...]:
+    """The lent ranges machines waiting to be discovered on network.lan are lent, by their keys: the discovery pool in
+    dhcp mode; in proxy mode the pool the router lends them (stacks.discovery): ainur.netboot.routerPool where the stack
+    names it (after a move from dhcp the router lends routerPool, kept apart from the Ainur's old leases and grown back
+    by updating routerPool, docs/layers/netboot.md#changing-the-dhcp-mode), and network.dhcpRange, the router's pool
+    as the LAN's rules read it. None without discovery, or for discovery on a VLAN, whose DHCP server's range the stack
+    does not know."""
     if discovery is None or discovery.vlan is not None:
-        return None
+        return ()
     if discovery.pool is not None:
-        return DISCOVERY_POOL
-    return DHCP_RANGE if ainur is not None and ainur.netboot.mode == "proxy" else None
+        return (DISCOVERY_POOL,)
+    if ainur is None or ainur.netboot.mode != "proxy":
+        return ()
+    return ((ROUTER_POOL,) if isinstance(ainur.netboot.router_pool, AddressRange) else ()) + (DHCP_RANGE,)
 
 
 def without_routes(held: Sequence[Held]) -> list[Held]:
@@ -1040,14 +1057,20 @@ def check(
                 # The entry is what was mistyped (a machine's address where the resolver's was meant), so it is said at
                 # the entry, with the LAN's resolver to write there: the router, unless another entry names it already
                 # or an earlier message offered it (the fixes taken together list no server twice, stacks.warn._dns_twice).
+                # Where another resolver stays listed (a Pi-hole, a VLAN's router), removing the entry is the fix: the
+                # router beside a Pi-hole would answer a share of what it filters, as dnsmasq without strict-order sends
+                # to every server every 50 queries or 20 s and keeps the fastest (dnsmasq v2.90 src/forward.c:350-364,
+                # src/config.h:31-32).
                 listed = next((f"network.dns[{j}] is" for j, ip in enumerate(network.dns) if ip == network.gateway), None)
                 listed = listed or (f"{router_offered} is to be" if router_offered is not None else None)
-                resolver = (
-                    f"remove it ({listed} the router, network.gateway {network.gateway}) or write another resolver (a Pi-hole) in {d.path}"
-                    if listed is not None
-                    else f"write the LAN's resolver in {d.path}: the router, network.gateway {network.gateway}, or a Pi-hole"
-                )
-                router_offered = router_offered or d.path
+                staying = next((f"network.dns[{j}] {ip}" for j, ip in enumerate(network.dns) if ip not in own), None)
+                if listed is not None:
+                    resolver = f"remove it ({listed} the router, network.gateway {network.gateway}) or write another resolver (a Pi-hole) in {d.path}"
+                elif staying is not None:
+                    resolver = f"remove it ({staying} stays, the resolver they go to)"
+                else:
+                    resolver = f"write the LAN's resolver in {d.path}: the router, network.gateway {network.gateway}, or a Pi-hole"
+                    router_offered = d.path
                 yield Problem(
                     f"iluvatar:{d.path}",
                     f"{d.ip} collides with {held_by.path}, {_own_noun(held_by)}: {d.path} is the DNS server {forward} the "
@@ -1706,9 +1729,9 @@ def lent_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: Ad
 
 def route_ranges(network: Network | None, ainur: Ainur | None, discovery_pool: AddressRange | None) -> list[Lent]:
     """The lent ranges a remote-access route is checked against (stacks.remote_access.lent_routes, stacks.warn
-    ._routes_into_lent): all but routerPool in proxy mode, where network.dhcpRange is the router's pool as the LAN's rules read it, and routerPool
-    is said only on a move from dhcp, to keep the router apart from the leases the Ainur lent."""
-    return [r for r in lent_ranges(network, ainur, discovery_pool) if r.key != ROUTER_POOL or r.lender == "held"]
+    ._routes_into_lent): every one, routerPool in proxy mode among them, as the router lends it after a move from dhcp
+    (docs/layers/netboot.md#changing-the-dhcp-mode) whatever network.dhcpRange still says."""
+    return lent_ranges(network, ainur, discovery_pool)
 
 
 @dataclass(frozen=True)

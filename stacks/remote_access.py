@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_ra
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from stacks.addresses import DHCP_RANGE, DISCOVERY_POOL, ROUTER_POOL, ClustersOwn, Lent, hostless, lent_reached, routers
+from stacks.addresses import DISCOVERY_POOL, ROUTER_POOL, ClustersOwn, Lent, hostless, lent_reached, routers
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import AddressRange, App, Identity, Network
@@ -93,7 +93,7 @@ def check(
         out += said
         # A route refused above is said once: its fix leaves the lent ranges out already.
         skip = {i for i in range(len(remote.routes)) if any(p.path == f"{REMOTE}.routes[{i}]" for p in said)}
-        out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip, clusters.waiting) if refused]
+        out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip, clusters.waiting, clusters.workers) if refused]
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {}, offer)
     if remote.flavour == "tailscale":
@@ -214,8 +214,10 @@ def _routes(
                 left.append("the clusters' own addresses")
             left += list(dict.fromkeys(f"{what} {r}" for n in standing for what, r in n.lent))
             gateways = list(dict.fromkeys(f"{key} {ip}" for n in standing for key, ip in n.routers))
+            workers = list(dict.fromkeys(w for n in standing for w in n.workers))
             kept = [f"{_and(left)}, which a route may not hold"] if left else []
             kept += [f"the router's {_and(gateways)}, which a group kept off the clusters should not reach either"] if gateways else []
+            kept += [_workers_note(workers)] if workers else []
             less = f" (leaving out {'; and '.join(kept)})" if kept else ""
             beyond = route.num_addresses - sum(n.num_addresses for _, n in wider)
             yield Problem(
@@ -310,6 +312,7 @@ def _routes(
                 if narrowed.routers
                 else []
             )
+            notes += [_workers_note(narrowed.workers)] if narrowed.workers else []
             if notes:
                 fix += f" (leaving out {'; and '.join(notes)})"
         elif over_pool:
@@ -319,6 +322,12 @@ def _routes(
         if held and not over_pool:
             fix += f", or give {groups} reach: kubernetes if {'it' if len(kept_off) == 1 else 'they'} should reach the clusters"
         yield Problem(path, "; ".join(said) + f"; {fix}")
+
+
+# Why a group kept off the clusters should not reach an Arda worker: a worker reset or reflashed runs Talos in
+# maintenance mode at its inventory address until the next `up` (plans.bringup's probe "maintenance"), as a machine
+# discovered does until its apply step, and maintenance mode applies a configuration from anyone (`_lent_harm`).
+WORKER_WHEN = "in maintenance mode (a worker reset or reflashed, until the next `up`; a machine newly discovered, until its apply)"
 
 
 def kept_off_groups(remote: RemoteAccess) -> list[str]:
@@ -331,20 +340,34 @@ def kept_off_groups(remote: RemoteAccess) -> list[str]:
 # siderolabs/talos internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:194-198 asks for the admin role
 # only once the machine has its configuration, and internal/app/machined/pkg/system/services/machined.go:57-61 lets the
 # reader role call ApplyConfiguration.
-_MAINTENANCE = (
-    "runs Talos in maintenance mode, whose API (port 50000) applies a machine configuration sent by anyone (talosctl "
-    "apply-config --insecure), so any device of the tailnet could take the machine over before it is the household's"
-)
-_LENT_HARM = MappingProxyType(
-    {
-        DISCOVERY_POOL: f"a machine waiting in the discovery pool {_MAINTENANCE}",
-        # In proxy mode a machine waiting to be discovered on network.lan is lent the router's range (stacks.discovery).
-        DHCP_RANGE: "in proxy mode the router lends network.dhcpRange to the machines waiting to be discovered (arda.discovery), "
-        f"and each {_MAINTENANCE}",
-        ROUTER_POOL: "ainur.netboot.routerPool is the pool the router lent before its DHCP went off: no reservation keeps a "
-        "device there, and each device leaves it when its lease ends",
-    }
-)
+def _maintenance(remote: RemoteAccess) -> str:
+    """Why a machine waiting in maintenance mode must not be routed to: who could take it over. A route opens every port
+    of what it holds only to the groups with reach: routes (plans.remote_access.destinations)."""
+    reaching = [g.group for g in remote.access if "routes" in g.reach]
+    api = "runs Talos in maintenance mode, whose API (port 50000) applies a machine configuration sent by anyone (talosctl apply-config --insecure)"
+    if not reaching:
+        return f"{api}: no group reaches routes today, but the day one does, each of its devices could take the machine over"
+    return f"{api}, so each device of {_and(reaching)} (reach: routes) could take the machine over before it is the household's"
+
+
+def _lent_harm(lent: Lent, waiting: Collection[str], remote: RemoteAccess) -> str | None:
+    """Why a route into `lent` is refused, beyond what every lent address risks; None where the devices lent it are the
+    household's own, which the user may mean to reach (warned of). In maintenance mode Talos applies a configuration
+    from a client of any role, one with no certificate too: siderolabs/talos
+    internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:194-198 asks for the admin role only once the
+    machine has its configuration, and internal/app/machined/pkg/system/services/machined.go:57-61 lets the reader
+    role call ApplyConfiguration."""
+    if lent.key == DISCOVERY_POOL:
+        return f"a machine waiting in the discovery pool {_maintenance(remote)}"
+    if lent.key in waiting:
+        # In proxy mode a machine waiting to be discovered on network.lan is lent the router's pool (stacks.discovery).
+        return f"in proxy mode the router lends {lent.key} to the machines waiting to be discovered (arda.discovery), and each {_maintenance(remote)}"
+    if lent.lender == "held":
+        return (
+            f"{ROUTER_POOL} is the pool the router lent before its DHCP went off: no reservation keeps a device there, and "
+            "each device leaves it when its lease ends"
+        )
+    return None
 
 
 def lent_routes(
@@ -353,21 +376,26 @@ def lent_routes(
     lent: Sequence[Lent],
     fixed: Collection[IPv4Address] = (),
     skip: Container[int] = (),
-    waiting: str | None = None,
+    waiting: Collection[str] = (),
+    worker_addresses: Mapping[IPv4Address, str] = MappingProxyType({}),
 ) -> Iterator[tuple[Problem, bool]]:
     """A route into a lent range (`lent`: stacks.addresses.route_ranges), whatever the groups reach, with whether it is
-    refused: the tailnet would reach every port of whichever device is lent an address of it. Refused in the discovery
-    pool (a machine there takes a configuration from anyone, `_LENT_HARM`) and the router's old pool (no device stays
-    there), and a route holding nothing but lent addresses (it reaches no device for good); a route that also holds
-    fixed addresses and runs into network.dhcpRange alone is warned of (stacks.warn._routes_into_lent): the devices
-    lent it are the household's own, which the user may mean to reach. The message names the route's every lent range
-    with the part it holds, and the routes without them, which validate with no warning of their own.
+    refused: the tailnet would reach every port of whichever device is lent an address of it. Refused where machines
+    wait to be discovered (a machine there takes a configuration from anyone, `_lent_harm`), a /32 there too, and the
+    router's old pool in dhcp mode (no device stays there), and a route holding nothing but lent addresses (it reaches
+    no device for good); a route that also holds fixed addresses and runs into the other ranges (network.dhcpRange, the
+    router's pool in proxy mode) is warned of (stacks.warn._routes_into_lent): the devices lent them are the
+    household's own, which the user may mean to reach. The message names the route's every lent range with the part it
+    holds, and the routes without them, which validate with no warning of their own.
     Left to other rules: the routes `_routes` refuses (`skip`), which leave the lent ranges out already; a /32 to a
     fixed address (`fixed`), said by the rule that places that address inside the range (stacks.addresses.check,
     stacks.discovery's pool rule), whose fix moves the range or the device; a /32 in a range the router lends (proxy
-    mode, or no Ainur), which may be a device it holds a reservation for (stacks.warn._routes_into_lent).
-    `waiting`: the lent range machines waiting to be discovered are lent (stacks.addresses.waiting_range), refused as
-    the discovery pool is: network.dhcpRange where the router lends it to them (proxy mode)."""
+    mode, or no Ainur) where no machine waits, which may be a device it holds a reservation for
+    (stacks.warn._routes_into_lent).
+    `waiting`: the lent ranges machines waiting to be discovered are lent (stacks.addresses.waiting_range), refused as
+    the discovery pool is: the router's pool where it lends it to them (proxy mode). `worker_addresses`: Arda's
+    workers' (stacks.addresses.ClustersOwn.workers), which the routes offered leave out for a group kept off the
+    clusters, as they do the router's."""
     kept = bool(kept_off_groups(remote))
     for i, route in enumerate(remote.routes):
         if i in skip or not any(route.subnet_of(net) for net in network.subnets()):
@@ -375,23 +403,32 @@ def lent_routes(
         one = route.num_addresses == 1
         if one and route.network_address in fixed:
             continue
-        reached, inside = lent_reached(route, [r for r in lent if not (one and r.lender == "router")])
+        # A /32 where the router lends may be a device it holds a reservation for, but not where machines wait to be
+        # discovered: those take whichever address is free.
+        reached, inside = lent_reached(route, [r for r in lent if not (one and r.lender == "router" and r.key not in waiting)])
         if not reached:
             continue
         first, last = route.network_address, route.broadcast_address
         # A group kept off the clusters is warned of a route to the router (stacks.warn._routes_to_a_router).
         gateways = [(key, ip) for key, ip in routers(network) if first <= ip <= last] if kept else []
-        closed = [(r.first, r.last) for r in reached] + [(ip, ip) for _, ip in gateways]
+        # And of Arda's workers (stacks.warn._routes_over_workers).
+        workers = [(ip, owner) for ip, owner in sorted(worker_addresses.items()) if first <= ip <= last] if kept else []
+        closed = [(r.first, r.last) for r in reached] + [(ip, ip) for _, ip in gateways] + [(ip, ip) for ip, _ in workers]
         rest = [net for net in _rest(first, last, closed) if not hostless(network, net)]
         parts = [
             f"{r.shown} ({'all of it' if r.whole else f'{r.first}-{r.last} of it' if r.first != r.last else f'{r.first} of it'})" for r in reached
         ]
-        harmful = [r.lent.key for r in reached if r.lent.key != DHCP_RANGE or r.lent.key == waiting]
-        harm = list(dict.fromkeys(_LENT_HARM[key] for key in harmful))
+        harm = list(dict.fromkeys(h for r in reached if (h := _lent_harm(r.lent, waiting, remote)) is not None))
         if rest:
             fix = f"route {', '.join(str(n) for n in rest)} instead"
-            if gateways:
-                fix += f" (leaving out the router's {_and([f'{key} {ip}' for key, ip in gateways])}, which a group kept off the clusters should not reach either)"
+            notes = (
+                [f"the router's {_and([f'{key} {ip}' for key, ip in gateways])}, which a group kept off the clusters should not reach either"]
+                if gateways
+                else []
+            )
+            notes += [_workers_note([_shown(ip, owner) for ip, owner in workers])] if workers else []
+            if notes:
+                fix += f" (leaving out {'; and '.join(notes)})"
         else:
             fix = "give the device a fixed address outside the lent ranges and route that"
         problem = Problem(
@@ -399,7 +436,18 @@ def lent_routes(
             f"{route} runs into {_and(parts)}, addresses that are only lent: the tailnet would reach every port of whichever "
             f"device is lent one{''.join(f', and {h}' for h in harm)}; {fix}",
         )
-        yield problem, inside or bool(harmful)
+        yield problem, inside or bool(harm)
+
+
+def _shown(ip: IPv4Address, owner: str) -> str:
+    """An address with its owner, as the messages show the clusters' own: `192.168.0.31 (nodes[6].ip, gandalf)`."""
+    return f"{ip} ({owner.replace(' (', ', ').removesuffix(')')})"
+
+
+def _workers_note(workers: Sequence[str]) -> str:
+    """What a route offered to a group kept off the clusters leaves out of Arda's workers, and why (stacks.warn
+    ._routes_over_workers)."""
+    return f"Arda's worker{'s' if len(workers) > 1 else ''} {_and(list(workers))}, whose Talos API {WORKER_WHEN} applies a machine configuration sent by anyone"
 
 
 def _and(items: Sequence[str]) -> str:
@@ -414,6 +462,7 @@ class Narrowed:
     held: list[tuple[IPv4Address, IPv4Address, str]]  # the clusters' own addresses it holds (ClustersOwn.within)
     lent: list[tuple[str, AddressRange]]  # the lent ranges it runs into
     routers: list[tuple[str, IPv4Address]]  # the router's addresses `rest` leaves out (stacks.warn._routes_to_a_router)
+    workers: list[str]  # Arda's workers `rest` leaves out (stacks.warn._routes_over_workers), as messages show them
     rest: list[IPv4Network]  # the route itself when it holds neither the pool nor the clusters' own, else what is left
 
 
@@ -430,13 +479,14 @@ def _narrowed(route: IPv4Network, network: Network, clusters: ClustersOwn, kept:
     over_pool = first <= pool.end and pool.start <= last
     held = clusters.within(first, last) if kept else []
     gateways = [(key, ip) for key, ip in routers(network) if first <= ip <= last] if kept else []
-    if not over_pool and not held and not gateways:
-        return Narrowed(False, [], [], [], [route])
+    workers = [(ip, owner) for ip, owner in sorted(clusters.workers.items()) if first <= ip <= last] if kept else []
+    if not over_pool and not held and not gateways and not workers:
+        return Narrowed(False, [], [], [], [], [route])
     lent = [(r.key, r.range) for r in clusters.lent if r.range.start <= last and first <= r.range.end]
     closed = ([(pool.start, pool.end)] if over_pool else []) + [(low, high) for low, high, _ in held] + [(r.start, r.end) for _, r in lent]
-    closed += [(ip, ip) for _, ip in gateways]
+    closed += [(ip, ip) for _, ip in gateways] + [(ip, ip) for ip, _ in workers]
     rest = [net for net in _rest(first, last, closed) if not hostless(network, net)]
-    return Narrowed(over_pool, held, lent, gateways, rest)
+    return Narrowed(over_pool, held, lent, gateways, [_shown(ip, owner) for ip, owner in workers], rest)
 
 
 def _rest(first: IPv4Address, last: IPv4Address, closed: Sequence[tuple[IPv4Address, IPv4Address]]) -> list[IPv4Network]:

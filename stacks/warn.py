@@ -25,6 +25,7 @@ from stacks.addresses import (
     Server,
     _router_fix,
     and_list,
+    arda_workers,
     entries,
     hostless,
     lent_ranges,
@@ -64,7 +65,7 @@ from stacks.gitops import Lab
 from stacks.logs_model import Logs
 from stacks.model import DiskSelector, Node, StackConfig
 from stacks.monitoring import server_on_arda
-from stacks.remote_access import kept_off_groups, lent_routes
+from stacks.remote_access import WORKER_WHEN, kept_off_groups, lent_routes
 from stacks.rules import _transport, by_path_bus_path, etcd_release, link_name_doubts, newer_etcd_patch, talos_patches_of
 from stacks.storage import arda_classes, default_class, longhorn_pis, nfs_address, shared_disk_names, zone_addresses
 
@@ -168,6 +169,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     yield from _routes_into_lent(stack, reached)
     yield from _routes_nobody_reaches(stack)
     yield from _routes_to_arda_machines(stack)
+    yield from _routes_over_workers(stack)
     yield from _routes_to_a_router(stack)
     yield from _nfs_at_a_router(stack)
     backup = stack.backup
@@ -435,23 +437,26 @@ def _namespace_name_label(stack: StackConfig) -> Iterator[Problem]:
 def _routes_into_lent(stack: StackConfig, named: Sequence[Server]) -> Iterator[Problem]:
     """A remote-access route into a lent range (stacks.addresses.route_ranges) that the stack cannot refuse, in config order:
 
-    - a route to one device (/32) inside a range the router lends (network.dhcpRange in proxy mode, or without the
-      Ainur): as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see;
+    - a route to one device (/32) inside a range the router lends (network.dhcpRange or ainur.netboot.routerPool in
+      proxy mode, network.dhcpRange without the Ainur) where no machine waits to be discovered: as for the NAS, a reservation on the router keeps the device's address, which the stack cannot see;
       without one, the tailnet reaches whichever device is lent the address next. In dhcp mode the Ainur lend the range
       and know no reservation of the device's: refused there (stacks.remote_access.lent_routes). A device of the address
       table there is warned of at its own key (`_devices_in_router_range`), once;
-    - a route that holds fixed addresses and runs into network.dhcpRange, no other lent range: the lent part reaches
+    - a route that holds fixed addresses and runs into network.dhcpRange (or the router's pool in proxy mode), where
+      no machine waits to be discovered, and no other lent range: the lent part reaches
       every port of whichever of the household's devices is lent one of it. The rule and its message are
       stacks.remote_access.lent_routes', which refuses a route into the other lent ranges or wholly lent."""
     if stack.remote_access is None:
         return
     discovery = stack.arda.discovery.pool if stack.arda.discovery is not None else None
     lent = route_ranges(stack.network, stack.ainur, discovery)
+    # A /32 where machines wait to be discovered is refused (stacks.remote_access.lent_routes).
+    waiting = waiting_range(stack.arda.discovery, stack.ainur)
     # A route to a device the address table knows is said in that device's warning (`_devices_in_router_range`).
     devices = _lent_devices(stack, named)
     for i, route in enumerate(stack.remote_access.routes):
         if route.num_addresses == 1:
-            r = next((r for r in lent if r.lender == "router" and route.network_address in r.range), None)
+            r = next((r for r in lent if r.lender == "router" and r.key not in waiting and route.network_address in r.range), None)
             if r is not None and route.network_address not in devices:
                 yield Problem(
                     f"iluvatar:remoteAccess.routes[{i}]",
@@ -472,7 +477,8 @@ def _lent_warned(stack: StackConfig) -> list[Problem]:
     lent = route_ranges(stack.network, stack.ainur, discovery)
     fixed = {route.network_address for route in remote.routes if route.num_addresses == 1}
     waiting = waiting_range(stack.arda.discovery, stack.ainur)
-    return [p for p, refused in lent_routes(remote, stack.network, lent, fixed, waiting=waiting) if not refused]
+    workers = arda_workers(list(enumerate(stack.nodes)))
+    return [p for p, refused in lent_routes(remote, stack.network, lent, fixed, waiting=waiting, worker_addresses=workers) if not refused]
 
 
 def _routes_nobody_reaches(stack: StackConfig) -> Iterator[Problem]:
@@ -498,10 +504,12 @@ def _routes_to_arda_machines(stack: StackConfig) -> Iterator[Problem]:
     on the host's network, where reach: kubernetes opens only Arda's API server at arda.vip (plans.remote_access
     .destinations); the load-balancer pool is refused for the like (stacks.remote_access._routes). A group kept off the
     clusters is refused a route over a control plane there too; past that, apid and the kubelet authenticate their
-    clients (Talos's by its client certificate), and talosctl from away is what such a route is for (reach: kubernetes
+    clients (Talos's by its client certificate) but for apid in maintenance mode (a machine reset, or discovered, until
+    `up` configures it), which the message names, and talosctl from away is what such a route is for (reach: kubernetes
     gives it no port), so it is said, not refused, naming the machine. A wider route holding machines among other
     devices is a part of the LAN routed on purpose (as one holding a whole lent range, `_routes_into_lent`), and the
-    routes a refusal offers are such parts: not warned of."""
+    routes a refusal offers are such parts: not warned of, but for a worker's address while a group is kept off the
+    clusters (`_routes_over_workers`)."""
     remote = stack.remote_access
     if remote is None:
         return
@@ -516,9 +524,10 @@ def _routes_to_arda_machines(stack: StackConfig) -> Iterator[Problem]:
         yield Problem(
             f"iluvatar:remoteAccess.routes[{i}]",
             f"{route} is {machines[route.network_address]}, a machine of Arda: {groups} reach: routes, so the tailnet would "
-            "reach every port of it (Talos's API, the kubelet, what a pod there serves on the host's network), where reach: "
-            "kubernetes opens only Arda's API server; remove the route, unless reaching the machine itself from away "
-            "(talosctl) is meant",
+            "reach every port of it (Talos's API, which in maintenance mode, a machine reset or reflashed until the next `up` "
+            "or newly discovered until its apply, applies a machine configuration sent by anyone; the kubelet; what a pod "
+            "there serves on the host's network), where reach: kubernetes opens only Arda's API server; remove the route, "
+            "unless reaching the machine itself from away (talosctl) is meant",
         )
 
 
@@ -544,7 +553,8 @@ def _routes_to_a_router(stack: StackConfig) -> Iterator[Problem]:
         if not held or f"iluvatar:remoteAccess.routes[{i}]" in said:
             continue
         around = [route]
-        for _, ip in held:
+        # The routes offered leave Arda's workers out too (`_routes_over_workers`), so they validate with no warning.
+        for ip in [ip for _, ip in held] + [ip for ip in arda_workers(list(enumerate(stack.nodes))) if ip in route]:
             around = [part for net in around for part in (net.address_exclude(IPv4Network(ip)) if ip in net else (net,))]
         around = [net for net in around if not hostless(stack.network, net)]
         named = ", ".join(f"{key} {ip}" for key, ip in held)
@@ -555,6 +565,44 @@ def _routes_to_a_router(stack: StackConfig) -> Iterator[Problem]:
             f"{route} {what}: {groups} routes but not kubernetes, so the tailnet would reach every port of the router (its admin "
             f"pages, SSH where it has it), which runs the whole house's network; {fix}, unless {'that group' if len(kept_off) == 1 else 'they'} "
             "should administer the router",
+        )
+
+
+def _routes_over_workers(stack: StackConfig) -> Iterator[Problem]:
+    """A route wider than one address holding Arda's workers while a group reaches routes but not kubernetes: a worker is
+    not among the clusters' own addresses (its kubelet and Talos's API authenticate their clients, and what it runs is
+    reached through the gateways), but a worker reset or reflashed waits in Talos's maintenance mode at its address until
+    the next `up` (plans.bringup's probe "maintenance"), as a machine discovered does until its apply step, and then
+    applies a configuration from anyone (stacks.remote_access._lent_harm): the group could own the machine, and the next
+    `up` would meet a foreign Talos. Such a state is brief and the route may be meant, so it is said, not refused, with
+    the routes around the workers and the router (which the routes a refusal offers leave out already,
+    stacks.remote_access._narrowed). A /32 to a worker is said by `_routes_to_arda_machines`; a route warned of for
+    running into network.dhcpRange is said there once, its routes leaving the workers out too (`_lent_warned`)."""
+    remote = stack.remote_access
+    if remote is None:
+        return
+    kept_off = kept_off_groups(remote)
+    if not kept_off:
+        return
+    said = {p.path for p in _lent_warned(stack)}
+    workers = arda_workers(list(enumerate(stack.nodes)))
+    groups = f"the group {kept_off[0]} reaches" if len(kept_off) == 1 else f"the groups {', '.join(kept_off)} reach"
+    for i, route in enumerate(remote.routes):
+        held = sorted(ip for ip in workers if ip in route)
+        if route.num_addresses == 1 or not held or f"iluvatar:remoteAccess.routes[{i}]" in said:
+            continue
+        around = [route]
+        for ip in held + [ip for _, ip in routers(stack.network) if ip in route]:
+            around = [part for net in around for part in (net.address_exclude(IPv4Network(ip)) if ip in net else (net,))]
+        around = [net for net in around if not hostless(stack.network, net)]
+        named = ", ".join(f"{ip} ({workers[ip].replace(' (', ', ').removesuffix(')')})" for ip in held)
+        fix = f"route {', '.join(str(n) for n in sorted(around))} instead" if around else "remove it"
+        yield Problem(
+            f"iluvatar:remoteAccess.routes[{i}]",
+            f"{route} holds Arda's worker{'s' if len(held) > 1 else ''} {named}: {groups} routes but not kubernetes, so the "
+            f"tailnet would reach every port of {'each' if len(held) > 1 else 'it'}, Talos's API among them, which {WORKER_WHEN} "
+            f"applies a machine configuration sent by anyone, and whoever sends one owns the machine; {fix}, unless {'that group' if len(kept_off) == 1 else 'they'} should "
+            "reach the workers themselves",
         )
 
 

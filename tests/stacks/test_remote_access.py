@@ -271,3 +271,72 @@ def test_the_routes_a_route_into_the_dhcp_range_is_told_to_take_validate_without
     suggested = found.group(1).split(", ")
     fixed = remote_stack({**HEADSCALE, "routes": suggested, "access": access}, **more)
     assert [str(w) for w in warnings(fixed) if w.path.startswith("iluvatar:remoteAccess")] == []
+
+
+_PROXY_WAITING = {
+    "iluvatar:ainur.netboot.mode": "proxy",
+    "iluvatar:ainur.netboot.routerPool": {"start": "192.168.0.60", "end": "192.168.0.79"},
+    "iluvatar:arda.discovery": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("route", "offered"),
+    [
+        (
+            "192.168.0.0/24",
+            "192.168.0.0/27, 192.168.0.32/28, 192.168.0.48/29, 192.168.0.56/30, 192.168.0.80/28, 192.168.0.96/30, "
+            "192.168.0.200/29, 192.168.0.208/29, 192.168.0.216/30, 192.168.0.240/28",
+        ),
+        ("192.168.0.0/26", "192.168.0.0/27, 192.168.0.32/28, 192.168.0.48/29, 192.168.0.56/30"),
+        ("192.168.0.64/27", "192.168.0.80/28"),
+    ],
+    ids=["the-whole-lan", "below-the-pool", "over-its-end"],
+)
+def test_the_routes_offered_leave_out_the_routers_pool_where_machines_wait_and_validate(route: str, offered: str, tmp_path: Path) -> None:
+    # In proxy mode after a move from dhcp the router lends routerPool, where machines waiting to be discovered take
+    # their addresses: the routes offered in place of one into it leave it out, and each validates with no warning.
+    remote = {
+        **HEADSCALE,
+        "routes": [route],
+        "access": [{"group": "example:homelab-admins", "members": ["alice@"], "reach": ["apps", "kubernetes", "routes"]}],
+    }
+    doc = edit(homelab_doc(), {**_PROXY_WAITING, "iluvatar:remoteAccess": remote})
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    [problem] = [p for p in err.value.problems if p.path == "iluvatar:remoteAccess.routes[0]"]
+    found = re.search(r"; route (\S+(?:, \S+)*) instead", problem.message)
+    assert found is not None, problem.message
+    assert found.group(1) == offered
+    for net in offered.split(", "):
+        fixed = edit(homelab_doc(), {**_PROXY_WAITING, "iluvatar:remoteAccess": {**remote, "routes": [net]}})
+        stack = load_stack_file(write_stack(tmp_path, fixed), require_secrets=True)
+        assert [str(w) for w in warnings(stack) if w.path.startswith("iluvatar:remoteAccess")] == [], net
+
+
+_KEPT = [
+    {"group": "example:homelab-admins", "members": ["alice@"], "reach": ["apps", "kubernetes"]},
+    {"group": "example:family", "members": ["bob@"], "reach": ["routes"]},
+]
+
+
+@pytest.mark.parametrize("route", ["192.168.0.24/29", "192.168.0.0/24", "192.168.0.0/26"], ids=["over-a-worker", "the-whole-lan", "below-the-pool"])
+def test_the_routes_offered_to_a_group_kept_off_the_clusters_leave_out_the_workers_and_validate(route: str, tmp_path: Path) -> None:
+    # A worker in maintenance mode takes a configuration from anyone: a route over one is warned of for a group kept
+    # off the clusters, and the routes offered in place of a route warned of or refused leave the workers out, each
+    # validating with no warning.
+    remote = {**HEADSCALE, "routes": [route], "access": _KEPT}
+    doc = edit(homelab_doc(), {"iluvatar:remoteAccess": remote})
+    try:
+        said = [w for w in warnings(load_stack_file(write_stack(tmp_path, doc), require_secrets=True)) if w.path == "iluvatar:remoteAccess.routes[0]"]
+    except StackConfigError as err:
+        said = [p for p in err.problems if p.path == "iluvatar:remoteAccess.routes[0]"]
+    [message] = [p.message for p in said]
+    assert "192.168.0.31 (nodes[6].ip, gandalf)" in message
+    found = re.search(r"; route (\S+(?:, \S+)*) instead", message)
+    assert found is not None, message
+    offered = found.group(1).split(", ")
+    assert not any(IPv4Address(ip) in IPv4Network(net) for net in offered for ip in ("192.168.0.31", "192.168.0.32")), offered
+    fixed = edit(homelab_doc(), {"iluvatar:remoteAccess": {**remote, "routes": offered}})
+    stack = load_stack_file(write_stack(tmp_path, fixed), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path.startswith("iluvatar:remoteAccess.routes")] == []

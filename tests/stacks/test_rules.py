@@ -585,3 +585,19 @@ def test_a_dns_entry_at_the_homelabs_address_is_said_at_the_entry_and_its_fix_va
     doc["config"]["iluvatar:network"]["dns"] = [d for d in fixed if d]
     stack = load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
     assert [str(w) for w in warnings(stack) if w.path.startswith("iluvatar:network.dns")] == []
+
+
+def test_a_dns_entry_at_the_homelabs_address_beside_another_resolver_is_removed_and_the_router_not_added(tmp_path: Path) -> None:
+    # A Pi-hole stays listed: the fix removes the entry, never writes the router beside it, and the stack then validates
+    # with no warning of network.dns.
+    doc = homelab_doc()
+    doc["config"]["iluvatar:network"]["dns"] = ["192.168.0.16", "192.168.0.53"]
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    [problem] = err.value.problems
+    assert problem.path == "iluvatar:network.dns[0]"
+    assert "; remove it (network.dns[1] 192.168.0.53 stays, the resolver they go to); " in problem.message
+    assert "network.gateway" not in problem.message
+    doc["config"]["iluvatar:network"]["dns"] = ["192.168.0.53"]
+    stack = load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path.startswith("iluvatar:network.dns")] == []
