@@ -1401,7 +1401,7 @@ def image_server(
     """The Pi image's server (`servers`, kind `image`) where the image builder cannot reach it, as stacks.gitops says of
     repoUrl: loopback, link-local or the tailnet's (stacks.reach.unreachable); or on Arda (stacks.data.on_arda: an app's
     host, a Service of the load-balancer pool, an Arda machine, Arda's VIP), which the table's own rule leaves to this one
-    (`check`). The card Pis build the image in netboot-cache, which `up` waits on before the netbooting Pis join and
+    (`check`); or a Pi that netboots itself. The card Pis build the image in netboot-cache, which `up` waits on before the netbooting Pis join and
     Arda's netbooting machines install (docs/layers/ainur.md, "Pis with no card"), so a server on Arda is not there when
     the image is first needed, nor after a disaster that takes Arda down."""
     for s in named:
@@ -1409,6 +1409,19 @@ def image_server(
             continue
         if (why := unreachable(s.host, IMAGE_CLIENTS)) is not None:
             yield Problem(f"iluvatar:{s.path}", f"{s.written}: {why}")
+            continue
+        # A Pi that netboots has no root until the card Pis have built its image (plans.netboot.pi_pods: netboot-cache's
+        # pi-image step, which the netbooting Pis' boot waits on), so it can serve nothing then: the image never comes.
+        pi = next(((i, n) for i, n in nodes if n.boot == "netboot" and n.role in AINUR_ROLES and s.address == n.ip), None)
+        if pi is not None:
+            i, n = pi
+            yield Problem(
+                f"iluvatar:{s.path}",
+                f"{s.written}: the server {s.shown} is nodes[{i}] ({n.name}), a Pi that netboots from this very image: it has no "
+                "root until the card Pis have built the image from this url, so it serves nothing then, the image is never "
+                "built and `up` would stop at netboot-cache with no Pi netbooted; keep it on cdimage.ubuntu.com (the default url), "
+                "a card Pi or a server of the LAN",
+            )
             continue
         name = s.name or s.host.rstrip(".").lower()
         # An app's host is named as the app (its gateway's address in the pool says no more).
