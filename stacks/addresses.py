@@ -25,7 +25,7 @@ from stacks.data_model import Backup
 from stacks.errors import Problem
 from stacks.model import AddressRange, Ainur, App, Arda, Discovery, GitOps, Identity, Monitoring, Network, Node, PiImage, Storage
 from stacks.power import password_path, set_password
-from stacks.reach import Clients, private_tld, unreachable
+from stacks.reach import Clients, multicast_name, private_tld, unreachable
 from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
 
@@ -1435,7 +1435,55 @@ def image_server(
             )
 
 
-def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str]) -> Iterator[Problem]:
+# Who resolves a server that network.dns alone answers for, and how it gets there (`through_network_dns`).
+_RESOLVED_BY: dict[Kind, str] = {
+    "image": "the Pi image builder (a pod on the card Pis) asks k3s's CoreDNS, which forwards it to the Pis' resolver, network.dns",
+    "git": "whoever clones it (the Git mirror on the Ainur, Argo CD) asks its cluster's CoreDNS, which forwards it to the machines' "
+    "resolver, network.dns",
+}
+
+_ASKING: dict[Kind, str] = {"image": "the Pi image builder's resolvers", "git": "the resolvers of Argo CD and the Git mirror"}
+
+
+def through_network_dns(s: Server, ainur: bool) -> bool:
+    """Whether `s`'s clients resolve it through network.dns alone: the Pi image builder, a pod of k3s on the card Pis,
+    and, with the Ainur, whoever clones repoUrl (the Git mirror, a pod of k3s, or Argo CD in either cluster). k3s's
+    CoreDNS forwards what is not the cluster's to the node's resolv.conf, and the Pis' netplan sets network.dns
+    (plans.cloudinit network_config_document), as Talos's ResolverConfig does on Arda (plans.talos). network.dns is the
+    Ainur's dnsmasq's upstream, never the other way, so it never holds the internal zone (docs/layers/ainur.md, "DNS").
+    Without the Ainur the router forwards the zone to the LAN resolver (plans.resolver), so a name of it resolves."""
+    return s.kind == "image" or (s.kind == "git" and ainur)
+
+
+def unresolved_names(named: Sequence[Server], network: Network | None, ainur: bool, refused: Collection[str]) -> Iterator[Problem]:
+    """A server whose clients resolve through network.dns alone (`through_network_dns`), written as a name of the
+    internal zone, which network.dns never holds, or, for the image and the Git server, as a multicast DNS (.local) name,
+    which no resolver of theirs asks. Not said again of a server already refused (`refused`, its keys)."""
+    if network is None:
+        return
+    domain = network.domain.lower()
+    for s in named:
+        if s.kind not in _RESOLVED_BY or f"iluvatar:{s.path}" in refused:
+            continue
+        host = s.host.rstrip(".").lower()
+        # A single label is searched under the zone, then asked as written (a k3s node's name is in CoreDNS's NodeHosts;
+        # a router answers its DHCP host names): stacks.warn warns of it.
+        under_zone = "." in host and private_tld(host, domain) == domain
+        if not under_zone and (mdns := multicast_name(host, _ASKING[s.kind], "CoreDNS and network.dns")):
+            yield Problem(f"iluvatar:{s.path}", f"{s.written}: {mdns}, so {CLIENTS[s.kind]}; write {NOUNS[s.kind]}'s LAN IPv4 address")
+            continue
+        if not under_zone or not through_network_dns(s, ainur):
+            continue
+        fix = f"write its address, {s.address}" if s.address is not None else f"write {NOUNS[s.kind]}'s LAN IPv4 address"
+        yield Problem(
+            f"iluvatar:{s.path}",
+            f"{s.written}: the server {s.shown} is a name of the internal zone {network.domain}, which only the Ainur's dnsmasq "
+            f"answers: {_RESOLVED_BY[s.kind]}, and network.dns never holds the zone (it is the dnsmasq's upstream, not the "
+            f"other way), so {CLIENTS[s.kind]}; {fix}",
+        )
+
+
+def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str], ainur: bool = False) -> Iterator[Problem]:
     """A server written as a name of the internal zone that the plan never creates (`created`: its machines, VIPs, apps'
     hosts and the program's own names). The Ainur's dnsmasq answers the zone only from the plan's records
     (local=/<domain>/, plans.netboot.dnsmasq), and Arda's pods ask it through CoreDNS, so such a name resolves nowhere,
@@ -1461,6 +1509,8 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
             continue
         if s.name or not name or private_tld(name, domain) != domain or name in known:
             continue
+        if "." in name and through_network_dns(s, ainur):
+            continue  # `unresolved_names` refuses every name of the zone for it
         try:
             IPv4Address(name)
         except ValueError:

@@ -69,6 +69,16 @@ def unreachable(host: str, who: Clients, shown: str | None = None, local: Sequen
     return None
 
 
+def multicast_name(host: str, resolvers: str, answering: str) -> str | None:
+    """Why a server written as a multicast DNS name (RFC 6762's `.local`, a NAS's Bonjour name) is reached by none of
+    `resolvers` (who asks the name), or None: each of `answering` is a unicast DNS resolver, and a `.local` name is
+    answered by multicast DNS alone, on the link."""
+    name = host.rstrip(".").lower()
+    if name != "local" and not name.endswith(".local"):
+        return None
+    return f"the server {host} is a multicast DNS (.local) name, which none of {resolvers} asks ({answering} answer unicast DNS only)"
+
+
 def private_tld(name: str, domain: str | None = None) -> str | None:
     """The private-use suffix `name` ends in (`.internal`, `.lan`, `.home.arpa`, `.local`, ...), or None when it may be
     public. `domain` is network.domain, the internal zone, which no public resolver answers either."""
