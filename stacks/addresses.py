@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stacks.apps import address_owner, under
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
@@ -184,9 +184,9 @@ def servers(
             found.append(("monitoring.receiver.email.smarthost", host, host.rsplit(":", 1)[0].strip("[]"), "receiver"))
         for kind, part in (("webhook", receiver.webhook), ("ntfy", receiver.ntfy)):
             if part is not None and part.url is not None:
-                found.append((f"monitoring.receiver.{kind}.url", part.url, urlsplit(part.url).hostname or "", "receiver"))
+                found.append((f"monitoring.receiver.{kind}.url", part.url, _url_host(part.url), "receiver"))
     if monitoring is not None and monitoring.heartbeat is not None:
-        found.append(("monitoring.heartbeat", monitoring.heartbeat, urlsplit(monitoring.heartbeat).hostname or "", "heartbeat"))
+        found.append(("monitoring.heartbeat", monitoring.heartbeat, _url_host(monitoring.heartbeat), "heartbeat"))
     if gitops is not None:  # a URL the model has parsed already (GitOps.repo_url)
         found.append(("gitops.repoUrl", gitops.repo_url, parse_repo_url(gitops.repo_url).host, "git"))
     if image is not None:  # a URL its field's pattern has taken (http or https, PiImage.url)
@@ -379,11 +379,15 @@ _PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy"})
 
 
 def _url_host(url: str) -> str:
-    """The host of a server's URL (http://172.20.8.80:5000, or 172.20.8.80:5000 without a scheme), or ""."""
+    """The host of a server's URL (http://172.20.8.80:5000, or 172.20.8.80:5000 without a scheme), or "", percent-decoded:
+    every rule reads the host its client dials. curl decodes a percent-encoded host before it resolves or dials it
+    (curl 7.88.1, the Pi image builder's, stacks/pins.py: `curl -v http://192.168.0.%31%31:1/` tries 192.168.0.11), so
+    127.0.0.%31 is loopback and grafana%2Eiluvatar.home.arpa an app's host; Go's net/url refuses such a host instead."""
     try:
-        return urlsplit(url if "//" in url else f"//{url}").hostname or ""
+        host = urlsplit(url if "//" in url else f"//{url}").hostname or ""
     except ValueError:
         return ""
+    return unquote(host).lower()
 
 
 # The documents that give a link static addresses (`addresses[].address`): Talos assigns each to its link (Talos's

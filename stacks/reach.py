@@ -54,6 +54,11 @@ def unreachable(host: str, who: Clients, shown: str | None = None, local: Sequen
         ip = ip_address(name)
     except ValueError:
         ip = None
+    if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
+        # An IPv4-mapped literal (::ffff:a.b.c.d) is dialled as that IPv4 address: Go's TCPAddr.family() is AF_INET when
+        # IP.To4() is not nil (go src/net/tcpsock_posix.go, family), and Python's ip_address() keeps it IPv6, whose
+        # is_loopback is False for ::ffff:127.0.0.1 (3.11).
+        ip = ip.ipv4_mapped
     if name == "localhost" or name.endswith(".localhost") or (ip is not None and (ip.is_loopback or ip.is_unspecified)):
         return f"{shown} is loopback: to {who.clients} it names each one's own host or pod, not a server of the LAN, {who.harm}; {who.fix}"
     if ip is not None and (ip in LINK_LOCAL if ip.version == 4 else ip in LINK_LOCAL_V6):
