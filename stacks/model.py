@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import date
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -616,6 +616,27 @@ class PiImage(Model):
             )
         return url
 
+    @field_validator("url")
+    @classmethod
+    def _a_file_path_alone(cls, url: str) -> str:
+        # The release and the file the checks below compare are read from the url's path. A fragment is never sent (curl
+        # drops it), so `…/release/#/<file>` downloads the folder's index page; a query is the server's to read, so the
+        # path's last part need not be the file it serves. Either way the builder's checksum fails on the Pis at `up`.
+        parts = urlsplit(url)
+        if "#" in url:
+            raise ValueError(
+                f"{url}: what follows # is a fragment, which curl never sends: the Pi image builder would download "
+                f"{urlunsplit(parts._replace(fragment=''))}, not the image, and refuse its SHA-256 on the card Pis at `pulumi up`; "
+                "write the image file's own url, without #"
+            )
+        if "?" in url:
+            raise ValueError(
+                f"{url}: ?{parts.query} is a query string, which the server reads as it likes, so the release and the file "
+                f"this url names cannot be read from it (its path ends in {parts.path.rsplit('/', 1)[-1] or '/'}); write the "
+                "image file's own url, without ?"
+            )
+        return url
+
     @model_validator(mode="after")
     def _release_is_the_urls(self) -> PiImage:
         name = self.url.rsplit("/", 1)[-1]
@@ -683,7 +704,8 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     # release, which the check above compares with `release`, so every release the url names meets `release`.
     image = named.group(1) if named is not None else None
     parts = urlsplit(url)
-    folders = parts.path.split("/")[:-1]
+    # A folder is compared as the server reads it: percent-decoded (24%2E04.2 is folder 24.04.2).
+    folders = unquote(parts.path).split("/")[:-1]
     other = [f for f in dict.fromkeys(folders) if image is not None and _RELEASE.fullmatch(f) and f not in _folders_of(image)]
     if other and image is not None:
         out.append((("url",), _folder_problem(url, folders, other, image, release, sha256)))
