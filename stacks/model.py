@@ -696,6 +696,8 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
             f"; set release: {named.group(1)}, or the url and sha256 of the release you meant"
             if urls is None
             else f", which is refused as a release: {urls}"
+            # The release written, where the builder takes it, is the other way out: the one the folder's message points at.
+            + ("" if _release_problem(release) is not None else f"; or keep release {release} and write its url and sha256")
         )
         out.append(((), f"release is {release}, but url names Ubuntu {named.group(1)} ({url}){fix}"))
     # cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/, and a series' newest
