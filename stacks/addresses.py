@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stacks.apps import address_owner, under
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
@@ -25,7 +25,7 @@ from stacks.data_model import Backup
 from stacks.errors import Problem
 from stacks.model import AddressRange, Ainur, App, Arda, Discovery, GitOps, Identity, Monitoring, Network, Node, PiImage, Storage
 from stacks.power import password_path, set_password
-from stacks.reach import Clients, private_tld, unreachable
+from stacks.reach import Clients, multicast_name, private_tld, unreachable
 from stacks.remote_model import RemoteAccess
 from stacks.repository import parse_repo_url
 
@@ -184,9 +184,9 @@ def servers(
             found.append(("monitoring.receiver.email.smarthost", host, host.rsplit(":", 1)[0].strip("[]"), "receiver"))
         for kind, part in (("webhook", receiver.webhook), ("ntfy", receiver.ntfy)):
             if part is not None and part.url is not None:
-                found.append((f"monitoring.receiver.{kind}.url", part.url, urlsplit(part.url).hostname or "", "receiver"))
+                found.append((f"monitoring.receiver.{kind}.url", part.url, _url_host(part.url), "receiver"))
     if monitoring is not None and monitoring.heartbeat is not None:
-        found.append(("monitoring.heartbeat", monitoring.heartbeat, urlsplit(monitoring.heartbeat).hostname or "", "heartbeat"))
+        found.append(("monitoring.heartbeat", monitoring.heartbeat, _url_host(monitoring.heartbeat), "heartbeat"))
     if gitops is not None:  # a URL the model has parsed already (GitOps.repo_url)
         found.append(("gitops.repoUrl", gitops.repo_url, parse_repo_url(gitops.repo_url).host, "git"))
     if image is not None:  # a URL its field's pattern has taken (http or https, PiImage.url)
@@ -379,11 +379,15 @@ _PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy"})
 
 
 def _url_host(url: str) -> str:
-    """The host of a server's URL (http://172.20.8.80:5000, or 172.20.8.80:5000 without a scheme), or ""."""
+    """The host of a server's URL (http://172.20.8.80:5000, or 172.20.8.80:5000 without a scheme), or "", percent-decoded:
+    every rule reads the host its client dials. curl decodes a percent-encoded host before it resolves or dials it
+    (curl 7.88.1, the Pi image builder's, stacks/pins.py: `curl -v http://192.168.0.%31%31:1/` tries 192.168.0.11), so
+    127.0.0.%31 is loopback and grafana%2Eiluvatar.home.arpa an app's host; Go's net/url refuses such a host instead."""
     try:
-        return urlsplit(url if "//" in url else f"//{url}").hostname or ""
+        host = urlsplit(url if "//" in url else f"//{url}").hostname or ""
     except ValueError:
         return ""
+    return unquote(host).lower()
 
 
 # The documents that give a link static addresses (`addresses[].address`): Talos assigns each to its link (Talos's
@@ -1424,7 +1428,7 @@ def image_server(
     """The Pi image's server (`servers`, kind `image`) where the image builder cannot reach it, as stacks.gitops says of
     repoUrl: loopback, link-local or the tailnet's (stacks.reach.unreachable); or on Arda (stacks.data.on_arda: an app's
     host, a Service of the load-balancer pool, an Arda machine, Arda's VIP), which the table's own rule leaves to this one
-    (`check`). The card Pis build the image in netboot-cache, which `up` waits on before the netbooting Pis join and
+    (`check`); or a Pi that netboots itself. The card Pis build the image in netboot-cache, which `up` waits on before the netbooting Pis join and
     Arda's netbooting machines install (docs/layers/ainur.md, "Pis with no card"), so a server on Arda is not there when
     the image is first needed, nor after a disaster that takes Arda down."""
     for s in named:
@@ -1432,6 +1436,19 @@ def image_server(
             continue
         if (why := unreachable(s.host, IMAGE_CLIENTS)) is not None:
             yield Problem(f"iluvatar:{s.path}", f"{s.written}: {why}")
+            continue
+        # A Pi that netboots has no root until the card Pis have built its image (plans.netboot.pi_pods: netboot-cache's
+        # pi-image step, which the netbooting Pis' boot waits on), so it can serve nothing then: the image never comes.
+        pi = next(((i, n) for i, n in nodes if n.boot == "netboot" and n.role in AINUR_ROLES and s.address == n.ip), None)
+        if pi is not None:
+            i, n = pi
+            yield Problem(
+                f"iluvatar:{s.path}",
+                f"{s.written}: the server {s.shown} is nodes[{i}] ({n.name}), a Pi that netboots from this very image: it has no "
+                "root until the card Pis have built the image from this url, so it serves nothing then, the image is never "
+                "built and `up` would stop at netboot-cache with no Pi netbooted; keep it on cdimage.ubuntu.com (the default url), "
+                "a card Pi or a server of the LAN",
+            )
             continue
         name = s.name or s.host.rstrip(".").lower()
         # An app's host is named as the app (its gateway's address in the pool says no more).
@@ -1445,7 +1462,55 @@ def image_server(
             )
 
 
-def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str]) -> Iterator[Problem]:
+# Who resolves a server that network.dns alone answers for, and how it gets there (`through_network_dns`).
+_RESOLVED_BY: dict[Kind, str] = {
+    "image": "the Pi image builder (a pod on the card Pis) asks k3s's CoreDNS, which forwards it to the Pis' resolver, network.dns",
+    "git": "whoever clones it (the Git mirror on the Ainur, Argo CD) asks its cluster's CoreDNS, which forwards it to the machines' "
+    "resolver, network.dns",
+}
+
+_ASKING: dict[Kind, str] = {"image": "the Pi image builder's resolvers", "git": "the resolvers of Argo CD and the Git mirror"}
+
+
+def through_network_dns(s: Server, ainur: bool) -> bool:
+    """Whether `s`'s clients resolve it through network.dns alone: the Pi image builder, a pod of k3s on the card Pis,
+    and, with the Ainur, whoever clones repoUrl (the Git mirror, a pod of k3s, or Argo CD in either cluster). k3s's
+    CoreDNS forwards what is not the cluster's to the node's resolv.conf, and the Pis' netplan sets network.dns
+    (plans.cloudinit network_config_document), as Talos's ResolverConfig does on Arda (plans.talos). network.dns is the
+    Ainur's dnsmasq's upstream, never the other way, so it never holds the internal zone (docs/layers/ainur.md, "DNS").
+    Without the Ainur the router forwards the zone to the LAN resolver (plans.resolver), so a name of it resolves."""
+    return s.kind == "image" or (s.kind == "git" and ainur)
+
+
+def unresolved_names(named: Sequence[Server], network: Network | None, ainur: bool, refused: Collection[str]) -> Iterator[Problem]:
+    """A server whose clients resolve through network.dns alone (`through_network_dns`), written as a name of the
+    internal zone, which network.dns never holds, or, for the image and the Git server, as a multicast DNS (.local) name,
+    which no resolver of theirs asks. Not said again of a server already refused (`refused`, its keys)."""
+    if network is None:
+        return
+    domain = network.domain.lower()
+    for s in named:
+        if s.kind not in _RESOLVED_BY or f"iluvatar:{s.path}" in refused:
+            continue
+        host = s.host.rstrip(".").lower()
+        # A single label is searched under the zone, then asked as written (a k3s node's name is in CoreDNS's NodeHosts;
+        # a router answers its DHCP host names): stacks.warn warns of it.
+        under_zone = "." in host and private_tld(host, domain) == domain
+        if not under_zone and (mdns := multicast_name(host, _ASKING[s.kind], "CoreDNS and network.dns")):
+            yield Problem(f"iluvatar:{s.path}", f"{s.written}: {mdns}, so {CLIENTS[s.kind]}; write {NOUNS[s.kind]}'s LAN IPv4 address")
+            continue
+        if not under_zone or not through_network_dns(s, ainur):
+            continue
+        fix = f"write its address, {s.address}" if s.address is not None else f"write {NOUNS[s.kind]}'s LAN IPv4 address"
+        yield Problem(
+            f"iluvatar:{s.path}",
+            f"{s.written}: the server {s.shown} is a name of the internal zone {network.domain}, which only the Ainur's dnsmasq "
+            f"answers: {_RESOLVED_BY[s.kind]}, and network.dns never holds the zone (it is the dnsmasq's upstream, not the "
+            f"other way), so {CLIENTS[s.kind]}; {fix}",
+        )
+
+
+def unknown_names(named: Sequence[Server], network: Network | None, created: Collection[str], ainur: bool = False) -> Iterator[Problem]:
     """A server written as a name of the internal zone that the plan never creates (`created`: its machines, VIPs, apps'
     hosts and the program's own names). The Ainur's dnsmasq answers the zone only from the plan's records
     (local=/<domain>/, plans.netboot.dnsmasq), and Arda's pods ask it through CoreDNS, so such a name resolves nowhere,
@@ -1471,6 +1536,8 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
             continue
         if s.name or not name or private_tld(name, domain) != domain or name in known:
             continue
+        if "." in name and through_network_dns(s, ainur):
+            continue  # `unresolved_names` refuses every name of the zone for it
         try:
             IPv4Address(name)
         except ValueError:

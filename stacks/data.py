@@ -33,7 +33,7 @@ from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
-from stacks.reach import Clients, private_tld, unreachable
+from stacks.reach import Clients, multicast_name, private_tld, unreachable
 
 BACKUP = "iluvatar:backup"
 APP_SECRETS = "appSecrets"
@@ -1397,16 +1397,12 @@ def _target_rules(ctx: Context, said: Sequence[Problem]) -> Iterator[Problem]:
             "the names it gives, and a backup must not depend on a resolver); write the NAS's IPv4 address",
         )
         return
-    if app is None and address is None and found.kind == "s3" and suffix == "local":
-        # As the NFS form (nfs_server_problem): the name goes to k3s, restic and talos-backup as written (plans.backup),
-        # and every resolver they ask (CoreDNS, the Ainur's dnsmasq, the router, Talos's, the Pis' resolved as netplan
-        # sets it up) is unicast DNS; a NAS's Bonjour name is answered only by multicast DNS (RFC 6762).
-        yield Problem(
-            f"{BACKUP}.target",
-            f"{backup.target}: the server {host} is a multicast DNS (.local) name, which none of the backups' resolvers asks (CoreDNS, "
-            "the Ainur's dnsmasq, the router and Talos answer unicast DNS only), and a backup must not depend on a resolver; "
-            "write the NAS's IPv4 address",
-        )
+    # As the NFS form (nfs_server_problem): the name goes to k3s, restic and talos-backup as written (plans.backup),
+    # and every resolver they ask (CoreDNS, the Ainur's dnsmasq, the router, Talos's, the Pis' resolved as netplan
+    # sets it up) is unicast DNS; a NAS's Bonjour name is answered only by multicast DNS (RFC 6762).
+    mdns = multicast_name(host, "the backups' resolvers", "CoreDNS, the Ainur's dnsmasq, the router and Talos")
+    if app is None and address is None and found.kind == "s3" and ctx.network is not None and mdns:
+        yield Problem(f"{BACKUP}.target", f"{backup.target}: {mdns}, and a backup must not depend on a resolver; write the NAS's IPv4 address")
         return
     if found.kind == "nfs":
         # A name of the zone (an app's host among them) is a server of the homelab's own, each refused above for what it

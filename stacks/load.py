@@ -427,6 +427,11 @@ def parse_stack(
         ),
     )
     problems += [p for refused, p in pi_listeners.clashes(on_pis, nodes, ainur if isinstance(ainur, Ainur) else None) if refused]
+    # The image's server and, with the Ainur, the Git server, resolved through network.dns alone: no name of the zone,
+    # no multicast DNS name.
+    problems += addresses.unresolved_names(
+        named, network if isinstance(network, Network) else None, isinstance(ainur, Ainur), {p.path for p in problems}
+    )
     problems += addresses.unknown_names(
         # The other layers' servers, and the NTP servers of Arda's Talos patches written as a name of the zone.
         [
@@ -455,6 +460,7 @@ def parse_stack(
                 "ainur" in values,
             ),
         },
+        isinstance(ainur, Ainur),
     )
     # A name of the internal zone pinned to another address by a static host entry of Arda's Talos patches.
     problems += addresses.host_names_in_zone(

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import date
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -616,6 +616,27 @@ class PiImage(Model):
             )
         return url
 
+    @field_validator("url")
+    @classmethod
+    def _a_file_path_alone(cls, url: str) -> str:
+        # The release and the file the checks below compare are read from the url's path. A fragment is never sent (curl
+        # drops it), so `…/release/#/<file>` downloads the folder's index page; a query is the server's to read, so the
+        # path's last part need not be the file it serves. Either way the builder's checksum fails on the Pis at `up`.
+        parts = urlsplit(url)
+        if "#" in url:
+            raise ValueError(
+                f"{url}: what follows # is a fragment, which curl never sends: the Pi image builder would download "
+                f"{urlunsplit(parts._replace(fragment=''))}, not the image, and refuse its SHA-256 on the card Pis at `pulumi up`; "
+                "write the image file's own url, without #"
+            )
+        if "?" in url:
+            raise ValueError(
+                f"{url}: ?{parts.query} is a query string, which the server reads as it likes, so the release and the file "
+                f"this url names cannot be read from it (its path ends in {parts.path.rsplit('/', 1)[-1] or '/'}); write the "
+                "image file's own url, without ?"
+            )
+        return url
+
     @model_validator(mode="after")
     def _release_is_the_urls(self) -> PiImage:
         name = self.url.rsplit("/", 1)[-1]
@@ -675,6 +696,8 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
             f"; set release: {named.group(1)}, or the url and sha256 of the release you meant"
             if urls is None
             else f", which is refused as a release: {urls}"
+            # The release written, where the builder takes it, is the other way out: the one the folder's message points at.
+            + ("" if _release_problem(release) is not None else f"; or keep release {release} and write its url and sha256")
         )
         out.append(((), f"release is {release}, but url names Ubuntu {named.group(1)} ({url}){fix}"))
     # cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/, and a series' newest
@@ -683,21 +706,11 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     # release, which the check above compares with `release`, so every release the url names meets `release`.
     image = named.group(1) if named is not None else None
     parts = urlsplit(url)
-    folders = parts.path.split("/")[:-1]
-    other = [f for f in dict.fromkeys(folders) if _RELEASE.fullmatch(f) and image is not None and f not in (image, _series(image))]
+    # A folder is compared as the server reads it: percent-decoded (24%2E04.2 is folder 24.04.2).
+    folders = unquote(parts.path).split("/")[:-1]
+    other = [f for f in dict.fromkeys(folders) if image is not None and _RELEASE.fullmatch(f) and f not in _folders_of(image)]
     if other and image is not None:
-        fixed = urlunsplit(parts._replace(path="/".join([*(image if f in other else f for f in folders), name])))
-        written = ", the release written" if image == release else ""
-        shown = " and ".join(f"{f}/" for f in other)
-        out.append(
-            (
-                ("url",),
-                f"{url}: its folder {shown} names Ubuntu {' and '.join(other)}, but its file name Ubuntu {image}{written}: "
-                "cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/), so there is no "
-                f"{name} under {shown} and the Pi image builder's download would fail (404) on the card Pis at `pulumi up`; "
-                f"write url: {fixed}",
-            )
-        )
+        out.append((("url",), _folder_problem(url, folders, other, image, release, sha256)))
     # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
     # refuses the download on the Pis half-way through `pulumi up`. A mirror's url ending in the default's own file
     # name serves that file (Ubuntu's mirrors keep cdimage's names), and the sha256 is what the builder checks.
@@ -732,6 +745,51 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
 def _series(release: str) -> str:
     """A release's series, `24.04` of 24.04.3: cdimage.ubuntu.com's releases/<series>/release/ holds its newest point release."""
     return ".".join(release.split(".")[:2])
+
+
+def _folders_of(release: str) -> tuple[str, ...]:
+    """The release folders cdimage.ubuntu.com keeps a release's image in: its own (releases/<release>/release/), and its
+    series' (releases/<series>/release/) where it is that series' newest point release (UBUNTU_POINTS), which alone the
+    series folder holds. A series this Iluvatar does not know is refused as a release on its own: its folder is let be."""
+    series = _series(release)
+    points = UBUNTU_POINTS.get(series)
+    newest = series if points == 0 else f"{series}.{points}"
+    return (release, series) if points is None or release == newest else (release,)
+
+
+def _folder_problem(url: str, folders: list[str], other: list[str], image: str, release: str | None, sha256: str) -> str:
+    """The url's folders `other` name other releases than its file name, `image`: the message, and one url to write whose
+    folder, file name and release agree on a release the builder takes: `release` as written where it takes it (the
+    file name is the slip where the folder is the release written), else the file name's, else none is offered."""
+    name = url.rsplit("/", 1)[-1]
+    target = next((r for r in (release, image) if r is not None and _release_problem(r) is None), None)
+    folder_note = ", the release written" if release is not None and other == [release] else ""
+    file_note = ", the release written" if image == release else ""
+    shown = " and ".join(f"{f}/" for f in other)
+    series = _series(image)
+    held = (
+        f"; releases/{series}/release/ holds only {series}'s newest point release, {series}.{UBUNTU_POINTS[series]}"
+        if series in other and UBUNTU_POINTS.get(series)
+        else ""
+    )
+    said = (
+        f"{url}: its folder {shown} names Ubuntu {' and '.join(other)}{folder_note}, but its file name Ubuntu {image}{file_note}: "
+        f"cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/{held}), so there is no "
+        f"{name} under {shown} and the Pi image builder's download would fail (404) on the card Pis at `pulumi up`"
+    )
+    if target is None:
+        return f"{said}; write the url, release and sha256 of a release the builder takes, its file in its own folder"
+    renamed = name.replace(f"ubuntu-{image}-", f"ubuntu-{target}-", 1)
+    path = [target if _RELEASE.fullmatch(f) and f not in _folders_of(target) else f for f in folders]
+    fixed = urlunsplit(urlsplit(url)._replace(path="/".join([*path, renamed])))
+    if target == image:
+        return f"{said}; write url: {fixed}"
+    default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))
+    if renamed == default_url.rsplit("/", 1)[-1]:
+        checksum = "" if sha256 == default_sha else f", and sha256: {default_sha}, that file's"
+    else:
+        checksum = f", with the sha256 the SHA256SUMS beside it lists for {renamed}"
+    return f"{said}; write url: {fixed} (release {target}'s file, the release written){checksum}"
 
 
 def _value_errors(title: str, errors: list[tuple[tuple[str | int, ...], Any, str]]) -> ValidationError:

@@ -54,6 +54,11 @@ def unreachable(host: str, who: Clients, shown: str | None = None, local: Sequen
         ip = ip_address(name)
     except ValueError:
         ip = None
+    if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
+        # An IPv4-mapped literal (::ffff:a.b.c.d) is dialled as that IPv4 address: Go's TCPAddr.family() is AF_INET when
+        # IP.To4() is not nil (go src/net/tcpsock_posix.go, family), and Python's ip_address() keeps it IPv6, whose
+        # is_loopback is False for ::ffff:127.0.0.1 (3.11).
+        ip = ip.ipv4_mapped
     if name == "localhost" or name.endswith(".localhost") or (ip is not None and (ip.is_loopback or ip.is_unspecified)):
         return f"{shown} is loopback: to {who.clients} it names each one's own host or pod, not a server of the LAN, {who.harm}; {who.fix}"
     if ip is not None and (ip in LINK_LOCAL if ip.version == 4 else ip in LINK_LOCAL_V6):
@@ -67,6 +72,16 @@ def unreachable(host: str, who: Clients, shown: str | None = None, local: Sequen
     if ip is None and who.service_name is not None and (name.endswith((".svc", ".cluster.local")) or ".svc." in name):
         return f"{shown} is a Kubernetes Service name, which only a cluster's pods resolve: {who.service_name}, {who.harm}; {who.fix}"
     return None
+
+
+def multicast_name(host: str, resolvers: str, answering: str) -> str | None:
+    """Why a server written as a multicast DNS name (RFC 6762's `.local`, a NAS's Bonjour name) is reached by none of
+    `resolvers` (who asks the name), or None: each of `answering` is a unicast DNS resolver, and a `.local` name is
+    answered by multicast DNS alone, on the link."""
+    name = host.rstrip(".").lower()
+    if name != "local" and not name.endswith(".local"):
+        return None
+    return f"the server {host} is a multicast DNS (.local) name, which none of {resolvers} asks ({answering} answer unicast DNS only)"
 
 
 def private_tld(name: str, domain: str | None = None) -> str | None:

@@ -378,3 +378,18 @@ def test_the_pi_image_server_is_read_only_where_a_pi_netboots(tmp_path: Path) ->
     with pytest.raises(StackConfigError) as err:
         load_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboots)))
     assert [p.path for p in err.value.problems] == ["iluvatar:ainur.piImage.url"]
+
+
+def test_the_fix_for_an_image_server_named_in_the_zone_validates(tmp_path: Path) -> None:
+    # The builder cannot resolve the internal zone (it asks network.dns through k3s's CoreDNS): the message names the
+    # address the zone gives the name, and the url with that address in its place validates.
+    name = "ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"
+    sha256 = "9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56"
+    netboots = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    written = {**netboots, "iluvatar:ainur.piImage": {"url": f"http://manwe.iluvatar.home.arpa:8000/{name}", "sha256": sha256}}
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, edit(homelab_doc(), written)))
+    [problem] = err.value.problems
+    assert problem.message.endswith("; write its address, 192.168.0.11")
+    fixed = {**netboots, "iluvatar:ainur.piImage": {"url": f"http://192.168.0.11:8000/{name}", "sha256": sha256}}
+    assert load_stack_file(write_stack(tmp_path, edit(homelab_doc(), fixed))).ainur is not None

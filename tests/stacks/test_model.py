@@ -291,16 +291,29 @@ def test_a_url_whose_folder_names_another_release_is_refused_and_its_fix_validat
     assert PiImage.model_validate({"url": default.url, "sha256": default.sha256}).url == default.url
 
 
-def test_a_series_folder_holds_its_point_releases() -> None:
-    # releases/24.04/release/ is the series' folder on cdimage: a 24.04.x file under it names no other release.
+def test_a_series_folder_holds_only_its_newest_point_release() -> None:
+    # releases/24.04/release/ is the series' folder on cdimage, and holds only the newest point release UBUNTU_POINTS
+    # knows (24.04.5): another point release under it is a 404, and the url to write is its own folder's.
     default = PiImage()
     url = default.url.replace("/24.04.3/", "/24.04/")
-    assert PiImage.model_validate({"url": url, "sha256": default.sha256}).url == url
+    with pytest.raises(ValidationError) as err:
+        PiImage.model_validate({"url": url, "sha256": default.sha256})
+    assert [(e["loc"], e["msg"]) for e in err.value.errors()] == [
+        (
+            ("url",),
+            f"Value error, {url}: its folder 24.04/ names Ubuntu 24.04, but its file name Ubuntu 24.04.3, the release written: "
+            "cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/; releases/24.04/release/ "
+            "holds only 24.04's newest point release, 24.04.5), so there is no ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz "
+            f"under 24.04/ and the Pi image builder's download would fail (404) on the card Pis at `pulumi up`; write url: {default.url}",
+        )
+    ]
+    newest = url.replace("24.04.3", "24.04.5")
+    assert PiImage.model_validate({"release": "24.04.5", "url": newest, "sha256": "4" * 63 + "5"}).url == newest
 
 
-def test_folder_file_and_release_all_apart_say_both_and_both_fixes_validate() -> None:
-    # The file name is compared with release (set release to it), the folder with the file name (write its folder):
-    # the two fixes together name one release.
+def test_folder_file_and_release_all_apart_fix_toward_the_release_written_and_the_fix_validates() -> None:
+    # The file name is compared with release, the folder with the file name: the url the folder's message gives agrees
+    # with the release written (its folder and file), and with it, and the sha256 it names, the image validates.
     url = "https://cdimage.ubuntu.com/releases/{0}/release/ubuntu-{1}-preinstalled-server-arm64+raspi.img.xz"
     sha256 = "4" * 63 + "5"
     with pytest.raises(ValidationError) as err:
@@ -313,8 +326,28 @@ def test_folder_file_and_release_all_apart_say_both_and_both_fixes_validate() ->
             f"Value error, {url.format('24.04.1', '24.04.2')}: its folder 24.04.1/ names Ubuntu 24.04.1, but its file name Ubuntu 24.04.2: cdimage.ubuntu.com keeps each image in its own release's folder",
         ),
     ]
-    assert str(errors[1]["msg"]).endswith(f"; write url: {url.format('24.04.2', '24.04.2')}")
-    assert PiImage.model_validate({"release": "24.04.2", "url": url.format("24.04.2", "24.04.2"), "sha256": sha256}).release == "24.04.2"
+    default = PiImage()
+    assert str(errors[1]["msg"]).endswith(
+        f"; write url: {default.url} (release 24.04.3's file, the release written), and sha256: {default.sha256}, that file's"
+    )
+    assert PiImage.model_validate({"release": "24.04.3", "url": default.url, "sha256": default.sha256}).url == default.url
+
+
+@pytest.mark.parametrize(
+    ("folder", "file"),
+    [("24.04.3", "24.04.9"), ("24.04.3", "24.04.2")],
+    ids=["a file of no published release", "an older file"],
+)
+def test_a_folder_of_the_release_written_names_the_file_as_the_slip_and_the_fix_validates(folder: str, file: str) -> None:
+    # The folder and release agree (24.04.3): the file name is what to change, never the folder to a release refused
+    # (24.04.9) or away from the release written twice (24.04.2); the url and sha256 the message names validate.
+    url = f"https://cdimage.ubuntu.com/releases/{folder}/release/ubuntu-{file}-preinstalled-server-arm64+raspi.img.xz"
+    with pytest.raises(ValidationError) as err:
+        PiImage.model_validate({"release": "24.04.3", "url": url, "sha256": "4" * 63 + "5"})
+    [said] = [str(e["msg"]) for e in err.value.errors() if e["loc"] == ("url",)]
+    fix = said.rsplit("; write url: ", 1)[1]
+    fixed_url, fixed_sha = fix.split(" (release 24.04.3's file, the release written), and sha256: ")
+    assert PiImage.model_validate({"release": "24.04.3", "url": fixed_url, "sha256": fixed_sha.removesuffix(", that file's")}).url == fixed_url
 
 
 @pytest.mark.parametrize(
