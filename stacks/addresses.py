@@ -51,6 +51,7 @@ Kind = Literal[
     "mirror",
     "proxy",
     "image",
+    "resolver",
 ]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
@@ -61,12 +62,13 @@ SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git", "i
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", "mirror", "proxy", *SERVERS})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", "mirror", "proxy", "resolver", *SERVERS})
 # The devices Arda's Talos patches name (`patched`): the NTP servers its machines set their clocks from, and the
 # addresses its static host entries pin names to. A host entry may name any host, a machine, a VIP, a Service of the
 # load-balancer pool or a BMC among them: only the ranges lent to others (`check`'s dhcpRange, the router's pool, the
-# discovery pool) and the subnets' edges are wrong for it.
-PATCHED: frozenset[Kind] = frozenset({"ntp", "host", "mirror", "proxy"})
+# discovery pool) and the subnets' edges are wrong for it. With them, the DNS servers an `ip=` kernel argument names
+# (`ip_args`), which Arda's machines ask until their configuration is applied.
+PATCHED: frozenset[Kind] = frozenset({"ntp", "host", "mirror", "proxy", "resolver"})
 # The servers Arda's machines pull their images from or through (`pull_servers`): a registry mirror, an HTTP(S) proxy.
 # Each must answer before Arda runs, as an NTP server must: kubelet's, etcd's and Cilium's images come through them.
 PULLS: frozenset[Kind] = frozenset({"mirror", "proxy"})
@@ -91,6 +93,7 @@ NOUNS: dict[Kind, str] = {
     "mirror": "the registry mirror",
     "proxy": "the proxy",
     "image": "the Pi image server",
+    "resolver": "the DNS server",
 }
 # The homelab's own addresses where a few listeners of its own answer, as a message names them.
 FRONTS: dict[Kind, str] = {
@@ -122,6 +125,9 @@ CLIENTS: dict[Kind, str] = {
     # plans.netboot.pi_image's builder runs `curl --fail` in netboot-cache's pi-image step on each card Pi, and the
     # DaemonSet is ready only once the image is built (docs/layers/ainur.md, "Pis with no card").
     "image": "the card Pis could not download the netbooting Pis' image: netboot-cache would never be ready, and `up` would stop with no Pi netbooted",
+    # Talos's resolvers from the command line's ip= (network/cmdline.go:177-185 at v1.14.0-beta.1-84), which a machine
+    # asks before its configuration is applied: maintenance mode, the installer's pull, the Image Factory download.
+    "resolver": "Arda's machines could resolve no name until their configuration is applied, and could not pull the installer",
 }
 # The key that names the router's DHCP server where it is not network.gateway (`entries`).
 ROUTER_ADDRESS = "ainur.netboot.routerAddress"
@@ -354,6 +360,15 @@ def patched(
             held(path, server, "ntp", ntp)
     for path, entry, names in host_entries(patches):
         held(path, entry, "host", _host_entry(names))
+    # The DNS and NTP servers of an `ip=` kernel argument, which Arda's machines of its board ask from their first boot.
+    for arg in ip_args(kernel_args):
+        for server, kind in arg.servers:
+            try:
+                ip = IPv4Address(server)
+            except ValueError:
+                continue  # an IPv6 address: the table holds IPv4 ones
+            what = "an NTP server" if kind == "ntp" else "a DNS server"
+            out.append(Held(ip, arg.path, f"{arg.path} ({what} Arda's {arg.board} machines boot with)", kind, arg.written))
     for path, written, host, kind in pull_servers(patches, kernel_args):
         what = PULLED[kind]
         name = _zone_name(host, domain)
@@ -610,6 +625,57 @@ def pull_servers(
             if str(arg).startswith("talos.environment=") and variable.lower() in _PROXY_VARIABLES:
                 add(f"arda.kernelArgs.{board}[{k}]", url, "proxy")
     return out
+
+
+@dataclass(frozen=True)
+class IpArg:
+    """An `ip=` kernel argument of arda.kernelArgs, its fields as the kernel and Talos read them (the kernel's
+    Documentation/admin-guide/nfs/nfsroot.rst, `ip=<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:
+    <autoconf>:<dns0-ip>:<dns1-ip>:<ntp0-ip>`; siderolabs/talos internal/app/machined/pkg/controllers/network/
+    cmdline.go:96-222 at ad882317 (v1.14.0-beta.1-84), ParseCmdlineNetwork, which splits at the colons outside square
+    brackets (splitIPArgument, :46-71), skips an empty field, takes field 0 as the link's address, 2 its gateway, 7 and
+    8 the DNS servers and 9 the NTP server, and ignores `ip=dhcp` and `ip=<device>:dhcp`). Each address as written."""
+
+    path: str  # arda.kernelArgs.<board>[k], `iluvatar:`-less
+    board: str
+    written: str  # the whole argument, ip= and all
+    client: str
+    gateway: str
+    servers: tuple[tuple[str, Kind], ...]  # the DNS servers ("resolver") and the NTP server ("ntp"), in field order
+
+
+def ip_args(kernel_args: Mapping[str, Sequence[str]] | None) -> list[IpArg]:
+    """The `ip=` arguments of arda.kernelArgs, by board in the order written (`IpArg`)."""
+    out: list[IpArg] = []
+    for board, args in (kernel_args or {}).items():
+        for k, arg in enumerate(args):
+            if not str(arg).startswith("ip="):
+                continue
+            fields = _split_ip(str(arg).removeprefix("ip="))
+            if fields == ["dhcp"] or (len(fields) == 2 and fields[1] == "dhcp"):
+                continue  # the link asks DHCP: no address is written
+            field = [*fields, *[""] * 10][:10]
+            kinds: tuple[Kind, ...] = ("resolver", "resolver", "ntp")
+            servers = tuple((field[7 + j], kind) for j, kind in enumerate(kinds) if field[7 + j])
+            out.append(IpArg(f"arda.kernelArgs.{board}[{k}]", board, str(arg), field[0], field[2], servers))
+    return out
+
+
+def _split_ip(value: str) -> list[str]:
+    """`ip=`'s value split at the colons outside square brackets (an IPv6 address), each field without its brackets:
+    Talos's splitIPArgument (network/cmdline.go:46-71 at ad882317)."""
+    parts: list[str] = []
+    depth = start = 0
+    for i, c in enumerate(value):
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+        elif c == ":" and depth == 0:
+            parts.append(value[start:i].strip("[]"))
+            start = i + 1
+    parts.append(value[start:].strip("[]"))
+    return parts
 
 
 def time_servers(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[tuple[str, str]]:
@@ -899,6 +965,15 @@ def check(
                     f"server a fixed address off Arda (the router, a NAS) in {d.path}",
                 )
                 break
+            if d.kind == "ntp" and d.ip == h.ip and d.written.startswith("ip="):
+                # No machine, VIP or front door of the homelab serves NTP (Talos and the Ainur's Ubuntu sync their clocks
+                # as clients): the kernel argument's server is the slip.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is {h.path}, {_own_noun(h)}, where no NTP server answers, so {CLIENTS[d.kind]}; write the NTP "
+                    "server's own address in the argument's last field",
+                )
+                break
             if d.kind == "ntp" and d.ip == h.ip:
                 # No machine, VIP or front door of the homelab serves NTP (Talos and the Ainur's Ubuntu sync their clocks
                 # as clients): the patch's server is the slip.
@@ -906,6 +981,15 @@ def check(
                     f"iluvatar:{d.path}",
                     f"{d.name or d.ip} is {h.path}, {_own_noun(h)}, where no NTP server answers, so {CLIENTS[d.kind]}; write the NTP "
                     f"server's own address (or its name) in {d.path}",
+                )
+                break
+            if d.kind == "resolver" and d.ip == h.ip and not (ainur is not None and h.ip == ainur.service_ip):
+                # The Ainur's service address answers DNS (plans.netboot's dnsmasq); no other address of the homelab's own
+                # does before Arda runs: the kernel argument's server is the slip.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is {h.path}, {_own_noun(h)}, where no DNS server answers, so {CLIENTS[d.kind]}; write the DNS "
+                    "server's own address in the argument (its dns0-ip or dns1-ip field)",
                 )
                 break
             if d.kind in PULLS and d.ip == h.ip:
@@ -1113,7 +1197,7 @@ def check(
             fix += " (the router, a NAS: a device off Arda)" if d.kind == "ntp" else " (a NAS, a host off Arda)" if d.kind in PULLS else ""
             yield Problem(
                 path,
-                f"{_written(d) if d.kind in PULLS else d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
+                f"{_written(d) if d.kind in PULLS or d.written.startswith('ip=') else d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
                 f"{_in_pool_why(d, app_at)}; {fix}",
             )
             continue
