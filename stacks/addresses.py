@@ -1586,28 +1586,26 @@ def server_port(s: Server) -> int | None:
         return None  # a malformed value: its own key's rule says so
 
 
-def _magic_dns(host: str, remote: RemoteAccess) -> str | None:
-    """remoteAccess.headscale.baseDomain when `host` is it or a name under it, else None. Those names are the tailnet's
-    MagicDNS, `hostname.base_domain` (headscale v0.27.1 config-example.yaml:273-278), which Headscale hands to its
-    clients alone, each answering them from its own resolver at 100.100.100.100 (tailscale.com v1.102.3
-    net/tsaddr/tsaddr.go:66); the clusters' machines and pods are no tailnet clients, so no resolver of theirs answers
-    them. Left unset, the domain is tailnet.<network.domain>, under the internal zone, whose own rule (unknown_names)
-    refuses a name the zone does not hold."""
-    base = remote.headscale.base_domain if remote.headscale is not None else None
-    if base is None:
-        return None
-    name, base = host.rstrip(".").lower(), base.rstrip(".").lower()
-    return base if name == base or name.endswith(f".{base}") else None
+def server_names(named: Sequence[Server], backup: Backup | None) -> list[tuple[str, str]]:
+    """The other layers' servers written as a name, each with its key (`iluvatar:`-less): `named` (the sign-in
+    directory, the alert receiver, the heartbeat, the Git server) and the backup target's server."""
+    out = [(s.path, s.host.rstrip(".").lower()) for s in named if s.host]
+    found = parse_target(backup.target) if backup is not None else None
+    if found is not None and not isinstance(found, str):
+        host = found.host.rpartition(":")[0] if found.kind == "s3" and ":" in found.host else found.host
+        out.append(("backup.target", host.rstrip(".").lower()))
+    return [(path, host) for path, host in out if host and not _is_ip(host)]
 
 
-def _tailnet_name(path: str, written: str, host: str, base: str, clients: str, fix: str) -> Problem:
-    name = host.rstrip(".").lower()
-    return Problem(
-        f"iluvatar:{path}",
-        f"{written}: its server {name} {'is' if name == base else 'is under'} remoteAccess.headscale.baseDomain {base}, the "
-        f"tailnet's MagicDNS names, which only the tailnet's own clients resolve (through the Tailscale client at 100.100.100.100); the "
-        f"clusters' machines and pods are not on the tailnet, so {clients}; {fix}",
-    )
+def _is_ip(host: str) -> bool:
+    try:
+        IPv4Address(host)
+    except ValueError:
+        try:
+            IPv6Address(host.strip("[]"))
+        except ValueError:
+            return False
+    return True
 
 
 def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> Iterator[Problem]:
@@ -1616,18 +1614,14 @@ def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> 
     docs/remote-access.md "The port forward"; a URL naming another port is refused by stacks.remote_access) sends it to
     remoteAccess.headscale.ip, Headscale's Service on the Ainur, the LAN's own connections too where the router loops them
     back (and nothing answers where it does not): Headscale answers there, as at its address, and the server does not.
-    Any other port of the name is the router's own, or a forward of the user's to another box. And a server at or under
-    remoteAccess.headscale.baseDomain, on any port: a MagicDNS name (_magic_dns), which the clusters cannot resolve."""
+    Any other port of the name is the router's own, or a forward of the user's to another box. (A server at or under
+    remoteAccess.headscale.baseDomain is that key's slip: stacks.remote_access says it there.)"""
     if remote is None or remote.flavour != "headscale" or remote.headscale is None:
         return
     headscale = urlsplit(remote.headscale.url)
     name = (headscale.hostname or "").rstrip(".").lower()
     forwarded = headscale.port or 443
     for s in named:
-        if (base := _magic_dns(s.host, remote)) is not None:
-            fix = f"write {NOUNS[s.kind]}'s LAN address, or a name the LAN's resolver answers"
-            yield _tailnet_name(s.path, s.written, s.host, base, CLIENTS[s.kind], fix)
-            continue
         if s.host.rstrip(".").lower() != name or server_port(s) != forwarded:
             continue
         yield Problem(
@@ -1646,7 +1640,7 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
     and the router looping the LAN's own connections back (hairpin NAT, which many routers do not do), every backup and
     restore through the router. Unlike an alert receiver or a Git server, which may be a forward of the user's to
     another box, a backup server at the home's public address is a box on the LAN, reached directly at its own. A
-    server at or under remoteAccess.headscale.baseDomain is refused as at_headscales_name says."""
+    server at or under remoteAccess.headscale.baseDomain is said as at_headscales_name says."""
     if backup is None or remote is None or remote.flavour != "headscale" or remote.headscale is None:
         return
     found = parse_target(backup.target)
@@ -1655,11 +1649,6 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
     headscale = urlsplit(remote.headscale.url)
     name = (headscale.hostname or "").rstrip(".").lower()
     host, _, port_text = found.host.rpartition(":") if found.kind == "s3" and ":" in found.host else (found.host, "", "")
-    if (base := _magic_dns(host, remote)) is not None:
-        # An NFS target is mounted by address (stacks.data.nfs_server_problem): a name of the NAS would not do either.
-        fix = "write the NAS's LAN IPv4 address" if found.kind == "nfs" else "write the NAS's LAN address, or a name the LAN's resolver answers"
-        yield _tailnet_name("backup.target", backup.target, host, base, CLIENTS["nas"], fix)
-        return
     if host.rstrip(".").lower() != name:
         return
     forwarded = headscale.port or 443
