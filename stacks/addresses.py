@@ -51,6 +51,7 @@ Kind = Literal[
     "mirror",
     "proxy",
     "image",
+    "resolver",
 ]
 # The servers the other layers reach, written as an address or a name (`servers`): the sign-in directory Dex binds to,
 # the alert receiver and the dead man's switch Alertmanager posts to, the Git server Argo CD and the Git mirror clone
@@ -61,12 +62,13 @@ SERVERS: frozenset[Kind] = frozenset({"ldap", "receiver", "heartbeat", "git", "i
 # The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
 # NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other (a BMC aside, `ALONE`), never with
 # the homelab's own.
-DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", "mirror", "proxy", *SERVERS})
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc", "router", "ntp", "host", "mirror", "proxy", "resolver", *SERVERS})
 # The devices Arda's Talos patches name (`patched`): the NTP servers its machines set their clocks from, and the
 # addresses its static host entries pin names to. A host entry may name any host, a machine, a VIP, a Service of the
 # load-balancer pool or a BMC among them: only the ranges lent to others (`check`'s dhcpRange, the router's pool, the
-# discovery pool) and the subnets' edges are wrong for it.
-PATCHED: frozenset[Kind] = frozenset({"ntp", "host", "mirror", "proxy"})
+# discovery pool) and the subnets' edges are wrong for it. With them, the DNS servers an `ip=` kernel argument names
+# (`ip_args`), which Arda's machines ask until their configuration is applied.
+PATCHED: frozenset[Kind] = frozenset({"ntp", "host", "mirror", "proxy", "resolver"})
 # The servers Arda's machines pull their images from or through (`pull_servers`): a registry mirror, an HTTP(S) proxy.
 # Each must answer before Arda runs, as an NTP server must: kubelet's, etcd's and Cilium's images come through them.
 PULLS: frozenset[Kind] = frozenset({"mirror", "proxy"})
@@ -91,6 +93,7 @@ NOUNS: dict[Kind, str] = {
     "mirror": "the registry mirror",
     "proxy": "the proxy",
     "image": "the Pi image server",
+    "resolver": "the DNS server",
 }
 # The homelab's own addresses where a few listeners of its own answer, as a message names them.
 FRONTS: dict[Kind, str] = {
@@ -122,6 +125,9 @@ CLIENTS: dict[Kind, str] = {
     # plans.netboot.pi_image's builder runs `curl --fail` in netboot-cache's pi-image step on each card Pi, and the
     # DaemonSet is ready only once the image is built (docs/layers/ainur.md, "Pis with no card").
     "image": "the card Pis could not download the netbooting Pis' image: netboot-cache would never be ready, and `up` would stop with no Pi netbooted",
+    # Talos's resolvers from the command line's ip= (network/cmdline.go:177-185 at v1.14.0-beta.1-84), which a machine
+    # asks before its configuration is applied: maintenance mode, the installer's pull, the Image Factory download.
+    "resolver": "Arda's machines could resolve no name until their configuration is applied, and could not pull the installer",
 }
 # The key that names the router's DHCP server where it is not network.gateway (`entries`).
 ROUTER_ADDRESS = "ainur.netboot.routerAddress"
@@ -354,6 +360,15 @@ def patched(
             held(path, server, "ntp", ntp)
     for path, entry, names in host_entries(patches):
         held(path, entry, "host", _host_entry(names))
+    # The DNS and NTP servers of an `ip=` kernel argument, which Arda's machines of its board ask from their first boot.
+    for arg in ip_args(kernel_args):
+        for server, kind in arg.servers:
+            try:
+                ip = IPv4Address(server)
+            except ValueError:
+                continue  # an IPv6 address: the table holds IPv4 ones
+            what = "an NTP server" if kind == "ntp" else "a DNS server"
+            out.append(Held(ip, arg.path, f"{arg.path} ({what} Arda's {arg.board} machines boot with)", kind, arg.written))
     for path, written, host, kind in pull_servers(patches, kernel_args):
         what = PULLED[kind]
         name = _zone_name(host, domain)
@@ -614,6 +629,57 @@ def pull_servers(
             if str(arg).startswith("talos.environment=") and variable.lower() in _PROXY_VARIABLES:
                 add(f"arda.kernelArgs.{board}[{k}]", url, "proxy")
     return out
+
+
+@dataclass(frozen=True)
+class IpArg:
+    """An `ip=` kernel argument of arda.kernelArgs, its fields as the kernel and Talos read them (the kernel's
+    Documentation/admin-guide/nfs/nfsroot.rst, `ip=<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:
+    <autoconf>:<dns0-ip>:<dns1-ip>:<ntp0-ip>`; siderolabs/talos internal/app/machined/pkg/controllers/network/
+    cmdline.go:96-222 at ad882317 (v1.14.0-beta.1-84), ParseCmdlineNetwork, which splits at the colons outside square
+    brackets (splitIPArgument, :46-71), skips an empty field, takes field 0 as the link's address, 2 its gateway, 7 and
+    8 the DNS servers and 9 the NTP server, and ignores `ip=dhcp` and `ip=<device>:dhcp`). Each address as written."""
+
+    path: str  # arda.kernelArgs.<board>[k], `iluvatar:`-less
+    board: str
+    written: str  # the whole argument, ip= and all
+    client: str
+    gateway: str
+    servers: tuple[tuple[str, Kind], ...]  # the DNS servers ("resolver") and the NTP server ("ntp"), in field order
+
+
+def ip_args(kernel_args: Mapping[str, Sequence[str]] | None) -> list[IpArg]:
+    """The `ip=` arguments of arda.kernelArgs, by board in the order written (`IpArg`)."""
+    out: list[IpArg] = []
+    for board, args in (kernel_args or {}).items():
+        for k, arg in enumerate(args):
+            if not str(arg).startswith("ip="):
+                continue
+            fields = _split_ip(str(arg).removeprefix("ip="))
+            if fields == ["dhcp"] or (len(fields) == 2 and fields[1] == "dhcp"):
+                continue  # the link asks DHCP: no address is written
+            field = [*fields, *[""] * 10][:10]
+            kinds: tuple[Kind, ...] = ("resolver", "resolver", "ntp")
+            servers = tuple((field[7 + j], kind) for j, kind in enumerate(kinds) if field[7 + j])
+            out.append(IpArg(f"arda.kernelArgs.{board}[{k}]", board, str(arg), field[0], field[2], servers))
+    return out
+
+
+def _split_ip(value: str) -> list[str]:
+    """`ip=`'s value split at the colons outside square brackets (an IPv6 address), each field without its brackets:
+    Talos's splitIPArgument (network/cmdline.go:46-71 at ad882317)."""
+    parts: list[str] = []
+    depth = start = 0
+    for i, c in enumerate(value):
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+        elif c == ":" and depth == 0:
+            parts.append(value[start:i].strip("[]"))
+            start = i + 1
+    parts.append(value[start:].strip("[]"))
+    return parts
 
 
 def time_servers(patches: Sequence[tuple[str, Mapping[str, object]]]) -> list[tuple[str, str]]:
@@ -903,6 +969,15 @@ def check(
                     f"server a fixed address off Arda (the router, a NAS) in {d.path}",
                 )
                 break
+            if d.kind == "ntp" and d.ip == h.ip and d.written.startswith("ip="):
+                # No machine, VIP or front door of the homelab serves NTP (Talos and the Ainur's Ubuntu sync their clocks
+                # as clients): the kernel argument's server is the slip.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is {h.path}, {_own_noun(h)}, where no NTP server answers, so {CLIENTS[d.kind]}; write the NTP "
+                    "server's own address in the argument's last field",
+                )
+                break
             if d.kind == "ntp" and d.ip == h.ip:
                 # No machine, VIP or front door of the homelab serves NTP (Talos and the Ainur's Ubuntu sync their clocks
                 # as clients): the patch's server is the slip.
@@ -910,6 +985,15 @@ def check(
                     f"iluvatar:{d.path}",
                     f"{d.name or d.ip} is {h.path}, {_own_noun(h)}, where no NTP server answers, so {CLIENTS[d.kind]}; write the NTP "
                     f"server's own address (or its name) in {d.path}",
+                )
+                break
+            if d.kind == "resolver" and d.ip == h.ip and not (ainur is not None and h.ip == ainur.service_ip):
+                # The Ainur's service address answers DNS (plans.netboot's dnsmasq); no other address of the homelab's own
+                # does before Arda runs: the kernel argument's server is the slip.
+                yield Problem(
+                    f"iluvatar:{d.path}",
+                    f"{_written(d)} is {h.path}, {_own_noun(h)}, where no DNS server answers, so {CLIENTS[d.kind]}; write the DNS "
+                    "server's own address in the argument (its dns0-ip or dns1-ip field)",
                 )
                 break
             if d.kind in PULLS and d.ip == h.ip:
@@ -1117,7 +1201,7 @@ def check(
             fix += " (the router, a NAS: a device off Arda)" if d.kind == "ntp" else " (a NAS, a host off Arda)" if d.kind in PULLS else ""
             yield Problem(
                 path,
-                f"{_written(d) if d.kind in PULLS else d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
+                f"{_written(d) if d.kind in PULLS or d.written.startswith('ip=') else d.name or d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: "
                 f"{_in_pool_why(d, app_at)}; {fix}",
             )
             continue
@@ -1569,28 +1653,26 @@ def server_port(s: Server) -> int | None:
         return None  # a malformed value: its own key's rule says so
 
 
-def _magic_dns(host: str, remote: RemoteAccess) -> str | None:
-    """remoteAccess.headscale.baseDomain when `host` is it or a name under it, else None. Those names are the tailnet's
-    MagicDNS, `hostname.base_domain` (headscale v0.27.1 config-example.yaml:273-278), which Headscale hands to its
-    clients alone, each answering them from its own resolver at 100.100.100.100 (tailscale.com v1.102.3
-    net/tsaddr/tsaddr.go:66); the clusters' machines and pods are no tailnet clients, so no resolver of theirs answers
-    them. Left unset, the domain is tailnet.<network.domain>, under the internal zone, whose own rule (unknown_names)
-    refuses a name the zone does not hold."""
-    base = remote.headscale.base_domain if remote.headscale is not None else None
-    if base is None:
-        return None
-    name, base = host.rstrip(".").lower(), base.rstrip(".").lower()
-    return base if name == base or name.endswith(f".{base}") else None
+def server_names(named: Sequence[Server], backup: Backup | None) -> list[tuple[str, str]]:
+    """The other layers' servers written as a name, each with its key (`iluvatar:`-less): `named` (the sign-in
+    directory, the alert receiver, the heartbeat, the Git server) and the backup target's server."""
+    out = [(s.path, s.host.rstrip(".").lower()) for s in named if s.host]
+    found = parse_target(backup.target) if backup is not None else None
+    if found is not None and not isinstance(found, str):
+        host = found.host.rpartition(":")[0] if found.kind == "s3" and ":" in found.host else found.host
+        out.append(("backup.target", host.rstrip(".").lower()))
+    return [(path, host) for path, host in out if host and not _is_ip(host)]
 
 
-def _tailnet_name(path: str, written: str, host: str, base: str, clients: str, fix: str) -> Problem:
-    name = host.rstrip(".").lower()
-    return Problem(
-        f"iluvatar:{path}",
-        f"{written}: its server {name} {'is' if name == base else 'is under'} remoteAccess.headscale.baseDomain {base}, the "
-        f"tailnet's MagicDNS names, which only the tailnet's own clients resolve (through the Tailscale client at 100.100.100.100); the "
-        f"clusters' machines and pods are not on the tailnet, so {clients}; {fix}",
-    )
+def _is_ip(host: str) -> bool:
+    try:
+        IPv4Address(host)
+    except ValueError:
+        try:
+            IPv6Address(host.strip("[]"))
+        except ValueError:
+            return False
+    return True
 
 
 def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> Iterator[Problem]:
@@ -1599,18 +1681,14 @@ def at_headscales_name(named: Sequence[Server], remote: RemoteAccess | None) -> 
     docs/remote-access.md "The port forward"; a URL naming another port is refused by stacks.remote_access) sends it to
     remoteAccess.headscale.ip, Headscale's Service on the Ainur, the LAN's own connections too where the router loops them
     back (and nothing answers where it does not): Headscale answers there, as at its address, and the server does not.
-    Any other port of the name is the router's own, or a forward of the user's to another box. And a server at or under
-    remoteAccess.headscale.baseDomain, on any port: a MagicDNS name (_magic_dns), which the clusters cannot resolve."""
+    Any other port of the name is the router's own, or a forward of the user's to another box. (A server at or under
+    remoteAccess.headscale.baseDomain is that key's slip: stacks.remote_access says it there.)"""
     if remote is None or remote.flavour != "headscale" or remote.headscale is None:
         return
     headscale = urlsplit(remote.headscale.url)
     name = (headscale.hostname or "").rstrip(".").lower()
     forwarded = headscale.port or 443
     for s in named:
-        if (base := _magic_dns(s.host, remote)) is not None:
-            fix = f"write {NOUNS[s.kind]}'s LAN address, or a name the LAN's resolver answers"
-            yield _tailnet_name(s.path, s.written, s.host, base, CLIENTS[s.kind], fix)
-            continue
         if s.host.rstrip(".").lower() != name or server_port(s) != forwarded:
             continue
         yield Problem(
@@ -1629,7 +1707,7 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
     and the router looping the LAN's own connections back (hairpin NAT, which many routers do not do), every backup and
     restore through the router. Unlike an alert receiver or a Git server, which may be a forward of the user's to
     another box, a backup server at the home's public address is a box on the LAN, reached directly at its own. A
-    server at or under remoteAccess.headscale.baseDomain is refused as at_headscales_name says."""
+    server at or under remoteAccess.headscale.baseDomain is said as at_headscales_name says."""
     if backup is None or remote is None or remote.flavour != "headscale" or remote.headscale is None:
         return
     found = parse_target(backup.target)
@@ -1638,11 +1716,6 @@ def backup_at_headscales_name(backup: Backup | None, remote: RemoteAccess | None
     headscale = urlsplit(remote.headscale.url)
     name = (headscale.hostname or "").rstrip(".").lower()
     host, _, port_text = found.host.rpartition(":") if found.kind == "s3" and ":" in found.host else (found.host, "", "")
-    if (base := _magic_dns(host, remote)) is not None:
-        # An NFS target is mounted by address (stacks.data.nfs_server_problem): a name of the NAS would not do either.
-        fix = "write the NAS's LAN IPv4 address" if found.kind == "nfs" else "write the NAS's LAN address, or a name the LAN's resolver answers"
-        yield _tailnet_name("backup.target", backup.target, host, base, CLIENTS["nas"], fix)
-        return
     if host.rstrip(".").lower() != name:
         return
     forwarded = headscale.port or 443

@@ -372,14 +372,8 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
             return (
                 f"arda.charts.{chart} is {_echo(version)}, not a chart version (three numbers, e.g. 1.18.4), as this program writes it; {_AS_WRITTEN}"
             )
-    if isinstance(arda, Mapping) and arda.get("talosVersion") is not None and arda.get("nodes") is None:
-        # A deployment records its machines beside the release they run (plans.rollout.arda_state): without them
-        # each machine would be planned as new, "installs from maintenance mode", on a running cluster.
-        written = "missing" if "nodes" not in arda else "null"
-        return (
-            f"arda.nodes is {written}, but arda.talosVersion records Talos {arda['talosVersion']} running: the plan "
-            f"reads each machine's state from it, and without it plans every machine as new; {_AS_WRITTEN}"
-        )
+    if (lost := _machines_lost(outputs, exports.ARDA)) is not None:
+        return lost
     if isinstance(arda, Mapping) and arda.get("nodes"):
         nodes = arda["nodes"]
         version = arda.get("talosVersion")
@@ -419,6 +413,8 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
                     "records every machine at the cluster's release, and a plan from the wrong one could cross two minors in one "
                     "roll; give the outputs `pulumi stack output --json` writes"
                 )
+    if (lost := _machines_lost(outputs, exports.AINUR)) is not None:
+        return lost
     ainur = outputs.get(exports.AINUR)
     if isinstance(ainur, Mapping) and ainur.get("nodes"):
         return _unrecorded(
@@ -432,6 +428,30 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
             "v1.34.12+k3s1",
         )
     return None
+
+
+def _machines_lost(outputs: Mapping[str, Any], name: str) -> str | None:
+    """Why a cluster output (`arda`, `ainur`) records the release its cluster runs but not its machines, or None. A
+    deployment records every machine beside the release (stacks.outputs.CLUSTER_RELEASES), so `nodes` missing, null, or
+    `{}` beside the steps it ran on them (`commands`) is an edit: without them the plan takes each running machine as
+    new, "installs from maintenance mode" on Arda, "joins k3s" on the Ainur."""
+    cluster = outputs.get(name)
+    release, product = exports.CLUSTER_RELEASES[name]
+    if not isinstance(cluster, Mapping) or cluster.get(release) is None:
+        return None
+    nodes = cluster.get("nodes")
+    steps = cluster.get("commands")
+    if nodes is None:
+        written, ran = "missing" if "nodes" not in cluster else "null", ""
+    elif isinstance(nodes, Mapping) and not nodes and isinstance(steps, Mapping) and steps:
+        shown = sorted(str(k) for k in steps)
+        written, ran = "{}", f" and {name}.commands the steps it ran ({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''})"
+    else:
+        return None
+    return (
+        f"{name}.nodes is {written}, but {name}.{release} records {product} {cluster[release]} running{ran}: the plan reads "
+        f"each machine's state from it, and without it plans every machine as new; {_AS_WRITTEN}"
+    )
 
 
 _MISSING = object()

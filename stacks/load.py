@@ -363,6 +363,7 @@ def parse_stack(
         ports_written=_apps_written_with_ports(values.get("apps")),
         free_of=taken,
         offer=offer,
+        servers=addresses.server_names(named, backup if isinstance(backup, Backup) else None),
         # Every name of the internal zone but the apps' (which the rule reads from `apps`).
         zone_names={
             **_zone_names(parsed),

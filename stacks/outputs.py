@@ -52,6 +52,12 @@ SIGN_IN = "signIn"
 REMOTE_ACCESS = "remoteAccess"
 LOCAL_CERTIFICATES = "localCertificates"
 
+# Within the cluster outputs `arda` and `ainur` (plans.rollout.state, ainur_state): the key of the release each cluster
+# runs, and its product's name. Every deployment writes it beside `nodes`, every machine of the cluster, which is never
+# empty (a stack has an odd number of valinor, and with the Ainur of valar: stacks.rules._counts), and beside
+# `commands`, the steps it ran on them (the bootstrap, each Pi's join).
+CLUSTER_RELEASES: dict[str, tuple[str, str]] = {ARDA: ("talosVersion", "Talos"), AINUR: ("k3sVersion", "k3s")}
+
 # Every output, in the order __main__.py exports them (tests/stacks/test_outputs.py holds them to it), with when it was
 # first exported: the time (UTC) of the first change to __main__.py that exports it (`git log --reverse -G
 # 'export\(\s*"<name>"' -- __main__.py`, or the constant's name for those exported by one). An Iluvatar older than one

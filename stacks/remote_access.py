@@ -64,6 +64,7 @@ def check(
     clusters: ClustersOwn = NO_CLUSTERS,
     offer: Callable[[], IPv4Address | None] | None = None,
     fixed: Collection[IPv4Address] = (),
+    servers: Sequence[tuple[str, str]] = (),
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them;
     `free_of`: what an address suggested as free must not be (the whole address table and the lent ranges,
@@ -76,7 +77,8 @@ def check(
     `fixed`: the address table's addresses and network.gateway, whose /32 in a lent range is said by the rule that places
     the address (`lent_routes`).
     `offer`: the free address to suggest, one no other message offered (stacks.load._free_beside, which the address
-    table's messages share), else the first outside `free_of`."""
+    table's messages share), else the first outside `free_of`.
+    `servers`: the other layers' servers written as a name, with their keys (stacks.addresses.server_names)."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -95,7 +97,7 @@ def check(
         skip = {i for i in range(len(remote.routes)) if any(p.path == f"{REMOTE}.routes[{i}]" for p in said)}
         out += [p for p, refused in lent_routes(remote, network, clusters.lent, fixed, skip, clusters.waiting, clusters.workers) if refused]
         if remote.headscale is not None and remote.flavour == "headscale":
-            out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {}, offer)
+            out += _headscale(remote, network, taken, apps, free_of or frozenset(taken), zone_names or {}, offer, servers)
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
@@ -513,6 +515,7 @@ def _headscale(
     free_of: Container[IPv4Address],
     zone_names: Mapping[str, str] = MappingProxyType({}),
     offer: Callable[[], IPv4Address | None] | None = None,
+    servers: Sequence[tuple[str, str]] = (),
 ) -> Iterator[Problem]:
     assert remote.headscale is not None
     settings = remote.headscale
@@ -589,14 +592,37 @@ def _headscale(
         why = special[1].replace("the LAN's DNS server", "the tailnet's MagicDNS resolver")
         yield Problem(key, f"{domain} is under .{special[0]}, {why}, so no device's name under it would resolve; write {free}")
     zones = [z for z in (network.domain, network.external_domain) if z is not None and under(z, domain)]
-    if zones:
-        # Said once: every name of the zone is held by it too, which this one fix undoes.
-        what = f"{domain} is a zone of the homelab" if domain in zones else f"{domain} holds {zones[0]}, a zone of the homelab"
-        yield Problem(key, f"{what}; the devices' names need a domain of their own, e.g. {free}")
     # Headscale refuses a base domain that is the server's host or a suffix of it (hscontrol/types/config.go:1013-1045,
     # isSafeServerURL, at v0.27.1): the devices' resolver would answer for the server, which would then be unreachable.
-    if host == domain or host.endswith(f".{domain}"):
+    holds_headscale = host == domain or host.endswith(f".{domain}")
+    if zones:
+        # Said once: every name of the zone is held by it too, which this one fix undoes; and Headscale's own name with
+        # it, where the domain holds that too (one slip, one fix).
+        what = f"{domain} is a zone of the homelab" if domain in zones else f"{domain} holds {zones[0]}, a zone of the homelab"
+        joined = " and holds" if domain in zones else ", and"
+        also = f"{joined} {host}, Headscale's own name (headscale.url), which the tailnet would answer for" if holds_headscale else ""
+        yield Problem(key, f"{what}{also}; the devices' names need a domain of their own, e.g. {free}")
+    elif holds_headscale:
         yield Problem(key, f"{domain} holds {host}, Headscale's own name (headscale.url); the tailnet would answer for it: pick another")
+    # The other layers' servers written as a name at or under a base domain written here (a hosted Git forge, an alert
+    # receiver, the NAS). Headscale hands the base domain to its clients as their MagicDNS domain (headscale v0.27.1
+    # config-example.yaml:273-278, dns.base_domain), which each answers from the tailnet alone at 100.100.100.100
+    # (tailscale.com v1.102.3 net/tsaddr/tsaddr.go:66): a name of public DNS there stops resolving for a phone or laptop
+    # on the tailnet. The clusters are no tailnet clients (the subnet router is a pod of its own on the Ainur,
+    # plans.remote_access.router_manifests, whose resolver is no other pod's nor a Pi's), so they resolve it as before.
+    # A base domain already refused above is the one slip, said once.
+    named = [(path, name) for path, name in servers if under(name, domain)]
+    if named and settings.base_domain is not None and not zones and not holds_headscale:
+        itself = [path for path, name in named if name == domain]
+        held_names = [f"{name} ({path}'s server)" for path, name in named if name != domain]
+        listed = " and ".join([*([f"is the server of {_and(itself)}"] if itself else []), *([f"holds {_and(held_names)}"] if held_names else [])])
+        them = "them" if len(named) > 1 else "it"
+        yield Problem(
+            key,
+            f"{domain} {listed}: Headscale makes the base domain the tailnet's MagicDNS domain, which its clients answer "
+            f"from the tailnet alone (their resolver at 100.100.100.100), so a phone or laptop on the tailnet could no longer "
+            f"resolve {them} (the clusters, no tailnet clients, still do); give the tailnet a domain of its own, e.g. {free}",
+        )
     for i, app in apps:
         if app.host == host:
             yield Problem(

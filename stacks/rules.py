@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 
 from stacks import cel, encryption, netboot_mode, pins, releases
-from stacks.addresses import CLIENTS, Held
+from stacks.addresses import CLIENTS, Held, ip_args, routers
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.bus_paths import by_path_pattern, can_match, kernel_name_pattern
@@ -105,6 +105,7 @@ def check(p: Parsed) -> list[Problem]:
     problems += _component_images(p)
     problems += _etcd_image(p)
     problems += _kernel_args(p)
+    problems += _kernel_ip(p)
     problems += _encryption(p)
     problems += _netboot(p)
     problems += _edge(p)
@@ -913,7 +914,7 @@ def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Networ
     own = network.subnets()
     clusters = cluster_networks(p)
     devices: list[tuple[str, IPv4Address, str]] = [
-        (f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs", "ntp", "mirror", "proxy")
+        (f"iluvatar:{h.path}", h.ip, h.kind) for h in held if h.kind in ("nas", "nfs", "ntp", "mirror", "proxy", "resolver")
     ]
     devices += [(f"{NET}.dns[{k}]", ip, "dns") for k, ip in enumerate(network.dns)]
     names = {
@@ -923,12 +924,17 @@ def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Networ
         "ntp": "the NTP server",
         "mirror": "the registry mirror",
         "proxy": "the proxy",
+        "resolver": "the DNS server",
     }
     shown = {f"iluvatar:{h.path}": h.name for h in held if h.kind == "ntp" and h.name}
     # A mirror's or a proxy's URL, as its key holds it, with the host it stands for.
     shown |= {f"iluvatar:{h.path}": f"{h.written}: its server {h.name or h.ip}" for h in held if h.kind in ("mirror", "proxy")}
+    # An ip= kernel argument names up to three servers under one key: each is shown with its own address.
+    ip_arg = {f"iluvatar:{h.path}": h.written for h in held if h.written.startswith("ip=")}
     out: list[Problem] = []
     for path, ip, kind in devices:
+        if path in ip_arg:
+            shown[path] = f"{ip_arg[path]}: its server {ip}"
         if kind == "ntp" and (ip.is_loopback or ip.is_unspecified or ip.is_link_local):
             what = "a loopback" if ip.is_loopback else "the unspecified" if ip.is_unspecified else "a link-local"
             out.append(
@@ -953,7 +959,7 @@ def devices_in_cluster_networks(p: Parsed, held: Sequence[Held], network: Networ
         if any(ip in n for n in own):
             continue
         # The backups' server and the DNS servers are both clusters'; the NFS class's server and an NTP server Arda's.
-        seen = [c for c in clusters if kind not in ("nfs", "ntp", "mirror", "proxy") or c.key != ""]
+        seen = [c for c in clusters if kind not in ("nfs", "ntp", "mirror", "proxy", "resolver") or c.key != ""]
         met = [c for c in seen if ip in c.net]
         if not met:
             continue
@@ -3229,6 +3235,59 @@ def _kernel_args(p: Parsed) -> list[Problem]:
         for board, args in p.arda.kernel_args.items()
         if board not in used
     ]
+
+
+def _kernel_ip(p: Parsed) -> list[Problem]:
+    """An `ip=` kernel argument (stacks.addresses.ip_args) whose client address is not its one machine's own, or whose
+    gateway is no router of the stack. Talos reads it before any configuration (network/cmdline.go:126-221 at ad882317):
+    the link takes the client address, with DHCP off unless autoconf is dhcp, and a board's arguments are in its
+    schematic and each of its machines' iPXE script (plans.talos, plans.netboot.ipxe), so every machine of the board,
+    and every unknown one discovery or the generic worker boots on it, comes up at that one address, none at its own
+    ip, where `up` applies its configuration. Its DNS and NTP servers are the address table's (stacks.addresses)."""
+    if p.arda is None or not p.nodes_complete:
+        return []
+    out: list[Problem] = []
+    for arg in ip_args(p.arda.kernel_args):
+        key = f"iluvatar:{arg.path}"
+        machines = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES and n.board == arg.board]
+        unknown = (p.ainur is not None and p.ainur.netboot.generic_worker is not None and p.ainur.netboot.generic_worker.board == arg.board) or (
+            p.ainur_set
+            and p.arda.discovery is not None
+            and arg.board in discovery_boards(p.arda.discovery.arches, (n.arch for _, n in p.nodes if n.role in ARDA_ROLES)).values()
+        )
+        if arg.client and (len(machines) > 1 or unknown):
+            names = ", ".join(n.name for _, n in machines)
+            also = " and every unknown machine Arda boots on it" if unknown else ""
+            out.append(
+                Problem(
+                    key,
+                    f"{arg.written}: its client address {arg.client} is every {arg.board} machine's ({names}{also}): the board's "
+                    f"schematic and iPXE scripts carry its kernel arguments, and Talos gives the link that address before any "
+                    f"configuration, so they would all boot at {arg.client}, none at its own nodes[].ip where `up` applies its "
+                    f"configuration; remove the argument (each machine's address is its nodes[].ip)",
+                )
+            )
+        elif arg.client and machines and arg.client != str(machines[0][1].ip):
+            i, node = machines[0]
+            out.append(
+                Problem(
+                    key,
+                    f"{arg.written}: its client address {arg.client} is not nodes[{i}].ip {node.ip} ({node.name}, the one "
+                    f"{arg.board} machine): Talos gives the link that address before any configuration, so {node.name} would boot "
+                    f"at {arg.client}, where `up` does not look for it; write {node.ip} there, or remove the argument",
+                )
+            )
+        if arg.gateway and p.network is not None and arg.gateway not in {str(ip) for _, ip in routers(p.network)}:
+            gateways = " or ".join(f"{path} {ip}" for path, ip in routers(p.network))
+            out.append(
+                Problem(
+                    key,
+                    f"{arg.written}: its gateway {arg.gateway} is not the router's ({gateways}): Talos routes everything off the "
+                    f"link's subnet there before any configuration, so the {arg.board} machines could reach no other subnet; "
+                    f"write {p.network.gateway} there, or leave the field empty",
+                )
+            )
+    return out
 
 
 def _encryption(p: Parsed) -> list[Problem]:

@@ -19,6 +19,7 @@ are computed here once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -145,7 +146,82 @@ def check(
             problems += _netbooted_roots(nodes, gitops_set)
     if storage.nfs is not None:
         problems += _nfs(storage.nfs.server, nodes, arda, ainur, network)
+        problems += _mount_options(storage.nfs.mount_options)
     return problems
+
+
+# The NFS client's options that set one thing each, as the kernel's NFS option table declares them (torvalds/linux
+# fs/nfs/fs_context.c at 0961f0c0, nfs_fs_parameters: fsparam_flag_no for `x`/`nox`, and nfs_fs_context_parse_param,
+# which sets or clears one flag per option as each is read), with mount's own VFS flags (mount(8), FILESYSTEM-
+# INDEPENDENT MOUNT OPTIONS): an option and its `no` form, or the other of a pair, set the same thing.
+_NEGATABLE = frozenset(
+    {"ac", "acl", "cto", "fsc", "lock", "migration", "posix", "rdirplus", "resvport", "sharecache", "intr"}
+    | {"atime", "diratime", "relatime", "strictatime", "exec", "suid", "dev", "lazytime", "iversion", "mand"}
+)
+_PAIRS = {"ro": "rw", "rw": "rw", "sync": "sync", "async": "sync", "tcp": "proto", "udp": "proto", "rdma": "proto"}
+# The recovery on a timeout: hard retries for ever; soft and softerr fail the request (Opt_hard clears the soft flags,
+# Opt_soft and Opt_softerr set theirs, in nfs_fs_context_parse_param).
+_RECOVERY = frozenset({"hard", "soft", "softerr"})
+# The version options (v4.1, vers=4.1, nfsvers=4.1: Opt_v and Opt_vers both call nfs_parse_version_string).
+_VERSION_FLAGS = re.compile(r"^v(2|3|4|4\.[0-2])$")
+# sec= adds flavours to a list (nfs_auth_info_add), so a second sec= adds, never undoes the first.
+_ADDING = frozenset({"sec"})
+
+
+def _setting(option: str) -> tuple[str, str] | None:
+    """What one mount option sets, and to what: (setting, value), or None for an option no later one undoes."""
+    name, eq, value = option.partition("=")
+    name = name.lower()
+    if eq:
+        if name in _ADDING:
+            return None
+        if name in ("vers", "nfsvers"):
+            return ("vers", value)
+        if name == "proto":
+            return ("proto", value)
+        return (name, value)
+    if name in _RECOVERY:
+        return ("hard", name)
+    if (version := _VERSION_FLAGS.match(name)) is not None:
+        return ("vers", version.group(1))
+    if name in _PAIRS:
+        return (_PAIRS[name], name)
+    if name in _NEGATABLE:
+        return (name, name)
+    if name.startswith("no") and name[2:] in _NEGATABLE:
+        return (name[2:], name)
+    return None
+
+
+def _mount_options(options: Sequence[str]) -> Iterator[Problem]:
+    """The NFS class's mount options: `soft` or `softerr`, and a later option that undoes an earlier one. The list is
+    joined into one -o (stacks.model._mount_option) and the kernel applies the options in order, each setting its
+    flag or value as it is read (nfs_fs_context_parse_param), so the later one wins and the earlier is dead: written
+    after `hard`, `soft` mounts soft."""
+    path = f"{STORAGE}.nfs.mountOptions"
+    seen: dict[str, tuple[int, str, str]] = {}
+    for k, option in enumerate(options):
+        setting = _setting(option)
+        if setting is None:
+            continue
+        key, value = setting
+        if key == "hard" and value != "hard":
+            # nfs(5), soft / hard: "NB: A so-called "soft" timeout can cause silent data corruption in certain cases.
+            # As such, use the soft option only when client responsiveness is more important than data integrity."
+            yield Problem(
+                f"{path}[{k}]",
+                f"{option} fails an NFS request with an I/O error once its retransmissions time out, and nfs(5) warns that a soft "
+                "timeout can cause silent data corruption: a database on the class would be left half-written whenever the NAS "
+                "reboots, where hard (Iluvatar's default) makes I/O wait until it answers; remove it",
+            )
+        elif key in seen and seen[key][2].lower() != value.lower():
+            j, earlier, _ = seen[key]
+            yield Problem(
+                f"{path}[{k}]",
+                f"{option} undoes mountOptions[{j}] {earlier}: the options are joined into one -o and the kernel applies them in "
+                f"order, so the later one wins and {earlier} is dead; keep the one you mean and remove the other",
+            )
+        seen[key] = (k, option, value)
 
 
 def _node(i: int, field: str) -> str:

@@ -866,6 +866,24 @@ ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
             "arda.nodes is missing, but arda.talosVersion records Talos v1.14.1 running: the plan reads each machine's state from it, "
             f"and without it plans every machine as new; {WRITTEN}",
         ),
+        # Emptied beside the release and the steps the deployment ran on them, or the Ainur's left out, as Arda's is.
+        (
+            lambda o: o["arda"].update(nodes={}),
+            "arda.nodes is {}, but arda.talosVersion records Talos v1.14.1 running and arda.commands the steps it ran "
+            "(alqualonde-apply, bootstrap, gandalf-apply, ...): the plan reads each machine's state from it, and without it "
+            f"plans every machine as new; {WRITTEN}",
+        ),
+        (
+            lambda o: o["ainur"].update(nodes={}),
+            "ainur.nodes is {}, but ainur.k3sVersion records k3s v1.35.8+k3s1 running and ainur.commands the steps it ran "
+            "(ca-hash, credentials, eonwe-join, ...): the plan reads each machine's state from it, and without it plans every "
+            f"machine as new; {WRITTEN}",
+        ),
+        (
+            lambda o: o["ainur"].pop("nodes"),
+            "ainur.nodes is missing, but ainur.k3sVersion records k3s v1.35.8+k3s1 running: the plan reads each machine's "
+            f"state from it, and without it plans every machine as new; {WRITTEN}",
+        ),
         (
             lambda o: [o.clear(), o.update(version=3, deployment={"manifest": {}, "resources": []})],
             "the state `pulumi stack export` writes (version, deployment), not the outputs of a stack; write those with `pulumi stack output --json`",
@@ -909,6 +927,9 @@ ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
         "storage-encoded-twice",
         "storage-long-list",
         "arda-nodes-missing",
+        "arda-nodes-emptied",
+        "ainur-nodes-emptied",
+        "ainur-nodes-missing",
         "stack-export",
         "ainur-alone",
         "lan-and-vips-alone",
@@ -1094,13 +1115,13 @@ def test_another_deployments_outputs_are_refused_as_that(
     previous = json.loads((homelab / "outputs.json").read_text())
     previous["lan"] = "172.16.40.0/24"
     previous["arda"]["nodes"] = {"fimbul": previous["arda"]["nodes"]["tirion"]}
-    previous["ainur"]["nodes"] = {}
+    previous["ainur"]["nodes"] = {"finrod": previous["ainur"]["nodes"]["eonwe"]}
     (tmp_path / "other.json").write_text(json.dumps(previous))
     result = render_here("homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "other.json"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: --previous {tmp_path / 'other.json'}: these are the outputs of another deployment: its LAN is 172.16.40.0/24 and "
-        "this stack's network.lan 192.168.0.0/24, and none of its machines (fimbul) is in this stack's inventory; give this "
+        "this stack's network.lan 192.168.0.0/24, and none of its machines (fimbul, finrod) is in this stack's inventory; give this "
         "stack's own outputs (`pulumi stack output --json --stack <this stack>`)"
     ]
 

@@ -182,7 +182,9 @@ def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Pa
     """k3s as stacks.day2._k3s takes it: one minor a run, and through v1.33.12+k3s1 (etcd 3.5.26) before etcd 3.6."""
     outputs = tmp_path / "outputs.json"
     outputs.write_text(
-        json.dumps({"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.32.5+k3s1"}})
+        json.dumps(
+            {"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.32.5+k3s1", "nodes": {}}}
+        )
     )
     lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
     assert lines[-5:] == [
@@ -194,7 +196,9 @@ def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Pa
     ]
     # From below this Iluvatar's floor no run of it leads there: said as `pulumi up` refuses it (stacks.day2.no_way).
     outputs.write_text(
-        json.dumps({"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.28.15+k3s1"}})
+        json.dumps(
+            {"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.28.15+k3s1", "nodes": {}}}
+        )
     )
     lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
     assert lines[-2:] == [
