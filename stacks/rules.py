@@ -2911,7 +2911,7 @@ def _talos_patches(p: Parsed) -> list[Problem]:
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes], everyone)
     if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
         out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
-    return out + _install_nic_links(p) + _link_names_refused(p) + _time_sync_conflicts(p)
+    return out + _install_nic_links(p) + _link_names_refused(p) + _shared_identities(p) + _time_sync_conflicts(p)
 
 
 # The names under which a patch's link document reaches the install NIC, which plans.talos configures as lan0 (its
@@ -3126,6 +3126,77 @@ def _link_names_refused(p: Parsed) -> list[Problem]:
         for f in unknown_link_names(p.nodes, p.arda.patches if p.arda is not None else ())
         if f.owner is not None
     ]
+
+
+# The link documents that may set a link's MAC (`hardwareAddr`): Talos gives the link that address
+# (siderolabs/talos pkg/machinery/config/types/network/bond.go:72, bridge.go:70, vrf.go:71, dummy.go:71 at v1.14.0-rc.1;
+# internal/app/machined/pkg/controllers/network/link_spec.go:787-801 sets it).
+_HARDWARE_ADDRESS_DOCUMENTS = frozenset({"BondConfig", "BridgeConfig", "VRFConfig", "DummyLinkConfig"})
+# Why one MAC on two machines harms both: a switch learns a MAC on one port, and a DHCP server tells its clients apart by
+# their MAC unless a client identifier says otherwise, and Talos's DHCP client sends the MAC by default
+# (pkg/machinery/config/types/network/dhcp4.go:84, :161, dhcp6.go:79, :147 at v1.14.0-rc.1).
+_ONE_MAC = (
+    "a switch learns a MAC on one port, so it would send their frames to whichever spoke last, and a DHCP server, which tells "
+    "clients apart by their MAC (Talos's default client identifier: siderolabs/talos pkg/machinery/config/types/network/"
+    "dhcp4.go:84, :161 at v1.14.0-rc.1), would lease them one address"
+)
+
+
+def _mac_digits(value: object) -> str:
+    """A MAC as its 12 lower-case hex digits ("" for anything else)."""
+    digits = re.sub(r"[:\-.]", "", value.lower()) if isinstance(value, str) else ""
+    return digits if re.fullmatch(r"[0-9a-f]{12}", digits) else ""
+
+
+def _shared_identities(p: Parsed) -> list[Problem]:
+    """A machine's identity on the LAN, its link's MAC (`hardwareAddr`) or a fixed DHCP client identity (a DUID), that
+    two machines would hold: set in arda.patches, which every Arda machine gets (plans.talos.node_patches), with two or
+    more of them, or (a MAC) another inventory machine's."""
+    arda = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES]
+    macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
+    every = f"arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would"
+    patches: list[tuple[str, dict[str, object], Node | None]] = [
+        *((f"iluvatar:arda.patches[{k}]", patch, None) for k, patch in enumerate(p.arda.patches if p.arda is not None else [])),
+        *((node_path(i, f"talosPatches[{k}]"), patch, node) for i, node in arda for k, patch in enumerate(node.talos_patches)),
+    ]
+    out: list[Problem] = []
+    for path, patch, machine in patches:
+        kind, name = patch.get("kind"), patch.get("name")
+        in_shared = machine is None
+        if kind in _HARDWARE_ADDRESS_DOCUMENTS and (digits := _mac_digits(written := patch.get("hardwareAddr"))):
+            link = f"{str(kind).removesuffix('Config').removesuffix('Link').lower()} {name}"
+            owner = macs.get(digits)
+            if in_shared and len(arda) > 1:
+                out.append(
+                    Problem(
+                        f"{path}.hardwareAddr",
+                        f"{written}: {every} give their {link} this one MAC: {_ONE_MAC}; remove hardwareAddr (each machine's "
+                        f"{link} then takes a MAC of its own), or set one per machine in each machine's own patches",
+                    )
+                )
+            elif owner is not None and (machine is None or owner[1].name != machine.name):
+                out.append(
+                    Problem(
+                        f"{path}.hardwareAddr",
+                        f"{written} is {owner[1].name}'s MAC (nodes[{owner[0]}].mac), which {machine.name if machine else 'the Arda machine'} "
+                        f"would give its {link} too, and the two would share it: {_ONE_MAC}; remove hardwareAddr",
+                    )
+                )
+        if kind in ("DHCPv4Config", "DHCPv6Config") and in_shared and len(arda) > 1 and patch.get("clientIdentifier") == "duid":
+            family = "DHCPv4" if kind == "DHCPv4Config" else "DHCPv6"
+            out.append(
+                Problem(
+                    f"{path}.clientIdentifier",
+                    f"duid with duidRaw {patch.get('duidRaw')}: {every} send the {family} server this one client identity for "
+                    f"{name} (siderolabs/talos pkg/machinery/config/types/network/{'dhcp4.go:84-95' if family == 'DHCPv4' else 'dhcp6.go:79-90'}, "
+                    "internal/app/machined/pkg/controllers/network/"
+                    f"operator_config.go:{263 if family == 'DHCPv4' else 280} at v1.14.0-rc.1), and the server, which leases by it, "
+                    "would give them one lease and they would fight for its address; remove clientIdentifier and duidRaw (each "
+                    "machine then identifies by its link's MAC, Talos's default), or give each machine its own duidRaw in a "
+                    "document of its own patches",
+                )
+            )
+    return out
 
 
 def link_name_doubts(nodes: Sequence[tuple[int, Node]], shared: Sequence[dict[str, object]]) -> list[Problem]:

@@ -252,6 +252,29 @@ def test_the_fix_a_link_address_in_arda_patches_is_given_validates(name: str, tm
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
 
 
+@pytest.mark.parametrize(
+    ("name", "removed"),
+    [
+        ("talos-patch-shared-dummy-link-mac", ["hardwareAddr"]),
+        ("talos-patch-bridge-on-another-machines-mac", ["hardwareAddr"]),
+        ("talos-patch-shared-dhcp4-duid", ["clientIdentifier", "duidRaw"]),
+        ("talos-patch-shared-dhcp6-duid", ["clientIdentifier", "duidRaw"]),
+    ],
+)
+def test_the_fix_a_shared_identity_is_given_validates_and_warns_of_nothing_there(name: str, removed: list[str], tmp_path: Path) -> None:
+    # The keys the message says to remove, removed: the stack validates, and nothing is warned of at the document.
+    case = next(c for c in CASES if c["name"] == name)
+    ((where, patches),) = case["set"].items()
+    key = case["expect"][0].split(": ", 1)[0]
+    assert key.rsplit(".", 1)[1] in removed
+    document = patches[int(key.removeprefix(where).split("]", 1)[0].strip("["))]
+    for field in removed:
+        assert f"remove {' and '.join(removed)}" in case["expect"][0]
+        del document[field]
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {where: patches})), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path.startswith(key.rsplit(".", 1)[0])] == []
+
+
 _POOL_FIX = re.compile(r"^iluvatar:arda\.discovery\.pool: .*, e\.g\. \{start: (?P<start>[0-9.]+), end: (?P<end>[0-9.]+)\}$")
 
 
