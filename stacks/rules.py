@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 from typing import Literal
 
@@ -3039,16 +3039,53 @@ def _named_links(path: str, patch: dict[str, object]) -> Iterator[tuple[str, str
                 yield f"{path}.links[{k}]", link
 
 
-def _alias_fix(key: str, mac: str, known: Container[str]) -> str:
+def _alias_fix(key: str, mac: str, known: Container[str], each: Sequence[tuple[int, Node]] = ()) -> str:
     """The document that names a NIC by its MAC, and the key to write its name at: an alias after lan0 no document
-    of the machine's patches takes, a member its own (links[1] nic2)."""
+    of the machine's patches takes, a member its own (links[1] nic2). For a key of arda.patches (`each`, the Arda
+    machines), the alias goes in each machine's own patches, each selecting its own NIC: an alias selects one MAC, which
+    one machine has at most."""
     field = key.rsplit(".", 1)[1]
     member = int(field.split("[", 1)[1].rstrip("]")) if field.startswith("links[") else 0
     alias = [f"nic{n}" for n in range(1, 100) if f"nic{n}" not in known][member]
+    where = (
+        f" in the own patches of {_machines([n.name for _, n in each], 0)} ({', '.join(node_path(i, 'talosPatches') for i, _ in each)}), each selecting its own NIC's MAC"
+        if len(each) > 1
+        else f" in {each[0][1].name}'s own patches ({node_path(each[0][0], 'talosPatches')})"
+        if each
+        else ""
+    )
     return (
-        f"{{apiVersion: v1alpha1, kind: LinkAliasConfig, name: {alias}, selector: {{match: 'mac(link.permanent_addr) == \"{mac}\"'}}}}, "
+        f"{where}: {{apiVersion: v1alpha1, kind: LinkAliasConfig, name: {alias}, selector: {{match: 'mac(link.permanent_addr) == \"{mac}\"'}}}}, "
         f"and {field}: {alias}" + (f" (or {field}: {TALOS_LINK_ALIAS} for the install NIC)" if field == "parent" else "")
     )
+
+
+# A selector that names one NIC by its MAC, as the alias fix writes it (Talos's CEL link locator, mac() of a link's
+# permanent_addr or hardware_addr). Any other selector may match several of a machine's links.
+_ONE_MAC_SELECTOR = re.compile(r'^\s*mac\(link\.(?:permanent_addr|hardware_addr)\)\s*==\s*"([0-9A-Fa-f:]{17})"\s*$')
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A LinkAliasConfig of a patch."""
+
+    key: str  # the document's config path
+    name: str
+    mac: str  # the 12 hex digits of the one MAC its selector names; else ""
+    pattern: re.Pattern[str] | None  # for a pattern alias (net%d), the names it gives
+
+
+def _aliases(patches: Sequence[tuple[str, dict[str, object]]]) -> list[Alias]:
+    """The patches' aliases in the order Talos applies them: by name (link_alias_config.go:129-131 at v1.14.0-rc.1)."""
+    out: list[Alias] = []
+    for path, patch in patches:
+        if patch.get("kind") == "LinkAliasConfig" and isinstance(name := patch.get("name"), str):
+            one = _ONE_MAC_SELECTOR.match(_selector(patch))
+            # A pattern alias's name is a prefix and %d (pkg/machinery/config/types/network/link_alias.go:159-163); Talos
+            # numbers the links it matches from 0 (link_alias_config.go:183-187).
+            pattern = re.compile(re.escape(name.split("%", 1)[0]) + r"\d+") if "%" in name else None
+            out.append(Alias(path, name, one[1].replace(":", "").lower() if one else "", pattern))
+    return sorted(out, key=lambda a: a.name)
 
 
 @dataclass(frozen=True)
@@ -3059,44 +3096,71 @@ class LinkName:
     name: str
     machines: tuple[str, ...]  # the machines' names
     owner: tuple[str, str] | None  # for an enx<mac> name of another inventory machine's MAC: its key and its name
-    mac: str  # the MAC an enx<mac> name says, written as the inventory writes one; else ""
+    mac: str  # the MAC an enx<mac> name or `via` says, written as the inventory writes one; else ""
     fix: str
+    via: str = ""  # the key of the alias of arda.patches that gives the name to the one machine of its MAC at most
+    elsewhere: str = ""  # the key of an alias of that name in another machine's own patches
+
+
+def _colons(digits: str) -> str:
+    return ":".join(digits[j : j + 2] for j in range(0, 12, 2))
 
 
 def unknown_link_names(nodes: Sequence[tuple[int, Node]], shared: Sequence[dict[str, object]]) -> list[LinkName]:
     """The links a patch names (`_named_links`) that an Arda machine it reaches is not known to have, each once for its
     key with every such machine. Known are the names the stack ties to the machine's install NIC (`_install_nic_names`:
     lan0, enx<mac>, power.wakeOnLan.link), lo, and the links its patches (`shared`, arda.patches, and its own) create
-    or alias (`_LOGICAL_LINK_DOCUMENTS`, a LinkAliasConfig). Any other name is a kernel name the inventory cannot tell;
-    an enx<mac> name says its MAC, and is certainly not the machine's when that MAC is another inventory machine's."""
+    or alias (`_LOGICAL_LINK_DOCUMENTS`, a LinkAliasConfig, a pattern alias's numbered names). An alias of arda.patches
+    selecting one MAC is known on none of two or more machines: one machine has that NIC at most (`via`). Any other
+    name is a kernel name the inventory cannot tell; an enx<mac> name says its MAC, and is certainly not the machine's
+    when that MAC is another inventory machine's."""
     macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in nodes}
+    arda = [(i, n) for i, n in nodes if n.role in ARDA_ROLES]
     found: dict[str, LinkName] = {}
+    avoid: dict[str, set[str]] = {}
+    everywhere: set[str] = set()
     shared_paths = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(shared)]
-    for i, node in nodes:
-        if node.role not in ARDA_ROLES:
-            continue
-        patches = [*shared_paths, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]
+    own = {i: [(node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches)] for i, node in arda}
+    elsewhere = {a.name: a.key for i in own for a in _aliases(own[i])}
+    for i, node in arda:
+        patches = [*shared_paths, *own[i]]
+        aliases = _aliases(patches)
+        partial = {a.name: a for a in aliases if a.key.startswith("iluvatar:arda.") and a.mac and len(arda) > 1}
         known = {"lo", *_install_nic_names(node)}
-        known |= {
-            name
-            for _, patch in patches
-            if (patch.get("kind") in _LOGICAL_LINK_DOCUMENTS or patch.get("kind") == "LinkAliasConfig") and isinstance(name := patch.get("name"), str)
-        }
+        known |= {name for _, patch in patches if patch.get("kind") in _LOGICAL_LINK_DOCUMENTS and isinstance(name := patch.get("name"), str)}
+        known |= {a.name for a in aliases if a.name not in partial and a.pattern is None}
+        patterns = [a.pattern for a in aliases if a.pattern is not None]
+        everywhere.update(known, partial)
         for path, patch in patches:
             for key, name in _named_links(path, patch):
-                if name in known:
+                if name in known or any(pattern.fullmatch(name) for pattern in patterns):
                     continue
                 enx = _ENX.match(name.lower())
-                mac = ":".join(enx[1][j : j + 2] for j in range(0, 12, 2)) if enx else ""
+                via = partial.get(name)
+                mac = _colons(enx[1]) if enx else _colons(via.mac) if via is not None else ""
                 other = macs.get(enx[1]) if enx else None
                 owner = (f"nodes[{other[0]}].mac", other[1].name) if other is not None else None
+                # The fix's alias takes a name no link of the machines has; a shared alias the fix removes frees its own.
+                avoid.setdefault(key, set()).update(known, partial if via is None or not key.startswith("iluvatar:arda.") else ())
                 if key in found:
-                    found[key] = LinkName(key, name, (*found[key].machines, node.name), found[key].owner, mac, found[key].fix)
+                    found[key] = replace(found[key], machines=(*found[key].machines, node.name))
                 else:
                     # Another machine's MAC is no fix: the machine's own NIC is meant, whose MAC the inventory lacks.
-                    fix = _alias_fix(key, mac if mac and owner is None else "<its mac>", known)
-                    found[key] = LinkName(key, name, (node.name,), owner, mac, fix)
-    return list(found.values())
+                    fix = mac if enx and owner is None else "<its mac>"
+                    via_key = via.key if via is not None else ""
+                    found[key] = LinkName(key, name, (node.name,), owner, mac, fix, via_key, "" if via is not None else elsewhere.get(name, ""))
+    # The fix for a key of arda.patches goes in the own patches of each machine that lacks the link, or, where the fix
+    # renames the link, of every Arda machine (the name is new to them all).
+    out: list[LinkName] = []
+    for f in found.values():
+        lacking = [(i, n) for i, n in arda if n.name in f.machines]
+        if not f.key.startswith("iluvatar:arda."):
+            out.append(replace(f, fix=_alias_fix(f.key, f.fix, avoid[f.key])))
+        elif f"{f.key.rsplit('.', 1)[1]}: {f.name}" in _alias_fix(f.key, f.fix, avoid[f.key], lacking):
+            out.append(replace(f, fix=_alias_fix(f.key, f.fix, avoid[f.key], lacking)))
+        else:
+            out.append(replace(f, fix=_alias_fix(f.key, f.fix, everywhere, arda)))
+    return out
 
 
 def _machines(names: Sequence[str], arda: int) -> str:
@@ -3115,17 +3179,66 @@ _UNAPPLIED = (
 
 
 def _link_names_refused(p: Parsed) -> list[Problem]:
-    """An enx<mac> name of another inventory machine's MAC in a patch that reaches a machine: that NIC is not its."""
+    """An enx<mac> name of another inventory machine's MAC in a patch that reaches a machine: that NIC is not its. A
+    name of arda.patches that an alias of arda.patches gives the NIC of one MAC: at most one machine has it."""
     arda = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES]
-    return [
-        Problem(
-            f.key,
-            f"{f.name} is systemd's name for {f.owner[1]}'s NIC ({f.owner[0]} {f.mac}), which {_machines(f.machines, len(arda))} "
-            f"{'does' if len(f.machines) == 1 else 'do'} not have: {_UNAPPLIED}, so it configures nothing there; name the NIC meant by its own MAC: {f.fix}",
-        )
-        for f in unknown_link_names(p.nodes, p.arda.patches if p.arda is not None else ())
-        if f.owner is not None
-    ]
+    out: list[Problem] = []
+    for f in unknown_link_names(p.nodes, p.arda.patches if p.arda is not None else ()):
+        if f.owner is not None:
+            out.append(
+                Problem(
+                    f.key,
+                    f"{f.name} is systemd's name for {f.owner[1]}'s NIC ({f.owner[0]} {f.mac}), which {_machines(f.machines, len(arda))} "
+                    f"{'does' if len(f.machines) == 1 else 'do'} not have: {_UNAPPLIED}, so it configures nothing there; name the NIC meant by its own MAC{f.fix}",
+                )
+            )
+        elif f.via and f.key.startswith("iluvatar:arda."):
+            out.append(
+                Problem(
+                    f.key,
+                    f"{f.name} is the alias {f.via} gives the NIC of MAC {f.mac}, which one machine has at most, so on the others of "
+                    f"{_machines(f.machines, len(arda))} no link is named {f.name}: {_UNAPPLIED}, so there the document configures nothing; "
+                    f"remove {f.via} and name each machine's NIC by its MAC{f.fix}",
+                )
+            )
+    return out + _alias_conflicts(p)
+
+
+def _alias_conflicts(p: Parsed) -> list[Problem]:
+    """A LinkAliasConfig that names no link of a machine it reaches: one selecting another inventory machine's MAC, or a
+    MAC an alias before it by name selects (Talos skips an alias for a link already aliased: link_alias_config.go:163-176
+    at v1.14.0-rc.1)."""
+    macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
+    shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
+    out: dict[str, Problem] = {}
+    for i, node in p.nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        first: dict[str, Alias] = {TALOS_LINK_ALIAS: Alias("", TALOS_LINK_ALIAS, node.mac.replace(":", "").lower(), None)}
+        by_mac = {first[TALOS_LINK_ALIAS].mac: first[TALOS_LINK_ALIAS]}
+        for a in _aliases([*shared, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]):
+            other = macs.get(a.mac)
+            key = f"{a.key}.selector.match"
+            if key in out or not a.mac or a.name == TALOS_LINK_ALIAS:
+                continue
+            if other is not None and other[1].name != node.name and (not a.key.startswith("iluvatar:arda.") or other[1].role not in ARDA_ROLES):
+                out[key] = Problem(
+                    key,
+                    f"selects {_colons(a.mac)}, {other[1].name}'s MAC (nodes[{other[0]}].mac), a NIC {node.name} does not have, so no "
+                    f"link of it is named {a.name}: {_UNAPPLIED}, so a document naming {a.name} configures nothing there; "
+                    f'select the MAC of {node.name}\'s own NIC (mac(link.permanent_addr) == "<its mac>")',
+                )
+            elif a.mac in by_mac and by_mac[a.mac].key and a.mac != first[TALOS_LINK_ALIAS].mac:
+                before = by_mac[a.mac]
+                out[key] = Problem(
+                    key,
+                    f"selects {_colons(a.mac)}, as {before.key} ({before.name}) does: Talos gives a link the first alias by name that "
+                    f"selects it and skips the others (siderolabs/talos internal/app/machined/pkg/controllers/network/"
+                    f"link_alias_config.go:129-131, :163-176 at v1.14.0-rc.1), so {a.name} names no link; remove it and name the "
+                    f"link {before.name}",
+                )
+            by_mac.setdefault(a.mac, a)
+    return list(out.values())
 
 
 # The link documents that may set a link's MAC (`hardwareAddr`): Talos gives the link that address
@@ -3200,23 +3313,42 @@ def _shared_identities(p: Parsed) -> list[Problem]:
 
 
 def link_name_doubts(nodes: Sequence[tuple[int, Node]], shared: Sequence[dict[str, object]]) -> list[Problem]:
-    """A name a patch gives a link that a machine it reaches is not known to have, and may not (stacks.warn)."""
-    arda = [n for _, n in nodes if n.role in ARDA_ROLES]
-    return [
+    """A name a patch gives a link that a machine it reaches is not known to have, and may not; an alias whose
+    selector may match several links (stacks.warn)."""
+    arda = [(i, n) for i, n in nodes if n.role in ARDA_ROLES]
+    out = [
         Problem(
             f.key,
             (
-                f"{f.name} is systemd's name for the NIC of MAC {f.mac}, which the inventory does not list for "
+                f"{f.name} is the alias {f.via} gives the NIC of MAC {f.mac}, which the inventory does not tie to "
+                if f.via
+                else f"{f.name} is systemd's name for the NIC of MAC {f.mac}, which the inventory does not list for "
                 if f.mac
+                else f"{f.name} is an alias another machine's own patches give ({f.elsewhere}), which do not reach "
+                if f.elsewhere
                 else f"{f.name} is a kernel name the inventory cannot tell is a link of "
             )
             + f"{_machines(f.machines, len(arda))}: {_UNAPPLIED}, so were {'it' if len(f.machines) == 1 else 'a machine'} to have "
             f"no link {f.name} (`talosctl get links` lists them), the document would configure nothing there; name the NIC by "
-            f"its MAC: {f.fix}",
+            f"its MAC{f.fix}",
         )
         for f in unknown_link_names(nodes, shared)
-        if f.owner is None
+        if f.owner is None and not (f.via and f.key.startswith("iluvatar:arda."))
     ]
+    patches = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(shared)]
+    patches += [(node_path(i, f"talosPatches[{k}]"), patch) for i, n in arda for k, patch in enumerate(n.talos_patches)]
+    for a in _aliases(patches):
+        if not a.mac and a.pattern is None:
+            out.append(
+                Problem(
+                    f"{a.key}.selector.match",
+                    f"may match more than one link of a machine (it names no one MAC), and Talos gives a fixed alias only to a "
+                    f"selector that matches one link, skipping it otherwise (siderolabs/talos internal/app/machined/pkg/"
+                    f"controllers/network/link_alias_config.go:151-161 at v1.14.0-rc.1), so {a.name} would name no link; name the "
+                    'NIC by its MAC (mac(link.permanent_addr) == "<its mac>")',
+                )
+            )
+    return out
 
 
 # The v1alpha1 time settings Talos refuses beside a TimeSyncConfig document in one machine's config, each with its
