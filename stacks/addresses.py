@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, ip_interface
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -311,7 +311,11 @@ def entries(
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
     out += patched(patches, zone, network.domain if network is not None else None, kernel_args)
-    out += [Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node") for path, ip, whose, _ in link_addresses(patches, nodes)]
+    out += [
+        Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node")
+        for path, ip, whose, _ in link_addresses(patches, nodes)
+        if isinstance(ip, IPv4Address)
+    ]
     out += routed(remote)
     return out
 
@@ -396,18 +400,20 @@ LINK_DOCUMENTS = frozenset({"LinkConfig", "VLANConfig", "DummyLinkConfig", "Bond
 
 def link_addresses(
     patches: Sequence[tuple[str, Mapping[str, object]]], nodes: Sequence[tuple[int, Node]] = ()
-) -> list[tuple[str, IPv4Address, str, str]]:
-    """The IPv4 addresses Arda's Talos patches give their machines' own links, each with its key (`iluvatar:`-less),
+) -> list[tuple[str, IPv4Address | IPv6Address, str, str]]:
+    """The addresses, IPv4 and IPv6 (a link's address is a prefix of either family: siderolabs/talos
+    pkg/machinery/config/types/network/link.go:99, :123 at v1.14.0-rc.1), Arda's Talos patches give their machines' own
+    links, each with its key (`iluvatar:`-less),
     whose it is (a machine's name, or "every Arda machine" for arda.patches) and the value as written (192.168.0.5/24):
     a v1alpha1 patch's machine.network.interfaces[].addresses and .vlans[].addresses, a link document's
     addresses[].address. Linux answers ARP for any of them as the machine's own, so each collides as the machine's ip
     does."""
     names = {f"nodes[{i}]": n.name for i, n in nodes}
-    out: list[tuple[str, IPv4Address, str, str]] = []
+    out: list[tuple[str, IPv4Address | IPv6Address, str, str]] = []
 
     def add(path: str, value: object, whose: str) -> None:
         try:
-            ip = IPv4Interface(value).ip if isinstance(value, str) else None
+            ip = ip_interface(value).ip if isinstance(value, str) else None
         except ValueError:
             ip = None
         if ip is not None:
@@ -462,6 +468,19 @@ def link_collisions(
     for path, ip, whose, written in link_addresses(patches, nodes):
         key = f"iluvatar:{path}"
         scope = path.split(".talosPatches", 1)[0] if ".talosPatches" in path else "arda"
+        shared = scope == "arda" and len(arda) > 1
+        if isinstance(ip, IPv6Address):
+            # The stack's networks are IPv4: an IPv6 address collides only as one shared by every Arda machine, in a
+            # prefix they share (a /128 is the machine's alone, as a /32 below). Duplicate address detection keeps it
+            # on whichever machine claims it first (RFC 4862 5.4).
+            if shared and ip_interface(written).network.prefixlen < 128:
+                yield Problem(
+                    key,
+                    f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
+                    f"configure {ip} on their link: duplicate address detection leaves it on whichever claims it first, by chance, "
+                    f"and the others without it; {_own_patch(path, arda, written)}",
+                )
+            continue
         subnet = next((v.cidr for v in network.vlans if ip in v.cidr), network.lan if ip in network.lan else None)
         # A free address on the link's subnet: on the LAN the one list the messages offer from (`free`, outside the
         # ranges lent and the pool, as a machine's ip must be), on a VLAN its first one free.
@@ -471,7 +490,6 @@ def link_collisions(
             offer = free(()) if free is not None and subnet is not None else None
         taken |= {offer} if offer is not None else set()
         fix = f"give the link an address of its own{f' (e.g. {offer})' if offer is not None else ''}"
-        shared = scope == "arda" and len(arda) > 1
         if shared:
             # Given to one machine the address would be that machine's alone; a fix that keeps it in arda.patches
             # would give the new address to every machine as well.
@@ -507,7 +525,10 @@ def link_collisions(
                 f"is lent to another machine, and then both answer for it; {fix}",
             )
             continue
-        if shared:
+        # A host address (/32) outside every subnet of the LAN's, NodeLocal DNSCache's 169.254.20.10 on a dummy link or an
+        # anycast address, is shared by design: no host of a subnet ARPs for an address outside it, so the machines
+        # fight for nothing. With a shorter prefix the address is on a subnet the machines share, the link's own.
+        if shared and (subnet is not None or IPv4Interface(written).network.prefixlen < 32):
             yield Problem(
                 key,
                 f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "

@@ -239,7 +239,15 @@ _MOVE_FIX = re.compile(
 )
 
 
-@pytest.mark.parametrize("name", ["talos-patch-link-address-shared-by-every-arda-machine", "talos-patch-dummy-link-address-at-ardas-vip"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "talos-patch-link-address-shared-by-every-arda-machine",
+        "talos-patch-dummy-link-address-at-ardas-vip",
+        "talos-patch-ipv6-link-address-shared-by-every-arda-machine",
+        "talos-patch-shared-host-address-inside-the-lan",
+    ],
+)
 def test_the_fix_a_link_address_in_arda_patches_is_given_validates(name: str, tmp_path: Path) -> None:
     # The document moved to the machine's own patches the message names, with the address it offers where it gives one.
     case = next(c for c in CASES if c["name"] == name)
