@@ -2911,7 +2911,7 @@ def _talos_patches(p: Parsed) -> list[Problem]:
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes], everyone)
     if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
         out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
-    return out + _install_nic_links(p) + _link_names_refused(p) + _shared_identities(p) + _time_sync_conflicts(p)
+    return out + _install_nic_links(p) + _link_names_refused(p) + _routing_rule_links(p) + _shared_identities(p) + _time_sync_conflicts(p)
 
 
 # The names under which a patch's link document reaches the install NIC, which plans.talos configures as lan0 (its
@@ -3238,6 +3238,56 @@ def _alias_conflicts(p: Parsed) -> list[Problem]:
                     f"link {before.name}",
                 )
             by_mac.setdefault(a.mac, a)
+    return list(out.values())
+
+
+def _routing_rule_links(p: Parsed) -> list[Problem]:
+    """A RoutingRuleConfig's iifName or oifName that names no link the kernel knows by that name on a machine the patch
+    reaches: an alias (lan0, a LinkAliasConfig's), or the enx<mac> name of another inventory machine's MAC. Talos hands
+    both names to the kernel as written, resolving no alias (siderolabs/talos internal/app/machined/pkg/controllers/
+    network/routing_rule_config.go:145-146, routing_rule_spec.go:374-379 at v1.14.0-rc.1), and an alias is the link's
+    ifalias (link_alias_spec.go), which the kernel's rule matching does not read, so the rule would match no packet.
+    Another kernel name is left alone: the fix would be that same name, and only `talosctl get links` can tell it."""
+    macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
+    shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
+    out: dict[str, Problem] = {}
+    for i, node in p.nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        patches = [*shared, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]
+        aliases = _aliases(patches)
+        own = f"enx{node.mac.replace(':', '').lower()}"
+        fix = f"name the link by its kernel name, as `talosctl get links` shows it ({own} for {node.name}'s install NIC), or a link the patches create (a bond, a VLAN)"
+        every = (
+            f"move the rule to the own patches of each Arda machine ({', '.join(node_path(j, 'talosPatches') for j, n in p.nodes if n.role in ARDA_ROLES)}), "
+            f"each naming its own link by its kernel name, as `talosctl get links` shows it (enx and its install NIC's MAC's digits, {own} on "
+            f"{node.name}), or name a link the patches create (a bond, a VLAN)"
+        )
+        install = f"the alias Iluvatar gives {node.name}'s install NIC"
+        for path, patch in patches:
+            if patch.get("kind") != "RoutingRuleConfig":
+                continue
+            for field in ("iifName", "oifName"):
+                name, key = patch.get(field), f"{path}.{field}"
+                if not isinstance(name, str) or key in out:
+                    continue
+                alias = next((a for a in aliases if a.name == name or (a.pattern is not None and a.pattern.fullmatch(name))), None)
+                enx = _ENX.match(name.lower())
+                other = macs.get(enx[1]) if enx else None
+                if name == TALOS_LINK_ALIAS or alias is not None:
+                    out[key] = Problem(
+                        key,
+                        f"{name} is {f'the alias {alias.key} gives' if alias is not None else install}: "
+                        "Talos hands a routing rule's link to the kernel as written, resolving no alias (siderolabs/talos "
+                        "internal/app/machined/pkg/controllers/network/routing_rule_config.go:145-146 at v1.14.0-rc.1), and an alias "
+                        f"is the link's ifalias, which the kernel's rules do not match, so the rule would match no packet; {every if key.startswith('iluvatar:arda.') else fix}",
+                    )
+                elif other is not None and other[1].name != node.name:
+                    out[key] = Problem(
+                        key,
+                        f"{name} is systemd's name for {other[1].name}'s NIC (nodes[{other[0]}].mac {other[1].mac}), which {node.name} does "
+                        f"not have, so the rule would match no packet there; {every if key.startswith('iluvatar:arda.') else fix}",
+                    )
     return list(out.values())
 
 

@@ -283,6 +283,32 @@ def test_the_fix_a_shared_identity_is_given_validates_and_warns_of_nothing_there
     assert [str(w) for w in warnings(stack) if w.path.startswith(key.rsplit(".", 1)[0])] == []
 
 
+_KERNEL_NAME_FIX = re.compile(r"(?P<each>move the rule to the own patches of each Arda machine \((?P<to>[^)]*)\), )?.*?\(.*?(?P<enx>enx[0-9a-f]{12})")
+
+
+@pytest.mark.parametrize("name", ["talos-patch-routing-rule-on-another-machines-enx-name", "talos-patch-shared-routing-rule-on-an-alias"])
+def test_the_kernel_name_a_routing_rule_is_given_validates(name: str, tmp_path: Path) -> None:
+    # The rule names the machine's install NIC by its enx name, in each machine's own patches where the message moves
+    # it there (each its own MAC's name).
+    case = next(c for c in CASES if c["name"] == name)
+    key, message = case["expect"][0].split(": ", 1)
+    found = _KERNEL_NAME_FIX.search(message.split("; ", 1)[1])
+    assert found is not None
+    ((where, patches),) = case["set"].items()
+    field = key.rsplit(".", 1)[1]
+    doc = edit(homelab_doc(), {})
+    nodes = doc["config"]["iluvatar:nodes"]
+    if found["each"]:
+        sets = {}
+        for to in found["to"].split(", "):
+            i = int(to.split("[", 1)[1].split("]", 1)[0])
+            sets[to] = [{**patches[0], field: f"enx{nodes[i]['mac'].replace(':', '')}"}]
+        sets[where] = []
+    else:
+        sets = {where: [{**patches[0], field: found["enx"]}]}
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), sets)), require_secrets=True)
+
+
 _POOL_FIX = re.compile(r"^iluvatar:arda\.discovery\.pool: .*, e\.g\. \{start: (?P<start>[0-9.]+), end: (?P<end>[0-9.]+)\}$")
 
 
