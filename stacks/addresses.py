@@ -465,7 +465,12 @@ def link_collisions(
     others = [h for h in held if h.kind in ("node", "vip", "identity", "headscale")]
     taken = {h.ip for h in held} | {ip for _, ip in routers(network)}
     arda = [(i, n) for i, n in nodes if n.role in ARDA_ROLES]
+    documents = {at.removeprefix("iluvatar:"): patch for at, patch in patches}
+    # The links arda.patches creates (a bond, a VLAN): a LinkConfig of one of them moves with the document creating it.
+    created = {patch.get("name") for at, patch in patches if _scope(at) == "arda" and patch.get("kind") in LINK_DOCUMENTS - {"LinkConfig"}}
     for path, ip, whose, written in link_addresses(patches, nodes):
+        document = documents.get(path.split(".addresses[", 1)[0])
+        physical = document if document is not None and document.get("name") not in created else None
         key = f"iluvatar:{path}"
         scope = path.split(".talosPatches", 1)[0] if ".talosPatches" in path else "arda"
         shared = scope == "arda" and len(arda) > 1
@@ -478,7 +483,7 @@ def link_collisions(
                     key,
                     f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
                     f"configure {ip} on their link: duplicate address detection leaves it on whichever claims it first, by chance, "
-                    f"and the others without it; {_own_patch(path, arda, written)}",
+                    f"and the others without it; {_own_patch(path, arda, written, document=physical)}",
                 )
             continue
         subnet = next((v.cidr for v in network.vlans if ip in v.cidr), network.lan if ip in network.lan else None)
@@ -493,7 +498,11 @@ def link_collisions(
         if shared:
             # Given to one machine the address would be that machine's alone; a fix that keeps it in arda.patches
             # would give the new address to every machine as well.
-            fix = _own_patch(path, arda, written, offer) if offer is not None else f"{fix}, and {_own_patch(path, arda, written)}"
+            fix = (
+                _own_patch(path, arda, written, offer, physical)
+                if offer is not None
+                else f"{fix}, and {_own_patch(path, arda, written, document=physical)}"
+            )
         router = next((p for p, r in routers(network) if r == ip), None)
         if router is not None:
             yield Problem(
@@ -533,21 +542,32 @@ def link_collisions(
                 key,
                 f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
                 f"hold {ip} on their link and Linux answers ARP for it on each: they would fight for it on the LAN, and what is "
-                f"sent there reaches any of them, part of the time; {_own_patch(path, arda, written)}",
+                f"sent there reaches any of them, part of the time; {_own_patch(path, arda, written, document=physical)}",
             )
 
 
-def _own_patch(path: str, arda: Sequence[tuple[int, Node]], written: str, offer: IPv4Address | None = None) -> str:
+def _own_patch(
+    path: str, arda: Sequence[tuple[int, Node]], written: str, offer: IPv4Address | None = None, document: Mapping[str, object] | None = None
+) -> str:
     """The fix for an address of arda.patches: move it to the own patches of the first Arda machine (or another's, each
     machine its own address), with `offer` for the address where the one written is another's. A v1alpha1
     machine.network.interfaces entry is refused in any patch (stacks.rules.V1ALPHA1_CONFLICTS), so it is offered as the
-    LinkConfig that rule names; a link document moves as it is."""
+    LinkConfig that rule names; a link document moves as it is, but for a LinkConfig of a link no document of arda.patches
+    creates (`document`, its name written), a physical one: the NIC is named by an alias on its MAC there, as
+    stacks.rules warns of a kernel name and refuses lan0 (the install NIC's LinkConfig is Iluvatar's)."""
     i, node = arda[0]
     prefix = written.partition("/")[2]
     address = written if offer is None else f"{offer}/{prefix}" if prefix else str(offer)
     where = f"iluvatar:nodes[{i}].talosPatches ({node.name}'s own patches) or another machine's, each machine its own address"
     if ".machine.network.interfaces[" in path:
         return f"write it as a link document, {{apiVersion: v1alpha1, kind: LinkConfig, name: <its link>, addresses: [{{address: {address}}}]}}, in {where}"
+    if document is not None and document.get("kind") == "LinkConfig":
+        taken = {patch.get("name") for patch in node.talos_patches}
+        alias = next(f"nic{n}" for n in range(1, 100) if f"nic{n}" not in taken)
+        where += (
+            f", naming its NIC by an alias on its MAC there: {{apiVersion: v1alpha1, kind: LinkAliasConfig, name: {alias}, selector: "
+            f"{{match: 'mac(link.permanent_addr) == \"<its mac>\"'}}}}, and name: {alias}"
+        )
     if offer is None:
         return f"move the document to {where}"
     return f"move the document, with an address of its own (e.g. {address}), to {where}"

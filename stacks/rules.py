@@ -2500,8 +2500,9 @@ def _patch(
         elif generated is not None and patch.get("name") == generated[1]:
             yield Problem(
                 path,
-                f"{kind} {generated[1]} is generated from {generated[0]}; change that in the stack instead, or name another "
-                "NIC by its kernel name (`talosctl get links`)",
+                f"{kind} {generated[1]} is generated from {generated[0]}; change that in the stack instead, or configure another "
+                "NIC in the machine's own patches, named by an alias on its MAC (apiVersion: v1alpha1, kind: LinkAliasConfig, name: "
+                "nic1, selector: {match: 'mac(link.permanent_addr) == \"<its mac>\"'}), with name: nic1",
             )
         elif kind not in TALOS_KINDS:
             yield Problem(
