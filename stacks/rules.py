@@ -3211,7 +3211,7 @@ def _alias_conflicts(p: Parsed) -> list[Problem]:
     at v1.14.0-rc.1)."""
     macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
     shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
-    out: dict[str, Problem] = {}
+    out: list[Problem] = []
     for i, node in p.nodes:
         if node.role not in ARDA_ROLES:
             continue
@@ -3220,26 +3220,30 @@ def _alias_conflicts(p: Parsed) -> list[Problem]:
         for a in _aliases([*shared, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]):
             other = macs.get(a.mac)
             key = f"{a.key}.selector.match"
-            if key in out or not a.mac or a.name == TALOS_LINK_ALIAS:
+            if any(q.path == key for q in out) or not a.mac or a.name == TALOS_LINK_ALIAS:
                 continue
             if other is not None and other[1].name != node.name and (not a.key.startswith("iluvatar:arda.") or other[1].role not in ARDA_ROLES):
-                out[key] = Problem(
-                    key,
-                    f"selects {_colons(a.mac)}, {other[1].name}'s MAC (nodes[{other[0]}].mac), a NIC {node.name} does not have, so no "
-                    f"link of it is named {a.name}: {_UNAPPLIED}, so a document naming {a.name} configures nothing there; "
-                    f'select the MAC of {node.name}\'s own NIC (mac(link.permanent_addr) == "<its mac>")',
+                out.append(
+                    Problem(
+                        key,
+                        f"selects {_colons(a.mac)}, {other[1].name}'s MAC (nodes[{other[0]}].mac), a NIC {node.name} does not have, so no "
+                        f"link of it is named {a.name}: {_UNAPPLIED}, so a document naming {a.name} configures nothing there; "
+                        f'select the MAC of {node.name}\'s own NIC (mac(link.permanent_addr) == "<its mac>")',
+                    )
                 )
             elif a.mac in by_mac and by_mac[a.mac].key and a.mac != first[TALOS_LINK_ALIAS].mac:
                 before = by_mac[a.mac]
-                out[key] = Problem(
-                    key,
-                    f"selects {_colons(a.mac)}, as {before.key} ({before.name}) does: Talos gives a link the first alias by name that "
-                    f"selects it and skips the others (siderolabs/talos internal/app/machined/pkg/controllers/network/"
-                    f"link_alias_config.go:129-131, :163-176 at v1.14.0-rc.1), so {a.name} names no link; remove it and name the "
-                    f"link {before.name}",
+                out.append(
+                    Problem(
+                        key,
+                        f"selects {_colons(a.mac)}, as {before.key} ({before.name}) does: Talos gives a link the first alias by name that "
+                        f"selects it and skips the others (siderolabs/talos internal/app/machined/pkg/controllers/network/"
+                        f"link_alias_config.go:129-131, :163-176 at v1.14.0-rc.1), so {a.name} names no link; remove it and name the "
+                        f"link {before.name}",
+                    )
                 )
             by_mac.setdefault(a.mac, a)
-    return list(out.values())
+    return out
 
 
 def _routing_rule_links(p: Parsed) -> list[Problem]:
@@ -3251,7 +3255,7 @@ def _routing_rule_links(p: Parsed) -> list[Problem]:
     Another kernel name is left alone: the fix would be that same name, and only `talosctl get links` can tell it."""
     macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
     shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
-    out: dict[str, Problem] = {}
+    out: list[Problem] = []
     for i, node in p.nodes:
         if node.role not in ARDA_ROLES:
             continue
@@ -3270,26 +3274,30 @@ def _routing_rule_links(p: Parsed) -> list[Problem]:
                 continue
             for field in ("iifName", "oifName"):
                 name, key = patch.get(field), f"{path}.{field}"
-                if not isinstance(name, str) or key in out:
+                if not isinstance(name, str) or any(q.path == key for q in out):
                     continue
                 alias = next((a for a in aliases if a.name == name or (a.pattern is not None and a.pattern.fullmatch(name))), None)
                 enx = _ENX.match(name.lower())
                 other = macs.get(enx[1]) if enx else None
                 if name == TALOS_LINK_ALIAS or alias is not None:
-                    out[key] = Problem(
-                        key,
-                        f"{name} is {f'the alias {alias.key} gives' if alias is not None else install}: "
-                        "Talos hands a routing rule's link to the kernel as written, resolving no alias (siderolabs/talos "
-                        "internal/app/machined/pkg/controllers/network/routing_rule_config.go:145-146 at v1.14.0-rc.1), and an alias "
-                        f"is the link's ifalias, which the kernel's rules do not match, so the rule would match no packet; {every if key.startswith('iluvatar:arda.') else fix}",
+                    out.append(
+                        Problem(
+                            key,
+                            f"{name} is {f'the alias {alias.key} gives' if alias is not None else install}: "
+                            "Talos hands a routing rule's link to the kernel as written, resolving no alias (siderolabs/talos "
+                            "internal/app/machined/pkg/controllers/network/routing_rule_config.go:145-146 at v1.14.0-rc.1), and an alias "
+                            f"is the link's ifalias, which the kernel's rules do not match, so the rule would match no packet; {every if key.startswith('iluvatar:arda.') else fix}",
+                        )
                     )
                 elif other is not None and other[1].name != node.name:
-                    out[key] = Problem(
-                        key,
-                        f"{name} is systemd's name for {other[1].name}'s NIC (nodes[{other[0]}].mac {other[1].mac}), which {node.name} does "
-                        f"not have, so the rule would match no packet there; {every if key.startswith('iluvatar:arda.') else fix}",
+                    out.append(
+                        Problem(
+                            key,
+                            f"{name} is systemd's name for {other[1].name}'s NIC (nodes[{other[0]}].mac {other[1].mac}), which {node.name} does "
+                            f"not have, so the rule would match no packet there; {every if key.startswith('iluvatar:arda.') else fix}",
+                        )
                     )
-    return list(out.values())
+    return out
 
 
 # The link documents that may set a link's MAC (`hardwareAddr`): Talos gives the link that address
