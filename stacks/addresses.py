@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, ip_interface
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -317,7 +317,11 @@ def entries(
         # A zone name is the address the plan gives it, and is checked as that address (`name` keeps how it was written).
         out.append(Held(s.address, s.path, f"{s.path}'s server ({NOUNS[s.kind]}, {s.written})", s.kind, s.written, s.shown if s.name else ""))
     out += patched(patches, zone, network.domain if network is not None else None, kernel_args)
-    out += [Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node") for path, ip, whose, _ in link_addresses(patches, nodes)]
+    out += [
+        Held(ip, path, f"{path} ({whose}'s own address, from its Talos patch)", "node")
+        for path, ip, whose, _ in link_addresses(patches, nodes)
+        if isinstance(ip, IPv4Address)
+    ]
     out += routed(remote)
     return out
 
@@ -415,18 +419,20 @@ LINK_DOCUMENTS = frozenset({"LinkConfig", "VLANConfig", "DummyLinkConfig", "Bond
 
 def link_addresses(
     patches: Sequence[tuple[str, Mapping[str, object]]], nodes: Sequence[tuple[int, Node]] = ()
-) -> list[tuple[str, IPv4Address, str, str]]:
-    """The IPv4 addresses Arda's Talos patches give their machines' own links, each with its key (`iluvatar:`-less),
+) -> list[tuple[str, IPv4Address | IPv6Address, str, str]]:
+    """The addresses, IPv4 and IPv6 (a link's address is a prefix of either family: siderolabs/talos
+    pkg/machinery/config/types/network/link.go:99, :123 at v1.14.0-rc.1), Arda's Talos patches give their machines' own
+    links, each with its key (`iluvatar:`-less),
     whose it is (a machine's name, or "every Arda machine" for arda.patches) and the value as written (192.168.0.5/24):
     a v1alpha1 patch's machine.network.interfaces[].addresses and .vlans[].addresses, a link document's
     addresses[].address. Linux answers ARP for any of them as the machine's own, so each collides as the machine's ip
     does."""
     names = {f"nodes[{i}]": n.name for i, n in nodes}
-    out: list[tuple[str, IPv4Address, str, str]] = []
+    out: list[tuple[str, IPv4Address | IPv6Address, str, str]] = []
 
     def add(path: str, value: object, whose: str) -> None:
         try:
-            ip = IPv4Interface(value).ip if isinstance(value, str) else None
+            ip = ip_interface(value).ip if isinstance(value, str) else None
         except ValueError:
             ip = None
         if ip is not None:
@@ -478,9 +484,27 @@ def link_collisions(
     others = [h for h in held if h.kind in ("node", "vip", "identity", "headscale")]
     taken = {h.ip for h in held} | {ip for _, ip in routers(network)}
     arda = [(i, n) for i, n in nodes if n.role in ARDA_ROLES]
+    documents = {at.removeprefix("iluvatar:"): patch for at, patch in patches}
+    # The links arda.patches creates (a bond, a VLAN): a LinkConfig of one of them moves with the document creating it.
+    created = {patch.get("name") for at, patch in patches if _scope(at) == "arda" and patch.get("kind") in LINK_DOCUMENTS - {"LinkConfig"}}
     for path, ip, whose, written in link_addresses(patches, nodes):
+        document = documents.get(path.split(".addresses[", 1)[0])
+        physical = document if document is not None and document.get("name") not in created else None
         key = f"iluvatar:{path}"
         scope = path.split(".talosPatches", 1)[0] if ".talosPatches" in path else "arda"
+        shared = scope == "arda" and len(arda) > 1
+        if isinstance(ip, IPv6Address):
+            # The stack's networks are IPv4: an IPv6 address collides only as one shared by every Arda machine, in a
+            # prefix they share (a /128 is the machine's alone, as a /32 below). Duplicate address detection keeps it
+            # on whichever machine claims it first (RFC 4862 5.4).
+            if shared and ip_interface(written).network.prefixlen < 128:
+                yield Problem(
+                    key,
+                    f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
+                    f"configure {ip} on their link: duplicate address detection leaves it on whichever claims it first, by chance, "
+                    f"and the others without it; {_own_patch(path, arda, written, document=physical)}",
+                )
+            continue
         subnet = next((v.cidr for v in network.vlans if ip in v.cidr), network.lan if ip in network.lan else None)
         # A free address on the link's subnet: on the LAN the one list the messages offer from (`free`, outside the
         # ranges lent and the pool, as a machine's ip must be), on a VLAN its first one free.
@@ -490,11 +514,14 @@ def link_collisions(
             offer = free(()) if free is not None and subnet is not None else None
         taken |= {offer} if offer is not None else set()
         fix = f"give the link an address of its own{f' (e.g. {offer})' if offer is not None else ''}"
-        shared = scope == "arda" and len(arda) > 1
         if shared:
             # Given to one machine the address would be that machine's alone; a fix that keeps it in arda.patches
             # would give the new address to every machine as well.
-            fix = _own_patch(path, arda, written, offer) if offer is not None else f"{fix}, and {_own_patch(path, arda, written)}"
+            fix = (
+                _own_patch(path, arda, written, offer, physical)
+                if offer is not None
+                else f"{fix}, and {_own_patch(path, arda, written, document=physical)}"
+            )
         router = next((p for p, r in routers(network) if r == ip), None)
         if router is not None:
             yield Problem(
@@ -526,26 +553,40 @@ def link_collisions(
                 f"is lent to another machine, and then both answer for it; {fix}",
             )
             continue
-        if shared:
+        # A host address (/32) outside every subnet of the LAN's, NodeLocal DNSCache's 169.254.20.10 on a dummy link or an
+        # anycast address, is shared by design: no host of a subnet ARPs for an address outside it, so the machines
+        # fight for nothing. With a shorter prefix the address is on a subnet the machines share, the link's own.
+        if shared and (subnet is not None or IPv4Interface(written).network.prefixlen < 32):
             yield Problem(
                 key,
                 f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
                 f"hold {ip} on their link and Linux answers ARP for it on each: they would fight for it on the LAN, and what is "
-                f"sent there reaches any of them, part of the time; {_own_patch(path, arda, written)}",
+                f"sent there reaches any of them, part of the time; {_own_patch(path, arda, written, document=physical)}",
             )
 
 
-def _own_patch(path: str, arda: Sequence[tuple[int, Node]], written: str, offer: IPv4Address | None = None) -> str:
+def _own_patch(
+    path: str, arda: Sequence[tuple[int, Node]], written: str, offer: IPv4Address | None = None, document: Mapping[str, object] | None = None
+) -> str:
     """The fix for an address of arda.patches: move it to the own patches of the first Arda machine (or another's, each
     machine its own address), with `offer` for the address where the one written is another's. A v1alpha1
     machine.network.interfaces entry is refused in any patch (stacks.rules.V1ALPHA1_CONFLICTS), so it is offered as the
-    LinkConfig that rule names; a link document moves as it is."""
+    LinkConfig that rule names; a link document moves as it is, but for a LinkConfig of a link no document of arda.patches
+    creates (`document`, its name written), a physical one: the NIC is named by an alias on its MAC there, as
+    stacks.rules warns of a kernel name and refuses lan0 (the install NIC's LinkConfig is Iluvatar's)."""
     i, node = arda[0]
     prefix = written.partition("/")[2]
     address = written if offer is None else f"{offer}/{prefix}" if prefix else str(offer)
     where = f"iluvatar:nodes[{i}].talosPatches ({node.name}'s own patches) or another machine's, each machine its own address"
     if ".machine.network.interfaces[" in path:
         return f"write it as a link document, {{apiVersion: v1alpha1, kind: LinkConfig, name: <its link>, addresses: [{{address: {address}}}]}}, in {where}"
+    if document is not None and document.get("kind") == "LinkConfig":
+        taken = {patch.get("name") for patch in node.talos_patches}
+        alias = next(f"nic{n}" for n in range(1, 100) if f"nic{n}" not in taken)
+        where += (
+            f", naming its NIC by an alias on its MAC there: {{apiVersion: v1alpha1, kind: LinkAliasConfig, name: {alias}, selector: "
+            f"{{match: 'mac(link.permanent_addr) == \"<its mac>\"'}}}}, and name: {alias}"
+        )
     if offer is None:
         return f"move the document to {where}"
     return f"move the document, with an address of its own (e.g. {address}), to {where}"

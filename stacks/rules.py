@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 from typing import Literal
 
@@ -2506,8 +2506,9 @@ def _patch(
         elif generated is not None and patch.get("name") == generated[1]:
             yield Problem(
                 path,
-                f"{kind} {generated[1]} is generated from {generated[0]}; change that in the stack instead, or name another "
-                "NIC by its kernel name (`talosctl get links`)",
+                f"{kind} {generated[1]} is generated from {generated[0]}; change that in the stack instead, or configure another "
+                "NIC in the machine's own patches, named by an alias on its MAC (apiVersion: v1alpha1, kind: LinkAliasConfig, name: "
+                "nic1, selector: {match: 'mac(link.permanent_addr) == \"<its mac>\"'}), with name: nic1",
             )
         elif kind not in TALOS_KINDS:
             yield Problem(
@@ -2917,7 +2918,7 @@ def _talos_patches(p: Parsed) -> list[Problem]:
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes], everyone)
     if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
         out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
-    return out + _install_nic_links(p) + _link_names_refused(p) + _time_sync_conflicts(p)
+    return out + _install_nic_links(p) + _link_names_refused(p) + _routing_rule_links(p) + _shared_identities(p) + _time_sync_conflicts(p)
 
 
 # The names under which a patch's link document reaches the install NIC, which plans.talos configures as lan0 (its
@@ -3045,16 +3046,53 @@ def _named_links(path: str, patch: dict[str, object]) -> Iterator[tuple[str, str
                 yield f"{path}.links[{k}]", link
 
 
-def _alias_fix(key: str, mac: str, known: Container[str]) -> str:
+def _alias_fix(key: str, mac: str, known: Container[str], each: Sequence[tuple[int, Node]] = ()) -> str:
     """The document that names a NIC by its MAC, and the key to write its name at: an alias after lan0 no document
-    of the machine's patches takes, a member its own (links[1] nic2)."""
+    of the machine's patches takes, a member its own (links[1] nic2). For a key of arda.patches (`each`, the Arda
+    machines), the alias goes in each machine's own patches, each selecting its own NIC: an alias selects one MAC, which
+    one machine has at most."""
     field = key.rsplit(".", 1)[1]
     member = int(field.split("[", 1)[1].rstrip("]")) if field.startswith("links[") else 0
     alias = [f"nic{n}" for n in range(1, 100) if f"nic{n}" not in known][member]
+    where = (
+        f" in the own patches of {_machines([n.name for _, n in each], 0)} ({', '.join(node_path(i, 'talosPatches') for i, _ in each)}), each selecting its own NIC's MAC"
+        if len(each) > 1
+        else f" in {each[0][1].name}'s own patches ({node_path(each[0][0], 'talosPatches')})"
+        if each
+        else ""
+    )
     return (
-        f"{{apiVersion: v1alpha1, kind: LinkAliasConfig, name: {alias}, selector: {{match: 'mac(link.permanent_addr) == \"{mac}\"'}}}}, "
+        f"{where}: {{apiVersion: v1alpha1, kind: LinkAliasConfig, name: {alias}, selector: {{match: 'mac(link.permanent_addr) == \"{mac}\"'}}}}, "
         f"and {field}: {alias}" + (f" (or {field}: {TALOS_LINK_ALIAS} for the install NIC)" if field == "parent" else "")
     )
+
+
+# A selector that names one NIC by its MAC, as the alias fix writes it (Talos's CEL link locator, mac() of a link's
+# permanent_addr or hardware_addr). Any other selector may match several of a machine's links.
+_ONE_MAC_SELECTOR = re.compile(r'^\s*mac\(link\.(?:permanent_addr|hardware_addr)\)\s*==\s*"([0-9A-Fa-f:]{17})"\s*$')
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A LinkAliasConfig of a patch."""
+
+    key: str  # the document's config path
+    name: str
+    mac: str  # the 12 hex digits of the one MAC its selector names; else ""
+    pattern: re.Pattern[str] | None  # for a pattern alias (net%d), the names it gives
+
+
+def _aliases(patches: Sequence[tuple[str, dict[str, object]]]) -> list[Alias]:
+    """The patches' aliases in the order Talos applies them: by name (link_alias_config.go:129-131 at v1.14.0-rc.1)."""
+    out: list[Alias] = []
+    for path, patch in patches:
+        if patch.get("kind") == "LinkAliasConfig" and isinstance(name := patch.get("name"), str):
+            one = _ONE_MAC_SELECTOR.match(_selector(patch))
+            # A pattern alias's name is a prefix and %d (pkg/machinery/config/types/network/link_alias.go:159-163); Talos
+            # numbers the links it matches from 0 (link_alias_config.go:183-187).
+            pattern = re.compile(re.escape(name.split("%", 1)[0]) + r"\d+") if "%" in name else None
+            out.append(Alias(path, name, one[1].replace(":", "").lower() if one else "", pattern))
+    return sorted(out, key=lambda a: a.name)
 
 
 @dataclass(frozen=True)
@@ -3065,44 +3103,71 @@ class LinkName:
     name: str
     machines: tuple[str, ...]  # the machines' names
     owner: tuple[str, str] | None  # for an enx<mac> name of another inventory machine's MAC: its key and its name
-    mac: str  # the MAC an enx<mac> name says, written as the inventory writes one; else ""
+    mac: str  # the MAC an enx<mac> name or `via` says, written as the inventory writes one; else ""
     fix: str
+    via: str = ""  # the key of the alias of arda.patches that gives the name to the one machine of its MAC at most
+    elsewhere: str = ""  # the key of an alias of that name in another machine's own patches
+
+
+def _colons(digits: str) -> str:
+    return ":".join(digits[j : j + 2] for j in range(0, 12, 2))
 
 
 def unknown_link_names(nodes: Sequence[tuple[int, Node]], shared: Sequence[dict[str, object]]) -> list[LinkName]:
     """The links a patch names (`_named_links`) that an Arda machine it reaches is not known to have, each once for its
     key with every such machine. Known are the names the stack ties to the machine's install NIC (`_install_nic_names`:
     lan0, enx<mac>, power.wakeOnLan.link), lo, and the links its patches (`shared`, arda.patches, and its own) create
-    or alias (`_LOGICAL_LINK_DOCUMENTS`, a LinkAliasConfig). Any other name is a kernel name the inventory cannot tell;
-    an enx<mac> name says its MAC, and is certainly not the machine's when that MAC is another inventory machine's."""
+    or alias (`_LOGICAL_LINK_DOCUMENTS`, a LinkAliasConfig, a pattern alias's numbered names). An alias of arda.patches
+    selecting one MAC is known on none of two or more machines: one machine has that NIC at most (`via`). Any other
+    name is a kernel name the inventory cannot tell; an enx<mac> name says its MAC, and is certainly not the machine's
+    when that MAC is another inventory machine's."""
     macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in nodes}
+    arda = [(i, n) for i, n in nodes if n.role in ARDA_ROLES]
     found: dict[str, LinkName] = {}
+    avoid: dict[str, set[str]] = {}
+    everywhere: set[str] = set()
     shared_paths = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(shared)]
-    for i, node in nodes:
-        if node.role not in ARDA_ROLES:
-            continue
-        patches = [*shared_paths, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]
+    own = {i: [(node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches)] for i, node in arda}
+    elsewhere = {a.name: a.key for i in own for a in _aliases(own[i])}
+    for i, node in arda:
+        patches = [*shared_paths, *own[i]]
+        aliases = _aliases(patches)
+        partial = {a.name: a for a in aliases if a.key.startswith("iluvatar:arda.") and a.mac and len(arda) > 1}
         known = {"lo", *_install_nic_names(node)}
-        known |= {
-            name
-            for _, patch in patches
-            if (patch.get("kind") in _LOGICAL_LINK_DOCUMENTS or patch.get("kind") == "LinkAliasConfig") and isinstance(name := patch.get("name"), str)
-        }
+        known |= {name for _, patch in patches if patch.get("kind") in _LOGICAL_LINK_DOCUMENTS and isinstance(name := patch.get("name"), str)}
+        known |= {a.name for a in aliases if a.name not in partial and a.pattern is None}
+        patterns = [a.pattern for a in aliases if a.pattern is not None]
+        everywhere.update(known, partial)
         for path, patch in patches:
             for key, name in _named_links(path, patch):
-                if name in known:
+                if name in known or any(pattern.fullmatch(name) for pattern in patterns):
                     continue
                 enx = _ENX.match(name.lower())
-                mac = ":".join(enx[1][j : j + 2] for j in range(0, 12, 2)) if enx else ""
+                via = partial.get(name)
+                mac = _colons(enx[1]) if enx else _colons(via.mac) if via is not None else ""
                 other = macs.get(enx[1]) if enx else None
                 owner = (f"nodes[{other[0]}].mac", other[1].name) if other is not None else None
+                # The fix's alias takes a name no link of the machines has; a shared alias the fix removes frees its own.
+                avoid.setdefault(key, set()).update(known, partial if via is None or not key.startswith("iluvatar:arda.") else ())
                 if key in found:
-                    found[key] = LinkName(key, name, (*found[key].machines, node.name), found[key].owner, mac, found[key].fix)
+                    found[key] = replace(found[key], machines=(*found[key].machines, node.name))
                 else:
                     # Another machine's MAC is no fix: the machine's own NIC is meant, whose MAC the inventory lacks.
-                    fix = _alias_fix(key, mac if mac and owner is None else "<its mac>", known)
-                    found[key] = LinkName(key, name, (node.name,), owner, mac, fix)
-    return list(found.values())
+                    fix = mac if enx and owner is None else "<its mac>"
+                    via_key = via.key if via is not None else ""
+                    found[key] = LinkName(key, name, (node.name,), owner, mac, fix, via_key, "" if via is not None else elsewhere.get(name, ""))
+    # The fix for a key of arda.patches goes in the own patches of each machine that lacks the link, or, where the fix
+    # renames the link, of every Arda machine (the name is new to them all).
+    out: list[LinkName] = []
+    for f in found.values():
+        lacking = [(i, n) for i, n in arda if n.name in f.machines]
+        if not f.key.startswith("iluvatar:arda."):
+            out.append(replace(f, fix=_alias_fix(f.key, f.fix, avoid[f.key])))
+        elif f"{f.key.rsplit('.', 1)[1]}: {f.name}" in _alias_fix(f.key, f.fix, avoid[f.key], lacking):
+            out.append(replace(f, fix=_alias_fix(f.key, f.fix, avoid[f.key], lacking)))
+        else:
+            out.append(replace(f, fix=_alias_fix(f.key, f.fix, everywhere, arda)))
+    return out
 
 
 def _machines(names: Sequence[str], arda: int) -> str:
@@ -3121,37 +3186,234 @@ _UNAPPLIED = (
 
 
 def _link_names_refused(p: Parsed) -> list[Problem]:
-    """An enx<mac> name of another inventory machine's MAC in a patch that reaches a machine: that NIC is not its."""
+    """An enx<mac> name of another inventory machine's MAC in a patch that reaches a machine: that NIC is not its. A
+    name of arda.patches that an alias of arda.patches gives the NIC of one MAC: at most one machine has it."""
     arda = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES]
-    return [
-        Problem(
-            f.key,
-            f"{f.name} is systemd's name for {f.owner[1]}'s NIC ({f.owner[0]} {f.mac}), which {_machines(f.machines, len(arda))} "
-            f"{'does' if len(f.machines) == 1 else 'do'} not have: {_UNAPPLIED}, so it configures nothing there; name the NIC meant by its own MAC: {f.fix}",
+    out: list[Problem] = []
+    for f in unknown_link_names(p.nodes, p.arda.patches if p.arda is not None else ()):
+        if f.owner is not None:
+            out.append(
+                Problem(
+                    f.key,
+                    f"{f.name} is systemd's name for {f.owner[1]}'s NIC ({f.owner[0]} {f.mac}), which {_machines(f.machines, len(arda))} "
+                    f"{'does' if len(f.machines) == 1 else 'do'} not have: {_UNAPPLIED}, so it configures nothing there; name the NIC meant by its own MAC{f.fix}",
+                )
+            )
+        elif f.via and f.key.startswith("iluvatar:arda."):
+            out.append(
+                Problem(
+                    f.key,
+                    f"{f.name} is the alias {f.via} gives the NIC of MAC {f.mac}, which one machine has at most, so on the others of "
+                    f"{_machines(f.machines, len(arda))} no link is named {f.name}: {_UNAPPLIED}, so there the document configures nothing; "
+                    f"remove {f.via} and name each machine's NIC by its MAC{f.fix}",
+                )
+            )
+    return out + _alias_conflicts(p)
+
+
+def _alias_conflicts(p: Parsed) -> list[Problem]:
+    """A LinkAliasConfig that names no link of a machine it reaches: one selecting another inventory machine's MAC, or a
+    MAC an alias before it by name selects (Talos skips an alias for a link already aliased: link_alias_config.go:163-176
+    at v1.14.0-rc.1)."""
+    macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
+    shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
+    out: list[Problem] = []
+    for i, node in p.nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        first: dict[str, Alias] = {TALOS_LINK_ALIAS: Alias("", TALOS_LINK_ALIAS, node.mac.replace(":", "").lower(), None)}
+        by_mac = {first[TALOS_LINK_ALIAS].mac: first[TALOS_LINK_ALIAS]}
+        for a in _aliases([*shared, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]):
+            other = macs.get(a.mac)
+            key = f"{a.key}.selector.match"
+            if any(q.path == key for q in out) or not a.mac or a.name == TALOS_LINK_ALIAS:
+                continue
+            if other is not None and other[1].name != node.name and (not a.key.startswith("iluvatar:arda.") or other[1].role not in ARDA_ROLES):
+                out.append(
+                    Problem(
+                        key,
+                        f"selects {_colons(a.mac)}, {other[1].name}'s MAC (nodes[{other[0]}].mac), a NIC {node.name} does not have, so no "
+                        f"link of it is named {a.name}: {_UNAPPLIED}, so a document naming {a.name} configures nothing there; "
+                        f'select the MAC of {node.name}\'s own NIC (mac(link.permanent_addr) == "<its mac>")',
+                    )
+                )
+            elif a.mac in by_mac and by_mac[a.mac].key and a.mac != first[TALOS_LINK_ALIAS].mac:
+                before = by_mac[a.mac]
+                out.append(
+                    Problem(
+                        key,
+                        f"selects {_colons(a.mac)}, as {before.key} ({before.name}) does: Talos gives a link the first alias by name that "
+                        f"selects it and skips the others (siderolabs/talos internal/app/machined/pkg/controllers/network/"
+                        f"link_alias_config.go:129-131, :163-176 at v1.14.0-rc.1), so {a.name} names no link; remove it and name the "
+                        f"link {before.name}",
+                    )
+                )
+            by_mac.setdefault(a.mac, a)
+    return out
+
+
+def _routing_rule_links(p: Parsed) -> list[Problem]:
+    """A RoutingRuleConfig's iifName or oifName that names no link the kernel knows by that name on a machine the patch
+    reaches: an alias (lan0, a LinkAliasConfig's), or the enx<mac> name of another inventory machine's MAC. Talos hands
+    both names to the kernel as written, resolving no alias (siderolabs/talos internal/app/machined/pkg/controllers/
+    network/routing_rule_config.go:145-146, routing_rule_spec.go:374-379 at v1.14.0-rc.1), and an alias is the link's
+    ifalias (link_alias_spec.go), which the kernel's rule matching does not read, so the rule would match no packet.
+    Another kernel name is left alone: the fix would be that same name, and only `talosctl get links` can tell it."""
+    macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
+    shared = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(p.arda.patches)] if p.arda is not None else []
+    out: list[Problem] = []
+    for i, node in p.nodes:
+        if node.role not in ARDA_ROLES:
+            continue
+        patches = [*shared, *((node_path(i, f"talosPatches[{k}]"), patch) for k, patch in enumerate(node.talos_patches))]
+        aliases = _aliases(patches)
+        own = f"enx{node.mac.replace(':', '').lower()}"
+        fix = f"name the link by its kernel name, as `talosctl get links` shows it ({own} for {node.name}'s install NIC), or a link the patches create (a bond, a VLAN)"
+        every = (
+            f"move the rule to the own patches of each Arda machine ({', '.join(node_path(j, 'talosPatches') for j, n in p.nodes if n.role in ARDA_ROLES)}), "
+            f"each naming its own link by its kernel name, as `talosctl get links` shows it (enx and its install NIC's MAC's digits, {own} on "
+            f"{node.name}), or name a link the patches create (a bond, a VLAN)"
         )
-        for f in unknown_link_names(p.nodes, p.arda.patches if p.arda is not None else ())
-        if f.owner is not None
+        install = f"the alias Iluvatar gives {node.name}'s install NIC"
+        for path, patch in patches:
+            if patch.get("kind") != "RoutingRuleConfig":
+                continue
+            for field in ("iifName", "oifName"):
+                name, key = patch.get(field), f"{path}.{field}"
+                if not isinstance(name, str) or any(q.path == key for q in out):
+                    continue
+                alias = next((a for a in aliases if a.name == name or (a.pattern is not None and a.pattern.fullmatch(name))), None)
+                enx = _ENX.match(name.lower())
+                other = macs.get(enx[1]) if enx else None
+                if name == TALOS_LINK_ALIAS or alias is not None:
+                    out.append(
+                        Problem(
+                            key,
+                            f"{name} is {f'the alias {alias.key} gives' if alias is not None else install}: "
+                            "Talos hands a routing rule's link to the kernel as written, resolving no alias (siderolabs/talos "
+                            "internal/app/machined/pkg/controllers/network/routing_rule_config.go:145-146 at v1.14.0-rc.1), and an alias "
+                            f"is the link's ifalias, which the kernel's rules do not match, so the rule would match no packet; {every if key.startswith('iluvatar:arda.') else fix}",
+                        )
+                    )
+                elif other is not None and other[1].name != node.name:
+                    out.append(
+                        Problem(
+                            key,
+                            f"{name} is systemd's name for {other[1].name}'s NIC (nodes[{other[0]}].mac {other[1].mac}), which {node.name} does "
+                            f"not have, so the rule would match no packet there; {every if key.startswith('iluvatar:arda.') else fix}",
+                        )
+                    )
+    return out
+
+
+# The link documents that may set a link's MAC (`hardwareAddr`): Talos gives the link that address
+# (siderolabs/talos pkg/machinery/config/types/network/bond.go:72, bridge.go:70, vrf.go:71, dummy.go:71 at v1.14.0-rc.1;
+# internal/app/machined/pkg/controllers/network/link_spec.go:787-801 sets it).
+_HARDWARE_ADDRESS_DOCUMENTS = frozenset({"BondConfig", "BridgeConfig", "VRFConfig", "DummyLinkConfig"})
+# Why one MAC on two machines harms both: a switch learns a MAC on one port, and a DHCP server tells its clients apart by
+# their MAC unless a client identifier says otherwise, and Talos's DHCP client sends the MAC by default
+# (pkg/machinery/config/types/network/dhcp4.go:84, :161, dhcp6.go:79, :147 at v1.14.0-rc.1).
+_ONE_MAC = (
+    "a switch learns a MAC on one port, so it would send their frames to whichever spoke last, and a DHCP server, which tells "
+    "clients apart by their MAC (Talos's default client identifier: siderolabs/talos pkg/machinery/config/types/network/"
+    "dhcp4.go:84, :161 at v1.14.0-rc.1), would lease them one address"
+)
+
+
+def _mac_digits(value: object) -> str:
+    """A MAC as its 12 lower-case hex digits ("" for anything else)."""
+    digits = re.sub(r"[:\-.]", "", value.lower()) if isinstance(value, str) else ""
+    return digits if re.fullmatch(r"[0-9a-f]{12}", digits) else ""
+
+
+def _shared_identities(p: Parsed) -> list[Problem]:
+    """A machine's identity on the LAN, its link's MAC (`hardwareAddr`) or a fixed DHCP client identity (a DUID), that
+    two machines would hold: set in arda.patches, which every Arda machine gets (plans.talos.node_patches), with two or
+    more of them, or (a MAC) another inventory machine's."""
+    arda = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES]
+    macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
+    every = f"arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would"
+    patches: list[tuple[str, dict[str, object], Node | None]] = [
+        *((f"iluvatar:arda.patches[{k}]", patch, None) for k, patch in enumerate(p.arda.patches if p.arda is not None else [])),
+        *((node_path(i, f"talosPatches[{k}]"), patch, node) for i, node in arda for k, patch in enumerate(node.talos_patches)),
     ]
+    out: list[Problem] = []
+    for path, patch, machine in patches:
+        kind, name = patch.get("kind"), patch.get("name")
+        in_shared = machine is None
+        if kind in _HARDWARE_ADDRESS_DOCUMENTS and (digits := _mac_digits(written := patch.get("hardwareAddr"))):
+            link = f"{str(kind).removesuffix('Config').removesuffix('Link').lower()} {name}"
+            owner = macs.get(digits)
+            if in_shared and len(arda) > 1:
+                out.append(
+                    Problem(
+                        f"{path}.hardwareAddr",
+                        f"{written}: {every} give their {link} this one MAC: {_ONE_MAC}; remove hardwareAddr (each machine's "
+                        f"{link} then takes a MAC of its own), or set one per machine in each machine's own patches",
+                    )
+                )
+            elif owner is not None and (machine is None or owner[1].name != machine.name):
+                out.append(
+                    Problem(
+                        f"{path}.hardwareAddr",
+                        f"{written} is {owner[1].name}'s MAC (nodes[{owner[0]}].mac), which {machine.name if machine else 'the Arda machine'} "
+                        f"would give its {link} too, and the two would share it: {_ONE_MAC}; remove hardwareAddr",
+                    )
+                )
+        if kind in ("DHCPv4Config", "DHCPv6Config") and in_shared and len(arda) > 1 and patch.get("clientIdentifier") == "duid":
+            family = "DHCPv4" if kind == "DHCPv4Config" else "DHCPv6"
+            out.append(
+                Problem(
+                    f"{path}.clientIdentifier",
+                    f"duid with duidRaw {patch.get('duidRaw')}: {every} send the {family} server this one client identity for "
+                    f"{name} (siderolabs/talos pkg/machinery/config/types/network/{'dhcp4.go:84-95' if family == 'DHCPv4' else 'dhcp6.go:79-90'}, "
+                    "internal/app/machined/pkg/controllers/network/"
+                    f"operator_config.go:{263 if family == 'DHCPv4' else 280} at v1.14.0-rc.1), and the server, which leases by it, "
+                    "would give them one lease and they would fight for its address; remove clientIdentifier and duidRaw (each "
+                    "machine then identifies by its link's MAC, Talos's default), or give each machine its own duidRaw in a "
+                    "document of its own patches",
+                )
+            )
+    return out
 
 
 def link_name_doubts(nodes: Sequence[tuple[int, Node]], shared: Sequence[dict[str, object]]) -> list[Problem]:
-    """A name a patch gives a link that a machine it reaches is not known to have, and may not (stacks.warn)."""
-    arda = [n for _, n in nodes if n.role in ARDA_ROLES]
-    return [
+    """A name a patch gives a link that a machine it reaches is not known to have, and may not; an alias whose
+    selector may match several links (stacks.warn)."""
+    arda = [(i, n) for i, n in nodes if n.role in ARDA_ROLES]
+    out = [
         Problem(
             f.key,
             (
-                f"{f.name} is systemd's name for the NIC of MAC {f.mac}, which the inventory does not list for "
+                f"{f.name} is the alias {f.via} gives the NIC of MAC {f.mac}, which the inventory does not tie to "
+                if f.via
+                else f"{f.name} is systemd's name for the NIC of MAC {f.mac}, which the inventory does not list for "
                 if f.mac
+                else f"{f.name} is an alias another machine's own patches give ({f.elsewhere}), which do not reach "
+                if f.elsewhere
                 else f"{f.name} is a kernel name the inventory cannot tell is a link of "
             )
             + f"{_machines(f.machines, len(arda))}: {_UNAPPLIED}, so were {'it' if len(f.machines) == 1 else 'a machine'} to have "
             f"no link {f.name} (`talosctl get links` lists them), the document would configure nothing there; name the NIC by "
-            f"its MAC: {f.fix}",
+            f"its MAC{f.fix}",
         )
         for f in unknown_link_names(nodes, shared)
-        if f.owner is None
+        if f.owner is None and not (f.via and f.key.startswith("iluvatar:arda."))
     ]
+    patches = [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(shared)]
+    patches += [(node_path(i, f"talosPatches[{k}]"), patch) for i, n in arda for k, patch in enumerate(n.talos_patches)]
+    for a in _aliases(patches):
+        if not a.mac and a.pattern is None:
+            out.append(
+                Problem(
+                    f"{a.key}.selector.match",
+                    f"may match more than one link of a machine (it names no one MAC), and Talos gives a fixed alias only to a "
+                    f"selector that matches one link, skipping it otherwise (siderolabs/talos internal/app/machined/pkg/"
+                    f"controllers/network/link_alias_config.go:151-161 at v1.14.0-rc.1), so {a.name} would name no link; name the "
+                    'NIC by its MAC (mac(link.permanent_addr) == "<its mac>")',
+                )
+            )
+    return out
 
 
 # The v1alpha1 time settings Talos refuses beside a TimeSyncConfig document in one machine's config, each with its

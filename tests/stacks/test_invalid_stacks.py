@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -235,21 +236,108 @@ def test_the_fix_a_host_entry_pinning_a_zone_name_is_given_validates(name: str, 
 
 
 _MOVE_FIX = re.compile(
-    r"; move the document(?:, with an address of its own \(e\.g\. (?P<offer>[0-9./]+)\),)? to iluvatar:(?P<to>nodes\[\d+\]\.talosPatches) "
+    r"; move the document(?:, with an address of its own \(e\.g\. (?P<offer>[0-9a-f:./]+)\),)? to iluvatar:(?P<to>nodes\[\d+\]\.talosPatches) "
+    r"[^;]*?(?:, naming its NIC by an alias on its MAC there: (?P<alias>\{apiVersion: .*\}), and name: (?P<name>nic\d+))?$"
+)
+# The fix the install NIC's generated documents' refusal gives: another NIC, named by an alias on its MAC.
+_ALIAS_NIC_FIX = re.compile(
+    r"configure another NIC in the machine's own patches, named by an alias on its MAC \((?P<alias>apiVersion: .*\})\), with name: (?P<name>nic\d+)$"
 )
 
 
-@pytest.mark.parametrize("name", ["talos-patch-link-address-shared-by-every-arda-machine", "talos-patch-dummy-link-address-at-ardas-vip"])
-def test_the_fix_a_link_address_in_arda_patches_is_given_validates(name: str, tmp_path: Path) -> None:
-    # The document moved to the machine's own patches the message names, with the address it offers where it gives one.
-    case = next(c for c in CASES if c["name"] == name)
-    found = _MOVE_FIX.search(case["expect"][0])
-    assert found is not None
-    (document,) = case["set"]["iluvatar:arda.patches"]
+def _move(document: dict[str, Any], found: re.Match[str], to: str) -> dict[str, Any]:
+    """The patches the move fix gives `to`: the document, with the address offered and the NIC's alias where it says."""
+    moved = copy.deepcopy(document)
     if found["offer"]:
-        document["addresses"] = [{"address": found["offer"]}]
-    doc = edit(homelab_doc(), {f"iluvatar:{found['to']}": [document]})
-    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+        moved["addresses"] = [{"address": found["offer"]}]
+    if found["alias"]:
+        moved["name"] = found["name"]
+        return {to: [yaml.safe_load(found["alias"].replace("<its mac>", "28:d2:44:30:00:99")), moved]}
+    return {to: [moved]}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "talos-patch-link-address-shared-by-every-arda-machine",
+        "talos-patch-dummy-link-address-at-ardas-vip",
+        "talos-patch-ipv6-link-address-shared-by-every-arda-machine",
+        "talos-patch-shared-host-address-inside-the-lan",
+        "talos-patch-second-address-on-lan0-shared-by-every-arda-machine",
+    ],
+)
+def test_the_fix_a_link_address_in_arda_patches_is_given_validates(name: str, tmp_path: Path) -> None:
+    # The document moved to the machine's own patches the message names, with the address it offers where it gives one
+    # and its NIC named by the alias it gives: the stack validates, and warns of nothing there.
+    case = next(c for c in CASES if c["name"] == name)
+    found = next(m for e in case["expect"] if (m := _MOVE_FIX.search(e)) is not None)
+    (document,) = case["set"]["iluvatar:arda.patches"]
+    to = f"iluvatar:{found['to']}"
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), _move(document, found, to))), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path.startswith(to)] == []
+
+
+@pytest.mark.parametrize("name", ["node-patch-overrides-the-generated-link", "talos-patch-second-address-on-lan0-shared-by-every-arda-machine"])
+def test_the_other_nic_the_install_nics_link_config_refusal_offers_validates(name: str, tmp_path: Path) -> None:
+    # The LinkConfig renamed to the alias, with the alias beside it in the machine's own patches (the first Arda
+    # machine's for arda.patches): the stack validates, and warns of nothing there.
+    case = next(c for c in CASES if c["name"] == name)
+    found = next(m for e in case["expect"] if (m := _ALIAS_NIC_FIX.search(e)) is not None)
+    ((where, patches),) = case["set"].items()
+    to = "iluvatar:nodes[3].talosPatches" if where == "iluvatar:arda.patches" else where
+    alias = yaml.safe_load("{" + found["alias"].replace("<its mac>", "28:d2:44:30:00:99") + "}")
+    sets = {where: [], to: [alias, {**patches[0], "name": found["name"]}]}
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), sets)), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path.startswith(to)] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "removed"),
+    [
+        ("talos-patch-shared-dummy-link-mac", ["hardwareAddr"]),
+        ("talos-patch-bridge-on-another-machines-mac", ["hardwareAddr"]),
+        ("talos-patch-shared-dhcp4-duid", ["clientIdentifier", "duidRaw"]),
+        ("talos-patch-shared-dhcp6-duid", ["clientIdentifier", "duidRaw"]),
+    ],
+)
+def test_the_fix_a_shared_identity_is_given_validates_and_warns_of_nothing_there(name: str, removed: list[str], tmp_path: Path) -> None:
+    # The keys the message says to remove, removed: the stack validates, and nothing is warned of at the document.
+    case = next(c for c in CASES if c["name"] == name)
+    ((where, patches),) = case["set"].items()
+    key = case["expect"][0].split(": ", 1)[0]
+    assert key.rsplit(".", 1)[1] in removed
+    document = patches[int(key.removeprefix(where).split("]", 1)[0].strip("["))]
+    for field in removed:
+        assert f"remove {' and '.join(removed)}" in case["expect"][0]
+        del document[field]
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {where: patches})), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path.startswith(key.rsplit(".", 1)[0])] == []
+
+
+_KERNEL_NAME_FIX = re.compile(r"(?P<each>move the rule to the own patches of each Arda machine \((?P<to>[^)]*)\), )?.*?\(.*?(?P<enx>enx[0-9a-f]{12})")
+
+
+@pytest.mark.parametrize("name", ["talos-patch-routing-rule-on-another-machines-enx-name", "talos-patch-shared-routing-rule-on-an-alias"])
+def test_the_kernel_name_a_routing_rule_is_given_validates(name: str, tmp_path: Path) -> None:
+    # The rule names the machine's install NIC by its enx name, in each machine's own patches where the message moves
+    # it there (each its own MAC's name).
+    case = next(c for c in CASES if c["name"] == name)
+    key, message = case["expect"][0].split(": ", 1)
+    found = _KERNEL_NAME_FIX.search(message.split("; ", 1)[1])
+    assert found is not None
+    ((where, patches),) = case["set"].items()
+    field = key.rsplit(".", 1)[1]
+    doc = edit(homelab_doc(), {})
+    nodes = doc["config"]["iluvatar:nodes"]
+    if found["each"]:
+        sets = {}
+        for to in found["to"].split(", "):
+            i = int(to.split("[", 1)[1].split("]", 1)[0])
+            sets[to] = [{**patches[0], field: f"enx{nodes[i]['mac'].replace(':', '')}"}]
+        sets[where] = []
+    else:
+        sets = {where: [{**patches[0], field: found["enx"]}]}
+    load_stack_file(write_stack(tmp_path, edit(homelab_doc(), sets)), require_secrets=True)
 
 
 _POOL_FIX = re.compile(r"^iluvatar:arda\.discovery\.pool: .*, e\.g\. \{start: (?P<start>[0-9.]+), end: (?P<end>[0-9.]+)\}$")

@@ -40,9 +40,13 @@ def test_a_valid_stack_warns_exactly(case: dict[str, Any], tmp_path: Path) -> No
 
 
 INVALID: list[dict[str, Any]] = yaml.load((Path(__file__).parent.parent / "fixtures" / "invalid_stacks.yaml").read_text(), Loader=yaml.CSafeLoader)
-# The fix a link-name message gives (stacks.rules.unknown_link_names): an alias on the NIC's MAC, and its name at the key.
+# The fix a link-name message gives (stacks.rules.unknown_link_names): an alias on the NIC's MAC, in the same patches or
+# in the own patches of each machine a shared one reaches, its name at the key, and a shared alias removed where it says.
 _ALIAS_FIX = re.compile(
-    r"^(?P<key>iluvatar:[^ ]+?)\.(?P<field>name|parent|links\[\d+\]): .*by its (?:own )?MAC: (?P<alias>\{apiVersion: .*\}), and (?P=field): (?P<name>nic\d+)"
+    r"^(?P<key>iluvatar:[^ ]+?)\.(?P<field>name|parent|links\[\d+\]|iifName|oifName): .*?(?:remove (?P<remove>iluvatar:\S+) and )?"
+    r"name (?:the|each machine's) NIC (?:meant )?by its (?:own )?MAC"
+    r"(?: in (?:the own patches of [^(]+|\S+ own patches) \((?P<each>[^)]*)\)(?:, each selecting its own NIC's MAC)?)?"
+    r": (?P<alias>\{apiVersion: .*\}), and (?P=field): (?P<name>nic\d+)"
 )
 _LINK_NAME_CASES = [
     (c["name"], m)
@@ -52,22 +56,36 @@ _LINK_NAME_CASES = [
 ]
 
 
+def _index(key: str, where: str) -> int:
+    return int(key.removeprefix(where).split("]", 1)[0].strip("["))
+
+
 @pytest.mark.parametrize(("name", "message"), _LINK_NAME_CASES, ids=[f"{n}-{k}" for k, (n, _) in enumerate(_LINK_NAME_CASES)])
 def test_the_alias_a_link_name_message_offers_validates_and_warns_of_nothing(name: str, message: str, tmp_path: Path) -> None:
-    # The alias document added to the same patches, with a MAC no inventory machine has for <its mac>, and its name
-    # written at the key: the stack validates, and no link name is warned of.
+    # The alias document added where the message says (the same patches, or each machine's own), with a MAC no
+    # inventory machine has for <its mac>, and its name written at the key: the stack validates, and no link name is
+    # warned of there.
     case = next(c for c in [*CASES, *INVALID] if c["name"] == name)
     found = _ALIAS_FIX.match(message)
     assert found is not None
-    (where, written), *_ = case["set"].items()
-    patches = copy.deepcopy(written)
-    doc = patches[int(found["key"].removeprefix(where).strip("[]"))]
+    sets = copy.deepcopy(case["set"])
+    where = max((w for w in sets if found["key"].startswith(f"{w}[")), key=len)
+    doc = sets[where][_index(found["key"], where)]
     field = found["field"]
     if field.startswith("links["):
         doc["links"][int(field[6:-1])] = found["name"]
     else:
         doc[field] = found["name"]
-    alias = yaml.safe_load(found["alias"].replace("<its mac>", "28:d2:44:30:00:99"))
-    fixed = edit(homelab_doc(), {where: [*patches, alias]})
-    stack = load_stack_file(write_stack(tmp_path, fixed), require_secrets=True)
-    assert [str(w) for w in warnings(stack) if w.path == f"{found['key']}.{field}"] == []
+    targets = [f"iluvatar:{t}" for t in found["each"].replace("iluvatar:", "").split(", ")] if found["each"] else [where]
+    for k, target in enumerate(targets):
+        alias = yaml.safe_load(found["alias"].replace("<its mac>", f"28:d2:44:30:00:9{k}"))
+        sets[target] = [*sets.get(target, []), alias]
+    at = f"{found['key']}.{field}"
+    if found["remove"]:
+        removed = max((w for w in sets if found["remove"].startswith(f"{w}[")), key=len)
+        gone = _index(found["remove"], removed)
+        del sets[removed][gone]
+        if removed == where and gone < _index(found["key"], where):
+            at = f"{where}[{_index(found['key'], where) - 1}].{field}"
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), sets)), require_secrets=True)
+    assert [str(w) for w in warnings(stack) if w.path == at] == []
