@@ -111,7 +111,7 @@ def _api_server(layers: Layers, host: Any, port: Any) -> str | None:
 
 
 def _native_routing(value: Any, layers: Layers) -> str | None:
-    if layers.network is None:
+    if layers.network is None or value is None:  # null: the chart's default (none), which Iluvatar keeps
         return None
     try:
         net = IPv4Network(str(value), strict=False)
@@ -180,7 +180,9 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
     values = arda.cilium.values
     for path, check in CILIUM.items():
         value = _get(values, path)
-        if check is None or value is _ABSENT or value is None:
+        # A null is no "leave it": plans.merge.deep_merge copies it over Iluvatar's value and Helm unsets the key, so the
+        # chart's default is what renders; each check reads null as the value it is and refuses it where that breaks.
+        if check is None or value is _ABSENT:
             continue
         if (said := check(value, layers)) is not None:
             yield Problem(config_path(CILIUM_BASE, path), said)
@@ -228,7 +230,8 @@ def _insecure(value: Any, layers: Layers) -> str | None:
 
 
 def _tracking(value: Any, layers: Layers) -> str | None:
-    if str(value) in ("annotation", "annotation+label"):
+    # null leaves Argo CD's own default, annotation since Argo CD 3.0 (the pinned chart's appVersion is v3.5.2).
+    if value is None or str(value) in ("annotation", "annotation+label"):
         return None
     return (
         f"{show(value)}: Iluvatar sets annotation, so that the app.kubernetes.io/instance label Helm's charts put on what "
@@ -238,7 +241,8 @@ def _tracking(value: Any, layers: Layers) -> str | None:
 
 
 def _crds_kept(value: Any, layers: Layers) -> str | None:
-    if _true(value):
+    # null unsets it, and the chart's own default keeps the CRDs (argo-cd values.yaml:35, crds.keep: true).
+    if value is None or _true(value):
         return None
     return (
         f"{show(value)}: Iluvatar sets true, so that Helm keeps Argo CD's CRDs when the chart is uninstalled or replaced: "
@@ -307,7 +311,7 @@ def _argocd(layers: Layers) -> Iterator[Problem]:
         return
     for path, check in ARGOCD.items():
         value = _get(layers.gitops.argocd.values, path)
-        if value is _ABSENT or value is None:
+        if value is _ABSENT:  # a null is checked, as for Cilium's keys
             continue
         if (said := check(value, layers)) is not None:
             yield Problem(config_path(ARGOCD_BASE, path), said)

@@ -134,3 +134,34 @@ def test_identity_keys_are_free_without_identity() -> None:
         stack, argocd_values={"configs": {"cm": {"url": "https://argo.example.com", "oidc.config": "x"}, "params": {"server.insecure": False}}}
     )
     assert chart_owned.check(chart_owned.Layers(layers.arda, layers.gitops, layers.network, layers.ainur, None)) == []
+
+
+@pytest.mark.parametrize(
+    ("cilium_values", "argocd_values"),
+    [
+        ({"ipv4NativeRoutingCIDR": None}, None),
+        (None, {"crds": {"keep": None}}),
+        (None, {"configs": {"cm": {"application.resourceTrackingMethod": None}}}),
+    ],
+)
+def test_a_null_that_leaves_the_charts_default_iluvatar_relies_on_is_taken(
+    cilium_values: dict[str, Any] | None, argocd_values: dict[str, Any] | None
+) -> None:
+    assert chart_owned.check(_layers(load_stack_file(HOMELAB), cilium_values, argocd_values)) == []
+
+
+def test_a_null_at_an_owned_key_is_refused() -> None:
+    stack = load_stack_file(HOMELAB)
+    cilium_null = chart_owned.check(_layers(stack, {"kubeProxyReplacement": None, "l2announcements": {"enabled": None}}))
+    assert [p.path for p in cilium_null] == [
+        "iluvatar:arda.cilium.values.kubeProxyReplacement",
+        "iluvatar:arda.cilium.values.l2announcements.enabled",
+    ]
+    argocd_null = chart_owned.check(
+        _layers(stack, argocd_values={"configs": {"params": {"server.insecure": None}, "cm": {"oidc.config": None}}, "global": {"hostAliases": None}})
+    )
+    assert [str(p).split(": ", 2)[:2] for p in argocd_null] == [
+        ['iluvatar:gitops.argocd.values.configs.params["server.insecure"]', "null"],
+        ['iluvatar:gitops.argocd.values.configs.cm["oidc.config"]', "null"],
+        ["iluvatar:gitops.argocd.values.global.hostAliases", "null"],
+    ]
