@@ -251,6 +251,28 @@ def _crds_kept(value: Any, layers: Layers) -> str | None:
     )
 
 
+def _go_true(value: Any) -> bool:
+    """A value as a Helm template's `if` reads it (Go's text/template truth): false, 0, null and empty are false, and
+    so unset; any other value, the text "false" too, is true."""
+    return value not in (None, False, 0, "") and not (isinstance(value, (list, dict)) and not value)
+
+
+def _creates(name: str, holds: str, breaks: str, identity: bool) -> Check:
+    """The chart renders a ConfigMap of Argo CD's only if its `create` is true (argo-cd 10.8.0
+    templates/argocd-configs/<name>.yaml:1; the chart's default true, values.yaml:194, :441, :456): without it every
+    key Iluvatar sets in it goes, and Helm deletes the one a running Argo CD reads."""
+
+    def check(value: Any, layers: Layers) -> str | None:
+        if _go_true(value) or (identity and layers.identity is None):
+            return None
+        return (
+            f"{show(value)}: Iluvatar leaves the chart's true, because {name} holds {holds}; without it the chart "
+            f"renders no {name} and Helm deletes the one Argo CD reads, on every Argo CD the values go to, so {breaks}; remove it"
+        )
+
+    return check
+
+
 def _identity_owned(what: str, breaks: str) -> Check:
     def check(value: Any, layers: Layers) -> str | None:
         if layers.identity is None:
@@ -284,6 +306,25 @@ ARGOCD: dict[tuple[str, ...], Check] = {
     ("global", "hostAliases"): _host_aliases,
     ("configs", "cm", "application.resourceTrackingMethod"): _tracking,
     ("crds", "keep"): _crds_kept,
+    # Not set by Iluvatar: the chart's default (true) renders the ConfigMaps the keys above are in.
+    ("configs", "cm", "create"): _creates(
+        "argocd-cm",
+        "configs.cm (the tracking method, and with identity the url and the sign-in through Dex)",
+        'Argo CD would start without its settings (the chart: "Argo CD will not work if there is no configmap")',
+        identity=False,
+    ),
+    ("configs", "params", "create"): _creates(
+        "argocd-cmd-params-cm",
+        "configs.params (server.insecure on Arda, which envoy-internal reaches in plain HTTP)",
+        "Arda's Argo CD would answer envoy-internal with a redirect to https, a loop, and its UI and CLI never load",
+        identity=True,
+    ),
+    ("configs", "rbac", "create"): _creates(
+        "argocd-rbac-cm",
+        "configs.rbac (the roles identity.groups bind, matched on the groups claim)",
+        "those groups would get no role",
+        identity=True,
+    ),
 }
 # The keys Iluvatar's Argo CD values set that are the user's to change, with why.
 ARGOCD_FREE: dict[tuple[str, ...], str] = {

@@ -165,3 +165,18 @@ def test_a_null_at_an_owned_key_is_refused() -> None:
         ['iluvatar:gitops.argocd.values.configs.cm["oidc.config"]', "null"],
         ["iluvatar:gitops.argocd.values.global.hostAliases", "null"],
     ]
+
+
+def test_a_configmaps_create_is_read_as_the_charts_if_reads_it() -> None:
+    stack = load_stack_file(HOMELAB)
+    for kept in (True, "false", "yes"):
+        values = {"configs": {name: {"create": kept} for name in ("cm", "params", "rbac")}}
+        assert chart_owned.check(_layers(stack, argocd_values=values)) == []
+    gone = chart_owned.check(_layers(stack, argocd_values={"configs": {"cm": {"create": 0}, "params": {"create": ""}}}))
+    assert [p.path for p in gone] == ["iluvatar:gitops.argocd.values.configs.cm.create", "iluvatar:gitops.argocd.values.configs.params.create"]
+
+
+def test_params_and_rbac_configmaps_are_free_without_identity() -> None:
+    layers = _layers(load_stack_file(HOMELAB), argocd_values={"configs": {name: {"create": False} for name in ("cm", "params", "rbac")}})
+    without = chart_owned.Layers(layers.arda, layers.gitops, layers.network, layers.ainur, None)
+    assert [p.path for p in chart_owned.check(without)] == ["iluvatar:gitops.argocd.values.configs.cm.create"]
