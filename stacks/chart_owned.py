@@ -219,13 +219,49 @@ def _url(value: Any, layers: Layers) -> str | None:
     )
 
 
+def _insecure_breaks(fix: str) -> str:
+    """What any value of server.insecure breaks with the Ainur's Argo CD beside Arda's: they take the same values."""
+    return (
+        "Iluvatar sets true on Arda's Argo CD, whose server envoy-internal reaches in plain HTTP after ending TLS "
+        "(plans.identity.argocd_route), and leaves the Ainur's serving TLS itself, with the certificate Iluvatar issues it "
+        "(plans.identity.ARGOCD_TLS_SECRET), behind its front door, which passes TLS through by name (plans.identity."
+        "front_door_conf); these values go to both Argo CDs, so a value here breaks one: not insecure, Arda's answers "
+        "every plain request with a redirect to https, a loop; insecure, the Ainur's answers TLS in plain HTTP; either way "
+        f"that Argo CD's UI and CLI never load; {fix}"
+    )
+
+
 def _insecure(value: Any, layers: Layers) -> str | None:
-    if layers.identity is None or _true(value):
+    if layers.identity is None:
+        return None
+    if layers.ainur is not None:
+        return f"{show(value)}: {_insecure_breaks('remove it')}"
+    if _true(value):
         return None
     return (
         f"{show(value)}: Iluvatar sets true on Arda's Argo CD, whose server envoy-internal reaches in plain HTTP after ending "
         "TLS (plans.identity.argocd_route); without --insecure the server answers every plain request with a redirect to "
         "https, a loop, so Argo CD's UI and CLI never load (Argo CD's ingress guide: run it with server.insecure); remove it"
+    )
+
+
+# argocd-server's own flag, which wins over server.insecure (read from argocd-cmd-params-cm as ARGOCD_SERVER_INSECURE,
+# the flag's default: argo-cd 10.8.0 templates/argocd-server/deployment.yaml:78-80 puts extraArgs on its command line,
+# :88-93 the variable); --insecure, --insecure=true and --insecure=false all set it.
+def _server_args(value: Any, layers: Layers) -> str | None:
+    if layers.identity is None or not isinstance(value, list):
+        return None
+    flags = [a for a in value if isinstance(a, str) and (a == "--insecure" or a.startswith("--insecure="))]
+    if not flags:
+        return None
+    if layers.ainur is not None:
+        return f"{show(value)} sets --insecure, as server.insecure does: {_insecure_breaks('remove the flag')}"
+    if all(f in ("--insecure", "--insecure=true") for f in flags):
+        return None
+    return (
+        f"{show(value)} turns --insecure off: Iluvatar sets it on Arda's Argo CD (configs.params.server.insecure), whose "
+        "server envoy-internal reaches in plain HTTP after ending TLS (plans.identity.argocd_route); without it the server "
+        "answers every plain request with a redirect to https, a loop, so Argo CD's UI and CLI never load; remove the flag"
     )
 
 
@@ -306,6 +342,8 @@ ARGOCD: dict[tuple[str, ...], Check] = {
     ("global", "hostAliases"): _host_aliases,
     ("configs", "cm", "application.resourceTrackingMethod"): _tracking,
     ("crds", "keep"): _crds_kept,
+    # Not set by Iluvatar: the flag would override server.insecure.
+    ("server", "extraArgs"): _server_args,
     # Not set by Iluvatar: the chart's default (true) renders the ConfigMaps the keys above are in.
     ("configs", "cm", "create"): _creates(
         "argocd-cm",

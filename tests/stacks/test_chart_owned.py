@@ -111,7 +111,6 @@ def test_kube_proxy_replacement_off_is_taken_with_kube_proxy_on() -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        {"configs": {"params": {"server.insecure": True}}},
         {"configs": {"cm": {"application.resourceTrackingMethod": "annotation+label"}, "rbac": {"policy.default": "role:readonly"}}},
         {"global": {"hostAliases": [{"ip": "192.168.0.16", "hostnames": ["dex.iluvatar.home.arpa"]}, {"ip": "192.168.0.5", "hostnames": ["nas"]}]}},
     ],
@@ -180,3 +179,33 @@ def test_params_and_rbac_configmaps_are_free_without_identity() -> None:
     layers = _layers(load_stack_file(HOMELAB), argocd_values={"configs": {name: {"create": False} for name in ("cm", "params", "rbac")}})
     without = chart_owned.Layers(layers.arda, layers.gitops, layers.network, layers.ainur, None)
     assert [p.path for p in chart_owned.check(without)] == ["iluvatar:gitops.argocd.values.configs.cm.create"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"configs": {"params": {"server.insecure": True}}},
+        {"server": {"extraArgs": ["--insecure"]}},
+        {"server": {"extraArgs": ["--insecure=true", "--loglevel=debug"]}},
+    ],
+)
+def test_argocd_insecure_is_taken_only_without_the_ainurs_argocd(values: dict[str, Any]) -> None:
+    # The Ainur's Argo CD takes the same values and serves TLS itself, behind a front door that passes TLS through.
+    layers = _layers(load_stack_file(HOMELAB), argocd_values=values)
+    assert len(chart_owned.check(layers)) == 1
+    assert chart_owned.check(chart_owned.Layers(layers.arda, layers.gitops, layers.network, None, layers.identity)) == []
+
+
+def test_argocd_insecure_off_is_refused_on_arda_alone() -> None:
+    stack = load_stack_file(HOMELAB)
+    for values in ({"configs": {"params": {"server.insecure": False}}}, {"server": {"extraArgs": ["--insecure=false"]}}):
+        layers = _layers(stack, argocd_values=values)
+        alone = chart_owned.Layers(layers.arda, layers.gitops, layers.network, None, layers.identity)
+        assert len(chart_owned.check(alone)) == 1
+    layers = _layers(stack, argocd_values={"server": {"extraArgs": ["--insecure=false"]}})
+    assert [str(p) for p in chart_owned.check(chart_owned.Layers(layers.arda, layers.gitops, layers.network, None, layers.identity))] == [
+        "iluvatar:gitops.argocd.values.server.extraArgs: [--insecure=false] turns --insecure off: Iluvatar sets it on Arda's "
+        "Argo CD (configs.params.server.insecure), whose server envoy-internal reaches in plain HTTP after ending TLS "
+        "(plans.identity.argocd_route); without it the server answers every plain request with a redirect to https, a loop, "
+        "so Argo CD's UI and CLI never load; remove the flag"
+    ]
