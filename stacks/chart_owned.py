@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
+from urllib.parse import urlsplit
 
 from plans.talos import KUBEPRISM_PORT
 from stacks import identity as identity_rules
@@ -73,7 +74,16 @@ def _kube_proxy_on(arda: Arda) -> bool:
 
 def _kube_proxy_replacement(value: Any, layers: Layers) -> str | None:
     assert layers.arda is not None
-    if _true(value) or _kube_proxy_on(layers.arda):
+    # The chart takes the value's text and fails unless it is exactly "true" or "false" (cilium 1.18.4
+    # templates/cilium-configmap.yaml:76-82): "True" or "strict" stops pulumi up in the middle, at Helm.
+    text = str(value).lower() if isinstance(value, bool) else value
+    if isinstance(text, str) and text not in ("true", "false", ""):
+        return (
+            f"{show(value)}: the chart takes only true or false here, exactly as written (its template fails on any other "
+            "text, in the middle of pulumi up), and Iluvatar sets true, because Arda's Talos config runs no kube-proxy; "
+            "remove it"
+        )
+    if text == "true" or _kube_proxy_on(layers.arda):
         return None
     return (
         f"{show(value)}: Iluvatar sets true, because Arda's Talos config runs no kube-proxy (plans.talos: cluster.proxy."
@@ -89,7 +99,7 @@ _KUBEPRISM_HOSTS = ("localhost", "127.0.0.1")
 _APISERVER_PORT = 6443
 
 
-def _api_server(layers: Layers, host: Any, port: Any) -> str | None:
+def _api_server(layers: Layers, host: Any, port: Any, urls: bool = False) -> str | None:
     arda = layers.arda
     assert arda is not None
     text, number = str(host), str(port)
@@ -102,11 +112,15 @@ def _api_server(layers: Layers, host: Any, port: Any) -> str | None:
         what = f"not KubePrism, which listens on port {KUBEPRISM_PORT} of each machine"
     elif text == str(arda.vip):
         what = f"Arda's VIP at a port its API server does not listen on (it listens on {_APISERVER_PORT})"
+    fix = (
+        f"remove k8s.apiServerURLs (or write https://{arda.vip}:{_APISERVER_PORT})"
+        if urls
+        else f"remove k8sServiceHost and k8sServicePort (or write Arda's VIP {arda.vip} with k8sServicePort {_APISERVER_PORT})"
+    )
     return (
         f"{what}; Iluvatar sets localhost port {KUBEPRISM_PORT} (KubePrism, Talos's API proxy on every Arda machine), "
         "because Arda runs no kube-proxy and Cilium's agents must reach Arda's API server before any Service works: they "
-        f"would never start, and Arda would have no pod network; remove k8sServiceHost and k8sServicePort (or write Arda's "
-        f"VIP {arda.vip} with k8sServicePort {_APISERVER_PORT})"
+        f"would never start, and Arda would have no pod network; {fix}"
     )
 
 
@@ -133,6 +147,54 @@ def _native_routing(value: Any, layers: Layers) -> str | None:
     )
 
 
+def _masquerade(value: Any, layers: Layers) -> str | None:
+    # null is the chart's default (cilium 1.18.4 values.yaml:2163, rendered only when set: configmap:638-639), the
+    # agent's own true.
+    if value is None or _go_true(value):
+        return None
+    return (
+        f"{show(value)}: Iluvatar leaves the chart's default (masquerading on), so that pods' traffic to the LAN leaves with "
+        "its machine's address, which the LAN's hosts answer; without it pods would reach the NAS, the Git mirror and the "
+        "router with pod addresses the LAN has no route back to, and backups, Argo CD's clone and DNS through the router "
+        "fail; remove it"
+    )
+
+
+def _routing(layers: Layers) -> Iterator[Problem]:
+    """Routing values the Cilium agent refuses at its start: Arda would get no pod network and pulumi up stop at its gates."""
+    arda = layers.arda
+    assert arda is not None
+    values = arda.cilium.values
+    mode = _get(values, ("routingMode",))
+    native = mode == "native"  # the chart's default is tunnel (cilium 1.18.4 templates/cilium-configmap.yaml:529)
+    nets = _arda_networks(arda)[0]
+    # Arda's pod network, as the fix to write; none where podSubnets is no network (refused at its own key).
+    pods = next((c.net for c in nets if c.key == "cilium"), None) or next((c.net for c in nets if c.key == "podSubnets"), "<Arda's pod network>")
+    cidr = _get(values, ("ipv4NativeRoutingCIDR",))
+    masquerade = _get(values, ("enableIPv4Masquerade",))
+    masq_agent = _get(values, ("ipMasqAgent", "enabled"))
+    # The agent's check: native routing with masquerading on and no ip-masq-agent needs a native-routing CIDR
+    # (Cilium's pkg/option/config.go checkIPv4NativeRoutingCIDR: "native routing cidr must be configured with option
+    # --ipv4-native-routing-cidr"); the chart's own guard (configmap:532-536) misses it while enableIPv4Masquerade is null.
+    masquerading = masquerade is _ABSENT or masquerade is None or _go_true(masquerade)
+    if native and masquerading and not (masq_agent is not _ABSENT and _go_true(masq_agent)) and not (cidr is not _ABSENT and _go_true(cidr)):
+        yield Problem(
+            f"{CILIUM_BASE}.routingMode",
+            f"native with no ipv4NativeRoutingCIDR: Cilium's agent refuses to start (\"native routing cidr must be configured "
+            'with option --ipv4-native-routing-cidr"), so Arda would have no pod network and pulumi up stops at its gates; '
+            f"write ipv4NativeRoutingCIDR: {pods} (Arda's pod network), or remove routingMode",
+        )
+    direct = _get(values, ("autoDirectNodeRoutes",))
+    if not native and direct is not _ABSENT and _go_true(direct):
+        yield Problem(
+            f"{CILIUM_BASE}.autoDirectNodeRoutes",
+            f"{show(direct)} under {show(mode) if mode not in (_ABSENT, None, '') else 'the default'} tunnel routing: Cilium's "
+            'agent refuses to start ("auto-direct-node-routes cannot be used with tunneling", Cilium\'s daemon/cmd/'
+            "daemon_main.go initEnv), so Arda would have no pod network and pulumi up stops at its gates; remove it, or "
+            f"route natively with routingMode: native and ipv4NativeRoutingCIDR: {pods}",
+        )
+
+
 def _l2_announcements(value: Any, layers: Layers) -> str | None:
     if _true(value):
         return None
@@ -153,6 +215,12 @@ CILIUM: dict[tuple[str, ...], Check | None] = {
     ("l2announcements", "enabled"): _l2_announcements,
     # Not set by Iluvatar: the chart's default (none) is what the LAN's hosts rely on.
     ("ipv4NativeRoutingCIDR",): _native_routing,
+    ("enableIPv4Masquerade",): _masquerade,
+    # Checked together, by what the agent refuses at its start (_routing).
+    ("routingMode",): None,
+    ("autoDirectNodeRoutes",): None,
+    # Checked with k8sServiceHost: the agents' own list of API servers.
+    ("k8s", "apiServerURLs"): None,
     **dict.fromkeys(CILIUM_TYPED),  # refused in stacks.rules._cilium_values, pointing at the typed key
 }
 # The keys Iluvatar's Cilium values set that are the user's to change, with why.
@@ -193,6 +261,20 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
         if (said := _api_server(layers, given, at)) is not None:
             key = "k8sServiceHost" if host is not _ABSENT else "k8sServicePort"
             yield Problem(f"{CILIUM_BASE}.{key}", f"{show(host if host is not _ABSENT else port)} (port {show(at)}) is {said}")
+    urls = _get(values, ("k8s", "apiServerURLs"))
+    if urls is not _ABSENT:
+        listed = str(urls if urls is not None else "").replace(",", " ").split()
+        for url in listed or [""]:
+            parsed = urlsplit(url if "//" in url else f"//{url}")
+            try:
+                at = parsed.port or (443 if parsed.scheme == "https" else 80)
+            except ValueError:
+                at = 0
+            if (said := _api_server(layers, parsed.hostname or "", at, urls=True)) is not None:
+                which = f"{show(urls)}: {url or 'no URL'}" if len(listed) != 1 else show(urls)
+                yield Problem(f"{CILIUM_BASE}.k8s.apiServerURLs", f"{which} is {said}")
+                break
+    yield from _routing(layers)
 
 
 # --- Argo CD -----------------------------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ def _layers(stack: StackConfig, cilium_values: dict[str, Any] | None = None, arg
         {"k8sServicePort": 7445},
         {"l2announcements": {"enabled": True}},
         {"ipv4NativeRoutingCIDR": "10.244.0.0/16", "routingMode": "native"},
+        {"ipv4NativeRoutingCIDR": "10.244.0.0/16", "routingMode": "native", "autoDirectNodeRoutes": True},
+        {"routingMode": "tunnel", "autoDirectNodeRoutes": False},
+        {"enableIPv4Masquerade": None},
+        {"k8s": {"apiServerURLs": "https://192.168.0.20:6443 https://localhost:7445"}},
         {"ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": ["10.200.0.0/16"]}}},
     ],
 )
@@ -209,3 +213,14 @@ def test_argocd_insecure_off_is_refused_on_arda_alone() -> None:
         "(plans.identity.argocd_route); without it the server answers every plain request with a redirect to https, a loop, "
         "so Argo CD's UI and CLI never load; remove the flag"
     ]
+
+
+def test_kube_proxy_replacement_is_read_as_the_charts_text() -> None:
+    stack = load_stack_file(HOMELAB)
+    for spelled in ("True", "TRUE", "strict"):
+        said = [str(p) for p in chart_owned.check(_layers(stack, {"kubeProxyReplacement": spelled}))]
+        assert said == [
+            f"iluvatar:arda.cilium.values.kubeProxyReplacement: {spelled}: the chart takes only true or false here, exactly "
+            "as written (its template fails on any other text, in the middle of pulumi up), and Iluvatar sets true, because "
+            "Arda's Talos config runs no kube-proxy; remove it"
+        ]
