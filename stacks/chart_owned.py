@@ -26,7 +26,7 @@ from plans.talos import KUBEPRISM_PORT
 from stacks import identity as identity_rules
 from stacks.errors import Problem, show
 from stacks.model import Ainur, Arda, GitOps, Identity, Network
-from stacks.rules import CILIUM_TYPED, _arda_networks
+from stacks.rules import CILIUM_POOL_KEY, CILIUM_TYPED, _arda_networks
 from stacks.secrets import config_path
 
 CILIUM_BASE = "iluvatar:arda.cilium.values"
@@ -225,7 +225,7 @@ CILIUM: dict[tuple[str, ...], Check | None] = {
 }
 # The keys Iluvatar's Cilium values set that are the user's to change, with why.
 CILIUM_FREE: dict[tuple[str, ...], str] = {
-    ("ipam", "mode"): "another mode's pod pool is checked against the stack's networks (stacks.rules._cilium_pools)",
+    ("ipam", "mode"): "cluster-pool's and multi-pool's pod pools are checked against the stack's networks (stacks.rules._cilium_pools)",
     ("operator", "replicas"): "how many operators run; one is enough to work",
     ("k8sClientRateLimit", "qps"): "tuning: a lower limit slows L2 announcements' lease renewals, stops none",
     ("k8sClientRateLimit", "burst"): "tuning, as qps",
@@ -275,6 +275,16 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
                 yield Problem(f"{CILIUM_BASE}.k8s.apiServerURLs", f"{which} is {said}")
                 break
     yield from _routing(layers)
+    ipam = _get(values, ("ipam",))
+    pool = _get(values, ("ipam", "operator", CILIUM_POOL_KEY))
+    empty = (isinstance(pool, list) and not pool) or (isinstance(pool, str) and not pool.replace(",", " ").split())
+    if isinstance(ipam, Mapping) and ipam.get("mode") == "cluster-pool" and empty:
+        yield Problem(
+            f"{CILIUM_BASE}.ipam.operator.{CILIUM_POOL_KEY}",
+            f'{show(pool)}: cluster-pool has no address to hand out (the chart writes cluster-pool-ipv4-cidr: "", cilium '
+            "1.18.4 templates/cilium-configmap.yaml:1099), so no pod on Arda gets an address and pulumi up stops at its "
+            "gates; remove ipam, or give the pool: [10.244.0.0/16]",
+        )
 
 
 # --- Argo CD -----------------------------------------------------------------------------------------------------

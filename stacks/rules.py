@@ -10,7 +10,7 @@ import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -32,6 +32,7 @@ from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelecto
 from stacks.pi_revision import pi_revision
 from stacks.power import TALOS_LINK_ALIAS
 from stacks.reach import Clients, unreachable
+from stacks.secrets import config_path
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -462,6 +463,8 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
     Cilium's to refuse."""
     values = arda.cilium.values
     ipam = values.get("ipam")
+    if isinstance(ipam, dict) and ipam.get("mode") == "multi-pool":
+        return _cilium_multi_pools(ipam)
     if not isinstance(ipam, dict) or ipam.get("mode") != "cluster-pool":
         return []
     base = "iluvatar:arda.cilium.values.ipam"
@@ -473,7 +476,10 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
         return [_ClusterNet(IPv4Network(n), "Arda's pod network", source, f"{base}.mode", "cilium") for n in default]
     entries = [(f"{base}.operator.{CILIUM_POOL_KEY}[{n}]", v) for n, v in enumerate(given)] if isinstance(given, list) else []
     if isinstance(given, str):
-        words = given.split()
+        # The chart writes a string as it is (cilium 1.18.4 templates/cilium-configmap.yaml:1099); read at spaces, as the
+        # operator reads the ConfigMap's words, and at commas, as a command-line list is read, so each range the text
+        # may name is checked.
+        words = given.replace(",", " ").split()
         entries = [(f"{base}.operator.{CILIUM_POOL_KEY}" + (f"[{n}]" if len(words) > 1 else ""), w) for n, w in enumerate(words)]
     out: list[_ClusterNet] = []
     for path, value in entries:
@@ -482,6 +488,25 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
         except ValueError:
             continue
         out.append(_ClusterNet(net, "Arda's pod network", "Cilium's cluster-pool", path, "cilium"))
+    return out
+
+
+def _cilium_multi_pools(ipam: dict[str, Any]) -> list[_ClusterNet]:
+    """The pools Cilium's multi-pool IPAM creates from ipam.operator.autoCreateCiliumPodIPPools (each pool's ipv4.cidrs,
+    joined into the operator's auto-create-cilium-pod-ip-pools: cilium 1.18.4 templates/cilium-configmap.yaml:1111-1125)."""
+    operator = ipam.get("operator")
+    pools = operator.get("autoCreateCiliumPodIPPools") if isinstance(operator, dict) else None
+    out: list[_ClusterNet] = []
+    for name, spec in (pools or {}).items() if isinstance(pools, dict) else ():
+        ipv4 = spec.get("ipv4") if isinstance(spec, dict) else None
+        cidrs = ipv4.get("cidrs") if isinstance(ipv4, dict) else None
+        for n, value in enumerate(cidrs if isinstance(cidrs, list) else []):
+            try:
+                net = IPv4Network(str(value), strict=False)
+            except ValueError:
+                continue
+            path = config_path("iluvatar:arda.cilium.values.ipam.operator.autoCreateCiliumPodIPPools", (str(name), "ipv4", "cidrs")) + f"[{n}]"
+            out.append(_ClusterNet(net, "Arda's pod network", f"Cilium's multi-pool pool {name}", path, "cilium"))
     return out
 
 
