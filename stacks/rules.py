@@ -650,7 +650,40 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
                 f"kube-controller-manager gives each machine one, so {machines - shares} would start no pod; write {fix}",
             )
         )
+    out += _cilium_pool_size(arda, nets, taken, machines)
     return out
+
+
+# The share of a cluster-pool each machine gets, unless ipam.operator.clusterPoolIPv4MaskSize says otherwise (cilium
+# 1.18.4 values.yaml:2012).
+CILIUM_POOL_MASK_DEFAULT = 24
+
+
+def _cilium_pool_size(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[IPv4Network], machines: int) -> list[Problem]:
+    """Cilium's cluster-pool gives each machine a share of its pool, as kube-controller-manager does of podSubnets: a pool
+    with fewer shares than machines leaves the rest without pod addresses."""
+    pools = [c for c in nets if c.key == "cilium" and "multi-pool" not in c.source]  # a multi-pool pool has its own size
+    operator = arda.cilium.values.get("ipam", {}).get("operator") if isinstance(arda.cilium.values.get("ipam"), dict) else None
+    mask = operator.get("clusterPoolIPv4MaskSize", CILIUM_POOL_MASK_DEFAULT) if isinstance(operator, dict) else CILIUM_POOL_MASK_DEFAULT
+    if not pools or not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask <= 32:
+        return []
+    shares = sum(2 ** (mask - c.net.prefixlen) for c in pools if c.net.prefixlen <= mask)
+    if shares >= machines:
+        return []
+    last = pools[-1]
+    assert last.path is not None
+    written = ", ".join(str(c.net) for c in pools)
+    instead = next(
+        (f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t not in [c.net for c in pools])), "a larger range"
+    )
+    return [
+        Problem(
+            last.path,
+            f"{written} holds {shares} /{mask} share(s) of Cilium's cluster-pool, and Arda has {machines} machines: Cilium's "
+            f"operator gives each machine one, so {machines - shares} would start no pod; write a larger range, e.g. [{instead}], "
+            "or a longer ipam.operator.clusterPoolIPv4MaskSize",
+        )
+    ]
 
 
 def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:
