@@ -3,13 +3,18 @@ value is refused only where it breaks the layer relying on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import ast
+import copy
+import inspect
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 import yaml
 
-from plans import cilium, gitops, identity
+from plans import cilium, gitops, identity, metrics
+from plans.merge import deep_merge
 from stacks import chart_owned, load_stack_file, rules
 from stacks.model import StackConfig
 from tests.edit import HOMELAB, MINIMAL, RK1
@@ -28,8 +33,95 @@ def _stacks() -> list[StackConfig]:
     return [load_stack_file(path) for path in (HOMELAB, RK1, MINIMAL)]
 
 
+def _source_keys(*builders: Callable[..., Any]) -> set[tuple[str, ...]]:
+    """Every key path the builders' source can set, under any condition: read from their syntax, not from a stack's run,
+    so a key set only in a branch no fixture stack takes is held to the tables too."""
+    found: set[tuple[str, ...]] = set()
+    for builder in builders:
+        found |= _KeyReader(builder).keys
+    return found
+
+
+class _KeyReader:
+    """The key paths of a values builder: its dict literals, the local dicts placed in them, and the keys assigned
+    through subscripts (`values["configs"]["ssh"] = {...}`), each at its place in the values it returns."""
+
+    def __init__(self, builder: Callable[..., Any]) -> None:
+        fn = ast.parse(textwrap.dedent(inspect.getsource(builder))).body[0]
+        self.globals = builder.__globals__
+        self.keys: set[tuple[str, ...]] = set()
+        self.at: dict[str, set[tuple[str, ...]]] = {}  # a local dict may be placed at more than one key
+        self.literals: dict[str, list[ast.expr]] = {}
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(target, ast.Name):
+                        self.literals.setdefault(target.id, []).append(node.value)
+        self.place("values", ())
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Return) and node.value is not None:
+                self.root(node.value)
+        for _ in range(3):  # a subscript's base may be placed by a later one
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        self.subscript(target, node.value)
+
+    def root(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "deep_merge":
+            for arg in node.args:
+                self.root(arg)
+        elif isinstance(node, ast.Dict | ast.Name):
+            self.expr(node, ())
+
+    def place(self, name: str, path: tuple[str, ...]) -> None:
+        if path in self.at.setdefault(name, set()):
+            return
+        self.at[name].add(path)
+        for value in self.literals.get(name, []):
+            if isinstance(value, ast.Dict):
+                self.expr(value, path)
+
+    def expr(self, node: ast.expr, path: tuple[str, ...]) -> None:
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if key is None:
+                    self.expr(value, path)
+                elif isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    self.expr(value, (*path, key.value))
+                else:
+                    self.keys.add(path)
+            return
+        if isinstance(node, ast.Name) and node.id in self.literals and any(isinstance(v, ast.Dict) for v in self.literals[node.id]):
+            self.place(node.id, path)
+            return
+        if isinstance(node, ast.Name) and isinstance(self.globals.get(node.id), Mapping):
+            self.keys |= {(*path, *leaf) for leaf in _leaves(self.globals[node.id])}
+            return
+        if isinstance(node, ast.Call) and len(node.args) == 1 and ast.unparse(node.func) in ("dict", "copy.deepcopy", "deepcopy"):
+            self.expr(node.args[0], path)
+            return
+        if path:
+            self.keys.add(path)
+
+    def subscript(self, target: ast.expr, value: ast.expr) -> None:
+        keys: list[str] = []
+        while isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str):
+            keys.insert(0, target.slice.value)
+            target = target.value
+        if keys and isinstance(target, ast.Name):
+            for path in list(self.at.get(target.id, ())):
+                self.expr(value, (*path, *keys))
+
+
+CILIUM_BUILDERS = (cilium.helm_values, metrics.cilium)
+ARGOCD_BUILDERS = (gitops.helm_values, identity.argocd_values, metrics.argocd)
+
+
 def test_every_cilium_key_the_plan_sets_is_owned_or_left_to_the_user() -> None:
-    set_ = {leaf for stack in _stacks() for leaf in _leaves(cilium.helm_values(stack))}
+    run = {leaf for stack in _stacks() for leaf in _leaves(cilium.helm_values(stack))}
+    set_ = _source_keys(*CILIUM_BUILDERS)
+    assert run <= set_  # the source reader misses no key a run sets
     assert not set(chart_owned.CILIUM) & set(chart_owned.CILIUM_FREE)
     assert set_ - set(chart_owned.CILIUM) - set(chart_owned.CILIUM_FREE) == set()
     # The typed keys' values are owned by arda.cilium's own fields (stacks.rules._cilium_values).
@@ -43,6 +135,8 @@ def test_every_argocd_key_the_plans_set_is_owned_or_left_to_the_user() -> None:
             continue
         for cluster in ("arda", "ainur"):
             set_ |= set(_leaves(gitops.helm_values(stack, cluster, identity.argocd_values(stack, cluster, "CA"))))
+    assert set_ <= _source_keys(*ARGOCD_BUILDERS)  # the source reader misses no key a run sets
+    set_ = _source_keys(*ARGOCD_BUILDERS)
     assert not set(chart_owned.ARGOCD) & set(chart_owned.ARGOCD_FREE)
     assert set_ - set(chart_owned.ARGOCD) - set(chart_owned.ARGOCD_FREE) == set()
 
@@ -224,3 +318,30 @@ def test_kube_proxy_replacement_is_read_as_the_charts_text() -> None:
             "as written (its template fails on any other text, in the middle of pulumi up), and Iluvatar sets true, because "
             "Arda's Talos config runs no kube-proxy; remove it"
         ]
+
+
+_HUBBLE = {"enabled": False}
+
+
+def _builder_with_keys_in_branches(stack: Any, ssh: bool) -> dict[str, Any]:
+    # The shape of the plans' builders, with a key under each kind of condition a fixture stack may never take.
+    cm: dict[str, Any] = {"url": "x"}
+    values: dict[str, Any] = {"configs": {"cm": cm}, "hubble": copy.deepcopy(_HUBBLE)}
+    if not stack:
+        values["bpf"] = {"masquerade": True}
+    if ssh:
+        values["configs"]["ssh"] = {"knownHosts": "x"}
+        cm["exec.enabled"] = True
+    return deep_merge(values, {"operator": dict(cm)})
+
+
+def test_the_source_reader_finds_keys_set_only_in_a_branch() -> None:
+    assert _source_keys(_builder_with_keys_in_branches) == {
+        ("configs", "cm", "url"),
+        ("configs", "cm", "exec.enabled"),
+        ("configs", "ssh", "knownHosts"),
+        ("bpf", "masquerade"),
+        ("hubble", "enabled"),
+        ("operator", "url"),
+        ("operator", "exec.enabled"),
+    }
