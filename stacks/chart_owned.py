@@ -160,6 +160,34 @@ def _masquerade(value: Any, layers: Layers) -> str | None:
     )
 
 
+def _masq_agent(layers: Layers) -> Iterator[Problem]:
+    """ip-masq-agent's non-masquerade ranges (ipMasqAgent.config.nonMasqueradeCIDRs, written into the agent's ConfigMap
+    only when ipMasqAgent.enabled: cilium 1.18.4 templates/cilium-configmap.yaml:1431-1439): over the LAN or a VLAN,
+    they turn masquerading off there as enableIPv4Masquerade false does everywhere."""
+    arda, network = layers.arda, layers.network
+    assert arda is not None
+    values = arda.cilium.values
+    enabled = _get(values, ("ipMasqAgent", "enabled"))
+    cidrs = _get(values, ("ipMasqAgent", "config", "nonMasqueradeCIDRs"))
+    if network is None or enabled is _ABSENT or not _go_true(enabled) or not isinstance(cidrs, list):
+        return
+    own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
+    for n, value in enumerate(cidrs):
+        try:
+            net = IPv4Network(str(value), strict=False)
+        except ValueError:
+            continue  # the agent's to refuse
+        met = [f"{name} {m}" for name, m in own if m.overlaps(net)]
+        if met:
+            yield Problem(
+                f"{CILIUM_BASE}.ipMasqAgent.config.nonMasqueradeCIDRs[{n}]",
+                f"{show(value)} overlaps {' and '.join(met)}: ip-masq-agent leaves pods' traffic to this range unmasqueraded, "
+                "where Iluvatar masquerades it, so that it leaves with its machine's address, which the LAN's hosts answer; "
+                "pods would reach the NAS, the Git mirror and the router with pod addresses the LAN has no route back to, "
+                "and backups, Argo CD's clone and DNS through the router fail; remove it",
+            )
+
+
 def _routing(layers: Layers) -> Iterator[Problem]:
     """Routing values the Cilium agent refuses at its start: Arda would get no pod network and pulumi up stop at its gates."""
     arda = layers.arda
@@ -216,6 +244,8 @@ CILIUM: dict[tuple[str, ...], Check | None] = {
     # Not set by Iluvatar: the chart's default (none) is what the LAN's hosts rely on.
     ("ipv4NativeRoutingCIDR",): _native_routing,
     ("enableIPv4Masquerade",): _masquerade,
+    # Checked by each entry, with ipMasqAgent.enabled (_masq_agent).
+    ("ipMasqAgent", "config", "nonMasqueradeCIDRs"): None,
     # Checked together, by what the agent refuses at its start (_routing).
     ("routingMode",): None,
     ("autoDirectNodeRoutes",): None,
@@ -275,6 +305,7 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
                 yield Problem(f"{CILIUM_BASE}.k8s.apiServerURLs", f"{which} is {said}")
                 break
     yield from _routing(layers)
+    yield from _masq_agent(layers)
     ipam = _get(values, ("ipam",))
     pool = _get(values, ("ipam", "operator", CILIUM_POOL_KEY))
     empty = (isinstance(pool, list) and not pool) or (isinstance(pool, str) and not pool.replace(",", " ").split())
