@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
+from urllib.parse import urlsplit
 
 from plans.talos import KUBEPRISM_PORT
 from stacks import identity as identity_rules
 from stacks.errors import Problem, show
 from stacks.model import Ainur, Arda, GitOps, Identity, Network
-from stacks.rules import CILIUM_TYPED, _arda_networks
+from stacks.rules import CILIUM_POOL_KEY, CILIUM_TYPED, _arda_networks
 from stacks.secrets import config_path
 
 CILIUM_BASE = "iluvatar:arda.cilium.values"
@@ -73,7 +74,16 @@ def _kube_proxy_on(arda: Arda) -> bool:
 
 def _kube_proxy_replacement(value: Any, layers: Layers) -> str | None:
     assert layers.arda is not None
-    if _true(value) or _kube_proxy_on(layers.arda):
+    # The chart takes the value's text and fails unless it is exactly "true" or "false" (cilium 1.18.4
+    # templates/cilium-configmap.yaml:76-82): "True" or "strict" stops pulumi up in the middle, at Helm.
+    text = str(value).lower() if isinstance(value, bool) else value
+    if isinstance(text, str) and text not in ("true", "false", ""):
+        return (
+            f"{show(value)}: the chart takes only true or false here, exactly as written (its template fails on any other "
+            "text, in the middle of pulumi up), and Iluvatar sets true, because Arda's Talos config runs no kube-proxy; "
+            "remove it"
+        )
+    if text == "true" or _kube_proxy_on(layers.arda):
         return None
     return (
         f"{show(value)}: Iluvatar sets true, because Arda's Talos config runs no kube-proxy (plans.talos: cluster.proxy."
@@ -89,7 +99,7 @@ _KUBEPRISM_HOSTS = ("localhost", "127.0.0.1")
 _APISERVER_PORT = 6443
 
 
-def _api_server(layers: Layers, host: Any, port: Any) -> str | None:
+def _api_server(layers: Layers, host: Any, port: Any, urls: bool = False) -> str | None:
     arda = layers.arda
     assert arda is not None
     text, number = str(host), str(port)
@@ -102,16 +112,20 @@ def _api_server(layers: Layers, host: Any, port: Any) -> str | None:
         what = f"not KubePrism, which listens on port {KUBEPRISM_PORT} of each machine"
     elif text == str(arda.vip):
         what = f"Arda's VIP at a port its API server does not listen on (it listens on {_APISERVER_PORT})"
+    fix = (
+        f"remove k8s.apiServerURLs (or write https://{arda.vip}:{_APISERVER_PORT})"
+        if urls
+        else f"remove k8sServiceHost and k8sServicePort (or write Arda's VIP {arda.vip} with k8sServicePort {_APISERVER_PORT})"
+    )
     return (
         f"{what}; Iluvatar sets localhost port {KUBEPRISM_PORT} (KubePrism, Talos's API proxy on every Arda machine), "
         "because Arda runs no kube-proxy and Cilium's agents must reach Arda's API server before any Service works: they "
-        f"would never start, and Arda would have no pod network; remove k8sServiceHost and k8sServicePort (or write Arda's "
-        f"VIP {arda.vip} with k8sServicePort {_APISERVER_PORT})"
+        f"would never start, and Arda would have no pod network; {fix}"
     )
 
 
 def _native_routing(value: Any, layers: Layers) -> str | None:
-    if layers.network is None:
+    if layers.network is None or value is None:  # null: the chart's default (none), which Iluvatar keeps
         return None
     try:
         net = IPv4Network(str(value), strict=False)
@@ -131,6 +145,82 @@ def _native_routing(value: Any, layers: Layers) -> str | None:
         "with pod addresses the LAN has no route back to, and backups, Argo CD's clone and DNS through the router fail; "
         f"remove it, or for native routing write Arda's pod network {pods}"
     )
+
+
+def _masquerade(value: Any, layers: Layers) -> str | None:
+    # null is the chart's default (cilium 1.18.4 values.yaml:2163, rendered only when set: configmap:638-639), the
+    # agent's own true.
+    if value is None or _go_true(value):
+        return None
+    return (
+        f"{show(value)}: Iluvatar leaves the chart's default (masquerading on), so that pods' traffic to the LAN leaves with "
+        "its machine's address, which the LAN's hosts answer; without it pods would reach the NAS, the Git mirror and the "
+        "router with pod addresses the LAN has no route back to, and backups, Argo CD's clone and DNS through the router "
+        "fail; remove it"
+    )
+
+
+def _masq_agent(layers: Layers) -> Iterator[Problem]:
+    """ip-masq-agent's non-masquerade ranges (ipMasqAgent.config.nonMasqueradeCIDRs, written into the agent's ConfigMap
+    only when ipMasqAgent.enabled: cilium 1.18.4 templates/cilium-configmap.yaml:1431-1439): over the LAN or a VLAN,
+    they turn masquerading off there as enableIPv4Masquerade false does everywhere."""
+    arda, network = layers.arda, layers.network
+    assert arda is not None
+    values = arda.cilium.values
+    enabled = _get(values, ("ipMasqAgent", "enabled"))
+    cidrs = _get(values, ("ipMasqAgent", "config", "nonMasqueradeCIDRs"))
+    if network is None or enabled is _ABSENT or not _go_true(enabled) or not isinstance(cidrs, list):
+        return
+    own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
+    for n, value in enumerate(cidrs):
+        try:
+            net = IPv4Network(str(value), strict=False)
+        except ValueError:
+            continue  # the agent's to refuse
+        met = [f"{name} {m}" for name, m in own if m.overlaps(net)]
+        if met:
+            yield Problem(
+                f"{CILIUM_BASE}.ipMasqAgent.config.nonMasqueradeCIDRs[{n}]",
+                f"{show(value)} overlaps {' and '.join(met)}: ip-masq-agent leaves pods' traffic to this range unmasqueraded, "
+                "where Iluvatar masquerades it, so that it leaves with its machine's address, which the LAN's hosts answer; "
+                "pods would reach the NAS, the Git mirror and the router with pod addresses the LAN has no route back to, "
+                "and backups, Argo CD's clone and DNS through the router fail; remove it",
+            )
+
+
+def _routing(layers: Layers) -> Iterator[Problem]:
+    """Routing values the Cilium agent refuses at its start: Arda would get no pod network and pulumi up stop at its gates."""
+    arda = layers.arda
+    assert arda is not None
+    values = arda.cilium.values
+    mode = _get(values, ("routingMode",))
+    native = mode == "native"  # the chart's default is tunnel (cilium 1.18.4 templates/cilium-configmap.yaml:529)
+    nets = _arda_networks(arda)[0]
+    # Arda's pod network, as the fix to write; none where podSubnets is no network (refused at its own key).
+    pods = next((c.net for c in nets if c.key == "cilium"), None) or next((c.net for c in nets if c.key == "podSubnets"), "<Arda's pod network>")
+    cidr = _get(values, ("ipv4NativeRoutingCIDR",))
+    masquerade = _get(values, ("enableIPv4Masquerade",))
+    masq_agent = _get(values, ("ipMasqAgent", "enabled"))
+    # The agent's check: native routing with masquerading on and no ip-masq-agent needs a native-routing CIDR
+    # (Cilium's pkg/option/config.go checkIPv4NativeRoutingCIDR: "native routing cidr must be configured with option
+    # --ipv4-native-routing-cidr"); the chart's own guard (configmap:532-536) misses it while enableIPv4Masquerade is null.
+    masquerading = masquerade is _ABSENT or masquerade is None or _go_true(masquerade)
+    if native and masquerading and not (masq_agent is not _ABSENT and _go_true(masq_agent)) and not (cidr is not _ABSENT and _go_true(cidr)):
+        yield Problem(
+            f"{CILIUM_BASE}.routingMode",
+            f"native with no ipv4NativeRoutingCIDR: Cilium's agent refuses to start (\"native routing cidr must be configured "
+            'with option --ipv4-native-routing-cidr"), so Arda would have no pod network and pulumi up stops at its gates; '
+            f"write ipv4NativeRoutingCIDR: {pods} (Arda's pod network), or remove routingMode",
+        )
+    direct = _get(values, ("autoDirectNodeRoutes",))
+    if not native and direct is not _ABSENT and _go_true(direct):
+        yield Problem(
+            f"{CILIUM_BASE}.autoDirectNodeRoutes",
+            f"{show(direct)} under {show(mode) if mode not in (_ABSENT, None, '') else 'the default'} tunnel routing: Cilium's "
+            'agent refuses to start ("auto-direct-node-routes cannot be used with tunneling", Cilium\'s daemon/cmd/'
+            "daemon_main.go initEnv), so Arda would have no pod network and pulumi up stops at its gates; remove it, or "
+            f"route natively with routingMode: native and ipv4NativeRoutingCIDR: {pods}",
+        )
 
 
 def _l2_announcements(value: Any, layers: Layers) -> str | None:
@@ -153,11 +243,19 @@ CILIUM: dict[tuple[str, ...], Check | None] = {
     ("l2announcements", "enabled"): _l2_announcements,
     # Not set by Iluvatar: the chart's default (none) is what the LAN's hosts rely on.
     ("ipv4NativeRoutingCIDR",): _native_routing,
+    ("enableIPv4Masquerade",): _masquerade,
+    # Checked by each entry, with ipMasqAgent.enabled (_masq_agent).
+    ("ipMasqAgent", "config", "nonMasqueradeCIDRs"): None,
+    # Checked together, by what the agent refuses at its start (_routing).
+    ("routingMode",): None,
+    ("autoDirectNodeRoutes",): None,
+    # Checked with k8sServiceHost: the agents' own list of API servers.
+    ("k8s", "apiServerURLs"): None,
     **dict.fromkeys(CILIUM_TYPED),  # refused in stacks.rules._cilium_values, pointing at the typed key
 }
 # The keys Iluvatar's Cilium values set that are the user's to change, with why.
 CILIUM_FREE: dict[tuple[str, ...], str] = {
-    ("ipam", "mode"): "another mode's pod pool is checked against the stack's networks (stacks.rules._cilium_pools)",
+    ("ipam", "mode"): "cluster-pool's and multi-pool's pod pools are checked against the stack's networks (stacks.rules._cilium_pools)",
     ("operator", "replicas"): "how many operators run; one is enough to work",
     ("k8sClientRateLimit", "qps"): "tuning: a lower limit slows L2 announcements' lease renewals, stops none",
     ("k8sClientRateLimit", "burst"): "tuning, as qps",
@@ -180,7 +278,9 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
     values = arda.cilium.values
     for path, check in CILIUM.items():
         value = _get(values, path)
-        if check is None or value is _ABSENT or value is None:
+        # A null is no "leave it": plans.merge.deep_merge copies it over Iluvatar's value and Helm unsets the key, so the
+        # chart's default is what renders; each check reads null as the value it is and refuses it where that breaks.
+        if check is None or value is _ABSENT:
             continue
         if (said := check(value, layers)) is not None:
             yield Problem(config_path(CILIUM_BASE, path), said)
@@ -191,6 +291,31 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
         if (said := _api_server(layers, given, at)) is not None:
             key = "k8sServiceHost" if host is not _ABSENT else "k8sServicePort"
             yield Problem(f"{CILIUM_BASE}.{key}", f"{show(host if host is not _ABSENT else port)} (port {show(at)}) is {said}")
+    urls = _get(values, ("k8s", "apiServerURLs"))
+    if urls is not _ABSENT:
+        listed = str(urls if urls is not None else "").replace(",", " ").split()
+        for url in listed or [""]:
+            parsed = urlsplit(url if "//" in url else f"//{url}")
+            try:
+                at = parsed.port or (443 if parsed.scheme == "https" else 80)
+            except ValueError:
+                at = 0
+            if (said := _api_server(layers, parsed.hostname or "", at, urls=True)) is not None:
+                which = f"{show(urls)}: {url or 'no URL'}" if len(listed) != 1 else show(urls)
+                yield Problem(f"{CILIUM_BASE}.k8s.apiServerURLs", f"{which} is {said}")
+                break
+    yield from _routing(layers)
+    yield from _masq_agent(layers)
+    ipam = _get(values, ("ipam",))
+    pool = _get(values, ("ipam", "operator", CILIUM_POOL_KEY))
+    empty = (isinstance(pool, list) and not pool) or (isinstance(pool, str) and not pool.replace(",", " ").split())
+    if isinstance(ipam, Mapping) and ipam.get("mode") == "cluster-pool" and empty:
+        yield Problem(
+            f"{CILIUM_BASE}.ipam.operator.{CILIUM_POOL_KEY}",
+            f'{show(pool)}: cluster-pool has no address to hand out (the chart writes cluster-pool-ipv4-cidr: "", cilium '
+            "1.18.4 templates/cilium-configmap.yaml:1099), so no pod on Arda gets an address and pulumi up stops at its "
+            "gates; remove ipam, or give the pool: [10.244.0.0/16]",
+        )
 
 
 # --- Argo CD -----------------------------------------------------------------------------------------------------
@@ -217,8 +342,24 @@ def _url(value: Any, layers: Layers) -> str | None:
     )
 
 
+def _insecure_breaks(fix: str) -> str:
+    """What any value of server.insecure breaks with the Ainur's Argo CD beside Arda's: they take the same values."""
+    return (
+        "Iluvatar sets true on Arda's Argo CD, whose server envoy-internal reaches in plain HTTP after ending TLS "
+        "(plans.identity.argocd_route), and leaves the Ainur's serving TLS itself, with the certificate Iluvatar issues it "
+        "(plans.identity.ARGOCD_TLS_SECRET), behind its front door, which passes TLS through by name (plans.identity."
+        "front_door_conf); these values go to both Argo CDs, so a value here breaks one: not insecure, Arda's answers "
+        "every plain request with a redirect to https, a loop; insecure, the Ainur's answers TLS in plain HTTP; either way "
+        f"that Argo CD's UI and CLI never load; {fix}"
+    )
+
+
 def _insecure(value: Any, layers: Layers) -> str | None:
-    if layers.identity is None or _true(value):
+    if layers.identity is None:
+        return None
+    if layers.ainur is not None:
+        return f"{show(value)}: {_insecure_breaks('remove it')}"
+    if _true(value):
         return None
     return (
         f"{show(value)}: Iluvatar sets true on Arda's Argo CD, whose server envoy-internal reaches in plain HTTP after ending "
@@ -227,8 +368,29 @@ def _insecure(value: Any, layers: Layers) -> str | None:
     )
 
 
+# argocd-server's own flag, which wins over server.insecure (read from argocd-cmd-params-cm as ARGOCD_SERVER_INSECURE,
+# the flag's default: argo-cd 10.8.0 templates/argocd-server/deployment.yaml:78-80 puts extraArgs on its command line,
+# :88-93 the variable); --insecure, --insecure=true and --insecure=false all set it.
+def _server_args(value: Any, layers: Layers) -> str | None:
+    if layers.identity is None or not isinstance(value, list):
+        return None
+    flags = [a for a in value if isinstance(a, str) and (a == "--insecure" or a.startswith("--insecure="))]
+    if not flags:
+        return None
+    if layers.ainur is not None:
+        return f"{show(value)} sets --insecure, as server.insecure does: {_insecure_breaks('remove the flag')}"
+    if all(f in ("--insecure", "--insecure=true") for f in flags):
+        return None
+    return (
+        f"{show(value)} turns --insecure off: Iluvatar sets it on Arda's Argo CD (configs.params.server.insecure), whose "
+        "server envoy-internal reaches in plain HTTP after ending TLS (plans.identity.argocd_route); without it the server "
+        "answers every plain request with a redirect to https, a loop, so Argo CD's UI and CLI never load; remove the flag"
+    )
+
+
 def _tracking(value: Any, layers: Layers) -> str | None:
-    if str(value) in ("annotation", "annotation+label"):
+    # null leaves Argo CD's own default, annotation since Argo CD 3.0 (the pinned chart's appVersion is v3.5.2).
+    if value is None or str(value) in ("annotation", "annotation+label"):
         return None
     return (
         f"{show(value)}: Iluvatar sets annotation, so that the app.kubernetes.io/instance label Helm's charts put on what "
@@ -238,13 +400,36 @@ def _tracking(value: Any, layers: Layers) -> str | None:
 
 
 def _crds_kept(value: Any, layers: Layers) -> str | None:
-    if _true(value):
+    # null unsets it, and the chart's own default keeps the CRDs (argo-cd values.yaml:35, crds.keep: true).
+    if value is None or _true(value):
         return None
     return (
         f"{show(value)}: Iluvatar sets true, so that Helm keeps Argo CD's CRDs when the chart is uninstalled or replaced: "
         "deleting the Application CRD deletes every Application with it, Pulumi's platform ones and the ApplicationSets'; "
         "remove it"
     )
+
+
+def _go_true(value: Any) -> bool:
+    """A value as a Helm template's `if` reads it (Go's text/template truth): false, 0, null and empty are false, and
+    so unset; any other value, the text "false" too, is true."""
+    return value not in (None, False, 0, "") and not (isinstance(value, (list, dict)) and not value)
+
+
+def _creates(name: str, holds: str, breaks: str, identity: bool) -> Check:
+    """The chart renders a ConfigMap of Argo CD's only if its `create` is true (argo-cd 10.8.0
+    templates/argocd-configs/<name>.yaml:1; the chart's default true, values.yaml:194, :441, :456): without it every
+    key Iluvatar sets in it goes, and Helm deletes the one a running Argo CD reads."""
+
+    def check(value: Any, layers: Layers) -> str | None:
+        if _go_true(value) or (identity and layers.identity is None):
+            return None
+        return (
+            f"{show(value)}: Iluvatar leaves the chart's true, because {name} holds {holds}; without it the chart "
+            f"renders no {name} and Helm deletes the one Argo CD reads, on every Argo CD the values go to, so {breaks}; remove it"
+        )
+
+    return check
 
 
 def _identity_owned(what: str, breaks: str) -> Check:
@@ -280,6 +465,27 @@ ARGOCD: dict[tuple[str, ...], Check] = {
     ("global", "hostAliases"): _host_aliases,
     ("configs", "cm", "application.resourceTrackingMethod"): _tracking,
     ("crds", "keep"): _crds_kept,
+    # Not set by Iluvatar: the flag would override server.insecure.
+    ("server", "extraArgs"): _server_args,
+    # Not set by Iluvatar: the chart's default (true) renders the ConfigMaps the keys above are in.
+    ("configs", "cm", "create"): _creates(
+        "argocd-cm",
+        "configs.cm (the tracking method, and with identity the url and the sign-in through Dex)",
+        'Argo CD would start without its settings (the chart: "Argo CD will not work if there is no configmap")',
+        identity=False,
+    ),
+    ("configs", "params", "create"): _creates(
+        "argocd-cmd-params-cm",
+        "configs.params (server.insecure on Arda, which envoy-internal reaches in plain HTTP)",
+        "Arda's Argo CD would answer envoy-internal with a redirect to https, a loop, and its UI and CLI never load",
+        identity=True,
+    ),
+    ("configs", "rbac", "create"): _creates(
+        "argocd-rbac-cm",
+        "configs.rbac (the roles identity.groups bind, matched on the groups claim)",
+        "those groups would get no role",
+        identity=True,
+    ),
 }
 # The keys Iluvatar's Argo CD values set that are the user's to change, with why.
 ARGOCD_FREE: dict[tuple[str, ...], str] = {
@@ -307,7 +513,7 @@ def _argocd(layers: Layers) -> Iterator[Problem]:
         return
     for path, check in ARGOCD.items():
         value = _get(layers.gitops.argocd.values, path)
-        if value is _ABSENT or value is None:
+        if value is _ABSENT:  # a null is checked, as for Cilium's keys
             continue
         if (said := check(value, layers)) is not None:
             yield Problem(config_path(ARGOCD_BASE, path), said)

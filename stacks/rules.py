@@ -10,7 +10,7 @@ import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -32,6 +32,7 @@ from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelecto
 from stacks.pi_revision import pi_revision
 from stacks.power import TALOS_LINK_ALIAS
 from stacks.reach import Clients, unreachable
+from stacks.secrets import config_path
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -463,6 +464,8 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
     Cilium's to refuse."""
     values = arda.cilium.values
     ipam = values.get("ipam")
+    if isinstance(ipam, dict) and ipam.get("mode") == "multi-pool":
+        return _cilium_multi_pools(ipam)
     if not isinstance(ipam, dict) or ipam.get("mode") != "cluster-pool":
         return []
     base = "iluvatar:arda.cilium.values.ipam"
@@ -474,7 +477,10 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
         return [_ClusterNet(IPv4Network(n), "Arda's pod network", source, f"{base}.mode", "cilium") for n in default]
     entries = [(f"{base}.operator.{CILIUM_POOL_KEY}[{n}]", v) for n, v in enumerate(given)] if isinstance(given, list) else []
     if isinstance(given, str):
-        words = given.split()
+        # The chart writes a string as it is (cilium 1.18.4 templates/cilium-configmap.yaml:1099); read at spaces, as the
+        # operator reads the ConfigMap's words, and at commas, as a command-line list is read, so each range the text
+        # may name is checked.
+        words = given.replace(",", " ").split()
         entries = [(f"{base}.operator.{CILIUM_POOL_KEY}" + (f"[{n}]" if len(words) > 1 else ""), w) for n, w in enumerate(words)]
     out: list[_ClusterNet] = []
     for path, value in entries:
@@ -483,6 +489,25 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
         except ValueError:
             continue
         out.append(_ClusterNet(net, "Arda's pod network", "Cilium's cluster-pool", path, "cilium"))
+    return out
+
+
+def _cilium_multi_pools(ipam: dict[str, Any]) -> list[_ClusterNet]:
+    """The pools Cilium's multi-pool IPAM creates from ipam.operator.autoCreateCiliumPodIPPools (each pool's ipv4.cidrs,
+    joined into the operator's auto-create-cilium-pod-ip-pools: cilium 1.18.4 templates/cilium-configmap.yaml:1111-1125)."""
+    operator = ipam.get("operator")
+    pools = operator.get("autoCreateCiliumPodIPPools") if isinstance(operator, dict) else None
+    out: list[_ClusterNet] = []
+    for name, spec in (pools or {}).items() if isinstance(pools, dict) else ():
+        ipv4 = spec.get("ipv4") if isinstance(spec, dict) else None
+        cidrs = ipv4.get("cidrs") if isinstance(ipv4, dict) else None
+        for n, value in enumerate(cidrs if isinstance(cidrs, list) else []):
+            try:
+                net = IPv4Network(str(value), strict=False)
+            except ValueError:
+                continue
+            path = config_path("iluvatar:arda.cilium.values.ipam.operator.autoCreateCiliumPodIPPools", (str(name), "ipv4", "cidrs")) + f"[{n}]"
+            out.append(_ClusterNet(net, "Arda's pod network", f"Cilium's multi-pool pool {name}", path, "cilium"))
     return out
 
 
@@ -626,7 +651,40 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
                 f"kube-controller-manager gives each machine one, so {machines - shares} would start no pod; write {fix}",
             )
         )
+    out += _cilium_pool_size(arda, nets, taken, machines)
     return out
+
+
+# The share of a cluster-pool each machine gets, unless ipam.operator.clusterPoolIPv4MaskSize says otherwise (cilium
+# 1.18.4 values.yaml:2012).
+CILIUM_POOL_MASK_DEFAULT = 24
+
+
+def _cilium_pool_size(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[IPv4Network], machines: int) -> list[Problem]:
+    """Cilium's cluster-pool gives each machine a share of its pool, as kube-controller-manager does of podSubnets: a pool
+    with fewer shares than machines leaves the rest without pod addresses."""
+    pools = [c for c in nets if c.key == "cilium" and "multi-pool" not in c.source]  # a multi-pool pool has its own size
+    operator = arda.cilium.values.get("ipam", {}).get("operator") if isinstance(arda.cilium.values.get("ipam"), dict) else None
+    mask = operator.get("clusterPoolIPv4MaskSize", CILIUM_POOL_MASK_DEFAULT) if isinstance(operator, dict) else CILIUM_POOL_MASK_DEFAULT
+    if not pools or not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask <= 32:
+        return []
+    shares = sum(2 ** (mask - c.net.prefixlen) for c in pools if c.net.prefixlen <= mask)
+    if shares >= machines:
+        return []
+    last = pools[-1]
+    assert last.path is not None
+    written = ", ".join(str(c.net) for c in pools)
+    instead = next(
+        (f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t not in [c.net for c in pools])), "a larger range"
+    )
+    return [
+        Problem(
+            last.path,
+            f"{written} holds {shares} /{mask} share(s) of Cilium's cluster-pool, and Arda has {machines} machines: Cilium's "
+            f"operator gives each machine one, so {machines - shares} would start no pod; write a larger range, e.g. [{instead}], "
+            "or a longer ipam.operator.clusterPoolIPv4MaskSize",
+        )
+    ]
 
 
 def _cluster_networks(p: Parsed, net: Network) -> list[Problem]:

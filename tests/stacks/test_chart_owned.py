@@ -3,13 +3,18 @@ value is refused only where it breaks the layer relying on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import ast
+import copy
+import inspect
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 import yaml
 
-from plans import cilium, gitops, identity
+from plans import cilium, gitops, identity, metrics
+from plans.merge import deep_merge
 from stacks import chart_owned, load_stack_file, rules
 from stacks.model import StackConfig
 from tests.edit import HOMELAB, MINIMAL, RK1
@@ -28,8 +33,95 @@ def _stacks() -> list[StackConfig]:
     return [load_stack_file(path) for path in (HOMELAB, RK1, MINIMAL)]
 
 
+def _source_keys(*builders: Callable[..., Any]) -> set[tuple[str, ...]]:
+    """Every key path the builders' source can set, under any condition: read from their syntax, not from a stack's run,
+    so a key set only in a branch no fixture stack takes is held to the tables too."""
+    found: set[tuple[str, ...]] = set()
+    for builder in builders:
+        found |= _KeyReader(builder).keys
+    return found
+
+
+class _KeyReader:
+    """The key paths of a values builder: its dict literals, the local dicts placed in them, and the keys assigned
+    through subscripts (`values["configs"]["ssh"] = {...}`), each at its place in the values it returns."""
+
+    def __init__(self, builder: Callable[..., Any]) -> None:
+        fn = ast.parse(textwrap.dedent(inspect.getsource(builder))).body[0]
+        self.globals = builder.__globals__
+        self.keys: set[tuple[str, ...]] = set()
+        self.at: dict[str, set[tuple[str, ...]]] = {}  # a local dict may be placed at more than one key
+        self.literals: dict[str, list[ast.expr]] = {}
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(target, ast.Name):
+                        self.literals.setdefault(target.id, []).append(node.value)
+        self.place("values", ())
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Return) and node.value is not None:
+                self.root(node.value)
+        for _ in range(3):  # a subscript's base may be placed by a later one
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        self.subscript(target, node.value)
+
+    def root(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "deep_merge":
+            for arg in node.args:
+                self.root(arg)
+        elif isinstance(node, ast.Dict | ast.Name):
+            self.expr(node, ())
+
+    def place(self, name: str, path: tuple[str, ...]) -> None:
+        if path in self.at.setdefault(name, set()):
+            return
+        self.at[name].add(path)
+        for value in self.literals.get(name, []):
+            if isinstance(value, ast.Dict):
+                self.expr(value, path)
+
+    def expr(self, node: ast.expr, path: tuple[str, ...]) -> None:
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if key is None:
+                    self.expr(value, path)
+                elif isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    self.expr(value, (*path, key.value))
+                else:
+                    self.keys.add(path)
+            return
+        if isinstance(node, ast.Name) and node.id in self.literals and any(isinstance(v, ast.Dict) for v in self.literals[node.id]):
+            self.place(node.id, path)
+            return
+        if isinstance(node, ast.Name) and isinstance(self.globals.get(node.id), Mapping):
+            self.keys |= {(*path, *leaf) for leaf in _leaves(self.globals[node.id])}
+            return
+        if isinstance(node, ast.Call) and len(node.args) == 1 and ast.unparse(node.func) in ("dict", "copy.deepcopy", "deepcopy"):
+            self.expr(node.args[0], path)
+            return
+        if path:
+            self.keys.add(path)
+
+    def subscript(self, target: ast.expr, value: ast.expr) -> None:
+        keys: list[str] = []
+        while isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str):
+            keys.insert(0, target.slice.value)
+            target = target.value
+        if keys and isinstance(target, ast.Name):
+            for path in list(self.at.get(target.id, ())):
+                self.expr(value, (*path, *keys))
+
+
+CILIUM_BUILDERS = (cilium.helm_values, metrics.cilium)
+ARGOCD_BUILDERS = (gitops.helm_values, identity.argocd_values, metrics.argocd)
+
+
 def test_every_cilium_key_the_plan_sets_is_owned_or_left_to_the_user() -> None:
-    set_ = {leaf for stack in _stacks() for leaf in _leaves(cilium.helm_values(stack))}
+    run = {leaf for stack in _stacks() for leaf in _leaves(cilium.helm_values(stack))}
+    set_ = _source_keys(*CILIUM_BUILDERS)
+    assert run <= set_  # the source reader misses no key a run sets
     assert not set(chart_owned.CILIUM) & set(chart_owned.CILIUM_FREE)
     assert set_ - set(chart_owned.CILIUM) - set(chart_owned.CILIUM_FREE) == set()
     # The typed keys' values are owned by arda.cilium's own fields (stacks.rules._cilium_values).
@@ -43,6 +135,8 @@ def test_every_argocd_key_the_plans_set_is_owned_or_left_to_the_user() -> None:
             continue
         for cluster in ("arda", "ainur"):
             set_ |= set(_leaves(gitops.helm_values(stack, cluster, identity.argocd_values(stack, cluster, "CA"))))
+    assert set_ <= _source_keys(*ARGOCD_BUILDERS)  # the source reader misses no key a run sets
+    set_ = _source_keys(*ARGOCD_BUILDERS)
     assert not set(chart_owned.ARGOCD) & set(chart_owned.ARGOCD_FREE)
     assert set_ - set(chart_owned.ARGOCD) - set(chart_owned.ARGOCD_FREE) == set()
 
@@ -71,6 +165,10 @@ def _layers(stack: StackConfig, cilium_values: dict[str, Any] | None = None, arg
         {"k8sServicePort": 7445},
         {"l2announcements": {"enabled": True}},
         {"ipv4NativeRoutingCIDR": "10.244.0.0/16", "routingMode": "native"},
+        {"ipv4NativeRoutingCIDR": "10.244.0.0/16", "routingMode": "native", "autoDirectNodeRoutes": True},
+        {"routingMode": "tunnel", "autoDirectNodeRoutes": False},
+        {"enableIPv4Masquerade": None},
+        {"k8s": {"apiServerURLs": "https://192.168.0.20:6443 https://localhost:7445"}},
         {"ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": ["10.200.0.0/16"]}}},
     ],
 )
@@ -111,7 +209,6 @@ def test_kube_proxy_replacement_off_is_taken_with_kube_proxy_on() -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        {"configs": {"params": {"server.insecure": True}}},
         {"configs": {"cm": {"application.resourceTrackingMethod": "annotation+label"}, "rbac": {"policy.default": "role:readonly"}}},
         {"global": {"hostAliases": [{"ip": "192.168.0.16", "hostnames": ["dex.iluvatar.home.arpa"]}, {"ip": "192.168.0.5", "hostnames": ["nas"]}]}},
     ],
@@ -134,3 +231,117 @@ def test_identity_keys_are_free_without_identity() -> None:
         stack, argocd_values={"configs": {"cm": {"url": "https://argo.example.com", "oidc.config": "x"}, "params": {"server.insecure": False}}}
     )
     assert chart_owned.check(chart_owned.Layers(layers.arda, layers.gitops, layers.network, layers.ainur, None)) == []
+
+
+@pytest.mark.parametrize(
+    ("cilium_values", "argocd_values"),
+    [
+        ({"ipv4NativeRoutingCIDR": None}, None),
+        (None, {"crds": {"keep": None}}),
+        (None, {"configs": {"cm": {"application.resourceTrackingMethod": None}}}),
+    ],
+)
+def test_a_null_that_leaves_the_charts_default_iluvatar_relies_on_is_taken(
+    cilium_values: dict[str, Any] | None, argocd_values: dict[str, Any] | None
+) -> None:
+    assert chart_owned.check(_layers(load_stack_file(HOMELAB), cilium_values, argocd_values)) == []
+
+
+def test_a_null_at_an_owned_key_is_refused() -> None:
+    stack = load_stack_file(HOMELAB)
+    cilium_null = chart_owned.check(_layers(stack, {"kubeProxyReplacement": None, "l2announcements": {"enabled": None}}))
+    assert [p.path for p in cilium_null] == [
+        "iluvatar:arda.cilium.values.kubeProxyReplacement",
+        "iluvatar:arda.cilium.values.l2announcements.enabled",
+    ]
+    argocd_null = chart_owned.check(
+        _layers(stack, argocd_values={"configs": {"params": {"server.insecure": None}, "cm": {"oidc.config": None}}, "global": {"hostAliases": None}})
+    )
+    assert [str(p).split(": ", 2)[:2] for p in argocd_null] == [
+        ['iluvatar:gitops.argocd.values.configs.params["server.insecure"]', "null"],
+        ['iluvatar:gitops.argocd.values.configs.cm["oidc.config"]', "null"],
+        ["iluvatar:gitops.argocd.values.global.hostAliases", "null"],
+    ]
+
+
+def test_a_configmaps_create_is_read_as_the_charts_if_reads_it() -> None:
+    stack = load_stack_file(HOMELAB)
+    for kept in (True, "false", "yes"):
+        values = {"configs": {name: {"create": kept} for name in ("cm", "params", "rbac")}}
+        assert chart_owned.check(_layers(stack, argocd_values=values)) == []
+    gone = chart_owned.check(_layers(stack, argocd_values={"configs": {"cm": {"create": 0}, "params": {"create": ""}}}))
+    assert [p.path for p in gone] == ["iluvatar:gitops.argocd.values.configs.cm.create", "iluvatar:gitops.argocd.values.configs.params.create"]
+
+
+def test_params_and_rbac_configmaps_are_free_without_identity() -> None:
+    layers = _layers(load_stack_file(HOMELAB), argocd_values={"configs": {name: {"create": False} for name in ("cm", "params", "rbac")}})
+    without = chart_owned.Layers(layers.arda, layers.gitops, layers.network, layers.ainur, None)
+    assert [p.path for p in chart_owned.check(without)] == ["iluvatar:gitops.argocd.values.configs.cm.create"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"configs": {"params": {"server.insecure": True}}},
+        {"server": {"extraArgs": ["--insecure"]}},
+        {"server": {"extraArgs": ["--insecure=true", "--loglevel=debug"]}},
+    ],
+)
+def test_argocd_insecure_is_taken_only_without_the_ainurs_argocd(values: dict[str, Any]) -> None:
+    # The Ainur's Argo CD takes the same values and serves TLS itself, behind a front door that passes TLS through.
+    layers = _layers(load_stack_file(HOMELAB), argocd_values=values)
+    assert len(chart_owned.check(layers)) == 1
+    assert chart_owned.check(chart_owned.Layers(layers.arda, layers.gitops, layers.network, None, layers.identity)) == []
+
+
+def test_argocd_insecure_off_is_refused_on_arda_alone() -> None:
+    stack = load_stack_file(HOMELAB)
+    for values in ({"configs": {"params": {"server.insecure": False}}}, {"server": {"extraArgs": ["--insecure=false"]}}):
+        layers = _layers(stack, argocd_values=values)
+        alone = chart_owned.Layers(layers.arda, layers.gitops, layers.network, None, layers.identity)
+        assert len(chart_owned.check(alone)) == 1
+    layers = _layers(stack, argocd_values={"server": {"extraArgs": ["--insecure=false"]}})
+    assert [str(p) for p in chart_owned.check(chart_owned.Layers(layers.arda, layers.gitops, layers.network, None, layers.identity))] == [
+        "iluvatar:gitops.argocd.values.server.extraArgs: [--insecure=false] turns --insecure off: Iluvatar sets it on Arda's "
+        "Argo CD (configs.params.server.insecure), whose server envoy-internal reaches in plain HTTP after ending TLS "
+        "(plans.identity.argocd_route); without it the server answers every plain request with a redirect to https, a loop, "
+        "so Argo CD's UI and CLI never load; remove the flag"
+    ]
+
+
+def test_kube_proxy_replacement_is_read_as_the_charts_text() -> None:
+    stack = load_stack_file(HOMELAB)
+    for spelled in ("True", "TRUE", "strict"):
+        said = [str(p) for p in chart_owned.check(_layers(stack, {"kubeProxyReplacement": spelled}))]
+        assert said == [
+            f"iluvatar:arda.cilium.values.kubeProxyReplacement: {spelled}: the chart takes only true or false here, exactly "
+            "as written (its template fails on any other text, in the middle of pulumi up), and Iluvatar sets true, because "
+            "Arda's Talos config runs no kube-proxy; remove it"
+        ]
+
+
+_HUBBLE = {"enabled": False}
+
+
+def _builder_with_keys_in_branches(stack: Any, ssh: bool) -> dict[str, Any]:
+    # The shape of the plans' builders, with a key under each kind of condition a fixture stack may never take.
+    cm: dict[str, Any] = {"url": "x"}
+    values: dict[str, Any] = {"configs": {"cm": cm}, "hubble": copy.deepcopy(_HUBBLE)}
+    if not stack:
+        values["bpf"] = {"masquerade": True}
+    if ssh:
+        values["configs"]["ssh"] = {"knownHosts": "x"}
+        cm["exec.enabled"] = True
+    return deep_merge(values, {"operator": dict(cm)})
+
+
+def test_the_source_reader_finds_keys_set_only_in_a_branch() -> None:
+    assert _source_keys(_builder_with_keys_in_branches) == {
+        ("configs", "cm", "url"),
+        ("configs", "cm", "exec.enabled"),
+        ("configs", "ssh", "knownHosts"),
+        ("bpf", "masquerade"),
+        ("hubble", "enabled"),
+        ("operator", "url"),
+        ("operator", "exec.enabled"),
+    }
