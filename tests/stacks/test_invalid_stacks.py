@@ -294,7 +294,7 @@ def test_the_other_nic_the_install_nics_link_config_refusal_offers_validates(nam
 @pytest.mark.parametrize(
     ("name", "removed"),
     [
-        ("talos-patch-shared-dummy-link-mac", ["hardwareAddr"]),
+        ("talos-patch-shared-bridge-mac", ["hardwareAddr"]),
         ("talos-patch-bridge-on-another-machines-mac", ["hardwareAddr"]),
         ("talos-patch-shared-dhcp4-duid", ["clientIdentifier", "duidRaw"]),
         ("talos-patch-shared-dhcp6-duid", ["clientIdentifier", "duidRaw"]),
