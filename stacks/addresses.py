@@ -487,6 +487,16 @@ def link_collisions(
     documents = {at.removeprefix("iluvatar:"): patch for at, patch in patches}
     # The links arda.patches creates (a bond, a VLAN): a LinkConfig of one of them moves with the document creating it.
     created = {patch.get("name") for at, patch in patches if _scope(at) == "arda" and patch.get("kind") in LINK_DOCUMENTS - {"LinkConfig"}}
+
+    def anycast(path: str, written: str) -> bool:
+        """A /128 on a dummy link (see below)."""
+        document = documents.get(path.split(".addresses[", 1)[0])
+        return document is not None and document.get("kind") == "DummyLinkConfig" and ip_interface(written).network.prefixlen == 128
+
+    # Each IPv6 address on a link that reaches the wire, with its key and whose it is.
+    six = [
+        (path, ip, whose) for path, ip, whose, written in link_addresses(patches, nodes) if isinstance(ip, IPv6Address) and not anycast(path, written)
+    ]
     for path, ip, whose, written in link_addresses(patches, nodes):
         document = documents.get(path.split(".addresses[", 1)[0])
         physical = document if document is not None and document.get("name") not in created else None
@@ -494,15 +504,30 @@ def link_collisions(
         scope = path.split(".talosPatches", 1)[0] if ".talosPatches" in path else "arda"
         shared = scope == "arda" and len(arda) > 1
         if isinstance(ip, IPv6Address):
-            # The stack's networks are IPv4: an IPv6 address collides only as one shared by every Arda machine, in a
-            # prefix they share (a /128 is the machine's alone, as a /32 below). Duplicate address detection keeps it
-            # on whichever machine claims it first (RFC 4862 5.4).
-            if shared and ip_interface(written).network.prefixlen < 128:
+            # The stack's networks are IPv4, so an IPv6 address collides only with another machine's: one shared by every
+            # Arda machine, or one another machine's own patches give it too. Whatever its prefix, a /128 as well: the
+            # kernel runs duplicate address detection for every unicast address (RFC 4862 5.4) unless it is added with
+            # nodad, and Talos adds a link document's addresses with the permanent flag alone (siderolabs/talos
+            # internal/app/machined/pkg/controllers/network/address_config.go:300 at v1.14.0-rc.1). But a dummy link is
+            # IFF_NOARP (Linux drivers/net/dummy.c, dummy_setup), for which the kernel skips duplicate address detection
+            # (net/ipv6/addrconf.c, addrconf_dad_begin), and Neighbour Discovery answers only for the receiving link's own
+            # addresses (net/ipv6/ndisc.c, ndisc_recv_ns): a /128 there, anycast, reaches no wire.
+            twin = next(((t_path, t_whose) for t_path, t_ip, t_whose in six if t_ip == ip and t_whose != whose), None)
+            if anycast(path, written):
+                continue
+            if shared:
                 yield Problem(
                     key,
                     f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
                     f"configure {ip} on their link: duplicate address detection leaves it on whichever claims it first, by chance, "
                     f"and the others without it; {_own_patch(path, arda, written, document=physical)}",
+                )
+            elif scope != "arda" and twin is not None and twin[1] != "every Arda machine":
+                yield Problem(
+                    key,
+                    f"{ip} is {twin[0]} ({twin[1]}'s own address, from its Talos patch); the patch gives it to {whose} too, and "
+                    "duplicate address detection leaves it on whichever claims it first, by chance, and the other without it "
+                    "(RFC 4862 5.4); give the link an address of its own",
                 )
             continue
         subnet = next((v.cidr for v in network.vlans if ip in v.cidr), network.lan if ip in network.lan else None)
@@ -562,6 +587,17 @@ def link_collisions(
                 f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
                 f"hold {ip} on their link and Linux answers ARP for it on each: they would fight for it on the LAN, and what is "
                 f"sent there reaches any of them, part of the time; {_own_patch(path, arda, written, document=physical)}",
+            )
+        # A VLAN the stack does not list has a subnet the stack does not know, and the VLAN's hosts share one with the
+        # machines' link on it: nothing shows the address is outside it, so it is taken as inside, as on a listed VLAN.
+        elif shared and document is not None and document.get("kind") == "VLANConfig" and document.get("vlanID") not in {v.id for v in network.vlans}:
+            yield Problem(
+                key,
+                f"{written}: arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would "
+                f"hold {ip} on their link {document.get('name')}, on VLAN {document.get('vlanID')}, which network.vlans does not list, "
+                f"so no subnet shows it is outside the one that VLAN's hosts share; inside it, Linux answers ARP for it on each "
+                f"machine: they would fight for it, and what is sent there reaches any of them, part of the time; "
+                f"{_own_patch(path, arda, written, document=physical)}",
             )
 
 

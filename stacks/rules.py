@@ -3368,6 +3368,10 @@ def _routing_rule_links(p: Parsed) -> list[Problem]:
 # (siderolabs/talos pkg/machinery/config/types/network/bond.go:72, bridge.go:70, vrf.go:71, dummy.go:71 at v1.14.0-rc.1;
 # internal/app/machined/pkg/controllers/network/link_spec.go:787-801 sets it).
 _HARDWARE_ADDRESS_DOCUMENTS = frozenset({"BondConfig", "BridgeConfig", "VRFConfig", "DummyLinkConfig"})
+# Of those, the links whose MAC reaches the switch: a bond or a bridge sends its frames from its own MAC. A dummy link
+# puts no frame on any wire, and a VRF's frames leave through its member links, with their MACs, so one MAC on several
+# machines' dummies or VRFs meets nothing.
+_WIRE_MAC_DOCUMENTS = frozenset({"BondConfig", "BridgeConfig"})
 # Why one MAC on two machines harms both: a switch learns a MAC on one port, and a DHCP server tells its clients apart by
 # their MAC unless a client identifier says otherwise, and Talos's DHCP client sends the MAC by default
 # (pkg/machinery/config/types/network/dhcp4.go:84, :161, dhcp6.go:79, :147 at v1.14.0-rc.1).
@@ -3384,10 +3388,19 @@ def _mac_digits(value: object) -> str:
     return digits if re.fullmatch(r"[0-9a-f]{12}", digits) else ""
 
 
+def _duid_source(family: str) -> str:
+    """Where Talos reads a DHCP document's DUID and sends it as the client identity."""
+    return (
+        f"siderolabs/talos pkg/machinery/config/types/network/{'dhcp4.go:84-95' if family == 'DHCPv4' else 'dhcp6.go:79-90'}, "
+        f"internal/app/machined/pkg/controllers/network/operator_config.go:{263 if family == 'DHCPv4' else 280} at v1.14.0-rc.1"
+    )
+
+
 def _shared_identities(p: Parsed) -> list[Problem]:
-    """A machine's identity on the LAN, its link's MAC (`hardwareAddr`) or a fixed DHCP client identity (a DUID), that
-    two machines would hold: set in arda.patches, which every Arda machine gets (plans.talos.node_patches), with two or
-    more of them, or (a MAC) another inventory machine's."""
+    """A machine's identity on the LAN, its link's MAC (`hardwareAddr` of a bond or a bridge, `_WIRE_MAC_DOCUMENTS`) or a
+    fixed DHCP client identity (a DUID), that two machines would hold: set in arda.patches, which every Arda machine gets
+    (plans.talos.node_patches), with two or more of them; the same in two machines' own patches; or (a MAC) another
+    inventory machine's."""
     arda = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES]
     macs = {n.mac.replace(":", "").lower(): (i, n) for i, n in p.nodes}
     every = f"arda.patches goes to every Arda machine ({', '.join(n.name for _, n in arda)}), so all {len(arda)} would"
@@ -3395,13 +3408,26 @@ def _shared_identities(p: Parsed) -> list[Problem]:
         *((f"iluvatar:arda.patches[{k}]", patch, None) for k, patch in enumerate(p.arda.patches if p.arda is not None else [])),
         *((node_path(i, f"talosPatches[{k}]"), patch, node) for i, node in arda for k, patch in enumerate(node.talos_patches)),
     ]
+    # Each machine's own MACs and DUIDs, by value: the first key that sets each on each machine.
+    own: dict[tuple[str, str], dict[str, str]] = {}
+    for path, patch, machine in patches:
+        if machine is None:
+            continue
+        kind = patch.get("kind")
+        if kind in _WIRE_MAC_DOCUMENTS and (digits := _mac_digits(patch.get("hardwareAddr"))):
+            own.setdefault(("mac", digits), {}).setdefault(machine.name, f"{path}.hardwareAddr")
+        if kind in ("DHCPv4Config", "DHCPv6Config") and patch.get("clientIdentifier") == "duid" and isinstance(duid := patch.get("duidRaw"), str):
+            own.setdefault((str(kind), duid.replace(":", "").lower()), {}).setdefault(machine.name, f"{path}.clientIdentifier")
     out: list[Problem] = []
     for path, patch, machine in patches:
         kind, name = patch.get("kind"), patch.get("name")
         in_shared = machine is None
-        if kind in _HARDWARE_ADDRESS_DOCUMENTS and (digits := _mac_digits(written := patch.get("hardwareAddr"))):
-            link = f"{str(kind).removesuffix('Config').removesuffix('Link').lower()} {name}"
+        # The machines the patch reaches: every Arda machine for arda.patches, one alone for its own.
+        reached = [n for _, n in arda] if machine is None else [machine]
+        if kind in _WIRE_MAC_DOCUMENTS and (digits := _mac_digits(written := patch.get("hardwareAddr"))):
+            link = f"{str(kind).removesuffix('Config').lower()} {name}"
             owner = macs.get(digits)
+            twin = next(((n, at) for n, at in own.get(("mac", digits), {}).items() if machine is not None and n != machine.name), None)
             if in_shared and len(arda) > 1:
                 out.append(
                     Problem(
@@ -3410,28 +3436,56 @@ def _shared_identities(p: Parsed) -> list[Problem]:
                         f"{link} then takes a MAC of its own), or set one per machine in each machine's own patches",
                     )
                 )
-            elif owner is not None and (machine is None or owner[1].name != machine.name):
+            elif owner is not None and (other := next((n for n in reached if n.name != owner[1].name), None)) is not None:
                 out.append(
                     Problem(
                         f"{path}.hardwareAddr",
-                        f"{written} is {owner[1].name}'s MAC (nodes[{owner[0]}].mac), which {machine.name if machine else 'the Arda machine'} "
-                        f"would give its {link} too, and the two would share it: {_ONE_MAC}; remove hardwareAddr",
+                        f"{written} is {owner[1].name}'s MAC (nodes[{owner[0]}].mac), which {other.name} would give its {link} too, "
+                        f"and the two would share it: {_ONE_MAC}; remove hardwareAddr",
                     )
                 )
-        if kind in ("DHCPv4Config", "DHCPv6Config") and in_shared and len(arda) > 1 and patch.get("clientIdentifier") == "duid":
-            family = "DHCPv4" if kind == "DHCPv4Config" else "DHCPv6"
-            out.append(
-                Problem(
-                    f"{path}.clientIdentifier",
-                    f"duid with duidRaw {patch.get('duidRaw')}: {every} send the {family} server this one client identity for "
-                    f"{name} (siderolabs/talos pkg/machinery/config/types/network/{'dhcp4.go:84-95' if family == 'DHCPv4' else 'dhcp6.go:79-90'}, "
-                    "internal/app/machined/pkg/controllers/network/"
-                    f"operator_config.go:{263 if family == 'DHCPv4' else 280} at v1.14.0-rc.1), and the server, which leases by it, "
-                    "would give them one lease and they would fight for its address; remove clientIdentifier and duidRaw (each "
-                    "machine then identifies by its link's MAC, Talos's default), or give each machine its own duidRaw in a "
-                    "document of its own patches",
+            elif machine is not None and twin is not None:
+                out.append(
+                    Problem(
+                        f"{path}.hardwareAddr",
+                        f"{written} is what {twin[1].removeprefix('iluvatar:')} gives {twin[0]}'s link too, so {machine.name} and "
+                        f"{twin[0]} would share it: {_ONE_MAC}; remove hardwareAddr (the {link} then takes a MAC of its own), or "
+                        "give each machine a MAC of its own",
+                    )
                 )
+        if kind in ("DHCPv4Config", "DHCPv6Config") and patch.get("clientIdentifier") == "duid":
+            family = "DHCPv4" if kind == "DHCPv4Config" else "DHCPv6"
+            duid = patch.get("duidRaw")
+            twin = next(
+                (
+                    (n, at)
+                    for n, at in own.get((str(kind), duid.replace(":", "").lower() if isinstance(duid, str) else ""), {}).items()
+                    if machine is not None and n != machine.name
+                ),
+                None,
             )
+            if in_shared and len(arda) > 1:
+                out.append(
+                    Problem(
+                        f"{path}.clientIdentifier",
+                        f"duid with duidRaw {duid}: {every} send the {family} server this one client identity for "
+                        f"{name} ({_duid_source(family)}), and the server, which leases by it, "
+                        "would give them one lease and they would fight for its address; remove clientIdentifier and duidRaw (each "
+                        "machine then identifies by its link's MAC, Talos's default), or give each machine its own duidRaw in a "
+                        "document of its own patches",
+                    )
+                )
+            elif machine is not None and twin is not None:
+                out.append(
+                    Problem(
+                        f"{path}.clientIdentifier",
+                        f"duid with duidRaw {duid}, which {twin[1].removeprefix('iluvatar:')} gives {twin[0]} too, so {machine.name} "
+                        f"and {twin[0]} would send the {family} server one client identity ({_duid_source(family)}), and the server, "
+                        "which leases by it, would give them one lease and they would fight for its address; remove "
+                        "clientIdentifier and duidRaw (each machine then identifies by its link's MAC, Talos's default), or give "
+                        "each machine a duidRaw of its own",
+                    )
+                )
     return out
 
 

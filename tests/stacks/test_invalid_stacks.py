@@ -263,6 +263,8 @@ def _move(document: dict[str, Any], found: re.Match[str], to: str) -> dict[str, 
         "talos-patch-dummy-link-address-at-ardas-vip",
         "talos-patch-ipv6-link-address-shared-by-every-arda-machine",
         "talos-patch-shared-host-address-inside-the-lan",
+        "talos-patch-shared-ipv6-host-address-on-a-vlan",
+        "talos-patch-shared-host-address-on-an-unlisted-vlan",
         "talos-patch-second-address-on-lan0-shared-by-every-arda-machine",
     ],
 )
@@ -294,7 +296,7 @@ def test_the_other_nic_the_install_nics_link_config_refusal_offers_validates(nam
 @pytest.mark.parametrize(
     ("name", "removed"),
     [
-        ("talos-patch-shared-dummy-link-mac", ["hardwareAddr"]),
+        ("talos-patch-shared-bridge-mac", ["hardwareAddr"]),
         ("talos-patch-bridge-on-another-machines-mac", ["hardwareAddr"]),
         ("talos-patch-shared-dhcp4-duid", ["clientIdentifier", "duidRaw"]),
         ("talos-patch-shared-dhcp6-duid", ["clientIdentifier", "duidRaw"]),
