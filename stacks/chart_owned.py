@@ -26,7 +26,7 @@ from plans.talos import KUBEPRISM_PORT
 from stacks import identity as identity_rules
 from stacks.errors import Problem, show
 from stacks.model import Ainur, Arda, GitOps, Identity, Network
-from stacks.rules import CILIUM_POOL_KEY, CILIUM_TYPED, _arda_networks
+from stacks.rules import CILIUM_POOL_KEY, CILIUM_TYPED, _arda_networks, cilium_ipam_mode
 from stacks.secrets import config_path
 
 CILIUM_BASE = "iluvatar:arda.cilium.values"
@@ -309,7 +309,7 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
     ipam = _get(values, ("ipam",))
     pool = _get(values, ("ipam", "operator", CILIUM_POOL_KEY))
     empty = (isinstance(pool, list) and not pool) or (isinstance(pool, str) and not pool.replace(",", " ").split())
-    if isinstance(ipam, Mapping) and ipam.get("mode") == "cluster-pool" and empty:
+    if isinstance(ipam, Mapping) and cilium_ipam_mode(values) == "cluster-pool" and empty:
         yield Problem(
             f"{CILIUM_BASE}.ipam.operator.{CILIUM_POOL_KEY}",
             f'{show(pool)}: cluster-pool has no address to hand out (the chart writes cluster-pool-ipv4-cidr: "", cilium '

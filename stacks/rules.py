@@ -458,15 +458,28 @@ CILIUM_POOL_KEY = "clusterPoolIPv4PodCIDRList"
 CILIUM_POOL_DEFAULT = {pins.CHARTS["cilium"]: ("10.0.0.0/8",)}
 
 
+def cilium_ipam_mode(values: dict[str, Any]) -> Any:
+    """The IPAM mode the chart renders from arda.cilium.values: as written, else Iluvatar's kubernetes. A null or empty
+    mode is no "leave it": plans.merge.deep_merge copies it over Iluvatar's kubernetes, Helm drops the null, and the
+    chart falls back to its own default, cluster-pool (cilium 1.18.4 templates/cilium-configmap.yaml:73 `coalesce
+    .Values.ipam.mode $defaultIPAM`, values.yaml:1998)."""
+    ipam = values.get("ipam")
+    if not isinstance(ipam, dict) or "mode" not in ipam:
+        return "kubernetes"
+    mode = ipam["mode"]
+    return "cluster-pool" if mode in (None, "") else mode
+
+
 def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
     """The pod network Cilium's cluster-pool IPAM hands out, when arda.cilium.values choose it: the values' list, else
     the chart's default (said at ipam.mode, the key that chose it). Entries that are no IPv4 subnet are Helm's and
     Cilium's to refuse."""
     values = arda.cilium.values
     ipam = values.get("ipam")
-    if isinstance(ipam, dict) and ipam.get("mode") == "multi-pool":
+    mode = cilium_ipam_mode(values)
+    if isinstance(ipam, dict) and mode == "multi-pool":
         return _cilium_multi_pools(ipam)
-    if not isinstance(ipam, dict) or ipam.get("mode") != "cluster-pool":
+    if not isinstance(ipam, dict) or mode != "cluster-pool":
         return []
     base = "iluvatar:arda.cilium.values.ipam"
     operator = ipam.get("operator")
@@ -474,6 +487,8 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
     if given is None:
         default = CILIUM_POOL_DEFAULT.get(arda.cilium.version, CILIUM_POOL_DEFAULT[pins.CHARTS["cilium"]])
         source = f"Cilium {arda.cilium.version}'s default pool, ipam.operator.{CILIUM_POOL_KEY} being unset"
+        if ipam.get("mode") in (None, ""):
+            source += f", and ipam.mode {show(ipam.get('mode'))} being the chart's default mode, cluster-pool"
         return [_ClusterNet(IPv4Network(n), "Arda's pod network", source, f"{base}.mode", "cilium") for n in default]
     entries = [(f"{base}.operator.{CILIUM_POOL_KEY}[{n}]", v) for n, v in enumerate(given)] if isinstance(given, list) else []
     if isinstance(given, str):
