@@ -235,6 +235,31 @@ def _l2_announcements(value: Any, layers: Layers) -> str | None:
 
 Check = Callable[[Any, Layers], "str | None"]
 
+
+def _null_parents(values: Mapping[str, Any], owned: list[tuple[str, ...]], base: str) -> Iterator[Problem]:
+    """A null above owned keys (`configs: null`, `ipam: null`). plans.merge.deep_merge copies it over Iluvatar's whole
+    subtree, and Helm drops a null key with all it holds, the chart's own defaults under it too: every owned key under
+    it is unset, and the charts' templates read keys under these parents without a guard (argo-cd 10.8.0
+    templates/argocd-server/service.yaml:1, cilium 1.18.4 templates/cilium-agent/clusterrole.yaml:67,
+    templates/cilium-configmap.yaml:73, templates/cilium-agent/daemonset.yaml:472), so Helm fails in the middle of
+    pulumi up."""
+    parents: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for path in owned:
+        for n in range(1, len(path)):
+            parents.setdefault(path[:n], []).append(path)
+    for parent, under in parents.items():
+        node = _get(values, parent[:-1]) if len(parent) > 1 else values
+        if not isinstance(node, Mapping) or parent[-1] not in node or node[parent[-1]] is not None:
+            continue
+        keys = ", ".join(".".join(p[len(parent) :]) for p in under)
+        yield Problem(
+            config_path(base, parent),
+            f"null: Helm drops a null key with all it holds, the chart's own defaults under it too, so the chart's "
+            f"templates, which read the keys under it, fail in the middle of pulumi up, and what Iluvatar sets or keeps "
+            f"there ({keys}) goes; remove it, and write only the keys under it to change",
+        )
+
+
 # Cilium's owned keys: each key's check of the user's value. The API server's two keys are checked together.
 CILIUM: dict[tuple[str, ...], Check | None] = {
     ("kubeProxyReplacement",): _kube_proxy_replacement,
@@ -276,6 +301,7 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
     if arda is None:
         return
     values = arda.cilium.values
+    yield from _null_parents(values, [*CILIUM, ("ipam", "mode")], CILIUM_BASE)
     for path, check in CILIUM.items():
         value = _get(values, path)
         # A null is no "leave it": plans.merge.deep_merge copies it over Iluvatar's value and Helm unsets the key, so the
@@ -511,6 +537,7 @@ ARGOCD_FREE: dict[tuple[str, ...], str] = {
 def _argocd(layers: Layers) -> Iterator[Problem]:
     if layers.gitops is None:
         return
+    yield from _null_parents(layers.gitops.argocd.values, list(ARGOCD), ARGOCD_BASE)
     for path, check in ARGOCD.items():
         value = _get(layers.gitops.argocd.values, path)
         if value is _ABSENT:  # a null is checked, as for Cilium's keys
