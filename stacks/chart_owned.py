@@ -52,6 +52,12 @@ def _get(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return node
 
 
+def _agent_true(value: Any) -> bool:
+    """A value the chart quotes into the agent's ConfigMap, as the agent reads it: Go's strconv.ParseBool, through
+    viper's GetBool, takes 1, t, T, TRUE, true and True as true."""
+    return str(value) in ("1", "t", "T", "TRUE", "true", "True")
+
+
 def _true(value: Any) -> bool:
     """A chart's switch as its templates read it: YAML's true, or the text "true" (Cilium's kubeProxyReplacement)."""
     return value is True or (isinstance(value, str) and value.lower() == "true")
@@ -169,6 +175,17 @@ def _masq_agent(layers: Layers) -> Iterator[Problem]:
     values = arda.cilium.values
     enabled = _get(values, ("ipMasqAgent", "enabled"))
     cidrs = _get(values, ("ipMasqAgent", "config", "nonMasqueradeCIDRs"))
+    bpf = _get(values, ("bpf", "masquerade"))
+    # The chart turns the agent's ip-masq-agent on by Go truth (configmap:664-665), and BPF masquerading only when
+    # bpf.masquerade is set (configmap:655-658; its default for charts deployed since 1.10 is off, :4 and :47).
+    if enabled is not _ABSENT and _go_true(enabled) and (bpf in (_ABSENT, None) or not _agent_true(bpf)):
+        yield Problem(
+            f"{CILIUM_BASE}.ipMasqAgent.enabled",
+            f"{show(enabled)} without BPF masquerading (bpf.masquerade, which the chart leaves off): Cilium's agent refuses "
+            "to start (its ip-masq-agent runs only with --enable-bpf-masquerade, Cilium's daemon/cmd initEnv), "
+            "so Arda would have no pod network and pulumi up stops at its gates; remove ipMasqAgent, or write "
+            "bpf.masquerade: true",
+        )
     if network is None or enabled is _ABSENT or not _go_true(enabled) or not isinstance(cidrs, list):
         return
     own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]

@@ -170,6 +170,8 @@ def _layers(stack: StackConfig, cilium_values: dict[str, Any] | None = None, arg
         {"enableIPv4Masquerade": None},
         {"k8s": {"apiServerURLs": "https://192.168.0.20:6443 https://localhost:7445"}},
         {"ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": ["10.200.0.0/16"]}}},
+        {"ipMasqAgent": {"enabled": True, "config": {"nonMasqueradeCIDRs": ["10.244.0.0/16"]}}, "bpf": {"masquerade": True}},
+        {"ipMasqAgent": {"enabled": False}},
     ],
 )
 def test_a_cilium_value_that_keeps_its_layer_working_is_taken(values: dict[str, Any]) -> None:
