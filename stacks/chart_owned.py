@@ -230,7 +230,8 @@ def _routing(layers: Layers) -> Iterator[Problem]:
             f"write ipv4NativeRoutingCIDR: {pods} (Arda's pod network), or remove routingMode",
         )
     direct = _get(values, ("autoDirectNodeRoutes",))
-    if not native and direct is not _ABSENT and _go_true(direct):
+    # The chart passes the value on as text (configmap:719, `| quote`), which the agent reads as a bool: "false" is off.
+    if not native and direct is not _ABSENT and _agent_true(direct):
         yield Problem(
             f"{CILIUM_BASE}.autoDirectNodeRoutes",
             f"{show(direct)} under {show(mode) if mode not in (_ABSENT, None, '') else 'the default'} tunnel routing: Cilium's "
@@ -335,8 +336,10 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
             key = "k8sServiceHost" if host is not _ABSENT else "k8sServicePort"
             yield Problem(f"{CILIUM_BASE}.{key}", f"{show(host if host is not _ABSENT else port)} (port {show(at)}) is {said}")
     urls = _get(values, ("k8s", "apiServerURLs"))
-    if urls is not _ABSENT:
-        listed = str(urls if urls is not None else "").replace(",", " ").split()
+    # null: Helm drops the key, and the chart renders none (cilium 1.18.4 templates/cilium-configmap.yaml:883,
+    # templates/cilium-agent/daemonset.yaml:472), its default; "": an empty list, so the agents use k8sServiceHost.
+    if urls is not _ABSENT and urls is not None and str(urls).strip():
+        listed = str(urls).replace(",", " ").split()
         for url in listed or [""]:
             parsed = urlsplit(url if "//" in url else f"//{url}")
             try:
