@@ -667,6 +667,7 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
             )
         )
     out += _cilium_pool_size(arda, nets, taken, machines)
+    out += _cilium_default_pool(arda, nets, taken, machines)
     return out
 
 
@@ -698,6 +699,54 @@ def _cilium_pool_size(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[I
             f"{written} holds {shares} /{mask} share(s) of Cilium's cluster-pool, and Arda has {machines} machines: Cilium's "
             f"operator gives each machine one, so {machines - shares} would start no pod; write a larger range, e.g. [{instead}], "
             "or a longer ipam.operator.clusterPoolIPv4MaskSize",
+        )
+    ]
+
+
+# The pool a pod's address comes from under multi-pool unless the pod asks for another (Cilium's agent option
+# ipam-default-ip-pool, whose default is "default").
+CILIUM_DEFAULT_POOL = "default"
+
+
+def _cilium_default_pool(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[IPv4Network], machines: int) -> list[Problem]:
+    """Multi-pool's default pool, read as cluster-pool's is: the chart creates only the pools
+    ipam.operator.autoCreateCiliumPodIPPools lists (cilium 1.18.4 templates/cilium-configmap.yaml:1111-1125), and the
+    operator gives each machine shares of the pool's ipv4.cidrs of ipv4.maskSize: none, or fewer shares than machines,
+    and the pods of the rest get no address."""
+    if cilium_ipam_mode(arda.cilium.values) != "multi-pool":
+        return []
+    base = "iluvatar:arda.cilium.values.ipam"
+    pools = [c for c in nets if c.key == "cilium" and c.source == f"Cilium's multi-pool pool {CILIUM_DEFAULT_POOL}"]
+    instead = next(
+        (f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t not in [c.net for c in pools])), "a larger range"
+    )
+    if not pools:
+        return [
+            Problem(
+                f"{base}.mode",
+                f"multi-pool with no IPv4 pool named {CILIUM_DEFAULT_POOL} in ipam.operator.autoCreateCiliumPodIPPools: Cilium "
+                f"takes pods' addresses from the pool {CILIUM_DEFAULT_POOL}, which the chart creates only from that list, so no "
+                "pod on Arda gets an address and pulumi up stops at its gates; remove ipam.mode, or write "
+                f"ipam.operator.autoCreateCiliumPodIPPools: {{{CILIUM_DEFAULT_POOL}: {{ipv4: {{cidrs: [{instead}], maskSize: 24}}}}}}",
+            )
+        ]
+    ipam = arda.cilium.values["ipam"]
+    spec = ipam["operator"]["autoCreateCiliumPodIPPools"][CILIUM_DEFAULT_POOL]
+    mask = spec["ipv4"].get("maskSize")
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask <= 32:
+        return []
+    shares = sum(2 ** (mask - c.net.prefixlen) for c in pools if c.net.prefixlen <= mask)
+    if shares >= machines:
+        return []
+    last = pools[-1]
+    assert last.path is not None
+    written = ", ".join(str(c.net) for c in pools)
+    return [
+        Problem(
+            last.path,
+            f"{written} holds {shares} /{mask} share(s) of Cilium's multi-pool pool {CILIUM_DEFAULT_POOL}, and Arda has "
+            f"{machines} machines: Cilium's operator gives each machine one, so {machines - shares} would start no pod; write "
+            f"a larger range, e.g. [{instead}], or a longer maskSize",
         )
     ]
 
