@@ -26,7 +26,7 @@ from plans.talos import KUBEPRISM_PORT
 from stacks import identity as identity_rules
 from stacks.errors import Problem, show
 from stacks.model import Ainur, Arda, GitOps, Identity, Network
-from stacks.rules import CILIUM_POOL_KEY, CILIUM_TYPED, _arda_networks
+from stacks.rules import CILIUM_POOL_KEY, CILIUM_TYPED, _arda_networks, cilium_ipam_mode
 from stacks.secrets import config_path
 
 CILIUM_BASE = "iluvatar:arda.cilium.values"
@@ -50,6 +50,12 @@ def _get(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     for key in path:
         node = node.get(key, _ABSENT) if isinstance(node, Mapping) else _ABSENT
     return node
+
+
+def _agent_true(value: Any) -> bool:
+    """A value the chart quotes into the agent's ConfigMap, as the agent reads it: Go's strconv.ParseBool, through
+    viper's GetBool, takes 1, t, T, TRUE, true and True as true."""
+    return str(value) in ("1", "t", "T", "TRUE", "true", "True")
 
 
 def _true(value: Any) -> bool:
@@ -169,6 +175,17 @@ def _masq_agent(layers: Layers) -> Iterator[Problem]:
     values = arda.cilium.values
     enabled = _get(values, ("ipMasqAgent", "enabled"))
     cidrs = _get(values, ("ipMasqAgent", "config", "nonMasqueradeCIDRs"))
+    bpf = _get(values, ("bpf", "masquerade"))
+    # The chart turns the agent's ip-masq-agent on by Go truth (configmap:664-665), and BPF masquerading only when
+    # bpf.masquerade is set (configmap:655-658; its default for charts deployed since 1.10 is off, :4 and :47).
+    if enabled is not _ABSENT and _go_true(enabled) and (bpf in (_ABSENT, None) or not _agent_true(bpf)):
+        yield Problem(
+            f"{CILIUM_BASE}.ipMasqAgent.enabled",
+            f"{show(enabled)} without BPF masquerading (bpf.masquerade, which the chart leaves off): Cilium's agent refuses "
+            "to start (its ip-masq-agent runs only with --enable-bpf-masquerade, Cilium's daemon/cmd initEnv), "
+            "so Arda would have no pod network and pulumi up stops at its gates; remove ipMasqAgent, or write "
+            "bpf.masquerade: true",
+        )
     if network is None or enabled is _ABSENT or not _go_true(enabled) or not isinstance(cidrs, list):
         return
     own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
@@ -213,7 +230,8 @@ def _routing(layers: Layers) -> Iterator[Problem]:
             f"write ipv4NativeRoutingCIDR: {pods} (Arda's pod network), or remove routingMode",
         )
     direct = _get(values, ("autoDirectNodeRoutes",))
-    if not native and direct is not _ABSENT and _go_true(direct):
+    # The chart passes the value on as text (configmap:719, `| quote`), which the agent reads as a bool: "false" is off.
+    if not native and direct is not _ABSENT and _agent_true(direct):
         yield Problem(
             f"{CILIUM_BASE}.autoDirectNodeRoutes",
             f"{show(direct)} under {show(mode) if mode not in (_ABSENT, None, '') else 'the default'} tunnel routing: Cilium's "
@@ -234,6 +252,31 @@ def _l2_announcements(value: Any, layers: Layers) -> str | None:
 
 
 Check = Callable[[Any, Layers], "str | None"]
+
+
+def _null_parents(values: Mapping[str, Any], owned: list[tuple[str, ...]], base: str) -> Iterator[Problem]:
+    """A null above owned keys (`configs: null`, `ipam: null`). plans.merge.deep_merge copies it over Iluvatar's whole
+    subtree, and Helm drops a null key with all it holds, the chart's own defaults under it too: every owned key under
+    it is unset, and the charts' templates read keys under these parents without a guard (argo-cd 10.8.0
+    templates/argocd-server/service.yaml:1, cilium 1.18.4 templates/cilium-agent/clusterrole.yaml:67,
+    templates/cilium-configmap.yaml:73, templates/cilium-agent/daemonset.yaml:472), so Helm fails in the middle of
+    pulumi up."""
+    parents: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for path in owned:
+        for n in range(1, len(path)):
+            parents.setdefault(path[:n], []).append(path)
+    for parent, under in parents.items():
+        node = _get(values, parent[:-1]) if len(parent) > 1 else values
+        if not isinstance(node, Mapping) or parent[-1] not in node or node[parent[-1]] is not None:
+            continue
+        keys = ", ".join(".".join(p[len(parent) :]) for p in under)
+        yield Problem(
+            config_path(base, parent),
+            f"null: Helm drops a null key with all it holds, the chart's own defaults under it too, so the chart's "
+            f"templates, which read the keys under it, fail in the middle of pulumi up, and what Iluvatar sets or keeps "
+            f"there ({keys}) goes; remove it, and write only the keys under it to change",
+        )
+
 
 # Cilium's owned keys: each key's check of the user's value. The API server's two keys are checked together.
 CILIUM: dict[tuple[str, ...], Check | None] = {
@@ -276,6 +319,7 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
     if arda is None:
         return
     values = arda.cilium.values
+    yield from _null_parents(values, [*CILIUM, ("ipam", "mode")], CILIUM_BASE)
     for path, check in CILIUM.items():
         value = _get(values, path)
         # A null is no "leave it": plans.merge.deep_merge copies it over Iluvatar's value and Helm unsets the key, so the
@@ -292,8 +336,10 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
             key = "k8sServiceHost" if host is not _ABSENT else "k8sServicePort"
             yield Problem(f"{CILIUM_BASE}.{key}", f"{show(host if host is not _ABSENT else port)} (port {show(at)}) is {said}")
     urls = _get(values, ("k8s", "apiServerURLs"))
-    if urls is not _ABSENT:
-        listed = str(urls if urls is not None else "").replace(",", " ").split()
+    # null: Helm drops the key, and the chart renders none (cilium 1.18.4 templates/cilium-configmap.yaml:883,
+    # templates/cilium-agent/daemonset.yaml:472), its default; "": an empty list, so the agents use k8sServiceHost.
+    if urls is not _ABSENT and urls is not None and str(urls).strip():
+        listed = str(urls).replace(",", " ").split()
         for url in listed or [""]:
             parsed = urlsplit(url if "//" in url else f"//{url}")
             try:
@@ -309,7 +355,7 @@ def _cilium(layers: Layers) -> Iterator[Problem]:
     ipam = _get(values, ("ipam",))
     pool = _get(values, ("ipam", "operator", CILIUM_POOL_KEY))
     empty = (isinstance(pool, list) and not pool) or (isinstance(pool, str) and not pool.replace(",", " ").split())
-    if isinstance(ipam, Mapping) and ipam.get("mode") == "cluster-pool" and empty:
+    if isinstance(ipam, Mapping) and cilium_ipam_mode(values) == "cluster-pool" and empty:
         yield Problem(
             f"{CILIUM_BASE}.ipam.operator.{CILIUM_POOL_KEY}",
             f'{show(pool)}: cluster-pool has no address to hand out (the chart writes cluster-pool-ipv4-cidr: "", cilium '
@@ -511,6 +557,7 @@ ARGOCD_FREE: dict[tuple[str, ...], str] = {
 def _argocd(layers: Layers) -> Iterator[Problem]:
     if layers.gitops is None:
         return
+    yield from _null_parents(layers.gitops.argocd.values, list(ARGOCD), ARGOCD_BASE)
     for path, check in ARGOCD.items():
         value = _get(layers.gitops.argocd.values, path)
         if value is _ABSENT:  # a null is checked, as for Cilium's keys

@@ -458,15 +458,28 @@ CILIUM_POOL_KEY = "clusterPoolIPv4PodCIDRList"
 CILIUM_POOL_DEFAULT = {pins.CHARTS["cilium"]: ("10.0.0.0/8",)}
 
 
+def cilium_ipam_mode(values: dict[str, Any]) -> Any:
+    """The IPAM mode the chart renders from arda.cilium.values: as written, else Iluvatar's kubernetes. A null or empty
+    mode is no "leave it": plans.merge.deep_merge copies it over Iluvatar's kubernetes, Helm drops the null, and the
+    chart falls back to its own default, cluster-pool (cilium 1.18.4 templates/cilium-configmap.yaml:73 `coalesce
+    .Values.ipam.mode $defaultIPAM`, values.yaml:1998)."""
+    ipam = values.get("ipam")
+    if not isinstance(ipam, dict) or "mode" not in ipam:
+        return "kubernetes"
+    mode = ipam["mode"]
+    return "cluster-pool" if mode in (None, "") else mode
+
+
 def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
     """The pod network Cilium's cluster-pool IPAM hands out, when arda.cilium.values choose it: the values' list, else
     the chart's default (said at ipam.mode, the key that chose it). Entries that are no IPv4 subnet are Helm's and
     Cilium's to refuse."""
     values = arda.cilium.values
     ipam = values.get("ipam")
-    if isinstance(ipam, dict) and ipam.get("mode") == "multi-pool":
+    mode = cilium_ipam_mode(values)
+    if isinstance(ipam, dict) and mode == "multi-pool":
         return _cilium_multi_pools(ipam)
-    if not isinstance(ipam, dict) or ipam.get("mode") != "cluster-pool":
+    if not isinstance(ipam, dict) or mode != "cluster-pool":
         return []
     base = "iluvatar:arda.cilium.values.ipam"
     operator = ipam.get("operator")
@@ -474,6 +487,8 @@ def _cilium_pools(arda: Arda) -> list[_ClusterNet]:
     if given is None:
         default = CILIUM_POOL_DEFAULT.get(arda.cilium.version, CILIUM_POOL_DEFAULT[pins.CHARTS["cilium"]])
         source = f"Cilium {arda.cilium.version}'s default pool, ipam.operator.{CILIUM_POOL_KEY} being unset"
+        if ipam.get("mode") in (None, ""):
+            source += f", and ipam.mode {show(ipam.get('mode'))} being the chart's default mode, cluster-pool"
         return [_ClusterNet(IPv4Network(n), "Arda's pod network", source, f"{base}.mode", "cilium") for n in default]
     entries = [(f"{base}.operator.{CILIUM_POOL_KEY}[{n}]", v) for n, v in enumerate(given)] if isinstance(given, list) else []
     if isinstance(given, str):
@@ -652,6 +667,7 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
             )
         )
     out += _cilium_pool_size(arda, nets, taken, machines)
+    out += _cilium_default_pool(arda, nets, taken, machines)
     return out
 
 
@@ -683,6 +699,54 @@ def _cilium_pool_size(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[I
             f"{written} holds {shares} /{mask} share(s) of Cilium's cluster-pool, and Arda has {machines} machines: Cilium's "
             f"operator gives each machine one, so {machines - shares} would start no pod; write a larger range, e.g. [{instead}], "
             "or a longer ipam.operator.clusterPoolIPv4MaskSize",
+        )
+    ]
+
+
+# The pool a pod's address comes from under multi-pool unless the pod asks for another (Cilium's agent option
+# ipam-default-ip-pool, whose default is "default").
+CILIUM_DEFAULT_POOL = "default"
+
+
+def _cilium_default_pool(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[IPv4Network], machines: int) -> list[Problem]:
+    """Multi-pool's default pool, read as cluster-pool's is: the chart creates only the pools
+    ipam.operator.autoCreateCiliumPodIPPools lists (cilium 1.18.4 templates/cilium-configmap.yaml:1111-1125), and the
+    operator gives each machine shares of the pool's ipv4.cidrs of ipv4.maskSize: none, or fewer shares than machines,
+    and the pods of the rest get no address."""
+    if cilium_ipam_mode(arda.cilium.values) != "multi-pool":
+        return []
+    base = "iluvatar:arda.cilium.values.ipam"
+    pools = [c for c in nets if c.key == "cilium" and c.source == f"Cilium's multi-pool pool {CILIUM_DEFAULT_POOL}"]
+    instead = next(
+        (f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t not in [c.net for c in pools])), "a larger range"
+    )
+    if not pools:
+        return [
+            Problem(
+                f"{base}.mode",
+                f"multi-pool with no IPv4 pool named {CILIUM_DEFAULT_POOL} in ipam.operator.autoCreateCiliumPodIPPools: Cilium "
+                f"takes pods' addresses from the pool {CILIUM_DEFAULT_POOL}, which the chart creates only from that list, so no "
+                "pod on Arda gets an address and pulumi up stops at its gates; remove ipam.mode, or write "
+                f"ipam.operator.autoCreateCiliumPodIPPools: {{{CILIUM_DEFAULT_POOL}: {{ipv4: {{cidrs: [{instead}], maskSize: 24}}}}}}",
+            )
+        ]
+    ipam = arda.cilium.values["ipam"]
+    spec = ipam["operator"]["autoCreateCiliumPodIPPools"][CILIUM_DEFAULT_POOL]
+    mask = spec["ipv4"].get("maskSize")
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask <= 32:
+        return []
+    shares = sum(2 ** (mask - c.net.prefixlen) for c in pools if c.net.prefixlen <= mask)
+    if shares >= machines:
+        return []
+    last = pools[-1]
+    assert last.path is not None
+    written = ", ".join(str(c.net) for c in pools)
+    return [
+        Problem(
+            last.path,
+            f"{written} holds {shares} /{mask} share(s) of Cilium's multi-pool pool {CILIUM_DEFAULT_POOL}, and Arda has "
+            f"{machines} machines: Cilium's operator gives each machine one, so {machines - shares} would start no pod; write "
+            f"a larger range, e.g. [{instead}], or a longer maskSize",
         )
     ]
 

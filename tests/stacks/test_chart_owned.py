@@ -8,6 +8,7 @@ import copy
 import inspect
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from plans import cilium, gitops, identity, metrics
 from plans.merge import deep_merge
 from stacks import chart_owned, load_stack_file, rules
 from stacks.model import StackConfig
-from tests.edit import HOMELAB, MINIMAL, RK1
+from tests.edit import HOMELAB, MINIMAL, RK1, edit, homelab_doc, write_stack
 from tools import upstream
 
 
@@ -170,6 +171,12 @@ def _layers(stack: StackConfig, cilium_values: dict[str, Any] | None = None, arg
         {"enableIPv4Masquerade": None},
         {"k8s": {"apiServerURLs": "https://192.168.0.20:6443 https://localhost:7445"}},
         {"ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": ["10.200.0.0/16"]}}},
+        {"k8s": {"apiServerURLs": None}},
+        {"k8s": {"apiServerURLs": ""}},
+        {"autoDirectNodeRoutes": "false"},
+        {"routingMode": "tunnel", "autoDirectNodeRoutes": "False"},
+        {"ipMasqAgent": {"enabled": True, "config": {"nonMasqueradeCIDRs": ["10.244.0.0/16"]}}, "bpf": {"masquerade": True}},
+        {"ipMasqAgent": {"enabled": False}},
     ],
 )
 def test_a_cilium_value_that_keeps_its_layer_working_is_taken(values: dict[str, Any]) -> None:
@@ -345,3 +352,22 @@ def test_the_source_reader_finds_keys_set_only_in_a_branch() -> None:
         ("operator", "url"),
         ("operator", "exec.enabled"),
     }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # The fixes the pool refusals offer: a multi-pool default pool with a share for every machine, and ipam.mode null
+        # with a pool clear of the stack's networks.
+        {
+            "ipam": {
+                "mode": "multi-pool",
+                "operator": {"autoCreateCiliumPodIPPools": {"default": {"ipv4": {"cidrs": ["10.200.0.0/16"], "maskSize": 24}}}},
+            }
+        },
+        {"ipam": {"mode": None, "operator": {"clusterPoolIPv4PodCIDRList": ["10.200.0.0/16"]}}},
+    ],
+)
+def test_a_cilium_pool_that_serves_every_machine_is_taken(values: dict[str, Any], tmp_path: Path) -> None:
+    path = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:arda.cilium": {"values": values}}, None))
+    load_stack_file(path, require_secrets=True)
