@@ -484,6 +484,22 @@ UBUNTU_SUPPORT: dict[str, date] = {
 # sha256 of a file that does not exist cannot be copied from anywhere.
 UBUNTU_POINTS: dict[str, int] = {"23.10": 0, "24.04": 5, "24.10": 0, "25.04": 0}
 
+# cdimage.ubuntu.com's releases/<codename>/release/ is its releases/<series>/release/ under another name (a link to it),
+# so it holds only the series' newest point release too. Each series' codename from distro-info-data's ubuntu.csv (its
+# `series` column; tests/stacks/test_model.py reads it against this table): those the builder takes (23.10 to 25.04) and
+# the LTS and interim releases either side, which a url copied from another guide may name.
+UBUNTU_CODENAMES: dict[str, str] = {
+    "jammy": "22.04",
+    "kinetic": "22.10",
+    "lunar": "23.04",
+    "mantic": "23.10",
+    "noble": "24.04",
+    "oracular": "24.10",
+    "plucky": "25.04",
+    "questing": "25.10",
+    "resolute": "26.04",
+}
+
 
 def supported_release(today: date) -> str:
     """The newest release of UBUNTU_SUPPORT still supported on `today`, as a fix names it."""
@@ -708,7 +724,7 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     parts = urlsplit(url)
     # A folder is compared as the server reads it: percent-decoded (24%2E04.2 is folder 24.04.2).
     folders = unquote(parts.path).split("/")[:-1]
-    other = [f for f in dict.fromkeys(folders) if image is not None and _RELEASE.fullmatch(f) and f not in _folders_of(image)]
+    other = [f for f in dict.fromkeys(folders) if image is not None and _names_other(f, image)]
     if other and image is not None:
         out.append((("url",), _folder_problem(url, folders, other, image, release, sha256)))
     # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
@@ -757,30 +773,46 @@ def _folders_of(release: str) -> tuple[str, ...]:
     return (release, series) if points is None or release == newest else (release,)
 
 
+def _folder_release(folder: str) -> str | None:
+    """The release a url's folder names, a codename read as its series (noble/ is 24.04/), or None for another folder."""
+    if _RELEASE.fullmatch(folder):
+        return folder
+    return UBUNTU_CODENAMES.get(folder)
+
+
+def _names_other(folder: str, release: str) -> bool:
+    """Whether a url's folder is a release folder that cannot hold `release`'s image."""
+    named = _folder_release(folder)
+    return named is not None and named not in _folders_of(release)
+
+
 def _folder_problem(url: str, folders: list[str], other: list[str], image: str, release: str | None, sha256: str) -> str:
     """The url's folders `other` name other releases than its file name, `image`: the message, and one url to write whose
     folder, file name and release agree on a release the builder takes: `release` as written where it takes it (the
     file name is the slip where the folder is the release written), else the file name's, else none is offered."""
     name = url.rsplit("/", 1)[-1]
     target = next((r for r in (release, image) if r is not None and _release_problem(r) is None), None)
-    folder_note = ", the release written" if release is not None and other == [release] else ""
+    folder_note = ", the release written" if release is not None and [_folder_release(f) for f in other] == [release] else ""
     file_note = ", the release written" if image == release else ""
     shown = " and ".join(f"{f}/" for f in other)
     series = _series(image)
+    read = [_folder_release(f) for f in other]
     held = (
         f"; releases/{series}/release/ holds only {series}'s newest point release, {series}.{UBUNTU_POINTS[series]}"
-        if series in other and UBUNTU_POINTS.get(series)
+        if series in read and UBUNTU_POINTS.get(series)
         else ""
     )
+    # A codename folder is said with the series it stands for, so the message and its fix name the same release.
+    names = " and ".join(f if f == r else f"{r} ({f} is {r}'s codename)" for f, r in zip(other, read, strict=True))
     said = (
-        f"{url}: its folder {shown} names Ubuntu {' and '.join(other)}{folder_note}, but its file name Ubuntu {image}{file_note}: "
+        f"{url}: its folder {shown} names Ubuntu {names}{folder_note}, but its file name Ubuntu {image}{file_note}: "
         f"cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/{held}), so there is no "
         f"{name} under {shown} and the Pi image builder's download would fail (404) on the card Pis at `pulumi up`"
     )
     if target is None:
         return f"{said}; write the url, release and sha256 of a release the builder takes, its file in its own folder"
     renamed = name.replace(f"ubuntu-{image}-", f"ubuntu-{target}-", 1)
-    path = [target if _RELEASE.fullmatch(f) and f not in _folders_of(target) else f for f in folders]
+    path = [target if _names_other(f, target) else f for f in folders]
     fixed = urlunsplit(urlsplit(url)._replace(path="/".join([*path, renamed])))
     if target == image:
         return f"{said}; write url: {fixed}"

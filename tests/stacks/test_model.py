@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from stacks import load_stack_file, model
 from stacks.fields import normalise_mac
 from stacks.model import (
+    UBUNTU_CODENAMES,
     UBUNTU_POINTS,
     UBUNTU_SUPPORT,
     AddressRange,
@@ -221,6 +222,18 @@ def test_ubuntu_support_is_distro_info_datas() -> None:
     rows = list(csv.DictReader(Path("/usr/share/distro-info/ubuntu.csv").read_text().splitlines()))
     ends = {r["version"].split()[0]: date.fromisoformat(r.get("eol-server") or r["eol"]) for r in rows}
     assert {release: ends[release] for release in UBUNTU_SUPPORT} == UBUNTU_SUPPORT
+
+
+def test_ubuntu_codenames_are_distro_info_datas() -> None:
+    # A codename folder is checked as the series it names, so each codename must be its series' in the same file.
+    rows = list(csv.DictReader(Path("/usr/share/distro-info/ubuntu.csv").read_text().splitlines()))
+    series = {r["series"]: r["version"].split()[0] for r in rows}
+    assert {name: series[name] for name in UBUNTU_CODENAMES} == UBUNTU_CODENAMES
+
+
+def test_a_codename_folder_of_the_newest_point_release_is_taken() -> None:
+    url = "https://cdimage.ubuntu.com/releases/noble/release/ubuntu-24.04.5-preinstalled-server-arm64+raspi.img.xz"
+    assert PiImage.model_validate({"release": "24.04.5", "url": url, "sha256": "1" * 63 + "2"}).url == url
 
 
 @pytest.mark.parametrize(
