@@ -704,12 +704,22 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.
     name = url.rsplit("/", 1)[-1]
     named = _IMAGE_RELEASE.search(name)
+    image = named.group(1) if named is not None else None
+    parts = urlsplit(url)
+    # A folder is compared as the server reads it: percent-decoded (24%2E04.2 is folder 24.04.2).
+    folders = unquote(parts.path).split("/")[:-1]
+    other = [f for f in dict.fromkeys(folders) if image is not None and _names_other(f, image)]
     if named is not None and release is not None and named.group(1) != release:
         # Setting release to the url's is the fix only where that release is one the builder takes; else it is
-        # refused in turn, and the url is what to change.
+        # refused in turn, and the url is what to change. Where the url's folder cannot hold its file either, release
+        # set alone still leaves that 404, and the url's message writes the release written's file: both ways out are
+        # given whole, the one the url's message gives first.
         urls = _release_problem(named.group(1))
         fix = (
-            f"; set release: {named.group(1)}, or the url and sha256 of the release you meant"
+            f"; keep release {release} and write its url and sha256 (as said at url), or set release: {named.group(1)} with url: "
+            f"{_moved(url, folders, named.group(1))}, its file in its own folder"
+            if urls is None and other and _release_problem(release) is None
+            else f"; set release: {named.group(1)}, or the url and sha256 of the release you meant"
             if urls is None
             else f", which is refused as a release: {urls}"
             # The release written, where the builder takes it, is the other way out: the one the folder's message points at.
@@ -720,11 +730,6 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     # point release in releases/<series>/release/ too): a folder naming another release than the file name holds no such
     # file, and the builder's `curl --fail` stops at a 404 on the card Pis. Each folder is compared with the file name's
     # release, which the check above compares with `release`, so every release the url names meets `release`.
-    image = named.group(1) if named is not None else None
-    parts = urlsplit(url)
-    # A folder is compared as the server reads it: percent-decoded (24%2E04.2 is folder 24.04.2).
-    folders = unquote(parts.path).split("/")[:-1]
-    other = [f for f in dict.fromkeys(folders) if image is not None and _names_other(f, image)]
     if other and image is not None:
         out.append((("url",), _folder_problem(url, folders, other, image, release, sha256)))
     # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
@@ -786,6 +791,12 @@ def _names_other(folder: str, release: str) -> bool:
     return named is not None and named not in _folders_of(release)
 
 
+def _moved(url: str, folders: list[str], target: str) -> str:
+    """`url` (its file `target`'s) with each release folder that cannot hold `target`'s image named `target` instead."""
+    path = [target if _names_other(f, target) else f for f in folders]
+    return urlunsplit(urlsplit(url)._replace(path="/".join([*path, url.rsplit("/", 1)[-1]])))
+
+
 def _folder_problem(url: str, folders: list[str], other: list[str], image: str, release: str | None, sha256: str) -> str:
     """The url's folders `other` name other releases than its file name, `image`: the message, and one url to write whose
     folder, file name and release agree on a release the builder takes: `release` as written where it takes it (the
@@ -812,8 +823,7 @@ def _folder_problem(url: str, folders: list[str], other: list[str], image: str, 
     if target is None:
         return f"{said}; write the url, release and sha256 of a release the builder takes, its file in its own folder"
     renamed = name.replace(f"ubuntu-{image}-", f"ubuntu-{target}-", 1)
-    path = [target if _names_other(f, target) else f for f in folders]
-    fixed = urlunsplit(urlsplit(url)._replace(path="/".join([*path, renamed])))
+    fixed = _moved(url.removesuffix(name) + renamed, folders, target)
     if target == image:
         return f"{said}; write url: {fixed}"
     default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))

@@ -237,6 +237,27 @@ def test_a_codename_folder_of_the_newest_point_release_is_taken() -> None:
 
 
 @pytest.mark.parametrize(
+    "fixed",
+    [
+        # The url's message: release 24.04.3's file in its folder, with that file's sha256.
+        {"release": "24.04.3", "url": "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"},
+        # The release's other way out: release 24.04.2, its file in its own folder, the sha256 as written.
+        {"release": "24.04.2", "url": "https://cdimage.ubuntu.com/releases/24.04.2/release/ubuntu-24.04.2-preinstalled-server-arm64+raspi.img.xz"},
+    ],
+)
+def test_each_way_out_of_a_file_of_another_release_in_the_folder_written_validates(fixed: dict[str, str]) -> None:
+    default = PiImage.model_fields["sha256"].default
+    written = {
+        "url": "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.2-preinstalled-server-arm64+raspi.img.xz",
+        "sha256": "4" * 63 + "5",
+    }
+    with pytest.raises(ValidationError):
+        PiImage.model_validate(written)
+    sha256 = default if fixed["release"] == "24.04.3" else written["sha256"]
+    assert PiImage.model_validate({**fixed, "sha256": sha256}).release == fixed["release"]
+
+
+@pytest.mark.parametrize(
     ("today", "instead"), [(date(2026, 11, 27), "24.04 LTS (supported to 2029-05-31)"), (date(2025, 6, 1), "25.04 (supported to 2026-01-15)")]
 )
 def test_the_fix_names_the_newest_release_still_supported(today: date, instead: str) -> None:
