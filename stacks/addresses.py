@@ -1682,7 +1682,7 @@ def unknown_names(named: Sequence[Server], network: Network | None, created: Col
     known = {c.rstrip(".").lower() for c in created}
     for s in named:
         name = s.host.rstrip(".").lower()
-        if s.address is None and (numbers := numeric_host(s.host)) is not None:
+        if s.address is None and (numbers := numeric_host(s.host, curl=s.kind == "image")) is not None:
             yield Problem(f"iluvatar:{s.path}", f"{s.written}: {numbers}")
             continue
         if ":" in name and s.address is None:

@@ -324,11 +324,12 @@ def _is_address(text: str) -> bool:
 _NUMBERS = re.compile(r"^(0x[0-9a-f]+|\d+)(\.(0x[0-9a-f]+|\d+)){0,3}$", re.IGNORECASE)
 
 
-def numeric_host(host: str) -> str | None:
-    """Why `host`, written as numbers, is no IPv4 address its Go clients read, with the fix; None for an address or a
-    name. Go's net.ParseIP (net/ip.go, parseIPv4) takes four decimal parts of 0-255 without leading zeros, nothing else:
-    k3s, restic, talos-backup, Alertmanager, Dex and Argo CD then look the text up as a name, which no resolver has. A C
-    resolver's inet_aton would read it otherwise (hex, octal for a leading zero, fewer parts): another machine, maybe."""
+def numeric_host(host: str, curl: bool = False) -> str | None:
+    """Why `host`, written as numbers, is no IPv4 address its clients read as written, with the fix; None for an address
+    or a name. Go's net.ParseIP (net/ip.go, parseIPv4) takes four decimal parts of 0-255 without leading zeros, nothing
+    else: k3s, restic, talos-backup, Alertmanager, Dex and Argo CD then look the text up as a name, which no resolver has.
+    C's inet_aton reads it otherwise (hex, octal for a leading zero, fewer parts), and so does curl (`curl`: the Pi image
+    builder's, 7.88.1, which dials 192.168.0.13 for 192.168.0.015): another machine, maybe, so a fix names each reading."""
     name = host.rstrip(".").lower()
     if not _NUMBERS.match(name):
         return None
@@ -340,8 +341,24 @@ def numeric_host(host: str) -> str | None:
         return None
     parts = name.split(".")
     if len(parts) == 4 and all(p.isdigit() for p in parts):
-        fix = f"write {'.'.join(str(int(p)) for p in parts)}" if all(int(p) <= 255 for p in parts) else "write the server's IPv4 address"
-        return f"{host} is not an IPv4 address (a part with a leading zero or above 255); {fix}"
+        if not all(int(p) <= 255 for p in parts):
+            return f"{host} is not an IPv4 address (a part above 255); write the server's IPv4 address"
+        decimal = ".".join(str(int(p)) for p in parts)
+        try:
+            octal = str(IPv4Address(socket.inet_aton(name)))
+        except OSError:
+            octal = None  # an 8 or a 9 after a leading zero: inet_aton refuses it, and the text is looked up as a name
+        if curl and octal is not None and octal != decimal:
+            return (
+                f"{host} has a part with a leading zero, which curl (the Pi image builder's) reads as octal, as C's inet_aton does: "
+                f"it dials {octal}, not {decimal}; write {octal}, the server it would dial, or {decimal} if that is the server you meant"
+            )
+        if octal is not None and octal != decimal:
+            return (
+                f"{host} is not an IPv4 address as Go reads one (a part with a leading zero), and C's inet_aton would read a part with "
+                f"a leading zero as octal, giving {octal}; write {decimal} if you meant the parts in decimal, or {octal} if in octal"
+            )
+        return f"{host} is not an IPv4 address (a part with a leading zero); write {decimal}"
     try:
         meant = f"; if the server is {IPv4Address(socket.inet_aton(name))} (as C's inet_aton reads it), write that"
     except OSError:

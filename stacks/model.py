@@ -484,6 +484,22 @@ UBUNTU_SUPPORT: dict[str, date] = {
 # sha256 of a file that does not exist cannot be copied from anywhere.
 UBUNTU_POINTS: dict[str, int] = {"23.10": 0, "24.04": 5, "24.10": 0, "25.04": 0}
 
+# cdimage.ubuntu.com's releases/<codename>/release/ is its releases/<series>/release/ under another name (a link to it),
+# so it holds only the series' newest point release too. Each series' codename from distro-info-data's ubuntu.csv (its
+# `series` column; tests/stacks/test_model.py reads it against this table): those the builder takes (23.10 to 25.04) and
+# the LTS and interim releases either side, which a url copied from another guide may name.
+UBUNTU_CODENAMES: dict[str, str] = {
+    "jammy": "22.04",
+    "kinetic": "22.10",
+    "lunar": "23.04",
+    "mantic": "23.10",
+    "noble": "24.04",
+    "oracular": "24.10",
+    "plucky": "25.04",
+    "questing": "25.10",
+    "resolute": "26.04",
+}
+
 
 def supported_release(today: date) -> str:
     """The newest release of UBUNTU_SUPPORT still supported on `today`, as a fix names it."""
@@ -688,12 +704,22 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.
     name = url.rsplit("/", 1)[-1]
     named = _IMAGE_RELEASE.search(name)
+    image = named.group(1) if named is not None else None
+    parts = urlsplit(url)
+    # A folder is compared as the server reads it: percent-decoded (24%2E04.2 is folder 24.04.2).
+    folders = unquote(parts.path).split("/")[:-1]
+    other = [f for f in dict.fromkeys(folders) if image is not None and _names_other(f, image)]
     if named is not None and release is not None and named.group(1) != release:
         # Setting release to the url's is the fix only where that release is one the builder takes; else it is
-        # refused in turn, and the url is what to change.
+        # refused in turn, and the url is what to change. Where the url's folder cannot hold its file either, release
+        # set alone still leaves that 404, and the url's message writes the release written's file: both ways out are
+        # given whole, the one the url's message gives first.
         urls = _release_problem(named.group(1))
         fix = (
-            f"; set release: {named.group(1)}, or the url and sha256 of the release you meant"
+            f"; keep release {release} and write its url and sha256 (as said at url), or set release: {named.group(1)} with url: "
+            f"{_moved(url, folders, named.group(1))}, its file in its own folder"
+            if urls is None and other and _release_problem(release) is None
+            else f"; set release: {named.group(1)}, or the url and sha256 of the release you meant"
             if urls is None
             else f", which is refused as a release: {urls}"
             # The release written, where the builder takes it, is the other way out: the one the folder's message points at.
@@ -704,11 +730,6 @@ def _image_mismatches(release: str | None, url: str, sha256: str) -> list[tuple[
     # point release in releases/<series>/release/ too): a folder naming another release than the file name holds no such
     # file, and the builder's `curl --fail` stops at a 404 on the card Pis. Each folder is compared with the file name's
     # release, which the check above compares with `release`, so every release the url names meets `release`.
-    image = named.group(1) if named is not None else None
-    parts = urlsplit(url)
-    # A folder is compared as the server reads it: percent-decoded (24%2E04.2 is folder 24.04.2).
-    folders = unquote(parts.path).split("/")[:-1]
-    other = [f for f in dict.fromkeys(folders) if image is not None and _RELEASE.fullmatch(f) and f not in _folders_of(image)]
     if other and image is not None:
         out.append((("url",), _folder_problem(url, folders, other, image, release, sha256)))
     # A SHA-256 names one file: the default's is the default image's (24.04.3), so with another file the builder
@@ -757,31 +778,52 @@ def _folders_of(release: str) -> tuple[str, ...]:
     return (release, series) if points is None or release == newest else (release,)
 
 
+def _folder_release(folder: str) -> str | None:
+    """The release a url's folder names, a codename read as its series (noble/ is 24.04/), or None for another folder."""
+    if _RELEASE.fullmatch(folder):
+        return folder
+    return UBUNTU_CODENAMES.get(folder)
+
+
+def _names_other(folder: str, release: str) -> bool:
+    """Whether a url's folder is a release folder that cannot hold `release`'s image."""
+    named = _folder_release(folder)
+    return named is not None and named not in _folders_of(release)
+
+
+def _moved(url: str, folders: list[str], target: str) -> str:
+    """`url` (its file `target`'s) with each release folder that cannot hold `target`'s image named `target` instead."""
+    path = [target if _names_other(f, target) else f for f in folders]
+    return urlunsplit(urlsplit(url)._replace(path="/".join([*path, url.rsplit("/", 1)[-1]])))
+
+
 def _folder_problem(url: str, folders: list[str], other: list[str], image: str, release: str | None, sha256: str) -> str:
     """The url's folders `other` name other releases than its file name, `image`: the message, and one url to write whose
     folder, file name and release agree on a release the builder takes: `release` as written where it takes it (the
     file name is the slip where the folder is the release written), else the file name's, else none is offered."""
     name = url.rsplit("/", 1)[-1]
     target = next((r for r in (release, image) if r is not None and _release_problem(r) is None), None)
-    folder_note = ", the release written" if release is not None and other == [release] else ""
+    folder_note = ", the release written" if release is not None and [_folder_release(f) for f in other] == [release] else ""
     file_note = ", the release written" if image == release else ""
     shown = " and ".join(f"{f}/" for f in other)
     series = _series(image)
+    read = [_folder_release(f) for f in other]
     held = (
         f"; releases/{series}/release/ holds only {series}'s newest point release, {series}.{UBUNTU_POINTS[series]}"
-        if series in other and UBUNTU_POINTS.get(series)
+        if series in read and UBUNTU_POINTS.get(series)
         else ""
     )
+    # A codename folder is said with the series it stands for, so the message and its fix name the same release.
+    names = " and ".join(f if f == r else f"{r} ({f} is {r}'s codename)" for f, r in zip(other, read, strict=True))
     said = (
-        f"{url}: its folder {shown} names Ubuntu {' and '.join(other)}{folder_note}, but its file name Ubuntu {image}{file_note}: "
+        f"{url}: its folder {shown} names Ubuntu {names}{folder_note}, but its file name Ubuntu {image}{file_note}: "
         f"cdimage.ubuntu.com keeps each image in its own release's folder (releases/<release>/release/{held}), so there is no "
         f"{name} under {shown} and the Pi image builder's download would fail (404) on the card Pis at `pulumi up`"
     )
     if target is None:
         return f"{said}; write the url, release and sha256 of a release the builder takes, its file in its own folder"
     renamed = name.replace(f"ubuntu-{image}-", f"ubuntu-{target}-", 1)
-    path = [target if _RELEASE.fullmatch(f) and f not in _folders_of(target) else f for f in folders]
-    fixed = urlunsplit(urlsplit(url)._replace(path="/".join([*path, renamed])))
+    fixed = _moved(url.removesuffix(name) + renamed, folders, target)
     if target == image:
         return f"{said}; write url: {fixed}"
     default_url, default_sha = (PiImage.model_fields[k].default for k in ("url", "sha256"))

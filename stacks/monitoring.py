@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from stacks.addresses import ALERTMANAGER_NAMESPACE, Server, cluster_name
 from stacks.credentials import ZULIP_WEBHOOK
@@ -69,6 +69,11 @@ def check(
             if server.kind == "heartbeat":
                 out += _heartbeat(server, lab)
     if monitoring.heartbeat is not None:
+        out += go_host(f"{MONITORING}.heartbeat", monitoring.heartbeat, _ALERTMANAGER_CANNOT_LOAD)
+        host = unquote(urlsplit(monitoring.heartbeat).hostname or "")
+        switch = Clients("Alertmanager on Arda", "so the switch never hears the Watchdog", "give the switch's LAN address or public name")
+        if host and (why := unreachable(host, switch)) is not None:
+            out.append(Problem(f"{MONITORING}.heartbeat", f"{monitoring.heartbeat}: {why}"))
         out += heartbeat_signal(monitoring.heartbeat)
         out += _heartbeat_is_receiver(monitoring)
     return out
@@ -449,6 +454,37 @@ def _ntfy_url(path: str, url: str) -> Iterator[Problem]:
         )
 
 
+# A `%` Go's net/url refuses in a host: any but the escape of a non-ASCII byte (%80 to %FF). url.Parse unescapes the host
+# in encodeHost mode, where an escape of an ASCII byte, %25 included, or a malformed one is an EscapeError
+# (go1.26 src/net/url/url.go:113-128, :139-141): "invalid URL escape \"%2E\"".
+_GO_HOST_ESCAPE = re.compile(r"%(?![89a-fA-F][0-9a-fA-F])")
+_ALERTMANAGER_CANNOT_LOAD = (
+    "Alertmanager reads its configuration's URLs with Go's url.Parse (prometheus/alertmanager config/config.go, parseURL), so it "
+    "cannot load its configuration and every alert would be lost"
+)
+
+
+def go_host(path: str, url: str, harm: str) -> Iterator[Problem]:
+    """A URL whose client parses it with Go's net/url and whose host holds a `%` it refuses: the client never dials it,
+    whatever host it decodes to (curl, the Pi image builder, decodes instead: stacks.addresses._url_host). The fix writes
+    the host decoded, which the other rules then read as written."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if hostport.startswith("["):
+        return
+    host, colon, port = hostport.partition(":")
+    bad = _GO_HOST_ESCAPE.search(host)
+    if bad is None:
+        return
+    escape = host[bad.start() : bad.start() + 3]
+    fixed = urlunsplit(parts._replace(netloc=f"{userinfo}{at}{unquote(host)}{colon}{port}"))
+    yield Problem(
+        path,
+        f"{url}: its host {host} is percent-encoded, and Go's net/url refuses {escape} in a host (invalid URL escape, only a "
+        f"non-ASCII byte may be escaped there): {harm}; write the host as it is, {fixed}",
+    )
+
+
 def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Problem]:
     secret = f"iluvatar:{SECRET}"
     receiver = monitoring.receiver
@@ -471,7 +507,11 @@ def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Prob
     for field in ("url", "smarthost"):
         value = getattr(settings, field, None)
         if value is not None:
-            host = urlsplit(value).hostname if "://" in value else value.rsplit(":", 1)[0]
+            # A URL's host decoded, as the address rules read it (stacks.addresses._url_host): a `%` in it is refused below
+            # on its own, and the host its fix writes is checked here already.
+            host = unquote(urlsplit(value).hostname or "") if "://" in value else value.rsplit(":", 1)[0]
+            if "://" in value:
+                yield from go_host(f"{path}.{kind}.{field}", value, _ALERTMANAGER_CANNOT_LOAD)
             if host and (why := unreachable(host, alerts)) is not None:
                 yield Problem(f"{path}.{kind}.{field}", f"{value}: {why}")
     if kind == "ntfy" and settings.url is not None:

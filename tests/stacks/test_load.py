@@ -393,3 +393,23 @@ def test_the_fix_for_an_image_server_named_in_the_zone_validates(tmp_path: Path)
     assert problem.message.endswith("; write its address, 192.168.0.11")
     fixed = {**netboots, "iluvatar:ainur.piImage": {"url": f"http://192.168.0.11:8000/{name}", "sha256": sha256}}
     assert load_stack_file(write_stack(tmp_path, edit(homelab_doc(), fixed))).ainur is not None
+
+
+def test_both_readings_a_leading_zero_image_server_is_given_validate(tmp_path: Path) -> None:
+    # curl reads 192.168.0.050 as C's inet_aton does, the leading zero octal (192.168.0.40), and the writer may have
+    # meant 50: the message names both, and the url with either in its place validates.
+    name = "ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"
+    sha256 = "9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56"
+    netboots = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    written = {**netboots, "iluvatar:ainur.piImage": {"url": f"http://192.168.0.050:8000/{name}", "sha256": sha256}}
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, edit(homelab_doc(), written)))
+    [problem] = err.value.problems
+    assert problem.message.endswith(
+        ": 192.168.0.050 has a part with a leading zero, which curl (the Pi image builder's) reads as octal, as C's inet_aton "
+        "does: it dials 192.168.0.40, not 192.168.0.50; write 192.168.0.40, the server it would dial, or 192.168.0.50 if that is "
+        "the server you meant"
+    )
+    for address in ("192.168.0.40", "192.168.0.50"):
+        fixed = {**netboots, "iluvatar:ainur.piImage": {"url": f"http://{address}:8000/{name}", "sha256": sha256}}
+        assert load_stack_file(write_stack(tmp_path, edit(homelab_doc(), fixed))).ainur is not None

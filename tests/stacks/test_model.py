@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from stacks import load_stack_file, model
 from stacks.fields import normalise_mac
 from stacks.model import (
+    UBUNTU_CODENAMES,
     UBUNTU_POINTS,
     UBUNTU_SUPPORT,
     AddressRange,
@@ -221,6 +222,39 @@ def test_ubuntu_support_is_distro_info_datas() -> None:
     rows = list(csv.DictReader(Path("/usr/share/distro-info/ubuntu.csv").read_text().splitlines()))
     ends = {r["version"].split()[0]: date.fromisoformat(r.get("eol-server") or r["eol"]) for r in rows}
     assert {release: ends[release] for release in UBUNTU_SUPPORT} == UBUNTU_SUPPORT
+
+
+def test_ubuntu_codenames_are_distro_info_datas() -> None:
+    # A codename folder is checked as the series it names, so each codename must be its series' in the same file.
+    rows = list(csv.DictReader(Path("/usr/share/distro-info/ubuntu.csv").read_text().splitlines()))
+    series = {r["series"]: r["version"].split()[0] for r in rows}
+    assert {name: series[name] for name in UBUNTU_CODENAMES} == UBUNTU_CODENAMES
+
+
+def test_a_codename_folder_of_the_newest_point_release_is_taken() -> None:
+    url = "https://cdimage.ubuntu.com/releases/noble/release/ubuntu-24.04.5-preinstalled-server-arm64+raspi.img.xz"
+    assert PiImage.model_validate({"release": "24.04.5", "url": url, "sha256": "1" * 63 + "2"}).url == url
+
+
+@pytest.mark.parametrize(
+    "fixed",
+    [
+        # The url's message: release 24.04.3's file in its folder, with that file's sha256.
+        {"release": "24.04.3", "url": "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"},
+        # The release's other way out: release 24.04.2, its file in its own folder, the sha256 as written.
+        {"release": "24.04.2", "url": "https://cdimage.ubuntu.com/releases/24.04.2/release/ubuntu-24.04.2-preinstalled-server-arm64+raspi.img.xz"},
+    ],
+)
+def test_each_way_out_of_a_file_of_another_release_in_the_folder_written_validates(fixed: dict[str, str]) -> None:
+    default = PiImage.model_fields["sha256"].default
+    written = {
+        "url": "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.2-preinstalled-server-arm64+raspi.img.xz",
+        "sha256": "4" * 63 + "5",
+    }
+    with pytest.raises(ValidationError):
+        PiImage.model_validate(written)
+    sha256 = default if fixed["release"] == "24.04.3" else written["sha256"]
+    assert PiImage.model_validate({**fixed, "sha256": sha256}).release == fixed["release"]
 
 
 @pytest.mark.parametrize(
