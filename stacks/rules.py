@@ -3600,7 +3600,8 @@ def _kernel_ip(p: Parsed) -> list[Problem]:
                     key,
                     f"{arg.written}: its client address {arg.client} is not nodes[{i}].ip {node.ip} ({node.name}, the one "
                     f"{arg.board} machine): Talos gives the link that address before any configuration, so {node.name} would boot "
-                    f"at {arg.client}, where `up` does not look for it; write {node.ip} there, or remove the argument",
+                    f"at {arg.client}, where `up` does not look for it; write {_own_form(arg, node.ip, p.network)}, or remove the "
+                    "argument",
                 )
             )
             continue
@@ -3705,6 +3706,17 @@ def _ip_routers(network: Network | None, addresses: Sequence[str]) -> list[tuple
     subnets = [c for c in network.subnets() if any(_is_v4(a) and IPv4Address(a) in c for a in addresses)]
     mine = [(path, ip) for path, ip in every if any(ip in c for c in subnets)]
     return mine or every
+
+
+def _own_form(arg: IpArg, own: IPv4Address, network: Network | None) -> str:
+    """What to write for a client address that is not the machine's own: the address alone where the argument has a
+    netmask, a gateway or DHCP; else the whole form, with the subnet's netmask and router (alone the address would be
+    a /32 with no route)."""
+    if arg.fields[3] or arg.gateway or arg.fields[6] == "dhcp" or network is None:
+        return f"{own} there"
+    net = next((c for c in network.subnets() if own in c), network.lan)
+    gateway = str(_ip_routers(network, [str(own)])[0][1])
+    return _ip_form(arg, {0: str(own), 2: gateway, 3: str(net.prefixlen)})
 
 
 def _ip_form(arg: IpArg, changes: Mapping[int, str]) -> str:
