@@ -3636,6 +3636,9 @@ def _kernel_ip(p: Parsed) -> list[Problem]:
                 )
             )
             continue
+        if (wide := _ip_too_wide(arg, p.network)) is not None:
+            out.append(Problem(key, wide))
+            continue
         if arg.gateway and p.network is not None and gateways and arg.gateway not in {str(ip) for _, ip in gateways}:
             named = " or ".join(f"{path} {ip}" for path, ip in gateways)
             out.append(
@@ -3696,6 +3699,28 @@ def _ip_unparsed(arg: IpArg, network: Network | None) -> str | None:
             f"the command line's networking (every ip=, bond= and vlan=); write {want} there, or leave the field empty"
         )
     return None
+
+
+def _ip_too_wide(arg: IpArg, network: Network | None) -> str | None:
+    """Why an `ip=` netmask wider than its client address's subnet is refused, or None. Talos takes the prefix as
+    written (network/cmdline.go:150-165 at v1.14.0-rc.1; a dotted mask by its leading ones), and every address inside
+    it as on the link: the machine would ask for those by ARP, not through the router."""
+    if network is None or not arg.fields[3] or not _is_v4(arg.client):
+        return None
+    net = next((c for c in network.subnets() if IPv4Address(arg.client) in c), None)
+    mask = arg.fields[3]
+    try:
+        ones = int(mask) if re.fullmatch(r"[0-9]+", mask) else IPv4Network(f"0.0.0.0/{mask}").prefixlen
+    except ValueError:
+        return None
+    if net is None or ones >= net.prefixlen:
+        return None
+    key = "network.lan" if net == network.lan else f"network.vlans[{[v.cidr for v in network.vlans].index(net)}].cidr"
+    return (
+        f"{arg.written}: its netmask {mask} is /{ones}, wider than {key} {net}: Talos takes every address of "
+        f"{IPv4Network(f'{arg.client}/{ones}', strict=False)} as on the link, so the machine would look for the other "
+        f"addresses in it there, not through the router; write {net.prefixlen} there"
+    )
 
 
 def _ip_routers(network: Network | None, addresses: Sequence[str]) -> list[tuple[str, IPv4Address]]:

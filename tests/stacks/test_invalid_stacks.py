@@ -366,6 +366,7 @@ def test_the_discovery_pool_a_message_offers_is_one_every_rule_takes(case: dict[
         "kernel-arg-ip-client-alone",
         "kernel-arg-ip-client-alone-not-the-one-machines-own",
         "kernel-arg-ip-gateway-of-another-subnet",
+        "kernel-arg-ip-netmask-wider-than-the-subnet",
     ],
 )
 def test_the_ip_kernel_argument_an_ip_message_offers_validates(name: str, tmp_path: Path) -> None:
@@ -378,9 +379,10 @@ def test_the_ip_kernel_argument_an_ip_message_offers_validates(name: str, tmp_pa
     if (whole := re.search(r"write (ip=\S+),", rest)) is not None:
         fixed = whole.group(1)
     else:
-        router = re.search(r"write ([0-9.]+) there", rest).group(1)  # type: ignore[union-attr]
+        field = 3 if "netmask" in rest else 2
+        value = re.search(r"write ([0-9.]+) there", rest).group(1)  # type: ignore[union-attr]
         fields = written.split(":")
-        fixed = ":".join([*fields[:2], router, *fields[3:]])
+        fixed = ":".join([*fields[:field], value, *fields[field + 1 :]])
     board = key.removeprefix("iluvatar:arda.kernelArgs.").split("[")[0]
     doc = edit(homelab_doc(), {**case["set"], "iluvatar:arda.kernelArgs": {board: [fixed]}}, None)
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
