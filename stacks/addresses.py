@@ -723,6 +723,12 @@ class IpArg:
     client: str
     gateway: str
     servers: tuple[tuple[str, Kind], ...]  # the DNS servers ("resolver") and the NTP server ("ntp"), in field order
+    fields: tuple[str, ...] = ()  # all ten fields, as split (an absent one empty)
+
+
+# The one-word values of ip= the kernel (Documentation/admin-guide/nfs/nfsroot.rst) and dracut (dracut.cmdline(7))
+# read as autoconfiguration or none, besides dhcp, which Talos reads itself.
+IP_KEYWORDS = frozenset({"off", "none", "on", "any", "bootp", "rarp", "both", "dhcp6", "auto6", "either6", "link6", "link-local"})
 
 
 def ip_args(kernel_args: Mapping[str, Sequence[str]] | None) -> list[IpArg]:
@@ -735,10 +741,15 @@ def ip_args(kernel_args: Mapping[str, Sequence[str]] | None) -> list[IpArg]:
             fields = _split_ip(str(arg).removeprefix("ip="))
             if fields == ["dhcp"] or (len(fields) == 2 and fields[1] == "dhcp"):
                 continue  # the link asks DHCP: no address is written
+            if len(fields) == 1 and fields[0].lower() in IP_KEYWORDS:
+                # The kernel's and dracut's one-word forms: Talos fails to parse the word as field 0's address
+                # (cmdline.go:137-141 at v1.14.0-rc.1) and ignores the command line's networking, so the links take
+                # the default DHCP, as with no argument.
+                continue
             field = [*fields, *[""] * 10][:10]
             kinds: tuple[Kind, ...] = ("resolver", "resolver", "ntp")
             servers = tuple((field[7 + j], kind) for j, kind in enumerate(kinds) if field[7 + j])
-            out.append(IpArg(f"arda.kernelArgs.{board}[{k}]", board, str(arg), field[0], field[2], servers))
+            out.append(IpArg(f"arda.kernelArgs.{board}[{k}]", board, str(arg), field[0], field[2], servers, tuple(field)))
     return out
 
 
@@ -1109,6 +1120,9 @@ def check(
                 or (d.kind in ("nas", "nfs") and h.path == "arda.vip")
                 # A server on a machine or at Arda's VIP is on Arda or the Ainur: its layer's rule on Arda speaks.
                 or (d.kind in SERVERS and (h.kind == "node" or h.path == "arda.vip"))
+                # The Ainur's dnsmasq answers DNS at the service address (plans/netboot/dnsmasq.py:196, listen-address):
+                # a kernel argument's DNS server there is the one that answers before Talos is configured.
+                or (d.kind == "resolver" and ainur is not None and h.ip == ainur.service_ip)
             ):
                 continue
             if d.kind in ("nas", "nfs"):

@@ -433,7 +433,7 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
 def _machines_lost(outputs: Mapping[str, Any], name: str) -> str | None:
     """Why a cluster output (`arda`, `ainur`) records the release its cluster runs but not its machines, or None. A
     deployment records every machine beside the release (stacks.outputs.CLUSTER_RELEASES), so `nodes` missing, null, or
-    `{}` beside the steps it ran on them (`commands`) is an edit: without them the plan takes each running machine as
+    `{}` (with the steps it ran on them, `commands`, or without) is an edit: without them the plan takes each running machine as
     new, "installs from maintenance mode" on Arda, "joins k3s" on the Ainur."""
     cluster = outputs.get(name)
     release, product = exports.CLUSTER_RELEASES[name]
@@ -443,9 +443,14 @@ def _machines_lost(outputs: Mapping[str, Any], name: str) -> str | None:
     steps = cluster.get("commands")
     if nodes is None:
         written, ran = "missing" if "nodes" not in cluster else "null", ""
-    elif isinstance(nodes, Mapping) and not nodes and isinstance(steps, Mapping) and steps:
-        shown = sorted(str(k) for k in steps)
-        written, ran = "{}", f" and {name}.commands the steps it ran ({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''})"
+    elif isinstance(nodes, Mapping) and not nodes:
+        # No Iluvatar ever wrote `{}` beside the release, with or without `commands` (absent before they were recorded):
+        # `nodes` holds every machine of the cluster since the output was first written (plans.rollout.state,
+        # components.ainur), and a stack has at least one of each cluster's control planes.
+        written, ran = "{}", ""
+        if isinstance(steps, Mapping) and steps:
+            shown = sorted(str(k) for k in steps)
+            ran = f" and {name}.commands the steps it ran ({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''})"
     else:
         return None
     return (

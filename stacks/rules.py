@@ -7,7 +7,7 @@ of the others, and yields `Problem`s naming the exact config path and offending 
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 from typing import Any, Literal
@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from stacks import cel, encryption, netboot_mode, pins, releases
-from stacks.addresses import CLIENTS, Held, ip_args, routers
+from stacks.addresses import CLIENTS, Held, IpArg, ip_args, routers
 from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.bus_paths import by_path_pattern, can_match, kernel_name_pattern
@@ -3687,12 +3687,17 @@ def _kernel_ip(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     for arg in ip_args(p.arda.kernel_args):
         key = f"iluvatar:{arg.path}"
+        if (unparsed := _ip_unparsed(arg, p.network)) is not None:
+            out.append(Problem(key, unparsed))
+            continue
         machines = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES and n.board == arg.board]
         unknown = (p.ainur is not None and p.ainur.netboot.generic_worker is not None and p.ainur.netboot.generic_worker.board == arg.board) or (
             p.ainur_set
             and p.arda.discovery is not None
             and arg.board in discovery_boards(p.arda.discovery.arches, (n.arch for _, n in p.nodes if n.role in ARDA_ROLES)).values()
         )
+        gateways = _ip_routers(p.network, [arg.client] if arg.client else [str(n.ip) for _, n in machines])
+        gateway = str(gateways[0][1]) if gateways else ""
         if arg.client and (len(machines) > 1 or unknown):
             names = ", ".join(n.name for _, n in machines)
             also = " and every unknown machine Arda boots on it" if unknown else ""
@@ -3705,27 +3710,164 @@ def _kernel_ip(p: Parsed) -> list[Problem]:
                     f"configuration; remove the argument (each machine's address is its nodes[].ip)",
                 )
             )
-        elif arg.client and machines and arg.client != str(machines[0][1].ip):
+            continue
+        if arg.client and machines and arg.client != str(machines[0][1].ip):
             i, node = machines[0]
             out.append(
                 Problem(
                     key,
                     f"{arg.written}: its client address {arg.client} is not nodes[{i}].ip {node.ip} ({node.name}, the one "
                     f"{arg.board} machine): Talos gives the link that address before any configuration, so {node.name} would boot "
-                    f"at {arg.client}, where `up` does not look for it; write {node.ip} there, or remove the argument",
+                    f"at {arg.client}, where `up` does not look for it; write {_own_form(arg, node.ip, p.network)}, or remove the "
+                    "argument",
                 )
             )
-        if arg.gateway and p.network is not None and arg.gateway not in {str(ip) for _, ip in routers(p.network)}:
-            gateways = " or ".join(f"{path} {ip}" for path, ip in routers(p.network))
+            continue
+        if arg.fields[6] != "dhcp" and not arg.client:
+            # Talos turns DHCP on only for autoconf exactly dhcp (network/cmdline.go:173-176 at v1.14.0-rc.1), names the
+            # first link when none is (:199-219) and records it as configured from the command line, which its default
+            # DHCP then leaves out (operator_config.go:310, 320).
+            fix = _ip_form(arg, {2: gateway if arg.gateway else "", 6: "dhcp"})
+            autoconf = f"autoconf {arg.fields[6]}" if arg.fields[6] else "no autoconf"
             out.append(
                 Problem(
                     key,
-                    f"{arg.written}: its gateway {arg.gateway} is not the router's ({gateways}): Talos routes everything off the "
+                    f"{arg.written}: it gives the link no address and no DHCP (no client address, and {autoconf}, where Talos "
+                    f"turns DHCP on only for exactly dhcp), and Talos then leaves that link out of its default DHCP, so the "
+                    f"{arg.board} machines would boot with no address and `up` could reach none of them; write {fix}, or "
+                    f"remove the argument",
+                )
+            )
+            continue
+        if arg.fields[6] != "dhcp" and not arg.fields[3] and not arg.gateway and p.network is not None:
+            # Without a netmask Talos gives the link a /32 (network/cmdline.go:143-144 at v1.14.0-rc.1), and with no
+            # gateway there is no route: the machine could answer no one.
+            who = machines[0][1].name if machines else f"the {arg.board} machine"
+            net = next((c for c in p.network.subnets() if IPv4Address(arg.client) in c), None) if _is_v4(arg.client) else None
+            fix = _ip_form(arg, {2: gateway, 3: str(net.prefixlen)}) if net is not None and gateway else ""
+            out.append(
+                Problem(
+                    key,
+                    f"{arg.written}: no netmask and no gateway: Talos gives the link {arg.client}/32 and no route, so {who} could "
+                    f"answer no one, `up` included; "
+                    + (f"write {fix}, or remove the argument" if fix else "write the subnet's netmask and its router, or remove the argument"),
+                )
+            )
+            continue
+        if (wide := _ip_too_wide(arg, p.network)) is not None:
+            out.append(Problem(key, wide))
+            continue
+        if arg.gateway and p.network is not None and gateways and arg.gateway not in {str(ip) for _, ip in gateways}:
+            named = " or ".join(f"{path} {ip}" for path, ip in gateways)
+            out.append(
+                Problem(
+                    key,
+                    f"{arg.written}: its gateway {arg.gateway} is not the router's ({named}): Talos routes everything off the "
                     f"link's subnet there before any configuration, so the {arg.board} machines could reach no other subnet; "
-                    f"write {p.network.gateway} there, or leave the field empty",
+                    f"write {gateway} there, or leave the field empty",
                 )
             )
     return out
+
+
+# The ip= fields Talos parses, with what each must be (network/cmdline.go:134-193 at v1.14.0-rc.1).
+_IP_FIELDS = {0: "client address", 2: "gateway", 3: "netmask", 7: "dns0-ip", 8: "dns1-ip", 9: "ntp0-ip"}
+
+
+def _is_v4(value: str) -> bool:
+    try:
+        IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip(value: str) -> bool:
+    """Whether Go's netip.ParseAddr reads the value: an IPv4 or IPv6 address (an IPv6 one may carry a zone)."""
+    try:
+        ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _ip_unparsed(arg: IpArg, network: Network | None) -> str | None:
+    """Why Talos cannot parse an `ip=` argument, or None. On an error ParseCmdlineNetwork returns it
+    (network/cmdline.go:141, 147, 160, 182, 191 at v1.14.0-rc.1), and every network controller then drops all of the
+    command line's networking (address_config.go:181-186, route_config.go:155-160, link_config.go:240-245)."""
+    for j, name in _IP_FIELDS.items():
+        value = arg.fields[j]
+        if not value:
+            continue
+        if j == 3:
+            if re.fullmatch(r"[+-]?[0-9]+", value) or _is_ip(value):
+                continue
+            prefix = f" ({network.lan.prefixlen} for network.lan)" if network is not None else ""
+            want, why = f"a prefix length{prefix} or a dotted netmask", ""
+        elif _is_ip(value):
+            continue
+        elif j in (7, 8, 9) and value.isdigit():
+            want, why = "an IP address", " (an MTU has no field in Talos's form)"
+        elif j in (7, 8, 9):
+            want, why = "an IP address", " (Talos takes no names there)"
+        else:
+            want, why = "an IP address", ""
+        return (
+            f"{arg.written}: its {name} {value} is not {want}{why}: Talos cannot parse the argument, and then ignores all of "
+            f"the command line's networking (every ip=, bond= and vlan=); write {want} there, or leave the field empty"
+        )
+    return None
+
+
+def _ip_too_wide(arg: IpArg, network: Network | None) -> str | None:
+    """Why an `ip=` netmask wider than its client address's subnet is refused, or None. Talos takes the prefix as
+    written (network/cmdline.go:150-165 at v1.14.0-rc.1; a dotted mask by its leading ones), and every address inside
+    it as on the link: the machine would ask for those by ARP, not through the router."""
+    if network is None or not arg.fields[3] or not _is_v4(arg.client):
+        return None
+    net = next((c for c in network.subnets() if IPv4Address(arg.client) in c), None)
+    mask = arg.fields[3]
+    try:
+        ones = int(mask) if re.fullmatch(r"[0-9]+", mask) else IPv4Network(f"0.0.0.0/{mask}").prefixlen
+    except ValueError:
+        return None
+    if net is None or ones >= net.prefixlen:
+        return None
+    key = "network.lan" if net == network.lan else f"network.vlans[{[v.cidr for v in network.vlans].index(net)}].cidr"
+    return (
+        f"{arg.written}: its netmask {mask} is /{ones}, wider than {key} {net}: Talos takes every address of "
+        f"{IPv4Network(f'{arg.client}/{ones}', strict=False)} as on the link, so the machine would look for the other "
+        f"addresses in it there, not through the router; write {net.prefixlen} there"
+    )
+
+
+def _ip_routers(network: Network | None, addresses: Sequence[str]) -> list[tuple[str, IPv4Address]]:
+    """The routers (stacks.addresses.routers) of the subnets the addresses are in; every router when none is known."""
+    if network is None:
+        return []
+    every = routers(network)
+    subnets = [c for c in network.subnets() if any(_is_v4(a) and IPv4Address(a) in c for a in addresses)]
+    mine = [(path, ip) for path, ip in every if any(ip in c for c in subnets)]
+    return mine or every
+
+
+def _own_form(arg: IpArg, own: IPv4Address, network: Network | None) -> str:
+    """What to write for a client address that is not the machine's own: the address alone where the argument has a
+    netmask, a gateway or DHCP; else the whole form, with the subnet's netmask and router (alone the address would be
+    a /32 with no route)."""
+    if arg.fields[3] or arg.gateway or arg.fields[6] == "dhcp" or network is None:
+        return f"{own} there"
+    net = next((c for c in network.subnets() if own in c), network.lan)
+    gateway = str(_ip_routers(network, [str(own)])[0][1])
+    return _ip_form(arg, {0: str(own), 2: gateway, 3: str(net.prefixlen)})
+
+
+def _ip_form(arg: IpArg, changes: Mapping[int, str]) -> str:
+    """The argument with some fields changed, its trailing empty fields dropped (an IPv6 address in brackets)."""
+    fields = [changes.get(j, f) for j, f in enumerate(arg.fields)]
+    while fields and not fields[-1]:
+        fields.pop()
+    return "ip=" + ":".join(f"[{f}]" if ":" in f else f for f in fields)
 
 
 def _encryption(p: Parsed) -> list[Problem]:

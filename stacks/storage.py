@@ -155,7 +155,7 @@ def check(
 # which sets or clears one flag per option as each is read), with mount's own VFS flags (mount(8), FILESYSTEM-
 # INDEPENDENT MOUNT OPTIONS): an option and its `no` form, or the other of a pair, set the same thing.
 _NEGATABLE = frozenset(
-    {"ac", "acl", "cto", "fsc", "lock", "migration", "posix", "rdirplus", "resvport", "sharecache", "intr"}
+    {"ac", "acl", "cto", "fsc", "lock", "migration", "posix", "rdirplus", "resvport", "sharecache"}
     | {"atime", "diratime", "relatime", "strictatime", "exec", "suid", "dev", "lazytime", "iversion", "mand"}
 )
 _PAIRS = {"ro": "rw", "rw": "rw", "sync": "sync", "async": "sync", "tcp": "proto", "udp": "proto", "rdma": "proto"}
@@ -166,12 +166,20 @@ _RECOVERY = frozenset({"hard", "soft", "softerr"})
 _VERSION_FLAGS = re.compile(r"^v(2|3|4|4\.[0-2])$")
 # sec= adds flavours to a list (nfs_auth_info_add), so a second sec= adds, never undoes the first.
 _ADDING = frozenset({"sec"})
+# Declared fs_param_deprecated in nfs_fs_parameters: the kernel warns and sets nothing.
+_IGNORED = frozenset({"intr", "nointr"})
+# Options the kernel declares with no `no` form (fsparam_flag, not fsparam_flag_no): `nosoft` is no option, and fs_parse
+# refuses an unknown one, failing the mount.
+_NO_NO_FORM = frozenset({"hard", "soft", "softerr", "tcp", "udp", "rdma", "sync", "async", "ro", "rw"})
+# lookupcache's values as nfs_param_enums_lookupcache maps them: pos and positive are the one constant.
+_LOOKUPCACHE = {"pos": "positive"}
 
 
 def _setting(option: str) -> tuple[str, str] | None:
     """What one mount option sets, and to what: (setting, value), or None for an option no later one undoes."""
     name, eq, value = option.partition("=")
-    name = name.lower()
+    if name in _IGNORED:
+        return None
     if eq:
         if name in _ADDING:
             return None
@@ -179,6 +187,11 @@ def _setting(option: str) -> tuple[str, str] | None:
             return ("vers", value)
         if name == "proto":
             return ("proto", value)
+        if name == "lookupcache":
+            return (name, _LOOKUPCACHE.get(value, value))
+        if name == "fsc":
+            # Opt_fscache with a value sets FSCACHE as the bare flag does, and a tag.
+            return ("fsc", f"fsc={value}")
         return (name, value)
     if name in _RECOVERY:
         return ("hard", name)
@@ -193,6 +206,40 @@ def _setting(option: str) -> tuple[str, str] | None:
     return None
 
 
+def _unknown(option: str) -> str | None:
+    """Why the kernel refuses an option it would otherwise read: its name in another case (fs_lookup_key compares names
+    exactly, and nfs_fs_parameters' are lower case), or the `no` form of an option that has none; or None."""
+    name = option.partition("=")[0]
+    lower = name.lower()
+    known = lower in _VALUED if "=" in option else _setting(lower) is not None
+    if name != lower and known:
+        return f"the kernel reads option names as written and knows {lower}, not {name}; write {option.replace(name, lower, 1)}"
+    if lower.startswith("no") and lower[2:] in _NO_NO_FORM:
+        return f"{lower[2:]} has no `no` form among the kernel's NFS options; remove it"
+    return None
+
+
+def _consistent(key: str, earlier: str, later: str) -> bool:
+    """Whether a later option leaves what an earlier one set: the same value; vers=4 after a 4.x (Opt_vers_4 sets only
+    the major version and keeps the minor one, nfs_parse_version_string); fsc=<tag> after fsc (Opt_fscache sets FSCACHE
+    either way, and the tag; the bare flag after a tag clears the tag)."""
+    a, b = earlier.lower(), later.lower()
+    if a == b:
+        return True
+    if key == "vers" and b == "4" and a.startswith("4."):
+        return True
+    return key == "fsc" and a == "fsc" and b.startswith("fsc=")
+
+
+# The kernel's NFS options that take a value (nfs_fs_parameters' fsparam_u32, fsparam_string, fsparam_enum), with
+# mount's own: a name in another case than these is refused (`_unknown`).
+_VALUED = frozenset(
+    {"vers", "nfsvers", "proto", "sec", "lookupcache", "fsc", "local_lock", "timeo", "retrans", "rsize", "wsize", "bsize"}
+    | {"port", "mountport", "mountproto", "mountvers", "mounthost", "addr", "clientaddr", "mountaddr", "namlen", "nconnect"}
+    | {"max_connect", "minorversion", "acregmin", "acregmax", "acdirmin", "acdirmax", "actimeo", "retry", "write", "xprtsec"}
+)
+
+
 def _mount_options(options: Sequence[str]) -> Iterator[Problem]:
     """The NFS class's mount options: `soft` or `softerr`, and a later option that undoes an earlier one. The list is
     joined into one -o (stacks.model._mount_option) and the kernel applies the options in order, each setting its
@@ -201,6 +248,9 @@ def _mount_options(options: Sequence[str]) -> Iterator[Problem]:
     path = f"{STORAGE}.nfs.mountOptions"
     seen: dict[str, tuple[int, str, str]] = {}
     for k, option in enumerate(options):
+        if (why := _unknown(option)) is not None:
+            yield Problem(f"{path}[{k}]", f"{option} is no NFS option, so the mount fails: {why}")
+            continue
         setting = _setting(option)
         if setting is None:
             continue
@@ -214,7 +264,17 @@ def _mount_options(options: Sequence[str]) -> Iterator[Problem]:
                 "timeout can cause silent data corruption: a database on the class would be left half-written whenever the NAS "
                 "reboots, where hard (Iluvatar's default) makes I/O wait until it answers; remove it",
             )
-        elif key in seen and seen[key][2].lower() != value.lower():
+        elif key == "local_lock" and "lock" in seen and seen["lock"][2] == "nolock" and value != "all":
+            # Opt_lock negated sets NONLM and both LOCAL_ flags; local_lock=<value> then sets the LOCAL_ flags anew
+            # (nfs_fs_context_parse_param), while NONLM stays: the client asks no lock server.
+            j, earlier, _ = seen["lock"]
+            yield Problem(
+                f"{path}[{k}]",
+                f"{option} undoes part of mountOptions[{j}] {earlier}: nolock also makes every lock local to the client "
+                f"(local_lock=all, nfs(5)), and the kernel applies the options in order, so {option} takes locks off the client "
+                f"while nolock keeps them from the server; keep the one you mean and remove the other",
+            )
+        elif key in seen and not _consistent(key, seen[key][2], value):
             j, earlier, _ = seen[key]
             yield Problem(
                 f"{path}[{k}]",

@@ -879,6 +879,18 @@ ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
             "(ca-hash, credentials, eonwe-join, ...): the plan reads each machine's state from it, and without it plans every "
             f"machine as new; {WRITTEN}",
         ),
+        # Emptied with no steps beside it (outputs written before the steps were recorded, or `commands` emptied too): no
+        # Iluvatar ever wrote `{}` there, each cluster's `nodes` holding at least its one control plane.
+        (
+            lambda o: [o["arda"].update(nodes={}), o["arda"].pop("commands")],
+            "arda.nodes is {}, but arda.talosVersion records Talos v1.14.1 running: the plan reads each machine's state from it, "
+            f"and without it plans every machine as new; {WRITTEN}",
+        ),
+        (
+            lambda o: o["ainur"].update(nodes={}, commands={}),
+            "ainur.nodes is {}, but ainur.k3sVersion records k3s v1.35.8+k3s1 running: the plan reads each machine's state from "
+            f"it, and without it plans every machine as new; {WRITTEN}",
+        ),
         (
             lambda o: o["ainur"].pop("nodes"),
             "ainur.nodes is missing, but ainur.k3sVersion records k3s v1.35.8+k3s1 running: the plan reads each machine's "
@@ -929,6 +941,8 @@ ALL = "write them all with `pulumi stack output --json --show-secrets > file`"
         "arda-nodes-missing",
         "arda-nodes-emptied",
         "ainur-nodes-emptied",
+        "arda-nodes-emptied-no-commands",
+        "ainur-nodes-emptied-commands-emptied",
         "ainur-nodes-missing",
         "stack-export",
         "ainur-alone",

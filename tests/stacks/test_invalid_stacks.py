@@ -359,3 +359,32 @@ def test_the_discovery_pool_a_message_offers_is_one_every_rule_takes(case: dict[
     # No problem of the pool's is left, and the fix brings none of its own (a route the pool held goes with it).
     assert [p for p in left if p.startswith("iluvatar:arda.discovery")] == []
     assert set(left) <= set(case["expect"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kernel-arg-ip-no-address-no-dhcp",
+        "kernel-arg-ip-client-alone",
+        "kernel-arg-ip-client-alone-not-the-one-machines-own",
+        "kernel-arg-ip-gateway-of-another-subnet",
+        "kernel-arg-ip-netmask-wider-than-the-subnet",
+    ],
+)
+def test_the_ip_kernel_argument_an_ip_message_offers_validates(name: str, tmp_path: Path) -> None:
+    # The whole argument a message offers (`write ip=...`), or the router it names for the gateway field, in place of
+    # the one written: valid.
+    case = next(c for c in CASES if c["name"] == name)
+    (message,) = case["expect"]
+    key, rest = message.split(": ", 1)
+    written = rest.split(": ", 1)[0]
+    if (whole := re.search(r"write (ip=\S+),", rest)) is not None:
+        fixed = whole.group(1)
+    else:
+        field = 3 if "netmask" in rest else 2
+        value = re.search(r"write ([0-9.]+) there", rest).group(1)  # type: ignore[union-attr]
+        fields = written.split(":")
+        fixed = ":".join([*fields[:field], value, *fields[field + 1 :]])
+    board = key.removeprefix("iluvatar:arda.kernelArgs.").split("[")[0]
+    doc = edit(homelab_doc(), {**case["set"], "iluvatar:arda.kernelArgs": {board: [fixed]}}, None)
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)

@@ -100,3 +100,21 @@ def test_a_serial_glob_may_match_a_disk_of_each_machine(tmp_path: Path) -> None:
     glob = {"serial": "S649*"}
     stack = _stack(tmp_path, {"iluvatar:nodes[3].installDisk": glob, "iluvatar:nodes[4].installDisk": glob})
     assert [str(n.install_disk) for n in stack.nodes[3:5]] == ["{serial: S649*}", "{serial: S649*}"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # vers=4 after 4.1 sets only the major version and keeps minorversion=1 (fs/nfs/fs_context.c, nfs_parse_version_string).
+        ["nfsvers=4.1", "vers=4"],
+        # pos and positive are one constant of nfs_param_enums_lookupcache.
+        ["lookupcache=pos", "lookupcache=positive"],
+        # intr and nointr are fs_param_deprecated: the kernel sets nothing.
+        ["hard", "intr", "nointr"],
+        # fsc=<tag> sets FSCACHE as fsc does, and the tag.
+        ["fsc", "fsc=tag"],
+    ],
+)
+def test_nfs_mount_options_that_agree_are_accepted(options: list[str], tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:storage.nfs": {"server": "192.168.0.40", "share": "/volume1/kubernetes", "mountOptions": options}})
+    load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
