@@ -23,6 +23,17 @@ def _lines(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
     return capsys.readouterr().out.splitlines()
 
 
+# Outputs record every machine of a cluster beside its release (stacks.outputs.CLUSTER_RELEASES): one each here, as the
+# homelab's, so the outputs read as a real deployment's.
+AINUR_MACHINE = {"manwe": {"mac": "d8:3a:dd:10:00:01", "ip": "192.168.0.11", "role": "valar"}}
+
+
+def _arda_machine(talos: str) -> dict[str, dict[str, str]]:
+    return {
+        "taniquetil": {"installer": f"factory.talos.dev/metal-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{talos}"}
+    }
+
+
 def test_a_stack_on_the_newest_has_no_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = _lines(capsys, str(_stack(tmp_path)))
     assert lines[1] == "  Talos       v1.14.1        newest this Iluvatar knows: v1.14.1 (a stack may run v1.12 to v1.14)"
@@ -47,7 +58,7 @@ def test_an_older_stack_gets_the_runs_to_the_newest(tmp_path: Path, capsys: pyte
 
 def test_with_the_last_outputs_the_path_starts_from_what_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({"arda": {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {}}}))
+    outputs.write_text(json.dumps({"arda": {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": _arda_machine("v1.12.4")}}))
     lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
     assert lines[-4:] == [
         "  runs now    Talos v1.12.4, Kubernetes v1.34.1 (the last deployment's outputs)",
@@ -55,7 +66,7 @@ def test_with_the_last_outputs_the_path_starts_from_what_runs(tmp_path: Path, ca
         "    1. arda.talosVersion v1.14.1: 3 roll(s) of every machine (v1.12.11, v1.13.9, v1.14.1)",
         "    2. arda.kubernetesVersion v1.35.1",
     ]
-    outputs.write_text(json.dumps({"arda": {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.30.2", "nodes": {}}}))
+    outputs.write_text(json.dumps({"arda": {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.30.2", "nodes": _arda_machine("v1.12.4")}}))
     # Kubernetes moved on the way where a minor needs it: one run, its last Kubernetes step the stack's own version.
     lines = _lines(capsys, str(_stack(tmp_path, kubernetesVersion="v1.32.0")), "--previous", str(outputs))
     assert lines[-2:] == [
@@ -183,7 +194,10 @@ def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Pa
     outputs = tmp_path / "outputs.json"
     outputs.write_text(
         json.dumps(
-            {"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.32.5+k3s1", "nodes": {}}}
+            {
+                "arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": _arda_machine("v1.14.1")},
+                "ainur": {"k3sVersion": "v1.32.5+k3s1", "nodes": AINUR_MACHINE},
+            }
         )
     )
     lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
@@ -197,7 +211,10 @@ def test_the_ainurs_k3s_path_is_a_minor_a_run_through_the_safe_etcd(tmp_path: Pa
     # From below this Iluvatar's floor no run of it leads there: said as `pulumi up` refuses it (stacks.day2.no_way).
     outputs.write_text(
         json.dumps(
-            {"arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {}}, "ainur": {"k3sVersion": "v1.28.15+k3s1", "nodes": {}}}
+            {
+                "arda": {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": _arda_machine("v1.14.1")},
+                "ainur": {"k3sVersion": "v1.28.15+k3s1", "nodes": AINUR_MACHINE},
+            }
         )
     )
     lines = _lines(capsys, str(_stack(tmp_path)), "--previous", str(outputs))
