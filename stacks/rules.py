@@ -110,6 +110,8 @@ def check(p: Parsed) -> list[Problem]:
     problems += _encryption(p)
     problems += _netboot(p)
     problems += _edge(p)
+    problems += _talos_control_args(p)
+    problems += _cilium_pins(p)
     return problems
 
 
@@ -4039,6 +4041,103 @@ def _pi_netboot(p: Parsed) -> list[Problem]:
                     node_path(i, "serial"),
                     "is required with boot: netboot: the Pi's bootloader asks TFTP for its files under it; "
                     "set the last 8 hex digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
+                )
+            )
+    return out
+
+
+# Talos's own control arguments (pkg/machinery/constants/constants.go at v1.14.0-rc.1), which arda.kernelArgs puts on
+# every netboot line of the board and into its Image Factory schematic, so into every boot of its installed machines.
+# Talos reads one value of each, the first on the command line (procfs Get(...).First()), and the rendered iPXE line
+# puts the board's arguments before Iluvatar's own talos.config.
+_TALOS_CONTROL_ARGS = {
+    "talos.config": (
+        "is Iluvatar's own argument: Talos fetches its config from the first talos.config on the command line "
+        "(internal/app/machined/pkg/runtime/v1alpha1/platform/metal/metal.go:51 at v1.14.0-rc.1), and the board's "
+        "arguments come before the one Iluvatar writes, so the machine boots that config instead of the one Iluvatar "
+        "serves, and a control plane or discovered machine never waits in maintenance mode for pulumi up"
+    ),
+    "talos.config.early": (
+        "is a machine config Talos reads before any other on every boot (constants.go:34-37 at v1.14.0-rc.1), under the one Iluvatar serves"
+    ),
+    "talos.experimental.wipe": (
+        "tells Talos to wipe the system disk and reboot: with any value it runs wipeDisks (ResetSystemDiskPartitions) "
+        "on every boot (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go:128-132 at v1.14.0-rc.1), so "
+        "the machine wipes itself and reboots in a loop"
+    ),
+    "talos.halt_if_installed": (
+        "halts the boot of a machine Talos is installed on whenever it boots from other media, as every netbooted "
+        "machine does, and waits for a boot from disk (v1alpha1_sequencer.go:134-141, v1alpha1_sequencer_tasks.go:"
+        "1343-1351 at v1.14.0-rc.1)"
+    ),
+}
+# The arguments Talos requires on every boot (pkg/kernel/kspp/kspp.go:26-27 at v1.14.0-rc.1): removed with `-`, the
+# enforceKSPPRequirements task fails ("KSPP kernel parameter ... is required", kspp.go:38) and machined does not start.
+_KSPP_ARGS = ("slab_nomerge", "pti")
+
+
+def _talos_control_args(p: Parsed) -> list[Problem]:
+    """A board's kernel argument that is one of Talos's own controls, or removes an argument Talos requires."""
+    if p.arda is None:
+        return []
+    out: list[Problem] = []
+    for board, args in p.arda.kernel_args.items():
+        for k, arg in enumerate(args):
+            key = str(arg).split("=", 1)[0]
+            path = f"iluvatar:arda.kernelArgs.{board}[{k}]"
+            if key in _TALOS_CONTROL_ARGS:
+                shown = masked_kernel_arg(str(arg))
+                out.append(Problem(path, f"{shown} is refused: {key} {_TALOS_CONTROL_ARGS[key]}; remove it"))
+            elif key.startswith("-") and key.removeprefix("-") in _KSPP_ARGS:
+                kept = key.removeprefix("-")
+                out.append(
+                    Problem(
+                        path,
+                        f"{arg} is refused: it removes {kept}, which Talos requires on every boot (pkg/kernel/kspp/kspp.go:"
+                        f'26-38 at v1.14.0-rc.1): its enforceKSPPRequirements task fails with "KSPP kernel parameter {kept} '
+                        f'is required" and machined does not start; remove it',
+                    )
+                )
+    return out
+
+
+def _cilium_pins(p: Parsed) -> list[Problem]:
+    """A patch that undoes what Iluvatar's Cilium relies on: KubePrism on localhost:KUBEPRISM_PORT, where the Cilium
+    values (plans.cilium: k8sServiceHost localhost, k8sServicePort KUBEPRISM_PORT) reach the API server before any
+    Service works, and cni `none` (plans.talos), Cilium being Arda's one CNI. A later patch's value replaces an earlier
+    one for these scalars, so each patch that writes another is refused."""
+    # Imported here: plans.talos imports the model stacks.rules is loaded beside.
+    from plans.talos import KUBEPRISM_PORT
+
+    out: list[Problem] = []
+    for path, patch in talos_patch_paths(p):
+        if "kind" in patch:
+            continue
+        machine = patch.get("machine")
+        features = machine.get("features") if isinstance(machine, dict) else None
+        prism = features.get("kubePrism") if isinstance(features, dict) else None
+        at = f"{path}.machine.features.kubePrism"
+        where = (
+            f"Iluvatar's Cilium values reach Arda's API server at localhost:{KUBEPRISM_PORT} (k8sServiceHost: localhost, "
+            f"k8sServicePort: {KUBEPRISM_PORT}, plans.cilium), KubePrism's endpoint, before any Service works: with nothing "
+            "listening there, no Cilium agent starts, no node gets a network and Arda stays NotReady"
+        )
+        if isinstance(prism, dict) and prism.get("enabled") is False:
+            out.append(Problem(f"{at}.enabled", f"false turns KubePrism off: {where}; remove it"))
+        if isinstance(prism, dict) and "port" in prism and prism["port"] != KUBEPRISM_PORT:
+            out.append(Problem(f"{at}.port", f"{show(prism['port'])} moves KubePrism off port {KUBEPRISM_PORT}: {where}; remove it"))
+        cluster = patch.get("cluster")
+        network = cluster.get("network") if isinstance(cluster, dict) else None
+        cni = network.get("cni") if isinstance(network, dict) else None
+        # A node's own patch may not set cluster.network at all (CLUSTER_WIDE): said there once.
+        if isinstance(cni, dict) and "name" in cni and cni["name"] != "none" and path.startswith("iluvatar:arda."):
+            out.append(
+                Problem(
+                    f"{path}.cluster.network.cni.name",
+                    f"{show(cni['name'])} is refused: Iluvatar installs Cilium as Arda's CNI and writes cni: {{name: none}} "
+                    "(plans.talos); with another name Talos applies that CNI's manifests at bootstrap (flannel's: "
+                    "internal/app/machined/pkg/controllers/k8s/control_plane.go:456-460 at v1.14.0-rc.1) beside Cilium, "
+                    "two CNIs on every node; remove it",
                 )
             )
     return out

@@ -147,6 +147,7 @@ def check(
     if storage.nfs is not None:
         problems += _nfs(storage.nfs.server, nodes, arda, ainur, network)
         problems += _mount_options(storage.nfs.mount_options)
+        problems += _mount_values(storage.nfs.mount_options)
     return problems
 
 
@@ -689,3 +690,56 @@ def check_removals(stack: StackConfig, deployed: Deployed) -> list[Problem]:
                     )
                 )
     return problems
+
+
+# Values the kernel's NFS client refuses when it parses the options (torvalds/linux fs/nfs/fs_context.c at 0961f0c0):
+# nfs_parse_version_string knows 2, 3, 4, 4.0, 4.1 and 4.2 alone ("NFS: Unsupported NFS version"); nconnect runs from 1
+# to NFS_MAX_CONNECTIONS, 16 ("NFS: Value for 'nconnect' out of range"); and nfs_fs_context_validate refuses UDP for
+# NFSv4 ("NFS: Unsupported transport protocol udp"). A refused option fails every mount of the class, after `up`.
+_KERNEL_VERSIONS = ("2", "3", "4", "4.0", "4.1", "4.2")
+_NFS_MAX_CONNECTIONS = 16
+_MOUNT_FAILS = "so every mount of the class fails and its pods stay ContainerCreating"
+
+
+def _mount_values(options: Sequence[str]) -> Iterator[Problem]:
+    """The NFS class's mount options whose value the kernel refuses: a version it has no client for, nconnect out of
+    range, UDP under NFSv4."""
+    path = f"{STORAGE}.nfs.mountOptions"
+    version: tuple[int, str, str] | None = None
+    udp: tuple[int, str] | None = None
+    for k, option in enumerate(options):
+        setting = _setting(option)
+        if setting is None:
+            continue
+        key, value = setting
+        name = option.partition("=")[0]
+        if key == "vers":
+            if value not in _KERNEL_VERSIONS:
+                yield Problem(
+                    f"{path}[{k}]",
+                    f"{option} is no NFS version the kernel knows: nfs_parse_version_string (fs/nfs/fs_context.c) takes "
+                    f'{", ".join(_KERNEL_VERSIONS)} and fails anything else with "NFS: Unsupported NFS version", '
+                    f"{_MOUNT_FAILS}; write {name}=4.2",
+                )
+                continue
+            version = (k, option, value)
+        elif key == "nconnect":
+            number = int(value) if value.isdigit() else None
+            if number is None or not 1 <= number <= _NFS_MAX_CONNECTIONS:
+                fix = 1 if number == 0 else _NFS_MAX_CONNECTIONS
+                yield Problem(
+                    f"{path}[{k}]",
+                    f"{option} is out of the kernel's range: fs/nfs/fs_context.c takes nconnect from 1 to "
+                    f"NFS_MAX_CONNECTIONS ({_NFS_MAX_CONNECTIONS}) and fails the mount with \"NFS: Value for 'nconnect' out "
+                    f'of range" ({_MOUNT_FAILS}); write nconnect={fix}',
+                )
+        elif key == "proto":
+            udp = (k, option) if value.lower() in ("udp", "udp6") else None
+    if udp is not None and version is not None and version[2].startswith("4"):
+        k, option = udp
+        yield Problem(
+            f"{path}[{k}]",
+            f"{option} with mountOptions[{version[0]}] {version[1]} is refused by the kernel: NFSv4 runs over TCP or RDMA, "
+            f'and nfs_fs_context_validate (fs/nfs/fs_context.c) fails the mount with "NFS: Unsupported transport protocol '
+            f'udp", {_MOUNT_FAILS}; remove it (the client then uses TCP)',
+        )
