@@ -11,6 +11,7 @@ from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 from typing import Any, Literal
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -4101,6 +4102,32 @@ def _talos_control_args(p: Parsed) -> list[Problem]:
     return out
 
 
+def _cilium_on_kubeprism(p: Parsed, prism_port: int) -> bool:
+    """Whether the Cilium values rendered reach Arda's API server through KubePrism: Iluvatar's k8sServiceHost localhost
+    and k8sServicePort unless arda.cilium.values replace them, and no k8s.apiServerURLs (the agents' own list, which
+    stacks.chart_owned accepts only at KubePrism or Arda's VIP on 6443)."""
+    if p.arda is None:
+        return True
+    values = p.arda.cilium.values
+    k8s = values.get("k8s")
+    urls = k8s.get("apiServerURLs") if isinstance(k8s, dict) else None
+    if urls is not None and str(urls).strip():
+        return all(
+            (parsed := urlsplit(url if "//" in url else f"//{url}")).hostname in ("localhost", "127.0.0.1") and _url_port(parsed) == prism_port
+            for url in str(urls).replace(",", " ").split()
+        )
+    host = values.get("k8sServiceHost", "localhost")
+    port = values.get("k8sServicePort", prism_port)
+    return str(host) in ("localhost", "127.0.0.1") and str(port) == str(prism_port)
+
+
+def _url_port(parsed: SplitResult) -> int:
+    try:
+        return parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return 0
+
+
 def _cilium_pins(p: Parsed) -> list[Problem]:
     """A patch that undoes what Iluvatar's Cilium relies on: KubePrism on localhost:KUBEPRISM_PORT, where the Cilium
     values (plans.cilium: k8sServiceHost localhost, k8sServicePort KUBEPRISM_PORT) reach the API server before any
@@ -4110,6 +4137,7 @@ def _cilium_pins(p: Parsed) -> list[Problem]:
     from plans.talos import KUBEPRISM_PORT
 
     out: list[Problem] = []
+    on_prism = _cilium_on_kubeprism(p, KUBEPRISM_PORT)
     for path, patch in talos_patch_paths(p):
         if "kind" in patch:
             continue
@@ -4122,10 +4150,24 @@ def _cilium_pins(p: Parsed) -> list[Problem]:
             f"k8sServicePort: {KUBEPRISM_PORT}, plans.cilium), KubePrism's endpoint, before any Service works: with nothing "
             "listening there, no Cilium agent starts, no node gets a network and Arda stays NotReady"
         )
-        if isinstance(prism, dict) and prism.get("enabled") is False:
+        if on_prism and isinstance(prism, dict) and prism.get("enabled") is False:
             out.append(Problem(f"{at}.enabled", f"false turns KubePrism off: {where}; remove it"))
-        if isinstance(prism, dict) and "port" in prism and prism["port"] != KUBEPRISM_PORT:
-            out.append(Problem(f"{at}.port", f"{show(prism['port'])} moves KubePrism off port {KUBEPRISM_PORT}: {where}; remove it"))
+        port = prism.get("port") if isinstance(prism, dict) else None
+        if isinstance(port, str):
+            # Talos decodes the config strictly (yaml.v3 into an int field), so a quoted port fails the config itself,
+            # whatever endpoint Cilium uses.
+            out.append(
+                Problem(
+                    f"{at}.port",
+                    f'"{port}" is a string, and Talos takes only a number here: it refuses the machine config when it '
+                    f"decodes it; write the number unquoted (port: {port.strip() or KUBEPRISM_PORT})"
+                    if port.strip().isdigit()
+                    else f'"{port}" is a string, and Talos takes only a number here: it refuses the machine config when it '
+                    f"decodes it; remove it (KubePrism's port is {KUBEPRISM_PORT})",
+                )
+            )
+        elif on_prism and isinstance(prism, dict) and "port" in prism and port != KUBEPRISM_PORT:
+            out.append(Problem(f"{at}.port", f"{show(port)} moves KubePrism off port {KUBEPRISM_PORT}: {where}; remove it"))
         cluster = patch.get("cluster")
         network = cluster.get("network") if isinstance(cluster, dict) else None
         cni = network.get("cni") if isinstance(network, dict) else None
