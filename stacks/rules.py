@@ -7,7 +7,7 @@ of the others, and yields `Problem`s naming the exact config path and offending 
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 from typing import Any, Literal
@@ -4062,8 +4062,8 @@ _TALOS_CONTROL_ARGS = {
         "is a machine config Talos reads before any other on every boot (constants.go:34-37 at v1.14.0-rc.1), under the one Iluvatar serves"
     ),
     "talos.experimental.wipe": (
-        "tells Talos to wipe the system disk and reboot: with any value it runs wipeDisks (ResetSystemDiskPartitions) "
-        "on every boot (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go:128-132 at v1.14.0-rc.1), so "
+        "tells Talos to wipe the system disk and reboot: with any value but an empty one it runs wipeDisks "
+        "(ResetSystemDiskPartitions) on every boot (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go:128-132 at v1.14.0-rc.1), so "
         "the machine wipes itself and reboots in a loop"
     ),
     "talos.halt_if_installed": (
@@ -4075,6 +4075,14 @@ _TALOS_CONTROL_ARGS = {
 # The arguments Talos requires on every boot (pkg/kernel/kspp/kspp.go:26-27 at v1.14.0-rc.1): removed with `-`, the
 # enforceKSPPRequirements task fails ("KSPP kernel parameter ... is required", kspp.go:38) and machined does not start.
 _KSPP_ARGS = ("slab_nomerge", "pti")
+# Which values of those arguments act (v1alpha1_sequencer.go at v1.14.0-rc.1): wipe runs when its value is not empty
+# (SafeDeref(...) != "", :128-132), so a bare talos.experimental.wipe does nothing; halt_if_installed runs only when
+# strconv.ParseBool gives true (:134-141), so 0, false or a bare one does nothing.
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_ACTS: dict[str, Callable[[str], bool]] = {
+    "talos.experimental.wipe": lambda value: value != "",
+    "talos.halt_if_installed": lambda value: value in _GO_TRUE,
+}
 
 
 def _talos_control_args(p: Parsed) -> list[Problem]:
@@ -4084,9 +4092,10 @@ def _talos_control_args(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     for board, args in p.arda.kernel_args.items():
         for k, arg in enumerate(args):
-            key = str(arg).split("=", 1)[0]
+            key, _, value = str(arg).partition("=")
             path = f"iluvatar:arda.kernelArgs.{board}[{k}]"
-            if key in _TALOS_CONTROL_ARGS:
+            acts = _ACTS.get(key)
+            if key in _TALOS_CONTROL_ARGS and (acts is None or acts(value)):
                 shown = masked_kernel_arg(str(arg))
                 out.append(Problem(path, f"{shown} is refused: {key} {_TALOS_CONTROL_ARGS[key]}; remove it"))
             elif key.startswith("-") and key.removeprefix("-") in _KSPP_ARGS:
