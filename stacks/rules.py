@@ -4075,6 +4075,22 @@ _TALOS_CONTROL_ARGS = {
 # The arguments Talos requires on every boot (pkg/kernel/kspp/kspp.go:26-27 at v1.14.0-rc.1): removed with `-`, the
 # enforceKSPPRequirements task fails ("KSPP kernel parameter ... is required", kspp.go:38) and machined does not start.
 _KSPP_ARGS = ("slab_nomerge", "pti")
+# talos.platform picks where Talos reads its config (internal/app/machined/pkg/runtime/v1alpha1/platform at
+# v1.14.0-rc.1): only metal reads talos.config (metal/metal.go:49-54), and a name Talos does not know, or none, fails
+# CurrentPlatform (platform.go:71-87, 146-147).
+_PLATFORM = (
+    "Talos reads its machine config from the platform talos.platform names, and only metal reads the talos.config Iluvatar "
+    "serves (internal/app/machined/pkg/runtime/v1alpha1/platform/metal/metal.go:49-54 at v1.14.0-rc.1): another platform "
+    'waits for its own metadata instead, and a removed or unknown one fails with "failed to determine platform" or '
+    '"unknown platform" (platform.go:71-87, 146-147), so machined does not start'
+)
+# talos.config.oauth.* configure the OAuth2 device-authorization flow metal runs before it fetches talos.config.
+_OAUTH = (
+    "talos.config.oauth.* configure an OAuth2 device-authorization flow Talos runs before it fetches talos.config (a "
+    "client_id turns it on: metal.go:82-96, oauth2/oauth2.go:48-55 at v1.14.0-rc.1), and Iluvatar's HTTP "
+    "server does no OAuth, so every machine of the board it serves a config retries until its config load times out "
+    "and never gets it"
+)
 # Which values of those arguments act (v1alpha1_sequencer.go at v1.14.0-rc.1): wipe runs when its value is not empty
 # (SafeDeref(...) != "", :128-132), so a bare talos.experimental.wipe does nothing; halt_if_installed runs only when
 # strconv.ParseBool gives true (:134-141), so 0, false or a bare one does nothing.
@@ -4095,7 +4111,11 @@ def _talos_control_args(p: Parsed) -> list[Problem]:
             key, _, value = str(arg).partition("=")
             path = f"iluvatar:arda.kernelArgs.{board}[{k}]"
             acts = _ACTS.get(key)
-            if key in _TALOS_CONTROL_ARGS and (acts is None or acts(value)):
+            if (key == "talos.platform" and value != "metal") or key == "-talos.platform":
+                out.append(Problem(path, f"{arg} is refused: {_PLATFORM}; remove it (Iluvatar's boards run metal)"))
+            elif key.startswith("talos.config.oauth."):
+                out.append(Problem(path, f"{masked_kernel_arg(str(arg))} is refused: {_OAUTH}; remove it"))
+            elif key in _TALOS_CONTROL_ARGS and (acts is None or acts(value)):
                 shown = masked_kernel_arg(str(arg))
                 out.append(Problem(path, f"{shown} is refused: {key} {_TALOS_CONTROL_ARGS[key]}; remove it"))
             elif key.startswith("-") and key.removeprefix("-") in _KSPP_ARGS:
