@@ -4160,7 +4160,8 @@ def _url_port(parsed: SplitResult) -> int:
 def _cilium_pins(p: Parsed) -> list[Problem]:
     """A patch that undoes what Iluvatar's Cilium relies on: KubePrism on localhost:KUBEPRISM_PORT, where the Cilium
     values (plans.cilium: k8sServiceHost localhost, k8sServicePort KUBEPRISM_PORT) reach the API server before any
-    Service works, and cni `none` (plans.talos), Cilium being Arda's one CNI. A later patch's value replaces an earlier
+    Service works, and cni `none` (plans.talos), Cilium being Arda's one CNI; and hostDNS on, which the generated
+    config's forwardKubeDNSToHost requires. A later patch's value replaces an earlier
     one for these scalars, so each patch that writes another is refused."""
     # Imported here: plans.talos imports the model stacks.rules is loaded beside.
     from plans.talos import KUBEPRISM_PORT
@@ -4181,6 +4182,20 @@ def _cilium_pins(p: Parsed) -> list[Problem]:
         )
         if on_prism and isinstance(prism, dict) and prism.get("enabled") is False:
             out.append(Problem(f"{at}.enabled", f"false turns KubePrism off: {where}; remove it"))
+        host_dns = features.get("hostDNS") if isinstance(features, dict) else None
+        if isinstance(host_dns, dict) and host_dns.get("enabled") is False and host_dns.get("forwardKubeDNSToHost") is not False:
+            # The provider's generator writes hostDNS {enabled: true, forwardKubeDNSToHost: true} for contracts from
+            # 1.8 (machinery v1.13.0 pkg/machinery/config/generate/worker.go:84-88, init.go), and a patch replaces only
+            # the keys it writes.
+            out.append(
+                Problem(
+                    f"{path}.machine.features.hostDNS.enabled",
+                    "false is refused: Iluvatar's generated config keeps hostDNS.forwardKubeDNSToHost true, and Talos refuses "
+                    'the machine config with "feature hostDNS.forwardKubeDNSToHost requires hostDNS.enabled to be true" '
+                    "(pkg/machinery/config/types/v1alpha1/v1alpha1_validation.go:124-127 at v1.14.0-rc.1), so pulumi up "
+                    "fails at every machine it applies to; remove it",
+                )
+            )
         port = prism.get("port") if isinstance(prism, dict) else None
         if isinstance(port, str):
             # Talos decodes the config strictly (yaml.v3 into an int field), so a quoted port fails the config itself,
