@@ -702,6 +702,22 @@ _NFS_MAX_CONNECTIONS = 16
 _MOUNT_FAILS = "so every mount of the class fails and its pods stay ContainerCreating"
 
 
+def _kernel_uint(value: str) -> int | None:
+    """value as the kernel reads an fsparam_u32 (fs/fs_parser.c fs_param_is_u32: kstrtouint with base 0, lib/kstrtox.c):
+    an optional leading +, then 0x or 0X for hex, a leading 0 for octal, decimal otherwise; None where it fails."""
+    digits = value.removeprefix("+")
+    base = 10
+    if digits[:2].lower() == "0x":
+        digits, base = digits[2:], 16
+    elif digits.startswith("0") and len(digits) > 1:
+        digits, base = digits[1:], 8
+    allowed = "0123456789abcdef"[:base]
+    if not digits or any(c not in allowed for c in digits.lower()):
+        return None
+    number = int(digits, base)
+    return number if number < 2**32 else None
+
+
 def _mount_values(options: Sequence[str]) -> Iterator[Problem]:
     """The NFS class's mount options whose value the kernel refuses: a version it has no client for, nconnect out of
     range, UDP."""
@@ -722,7 +738,7 @@ def _mount_values(options: Sequence[str]) -> Iterator[Problem]:
                     f"{_MOUNT_FAILS}; write {name}=4.2",
                 )
         elif key == "nconnect":
-            number = int(value) if value.isdigit() else None
+            number = _kernel_uint(value)
             if number is None or not 1 <= number <= _NFS_MAX_CONNECTIONS:
                 fix = 1 if number == 0 else _NFS_MAX_CONNECTIONS
                 yield Problem(
