@@ -7,10 +7,11 @@ of the others, and yields `Problem`s naming the exact config path and offending 
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_interface, ip_network
 from typing import Any, Literal
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -4061,8 +4062,8 @@ _TALOS_CONTROL_ARGS = {
         "is a machine config Talos reads before any other on every boot (constants.go:34-37 at v1.14.0-rc.1), under the one Iluvatar serves"
     ),
     "talos.experimental.wipe": (
-        "tells Talos to wipe the system disk and reboot: with any value it runs wipeDisks (ResetSystemDiskPartitions) "
-        "on every boot (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go:128-132 at v1.14.0-rc.1), so "
+        "tells Talos to wipe the system disk and reboot: with any value but an empty one it runs wipeDisks "
+        "(ResetSystemDiskPartitions) on every boot (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go:128-132 at v1.14.0-rc.1), so "
         "the machine wipes itself and reboots in a loop"
     ),
     "talos.halt_if_installed": (
@@ -4074,6 +4075,30 @@ _TALOS_CONTROL_ARGS = {
 # The arguments Talos requires on every boot (pkg/kernel/kspp/kspp.go:26-27 at v1.14.0-rc.1): removed with `-`, the
 # enforceKSPPRequirements task fails ("KSPP kernel parameter ... is required", kspp.go:38) and machined does not start.
 _KSPP_ARGS = ("slab_nomerge", "pti")
+# talos.platform picks where Talos reads its config (internal/app/machined/pkg/runtime/v1alpha1/platform at
+# v1.14.0-rc.1): only metal reads talos.config (metal/metal.go:49-54), and a name Talos does not know, or none, fails
+# CurrentPlatform (platform.go:71-87, 146-147).
+_PLATFORM = (
+    "Talos reads its machine config from the platform talos.platform names, and only metal reads the talos.config Iluvatar "
+    "serves (internal/app/machined/pkg/runtime/v1alpha1/platform/metal/metal.go:49-54 at v1.14.0-rc.1): another platform "
+    'waits for its own metadata instead, and a removed or unknown one fails with "failed to determine platform" or '
+    '"unknown platform" (platform.go:71-87, 146-147), so machined does not start'
+)
+# talos.config.oauth.* configure the OAuth2 device-authorization flow metal runs before it fetches talos.config.
+_OAUTH = (
+    "talos.config.oauth.* configure an OAuth2 device-authorization flow Talos runs before it fetches talos.config (a "
+    "client_id turns it on: metal.go:82-96, oauth2/oauth2.go:48-55 at v1.14.0-rc.1), and Iluvatar's HTTP "
+    "server does no OAuth, so every machine of the board it serves a config retries until its config load times out "
+    "and never gets it"
+)
+# Which values of those arguments act (v1alpha1_sequencer.go at v1.14.0-rc.1): wipe runs when its value is not empty
+# (SafeDeref(...) != "", :128-132), so a bare talos.experimental.wipe does nothing; halt_if_installed runs only when
+# strconv.ParseBool gives true (:134-141), so 0, false or a bare one does nothing.
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_ACTS: dict[str, Callable[[str], bool]] = {
+    "talos.experimental.wipe": lambda value: value != "",
+    "talos.halt_if_installed": lambda value: value in _GO_TRUE,
+}
 
 
 def _talos_control_args(p: Parsed) -> list[Problem]:
@@ -4083,9 +4108,14 @@ def _talos_control_args(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     for board, args in p.arda.kernel_args.items():
         for k, arg in enumerate(args):
-            key = str(arg).split("=", 1)[0]
+            key, _, value = str(arg).partition("=")
             path = f"iluvatar:arda.kernelArgs.{board}[{k}]"
-            if key in _TALOS_CONTROL_ARGS:
+            acts = _ACTS.get(key)
+            if (key == "talos.platform" and value != "metal") or key == "-talos.platform":
+                out.append(Problem(path, f"{arg} is refused: {_PLATFORM}; remove it (Iluvatar's boards run metal)"))
+            elif key.startswith("talos.config.oauth."):
+                out.append(Problem(path, f"{masked_kernel_arg(str(arg))} is refused: {_OAUTH}; remove it"))
+            elif key in _TALOS_CONTROL_ARGS and (acts is None or acts(value)):
                 shown = masked_kernel_arg(str(arg))
                 out.append(Problem(path, f"{shown} is refused: {key} {_TALOS_CONTROL_ARGS[key]}; remove it"))
             elif key.startswith("-") and key.removeprefix("-") in _KSPP_ARGS:
@@ -4101,15 +4131,43 @@ def _talos_control_args(p: Parsed) -> list[Problem]:
     return out
 
 
+def _cilium_on_kubeprism(p: Parsed, prism_port: int) -> bool:
+    """Whether the Cilium values rendered reach Arda's API server through KubePrism: Iluvatar's k8sServiceHost localhost
+    and k8sServicePort unless arda.cilium.values replace them, and no k8s.apiServerURLs (the agents' own list, which
+    stacks.chart_owned accepts only at KubePrism or Arda's VIP on 6443)."""
+    if p.arda is None:
+        return True
+    values = p.arda.cilium.values
+    k8s = values.get("k8s")
+    urls = k8s.get("apiServerURLs") if isinstance(k8s, dict) else None
+    if urls is not None and str(urls).strip():
+        return all(
+            (parsed := urlsplit(url if "//" in url else f"//{url}")).hostname in ("localhost", "127.0.0.1") and _url_port(parsed) == prism_port
+            for url in str(urls).replace(",", " ").split()
+        )
+    host = values.get("k8sServiceHost", "localhost")
+    port = values.get("k8sServicePort", prism_port)
+    return str(host) in ("localhost", "127.0.0.1") and str(port) == str(prism_port)
+
+
+def _url_port(parsed: SplitResult) -> int:
+    try:
+        return parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return 0
+
+
 def _cilium_pins(p: Parsed) -> list[Problem]:
     """A patch that undoes what Iluvatar's Cilium relies on: KubePrism on localhost:KUBEPRISM_PORT, where the Cilium
     values (plans.cilium: k8sServiceHost localhost, k8sServicePort KUBEPRISM_PORT) reach the API server before any
-    Service works, and cni `none` (plans.talos), Cilium being Arda's one CNI. A later patch's value replaces an earlier
+    Service works, and cni `none` (plans.talos), Cilium being Arda's one CNI; and hostDNS on, which the generated
+    config's forwardKubeDNSToHost requires. A later patch's value replaces an earlier
     one for these scalars, so each patch that writes another is refused."""
     # Imported here: plans.talos imports the model stacks.rules is loaded beside.
     from plans.talos import KUBEPRISM_PORT
 
     out: list[Problem] = []
+    on_prism = _cilium_on_kubeprism(p, KUBEPRISM_PORT)
     for path, patch in talos_patch_paths(p):
         if "kind" in patch:
             continue
@@ -4122,10 +4180,38 @@ def _cilium_pins(p: Parsed) -> list[Problem]:
             f"k8sServicePort: {KUBEPRISM_PORT}, plans.cilium), KubePrism's endpoint, before any Service works: with nothing "
             "listening there, no Cilium agent starts, no node gets a network and Arda stays NotReady"
         )
-        if isinstance(prism, dict) and prism.get("enabled") is False:
+        if on_prism and isinstance(prism, dict) and prism.get("enabled") is False:
             out.append(Problem(f"{at}.enabled", f"false turns KubePrism off: {where}; remove it"))
-        if isinstance(prism, dict) and "port" in prism and prism["port"] != KUBEPRISM_PORT:
-            out.append(Problem(f"{at}.port", f"{show(prism['port'])} moves KubePrism off port {KUBEPRISM_PORT}: {where}; remove it"))
+        host_dns = features.get("hostDNS") if isinstance(features, dict) else None
+        if isinstance(host_dns, dict) and host_dns.get("enabled") is False and host_dns.get("forwardKubeDNSToHost") is not False:
+            # The provider's generator writes hostDNS {enabled: true, forwardKubeDNSToHost: true} for contracts from
+            # 1.8 (machinery v1.13.0 pkg/machinery/config/generate/worker.go:84-88, init.go), and a patch replaces only
+            # the keys it writes.
+            out.append(
+                Problem(
+                    f"{path}.machine.features.hostDNS.enabled",
+                    "false is refused: Iluvatar's generated config keeps hostDNS.forwardKubeDNSToHost true, and Talos refuses "
+                    'the machine config with "feature hostDNS.forwardKubeDNSToHost requires hostDNS.enabled to be true" '
+                    "(pkg/machinery/config/types/v1alpha1/v1alpha1_validation.go:124-127 at v1.14.0-rc.1), so pulumi up "
+                    "fails at every machine it applies to; remove it",
+                )
+            )
+        port = prism.get("port") if isinstance(prism, dict) else None
+        if isinstance(port, str):
+            # Talos decodes the config strictly (yaml.v3 into an int field), so a quoted port fails the config itself,
+            # whatever endpoint Cilium uses.
+            out.append(
+                Problem(
+                    f"{at}.port",
+                    f'"{port}" is a string, and Talos takes only a number here: it refuses the machine config when it '
+                    f"decodes it; write the number unquoted (port: {port.strip() or KUBEPRISM_PORT})"
+                    if port.strip().isdigit()
+                    else f'"{port}" is a string, and Talos takes only a number here: it refuses the machine config when it '
+                    f"decodes it; remove it (KubePrism's port is {KUBEPRISM_PORT})",
+                )
+            )
+        elif on_prism and isinstance(prism, dict) and "port" in prism and port != KUBEPRISM_PORT:
+            out.append(Problem(f"{at}.port", f"{show(port)} moves KubePrism off port {KUBEPRISM_PORT}: {where}; remove it"))
         cluster = patch.get("cluster")
         network = cluster.get("network") if isinstance(cluster, dict) else None
         cni = network.get("cni") if isinstance(network, dict) else None

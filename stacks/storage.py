@@ -694,18 +694,34 @@ def check_removals(stack: StackConfig, deployed: Deployed) -> list[Problem]:
 
 # Values the kernel's NFS client refuses when it parses the options (torvalds/linux fs/nfs/fs_context.c at 0961f0c0):
 # nfs_parse_version_string knows 2, 3, 4, 4.0, 4.1 and 4.2 alone ("NFS: Unsupported NFS version"); nconnect runs from 1
-# to NFS_MAX_CONNECTIONS, 16 ("NFS: Value for 'nconnect' out of range"); and nfs_fs_context_validate refuses UDP for
-# NFSv4 ("NFS: Unsupported transport protocol udp"). A refused option fails every mount of the class, after `up`.
+# to NFS_MAX_CONNECTIONS, 16 ("NFS: Value for 'nconnect' out of range"); and, Talos's kernel being built with
+# CONFIG_NFS_DISABLE_UDP_SUPPORT, UDP for every version ("NFS: Unsupported transport protocol udp"). A refused option
+# fails every mount of the class, after `up`.
 _KERNEL_VERSIONS = ("2", "3", "4", "4.0", "4.1", "4.2")
 _NFS_MAX_CONNECTIONS = 16
 _MOUNT_FAILS = "so every mount of the class fails and its pods stay ContainerCreating"
 
 
+def _kernel_uint(value: str) -> int | None:
+    """value as the kernel reads an fsparam_u32 (fs/fs_parser.c fs_param_is_u32: kstrtouint with base 0, lib/kstrtox.c):
+    an optional leading +, then 0x or 0X for hex, a leading 0 for octal, decimal otherwise; None where it fails."""
+    digits = value.removeprefix("+")
+    base = 10
+    if digits[:2].lower() == "0x":
+        digits, base = digits[2:], 16
+    elif digits.startswith("0") and len(digits) > 1:
+        digits, base = digits[1:], 8
+    allowed = "0123456789abcdef"[:base]
+    if not digits or any(c not in allowed for c in digits.lower()):
+        return None
+    number = int(digits, base)
+    return number if number < 2**32 else None
+
+
 def _mount_values(options: Sequence[str]) -> Iterator[Problem]:
     """The NFS class's mount options whose value the kernel refuses: a version it has no client for, nconnect out of
-    range, UDP under NFSv4."""
+    range, UDP."""
     path = f"{STORAGE}.nfs.mountOptions"
-    version: tuple[int, str, str] | None = None
     udp: tuple[int, str] | None = None
     for k, option in enumerate(options):
         setting = _setting(option)
@@ -721,10 +737,8 @@ def _mount_values(options: Sequence[str]) -> Iterator[Problem]:
                     f'{", ".join(_KERNEL_VERSIONS)} and fails anything else with "NFS: Unsupported NFS version", '
                     f"{_MOUNT_FAILS}; write {name}=4.2",
                 )
-                continue
-            version = (k, option, value)
         elif key == "nconnect":
-            number = int(value) if value.isdigit() else None
+            number = _kernel_uint(value)
             if number is None or not 1 <= number <= _NFS_MAX_CONNECTIONS:
                 fix = 1 if number == 0 else _NFS_MAX_CONNECTIONS
                 yield Problem(
@@ -735,11 +749,12 @@ def _mount_values(options: Sequence[str]) -> Iterator[Problem]:
                 )
         elif key == "proto":
             udp = (k, option) if value.lower() in ("udp", "udp6") else None
-    if udp is not None and version is not None and version[2].startswith("4"):
+    if udp is not None:
         k, option = udp
         yield Problem(
             f"{path}[{k}]",
-            f"{option} with mountOptions[{version[0]}] {version[1]} is refused by the kernel: NFSv4 runs over TCP or RDMA, "
-            f'and nfs_fs_context_validate (fs/nfs/fs_context.c) fails the mount with "NFS: Unsupported transport protocol '
-            f'udp", {_MOUNT_FAILS}; remove it (the client then uses TCP)',
+            f"{option} is refused by Talos's kernel whatever the NFS version: it is built with "
+            "CONFIG_NFS_DISABLE_UDP_SUPPORT=y (siderolabs/pkgs v1.14.0 kernel/build/config-amd64:6750, config-arm64:9586), "
+            'so nfs_server_transport_udp_invalid (fs/nfs/fs_context.c) fails the mount with "NFS: Unsupported transport '
+            f'protocol udp", {_MOUNT_FAILS}; remove it (the client then uses TCP)',
         )

@@ -118,3 +118,17 @@ def test_a_serial_glob_may_match_a_disk_of_each_machine(tmp_path: Path) -> None:
 def test_nfs_mount_options_that_agree_are_accepted(options: list[str], tmp_path: Path) -> None:
     doc = edit(homelab_doc(), {"iluvatar:storage.nfs": {"server": "192.168.0.40", "share": "/volume1/kubernetes", "mountOptions": options}})
     load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [("8", 8), ("+8", 8), ("0x8", 8), ("0X10", 16), ("010", 8), ("0", 0), ("0x", None), ("08", None), ("-8", None), ("", None), ("4294967296", None)],
+)
+def test_nconnect_is_read_as_the_kernel_reads_a_u32(value: str, number: int | None) -> None:
+    # fs_param_is_u32 parses with kstrtouint(..., 0): a leading +, 0x hex and 0 octal are the same number.
+    assert facts._kernel_uint(value) == number
+
+
+@pytest.mark.parametrize("option", ["nconnect=0x8", "nconnect=+8", "nconnect=0x10", "nconnect=1", "nconnect=020"])
+def test_nconnect_in_range_in_every_form_the_kernel_reads_passes(option: str) -> None:
+    assert list(facts._mount_values([option])) == []
