@@ -13,8 +13,8 @@ from typing import Any
 
 from plans import kms, logs, metrics
 from plans.merge import deep_merge
-from plans.talos import KUBEPRISM_PORT
 from stacks.model import StackConfig
+from stacks.talos_ports import KUBEPRISM_PORT
 
 CHART = "cilium"
 REPOSITORY = "https://helm.cilium.io"

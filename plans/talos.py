@@ -19,9 +19,9 @@ from typing import Any, Literal
 from plans import apiserver, backup, imagefactory, local_volumes, logs, power, volume_encryption, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
+from stacks.talos_ports import KUBEPRISM_PORT
 
 LINK = "lan0"
-KUBEPRISM_PORT = 7445
 API_PORT = 6443
 LABEL_PREFIX = "iluvatar"
 # Block storage for Rook-Ceph and Longhorn: iSCSI and the util-linux tools they shell out to.

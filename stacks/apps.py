@@ -576,7 +576,7 @@ def address_owner(i: int, app: App) -> str:
 # listener on 127.0.0.1 counts too: an app's wildcard bind of the same port fails beside it (Linux refuses a bind beside
 # a listening socket of the port, SO_REUSEADDR or not, socket(7)). Each as the pinned programs open it:
 # - the kubelet (10250; its health endpoint 10248 on loopback) and Talos's apid (50000);
-# - KubePrism, Talos's local proxy to the API server, which Cilium reaches the API through (plans.talos KUBEPRISM_PORT,
+# - KubePrism, Talos's local proxy to the API server, which Cilium reaches the API through (stacks.talos_ports KUBEPRISM_PORT,
 #   on 127.0.0.1; machinery v1.14.1 config/types/v1alpha1/v1alpha1_features.go:32);
 # - Talos's host DNS resolver, on 127.0.0.53 and, forwarding the cluster's DNS, 169.254.116.108: the config the Talos
 #   provider generates turns it on for every contract since 1.7 (machinery v1.14.1 config/generate/init.go:93-96,

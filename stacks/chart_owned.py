@@ -22,12 +22,12 @@ from ipaddress import IPv4Network
 from typing import Any
 from urllib.parse import urlsplit
 
-from plans.talos import KUBEPRISM_PORT
 from stacks import identity as identity_rules
 from stacks.errors import Problem, show
 from stacks.model import Ainur, Arda, GitOps, Identity, Network
 from stacks.rules import CILIUM_POOL_KEY, CILIUM_TYPED, _arda_networks, cilium_ipam_mode
 from stacks.secrets import config_path
+from stacks.talos_ports import KUBEPRISM_PORT
 
 CILIUM_BASE = "iluvatar:arda.cilium.values"
 ARGOCD_BASE = "iluvatar:gitops.argocd.values"

@@ -34,6 +34,7 @@ from stacks.pi_revision import pi_revision
 from stacks.power import TALOS_LINK_ALIAS
 from stacks.reach import Clients, unreachable
 from stacks.secrets import config_path
+from stacks.talos_ports import KUBEPRISM_PORT
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -4164,7 +4165,6 @@ def _cilium_pins(p: Parsed) -> list[Problem]:
     config's forwardKubeDNSToHost requires. A later patch's value replaces an earlier
     one for these scalars, so each patch that writes another is refused."""
     # Imported here: plans.talos imports the model stacks.rules is loaded beside.
-    from plans.talos import KUBEPRISM_PORT
 
     out: list[Problem] = []
     on_prism = _cilium_on_kubeprism(p, KUBEPRISM_PORT)

@@ -92,14 +92,15 @@ def test_an_apex_host_is_covered() -> None:
 
 def test_a_host_network_apps_forbidden_ports_include_the_programs_own_host_network_listeners_on_arda() -> None:
     """stacks cannot import plans, so the machine's listeners are written there: held equal to the plans' ports."""
-    from plans import logs, monitoring, talos
+    from plans import logs, monitoring
+    from stacks import talos_ports
     from stacks.apps import NODE_LISTENERS
 
     assert NODE_LISTENERS[(logs.TELEMETRY_PORT, "tcp")] == "kept for the log collector's telemetry (with logs) on every Arda machine"
     assert NODE_LISTENERS[(logs.SERVICE_PORT, "tcp")].startswith("kept for the log collector's receiver of Talos's service logs ")
     assert NODE_LISTENERS[(logs.KERNEL_PORT, "tcp")].startswith("kept for the log collector's receiver of Talos's kernel messages ")
     assert NODE_LISTENERS[(monitoring.NODE_EXPORTER_PORT, "tcp")] == "kept for node-exporter (with monitoring) on every Arda machine"
-    assert NODE_LISTENERS[(talos.KUBEPRISM_PORT, "tcp")].startswith("taken by KubePrism, ")
+    assert NODE_LISTENERS[(talos_ports.KUBEPRISM_PORT, "tcp")].startswith("taken by KubePrism, ")
 
 
 def _arda_namespaces(files: dict[str, str]) -> set[str]:
