@@ -636,7 +636,7 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
     for pool in (c for c in nets if c.key == "cilium"):
         for service in (s for s in services if pool.net.overlaps(s.net)):
             assert pool.path is not None  # a Cilium pool is always a key's: its list's, or ipam.mode's
-            instead = next((f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t != pool.net)), "<a free range>")
+            instead = _free_pod_range([pool], taken, "<a free range>")
             said = f"{pool.net} ({pool.source})"
             fix = f"write {instead}"
             if pool.path.endswith(".mode"):
@@ -675,6 +675,19 @@ def _arda_own_networks(p: Parsed, arda: Arda, nets: Sequence[_ClusterNet], taken
     return out
 
 
+def _pool_shares(pools: Sequence[_ClusterNet], mask: object) -> int | None:
+    """How many /mask shares Cilium's operator can hand out of pools, a share per machine (None: no mask it takes)."""
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask <= 32:
+        return None
+    return sum(1 << (mask - c.net.prefixlen) for c in pools if c.net.prefixlen <= mask)
+
+
+def _free_pod_range(pools: Sequence[_ClusterNet], taken: Sequence[IPv4Network], none: str = "a larger range") -> str:
+    """The first of the usual pod ranges that meets none of the networks taken but the pools' own (none: none does)."""
+    own = [c.net for c in pools]
+    return next((f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t not in own)), none)
+
+
 # The share of a cluster-pool each machine gets, unless ipam.operator.clusterPoolIPv4MaskSize says otherwise (cilium
 # 1.18.4 values.yaml:2012).
 CILIUM_POOL_MASK_DEFAULT = 24
@@ -686,17 +699,13 @@ def _cilium_pool_size(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequence[I
     pools = [c for c in nets if c.key == "cilium" and "multi-pool" not in c.source]  # a multi-pool pool has its own size
     operator = arda.cilium.values.get("ipam", {}).get("operator") if isinstance(arda.cilium.values.get("ipam"), dict) else None
     mask = operator.get("clusterPoolIPv4MaskSize", CILIUM_POOL_MASK_DEFAULT) if isinstance(operator, dict) else CILIUM_POOL_MASK_DEFAULT
-    if not pools or not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask <= 32:
-        return []
-    shares = sum(2 ** (mask - c.net.prefixlen) for c in pools if c.net.prefixlen <= mask)
-    if shares >= machines:
+    shares = _pool_shares(pools, mask)
+    if not pools or shares is None or shares >= machines:
         return []
     last = pools[-1]
     assert last.path is not None
     written = ", ".join(str(c.net) for c in pools)
-    instead = next(
-        (f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t not in [c.net for c in pools])), "a larger range"
-    )
+    instead = _free_pod_range(pools, taken)
     return [
         Problem(
             last.path,
@@ -721,9 +730,7 @@ def _cilium_default_pool(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequenc
         return []
     base = "iluvatar:arda.cilium.values.ipam"
     pools = [c for c in nets if c.key == "cilium" and c.source == f"Cilium's multi-pool pool {CILIUM_DEFAULT_POOL}"]
-    instead = next(
-        (f for f in _FREE["podSubnets"] if not any(IPv4Network(f).overlaps(t) for t in taken if t not in [c.net for c in pools])), "a larger range"
-    )
+    instead = _free_pod_range(pools, taken)
     if not pools:
         return [
             Problem(
@@ -737,10 +744,8 @@ def _cilium_default_pool(arda: Arda, nets: Sequence[_ClusterNet], taken: Sequenc
     ipam = arda.cilium.values["ipam"]
     spec = ipam["operator"]["autoCreateCiliumPodIPPools"][CILIUM_DEFAULT_POOL]
     mask = spec["ipv4"].get("maskSize")
-    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask <= 32:
-        return []
-    shares = sum(2 ** (mask - c.net.prefixlen) for c in pools if c.net.prefixlen <= mask)
-    if shares >= machines:
+    shares = _pool_shares(pools, mask)
+    if shares is None or shares >= machines:
         return []
     last = pools[-1]
     assert last.path is not None
